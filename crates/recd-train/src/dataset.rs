@@ -1,0 +1,646 @@
+//! Interactions: raw events with string ids → dense indices, confidence inputs and a CSR matrix.
+//!
+//! A raw [`Interaction`] is what a file or the event log holds: external user and item ids,
+//! the event [`Kind`], an optional value (rating stars or dwell seconds) and a timestamp.
+//! [`Interactions::from_raw`] maps ids to dense `u32` indices ([`IdMap`]) and turns each
+//! event into a *confidence input* `w ≥ 0` with [`ConfidenceWeights`]. Models see the
+//! user × item matrix of summed `w` ([`Interactions::user_item_matrix`]); implicit ALS then
+//! uses the confidence `c = 1 + alpha · w` of Hu, Koren & Volinsky.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// The type of an event, as in API.md's `Event.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// The item was shown in detail.
+    View,
+    /// The user clicked the item.
+    Click,
+    /// The user stayed on the item `value` seconds.
+    Dwell,
+    /// The item went into the cart.
+    AddToCart,
+    /// The item was bought.
+    Purchase,
+    /// An explicit rating, `value` stars (0.5–5).
+    Rating,
+}
+
+impl Kind {
+    /// The API spelling (`"add_to_cart"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::View => "view",
+            Kind::Click => "click",
+            Kind::Dwell => "dwell",
+            Kind::AddToCart => "add_to_cart",
+            Kind::Purchase => "purchase",
+            Kind::Rating => "rating",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "view" => Kind::View,
+            "click" => Kind::Click,
+            "dwell" => Kind::Dwell,
+            "add_to_cart" => Kind::AddToCart,
+            "purchase" => Kind::Purchase,
+            "rating" => Kind::Rating,
+            other => {
+                return Err(format!(
+                    "unknown event type {other:?} (expected view, click, dwell, add_to_cart, purchase or rating)"
+                ));
+            }
+        })
+    }
+}
+
+/// One raw event with external ids, as read from a file or the event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interaction {
+    /// External user id.
+    pub user: String,
+    /// External item id.
+    pub item: String,
+    /// Event type.
+    pub kind: Kind,
+    /// Stars for `rating`, seconds for `dwell`, otherwise unused.
+    pub value: Option<f64>,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+}
+
+/// How an event becomes a confidence input `w` (ALS uses `c = 1 + alpha · w`).
+///
+/// Defaults and why:
+/// - The commerce funnel `view 1 < click 2 < add_to_cart 4 < purchase 8`: each step is
+///   roughly a few times rarer and a stronger statement of preference than the one before,
+///   so it doubles the weight; the ratio matters, the scale is absorbed by `alpha`.
+/// - `dwell`: `dwell_per_second · min(seconds, dwell_cap_seconds)` = 0.05/s capped at 120 s,
+///   i.e. at most 6 (between add-to-cart and purchase): a long read is strong interest, but
+///   a tab left open for an hour is not 30× stronger than two minutes. A dwell without a
+///   value counts like a view.
+/// - `rating`: `rating_scale · max(stars − rating_offset, 0)` with offset 0 and scale 1, i.e.
+///   `w = stars`. On MovieLens every rating means "watched", which is the signal the
+///   top-k protocol tests, so low ratings stay positives with low confidence. Set
+///   `rating_offset = 2.5` to drop ≤ 2.5-star ratings as positives instead (events with
+///   `w ≤ 0` are skipped).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfidenceWeights {
+    /// Weight of a view.
+    pub view: f32,
+    /// Weight of a click.
+    pub click: f32,
+    /// Weight of an add-to-cart.
+    pub add_to_cart: f32,
+    /// Weight of a purchase.
+    pub purchase: f32,
+    /// Weight per dwell second.
+    pub dwell_per_second: f32,
+    /// Dwell seconds beyond this add nothing.
+    pub dwell_cap_seconds: f32,
+    /// Stars at or below this give no positive signal.
+    pub rating_offset: f32,
+    /// Weight per star above `rating_offset`.
+    pub rating_scale: f32,
+}
+
+impl Default for ConfidenceWeights {
+    fn default() -> Self {
+        Self {
+            view: 1.0,
+            click: 2.0,
+            add_to_cart: 4.0,
+            purchase: 8.0,
+            dwell_per_second: 0.05,
+            dwell_cap_seconds: 120.0,
+            rating_offset: 0.0,
+            rating_scale: 1.0,
+        }
+    }
+}
+
+impl ConfidenceWeights {
+    /// The confidence input of one event; `0` (or less) means "not a positive".
+    /// Non-finite values count as absent.
+    pub fn weight(&self, kind: Kind, value: Option<f64>) -> f32 {
+        let value = value.filter(|v| v.is_finite()).map(|v| v as f32);
+        match kind {
+            Kind::View => self.view,
+            Kind::Click => self.click,
+            Kind::AddToCart => self.add_to_cart,
+            Kind::Purchase => self.purchase,
+            Kind::Dwell => match value {
+                Some(s) => self.dwell_per_second * s.clamp(0.0, self.dwell_cap_seconds),
+                None => self.view,
+            },
+            Kind::Rating => match value {
+                Some(r) => self.rating_scale * (r - self.rating_offset).max(0.0),
+                None => self.view,
+            },
+        }
+    }
+}
+
+/// A bijection between external string ids and dense `u32` indices (in first-seen order).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IdMap {
+    ids: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl IdMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The index of `id`, inserting it if new.
+    pub fn get_or_insert(&mut self, id: &str) -> u32 {
+        if let Some(&i) = self.index.get(id) {
+            return i;
+        }
+        let i = self.ids.len() as u32;
+        self.ids.push(id.to_owned());
+        self.index.insert(id.to_owned(), i);
+        i
+    }
+
+    /// The index of `id`, if known.
+    pub fn get(&self, id: &str) -> Option<u32> {
+        self.index.get(id).copied()
+    }
+
+    /// The external id of index `i`, if in range.
+    pub fn id(&self, i: u32) -> Option<&str> {
+        self.ids.get(i as usize).map(String::as_str)
+    }
+
+    /// All external ids, by index.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    /// Number of ids.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when no id is known.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+impl FromIterator<String> for IdMap {
+    fn from_iter<T: IntoIterator<Item = String>>(iter: T) -> Self {
+        let mut m = IdMap::new();
+        for id in iter {
+            m.get_or_insert(&id);
+        }
+        m
+    }
+}
+
+/// Events with dense indices, column-wise. Splits share the id maps (`Arc`), so an index
+/// means the same user or item in the train and test halves.
+#[derive(Debug, Clone)]
+pub struct Interactions {
+    /// User index of each event.
+    pub users: Vec<u32>,
+    /// Item index of each event.
+    pub items: Vec<u32>,
+    /// Confidence input `w > 0` of each event.
+    pub weights: Vec<f32>,
+    /// Timestamp (ms since the epoch) of each event.
+    pub timestamps: Vec<i64>,
+    user_ids: Arc<IdMap>,
+    item_ids: Arc<IdMap>,
+}
+
+impl Interactions {
+    /// Map raw events to indices and confidence inputs. Events whose weight is not
+    /// positive (e.g. a rating at or below `rating_offset`) are dropped; the second value
+    /// counts them. Ids are registered only for kept events.
+    pub fn from_raw<I>(raw: I, weights: &ConfidenceWeights) -> (Self, usize)
+    where
+        I: IntoIterator<Item = Interaction>,
+    {
+        Self::from_raw_with_items(raw, weights, IdMap::new())
+    }
+
+    /// Like [`Interactions::from_raw`], but starting from a known catalog: every item in
+    /// `items` is part of the catalog (coverage counts it) even without events.
+    pub fn from_raw_with_items<I>(
+        raw: I,
+        weights: &ConfidenceWeights,
+        items: IdMap,
+    ) -> (Self, usize)
+    where
+        I: IntoIterator<Item = Interaction>,
+    {
+        let mut user_ids = IdMap::new();
+        let mut item_ids = items;
+        let mut out = Self::empty(Arc::new(IdMap::new()), Arc::new(IdMap::new()));
+        let mut skipped = 0;
+        for ev in raw {
+            let w = weights.weight(ev.kind, ev.value);
+            if w.is_nan() || w <= 0.0 {
+                skipped += 1;
+                continue;
+            }
+            out.users.push(user_ids.get_or_insert(&ev.user));
+            out.items.push(item_ids.get_or_insert(&ev.item));
+            out.weights.push(w);
+            out.timestamps.push(ev.timestamp_ms);
+        }
+        out.user_ids = Arc::new(user_ids);
+        out.item_ids = Arc::new(item_ids);
+        (out, skipped)
+    }
+
+    /// No events, with the given id maps.
+    pub fn empty(user_ids: Arc<IdMap>, item_ids: Arc<IdMap>) -> Self {
+        Self {
+            users: Vec::new(),
+            items: Vec::new(),
+            weights: Vec::new(),
+            timestamps: Vec::new(),
+            user_ids,
+            item_ids,
+        }
+    }
+
+    /// Build from columns (tests, or callers that have their own indices).
+    ///
+    /// # Panics
+    /// If the columns differ in length or an index is out of range of its map: a
+    /// programming error, not an input error.
+    pub fn from_parts(
+        users: Vec<u32>,
+        items: Vec<u32>,
+        weights: Vec<f32>,
+        timestamps: Vec<i64>,
+        user_ids: Arc<IdMap>,
+        item_ids: Arc<IdMap>,
+    ) -> Self {
+        assert!(
+            users.len() == items.len()
+                && items.len() == weights.len()
+                && weights.len() == timestamps.len(),
+            "column lengths differ"
+        );
+        assert!(
+            users.iter().all(|&u| (u as usize) < user_ids.len()),
+            "user index out of range"
+        );
+        assert!(
+            items.iter().all(|&i| (i as usize) < item_ids.len()),
+            "item index out of range"
+        );
+        Self {
+            users,
+            items,
+            weights,
+            timestamps,
+            user_ids,
+            item_ids,
+        }
+    }
+
+    /// A synthetic data set for tests: users and items named by their index.
+    pub fn from_indices(n_users: usize, n_items: usize, events: &[(u32, u32, f32, i64)]) -> Self {
+        let user_ids: IdMap = (0..n_users).map(|u| format!("u{u}")).collect();
+        let item_ids: IdMap = (0..n_items).map(|i| format!("i{i}")).collect();
+        Self::from_parts(
+            events.iter().map(|e| e.0).collect(),
+            events.iter().map(|e| e.1).collect(),
+            events.iter().map(|e| e.2).collect(),
+            events.iter().map(|e| e.3).collect(),
+            Arc::new(user_ids),
+            Arc::new(item_ids),
+        )
+    }
+
+    /// The events at positions `idx`, sharing this set's id maps.
+    pub fn subset(&self, idx: &[usize]) -> Self {
+        Self {
+            users: idx.iter().map(|&i| self.users[i]).collect(),
+            items: idx.iter().map(|&i| self.items[i]).collect(),
+            weights: idx.iter().map(|&i| self.weights[i]).collect(),
+            timestamps: idx.iter().map(|&i| self.timestamps[i]).collect(),
+            user_ids: Arc::clone(&self.user_ids),
+            item_ids: Arc::clone(&self.item_ids),
+        }
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// True when there are no events.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Number of known users (the id map's size, not only those with events here).
+    pub fn n_users(&self) -> usize {
+        self.user_ids.len()
+    }
+
+    /// Number of known items: the catalog.
+    pub fn n_items(&self) -> usize {
+        self.item_ids.len()
+    }
+
+    /// User id map.
+    pub fn user_ids(&self) -> &Arc<IdMap> {
+        &self.user_ids
+    }
+
+    /// Item id map.
+    pub fn item_ids(&self) -> &Arc<IdMap> {
+        &self.item_ids
+    }
+
+    /// The `n_users × n_items` matrix of summed confidence inputs `w`.
+    pub fn user_item_matrix(&self) -> Csr {
+        Csr::from_triplets(
+            self.n_users(),
+            self.n_items(),
+            self.users
+                .iter()
+                .zip(&self.items)
+                .zip(&self.weights)
+                .map(|((&u, &i), &w)| (u, i, w)),
+        )
+    }
+
+    /// For each user, the sorted distinct items they interacted with.
+    pub fn items_by_user(&self) -> Vec<Vec<u32>> {
+        let mut by_user = vec![Vec::new(); self.n_users()];
+        for (&u, &i) in self.users.iter().zip(&self.items) {
+            by_user[u as usize].push(i);
+        }
+        for v in &mut by_user {
+            v.sort_unstable();
+            v.dedup();
+        }
+        by_user
+    }
+
+    /// For each item, the number of distinct users who interacted with it.
+    pub fn item_user_counts(&self) -> Vec<u32> {
+        let m = self.user_item_matrix();
+        let mut counts = vec![0u32; self.n_items()];
+        for &i in &m.indices {
+            counts[i as usize] += 1;
+        }
+        counts
+    }
+}
+
+/// A compressed sparse row matrix with `f32` values and sorted, distinct column indices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Csr {
+    /// Number of rows.
+    pub rows: usize,
+    /// Number of columns.
+    pub cols: usize,
+    /// Row `r` is `indices[indptr[r]..indptr[r + 1]]`.
+    pub indptr: Vec<usize>,
+    /// Column index of each stored value.
+    pub indices: Vec<u32>,
+    /// The stored values.
+    pub data: Vec<f32>,
+}
+
+impl Csr {
+    /// Build from `(row, col, value)` triplets; duplicates are summed.
+    ///
+    /// # Panics
+    /// If a row or column index is out of range (a programming error).
+    pub fn from_triplets(
+        rows: usize,
+        cols: usize,
+        triplets: impl IntoIterator<Item = (u32, u32, f32)>,
+    ) -> Self {
+        let mut t: Vec<(u32, u32, f32)> = triplets.into_iter().collect();
+        t.sort_unstable_by_key(|&(r, c, _)| (r, c));
+        let mut indptr = vec![0usize; rows + 1];
+        let mut indices = Vec::with_capacity(t.len());
+        let mut data: Vec<f32> = Vec::with_capacity(t.len());
+        let mut last: Option<(u32, u32)> = None;
+        for (r, c, v) in t {
+            assert!(
+                (r as usize) < rows && (c as usize) < cols,
+                "triplet out of range"
+            );
+            if last == Some((r, c)) {
+                if let Some(d) = data.last_mut() {
+                    *d += v;
+                }
+                continue;
+            }
+            last = Some((r, c));
+            indptr[r as usize + 1] += 1;
+            indices.push(c);
+            data.push(v);
+        }
+        for r in 0..rows {
+            indptr[r + 1] += indptr[r];
+        }
+        Self {
+            rows,
+            cols,
+            indptr,
+            indices,
+            data,
+        }
+    }
+
+    /// Number of stored values.
+    pub fn nnz(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// Column indices and values of row `r`.
+    pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
+        let (a, b) = (self.indptr[r], self.indptr[r + 1]);
+        (&self.indices[a..b], &self.data[a..b])
+    }
+
+    /// The transpose (again with sorted indices).
+    pub fn transpose(&self) -> Csr {
+        let mut indptr = vec![0usize; self.cols + 1];
+        for &c in &self.indices {
+            indptr[c as usize + 1] += 1;
+        }
+        for c in 0..self.cols {
+            indptr[c + 1] += indptr[c];
+        }
+        let mut next = indptr.clone();
+        let mut indices = vec![0u32; self.nnz()];
+        let mut data = vec![0f32; self.nnz()];
+        for r in 0..self.rows {
+            let (cols, vals) = self.row(r);
+            for (&c, &v) in cols.iter().zip(vals) {
+                let slot = &mut next[c as usize];
+                indices[*slot] = r as u32;
+                data[*slot] = v;
+                *slot += 1;
+            }
+        }
+        Csr {
+            rows: self.cols,
+            cols: self.rows,
+            indptr,
+            indices,
+            data,
+        }
+    }
+
+    /// A copy with every value mapped through `f` (e.g. `w ↦ 1 + alpha·w`).
+    pub fn map_values(&self, f: impl Fn(f32) -> f32) -> Csr {
+        Csr {
+            data: self.data.iter().map(|&v| f(v)).collect(),
+            ..self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(user: &str, item: &str, kind: Kind, value: Option<f64>) -> Interaction {
+        Interaction {
+            user: user.into(),
+            item: item.into(),
+            kind,
+            value,
+            timestamp_ms: 0,
+        }
+    }
+
+    #[test]
+    fn default_weights_order_the_funnel_and_cap_dwell() {
+        let w = ConfidenceWeights::default();
+        let v = w.weight(Kind::View, None);
+        let c = w.weight(Kind::Click, None);
+        let a = w.weight(Kind::AddToCart, None);
+        let p = w.weight(Kind::Purchase, None);
+        assert!(v < c && c < a && a < p);
+        assert_eq!(w.weight(Kind::Dwell, Some(10.0)), 0.5);
+        assert_eq!(w.weight(Kind::Dwell, Some(1e6)), 6.0);
+        assert_eq!(w.weight(Kind::Dwell, Some(-3.0)), 0.0);
+        assert_eq!(w.weight(Kind::Dwell, None), v);
+        assert_eq!(w.weight(Kind::Rating, Some(4.5)), 4.5);
+        assert_eq!(w.weight(Kind::Rating, Some(f64::NAN)), v);
+        let shifted = ConfidenceWeights {
+            rating_offset: 2.5,
+            ..Default::default()
+        };
+        assert_eq!(shifted.weight(Kind::Rating, Some(2.0)), 0.0);
+        assert_eq!(shifted.weight(Kind::Rating, Some(4.0)), 1.5);
+    }
+
+    #[test]
+    fn weights_deserialize_with_defaults_and_reject_unknown_keys() {
+        let w: ConfidenceWeights = serde_json::from_str(r#"{"purchase": 20}"#).unwrap();
+        assert_eq!(w.purchase, 20.0);
+        assert_eq!(w.view, 1.0);
+        assert!(serde_json::from_str::<ConfidenceWeights>(r#"{"purchse": 20}"#).is_err());
+    }
+
+    #[test]
+    fn kind_parses_api_spelling() {
+        for k in [
+            Kind::View,
+            Kind::Click,
+            Kind::Dwell,
+            Kind::AddToCart,
+            Kind::Purchase,
+            Kind::Rating,
+        ] {
+            assert_eq!(k.as_str().parse::<Kind>(), Ok(k));
+        }
+        assert!("like".parse::<Kind>().is_err());
+    }
+
+    #[test]
+    fn from_raw_maps_ids_and_drops_non_positive() {
+        let shifted = ConfidenceWeights {
+            rating_offset: 2.5,
+            ..Default::default()
+        };
+        let raw = vec![
+            ev("a", "x", Kind::View, None),
+            ev("b", "y", Kind::Rating, Some(1.0)),
+            ev("b", "x", Kind::Purchase, None),
+            ev("a", "x", Kind::Click, None),
+        ];
+        let (it, skipped) = Interactions::from_raw(raw, &shifted);
+        assert_eq!(skipped, 1);
+        assert_eq!(it.len(), 3);
+        assert_eq!(it.n_users(), 2);
+        assert_eq!(it.n_items(), 1, "y only had a dropped event");
+        assert_eq!(it.user_ids().get("b"), Some(1));
+        assert_eq!(it.item_ids().id(0), Some("x"));
+        let m = it.user_item_matrix();
+        assert_eq!(
+            m.row(0),
+            (&[0u32][..], &[3.0f32][..]),
+            "view + click summed"
+        );
+        assert_eq!(m.row(1), (&[0u32][..], &[8.0f32][..]));
+    }
+
+    #[test]
+    fn csr_sums_duplicates_and_transposes() {
+        let m = Csr::from_triplets(2, 3, [(1, 2, 1.0), (0, 1, 2.0), (1, 0, 3.0), (1, 2, 0.5)]);
+        assert_eq!(m.indptr, vec![0, 1, 3]);
+        assert_eq!(m.indices, vec![1, 0, 2]);
+        assert_eq!(m.data, vec![2.0, 3.0, 1.5]);
+        let t = m.transpose();
+        assert_eq!((t.rows, t.cols), (3, 2));
+        assert_eq!(t.row(0), (&[1u32][..], &[3.0f32][..]));
+        assert_eq!(t.row(1), (&[0u32][..], &[2.0f32][..]));
+        assert_eq!(t.row(2), (&[1u32][..], &[1.5f32][..]));
+        assert_eq!(t.transpose(), m);
+    }
+
+    #[test]
+    fn items_by_user_are_sorted_and_distinct() {
+        let it = Interactions::from_indices(
+            2,
+            3,
+            &[
+                (0, 2, 1.0, 0),
+                (0, 1, 1.0, 1),
+                (0, 2, 1.0, 2),
+                (1, 0, 1.0, 3),
+            ],
+        );
+        assert_eq!(it.items_by_user(), vec![vec![1, 2], vec![0]]);
+        assert_eq!(it.item_user_counts(), vec![1, 1, 1]);
+    }
+}

@@ -1,0 +1,757 @@
+//! Readers: the GroupLens MovieLens layouts and generic jsonl / csv interaction files.
+//!
+//! [`load_movielens`] recognises a folder by its files:
+//! - ml-100k: `u.data` (tab-separated `user item rating unix-seconds`) and `u.item`
+//!   (pipe-separated, 19 genre flags, Latin-1);
+//! - ml-1m: `ratings.dat` (`::`-separated) and `movies.dat` (`id::Title (Year)::G1|G2`, Latin-1);
+//! - ml-latest(-small): `ratings.csv` and `movies.csv` (UTF-8, quoted titles, CRLF).
+//!
+//! Ratings become [`Interaction`]s of kind [`Kind::Rating`] with the stars as value and the
+//! timestamp in milliseconds. Movies come out as [`Movie`] with the year split off the title.
+//!
+//! [`read_interactions`] reads `--interactions FILE`: jsonl lines
+//! `{"user_id","item_id","type","value","timestamp"}` or a csv file with the header
+//! `user_id,item_id,type,value,timestamp`; the timestamp is epoch milliseconds or RFC 3339.
+//! Every malformed record is an error naming the file and line.
+
+use std::fs;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{Interaction, Kind};
+use crate::error::{Result, TrainError};
+
+/// A movie of the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Movie {
+    /// MovieLens movie id.
+    pub id: String,
+    /// Title without the trailing "(year)".
+    pub title: String,
+    /// Genres (none for "(no genres listed)" or all-zero flags).
+    pub genres: Vec<String>,
+    /// Release year, when the title carries one.
+    pub year: Option<i32>,
+}
+
+/// Which GroupLens layout a folder has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// `u.data` + `u.item`.
+    Ml100k,
+    /// `ratings.dat` + `movies.dat`.
+    Ml1m,
+    /// `ratings.csv` + `movies.csv`.
+    MlLatest,
+}
+
+/// A loaded MovieLens folder.
+#[derive(Debug, Clone)]
+pub struct MovieLens {
+    /// The layout found.
+    pub layout: Layout,
+    /// The movies (empty if the movie file is absent).
+    pub movies: Vec<Movie>,
+    /// The ratings, in file order.
+    pub ratings: Vec<Interaction>,
+}
+
+/// The ml-100k genre names, in flag order (as in its `u.genre`).
+const ML100K_GENRES: [&str; 19] = [
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+];
+
+/// Which layout `dir` holds, by its ratings file.
+pub fn detect_layout(dir: &Path) -> Result<Layout> {
+    if dir.join("u.data").is_file() {
+        Ok(Layout::Ml100k)
+    } else if dir.join("ratings.dat").is_file() {
+        Ok(Layout::Ml1m)
+    } else if dir.join("ratings.csv").is_file() {
+        Ok(Layout::MlLatest)
+    } else {
+        Err(TrainError::UnknownLayout {
+            path: dir.to_owned(),
+        })
+    }
+}
+
+/// Load a MovieLens folder of any of the three layouts.
+pub fn load_movielens(dir: &Path) -> Result<MovieLens> {
+    let layout = detect_layout(dir)?;
+    let (ratings_file, movies_file) = match layout {
+        Layout::Ml100k => ("u.data", "u.item"),
+        Layout::Ml1m => ("ratings.dat", "movies.dat"),
+        Layout::MlLatest => ("ratings.csv", "movies.csv"),
+    };
+    let ratings_path = dir.join(ratings_file);
+    let ratings = match layout {
+        Layout::Ml100k => parse_separated_ratings(&ratings_path, &read(&ratings_path)?, "\t")?,
+        Layout::Ml1m => parse_separated_ratings(&ratings_path, &read(&ratings_path)?, "::")?,
+        Layout::MlLatest => parse_latest_ratings(&ratings_path, &read(&ratings_path)?)?,
+    };
+    let movies_path = dir.join(movies_file);
+    let movies = if movies_path.is_file() {
+        let bytes = read(&movies_path)?;
+        match layout {
+            Layout::Ml100k => parse_100k_movies(&movies_path, &latin1(&bytes))?,
+            Layout::Ml1m => parse_1m_movies(&movies_path, &latin1(&bytes))?,
+            Layout::MlLatest => parse_latest_movies(&movies_path, &bytes)?,
+        }
+    } else {
+        tracing::warn!(path = %movies_path.display(), "no movie file: items get no titles or genres");
+        Vec::new()
+    };
+    Ok(MovieLens {
+        layout,
+        movies,
+        ratings,
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|e| TrainError::io(path, e))
+}
+
+/// Latin-1 bytes → String (every byte is the code point of the same value).
+pub fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| b as char).collect()
+}
+
+/// Split "Title (1995)" into ("Title", Some(1995)); also "(2006–2007)" ranges.
+pub fn split_title_year(raw: &str) -> (String, Option<i32>) {
+    let t = raw.trim();
+    if let (Some(open), true) = (t.rfind('('), t.ends_with(')')) {
+        let inner = t[open + 1..t.len() - 1].trim();
+        let digits: String = inner.chars().take_while(char::is_ascii_digit).collect();
+        let rest_ok = inner[digits.len()..]
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '-' || c == '–' || c == ' ');
+        if digits.len() == 4 && rest_ok {
+            if let Ok(year) = digits.parse() {
+                return (t[..open].trim_end().to_owned(), Some(year));
+            }
+        }
+    }
+    (t.to_owned(), None)
+}
+
+fn lines(bytes: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+    bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(n, l)| (n as u64 + 1, l.strip_suffix(b"\r").unwrap_or(l)))
+        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+}
+
+fn parse_num<T: std::str::FromStr>(path: &Path, line: u64, field: &str, s: &str) -> Result<T> {
+    s.trim()
+        .parse()
+        .map_err(|_| TrainError::bad(path, line, format!("{field}: not a number: {s:?}")))
+}
+
+fn rating(
+    path: &Path,
+    line: u64,
+    user: &str,
+    item: &str,
+    stars: &str,
+    ts: &str,
+) -> Result<Interaction> {
+    let stars: f64 = parse_num(path, line, "rating", stars)?;
+    if !stars.is_finite() {
+        return Err(TrainError::bad(path, line, "rating is not finite"));
+    }
+    let seconds: i64 = parse_num(path, line, "timestamp", ts)?;
+    let (user, item) = (user.trim(), item.trim());
+    if user.is_empty() || item.is_empty() {
+        return Err(TrainError::bad(path, line, "empty user or item id"));
+    }
+    Ok(Interaction {
+        user: user.to_owned(),
+        item: item.to_owned(),
+        kind: Kind::Rating,
+        value: Some(stars),
+        timestamp_ms: seconds.saturating_mul(1000),
+    })
+}
+
+fn parse_separated_ratings(path: &Path, bytes: &[u8], sep: &str) -> Result<Vec<Interaction>> {
+    let mut out = Vec::new();
+    for (n, l) in lines(bytes) {
+        let l = std::str::from_utf8(l).map_err(|_| TrainError::bad(path, n, "not UTF-8"))?;
+        let f: Vec<&str> = l.split(sep).collect();
+        if f.len() != 4 {
+            return Err(TrainError::bad(
+                path,
+                n,
+                format!("expected 4 fields separated by {sep:?}, found {}", f.len()),
+            ));
+        }
+        out.push(rating(path, n, f[0], f[1], f[2], f[3])?);
+    }
+    Ok(out)
+}
+
+fn parse_latest_ratings(path: &Path, bytes: &[u8]) -> Result<Vec<Interaction>> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(bytes);
+    let mut out = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| csv_error(path, &e))?;
+        let line = rec.position().map_or(0, csv::Position::line);
+        if rec.len() != 4 {
+            return Err(TrainError::bad(
+                path,
+                line,
+                format!(
+                    "expected userId,movieId,rating,timestamp, found {} fields",
+                    rec.len()
+                ),
+            ));
+        }
+        out.push(rating(path, line, &rec[0], &rec[1], &rec[2], &rec[3])?);
+    }
+    Ok(out)
+}
+
+fn csv_error(path: &Path, e: &csv::Error) -> TrainError {
+    let line = e.position().map_or(0, csv::Position::line);
+    TrainError::bad(path, line, e.to_string())
+}
+
+fn parse_100k_movies(path: &Path, text: &str) -> Result<Vec<Movie>> {
+    let mut out = Vec::new();
+    for (n, l) in text.lines().enumerate() {
+        let n = n as u64 + 1;
+        if l.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = l.split('|').collect();
+        if f.len() != 5 + ML100K_GENRES.len() {
+            return Err(TrainError::bad(
+                path,
+                n,
+                format!(
+                    "expected {} |-separated fields, found {}",
+                    5 + ML100K_GENRES.len(),
+                    f.len()
+                ),
+            ));
+        }
+        let mut genres = Vec::new();
+        for (flag, name) in f[5..].iter().zip(ML100K_GENRES) {
+            match flag.trim() {
+                "1" => genres.push(name.to_owned()),
+                "0" => {}
+                other => {
+                    return Err(TrainError::bad(
+                        path,
+                        n,
+                        format!("genre flag {other:?} is not 0 or 1"),
+                    ));
+                }
+            }
+        }
+        let (title, year) = split_title_year(f[1]);
+        // The release date ("01-Jan-1995") gives the year when the title does not.
+        let year = year.or_else(|| f[2].rsplit('-').next().and_then(|y| y.trim().parse().ok()));
+        out.push(Movie {
+            id: f[0].trim().to_owned(),
+            title,
+            genres,
+            year,
+        });
+    }
+    Ok(out)
+}
+
+fn genre_list(s: &str) -> Vec<String> {
+    let s = s.trim();
+    if s.is_empty() || s == "(no genres listed)" {
+        return Vec::new();
+    }
+    s.split('|')
+        .map(|g| g.trim().to_owned())
+        .filter(|g| !g.is_empty())
+        .collect()
+}
+
+fn parse_1m_movies(path: &Path, text: &str) -> Result<Vec<Movie>> {
+    let mut out = Vec::new();
+    for (n, l) in text.lines().enumerate() {
+        let n = n as u64 + 1;
+        if l.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = l.split("::").collect();
+        if f.len() != 3 {
+            return Err(TrainError::bad(
+                path,
+                n,
+                format!("expected id::title::genres, found {} fields", f.len()),
+            ));
+        }
+        let (title, year) = split_title_year(f[1]);
+        out.push(Movie {
+            id: f[0].trim().to_owned(),
+            title,
+            genres: genre_list(f[2]),
+            year,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_latest_movies(path: &Path, bytes: &[u8]) -> Result<Vec<Movie>> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(bytes);
+    let mut out = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| csv_error(path, &e))?;
+        let line = rec.position().map_or(0, csv::Position::line);
+        if rec.len() != 3 {
+            return Err(TrainError::bad(
+                path,
+                line,
+                format!("expected movieId,title,genres, found {} fields", rec.len()),
+            ));
+        }
+        let (title, year) = split_title_year(&rec[1]);
+        out.push(Movie {
+            id: rec[0].trim().to_owned(),
+            title,
+            genres: genre_list(&rec[2]),
+            year,
+        });
+    }
+    Ok(out)
+}
+
+/// Format of an interactions file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// `user_id,item_id,type,value,timestamp` with a header.
+    Csv,
+    /// A MovieLens folder.
+    Movielens,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "jsonl" => Ok(Format::Jsonl),
+            "csv" => Ok(Format::Csv),
+            "movielens" => Ok(Format::Movielens),
+            other => Err(format!(
+                "unknown format {other:?} (expected jsonl, csv or movielens)"
+            )),
+        }
+    }
+}
+
+impl Format {
+    /// Guess from the path: a directory is MovieLens, `.csv` is csv, anything else jsonl.
+    pub fn guess(path: &Path) -> Format {
+        if path.is_dir() {
+            Format::Movielens
+        } else if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        {
+            Format::Csv
+        } else {
+            Format::Jsonl
+        }
+    }
+}
+
+/// What `recd eval --interactions PATH` loads: interactions plus, for MovieLens, the movies.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The events.
+    pub interactions: Vec<Interaction>,
+    /// The catalog when the source has one (MovieLens), else empty.
+    pub movies: Vec<Movie>,
+    /// A short name of the data set (folder or file name).
+    pub name: String,
+}
+
+/// Read `path` in `format` (guessed from the path when `None`).
+pub fn read_interactions(path: &Path, format: Option<Format>) -> Result<Loaded> {
+    let format = format.unwrap_or_else(|| Format::guess(path));
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    match format {
+        Format::Movielens => {
+            let ml = load_movielens(path)?;
+            Ok(Loaded {
+                interactions: ml.ratings,
+                movies: ml.movies,
+                name,
+            })
+        }
+        Format::Jsonl => Ok(Loaded {
+            interactions: parse_jsonl(path, &read(path)?)?,
+            movies: Vec::new(),
+            name,
+        }),
+        Format::Csv => Ok(Loaded {
+            interactions: parse_csv(path, &read(path)?)?,
+            movies: Vec::new(),
+            name,
+        }),
+    }
+}
+
+fn check_id(path: &Path, line: u64, field: &str, id: &str) -> Result<String> {
+    if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
+        return Err(TrainError::bad(
+            path,
+            line,
+            format!("{field} must be 1-256 bytes without control characters"),
+        ));
+    }
+    Ok(id.to_owned())
+}
+
+fn parse_timestamp(path: &Path, line: u64, s: &str) -> Result<i64> {
+    let s = s.trim();
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|_| {
+            TrainError::bad(
+                path,
+                line,
+                format!("timestamp {s:?} is neither epoch-ms nor RFC 3339"),
+            )
+        })
+}
+
+fn event(
+    path: &Path,
+    line: u64,
+    user: &str,
+    item: &str,
+    kind: &str,
+    value: Option<f64>,
+    ts: i64,
+) -> Result<Interaction> {
+    let kind: Kind = kind
+        .parse()
+        .map_err(|e: String| TrainError::bad(path, line, e))?;
+    if let Some(v) = value {
+        if !v.is_finite() {
+            return Err(TrainError::bad(path, line, "value is not finite"));
+        }
+    }
+    Ok(Interaction {
+        user: check_id(path, line, "user_id", user)?,
+        item: check_id(path, line, "item_id", item)?,
+        kind,
+        value,
+        timestamp_ms: ts,
+    })
+}
+
+#[derive(Deserialize)]
+struct JsonEvent {
+    user_id: serde_json::Value,
+    item_id: serde_json::Value,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    value: Option<f64>,
+    timestamp: serde_json::Value,
+}
+
+fn json_id(path: &Path, line: u64, field: &str, v: &serde_json::Value) -> Result<String> {
+    match v {
+        serde_json::Value::String(s) => Ok(s.clone()),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        _ => Err(TrainError::bad(
+            path,
+            line,
+            format!("{field} must be a string"),
+        )),
+    }
+}
+
+fn parse_jsonl(path: &Path, bytes: &[u8]) -> Result<Vec<Interaction>> {
+    let mut out = Vec::new();
+    for (n, l) in lines(bytes) {
+        let ev: JsonEvent =
+            serde_json::from_slice(l).map_err(|e| TrainError::bad(path, n, e.to_string()))?;
+        let ts = match &ev.timestamp {
+            serde_json::Value::Number(x) => x
+                .as_i64()
+                .or_else(|| x.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+                .ok_or_else(|| TrainError::bad(path, n, "timestamp out of range"))?,
+            serde_json::Value::String(s) => parse_timestamp(path, n, s)?,
+            _ => {
+                return Err(TrainError::bad(
+                    path,
+                    n,
+                    "timestamp must be epoch-ms or an RFC 3339 string",
+                ));
+            }
+        };
+        let user = json_id(path, n, "user_id", &ev.user_id)?;
+        let item = json_id(path, n, "item_id", &ev.item_id)?;
+        out.push(event(path, n, &user, &item, &ev.kind, ev.value, ts)?);
+    }
+    Ok(out)
+}
+
+fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Vec<Interaction>> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(bytes);
+    let headers = rdr.headers().map_err(|e| csv_error(path, &e))?.clone();
+    let col = |name: &str| -> Result<usize> {
+        headers
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| {
+                TrainError::bad(
+                    path,
+                    1,
+                    format!("missing column {name:?} (need user_id,item_id,type,value,timestamp)"),
+                )
+            })
+    };
+    let (cu, ci, ck, cv, ct) = (
+        col("user_id")?,
+        col("item_id")?,
+        col("type")?,
+        col("value")?,
+        col("timestamp")?,
+    );
+    let mut out = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| csv_error(path, &e))?;
+        let n = rec.position().map_or(0, csv::Position::line);
+        let value = match rec[cv].trim() {
+            "" => None,
+            v => Some(parse_num(path, n, "value", v)?),
+        };
+        let ts = parse_timestamp(path, n, &rec[ct])?;
+        out.push(event(
+            path,
+            n,
+            rec[cu].trim(),
+            rec[ci].trim(),
+            rec[ck].trim(),
+            value,
+            ts,
+        )?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// The "file name" in error messages for in-memory parsing.
+    fn mem() -> PathBuf {
+        PathBuf::from("<mem>")
+    }
+
+    #[test]
+    fn title_year() {
+        assert_eq!(
+            split_title_year("Toy Story (1995)"),
+            ("Toy Story".into(), Some(1995))
+        );
+        assert_eq!(
+            split_title_year("City of Lost Children, The (Cité des enfants perdus, La) (1995) "),
+            (
+                "City of Lost Children, The (Cité des enfants perdus, La)".into(),
+                Some(1995)
+            )
+        );
+        assert_eq!(split_title_year("Babylon 5"), ("Babylon 5".into(), None));
+        assert_eq!(
+            split_title_year("Fawlty Towers (1975-1979)"),
+            ("Fawlty Towers".into(), Some(1975))
+        );
+        assert_eq!(
+            split_title_year("Big (Extended) (1988)"),
+            ("Big (Extended)".into(), Some(1988))
+        );
+        assert_eq!(
+            split_title_year("Hunger (Sult)"),
+            ("Hunger (Sult)".into(), None)
+        );
+    }
+
+    #[test]
+    fn ml100k_files() {
+        let r = parse_separated_ratings(
+            &mem(),
+            b"196\t242\t3\t881250949\r\n186\t302\t3.5\t891717742\n\n",
+            "\t",
+        )
+        .unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].user, "196");
+        assert_eq!(r[0].item, "242");
+        assert_eq!(r[0].value, Some(3.0));
+        assert_eq!(r[0].timestamp_ms, 881_250_949_000);
+        assert_eq!(r[1].kind, Kind::Rating);
+        // Latin-1 title (é is 0xE9), genre flags Animation + Children's + Comedy
+        let mut bytes =
+            b"1|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
+                .to_vec();
+        bytes.extend_from_slice(
+            b"2|Cit\xe9 (1995)|01-Jan-1995||http://x|0|0|0|0|0|0|0|0|1|0|0|0|0|0|0|0|0|0|0\n",
+        );
+        bytes.extend_from_slice(b"267|unknown||||1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0\n");
+        let m = parse_100k_movies(&mem(), &latin1(&bytes)).unwrap();
+        assert_eq!(m[0].title, "Toy Story");
+        assert_eq!(m[0].year, Some(1995));
+        assert_eq!(m[0].genres, vec!["Animation", "Children's", "Comedy"]);
+        assert_eq!(m[1].title, "Cité");
+        assert_eq!(m[1].genres, vec!["Drama"]);
+        assert_eq!(m[2].year, None);
+        assert_eq!(m[2].genres, vec!["unknown"]);
+    }
+
+    #[test]
+    fn ml1m_files() {
+        let r = parse_separated_ratings(&mem(), b"1::1193::5::978300760\n", "::").unwrap();
+        assert_eq!(
+            (r[0].user.as_str(), r[0].item.as_str(), r[0].value),
+            ("1", "1193", Some(5.0))
+        );
+        let m = parse_1m_movies(
+            &mem(),
+            &latin1(b"1::Toy Story (1995)::Animation|Children's|Comedy\n"),
+        )
+        .unwrap();
+        assert_eq!(m[0].genres, vec!["Animation", "Children's", "Comedy"]);
+        assert_eq!(m[0].year, Some(1995));
+    }
+
+    #[test]
+    fn ml_latest_files_with_quotes_and_crlf() {
+        let r = parse_latest_ratings(
+            &mem(),
+            b"userId,movieId,rating,timestamp\r\n1,1,4.0,964982703\r\n1,3,4.5,964981247\r\n",
+        )
+        .unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].value, Some(4.5));
+        let m = parse_latest_movies(
+            &mem(),
+            b"movieId,title,genres\r\n11,\"American President, The (1995)\",Comedy|Drama|Romance\r\n182727,A Christmas Story Live! (2017),(no genres listed)\r\n",
+        )
+        .unwrap();
+        assert_eq!(m[0].title, "American President, The");
+        assert_eq!(m[0].genres.len(), 3);
+        assert!(m[1].genres.is_empty());
+        assert_eq!(m[1].year, Some(2017));
+    }
+
+    #[test]
+    fn bad_ratings_name_the_line() {
+        let e = parse_separated_ratings(&mem(), b"1\t2\t3\t4\n1\t2\tx\t4\n", "\t").unwrap_err();
+        assert!(e.to_string().starts_with("<mem>:2: rating"), "{e}");
+        let e = parse_separated_ratings(&mem(), b"1\t2\t3\n", "\t").unwrap_err();
+        assert!(e.to_string().contains(":1: expected 4 fields"), "{e}");
+        let e = parse_latest_ratings(
+            &mem(),
+            b"userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,1,4.0,oops\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains(":3: timestamp"), "{e}");
+    }
+
+    #[test]
+    fn jsonl_events() {
+        let text = br#"{"user_id":"u1","item_id":"sku-1","type":"view","timestamp":1700000000000}
+{"user_id":"u1","item_id":"sku-2","type":"dwell","value":12.5,"timestamp":"2023-11-14T22:13:20Z","recommendation_id":"r"}
+
+{"user_id":7,"item_id":"sku-2","type":"rating","value":4,"timestamp":1}
+"#;
+        let evs = parse_jsonl(&mem(), text).unwrap();
+        assert_eq!(evs.len(), 3);
+        assert_eq!(evs[1].kind, Kind::Dwell);
+        assert_eq!(evs[1].timestamp_ms, 1_700_000_000_000);
+        assert_eq!(evs[2].user, "7");
+        let e = parse_jsonl(
+            &mem(),
+            b"{\"user_id\":\"u\",\"item_id\":\"i\",\"type\":\"like\",\"timestamp\":1}\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains(":1: unknown event type"), "{e}");
+        let e = parse_jsonl(&mem(), b"\n{\"user_id\":\"u\",\"item_id\":\"i\"}\n").unwrap_err();
+        assert!(e.to_string().starts_with("<mem>:2:"), "{e}");
+        let e = parse_jsonl(
+            &mem(),
+            b"{\"user_id\":\"\",\"item_id\":\"i\",\"type\":\"view\",\"timestamp\":1}\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("user_id must be"), "{e}");
+    }
+
+    #[test]
+    fn csv_events() {
+        let text = b"user_id,item_id,type,value,timestamp\r\nu1,sku-1,purchase,,1000\r\nu2,sku-1,dwell,30,2023-11-14T22:13:20.5Z\r\n";
+        let evs = parse_csv(&mem(), text).unwrap();
+        assert_eq!(evs.len(), 2);
+        assert_eq!(evs[0].value, None);
+        assert_eq!(evs[1].timestamp_ms, 1_700_000_000_500);
+        let e = parse_csv(
+            &mem(),
+            b"user_id,item_id,type,value,timestamp\nu1,i,view,abc,1\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains(":2: value"), "{e}");
+        let e = parse_csv(&mem(), b"user,item\nu1,i\n").unwrap_err();
+        assert!(e.to_string().contains("missing column"), "{e}");
+    }
+
+    #[test]
+    fn format_parse_and_guess() {
+        assert_eq!("csv".parse::<Format>(), Ok(Format::Csv));
+        assert!("xml".parse::<Format>().is_err());
+        assert_eq!(Format::guess(Path::new("x.CSV")), Format::Csv);
+        assert_eq!(Format::guess(Path::new("x.jsonl")), Format::Jsonl);
+    }
+}
