@@ -1,0 +1,317 @@
+//! Events: what a user did to an item, and how much each kind of event weighs.
+//!
+//! Events are validated here (types, ranges, ids, timestamp forms) so that `/v1/events`,
+//! `recd import events` and the replay all accept exactly the same inputs.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::ValidationError;
+use crate::id::validate_id;
+use crate::invalid;
+
+/// The longest dwell accepted, in seconds (a day).
+pub const MAX_DWELL_SECONDS: f64 = 86_400.0;
+
+/// The kinds of event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    /// The item was shown in full (a detail page).
+    View,
+    /// The item was clicked.
+    Click,
+    /// The user stayed on the item for `value` seconds.
+    Dwell,
+    /// The item went into the cart.
+    AddToCart,
+    /// The item was bought; it is never recommended to this user again.
+    Purchase,
+    /// The user rated the item `value` (0.5–5).
+    Rating,
+}
+
+impl EventType {
+    /// Every kind, in a fixed order.
+    pub const ALL: [EventType; 6] = [
+        EventType::View,
+        EventType::Click,
+        EventType::Dwell,
+        EventType::AddToCart,
+        EventType::Purchase,
+        EventType::Rating,
+    ];
+
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::View => "view",
+            EventType::Click => "click",
+            EventType::Dwell => "dwell",
+            EventType::AddToCart => "add_to_cart",
+            EventType::Purchase => "purchase",
+            EventType::Rating => "rating",
+        }
+    }
+
+    /// Parses the API name.
+    pub fn parse(s: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// One validated event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Who.
+    pub user_id: String,
+    /// What.
+    pub item_id: String,
+    /// Which kind of event.
+    pub kind: EventType,
+    /// Seconds for dwell, 0.5–5 for rating; otherwise optional and unused by the engine.
+    pub value: Option<f64>,
+    /// When, in milliseconds since the Unix epoch (the server's clock if the client gave none).
+    pub timestamp_ms: i64,
+    /// The recommendation this event answers, for attribution.
+    pub recommendation_id: Option<String>,
+}
+
+impl Event {
+    /// Parses one event from JSON; `now_ms` is used when it has no timestamp.
+    pub fn from_json(value: &Value, now_ms: i64) -> Result<Event, ValidationError> {
+        let Value::Object(map) = value else {
+            return invalid!("an event must be a JSON object");
+        };
+        for key in map.keys() {
+            if !matches!(
+                key.as_str(),
+                "user_id" | "item_id" | "type" | "value" | "timestamp" | "recommendation_id"
+            ) {
+                return invalid!("unknown event field '{key}'");
+            }
+        }
+        let string = |key: &str| -> Result<String, ValidationError> {
+            match map.get(key) {
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(_) => invalid!("'{key}' must be a string"),
+                None => invalid!("'{key}' is required"),
+            }
+        };
+        let user_id = string("user_id")?;
+        validate_id(&user_id, "user_id")?;
+        let item_id = string("item_id")?;
+        validate_id(&item_id, "item_id")?;
+        let type_name = string("type")?;
+        let Some(kind) = EventType::parse(&type_name) else {
+            return invalid!(
+                "unknown event type '{type_name}' (view, click, dwell, add_to_cart, purchase, rating)"
+            );
+        };
+        let value = match map.get("value") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_f64() {
+                Some(n) if n.is_finite() => Some(n),
+                _ => return invalid!("'value' must be a finite number"),
+            },
+        };
+        check_value(kind, value)?;
+        let timestamp_ms = match map.get("timestamp") {
+            None | Some(Value::Null) => now_ms,
+            Some(v) => parse_timestamp(v)?,
+        };
+        let recommendation_id = match map.get("recommendation_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => {
+                validate_id(s, "recommendation_id")?;
+                Some(s.clone())
+            }
+            Some(_) => return invalid!("'recommendation_id' must be a string"),
+        };
+        Ok(Event {
+            user_id,
+            item_id,
+            kind,
+            value,
+            timestamp_ms,
+            recommendation_id,
+        })
+    }
+}
+
+fn check_value(kind: EventType, value: Option<f64>) -> Result<(), ValidationError> {
+    match (kind, value) {
+        (EventType::Dwell, None) => invalid!("a dwell event needs 'value' (seconds)"),
+        (EventType::Dwell, Some(v)) if !(0.0..=MAX_DWELL_SECONDS).contains(&v) => {
+            invalid!("dwell 'value' must be between 0 and {MAX_DWELL_SECONDS} seconds, got {v}")
+        }
+        (EventType::Rating, None) => invalid!("a rating event needs 'value' (0.5 to 5)"),
+        (EventType::Rating, Some(v)) if !(0.5..=5.0).contains(&v) => {
+            invalid!("rating 'value' must be between 0.5 and 5, got {v}")
+        }
+        (_, Some(v)) if v < 0.0 => invalid!("'value' must not be negative"),
+        _ => Ok(()),
+    }
+}
+
+/// Accepts an RFC 3339 string or a number of milliseconds since the epoch.
+pub fn parse_timestamp(v: &Value) -> Result<i64, ValidationError> {
+    // Year 1970 to 9999: anything else is a unit mistake (seconds vs ms) or garbage.
+    const MAX_MS: i64 = 253_402_300_799_999;
+    let ms = match v {
+        Value::Number(n) => match n.as_i64() {
+            Some(ms) => ms,
+            None => return invalid!("'timestamp' must be an integer number of milliseconds"),
+        },
+        Value::String(s) => match OffsetDateTime::parse(s, &Rfc3339) {
+            Ok(t) => (t.unix_timestamp_nanos() / 1_000_000) as i64,
+            Err(e) => return invalid!("'timestamp' is not RFC 3339: {e}"),
+        },
+        _ => return invalid!("'timestamp' must be an RFC 3339 string or epoch milliseconds"),
+    };
+    if !(0..=MAX_MS).contains(&ms) {
+        return invalid!("'timestamp' is out of range (1970 to 9999)");
+    }
+    Ok(ms)
+}
+
+/// How strongly each kind of event says "the user wants this", used for the session vector
+/// and popularity. Configurable; the defaults rank intent: purchase > cart > click > view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventWeights {
+    /// Weight of a view.
+    pub view: f64,
+    /// Weight of a click.
+    pub click: f64,
+    /// Weight per second of dwell...
+    pub dwell_per_second: f64,
+    /// ...capped at this, so that a tab left open does not dominate.
+    pub dwell_max: f64,
+    /// Weight of an add-to-cart.
+    pub add_to_cart: f64,
+    /// Weight of a purchase.
+    pub purchase: f64,
+    /// Ratings at or below this carry no positive signal...
+    pub rating_neutral: f64,
+    /// ...and each star above it weighs this much.
+    pub rating_per_star: f64,
+}
+
+impl Default for EventWeights {
+    fn default() -> Self {
+        Self {
+            view: 1.0,
+            click: 2.0,
+            dwell_per_second: 1.0 / 30.0,
+            dwell_max: 3.0,
+            add_to_cart: 4.0,
+            purchase: 6.0,
+            rating_neutral: 2.5,
+            rating_per_star: 1.0,
+        }
+    }
+}
+
+impl EventWeights {
+    /// The (non-negative) weight of one event.
+    pub fn weight(&self, kind: EventType, value: Option<f64>) -> f64 {
+        let w = match kind {
+            EventType::View => self.view,
+            EventType::Click => self.click,
+            EventType::Dwell => (value.unwrap_or(0.0) * self.dwell_per_second).min(self.dwell_max),
+            EventType::AddToCart => self.add_to_cart,
+            EventType::Purchase => self.purchase,
+            EventType::Rating => {
+                (value.unwrap_or(0.0) - self.rating_neutral) * self.rating_per_star
+            }
+        };
+        w.max(0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn parses_events_with_both_timestamp_forms() {
+        let e = Event::from_json(
+            &json!({"user_id":"u1","item_id":"i1","type":"dwell","value":12.5,"timestamp":"2024-01-01T00:00:01Z"}),
+            7,
+        )
+        .unwrap();
+        assert_eq!(e.kind, EventType::Dwell);
+        assert_eq!(e.timestamp_ms, 1_704_067_201_000);
+        let e = Event::from_json(&json!({"user_id":"u1","item_id":"i1","type":"view"}), 7).unwrap();
+        assert_eq!(e.timestamp_ms, 7);
+        let e = Event::from_json(
+            &json!({"user_id":"u","item_id":"i","type":"click","timestamp":5}),
+            7,
+        )
+        .unwrap();
+        assert_eq!(e.timestamp_ms, 5);
+    }
+
+    #[test]
+    fn rejects_bad_events() {
+        let bad = [
+            (
+                json!({"user_id":"u","item_id":"i","type":"like"}),
+                "unknown event type",
+            ),
+            (
+                json!({"user_id":"u","item_id":"i","type":"rating","value":6}),
+                "between 0.5 and 5",
+            ),
+            (
+                json!({"user_id":"u","item_id":"i","type":"rating"}),
+                "needs 'value'",
+            ),
+            (
+                json!({"user_id":"u","item_id":"i","type":"dwell","value":-1}),
+                "between 0 and",
+            ),
+            (
+                json!({"user_id":"u","item_id":"i","type":"view","extra":1}),
+                "unknown event field",
+            ),
+            (json!({"user_id":"","item_id":"i","type":"view"}), "empty"),
+            (
+                json!({"user_id":"u","type":"view"}),
+                "'item_id' is required",
+            ),
+            (
+                json!({"user_id":"u","item_id":"i","type":"view","timestamp":"yesterday"}),
+                "RFC 3339",
+            ),
+            (
+                json!({"user_id":"u","item_id":"i","type":"view","timestamp":-5}),
+                "out of range",
+            ),
+            (
+                json!({"user_id":1,"item_id":"i","type":"view"}),
+                "must be a string",
+            ),
+        ];
+        for (v, needle) in bad {
+            let err = Event::from_json(&v, 0).unwrap_err();
+            assert!(err.message.contains(needle), "{v}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn weights_rank_intent_and_cap_dwell() {
+        let w = EventWeights::default();
+        assert!(w.weight(EventType::Purchase, None) > w.weight(EventType::AddToCart, None));
+        assert!(w.weight(EventType::AddToCart, None) > w.weight(EventType::Click, None));
+        assert!(w.weight(EventType::Click, None) > w.weight(EventType::View, None));
+        assert_eq!(w.weight(EventType::Dwell, Some(3600.0)), w.dwell_max);
+        assert_eq!(w.weight(EventType::Rating, Some(2.0)), 0.0);
+        assert_eq!(w.weight(EventType::Rating, Some(5.0)), 2.5);
+    }
+}

@@ -1,0 +1,37 @@
+//! recd-core: the domain of the recommendation engine, free of IO.
+//!
+//! Everything here is plain data and pure functions, so that both storage backends
+//! (embedded and Redis), the HTTP server, training and the offline replay share one
+//! definition of what an item, a filter, an event and a user's state *mean*.
+//!
+//! # Layout
+//! - [`id`]: validation of item and user ids (the API's 1–256 bytes, no control chars).
+//! - [`schema`]: the item schema from config (vector dimension + metric, typed fields).
+//! - [`item`]: an item validated against the schema, and its JSON form.
+//! - [`filter`]: the filter language of API.md: parse + validate against the schema, evaluate.
+//! - [`text`]: the tokenizer shared by text fields, text filters and text queries.
+//! - [`event`]: events (view, click, dwell, add_to_cart, purchase, rating) and their weights.
+//! - [`user`]: a user's real-time state and how an event changes it (session vector, counters).
+//! - [`popularity`]: time-decayed item popularity in the log domain (order-preserving over time).
+//! - [`vector`]: small vector helpers (dot, norm, normalize, blend).
+//! - [`pipeline`]: the ranking pipeline: query vector, scoring, re-ranking, diversity, reasons.
+//! - [`error`]: the validation error type.
+
+pub mod error;
+pub mod event;
+pub mod filter;
+pub mod id;
+pub mod item;
+pub mod pipeline;
+pub mod popularity;
+pub mod schema;
+pub mod text;
+pub mod user;
+pub mod vector;
+
+pub use error::ValidationError;
+pub use event::{Event, EventType, EventWeights};
+pub use filter::Filter;
+pub use item::{FieldValue, Item, ItemUpsert};
+pub use schema::{FieldType, Metric, Schema, VectorSpec};
+pub use user::{Counters, SessionParams, SessionVector, UserState};

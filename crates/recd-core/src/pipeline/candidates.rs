@@ -1,0 +1,93 @@
+//! Candidates from every source, merged into one list that keeps each source's signal.
+
+use std::collections::HashMap;
+
+use crate::item::Item;
+
+/// One candidate item and what each source said about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// The item (fields only; vectors are not carried through ranking).
+    pub item: Item,
+    /// Similarity to the query vector, when KNN found it.
+    pub similarity: Option<f32>,
+    /// Rank (0-based) in the KNN list.
+    pub knn_rank: Option<usize>,
+    /// Popularity relative to the most popular candidate, in (0, 1], when known.
+    pub popularity: Option<f64>,
+    /// Rank (0-based) in the popular list.
+    pub popular_rank: Option<usize>,
+    /// Rank (0-based) in the text-match list.
+    pub text_rank: Option<usize>,
+}
+
+/// Unions the three lists (each best first) by item id; the first occurrence of an item
+/// keeps its fields. `popular` carries log-domain popularity scores.
+pub fn merge(knn: Vec<(Item, f32)>, popular: Vec<(Item, f64)>, text: Vec<Item>) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::with_capacity(knn.len() + popular.len() + text.len());
+    let mut at: HashMap<String, usize> = HashMap::with_capacity(out.capacity());
+    let mut slot = |item: Item, out: &mut Vec<Candidate>| -> usize {
+        *at.entry(item.id.clone()).or_insert_with(|| {
+            out.push(Candidate {
+                item,
+                similarity: None,
+                knn_rank: None,
+                popularity: None,
+                popular_rank: None,
+                text_rank: None,
+            });
+            out.len() - 1
+        })
+    };
+    for (rank, (item, sim)) in knn.into_iter().enumerate() {
+        let i = slot(item, &mut out);
+        if out[i].knn_rank.is_none() {
+            out[i].similarity = Some(sim);
+            out[i].knn_rank = Some(rank);
+        }
+    }
+    let log_max = popular.first().map(|(_, s)| *s);
+    for (rank, (item, log_score)) in popular.into_iter().enumerate() {
+        let i = slot(item, &mut out);
+        if out[i].popular_rank.is_none() {
+            out[i].popularity = log_max.map(|m| crate::popularity::relative(log_score, m));
+            out[i].popular_rank = Some(rank);
+        }
+    }
+    for (rank, item) in text.into_iter().enumerate() {
+        let i = slot(item, &mut out);
+        out[i].text_rank.get_or_insert(rank);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn it(id: &str) -> Item {
+        Item {
+            id: id.into(),
+            vector: None,
+            fields: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn unions_by_id_and_keeps_every_signal() {
+        let c = merge(
+            vec![(it("a"), 0.9), (it("b"), 0.8)],
+            vec![(it("b"), 10.0), (it("c"), 10.0 - std::f64::consts::LN_2)],
+            vec![it("c"), it("d")],
+        );
+        let ids: Vec<_> = c.iter().map(|c| c.item.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c", "d"]);
+        assert_eq!(c[1].similarity, Some(0.8));
+        assert_eq!(c[1].popularity, Some(1.0));
+        assert!((c[2].popularity.unwrap() - 0.5).abs() < 1e-9);
+        assert_eq!(c[2].text_rank, Some(0));
+        assert_eq!(c[3].knn_rank, None);
+    }
+}

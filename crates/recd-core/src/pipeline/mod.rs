@@ -1,0 +1,60 @@
+//! The ranking pipeline between retrieval and the answer, as pure functions.
+//!
+//! The server does the IO (one backend call for the user, one for each candidate source);
+//! everything that decides *what* to show happens here, so the offline replay, both backends
+//! and the HTTP path rank identically:
+//! 1. [`query::query_vector`]: blend the long-term and the session vector;
+//! 2. [`candidates::merge`]: union the KNN, popular and text candidates, keeping each signal;
+//! 3. [`score::score_all`]: one score per candidate (weighted signals, or reciprocal rank
+//!    fusion when a text query takes part);
+//! 4. [`rerank::rerank`]: drop excluded / purchased / seen items, cap by a diversity field,
+//!    attach reasons, cut to `count`.
+
+pub mod candidates;
+pub mod query;
+pub mod rerank;
+pub mod score;
+
+use serde::{Deserialize, Serialize};
+
+pub use candidates::{Candidate, merge};
+pub use query::{QueryVector, query_vector};
+pub use rerank::{Diversity, Ranked, RerankOutcome, rerank};
+pub use score::{Scored, score_all};
+
+/// Settings of the ranking pipeline (`[ranking]` in config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RankParams {
+    /// KNN candidates fetched per request (before re-ranking), at least `count`.
+    pub candidates: usize,
+    /// Popular candidates fetched per request.
+    pub popular_candidates: usize,
+    /// The largest share the session vector can take in the query vector...
+    pub session_share_max: f64,
+    /// ...reached gradually: at this much (decayed) session weight the share is half the max.
+    pub session_saturation: f64,
+    /// Weight of vector similarity in the score.
+    pub similarity_weight: f64,
+    /// Weight of (relative, time-decayed) popularity in the score.
+    pub popularity_weight: f64,
+    /// Whether items the user recently touched are left out.
+    pub exclude_seen: bool,
+    /// The k of reciprocal rank fusion, 1/(k + rank).
+    pub rrf_k: f64,
+}
+
+impl Default for RankParams {
+    fn default() -> Self {
+        Self {
+            candidates: 100,
+            popular_candidates: 50,
+            session_share_max: 0.8,
+            session_saturation: 1.0,
+            similarity_weight: 1.0,
+            popularity_weight: 0.1,
+            exclude_seen: true,
+            rrf_k: 60.0,
+        }
+    }
+}

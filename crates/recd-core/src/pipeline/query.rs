@@ -1,0 +1,99 @@
+//! The query vector: the user's long-term taste blended with the live session.
+
+use crate::pipeline::RankParams;
+use crate::user::{SessionParams, UserState};
+use crate::vector::normalized;
+
+/// What to search with, and how much of it came from the session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryVector {
+    /// Unit-length query.
+    pub vector: Vec<f32>,
+    /// Share of the session vector in it, 0 (long-term only) to 1 (session only).
+    pub session_share: f64,
+}
+
+/// Blends the long-term vector with the session direction. The session's share grows with
+/// its decayed weight (w / (w + saturation)), up to `session_share_max`; without a long-term
+/// vector the session alone is the query. `None` for a cold user.
+pub fn query_vector(
+    user: &UserState,
+    now_ms: i64,
+    session: &SessionParams,
+    params: &RankParams,
+) -> Option<QueryVector> {
+    let long_term = user.long_term.as_deref().and_then(normalized);
+    let session_dir = user.session.as_ref().and_then(|s| {
+        let w = s.weight_at(now_ms, session);
+        s.direction().map(|d| (d, w))
+    });
+    match (long_term, session_dir) {
+        (None, None) => None,
+        (Some(lt), None) => Some(QueryVector {
+            vector: lt,
+            session_share: 0.0,
+        }),
+        (None, Some((s, _))) => Some(QueryVector {
+            vector: s,
+            session_share: 1.0,
+        }),
+        (Some(lt), Some((s, w))) if lt.len() == s.len() => {
+            let share = params.session_share_max.clamp(0.0, 1.0) * w
+                / (w + params.session_saturation.max(1e-9));
+            let mixed: Vec<f32> = lt
+                .iter()
+                .zip(&s)
+                .map(|(a, b)| ((1.0 - share) as f32) * a + (share as f32) * b)
+                .collect();
+            let vector = normalized(&mixed).unwrap_or(lt);
+            Some(QueryVector {
+                vector,
+                session_share: share,
+            })
+        }
+        // A dimension mismatch means a model change mid-session: trust the new model.
+        (Some(lt), Some(_)) => Some(QueryVector {
+            vector: lt,
+            session_share: 0.0,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::user::SessionVector;
+
+    #[test]
+    fn cold_long_term_session_and_blend() {
+        let sp = SessionParams {
+            half_life_seconds: 1.0,
+            ..Default::default()
+        };
+        let rp = RankParams {
+            session_share_max: 0.5,
+            session_saturation: 1.0,
+            ..Default::default()
+        };
+        let mut u = UserState::default();
+        assert!(query_vector(&u, 0, &sp, &rp).is_none());
+        u.long_term = Some(vec![2.0, 0.0]);
+        assert_eq!(
+            query_vector(&u, 0, &sp, &rp).unwrap().vector,
+            vec![1.0, 0.0]
+        );
+        u.session = Some(SessionVector {
+            sum: vec![0.0, 3.0],
+            weight: 1.0,
+            updated_ms: 0,
+        });
+        let q = query_vector(&u, 0, &sp, &rp).unwrap();
+        assert!((q.session_share - 0.25).abs() < 1e-9);
+        assert!(q.vector[1] > 0.0 && q.vector[0] > q.vector[1]);
+        // a session two half-lives old weighs a quarter: a smaller share
+        let later = query_vector(&u, 2000, &sp, &rp).unwrap();
+        assert!(later.session_share < q.session_share);
+        u.long_term = None;
+        assert_eq!(query_vector(&u, 0, &sp, &rp).unwrap().session_share, 1.0);
+    }
+}

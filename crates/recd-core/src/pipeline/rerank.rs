@@ -1,0 +1,204 @@
+//! Re-ranking: exclusions, a diversity cap, reasons, and the cut to `count`.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::item::{FieldValue, Item};
+use crate::pipeline::{RankParams, Scored};
+use crate::user::UserState;
+
+/// "At most `max_per_value` items per value of `field`."
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Diversity {
+    /// A tag or bool field of the schema.
+    pub field: String,
+    /// How many items may share one value.
+    pub max_per_value: usize,
+}
+
+/// One item of the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked {
+    /// The item (fields, no vector).
+    pub item: Item,
+    /// Its score.
+    pub score: f64,
+    /// Why it is here, in words.
+    pub reasons: Vec<String>,
+}
+
+/// The re-ranked list and what re-ranking removed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RerankOutcome {
+    /// The answer, best first, at most `count`.
+    pub items: Vec<Ranked>,
+    /// Candidates dropped as excluded, purchased or seen.
+    pub excluded: usize,
+    /// Candidates dropped by the diversity cap.
+    pub diversity_capped: usize,
+}
+
+/// The ids a user must not be shown: the request's `exclude`, purchased items, and (when
+/// `exclude_seen`) recently touched ones.
+pub fn exclusions<'a>(
+    user: Option<&'a UserState>,
+    request: &'a [String],
+    params: &RankParams,
+) -> HashSet<&'a str> {
+    let mut set: HashSet<&str> = request.iter().map(String::as_str).collect();
+    if let Some(u) = user {
+        set.extend(u.purchased.iter().map(String::as_str));
+        if params.exclude_seen {
+            set.extend(u.recent.iter().map(String::as_str));
+        }
+    }
+    set
+}
+
+/// Walks the scored list best first, skipping excluded items and items whose diversity
+/// values are all used up, until `count` items are taken. The scores stay non-increasing
+/// because items are only ever skipped, never moved up.
+pub fn rerank(
+    scored: Vec<Scored>,
+    count: usize,
+    exclude: &HashSet<&str>,
+    diversity: Option<&Diversity>,
+    session_share: f64,
+) -> RerankOutcome {
+    let mut out = RerankOutcome::default();
+    let mut used: HashMap<String, usize> = HashMap::new();
+    for s in scored {
+        if out.items.len() >= count {
+            break;
+        }
+        if exclude.contains(s.candidate.item.id.as_str()) {
+            out.excluded += 1;
+            continue;
+        }
+        if let Some(d) = diversity {
+            let values = diversity_values(&s.candidate.item, &d.field);
+            if values
+                .iter()
+                .any(|v| used.get(v).copied().unwrap_or(0) >= d.max_per_value)
+            {
+                out.diversity_capped += 1;
+                continue;
+            }
+            for v in values {
+                *used.entry(v).or_insert(0) += 1;
+            }
+        }
+        let reasons = reasons(&s, session_share);
+        out.items.push(Ranked {
+            item: s.candidate.item,
+            score: s.score,
+            reasons,
+        });
+    }
+    out
+}
+
+/// The values an item has for a diversity field (an item without the field is capped under
+/// the empty value, so items lacking it cannot flood the list either).
+fn diversity_values(item: &Item, field: &str) -> Vec<String> {
+    match item.field(field) {
+        Some(FieldValue::Tags(t)) => t.clone(),
+        Some(FieldValue::Bool(b)) => vec![b.to_string()],
+        Some(FieldValue::Number(n)) => vec![n.to_string()],
+        Some(FieldValue::Text(t)) => vec![t.clone()],
+        None => vec![String::new()],
+    }
+}
+
+fn reasons(s: &Scored, session_share: f64) -> Vec<String> {
+    let c = &s.candidate;
+    let mut r = Vec::new();
+    if c.knn_rank.is_some() {
+        r.push(
+            if session_share >= 0.5 {
+                "similar to items you viewed"
+            } else {
+                "based on your history"
+            }
+            .to_string(),
+        );
+    }
+    if c.text_rank.is_some() {
+        r.push("matches your search".to_string());
+    }
+    if c.popular_rank.is_some() {
+        r.push("popular right now".to_string());
+    }
+    if r.is_empty() {
+        r.push("recommended".to_string());
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::pipeline::{merge, score_all};
+
+    fn it(id: &str, cat: &str) -> Item {
+        let mut fields = BTreeMap::new();
+        fields.insert(
+            "category".to_string(),
+            FieldValue::Tags(vec![cat.to_string()]),
+        );
+        Item {
+            id: id.into(),
+            vector: None,
+            fields,
+        }
+    }
+
+    fn scored() -> Vec<Scored> {
+        let knn = vec![
+            (it("a", "x"), 0.9),
+            (it("b", "x"), 0.8),
+            (it("c", "x"), 0.7),
+            (it("d", "y"), 0.6),
+            (it("e", "y"), 0.5),
+        ];
+        score_all(merge(knn, vec![], vec![]), &RankParams::default(), false)
+    }
+
+    #[test]
+    fn excludes_caps_and_cuts() {
+        let exclude: HashSet<&str> = ["b"].into_iter().collect();
+        let d = Diversity {
+            field: "category".into(),
+            max_per_value: 1,
+        };
+        let out = rerank(scored(), 3, &exclude, Some(&d), 1.0);
+        let ids: Vec<_> = out.items.iter().map(|r| r.item.id.as_str()).collect();
+        assert_eq!(ids, ["a", "d"]);
+        assert_eq!(out.excluded, 1);
+        assert_eq!(out.diversity_capped, 2);
+        assert_eq!(out.items[0].reasons, ["similar to items you viewed"]);
+        let out = rerank(scored(), 2, &HashSet::new(), None, 0.0);
+        assert_eq!(out.items.len(), 2);
+        assert_eq!(out.items[1].reasons, ["based on your history"]);
+    }
+
+    #[test]
+    fn exclusions_cover_request_purchased_and_seen() {
+        let mut u = UserState::default();
+        u.purchased.insert("p".into());
+        u.recent.push("r".into());
+        let req = vec!["q".to_string()];
+        let p = RankParams::default();
+        let set = exclusions(Some(&u), &req, &p);
+        assert!(set.contains("p") && set.contains("q") && set.contains("r"));
+        let p = RankParams {
+            exclude_seen: false,
+            ..p
+        };
+        assert!(!exclusions(Some(&u), &req, &p).contains("r"));
+    }
+}

@@ -1,0 +1,100 @@
+//! Scoring: one number per candidate, higher is better.
+//!
+//! Without a text query the score is a weighted sum of vector similarity and relative
+//! popularity. A candidate that only the popular source found gets the lowest similarity
+//! any KNN candidate had: KNN returned the best matches, so it is at most that similar,
+//! and this keeps it comparable without fetching its vector. With a text query the lists
+//! are combined by reciprocal rank fusion, since text ranks and cosine scores share no scale.
+
+use std::cmp::Ordering;
+
+use crate::pipeline::{Candidate, RankParams};
+
+/// A candidate and its score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// The candidate with its signals.
+    pub candidate: Candidate,
+    /// The final score.
+    pub score: f64,
+}
+
+/// Scores every candidate and sorts best first (ties by id, so the order is deterministic).
+pub fn score_all(candidates: Vec<Candidate>, params: &RankParams, fusion: bool) -> Vec<Scored> {
+    let floor = candidates
+        .iter()
+        .filter_map(|c| c.similarity)
+        .fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.min(s))));
+    let rrf = |rank: Option<usize>| rank.map_or(0.0, |r| 1.0 / (params.rrf_k + r as f64 + 1.0));
+    let mut scored: Vec<Scored> = candidates
+        .into_iter()
+        .map(|c| {
+            let score = if fusion {
+                rrf(c.knn_rank) + rrf(c.text_rank) + params.popularity_weight * rrf(c.popular_rank)
+            } else {
+                let sim = c.similarity.or(floor).unwrap_or(0.0);
+                params.similarity_weight * f64::from(sim)
+                    + params.popularity_weight * c.popularity.unwrap_or(0.0)
+            };
+            Scored {
+                candidate: c,
+                score: if score.is_finite() { score } else { f64::MIN },
+            }
+        })
+        .collect();
+    scored.sort_by(|a, b| {
+        b.score
+            .partial_cmp(&a.score)
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| a.candidate.item.id.cmp(&b.candidate.item.id))
+    });
+    scored
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::item::Item;
+    use crate::pipeline::merge;
+
+    fn it(id: &str) -> Item {
+        Item {
+            id: id.into(),
+            vector: None,
+            fields: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn popularity_breaks_near_ties_and_popular_only_items_sit_at_the_floor() {
+        let p = RankParams {
+            similarity_weight: 1.0,
+            popularity_weight: 0.1,
+            ..Default::default()
+        };
+        let c = merge(
+            vec![(it("a"), 0.90), (it("b"), 0.89), (it("c"), 0.5)],
+            vec![(it("b"), 0.0), (it("z"), 0.0)],
+            vec![],
+        );
+        let s = score_all(c, &p, false);
+        let ids: Vec<_> = s.iter().map(|s| s.candidate.item.id.as_str()).collect();
+        assert_eq!(ids, ["b", "a", "z", "c"]);
+        assert!((s[2].score - (0.5 + 0.1)).abs() < 1e-6);
+        assert!(s.windows(2).all(|w| w[0].score >= w[1].score));
+    }
+
+    #[test]
+    fn fusion_rewards_agreement_between_lists() {
+        let p = RankParams::default();
+        let c = merge(
+            vec![(it("a"), 0.9), (it("b"), 0.8)],
+            vec![],
+            vec![it("b"), it("c")],
+        );
+        let s = score_all(c, &p, true);
+        assert_eq!(s[0].candidate.item.id, "b");
+    }
+}

@@ -1,0 +1,166 @@
+//! The item schema: the vector's dimension and metric, and the typed filterable fields.
+//!
+//! It comes from the `[schema]` table of the config (API.md) and is remembered by a data
+//! dir. Field names are restricted to identifiers so that they are safe everywhere they go
+//! (Redis field names, Prometheus labels, JSON keys) without escaping.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ValidationError;
+
+/// How vectors are compared. Scores are always "higher is better".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// Cosine similarity (vectors are normalized on the way in).
+    #[default]
+    Cosine,
+    /// Inner product.
+    Ip,
+    /// Euclidean distance; the score is the negated squared distance.
+    L2,
+}
+
+/// The vector part of the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorSpec {
+    /// Number of components of every item vector.
+    pub dim: usize,
+    /// Similarity used for KNN.
+    #[serde(default)]
+    pub metric: Metric,
+}
+
+/// The type of a filterable item field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    /// One string or an array of strings; exact match, any-of / none-of.
+    Tag,
+    /// A finite f64; range filters.
+    Numeric,
+    /// true / false.
+    Bool,
+    /// Free text, tokenized; `match` means every term is present.
+    Text,
+}
+
+/// The whole schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schema {
+    /// The vector's dimension and metric.
+    pub vector: VectorSpec,
+    /// Field name → type. Ordered, so that everything derived from it is deterministic.
+    #[serde(default)]
+    pub fields: BTreeMap<String, FieldType>,
+}
+
+/// Names that an item field may not take: they mean something else in items and filters.
+pub const RESERVED_FIELD_NAMES: &[&str] = &["id", "vector", "or", "not"];
+
+/// The largest vector dimension accepted.
+pub const MAX_DIM: usize = 4096;
+
+impl Schema {
+    /// The schema `recd demo` uses (API.md).
+    pub fn demo(dim: usize) -> Self {
+        let fields = [
+            ("category", FieldType::Tag),
+            ("brand", FieldType::Tag),
+            ("price", FieldType::Numeric),
+            ("in_stock", FieldType::Bool),
+            ("popularity", FieldType::Numeric),
+            ("title", FieldType::Text),
+        ]
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
+        Self {
+            vector: VectorSpec {
+                dim,
+                metric: Metric::Cosine,
+            },
+            fields,
+        }
+    }
+
+    /// Checks the schema itself (dimension range, field names).
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.vector.dim == 0 || self.vector.dim > MAX_DIM {
+            return crate::invalid!(
+                "schema.vector.dim must be between 1 and {MAX_DIM}, got {}",
+                self.vector.dim
+            );
+        }
+        for name in self.fields.keys() {
+            validate_field_name(name)?;
+        }
+        Ok(())
+    }
+
+    /// The type of `field`, if the schema has it.
+    pub fn field(&self, field: &str) -> Option<FieldType> {
+        self.fields.get(field).copied()
+    }
+
+    /// The names of fields of one type, in order.
+    pub fn fields_of(&self, ty: FieldType) -> impl Iterator<Item = &str> {
+        self.fields
+            .iter()
+            .filter(move |(_, t)| **t == ty)
+            .map(|(n, _)| n.as_str())
+    }
+}
+
+fn validate_field_name(name: &str) -> Result<(), ValidationError> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !first_ok || !rest_ok || name.len() > 64 {
+        return crate::invalid!(
+            "schema field name '{name}' must be an identifier: a letter or '_' followed by up to 63 letters, digits or '_'"
+        );
+    }
+    if RESERVED_FIELD_NAMES.contains(&name) {
+        return crate::invalid!("schema field name '{name}' is reserved");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_schema_is_valid() {
+        assert!(Schema::demo(64).validate().is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_names_and_dims() {
+        let mut s = Schema::demo(0);
+        assert!(s.validate().is_err());
+        s.vector.dim = 8;
+        s.fields.insert("not".into(), FieldType::Tag);
+        assert!(s.validate().is_err());
+        s.fields.remove("not");
+        s.fields.insert("bad name".into(), FieldType::Tag);
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn parses_from_json_like_config() {
+        let s: Schema = serde_json::from_str(
+            r#"{"vector":{"dim":4,"metric":"ip"},"fields":{"c":"tag","p":"numeric"}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.vector.metric, Metric::Ip);
+        assert_eq!(s.field("p"), Some(FieldType::Numeric));
+    }
+}
