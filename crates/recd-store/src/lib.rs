@@ -20,7 +20,9 @@
 pub mod error;
 
 use async_trait::async_trait;
-use recd_core::{Event, Filter, Item, ItemUpsert, Schema, UserState};
+use recd_core::popularity::PopularityParams;
+use recd_core::{Event, Filter, Item, ItemUpsert, Schema, SessionParams, UserState};
+use serde::{Deserialize, Serialize};
 
 pub use error::{StoreError, StoreResult};
 
@@ -50,6 +52,16 @@ pub struct Counts {
     pub items: u64,
     /// Users with state.
     pub users: u64,
+}
+
+/// The real-time model settings every backend applies identically when events arrive.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSettings {
+    /// Session vector, recent items, event weights.
+    pub session: SessionParams,
+    /// Time-decayed popularity.
+    pub popularity: PopularityParams,
 }
 
 /// The serving state of the engine. Every method is safe to call concurrently.

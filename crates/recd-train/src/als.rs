@@ -1,1 +1,644 @@
-//! TODO
+//! Implicit-feedback ALS (Hu, Koren & Volinsky 2008) with the conjugate-gradient solver
+//! (Takács, Pilászy & Tikk 2011), as in the `implicit` library.
+//!
+//! Objective, with `p_ui = 1` for observed pairs (else 0) and confidence `c_ui = 1 + alpha·w_ui`
+//! (1 for unobserved pairs):
+//!
+//! `L = Σ_u Σ_i c_ui (p_ui − x_u·y_i)² + λ (Σ_u ‖x_u‖² + Σ_i ‖y_i‖²)`
+//!
+//! Each half-iteration fixes one side and solves, for every row, the ridge system
+//! `(YᵀY + λI + Σ_{i∈obs} (c_i − 1) y_i y_iᵀ) x = Σ_{i∈obs} c_i y_i`. `YᵀY + λI` is computed
+//! once per half-iteration; the rest is applied on the fly, so a CG step costs one dense
+//! `k×k` mat-vec plus two passes over the row's observed items. Like `implicit`, each row
+//! runs `cg_steps = 3` CG steps warm-started from its previous factors; rows are solved in
+//! parallel with rayon. Factors are `f32`, initialised uniform in `[0, 0.01)` (as `implicit`).
+//!
+//! Rows without any observation get a zero vector. [`loss`] evaluates `L` exactly (tests).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{Csr, IdMap, Interactions};
+use crate::error::{Result, TrainError};
+use crate::rank::top_k;
+
+/// ALS hyper-parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlsParams {
+    /// Latent dimension `k`.
+    pub factors: usize,
+    /// `λ` on both sides.
+    pub regularization: f32,
+    /// Confidence slope: `c = 1 + alpha · w`.
+    pub alpha: f32,
+    /// Full iterations (users then items).
+    pub iterations: usize,
+    /// CG steps per row per half-iteration.
+    pub cg_steps: usize,
+    /// Seed of the initial factors.
+    pub seed: u64,
+    /// Worker threads; 0 uses rayon's global pool.
+    pub threads: usize,
+}
+
+impl Default for AlsParams {
+    fn default() -> Self {
+        Self {
+            factors: 64,
+            regularization: 0.05,
+            alpha: 2.0,
+            iterations: 15,
+            cg_steps: 3,
+            seed: 42,
+            threads: 0,
+        }
+    }
+}
+
+impl AlsParams {
+    /// Reject parameters that cannot train.
+    pub fn validate(&self) -> Result<()> {
+        if self.factors == 0 || self.factors > 4096 {
+            return Err(TrainError::param("factors", "must be 1..=4096"));
+        }
+        if !(self.regularization.is_finite() && self.regularization >= 0.0) {
+            return Err(TrainError::param("regularization", "must be finite and >= 0"));
+        }
+        if !(self.alpha.is_finite() && self.alpha >= 0.0) {
+            return Err(TrainError::param("alpha", "must be finite and >= 0"));
+        }
+        if self.cg_steps == 0 {
+            return Err(TrainError::param("cg_steps", "must be >= 1"));
+        }
+        Ok(())
+    }
+}
+
+/// A trained model: user and item factors (row-major) and the ids they belong to.
+#[derive(Debug, Clone)]
+pub struct AlsModel {
+    /// Latent dimension.
+    pub factors: usize,
+    /// `n_users × factors`.
+    pub user_factors: Vec<f32>,
+    /// `n_items × factors`.
+    pub item_factors: Vec<f32>,
+    /// External user ids, by index.
+    pub user_ids: Arc<IdMap>,
+    /// External item ids, by index.
+    pub item_ids: Arc<IdMap>,
+    /// The training items of each user (CSR structure), for `exclude_seen`.
+    seen_indptr: Vec<usize>,
+    seen_indices: Vec<u32>,
+    /// `YᵀY + λI`, for folding in new users.
+    gram: Vec<f32>,
+    regularization: f32,
+    alpha: f32,
+    /// Wall-clock seconds of training.
+    pub train_seconds: f64,
+}
+
+/// Per-iteration information passed to a training callback.
+#[derive(Debug, Clone, Copy)]
+pub struct IterationInfo {
+    /// 0-based iteration.
+    pub iteration: usize,
+    /// Seconds this iteration took.
+    pub seconds: f64,
+}
+
+/// Train on interactions: `c = 1 + alpha · (summed w)` per user-item pair.
+pub fn train(data: &Interactions, params: &AlsParams) -> Result<AlsModel> {
+    train_with(data, params, |_, _, _| {})
+}
+
+/// [`train`] with a callback after each iteration (`info`, user factors, item factors).
+pub fn train_with(
+    data: &Interactions,
+    params: &AlsParams,
+    on_iteration: impl FnMut(IterationInfo, &[f32], &[f32]),
+) -> Result<AlsModel> {
+    params.validate()?;
+    if data.is_empty() {
+        return Err(TrainError::Empty("no interactions to train on".into()));
+    }
+    let start = Instant::now();
+    let alpha = params.alpha;
+    let cui = data.user_item_matrix().map_values(|w| 1.0 + alpha * w);
+    let (x, y) = fit_confidence(&cui, params, on_iteration)?;
+    let k = params.factors;
+    let gram = with_pool(params.threads, || gramian(&y, k, params.regularization))?;
+    Ok(AlsModel {
+        factors: k,
+        user_factors: x,
+        item_factors: y,
+        user_ids: Arc::clone(data.user_ids()),
+        item_ids: Arc::clone(data.item_ids()),
+        seen_indptr: cui.indptr,
+        seen_indices: cui.indices,
+        gram,
+        regularization: params.regularization,
+        alpha,
+        train_seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// A pool of `threads` workers, or `None` for rayon's global pool (`threads == 0`).
+pub(crate) fn pool(threads: usize) -> Result<Option<rayon::ThreadPool>> {
+    if threads == 0 {
+        return Ok(None);
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map(Some)
+        .map_err(|e| TrainError::ThreadPool(e.to_string()))
+}
+
+/// Run `f` inside `pool` (or directly, on the global pool).
+pub(crate) fn run<R: Send>(pool: &Option<rayon::ThreadPool>, f: impl FnOnce() -> R + Send) -> R {
+    match pool {
+        Some(p) => p.install(f),
+        None => f(),
+    }
+}
+
+/// Run `f` on a fresh pool of `threads` workers (0: the global pool).
+pub(crate) fn with_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Result<R> {
+    Ok(run(&pool(threads)?, f))
+}
+
+/// Factorise a confidence matrix `cui` (values are `c_ui`, `p_ui = 1` where stored).
+/// Returns `(user_factors, item_factors)`, row-major.
+pub fn fit_confidence(
+    cui: &Csr,
+    params: &AlsParams,
+    mut on_iteration: impl FnMut(IterationInfo, &[f32], &[f32]),
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    params.validate()?;
+    let k = params.factors;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(params.seed);
+    let mut x: Vec<f32> = (0..cui.rows * k).map(|_| rng.random::<f32>() * 0.01).collect();
+    let mut y: Vec<f32> = (0..cui.cols * k).map(|_| rng.random::<f32>() * 0.01).collect();
+    let ciu = cui.transpose();
+    let reg = params.regularization;
+    let pool = pool(params.threads)?;
+    for iteration in 0..params.iterations {
+        let t = Instant::now();
+        run(&pool, || {
+            solve_side(cui, &mut x, &y, k, reg, params.cg_steps);
+            solve_side(&ciu, &mut y, &x, k, reg, params.cg_steps);
+        });
+        let seconds = t.elapsed().as_secs_f64();
+        tracing::debug!(iteration, seconds, "als iteration");
+        on_iteration(IterationInfo { iteration, seconds }, &x, &y);
+    }
+    Ok((x, y))
+}
+
+/// `Σ_i y_i y_iᵀ + reg·I` (`k×k`, full symmetric, row-major), in parallel over rows of `y`.
+fn gramian(y: &[f32], k: usize, reg: f32) -> Vec<f32> {
+    const CHUNK_ROWS: usize = 256;
+    let mut g = y
+        .par_chunks(CHUNK_ROWS * k)
+        .fold(
+            || vec![0f32; k * k],
+            |mut acc, rows| {
+                for row in rows.chunks_exact(k) {
+                    for (a, &ya) in row.iter().enumerate() {
+                        if ya != 0.0 {
+                            axpy(ya, row, &mut acc[a * k..(a + 1) * k]);
+                        }
+                    }
+                }
+                acc
+            },
+        )
+        .reduce(
+            || vec![0f32; k * k],
+            |mut a, b| {
+                axpy(1.0, &b, &mut a);
+                a
+            },
+        );
+    for d in 0..k {
+        g[d * k + d] += reg;
+    }
+    g
+}
+
+/// One half-iteration: update every row of `x` from the fixed `y`.
+fn solve_side(c: &Csr, x: &mut [f32], y: &[f32], k: usize, reg: f32, cg_steps: usize) {
+    let gram = gramian(y, k, reg);
+    x.par_chunks_mut(k).enumerate().for_each_init(
+        || Scratch::new(k),
+        |s, (row, xr)| {
+            let (cols, conf) = c.row(row);
+            if cols.is_empty() {
+                xr.fill(0.0);
+            } else {
+                cg_solve(&gram, y, k, cols, conf, xr, s, cg_steps);
+            }
+        },
+    );
+}
+
+/// Per-thread CG buffers.
+struct Scratch {
+    r: Vec<f32>,
+    p: Vec<f32>,
+    ap: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(k: usize) -> Self {
+        Self {
+            r: vec![0.0; k],
+            p: vec![0.0; k],
+            ap: vec![0.0; k],
+        }
+    }
+}
+
+/// `cg_steps` CG steps on `(G + Σ (c_i − 1) y_i y_iᵀ) x = Σ c_i y_i`, from the current `x`.
+#[allow(clippy::too_many_arguments)]
+fn cg_solve(gram: &[f32], y: &[f32], k: usize, cols: &[u32], conf: &[f32], x: &mut [f32], s: &mut Scratch, cg_steps: usize) {
+    let Scratch { r, p, ap } = s;
+    // r = b − A x
+    symv(gram, k, x, r);
+    r.iter_mut().for_each(|v| *v = -*v);
+    for (&i, &c) in cols.iter().zip(conf) {
+        let yi = &y[i as usize * k..(i as usize + 1) * k];
+        let coef = c - (c - 1.0) * dot(yi, x);
+        axpy(coef, yi, r);
+    }
+    p.copy_from_slice(r);
+    let mut rsold = dot(r, r);
+    if rsold < 1e-20 {
+        return;
+    }
+    for _ in 0..cg_steps {
+        // Ap = A p
+        symv(gram, k, p, ap);
+        for (&i, &c) in cols.iter().zip(conf) {
+            let yi = &y[i as usize * k..(i as usize + 1) * k];
+            axpy((c - 1.0) * dot(yi, p), yi, ap);
+        }
+        let pap = dot(p, ap);
+        if pap <= 0.0 || !pap.is_finite() {
+            return;
+        }
+        let step = rsold / pap;
+        axpy(step, p, x);
+        axpy(-step, ap, r);
+        let rsnew = dot(r, r);
+        if rsnew < 1e-20 {
+            return;
+        }
+        let beta = rsnew / rsold;
+        for (pv, &rv) in p.iter_mut().zip(r.iter()) {
+            *pv = rv + beta * *pv;
+        }
+        rsold = rsnew;
+    }
+}
+
+/// Dot product with eight independent accumulators (vectorises without `-ffast-math`).
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
+}
+
+/// `y += a · x`.
+#[inline]
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yv, &xv) in y.iter_mut().zip(x) {
+        *yv += a * xv;
+    }
+}
+
+/// `out = M v` for a row-major `k×k` matrix.
+#[inline]
+fn symv(m: &[f32], k: usize, v: &[f32], out: &mut [f32]) {
+    for (o, row) in out.iter_mut().zip(m.chunks_exact(k)) {
+        *o = dot(row, v);
+    }
+}
+
+/// The full objective `L` (see the module doc) of factors `x`, `y` on confidences `cui`.
+pub fn loss(cui: &Csr, x: &[f32], y: &[f32], k: usize, regularization: f32) -> f64 {
+    let gram = gramian(y, k, 0.0);
+    let data: f64 = x
+        .par_chunks(k)
+        .enumerate()
+        .map_init(
+            || vec![0f32; k],
+            |tmp, (u, xu)| {
+                // Σ_all (x·y_i)² = xᵀ YᵀY x, then correct the observed pairs
+                symv(&gram, k, xu, tmp);
+                let mut l = dot(tmp, xu) as f64;
+                let (cols, conf) = cui.row(u);
+                for (&i, &c) in cols.iter().zip(conf) {
+                    let s = dot(&y[i as usize * k..(i as usize + 1) * k], xu) as f64;
+                    l += c as f64 * (1.0 - s) * (1.0 - s) - s * s;
+                }
+                l
+            },
+        )
+        .sum();
+    let norms: f64 = x.iter().chain(y).map(|&v| (v as f64) * (v as f64)).sum();
+    data + regularization as f64 * norms
+}
+
+impl AlsModel {
+    /// Number of users.
+    pub fn n_users(&self) -> usize {
+        self.user_ids.len()
+    }
+
+    /// Number of items.
+    pub fn n_items(&self) -> usize {
+        self.item_ids.len()
+    }
+
+    /// The factors of user `u` (None if out of range).
+    pub fn user_vector(&self, u: u32) -> Option<&[f32]> {
+        let a = u as usize * self.factors;
+        self.user_factors.get(a..a + self.factors)
+    }
+
+    /// The factors of item `i` (None if out of range).
+    pub fn item_vector(&self, i: u32) -> Option<&[f32]> {
+        let a = i as usize * self.factors;
+        self.item_factors.get(a..a + self.factors)
+    }
+
+    /// The items user `u` had in training, sorted.
+    pub fn seen(&self, u: u32) -> &[u32] {
+        let u = u as usize;
+        match (self.seen_indptr.get(u), self.seen_indptr.get(u + 1)) {
+            (Some(&a), Some(&b)) => &self.seen_indices[a..b],
+            _ => &[],
+        }
+    }
+
+    /// Score of every item for a query vector (dot products).
+    pub fn scores(&self, query: &[f32]) -> Vec<f32> {
+        self.item_factors.chunks_exact(self.factors).map(|yi| dot(yi, query)).collect()
+    }
+
+    /// Top `k` items for user `u` by dot product, best first, optionally without the user's
+    /// training items. Unknown users get an empty list.
+    pub fn recommend(&self, u: u32, k: usize, exclude_seen: bool) -> Vec<(u32, f32)> {
+        let exclude = if exclude_seen { self.seen(u) } else { &[] };
+        self.recommend_excluding(u, k, exclude)
+    }
+
+    /// Top `k` items for user `u`, skipping the sorted `exclude`.
+    pub fn recommend_excluding(&self, u: u32, k: usize, exclude: &[u32]) -> Vec<(u32, f32)> {
+        match self.user_vector(u) {
+            Some(q) => top_k(&self.scores(q), k, exclude),
+            None => Vec::new(),
+        }
+    }
+
+    /// Items most similar to item `i` by cosine of item factors (not `i` itself).
+    pub fn similar_items(&self, i: u32, k: usize) -> Vec<(u32, f32)> {
+        let Some(q) = self.item_vector(i) else {
+            return Vec::new();
+        };
+        let qn = dot(q, q).sqrt();
+        let scores: Vec<f32> = self
+            .item_factors
+            .chunks_exact(self.factors)
+            .map(|yi| {
+                let n = dot(yi, yi).sqrt() * qn;
+                if n > 0.0 { dot(yi, q) / n } else { 0.0 }
+            })
+            .collect();
+        top_k(&scores, k, &[i])
+    }
+
+    /// A user vector for a user outside training (or with new events), from their
+    /// `(item, w)` interactions with the item factors fixed: the same ridge system as
+    /// training, solved by CG from zero to convergence. Unknown items are ignored.
+    pub fn fold_in_user(&self, interactions: &[(u32, f32)]) -> Vec<f32> {
+        let k = self.factors;
+        let mut pairs: Vec<(u32, f32)> = interactions
+            .iter()
+            .filter(|(i, w)| (*i as usize) < self.n_items() && w.is_finite() && *w > 0.0)
+            .copied()
+            .collect();
+        pairs.sort_unstable_by_key(|p| p.0);
+        let mut merged: Vec<(u32, f32)> = Vec::with_capacity(pairs.len());
+        for (i, w) in pairs {
+            match merged.last_mut() {
+                Some(last) if last.0 == i => last.1 += w,
+                _ => merged.push((i, w)),
+            }
+        }
+        let cols: Vec<u32> = merged.iter().map(|p| p.0).collect();
+        let conf: Vec<f32> = merged.iter().map(|p| 1.0 + self.alpha * p.1).collect();
+        let mut x = vec![0f32; k];
+        if cols.is_empty() {
+            return x;
+        }
+        let mut s = Scratch::new(k);
+        cg_solve(&self.gram, &self.item_factors, k, &cols, &conf, &mut x, &mut s, k.max(3));
+        x
+    }
+
+    /// The regularization the model was trained with.
+    pub fn regularization(&self) -> f32 {
+        self.regularization
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(factors: usize, iterations: usize) -> AlsParams {
+        AlsParams {
+            factors,
+            regularization: 0.1,
+            alpha: 10.0,
+            iterations,
+            cg_steps: 3,
+            seed: 7,
+            threads: 2,
+        }
+    }
+
+    /// Planted blocks: users `b*10..b*10+10` like items `b*8..b*8+8`, each user 6 of the 8
+    /// items of their block (the 2 left out are the held-out "truth"), for 3 blocks.
+    fn planted() -> (Interactions, Vec<Vec<u32>>) {
+        let mut events = Vec::new();
+        let mut held_out = Vec::new();
+        for b in 0..3u32 {
+            for u in b * 10..b * 10 + 10 {
+                let skip = [(u * 3) % 8, (u * 3 + 1) % 8];
+                let mut held = Vec::new();
+                for j in 0..8 {
+                    let item = b * 8 + j;
+                    if skip.contains(&j) {
+                        held.push(item);
+                    } else {
+                        events.push((u, item, 1.0, 0));
+                    }
+                }
+                held.sort_unstable();
+                held_out.push(held);
+            }
+        }
+        (Interactions::from_indices(30, 24, &events), held_out)
+    }
+
+    #[test]
+    fn loss_decreases_every_iteration() {
+        let (data, _) = planted();
+        let p = params(8, 10);
+        let cui = data.user_item_matrix().map_values(|w| 1.0 + p.alpha * w);
+        let mut losses = Vec::new();
+        let (x0, y0) = fit_confidence(&cui, &AlsParams { iterations: 0, ..p.clone() }, |_, _, _| {}).unwrap();
+        let initial = loss(&cui, &x0, &y0, p.factors, p.regularization);
+        fit_confidence(&cui, &p, |_, x, y| losses.push(loss(&cui, x, y, p.factors, p.regularization))).unwrap();
+        assert_eq!(losses.len(), 10);
+        assert!(losses[0] < initial, "{} !< {initial}", losses[0]);
+        for w in losses.windows(2) {
+            assert!(w[1] <= w[0] * (1.0 + 1e-5), "loss went up: {losses:?}");
+        }
+        assert!(losses[9] < 0.5 * initial, "{losses:?} vs {initial}");
+    }
+
+    #[test]
+    fn loss_matches_brute_force() {
+        let data = Interactions::from_indices(2, 3, &[(0, 1, 2.0, 0), (1, 0, 1.0, 0), (1, 2, 3.0, 0)]);
+        let cui = data.user_item_matrix().map_values(|w| 1.0 + 0.5 * w);
+        let k = 2;
+        let x = [0.3, -0.2, 0.5, 0.1];
+        let y = [0.1, 0.4, -0.3, 0.2, 0.7, 0.7];
+        let reg = 0.1;
+        let mut brute = 0.0;
+        for u in 0..2 {
+            for i in 0..3 {
+                let s: f64 = (0..k).map(|d| x[u * k + d] as f64 * y[i * k + d] as f64).sum();
+                let (cols, conf) = cui.row(u);
+                let (c, p) = match cols.iter().position(|&c| c == i as u32) {
+                    Some(pos) => (conf[pos] as f64, 1.0),
+                    None => (1.0, 0.0),
+                };
+                brute += c * (p - s) * (p - s);
+            }
+        }
+        brute += reg * x.iter().chain(&y).map(|v| (*v as f64).powi(2)).sum::<f64>();
+        let l = loss(&cui, &x, &y, k, reg as f32);
+        assert!((l - brute).abs() < 1e-5, "{l} vs {brute}");
+    }
+
+    #[test]
+    fn cg_converges_to_the_exact_ridge_solution() {
+        // one user, 2 factors: solve (G + Σ(c−1) y yᵀ) x = Σ c y by hand
+        let y = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0];
+        let k = 2;
+        let gram = gramian(&y, k, 0.5); // [[2.5, 1], [1, 2.5]]
+        assert_eq!(gram, vec![2.5, 1.0, 1.0, 2.5]);
+        // observed: item 0 with c = 3 → A = [[4.5, 1], [1, 2.5]], b = [3, 0]
+        // x = A⁻¹ b = [2.5·3, −1·3] / (4.5·2.5 − 1) = [7.5, −3] / 10.25
+        let mut x = [0.0f32; 2];
+        let mut s = Scratch::new(k);
+        cg_solve(&gram, &y, k, &[0], &[3.0], &mut x, &mut s, 2);
+        assert!((x[0] - 7.5 / 10.25).abs() < 1e-5 && (x[1] + 3.0 / 10.25).abs() < 1e-5, "{x:?}");
+    }
+
+    #[test]
+    fn recovers_planted_blocks() {
+        let (data, held_out) = planted();
+        let model = train(&data, &params(6, 15)).unwrap();
+        let mut hits = 0;
+        for (u, held) in held_out.iter().enumerate() {
+            let recs = model.recommend(u as u32, 2, true);
+            assert_eq!(recs.len(), 2);
+            for (i, _) in &recs {
+                assert!(!model.seen(u as u32).contains(i), "seen item recommended");
+                // every recommendation comes from the user's own block
+                assert_eq!(i / 8, u as u32 / 10, "user {u} got item {i} from another block");
+                hits += held.contains(i) as usize;
+            }
+        }
+        // the only unseen items of a block are exactly the held-out ones
+        assert_eq!(hits, 60);
+        // item similarity stays inside blocks too
+        for i in 0..24u32 {
+            for (j, _) in model.similar_items(i, 3) {
+                assert_eq!(j / 8, i / 8);
+            }
+        }
+    }
+
+    #[test]
+    fn fold_in_matches_the_block() {
+        let (data, _) = planted();
+        let model = train(&data, &params(6, 15)).unwrap();
+        let v = model.fold_in_user(&[(16, 1.0), (17, 1.0), (18, 1.0), (99, 1.0)]);
+        let recs = top_k(&model.scores(&v), 3, &[16, 17, 18]);
+        assert!(recs.iter().all(|(i, _)| i / 8 == 2), "{recs:?}");
+        assert!(model.fold_in_user(&[]).iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn training_is_deterministic_for_a_seed_and_thread_count() {
+        let (data, _) = planted();
+        let a = train(&data, &params(4, 3)).unwrap();
+        let b = train(&data, &params(4, 3)).unwrap();
+        assert_eq!(a.user_factors, b.user_factors);
+        assert_eq!(a.item_factors, b.item_factors);
+    }
+
+    #[test]
+    fn bad_params_are_rejected() {
+        let (data, _) = planted();
+        let e = train(&data, &AlsParams { factors: 0, ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("factors"));
+        let e = train(&data, &AlsParams { regularization: f32::NAN, ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("regularization"));
+        let empty = Interactions::from_indices(1, 1, &[]);
+        assert!(matches!(train(&empty, &AlsParams::default()), Err(TrainError::Empty(_))));
+    }
+}
+#[cfg(test)]
+mod dbg_tests {
+    use super::*;
+    #[test]
+    fn dbg_scores() {
+        let (data, _) = tests_planted();
+        for it in [0usize, 1, 2, 5, 15] {
+            let p = AlsParams { factors: 6, regularization: 0.1, alpha: 10.0, iterations: it, cg_steps: 3, seed: 7, threads: 2 };
+            let model = train(&data, &p).unwrap();
+            let s = model.scores(model.user_vector(0).unwrap());
+            let cui = data.user_item_matrix().map_values(|w| 1.0 + 10.0 * w);
+            eprintln!("it {it} loss {} scores {:?}", loss(&cui, &model.user_factors, &model.item_factors, 6, 0.1), s.iter().map(|v| (v * 100.0).round() / 100.0).collect::<Vec<_>>());
+        }
+    }
+    fn tests_planted() -> (Interactions, ()) {
+        let mut events = Vec::new();
+        for b in 0..3u32 { for u in b * 10..b * 10 + 10 { let skip = [(u * 3) % 8, (u * 3 + 1) % 8];
+            for j in 0..8 { if !skip.contains(&j) { events.push((u, b * 8 + j, 1.0, 0)); } } } }
+        (Interactions::from_indices(30, 24, &events), ())
+    }
+}

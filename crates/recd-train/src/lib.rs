@@ -26,6 +26,7 @@ pub mod error;
 pub mod eval;
 pub mod metrics;
 pub mod movielens;
+pub mod rank;
 pub mod replay;
 pub mod split;
 
