@@ -68,7 +68,10 @@ impl AlsParams {
             return Err(TrainError::param("factors", "must be 1..=4096"));
         }
         if !(self.regularization.is_finite() && self.regularization >= 0.0) {
-            return Err(TrainError::param("regularization", "must be finite and >= 0"));
+            return Err(TrainError::param(
+                "regularization",
+                "must be finite and >= 0",
+            ));
         }
         if !(self.alpha.is_finite() && self.alpha >= 0.0) {
             return Err(TrainError::param("alpha", "must be finite and >= 0"));
@@ -184,8 +187,12 @@ pub fn fit_confidence(
     params.validate()?;
     let k = params.factors;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(params.seed);
-    let mut x: Vec<f32> = (0..cui.rows * k).map(|_| rng.random::<f32>() * 0.01).collect();
-    let mut y: Vec<f32> = (0..cui.cols * k).map(|_| rng.random::<f32>() * 0.01).collect();
+    let mut x: Vec<f32> = (0..cui.rows * k)
+        .map(|_| rng.random::<f32>() * 0.01)
+        .collect();
+    let mut y: Vec<f32> = (0..cui.cols * k)
+        .map(|_| rng.random::<f32>() * 0.01)
+        .collect();
     let ciu = cui.transpose();
     let reg = params.regularization;
     let pool = pool(params.threads)?;
@@ -268,7 +275,16 @@ impl Scratch {
 
 /// `cg_steps` CG steps on `(G + Σ (c_i − 1) y_i y_iᵀ) x = Σ c_i y_i`, from the current `x`.
 #[allow(clippy::too_many_arguments)]
-fn cg_solve(gram: &[f32], y: &[f32], k: usize, cols: &[u32], conf: &[f32], x: &mut [f32], s: &mut Scratch, cg_steps: usize) {
+fn cg_solve(
+    gram: &[f32],
+    y: &[f32],
+    k: usize,
+    cols: &[u32],
+    conf: &[f32],
+    x: &mut [f32],
+    s: &mut Scratch,
+    cg_steps: usize,
+) {
     let Scratch { r, p, ap } = s;
     // r = b − A x
     symv(gram, k, x, r);
@@ -315,7 +331,12 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let ca = a.chunks_exact(8);
     let cb = b.chunks_exact(8);
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for l in 0..8 {
             acc[l] += x[l] * y[l];
@@ -399,7 +420,10 @@ impl AlsModel {
 
     /// Score of every item for a query vector (dot products).
     pub fn scores(&self, query: &[f32]) -> Vec<f32> {
-        self.item_factors.chunks_exact(self.factors).map(|yi| dot(yi, query)).collect()
+        self.item_factors
+            .chunks_exact(self.factors)
+            .map(|yi| dot(yi, query))
+            .collect()
     }
 
     /// Top `k` items for user `u` by dot product, best first, optionally without the user's
@@ -459,7 +483,16 @@ impl AlsModel {
             return x;
         }
         let mut s = Scratch::new(k);
-        cg_solve(&self.gram, &self.item_factors, k, &cols, &conf, &mut x, &mut s, k.max(3));
+        cg_solve(
+            &self.gram,
+            &self.item_factors,
+            k,
+            &cols,
+            &conf,
+            &mut x,
+            &mut s,
+            k.max(3),
+        );
         x
     }
 
@@ -476,7 +509,7 @@ mod tests {
     fn params(factors: usize, iterations: usize) -> AlsParams {
         AlsParams {
             factors,
-            regularization: 0.1,
+            regularization: 1.0,
             alpha: 10.0,
             iterations,
             cg_steps: 3,
@@ -485,28 +518,39 @@ mod tests {
         }
     }
 
-    /// Planted blocks: users `b*10..b*10+10` like items `b*8..b*8+8`, each user 6 of the 8
-    /// items of their block (the 2 left out are the held-out "truth"), for 3 blocks.
+    const BLOCKS: u32 = 4;
+    const USERS_PER_BLOCK: u32 = 25;
+    const ITEMS_PER_BLOCK: u32 = 10;
+
+    /// Planted blocks: the users of block b like only the items of block b. Each user
+    /// interacted with 8 of the block's 10 items; the 2 left out (chosen by a hash) are
+    /// the held-out truth that ALS must rank first.
     fn planted() -> (Interactions, Vec<Vec<u32>>) {
         let mut events = Vec::new();
         let mut held_out = Vec::new();
-        for b in 0..3u32 {
-            for u in b * 10..b * 10 + 10 {
-                let skip = [(u * 3) % 8, (u * 3 + 1) % 8];
+        for b in 0..BLOCKS {
+            for u in b * USERS_PER_BLOCK..(b + 1) * USERS_PER_BLOCK {
+                let first = (u * 7 + 3) % ITEMS_PER_BLOCK;
+                let second = (first + 1 + (u * 13) % (ITEMS_PER_BLOCK - 1)) % ITEMS_PER_BLOCK;
                 let mut held = Vec::new();
-                for j in 0..8 {
-                    let item = b * 8 + j;
-                    if skip.contains(&j) {
+                for j in 0..ITEMS_PER_BLOCK {
+                    let item = b * ITEMS_PER_BLOCK + j;
+                    if j == first || j == second {
                         held.push(item);
                     } else {
-                        events.push((u, item, 1.0, 0));
+                        events.push((u, item, 1.0, i64::from(u * 100 + j)));
                     }
                 }
                 held.sort_unstable();
                 held_out.push(held);
             }
         }
-        (Interactions::from_indices(30, 24, &events), held_out)
+        let n_users = (BLOCKS * USERS_PER_BLOCK) as usize;
+        let n_items = (BLOCKS * ITEMS_PER_BLOCK) as usize;
+        (
+            Interactions::from_indices(n_users, n_items, &events),
+            held_out,
+        )
     }
 
     #[test]
@@ -515,9 +559,20 @@ mod tests {
         let p = params(8, 10);
         let cui = data.user_item_matrix().map_values(|w| 1.0 + p.alpha * w);
         let mut losses = Vec::new();
-        let (x0, y0) = fit_confidence(&cui, &AlsParams { iterations: 0, ..p.clone() }, |_, _, _| {}).unwrap();
+        let (x0, y0) = fit_confidence(
+            &cui,
+            &AlsParams {
+                iterations: 0,
+                ..p.clone()
+            },
+            |_, _, _| {},
+        )
+        .unwrap();
         let initial = loss(&cui, &x0, &y0, p.factors, p.regularization);
-        fit_confidence(&cui, &p, |_, x, y| losses.push(loss(&cui, x, y, p.factors, p.regularization))).unwrap();
+        fit_confidence(&cui, &p, |_, x, y| {
+            losses.push(loss(&cui, x, y, p.factors, p.regularization))
+        })
+        .unwrap();
         assert_eq!(losses.len(), 10);
         assert!(losses[0] < initial, "{} !< {initial}", losses[0]);
         for w in losses.windows(2) {
@@ -528,7 +583,8 @@ mod tests {
 
     #[test]
     fn loss_matches_brute_force() {
-        let data = Interactions::from_indices(2, 3, &[(0, 1, 2.0, 0), (1, 0, 1.0, 0), (1, 2, 3.0, 0)]);
+        let data =
+            Interactions::from_indices(2, 3, &[(0, 1, 2.0, 0), (1, 0, 1.0, 0), (1, 2, 3.0, 0)]);
         let cui = data.user_item_matrix().map_values(|w| 1.0 + 0.5 * w);
         let k = 2;
         let x = [0.3, -0.2, 0.5, 0.1];
@@ -537,7 +593,9 @@ mod tests {
         let mut brute = 0.0;
         for u in 0..2 {
             for i in 0..3 {
-                let s: f64 = (0..k).map(|d| x[u * k + d] as f64 * y[i * k + d] as f64).sum();
+                let s: f64 = (0..k)
+                    .map(|d| x[u * k + d] as f64 * y[i * k + d] as f64)
+                    .sum();
                 let (cols, conf) = cui.row(u);
                 let (c, p) = match cols.iter().position(|&c| c == i as u32) {
                     Some(pos) => (conf[pos] as f64, 1.0),
@@ -563,13 +621,16 @@ mod tests {
         let mut x = [0.0f32; 2];
         let mut s = Scratch::new(k);
         cg_solve(&gram, &y, k, &[0], &[3.0], &mut x, &mut s, 2);
-        assert!((x[0] - 7.5 / 10.25).abs() < 1e-5 && (x[1] + 3.0 / 10.25).abs() < 1e-5, "{x:?}");
+        assert!(
+            (x[0] - 7.5 / 10.25).abs() < 1e-5 && (x[1] + 3.0 / 10.25).abs() < 1e-5,
+            "{x:?}"
+        );
     }
 
     #[test]
     fn recovers_planted_blocks() {
         let (data, held_out) = planted();
-        let model = train(&data, &params(6, 15)).unwrap();
+        let model = train(&data, &params(8, 15)).unwrap();
         let mut hits = 0;
         for (u, held) in held_out.iter().enumerate() {
             let recs = model.recommend(u as u32, 2, true);
@@ -577,16 +638,20 @@ mod tests {
             for (i, _) in &recs {
                 assert!(!model.seen(u as u32).contains(i), "seen item recommended");
                 // every recommendation comes from the user's own block
-                assert_eq!(i / 8, u as u32 / 10, "user {u} got item {i} from another block");
+                assert_eq!(
+                    i / ITEMS_PER_BLOCK,
+                    u as u32 / USERS_PER_BLOCK,
+                    "user {u} got item {i}"
+                );
                 hits += held.contains(i) as usize;
             }
         }
         // the only unseen items of a block are exactly the held-out ones
-        assert_eq!(hits, 60);
+        assert_eq!(hits, held_out.len() * 2);
         // item similarity stays inside blocks too
-        for i in 0..24u32 {
+        for i in 0..BLOCKS * ITEMS_PER_BLOCK {
             for (j, _) in model.similar_items(i, 3) {
-                assert_eq!(j / 8, i / 8);
+                assert_eq!(j / ITEMS_PER_BLOCK, i / ITEMS_PER_BLOCK);
             }
         }
     }
@@ -594,10 +659,13 @@ mod tests {
     #[test]
     fn fold_in_matches_the_block() {
         let (data, _) = planted();
-        let model = train(&data, &params(6, 15)).unwrap();
-        let v = model.fold_in_user(&[(16, 1.0), (17, 1.0), (18, 1.0), (99, 1.0)]);
-        let recs = top_k(&model.scores(&v), 3, &[16, 17, 18]);
-        assert!(recs.iter().all(|(i, _)| i / 8 == 2), "{recs:?}");
+        let model = train(&data, &params(8, 15)).unwrap();
+        let v = model.fold_in_user(&[(20, 1.0), (21, 1.0), (22, 1.0), (999, 1.0)]);
+        let recs = top_k(&model.scores(&v), 5, &[20, 21, 22]);
+        assert!(
+            recs.iter().all(|(i, _)| i / ITEMS_PER_BLOCK == 2),
+            "{recs:?}"
+        );
         assert!(model.fold_in_user(&[]).iter().all(|&x| x == 0.0));
     }
 
@@ -613,32 +681,28 @@ mod tests {
     #[test]
     fn bad_params_are_rejected() {
         let (data, _) = planted();
-        let e = train(&data, &AlsParams { factors: 0, ..Default::default() }).unwrap_err();
+        let e = train(
+            &data,
+            &AlsParams {
+                factors: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("factors"));
-        let e = train(&data, &AlsParams { regularization: f32::NAN, ..Default::default() }).unwrap_err();
+        let e = train(
+            &data,
+            &AlsParams {
+                regularization: f32::NAN,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("regularization"));
         let empty = Interactions::from_indices(1, 1, &[]);
-        assert!(matches!(train(&empty, &AlsParams::default()), Err(TrainError::Empty(_))));
-    }
-}
-#[cfg(test)]
-mod dbg_tests {
-    use super::*;
-    #[test]
-    fn dbg_scores() {
-        let (data, _) = tests_planted();
-        for it in [0usize, 1, 2, 5, 15] {
-            let p = AlsParams { factors: 6, regularization: 0.1, alpha: 10.0, iterations: it, cg_steps: 3, seed: 7, threads: 2 };
-            let model = train(&data, &p).unwrap();
-            let s = model.scores(model.user_vector(0).unwrap());
-            let cui = data.user_item_matrix().map_values(|w| 1.0 + 10.0 * w);
-            eprintln!("it {it} loss {} scores {:?}", loss(&cui, &model.user_factors, &model.item_factors, 6, 0.1), s.iter().map(|v| (v * 100.0).round() / 100.0).collect::<Vec<_>>());
-        }
-    }
-    fn tests_planted() -> (Interactions, ()) {
-        let mut events = Vec::new();
-        for b in 0..3u32 { for u in b * 10..b * 10 + 10 { let skip = [(u * 3) % 8, (u * 3 + 1) % 8];
-            for j in 0..8 { if !skip.contains(&j) { events.push((u, b * 8 + j, 1.0, 0)); } } } }
-        (Interactions::from_indices(30, 24, &events), ())
+        assert!(matches!(
+            train(&empty, &AlsParams::default()),
+            Err(TrainError::Empty(_))
+        ));
     }
 }
