@@ -1,0 +1,33 @@
+//! The crate's error type: everything a caller can get wrong when handing vectors to the index.
+//!
+//! Every variant is a *user* error (bad input); the index has no internal failure modes that
+//! surface as errors (internal invariants are `expect`ed with a message instead).
+
+/// Why a vector (stored or query) was rejected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// The vector's length differs from the index dimension.
+    #[error("vector has dimension {got}, the index expects {expected}")]
+    DimensionMismatch {
+        /// The index dimension.
+        expected: usize,
+        /// The length of the vector that was given.
+        got: usize,
+    },
+    /// A component is NaN or infinite.
+    #[error("vector component {position} is not a finite number")]
+    NonFinite {
+        /// Index of the first offending component.
+        position: usize,
+    },
+    /// The squared norm does not fit in an `f32`, so scores would overflow.
+    #[error("vector norm is too large to score without overflow")]
+    NormOverflow,
+    /// An all-zero vector under the cosine metric (its direction is undefined).
+    #[error("zero vector has no direction under the cosine metric")]
+    ZeroVector,
+    /// The index already holds `u32::MAX` nodes.
+    #[error("the index is full")]
+    Full,
+}

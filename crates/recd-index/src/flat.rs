@@ -1,0 +1,37 @@
+//! Exact (brute-force) search: the fallback for selective filters and the test oracle.
+//!
+//! Scores every live vector (or every allowed id) against the query and keeps the best `k`
+//! in a bounded heap. Results are exact and deterministic: ties in score go to the smaller id.
+
+use roaring::RoaringBitmap;
+
+use crate::store::Store;
+use crate::topk::{Scored, TopK};
+
+/// The `k` nearest live vectors, ascending distance; keys are caller ids.
+pub(crate) fn scan_all(st: &Store, q: &[f32], k: usize) -> Vec<Scored> {
+    let mut top = TopK::new(k);
+    for slot in 0..st.slots() as u32 {
+        if !st.is_deleted(slot) {
+            top.push(Scored {
+                dist: st.distance(q, slot),
+                key: st.id_of(slot),
+            });
+        }
+    }
+    top.into_sorted()
+}
+
+/// The `k` nearest among `ids` (ids without a live vector are skipped); keys are caller ids.
+pub(crate) fn scan_ids(st: &Store, q: &[f32], k: usize, ids: &RoaringBitmap) -> Vec<Scored> {
+    let mut top = TopK::new(k);
+    for id in ids {
+        if let Some(slot) = st.slot_of(id) {
+            top.push(Scored {
+                dist: st.distance(q, slot),
+                key: id,
+            });
+        }
+    }
+    top.into_sorted()
+}

@@ -1,0 +1,308 @@
+//! The HNSW graph algorithms (Malkov & Yashunin 2016): level assignment, greedy descent, the
+//! best-first layer search with an admission predicate, the neighbour-selection heuristic,
+//! and linking a node into the graph.
+//!
+//! Everything here works on a `&Store` (the caller holds the store's read lock), so links can
+//! be built by several threads at once; each node's neighbour lists are rewritten under that
+//! node's own mutex, and a thread never holds two of those mutexes at a time (no lock order
+//! to get wrong). The graph's entry point sits behind its own small mutex.
+//!
+//! Filtering is done *inside* the walk: [`search_layer`] expands every node it reaches (the
+//! graph stays connected through filtered-out and deleted nodes) but only *admits* nodes the
+//! predicate accepts into the result set, and it keeps expanding until it holds `ef` admitted
+//! nodes or runs out of graph. That is hnswlib's filtered search; the planner decides when the
+//! walk beats an exact scan.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use parking_lot::Mutex;
+
+use crate::store::Store;
+use crate::topk::Scored;
+use crate::visited::Visited;
+
+/// Highest level a node can get (the expected top level for 10^9 nodes at M = 16 is ~7).
+const MAX_LEVEL: u64 = 15;
+/// Fixed seed for level assignment, so a build is reproducible from its insertion order.
+const LEVEL_SEED: u64 = 0x5EED_F0F4_EC0D;
+
+/// The graph's entry point: the node with the highest level.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    slot: u32,
+    level: usize,
+}
+
+/// Graph-wide state that is not per node: construction parameters and the entry point.
+#[derive(Debug)]
+pub(crate) struct Graph {
+    /// Neighbours chosen per node and level at insertion (`M`).
+    m: usize,
+    ef_construction: usize,
+    /// Level multiplier `1 / ln(M)`.
+    ml: f64,
+    /// `None` until the first node is linked.
+    entry: Mutex<Option<Entry>>,
+}
+
+impl Graph {
+    pub(crate) fn new(m: usize, ef_construction: usize) -> Self {
+        Graph {
+            m,
+            ef_construction,
+            ml: 1.0 / (m as f64).ln(),
+            entry: Mutex::new(None),
+        }
+    }
+
+    /// Level for a new node: `floor(-ln(U) * mL)` with `U` drawn from a hash of the slot
+    /// number, so that no RNG state is shared between inserting threads.
+    pub(crate) fn random_level(&self, slot: u32) -> u8 {
+        let h = splitmix64(u64::from(slot) ^ LEVEL_SEED);
+        let u = ((h >> 11) as f64 + 1.0) / (1u64 << 53) as f64; // (0, 1]
+        let level = (-u.ln() * self.ml).floor();
+        // `level` is finite and >= 0 (u in (0, 1]); the cast saturates, then we cap it.
+        (level as u64).min(MAX_LEVEL) as u8
+    }
+
+    /// Whether any node has been linked (a walk needs an entry point).
+    pub(crate) fn has_entry(&self) -> bool {
+        self.entry.lock().is_some()
+    }
+
+    /// Links `slot` (already in the store) into the graph, or re-links it after its vector
+    /// changed: its own lists are replaced, and it is added to its new neighbours' lists.
+    pub(crate) fn link(&self, st: &Store, slot: u32, visited: &mut Visited) {
+        let level = st.level(slot);
+        let entry = {
+            let mut e = self.entry.lock();
+            match *e {
+                None => {
+                    *e = Some(Entry { slot, level });
+                    return;
+                }
+                Some(en) => en,
+            }
+        };
+        let q = st.query_form(slot);
+        let mut buf = Vec::with_capacity(st.max_links(0));
+        let mut cur = Scored {
+            dist: st.distance(&q, entry.slot),
+            key: entry.slot,
+        };
+        for lc in (level + 1..=entry.level).rev() {
+            cur = greedy(st, &q, cur, lc, &mut buf);
+        }
+        let mut eps = vec![cur];
+        for lc in (0..=level.min(entry.level)).rev() {
+            visited.reset(st.slots());
+            let admit = |n: u32| n != slot && !st.is_deleted(n);
+            let found = search_layer(
+                st,
+                &q,
+                &eps,
+                self.ef_construction,
+                lc,
+                admit,
+                visited,
+                &mut buf,
+            );
+            let chosen = select_heuristic(st, &found, self.m);
+            {
+                let _g = st.lock_links(slot);
+                st.set_neighbours(slot, lc, &chosen);
+            }
+            for &n in &chosen {
+                add_link(st, n, slot, lc, &mut buf);
+            }
+            if !found.is_empty() {
+                eps = found;
+            }
+        }
+        if level > entry.level {
+            let mut e = self.entry.lock();
+            if e.is_none_or(|e| level > e.level) {
+                *e = Some(Entry { slot, level });
+            }
+        }
+    }
+
+    /// Best-first search for the `ef` nearest admitted nodes (ascending distance; keys are
+    /// slots). Empty if the graph has no entry point yet.
+    pub(crate) fn search(
+        &self,
+        st: &Store,
+        q: &[f32],
+        ef: usize,
+        admit: impl Fn(u32) -> bool,
+        visited: &mut Visited,
+    ) -> Vec<Scored> {
+        let Some(entry) = *self.entry.lock() else {
+            return Vec::new();
+        };
+        let mut buf = Vec::with_capacity(st.max_links(0));
+        let mut cur = Scored {
+            dist: st.distance(q, entry.slot),
+            key: entry.slot,
+        };
+        for lc in (1..=entry.level).rev() {
+            cur = greedy(st, q, cur, lc, &mut buf);
+        }
+        search_layer(st, q, &[cur], ef, 0, admit, visited, &mut buf)
+    }
+}
+
+/// Greedy descent on one level: move to the closest neighbour until none is closer.
+fn greedy(st: &Store, q: &[f32], mut cur: Scored, level: usize, buf: &mut Vec<u32>) -> Scored {
+    loop {
+        let mut changed = false;
+        st.neighbours(cur.key, level, buf);
+        for &n in buf.iter() {
+            let d = st.distance(q, n);
+            if d < cur.dist {
+                cur = Scored { dist: d, key: n };
+                changed = true;
+            }
+        }
+        if !changed {
+            return cur;
+        }
+    }
+}
+
+/// Best-first search of one level from `entry`: expands through every node (admitted or
+/// not) while it can still improve the result set, and returns up to `ef` *admitted* nodes
+/// in ascending distance. `visited` must be freshly reset.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn search_layer(
+    st: &Store,
+    q: &[f32],
+    entry: &[Scored],
+    ef: usize,
+    level: usize,
+    admit: impl Fn(u32) -> bool,
+    visited: &mut Visited,
+    buf: &mut Vec<u32>,
+) -> Vec<Scored> {
+    let ef = ef.max(1);
+    let mut candidates: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(ef * 2);
+    let mut results: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef + 1);
+    for &e in entry {
+        if visited.insert(e.key) {
+            candidates.push(Reverse(e));
+            if admit(e.key) {
+                results.push(e);
+                if results.len() > ef {
+                    results.pop();
+                }
+            }
+        }
+    }
+    // Until `ef` nodes are admitted every reachable node is worth expanding.
+    let mut bound = worst_if_full(&results, ef);
+    while let Some(Reverse(c)) = candidates.pop() {
+        if c.dist > bound {
+            break;
+        }
+        st.neighbours(c.key, level, buf);
+        for &n in buf.iter() {
+            if !visited.insert(n) {
+                continue;
+            }
+            let d = st.distance(q, n);
+            if d < bound {
+                let s = Scored { dist: d, key: n };
+                candidates.push(Reverse(s));
+                if admit(n) {
+                    results.push(s);
+                    if results.len() > ef {
+                        results.pop();
+                    }
+                    bound = worst_if_full(&results, ef);
+                }
+            }
+        }
+    }
+    results.into_sorted_vec()
+}
+
+#[inline]
+fn worst_if_full(results: &BinaryHeap<Scored>, ef: usize) -> f32 {
+    match results.peek() {
+        Some(w) if results.len() >= ef => w.dist,
+        _ => f32::INFINITY,
+    }
+}
+
+/// HNSW's neighbour-selection heuristic (paper's Algorithm 4 without extension): take
+/// candidates nearest first, keeping one only if it is closer to the base node than to every
+/// neighbour kept so far. Spreads links across directions, which keeps clusters connected.
+/// `sorted` must be ascending by distance to the base node.
+fn select_heuristic(st: &Store, sorted: &[Scored], m: usize) -> Vec<u32> {
+    if sorted.len() <= m {
+        return sorted.iter().map(|s| s.key).collect();
+    }
+    let mut kept: Vec<u32> = Vec::with_capacity(m);
+    for c in sorted {
+        if kept.len() >= m {
+            break;
+        }
+        if kept
+            .iter()
+            .all(|&k| st.distance_between(c.key, k) >= c.dist)
+        {
+            kept.push(c.key);
+        }
+    }
+    kept
+}
+
+/// Adds `new` to `node`'s list on `level`, pruning with the heuristic when it is full.
+fn add_link(st: &Store, node: u32, new: u32, level: usize, buf: &mut Vec<u32>) {
+    let _g = st.lock_links(node);
+    st.neighbours(node, level, buf);
+    if buf.contains(&new) {
+        return;
+    }
+    let max = st.max_links(level);
+    if buf.len() < max {
+        buf.push(new);
+        st.set_neighbours(node, level, buf);
+        return;
+    }
+    let mut cands: Vec<Scored> = buf
+        .iter()
+        .chain(std::iter::once(&new))
+        .map(|&x| Scored {
+            dist: st.distance_between(node, x),
+            key: x,
+        })
+        .collect();
+    cands.sort_unstable();
+    let kept = select_heuristic(st, &cands, max);
+    st.set_neighbours(node, level, &kept);
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_distribution_is_geometric() {
+        let g = Graph::new(16, 100);
+        let n = 100_000u32;
+        let above0 = (0..n).filter(|&s| g.random_level(s) > 0).count() as f64;
+        // P(level > 0) = 1/M = 0.0625.
+        let p = above0 / f64::from(n);
+        assert!((p - 0.0625).abs() < 0.005, "P(level > 0) = {p}");
+        assert!((0..n).all(|s| u64::from(g.random_level(s)) <= MAX_LEVEL));
+    }
+}

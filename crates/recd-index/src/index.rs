@@ -1,0 +1,549 @@
+//! [`VectorIndex`]: the public, thread-safe index tying the store, the graph, the exact scan
+//! and the planner together. Input validation lives here, so nothing below it sees a vector
+//! of the wrong length, a non-finite value, or a zero vector under cosine.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::{RwLock, RwLockWriteGuard};
+use rayon::prelude::*;
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+
+use crate::distance::{Metric, norm_squared_f64};
+use crate::error::IndexError;
+use crate::flat;
+use crate::hnsw::Graph;
+use crate::planner::{self, Plan, SearchOptions, Strategy};
+use crate::store::Store;
+use crate::topk::Scored;
+use crate::visited::VisitedPool;
+
+/// Largest accepted squared norm: keeps `|q - v|²` and `q · v` finite in f32.
+const MAX_NORM_SQUARED: f64 = (f32::MAX / 4.0) as f64;
+
+/// HNSW construction and search parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HnswParams {
+    /// Neighbours per node and level (level 0 keeps up to `2 * m`). Clamped to 2..=128.
+    pub m: usize,
+    /// Beam width while linking a new node; higher builds slower and searches better.
+    pub ef_construction: usize,
+    /// Default beam width of a search (raised to `k` when smaller).
+    pub ef_search: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            m: 16,
+            ef_construction: 200,
+            ef_search: 64,
+        }
+    }
+}
+
+/// One search result.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    /// The caller's id.
+    pub id: u32,
+    /// Higher is better: cosine similarity, dot product, or minus the squared L2 distance.
+    pub score: f32,
+}
+
+/// A concurrent HNSW index over `dim`-dimensional `f32` vectors keyed by caller `u32` ids,
+/// with filtered search (see the crate docs for the concurrency design).
+#[derive(Debug)]
+pub struct VectorIndex {
+    dim: usize,
+    metric: Metric,
+    params: HnswParams,
+    /// Vectors, neighbour lists and id maps; write-locked only to add, overwrite or remove.
+    store: RwLock<Store>,
+    graph: Graph,
+    visited: VisitedPool,
+}
+
+impl VectorIndex {
+    /// An empty index. `params.m` is clamped to 2..=128 and `ef_construction` to at least `m`.
+    pub fn new(dim: usize, metric: Metric, params: HnswParams) -> Self {
+        let m = params.m.clamp(2, 128);
+        let params = HnswParams {
+            m,
+            ef_construction: params.ef_construction.max(m),
+            ef_search: params.ef_search.max(1),
+        };
+        VectorIndex {
+            dim,
+            metric,
+            params,
+            store: RwLock::new(Store::new(dim, metric, m)),
+            graph: Graph::new(m, params.ef_construction),
+            visited: VisitedPool::default(),
+        }
+    }
+
+    /// Inserts `id`, or replaces its vector if it is already present (or was removed).
+    /// Safe to call from many threads, concurrently with searches.
+    pub fn insert(&self, id: u32, vector: &[f32]) -> Result<(), IndexError> {
+        let inv_norm = self.validate(vector)?;
+        let mut w = self.store.write();
+        let slot = w
+            .upsert(id, vector, inv_norm, |s| self.graph.random_level(s))?
+            .slot;
+        let st = RwLockWriteGuard::downgrade(w);
+        let mut visited = self.visited.take(st.slots());
+        self.graph.link(&st, slot, &mut visited);
+        self.visited.give_back(visited);
+        Ok(())
+    }
+
+    /// Inserts or updates many vectors, linking them in parallel on the rayon pool. Every
+    /// vector is validated before anything is written, so an invalid item leaves the index
+    /// unchanged. If an id appears twice, the later vector wins.
+    pub fn insert_batch(&self, items: &[(u32, Vec<f32>)]) -> Result<(), IndexError> {
+        let norms = items
+            .iter()
+            .map(|(_, v)| self.validate(v))
+            .collect::<Result<Vec<f32>, _>>()?;
+        let mut slots = {
+            let mut w = self.store.write();
+            let mut slots = Vec::with_capacity(items.len());
+            for ((id, v), inv_norm) in items.iter().zip(norms) {
+                slots.push(
+                    w.upsert(*id, v, inv_norm, |s| self.graph.random_level(s))?
+                        .slot,
+                );
+            }
+            slots
+        };
+        // An id given twice has one slot; link it once.
+        let mut seen = RoaringBitmap::new();
+        slots.retain(|&s| seen.insert(s));
+
+        // Work is handed out in insertion order from a shared counter (not rayon's
+        // split-in-halves), so the graph grows roughly as a sequential build would.
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut visited = self.visited.take(0);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&slot) = slots.get(i) else { break };
+                // One read lock per node, so writers (single inserts, removes) get a turn.
+                let st = self.store.read();
+                visited.reset(st.slots());
+                self.graph.link(&st, slot, &mut visited);
+            }
+            self.visited.give_back(visited);
+        };
+        if !self.graph.has_entry() && !slots.is_empty() {
+            // The first node becomes the entry point; link a few more before going parallel
+            // so that the threads do not all start from a one-node graph.
+            let warm = slots.len().min(64);
+            let st = self.store.read();
+            let mut visited = self.visited.take(st.slots());
+            for &slot in &slots[..warm] {
+                self.graph.link(&st, slot, &mut visited);
+            }
+            self.visited.give_back(visited);
+            next.store(warm, Ordering::Relaxed);
+        }
+        let threads = rayon::current_num_threads().max(1);
+        (0..threads).into_par_iter().for_each(|_| work());
+        Ok(())
+    }
+
+    /// Removes `id`; returns whether it was present. A removed id is never returned by a
+    /// search; its node stays in the graph as a waypoint until the index is rebuilt.
+    pub fn remove(&self, id: u32) -> bool {
+        self.store.write().remove(id)
+    }
+
+    /// The stored vector of `id`, exactly as it was given.
+    pub fn vector(&self, id: u32) -> Option<Vec<f32>> {
+        let st = self.store.read();
+        st.slot_of(id).map(|slot| st.vector(slot).to_vec())
+    }
+
+    /// Whether `id` is stored.
+    pub fn contains(&self, id: u32) -> bool {
+        self.store.read().slot_of(id).is_some()
+    }
+
+    /// Score of `id`'s vector against `query`, on the same scale as [`search`](Self::search);
+    /// `Ok(None)` if `id` is not stored.
+    pub fn score(&self, id: u32, query: &[f32]) -> Result<Option<f32>, IndexError> {
+        let q = self.prepare_query(query)?;
+        let st = self.store.read();
+        Ok(st.slot_of(id).map(|slot| -st.distance(&q, slot)))
+    }
+
+    /// The (approximate) `k` best matches for `query`, best first, among the ids in `filter`
+    /// if one is given. The filter is applied during retrieval: selective filters are
+    /// scanned exactly, broad ones walk the graph admitting only allowed ids, and at least
+    /// `min(k, |filter ∩ stored|)` hits are always returned.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&RoaringBitmap>,
+    ) -> Result<Vec<Hit>, IndexError> {
+        self.search_with(query, k, filter, SearchOptions::default())
+    }
+
+    /// The exact `k` best matches (brute force), best first; ties go to the smaller id.
+    pub fn exact_search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&RoaringBitmap>,
+    ) -> Result<Vec<Hit>, IndexError> {
+        let options = SearchOptions {
+            strategy: Strategy::Exact,
+            ..SearchOptions::default()
+        };
+        self.search_with(query, k, filter, options)
+    }
+
+    /// [`search`](Self::search) with explicit `ef` and strategy (for tuning and benchmarks).
+    pub fn search_with(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&RoaringBitmap>,
+        options: SearchOptions,
+    ) -> Result<Vec<Hit>, IndexError> {
+        let q = self.prepare_query(query)?;
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let st = self.store.read();
+        let ef = options.ef.unwrap_or(self.params.ef_search);
+        let live = st.live().len();
+        let allowed = filter.map(|f| f & st.live());
+        let card = allowed.as_ref().map_or(live, RoaringBitmap::len);
+        let mut plan = planner::plan(options.strategy, card, live, k, ef);
+        if filter.is_none() && options.strategy == Strategy::Auto && live > k as u64 {
+            // Unfiltered: the walk always wins once the index holds more than k vectors.
+            plan = Plan::Graph { ef: ef.max(k) };
+        }
+        let exact = |st: &Store| match &allowed {
+            Some(ids) => flat::scan_ids(st, &q, k, ids),
+            None => flat::scan_all(st, &q, k),
+        };
+        let found = match plan {
+            Plan::Exact => exact(&st),
+            Plan::Graph { ef } => {
+                let mut visited = self.visited.take(st.slots());
+                let mut res = match &allowed {
+                    Some(ids) => {
+                        self.graph
+                            .search(&st, &q, ef, |s| ids.contains(st.id_of(s)), &mut visited)
+                    }
+                    None => self
+                        .graph
+                        .search(&st, &q, ef, |s| !st.is_deleted(s), &mut visited),
+                };
+                self.visited.give_back(visited);
+                if (res.len() as u64) < card.min(k as u64) {
+                    // The walk could not reach enough allowed nodes: never return fewer
+                    // matches than exist.
+                    exact(&st)
+                } else {
+                    res.truncate(k);
+                    for s in &mut res {
+                        s.key = st.id_of(s.key);
+                    }
+                    res
+                }
+            }
+        };
+        Ok(found.into_iter().map(to_hit).collect())
+    }
+
+    /// Number of stored (not removed) vectors.
+    pub fn len(&self) -> usize {
+        self.store.read().live_len()
+    }
+
+    /// Whether the index holds no vectors.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Similarity metric.
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    /// Effective parameters (after clamping).
+    pub fn params(&self) -> HnswParams {
+        self.params
+    }
+
+    /// Checks a vector and returns `1 / |v|` under cosine (1 otherwise).
+    fn validate(&self, v: &[f32]) -> Result<f32, IndexError> {
+        if v.len() != self.dim {
+            return Err(IndexError::DimensionMismatch {
+                expected: self.dim,
+                got: v.len(),
+            });
+        }
+        if let Some(position) = v.iter().position(|x| !x.is_finite()) {
+            return Err(IndexError::NonFinite { position });
+        }
+        let n2 = norm_squared_f64(v);
+        if n2 > MAX_NORM_SQUARED {
+            return Err(IndexError::NormOverflow);
+        }
+        match self.metric {
+            Metric::Cosine => {
+                let inv = (1.0 / n2.sqrt()) as f32;
+                if n2 == 0.0 || !inv.is_finite() {
+                    return Err(IndexError::ZeroVector);
+                }
+                Ok(inv)
+            }
+            Metric::InnerProduct | Metric::L2 => Ok(1.0),
+        }
+    }
+
+    /// A validated query in the form the kernels expect (normalized under cosine).
+    fn prepare_query(&self, query: &[f32]) -> Result<Vec<f32>, IndexError> {
+        let inv = self.validate(query)?;
+        Ok(query.iter().map(|x| x * inv).collect())
+    }
+}
+
+fn to_hit(s: Scored) -> Hit {
+    Hit {
+        id: s.key,
+        score: -s.dist,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(hits: &[Hit]) -> Vec<u32> {
+        hits.iter().map(|h| h.id).collect()
+    }
+
+    /// Deterministic small vectors (xorshift), no RNG dependency in unit tests.
+    fn vectors(n: usize, dim: usize, seed: u64) -> Vec<(u32, Vec<f32>)> {
+        let mut s = seed | 1;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+        };
+        (0..n)
+            .map(|i| (i as u32 * 3 + 1, (0..dim).map(|_| next()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn empty_index_returns_nothing() {
+        let idx = VectorIndex::new(3, Metric::L2, HnswParams::default());
+        assert!(idx.is_empty());
+        assert!(idx.search(&[0.0; 3], 5, None).expect("valid").is_empty());
+        let f: RoaringBitmap = (0..10).collect();
+        assert!(
+            idx.search(&[0.0; 3], 5, Some(&f))
+                .expect("valid")
+                .is_empty()
+        );
+        assert_eq!(idx.vector(1), None);
+        assert_eq!(idx.score(1, &[0.0; 3]), Ok(None));
+    }
+
+    #[test]
+    fn tiny_exact_answers_per_metric() {
+        let l2 = VectorIndex::new(2, Metric::L2, HnswParams::default());
+        l2.insert(10, &[0.0, 0.0]).expect("insert");
+        l2.insert(20, &[3.0, 4.0]).expect("insert");
+        let hits = l2.search(&[3.0, 3.0], 2, None).expect("search");
+        assert_eq!(ids(&hits), vec![20, 10]);
+        assert_eq!(hits[0].score, -1.0);
+        assert_eq!(hits[1].score, -18.0);
+
+        let ip = VectorIndex::new(2, Metric::InnerProduct, HnswParams::default());
+        ip.insert(1, &[1.0, 0.0]).expect("insert");
+        ip.insert(2, &[10.0, 0.0]).expect("insert");
+        let hits = ip.search(&[1.0, 1.0], 1, None).expect("search");
+        assert_eq!((hits[0].id, hits[0].score), (2, 10.0));
+
+        let cos = VectorIndex::new(2, Metric::Cosine, HnswParams::default());
+        cos.insert(1, &[1.0, 0.0]).expect("insert");
+        cos.insert(2, &[10.0, 0.1]).expect("insert");
+        cos.insert(3, &[-5.0, 0.0]).expect("insert");
+        let hits = cos.search(&[2.0, 0.0], 3, None).expect("search");
+        assert_eq!(ids(&hits), vec![1, 2, 3]);
+        assert!((hits[0].score - 1.0).abs() < 1e-6);
+        assert!((hits[2].score + 1.0).abs() < 1e-6);
+        // vector() gives back the caller's values, not the normalized copy.
+        assert_eq!(cos.vector(2), Some(vec![10.0, 0.1]));
+    }
+
+    #[test]
+    fn invalid_input_is_an_error_not_a_panic() {
+        let idx = VectorIndex::new(3, Metric::Cosine, HnswParams::default());
+        assert_eq!(
+            idx.insert(1, &[1.0, 2.0]),
+            Err(IndexError::DimensionMismatch {
+                expected: 3,
+                got: 2
+            })
+        );
+        assert_eq!(
+            idx.insert(1, &[1.0, f32::NAN, 0.0]),
+            Err(IndexError::NonFinite { position: 1 })
+        );
+        assert_eq!(
+            idx.insert(1, &[f32::INFINITY, 0.0, 0.0]),
+            Err(IndexError::NonFinite { position: 0 })
+        );
+        assert_eq!(idx.insert(1, &[0.0; 3]), Err(IndexError::ZeroVector));
+        assert_eq!(
+            idx.insert(1, &[f32::MAX, 0.0, 0.0]),
+            Err(IndexError::NormOverflow)
+        );
+        assert!(idx.search(&[0.0; 3], 1, None).is_err());
+        assert!(idx.exact_search(&[1.0; 4], 1, None).is_err());
+        assert!(idx.score(1, &[1.0]).is_err());
+        // A batch with one bad vector writes nothing.
+        let batch = vec![(1, vec![1.0, 0.0, 0.0]), (2, vec![0.0, 0.0, 0.0])];
+        assert_eq!(idx.insert_batch(&batch), Err(IndexError::ZeroVector));
+        assert!(idx.is_empty());
+        // L2 and IP accept the zero vector.
+        let l2 = VectorIndex::new(3, Metric::L2, HnswParams::default());
+        assert_eq!(l2.insert(1, &[0.0; 3]), Ok(()));
+    }
+
+    #[test]
+    fn remove_is_never_returned_again() {
+        let idx = VectorIndex::new(8, Metric::L2, HnswParams::default());
+        let data = vectors(300, 8, 7);
+        idx.insert_batch(&data).expect("batch");
+        let (victim, v) = data[42].clone();
+        assert_eq!(idx.search(&v, 1, None).expect("search")[0].id, victim);
+        assert!(idx.remove(victim));
+        assert!(!idx.remove(victim));
+        assert_eq!(idx.len(), 299);
+        assert!(!idx.contains(victim));
+        assert_eq!(idx.vector(victim), None);
+        assert_eq!(idx.score(victim, &v), Ok(None));
+        let all = idx.search(&v, 300, None).expect("search");
+        assert_eq!(all.len(), 299);
+        assert!(!ids(&all).contains(&victim));
+        let only: RoaringBitmap = [victim].into_iter().collect();
+        assert!(idx.search(&v, 10, Some(&only)).expect("search").is_empty());
+        assert!(
+            idx.exact_search(&v, 300, None)
+                .expect("search")
+                .iter()
+                .all(|h| h.id != victim)
+        );
+        // Re-inserting revives it.
+        idx.insert(victim, &v).expect("insert");
+        assert_eq!(idx.search(&v, 1, None).expect("search")[0].id, victim);
+        assert_eq!(idx.len(), 300);
+    }
+
+    #[test]
+    fn update_replaces_the_vector_and_its_score() {
+        let idx = VectorIndex::new(8, Metric::L2, HnswParams::default());
+        let data = vectors(300, 8, 11);
+        idx.insert_batch(&data).expect("batch");
+        let id = data[5].0;
+        let far = vec![50.0; 8];
+        idx.insert(id, &far).expect("update");
+        assert_eq!(idx.len(), 300, "an update does not add a node");
+        assert_eq!(idx.vector(id), Some(far.clone()));
+        // Near the new position it is found first, with the new score...
+        let hits = idx.search(&[49.0; 8], 1, None).expect("search");
+        assert_eq!((hits[0].id, hits[0].score), (id, -8.0));
+        // ...and near the old position its score is the new one, never the stale one.
+        let old = &data[5].1;
+        for h in idx.search(old, 300, None).expect("search") {
+            if h.id == id {
+                assert!(h.score < -1000.0, "stale score {}", h.score);
+            }
+        }
+        assert!(idx.score(id, &[49.0; 8]).expect("valid") == Some(-8.0));
+        // Batch updates too, including the same id twice (the last wins).
+        let twice = vec![(id, vec![1.0; 8]), (id, vec![2.0; 8])];
+        idx.insert_batch(&twice).expect("batch");
+        assert_eq!(idx.vector(id), Some(vec![2.0; 8]));
+        assert_eq!(idx.len(), 300);
+    }
+
+    #[test]
+    fn filters_return_all_matches_when_fewer_than_k() {
+        let idx = VectorIndex::new(8, Metric::Cosine, HnswParams::default());
+        let data = vectors(500, 8, 3);
+        idx.insert_batch(&data).expect("batch");
+        let allowed: RoaringBitmap = data.iter().step_by(50).map(|(id, _)| *id).collect();
+        let q = &data[0].1;
+        for strategy in [Strategy::Auto, Strategy::Graph, Strategy::Exact] {
+            let opts = SearchOptions {
+                ef: Some(1),
+                strategy,
+            };
+            let hits = idx
+                .search_with(q, 20, Some(&allowed), opts)
+                .expect("search");
+            let mut got = ids(&hits);
+            got.sort_unstable();
+            assert_eq!(got, allowed.iter().collect::<Vec<_>>(), "{strategy:?}");
+        }
+        // Unknown ids in the filter are simply not there.
+        let ghosts: RoaringBitmap = (100_000..100_010).collect();
+        assert!(idx.search(q, 5, Some(&ghosts)).expect("search").is_empty());
+    }
+
+    #[test]
+    fn graph_search_matches_exact_on_a_small_set() {
+        let idx = VectorIndex::new(16, Metric::L2, HnswParams::default());
+        let data = vectors(2_000, 16, 5);
+        idx.insert_batch(&data).expect("batch");
+        let mut hit = 0;
+        for (_, q) in data.iter().step_by(100) {
+            let approx = ids(&idx.search(q, 10, None).expect("search"));
+            let exact = ids(&idx.exact_search(q, 10, None).expect("search"));
+            hit += exact.iter().filter(|id| approx.contains(id)).count();
+        }
+        assert!(hit >= 190, "recall@10 = {hit}/200");
+    }
+
+    #[test]
+    fn concurrent_inserts_and_searches() {
+        let idx = VectorIndex::new(8, Metric::L2, HnswParams::default());
+        let data = vectors(2_000, 8, 9);
+        std::thread::scope(|s| {
+            for t in 0..3 {
+                let (idx, data) = (&idx, &data);
+                s.spawn(move || {
+                    for (id, v) in data.iter().skip(t).step_by(3) {
+                        idx.insert(*id, v).expect("insert");
+                        let hits = idx.search(v, 5, None).expect("search");
+                        assert!(!hits.is_empty());
+                    }
+                });
+            }
+        });
+        assert_eq!(idx.len(), 2_000);
+        for (id, v) in &data {
+            let hits = idx.search(v, 10, None).expect("search");
+            assert!(hits.iter().any(|h| h.id == *id), "{id} not found");
+        }
+    }
+}

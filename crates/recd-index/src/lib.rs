@@ -1,0 +1,75 @@
+//! recd's embedded vector index: a concurrent HNSW graph with filtered search, and an exact
+//! scan that is both the fallback for selective filters and the test oracle.
+//!
+//! This crate knows only vectors and `u32` ids: no items, schemas or JSON. Filters arrive as
+//! a [`roaring::RoaringBitmap`] of allowed ids, built by the caller from its attribute indexes.
+//!
+//! ```
+//! use recd_index::{HnswParams, Metric, VectorIndex};
+//! use roaring::RoaringBitmap;
+//!
+//! let index = VectorIndex::new(2, Metric::Cosine, HnswParams::default());
+//! index.insert(1, &[1.0, 0.0])?;
+//! index.insert(2, &[0.0, 1.0])?;
+//! index.insert(3, &[0.7, 0.7])?;
+//! let hits = index.search(&[1.0, 0.1], 2, None)?;
+//! assert_eq!(hits[0].id, 1);
+//! let only_two: RoaringBitmap = [2].into_iter().collect();
+//! let hits = index.search(&[1.0, 0.1], 2, Some(&only_two))?;
+//! assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![2]);
+//! # Ok::<(), recd_index::IndexError>(())
+//! ```
+//!
+//! # Layout
+//! - `distance`: the [`Metric`] enum and the auto-vectorized dot / squared-L2 kernels.
+//! - `store`: node storage — one contiguous `f32` arena, neighbour lists as atomic arrays,
+//!   tombstones, the id ↔ slot maps, and a bitmap of live ids.
+//! - `hnsw`: graph algorithms — level draw, greedy descent, layer search with an admission
+//!   predicate (the filtered walk), the neighbour heuristic, linking.
+//! - `flat`: exact scans over all live vectors or over a set of ids.
+//! - `planner`: exact scan vs. filtered walk, chosen by the filter's cardinality.
+//! - `index`: [`VectorIndex`], validation, and the public API.
+//! - `topk`, `visited`: the bounded heap and the pooled visited sets the searches share.
+//!
+//! # Concurrency design
+//! All state sits behind one `parking_lot::RwLock<Store>` plus per-node locks, chosen so
+//! that searches take **one** uncontended read lock per query and nothing else:
+//! - **Write lock** (short, memcpy-sized): appending a node (its vector, an empty neighbour
+//!   block, its level), overwriting a vector on re-insert, removing. `insert` then
+//!   *downgrades* to a read lock for the expensive part, linking.
+//! - **Read lock**: searches, and linking. Linking mutates neighbour lists under the read
+//!   lock: lists are `AtomicU32` arrays (`[len, n0, n1, …]`); writers of one node's lists
+//!   serialize on that node's `parking_lot::Mutex<()>` (one byte), readers take no lock and
+//!   may see a list mid-rewrite — harmless, since every entry is always some valid slot.
+//!   A thread never holds two node mutexes at once, so there is no lock order to violate.
+//! - The entry point (node with the highest level) is behind its own mutex, read once per
+//!   search.
+//! - `insert_batch` appends all vectors under one write lock, then links them on the rayon
+//!   pool, taking the read lock per node so that single writers are never starved.
+//!
+//! A vector is only ever read under a lock that excludes its writer, so a search never
+//! scores a half-written vector, and because scores are always computed from the stored
+//! vector, an updated id is never returned with its old vector's score. Slots are never
+//! freed: a removed id is a tombstone that still routes walks and is revived in place by a
+//! re-insert; updates re-link the node in place (no growth).
+//!
+//! Distances are safe Rust (no `unsafe` in this crate); see `distance` for how the kernels
+//! are shaped for auto-vectorization.
+
+#![warn(missing_docs)]
+
+mod distance;
+mod error;
+mod flat;
+mod hnsw;
+mod index;
+mod planner;
+mod store;
+mod topk;
+mod visited;
+
+pub use distance::{Metric, dot, l2_squared};
+pub use error::IndexError;
+pub use index::{Hit, HnswParams, VectorIndex};
+pub use planner::{SearchOptions, Strategy};
+pub use roaring;
