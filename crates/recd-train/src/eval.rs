@@ -1,1 +1,462 @@
-//! TODO
+//! The offline protocol: split, train each model on the train half, rank for every test
+//! user, score with [`crate::metrics`].
+//!
+//! Protocol: a user is evaluated when they have at least one train item and at least one
+//! *relevant* test item (a test item they did not already have in train). Each model ranks
+//! the whole catalog for the user minus their train items (the `exclude` list), and the
+//! first `k` are scored. Users with no train history are skipped (counted in
+//! [`EvalReport::cold_test_users`]) because no model here can personalise for them.
+//!
+//! Any model plugs in through [`Recommender`]; [`Evaluation`] runs the built-in ones
+//! (popularity, item-kNN, ALS) plus the online replay, and lets the caller add more
+//! (the serving pipeline) with [`Evaluation::add_model`] and [`Evaluation::add_replay`].
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::als::{self, AlsModel, AlsParams};
+use crate::baselines::{ItemKnn, Popularity};
+use crate::dataset::Interactions;
+use crate::error::{Result, TrainError};
+use crate::metrics::{ItemSimilarity, Metrics, MetricsAccumulator};
+use crate::replay::{self, BatchAls, RealtimePopularity, ReplayMetrics, ReplayRecommender};
+use crate::split::{self, Split, SplitMethod};
+
+/// A model under offline evaluation.
+pub trait Recommender: Sync {
+    /// Up to `k` item indices for `user`, best first, none in the sorted `exclude`.
+    fn recommend(&self, user: u32, k: usize, exclude: &[u32]) -> Vec<u32>;
+}
+
+impl Recommender for AlsModel {
+    fn recommend(&self, user: u32, k: usize, exclude: &[u32]) -> Vec<u32> {
+        self.recommend_excluding(user, k, exclude)
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
+/// Settings of `recd eval`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// List length.
+    pub k: usize,
+    /// How to split.
+    pub split: SplitMethod,
+    /// Seed of the split (ALS has its own in `als.seed`).
+    pub seed: u64,
+    /// ALS hyper-parameters.
+    pub als: AlsParams,
+    /// Neighbours kept per item by item-kNN.
+    pub knn_neighbours: usize,
+    /// Half-life of the real-time popularity in the replay, in days (None: plain counts).
+    pub replay_popularity_half_life_days: Option<f64>,
+    /// Skip the online replay.
+    pub skip_replay: bool,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            k: 10,
+            split: SplitMethod::Random { test_fraction: 0.2 },
+            seed: 42,
+            als: AlsParams::default(),
+            knn_neighbours: 100,
+            replay_popularity_half_life_days: Some(30.0),
+            skip_replay: false,
+        }
+    }
+}
+
+/// One model's entry in [`EvalReport::models`]: API.md's `M` plus its training time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ModelReport {
+    /// The metrics.
+    #[serde(flatten)]
+    pub metrics: Metrics,
+    /// Seconds to train this model.
+    pub train_seconds: f64,
+}
+
+/// The `recd eval --json` document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// Data set name.
+    pub dataset: String,
+    /// Split name (`random`, `time`, `leave-last-out`).
+    pub split: String,
+    /// List length.
+    pub k: usize,
+    /// ALS training seconds.
+    pub train_seconds: f64,
+    /// Offline metrics per model (`popularity`, `item_knn`, `als`, later `pipeline`).
+    pub models: BTreeMap<String, ModelReport>,
+    /// Online replay per recommender (`popularity`, `batch`, later `realtime`).
+    pub replay: BTreeMap<String, ReplayMetrics>,
+    /// What intra-list diversity is measured on: `genres` or `als_item_factors`.
+    pub diversity_basis: String,
+    /// Users evaluated offline.
+    pub users: usize,
+    /// Users with test items but no train history (not evaluated offline).
+    pub cold_test_users: usize,
+    /// Train events.
+    pub train_events: usize,
+    /// Test events.
+    pub test_events: usize,
+    /// Catalog size.
+    pub items: usize,
+}
+
+/// Per-user ground truth of a split, shared by every model's evaluation.
+#[derive(Debug, Clone)]
+pub struct EvalContext {
+    /// Sorted train items per user (the `exclude` lists).
+    pub train_items: Vec<Vec<u32>>,
+    /// Sorted relevant test items per user (test items not in train).
+    pub relevant: Vec<Vec<u32>>,
+    /// Users evaluated: ≥ 1 train item and ≥ 1 relevant test item.
+    pub users: Vec<u32>,
+    /// Users with relevant test items but no train items.
+    pub cold_users: usize,
+    /// Distinct train users per item (novelty).
+    pub item_users: Vec<u32>,
+    /// Users with any train item.
+    pub n_train_users: usize,
+    /// Catalog size.
+    pub n_items: usize,
+}
+
+impl EvalContext {
+    /// Ground truth of `split`.
+    pub fn new(split: &Split) -> Self {
+        let train_items = split.train.items_by_user();
+        let test_items = split.test.items_by_user();
+        let relevant: Vec<Vec<u32>> = test_items
+            .into_iter()
+            .zip(&train_items)
+            .map(|(t, tr)| {
+                t.into_iter()
+                    .filter(|i| tr.binary_search(i).is_err())
+                    .collect()
+            })
+            .collect();
+        let users: Vec<u32> = (0..relevant.len() as u32)
+            .filter(|&u| !relevant[u as usize].is_empty() && !train_items[u as usize].is_empty())
+            .collect();
+        let cold_users = (0..relevant.len())
+            .filter(|&u| !relevant[u].is_empty() && train_items[u].is_empty())
+            .count();
+        let n_train_users = train_items.iter().filter(|t| !t.is_empty()).count();
+        Self {
+            item_users: split.train.item_user_counts(),
+            train_items,
+            relevant,
+            users,
+            cold_users,
+            n_train_users,
+            n_items: split.train.n_items(),
+        }
+    }
+
+    /// Score `model`'s top-`k` lists over the evaluated users (in parallel).
+    pub fn evaluate(
+        &self,
+        model: &dyn Recommender,
+        k: usize,
+        sim: Option<&ItemSimilarity>,
+    ) -> Metrics {
+        self.accumulate(model, k, sim).finish()
+    }
+
+    /// Like [`EvalContext::evaluate`], returning the accumulator (e.g. for
+    /// [`MetricsAccumulator::implicit_precision`]).
+    pub fn accumulate(
+        &self,
+        model: &dyn Recommender,
+        k: usize,
+        sim: Option<&ItemSimilarity>,
+    ) -> MetricsAccumulator {
+        self.accumulate_lists(k, sim, |u| {
+            model.recommend(u, k, &self.train_items[u as usize])
+        })
+    }
+
+    /// Score precomputed lists (`lists(u)` for each evaluated user `u`), e.g. another
+    /// library's recommendations read from a file.
+    pub fn accumulate_lists(
+        &self,
+        k: usize,
+        sim: Option<&ItemSimilarity>,
+        lists: impl Fn(u32) -> Vec<u32> + Sync,
+    ) -> MetricsAccumulator {
+        self.users
+            .par_iter()
+            .fold(
+                || MetricsAccumulator::new(k, self.n_items),
+                |mut acc, &u| {
+                    let recs = lists(u);
+                    acc.add(
+                        &recs,
+                        &self.relevant[u as usize],
+                        sim,
+                        &self.item_users,
+                        self.n_train_users,
+                    );
+                    acc
+                },
+            )
+            .reduce(
+                || MetricsAccumulator::new(k, self.n_items),
+                |mut a, b| {
+                    a.merge(&b);
+                    a
+                },
+            )
+    }
+}
+
+/// A prepared evaluation: the split, its ground truth, and the trained ALS model (which
+/// the serving pipeline may reuse).
+#[derive(Debug)]
+pub struct Evaluation {
+    /// The configuration.
+    pub config: EvalConfig,
+    /// Data set name for the report.
+    pub dataset: String,
+    /// The split.
+    pub split: Split,
+    /// Its ground truth.
+    pub context: EvalContext,
+    /// ALS trained on `split.train`.
+    pub als: AlsModel,
+    /// The similarity diversity is measured with.
+    pub similarity: ItemSimilarity,
+    diversity_basis: &'static str,
+}
+
+impl Evaluation {
+    /// Split `data`, train ALS on the train half. `item_sets` (e.g. genre indices per
+    /// item, indexed like `data`'s item map) makes diversity use them instead of the ALS
+    /// item factors.
+    pub fn prepare(
+        data: &Interactions,
+        dataset: &str,
+        config: EvalConfig,
+        item_sets: Option<Vec<Vec<u32>>>,
+    ) -> Result<Self> {
+        if config.k == 0 {
+            return Err(TrainError::param("k", "must be >= 1"));
+        }
+        let split = split::split(data, config.split, config.seed)?;
+        let context = EvalContext::new(&split);
+        if context.users.is_empty() {
+            return Err(TrainError::Empty(
+                "no test user has both train and test items".into(),
+            ));
+        }
+        let als = als::train(&split.train, &config.als)?;
+        let (similarity, diversity_basis) = match item_sets {
+            Some(sets) if sets.iter().any(|s| !s.is_empty()) => {
+                (ItemSimilarity::from_sets(sets), "genres")
+            }
+            _ => (
+                ItemSimilarity::from_vectors(als.factors, &als.item_factors),
+                "als_item_factors",
+            ),
+        };
+        Ok(Self {
+            config,
+            dataset: dataset.to_owned(),
+            split,
+            context,
+            als,
+            similarity,
+            diversity_basis,
+        })
+    }
+
+    /// An empty report for this evaluation.
+    pub fn report(&self) -> EvalReport {
+        EvalReport {
+            dataset: self.dataset.clone(),
+            split: self.split.method.name().to_owned(),
+            k: self.config.k,
+            train_seconds: self.als.train_seconds,
+            models: BTreeMap::new(),
+            replay: BTreeMap::new(),
+            diversity_basis: self.diversity_basis.to_owned(),
+            users: self.context.users.len(),
+            cold_test_users: self.context.cold_users,
+            train_events: self.split.train.len(),
+            test_events: self.split.test.len(),
+            items: self.context.n_items,
+        }
+    }
+
+    /// Evaluate `model` and record it as `name`.
+    pub fn add_model(
+        &self,
+        report: &mut EvalReport,
+        name: &str,
+        model: &dyn Recommender,
+        train_seconds: f64,
+    ) {
+        let metrics = self
+            .context
+            .evaluate(model, self.config.k, Some(&self.similarity));
+        report.models.insert(
+            name.to_owned(),
+            ModelReport {
+                metrics,
+                train_seconds,
+            },
+        );
+    }
+
+    /// Replay the test events through `rec` and record it as `name`.
+    pub fn add_replay(&self, report: &mut EvalReport, name: &str, rec: &mut dyn ReplayRecommender) {
+        let m = replay::replay(&self.split, rec, self.config.k);
+        report.replay.insert(name.to_owned(), m);
+    }
+
+    /// Popularity, item-kNN and ALS offline; popularity (real-time) and batch ALS replay.
+    pub fn run_builtin(&self) -> EvalReport {
+        let mut report = self.report();
+        let t = Instant::now();
+        let pop = Popularity::fit(&self.split.train);
+        self.add_model(&mut report, "popularity", &pop, t.elapsed().as_secs_f64());
+        let knn = ItemKnn::fit(&self.split.train, self.config.knn_neighbours);
+        self.add_model(&mut report, "item_knn", &knn, knn.train_seconds);
+        self.add_model(&mut report, "als", &self.als, self.als.train_seconds);
+        if !self.config.skip_replay {
+            let half_life_ms = self
+                .config
+                .replay_popularity_half_life_days
+                .map(|d| d * 86_400_000.0);
+            let mut rt = RealtimePopularity::new(&self.split.train, half_life_ms);
+            self.add_replay(&mut report, "popularity", &mut rt);
+            let mut batch = BatchAls::new(&self.als, pop);
+            self.add_replay(&mut report, "batch", &mut batch);
+        }
+        report
+    }
+}
+
+/// The whole of `recd eval` without the serving pipeline: prepare + [`Evaluation::run_builtin`].
+pub fn run(
+    data: &Interactions,
+    dataset: &str,
+    config: EvalConfig,
+    item_sets: Option<Vec<Vec<u32>>>,
+) -> Result<EvalReport> {
+    Ok(Evaluation::prepare(data, dataset, config, item_sets)?.run_builtin())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two taste groups: users 0..20 like items 0..10, users 20..40 like items 10..20;
+    /// item 0 and 10 are liked by everyone in their group (popular).
+    fn groups() -> Interactions {
+        let mut ev = Vec::new();
+        for u in 0..40u32 {
+            let base = if u < 20 { 0 } else { 10 };
+            for j in 0..10u32 {
+                if j == 0 || (u + j) % 3 != 0 {
+                    ev.push((u, base + j, 1.0, i64::from(u * 10 + j)));
+                }
+            }
+        }
+        Interactions::from_indices(40, 20, &ev)
+    }
+
+    #[test]
+    fn context_relevant_excludes_train_items_and_counts_cold_users() {
+        let d = Interactions::from_indices(
+            3,
+            4,
+            &[
+                (0, 0, 1.0, 0),
+                (0, 1, 1.0, 1),
+                (1, 2, 1.0, 2),
+                (0, 0, 1.0, 9),
+                (0, 3, 1.0, 9),
+                (2, 3, 1.0, 9),
+            ],
+        );
+        let split = split::split(&d, SplitMethod::Time { test_fraction: 0.5 }, 0).unwrap();
+        let ctx = EvalContext::new(&split);
+        assert_eq!(ctx.relevant[0], vec![3], "item 0 is in train already");
+        assert_eq!(ctx.users, vec![0]);
+        assert_eq!(ctx.cold_users, 1, "user 2 only appears in test");
+    }
+
+    #[test]
+    fn builtin_models_run_and_als_beats_popularity_on_groups() {
+        let config = EvalConfig {
+            als: AlsParams {
+                factors: 4,
+                iterations: 10,
+                regularization: 1.0,
+                alpha: 5.0,
+                threads: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let report = run(&groups(), "groups", config, None).unwrap();
+        assert_eq!(report.k, 10);
+        assert_eq!(report.split, "random");
+        assert_eq!(report.diversity_basis, "als_item_factors");
+        let pop = report.models["popularity"].metrics;
+        let knn = report.models["item_knn"].metrics;
+        let als = report.models["als"].metrics;
+        assert!(als.ndcg > pop.ndcg, "als {als:?} pop {pop:?}");
+        assert!(knn.ndcg > pop.ndcg, "knn {knn:?} pop {pop:?}");
+        assert!(report.replay.contains_key("popularity") && report.replay.contains_key("batch"));
+        let json = serde_json::to_value(&report).unwrap();
+        for key in [
+            "precision",
+            "recall",
+            "ndcg",
+            "map",
+            "hit_rate",
+            "coverage",
+            "diversity",
+            "novelty",
+            "train_seconds",
+        ] {
+            assert!(json["models"]["als"][key].is_number(), "{key} missing");
+        }
+        for key in ["hit_rate", "ndcg", "events"] {
+            assert!(json["replay"]["batch"][key].is_number(), "{key} missing");
+        }
+        assert!(json["train_seconds"].is_number());
+    }
+
+    #[test]
+    fn genre_sets_drive_diversity_when_given() {
+        let sets: Vec<Vec<u32>> = (0..20).map(|i| vec![i % 2]).collect();
+        let config = EvalConfig {
+            skip_replay: true,
+            als: AlsParams {
+                factors: 4,
+                iterations: 2,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let report = run(&groups(), "groups", config, Some(sets)).unwrap();
+        assert_eq!(report.diversity_basis, "genres");
+        assert!(report.replay.is_empty());
+        let d = report.models["popularity"].metrics.diversity;
+        assert!(d > 0.0 && d < 1.0, "{d}");
+    }
+}

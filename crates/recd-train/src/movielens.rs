@@ -147,10 +147,8 @@ pub fn split_title_year(raw: &str) -> (String, Option<i32>) {
         let rest_ok = inner[digits.len()..]
             .chars()
             .all(|c| c.is_ascii_digit() || c == '-' || c == '–' || c == ' ');
-        if digits.len() == 4 && rest_ok {
-            if let Ok(year) = digits.parse() {
-                return (t[..open].trim_end().to_owned(), Some(year));
-            }
+        if let (4, true, Ok(year)) = (digits.len(), rest_ok, digits.parse()) {
+            return (t[..open].trim_end().to_owned(), Some(year));
         }
     }
     (t.to_owned(), None)
@@ -471,10 +469,8 @@ fn event(
     let kind: Kind = kind
         .parse()
         .map_err(|e: String| TrainError::bad(path, line, e))?;
-    if let Some(v) = value {
-        if !v.is_finite() {
-            return Err(TrainError::bad(path, line, "value is not finite"));
-        }
+    if value.is_some_and(|v| !v.is_finite()) {
+        return Err(TrainError::bad(path, line, "value is not finite"));
     }
     Ok(Interaction {
         user: check_id(path, line, "user_id", user)?,

@@ -45,12 +45,8 @@ pub fn top_k_iter(
     let mut heap: BinaryHeap<Worst> = BinaryHeap::with_capacity(k + 1);
     for (i, s) in candidates {
         let s = if s.is_nan() { f32::NEG_INFINITY } else { s };
-        if heap.len() == k {
-            if let Some(w) = heap.peek() {
-                if Worst(s, i) >= *w {
-                    continue;
-                }
-            }
+        if heap.len() == k && heap.peek().is_some_and(|w| Worst(s, i) >= *w) {
+            continue;
         }
         if exclude.binary_search(&i).is_ok() {
             continue;
