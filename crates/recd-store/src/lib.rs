@@ -17,6 +17,7 @@
 //! # Layout
 //! - [`error`]: [`StoreError`], classified user / unavailable / internal.
 
+pub mod embedded;
 pub mod error;
 
 use async_trait::async_trait;
@@ -25,6 +26,7 @@ use recd_core::{Event, Filter, Item, ItemUpsert, Schema, SessionParams, UserStat
 use serde::{Deserialize, Serialize};
 
 pub use error::{StoreError, StoreResult};
+pub use self::redis::{RedisConfig, RedisStore};
 
 /// A KNN hit: the item's fields (no vector) and its similarity to the query.
 #[derive(Debug, Clone, PartialEq)]
