@@ -5,6 +5,7 @@
 //! als_compare export --data DIR --out OUT [params]   # split → OUT/train.tsv, OUT/test.tsv
 //! als_compare score  --data DIR --out OUT [params]   # recd models + OUT/implicit_recs.tsv → table
 //! als_compare eval   --data DIR [params] [--split random|time|leave-last-out]  # JSON report
+//! als_compare fit    --data DIR [params]             # ALS fit seconds, `--runs` times
 //! params: --factors 64 --iterations 15 --regularization R --alpha A --threads 2 --seed 42 --k 10 --runs 3
 //! ```
 //! Both sides train on the same confidence matrix `c = 1 + alpha·w` (implicit gets `c` with
@@ -227,6 +228,18 @@ fn score(a: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// Train ALS `runs` times on the split's train half and print each fit's seconds (the
+/// bench script interleaves this with implicit's fits so both see the same machine load).
+fn fit(a: &Args) -> Result<(), String> {
+    let (_, s, _) = load(a)?;
+    for _ in 0..a.runs {
+        let t = Instant::now();
+        let m = als::train(&s.train, &a.als).map_err(|e| e.to_string())?;
+        println!("fit_seconds {:.4} (model {}x{})", t.elapsed().as_secs_f64(), m.n_items(), m.factors);
+    }
+    Ok(())
+}
+
 fn eval(a: &Args) -> Result<(), String> {
     let (data, _, sets) = load(a)?;
     let config = EvalConfig {
@@ -250,6 +263,7 @@ fn main() -> ExitCode {
         "export" => export(&a),
         "score" => score(&a),
         "eval" => eval(&a),
+        "fit" => fit(&a),
         other => Err(format!("unknown command {other} (export, score, eval)")),
     });
     match result {

@@ -18,6 +18,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use pulp::{Simd, WithSimd};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
@@ -217,20 +218,18 @@ fn gramian(y: &[f32], k: usize, reg: f32) -> Vec<f32> {
         .fold(
             || vec![0f32; k * k],
             |mut acc, rows| {
-                for row in rows.chunks_exact(k) {
-                    for (a, &ya) in row.iter().enumerate() {
-                        if ya != 0.0 {
-                            axpy(ya, row, &mut acc[a * k..(a + 1) * k]);
-                        }
-                    }
-                }
+                pulp::Arch::new().dispatch(RankUpdates {
+                    rows,
+                    k,
+                    acc: &mut acc,
+                });
                 acc
             },
         )
         .reduce(
             || vec![0f32; k * k],
             |mut a, b| {
-                axpy(1.0, &b, &mut a);
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
                 a
             },
         );
@@ -240,20 +239,115 @@ fn gramian(y: &[f32], k: usize, reg: f32) -> Vec<f32> {
     g
 }
 
+/// Rows per parallel task (and per SIMD dispatch).
+const ROWS_PER_TASK: usize = 16;
+
+/// `acc += Σ_rows y yᵀ`, as a `pulp` SIMD operation.
+struct RankUpdates<'a> {
+    rows: &'a [f32],
+    k: usize,
+    acc: &'a mut [f32],
+}
+
+impl WithSimd for RankUpdates<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let k = self.k;
+        for row in self.rows.chunks_exact(k) {
+            for (a, &ya) in row.iter().enumerate() {
+                if ya != 0.0 {
+                    axpy_s(simd, ya, row, &mut self.acc[a * k..(a + 1) * k]);
+                }
+            }
+        }
+    }
+}
+
+/// Dot products of every row of `m` with `q`, as a `pulp` SIMD operation.
+struct RowDots<'a> {
+    m: &'a [f32],
+    k: usize,
+    q: &'a [f32],
+}
+
+impl WithSimd for RowDots<'_> {
+    type Output = Vec<f32>;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> Vec<f32> {
+        self.m
+            .chunks_exact(self.k)
+            .map(|row| dot_s(simd, row, self.q))
+            .collect()
+    }
+}
+
 /// One half-iteration: update every row of `x` from the fixed `y`.
+///
+/// The kernels are plain loops written to auto-vectorise; `pulp`'s runtime dispatch
+/// compiles them for the best instruction set the CPU has (AVX2 on x86-64 machines
+/// that have it) without `unsafe` here or a `-C target-cpu` flag.
 fn solve_side(c: &Csr, x: &mut [f32], y: &[f32], k: usize, reg: f32, cg_steps: usize) {
     let gram = gramian(y, k, reg);
-    x.par_chunks_mut(k).enumerate().for_each_init(
-        || Scratch::new(k),
-        |s, (row, xr)| {
-            let (cols, conf) = c.row(row);
+    let arch = pulp::Arch::new();
+    x.par_chunks_mut(k * ROWS_PER_TASK)
+        .enumerate()
+        .for_each_init(
+            || Scratch::new(k),
+            |s, (task, rows)| {
+                arch.dispatch(SolveRows {
+                    gram: &gram,
+                    y,
+                    k,
+                    c,
+                    first_row: task * ROWS_PER_TASK,
+                    rows,
+                    scratch: s,
+                    cg_steps,
+                })
+            },
+        );
+}
+
+/// A run of consecutive rows to solve, as a `pulp` SIMD operation.
+struct SolveRows<'a> {
+    gram: &'a [f32],
+    y: &'a [f32],
+    k: usize,
+    c: &'a Csr,
+    first_row: usize,
+    rows: &'a mut [f32],
+    scratch: &'a mut Scratch,
+    cg_steps: usize,
+}
+
+impl WithSimd for SolveRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let k = self.k;
+        for (r, xr) in self.rows.chunks_exact_mut(k).enumerate() {
+            let (cols, conf) = self.c.row(self.first_row + r);
             if cols.is_empty() {
                 xr.fill(0.0);
             } else {
-                cg_solve(&gram, y, k, cols, conf, xr, s, cg_steps);
+                cg_solve(
+                    simd,
+                    self.gram,
+                    self.y,
+                    k,
+                    cols,
+                    conf,
+                    xr,
+                    self.scratch,
+                    self.cg_steps,
+                );
             }
-        },
-    );
+        }
+    }
 }
 
 /// Per-thread CG buffers.
@@ -275,7 +369,9 @@ impl Scratch {
 
 /// `cg_steps` CG steps on `(G + Σ (c_i − 1) y_i y_iᵀ) x = Σ c_i y_i`, from the current `x`.
 #[allow(clippy::too_many_arguments)]
-fn cg_solve(
+#[inline(always)]
+fn cg_solve<S: Simd>(
+    simd: S,
     gram: &[f32],
     y: &[f32],
     k: usize,
@@ -287,46 +383,133 @@ fn cg_solve(
 ) {
     let Scratch { r, p, ap } = s;
     // r = b − A x
-    symv(gram, k, x, r);
+    symv_s(simd, gram, k, x, r);
     r.iter_mut().for_each(|v| *v = -*v);
     for (&i, &c) in cols.iter().zip(conf) {
         let yi = &y[i as usize * k..(i as usize + 1) * k];
-        let coef = c - (c - 1.0) * dot(yi, x);
-        axpy(coef, yi, r);
+        let coef = c - (c - 1.0) * dot_s(simd, yi, x);
+        axpy_s(simd, coef, yi, r);
     }
     p.copy_from_slice(r);
-    let mut rsold = dot(r, r);
+    let mut rsold = dot_s(simd, r, r);
     if rsold < 1e-20 {
         return;
     }
     for _ in 0..cg_steps {
         // Ap = A p
-        symv(gram, k, p, ap);
+        symv_s(simd, gram, k, p, ap);
         for (&i, &c) in cols.iter().zip(conf) {
             let yi = &y[i as usize * k..(i as usize + 1) * k];
-            axpy((c - 1.0) * dot(yi, p), yi, ap);
+            axpy_s(simd, (c - 1.0) * dot_s(simd, yi, p), yi, ap);
         }
-        let pap = dot(p, ap);
+        let pap = dot_s(simd, p, ap);
         if pap <= 0.0 || !pap.is_finite() {
             return;
         }
         let step = rsold / pap;
-        axpy(step, p, x);
-        axpy(-step, ap, r);
-        let rsnew = dot(r, r);
+        axpy_s(simd, step, p, x);
+        axpy_s(simd, -step, ap, r);
+        let rsnew = dot_s(simd, r, r);
         if rsnew < 1e-20 {
             return;
         }
         let beta = rsnew / rsold;
-        for (pv, &rv) in p.iter_mut().zip(r.iter()) {
+        // p = r + beta p
+        let (ph, pt) = S::as_mut_simd_f32s(p);
+        let (rh, rt) = S::as_simd_f32s(r);
+        let b = simd.splat_f32s(beta);
+        for (pv, &rv) in ph.iter_mut().zip(rh) {
+            *pv = simd.mul_add_e_f32s(b, *pv, rv);
+        }
+        for (pv, &rv) in pt.iter_mut().zip(rt) {
             *pv = rv + beta * *pv;
         }
         rsold = rsnew;
     }
 }
 
+/// Dot product in SIMD registers (four accumulators).
+#[inline(always)]
+fn dot_s<S: Simd>(simd: S, a: &[f32], b: &[f32]) -> f32 {
+    let (ah, at) = S::as_simd_f32s(a);
+    let (bh, bt) = S::as_simd_f32s(b);
+    let zero = simd.splat_f32s(0.0);
+    let (mut a0, mut a1, mut a2, mut a3) = (zero, zero, zero, zero);
+    let ca = ah.chunks_exact(4);
+    let cb = bh.chunks_exact(4);
+    for (&x, &y) in ca.remainder().iter().zip(cb.remainder()) {
+        a0 = simd.mul_add_e_f32s(x, y, a0);
+    }
+    for (x, y) in ca.zip(cb) {
+        a0 = simd.mul_add_e_f32s(x[0], y[0], a0);
+        a1 = simd.mul_add_e_f32s(x[1], y[1], a1);
+        a2 = simd.mul_add_e_f32s(x[2], y[2], a2);
+        a3 = simd.mul_add_e_f32s(x[3], y[3], a3);
+    }
+    let sum = simd.add_f32s(simd.add_f32s(a0, a1), simd.add_f32s(a2, a3));
+    let mut out = simd.reduce_sum_f32s(sum);
+    for (x, y) in at.iter().zip(bt) {
+        out += x * y;
+    }
+    out
+}
+
+/// `y += a · x` in SIMD registers.
+#[inline(always)]
+fn axpy_s<S: Simd>(simd: S, a: f32, x: &[f32], y: &mut [f32]) {
+    let (xh, xt) = S::as_simd_f32s(x);
+    let (yh, yt) = S::as_mut_simd_f32s(y);
+    let av = simd.splat_f32s(a);
+    for (yv, &xv) in yh.iter_mut().zip(xh) {
+        *yv = simd.mul_add_e_f32s(av, xv, *yv);
+    }
+    for (yv, &xv) in yt.iter_mut().zip(xt) {
+        *yv += a * xv;
+    }
+}
+
+/// `out = M v` for a symmetric row-major `k×k` matrix, as `Σ_j v_j · M[j, :]` four rows at
+/// a time (each pass over `out` does four FMAs per vector).
+#[inline(always)]
+fn symv_s<S: Simd>(simd: S, m: &[f32], k: usize, v: &[f32], out: &mut [f32]) {
+    out.fill(0.0);
+    let mut j = 0;
+    while j + 4 <= k {
+        let (r0, _) = S::as_simd_f32s(&m[j * k..(j + 1) * k]);
+        let (r1, _) = S::as_simd_f32s(&m[(j + 1) * k..(j + 2) * k]);
+        let (r2, _) = S::as_simd_f32s(&m[(j + 2) * k..(j + 3) * k]);
+        let (r3, _) = S::as_simd_f32s(&m[(j + 3) * k..(j + 4) * k]);
+        let (b0, b1, b2, b3) = (
+            simd.splat_f32s(v[j]),
+            simd.splat_f32s(v[j + 1]),
+            simd.splat_f32s(v[j + 2]),
+            simd.splat_f32s(v[j + 3]),
+        );
+        let (oh, ot) = S::as_mut_simd_f32s(out);
+        for (c, o) in oh.iter_mut().enumerate() {
+            let mut acc = simd.mul_add_e_f32s(b0, r0[c], *o);
+            acc = simd.mul_add_e_f32s(b1, r1[c], acc);
+            acc = simd.mul_add_e_f32s(b2, r2[c], acc);
+            *o = simd.mul_add_e_f32s(b3, r3[c], acc);
+        }
+        let tail = k - ot.len();
+        for (t, o) in ot.iter_mut().enumerate() {
+            let c = tail + t;
+            *o += v[j] * m[j * k + c]
+                + v[j + 1] * m[(j + 1) * k + c]
+                + v[j + 2] * m[(j + 2) * k + c]
+                + v[j + 3] * m[(j + 3) * k + c];
+        }
+        j += 4;
+    }
+    while j < k {
+        axpy_s(simd, v[j], &m[j * k..(j + 1) * k], out);
+        j += 1;
+    }
+}
+
 /// Dot product with eight independent accumulators (vectorises without `-ffast-math`).
-#[inline]
+#[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let ca = a.chunks_exact(8);
@@ -342,19 +525,11 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
             acc[l] += x[l] * y[l];
         }
     }
-    (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
-}
-
-/// `y += a · x`.
-#[inline]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yv, &xv) in y.iter_mut().zip(x) {
-        *yv += a * xv;
-    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// `out = M v` for a row-major `k×k` matrix.
-#[inline]
+#[inline(always)]
 fn symv(m: &[f32], k: usize, v: &[f32], out: &mut [f32]) {
     for (o, row) in out.iter_mut().zip(m.chunks_exact(k)) {
         *o = dot(row, v);
@@ -384,6 +559,38 @@ pub fn loss(cui: &Csr, x: &[f32], y: &[f32], k: usize, regularization: f32) -> f
         .sum();
     let norms: f64 = x.iter().chain(y).map(|&v| (v as f64) * (v as f64)).sum();
     data + regularization as f64 * norms
+}
+
+/// Folding in one user, as a `pulp` SIMD operation.
+struct FoldIn<'a> {
+    gram: &'a [f32],
+    y: &'a [f32],
+    k: usize,
+    cols: &'a [u32],
+    conf: &'a [f32],
+    x: &'a mut [f32],
+    scratch: &'a mut Scratch,
+}
+
+impl WithSimd for FoldIn<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        // CG converges in at most k steps in exact arithmetic
+        let steps = self.k.max(3);
+        cg_solve(
+            simd,
+            self.gram,
+            self.y,
+            self.k,
+            self.cols,
+            self.conf,
+            self.x,
+            self.scratch,
+            steps,
+        );
+    }
 }
 
 impl AlsModel {
@@ -420,10 +627,14 @@ impl AlsModel {
 
     /// Score of every item for a query vector (dot products).
     pub fn scores(&self, query: &[f32]) -> Vec<f32> {
-        self.item_factors
-            .chunks_exact(self.factors)
-            .map(|yi| dot(yi, query))
-            .collect()
+        if query.len() != self.factors {
+            return vec![0.0; self.n_items()];
+        }
+        pulp::Arch::new().dispatch(RowDots {
+            m: &self.item_factors,
+            k: self.factors,
+            q: query,
+        })
     }
 
     /// Top `k` items for user `u` by dot product, best first, optionally without the user's
@@ -483,16 +694,15 @@ impl AlsModel {
             return x;
         }
         let mut s = Scratch::new(k);
-        cg_solve(
-            &self.gram,
-            &self.item_factors,
+        pulp::Arch::new().dispatch(FoldIn {
+            gram: &self.gram,
+            y: &self.item_factors,
             k,
-            &cols,
-            &conf,
-            &mut x,
-            &mut s,
-            k.max(3),
-        );
+            cols: &cols,
+            conf: &conf,
+            x: &mut x,
+            scratch: &mut s,
+        });
         x
     }
 
@@ -620,7 +830,32 @@ mod tests {
         // x = A⁻¹ b = [2.5·3, −1·3] / (4.5·2.5 − 1) = [7.5, −3] / 10.25
         let mut x = [0.0f32; 2];
         let mut s = Scratch::new(k);
-        cg_solve(&gram, &y, k, &[0], &[3.0], &mut x, &mut s, 2);
+        cg_solve(
+            pulp::Scalar::new(),
+            &gram,
+            &y,
+            k,
+            &[0],
+            &[3.0],
+            &mut x,
+            &mut s,
+            2,
+        );
+        let mut x2 = [0.0f32; 2];
+        let g = &gram;
+        pulp::Arch::new().dispatch(FoldIn {
+            gram: g,
+            y: &y,
+            k,
+            cols: &[0],
+            conf: &[3.0],
+            x: &mut x2,
+            scratch: &mut s,
+        });
+        assert!(
+            (x[0] - x2[0]).abs() < 1e-6 && (x[1] - x2[1]).abs() < 1e-6,
+            "{x:?} vs {x2:?}"
+        );
         assert!(
             (x[0] - 7.5 / 10.25).abs() < 1e-5 && (x[1] + 3.0 / 10.25).abs() < 1e-5,
             "{x:?}"
