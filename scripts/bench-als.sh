@@ -16,7 +16,7 @@ IMPLICIT_VERSION=${IMPLICIT_VERSION:-0.7.2}
 [ -f "$DATA/ratings.csv" ] || { echo "bench-als: no MovieLens data at $DATA (set DATA=...)" >&2; exit 2; }
 
 # recd's defaults for this comparison; any flag given on the command line overrides them.
-PARAMS=(--factors 64 --iterations 15 --regularization 0.05 --alpha 2 --threads 2 --seed 42 --k 10 --runs 3)
+PARAMS=(--factors 64 --iterations 15 --regularization 20 --alpha 0.5 --threads 2 --seed 42 --k 10 --runs 5)
 PARAMS+=("$@")
 arg() { # last value of a flag in PARAMS
   local want=$1 v="" i
@@ -37,10 +37,13 @@ mkdir -p "$OUT"
 
 # implicit: single-threaded BLAS (implicit parallelises itself), alpha = 1 because the
 # exported values are already the confidences c = 1 + alpha * w.
+# The fits alternate (implicit, recd, implicit, recd, ...) so that both see the same load
+# on a shared machine; each side reports the median of its runs.
+RECD_FIT="$BIN fit --data $DATA ${PARAMS[*]} --runs 1" \
 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 OMP_NUM_THREADS=1 \
 "$VENV/bin/python" - "$OUT" "$(arg --factors)" "$(arg --iterations)" "$(arg --regularization)" \
   "$(arg --threads)" "$(arg --seed)" "$(arg --k)" "$(arg --runs)" <<'PY'
-import json, sys, time
+import json, os, shlex, subprocess, sys, time
 import numpy as np
 import scipy.sparse as sp
 import implicit
@@ -61,12 +64,14 @@ def make():
     return AlternatingLeastSquares(factors=factors, regularization=reg, alpha=1.0, iterations=iterations,
                                    num_threads=threads, random_state=seed, calculate_training_loss=False)
 make().fit(train, show_progress=False)  # warm-up (imports, thread pool)
-times = []
+times, recd_times = [], []
 for _ in range(runs):
     model = make()
     t = time.perf_counter()
     model.fit(train, show_progress=False)
     times.append(time.perf_counter() - t)
+    out_rs = subprocess.run(shlex.split(os.environ["RECD_FIT"]), check=True, capture_output=True, text=True).stdout
+    recd_times.append(float(out_rs.split()[1]))
 users = np.unique(te[:, 0])
 ids, _ = model.recommend(users, train[users], N=k, filter_already_liked_items=True)
 with open(f"{out}/implicit_recs.tsv", "w") as f:
@@ -75,9 +80,11 @@ with open(f"{out}/implicit_recs.tsv", "w") as f:
 ev = ranking_metrics_at_k(model, train, test, K=k, show_progress=False)
 meta = {"implicit_version": implicit.__version__, "fit_seconds": times,
         "fit_seconds_median": sorted(times)[len(times) // 2],
+        "recd_fit_seconds": recd_times, "recd_fit_seconds_median": sorted(recd_times)[len(recd_times) // 2],
         "implicit_eval": {key: float(v) for key, v in ev.items()}}
 json.dump(meta, open(f"{out}/implicit.json", "w"), indent=1)
 print(f"implicit {implicit.__version__}: fit seconds {['%.3f' % t for t in times]}")
+print(f"recd (interleaved):  fit seconds {['%.3f' % t for t in recd_times]}")
 PY
 
 "$BIN" score --data "$DATA" --out "$OUT" "${PARAMS[@]}"
