@@ -22,9 +22,9 @@ use recd_train::als::{self, AlsParams};
 use recd_train::baselines::{ItemKnn, Popularity};
 use recd_train::eval::{EvalConfig, EvalContext, Evaluation};
 use recd_train::metrics::MetricsAccumulator;
-use recd_train::movielens::load_movielens;
+use recd_train::movielens::{Format, read_interactions};
 use recd_train::split::{Split, SplitMethod, split};
-use recd_train::{ConfidenceWeights, IdMap, Interactions};
+use recd_train::{ConfidenceWeights, Interactions};
 
 struct Args {
     cmd: String,
@@ -39,7 +39,9 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let cmd = it.next().ok_or("usage: als_compare export|score|eval --data DIR [--out DIR] ...")?;
+    let cmd = it
+        .next()
+        .ok_or("usage: als_compare export|score|eval --data DIR [--out DIR] ...")?;
     let mut a = Args {
         cmd,
         data: PathBuf::from("../shared/data/ml-latest-small"),
@@ -55,7 +57,10 @@ fn parse_args() -> Result<Args, String> {
     };
     while let Some(flag) = it.next() {
         let v = it.next().ok_or(format!("{flag} needs a value"))?;
-        let num = |v: &str| v.parse::<f64>().map_err(|_| format!("{flag}: not a number: {v}"));
+        let num = |v: &str| {
+            v.parse::<f64>()
+                .map_err(|_| format!("{flag}: not a number: {v}"))
+        };
         match flag.as_str() {
             "--data" => a.data = v.into(),
             "--out" => a.out = v.into(),
@@ -76,19 +81,8 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn load(a: &Args) -> Result<(Interactions, Split, Vec<Vec<u32>>), String> {
-    let ml = load_movielens(&a.data).map_err(|e| e.to_string())?;
-    let catalog: IdMap = ml.movies.iter().map(|m| m.id.clone()).collect();
-    let (data, _) = Interactions::from_raw_with_items(ml.ratings, &ConfidenceWeights::default(), catalog);
-    let mut genre_ids: HashMap<&str, u32> = HashMap::new();
-    let mut sets = vec![Vec::new(); data.n_items()];
-    for m in &ml.movies {
-        if let Some(i) = data.item_ids().get(&m.id) {
-            for g in &m.genres {
-                let n = genre_ids.len() as u32;
-                sets[i as usize].push(*genre_ids.entry(g.as_str()).or_insert(n));
-            }
-        }
-    }
+    let loaded = read_interactions(&a.data, Some(Format::Movielens)).map_err(|e| e.to_string())?;
+    let (data, sets, _) = loaded.to_interactions(&ConfidenceWeights::default());
     let method = SplitMethod::from_name(&a.split, 0.2).map_err(|e| e.to_string())?;
     let s = split(&data, method, a.seed).map_err(|e| e.to_string())?;
     Ok((data, s, sets))
@@ -151,16 +145,21 @@ fn score(a: &Args) -> Result<(), String> {
 
     // implicit: recommendations and its own timing / metrics, written by the Python side
     let recs_path = a.out.join("implicit_recs.tsv");
-    let text = std::fs::read_to_string(&recs_path).map_err(|e| format!("{}: {e}", recs_path.display()))?;
+    let text =
+        std::fs::read_to_string(&recs_path).map_err(|e| format!("{}: {e}", recs_path.display()))?;
     let mut lists: HashMap<u32, Vec<u32>> = HashMap::new();
     for (n, line) in text.lines().enumerate() {
         let mut f = line.split('\t');
-        let u: u32 = f
-            .next()
-            .and_then(|x| x.parse().ok())
-            .ok_or(format!("{}:{}: bad user", recs_path.display(), n + 1))?;
+        let u: u32 = f.next().and_then(|x| x.parse().ok()).ok_or(format!(
+            "{}:{}: bad user",
+            recs_path.display(),
+            n + 1
+        ))?;
         let items: Result<Vec<u32>, _> = f.map(str::parse).collect();
-        lists.insert(u, items.map_err(|_| format!("{}:{}: bad item", recs_path.display(), n + 1))?);
+        lists.insert(
+            u,
+            items.map_err(|_| format!("{}:{}: bad item", recs_path.display(), n + 1))?,
+        );
     }
     let imp = ctx.accumulate_lists(k, None, |u| lists.get(&u).cloned().unwrap_or_default());
     let meta_path = a.out.join("implicit.json");
@@ -214,7 +213,10 @@ fn score(a: &Args) -> Result<(), String> {
     println!("{}", row("item-kNN", knn.train_seconds, &knn_acc));
     let (r, i, p) = (recd.finish(), imp.finish(), pop_acc.finish());
     // implicit's own evaluation of its model must agree with our metric code on its lists
-    if let (Some(nd), Some(pr)) = (meta["implicit_eval"]["ndcg"].as_f64(), meta["implicit_eval"]["precision"].as_f64()) {
+    if let (Some(nd), Some(pr)) = (
+        meta["implicit_eval"]["ndcg"].as_f64(),
+        meta["implicit_eval"]["precision"].as_f64(),
+    ) {
         let ok = (nd - i.ndcg).abs() < 1e-6 && (pr - imp.implicit_precision()).abs() < 1e-6;
         println!(
             "metric check: implicit.evaluation ndcg {nd:.6} / precision {pr:.6} vs ours on its lists {:.6} / {:.6}: {}",
@@ -239,7 +241,12 @@ fn fit(a: &Args) -> Result<(), String> {
     for _ in 0..a.runs {
         let t = Instant::now();
         let m = als::train(&s.train, &a.als).map_err(|e| e.to_string())?;
-        println!("fit_seconds {:.4} (model {}x{})", t.elapsed().as_secs_f64(), m.n_items(), m.factors);
+        println!(
+            "fit_seconds {:.4} (model {}x{})",
+            t.elapsed().as_secs_f64(),
+            m.n_items(),
+            m.factors
+        );
     }
     Ok(())
 }
@@ -253,12 +260,18 @@ fn eval(a: &Args) -> Result<(), String> {
         als: a.als.clone(),
         ..EvalConfig::default()
     };
-    let name = a.data.file_name().map_or("data".into(), |n| n.to_string_lossy().into_owned());
+    let name = a
+        .data
+        .file_name()
+        .map_or("data".into(), |n| n.to_string_lossy().into_owned());
     let t = Instant::now();
     let ev = Evaluation::prepare(&data, &name, config, Some(sets)).map_err(|e| e.to_string())?;
     let report = ev.run_builtin();
     eprintln!("eval took {:.2}s", t.elapsed().as_secs_f64());
-    println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+    );
     Ok(())
 }
 

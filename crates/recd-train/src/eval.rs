@@ -113,6 +113,80 @@ pub struct EvalReport {
     pub items: usize,
 }
 
+impl EvalReport {
+    /// The human-readable table `recd eval` prints without `--json`.
+    pub fn to_table(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "dataset {}  split {}  k {}  users {} (cold, skipped: {})  events train {} / test {}  items {}",
+            self.dataset,
+            self.split,
+            self.k,
+            self.users,
+            self.cold_test_users,
+            self.train_events,
+            self.test_events,
+            self.items
+        );
+        let k = self.k;
+        let _ = writeln!(
+            out,
+            "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8}",
+            "model",
+            format!("P@{k}"),
+            format!("R@{k}"),
+            format!("NDCG@{k}"),
+            format!("MAP@{k}"),
+            format!("HR@{k}"),
+            "coverage",
+            "diversity",
+            "novelty",
+            "train_s"
+        );
+        for (name, m) in &self.models {
+            let x = &m.metrics;
+            let _ = writeln!(
+                out,
+                "{name:<12} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>9.4} {:>9.4} {:>8.3} {:>8.3}",
+                x.precision,
+                x.recall,
+                x.ndcg,
+                x.map,
+                x.hit_rate,
+                x.coverage,
+                x.diversity,
+                x.novelty,
+                m.train_seconds
+            );
+        }
+        let _ = writeln!(
+            out,
+            "diversity on {}; novelty in bits",
+            self.diversity_basis
+        );
+        if !self.replay.is_empty() {
+            let _ = writeln!(
+                out,
+                "{:<12} {:>8} {:>8} {:>8}",
+                "replay",
+                format!("HR@{k}"),
+                format!("NDCG@{k}"),
+                "events"
+            );
+            for (name, r) in &self.replay {
+                let _ = writeln!(
+                    out,
+                    "{name:<12} {:>8.4} {:>8.4} {:>8}",
+                    r.hit_rate, r.ndcg, r.events
+                );
+            }
+        }
+        out
+    }
+}
+
 /// Per-user ground truth of a split, shared by every model's evaluation.
 #[derive(Debug, Clone)]
 pub struct EvalContext {
@@ -439,6 +513,11 @@ mod tests {
             assert!(json["replay"]["batch"][key].is_number(), "{key} missing");
         }
         assert!(json["train_seconds"].is_number());
+        let table = report.to_table();
+        assert!(
+            table.contains("NDCG@10") && table.contains("item_knn") && table.contains("batch"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{Interaction, Kind};
+use crate::dataset::{ConfidenceWeights, IdMap, Interaction, Interactions, Kind};
 use crate::error::{Result, TrainError};
 
 /// A movie of the catalog.
@@ -430,6 +430,37 @@ pub fn read_interactions(path: &Path, format: Option<Format>) -> Result<Loaded> 
     }
 }
 
+impl Loaded {
+    /// Dense interactions over the whole catalog (movies without events still count for
+    /// coverage), the genre sets per item index (for intra-list diversity; all empty when
+    /// the source has no catalog), and how many events had no positive weight.
+    pub fn to_interactions(
+        &self,
+        weights: &ConfidenceWeights,
+    ) -> (Interactions, Vec<Vec<u32>>, usize) {
+        let catalog: IdMap = self.movies.iter().map(|m| m.id.clone()).collect();
+        let (data, skipped) =
+            Interactions::from_raw_with_items(self.interactions.iter().cloned(), weights, catalog);
+        let sets = genre_sets(&self.movies, data.item_ids());
+        (data, sets, skipped)
+    }
+}
+
+/// Genre sets per item index of `items` (genres numbered in first-seen order).
+pub fn genre_sets(movies: &[Movie], items: &IdMap) -> Vec<Vec<u32>> {
+    let mut names: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    let mut sets = vec![Vec::new(); items.len()];
+    for m in movies {
+        if let Some(i) = items.get(&m.id) {
+            for g in &m.genres {
+                let next = names.len() as u32;
+                sets[i as usize].push(*names.entry(g.as_str()).or_insert(next));
+            }
+        }
+    }
+    sets
+}
+
 fn check_id(path: &Path, line: u64, field: &str, id: &str) -> Result<String> {
     if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
         return Err(TrainError::bad(
@@ -741,6 +772,64 @@ mod tests {
         assert!(e.to_string().contains(":2: value"), "{e}");
         let e = parse_csv(&mem(), b"user,item\nu1,i\n").unwrap_err();
         assert!(e.to_string().contains("missing column"), "{e}");
+    }
+
+    /// A fresh temporary folder holding `files`.
+    fn folder(name: &str, files: &[(&str, &[u8])]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("recd-train-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        for (f, bytes) in files {
+            fs::write(dir.join(f), bytes).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn layouts_are_recognised_by_their_files() {
+        let flags = "|0".repeat(18);
+        let item = format!("1|Toy Story (1995)|01-Jan-1995||http://x|1{flags}\n");
+        let d100k = folder(
+            "100k",
+            &[
+                ("u.data", b"1\t1\t5\t874965758\n"),
+                ("u.item", item.as_bytes()),
+            ],
+        );
+        let ml = load_movielens(&d100k).unwrap();
+        assert_eq!(ml.layout, Layout::Ml100k);
+        assert_eq!((ml.ratings.len(), ml.movies.len()), (1, 1));
+        let d1m = folder(
+            "1m",
+            &[
+                ("ratings.dat", b"1::1::5::978300760\n"),
+                ("movies.dat", b"1::Toy Story (1995)::Comedy\n"),
+            ],
+        );
+        assert_eq!(load_movielens(&d1m).unwrap().layout, Layout::Ml1m);
+        let dl = folder(
+            "latest",
+            &[(
+                "ratings.csv",
+                b"userId,movieId,rating,timestamp\r\n1,1,4.0,1\r\n",
+            )],
+        );
+        let ml = load_movielens(&dl).unwrap();
+        assert_eq!(ml.layout, Layout::MlLatest);
+        assert!(ml.movies.is_empty(), "movies.csv is optional");
+        let empty = folder("empty", &[]);
+        assert!(matches!(
+            load_movielens(&empty),
+            Err(TrainError::UnknownLayout { .. })
+        ));
+        // via read_interactions, with the catalog and genres
+        let loaded = read_interactions(&d1m, None).unwrap();
+        let (data, sets, skipped) = loaded.to_interactions(&ConfidenceWeights::default());
+        assert_eq!((data.len(), data.n_items(), skipped), (1, 1, 0));
+        assert_eq!(sets, vec![vec![0]]);
+        for d in [d100k, d1m, dl, empty] {
+            let _ = fs::remove_dir_all(d);
+        }
     }
 
     #[test]
