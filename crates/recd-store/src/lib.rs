@@ -19,6 +19,7 @@
 
 pub mod embedded;
 pub mod error;
+pub mod redis;
 
 use async_trait::async_trait;
 use recd_core::popularity::PopularityParams;

@@ -1,0 +1,124 @@
+//! Key names of one deployment: everything lives under the configured prefix.
+//!
+//! Ids may contain any character but control characters (`:` included), so a key never
+//! has anything *after* an id: each kind of per-user key gets its own family
+//! (`user:`, `recent:`, `purchased:`, `user-events:`) instead of `user:{id}:purchased`,
+//! which user `"a:purchased"` would collide with.
+//!
+//! Items of index version 1 live at `{prefix}item:{id}`; a later version `N` (after a
+//! schema or dimension change, see [`super::RedisStore::migrate`]) at `{prefix}item.vN:{id}`.
+//! No version's key prefix is a prefix of another's, so each index sees only its own hashes.
+
+/// The keys of one deployment at one index version.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    prefix: String,
+    version: u32,
+    item_prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str, version: u32) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            version,
+            item_prefix: item_prefix(prefix, version),
+        }
+    }
+
+    /// The index version these keys belong to.
+    pub(crate) fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// `{prefix}meta`: the current index version and the schema it was created for.
+    pub(crate) fn meta(&self) -> String {
+        format!("{}meta", self.prefix)
+    }
+
+    /// `{prefix}idx:items`: the alias every query goes through.
+    pub(crate) fn alias(&self) -> String {
+        format!("{}idx:items", self.prefix)
+    }
+
+    /// `{prefix}idx:items:vN`: the index of this version.
+    pub(crate) fn index(&self) -> String {
+        format!("{}idx:items:v{}", self.prefix, self.version)
+    }
+
+    /// The key prefix of this version's item hashes.
+    pub(crate) fn item_prefix(&self) -> &str {
+        &self.item_prefix
+    }
+
+    pub(crate) fn item(&self, id: &str) -> String {
+        format!("{}{id}", self.item_prefix)
+    }
+
+    /// The id of an item key of this version.
+    pub(crate) fn item_id<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.item_prefix.as_str())
+    }
+
+    /// ZSET id → log-domain popularity, also for ids that are not (yet) items.
+    pub(crate) fn popularity(&self) -> String {
+        format!("{}popularity", self.prefix)
+    }
+
+    /// SET of the ids of users with state.
+    pub(crate) fn users(&self) -> String {
+        format!("{}users", self.prefix)
+    }
+
+    pub(crate) fn user(&self, id: &str) -> String {
+        format!("{}user:{id}", self.prefix)
+    }
+
+    pub(crate) fn recent(&self, id: &str) -> String {
+        format!("{}recent:{id}", self.prefix)
+    }
+
+    pub(crate) fn purchased(&self, id: &str) -> String {
+        format!("{}purchased:{id}", self.prefix)
+    }
+
+    /// LIST of the stream ids of the user's events (so that forgetting them is cheap).
+    pub(crate) fn user_events(&self, id: &str) -> String {
+        format!("{}user-events:{id}", self.prefix)
+    }
+
+    /// The event log STREAM.
+    pub(crate) fn events(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+}
+
+fn item_prefix(prefix: &str, version: u32) -> String {
+    if version <= 1 {
+        format!("{prefix}item:")
+    } else {
+        format!("{prefix}item.v{version}:")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_version_prefix_is_a_prefix_of_another() {
+        let names: Vec<String> = [1, 2, 3, 20, 21]
+            .iter()
+            .map(|v| Keys::new("recd:", *v).item_prefix().to_string())
+            .collect();
+        for a in &names {
+            for b in &names {
+                assert!(a == b || !b.starts_with(a.as_str()), "{a} / {b}");
+            }
+        }
+        let k = Keys::new("p:", 1);
+        assert_eq!(k.item("a:b"), "p:item:a:b");
+        assert_eq!(k.item_id("p:item:a:b"), Some("a:b"));
+        assert_eq!(k.item_id("p:item.v2:a"), None);
+    }
+}

@@ -1,0 +1,644 @@
+//! The Redis backend: a Hash per item, one RediSearch index, one `FT.SEARCH` per query.
+//!
+//! Several stateless recd servers share one Redis (8.x, or Redis Stack ≥ 7.2, with the
+//! Query Engine). Every read is a single round trip and every write one atomic unit:
+//! - items: `{prefix}item:{id}` Hashes ([`schema`]), upserted by one Lua script per batch;
+//! - KNN with the filter inside: one `FT.SEARCH "(<filter>)=>[KNN ...]"` ([`query`]);
+//! - popularity: a `{prefix}popularity` ZSET (also for ids that are not items yet), mirrored
+//!   into each item's sortable `__recd_pop` field so that `popular(k, filter)` is one query;
+//! - users: an optimistic read → `UserState::apply` in Rust → compare-and-set script
+//!   ([`users`]), which also appends to the `{prefix}events` stream and bumps popularity.
+//!
+//! Connection: a [`ConnectionManager`] (one multiplexed connection, reconnects by itself),
+//! with short connect / response timeouts and an overall deadline per operation, so that a
+//! Redis that is down turns into [`StoreError::Unavailable`] within a fraction of a second,
+//! and the store works again as soon as Redis is back (re-creating the index if the new
+//! Redis came up empty).
+//!
+//! # Layout
+//! - [`keys`]: key names under the configured prefix.
+//! - [`schema`]: the item hash encoding and `FT.CREATE`, both derived from the `Schema`.
+//! - [`query`]: `Filter` → RediSearch query with PARAMS; the `FT.SEARCH` commands.
+//! - [`reply`]: decoding replies.
+//! - [`users`]: user state and the event write path.
+//! - [`scripts`]: the Lua scripts.
+//! - [`error`]: Redis errors → `StoreError`.
+
+mod error;
+mod keys;
+mod query;
+mod reply;
+mod schema;
+mod scripts;
+mod users;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use recd_core::item::check_vector;
+use recd_core::{Event, Filter, Item, ItemUpsert, Schema, ValidationError};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+
+use self::error::{bad_reply, from_redis, is_missing_index};
+use self::keys::Keys;
+use self::reply::{Doc, search_reply};
+use crate::{Counts, Hit, ModelSettings, PopularHit, Store, StoreError, StoreResult};
+
+/// How RediSearch runs a KNN query with a filter (`HYBRID_POLICY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HybridPolicy {
+    /// Walk the HNSW graph in batches and check the filter on each batch.
+    Batches,
+    /// Compute the distance of every item passing the filter (exact; best when few pass).
+    AdhocBf,
+}
+
+impl HybridPolicy {
+    fn as_str(self) -> &'static str {
+        match self {
+            HybridPolicy::Batches => "BATCHES",
+            HybridPolicy::AdhocBf => "ADHOC_BF",
+        }
+    }
+}
+
+/// Options of the Redis backend (`[redis]` in config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Prepended to every key and index name, so that deployments can share one Redis.
+    /// No deployment's prefix may be a prefix of another's.
+    pub prefix: String,
+    /// HNSW `M` (graph degree), fixed when the index is created.
+    pub hnsw_m: u32,
+    /// HNSW `EF_CONSTRUCTION`, fixed when the index is created.
+    pub hnsw_ef_construction: u32,
+    /// HNSW `EF_RUNTIME`, sent with every query (so it can change without a re-index).
+    pub hnsw_ef_runtime: u32,
+    /// Forces a hybrid policy for filtered KNN; `None` lets RediSearch choose per query.
+    pub hybrid_policy: Option<HybridPolicy>,
+    /// `BATCH_SIZE` under the `batches` policy; `None` lets RediSearch choose.
+    pub batch_size: Option<u32>,
+    /// Server-side time limit of one query (`TIMEOUT`); 0 = none. A query that runs out of
+    /// time fails (or, if the server's `ON_TIMEOUT` is `return`, answers partially), so
+    /// keep it 0 unless the server is set to `ON_TIMEOUT FAIL`.
+    pub query_timeout_ms: u64,
+    /// Time to establish a connection.
+    pub connect_timeout_ms: u64,
+    /// Time to wait for one reply.
+    pub response_timeout_ms: u64,
+    /// Deadline of one store operation (all its round trips and retries).
+    pub operation_timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            prefix: "recd:".into(),
+            hnsw_m: 16,
+            hnsw_ef_construction: 200,
+            hnsw_ef_runtime: 64,
+            hybrid_policy: None,
+            batch_size: None,
+            query_timeout_ms: 0,
+            connect_timeout_ms: 250,
+            response_timeout_ms: 1000,
+            operation_timeout_ms: 2000,
+        }
+    }
+}
+
+/// The Redis store; cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.config.prefix)
+            .field("version", &self.inner.keys.version())
+            .finish()
+    }
+}
+
+struct Inner {
+    /// One multiplexed connection, re-established in the background after a failure.
+    conn: ConnectionManager,
+    schema: Schema,
+    settings: ModelSettings,
+    config: RedisConfig,
+    /// Key names at the index version found (or created) at connect time.
+    keys: Keys,
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port[/db]`), creates the index for `schema` if the
+    /// prefix has none yet, and checks that an existing one was made for the same schema.
+    pub async fn connect(
+        url: &str,
+        schema: Schema,
+        settings: ModelSettings,
+        config: RedisConfig,
+    ) -> StoreResult<RedisStore> {
+        schema::check_schema(&schema)?;
+        let client = redis::Client::open(url).map_err(|e| {
+            StoreError::Invalid(ValidationError::new(format!("bad redis url '{url}': {e}")))
+        })?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
+            .set_response_timeout(Some(Duration::from_millis(config.response_timeout_ms)))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(200));
+        let deadline = Duration::from_millis(config.operation_timeout_ms);
+        let conn = tokio::time::timeout(
+            deadline,
+            ConnectionManager::new_with_config(client, manager_config),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable(format!("redis at {url}: connect timed out")))?
+        .map_err(from_redis)?;
+        let mut conn2 = conn.clone();
+        let version = with_deadline(deadline, ensure_index(&mut conn2, &schema, &config)).await?;
+        let keys = Keys::new(&config.prefix, version);
+        tracing::info!(prefix = %config.prefix, version, "redis store ready");
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                conn,
+                schema,
+                settings,
+                config,
+                keys,
+            }),
+        })
+    }
+
+    /// The configuration the store runs with.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: Future<Output = StoreResult<T>>,
+    {
+        with_deadline(
+            Duration::from_millis(self.inner.config.operation_timeout_ms),
+            f,
+        )
+        .await
+    }
+
+    /// Runs `FT.SEARCH args`; if the index is gone (a Redis that restarted empty), creates
+    /// it again and retries once.
+    async fn search(&self, args: Vec<Vec<u8>>) -> StoreResult<(u64, Vec<Doc>)> {
+        let mut conn = self.conn();
+        let mut cmd = redis::cmd("FT.SEARCH");
+        for a in &args {
+            cmd.arg(a.as_slice());
+        }
+        match cmd.query_async::<redis::Value>(&mut conn).await {
+            Ok(v) => search_reply(v),
+            Err(e) if is_missing_index(&e) => {
+                tracing::warn!(prefix = %self.inner.config.prefix, "search index missing; re-creating it");
+                ensure_index(&mut conn, &self.inner.schema, &self.inner.config).await?;
+                search_reply(cmd.query_async(&mut conn).await.map_err(from_redis)?)
+            }
+            Err(e) => Err(from_redis(e)),
+        }
+    }
+
+    fn doc_item(&self, doc: &Doc) -> StoreResult<Item> {
+        let id = self
+            .inner
+            .keys
+            .item_id(&doc.key)
+            .ok_or_else(|| bad_reply("a hit outside this store's item prefix"))?;
+        schema::item_from_fields(id, &doc.fields, &self.inner.schema)
+    }
+
+    fn check_vectors(&self, what: &str, vectors: &[(String, Vec<f32>)]) -> StoreResult<()> {
+        for (id, v) in vectors {
+            check_vector(v, &self.inner.schema).map_err(|e| {
+                ValidationError::new(format!("vector of {what} '{id}': {}", e.message))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Bounds `f` by `deadline`; running out is `Unavailable`.
+async fn with_deadline<T>(
+    deadline: Duration,
+    f: impl Future<Output = StoreResult<T>>,
+) -> StoreResult<T> {
+    tokio::time::timeout(deadline, f).await.unwrap_or_else(|_| {
+        Err(StoreError::Unavailable(format!(
+            "redis did not answer within {} ms",
+            deadline.as_millis()
+        )))
+    })
+}
+
+/// Makes sure the prefix has an index for `schema`: records the schema and version in
+/// `{prefix}meta` if absent, refuses a different recorded schema, creates the index of the
+/// current version if missing and points the alias at it. Idempotent and safe to run from
+/// several servers at once. Returns the version.
+async fn ensure_index(
+    conn: &mut ConnectionManager,
+    schema: &Schema,
+    config: &RedisConfig,
+) -> StoreResult<u32> {
+    let probe = Keys::new(&config.prefix, 1);
+    let schema_json = serde_json::to_string(schema)
+        .map_err(|e| StoreError::Internal(format!("schema to json: {e}")))?;
+    let (version, stored): (Option<u32>, Option<String>) = redis::pipe()
+        .atomic()
+        .hset_nx(probe.meta(), "version", 1)
+        .ignore()
+        .hset_nx(probe.meta(), "schema", &schema_json)
+        .ignore()
+        .hget(probe.meta(), "version")
+        .hget(probe.meta(), "schema")
+        .query_async(conn)
+        .await
+        .map_err(from_redis)?;
+    let version = version.ok_or_else(|| bad_reply("meta version"))?;
+    if stored.as_deref() != Some(schema_json.as_str()) {
+        return Err(StoreError::Invalid(ValidationError::new(format!(
+            "the redis prefix '{}' holds items of another schema ({}); use another prefix, or migrate",
+            config.prefix,
+            stored.unwrap_or_default()
+        ))));
+    }
+    let keys = Keys::new(&config.prefix, version);
+    create_index(conn, &keys, schema, config).await?;
+    let () = redis::cmd("FT.ALIASUPDATE")
+        .arg(keys.alias())
+        .arg(keys.index())
+        .query_async(conn)
+        .await
+        .map_err(from_redis)?;
+    Ok(version)
+}
+
+/// `FT.CREATE` for `keys`' version unless it exists.
+async fn create_index(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    schema: &Schema,
+    config: &RedisConfig,
+) -> StoreResult<()> {
+    let args = schema::create_args(&keys.index(), keys.item_prefix(), schema, config);
+    match redis::cmd("FT.CREATE")
+        .arg(&args)
+        .query_async::<()>(conn)
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(index = %keys.index(), "created search index");
+            Ok(())
+        }
+        Err(e) if e.to_string().contains("already exists") => Ok(()),
+        Err(e) => Err(from_redis(e)),
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.inner.schema
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.run(async {
+            let () = redis::cmd("PING")
+                .query_async(&mut self.conn())
+                .await
+                .map(|_: String| ())
+                .map_err(from_redis)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn counts(&self) -> StoreResult<Counts> {
+        self.run(async {
+            let (items, _) = self
+                .search(query::count_args(&self.inner.keys.alias()))
+                .await?;
+            let users: u64 = redis::cmd("SCARD")
+                .arg(self.inner.keys.users())
+                .query_async(&mut self.conn())
+                .await
+                .map_err(from_redis)?;
+            Ok(Counts { items, users })
+        })
+        .await
+    }
+
+    async fn upsert_items(&self, items: Vec<ItemUpsert>) -> StoreResult<usize> {
+        // Validate everything first (nothing is written on a bad item), and keep the last
+        // write of an id, as if the items had come one by one.
+        let mut order: Vec<String> = Vec::new();
+        let mut latest: HashMap<String, ItemUpsert> = HashMap::new();
+        for up in items {
+            if let Some(v) = &up.item.vector {
+                check_vector(v, &self.inner.schema).map_err(|e| {
+                    ValidationError::new(format!("item '{}': {}", up.item.id, e.message))
+                })?;
+            }
+            if !latest.contains_key(&up.item.id) {
+                order.push(up.item.id.clone());
+            }
+            latest.insert(up.item.id.clone(), up);
+        }
+        if order.is_empty() {
+            return Ok(0);
+        }
+        let keys = &self.inner.keys;
+        let mut inv = scripts::UPSERT_ITEMS.prepare_invoke();
+        for id in &order {
+            inv.key(keys.item(id));
+        }
+        inv.key(keys.popularity());
+        for id in &order {
+            let Some(up) = latest.get(id) else { continue };
+            let fields = schema::item_fields(&up.item, &self.inner.schema);
+            inv.arg(id.as_str())
+                .arg(if up.keep_vector && up.item.vector.is_none() {
+                    "1"
+                } else {
+                    "0"
+                })
+                .arg(fields.len());
+            for (f, v) in fields {
+                inv.arg(f).arg(v);
+            }
+        }
+        self.run(async {
+            let n: usize = inv
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(from_redis)?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn get_items(&self, ids: &[String]) -> StoreResult<Vec<Option<Item>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(async {
+            let mut pipe = redis::pipe();
+            for id in ids {
+                pipe.hgetall(self.inner.keys.item(id));
+            }
+            let values: Vec<redis::Value> = pipe
+                .query_async(&mut self.conn())
+                .await
+                .map_err(from_redis)?;
+            ids.iter()
+                .zip(values)
+                .map(|(id, v)| {
+                    let fields = reply::hash_reply(v)?;
+                    if fields.is_empty() {
+                        return Ok(None);
+                    }
+                    schema::item_from_fields(id, &fields, &self.inner.schema).map(Some)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn delete_item(&self, id: &str) -> StoreResult<bool> {
+        self.run(async {
+            let n: u64 = redis::cmd("DEL")
+                .arg(self.inner.keys.item(id))
+                .query_async(&mut self.conn())
+                .await
+                .map_err(from_redis)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn set_item_vectors(&self, vectors: Vec<(String, Vec<f32>)>) -> StoreResult<usize> {
+        self.check_vectors("item", &vectors)?;
+        if vectors.is_empty() {
+            return Ok(0);
+        }
+        let mut inv = scripts::SET_VECTORS.prepare_invoke();
+        for (id, v) in &vectors {
+            inv.key(self.inner.keys.item(id))
+                .arg(schema::vector_bytes(v));
+        }
+        self.run(async {
+            let n: usize = inv
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(from_redis)?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn knn(&self, query: &[f32], k: usize, filter: &Filter) -> StoreResult<Vec<Hit>> {
+        let schema = &self.inner.schema;
+        if query.len() != schema.vector.dim || query.iter().any(|x| !x.is_finite()) {
+            return Err(StoreError::Invalid(ValidationError::new(format!(
+                "the query vector must have {} finite components",
+                schema.vector.dim
+            ))));
+        }
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let args = query::knn_args(
+            &self.inner.keys.alias(),
+            schema,
+            &self.inner.config,
+            query,
+            k,
+            filter,
+        );
+        self.run(async {
+            let (_, docs) = self.search(args).await?;
+            docs.iter()
+                .map(|doc| {
+                    let distance: f32 = doc
+                        .text(schema::SCORE_ALIAS)
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| bad_reply("KNN hit without a distance"))?;
+                    Ok(Hit {
+                        item: self.doc_item(doc)?,
+                        score: score_of(schema.vector.metric, distance),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn popular(&self, k: usize, filter: &Filter) -> StoreResult<Vec<PopularHit>> {
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let args = query::popular_args(
+            &self.inner.keys.alias(),
+            &self.inner.schema,
+            &self.inner.config,
+            k,
+            filter,
+        );
+        self.run(async {
+            let (_, docs) = self.search(args).await?;
+            docs.iter()
+                .map(|doc| {
+                    let log_score = doc
+                        .text(scripts::POP_FIELD)
+                        .and_then(|s| s.parse::<f64>().ok())
+                        .unwrap_or(f64::NEG_INFINITY);
+                    Ok(PopularHit {
+                        item: self.doc_item(doc)?,
+                        log_score,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn text_search(
+        &self,
+        terms: &[String],
+        k: usize,
+        filter: &Filter,
+    ) -> StoreResult<Vec<Item>> {
+        // Only whole tokens can match (what the index holds); anything else matches nothing,
+        // exactly as in the embedded backend.
+        let terms: Vec<String> = terms
+            .iter()
+            .filter(|t| recd_core::text::tokenize(t) == [t.as_str()])
+            .cloned()
+            .collect();
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let Some(args) = query::text_args(
+            &self.inner.keys.alias(),
+            &self.inner.schema,
+            &self.inner.config,
+            &terms,
+            k,
+            filter,
+        ) else {
+            return Ok(Vec::new());
+        };
+        self.run(async {
+            let (_, docs) = self.search(args).await?;
+            docs.iter().map(|doc| self.doc_item(doc)).collect()
+        })
+        .await
+    }
+
+    async fn apply_events(&self, events: &[Event]) -> StoreResult<()> {
+        // Each user's events, in order, as one atomic unit.
+        let mut by_user: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+        for e in events {
+            by_user.entry(e.user_id.as_str()).or_default().push(e);
+        }
+        self.run(async {
+            for (user, events) in by_user {
+                users::apply(
+                    &mut self.conn(),
+                    &self.inner.keys,
+                    &self.inner.settings,
+                    user,
+                    &events,
+                )
+                .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_user(&self, id: &str) -> StoreResult<Option<recd_core::UserState>> {
+        self.run(users::get(&mut self.conn(), &self.inner.keys, id))
+            .await
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<bool> {
+        self.run(users::delete(&mut self.conn(), &self.inner.keys, id))
+            .await
+    }
+
+    async fn set_user_vectors(&self, vectors: Vec<(String, Vec<f32>)>) -> StoreResult<usize> {
+        self.check_vectors("user", &vectors)?;
+        if vectors.is_empty() {
+            return Ok(0);
+        }
+        self.run(users::set_vectors(
+            &mut self.conn(),
+            &self.inner.keys,
+            &vectors,
+        ))
+        .await
+    }
+
+    async fn events(&self) -> StoreResult<Vec<Event>> {
+        // Paged XRANGE; no deadline, since the whole log may be large (training reads it).
+        let mut conn = self.conn();
+        let stream = self.inner.keys.events();
+        let mut out = Vec::new();
+        let mut start = "-".to_string();
+        loop {
+            let page: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                .arg(&stream)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(from_redis)?;
+            let Some((last, _)) = page.last() else { break };
+            start = format!("({last}");
+            for (_, fields) in &page {
+                let fields: BTreeMap<String, String> = fields.iter().cloned().collect();
+                out.push(users::event_from_fields(&fields)?);
+            }
+            if page.len() < 1000 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Our "higher is better" score from a RediSearch distance: cosine and IP distances are
+/// `1 − similarity`, L2 is the squared distance (our score is its negation).
+fn score_of(metric: recd_core::Metric, distance: f32) -> f32 {
+    match metric {
+        recd_core::Metric::Cosine | recd_core::Metric::Ip => 1.0 - distance,
+        recd_core::Metric::L2 => -distance,
+    }
+}

@@ -1,0 +1,240 @@
+//! A [`Filter`] as a RediSearch query (DIALECT 2), and the `FT.SEARCH` commands built on it.
+//!
+//! Every user-supplied string (tag values, text terms) goes in as a `PARAMS` value, never
+//! into the query text, so nothing a user sends can change the query's structure; numbers
+//! are formatted by Rust (shortest round-trip form), field names are schema identifiers.
+//! The translation follows `Filter::matches` term by term:
+//! tag any → `@f:{$p0 | $p1}`, none → `-@f:{...}`, range → `@f:[(lo hi]`, bool →
+//! `@f:{true}`, text (every term) → `@tok:($p0 $p1)`, or → `(a) | (b)`, not → `-(a)`,
+//! an empty conjunction → `*`. A negation's complement is taken over all items, which is
+//! what `matches` does for items lacking the field.
+
+use std::ops::Bound;
+
+use recd_core::Filter;
+use recd_core::schema::Schema;
+
+use super::RedisConfig;
+use super::schema::{SCORE_ALIAS, token_field};
+use super::scripts::POP_FIELD;
+
+/// A query string and the values its `$name` parameters stand for.
+#[derive(Debug, Default)]
+pub(crate) struct Query {
+    pub(crate) text: String,
+    pub(crate) params: Vec<(String, Vec<u8>)>,
+}
+
+impl Query {
+    fn param(&mut self, value: &str) -> String {
+        let name = format!("p{}", self.params.len());
+        self.params.push((name.clone(), value.as_bytes().to_vec()));
+        format!("${name}")
+    }
+}
+
+/// Translates `filter`.
+pub(crate) fn filter_query(filter: &Filter) -> Query {
+    let mut q = Query::default();
+    q.text = translate(filter, &mut q);
+    q
+}
+
+fn translate(filter: &Filter, q: &mut Query) -> String {
+    match filter {
+        Filter::And(all) if all.is_empty() => "*".into(),
+        Filter::And(all) => all
+            .iter()
+            .map(|f| format!("({})", translate(f, q)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Filter::Or(any) => any
+            .iter()
+            .map(|f| format!("({})", translate(f, q)))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        Filter::Not(inner) if inner.is_all() => "-*".into(),
+        Filter::Not(inner) => format!("-({})", translate(inner, q)),
+        Filter::TagAny { field, values } => format!("@{field}:{{{}}}", tag_list(values, q)),
+        Filter::TagNone { field, values } => format!("-@{field}:{{{}}}", tag_list(values, q)),
+        Filter::Range { field, min, max } => {
+            let lo = match min {
+                Bound::Included(v) => v.to_string(),
+                Bound::Excluded(v) => format!("({v}"),
+                Bound::Unbounded => "-inf".into(),
+            };
+            let hi = match max {
+                Bound::Included(v) => v.to_string(),
+                Bound::Excluded(v) => format!("({v}"),
+                Bound::Unbounded => "+inf".into(),
+            };
+            format!("@{field}:[{lo} {hi}]")
+        }
+        Filter::Bool { field, value } => format!("@{field}:{{{value}}}"),
+        Filter::Text { field, terms } => {
+            let terms: Vec<String> = terms.iter().map(|t| q.param(t)).collect();
+            format!("@{}:({})", token_field(field), terms.join(" "))
+        }
+    }
+}
+
+fn tag_list(values: &[String], q: &mut Query) -> String {
+    values
+        .iter()
+        .map(|v| q.param(&super::schema::encode_tag(v)))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// What a search returns for each hit: the schema's fields (raw hash values) plus `extra`.
+fn return_clause(schema: &Schema, extra: &str, args: &mut Vec<Vec<u8>>) {
+    let mut names: Vec<&str> = schema.fields.keys().map(String::as_str).collect();
+    names.push(extra);
+    args.push(b"RETURN".to_vec());
+    args.push(names.len().to_string().into_bytes());
+    args.extend(names.iter().map(|n| n.as_bytes().to_vec()));
+}
+
+fn params_clause(params: Vec<(String, Vec<u8>)>, args: &mut Vec<Vec<u8>>) {
+    if params.is_empty() {
+        return;
+    }
+    args.push(b"PARAMS".to_vec());
+    args.push((params.len() * 2).to_string().into_bytes());
+    for (name, value) in params {
+        args.push(name.into_bytes());
+        args.push(value);
+    }
+}
+
+fn common_tail(config: &RedisConfig, args: &mut Vec<Vec<u8>>) {
+    args.push(b"TIMEOUT".to_vec());
+    args.push(config.query_timeout_ms.to_string().into_bytes());
+    args.push(b"DIALECT".to_vec());
+    args.push(b"2".to_vec());
+}
+
+/// `FT.SEARCH alias "(<filter>)=>[KNN $k @vector $vec ... AS __recd_score]" ...`: the
+/// arguments after the command name.
+pub(crate) fn knn_args(
+    alias: &str,
+    schema: &Schema,
+    config: &RedisConfig,
+    query: &[f32],
+    k: usize,
+    filter: &Filter,
+) -> Vec<Vec<u8>> {
+    let Query { text, mut params } = filter_query(filter);
+    let mut knn = format!("KNN $k @vector $vec EF_RUNTIME {}", config.hnsw_ef_runtime);
+    // Hybrid attributes are refused on a query without a filter.
+    if !filter.is_all() {
+        if let Some(policy) = config.hybrid_policy {
+            knn.push_str(&format!(" HYBRID_POLICY {}", policy.as_str()));
+            if let (super::HybridPolicy::Batches, Some(size)) = (policy, config.batch_size) {
+                knn.push_str(&format!(" BATCH_SIZE {size}"));
+            }
+        }
+    }
+    let text = format!("({text})=>[{knn} AS {SCORE_ALIAS}]");
+    params.push(("k".into(), k.to_string().into_bytes()));
+    params.push(("vec".into(), super::schema::vector_bytes(query)));
+    let mut args = vec![alias.as_bytes().to_vec(), text.into_bytes()];
+    params_clause(params, &mut args);
+    args.extend([b"SORTBY".to_vec(), SCORE_ALIAS.as_bytes().to_vec(), b"ASC".to_vec()]);
+    return_clause(schema, SCORE_ALIAS, &mut args);
+    args.extend([b"LIMIT".to_vec(), b"0".to_vec(), k.to_string().into_bytes()]);
+    common_tail(config, &mut args);
+    args
+}
+
+/// `FT.SEARCH alias <filter> SORTBY __recd_pop DESC LIMIT 0 k`.
+pub(crate) fn popular_args(
+    alias: &str,
+    schema: &Schema,
+    config: &RedisConfig,
+    k: usize,
+    filter: &Filter,
+) -> Vec<Vec<u8>> {
+    let Query { text, params } = filter_query(filter);
+    let mut args = vec![alias.as_bytes().to_vec(), text.into_bytes()];
+    params_clause(params, &mut args);
+    args.extend([b"SORTBY".to_vec(), POP_FIELD.as_bytes().to_vec(), b"DESC".to_vec()]);
+    return_clause(schema, POP_FIELD, &mut args);
+    args.extend([b"LIMIT".to_vec(), b"0".to_vec(), k.to_string().into_bytes()]);
+    common_tail(config, &mut args);
+    args
+}
+
+/// `FT.SEARCH alias "(<filter>) (@tok_a:($t0 | $t1) | @tok_b:(...))" LIMIT 0 k`: items whose
+/// text fields hold any of `terms`, ranked by RediSearch's default scorer. `None` when no
+/// text field exists or no term is given.
+pub(crate) fn text_args(
+    alias: &str,
+    schema: &Schema,
+    config: &RedisConfig,
+    terms: &[String],
+    k: usize,
+    filter: &Filter,
+) -> Option<Vec<Vec<u8>>> {
+    let text_fields: Vec<&str> = schema.fields_of(recd_core::FieldType::Text).collect();
+    if text_fields.is_empty() || terms.is_empty() {
+        return None;
+    }
+    let mut q = filter_query(filter);
+    let names: Vec<String> = terms.iter().map(|t| q.param(t)).collect();
+    let any = names.join(" | ");
+    let per_field: Vec<String> = text_fields
+        .iter()
+        .map(|f| format!("(@{}:({any}))", token_field(f)))
+        .collect();
+    let text = if filter.is_all() {
+        per_field.join(" | ")
+    } else {
+        format!("({}) ({})", q.text, per_field.join(" | "))
+    };
+    let mut args = vec![alias.as_bytes().to_vec(), text.into_bytes()];
+    params_clause(q.params, &mut args);
+    return_clause(schema, POP_FIELD, &mut args);
+    args.extend([b"LIMIT".to_vec(), b"0".to_vec(), k.to_string().into_bytes()]);
+    common_tail(config, &mut args);
+    Some(args)
+}
+
+/// `FT.SEARCH alias * LIMIT 0 0`: how many items exist.
+pub(crate) fn count_args(alias: &str) -> Vec<Vec<u8>> {
+    [alias, "*", "LIMIT", "0", "0", "DIALECT", "2"]
+        .into_iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn translates_each_condition_with_params() {
+        let schema = Schema::demo(2);
+        let f = Filter::parse(
+            &json!({"category":{"any":["a b","{x}"]},"price":{"gt":1.5,"lte":9},
+                    "not":{"in_stock":true},"title":{"match":"Trail run"},
+                    "or":[{"brand":{"none":["acme"]}},{"popularity":{"gte":0}}]}),
+            &schema,
+        )
+        .unwrap();
+        let q = filter_query(&f);
+        assert_eq!(
+            q.text,
+            "(@category:{$p0 | $p1}) (-(@in_stock:{true})) \
+             ((-@brand:{$p2}) | (@popularity:[0 +inf])) (@price:[(1.5 9]) (@__recd_tok_title:($p3 $p4))"
+        );
+        let values: Vec<&[u8]> = q.params.iter().map(|(_, v)| v.as_slice()).collect();
+        assert_eq!(
+            values,
+            [&b"a b"[..], b"{x}", b"acme", b"run", b"trail"]
+        );
+        assert_eq!(filter_query(&Filter::all()).text, "*");
+    }
+}

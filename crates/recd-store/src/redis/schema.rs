@@ -1,0 +1,237 @@
+//! The item hash and the search index, both derived from the [`Schema`] in one place.
+//!
+//! An item `{prefix}item:{id}` is a Hash readable by any client:
+//! - every schema field under its own name: tags joined by `\x1f` (a control character,
+//!   which tag values may not contain, so no escaping is needed), numbers in Rust's
+//!   shortest round-trip form, bools as `true` / `false`, text as given;
+//! - `vector`: FLOAT32 little-endian bytes;
+//! - hidden fields, named `__recd_*` (a schema may not use that prefix here):
+//!   `__recd_pop` the log-domain popularity (`-inf` when never touched), and for each text
+//!   field `__recd_tok_{field}`: its `recd_core::text::tokenize` tokens joined by spaces,
+//!   which is what gets indexed, so that both backends agree on what a term is (RediSearch's
+//!   own tokenizer splits on ASCII punctuation only).
+//!
+//! RediSearch trims spaces around tag values, so a tag with a leading or trailing space is
+//! stored wrapped in `\x1e` (another control character, so the wrapping is unambiguous).
+
+use std::collections::BTreeMap;
+
+use recd_core::text::tokenize;
+use recd_core::{FieldType, FieldValue, Item, Metric, Schema, ValidationError};
+
+use super::RedisConfig;
+use super::scripts::POP_FIELD;
+use crate::{StoreError, StoreResult};
+
+/// Separates the values of a tag field.
+pub(crate) const TAG_SEPARATOR: char = '\x1f';
+/// Wraps a tag value that RediSearch would otherwise trim.
+const TAG_WRAP: char = '\x1e';
+/// The prefix of every hidden field and alias.
+pub(crate) const HIDDEN_PREFIX: &str = "__recd_";
+/// The alias of the KNN distance in `FT.SEARCH` results.
+pub(crate) const SCORE_ALIAS: &str = "__recd_score";
+
+/// The hash field (and index attribute) holding the tokens of text field `field`.
+pub(crate) fn token_field(field: &str) -> String {
+    format!("{HIDDEN_PREFIX}tok_{field}")
+}
+
+/// Refuses schemas this backend cannot store faithfully.
+pub(crate) fn check_schema(schema: &Schema) -> StoreResult<()> {
+    schema.validate()?;
+    if let Some(name) = schema.fields.keys().find(|n| n.starts_with(HIDDEN_PREFIX)) {
+        return Err(StoreError::Invalid(ValidationError::new(format!(
+            "schema field '{name}': names starting with '{HIDDEN_PREFIX}' are reserved by the redis backend"
+        ))));
+    }
+    Ok(())
+}
+
+/// The arguments of `FT.CREATE <index> ...` for `schema`.
+pub(crate) fn create_args(
+    index: &str,
+    item_prefix: &str,
+    schema: &Schema,
+    config: &RedisConfig,
+) -> Vec<String> {
+    let mut args: Vec<String> = [index, "ON", "HASH", "PREFIX", "1", item_prefix]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    args.extend(["STOPWORDS", "0", "SCHEMA"].map(String::from));
+    for (name, ty) in &schema.fields {
+        match ty {
+            FieldType::Tag => args.extend([
+                name.clone(),
+                "TAG".into(),
+                "SEPARATOR".into(),
+                TAG_SEPARATOR.to_string(),
+                "CASESENSITIVE".into(),
+            ]),
+            FieldType::Bool => args.extend([name.clone(), "TAG".into()]),
+            FieldType::Numeric => args.extend([name.clone(), "NUMERIC".into()]),
+            FieldType::Text => {
+                args.extend([token_field(name), "TEXT".into(), "NOSTEM".into()]);
+            }
+        }
+    }
+    let metric = match schema.vector.metric {
+        Metric::Cosine => "COSINE",
+        Metric::Ip => "IP",
+        Metric::L2 => "L2",
+    };
+    args.extend([
+        "vector".into(),
+        "VECTOR".into(),
+        "HNSW".into(),
+        "12".into(),
+        "TYPE".into(),
+        "FLOAT32".into(),
+        "DIM".into(),
+        schema.vector.dim.to_string(),
+        "DISTANCE_METRIC".into(),
+        metric.into(),
+        "M".into(),
+        config.hnsw_m.to_string(),
+        "EF_CONSTRUCTION".into(),
+        config.hnsw_ef_construction.to_string(),
+        "EF_RUNTIME".into(),
+        config.hnsw_ef_runtime.to_string(),
+    ]);
+    args.extend([POP_FIELD.into(), "NUMERIC".into(), "SORTABLE".into()]);
+    args
+}
+
+/// Encodes a tag value so that RediSearch indexes it unchanged.
+pub(crate) fn encode_tag(tag: &str) -> String {
+    if tag.starts_with(' ') || tag.ends_with(' ') {
+        format!("{TAG_WRAP}{tag}{TAG_WRAP}")
+    } else {
+        tag.to_string()
+    }
+}
+
+fn decode_tag(raw: &str) -> String {
+    raw.strip_prefix(TAG_WRAP)
+        .and_then(|t| t.strip_suffix(TAG_WRAP))
+        .unwrap_or(raw)
+        .to_string()
+}
+
+/// FLOAT32 little-endian bytes.
+pub(crate) fn vector_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The inverse of [`vector_bytes`]; `None` when the length is not a multiple of 4.
+pub(crate) fn vector_from_bytes(b: &[u8]) -> Option<Vec<f32>> {
+    (b.len() % 4 == 0).then(|| {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    })
+}
+
+/// The hash field/value pairs of an item (its vector included when it has one; the
+/// popularity is added by the upsert script).
+pub(crate) fn item_fields(item: &Item, schema: &Schema) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::with_capacity(item.fields.len() + 2);
+    for (name, value) in &item.fields {
+        match value {
+            FieldValue::Tags(tags) => {
+                let joined: Vec<String> = tags.iter().map(|t| encode_tag(t)).collect();
+                let sep = TAG_SEPARATOR.to_string();
+                out.push((name.clone(), joined.join(&sep).into_bytes()));
+            }
+            FieldValue::Number(n) => out.push((name.clone(), n.to_string().into_bytes())),
+            FieldValue::Bool(b) => out.push((name.clone(), b.to_string().into_bytes())),
+            FieldValue::Text(t) => {
+                out.push((name.clone(), t.clone().into_bytes()));
+                if schema.field(name) == Some(FieldType::Text) {
+                    out.push((token_field(name), tokenize(t).join(" ").into_bytes()));
+                }
+            }
+        }
+    }
+    if let Some(v) = &item.vector {
+        out.push(("vector".into(), vector_bytes(v)));
+    }
+    out
+}
+
+/// Rebuilds an item from hash fields (hidden fields ignored); a field that does not parse
+/// as its schema type is an internal error (someone else wrote the hash).
+pub(crate) fn item_from_fields(
+    id: &str,
+    fields: &BTreeMap<String, Vec<u8>>,
+    schema: &Schema,
+) -> StoreResult<Item> {
+    let corrupt =
+        |field: &str| StoreError::Internal(format!("item '{id}': field '{field}' is malformed"));
+    let mut item = Item {
+        id: id.to_string(),
+        vector: None,
+        fields: BTreeMap::new(),
+    };
+    for (name, raw) in fields {
+        if name == "vector" {
+            let v = vector_from_bytes(raw)
+                .filter(|v| v.len() == schema.vector.dim)
+                .ok_or_else(|| corrupt(name))?;
+            item.vector = Some(v);
+            continue;
+        }
+        let Some(ty) = schema.field(name) else {
+            continue;
+        };
+        let text = std::str::from_utf8(raw).map_err(|_| corrupt(name))?;
+        let value = match ty {
+            FieldType::Tag => FieldValue::Tags(
+                text.split(TAG_SEPARATOR)
+                    .filter(|t| !t.is_empty())
+                    .map(decode_tag)
+                    .collect(),
+            ),
+            FieldType::Numeric => {
+                FieldValue::Number(text.parse::<f64>().map_err(|_| corrupt(name))?)
+            }
+            FieldType::Bool => match text {
+                "true" => FieldValue::Bool(true),
+                "false" => FieldValue::Bool(false),
+                _ => return Err(corrupt(name)),
+            },
+            FieldType::Text => FieldValue::Text(text.to_string()),
+        };
+        item.fields.insert(name.clone(), value);
+    }
+    Ok(item)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn items_round_trip_through_hash_fields() {
+        let schema = Schema::demo(2);
+        let item = Item::from_json(
+            &json!({"id":"a","vector":[0.5,-1.0],"category":[" x","y ","a,b|c"],"brand":"acme",
+                    "price":59.9,"in_stock":false,"title":"Trail-running shoe","popularity":1e300}),
+            &schema,
+        )
+        .unwrap();
+        let fields: BTreeMap<String, Vec<u8>> = item_fields(&item, &schema).into_iter().collect();
+        assert_eq!(fields["__recd_tok_title"], b"trail running shoe");
+        assert_eq!(item_from_fields("a", &fields, &schema).unwrap(), item);
+    }
+
+    #[test]
+    fn reserved_names_are_refused() {
+        let mut schema = Schema::demo(2);
+        schema.fields.insert("__recd_x".into(), FieldType::Tag);
+        assert!(check_schema(&schema).is_err());
+    }
+}

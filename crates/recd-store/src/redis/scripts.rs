@@ -1,0 +1,160 @@
+//! The Lua scripts: each is one atomic unit on the Redis side.
+//!
+//! They only move data; no domain math happens here except `log_add` for popularity
+//! (which must be atomic per *item*, across users). The user-state math is
+//! `UserState::apply`, run in Rust; [`APPLY_USER`] is its compare-and-set write-back.
+//! Numbers written from Lua use `%.17g`, so that doubles round-trip exactly (Lua's own
+//! `tostring` keeps only 14 digits).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// The hash field holding an item's log-domain popularity (`-inf` when never touched).
+pub(crate) const POP_FIELD: &str = "__recd_pop";
+
+/// Upserts items, all or nothing.
+/// KEYS: the item keys, then the popularity ZSET.
+/// ARGV per item: id, keep_vector ("1"/"0"), n, then n field/value pairs.
+/// Each item hash is replaced whole; `keep_vector` carries the stored `vector` over, and
+/// the popularity is copied from the ZSET (events may have come before the item).
+pub(crate) static UPSERT_ITEMS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local pop = KEYS[#KEYS]
+local a = 1
+for i = 1, #KEYS - 1 do
+  local key = KEYS[i]
+  local id, keep, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  a = a + 3
+  local args = {}
+  for j = 0, 2 * n - 1 do args[#args + 1] = ARGV[a + j] end
+  a = a + 2 * n
+  if keep == '1' then
+    local v = redis.call('HGET', key, 'vector')
+    if v then args[#args + 1] = 'vector'; args[#args + 1] = v end
+  end
+  args[#args + 1] = '__recd_pop'
+  args[#args + 1] = redis.call('ZSCORE', pop, id) or '-inf'
+  redis.call('DEL', key)
+  redis.call('HSET', key, unpack(args))
+end
+return #KEYS - 1
+"#,
+    )
+});
+
+/// Replaces the vectors of existing items. KEYS: item keys; ARGV: their vectors.
+/// Returns how many existed.
+pub(crate) static SET_VECTORS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('HSET', KEYS[i], 'vector', ARGV[i])
+    n = n + 1
+  end
+end
+return n
+"#,
+    )
+});
+
+/// Compare-and-set write-back of one user's state after `UserState::apply`, plus the
+/// event log and item popularity, in one atomic unit.
+/// KEYS: 1 user hash, 2 recent list, 3 purchased set, 4 user-events list, 5 event stream,
+/// 6 users set, 7 popularity ZSET, 8.. one item key per popularity increment.
+/// ARGV: expected version, user id, then sections, each a count followed by its entries:
+/// hash field/value pairs; recent ids (most recent first); purchased ids to add; events
+/// (each a field count and field/value pairs); then per item key: id, log increment.
+/// Returns the new version, or -1 when the version moved (someone else wrote first).
+pub(crate) static APPLY_USER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local function log1p(x)
+  local u = 1 + x
+  if u == 1 then return x end
+  return math.log(u) * x / (u - 1)
+end
+local function log_add(a, b)
+  local hi, lo = b, a
+  if a > b then hi, lo = a, b end
+  return hi + log1p(math.exp(lo - hi))
+end
+local function push_chunked(cmd, key, list)
+  for i = 1, #list, 1000 do
+    local chunk = {}
+    for j = i, math.min(i + 999, #list) do chunk[#chunk + 1] = list[j] end
+    redis.call(cmd, key, unpack(chunk))
+  end
+end
+
+local cur = redis.call('HGET', KEYS[1], 'version') or '0'
+if cur ~= ARGV[1] then return -1 end
+local version = tonumber(cur) + 1
+local a = 3
+local function section(width)
+  local n = tonumber(ARGV[a]); a = a + 1
+  local out = {}
+  for i = 0, width * n - 1 do out[#out + 1] = ARGV[a + i] end
+  a = a + width * n
+  return out
+end
+
+local fields = section(2)
+fields[#fields + 1] = 'version'
+fields[#fields + 1] = tostring(version)
+redis.call('HSET', KEYS[1], unpack(fields))
+
+local recent = section(1)
+redis.call('DEL', KEYS[2])
+push_chunked('RPUSH', KEYS[2], recent)
+
+local purchased = section(1)
+push_chunked('SADD', KEYS[3], purchased)
+
+local n_events = tonumber(ARGV[a]); a = a + 1
+for _ = 1, n_events do
+  local f = section(2)
+  local id = redis.call('XADD', KEYS[5], '*', unpack(f))
+  redis.call('RPUSH', KEYS[4], id)
+end
+
+redis.call('SADD', KEYS[6], ARGV[2])
+
+for k = 8, #KEYS do
+  local id, inc = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  local old = redis.call('ZSCORE', KEYS[7], id)
+  local new = inc
+  if old then new = log_add(tonumber(old), inc) end
+  local s = string.format('%.17g', new)
+  redis.call('ZADD', KEYS[7], s, id)
+  if redis.call('EXISTS', KEYS[k]) == 1 then redis.call('HSET', KEYS[k], '__recd_pop', s) end
+end
+return version
+"#,
+    )
+});
+
+/// Forgets a user: state, recent, purchases, and their entries in the event stream.
+/// KEYS: 1 user hash, 2 recent, 3 purchased, 4 user-events, 5 stream, 6 users set.
+/// ARGV: the user id. Returns 1 if the user had state.
+pub(crate) static DELETE_USER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local existed = redis.call('EXISTS', KEYS[1]) == 1 or redis.call('SISMEMBER', KEYS[6], ARGV[1]) == 1
+local ids = redis.call('LRANGE', KEYS[4], 0, -1)
+for i = 1, #ids, 500 do
+  local chunk = {}
+  for j = i, math.min(i + 499, #ids) do chunk[#chunk + 1] = ids[j] end
+  redis.call('XDEL', KEYS[5], unpack(chunk))
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('SREM', KEYS[6], ARGV[1])
+if existed then return 1 end
+return 0
+"#,
+    )
+});

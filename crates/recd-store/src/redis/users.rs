@@ -1,0 +1,357 @@
+//! Users: state in Redis, changed only through `UserState::apply`.
+//!
+//! Keys (see [`super::keys`]): `user:{id}` Hash (counters, `last_event_ms`, the session
+//! vector as `session_sum` FLOAT32 bytes + `session_weight` + `session_updated_ms`, the
+//! long-term vector `long_term`, and a `version`), `recent:{id}` List (most recent first),
+//! `purchased:{id}` Set, `user-events:{id}` List of the user's stream entry ids.
+//!
+//! Applying events is an optimistic read-modify-write: one `MULTI` reads the state, its
+//! version and the items' vectors (a consistent snapshot, one round trip); Rust runs
+//! `UserState::apply` — the single definition of an event's effect, so both backends agree
+//! exactly; the [`APPLY_USER`] script writes the result back only if the version did not
+//! move, together with the event log entries and the popularity increments. On a conflict
+//! it starts again from a fresh read. No update is lost and no math is duplicated in Lua.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use recd_core::{Counters, Event, EventType, SessionVector, UserState};
+
+use super::error::{bad_reply, from_redis};
+use super::keys::Keys;
+use super::reply::{bytes, hash_reply, strings_reply};
+use super::schema::{vector_bytes, vector_from_bytes};
+use super::scripts::{APPLY_USER, DELETE_USER};
+use crate::{ModelSettings, StoreError, StoreResult};
+
+/// How often a conflicting write is retried before giving up with `Unavailable`.
+const MAX_ATTEMPTS: u32 = 200;
+
+/// A user's state as read, with the version it was read at.
+struct Snapshot {
+    state: Option<UserState>,
+    version: u64,
+    vectors: BTreeMap<String, Vec<f32>>,
+}
+
+/// Decodes the user hash + recent + purchased; `None` when the hash does not exist.
+fn decode_state(
+    hash: &BTreeMap<String, Vec<u8>>,
+    recent: Vec<String>,
+    purchased: Vec<String>,
+) -> StoreResult<Option<(UserState, u64)>> {
+    if hash.is_empty() {
+        return Ok(None);
+    }
+    let text = |f: &str| hash.get(f).and_then(|v| std::str::from_utf8(v).ok());
+    let int = |f: &str| -> StoreResult<u64> {
+        text(f).map_or(Ok(0), |t| {
+            t.parse()
+                .map_err(|_| bad_reply("user counter is not an integer"))
+        })
+    };
+    let float = |f: &str| -> StoreResult<f64> {
+        text(f).map_or(Ok(0.0), |t| {
+            t.parse().map_err(|_| bad_reply("user field is not a number"))
+        })
+    };
+    let ms = |f: &str| -> StoreResult<i64> {
+        text(f).map_or(Ok(0), |t| {
+            t.parse()
+                .map_err(|_| bad_reply("user timestamp is not an integer"))
+        })
+    };
+    let vector = |f: &str| -> StoreResult<Option<Vec<f32>>> {
+        hash.get(f)
+            .map(|b| vector_from_bytes(b).ok_or_else(|| bad_reply("user vector bytes")))
+            .transpose()
+    };
+    let session = match vector("session_sum")? {
+        Some(sum) => Some(SessionVector {
+            sum,
+            weight: float("session_weight")?,
+            updated_ms: ms("session_updated_ms")?,
+        }),
+        None => None,
+    };
+    let state = UserState {
+        long_term: vector("long_term")?,
+        session,
+        counters: Counters {
+            view: int("view")?,
+            click: int("click")?,
+            dwell: int("dwell")?,
+            add_to_cart: int("add_to_cart")?,
+            purchase: int("purchase")?,
+            rating: int("rating")?,
+            dwell_seconds: float("dwell_seconds")?,
+        },
+        recent,
+        purchased: purchased.into_iter().collect(),
+        last_event_ms: ms("last_event_ms")?,
+    };
+    Ok(Some((state, int("version")?)))
+}
+
+/// The hash fields `apply` may change (never `long_term`, which only training writes).
+fn state_fields(state: &UserState) -> Vec<(&'static str, Vec<u8>)> {
+    let c = &state.counters;
+    let mut out = vec![
+        ("view", c.view.to_string().into_bytes()),
+        ("click", c.click.to_string().into_bytes()),
+        ("dwell", c.dwell.to_string().into_bytes()),
+        ("add_to_cart", c.add_to_cart.to_string().into_bytes()),
+        ("purchase", c.purchase.to_string().into_bytes()),
+        ("rating", c.rating.to_string().into_bytes()),
+        ("dwell_seconds", c.dwell_seconds.to_string().into_bytes()),
+        ("last_event_ms", state.last_event_ms.to_string().into_bytes()),
+    ];
+    if let Some(s) = &state.session {
+        out.push(("session_sum", vector_bytes(&s.sum)));
+        out.push(("session_weight", s.weight.to_string().into_bytes()));
+        out.push(("session_updated_ms", s.updated_ms.to_string().into_bytes()));
+    }
+    out
+}
+
+/// The stream entry of an event.
+fn event_fields(e: &Event) -> Vec<(&'static str, String)> {
+    let mut out = vec![
+        ("user", e.user_id.clone()),
+        ("item", e.item_id.clone()),
+        ("type", e.kind.as_str().to_string()),
+        ("ts", e.timestamp_ms.to_string()),
+    ];
+    if let Some(v) = e.value {
+        out.push(("value", v.to_string()));
+    }
+    if let Some(r) = &e.recommendation_id {
+        out.push(("rec", r.clone()));
+    }
+    out
+}
+
+/// Parses a stream entry back into an event.
+pub(crate) fn event_from_fields(fields: &BTreeMap<String, String>) -> StoreResult<Event> {
+    let get = |f: &str| {
+        fields
+            .get(f)
+            .ok_or_else(|| bad_reply("event entry lacks a field"))
+    };
+    let kind = EventType::parse(get("type")?).ok_or_else(|| bad_reply("event type"))?;
+    let value = match fields.get("value") {
+        Some(v) => Some(v.parse().map_err(|_| bad_reply("event value"))?),
+        None => None,
+    };
+    Ok(Event {
+        user_id: get("user")?.clone(),
+        item_id: get("item")?.clone(),
+        kind,
+        value,
+        timestamp_ms: get("ts")?.parse().map_err(|_| bad_reply("event ts"))?,
+        recommendation_id: fields.get("rec").cloned(),
+    })
+}
+
+/// Reads a user's state (and the vectors of `items`) in one `MULTI`.
+async fn read(
+    conn: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    user: &str,
+    items: &[&str],
+) -> StoreResult<Snapshot> {
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .hgetall(keys.user(user))
+        .lrange(keys.recent(user), 0, -1)
+        .smembers(keys.purchased(user));
+    for item in items {
+        pipe.hget(keys.item(item), "vector");
+    }
+    let values: Vec<redis::Value> = pipe.query_async(conn).await.map_err(from_redis)?;
+    let mut values = values.into_iter();
+    let mut next = || values.next().ok_or_else(|| bad_reply("MULTI reply too short"));
+    let hash = hash_reply(next()?)?;
+    let recent = strings_reply(next()?)?;
+    let purchased = strings_reply(next()?)?;
+    let mut vectors = BTreeMap::new();
+    for item in items {
+        if let Some(b) = bytes(next()?) {
+            let v = vector_from_bytes(&b).ok_or_else(|| bad_reply("item vector bytes"))?;
+            vectors.insert((*item).to_string(), v);
+        }
+    }
+    let (state, version) = match decode_state(&hash, recent, purchased)? {
+        Some((s, v)) => (Some(s), v),
+        None => (None, 0),
+    };
+    Ok(Snapshot {
+        state,
+        version,
+        vectors,
+    })
+}
+
+/// A user's state, `None` if never seen.
+pub(crate) async fn get(
+    conn: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    user: &str,
+) -> StoreResult<Option<UserState>> {
+    Ok(read(conn, keys, user, &[]).await?.state)
+}
+
+/// Applies one user's events (in order) atomically; see the module doc.
+pub(crate) async fn apply(
+    conn: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    settings: &ModelSettings,
+    user: &str,
+    events: &[&Event],
+) -> StoreResult<()> {
+    let mut items: Vec<&str> = events.iter().map(|e| e.item_id.as_str()).collect();
+    items.sort_unstable();
+    items.dedup();
+    for attempt in 0..MAX_ATTEMPTS {
+        let snap = read(conn, keys, user, &items).await?;
+        let mut state = snap.state.unwrap_or_default();
+        let before: std::collections::BTreeSet<String> = state.purchased.clone();
+        let mut increments: Vec<(&str, f64)> = Vec::new();
+        for e in events {
+            let vector = snap.vectors.get(&e.item_id).map(Vec::as_slice);
+            state.apply(e, vector, &settings.session);
+            let weight = settings.session.weights.weight(e.kind, e.value);
+            if let Some(inc) = settings.popularity.log_increment(weight, e.timestamp_ms) {
+                increments.push((e.item_id.as_str(), inc));
+            }
+        }
+
+        let mut inv = APPLY_USER.prepare_invoke();
+        inv.key(keys.user(user))
+            .key(keys.recent(user))
+            .key(keys.purchased(user))
+            .key(keys.user_events(user))
+            .key(keys.events())
+            .key(keys.users())
+            .key(keys.popularity());
+        for (item, _) in &increments {
+            inv.key(keys.item(item));
+        }
+        inv.arg(snap.version.to_string()).arg(user);
+        let fields = state_fields(&state);
+        inv.arg(fields.len());
+        for (f, v) in &fields {
+            inv.arg(*f).arg(v.as_slice());
+        }
+        inv.arg(state.recent.len());
+        for r in &state.recent {
+            inv.arg(r.as_str());
+        }
+        let added: Vec<&String> = state.purchased.difference(&before).collect();
+        inv.arg(added.len());
+        for p in added {
+            inv.arg(p.as_str());
+        }
+        inv.arg(events.len());
+        for e in events {
+            let f = event_fields(e);
+            inv.arg(f.len());
+            for (k, v) in f {
+                inv.arg(k).arg(v);
+            }
+        }
+        for (item, inc) in &increments {
+            inv.arg(*item).arg(format!("{inc:e}"));
+        }
+        let version: i64 = inv.invoke_async(conn).await.map_err(from_redis)?;
+        if version >= 0 {
+            return Ok(());
+        }
+        // Someone else wrote this user first: back off a little (jittered) and redo.
+        let jitter = u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+                % 500,
+        );
+        let wait = Duration::from_micros(50 * u64::from(attempt.min(20)) + jitter);
+        tracing::debug!(user, attempt, "user state changed concurrently; retrying");
+        tokio::time::sleep(wait).await;
+    }
+    Err(StoreError::Unavailable(format!(
+        "user '{user}' is written by too many writers at once; retry"
+    )))
+}
+
+/// Forgets a user; false if unknown.
+pub(crate) async fn delete(
+    conn: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    user: &str,
+) -> StoreResult<bool> {
+    let existed: i64 = DELETE_USER
+        .key(keys.user(user))
+        .key(keys.recent(user))
+        .key(keys.purchased(user))
+        .key(keys.user_events(user))
+        .key(keys.events())
+        .key(keys.users())
+        .arg(user)
+        .invoke_async(conn)
+        .await
+        .map_err(from_redis)?;
+    Ok(existed == 1)
+}
+
+/// Sets long-term vectors (one `MULTI` for all users); bumps each version so that a
+/// concurrent event write-back retries on top of it.
+pub(crate) async fn set_vectors(
+    conn: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    vectors: &[(String, Vec<f32>)],
+) -> StoreResult<usize> {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for (id, v) in vectors {
+        pipe.hset(keys.user(id), "long_term", vector_bytes(v))
+            .ignore()
+            .hincr(keys.user(id), "version", 1)
+            .ignore()
+            .sadd(keys.users(), id)
+            .ignore();
+    }
+    let () = pipe.query_async(conn).await.map_err(from_redis)?;
+    Ok(vectors.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_through_the_hash() {
+        let p = recd_core::SessionParams::default();
+        let mut s = UserState::default();
+        let e = Event {
+            user_id: "u".into(),
+            item_id: "i".into(),
+            kind: EventType::Dwell,
+            value: Some(12.3),
+            timestamp_ms: 1_700_000_000_123,
+            recommendation_id: Some("r".into()),
+        };
+        s.apply(&e, Some(&[0.3, -0.7]), &p);
+        let mut hash: BTreeMap<String, Vec<u8>> = state_fields(&s)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        hash.insert("version".into(), b"3".to_vec());
+        let (back, version) = decode_state(&hash, s.recent.clone(), vec![]).unwrap().unwrap();
+        assert_eq!((back, version), (s, 3));
+        let fields: BTreeMap<String, String> = event_fields(&e)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(event_from_fields(&fields).unwrap(), e);
+    }
+}
