@@ -1,3 +1,137 @@
-fn main() {
-    println!("Hello, world!");
+//! `recd`: the command line of the recommendation engine.
+//!
+//! Subcommands: `serve`, `demo`, `import`, `bench` (and, with training, `train`, `eval`).
+//! Exit codes: 0 ok, 2 bad usage or bad configuration, 1 runtime failure.
+
+mod bench;
+mod demo;
+mod import;
+mod serve;
+mod synthetic;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use recd_server::config::{Backend, ConfigError, Overrides};
+
+/// Real-time recommendation engine.
+#[derive(Parser, Debug)]
+#[command(name = "recd", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
+
+/// Flags shared by every command that opens a store.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct StoreArgs {
+    /// TOML config file (schema, limits, model settings).
+    #[arg(long, env = "RECD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Data directory of the embedded backend [default: ./recd-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Where the serving state lives [default: embedded].
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+    /// Redis URL for `--backend redis`.
+    #[arg(long)]
+    pub redis_url: Option<String>,
+}
+
+/// `--backend` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum BackendArg {
+    /// In-process, durable in the data dir.
+    Embedded,
+    /// Redis with the Query Engine.
+    Redis,
+}
+
+impl StoreArgs {
+    /// The flags as the top configuration layer.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            backend: self.backend.map(|b| match b {
+                BackendArg::Embedded => Backend::Embedded,
+                BackendArg::Redis => Backend::Redis,
+            }),
+            redis_url: self.redis_url.clone(),
+        }
+    }
+
+    /// Loads the layered configuration.
+    pub fn load(&self) -> Result<recd_server::Config, ConfigError> {
+        recd_server::Config::load(self.config.as_deref(), &self.overrides())
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve(StoreArgs),
+    /// Generate a synthetic catalog and history, load it, and serve.
+    Demo(demo::DemoArgs),
+    /// Import items or events into the store.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
+    /// Load-test a running server.
+    Bench(bench::BenchArgs),
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RECD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("RECD_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("recd: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Import(cmd) => import::run(cmd).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let usage = e
+                .chain()
+                .any(|c| c.is::<ConfigError>() || c.is::<UsageError>());
+            eprintln!("recd: {e:#}");
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+/// A mistake in how recd was called (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);

@@ -1,0 +1,216 @@
+//! Configuration: one typed [`Config`], loaded in layers (defaults → TOML file → `RECD_*`
+//! environment → command-line flags) and validated once.
+//!
+//! Environment variables: the top-level keys as `RECD_LISTEN`, `RECD_BACKEND`,
+//! `RECD_REDIS_URL`, `RECD_DATA_DIR`, and any nested key as `RECD_SECTION__KEY`
+//! (e.g. `RECD_EMBEDDED__FSYNC=always`). Unknown keys are errors that name the key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use recd_core::Schema;
+use recd_core::pipeline::RankParams;
+use recd_store::ModelSettings;
+use recd_store::embedded::EmbeddedOptions;
+use serde::{Deserialize, Serialize};
+
+/// Which store holds the serving state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// In-process and durable in the data dir.
+    #[default]
+    Embedded,
+    /// Redis with the Query Engine.
+    Redis,
+}
+
+impl Backend {
+    /// The name used in config and `/health`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded",
+            Backend::Redis => "redis",
+        }
+    }
+}
+
+/// HTTP server limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// Requests taking longer than this are answered 503.
+    pub request_timeout_ms: u64,
+    /// Most items or events in one batch.
+    pub max_batch: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 16 * 1024 * 1024,
+            request_timeout_ms: 10_000,
+            max_batch: 10_000,
+        }
+    }
+}
+
+/// Everything recd can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to serve on.
+    pub listen: SocketAddr,
+    /// Where the embedded backend keeps its file (and a data dir remembers its schema).
+    pub data_dir: PathBuf,
+    /// Which store to use.
+    pub backend: Backend,
+    /// The Redis URL for the redis backend.
+    pub redis_url: String,
+    /// The item schema; a data dir that already has one may omit it.
+    pub schema: Option<Schema>,
+    /// HTTP limits.
+    pub server: ServerConfig,
+    /// Embedded backend options.
+    pub embedded: EmbeddedOptions,
+    /// Real-time model: session vector, event weights, popularity decay.
+    pub model: ModelSettings,
+    /// Ranking pipeline.
+    pub ranking: RankParams,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./recd-data"),
+            backend: Backend::Embedded,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            schema: None,
+            server: ServerConfig::default(),
+            embedded: EmbeddedOptions::default(),
+            model: ModelSettings::default(),
+            ranking: RankParams::default(),
+        }
+    }
+}
+
+/// A configuration error that names the offending key.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Flags given on the command line; only the ones present override the lower layers.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--backend`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<Backend>,
+    /// `--redis-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+}
+
+/// Top-level keys that may come from plain `RECD_<KEY>` variables.
+const ENV_KEYS: &[&str] = &["listen", "data_dir", "backend", "redis_url"];
+
+impl Config {
+    /// Loads defaults → `file` (if given) → environment → `flags`, and validates the result.
+    pub fn load(file: Option<&std::path::Path>, flags: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        // Only known top-level names and `SECTION__KEY` forms: other RECD_* variables
+        // (used by scripts) must not turn into unknown-key errors.
+        let env = Env::prefixed("RECD_")
+            .filter(|k| ENV_KEYS.contains(&k.as_str()) || k.as_str().contains("__"))
+            .split("__");
+        figment = figment.merge(env).merge(Serialized::defaults(flags));
+        let config: Config = figment.extract().map_err(|e| {
+            let errors: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            ConfigError(format!("bad configuration: {}", errors.join("; ")))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(schema) = &self.schema {
+            schema
+                .validate()
+                .map_err(|e| ConfigError(format!("bad configuration: schema: {e}")))?;
+        }
+        let r = &self.ranking;
+        if r.candidates == 0 || r.candidates > 10_000 {
+            return Err(ConfigError(
+                "bad configuration: ranking.candidates must be 1 to 10000".into(),
+            ));
+        }
+        if self.server.max_batch == 0 {
+            return Err(ConfigError(
+                "bad configuration: server.max_batch must be at least 1".into(),
+            ));
+        }
+        if self.model.session.half_life_seconds <= 0.0
+            || self.model.popularity.half_life_hours <= 0.0
+        {
+            return Err(ConfigError(
+                "bad configuration: model half-lives must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_unknown_keys_are_named() {
+        let dir = std::env::temp_dir().join(format!("recd-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("recd.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\n[schema]\nvector = { dim = 8 }\n[schema.fields]\nc = \"tag\"\n[embedded]\nfsync = \"always\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.schema.unwrap().vector.dim, 8);
+        assert_eq!(c.embedded.fsync, recd_store::embedded::Fsync::Always);
+        let flags = Overrides {
+            listen: Some("127.0.0.1:9100".parse().unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::load(Some(&file), &flags).unwrap().listen.port(),
+            9100
+        );
+
+        std::fs::write(&file, "[ranking]\ncandidatez = 5\n").unwrap();
+        let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
+        assert!(err.0.contains("candidatez"), "{err}");
+        std::fs::write(&file, "[schema]\nvector = { dim = 0 }\n").unwrap();
+        assert!(Config::load(Some(&file), &Overrides::default()).is_err());
+    }
+}

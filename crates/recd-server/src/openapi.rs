@@ -1,0 +1,92 @@
+//! The OpenAPI 3 document served at `/openapi.json`.
+//!
+//! Written by hand rather than derived: requests are validated from raw JSON against the
+//! runtime schema (so that every bad input gets our own message), which derive macros
+//! cannot describe. A test checks that every route of the router is documented here.
+
+use serde_json::{Value, json};
+
+fn error_ref() -> Value {
+    json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn body(schema: Value) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": schema}}})
+}
+
+fn ok(schema: Value) -> Value {
+    json!({"description": "ok", "content": {"application/json": {"schema": schema}}})
+}
+
+fn id_param() -> Value {
+    json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 256}}])
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let e = error_ref();
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "recd", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Real-time recommendation engine: filtered vector retrieval, real-time events, ranking."},
+        "paths": {
+            "/health": {"get": {"summary": "Liveness and sizes", "responses": {"200": ok(json!({"$ref": "#/components/schemas/Health"}))}}},
+            "/ready": {"get": {"summary": "200 when the backend is reachable", "responses": {"200": ok(json!({"type": "object"})), "503": e}}},
+            "/metrics": {"get": {"summary": "Prometheus text exposition", "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}}}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": ok(json!({"type": "object"}))}}},
+            "/v1/items": {"put": {"summary": "Upsert a batch of items, all or nothing",
+                "requestBody": body(json!({"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}}})),
+                "responses": {"200": ok(json!({"type": "object", "properties": {"upserted": {"type": "integer"}}})), "400": e}}},
+            "/v1/items/{id}": {
+                "get": {"summary": "One item", "parameters": [id_param()[0].clone(),
+                    {"name": "include_vector", "in": "query", "schema": {"type": "boolean"}}],
+                    "responses": {"200": ok(json!({"$ref": "#/components/schemas/Item"})), "404": e}},
+                "delete": {"summary": "Delete an item; it is never recommended again", "parameters": id_param(),
+                    "responses": {"204": {"description": "deleted"}, "404": e}}},
+            "/v1/items/{id}/similar": {"post": {"summary": "Items similar to this one", "parameters": id_param(),
+                "requestBody": body(json!({"type": "object", "properties": {"count": {"type": "integer", "minimum": 1, "maximum": 1000}, "filter": {"$ref": "#/components/schemas/Filter"}}})),
+                "responses": {"200": ok(json!({"$ref": "#/components/schemas/Recommendation"})), "400": e, "404": e}}},
+            "/v1/recommend": {"post": {"summary": "Personalized, filtered recommendations",
+                "requestBody": body(json!({"$ref": "#/components/schemas/RecommendRequest"})),
+                "responses": {"200": ok(json!({"$ref": "#/components/schemas/Recommendation"})), "400": e, "503": e}}},
+            "/v1/events": {"post": {"summary": "Ingest events; applied before the answer (read-your-writes)",
+                "requestBody": body(json!({"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}})),
+                "responses": {"200": ok(json!({"type": "object", "properties": {"accepted": {"type": "integer"}}})), "400": e}}},
+            "/v1/users/{id}": {
+                "get": {"summary": "What the engine knows about a user", "parameters": id_param(),
+                    "responses": {"200": ok(json!({"$ref": "#/components/schemas/User"})), "404": e}},
+                "delete": {"summary": "Forget every piece of state about a user", "parameters": id_param(),
+                    "responses": {"204": {"description": "forgotten"}}}},
+        },
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string", "enum": ["invalid_argument", "not_found", "unauthorized", "forbidden", "rate_limited", "unavailable", "internal"]},
+                "message": {"type": "string"}, "details": {"type": "array", "items": {}}}}}},
+            "Health": {"type": "object", "properties": {"status": {"type": "string"}, "backend": {"type": "string"}, "items": {"type": "integer"}, "users": {"type": "integer"}, "version": {"type": "string"}}},
+            "Item": {"type": "object", "required": ["id"], "additionalProperties": true, "properties": {
+                "id": {"type": "string", "minLength": 1, "maxLength": 256},
+                "vector": {"type": "array", "items": {"type": "number"}, "nullable": true}},
+                "description": "Plus the schema's fields: tag (string or array), numeric, bool, text."},
+            "Filter": {"type": "object", "additionalProperties": true,
+                "description": "Each key a condition, all must hold: tag {any|none}, numeric {gt,gte,lt,lte,eq}, bool, text {match}, or: [Filter], not: Filter."},
+            "RecommendRequest": {"type": "object", "required": ["user_id"], "properties": {
+                "user_id": {"type": "string"}, "count": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
+                "filter": {"$ref": "#/components/schemas/Filter"}, "exclude": {"type": "array", "items": {"type": "string"}},
+                "query": {"type": "string"}, "diversity": {"type": "object", "required": ["field", "max_per_value"], "properties": {"field": {"type": "string"}, "max_per_value": {"type": "integer", "minimum": 1}}},
+                "explain": {"type": "boolean", "default": false}, "use_cache": {"type": "boolean", "default": true}}},
+            "Recommendation": {"type": "object", "required": ["recommendation_id", "items", "source", "took_ms"], "properties": {
+                "recommendation_id": {"type": "string"}, "user_id": {"type": "string"},
+                "items": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "score": {"type": "number"}, "reasons": {"type": "array", "items": {"type": "string"}}, "item": {"$ref": "#/components/schemas/Item"}}}},
+                "source": {"type": "string", "enum": ["personalized", "popular", "cache"]}, "variant": {"type": "string"},
+                "took_ms": {"type": "number"}, "stages": {"type": "object"}}},
+            "Event": {"type": "object", "required": ["user_id", "item_id", "type"], "properties": {
+                "user_id": {"type": "string"}, "item_id": {"type": "string"},
+                "type": {"type": "string", "enum": ["view", "click", "dwell", "add_to_cart", "purchase", "rating"]},
+                "value": {"type": "number"}, "timestamp": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]},
+                "recommendation_id": {"type": "string"}}},
+            "User": {"type": "object", "properties": {"user_id": {"type": "string"}, "counters": {"type": "object"},
+                "recent_items": {"type": "array", "items": {"type": "string"}}, "purchased": {"type": "array", "items": {"type": "string"}},
+                "session_vector_norm": {"type": "number"}}},
+        }},
+    })
+}

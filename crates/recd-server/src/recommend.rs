@@ -1,0 +1,274 @@
+//! The request path of a recommendation: user features → query vector → candidates
+//! (KNN + popular + text, fetched concurrently) → score → re-rank → answer.
+//!
+//! The IO lives here; every decision is a `recd_core::pipeline` function. The offline
+//! replay drives this same [`Recommender`], so what it measures is what `/v1/recommend` does.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use recd_core::pipeline::rerank::exclusions;
+use recd_core::pipeline::{Diversity, RankParams, Ranked, merge, query_vector, rerank, score_all};
+use recd_core::text::distinct_terms;
+use recd_core::{Filter, SessionParams};
+use recd_store::{Store, StoreError};
+use serde_json::{Value, json};
+
+use crate::metrics;
+
+/// The most candidates asked of one source.
+const MAX_CANDIDATES: usize = 5000;
+
+/// A validated recommendation request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Who.
+    pub user_id: String,
+    /// How many items, 1–1000.
+    pub count: usize,
+    /// Pre-filter applied inside retrieval.
+    pub filter: Filter,
+    /// Items never to show.
+    pub exclude: Vec<String>,
+    /// Free text for hybrid retrieval.
+    pub query: Option<String>,
+    /// Diversity cap.
+    pub diversity: Option<Diversity>,
+    /// Whether to report per-stage detail.
+    pub explain: bool,
+}
+
+/// Where an answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Built from the user's vectors.
+    Personalized,
+    /// The user is cold: popular items.
+    Popular,
+}
+
+impl Source {
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Personalized => "personalized",
+            Source::Popular => "popular",
+        }
+    }
+}
+
+/// A computed answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The items, best first.
+    pub items: Vec<Ranked>,
+    /// Personalized or popular.
+    pub source: Source,
+    /// Per-stage detail, when asked for.
+    pub stages: Option<Value>,
+}
+
+/// Runs the pipeline against a store.
+#[derive(Clone)]
+pub struct Recommender {
+    store: Arc<dyn Store>,
+    ranking: RankParams,
+    session: SessionParams,
+}
+
+impl std::fmt::Debug for Recommender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recommender")
+            .field("backend", &self.store.backend())
+            .finish()
+    }
+}
+
+/// Times one stage into the metrics and, when explaining, into the answer.
+struct Stopwatch {
+    at: Instant,
+    stages: Vec<(&'static str, f64)>,
+}
+
+impl Stopwatch {
+    fn new() -> Self {
+        Self {
+            at: Instant::now(),
+            stages: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, stage: &'static str) {
+        let now = Instant::now();
+        let secs = (now - self.at).as_secs_f64();
+        metrics::stage(stage, secs);
+        self.stages.push((stage, secs * 1000.0));
+        self.at = now;
+    }
+
+    fn to_json(&self) -> Value {
+        Value::Object(
+            self.stages
+                .iter()
+                .map(|(s, ms)| (s.to_string(), json!(ms)))
+                .collect(),
+        )
+    }
+}
+
+impl Recommender {
+    /// A recommender over `store`.
+    pub fn new(store: Arc<dyn Store>, ranking: RankParams, session: SessionParams) -> Self {
+        Self {
+            store,
+            ranking,
+            session,
+        }
+    }
+
+    /// The store it reads.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Recommends for `req.user_id` as of `now_ms`.
+    pub async fn recommend(&self, req: &Request, now_ms: i64) -> Result<Answer, StoreError> {
+        let mut watch = Stopwatch::new();
+        let user = self.store.get_user(&req.user_id).await?;
+        watch.lap("user");
+
+        let query = user
+            .as_ref()
+            .and_then(|u| query_vector(u, now_ms, &self.session, &self.ranking));
+        let excluded = exclusions(user.as_ref(), &req.exclude, &self.ranking);
+        let terms = req
+            .query
+            .as_deref()
+            .map(distinct_terms)
+            .filter(|t| !t.is_empty());
+        // Ask for enough that exclusions and the diversity cap still leave `count` items.
+        let slack = excluded.len() + req.diversity.as_ref().map_or(0, |_| req.count * 2);
+        let knn_k = (self.ranking.candidates.max(req.count) + slack).min(MAX_CANDIDATES);
+        let popular_k = match query {
+            Some(_) => self.ranking.popular_candidates,
+            None => self.ranking.popular_candidates.max(req.count) + slack,
+        }
+        .min(MAX_CANDIDATES);
+
+        let knn = async {
+            match &query {
+                Some(q) => self.store.knn(&q.vector, knn_k, &req.filter).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let popular = self.store.popular(popular_k, &req.filter);
+        let text = async {
+            match &terms {
+                Some(t) => self.store.text_search(t, knn_k, &req.filter).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let (knn, popular, text) = tokio::try_join!(knn, popular, text)?;
+        watch.lap("retrieve");
+
+        let counts = (knn.len(), popular.len(), text.len());
+        let candidates = merge(
+            knn.into_iter().map(|h| (h.item, h.score)).collect(),
+            popular.into_iter().map(|h| (h.item, h.log_score)).collect(),
+            text,
+        );
+        let merged = candidates.len();
+        let scored = score_all(candidates, &self.ranking, terms.is_some());
+        watch.lap("score");
+
+        let session_share = query.as_ref().map_or(0.0, |q| q.session_share);
+        let out = rerank(
+            scored,
+            req.count,
+            &excluded,
+            req.diversity.as_ref(),
+            session_share,
+        );
+        watch.lap("rerank");
+
+        let source = if query.is_some() {
+            Source::Personalized
+        } else {
+            Source::Popular
+        };
+        let stages = req.explain.then(|| {
+            json!({
+                "query": {
+                    "has_long_term": user.as_ref().is_some_and(|u| u.long_term.is_some()),
+                    "has_session": user.as_ref().is_some_and(|u| u.session.is_some()),
+                    "session_share": session_share,
+                    "text_terms": terms,
+                },
+                "retrieve": {"knn": counts.0, "knn_k": knn_k, "popular": counts.1, "text": counts.2, "merged": merged},
+                "rerank": {"excluded": out.excluded, "diversity_capped": out.diversity_capped, "returned": out.items.len()},
+                "timings_ms": watch.to_json(),
+            })
+        });
+        Ok(Answer {
+            items: out.items,
+            source,
+            stages,
+        })
+    }
+
+    /// Items similar to `item_id` (its own vector as the query), passing `filter`.
+    /// `Ok(None)` when the item does not exist.
+    pub async fn similar(
+        &self,
+        item_id: &str,
+        count: usize,
+        filter: &Filter,
+    ) -> Result<Option<Answer>, StoreError> {
+        let Some(item) = self
+            .store
+            .get_items(&[item_id.to_string()])
+            .await?
+            .pop()
+            .flatten()
+        else {
+            return Ok(None);
+        };
+        let excluded: std::collections::HashSet<&str> = [item_id].into_iter().collect();
+        let (hits, source) = match &item.vector {
+            Some(v) => {
+                let hits = self.store.knn(v, count + 1, filter).await?;
+                (
+                    merge(
+                        hits.into_iter().map(|h| (h.item, h.score)).collect(),
+                        vec![],
+                        vec![],
+                    ),
+                    Source::Personalized,
+                )
+            }
+            None => {
+                let hits = self.store.popular(count + 1, filter).await?;
+                (
+                    merge(
+                        vec![],
+                        hits.into_iter().map(|h| (h.item, h.log_score)).collect(),
+                        vec![],
+                    ),
+                    Source::Popular,
+                )
+            }
+        };
+        let scored = score_all(hits, &self.ranking, false);
+        let mut out = rerank(scored, count, &excluded, None, 0.0);
+        if source == Source::Personalized {
+            for r in &mut out.items {
+                r.reasons = vec![format!("similar to {item_id}")];
+            }
+        }
+        Ok(Some(Answer {
+            items: out.items,
+            source,
+            stages: None,
+        }))
+    }
+}

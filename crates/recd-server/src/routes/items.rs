@@ -1,0 +1,112 @@
+//! `/v1/items`: batch upsert, get, delete, and similar items.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use recd_core::{Filter, ItemUpsert};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::path_id;
+use super::recommend::{answer_json, parse_count, parse_filter};
+use crate::error::{ApiError, AppJson};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertBody {
+    items: Vec<Value>,
+}
+
+pub async fn upsert(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<UpsertBody>,
+) -> Result<Json<Value>, ApiError> {
+    let max = state.config.server.max_batch;
+    if body.items.len() > max {
+        return Err(ApiError::invalid(format!(
+            "a batch holds at most {max} items, got {}",
+            body.items.len()
+        )));
+    }
+    let schema = state.store.schema();
+    let mut items = Vec::with_capacity(body.items.len());
+    let mut problems = Vec::new();
+    for (index, v) in body.items.iter().enumerate() {
+        match ItemUpsert::from_json(v, schema) {
+            Ok(item) => items.push(item),
+            Err(e) => {
+                problems.push(json!({"index": index, "id": v.get("id"), "message": e.message}))
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid_batch(
+            format!(
+                "{} of {} items are invalid; nothing was written",
+                problems.len(),
+                body.items.len()
+            ),
+            problems,
+        ));
+    }
+    let upserted = state.store.upsert_items(items).await?;
+    Ok(Json(json!({ "upserted": upserted })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetParams {
+    #[serde(default)]
+    include_vector: bool,
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    params: Result<Query<GetParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    path_id(&id, "item id")?;
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    match state.store.get_items(&[id.clone()]).await?.pop().flatten() {
+        Some(item) => Ok(Json(item.to_json(params.include_vector))),
+        None => Err(ApiError::not_found(format!("item '{id}' does not exist"))),
+    }
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    path_id(&id, "item id")?;
+    if state.store.delete_item(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("item '{id}' does not exist")))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarBody {
+    count: Option<u64>,
+    filter: Option<Value>,
+}
+
+pub async fn similar(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<SimilarBody>,
+) -> Result<Json<Value>, ApiError> {
+    let started = std::time::Instant::now();
+    path_id(&id, "item id")?;
+    let count = parse_count(body.count)?;
+    let filter = match &body.filter {
+        Some(f) => parse_filter(f, state.store.schema())?,
+        None => Filter::all(),
+    };
+    match state.recommender.similar(&id, count, &filter).await? {
+        Some(answer) => Ok(Json(answer_json(None, &answer, started))),
+        None => Err(ApiError::not_found(format!("item '{id}' does not exist"))),
+    }
+}

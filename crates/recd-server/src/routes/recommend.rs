@@ -1,0 +1,136 @@
+//! `POST /v1/recommend`.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use recd_core::pipeline::Diversity;
+use recd_core::{FieldType, Filter, Schema};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, AppJson};
+use crate::recommend::{Answer, Request};
+use crate::state::{AppState, now_ms};
+
+/// The largest `count`.
+pub const MAX_COUNT: u64 = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendBody {
+    user_id: String,
+    count: Option<u64>,
+    filter: Option<Value>,
+    exclude: Option<Vec<String>>,
+    query: Option<String>,
+    diversity: Option<Diversity>,
+    #[serde(default)]
+    explain: bool,
+    #[serde(default = "yes")]
+    #[allow(dead_code)] // read by the cache tier
+    use_cache: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `count` defaults to 10 and must be 1–1000.
+pub fn parse_count(count: Option<u64>) -> Result<usize, ApiError> {
+    match count.unwrap_or(10) {
+        n @ 1..=MAX_COUNT => Ok(n as usize),
+        n => Err(ApiError::invalid(format!(
+            "'count' must be between 1 and {MAX_COUNT}, got {n}"
+        ))),
+    }
+}
+
+/// Parses a filter against the schema.
+pub fn parse_filter(v: &Value, schema: &Schema) -> Result<Filter, ApiError> {
+    Filter::parse(v, schema).map_err(|e| ApiError::invalid(format!("filter: {}", e.message)))
+}
+
+impl RecommendBody {
+    fn validate(self, schema: &Schema) -> Result<Request, ApiError> {
+        recd_core::id::validate_id(&self.user_id, "user_id")?;
+        let count = parse_count(self.count)?;
+        let filter = match &self.filter {
+            Some(f) => parse_filter(f, schema)?,
+            None => Filter::all(),
+        };
+        let exclude = self.exclude.unwrap_or_default();
+        if exclude.len() > 10_000 {
+            return Err(ApiError::invalid("'exclude' holds at most 10000 ids"));
+        }
+        for id in &exclude {
+            recd_core::id::validate_id(id, "an 'exclude' id")?;
+        }
+        if let Some(d) = &self.diversity {
+            match schema.field(&d.field) {
+                Some(FieldType::Tag | FieldType::Bool) => {}
+                Some(_) => {
+                    return Err(ApiError::invalid(format!(
+                        "diversity field '{}' must be a tag or bool field",
+                        d.field
+                    )));
+                }
+                None => {
+                    return Err(ApiError::invalid(format!(
+                        "diversity field '{}' is not in the schema",
+                        d.field
+                    )));
+                }
+            }
+            if d.max_per_value == 0 {
+                return Err(ApiError::invalid(
+                    "'diversity.max_per_value' must be at least 1",
+                ));
+            }
+        }
+        if self.query.as_ref().is_some_and(|q| q.len() > 4096) {
+            return Err(ApiError::invalid("'query' is longer than 4096 bytes"));
+        }
+        Ok(Request {
+            user_id: self.user_id,
+            count,
+            filter,
+            exclude,
+            query: self.query,
+            diversity: self.diversity,
+            explain: self.explain,
+        })
+    }
+}
+
+/// The API's answer shape.
+pub fn answer_json(user_id: Option<&str>, answer: &Answer, started: Instant) -> Value {
+    let items: Vec<Value> = answer
+        .items
+        .iter()
+        .map(|r| json!({"id": r.item.id, "score": r.score, "reasons": r.reasons, "item": r.item.to_json(false)}))
+        .collect();
+    let mut out = json!({
+        "recommendation_id": uuid::Uuid::new_v4().to_string(),
+        "items": items,
+        "source": answer.source.as_str(),
+        "took_ms": started.elapsed().as_secs_f64() * 1000.0,
+    });
+    if let Some(user) = user_id {
+        out["user_id"] = json!(user);
+    }
+    if let Some(stages) = &answer.stages {
+        out["stages"] = stages.clone();
+    }
+    out
+}
+
+pub async fn recommend(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<RecommendBody>,
+) -> Result<Json<Value>, ApiError> {
+    let started = Instant::now();
+    let req = body.validate(state.store.schema())?;
+    let answer = state.recommender.recommend(&req, now_ms()).await?;
+    Ok(Json(answer_json(Some(&req.user_id), &answer, started)))
+}

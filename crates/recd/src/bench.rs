@@ -1,0 +1,263 @@
+//! `recd bench`: a closed-loop HTTP load generator for the service's own endpoints.
+//!
+//! C connections (keep-alive) each send a request, wait for the answer, and send the next,
+//! for the given duration; latencies go into an HDR histogram. Users and items are drawn
+//! from the demo's id spaces (`user-N`, `sku-N`), uniformly or Zipf-distributed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+use serde_json::{Value, json};
+
+use crate::UsageError;
+
+/// What to load.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// `POST /v1/recommend`.
+    Recommend,
+    /// `POST /v1/events` (one event per request).
+    Events,
+    /// 90% recommend, 10% events.
+    Mixed,
+}
+
+impl Scenario {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scenario::Recommend => "recommend",
+            Scenario::Events => "events",
+            Scenario::Mixed => "mixed",
+        }
+    }
+}
+
+/// `recd bench` flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Base URL of the server, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    target: String,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of warm-up before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Scenario.
+    #[arg(long, value_enum, default_value_t = Scenario::Recommend)]
+    scenario: Scenario,
+    /// Users are `user-0` .. `user-(N-1)`.
+    #[arg(long, default_value_t = 5_000)]
+    users: usize,
+    /// Items are `sku-0` .. `sku-(N-1)` (for events).
+    #[arg(long, default_value_t = 50_000)]
+    items: usize,
+    /// Draw users Zipf-distributed with this exponent (a realistic hot set) instead of uniformly.
+    #[arg(long)]
+    zipf: Option<f64>,
+    /// `count` of each recommend request.
+    #[arg(long, default_value_t = 10)]
+    count: usize,
+    /// A filter (JSON) added to every recommend request.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Send `use_cache: false`.
+    #[arg(long)]
+    no_cache: bool,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print the result as JSON (API.md shape).
+    #[arg(long)]
+    json: bool,
+}
+
+struct Worker {
+    latencies: Histogram<u64>,
+    requests: u64,
+    errors: u64,
+}
+
+fn body_for(
+    args: &BenchArgs,
+    filter: &Option<Value>,
+    rng: &mut StdRng,
+    zipf: &Option<Zipf<f64>>,
+    events: bool,
+) -> (String, Value) {
+    let user = match zipf {
+        Some(z) => (z.sample(rng) as usize).saturating_sub(1),
+        None => rng.random_range(0..args.users.max(1)),
+    };
+    if events {
+        let item = rng.random_range(0..args.items.max(1));
+        let kinds = ["view", "view", "view", "click", "add_to_cart", "purchase"];
+        let kind = kinds[rng.random_range(0..kinds.len())];
+        (
+            "/v1/events".into(),
+            json!({"events": [{"user_id": format!("user-{user}"), "item_id": format!("sku-{item}"), "type": kind}]}),
+        )
+    } else {
+        let mut body = json!({"user_id": format!("user-{user}"), "count": args.count});
+        if let Some(f) = filter {
+            body["filter"] = f.clone();
+        }
+        if args.no_cache {
+            body["use_cache"] = json!(false);
+        }
+        ("/v1/recommend".into(), body)
+    }
+}
+
+async fn worker(
+    id: usize,
+    args: Arc<BenchArgs>,
+    client: reqwest::Client,
+    start: Instant,
+    warm_until: Instant,
+    end: Instant,
+) -> Result<Worker> {
+    let filter: Option<Value> = match &args.filter {
+        Some(f) => Some(
+            serde_json::from_str(f)
+                .map_err(|e| UsageError(format!("--filter is not JSON: {e}")))?,
+        ),
+        None => None,
+    };
+    let zipf = match args.zipf {
+        Some(s) => Some(
+            Zipf::new(args.users.max(1) as f64, s)
+                .map_err(|e| UsageError(format!("--zipf: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut rng = StdRng::seed_from_u64(args.seed.wrapping_mul(1_000_003).wrapping_add(id as u64));
+    let mut w = Worker {
+        latencies: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        requests: 0,
+        errors: 0,
+    };
+    let _ = start;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let events = match args.scenario {
+            Scenario::Recommend => false,
+            Scenario::Events => true,
+            Scenario::Mixed => rng.random_range(0..10) == 0,
+        };
+        let (path, body) = body_for(&args, &filter, &mut rng, &zipf, events);
+        let sent = Instant::now();
+        let result = client
+            .post(format!("{}{}", args.target, path))
+            .json(&body)
+            .send()
+            .await;
+        let ok = match result {
+            Ok(resp) => {
+                let status = resp.status();
+                // Read the whole body: the answer is only complete when its last byte arrived.
+                let read = resp.bytes().await.is_ok();
+                status.is_success() && read
+            }
+            Err(_) => false,
+        };
+        let micros = sent.elapsed().as_micros() as u64;
+        if sent >= warm_until {
+            w.requests += 1;
+            if ok {
+                w.latencies.record(micros.max(1)).ok();
+            } else {
+                w.errors += 1;
+            }
+        }
+    }
+    Ok(w)
+}
+
+/// `recd bench`.
+pub async fn run(args: BenchArgs) -> Result<()> {
+    if args.concurrency == 0 || args.duration <= 0.0 {
+        return Err(UsageError("--concurrency and --duration must be positive".into()).into());
+    }
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let health: Value = client
+        .get(format!("{}/health", args.target))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", args.target))?
+        .json()
+        .await?;
+    let args = Arc::new(args);
+    let start = Instant::now();
+    let warm_until = start + Duration::from_secs_f64(args.warmup.max(0.0));
+    let end = warm_until + Duration::from_secs_f64(args.duration);
+    let tasks: Vec<_> = (0..args.concurrency)
+        .map(|i| {
+            tokio::spawn(worker(
+                i,
+                args.clone(),
+                client.clone(),
+                start,
+                warm_until,
+                end,
+            ))
+        })
+        .collect();
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut requests, mut errors) = (0u64, 0u64);
+    for t in tasks {
+        let w = t.await??;
+        all.add(&w.latencies)?;
+        requests += w.requests;
+        errors += w.errors;
+    }
+    let secs = args.duration;
+    let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
+    let report = json!({
+        "scenario": args.scenario.as_str(),
+        "concurrency": args.concurrency,
+        "duration_s": secs,
+        "requests": requests,
+        "errors": errors,
+        "rps": requests as f64 / secs,
+        "latency_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": all.max() as f64 / 1000.0},
+        "server": health,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "{} x{} for {:.0}s against {} ({} backend, {} items)\n  requests {}  errors {}  {:.0} req/s\n  latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+            args.scenario.as_str(),
+            args.concurrency,
+            secs,
+            args.target,
+            health["backend"].as_str().unwrap_or("?"),
+            health["items"],
+            requests,
+            errors,
+            requests as f64 / secs,
+            ms(0.5),
+            ms(0.9),
+            ms(0.99),
+            all.max() as f64 / 1000.0
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! `recd demo`: a realistic synthetic shop, loaded and served in one command.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use recd_core::{ItemUpsert, Schema};
+use recd_store::Store;
+
+use crate::serve::{open_store, serve};
+use crate::{StoreArgs, synthetic};
+
+/// Items per upsert batch while loading.
+const ITEM_BATCH: usize = 5000;
+/// Events per batch while loading.
+const EVENT_BATCH: usize = 5000;
+
+/// `recd demo` flags.
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Catalog size.
+    #[arg(long, default_value_t = 50_000)]
+    items: usize,
+    /// Users with a history.
+    #[arg(long, default_value_t = 5_000)]
+    users: usize,
+    /// Random seed: the same seed gives the same catalog and history.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Vector dimension.
+    #[arg(long, default_value_t = 64)]
+    dim: usize,
+    /// Load the data, print the examples, and exit instead of serving.
+    #[arg(long)]
+    load_only: bool,
+}
+
+/// `recd demo`.
+pub async fn run(args: DemoArgs) -> Result<()> {
+    let mut config = args.store.load()?;
+    if config.schema.is_none() && !config.data_dir.join("recd.redb").exists() {
+        config.schema = Some(Schema::demo(args.dim));
+    }
+    let store = open_store(&config).await?;
+    let counts = store.counts().await?;
+    if counts.items > 0 {
+        eprintln!(
+            "recd demo: reusing the {} items and {} users already in the store",
+            counts.items, counts.users
+        );
+    } else {
+        load(&store, &args).await?;
+    }
+    print_examples(&store, config.listen).await?;
+    if args.load_only {
+        return Ok(());
+    }
+    serve(config, store).await
+}
+
+async fn load(store: &Arc<dyn Store>, args: &DemoArgs) -> Result<()> {
+    let started = Instant::now();
+    eprintln!(
+        "recd demo: generating {} items and {} users (seed {})",
+        args.items, args.users, args.seed
+    );
+    let data = synthetic::generate(args.items, args.users, args.dim, args.seed);
+    let schema = store.schema().clone();
+    for (n, chunk) in data.items.chunks(ITEM_BATCH).enumerate() {
+        let batch = chunk
+            .iter()
+            .map(|v| ItemUpsert::from_json(v, &schema))
+            .collect::<Result<Vec<_>, _>>()
+            .context("the generator made an item the schema rejects (is the config's schema the demo schema?)")?;
+        store.upsert_items(batch).await?;
+        eprint!(
+            "\rrecd demo: loaded {} items",
+            ((n + 1) * ITEM_BATCH).min(data.items.len())
+        );
+    }
+    eprintln!();
+    for chunk in data.events.chunks(EVENT_BATCH) {
+        store.apply_events(chunk).await?;
+    }
+    eprintln!(
+        "recd demo: loaded {} items and {} events in {:.1} s",
+        data.items.len(),
+        data.events.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn print_examples(store: &Arc<dyn Store>, listen: std::net::SocketAddr) -> Result<()> {
+    let base = format!("http://{listen}");
+    let item = store
+        .get_items(&["sku-0".to_string()])
+        .await?
+        .pop()
+        .flatten();
+    let category = item
+        .as_ref()
+        .and_then(|i| i.field("category"))
+        .and_then(|v| v.as_tags())
+        .and_then(|t| t.first().cloned())
+        .unwrap_or_else(|| "shoes".into());
+    println!(
+        r#"
+Ready-to-paste examples (the server is at {base}):
+
+  curl -s {base}/health
+  curl -s {base}/v1/recommend -H 'content-type: application/json' \
+       -d '{{"user_id":"user-1","count":5}}'
+  curl -s {base}/v1/recommend -H 'content-type: application/json' \
+       -d '{{"user_id":"user-1","count":5,"filter":{{"category":{{"any":["{category}"]}},"price":{{"lt":100}},"in_stock":true}},"explain":true}}'
+  curl -s {base}/v1/events -H 'content-type: application/json' \
+       -d '{{"events":[{{"user_id":"new-visitor","item_id":"sku-0","type":"click"}}]}}'
+  curl -s {base}/v1/recommend -H 'content-type: application/json' \
+       -d '{{"user_id":"new-visitor","count":5}}'
+  curl -s -X POST {base}/v1/items/sku-0/similar -H 'content-type: application/json' -d '{{"count":5}}'
+  curl -s {base}/v1/users/user-1
+  recd bench --target {base} --concurrency 32 --duration 20
+"#
+    );
+    Ok(())
+}
