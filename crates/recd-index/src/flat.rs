@@ -22,16 +22,30 @@ pub(crate) fn scan_all(st: &Store, q: &[f32], k: usize) -> Vec<Scored> {
     top.into_sorted()
 }
 
+/// How many vectors ahead the id scan prefetches: enough to keep ~8 misses in flight.
+const PREFETCH_AHEAD: usize = 8;
+
 /// The `k` nearest among `ids` (ids without a live vector are skipped); keys are caller ids.
+///
+/// The allowed vectors sit at scattered addresses, so the scan resolves the slots first and
+/// then prefetches `PREFETCH_AHEAD` vectors ahead of the one it scores.
 pub(crate) fn scan_ids(st: &Store, q: &[f32], k: usize, ids: &RoaringBitmap) -> Vec<Scored> {
     let mut top = TopK::new(k);
-    for id in ids {
-        if let Some(slot) = st.slot_of(id) {
-            top.push(Scored {
-                dist: st.distance(q, slot),
-                key: id,
-            });
+    let targets: Vec<(u32, u32)> = ids
+        .iter()
+        .filter_map(|id| st.slot_of(id).map(|slot| (id, slot)))
+        .collect();
+    for &(_, slot) in targets.iter().take(PREFETCH_AHEAD) {
+        st.prefetch(slot);
+    }
+    for (i, &(id, slot)) in targets.iter().enumerate() {
+        if let Some(&(_, ahead)) = targets.get(i + PREFETCH_AHEAD) {
+            st.prefetch(ahead);
         }
+        top.push(Scored {
+            dist: st.distance(q, slot),
+            key: id,
+        });
     }
     top.into_sorted()
 }

@@ -153,11 +153,85 @@ impl Graph {
     }
 }
 
+impl Graph {
+    /// Makes every live node reachable again from the entry point on level 0, and returns how
+    /// many were reconnected. Concurrent linking can (rarely) leave a node with no in-link, or
+    /// a few nodes linking only to each other; a breadth-first pass from the entry point finds
+    /// them, and each is linked *into* its nearest reachable nodes' lists (replacing their
+    /// farthest link whose target has another in-link). Costs one pass over all level-0 lists
+    /// plus one search per reconnected node.
+    pub(crate) fn repair(&self, st: &Store, reached: &mut Visited, scratch: &mut Visited) -> usize {
+        let Some(entry) = *self.entry.lock() else {
+            return 0;
+        };
+        reached.reset(st.slots());
+        reached.insert(entry.slot);
+        let mut stack = vec![entry.slot];
+        let mut buf = Vec::with_capacity(st.max_links(0));
+        while let Some(s) = stack.pop() {
+            st.neighbours(s, 0, &mut buf);
+            stack.extend(buf.iter().copied().filter(|&n| reached.insert(n)));
+        }
+        let lost: Vec<u32> = (0..st.slots() as u32)
+            .filter(|&s| !st.is_deleted(s) && !reached.contains(s))
+            .collect();
+        for &u in &lost {
+            scratch.reset(st.slots());
+            let q = st.query_form(u);
+            // The walk starts at the entry point, so everything it finds is reachable.
+            let admit = |n: u32| n != u && !st.is_deleted(n) && reached.contains(n);
+            let found = self.search(st, &q, self.ef_construction, admit, scratch);
+            let mut linked = 0;
+            for n in select_heuristic(st, &found, self.m) {
+                if force_link(st, n, u, &mut buf) {
+                    linked += 1;
+                    if linked == 2 {
+                        break;
+                    }
+                }
+            }
+        }
+        lost.len()
+    }
+}
+
+/// Puts `new` into `node`'s level-0 list even when the list is full, in place of the farthest
+/// neighbour that has another in-link. Returns whether `new` is in the list afterwards.
+fn force_link(st: &Store, node: u32, new: u32, buf: &mut Vec<u32>) -> bool {
+    let _g = st.lock_links(node);
+    st.neighbours(node, 0, buf);
+    if buf.contains(&new) {
+        return true;
+    }
+    if buf.len() < st.max_links(0) {
+        buf.push(new);
+    } else {
+        let victim = buf
+            .iter()
+            .enumerate()
+            .filter(|&(_, &y)| st.in_degree(y) > 1)
+            .max_by(|a, b| {
+                st.distance_between(node, *a.1)
+                    .total_cmp(&st.distance_between(node, *b.1))
+            })
+            .map(|(i, _)| i);
+        let Some(i) = victim else {
+            return false;
+        };
+        buf[i] = new;
+    }
+    st.set_neighbours(node, 0, buf);
+    true
+}
+
 /// Greedy descent on one level: move to the closest neighbour until none is closer.
 fn greedy(st: &Store, q: &[f32], mut cur: Scored, level: usize, buf: &mut Vec<u32>) -> Scored {
     loop {
         let mut changed = false;
         st.neighbours(cur.key, level, buf);
+        for &n in buf.iter() {
+            st.prefetch(n);
+        }
         for &n in buf.iter() {
             let d = st.distance(q, n);
             if d < cur.dist {
@@ -206,10 +280,11 @@ pub(crate) fn search_layer(
             break;
         }
         st.neighbours(c.key, level, buf);
+        buf.retain(|&n| visited.insert(n));
         for &n in buf.iter() {
-            if !visited.insert(n) {
-                continue;
-            }
+            st.prefetch(n);
+        }
+        for &n in buf.iter() {
             let d = st.distance(q, n);
             if d < bound {
                 let s = Scored { dist: d, key: n };
@@ -280,8 +355,33 @@ fn add_link(st: &Store, node: u32, new: u32, level: usize, buf: &mut Vec<u32>) {
         })
         .collect();
     cands.sort_unstable();
-    let kept = select_heuristic(st, &cands, max);
+    let mut kept = select_heuristic(st, &cands, max);
+    if level == 0 {
+        keep_last_in_links(st, &cands, &mut kept, max);
+    }
     st.set_neighbours(node, level, &kept);
+}
+
+/// Orphan protection for a level-0 prune: a live candidate the heuristic dropped whose only
+/// in-link is the one being pruned (or, for the node being linked, that has none yet) would
+/// become unreachable by any walk. Keep it: in a free place if there is one, else instead of
+/// the farthest kept node that has another in-link. In-degrees are read without a global
+/// lock, so two concurrent prunes can still orphan a node; that is rare, and harmless to
+/// correctness (the exact-scan fallback still finds it under a filter).
+fn keep_last_in_links(st: &Store, sorted: &[Scored], kept: &mut Vec<u32>, max: usize) {
+    for c in sorted {
+        let x = c.key;
+        if kept.contains(&x) || st.is_deleted(x) || st.in_degree(x) > 1 {
+            continue;
+        }
+        // `x` is either in the list being pruned with in-degree 1 (this edge), or the new
+        // node with in-degree <= 1 (an edge it got from a node linked just before).
+        if kept.len() < max {
+            kept.push(x);
+        } else if let Some(i) = kept.iter().rposition(|&y| st.in_degree(y) > 1) {
+            kept[i] = x;
+        }
+    }
 }
 
 fn splitmix64(mut x: u64) -> u64 {

@@ -21,6 +21,9 @@ use crate::visited::VisitedPool;
 /// Largest accepted squared norm: keeps `|q - v|²` and `q · v` finite in f32.
 const MAX_NORM_SQUARED: f64 = (f32::MAX / 4.0) as f64;
 
+/// `insert_batch` runs [`VectorIndex::repair`] when `batch * REPAIR_BATCH_RATIO >= nodes`.
+const REPAIR_BATCH_RATIO: usize = 64;
+
 /// HNSW construction and search parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -151,7 +154,26 @@ impl VectorIndex {
         }
         let threads = rayon::current_num_threads().max(1);
         (0..threads).into_par_iter().for_each(|_| work());
+        // Parallel linking can strand a few nodes; a large batch pays for a reachability
+        // pass (one read of every level-0 list, ~1-2 % of the batch's linking time).
+        if slots.len().saturating_mul(REPAIR_BATCH_RATIO) >= self.store.read().slots() {
+            self.repair();
+        }
         Ok(())
+    }
+
+    /// Reconnects any live node that a graph walk can no longer reach (see the crate docs),
+    /// returning how many there were. `insert_batch` runs it after large batches; callers
+    /// that stream many single inserts may run it now and then (it takes one pass over all
+    /// neighbour lists, under the read lock, so searches continue meanwhile).
+    pub fn repair(&self) -> usize {
+        let st = self.store.read();
+        let mut reached = self.visited.take(st.slots());
+        let mut scratch = self.visited.take(st.slots());
+        let n = self.graph.repair(&st, &mut reached, &mut scratch);
+        self.visited.give_back(reached);
+        self.visited.give_back(scratch);
+        n
     }
 
     /// Removes `id`; returns whether it was present. A removed id is never returned by a
@@ -223,11 +245,7 @@ impl VectorIndex {
         let live = st.live().len();
         let allowed = filter.map(|f| f & st.live());
         let card = allowed.as_ref().map_or(live, RoaringBitmap::len);
-        let mut plan = planner::plan(options.strategy, card, live, k, ef);
-        if filter.is_none() && options.strategy == Strategy::Auto && live > k as u64 {
-            // Unfiltered: the walk always wins once the index holds more than k vectors.
-            plan = Plan::Graph { ef: ef.max(k) };
-        }
+        let plan = planner::plan(options.strategy, filter.is_some(), card, live, k, ef);
         let exact = |st: &Store| match &allowed {
             Some(ids) => flat::scan_ids(st, &q, k, ids),
             None => flat::scan_all(st, &q, k),
@@ -331,6 +349,25 @@ fn to_hit(s: Scored) -> Hit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl VectorIndex {
+        /// Number of live slots with no level-0 in-link (unreachable by the walk unless they
+        /// are the entry point) — a graph-health statistic for tests.
+        pub(crate) fn orphans(&self) -> usize {
+            let st = self.store.read();
+            let mut has_in = vec![false; st.slots()];
+            let mut buf = Vec::new();
+            for s in 0..st.slots() as u32 {
+                st.neighbours(s, 0, &mut buf);
+                for &n in &buf {
+                    has_in[n as usize] = true;
+                }
+            }
+            (0..st.slots() as u32)
+                .filter(|&s| !st.is_deleted(s) && !has_in[s as usize])
+                .count()
+        }
+    }
 
     fn ids(hits: &[Hit]) -> Vec<u32> {
         hits.iter().map(|h| h.id).collect()
@@ -441,9 +478,14 @@ mod tests {
         assert!(!idx.contains(victim));
         assert_eq!(idx.vector(victim), None);
         assert_eq!(idx.score(victim, &v), Ok(None));
-        let all = idx.search(&v, 300, None).expect("search");
-        assert_eq!(all.len(), 299);
-        assert!(!ids(&all).contains(&victim));
+        for strategy in [Strategy::Auto, Strategy::Graph, Strategy::Exact] {
+            let opts = SearchOptions { ef: None, strategy };
+            let all = idx.search_with(&v, 300, None, opts).expect("search");
+            assert_eq!(all.len(), 299, "{strategy:?}");
+            assert!(!ids(&all).contains(&victim), "{strategy:?}");
+            let near = idx.search_with(&v, 5, None, opts).expect("search");
+            assert!(!ids(&near).contains(&victim), "{strategy:?}");
+        }
         let only: RoaringBitmap = [victim].into_iter().collect();
         assert!(idx.search(&v, 10, Some(&only)).expect("search").is_empty());
         assert!(
@@ -468,14 +510,17 @@ mod tests {
         idx.insert(id, &far).expect("update");
         assert_eq!(idx.len(), 300, "an update does not add a node");
         assert_eq!(idx.vector(id), Some(far.clone()));
-        // Near the new position it is found first, with the new score...
-        let hits = idx.search(&[49.0; 8], 1, None).expect("search");
-        assert_eq!((hits[0].id, hits[0].score), (id, -8.0));
-        // ...and near the old position its score is the new one, never the stale one.
-        let old = &data[5].1;
-        for h in idx.search(old, 300, None).expect("search") {
-            if h.id == id {
-                assert!(h.score < -1000.0, "stale score {}", h.score);
+        for strategy in [Strategy::Auto, Strategy::Graph] {
+            let opts = SearchOptions { ef: None, strategy };
+            // Near the new position it is found first, with the new score...
+            let hits = idx.search_with(&[49.0; 8], 1, None, opts).expect("search");
+            assert_eq!((hits[0].id, hits[0].score), (id, -8.0), "{strategy:?}");
+            // ...and near the old position its score is the new one, never the stale one.
+            let old = &data[5].1;
+            for h in idx.search_with(old, 300, None, opts).expect("search") {
+                if h.id == id {
+                    assert!(h.score < -1000.0, "stale score {}", h.score);
+                }
             }
         }
         assert!(idx.score(id, &[49.0; 8]).expect("valid") == Some(-8.0));
@@ -516,8 +561,12 @@ mod tests {
         let data = vectors(2_000, 16, 5);
         idx.insert_batch(&data).expect("batch");
         let mut hit = 0;
+        let walk = SearchOptions {
+            ef: None,
+            strategy: Strategy::Graph,
+        };
         for (_, q) in data.iter().step_by(100) {
-            let approx = ids(&idx.search(q, 10, None).expect("search"));
+            let approx = ids(&idx.search_with(q, 10, None, walk).expect("search"));
             let exact = ids(&idx.exact_search(q, 10, None).expect("search"));
             hit += exact.iter().filter(|id| approx.contains(id)).count();
         }
@@ -532,18 +581,45 @@ mod tests {
             for t in 0..3 {
                 let (idx, data) = (&idx, &data);
                 s.spawn(move || {
+                    let walk = SearchOptions {
+                        ef: None,
+                        strategy: Strategy::Graph,
+                    };
                     for (id, v) in data.iter().skip(t).step_by(3) {
                         idx.insert(*id, v).expect("insert");
-                        let hits = idx.search(v, 5, None).expect("search");
+                        let hits = idx.search_with(v, 5, None, walk).expect("search");
                         assert!(!hits.is_empty());
                     }
                 });
             }
         });
         assert_eq!(idx.len(), 2_000);
+        let walk = SearchOptions {
+            ef: None,
+            strategy: Strategy::Graph,
+        };
         for (id, v) in &data {
-            let hits = idx.search(v, 10, None).expect("search");
+            let hits = idx.search_with(v, 10, None, walk).expect("search");
             assert!(hits.iter().any(|h| h.id == *id), "{id} not found");
+        }
+    }
+    #[test]
+    fn sequential_build_leaves_no_node_unreachable() {
+        // Heuristic pruning alone cuts some nodes' last in-link (a few per thousand on this
+        // data); orphan protection must prevent it whenever no other thread races the prune.
+        let data = vectors(6_000, 64, 99);
+        let idx = VectorIndex::new(64, Metric::Cosine, HnswParams::default());
+        for (id, v) in &data {
+            idx.insert(*id, v).expect("insert");
+        }
+        assert_eq!(idx.orphans(), 0);
+        let walk = SearchOptions {
+            ef: None,
+            strategy: Strategy::Graph,
+        };
+        for (id, v) in &data {
+            let hits = idx.search_with(v, 10, None, walk).expect("search");
+            assert!(hits.iter().any(|h| h.id == *id), "{id} unreachable");
         }
     }
 }

@@ -30,6 +30,7 @@
 //! - `planner`: exact scan vs. filtered walk, chosen by the filter's cardinality.
 //! - `index`: [`VectorIndex`], validation, and the public API.
 //! - `topk`, `visited`: the bounded heap and the pooled visited sets the searches share.
+//! - `prefetch`: the cache-prefetch hint (the crate's only `unsafe`).
 //!
 //! # Concurrency design
 //! All state sits behind one `parking_lot::RwLock<Store>` plus per-node locks, chosen so
@@ -53,8 +54,9 @@
 //! freed: a removed id is a tombstone that still routes walks and is revived in place by a
 //! re-insert; updates re-link the node in place (no growth).
 //!
-//! Distances are safe Rust (no `unsafe` in this crate); see `distance` for how the kernels
-//! are shaped for auto-vectorization.
+//! Distances are safe Rust shaped for auto-vectorization (see `distance`). The crate's only
+//! `unsafe` is a software-prefetch hint (`prefetch`), kept for a measured 2-3x on scattered
+//! vector reads; everything else is checked by the `unsafe_code = "deny"` lint.
 
 #![warn(missing_docs)]
 
@@ -64,6 +66,7 @@ mod flat;
 mod hnsw;
 mod index;
 mod planner;
+mod prefetch;
 mod store;
 mod topk;
 mod visited;

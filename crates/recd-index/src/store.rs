@@ -37,6 +37,9 @@ pub(crate) struct Store {
     inv_norms: Vec<f32>,
     /// Level-0 neighbour lists, `1 + m0` atomics per slot: `[len, n0 .. n(m0-1)]`.
     links0: Vec<AtomicU32>,
+    /// Level-0 in-degree of each slot (kept up to date by `set_neighbours`), so that pruning
+    /// can avoid cutting a node's last in-link.
+    in0: Vec<AtomicU32>,
     /// Levels ≥ 1 for the few slots that have them: `level * (1 + m)` atomics.
     upper: Vec<Option<Box<[AtomicU32]>>>,
     /// Top level of each slot (fixed when the slot is created).
@@ -48,7 +51,7 @@ pub(crate) struct Store {
     /// Tombstones: a deleted slot still routes graph walks but is never returned.
     deleted: Vec<bool>,
     /// Caller id -> slot, including removed ids (a re-insert revives the same slot).
-    id_slots: HashMap<u32, u32, BuildHasherDefault<IdHasher>>,
+    id_slots: IdMap,
     /// Ids currently stored (not removed): gives the exact cardinality of `filter ∩ live`.
     live: RoaringBitmap,
 }
@@ -69,12 +72,13 @@ impl Store {
             vectors: Vec::new(),
             inv_norms: Vec::new(),
             links0: Vec::new(),
+            in0: Vec::new(),
             upper: Vec::new(),
             levels: Vec::new(),
             link_locks: Vec::new(),
             slot_ids: Vec::new(),
             deleted: Vec::new(),
-            id_slots: HashMap::default(),
+            id_slots: IdMap::default(),
             live: RoaringBitmap::new(),
         }
     }
@@ -108,7 +112,7 @@ impl Store {
         level_of: impl FnOnce(u32) -> u8,
     ) -> Result<Upserted, crate::IndexError> {
         debug_assert_eq!(vector.len(), self.dim);
-        if let Some(&slot) = self.id_slots.get(&id) {
+        if let Some(slot) = self.id_slots.get(id) {
             let s = slot as usize;
             self.vectors[s * self.dim..(s + 1) * self.dim].copy_from_slice(vector);
             self.inv_norms[s] = inv_norm;
@@ -124,6 +128,7 @@ impl Store {
         self.vectors.extend_from_slice(vector);
         self.inv_norms.push(inv_norm);
         self.links0.extend((0..=self.m0).map(|_| AtomicU32::new(0)));
+        self.in0.push(AtomicU32::new(0));
         self.upper.push((level > 0).then(|| {
             (0..usize::from(level) * (1 + self.m))
                 .map(|_| AtomicU32::new(0))
@@ -133,15 +138,15 @@ impl Store {
         self.link_locks.push(Mutex::new(()));
         self.slot_ids.push(id);
         self.deleted.push(false);
-        self.id_slots.insert(id, slot);
+        self.id_slots.insert(id, slot, self.slots());
         self.live.insert(id);
         Ok(Upserted { slot })
     }
 
     /// Marks `id` removed; returns whether it was live.
     pub(crate) fn remove(&mut self, id: u32) -> bool {
-        match self.id_slots.get(&id) {
-            Some(&slot) if self.live.remove(id) => {
+        match self.id_slots.get(id) {
+            Some(slot) if self.live.remove(id) => {
                 self.deleted[slot as usize] = true;
                 true
             }
@@ -152,10 +157,7 @@ impl Store {
     /// Live slot of `id`, if any.
     #[inline]
     pub(crate) fn slot_of(&self, id: u32) -> Option<u32> {
-        self.id_slots
-            .get(&id)
-            .copied()
-            .filter(|&s| !self.deleted[s as usize])
+        self.id_slots.get(id).filter(|&s| !self.deleted[s as usize])
     }
 
     #[inline]
@@ -177,6 +179,12 @@ impl Store {
     pub(crate) fn vector(&self, slot: u32) -> &[f32] {
         let s = slot as usize * self.dim;
         &self.vectors[s..s + self.dim]
+    }
+
+    /// Hints the CPU to start loading the slot's vector (see `prefetch`).
+    #[inline]
+    pub(crate) fn prefetch(&self, slot: u32) {
+        crate::prefetch::prefetch(self.vector(slot));
     }
 
     /// The slot's vector in query form (normalized under cosine), for linking it.
@@ -235,10 +243,30 @@ impl Store {
         out.extend(block[1..=len].iter().map(|a| a.load(Ordering::Relaxed)));
     }
 
+    /// Level-0 in-degree of a slot (approximate while links are being written).
+    #[inline]
+    pub(crate) fn in_degree(&self, slot: u32) -> u32 {
+        self.in0[slot as usize].load(Ordering::Relaxed)
+    }
+
     /// Replaces the slot's neighbours on `level`. The caller must hold `lock_links(slot)`.
     pub(crate) fn set_neighbours(&self, slot: u32, level: usize, list: &[u32]) {
         let block = self.block(slot, level);
         let len = list.len().min(block.len() - 1);
+        if level == 0 {
+            let old_len = (block[0].load(Ordering::Relaxed) as usize).min(block.len() - 1);
+            let old: Vec<u32> = block[1..=old_len]
+                .iter()
+                .map(|a| a.load(Ordering::Relaxed))
+                .collect();
+            let new = &list[..len];
+            for &n in old.iter().filter(|n| !new.contains(n)) {
+                self.in0[n as usize].fetch_sub(1, Ordering::Relaxed);
+            }
+            for &n in new.iter().filter(|n| !old.contains(n)) {
+                self.in0[n as usize].fetch_add(1, Ordering::Relaxed);
+            }
+        }
         for (a, &n) in block[1..=len].iter().zip(list) {
             a.store(n, Ordering::Relaxed);
         }
@@ -249,6 +277,55 @@ impl Store {
     /// Locks the slot's neighbour lists against other writers.
     pub(crate) fn lock_links(&self, slot: u32) -> parking_lot::MutexGuard<'_, ()> {
         self.link_locks[slot as usize].lock()
+    }
+}
+
+/// Caller id -> slot. Ids are expected to be dense-ish, so ids up to a few times the number
+/// of slots live in a plain array (one load per lookup, which matters for the filtered exact
+/// scan); ids far beyond that go to a hash map so that one huge id cannot blow up memory.
+#[derive(Debug, Default)]
+struct IdMap {
+    /// `dense[id]` is the slot of `id`, or `NONE`.
+    dense: Vec<u32>,
+    /// Ids `>= dense.len()`.
+    sparse: HashMap<u32, u32, BuildHasherDefault<IdHasher>>,
+}
+
+impl IdMap {
+    const NONE: u32 = u32::MAX;
+
+    #[inline]
+    fn get(&self, id: u32) -> Option<u32> {
+        match self.dense.get(id as usize) {
+            Some(&s) => (s != Self::NONE).then_some(s),
+            None => self.sparse.get(&id).copied(),
+        }
+    }
+
+    /// Maps `id` (not mapped yet) to `slot`; `slots` is the slot count after the insert.
+    fn insert(&mut self, id: u32, slot: u32, slots: usize) {
+        let i = id as usize;
+        let limit = slots.saturating_mul(4).saturating_add(1 << 16);
+        if i >= self.dense.len() && i < limit {
+            let new_len = (i + 1).max(self.dense.len() * 2).min(limit);
+            self.dense.resize(new_len, Self::NONE);
+            // Ids that were sparse and now fall inside the array move into it.
+            let dense = &mut self.dense;
+            self.sparse
+                .retain(|&id, &mut s| match dense.get_mut(id as usize) {
+                    Some(d) => {
+                        *d = s;
+                        false
+                    }
+                    None => true,
+                });
+        }
+        match self.dense.get_mut(i) {
+            Some(d) => *d = slot,
+            None => {
+                self.sparse.insert(id, slot);
+            }
+        }
     }
 }
 
@@ -296,6 +373,27 @@ mod tests {
     }
 
     #[test]
+    fn id_map_dense_sparse_and_migration() {
+        let mut m = IdMap::default();
+        m.insert(3_000_000_000, 0, 1);
+        m.insert(5, 1, 2);
+        m.insert(70_000, 2, 3);
+        assert_eq!(m.get(3_000_000_000), Some(0));
+        assert_eq!(m.get(5), Some(1));
+        assert_eq!(m.get(70_000), Some(2));
+        assert_eq!(m.get(6), None);
+        assert_eq!(m.get(4_000_000_000), None);
+        // Grow the array past 70,000: the sparse entry must move into it.
+        for i in 0..20_000u32 {
+            m.insert(100_000 + i, 3 + i, 4 + i as usize);
+        }
+        assert!(m.dense.len() > 70_000);
+        assert_eq!(m.get(70_000), Some(2));
+        assert_eq!(m.get(119_999), Some(20_002));
+        assert_eq!(m.get(3_000_000_000), Some(0));
+    }
+
+    #[test]
     fn neighbour_lists_round_trip_and_truncate() {
         let mut s = Store::new(2, Metric::L2, 2);
         for id in 0..6 {
@@ -311,6 +409,17 @@ mod tests {
         }
         s.neighbours(0, 0, &mut out);
         assert_eq!(out, vec![1, 2, 3, 4], "level 0 holds at most 2 * M");
+        assert_eq!((s.in_degree(1), s.in_degree(5)), (1, 0));
+        {
+            let _g = s.lock_links(0);
+            s.set_neighbours(0, 0, &[4, 5]);
+        }
+        let degrees: Vec<u32> = (0..6).map(|i| s.in_degree(i)).collect();
+        assert_eq!(
+            degrees,
+            vec![0, 0, 0, 0, 1, 1],
+            "in-degrees follow rewrites"
+        );
         s.set_neighbours(5, 1, &[0, 1, 2]);
         s.neighbours(5, 1, &mut out);
         assert_eq!(out, vec![0, 1]);

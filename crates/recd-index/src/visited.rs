@@ -24,6 +24,12 @@ impl Visited {
         }
     }
 
+    /// Whether `slot` is marked.
+    #[inline]
+    pub(crate) fn contains(&self, slot: u32) -> bool {
+        self.marks.get(slot as usize) == Some(&self.epoch)
+    }
+
     /// Marks `slot`; returns true if it was not marked yet.
     #[inline]
     pub(crate) fn insert(&mut self, slot: u32) -> bool {
@@ -62,7 +68,9 @@ mod tests {
         v.reset(4);
         assert!(v.insert(3));
         assert!(!v.insert(3));
+        assert!(v.contains(3) && !v.contains(2) && !v.contains(99));
         v.reset(4);
+        assert!(!v.contains(3));
         assert!(v.insert(3));
         // A mark left from epoch 1, four billion queries ago: after the counter wraps it must
         // not read as visited.

@@ -1,0 +1,298 @@
+//! Single-thread KNN latency (p50 / p99 / QPS) and recall@k for a sweep of `ef` values,
+//! unfiltered and filtered, on the shared benchmark catalog (`.npy` files), so the figures
+//! can be set beside hnswlib's on the same data (see `scripts/bench-ann.sh`).
+//!
+//! ```text
+//! cargo run --release -p recd-index --example knn_latency -- \
+//!     --items /tmp/catalog-100k/item_vectors.npy --queries /tmp/catalog-100k/user_vectors.npy \
+//!     --category /tmp/catalog-100k/category.npy --brand /tmp/catalog-100k/brand.npy \
+//!     [--nq 1000] [--k 10,50] [--ef 32,64,128] [--m 16] [--efc 200] \
+//!     [--strategies auto,graph,exact] [--filters none,cat10,brand1]
+//! ```
+//! Filters (per query `j`, identical in the hnswlib script): `cat10` = items whose
+//! `category % 10 == j % 10` (5–17 % of the items, ~10 % on average); `brand1` = items whose
+//! `brand % 100 == j % 100` (~1 %). Both correlate with the embedding, like real filters.
+//! Without `--items`, a synthetic 100k × 64 Gaussian mixture is used.
+
+use std::collections::HashMap;
+use std::error::Error;
+use std::time::Instant;
+
+use recd_index::roaring::RoaringBitmap;
+use recd_index::{HnswParams, Metric, SearchOptions, Strategy, VectorIndex};
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+fn main() -> Res<()> {
+    let args = Args::parse()?;
+    let (items, dim) = match &args.items {
+        Some(p) => npy_f32(p)?,
+        None => synthetic(100_000, 64, 1),
+    };
+    let (queries, qdim) = match &args.queries {
+        Some(p) => npy_f32(p)?,
+        None => synthetic(args.nq, 64, 2),
+    };
+    if qdim != dim {
+        return Err(format!("query dim {qdim} != item dim {dim}").into());
+    }
+    let n = items.len() / dim;
+    let nq = args.nq.min(queries.len() / dim);
+    let category = match &args.category {
+        Some(p) => npy_i64(p)?,
+        None => (0..n as i64).map(|i| (i * 7919) % 50).collect(),
+    };
+    let brand = match &args.brand {
+        Some(p) => npy_i64(p)?,
+        None => (0..n as i64).map(|i| (i * 104_729) % 500).collect(),
+    };
+
+    let params = HnswParams {
+        m: args.m,
+        ef_construction: args.efc,
+        ..HnswParams::default()
+    };
+    let index = VectorIndex::new(dim, Metric::Cosine, params);
+    let batch: Vec<(u32, Vec<f32>)> = items
+        .chunks_exact(dim)
+        .enumerate()
+        .map(|(i, v)| (i as u32, v.to_vec()))
+        .collect();
+    let t = Instant::now();
+    index.insert_batch(&batch)?;
+    let build = t.elapsed().as_secs_f64();
+    println!(
+        "# recd-index build: {n} x {dim}, M {} efC {}, {} threads: {build:.1} s",
+        args.m,
+        args.efc,
+        rayon::current_num_threads()
+    );
+
+    let cat10: Vec<RoaringBitmap> = (0..10)
+        .map(|r| bitmap(&category, |c| c % 10 == r))
+        .collect();
+    let brand1: Vec<RoaringBitmap> = (0..100).map(|r| bitmap(&brand, |b| b % 100 == r)).collect();
+    let pick = |fname: &str, j: usize| -> Option<&RoaringBitmap> {
+        match fname {
+            "cat10" => Some(&cat10[j % 10]),
+            "brand1" => Some(&brand1[j % 100]),
+            _ => None,
+        }
+    };
+    let kmax = args.ks.iter().copied().max().unwrap_or(10);
+    let qs: Vec<&[f32]> = queries.chunks_exact(dim).take(nq).collect();
+
+    println!("engine\tfilter\tk\tef\tstrategy\tqps\tp50_us\tp99_us\trecall");
+    for fname in args.filters.iter().map(String::as_str) {
+        let filter = |j: usize| pick(fname, j);
+        // Ground truth once per filter at the largest k; smaller k use its prefix.
+        let truth: Vec<Vec<u32>> = qs
+            .iter()
+            .enumerate()
+            .map(|(j, q)| {
+                let hits = index.exact_search(q, kmax, filter(j))?;
+                Ok(hits.iter().map(|h| h.id).collect())
+            })
+            .collect::<Res<_>>()?;
+        for &k in &args.ks {
+            for &strategy in &args.strategies {
+                let efs: &[usize] = if strategy == Strategy::Exact {
+                    &[0]
+                } else {
+                    &args.efs
+                };
+                for &ef in efs {
+                    let opts = SearchOptions {
+                        ef: (ef > 0).then_some(ef),
+                        strategy,
+                    };
+                    let mut lat = Vec::with_capacity(nq);
+                    let mut found = 0usize;
+                    let mut expected = 0usize;
+                    let start = Instant::now();
+                    for (j, q) in qs.iter().enumerate() {
+                        let t = Instant::now();
+                        let hits = index.search_with(q, k, filter(j), opts)?;
+                        lat.push(t.elapsed().as_secs_f64() * 1e6);
+                        let want = &truth[j][..k.min(truth[j].len())];
+                        expected += want.len();
+                        found += want
+                            .iter()
+                            .filter(|id| hits.iter().any(|h| h.id == **id))
+                            .count();
+                    }
+                    let total = start.elapsed().as_secs_f64();
+                    lat.sort_by(f64::total_cmp);
+                    println!(
+                        "recd\t{fname}\t{k}\t{}\t{}\t{:.0}\t{:.0}\t{:.0}\t{:.4}",
+                        if ef == 0 {
+                            "-".to_string()
+                        } else {
+                            ef.to_string()
+                        },
+                        format!("{strategy:?}").to_lowercase(),
+                        nq as f64 / total,
+                        pct(&lat, 0.50),
+                        pct(&lat, 0.99),
+                        found as f64 / expected.max(1) as f64
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn bitmap(values: &[i64], keep: impl Fn(i64) -> bool) -> RoaringBitmap {
+    values
+        .iter()
+        .enumerate()
+        .filter(|&(_, &v)| keep(v))
+        .map(|(i, _)| i as u32)
+        .collect()
+}
+
+struct Args {
+    items: Option<String>,
+    queries: Option<String>,
+    category: Option<String>,
+    brand: Option<String>,
+    nq: usize,
+    ks: Vec<usize>,
+    efs: Vec<usize>,
+    m: usize,
+    efc: usize,
+    strategies: Vec<Strategy>,
+    filters: Vec<String>,
+}
+
+impl Args {
+    fn parse() -> Res<Self> {
+        let mut kv: HashMap<String, String> = HashMap::new();
+        let mut it = std::env::args().skip(1);
+        while let Some(key) = it.next() {
+            let key = key
+                .strip_prefix("--")
+                .ok_or_else(|| format!("unexpected argument {key}"))?
+                .to_string();
+            let value = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
+            kv.insert(key, value);
+        }
+        let list = |key: &str, default: &str| -> Res<Vec<usize>> {
+            let s = kv.get(key).map_or(default, String::as_str);
+            Ok(s.split(',').map(str::parse).collect::<Result<_, _>>()?)
+        };
+        let strategies = kv
+            .get("strategies")
+            .map_or("auto", String::as_str)
+            .split(',')
+            .map(|s| match s {
+                "auto" => Ok(Strategy::Auto),
+                "graph" => Ok(Strategy::Graph),
+                "exact" => Ok(Strategy::Exact),
+                other => Err(format!("unknown strategy {other}")),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Args {
+            items: kv.get("items").cloned(),
+            queries: kv.get("queries").cloned(),
+            category: kv.get("category").cloned(),
+            brand: kv.get("brand").cloned(),
+            nq: list("nq", "1000")?[0],
+            ks: list("k", "10,50")?,
+            efs: list("ef", "32,64,128")?,
+            m: list("m", "16")?[0],
+            efc: list("efc", "200")?[0],
+            strategies,
+            filters: kv
+                .get("filters")
+                .map_or("none,cat10,brand1", String::as_str)
+                .split(',')
+                .map(str::to_string)
+                .collect(),
+        })
+    }
+}
+
+/// Reads a little-endian C-order `.npy` array; returns the raw payload and its shape.
+fn npy(path: &str, descr: &str) -> Res<(Vec<u8>, Vec<usize>)> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(format!("{path}: not a .npy file").into());
+    }
+    let (hlen, start) = match bytes[6] {
+        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        _ if bytes.len() >= 12 => {
+            let l = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+            (usize::try_from(l)?, 12)
+        }
+        _ => return Err(format!("{path}: truncated header").into()),
+    };
+    let header = std::str::from_utf8(bytes.get(start..start + hlen).ok_or("truncated")?)?;
+    if !header.contains(&format!("'descr': '{descr}'")) || header.contains("'fortran_order': True")
+    {
+        return Err(format!("{path}: expected C-order {descr}, header {header}").into());
+    }
+    let shape_str = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .ok_or("no shape")?;
+    let shape = shape_str
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect::<Result<Vec<usize>, _>>()?;
+    Ok((bytes[start + hlen..].to_vec(), shape))
+}
+
+fn npy_f32(path: &str) -> Res<(Vec<f32>, usize)> {
+    let (data, shape) = npy(path, "<f4")?;
+    let dim = *shape.get(1).ok_or("expected a 2-d array")?;
+    let v = data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok((v, dim))
+}
+
+fn npy_i64(path: &str) -> Res<Vec<i64>> {
+    let (data, _) = npy(path, "<i8")?;
+    Ok(data
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        .collect())
+}
+
+/// A Gaussian-mixture stand-in (xorshift + Box-Muller), for runs without the catalog.
+fn synthetic(n: usize, dim: usize, seed: u64) -> (Vec<f32>, usize) {
+    let mut s = 0x2545_F491_4F6C_DD1D ^ seed;
+    let mut uniform = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let mut normal = move || {
+        let (u, v) = (uniform(), uniform());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    };
+    let centres: Vec<Vec<f32>> = (0..200)
+        .map(|_| (0..dim).map(|_| normal()).collect())
+        .collect();
+    let mut out = Vec::with_capacity(n * dim);
+    for i in 0..n {
+        let c = &centres[(i * 2_654_435_761) % centres.len()];
+        out.extend(c.iter().map(|x| x + 0.6 * normal()));
+    }
+    (out, dim)
+}
