@@ -141,6 +141,12 @@ pub fn train_with(
     let start = Instant::now();
     let alpha = params.alpha;
     let cui = data.user_item_matrix().map_values(|w| 1.0 + alpha * w);
+    if cui.data.iter().any(|c| !c.is_finite()) {
+        return Err(TrainError::param(
+            "alpha",
+            "alpha times the summed weights overflows f32",
+        ));
+    }
     let (x, y) = fit_confidence(&cui, params, on_iteration)?;
     let k = params.factors;
     let gram = with_pool(params.threads, || gramian(&y, k, params.regularization))?;
@@ -218,27 +224,27 @@ pub fn fit_confidence(
 
 /// `Σ_i y_i y_iᵀ + reg·I` (`k×k`, full symmetric, row-major), in parallel over rows of `y`.
 fn gramian(y: &[f32], k: usize, reg: f32) -> Vec<f32> {
-    const CHUNK_ROWS: usize = 256;
-    let mut g = y
-        .par_chunks(CHUNK_ROWS * k)
-        .fold(
-            || vec![0f32; k * k],
-            |mut acc, rows| {
-                pulp::Arch::new().dispatch(RankUpdates {
-                    rows,
-                    k,
-                    acc: &mut acc,
-                });
-                acc
-            },
-        )
-        .reduce(
-            || vec![0f32; k * k],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        );
+    // Fixed chunks summed in order: the result does not depend on how rayon schedules
+    // them, so a seed gives the same model whatever the thread count. At most 64 partial
+    // k×k sums are alive at once.
+    let rows = y.len() / k.max(1);
+    let chunk_rows = rows.div_ceil(64).max(256);
+    let partials: Vec<Vec<f32>> = y
+        .par_chunks(chunk_rows * k)
+        .map(|rows| {
+            let mut acc = vec![0f32; k * k];
+            pulp::Arch::new().dispatch(RankUpdates {
+                rows,
+                k,
+                acc: &mut acc,
+            });
+            acc
+        })
+        .collect();
+    let mut g = vec![0f32; k * k];
+    for p in &partials {
+        g.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+    }
     for d in 0..k {
         g[d * k + d] += reg;
     }
@@ -911,12 +917,30 @@ mod tests {
     }
 
     #[test]
-    fn training_is_deterministic_for_a_seed_and_thread_count() {
+    fn training_is_deterministic_for_a_seed_whatever_the_threads() {
         let (data, _) = planted();
         let a = train(&data, &params(4, 3)).unwrap();
         let b = train(&data, &params(4, 3)).unwrap();
+        let one = train(
+            &data,
+            &AlsParams {
+                threads: 1,
+                ..params(4, 3)
+            },
+        )
+        .unwrap();
         assert_eq!(a.user_factors, b.user_factors);
         assert_eq!(a.item_factors, b.item_factors);
+        assert_eq!(a.item_factors, one.item_factors);
+        let other_seed = train(
+            &data,
+            &AlsParams {
+                seed: 8,
+                ..params(4, 3)
+            },
+        )
+        .unwrap();
+        assert_ne!(a.item_factors, other_seed.item_factors);
     }
 
     #[test]

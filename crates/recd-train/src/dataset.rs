@@ -237,8 +237,8 @@ pub struct Interactions {
 
 impl Interactions {
     /// Map raw events to indices and confidence inputs. Events whose weight is not
-    /// positive (e.g. a rating at or below `rating_offset`) are dropped; the second value
-    /// counts them. Ids are registered only for kept events.
+    /// positive and finite (e.g. a rating at or below `rating_offset`) are dropped; the
+    /// second value counts them. Ids are registered only for kept events.
     pub fn from_raw<I>(raw: I, weights: &ConfidenceWeights) -> (Self, usize)
     where
         I: IntoIterator<Item = Interaction>,
@@ -262,7 +262,7 @@ impl Interactions {
         let mut skipped = 0;
         for ev in raw {
             let w = weights.weight(ev.kind, ev.value);
-            if w.is_nan() || w <= 0.0 {
+            if !(w.is_finite() && w > 0.0) {
                 skipped += 1;
                 continue;
             }

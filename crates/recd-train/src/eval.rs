@@ -269,29 +269,19 @@ impl EvalContext {
         sim: Option<&ItemSimilarity>,
         lists: impl Fn(u32) -> Vec<u32> + Sync,
     ) -> MetricsAccumulator {
-        self.users
-            .par_iter()
-            .fold(
-                || MetricsAccumulator::new(k, self.n_items),
-                |mut acc, &u| {
-                    let recs = lists(u);
-                    acc.add(
-                        &recs,
-                        &self.relevant[u as usize],
-                        sim,
-                        &self.item_users,
-                        self.n_train_users,
-                    );
-                    acc
-                },
-            )
-            .reduce(
-                || MetricsAccumulator::new(k, self.n_items),
-                |mut a, b| {
-                    a.merge(&b);
-                    a
-                },
-            )
+        // lists in parallel, sums in user order: the report is bit-for-bit reproducible
+        let recs: Vec<Vec<u32>> = self.users.par_iter().map(|&u| lists(u)).collect();
+        let mut acc = MetricsAccumulator::new(k, self.n_items);
+        for (&u, r) in self.users.iter().zip(&recs) {
+            acc.add(
+                r,
+                &self.relevant[u as usize],
+                sim,
+                &self.item_users,
+                self.n_train_users,
+            );
+        }
+        acc
     }
 }
 

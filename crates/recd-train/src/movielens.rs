@@ -833,6 +833,17 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_file_names_its_path() {
+        let e = read_interactions(Path::new("/nonexistent/recd/events.jsonl"), None).unwrap_err();
+        assert!(matches!(e, TrainError::Io { .. }));
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/recd/events.jsonl: "),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn format_parse_and_guess() {
         assert_eq!("csv".parse::<Format>(), Ok(Format::Csv));
         assert!("xml".parse::<Format>().is_err());
