@@ -1,0 +1,120 @@
+//! Bad input: a clear 400 in the API's error shape, nothing written, the server keeps serving.
+
+use serde_json::{Value, json};
+
+use crate::server::{Server, data_dir};
+
+fn assert_invalid(status: u16, body: &Value, what: &str) {
+    assert_eq!(status, 400, "{what}: {body}");
+    assert_eq!(body["error"]["code"], "invalid_argument", "{what}: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{what}: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_are_400s_and_change_nothing() {
+    let s = Server::demo(
+        &data_dir("bad"),
+        &[("RECD_SERVER__BODY_LIMIT_BYTES", "65536")],
+    );
+    let (_, before) = s.get("/health").await;
+    let long_id = "x".repeat(257);
+    let v63 = vec![0.1f32; 63];
+    let mut v_nan = vec![json!(0.1); 64];
+    v_nan[3] = json!("NaN");
+    let recommend_cases = [
+        json!({"user_id": "u", "count": 0}),
+        json!({"user_id": "u", "count": 1001}),
+        json!({"user_id": "u", "count": -1}),
+        json!({"user_id": "u", "count": "ten"}),
+        json!({"user_id": "u\u{7}"}),
+        json!({"user_id": long_id}),
+        json!({"user_id": ""}),
+        json!({"count": 5}),
+        json!({"user_id": "u", "unknown": true}),
+        json!({"user_id": "u", "filter": {"colour": {"any": ["red"]}}}),
+        json!({"user_id": "u", "filter": {"price": {"any": ["1"]}}}),
+        json!({"user_id": "u", "filter": {"category": {"gte": 1}}}),
+        json!({"user_id": "u", "filter": {"in_stock": "yes"}}),
+        json!({"user_id": "u", "filter": {"title": {"match": 5}}}),
+        json!({"user_id": "u", "filter": []}),
+        json!({"user_id": "u", "diversity": {"field": "price", "max_per_value": 2}}),
+        json!({"user_id": "u", "diversity": {"field": "category", "max_per_value": 0}}),
+        json!({"user_id": "u", "exclude": ["ok", "bad\n"]}),
+    ];
+    for case in recommend_cases {
+        let (status, body) = s.post("/v1/recommend", case.clone()).await;
+        assert_invalid(status, &body, &case.to_string());
+    }
+    for raw in ["{", "not json", "[1,2]", "{\"user_id\":\"u\"} trailing", ""] {
+        let (status, body) = s.post_raw("/v1/recommend", raw).await;
+        assert_invalid(status, &body, raw);
+    }
+    let item_cases = [
+        json!({"items": [{"id": "ok-1", "vector": vec![0.1f32; 64]}, {"id": "bad-1", "vector": v63}]}),
+        json!({"items": [{"id": "ok-1"}, {"id": "bad-2", "vector": v_nan}]}),
+        json!({"items": [{"id": "ok-1"}, {"id": "bad-3", "colour": "red"}]}),
+        json!({"items": [{"id": "ok-1"}, {"id": "bad-4", "price": "cheap"}]}),
+        json!({"items": [{"id": "ok-1"}, {"id": "bad-5", "in_stock": 1}]}),
+        json!({"items": [{"id": "ok-1"}, {"id": "bad\u{0}6"}]}),
+        json!({"items": [{"id": "ok-1"}, {"vector": vec![0.1f32; 64]}]}),
+        json!({"items": [{"id": "ok-1"}, {"id": "bad-7", "vector": vec![0.0f32; 64]}]}),
+        json!({"items": {"id": "ok-1"}}),
+        json!({"things": []}),
+    ];
+    for case in item_cases {
+        let (status, body) = s.put("/v1/items", case.clone()).await;
+        assert_invalid(status, &body, &case.to_string());
+    }
+    let (status, body) = s
+        .put(
+            "/v1/items",
+            json!({"items": [{"id": "ok-1"}, {"id": "bad-1", "price": "x"}]}),
+        )
+        .await;
+    assert_invalid(status, &body, "per-item details");
+    assert_eq!(body["error"]["details"][0]["index"], 1);
+    assert_eq!(body["error"]["details"][0]["id"], "bad-1");
+    let event_cases = [
+        json!({"events": [{"user_id": "ghost", "item_id": "sku-1", "type": "view"}, {"user_id": "ghost", "item_id": "sku-1", "type": "like"}]}),
+        json!({"events": [{"user_id": "ghost", "item_id": "sku-1", "type": "view"}, {"user_id": "ghost", "item_id": "sku-1", "type": "rating", "value": 9}]}),
+        json!({"events": [{"user_id": "ghost", "item_id": "sku-1", "type": "dwell"}]}),
+        json!({"events": [{"user_id": "ghost", "item_id": "sku-1", "type": "view", "timestamp": "yesterday"}]}),
+        json!({"events": [{"user_id": "ghost", "item_id": "sku-1", "type": "view", "extra": 1}]}),
+        json!({"events": [{"user_id": "ghost", "type": "view"}]}),
+    ];
+    for case in event_cases {
+        let (status, body) = s.post("/v1/events", case.clone()).await;
+        assert_invalid(status, &body, &case.to_string());
+    }
+    // Over the body limit.
+    let huge = json!({"items": [{"id": "big", "title": "x".repeat(70_000)}]});
+    let (status, body) = s.put("/v1/items", huge).await;
+    assert_invalid(status, &body, "body over the limit");
+    // Path ids.
+    let (status, body) = s.get(&format!("/v1/items/{}", "y".repeat(300))).await;
+    assert_invalid(status, &body, "long path id");
+    let (status, body) = s.get("/v1/users/a%0Ab").await;
+    assert_invalid(status, &body, "control char in path id");
+
+    // Nothing was written, and the server still serves.
+    let (_, after) = s.get("/health").await;
+    assert_eq!(before["items"], after["items"]);
+    assert_eq!(before["users"], after["users"]);
+    assert_eq!(s.get("/v1/users/ghost").await.0, 404);
+    assert_eq!(s.get("/v1/items/ok-1").await.0, 404);
+    assert_eq!(
+        s.recommend(json!({"user_id": "user-1"})).await["source"],
+        "personalized"
+    );
+    // Unknown routes use the error shape too.
+    let (status, body) = s.get("/v2/nothing").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `recd` binary on a free port, driven over HTTP.
+//!
+//! One test binary (modules below) so the binary is started by the same helpers everywhere.
+
+mod api;
+mod bad_input;
+mod durability;
+mod server;

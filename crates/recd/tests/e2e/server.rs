@@ -1,0 +1,181 @@
+//! Starting and stopping the real binary for a test.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// A running `recd` process; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+/// A fresh temporary data dir.
+pub fn data_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("recd-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+impl Server {
+    /// Runs `recd <args> --listen 127.0.0.1:0` with `envs`, and waits for its
+    /// "recd listening on" line (the only synchronization: no sleeps).
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_recd"));
+        cmd.args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RECD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn recd");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("recd listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(300))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("recd did not start listening (args {args:?})")
+            });
+        Server {
+            child,
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// A demo server with a small catalog in `dir`.
+    pub fn demo(dir: &Path, envs: &[(&str, &str)]) -> Server {
+        let dir = dir.to_str().expect("utf-8 path");
+        Server::start(
+            &[
+                "demo",
+                "--data-dir",
+                dir,
+                "--items",
+                "3000",
+                "--users",
+                "200",
+                "--seed",
+                "7",
+            ],
+            envs,
+        )
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_raw(&self, path: &str, body: &'static str) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .put(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("text")
+    }
+
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.client
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
+    pub async fn recommend(&self, body: Value) -> Value {
+        let (status, v) = self.post("/v1/recommend", body).await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    pub async fn event(&self, user: &str, item: &str, kind: &str) {
+        let (status, v) = self
+            .post(
+                "/v1/events",
+                json!({"events": [{"user_id": user, "item_id": item, "type": kind}]}),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The ids of a recommend answer.
+pub fn ids(answer: &Value) -> Vec<String> {
+    answer["items"].as_array().map_or_else(Vec::new, |items| {
+        items
+            .iter()
+            .filter_map(|i| i["id"].as_str().map(String::from))
+            .collect()
+    })
+}
