@@ -513,7 +513,7 @@ impl Store for RedisStore {
             docs.iter()
                 .map(|doc| {
                     let log_score = doc
-                        .text(scripts::POP_FIELD)
+                        .text(scripts::POP_EXACT_FIELD)
                         .and_then(|s| s.parse::<f64>().ok())
                         .unwrap_or(f64::NEG_INFINITY);
                     Ok(PopularHit {

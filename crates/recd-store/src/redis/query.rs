@@ -16,7 +16,7 @@ use recd_core::schema::Schema;
 
 use super::RedisConfig;
 use super::schema::{SCORE_ALIAS, token_field};
-use super::scripts::POP_FIELD;
+use super::scripts::{POP_EXACT_FIELD, POP_FIELD};
 
 /// A query string and the values its `$name` parameters stand for.
 #[derive(Debug, Default)]
@@ -36,8 +36,33 @@ impl Query {
 /// Translates `filter`.
 pub(crate) fn filter_query(filter: &Filter) -> Query {
     let mut q = Query::default();
-    q.text = translate(filter, &mut q);
+    q.text = translate(&simplify(filter), &mut q);
     q
+}
+
+/// Removes match-everything parts (`*` may only stand alone in a RediSearch query):
+/// they vanish from conjunctions and make a disjunction match everything.
+fn simplify(filter: &Filter) -> Filter {
+    match filter {
+        Filter::And(all) => {
+            let mut kept: Vec<Filter> = all.iter().map(simplify).filter(|f| !f.is_all()).collect();
+            if kept.len() == 1 {
+                kept.pop().unwrap_or_else(Filter::all)
+            } else {
+                Filter::And(kept)
+            }
+        }
+        Filter::Or(any) => {
+            let any: Vec<Filter> = any.iter().map(simplify).collect();
+            if any.iter().any(Filter::is_all) {
+                Filter::all()
+            } else {
+                Filter::Or(any)
+            }
+        }
+        Filter::Not(inner) => Filter::Not(Box::new(simplify(inner))),
+        leaf => leaf.clone(),
+    }
 }
 
 fn translate(filter: &Filter, q: &mut Query) -> String {
@@ -53,7 +78,8 @@ fn translate(filter: &Filter, q: &mut Query) -> String {
             .map(|f| format!("({})", translate(f, q)))
             .collect::<Vec<_>>()
             .join(" | "),
-        Filter::Not(inner) if inner.is_all() => "-*".into(),
+        // "-*" is a syntax error; every item has a popularity, never above +inf.
+        Filter::Not(inner) if inner.is_all() => format!("@{POP_FIELD}:[(+inf +inf]"),
         Filter::Not(inner) => format!("-({})", translate(inner, q)),
         Filter::TagAny { field, values } => format!("@{field}:{{{}}}", tag_list(values, q)),
         Filter::TagNone { field, values } => format!("-@{field}:{{{}}}", tag_list(values, q)),
@@ -81,7 +107,8 @@ fn translate(filter: &Filter, q: &mut Query) -> String {
 fn tag_list(values: &[String], q: &mut Query) -> String {
     values
         .iter()
-        .map(|v| q.param(&super::schema::encode_tag(v)))
+        // RediSearch unescapes tag values, even in PARAMS: a backslash must be doubled.
+        .map(|v| q.param(&super::schema::encode_tag(v).replace('\\', "\\\\")))
         .collect::<Vec<_>>()
         .join(" | ")
 }
@@ -124,15 +151,14 @@ pub(crate) fn knn_args(
     k: usize,
     filter: &Filter,
 ) -> Vec<Vec<u8>> {
+    let filter = &simplify(filter);
     let Query { text, mut params } = filter_query(filter);
     let mut knn = format!("KNN $k @vector $vec EF_RUNTIME {}", config.hnsw_ef_runtime);
     // Hybrid attributes are refused on a query without a filter.
-    if !filter.is_all() {
-        if let Some(policy) = config.hybrid_policy {
-            knn.push_str(&format!(" HYBRID_POLICY {}", policy.as_str()));
-            if let (super::HybridPolicy::Batches, Some(size)) = (policy, config.batch_size) {
-                knn.push_str(&format!(" BATCH_SIZE {size}"));
-            }
+    if let (false, Some(policy)) = (filter.is_all(), config.hybrid_policy) {
+        knn.push_str(&format!(" HYBRID_POLICY {}", policy.as_str()));
+        if let (super::HybridPolicy::Batches, Some(size)) = (policy, config.batch_size) {
+            knn.push_str(&format!(" BATCH_SIZE {size}"));
         }
     }
     let text = format!("({text})=>[{knn} AS {SCORE_ALIAS}]");
@@ -140,7 +166,11 @@ pub(crate) fn knn_args(
     params.push(("vec".into(), super::schema::vector_bytes(query)));
     let mut args = vec![alias.as_bytes().to_vec(), text.into_bytes()];
     params_clause(params, &mut args);
-    args.extend([b"SORTBY".to_vec(), SCORE_ALIAS.as_bytes().to_vec(), b"ASC".to_vec()]);
+    args.extend([
+        b"SORTBY".to_vec(),
+        SCORE_ALIAS.as_bytes().to_vec(),
+        b"ASC".to_vec(),
+    ]);
     return_clause(schema, SCORE_ALIAS, &mut args);
     args.extend([b"LIMIT".to_vec(), b"0".to_vec(), k.to_string().into_bytes()]);
     common_tail(config, &mut args);
@@ -158,8 +188,12 @@ pub(crate) fn popular_args(
     let Query { text, params } = filter_query(filter);
     let mut args = vec![alias.as_bytes().to_vec(), text.into_bytes()];
     params_clause(params, &mut args);
-    args.extend([b"SORTBY".to_vec(), POP_FIELD.as_bytes().to_vec(), b"DESC".to_vec()]);
-    return_clause(schema, POP_FIELD, &mut args);
+    args.extend([
+        b"SORTBY".to_vec(),
+        POP_FIELD.as_bytes().to_vec(),
+        b"DESC".to_vec(),
+    ]);
+    return_clause(schema, POP_EXACT_FIELD, &mut args);
     args.extend([b"LIMIT".to_vec(), b"0".to_vec(), k.to_string().into_bytes()]);
     common_tail(config, &mut args);
     args
@@ -180,6 +214,7 @@ pub(crate) fn text_args(
     if text_fields.is_empty() || terms.is_empty() {
         return None;
     }
+    let filter = &simplify(filter);
     let mut q = filter_query(filter);
     let names: Vec<String> = terms.iter().map(|t| q.param(t)).collect();
     let any = names.join(" | ");
@@ -194,7 +229,7 @@ pub(crate) fn text_args(
     };
     let mut args = vec![alias.as_bytes().to_vec(), text.into_bytes()];
     params_clause(q.params, &mut args);
-    return_clause(schema, POP_FIELD, &mut args);
+    return_clause(schema, POP_EXACT_FIELD, &mut args);
     args.extend([b"LIMIT".to_vec(), b"0".to_vec(), k.to_string().into_bytes()]);
     common_tail(config, &mut args);
     Some(args)
@@ -231,10 +266,7 @@ mod tests {
              ((-@brand:{$p2}) | (@popularity:[0 +inf])) (@price:[(1.5 9]) (@__recd_tok_title:($p3 $p4))"
         );
         let values: Vec<&[u8]> = q.params.iter().map(|(_, v)| v.as_slice()).collect();
-        assert_eq!(
-            values,
-            [&b"a b"[..], b"{x}", b"acme", b"run", b"trail"]
-        );
+        assert_eq!(values, [&b"a b"[..], b"{x}", b"acme", b"run", b"trail"]);
         assert_eq!(filter_query(&Filter::all()).text, "*");
     }
 }

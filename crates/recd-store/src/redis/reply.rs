@@ -26,7 +26,9 @@ impl Doc {
 /// The total and the documents of an `FT.SEARCH` reply.
 pub(crate) fn search_reply(value: Value) -> StoreResult<(u64, Vec<Doc>)> {
     let Value::Array(items) = value else {
-        return Err(bad_reply("FT.SEARCH did not answer an array (RESP3 is not supported)"));
+        return Err(bad_reply(
+            "FT.SEARCH did not answer an array (RESP3 is not supported)",
+        ));
     };
     let mut it = items.into_iter();
     let total = match it.next() {

@@ -10,8 +10,12 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// The hash field holding an item's log-domain popularity (`-inf` when never touched).
+/// The hash field holding an item's log-domain popularity (`-inf` when never touched),
+/// indexed NUMERIC SORTABLE for `SORTBY`.
 pub(crate) const POP_FIELD: &str = "__recd_pop";
+/// The same value, not indexed: `FT.SEARCH ... RETURN` formats a sortable number with six
+/// significant digits only, so results read this copy, which keeps all 17.
+pub(crate) const POP_EXACT_FIELD: &str = "__recd_pop_exact";
 
 /// Upserts items, all or nothing.
 /// KEYS: the item keys, then the popularity ZSET.
@@ -34,8 +38,11 @@ for i = 1, #KEYS - 1 do
     local v = redis.call('HGET', key, 'vector')
     if v then args[#args + 1] = 'vector'; args[#args + 1] = v end
   end
+  local p = redis.call('ZSCORE', pop, id) or '-inf'
   args[#args + 1] = '__recd_pop'
-  args[#args + 1] = redis.call('ZSCORE', pop, id) or '-inf'
+  args[#args + 1] = p
+  args[#args + 1] = '__recd_pop_exact'
+  args[#args + 1] = p
   redis.call('DEL', key)
   redis.call('HSET', key, unpack(args))
 end
@@ -131,7 +138,9 @@ for k = 8, #KEYS do
   if old then new = log_add(tonumber(old), inc) end
   local s = string.format('%.17g', new)
   redis.call('ZADD', KEYS[7], s, id)
-  if redis.call('EXISTS', KEYS[k]) == 1 then redis.call('HSET', KEYS[k], '__recd_pop', s) end
+  if redis.call('EXISTS', KEYS[k]) == 1 then
+    redis.call('HSET', KEYS[k], '__recd_pop', s, '__recd_pop_exact', s)
+  end
 end
 return version
 "#,

@@ -52,7 +52,8 @@ fn decode_state(
     };
     let float = |f: &str| -> StoreResult<f64> {
         text(f).map_or(Ok(0.0), |t| {
-            t.parse().map_err(|_| bad_reply("user field is not a number"))
+            t.parse()
+                .map_err(|_| bad_reply("user field is not a number"))
         })
     };
     let ms = |f: &str| -> StoreResult<i64> {
@@ -104,7 +105,10 @@ fn state_fields(state: &UserState) -> Vec<(&'static str, Vec<u8>)> {
         ("purchase", c.purchase.to_string().into_bytes()),
         ("rating", c.rating.to_string().into_bytes()),
         ("dwell_seconds", c.dwell_seconds.to_string().into_bytes()),
-        ("last_event_ms", state.last_event_ms.to_string().into_bytes()),
+        (
+            "last_event_ms",
+            state.last_event_ms.to_string().into_bytes(),
+        ),
     ];
     if let Some(s) = &state.session {
         out.push(("session_sum", vector_bytes(&s.sum)));
@@ -170,7 +174,11 @@ async fn read(
     }
     let values: Vec<redis::Value> = pipe.query_async(conn).await.map_err(from_redis)?;
     let mut values = values.into_iter();
-    let mut next = || values.next().ok_or_else(|| bad_reply("MULTI reply too short"));
+    let mut next = || {
+        values
+            .next()
+            .ok_or_else(|| bad_reply("MULTI reply too short"))
+    };
     let hash = hash_reply(next()?)?;
     let recent = strings_reply(next()?)?;
     let purchased = strings_reply(next()?)?;
@@ -346,7 +354,9 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         hash.insert("version".into(), b"3".to_vec());
-        let (back, version) = decode_state(&hash, s.recent.clone(), vec![]).unwrap().unwrap();
+        let (back, version) = decode_state(&hash, s.recent.clone(), vec![])
+            .unwrap()
+            .unwrap();
         assert_eq!((back, version), (s, 3));
         let fields: BTreeMap<String, String> = event_fields(&e)
             .into_iter()

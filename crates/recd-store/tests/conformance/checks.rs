@@ -1,0 +1,593 @@
+//! The checks every backend must pass: `async fn(store)` against the `Store` contract.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use recd_core::popularity::log_add;
+use recd_core::text::tokenize;
+use recd_core::{EventType, FieldValue, Filter, Item};
+use recd_store::{Store, StoreError};
+use serde_json::json;
+
+use crate::support::{event, ids, item, schema, settings, upsert};
+
+fn f(v: serde_json::Value) -> Filter {
+    Filter::parse(&v, &schema()).expect("valid test filter")
+}
+
+/// A small catalog with every field kind.
+fn catalog() -> Vec<serde_json::Value> {
+    vec![
+        json!({"id":"shoe","vector":[1,0,0,0],"category":["shoes","sale"],"brand":"acme","price":50,
+               "in_stock":true,"title":"Trail running shoe","popularity":3}),
+        json!({"id":"boot","vector":[0.9,0.1,0,0],"category":"shoes","brand":"zeta","price":120,
+               "in_stock":false,"title":"Winter boot, waterproof"}),
+        json!({"id":"bag","vector":[0,1,0,0],"category":"bags","brand":"acme","price":80,
+               "in_stock":true,"title":"Running belt bag"}),
+        json!({"id":"hat","vector":[0,0,1,0],"category":["hats","sale"],"price":15.5,"title":"Sun hat"}),
+        json!({"id":"novec","category":"shoes","brand":"acme","price":10,"in_stock":true,
+               "title":"Shoe laces"}),
+    ]
+}
+
+async fn load(store: &dyn Store) {
+    let n = store
+        .upsert_items(catalog().into_iter().map(upsert).collect())
+        .await
+        .expect("upsert");
+    assert_eq!(n, 5);
+}
+
+/// The ids `knn` (large k) and `popular` (large k) return for `filter`, and the brute force.
+async fn matches(store: &dyn Store, filter: &Filter) -> (Vec<String>, Vec<String>) {
+    let hits = store
+        .knn(&[0.5, 0.5, 0.5, 0.5], 1000, filter)
+        .await
+        .expect("knn");
+    let pops = store.popular(1000, filter).await.expect("popular");
+    let mut knn: Vec<String> = hits.iter().map(|h| h.item.id.clone()).collect();
+    knn.sort();
+    (knn, ids(pops.iter().map(|p| &p.item)))
+}
+
+pub async fn items_crud(store: &dyn Store) {
+    load(store).await;
+    assert_eq!(store.counts().await.unwrap().items, 5);
+    let got = store
+        .get_items(&["bag".into(), "missing".into(), "shoe".into()])
+        .await
+        .unwrap();
+    assert_eq!(got[0].as_ref(), Some(&item(catalog()[2].clone())));
+    assert!(got[1].is_none());
+    assert_eq!(got[2].as_ref(), Some(&item(catalog()[0].clone())));
+
+    // A catalog refresh without "vector" keeps the vector; fields are replaced whole.
+    store
+        .upsert_items(vec![upsert(
+            json!({"id":"shoe","price":45,"title":"Road shoe"}),
+        )])
+        .await
+        .unwrap();
+    let shoe = store
+        .get_items(&["shoe".into()])
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert_eq!(shoe.vector.as_deref(), Some(&[1.0, 0.0, 0.0, 0.0][..]));
+    assert_eq!(shoe.field("price"), Some(&FieldValue::Number(45.0)));
+    assert!(shoe.field("brand").is_none() && shoe.field("category").is_none());
+    let hits = store
+        .knn(&[1.0, 0.0, 0.0, 0.0], 1, &Filter::all())
+        .await
+        .unwrap();
+    assert_eq!(hits[0].item.id, "shoe");
+    assert!(hits[0].item.vector.is_none(), "hits carry no vector");
+    // "vector": null removes it: the item is no longer a KNN candidate.
+    store
+        .upsert_items(vec![upsert(json!({"id":"shoe","vector":null,"price":45}))])
+        .await
+        .unwrap();
+    let shoe = store
+        .get_items(&["shoe".into()])
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert!(shoe.vector.is_none());
+    let hits = store
+        .knn(&[1.0, 0.0, 0.0, 0.0], 10, &Filter::all())
+        .await
+        .unwrap();
+    assert!(hits.iter().all(|h| h.item.id != "shoe"));
+
+    // A bad vector in a batch writes nothing.
+    let bad = recd_core::ItemUpsert {
+        item: Item {
+            id: "new".into(),
+            vector: Some(vec![1.0, 2.0]),
+            fields: Default::default(),
+        },
+        keep_vector: false,
+    };
+    let err = store
+        .upsert_items(vec![upsert(json!({"id":"other","vector":[1,1,1,1]})), bad])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(
+        store
+            .get_items(&["other".into(), "new".into()])
+            .await
+            .unwrap(),
+        [None, None]
+    );
+
+    // Within one batch the last write of an id wins.
+    store
+        .upsert_items(vec![
+            upsert(json!({"id":"dup","price":1})),
+            upsert(json!({"id":"dup","price":2})),
+        ])
+        .await
+        .unwrap();
+    let dup = store
+        .get_items(&["dup".into()])
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert_eq!(dup.field("price"), Some(&FieldValue::Number(2.0)));
+
+    assert!(store.delete_item("bag").await.unwrap());
+    assert!(!store.delete_item("bag").await.unwrap());
+    assert_eq!(store.get_items(&["bag".into()]).await.unwrap(), [None]);
+    assert_eq!(store.counts().await.unwrap().items, 5);
+}
+
+pub async fn knn_scores_and_filters(store: &dyn Store) {
+    load(store).await;
+    let hits = store
+        .knn(&[1.0, 0.0, 0.0, 0.0], 3, &Filter::all())
+        .await
+        .unwrap();
+    let got: Vec<&str> = hits.iter().map(|h| h.item.id.as_str()).collect();
+    assert_eq!(got[..2], ["shoe", "boot"]);
+    assert!(
+        (hits[0].score - 1.0).abs() < 1e-5,
+        "cosine of equal directions: {}",
+        hits[0].score
+    );
+    let cos_boot = 0.9 / (0.81f32 + 0.01).sqrt();
+    assert!(
+        (hits[1].score - cos_boot).abs() < 1e-5,
+        "{} vs {cos_boot}",
+        hits[1].score
+    );
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    assert!(
+        store.knn(&[1.0, 0.0], 3, &Filter::all()).await.is_err(),
+        "wrong dimension"
+    );
+
+    let cases = [
+        (json!({}), vec!["bag", "boot", "hat", "novec", "shoe"]),
+        (
+            json!({"category":{"any":["shoes"]}}),
+            vec!["boot", "novec", "shoe"],
+        ),
+        (json!({"category":{"none":["shoes"]}}), vec!["bag", "hat"]),
+        (json!({"brand":{"none":["acme"]}}), vec!["boot", "hat"]),
+        (json!({"price":{"gt":15.5,"lte":80}}), vec!["bag", "shoe"]),
+        (json!({"price":{"gte":15.5,"lt":80}}), vec!["hat", "shoe"]),
+        (json!({"price":{"eq":120}}), vec!["boot"]),
+        (json!({"in_stock":true}), vec!["bag", "novec", "shoe"]),
+        (json!({"in_stock":false}), vec!["boot"]),
+        (json!({"not":{"in_stock":true}}), vec!["boot", "hat"]),
+        (json!({"title":{"match":"RUNNING"}}), vec!["bag", "shoe"]),
+        (json!({"title":{"match":"running trail"}}), vec!["shoe"]),
+        (json!({"title":{"match":"shoe"}}), vec!["novec", "shoe"]),
+        (
+            json!({"or":[{"brand":{"any":["zeta"]}},{"price":{"lt":20}}]}),
+            vec!["boot", "hat", "novec"],
+        ),
+        (
+            json!({"category":{"any":["sale"]},"not":{"price":{"lt":20}}}),
+            vec!["shoe"],
+        ),
+        (json!({"not":{}}), vec![]),
+        (json!({"category":{"any":["nothing"]}}), vec![]),
+    ];
+    for (filter, want) in cases {
+        let parsed = f(filter.clone());
+        let (knn, popular) = matches(store, &parsed).await;
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        let want_vec: Vec<String> = want.iter().filter(|id| *id != "novec").cloned().collect();
+        assert_eq!(popular, want, "popular, filter {filter}");
+        assert_eq!(knn, want_vec, "knn, filter {filter}");
+        let brute: Vec<String> = ids(catalog()
+            .into_iter()
+            .map(item)
+            .collect::<Vec<_>>()
+            .iter()
+            .filter(|i| parsed.matches(i)));
+        assert_eq!(brute, want, "the expectation itself, filter {filter}");
+    }
+}
+
+/// Values full of query syntax come back exact and never widen a query.
+pub async fn injection(store: &dyn Store) {
+    let nasty = [
+        "@ | { } ( ) - * \" \\ : ; , . < > [ ] ~ $ % ^ & =",
+        "a | b",
+        "}) | (*",
+        "*",
+        "-x",
+        " lead",
+        "trail ",
+        "$p0",
+        "\\",
+        "{",
+        "x\"y",
+        "@category:{shoes}",
+        "é ü 中文",
+    ];
+    let items: Vec<recd_core::ItemUpsert> = nasty
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            upsert(
+                json!({"id": format!("n{i} {v}"), "vector":[1,0,0,i as f64], "category": v,
+                          "brand": [v, "plain"], "title": format!("{v} word{i}")}),
+            )
+        })
+        .chain([upsert(
+            json!({"id":"plain","vector":[0,1,0,0],"category":"a","brand":"b","title":"a b"}),
+        )])
+        .collect();
+    store.upsert_items(items).await.unwrap();
+    for (i, v) in nasty.iter().enumerate() {
+        let id = format!("n{i} {v}");
+        let got = store
+            .get_items(std::slice::from_ref(&id))
+            .await
+            .unwrap()
+            .remove(0)
+            .unwrap();
+        assert_eq!(
+            got.field("category"),
+            Some(&FieldValue::Tags(vec![v.to_string()]))
+        );
+        let (knn, popular) = matches(store, &f(json!({"category":{"any":[v]}}))).await;
+        assert_eq!(knn, std::slice::from_ref(&id), "tag {v:?}");
+        assert_eq!(popular, std::slice::from_ref(&id), "tag {v:?}");
+        let (knn, _) = matches(store, &f(json!({"category":{"none":[v]}}))).await;
+        assert_eq!(knn.len(), nasty.len(), "none of {v:?}");
+        let (knn, _) = matches(store, &f(json!({"brand":{"any":[v, "zzz"]}}))).await;
+        assert_eq!(knn, std::slice::from_ref(&id), "brand {v:?}");
+        // Text: the tokens of the value plus the item's own word.
+        let text_filter = f(json!({"title":{"match": format!("{v} word{i}")}}));
+        let (knn, _) = matches(store, &text_filter).await;
+        assert_eq!(knn, std::slice::from_ref(&id), "text {v:?}");
+        let mut terms = tokenize(v);
+        terms.push(format!("word{i}"));
+        let found = store
+            .text_search(&terms, 100, &Filter::all())
+            .await
+            .unwrap();
+        assert!(found.iter().any(|it| it.id == id), "text_search {v:?}");
+    }
+    let raw = vec![
+        "a) | (*".to_string(),
+        "*".to_string(),
+        "@category".to_string(),
+    ];
+    assert!(
+        store
+            .text_search(&raw, 100, &Filter::all())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn text_search(store: &dyn Store) {
+    load(store).await;
+    let terms = vec!["running".to_string(), "hat".to_string()];
+    let found = store.text_search(&terms, 10, &Filter::all()).await.unwrap();
+    assert_eq!(ids(&found), ["bag", "hat", "shoe"]);
+    let found = store
+        .text_search(&terms, 10, &f(json!({"brand":{"any":["acme"]}})))
+        .await
+        .unwrap();
+    assert_eq!(ids(&found), ["bag", "shoe"]);
+    let found = store.text_search(&terms, 1, &Filter::all()).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(
+        store
+            .text_search(&[], 10, &Filter::all())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .text_search(&["nothing".into()], 10, &Filter::all())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn events_and_users(store: &dyn Store) {
+    load(store).await;
+    assert!(store.get_user("u1").await.unwrap().is_none());
+    let events = vec![
+        event("u1", "shoe", EventType::View, None, 1_000),
+        event("u1", "boot", EventType::Click, None, 2_000),
+        event("u1", "bag", EventType::Dwell, Some(45.0), 3_000),
+        event("u1", "hat", EventType::Purchase, None, 4_000),
+        event("u1", "ghost", EventType::AddToCart, None, 5_000),
+        event("u1", "shoe", EventType::Rating, Some(4.5), 6_000),
+        event("u2", "bag", EventType::View, None, 1_500),
+    ];
+    store.apply_events(&events).await.unwrap();
+    // The reference: UserState::apply over the same events and item vectors.
+    let mut want = recd_core::UserState::default();
+    for e in events.iter().filter(|e| e.user_id == "u1") {
+        let vector = catalog()
+            .into_iter()
+            .map(item)
+            .find(|i| i.id == e.item_id)
+            .and_then(|i| i.vector);
+        want.apply(e, vector.as_deref(), &settings().session);
+    }
+    let got = store.get_user("u1").await.unwrap().expect("u1 exists");
+    assert_eq!(got.counters, want.counters);
+    assert_eq!(got.recent, ["shoe", "ghost", "hat", "bag", "boot"]);
+    assert_eq!(got.recent, want.recent);
+    assert_eq!(got.purchased, BTreeSet::from(["hat".to_string()]));
+    assert_eq!(got.last_event_ms, 6_000);
+    let (g, w) = (
+        got.session.expect("session"),
+        want.session.expect("session"),
+    );
+    assert_eq!(g.updated_ms, w.updated_ms);
+    assert!((g.weight - w.weight).abs() < 1e-9);
+    for (a, b) in g.sum.iter().zip(&w.sum) {
+        assert!((a - b).abs() < 1e-5, "{:?} vs {:?}", g.sum, w.sum);
+    }
+    assert_eq!(store.counts().await.unwrap().users, 2);
+    // One batch, users not interleaved: the log holds it in order.
+    assert_eq!(store.events().await.unwrap(), events);
+
+    // Training write-back.
+    assert_eq!(
+        store
+            .set_user_vectors(vec![
+                ("u2".into(), vec![0.0, 1.0, 0.0, 0.0]),
+                ("u9".into(), vec![1.0, 0.0, 0.0, 0.0])
+            ])
+            .await
+            .unwrap(),
+        2
+    );
+    let u9 = store
+        .get_user("u9")
+        .await
+        .unwrap()
+        .expect("created by training");
+    assert_eq!(u9.long_term.as_deref(), Some(&[1.0, 0.0, 0.0, 0.0][..]));
+    let u2 = store.get_user("u2").await.unwrap().unwrap();
+    assert_eq!(
+        u2.counters.view, 1,
+        "a long-term vector leaves the rest alone"
+    );
+    assert!(
+        store
+            .set_user_vectors(vec![("u3".into(), vec![1.0])])
+            .await
+            .is_err()
+    );
+}
+
+pub async fn event_log_and_forget(store: &dyn Store) {
+    load(store).await;
+    let a = vec![
+        event("ua", "shoe", EventType::View, None, 10),
+        event("ua", "bag", EventType::Purchase, None, 20),
+    ];
+    let b = vec![event("ub", "shoe", EventType::Rating, Some(3.5), 15)];
+    store.apply_events(&a).await.unwrap();
+    store.apply_events(&b).await.unwrap();
+    let mut rec = event("ua", "hat", EventType::Click, None, 30);
+    rec.recommendation_id = Some("rec-1".into());
+    store
+        .apply_events(std::slice::from_ref(&rec))
+        .await
+        .unwrap();
+    let log = store.events().await.unwrap();
+    assert_eq!(log, [a[0].clone(), a[1].clone(), b[0].clone(), rec]);
+
+    assert!(store.delete_user("ua").await.unwrap());
+    assert!(store.get_user("ua").await.unwrap().is_none());
+    assert_eq!(store.events().await.unwrap(), b);
+    assert!(!store.delete_user("ua").await.unwrap());
+    assert_eq!(store.counts().await.unwrap().users, 1);
+    // A forgotten user starts from nothing.
+    store
+        .apply_events(&[event("ua", "shoe", EventType::View, None, 40)])
+        .await
+        .unwrap();
+    let ua = store.get_user("ua").await.unwrap().unwrap();
+    assert_eq!((ua.counters.view, ua.counters.purchase), (1, 0));
+    assert!(ua.purchased.is_empty());
+}
+
+pub async fn read_your_writes(store: &dyn Store) {
+    load(store).await;
+    for i in 0..20 {
+        store
+            .apply_events(&[event("rw", "bag", EventType::Click, None, 1000 + i)])
+            .await
+            .unwrap();
+        let u = store.get_user("rw").await.unwrap().unwrap();
+        assert_eq!(u.counters.click, (i + 1) as u64);
+        let top = store.popular(1, &Filter::all()).await.unwrap();
+        assert_eq!(top[0].item.id, "bag");
+    }
+    store
+        .set_item_vectors(vec![("hat".into(), vec![0.0, 0.0, 0.0, 1.0])])
+        .await
+        .unwrap();
+    let hits = store
+        .knn(&[0.0, 0.0, 0.0, 1.0], 1, &Filter::all())
+        .await
+        .unwrap();
+    assert_eq!(
+        hits[0].item.id, "hat",
+        "a new vector is visible to the next query"
+    );
+    store.delete_item("hat").await.unwrap();
+    let hits = store
+        .knn(&[0.0, 0.0, 0.0, 1.0], 10, &Filter::all())
+        .await
+        .unwrap();
+    assert!(hits.iter().all(|h| h.item.id != "hat"));
+}
+
+pub async fn set_item_vectors(store: &dyn Store) {
+    load(store).await;
+    let n = store
+        .set_item_vectors(vec![
+            ("novec".into(), vec![0.0, 0.0, 0.0, 2.0]),
+            ("shoe".into(), vec![0.0, 0.0, 0.0, 1.0]),
+            ("not-an-item".into(), vec![1.0, 0.0, 0.0, 0.0]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let got = store
+        .get_items(&["not-an-item".into(), "shoe".into()])
+        .await
+        .unwrap();
+    assert!(got[0].is_none());
+    let shoe = got[1].clone().unwrap();
+    assert_eq!(shoe.vector.as_deref(), Some(&[0.0, 0.0, 0.0, 1.0][..]));
+    assert_eq!(
+        shoe.field("brand"),
+        Some(&FieldValue::Tags(vec!["acme".into()]))
+    );
+    let hits = store
+        .knn(&[0.0, 0.0, 0.0, 1.0], 2, &Filter::all())
+        .await
+        .unwrap();
+    assert_eq!(ids(hits.iter().map(|h| &h.item)), ["novec", "shoe"]);
+    let err = store
+        .set_item_vectors(vec![("shoe".into(), vec![0.0; 4])])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Invalid(_)),
+        "zero vector under cosine: {err}"
+    );
+}
+
+pub async fn popularity(store: &dyn Store) {
+    load(store).await;
+    let p = settings();
+    let w = &p.session.weights;
+    // Untouched items rank last with -inf.
+    let all = store.popular(10, &Filter::all()).await.unwrap();
+    assert_eq!(all.len(), 5);
+    assert!(all.iter().all(|h| h.log_score == f64::NEG_INFINITY));
+
+    let t0 = 1_700_000_000_000;
+    let events = vec![
+        event("p1", "hat", EventType::View, None, t0),
+        event("p1", "bag", EventType::Purchase, None, t0),
+        event("p2", "hat", EventType::View, None, t0 + 1000),
+        event("p2", "boot", EventType::AddToCart, None, t0),
+        event("p3", "later", EventType::Click, None, t0),
+        event("p3", "shoe", EventType::Rating, Some(1.0), t0),
+    ];
+    store.apply_events(&events).await.unwrap();
+    let top = store.popular(10, &Filter::all()).await.unwrap();
+    let order: Vec<&str> = top.iter().map(|h| h.item.id.as_str()).collect();
+    assert_eq!(order[..3], ["bag", "boot", "hat"]);
+    let inc = |kind, value, t| {
+        p.popularity
+            .log_increment(w.weight(kind, value), t)
+            .unwrap()
+    };
+    let hat = log_add(
+        inc(EventType::View, None, t0),
+        inc(EventType::View, None, t0 + 1000),
+    );
+    assert!(
+        (top[2].log_score - hat).abs() < 1e-9,
+        "{} vs {hat}",
+        top[2].log_score
+    );
+    assert_eq!(
+        top[3].log_score,
+        f64::NEG_INFINITY,
+        "a zero-weight rating adds nothing"
+    );
+    let sale = store
+        .popular(10, &f(json!({"category":{"any":["sale"]}})))
+        .await
+        .unwrap();
+    assert_eq!(
+        sale.iter().map(|h| h.item.id.as_str()).collect::<Vec<_>>(),
+        ["hat", "shoe"]
+    );
+    // An item that arrives after its events carries their popularity.
+    store
+        .upsert_items(vec![upsert(json!({"id":"later","price":1}))])
+        .await
+        .unwrap();
+    let top = store.popular(4, &Filter::all()).await.unwrap();
+    assert_eq!(
+        top[3].item.id, "later",
+        "a click outweighs nothing: {top:?}"
+    );
+    let click = inc(EventType::Click, None, t0);
+    assert!((top[3].log_score - click).abs() < 1e-9);
+}
+
+pub async fn concurrent_events_one_user(store: Arc<dyn Store>) {
+    load(&*store).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..8 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            for i in 0..50 {
+                let item = ["shoe", "boot", "bag", "hat"][(t + i) % 4];
+                let kind = if i % 10 == 0 {
+                    EventType::Purchase
+                } else {
+                    EventType::View
+                };
+                store
+                    .apply_events(&[event("hot", item, kind, None, (t * 1000 + i) as i64)])
+                    .await
+                    .expect("apply under contention");
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("task");
+    }
+    let u = store.get_user("hot").await.unwrap().unwrap();
+    assert_eq!(u.counters.view, 8 * 45);
+    assert_eq!(u.counters.purchase, 8 * 5);
+    assert_eq!(store.events().await.unwrap().len(), 400);
+    assert_eq!(u.recent.len(), 4);
+    // Every event moved the session: its weight is the decayed sum of 400 events, which
+    // exceeds what any lost update would leave.
+    let s = u.session.unwrap();
+    let p = settings().session;
+    let min_weight: f64 = (0..400).map(|_| p.weights.view * p.decay(8_000)).sum();
+    assert!(s.weight >= min_weight * 0.99, "{} < {min_weight}", s.weight);
+}

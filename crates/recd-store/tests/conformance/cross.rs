@@ -1,0 +1,326 @@
+//! Both backends side by side against the reference semantics in `recd-core`:
+//! random catalogs and random filters must select exactly the items `Filter::matches`
+//! selects, through `knn` and `popular` alike; random event sequences must leave the same
+//! user state (session vectors within 1e-5).
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use recd_core::{EventType, FieldValue, Filter, Item, ItemUpsert};
+use recd_store::Store;
+
+use crate::support::{event, redis_url, schema, settings, unique_prefix};
+
+const TAGS: &[&str] = &[
+    "a",
+    "A",
+    "b c",
+    " lead",
+    "trail ",
+    "x|y",
+    "{z}",
+    "@brand:{a}",
+    "-n",
+    "*",
+    "\"q\"",
+    "a\\b",
+    "é",
+    "$p0",
+    "%^&=~",
+    "(a) | (b)",
+];
+const WORDS: &[&str] = &["alpha", "beta", "gamma", "x_y", "ünï", "12", "v2", "ΣΑΣ"];
+const SEPARATORS: &[&str] = &[" ", "-", ", ", "·", "|", "@", "(", "\"", "_"];
+
+fn tags() -> impl Strategy<Value = Vec<String>> {
+    prop::collection::vec(prop::sample::select(TAGS), 1..3)
+        .prop_map(|v| v.into_iter().map(String::from).collect())
+}
+
+fn text() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        (
+            prop::sample::select(WORDS),
+            prop::sample::select(SEPARATORS),
+        ),
+        1..5,
+    )
+    .prop_map(|parts| parts.into_iter().map(|(w, s)| format!("{w}{s}")).collect())
+}
+
+fn number() -> impl Strategy<Value = f64> {
+    (-4i32..5).prop_map(|n| f64::from(n) / 2.0)
+}
+
+fn item(id: usize) -> impl Strategy<Value = Item> {
+    (
+        prop::option::of(prop::collection::vec(-1.0f32..1.0, 4)),
+        prop::option::of(tags()),
+        prop::option::of(tags()),
+        prop::option::of(number()),
+        prop::option::of(any::<bool>()),
+        prop::option::of(text()),
+    )
+        .prop_map(move |(vector, category, brand, price, in_stock, title)| {
+            let mut fields = BTreeMap::new();
+            let mut put = |k: &str, v: Option<FieldValue>| {
+                if let Some(v) = v {
+                    fields.insert(k.to_string(), v);
+                }
+            };
+            put("category", category.map(FieldValue::Tags));
+            put("brand", brand.map(FieldValue::Tags));
+            put("price", price.map(FieldValue::Number));
+            put("in_stock", in_stock.map(FieldValue::Bool));
+            put("title", title.map(FieldValue::Text));
+            let vector = vector.map(|mut v| {
+                v[0] += 2.0; // never the zero vector
+                v
+            });
+            Item {
+                id: format!("i{id} {}", TAGS[id % TAGS.len()]),
+                vector,
+                fields,
+            }
+        })
+}
+
+fn bound() -> impl Strategy<Value = Bound<f64>> {
+    prop_oneof![
+        Just(Bound::Unbounded),
+        number().prop_map(Bound::Included),
+        number().prop_map(Bound::Excluded)
+    ]
+}
+
+fn leaf() -> impl Strategy<Value = Filter> {
+    let tag_field = prop::sample::select(&["category", "brand"][..]);
+    let values = prop::collection::vec(prop::sample::select(TAGS), 1..3)
+        .prop_map(|v| v.into_iter().map(String::from).collect::<Vec<_>>());
+    prop_oneof![
+        (tag_field.clone(), values.clone()).prop_map(|(f, values)| Filter::TagAny {
+            field: f.into(),
+            values
+        }),
+        (tag_field, values).prop_map(|(f, values)| Filter::TagNone {
+            field: f.into(),
+            values
+        }),
+        (bound(), bound()).prop_map(|(min, max)| Filter::Range {
+            field: "price".into(),
+            min,
+            max
+        }),
+        any::<bool>().prop_map(|value| Filter::Bool {
+            field: "in_stock".into(),
+            value
+        }),
+        prop::collection::btree_set(prop::sample::select(WORDS), 1..3).prop_map(|w| Filter::Text {
+            field: "title".into(),
+            terms: w.into_iter().map(|t| t.to_lowercase()).collect(),
+        }),
+    ]
+}
+
+fn filter() -> impl Strategy<Value = Filter> {
+    leaf().prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(Filter::And),
+            prop::collection::vec(inner.clone(), 1..3).prop_map(Filter::Or),
+            inner.prop_map(|f| Filter::Not(Box::new(f))),
+        ]
+    })
+}
+
+fn catalog() -> impl Strategy<Value = Vec<Item>> {
+    (0usize..30).prop_flat_map(|n| (0..n).map(item).collect::<Vec<_>>())
+}
+
+async fn matched(store: &dyn Store, f: &Filter) -> (Vec<String>, Vec<String>) {
+    let mut knn: Vec<String> = store
+        .knn(&[1.0, 0.5, -0.5, 0.25], 1000, f)
+        .await
+        .expect("knn")
+        .into_iter()
+        .map(|h| h.item.id)
+        .collect();
+    let mut popular: Vec<String> = store
+        .popular(1000, f)
+        .await
+        .expect("popular")
+        .into_iter()
+        .map(|h| h.item.id)
+        .collect();
+    knn.sort();
+    popular.sort();
+    (knn, popular)
+}
+
+async fn check_case(stores: &[Arc<dyn Store>], items: &[Item], filters: &[Filter]) {
+    for store in stores {
+        let ups = items
+            .iter()
+            .map(|i| ItemUpsert {
+                item: i.clone(),
+                keep_vector: false,
+            })
+            .collect();
+        store.upsert_items(ups).await.expect("upsert");
+    }
+    for f in filters {
+        let mut want_all: Vec<String> = items
+            .iter()
+            .filter(|i| f.matches(i))
+            .map(|i| i.id.clone())
+            .collect();
+        want_all.sort();
+        let mut want_vec: Vec<String> = items
+            .iter()
+            .filter(|i| i.vector.is_some() && f.matches(i))
+            .map(|i| i.id.clone())
+            .collect();
+        want_vec.sort();
+        for store in stores {
+            let (knn, popular) = matched(&**store, f).await;
+            assert_eq!(knn, want_vec, "{} knn, filter {f:?}", store.backend());
+            assert_eq!(
+                popular,
+                want_all,
+                "{} popular, filter {f:?}",
+                store.backend()
+            );
+        }
+    }
+}
+
+async fn both(prefix: &str) -> Vec<Arc<dyn Store>> {
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
+    if let Some(s) = crate::embedded::make(schema(), settings()).await {
+        stores.push(s);
+    }
+    if let Some(url) = redis_url() {
+        let config = recd_store::RedisConfig {
+            prefix: unique_prefix(prefix),
+            ..Default::default()
+        };
+        let s = recd_store::RedisStore::connect(&url, schema(), settings(), config)
+            .await
+            .expect("connect");
+        stores.push(Arc::new(s));
+    }
+    stores
+}
+
+/// Embedded, Redis and `Filter::matches` select the same items, for random catalogs and filters.
+#[test]
+fn random_filters_agree_with_the_reference() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(48);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        ..Config::default()
+    });
+    runner
+        .run(
+            &(catalog(), prop::collection::vec(filter(), 1..8)),
+            |(items, filters)| {
+                rt.block_on(async {
+                    let stores = both("prop").await;
+                    check_case(&stores, &items, &filters).await;
+                });
+                Ok(())
+            },
+        )
+        .expect("backends agree with Filter::matches");
+}
+
+/// The same events leave the same state on both backends (session vectors within 1e-5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_events_same_user_state() {
+    let stores = both("session").await;
+    let items: Vec<ItemUpsert> = (0..12)
+        .map(|i| {
+            let v = vec![
+                1.0 + i as f32,
+                (i % 3) as f32 - 1.0,
+                (i * 7 % 5) as f32,
+                0.5,
+            ];
+            ItemUpsert {
+                item: Item {
+                    id: format!("it{i}"),
+                    vector: Some(v),
+                    fields: BTreeMap::new(),
+                },
+                keep_vector: false,
+            }
+        })
+        .collect();
+    let kinds = [
+        (EventType::View, None),
+        (EventType::Click, None),
+        (EventType::Dwell, Some(20.0)),
+        (EventType::AddToCart, None),
+        (EventType::Purchase, None),
+        (EventType::Rating, Some(4.0)),
+    ];
+    // Out-of-order timestamps and an unknown item included.
+    let events: Vec<_> = (0..120)
+        .map(|i: i64| {
+            let (kind, value) = kinds[(i as usize * 5) % kinds.len()];
+            let item = if i % 17 == 0 {
+                "unknown".to_string()
+            } else {
+                format!("it{}", (i * 7) % 12)
+            };
+            let t = 1_700_000_000_000 + i * 60_000 - if i % 9 == 0 { 900_000 } else { 0 };
+            event(["ua", "ub"][i as usize % 2], &item, kind, value, t)
+        })
+        .collect();
+    let mut states = Vec::new();
+    for store in &stores {
+        store.upsert_items(items.clone()).await.unwrap();
+        for chunk in events.chunks(7) {
+            store.apply_events(chunk).await.unwrap();
+        }
+        states.push((
+            store.get_user("ua").await.unwrap().unwrap(),
+            store.get_user("ub").await.unwrap().unwrap(),
+            store.popular(20, &Filter::all()).await.unwrap(),
+        ));
+    }
+    let Some((first, rest)) = states.split_first() else {
+        return;
+    };
+    for other in rest {
+        for (a, b) in [(&first.0, &other.0), (&first.1, &other.1)] {
+            assert_eq!(a.counters, b.counters);
+            assert_eq!(a.recent, b.recent);
+            assert_eq!(a.purchased, b.purchased);
+            assert_eq!(a.last_event_ms, b.last_event_ms);
+            let (sa, sb) = (a.session.as_ref().unwrap(), b.session.as_ref().unwrap());
+            assert_eq!(sa.updated_ms, sb.updated_ms);
+            assert!((sa.weight - sb.weight).abs() < 1e-9 * sa.weight.max(1.0));
+            for (x, y) in sa.sum.iter().zip(&sb.sum) {
+                assert!((x - y).abs() < 1e-5, "{:?} vs {:?}", sa.sum, sb.sum);
+            }
+        }
+        let order = |p: &Vec<recd_store::PopularHit>| {
+            p.iter().map(|h| h.item.id.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(order(&first.2), order(&other.2));
+        for (x, y) in first.2.iter().zip(&other.2) {
+            assert!((x.log_score - y.log_score).abs() < 1e-9 || x.log_score == y.log_score);
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! One conformance suite for every `Store` backend.
+//!
+//! `checks` holds `async fn check(store)` functions written against the `Store` contract
+//! only; `conformance_tests!` instantiates each of them as a test for one backend, given a
+//! constructor `async fn(Schema, ModelSettings) -> Option<Arc<dyn Store>>` (`None`: the
+//! backend is not available here, the test says so loudly and passes, except under
+//! `CI=true` where the constructor panics instead). `cross` runs both backends side by
+//! side against `Filter::matches` (a property test) and `UserState::apply`.
+
+mod checks;
+mod cross;
+mod embedded;
+mod redis;
+mod support;
+
+/// Instantiates every check in `checks` as a `#[tokio::test]` for the backend `$make`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:path) => {
+        $crate::conformance_tests!(@each $make;
+            items_crud, knn_scores_and_filters, injection, text_search, events_and_users,
+            event_log_and_forget, read_your_writes, set_item_vectors, popularity);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_events_one_user() {
+            if let Some(store) = $make($crate::support::schema(), $crate::support::settings()).await {
+                $crate::checks::concurrent_events_one_user(store).await;
+            }
+        }
+    };
+    (@each $make:path; $($check:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                if let Some(store) = $make($crate::support::schema(), $crate::support::settings()).await {
+                    $crate::checks::$check(&*store).await;
+                }
+            }
+        )*
+    };
+}

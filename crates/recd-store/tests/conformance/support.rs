@@ -1,0 +1,131 @@
+//! Fixtures shared by the checks, and the Redis the redis tests run against.
+//!
+//! One Redis per test binary, started by `scripts/redis.sh start --owner <pid>` (so it stops
+//! when the binary exits) unless `RECD_TEST_REDIS_URL` names one; each test uses its own key
+//! prefix. When no Redis can be started the redis tests skip loudly, except under
+//! `CI=true`, where they fail.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use recd_core::{Event, EventType, Item, ItemUpsert, Schema};
+use recd_store::ModelSettings;
+use serde_json::Value;
+
+/// The schema of the checks: the demo schema with 4-d vectors.
+pub fn schema() -> Schema {
+    Schema::demo(4)
+}
+
+/// Default model settings.
+pub fn settings() -> ModelSettings {
+    ModelSettings::default()
+}
+
+/// An item from JSON, validated against `schema()`.
+pub fn item(v: Value) -> Item {
+    Item::from_json(&v, &schema()).expect("valid test item")
+}
+
+/// An upsert of an item that carries its vector (or none).
+pub fn upsert(v: Value) -> ItemUpsert {
+    ItemUpsert::from_json(&v, &schema()).expect("valid test item")
+}
+
+/// An event at `t` ms.
+pub fn event(user: &str, item: &str, kind: EventType, value: Option<f64>, t: i64) -> Event {
+    Event {
+        user_id: user.into(),
+        item_id: item.into(),
+        kind,
+        value,
+        timestamp_ms: t,
+        recommendation_id: None,
+    }
+}
+
+/// Sorted ids.
+pub fn ids<'a>(items: impl IntoIterator<Item = &'a Item>) -> Vec<String> {
+    let mut v: Vec<String> = items.into_iter().map(|i| i.id.clone()).collect();
+    v.sort();
+    v
+}
+
+/// `scripts/redis.sh` of this repository.
+pub fn redis_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/redis.sh")
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Starts a Redis with the Query Engine through the project script; its URL.
+pub fn start_redis(port: Option<u16>) -> Result<String, String> {
+    let mut cmd = Command::new("bash");
+    cmd.arg(redis_script()).arg("start");
+    if let Some(p) = port {
+        cmd.arg(p.to_string());
+    }
+    cmd.arg("--owner").arg(std::process::id().to_string());
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run scripts/redis.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "scripts/redis.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Stops the Redis on `port`.
+pub fn stop_redis(port: u16) {
+    let status = Command::new("bash")
+        .arg(redis_script())
+        .arg("stop")
+        .arg(port.to_string())
+        .status();
+    if !matches!(status, Ok(s) if s.success()) {
+        eprintln!("scripts/redis.sh stop {port} failed: {status:?}");
+    }
+}
+
+/// The shared Redis of this test binary, or `None` (after a loud message) when none can be
+/// had outside CI. Panics under `CI=true`.
+pub fn redis_url() -> Option<String> {
+    static URL: OnceLock<Option<String>> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("RECD_TEST_REDIS_URL") {
+            return Some(url);
+        }
+        match start_redis(None) {
+            Ok(url) => Some(url),
+            Err(e) if in_ci() => panic!("CI=true and no Redis with the Query Engine: {e}"),
+            Err(e) => {
+                eprintln!(
+                    "\n!!!!!!!!!! SKIPPING REDIS CONFORMANCE TESTS: {e}\n\
+                     !!!!!!!!!! run scripts/redis.sh install, or set RECD_TEST_REDIS_URL\n"
+                );
+                None
+            }
+        }
+    })
+    .clone()
+}
+
+/// A key prefix no other test of any run uses.
+pub fn unique_prefix(name: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "t:{name}:{}:{}:{nanos}:",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
