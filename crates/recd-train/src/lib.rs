@@ -17,7 +17,41 @@
 //! - [`eval`]: the offline protocol: run each [`eval::Recommender`] on a split, report.
 //! - [`replay`]: the online replay: walk test events in time order, ask a
 //!   [`replay::ReplayRecommender`] before each event, then let it observe the event.
+//! - [`rank`]: deterministic top-k selection.
 //! - [`error`]: the library's error type.
+//!
+//! # Wiring the CLI
+//! ```
+//! use recd_train::{als, eval, ConfidenceWeights, Interaction, Interactions, Kind};
+//!
+//! // `recd train`: events (from the log, or `movielens::read_interactions`) → vectors
+//! let events: Vec<Interaction> = (0..40)
+//!     .map(|n| Interaction {
+//!         user: format!("u{}", n % 8),
+//!         item: format!("sku-{}", (n * 7) % 11),
+//!         kind: Kind::Purchase,
+//!         value: None,
+//!         timestamp_ms: 1_700_000_000_000 + n,
+//!     })
+//!     .collect();
+//! let (data, _skipped) = Interactions::from_raw(events, &ConfidenceWeights::default());
+//! let params = als::AlsParams { factors: 8, iterations: 5, regularization: 1.0, ..Default::default() };
+//! let model = als::train(&data, &params)?;
+//! for (i, id) in model.item_ids.ids().iter().enumerate() {
+//!     let _vector: &[f32] = model.item_vector(i as u32).unwrap_or(&[]); // write back under `id`
+//! }
+//! let _top = model.recommend(0, 5, true); // (item index, score), training items excluded
+//!
+//! // `recd eval`: built-in models + replay, then the pipeline through the traits
+//! let config = eval::EvalConfig { als: params, ..Default::default() };
+//! let ev = eval::Evaluation::prepare(&data, "example", config, None)?;
+//! let mut report = ev.run_builtin();
+//! // ev.add_model(&mut report, "pipeline", &pipeline, seconds);     // impl eval::Recommender
+//! // ev.add_replay(&mut report, "realtime", &mut realtime);          // impl replay::ReplayRecommender
+//! let _json = serde_json::to_string(&report).unwrap_or_default();   // `--json`
+//! let _table = report.to_table();                                   // default output
+//! # Ok::<(), recd_train::TrainError>(())
+//! ```
 
 pub mod als;
 pub mod baselines;

@@ -579,20 +579,21 @@ fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Vec<Interaction>> {
                 )
             })
     };
-    let (cu, ci, ck, cv, ct) = (
+    let (cu, ci, ck, ct) = (
         col("user_id")?,
         col("item_id")?,
         col("type")?,
-        col("value")?,
         col("timestamp")?,
     );
+    // `value` may be left out when no event carries one
+    let cv = col("value").ok();
     let mut out = Vec::new();
     for rec in rdr.records() {
         let rec = rec.map_err(|e| csv_error(path, &e))?;
         let n = rec.position().map_or(0, csv::Position::line);
-        let value = match rec[cv].trim() {
-            "" => None,
-            v => Some(parse_num(path, n, "value", v)?),
+        let value = match cv.map(|c| rec[c].trim()) {
+            None | Some("") => None,
+            Some(v) => Some(parse_num(path, n, "value", v)?),
         };
         let ts = parse_timestamp(path, n, &rec[ct])?;
         out.push(event(
@@ -770,6 +771,11 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains(":2: value"), "{e}");
+        let evs = parse_csv(&mem(), b"timestamp,type,item_id,user_id\n5,click,i,u\n").unwrap();
+        assert_eq!(
+            (evs[0].user.as_str(), evs[0].kind, evs[0].value),
+            ("u", Kind::Click, None)
+        );
         let e = parse_csv(&mem(), b"user,item\nu1,i\n").unwrap_err();
         assert!(e.to_string().contains("missing column"), "{e}");
     }
