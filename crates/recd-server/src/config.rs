@@ -12,7 +12,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use recd_core::Schema;
 use recd_core::pipeline::RankParams;
-use recd_store::ModelSettings;
+use recd_store::{ModelSettings, RedisConfig};
 use recd_store::embedded::EmbeddedOptions;
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +77,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Embedded backend options.
     pub embedded: EmbeddedOptions,
+    /// Redis backend options (key prefix, HNSW, timeouts).
+    pub redis: RedisConfig,
     /// Real-time model: session vector, event weights, popularity decay.
     pub model: ModelSettings,
     /// Ranking pipeline.
@@ -93,6 +95,7 @@ impl Default for Config {
             schema: None,
             server: ServerConfig::default(),
             embedded: EmbeddedOptions::default(),
+            redis: RedisConfig::default(),
             model: ModelSettings::default(),
             ranking: RankParams::default(),
         }

@@ -40,7 +40,8 @@ pub struct DemoArgs {
 /// `recd demo`.
 pub async fn run(args: DemoArgs) -> Result<()> {
     let mut config = args.store.load()?;
-    if config.schema.is_none() && !config.data_dir.join("recd.redb").exists() {
+    let fresh_dir = !config.data_dir.join("recd.redb").exists();
+    if config.schema.is_none() && (fresh_dir || config.backend == recd_server::config::Backend::Redis) {
         config.schema = Some(Schema::demo(args.dim));
     }
     let store = open_store(&config).await?;

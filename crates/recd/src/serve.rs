@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use recd_server::config::Backend;
 use recd_server::{AppState, Config};
 use recd_store::embedded::EmbeddedStore;
-use recd_store::{Store, StoreError};
+use recd_store::{RedisStore, Store, StoreError};
 use tokio::net::TcpListener;
 
 use crate::{StoreArgs, UsageError};
@@ -28,7 +28,19 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
             .with_context(|| format!("opening the data dir {}", config.data_dir.display()))?;
             Ok(Arc::new(store))
         }
-        Backend::Redis => Err(UsageError("the redis backend is not built yet".into()).into()),
+        Backend::Redis => {
+            let schema = config.schema.clone().ok_or_else(|| {
+                UsageError("the redis backend needs a [schema] in the config (--config FILE)".into())
+            })?;
+            let store = RedisStore::connect(&config.redis_url, schema, config.model.clone(), config.redis.clone())
+                .await
+                .map_err(|e| match e {
+                    StoreError::Invalid(v) => anyhow::Error::new(UsageError(v.message)),
+                    other => anyhow::Error::new(other),
+                })
+                .with_context(|| format!("connecting to {}", config.redis_url))?;
+            Ok(Arc::new(store))
+        }
     }
 }
 
