@@ -252,10 +252,11 @@ fn random_init(rows: usize, cols: usize, k: usize, seed: u64) -> (Vec<f32>, Vec<
 /// Overwrite the rows of `dst` (indexed by `ids`) whose id `old_ids` knows with the old factors.
 fn copy_known(dst: &mut [f32], ids: &IdMap, old_ids: &IdMap, old: &[f32], k: usize) {
     for (row, id) in dst.chunks_exact_mut(k).zip(ids.ids()) {
-        if let Some(o) = old_ids.get(id) {
-            if let Some(src) = old.get(o as usize * k..(o as usize + 1) * k) {
-                row.copy_from_slice(src);
-            }
+        let src = old_ids
+            .get(id)
+            .and_then(|o| old.get(o as usize * k..(o as usize + 1) * k));
+        if let Some(src) = src {
+            row.copy_from_slice(src);
         }
     }
 }
