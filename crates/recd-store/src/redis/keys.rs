@@ -60,6 +60,37 @@ impl Keys {
         key.strip_prefix(self.item_prefix.as_str())
     }
 
+    /// The id of an item key of any version (a query through the alias may meet a newer
+    /// version's keys right after a migration).
+    pub(crate) fn any_item_id<'a>(&self, key: &'a str) -> Option<&'a str> {
+        let rest = key.strip_prefix(self.prefix.as_str())?;
+        if let Some(id) = rest.strip_prefix("item:") {
+            return Some(id);
+        }
+        let rest = rest.strip_prefix("item.v")?;
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        (digits > 0).then_some(())?;
+        rest[digits..].strip_prefix(':')
+    }
+
+    /// The keys of another version of the same deployment.
+    pub(crate) fn at_version(&self, version: u32) -> Keys {
+        Keys::new(&self.prefix, version)
+    }
+
+    /// A `SCAN MATCH` pattern for this version's item keys (glob characters escaped).
+    pub(crate) fn item_pattern(&self) -> String {
+        let mut out = String::with_capacity(self.item_prefix.len() + 1);
+        for c in self.item_prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('*');
+        out
+    }
+
     /// ZSET id → log-domain popularity, also for ids that are not (yet) items.
     pub(crate) fn popularity(&self) -> String {
         format!("{}popularity", self.prefix)
@@ -120,5 +151,9 @@ mod tests {
         assert_eq!(k.item("a:b"), "p:item:a:b");
         assert_eq!(k.item_id("p:item:a:b"), Some("a:b"));
         assert_eq!(k.item_id("p:item.v2:a"), None);
+        assert_eq!(k.any_item_id("p:item.v2:a:b"), Some("a:b"));
+        assert_eq!(k.any_item_id("p:item:x"), Some("x"));
+        assert_eq!(k.any_item_id("p:item.vx:a"), None);
+        assert_eq!(Keys::new("a*[b]", 2).item_pattern(), "a\\*\\[b\\]item.v2:*");
     }
 }

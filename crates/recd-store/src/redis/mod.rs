@@ -21,11 +21,13 @@
 //! - [`query`]: `Filter` → RediSearch query with PARAMS; the `FT.SEARCH` commands.
 //! - [`reply`]: decoding replies.
 //! - [`users`]: user state and the event write path.
+//! - [`migrate`]: a new index version for a new schema, swapped in with `FT.ALIASUPDATE`.
 //! - [`scripts`]: the Lua scripts.
 //! - [`error`]: Redis errors → `StoreError`.
 
 mod error;
 mod keys;
+mod migrate;
 mod query;
 mod reply;
 mod schema;
@@ -223,7 +225,7 @@ impl RedisStore {
         let id = self
             .inner
             .keys
-            .item_id(&doc.key)
+            .any_item_id(&doc.key)
             .ok_or_else(|| bad_reply("a hit outside this store's item prefix"))?;
         schema::item_from_fields(id, &doc.fields, &self.inner.schema)
     }

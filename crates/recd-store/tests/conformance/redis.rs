@@ -217,3 +217,158 @@ async fn survives_a_redis_restart() {
     assert_eq!(hits[0].item.id, "b");
     stop_redis(port);
 }
+
+/// A schema change builds a new index version and swaps the alias while a server keeps
+/// querying: not one request fails or comes back short; then a dimension change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_change_swaps_the_alias_without_a_failed_request() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let prefix = unique_prefix("swap");
+    let Some(old) = connect(schema(), settings(), &prefix).await else {
+        return;
+    };
+    let items = (0..300)
+        .map(|i| {
+            upsert(json!({"id": format!("s{i}"), "vector": [1.0, (i % 7) as f64, (i % 11) as f64, 0.5],
+                          "category": if i % 2 == 0 { "even" } else { "odd" }, "price": i, "title": format!("item number{}", i % 5)}))
+        })
+        .collect();
+    old.upsert_items(items).await.unwrap();
+    old.apply_events(&[event("u", "s7", EventType::Purchase, None, 1)])
+        .await
+        .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let querier = {
+        let (old, stop, done, failed) = (old.clone(), stop.clone(), done.clone(), failed.clone());
+        tokio::spawn(async move {
+            let even = Filter::TagAny {
+                field: "category".into(),
+                values: vec!["even".into()],
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let knn = old.knn(&[1.0, 3.0, 5.0, 0.5], 10, &even).await;
+                let pop = old.popular(5, &Filter::all()).await;
+                let text = old
+                    .text_search(&["number3".into()], 100, &Filter::all())
+                    .await;
+                let ok = knn.is_ok_and(|h| {
+                    h.len() == 10 && h.iter().all(|h| h.item.field("category").is_some())
+                }) && pop.is_ok_and(|p| p.len() == 5 && p[0].item.id == "s7")
+                    && text.is_ok_and(|t| t.len() == 60);
+                done.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut with_color = schema();
+    with_color
+        .fields
+        .insert("color".into(), recd_core::FieldType::Tag);
+    let new = old.migrate(with_color.clone(), Vec::new()).await.unwrap();
+    let at_swap = done.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    querier.await.unwrap();
+    let total = done.load(Ordering::Relaxed);
+    assert!(
+        at_swap > 0 && total > at_swap,
+        "queries ran before ({at_swap}) and after ({total}) the swap"
+    );
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "failed or short answers out of {total}"
+    );
+
+    // The new version serves the new field; popularity and vectors came along.
+    assert_eq!((old.version(), new.version()), (1, 2));
+    new.upsert_items(vec![
+        recd_core::ItemUpsert::from_json(
+            &json!({"id":"c","vector":[0,0,0,1],"color":"red"}),
+            &with_color,
+        )
+        .unwrap(),
+    ])
+    .await
+    .unwrap();
+    let red = Filter::TagAny {
+        field: "color".into(),
+        values: vec!["red".into()],
+    };
+    let hits = new.knn(&[0.0, 0.0, 0.0, 1.0], 10, &red).await.unwrap();
+    assert_eq!(
+        hits.iter().map(|h| h.item.id.as_str()).collect::<Vec<_>>(),
+        ["c"]
+    );
+    assert_eq!(
+        new.popular(1, &Filter::all()).await.unwrap()[0].item.id,
+        "s7"
+    );
+    assert_eq!(new.counts().await.unwrap().items, 301);
+    // Servers reconnect with the new schema; the old one is refused now.
+    let url = redis_url().unwrap();
+    let config = RedisConfig {
+        prefix: prefix.clone(),
+        ..RedisConfig::default()
+    };
+    let again = RedisStore::connect(&url, with_color.clone(), settings(), config.clone())
+        .await
+        .unwrap();
+    assert_eq!(again.version(), 2);
+    assert!(
+        RedisStore::connect(&url, schema(), settings(), config)
+            .await
+            .is_err()
+    );
+
+    // A dimension change: new vectors for every item, KNN in the new space.
+    let mut dim8 = with_color.clone();
+    dim8.vector.dim = 8;
+    // Class i % 8 points along axis i % 8, each item a little apart from its class.
+    let vectors = (0..300)
+        .map(|i| {
+            (
+                format!("s{i}"),
+                (0..8)
+                    .map(|j| {
+                        if j == i % 8 {
+                            1.0
+                        } else {
+                            0.1 + 0.001 * (i * (j + 1) % 97) as f32
+                        }
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let v3 = new.migrate(dim8, vectors).await.unwrap();
+    let mut q = vec![0.1f32; 8];
+    q[3] = 1.0;
+    let hits = v3.knn(&q, 50, &Filter::all()).await.unwrap();
+    assert_eq!(hits.len(), 50);
+    let class = |id: &str| {
+        id.trim_start_matches('s')
+            .parse::<usize>()
+            .map_or(usize::MAX, |i| i % 8)
+    };
+    assert!(
+        hits[..38].iter().all(|h| class(&h.item.id) == 3),
+        "the 38 items of class 3 first"
+    );
+    assert!(
+        v3.get_items(&["c".into()]).await.unwrap()[0]
+            .as_ref()
+            .is_some_and(|c| c.vector.is_none())
+    );
+    // Old versions go away; the one in service cannot.
+    v3.drop_version(1).await.unwrap();
+    v3.drop_version(2).await.unwrap();
+    assert!(v3.drop_version(3).await.is_err());
+    assert_eq!(v3.counts().await.unwrap().items, 301);
+}
