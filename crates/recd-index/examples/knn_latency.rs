@@ -12,6 +12,8 @@
 //! Filters (per query `j`, identical in the hnswlib script): `cat10` = items whose
 //! `category % 10 == j % 10` (5–17 % of the items, ~10 % on average); `brand1` = items whose
 //! `brand % 100 == j % 100` (~1 %). Both correlate with the embedding, like real filters.
+//! `randP` (e.g. `rand20`): random subsets of P % of the items, for locating the planner's
+//! scan/walk crossover.
 //! Without `--items`, a synthetic 100k × 64 Gaussian mixture is used.
 
 use std::collections::HashMap;
@@ -72,11 +74,27 @@ fn main() -> Res<()> {
         .map(|r| bitmap(&category, |c| c % 10 == r))
         .collect();
     let brand1: Vec<RoaringBitmap> = (0..100).map(|r| bitmap(&brand, |b| b % 100 == r)).collect();
+    // `randP`: 10 random subsets holding P % of the items (uncorrelated with the vectors).
+    let mut rand: HashMap<String, Vec<RoaringBitmap>> = HashMap::new();
+    for f in &args.filters {
+        if let Some(p) = f.strip_prefix("rand") {
+            let p: f64 = p.parse()?;
+            let sets = (0..10u64)
+                .map(|r| {
+                    (0..n as u64)
+                        .filter(|&i| ((splitmix(i ^ (r << 40)) % 10_000) as f64) < p * 100.0)
+                        .map(|i| i as u32)
+                        .collect()
+                })
+                .collect();
+            rand.insert(f.clone(), sets);
+        }
+    }
     let pick = |fname: &str, j: usize| -> Option<&RoaringBitmap> {
         match fname {
             "cat10" => Some(&cat10[j % 10]),
             "brand1" => Some(&brand1[j % 100]),
-            _ => None,
+            other => rand.get(other).map(|sets| &sets[j % sets.len()]),
         }
     };
     let kmax = args.ks.iter().copied().max().unwrap_or(10);
@@ -141,6 +159,13 @@ fn main() -> Res<()> {
         }
     }
     Ok(())
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {

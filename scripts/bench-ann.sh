@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Peer comparison for recd-index: hnswlib (+ a numpy exact scan) and recd's knn_latency
+# example on the SAME shared catalog files, one query at a time, in one run; prints a
+# side-by-side table (QPS, p50, p99, recall).
+#
+#   scripts/bench-ann.sh                  # 100k x 64, 1000 queries, k 10 and 50
+#   NQ=2000 EF=32,64,128 ROUNDS=3 scripts/bench-ann.sh
+#
+# Env: SHARED (default: ../shared next to the repo, else /work/shared), CATALOG (default
+# /tmp/catalog-100k), VENV (default /tmp/bench-ann-venv), NQ, K, EF, ROUNDS (engines run
+# alternately ROUNDS times; the table shows the median QPS/p50/p99 per row).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+SHARED="${SHARED:-$ROOT/../shared}"
+[ -f "$SHARED/bench/catalog_gen.py" ] || SHARED=/work/shared
+CATALOG="${CATALOG:-/tmp/catalog-100k}"
+VENV="${VENV:-/tmp/bench-ann-venv}"
+NQ="${NQ:-1000}"
+K="${K:-10,50}"
+EF="${EF:-32,64,128}"
+ROUNDS="${ROUNDS:-1}"
+OUT="$(mktemp -d /tmp/bench-ann.XXXXXX)"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q numpy hnswlib
+fi
+PY="$VENV/bin/python"
+
+if [ ! -f "$CATALOG/item_vectors.npy" ]; then
+  "$PY" "$SHARED/bench/catalog_gen.py" --n 100000 --users 10000 --out "$CATALOG"
+fi
+# The Rust example reads plain .npy columns (no zip), so split the two filter columns out.
+"$PY" - "$CATALOG" <<'EOF'
+import sys, numpy as np
+d = sys.argv[1]
+m = np.load(f"{d}/item_meta.npz")
+for col in ("category", "brand"):
+    np.save(f"{d}/{col}.npy", m[col].astype("<i8"))
+EOF
+
+(cd "$ROOT" && cargo build --release -q -p recd-index --example knn_latency)
+EXAMPLE="$ROOT/target/release/examples/knn_latency"
+
+echo "# machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+for r in $(seq 1 "$ROUNDS"); do
+  OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$PY" "$ROOT/scripts/bench-ann.py" --dir "$CATALOG" \
+    --nq "$NQ" --k "$K" --ef "$EF" | tee "$OUT/hnswlib.$r.tsv" | grep '^#' || true
+  RAYON_NUM_THREADS=2 "$EXAMPLE" --items "$CATALOG/item_vectors.npy" \
+    --queries "$CATALOG/user_vectors.npy" --category "$CATALOG/category.npy" \
+    --brand "$CATALOG/brand.npy" --nq "$NQ" --k "$K" --ef "$EF" \
+    --strategies auto,graph,exact | tee "$OUT/recd.$r.tsv" | grep '^#' || true
+done
+
+"$PY" - "$OUT" "$ROUNDS" <<'EOF'
+import csv, glob, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+rows = {}
+for path in sorted(glob.glob(f"{out}/*.tsv")):
+    with open(path) as f:
+        for r in csv.DictReader((l for l in f if not l.startswith("#")), delimiter="\t"):
+            key = (r["filter"], int(r["k"]), r["engine"], r["strategy"], r["ef"])
+            rows.setdefault(key, []).append(r)
+print(f"\n{'filter':<7}{'k':>3}  {'engine':<8}{'strategy':<9}{'ef':>4}{'QPS':>8}{'p50 us':>9}{'p99 us':>9}{'recall':>8}")
+order = {"none": 0, "cat10": 1, "brand1": 2}
+for key in sorted(rows, key=lambda k: (order.get(k[0], 9), k[1], k[2], k[3], int(k[4]) if k[4] != "-" else 0)):
+    rs = rows[key]
+    med = lambda c: statistics.median(float(r[c]) for r in rs)
+    f, k, eng, strat, ef = key
+    print(f"{f:<7}{k:>3}  {eng:<8}{strat:<9}{ef:>4}{med('qps'):>8.0f}{med('p50_us'):>9.0f}{med('p99_us'):>9.0f}{med('recall'):>8.4f}")
+print(f"\n(raw TSV in {out}; medians over {rounds} round(s))")
+EOF
