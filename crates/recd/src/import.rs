@@ -28,6 +28,8 @@ pub enum ImportCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// A GroupLens MovieLens folder: movies as items, ratings as events.
+    Movielens(crate::movielens::MovielensArgs),
 }
 
 fn read_lines(file: &PathBuf) -> Result<Vec<(usize, serde_json::Value)>> {
@@ -49,6 +51,7 @@ fn read_lines(file: &PathBuf) -> Result<Vec<(usize, serde_json::Value)>> {
 /// `recd import ...`.
 pub async fn run(cmd: ImportCommand) -> Result<()> {
     match cmd {
+        ImportCommand::Movielens(args) => crate::movielens::run(args).await?,
         ImportCommand::Items { file, store } => {
             let config = store.load()?;
             let store = open_store(&config).await?;

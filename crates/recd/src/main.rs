@@ -5,9 +5,12 @@
 
 mod bench;
 mod demo;
+mod eval;
 mod import;
+mod movielens;
 mod serve;
 mod synthetic;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +86,10 @@ enum Command {
     Import(import::ImportCommand),
     /// Load-test a running server.
     Bench(bench::BenchArgs),
+    /// Train ALS on the event history and write item and user vectors to the store.
+    Train(train::TrainArgs),
+    /// Offline metrics and the online replay on a file or a MovieLens folder.
+    Eval(eval::EvalArgs),
 }
 
 fn init_tracing() {
@@ -117,6 +124,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Import(cmd) => import::run(cmd).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Train(args) => train::run(args).await,
+            Command::Eval(args) => eval::run(args).await,
         }
     });
     match result {

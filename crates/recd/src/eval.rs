@@ -1,0 +1,454 @@
+//! `recd eval`: offline metrics and the online replay on a file or a MovieLens folder.
+//!
+//! Models (offline, the protocol of `recd_train::eval`): popularity, item-kNN, ALS, and
+//! `pipeline`: the serving pipeline itself. For the pipeline the train half goes through
+//! the same steps as `recd import` + `recd train`: an in-memory `EmbeddedStore` with the
+//! MovieLens schema gets every item (no vector), the train events in time order (counters,
+//! recent items, popularity), then the ALS item vectors and user long-term vectors; each
+//! test user is then answered by `recd_server::recommend::Recommender`, the code behind
+//! `/v1/recommend`, with the user's train items as the request's `exclude`.
+//!
+//! Replay arms (`recd_train::replay`: before each test event, in time order, ask for the
+//! user's top k; then let the recommender see the event):
+//! - `popularity`: real-time popularity;
+//! - `batch`: ALS vectors fixed at training, no event applied (the library's model);
+//! - `batch_pipeline`: the pipeline store above, no event applied (the serving pipeline
+//!   with yesterday's state: same ranking code as `realtime`, nothing learnt live);
+//! - `realtime`: the same store and pipeline, each event applied with
+//!   `Store::apply_events` after asking: session vectors, counters, popularity, recent and
+//!   purchased exclusions all live.
+//!
+//! The real-time knobs come from the usual config (`--config FILE`, `RECD_MODEL__SESSION__*`,
+//! `RECD_RANKING__*`): `[model.session]`, `[model.popularity]`, `[ranking]`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use recd_core::{Event, EventType, Filter, ItemUpsert};
+use recd_server::config::Overrides;
+use recd_server::recommend::{Recommender, Request};
+use recd_store::Store;
+use recd_store::embedded::EmbeddedStore;
+use recd_train::eval::{EvalConfig, EvalReport, Evaluation};
+use recd_train::movielens::{Format, Loaded, read_interactions};
+use recd_train::replay::{ReplayEvent, ReplayRecommender};
+use recd_train::split::SplitMethod;
+use recd_train::{ConfidenceWeights, IdMap, Interactions};
+use tokio::runtime::Handle;
+
+use crate::UsageError;
+use crate::train::{AlsArgs, train_error};
+
+/// Events per `apply_events` batch while loading the pipeline store.
+const EVENT_BATCH: usize = 5000;
+/// Vectors per write batch.
+const VECTOR_BATCH: usize = 2000;
+
+/// `recd eval` flags.
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// A jsonl / csv interactions file, or a MovieLens folder (ml-100k, ml-1m, ml-latest).
+    #[arg(long)]
+    pub interactions: PathBuf,
+    /// Format of --interactions [default: from the path: folder = movielens, .csv, else jsonl].
+    #[arg(long)]
+    pub format: Option<Format>,
+    /// How to split: random (per user), time (one global cutoff), leave-last-out.
+    #[arg(long, default_value = "random", value_parser = ["random", "time", "leave-last-out"])]
+    pub split: String,
+    /// Share of events in the test half (random and time splits).
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
+    /// Seed of the random split.
+    #[arg(long, default_value_t = 42)]
+    pub split_seed: u64,
+    /// List length (1 to 1000).
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Print the report as one JSON document.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub als: AlsArgs,
+    /// TOML config whose `[model]` and `[ranking]` the pipeline uses (real-time knobs).
+    #[arg(long, env = "RECD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Skip the online replay.
+    #[arg(long)]
+    pub no_replay: bool,
+}
+
+/// The pipeline under evaluation: a store, the serving `Recommender`, the id maps.
+struct Pipeline {
+    handle: Handle,
+    store: Arc<EmbeddedStore>,
+    recommender: Recommender,
+    users: Arc<IdMap>,
+    items: Arc<IdMap>,
+    /// The clock of offline answers (just after the last train event).
+    now_ms: i64,
+    errors: AtomicUsize,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Pipeline {
+    /// The pipeline's top `k` for `user` as item indices, never one of `exclude`.
+    fn ask(&self, user: u32, k: usize, exclude: &[u32], now_ms: i64) -> Vec<u32> {
+        let Some(user_id) = self.users.id(user) else {
+            return Vec::new();
+        };
+        let req = Request {
+            user_id: user_id.to_owned(),
+            count: k,
+            filter: Filter::all(),
+            exclude: exclude
+                .iter()
+                .filter_map(|&i| self.items.id(i).map(str::to_owned))
+                .collect(),
+            query: None,
+            diversity: None,
+            explain: false,
+        };
+        match self
+            .handle
+            .block_on(self.recommender.recommend(&req, now_ms))
+        {
+            Ok(answer) => answer
+                .items
+                .iter()
+                .filter_map(|r| self.items.get(&r.item.id))
+                .collect(),
+            Err(e) => {
+                self.error(format!("recommend for {user_id}: {e}"));
+                Vec::new()
+            }
+        }
+    }
+
+    fn error(&self, message: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut first) = self.first_error.lock() {
+            first.get_or_insert(message);
+        }
+    }
+
+    /// Fails if any request or write failed (the figures would be wrong).
+    fn check(&self) -> Result<()> {
+        let n = self.errors.load(Ordering::Relaxed);
+        if n > 0 {
+            let first = self
+                .first_error
+                .lock()
+                .ok()
+                .and_then(|f| f.clone())
+                .unwrap_or_default();
+            anyhow::bail!("{n} pipeline calls failed; the first: {first}");
+        }
+        Ok(())
+    }
+}
+
+impl recd_train::eval::Recommender for Pipeline {
+    fn recommend(&self, user: u32, k: usize, exclude: &[u32]) -> Vec<u32> {
+        self.ask(user, k, exclude, self.now_ms)
+    }
+}
+
+/// The pipeline with its state frozen at training time.
+struct Frozen<'a>(&'a Pipeline);
+
+impl ReplayRecommender for Frozen<'_> {
+    fn recommend(&mut self, user: u32, k: usize, exclude: &[u32], now_ms: i64) -> Vec<u32> {
+        self.0.ask(user, k, exclude, now_ms)
+    }
+
+    fn observe(&mut self, _event: &ReplayEvent) {}
+}
+
+/// The pipeline learning from every event, as `/v1/events` would make it.
+struct Live<'a> {
+    pipeline: &'a Pipeline,
+    kinds: &'a EventKinds,
+}
+
+impl ReplayRecommender for Live<'_> {
+    fn recommend(&mut self, user: u32, k: usize, exclude: &[u32], now_ms: i64) -> Vec<u32> {
+        self.pipeline.ask(user, k, exclude, now_ms)
+    }
+
+    fn observe(&mut self, ev: &ReplayEvent) {
+        let p = self.pipeline;
+        let Some(event) = self
+            .kinds
+            .event(ev.user, ev.item, ev.timestamp_ms, ev.weight, p)
+        else {
+            return;
+        };
+        if let Err(e) = p.handle.block_on(p.store.apply_events(&[event])) {
+            p.error(format!("apply_events: {e}"));
+        }
+    }
+}
+
+/// The type and value of each raw event, by (user, item, timestamp) index: the dense
+/// interactions keep only a weight, the store wants the event as it happened.
+struct EventKinds(HashMap<(u32, u32, i64), (EventType, Option<f64>)>);
+
+impl EventKinds {
+    fn new(loaded: &Loaded, data: &Interactions) -> Self {
+        let mut map = HashMap::with_capacity(loaded.interactions.len());
+        for r in &loaded.interactions {
+            let (Some(u), Some(i)) = (data.user_ids().get(&r.user), data.item_ids().get(&r.item))
+            else {
+                continue;
+            };
+            if let Some(kind) = EventType::parse(r.kind.as_str()) {
+                map.insert((u, i, r.timestamp_ms), (kind, r.value));
+            }
+        }
+        Self(map)
+    }
+
+    /// The store event of a dense one; a rating of `w` stars when the raw one is unknown.
+    fn event(&self, user: u32, item: u32, t: i64, w: f32, p: &Pipeline) -> Option<Event> {
+        let (kind, value) = self
+            .0
+            .get(&(user, item, t))
+            .copied()
+            .unwrap_or((EventType::Rating, Some(f64::from(w).clamp(0.5, 5.0))));
+        Some(Event {
+            user_id: p.users.id(user)?.to_owned(),
+            item_id: p.items.id(item)?.to_owned(),
+            kind,
+            value,
+            timestamp_ms: t.max(0),
+            recommendation_id: None,
+        })
+    }
+}
+
+/// A zero (or non-finite) vector is what ALS leaves to rows without observations.
+fn usable(v: &[f32]) -> bool {
+    v.iter().all(|x| x.is_finite()) && v.iter().any(|x| *x != 0.0)
+}
+
+/// Builds the pipeline store from the train half, as `recd import` + `recd train` would.
+fn build_pipeline(
+    handle: &Handle,
+    ev: &Evaluation,
+    loaded: &Loaded,
+    kinds: &EventKinds,
+    config: &recd_server::Config,
+) -> Result<Pipeline> {
+    let schema = crate::movielens::schema(ev.als.factors);
+    let store = Arc::new(
+        EmbeddedStore::in_memory(schema.clone(), config.model.clone())
+            .context("creating the in-memory store")?,
+    );
+    let train = &ev.split.train;
+    let users = train.user_ids().clone();
+    let items = train.item_ids().clone();
+    let recommender = Recommender::new(
+        store.clone(),
+        config.ranking.clone(),
+        config.model.session.clone(),
+    );
+    let now_ms = train.timestamps.iter().copied().max().unwrap_or(0) + 1;
+    let pipeline = Pipeline {
+        handle: handle.clone(),
+        store: store.clone(),
+        recommender,
+        users,
+        items,
+        now_ms,
+        errors: AtomicUsize::new(0),
+        first_error: std::sync::Mutex::new(None),
+    };
+
+    // 1. the catalog, without vectors (import)
+    let upserts: Vec<ItemUpsert> = crate::movielens::items(
+        &loaded.movies,
+        pipeline.items.ids().iter().cloned(),
+        &schema,
+    )?;
+    for chunk in upserts.chunks(EVENT_BATCH) {
+        handle
+            .block_on(store.upsert_items(chunk.to_vec()))
+            .context("loading items")?;
+    }
+    // 2. the train events in time order (import)
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    order.sort_by_key(|&e| (train.timestamps[e], e));
+    let events: Vec<Event> = order
+        .into_iter()
+        .filter_map(|e| {
+            kinds.event(
+                train.users[e],
+                train.items[e],
+                train.timestamps[e],
+                train.weights[e],
+                &pipeline,
+            )
+        })
+        .collect();
+    for chunk in events.chunks(EVENT_BATCH) {
+        handle
+            .block_on(store.apply_events(chunk))
+            .context("applying train events")?;
+    }
+    // 3. the ALS vectors (train); rows without train events have none
+    let model = &ev.als;
+    let item_vectors: Vec<(String, Vec<f32>)> = (0..model.n_items() as u32)
+        .filter_map(|i| {
+            let v = model.item_vector(i).filter(|v| usable(v))?;
+            Some((model.item_ids.id(i)?.to_owned(), v.to_vec()))
+        })
+        .collect();
+    for chunk in item_vectors.chunks(VECTOR_BATCH) {
+        handle
+            .block_on(store.set_item_vectors(chunk.to_vec()))
+            .context("writing item vectors")?;
+    }
+    let user_vectors: Vec<(String, Vec<f32>)> = (0..model.n_users() as u32)
+        .filter_map(|u| {
+            let v = model.user_vector(u).filter(|v| usable(v))?;
+            Some((model.user_ids.id(u)?.to_owned(), v.to_vec()))
+        })
+        .collect();
+    for chunk in user_vectors.chunks(VECTOR_BATCH) {
+        handle
+            .block_on(store.set_user_vectors(chunk.to_vec()))
+            .context("writing user vectors")?;
+    }
+    Ok(pipeline)
+}
+
+/// Everything after loading the file, on a thread that may block.
+fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> Result<EvalReport> {
+    let t = Instant::now();
+    let loaded = read_interactions(&args.interactions, args.format).map_err(train_error)?;
+    let (data, sets, skipped) = loaded.to_interactions(&ConfidenceWeights::default());
+    let split = SplitMethod::from_name(&args.split, args.test_fraction).map_err(train_error)?;
+    let factors = args.als.factors.unwrap_or(64);
+    let eval_config = EvalConfig {
+        k: args.k,
+        split,
+        seed: args.split_seed,
+        als: args.als.params(factors),
+        skip_replay: args.no_replay,
+        ..EvalConfig::default()
+    };
+    eprintln!(
+        "recd eval: {} interactions of {} users on {} items from {} (read in {:.1} s{})",
+        data.len(),
+        data.n_users(),
+        data.n_items(),
+        loaded.name,
+        t.elapsed().as_secs_f64(),
+        if skipped > 0 {
+            format!("; {skipped} without positive weight skipped")
+        } else {
+            String::new()
+        }
+    );
+    let ev =
+        Evaluation::prepare(&data, &loaded.name, eval_config, Some(sets)).map_err(train_error)?;
+    eprintln!(
+        "recd eval: {} split, {} train / {} test events; ALS trained in {:.2} s",
+        args.split,
+        ev.split.train.len(),
+        ev.split.test.len(),
+        ev.als.train_seconds
+    );
+    let mut report = ev.run_builtin();
+    eprintln!("recd eval: built-in models done; loading the pipeline store");
+
+    let t = Instant::now();
+    let kinds = EventKinds::new(&loaded, &data);
+    let pipeline = build_pipeline(handle, &ev, &loaded, &kinds, config)?;
+    let load_seconds = t.elapsed().as_secs_f64();
+    ev.add_model(
+        &mut report,
+        "pipeline",
+        &pipeline,
+        ev.als.train_seconds + load_seconds,
+    );
+    pipeline.check()?;
+    eprintln!("recd eval: pipeline model done");
+    if !args.no_replay {
+        let t = Instant::now();
+        ev.add_replay(&mut report, "batch_pipeline", &mut Frozen(&pipeline));
+        pipeline.check()?;
+        eprintln!(
+            "recd eval: batch_pipeline replay done in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let t = Instant::now();
+        let mut live = Live {
+            pipeline: &pipeline,
+            kinds: &kinds,
+        };
+        ev.add_replay(&mut report, "realtime", &mut live);
+        pipeline.check()?;
+        eprintln!(
+            "recd eval: realtime replay done in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(report)
+}
+
+/// `a / b`, or NaN-free "n/a".
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}x", a / b)
+    } else {
+        "n/a".into()
+    }
+}
+
+/// `recd eval`.
+pub async fn run(args: EvalArgs) -> Result<()> {
+    if args.k == 0 || args.k > 1000 {
+        return Err(UsageError(format!("--k must be 1 to 1000, got {}", args.k)).into());
+    }
+    if !args.interactions.exists() {
+        return Err(UsageError(format!(
+            "--interactions {}: no such file or folder",
+            args.interactions.display()
+        ))
+        .into());
+    }
+    let config = recd_server::Config::load(args.config.as_deref(), &Overrides::default())?;
+    let handle = Handle::current();
+    let json = args.json;
+    let report = tokio::task::spawn_blocking(move || evaluate(&handle, &args, &config))
+        .await
+        .context("the evaluation task failed")??;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.to_table());
+        let m = |name: &str| report.models.get(name).map_or(0.0, |m| m.metrics.ndcg);
+        let r = |name: &str| report.replay.get(name).map_or(0.0, |r| r.hit_rate);
+        println!(
+            "ALS / popularity NDCG@{k}: {}   pipeline / popularity NDCG@{k}: {}",
+            ratio(m("als"), m("popularity")),
+            ratio(m("pipeline"), m("popularity")),
+            k = report.k
+        );
+        if !report.replay.is_empty() {
+            println!(
+                "replay HR@{k}: realtime / batch {}   realtime / batch_pipeline {}",
+                ratio(r("realtime"), r("batch")),
+                ratio(r("realtime"), r("batch_pipeline")),
+                k = report.k
+            );
+        }
+    }
+    Ok(())
+}
