@@ -354,10 +354,13 @@ impl WithSimd for RowDots<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) -> Vec<f32> {
-        self.m
-            .chunks_exact(self.k)
-            .map(|row| dot_s(simd, row, self.q))
-            .collect()
+        // a plain loop, not an iterator closure: closures are not inlined into the
+        // target-feature context and would lose the SIMD instruction set
+        let mut out = Vec::with_capacity(self.m.len() / self.k.max(1));
+        for row in self.m.chunks_exact(self.k) {
+            out.push(dot_s(simd, row, self.q));
+        }
+        out
     }
 }
 
@@ -461,7 +464,9 @@ fn cg_solve<S: Simd>(
     let Scratch { r, p, ap } = s;
     // r = b − A x
     symv_s(simd, gram, k, x, r);
-    r.iter_mut().for_each(|v| *v = -*v);
+    for v in r.iter_mut() {
+        *v = -*v;
+    }
     for (&i, &c) in cols.iter().zip(conf) {
         let yi = &y[i as usize * k..(i as usize + 1) * k];
         let coef = c - (c - 1.0) * dot_s(simd, yi, x);
@@ -647,6 +652,7 @@ struct FoldIn<'a> {
     conf: &'a [f32],
     x: &'a mut [f32],
     scratch: &'a mut Scratch,
+    steps: usize,
 }
 
 impl WithSimd for FoldIn<'_> {
@@ -654,8 +660,7 @@ impl WithSimd for FoldIn<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        // CG converges in at most k steps in exact arithmetic
-        let steps = self.k.max(3);
+        let steps = self.steps;
         cg_solve(
             simd,
             self.gram,
@@ -748,9 +753,21 @@ impl AlsModel {
 
     /// A user vector for a user outside training (or with new events), from their
     /// `(item, w)` interactions with the item factors fixed: the same ridge system as
-    /// training, solved by CG from zero to convergence. Unknown items are ignored.
+    /// training, solved by CG from zero to convergence (k steps). Unknown items are ignored.
     pub fn fold_in_user(&self, interactions: &[(u32, f32)]) -> Vec<f32> {
+        let mut x = vec![0f32; self.factors];
+        self.refine_user(&mut x, interactions, self.factors.max(3));
+        x
+    }
+
+    /// Improve a user vector `x` in place for the `(item, w)` interactions with
+    /// `cg_steps` CG steps warm-started from `x` (what training does per iteration): the
+    /// cheap real-time update after an event. `x` must have `factors` entries.
+    pub fn refine_user(&self, x: &mut [f32], interactions: &[(u32, f32)], cg_steps: usize) {
         let k = self.factors;
+        if x.len() != k {
+            return;
+        }
         let mut pairs: Vec<(u32, f32)> = interactions
             .iter()
             .filter(|(i, w)| (*i as usize) < self.n_items() && w.is_finite() && *w > 0.0)
@@ -764,12 +781,12 @@ impl AlsModel {
                 _ => merged.push((i, w)),
             }
         }
+        if merged.is_empty() {
+            x.fill(0.0);
+            return;
+        }
         let cols: Vec<u32> = merged.iter().map(|p| p.0).collect();
         let conf: Vec<f32> = merged.iter().map(|p| 1.0 + self.alpha * p.1).collect();
-        let mut x = vec![0f32; k];
-        if cols.is_empty() {
-            return x;
-        }
         let mut s = Scratch::new(k);
         pulp::Arch::new().dispatch(FoldIn {
             gram: &self.gram,
@@ -777,16 +794,170 @@ impl AlsModel {
             k,
             cols: &cols,
             conf: &conf,
-            x: &mut x,
+            x,
             scratch: &mut s,
+            steps: cg_steps.max(1),
         });
-        x
+    }
+
+    /// An exact incremental solver for one user's vector, starting from their
+    /// `(item, w)` history: see [`UserSolver`].
+    pub fn user_solver(&self, interactions: &[(u32, f32)]) -> UserSolver {
+        UserSolver::new(self, interactions)
     }
 
     /// The regularization the model was trained with.
     pub fn regularization(&self) -> f32 {
         self.regularization
     }
+}
+
+/// One user's ALS system kept as an explicit inverse, so that each new event updates the
+/// exact least-squares vector in O(k²) (Sherman–Morrison), however long the history:
+/// `A = YᵀY + λI + Σ_i alpha·W_i y_i y_iᵀ`, `b = Σ_i (1 + alpha·W_i) y_i`, `x = A⁻¹ b`, where
+/// `W_i` is the user's summed weight on item `i`. Another event on item `i` with weight
+/// `w` adds `alpha·w·y_i y_iᵀ` to `A` (rank one) and `(alpha·w + [i is new]) y_i` to `b`.
+/// Built once in O(n k² + k³); `f64` inside, so that thousands of updates stay accurate.
+#[derive(Debug, Clone)]
+pub struct UserSolver {
+    k: usize,
+    a_inv: Vec<f64>,
+    b: Vec<f64>,
+    items: Vec<u32>,
+}
+
+impl UserSolver {
+    fn new(model: &AlsModel, interactions: &[(u32, f32)]) -> Self {
+        let k = model.factors;
+        let mut a: Vec<f64> = model.gram.iter().map(|&v| f64::from(v)).collect();
+        let mut b = vec![0f64; k];
+        let mut items = Vec::new();
+        let mut summed: std::collections::BTreeMap<u32, f64> = std::collections::BTreeMap::new();
+        for &(i, w) in interactions {
+            if (i as usize) < model.n_items() && w.is_finite() && w > 0.0 {
+                *summed.entry(i).or_default() += f64::from(w);
+            }
+        }
+        let alpha = f64::from(model.alpha);
+        for (&i, &w) in &summed {
+            let Some(y) = model.item_vector(i) else {
+                continue;
+            };
+            let s = alpha * w;
+            for r in 0..k {
+                b[r] += (1.0 + s) * f64::from(y[r]);
+                let yr = s * f64::from(y[r]);
+                for c in 0..k {
+                    a[r * k + c] += yr * f64::from(y[c]);
+                }
+            }
+            items.push(i);
+        }
+        let a_inv = invert_spd(&a, k).unwrap_or_else(|| {
+            // only for λ = 0 with too few items; fall back to the identity (x = b)
+            let mut id = vec![0f64; k * k];
+            (0..k).for_each(|d| id[d * k + d] = 1.0);
+            id
+        });
+        Self { k, a_inv, b, items }
+    }
+
+    /// Account for one more event on `item` with weight `w`.
+    pub fn add(&mut self, model: &AlsModel, item: u32, w: f32) {
+        let k = self.k;
+        let Some(y) = model.item_vector(item) else {
+            return;
+        };
+        if !(w.is_finite() && w > 0.0) || y.len() != k {
+            return;
+        }
+        let s = f64::from(model.alpha) * f64::from(w);
+        let is_new = match self.items.binary_search(&item) {
+            Ok(_) => false,
+            Err(pos) => {
+                self.items.insert(pos, item);
+                true
+            }
+        };
+        let y: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
+        let coef_b = s + if is_new { 1.0 } else { 0.0 };
+        self.b
+            .iter_mut()
+            .zip(&y)
+            .for_each(|(bv, yv)| *bv += coef_b * yv);
+        if s > 0.0 {
+            // A⁻¹ ← A⁻¹ − s (A⁻¹y)(A⁻¹y)ᵀ / (1 + s yᵀA⁻¹y)   (A⁻¹ symmetric)
+            let z: Vec<f64> = (0..k)
+                .map(|r| (0..k).map(|c| self.a_inv[r * k + c] * y[c]).sum())
+                .collect();
+            let denom = 1.0 + s * z.iter().zip(&y).map(|(a, b)| a * b).sum::<f64>();
+            if denom > 0.0 && denom.is_finite() {
+                let f = s / denom;
+                for r in 0..k {
+                    for c in 0..k {
+                        self.a_inv[r * k + c] -= f * z[r] * z[c];
+                    }
+                }
+            }
+        }
+    }
+
+    /// The current exact vector `A⁻¹ b`.
+    pub fn vector(&self) -> Vec<f32> {
+        let k = self.k;
+        (0..k)
+            .map(|r| {
+                (0..k)
+                    .map(|c| self.a_inv[r * k + c] * self.b[c])
+                    .sum::<f64>() as f32
+            })
+            .collect()
+    }
+}
+
+/// Inverse of a symmetric positive-definite `k×k` matrix by Cholesky; `None` if not SPD.
+fn invert_spd(a: &[f64], k: usize) -> Option<Vec<f64>> {
+    // A = L Lᵀ
+    let mut l = vec![0f64; k * k];
+    for r in 0..k {
+        for c in 0..=r {
+            let mut sum = a[r * k + c];
+            for j in 0..c {
+                sum -= l[r * k + j] * l[c * k + j];
+            }
+            if r == c {
+                if sum <= 0.0 || !sum.is_finite() {
+                    return None;
+                }
+                l[r * k + r] = sum.sqrt();
+            } else {
+                l[r * k + c] = sum / l[c * k + c];
+            }
+        }
+    }
+    // solve L Lᵀ X = I column by column
+    let mut inv = vec![0f64; k * k];
+    let mut col = vec![0f64; k];
+    for e in 0..k {
+        for r in 0..k {
+            let mut sum = if r == e { 1.0 } else { 0.0 };
+            for j in 0..r {
+                sum -= l[r * k + j] * col[j];
+            }
+            col[r] = sum / l[r * k + r];
+        }
+        for r in (0..k).rev() {
+            let mut sum = col[r];
+            for j in r + 1..k {
+                sum -= l[j * k + r] * col[j];
+            }
+            col[r] = sum / l[r * k + r];
+        }
+        for r in 0..k {
+            inv[r * k + e] = col[r];
+        }
+    }
+    Some(inv)
 }
 
 #[cfg(test)]
@@ -928,6 +1099,7 @@ mod tests {
             conf: &[3.0],
             x: &mut x2,
             scratch: &mut s,
+            steps: 2,
         });
         assert!(
             (x[0] - x2[0]).abs() < 1e-6 && (x[1] - x2[1]).abs() < 1e-6,
@@ -979,6 +1151,63 @@ mod tests {
             "{recs:?}"
         );
         assert!(model.fold_in_user(&[]).iter().all(|&x| x == 0.0));
+        // folding in a training user's own items reproduces (about) their trained vector
+        let items: Vec<(u32, f32)> = model.seen(5).iter().map(|&i| (i, 1.0)).collect();
+        let v = model.fold_in_user(&items);
+        let u = model.user_vector(5).unwrap();
+        let cos = dot(&v, u) / (dot(&v, &v).sqrt() * dot(u, u).sqrt());
+        assert!(cos > 0.99, "cos {cos}");
+        // a few warm-started steps after one more event move toward the full solve
+        let mut w = u.to_vec();
+        let mut more = items.clone();
+        more.push((3, 1.0));
+        model.refine_user(&mut w, &more, 3);
+        let full = model.fold_in_user(&more);
+        let dist =
+            |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f32>();
+        assert!(
+            dist(&w, &full) < dist(u, &full),
+            "refine did not move toward the solution"
+        );
+    }
+
+    #[test]
+    fn user_solver_matches_a_full_solve_after_updates() {
+        let (data, _) = planted();
+        let model = train(&data, &params(8, 10)).unwrap();
+        let mut history: Vec<(u32, f32)> = vec![(20, 1.0), (21, 2.0)];
+        let mut solver = model.user_solver(&history);
+        let close = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() < 1e-3 * (1.0 + y.abs()))
+        };
+        let v0 = solver.vector();
+        assert!(close(&v0, &model.fold_in_user(&history)), "{v0:?}");
+        // a new item, a repeat of a known one, and an unknown item (ignored)
+        for (i, w) in [(22u32, 1.0f32), (20, 3.0), (5, 0.5), (999, 1.0)] {
+            solver.add(&model, i, w);
+            if i < 40 {
+                history.push((i, w));
+            }
+            let exact = model.fold_in_user(&history);
+            assert!(
+                close(&solver.vector(), &exact),
+                "after ({i}, {w}): {:?} vs {exact:?}",
+                solver.vector()
+            );
+        }
+        assert!(
+            invert_spd(&[1.0, 2.0, 2.0, 1.0], 2).is_none(),
+            "not positive definite"
+        );
+        let inv = invert_spd(&[4.0, 2.0, 2.0, 3.0], 2).unwrap();
+        // [[4,2],[2,3]]⁻¹ = [[3,−2],[−2,4]] / 8
+        let want = [0.375, -0.25, -0.25, 0.5];
+        assert!(
+            inv.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{inv:?}"
+        );
     }
 
     #[test]

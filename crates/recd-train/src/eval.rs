@@ -22,7 +22,9 @@ use crate::baselines::{ItemKnn, Popularity};
 use crate::dataset::Interactions;
 use crate::error::{Result, TrainError};
 use crate::metrics::{ItemSimilarity, Metrics, MetricsAccumulator};
-use crate::replay::{self, BatchAls, RealtimePopularity, ReplayMetrics, ReplayRecommender};
+use crate::replay::{
+    self, BatchAls, RealtimeAls, RealtimePopularity, ReplayMetrics, ReplayRecommender,
+};
 use crate::split::{self, Split, SplitMethod};
 
 /// A model under offline evaluation.
@@ -97,7 +99,7 @@ pub struct EvalReport {
     pub train_seconds: f64,
     /// Offline metrics per model (`popularity`, `item_knn`, `als`, later `pipeline`).
     pub models: BTreeMap<String, ModelReport>,
-    /// Online replay per recommender (`popularity`, `batch`, later `realtime`).
+    /// Online replay per recommender (`popularity`, `batch`, `als_realtime`, later `realtime`).
     pub replay: BTreeMap<String, ReplayMetrics>,
     /// What intra-list diversity is measured on: `genres` or `als_item_factors`.
     pub diversity_basis: String,
@@ -389,7 +391,8 @@ impl Evaluation {
         report.replay.insert(name.to_owned(), m);
     }
 
-    /// Popularity, item-kNN and ALS offline; popularity (real-time) and batch ALS replay.
+    /// Popularity, item-kNN and ALS offline; real-time popularity, batch ALS and ALS with
+    /// real-time user vectors in the replay.
     pub fn run_builtin(&self) -> EvalReport {
         let mut report = self.report();
         let t = Instant::now();
@@ -405,8 +408,10 @@ impl Evaluation {
                 .map(|d| d * 86_400_000.0);
             let mut rt = RealtimePopularity::new(&self.split.train, half_life_ms);
             self.add_replay(&mut report, "popularity", &mut rt);
-            let mut batch = BatchAls::new(&self.als, pop);
+            let mut batch = BatchAls::new(&self.als, pop.clone());
             self.add_replay(&mut report, "batch", &mut batch);
+            let mut live = RealtimeAls::new(&self.als, &self.split.train, pop);
+            self.add_replay(&mut report, "als_realtime", &mut live);
         }
         report
     }

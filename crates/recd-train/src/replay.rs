@@ -10,16 +10,18 @@
 //! - users without train history are included: a real-time recommender may serve them.
 //!
 //! Implementations here: [`RealtimePopularity`] (popularity updated by every event, with an
-//! optional half-life) and [`BatchAls`] (fixed ALS vectors; cold users get train
-//! popularity). The serving pipeline implements [`ReplayRecommender`] itself.
+//! optional half-life), [`BatchAls`] (fixed ALS vectors; cold users get train popularity)
+//! and [`RealtimeAls`] (the same item vectors, but each event updates its user's vector
+//! exactly: the reference for what real-time updates are worth).
+//! The serving pipeline implements [`ReplayRecommender`] itself.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::als::AlsModel;
+use crate::als::{AlsModel, UserSolver};
 use crate::baselines::Popularity;
-use crate::dataset::Interactions;
+use crate::dataset::{Csr, Interactions};
 use crate::rank::top_k;
 use crate::split::Split;
 
@@ -210,6 +212,65 @@ impl ReplayRecommender for BatchAls<'_> {
     fn observe(&mut self, _event: &ReplayEvent) {}
 }
 
+/// ALS item vectors fixed, user vectors updated exactly by every event: each user who
+/// appears in the replay gets a [`UserSolver`] (built from their train history on their
+/// first event), and every event is a rank-one update, O(k²) however long the history.
+/// Users with no history get the train popularity list.
+#[derive(Debug)]
+pub struct RealtimeAls<'a> {
+    model: &'a AlsModel,
+    popularity: Popularity,
+    train: Csr,
+    solvers: HashMap<u32, (UserSolver, Vec<f32>)>,
+}
+
+impl<'a> RealtimeAls<'a> {
+    /// Start from `model` (trained on `train`) and the train histories.
+    pub fn new(model: &'a AlsModel, train: &Interactions, popularity: Popularity) -> Self {
+        Self {
+            model,
+            popularity,
+            train: train.user_item_matrix(),
+            solvers: HashMap::new(),
+        }
+    }
+
+    fn vector(&self, user: u32) -> Option<&[f32]> {
+        let v = match self.solvers.get(&user) {
+            Some((_, v)) => v.as_slice(),
+            None => self.model.user_vector(user)?,
+        };
+        v.iter().any(|&x| x != 0.0).then_some(v)
+    }
+}
+
+impl ReplayRecommender for RealtimeAls<'_> {
+    fn recommend(&mut self, user: u32, k: usize, exclude: &[u32], _now_ms: i64) -> Vec<u32> {
+        match self.vector(user) {
+            Some(v) => top_k(&self.model.scores(v), k, exclude)
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect(),
+            None => self.popularity.top(k, exclude),
+        }
+    }
+
+    fn observe(&mut self, event: &ReplayEvent) {
+        let (model, train) = (self.model, &self.train);
+        let (solver, v) = self.solvers.entry(event.user).or_insert_with(|| {
+            let history: Vec<(u32, f32)> = if (event.user as usize) < train.rows {
+                let (cols, w) = train.row(event.user as usize);
+                cols.iter().copied().zip(w.iter().copied()).collect()
+            } else {
+                Vec::new()
+            };
+            (model.user_solver(&history), Vec::new())
+        });
+        solver.add(model, event.item, event.weight);
+        *v = solver.vector();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +340,51 @@ mod tests {
             rt.observe(&ev);
         }
         assert_eq!(rt.recommend(0, 1, &[], 5), vec![5]);
+    }
+
+    #[test]
+    fn realtime_als_learns_a_cold_user_from_events() {
+        // two groups: users 0..10 like items 0..5, users 10..20 like items 5..10; user 20
+        // appears only in test, with two events in the second group
+        let mut ev = Vec::new();
+        for u in 0..20u32 {
+            let base = if u < 10 { 0 } else { 5 };
+            for j in 0..5 {
+                if (u + j) % 5 != 0 {
+                    ev.push((u, base + j, 1.0, 0));
+                }
+            }
+        }
+        let n_train = ev.len();
+        ev.extend([(20, 5, 1.0, 10), (20, 6, 1.0, 11), (20, 7, 1.0, 12)]);
+        let d = Interactions::from_indices(21, 10, &ev);
+        let s = Split {
+            train: d.subset(&(0..n_train).collect::<Vec<_>>()),
+            test: d.subset(&(n_train..ev.len()).collect::<Vec<_>>()),
+            method: SplitMethod::Time { test_fraction: 0.1 },
+        };
+        let params = crate::als::AlsParams {
+            factors: 4,
+            regularization: 0.5,
+            alpha: 2.0,
+            iterations: 10,
+            threads: 1,
+            ..Default::default()
+        };
+        let model = crate::als::train(&s.train, &params).unwrap();
+        let mut live = RealtimeAls::new(&model, &s.train, Popularity::fit(&s.train));
+        let mut batch = BatchAls::new(&model, Popularity::fit(&s.train));
+        let events = replay_events(&s.test);
+        live.observe(&events[0]);
+        live.observe(&events[1]);
+        let recs = live.recommend(20, 3, &[5, 6], 12);
+        assert!(recs.iter().all(|&i| i >= 5), "{recs:?}");
+        assert!(recs.contains(&7));
+        // the batch model still treats user 20 as cold (popularity)
+        assert_eq!(
+            batch.recommend(20, 3, &[5, 6], 12),
+            Popularity::fit(&s.train).top(3, &[5, 6])
+        );
     }
 
     #[test]
