@@ -83,3 +83,26 @@ fn eval_beats_popularity_on_every_split() {
         assert!(report.replay["batch"].events > 0);
     }
 }
+
+#[test]
+#[ignore = "needs ../shared/data/ml-latest-small, absent in CI"]
+fn realtime_user_vectors_beat_batch_in_the_time_replay() {
+    let loaded = read_interactions(&data_dir(), Some(Format::Movielens)).expect("load");
+    let (data, genres, _) = loaded.to_interactions(&ConfidenceWeights::default());
+    let config = EvalConfig {
+        split: SplitMethod::Time { test_fraction: 0.2 },
+        ..EvalConfig::default()
+    };
+    let report = eval::run(&data, "ml-latest-small", config, Some(genres)).expect("eval");
+    eprintln!("{}", report.to_table());
+    let live = report.replay["als_realtime"];
+    let batch = report.replay["batch"];
+    assert_eq!(live.events, batch.events);
+    assert!(
+        live.ndcg > 1.3 * batch.ndcg,
+        "real-time {live:?} vs batch {batch:?}"
+    );
+    // offline, only users with train history are scored; most test users of a global time
+    // cutoff are new
+    assert!(report.cold_test_users > report.users);
+}
