@@ -12,8 +12,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use recd_core::Schema;
 use recd_core::pipeline::RankParams;
-use recd_store::{ModelSettings, RedisConfig};
 use recd_store::embedded::EmbeddedOptions;
+use recd_store::{ModelSettings, RedisConfig};
 use serde::{Deserialize, Serialize};
 
 /// Which store holds the serving state.

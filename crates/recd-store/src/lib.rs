@@ -21,19 +21,25 @@ pub mod embedded;
 pub mod error;
 pub mod redis;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use recd_core::popularity::PopularityParams;
 use recd_core::{Event, Filter, Item, ItemUpsert, Schema, SessionParams, UserState};
 use serde::{Deserialize, Serialize};
 
-pub use error::{StoreError, StoreResult};
 pub use self::redis::{RedisConfig, RedisStore};
+pub use error::{StoreError, StoreResult};
 
-/// A KNN hit: the item's fields (no vector) and its similarity to the query.
+/// A KNN hit: the item and its similarity to the query.
+///
+/// Items are shared (`Arc`): a request touches a few hundred candidates and returns ten,
+/// so candidates must not be deep-copied (that was half of a request's CPU time). The item
+/// may carry its vector; answers never serialize it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
-    /// The item, without its vector.
-    pub item: Item,
+    /// The item.
+    pub item: Arc<Item>,
     /// Similarity, higher is better (cosine, inner product, or negated squared L2).
     pub score: f32,
 }
@@ -42,8 +48,8 @@ pub struct Hit {
 /// (see `recd_core::popularity`); `f64::NEG_INFINITY` for an item nobody touched yet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PopularHit {
-    /// The item, without its vector.
-    pub item: Item,
+    /// The item.
+    pub item: Arc<Item>,
     /// log Σ wᵢ·2^(tᵢ/half_life).
     pub log_score: f64,
 }
@@ -110,7 +116,7 @@ pub trait Store: Send + Sync + 'static {
         terms: &[String],
         k: usize,
         filter: &Filter,
-    ) -> StoreResult<Vec<Item>>;
+    ) -> StoreResult<Vec<Arc<Item>>>;
 
     /// Applies events: each user's events atomically and in order (session vector,
     /// counters, recent and purchased items), item popularity, and the event log.

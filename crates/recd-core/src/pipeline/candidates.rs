@@ -1,14 +1,15 @@
 //! Candidates from every source, merged into one list that keeps each source's signal.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::item::Item;
 
 /// One candidate item and what each source said about it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
-    /// The item (fields only; vectors are not carried through ranking).
-    pub item: Item,
+    /// The item, shared with the store (never deep-copied on the request path).
+    pub item: Arc<Item>,
     /// Similarity to the query vector, when KNN found it.
     pub similarity: Option<f32>,
     /// Rank (0-based) in the KNN list.
@@ -23,10 +24,14 @@ pub struct Candidate {
 
 /// Unions the three lists (each best first) by item id; the first occurrence of an item
 /// keeps its fields. `popular` carries log-domain popularity scores.
-pub fn merge(knn: Vec<(Item, f32)>, popular: Vec<(Item, f64)>, text: Vec<Item>) -> Vec<Candidate> {
+pub fn merge(
+    knn: Vec<(Arc<Item>, f32)>,
+    popular: Vec<(Arc<Item>, f64)>,
+    text: Vec<Arc<Item>>,
+) -> Vec<Candidate> {
     let mut out: Vec<Candidate> = Vec::with_capacity(knn.len() + popular.len() + text.len());
     let mut at: HashMap<String, usize> = HashMap::with_capacity(out.capacity());
-    let mut slot = |item: Item, out: &mut Vec<Candidate>| -> usize {
+    let mut slot = |item: Arc<Item>, out: &mut Vec<Candidate>| -> usize {
         *at.entry(item.id.clone()).or_insert_with(|| {
             out.push(Candidate {
                 item,
@@ -67,12 +72,12 @@ mod tests {
 
     use super::*;
 
-    fn it(id: &str) -> Item {
-        Item {
+    fn it(id: &str) -> Arc<Item> {
+        Arc::new(Item {
             id: id.into(),
             vector: None,
             fields: BTreeMap::new(),
-        }
+        })
     }
 
     #[test]

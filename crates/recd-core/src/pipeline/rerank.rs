@@ -1,6 +1,7 @@
 //! Re-ranking: exclusions, a diversity cap, reasons, and the cut to `count`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,8 +22,8 @@ pub struct Diversity {
 /// One item of the answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ranked {
-    /// The item (fields, no vector).
-    pub item: Item,
+    /// The item (shared with the store; answers never show its vector).
+    pub item: Arc<Item>,
     /// Its score.
     pub score: f64,
     /// Why it is here, in words.
@@ -144,7 +145,7 @@ mod tests {
     use super::*;
     use crate::pipeline::{merge, score_all};
 
-    fn it(id: &str, cat: &str) -> Item {
+    fn it(id: &str, cat: &str) -> Arc<Item> {
         let mut fields = BTreeMap::new();
         fields.insert(
             "category".to_string(),

@@ -59,12 +59,12 @@ mod tests {
     use crate::item::Item;
     use crate::pipeline::merge;
 
-    fn it(id: &str) -> Item {
-        Item {
+    fn it(id: &str) -> std::sync::Arc<Item> {
+        std::sync::Arc::new(Item {
             id: id.into(),
             vector: None,
             fields: BTreeMap::new(),
-        }
+        })
     }
 
     #[test]

@@ -226,14 +226,6 @@ impl Inner {
         }
     }
 
-    fn item_without_vector(item: &Item) -> Item {
-        Item {
-            id: item.id.clone(),
-            vector: None,
-            fields: item.fields.clone(),
-        }
-    }
-
     fn upsert(&self, batch: Vec<ItemUpsert>) -> StoreResult<usize> {
         // Last write wins within a batch, as if the items had come one by one.
         let mut by_id: HashMap<String, usize> = HashMap::new();
@@ -501,7 +493,7 @@ impl Store for EmbeddedStore {
             .into_iter()
             .filter_map(|h| {
                 catalog.item_at(h.id).map(|it| Hit {
-                    item: Inner::item_without_vector(it),
+                    item: it.clone(),
                     score: h.score,
                 })
             })
@@ -516,7 +508,7 @@ impl Store for EmbeddedStore {
             .into_iter()
             .filter_map(|(slot, log_score)| {
                 catalog.item_at(slot).map(|it| PopularHit {
-                    item: Inner::item_without_vector(it),
+                    item: it.clone(),
                     log_score,
                 })
             })
@@ -528,17 +520,13 @@ impl Store for EmbeddedStore {
         terms: &[String],
         k: usize,
         filter: &Filter,
-    ) -> StoreResult<Vec<Item>> {
+    ) -> StoreResult<Vec<Arc<Item>>> {
         let catalog = self.inner.catalog.read();
         let allowed = catalog.allowed(filter);
         Ok(catalog
             .text_search(terms, k, allowed.as_ref())
             .into_iter()
-            .filter_map(|slot| {
-                catalog
-                    .item_at(slot)
-                    .map(|it| Inner::item_without_vector(it))
-            })
+            .filter_map(|slot| catalog.item_at(slot).cloned())
             .collect())
     }
 

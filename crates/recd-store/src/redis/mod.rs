@@ -490,7 +490,7 @@ impl Store for RedisStore {
                         .and_then(|s| s.parse().ok())
                         .ok_or_else(|| bad_reply("KNN hit without a distance"))?;
                     Ok(Hit {
-                        item: self.doc_item(doc)?,
+                        item: Arc::new(self.doc_item(doc)?),
                         score: score_of(schema.vector.metric, distance),
                     })
                 })
@@ -519,7 +519,7 @@ impl Store for RedisStore {
                         .and_then(|s| s.parse::<f64>().ok())
                         .unwrap_or(f64::NEG_INFINITY);
                     Ok(PopularHit {
-                        item: self.doc_item(doc)?,
+                        item: Arc::new(self.doc_item(doc)?),
                         log_score,
                     })
                 })
@@ -533,7 +533,7 @@ impl Store for RedisStore {
         terms: &[String],
         k: usize,
         filter: &Filter,
-    ) -> StoreResult<Vec<Item>> {
+    ) -> StoreResult<Vec<Arc<Item>>> {
         // Only whole tokens can match (what the index holds); anything else matches nothing,
         // exactly as in the embedded backend.
         let terms: Vec<String> = terms
@@ -556,7 +556,9 @@ impl Store for RedisStore {
         };
         self.run(async {
             let (_, docs) = self.search(args).await?;
-            docs.iter().map(|doc| self.doc_item(doc)).collect()
+            docs.iter()
+                .map(|doc| self.doc_item(doc).map(Arc::new))
+                .collect()
         })
         .await
     }

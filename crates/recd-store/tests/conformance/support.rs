@@ -47,7 +47,7 @@ pub fn event(user: &str, item: &str, kind: EventType, value: Option<f64>, t: i64
 }
 
 /// Sorted ids.
-pub fn ids<'a>(items: impl IntoIterator<Item = &'a Item>) -> Vec<String> {
+pub fn ids<'a>(items: impl IntoIterator<Item = &'a std::sync::Arc<Item>>) -> Vec<String> {
     let mut v: Vec<String> = items.into_iter().map(|i| i.id.clone()).collect();
     v.sort();
     v
