@@ -151,11 +151,11 @@ mod tests {
             "category".to_string(),
             FieldValue::Tags(vec![cat.to_string()]),
         );
-        Item {
+        Arc::new(Item {
             id: id.into(),
             vector: None,
             fields,
-        }
+        })
     }
 
     fn scored() -> Vec<Scored> {
