@@ -5,6 +5,7 @@
 //! cargo run -p recd-store --example redis_knn_bench -- \
 //!     --url redis://127.0.0.1:PORT --catalog /tmp/catalog-100k [--load] \
 //!     [--concurrency 32] [--seconds 10] [--ef 64] [--policy batches|adhoc_bf] [--batch-size N]
+//!     [--overfetch K]   (RedisConfig::range_overfetch; 0 = price inside RediSearch too)
 //! ```
 //! `--catalog` is a directory written by `shared/bench/catalog_gen.py --jsonl-vectors`;
 //! `--load` upserts its `items.jsonl` through the store first (prefix `bench:`).
@@ -26,6 +27,7 @@ struct Args {
     ef: u32,
     policy: Option<HybridPolicy>,
     batch_size: Option<u32>,
+    overfetch: usize,
 }
 
 fn args() -> Args {
@@ -38,6 +40,7 @@ fn args() -> Args {
         ef: 64,
         policy: None,
         batch_size: None,
+        overfetch: 3,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -54,6 +57,7 @@ fn args() -> Args {
             "--concurrency" => a.concurrency = next.parse().expect("--concurrency N"),
             "--seconds" => a.seconds = next.parse().expect("--seconds S"),
             "--ef" => a.ef = next.parse().expect("--ef N"),
+            "--overfetch" => a.overfetch = next.parse().expect("--overfetch N"),
             "--batch-size" => a.batch_size = Some(next.parse().expect("--batch-size N")),
             "--policy" => {
                 a.policy = match next.as_str() {
@@ -164,7 +168,11 @@ fn raw_query(
     policy: Option<HybridPolicy>,
     batch: Option<u32>,
 ) -> String {
-    let mut knn = format!("KNN 50 @vector $vec EF_RUNTIME {ef}");
+    let mut knn = if filtered && policy == Some(HybridPolicy::AdhocBf) {
+        "KNN 50 @vector $vec".to_string() // EF_RUNTIME is refused with ADHOC_BF
+    } else {
+        format!("KNN 50 @vector $vec EF_RUNTIME {ef}")
+    };
     if filtered {
         if let Some(p) = policy {
             knn.push_str(match p {
@@ -192,6 +200,7 @@ async fn main() {
         hnsw_ef_runtime: a.ef,
         hybrid_policy: a.policy,
         batch_size: a.batch_size,
+        range_overfetch: a.overfetch,
         operation_timeout_ms: 30_000,
         response_timeout_ms: 30_000,
         ..RedisConfig::default()
@@ -219,9 +228,12 @@ async fn main() {
         // Raw: one connection per client, the command as a hand-written service sends it.
         let mut conns = Vec::new();
         for _ in 0..a.concurrency {
+            // The crate's default 500 ms response timeout would cut slow filtered queries.
+            let config = redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(Duration::from_secs(30)));
             conns.push(
                 client
-                    .get_multiplexed_async_connection()
+                    .get_multiplexed_async_connection_with_config(&config)
                     .await
                     .expect("connection"),
             );
@@ -266,10 +278,16 @@ async fn main() {
                     .arg("LIMIT")
                     .arg(0)
                     .arg(50)
+                    .arg("TIMEOUT")
+                    .arg(0)
                     .arg("DIALECT")
                     .arg(2)
                     .query_async::<redis::Value>(&mut conn)
                     .await
+                    .map_err(|e| {
+                        static ONCE: std::sync::Once = std::sync::Once::new();
+                        ONCE.call_once(|| eprintln!("first raw error: {e:?}"));
+                    })
                     .is_ok()
             }
         })

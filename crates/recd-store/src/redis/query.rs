@@ -42,7 +42,7 @@ pub(crate) fn filter_query(filter: &Filter) -> Query {
 
 /// Removes match-everything parts (`*` may only stand alone in a RediSearch query):
 /// they vanish from conjunctions and make a disjunction match everything.
-fn simplify(filter: &Filter) -> Filter {
+pub(crate) fn simplify(filter: &Filter) -> Filter {
     match filter {
         Filter::And(all) => {
             let mut kept: Vec<Filter> = all.iter().map(simplify).filter(|f| !f.is_all()).collect();
@@ -141,6 +141,24 @@ fn common_tail(config: &RedisConfig, args: &mut Vec<Vec<u8>>) {
     args.push(b"2".to_vec());
 }
 
+/// Splits a conjunction into the conditions RediSearch pre-filters cheaply (tags, bools,
+/// text, sub-expressions) and its numeric ranges, which cost far more inside RediSearch
+/// (a wide range is a union of many numeric-tree leaves) and are checked on an over-fetch
+/// instead. `None` when there is nothing to split: no range, or only ranges (a plain HNSW
+/// query may return fewer than asked, so "fewer came back" would not prove exhaustion).
+pub(crate) fn split_ranges(filter: &Filter) -> Option<(Filter, Filter)> {
+    let Filter::And(all) = simplify(filter) else {
+        return None;
+    };
+    let (ranges, rest): (Vec<Filter>, Vec<Filter>) = all
+        .into_iter()
+        .partition(|f| matches!(f, Filter::Range { .. }));
+    if ranges.is_empty() || rest.is_empty() {
+        return None;
+    }
+    Some((Filter::And(rest), Filter::And(ranges)))
+}
+
 /// `FT.SEARCH alias "(<filter>)=>[KNN $k @vector $vec ... AS __recd_score]" ...`: the
 /// arguments after the command name.
 pub(crate) fn knn_args(
@@ -153,9 +171,14 @@ pub(crate) fn knn_args(
 ) -> Vec<Vec<u8>> {
     let filter = &simplify(filter);
     let Query { text, mut params } = filter_query(filter);
-    let mut knn = format!("KNN $k @vector $vec EF_RUNTIME {}", config.hnsw_ef_runtime);
+    let mut knn = "KNN $k @vector $vec".to_string();
+    let hybrid = config.hybrid_policy.filter(|_| !filter.is_all());
+    // EF_RUNTIME is refused together with an explicit ADHOC_BF (no graph walk then).
+    if hybrid != Some(super::HybridPolicy::AdhocBf) {
+        knn.push_str(&format!(" EF_RUNTIME {}", config.hnsw_ef_runtime));
+    }
     // Hybrid attributes are refused on a query without a filter.
-    if let (false, Some(policy)) = (filter.is_all(), config.hybrid_policy) {
+    if let Some(policy) = hybrid {
         knn.push_str(&format!(" HYBRID_POLICY {}", policy.as_str()));
         if let (super::HybridPolicy::Batches, Some(size)) = (policy, config.batch_size) {
             knn.push_str(&format!(" BATCH_SIZE {size}"));
@@ -268,5 +291,10 @@ mod tests {
         let values: Vec<&[u8]> = q.params.iter().map(|(_, v)| v.as_slice()).collect();
         assert_eq!(values, [&b"a b"[..], b"{x}", b"acme", b"run", b"trail"]);
         assert_eq!(filter_query(&Filter::all()).text, "*");
+        let (pre, post) = split_ranges(&f).unwrap();
+        assert!(matches!(&post, Filter::And(r) if r.len() == 1));
+        assert!(!filter_query(&pre).text.contains("@price"));
+        let only_range = Filter::parse(&json!({"price":{"gt":1}}), &schema).unwrap();
+        assert!(split_ranges(&only_range).is_none());
     }
 }

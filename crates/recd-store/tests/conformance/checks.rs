@@ -82,7 +82,6 @@ pub async fn items_crud(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(hits[0].item.id, "shoe");
-    assert!(hits[0].item.vector.is_none(), "hits carry no vector");
     // "vector": null removes it: the item is no longer a KNN candidate.
     store
         .upsert_items(vec![upsert(json!({"id":"shoe","vector":null,"price":45}))])
@@ -196,6 +195,14 @@ pub async fn knn_scores_and_filters(store: &dyn Store) {
             vec!["shoe"],
         ),
         (json!({"not":{}}), vec![]),
+        (
+            json!({"category":{"any":["shoes"]},"price":{"lte":60}}),
+            vec!["novec", "shoe"],
+        ),
+        (
+            json!({"brand":{"any":["acme"]},"price":{"gt":60},"in_stock":true}),
+            vec!["bag"],
+        ),
         (json!({"category":{"any":["nothing"]}}), vec![]),
     ];
     for (filter, want) in cases {
@@ -590,4 +597,34 @@ pub async fn concurrent_events_one_user(store: Arc<dyn Store>) {
     let p = settings().session;
     let min_weight: f64 = (0..400).map(|_| p.weights.view * p.decay(8_000)).sum();
     assert!(s.weight >= min_weight * 0.99, "{} < {min_weight}", s.weight);
+}
+
+/// A tag + range filter whose nearest tag matches mostly fail the range: the k nearest
+/// items passing both are still found, exactly.
+pub async fn knn_tag_and_range(store: &dyn Store) {
+    let items = (0..60)
+        .map(|i| {
+            upsert(
+                json!({"id": format!("r{i}"), "vector": [1.0, i as f64 / 10.0, 0, 0],
+                          "category": if i % 2 == 0 { "even" } else { "odd" }, "price": i}),
+            )
+        })
+        .collect();
+    store.upsert_items(items).await.unwrap();
+    let q = [1.0, 0.0, 0.0, 0.0];
+    for (price, k, want) in [
+        (json!({"gte": 50}), 2, vec!["r50", "r52"]),
+        (
+            json!({"gte": 50}),
+            10,
+            vec!["r50", "r52", "r54", "r56", "r58"],
+        ),
+        (json!({"lt": 6}), 2, vec!["r0", "r2"]),
+        (json!({"gt": 100}), 5, vec![]),
+    ] {
+        let filter = f(json!({"category":{"any":["even"]},"price": price}));
+        let hits = store.knn(&q, k, &filter).await.unwrap();
+        let got: Vec<&str> = hits.iter().map(|h| h.item.id.as_str()).collect();
+        assert_eq!(got, want, "price {price}, k {k}");
+    }
 }

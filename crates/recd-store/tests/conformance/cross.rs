@@ -145,14 +145,14 @@ async fn matched(store: &dyn Store, f: &Filter) -> (Vec<String>, Vec<String>) {
         .await
         .expect("knn")
         .into_iter()
-        .map(|h| h.item.id)
+        .map(|h| h.item.id.clone())
         .collect();
     let mut popular: Vec<String> = store
         .popular(1000, f)
         .await
         .expect("popular")
         .into_iter()
-        .map(|h| h.item.id)
+        .map(|h| h.item.id.clone())
         .collect();
     knn.sort();
     popular.sort();

@@ -19,7 +19,7 @@ macro_rules! conformance_tests {
     ($make:path) => {
         $crate::conformance_tests!(@each $make;
             items_crud, knn_scores_and_filters, injection, text_search, events_and_users,
-            event_log_and_forget, read_your_writes, set_item_vectors, popularity);
+            event_log_and_forget, read_your_writes, set_item_vectors, popularity, knn_tag_and_range);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_events_one_user() {

@@ -372,3 +372,37 @@ async fn schema_change_swaps_the_alias_without_a_failed_request() {
     assert!(v3.drop_version(3).await.is_err());
     assert_eq!(v3.counts().await.unwrap().items, 301);
 }
+
+/// Forcing either hybrid policy (and a tiny batch size), or keeping ranges inside
+/// RediSearch instead of checking them on an over-fetch, changes speed, never answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_knn_strategy_gives_the_same_answers() {
+    use recd_store::redis::HybridPolicy;
+    let Some(url) = redis_url() else { return };
+    let strategies = [
+        (Some(HybridPolicy::Batches), Some(2), 3),
+        (Some(HybridPolicy::AdhocBf), None, 3),
+        (None, None, 0),
+        (Some(HybridPolicy::Batches), None, 0),
+    ];
+    for (policy, batch_size, range_overfetch) in strategies {
+        for check in [0, 1] {
+            let config = RedisConfig {
+                prefix: unique_prefix("policy"),
+                hybrid_policy: policy,
+                batch_size,
+                range_overfetch,
+                hnsw_ef_runtime: 10,
+                ..RedisConfig::default()
+            };
+            let store = RedisStore::connect(&url, schema(), settings(), config)
+                .await
+                .unwrap();
+            if check == 0 {
+                crate::checks::knn_scores_and_filters(&store).await;
+            } else {
+                crate::checks::knn_tag_and_range(&store).await;
+            }
+        }
+    }
+}

@@ -46,9 +46,27 @@ pub fn event(user: &str, item: &str, kind: EventType, value: Option<f64>, t: i64
     }
 }
 
+/// An item, owned or shared (`Hit::item` may be either).
+pub trait AsItem {
+    /// The item.
+    fn as_item(&self) -> &Item;
+}
+
+impl AsItem for Item {
+    fn as_item(&self) -> &Item {
+        self
+    }
+}
+
+impl AsItem for std::sync::Arc<Item> {
+    fn as_item(&self) -> &Item {
+        self
+    }
+}
+
 /// Sorted ids.
-pub fn ids<'a>(items: impl IntoIterator<Item = &'a std::sync::Arc<Item>>) -> Vec<String> {
-    let mut v: Vec<String> = items.into_iter().map(|i| i.id.clone()).collect();
+pub fn ids<'a, T: AsItem + 'a>(items: impl IntoIterator<Item = &'a T>) -> Vec<String> {
+    let mut v: Vec<String> = items.into_iter().map(|i| i.as_item().id.clone()).collect();
     v.sort();
     v
 }
