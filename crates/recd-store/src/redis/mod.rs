@@ -174,7 +174,8 @@ impl RedisStore {
         .map_err(|_| StoreError::Unavailable(format!("redis at {url}: connect timed out")))?
         .map_err(from_redis)?;
         let mut conn2 = conn.clone();
-        let version = with_deadline(deadline, ensure_index(&mut conn2, &schema, &config)).await?;
+        let version =
+            with_deadline(deadline, ensure_index(&mut conn2, &schema, &config, 1)).await?;
         let keys = Keys::new(&config.prefix, version);
         tracing::info!(prefix = %config.prefix, version, "redis store ready");
         Ok(RedisStore {
@@ -220,7 +221,8 @@ impl RedisStore {
             Ok(v) => search_reply(v),
             Err(e) if is_missing_index(&e) => {
                 tracing::warn!(prefix = %self.inner.config.prefix, "search index missing; re-creating it");
-                ensure_index(&mut conn, &self.inner.schema, &self.inner.config).await?;
+                let version = self.inner.keys.version();
+                ensure_index(&mut conn, &self.inner.schema, &self.inner.config, version).await?;
                 search_reply(cmd.query_async(&mut conn).await.map_err(from_redis)?)
             }
             Err(e) => Err(from_redis(e)),
@@ -286,20 +288,22 @@ async fn with_deadline<T>(
 }
 
 /// Makes sure the prefix has an index for `schema`: records the schema and version in
-/// `{prefix}meta` if absent, refuses a different recorded schema, creates the index of the
-/// current version if missing and points the alias at it. Idempotent and safe to run from
-/// several servers at once. Returns the version.
+/// `{prefix}meta` if absent (`version` for a deployment that has none, as after a restart
+/// of a Redis without persistence), refuses a different recorded schema, creates the index
+/// of the recorded version if missing and points the alias at it. Idempotent and safe to
+/// run from several servers at once. Returns the recorded version.
 async fn ensure_index(
     conn: &mut ConnectionManager,
     schema: &Schema,
     config: &RedisConfig,
+    version: u32,
 ) -> StoreResult<u32> {
     let probe = Keys::new(&config.prefix, 1);
     let schema_json = serde_json::to_string(schema)
         .map_err(|e| StoreError::Internal(format!("schema to json: {e}")))?;
     let (version, stored): (Option<u32>, Option<String>) = redis::pipe()
         .atomic()
-        .hset_nx(probe.meta(), "version", 1)
+        .hset_nx(probe.meta(), "version", version)
         .ignore()
         .hset_nx(probe.meta(), "schema", &schema_json)
         .ignore()
