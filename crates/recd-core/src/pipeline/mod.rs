@@ -47,7 +47,7 @@ pub struct RankParams {
 impl Default for RankParams {
     fn default() -> Self {
         Self {
-            candidates: 100,
+            candidates: 50,
             popular_candidates: 50,
             session_share_max: 0.8,
             session_saturation: 1.0,
