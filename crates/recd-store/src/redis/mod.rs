@@ -596,21 +596,47 @@ impl Store for RedisStore {
     }
 
     async fn apply_events(&self, events: &[Event]) -> StoreResult<()> {
-        // Each user's events, in order, as one atomic unit.
+        // Each user's events, in order, as one atomic unit; users in parallel (up to
+        // USER_PARALLELISM at once, pipelined on the one connection).
+        const USER_PARALLELISM: usize = 32;
         let mut by_user: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
         for e in events {
             by_user.entry(e.user_id.as_str()).or_default().push(e);
         }
+        let inner = &self.inner;
+        if by_user.len() <= 1 {
+            return self
+                .run(async {
+                    for (user, events) in by_user {
+                        let mut conn = self.conn();
+                        users::apply(&mut conn, &inner.keys, &inner.settings, user, &events)
+                            .await?;
+                    }
+                    Ok(())
+                })
+                .await;
+        }
+        let mut groups: Vec<(String, Vec<Event>)> = by_user
+            .into_iter()
+            .map(|(u, evs)| (u.to_string(), evs.into_iter().cloned().collect()))
+            .collect();
         self.run(async {
-            for (user, events) in by_user {
-                users::apply(
-                    &mut self.conn(),
-                    &self.inner.keys,
-                    &self.inner.settings,
-                    user,
-                    &events,
-                )
-                .await?;
+            while !groups.is_empty() {
+                let rest = groups.split_off(groups.len().min(USER_PARALLELISM));
+                // Dropping the set (on the deadline) aborts the tasks; each user's write is
+                // one script, so a user is either wholly applied or not at all.
+                let mut set = tokio::task::JoinSet::new();
+                for (user, events) in std::mem::replace(&mut groups, rest) {
+                    let inner = self.inner.clone();
+                    set.spawn(async move {
+                        let refs: Vec<&Event> = events.iter().collect();
+                        let mut conn = inner.conn.clone();
+                        users::apply(&mut conn, &inner.keys, &inner.settings, &user, &refs).await
+                    });
+                }
+                while let Some(done) = set.join_next().await {
+                    done.map_err(|e| StoreError::Internal(format!("event task failed: {e}")))??;
+                }
             }
             Ok(())
         })
