@@ -197,8 +197,12 @@ async fn check_case(stores: &[Arc<dyn Store>], items: &[Item], filters: &[Filter
 }
 
 async fn both(prefix: &str) -> Vec<Arc<dyn Store>> {
+    both_with(prefix, schema()).await
+}
+
+async fn both_with(prefix: &str, schema: recd_core::Schema) -> Vec<Arc<dyn Store>> {
     let mut stores: Vec<Arc<dyn Store>> = Vec::new();
-    if let Some(s) = crate::embedded::make(schema(), settings()).await {
+    if let Some(s) = crate::embedded::make(schema.clone(), settings()).await {
         stores.push(s);
     }
     if let Some(url) = redis_url() {
@@ -206,7 +210,7 @@ async fn both(prefix: &str) -> Vec<Arc<dyn Store>> {
             prefix: unique_prefix(prefix),
             ..Default::default()
         };
-        let s = recd_store::RedisStore::connect(&url, schema(), settings(), config)
+        let s = recd_store::RedisStore::connect(&url, schema, settings(), config)
             .await
             .expect("connect");
         stores.push(Arc::new(s));
@@ -321,6 +325,71 @@ async fn same_events_same_user_state() {
         assert_eq!(order(&first.2), order(&other.2));
         for (x, y) in first.2.iter().zip(&other.2) {
             assert!((x.log_score - y.log_score).abs() < 1e-9 || x.log_score == y.log_score);
+        }
+    }
+}
+
+/// Scores mean the same on both backends for every metric: cosine similarity, inner
+/// product, negated squared L2 distance (RediSearch returns distances; the store converts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scores_per_metric() {
+    use recd_core::Metric;
+    let vectors: Vec<Vec<f32>> = (0..20)
+        .map(|i| {
+            let x = i as f32;
+            vec![
+                1.0 + x * 0.1,
+                (x * 0.7).sin() * 2.0,
+                (x * 1.3).cos(),
+                0.5 - x * 0.05,
+            ]
+        })
+        .collect();
+    let q = [0.3f32, -1.2, 0.8, 2.0];
+    for metric in [Metric::Cosine, Metric::Ip, Metric::L2] {
+        let mut schema = schema();
+        schema.vector.metric = metric;
+        let items: Vec<ItemUpsert> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| ItemUpsert {
+                item: Item {
+                    id: format!("m{i}"),
+                    vector: Some(v.clone()),
+                    fields: BTreeMap::new(),
+                },
+                keep_vector: false,
+            })
+            .collect();
+        let expected = |v: &[f32]| -> f32 {
+            match metric {
+                Metric::Cosine => recd_core::vector::cosine(v, &q),
+                Metric::Ip => recd_core::vector::dot(v, &q),
+                Metric::L2 => -v
+                    .iter()
+                    .zip(&q)
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum::<f32>(),
+            }
+        };
+        for store in both_with("metric", schema).await {
+            store.upsert_items(items.clone()).await.unwrap();
+            let hits = store.knn(&q, 20, &Filter::all()).await.unwrap();
+            assert_eq!(hits.len(), 20, "{metric:?} {}", store.backend());
+            assert!(
+                hits.windows(2).all(|w| w[0].score >= w[1].score),
+                "{metric:?} order"
+            );
+            for h in &hits {
+                let i: usize = h.item.id[1..].parse().unwrap();
+                let want = expected(&vectors[i]);
+                assert!(
+                    (h.score - want).abs() < 1e-4 * want.abs().max(1.0),
+                    "{metric:?} {}: {} vs {want}",
+                    store.backend(),
+                    h.score
+                );
+            }
         }
     }
 }
