@@ -124,10 +124,12 @@ pub fn redis_url() -> Option<String> {
             Ok(url) => Some(url),
             Err(e) if in_ci() => panic!("CI=true and no Redis with the Query Engine: {e}"),
             Err(e) => {
-                eprintln!(
+                // Straight to the stderr handle: libtest captures eprintln! of passing tests.
+                let msg = format!(
                     "\n!!!!!!!!!! SKIPPING REDIS CONFORMANCE TESTS: {e}\n\
-                     !!!!!!!!!! run scripts/redis.sh install, or set RECD_TEST_REDIS_URL\n"
+                     !!!!!!!!!! run scripts/redis.sh install, or set RECD_TEST_REDIS_URL\n\n"
                 );
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
                 None
             }
         }
