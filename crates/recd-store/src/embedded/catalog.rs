@@ -52,6 +52,9 @@ pub struct Catalog {
     popularity: HashMap<String, f64>,
     /// Live slots ordered by popularity.
     ranking: BTreeSet<RankKey>,
+    /// Popularity by slot, so that ranking a filtered set costs an index per item rather
+    /// than a string hash (that lookup dominated filtered requests).
+    slot_popularity: Vec<f64>,
 }
 
 impl Catalog {
@@ -63,6 +66,7 @@ impl Catalog {
             attrs: AttributeIndex::new(schema),
             popularity: HashMap::new(),
             ranking: BTreeSet::new(),
+            slot_popularity: Vec::new(),
         }
     }
 
@@ -96,12 +100,14 @@ impl Catalog {
         let i = slot as usize;
         if self.slots.len() <= i {
             self.slots.resize(i + 1, None);
+            self.slot_popularity.resize(i + 1, f64::NEG_INFINITY);
         }
         if let Some(old) = self.slots[i].take() {
             self.attrs.remove(slot, &old);
         }
         self.attrs.insert(slot, &item);
         let pop = self.popularity_of(&item.id);
+        self.slot_popularity[i] = pop;
         self.ranking.insert(RankKey(pop, slot));
         self.ids.insert(item.id.clone(), slot);
         self.slots[i] = Some(Arc::new(item));
@@ -142,6 +148,9 @@ impl Catalog {
         if let Some(slot) = self.slot_of(id) {
             self.ranking.remove(&RankKey(old, slot));
             self.ranking.insert(RankKey(log_score, slot));
+            if let Some(p) = self.slot_popularity.get_mut(slot as usize) {
+                *p = log_score;
+            }
         }
     }
 
@@ -156,10 +165,8 @@ impl Catalog {
             Some(set) if set.len() <= DIRECT_POPULAR_LIMIT => {
                 let mut keys: Vec<RankKey> = set
                     .iter()
-                    .filter_map(|slot| {
-                        self.item_at(slot)
-                            .map(|it| RankKey(self.popularity_of(&it.id), slot))
-                    })
+                    .filter(|slot| self.item_at(*slot).is_some())
+                    .map(|slot| RankKey(self.slot_popularity[slot as usize], slot))
                     .collect();
                 keys.sort_unstable();
                 keys.truncate(k);
