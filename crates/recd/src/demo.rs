@@ -11,9 +11,9 @@ use crate::serve::{open_store, serve};
 use crate::{StoreArgs, synthetic};
 
 /// Items per upsert batch while loading.
-const ITEM_BATCH: usize = 5000;
+const ITEM_BATCH: usize = 1000;
 /// Events per batch while loading.
-const EVENT_BATCH: usize = 5000;
+const EVENT_BATCH: usize = 1000;
 
 /// `recd demo` flags.
 #[derive(clap::Args, Debug)]
@@ -41,7 +41,9 @@ pub struct DemoArgs {
 pub async fn run(args: DemoArgs) -> Result<()> {
     let mut config = args.store.load()?;
     let fresh_dir = !config.data_dir.join("recd.redb").exists();
-    if config.schema.is_none() && (fresh_dir || config.backend == recd_server::config::Backend::Redis) {
+    if config.schema.is_none()
+        && (fresh_dir || config.backend == recd_server::config::Backend::Redis)
+    {
         config.schema = Some(Schema::demo(args.dim));
     }
     let store = open_store(&config).await?;

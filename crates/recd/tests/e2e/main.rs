@@ -5,4 +5,6 @@
 mod api;
 mod bad_input;
 mod durability;
+mod redis;
 mod server;
+mod train;

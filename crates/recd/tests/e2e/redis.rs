@@ -23,7 +23,9 @@ fn start_redis(port: Option<u16>) -> Result<String, String> {
         cmd.arg(p.to_string());
     }
     cmd.args(["--owner", &std::process::id().to_string()]);
-    let out = cmd.output().map_err(|e| format!("cannot run scripts/redis.sh: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run scripts/redis.sh: {e}"))?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
@@ -31,7 +33,9 @@ fn start_redis(port: Option<u16>) -> Result<String, String> {
 }
 
 fn stop_redis(port: u16) {
-    let _ = Command::new(script()).args(["stop", &port.to_string()]).status();
+    let _ = Command::new(script())
+        .args(["stop", &port.to_string()])
+        .status();
 }
 
 /// Polls `f` until it holds or `limit` passes: waiting on an external process, not a sleep
@@ -57,30 +61,64 @@ const SCHEMA: &str = "[schema]\nvector = { dim = 64, metric = \"cosine\" }\n[sch
 async fn serves_from_redis_and_survives_redis_restarts() {
     let url = match start_redis(None) {
         Ok(url) => url,
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("CI=true and Redis cannot start: {e}"),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true and Redis cannot start: {e}")
+        }
         Err(e) => {
-            eprintln!("\n!!!!! SKIPPED: no Redis with the Query Engine ({e}); run scripts/redis.sh install\n");
+            eprintln!(
+                "\n!!!!! SKIPPED: no Redis with the Query Engine ({e}); run scripts/redis.sh install\n"
+            );
             return;
         }
     };
-    let port: u16 = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port in url");
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port in url");
     let config = std::env::temp_dir().join(format!("recd-e2e-redis-{}.toml", std::process::id()));
     std::fs::write(&config, SCHEMA).expect("config");
     let prefix = format!("e2e{}:", std::process::id());
-    let envs = [("RECD_REDIS__PREFIX", prefix.as_str()), ("RECD_REDIS__RESPONSE_TIMEOUT_MS", "300")];
+    let envs = [("RECD_REDIS__PREFIX", prefix.as_str())];
     let dir = crate::server::data_dir("redis");
     let s = Server::start(
-        &["demo", "--backend", "redis", "--redis-url", &url, "--config", config.to_str().unwrap(),
-          "--data-dir", dir.to_str().unwrap(), "--items", "1500", "--users", "100", "--seed", "3"],
+        &[
+            "demo",
+            "--backend",
+            "redis",
+            "--redis-url",
+            &url,
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--items",
+            "1500",
+            "--users",
+            "100",
+            "--seed",
+            "3",
+        ],
         &envs,
     );
     let (_, h) = s.get("/health").await;
-    assert_eq!((h["backend"].as_str(), h["items"].as_u64()), (Some("redis"), Some(1500)));
+    assert_eq!(
+        (h["backend"].as_str(), h["items"].as_u64()),
+        (Some("redis"), Some(1500))
+    );
 
     // The contract holds on this backend too: personalized, filtered, read-your-writes.
-    let a = s.recommend(json!({"user_id":"user-1","count":10,"filter":{"price":{"lt":50}}})).await;
+    let a = s
+        .recommend(json!({"user_id":"user-1","count":10,"filter":{"price":{"lt":50}}}))
+        .await;
     assert_eq!(a["source"], "personalized");
-    assert!(a["items"].as_array().unwrap().iter().all(|i| i["item"]["price"].as_f64().unwrap() < 50.0));
+    assert!(
+        a["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["item"]["price"].as_f64().unwrap() < 50.0)
+    );
     s.event("r-visitor", "sku-5", "purchase").await;
     let b = s.recommend(json!({"user_id":"r-visitor","count":10})).await;
     assert_eq!(b["source"], "personalized");
@@ -88,14 +126,32 @@ async fn serves_from_redis_and_survives_redis_restarts() {
 
     // Redis goes away: not ready, and requests fail fast with `unavailable`.
     stop_redis(port);
-    assert!(eventually(Duration::from_secs(10), || async { s.get("/ready").await.0 == 503 }).await);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            s.get("/ready").await.0 == 503
+        })
+        .await
+    );
     let started = Instant::now();
     let (status, body) = s.post("/v1/recommend", json!({"user_id":"user-1"})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("unavailable")), "{body}");
-    assert!(started.elapsed() < Duration::from_secs(5), "did not fail fast");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("unavailable")),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "did not fail fast"
+    );
 
     // Redis comes back (same port, empty: `--save ""`): the server recovers by itself.
     start_redis(Some(port)).expect("restart redis");
-    assert!(eventually(Duration::from_secs(20), || async { s.get("/ready").await.0 == 200 }).await, "never ready again");
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            s.get("/ready").await.0 == 200
+        })
+        .await,
+        "never ready again"
+    );
     stop_redis(port);
 }
