@@ -19,7 +19,8 @@
 //!   purchased exclusions all live.
 //!
 //! The real-time knobs come from the usual config (`--config FILE`, `RECD_MODEL__SESSION__*`,
-//! `RECD_RANKING__*`): `[model.session]`, `[model.popularity]`, `[ranking]`.
+//! `RECD_RANKING__*`): `[model.session]`, `[model.popularity]`, `[ranking]`; the pipeline
+//! store has the MovieLens schema with the config's `[schema]` vector metric, if it has one.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -74,7 +75,8 @@ pub struct EvalArgs {
     pub json: bool,
     #[command(flatten)]
     pub als: AlsArgs,
-    /// TOML config whose `[model]` and `[ranking]` the pipeline uses (real-time knobs).
+    /// TOML config whose `[model]` and `[ranking]` the pipeline uses (real-time knobs), and
+    /// whose `[schema]` vector metric it takes (the dimension is always --factors).
     #[arg(long, env = "RECD_CONFIG")]
     pub config: Option<PathBuf>,
     /// Skip the online replay.
@@ -236,6 +238,14 @@ fn usable(v: &[f32]) -> bool {
     v.iter().all(|x| x.is_finite()) && v.iter().any(|x| *x != 0.0)
 }
 
+/// The vector metric of the pipeline store: the config's, else the MovieLens schema's.
+fn pipeline_metric(config: &recd_server::Config) -> recd_core::Metric {
+    config.schema.as_ref().map_or_else(
+        || crate::movielens::schema(1).vector.metric,
+        |s| s.vector.metric,
+    )
+}
+
 /// Builds the pipeline store from the train half, as `recd import` + `recd train` would.
 fn build_pipeline(
     handle: &Handle,
@@ -244,7 +254,8 @@ fn build_pipeline(
     kinds: &EventKinds,
     config: &recd_server::Config,
 ) -> Result<Pipeline> {
-    let schema = crate::movielens::schema(ev.als.factors);
+    let mut schema = crate::movielens::schema(ev.als.factors);
+    schema.vector.metric = pipeline_metric(config);
     let store = Arc::new(
         EmbeddedStore::in_memory(schema.clone(), config.model.clone())
             .context("creating the in-memory store")?,
@@ -365,7 +376,10 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
         ev.als.train_seconds
     );
     let mut report = ev.run_builtin();
-    eprintln!("recd eval: built-in models done; loading the pipeline store");
+    eprintln!(
+        "recd eval: built-in models done; loading the pipeline store (vector metric {:?})",
+        pipeline_metric(config)
+    );
 
     let t = Instant::now();
     let kinds = EventKinds::new(&loaded, &data);
