@@ -76,7 +76,7 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub als: AlsArgs,
     /// TOML config whose `[model]` and `[ranking]` the pipeline uses (real-time knobs), and
-    /// whose `[schema]` vector metric it takes (the dimension is always --factors).
+    /// whose `[schema]` vector metric it takes (default ip; the dimension is always --factors).
     #[arg(long, env = "RECD_CONFIG")]
     pub config: Option<PathBuf>,
     /// Skip the online replay.

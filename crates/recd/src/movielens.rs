@@ -41,11 +41,16 @@ pub struct MovielensArgs {
 }
 
 /// The schema a MovieLens store gets when neither the data dir nor the config has one.
+///
+/// The metric is the inner product: ALS scores a user-item pair by the dot product, and the
+/// item vector's length carries how strongly (and how often) the item is liked. Cosine drops
+/// that length, which on ml-latest-small cost the serving pipeline half its NDCG@10 (random
+/// split: 0.1754 with cosine, below popularity's 0.1892; 0.3353 with `ip`, ALS itself 0.3561).
 pub fn schema(dim: usize) -> Schema {
     Schema {
         vector: VectorSpec {
             dim,
-            metric: Metric::Cosine,
+            metric: Metric::Ip,
         },
         fields: [
             ("title", FieldType::Text),

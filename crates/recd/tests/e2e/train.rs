@@ -359,7 +359,7 @@ async fn redis_train_writes_while_the_server_serves() {
     std::fs::write(
         &config,
         format!(
-            "[schema]\nvector = {{ dim = {DIM}, metric = \"cosine\" }}\n\
+            "[schema]\nvector = {{ dim = {DIM}, metric = \"ip\" }}\n\
              [schema.fields]\ntitle = \"text\"\ngenres = \"tag\"\nyear = \"numeric\"\n"
         ),
     )
