@@ -30,15 +30,22 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
         }
         Backend::Redis => {
             let schema = config.schema.clone().ok_or_else(|| {
-                UsageError("the redis backend needs a [schema] in the config (--config FILE)".into())
+                UsageError(
+                    "the redis backend needs a [schema] in the config (--config FILE)".into(),
+                )
             })?;
-            let store = RedisStore::connect(&config.redis_url, schema, config.model.clone(), config.redis.clone())
-                .await
-                .map_err(|e| match e {
-                    StoreError::Invalid(v) => anyhow::Error::new(UsageError(v.message)),
-                    other => anyhow::Error::new(other),
-                })
-                .with_context(|| format!("connecting to {}", config.redis_url))?;
+            let store = RedisStore::connect(
+                &config.redis_url,
+                schema,
+                config.model.clone(),
+                config.redis.clone(),
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Invalid(v) => anyhow::Error::new(UsageError(v.message)),
+                other => anyhow::Error::new(other),
+            })
+            .with_context(|| format!("connecting to {}", config.redis_url))?;
             Ok(Arc::new(store))
         }
     }

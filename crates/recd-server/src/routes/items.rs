@@ -68,7 +68,13 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     path_id(&id, "item id")?;
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
-    match state.store.get_items(std::slice::from_ref(&id)).await?.pop().flatten() {
+    match state
+        .store
+        .get_items(std::slice::from_ref(&id))
+        .await?
+        .pop()
+        .flatten()
+    {
         Some(item) => Ok(Json(item.to_json(params.include_vector))),
         None => Err(ApiError::not_found(format!("item '{id}' does not exist"))),
     }
