@@ -7,6 +7,7 @@
 //! does not wipe embeddings.
 
 use std::collections::{BTreeMap, HashSet};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -227,12 +228,13 @@ pub async fn run(args: MovielensArgs) -> Result<()> {
             .await
             .context("writing items")?;
     }
+    let progress = std::io::stderr().is_terminal() && events.len() > 20 * EVENT_BATCH;
     for (n, chunk) in events.chunks(EVENT_BATCH).enumerate() {
         store
             .apply_events(chunk)
             .await
             .context("writing rating events")?;
-        if n % 20 == 19 {
+        if progress && n % 20 == 19 {
             eprint!(
                 "\rrecd import: {} of {} ratings",
                 (n + 1) * EVENT_BATCH,
@@ -240,7 +242,7 @@ pub async fn run(args: MovielensArgs) -> Result<()> {
             );
         }
     }
-    if events.len() >= 20 * EVENT_BATCH {
+    if progress {
         eprintln!();
     }
     let users: HashSet<&str> = events.iter().map(|e| e.user_id.as_str()).collect();

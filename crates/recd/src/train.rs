@@ -13,6 +13,7 @@
 //!
 //! Items without interactions get no vector and stay with the popular source.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -237,24 +238,29 @@ pub async fn run(args: TrainArgs) -> Result<()> {
         }
     );
     let data = Arc::new(data);
+    let progress = std::io::stderr().is_terminal();
     let model = {
         let data = data.clone();
         let params = params.clone();
         tokio::task::spawn_blocking(move || {
             als::train_with(&data, &params, |info, _, _| {
-                eprint!(
-                    "\rrecd train: iteration {}/{} ({:.2} s)",
-                    info.iteration + 1,
-                    params.iterations,
-                    info.seconds
-                );
+                if progress {
+                    eprint!(
+                        "\rrecd train: iteration {}/{} ({:.2} s)",
+                        info.iteration + 1,
+                        params.iterations,
+                        info.seconds
+                    );
+                }
             })
         })
         .await
         .context("the training task failed")?
         .map_err(train_error)?
     };
-    eprintln!();
+    if progress {
+        eprintln!();
+    }
     let threads = if params.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
