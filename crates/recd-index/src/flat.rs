@@ -22,8 +22,8 @@ pub(crate) fn scan_all(st: &Store, q: &[f32], k: usize) -> Vec<Scored> {
     top.into_sorted()
 }
 
-/// How many vectors ahead the id scan prefetches: enough to keep ~8 misses in flight.
-const PREFETCH_AHEAD: usize = 8;
+/// How many vectors ahead the id scan prefetches (16 beat 8 by ~8 % on the 10 % filter).
+const PREFETCH_AHEAD: usize = 16;
 
 /// The `k` nearest among `ids` (ids without a live vector are skipped); keys are caller ids.
 ///
