@@ -48,6 +48,11 @@
 //! - `insert_batch` appends all vectors under one write lock, then links them on the rayon
 //!   pool, taking the read lock per node so that single writers are never starved.
 //!
+//! - Graph health: each node's level-0 in-degree is tracked, and a prune never cuts a live
+//!   node's last in-link; prunes racing on two threads can still strand a node, so
+//!   [`VectorIndex::repair`] (run after large batches) reconnects anything a walk from the
+//!   entry point cannot reach.
+//!
 //! A vector is only ever read under a lock that excludes its writer, so a search never
 //! scores a half-written vector, and because scores are always computed from the stored
 //! vector, an updated id is never returned with its old vector's score. Slots are never
