@@ -25,8 +25,11 @@ use crate::{StoreArgs, UsageError};
 
 /// Items per upsert batch.
 const ITEM_BATCH: usize = 5000;
-/// Events per `apply_events` batch.
+/// Events per `apply_events` batch (embedded: one durable commit each).
 const EVENT_BATCH: usize = 5000;
+/// Events per `apply_events` batch on Redis: one batch must fit the store's per-operation
+/// deadline (`redis.operation_timeout_ms`, 2 s by default), which serving sizes for requests.
+const REDIS_EVENT_BATCH: usize = 100;
 
 /// `recd import movielens` flags.
 #[derive(clap::Args, Debug)]
@@ -37,6 +40,9 @@ pub struct MovielensArgs {
     /// Vector dimension of a new store's schema (the ALS factors `recd train` will write).
     #[arg(long, default_value_t = 64)]
     pub factors: usize,
+    /// Rating events per write [default: 5000 embedded, 100 redis].
+    #[arg(long)]
+    pub batch: Option<usize>,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -228,8 +234,16 @@ pub async fn run(args: MovielensArgs) -> Result<()> {
             .await
             .context("writing items")?;
     }
-    let progress = std::io::stderr().is_terminal() && events.len() > 20 * EVENT_BATCH;
-    for (n, chunk) in events.chunks(EVENT_BATCH).enumerate() {
+    let batch = args
+        .batch
+        .unwrap_or(if config.backend == Backend::Redis {
+            REDIS_EVENT_BATCH
+        } else {
+            EVENT_BATCH
+        })
+        .max(1);
+    let progress = std::io::stderr().is_terminal() && events.len() > 20 * batch;
+    for (n, chunk) in events.chunks(batch).enumerate() {
         store
             .apply_events(chunk)
             .await
@@ -237,7 +251,7 @@ pub async fn run(args: MovielensArgs) -> Result<()> {
         if progress && n % 20 == 19 {
             eprint!(
                 "\rrecd import: {} of {} ratings",
-                (n + 1) * EVENT_BATCH,
+                (n + 1) * batch,
                 events.len()
             );
         }

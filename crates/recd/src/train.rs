@@ -5,7 +5,8 @@
 //! Who writes: the process that trains opens the store itself.
 //! - `--backend redis`: the store is shared, so `recd train` runs next to any number of
 //!   `recd serve` processes; each batch is one atomic write and requests keep being answered
-//!   (old vectors until a batch lands, new ones after).
+//!   (old vectors until a batch lands, new ones after). Batches are small (100 vectors) there,
+//!   since Redis serves nobody else while one batch's script runs.
 //! - `--backend embedded` (default): a data dir has one owner process. `recd train` opens it
 //!   itself, so it runs while no server holds it (stop `recd serve`, train, start it again);
 //!   against a running server it stops with a message saying so. Within one process the
@@ -27,6 +28,13 @@ use recd_train::{ConfidenceWeights, Interaction, Interactions, Kind};
 
 use crate::movielens::{open, schema as movielens_schema};
 use crate::{StoreArgs, UsageError};
+
+/// Vectors per write on the embedded backend (one durable commit each).
+const EMBEDDED_BATCH: usize = 1000;
+/// Vectors per write on Redis: one batch is one Lua script, during which Redis serves no one
+/// else while RediSearch indexes the vectors (~2 ms each on a small machine); 100 keeps that
+/// well under the request deadlines (1000 made concurrent requests time out).
+const REDIS_BATCH: usize = 100;
 
 /// ALS hyper-parameters, shared by `recd train` and `recd eval`.
 #[derive(clap::Args, Debug, Clone)]
@@ -77,9 +85,10 @@ pub struct TrainArgs {
     /// Format of --interactions [default: from the path: folder = movielens, .csv, else jsonl].
     #[arg(long)]
     pub format: Option<Format>,
-    /// Vectors per write batch.
-    #[arg(long, default_value_t = 1000)]
-    pub batch: usize,
+    /// Vectors per write [default: 1000 embedded, 100 redis: a Redis batch runs as one
+    /// script that blocks Redis while RediSearch indexes it, ~2 ms per vector].
+    #[arg(long)]
+    pub batch: Option<usize>,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -271,8 +280,15 @@ pub async fn run(args: TrainArgs) -> Result<()> {
         params.iterations, params.regularization, params.alpha, model.train_seconds
     );
 
+    let batch = args
+        .batch
+        .unwrap_or(match config.backend {
+            Backend::Embedded => EMBEDDED_BATCH,
+            Backend::Redis => REDIS_BATCH,
+        })
+        .max(1);
     let t = Instant::now();
-    let written = write_back(store.as_ref(), &model, args.batch).await?;
+    let written = write_back(store.as_ref(), &model, batch).await?;
     let counts = store.counts().await?;
     println!(
         "wrote {} item vectors and {} user vectors to the {} store in {:.2} s \
@@ -282,7 +298,7 @@ pub async fn run(args: TrainArgs) -> Result<()> {
         written.users,
         store.backend(),
         t.elapsed().as_secs_f64(),
-        args.batch.max(1),
+        batch,
         written.unknown_items,
         written.unusable,
         counts.items.saturating_sub(written.items as u64),
