@@ -29,7 +29,7 @@ const ITEM_BATCH: usize = 5000;
 const EVENT_BATCH: usize = 5000;
 /// Events per `apply_events` batch on Redis: one batch must fit the store's per-operation
 /// deadline (`redis.operation_timeout_ms`, 2 s by default), which serving sizes for requests.
-const REDIS_EVENT_BATCH: usize = 100;
+const REDIS_EVENT_BATCH: usize = 20;
 
 /// `recd import movielens` flags.
 #[derive(clap::Args, Debug)]
@@ -40,7 +40,7 @@ pub struct MovielensArgs {
     /// Vector dimension of a new store's schema (the ALS factors `recd train` will write).
     #[arg(long, default_value_t = 64)]
     pub factors: usize,
-    /// Rating events per write [default: 5000 embedded, 100 redis].
+    /// Rating events per write [default: 5000 embedded, 20 redis].
     #[arg(long)]
     pub batch: Option<usize>,
     #[command(flatten)]
@@ -244,10 +244,14 @@ pub async fn run(args: MovielensArgs) -> Result<()> {
         .max(1);
     let progress = std::io::stderr().is_terminal() && events.len() > 20 * batch;
     for (n, chunk) in events.chunks(batch).enumerate() {
-        store
-            .apply_events(chunk)
-            .await
-            .context("writing rating events")?;
+        store.apply_events(chunk).await.with_context(|| {
+            format!(
+                "writing rating events: the store holds the items and the first {} of {} \
+                 ratings (a partial import: start again with an empty store)",
+                n * batch,
+                events.len()
+            )
+        })?;
         if progress && n % 20 == 19 {
             eprint!(
                 "\rrecd import: {} of {} ratings",

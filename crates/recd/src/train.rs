@@ -5,7 +5,7 @@
 //! Who writes: the process that trains opens the store itself.
 //! - `--backend redis`: the store is shared, so `recd train` runs next to any number of
 //!   `recd serve` processes; each batch is one atomic write and requests keep being answered
-//!   (old vectors until a batch lands, new ones after). Batches are small (100 vectors) there,
+//!   (old vectors until a batch lands, new ones after). Batches are small (20 vectors) there,
 //!   since Redis serves nobody else while one batch's script runs.
 //! - `--backend embedded` (default): a data dir has one owner process. `recd train` opens it
 //!   itself, so it runs while no server holds it (stop `recd serve`, train, start it again);
@@ -17,14 +17,14 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use recd_server::config::Backend;
-use recd_store::Store;
+use recd_store::{Store, StoreError, StoreResult};
 use recd_train::als::{self, AlsModel, AlsParams};
 use recd_train::movielens::{Format, read_interactions};
-use recd_train::{ConfidenceWeights, Interaction, Interactions, Kind};
+use recd_train::{ConfidenceWeights, IdMap, Interaction, Interactions, Kind};
 
 use crate::movielens::{open, schema as movielens_schema};
 use crate::{StoreArgs, UsageError};
@@ -32,9 +32,10 @@ use crate::{StoreArgs, UsageError};
 /// Vectors per write on the embedded backend (one durable commit each).
 const EMBEDDED_BATCH: usize = 1000;
 /// Vectors per write on Redis: one batch is one Lua script, during which Redis serves no one
-/// else while RediSearch indexes the vectors (~2 ms each on a small machine); 100 keeps that
-/// well under the request deadlines (1000 made concurrent requests time out).
-const REDIS_BATCH: usize = 100;
+/// else while RediSearch indexes the vectors (~4 ms each on a loaded 2-core machine); 20
+/// keeps that far under the 1 s response timeout of the servers' requests (batches of 1000
+/// made concurrent requests fail, 100 still did on ml-latest-small).
+const REDIS_BATCH: usize = 20;
 
 /// ALS hyper-parameters, shared by `recd train` and `recd eval`.
 #[derive(clap::Args, Debug, Clone)]
@@ -85,8 +86,8 @@ pub struct TrainArgs {
     /// Format of --interactions [default: from the path: folder = movielens, .csv, else jsonl].
     #[arg(long)]
     pub format: Option<Format>,
-    /// Vectors per write [default: 1000 embedded, 100 redis: a Redis batch runs as one
-    /// script that blocks Redis while RediSearch indexes it, ~2 ms per vector].
+    /// Vectors per write [default: 1000 embedded, 20 redis: a Redis batch runs as one
+    /// script that blocks Redis while RediSearch indexes it, a few ms per vector].
     #[arg(long)]
     pub batch: Option<usize>,
     #[command(flatten)]
@@ -135,52 +136,65 @@ pub struct Written {
     pub unusable: usize,
 }
 
+/// How often one vector batch that failed as unavailable (a timeout) is tried again:
+/// writing the same vectors twice is harmless, whether or not the first write landed.
+const RETRIES: u32 = 3;
+
+/// `write` (one batch), tried again after a pause when the store was unavailable.
+async fn with_retries<F, Fut>(what: &'static str, mut write: F) -> Result<usize>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<usize>>,
+{
+    let mut attempt = 0;
+    loop {
+        match write().await {
+            Ok(n) => return Ok(n),
+            Err(StoreError::Unavailable(cause)) if attempt < RETRIES => {
+                attempt += 1;
+                tracing::warn!(attempt, %cause, "{what}: the store is unavailable, retrying");
+                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(what)),
+        }
+    }
+}
+
+/// The (id, vector) rows whose vector is usable; counts the others in `unusable`.
+fn usable_rows<'a>(
+    ids: &IdMap,
+    vector: impl Fn(u32) -> Option<&'a [f32]>,
+    unusable: &mut usize,
+) -> Vec<(String, Vec<f32>)> {
+    let mut rows = Vec::with_capacity(ids.len());
+    for (i, id) in ids.ids().iter().enumerate() {
+        match vector(i as u32) {
+            Some(v) if usable(v) => rows.push((id.clone(), v.to_vec())),
+            _ => *unusable += 1,
+        }
+    }
+    rows
+}
+
 /// Writes `model`'s item vectors and user vectors into `store`, `batch` at a time.
 pub async fn write_back(store: &dyn Store, model: &AlsModel, batch: usize) -> Result<Written> {
     let batch = batch.max(1);
     let mut w = Written::default();
-    let mut pending: Vec<(String, Vec<f32>)> = Vec::with_capacity(batch);
-    for (i, id) in model.item_ids.ids().iter().enumerate() {
-        match model.item_vector(i as u32) {
-            Some(v) if usable(v) => pending.push((id.clone(), v.to_vec())),
-            _ => w.unusable += 1,
-        }
-        if pending.len() == batch {
-            let n = pending.len();
-            let done = store
-                .set_item_vectors(std::mem::take(&mut pending))
-                .await
-                .context("writing item vectors")?;
-            w.items += done;
-            w.unknown_items += n - done.min(n);
-        }
-    }
-    if !pending.is_empty() {
-        let n = pending.len();
-        let done = store
-            .set_item_vectors(std::mem::take(&mut pending))
-            .await
-            .context("writing item vectors")?;
+    let items = usable_rows(&model.item_ids, |i| model.item_vector(i), &mut w.unusable);
+    let users = usable_rows(&model.user_ids, |u| model.user_vector(u), &mut w.unusable);
+    for chunk in items.chunks(batch) {
+        let done = with_retries("writing item vectors", || {
+            store.set_item_vectors(chunk.to_vec())
+        })
+        .await?;
         w.items += done;
-        w.unknown_items += n - done.min(n);
+        w.unknown_items += chunk.len() - done.min(chunk.len());
     }
-    for (u, id) in model.user_ids.ids().iter().enumerate() {
-        match model.user_vector(u as u32) {
-            Some(v) if usable(v) => pending.push((id.clone(), v.to_vec())),
-            _ => w.unusable += 1,
-        }
-        if pending.len() == batch {
-            w.users += store
-                .set_user_vectors(std::mem::take(&mut pending))
-                .await
-                .context("writing user vectors")?;
-        }
-    }
-    if !pending.is_empty() {
-        w.users += store
-            .set_user_vectors(pending)
-            .await
-            .context("writing user vectors")?;
+    for chunk in users.chunks(batch) {
+        w.users += with_retries("writing user vectors", || {
+            store.set_user_vectors(chunk.to_vec())
+        })
+        .await?;
     }
     Ok(w)
 }
