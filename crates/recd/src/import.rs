@@ -4,7 +4,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use recd_core::{Event, ItemUpsert};
+use recd_core::{Event, ItemUpsert, ValidationError};
 
 use crate::serve::open_store;
 use crate::{StoreArgs, UsageError};
@@ -48,6 +48,33 @@ fn read_lines(file: &PathBuf) -> Result<Vec<(usize, serde_json::Value)>> {
     Ok(out)
 }
 
+/// Reads and validates every line with `parse`; any invalid line fails the whole file
+/// (nothing is imported), listing the first 20 problems.
+fn parse_file<T>(
+    file: &PathBuf,
+    what: &str,
+    parse: impl Fn(&serde_json::Value) -> Result<T, ValidationError>,
+) -> Result<Vec<T>> {
+    let mut parsed = Vec::new();
+    let mut errors = Vec::new();
+    for (line, v) in read_lines(file)? {
+        match parse(&v) {
+            Ok(x) => parsed.push(x),
+            Err(e) => errors.push(format!("line {line}: {}", e.message)),
+        }
+    }
+    if !errors.is_empty() {
+        let shown: Vec<_> = errors.iter().take(20).cloned().collect();
+        return Err(UsageError(format!(
+            "{} invalid {what}, nothing imported:\n  {}",
+            errors.len(),
+            shown.join("\n  ")
+        ))
+        .into());
+    }
+    Ok(parsed)
+}
+
 /// `recd import ...`.
 pub async fn run(cmd: ImportCommand) -> Result<()> {
     match cmd {
@@ -56,34 +83,14 @@ pub async fn run(cmd: ImportCommand) -> Result<()> {
             let config = store.load()?;
             let store = open_store(&config).await?;
             let schema = store.schema().clone();
-            let mut items = Vec::new();
-            let mut errors = Vec::new();
-            for (line, v) in read_lines(&file)? {
-                match ItemUpsert::from_json(&v, &schema) {
-                    Ok(i) => items.push(i),
-                    Err(e) => errors.push(format!("line {line}: {}", e.message)),
-                }
-            }
-            if !errors.is_empty() {
-                let shown: Vec<_> = errors.iter().take(20).cloned().collect();
-                return Err(UsageError(format!(
-                    "{} invalid items, nothing imported:\n  {}",
-                    errors.len(),
-                    shown.join("\n  ")
-                ))
-                .into());
-            }
+            let mut items = parse_file(&file, "items", |v| ItemUpsert::from_json(v, &schema))?;
             let n = items.len();
             // One all-or-nothing call per batch; validation above already covers the whole file.
-            let mut batch = Vec::with_capacity(BATCH);
-            for item in items {
-                batch.push(item);
-                if batch.len() == BATCH {
-                    store.upsert_items(std::mem::take(&mut batch)).await?;
-                }
-            }
-            if !batch.is_empty() {
-                store.upsert_items(batch).await?;
+            while !items.is_empty() {
+                let rest = items.split_off(items.len().min(BATCH));
+                store
+                    .upsert_items(std::mem::replace(&mut items, rest))
+                    .await?;
             }
             println!("imported {n} items");
         }
@@ -91,23 +98,7 @@ pub async fn run(cmd: ImportCommand) -> Result<()> {
             let config = store.load()?;
             let store = open_store(&config).await?;
             let now = recd_server::state::now_ms();
-            let mut events = Vec::new();
-            let mut errors = Vec::new();
-            for (line, v) in read_lines(&file)? {
-                match Event::from_json(&v, now) {
-                    Ok(e) => events.push(e),
-                    Err(e) => errors.push(format!("line {line}: {}", e.message)),
-                }
-            }
-            if !errors.is_empty() {
-                let shown: Vec<_> = errors.iter().take(20).cloned().collect();
-                return Err(UsageError(format!(
-                    "{} invalid events, nothing imported:\n  {}",
-                    errors.len(),
-                    shown.join("\n  ")
-                ))
-                .into());
-            }
+            let events = parse_file(&file, "events", |v| Event::from_json(v, now))?;
             for chunk in events.chunks(BATCH) {
                 store.apply_events(chunk).await?;
             }

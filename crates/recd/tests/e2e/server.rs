@@ -77,52 +77,37 @@ impl Server {
         )
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let resp = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
+    /// Sends a request and returns its status and JSON body (`null` if not JSON).
+    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+        let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(self.client.post(self.url(path)).json(&body))
+            .await
     }
 
     pub async fn post_raw(&self, path: &str, body: &'static str) -> (u16, Value) {
-        let resp = self
+        let req = self
             .client
-            .post(format!("{}{path}", self.base))
+            .post(self.url(path))
             .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+            .body(body);
+        self.send(req).await
     }
 
     pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
-        let resp = self
-            .client
-            .put(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        self.send(self.client.put(self.url(path)).json(&body)).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        self.send(self.client.get(self.url(path))).await
     }
 
     pub async fn get_text(&self, path: &str) -> String {
