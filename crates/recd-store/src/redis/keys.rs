@@ -8,6 +8,8 @@
 //! Items of index version 1 live at `{prefix}item:{id}`; a later version `N` (after a
 //! schema or dimension change, see [`super::RedisStore::migrate`]) at `{prefix}item.vN:{id}`.
 //! No version's key prefix is a prefix of another's, so each index sees only its own hashes.
+//! The per-tag popularity ZSETs are versioned the same way (`popby:` / `popby.vN:`), since
+//! which fields are tags is a property of the schema.
 
 /// The keys of one deployment at one index version.
 #[derive(Debug, Clone)]
@@ -15,6 +17,7 @@ pub(crate) struct Keys {
     prefix: String,
     version: u32,
     item_prefix: String,
+    popular_by_prefix: String,
 }
 
 impl Keys {
@@ -23,6 +26,11 @@ impl Keys {
             prefix: prefix.to_string(),
             version,
             item_prefix: item_prefix(prefix, version),
+            popular_by_prefix: if version <= 1 {
+                format!("{prefix}popby:")
+            } else {
+                format!("{prefix}popby.v{version}:")
+            },
         }
     }
 
@@ -80,20 +88,30 @@ impl Keys {
 
     /// A `SCAN MATCH` pattern for this version's item keys (glob characters escaped).
     pub(crate) fn item_pattern(&self) -> String {
-        let mut out = String::with_capacity(self.item_prefix.len() + 1);
-        for c in self.item_prefix.chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-        out.push('*');
-        out
+        glob_prefix(&self.item_prefix)
     }
 
     /// ZSET id → log-domain popularity, also for ids that are not (yet) items.
     pub(crate) fn popularity(&self) -> String {
         format!("{}popularity", self.prefix)
+    }
+
+    /// The key prefix of this version's per-tag popularity ZSETs (see [`Keys::popular_by`]).
+    pub(crate) fn popular_by_prefix(&self) -> &str {
+        &self.popular_by_prefix
+    }
+
+    /// ZSET of the *touched* items of this version whose tag (or bool) field `field` holds
+    /// `stored` (the value as the item hash stores it: `schema::encode_tag`, or
+    /// `true`/`false`), scored like [`Keys::popularity`]. Field names are identifiers (no
+    /// `:`), so the first `:` after the prefix ends the field name.
+    pub(crate) fn popular_by(&self, field: &str, stored: &str) -> String {
+        format!("{}{field}:{stored}", self.popular_by_prefix)
+    }
+
+    /// A `SCAN MATCH` pattern for this version's per-tag popularity ZSETs.
+    pub(crate) fn popular_by_pattern(&self) -> String {
+        glob_prefix(&self.popular_by_prefix)
     }
 
     /// SET of the ids of users with state.
@@ -122,6 +140,19 @@ impl Keys {
     pub(crate) fn events(&self) -> String {
         format!("{}events", self.prefix)
     }
+}
+
+/// `prefix*` with the glob characters of `prefix` escaped.
+fn glob_prefix(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('*');
+    out
 }
 
 fn item_prefix(prefix: &str, version: u32) -> String {
@@ -155,5 +186,8 @@ mod tests {
         assert_eq!(k.any_item_id("p:item:x"), Some("x"));
         assert_eq!(k.any_item_id("p:item.vx:a"), None);
         assert_eq!(Keys::new("a*[b]", 2).item_pattern(), "a\\*\\[b\\]item.v2:*");
+        assert_eq!(k.popular_by("category", "a:b"), "p:popby:category:a:b");
+        assert_eq!(Keys::new("p:", 2).popular_by_pattern(), "p:popby.v2:*");
+        assert!(!"p:popby.v20:x".starts_with("p:popby.v2:"));
     }
 }

@@ -3,14 +3,17 @@
 //!
 //! [`RedisStore::migrate`] creates `{prefix}idx:items:v{N+1}` over the new key prefix
 //! `{prefix}item.v{N+1}:`, copies every item into it (fields the new schema keeps, the new
-//! vectors given, popularity from the ZSET), then in one `MULTI` points the alias
+//! vectors given; the upsert puts touched items into the new version's per-tag popularity
+//! ZSETs), then in one `MULTI` points the alias
 //! `{prefix}idx:items` at it (`FT.ALIASUPDATE`) and records the new version and schema in
 //! `{prefix}meta`. Queries go through the alias, so each one sees either the whole old
 //! index or the whole new one, and none fails: a store opened with the old schema keeps
 //! answering (it reads hits of either version), except KNN after a *dimension* change,
 //! whose old-size query vectors the new index cannot take. Servers then reconnect with the
-//! new schema, and [`RedisStore::drop_version`] removes the old index and its hashes.
-//! Item writes made through old-version stores during the copy are not carried over.
+//! new schema, and [`RedisStore::drop_version`] removes the old index, its hashes and its
+//! per-tag ZSETs. Item writes made through old-version stores during the copy are not
+//! carried over, and events applied through them until they reconnect move the main
+//! popularity ZSET but not the new version's per-tag ones (a later event on the item does).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -122,13 +125,13 @@ impl RedisStore {
             .map_err(from_redis)?;
         tracing::info!(prefix = %self.inner.config.prefix, version = new.version(), copied, "swapped in a new index version");
         Ok(RedisStore {
-            inner: Arc::new(Inner {
-                conn: self.inner.conn.clone(),
-                schema: new_schema,
-                settings: self.inner.settings.clone(),
-                config: self.inner.config.clone(),
-                keys: new,
-            }),
+            inner: Arc::new(Inner::new(
+                self.inner.conn.clone(),
+                new_schema,
+                self.inner.settings.clone(),
+                self.inner.config.clone(),
+                new,
+            )),
         })
     }
 
@@ -153,9 +156,32 @@ impl RedisStore {
             .query_async::<()>(&mut conn)
             .await
         {
-            Ok(()) => Ok(()),
-            Err(e) if super::error::is_missing_index(&e) => Ok(()),
-            Err(e) => Err(from_redis(e)),
+            Ok(()) => {}
+            Err(e) if super::error::is_missing_index(&e) => {}
+            Err(e) => return Err(from_redis(e)),
+        }
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(keys.popular_by_pattern())
+                .arg("COUNT")
+                .arg(BATCH)
+                .query_async(&mut conn)
+                .await
+                .map_err(from_redis)?;
+            if !found.is_empty() {
+                let () = redis::cmd("UNLINK")
+                    .arg(&found)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(from_redis)?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
         }
     }
 }
@@ -200,6 +226,11 @@ async fn upsert_at(
         inv.key(keys.item(&up.item.id));
     }
     inv.key(keys.popularity());
+    let tag_fields = schema::tag_fields(schema);
+    inv.arg(keys.popular_by_prefix()).arg(tag_fields.len());
+    for f in tag_fields {
+        inv.arg(f);
+    }
     for up in &batch {
         let fields = schema::item_fields(&up.item, schema);
         inv.arg(up.item.id.as_str()).arg("0").arg(fields.len());

@@ -4,8 +4,11 @@
 //! Query Engine). Every read is a single round trip and every write one atomic unit:
 //! - items: `{prefix}item:{id}` Hashes ([`schema`]), upserted by one Lua script per batch;
 //! - KNN with the filter inside: one `FT.SEARCH "(<filter>)=>[KNN ...]"` ([`query`]);
-//! - popularity: a `{prefix}popularity` ZSET (also for ids that are not items yet), mirrored
-//!   into each item's sortable `__recd_pop` field so that `popular(k, filter)` is one query;
+//! - KNN hits return only their distance (and the fields a range post-check needs); the hits'
+//!   fields come from one pipelined `HMGET` afterwards, which costs Redis less than loading
+//!   them inside RediSearch;
+//! - popularity: a `{prefix}popularity` ZSET (also for ids that are not items yet) and one
+//!   ZSET per tag value, never the indexed item hash ([`popular`]);
 //! - users: an optimistic read → `UserState::apply` in Rust → compare-and-set script
 //!   ([`users`]), which also appends to the `{prefix}events` stream and bumps popularity.
 //!
@@ -19,6 +22,7 @@
 //! - [`keys`]: key names under the configured prefix.
 //! - [`schema`]: the item hash encoding and `FT.CREATE`, both derived from the `Schema`.
 //! - [`query`]: `Filter` → RediSearch query with PARAMS; the `FT.SEARCH` commands.
+//! - [`popular`]: the most popular items passing a filter, from the sorted sets.
 //! - [`reply`]: decoding replies.
 //! - [`users`]: user state and the event write path.
 //! - [`migrate`]: a new index version for a new schema, swapped in with `FT.ALIASUPDATE`.
@@ -28,6 +32,7 @@
 mod error;
 mod keys;
 mod migrate;
+mod popular;
 mod query;
 mod reply;
 mod schema;
@@ -144,6 +149,33 @@ struct Inner {
     config: RedisConfig,
     /// Key names at the index version found (or created) at connect time.
     keys: Keys,
+    /// The schema's tag and bool fields (they have per-value popularity ZSETs).
+    tag_fields: Vec<String>,
+    /// What `HMGET` asks an item hash for ([`schema::fetch_fields`]).
+    fetch_fields: Vec<String>,
+}
+
+impl Inner {
+    fn new(
+        conn: ConnectionManager,
+        schema: Schema,
+        settings: ModelSettings,
+        config: RedisConfig,
+        keys: Keys,
+    ) -> Self {
+        Inner {
+            tag_fields: schema::tag_fields(&schema)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            fetch_fields: schema::fetch_fields(&schema),
+            conn,
+            schema,
+            settings,
+            config,
+            keys,
+        }
+    }
 }
 
 impl RedisStore {
@@ -179,13 +211,7 @@ impl RedisStore {
         let keys = Keys::new(&config.prefix, version);
         tracing::info!(prefix = %config.prefix, version, "redis store ready");
         Ok(RedisStore {
-            inner: Arc::new(Inner {
-                conn,
-                schema,
-                settings,
-                config,
-                keys,
-            }),
+            inner: Arc::new(Inner::new(conn, schema, settings, config, keys)),
         })
     }
 
@@ -212,18 +238,27 @@ impl RedisStore {
     /// Runs `FT.SEARCH args`; if the index is gone (a Redis that restarted empty), creates
     /// it again and retries once.
     async fn search(&self, args: Vec<Vec<u8>>) -> StoreResult<(u64, Vec<Doc>)> {
+        search_reply(self.search_raw(args).await?)
+    }
+
+    /// [`RedisStore::search`] for `NOCONTENT` queries: the total and the keys.
+    async fn search_keys(&self, args: Vec<Vec<u8>>) -> StoreResult<(u64, Vec<String>)> {
+        reply::keys_reply(self.search_raw(args).await?)
+    }
+
+    async fn search_raw(&self, args: Vec<Vec<u8>>) -> StoreResult<redis::Value> {
         let mut conn = self.conn();
         let mut cmd = redis::cmd("FT.SEARCH");
         for a in &args {
             cmd.arg(a.as_slice());
         }
         match cmd.query_async::<redis::Value>(&mut conn).await {
-            Ok(v) => search_reply(v),
+            Ok(v) => Ok(v),
             Err(e) if is_missing_index(&e) => {
                 tracing::warn!(prefix = %self.inner.config.prefix, "search index missing; re-creating it");
                 let version = self.inner.keys.version();
                 ensure_index(&mut conn, &self.inner.schema, &self.inner.config, version).await?;
-                search_reply(cmd.query_async(&mut conn).await.map_err(from_redis)?)
+                cmd.query_async(&mut conn).await.map_err(from_redis)
             }
             Err(e) => Err(from_redis(e)),
         }
@@ -238,29 +273,105 @@ impl RedisStore {
         schema::item_from_fields(id, &doc.fields, &self.inner.schema)
     }
 
-    /// One `FT.SEARCH ... KNN` with `filter` entirely inside RediSearch.
-    async fn knn_query(&self, query: &[f32], k: usize, filter: &Filter) -> StoreResult<Vec<Hit>> {
+    /// One `FT.SEARCH ... KNN` with `filter` entirely inside RediSearch: the hits' keys
+    /// and scores, best first, each with the `returned` fields only.
+    async fn knn_query(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+        returned: &[&str],
+    ) -> StoreResult<Vec<(Doc, f32)>> {
         let schema = &self.inner.schema;
         let args = query::knn_args(
             &self.inner.keys.alias(),
-            schema,
             &self.inner.config,
             query,
             k,
             filter,
+            returned,
         );
         let (_, docs) = self.search(args).await?;
-        docs.iter()
+        docs.into_iter()
             .map(|doc| {
                 let distance: f32 = doc
                     .text(schema::SCORE_ALIAS)
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| bad_reply("KNN hit without a distance"))?;
-                Ok(Hit {
-                    item: Arc::new(self.doc_item(doc)?),
-                    score: score_of(schema.vector.metric, distance),
-                })
+                Ok((doc, score_of(schema.vector.metric, distance)))
             })
+            .collect()
+    }
+
+    /// The first `k` of `hits` (best first) whose items still exist and pass `filter`,
+    /// fetched with one pipelined `HMGET` per round. (Between the search and the fetch an
+    /// item may have been deleted or changed; such hits are skipped.)
+    async fn complete_hits(
+        &self,
+        hits: Vec<(Doc, f32)>,
+        k: usize,
+        filter: &Filter,
+    ) -> StoreResult<Vec<Hit>> {
+        let mut out = Vec::with_capacity(k.min(hits.len()));
+        let mut rest = hits.as_slice();
+        while out.len() < k && !rest.is_empty() {
+            let (now, later) = rest.split_at((k - out.len()).min(rest.len()));
+            rest = later;
+            let keys: Vec<(&str, &str)> = now
+                .iter()
+                .map(|(doc, _)| {
+                    self.inner
+                        .keys
+                        .any_item_id(&doc.key)
+                        .map(|id| (id, doc.key.as_str()))
+                        .ok_or_else(|| bad_reply("a hit outside this store's item prefix"))
+                })
+                .collect::<StoreResult<_>>()?;
+            let items = self.fetch_keys(&keys).await?;
+            for ((_, score), item) in now.iter().zip(items) {
+                if let Some(item) = item.filter(|it| filter.matches(it)) {
+                    out.push(Hit {
+                        item: Arc::new(item),
+                        score: *score,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The items (fields, no vector) at this version's keys for `ids`; `None` where absent.
+    async fn fetch_items(&self, ids: &[&str]) -> StoreResult<Vec<Option<Item>>> {
+        let keys: Vec<String> = ids.iter().map(|id| self.inner.keys.item(id)).collect();
+        let pairs: Vec<(&str, &str)> = ids
+            .iter()
+            .zip(&keys)
+            .map(|(id, key)| (*id, key.as_str()))
+            .collect();
+        self.fetch_keys(&pairs).await
+    }
+
+    /// The items (fields, no vector) of `(id, key)` pairs, one pipelined `HMGET` each.
+    async fn fetch_keys(&self, pairs: &[(&str, &str)]) -> StoreResult<Vec<Option<Item>>> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names = &self.inner.fetch_fields;
+        let mut pipe = redis::pipe();
+        for (_, key) in pairs {
+            pipe.cmd("HMGET").arg(*key).arg(names);
+        }
+        let rows: Vec<Vec<Option<Vec<u8>>>> = pipe
+            .query_async(&mut self.conn())
+            .await
+            .map_err(from_redis)?;
+        if rows.len() != pairs.len() {
+            return Err(bad_reply("pipelined HMGET count"));
+        }
+        pairs
+            .iter()
+            .zip(rows)
+            .map(|((id, _), row)| schema::item_from_hmget(id, names, row, &self.inner.schema))
             .collect()
     }
 
@@ -415,6 +526,11 @@ impl Store for RedisStore {
             inv.key(keys.item(id));
         }
         inv.key(keys.popularity());
+        inv.arg(keys.popular_by_prefix())
+            .arg(self.inner.tag_fields.len());
+        for f in &self.inner.tag_fields {
+            inv.arg(f.as_str());
+        }
         for id in &order {
             let Some(up) = latest.get(id) else { continue };
             let fields = schema::item_fields(&up.item, &self.inner.schema);
@@ -467,10 +583,15 @@ impl Store for RedisStore {
     }
 
     async fn delete_item(&self, id: &str) -> StoreResult<bool> {
+        let keys = &self.inner.keys;
+        let mut inv = scripts::DELETE_ITEM.prepare_invoke();
+        inv.key(keys.item(id)).arg(keys.popular_by_prefix()).arg(id);
+        for f in &self.inner.tag_fields {
+            inv.arg(f.as_str());
+        }
         self.run(async {
-            let n: u64 = redis::cmd("DEL")
-                .arg(self.inner.keys.item(id))
-                .query_async(&mut self.conn())
+            let n: u64 = inv
+                .invoke_async(&mut self.conn())
                 .await
                 .map_err(from_redis)?;
             Ok(n > 0)
@@ -506,58 +627,40 @@ impl Store for RedisStore {
                 schema.vector.dim
             ))));
         }
-        if k == 0 {
+        let filter = query::simplify(filter);
+        if k == 0 || query::is_nothing(&filter) {
             return Ok(Vec::new());
         }
         self.run(async {
             let overfetch = self.inner.config.range_overfetch;
-            if let (true, Some((pre, post))) = (overfetch > 1, query::split_ranges(filter)) {
-                // Cheap pre-filter, ranges checked on an over-fetch. When at least k of the
-                // k' nearest cheap matches pass the ranges, they are the k nearest matches;
-                // when fewer than k' came back, every cheap match was seen. Otherwise fall
-                // back to the whole filter inside RediSearch.
+            if let (true, Some((pre, post))) = (overfetch > 1, query::split_ranges(&filter)) {
+                // Cheap pre-filter, ranges checked on an over-fetch (the hits return the
+                // range fields). When at least k of the k' nearest cheap matches pass the
+                // ranges, they are the k nearest matches; when fewer than k' came back,
+                // every cheap match was seen. Otherwise fall back to the whole filter
+                // inside RediSearch.
                 let fetch = k.saturating_mul(overfetch);
-                let hits = self.knn_query(query, fetch, &pre).await?;
+                let ranged = range_fields(&post);
+                let hits = self.knn_query(query, fetch, &pre, &ranged).await?;
                 let fetched = hits.len();
-                let mut passed: Vec<Hit> =
-                    hits.into_iter().filter(|h| post.matches(&h.item)).collect();
+                let mut passed = Vec::with_capacity(fetched);
+                for (doc, score) in hits {
+                    if post.matches(&self.doc_item(&doc)?) {
+                        passed.push((doc, score));
+                    }
+                }
                 if passed.len() >= k || fetched < fetch {
-                    passed.truncate(k);
-                    return Ok(passed);
+                    return self.complete_hits(passed, k, &filter).await;
                 }
             }
-            self.knn_query(query, k, filter).await
+            let hits = self.knn_query(query, k, &filter, &[]).await?;
+            self.complete_hits(hits, k, &filter).await
         })
         .await
     }
 
     async fn popular(&self, k: usize, filter: &Filter) -> StoreResult<Vec<PopularHit>> {
-        if k == 0 {
-            return Ok(Vec::new());
-        }
-        let args = query::popular_args(
-            &self.inner.keys.alias(),
-            &self.inner.schema,
-            &self.inner.config,
-            k,
-            filter,
-        );
-        self.run(async {
-            let (_, docs) = self.search(args).await?;
-            docs.iter()
-                .map(|doc| {
-                    let log_score = doc
-                        .text(scripts::POP_EXACT_FIELD)
-                        .and_then(|s| s.parse::<f64>().ok())
-                        .unwrap_or(f64::NEG_INFINITY);
-                    Ok(PopularHit {
-                        item: Arc::new(self.doc_item(doc)?),
-                        log_score,
-                    })
-                })
-                .collect()
-        })
-        .await
+        self.run(self.popular_items(k, filter)).await
     }
 
     async fn text_search(
@@ -573,7 +676,7 @@ impl Store for RedisStore {
             .filter(|t| recd_core::text::tokenize(t) == [t.as_str()])
             .cloned()
             .collect();
-        if k == 0 {
+        if k == 0 || query::is_nothing(&query::simplify(filter)) {
             return Ok(Vec::new());
         }
         let Some(args) = query::text_args(
@@ -609,8 +712,15 @@ impl Store for RedisStore {
                 .run(async {
                     for (user, events) in by_user {
                         let mut conn = self.conn();
-                        users::apply(&mut conn, &inner.keys, &inner.settings, user, &events)
-                            .await?;
+                        users::apply(
+                            &mut conn,
+                            &inner.keys,
+                            &inner.settings,
+                            &inner.tag_fields,
+                            user,
+                            &events,
+                        )
+                        .await?;
                     }
                     Ok(())
                 })
@@ -631,7 +741,15 @@ impl Store for RedisStore {
                     set.spawn(async move {
                         let refs: Vec<&Event> = events.iter().collect();
                         let mut conn = inner.conn.clone();
-                        users::apply(&mut conn, &inner.keys, &inner.settings, &user, &refs).await
+                        users::apply(
+                            &mut conn,
+                            &inner.keys,
+                            &inner.settings,
+                            &inner.tag_fields,
+                            &user,
+                            &refs,
+                        )
+                        .await
                     });
                 }
                 while let Some(done) = set.join_next().await {
@@ -694,6 +812,24 @@ impl Store for RedisStore {
         }
         Ok(out)
     }
+}
+
+/// The numeric fields a conjunction of ranges reads.
+fn range_fields(ranges: &Filter) -> Vec<&str> {
+    let mut out: Vec<&str> = match ranges {
+        Filter::And(all) => all
+            .iter()
+            .filter_map(|f| match f {
+                Filter::Range { field, .. } => Some(field.as_str()),
+                _ => None,
+            })
+            .collect(),
+        Filter::Range { field, .. } => vec![field.as_str()],
+        _ => Vec::new(),
+    };
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Our "higher is better" score from a RediSearch distance: cosine and IP distances are

@@ -1,4 +1,5 @@
-//! Decoding `FT.SEARCH` replies (RESP2: `[total, key, [field, value, ...], key, ...]`).
+//! Decoding `FT.SEARCH` replies (RESP2: `[total, key, [field, value, ...], key, ...]`, or
+//! `[total, key, key, ...]` with `NOCONTENT`) and other replies.
 
 use std::collections::BTreeMap;
 
@@ -53,6 +54,28 @@ pub(crate) fn search_reply(value: Value) -> StoreResult<(u64, Vec<Doc>)> {
         docs.push(Doc { key, fields });
     }
     Ok((total, docs))
+}
+
+/// The total and the keys of an `FT.SEARCH ... NOCONTENT` reply (`[total, key, key, ...]`).
+pub(crate) fn keys_reply(value: Value) -> StoreResult<(u64, Vec<String>)> {
+    let Value::Array(items) = value else {
+        return Err(bad_reply(
+            "FT.SEARCH did not answer an array (RESP3 is not supported)",
+        ));
+    };
+    let mut it = items.into_iter();
+    let total = match it.next() {
+        Some(Value::Int(n)) => u64::try_from(n).unwrap_or(0),
+        _ => return Err(bad_reply("FT.SEARCH without a total")),
+    };
+    let keys = it
+        .map(|k| {
+            bytes(k)
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| bad_reply("FT.SEARCH key"))
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok((total, keys))
 }
 
 /// A hash (`HGETALL`) as field → bytes.

@@ -6,10 +6,15 @@
 //!   shortest round-trip form, bools as `true` / `false`, text as given;
 //! - `vector`: FLOAT32 little-endian bytes;
 //! - hidden fields, named `__recd_*` (a schema may not use that prefix here):
-//!   `__recd_pop` the log-domain popularity (`-inf` when never touched), and for each text
-//!   field `__recd_tok_{field}`: its `recd_core::text::tokenize` tokens joined by spaces,
-//!   which is what gets indexed, so that both backends agree on what a term is (RediSearch's
-//!   own tokenizer splits on ASCII punctuation only).
+//!   `__recd_id` the item's id (so that the hash is never empty, and so that existence is one
+//!   field lookup), and for each text field `__recd_tok_{field}`: its
+//!   `recd_core::text::tokenize` tokens joined by spaces, which is what gets indexed, so that
+//!   both backends agree on what a term is (RediSearch's own tokenizer splits on ASCII
+//!   punctuation only).
+//!
+//! Nothing that changes often lives in the item hash: any write to an indexed hash makes
+//! RediSearch re-index the whole document, vector included (~1 ms on 100k × 64). Item
+//! popularity therefore lives in sorted sets beside it (see `super::popular`).
 //!
 //! RediSearch trims spaces around tag values, so a tag with a leading or trailing space is
 //! stored wrapped in `\x1e` (another control character, so the wrapping is unambiguous).
@@ -20,7 +25,6 @@ use recd_core::text::tokenize;
 use recd_core::{FieldType, FieldValue, Item, Metric, Schema, ValidationError};
 
 use super::RedisConfig;
-use super::scripts::POP_FIELD;
 use crate::{StoreError, StoreResult};
 
 /// Separates the values of a tag field.
@@ -31,6 +35,8 @@ const TAG_WRAP: char = '\x1e';
 pub(crate) const HIDDEN_PREFIX: &str = "__recd_";
 /// The alias of the KNN distance in `FT.SEARCH` results.
 pub(crate) const SCORE_ALIAS: &str = "__recd_score";
+/// The hash field holding the item's id; every item hash has it.
+pub(crate) const ID_FIELD: &str = "__recd_id";
 
 /// The hash field (and index attribute) holding the tokens of text field `field`.
 pub(crate) fn token_field(field: &str) -> String {
@@ -99,8 +105,47 @@ pub(crate) fn create_args(
         "EF_RUNTIME".into(),
         config.hnsw_ef_runtime.to_string(),
     ]);
-    args.extend([POP_FIELD.into(), "NUMERIC".into(), "SORTABLE".into()]);
     args
+}
+
+/// The fields indexed as TAG (tag and bool fields), in schema order: the ones with a
+/// per-value popularity ZSET.
+pub(crate) fn tag_fields(schema: &Schema) -> Vec<&str> {
+    schema
+        .fields
+        .iter()
+        .filter(|(_, ty)| matches!(ty, FieldType::Tag | FieldType::Bool))
+        .map(|(name, _)| name.as_str())
+        .collect()
+}
+
+/// The names `HMGET` asks for to rebuild an item without its vector: [`ID_FIELD`] first
+/// (present iff the item exists), then every schema field.
+pub(crate) fn fetch_fields(schema: &Schema) -> Vec<String> {
+    std::iter::once(ID_FIELD.to_string())
+        .chain(schema.fields.keys().cloned())
+        .collect()
+}
+
+/// Rebuilds an item (no vector) from an `HMGET` of [`fetch_fields`]; `None` when the item
+/// does not exist.
+pub(crate) fn item_from_hmget(
+    id: &str,
+    names: &[String],
+    values: Vec<Option<Vec<u8>>>,
+    schema: &Schema,
+) -> StoreResult<Option<Item>> {
+    let mut values = values.into_iter();
+    if values.next().flatten().is_none() {
+        return Ok(None);
+    }
+    let fields: BTreeMap<String, Vec<u8>> = names
+        .iter()
+        .skip(1)
+        .zip(values)
+        .filter_map(|(n, v)| v.map(|v| (n.clone(), v)))
+        .collect();
+    item_from_fields(id, &fields, schema).map(Some)
 }
 
 /// Encodes a tag value so that RediSearch indexes it unchanged.
@@ -133,10 +178,11 @@ pub(crate) fn vector_from_bytes(b: &[u8]) -> Option<Vec<f32>> {
     })
 }
 
-/// The hash field/value pairs of an item (its vector included when it has one; the
-/// popularity is added by the upsert script).
+/// The hash field/value pairs of an item: [`ID_FIELD`], the fields, the text tokens, and
+/// its vector when it has one.
 pub(crate) fn item_fields(item: &Item, schema: &Schema) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::with_capacity(item.fields.len() + 2);
+    let mut out = Vec::with_capacity(item.fields.len() + 3);
+    out.push((ID_FIELD.to_string(), item.id.clone().into_bytes()));
     for (name, value) in &item.fields {
         match value {
             FieldValue::Tags(tags) => {

@@ -1,7 +1,8 @@
 //! The Lua scripts: each is one atomic unit on the Redis side.
 //!
 //! They only move data; no domain math happens here except `log_add` for popularity
-//! (which must be atomic per *item*, across users). The user-state math is
+//! (which must be atomic per *item*, across users). None of them writes an indexed item
+//! hash except the item writes themselves (upsert, delete, new vectors). The user-state math is
 //! `UserState::apply`, run in Rust; [`APPLY_USER`] is its compare-and-set write-back.
 //! Numbers written from Lua use `%.17g`, so that doubles round-trip exactly (Lua's own
 //! `tostring` keeps only 14 digits).
@@ -10,45 +11,101 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// The hash field holding an item's log-domain popularity (`-inf` when never touched),
-/// indexed NUMERIC SORTABLE for `SORTBY`.
-pub(crate) const POP_FIELD: &str = "__recd_pop";
-/// The same value, not indexed: `FT.SEARCH ... RETURN` formats a sortable number with six
-/// significant digits only, so results read this copy, which keeps all 17.
-pub(crate) const POP_EXACT_FIELD: &str = "__recd_pop_exact";
+/// Lua helpers shared by the scripts that keep the per-tag popularity ZSETs
+/// (`Keys::popular_by`) in step: `split` a stored tag value list on the `\x1f` separator,
+/// and `tag_keys` the ZSET keys of an item's stored tag values, given the `HMGET` of the
+/// tag fields (`false` for an absent field).
+const TAG_HELPERS: &str = r#"
+local function split(s)
+  local out = {}
+  for v in string.gmatch(s, '[^\31]+') do out[#out + 1] = v end
+  return out
+end
+local function tag_keys(pre, fields, values)
+  local out = {}
+  for t = 1, #fields do
+    local v = values[t]
+    if v then
+      for _, x in ipairs(split(v)) do out[#out + 1] = pre .. fields[t] .. ':' .. x end
+    end
+  end
+  return out
+end
+"#;
 
 /// Upserts items, all or nothing.
 /// KEYS: the item keys, then the popularity ZSET.
-/// ARGV per item: id, keep_vector ("1"/"0"), n, then n field/value pairs.
-/// Each item hash is replaced whole; `keep_vector` carries the stored `vector` over, and
-/// the popularity is copied from the ZSET (events may have come before the item).
+/// ARGV: the per-tag ZSET prefix, the number `t` of tag fields, their `t` names, then per
+/// item: id, keep_vector ("1"/"0"), n, then n field/value pairs.
+/// Each item hash is replaced whole; `keep_vector` carries the stored `vector` over. An item
+/// that has a popularity (events may have come before it) joins the per-tag ZSETs of its
+/// new tag values and leaves those of tag values it no longer has.
 pub(crate) static UPSERT_ITEMS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{TAG_HELPERS}{}",
         r#"
 local pop = KEYS[#KEYS]
-local a = 1
+local pre, nt = ARGV[1], tonumber(ARGV[2])
+local tagf = {}
+for t = 1, nt do tagf[t] = ARGV[2 + t] end
+local a = 3 + nt
 for i = 1, #KEYS - 1 do
   local key = KEYS[i]
   local id, keep, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
   a = a + 3
-  local args = {}
-  for j = 0, 2 * n - 1 do args[#args + 1] = ARGV[a + j] end
+  local args, new = {}, {}
+  for j = 0, n - 1 do
+    local f, v = ARGV[a + 2 * j], ARGV[a + 2 * j + 1]
+    args[#args + 1] = f
+    args[#args + 1] = v
+    new[f] = v
+  end
   a = a + 2 * n
   if keep == '1' then
     local v = redis.call('HGET', key, 'vector')
     if v then args[#args + 1] = 'vector'; args[#args + 1] = v end
   end
-  local p = redis.call('ZSCORE', pop, id) or '-inf'
-  args[#args + 1] = '__recd_pop'
-  args[#args + 1] = p
-  args[#args + 1] = '__recd_pop_exact'
-  args[#args + 1] = p
+  local old = {}
+  if nt > 0 then old = tag_keys(pre, tagf, redis.call('HMGET', key, unpack(tagf))) end
   redis.call('DEL', key)
   redis.call('HSET', key, unpack(args))
+  local newvals = {}
+  for t = 1, nt do newvals[t] = new[tagf[t]] or false end
+  local now = {}
+  local score = redis.call('ZSCORE', pop, id)
+  if score then
+    for _, zk in ipairs(tag_keys(pre, tagf, newvals)) do
+      now[zk] = true
+      redis.call('ZADD', zk, score, id)
+    end
+  end
+  for _, zk in ipairs(old) do
+    if not now[zk] then redis.call('ZREM', zk, id) end
+  end
 end
 return #KEYS - 1
-"#,
-    )
+"#
+    ))
+});
+
+/// Deletes an item and takes it out of its per-tag popularity ZSETs (its popularity in
+/// the main ZSET stays, as for ids that are not items).
+/// KEYS: 1 the item key. ARGV: the per-tag ZSET prefix, the id, then the tag field names.
+/// Returns 1 if the item existed.
+pub(crate) static DELETE_ITEM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{TAG_HELPERS}{}",
+        r#"
+local tagf = {}
+for t = 3, #ARGV do tagf[#tagf + 1] = ARGV[t] end
+if #tagf > 0 then
+  for _, zk in ipairs(tag_keys(ARGV[1], tagf, redis.call('HMGET', KEYS[1], unpack(tagf)))) do
+    redis.call('ZREM', zk, ARGV[2])
+  end
+end
+return redis.call('DEL', KEYS[1])
+"#
+    ))
 });
 
 /// Replaces the vectors of existing items. KEYS: item keys; ARGV: their vectors.
@@ -69,15 +126,19 @@ return n
 });
 
 /// Compare-and-set write-back of one user's state after `UserState::apply`, plus the
-/// event log and item popularity, in one atomic unit.
+/// event log and item popularity, in one atomic unit. It writes no indexed hash: the
+/// popularity goes to the main ZSET and to the per-tag ZSETs of the item's tag values
+/// (read from its hash), so an event never makes RediSearch re-index anything.
 /// KEYS: 1 user hash, 2 recent list, 3 purchased set, 4 user-events list, 5 event stream,
 /// 6 users set, 7 popularity ZSET, 8.. one item key per popularity increment.
-/// ARGV: expected version, user id, then sections, each a count followed by its entries:
-/// hash field/value pairs; recent ids (most recent first); purchased ids to add; events
-/// (each a field count and field/value pairs); then per item key: id, log increment.
+/// ARGV: expected version, user id, the per-tag ZSET prefix, the number `t` of tag fields,
+/// their `t` names, then sections, each a count followed by its entries: hash field/value
+/// pairs; recent ids (most recent first); purchased ids to add; events (each a field count
+/// and field/value pairs); then per item key: id, log increment.
 /// Returns the new version, or -1 when the version moved (someone else wrote first).
 pub(crate) static APPLY_USER: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{TAG_HELPERS}{}",
         r#"
 local function log1p(x)
   local u = 1 + x
@@ -100,7 +161,10 @@ end
 local cur = redis.call('HGET', KEYS[1], 'version') or '0'
 if cur ~= ARGV[1] then return -1 end
 local version = tonumber(cur) + 1
-local a = 3
+local pre, nt = ARGV[3], tonumber(ARGV[4])
+local tagf = {}
+for t = 1, nt do tagf[t] = ARGV[4 + t] end
+local a = 5 + nt
 local function section(width)
   local n = tonumber(ARGV[a]); a = a + 1
   local out = {}
@@ -138,13 +202,15 @@ for k = 8, #KEYS do
   if old then new = log_add(tonumber(old), inc) end
   local s = string.format('%.17g', new)
   redis.call('ZADD', KEYS[7], s, id)
-  if redis.call('EXISTS', KEYS[k]) == 1 then
-    redis.call('HSET', KEYS[k], '__recd_pop', s, '__recd_pop_exact', s)
+  if nt > 0 then
+    for _, zk in ipairs(tag_keys(pre, tagf, redis.call('HMGET', KEYS[k], unpack(tagf)))) do
+      redis.call('ZADD', zk, s, id)
+    end
   end
 end
 return version
-"#,
-    )
+"#
+    ))
 });
 
 /// Forgets a user: state, recent, purchases, and their entries in the event stream.

@@ -9,8 +9,9 @@
 //! version and the items' vectors (a consistent snapshot, one round trip); Rust runs
 //! `UserState::apply` — the single definition of an event's effect, so both backends agree
 //! exactly; the [`APPLY_USER`] script writes the result back only if the version did not
-//! move, together with the event log entries and the popularity increments. On a conflict
-//! it starts again from a fresh read. No update is lost and no math is duplicated in Lua.
+//! move, together with the event log entries and the popularity increments (sorted sets
+//! only: no indexed hash is written, so nothing is re-indexed). On a conflict it starts
+//! again from a fresh read. No update is lost and no math is duplicated in Lua.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -209,11 +210,13 @@ pub(crate) async fn get(
     Ok(read(conn, keys, user, &[]).await?.state)
 }
 
-/// Applies one user's events (in order) atomically; see the module doc.
+/// Applies one user's events (in order) atomically; see the module doc. `tag_fields`: the
+/// schema's tag and bool fields, whose per-value popularity ZSETs the write keeps in step.
 pub(crate) async fn apply(
     conn: &mut redis::aio::ConnectionManager,
     keys: &Keys,
     settings: &ModelSettings,
+    tag_fields: &[String],
     user: &str,
     events: &[&Event],
 ) -> StoreResult<()> {
@@ -245,7 +248,13 @@ pub(crate) async fn apply(
         for (item, _) in &increments {
             inv.key(keys.item(item));
         }
-        inv.arg(snap.version.to_string()).arg(user);
+        inv.arg(snap.version.to_string())
+            .arg(user)
+            .arg(keys.popular_by_prefix())
+            .arg(tag_fields.len());
+        for f in tag_fields {
+            inv.arg(f.as_str());
+        }
         let fields = state_fields(&state);
         inv.arg(fields.len());
         for (f, v) in &fields {

@@ -639,3 +639,233 @@ pub async fn knn_tag_and_range(store: &dyn Store) {
         assert_eq!(got, want, "price {price}, k {k}");
     }
 }
+
+/// The reference `popular` answer: matching live items by log-score (touched first, in
+/// order), the untouched ones after them in any order.
+struct PopularReference {
+    /// (id, log score) of every live item.
+    items: Vec<(Item, f64)>,
+}
+
+impl PopularReference {
+    fn check(&self, label: &str, got: &[recd_store::PopularHit], k: usize, filter: &Filter) {
+        let mut want: Vec<&(Item, f64)> = self
+            .items
+            .iter()
+            .filter(|(i, _)| filter.matches(i))
+            .collect();
+        want.sort_by(|a, b| b.1.total_cmp(&a.1));
+        assert_eq!(got.len(), k.min(want.len()), "{label}: count");
+        let touched = want.iter().filter(|(_, s)| s.is_finite()).count();
+        for (n, hit) in got.iter().enumerate() {
+            assert!(
+                filter.matches(&hit.item),
+                "{label}: {} does not match",
+                hit.item.id
+            );
+            if n < touched {
+                let (item, score) = want[n];
+                assert_eq!(hit.item.id, item.id, "{label}: position {n}");
+                assert!(
+                    (hit.log_score - score).abs() < 1e-9,
+                    "{label}: {} scores {} vs {score}",
+                    item.id,
+                    hit.log_score
+                );
+                assert_eq!(*hit.item, *item, "{label}: the item's fields");
+            } else {
+                assert_eq!(
+                    hit.log_score,
+                    f64::NEG_INFINITY,
+                    "{label}: {} is untouched",
+                    hit.item.id
+                );
+            }
+        }
+        let ids: BTreeSet<&str> = got.iter().map(|h| h.item.id.as_str()).collect();
+        assert_eq!(ids.len(), got.len(), "{label}: duplicates");
+        if k >= want.len() {
+            let all: BTreeSet<&str> = want.iter().map(|(i, _)| i.id.as_str()).collect();
+            assert_eq!(ids, all, "{label}: every match");
+        }
+    }
+}
+
+/// `popular` equals the reference over a catalog big enough for every strategy a backend
+/// may use (whole-ranking walk, per-tag rankings, an index lookup for selective filters,
+/// untouched items filling up), after events, tag changes, deletes and late items.
+pub async fn popular_matches_the_reference(store: &dyn Store) {
+    let p = settings();
+    let n = 2000usize;
+    let make = |i: usize, category: String| {
+        let mut v = json!({"id": format!("p{i}"), "category": category, "brand": format!("b{}", i % 13),
+                           "price": i as f64 / 2.0, "title": format!("thing w{} z{}", i % 11, i % 3)});
+        if i % 3 != 2 {
+            v["in_stock"] = json!(i.is_multiple_of(3));
+        }
+        v
+    };
+    store
+        .upsert_items(
+            (0..n)
+                .map(|i| upsert(make(i, format!("c{}", i % 7))))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    // Three quarters of the items get 1-5 events each (distinct times, so no ties), plus
+    // events for ids that are not items (yet).
+    let t0 = 1_700_000_000_000i64;
+    let kinds = [
+        EventType::View,
+        EventType::Click,
+        EventType::AddToCart,
+        EventType::Purchase,
+    ];
+    let mut events = Vec::new();
+    for i in (0..n).filter(|i| i % 4 != 0) {
+        for j in 0..(1 + i * 7919 % 5) {
+            events.push((format!("p{i}"), kinds[(i + j) % 4]));
+        }
+    }
+    for g in 0..30 {
+        events.push((format!("ghost{g}"), EventType::Click));
+    }
+    let mut scores: std::collections::HashMap<String, f64> = Default::default();
+    let mut batch = Vec::new();
+    for (m, (item, kind)) in events.iter().enumerate() {
+        let t = t0 + 1000 * ((m * 104_729) % events.len()) as i64;
+        let inc = p
+            .popularity
+            .log_increment(p.session.weights.weight(*kind, None), t)
+            .unwrap();
+        let s = scores.entry(item.clone()).or_insert(f64::NEG_INFINITY);
+        *s = log_add(*s, inc);
+        batch.push(event(&format!("u{}", m % 97), item, *kind, None, t));
+    }
+    for chunk in batch.chunks(500) {
+        store.apply_events(chunk).await.unwrap();
+    }
+    // Tag changes after the events, deletes, and items that arrive after their events.
+    let moved: Vec<usize> = (0..n).filter(|i| i % 10 == 1).collect();
+    store
+        .upsert_items(
+            moved
+                .iter()
+                .map(|&i| upsert(make(i, format!("c{}", (i + 3) % 7))))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    for i in (0..n).filter(|i| i % 50 == 7) {
+        assert!(store.delete_item(&format!("p{i}")).await.unwrap());
+    }
+    store
+        .upsert_items(
+            (0..10)
+                .map(|g| upsert(json!({"id": format!("ghost{g}"), "category": "c1", "price": 3})))
+                .collect(),
+        )
+        .await
+        .unwrap();
+
+    let mut items: Vec<(Item, f64)> = Vec::new();
+    for i in (0..n).filter(|i| i % 50 != 7) {
+        let category = if i % 10 == 1 { (i + 3) % 7 } else { i % 7 };
+        let it = item(make(i, format!("c{category}")));
+        let s = scores.get(&it.id).copied().unwrap_or(f64::NEG_INFINITY);
+        items.push((it, s));
+    }
+    for g in 0..10 {
+        let it = item(json!({"id": format!("ghost{g}"), "category": "c1", "price": 3}));
+        let s = scores[&it.id];
+        items.push((it, s));
+    }
+    let reference = PopularReference { items };
+    let filters = [
+        json!({}),
+        json!({"category":{"any":["c1"]}}),
+        json!({"category":{"any":["c1","c4","nothing"]}}),
+        json!({"category":{"any":["c2"]},"price":{"gte":100,"lt":700}}),
+        json!({"category":{"any":["c3"]},"in_stock":true}),
+        json!({"in_stock":false,"brand":{"any":["b5"]}}),
+        json!({"price":{"gte":100,"lt":104}}),
+        json!({"price":{"gte":0,"lt":800}}),
+        json!({"title":{"match":"w3 z1"}}),
+        json!({"not":{"category":{"any":["c1"]}}}),
+        json!({"or":[{"brand":{"any":["b1"]}},{"price":{"lt":20}}]}),
+        json!({"category":{"none":["c0","c1","c2","c3","c4","c5"]}}),
+        json!({"category":{"any":["c6"]},"brand":{"any":["b6"]},"price":{"gt":900}}),
+        json!({"brand":{"any":["nobody"]}}),
+        json!({"not":{}}),
+    ];
+    for filter in filters {
+        let parsed = f(filter.clone());
+        for k in [1, 10, 100, 5000] {
+            let got = store.popular(k, &parsed).await.expect("popular");
+            reference.check(
+                &format!("{} k {k} {filter}", store.backend()),
+                &got,
+                k,
+                &parsed,
+            );
+        }
+    }
+}
+
+/// Many users' concurrent events on the same items: no popularity increment is lost.
+pub async fn concurrent_events_one_item(store: Arc<dyn Store>) {
+    load(&*store).await;
+    let p = settings();
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..8 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            for i in 0..25 {
+                let ts = 1_700_000_000_000 + (t * 1000 + i) as i64;
+                store
+                    .apply_events(&[
+                        event(&format!("w{t}"), "bag", EventType::View, None, ts),
+                        event(&format!("x{t}-{i}"), "hat", EventType::Click, None, ts),
+                    ])
+                    .await
+                    .expect("apply under contention");
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("task");
+    }
+    let inc = |kind, t| {
+        p.popularity
+            .log_increment(p.session.weights.weight(kind, None), t)
+            .unwrap()
+    };
+    let (mut bag, mut hat) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+    for t in 0..8 {
+        for i in 0..25 {
+            let ts = 1_700_000_000_000 + (t * 1000 + i) as i64;
+            bag = log_add(bag, inc(EventType::View, ts));
+            hat = log_add(hat, inc(EventType::Click, ts));
+        }
+    }
+    let top = store.popular(2, &Filter::all()).await.unwrap();
+    let got: Vec<(&str, f64)> = top
+        .iter()
+        .map(|h| (h.item.id.as_str(), h.log_score))
+        .collect();
+    assert_eq!(got.len(), 2);
+    for (id, want) in [("hat", hat), ("bag", bag)] {
+        let (_, score) = got
+            .iter()
+            .find(|(i, _)| *i == id)
+            .expect("both items on top");
+        assert!((score - want).abs() < 1e-9, "{id}: {score} vs {want}");
+    }
+    let sale = store
+        .popular(1, &f(json!({"category":{"any":["sale"]}})))
+        .await
+        .unwrap();
+    assert_eq!(sale[0].item.id, "hat");
+    assert!((sale[0].log_score - hat).abs() < 1e-9);
+}

@@ -19,14 +19,19 @@ macro_rules! conformance_tests {
     ($make:path) => {
         $crate::conformance_tests!(@each $make;
             items_crud, knn_scores_and_filters, injection, text_search, events_and_users,
-            event_log_and_forget, read_your_writes, set_item_vectors, popularity, knn_tag_and_range);
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn concurrent_events_one_user() {
-            if let Some(store) = $make($crate::support::schema(), $crate::support::settings()).await {
-                $crate::checks::concurrent_events_one_user(store).await;
+            event_log_and_forget, read_your_writes, set_item_vectors, popularity, knn_tag_and_range,
+            popular_matches_the_reference);
+        $crate::conformance_tests!(@shared $make; concurrent_events_one_user, concurrent_events_one_item);
+    };
+    (@shared $make:path; $($check:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                if let Some(store) = $make($crate::support::schema(), $crate::support::settings()).await {
+                    $crate::checks::$check(store).await;
+                }
             }
-        }
+        )*
     };
     (@each $make:path; $($check:ident),*) => {
         $(
