@@ -9,6 +9,7 @@
 //! - [`openapi`]: the `/openapi.json` document.
 //! - [`state`]: what handlers share.
 
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod metrics;
