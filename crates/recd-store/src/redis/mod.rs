@@ -238,17 +238,24 @@ impl RedisStore {
     /// Runs `FT.SEARCH args`; if the index is gone (a Redis that restarted empty), creates
     /// it again and retries once.
     async fn search(&self, args: Vec<Vec<u8>>) -> StoreResult<(u64, Vec<Doc>)> {
-        search_reply(self.search_raw(args).await?)
+        search_reply(self.query_index("FT.SEARCH", args).await?)
     }
 
     /// [`RedisStore::search`] for `NOCONTENT` queries: the total and the keys.
     async fn search_keys(&self, args: Vec<Vec<u8>>) -> StoreResult<(u64, Vec<String>)> {
-        reply::keys_reply(self.search_raw(args).await?)
+        reply::keys_reply(self.query_index("FT.SEARCH", args).await?)
     }
 
-    async fn search_raw(&self, args: Vec<Vec<u8>>) -> StoreResult<redis::Value> {
+    /// `FT.AGGREGATE` with [`query::aggregate_keys_args`]: the keys.
+    async fn aggregate_keys(&self, args: Vec<Vec<u8>>) -> StoreResult<Vec<String>> {
+        reply::aggregate_keys_reply(self.query_index("FT.AGGREGATE", args).await?)
+    }
+
+    /// Runs `command args` against the index; re-creates a missing index once (see
+    /// [`RedisStore::search`]).
+    async fn query_index(&self, command: &str, args: Vec<Vec<u8>>) -> StoreResult<redis::Value> {
         let mut conn = self.conn();
-        let mut cmd = redis::cmd("FT.SEARCH");
+        let mut cmd = redis::cmd(command);
         for a in &args {
             cmd.arg(a.as_slice());
         }

@@ -20,8 +20,9 @@
 //!   `FT.SEARCH ... NOCONTENT` for every matching id, ranked by `ZMSCORE`, instead.
 //!
 //! Items nobody touched rank last (`-inf`, in any order); when the sorted sets run out
-//! before `k`, they come from an `FT.SEARCH` of the filter, minus the touched ones. So a
-//! selective filter never misses a match that exists.
+//! before `k`, they come from pages of an `FT.AGGREGATE` of the filter (which, unlike
+//! `FT.SEARCH`, stops at the page instead of counting every match), minus the touched
+//! ones. So a selective filter never misses a match that exists.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use recd_core::{FieldType, Filter};
 
 use super::RedisStore;
 use super::error::{bad_reply, from_redis};
-use super::query::{is_nothing, keys_args, simplify, split_ranges};
+use super::query::{aggregate_keys_args, is_nothing, keys_args, simplify, split_ranges};
 use super::schema::encode_tag;
 use crate::{PopularHit, StoreResult};
 
@@ -354,11 +355,14 @@ impl RedisStore {
     ) -> StoreResult<()> {
         let keys = &self.inner.keys;
         let have: HashSet<String> = found.iter().map(|h| h.item.id.clone()).collect();
-        let page = k + 64;
         let mut offset = 0;
         while found.len() < k {
-            let args = keys_args(&keys.alias(), &self.inner.config, filter, offset, page);
-            let (total, page_keys) = self.search_keys(args).await?;
+            // The touched matches are all in `found` already: a page of `need` plus a few
+            // usually does.
+            let need = k - found.len();
+            let page = need + need / 4 + 8 + have.len().min(need);
+            let args = aggregate_keys_args(&keys.alias(), &self.inner.config, filter, offset, page);
+            let page_keys = self.aggregate_keys(args).await?;
             let ids: Vec<&str> = page_keys
                 .iter()
                 .filter_map(|key| keys.any_item_id(key))
@@ -380,7 +384,7 @@ impl RedisStore {
                 }
             }
             offset += page_keys.len();
-            if page_keys.len() < page || offset as u64 >= total {
+            if page_keys.len() < page {
                 break;
             }
         }

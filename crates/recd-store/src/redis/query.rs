@@ -262,6 +262,31 @@ pub(crate) fn keys_args(
     args
 }
 
+/// `FT.AGGREGATE alias <filter> LOAD 1 @__key LIMIT offset limit`: the keys of up to
+/// `limit` matching items. Unlike `FT.SEARCH`, which counts every match (9 ms for `*` over
+/// 100k items, for a page of 100), an aggregation stops once the page is full (0.2 ms).
+pub(crate) fn aggregate_keys_args(
+    alias: &str,
+    config: &RedisConfig,
+    filter: &Filter,
+    offset: usize,
+    limit: usize,
+) -> Vec<Vec<u8>> {
+    let Query { text, params } = filter_query(filter);
+    let mut args = vec![alias.as_bytes().to_vec(), text.into_bytes()];
+    params_clause(params, &mut args);
+    args.extend([
+        b"LOAD".to_vec(),
+        b"1".to_vec(),
+        b"@__key".to_vec(),
+        b"LIMIT".to_vec(),
+        offset.to_string().into_bytes(),
+        limit.to_string().into_bytes(),
+    ]);
+    common_tail(config, &mut args);
+    args
+}
+
 /// `FT.SEARCH alias "(<filter>) (@tok_a:($t0 | $t1) | @tok_b:(...))" LIMIT 0 k`: items whose
 /// text fields hold any of `terms`, ranked by RediSearch's default scorer. `None` when no
 /// text field exists or no term is given.

@@ -78,6 +78,33 @@ pub(crate) fn keys_reply(value: Value) -> StoreResult<(u64, Vec<String>)> {
     Ok((total, keys))
 }
 
+/// The keys of an `FT.AGGREGATE ... LOAD 1 @__key` reply (`[n, [__key, key], ...]`).
+pub(crate) fn aggregate_keys_reply(value: Value) -> StoreResult<Vec<String>> {
+    let Value::Array(items) = value else {
+        return Err(bad_reply(
+            "FT.AGGREGATE did not answer an array (RESP3 is not supported)",
+        ));
+    };
+    items
+        .into_iter()
+        .skip(1)
+        .map(|row| {
+            let Value::Array(pairs) = row else {
+                return Err(bad_reply("FT.AGGREGATE row"));
+            };
+            let mut pairs = pairs.into_iter();
+            while let (Some(k), Some(v)) = (pairs.next(), pairs.next()) {
+                if bytes(k).as_deref() == Some(b"__key") {
+                    return bytes(v)
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .ok_or_else(|| bad_reply("FT.AGGREGATE key"));
+                }
+            }
+            Err(bad_reply("FT.AGGREGATE row without __key"))
+        })
+        .collect()
+}
+
 /// A hash (`HGETALL`) as field → bytes.
 pub(crate) fn hash_reply(value: Value) -> StoreResult<BTreeMap<String, Vec<u8>>> {
     let mut out = BTreeMap::new();
