@@ -16,6 +16,8 @@ use recd_store::embedded::EmbeddedOptions;
 use recd_store::{ModelSettings, RedisConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::CacheConfig;
+
 /// Which store holds the serving state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -83,6 +85,8 @@ pub struct Config {
     pub model: ModelSettings,
     /// Ranking pipeline.
     pub ranking: RankParams,
+    /// Cache tiers.
+    pub cache: CacheConfig,
 }
 
 impl Default for Config {
@@ -98,6 +102,7 @@ impl Default for Config {
             redis: RedisConfig::default(),
             model: ModelSettings::default(),
             ranking: RankParams::default(),
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -167,6 +172,9 @@ impl Config {
                 "bad configuration: ranking.candidates must be 1 to 10000".into(),
             ));
         }
+        self.cache
+            .validate()
+            .map_err(|e| ConfigError(format!("bad configuration: {e}")))?;
         if self.server.max_batch == 0 {
             return Err(ConfigError(
                 "bad configuration: server.max_batch must be at least 1".into(),

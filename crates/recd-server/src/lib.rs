@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`config`]: the layered, validated configuration.
+//! - [`cache`]: L1 / L2 cache tiers, invalidation, stampede protection.
+//! - [`details`]: item details through the item cache; cache warming.
 //! - [`routes`]: one module per API resource; [`routes::router`] assembles them.
 //! - [`recommend`]: the request path of a recommendation (IO around `recd_core::pipeline`).
 //! - [`error`]: the single mapping from failures to the API's error shape.
@@ -9,8 +11,10 @@
 //! - [`openapi`]: the `/openapi.json` document.
 //! - [`state`]: what handlers share.
 
+pub mod cache;
 pub mod catalog;
 pub mod config;
+pub mod details;
 pub mod error;
 pub mod metrics;
 pub mod openapi;

@@ -14,6 +14,7 @@ use recd_core::{Filter, SessionParams};
 use recd_store::{Store, StoreError};
 use serde_json::{Value, json};
 
+use crate::cache::Caches;
 use crate::metrics;
 
 /// The most candidates asked of one source.
@@ -36,6 +37,8 @@ pub struct Request {
     pub diversity: Option<Diversity>,
     /// Whether to report per-stage detail.
     pub explain: bool,
+    /// Whether cached candidate lists (popular) may be used.
+    pub use_cache: bool,
 }
 
 /// Where an answer came from.
@@ -74,6 +77,7 @@ pub struct Recommender {
     store: Arc<dyn Store>,
     ranking: RankParams,
     session: SessionParams,
+    caches: Option<Arc<Caches>>,
 }
 
 impl std::fmt::Debug for Recommender {
@@ -123,6 +127,42 @@ impl Recommender {
             store,
             ranking,
             session,
+            caches: None,
+        }
+    }
+
+    /// The same recommender, taking popular candidates from `caches` when a request allows.
+    pub fn with_caches(mut self, caches: Arc<Caches>) -> Self {
+        self.caches = Some(caches);
+        self
+    }
+
+    /// Fills the popular candidates a cold user's default request asks for (cache warming);
+    /// returns their ids, most popular first.
+    pub async fn warm_popular(&self) -> Result<Vec<String>, StoreError> {
+        let k = self.ranking.popular_candidates.max(10);
+        let hits = self.popular(k, &Filter::all(), true).await?;
+        Ok(hits.into_iter().map(|(item, _)| item.id.clone()).collect())
+    }
+
+    /// The popular candidates, from the cache when allowed.
+    async fn popular(
+        &self,
+        k: usize,
+        filter: &Filter,
+        use_cache: bool,
+    ) -> Result<Vec<(Arc<recd_core::Item>, f64)>, StoreError> {
+        let pairs = |hits: &[recd_store::PopularHit]| {
+            hits.iter()
+                .map(|h| (h.item.clone(), h.log_score))
+                .collect::<Vec<_>>()
+        };
+        match &self.caches {
+            Some(c) if use_cache && c.enabled() => {
+                let hits = c.popular(k, filter, self.store.popular(k, filter)).await?;
+                Ok(pairs(&hits))
+            }
+            _ => Ok(pairs(&self.store.popular(k, filter).await?)),
         }
     }
 
@@ -161,7 +201,7 @@ impl Recommender {
                 None => Ok(Vec::new()),
             }
         };
-        let popular = self.store.popular(popular_k, &req.filter);
+        let popular = self.popular(popular_k, &req.filter, req.use_cache);
         let text = async {
             match &terms {
                 Some(t) => self.store.text_search(t, knn_k, &req.filter).await,
@@ -174,7 +214,7 @@ impl Recommender {
         let counts = (knn.len(), popular.len(), text.len());
         let candidates = merge(
             knn.into_iter().map(|h| (h.item, h.score)).collect(),
-            popular.into_iter().map(|h| (h.item, h.log_score)).collect(),
+            popular,
             text,
         );
         let merged = candidates.len();

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use recd_store::Store;
 
+use crate::cache::{Caches, RedisTier};
 use crate::config::Config;
 use crate::recommend::Recommender;
 
@@ -16,20 +17,30 @@ pub struct AppState {
     pub recommender: Recommender,
     /// The validated configuration.
     pub config: Arc<Config>,
+    /// The cache tiers.
+    pub caches: Arc<Caches>,
 }
 
 impl AppState {
-    /// State over `store` with `config`'s ranking and model settings.
+    /// State over `store` with `config`'s ranking and model settings, and an in-process cache.
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
+        Self::with_l2(store, config, None)
+    }
+
+    /// The same with a shared L2 cache tier (redis mode).
+    pub fn with_l2(store: Arc<dyn Store>, config: Config, l2: Option<RedisTier>) -> Self {
+        let caches = Caches::new(config.cache.clone(), l2);
         let recommender = Recommender::new(
             store.clone(),
             config.ranking.clone(),
             config.model.session.clone(),
-        );
+        )
+        .with_caches(caches.clone());
         Self {
             store,
             recommender,
             config: Arc::new(config),
+            caches,
         }
     }
 }

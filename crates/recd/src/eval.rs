@@ -114,6 +114,7 @@ impl Pipeline {
             query: None,
             diversity: None,
             explain: false,
+            use_cache: false,
         };
         match self
             .handle

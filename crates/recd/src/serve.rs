@@ -1,8 +1,10 @@
 //! `recd serve`, and opening the configured store (shared by every command).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use recd_server::cache::RedisTier;
 use recd_server::config::Backend;
 use recd_server::{AppState, Config};
 use recd_store::embedded::EmbeddedStore;
@@ -51,6 +53,32 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     }
 }
 
+/// Redis as the L2 cache tier, in redis mode with `cache.l2` on (none, with a warning, when
+/// Redis cannot be reached at start; once connected, the tier reconnects by itself and a
+/// failed L2 read counts as a miss).
+async fn shared_cache_tier(config: &Config) -> Option<RedisTier> {
+    let cache = &config.cache;
+    if config.backend != Backend::Redis || !cache.enabled || !cache.l2 {
+        return None;
+    }
+    let r = &config.redis;
+    match RedisTier::connect(
+        &config.redis_url,
+        &r.prefix,
+        cache.max_ttl_ms(),
+        Duration::from_millis(r.connect_timeout_ms),
+        Duration::from_millis(r.response_timeout_ms),
+    )
+    .await
+    {
+        Ok(tier) => Some(tier),
+        Err(e) => {
+            tracing::warn!(cause = %e, "no L2 cache tier: Redis unreachable at start");
+            None
+        }
+    }
+}
+
 /// Binds, then serves until ctrl-c or SIGTERM.
 pub async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
     let listener = TcpListener::bind(config.listen)
@@ -60,7 +88,10 @@ pub async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
     tracing::info!(%addr, backend = store.backend(), "recd is serving");
     // A line on stdout that scripts and tests wait for.
     println!("recd listening on http://{addr}");
-    let state = AppState::new(store, config);
+    let l2 = shared_cache_tier(&config).await;
+    let state = AppState::with_l2(store, config, l2);
+    state.caches.listen().await;
+    recd_server::details::warm(&state).await;
     recd_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("recd stopped");
     Ok(())

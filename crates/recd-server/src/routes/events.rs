@@ -46,5 +46,16 @@ pub async fn ingest(
         ));
     }
     state.store.apply_events(&events).await?;
+    if state.caches.enabled() {
+        let invalidating = &state.caches.config().invalidate_on;
+        let mut users: Vec<String> = events
+            .iter()
+            .filter(|e| invalidating.contains(&e.kind))
+            .map(|e| e.user_id.clone())
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        state.caches.users_changed(users).await;
+    }
     Ok(Json(json!({ "accepted": events.len() })))
 }

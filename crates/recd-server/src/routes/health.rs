@@ -25,7 +25,8 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     Ok(Json(json!({"status": "ready"})))
 }
 
-pub async fn metrics() -> impl IntoResponse {
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.caches.export_gauges().await;
     let body = crate::metrics::handle()
         .map(|h| h.render())
         .unwrap_or_default();

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::path_id;
 use super::recommend::{answer_json, parse_count, parse_filter};
+use crate::details::item_details;
 use crate::error::{ApiError, AppJson};
 use crate::state::AppState;
 
@@ -50,7 +51,9 @@ pub async fn upsert(
             problems,
         ));
     }
+    let ids: Vec<String> = items.iter().map(|u| u.item.id.clone()).collect();
     let upserted = state.store.upsert_items(items).await?;
+    state.caches.items_changed(ids).await;
     Ok(Json(json!({ "upserted": upserted })))
 }
 
@@ -59,6 +62,13 @@ pub async fn upsert(
 pub struct GetParams {
     #[serde(default)]
     include_vector: bool,
+    /// `false` reads the source, bypassing both cache tiers.
+    #[serde(default = "yes")]
+    use_cache: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 pub async fn get(
@@ -68,15 +78,23 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     path_id(&id, "item id")?;
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
-    match state
-        .store
-        .get_items(std::slice::from_ref(&id))
-        .await?
-        .pop()
-        .flatten()
-    {
-        Some(item) => Ok(Json(item.to_json(params.include_vector))),
-        None => Err(ApiError::not_found(format!("item '{id}' does not exist"))),
+    let not_found = || ApiError::not_found(format!("item '{id}' does not exist"));
+    if params.include_vector {
+        // Vectors are not cached (they are large and change on every training run).
+        return match state
+            .store
+            .get_items(std::slice::from_ref(&id))
+            .await?
+            .pop()
+            .flatten()
+        {
+            Some(item) => Ok(Json(item.to_json(true))),
+            None => Err(not_found()),
+        };
+    }
+    match item_details(&state, &id, params.use_cache).await? {
+        (Some(details), _) => Ok(Json(details)),
+        (None, _) => Err(not_found()),
     }
 }
 
@@ -86,6 +104,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     path_id(&id, "item id")?;
     if state.store.delete_item(&id).await? {
+        state.caches.items_changed(vec![id]).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("item '{id}' does not exist")))

@@ -37,5 +37,6 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     path_id(&id, "user id")?;
     state.store.delete_user(&id).await?;
+    state.caches.forget_user(&id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -16,7 +16,7 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/redis.sh")
 }
 
-fn start_redis(port: Option<u16>) -> Result<String, String> {
+pub fn start_redis(port: Option<u16>) -> Result<String, String> {
     let mut cmd = Command::new(script());
     cmd.arg("start");
     if let Some(p) = port {
@@ -55,7 +55,7 @@ where
     false
 }
 
-const SCHEMA: &str = "[schema]\nvector = { dim = 64, metric = \"cosine\" }\n[schema.fields]\ncategory = \"tag\"\nbrand = \"tag\"\nprice = \"numeric\"\nin_stock = \"bool\"\npopularity = \"numeric\"\ntitle = \"text\"\n";
+pub const SCHEMA: &str = "[schema]\nvector = { dim = 64, metric = \"cosine\" }\n[schema.fields]\ncategory = \"tag\"\nbrand = \"tag\"\nprice = \"numeric\"\nin_stock = \"bool\"\npopularity = \"numeric\"\ntitle = \"text\"\n";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serves_from_redis_and_survives_redis_restarts() {

@@ -1,0 +1,389 @@
+//! L2 in Redis: entries shared by every recd server on one Redis, fill locks across servers,
+//! and the pub/sub channel that carries invalidations to the other servers' L1.
+//!
+//! Keys (under `{redis.prefix}cache:`):
+//! - `recs:{user}:{shape}` / `item:{id}`: an entry with PX = its TTL. Its body records the
+//!   user's (item's) mark and the catalog epoch it was computed under.
+//! - `umark:{user}` / `imark:{id}`: counters moved by each invalidation (living as long as the
+//!   longest entry, so an expired mark cannot revive an entry older than it); `epoch`: the
+//!   catalog's counter. A read fetches entry, mark and epoch in one MGET and uses the entry
+//!   only if both still match: an invalidation is one INCR, nothing has to be found and
+//!   deleted, and a fill that raced with an invalidation writes an entry nobody will use.
+//! - `lock:{...}`: `SET NX PX` with a random token, released by compare-and-delete.
+//! - channel `inv`: `{instance}\t{u|i|e}\t{id}\t{id}...`; each server ignores its own.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+use serde_json::{Value, json};
+
+use super::entry::Entry;
+
+/// Why an L2 operation failed; callers treat it as a miss and log it.
+#[derive(Debug, thiserror::Error)]
+#[error("redis cache: {0}")]
+pub struct SharedError(String);
+
+impl From<redis::RedisError> for SharedError {
+    fn from(e: redis::RedisError) -> Self {
+        SharedError(e.to_string())
+    }
+}
+
+type SharedResult<T> = Result<T, SharedError>;
+
+/// What a read found: the entry's body (if any) and the current mark and epoch.
+#[derive(Debug, Default)]
+pub struct Lookup {
+    /// The stored body.
+    pub body: Option<Vec<u8>>,
+    /// The current mark of the user or item.
+    pub mark: i64,
+    /// The current catalog epoch.
+    pub epoch: i64,
+}
+
+/// What an invalidation message says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// These users' lists.
+    Users(Vec<String>),
+    /// These items' details, and every list (the catalog changed).
+    Items(Vec<String>),
+    /// These items' details only (the catalog source changed, recd's items did not).
+    Details(Vec<String>),
+}
+
+impl Invalidation {
+    /// The wire form, tagged with the sending instance.
+    pub fn encode(&self, instance: &str) -> String {
+        let (tag, ids) = match self {
+            Invalidation::Users(ids) => ("u", ids),
+            Invalidation::Items(ids) => ("i", ids),
+            Invalidation::Details(ids) => ("d", ids),
+        };
+        let mut out = format!("{instance}\t{tag}");
+        for id in ids {
+            out.push('\t');
+            out.push_str(id);
+        }
+        out
+    }
+
+    /// Parses a message; `None` for one this instance sent or one it does not understand.
+    /// Ids cannot contain tabs (control characters are rejected by the API).
+    pub fn decode(msg: &str, instance: &str) -> Option<Invalidation> {
+        let mut parts = msg.split('\t');
+        if parts.next()? == instance {
+            return None;
+        }
+        let tag = parts.next()?;
+        let ids: Vec<String> = parts.map(str::to_string).collect();
+        match tag {
+            "u" => Some(Invalidation::Users(ids)),
+            "i" => Some(Invalidation::Items(ids)),
+            "d" => Some(Invalidation::Details(ids)),
+            _ => None,
+        }
+    }
+}
+
+/// The Redis tier.
+#[derive(Clone)]
+pub struct RedisTier {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: String,
+    /// Marks outlive every entry by this much.
+    mark_ttl_ms: u64,
+    unlock: Script,
+}
+
+impl std::fmt::Debug for RedisTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTier")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// Deletes the lock only if it still holds our token (a lock that expired and was taken by
+/// another server must not be released by us).
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";
+
+impl RedisTier {
+    /// Connects (lazily reconnecting afterwards, like the store's connection).
+    pub async fn connect(
+        url: &str,
+        key_prefix: &str,
+        max_ttl_ms: u64,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> SharedResult<Self> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(response_timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(200));
+        let conn = client.get_connection_manager_with_config(config).await?;
+        Ok(Self {
+            client,
+            conn,
+            prefix: format!("{key_prefix}cache:"),
+            mark_ttl_ms: max_ttl_ms + 1_000,
+            unlock: Script::new(UNLOCK),
+        })
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    /// The pub/sub channel.
+    pub fn channel(&self) -> String {
+        self.key("inv")
+    }
+
+    /// The key of a user's list for one request shape, and of the user's mark.
+    pub fn recs_keys(&self, user: &str, shape: u128) -> (String, String) {
+        (
+            self.key(&format!("recs:{user}:{shape:032x}")),
+            self.key(&format!("umark:{user}")),
+        )
+    }
+
+    /// The key of an item's details, and of the item's mark.
+    pub fn item_keys(&self, id: &str) -> (String, String) {
+        (
+            self.key(&format!("item:{id}")),
+            self.key(&format!("imark:{id}")),
+        )
+    }
+
+    /// The fill lock of a data key.
+    pub fn lock_key(&self, data_key: &str) -> String {
+        format!("{data_key}:lock")
+    }
+
+    /// Entry, mark and epoch in one round trip.
+    pub async fn get(&self, data_key: &str, mark_key: &str) -> SharedResult<Lookup> {
+        let mut conn = self.conn.clone();
+        let (body, mark, epoch): (Option<Vec<u8>>, Option<i64>, Option<i64>) = redis::cmd("MGET")
+            .arg(data_key)
+            .arg(mark_key)
+            .arg(self.key("epoch"))
+            .query_async(&mut conn)
+            .await?;
+        Ok(Lookup {
+            body,
+            mark: mark.unwrap_or(0),
+            epoch: epoch.unwrap_or(0),
+        })
+    }
+
+    /// Stores a body for its TTL.
+    pub async fn set(&self, data_key: &str, body: Vec<u8>, ttl_ms: u64) -> SharedResult<()> {
+        let mut conn = self.conn.clone();
+        let () = conn.pset_ex(data_key, body, ttl_ms.max(1)).await?;
+        Ok(())
+    }
+
+    /// Tries to take the fill lock; `Some(token)` when taken.
+    pub async fn lock(&self, lock_key: &str, ttl_ms: u64) -> SharedResult<Option<String>> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let mut conn = self.conn.clone();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(lock_key)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut conn)
+            .await?;
+        Ok(taken.map(|_| token))
+    }
+
+    /// Releases a lock we hold.
+    pub async fn unlock(&self, lock_key: &str, token: &str) -> SharedResult<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .unlock
+            .key(lock_key)
+            .arg(token)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves the marks (and, for item writes, the epoch) and tells the other servers.
+    pub async fn invalidate(&self, what: &Invalidation, instance: &str) -> SharedResult<()> {
+        let mut pipe = redis::pipe();
+        let (ids, mark) = match what {
+            Invalidation::Users(ids) => (ids, "umark:"),
+            Invalidation::Items(ids) | Invalidation::Details(ids) => (ids, "imark:"),
+        };
+        for id in ids {
+            let key = self.key(&format!("{mark}{id}"));
+            pipe.incr(&key, 1).ignore();
+            pipe.pexpire(&key, self.mark_ttl_ms as i64).ignore();
+        }
+        if matches!(what, Invalidation::Items(_)) {
+            pipe.incr(self.key("epoch"), 1).ignore();
+        }
+        pipe.publish(self.channel(), what.encode(instance)).ignore();
+        let mut conn = self.conn.clone();
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Deletes every cached list of `user` (SCAN over the user's key pattern, glob
+    /// characters in the id escaped, then UNLINK).
+    pub async fn erase_user(&self, user: &str) -> SharedResult<()> {
+        let pattern = format!("{}*", glob_escape(&self.key(&format!("recs:{user}:"))));
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            if !keys.is_empty() {
+                let _: i64 = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    /// `used_memory` and `evicted_keys` from INFO.
+    pub async fn memory(&self) -> SharedResult<(f64, f64)> {
+        let mut conn = self.conn.clone();
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .arg("stats")
+            .query_async(&mut conn)
+            .await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Ok((field("used_memory"), field("evicted_keys")))
+    }
+
+    /// A fresh pub/sub connection subscribed to the invalidation channel.
+    pub async fn subscribe(&self) -> SharedResult<redis::aio::PubSub> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(self.channel()).await?;
+        Ok(pubsub)
+    }
+}
+
+/// `s` with the glob characters of SCAN MATCH escaped.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^' | '-') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// An entry's L2 body: the value plus what decides whether it is still valid.
+pub fn encode<V>(entry: &Entry<V>, value: &Value, mark: i64, epoch: i64) -> Vec<u8> {
+    json!({
+        "m": mark,
+        "e": epoch,
+        "c": entry.created_ms,
+        "t": entry.ttl_ms,
+        "d": entry.compute_ms,
+        "v": value,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The entry in a lookup, if it is still valid (its mark matches and, when `check_epoch`,
+/// its epoch too). A body that does not parse counts as a miss.
+pub fn decode(lookup: &Lookup, check_epoch: bool) -> Option<Entry<Value>> {
+    let body: Value = serde_json::from_slice(lookup.body.as_deref()?).ok()?;
+    if body.get("m")?.as_i64()? != lookup.mark {
+        return None;
+    }
+    if check_epoch && body.get("e")?.as_i64()? != lookup.epoch {
+        return None;
+    }
+    Some(Entry {
+        created_ms: body.get("c")?.as_i64()?,
+        ttl_ms: body.get("t")?.as_u64()?,
+        compute_ms: body.get("d")?.as_f64()?,
+        value: body.get("v")?.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_own_messages_are_ignored() {
+        let m = Invalidation::Users(vec!["u 1".into(), "ü:{x}".into()]);
+        let wire = m.encode("a");
+        assert_eq!(Invalidation::decode(&wire, "b"), Some(m));
+        assert_eq!(Invalidation::decode(&wire, "a"), None);
+        let items = Invalidation::Items(vec!["sku-1".into()]);
+        assert_eq!(Invalidation::decode(&items.encode("a"), "b"), Some(items));
+        assert_eq!(Invalidation::decode("x\tzz\t1", "b"), None);
+    }
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(
+            glob_escape("p:recs:a*b?[c]\\:"),
+            "p:recs:a\\*b\\?\\[c\\]\\\\:"
+        );
+        assert_eq!(glob_escape("plain"), "plain");
+    }
+
+    #[test]
+    fn bodies_are_valid_only_under_the_same_mark_and_epoch() {
+        let entry = Entry {
+            value: (),
+            created_ms: 5,
+            ttl_ms: 60_000,
+            compute_ms: 1.5,
+        };
+        let body = encode(&entry, &json!({"items": [1, 2]}), 3, 7);
+        let at = |mark, epoch| Lookup {
+            body: Some(body.clone()),
+            mark,
+            epoch,
+        };
+        let e = decode(&at(3, 7), true).unwrap();
+        assert_eq!(e.value, json!({"items": [1, 2]}));
+        assert_eq!((e.created_ms, e.ttl_ms), (5, 60_000));
+        assert!(decode(&at(4, 7), true).is_none(), "user invalidated since");
+        assert!(decode(&at(3, 8), true).is_none(), "catalog changed since");
+        assert!(decode(&at(3, 8), false).is_some(), "items ignore the epoch");
+        assert!(decode(&Lookup::default(), true).is_none());
+    }
+}

@@ -1,0 +1,276 @@
+//! The cache tiers against a real Redis with two `Caches` sharing it, as two servers would:
+//! L2 hits across servers, one fill overall under a stampede on both, invalidations that
+//! reach the other server's L1, and a fill lock whose holder died.
+//!
+//! Redis comes from `scripts/redis.sh` (one instance per test binary); under `CI=true` a
+//! Redis that cannot start fails these tests, elsewhere they are skipped loudly.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use recd_server::cache::{CacheConfig, Caches, Compute, Origin, RedisTier};
+use recd_store::StoreError;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+fn redis_url() -> Option<String> {
+    static URL: OnceLock<Option<String>> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("RECD_TEST_REDIS_URL") {
+            return Some(url);
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/redis.sh");
+        let started = Command::new("bash")
+            .arg(script)
+            .arg("start")
+            .arg("--owner")
+            .arg(std::process::id().to_string())
+            .output();
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        match started {
+            Ok(out) if out.status.success() => {
+                Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+            }
+            other => {
+                let why = match other {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).to_string(),
+                    Err(e) => e.to_string(),
+                };
+                assert!(!ci, "CI=true and Redis cannot start: {why}");
+                let msg = format!("\n!!!!! SKIPPING REDIS CACHE TESTS: {why}\n");
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
+                None
+            }
+        }
+    })
+    .clone()
+}
+
+fn unique_prefix(name: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "t:{name}:{}:{}:",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Two "servers" on one Redis under one prefix.
+async fn pair(name: &str, config: CacheConfig) -> Option<(Arc<Caches>, Arc<Caches>, RedisTier)> {
+    let url = redis_url()?;
+    let prefix = unique_prefix(name);
+    let tier = || async {
+        RedisTier::connect(
+            &url,
+            &prefix,
+            config.max_ttl_ms(),
+            Duration::from_secs(2),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("connect the L2 tier")
+    };
+    let raw = tier().await;
+    let a = Caches::new(config.clone(), Some(tier().await));
+    let b = Caches::new(config.clone(), Some(tier().await));
+    a.listen().await;
+    b.listen().await;
+    Some((a, b, raw))
+}
+
+fn counted(runs: &Arc<AtomicUsize>, gate: &Arc<Semaphore>) -> Compute {
+    let runs = Arc::clone(runs);
+    let gate = Arc::clone(gate);
+    Arc::new(move || {
+        let runs = Arc::clone(&runs);
+        let gate = Arc::clone(&gate);
+        Box::pin(async move {
+            let n = runs.fetch_add(1, Ordering::SeqCst);
+            let _permit = gate
+                .acquire()
+                .await
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            Ok(json!({"run": n}))
+        })
+    })
+}
+
+fn open() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(Semaphore::MAX_PERMITS))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_server_fills_and_the_other_reads_l2() {
+    let Some((a, b, _)) = pair("l2", CacheConfig::default()).await else {
+        return;
+    };
+    let runs = Arc::new(AtomicUsize::new(0));
+    let compute = counted(&runs, &open());
+    let (_, o) = a.recommend("u1", 1, compute.clone()).await.unwrap();
+    assert_eq!(o, Origin::Computed);
+    let (e, o) = b.recommend("u1", 1, compute.clone()).await.unwrap();
+    assert_eq!((o, &e.value), (Origin::L2, &json!({"run": 0})));
+    let (_, o) = b.recommend("u1", 1, compute.clone()).await.unwrap();
+    assert_eq!(o, Origin::L1);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stampede_on_two_servers_computes_once_overall() {
+    let config = CacheConfig {
+        lock_wait_ms: 30_000,
+        lock_ttl_ms: 30_000,
+        ..CacheConfig::default()
+    };
+    let Some((a, b, _)) = pair("stampede", config).await else {
+        return;
+    };
+    let runs = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(Semaphore::new(0));
+    let compute = counted(&runs, &gate);
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let c = Arc::clone(if i % 2 == 0 { &a } else { &b });
+            let compute = Arc::clone(&compute);
+            tokio::spawn(async move { c.recommend("hot", 9, compute).await })
+        })
+        .collect();
+    while runs.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    gate.add_permits(Semaphore::MAX_PERMITS);
+    let mut origins = Vec::new();
+    for t in tasks {
+        let (e, o) = t.await.unwrap().unwrap();
+        assert_eq!(e.value, json!({"run": 0}));
+        origins.push(o);
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "computed more than once overall"
+    );
+    assert_eq!(
+        origins.iter().filter(|o| **o == Origin::Computed).count(),
+        1
+    );
+}
+
+/// Polls `b` until its answer for `user` is no longer the L1 entry it had.
+async fn until_recomputed(b: &Arc<Caches>, user: &str, compute: Compute) -> (Value, Origin) {
+    let poll = async {
+        loop {
+            let (e, o) = b.recommend(user, 1, compute.clone()).await.unwrap();
+            if o != Origin::L1 {
+                return (e.value.clone(), o);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), poll)
+        .await
+        .expect("the invalidation never reached the other server's L1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invalidations_reach_the_other_servers_l1_and_l2() {
+    let Some((a, b, _)) = pair("inv", CacheConfig::default()).await else {
+        return;
+    };
+    let runs = Arc::new(AtomicUsize::new(0));
+    let compute = counted(&runs, &open());
+    a.recommend("u", 1, compute.clone()).await.unwrap();
+    assert_eq!(
+        b.recommend("u", 1, compute.clone()).await.unwrap().1,
+        Origin::L2
+    );
+    assert_eq!(
+        b.recommend("u", 1, compute.clone()).await.unwrap().1,
+        Origin::L1
+    );
+
+    // An event on server a drops u's list everywhere: a computes anew at once (read your
+    // writes), b once the message arrives, and neither reads the old L2 entry again.
+    a.users_changed(vec!["u".into()]).await;
+    let (_, o) = a.recommend("u", 1, compute.clone()).await.unwrap();
+    assert_eq!(o, Origin::Computed);
+    let (v, o) = until_recomputed(&b, "u", compute.clone()).await;
+    assert_eq!(
+        (o, v),
+        (Origin::L2, json!({"run": 1})),
+        "b takes a's new entry from L2"
+    );
+
+    // An item write on b drops every list on a.
+    b.items_changed(vec!["sku-1".into()]).await;
+    let (v, o) = until_recomputed(&a, "u", compute.clone()).await;
+    assert_eq!((o, v), (Origin::Computed, json!({"run": 2})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_lock_holder_delays_a_fill_by_at_most_the_lock_wait() {
+    let config = CacheConfig {
+        lock_wait_ms: 200,
+        lock_ttl_ms: 60_000,
+        ..CacheConfig::default()
+    };
+    let Some((a, _, raw)) = pair("deadlock", config).await else {
+        return;
+    };
+    let (data_key, _) = raw.recs_keys("u", 1);
+    let token = raw.lock(&raw.lock_key(&data_key), 60_000).await.unwrap();
+    assert!(token.is_some(), "took the lock as a server that then dies");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (_, o) = a.recommend("u", 1, counted(&runs, &open())).await.unwrap();
+    assert_eq!(o, Origin::Computed);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prefixes_keep_deployments_apart() {
+    let Some((a, _, _)) = pair("p1", CacheConfig::default()).await else {
+        return;
+    };
+    let Some((c, _, _)) = pair("p2", CacheConfig::default()).await else {
+        return;
+    };
+    let runs = Arc::new(AtomicUsize::new(0));
+    let compute = counted(&runs, &open());
+    a.recommend("u", 1, compute.clone()).await.unwrap();
+    assert_eq!(
+        c.recommend("u", 1, compute).await.unwrap().1,
+        Origin::Computed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forgetting_a_user_erases_exactly_their_l2_lists() {
+    let Some((a, _, raw)) = pair("forget", CacheConfig::default()).await else {
+        return;
+    };
+    let runs = Arc::new(AtomicUsize::new(0));
+    let compute = counted(&runs, &open());
+    // "u*" as a glob would match "u*x" and "uz" too.
+    for user in ["u*", "u*x", "uz"] {
+        for shape in [1, 2] {
+            a.recommend(user, shape, compute.clone()).await.unwrap();
+        }
+    }
+    let stored = |user: &'static str, shape: u128| {
+        let raw = raw.clone();
+        async move {
+            let (data, mark) = raw.recs_keys(user, shape);
+            raw.get(&data, &mark).await.unwrap().body.is_some()
+        }
+    };
+    assert!(stored("u*", 1).await && stored("u*", 2).await);
+    a.forget_user("u*").await;
+    assert!(!stored("u*", 1).await && !stored("u*", 2).await);
+    assert!(stored("u*x", 1).await && stored("uz", 2).await);
+    assert_eq!(
+        a.recommend("u*", 1, compute).await.unwrap().1,
+        Origin::Computed
+    );
+}
