@@ -8,8 +8,8 @@
 //! Items of index version 1 live at `{prefix}item:{id}`; a later version `N` (after a
 //! schema or dimension change, see [`super::RedisStore::migrate`]) at `{prefix}item.vN:{id}`.
 //! No version's key prefix is a prefix of another's, so each index sees only its own hashes.
-//! The per-tag popularity ZSETs are versioned the same way (`popby:` / `popby.vN:`), since
-//! which fields are tags is a property of the schema.
+//! The per-tag popularity ZSETs (`popby:` / `popby.vN:`) and the item docs (`doc:` /
+//! `doc.vN:`) are versioned the same way, since both depend on the schema.
 
 /// The keys of one deployment at one index version.
 #[derive(Debug, Clone)]
@@ -18,6 +18,7 @@ pub(crate) struct Keys {
     version: u32,
     item_prefix: String,
     popular_by_prefix: String,
+    doc_prefix: String,
 }
 
 impl Keys {
@@ -26,11 +27,8 @@ impl Keys {
             prefix: prefix.to_string(),
             version,
             item_prefix: item_prefix(prefix, version),
-            popular_by_prefix: if version <= 1 {
-                format!("{prefix}popby:")
-            } else {
-                format!("{prefix}popby.v{version}:")
-            },
+            popular_by_prefix: versioned(prefix, "popby", version),
+            doc_prefix: versioned(prefix, "doc", version),
         }
     }
 
@@ -71,14 +69,37 @@ impl Keys {
     /// The id of an item key of any version (a query through the alias may meet a newer
     /// version's keys right after a migration).
     pub(crate) fn any_item_id<'a>(&self, key: &'a str) -> Option<&'a str> {
+        self.any_item_version(key).map(|(_, id)| id)
+    }
+
+    /// The version and id of an item key of any version.
+    fn any_item_version<'a>(&self, key: &'a str) -> Option<(u32, &'a str)> {
         let rest = key.strip_prefix(self.prefix.as_str())?;
         if let Some(id) = rest.strip_prefix("item:") {
-            return Some(id);
+            return Some((1, id));
         }
         let rest = rest.strip_prefix("item.v")?;
         let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        (digits > 0).then_some(())?;
-        rest[digits..].strip_prefix(':')
+        let version = rest[..digits].parse().ok()?;
+        Some((version, rest[digits..].strip_prefix(':')?))
+    }
+
+    /// `{prefix}doc:{id}` (`doc.vN:` at later versions): the item's fields (no vector) in
+    /// one string, written together with its hash, so that fetching many items is one
+    /// `MGET` (a pipelined `HMGET` per item cost Redis ~4x more).
+    pub(crate) fn doc(&self, id: &str) -> String {
+        format!("{}{id}", self.doc_prefix)
+    }
+
+    /// The doc key of an item key of any version.
+    pub(crate) fn doc_of_item_key(&self, key: &str) -> Option<String> {
+        let (version, id) = self.any_item_version(key)?;
+        Some(Keys::new(&self.prefix, version).doc(id))
+    }
+
+    /// A `SCAN MATCH` pattern for this version's doc keys.
+    pub(crate) fn doc_pattern(&self) -> String {
+        glob_prefix(&self.doc_prefix)
     }
 
     /// The keys of another version of the same deployment.
@@ -156,10 +177,15 @@ fn glob_prefix(prefix: &str) -> String {
 }
 
 fn item_prefix(prefix: &str, version: u32) -> String {
+    versioned(prefix, "item", version)
+}
+
+/// `{prefix}{family}:` at version 1, `{prefix}{family}.v{N}:` later.
+fn versioned(prefix: &str, family: &str, version: u32) -> String {
     if version <= 1 {
-        format!("{prefix}item:")
+        format!("{prefix}{family}:")
     } else {
-        format!("{prefix}item.v{version}:")
+        format!("{prefix}{family}.v{version}:")
     }
 }
 
@@ -185,6 +211,17 @@ mod tests {
         assert_eq!(k.any_item_id("p:item.v2:a:b"), Some("a:b"));
         assert_eq!(k.any_item_id("p:item:x"), Some("x"));
         assert_eq!(k.any_item_id("p:item.vx:a"), None);
+        assert_eq!(k.any_item_id("p:item.v:a"), None);
+        assert_eq!(
+            k.doc_of_item_key("p:item:a:b").as_deref(),
+            Some("p:doc:a:b")
+        );
+        assert_eq!(
+            k.doc_of_item_key("p:item.v3:a").as_deref(),
+            Some("p:doc.v3:a")
+        );
+        assert_eq!(k.doc_of_item_key("q:item:a"), None);
+        assert_eq!(Keys::new("p:", 2).doc_pattern(), "p:doc.v2:*");
         assert_eq!(Keys::new("a*[b]", 2).item_pattern(), "a\\*\\[b\\]item.v2:*");
         assert_eq!(k.popular_by("category", "a:b"), "p:popby:category:a:b");
         assert_eq!(Keys::new("p:", 2).popular_by_pattern(), "p:popby.v2:*");

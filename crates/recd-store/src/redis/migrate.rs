@@ -10,7 +10,7 @@
 //! index or the whole new one, and none fails: a store opened with the old schema keeps
 //! answering (it reads hits of either version), except KNN after a *dimension* change,
 //! whose old-size query vectors the new index cannot take. Servers then reconnect with the
-//! new schema, and [`RedisStore::drop_version`] removes the old index, its hashes and its
+//! new schema, and [`RedisStore::drop_version`] removes the old index, its hashes, docs and
 //! per-tag ZSETs. Item writes made through old-version stores during the copy are not
 //! carried over, and events applied through them until they reconnect move the main
 //! popularity ZSET but not the new version's per-tag ones (a later event on the item does).
@@ -160,29 +160,32 @@ impl RedisStore {
             Err(e) if super::error::is_missing_index(&e) => {}
             Err(e) => return Err(from_redis(e)),
         }
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(keys.popular_by_pattern())
-                .arg("COUNT")
-                .arg(BATCH)
-                .query_async(&mut conn)
-                .await
-                .map_err(from_redis)?;
-            if !found.is_empty() {
-                let () = redis::cmd("UNLINK")
-                    .arg(&found)
+        for pattern in [keys.popular_by_pattern(), keys.doc_pattern()] {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(BATCH)
                     .query_async(&mut conn)
                     .await
                     .map_err(from_redis)?;
+                if !found.is_empty() {
+                    let () = redis::cmd("UNLINK")
+                        .arg(&found)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(from_redis)?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
         }
+        Ok(())
     }
 }
 
@@ -225,6 +228,9 @@ async fn upsert_at(
     for up in &batch {
         inv.key(keys.item(&up.item.id));
     }
+    for up in &batch {
+        inv.key(keys.doc(&up.item.id));
+    }
     inv.key(keys.popularity());
     let tag_fields = schema::tag_fields(schema);
     inv.arg(keys.popular_by_prefix()).arg(tag_fields.len());
@@ -233,7 +239,10 @@ async fn upsert_at(
     }
     for up in &batch {
         let fields = schema::item_fields(&up.item, schema);
-        inv.arg(up.item.id.as_str()).arg("0").arg(fields.len());
+        inv.arg(up.item.id.as_str())
+            .arg("0")
+            .arg(schema::doc_bytes(&fields, schema))
+            .arg(fields.len());
         for (f, v) in fields {
             inv.arg(f).arg(v);
         }

@@ -4,9 +4,11 @@
 //! Query Engine). Every read is a single round trip and every write one atomic unit:
 //! - items: `{prefix}item:{id}` Hashes ([`schema`]), upserted by one Lua script per batch;
 //! - KNN with the filter inside: one `FT.SEARCH "(<filter>)=>[KNN ...]"` ([`query`]);
+//! - beside each item hash, a doc string key with its fields (no vector), written in the
+//!   same script, so that the fields of many items are one `MGET` ([`keys::Keys::doc`]);
 //! - KNN hits return only their distance (and the fields a range post-check needs); the hits'
-//!   fields come from one pipelined `HMGET` afterwards, which costs Redis less than loading
-//!   them inside RediSearch;
+//!   fields come from their docs afterwards, which costs Redis far less than loading them
+//!   inside RediSearch;
 //! - popularity: a `{prefix}popularity` ZSET (also for ids that are not items yet) and one
 //!   ZSET per tag value, never the indexed item hash ([`popular`]);
 //! - users: an optimistic read → `UserState::apply` in Rust → compare-and-set script
@@ -151,8 +153,6 @@ struct Inner {
     keys: Keys,
     /// The schema's tag and bool fields (they have per-value popularity ZSETs).
     tag_fields: Vec<String>,
-    /// What `HMGET` asks an item hash for ([`schema::fetch_fields`]).
-    fetch_fields: Vec<String>,
 }
 
 impl Inner {
@@ -168,7 +168,6 @@ impl Inner {
                 .into_iter()
                 .map(String::from)
                 .collect(),
-            fetch_fields: schema::fetch_fields(&schema),
             conn,
             schema,
             settings,
@@ -311,30 +310,29 @@ impl RedisStore {
     }
 
     /// The first `k` of `hits` (best first) whose items still exist and pass `filter`,
-    /// fetched with one pipelined `HMGET` per round. (Between the search and the fetch an
-    /// item may have been deleted or changed; such hits are skipped.)
+    /// fetched with one `MGET` of their docs per round. (Between the search and the fetch
+    /// an item may have been deleted or changed; such hits are skipped.)
     async fn complete_hits(
         &self,
         hits: Vec<(Doc, f32)>,
         k: usize,
         filter: &Filter,
     ) -> StoreResult<Vec<Hit>> {
+        let keys = &self.inner.keys;
         let mut out = Vec::with_capacity(k.min(hits.len()));
         let mut rest = hits.as_slice();
         while out.len() < k && !rest.is_empty() {
             let (now, later) = rest.split_at((k - out.len()).min(rest.len()));
             rest = later;
-            let keys: Vec<(&str, &str)> = now
+            let pairs: Vec<(&str, String)> = now
                 .iter()
                 .map(|(doc, _)| {
-                    self.inner
-                        .keys
-                        .any_item_id(&doc.key)
-                        .map(|id| (id, doc.key.as_str()))
+                    keys.any_item_id(&doc.key)
+                        .zip(keys.doc_of_item_key(&doc.key))
                         .ok_or_else(|| bad_reply("a hit outside this store's item prefix"))
                 })
                 .collect::<StoreResult<_>>()?;
-            let items = self.fetch_keys(&keys).await?;
+            let items = self.fetch_docs(&pairs).await?;
             for ((_, score), item) in now.iter().zip(items) {
                 if let Some(item) = item.filter(|it| filter.matches(it)) {
                     out.push(Hit {
@@ -347,38 +345,36 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// The items (fields, no vector) at this version's keys for `ids`; `None` where absent.
+    /// The items (fields, no vector) of this version for `ids`; `None` where absent.
     async fn fetch_items(&self, ids: &[&str]) -> StoreResult<Vec<Option<Item>>> {
-        let keys: Vec<String> = ids.iter().map(|id| self.inner.keys.item(id)).collect();
-        let pairs: Vec<(&str, &str)> = ids
+        let pairs: Vec<(&str, String)> = ids
             .iter()
-            .zip(&keys)
-            .map(|(id, key)| (*id, key.as_str()))
+            .map(|id| (*id, self.inner.keys.doc(id)))
             .collect();
-        self.fetch_keys(&pairs).await
+        self.fetch_docs(&pairs).await
     }
 
-    /// The items (fields, no vector) of `(id, key)` pairs, one pipelined `HMGET` each.
-    async fn fetch_keys(&self, pairs: &[(&str, &str)]) -> StoreResult<Vec<Option<Item>>> {
+    /// The items (fields, no vector) of `(id, doc key)` pairs, from one `MGET`.
+    async fn fetch_docs(&self, pairs: &[(&str, String)]) -> StoreResult<Vec<Option<Item>>> {
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
-        let names = &self.inner.fetch_fields;
-        let mut pipe = redis::pipe();
-        for (_, key) in pairs {
-            pipe.cmd("HMGET").arg(*key).arg(names);
-        }
-        let rows: Vec<Vec<Option<Vec<u8>>>> = pipe
+        let keys: Vec<&str> = pairs.iter().map(|(_, key)| key.as_str()).collect();
+        let docs: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(&keys)
             .query_async(&mut self.conn())
             .await
             .map_err(from_redis)?;
-        if rows.len() != pairs.len() {
-            return Err(bad_reply("pipelined HMGET count"));
+        if docs.len() != pairs.len() {
+            return Err(bad_reply("MGET count"));
         }
         pairs
             .iter()
-            .zip(rows)
-            .map(|((id, _), row)| schema::item_from_hmget(id, names, row, &self.inner.schema))
+            .zip(docs)
+            .map(|((id, _), doc)| {
+                doc.map(|d| schema::item_from_doc(id, &d, &self.inner.schema))
+                    .transpose()
+            })
             .collect()
     }
 
@@ -532,6 +528,9 @@ impl Store for RedisStore {
         for id in &order {
             inv.key(keys.item(id));
         }
+        for id in &order {
+            inv.key(keys.doc(id));
+        }
         inv.key(keys.popularity());
         inv.arg(keys.popular_by_prefix())
             .arg(self.inner.tag_fields.len());
@@ -547,6 +546,7 @@ impl Store for RedisStore {
                 } else {
                     "0"
                 })
+                .arg(schema::doc_bytes(&fields, &self.inner.schema))
                 .arg(fields.len());
             for (f, v) in fields {
                 inv.arg(f).arg(v);
@@ -592,7 +592,10 @@ impl Store for RedisStore {
     async fn delete_item(&self, id: &str) -> StoreResult<bool> {
         let keys = &self.inner.keys;
         let mut inv = scripts::DELETE_ITEM.prepare_invoke();
-        inv.key(keys.item(id)).arg(keys.popular_by_prefix()).arg(id);
+        inv.key(keys.item(id))
+            .key(keys.doc(id))
+            .arg(keys.popular_by_prefix())
+            .arg(id);
         for f in &self.inner.tag_fields {
             inv.arg(f.as_str());
         }

@@ -119,33 +119,26 @@ pub(crate) fn tag_fields(schema: &Schema) -> Vec<&str> {
         .collect()
 }
 
-/// The names `HMGET` asks for to rebuild an item without its vector: [`ID_FIELD`] first
-/// (present iff the item exists), then every schema field.
-pub(crate) fn fetch_fields(schema: &Schema) -> Vec<String> {
-    std::iter::once(ID_FIELD.to_string())
-        .chain(schema.fields.keys().cloned())
-        .collect()
+/// The item's doc (`Keys::doc`): its schema fields as the hash stores them, as one JSON
+/// object (every stored value is UTF-8 text).
+pub(crate) fn doc_bytes(fields: &[(String, Vec<u8>)], schema: &Schema) -> Vec<u8> {
+    let doc: BTreeMap<&str, &str> = fields
+        .iter()
+        .filter(|(name, _)| schema.field(name).is_some())
+        .filter_map(|(name, value)| Some((name.as_str(), std::str::from_utf8(value).ok()?)))
+        .collect();
+    serde_json::to_vec(&doc).unwrap_or_else(|_| b"{}".to_vec())
 }
 
-/// Rebuilds an item (no vector) from an `HMGET` of [`fetch_fields`]; `None` when the item
-/// does not exist.
-pub(crate) fn item_from_hmget(
-    id: &str,
-    names: &[String],
-    values: Vec<Option<Vec<u8>>>,
-    schema: &Schema,
-) -> StoreResult<Option<Item>> {
-    let mut values = values.into_iter();
-    if values.next().flatten().is_none() {
-        return Ok(None);
-    }
-    let fields: BTreeMap<String, Vec<u8>> = names
-        .iter()
-        .skip(1)
-        .zip(values)
-        .filter_map(|(n, v)| v.map(|v| (n.clone(), v)))
+/// Rebuilds an item (no vector) from its doc.
+pub(crate) fn item_from_doc(id: &str, doc: &[u8], schema: &Schema) -> StoreResult<Item> {
+    let fields: BTreeMap<String, String> = serde_json::from_slice(doc)
+        .map_err(|_| StoreError::Internal(format!("item '{id}': its doc is malformed")))?;
+    let fields: BTreeMap<String, Vec<u8>> = fields
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
         .collect();
-    item_from_fields(id, &fields, schema).map(Some)
+    item_from_fields(id, &fields, schema)
 }
 
 /// Encodes a tag value so that RediSearch indexes it unchanged.
@@ -269,9 +262,16 @@ mod tests {
             &schema,
         )
         .unwrap();
-        let fields: BTreeMap<String, Vec<u8>> = item_fields(&item, &schema).into_iter().collect();
+        let pairs = item_fields(&item, &schema);
+        let fields: BTreeMap<String, Vec<u8>> = pairs.iter().cloned().collect();
         assert_eq!(fields["__recd_tok_title"], b"trail running shoe");
+        assert_eq!(fields[ID_FIELD], b"a");
         assert_eq!(item_from_fields("a", &fields, &schema).unwrap(), item);
+        let doc = doc_bytes(&pairs, &schema);
+        let mut no_vector = item.clone();
+        no_vector.vector = None;
+        assert_eq!(item_from_doc("a", &doc, &schema).unwrap(), no_vector);
+        assert!(item_from_doc("a", b"[1]", &schema).is_err());
     }
 
     #[test]

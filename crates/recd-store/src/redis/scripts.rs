@@ -34,10 +34,11 @@ end
 "#;
 
 /// Upserts items, all or nothing.
-/// KEYS: the item keys, then the popularity ZSET.
+/// KEYS: the `m` item keys, their `m` doc keys, then the popularity ZSET.
 /// ARGV: the per-tag ZSET prefix, the number `t` of tag fields, their `t` names, then per
-/// item: id, keep_vector ("1"/"0"), n, then n field/value pairs.
-/// Each item hash is replaced whole; `keep_vector` carries the stored `vector` over. An item
+/// item: id, keep_vector ("1"/"0"), doc, n, then n field/value pairs.
+/// Each item hash is replaced whole; `keep_vector` carries the stored `vector` over; the
+/// doc (the fields without the vector, see `Keys::doc`) is written beside it. An item
 /// that has a popularity (events may have come before it) joins the per-tag ZSETs of its
 /// new tag values and leaves those of tag values it no longer has.
 pub(crate) static UPSERT_ITEMS: LazyLock<Script> = LazyLock::new(|| {
@@ -49,10 +50,11 @@ local pre, nt = ARGV[1], tonumber(ARGV[2])
 local tagf = {}
 for t = 1, nt do tagf[t] = ARGV[2 + t] end
 local a = 3 + nt
-for i = 1, #KEYS - 1 do
+local m = (#KEYS - 1) / 2
+for i = 1, m do
   local key = KEYS[i]
-  local id, keep, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
-  a = a + 3
+  local id, keep, doc, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  a = a + 4
   local args, new = {}, {}
   for j = 0, n - 1 do
     local f, v = ARGV[a + 2 * j], ARGV[a + 2 * j + 1]
@@ -69,6 +71,7 @@ for i = 1, #KEYS - 1 do
   if nt > 0 then old = tag_keys(pre, tagf, redis.call('HMGET', key, unpack(tagf))) end
   redis.call('DEL', key)
   redis.call('HSET', key, unpack(args))
+  redis.call('SET', KEYS[m + i], doc)
   local newvals = {}
   for t = 1, nt do newvals[t] = new[tagf[t]] or false end
   local now = {}
@@ -83,15 +86,15 @@ for i = 1, #KEYS - 1 do
     if not now[zk] then redis.call('ZREM', zk, id) end
   end
 end
-return #KEYS - 1
+return m
 "#
     ))
 });
 
-/// Deletes an item and takes it out of its per-tag popularity ZSETs (its popularity in
-/// the main ZSET stays, as for ids that are not items).
-/// KEYS: 1 the item key. ARGV: the per-tag ZSET prefix, the id, then the tag field names.
-/// Returns 1 if the item existed.
+/// Deletes an item and its doc, and takes it out of its per-tag popularity ZSETs (its
+/// popularity in the main ZSET stays, as for ids that are not items).
+/// KEYS: 1 the item key, 2 its doc key. ARGV: the per-tag ZSET prefix, the id, then the
+/// tag field names. Returns 1 if the item existed.
 pub(crate) static DELETE_ITEM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{TAG_HELPERS}{}",
@@ -103,6 +106,7 @@ if #tagf > 0 then
     redis.call('ZREM', zk, ARGV[2])
   end
 end
+redis.call('DEL', KEYS[2])
 return redis.call('DEL', KEYS[1])
 "#
     ))

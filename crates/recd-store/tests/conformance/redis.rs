@@ -366,10 +366,36 @@ async fn schema_change_swaps_the_alias_without_a_failed_request() {
             .as_ref()
             .is_some_and(|c| c.vector.is_none())
     );
-    // Old versions go away; the one in service cannot.
+    // Old versions go away (hashes, docs, per-tag popularity); the one in service cannot.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
+    let count = |pattern: String| {
+        let mut conn = conn.clone();
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            keys.len()
+        }
+    };
+    assert_eq!(count(format!("{prefix}doc:*")).await, 300);
+    assert!(count(format!("{prefix}popby:*")).await > 0, "s7 is popular");
     v3.drop_version(1).await.unwrap();
     v3.drop_version(2).await.unwrap();
     assert!(v3.drop_version(3).await.is_err());
+    for family in [
+        "item:",
+        "doc:",
+        "popby:",
+        "item.v2:",
+        "doc.v2:",
+        "popby.v2:",
+    ] {
+        assert_eq!(count(format!("{prefix}{family}*")).await, 0, "{family}");
+    }
+    assert_eq!(count(format!("{prefix}doc.v3:*")).await, 301);
     assert_eq!(v3.counts().await.unwrap().items, 301);
 }
 
