@@ -17,6 +17,7 @@ use recd_store::{ModelSettings, RedisConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheConfig;
+use crate::catalog::CatalogConfig;
 
 /// Which store holds the serving state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -87,6 +88,9 @@ pub struct Config {
     pub ranking: RankParams,
     /// Cache tiers.
     pub cache: CacheConfig,
+    /// Where item details come from besides recd's own items (PostgreSQL, read through
+    /// the item cache).
+    pub catalog: CatalogConfig,
 }
 
 impl Default for Config {
@@ -103,6 +107,7 @@ impl Default for Config {
             model: ModelSettings::default(),
             ranking: RankParams::default(),
             cache: CacheConfig::default(),
+            catalog: CatalogConfig::default(),
         }
     }
 }
@@ -172,6 +177,9 @@ impl Config {
                 "bad configuration: ranking.candidates must be 1 to 10000".into(),
             ));
         }
+        self.catalog
+            .validate()
+            .map_err(|e| ConfigError(format!("bad configuration: {e}")))?;
         self.cache
             .validate()
             .map_err(|e| ConfigError(format!("bad configuration: {e}")))?;

@@ -1,20 +1,53 @@
-//! Item details (`GET /v1/items/{id}`): the stored item without its vector, served through
-//! the item cache; and warming the caches at start.
+//! Item details (`GET /v1/items/{id}`): the stored item without its vector and, when a
+//! catalog source is configured, its row there under `"details"`, served through the item
+//! cache (cache-aside); keeping them fresh from the source's NOTIFYs; warming the caches.
 
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use recd_core::Filter;
-use recd_store::StoreResult;
+use recd_store::{StoreError, StoreResult};
 use serde_json::Value;
 
 use crate::cache::{Compute, Origin};
+use crate::catalog::{CatalogChange, CatalogError};
 use crate::state::AppState;
 
-/// Loads one item's details from the source (`Value::Null` when it does not exist).
+/// Loads one item's details from the sources (`Value::Null` when recd has no such item:
+/// the store decides what exists; the catalog adds to it).
 async fn load(state: AppState, id: String) -> StoreResult<Value> {
-    let item = state.store.get_items(&[id]).await?.pop().flatten();
-    Ok(item.map_or(Value::Null, |item| item.to_json(false)))
+    let item = state
+        .store
+        .get_items(std::slice::from_ref(&id))
+        .await?
+        .pop()
+        .flatten();
+    let Some(item) = item else {
+        return Ok(Value::Null);
+    };
+    let mut out = item.to_json(false);
+    if let Some(catalog) = &state.catalog {
+        let row = catalog.fetch(&id).await.map_err(|e| match e {
+            CatalogError::Unavailable(m) => StoreError::Unavailable(format!("catalog source: {m}")),
+            other => StoreError::Internal(format!("catalog source: {other}")),
+        })?;
+        out["details"] = row.map_or(Value::Null, Value::Object);
+    }
+    Ok(out)
+}
+
+/// Applies the catalog source's change notifications to the item cache until the source's
+/// channel closes.
+pub async fn follow_catalog(
+    state: AppState,
+    mut changes: tokio::sync::mpsc::Receiver<CatalogChange>,
+) {
+    while let Some(change) = changes.recv().await {
+        match change {
+            CatalogChange::Item(id) => state.caches.details_changed(vec![id]).await,
+            CatalogChange::All => state.caches.all_details_changed().await,
+        }
+    }
 }
 
 fn compute(state: &AppState, id: &str) -> Compute {

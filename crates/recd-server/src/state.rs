@@ -5,6 +5,7 @@ use std::sync::Arc;
 use recd_store::Store;
 
 use crate::cache::{Caches, RedisTier};
+use crate::catalog::PgCatalog;
 use crate::config::Config;
 use crate::recommend::Recommender;
 
@@ -19,6 +20,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The cache tiers.
     pub caches: Arc<Caches>,
+    /// The catalog source of item details, when configured.
+    pub catalog: Option<PgCatalog>,
 }
 
 impl AppState {
@@ -41,7 +44,14 @@ impl AppState {
             recommender,
             config: Arc::new(config),
             caches,
+            catalog: None,
         }
+    }
+
+    /// The same with item details read through from `catalog`.
+    pub fn with_catalog(mut self, catalog: Option<PgCatalog>) -> Self {
+        self.catalog = catalog;
+        self
     }
 }
 

@@ -219,8 +219,8 @@ async fn a_dead_lock_holder_delays_a_fill_by_at_most_the_lock_wait() {
     let Some((a, _, raw)) = pair("deadlock", config).await else {
         return;
     };
-    let (data_key, _) = raw.recs_keys("u", 1);
-    let token = raw.lock(&raw.lock_key(&data_key), 60_000).await.unwrap();
+    let keys = raw.recs_keys("u", 1);
+    let token = raw.lock(&raw.lock_key(&keys.data), 60_000).await.unwrap();
     assert!(token.is_some(), "took the lock as a server that then dies");
     let runs = Arc::new(AtomicUsize::new(0));
     let (_, o) = a.recommend("u", 1, counted(&runs, &open())).await.unwrap();
@@ -261,8 +261,8 @@ async fn forgetting_a_user_erases_exactly_their_l2_lists() {
     let stored = |user: &'static str, shape: u128| {
         let raw = raw.clone();
         async move {
-            let (data, mark) = raw.recs_keys(user, shape);
-            raw.get(&data, &mark).await.unwrap().body.is_some()
+            let keys = raw.recs_keys(user, shape);
+            raw.get(&keys).await.unwrap().body.is_some()
         }
     };
     assert!(stored("u*", 1).await && stored("u*", 2).await);

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use recd_server::cache::RedisTier;
+use recd_server::catalog::{CatalogError, PgCatalog};
 use recd_server::config::Backend;
 use recd_server::{AppState, Config};
 use recd_store::embedded::EmbeddedStore;
@@ -79,6 +80,19 @@ async fn shared_cache_tier(config: &Config) -> Option<RedisTier> {
     }
 }
 
+/// The catalog source of item details, when `[catalog] source` is set. Its query is checked
+/// now: a query PostgreSQL rejects is a configuration error (exit 2).
+async fn catalog_source(config: &Config) -> Result<Option<PgCatalog>> {
+    if config.catalog.source.is_none() {
+        return Ok(None);
+    }
+    match PgCatalog::connect(&config.catalog).await {
+        Ok(c) => Ok(Some(c)),
+        Err(CatalogError::Invalid(m)) => Err(UsageError(format!("catalog: {m}")).into()),
+        Err(e) => Err(anyhow::Error::new(e).context("connecting to the catalog source")),
+    }
+}
+
 /// Binds, then serves until ctrl-c or SIGTERM.
 pub async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
     let listener = TcpListener::bind(config.listen)
@@ -89,8 +103,19 @@ pub async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
     // A line on stdout that scripts and tests wait for.
     println!("recd listening on http://{addr}");
     let l2 = shared_cache_tier(&config).await;
-    let state = AppState::with_l2(store, config, l2);
+    let catalog = catalog_source(&config).await?;
+    let state = AppState::with_l2(store, config, l2).with_catalog(catalog.clone());
     state.caches.listen().await;
+    if let Some(catalog) = &catalog
+        && state.config.catalog.notify_channel.is_some()
+    {
+        // Subscribed before serving: no change committed after this point is missed.
+        let changes = catalog
+            .listen()
+            .await
+            .context("subscribing to the catalog source's notify_channel")?;
+        tokio::spawn(recd_server::details::follow_catalog(state.clone(), changes));
+    }
     recd_server::details::warm(&state).await;
     recd_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("recd stopped");

@@ -18,6 +18,8 @@ pub struct Generations {
     marks: moka::sync::Cache<String, u64>,
     /// The catalog's generation: every item write moves it, dropping every list.
     catalog: AtomicU64,
+    /// The generation of all item details (the catalog source says anything may have changed).
+    details: AtomicU64,
 }
 
 impl Generations {
@@ -29,6 +31,7 @@ impl Generations {
                 .time_to_live(max_ttl + Duration::from_secs(1))
                 .build(),
             catalog: AtomicU64::new(0),
+            details: AtomicU64::new(0),
         }
     }
 
@@ -49,6 +52,17 @@ impl Generations {
     /// The catalog's generation.
     pub fn catalog(&self) -> u64 {
         self.catalog.load(Ordering::SeqCst)
+    }
+
+    /// The generation of all item details.
+    pub fn details(&self) -> u64 {
+        self.details.load(Ordering::SeqCst)
+    }
+
+    /// Drops every item's details.
+    pub fn bump_details(&self) {
+        let g = self.next();
+        self.details.store(g, Ordering::SeqCst);
     }
 
     /// Drops user `id`'s lists.

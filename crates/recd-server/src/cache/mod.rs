@@ -43,7 +43,7 @@ pub use self::entry::{Entry, Kind};
 use self::entry::{jittered_ttl_ms, unit_draw};
 use self::generations::Generations;
 pub use self::shared::{Invalidation, RedisTier};
-use self::shared::{decode, encode};
+use self::shared::{Keys, decode, encode};
 use crate::state::now_ms;
 
 /// Computes a value on a miss; `'static` so that an early refresh can run it in the
@@ -89,6 +89,7 @@ struct PopularKey {
 struct ItemKey {
     id: String,
     generation: u64,
+    all: u64,
 }
 
 /// Entries expire by their own (jittered) TTL, counted from when they were computed, so an
@@ -258,7 +259,7 @@ impl Caches {
             return Ok((e, Origin::L1));
         }
         self.stats.record(Kind::Recs, 0, false);
-        self.through_l2(&self.recs, key, Kind::Recs, l2, true, compute)
+        self.through_l2(&self.recs, key, Kind::Recs, l2, compute)
             .await
     }
 
@@ -271,6 +272,7 @@ impl Caches {
         let key = ItemKey {
             id: id.to_string(),
             generation: self.generations.item(id),
+            all: self.generations.details(),
         };
         if let Some(e) = self.items.get(&key).await {
             self.stats.record(Kind::Item, 0, true);
@@ -279,7 +281,7 @@ impl Caches {
         self.stats.record(Kind::Item, 0, false);
         let l2 = self.l2.as_ref().map(|r| r.item_keys(id));
         let (e, origin) = self
-            .through_l2(&self.items, key, Kind::Item, l2, false, compute)
+            .through_l2(&self.items, key, Kind::Item, l2, compute)
             .await?;
         Ok((e.value.clone(), origin))
     }
@@ -324,8 +326,7 @@ impl Caches {
         cache: &Cache<K, Arc<Entry<Value>>>,
         key: K,
         kind: Kind,
-        l2: Option<(String, String)>,
-        check_epoch: bool,
+        l2: Option<Keys>,
         compute: Compute,
     ) -> StoreResult<(Arc<Entry<Value>>, Origin)>
     where
@@ -334,9 +335,7 @@ impl Caches {
         let origin = Mutex::new(None);
         let entry = cache
             .try_get_with(key, async {
-                let (entry, o) = self
-                    .fill(kind, l2.as_ref(), check_epoch, &compute, false)
-                    .await?;
+                let (entry, o) = self.fill(kind, l2.as_ref(), &compute, false).await?;
                 if let Ok(mut slot) = origin.lock() {
                     *slot = Some(o);
                 }
@@ -357,33 +356,29 @@ impl Caches {
     async fn fill(
         &self,
         kind: Kind,
-        l2: Option<&(String, String)>,
-        check_epoch: bool,
+        l2: Option<&Keys>,
         compute: &Compute,
         force: bool,
     ) -> StoreResult<(Arc<Entry<Value>>, Origin)> {
         let tier = self.l2.as_ref().zip(l2);
         let mut marks = None;
         let mut lock = None;
-        if let Some((redis, (data_key, mark_key))) = tier {
-            match redis.get(data_key, mark_key).await {
+        if let Some((redis, keys)) = tier {
+            match redis.get(keys).await {
                 Ok(found) => {
                     if !force {
-                        let hit = decode(&found, check_epoch);
+                        let hit = decode(&found);
                         self.stats.record(kind, 1, hit.is_some());
                         if let Some(e) = hit {
                             return Ok((Arc::new(e), Origin::L2));
                         }
                     }
                     marks = Some((found.mark, found.epoch));
-                    let lock_key = redis.lock_key(data_key);
+                    let lock_key = redis.lock_key(&keys.data);
                     match redis.lock(&lock_key, self.config.lock_ttl_ms).await {
                         Ok(Some(token)) => lock = Some((lock_key, token)),
                         Ok(None) if !force => {
-                            if let Some(e) = self
-                                .wait_for_peer(redis, data_key, mark_key, check_epoch)
-                                .await
-                            {
+                            if let Some(e) = self.wait_for_peer(redis, keys).await {
                                 return Ok((Arc::new(e), Origin::L2));
                             }
                         }
@@ -400,11 +395,9 @@ impl Caches {
         let started = Instant::now();
         let computed = compute().await;
         let result = computed.map(|value| self.entry(kind, value, started));
-        if let (Ok(entry), Some((redis, (data_key, _))), Some((mark, epoch))) =
-            (&result, tier, marks)
-        {
+        if let (Ok(entry), Some((redis, keys)), Some((mark, epoch))) = (&result, tier, marks) {
             let body = encode(entry, &entry.value, mark, epoch);
-            if let Err(e) = redis.set(data_key, body, entry.ttl_ms).await {
+            if let Err(e) = redis.set(&keys.data, body, entry.ttl_ms).await {
                 tracing::warn!(cause = %e, "L2 cache write failed");
             }
         }
@@ -419,21 +412,15 @@ impl Caches {
     /// Another server holds the fill lock: poll L2 with backoff until its entry appears or
     /// `lock_wait_ms` passes (then the caller computes itself: a dead holder never blocks
     /// anyone for longer than that).
-    async fn wait_for_peer(
-        &self,
-        redis: &RedisTier,
-        data_key: &str,
-        mark_key: &str,
-        check_epoch: bool,
-    ) -> Option<Entry<Value>> {
+    async fn wait_for_peer(&self, redis: &RedisTier, keys: &Keys) -> Option<Entry<Value>> {
         metrics::counter!("recd_cache_lock_waits_total").increment(1);
         let deadline = Instant::now() + Duration::from_millis(self.config.lock_wait_ms);
         let mut delay = Duration::from_millis(2);
         while Instant::now() < deadline {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(50));
-            if let Ok(found) = redis.get(data_key, mark_key).await
-                && let Some(e) = decode(&found, check_epoch)
+            if let Ok(found) = redis.get(keys).await
+                && let Some(e) = decode(&found)
             {
                 return Some(e);
             }
@@ -447,7 +434,7 @@ impl Caches {
         self: &Arc<Self>,
         key: RecsKey,
         entry: &Entry<Value>,
-        l2: Option<(String, String)>,
+        l2: Option<Keys>,
         compute: Compute,
     ) {
         if !entry.should_refresh_early(now_ms(), self.config.xfetch_beta, unit_draw()) {
@@ -469,7 +456,7 @@ impl Caches {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             match this
-                .fill(Kind::Recs, l2.as_ref(), true, &compute, true)
+                .fill(Kind::Recs, l2.as_ref(), &compute, true)
                 .await
             {
                 Ok((fresh, _)) => this.recs.insert(key, fresh).await,
@@ -527,6 +514,12 @@ impl Caches {
         self.publish(Invalidation::Details(ids)).await;
     }
 
+    /// The catalog source may have changed anything: drop every item's details.
+    pub async fn all_details_changed(&self) {
+        self.generations.bump_details();
+        self.publish(Invalidation::AllDetails).await;
+    }
+
     async fn publish(&self, what: Invalidation) {
         if let Some(redis) = &self.l2
             && let Err(e) = redis.invalidate(&what, &self.instance).await
@@ -547,6 +540,7 @@ impl Caches {
                 self.generations.bump_catalog();
             }
             Invalidation::Details(ids) => ids.iter().for_each(|i| self.generations.bump_item(i)),
+            Invalidation::AllDetails => self.generations.bump_details(),
         }
     }
 

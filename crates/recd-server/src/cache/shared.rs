@@ -6,7 +6,7 @@
 //!   user's (item's) mark and the catalog epoch it was computed under.
 //! - `umark:{user}` / `imark:{id}`: counters moved by each invalidation (living as long as the
 //!   longest entry, so an expired mark cannot revive an entry older than it); `epoch`: the
-//!   catalog's counter. A read fetches entry, mark and epoch in one MGET and uses the entry
+//!   catalog's counter (lists); `depoch`: all items' details (the catalog source lost track). A read fetches entry, mark and epoch in one MGET and uses the entry
 //!   only if both still match: an invalidation is one INCR, nothing has to be found and
 //!   deleted, and a fill that raced with an invalidation writes an entry nobody will use.
 //! - `lock:{...}`: `SET NX PX` with a random token, released by compare-and-delete.
@@ -33,6 +33,17 @@ impl From<redis::RedisError> for SharedError {
 
 type SharedResult<T> = Result<T, SharedError>;
 
+/// The keys one entry's validity is read from.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// The entry.
+    pub data: String,
+    /// The mark of its user or item.
+    pub mark: String,
+    /// The epoch it depends on.
+    pub epoch: String,
+}
+
 /// What a read found: the entry's body (if any) and the current mark and epoch.
 #[derive(Debug, Default)]
 pub struct Lookup {
@@ -53,15 +64,19 @@ pub enum Invalidation {
     Items(Vec<String>),
     /// These items' details only (the catalog source changed, recd's items did not).
     Details(Vec<String>),
+    /// Every item's details.
+    AllDetails,
 }
 
 impl Invalidation {
     /// The wire form, tagged with the sending instance.
     pub fn encode(&self, instance: &str) -> String {
+        let none = Vec::new();
         let (tag, ids) = match self {
             Invalidation::Users(ids) => ("u", ids),
             Invalidation::Items(ids) => ("i", ids),
             Invalidation::Details(ids) => ("d", ids),
+            Invalidation::AllDetails => ("a", &none),
         };
         let mut out = format!("{instance}\t{tag}");
         for id in ids {
@@ -84,6 +99,7 @@ impl Invalidation {
             "u" => Some(Invalidation::Users(ids)),
             "i" => Some(Invalidation::Items(ids)),
             "d" => Some(Invalidation::Details(ids)),
+            "a" => Some(Invalidation::AllDetails),
             _ => None,
         }
     }
@@ -151,20 +167,23 @@ impl RedisTier {
         self.key("inv")
     }
 
-    /// The key of a user's list for one request shape, and of the user's mark.
-    pub fn recs_keys(&self, user: &str, shape: u128) -> (String, String) {
-        (
-            self.key(&format!("recs:{user}:{shape:032x}")),
-            self.key(&format!("umark:{user}")),
-        )
+    /// The keys of a user's list for one request shape: the entry, the user's mark, and
+    /// the epoch it depends on.
+    pub fn recs_keys(&self, user: &str, shape: u128) -> Keys {
+        Keys {
+            data: self.key(&format!("recs:{user}:{shape:032x}")),
+            mark: self.key(&format!("umark:{user}")),
+            epoch: self.key("epoch"),
+        }
     }
 
-    /// The key of an item's details, and of the item's mark.
-    pub fn item_keys(&self, id: &str) -> (String, String) {
-        (
-            self.key(&format!("item:{id}")),
-            self.key(&format!("imark:{id}")),
-        )
+    /// The keys of an item's details.
+    pub fn item_keys(&self, id: &str) -> Keys {
+        Keys {
+            data: self.key(&format!("item:{id}")),
+            mark: self.key(&format!("imark:{id}")),
+            epoch: self.key("depoch"),
+        }
     }
 
     /// The fill lock of a data key.
@@ -173,12 +192,12 @@ impl RedisTier {
     }
 
     /// Entry, mark and epoch in one round trip.
-    pub async fn get(&self, data_key: &str, mark_key: &str) -> SharedResult<Lookup> {
+    pub async fn get(&self, keys: &Keys) -> SharedResult<Lookup> {
         let mut conn = self.conn.clone();
         let (body, mark, epoch): (Option<Vec<u8>>, Option<i64>, Option<i64>) = redis::cmd("MGET")
-            .arg(data_key)
-            .arg(mark_key)
-            .arg(self.key("epoch"))
+            .arg(&keys.data)
+            .arg(&keys.mark)
+            .arg(&keys.epoch)
             .query_async(&mut conn)
             .await?;
         Ok(Lookup {
@@ -225,17 +244,25 @@ impl RedisTier {
     /// Moves the marks (and, for item writes, the epoch) and tells the other servers.
     pub async fn invalidate(&self, what: &Invalidation, instance: &str) -> SharedResult<()> {
         let mut pipe = redis::pipe();
+        let none = Vec::new();
         let (ids, mark) = match what {
             Invalidation::Users(ids) => (ids, "umark:"),
             Invalidation::Items(ids) | Invalidation::Details(ids) => (ids, "imark:"),
+            Invalidation::AllDetails => (&none, "imark:"),
         };
         for id in ids {
             let key = self.key(&format!("{mark}{id}"));
             pipe.incr(&key, 1).ignore();
             pipe.pexpire(&key, self.mark_ttl_ms as i64).ignore();
         }
-        if matches!(what, Invalidation::Items(_)) {
-            pipe.incr(self.key("epoch"), 1).ignore();
+        match what {
+            Invalidation::Items(_) => {
+                pipe.incr(self.key("epoch"), 1).ignore();
+            }
+            Invalidation::AllDetails => {
+                pipe.incr(self.key("depoch"), 1).ignore();
+            }
+            _ => {}
         }
         pipe.publish(self.channel(), what.encode(instance)).ignore();
         let mut conn = self.conn.clone();
@@ -322,14 +349,11 @@ pub fn encode<V>(entry: &Entry<V>, value: &Value, mark: i64, epoch: i64) -> Vec<
     .into_bytes()
 }
 
-/// The entry in a lookup, if it is still valid (its mark matches and, when `check_epoch`,
-/// its epoch too). A body that does not parse counts as a miss.
-pub fn decode(lookup: &Lookup, check_epoch: bool) -> Option<Entry<Value>> {
+/// The entry in a lookup, if it is still valid (its mark and its epoch match). A body that
+/// does not parse counts as a miss.
+pub fn decode(lookup: &Lookup) -> Option<Entry<Value>> {
     let body: Value = serde_json::from_slice(lookup.body.as_deref()?).ok()?;
-    if body.get("m")?.as_i64()? != lookup.mark {
-        return None;
-    }
-    if check_epoch && body.get("e")?.as_i64()? != lookup.epoch {
+    if body.get("m")?.as_i64()? != lookup.mark || body.get("e")?.as_i64()? != lookup.epoch {
         return None;
     }
     Some(Entry {
@@ -352,6 +376,10 @@ mod tests {
         assert_eq!(Invalidation::decode(&wire, "a"), None);
         let items = Invalidation::Items(vec!["sku-1".into()]);
         assert_eq!(Invalidation::decode(&items.encode("a"), "b"), Some(items));
+        assert_eq!(
+            Invalidation::decode(&Invalidation::AllDetails.encode("a"), "b"),
+            Some(Invalidation::AllDetails)
+        );
         assert_eq!(Invalidation::decode("x\tzz\t1", "b"), None);
     }
 
@@ -378,12 +406,11 @@ mod tests {
             mark,
             epoch,
         };
-        let e = decode(&at(3, 7), true).unwrap();
+        let e = decode(&at(3, 7)).unwrap();
         assert_eq!(e.value, json!({"items": [1, 2]}));
         assert_eq!((e.created_ms, e.ttl_ms), (5, 60_000));
-        assert!(decode(&at(4, 7), true).is_none(), "user invalidated since");
-        assert!(decode(&at(3, 8), true).is_none(), "catalog changed since");
-        assert!(decode(&at(3, 8), false).is_some(), "items ignore the epoch");
-        assert!(decode(&Lookup::default(), true).is_none());
+        assert!(decode(&at(4, 7)).is_none(), "user invalidated since");
+        assert!(decode(&at(3, 8)).is_none(), "catalog changed since");
+        assert!(decode(&Lookup::default()).is_none());
     }
 }

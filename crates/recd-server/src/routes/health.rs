@@ -27,6 +27,10 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     state.caches.export_gauges().await;
+    if let Some(catalog) = &state.catalog {
+        metrics::counter!("recd_catalog_queries_total").absolute(catalog.queries());
+        metrics::counter!("recd_catalog_errors_total").absolute(catalog.errors());
+    }
     let body = crate::metrics::handle()
         .map(|h| h.render())
         .unwrap_or_default();

@@ -111,6 +111,17 @@ pub async fn delete(
     }
 }
 
+/// `POST /v1/items/{id}/invalidate`: the item's details changed at their source; drop them
+/// from every cache tier (and the other servers' L1). 204 whether or not they were cached.
+pub async fn invalidate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    path_id(&id, "item id")?;
+    state.caches.details_changed(vec![id]).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimilarBody {

@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/items", put(items::upsert))
         .route("/v1/items/{id}", get(items::get).delete(items::delete))
         .route("/v1/items/{id}/similar", post(items::similar))
+        .route("/v1/items/{id}/invalidate", post(items::invalidate))
         .route("/v1/recommend", post(recommend::recommend))
         .route("/v1/events", post(events::ingest))
         .route("/v1/users/{id}", get(users::get).delete(users::delete))

@@ -5,6 +5,7 @@
 mod api;
 mod bad_input;
 mod cache;
+mod catalog;
 mod durability;
 mod redis;
 mod server;
