@@ -25,6 +25,8 @@ pub enum Scenario {
     Events,
     /// 90% recommend, 10% events.
     Mixed,
+    /// `GET /v1/items/{id}` (item details; Zipf over items with `--zipf`).
+    Items,
 }
 
 impl Scenario {
@@ -33,6 +35,7 @@ impl Scenario {
             Scenario::Recommend => "recommend",
             Scenario::Events => "events",
             Scenario::Mixed => "mixed",
+            Scenario::Items => "items",
         }
     }
 }
@@ -70,7 +73,7 @@ pub struct BenchArgs {
     /// A filter (JSON) added to every recommend request.
     #[arg(long)]
     filter: Option<String>,
-    /// Send `use_cache: false`.
+    /// Bypass the caches (`use_cache: false`; `?use_cache=false` for items).
     #[arg(long)]
     no_cache: bool,
     /// Random seed.
@@ -85,6 +88,10 @@ struct Worker {
     latencies: Histogram<u64>,
     requests: u64,
     errors: u64,
+    /// Answers marked `"source":"cache"`.
+    cache_hits: u64,
+    /// The server's own `took_ms` of cache hits, in microseconds.
+    hit_took: Histogram<u64>,
 }
 
 fn body_for(
@@ -140,11 +147,20 @@ async fn worker(
         ),
         None => None,
     };
+    let item_zipf = match args.zipf {
+        Some(s) => Some(
+            Zipf::new(args.items.max(1) as f64, s)
+                .map_err(|e| UsageError(format!("--zipf: {e}")))?,
+        ),
+        None => None,
+    };
     let mut rng = StdRng::seed_from_u64(args.seed.wrapping_mul(1_000_003).wrapping_add(id as u64));
     let mut w = Worker {
         latencies: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         requests: 0,
         errors: 0,
+        cache_hits: 0,
+        hit_took: Histogram::new_with_bounds(1, 60_000_000, 3)?,
     };
     let _ = start;
     loop {
@@ -152,32 +168,48 @@ async fn worker(
         if now >= end {
             break;
         }
-        let events = match args.scenario {
-            Scenario::Recommend => false,
-            Scenario::Events => true,
-            Scenario::Mixed => rng.random_range(0..10) == 0,
+        let request = if args.scenario == Scenario::Items {
+            let item = match &item_zipf {
+                Some(z) => (z.sample(&mut rng) as usize).saturating_sub(1),
+                None => rng.random_range(0..args.items.max(1)),
+            };
+            let query = if args.no_cache {
+                "?use_cache=false"
+            } else {
+                ""
+            };
+            client.get(format!("{}/v1/items/sku-{item}{query}", args.target))
+        } else {
+            let events = match args.scenario {
+                Scenario::Events => true,
+                Scenario::Mixed => rng.random_range(0..10) == 0,
+                Scenario::Recommend | Scenario::Items => false,
+            };
+            let (path, body) = body_for(&args, &filter, &mut rng, &zipf, events);
+            client.post(format!("{}{}", args.target, path)).json(&body)
         };
-        let (path, body) = body_for(&args, &filter, &mut rng, &zipf, events);
         let sent = Instant::now();
-        let result = client
-            .post(format!("{}{}", args.target, path))
-            .json(&body)
-            .send()
-            .await;
-        let ok = match result {
+        let result = request.send().await;
+        let (ok, body) = match result {
             Ok(resp) => {
                 let status = resp.status();
                 // Read the whole body: the answer is only complete when its last byte arrived.
-                let read = resp.bytes().await.is_ok();
-                status.is_success() && read
+                match resp.bytes().await {
+                    Ok(body) => (status.is_success(), Some(body)),
+                    Err(_) => (false, None),
+                }
             }
-            Err(_) => false,
+            Err(_) => (false, None),
         };
         let micros = sent.elapsed().as_micros() as u64;
         if sent >= warm_until {
             w.requests += 1;
             if ok {
                 w.latencies.record(micros.max(1)).ok();
+                if let Some(took) = body.as_deref().and_then(cache_hit_took_ms) {
+                    w.cache_hits += 1;
+                    w.hit_took.record(((took * 1000.0) as u64).max(1)).ok();
+                }
             } else {
                 w.errors += 1;
             }
@@ -185,6 +217,33 @@ async fn worker(
     }
     Ok(w)
 }
+
+/// The server's `took_ms` when an answer says it came from the cache. A cheap substring
+/// check first: most answers need not be parsed.
+fn cache_hit_took_ms(body: &[u8]) -> Option<f64> {
+    let needle = b"\"source\":\"cache\"";
+    if !body.windows(needle.len()).any(|w| w == needle) {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(body).ok()?;
+    v.get("took_ms")?.as_f64()
+}
+
+/// A counter's value from the server's `/metrics` (None when the server does not export it).
+async fn server_counter(client: &reqwest::Client, target: &str, sample: &str) -> Option<f64> {
+    let text = client
+        .get(format!("{target}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+}
+
+const CATALOG_QUERIES: &str = "recd_catalog_queries_total";
 
 /// `recd bench`.
 pub async fn run(args: BenchArgs) -> Result<()> {
@@ -203,6 +262,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .with_context(|| format!("cannot reach {}", args.target))?
         .json()
         .await?;
+    let catalog_before = server_counter(&client, &args.target, CATALOG_QUERIES).await;
     let args = Arc::new(args);
     let start = Instant::now();
     let warm_until = start + Duration::from_secs_f64(args.warmup.max(0.0));
@@ -220,13 +280,22 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         })
         .collect();
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let (mut requests, mut errors) = (0u64, 0u64);
+    let mut hit_took = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut requests, mut errors, mut hits) = (0u64, 0u64, 0u64);
     for t in tasks {
         let w = t.await??;
         all.add(&w.latencies)?;
+        hit_took.add(&w.hit_took)?;
         requests += w.requests;
         errors += w.errors;
+        hits += w.cache_hits;
     }
+    let catalog_after = server_counter(&client, &args.target, CATALOG_QUERIES).await;
+    // Includes the warm-up: the source's load over the whole run.
+    let whole_run = start.elapsed().as_secs_f64();
+    let source_qps = catalog_before
+        .zip(catalog_after)
+        .map(|(b, a)| (a - b) / whole_run);
     let secs = args.duration;
     let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
     let report = json!({
@@ -237,6 +306,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "errors": errors,
         "rps": requests as f64 / secs,
         "latency_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": all.max() as f64 / 1000.0},
+        "cache": {
+            "hits": hits,
+            "hit_ratio": if requests > 0 { hits as f64 / requests as f64 } else { 0.0 },
+            "hit_took_ms": {"p50": hit_took.value_at_quantile(0.5) as f64 / 1000.0, "p99": hit_took.value_at_quantile(0.99) as f64 / 1000.0},
+        },
+        "catalog_queries_per_s": source_qps,
         "server": health,
     });
     if args.json {
@@ -258,6 +333,17 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             ms(0.99),
             all.max() as f64 / 1000.0
         );
+        if hits > 0 {
+            println!(
+                "  cache hits {hits} ({:.1}%), server took_ms of hits p50 {:.3} p99 {:.3}",
+                100.0 * hits as f64 / requests.max(1) as f64,
+                hit_took.value_at_quantile(0.5) as f64 / 1000.0,
+                hit_took.value_at_quantile(0.99) as f64 / 1000.0
+            );
+        }
+        if let Some(q) = source_qps {
+            println!("  catalog source queries {q:.1}/s");
+        }
     }
     Ok(())
 }
