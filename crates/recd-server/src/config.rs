@@ -229,6 +229,12 @@ mod tests {
         std::fs::write(&file, "[ranking]\ncandidatez = 5\n").unwrap();
         let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
         assert!(err.0.contains("candidatez"), "{err}");
+        std::fs::write(&file, "[cache]\njitter = 0.7\n").unwrap();
+        let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
+        assert!(err.0.contains("cache.jitter"), "{err}");
+        std::fs::write(&file, "[cache.ttl_seconds]\nrecs = 0\n").unwrap();
+        let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
+        assert!(err.0.contains("cache.ttl_seconds.recs"), "{err}");
         std::fs::write(&file, "[schema]\nvector = { dim = 0 }\n").unwrap();
         assert!(Config::load(Some(&file), &Overrides::default()).is_err());
     }

@@ -572,6 +572,10 @@ impl Caches {
 
     /// Updates the gauges exported on `/metrics`.
     pub async fn export_gauges(&self) {
+        // Entry counts are eventually consistent in moka: settle them first.
+        self.recs.run_pending_tasks().await;
+        self.popular.run_pending_tasks().await;
+        self.items.run_pending_tasks().await;
         metrics::gauge!("recd_cache_entries", "kind" => "recs").set(self.recs.entry_count() as f64);
         metrics::gauge!("recd_cache_entries", "kind" => "popular")
             .set(self.popular.entry_count() as f64);

@@ -74,6 +74,14 @@ async fn lists_are_cached_bypassed_and_invalidated() {
 async fn item_details_are_cached_and_dropped_on_upsert_and_delete() {
     let s = Server::demo(&data_dir("cache-items"), &[]);
     let hits = "recd_cache_lookups_total{kind=\"item\",tier=\"l1\",result=\"hit\"}";
+
+    // Warming: the most popular item's details are cached before anyone asked for them.
+    let cold = s.recommend(json!({"user_id": "nobody-yet", "count": 1})).await;
+    assert_eq!(cold["source"], "popular");
+    let top = ids(&cold)[0].clone();
+    let before = metric(&s, hits).await;
+    assert_eq!(s.get(&format!("/v1/items/{top}")).await.0, 200);
+    assert_eq!(metric(&s, hits).await, before + 1.0, "{top} was not warmed");
     let (status, a) = s.get("/v1/items/sku-1").await;
     assert_eq!(status, 200);
     let before = metric(&s, hits).await;
