@@ -241,7 +241,7 @@ async fn upsert_at(
         let fields = schema::item_fields(&up.item, schema);
         inv.arg(up.item.id.as_str())
             .arg("0")
-            .arg(schema::doc_bytes(&fields, schema))
+            .arg(schema::doc_bytes(&up.item))
             .arg(fields.len());
         for (f, v) in fields {
             inv.arg(f).arg(v);

@@ -546,7 +546,7 @@ impl Store for RedisStore {
                 } else {
                     "0"
                 })
-                .arg(schema::doc_bytes(&fields, &self.inner.schema))
+                .arg(schema::doc_bytes(&up.item))
                 .arg(fields.len());
             for (f, v) in fields {
                 inv.arg(f).arg(v);
