@@ -25,12 +25,14 @@
 //! - [`schema`]: the item hash encoding and `FT.CREATE`, both derived from the `Schema`.
 //! - [`query`]: `Filter` → RediSearch query with PARAMS; the `FT.SEARCH` commands.
 //! - [`popular`]: the most popular items passing a filter, from the sorted sets.
+//! - [`docs`]: decoded item docs, shared while their bytes stay the same.
 //! - [`reply`]: decoding replies.
 //! - [`users`]: user state and the event write path.
 //! - [`migrate`]: a new index version for a new schema, swapped in with `FT.ALIASUPDATE`.
 //! - [`scripts`]: the Lua scripts.
 //! - [`error`]: Redis errors → `StoreError`.
 
+mod docs;
 mod error;
 mod keys;
 mod migrate;
@@ -98,6 +100,9 @@ pub struct RedisConfig {
     /// one query with everything when too few pass); 0 or 1 keeps every condition inside
     /// RediSearch. Same answers either way; see BENCHMARKS-redis.md for the speed.
     pub range_overfetch: usize,
+    /// Decoded items kept in process, shared while Redis returns the same doc bytes for
+    /// them (never stale: each use compares the bytes just read); 0 turns it off.
+    pub item_cache: usize,
     /// Server-side time limit of one query (`TIMEOUT`); 0 = none. A query that runs out of
     /// time fails (or, if the server's `ON_TIMEOUT` is `return`, answers partially), so
     /// keep it 0 unless the server is set to `ON_TIMEOUT FAIL`.
@@ -120,6 +125,7 @@ impl Default for RedisConfig {
             hybrid_policy: None,
             batch_size: None,
             range_overfetch: 3,
+            item_cache: 20_000,
             query_timeout_ms: 0,
             connect_timeout_ms: 250,
             response_timeout_ms: 1000,
@@ -153,6 +159,8 @@ struct Inner {
     keys: Keys,
     /// The schema's tag and bool fields (they have per-value popularity ZSETs).
     tag_fields: Vec<String>,
+    /// Decoded item docs.
+    docs: docs::DocCache,
 }
 
 impl Inner {
@@ -164,6 +172,7 @@ impl Inner {
         keys: Keys,
     ) -> Self {
         Inner {
+            docs: docs::DocCache::new(config.item_cache),
             tag_fields: schema::tag_fields(&schema)
                 .into_iter()
                 .map(String::from)
@@ -336,7 +345,7 @@ impl RedisStore {
             for ((_, score), item) in now.iter().zip(items) {
                 if let Some(item) = item.filter(|it| filter.matches(it)) {
                     out.push(Hit {
-                        item: Arc::new(item),
+                        item,
                         score: *score,
                     });
                 }
@@ -346,7 +355,7 @@ impl RedisStore {
     }
 
     /// The items (fields, no vector) of this version for `ids`; `None` where absent.
-    async fn fetch_items(&self, ids: &[&str]) -> StoreResult<Vec<Option<Item>>> {
+    async fn fetch_items(&self, ids: &[&str]) -> StoreResult<Vec<Option<Arc<Item>>>> {
         let pairs: Vec<(&str, String)> = ids
             .iter()
             .map(|id| (*id, self.inner.keys.doc(id)))
@@ -355,7 +364,7 @@ impl RedisStore {
     }
 
     /// The items (fields, no vector) of `(id, doc key)` pairs, from one `MGET`.
-    async fn fetch_docs(&self, pairs: &[(&str, String)]) -> StoreResult<Vec<Option<Item>>> {
+    async fn fetch_docs(&self, pairs: &[(&str, String)]) -> StoreResult<Vec<Option<Arc<Item>>>> {
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
@@ -371,8 +380,8 @@ impl RedisStore {
         pairs
             .iter()
             .zip(docs)
-            .map(|((id, _), doc)| {
-                doc.map(|d| schema::item_from_doc(id, &d, &self.inner.schema))
+            .map(|((id, key), doc)| {
+                doc.map(|d| self.inner.docs.item(key, id, d, &self.inner.schema))
                     .transpose()
             })
             .collect()

@@ -25,7 +25,6 @@
 //! ones. So a selective filter never misses a match that exists.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use recd_core::{FieldType, Filter};
 
@@ -76,6 +75,8 @@ struct Walk<'a> {
     pool: Vec<(f64, String)>,
     seen: HashSet<String>,
     walked: usize,
+    /// Entries whose items were fetched and checked.
+    checked: usize,
     /// Entries of the main ZSET (for the cost estimate), when a budget applies.
     main_card: Option<usize>,
     found: Vec<PopularHit>,
@@ -99,23 +100,32 @@ impl<'a> Walk<'a> {
             pool: Vec::new(),
             seen: HashSet::new(),
             walked: 0,
+            checked: 0,
             main_card: None,
             found: Vec::new(),
         }
     }
 
-    /// Entries to read from each live cursor next: `k` and some slack at first, then as many
-    /// as the match rate so far says are needed.
+    /// The share of checked entries expected to match: what was seen so far, or before
+    /// anything was seen, all of them without a filter and most with one.
+    fn rate(&self) -> f64 {
+        if self.checked == 0 {
+            if self.filter.is_all() { 1.0 } else { 0.8 }
+        } else {
+            (self.found.len() + 1) as f64 / (self.checked + 1) as f64
+        }
+    }
+
+    /// How many entries should yield the `k - found` items still missing, with a margin.
+    fn enough(&self) -> usize {
+        let need = (self.k - self.found.len()) as f64;
+        (need / self.rate() * 1.1).ceil() as usize + 2
+    }
+
+    /// Entries to read from each live cursor next.
     fn chunk(&self) -> usize {
         let live = self.cursors.iter().filter(|c| !c.done).count().max(1);
-        let need = self.k - self.found.len();
-        let total = if self.walked == 0 {
-            need + need / 4 + 8
-        } else {
-            let rate = (self.found.len() + 1) as f64 / (self.walked + 1) as f64;
-            (need as f64 / rate * 1.2) as usize
-        };
-        (total / live).clamp(16.min(self.k + 8), MAX_CHUNK)
+        (self.enough() / live).clamp(16.min(self.k + 8), MAX_CHUNK)
     }
 
     /// Reads and checks until `k` items are found or the sorted sets end; with `budget`,
@@ -184,16 +194,23 @@ impl<'a> Walk<'a> {
                 .take_while(|(s, _)| *s >= threshold)
                 .count();
             let ready: Vec<(f64, String)> = self.pool.drain(..ready).collect();
-            let ids: Vec<&str> = ready.iter().map(|(_, id)| id.as_str()).collect();
-            let items = self.store.fetch_items(&ids).await?;
-            for ((score, _), item) in ready.iter().zip(items) {
-                if let Some(item) = item.filter(|it| self.filter.matches(it)) {
-                    self.found.push(PopularHit {
-                        item: Arc::new(item),
-                        log_score: *score,
-                    });
-                    if self.found.len() == self.k {
-                        return Ok(Walked::Enough);
+            // Fetch what should suffice, then more only if it did not.
+            let mut rest = ready.as_slice();
+            while !rest.is_empty() {
+                let (now, later) = rest.split_at(self.enough().min(rest.len()));
+                rest = later;
+                let ids: Vec<&str> = now.iter().map(|(_, id)| id.as_str()).collect();
+                let items = self.store.fetch_items(&ids).await?;
+                self.checked += now.len();
+                for ((score, _), item) in now.iter().zip(items) {
+                    if let Some(item) = item.filter(|it| self.filter.matches(it)) {
+                        self.found.push(PopularHit {
+                            item,
+                            log_score: *score,
+                        });
+                        if self.found.len() == self.k {
+                            return Ok(Walked::Enough);
+                        }
                     }
                 }
             }
@@ -333,7 +350,7 @@ impl RedisStore {
             for ((score, _), item) in chunk.iter().zip(self.fetch_items(&ids).await?) {
                 if let Some(item) = item.filter(|it| filter.matches(it)) {
                     found.push(PopularHit {
-                        item: Arc::new(item),
+                        item,
                         log_score: *score,
                     });
                     if found.len() == k {
@@ -378,7 +395,7 @@ impl RedisStore {
             for item in self.fetch_items(&untouched).await?.into_iter().flatten() {
                 if found.len() < k && filter.matches(&item) {
                     found.push(PopularHit {
-                        item: Arc::new(item),
+                        item,
                         log_score: f64::NEG_INFINITY,
                     });
                 }
