@@ -1,11 +1,12 @@
 //! Decoded item docs, kept in process while their bytes stay the same.
 //!
-//! A recommend request needs the fields of ~150 items (KNN hits and popular items), read
+//! A recommend request needs the fields of ~130 items (KNN hits and popular items), read
 //! from their docs with one `MGET`. Decoding them was the largest cost of a redis-backed
-//! server under perf (a fifth of its CPU, mostly allocation), and most of them are the same
-//! items request after request (the popular head, the neighbourhoods of active users). So
-//! the store remembers, per doc key, the bytes it last decoded and the item they gave:
-//! when `MGET` returns the same bytes, the item is shared instead of decoded again.
+//! server under perf (a fifth of its CPU, mostly allocation), and the popular ones are the
+//! same items request after request. So the store remembers, per doc key, the bytes it
+//! last decoded and the item they gave: when `MGET` returns the same bytes, the item is
+//! shared instead of decoded again. (KNN hits spread over the whole catalog: caching them
+//! in a cache smaller than the catalog cost more in churn than it saved.)
 //!
 //! Nothing here can serve stale data: every use compares the bytes Redis just returned,
 //! and decoding is a pure function of those bytes (and the store's fixed schema). Deleted

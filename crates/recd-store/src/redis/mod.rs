@@ -100,8 +100,8 @@ pub struct RedisConfig {
     /// one query with everything when too few pass); 0 or 1 keeps every condition inside
     /// RediSearch. Same answers either way; see BENCHMARKS-redis.md for the speed.
     pub range_overfetch: usize,
-    /// Decoded items kept in process, shared while Redis returns the same doc bytes for
-    /// them (never stale: each use compares the bytes just read); 0 turns it off.
+    /// Popular items kept decoded in process, shared while Redis returns the same doc
+    /// bytes for them (never stale: each use compares the bytes just read); 0 turns it off.
     pub item_cache: usize,
     /// Server-side time limit of one query (`TIMEOUT`); 0 = none. A query that runs out of
     /// time fails (or, if the server's `ON_TIMEOUT` is `return`, answers partially), so
@@ -125,7 +125,7 @@ impl Default for RedisConfig {
             hybrid_policy: None,
             batch_size: None,
             range_overfetch: 3,
-            item_cache: 20_000,
+            item_cache: 10_000,
             query_timeout_ms: 0,
             connect_timeout_ms: 250,
             response_timeout_ms: 1000,
@@ -341,7 +341,7 @@ impl RedisStore {
                         .ok_or_else(|| bad_reply("a hit outside this store's item prefix"))
                 })
                 .collect::<StoreResult<_>>()?;
-            let items = self.fetch_docs(&pairs).await?;
+            let items = self.fetch_docs(&pairs, false).await?;
             for ((_, score), item) in now.iter().zip(items) {
                 if let Some(item) = item.filter(|it| filter.matches(it)) {
                     out.push(Hit {
@@ -354,17 +354,24 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// The items (fields, no vector) of this version for `ids`; `None` where absent.
+    /// The items (fields, no vector) of this version for `ids`, `None` where absent,
+    /// through the [`docs`] cache (popular items: the same ones request after request).
     async fn fetch_items(&self, ids: &[&str]) -> StoreResult<Vec<Option<Arc<Item>>>> {
         let pairs: Vec<(&str, String)> = ids
             .iter()
             .map(|id| (*id, self.inner.keys.doc(id)))
             .collect();
-        self.fetch_docs(&pairs).await
+        self.fetch_docs(&pairs, true).await
     }
 
-    /// The items (fields, no vector) of `(id, doc key)` pairs, from one `MGET`.
-    async fn fetch_docs(&self, pairs: &[(&str, String)]) -> StoreResult<Vec<Option<Arc<Item>>>> {
+    /// The items (fields, no vector) of `(id, doc key)` pairs, from one `MGET`; `cached`:
+    /// through the [`docs`] cache. (KNN hits are not: they spread over the whole catalog,
+    /// and a cache smaller than that costs more in churn than it saves, measured.)
+    async fn fetch_docs(
+        &self,
+        pairs: &[(&str, String)],
+        cached: bool,
+    ) -> StoreResult<Vec<Option<Arc<Item>>>> {
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
@@ -381,8 +388,11 @@ impl RedisStore {
             .iter()
             .zip(docs)
             .map(|((id, key), doc)| {
-                doc.map(|d| self.inner.docs.item(key, id, d, &self.inner.schema))
-                    .transpose()
+                doc.map(|d| match cached {
+                    true => self.inner.docs.item(key, id, d, &self.inner.schema),
+                    false => schema::item_from_doc(id, &d, &self.inner.schema).map(Arc::new),
+                })
+                .transpose()
             })
             .collect()
     }
