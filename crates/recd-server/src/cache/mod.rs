@@ -455,10 +455,7 @@ impl Caches {
             .increment(1);
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            match this
-                .fill(Kind::Recs, l2.as_ref(), &compute, true)
-                .await
-            {
+            match this.fill(Kind::Recs, l2.as_ref(), &compute, true).await {
                 Ok((fresh, _)) => this.recs.insert(key, fresh).await,
                 Err(e) => tracing::warn!(cause = %e, "early refresh failed"),
             }

@@ -76,7 +76,9 @@ async fn item_details_are_cached_and_dropped_on_upsert_and_delete() {
     let hits = "recd_cache_lookups_total{kind=\"item\",tier=\"l1\",result=\"hit\"}";
 
     // Warming: the most popular item's details are cached before anyone asked for them.
-    let cold = s.recommend(json!({"user_id": "nobody-yet", "count": 1})).await;
+    let cold = s
+        .recommend(json!({"user_id": "nobody-yet", "count": 1}))
+        .await;
     assert_eq!(cold["source"], "popular");
     let top = ids(&cold)[0].clone();
     let before = metric(&s, hits).await;
