@@ -96,13 +96,15 @@ redis_report() {
     local scenario=$1 requests=$2 cpu_before=$3
     redis_stats | python3 -c '
 import json, sys
-stats, scenario, requests, cpu0 = json.load(sys.stdin), sys.argv[1], max(int(sys.argv[2]), 1), float(sys.argv[3])
+stats, scenario, cpu0 = json.load(sys.stdin), sys.argv[1], float(sys.argv[3])
+# recd bench warms up for 1 s before it counts: Redis served those requests too.
+requests = max(int(sys.argv[2]), 1) * (float(sys.argv[4]) + 1.0) / float(sys.argv[4])
 cpu = stats.pop("_cpu_main_thread_s") - cpu0
 total = sum(u for _, u in stats.values())
 per = {k: {"calls_per_req": round(c / requests, 2), "usec_per_call": round(u / max(c, 1), 1)}
        for k, (c, u) in sorted(stats.items(), key=lambda kv: -kv[1][1]) if u > 0.01 * total}
 print(json.dumps({"redis": {"scenario": scenario, "main_thread_cpu_usec_per_request": round(cpu * 1e6 / requests, 1), "by_command": per}}))
-' "$scenario" "$requests" "$cpu_before"
+' "$scenario" "$requests" "$cpu_before" "$DURATION"
 }
 
 # Main-thread CPU seconds Redis has used so far.
