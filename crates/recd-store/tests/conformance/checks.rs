@@ -501,6 +501,32 @@ pub async fn set_item_vectors(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(ids(hits.iter().map(|h| &h.item)), ["novec", "shoe"]);
+    // A large batch (a backend may write it in parts): every existing item, in order.
+    store
+        .upsert_items(
+            (0..30)
+                .map(|i| upsert(json!({"id": format!("w{i}"), "vector": [1, 1, 1, 1]})))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let batch: Vec<(String, Vec<f32>)> = (0..40)
+        .map(|i| (format!("w{i}"), vec![1.0, i as f32, 0.0, 0.5]))
+        .collect();
+    assert_eq!(store.set_item_vectors(batch).await.unwrap(), 30);
+    let got = store
+        .get_items(&["w0".into(), "w29".into(), "w35".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        got[0].as_ref().unwrap().vector.as_deref(),
+        Some(&[1.0, 0.0, 0.0, 0.5][..])
+    );
+    assert_eq!(
+        got[1].as_ref().unwrap().vector.as_deref(),
+        Some(&[1.0, 29.0, 0.0, 0.5][..])
+    );
+    assert!(got[2].is_none());
     let err = store
         .set_item_vectors(vec![("shoe".into(), vec![0.0; 4])])
         .await
