@@ -166,6 +166,29 @@ impl UserState {
         }
     }
 
+    /// The session vector `events` (one user's, in the order they were applied) give when
+    /// each item has the vector `vector(item_id)`: what [`UserState::apply`] would have
+    /// built had those vectors been in place all along. After training replaces the item
+    /// vectors, a session built from the old ones points nowhere in the new space; this
+    /// recomputes it (`None` when no event touched an item with a vector).
+    pub fn session_from<'v>(
+        events: &[Event],
+        mut vector: impl FnMut(&str) -> Option<&'v [f32]>,
+        params: &SessionParams,
+    ) -> Option<SessionVector> {
+        let mut replay = UserState::default();
+        for e in events {
+            replay.apply(e, vector(&e.item_id), params);
+        }
+        replay.session
+    }
+
+    /// How many events were applied to this state (the sum of the per-kind counters).
+    pub fn event_count(&self) -> u64 {
+        let c = &self.counters;
+        c.view + c.click + c.dwell + c.add_to_cart + c.purchase + c.rating
+    }
+
     /// The norm of the session vector's direction-carrying sum divided by its weight:
     /// 1 when every event pointed the same way, near 0 when they cancel out.
     pub fn session_vector_norm(&self) -> f64 {
@@ -244,6 +267,47 @@ mod tests {
         let s = u.session.as_ref().unwrap();
         assert_eq!(s.updated_ms, 1000);
         assert!((s.sum[0] - 1.0).abs() < 1e-6 && (s.sum[1] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn session_from_replays_the_events_with_other_vectors() {
+        let p = SessionParams {
+            half_life_seconds: 1.0,
+            ..Default::default()
+        };
+        let events = [
+            ev("x", EventType::Click, 0),
+            ev("y", EventType::View, 1000),
+            ev("gone", EventType::Purchase, 1500),
+        ];
+        let old = |id: &str| match id {
+            "x" => Some(&[1.0f32, 0.0][..]),
+            "y" => Some(&[0.0f32, 1.0][..]),
+            _ => None,
+        };
+        let mut live = UserState::default();
+        for e in &events {
+            live.apply(e, old(&e.item_id), &p);
+        }
+        // the same vectors give exactly the live session
+        assert_eq!(UserState::session_from(&events, old, &p), live.session);
+        assert_eq!(live.event_count(), 3);
+        // new vectors: x and y swapped axes, so the session's direction swaps too
+        let new = |id: &str| match id {
+            "x" => Some(&[0.0f32, 3.0][..]),
+            "y" => Some(&[2.0f32, 0.0][..]),
+            _ => None,
+        };
+        let rebuilt = UserState::session_from(&events, new, &p).unwrap();
+        let live = live.session.unwrap();
+        assert_eq!(
+            (rebuilt.weight, rebuilt.updated_ms),
+            (live.weight, live.updated_ms)
+        );
+        assert!((rebuilt.sum[0] - live.sum[1]).abs() < 1e-6);
+        assert!((rebuilt.sum[1] - live.sum[0]).abs() < 1e-6);
+        // no vectors at all: no session
+        assert_eq!(UserState::session_from(&events, |_| None, &p), None);
     }
 
     #[test]

@@ -135,4 +135,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// The event log in the order events were applied (for training).
     async fn events(&self) -> StoreResult<Vec<Event>>;
+
+    /// Recomputes the session vectors of `users` from their events in the log with the
+    /// items' *current* vectors ([`UserState::session_from`]), leaving counters, recent and
+    /// purchased items and the long-term vector alone. Training write-back calls it after
+    /// replacing item vectors: a session averaged from the old vectors points nowhere in
+    /// the new space. Each user is rebuilt atomically with respect to `apply_events`, so an
+    /// event applied concurrently is counted exactly once (read-your-writes holds
+    /// throughout); events of items that are gone or have no vector contribute nothing.
+    /// Users without state are skipped (never created). Returns how many were rebuilt.
+    async fn rebuild_sessions(&self, users: &[String]) -> StoreResult<usize>;
 }

@@ -8,6 +8,7 @@
 //! once a second (at most about a second lost on a crash, as with Redis's AOF everysec);
 //! with `never`, only the flush at shutdown makes them durable.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -236,6 +237,29 @@ impl Durable {
             out.push(decode(v.value(), "event")?);
         }
         Ok(out)
+    }
+
+    /// The logged events of `users` with sequence numbers from `from` on, per user in log
+    /// order, and the sequence number to continue from. Reads one consistent snapshot, so
+    /// it runs beside writers (the scan is the slow part of a session rebuild).
+    pub fn user_events(
+        &self,
+        users: &HashSet<&str>,
+        from: u64,
+    ) -> StoreResult<(HashMap<String, Vec<Event>>, u64)> {
+        let read = self.db.begin_read().map_err(internal)?;
+        let table = read.open_table(EVENTS).map_err(internal)?;
+        let mut out: HashMap<String, Vec<Event>> = HashMap::new();
+        let mut next = from;
+        for row in table.range(from..).map_err(internal)? {
+            let (k, v) = row.map_err(internal)?;
+            next = k.value() + 1;
+            let event: Event = decode(v.value(), "event")?;
+            if users.contains(event.user_id.as_str()) {
+                out.entry(event.user_id.clone()).or_default().push(event);
+            }
+        }
+        Ok((out, next))
     }
 
     /// Makes every earlier commit durable (an empty `Immediate` commit), if any is pending.

@@ -14,7 +14,7 @@ mod catalog;
 mod durable;
 mod users;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -32,6 +32,9 @@ pub use self::durable::Fsync;
 use self::durable::{Batch, Durable};
 use self::users::Users;
 use crate::{Counts, Hit, ModelSettings, PopularHit, Store, StoreError, StoreResult};
+
+/// Users' logged events (per user, in log order) and the sequence number read up to.
+type Logged = (HashMap<String, Vec<Event>>, u64);
 
 /// Options of the embedded backend (`[embedded]` in config).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -402,6 +405,69 @@ impl Inner {
         Ok(existed)
     }
 
+    /// The second half of [`Store::rebuild_sessions`], under the write lock: `snapshot` is
+    /// the users' events read beforehand (durable store), to which the events logged since
+    /// are added here, where no event can slip in between.
+    fn rebuild_sessions(&self, users: &[String], snapshot: Option<Logged>) -> StoreResult<usize> {
+        let wanted: HashSet<&str> = users.iter().map(String::as_str).collect();
+        let mut logged = match (&self.durable, snapshot) {
+            (Some(d), Some((mut seen, next))) => {
+                for (user, events) in d.user_events(&wanted, next)?.0 {
+                    seen.entry(user).or_default().extend(events);
+                }
+                seen
+            }
+            (Some(d), None) => d.user_events(&wanted, 0)?.0,
+            (None, _) => {
+                let mut out: HashMap<String, Vec<Event>> = HashMap::new();
+                for e in self.memory_log.lock().iter() {
+                    if wanted.contains(e.user_id.as_str()) {
+                        out.entry(e.user_id.clone()).or_default().push(e.clone());
+                    }
+                }
+                out
+            }
+        };
+        let mut states: Vec<(&str, UserState)> = users
+            .iter()
+            .filter_map(|id| self.users.get(id).map(|s| (id.as_str(), s)))
+            .collect();
+        // Every applied event is logged and counted once, so the events found add up to the
+        // counters unless the snapshot is out of date in a way the tail cannot fix (the user
+        // was forgotten and came back meanwhile): read those users' events again, here.
+        let stale: HashSet<&str> = states
+            .iter()
+            .filter(|(id, s)| logged.get(*id).map_or(0, Vec::len) as u64 != s.event_count())
+            .map(|(id, _)| *id)
+            .collect();
+        if let (Some(d), false) = (&self.durable, stale.is_empty()) {
+            let mut again = d.user_events(&stale, 0)?.0;
+            for id in &stale {
+                logged.insert(id.to_string(), again.remove(*id).unwrap_or_default());
+            }
+        }
+        {
+            let catalog = self.catalog.read();
+            for (id, state) in &mut states {
+                let events = logged.get(*id).map_or(&[][..], Vec::as_slice);
+                state.session = UserState::session_from(
+                    events,
+                    |item| catalog.get(item).and_then(|it| it.vector.as_deref()),
+                    &self.settings.session,
+                );
+            }
+        }
+        self.commit(&Batch {
+            users: states.iter().map(|(id, s)| (*id, s)).collect(),
+            ..Batch::default()
+        })?;
+        let n = states.len();
+        for (id, state) in states {
+            self.users.put(id, state);
+        }
+        Ok(n)
+    }
+
     fn set_user_vectors(&self, vectors: Vec<(String, Vec<f32>)>) -> StoreResult<usize> {
         let mut states = Vec::with_capacity(vectors.len());
         for (id, v) in vectors {
@@ -554,6 +620,34 @@ impl Store for EmbeddedStore {
             Some(d) => d.events(),
             None => Ok(self.inner.memory_log.lock().clone()),
         }
+    }
+
+    async fn rebuild_sessions(&self, users: &[String]) -> StoreResult<usize> {
+        let mut users = users.to_vec();
+        users.sort_unstable();
+        users.dedup();
+        if users.is_empty() {
+            return Ok(0);
+        }
+        // The log scan, the slow part, reads a snapshot beside the writers; the write lock
+        // is then held only for the events logged since, the math and the commit.
+        let snapshot = if self.inner.durable.is_some() {
+            let (inner, ids) = (self.inner.clone(), users.clone());
+            let scan = tokio::task::spawn_blocking(move || {
+                let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+                inner
+                    .durable
+                    .as_ref()
+                    .map(|d| d.user_events(&wanted, 0))
+                    .transpose()
+            });
+            scan.await
+                .map_err(|e| StoreError::Internal(format!("log scan failed: {e}")))??
+        } else {
+            None
+        };
+        self.write(move |inner| inner.rebuild_sessions(&users, snapshot))
+            .await
     }
 }
 

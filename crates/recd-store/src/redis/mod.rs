@@ -851,6 +851,37 @@ impl Store for RedisStore {
         }
         Ok(out)
     }
+
+    async fn rebuild_sessions(&self, users: &[String]) -> StoreResult<usize> {
+        // One user at a time is one compare-and-set unit (see `users::rebuild_session`), each
+        // within the operation deadline; up to USER_PARALLELISM users at once.
+        const USER_PARALLELISM: usize = 32;
+        let mut users = users.to_vec();
+        users.sort_unstable();
+        users.dedup();
+        let mut rebuilt = 0;
+        for chunk in users.chunks(USER_PARALLELISM) {
+            let mut set = tokio::task::JoinSet::new();
+            for user in chunk {
+                let (inner, user) = (self.inner.clone(), user.clone());
+                let deadline = Duration::from_millis(inner.config.operation_timeout_ms);
+                set.spawn(async move {
+                    let mut conn = inner.conn.clone();
+                    with_deadline(
+                        deadline,
+                        users::rebuild_session(&mut conn, &inner.keys, &inner.settings, &user),
+                    )
+                    .await
+                });
+            }
+            while let Some(done) = set.join_next().await {
+                let done =
+                    done.map_err(|e| StoreError::Internal(format!("rebuild task failed: {e}")))??;
+                rebuilt += usize::from(done);
+            }
+        }
+        Ok(rebuilt)
+    }
 }
 
 /// The numeric fields a conjunction of ranges reads.

@@ -22,7 +22,7 @@ use super::error::{bad_reply, from_redis};
 use super::keys::Keys;
 use super::reply::{bytes, hash_reply, strings_reply};
 use super::schema::{vector_bytes, vector_from_bytes};
-use super::scripts::{APPLY_USER, DELETE_USER};
+use super::scripts::{APPLY_USER, DELETE_USER, SET_SESSION};
 use crate::{ModelSettings, StoreError, StoreResult};
 
 /// How often a conflicting write is retried before giving up with `Unavailable`.
@@ -339,6 +339,95 @@ pub(crate) async fn set_vectors(
     }
     let () = pipe.query_async(conn).await.map_err(from_redis)?;
     Ok(vectors.len())
+}
+
+/// One `XRANGE` entry: its id and field/value pairs.
+type StreamEntry = (String, Vec<(String, String)>);
+
+/// Recomputes one user's session from their logged events with the items' current vectors
+/// (see `Store::rebuild_sessions`): one `MULTI` reads the version and the user's event ids,
+/// then the events and the vectors are read, `UserState::session_from` runs in Rust, and
+/// [`SET_SESSION`] writes the result only if the version did not move (an event applied
+/// meanwhile bumps it: start again, so that it is counted). False when the user has no state.
+pub(crate) async fn rebuild_session(
+    conn: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    settings: &ModelSettings,
+    user: &str,
+) -> StoreResult<bool> {
+    for attempt in 0..MAX_ATTEMPTS {
+        let (exists, version, ids): (bool, Option<String>, Vec<String>) = redis::pipe()
+            .atomic()
+            .exists(keys.user(user))
+            .hget(keys.user(user), "version")
+            .lrange(keys.user_events(user), 0, -1)
+            .query_async(conn)
+            .await
+            .map_err(from_redis)?;
+        if !exists {
+            return Ok(false);
+        }
+        let mut events = Vec::with_capacity(ids.len());
+        if !ids.is_empty() {
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.cmd("XRANGE").arg(keys.events()).arg(id).arg(id);
+            }
+            let entries: Vec<Vec<StreamEntry>> =
+                pipe.query_async(conn).await.map_err(from_redis)?;
+            for (_, fields) in entries.into_iter().flatten() {
+                events.push(event_from_fields(&fields.into_iter().collect())?);
+            }
+        }
+        let mut items: Vec<&str> = events.iter().map(|e| e.item_id.as_str()).collect();
+        items.sort_unstable();
+        items.dedup();
+        let mut vectors: BTreeMap<&str, Vec<f32>> = BTreeMap::new();
+        if !items.is_empty() {
+            let mut pipe = redis::pipe();
+            for item in &items {
+                pipe.hget(keys.item(item), "vector");
+            }
+            let found: Vec<Option<Vec<u8>>> = pipe.query_async(conn).await.map_err(from_redis)?;
+            for (item, bytes) in items.iter().zip(found) {
+                if let Some(b) = bytes {
+                    let v = vector_from_bytes(&b).ok_or_else(|| bad_reply("item vector bytes"))?;
+                    vectors.insert(item, v);
+                }
+            }
+        }
+        let session = UserState::session_from(
+            &events,
+            |item| vectors.get(item).map(Vec::as_slice),
+            &settings.session,
+        );
+        let mut inv = SET_SESSION.prepare_invoke();
+        inv.key(keys.user(user))
+            .arg(version.as_deref().unwrap_or("0"));
+        match &session {
+            Some(s) => inv
+                .arg("1")
+                .arg(vector_bytes(&s.sum))
+                .arg(s.weight.to_string())
+                .arg(s.updated_ms.to_string()),
+            None => inv.arg("0"),
+        };
+        let written: i64 = inv.invoke_async(conn).await.map_err(from_redis)?;
+        match written {
+            0 => return Ok(false),
+            v if v > 0 => return Ok(true),
+            _ => {}
+        }
+        tracing::debug!(
+            user,
+            attempt,
+            "user state changed during a session rebuild; retrying"
+        );
+        tokio::time::sleep(Duration::from_micros(50 * u64::from(attempt.min(20)))).await;
+    }
+    Err(StoreError::Unavailable(format!(
+        "user '{user}' kept changing while its session was rebuilt; retry"
+    )))
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! The checks every backend must pass: `async fn(store)` against the `Store` contract.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use recd_core::popularity::log_add;
 use recd_core::text::tokenize;
-use recd_core::{EventType, FieldValue, Filter, Item};
+use recd_core::{Event, EventType, FieldValue, Filter, Item, SessionVector, UserState};
 use recd_store::{Store, StoreError};
 use serde_json::json;
 
@@ -634,6 +634,151 @@ pub async fn concurrent_events_one_user(store: Arc<dyn Store>) {
     let p = settings().session;
     let min_weight: f64 = (0..400).map(|_| p.weights.view * p.decay(8_000)).sum();
     assert!(s.weight >= min_weight * 0.99, "{} < {min_weight}", s.weight);
+}
+
+/// The session the logged events of `user` give with the store's current item vectors.
+async fn replayed_session(store: &dyn Store, user: &str) -> Option<SessionVector> {
+    let events: Vec<Event> = store
+        .events()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.user_id == user)
+        .collect();
+    let mut ids: Vec<String> = events.iter().map(|e| e.item_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let items = store.get_items(&ids).await.unwrap();
+    let vectors: HashMap<&str, Vec<f32>> = ids
+        .iter()
+        .zip(items)
+        .filter_map(|(id, it)| Some((id.as_str(), it?.vector?)))
+        .collect();
+    UserState::session_from(
+        &events,
+        |item| vectors.get(item).map(Vec::as_slice),
+        &settings().session,
+    )
+}
+
+/// After the item vectors change, a rebuilt session is the one the user's events give with
+/// the new vectors; nothing else about the user changes; unknown users are not created.
+pub async fn rebuild_sessions(store: &dyn Store) {
+    load(store).await;
+    store
+        .apply_events(&[
+            event("rb", "shoe", EventType::Click, None, 1_000),
+            event("rb", "bag", EventType::View, None, 2_000),
+            event("rb", "hat", EventType::Purchase, None, 2_500),
+            event("rb", "gone", EventType::View, None, 2_600),
+            event("other", "boot", EventType::View, None, 1_000),
+        ])
+        .await
+        .unwrap();
+    store
+        .set_user_vectors(vec![("rb".into(), vec![0.5, 0.5, 0.0, 0.0])])
+        .await
+        .unwrap();
+    let before = store.get_user("rb").await.unwrap().unwrap();
+    let old_session = before.session.clone().unwrap();
+    // a new model: every item moves
+    store
+        .set_item_vectors(vec![
+            ("shoe".into(), vec![0.0, 0.0, 0.0, 1.0]),
+            ("bag".into(), vec![0.0, 0.0, 1.0, 0.0]),
+            ("hat".into(), vec![0.0, 1.0, 0.0, 0.0]),
+            ("boot".into(), vec![1.0, 0.0, 0.0, 0.0]),
+        ])
+        .await
+        .unwrap();
+    let n = store
+        .rebuild_sessions(&["rb".into(), "ghost".into(), "rb".into()])
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "one known user, asked twice");
+    assert!(store.get_user("ghost").await.unwrap().is_none());
+    let after = store.get_user("rb").await.unwrap().unwrap();
+    let rebuilt = after.session.clone().unwrap();
+    assert_eq!(Some(&rebuilt), replayed_session(store, "rb").await.as_ref());
+    assert_ne!(rebuilt.sum, old_session.sum);
+    // purchase (hat) > click (shoe) > view (bag), now along the new axes
+    let d = rebuilt.direction().unwrap();
+    assert!(d[1] > d[3] && d[3] > d[2] && d[0].abs() < 1e-6, "{d:?}");
+    assert_eq!(
+        (rebuilt.weight, rebuilt.updated_ms),
+        (old_session.weight, old_session.updated_ms)
+    );
+    let unchanged = |u: &UserState| {
+        (
+            u.long_term.clone(),
+            u.counters.clone(),
+            u.recent.clone(),
+            u.purchased.clone(),
+            u.last_event_ms,
+        )
+    };
+    assert_eq!(unchanged(&after), unchanged(&before));
+    // the other user was not asked for: still the old session
+    let other = store.get_user("other").await.unwrap().unwrap();
+    assert_ne!(other.session, replayed_session(store, "other").await);
+    // a user none of whose items has a vector any more has no session
+    store.delete_item("boot").await.unwrap();
+    assert_eq!(store.rebuild_sessions(&["other".into()]).await.unwrap(), 1);
+    let other = store.get_user("other").await.unwrap().unwrap();
+    assert_eq!((other.session, other.counters.view), (None, 1));
+    // events after a rebuild build on it
+    store
+        .apply_events(&[event("rb", "bag", EventType::AddToCart, None, 3_000)])
+        .await
+        .unwrap();
+    let later = store.get_user("rb").await.unwrap().unwrap();
+    assert_eq!(later.session, replayed_session(store, "rb").await);
+    assert_eq!(store.rebuild_sessions(&[]).await.unwrap(), 0);
+}
+
+/// Rebuilds racing events on the same users: every event is counted exactly once, so the
+/// final session is exactly the one all the logged events give. The rebuilds stop halfway
+/// through the events, so that what the last rebuild of each user got wrong (an event lost
+/// between reading the log and writing, or counted twice) is not repaired by a later one.
+pub async fn rebuild_sessions_race_events(store: Arc<dyn Store>) {
+    const EVENTS: usize = 60;
+    load(&*store).await;
+    let users: Vec<String> = (0..4).map(|u| format!("race-{u}")).collect();
+    let applied = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (t, user) in users.iter().enumerate() {
+        let (store, user, applied) = (store.clone(), user.clone(), applied.clone());
+        tasks.spawn(async move {
+            for i in 0..EVENTS {
+                let item = ["shoe", "boot", "bag", "hat"][(t + i) % 4];
+                let e = event(&user, item, EventType::Click, None, (1_000 * i) as i64);
+                store
+                    .apply_events(&[e])
+                    .await
+                    .expect("apply during rebuilds");
+                applied.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
+    let half = users.len() * EVENTS / 2;
+    let mut rounds = 0;
+    while applied.load(std::sync::atomic::Ordering::SeqCst) < half {
+        let n = store
+            .rebuild_sessions(&users)
+            .await
+            .expect("rebuild during events");
+        assert!(n <= users.len());
+        rounds += 1;
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("event task");
+    }
+    assert!(rounds > 0);
+    for user in &users {
+        let u = store.get_user(user).await.unwrap().unwrap();
+        assert_eq!(u.counters.click, EVENTS as u64);
+        assert_eq!(u.session, replayed_session(&*store, user).await, "{user}");
+    }
 }
 
 /// A tag + range filter whose nearest tag matches mostly fail the range: the k nearest

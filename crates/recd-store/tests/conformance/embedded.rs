@@ -1,9 +1,10 @@
-//! The conformance suite on the embedded backend (in memory).
+//! The conformance suite on the embedded backend (in memory), plus the checks whose
+//! durable path differs (a session rebuild scans the redb log beside the writers).
 
 use std::sync::Arc;
 
 use recd_core::Schema;
-use recd_store::embedded::EmbeddedStore;
+use recd_store::embedded::{EmbeddedOptions, EmbeddedStore};
 use recd_store::{ModelSettings, Store};
 
 /// A fresh in-memory store.
@@ -14,3 +15,28 @@ pub async fn make(schema: Schema, settings: ModelSettings) -> Option<Arc<dyn Sto
 }
 
 crate::conformance_tests!(make);
+
+/// A durable store in `dir`.
+fn durable(dir: &std::path::Path) -> Arc<dyn Store> {
+    Arc::new(
+        EmbeddedStore::open(
+            dir,
+            Some(crate::support::schema()),
+            crate::support::settings(),
+            EmbeddedOptions::default(),
+        )
+        .expect("durable store"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_rebuild_sessions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    crate::checks::rebuild_sessions(&*durable(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_rebuild_sessions_race_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    crate::checks::rebuild_sessions_race_events(durable(dir.path())).await;
+}
