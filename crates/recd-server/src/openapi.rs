@@ -22,6 +22,10 @@ fn id_param() -> Value {
     json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 256}}])
 }
 
+/// Said of every `/v1/admin` endpoint.
+const ADMIN_NOTE: &str =
+    "Unauthenticated for now (a later release adds auth): keep /v1/admin off untrusted networks.";
+
 /// The whole document.
 pub fn document() -> Value {
     let e = error_ref();
@@ -60,6 +64,34 @@ pub fn document() -> Value {
                     "responses": {"200": ok(json!({"$ref": "#/components/schemas/User"})), "404": e}},
                 "delete": {"summary": "Forget every piece of state about a user", "parameters": id_param(),
                     "responses": {"204": {"description": "forgotten"}}}},
+            "/v1/admin/schema": {"get": {"summary": "The store's schema (vector dimension and metric, fields)",
+                "description": ADMIN_NOTE,
+                "responses": {"200": ok(json!({"type": "object", "properties": {"vector": {"type": "object", "properties": {"dim": {"type": "integer"}, "metric": {"type": "string", "enum": ["cosine", "ip", "l2"]}}}, "fields": {"type": "object"}}}))}}},
+            "/v1/admin/events": {"get": {"summary": "The event log as NDJSON, in the order the events were applied (for training)",
+                "description": format!("One Event per line, `timestamp` in epoch milliseconds; streamed. `offset` skips that many events \
+                    (a reader fetches only what was appended since it last read; users forgotten in between shift it back). \
+                    The `x-recd-log-length` header gives the log's length when it was read. {ADMIN_NOTE}"),
+                "parameters": [{"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}}],
+                "responses": {"200": {"description": "NDJSON, one Event per line",
+                    "headers": {"x-recd-log-length": {"schema": {"type": "integer"}}},
+                    "content": {"application/x-ndjson": {"schema": {"$ref": "#/components/schemas/Event"}}}}, "400": e, "503": e}}},
+            "/v1/admin/vectors": {"put": {"summary": "Write trained item vectors and users' long-term vectors (training write-back)",
+                "description": format!("Every entry is checked first (id, the schema's dimension, finite, non-zero under cosine, \
+                    each id once per list, at most server.max_batch entries in all); any problem is a 400 listing each bad entry \
+                    as {{list,index,id,message}} and nothing is written. Item ids the catalog lacks are skipped and counted in \
+                    unknown_items; a user without state gets state holding just the vector. Items are written before users; \
+                    the same body twice gives the same state (safe to retry). {ADMIN_NOTE}"),
+                "requestBody": body(json!({"type": "object", "properties": {
+                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/IdVector"}},
+                    "users": {"type": "array", "items": {"$ref": "#/components/schemas/IdVector"}}}})),
+                "responses": {"200": ok(json!({"type": "object", "properties": {"items": {"type": "integer"}, "users": {"type": "integer"}, "unknown_items": {"type": "integer"}}})),
+                    "400": e, "503": e}}},
+            "/v1/admin/sessions/rebuild": {"post": {"summary": "Recompute users' session vectors with the current item vectors",
+                "description": format!("Each listed user's session vector is recomputed from their logged events with the \
+                    current item vectors, atomically against concurrent events; call it after new item vectors are written. \
+                    Users without state are skipped. Idempotent. {ADMIN_NOTE}"),
+                "requestBody": body(json!({"type": "object", "required": ["users"], "properties": {"users": {"type": "array", "items": {"type": "string"}}}})),
+                "responses": {"200": ok(json!({"type": "object", "properties": {"rebuilt": {"type": "integer"}}})), "400": e, "503": e}}},
         },
         "components": {"schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
@@ -87,6 +119,9 @@ pub fn document() -> Value {
                 "type": {"type": "string", "enum": ["view", "click", "dwell", "add_to_cart", "purchase", "rating"]},
                 "value": {"type": "number"}, "timestamp": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]},
                 "recommendation_id": {"type": "string"}}},
+            "IdVector": {"type": "object", "required": ["id", "vector"], "additionalProperties": false, "properties": {
+                "id": {"type": "string", "minLength": 1, "maxLength": 256},
+                "vector": {"type": "array", "items": {"type": "number"}}}},
             "User": {"type": "object", "properties": {"user_id": {"type": "string"}, "counters": {"type": "object"},
                 "recent_items": {"type": "array", "items": {"type": "string"}}, "purchased": {"type": "array", "items": {"type": "string"}},
                 "session_vector_norm": {"type": "number"}}},

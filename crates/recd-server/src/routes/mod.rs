@@ -1,5 +1,6 @@
 //! The HTTP surface of API.md: one module per resource, assembled by [`router`].
 
+mod admin;
 mod events;
 mod health;
 mod items;
@@ -35,6 +36,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/recommend", post(recommend::recommend))
         .route("/v1/events", post(events::ingest))
         .route("/v1/users/{id}", get(users::get).delete(users::delete))
+        .route("/v1/admin/schema", get(admin::schema))
+        .route("/v1/admin/events", get(admin::events))
+        .route("/v1/admin/vectors", put(admin::put_vectors))
+        .route("/v1/admin/sessions/rebuild", post(admin::rebuild_sessions))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .route_layer(middleware::from_fn(crate::metrics::track))
         .layer(DefaultBodyLimit::max(body_limit))

@@ -1,0 +1,314 @@
+//! `/v1/admin`: what an out-of-process trainer (`recd train --target URL`) needs to retrain
+//! the model of a running server without stopping it.
+//!
+//! - `GET /v1/admin/schema`: the store's schema (the trainer's `--factors` must equal its
+//!   vector dimension).
+//! - `GET /v1/admin/events[?offset=N]`: the event log as NDJSON, one API.md Event per line
+//!   (`timestamp` in epoch milliseconds), in the order the events were applied, from the
+//!   `offset`-th on. The body is streamed in chunks of [`EVENTS_PER_CHUNK`] lines. `offset` is
+//!   a position: it lets a reader fetch only what was appended since it last read, exactly
+//!   unless users were forgotten (`DELETE /v1/users/{id}`) in between, which shifts it back.
+//! - `PUT /v1/admin/vectors`: `{"items":[{"id","vector"}],"users":[{"id","vector"}]}` →
+//!   `{"items":N,"users":N,"unknown_items":N}`. Every entry is validated first (id, the
+//!   schema's dimension, finite, non-zero under cosine, no id twice in a list, at most
+//!   `server.max_batch` entries in all); any problem is a 400 listing each bad entry as
+//!   `{list,index,id,message}`, and nothing is written. Then item vectors are replaced (item
+//!   ids the catalog does not have are skipped and counted in `unknown_items`: the catalog
+//!   may have changed since the events were read) and users' long-term vectors set (a user
+//!   the server has no state for gets state holding just that vector, as
+//!   `Store::set_user_vectors` does: the model may know users from an `--interactions`
+//!   file). Items are written before users, each list in one write; writing the same body
+//!   again gives the same state, so a client may retry a batch whose answer it lost.
+//! - `POST /v1/admin/sessions/rebuild`: `{"users":[id,...]}` → `{"rebuilt":N}`: recomputes
+//!   those users' session vectors from their logged events with the current item vectors
+//!   (`Store::rebuild_sessions`, atomic per user against concurrent events). Call it once the
+//!   new item vectors are in: a session averaged from the old vectors points nowhere in the
+//!   new space. Users the server has no state for are skipped. Idempotent.
+//!
+//! These endpoints are **unauthenticated** for now (a later security issue adds auth): they
+//! read every user's history and rewrite the model, so keep `/v1/admin` off untrusted
+//! networks.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use recd_core::id::validate_id;
+use recd_core::item::parse_vector;
+use recd_core::{Event, Schema, ValidationError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, AppJson};
+use crate::state::AppState;
+
+/// Lines of NDJSON serialized into one chunk of the events body.
+pub const EVENTS_PER_CHUNK: usize = 1024;
+
+/// The JSON of an event, as API.md's Event with `timestamp` in epoch milliseconds; what
+/// `Event::from_json` reads back into the same event.
+pub fn event_json(e: &Event) -> Value {
+    let mut v = json!({
+        "user_id": e.user_id,
+        "item_id": e.item_id,
+        "type": e.kind.as_str(),
+        "timestamp": e.timestamp_ms,
+    });
+    if let Some(value) = e.value {
+        v["value"] = json!(value);
+    }
+    if let Some(r) = &e.recommendation_id {
+        v["recommendation_id"] = json!(r);
+    }
+    v
+}
+
+pub async fn schema(State(state): State<AppState>) -> Json<Schema> {
+    Json(state.store.schema().clone())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsParams {
+    #[serde(default)]
+    offset: usize,
+}
+
+/// The event log, `EVENTS_PER_CHUNK` lines at a time, serialized as the body is sent.
+struct NdjsonChunks {
+    events: std::iter::Skip<std::vec::IntoIter<Event>>,
+}
+
+impl Iterator for NdjsonChunks {
+    type Item = Result<Bytes, Infallible>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut buf = Vec::new();
+        for e in self.events.by_ref().take(EVENTS_PER_CHUNK) {
+            // Serializing a `Value` into a Vec cannot fail.
+            if serde_json::to_writer(&mut buf, &event_json(&e)).is_ok() {
+                buf.push(b'\n');
+            }
+        }
+        (!buf.is_empty()).then(|| Ok(Bytes::from(buf)))
+    }
+}
+
+pub async fn events(
+    State(state): State<AppState>,
+    params: Result<Query<EventsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let events = state.store.events().await?;
+    let total = events.len();
+    let chunks = NdjsonChunks {
+        events: events.into_iter().skip(params.offset),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
+            (
+                header::HeaderName::from_static("x-recd-log-length"),
+                total.to_string(),
+            ),
+        ],
+        Body::from_stream(futures_util::stream::iter(chunks)),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorsBody {
+    #[serde(default)]
+    items: Vec<Value>,
+    #[serde(default)]
+    users: Vec<Value>,
+}
+
+/// One `{"id","vector"}` entry.
+fn parse_entry(
+    v: &Value,
+    what: &str,
+    schema: &Schema,
+) -> Result<(String, Vec<f32>), ValidationError> {
+    let Value::Object(map) = v else {
+        return Err(ValidationError::new(
+            "an entry must be an object {\"id\":..,\"vector\":[..]}",
+        ));
+    };
+    if let Some(key) = map.keys().find(|k| !matches!(k.as_str(), "id" | "vector")) {
+        return Err(ValidationError::new(format!("unknown field '{key}'")));
+    }
+    let id = match map.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(ValidationError::new("'id' must be a string")),
+        None => return Err(ValidationError::new("'id' is required")),
+    };
+    validate_id(&id, what)?;
+    let vector = match map.get("vector") {
+        Some(v) => parse_vector(v, schema)?,
+        None => return Err(ValidationError::new("'vector' is required")),
+    };
+    Ok((id, vector))
+}
+
+/// Parses one list, adding `{list,index,id,message}` per bad entry to `problems`.
+fn parse_list(
+    list: &'static str,
+    entries: &[Value],
+    schema: &Schema,
+    problems: &mut Vec<Value>,
+) -> Vec<(String, Vec<f32>)> {
+    let what = if list == "items" {
+        "item id"
+    } else {
+        "user id"
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    let mut first: HashMap<String, usize> = HashMap::new();
+    for (index, v) in entries.iter().enumerate() {
+        match parse_entry(v, what, schema) {
+            Ok((id, vector)) => {
+                if let Some(earlier) = first.get(&id) {
+                    problems.push(json!({"list": list, "index": index, "id": id,
+                        "message": format!("{what} '{id}' is also at index {earlier}; each id at most once per batch")}));
+                } else {
+                    first.insert(id.clone(), index);
+                    out.push((id, vector));
+                }
+            }
+            Err(e) => problems.push(
+                json!({"list": list, "index": index, "id": v.get("id"), "message": e.message}),
+            ),
+        }
+    }
+    out
+}
+
+pub async fn put_vectors(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<VectorsBody>,
+) -> Result<Json<Value>, ApiError> {
+    let max = state.config.server.max_batch;
+    let n = body.items.len() + body.users.len();
+    if n > max {
+        return Err(ApiError::invalid(format!(
+            "a batch holds at most {max} vectors (items and users together), got {n}"
+        )));
+    }
+    let schema = state.store.schema();
+    let mut problems = Vec::new();
+    let items = parse_list("items", &body.items, schema, &mut problems);
+    let users = parse_list("users", &body.users, schema, &mut problems);
+    if !problems.is_empty() {
+        return Err(ApiError::invalid_batch(
+            format!(
+                "{} of {n} vectors are invalid; nothing was written",
+                problems.len()
+            ),
+            problems,
+        ));
+    }
+    let sent = items.len();
+    let updated = if items.is_empty() {
+        0
+    } else {
+        state.store.set_item_vectors(items).await?
+    };
+    let set_users = if users.is_empty() {
+        0
+    } else {
+        state.store.set_user_vectors(users).await?
+    };
+    Ok(Json(json!({
+        "items": updated,
+        "users": set_users,
+        "unknown_items": sent.saturating_sub(updated),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RebuildBody {
+    users: Vec<Value>,
+}
+
+pub async fn rebuild_sessions(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<RebuildBody>,
+) -> Result<Json<Value>, ApiError> {
+    let max = state.config.server.max_batch;
+    if body.users.len() > max {
+        return Err(ApiError::invalid(format!(
+            "a batch holds at most {max} users, got {}",
+            body.users.len()
+        )));
+    }
+    let mut users = Vec::with_capacity(body.users.len());
+    let mut problems = Vec::new();
+    for (index, v) in body.users.iter().enumerate() {
+        let checked = match v {
+            Value::String(id) => validate_id(id, "user id").map(|()| id.clone()),
+            _ => Err(ValidationError::new("a user id must be a string")),
+        };
+        match checked {
+            Ok(id) => users.push(id),
+            Err(e) => problems.push(json!({"index": index, "id": v, "message": e.message})),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid_batch(
+            format!(
+                "{} of {} user ids are invalid; nothing was rebuilt",
+                problems.len(),
+                body.users.len()
+            ),
+            problems,
+        ));
+    }
+    let rebuilt = state.store.rebuild_sessions(&users).await?;
+    Ok(Json(json!({ "rebuilt": rebuilt })))
+}
+
+#[cfg(test)]
+mod tests {
+    use recd_core::EventType;
+
+    use super::*;
+
+    #[test]
+    fn an_event_line_reads_back_as_the_same_event() {
+        let full = Event {
+            user_id: "u 1".into(),
+            item_id: "sku-\"9\"".into(),
+            kind: EventType::Dwell,
+            value: Some(12.5),
+            timestamp_ms: 1_700_000_000_123,
+            recommendation_id: Some("r-1".into()),
+        };
+        let bare = Event {
+            kind: EventType::AddToCart,
+            value: None,
+            recommendation_id: None,
+            ..full.clone()
+        };
+        for e in [full, bare] {
+            let mut chunks = NdjsonChunks {
+                events: vec![e.clone(), e.clone()].into_iter().skip(1),
+            };
+            let Some(Ok(bytes)) = chunks.next() else {
+                panic!("one chunk")
+            };
+            assert!(chunks.next().is_none());
+            let text = std::str::from_utf8(&bytes).expect("utf-8");
+            assert_eq!(text.lines().count(), 1, "{text}");
+            let v: Value = serde_json::from_str(text.trim_end()).expect("json");
+            assert_eq!(Event::from_json(&v, 0).expect("valid event"), e);
+        }
+    }
+}
