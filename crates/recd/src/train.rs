@@ -1,19 +1,33 @@
-//! `recd train`: implicit ALS on the stored event log (or an `--interactions` file), then
-//! the item vectors and the users' long-term vectors are written back to the store in
-//! batches, while the store keeps serving.
+//! `recd train`: implicit ALS on the event log (or an `--interactions` file), then the item
+//! vectors and the users' long-term vectors are written back in batches, and the users'
+//! session vectors rebuilt with the new item vectors, while the store keeps serving.
 //!
-//! Who writes: the process that trains opens the store itself.
-//! - `--backend redis`: the store is shared, so `recd train` runs next to any number of
-//!   `recd serve` processes; each batch is one atomic write and requests keep being answered
-//!   (old vectors until a batch lands, new ones after). Batches are small (20 vectors) there,
-//!   since Redis serves nobody else while one batch's script runs.
-//! - `--backend embedded` (default): a data dir has one owner process. `recd train` opens it
-//!   itself, so it runs while no server holds it (stop `recd serve`, train, start it again);
-//!   against a running server it stops with a message saying so. Within one process the
-//!   embedded store is safe to write while it serves (tested in the e2e suite).
+//! Where it reads and writes:
+//! - `--target http://HOST:PORT`: through a running server's admin API ([`remote`]): the
+//!   event log from `GET /v1/admin/events`, vectors to `PUT /v1/admin/vectors`, sessions via
+//!   `POST /v1/admin/sessions/rebuild`. The server keeps its store (an embedded data dir has
+//!   one owner process) and keeps answering; batches are sized for its backend.
+//! - `--backend redis`: the store is shared, so `recd train` opens it itself next to any
+//!   number of `recd serve` processes. Batches are small (20 vectors) there, since Redis
+//!   serves nobody else while one batch's script runs.
+//! - `--backend embedded` (default) with `--data-dir`: opens the data dir itself, so only
+//!   while no server holds it; against a running server it stops and points to `--target`.
 //!
-//! Items without interactions get no vector and stay with the popular source.
+//! Either way each batch is one atomic write and requests keep being answered (old vectors
+//! until a batch lands, new ones after). A batch that failed transiently (a timeout, a busy
+//! server) is sent again: writing the same vectors twice is harmless. Items without
+//! interactions get no new vector and stay with the popular source (or their old vector).
+//!
+//! Sessions: a session vector is a decayed average of the vectors of the items the user
+//! touched, so after the item vectors change it points nowhere in the new space. Once every
+//! item vector is in, the sessions of every user in the event log (including users whose
+//! events arrived while training ran) are recomputed from their events with the new vectors
+//! (`Store::rebuild_sessions`, atomic per user against concurrent events, so an event is
+//! never lost and read-your-writes holds throughout).
 
+mod remote;
+
+use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,11 +35,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use recd_server::config::Backend;
-use recd_store::{Store, StoreError, StoreResult};
+use recd_store::{Store, StoreError};
 use recd_train::als::{self, AlsModel, AlsParams};
 use recd_train::movielens::{Format, read_interactions};
 use recd_train::{ConfidenceWeights, IdMap, Interaction, Interactions, Kind};
 
+use self::remote::{Failure, LogPage, Remote};
 use crate::movielens::{open, schema as movielens_schema};
 use crate::{StoreArgs, UsageError};
 
@@ -86,10 +101,16 @@ pub struct TrainArgs {
     /// Format of --interactions [default: from the path: folder = movielens, .csv, else jsonl].
     #[arg(long)]
     pub format: Option<Format>,
-    /// Vectors per write [default: 1000 embedded, 20 redis: a Redis batch runs as one
-    /// script that blocks Redis while RediSearch indexes it, a few ms per vector].
+    /// Vectors (and users whose session is rebuilt) per write [default: 1000 embedded, 20
+    /// redis: a Redis batch runs as one script that blocks Redis while RediSearch indexes
+    /// it, a few ms per vector]. With --target, the server's backend decides the default.
     #[arg(long)]
     pub batch: Option<usize>,
+    /// Train against the running server at this URL (http://HOST:PORT): read its event log
+    /// and write the vectors back through its admin API while it keeps serving. Without it,
+    /// the store of --backend / --data-dir is opened directly.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["data_dir", "backend", "redis_url"])]
+    pub target: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -140,22 +161,119 @@ pub struct Written {
 /// writing the same vectors twice is harmless, whether or not the first write landed.
 const RETRIES: u32 = 3;
 
-/// `write` (one batch), tried again after a pause when the store was unavailable.
-async fn with_retries<F, Fut>(what: &'static str, mut write: F) -> Result<usize>
+/// `call` (one batch, or one read), tried again after a pause when it failed transiently.
+async fn with_retries<T, F, Fut>(what: &'static str, mut call: F) -> Result<T>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = StoreResult<usize>>,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
 {
     let mut attempt = 0;
     loop {
-        match write().await {
+        match call().await {
             Ok(n) => return Ok(n),
-            Err(StoreError::Unavailable(cause)) if attempt < RETRIES => {
+            Err(Failure::Transient(cause)) if attempt < RETRIES => {
                 attempt += 1;
                 tracing::warn!(attempt, %cause, "{what}: the store is unavailable, retrying");
                 tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
             }
-            Err(e) => return Err(anyhow::Error::new(e).context(what)),
+            Err(Failure::Transient(cause)) => {
+                return Err(anyhow::anyhow!("{cause} (tried {} times)", RETRIES + 1).context(what));
+            }
+            Err(Failure::Fatal(e)) => return Err(e.context(what)),
+        }
+    }
+}
+
+/// A store error as a [`Failure`]: unavailable is worth another try.
+fn store_failure(e: StoreError) -> Failure {
+    match e {
+        StoreError::Unavailable(cause) => Failure::Transient(cause),
+        other => Failure::Fatal(anyhow::Error::new(other)),
+    }
+}
+
+/// Where the trainer reads events and writes vectors.
+enum Target {
+    /// The store, opened by this process.
+    Store(Arc<dyn Store>),
+    /// A running server's admin API, and the name of the server's backend.
+    Server(Remote, String),
+}
+
+impl Target {
+    fn backend(&self) -> &str {
+        match self {
+            Target::Store(store) => store.backend(),
+            Target::Server(_, backend) => backend,
+        }
+    }
+
+    /// "the embedded store" or "the embedded store at URL", for messages.
+    fn label(&self) -> String {
+        match self {
+            Target::Store(store) => format!("the {} store", store.backend()),
+            Target::Server(remote, backend) => {
+                format!("the {backend} store at {}", remote.base())
+            }
+        }
+    }
+
+    /// Whether others may write events while we train (a server, or a shared Redis).
+    fn shared(&self) -> bool {
+        !matches!(self, Target::Store(store) if store.backend() == "embedded")
+    }
+
+    async fn events(&self, offset: usize) -> Result<LogPage, Failure> {
+        match self {
+            Target::Store(store) => {
+                let mut events = store.events().await.map_err(store_failure)?;
+                let next_offset = events.len();
+                events.drain(..offset.min(next_offset));
+                Ok(LogPage {
+                    events,
+                    next_offset,
+                })
+            }
+            Target::Server(remote, _) => remote.events(offset).await,
+        }
+    }
+
+    /// Replaces item vectors: (replaced, not in the catalog).
+    async fn put_items(&self, rows: &[(String, Vec<f32>)]) -> Result<(usize, usize), Failure> {
+        match self {
+            Target::Store(store) => {
+                let n = store
+                    .set_item_vectors(rows.to_vec())
+                    .await
+                    .map_err(store_failure)?;
+                Ok((n, rows.len().saturating_sub(n)))
+            }
+            Target::Server(remote, _) => remote.put_item_vectors(rows).await,
+        }
+    }
+
+    async fn put_users(&self, rows: &[(String, Vec<f32>)]) -> Result<usize, Failure> {
+        match self {
+            Target::Store(store) => store
+                .set_user_vectors(rows.to_vec())
+                .await
+                .map_err(store_failure),
+            Target::Server(remote, _) => remote.put_user_vectors(rows).await,
+        }
+    }
+
+    async fn rebuild_sessions(&self, users: &[String]) -> Result<usize, Failure> {
+        match self {
+            Target::Store(store) => store.rebuild_sessions(users).await.map_err(store_failure),
+            Target::Server(remote, _) => remote.rebuild_sessions(users).await,
+        }
+    }
+
+    /// Live catalog items.
+    async fn catalog_items(&self) -> Result<u64, Failure> {
+        match self {
+            Target::Store(store) => Ok(store.counts().await.map_err(store_failure)?.items),
+            Target::Server(remote, _) => Ok(remote.health().await?.1),
         }
     }
 }
@@ -176,32 +294,71 @@ fn usable_rows<'a>(
     rows
 }
 
-/// Writes `model`'s item vectors and user vectors into `store`, `batch` at a time.
-pub async fn write_back(store: &dyn Store, model: &AlsModel, batch: usize) -> Result<Written> {
+/// Writes `model`'s item vectors, then its user vectors, to `target`, `batch` at a time.
+async fn write_back(target: &Target, model: &AlsModel, batch: usize) -> Result<Written> {
     let batch = batch.max(1);
     let mut w = Written::default();
     let items = usable_rows(&model.item_ids, |i| model.item_vector(i), &mut w.unusable);
     let users = usable_rows(&model.user_ids, |u| model.user_vector(u), &mut w.unusable);
     for chunk in items.chunks(batch) {
-        let done = with_retries("writing item vectors", || {
-            store.set_item_vectors(chunk.to_vec())
-        })
-        .await?;
+        let (done, unknown) =
+            with_retries("writing item vectors", || target.put_items(chunk)).await?;
         w.items += done;
-        w.unknown_items += chunk.len() - done.min(chunk.len());
+        w.unknown_items += unknown;
     }
     for chunk in users.chunks(batch) {
-        w.users += with_retries("writing user vectors", || {
-            store.set_user_vectors(chunk.to_vec())
-        })
-        .await?;
+        w.users += with_retries("writing user vectors", || target.put_users(chunk)).await?;
     }
     Ok(w)
 }
 
-/// `recd train`.
-pub async fn run(args: TrainArgs) -> Result<()> {
-    let mut config = args.store.load()?;
+/// The users of the event log as read for training, and the offset it was read up to.
+struct LogRead {
+    users: BTreeSet<String>,
+    next_offset: usize,
+}
+
+/// Rebuilds the sessions of every user in the event log with the item vectors now in the
+/// store: those read for training, plus those of the events logged since (or, when training
+/// read a file, of the whole log). Returns how many users had a session state to rebuild.
+async fn rebuild_sessions(target: &Target, read: Option<LogRead>, batch: usize) -> Result<usize> {
+    let (mut users, offset) = match read {
+        Some(r) => (r.users, Some(r.next_offset)),
+        None => (BTreeSet::new(), None),
+    };
+    if target.shared() || offset.is_none() {
+        let since = offset.unwrap_or(0);
+        let page = with_retries("reading the event log", || target.events(since)).await?;
+        users.extend(page.events.into_iter().map(|e| e.user_id));
+    }
+    let users: Vec<String> = users.into_iter().collect();
+    let mut rebuilt = 0;
+    for chunk in users.chunks(batch.max(1)) {
+        rebuilt += with_retries("rebuilding session vectors", || {
+            target.rebuild_sessions(chunk)
+        })
+        .await?;
+    }
+    Ok(rebuilt)
+}
+
+/// The server at `url`, checked to be reachable.
+async fn connect(url: &str) -> Result<(Target, usize)> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(UsageError(format!(
+            "--target {url}: expected the server's base URL, e.g. http://127.0.0.1:8080"
+        ))
+        .into());
+    }
+    let remote = Remote::new(url)?;
+    let (backend, _) = with_retries("reaching the server", || remote.health()).await?;
+    let schema = with_retries("reading the server's schema", || remote.schema()).await?;
+    Ok((Target::Server(remote, backend), schema.vector.dim))
+}
+
+/// The store of `--backend` / `--data-dir`, opened by this process.
+async fn open_direct(store_args: &StoreArgs, factors: Option<usize>) -> Result<(Target, usize)> {
+    let mut config = store_args.load()?;
     if config.backend == Backend::Embedded
         && config.schema.is_none()
         && !config.data_dir.join("recd.redb").exists()
@@ -214,15 +371,34 @@ pub async fn run(args: TrainArgs) -> Result<()> {
         .into());
     }
     if config.schema.is_none() && config.backend == Backend::Redis {
-        config.schema = Some(movielens_schema(args.als.factors.unwrap_or(64)));
+        config.schema = Some(movielens_schema(factors.unwrap_or(64)));
     }
-    let store = open(&config).await?;
+    let store = open(&config).await.map_err(|e| {
+        if format!("{e:#}").contains("in use by another process") {
+            e.context(
+                "a server holds the data dir: train through it instead, with \
+                 `recd train --target http://HOST:PORT` (the server's --listen address)",
+            )
+        } else {
+            e
+        }
+    })?;
     let dim = store.schema().vector.dim;
+    Ok((Target::Store(store), dim))
+}
+
+/// `recd train`.
+pub async fn run(args: TrainArgs) -> Result<()> {
+    let (target, dim) = match &args.target {
+        Some(url) => connect(url).await?,
+        None => open_direct(&args.store, args.als.factors).await?,
+    };
     let factors = args.als.factors.unwrap_or(dim);
     if factors != dim {
         return Err(UsageError(format!(
-            "--factors {factors} does not fit the store, whose vectors have {dim} dimensions \
-             (schema.vector.dim); train with --factors {dim}, or use a new store"
+            "--factors {factors} does not fit {}, whose vectors have {dim} dimensions \
+             (schema.vector.dim); train with --factors {dim}, or use a new store",
+            target.label()
         ))
         .into());
     }
@@ -230,15 +406,20 @@ pub async fn run(args: TrainArgs) -> Result<()> {
     params.validate().map_err(train_error)?;
 
     let t = Instant::now();
-    let (raw, source) = match &args.interactions {
+    let (raw, source, log) = match &args.interactions {
         Some(path) => {
             let loaded = read_interactions(path, args.format).map_err(train_error)?;
-            (loaded.interactions, path.display().to_string())
+            (loaded.interactions, path.display().to_string(), None)
         }
         None => {
-            let events = store.events().await.context("reading the event log")?;
-            let raw: Vec<Interaction> = events.iter().filter_map(interaction).collect();
-            (raw, format!("the {} store's event log", store.backend()))
+            let page = with_retries("reading the event log", || target.events(0)).await?;
+            let raw: Vec<Interaction> = page.events.iter().filter_map(interaction).collect();
+            let users = page.events.into_iter().map(|e| e.user_id).collect();
+            let read = LogRead {
+                users,
+                next_offset: page.next_offset,
+            };
+            (raw, format!("{}'s event log", target.label()), Some(read))
         }
     };
     let (data, skipped) = Interactions::from_raw(raw, &ConfidenceWeights::default());
@@ -296,27 +477,33 @@ pub async fn run(args: TrainArgs) -> Result<()> {
 
     let batch = args
         .batch
-        .unwrap_or(match config.backend {
-            Backend::Embedded => EMBEDDED_BATCH,
-            Backend::Redis => REDIS_BATCH,
+        .unwrap_or(match target.backend() {
+            "redis" => REDIS_BATCH,
+            _ => EMBEDDED_BATCH,
         })
         .max(1);
     let t = Instant::now();
-    let written = write_back(store.as_ref(), &model, batch).await?;
-    let counts = store.counts().await?;
+    let written = write_back(&target, &model, batch).await?;
+    let wrote_in = t.elapsed().as_secs_f64();
+    let catalog = with_retries("counting the catalog", || target.catalog_items()).await?;
     println!(
-        "wrote {} item vectors and {} user vectors to the {} store in {:.2} s \
+        "wrote {} item vectors and {} user vectors to {} in {wrote_in:.2} s \
          (batches of {}; {} trained items are not in the catalog; {} zero vectors left out); \
          {} of {} catalog items have no interactions and no new vector (popular source)",
         written.items,
         written.users,
-        store.backend(),
-        t.elapsed().as_secs_f64(),
+        target.label(),
         batch,
         written.unknown_items,
         written.unusable,
-        counts.items.saturating_sub(written.items as u64),
-        counts.items
+        catalog.saturating_sub(written.items as u64),
+        catalog
+    );
+    let t = Instant::now();
+    let rebuilt = rebuild_sessions(&target, log, batch).await?;
+    println!(
+        "rebuilt the session vectors of {rebuilt} users with the new item vectors in {:.2} s",
+        t.elapsed().as_secs_f64()
     );
     Ok(())
 }

@@ -241,6 +241,10 @@ async fn operations_endpoints() {
         "/v1/recommend",
         "/v1/events",
         "/v1/users/{id}",
+        "/v1/admin/schema",
+        "/v1/admin/events",
+        "/v1/admin/vectors",
+        "/v1/admin/sessions/rebuild",
     ] {
         assert!(
             doc["paths"].get(path).is_some(),

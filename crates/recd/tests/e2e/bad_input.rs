@@ -19,9 +19,14 @@ fn assert_invalid(status: u16, body: &Value, what: &str) {
 async fn bad_requests_are_400s_and_change_nothing() {
     let s = Server::demo(
         &data_dir("bad"),
-        &[("RECD_SERVER__BODY_LIMIT_BYTES", "65536")],
+        &[
+            ("RECD_SERVER__BODY_LIMIT_BYTES", "65536"),
+            ("RECD_SERVER__MAX_BATCH", "4"),
+        ],
     );
     let (_, before) = s.get("/health").await;
+    let (_, sku1_before) = s.get("/v1/items/sku-1?include_vector=true").await;
+    let (_, user1_before) = s.get("/v1/users/user-1").await;
     let long_id = "x".repeat(257);
     let v63 = vec![0.1f32; 63];
     let mut v_nan = vec![json!(0.1); 64];
@@ -91,6 +96,59 @@ async fn bad_requests_are_400s_and_change_nothing() {
         let (status, body) = s.post("/v1/events", case.clone()).await;
         assert_invalid(status, &body, &case.to_string());
     }
+    // The admin API of `recd train --target`.
+    let v64 = vec![0.1f32; 64];
+    let one = |id: &str| json!({"id": id, "vector": v64});
+    let vector_cases = [
+        json!({"items": [one("sku-1"), {"id": "sku-2", "vector": vec![0.1f32; 63]}]}),
+        json!({"items": [one("sku-1")], "users": [{"id": "user-1", "vector": v_nan}]}),
+        json!({"items": [{"id": "sku-1", "vector": vec![0.0f32; 64]}]}),
+        json!({"users": [{"id": "bad\n", "vector": v64}]}),
+        json!({"users": [{"id": "user-1", "vector": "fast"}]}),
+        json!({"items": [{"id": "sku-1"}]}),
+        json!({"items": [{"vector": v64}]}),
+        json!({"items": [{"id": 1, "vector": v64}]}),
+        json!({"items": ["sku-1"]}),
+        json!({"items": [{"id": "sku-1", "vector": v64, "title": "x"}]}),
+        json!({"items": [one("sku-1"), one("sku-1")]}),
+        json!({"items": [one("sku-1"), one("sku-2")], "users": [one("user-1"), one("user-2"), one("user-3")]}),
+        json!({"items": {"id": "sku-1", "vector": v64}}),
+        json!({"vectors": []}),
+    ];
+    for case in vector_cases {
+        let (status, body) = s.put("/v1/admin/vectors", case.clone()).await;
+        assert_invalid(status, &body, &case.to_string());
+    }
+    let (status, body) = s
+        .put(
+            "/v1/admin/vectors",
+            json!({"items": [one("sku-1"), {"id": "sku-2", "vector": [1, 2]}]}),
+        )
+        .await;
+    assert_invalid(status, &body, "per-vector details");
+    let detail = &body["error"]["details"][0];
+    assert_eq!(
+        (&detail["list"], &detail["index"], &detail["id"]),
+        (&json!("items"), &json!(1), &json!("sku-2")),
+        "{body}"
+    );
+    let rebuild_cases = [
+        json!({"users": ["user-1", "bad\u{7}"]}),
+        json!({"users": [1]}),
+        json!({"users": "user-1"}),
+        json!({}),
+        json!({"users": ["a", "b", "c", "d", "e"]}),
+        json!({"users": [], "extra": 1}),
+    ];
+    for case in rebuild_cases {
+        let (status, body) = s.post("/v1/admin/sessions/rebuild", case.clone()).await;
+        assert_invalid(status, &body, &case.to_string());
+    }
+    for query in ["offset=-1", "offset=x", "from=3"] {
+        let (status, body) = s.get(&format!("/v1/admin/events?{query}")).await;
+        assert_invalid(status, &body, query);
+    }
+
     // Over the body limit.
     let huge = json!({"items": [{"id": "big", "title": "x".repeat(70_000)}]});
     let (status, body) = s.put("/v1/items", huge).await;
@@ -107,6 +165,10 @@ async fn bad_requests_are_400s_and_change_nothing() {
     assert_eq!(before["users"], after["users"]);
     assert_eq!(s.get("/v1/users/ghost").await.0, 404);
     assert_eq!(s.get("/v1/items/ok-1").await.0, 404);
+    let (_, sku1_after) = s.get("/v1/items/sku-1?include_vector=true").await;
+    assert_eq!(sku1_before, sku1_after);
+    let (_, user1_after) = s.get("/v1/users/user-1").await;
+    assert_eq!(user1_before, user1_after);
     assert_eq!(
         s.recommend(json!({"user_id": "user-1"})).await["source"],
         "personalized"

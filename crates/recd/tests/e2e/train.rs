@@ -2,7 +2,10 @@
 //! written while requests are being served (Redis across processes, embedded in-process).
 //!
 //! The data is a tiny ml-latest folder written here: three genres, users with a planted
-//! taste for one of them (no ../shared data needed).
+//! taste for one of them (no ../shared data needed). `target`: `recd train --target URL`
+//! against a running server.
+
+mod target;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
