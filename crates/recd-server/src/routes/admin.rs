@@ -25,6 +25,9 @@
 //!   new item vectors are in: a session averaged from the old vectors points nowhere in the
 //!   new space. Users the server has no state for are skipped. Idempotent.
 //!
+//! Both writes drop the cached recommendation lists they make stale (every list after new
+//! vectors, the rebuilt users' lists after a rebuild) before they answer.
+//!
 //! These endpoints are **unauthenticated** for now (a later security issue adds auth): they
 //! read every user's history and rewrite the model, so keep `/v1/admin` off untrusted
 //! networks.
@@ -225,6 +228,10 @@ pub async fn put_vectors(
     } else {
         state.store.set_user_vectors(users).await?
     };
+    if state.caches.enabled() && updated + set_users > 0 {
+        // Every cached list was ranked with the vectors just replaced.
+        state.caches.lists_changed().await;
+    }
     Ok(Json(json!({
         "items": updated,
         "users": set_users,
@@ -272,6 +279,9 @@ pub async fn rebuild_sessions(
         ));
     }
     let rebuilt = state.store.rebuild_sessions(&users).await?;
+    if state.caches.enabled() {
+        state.caches.users_changed(users).await;
+    }
     Ok(Json(json!({ "rebuilt": rebuilt })))
 }
 
