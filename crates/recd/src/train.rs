@@ -24,6 +24,11 @@
 //! events arrived while training ran) are recomputed from their events with the new vectors
 //! (`Store::rebuild_sessions`, atomic per user against concurrent events, so an event is
 //! never lost and read-your-writes holds throughout).
+//!
+//! Cached lists: each write drops the servers' cached recommendation lists it makes stale
+//! (every list after vectors, the rebuilt users' after a rebuild), by the admin API with
+//! `--target`, or on the servers' shared cache tier (invalidation marks + pub/sub) when
+//! writing a Redis store directly.
 
 mod remote;
 
@@ -34,6 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use recd_server::cache::{Invalidation, RedisTier};
 use recd_server::config::Backend;
 use recd_store::{Store, StoreError};
 use recd_train::als::{self, AlsModel, AlsParams};
@@ -192,10 +198,27 @@ fn store_failure(e: StoreError) -> Failure {
     }
 }
 
+/// The servers' shared cache tier (redis backend, `cache.l2`), and the name our
+/// invalidation messages go out under.
+struct SharedCache {
+    tier: RedisTier,
+    instance: String,
+}
+
+impl SharedCache {
+    /// Drops what `what` makes stale on every server (as the admin API does for its own
+    /// writes). A failure leaves cached lists to expire by their TTL: a warning, not an error.
+    async fn invalidate(&self, what: Invalidation) {
+        if let Err(e) = self.tier.invalidate(&what, &self.instance).await {
+            tracing::warn!(cause = %e, "could not drop the servers' cached lists; they expire by their TTL");
+        }
+    }
+}
+
 /// Where the trainer reads events and writes vectors.
 enum Target {
-    /// The store, opened by this process.
-    Store(Arc<dyn Store>),
+    /// The store, opened by this process (and, on Redis, the servers' shared cache).
+    Store(Arc<dyn Store>, Option<Box<SharedCache>>),
     /// A running server's admin API, and the name of the server's backend.
     Server(Remote, String),
 }
@@ -203,7 +226,7 @@ enum Target {
 impl Target {
     fn backend(&self) -> &str {
         match self {
-            Target::Store(store) => store.backend(),
+            Target::Store(store, _) => store.backend(),
             Target::Server(_, backend) => backend,
         }
     }
@@ -211,7 +234,7 @@ impl Target {
     /// "the embedded store" or "the embedded store at URL", for messages.
     fn label(&self) -> String {
         match self {
-            Target::Store(store) => format!("the {} store", store.backend()),
+            Target::Store(store, _) => format!("the {} store", store.backend()),
             Target::Server(remote, backend) => {
                 format!("the {backend} store at {}", remote.base())
             }
@@ -220,12 +243,12 @@ impl Target {
 
     /// Whether others may write events while we train (a server, or a shared Redis).
     fn shared(&self) -> bool {
-        !matches!(self, Target::Store(store) if store.backend() == "embedded")
+        !matches!(self, Target::Store(store, _) if store.backend() == "embedded")
     }
 
     async fn events(&self, offset: usize) -> Result<LogPage, Failure> {
         match self {
-            Target::Store(store) => {
+            Target::Store(store, _) => {
                 let mut events = store.events().await.map_err(store_failure)?;
                 let next_offset = events.len();
                 events.drain(..offset.min(next_offset));
@@ -241,11 +264,14 @@ impl Target {
     /// Replaces item vectors: (replaced, not in the catalog).
     async fn put_items(&self, rows: &[(String, Vec<f32>)]) -> Result<(usize, usize), Failure> {
         match self {
-            Target::Store(store) => {
+            Target::Store(store, cache) => {
                 let n = store
                     .set_item_vectors(rows.to_vec())
                     .await
                     .map_err(store_failure)?;
+                if let Some(cache) = cache {
+                    cache.invalidate(Invalidation::Items(Vec::new())).await;
+                }
                 Ok((n, rows.len().saturating_sub(n)))
             }
             Target::Server(remote, _) => remote.put_item_vectors(rows).await,
@@ -254,17 +280,29 @@ impl Target {
 
     async fn put_users(&self, rows: &[(String, Vec<f32>)]) -> Result<usize, Failure> {
         match self {
-            Target::Store(store) => store
-                .set_user_vectors(rows.to_vec())
-                .await
-                .map_err(store_failure),
+            Target::Store(store, cache) => {
+                let n = store
+                    .set_user_vectors(rows.to_vec())
+                    .await
+                    .map_err(store_failure)?;
+                if let Some(cache) = cache {
+                    cache.invalidate(Invalidation::Items(Vec::new())).await;
+                }
+                Ok(n)
+            }
             Target::Server(remote, _) => remote.put_user_vectors(rows).await,
         }
     }
 
     async fn rebuild_sessions(&self, users: &[String]) -> Result<usize, Failure> {
         match self {
-            Target::Store(store) => store.rebuild_sessions(users).await.map_err(store_failure),
+            Target::Store(store, cache) => {
+                let n = store.rebuild_sessions(users).await.map_err(store_failure)?;
+                if let Some(cache) = cache {
+                    cache.invalidate(Invalidation::Users(users.to_vec())).await;
+                }
+                Ok(n)
+            }
             Target::Server(remote, _) => remote.rebuild_sessions(users).await,
         }
     }
@@ -272,7 +310,7 @@ impl Target {
     /// Live catalog items.
     async fn catalog_items(&self) -> Result<u64, Failure> {
         match self {
-            Target::Store(store) => Ok(store.counts().await.map_err(store_failure)?.items),
+            Target::Store(store, _) => Ok(store.counts().await.map_err(store_failure)?.items),
             Target::Server(remote, _) => Ok(remote.health().await?.1),
         }
     }
@@ -384,7 +422,37 @@ async fn open_direct(store_args: &StoreArgs, factors: Option<usize>) -> Result<(
         }
     })?;
     let dim = store.schema().vector.dim;
-    Ok((Target::Store(store), dim))
+    let cache = shared_cache(&config).await;
+    Ok((Target::Store(store, cache), dim))
+}
+
+/// The cache tier the servers of a Redis store share, as `recd serve` connects it (none
+/// when caching or its L2 is off, or for the embedded backend, whose one server is
+/// reached through `--target` instead).
+async fn shared_cache(config: &recd_server::Config) -> Option<Box<SharedCache>> {
+    let cache = &config.cache;
+    if config.backend != Backend::Redis || !cache.enabled || !cache.l2 {
+        return None;
+    }
+    let r = &config.redis;
+    match RedisTier::connect(
+        &config.redis_url,
+        &r.prefix,
+        cache.max_ttl_ms(),
+        Duration::from_millis(r.connect_timeout_ms),
+        Duration::from_millis(r.response_timeout_ms),
+    )
+    .await
+    {
+        Ok(tier) => Some(Box::new(SharedCache {
+            tier,
+            instance: format!("recd-train-{}", std::process::id()),
+        })),
+        Err(e) => {
+            tracing::warn!(cause = %e, "cannot reach the servers' cache tier: their cached lists expire by their TTL");
+            None
+        }
+    }
 }
 
 /// `recd train`.

@@ -277,9 +277,10 @@ async fn hammer(base: String, loops: usize, stop: Arc<AtomicBool>) -> Vec<Sent> 
                 let user = n % USERS + 1;
                 n += loops as u32;
                 let start = Instant::now();
+                // past the cache: what the store answers while vectors are being written
                 let resp = client
                     .post(format!("{base}/v1/recommend"))
-                    .json(&json!({"user_id": user.to_string(), "count": 5}))
+                    .json(&json!({"user_id": user.to_string(), "count": 5, "use_cache": false}))
                     .send()
                     .await;
                 let (status, source) = match resp {
@@ -387,9 +388,11 @@ async fn redis_train_writes_while_the_server_serves() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn(hammer(s.base.clone(), 8, stop.clone()));
-    // requests are flowing before training starts
-    let before = s.recommend(json!({"user_id": "1", "count": 5})).await;
+    // requests are flowing before training starts; user 1's popular list gets cached
+    let one = json!({"user_id": "1", "count": 5});
+    let before = s.recommend(one.clone()).await;
     assert_eq!(before["source"], "popular");
+    assert_eq!(s.recommend(one.clone()).await["source"], "cache");
 
     let train: Vec<String> = ["train", "--iterations", "10", "--batch", "1"]
         .into_iter()
@@ -414,6 +417,20 @@ async fn redis_train_writes_while_the_server_serves() {
     let t1 = Instant::now();
     let printed = ok(&out, "train --backend redis");
     assert!(printed.contains("45 user vectors"), "{printed}");
+    // The trainer dropped the server's cached lists (on the shared tier: the mark at once,
+    // the server's L1 when the pub/sub message reaches it): user 1's popular list goes.
+    let fresh = async {
+        loop {
+            let a = s.recommend(one.clone()).await;
+            if a["source"] != "cache" {
+                return a;
+            }
+        }
+    };
+    let fresh = tokio::time::timeout(Duration::from_secs(30), fresh)
+        .await
+        .expect("the server kept serving its cached popular list after training");
+    assert_eq!(fresh["source"], "personalized", "{fresh}");
     // a few more rounds after the write, then stop
     for u in 1..=USERS {
         s.recommend(json!({"user_id": u.to_string(), "count": 5}))
@@ -457,7 +474,7 @@ async fn redis_train_writes_while_the_server_serves() {
     let mut dominated = 0;
     for u in 1..=USERS {
         let a = s
-            .recommend(json!({"user_id": u.to_string(), "count": 5}))
+            .recommend(json!({"user_id": u.to_string(), "count": 5, "use_cache": false}))
             .await;
         assert_eq!(a["source"], "personalized");
         if in_genre(&a, planted(u)) >= 4 {
