@@ -160,6 +160,11 @@ impl RedisStore {
             Err(e) if super::error::is_missing_index(&e) => {}
             Err(e) => return Err(from_redis(e)),
         }
+        let () = redis::cmd("UNLINK")
+            .arg(keys.ids())
+            .query_async(&mut conn)
+            .await
+            .map_err(from_redis)?;
         for pattern in [keys.popular_by_pattern(), keys.doc_pattern()] {
             let mut cursor: u64 = 0;
             loop {
@@ -231,7 +236,7 @@ async fn upsert_at(
     for up in &batch {
         inv.key(keys.doc(&up.item.id));
     }
-    inv.key(keys.popularity());
+    inv.key(keys.ids()).key(keys.popularity());
     let tag_fields = schema::tag_fields(schema);
     inv.arg(keys.popular_by_prefix()).arg(tag_fields.len());
     for f in tag_fields {

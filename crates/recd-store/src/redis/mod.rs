@@ -516,11 +516,9 @@ impl Store for RedisStore {
 
     async fn counts(&self) -> StoreResult<Counts> {
         self.run(async {
-            let (items, _) = self
-                .search(query::count_args(&self.inner.keys.alias()))
-                .await?;
-            let users: u64 = redis::cmd("SCARD")
-                .arg(self.inner.keys.users())
+            let (items, users): (u64, u64) = redis::pipe()
+                .scard(self.inner.keys.ids())
+                .scard(self.inner.keys.users())
                 .query_async(&mut self.conn())
                 .await
                 .map_err(from_redis)?;
@@ -556,7 +554,7 @@ impl Store for RedisStore {
         for id in &order {
             inv.key(keys.doc(id));
         }
-        inv.key(keys.popularity());
+        inv.key(keys.ids()).key(keys.popularity());
         inv.arg(keys.popular_by_prefix())
             .arg(self.inner.tag_fields.len());
         for f in &self.inner.tag_fields {
@@ -619,6 +617,7 @@ impl Store for RedisStore {
         let mut inv = scripts::DELETE_ITEM.prepare_invoke();
         inv.key(keys.item(id))
             .key(keys.doc(id))
+            .key(keys.ids())
             .arg(keys.popular_by_prefix())
             .arg(id);
         for f in &self.inner.tag_fields {

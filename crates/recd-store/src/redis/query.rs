@@ -324,14 +324,6 @@ pub(crate) fn text_args(
     Some(args)
 }
 
-/// `FT.SEARCH alias * LIMIT 0 0`: how many items exist.
-pub(crate) fn count_args(alias: &str) -> Vec<Vec<u8>> {
-    [alias, "*", "LIMIT", "0", "0", "DIALECT", "2"]
-        .into_iter()
-        .map(|s| s.as_bytes().to_vec())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;

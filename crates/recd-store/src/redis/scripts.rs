@@ -34,7 +34,7 @@ end
 "#;
 
 /// Upserts items, all or nothing.
-/// KEYS: the `m` item keys, their `m` doc keys, then the popularity ZSET.
+/// KEYS: the `m` item keys, their `m` doc keys, the ids SET, then the popularity ZSET.
 /// ARGV: the per-tag ZSET prefix, the number `t` of tag fields, their `t` names, then per
 /// item: id, keep_vector ("1"/"0"), doc, n, then n field/value pairs.
 /// Each item hash is replaced whole; `keep_vector` carries the stored `vector` over; the
@@ -45,12 +45,12 @@ pub(crate) static UPSERT_ITEMS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{TAG_HELPERS}{}",
         r#"
-local pop = KEYS[#KEYS]
+local pop, ids = KEYS[#KEYS], KEYS[#KEYS - 1]
 local pre, nt = ARGV[1], tonumber(ARGV[2])
 local tagf = {}
 for t = 1, nt do tagf[t] = ARGV[2 + t] end
 local a = 3 + nt
-local m = (#KEYS - 1) / 2
+local m = (#KEYS - 2) / 2
 for i = 1, m do
   local key = KEYS[i]
   local id, keep, doc, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
@@ -72,6 +72,7 @@ for i = 1, m do
   redis.call('DEL', key)
   redis.call('HSET', key, unpack(args))
   redis.call('SET', KEYS[m + i], doc)
+  redis.call('SADD', ids, id)
   local newvals = {}
   for t = 1, nt do newvals[t] = new[tagf[t]] or false end
   local now = {}
@@ -93,8 +94,8 @@ return m
 
 /// Deletes an item and its doc, and takes it out of its per-tag popularity ZSETs (its
 /// popularity in the main ZSET stays, as for ids that are not items).
-/// KEYS: 1 the item key, 2 its doc key. ARGV: the per-tag ZSET prefix, the id, then the
-/// tag field names. Returns 1 if the item existed.
+/// KEYS: 1 the item key, 2 its doc key, 3 the ids SET. ARGV: the per-tag ZSET prefix, the
+/// id, then the tag field names. Returns 1 if the item existed.
 pub(crate) static DELETE_ITEM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{TAG_HELPERS}{}",
@@ -107,6 +108,7 @@ if #tagf > 0 then
   end
 end
 redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[2])
 return redis.call('DEL', KEYS[1])
 "#
     ))
