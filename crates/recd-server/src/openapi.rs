@@ -89,7 +89,8 @@ pub fn document() -> Value {
             "/v1/admin/sessions/rebuild": {"post": {"summary": "Recompute users' session vectors with the current item vectors",
                 "description": format!("Each listed user's session vector is recomputed from their logged events with the \
                     current item vectors, atomically against concurrent events; call it after new item vectors are written. \
-                    Users without state are skipped. Idempotent. {ADMIN_NOTE}"),
+                    Users without state are skipped. Idempotent. The last step of a write-back: it also drops every \
+                    cached recommendation list (PUT /v1/admin/vectors leaves them to this step, or to their TTL). {ADMIN_NOTE}"),
                 "requestBody": body(json!({"type": "object", "required": ["users"], "properties": {"users": {"type": "array", "items": {"type": "string"}}}})),
                 "responses": {"200": ok(json!({"type": "object", "properties": {"rebuilt": {"type": "integer"}}})), "400": e, "503": e}}},
         },

@@ -25,10 +25,11 @@
 //! (`Store::rebuild_sessions`, atomic per user against concurrent events, so an event is
 //! never lost and read-your-writes holds throughout).
 //!
-//! Cached lists: each write drops the servers' cached recommendation lists it makes stale
-//! (every list after vectors, the rebuilt users' after a rebuild), by the admin API with
-//! `--target`, or on the servers' shared cache tier (invalidation marks + pub/sub) when
-//! writing a Redis store directly.
+//! Cached lists: the session rebuild, the last step, drops every cached recommendation list
+//! of the servers (by the admin API with `--target`; on the servers' shared cache tier,
+//! invalidation marks + pub/sub, when writing a Redis store directly). Not each vector batch:
+//! emptying the cache once per batch made every request a miss while the vectors were being
+//! written. Meanwhile cached lists of the old model are served until they expire.
 
 mod remote;
 
@@ -50,6 +51,9 @@ use self::remote::{Failure, LogPage, Remote};
 use crate::movielens::{open, schema as movielens_schema};
 use crate::{StoreArgs, UsageError};
 
+/// Users per session rebuild call, on either backend: a rebuild is per-user compare-and-set
+/// work (no long script), and each call drops the servers' cached lists once.
+const SESSION_BATCH: usize = 1000;
 /// Vectors per write on the embedded backend (one durable commit each).
 const EMBEDDED_BATCH: usize = 1000;
 /// Vectors per write on Redis. The store splits a batch into scripts of 8 vectors (each
@@ -108,9 +112,9 @@ pub struct TrainArgs {
     /// Format of --interactions [default: from the path: folder = movielens, .csv, else jsonl].
     #[arg(long)]
     pub format: Option<Format>,
-    /// Vectors (and users whose session is rebuilt) per write [default: 1000; the redis
-    /// store writes a few vectors per script, so that Redis serves requests between them].
-    /// With --target, the server's backend decides the default.
+    /// Vectors per write [default: 1000; the redis store writes a few vectors per script,
+    /// so that Redis serves requests between them]. With --target, the server's backend
+    /// decides the default. Sessions are rebuilt 1000 users per call.
     #[arg(long)]
     pub batch: Option<usize>,
     /// Train against the running server at this URL (http://HOST:PORT): read its event log
@@ -265,14 +269,11 @@ impl Target {
     /// Replaces item vectors: (replaced, not in the catalog).
     async fn put_items(&self, rows: &[(String, Vec<f32>)]) -> Result<(usize, usize), Failure> {
         match self {
-            Target::Store(store, cache) => {
+            Target::Store(store, _) => {
                 let n = store
                     .set_item_vectors(rows.to_vec())
                     .await
                     .map_err(store_failure)?;
-                if let Some(cache) = cache {
-                    cache.invalidate(Invalidation::Items(Vec::new())).await;
-                }
                 Ok((n, rows.len().saturating_sub(n)))
             }
             Target::Server(remote, _) => remote.put_item_vectors(rows).await,
@@ -281,16 +282,10 @@ impl Target {
 
     async fn put_users(&self, rows: &[(String, Vec<f32>)]) -> Result<usize, Failure> {
         match self {
-            Target::Store(store, cache) => {
-                let n = store
-                    .set_user_vectors(rows.to_vec())
-                    .await
-                    .map_err(store_failure)?;
-                if let Some(cache) = cache {
-                    cache.invalidate(Invalidation::Items(Vec::new())).await;
-                }
-                Ok(n)
-            }
+            Target::Store(store, _) => store
+                .set_user_vectors(rows.to_vec())
+                .await
+                .map_err(store_failure),
             Target::Server(remote, _) => remote.put_user_vectors(rows).await,
         }
     }
@@ -300,7 +295,7 @@ impl Target {
             Target::Store(store, cache) => {
                 let n = store.rebuild_sessions(users).await.map_err(store_failure)?;
                 if let Some(cache) = cache {
-                    cache.invalidate(Invalidation::Users(users.to_vec())).await;
+                    cache.invalidate(Invalidation::Items(Vec::new())).await;
                 }
                 Ok(n)
             }
@@ -569,7 +564,7 @@ pub async fn run(args: TrainArgs) -> Result<()> {
         catalog
     );
     let t = Instant::now();
-    let rebuilt = rebuild_sessions(&target, log, batch).await?;
+    let rebuilt = rebuild_sessions(&target, log, SESSION_BATCH).await?;
     println!(
         "rebuilt the session vectors of {rebuilt} users with the new item vectors in {:.2} s",
         t.elapsed().as_secs_f64()

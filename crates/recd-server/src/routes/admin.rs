@@ -25,8 +25,12 @@
 //!   new item vectors are in: a session averaged from the old vectors points nowhere in the
 //!   new space. Users the server has no state for are skipped. Idempotent.
 //!
-//! Both writes drop the cached recommendation lists they make stale (every list after new
-//! vectors, the rebuilt users' lists after a rebuild) before they answer.
+//! Cached recommendation lists: a rebuild, the last step of a write-back, drops every cached
+//! list before it answers (all were ranked with the replaced vectors). `PUT
+//! /v1/admin/vectors` leaves them to that step (or to their TTL): a write-back of thousands
+//! of vectors in small batches would otherwise empty the cache once per batch, and every
+//! request would be computed while the vectors are being written (measured on Redis: p99
+//! of a second while it lasted).
 //!
 //! These endpoints are **unauthenticated** for now (a later security issue adds auth): they
 //! read every user's history and rewrite the model, so keep `/v1/admin` off untrusted
@@ -228,10 +232,6 @@ pub async fn put_vectors(
     } else {
         state.store.set_user_vectors(users).await?
     };
-    if state.caches.enabled() && updated + set_users > 0 {
-        // Every cached list was ranked with the vectors just replaced.
-        state.caches.lists_changed().await;
-    }
     Ok(Json(json!({
         "items": updated,
         "users": set_users,
@@ -280,7 +280,8 @@ pub async fn rebuild_sessions(
     }
     let rebuilt = state.store.rebuild_sessions(&users).await?;
     if state.caches.enabled() {
-        state.caches.users_changed(users).await;
+        // The last step of a write-back: every cached list was ranked with old vectors.
+        state.caches.lists_changed().await;
     }
     Ok(Json(json!({ "rebuilt": rebuilt })))
 }
