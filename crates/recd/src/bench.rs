@@ -58,12 +58,18 @@ pub struct BenchArgs {
     /// Scenario.
     #[arg(long, value_enum, default_value_t = Scenario::Recommend)]
     scenario: Scenario,
-    /// Users are `user-0` .. `user-(N-1)`.
+    /// Users are `{user-prefix}0` .. `{user-prefix}(N-1)`.
     #[arg(long, default_value_t = 5_000)]
     users: usize,
-    /// Items are `sku-0` .. `sku-(N-1)` (for events).
+    /// Items are `{item-prefix}0` .. `{item-prefix}(N-1)` (for events and items).
     #[arg(long, default_value_t = 50_000)]
     items: usize,
+    /// Prefix of the user ids (the demo's are `user-N`; MovieLens's are bare numbers: "").
+    #[arg(long, default_value = "user-")]
+    user_prefix: String,
+    /// Prefix of the item ids (the demo's are `sku-N`; MovieLens's are bare numbers: "").
+    #[arg(long, default_value = "sku-")]
+    item_prefix: String,
     /// Draw users Zipf-distributed with this exponent (a realistic hot set) instead of uniformly.
     #[arg(long)]
     zipf: Option<f64>,
@@ -111,10 +117,15 @@ fn body_for(
         let kind = kinds[rng.random_range(0..kinds.len())];
         (
             "/v1/events".into(),
-            json!({"events": [{"user_id": format!("user-{user}"), "item_id": format!("sku-{item}"), "type": kind}]}),
+            json!({"events": [{
+                "user_id": format!("{}{user}", args.user_prefix),
+                "item_id": format!("{}{item}", args.item_prefix),
+                "type": kind,
+            }]}),
         )
     } else {
-        let mut body = json!({"user_id": format!("user-{user}"), "count": args.count});
+        let mut body =
+            json!({"user_id": format!("{}{user}", args.user_prefix), "count": args.count});
         if let Some(f) = filter {
             body["filter"] = f.clone();
         }
@@ -178,7 +189,10 @@ async fn worker(
             } else {
                 ""
             };
-            client.get(format!("{}/v1/items/sku-{item}{query}", args.target))
+            client.get(format!(
+                "{}/v1/items/{}{item}{query}",
+                args.target, args.item_prefix
+            ))
         } else {
             let events = match args.scenario {
                 Scenario::Events => true,

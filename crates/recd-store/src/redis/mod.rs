@@ -426,9 +426,14 @@ async fn with_deadline<T>(
     })
 }
 
+/// The key layout this code reads and writes, recorded in `{prefix}meta` when a deployment
+/// is created. 2: item docs (`doc:`), popularity out of the indexed hashes (`popby:`), the
+/// `ids` set. Data of another layout is refused at connect rather than served wrong.
+const LAYOUT: u32 = 2;
+
 /// Makes sure the prefix has an index for `schema`: records the schema and version in
 /// `{prefix}meta` if absent (`version` for a deployment that has none, as after a restart
-/// of a Redis without persistence), refuses a different recorded schema, creates the index
+/// of a Redis without persistence), refuses another key layout or a different recorded schema, creates the index
 /// of the recorded version if missing and points the alias at it. Idempotent and safe to
 /// run from several servers at once. Returns the recorded version.
 async fn ensure_index(
@@ -440,18 +445,26 @@ async fn ensure_index(
     let probe = Keys::new(&config.prefix, 1);
     let schema_json = serde_json::to_string(schema)
         .map_err(|e| StoreError::Internal(format!("schema to json: {e}")))?;
-    let (version, stored): (Option<u32>, Option<String>) = redis::pipe()
-        .atomic()
-        .hset_nx(probe.meta(), "version", version)
-        .ignore()
-        .hset_nx(probe.meta(), "schema", &schema_json)
-        .ignore()
-        .hget(probe.meta(), "version")
-        .hget(probe.meta(), "schema")
-        .query_async(conn)
+    let (version, stored, layout): (Option<u32>, Option<String>, Option<u32>) = scripts::INIT_META
+        .key(probe.meta())
+        .arg(version)
+        .arg(&schema_json)
+        .arg(LAYOUT)
+        .invoke_async(conn)
         .await
         .map_err(from_redis)?;
     let version = version.ok_or_else(|| bad_reply("meta version"))?;
+    if layout != Some(LAYOUT) {
+        return Err(StoreError::Invalid(ValidationError::new(format!(
+            "the redis prefix '{}' holds data in key layout {} and this recd reads layout {LAYOUT}; \
+             re-import it under a new prefix (or FLUSH the old one)",
+            config.prefix,
+            layout.map_or_else(
+                || "1 (before item docs and per-tag popularity)".to_string(),
+                |l| l.to_string()
+            )
+        ))));
+    }
     if stored.as_deref() != Some(schema_json.as_str()) {
         return Err(StoreError::Invalid(ValidationError::new(format!(
             "the redis prefix '{}' holds items of another schema ({}); use another prefix, or migrate",

@@ -262,3 +262,18 @@ return tonumber(version)
 "#,
     )
 });
+
+/// Records a deployment's meta when the prefix has none, then reads it back, in one atomic
+/// step (several servers may start on a fresh prefix at once; an older deployment's meta,
+/// which has no `layout`, must not get one written by a newer server). KEYS: 1 meta hash.
+/// ARGV: version, schema JSON, layout. Returns [version, schema, layout].
+pub(crate) static INIT_META: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'version', ARGV[1], 'schema', ARGV[2], 'layout', ARGV[3])
+end
+return redis.call('HMGET', KEYS[1], 'version', 'schema', 'layout')
+"#,
+    )
+});

@@ -100,6 +100,36 @@ async fn connect_is_idempotent_and_checks_the_schema() {
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
 }
 
+/// Data an older recd wrote (layout 1: no item docs, popularity inside the indexed hashes)
+/// is refused at connect with a message that says what to do, not served as empty answers.
+#[tokio::test]
+async fn connect_refuses_an_older_key_layout() {
+    let prefix = unique_prefix("layout");
+    let Some(first) = connect(schema(), settings(), &prefix).await else {
+        return;
+    };
+    drop(first);
+    let url = redis_url().unwrap();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // what the layout-1 store left in its meta hash: version and schema, no layout
+    let () = redis::cmd("HDEL")
+        .arg(format!("{prefix}meta"))
+        .arg("layout")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let config = RedisConfig {
+        prefix: prefix.clone(),
+        ..RedisConfig::default()
+    };
+    let err = RedisStore::connect(&url, schema(), settings(), config)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert!(err.to_string().contains("re-import"), "{err}");
+}
+
 #[tokio::test]
 async fn items_are_plain_hashes_any_client_can_read() {
     let prefix = unique_prefix("layout");
