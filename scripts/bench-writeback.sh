@@ -93,7 +93,7 @@ WRITER_S=$(python3 -c "print(round($(now) - $T, 1))")
 for _ in 1 2 3; do window after; done
 
 python3 - "$BACKEND" "$VIA" "$CONCURRENCY" "${NO_CACHE:-cache}" "$IMPORT_S" "$WRITER_S" "$RC" "$WORK" \
-    "$(tail -1 "$WORK/writer.log")" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'EOF'
+    "$(grep -v "^\s*$" "$WORK/writer.log" | tail -6 | tr "\n" "|")" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'EOF'
 import json, os, sys
 backend, via, c, cache, import_s, writer_s, rc, work, last, load = sys.argv[1:]
 def phase(name):

@@ -24,19 +24,24 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
                 config.model.clone(),
                 config.embedded.clone(),
             )
-            .map_err(|e| match e {
-                StoreError::Invalid(v) => anyhow::Error::new(UsageError(v.message)),
-                other => anyhow::Error::new(other),
-            })
+            .map_err(store_error)
             .with_context(|| format!("opening the data dir {}", config.data_dir.display()))?;
             Ok(Arc::new(store))
         }
         Backend::Redis => {
-            let schema = config.schema.clone().ok_or_else(|| {
-                UsageError(
-                    "the redis backend needs a [schema] in the config (--config FILE)".into(),
-                )
-            })?;
+            let schema = match &config.schema {
+                Some(schema) => schema.clone(),
+                None => RedisStore::recorded_schema(&config.redis_url, &config.redis)
+                    .await
+                    .map_err(store_error)
+                    .with_context(|| format!("connecting to {}", config.redis_url))?
+                    .ok_or_else(|| {
+                        UsageError(format!(
+                            "the redis prefix '{}' holds no deployment yet: give its [schema] in the config (--config FILE)",
+                            config.redis.prefix
+                        ))
+                    })?,
+            };
             let store = RedisStore::connect(
                 &config.redis_url,
                 schema,
@@ -44,13 +49,18 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
                 config.redis.clone(),
             )
             .await
-            .map_err(|e| match e {
-                StoreError::Invalid(v) => anyhow::Error::new(UsageError(v.message)),
-                other => anyhow::Error::new(other),
-            })
+            .map_err(store_error)
             .with_context(|| format!("connecting to {}", config.redis_url))?;
             Ok(Arc::new(store))
         }
+    }
+}
+
+/// A store's refusal of the configuration is a usage error (exit 2); the rest are failures.
+fn store_error(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::Invalid(v) => anyhow::Error::new(UsageError(v.message)),
+        other => anyhow::Error::new(other),
     }
 }
 

@@ -193,6 +193,40 @@ impl Inner {
 }
 
 impl RedisStore {
+    /// The schema a deployment under `config.prefix` was created with (`None` when the
+    /// prefix holds none yet): what a server started without a `[schema]` serves, the way
+    /// an embedded data dir remembers its schema.
+    pub async fn recorded_schema(url: &str, config: &RedisConfig) -> StoreResult<Option<Schema>> {
+        let client = redis::Client::open(url).map_err(|e| {
+            StoreError::Invalid(ValidationError::new(format!("bad redis url '{url}': {e}")))
+        })?;
+        let deadline = Duration::from_millis(config.operation_timeout_ms);
+        let read = async {
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(from_redis)?;
+            let stored: Option<String> = redis::cmd("HGET")
+                .arg(Keys::new(&config.prefix, 1).meta())
+                .arg("schema")
+                .query_async(&mut conn)
+                .await
+                .map_err(from_redis)?;
+            Ok(stored)
+        };
+        let stored = with_deadline(deadline, read).await?;
+        stored
+            .map(|json| {
+                serde_json::from_str(&json).map_err(|e| {
+                    StoreError::Internal(format!(
+                        "the schema recorded under '{}meta' does not parse: {e}",
+                        config.prefix
+                    ))
+                })
+            })
+            .transpose()
+    }
+
     /// Connects to `url` (`redis://host:port[/db]`), creates the index for `schema` if the
     /// prefix has none yet, and checks that an existing one was made for the same schema.
     pub async fn connect(

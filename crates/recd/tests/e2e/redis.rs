@@ -107,6 +107,34 @@ async fn serves_from_redis_and_survives_redis_restarts() {
         (Some("redis"), Some(1500))
     );
 
+    // A second server needs no config: the deployment's schema is recorded in Redis.
+    let dir2 = crate::server::data_dir("redis-second");
+    let second = Server::start(
+        &[
+            "serve",
+            "--backend",
+            "redis",
+            "--redis-url",
+            &url,
+            "--data-dir",
+            dir2.to_str().unwrap(),
+        ],
+        &envs,
+    );
+    let (_, h2) = second.get("/health").await;
+    assert_eq!(h2["items"].as_u64(), Some(1500), "{h2}");
+    drop(second);
+    // ... unless the prefix holds no deployment: a usage error naming the fix.
+    let out = Command::new(env!("CARGO_BIN_EXE_recd"))
+        .args(["serve", "--backend", "redis", "--redis-url", &url])
+        .args(["--data-dir", dir2.to_str().unwrap()])
+        .env("RECD_REDIS__PREFIX", format!("{prefix}empty:"))
+        .output()
+        .expect("run recd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("[schema]"), "{stderr}");
+
     // The contract holds on this backend too: personalized, filtered, read-your-writes.
     let a = s
         .recommend(json!({"user_id":"user-1","count":10,"filter":{"price":{"lt":50}}}))
