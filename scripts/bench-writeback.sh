@@ -56,6 +56,7 @@ if [ "$BACKEND" = redis ]; then
     STORE=(--backend redis --redis-url "$REDIS_URL" --data-dir "$WORK/ml")
 fi
 
+export RECD_LOG=${RECD_LOG:-warn}
 now() { date +%s.%N; }
 T=$(now)
 "$RECD" import movielens "$ML" "${STORE[@]}" > "$WORK/import.log" 2>&1 || { cat "$WORK/import.log"; exit 1; }
