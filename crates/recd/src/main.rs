@@ -18,6 +18,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use recd_server::config::{Backend, ConfigError, Overrides};
 
+/// mimalloc instead of glibc malloc: under recommend load glibc's malloc/free (with
+/// `malloc_consolidate`) was ~30 % of the server's CPU; see BENCHMARKS.md for the A/B.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Real-time recommendation engine.
 #[derive(Parser, Debug)]
 #[command(name = "recd", version, about)]
