@@ -10,6 +10,7 @@
 # temporary data dir, or into a Redis started by scripts/redis.sh. Prints a line per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/bench-common.sh
 
 [ $# -ge 2 ] || { sed -n '2,10p' "$0" >&2; exit 2; }
 A=$1 B=$2
@@ -50,13 +51,10 @@ for round in $(seq "$ROUNDS"); do
     for side in A B; do
         BIN=$A
         [ $side = B ] && BIN=$B
-        PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+        PORT=$(free_port)
         "$BIN" serve "${STORE[@]}" --listen "127.0.0.1:$PORT" > "$W/server.log" 2>&1 &
         SERVER=$!
-        until grep -q "recd listening" "$W/server.log"; do
-            kill -0 $SERVER 2>/dev/null || { cat "$W/server.log"; exit 1; }
-            sleep 0.5
-        done
+        wait_listening $SERVER "$W/server.log"
         [ -n "$CATEGORY" ] || CATEGORY=$(curl -s "http://127.0.0.1:$PORT/v1/items/sku-0" |
             python3 -c 'import json,sys; c=json.load(sys.stdin)["category"]; print(c if isinstance(c,str) else c[0])')
         for filter in none category+price; do

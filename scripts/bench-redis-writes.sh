@@ -18,6 +18,7 @@
 # The demo catalog's vectors are replaced by `train`: reload before comparing runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/bench-common.sh
 
 MODE=${1:-}
 [ "$MODE" = train ] || [ "$MODE" = import ] || { sed -n '2,22p' "$0" >&2; exit 2; }
@@ -53,14 +54,11 @@ if [ -z "$REDIS_URL" ]; then
         --items 100000 --users 10000 --seed 42 --load-only > "$WORK/load.log" 2>&1 ||
         { cat "$WORK/load.log"; exit 1; }
 fi
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 "$RECD" serve --backend redis --redis-url "$REDIS_URL" --config "$CONFIG" --data-dir "$WORK/serve" \
     --listen "127.0.0.1:$PORT" > "$WORK/server.log" 2>&1 &
 SERVER=$!
-until grep -q "recd listening" "$WORK/server.log"; do
-    kill -0 $SERVER 2>/dev/null || { cat "$WORK/server.log"; exit 1; }
-    sleep 1
-done
+wait_listening $SERVER "$WORK/server.log"
 
 BATCH_ARGS=()
 [ -n "$BATCH" ] && BATCH_ARGS=(--batch "$BATCH")

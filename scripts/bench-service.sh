@@ -22,6 +22,7 @@
 # venv for the catalog generator, default /tmp/bench-ann-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/bench-common.sh
 
 ITEMS=100000 USERS=10000 DURATION=20 CONC=32 BACKEND=embedded KEEP=0 RAW=0 REDIS_URL=""
 while [ $# -gt 0 ]; do
@@ -46,7 +47,7 @@ else
     RECD=$TARGET_DIR/release/recd
 fi
 DATA=${RECD_BENCH_DIR:-/tmp/recd-bench-$ITEMS}
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 BASE=http://127.0.0.1:$PORT
 ARGS=(--data-dir "$DATA" --listen "127.0.0.1:$PORT")
 CONFIG=$(mktemp)
@@ -136,10 +137,7 @@ else
     "$RECD" demo "${ARGS[@]}" --items "$ITEMS" --users "$USERS" --seed 42 > /tmp/recd-bench-server.log 2>&1 &
 fi
 SERVER=$!
-until grep -q "recd listening" /tmp/recd-bench-server.log; do
-    kill -0 $SERVER 2>/dev/null || { cat /tmp/recd-bench-server.log; exit 1; }
-    sleep 1
-done
+wait_listening $SERVER /tmp/recd-bench-server.log
 echo "{\"setup\":{\"backend\":\"$BACKEND\",\"items\":$ITEMS,\"users\":$USERS,\"load_and_start_s\":$(( $(date +%s) - START )),\"binary\":\"$RECD\",\"date\":\"$(date -u +%FT%TZ)\"}}"
 grep "loaded" /tmp/recd-bench-server.log | tail -1 >&2 || true
 

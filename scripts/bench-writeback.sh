@@ -17,6 +17,7 @@
 # ml-latest-small is (default: ../shared/data from the repo root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/bench-common.sh
 
 BACKEND=embedded VIA=target CONCURRENCY=16 WINDOW=1 NO_CACHE="" ITERATIONS=15
 while [ $# -gt 0 ]; do
@@ -63,13 +64,10 @@ T=$(now)
 IMPORT_S=$(python3 -c "print(round($(now) - $T, 1))")
 "$RECD" train "${STORE[@]}" --iterations "$ITERATIONS" > "$WORK/train0.log" 2>&1 || { cat "$WORK/train0.log"; exit 1; }
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 "$RECD" serve "${STORE[@]}" --listen "127.0.0.1:$PORT" > "$WORK/server.log" 2>&1 &
 SERVER=$!
-until grep -q "recd listening" "$WORK/server.log"; do
-    kill -0 $SERVER 2>/dev/null || { cat "$WORK/server.log"; exit 1; }
-    sleep 0.2
-done
+wait_listening $SERVER "$WORK/server.log"
 URL="http://127.0.0.1:$PORT"
 
 window() {

@@ -1,7 +1,6 @@
 //! `recd serve`, and opening the configured store (shared by every command).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use recd_server::cache::RedisTier;
@@ -68,26 +67,10 @@ fn store_error(e: StoreError) -> anyhow::Error {
 /// Redis cannot be reached at start; once connected, the tier reconnects by itself and a
 /// failed L2 read counts as a miss).
 async fn shared_cache_tier(config: &Config) -> Option<RedisTier> {
-    let cache = &config.cache;
-    if config.backend != Backend::Redis || !cache.enabled || !cache.l2 {
-        return None;
-    }
-    let r = &config.redis;
-    match RedisTier::connect(
-        &config.redis_url,
-        &r.prefix,
-        cache.max_ttl_ms(),
-        Duration::from_millis(r.connect_timeout_ms),
-        Duration::from_millis(r.response_timeout_ms),
-    )
-    .await
-    {
-        Ok(tier) => Some(tier),
-        Err(e) => {
-            tracing::warn!(cause = %e, "no L2 cache tier: Redis unreachable at start");
-            None
-        }
-    }
+    RedisTier::for_config(config).await.unwrap_or_else(|e| {
+        tracing::warn!(cause = %e, "no L2 cache tier: Redis unreachable at start");
+        None
+    })
 }
 
 /// The catalog source of item details, when `[catalog] source` is set. Its query is checked

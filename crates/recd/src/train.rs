@@ -426,24 +426,13 @@ async fn open_direct(store_args: &StoreArgs, factors: Option<usize>) -> Result<(
 /// when caching or its L2 is off, or for the embedded backend, whose one server is
 /// reached through `--target` instead).
 async fn shared_cache(config: &recd_server::Config) -> Option<Box<SharedCache>> {
-    let cache = &config.cache;
-    if config.backend != Backend::Redis || !cache.enabled || !cache.l2 {
-        return None;
-    }
-    let r = &config.redis;
-    match RedisTier::connect(
-        &config.redis_url,
-        &r.prefix,
-        cache.max_ttl_ms(),
-        Duration::from_millis(r.connect_timeout_ms),
-        Duration::from_millis(r.response_timeout_ms),
-    )
-    .await
-    {
-        Ok(tier) => Some(Box::new(SharedCache {
-            tier,
-            instance: format!("recd-train-{}", std::process::id()),
-        })),
+    match RedisTier::for_config(config).await {
+        Ok(tier) => tier.map(|tier| {
+            Box::new(SharedCache {
+                tier,
+                instance: format!("recd-train-{}", std::process::id()),
+            })
+        }),
         Err(e) => {
             tracing::warn!(cause = %e, "cannot reach the servers' cache tier: their cached lists expire by their TTL");
             None

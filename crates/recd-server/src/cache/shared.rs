@@ -133,6 +133,25 @@ end
 return 0";
 
 impl RedisTier {
+    /// The tier the servers of `config`'s deployment share: `Ok(None)` unless the backend is
+    /// Redis and both `cache.enabled` and `cache.l2` are on.
+    pub async fn for_config(config: &crate::Config) -> SharedResult<Option<Self>> {
+        let cache = &config.cache;
+        if config.backend != crate::config::Backend::Redis || !cache.enabled || !cache.l2 {
+            return Ok(None);
+        }
+        let r = &config.redis;
+        Self::connect(
+            &config.redis_url,
+            &r.prefix,
+            cache.max_ttl_ms(),
+            Duration::from_millis(r.connect_timeout_ms),
+            Duration::from_millis(r.response_timeout_ms),
+        )
+        .await
+        .map(Some)
+    }
+
     /// Connects (lazily reconnecting afterwards, like the store's connection).
     pub async fn connect(
         url: &str,

@@ -1,0 +1,15 @@
+# Helpers the benchmark scripts share (sourced: `. scripts/lib/bench-common.sh`).
+
+# A TCP port free on 127.0.0.1 right now.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_listening PID LOG: waits for the "recd listening" line of a server started in the
+# background with its output in LOG; if the server exits first, prints LOG and exits 1.
+wait_listening() {
+    until grep -q "recd listening" "$2"; do
+        kill -0 "$1" 2>/dev/null || { cat "$2" >&2; exit 1; }
+        sleep 0.2
+    done
+}
