@@ -19,6 +19,7 @@
 # RECD_BENCH_DIR (data dir, default /tmp/recd-bench-cache-N).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/bench-common.sh
 
 ITEMS=100000 USERS=10000 ZIPF=1.1 DURATION=20 CONC=32 BACKEND=both CATALOG=1
 while [ $# -gt 0 ]; do
@@ -51,7 +52,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 loadavg() { cut -d' ' -f1 /proc/loadavg; }
 
 # Starts `recd serve` with the given extra args; sets SERVER and BASE.
