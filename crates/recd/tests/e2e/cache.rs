@@ -146,21 +146,9 @@ async fn a_stampede_on_a_cold_key_runs_the_pipeline_once() {
     assert!(answers.iter().all(|a| ids(a) == first));
 }
 
-fn redis_or_skip() -> Option<String> {
-    crate::redis::start_redis(None)
-        .map_err(|e| {
-            assert!(
-                !std::env::var("CI").is_ok_and(|v| v == "true"),
-                "CI=true and Redis cannot start: {e}"
-            );
-            eprintln!("\n!!!!! SKIPPED: no Redis with the Query Engine ({e})\n");
-        })
-        .ok()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn two_servers_share_l2_compute_once_and_invalidate_each_other() {
-    let Some(url) = redis_or_skip() else {
+    let Some(url) = crate::redis::redis_or_skip() else {
         return;
     };
     let config = std::env::temp_dir().join(format!("recd-e2e-cache-{}.toml", std::process::id()));

@@ -333,39 +333,14 @@ fn longest_gap(sent: &[Sent], from: Instant, to: Instant) -> Duration {
     gap
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// A Redis with the Query Engine owned by this test process (stops when it exits).
-fn start_redis() -> Option<String> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/redis.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .args(["start", "--owner", &std::process::id().to_string()])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).trim().to_string()),
-        other => {
-            let why = match other {
-                Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-                Err(e) => e.to_string(),
-            };
-            assert!(!in_ci(), "CI=true and Redis cannot start: {why}");
-            eprintln!(
-                "\n!!!!! SKIPPED: no Redis with the Query Engine ({why}); run scripts/redis.sh install\n"
-            );
-            None
-        }
-    }
-}
-
 /// `recd train --backend redis` in its own process while a `recd serve --backend redis`
 /// answers a stream of requests: every request succeeds, and the answers switch from
 /// popular to personalized while the training process is writing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_train_writes_while_the_server_serves() {
-    let Some(url) = start_redis() else { return };
+    let Some(url) = crate::redis::redis_or_skip() else {
+        return;
+    };
     let ml = write_movielens("redis");
     let config = data_dir("train-redis-config").with_extension("toml");
     std::fs::write(
