@@ -48,7 +48,7 @@ use recd_train::movielens::{Format, read_interactions};
 use recd_train::{ConfidenceWeights, IdMap, Interaction, Interactions, Kind};
 
 use self::remote::{Failure, LogPage, Remote};
-use crate::movielens::{open, schema as movielens_schema};
+use crate::movielens::open;
 use crate::{StoreArgs, UsageError};
 
 /// Users per session rebuild call, on either backend: a rebuild is per-user compare-and-set
@@ -391,8 +391,8 @@ async fn connect(url: &str) -> Result<(Target, usize)> {
 }
 
 /// The store of `--backend` / `--data-dir`, opened by this process.
-async fn open_direct(store_args: &StoreArgs, factors: Option<usize>) -> Result<(Target, usize)> {
-    let mut config = store_args.load()?;
+async fn open_direct(store_args: &StoreArgs) -> Result<(Target, usize)> {
+    let config = store_args.load()?;
     if config.backend == Backend::Embedded
         && config.schema.is_none()
         && !config.data_dir.join("recd.redb").exists()
@@ -404,9 +404,8 @@ async fn open_direct(store_args: &StoreArgs, factors: Option<usize>) -> Result<(
         ))
         .into());
     }
-    if config.schema.is_none() && config.backend == Backend::Redis {
-        config.schema = Some(movielens_schema(factors.unwrap_or(64)));
-    }
+    // Redis without a [schema]: the store uses the one its deployment recorded (an empty
+    // prefix is a usage error there: nothing to train on).
     let store = open(&config).await.map_err(|e| {
         if format!("{e:#}").contains("in use by another process") {
             e.context(
@@ -444,7 +443,7 @@ async fn shared_cache(config: &recd_server::Config) -> Option<Box<SharedCache>> 
 pub async fn run(args: TrainArgs) -> Result<()> {
     let (target, dim) = match &args.target {
         Some(url) => connect(url).await?,
-        None => open_direct(&args.store, args.als.factors).await?,
+        None => open_direct(&args.store).await?,
     };
     let factors = args.als.factors.unwrap_or(dim);
     if factors != dim {

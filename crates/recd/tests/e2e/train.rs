@@ -382,9 +382,10 @@ async fn redis_train_writes_while_the_server_serves() {
     assert_eq!(before["source"], "popular");
     assert_eq!(s.recommend(one.clone()).await["source"], "cache");
 
+    // no --config: the trainer uses the schema the deployment recorded in Redis
     let train: Vec<String> = ["train", "--iterations", "10", "--batch", "1"]
         .into_iter()
-        .chain(store)
+        .chain(store[..4].iter().copied())
         .map(String::from)
         .collect();
     let envs_owned: Vec<(String, String)> = envs
