@@ -54,14 +54,13 @@ use crate::{StoreArgs, UsageError};
 /// Users per session rebuild call, on either backend: a rebuild is per-user compare-and-set
 /// work (no long script), and each call drops the servers' cached lists once.
 const SESSION_BATCH: usize = 1000;
-/// Vectors per write on the embedded backend (one durable commit each).
-const EMBEDDED_BATCH: usize = 1000;
-/// Vectors per write on Redis. The store splits a batch into scripts of 8 vectors (each
-/// re-indexes its item, ~1 ms), one after the other, so the batch only sets the round trips
-/// and the unit of retry. Measured on 100k x 64 under recommend load (c = 32): 72.6k item +
-/// 10k user vectors in 161 s, 0 errors, requests' p99 230-330 ms during the write; one
-/// script per batch of 20 (before): 112 s, p99 400-490 ms; of 100: 78 s, p99 up to 1.4 s.
-const REDIS_BATCH: usize = 1000;
+/// Vectors per write, on either backend. Embedded: one durable commit each. Redis: the
+/// store splits a batch into scripts of 8 vectors (each re-indexes its item, ~1 ms), one
+/// after the other, so the batch only sets the round trips and the unit of retry. Measured
+/// on 100k x 64 under recommend load (c = 32): 72.6k item + 10k user vectors in 161 s, 0
+/// errors, requests' p99 230-330 ms during the write; one script per batch of 20 (before):
+/// 112 s, p99 400-490 ms; of 100: 78 s, p99 up to 1.4 s.
+const VECTOR_BATCH: usize = 1000;
 
 /// ALS hyper-parameters, shared by `recd train` and `recd eval`.
 #[derive(clap::Args, Debug, Clone)]
@@ -113,8 +112,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub format: Option<Format>,
     /// Vectors per write [default: 1000; the redis store writes a few vectors per script,
-    /// so that Redis serves requests between them]. With --target, the server's backend
-    /// decides the default. Sessions are rebuilt 1000 users per call.
+    /// so that Redis serves requests between them]. Sessions are rebuilt 1000 users per call.
     #[arg(long)]
     pub batch: Option<usize>,
     /// Train against the running server at this URL (http://HOST:PORT): read its event log
@@ -229,13 +227,6 @@ enum Target {
 }
 
 impl Target {
-    fn backend(&self) -> &str {
-        match self {
-            Target::Store(store, _) => store.backend(),
-            Target::Server(_, backend) => backend,
-        }
-    }
-
     /// "the embedded store" or "the embedded store at URL", for messages.
     fn label(&self) -> String {
         match self {
@@ -527,13 +518,7 @@ pub async fn run(args: TrainArgs) -> Result<()> {
         params.iterations, params.regularization, params.alpha, model.train_seconds
     );
 
-    let batch = args
-        .batch
-        .unwrap_or(match target.backend() {
-            "redis" => REDIS_BATCH,
-            _ => EMBEDDED_BATCH,
-        })
-        .max(1);
+    let batch = args.batch.unwrap_or(VECTOR_BATCH).max(1);
     let t = Instant::now();
     let written = write_back(&target, &model, batch).await?;
     let wrote_in = t.elapsed().as_secs_f64();
