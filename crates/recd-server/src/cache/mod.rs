@@ -376,6 +376,24 @@ impl Caches {
                     marks = Some((found.mark, found.epoch));
                     let lock_key = redis.lock_key(&keys.data);
                     match redis.lock(&lock_key, self.config.lock_ttl_ms).await {
+                        // Another server may have filled the entry and released its lock
+                        // between our read and our lock: read again before computing.
+                        Ok(Some(token)) if !force => match redis.get(keys).await {
+                            Ok(again) => match decode(&again) {
+                                Some(e) => {
+                                    release(redis, &lock_key, &token).await;
+                                    return Ok((Arc::new(e), Origin::L2));
+                                }
+                                None => {
+                                    marks = Some((again.mark, again.epoch));
+                                    lock = Some((lock_key, token));
+                                }
+                            },
+                            Err(e) => {
+                                tracing::warn!(cause = %e, "L2 cache read failed; computing");
+                                lock = Some((lock_key, token));
+                            }
+                        },
                         Ok(Some(token)) => lock = Some((lock_key, token)),
                         Ok(None) if !force => {
                             if let Some(e) = self.wait_for_peer(redis, keys).await {
@@ -401,10 +419,8 @@ impl Caches {
                 tracing::warn!(cause = %e, "L2 cache write failed");
             }
         }
-        if let (Some(redis), Some((lock_key, token))) = (self.l2.as_ref(), lock)
-            && let Err(e) = redis.unlock(&lock_key, &token).await
-        {
-            tracing::warn!(cause = %e, "cache fill lock release failed (it expires by itself)");
+        if let (Some(redis), Some((lock_key, token))) = (self.l2.as_ref(), lock) {
+            release(redis, &lock_key, &token).await;
         }
         Ok((Arc::new(result?), Origin::Computed))
     }
@@ -597,6 +613,13 @@ impl Caches {
                 Err(e) => tracing::debug!(cause = %e, "INFO for metrics failed"),
             }
         }
+    }
+}
+
+/// Releases a fill lock we hold; a failure only delays the next fill (the lock expires).
+async fn release(redis: &RedisTier, lock_key: &str, token: &str) {
+    if let Err(e) = redis.unlock(lock_key, token).await {
+        tracing::warn!(cause = %e, "cache fill lock release failed (it expires by itself)");
     }
 }
 
