@@ -35,12 +35,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if [ -n "${RECD_BIN:-}" ]; then
-    RECD=$RECD_BIN
-else
-    cargo build --release -q -p recd
-    RECD=${CARGO_TARGET_DIR:-target}/release/recd
-fi
+RECD=$(recd_binary)
 DATA=${RECD_BENCH_DIR:-/tmp/recd-bench-cache-$ITEMS}
 CONFIG=$(mktemp --suffix .toml)
 SERVER="" REDIS_PORT="" PG_PORT=""

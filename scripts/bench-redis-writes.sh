@@ -33,12 +33,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if [ -n "${RECD_BIN:-}" ]; then
-    RECD=$RECD_BIN
-else
-    cargo build --release -q -p recd
-    RECD=${CARGO_TARGET_DIR:-target}/release/recd
-fi
+RECD=$(recd_binary)
 WRITER=${WRITER_BIN:-$RECD}
 WORK=$(mktemp -d)
 CONFIG=$WORK/schema.toml

@@ -40,12 +40,7 @@ while [ $# -gt 0 ]; do
 done
 
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-if [ -n "${RECD_BIN:-}" ]; then
-    RECD=$RECD_BIN
-else
-    cargo build --release -q -p recd
-    RECD=$TARGET_DIR/release/recd
-fi
+RECD=$(recd_binary)
 DATA=${RECD_BENCH_DIR:-/tmp/recd-bench-$ITEMS}
 PORT=$(free_port)
 BASE=http://127.0.0.1:$PORT

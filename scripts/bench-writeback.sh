@@ -40,12 +40,7 @@ done
 
 ML=${SHARED_DATA:-$(cd .. && pwd)/shared/data}/ml-latest-small
 [ -f "$ML/ratings.csv" ] || { echo "no MovieLens at $ML (see the README's Data section)" >&2; exit 1; }
-if [ -n "${RECD_BIN:-}" ]; then
-    RECD=$RECD_BIN
-else
-    cargo build --release -q -p recd
-    RECD=${CARGO_TARGET_DIR:-target}/release/recd
-fi
+RECD=$(recd_binary)
 
 WORK=$(mktemp -d)
 STARTED_REDIS="" SERVER=""

@@ -13,3 +13,14 @@ wait_listening() {
         sleep 0.2
     done
 }
+
+# The recd binary to benchmark: $RECD_BIN if set (a prebuilt binary, so a benchmark does not
+# rebuild a tree others are editing), else a release build of this tree.
+recd_binary() {
+    if [ -n "${RECD_BIN:-}" ]; then
+        echo "$RECD_BIN"
+    else
+        cargo build --release -q -p recd >&2
+        echo "${CARGO_TARGET_DIR:-target}/release/recd"
+    fi
+}
