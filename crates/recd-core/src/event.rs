@@ -15,6 +15,10 @@ use crate::invalid;
 /// The longest dwell accepted, in seconds (a day).
 pub const MAX_DWELL_SECONDS: f64 = 86_400.0;
 
+/// How far in the future (by the receiver's clock) an event timestamp may lie by default:
+/// five minutes of clock skew between a client and the server.
+pub const DEFAULT_MAX_FUTURE_MS: i64 = 5 * 60 * 1000;
+
 /// The kinds of event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -81,7 +85,15 @@ pub struct Event {
 
 impl Event {
     /// Parses one event from JSON; `now_ms` is used when it has no timestamp.
-    pub fn from_json(value: &Value, now_ms: i64) -> Result<Event, ValidationError> {
+    ///
+    /// A timestamp more than `max_future_ms` after `now_ms` is refused: time-decayed
+    /// popularity weighs an event by its timestamp, so a single event dated in the far
+    /// future would otherwise outweigh every real one for good.
+    pub fn from_json(
+        value: &Value,
+        now_ms: i64,
+        max_future_ms: i64,
+    ) -> Result<Event, ValidationError> {
         let Value::Object(map) = value else {
             return invalid!("an event must be a JSON object");
         };
@@ -122,6 +134,13 @@ impl Event {
             None | Some(Value::Null) => now_ms,
             Some(v) => parse_timestamp(v)?,
         };
+        if timestamp_ms > now_ms.saturating_add(max_future_ms) {
+            return invalid!(
+                "'timestamp' is {} s in the future (at most {} s of clock skew is accepted)",
+                (timestamp_ms - now_ms) / 1000,
+                max_future_ms / 1000
+            );
+        }
         let recommendation_id = match map.get("recommendation_id") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => {
@@ -242,16 +261,19 @@ mod tests {
     fn parses_events_with_both_timestamp_forms() {
         let e = Event::from_json(
             &json!({"user_id":"u1","item_id":"i1","type":"dwell","value":12.5,"timestamp":"2024-01-01T00:00:01Z"}),
-            7,
+            1_704_067_201_000,
+            0,
         )
         .unwrap();
         assert_eq!(e.kind, EventType::Dwell);
         assert_eq!(e.timestamp_ms, 1_704_067_201_000);
-        let e = Event::from_json(&json!({"user_id":"u1","item_id":"i1","type":"view"}), 7).unwrap();
+        let e =
+            Event::from_json(&json!({"user_id":"u1","item_id":"i1","type":"view"}), 7, 0).unwrap();
         assert_eq!(e.timestamp_ms, 7);
         let e = Event::from_json(
             &json!({"user_id":"u","item_id":"i","type":"click","timestamp":5}),
             7,
+            0,
         )
         .unwrap();
         assert_eq!(e.timestamp_ms, 5);
@@ -299,9 +321,28 @@ mod tests {
             ),
         ];
         for (v, needle) in bad {
-            let err = Event::from_json(&v, 0).unwrap_err();
+            let err = Event::from_json(&v, 0, DEFAULT_MAX_FUTURE_MS).unwrap_err();
             assert!(err.message.contains(needle), "{v}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn timestamps_past_the_allowed_skew_are_refused() {
+        let now = 1_704_067_200_000;
+        let at = |t: serde_json::Value| {
+            Event::from_json(
+                &json!({"user_id":"u","item_id":"i","type":"view","timestamp":t}),
+                now,
+                DEFAULT_MAX_FUTURE_MS,
+            )
+        };
+        assert!(at(json!(now + DEFAULT_MAX_FUTURE_MS)).is_ok());
+        let err = at(json!(now + DEFAULT_MAX_FUTURE_MS + 1)).unwrap_err();
+        assert!(err.message.contains("in the future"), "{}", err.message);
+        let err = at(json!("9999-12-31T23:59:59Z")).unwrap_err();
+        assert!(err.message.contains("in the future"), "{}", err.message);
+        // the past is always fine
+        assert!(at(json!("1970-01-01T00:00:00Z")).is_ok());
     }
 
     #[test]

@@ -173,6 +173,24 @@ pub fn check_vector(v: &[f32], schema: &Schema) -> Result<(), ValidationError> {
     if schema.vector.metric == Metric::Cosine && v.iter().all(|x| *x == 0.0) {
         return invalid!("a zero vector has no direction (metric is cosine)");
     }
+    // Every component is finite, yet the vector can still be unusable: its squared norm
+    // may overflow f32 (scores would be infinite), or, under cosine, be so small that
+    // normalizing it overflows. Both are refused here, once, before anything is written,
+    // so a backend never holds a vector its index cannot take.
+    let norm_squared = crate::vector::norm_squared_f64(v);
+    if norm_squared > crate::vector::MAX_NORM_SQUARED {
+        return invalid!(
+            "vector norm {:.3e} is too large (at most {:.3e}); scores would overflow",
+            norm_squared.sqrt(),
+            crate::vector::MAX_NORM_SQUARED.sqrt()
+        );
+    }
+    if schema.vector.metric == Metric::Cosine && !crate::vector::can_normalize(norm_squared) {
+        return invalid!(
+            "vector norm {:.3e} is too small to normalize (metric is cosine)",
+            norm_squared.sqrt()
+        );
+    }
     Ok(())
 }
 
@@ -263,6 +281,8 @@ mod tests {
             (json!({"id":"a","vector":[0,0,0]}), "zero vector"),
             (json!({"id":"a","vector":[1,"x",0]}), "not a number"),
             (json!({"id":"a","vector":[1e39,0,0]}), "finite"),
+            (json!({"id":"a","vector":[1e19,0.1,0]}), "too large"),
+            (json!({"id":"a","vector":[1e-45,1e-45,1e-45]}), "too small"),
             (json!({"id":"a","colour":"red"}), "unknown field 'colour'"),
             (json!({"id":"a","price":"cheap"}), "numeric"),
             (json!({"id":"a","in_stock":1}), "bool"),

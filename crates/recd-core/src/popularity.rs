@@ -71,6 +71,24 @@ mod tests {
     }
 
     #[test]
+    fn an_event_within_the_accepted_skew_is_overtaken_by_a_few_current_ones() {
+        // The most an accepted event can be worth is one dated `DEFAULT_MAX_FUTURE_MS`
+        // ahead: with the default 72 h half-life that is a factor 2^(5 min / 72 h) ≈ 1.0008,
+        // so two real events now outweigh it; a very old event weighs next to nothing.
+        let p = PopularityParams::default();
+        let now = 1_800_000_000_000;
+        let skewed = p
+            .log_increment(1.0, now + crate::event::DEFAULT_MAX_FUTURE_MS)
+            .unwrap();
+        let current = p.log_increment(1.0, now).unwrap();
+        assert!(skewed > current);
+        assert!(log_add(current, current) > skewed);
+        let ancient = p.log_increment(6.0, 0).unwrap();
+        assert!(relative(ancient, current) < 1e-9);
+        assert!(log_add(current, ancient) - current < 1e-9);
+    }
+
+    #[test]
     fn stays_finite_for_decades_of_timestamps() {
         let p = PopularityParams {
             half_life_hours: 1.0,

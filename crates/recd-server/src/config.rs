@@ -50,6 +50,16 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Most items or events in one batch.
     pub max_batch: usize,
+    /// Event timestamps may lie at most this far in the server's future (clock skew);
+    /// later ones are refused, as they would dominate time-decayed popularity.
+    pub max_event_future_seconds: u64,
+}
+
+impl ServerConfig {
+    /// `max_event_future_seconds` in milliseconds.
+    pub fn max_event_future_ms(&self) -> i64 {
+        i64::try_from(self.max_event_future_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
 }
 
 impl Default for ServerConfig {
@@ -58,6 +68,7 @@ impl Default for ServerConfig {
             body_limit_bytes: 16 * 1024 * 1024,
             request_timeout_ms: 10_000,
             max_batch: 10_000,
+            max_event_future_seconds: (recd_core::event::DEFAULT_MAX_FUTURE_MS / 1000) as u64,
         }
     }
 }
@@ -153,7 +164,13 @@ impl Config {
         // Only known top-level names and `SECTION__KEY` forms: other RECD_* variables
         // (used by scripts) must not turn into unknown-key errors.
         let env = Env::prefixed("RECD_")
-            .filter(|k| ENV_KEYS.contains(&k.as_str()) || k.as_str().contains("__"))
+            .filter(|k| {
+                // `k` keeps the variable's case (`LISTEN`); the keys are lower-case.
+                ENV_KEYS
+                    .iter()
+                    .any(|known| k.as_str().eq_ignore_ascii_case(known))
+                    || k.as_str().contains("__")
+            })
             .split("__");
         figment = figment.merge(env).merge(Serialized::defaults(flags));
         let config: Config = figment.extract().map_err(|e| {
@@ -204,38 +221,72 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layers_apply_in_order_and_unknown_keys_are_named() {
-        let dir = std::env::temp_dir().join(format!("recd-config-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("recd.toml");
-        std::fs::write(
-            &file,
-            "listen = \"127.0.0.1:9000\"\n[schema]\nvector = { dim = 8 }\n[schema.fields]\nc = \"tag\"\n[embedded]\nfsync = \"always\"\n",
-        )
-        .unwrap();
-        let c = Config::load(Some(&file), &Overrides::default()).unwrap();
-        assert_eq!(c.listen.port(), 9000);
-        assert_eq!(c.schema.unwrap().vector.dim, 8);
-        assert_eq!(c.embedded.fsync, recd_store::embedded::Fsync::Always);
-        let flags = Overrides {
-            listen: Some("127.0.0.1:9100".parse().unwrap()),
-            ..Default::default()
-        };
-        assert_eq!(
-            Config::load(Some(&file), &flags).unwrap().listen.port(),
-            9100
-        );
+    #[allow(clippy::result_large_err)] // figment::Jail's closure type, not ours
+    fn every_documented_environment_variable_applies() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("RECD_LISTEN", "127.0.0.1:9311");
+            jail.set_env("RECD_DATA_DIR", "/tmp/recd-env-data");
+            jail.set_env("RECD_BACKEND", "redis");
+            jail.set_env("RECD_REDIS_URL", "redis://127.0.0.1:6390");
+            jail.set_env("RECD_SERVER__MAX_BATCH", "7");
+            // Scripts' own RECD_* variables are not config keys and must not fail the load.
+            jail.set_env("RECD_BIN", "/usr/bin/true");
+            let c = Config::load(None, &Overrides::default()).map_err(|e| e.0)?;
+            assert_eq!(c.listen.port(), 9311);
+            assert_eq!(c.data_dir, PathBuf::from("/tmp/recd-env-data"));
+            assert_eq!(c.backend, Backend::Redis);
+            assert_eq!(c.redis_url, "redis://127.0.0.1:6390");
+            assert_eq!(c.server.max_batch, 7);
+            // flags beat the environment
+            let flags = Overrides {
+                data_dir: Some(PathBuf::from("/tmp/flag")),
+                ..Default::default()
+            };
+            let c = Config::load(None, &flags).map_err(|e| e.0)?;
+            assert_eq!(c.data_dir, PathBuf::from("/tmp/flag"));
+            assert_eq!(c.listen.port(), 9311);
+            Ok(())
+        });
+    }
 
-        std::fs::write(&file, "[ranking]\ncandidatez = 5\n").unwrap();
-        let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
-        assert!(err.0.contains("candidatez"), "{err}");
-        std::fs::write(&file, "[cache]\njitter = 0.7\n").unwrap();
-        let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
-        assert!(err.0.contains("cache.jitter"), "{err}");
-        std::fs::write(&file, "[cache.ttl_seconds]\nrecs = 0\n").unwrap();
-        let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
-        assert!(err.0.contains("cache.ttl_seconds.recs"), "{err}");
-        std::fs::write(&file, "[schema]\nvector = { dim = 0 }\n").unwrap();
-        assert!(Config::load(Some(&file), &Overrides::default()).is_err());
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn layers_apply_in_order_and_unknown_keys_are_named() {
+        // Under the Jail lock: the environment test sets RECD_* variables meanwhile.
+        figment::Jail::expect_with(|_jail| {
+            let dir = std::env::temp_dir().join(format!("recd-config-test-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join("recd.toml");
+            std::fs::write(
+                &file,
+                "listen = \"127.0.0.1:9000\"\n[schema]\nvector = { dim = 8 }\n[schema.fields]\nc = \"tag\"\n[embedded]\nfsync = \"always\"\n",
+            )
+            .unwrap();
+            let c = Config::load(Some(&file), &Overrides::default()).unwrap();
+            assert_eq!(c.listen.port(), 9000);
+            assert_eq!(c.schema.unwrap().vector.dim, 8);
+            assert_eq!(c.embedded.fsync, recd_store::embedded::Fsync::Always);
+            let flags = Overrides {
+                listen: Some("127.0.0.1:9100".parse().unwrap()),
+                ..Default::default()
+            };
+            assert_eq!(
+                Config::load(Some(&file), &flags).unwrap().listen.port(),
+                9100
+            );
+
+            std::fs::write(&file, "[ranking]\ncandidatez = 5\n").unwrap();
+            let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
+            assert!(err.0.contains("candidatez"), "{err}");
+            std::fs::write(&file, "[cache]\njitter = 0.7\n").unwrap();
+            let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
+            assert!(err.0.contains("cache.jitter"), "{err}");
+            std::fs::write(&file, "[cache.ttl_seconds]\nrecs = 0\n").unwrap();
+            let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
+            assert!(err.0.contains("cache.ttl_seconds.recs"), "{err}");
+            std::fs::write(&file, "[schema]\nvector = { dim = 0 }\n").unwrap();
+            assert!(Config::load(Some(&file), &Overrides::default()).is_err());
+            Ok(())
+        });
     }
 }

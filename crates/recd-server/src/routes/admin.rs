@@ -319,7 +319,7 @@ mod tests {
             let text = std::str::from_utf8(&bytes).expect("utf-8");
             assert_eq!(text.lines().count(), 1, "{text}");
             let v: Value = serde_json::from_str(text.trim_end()).expect("json");
-            assert_eq!(Event::from_json(&v, 0).expect("valid event"), e);
+            assert_eq!(Event::from_json(&v, 0, i64::MAX).expect("valid event"), e);
         }
     }
 }

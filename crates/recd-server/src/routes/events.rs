@@ -27,10 +27,11 @@ pub async fn ingest(
         )));
     }
     let now = now_ms();
+    let max_future = state.config.server.max_event_future_ms();
     let mut events = Vec::with_capacity(body.events.len());
     let mut problems = Vec::new();
     for (index, v) in body.events.iter().enumerate() {
-        match Event::from_json(v, now) {
+        match Event::from_json(v, now, max_future) {
             Ok(e) => events.push(e),
             Err(e) => problems.push(json!({"index": index, "message": e.message})),
         }

@@ -141,16 +141,40 @@ impl EmbeddedStore {
             catalog.set_popularity(&id, score);
         }
         let mut vectors = Vec::new();
-        for item in loaded.items {
+        let mut skipped = 0usize;
+        for mut item in loaded.items {
             let slot = catalog.next_slot();
-            if let Some(v) = &item.vector {
-                vectors.push((slot, v.clone()));
+            if let Some(v) = item.vector.take() {
+                // A data dir must always reopen. A stored vector the index cannot take (one
+                // written before validation covered it, or by an older version) costs that
+                // item its vector, not the whole server: the item stays, served by the
+                // non-vector sources until training or an upsert gives it a valid one.
+                match check_vector(&v, &schema) {
+                    Ok(()) => {
+                        item.vector = Some(v.clone());
+                        vectors.push((slot, v));
+                    }
+                    Err(e) => {
+                        skipped += 1;
+                        tracing::warn!(item = %item.id, cause = %e.message, "stored vector skipped");
+                    }
+                }
             }
             catalog.put(slot, item);
         }
-        index
-            .insert_batch(&vectors)
-            .map_err(|e| StoreError::Internal(format!("stored vector rejected: {e}")))?;
+        if skipped > 0 {
+            tracing::warn!(skipped, "items reopened without their stored vector");
+        }
+        if let Err(e) = index.insert_batch(&vectors) {
+            // Unreachable after check_vector (the same bounds); should the two ever disagree,
+            // insert one by one so that only the offending vectors are lost.
+            tracing::warn!(cause = %e, "batch insert of stored vectors failed; inserting one by one");
+            for (slot, v) in &vectors {
+                if let Err(e) = index.insert_batch(std::slice::from_ref(&(*slot, v.clone()))) {
+                    tracing::warn!(slot, cause = %e, "stored vector skipped");
+                }
+            }
+        }
         let users = Users::default();
         for (id, state) in loaded.users {
             users.put(&id, state);
@@ -733,6 +757,84 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn a_stored_vector_the_index_refuses_never_stops_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = EmbeddedStore::open(
+                dir.path(),
+                Some(schema()),
+                ModelSettings::default(),
+                EmbeddedOptions::default(),
+            )
+            .unwrap();
+            s.upsert_items(vec![upsert(json!({"id":"good","vector":[1.0,0.0]}))])
+                .await
+                .unwrap();
+            // Written behind validation's back, as an older version could have.
+            let bad = Item {
+                id: "huge".into(),
+                vector: Some(vec![1e19, 0.1]),
+                fields: Default::default(),
+            };
+            s.inner
+                .commit(&Batch {
+                    items: vec![&bad],
+                    ..Batch::default()
+                })
+                .unwrap();
+            s.flush().unwrap();
+        }
+        let s = EmbeddedStore::open(
+            dir.path(),
+            None,
+            ModelSettings::default(),
+            EmbeddedOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(s.counts().await.unwrap().items, 2);
+        let huge = s
+            .get_items(&["huge".into()])
+            .await
+            .unwrap()
+            .remove(0)
+            .unwrap();
+        assert_eq!(
+            huge.vector, None,
+            "the refused vector is dropped, the item kept"
+        );
+        let hits = s.knn(&[1.0, 0.0], 10, &Filter::all()).await.unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].item.id, "good");
+    }
+
+    #[tokio::test]
+    async fn vectors_whose_norm_overflows_are_refused_before_anything_is_written() {
+        let s = EmbeddedStore::in_memory(schema(), ModelSettings::default()).unwrap();
+        let overflow = Item {
+            id: "a".into(),
+            vector: Some(vec![1e19, 0.1]),
+            fields: Default::default(),
+        };
+        let r = s
+            .upsert_items(vec![ItemUpsert {
+                item: overflow,
+                keep_vector: false,
+            }])
+            .await;
+        assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
+        s.upsert_items(vec![upsert(json!({"id":"b","vector":[1.0,0.0]}))])
+            .await
+            .unwrap();
+        let r = s
+            .set_item_vectors(vec![("b".into(), vec![1e-45, 1e-45])])
+            .await;
+        assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
+        assert_eq!(s.counts().await.unwrap().items, 1);
+        let b = s.get_items(&["b".into()]).await.unwrap().remove(0).unwrap();
+        assert_eq!(b.vector, Some(vec![1.0, 0.0]));
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use recd_core::popularity::log_add;
 use recd_core::text::tokenize;
-use recd_core::{Event, EventType, FieldValue, Filter, Item, SessionVector, UserState};
+use recd_core::{Event, EventType, FieldValue, Filter, Item, ItemUpsert, SessionVector, UserState};
 use recd_store::{Store, StoreError};
 use serde_json::json;
 
@@ -534,6 +534,45 @@ pub async fn set_item_vectors(store: &dyn Store) {
     assert!(
         matches!(err, StoreError::Invalid(_)),
         "zero vector under cosine: {err}"
+    );
+    // Finite components whose norm overflows, or (cosine) too small to normalize: refused
+    // on every write path, and nothing of the batch is written.
+    for bad in [vec![1e19, 0.1, 0.0, 0.0], vec![1e-45; 4]] {
+        let err = store
+            .set_item_vectors(vec![("shoe".into(), bad.clone())])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{bad:?}: {err}");
+        let item = Item {
+            id: "w0".into(),
+            vector: Some(bad.clone()),
+            fields: Default::default(),
+        };
+        let err = store
+            .upsert_items(vec![ItemUpsert {
+                item,
+                keep_vector: false,
+            }])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{bad:?}: {err}");
+        let err = store
+            .set_user_vectors(vec![("u-bad".into(), bad.clone())])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{bad:?}: {err}");
+    }
+    let got = store
+        .get_items(&["shoe".into(), "w0".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        got[0].as_ref().unwrap().vector.as_deref(),
+        Some(&[0.0, 0.0, 0.0, 1.0][..])
+    );
+    assert_eq!(
+        got[1].as_ref().unwrap().vector.as_deref(),
+        Some(&[1.0, 0.0, 0.0, 0.5][..])
     );
 }
 

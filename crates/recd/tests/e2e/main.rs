@@ -8,5 +8,6 @@ mod cache;
 mod catalog;
 mod durability;
 mod redis;
+mod security;
 mod server;
 mod train;
