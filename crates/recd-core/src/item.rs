@@ -33,14 +33,12 @@ pub enum FieldValue {
 }
 
 impl FieldValue {
-    /// The JSON form: a single tag is written as a string, several as an array.
+    /// The JSON form: tags always as an array (however many), a whole number without a
+    /// fraction (`1983`, not `1983.0`), so clients see one shape per field type.
     pub fn to_json(&self) -> Value {
         match self {
-            FieldValue::Tags(tags) if tags.len() == 1 => Value::String(tags[0].clone()),
             FieldValue::Tags(tags) => Value::from(tags.clone()),
-            FieldValue::Number(n) => {
-                serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
-            }
+            FieldValue::Number(n) => number_json(*n),
             FieldValue::Bool(b) => Value::Bool(*b),
             FieldValue::Text(t) => Value::String(t.clone()),
         }
@@ -60,6 +58,16 @@ impl FieldValue {
             FieldValue::Number(n) => Some(*n),
             _ => None,
         }
+    }
+}
+
+/// `n` as JSON: an integer when it is one (within ±2⁵³, where f64 holds integers exactly).
+fn number_json(n: f64) -> Value {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if n.fract() == 0.0 && n.abs() <= EXACT {
+        Value::from(n as i64)
+    } else {
+        serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
     }
 }
 
@@ -268,7 +276,17 @@ mod tests {
             item.field("brand"),
             Some(&FieldValue::Tags(vec!["acme".into()]))
         );
-        assert_eq!(item.to_json(true), v);
+        // Tags always come back as arrays; whole numbers without a fraction.
+        let mut expected = v.clone();
+        expected["brand"] = json!(["acme"]);
+        assert_eq!(item.to_json(true), expected);
+        let year = Item::from_json(&json!({"id":"y","price":1983.0}), &schema()).unwrap();
+        assert_eq!(
+            year.to_json(false).to_string(),
+            r#"{"id":"y","price":1983}"#
+        );
+        let half = Item::from_json(&json!({"id":"h","price":2.5}), &schema()).unwrap();
+        assert_eq!(half.to_json(false)["price"], json!(2.5));
         assert!(item.to_json(false).get("vector").is_none());
     }
 

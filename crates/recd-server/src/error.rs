@@ -1,13 +1,13 @@
 //! The one mapping from failures to HTTP: every error leaves the server in the API.md shape
 //! `{"error":{"code","message","details"}}` with the status matching its code.
 
+use crate::engine::EngineError;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use recd_core::ValidationError;
-use recd_store::StoreError;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -90,13 +90,14 @@ impl From<ValidationError> for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
         match e {
-            StoreError::Invalid(v) => ApiError::invalid(v.message),
-            StoreError::Unavailable(m) => ApiError::unavailable(m),
-            StoreError::Internal(m) => {
-                tracing::error!(cause = %m, "internal store error");
+            EngineError::Invalid(v) => ApiError::invalid(v.message),
+            EngineError::NotFound(m) => ApiError::not_found(m),
+            EngineError::Unavailable(m) => ApiError::unavailable(m),
+            EngineError::Internal(m) => {
+                tracing::error!(cause = %m, "internal error");
                 ApiError {
                     code: Code::Internal,
                     message: "internal error".into(),

@@ -1,20 +1,30 @@
 //! recd-server: the HTTP face of the engine (axum), over any `recd_store::Store`.
 //!
+//! Requests flow `routes` (parse) → [`engine::Engine`] (the use case: cache-then-compute
+//! or write-then-invalidate) → `recommend` (the pipeline's IO) → `recd_store` / `recd_core`;
+//! answers come back as `answer` types and are shaped by serde.
+//!
 //! # Layout
 //! - [`config`]: the layered, validated configuration.
-//! - [`cache`]: L1 / L2 cache tiers, invalidation, stampede protection.
-//! - [`details`]: item details through the item cache; cache warming.
-//! - [`routes`]: one module per API resource; [`routes::router`] assembles them.
+//! - [`engine`]: the use cases; the one place that knows about caches and invalidation.
+//! - [`answer`]: typed answers (recommendation, user, item details) and what caches keep.
 //! - [`recommend`]: the request path of a recommendation (IO around `recd_core::pipeline`).
+//! - [`cache`]: L1 / L2 cache tiers, invalidation, stampede protection.
+//! - [`catalog`]: the PostgreSQL catalog source of item details.
+//! - [`routes`]: one module per API resource, and the route table the router and the
+//!   OpenAPI document share.
 //! - [`error`]: the single mapping from failures to the API's error shape.
 //! - [`metrics`]: Prometheus counters and histograms per route and pipeline stage.
 //! - [`openapi`]: the `/openapi.json` document.
-//! - [`state`]: what handlers share.
+//! - [`state`]: what handlers share (the engine).
+//! - [`clock`]: the wall clock in milliseconds.
 
+pub mod answer;
 pub mod cache;
 pub mod catalog;
+pub mod clock;
 pub mod config;
-pub mod details;
+pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -27,6 +37,7 @@ use std::future::Future;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+pub use engine::Engine;
 pub use routes::router;
 pub use state::AppState;
 

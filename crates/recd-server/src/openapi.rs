@@ -102,7 +102,7 @@ pub fn document() -> Value {
             "Item": {"type": "object", "required": ["id"], "additionalProperties": true, "properties": {
                 "id": {"type": "string", "minLength": 1, "maxLength": 256},
                 "vector": {"type": "array", "items": {"type": "number"}, "nullable": true}},
-                "description": "Plus the schema's fields: tag (string or array), numeric, bool, text."},
+                "description": "Plus the schema's fields: tag (a string or an array in requests; always an array in answers), numeric, bool, text."},
             "Filter": {"type": "object", "additionalProperties": true,
                 "description": "Each key a condition, all must hold: tag {any|none}, numeric {gt,gte,lt,lte,eq}, bool, text {match}, or: [Filter], not: Filter."},
             "RecommendRequest": {"type": "object", "required": ["user_id"], "properties": {
@@ -110,10 +110,14 @@ pub fn document() -> Value {
                 "filter": {"$ref": "#/components/schemas/Filter"}, "exclude": {"type": "array", "items": {"type": "string"}},
                 "query": {"type": "string"}, "diversity": {"type": "object", "required": ["field", "max_per_value"], "properties": {"field": {"type": "string"}, "max_per_value": {"type": "integer", "minimum": 1}}},
                 "explain": {"type": "boolean", "default": false}, "use_cache": {"type": "boolean", "default": true}}},
-            "Recommendation": {"type": "object", "required": ["recommendation_id", "items", "source", "took_ms"], "properties": {
+            "Recommendation": {"type": "object", "required": ["recommendation_id", "items", "source", "strategy", "took_ms"], "properties": {
                 "recommendation_id": {"type": "string"}, "user_id": {"type": "string"},
                 "items": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "score": {"type": "number"}, "reasons": {"type": "array", "items": {"type": "string"}}, "item": {"$ref": "#/components/schemas/Item"}}}},
-                "source": {"type": "string", "enum": ["personalized", "popular", "cache"]}, "variant": {"type": "string"},
+                "source": {"type": "string", "enum": ["personalized", "popular"], "description": "How the list was built (also when it came from a cache)"},
+                "cache": {"type": "object", "required": ["tier", "age_ms"], "properties": {"tier": {"type": "string", "enum": ["l1", "l2"]}, "age_ms": {"type": "integer"}},
+                    "description": "Present when the list came from a cache"},
+                "strategy": {"type": "string", "description": "The ranking strategy that built the list"},
+                "experiment": {"type": "string"}, "variant": {"type": "string"},
                 "took_ms": {"type": "number"}, "stages": {"type": "object"}}},
             "Event": {"type": "object", "required": ["user_id", "item_id", "type"], "properties": {
                 "user_id": {"type": "string"}, "item_id": {"type": "string"},
@@ -125,7 +129,31 @@ pub fn document() -> Value {
                 "vector": {"type": "array", "items": {"type": "number"}}}},
             "User": {"type": "object", "properties": {"user_id": {"type": "string"}, "counters": {"type": "object"},
                 "recent_items": {"type": "array", "items": {"type": "string"}}, "purchased": {"type": "array", "items": {"type": "string"}},
-                "session_vector_norm": {"type": "number"}}},
+                "session_vector_norm": {"type": "number"}, "has_long_term_vector": {"type": "boolean"},
+                "last_event_ms": {"type": "integer"}}},
         }},
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn the_document_describes_exactly_the_routes_served() {
+        let served: BTreeSet<(String, String)> = crate::routes::table()
+            .iter()
+            .map(|r| (r.path.to_string(), r.method.as_str().to_lowercase()))
+            .collect();
+        let doc = document();
+        let mut documented = BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().expect("paths") {
+            for method in ops.as_object().expect("operations").keys() {
+                documented.insert((path.clone(), method.clone()));
+            }
+        }
+        assert_eq!(served, documented);
+    }
 }

@@ -3,19 +3,47 @@
 //!
 //! The IO lives here; every decision is a `recd_core::pipeline` function. The offline
 //! replay drives this same [`Recommender`], so what it measures is what `/v1/recommend` does.
+//! It knows nothing of caches: popular candidates come from a [`PopularSource`] (the store,
+//! or the engine's cached view of it), and whole answers are cached by the engine around it.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::future::BoxFuture;
 use recd_core::pipeline::rerank::exclusions;
 use recd_core::pipeline::{Diversity, RankParams, Ranked, merge, query_vector, rerank, score_all};
 use recd_core::text::distinct_terms;
 use recd_core::{Filter, SessionParams};
-use recd_store::{Store, StoreError};
+use recd_store::{PopularHit, Store, StoreError};
 use serde_json::{Value, json};
 
-use crate::cache::Caches;
+use crate::answer::Source;
 use crate::metrics;
+
+/// Where popular candidates come from: the store itself, or a cache in front of it.
+pub trait PopularSource: Send + Sync {
+    /// The `k` most popular items passing `filter`; `use_cache: false` reads the store.
+    fn popular<'a>(
+        &'a self,
+        k: usize,
+        filter: &'a Filter,
+        use_cache: bool,
+    ) -> BoxFuture<'a, Result<Vec<PopularHit>, StoreError>>;
+}
+
+/// Popular candidates straight from the store.
+struct FromStore(Arc<dyn Store>);
+
+impl PopularSource for FromStore {
+    fn popular<'a>(
+        &'a self,
+        k: usize,
+        filter: &'a Filter,
+        _use_cache: bool,
+    ) -> BoxFuture<'a, Result<Vec<PopularHit>, StoreError>> {
+        self.0.popular(k, filter)
+    }
+}
 
 /// The most candidates asked of one source.
 const MAX_CANDIDATES: usize = 5000;
@@ -41,25 +69,6 @@ pub struct Request {
     pub use_cache: bool,
 }
 
-/// Where an answer came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// Built from the user's vectors.
-    Personalized,
-    /// The user is cold: popular items.
-    Popular,
-}
-
-impl Source {
-    /// The API name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Personalized => "personalized",
-            Source::Popular => "popular",
-        }
-    }
-}
-
 /// A computed answer.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -75,9 +84,9 @@ pub struct Answer {
 #[derive(Clone)]
 pub struct Recommender {
     store: Arc<dyn Store>,
+    popular: Arc<dyn PopularSource>,
     ranking: RankParams,
     session: SessionParams,
-    caches: Option<Arc<Caches>>,
 }
 
 impl std::fmt::Debug for Recommender {
@@ -121,20 +130,26 @@ impl Stopwatch {
 }
 
 impl Recommender {
-    /// A recommender over `store`.
+    /// A recommender over `store`, taking popular candidates from the store too.
     pub fn new(store: Arc<dyn Store>, ranking: RankParams, session: SessionParams) -> Self {
+        let popular = Arc::new(FromStore(Arc::clone(&store)));
         Self {
             store,
+            popular,
             ranking,
             session,
-            caches: None,
         }
     }
 
-    /// The same recommender, taking popular candidates from `caches` when a request allows.
-    pub fn with_caches(mut self, caches: Arc<Caches>) -> Self {
-        self.caches = Some(caches);
+    /// The same recommender, taking popular candidates from `popular`.
+    pub fn with_popular(mut self, popular: Arc<dyn PopularSource>) -> Self {
+        self.popular = popular;
         self
+    }
+
+    /// The ranking settings.
+    pub fn ranking(&self) -> &RankParams {
+        &self.ranking
     }
 
     /// Fills the popular candidates a cold user's default request asks for (cache warming);
@@ -145,25 +160,15 @@ impl Recommender {
         Ok(hits.into_iter().map(|(item, _)| item.id.clone()).collect())
     }
 
-    /// The popular candidates, from the cache when allowed.
+    /// The popular candidates as (item, log score) pairs.
     async fn popular(
         &self,
         k: usize,
         filter: &Filter,
         use_cache: bool,
     ) -> Result<Vec<(Arc<recd_core::Item>, f64)>, StoreError> {
-        let pairs = |hits: &[recd_store::PopularHit]| {
-            hits.iter()
-                .map(|h| (h.item.clone(), h.log_score))
-                .collect::<Vec<_>>()
-        };
-        match &self.caches {
-            Some(c) if use_cache && c.enabled() => {
-                let hits = c.popular(k, filter, self.store.popular(k, filter)).await?;
-                Ok(pairs(&hits))
-            }
-            _ => Ok(pairs(&self.store.popular(k, filter).await?)),
-        }
+        let hits = self.popular.popular(k, filter, use_cache).await?;
+        Ok(hits.into_iter().map(|h| (h.item, h.log_score)).collect())
     }
 
     /// The store it reads.

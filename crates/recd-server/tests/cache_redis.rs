@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use recd_core::Item;
+use recd_server::answer::{CachedItem, CachedList, Source};
 use recd_server::cache::{CacheConfig, Caches, Compute, Origin, RedisTier};
 use recd_store::StoreError;
-use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 fn redis_url() -> Option<String> {
@@ -80,7 +81,34 @@ async fn pair(name: &str, config: CacheConfig) -> Option<(Arc<Caches>, Arc<Cache
     Some((a, b, raw))
 }
 
-fn counted(runs: &Arc<AtomicUsize>, gate: &Arc<Semaphore>) -> Compute {
+/// A list whose one item names the run that computed it.
+fn list(run: usize) -> CachedList {
+    let item = Item {
+        id: format!("run-{run}"),
+        vector: None,
+        fields: Default::default(),
+    };
+    CachedList {
+        items: vec![CachedItem {
+            item: Arc::new(item),
+            score: 1.0,
+            reasons: Vec::new(),
+        }],
+        source: Source::Personalized,
+    }
+}
+
+/// The run that computed a list (see [`list`]).
+fn run(list: &CachedList) -> usize {
+    list.items[0]
+        .item
+        .id
+        .strip_prefix("run-")
+        .and_then(|n| n.parse().ok())
+        .expect("a list made by `list`")
+}
+
+fn counted(runs: &Arc<AtomicUsize>, gate: &Arc<Semaphore>) -> Compute<CachedList> {
     let runs = Arc::clone(runs);
     let gate = Arc::clone(gate);
     Arc::new(move || {
@@ -92,7 +120,7 @@ fn counted(runs: &Arc<AtomicUsize>, gate: &Arc<Semaphore>) -> Compute {
                 .acquire()
                 .await
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
-            Ok(json!({"run": n}))
+            Ok(list(n))
         })
     })
 }
@@ -111,7 +139,7 @@ async fn one_server_fills_and_the_other_reads_l2() {
     let (_, o) = a.recommend("u1", 1, compute.clone()).await.unwrap();
     assert_eq!(o, Origin::Computed);
     let (e, o) = b.recommend("u1", 1, compute.clone()).await.unwrap();
-    assert_eq!((o, &e.value), (Origin::L2, &json!({"run": 0})));
+    assert_eq!((o, run(&e.value)), (Origin::L2, 0));
     let (_, o) = b.recommend("u1", 1, compute.clone()).await.unwrap();
     assert_eq!(o, Origin::L1);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
@@ -144,7 +172,7 @@ async fn a_stampede_on_two_servers_computes_once_overall() {
     let mut origins = Vec::new();
     for t in tasks {
         let (e, o) = t.await.unwrap().unwrap();
-        assert_eq!(e.value, json!({"run": 0}));
+        assert_eq!(run(&e.value), 0);
         origins.push(o);
     }
     assert_eq!(
@@ -159,12 +187,16 @@ async fn a_stampede_on_two_servers_computes_once_overall() {
 }
 
 /// Polls `b` until its answer for `user` is no longer the L1 entry it had.
-async fn until_recomputed(b: &Arc<Caches>, user: &str, compute: Compute) -> (Value, Origin) {
+async fn until_recomputed(
+    b: &Arc<Caches>,
+    user: &str,
+    compute: Compute<CachedList>,
+) -> (usize, Origin) {
     let poll = async {
         loop {
             let (e, o) = b.recommend(user, 1, compute.clone()).await.unwrap();
             if o != Origin::L1 {
-                return (e.value.clone(), o);
+                return (run(&e.value), o);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -197,16 +229,12 @@ async fn invalidations_reach_the_other_servers_l1_and_l2() {
     let (_, o) = a.recommend("u", 1, compute.clone()).await.unwrap();
     assert_eq!(o, Origin::Computed);
     let (v, o) = until_recomputed(&b, "u", compute.clone()).await;
-    assert_eq!(
-        (o, v),
-        (Origin::L2, json!({"run": 1})),
-        "b takes a's new entry from L2"
-    );
+    assert_eq!((o, v), (Origin::L2, 1), "b takes a's new entry from L2");
 
     // An item write on b drops every list on a.
     b.items_changed(vec!["sku-1".into()]).await;
     let (v, o) = until_recomputed(&a, "u", compute.clone()).await;
-    assert_eq!((o, v), (Origin::Computed, json!({"run": 2})));
+    assert_eq!((o, v), (Origin::Computed, 2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -266,11 +294,37 @@ async fn forgetting_a_user_erases_exactly_their_l2_lists() {
         }
     };
     assert!(stored("u*", 1).await && stored("u*", 2).await);
+    // Erasing costs O(the user's entries): no SCAN of the keyspace (issue 19).
+    let scans = scan_calls(&redis_url().expect("redis is up")).await;
     a.forget_user("u*").await;
+    assert_eq!(
+        scan_calls(&redis_url().expect("redis is up")).await,
+        scans,
+        "forgetting a user ran SCAN"
+    );
     assert!(!stored("u*", 1).await && !stored("u*", 2).await);
     assert!(stored("u*x", 1).await && stored("uz", 2).await);
     assert_eq!(
         a.recommend("u*", 1, compute).await.unwrap().1,
         Origin::Computed
     );
+}
+
+/// How many SCAN commands the Redis has run (`INFO commandstats`).
+async fn scan_calls(url: &str) -> u64 {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_scan:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }

@@ -97,7 +97,7 @@ pub async fn run(cmd: ImportCommand) -> Result<()> {
         ImportCommand::Events { file, store } => {
             let config = store.load()?;
             let store = open_store(&config).await?;
-            let now = recd_server::state::now_ms();
+            let now = recd_server::clock::now_ms();
             let max_future = config.server.max_event_future_ms();
             let events = parse_file(&file, "events", |v| Event::from_json(v, now, max_future))?;
             for chunk in events.chunks(BATCH) {

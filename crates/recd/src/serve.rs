@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use recd_server::cache::RedisTier;
 use recd_server::catalog::{CatalogError, PgCatalog};
 use recd_server::config::Backend;
+use recd_server::engine::shared_tier;
 use recd_server::{AppState, Config};
 use recd_store::embedded::EmbeddedStore;
 use recd_store::{RedisStore, Store, StoreError};
@@ -67,7 +68,7 @@ fn store_error(e: StoreError) -> anyhow::Error {
 /// Redis cannot be reached at start; once connected, the tier reconnects by itself and a
 /// failed L2 read counts as a miss).
 async fn shared_cache_tier(config: &Config) -> Option<RedisTier> {
-    RedisTier::for_config(config).await.unwrap_or_else(|e| {
+    shared_tier(config).await.unwrap_or_else(|e| {
         tracing::warn!(cause = %e, "no L2 cache tier: Redis unreachable at start");
         None
     })
@@ -97,19 +98,20 @@ pub async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
     println!("recd listening on http://{addr}");
     let l2 = shared_cache_tier(&config).await;
     let catalog = catalog_source(&config).await?;
-    let state = AppState::with_l2(store, config, l2).with_catalog(catalog.clone());
-    state.caches.listen().await;
+    let state = AppState::build(store, config, l2, catalog.clone());
+    state.engine.listen().await;
     if let Some(catalog) = &catalog
-        && state.config.catalog.notify_channel.is_some()
+        && state.config().catalog.notify_channel.is_some()
     {
         // Subscribed before serving: no change committed after this point is missed.
         let changes = catalog
             .listen()
             .await
             .context("subscribing to the catalog source's notify_channel")?;
-        tokio::spawn(recd_server::details::follow_catalog(state.clone(), changes));
+        let engine = state.engine.clone();
+        tokio::spawn(async move { engine.follow_catalog(changes).await });
     }
-    recd_server::details::warm(&state).await;
+    state.engine.warm().await;
     recd_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("recd stopped");
     Ok(())

@@ -40,9 +40,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use recd_server::cache::{Invalidation, RedisTier};
+use recd_server::Engine;
 use recd_server::config::Backend;
-use recd_store::{Store, StoreError};
+use recd_server::engine::{EngineError, shared_tier};
 use recd_train::als::{self, AlsModel, AlsParams};
 use recd_train::movielens::{Format, read_interactions};
 use recd_train::{ConfidenceWeights, IdMap, Interaction, Interactions, Kind};
@@ -193,35 +193,19 @@ where
     }
 }
 
-/// A store error as a [`Failure`]: unavailable is worth another try.
-fn store_failure(e: StoreError) -> Failure {
+/// An engine error as a [`Failure`]: unavailable is worth another try.
+fn engine_failure(e: EngineError) -> Failure {
     match e {
-        StoreError::Unavailable(cause) => Failure::Transient(cause),
+        EngineError::Unavailable(cause) => Failure::Transient(cause),
         other => Failure::Fatal(anyhow::Error::new(other)),
-    }
-}
-
-/// The servers' shared cache tier (redis backend, `cache.l2`), and the name our
-/// invalidation messages go out under.
-struct SharedCache {
-    tier: RedisTier,
-    instance: String,
-}
-
-impl SharedCache {
-    /// Drops what `what` makes stale on every server (as the admin API does for its own
-    /// writes). A failure leaves cached lists to expire by their TTL: a warning, not an error.
-    async fn invalidate(&self, what: Invalidation) {
-        if let Err(e) = self.tier.invalidate(&what, &self.instance).await {
-            tracing::warn!(cause = %e, "could not drop the servers' cached lists; they expire by their TTL");
-        }
     }
 }
 
 /// Where the trainer reads events and writes vectors.
 enum Target {
-    /// The store, opened by this process (and, on Redis, the servers' shared cache).
-    Store(Arc<dyn Store>, Option<Box<SharedCache>>),
+    /// The store, opened by this process, through an engine (which, on Redis, drops the
+    /// servers' cached lists on their shared cache tier as a server would).
+    Store(Arc<Engine>),
     /// A running server's admin API, and the name of the server's backend.
     Server(Remote, String),
 }
@@ -230,7 +214,7 @@ impl Target {
     /// "the embedded store" or "the embedded store at URL", for messages.
     fn label(&self) -> String {
         match self {
-            Target::Store(store, _) => format!("the {} store", store.backend()),
+            Target::Store(engine) => format!("the {} store", engine.backend()),
             Target::Server(remote, backend) => {
                 format!("the {backend} store at {}", remote.base())
             }
@@ -239,13 +223,13 @@ impl Target {
 
     /// Whether others may write events while we train (a server, or a shared Redis).
     fn shared(&self) -> bool {
-        !matches!(self, Target::Store(store, _) if store.backend() == "embedded")
+        !matches!(self, Target::Store(engine) if engine.backend() == "embedded")
     }
 
     async fn events(&self, offset: usize) -> Result<LogPage, Failure> {
         match self {
-            Target::Store(store, _) => {
-                let mut events = store.events().await.map_err(store_failure)?;
+            Target::Store(engine) => {
+                let mut events = engine.events().await.map_err(engine_failure)?;
                 let next_offset = events.len();
                 events.drain(..offset.min(next_offset));
                 Ok(LogPage {
@@ -260,12 +244,12 @@ impl Target {
     /// Replaces item vectors: (replaced, not in the catalog).
     async fn put_items(&self, rows: &[(String, Vec<f32>)]) -> Result<(usize, usize), Failure> {
         match self {
-            Target::Store(store, _) => {
-                let n = store
-                    .set_item_vectors(rows.to_vec())
+            Target::Store(engine) => {
+                let written = engine
+                    .write_vectors(rows.to_vec(), Vec::new())
                     .await
-                    .map_err(store_failure)?;
-                Ok((n, rows.len().saturating_sub(n)))
+                    .map_err(engine_failure)?;
+                Ok((written.items, written.unknown_items))
             }
             Target::Server(remote, _) => remote.put_item_vectors(rows).await,
         }
@@ -273,23 +257,18 @@ impl Target {
 
     async fn put_users(&self, rows: &[(String, Vec<f32>)]) -> Result<usize, Failure> {
         match self {
-            Target::Store(store, _) => store
-                .set_user_vectors(rows.to_vec())
+            Target::Store(engine) => engine
+                .write_vectors(Vec::new(), rows.to_vec())
                 .await
-                .map_err(store_failure),
+                .map(|written| written.users)
+                .map_err(engine_failure),
             Target::Server(remote, _) => remote.put_user_vectors(rows).await,
         }
     }
 
     async fn rebuild_sessions(&self, users: &[String]) -> Result<usize, Failure> {
         match self {
-            Target::Store(store, cache) => {
-                let n = store.rebuild_sessions(users).await.map_err(store_failure)?;
-                if let Some(cache) = cache {
-                    cache.invalidate(Invalidation::Items(Vec::new())).await;
-                }
-                Ok(n)
-            }
+            Target::Store(engine) => engine.rebuild_sessions(users).await.map_err(engine_failure),
             Target::Server(remote, _) => remote.rebuild_sessions(users).await,
         }
     }
@@ -297,7 +276,7 @@ impl Target {
     /// Live catalog items.
     async fn catalog_items(&self) -> Result<u64, Failure> {
         match self {
-            Target::Store(store, _) => Ok(store.counts().await.map_err(store_failure)?.items),
+            Target::Store(engine) => Ok(engine.health().await.map_err(engine_failure)?.items),
             Target::Server(remote, _) => Ok(remote.health().await?.1),
         }
     }
@@ -408,26 +387,19 @@ async fn open_direct(store_args: &StoreArgs) -> Result<(Target, usize)> {
         }
     })?;
     let dim = store.schema().vector.dim;
-    let cache = shared_cache(&config).await;
-    Ok((Target::Store(store, cache), dim))
+    let l2 = shared_cache(&config).await;
+    let engine = Engine::new(store, config, l2, None);
+    Ok((Target::Store(Arc::new(engine)), dim))
 }
 
 /// The cache tier the servers of a Redis store share, as `recd serve` connects it (none
 /// when caching or its L2 is off, or for the embedded backend, whose one server is
 /// reached through `--target` instead).
-async fn shared_cache(config: &recd_server::Config) -> Option<Box<SharedCache>> {
-    match RedisTier::for_config(config).await {
-        Ok(tier) => tier.map(|tier| {
-            Box::new(SharedCache {
-                tier,
-                instance: format!("recd-train-{}", std::process::id()),
-            })
-        }),
-        Err(e) => {
-            tracing::warn!(cause = %e, "cannot reach the servers' cache tier: their cached lists expire by their TTL");
-            None
-        }
-    }
+async fn shared_cache(config: &recd_server::Config) -> Option<recd_server::cache::RedisTier> {
+    shared_tier(config).await.unwrap_or_else(|e| {
+        tracing::warn!(cause = %e, "cannot reach the servers' cache tier: their cached lists expire by their TTL");
+        None
+    })
 }
 
 /// `recd train`.

@@ -36,7 +36,8 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 use recd_core::Filter;
 use recd_store::{PopularHit, StoreError, StoreResult};
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 pub use self::config::{CacheConfig, TtlSeconds};
 pub use self::entry::{Entry, Kind};
@@ -44,11 +45,12 @@ use self::entry::{jittered_ttl_ms, unit_draw};
 use self::generations::Generations;
 pub use self::shared::{Invalidation, RedisTier};
 use self::shared::{Keys, decode, encode};
-use crate::state::now_ms;
+use crate::answer::{CachedList, ItemDetails};
+use crate::clock::now_ms;
 
 /// Computes a value on a miss; `'static` so that an early refresh can run it in the
 /// background after the request that triggered it has been answered.
-pub type Compute = Arc<dyn Fn() -> BoxFuture<'static, StoreResult<Value>> + Send + Sync>;
+pub type Compute<V> = Arc<dyn Fn() -> BoxFuture<'static, StoreResult<V>> + Send + Sync>;
 
 /// Where an answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,9 +166,9 @@ pub struct Caches {
     /// Tags this server's invalidation messages, so that it ignores its own.
     instance: String,
     generations: Generations,
-    recs: Cache<RecsKey, Arc<Entry<Value>>>,
+    recs: Cache<RecsKey, Arc<Entry<CachedList>>>,
     popular: Cache<PopularKey, Arc<Entry<Arc<Vec<PopularHit>>>>>,
-    items: Cache<ItemKey, Arc<Entry<Value>>>,
+    items: Cache<ItemKey, Arc<Entry<Option<ItemDetails>>>>,
     l2: Option<RedisTier>,
     /// Keys with an early refresh under way (one refresh per key at a time).
     refreshing: Mutex<HashSet<u64>>,
@@ -244,8 +246,8 @@ impl Caches {
         self: &Arc<Self>,
         user: &str,
         shape: u128,
-        compute: Compute,
-    ) -> StoreResult<(Arc<Entry<Value>>, Origin)> {
+        compute: Compute<CachedList>,
+    ) -> StoreResult<(Arc<Entry<CachedList>>, Origin)> {
         let key = RecsKey {
             user: user.to_string(),
             shape,
@@ -263,12 +265,12 @@ impl Caches {
             .await
     }
 
-    /// One item's details (`Value::Null` caches "no such item").
+    /// One item's details (`None` caches "no such item").
     pub async fn item(
         self: &Arc<Self>,
         id: &str,
-        compute: Compute,
-    ) -> StoreResult<(Value, Origin)> {
+        compute: Compute<Option<ItemDetails>>,
+    ) -> StoreResult<(Option<ItemDetails>, Origin)> {
         let key = ItemKey {
             id: id.to_string(),
             generation: self.generations.item(id),
@@ -321,16 +323,17 @@ impl Caches {
 
     /// L1 miss: single-flight per process around the L2 read, the cross-server lock and the
     /// computation.
-    async fn through_l2<K>(
+    async fn through_l2<K, V>(
         self: &Arc<Self>,
-        cache: &Cache<K, Arc<Entry<Value>>>,
+        cache: &Cache<K, Arc<Entry<V>>>,
         key: K,
         kind: Kind,
         l2: Option<Keys>,
-        compute: Compute,
-    ) -> StoreResult<(Arc<Entry<Value>>, Origin)>
+        compute: Compute<V>,
+    ) -> StoreResult<(Arc<Entry<V>>, Origin)>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         let origin = Mutex::new(None);
         let entry = cache
@@ -353,13 +356,13 @@ impl Caches {
 
     /// Reads L2, else takes the fill lock (or waits for the server holding it), computes,
     /// and writes L2. With `force` (an early refresh) an L2 entry is not taken as the answer.
-    async fn fill(
+    async fn fill<V: Serialize + DeserializeOwned>(
         &self,
         kind: Kind,
         l2: Option<&Keys>,
-        compute: &Compute,
+        compute: &Compute<V>,
         force: bool,
-    ) -> StoreResult<(Arc<Entry<Value>>, Origin)> {
+    ) -> StoreResult<(Arc<Entry<V>>, Origin)> {
         let tier = self.l2.as_ref().zip(l2);
         let mut marks = None;
         let mut lock = None;
@@ -414,8 +417,8 @@ impl Caches {
         let computed = compute().await;
         let result = computed.map(|value| self.entry(kind, value, started));
         if let (Ok(entry), Some((redis, keys)), Some((mark, epoch))) = (&result, tier, marks) {
-            let body = encode(entry, &entry.value, mark, epoch);
-            if let Err(e) = redis.set(&keys.data, body, entry.ttl_ms).await {
+            let body = encode(entry, mark, epoch);
+            if let Err(e) = redis.set(keys, body, entry.ttl_ms).await {
                 tracing::warn!(cause = %e, "L2 cache write failed");
             }
         }
@@ -428,7 +431,11 @@ impl Caches {
     /// Another server holds the fill lock: poll L2 with backoff until its entry appears or
     /// `lock_wait_ms` passes (then the caller computes itself: a dead holder never blocks
     /// anyone for longer than that).
-    async fn wait_for_peer(&self, redis: &RedisTier, keys: &Keys) -> Option<Entry<Value>> {
+    async fn wait_for_peer<V: DeserializeOwned>(
+        &self,
+        redis: &RedisTier,
+        keys: &Keys,
+    ) -> Option<Entry<V>> {
         metrics::counter!("recd_cache_lock_waits_total").increment(1);
         let deadline = Instant::now() + Duration::from_millis(self.config.lock_wait_ms);
         let mut delay = Duration::from_millis(2);
@@ -449,9 +456,9 @@ impl Caches {
     fn maybe_refresh_early(
         self: &Arc<Self>,
         key: RecsKey,
-        entry: &Entry<Value>,
+        entry: &Entry<CachedList>,
         l2: Option<Keys>,
-        compute: Compute,
+        compute: Compute<CachedList>,
     ) {
         if !entry.should_refresh_early(now_ms(), self.config.xfetch_beta, unit_draw()) {
             return;
@@ -685,26 +692,79 @@ pub fn shape_hash(parts: &[&str]) -> u128 {
 mod tests {
     use std::sync::atomic::AtomicUsize;
 
-    use serde_json::json;
+    use recd_core::Item;
     use tokio::sync::Semaphore;
 
     use super::*;
+    use crate::answer::{CachedItem, Source};
+
+    /// A list whose one item says which run made it (`{tag}:{run}`).
+    fn list(tag: &str, run: usize) -> CachedList {
+        let item = Item {
+            id: format!("{tag}:{run}"),
+            vector: None,
+            fields: Default::default(),
+        };
+        CachedList {
+            items: vec![CachedItem {
+                item: Arc::new(item),
+                score: 1.0,
+                reasons: Vec::new(),
+            }],
+            source: Source::Personalized,
+        }
+    }
+
+    /// The run that made a list (see [`list`]).
+    fn run(list: &CachedList) -> usize {
+        let id = &list.items[0].item.id;
+        id.rsplit(':').next().and_then(|n| n.parse().ok()).unwrap()
+    }
+
+    /// The tag of a list (see [`list`]).
+    fn tag(list: &CachedList) -> &str {
+        let id = &list.items[0].item.id;
+        id.split(':').next().unwrap()
+    }
 
     /// A compute that counts its runs and, while `gate` has no permits, blocks.
-    fn counted(runs: &Arc<AtomicUsize>, gate: &Arc<Semaphore>, value: Value) -> Compute {
+    fn counted(
+        runs: &Arc<AtomicUsize>,
+        gate: &Arc<Semaphore>,
+        tag: &'static str,
+    ) -> Compute<CachedList> {
         let runs = Arc::clone(runs);
         let gate = Arc::clone(gate);
         Arc::new(move || {
             let runs = Arc::clone(&runs);
             let gate = Arc::clone(&gate);
-            let value = value.clone();
             Box::pin(async move {
                 let n = runs.fetch_add(1, Ordering::SeqCst);
                 let _permit = gate
                     .acquire()
                     .await
                     .map_err(|e| StoreError::Internal(e.to_string()))?;
-                Ok(json!({"run": n, "v": value}))
+                Ok(list(tag, n))
+            })
+        })
+    }
+
+    /// An item-details compute that counts its runs.
+    fn counted_item(runs: &Arc<AtomicUsize>) -> Compute<Option<ItemDetails>> {
+        let runs = Arc::clone(runs);
+        Arc::new(move || {
+            let n = runs.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                let item = Item {
+                    id: format!("item:{n}"),
+                    vector: None,
+                    fields: Default::default(),
+                };
+                Ok(Some(ItemDetails {
+                    item: Arc::new(item),
+                    from_source: false,
+                    details: None,
+                }))
             })
         })
     }
@@ -722,7 +782,7 @@ mod tests {
         let c = caches();
         let runs = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(Semaphore::new(0));
-        let compute = counted(&runs, &gate, json!("list"));
+        let compute = counted(&runs, &gate, "list");
         let tasks: Vec<_> = (0..200)
             .map(|_| {
                 let (c, compute) = (Arc::clone(&c), Arc::clone(&compute));
@@ -738,7 +798,7 @@ mod tests {
         let mut computed = 0;
         for t in tasks {
             let (entry, origin) = t.await.unwrap().unwrap();
-            assert_eq!(entry.value["run"], 0);
+            assert_eq!(run(&entry.value), 0);
             computed += usize::from(origin == Origin::Computed);
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
@@ -749,7 +809,7 @@ mod tests {
     async fn an_invalidated_user_misses_and_others_keep_their_entries() {
         let c = caches();
         let runs = Arc::new(AtomicUsize::new(0));
-        let compute = counted(&runs, &open_gate(), json!(1));
+        let compute = counted(&runs, &open_gate(), "one");
         assert_eq!(
             c.recommend("a", 1, compute.clone()).await.unwrap().1,
             Origin::Computed
@@ -770,7 +830,7 @@ mod tests {
         c.users_changed(vec!["a".into()]).await;
         let (e, o) = c.recommend("a", 1, compute.clone()).await.unwrap();
         assert_eq!(o, Origin::Computed);
-        assert_eq!(e.value["run"], 3);
+        assert_eq!(run(&e.value), 3);
         assert_eq!(
             c.recommend("b", 1, compute.clone()).await.unwrap().1,
             Origin::L1
@@ -782,7 +842,7 @@ mod tests {
         let c = caches();
         let runs = Arc::new(AtomicUsize::new(0));
         let closed = Arc::new(Semaphore::new(0));
-        let slow = counted(&runs, &closed, json!("stale"));
+        let slow = counted(&runs, &closed, "stale");
         let before = {
             let c = Arc::clone(&c);
             tokio::spawn(async move { c.recommend("u", 1, slow).await })
@@ -793,35 +853,36 @@ mod tests {
         c.users_changed(vec!["u".into()]).await;
         // The first fill is still blocked; this one must compute on its own (if it joined
         // the old fill it would wait for the closed gate, and the timeout would fail it).
-        let fresh = counted(&runs, &open_gate(), json!("fresh"));
+        let fresh = counted(&runs, &open_gate(), "fresh");
         let (e, o) = tokio::time::timeout(Duration::from_secs(30), c.recommend("u", 1, fresh))
             .await
             .expect("joined a fill that started before the invalidation")
             .unwrap();
-        assert_eq!((o, &e.value["v"]), (Origin::Computed, &json!("fresh")));
+        assert_eq!((o, tag(&e.value)), (Origin::Computed, "fresh"));
         closed.add_permits(1);
         before.await.unwrap().unwrap();
         // The stale fill landed under the old generation: nobody sees it.
-        let fresh = counted(&runs, &open_gate(), json!("fresh"));
+        let fresh = counted(&runs, &open_gate(), "fresh");
         let (e, o) = c.recommend("u", 1, fresh).await.unwrap();
-        assert_eq!((o, &e.value["v"]), (Origin::L1, &json!("fresh")));
+        assert_eq!((o, tag(&e.value)), (Origin::L1, "fresh"));
     }
 
     #[tokio::test]
     async fn item_writes_drop_that_items_details_and_every_list_but_not_other_details() {
         let c = caches();
         let runs = Arc::new(AtomicUsize::new(0));
-        let compute = counted(&runs, &open_gate(), json!(1));
+        let compute = counted(&runs, &open_gate(), "one");
+        let details = counted_item(&runs);
         c.recommend("a", 1, compute.clone()).await.unwrap();
-        c.item("x", compute.clone()).await.unwrap();
-        c.item("y", compute.clone()).await.unwrap();
-        assert_eq!(c.item("x", compute.clone()).await.unwrap().1, Origin::L1);
+        c.item("x", details.clone()).await.unwrap();
+        c.item("y", details.clone()).await.unwrap();
+        assert_eq!(c.item("x", details.clone()).await.unwrap().1, Origin::L1);
         c.items_changed(vec!["x".into()]).await;
         assert_eq!(
-            c.item("x", compute.clone()).await.unwrap().1,
+            c.item("x", details.clone()).await.unwrap().1,
             Origin::Computed
         );
-        assert_eq!(c.item("y", compute.clone()).await.unwrap().1, Origin::L1);
+        assert_eq!(c.item("y", details.clone()).await.unwrap().1, Origin::L1);
         assert_eq!(
             c.recommend("a", 1, compute.clone()).await.unwrap().1,
             Origin::Computed,
@@ -829,7 +890,7 @@ mod tests {
         );
         c.details_changed(vec!["y".into()]).await;
         assert_eq!(
-            c.item("y", compute.clone()).await.unwrap().1,
+            c.item("y", details.clone()).await.unwrap().1,
             Origin::Computed
         );
         assert_eq!(
@@ -843,7 +904,7 @@ mod tests {
     async fn failures_are_not_cached() {
         let c = caches();
         let calls = Arc::new(AtomicUsize::new(0));
-        let failing: Compute = {
+        let failing: Compute<CachedList> = {
             let calls = Arc::clone(&calls);
             Arc::new(move || {
                 let n = calls.fetch_add(1, Ordering::SeqCst);
@@ -851,7 +912,7 @@ mod tests {
                     if n == 0 {
                         Err(StoreError::Unavailable("down".into()))
                     } else {
-                        Ok(json!("ok"))
+                        Ok(list("ok", 0))
                     }
                 })
             })
@@ -861,7 +922,7 @@ mod tests {
             Err(StoreError::Unavailable(_))
         ));
         let (e, o) = c.recommend("u", 1, failing).await.unwrap();
-        assert_eq!((o, e.value.clone()), (Origin::Computed, json!("ok")));
+        assert_eq!((o, tag(&e.value)), (Origin::Computed, "ok"));
     }
 
     #[tokio::test]
@@ -899,19 +960,19 @@ mod tests {
             None,
         );
         let runs = Arc::new(AtomicUsize::new(0));
-        let compute = counted(&runs, &open_gate(), json!(1));
+        let compute = counted(&runs, &open_gate(), "one");
         c.recommend("u", 1, compute.clone()).await.unwrap();
         let (e, o) = c.recommend("u", 1, compute.clone()).await.unwrap();
         assert_eq!(
-            (o, &e.value["run"]),
-            (Origin::L1, &json!(0)),
+            (o, run(&e.value)),
+            (Origin::L1, 0),
             "the hit is served at once"
         );
         // The refresh replaces the entry; poll until it has (it runs on another task).
         let refreshed = async {
             loop {
                 let (e, _) = c.recommend("u", 1, compute.clone()).await.unwrap();
-                if e.value["run"] != json!(0) {
+                if run(&e.value) != 0 {
                     return;
                 }
                 tokio::task::yield_now().await;

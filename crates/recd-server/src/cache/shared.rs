@@ -10,13 +10,16 @@
 //!   only if both still match: an invalidation is one INCR, nothing has to be found and
 //!   deleted, and a fill that raced with an invalidation writes an entry nobody will use.
 //! - `lock:{...}`: `SET NX PX` with a random token, released by compare-and-delete.
+//! - `ukeys:{user}`: a Set of the user's `recs:` keys (living as long as a mark), so that
+//!   forgetting a user deletes exactly their entries: O(their keys), never a keyspace SCAN.
 //! - channel `inv`: `{instance}\t{u|i|e}\t{id}\t{id}...`; each server ignores its own.
 
 use std::time::Duration;
 
+use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Script};
-use serde_json::{Value, json};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::entry::Entry;
 
@@ -42,6 +45,8 @@ pub struct Keys {
     pub mark: String,
     /// The epoch it depends on.
     pub epoch: String,
+    /// The set indexing the owner's entries, for erasure (a user's lists).
+    pub index: Option<String>,
 }
 
 /// What a read found: the entry's body (if any) and the current mark and epoch.
@@ -133,25 +138,6 @@ end
 return 0";
 
 impl RedisTier {
-    /// The tier the servers of `config`'s deployment share: `Ok(None)` unless the backend is
-    /// Redis and both `cache.enabled` and `cache.l2` are on.
-    pub async fn for_config(config: &crate::Config) -> SharedResult<Option<Self>> {
-        let cache = &config.cache;
-        if config.backend != crate::config::Backend::Redis || !cache.enabled || !cache.l2 {
-            return Ok(None);
-        }
-        let r = &config.redis;
-        Self::connect(
-            &config.redis_url,
-            &r.prefix,
-            cache.max_ttl_ms(),
-            Duration::from_millis(r.connect_timeout_ms),
-            Duration::from_millis(r.response_timeout_ms),
-        )
-        .await
-        .map(Some)
-    }
-
     /// Connects (lazily reconnecting afterwards, like the store's connection).
     pub async fn connect(
         url: &str,
@@ -193,6 +179,7 @@ impl RedisTier {
             data: self.key(&format!("recs:{user}:{shape:032x}")),
             mark: self.key(&format!("umark:{user}")),
             epoch: self.key("epoch"),
+            index: Some(self.user_index(user)),
         }
     }
 
@@ -202,6 +189,7 @@ impl RedisTier {
             data: self.key(&format!("item:{id}")),
             mark: self.key(&format!("imark:{id}")),
             epoch: self.key("depoch"),
+            index: None,
         }
     }
 
@@ -226,10 +214,21 @@ impl RedisTier {
         })
     }
 
-    /// Stores a body for its TTL.
-    pub async fn set(&self, data_key: &str, body: Vec<u8>, ttl_ms: u64) -> SharedResult<()> {
+    /// The set of a user's list keys.
+    fn user_index(&self, user: &str) -> String {
+        self.key(&format!("ukeys:{user}"))
+    }
+
+    /// Stores a body for its TTL (and indexes it under its owner, if it has one).
+    pub async fn set(&self, keys: &Keys, body: Vec<u8>, ttl_ms: u64) -> SharedResult<()> {
+        let mut pipe = redis::pipe();
+        pipe.pset_ex(&keys.data, body, ttl_ms.max(1)).ignore();
+        if let Some(index) = &keys.index {
+            pipe.sadd(index, &keys.data).ignore();
+            pipe.pexpire(index, self.mark_ttl_ms as i64).ignore();
+        }
         let mut conn = self.conn.clone();
-        let () = conn.pset_ex(data_key, body, ttl_ms.max(1)).await?;
+        let () = pipe.query_async(&mut conn).await?;
         Ok(())
     }
 
@@ -289,32 +288,21 @@ impl RedisTier {
         Ok(())
     }
 
-    /// Deletes every cached list of `user` (SCAN over the user's key pattern, glob
-    /// characters in the id escaped, then UNLINK).
+    /// Deletes every cached list of `user`: the members of their index set, then the set.
+    /// Costs O(the user's entries), whatever the size of the keyspace.
     pub async fn erase_user(&self, user: &str) -> SharedResult<()> {
-        let pattern = format!("{}*", glob_escape(&self.key(&format!("recs:{user}:"))));
+        let index = self.user_index(user);
         let mut conn = self.conn.clone();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            if !keys.is_empty() {
-                let _: i64 = redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async(&mut conn)
-                    .await?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
+        let keys: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&index)
+            .query_async(&mut conn)
+            .await?;
+        let _: i64 = redis::cmd("UNLINK")
+            .arg(&keys)
+            .arg(&index)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
     }
 
     /// `used_memory` and `evicted_keys` from INFO.
@@ -342,44 +330,49 @@ impl RedisTier {
     }
 }
 
-/// `s` with the glob characters of SCAN MATCH escaped.
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^' | '-') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
+/// An entry's L2 body: the value plus what decides whether it is still valid.
+#[derive(Serialize, Deserialize)]
+struct Body<V> {
+    /// The owner's mark when it was computed.
+    m: i64,
+    /// The epoch when it was computed.
+    e: i64,
+    /// `Entry::created_ms`.
+    c: i64,
+    /// `Entry::ttl_ms`.
+    t: u64,
+    /// `Entry::compute_ms`.
+    d: f64,
+    /// The value.
+    v: V,
 }
 
-/// An entry's L2 body: the value plus what decides whether it is still valid.
-pub fn encode<V>(entry: &Entry<V>, value: &Value, mark: i64, epoch: i64) -> Vec<u8> {
-    json!({
-        "m": mark,
-        "e": epoch,
-        "c": entry.created_ms,
-        "t": entry.ttl_ms,
-        "d": entry.compute_ms,
-        "v": value,
-    })
-    .to_string()
-    .into_bytes()
+/// An entry's L2 body (JSON: readable with redis-cli when debugging).
+pub fn encode<V: Serialize>(entry: &Entry<V>, mark: i64, epoch: i64) -> Vec<u8> {
+    let body = Body {
+        m: mark,
+        e: epoch,
+        c: entry.created_ms,
+        t: entry.ttl_ms,
+        d: entry.compute_ms,
+        v: &entry.value,
+    };
+    // Serializing our own types into a Vec cannot fail; an empty body reads as a miss.
+    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 /// The entry in a lookup, if it is still valid (its mark and its epoch match). A body that
-/// does not parse counts as a miss.
-pub fn decode(lookup: &Lookup) -> Option<Entry<Value>> {
-    let body: Value = serde_json::from_slice(lookup.body.as_deref()?).ok()?;
-    if body.get("m")?.as_i64()? != lookup.mark || body.get("e")?.as_i64()? != lookup.epoch {
+/// does not parse (e.g. written by an older version) counts as a miss.
+pub fn decode<V: DeserializeOwned>(lookup: &Lookup) -> Option<Entry<V>> {
+    let body: Body<V> = serde_json::from_slice(lookup.body.as_deref()?).ok()?;
+    if body.m != lookup.mark || body.e != lookup.epoch {
         return None;
     }
     Some(Entry {
-        created_ms: body.get("c")?.as_i64()?,
-        ttl_ms: body.get("t")?.as_u64()?,
-        compute_ms: body.get("d")?.as_f64()?,
-        value: body.get("v")?.clone(),
+        created_ms: body.c,
+        ttl_ms: body.t,
+        compute_ms: body.d,
+        value: body.v,
     })
 }
 
@@ -403,33 +396,34 @@ mod tests {
     }
 
     #[test]
-    fn glob_characters_are_escaped() {
-        assert_eq!(
-            glob_escape("p:recs:a*b?[c]\\:"),
-            "p:recs:a\\*b\\?\\[c\\]\\\\:"
-        );
-        assert_eq!(glob_escape("plain"), "plain");
-    }
-
-    #[test]
     fn bodies_are_valid_only_under_the_same_mark_and_epoch() {
         let entry = Entry {
-            value: (),
+            value: vec![1, 2],
             created_ms: 5,
             ttl_ms: 60_000,
             compute_ms: 1.5,
         };
-        let body = encode(&entry, &json!({"items": [1, 2]}), 3, 7);
+        let body = encode(&entry, 3, 7);
         let at = |mark, epoch| Lookup {
             body: Some(body.clone()),
             mark,
             epoch,
         };
-        let e = decode(&at(3, 7)).unwrap();
-        assert_eq!(e.value, json!({"items": [1, 2]}));
+        let e: Entry<Vec<i32>> = decode(&at(3, 7)).unwrap();
+        assert_eq!(e.value, vec![1, 2]);
         assert_eq!((e.created_ms, e.ttl_ms), (5, 60_000));
-        assert!(decode(&at(4, 7)).is_none(), "user invalidated since");
-        assert!(decode(&at(3, 8)).is_none(), "catalog changed since");
-        assert!(decode(&Lookup::default()).is_none());
+        assert!(
+            decode::<Vec<i32>>(&at(4, 7)).is_none(),
+            "user invalidated since"
+        );
+        assert!(
+            decode::<Vec<i32>>(&at(3, 8)).is_none(),
+            "catalog changed since"
+        );
+        assert!(decode::<Vec<i32>>(&Lookup::default()).is_none());
+        assert!(
+            decode::<String>(&at(3, 7)).is_none(),
+            "another shape is a miss"
+        );
     }
 }

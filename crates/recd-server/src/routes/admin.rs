@@ -50,6 +50,7 @@ use recd_core::{Event, Schema, ValidationError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::answer::VectorsWritten;
 use crate::error::{ApiError, AppJson};
 use crate::state::AppState;
 
@@ -75,7 +76,7 @@ pub fn event_json(e: &Event) -> Value {
 }
 
 pub async fn schema(State(state): State<AppState>) -> Json<Schema> {
-    Json(state.store.schema().clone())
+    Json(state.engine.schema().clone())
 }
 
 #[derive(Deserialize)]
@@ -110,7 +111,7 @@ pub async fn events(
     params: Result<Query<EventsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let events = state.store.events().await?;
+    let events = state.engine.events().await?;
     let total = events.len();
     let chunks = NdjsonChunks {
         events: events.into_iter().skip(params.offset),
@@ -200,15 +201,15 @@ fn parse_list(
 pub async fn put_vectors(
     State(state): State<AppState>,
     AppJson(body): AppJson<VectorsBody>,
-) -> Result<Json<Value>, ApiError> {
-    let max = state.config.server.max_batch;
+) -> Result<Json<VectorsWritten>, ApiError> {
+    let max = state.config().server.max_batch;
     let n = body.items.len() + body.users.len();
     if n > max {
         return Err(ApiError::invalid(format!(
             "a batch holds at most {max} vectors (items and users together), got {n}"
         )));
     }
-    let schema = state.store.schema();
+    let schema = state.engine.schema();
     let mut problems = Vec::new();
     let items = parse_list("items", &body.items, schema, &mut problems);
     let users = parse_list("users", &body.users, schema, &mut problems);
@@ -221,22 +222,7 @@ pub async fn put_vectors(
             problems,
         ));
     }
-    let sent = items.len();
-    let updated = if items.is_empty() {
-        0
-    } else {
-        state.store.set_item_vectors(items).await?
-    };
-    let set_users = if users.is_empty() {
-        0
-    } else {
-        state.store.set_user_vectors(users).await?
-    };
-    Ok(Json(json!({
-        "items": updated,
-        "users": set_users,
-        "unknown_items": sent.saturating_sub(updated),
-    })))
+    Ok(Json(state.engine.write_vectors(items, users).await?))
 }
 
 #[derive(Deserialize)]
@@ -249,7 +235,7 @@ pub async fn rebuild_sessions(
     State(state): State<AppState>,
     AppJson(body): AppJson<RebuildBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let max = state.config.server.max_batch;
+    let max = state.config().server.max_batch;
     if body.users.len() > max {
         return Err(ApiError::invalid(format!(
             "a batch holds at most {max} users, got {}",
@@ -278,11 +264,7 @@ pub async fn rebuild_sessions(
             problems,
         ));
     }
-    let rebuilt = state.store.rebuild_sessions(&users).await?;
-    if state.caches.enabled() {
-        // The last step of a write-back: every cached list was ranked with old vectors.
-        state.caches.lists_changed().await;
-    }
+    let rebuilt = state.engine.rebuild_sessions(&users).await?;
     Ok(Json(json!({ "rebuilt": rebuilt })))
 }
 

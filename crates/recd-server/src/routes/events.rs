@@ -6,8 +6,9 @@ use recd_core::Event;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::clock::now_ms;
 use crate::error::{ApiError, AppJson};
-use crate::state::{AppState, now_ms};
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,7 +20,7 @@ pub async fn ingest(
     State(state): State<AppState>,
     AppJson(body): AppJson<EventsBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let max = state.config.server.max_batch;
+    let max = state.config().server.max_batch;
     if body.events.len() > max {
         return Err(ApiError::invalid(format!(
             "a batch holds at most {max} events, got {}",
@@ -27,7 +28,7 @@ pub async fn ingest(
         )));
     }
     let now = now_ms();
-    let max_future = state.config.server.max_event_future_ms();
+    let max_future = state.config().server.max_event_future_ms();
     let mut events = Vec::with_capacity(body.events.len());
     let mut problems = Vec::new();
     for (index, v) in body.events.iter().enumerate() {
@@ -46,17 +47,6 @@ pub async fn ingest(
             problems,
         ));
     }
-    state.store.apply_events(&events).await?;
-    if state.caches.enabled() {
-        let invalidating = &state.caches.config().invalidate_on;
-        let mut users: Vec<String> = events
-            .iter()
-            .filter(|e| invalidating.contains(&e.kind))
-            .map(|e| e.user_id.clone())
-            .collect();
-        users.sort_unstable();
-        users.dedup();
-        state.caches.users_changed(users).await;
-    }
-    Ok(Json(json!({ "accepted": events.len() })))
+    let accepted = state.engine.apply_events(&events).await?;
+    Ok(Json(json!({ "accepted": accepted })))
 }

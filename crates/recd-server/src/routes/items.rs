@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::path_id;
-use super::recommend::{answer_json, parse_count, parse_filter};
-use crate::details::item_details;
+use super::recommend::{parse_count, parse_filter};
+use crate::answer::{ItemDetailsView, Recommendation};
 use crate::error::{ApiError, AppJson};
 use crate::state::AppState;
 
@@ -23,14 +23,14 @@ pub async fn upsert(
     State(state): State<AppState>,
     AppJson(body): AppJson<UpsertBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let max = state.config.server.max_batch;
+    let max = state.config().server.max_batch;
     if body.items.len() > max {
         return Err(ApiError::invalid(format!(
             "a batch holds at most {max} items, got {}",
             body.items.len()
         )));
     }
-    let schema = state.store.schema();
+    let schema = state.engine.schema();
     let mut items = Vec::with_capacity(body.items.len());
     let mut problems = Vec::new();
     for (index, v) in body.items.iter().enumerate() {
@@ -51,9 +51,7 @@ pub async fn upsert(
             problems,
         ));
     }
-    let ids: Vec<String> = items.iter().map(|u| u.item.id.clone()).collect();
-    let upserted = state.store.upsert_items(items).await?;
-    state.caches.items_changed(ids).await;
+    let upserted = state.engine.upsert_items(items).await?;
     Ok(Json(json!({ "upserted": upserted })))
 }
 
@@ -78,24 +76,15 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     path_id(&id, "item id")?;
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let not_found = || ApiError::not_found(format!("item '{id}' does not exist"));
     if params.include_vector {
-        // Vectors are not cached (they are large and change on every training run).
-        return match state
-            .store
-            .get_items(std::slice::from_ref(&id))
-            .await?
-            .pop()
-            .flatten()
-        {
-            Some(item) => Ok(Json(item.to_json(true))),
-            None => Err(not_found()),
-        };
+        let item = state.engine.item_with_vector(&id).await?;
+        return Ok(Json(item.to_json(true)));
     }
-    match item_details(&state, &id, params.use_cache).await? {
-        (Some(details), _) => Ok(Json(details)),
-        (None, _) => Err(not_found()),
-    }
+    let details = state.engine.item_details(&id, params.use_cache).await?;
+    // Serializing our own types cannot fail.
+    Ok(Json(
+        serde_json::to_value(ItemDetailsView(&details)).unwrap_or_default(),
+    ))
 }
 
 pub async fn delete(
@@ -103,12 +92,8 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     path_id(&id, "item id")?;
-    if state.store.delete_item(&id).await? {
-        state.caches.items_changed(vec![id]).await;
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!("item '{id}' does not exist")))
-    }
+    state.engine.delete_item(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /v1/items/{id}/invalidate`: the item's details changed at their source; drop them
@@ -118,7 +103,7 @@ pub async fn invalidate(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     path_id(&id, "item id")?;
-    state.caches.details_changed(vec![id]).await;
+    state.engine.details_changed(vec![id]).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -133,16 +118,12 @@ pub async fn similar(
     State(state): State<AppState>,
     Path(id): Path<String>,
     AppJson(body): AppJson<SimilarBody>,
-) -> Result<Json<Value>, ApiError> {
-    let started = std::time::Instant::now();
+) -> Result<Json<Recommendation>, ApiError> {
     path_id(&id, "item id")?;
     let count = parse_count(body.count)?;
     let filter = match &body.filter {
-        Some(f) => parse_filter(f, state.store.schema())?,
+        Some(f) => parse_filter(f, state.engine.schema())?,
         None => Filter::all(),
     };
-    match state.recommender.similar(&id, count, &filter).await? {
-        Some(answer) => Ok(Json(answer_json(None, &answer, started))),
-        None => Err(ApiError::not_found(format!("item '{id}' does not exist"))),
-    }
+    Ok(Json(state.engine.similar(&id, count, &filter).await?))
 }

@@ -1,4 +1,8 @@
-//! The HTTP surface of API.md: one module per resource, assembled by [`router`].
+//! The HTTP surface of API.md: one module per resource, and [`table`], the one list of
+//! routes that [`router`] serves and the OpenAPI document is checked against.
+//!
+//! Handlers only parse the request, call one [`crate::engine::Engine`] method, and return
+//! its typed answer; none touches a cache or the store.
 
 mod admin;
 mod events;
@@ -11,35 +15,122 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::Method;
 use axum::middleware;
-use axum::routing::{get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use recd_core::id::validate_id;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Who may call a route (API.md "Access").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// Anyone: health, readiness, metrics, the API description.
+    Public,
+    /// Recommend, similar, GET items and users.
+    Read,
+    /// PUT items, events.
+    Write,
+    /// Deletes, `/v1/admin/*`.
+    Admin,
+}
+
+/// One route: method, path template, who may call it, and its handler.
+pub struct Route {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path template (`{id}` for path parameters).
+    pub path: &'static str,
+    /// Who may call it.
+    pub scope: Scope,
+    handler: MethodRouter<AppState>,
+}
+
+fn route(
+    method: Method,
+    path: &'static str,
+    scope: Scope,
+    handler: MethodRouter<AppState>,
+) -> Route {
+    Route {
+        method,
+        path,
+        scope,
+        handler,
+    }
+}
+
 /// Every route of the service.
+pub fn table() -> Vec<Route> {
+    use Scope::{Admin, Public, Read, Write};
+    vec![
+        route(Method::GET, "/health", Public, get(health::health)),
+        route(Method::GET, "/ready", Public, get(health::ready)),
+        route(Method::GET, "/metrics", Public, get(health::metrics)),
+        route(Method::GET, "/openapi.json", Public, get(health::openapi)),
+        route(Method::PUT, "/v1/items", Write, put(items::upsert)),
+        route(Method::GET, "/v1/items/{id}", Read, get(items::get)),
+        route(
+            Method::DELETE,
+            "/v1/items/{id}",
+            Admin,
+            delete(items::delete),
+        ),
+        route(
+            Method::POST,
+            "/v1/items/{id}/similar",
+            Read,
+            post(items::similar),
+        ),
+        route(
+            Method::POST,
+            "/v1/items/{id}/invalidate",
+            Write,
+            post(items::invalidate),
+        ),
+        route(
+            Method::POST,
+            "/v1/recommend",
+            Read,
+            post(recommend::recommend),
+        ),
+        route(Method::POST, "/v1/events", Write, post(events::ingest)),
+        route(Method::GET, "/v1/users/{id}", Read, get(users::get)),
+        route(
+            Method::DELETE,
+            "/v1/users/{id}",
+            Admin,
+            delete(users::delete),
+        ),
+        route(Method::GET, "/v1/admin/schema", Admin, get(admin::schema)),
+        route(Method::GET, "/v1/admin/events", Admin, get(admin::events)),
+        route(
+            Method::PUT,
+            "/v1/admin/vectors",
+            Admin,
+            put(admin::put_vectors),
+        ),
+        route(
+            Method::POST,
+            "/v1/admin/sessions/rebuild",
+            Admin,
+            post(admin::rebuild_sessions),
+        ),
+    ]
+}
+
+/// Every route of the service, with its limits and metrics.
 pub fn router(state: AppState) -> Router {
-    let limits = &state.config.server;
+    let limits = &state.config().server;
     let body_limit = limits.body_limit_bytes;
     let timeout = Duration::from_millis(limits.request_timeout_ms);
-    Router::new()
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
-        .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(health::openapi))
-        .route("/v1/items", put(items::upsert))
-        .route("/v1/items/{id}", get(items::get).delete(items::delete))
-        .route("/v1/items/{id}/similar", post(items::similar))
-        .route("/v1/items/{id}/invalidate", post(items::invalidate))
-        .route("/v1/recommend", post(recommend::recommend))
-        .route("/v1/events", post(events::ingest))
-        .route("/v1/users/{id}", get(users::get).delete(users::delete))
-        .route("/v1/admin/schema", get(admin::schema))
-        .route("/v1/admin/events", get(admin::events))
-        .route("/v1/admin/vectors", put(admin::put_vectors))
-        .route("/v1/admin/sessions/rebuild", post(admin::rebuild_sessions))
+    let mut router = Router::new();
+    for r in table() {
+        router = router.route(r.path, r.handler);
+    }
+    router
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .route_layer(middleware::from_fn(crate::metrics::track))
         .layer(DefaultBodyLimit::max(body_limit))

@@ -28,8 +28,10 @@ async fn lists_are_cached_bypassed_and_invalidated() {
     let first = s.recommend(ask.clone()).await;
     assert_eq!(first["source"], "personalized");
     let second = s.recommend(ask.clone()).await;
-    assert_eq!(second["source"], "cache");
+    // A cached answer keeps how the list was built and says where it came from.
+    assert_eq!(second["source"], "personalized");
     assert_eq!(second["cache"]["tier"], "l1");
+    assert!(first.get("cache").is_none(), "{first}");
     assert_eq!(ids(&second), ids(&first));
     assert_eq!(second["items"], first["items"], "same scores and reasons");
     assert_ne!(second["recommendation_id"], first["recommendation_id"]);
@@ -47,26 +49,27 @@ async fn lists_are_cached_bypassed_and_invalidated() {
 
     // A view does not invalidate by default; a click does, before /v1/events answers.
     s.event("user-3", "sku-11", "view").await;
-    assert_eq!(s.recommend(ask.clone()).await["source"], "cache");
+    assert!(s.recommend(ask.clone()).await.get("cache").is_some());
     s.event("user-3", "sku-11", "click").await;
     let after = s.recommend(ask.clone()).await;
     assert_eq!(after["source"], "personalized");
+    assert!(after.get("cache").is_none(), "{after}");
 
     // A purchase drops the list and the item is never shown again.
     let top = ids(&after)[0].clone();
     s.event("user-3", &top, "purchase").await;
     let after = s.recommend(ask.clone()).await;
-    assert_ne!(after["source"], "cache");
+    assert!(after.get("cache").is_none(), "{after}");
     assert!(!ids(&after).contains(&top));
 
     // A deleted item leaves every cached list at once (another user's, too).
     let other_user = json!({"user_id": "user-4", "count": 10});
     let cached = s.recommend(other_user.clone()).await;
-    assert_eq!(s.recommend(other_user.clone()).await["source"], "cache");
+    assert!(s.recommend(other_user.clone()).await.get("cache").is_some());
     let victim = ids(&cached)[0].clone();
     assert_eq!(s.delete(&format!("/v1/items/{victim}")).await, 204);
     let after = s.recommend(other_user.clone()).await;
-    assert_ne!(after["source"], "cache");
+    assert!(after.get("cache").is_none(), "{after}");
     assert!(!ids(&after).contains(&victim));
 }
 
@@ -202,9 +205,8 @@ async fn two_servers_share_l2_compute_once_and_invalidate_each_other() {
     // b now has the list in L1; a click on a must reach it.
     assert_eq!(b.recommend(body.clone()).await["cache"]["tier"], "l1");
     a.event("user-9", "sku-3", "click").await;
-    assert_ne!(
-        a.recommend(body.clone()).await["source"],
-        "cache",
+    assert!(
+        a.recommend(body.clone()).await.get("cache").is_none(),
         "read your writes on a"
     );
     let reached = async {

@@ -189,10 +189,7 @@ async fn train_target_writes_back_while_requests_are_served() {
             body["filter"] = json!({"in_stock": true, "price": {"lt": 80}});
         }
         let a = s.recommend(body).await;
-        assert!(
-            a["source"] == "personalized" || a["source"] == "cache",
-            "{a}"
-        );
+        assert!(a["source"] == "personalized", "{a}");
         check_answer(&a, filtered);
     }
     // Training twice is harmless (the write-back is idempotent in effect).
@@ -212,7 +209,7 @@ async fn a_session_follows_its_items_into_the_new_space() {
     // the probe's list is cached before training
     let probe = json!({"user_id": "probe", "count": 10});
     s.recommend(probe.clone()).await;
-    assert_eq!(s.recommend(probe.clone()).await["source"], "cache");
+    assert!(s.recommend(probe.clone()).await.get("cache").is_some());
     let file = data_dir("train-target-session-events").with_extension("jsonl");
     let lines: Vec<String> = log(&s)
         .await

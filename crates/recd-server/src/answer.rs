@@ -1,0 +1,364 @@
+//! The engine's answers as types: what a recommendation, a user, an item's details and a
+//! write-back return, serialized into API.md's shapes by serde (no hand-built JSON on the
+//! request path), and what the cache keeps of them.
+//!
+//! Items travel as `Arc<Item>` (shared with the store, never deep-copied on the request
+//! path); [`ItemFields`] serializes one in the API's form (id + fields, no vector), while the
+//! cache keeps a copy without the vector ([`without_vector`]) in the item's own serde form.
+
+use std::sync::Arc;
+
+use recd_core::pipeline::Ranked;
+use recd_core::{Counters, Item, UserState};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+
+/// How a list was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// From the user's (or, for similar items, the item's) vector.
+    Personalized,
+    /// The user is cold (or the item has no vector): popular items.
+    Popular,
+}
+
+impl Source {
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Personalized => "personalized",
+            Source::Popular => "popular",
+        }
+    }
+}
+
+/// An item in the API's form: `{"id", ...fields}` without the vector.
+#[derive(Debug, Clone)]
+pub struct ItemFields(pub Arc<Item>);
+
+impl Serialize for ItemFields {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let item = &self.0;
+        let mut map = serializer.serialize_map(Some(item.fields.len() + 1))?;
+        map.serialize_entry("id", &item.id)?;
+        for (name, value) in &item.fields {
+            map.serialize_entry(name, &value.to_json())?;
+        }
+        map.end()
+    }
+}
+
+/// A copy of `item` without its vector: what caches keep and answers show.
+pub fn without_vector(item: &Arc<Item>) -> Arc<Item> {
+    if item.vector.is_none() {
+        return Arc::clone(item);
+    }
+    Arc::new(Item {
+        id: item.id.clone(),
+        vector: None,
+        fields: item.fields.clone(),
+    })
+}
+
+/// One ranked item of an answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServedItem {
+    /// The item id.
+    pub id: String,
+    /// Its score; non-increasing down the list.
+    pub score: f64,
+    /// Why it is here.
+    pub reasons: Vec<String>,
+    /// Its fields.
+    pub item: ItemFields,
+}
+
+impl From<Ranked> for ServedItem {
+    fn from(r: Ranked) -> Self {
+        ServedItem {
+            id: r.item.id.clone(),
+            score: r.score,
+            reasons: r.reasons,
+            item: ItemFields(r.item),
+        }
+    }
+}
+
+/// What the cache keeps of a recommendation: the list and how it was built.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CachedList {
+    /// The ranked items, vectors stripped.
+    pub items: Vec<CachedItem>,
+    /// How the list was built.
+    pub source: Source,
+}
+
+/// One ranked item as the cache keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CachedItem {
+    /// The item (without its vector).
+    pub item: Arc<Item>,
+    /// Its score.
+    pub score: f64,
+    /// Why it is here.
+    pub reasons: Vec<String>,
+}
+
+impl CachedList {
+    /// The cacheable form of a ranked list.
+    pub fn new(items: &[Ranked], source: Source) -> Self {
+        CachedList {
+            items: items
+                .iter()
+                .map(|r| CachedItem {
+                    item: without_vector(&r.item),
+                    score: r.score,
+                    reasons: r.reasons.clone(),
+                })
+                .collect(),
+            source,
+        }
+    }
+
+    /// The items in the answer's form.
+    pub fn served(&self) -> Vec<ServedItem> {
+        self.items
+            .iter()
+            .map(|c| ServedItem {
+                id: c.item.id.clone(),
+                score: c.score,
+                reasons: c.reasons.clone(),
+                item: ItemFields(Arc::clone(&c.item)),
+            })
+            .collect()
+    }
+}
+
+/// Where a cached answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// This server's memory.
+    L1,
+    /// The shared Redis tier.
+    L2,
+}
+
+/// Present when an answer came from a cache.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CacheInfo {
+    /// Which tier.
+    pub tier: Tier,
+    /// How old the list is.
+    pub age_ms: i64,
+}
+
+/// A recommendation (`POST /v1/recommend`, `POST /v1/items/{id}/similar`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Recommendation {
+    /// Unique; events may cite it for attribution.
+    pub recommendation_id: String,
+    /// Whom it is for (absent for similar items).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The items, best first.
+    pub items: Vec<ServedItem>,
+    /// How the list was built (also when it came from a cache).
+    pub source: Source,
+    /// Present when the list came from a cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheInfo>,
+    /// The ranking strategy that built it.
+    pub strategy: String,
+    /// The experiment that assigned the user, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
+    /// The experiment's variant, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Time spent in the engine.
+    pub took_ms: f64,
+    /// With `explain`: candidates, scores and timings per stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Value>,
+}
+
+/// The strategy every answer names until strategies can be chosen.
+pub const DEFAULT_STRATEGY: &str = "default";
+
+/// A user's counters in the API's form.
+#[derive(Debug, Clone, Serialize)]
+pub struct CountersView {
+    /// Views.
+    pub view: u64,
+    /// Clicks.
+    pub click: u64,
+    /// Dwell events.
+    pub dwell: u64,
+    /// Add-to-carts.
+    pub add_to_cart: u64,
+    /// Purchases.
+    pub purchase: u64,
+    /// Ratings.
+    pub rating: u64,
+    /// Total dwell seconds.
+    pub dwell_seconds: f64,
+}
+
+impl From<&Counters> for CountersView {
+    fn from(c: &Counters) -> Self {
+        CountersView {
+            view: c.view,
+            click: c.click,
+            dwell: c.dwell,
+            add_to_cart: c.add_to_cart,
+            purchase: c.purchase,
+            rating: c.rating,
+            dwell_seconds: c.dwell_seconds,
+        }
+    }
+}
+
+/// What the engine knows about a user (`GET /v1/users/{id}`).
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    /// The user id.
+    pub user_id: String,
+    /// Event counters.
+    pub counters: CountersView,
+    /// Distinct recently touched items, most recent first.
+    pub recent_items: Vec<String>,
+    /// Items bought.
+    pub purchased: Vec<String>,
+    /// Norm of the session vector (0 without one).
+    pub session_vector_norm: f64,
+    /// Whether training gave the user a long-term vector.
+    pub has_long_term_vector: bool,
+    /// Time of the latest event, ms since the epoch.
+    pub last_event_ms: i64,
+}
+
+impl UserView {
+    /// The view of `state`.
+    pub fn new(user_id: String, state: &UserState) -> Self {
+        UserView {
+            user_id,
+            counters: CountersView::from(&state.counters),
+            recent_items: state.recent.clone(),
+            purchased: state.purchased.iter().cloned().collect(),
+            session_vector_norm: state.session_vector_norm(),
+            has_long_term_vector: state.long_term.is_some(),
+            last_event_ms: state.last_event_ms,
+        }
+    }
+}
+
+/// One item's details (`GET /v1/items/{id}`): the item and, with a catalog source, its row
+/// there under `details` (`null` when the source has none).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemDetails {
+    /// The item, without its vector.
+    pub item: Arc<Item>,
+    /// Whether a catalog source was asked (then `details` is shown, `null` when it had no row).
+    pub from_source: bool,
+    /// The catalog source's row.
+    pub details: Option<serde_json::Map<String, Value>>,
+}
+
+impl Serialize for ItemDetailsView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let d = self.0;
+        let extra = usize::from(d.from_source);
+        let mut map = serializer.serialize_map(Some(d.item.fields.len() + 1 + extra))?;
+        map.serialize_entry("id", &d.item.id)?;
+        for (name, value) in &d.item.fields {
+            map.serialize_entry(name, &value.to_json())?;
+        }
+        if d.from_source {
+            map.serialize_entry("details", &d.details)?;
+        }
+        map.end()
+    }
+}
+
+/// [`ItemDetails`] in the API's flat form: `{"id", ...fields, "details"?}`.
+#[derive(Debug, Clone, Copy)]
+pub struct ItemDetailsView<'a>(pub &'a ItemDetails);
+
+/// What a vector write-back did (`PUT /v1/admin/vectors`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct VectorsWritten {
+    /// Item vectors replaced.
+    pub items: usize,
+    /// Users' long-term vectors set.
+    pub users: usize,
+    /// Item ids sent that the catalog does not have (skipped).
+    pub unknown_items: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use recd_core::{FieldValue, Schema};
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn items_serialize_in_the_api_form_without_their_vector() {
+        let item = Item::from_json(
+            &json!({"id":"a","vector":[1.0,0.0,0.0],"category":["x","y"],"price":5}),
+            &Schema::demo(3),
+        )
+        .unwrap();
+        let item = Arc::new(item);
+        let v = serde_json::to_value(ItemFields(Arc::clone(&item))).unwrap();
+        assert_eq!(v, json!({"id":"a","category":["x","y"],"price":5}));
+        let stripped = without_vector(&item);
+        assert!(stripped.vector.is_none());
+        assert_eq!(
+            stripped.field("price"),
+            Some(&FieldValue::Number(5.0)),
+            "fields kept"
+        );
+        let d = ItemDetails {
+            item: stripped,
+            from_source: true,
+            details: None,
+        };
+        assert_eq!(
+            serde_json::to_value(ItemDetailsView(&d)).unwrap(),
+            json!({"id":"a","category":["x","y"],"price":5,"details":null})
+        );
+    }
+
+    #[test]
+    fn a_cached_list_round_trips_through_serde() {
+        let item = Arc::new(Item {
+            id: "a".into(),
+            vector: Some(vec![1.0]),
+            fields: BTreeMap::new(),
+        });
+        let list = CachedList::new(
+            &[Ranked {
+                item,
+                score: 0.5,
+                reasons: vec!["why".into()],
+            }],
+            Source::Popular,
+        );
+        let bytes = serde_json::to_vec(&list).unwrap();
+        let back: CachedList = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back.source, Source::Popular);
+        assert_eq!(back.items[0].item.id, "a");
+        assert!(back.items[0].item.vector.is_none());
+        let served = serde_json::to_value(back.served()).unwrap();
+        assert_eq!(
+            served,
+            json!([{"id":"a","score":0.5,"reasons":["why"],"item":{"id":"a"}}])
+        );
+    }
+}

@@ -1,0 +1,406 @@
+//! The engine: recd's use cases over a store, its caches and the catalog source, each
+//! doing cache-then-compute or write-then-invalidate in exactly one place.
+//!
+//! HTTP handlers and CLI commands only parse, call one method here, and shape the answer;
+//! none of them touches a cache. What plugs into every request (experiments, impression
+//! logging, online metrics, auth decisions that depend on the data) plugs in here.
+//!
+//! Invariants kept here:
+//! - A write is invalidated before it is acknowledged: items (and every list, since any
+//!   list may hold them) on item writes; the users' lists on events of the types in
+//!   `cache.invalidate_on`; every list when a write-back's sessions are rebuilt.
+//! - `explain` and `use_cache: false` always run the pipeline; every other recommendation
+//!   goes through the cache of its request shape.
+//! - Answers are typed (`crate::answer`); the caches keep [`CachedList`]s, never JSON.
+//!
+//! # Layout
+//! - [`error`]: [`EngineError`], the one failure type of every use case.
+//! - [`details`]: item details through the item cache, the catalog source's change feed,
+//!   cache warming.
+//! - [`shared_tier`]: connecting the L2 tier a deployment's servers share.
+
+pub mod details;
+pub mod error;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use recd_core::{Event, Filter, Item, ItemUpsert, Schema};
+use recd_store::{Counts, PopularHit, Store, StoreError};
+use serde::Serialize;
+
+pub use self::error::{EngineError, EngineResult};
+use crate::answer::{
+    CacheInfo, CachedList, DEFAULT_STRATEGY, Recommendation, ServedItem, Tier, UserView,
+    VectorsWritten,
+};
+use crate::cache::shared::SharedError;
+use crate::cache::{Caches, Compute, Origin, RedisTier, shape_hash};
+use crate::catalog::PgCatalog;
+use crate::clock::now_ms;
+use crate::config::{Backend, Config};
+use crate::recommend::{PopularSource, Recommender, Request};
+
+/// `/health`'s answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    /// Always "ok" when answered.
+    pub status: &'static str,
+    /// "embedded" or "redis".
+    pub backend: &'static str,
+    /// Live items.
+    pub items: u64,
+    /// Users with state.
+    pub users: u64,
+    /// recd's version.
+    pub version: &'static str,
+}
+
+/// The engine of one server (or of one CLI command). Cheap to share: hold it in an `Arc`.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    caches: Arc<Caches>,
+    recommender: Recommender,
+    catalog: Option<PgCatalog>,
+    config: Arc<Config>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("backend", &self.store.backend())
+            .field("caches", &self.caches)
+            .finish()
+    }
+}
+
+/// Popular candidates through the engine's popular-list cache.
+struct CachedPopular {
+    store: Arc<dyn Store>,
+    caches: Arc<Caches>,
+}
+
+impl PopularSource for CachedPopular {
+    fn popular<'a>(
+        &'a self,
+        k: usize,
+        filter: &'a Filter,
+        use_cache: bool,
+    ) -> BoxFuture<'a, Result<Vec<PopularHit>, StoreError>> {
+        Box::pin(async move {
+            if use_cache && self.caches.enabled() {
+                let hits = self
+                    .caches
+                    .popular(k, filter, self.store.popular(k, filter))
+                    .await?;
+                Ok(hits.as_ref().clone())
+            } else {
+                self.store.popular(k, filter).await
+            }
+        })
+    }
+}
+
+/// Connects the L2 tier the servers of `config`'s deployment share: `Ok(None)` unless the
+/// backend is Redis and both `cache.enabled` and `cache.l2` are on.
+pub async fn shared_tier(config: &Config) -> Result<Option<RedisTier>, SharedError> {
+    let cache = &config.cache;
+    if config.backend != Backend::Redis || !cache.enabled || !cache.l2 {
+        return Ok(None);
+    }
+    let r = &config.redis;
+    RedisTier::connect(
+        &config.redis_url,
+        &r.prefix,
+        cache.max_ttl_ms(),
+        Duration::from_millis(r.connect_timeout_ms),
+        Duration::from_millis(r.response_timeout_ms),
+    )
+    .await
+    .map(Some)
+}
+
+impl Engine {
+    /// An engine over `store` with `config`'s ranking, model and cache settings; `l2` is the
+    /// shared cache tier (redis mode), `catalog` the source of item details.
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: Config,
+        l2: Option<RedisTier>,
+        catalog: Option<PgCatalog>,
+    ) -> Self {
+        let caches = Caches::new(config.cache.clone(), l2);
+        let popular = Arc::new(CachedPopular {
+            store: Arc::clone(&store),
+            caches: Arc::clone(&caches),
+        });
+        let recommender = Recommender::new(
+            Arc::clone(&store),
+            config.ranking.clone(),
+            config.model.session.clone(),
+        )
+        .with_popular(popular);
+        Self {
+            store,
+            caches,
+            recommender,
+            catalog,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The item schema.
+    pub fn schema(&self) -> &Schema {
+        self.store.schema()
+    }
+
+    /// "embedded" or "redis".
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
+    }
+
+    /// The catalog source, when configured.
+    pub fn catalog(&self) -> Option<&PgCatalog> {
+        self.catalog.as_ref()
+    }
+
+    /// Subscribes to the other servers' cache invalidations (redis mode); call before
+    /// serving.
+    pub async fn listen(&self) {
+        self.caches.listen().await;
+    }
+
+    // ---- reads ------------------------------------------------------------------------
+
+    /// Liveness and sizes.
+    pub async fn health(&self) -> EngineResult<Health> {
+        let Counts { items, users } = self.store.counts().await?;
+        Ok(Health {
+            status: "ok",
+            backend: self.store.backend(),
+            items,
+            users,
+            version: env!("CARGO_PKG_VERSION"),
+        })
+    }
+
+    /// Whether the backend answers.
+    pub async fn ready(&self) -> EngineResult<()> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Recommends for `req.user_id`: from the cache of the request's shape unless the
+    /// request bypasses it (`use_cache: false`, or `explain`, which wants this run's stages).
+    pub async fn recommend(&self, req: Request) -> EngineResult<Recommendation> {
+        let started = Instant::now();
+        let user_id = req.user_id.clone();
+        let (items, source, cache, stages) =
+            if !(req.use_cache && self.caches.enabled()) || req.explain {
+                let answer = self.recommender.recommend(&req, now_ms()).await?;
+                let items = answer.items.into_iter().map(ServedItem::from).collect();
+                (items, answer.source, None, answer.stages)
+            } else {
+                let shape = request_shape(&req);
+                let recommender = self.recommender.clone();
+                let req = Arc::new(req);
+                let compute: Compute<CachedList> = Arc::new(move || {
+                    let recommender = recommender.clone();
+                    let req = Arc::clone(&req);
+                    Box::pin(async move {
+                        let answer = recommender.recommend(&req, now_ms()).await?;
+                        Ok(CachedList::new(&answer.items, answer.source))
+                    })
+                });
+                let (entry, origin) = self.caches.recommend(&user_id, shape, compute).await?;
+                let cache = match origin {
+                    Origin::L1 => Some(Tier::L1),
+                    Origin::L2 => Some(Tier::L2),
+                    Origin::Computed | Origin::Joined => None,
+                }
+                .map(|tier| CacheInfo {
+                    tier,
+                    age_ms: (now_ms() - entry.created_ms).max(0),
+                });
+                (entry.value.served(), entry.value.source, cache, None)
+            };
+        Ok(Recommendation {
+            recommendation_id: uuid::Uuid::new_v4().to_string(),
+            user_id: Some(user_id),
+            items,
+            source,
+            cache,
+            strategy: DEFAULT_STRATEGY.to_string(),
+            experiment: None,
+            variant: None,
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+            stages,
+        })
+    }
+
+    /// Items similar to `item_id` passing `filter`.
+    pub async fn similar(
+        &self,
+        item_id: &str,
+        count: usize,
+        filter: &Filter,
+    ) -> EngineResult<Recommendation> {
+        let started = Instant::now();
+        let Some(answer) = self.recommender.similar(item_id, count, filter).await? else {
+            return Err(EngineError::NotFound(format!(
+                "item '{item_id}' does not exist"
+            )));
+        };
+        Ok(Recommendation {
+            recommendation_id: uuid::Uuid::new_v4().to_string(),
+            user_id: None,
+            items: answer.items.into_iter().map(ServedItem::from).collect(),
+            source: answer.source,
+            cache: None,
+            strategy: DEFAULT_STRATEGY.to_string(),
+            experiment: None,
+            variant: None,
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+            stages: None,
+        })
+    }
+
+    /// One item with its vector (vectors are not cached: large, and replaced by training).
+    pub async fn item_with_vector(&self, id: &str) -> EngineResult<Item> {
+        self.store
+            .get_items(&[id.to_string()])
+            .await?
+            .pop()
+            .flatten()
+            .ok_or_else(|| EngineError::NotFound(format!("item '{id}' does not exist")))
+    }
+
+    /// What the engine knows about a user.
+    pub async fn user(&self, id: &str) -> EngineResult<UserView> {
+        match self.store.get_user(id).await? {
+            Some(state) => Ok(UserView::new(id.to_string(), &state)),
+            None => Err(EngineError::NotFound(format!("user '{id}' is unknown"))),
+        }
+    }
+
+    /// The event log, in the order the events were applied.
+    pub async fn events(&self) -> EngineResult<Vec<Event>> {
+        Ok(self.store.events().await?)
+    }
+
+    // ---- writes: each invalidates what it made stale before it returns --------------------
+
+    /// Upserts a validated batch of items, all or nothing.
+    pub async fn upsert_items(&self, items: Vec<ItemUpsert>) -> EngineResult<usize> {
+        let ids: Vec<String> = items.iter().map(|u| u.item.id.clone()).collect();
+        let upserted = self.store.upsert_items(items).await?;
+        self.caches.items_changed(ids).await;
+        Ok(upserted)
+    }
+
+    /// Deletes an item; it is never recommended again.
+    pub async fn delete_item(&self, id: &str) -> EngineResult<()> {
+        if !self.store.delete_item(id).await? {
+            return Err(EngineError::NotFound(format!("item '{id}' does not exist")));
+        }
+        self.caches.items_changed(vec![id.to_string()]).await;
+        Ok(())
+    }
+
+    /// The items' details changed at their source: drop them from every cache tier.
+    pub async fn details_changed(&self, ids: Vec<String>) {
+        self.caches.details_changed(ids).await;
+    }
+
+    /// Applies a validated batch of events (atomically per user); the next recommendation
+    /// for each of their users reflects them.
+    pub async fn apply_events(&self, events: &[Event]) -> EngineResult<usize> {
+        self.store.apply_events(events).await?;
+        if self.caches.enabled() {
+            let invalidating = &self.caches.config().invalidate_on;
+            let mut users: Vec<String> = events
+                .iter()
+                .filter(|e| invalidating.contains(&e.kind))
+                .map(|e| e.user_id.clone())
+                .collect();
+            users.sort_unstable();
+            users.dedup();
+            self.caches.users_changed(users).await;
+        }
+        Ok(events.len())
+    }
+
+    /// Forgets every piece of state about a user, cached lists included (idempotent).
+    pub async fn forget_user(&self, id: &str) -> EngineResult<()> {
+        self.store.delete_user(id).await?;
+        self.caches.forget_user(id).await;
+        Ok(())
+    }
+
+    /// Writes trained item vectors, then users' long-term vectors. Cached lists are left to
+    /// [`Engine::rebuild_sessions`], the last step of a write-back (dropping them once per
+    /// batch would compute every request while thousands of vectors are written).
+    pub async fn write_vectors(
+        &self,
+        items: Vec<(String, Vec<f32>)>,
+        users: Vec<(String, Vec<f32>)>,
+    ) -> EngineResult<VectorsWritten> {
+        let sent = items.len();
+        let updated = if items.is_empty() {
+            0
+        } else {
+            self.store.set_item_vectors(items).await?
+        };
+        let set_users = if users.is_empty() {
+            0
+        } else {
+            self.store.set_user_vectors(users).await?
+        };
+        Ok(VectorsWritten {
+            items: updated,
+            users: set_users,
+            unknown_items: sent.saturating_sub(updated),
+        })
+    }
+
+    /// Recomputes users' session vectors with the current item vectors, then drops every
+    /// cached list (all were ranked with the replaced vectors).
+    pub async fn rebuild_sessions(&self, users: &[String]) -> EngineResult<usize> {
+        let rebuilt = self.store.rebuild_sessions(users).await?;
+        if self.caches.enabled() {
+            self.caches.lists_changed().await;
+        }
+        Ok(rebuilt)
+    }
+
+    /// Updates the cache and catalog gauges exported on `/metrics`.
+    pub async fn export_gauges(&self) {
+        self.caches.export_gauges().await;
+        if let Some(catalog) = &self.catalog {
+            metrics::counter!("recd_catalog_queries_total").absolute(catalog.queries());
+            metrics::counter!("recd_catalog_errors_total").absolute(catalog.errors());
+        }
+    }
+}
+
+/// Everything about a request but the user, as the cache's key.
+fn request_shape(req: &Request) -> u128 {
+    let mut exclude: Vec<&str> = req.exclude.iter().map(String::as_str).collect();
+    exclude.sort_unstable();
+    exclude.dedup();
+    let count = req.count.to_string();
+    let filter = req.filter.canonical();
+    let exclude = exclude.join("\t");
+    let query = req.query.clone().unwrap_or_default();
+    let diversity = req
+        .diversity
+        .as_ref()
+        .map(|d| format!("{}:{}", d.field, d.max_per_value))
+        .unwrap_or_default();
+    shape_hash(&[&count, &filter, &exclude, &query, &diversity])
+}
