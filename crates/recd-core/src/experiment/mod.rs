@@ -1,0 +1,16 @@
+//! Experiments (A/B tests, bandits, interleaving): the pure statistics and assignment core.
+//!
+//! Nothing here reads a clock, a file or the network: the server keeps the running counts
+//! and passes them in, and randomness comes from a generator the caller provides (seeded
+//! in tests), or from a seed derived from an id where a choice must be reproducible.
+//!
+//! - [`hash`]: the stable 64-bit hash that maps (experiment, user) to a point of [0, 1).
+//! - [`assign`]: experiments, variants, holdouts, overrides and mutually exclusive layers.
+
+pub mod assign;
+pub mod hash;
+
+pub use assign::{
+    Assignment, Experiment, ExperimentSpec, Layer, LayerSlot, LayerSlotSpec, LayerSpec, VariantSpec,
+};
+pub use hash::{bucket, layer_bucket, seed_from_id};
