@@ -7,7 +7,7 @@
 //!    analysis ([`Assignment::is_analyzed`]);
 //! 2. users whose holdout point is below the `holdout` share get no variant;
 //! 3. everyone else gets the variant whose cumulative-weight range holds their
-//!    [`bucket`](super::hash::bucket).
+//!    [`bucket`].
 //!
 //! The holdout uses a hash of its own, so changing the holdout share moves users only in
 //! and out of the holdout; changing weights moves only the users whose bucket changes
@@ -15,7 +15,7 @@
 //!
 //! Experiments that must not share users (they change the same thing) go into one
 //! [`Layer`]: each owns a disjoint range `[lo, hi)` of the layer's
-//! [`layer_bucket`](super::hash::layer_bucket), and a user takes part in at most the one
+//! [`layer_bucket`], and a user takes part in at most the one
 //! experiment whose range holds their layer point. Experiments of different layers are
 //! independent of each other (orthogonal), because the layer ids hash differently.
 

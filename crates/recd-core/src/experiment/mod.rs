@@ -6,9 +6,13 @@
 //!
 //! - [`hash`]: the stable 64-bit hash that maps (experiment, user) to a point of [0, 1).
 //! - [`assign`]: experiments, variants, holdouts, overrides and mutually exclusive layers.
+//! - [`stats`]: intervals and tests of the results: proportions, ratio metrics (delta
+//!   method), always-valid p-values (mSPRT), Bayesian comparison, sample-ratio mismatch,
+//!   sample size, CUPED.
 
 pub mod assign;
 pub mod hash;
+pub mod stats;
 
 pub use assign::{
     Assignment, Experiment, ExperimentSpec, Layer, LayerSlot, LayerSlotSpec, LayerSpec, VariantSpec,
