@@ -249,7 +249,7 @@ impl PairSums {
 #[cfg(test)]
 pub(crate) mod testing {
     use rand::SeedableRng;
-    use rand::rngs::StdRng;
+    use rand::rngs::Xoshiro256PlusPlus;
     use rand_distr::{Binomial, Distribution};
 
     use super::PairSums;
@@ -270,7 +270,7 @@ pub(crate) mod testing {
     /// Simulated experiments of `n` users per variant with true rates `pc` and `pt`:
     /// the share in which the z-test rejects at α = 0.05.
     pub fn rejection_rate(pc: f64, pt: f64, n: u64, runs: usize, seed: u64) -> f64 {
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let (bc, bt) = (Binomial::new(n, pc).unwrap(), Binomial::new(n, pt).unwrap());
         let mut rejected = 0;
         for _ in 0..runs {

@@ -108,7 +108,7 @@ pub fn msprt_interval(
 #[cfg(test)]
 mod tests {
     use rand::SeedableRng;
-    use rand::rngs::StdRng;
+    use rand::rngs::Xoshiro256PlusPlus;
     use rand_distr::{Binomial, Distribution};
 
     use std::f64::consts::FRAC_1_SQRT_2;
@@ -163,7 +163,7 @@ mod tests {
     /// experiments that the naive z-test (p < 0.05 at any look) and the mSPRT (always-valid
     /// p < 0.05 at any look) declare significant.
     fn peeking(pc: f64, pt: f64, daily: u64, looks: usize, runs: usize, seed: u64) -> (f64, f64) {
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let (bc, bt) = (
             Binomial::new(daily, pc).unwrap(),
             Binomial::new(daily, pt).unwrap(),
