@@ -9,9 +9,13 @@
 //! - [`stats`]: intervals and tests of the results: proportions, ratio metrics (delta
 //!   method), always-valid p-values (mSPRT), Bayesian comparison, sample-ratio mismatch,
 //!   sample size, CUPED.
+//! - [`bandit`]: Thompson sampling over Beta posteriors with a floor of exploration.
+//! - [`interleave`]: team-draft interleaving of two rankers, its credit and sign test.
 
 pub mod assign;
+pub mod bandit;
 pub mod hash;
+pub mod interleave;
 pub mod stats;
 
 pub use assign::{
