@@ -21,4 +21,7 @@ pub mod stats;
 pub use assign::{
     Assignment, Experiment, ExperimentSpec, Layer, LayerSlot, LayerSlotSpec, LayerSpec, VariantSpec,
 };
+pub use bandit::Arm;
 pub use hash::{bucket, layer_bucket, seed_from_id};
+pub use interleave::{Outcome, Slot, Tally, Team};
+pub use stats::{Interval, PairSums, Proportion, StatsError, ZTest};

@@ -27,12 +27,14 @@ use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 use thiserror::Error;
 
-pub use bayes::{BayesComparison, BetaPosterior};
+pub use bayes::{BayesComparison, BetaPosterior, compare_monte_carlo, compare_normal};
 pub use cuped::{AdjustedMean, cuped_adjust, cuped_theta, cuped_ztest};
-pub use power::{Effect, sample_size_per_variant};
+pub use power::{Effect, sample_size_exact, sample_size_per_variant};
 pub use proportion::{Proportion, difference_interval, two_proportion_ztest};
 pub use ratio::{ratio_interval, ratio_variance, ratio_ztest};
-pub use sequential::{msprt_interval, msprt_likelihood_ratio, msprt_p_value};
+pub use sequential::{
+    msprt_interval, msprt_likelihood_ratio, msprt_log_likelihood_ratio, msprt_p_value,
+};
 pub use srm::{SRM_P_THRESHOLD, SampleRatio, sample_ratio_mismatch};
 
 /// Why a statistic could not be computed.

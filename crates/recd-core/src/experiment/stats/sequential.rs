@@ -207,9 +207,11 @@ mod tests {
 
     #[test]
     fn msprt_still_detects_a_real_effect() {
-        // 0.05 → 0.065 (a 30 % lift), same design: the always-valid test finds it in most
-        // experiments within the 30 days (guards against a test that never rejects).
-        let (naive, msprt) = peeking(0.05, 0.065, 500, 30, 300, 4);
-        assert!(msprt > 0.8, "mSPRT power {msprt} (naive {naive})");
+        // 0.05 → 0.06 (a 20 % lift), same design: the always-valid test finds it within
+        // the 30 days in more than 70 % of 300 experiments (82 % with this seed; a single
+        // fixed-horizon test at day 30 would have about 97 %: validity under peeking costs
+        // some power). Guards against a test that is valid by never rejecting.
+        let (naive, msprt) = peeking(0.05, 0.06, 500, 30, 300, 4);
+        assert!(msprt > 0.7, "mSPRT power {msprt} (naive {naive})");
     }
 }
