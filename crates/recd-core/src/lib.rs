@@ -15,10 +15,13 @@
 //! - [`popularity`]: time-decayed item popularity in the log domain (order-preserving over time).
 //! - [`vector`]: small vector helpers (dot, norm, normalize, blend).
 //! - [`pipeline`]: the ranking pipeline: query vector, scoring, re-ranking, diversity, reasons.
+//! - [`experiment`]: experiments: deterministic assignment (variants, holdouts, layers), the
+//!   statistics of their results, Thompson-sampling bandits and team-draft interleaving.
 //! - [`error`]: the validation error type.
 
 pub mod error;
 pub mod event;
+pub mod experiment;
 pub mod filter;
 pub mod id;
 pub mod item;
