@@ -15,6 +15,7 @@
 //! - [`popularity`]: time-decayed item popularity in the log domain (order-preserving over time).
 //! - [`vector`]: small vector helpers (dot, norm, normalize, blend).
 //! - [`pipeline`]: the ranking pipeline: query vector, scoring, re-ranking, diversity, reasons.
+//! - [`monitor`]: the math of online monitoring: feature drift (PSI, KS, chi-square).
 //! - [`error`]: the validation error type.
 
 pub mod error;
@@ -22,6 +23,7 @@ pub mod event;
 pub mod filter;
 pub mod id;
 pub mod item;
+pub mod monitor;
 pub mod pipeline;
 pub mod popularity;
 pub mod schema;
