@@ -5,6 +5,8 @@
 //! distribution (the training data, or a known-good week): [`histogram`] keeps the
 //! distributions, [`sample`] a bounded uniform sample of a stream, [`drift`] compares them
 //! (PSI, Kolmogorov–Smirnov, chi-square) into a serializable [`DriftReport`] per feature.
+//! It also measures the **quality of each served list** ([`quality`]: intra-list diversity,
+//! category entropy, novelty, and the Gini coefficient of a distribution of counts).
 //!
 //! Like the rest of recd-core this does no IO and reads no clock: times are milliseconds
 //! passed in. Every structure has a memory bound fixed at construction (bins, categories,
@@ -17,9 +19,11 @@
 //! - [`sample`]: a seeded reservoir sample (Vitter's Algorithm R), quantiles, numeric summaries.
 //! - [`drift`]: PSI, the two-sample KS test, the chi-square test of homogeneity, and the
 //!   per-feature monitors that produce a [`DriftReport`].
+//! - [`quality`]: per-list diversity, entropy, novelty, and the Gini coefficient.
 
 pub mod drift;
 pub mod histogram;
+pub mod quality;
 pub mod sample;
 
 pub use drift::{
@@ -29,6 +33,7 @@ pub use drift::{
 pub use histogram::{
     BinEdges, CategoricalCounts, CategoricalSummary, CategoryShare, NumericHistogram,
 };
+pub use quality::ListQuality;
 pub use sample::{NumericSummary, Reservoir};
 
 /// A stable 64-bit hash of a key (an item id's bytes): FNV-1a, then the MurmurHash3 64-bit
