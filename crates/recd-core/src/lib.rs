@@ -15,8 +15,8 @@
 //! - [`popularity`]: time-decayed item popularity in the log domain (order-preserving over time).
 //! - [`vector`]: small vector helpers (dot, norm, normalize, blend).
 //! - [`pipeline`]: the ranking pipeline: query vector, scoring, re-ranking, diversity, reasons.
-//! - [`monitor`]: the math of online monitoring: feature drift (PSI, KS, chi-square),
-//!   per-list diversity/entropy/novelty, Gini.
+//! - [`monitor`]: the math of online monitoring: feature drift (PSI, KS, chi-square), catalog
+//!   coverage and exposure Gini over a sliding window, per-list diversity/entropy/novelty.
 //! - [`error`]: the validation error type.
 
 pub mod error;

@@ -1,17 +1,20 @@
 //! Online quality monitoring and drift detection: the pure math (issue 13).
 //!
-//! A server that runs for months watches **drift**: whether the live distribution of a
-//! feature (an item field, a score, a request attribute) moved away from a reference
-//! distribution (the training data, or a known-good week): [`histogram`] keeps the
-//! distributions, [`sample`] a bounded uniform sample of a stream, [`drift`] compares them
-//! (PSI, Kolmogorov–Smirnov, chi-square) into a serializable [`DriftReport`] per feature.
-//! It also measures the **quality of each served list** ([`quality`]: intra-list diversity,
-//! category entropy, novelty, and the Gini coefficient of a distribution of counts).
+//! A server that runs for months watches two things about what it serves:
+//! - **drift**: whether the live distribution of a feature (an item field, a score, a
+//!   request attribute) moved away from a reference distribution (the training data, or a
+//!   known-good week): [`histogram`] keeps the distributions, [`sample`] a bounded uniform
+//!   sample of a stream, [`drift`] compares them (PSI, Kolmogorov–Smirnov, chi-square) into a
+//!   serializable [`DriftReport`] per feature;
+//! - **quality of the recommendations**: per served list ([`quality`]: intra-list diversity,
+//!   category entropy, novelty) and over a sliding time window ([`window`]: catalog coverage
+//!   and the Gini coefficient of item exposure), with the sketches in [`hll`], [`topk`] and
+//!   [`bottomk`].
 //!
 //! Like the rest of recd-core this does no IO and reads no clock: times are milliseconds
 //! passed in. Every structure has a memory bound fixed at construction (bins, categories,
-//! sample size), whatever the length of the stream; only the functions that take a caller's
-//! slice allocate in proportion to it.
+//! sample size, window buckets, sketch sizes), whatever the length of the stream; only the
+//! functions that take a caller's slice allocate in proportion to it.
 //!
 //! # Layout
 //! - [`histogram`]: bin edges (fixed or from reference quantiles), a numeric histogram, and
@@ -19,13 +22,22 @@
 //! - [`sample`]: a seeded reservoir sample (Vitter's Algorithm R), quantiles, numeric summaries.
 //! - [`drift`]: PSI, the two-sample KS test, the chi-square test of homogeneity, and the
 //!   per-feature monitors that produce a [`DriftReport`].
+//! - [`hll`]: a HyperLogLog distinct counter (p = 12, ≈1.6 % standard error).
+//! - [`topk`]: a space-saving heavy-hitter summary (the most exposed items).
+//! - [`bottomk`]: a bottom-k sample of distinct keys with exact counts.
+//! - [`window`]: a ring buffer of time buckets; catalog coverage and exposure Gini over it.
 //! - [`quality`]: per-list diversity, entropy, novelty, and the Gini coefficient.
 
+pub mod bottomk;
 pub mod drift;
 pub mod histogram;
+pub mod hll;
 pub mod quality;
 pub mod sample;
+pub mod topk;
+pub mod window;
 
+pub use bottomk::BottomK;
 pub use drift::{
     CategoricalDriftMonitor, ChiSquareTest, DriftReport, DriftTest, DriftThresholds, KsTest,
     NumericDriftMonitor, NumericMonitorParams, Summary,
@@ -33,8 +45,13 @@ pub use drift::{
 pub use histogram::{
     BinEdges, CategoricalCounts, CategoricalSummary, CategoryShare, NumericHistogram,
 };
+pub use hll::HyperLogLog;
 pub use quality::ListQuality;
 pub use sample::{NumericSummary, Reservoir};
+pub use topk::SpaceSaving;
+pub use window::{
+    Bucket, ExposureBucket, ExposureParams, ExposureWindow, GiniEstimate, SlidingWindow, WindowSpec,
+};
 
 /// A stable 64-bit hash of a key (an item id's bytes): FNV-1a, then the MurmurHash3 64-bit
 /// finalizer so that every output bit depends on every input bit (the sketches use the top
