@@ -17,6 +17,8 @@
 //! - [`pipeline`]: the ranking pipeline: query vector, scoring, re-ranking, diversity, reasons.
 //! - [`experiment`]: experiments: deterministic assignment (variants, holdouts, layers), the
 //!   statistics of their results, Thompson-sampling bandits and team-draft interleaving.
+//! - [`monitor`]: the math of online monitoring: feature drift (PSI, KS, chi-square), catalog
+//!   coverage and exposure Gini over a sliding window, per-list diversity/entropy/novelty.
 //! - [`error`]: the validation error type.
 
 pub mod error;
@@ -25,6 +27,7 @@ pub mod experiment;
 pub mod filter;
 pub mod id;
 pub mod item;
+pub mod monitor;
 pub mod pipeline;
 pub mod popularity;
 pub mod schema;
