@@ -185,9 +185,6 @@ pub struct Recommendation {
     pub stages: Option<Value>,
 }
 
-/// The strategy every answer names until strategies can be chosen.
-pub const DEFAULT_STRATEGY: &str = "default";
-
 /// A user's counters in the API's form.
 #[derive(Debug, Clone, Serialize)]
 pub struct CountersView {

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheConfig;
 use crate::catalog::CatalogConfig;
+use crate::experiments::ExperimentsConfig;
+use crate::experiments::model::Strategy;
 
 /// Which store holds the serving state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -102,6 +104,11 @@ pub struct Config {
     /// Where item details come from besides recd's own items (PostgreSQL, read through
     /// the item cache).
     pub catalog: CatalogConfig,
+    /// Named ranking strategies besides `default` (`[strategies.NAME]`: `ranking` keys that
+    /// differ from `[ranking]`, `diversity`, `model`); more through `PUT /v1/strategies`.
+    pub strategies: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Impression logging and attribution for experiments.
+    pub experiments: ExperimentsConfig,
 }
 
 impl Default for Config {
@@ -119,6 +126,8 @@ impl Default for Config {
             ranking: RankParams::default(),
             cache: CacheConfig::default(),
             catalog: CatalogConfig::default(),
+            strategies: Default::default(),
+            experiments: ExperimentsConfig::default(),
         }
     }
 }
@@ -200,6 +209,17 @@ impl Config {
         self.cache
             .validate()
             .map_err(|e| ConfigError(format!("bad configuration: {e}")))?;
+        self.experiments
+            .validate()
+            .map_err(|e| ConfigError(format!("bad configuration: {e}")))?;
+        for (name, body) in &self.strategies {
+            Strategy::from_json(body, &self.ranking).map_err(|e| {
+                ConfigError(format!(
+                    "bad configuration: strategies.{name}: {}",
+                    e.message
+                ))
+            })?;
+        }
         if self.server.max_batch == 0 {
             return Err(ConfigError(
                 "bad configuration: server.max_batch must be at least 1".into(),

@@ -8,6 +8,7 @@
 //! - [`config`]: the layered, validated configuration.
 //! - [`engine`]: the use cases; the one place that knows about caches and invalidation.
 //! - [`answer`]: typed answers (recommendation, user, item details) and what caches keep.
+//! - [`experiments`]: strategies, experiments, impressions and attribution.
 //! - [`recommend`]: the request path of a recommendation (IO around `recd_core::pipeline`).
 //! - [`cache`]: L1 / L2 cache tiers, invalidation, stampede protection.
 //! - [`catalog`]: the PostgreSQL catalog source of item details.
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod experiments;
 pub mod metrics;
 pub mod openapi;
 pub mod recommend;

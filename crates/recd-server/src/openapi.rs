@@ -93,8 +93,27 @@ pub fn document() -> Value {
                     cached recommendation list (PUT /v1/admin/vectors leaves them to this step, or to their TTL). {ADMIN_NOTE}"),
                 "requestBody": body(json!({"type": "object", "required": ["users"], "properties": {"users": {"type": "array", "items": {"type": "string"}}}})),
                 "responses": {"200": ok(json!({"type": "object", "properties": {"rebuilt": {"type": "integer"}}})), "400": e, "503": e}}},
+            "/v1/strategies": {"get": {"summary": "Every ranking strategy, `default` (the configured [ranking]) included",
+                "responses": {"200": ok(json!({"type": "object", "properties": {"strategies": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Strategy"}}}}))}}},
+            "/v1/strategies/{name}": {"put": {"summary": "Create or replace a named strategy",
+                "description": "`ranking` gives only the keys that differ from the configured [ranking] (candidates, popular_candidates, session_share_max, session_saturation, similarity_weight, popularity_weight, exclude_seen, rrf_k); `diversity` applies when a request gives none; `model` is \"live\".",
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 256}}],
+                "requestBody": body(json!({"type": "object", "properties": {"ranking": {"type": "object"}, "diversity": {"type": "object"}, "model": {"type": "string"}}})),
+                "responses": {"200": ok(json!({"$ref": "#/components/schemas/Strategy"})), "400": e}}},
+            "/v1/experiments": {
+                "get": {"summary": "All experiments with their status",
+                    "responses": {"200": ok(json!({"type": "object", "properties": {"experiments": {"type": "array", "items": {"type": "object"}}}}))}},
+                "post": {"summary": "Create an experiment (A/B, bandit or interleaving) over strategies",
+                    "description": "Variants `[{name, strategy, weight}]` (the first is the control); `holdout` (A/B), `metric` click|conversion, `layer` (experiments of one layer never share a user; default \"main\"), `traffic` (share of the layer), `overrides` {user: variant} for QA, `min_explore` (bandit), `mde` (relative minimum detectable effect for the sample size), `msprt_tau2`.",
+                    "requestBody": body(json!({"type": "object", "required": ["id", "kind", "variants"]})),
+                    "responses": {"201": ok(json!({"type": "object"})), "400": e}}},
+            "/v1/experiments/{id}": {"get": {"summary": "An experiment's results: per variant users, impressions, clicks, conversions, rates with 95 % intervals, p-values (fixed-horizon and always-valid), probability to beat the control, expected loss; SRM; sample size; interleaving preference",
+                "parameters": id_param(), "responses": {"200": ok(json!({"type": "object"})), "404": e}}},
+            "/v1/experiments/{id}/stop": {"post": {"summary": "Stop assigning users; results stay",
+                "parameters": id_param(), "responses": {"200": ok(json!({"type": "object"})), "404": e}}},
         },
         "components": {"schemas": {
+            "Strategy": {"type": "object", "properties": {"ranking": {"type": "object"}, "diversity": {"type": "object"}, "model": {"type": "string"}}},
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
                 "code": {"type": "string", "enum": ["invalid_argument", "not_found", "unauthorized", "forbidden", "rate_limited", "unavailable", "internal"]},
                 "message": {"type": "string"}, "details": {"type": "array", "items": {}}}}}},
@@ -108,7 +127,7 @@ pub fn document() -> Value {
             "RecommendRequest": {"type": "object", "required": ["user_id"], "properties": {
                 "user_id": {"type": "string"}, "count": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
                 "filter": {"$ref": "#/components/schemas/Filter"}, "exclude": {"type": "array", "items": {"type": "string"}},
-                "query": {"type": "string"}, "diversity": {"type": "object", "required": ["field", "max_per_value"], "properties": {"field": {"type": "string"}, "max_per_value": {"type": "integer", "minimum": 1}}},
+                "query": {"type": "string"}, "strategy": {"type": "string", "description": "A named strategy (outside experiments)"}, "diversity": {"type": "object", "required": ["field", "max_per_value"], "properties": {"field": {"type": "string"}, "max_per_value": {"type": "integer", "minimum": 1}}},
                 "explain": {"type": "boolean", "default": false}, "use_cache": {"type": "boolean", "default": true}}},
             "Recommendation": {"type": "object", "required": ["recommendation_id", "items", "source", "strategy", "took_ms"], "properties": {
                 "recommendation_id": {"type": "string"}, "user_id": {"type": "string"},

@@ -67,6 +67,8 @@ pub struct Request {
     pub explain: bool,
     /// Whether cached candidate lists (popular) may be used.
     pub use_cache: bool,
+    /// The strategy the request asks for (else its experiment's, else `default`).
+    pub strategy: Option<String>,
 }
 
 /// A computed answer.
@@ -176,16 +178,26 @@ impl Recommender {
         &self.store
     }
 
-    /// Recommends for `req.user_id` as of `now_ms`.
+    /// Recommends for `req.user_id` as of `now_ms` with the configured ranking.
     pub async fn recommend(&self, req: &Request, now_ms: i64) -> Result<Answer, StoreError> {
+        self.recommend_with(req, now_ms, &self.ranking).await
+    }
+
+    /// Recommends for `req.user_id` as of `now_ms` with `ranking` (a strategy's settings).
+    pub async fn recommend_with(
+        &self,
+        req: &Request,
+        now_ms: i64,
+        ranking: &RankParams,
+    ) -> Result<Answer, StoreError> {
         let mut watch = Stopwatch::new();
         let user = self.store.get_user(&req.user_id).await?;
         watch.lap("user");
 
         let query = user
             .as_ref()
-            .and_then(|u| query_vector(u, now_ms, &self.session, &self.ranking));
-        let excluded = exclusions(user.as_ref(), &req.exclude, &self.ranking);
+            .and_then(|u| query_vector(u, now_ms, &self.session, ranking));
+        let excluded = exclusions(user.as_ref(), &req.exclude, ranking);
         let terms = req
             .query
             .as_deref()
@@ -193,10 +205,10 @@ impl Recommender {
             .filter(|t| !t.is_empty());
         // Ask for enough that exclusions and the diversity cap still leave `count` items.
         let slack = excluded.len() + req.diversity.as_ref().map_or(0, |_| req.count * 2);
-        let knn_k = (self.ranking.candidates.max(req.count) + slack).min(MAX_CANDIDATES);
+        let knn_k = (ranking.candidates.max(req.count) + slack).min(MAX_CANDIDATES);
         let popular_k = match query {
-            Some(_) => self.ranking.popular_candidates,
-            None => self.ranking.popular_candidates.max(req.count) + slack,
+            Some(_) => ranking.popular_candidates,
+            None => ranking.popular_candidates.max(req.count) + slack,
         }
         .min(MAX_CANDIDATES);
 
@@ -223,7 +235,7 @@ impl Recommender {
             text,
         );
         let merged = candidates.len();
-        let scored = score_all(candidates, &self.ranking, terms.is_some());
+        let scored = score_all(candidates, ranking, terms.is_some());
         watch.lap("score");
 
         let session_share = query.as_ref().map_or(0.0, |q| q.session_share);

@@ -104,6 +104,7 @@ impl Pipeline {
             return Vec::new();
         };
         let req = Request {
+            strategy: None,
             user_id: user_id.to_owned(),
             count: k,
             filter: Filter::all(),

@@ -1,12 +1,15 @@
 //! `recd serve`, and opening the configured store (shared by every command).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use recd_server::cache::RedisTier;
 use recd_server::catalog::{CatalogError, PgCatalog};
 use recd_server::config::Backend;
 use recd_server::engine::shared_tier;
+use recd_server::experiments::Experiments;
+use recd_server::experiments::ledger::{Ledger, MemoryLedger, RedisLedger};
 use recd_server::{AppState, Config};
 use recd_store::embedded::EmbeddedStore;
 use recd_store::{RedisStore, Store, StoreError};
@@ -87,6 +90,44 @@ async fn catalog_source(config: &Config) -> Result<Option<PgCatalog>> {
     }
 }
 
+/// Strategies and experiments: in the data dir (embedded) or in the deployment's Redis,
+/// where every server reads the same definitions (re-read every second) and counts into the
+/// same keys.
+async fn experiments(config: &Config) -> Result<Arc<Experiments>> {
+    let e = &config.experiments;
+    let ledger: Arc<dyn Ledger> = match config.backend {
+        Backend::Embedded => MemoryLedger::open(
+            Some(&config.data_dir),
+            e.window(),
+            e.max_impressions,
+            Duration::from_millis(e.flush_ms),
+        )?,
+        Backend::Redis => Arc::new(
+            RedisLedger::connect(
+                &config.redis_url,
+                &config.redis.prefix,
+                e.window(),
+                e.stream_max,
+                Duration::from_millis(config.redis.connect_timeout_ms.max(1000)),
+            )
+            .await?,
+        ),
+    };
+    let experiments = Arc::new(
+        Experiments::open(
+            ledger,
+            config.ranking.clone(),
+            &config.strategies,
+            e.clone(),
+        )
+        .await?,
+    );
+    if config.backend == Backend::Redis {
+        experiments.follow(Duration::from_secs(1));
+    }
+    Ok(experiments)
+}
+
 /// Binds, then serves until ctrl-c or SIGTERM.
 pub async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
     let listener = TcpListener::bind(config.listen)
@@ -98,7 +139,8 @@ pub async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
     println!("recd listening on http://{addr}");
     let l2 = shared_cache_tier(&config).await;
     let catalog = catalog_source(&config).await?;
-    let state = AppState::build(store, config, l2, catalog.clone());
+    let experiments = experiments(&config).await?;
+    let state = AppState::build(store, config, l2, catalog.clone(), experiments);
     state.engine.listen().await;
     if let Some(catalog) = &catalog
         && state.config().catalog.notify_channel.is_some()

@@ -388,7 +388,13 @@ async fn open_direct(store_args: &StoreArgs) -> Result<(Target, usize)> {
     })?;
     let dim = store.schema().vector.dim;
     let l2 = shared_cache(&config).await;
-    let engine = Engine::new(store, config, l2, None);
+    // Training serves nothing: experiments are not consulted, so in memory is enough.
+    let experiments = recd_server::experiments::Experiments::in_memory(
+        config.ranking.clone(),
+        &config.strategies,
+        config.experiments.clone(),
+    )?;
+    let engine = Engine::new(store, config, l2, None, Arc::new(experiments));
     Ok((Target::Store(Arc::new(engine)), dim))
 }
 

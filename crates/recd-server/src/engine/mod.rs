@@ -32,15 +32,16 @@ use serde::Serialize;
 
 pub use self::error::{EngineError, EngineResult};
 use crate::answer::{
-    CacheInfo, CachedList, DEFAULT_STRATEGY, Recommendation, ServedItem, Tier, UserView,
-    VectorsWritten,
+    CacheInfo, CachedList, ItemFields, Recommendation, ServedItem, Tier, UserView, VectorsWritten,
 };
 use crate::cache::shared::SharedError;
 use crate::cache::{Caches, Compute, Origin, RedisTier, shape_hash};
 use crate::catalog::PgCatalog;
 use crate::clock::now_ms;
 use crate::config::{Backend, Config};
+use crate::experiments::{Choice, Experiments};
 use crate::recommend::{PopularSource, Recommender, Request};
+use recd_core::experiment::{Team, interleave, seed_from_id};
 
 /// `/health`'s answer.
 #[derive(Debug, Clone, Serialize)]
@@ -63,6 +64,7 @@ pub struct Engine {
     caches: Arc<Caches>,
     recommender: Recommender,
     catalog: Option<PgCatalog>,
+    experiments: Arc<Experiments>,
     config: Arc<Config>,
 }
 
@@ -123,12 +125,14 @@ pub async fn shared_tier(config: &Config) -> Result<Option<RedisTier>, SharedErr
 
 impl Engine {
     /// An engine over `store` with `config`'s ranking, model and cache settings; `l2` is the
-    /// shared cache tier (redis mode), `catalog` the source of item details.
+    /// shared cache tier (redis mode), `catalog` the source of item details, `experiments`
+    /// the strategies and experiments (see [`Experiments::open`]).
     pub fn new(
         store: Arc<dyn Store>,
         config: Config,
         l2: Option<RedisTier>,
         catalog: Option<PgCatalog>,
+        experiments: Arc<Experiments>,
     ) -> Self {
         let caches = Caches::new(config.cache.clone(), l2);
         let popular = Arc::new(CachedPopular {
@@ -146,8 +150,14 @@ impl Engine {
             caches,
             recommender,
             catalog,
+            experiments,
             config: Arc::new(config),
         }
+    }
+
+    /// The strategies and experiments.
+    pub fn experiments(&self) -> &Arc<Experiments> {
+        &self.experiments
     }
 
     /// The configuration it runs with.
@@ -195,52 +205,155 @@ impl Engine {
         Ok(self.store.ping().await?)
     }
 
-    /// Recommends for `req.user_id`: from the cache of the request's shape unless the
-    /// request bypasses it (`use_cache: false`, or `explain`, which wants this run's stages).
-    pub async fn recommend(&self, req: Request) -> EngineResult<Recommendation> {
+    /// Recommends for `req.user_id` with the strategy the request names, else the one its
+    /// experiment assigns, else `default`: from the cache of the request's shape (strategy
+    /// included) unless the request bypasses it (`use_cache: false`, or `explain`, which
+    /// wants this run's stages) or interleaves two strategies; then logs the impression.
+    pub async fn recommend(&self, mut req: Request) -> EngineResult<Recommendation> {
         let started = Instant::now();
+        let choice = self
+            .experiments
+            .choose(&req.user_id, req.strategy.as_deref())
+            .await?;
+        if req.diversity.is_none() {
+            req.diversity.clone_from(&choice.strategy.diversity);
+        }
+        let recommendation_id = uuid::Uuid::new_v4().to_string();
         let user_id = req.user_id.clone();
-        let (items, source, cache, stages) =
-            if !(req.use_cache && self.caches.enabled()) || req.explain {
-                let answer = self.recommender.recommend(&req, now_ms()).await?;
-                let items = answer.items.into_iter().map(ServedItem::from).collect();
-                (items, answer.source, None, answer.stages)
-            } else {
-                let shape = request_shape(&req);
-                let recommender = self.recommender.clone();
-                let req = Arc::new(req);
-                let compute: Compute<CachedList> = Arc::new(move || {
-                    let recommender = recommender.clone();
-                    let req = Arc::clone(&req);
-                    Box::pin(async move {
-                        let answer = recommender.recommend(&req, now_ms()).await?;
-                        Ok(CachedList::new(&answer.items, answer.source))
-                    })
-                });
-                let (entry, origin) = self.caches.recommend(&user_id, shape, compute).await?;
-                let cache = match origin {
-                    Origin::L1 => Some(Tier::L1),
-                    Origin::L2 => Some(Tier::L2),
-                    Origin::Computed | Origin::Joined => None,
-                }
-                .map(|tier| CacheInfo {
-                    tier,
-                    age_ms: (now_ms() - entry.created_ms).max(0),
-                });
-                (entry.value.served(), entry.value.source, cache, None)
-            };
+        let (items, source, cache, stages, teams) = match &choice.interleave_with {
+            Some((_, other)) => {
+                let (items, source, teams) = self
+                    .interleave(&req, &choice, &other.ranking, &recommendation_id)
+                    .await?;
+                (items, source, None, None, Some(teams))
+            }
+            None => {
+                let (items, source, cache, stages) = self.ranked(req, &choice).await?;
+                (items, source, cache, stages, None)
+            }
+        };
+        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+        if let Err(e) = self
+            .experiments
+            .log(&recommendation_id, &user_id, &choice, ids, teams, now_ms())
+            .await
+        {
+            // The answer matters more than its statistics.
+            metrics::counter!("recd_impression_log_failures_total").increment(1);
+            tracing::warn!(cause = %e, "impression not logged");
+        }
+        let (experiment, variant) = match choice.enrolment {
+            Some(e) => (Some(e.experiment), Some(e.variant)),
+            None => (None, None),
+        };
         Ok(Recommendation {
-            recommendation_id: uuid::Uuid::new_v4().to_string(),
+            recommendation_id,
             user_id: Some(user_id),
             items,
             source,
             cache,
-            strategy: DEFAULT_STRATEGY.to_string(),
-            experiment: None,
-            variant: None,
+            strategy: choice.strategy_name,
+            experiment,
+            variant,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
             stages,
         })
+    }
+
+    /// One strategy's list, through the cache unless bypassed.
+    async fn ranked(
+        &self,
+        req: Request,
+        choice: &Choice,
+    ) -> EngineResult<(
+        Vec<ServedItem>,
+        crate::answer::Source,
+        Option<CacheInfo>,
+        Option<serde_json::Value>,
+    )> {
+        if !(req.use_cache && self.caches.enabled()) || req.explain {
+            let answer = self
+                .recommender
+                .recommend_with(&req, now_ms(), &choice.strategy.ranking)
+                .await?;
+            let items = answer.items.into_iter().map(ServedItem::from).collect();
+            return Ok((items, answer.source, None, answer.stages));
+        }
+        let shape = request_shape(&req, &choice.strategy_name);
+        let recommender = self.recommender.clone();
+        let strategy = Arc::clone(&choice.strategy);
+        let user_id = req.user_id.clone();
+        let req = Arc::new(req);
+        let compute: Compute<CachedList> = Arc::new(move || {
+            let recommender = recommender.clone();
+            let req = Arc::clone(&req);
+            let strategy = Arc::clone(&strategy);
+            Box::pin(async move {
+                let answer = recommender
+                    .recommend_with(&req, now_ms(), &strategy.ranking)
+                    .await?;
+                Ok(CachedList::new(&answer.items, answer.source))
+            })
+        });
+        let (entry, origin) = self.caches.recommend(&user_id, shape, compute).await?;
+        let cache = match origin {
+            Origin::L1 => Some(Tier::L1),
+            Origin::L2 => Some(Tier::L2),
+            Origin::Computed | Origin::Joined => None,
+        }
+        .map(|tier| CacheInfo {
+            tier,
+            age_ms: (now_ms() - entry.created_ms).max(0),
+        });
+        Ok((entry.value.served(), entry.value.source, cache, None))
+    }
+
+    /// Team-draft interleaving of the control's and the treatment's lists (both computed
+    /// now, uncached), seeded by the recommendation id so the list can be rebuilt. Scores
+    /// are the interleaved rank's (1 down to 1/count), so they never increase down the
+    /// list; each item keeps its ranker's reasons.
+    async fn interleave(
+        &self,
+        req: &Request,
+        choice: &Choice,
+        treatment: &recd_core::pipeline::RankParams,
+        recommendation_id: &str,
+    ) -> EngineResult<(Vec<ServedItem>, crate::answer::Source, Vec<Team>)> {
+        let now = now_ms();
+        let (a, b) = tokio::try_join!(
+            self.recommender
+                .recommend_with(req, now, &choice.strategy.ranking),
+            self.recommender.recommend_with(req, now, treatment),
+        )?;
+        let source = a.source;
+        let a_ids: Vec<&str> = a.items.iter().map(|r| r.item.id.as_str()).collect();
+        let b_ids: Vec<&str> = b.items.iter().map(|r| r.item.id.as_str()).collect();
+        let slots = interleave::team_draft_seeded(
+            &a_ids,
+            &b_ids,
+            req.count,
+            seed_from_id(recommendation_id),
+        );
+        let n = slots.len().max(1) as f64;
+        let mut items = Vec::with_capacity(slots.len());
+        let mut teams = Vec::with_capacity(slots.len());
+        for (i, slot) in slots.iter().enumerate() {
+            let from = match slot.team {
+                Team::A => &a.items,
+                Team::B => &b.items,
+            };
+            let Some(r) = from.iter().find(|r| r.item.id == *slot.id) else {
+                continue;
+            };
+            items.push(ServedItem {
+                id: r.item.id.clone(),
+                score: (n - i as f64) / n,
+                reasons: r.reasons.clone(),
+                item: ItemFields(Arc::clone(&r.item)),
+            });
+            teams.push(slot.team);
+        }
+        Ok((items, source, teams))
     }
 
     /// Items similar to `item_id` passing `filter`.
@@ -262,7 +375,7 @@ impl Engine {
             items: answer.items.into_iter().map(ServedItem::from).collect(),
             source: answer.source,
             cache: None,
-            strategy: DEFAULT_STRATEGY.to_string(),
+            strategy: crate::experiments::model::DEFAULT_STRATEGY.to_string(),
             experiment: None,
             variant: None,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -332,6 +445,11 @@ impl Engine {
             users.dedup();
             self.caches.users_changed(users).await;
         }
+        if let Err(e) = self.experiments.attribute(events).await {
+            // The events are applied; only their credit to a list is lost.
+            metrics::counter!("recd_attribution_failures_total").increment(1);
+            tracing::warn!(cause = %e, "events not attributed to their lists");
+        }
         Ok(events.len())
     }
 
@@ -378,6 +496,29 @@ impl Engine {
         Ok(rebuilt)
     }
 
+    /// Creates or replaces a named strategy; its diversity field must be a tag or bool
+    /// field of the schema.
+    pub async fn put_strategy(
+        &self,
+        name: &str,
+        body: &serde_json::Value,
+    ) -> EngineResult<crate::experiments::model::Strategy> {
+        if let Some(field) = body
+            .get("diversity")
+            .and_then(|d| d.get("field"))
+            .and_then(|f| f.as_str())
+            && !matches!(
+                self.schema().field(field),
+                Some(recd_core::FieldType::Tag | recd_core::FieldType::Bool)
+            )
+        {
+            return Err(EngineError::Invalid(recd_core::ValidationError::new(
+                format!("diversity field '{field}' must be a tag or bool field of the schema"),
+            )));
+        }
+        self.experiments.put_strategy(name, body).await
+    }
+
     /// Updates the cache and catalog gauges exported on `/metrics`.
     pub async fn export_gauges(&self) {
         self.caches.export_gauges().await;
@@ -388,8 +529,8 @@ impl Engine {
     }
 }
 
-/// Everything about a request but the user, as the cache's key.
-fn request_shape(req: &Request) -> u128 {
+/// Everything about a request but the user, and the strategy ranking it, as the cache's key.
+fn request_shape(req: &Request, strategy: &str) -> u128 {
     let mut exclude: Vec<&str> = req.exclude.iter().map(String::as_str).collect();
     exclude.sort_unstable();
     exclude.dedup();
@@ -402,5 +543,5 @@ fn request_shape(req: &Request) -> u128 {
         .as_ref()
         .map(|d| format!("{}:{}", d.field, d.max_per_value))
         .unwrap_or_default();
-    shape_hash(&[&count, &filter, &exclude, &query, &diversity])
+    shape_hash(&[&count, &filter, &exclude, &query, &diversity, strategy])
 }

@@ -6,6 +6,7 @@
 
 mod admin;
 mod events;
+mod experiments;
 mod health;
 mod items;
 mod recommend;
@@ -117,6 +118,42 @@ pub fn table() -> Vec<Route> {
             "/v1/admin/sessions/rebuild",
             Admin,
             post(admin::rebuild_sessions),
+        ),
+        route(
+            Method::GET,
+            "/v1/strategies",
+            Admin,
+            get(experiments::list_strategies),
+        ),
+        route(
+            Method::PUT,
+            "/v1/strategies/{name}",
+            Admin,
+            put(experiments::put_strategy),
+        ),
+        route(
+            Method::GET,
+            "/v1/experiments",
+            Admin,
+            get(experiments::list),
+        ),
+        route(
+            Method::POST,
+            "/v1/experiments",
+            Admin,
+            post(experiments::create),
+        ),
+        route(
+            Method::GET,
+            "/v1/experiments/{id}",
+            Admin,
+            get(experiments::results),
+        ),
+        route(
+            Method::POST,
+            "/v1/experiments/{id}/stop",
+            Admin,
+            post(experiments::stop),
         ),
     ]
 }

@@ -28,6 +28,7 @@ pub struct RecommendBody {
     explain: bool,
     #[serde(default = "yes")]
     use_cache: bool,
+    strategy: Option<String>,
 }
 
 fn yes() -> bool {
@@ -53,6 +54,9 @@ impl RecommendBody {
     fn validate(self, schema: &Schema) -> Result<Request, ApiError> {
         recd_core::id::validate_id(&self.user_id, "user_id")?;
         let count = parse_count(self.count)?;
+        if let Some(s) = &self.strategy {
+            recd_core::id::validate_id(s, "strategy")?;
+        }
         let filter = match &self.filter {
             Some(f) => parse_filter(f, schema)?,
             None => Filter::all(),
@@ -98,6 +102,7 @@ impl RecommendBody {
             diversity: self.diversity,
             explain: self.explain,
             use_cache: self.use_cache,
+            strategy: self.strategy,
         })
     }
 }

@@ -7,6 +7,7 @@ mod bad_input;
 mod cache;
 mod catalog;
 mod durability;
+mod experiments;
 mod redis;
 mod security;
 mod server;

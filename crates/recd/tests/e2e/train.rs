@@ -503,7 +503,8 @@ async fn embedded_vector_writes_never_fail_a_request() {
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let state = recd_server::AppState::new(store.clone(), recd_server::Config::default());
+    let state =
+        recd_server::AppState::new(store.clone(), recd_server::Config::default()).expect("state");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(recd_server::serve(listener, state, async {
         let _ = rx.await;
