@@ -244,3 +244,94 @@ async fn interleaving_credits_the_ranker_whose_picks_are_clicked() {
     assert_eq!(il["winner"], "personal", "{r}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_redis_servers_share_assignment_and_counts() {
+    let Some(url) = crate::redis::redis_or_skip() else {
+        return;
+    };
+    let config = std::env::temp_dir().join(format!("recd-e2e-exp-{}.toml", std::process::id()));
+    std::fs::write(&config, crate::redis::SCHEMA).expect("config");
+    let config = config.to_str().expect("utf-8").to_string();
+    let prefix = format!("e2eexp{}:", std::process::id());
+    let envs = [("RECD_REDIS__PREFIX", prefix.as_str())];
+    let dir = data_dir("experiments-redis");
+    let dir = dir.to_str().expect("utf-8");
+    let redis = [
+        "--backend",
+        "redis",
+        "--redis-url",
+        &url,
+        "--config",
+        &config,
+    ];
+    let demo = [
+        "demo",
+        "--data-dir",
+        dir,
+        "--items",
+        "1000",
+        "--users",
+        "60",
+        "--seed",
+        "3",
+    ];
+    let a = Server::start(&[&demo[..], &redis[..]].concat(), &envs);
+    let b = Server::start(&[&["serve"], &redis[..]].concat(), &envs);
+    let (status, body) = a
+        .put(
+            "/v1/strategies/popular-first",
+            json!({"ranking": {"similarity_weight": 0.0, "popularity_weight": 1.0}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = a
+        .post(
+            "/v1/experiments",
+            json!({"id": "shared", "kind": "ab",
+                   "variants": [{"name": "control", "strategy": "default"},
+                                {"name": "treatment", "strategy": "popular-first"}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // b reads the definitions from Redis (at once for results, within a second for requests).
+    let (status, r) = b.get("/v1/experiments/shared").await;
+    assert_eq!(status, 200, "{r}");
+    let enrolled = async {
+        loop {
+            let x = b.recommend(json!({"user_id": "probe", "count": 5})).await;
+            if x["experiment"] == "shared" {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), enrolled)
+        .await
+        .expect("b never assigned users to the experiment created on a");
+    // Same user, same variant on both servers; a list served by a, clicked through b.
+    let mut clicks = 0;
+    for u in 0..40 {
+        let user = format!("user-{u}");
+        let on_a = a.recommend(json!({"user_id": user, "count": 5})).await;
+        let on_b = b.recommend(json!({"user_id": user, "count": 5})).await;
+        assert_eq!(on_a["variant"], on_b["variant"], "{user}");
+        if u % 2 == 0 && !ids(&on_a).is_empty() {
+            click(&b, &user, &on_a, 0).await;
+            clicks += 1;
+        }
+    }
+    let (_, from_a) = a.get("/v1/experiments/shared").await;
+    let (_, from_b) = b.get("/v1/experiments/shared").await;
+    let total = |r: &Value, f: &str| -> u64 {
+        r["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v[f].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(total(&from_a, "clicks"), clicks, "{from_a}");
+    assert_eq!(total(&from_a, "impressions"), total(&from_b, "impressions"));
+    assert!(total(&from_a, "impressions") >= 80, "{from_a}");
+}
