@@ -1,8 +1,11 @@
 //! `recd bench`: a closed-loop HTTP load generator for the service's own endpoints.
 //!
 //! C connections (keep-alive) each send a request, wait for the answer, and send the next,
-//! for the given duration; latencies go into an HDR histogram. Users and items are drawn
-//! from the demo's id spaces (`user-N`, `sku-N`), uniformly or Zipf-distributed.
+//! for the given duration; latencies go into an HDR histogram. Users and items are the
+//! server's own, sampled from its event log (`--ids log`, the default), or drawn from id
+//! spaces `{prefix}N` (`--ids range`: the demo's `user-N` / `sku-N`), uniformly or
+//! Zipf-distributed. A run in which more than `--max-error-ratio` of the requests failed
+//! exits 1 and prints the first distinct errors the server answered.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,12 +43,28 @@ impl Scenario {
     }
 }
 
+/// Where user and item ids come from.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ids {
+    /// Sampled from the server's event log (`GET /v1/admin/events`); falls back to `range`
+    /// when the log is empty or unreadable.
+    Log,
+    /// `{user-prefix}0..users` and `{item-prefix}0..items`.
+    Range,
+}
+
 /// `recd bench` flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Base URL of the server, e.g. http://127.0.0.1:8080.
+    /// The server: a base URL (http://127.0.0.1:8080) or host:port.
     #[arg(long)]
     target: String,
+    /// Where user and item ids come from.
+    #[arg(long, value_enum, default_value_t = Ids::Log)]
+    ids: Ids,
+    /// Exit 1 when more than this share of the requests failed.
+    #[arg(long, default_value_t = 0.01)]
+    max_error_ratio: f64,
     /// Concurrent connections.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
@@ -90,10 +109,89 @@ pub struct BenchArgs {
     json: bool,
 }
 
+/// The ids requests are made with.
+#[derive(Debug, Default)]
+struct IdPool {
+    users: Vec<String>,
+    items: Vec<String>,
+}
+
+impl IdPool {
+    fn user(&self, args: &BenchArgs, n: usize) -> String {
+        match self.users.get(n % self.users.len().max(1)) {
+            Some(u) => u.clone(),
+            None => format!("{}{n}", args.user_prefix),
+        }
+    }
+
+    fn item(&self, args: &BenchArgs, n: usize) -> String {
+        match self.items.get(n % self.items.len().max(1)) {
+            Some(i) => i.clone(),
+            None => format!("{}{n}", args.item_prefix),
+        }
+    }
+}
+
+/// Distinct user and item ids from the first events of the server's log (at most 100k
+/// events are read), in order of appearance.
+async fn sample_ids(client: &reqwest::Client, target: &str) -> Result<IdPool> {
+    const MAX_EVENTS: usize = 100_000;
+    let mut resp = client
+        .get(format!("{target}/v1/admin/events"))
+        .send()
+        .await?
+        .error_for_status()?;
+    let (mut users, mut items) = (Vec::new(), Vec::new());
+    let (mut seen_u, mut seen_i) = (
+        std::collections::HashSet::new(),
+        std::collections::HashSet::new(),
+    );
+    let mut pending: Vec<u8> = Vec::new();
+    let mut events = 0;
+    'read: while let Some(chunk) = resp.chunk().await? {
+        pending.extend_from_slice(&chunk);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+                if let Some(u) = v["user_id"].as_str()
+                    && seen_u.insert(u.to_string())
+                {
+                    users.push(u.to_string());
+                }
+                if let Some(i) = v["item_id"].as_str()
+                    && seen_i.insert(i.to_string())
+                {
+                    items.push(i.to_string());
+                }
+            }
+            events += 1;
+            if events >= MAX_EVENTS {
+                break 'read;
+            }
+        }
+    }
+    Ok(IdPool { users, items })
+}
+
+/// `host:port` → `http://host:port`; a URL stays as it is (without a trailing slash).
+fn base_url(target: &str) -> String {
+    let t = target.trim_end_matches('/');
+    if t.contains("://") {
+        t.to_string()
+    } else {
+        format!("http://{t}")
+    }
+}
+
+/// How many distinct server errors a run reports.
+const ERRORS_SHOWN: usize = 5;
+
 struct Worker {
     latencies: Histogram<u64>,
     requests: u64,
     errors: u64,
+    /// The first distinct failures: status and what the server (or the client) said.
+    first_errors: Vec<String>,
     /// Answers marked `"source":"cache"`.
     cache_hits: u64,
     /// The server's own `took_ms` of cache hits, in microseconds.
@@ -102,6 +200,7 @@ struct Worker {
 
 fn body_for(
     args: &BenchArgs,
+    ids: &IdPool,
     filter: &Option<Value>,
     rng: &mut StdRng,
     zipf: &Option<Zipf<f64>>,
@@ -111,21 +210,21 @@ fn body_for(
         Some(z) => (z.sample(rng) as usize).saturating_sub(1),
         None => rng.random_range(0..args.users.max(1)),
     };
+    let user = ids.user(args, user);
     if events {
-        let item = rng.random_range(0..args.items.max(1));
+        let item = ids.item(args, rng.random_range(0..args.items.max(1)));
         let kinds = ["view", "view", "view", "click", "add_to_cart", "purchase"];
         let kind = kinds[rng.random_range(0..kinds.len())];
         (
             "/v1/events".into(),
             json!({"events": [{
-                "user_id": format!("{}{user}", args.user_prefix),
-                "item_id": format!("{}{item}", args.item_prefix),
+                "user_id": user,
+                "item_id": item,
                 "type": kind,
             }]}),
         )
     } else {
-        let mut body =
-            json!({"user_id": format!("{}{user}", args.user_prefix), "count": args.count});
+        let mut body = json!({"user_id": user, "count": args.count});
         if let Some(f) = filter {
             body["filter"] = f.clone();
         }
@@ -136,9 +235,11 @@ fn body_for(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn worker(
     id: usize,
     args: Arc<BenchArgs>,
+    ids: Arc<IdPool>,
     client: reqwest::Client,
     start: Instant,
     warm_until: Instant,
@@ -170,6 +271,7 @@ async fn worker(
         latencies: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         requests: 0,
         errors: 0,
+        first_errors: Vec::new(),
         cache_hits: 0,
         hit_took: Histogram::new_with_bounds(1, 60_000_000, 3)?,
     };
@@ -184,36 +286,39 @@ async fn worker(
                 Some(z) => (z.sample(&mut rng) as usize).saturating_sub(1),
                 None => rng.random_range(0..args.items.max(1)),
             };
+            let item = ids.item(&args, item);
             let query = if args.no_cache {
                 "?use_cache=false"
             } else {
                 ""
             };
-            client.get(format!(
-                "{}/v1/items/{}{item}{query}",
-                args.target, args.item_prefix
-            ))
+            client.get(format!("{}/v1/items/{item}{query}", args.target))
         } else {
             let events = match args.scenario {
                 Scenario::Events => true,
                 Scenario::Mixed => rng.random_range(0..10) == 0,
                 Scenario::Recommend | Scenario::Items => false,
             };
-            let (path, body) = body_for(&args, &filter, &mut rng, &zipf, events);
+            let (path, body) = body_for(&args, &ids, &filter, &mut rng, &zipf, events);
             client.post(format!("{}{}", args.target, path)).json(&body)
         };
         let sent = Instant::now();
         let result = request.send().await;
-        let (ok, body) = match result {
+        let (ok, body, failure) = match result {
             Ok(resp) => {
                 let status = resp.status();
                 // Read the whole body: the answer is only complete when its last byte arrived.
                 match resp.bytes().await {
-                    Ok(body) => (status.is_success(), Some(body)),
-                    Err(_) => (false, None),
+                    Ok(body) if status.is_success() => (true, Some(body), None),
+                    Ok(body) => {
+                        let said =
+                            String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+                        (false, None, Some(format!("{status}: {said}")))
+                    }
+                    Err(e) => (false, None, Some(format!("reading the answer: {e}"))),
                 }
             }
-            Err(_) => (false, None),
+            Err(e) => (false, None, Some(format!("request failed: {e}"))),
         };
         let micros = sent.elapsed().as_micros() as u64;
         if sent >= warm_until {
@@ -226,16 +331,22 @@ async fn worker(
                 }
             } else {
                 w.errors += 1;
+                if let Some(f) = failure
+                    && w.first_errors.len() < ERRORS_SHOWN
+                    && !w.first_errors.contains(&f)
+                {
+                    w.first_errors.push(f);
+                }
             }
         }
     }
     Ok(w)
 }
 
-/// The server's `took_ms` when an answer says it came from the cache. A cheap substring
-/// check first: most answers need not be parsed.
+/// The server's `took_ms` when an answer says it came from the cache (`"cache":{"tier":..}`).
+/// A cheap substring check first: most answers need not be parsed.
 fn cache_hit_took_ms(body: &[u8]) -> Option<f64> {
-    let needle = b"\"source\":\"cache\"";
+    let needle = b"\"cache\":{\"tier\"";
     if !body.windows(needle.len()).any(|w| w == needle) {
         return None;
     }
@@ -260,9 +371,20 @@ async fn server_counter(client: &reqwest::Client, target: &str, sample: &str) ->
 const CATALOG_QUERIES: &str = "recd_catalog_queries_total";
 
 /// `recd bench`.
-pub async fn run(args: BenchArgs) -> Result<()> {
+pub async fn run(mut args: BenchArgs) -> Result<()> {
     if args.concurrency == 0 || args.duration <= 0.0 {
         return Err(UsageError("--concurrency and --duration must be positive".into()).into());
+    }
+    if !(0.0..=1.0).contains(&args.max_error_ratio) {
+        return Err(UsageError("--max-error-ratio must be in [0, 1]".into()).into());
+    }
+    args.target = base_url(&args.target);
+    if reqwest::Url::parse(&args.target).is_err() {
+        return Err(UsageError(format!(
+            "--target {} is not a URL or host:port",
+            args.target
+        ))
+        .into());
     }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
@@ -277,6 +399,35 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .json()
         .await?;
     let catalog_before = server_counter(&client, &args.target, CATALOG_QUERIES).await;
+    let ids = match args.ids {
+        Ids::Range => IdPool::default(),
+        Ids::Log => match sample_ids(&client, &args.target).await {
+            Ok(pool) if !pool.users.is_empty() && !pool.items.is_empty() => {
+                eprintln!(
+                    "recd bench: {} users and {} items sampled from the server's event log",
+                    pool.users.len(),
+                    pool.items.len()
+                );
+                // Draw within the sampled ids.
+                args.users = pool.users.len();
+                args.items = pool.items.len();
+                pool
+            }
+            Ok(_) => {
+                eprintln!(
+                    "recd bench: the event log is empty; using --user-prefix/--item-prefix ids"
+                );
+                IdPool::default()
+            }
+            Err(e) => {
+                eprintln!(
+                    "recd bench: cannot read the event log ({e}); using --user-prefix/--item-prefix ids"
+                );
+                IdPool::default()
+            }
+        },
+    };
+    let ids = Arc::new(ids);
     let args = Arc::new(args);
     let start = Instant::now();
     let warm_until = start + Duration::from_secs_f64(args.warmup.max(0.0));
@@ -286,6 +437,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             tokio::spawn(worker(
                 i,
                 args.clone(),
+                ids.clone(),
                 client.clone(),
                 start,
                 warm_until,
@@ -296,8 +448,14 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut hit_took = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let (mut requests, mut errors, mut hits) = (0u64, 0u64, 0u64);
+    let mut first_errors: Vec<String> = Vec::new();
     for t in tasks {
         let w = t.await??;
+        for e in w.first_errors {
+            if first_errors.len() < ERRORS_SHOWN && !first_errors.contains(&e) {
+                first_errors.push(e);
+            }
+        }
         all.add(&w.latencies)?;
         hit_took.add(&w.hit_took)?;
         requests += w.requests;
@@ -318,6 +476,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "duration_s": secs,
         "requests": requests,
         "errors": errors,
+        "first_errors": first_errors,
         "rps": requests as f64 / secs,
         "latency_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": all.max() as f64 / 1000.0},
         "cache": {
@@ -358,6 +517,24 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         if let Some(q) = source_qps {
             println!("  catalog source queries {q:.1}/s");
         }
+    }
+    if !first_errors.is_empty() {
+        eprintln!("recd bench: first distinct errors:");
+        for e in &first_errors {
+            eprintln!("  {e}");
+        }
+    }
+    let ratio = if requests > 0 {
+        errors as f64 / requests as f64
+    } else {
+        1.0
+    };
+    if ratio > args.max_error_ratio {
+        anyhow::bail!(
+            "{errors} of {requests} requests failed ({:.1} % > --max-error-ratio {:.1} %)",
+            100.0 * ratio,
+            100.0 * args.max_error_ratio
+        );
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 mod api;
 mod bad_input;
+mod bench;
 mod cache;
 mod catalog;
 mod durability;

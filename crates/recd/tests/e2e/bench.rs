@@ -1,0 +1,60 @@
+//! `recd bench` as a user runs it: host:port targets, ids sampled from the server, and a
+//! failing run that says so (exit 1, the server's errors printed).
+
+use std::process::Command;
+
+use crate::server::{Server, data_dir};
+
+fn bench(target: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_recd"))
+        .args([
+            "bench",
+            "--target",
+            target,
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--concurrency",
+            "2",
+            "--json",
+        ])
+        .args(extra)
+        .env("RECD_LOG", "warn")
+        .output()
+        .expect("run recd bench")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_fails_loudly_and_takes_host_port_and_real_ids() {
+    let dir = data_dir("bench");
+    let s = Server::demo(&dir, &[]);
+    let host_port = s.base.trim_start_matches("http://").to_string();
+
+    // Every request fails: exit 1, and the server's own error is shown.
+    let out = bench(&host_port, &["--filter", r#"{"colour":{"any":["red"]}}"#]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("invalid_argument") && stderr.contains("colour"),
+        "{stderr}"
+    );
+
+    // A good run on host:port exits 0, with ids sampled from the server's event log.
+    let out = bench(
+        &host_port,
+        &["--user-prefix", "nobody-", "--item-prefix", "nothing-"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("sampled from the server's event log"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("json report");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
