@@ -86,6 +86,11 @@ impl AlsParams {
         if self.cg_steps == 0 {
             return Err(TrainError::param("cg_steps", "must be >= 1"));
         }
+        // Zero sweeps leave the random initialisation: vectors that would replace a trained
+        // model with noise (issue 11: `--iterations 0` did exactly that to a live server).
+        if self.iterations == 0 || self.iterations > 10_000 {
+            return Err(TrainError::param("iterations", "must be 1..=10000"));
+        }
         Ok(())
     }
 }
@@ -1012,20 +1017,19 @@ mod tests {
     }
 
     #[test]
+    fn degenerate_settings_are_refused() {
+        assert!(params(8, 0).validate().is_err(), "zero sweeps leave random vectors");
+        assert!(params(0, 5).validate().is_err());
+        assert!(params(8, 1).validate().is_ok());
+    }
+
+    #[test]
     fn loss_decreases_every_iteration() {
         let (data, _) = planted();
         let p = params(8, 10);
         let cui = data.user_item_matrix().map_values(|w| 1.0 + p.alpha * w);
         let mut losses = Vec::new();
-        let (x0, y0) = fit_confidence(
-            &cui,
-            &AlsParams {
-                iterations: 0,
-                ..p.clone()
-            },
-            |_, _, _| {},
-        )
-        .unwrap();
+        let (x0, y0) = random_init(cui.rows, cui.cols, p.factors, p.seed);
         let initial = loss(&cui, &x0, &y0, p.factors, p.regularization);
         fit_confidence(&cui, &p, |_, x, y| {
             losses.push(loss(&cui, x, y, p.factors, p.regularization))
