@@ -20,6 +20,7 @@ use crate::cache::CacheConfig;
 use crate::catalog::CatalogConfig;
 use crate::experiments::ExperimentsConfig;
 use crate::experiments::model::Strategy;
+use crate::monitoring::MonitoringConfig;
 
 /// Which store holds the serving state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -109,6 +110,8 @@ pub struct Config {
     pub strategies: std::collections::BTreeMap<String, serde_json::Value>,
     /// Impression logging and attribution for experiments.
     pub experiments: ExperimentsConfig,
+    /// Online quality and drift.
+    pub monitoring: MonitoringConfig,
 }
 
 impl Default for Config {
@@ -128,6 +131,7 @@ impl Default for Config {
             catalog: CatalogConfig::default(),
             strategies: Default::default(),
             experiments: ExperimentsConfig::default(),
+            monitoring: MonitoringConfig::default(),
         }
     }
 }
@@ -207,6 +211,9 @@ impl Config {
             .validate()
             .map_err(|e| ConfigError(format!("bad configuration: {e}")))?;
         self.cache
+            .validate()
+            .map_err(|e| ConfigError(format!("bad configuration: {e}")))?;
+        self.monitoring
             .validate()
             .map_err(|e| ConfigError(format!("bad configuration: {e}")))?;
         self.experiments

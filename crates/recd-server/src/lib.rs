@@ -15,6 +15,7 @@
 //! - [`routes`]: one module per API resource, and the route table the router and the
 //!   OpenAPI document share.
 //! - [`error`]: the single mapping from failures to the API's error shape.
+//! - [`monitoring`]: online quality (coverage, exposure, diversity, source mix) and drift.
 //! - [`metrics`]: Prometheus counters and histograms per route and pipeline stage.
 //! - [`openapi`]: the `/openapi.json` document.
 //! - [`state`]: what handlers share (the engine).
@@ -29,6 +30,7 @@ pub mod engine;
 pub mod error;
 pub mod experiments;
 pub mod metrics;
+pub mod monitoring;
 pub mod openapi;
 pub mod recommend;
 pub mod routes;

@@ -111,6 +111,11 @@ pub fn document() -> Value {
                 "parameters": id_param(), "responses": {"200": ok(json!({"type": "object"})), "404": e}}},
             "/v1/experiments/{id}/stop": {"post": {"summary": "Stop assigning users; results stay",
                 "parameters": id_param(), "responses": {"200": ok(json!({"type": "object"})), "404": e}}},
+            "/v1/monitoring/drift": {"get": {"summary": "Drift of the watched features (top score, score spread, category mix of served items, event-type mix): reference and live summaries, PSI, two-sample test, threshold, verdict",
+                "responses": {"200": ok(json!({"type": "object", "properties": {"threshold": {"type": "number"}, "alpha": {"type": "number"},
+                    "drifted": {"type": "array", "items": {"type": "string"}}, "features": {"type": "array", "items": {"type": "object"}}}}))}}},
+            "/v1/monitoring/drift/reset": {"post": {"summary": "Pin new references from the next observations on (e.g. after a retrain)",
+                "responses": {"204": {"description": "references reset"}}}},
         },
         "components": {"schemas": {
             "Strategy": {"type": "object", "properties": {"ranking": {"type": "object"}, "diversity": {"type": "object"}, "model": {"type": "string"}}},

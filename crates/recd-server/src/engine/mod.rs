@@ -40,6 +40,7 @@ use crate::catalog::PgCatalog;
 use crate::clock::now_ms;
 use crate::config::{Backend, Config};
 use crate::experiments::{Choice, Experiments};
+use crate::monitoring::{DriftAnswer, Monitor};
 use crate::recommend::{PopularSource, Recommender, Request};
 use recd_core::experiment::{Team, interleave, seed_from_id};
 
@@ -65,6 +66,7 @@ pub struct Engine {
     recommender: Recommender,
     catalog: Option<PgCatalog>,
     experiments: Arc<Experiments>,
+    monitor: Monitor,
     config: Arc<Config>,
 }
 
@@ -145,7 +147,17 @@ impl Engine {
             config.model.session.clone(),
         )
         .with_popular(popular);
+        let monitor = match Monitor::new(config.monitoring.clone(), store.schema()) {
+            Ok(m) => m,
+            Err(e) => {
+                // Config::validate checked the numbers; only the category field can still
+                // not fit this store's schema: watch without a category mix.
+                tracing::warn!(cause = %e, "monitoring: no category mix");
+                Monitor::without_categories(config.monitoring.clone())
+            }
+        };
         Self {
+            monitor,
             store,
             caches,
             recommender,
@@ -246,7 +258,7 @@ impl Engine {
             Some(e) => (Some(e.experiment), Some(e.variant)),
             None => (None, None),
         };
-        Ok(Recommendation {
+        let answer = Recommendation {
             recommendation_id,
             user_id: Some(user_id),
             items,
@@ -257,7 +269,19 @@ impl Engine {
             variant,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
             stages,
-        })
+        };
+        self.monitor.served(&answer, now_ms());
+        Ok(answer)
+    }
+
+    /// The drift report of the watched features.
+    pub fn drift(&self) -> DriftAnswer {
+        self.monitor.drift()
+    }
+
+    /// Pins new drift references (e.g. after a retrain).
+    pub fn reset_drift(&self) {
+        self.monitor.reset();
     }
 
     /// One strategy's list, through the cache unless bypassed.
@@ -445,6 +469,7 @@ impl Engine {
             users.dedup();
             self.caches.users_changed(users).await;
         }
+        self.monitor.events(events);
         if let Err(e) = self.experiments.attribute(events).await {
             // The events are applied; only their credit to a list is lost.
             metrics::counter!("recd_attribution_failures_total").increment(1);
@@ -522,6 +547,12 @@ impl Engine {
     /// Updates the cache and catalog gauges exported on `/metrics`.
     pub async fn export_gauges(&self) {
         self.caches.export_gauges().await;
+        match self.store.counts().await {
+            Ok(c) => self.monitor.export(c.items, now_ms()),
+            Err(e) => tracing::debug!(cause = %e, "counts for coverage failed"),
+        }
+        // Drift gauges are set when the report is computed.
+        let _ = self.monitor.drift();
         if let Some(catalog) = &self.catalog {
             metrics::counter!("recd_catalog_queries_total").absolute(catalog.queries());
             metrics::counter!("recd_catalog_errors_total").absolute(catalog.errors());

@@ -9,6 +9,7 @@ mod events;
 mod experiments;
 mod health;
 mod items;
+mod monitoring;
 mod recommend;
 mod users;
 
@@ -154,6 +155,18 @@ pub fn table() -> Vec<Route> {
             "/v1/experiments/{id}/stop",
             Admin,
             post(experiments::stop),
+        ),
+        route(
+            Method::GET,
+            "/v1/monitoring/drift",
+            Admin,
+            get(monitoring::drift),
+        ),
+        route(
+            Method::POST,
+            "/v1/monitoring/drift/reset",
+            Admin,
+            post(monitoring::reset),
         ),
     ]
 }

@@ -9,6 +9,7 @@ mod cache;
 mod catalog;
 mod durability;
 mod experiments;
+mod monitoring;
 mod redis;
 mod security;
 mod server;

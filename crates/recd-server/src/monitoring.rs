@@ -1,0 +1,627 @@
+//! Whether recommendations still work, watched online: what every served list and every
+//! event says about quality (catalog coverage and exposure Gini over a sliding window,
+//! per-list category entropy and diversity, the source mix, events per type), and drift of
+//! the features that move when something breaks (top score and score spread of served
+//! lists, the category mix of served items, the event-type mix) against a reference.
+//!
+//! The math is `recd_core::monitor`'s; this module feeds it and exports it. A feature's
+//! reference is the first `reference_size` observations after start (or after
+//! `POST /v1/monitoring/drift/reset`, e.g. after a retrain); the live side is the latest
+//! `live_size` observations (a window that restarts when full; until the new one has
+//! `min_live` values the previous full window is reported). Crossing the PSI threshold
+//! (with a significant two-sample test) logs a warning once and sets
+//! `recd_drift_detected{feature}`.
+//!
+//! Cost per request: one short mutex section updating a few histograms and the exposure
+//! window (bounded memory: see `recd_core::monitor`).
+
+use parking_lot::Mutex;
+use recd_core::monitor::drift::{
+    CategoricalDriftMonitor, DriftReport, DriftThresholds, NumericDriftMonitor,
+    NumericMonitorParams,
+};
+use recd_core::monitor::quality::{category_entropy, intra_list_diversity};
+use recd_core::monitor::window::{ExposureParams, ExposureWindow, WindowSpec};
+use recd_core::{Event, Schema};
+use serde::{Deserialize, Serialize};
+
+use crate::answer::{Recommendation, Source};
+
+/// `[monitoring]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitoringConfig {
+    /// Whether served lists and events are watched at all.
+    pub enabled: bool,
+    /// Observations that make a feature's reference.
+    pub reference_size: usize,
+    /// Observations in a live window.
+    pub live_size: usize,
+    /// A live window is reported once it has this many observations.
+    pub min_live: usize,
+    /// PSI at or above which a feature drifted (with the test's p below `alpha`).
+    pub psi_threshold: f64,
+    /// Significance level of the two-sample tests.
+    pub alpha: f64,
+    /// The tag field whose values make the category mix (default: the schema's first tag
+    /// field, or `category` when there is one).
+    pub category_field: Option<String>,
+    /// The sliding window of coverage and exposure, in minutes.
+    pub window_minutes: usize,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            reference_size: 2_000,
+            live_size: 10_000,
+            min_live: 500,
+            psi_threshold: 0.2,
+            alpha: 0.05,
+            category_field: None,
+            window_minutes: 60,
+        }
+    }
+}
+
+impl MonitoringConfig {
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.reference_size < 10 || self.live_size < 10 || self.min_live == 0 {
+            return Err(
+                "monitoring.reference_size and live_size must be >= 10, min_live >= 1".into(),
+            );
+        }
+        if self.min_live > self.live_size {
+            return Err("monitoring.min_live must be at most live_size".into());
+        }
+        DriftThresholds {
+            psi: self.psi_threshold,
+            alpha: self.alpha,
+        }
+        .validate()
+        .map_err(|e| format!("monitoring: {}", e.message))?;
+        if self.window_minutes == 0 {
+            return Err("monitoring.window_minutes must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// One watched feature: collecting its reference, then comparing live windows with it.
+enum Feature {
+    /// Numeric, still collecting the reference.
+    NumericReference(Vec<f64>),
+    /// Numeric, watching.
+    Numeric(Box<Watched<NumericDriftMonitor>>),
+    /// Categorical, still collecting the reference.
+    CategoricalReference(Vec<String>),
+    /// Categorical, watching.
+    Categorical(Box<Watched<CategoricalDriftMonitor>>),
+}
+
+struct Watched<M> {
+    monitor: M,
+    live: usize,
+    /// The report of the last full live window.
+    last_full: Option<DriftReport>,
+    /// Whether the last report said drifted (to log a crossing once).
+    drifted: bool,
+}
+
+/// The features, by name.
+const FEATURES: [(&str, bool); 4] = [
+    ("top_score", true),
+    ("score_spread", true),
+    ("served_category", false),
+    ("event_type", false),
+];
+
+struct State {
+    features: Vec<(&'static str, Feature)>,
+    /// None only if the window settings were refused (they are validated first).
+    exposure: Option<ExposureWindow>,
+}
+
+/// The online monitor of one server.
+pub struct Monitor {
+    config: MonitoringConfig,
+    category_field: Option<String>,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor").finish_non_exhaustive()
+    }
+}
+
+fn fresh_features() -> Vec<(&'static str, Feature)> {
+    FEATURES
+        .iter()
+        .map(|(name, numeric)| {
+            let f = if *numeric {
+                Feature::NumericReference(Vec::new())
+            } else {
+                Feature::CategoricalReference(Vec::new())
+            };
+            (*name, f)
+        })
+        .collect()
+}
+
+/// Categories beyond this many fall into "other" (bounded label values and memory).
+const MAX_CATEGORIES: usize = 32;
+
+impl Monitor {
+    /// A monitor for `schema`'s items; settings that `validate` refuses are an error, as is
+    /// a `category_field` that is not a tag field of the schema.
+    pub fn new(config: MonitoringConfig, schema: &Schema) -> Result<Self, String> {
+        config.validate()?;
+        let category_field = match &config.category_field {
+            Some(f) => match schema.field(f) {
+                Some(recd_core::FieldType::Tag) => Some(f.clone()),
+                _ => {
+                    return Err(format!(
+                        "monitoring.category_field '{f}' is not a tag field"
+                    ));
+                }
+            },
+            None => {
+                let mut tags: Vec<&String> = schema
+                    .fields
+                    .iter()
+                    .filter(|(_, t)| **t == recd_core::FieldType::Tag)
+                    .map(|(n, _)| n)
+                    .collect();
+                tags.sort_by_key(|n| (n.as_str() != "category", n.as_str()));
+                tags.first().map(|s| (*s).clone())
+            }
+        };
+        let exposure = ExposureWindow::new(
+            WindowSpec {
+                bucket_ms: 60_000,
+                buckets: config.window_minutes,
+            },
+            ExposureParams::default(),
+        )
+        .map_err(|e| e.message)?;
+        let exposure = Some(exposure);
+        Ok(Self {
+            state: Mutex::new(State {
+                features: fresh_features(),
+                exposure,
+            }),
+            category_field,
+            config,
+        })
+    }
+
+    /// A monitor without a category mix (invalid numbers fall back to the defaults).
+    pub fn without_categories(config: MonitoringConfig) -> Self {
+        let config = if config.validate().is_ok() {
+            config
+        } else {
+            MonitoringConfig::default()
+        };
+        let spec = WindowSpec {
+            bucket_ms: 60_000,
+            buckets: config.window_minutes,
+        };
+        Self {
+            state: Mutex::new(State {
+                features: fresh_features(),
+                exposure: ExposureWindow::new(spec, ExposureParams::default()).ok(),
+            }),
+            category_field: None,
+            config: MonitoringConfig {
+                category_field: None,
+                ..config
+            },
+        }
+    }
+
+    fn thresholds(&self) -> DriftThresholds {
+        DriftThresholds {
+            psi: self.config.psi_threshold,
+            alpha: self.config.alpha,
+        }
+    }
+
+    /// Watches one served list.
+    pub fn served(&self, answer: &Recommendation, now_ms: i64) {
+        let source = match (answer.cache.is_some(), answer.source) {
+            (true, _) => "cache",
+            (false, Source::Personalized) => "personalized",
+            (false, Source::Popular) => "popular",
+        };
+        metrics::counter!("recd_recommendations_total", "source" => source).increment(1);
+        if answer.source == Source::Popular {
+            metrics::counter!("recd_cold_recommendations_total").increment(1);
+        }
+        if !self.config.enabled || answer.items.is_empty() {
+            return;
+        }
+        let categories: Vec<&str> = match &self.category_field {
+            Some(field) => answer
+                .items
+                .iter()
+                .filter_map(|i| i.item.0.field(field)?.as_tags()?.first())
+                .map(String::as_str)
+                .collect(),
+            None => Vec::new(),
+        };
+        if !categories.is_empty() {
+            metrics::histogram!("recd_list_category_entropy_bits")
+                .record(category_entropy(categories.iter().copied()));
+        }
+        // Diversity needs the items' vectors: present on lists computed now, not on cached ones.
+        let vectors: Vec<&[f32]> = answer
+            .items
+            .iter()
+            .filter_map(|i| i.item.0.vector.as_deref())
+            .collect();
+        if vectors.len() == answer.items.len()
+            && let Ok(Some(d)) = intra_list_diversity(&vectors)
+        {
+            metrics::histogram!("recd_list_diversity").record(d);
+        }
+        let top = answer.items[0].score;
+        let spread = top - answer.items[answer.items.len() - 1].score;
+        let mut state = self.state.lock();
+        if let Some(exposure) = &mut state.exposure {
+            exposure.add_list(now_ms, answer.items.iter().map(|i| i.id.as_str()));
+        }
+        let thresholds = self.thresholds();
+        for (name, feature) in &mut state.features {
+            match *name {
+                "top_score" => self.observe_numeric(name, feature, top, &thresholds),
+                "score_spread" => self.observe_numeric(name, feature, spread, &thresholds),
+                "served_category" => {
+                    for c in &categories {
+                        self.observe_categorical(name, feature, c, &thresholds);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Watches applied events.
+    pub fn events(&self, events: &[Event]) {
+        for e in events {
+            metrics::counter!("recd_events_total", "type" => e.kind.as_str()).increment(1);
+        }
+        if !self.config.enabled {
+            return;
+        }
+        let thresholds = self.thresholds();
+        let mut state = self.state.lock();
+        for (name, feature) in &mut state.features {
+            if *name == "event_type" {
+                for e in events {
+                    self.observe_categorical(name, feature, e.kind.as_str(), &thresholds);
+                }
+            }
+        }
+    }
+
+    fn observe_numeric(
+        &self,
+        name: &str,
+        feature: &mut Feature,
+        x: f64,
+        thresholds: &DriftThresholds,
+    ) {
+        if !x.is_finite() {
+            return;
+        }
+        match feature {
+            Feature::NumericReference(values) => {
+                values.push(x);
+                if values.len() >= self.config.reference_size {
+                    match NumericDriftMonitor::new(name, values, &NumericMonitorParams::default()) {
+                        Ok(monitor) => {
+                            *feature = Feature::Numeric(Box::new(Watched {
+                                monitor,
+                                live: 0,
+                                last_full: None,
+                                drifted: false,
+                            }));
+                        }
+                        // A degenerate reference (e.g. all equal): collect a new one.
+                        Err(e) => {
+                            tracing::debug!(feature = name, cause = %e.message, "drift reference rejected");
+                            values.clear();
+                        }
+                    }
+                }
+            }
+            Feature::Numeric(w) => {
+                w.monitor.observe(x);
+                w.live += 1;
+                if w.live >= self.config.live_size {
+                    w.last_full = w.monitor.report(thresholds);
+                    w.monitor.reset_live();
+                    w.live = 0;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn observe_categorical(
+        &self,
+        name: &str,
+        feature: &mut Feature,
+        value: &str,
+        thresholds: &DriftThresholds,
+    ) {
+        match feature {
+            Feature::CategoricalReference(values) => {
+                values.push(value.to_string());
+                if values.len() >= self.config.reference_size {
+                    match CategoricalDriftMonitor::from_values(name, values.iter(), MAX_CATEGORIES)
+                    {
+                        Ok(monitor) => {
+                            *feature = Feature::Categorical(Box::new(Watched {
+                                monitor,
+                                live: 0,
+                                last_full: None,
+                                drifted: false,
+                            }));
+                        }
+                        Err(e) => {
+                            tracing::debug!(feature = name, cause = %e.message, "drift reference rejected");
+                            values.clear();
+                        }
+                    }
+                }
+            }
+            Feature::Categorical(w) => {
+                w.monitor.observe(value);
+                w.live += 1;
+                if w.live >= self.config.live_size {
+                    w.last_full = w.monitor.report(thresholds);
+                    w.monitor.reset_live();
+                    w.live = 0;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The drift report (`GET /v1/monitoring/drift`), exporting each feature's PSI and
+    /// verdict as gauges and logging a threshold crossing once.
+    pub fn drift(&self) -> DriftAnswer {
+        let thresholds = self.thresholds();
+        let min_live = self.config.min_live;
+        let mut state = self.state.lock();
+        let mut features = Vec::new();
+        for (name, feature) in &mut state.features {
+            let (status, report, drifted_before) = match feature {
+                Feature::NumericReference(v) => (
+                    format!(
+                        "collecting reference ({}/{})",
+                        v.len(),
+                        self.config.reference_size
+                    ),
+                    None,
+                    None,
+                ),
+                Feature::CategoricalReference(v) => (
+                    format!(
+                        "collecting reference ({}/{})",
+                        v.len(),
+                        self.config.reference_size
+                    ),
+                    None,
+                    None,
+                ),
+                Feature::Numeric(w) => {
+                    let r = if w.live >= min_live {
+                        w.monitor.report(&thresholds)
+                    } else {
+                        w.last_full.clone()
+                    };
+                    ("watching".into(), r, Some(&mut w.drifted))
+                }
+                Feature::Categorical(w) => {
+                    let r = if w.live >= min_live {
+                        w.monitor.report(&thresholds)
+                    } else {
+                        w.last_full.clone()
+                    };
+                    ("watching".into(), r, Some(&mut w.drifted))
+                }
+            };
+            if let (Some(r), Some(before)) = (&report, drifted_before) {
+                metrics::gauge!("recd_drift_psi", "feature" => *name).set(r.psi);
+                metrics::gauge!("recd_drift_p_value", "feature" => *name).set(r.p_value);
+                metrics::gauge!("recd_drift_detected", "feature" => *name)
+                    .set(f64::from(u8::from(r.drifted)));
+                if r.drifted && !*before {
+                    tracing::warn!(
+                        feature = *name,
+                        psi = r.psi,
+                        p_value = r.p_value,
+                        "drift detected"
+                    );
+                }
+                *before = r.drifted;
+            }
+            features.push(FeatureDrift {
+                name: name.to_string(),
+                status,
+                report,
+            });
+        }
+        DriftAnswer {
+            threshold: thresholds.psi,
+            alpha: thresholds.alpha,
+            drifted: features
+                .iter()
+                .filter(|f| f.report.as_ref().is_some_and(|r| r.drifted))
+                .map(|f| f.name.clone())
+                .collect(),
+            features,
+        }
+    }
+
+    /// Pins new references: every feature collects one anew from now on.
+    pub fn reset(&self) {
+        self.state.lock().features = fresh_features();
+    }
+
+    /// Coverage of `catalog_items` and exposure Gini over the window, as gauges.
+    pub fn export(&self, catalog_items: u64, now_ms: i64) {
+        let mut state = self.state.lock();
+        let Some(exposure) = &mut state.exposure else {
+            return;
+        };
+        exposure.advance(now_ms);
+        if let Some(c) = exposure.coverage(catalog_items) {
+            metrics::gauge!("recd_catalog_coverage_ratio").set(c);
+        }
+        if let Some(g) = exposure.exposure_gini(catalog_items) {
+            metrics::gauge!("recd_exposure_gini").set(g.gini);
+        }
+    }
+}
+
+/// One feature's drift.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeatureDrift {
+    /// The feature.
+    pub name: String,
+    /// "collecting reference (n/N)" or "watching".
+    pub status: String,
+    /// Reference and live summaries, PSI, test, threshold, verdict (once watching and a
+    /// live window has enough values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<DriftReport>,
+}
+
+/// `GET /v1/monitoring/drift`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DriftAnswer {
+    /// The PSI threshold.
+    pub threshold: f64,
+    /// The tests' significance level.
+    pub alpha: f64,
+    /// The features that drifted.
+    pub drifted: Vec<String>,
+    /// Every feature.
+    pub features: Vec<FeatureDrift>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use recd_core::{EventType, Item};
+
+    use super::*;
+    use crate::answer::{ItemFields, ServedItem};
+
+    fn config() -> MonitoringConfig {
+        MonitoringConfig {
+            reference_size: 200,
+            live_size: 400,
+            min_live: 200,
+            ..MonitoringConfig::default()
+        }
+    }
+
+    fn answer(category: &str, top: f64) -> Recommendation {
+        let item = Item::from_json(
+            &serde_json::json!({"id": format!("i-{category}"), "category": category}),
+            &Schema::demo(2),
+        )
+        .unwrap();
+        Recommendation {
+            recommendation_id: "r".into(),
+            user_id: Some("u".into()),
+            items: vec![ServedItem {
+                id: item.id.clone(),
+                score: top,
+                reasons: vec![],
+                item: ItemFields(Arc::new(item)),
+            }],
+            source: Source::Personalized,
+            cache: None,
+            strategy: "default".into(),
+            experiment: None,
+            variant: None,
+            took_ms: 0.1,
+            stages: None,
+        }
+    }
+
+    /// Deterministic pseudo-random scores in [lo, lo + 0.2).
+    fn score(i: u64, lo: f64) -> f64 {
+        let x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 11;
+        lo + 0.2 * (x as f64 / (1u64 << 53) as f64)
+    }
+
+    #[test]
+    fn a_shifted_stream_drifts_and_an_unshifted_one_does_not() {
+        let cats = ["a", "b", "c", "d"];
+        for (shift, expect) in [(false, false), (true, true)] {
+            let m = Monitor::new(config(), &Schema::demo(2)).unwrap();
+            for i in 0..200u64 {
+                m.served(&answer(cats[(i % 4) as usize], score(i, 0.5)), 0);
+            }
+            for i in 200..600u64 {
+                let (cat, lo) = if shift {
+                    (cats[(i % 2) as usize], 0.6)
+                } else {
+                    (cats[(i % 4) as usize], 0.5)
+                };
+                m.served(&answer(cat, score(i, lo)), 0);
+            }
+            let d = m.drift();
+            let drifted = |name: &str| d.drifted.iter().any(|f| f == name);
+            assert_eq!(drifted("top_score"), expect, "{d:?}");
+            assert_eq!(drifted("served_category"), expect, "{d:?}");
+            assert!(!drifted("event_type"));
+        }
+    }
+
+    #[test]
+    fn references_are_collected_first_and_pinned_again_on_reset() {
+        let m = Monitor::new(config(), &Schema::demo(2)).unwrap();
+        let e = Event {
+            user_id: "u".into(),
+            item_id: "i".into(),
+            kind: EventType::Click,
+            value: None,
+            timestamp_ms: 0,
+            recommendation_id: None,
+        };
+        m.events(&vec![e; 50]);
+        let d = m.drift();
+        let event = d.features.iter().find(|f| f.name == "event_type").unwrap();
+        assert_eq!(event.status, "collecting reference (50/200)");
+        assert!(event.report.is_none());
+        m.reset();
+        let d = m.drift();
+        let event = d.features.iter().find(|f| f.name == "event_type").unwrap();
+        assert_eq!(event.status, "collecting reference (0/200)");
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let bad = MonitoringConfig {
+            min_live: 10_000_000,
+            ..MonitoringConfig::default()
+        };
+        assert!(Monitor::new(bad, &Schema::demo(2)).is_err());
+        let bad = MonitoringConfig {
+            category_field: Some("price".into()),
+            ..MonitoringConfig::default()
+        };
+        assert!(Monitor::new(bad, &Schema::demo(2)).is_err());
+    }
+}
