@@ -108,14 +108,23 @@ impl From<EngineError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.code.parts();
+impl ApiError {
+    /// The API.md error body `{"error":{"code","message","details"?}}` (also one element
+    /// of a batch answer).
+    pub fn body(&self) -> Value {
+        let (_, code) = self.code.parts();
         let mut error = json!({"code": code, "message": self.message});
         if !self.details.is_empty() {
-            error["details"] = Value::from(self.details);
+            error["details"] = Value::from(self.details.clone());
         }
-        (status, Json(json!({ "error": error }))).into_response()
+        json!({ "error": error })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.code.parts();
+        (status, Json(self.body())).into_response()
     }
 }
 

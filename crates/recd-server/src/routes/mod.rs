@@ -98,6 +98,12 @@ pub fn table() -> Vec<Route> {
             Read,
             post(recommend::recommend),
         ),
+        route(
+            Method::POST,
+            "/v1/recommend/batch",
+            Read,
+            post(recommend::batch),
+        ),
         route(Method::POST, "/v1/events", Write, post(events::ingest)),
         route(Method::GET, "/v1/users/{id}", Read, get(users::get)),
         route(

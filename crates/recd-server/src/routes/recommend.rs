@@ -2,9 +2,10 @@
 
 use axum::Json;
 use axum::extract::State;
+use futures_util::StreamExt;
 use recd_core::pipeline::Diversity;
 use recd_core::{FieldType, Filter, Schema};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::answer::Recommendation;
@@ -105,6 +106,67 @@ impl RecommendBody {
             strategy: self.strategy,
         })
     }
+}
+
+/// The most requests in one batch.
+pub const MAX_BATCH_REQUESTS: usize = 1000;
+
+/// Requests of a batch computed at once (in order of the answers).
+const BATCH_CONCURRENCY: usize = 8;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchBody {
+    requests: Vec<Value>,
+}
+
+/// One element of a batch answer: a recommendation, or the error that request got.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum BatchResult {
+    /// The answer.
+    Ok(Box<Recommendation>),
+    /// `{"error":{...}}`.
+    Err(Value),
+}
+
+#[derive(Serialize)]
+pub struct BatchAnswer {
+    results: Vec<BatchResult>,
+}
+
+/// `POST /v1/recommend/batch`: up to 1000 requests, answered in order; a request that fails
+/// gets its error in its place and the others are still answered.
+pub async fn batch(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<BatchBody>,
+) -> Result<Json<BatchAnswer>, ApiError> {
+    if body.requests.len() > MAX_BATCH_REQUESTS {
+        return Err(ApiError::invalid(format!(
+            "a batch holds at most {MAX_BATCH_REQUESTS} requests, got {}",
+            body.requests.len()
+        )));
+    }
+    let engine = &state.engine;
+    let results = futures_util::stream::iter(body.requests)
+        .map(|v| async move {
+            let parsed: Result<RecommendBody, _> = serde_json::from_value(v);
+            let answered = match parsed {
+                Ok(b) => match b.validate(engine.schema()) {
+                    Ok(req) => engine.recommend(req).await.map_err(ApiError::from),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(ApiError::invalid(format!("invalid request: {e}"))),
+            };
+            match answered {
+                Ok(r) => BatchResult::Ok(Box::new(r)),
+                Err(e) => BatchResult::Err(e.body()),
+            }
+        })
+        .buffered(BATCH_CONCURRENCY)
+        .collect()
+        .await;
+    Ok(Json(BatchAnswer { results }))
 }
 
 pub async fn recommend(

@@ -8,6 +8,7 @@ mod bench;
 mod cache;
 mod catalog;
 mod durability;
+mod everyday;
 mod experiments;
 mod monitoring;
 mod redis;
