@@ -44,3 +44,49 @@ async fn batch_recommend_answers_in_order_with_errors_in_place() {
     assert_eq!(status, 400, "{body}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Logs written to a pipe or file carry no colour escape codes (issue 11, output hygiene).
+#[test]
+fn logs_to_a_file_have_no_colour_codes() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    let dir = data_dir("ansi");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_recd"))
+        .args([
+            "demo",
+            "--items",
+            "200",
+            "--users",
+            "20",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .env("RECD_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn recd");
+    let stdout = child.stdout.take().expect("stdout");
+    let listening = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("recd listening on "));
+    assert!(listening, "recd never listened");
+    let _ = child.kill();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    let _ = child.wait();
+    assert!(stderr.contains("recd is serving"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "escape codes in a piped log: {stderr:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
