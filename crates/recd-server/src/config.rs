@@ -2,7 +2,7 @@
 //! environment → command-line flags) and validated once.
 //!
 //! Environment variables: the top-level keys as `RECD_LISTEN`, `RECD_BACKEND`,
-//! `RECD_REDIS_URL`, `RECD_DATA_DIR`, and any nested key as `RECD_SECTION__KEY`
+//! `RECD_REDIS_URL`, `RECD_DATA_DIR`, `RECD_INSECURE`, and any nested key as `RECD_SECTION__KEY`
 //! (e.g. `RECD_EMBEDDED__FSYNC=always`). Unknown keys are errors that name the key.
 
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use recd_store::embedded::EmbeddedOptions;
 use recd_store::{ModelSettings, RedisConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::access::{AuthConfig, KeySet, LimitsConfig};
 use crate::cache::CacheConfig;
 use crate::catalog::CatalogConfig;
 
@@ -53,6 +54,24 @@ pub struct ServerConfig {
     /// Event timestamps may lie at most this far in the server's future (clock skew);
     /// later ones are refused, as they would dominate time-decayed popularity.
     pub max_event_future_seconds: u64,
+    /// Most open client connections; beyond it, new connections wait in the kernel's
+    /// accept queue instead of taking a file descriptor each.
+    pub max_connections: usize,
+    /// Most requests to non-public routes being handled at once; more are answered 503
+    /// at once (load shedding) instead of queueing without bound.
+    pub max_in_flight: usize,
+    /// A client must send a request's whole head (request line and headers) within this
+    /// long, counted from the connection's start or the end of its previous request; this
+    /// also closes keep-alive connections idle between requests (slowloris).
+    pub header_read_timeout_ms: u64,
+    /// A connection on which no byte moves either way for this long is closed (a client
+    /// that stopped reading its answer, or one that trickles a body).
+    pub idle_timeout_ms: u64,
+    /// Largest total size of a request's headers; larger is a 431.
+    pub max_header_bytes: usize,
+    /// Origins (`https://shop.example`) whose web pages may call the API from a browser
+    /// (CORS); empty = none (no CORS headers at all); `["*"]` = any origin.
+    pub cors_allow_origins: Vec<String>,
 }
 
 impl ServerConfig {
@@ -69,6 +88,12 @@ impl Default for ServerConfig {
             request_timeout_ms: 10_000,
             max_batch: 10_000,
             max_event_future_seconds: (recd_core::event::DEFAULT_MAX_FUTURE_MS / 1000) as u64,
+            max_connections: 4096,
+            max_in_flight: 1024,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_header_bytes: 16 * 1024,
+            cors_allow_origins: Vec::new(),
         }
     }
 }
@@ -102,6 +127,13 @@ pub struct Config {
     /// Where item details come from besides recd's own items (PostgreSQL, read through
     /// the item cache).
     pub catalog: CatalogConfig,
+    /// API keys.
+    pub auth: AuthConfig,
+    /// Rate limits per key and per client address.
+    pub limits: LimitsConfig,
+    /// Serve without API keys on a non-loopback address (`--insecure`): only behind
+    /// something else that controls access.
+    pub insecure: bool,
 }
 
 impl Default for Config {
@@ -119,6 +151,9 @@ impl Default for Config {
             ranking: RankParams::default(),
             cache: CacheConfig::default(),
             catalog: CatalogConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            insecure: false,
         }
     }
 }
@@ -143,10 +178,13 @@ pub struct Overrides {
     /// `--redis-url`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
+    /// `--insecure`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
 }
 
 /// Top-level keys that may come from plain `RECD_<KEY>` variables.
-const ENV_KEYS: &[&str] = &["listen", "data_dir", "backend", "redis_url"];
+const ENV_KEYS: &[&str] = &["listen", "data_dir", "backend", "redis_url", "insecure"];
 
 impl Config {
     /// Loads defaults → `file` (if given) → environment → `flags`, and validates the result.
@@ -205,6 +243,53 @@ impl Config {
                 "bad configuration: server.max_batch must be at least 1".into(),
             ));
         }
+        let server = &self.server;
+        for (name, value) in [
+            ("server.max_connections", server.max_connections as u64),
+            ("server.max_in_flight", server.max_in_flight as u64),
+            (
+                "server.header_read_timeout_ms",
+                server.header_read_timeout_ms,
+            ),
+            ("server.idle_timeout_ms", server.idle_timeout_ms),
+            ("server.request_timeout_ms", server.request_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!(
+                    "bad configuration: {name} must be at least 1"
+                )));
+            }
+        }
+        if server.idle_timeout_ms < server.request_timeout_ms {
+            // A request that is still being worked on moves no bytes; the idle timeout
+            // must not close its connection before the deadline answers it.
+            return Err(ConfigError(
+                "bad configuration: server.idle_timeout_ms must be at least server.request_timeout_ms"
+                    .into(),
+            ));
+        }
+        if server.max_header_bytes < 1024 {
+            return Err(ConfigError(
+                "bad configuration: server.max_header_bytes must be at least 1024".into(),
+            ));
+        }
+        for origin in &server.cors_allow_origins {
+            let ok = origin == "*"
+                || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                    && axum::http::HeaderValue::from_str(origin).is_ok()
+                    && !origin.ends_with('/'));
+            if !ok {
+                return Err(ConfigError(format!(
+                    "bad configuration: server.cors_allow_origins: '{origin}' is not an origin \
+                     such as https://shop.example (scheme and host, no path), nor \"*\""
+                )));
+            }
+        }
+        KeySet::new(&self.auth.keys)
+            .map_err(|e| ConfigError(format!("bad configuration: auth.keys: {e}")))?;
+        self.limits
+            .validate()
+            .map_err(|e| ConfigError(format!("bad configuration: {e}")))?;
         if self.model.session.half_life_seconds <= 0.0
             || self.model.popularity.half_life_hours <= 0.0
         {

@@ -46,6 +46,9 @@ pub struct BenchArgs {
     /// Base URL of the server, e.g. http://127.0.0.1:8080.
     #[arg(long)]
     target: String,
+    /// API key with the scopes the scenario needs (read; write for events).
+    #[arg(long, env = "RECD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     /// Concurrent connections.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
@@ -265,6 +268,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         return Err(UsageError("--concurrency and --duration must be positive".into()).into());
     }
     let client = reqwest::Client::builder()
+        .default_headers(crate::api_headers(args.api_key.as_deref())?)
         .pool_max_idle_per_host(args.concurrency)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(30))
