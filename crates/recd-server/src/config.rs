@@ -314,6 +314,9 @@ mod tests {
             jail.set_env("RECD_BACKEND", "redis");
             jail.set_env("RECD_REDIS_URL", "redis://127.0.0.1:6390");
             jail.set_env("RECD_SERVER__MAX_BATCH", "7");
+            jail.set_env("RECD_INSECURE", "true");
+            jail.set_env("RECD_LIMITS__PER_IP__RPS", "50");
+            jail.set_env("RECD_LIMITS__PER_IP__BURST", "100");
             // Scripts' own RECD_* variables are not config keys and must not fail the load.
             jail.set_env("RECD_BIN", "/usr/bin/true");
             let c = Config::load(None, &Overrides::default()).map_err(|e| e.0)?;
@@ -322,6 +325,8 @@ mod tests {
             assert_eq!(c.backend, Backend::Redis);
             assert_eq!(c.redis_url, "redis://127.0.0.1:6390");
             assert_eq!(c.server.max_batch, 7);
+            assert!(c.insecure);
+            assert_eq!(c.limits.per_ip.burst, 100);
             // flags beat the environment
             let flags = Overrides {
                 data_dir: Some(PathBuf::from("/tmp/flag")),
@@ -371,6 +376,26 @@ mod tests {
             assert!(err.0.contains("cache.ttl_seconds.recs"), "{err}");
             std::fs::write(&file, "[schema]\nvector = { dim = 0 }\n").unwrap();
             assert!(Config::load(Some(&file), &Overrides::default()).is_err());
+            for (toml, key) in [
+                (
+                    "[auth]\nkeys = [{ name = \"a\", hash = \"xyz\", scopes = [\"read\"] }]\n",
+                    "auth.keys",
+                ),
+                (
+                    "[auth]\nkeys = [{ name = \"a\", hash = \"xyz\", scopes = [\"root\"] }]\n",
+                    "root",
+                ),
+                ("[limits]\nper_key = { rps = 5 }\n", "limits.per_key.burst"),
+                (
+                    "[server]\ncors_allow_origins = [\"shop.example\"]\n",
+                    "cors_allow_origins",
+                ),
+                ("[server]\nmax_in_flight = 0\n", "server.max_in_flight"),
+            ] {
+                std::fs::write(&file, toml).unwrap();
+                let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
+                assert!(err.0.contains(key), "{toml}: {err}");
+            }
             Ok(())
         });
     }

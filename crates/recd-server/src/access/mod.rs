@@ -330,3 +330,51 @@ pub async fn gate(State(gate): State<Gate>, mut req: Request, next: Next) -> Res
     }
     next.run(req).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(addr: &str) -> Config {
+        Config {
+            listen: addr.parse().expect("address"),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn a_non_loopback_address_needs_keys_or_insecure() {
+        for open in ["127.0.0.1:8080", "[::1]:8080"] {
+            assert!(check_exposure(&at(open)).is_ok(), "{open}");
+        }
+        for exposed in ["0.0.0.0:8080", "10.1.2.3:8080", "[::]:8080"] {
+            let err = check_exposure(&at(exposed)).unwrap_err().0;
+            assert!(
+                err.contains("--insecure") && err.contains("[auth]"),
+                "{err}"
+            );
+            let mut insecure = at(exposed);
+            insecure.insecure = true;
+            assert!(check_exposure(&insecure).is_ok());
+            let mut keyed = at(exposed);
+            keyed.auth.keys_file = Some("/etc/recd/keys.toml".into());
+            assert!(check_exposure(&keyed).is_ok());
+        }
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_authorization_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        for (value, token) in [
+            ("Bearer abc", Some("abc")),
+            ("bearer  abc ", Some("abc")),
+            ("Basic abc", None),
+            ("Bearer", None),
+            ("Bearer ", None),
+        ] {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+            assert_eq!(bearer(&h), token, "{value}");
+        }
+    }
+}
