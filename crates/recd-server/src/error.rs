@@ -196,10 +196,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
             } else {
                 Code::InvalidArgument
             };
-            ApiError::with_code(
-                code,
-                format!("cannot read the request body: {}", e.body_text()),
-            )
+            let message = if code == Code::PayloadTooLarge {
+                "the request body is larger than the server accepts ([server] body_limit_bytes)"
+                    .to_string()
+            } else {
+                format!("cannot read the request body: {}", e.body_text())
+            };
+            ApiError::with_code(code, message)
         })?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
