@@ -249,3 +249,108 @@ impl AsyncWrite for Watched {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::{Mutex, oneshot};
+
+    use super::*;
+
+    fn limits(header_ms: u64, idle_ms: u64) -> ServerConfig {
+        ServerConfig {
+            header_read_timeout_ms: header_ms,
+            idle_timeout_ms: idle_ms,
+            ..ServerConfig::default()
+        }
+    }
+
+    /// Reads until the server closes the connection; the bound only keeps a broken
+    /// build from hanging the test run.
+    async fn read_to_close(conn: &mut TcpStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        let read = conn.read_to_end(&mut out);
+        tokio::time::timeout(Duration::from_secs(60), read)
+            .await
+            .expect("the server never closed the connection")
+            .ok();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_is_closed_by_the_idle_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().route("/", get(|| async { "ok" }));
+        // The header timeout is far away: only the idle timeout can close it.
+        let config = limits(600_000, 100);
+        tokio::spawn(
+            async move { serve_router(listener, app, &config, std::future::pending()).await },
+        );
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        assert!(read_to_close(&mut silent).await.is_empty());
+        // A connection that talks is served.
+        let mut talker = TcpStream::connect(addr).await.unwrap();
+        talker
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut talker).await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_the_request_in_flight_finish() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (entered_tx, entered_rx) = oneshot::channel::<()>();
+        let (release_tx, release_rx) = oneshot::channel::<()>();
+        let hooks = Arc::new(Mutex::new(Some((entered_tx, release_rx))));
+        let app = Router::new().route(
+            "/slow",
+            get(move || {
+                let hooks = hooks.clone();
+                async move {
+                    if let Some((entered, release)) = hooks.lock().await.take() {
+                        let _ = entered.send(());
+                        let _ = release.await;
+                    }
+                    "done"
+                }
+            }),
+        );
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let config = limits(10_000, 60_000);
+        let server = tokio::spawn(async move {
+            serve_router(listener, app, &config, async {
+                let _ = stop_rx.await;
+            })
+            .await
+        });
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        entered_rx.await.expect("the handler started");
+        stop_tx.send(()).unwrap();
+        release_tx.send(()).unwrap();
+        let answer = read_to_close(&mut conn).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.starts_with("HTTP/1.1 200") && text.ends_with("done"),
+            "{text}"
+        );
+        let stopped = tokio::time::timeout(Duration::from_secs(60), server).await;
+        assert!(
+            matches!(stopped, Ok(Ok(Ok(())))),
+            "serve did not return after the drain"
+        );
+        // Nothing listens any more.
+        assert!(TcpStream::connect(addr).await.is_err());
+    }
+}
