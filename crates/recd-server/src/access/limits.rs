@@ -50,13 +50,17 @@ impl Rate {
         Duration::from_secs_f64(1.0 / self.rps)
     }
 
+    /// Bounds keep the Lua script's microsecond arithmetic exact in doubles (a bucket spans
+    /// at most 1000 s × 1,000,000 = 10^15 µs, under 2^53).
     fn validate(&self, name: &str) -> Result<(), String> {
-        if !self.rps.is_finite() || self.rps < 0.0 || self.rps > 1e6 {
-            return Err(format!("limits.{name}.rps must be 0 (off) to 1000000"));
-        }
-        if self.enabled() && self.burst == 0 {
+        if !self.rps.is_finite() || !(self.rps == 0.0 || (0.001..=1e6).contains(&self.rps)) {
             return Err(format!(
-                "limits.{name}.burst must be at least 1 when limits.{name}.rps is set"
+                "limits.{name}.rps must be 0 (off) or 0.001 to 1000000"
+            ));
+        }
+        if self.enabled() && !(1..=1_000_000).contains(&self.burst) {
+            return Err(format!(
+                "limits.{name}.burst must be 1 to 1000000 when limits.{name}.rps is set"
             ));
         }
         Ok(())
@@ -172,7 +176,7 @@ local wait = new_tat - burst * interval - now
 if wait > 0 then
   return {0, math.ceil(wait)}
 end
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', string.format('%d', math.ceil((new_tat - now) / 1000) + 1))
 return {1, 0}
 ";
 
@@ -354,6 +358,8 @@ mod tests {
     fn a_rate_without_a_burst_is_refused() {
         assert!(limits(5.0, 0).validate().is_err());
         assert!(limits(f64::NAN, 1).validate().is_err());
+        assert!(limits(1e-9, 1).validate().is_err());
+        assert!(limits(5.0, 2_000_000).validate().is_err());
         assert!(limits(0.0, 0).validate().is_ok());
         assert!(limits(5.0, 10).validate().is_ok());
     }

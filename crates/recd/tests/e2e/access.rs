@@ -423,3 +423,61 @@ async fn futures_join<F: std::future::Future<Output = bool> + Send + 'static>(
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_redis_mode_two_servers_share_one_rate_limit() {
+    let Some(url) = crate::redis::redis_or_skip() else {
+        return;
+    };
+    let (key, hash) = create_key("app", "read");
+    let dir = data_dir("shared-limit");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("recd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{SCHEMA}[auth]\nkeys = [{{ name = \"app\", hash = \"{hash}\", scopes = [\"read\"] }}]\n\
+             [limits]\nper_key = {{ rps = 0.001, burst = 3 }}\n"
+        ),
+    )
+    .unwrap();
+    let prefix = format!("e2e-rl{}:", std::process::id());
+    let envs = [("RECD_REDIS__PREFIX", prefix.as_str())];
+    let args = [
+        "serve",
+        "--backend",
+        "redis",
+        "--redis-url",
+        &url,
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    let a = Server::start(&args, &envs);
+    let b = Server::start(&args, &envs);
+    let mut answers = Vec::new();
+    for i in 0..8 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        let req = s
+            .client
+            .get(format!("{}/v1/users/nobody", s.base))
+            .header("authorization", format!("Bearer {key}"));
+        let (code, _, headers) = status(req).await;
+        if code == 429 {
+            assert!(headers.contains_key("retry-after"));
+        }
+        answers.push(code);
+    }
+    // One burst of 3 for the key across both servers (not 3 each).
+    assert_eq!(
+        answers.iter().filter(|c| **c == 404).count(),
+        3,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|c| **c == 429).count(),
+        5,
+        "{answers:?}"
+    );
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
