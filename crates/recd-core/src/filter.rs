@@ -9,6 +9,21 @@
 //!   (an item without the field has none);
 //! - numeric / bool / text conditions never match an item that lacks the field;
 //! - `not` is the complement, `or` the union, several keys of one object the intersection.
+//!
+//! # Size limits
+//! A filter is bounded before it reaches a backend, identically for both: a RediSearch
+//! query grows with the filter and runs on Redis's single thread (an `or` of 20,000
+//! branches blocked a shared Redis for 44 s; 253 `match` terms overflowed its parser), and
+//! the embedded index builds one bitmap per condition. The limits are far above what a
+//! hand-written or generated product filter needs:
+//! - [`MAX_DEPTH`] levels of `or` / `not` nesting;
+//! - [`MAX_BRANCHES`] sub-filters in one `or`;
+//! - [`MAX_VALUES`] values in one `any` / `none` list;
+//! - [`MAX_TERMS`] distinct terms in one text `match`;
+//! - [`MAX_NODES`] conditions and `or` / `not` operators in the whole filter;
+//! - [`MAX_TOTAL_VALUES`] tag values and text terms in the whole filter.
+//!
+//! Going over one is a 400 whose message names the limit.
 
 use std::ops::Bound;
 
@@ -21,10 +36,47 @@ use crate::item::{FieldValue, Item, validate_tag};
 use crate::schema::{FieldType, Schema};
 use crate::text::{distinct_terms, tokenize};
 
-/// How deeply `or` / `not` may nest.
-pub const MAX_DEPTH: usize = 16;
+/// How deeply `or` / `not` may nest (the top-level object is level 0).
+pub const MAX_DEPTH: usize = 8;
+/// The most sub-filters one `or` may hold.
+pub const MAX_BRANCHES: usize = 64;
 /// The most values one `any` / `none` list may hold.
 pub const MAX_VALUES: usize = 1024;
+/// The most distinct terms one text `match` may hold.
+pub const MAX_TERMS: usize = 32;
+/// The most nodes (field conditions, `or`, `not`) in one filter.
+pub const MAX_NODES: usize = 256;
+/// The most tag values and text terms in one filter, summed over every condition.
+pub const MAX_TOTAL_VALUES: usize = 4096;
+
+/// What a filter being parsed has used of the whole-filter limits.
+#[derive(Default)]
+struct Budget {
+    nodes: usize,
+    values: usize,
+}
+
+impl Budget {
+    fn node(&mut self) -> Result<(), ValidationError> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return invalid!(
+                "the filter has more than {MAX_NODES} conditions and operators (limit MAX_NODES)"
+            );
+        }
+        Ok(())
+    }
+
+    fn values(&mut self, n: usize) -> Result<(), ValidationError> {
+        self.values += n;
+        if self.values > MAX_TOTAL_VALUES {
+            return invalid!(
+                "the filter holds more than {MAX_TOTAL_VALUES} tag values and text terms in all (limit MAX_TOTAL_VALUES)"
+            );
+        }
+        Ok(())
+    }
+}
 
 /// A validated filter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,7 +139,7 @@ impl Filter {
 
     /// Parses and validates a filter object against the schema.
     pub fn parse(value: &Value, schema: &Schema) -> Result<Filter, ValidationError> {
-        parse_object(value, schema, 0)
+        parse_object(value, schema, 0, &mut Budget::default())
     }
 
     /// The reference semantics: does `item` pass?
@@ -142,9 +194,16 @@ pub fn in_range(n: f64, min: Bound<f64>, max: Bound<f64>) -> bool {
     lo && hi
 }
 
-fn parse_object(value: &Value, schema: &Schema, depth: usize) -> Result<Filter, ValidationError> {
+fn parse_object(
+    value: &Value,
+    schema: &Schema,
+    depth: usize,
+    budget: &mut Budget,
+) -> Result<Filter, ValidationError> {
     if depth > MAX_DEPTH {
-        return invalid!("filter nests deeper than {MAX_DEPTH} levels");
+        return invalid!(
+            "the filter nests 'or' / 'not' deeper than {MAX_DEPTH} levels (limit MAX_DEPTH)"
+        );
     }
     let Value::Object(map) = value else {
         return invalid!("a filter must be a JSON object");
@@ -159,22 +218,34 @@ fn parse_object(value: &Value, schema: &Schema, depth: usize) -> Result<Filter, 
                 if subs.is_empty() {
                     return invalid!("'or' must hold at least one filter");
                 }
+                if subs.len() > MAX_BRANCHES {
+                    return invalid!(
+                        "'or' holds {} filters, more than {MAX_BRANCHES} (limit MAX_BRANCHES)",
+                        subs.len()
+                    );
+                }
+                budget.node()?;
                 let subs = subs
                     .iter()
-                    .map(|s| parse_object(s, schema, depth + 1))
+                    .map(|s| parse_object(s, schema, depth + 1, budget))
                     .collect::<Result<_, _>>()?;
                 all.push(Filter::Or(subs));
             }
-            "not" => all.push(Filter::Not(Box::new(parse_object(
-                cond,
-                schema,
-                depth + 1,
-            )?))),
+            "not" => {
+                budget.node()?;
+                all.push(Filter::Not(Box::new(parse_object(
+                    cond,
+                    schema,
+                    depth + 1,
+                    budget,
+                )?)));
+            }
             field => {
                 let Some(ty) = schema.field(field) else {
                     return invalid!("unknown filter field '{field}' (not in the schema)");
                 };
-                parse_condition(field, ty, cond, &mut all)?;
+                budget.node()?;
+                parse_condition(field, ty, cond, &mut all, budget)?;
             }
         }
     }
@@ -190,6 +261,7 @@ fn parse_condition(
     ty: FieldType,
     cond: &Value,
     out: &mut Vec<Filter>,
+    budget: &mut Budget,
 ) -> Result<(), ValidationError> {
     match ty {
         FieldType::Tag => {
@@ -199,6 +271,7 @@ fn parse_condition(
                     return invalid!("tag field '{field}' takes 'any' or 'none', not '{op}'");
                 }
                 let values = tag_values(field, op, values)?;
+                budget.values(values.len())?;
                 let field = field.to_string();
                 match op.as_str() {
                     "any" => out.push(Filter::TagAny { field, values }),
@@ -261,6 +334,13 @@ fn parse_condition(
                 if terms.is_empty() {
                     return invalid!("'{field}.match' has no searchable terms");
                 }
+                if terms.len() > MAX_TERMS {
+                    return invalid!(
+                        "'{field}.match' has {} distinct terms, more than {MAX_TERMS} (limit MAX_TERMS)",
+                        terms.len()
+                    );
+                }
+                budget.values(terms.len())?;
                 out.push(Filter::Text {
                     field: field.to_string(),
                     terms,
@@ -299,7 +379,10 @@ fn tag_values(field: &str, op: &str, v: &Value) -> Result<Vec<String>, Validatio
         return invalid!("'{field}.{op}' must hold at least one value");
     }
     if values.len() > MAX_VALUES {
-        return invalid!("'{field}.{op}' holds more than {MAX_VALUES} values");
+        return invalid!(
+            "'{field}.{op}' holds {} values, more than {MAX_VALUES} (limit MAX_VALUES)",
+            values.len()
+        );
     }
     for t in &values {
         validate_tag(field, t)?;
@@ -419,6 +502,54 @@ mod tests {
             deep = json!({ "not": deep });
         }
         assert!(Filter::parse(&deep, &schema()).is_err());
+    }
+
+    /// Issue 9, finding 3: a filter's size is bounded before any backend sees it, and
+    /// each refusal names the limit it hit.
+    #[test]
+    fn oversized_filters_are_refused_naming_the_limit() {
+        let leaf = json!({"brand": {"any": ["acme"]}});
+        let wide_or = json!({"or": vec![leaf.clone(); 20_000]});
+        let many_values = json!({"brand": {"any": (0..MAX_VALUES + 1).map(|i| format!("b{i}")).collect::<Vec<_>>()}});
+        let words: Vec<String> = (0..253).map(|i| format!("w{i}")).collect();
+        let many_terms = json!({"title": {"match": words.join(" ")}});
+        let mut deep = json!({"in_stock": true});
+        for _ in 0..=MAX_DEPTH {
+            deep = json!({ "not": deep });
+        }
+        // Each `or` within the branch limit, but 64 x 64 leaves in all.
+        let nodes =
+            json!({"or": vec![json!({"or": vec![leaf.clone(); MAX_BRANCHES]}); MAX_BRANCHES]});
+        // Within the node limit, but 64 lists of 1000 values.
+        let thousand: Vec<String> = (0..1000).map(|i| format!("b{i}")).collect();
+        let values = json!({"or": vec![json!({"brand": {"any": thousand}}); 8]});
+        let cases = [
+            (wide_or, "MAX_BRANCHES"),
+            (many_values, "MAX_VALUES"),
+            (many_terms, "MAX_TERMS"),
+            (deep, "MAX_DEPTH"),
+            (nodes, "MAX_NODES"),
+            (values, "MAX_TOTAL_VALUES"),
+        ];
+        for (v, limit) in cases {
+            let err = Filter::parse(&v, &schema()).unwrap_err();
+            assert!(err.message.contains(limit), "{limit}: {}", err.message);
+        }
+        // At the limits themselves, filters still parse.
+        let mut deep = json!({"in_stock": true});
+        for _ in 0..MAX_DEPTH {
+            deep = json!({ "not": deep });
+        }
+        let words: Vec<String> = (0..MAX_TERMS).map(|i| format!("w{i}")).collect();
+        let ok = [
+            json!({"or": vec![leaf.clone(); MAX_BRANCHES]}),
+            deep,
+            json!({"title": {"match": words.join(" ")}}),
+            json!({"brand": {"any": (0..MAX_VALUES).map(|i| format!("b{i}")).collect::<Vec<_>>()}}),
+        ];
+        for v in ok {
+            assert!(Filter::parse(&v, &schema()).is_ok());
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! environment → command-line flags) and validated once.
 //!
 //! Environment variables: the top-level keys as `RECD_LISTEN`, `RECD_BACKEND`,
-//! `RECD_REDIS_URL`, `RECD_DATA_DIR`, and any nested key as `RECD_SECTION__KEY`
+//! `RECD_REDIS_URL`, `RECD_DATA_DIR`, `RECD_INSECURE`, and any nested key as `RECD_SECTION__KEY`
 //! (e.g. `RECD_EMBEDDED__FSYNC=always`). Unknown keys are errors that name the key.
 
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use recd_store::embedded::EmbeddedOptions;
 use recd_store::{ModelSettings, RedisConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::access::{AuthConfig, KeySet, LimitsConfig};
 use crate::cache::CacheConfig;
 use crate::catalog::CatalogConfig;
 use crate::experiments::ExperimentsConfig;
@@ -56,6 +57,24 @@ pub struct ServerConfig {
     /// Event timestamps may lie at most this far in the server's future (clock skew);
     /// later ones are refused, as they would dominate time-decayed popularity.
     pub max_event_future_seconds: u64,
+    /// Most open client connections; beyond it, new connections wait in the kernel's
+    /// accept queue instead of taking a file descriptor each.
+    pub max_connections: usize,
+    /// Most requests to non-public routes being handled at once; more are answered 503
+    /// at once (load shedding) instead of queueing without bound.
+    pub max_in_flight: usize,
+    /// A client must send a request's whole head (request line and headers) within this
+    /// long, counted from the connection's start or the end of its previous request; this
+    /// also closes keep-alive connections idle between requests (slowloris).
+    pub header_read_timeout_ms: u64,
+    /// A connection on which no byte moves either way for this long is closed (a client
+    /// that stopped reading its answer, or one that trickles a body).
+    pub idle_timeout_ms: u64,
+    /// Largest total size of a request's headers; larger is a 431.
+    pub max_header_bytes: usize,
+    /// Origins (`https://shop.example`) whose web pages may call the API from a browser
+    /// (CORS); empty = none (no CORS headers at all); `["*"]` = any origin.
+    pub cors_allow_origins: Vec<String>,
 }
 
 impl ServerConfig {
@@ -72,6 +91,12 @@ impl Default for ServerConfig {
             request_timeout_ms: 10_000,
             max_batch: 10_000,
             max_event_future_seconds: (recd_core::event::DEFAULT_MAX_FUTURE_MS / 1000) as u64,
+            max_connections: 4096,
+            max_in_flight: 1024,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_header_bytes: 16 * 1024,
+            cors_allow_origins: Vec::new(),
         }
     }
 }
@@ -112,6 +137,13 @@ pub struct Config {
     pub experiments: ExperimentsConfig,
     /// Online quality and drift.
     pub monitoring: MonitoringConfig,
+    /// API keys.
+    pub auth: AuthConfig,
+    /// Rate limits per key and per client address.
+    pub limits: LimitsConfig,
+    /// Serve without API keys on a non-loopback address (`--insecure`): only behind
+    /// something else that controls access.
+    pub insecure: bool,
 }
 
 impl Default for Config {
@@ -132,6 +164,9 @@ impl Default for Config {
             strategies: Default::default(),
             experiments: ExperimentsConfig::default(),
             monitoring: MonitoringConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            insecure: false,
         }
     }
 }
@@ -156,10 +191,13 @@ pub struct Overrides {
     /// `--redis-url`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
+    /// `--insecure`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
 }
 
 /// Top-level keys that may come from plain `RECD_<KEY>` variables.
-const ENV_KEYS: &[&str] = &["listen", "data_dir", "backend", "redis_url"];
+const ENV_KEYS: &[&str] = &["listen", "data_dir", "backend", "redis_url", "insecure"];
 
 impl Config {
     /// Loads defaults → `file` (if given) → environment → `flags`, and validates the result.
@@ -232,6 +270,53 @@ impl Config {
                 "bad configuration: server.max_batch must be at least 1".into(),
             ));
         }
+        let server = &self.server;
+        for (name, value) in [
+            ("server.max_connections", server.max_connections as u64),
+            ("server.max_in_flight", server.max_in_flight as u64),
+            (
+                "server.header_read_timeout_ms",
+                server.header_read_timeout_ms,
+            ),
+            ("server.idle_timeout_ms", server.idle_timeout_ms),
+            ("server.request_timeout_ms", server.request_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!(
+                    "bad configuration: {name} must be at least 1"
+                )));
+            }
+        }
+        if server.idle_timeout_ms < server.request_timeout_ms {
+            // A request that is still being worked on moves no bytes; the idle timeout
+            // must not close its connection before the deadline answers it.
+            return Err(ConfigError(
+                "bad configuration: server.idle_timeout_ms must be at least server.request_timeout_ms"
+                    .into(),
+            ));
+        }
+        if server.max_header_bytes < 1024 {
+            return Err(ConfigError(
+                "bad configuration: server.max_header_bytes must be at least 1024".into(),
+            ));
+        }
+        for origin in &server.cors_allow_origins {
+            let ok = origin == "*"
+                || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                    && axum::http::HeaderValue::from_str(origin).is_ok()
+                    && !origin.ends_with('/'));
+            if !ok {
+                return Err(ConfigError(format!(
+                    "bad configuration: server.cors_allow_origins: '{origin}' is not an origin \
+                     such as https://shop.example (scheme and host, no path), nor \"*\""
+                )));
+            }
+        }
+        KeySet::new(&self.auth.keys)
+            .map_err(|e| ConfigError(format!("bad configuration: auth.keys: {e}")))?;
+        self.limits
+            .validate()
+            .map_err(|e| ConfigError(format!("bad configuration: {e}")))?;
         if self.model.session.half_life_seconds <= 0.0
             || self.model.popularity.half_life_hours <= 0.0
         {
@@ -256,6 +341,9 @@ mod tests {
             jail.set_env("RECD_BACKEND", "redis");
             jail.set_env("RECD_REDIS_URL", "redis://127.0.0.1:6390");
             jail.set_env("RECD_SERVER__MAX_BATCH", "7");
+            jail.set_env("RECD_INSECURE", "true");
+            jail.set_env("RECD_LIMITS__PER_IP__RPS", "50");
+            jail.set_env("RECD_LIMITS__PER_IP__BURST", "100");
             // Scripts' own RECD_* variables are not config keys and must not fail the load.
             jail.set_env("RECD_BIN", "/usr/bin/true");
             let c = Config::load(None, &Overrides::default()).map_err(|e| e.0)?;
@@ -264,6 +352,8 @@ mod tests {
             assert_eq!(c.backend, Backend::Redis);
             assert_eq!(c.redis_url, "redis://127.0.0.1:6390");
             assert_eq!(c.server.max_batch, 7);
+            assert!(c.insecure);
+            assert_eq!(c.limits.per_ip.burst, 100);
             // flags beat the environment
             let flags = Overrides {
                 data_dir: Some(PathBuf::from("/tmp/flag")),
@@ -313,6 +403,26 @@ mod tests {
             assert!(err.0.contains("cache.ttl_seconds.recs"), "{err}");
             std::fs::write(&file, "[schema]\nvector = { dim = 0 }\n").unwrap();
             assert!(Config::load(Some(&file), &Overrides::default()).is_err());
+            for (toml, key) in [
+                (
+                    "[auth]\nkeys = [{ name = \"a\", hash = \"xyz\", scopes = [\"read\"] }]\n",
+                    "auth.keys",
+                ),
+                (
+                    "[auth]\nkeys = [{ name = \"a\", hash = \"xyz\", scopes = [\"root\"] }]\n",
+                    "root",
+                ),
+                ("[limits]\nper_key = { rps = 5 }\n", "limits.per_key.burst"),
+                (
+                    "[server]\ncors_allow_origins = [\"shop.example\"]\n",
+                    "cors_allow_origins",
+                ),
+                ("[server]\nmax_in_flight = 0\n", "server.max_in_flight"),
+            ] {
+                std::fs::write(&file, toml).unwrap();
+                let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
+                assert!(err.0.contains(key), "{toml}: {err}");
+            }
             Ok(())
         });
     }

@@ -1,11 +1,17 @@
 //! The one mapping from failures to HTTP: every error leaves the server in the API.md shape
 //! `{"error":{"code","message","details"}}` with the status matching its code.
+//!
+//! API.md's code list is closed (clients switch on it), so the statuses it has no code for
+//! keep its nearest code: 405, 413, 415 and 431 are `invalid_argument` (the request is wrong
+//! and resending it unchanged cannot succeed), with the precise status and a message that
+//! names the problem. [`crate::edge::error_shape`] puts whatever answers the framework
+//! itself produces (a 405's empty body, a path rejection's plain text) into this shape.
 
 use crate::engine::EngineError;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use recd_core::ValidationError;
 use serde::de::DeserializeOwned;
@@ -18,19 +24,62 @@ pub enum Code {
     InvalidArgument,
     /// 404.
     NotFound,
-    /// 503: the backend is unreachable; retry later.
+    /// 401: no API key, or one that is not configured (answered with `WWW-Authenticate`).
+    Unauthorized,
+    /// 403: the key lacks the route's scope.
+    Forbidden,
+    /// 429: over a rate limit (the response carries `Retry-After`).
+    RateLimited,
+    /// 503: the backend is unreachable, the server is saturated or the request ran out of
+    /// time; retry later.
     Unavailable,
     /// 500: a bug.
     Internal,
+    /// 405, code `invalid_argument`: the path exists, the method does not.
+    MethodNotAllowed,
+    /// 413, code `invalid_argument`: the body is over `[server] body_limit_bytes`.
+    PayloadTooLarge,
+    /// 415, code `invalid_argument`: a body that is not `application/json`.
+    UnsupportedMediaType,
+    /// 431, code `invalid_argument`: the headers are over `[server] max_header_bytes`.
+    HeadersTooLarge,
 }
 
 impl Code {
-    fn parts(self) -> (StatusCode, &'static str) {
+    /// The status and the API.md code string.
+    pub fn parts(self) -> (StatusCode, &'static str) {
         match self {
             Code::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_argument"),
             Code::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Code::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Code::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            Code::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Code::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Code::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "invalid_argument"),
+            Code::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_argument"),
+            Code::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_argument"),
+            Code::HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "invalid_argument",
+            ),
+        }
+    }
+
+    /// The code for an answer that only has a status (the framework's own rejections).
+    pub fn for_status(status: StatusCode) -> Code {
+        match status.as_u16() {
+            401 => Code::Unauthorized,
+            403 => Code::Forbidden,
+            404 | 410 => Code::NotFound,
+            405 => Code::MethodNotAllowed,
+            413 => Code::PayloadTooLarge,
+            415 => Code::UnsupportedMediaType,
+            429 => Code::RateLimited,
+            431 => Code::HeadersTooLarge,
+            502..=504 => Code::Unavailable,
+            400..=499 => Code::InvalidArgument,
+            _ => Code::Internal,
         }
     }
 }
@@ -76,8 +125,13 @@ impl ApiError {
 
     /// A 503.
     pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::with_code(Code::Unavailable, message)
+    }
+
+    /// An error of `code` with a message and no details.
+    pub fn with_code(code: Code, message: impl Into<String>) -> Self {
         Self {
-            code: Code::Unavailable,
+            code,
             message: message.into(),
             details: Vec::new(),
         }
@@ -124,7 +178,15 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, _) = self.code.parts();
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        if self.code == Code::Unauthorized {
+            // RFC 6750: every 401 names the scheme the client should use.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"recd\""),
+            );
+        }
+        response
     }
 }
 
@@ -138,7 +200,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::invalid(format!("cannot read the request body: {}", e.body_text()))
+            let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Code::PayloadTooLarge
+            } else {
+                Code::InvalidArgument
+            };
+            let message = if code == Code::PayloadTooLarge {
+                "the request body is larger than the server accepts ([server] body_limit_bytes)"
+                    .to_string()
+            } else {
+                format!("cannot read the request body: {}", e.body_text())
+            };
+            ApiError::with_code(code, message)
         })?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {

@@ -6,6 +6,9 @@
 //!
 //! # Layout
 //! - [`config`]: the layered, validated configuration.
+//! - [`access`]: API keys and scopes, rate limits, load shedding (API.md "Access").
+//! - [`edge`]: request deadline, header size, JSON-only bodies, every error in the API shape.
+//! - [`server`]: the accept loop: connection cap, header and idle timeouts, graceful stop.
 //! - [`engine`]: the use cases; the one place that knows about caches and invalidation.
 //! - [`answer`]: typed answers (recommendation, user, item details) and what caches keep.
 //! - [`experiments`]: strategies, experiments, impressions and attribution.
@@ -21,11 +24,16 @@
 //! - [`state`]: what handlers share (the engine).
 //! - [`clock`]: the wall clock in milliseconds.
 
+// The OpenAPI document is one large `json!` literal.
+#![recursion_limit = "256"]
+
+pub mod access;
 pub mod answer;
 pub mod cache;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod edge;
 pub mod engine;
 pub mod error;
 pub mod experiments;
@@ -34,25 +42,11 @@ pub mod monitoring;
 pub mod openapi;
 pub mod recommend;
 pub mod routes;
+pub mod server;
 pub mod state;
-
-use std::future::Future;
-
-use tokio::net::TcpListener;
 
 pub use config::Config;
 pub use engine::Engine;
 pub use routes::router;
+pub use server::serve;
 pub use state::AppState;
-
-/// Serves `state` on `listener` until `shutdown` completes, then drains in-flight requests.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    metrics::handle();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-}

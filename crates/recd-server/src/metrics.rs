@@ -1,10 +1,16 @@
-//! Prometheus metrics: request counts and latency histograms per endpoint (labelled by the
-//! route *template*, so label cardinality stays bounded) and per pipeline stage.
+//! Prometheus metrics: request counts and latency histograms per endpoint and per pipeline
+//! stage.
+//!
+//! Every label takes a bounded set of values, whatever clients send (issue 9, finding 6:
+//! 20,000 requests with random method tokens added 224 MiB of label sets): `path` is the
+//! route *template* or `unmatched`, `method` one of the standard methods or `other`,
+//! `status` the numeric code.
 
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -36,21 +42,42 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// Middleware: counts and times every request by method, route template and status.
+/// Middleware: counts and times every request (matched or not) by method, route template
+/// and status.
 pub async fn track(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let path = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("path", path), ("status", status)];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
+    let labels = [
+        ("method", method.to_string()),
+        ("path", path),
+        ("status", status),
+    ];
+    metrics::counter!("recd_http_requests_total", &labels).increment(1);
+    metrics::histogram!("recd_http_request_duration_seconds", &labels)
         .record(start.elapsed().as_secs_f64());
     response
+}
+
+/// The standard methods by name; any other token is `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 /// Records how long one pipeline stage took.

@@ -3,8 +3,17 @@
 //! Written by hand rather than derived: requests are validated from raw JSON against the
 //! runtime schema (so that every bad input gets our own message), which derive macros
 //! cannot describe. A test checks that every route of the router is documented here.
+//!
+//! What every operation shares is added by [`annotate`] from the route table, so that a
+//! route added later gets it too: the bearer key and its scope (`x-recd-scope`), and the
+//! error answers of the edge: 400 for a bad path id or body, 401/403/429 where a key is
+//! needed, 413/415 where a body is taken, 431 and 503 everywhere.
+
+use std::collections::HashMap;
 
 use serde_json::{Value, json};
+
+use crate::routes::{Scope, table};
 
 fn error_ref() -> Value {
     json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
@@ -23,16 +32,139 @@ fn id_param() -> Value {
 }
 
 /// Said of every `/v1/admin` endpoint.
-const ADMIN_NOTE: &str =
-    "Unauthenticated for now (a later release adds auth): keep /v1/admin off untrusted networks.";
+const ADMIN_NOTE: &str = "Needs a key with the admin scope.";
 
 /// The whole document.
 pub fn document() -> Value {
+    let mut doc = paths_and_schemas();
+    annotate(&mut doc);
+    doc
+}
+
+/// Why each shared error answer may come.
+const SHARED: &[(&str, &str)] = &[
+    (
+        "400",
+        "a malformed path id, query or body (invalid_argument)",
+    ),
+    (
+        "401",
+        "no API key, or not a valid one (unauthorized; WWW-Authenticate: Bearer)",
+    ),
+    ("403", "the key lacks this endpoint's scope (forbidden)"),
+    (
+        "413",
+        "the body is over [server] body_limit_bytes (invalid_argument)",
+    ),
+    (
+        "415",
+        "a body that is not application/json (invalid_argument)",
+    ),
+    (
+        "429",
+        "over a rate limit per key or per client address (rate_limited; Retry-After: seconds)",
+    ),
+    (
+        "431",
+        "the headers are over [server] max_header_bytes (invalid_argument)",
+    ),
+    (
+        "503",
+        "unavailable: the backend cannot be reached, too many requests are in flight, or the request deadline passed",
+    ),
+];
+
+fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Public => "public",
+        Scope::Read => "read",
+        Scope::Write => "write",
+        Scope::Admin => "admin",
+    }
+}
+
+/// Adds to each operation its security and the error answers of the edge (see the module
+/// documentation), leaving answers an operation documents itself as they are.
+fn annotate(doc: &mut Value) {
+    let scopes: HashMap<(String, String), Scope> = table()
+        .iter()
+        .map(|r| {
+            (
+                (r.path.to_string(), r.method.as_str().to_lowercase()),
+                r.scope,
+            )
+        })
+        .collect();
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, ops) in paths.iter_mut() {
+        let Some(ops) = ops.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in ops.iter_mut() {
+            // A documented operation missing from the table is caught by the test below;
+            // until then treat it as needing the strongest scope.
+            let scope = scopes
+                .get(&(path.clone(), method.clone()))
+                .copied()
+                .unwrap_or(Scope::Admin);
+            let has_body = op.get("requestBody").is_some();
+            let has_params = op.get("parameters").is_some() || path.contains('{');
+            let mut codes = vec!["431", "503"];
+            if has_body || has_params {
+                codes.push("400");
+            }
+            if scope != Scope::Public {
+                codes.extend(["401", "403", "429"]);
+            }
+            if has_body {
+                codes.extend(["413", "415"]);
+            }
+            if scope == Scope::Public {
+                op["security"] = json!([]);
+            } else {
+                op["security"] = json!([{"bearer": []}]);
+                op["x-recd-scope"] = json!(scope_name(scope));
+            }
+            let Some(responses) = op["responses"].as_object_mut() else {
+                continue;
+            };
+            for code in codes {
+                if responses.contains_key(code) {
+                    continue;
+                }
+                let why = SHARED
+                    .iter()
+                    .find(|(c, _)| *c == code)
+                    .map_or("error", |(_, why)| why);
+                let mut response = error_ref();
+                response["description"] = json!(why);
+                if code == "401" {
+                    response["headers"] =
+                        json!({"WWW-Authenticate": {"schema": {"type": "string"}}});
+                }
+                if code == "429" || code == "503" {
+                    response["headers"] = json!({"Retry-After": {"schema": {"type": "integer", "minimum": 1},
+                        "description": "seconds to wait"}});
+                }
+                responses.insert(code.to_string(), response);
+            }
+        }
+    }
+}
+
+fn paths_and_schemas() -> Value {
     let e = error_ref();
     json!({
         "openapi": "3.0.3",
         "info": {"title": "recd", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Real-time recommendation engine: filtered vector retrieval, real-time events, ranking."},
+                 "description": "Real-time recommendation engine: filtered vector retrieval, real-time events, ranking. \
+                    Every error answer is {\"error\":{\"code\",\"message\",\"details\"}}; 405, 413, 415 and 431 use the code \
+                    invalid_argument. Each operation's x-recd-scope names the key scope it needs (a key has exactly the scopes \
+                    it lists); /health, /ready, /metrics and /openapi.json need none, nor does anything when the server runs \
+                    without keys (on loopback, or with --insecure)."},
+        "security": [{"bearer": []}],
         "paths": {
             "/health": {"get": {"summary": "Liveness and sizes", "responses": {"200": ok(json!({"$ref": "#/components/schemas/Health"}))}}},
             "/ready": {"get": {"summary": "200 when the backend is reachable", "responses": {"200": ok(json!({"type": "object"})), "503": e}}},
@@ -120,7 +252,10 @@ pub fn document() -> Value {
             "/v1/monitoring/drift/reset": {"post": {"summary": "Pin new references from the next observations on (e.g. after a retrain)",
                 "responses": {"204": {"description": "references reset"}}}},
         },
-        "components": {"schemas": {
+        "components": {
+          "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+            "description": "An API key from `recd keys create`: Authorization: Bearer recd_..."}},
+          "schemas": {
             "Strategy": {"type": "object", "properties": {"ranking": {"type": "object"}, "diversity": {"type": "object"}, "model": {"type": "string"}}},
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
                 "code": {"type": "string", "enum": ["invalid_argument", "not_found", "unauthorized", "forbidden", "rate_limited", "unavailable", "internal"]},
@@ -182,5 +317,33 @@ mod tests {
             }
         }
         assert_eq!(served, documented);
+    }
+
+    #[test]
+    fn every_operation_documents_the_answers_of_access_and_the_edge() {
+        let doc = document();
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        for route in crate::routes::table() {
+            let op = &doc["paths"][route.path][route.method.as_str().to_lowercase()];
+            let responses = op["responses"].as_object().expect("responses");
+            let has = |code: &str| responses.contains_key(code);
+            let what = format!("{} {}", route.method, route.path);
+            assert!(has("503") && has("431"), "{what}");
+            if route.scope == Scope::Public {
+                assert_eq!(op["security"], json!([]), "{what}");
+            } else {
+                assert!(has("401") && has("403") && has("429"), "{what}");
+                assert_eq!(op["x-recd-scope"], scope_name(route.scope), "{what}");
+            }
+            if op.get("requestBody").is_some() {
+                assert!(has("415") && has("413") && has("400"), "{what}");
+            }
+            if route.path.contains("{id}") {
+                assert!(has("400"), "{what}: a bad id is a 400");
+            }
+        }
     }
 }

@@ -1,9 +1,10 @@
-//! The state every handler shares: the engine, behind an `Arc`.
+//! The state every handler shares: the engine and the access rules, behind `Arc`s.
 
 use std::sync::Arc;
 
 use recd_store::Store;
 
+use crate::access::Access;
 use crate::cache::RedisTier;
 use crate::catalog::PgCatalog;
 use crate::config::Config;
@@ -15,6 +16,8 @@ use crate::experiments::Experiments;
 pub struct AppState {
     /// Every use case.
     pub engine: Arc<Engine>,
+    /// API keys and rate limits.
+    pub access: Arc<Access>,
 }
 
 impl AppState {
@@ -37,9 +40,23 @@ impl AppState {
         catalog: Option<PgCatalog>,
         experiments: Arc<Experiments>,
     ) -> Self {
+        // `[auth] keys` only: reading the keys file is IO that can fail, which the binary
+        // does (and reports) before serving, then hands over with `with_access`. Until
+        // then a configured file's keys are refused: failing closed.
+        let access = Access::without_file(&config).unwrap_or_else(|e| {
+            tracing::error!(cause = %e, "API keys unusable; refusing every keyed request");
+            Access::closed(&config)
+        });
         Self {
             engine: Arc::new(Engine::new(store, config, l2, catalog, experiments)),
+            access: Arc::new(access),
         }
+    }
+
+    /// The same state with other access rules (the keys file read, shared rate limits).
+    pub fn with_access(mut self, access: Arc<Access>) -> Self {
+        self.access = access;
+        self
     }
 
     /// The configuration.

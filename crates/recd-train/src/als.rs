@@ -1018,7 +1018,10 @@ mod tests {
 
     #[test]
     fn degenerate_settings_are_refused() {
-        assert!(params(8, 0).validate().is_err(), "zero sweeps leave random vectors");
+        assert!(
+            params(8, 0).validate().is_err(),
+            "zero sweeps leave random vectors"
+        );
         assert!(params(0, 5).validate().is_err());
         assert!(params(8, 1).validate().is_ok());
     }

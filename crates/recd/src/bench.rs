@@ -65,6 +65,9 @@ pub struct BenchArgs {
     /// Exit 1 when more than this share of the requests failed.
     #[arg(long, default_value_t = 0.01)]
     max_error_ratio: f64,
+    /// API key with the scopes the scenario needs (read; write for events).
+    #[arg(long, env = "RECD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     /// Concurrent connections.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
@@ -387,6 +390,7 @@ pub async fn run(mut args: BenchArgs) -> Result<()> {
         .into());
     }
     let client = reqwest::Client::builder()
+        .default_headers(crate::api_headers(args.api_key.as_deref())?)
         .pool_max_idle_per_host(args.concurrency)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(30))

@@ -40,6 +40,8 @@ pub struct DemoArgs {
 /// `recd demo`.
 pub async fn run(args: DemoArgs) -> Result<()> {
     let mut config = args.store.load()?;
+    // Before spending minutes on loading a catalog that could not be served.
+    recd_server::access::check_exposure(&config)?;
     let fresh_dir = !config.data_dir.join("recd.redb").exists();
     if config.schema.is_none()
         && (fresh_dir || config.backend == recd_server::config::Backend::Redis)
@@ -56,7 +58,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     } else {
         load(&store, &args).await?;
     }
-    print_examples(&store, config.listen).await?;
+    print_examples(&store, config.listen, config.auth.configured()).await?;
     if args.load_only {
         return Ok(());
     }
@@ -96,7 +98,11 @@ async fn load(store: &Arc<dyn Store>, args: &DemoArgs) -> Result<()> {
     Ok(())
 }
 
-async fn print_examples(store: &Arc<dyn Store>, listen: std::net::SocketAddr) -> Result<()> {
+async fn print_examples(
+    store: &Arc<dyn Store>,
+    listen: std::net::SocketAddr,
+    auth: bool,
+) -> Result<()> {
     let base = format!("http://{listen}");
     let item = store
         .get_items(&["sku-0".to_string()])
@@ -127,5 +133,11 @@ Ready-to-paste examples (the server is at {base}):
   recd bench --target {base} --concurrency 32 --duration 20
 "#
     );
+    if auth {
+        println!(
+            "API keys are configured: add -H \"authorization: Bearer $RECD_API_KEY\" to each curl \
+             (recd bench and recd train read RECD_API_KEY)\n"
+        );
+    }
     Ok(())
 }

@@ -1,12 +1,13 @@
 //! `recd`: the command line of the recommendation engine.
 //!
-//! Subcommands: `serve`, `demo`, `import`, `bench` (and, with training, `train`, `eval`).
+//! Subcommands: `serve`, `demo`, `import`, `bench`, `train`, `eval`, `keys`.
 //! Exit codes: 0 ok, 2 bad usage or bad configuration, 1 runtime failure.
 
 mod bench;
 mod demo;
 mod eval;
 mod import;
+mod keys;
 mod movielens;
 mod serve;
 mod synthetic;
@@ -49,6 +50,10 @@ pub struct StoreArgs {
     /// Redis URL for `--backend redis`.
     #[arg(long)]
     pub redis_url: Option<String>,
+    /// Serve without API keys on a non-loopback address (only behind something else that
+    /// controls access). Also RECD_INSECURE=true or `insecure = true` in the config.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// `--backend` values.
@@ -71,6 +76,8 @@ impl StoreArgs {
                 BackendArg::Redis => Backend::Redis,
             }),
             redis_url: self.redis_url.clone(),
+            // Only a given flag overrides: its absence must not undo RECD_INSECURE.
+            insecure: self.insecure.then_some(true),
         }
     }
 
@@ -95,6 +102,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Offline metrics and the online replay on a file or a MovieLens folder.
     Eval(eval::EvalArgs),
+    /// API keys: `recd keys create --name NAME --scopes read,write`.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 fn init_tracing() {
@@ -134,6 +144,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Train(args) => train::run(args).await,
             Command::Eval(args) => eval::run(args).await,
+            Command::Keys(cmd) => keys::run(cmd),
         }
     });
     match result {
@@ -146,6 +157,19 @@ fn main() -> ExitCode {
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
+}
+
+/// Default headers of a client of a recd server: `Authorization: Bearer <key>` when a key
+/// is given (`--api-key` / `RECD_API_KEY`).
+pub fn api_headers(key: Option<&str>) -> Result<reqwest::header::HeaderMap, UsageError> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = key {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| UsageError("--api-key: not a valid header value".into()))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(headers)
 }
 
 /// A mistake in how recd was called (exit code 2).

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use recd_server::access::{Access, Limiter, check_exposure, limits};
 use recd_server::cache::RedisTier;
 use recd_server::catalog::{CatalogError, PgCatalog};
 use recd_server::config::Backend;
@@ -128,8 +129,58 @@ async fn experiments(config: &Config) -> Result<Arc<Experiments>> {
     Ok(experiments)
 }
 
+/// The access rules of `config`: its keys (the keys file read now: a bad one is a
+/// configuration error) and rate limits, shared through the deployment's Redis in redis mode.
+async fn access(config: &Config) -> Result<Arc<Access>> {
+    let mut access = Access::load(config)?;
+    if config.backend == Backend::Redis && access.limiter().enabled() {
+        let r = &config.redis;
+        let shared = limits::Shared::connect(
+            &config.redis_url,
+            &r.prefix,
+            Duration::from_millis(r.connect_timeout_ms),
+            Duration::from_millis(r.response_timeout_ms),
+        )
+        .await
+        .with_context(|| format!("connecting the rate limiter to {}", config.redis_url))?;
+        access = access.with_limiter(Limiter::shared(&config.limits, shared));
+    }
+    if access.enabled() {
+        tracing::info!(keys = access.key_count(), "API keys required");
+    } else if !config.listen.ip().is_loopback() {
+        tracing::warn!(addr = %config.listen, "serving WITHOUT API keys on a non-loopback address (--insecure)");
+    }
+    let access = Arc::new(access);
+    Access::spawn_watcher(&access);
+    #[cfg(unix)]
+    reload_on_sighup(&access);
+    Ok(access)
+}
+
+/// `kill -HUP` reloads the keys file (while the process lives).
+#[cfg(unix)]
+fn reload_on_sighup(access: &Arc<Access>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(cause = %e, "cannot listen for SIGHUP; keys reload by file poll only");
+            return;
+        }
+    };
+    let weak = Arc::downgrade(access);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let Some(access) = weak.upgrade() else { return };
+            access.reload_logged("SIGHUP");
+        }
+    });
+}
+
 /// Binds, then serves until ctrl-c or SIGTERM.
 pub async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
+    check_exposure(&config)?;
+    let access = access(&config).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -140,7 +191,8 @@ pub async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
     let l2 = shared_cache_tier(&config).await;
     let catalog = catalog_source(&config).await?;
     let experiments = experiments(&config).await?;
-    let state = AppState::build(store, config, l2, catalog.clone(), experiments);
+    let state =
+        AppState::build(store, config, l2, catalog.clone(), experiments).with_access(access);
     state.engine.listen().await;
     if let Some(catalog) = &catalog
         && state.config().catalog.notify_channel.is_some()
@@ -186,6 +238,7 @@ async fn shutdown_signal() {
 /// `recd serve`.
 pub async fn run(args: StoreArgs) -> Result<()> {
     let config = args.load()?;
+    check_exposure(&config)?;
     let store = open_store(&config).await?;
     serve(config, store).await
 }

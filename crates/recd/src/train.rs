@@ -120,6 +120,9 @@ pub struct TrainArgs {
     /// the store of --backend / --data-dir is opened directly.
     #[arg(long, value_name = "URL", conflicts_with_all = ["data_dir", "backend", "redis_url"])]
     pub target: Option<String>,
+    /// API key with the admin scope, for --target.
+    #[arg(long, env = "RECD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -347,14 +350,14 @@ async fn rebuild_sessions(target: &Target, read: Option<LogRead>, batch: usize) 
 }
 
 /// The server at `url`, checked to be reachable.
-async fn connect(url: &str) -> Result<(Target, usize)> {
+async fn connect(url: &str, api_key: Option<&str>) -> Result<(Target, usize)> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(UsageError(format!(
             "--target {url}: expected the server's base URL, e.g. http://127.0.0.1:8080"
         ))
         .into());
     }
-    let remote = Remote::new(url)?;
+    let remote = Remote::new(url, api_key)?;
     let (backend, _) = with_retries("reaching the server", || remote.health()).await?;
     let schema = with_retries("reading the server's schema", || remote.schema()).await?;
     Ok((Target::Server(remote, backend), schema.vector.dim))
@@ -411,7 +414,7 @@ async fn shared_cache(config: &recd_server::Config) -> Option<recd_server::cache
 /// `recd train`.
 pub async fn run(args: TrainArgs) -> Result<()> {
     let (target, dim) = match &args.target {
-        Some(url) => connect(url).await?,
+        Some(url) => connect(url, args.api_key.as_deref()).await?,
         None => open_direct(&args.store).await?,
     };
     let factors = args.als.factors.unwrap_or(dim);

@@ -13,6 +13,7 @@ mod monitoring;
 mod recommend;
 mod users;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -21,8 +22,9 @@ use axum::http::Method;
 use axum::middleware;
 use axum::routing::{MethodRouter, delete, get, post, put};
 use recd_core::id::validate_id;
-use tower_http::timeout::TimeoutLayer;
+use tokio::sync::Semaphore;
 
+use crate::access::Gate;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -177,23 +179,41 @@ pub fn table() -> Vec<Route> {
     ]
 }
 
-/// Every route of the service, with its limits and metrics.
+/// Every route of the service, each behind its scope's [`gate`](crate::access::gate),
+/// with the limits of `[server]` and metrics. Layers, outermost first: error shape, CORS,
+/// metrics, header size, deadline, body size.
 pub fn router(state: AppState) -> Router {
     let limits = &state.config().server;
     let body_limit = limits.body_limit_bytes;
     let timeout = Duration::from_millis(limits.request_timeout_ms);
+    let cors = crate::edge::cors(&limits.cors_allow_origins);
+    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     let mut router = Router::new();
     for r in table() {
-        router = router.route(r.path, r.handler);
+        let gate = Gate {
+            scope: r.scope,
+            access: state.access.clone(),
+            in_flight: in_flight.clone(),
+        };
+        let handler = r
+            .handler
+            .route_layer(middleware::from_fn_with_state(gate, crate::access::gate));
+        router = router.route(r.path, handler);
     }
     router
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .route_layer(middleware::from_fn(crate::metrics::track))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        .layer(middleware::from_fn_with_state(
             timeout,
+            crate::edge::deadline,
         ))
+        .layer(middleware::from_fn_with_state(
+            limits.max_header_bytes,
+            crate::edge::header_limit,
+        ))
+        .layer(middleware::from_fn(crate::metrics::track))
+        .layer(tower::util::option_layer(cors))
+        .layer(middleware::from_fn(crate::edge::error_shape))
         .with_state(state)
 }
 

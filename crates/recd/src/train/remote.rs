@@ -55,9 +55,11 @@ fn transport(e: &reqwest::Error, what: &str) -> Failure {
 }
 
 impl Remote {
-    /// A client for the server at `base` (`http://HOST:PORT`).
-    pub fn new(base: &str) -> anyhow::Result<Remote> {
+    /// A client for the server at `base` (`http://HOST:PORT`), sending `api_key` (which
+    /// needs the admin scope) when given.
+    pub fn new(base: &str, api_key: Option<&str>) -> anyhow::Result<Remote> {
         let client = reqwest::Client::builder()
+            .default_headers(crate::api_headers(api_key)?)
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .build()?;

@@ -217,8 +217,9 @@ async fn operations_endpoints() {
     s.recommend(json!({"user_id":"user-1"})).await;
     let metrics = s.get_text("/metrics").await;
     assert!(
-        metrics
-            .contains("http_requests_total{method=\"POST\",path=\"/v1/recommend\",status=\"200\"}"),
+        metrics.contains(
+            "recd_http_requests_total{method=\"POST\",path=\"/v1/recommend\",status=\"200\"}"
+        ),
         "{metrics}"
     );
     for stage in ["user", "retrieve", "score", "rerank"] {

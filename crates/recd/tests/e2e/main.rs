@@ -2,6 +2,7 @@
 //!
 //! One test binary (modules below) so the binary is started by the same helpers everywhere.
 
+mod access;
 mod api;
 mod bad_input;
 mod bench;

@@ -56,7 +56,7 @@ fn stop_redis(port: u16) {
 
 /// Polls `f` until it holds or `limit` passes: waiting on an external process, not a sleep
 /// standing in for synchronization.
-async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
+pub async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
