@@ -44,9 +44,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
-use tokio::sync::watch;
-
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use super::faults::Faults;
 use crate::error::{StoreError, StoreResult};
@@ -78,26 +77,33 @@ pub enum Fsync {
     Never,
 }
 
-/// The sequence numbers one appended record took.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The sequence numbers one appended record took, and (for the durable log) its
+/// acknowledgement to wait for.
+#[derive(Debug)]
 pub struct Ticket {
     /// Its first sequence number (its first event's, if it has events).
     pub first: u64,
-    /// Its last sequence number.
-    pub last: u64,
+    /// Completed by the writer: `Ok` once the record is written (under `always`, synced),
+    /// the IO error if its write failed.
+    pub ack: Option<oneshot::Receiver<Result<(), Arc<str>>>>,
 }
 
-/// What waiters watch.
-#[derive(Debug, Clone, Default)]
-struct Progress {
-    /// Every sequence number up to this one is acknowledged (written; under `always`,
-    /// synced).
-    acked: u64,
-    /// Sequence numbers up to this one were in a failed write: their requests fail.
-    failed_through: u64,
-    /// Why the last write failed.
-    cause: Option<Arc<str>>,
+impl Ticket {
+    /// Waits for the acknowledgement (at once for a record of the in-memory log).
+    pub async fn wait(self) -> StoreResult<()> {
+        let Some(ack) = self.ack else { return Ok(()) };
+        match ack.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(cause)) => Err(refused(&cause)),
+            Err(_) => Err(StoreError::Unavailable(
+                "the store closed before the write was logged".into(),
+            )),
+        }
+    }
 }
+
+/// A request waiting for its record: `(last seq, completion)`.
+type Waiter = (u64, oneshot::Sender<Result<(), Arc<str>>>);
 
 /// How the log is being closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,8 +143,10 @@ struct State {
     unsynced: VecDeque<(u64, Vec<u8>)>,
     /// The IO error the log is stuck on; appends are refused while it lasts.
     failed: Option<Arc<str>>,
-    /// Requests with sequence numbers up to this one got (or get) the error.
-    failed_through: u64,
+    /// Requests waiting for their records, in sequence order (registered at append).
+    waiters: VecDeque<Waiter>,
+    /// The group buffer last written, kept for its allocation.
+    spare: Vec<u8>,
     /// Recovery attempts made so far (`health` waits for the next one).
     attempts: u64,
     /// `health` asks the writer to try again now.
@@ -198,8 +206,6 @@ pub struct Wal {
     done: Condvar,
     /// Wakes the syncer early (shutdown).
     sync_wake: Condvar,
-    /// Async waiters for acknowledgements.
-    progress: watch::Sender<Progress>,
     /// `bytes` at the last successful checkpoint.
     absorbed_bytes: AtomicU64,
     /// Called when `checkpoint_bytes` were logged since the last checkpoint.
@@ -436,7 +442,8 @@ impl Wal {
             synced: last,
             unsynced: VecDeque::new(),
             failed: None,
-            failed_through: 0,
+            waiters: VecDeque::new(),
+            spare: Vec::new(),
             attempts: 0,
             retry_now: false,
             writer_idle: false,
@@ -447,17 +454,12 @@ impl Wal {
             retired: Vec::new(),
             bytes: 0,
         };
-        let (progress, _) = watch::channel(Progress {
-            acked: last,
-            ..Progress::default()
-        });
         let wal = Arc::new(Wal {
             config,
             state: Mutex::new(state),
             wake: Condvar::new(),
             done: Condvar::new(),
             sync_wake: Condvar::new(),
-            progress,
             absorbed_bytes: AtomicU64::new(0),
             on_full,
             faults,
@@ -518,28 +520,15 @@ impl Wal {
         st.next_seq = last + 1;
         put_frame(&mut st.pending, seq, payload, &crc);
         st.pending_last = last;
+        let (tx, rx) = oneshot::channel();
+        st.waiters.push_back((last, tx));
         if st.writer_idle {
             self.wake.notify_one();
         }
-        Ok(Ticket { first: seq, last })
-    }
-
-    /// Waits until the record of `ticket` is acknowledged under the policy, or fails with
-    /// the IO error of the write it was in.
-    pub async fn wait(&self, ticket: Ticket) -> StoreResult<()> {
-        let mut rx = self.progress.subscribe();
-        let (acked, cause) = {
-            let p = rx
-                .wait_for(|p| p.acked >= ticket.last || p.failed_through >= ticket.last)
-                .await
-                .map_err(|_| StoreError::Unavailable("the write log is closed".into()))?;
-            (p.acked >= ticket.last, p.cause.clone())
-        };
-        if acked {
-            Ok(())
-        } else {
-            Err(refused(cause.as_deref().unwrap_or("unknown IO error")))
-        }
+        Ok(Ticket {
+            first: seq,
+            ack: Some(rx),
+        })
     }
 
     /// Blocks until every record up to `seq` is in a file (whatever the policy).
@@ -661,25 +650,32 @@ impl Wal {
         }
     }
 
-    fn publish(&self, st: &State) {
+    /// Acknowledges the waiters whose records are written (under `always`, synced), and
+    /// wakes blocking waiters.
+    fn publish(&self, st: &mut State) {
         let acked = if self.config.fsync == Fsync::Always {
             st.synced
         } else {
             st.written
         };
-        self.progress.send_replace(Progress {
-            acked,
-            failed_through: st.failed_through,
-            cause: st.failed.clone(),
-        });
+        while st.waiters.front().is_some_and(|(last, _)| *last <= acked) {
+            if let Some((_, tx)) = st.waiters.pop_front() {
+                // A waiter that went away (its request was cancelled) is fine.
+                let _ = tx.send(Ok(()));
+            }
+        }
         self.done.notify_all();
     }
 
+    /// Fails every waiter (their records stay pending for the retry) and refuses appends.
     fn fail(&self, st: &mut State, cause: String) {
         tracing::error!(%cause, "the write log failed; writes are refused until it can be written again");
-        st.failed = Some(cause.into());
-        st.failed_through = st.next_seq - 1;
-        self.publish(st);
+        let cause: Arc<str> = cause.into();
+        for (_, tx) in st.waiters.drain(..) {
+            let _ = tx.send(Err(cause.clone()));
+        }
+        st.failed = Some(cause);
+        self.done.notify_all();
     }
 
     fn run_writer(self: Arc<Self>) {
@@ -733,7 +729,8 @@ impl Wal {
 
     /// Writes (and under `always` syncs) everything pending as one group.
     fn write_group(&self, st: &mut MutexGuard<'_, State>) {
-        let buf = std::mem::take(&mut st.pending);
+        let spare = std::mem::take(&mut st.spare);
+        let buf = std::mem::replace(&mut st.pending, spare);
         let last = st.pending_last;
         let file = st.active.file.clone();
         let result = MutexGuard::unlocked(st, || {
@@ -755,7 +752,11 @@ impl Wal {
                 match self.config.fsync {
                     Fsync::Always => st.synced = last,
                     Fsync::Everysec => st.unsynced.push_back((last, buf)),
-                    Fsync::Never => {}
+                    Fsync::Never => {
+                        let mut buf = buf;
+                        buf.clear();
+                        st.spare = buf;
+                    }
                 }
                 self.publish(st);
                 if st.bytes - self.absorbed_bytes.load(Ordering::Relaxed)
@@ -1041,38 +1042,27 @@ mod tests {
         for fsync in [Fsync::Always, Fsync::Everysec, Fsync::Never] {
             let dir = tempfile::tempdir().unwrap();
             let wal = start(dir.path(), fsync, Arc::default());
-            let mut tickets = Vec::new();
+            let mut seqs = Vec::new();
+            let mut unwaited = Vec::new();
             for i in 0..20u64 {
                 let t = wal.append(&[i as u8; 40], 1 + i % 3).unwrap();
+                seqs.push(t.first);
                 if i % 2 == 1 {
                     // groups of two: several groups, several segments
-                    wal.wait(t).await.unwrap();
+                    t.wait().await.unwrap();
+                } else {
+                    unwaited.push(t);
                 }
-                tickets.push(t);
             }
-            assert_eq!(
-                tickets[0],
-                Ticket {
-                    first: 10,
-                    last: 10
-                }
-            );
-            assert_eq!(
-                tickets[1],
-                Ticket {
-                    first: 11,
-                    last: 12
-                }
-            );
-            for t in &tickets {
-                wal.wait(*t).await.unwrap();
+            // one sequence number per span unit: 1, 2, 3, 1, ...
+            assert_eq!(seqs[..4], [10, 11, 13, 16]);
+            for t in unwaited {
+                t.wait().await.unwrap();
             }
-            let last = tickets.last().unwrap().last;
-            assert_eq!(wal.last_seq(), last);
+            assert_eq!(wal.last_seq(), seqs[19] + 1);
             assert!(wal.view().closed.len() > 1, "200-byte segments rotate");
             wal.shutdown(false);
-            let firsts: Vec<u64> = tickets.iter().map(|t| t.first).collect();
-            assert_eq!(all_records(dir.path()), firsts, "{fsync:?}");
+            assert_eq!(all_records(dir.path()), seqs, "{fsync:?}");
         }
     }
 
@@ -1083,10 +1073,12 @@ mod tests {
             let faults = Arc::new(Faults::default());
             let wal = start(dir.path(), fsync, faults.clone());
             let ok = wal.append(b"before", 1).unwrap();
-            wal.wait(ok).await.unwrap();
+            let ok_seq = ok.first;
+            ok.wait().await.unwrap();
             faults.set_disk_full(true);
             let lost = wal.append(b"during", 1).unwrap();
-            let e = wal.wait(lost).await.unwrap_err();
+            let lost_seq = lost.first;
+            let e = lost.wait().await.unwrap_err();
             assert!(
                 matches!(&e, StoreError::Unavailable(m) if m.contains("No space left")),
                 "{e:?}"
@@ -1097,12 +1089,13 @@ mod tests {
             faults.set_disk_full(false);
             wal.health().unwrap();
             let after = wal.append(b"after", 1).unwrap();
-            wal.wait(after).await.unwrap();
+            let after_seq = after.first;
+            after.wait().await.unwrap();
             wal.shutdown(false);
             // The failed record was kept and written once the disk took writes again; its
             // torn first copy stops the scan of the segment it was in, the next one has it.
             let seqs = all_records(dir.path());
-            assert_eq!(seqs, [ok.first, lost.first, after.first], "{fsync:?}");
+            assert_eq!(seqs, [ok_seq, lost_seq, after_seq], "{fsync:?}");
         }
     }
 
@@ -1111,9 +1104,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let wal = start(dir.path(), Fsync::Never, Arc::default());
         let t = wal.append(b"acked", 1).unwrap();
-        wal.wait(t).await.unwrap();
+        let seq = t.first;
+        t.wait().await.unwrap();
         wal.shutdown(true);
-        assert_eq!(all_records(dir.path()), [t.first]);
+        assert_eq!(all_records(dir.path()), [seq]);
         assert!(wal.append(b"late", 1).is_err());
     }
 }

@@ -47,10 +47,7 @@ impl MemoryLog {
             }
             OpRef::Items(_) | OpRef::DeleteItem(_) | OpRef::Users(_) => {}
         }
-        Ticket {
-            first,
-            last: self.next - 1,
-        }
+        Ticket { first, ack: None }
     }
 
     /// Every event, in order.

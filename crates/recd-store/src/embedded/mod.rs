@@ -148,9 +148,9 @@ impl Sink {
 
     /// Waits for the acknowledgement of a write's record.
     async fn wait(&self, ticket: Option<Ticket>) -> StoreResult<()> {
-        match (self, ticket) {
-            (Sink::Log(l), Some(t)) => l.wal.wait(t).await,
-            _ => Ok(()),
+        match ticket {
+            Some(t) => t.wait().await,
+            None => Ok(()),
         }
     }
 }
