@@ -173,20 +173,24 @@ impl Durable {
     pub fn applied(&self) -> StoreResult<u64> {
         self.with_db(|db| {
             let read = db.begin_read().map_err(|e| self.err(e))?;
-            let meta = read.open_table(META).map_err(|e| self.err(e))?;
-            let events = read.open_table(EVENTS).map_err(|e| self.err(e))?;
-            let from_meta = meta
-                .get(APPLIED)
-                .map_err(|e| self.err(e))?
-                .map(|v| read_u64(v.value()))
-                .transpose()?
-                .unwrap_or(0);
-            let last_event = events
-                .last()
-                .map_err(|e| self.err(e))?
-                .map_or(0, |(k, _)| k.value());
-            Ok(from_meta.max(last_event))
+            self.applied_in(&read)
         })
+    }
+
+    fn applied_in(&self, read: &redb::ReadTransaction) -> StoreResult<u64> {
+        let meta = read.open_table(META).map_err(|e| self.err(e))?;
+        let events = read.open_table(EVENTS).map_err(|e| self.err(e))?;
+        let from_meta = meta
+            .get(APPLIED)
+            .map_err(|e| self.err(e))?
+            .map(|v| read_u64(v.value()))
+            .transpose()?
+            .unwrap_or(0);
+        let last_event = events
+            .last()
+            .map_err(|e| self.err(e))?
+            .map_or(0, |(k, _)| k.value());
+        Ok(from_meta.max(last_event))
     }
 
     /// Reads everything back (start-up, after the log was absorbed).
@@ -301,17 +305,10 @@ impl Durable {
     pub fn user_events(&self, users: &[&str]) -> StoreResult<(HashMap<String, SeqEvents>, u64)> {
         self.with_db(|db| {
             let read = db.begin_read().map_err(|e| self.err(e))?;
-            let meta = read.open_table(META).map_err(|e| self.err(e))?;
-            let applied = meta
-                .get(APPLIED)
-                .map_err(|e| self.err(e))?
-                .map(|v| read_u64(v.value()))
-                .transpose()?
-                .unwrap_or(0);
+            let applied = self.applied_in(&read)?;
             let index = read.open_table(USER_EVENTS).map_err(|e| self.err(e))?;
             let events = read.open_table(EVENTS).map_err(|e| self.err(e))?;
             let mut out = HashMap::new();
-            let mut last = 0;
             for user in users {
                 let mut mine = Vec::new();
                 for row in index
@@ -320,7 +317,6 @@ impl Durable {
                 {
                     let (k, _) = row.map_err(|e| self.err(e))?;
                     let seq = k.value().1;
-                    last = last.max(seq);
                     if let Some(v) = events.get(seq).map_err(|e| self.err(e))? {
                         mine.push((seq, decode(v.value(), "event")?));
                     }
@@ -329,8 +325,7 @@ impl Durable {
                     out.insert(user.to_string(), mine);
                 }
             }
-            // A data dir from before the log holds events but no applied mark.
-            Ok((out, applied.max(last)))
+            Ok((out, applied))
         })
     }
 }
