@@ -436,8 +436,16 @@ impl Wal {
         faults: Arc<Faults>,
         on_full: Box<dyn Fn() + Send + Sync>,
     ) -> StoreResult<Arc<Wal>> {
+        let created = !config.dir.exists();
         std::fs::create_dir_all(&config.dir)
             .map_err(|e| io_unavailable(&format!("cannot create {}", config.dir.display()), &e))?;
+        if created
+            && config.fsync != Fsync::Never
+            && let Some(parent) = config.dir.parent()
+        {
+            // The new directory's entry must survive a power loss too.
+            sync_dir(parent).map_err(|e| io_unavailable("cannot sync the data dir", &e))?;
+        }
         let active = create_segment(&config.dir, config.next_no).map_err(|e| {
             io_unavailable(
                 &format!("cannot create a log segment in {}", config.dir.display()),

@@ -5,10 +5,11 @@
 //! `recd_index::VectorIndex` (concurrent HNSW), the [`catalog::Catalog`] (items, attribute
 //! bitmaps) behind an `RwLock`, the sharded [`popularity::Popularity`] and the sharded
 //! [`users::Users`]. A write (`write`) locks what it changes (a user's shard; the item
-//! lock for item writes), publishes in memory, appends one record to the log and
-//! unlocks; the request then waits for the log to acknowledge it. So the next read sees
-//! the write at once (read-your-writes), and it is acknowledged only once it is in the
-//! log file (and, under `fsync = "always"`, on disk).
+//! lock for item writes), computes, appends one record to the log, publishes in memory
+//! and unlocks; the request then waits for the log to acknowledge it. So the next read
+//! sees the write at once (read-your-writes), and it is acknowledged only once it is in
+//! the log file (and, under `fsync = "always"`, on disk). Nothing on the request path
+//! waits for redb.
 //!
 //! # Layout
 //! - `log`: the append-only log (framing, group commit, fsync policy, IO-error recovery).
@@ -76,7 +77,7 @@ pub struct EmbeddedOptions {
     pub hnsw: HnswParams,
     /// At most this many seconds between checkpoints (redb absorbing the write log) while
     /// anything is being written. Shorter: smaller log to replay at start-up; longer: fewer
-    /// redb commits. Default 5.
+    /// redb commits. Default 5 (also used for a value that is not a positive number).
     pub checkpoint_seconds: f64,
     /// A checkpoint also starts once this many bytes were logged since the last one (and
     /// log segments are this large). Default 64 MiB.

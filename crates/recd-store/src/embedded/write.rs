@@ -267,7 +267,7 @@ impl Inner {
     /// minus what a deletion made someone else's.
     pub(super) fn rebuild_sessions(&self, users: &[String]) -> StoreResult<Written<usize>> {
         let ids: Vec<&str> = users.iter().map(String::as_str).collect();
-        let mut snapshot = match &self.sink {
+        let snapshot = match &self.sink {
             Sink::Log(l) => Some(l.durable.user_events(&ids)?),
             Sink::Memory(_) => None,
         };
@@ -286,21 +286,22 @@ impl Inner {
                     }
                 }
                 Sink::Log(l) => {
-                    let Some((absorbed, as_of)) = snapshot.as_mut() else {
+                    let Some((absorbed, as_of)) = snapshot.as_ref() else {
                         return Err(StoreError::Internal("no snapshot to rebuild from".into()));
                     };
-                    if locked.shard(group[0]).tail_from > *as_of {
-                        // A checkpoint since the snapshot dropped part of the tail the
-                        // snapshot lacks; redb has it now (and stays put while we hold
-                        // the lock: only the pruning after a commit takes it).
-                        let (again, at) = l.durable.user_events(&group)?;
-                        for id in &group {
-                            absorbed.remove(*id);
-                        }
-                        absorbed.extend(again);
-                        *as_of = at;
-                    }
-                    let as_of = *as_of;
+                    // If a checkpoint since the snapshot pruned this shard's tail past it,
+                    // redb has what the tail lost: read this group again (under the lock,
+                    // where no pruning can follow). Its mark is this group's only: other
+                    // groups' users keep the older snapshot and need the tail from there.
+                    let reread = if locked.shard(group[0]).tail_from > *as_of {
+                        Some(l.durable.user_events(&group)?)
+                    } else {
+                        None
+                    };
+                    let (absorbed, as_of) = match &reread {
+                        Some((again, at)) => (again, *at),
+                        None => (absorbed, *as_of),
+                    };
                     for id in &group {
                         if locked.get(id).is_none() {
                             continue;
