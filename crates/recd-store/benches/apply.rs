@@ -3,7 +3,9 @@
 //! and durable under each fsync policy:
 //! - `one_event`: one event per call, one caller (the latency of one acknowledged event);
 //! - `concurrent_32`: 32 tasks each applying one event per call (group commit; the time is
-//!   per event).
+//!   per event);
+//! - `checkpoint`: redb absorbing the log of 20k events (2 per user), in the background
+//!   in production; the time is per event absorbed.
 //!
 //!     cargo bench -p recd-store --bench apply
 
@@ -145,6 +147,25 @@ fn bench(c: &mut Criterion) {
         });
     }
     many.finish();
+
+    let mut cp = c.benchmark_group("checkpoint");
+    cp.sample_size(10)
+        .throughput(Throughput::Elements(2 * USERS as u64));
+    let (store, _dir) = store(&rt, "never");
+    let mut n = 0usize;
+    cp.bench_function("20k_events", |b| {
+        b.iter_batched(
+            || {
+                for _ in 0..2 * USERS {
+                    n += 1;
+                    rt.block_on(store.apply_events(&[event(n)])).expect("apply");
+                }
+            },
+            |()| store.checkpoint().expect("checkpoint"),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    cp.finish();
 }
 
 criterion_group!(benches, bench);

@@ -295,9 +295,10 @@ impl EmbeddedStore {
         }
     }
 
-    /// Runs a checkpoint now (redb absorbs the log); the applied sequence number.
-    #[cfg(test)]
-    fn checkpoint(&self) -> StoreResult<u64> {
+    /// Absorbs everything logged so far into the redb file now (benchmarks, tests, or
+    /// before copying a data dir); returns the last sequence number it holds. The store
+    /// does this by itself in the background and at shutdown.
+    pub fn checkpoint(&self) -> StoreResult<u64> {
         match &self.inner.sink {
             Sink::Log(l) => l.checkpointer.run(Some(l.wal.last_seq())),
             Sink::Memory(_) => Ok(0),
