@@ -21,7 +21,8 @@ use parking_lot::{Condvar, Mutex};
 
 use super::durable::Durable;
 use super::faults::{CheckpointStop, Faults};
-use super::log::{self, Wal};
+use super::log::Wal;
+use super::segment;
 use crate::error::{StoreError, StoreResult};
 
 /// Wakes the checkpoint thread early (the log outgrew `checkpoint_bytes`) or stops it.
@@ -176,7 +177,7 @@ impl Checkpointer {
                         continue;
                     }
                     let start = if *no == from.segment { from.offset } else { 0 };
-                    let scan = log::scan(path, start, None, |seq, p| absorb.record(seq, p))?;
+                    let scan = segment::scan(path, start, None, |seq, p| absorb.record(seq, p))?;
                     if let Some(reason) = scan.torn {
                         // The tail of a segment an IO error interrupted: its records were
                         // written again to a later segment.
@@ -185,7 +186,7 @@ impl Checkpointer {
                 }
                 let (no, path, len) = &view.active;
                 let start = if *no == from.segment { from.offset } else { 0 };
-                end = log::scan(path, start, Some(*len), |seq, p| absorb.record(seq, p))?.end;
+                end = segment::scan(path, start, Some(*len), |seq, p| absorb.record(seq, p))?.end;
                 Ok(())
             },
         )?;
@@ -211,7 +212,7 @@ impl Checkpointer {
 /// truncating a torn tail with a warning, then deletes the segments. Returns the applied
 /// sequence number and the number for the next segment.
 pub fn recover(durable: &Durable, dir: &Path) -> StoreResult<(u64, u64)> {
-    let segments = log::list_segments(dir)?;
+    let segments = segment::list_segments(dir)?;
     let applied = durable.applied()?;
     if segments.is_empty() {
         return Ok((applied, 1));
@@ -220,7 +221,7 @@ pub fn recover(durable: &Durable, dir: &Path) -> StoreResult<(u64, u64)> {
     let applied = durable.absorb(applied, false, |absorb| {
         for (_, path) in &segments {
             let before = absorb.applied();
-            let scan = log::scan(path, 0, None, |seq, p| {
+            let scan = segment::scan(path, 0, None, |seq, p| {
                 replayed += u64::from(seq > before);
                 absorb.record(seq, p)
             })?;
@@ -403,7 +404,10 @@ mod tests {
             let s = open(dir.path(), Fsync::Everysec);
             same(&s, &reference, 4).await;
             assert!(
-                log::list_segments(&dir.path().join("wal")).unwrap().len() <= 1,
+                segment::list_segments(&dir.path().join("wal"))
+                    .unwrap()
+                    .len()
+                    <= 1,
                 "absorbed segments are deleted ({stop:?})"
             );
         }
@@ -430,10 +434,10 @@ mod tests {
         writes(&[&s, &reference], 0).await;
         s.crash();
         // A write the crash interrupted: its frame is cut short.
-        let segments = log::list_segments(&dir.path().join("wal")).unwrap();
+        let segments = segment::list_segments(&dir.path().join("wal")).unwrap();
         let (_, last) = segments.last().unwrap();
         let whole = std::fs::metadata(last).unwrap().len();
-        let torn = log::frame(u64::MAX / 2, b"never acknowledged");
+        let torn = segment::frame(u64::MAX / 2, b"never acknowledged");
         std::fs::OpenOptions::new()
             .append(true)
             .open(last)
@@ -443,7 +447,7 @@ mod tests {
         let durable = Durable::open(dir.path()).unwrap();
         let before = durable.applied().unwrap();
         let mut seen = Vec::new();
-        let scan = log::scan(last, 0, None, |seq, _| {
+        let scan = segment::scan(last, 0, None, |seq, _| {
             seen.push(seq);
             Ok(())
         })
@@ -453,7 +457,7 @@ mod tests {
         let (applied, _) = recover(&durable, &dir.path().join("wal")).unwrap();
         assert!(applied > before && applied < u64::MAX / 2);
         assert!(
-            log::list_segments(&dir.path().join("wal"))
+            segment::list_segments(&dir.path().join("wal"))
                 .unwrap()
                 .is_empty()
         );
@@ -470,7 +474,7 @@ mod tests {
         writes(&[&s, &reference], 0).await;
         s.flush().unwrap();
         let wal = dir.path().join("wal");
-        let copies: Vec<(PathBuf, Vec<u8>)> = log::list_segments(&wal)
+        let copies: Vec<(PathBuf, Vec<u8>)> = segment::list_segments(&wal)
             .unwrap()
             .into_iter()
             .map(|(_, p)| {

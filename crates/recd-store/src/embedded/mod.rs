@@ -12,7 +12,8 @@
 //! waits for redb.
 //!
 //! # Layout
-//! - `log`: the append-only log (framing, group commit, fsync policy, IO-error recovery).
+//! - `log`: the append-only log (group commit, fsync policy, IO-error recovery).
+//! - `segment`: its files (naming, framing, reading back, torn tails).
 //! - `record`: what a log record says.
 //! - `checkpoint`: redb absorbing the log, and replaying it at start-up.
 //! - `durable`: the redb file (the state as of the last checkpoint, the event log and its
@@ -31,6 +32,7 @@ mod log;
 mod memory;
 mod popularity;
 mod record;
+mod segment;
 mod users;
 mod write;
 
