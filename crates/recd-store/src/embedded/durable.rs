@@ -474,3 +474,58 @@ impl Absorb<'_> {
         Ok((self.applied, self.records))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use recd_core::EventType;
+
+    use super::*;
+
+    fn event(user: &str, t: i64) -> Event {
+        Event {
+            user_id: user.into(),
+            item_id: "i".into(),
+            kind: EventType::View,
+            value: None,
+            timestamp_ms: t,
+            recommendation_id: None,
+        }
+    }
+
+    #[test]
+    fn a_data_dir_from_before_the_log_gets_its_index_and_applied_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        // What the previous version left: events keyed by sequence number, no per-user
+        // index, no applied mark.
+        {
+            let db = Database::create(dir.path().join("recd.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut events = txn.open_table(EVENTS).unwrap();
+                for (seq, user) in [(0u64, "a"), (1, "b"), (2, "a"), (7, "a")] {
+                    let bytes = encode(&event(user, seq as i64)).unwrap();
+                    events.insert(seq, bytes.as_slice()).unwrap();
+                }
+                txn.open_table(META).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let d = Durable::open(dir.path()).unwrap();
+        assert_eq!(d.applied().unwrap(), 7, "continues after the last event");
+        let (mine, as_of) = d.user_events(&["a", "c"]).unwrap();
+        assert_eq!(as_of, 7);
+        let seqs: Vec<u64> = mine["a"].iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, [0, 2, 7]);
+        assert!(!mine.contains_key("c"));
+        // Forgetting a user goes through the index built at open.
+        let applied = d
+            .absorb(7, false, |a| {
+                let op = super::super::record::OpRef::DeleteUser("a").encode()?;
+                a.record(8, &op)
+            })
+            .unwrap();
+        assert_eq!(applied, 8);
+        let left: Vec<String> = d.events().unwrap().into_iter().map(|e| e.user_id).collect();
+        assert_eq!(left, ["b"]);
+    }
+}
