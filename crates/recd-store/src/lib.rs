@@ -1,8 +1,9 @@
 //! recd-store: where the engine's serving state lives, behind one trait.
 //!
 //! [`Store`] is the contract both backends fulfil: the embedded one (in-process index plus
-//! a durable file) and the Redis one (a Hash per item, one RediSearch index, one
-//! `FT.SEARCH` per filtered KNN). The server holds an `Arc<dyn Store>` chosen at start-up.
+//! an append-only write log that a redb file absorbs) and the Redis one (a Hash per item,
+//! one RediSearch index, one `FT.SEARCH` per filtered KNN). The server holds an
+//! `Arc<dyn Store>` chosen at start-up.
 //! One conformance suite (`tests/conformance`) runs against both: a behaviour difference
 //! between backends is a bug in one of them.
 //!

@@ -1,25 +1,30 @@
-//! The embedded backend's durable file: a redb database holding the schema, items, user
-//! state, item popularity and the event log.
+//! The embedded backend's redb file: the state as of the last checkpoint (schema, items,
+//! user state, item popularity, the event log and its per-user index).
 //!
-//! Memory is the serving copy; this file is the truth a restart (or a kill -9) comes back
-//! to. Every mutation commits here *before* it is published in memory and acknowledged,
-//! so with `fsync = "always"` (redb `Durability::Immediate`) no acknowledged write is lost.
-//! With `everysec`, commits are non-durable and a background flusher makes them durable
-//! once a second (at most about a second lost on a crash, as with Redis's AOF everysec);
-//! with `never`, only the flush at shutdown makes them durable.
+//! Nothing on the request path writes here: requests append to the log (`log`), and a
+//! checkpoint ([`Durable::absorb`]) applies the logged records in one durable redb
+//! transaction that also records the last sequence number it applied (`META["applied"]`).
+//! Start-up loads this file and replays the log records after that number, so applying a
+//! record twice is impossible: it is skipped by its sequence number.
+//!
+//! `USER_EVENTS` keys `(user, seq)` for every row of `EVENTS`, so that forgetting a user
+//! and reading one user's events cost that user's events, not a scan of the log.
 
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use parking_lot::RwLock;
+use recd_core::popularity::log_add;
 use recd_core::{Event, Item, Schema, UserState};
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    TableDefinition,
 };
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
+use super::record::Op;
 use crate::error::{StoreError, StoreResult};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -27,19 +32,13 @@ const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const POPULARITY: TableDefinition<&str, f64> = TableDefinition::new("popularity");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const USER_EVENTS: TableDefinition<(&str, u64), ()> = TableDefinition::new("user_events");
 
-/// When commits reach the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Fsync {
-    /// Every acknowledged write is on disk.
-    Always,
-    /// Writes reach the disk within about a second.
-    #[default]
-    Everysec,
-    /// Writes reach the disk at shutdown (or with the next `always` flush).
-    Never,
-}
+/// `META` key: the last sequence number absorbed (u64 LE).
+const APPLIED: &str = "applied";
+/// `META` key: present once `USER_EVENTS` indexes every event (data dirs written before
+/// the index existed get it built once, at their first open).
+const INDEXED: &str = "user_events_indexed";
 
 /// Everything read back at start-up.
 #[derive(Debug, Default)]
@@ -54,36 +53,18 @@ pub struct Loaded {
     pub popularity: Vec<(String, f64)>,
 }
 
-/// One batch of changes, committed atomically.
-#[derive(Debug, Default)]
-pub struct Batch<'a> {
-    /// Items to write (whole).
-    pub items: Vec<&'a Item>,
-    /// Item ids to remove.
-    pub deleted_items: Vec<&'a str>,
-    /// Users to write (whole state).
-    pub users: Vec<(&'a str, &'a UserState)>,
-    /// A user to forget, with their events.
-    pub deleted_user: Option<&'a str>,
-    /// Popularity values to write.
-    pub popularity: Vec<(&'a str, f64)>,
-    /// Events to append to the log.
-    pub events: Vec<&'a Event>,
-}
+/// A user's logged events with their sequence numbers, in log order.
+pub type SeqEvents = Vec<(u64, Event)>;
 
-/// The redb file and its write policy.
+/// The redb file.
 #[derive(Debug)]
 pub struct Durable {
-    db: Database,
-    fsync: Fsync,
-    /// Non-durable commits exist that the flusher has not yet made durable.
-    dirty: AtomicBool,
-    /// Sequence number of the next event in the log.
-    next_event: AtomicU64,
-}
-
-fn internal(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(e.to_string())
+    path: PathBuf,
+    /// `None` only while [`reopen`](Self::reopen) replaces a database that hit an IO error
+    /// (redb refuses every later write until it is reopened).
+    db: RwLock<Option<Database>>,
+    /// An IO error was met: the next checkpoint reopens the file first.
+    needs_reopen: AtomicBool,
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> StoreResult<T> {
@@ -92,204 +73,459 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> StoreResult<T> {
 }
 
 fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
-    postcard::to_stdvec(value).map_err(internal)
+    postcard::to_stdvec(value).map_err(|e| StoreError::Internal(e.to_string()))
 }
 
 impl Durable {
-    /// Opens (or creates) `dir/recd.redb` and reads everything back.
-    pub fn open(dir: &Path, fsync: Fsync) -> StoreResult<(Durable, Loaded)> {
+    /// Opens (or creates) `dir/recd.redb`, creating its tables and, for a data dir from
+    /// before the per-user index, building it.
+    pub fn open(dir: &Path) -> StoreResult<Durable> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Internal(format!("cannot create data dir {}: {e}", dir.display()))
+            StoreError::Unavailable(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
         let path = dir.join("recd.redb");
         let db = Database::create(&path)
             .map_err(|e| StoreError::Internal(format!("cannot open {}: {e}", path.display())))?;
-        // Create every table once, so that readers never meet a missing table.
-        let txn = db.begin_write().map_err(internal)?;
-        for t in [META, ITEMS, USERS] {
-            txn.open_table(t).map_err(internal)?;
-        }
-        txn.open_table(POPULARITY).map_err(internal)?;
-        txn.open_table(EVENTS).map_err(internal)?;
-        txn.commit().map_err(internal)?;
-
-        let mut loaded = Loaded::default();
-        let read = db.begin_read().map_err(internal)?;
-        let meta = read.open_table(META).map_err(internal)?;
-        if let Some(bytes) = meta.get("schema").map_err(internal)? {
-            loaded.schema = Some(serde_json::from_slice(bytes.value()).map_err(internal)?);
-        }
-        for row in read
-            .open_table(ITEMS)
-            .map_err(internal)?
-            .iter()
-            .map_err(internal)?
-        {
-            let (_, v) = row.map_err(internal)?;
-            loaded.items.push(decode(v.value(), "item")?);
-        }
-        for row in read
-            .open_table(USERS)
-            .map_err(internal)?
-            .iter()
-            .map_err(internal)?
-        {
-            let (k, v) = row.map_err(internal)?;
-            loaded
-                .users
-                .push((k.value().to_string(), decode(v.value(), "user")?));
-        }
-        for row in read
-            .open_table(POPULARITY)
-            .map_err(internal)?
-            .iter()
-            .map_err(internal)?
-        {
-            let (k, v) = row.map_err(internal)?;
-            loaded.popularity.push((k.value().to_string(), v.value()));
-        }
-        let events = read.open_table(EVENTS).map_err(internal)?;
-        let next_event = events
-            .last()
-            .map_err(internal)?
-            .map_or(0, |(k, _)| k.value() + 1);
-        drop(events);
-        drop(read);
         let durable = Durable {
-            db,
-            fsync,
-            dirty: AtomicBool::new(false),
-            next_event: AtomicU64::new(next_event),
+            path,
+            db: RwLock::new(Some(db)),
+            needs_reopen: AtomicBool::new(false),
         };
-        Ok((durable, loaded))
+        durable.init()?;
+        Ok(durable)
+    }
+
+    /// Maps a redb error: IO errors are [`StoreError::Unavailable`] (and call for a reopen),
+    /// the rest are internal.
+    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        let e: redb::Error = e.into();
+        match e {
+            redb::Error::Io(_) | redb::Error::PreviousIo => {
+                self.needs_reopen.store(true, Ordering::Relaxed);
+                StoreError::Unavailable(format!("the data file {}: {e}", self.path.display()))
+            }
+            other => StoreError::Internal(format!("the data file: {other}")),
+        }
+    }
+
+    fn with_db<T>(&self, f: impl FnOnce(&Database) -> StoreResult<T>) -> StoreResult<T> {
+        let db = self.db.read();
+        match db.as_ref() {
+            Some(db) => f(db),
+            None => Err(StoreError::Unavailable(format!(
+                "the data file {} is being reopened after an IO error",
+                self.path.display()
+            ))),
+        }
+    }
+
+    /// Closes and reopens the file if an IO error was met since it was opened.
+    pub fn reopen_if_needed(&self) -> StoreResult<()> {
+        if !self.needs_reopen.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut db = self.db.write();
+        // Close first: redb holds a lock on the file.
+        *db = None;
+        let fresh = Database::create(&self.path).map_err(|e| {
+            StoreError::Unavailable(format!("cannot reopen {}: {e}", self.path.display()))
+        })?;
+        *db = Some(fresh);
+        self.needs_reopen.store(false, Ordering::Relaxed);
+        tracing::info!(path = %self.path.display(), "data file reopened after an IO error");
+        Ok(())
+    }
+
+    fn init(&self) -> StoreResult<()> {
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(|e| self.err(e))?;
+            {
+                for t in [META, ITEMS, USERS] {
+                    txn.open_table(t).map_err(|e| self.err(e))?;
+                }
+                txn.open_table(POPULARITY).map_err(|e| self.err(e))?;
+                let events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+                let mut index = txn.open_table(USER_EVENTS).map_err(|e| self.err(e))?;
+                let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+                if meta.get(INDEXED).map_err(|e| self.err(e))?.is_none() {
+                    let mut n = 0u64;
+                    for row in events.iter().map_err(|e| self.err(e))? {
+                        let (k, v) = row.map_err(|e| self.err(e))?;
+                        let event: Event = decode(v.value(), "event")?;
+                        index
+                            .insert((event.user_id.as_str(), k.value()), ())
+                            .map_err(|e| self.err(e))?;
+                        n += 1;
+                    }
+                    if n > 0 {
+                        tracing::info!(events = n, "built the per-user event index");
+                    }
+                    meta.insert(INDEXED, [1u8].as_slice())
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+            txn.commit().map_err(|e| self.err(e))
+        })
+    }
+
+    /// The last sequence number absorbed: `META["applied"]`, or for a data dir written
+    /// before the log existed, its last event's.
+    pub fn applied(&self) -> StoreResult<u64> {
+        self.with_db(|db| {
+            let read = db.begin_read().map_err(|e| self.err(e))?;
+            self.applied_in(&read)
+        })
+    }
+
+    fn applied_in(&self, read: &redb::ReadTransaction) -> StoreResult<u64> {
+        let meta = read.open_table(META).map_err(|e| self.err(e))?;
+        let events = read.open_table(EVENTS).map_err(|e| self.err(e))?;
+        let from_meta = meta
+            .get(APPLIED)
+            .map_err(|e| self.err(e))?
+            .map(|v| read_u64(v.value()))
+            .transpose()?
+            .unwrap_or(0);
+        let last_event = events
+            .last()
+            .map_err(|e| self.err(e))?
+            .map_or(0, |(k, _)| k.value());
+        Ok(from_meta.max(last_event))
+    }
+
+    /// Reads everything back (start-up, after the log was absorbed).
+    pub fn load(&self) -> StoreResult<Loaded> {
+        self.with_db(|db| {
+            let mut loaded = Loaded::default();
+            let read = db.begin_read().map_err(|e| self.err(e))?;
+            let meta = read.open_table(META).map_err(|e| self.err(e))?;
+            if let Some(bytes) = meta.get("schema").map_err(|e| self.err(e))? {
+                loaded.schema = Some(
+                    serde_json::from_slice(bytes.value())
+                        .map_err(|e| StoreError::Internal(format!("corrupt schema: {e}")))?,
+                );
+            }
+            let items = read.open_table(ITEMS).map_err(|e| self.err(e))?;
+            for row in items.iter().map_err(|e| self.err(e))? {
+                let (_, v) = row.map_err(|e| self.err(e))?;
+                loaded.items.push(decode(v.value(), "item")?);
+            }
+            let users = read.open_table(USERS).map_err(|e| self.err(e))?;
+            for row in users.iter().map_err(|e| self.err(e))? {
+                let (k, v) = row.map_err(|e| self.err(e))?;
+                loaded
+                    .users
+                    .push((k.value().to_string(), decode(v.value(), "user")?));
+            }
+            let pop = read.open_table(POPULARITY).map_err(|e| self.err(e))?;
+            for row in pop.iter().map_err(|e| self.err(e))? {
+                let (k, v) = row.map_err(|e| self.err(e))?;
+                loaded.popularity.push((k.value().to_string(), v.value()));
+            }
+            Ok(loaded)
+        })
     }
 
     /// Stores the schema (first open of a data dir).
     pub fn save_schema(&self, schema: &Schema) -> StoreResult<()> {
-        let bytes = serde_json::to_vec(schema).map_err(internal)?;
-        self.write(|txn| {
+        let bytes = serde_json::to_vec(schema).map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(|e| self.err(e))?;
             txn.open_table(META)
-                .map_err(internal)?
+                .map_err(|e| self.err(e))?
                 .insert("schema", bytes.as_slice())
-                .map_err(internal)?;
-            Ok(())
+                .map_err(|e| self.err(e))?;
+            txn.commit().map_err(|e| self.err(e))
         })
     }
 
-    /// Commits one batch atomically, under the configured fsync policy.
-    pub fn commit(&self, batch: &Batch<'_>) -> StoreResult<()> {
-        self.write(|txn| {
-            {
-                let mut items = txn.open_table(ITEMS).map_err(internal)?;
-                for item in &batch.items {
-                    items
-                        .insert(item.id.as_str(), encode(item)?.as_slice())
-                        .map_err(internal)?;
-                }
-                for id in &batch.deleted_items {
-                    items.remove(*id).map_err(internal)?;
-                }
+    /// One checkpoint: `feed` hands records to the [`Absorb`] (skipping those up to
+    /// `applied`), which are then committed in one durable transaction together with the
+    /// new applied sequence number, which is returned. With `stop_before_commit` (a test
+    /// fault) everything is applied and then dropped uncommitted.
+    pub fn absorb(
+        &self,
+        applied: u64,
+        stop_before_commit: bool,
+        feed: impl FnOnce(&mut Absorb<'_>) -> StoreResult<()>,
+    ) -> StoreResult<u64> {
+        self.with_db(|db| {
+            let mut txn = db.begin_write().map_err(|e| self.err(e))?;
+            txn.set_durability(Durability::Immediate)
+                .map_err(|e| self.err(e))?;
+            let absorbed = {
+                let mut a = Absorb {
+                    durable: self,
+                    items: txn.open_table(ITEMS).map_err(|e| self.err(e))?,
+                    users: txn.open_table(USERS).map_err(|e| self.err(e))?,
+                    popularity: txn.open_table(POPULARITY).map_err(|e| self.err(e))?,
+                    events: txn.open_table(EVENTS).map_err(|e| self.err(e))?,
+                    index: txn.open_table(USER_EVENTS).map_err(|e| self.err(e))?,
+                    meta: txn.open_table(META).map_err(|e| self.err(e))?,
+                    user_states: HashMap::new(),
+                    increments: HashMap::new(),
+                    applied,
+                    records: 0,
+                };
+                feed(&mut a)?;
+                a.finish()?
+            };
+            let (new_applied, records) = absorbed;
+            if records == 0 {
+                // Nothing new: no commit, no fsync.
+                return Ok(new_applied);
             }
-            {
-                let mut users = txn.open_table(USERS).map_err(internal)?;
-                for (id, state) in &batch.users {
-                    users
-                        .insert(*id, encode(state)?.as_slice())
-                        .map_err(internal)?;
-                }
-                if let Some(id) = batch.deleted_user {
-                    users.remove(id).map_err(internal)?;
-                }
+            if stop_before_commit {
+                return Err(StoreError::Internal(
+                    "checkpoint stopped before its commit (test fault)".into(),
+                ));
             }
-            {
-                let mut pop = txn.open_table(POPULARITY).map_err(internal)?;
-                for (id, score) in &batch.popularity {
-                    pop.insert(*id, *score).map_err(internal)?;
-                }
-            }
-            let mut log = txn.open_table(EVENTS).map_err(internal)?;
-            for event in &batch.events {
-                let seq = self.next_event.fetch_add(1, Ordering::Relaxed);
-                log.insert(seq, encode(event)?.as_slice())
-                    .map_err(internal)?;
-            }
-            if let Some(id) = batch.deleted_user {
-                // The log is keyed by sequence: forgetting a user means a scan. Rare (GDPR
-                // requests), and it keeps the log in time order for training.
-                log.retain(|_, bytes| {
-                    decode::<Event>(bytes, "event")
-                        .map(|e| e.user_id != id)
-                        .unwrap_or(true)
-                })
-                .map_err(internal)?;
-            }
-            Ok(())
+            txn.commit().map_err(|e| self.err(e))?;
+            Ok(new_applied)
         })
     }
 
     /// The event log, in order.
     pub fn events(&self) -> StoreResult<Vec<Event>> {
-        let read = self.db.begin_read().map_err(internal)?;
-        let table = read.open_table(EVENTS).map_err(internal)?;
-        let mut out = Vec::with_capacity(table.len().map_err(internal)? as usize);
-        for row in table.iter().map_err(internal)? {
-            let (_, v) = row.map_err(internal)?;
-            out.push(decode(v.value(), "event")?);
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let read = db.begin_read().map_err(|e| self.err(e))?;
+            let table = read.open_table(EVENTS).map_err(|e| self.err(e))?;
+            let mut out = Vec::with_capacity(table.len().map_err(|e| self.err(e))? as usize);
+            for row in table.iter().map_err(|e| self.err(e))? {
+                let (_, v) = row.map_err(|e| self.err(e))?;
+                out.push(decode(v.value(), "event")?);
+            }
+            Ok(out)
+        })
     }
 
-    /// The logged events of `users` with sequence numbers from `from` on, per user in log
-    /// order, and the sequence number to continue from. Reads one consistent snapshot, so
-    /// it runs beside writers (the scan is the slow part of a session rebuild).
-    pub fn user_events(
-        &self,
-        users: &HashSet<&str>,
-        from: u64,
-    ) -> StoreResult<(HashMap<String, Vec<Event>>, u64)> {
-        let read = self.db.begin_read().map_err(internal)?;
-        let table = read.open_table(EVENTS).map_err(internal)?;
-        let mut out: HashMap<String, Vec<Event>> = HashMap::new();
-        let mut next = from;
-        for row in table.range(from..).map_err(internal)? {
-            let (k, v) = row.map_err(internal)?;
-            next = k.value() + 1;
-            let event: Event = decode(v.value(), "event")?;
-            if users.contains(event.user_id.as_str()) {
-                out.entry(event.user_id.clone()).or_default().push(event);
+    /// The absorbed events of `users` with their sequence numbers, per user in log order
+    /// (through the per-user index: the cost is those users' events), and the sequence
+    /// number this snapshot is complete up to.
+    pub fn user_events(&self, users: &[&str]) -> StoreResult<(HashMap<String, SeqEvents>, u64)> {
+        self.with_db(|db| {
+            let read = db.begin_read().map_err(|e| self.err(e))?;
+            let applied = self.applied_in(&read)?;
+            let index = read.open_table(USER_EVENTS).map_err(|e| self.err(e))?;
+            let events = read.open_table(EVENTS).map_err(|e| self.err(e))?;
+            let mut out = HashMap::new();
+            for user in users {
+                let mut mine = Vec::new();
+                for row in index
+                    .range((*user, 0u64)..=(*user, u64::MAX))
+                    .map_err(|e| self.err(e))?
+                {
+                    let (k, _) = row.map_err(|e| self.err(e))?;
+                    let seq = k.value().1;
+                    if let Some(v) = events.get(seq).map_err(|e| self.err(e))? {
+                        mine.push((seq, decode(v.value(), "event")?));
+                    }
+                }
+                if !mine.is_empty() {
+                    out.insert(user.to_string(), mine);
+                }
+            }
+            Ok((out, applied))
+        })
+    }
+}
+
+fn read_u64(bytes: &[u8]) -> StoreResult<u64> {
+    <[u8; 8]>::try_from(bytes)
+        .map(u64::from_le_bytes)
+        .map_err(|_| StoreError::Internal("corrupt applied mark".into()))
+}
+
+/// A checkpoint in progress: the open redb tables, and what is coalesced until the end
+/// (a user's state is written once however many records changed it; popularity
+/// increments are summed).
+pub struct Absorb<'t> {
+    durable: &'t Durable,
+    items: Table<'t, &'static str, &'static [u8]>,
+    users: Table<'t, &'static str, &'static [u8]>,
+    popularity: Table<'t, &'static str, f64>,
+    events: Table<'t, u64, &'static [u8]>,
+    index: Table<'t, (&'static str, u64), ()>,
+    meta: Table<'t, &'static str, &'static [u8]>,
+    /// Latest state per user; `None`: forgotten.
+    user_states: HashMap<String, Option<UserState>>,
+    /// Summed log-domain popularity increments per item.
+    increments: HashMap<String, f64>,
+    /// The last sequence number applied so far.
+    applied: u64,
+    /// Records applied in this checkpoint.
+    records: u64,
+}
+
+impl Absorb<'_> {
+    /// The last sequence number applied so far.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Applies the record `seq` (skipped if it was applied already).
+    pub fn record(&mut self, seq: u64, payload: &[u8]) -> StoreResult<()> {
+        if seq <= self.applied {
+            return Ok(());
+        }
+        let op = match Op::decode(payload) {
+            Ok(op) => op,
+            Err(e) => {
+                // Its checksum held, so these are the bytes that were written: a record
+                // of an unknown format. The data dir must reopen all the same.
+                tracing::error!(seq, cause = %e, "undecodable log record skipped");
+                self.applied = seq;
+                self.records += 1;
+                return Ok(());
+            }
+        };
+        let last = seq + op.span() - 1;
+        let d = self.durable;
+        match op {
+            Op::Items(items) => {
+                for item in &items {
+                    self.items
+                        .insert(item.id.as_str(), encode(item)?.as_slice())
+                        .map_err(|e| d.err(e))?;
+                }
+            }
+            Op::DeleteItem(id) => {
+                self.items.remove(id.as_str()).map_err(|e| d.err(e))?;
+            }
+            Op::Events {
+                events,
+                users,
+                popularity,
+            } => {
+                for (i, event) in events.iter().enumerate() {
+                    let s = seq + i as u64;
+                    self.events
+                        .insert(s, encode(event)?.as_slice())
+                        .map_err(|e| d.err(e))?;
+                    self.index
+                        .insert((event.user_id.as_str(), s), ())
+                        .map_err(|e| d.err(e))?;
+                }
+                for (id, state) in users {
+                    self.user_states.insert(id, Some(state));
+                }
+                for (id, inc) in popularity {
+                    let sum = self.increments.entry(id).or_insert(f64::NEG_INFINITY);
+                    *sum = log_add(*sum, inc);
+                }
+            }
+            Op::Users(users) => {
+                for (id, state) in users {
+                    self.user_states.insert(id, Some(state));
+                }
+            }
+            Op::DeleteUser(id) => {
+                let mut seqs = Vec::new();
+                for row in self
+                    .index
+                    .range((id.as_str(), 0u64)..=(id.as_str(), u64::MAX))
+                    .map_err(|e| d.err(e))?
+                {
+                    seqs.push(row.map_err(|e| d.err(e))?.0.value().1);
+                }
+                for s in seqs {
+                    self.events.remove(s).map_err(|e| d.err(e))?;
+                    self.index.remove((id.as_str(), s)).map_err(|e| d.err(e))?;
+                }
+                self.user_states.insert(id, None);
             }
         }
-        Ok((out, next))
-    }
-
-    /// Makes every earlier commit durable (an empty `Immediate` commit), if any is pending.
-    pub fn flush(&self) -> StoreResult<()> {
-        if self.dirty.swap(false, Ordering::AcqRel) {
-            let mut txn = self.db.begin_write().map_err(internal)?;
-            txn.set_durability(Durability::Immediate)
-                .map_err(internal)?;
-            txn.commit().map_err(internal)?;
-        }
+        self.applied = last;
+        self.records += 1;
         Ok(())
     }
 
-    /// The fsync policy.
-    pub fn fsync(&self) -> Fsync {
-        self.fsync
+    /// Writes what was coalesced and the applied mark; `(applied, records)`.
+    fn finish(mut self) -> StoreResult<(u64, u64)> {
+        let d = self.durable;
+        if self.records == 0 {
+            return Ok((self.applied, 0));
+        }
+        for (id, state) in &self.user_states {
+            match state {
+                Some(s) => {
+                    self.users
+                        .insert(id.as_str(), encode(s)?.as_slice())
+                        .map_err(|e| d.err(e))?;
+                }
+                None => {
+                    self.users.remove(id.as_str()).map_err(|e| d.err(e))?;
+                }
+            }
+        }
+        for (id, inc) in &self.increments {
+            let current = self
+                .popularity
+                .get(id.as_str())
+                .map_err(|e| d.err(e))?
+                .map_or(f64::NEG_INFINITY, |v| v.value());
+            self.popularity
+                .insert(id.as_str(), log_add(current, *inc))
+                .map_err(|e| d.err(e))?;
+        }
+        self.meta
+            .insert(APPLIED, self.applied.to_le_bytes().as_slice())
+            .map_err(|e| d.err(e))?;
+        Ok((self.applied, self.records))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use recd_core::EventType;
+
+    use super::*;
+
+    fn event(user: &str, t: i64) -> Event {
+        Event {
+            user_id: user.into(),
+            item_id: "i".into(),
+            kind: EventType::View,
+            value: None,
+            timestamp_ms: t,
+            recommendation_id: None,
+        }
     }
 
-    fn write(&self, f: impl FnOnce(&WriteTransaction) -> StoreResult<()>) -> StoreResult<()> {
-        let mut txn = self.db.begin_write().map_err(internal)?;
-        let durability = match self.fsync {
-            Fsync::Always => Durability::Immediate,
-            Fsync::Everysec | Fsync::Never => Durability::None,
-        };
-        txn.set_durability(durability).map_err(internal)?;
-        f(&txn)?;
-        txn.commit().map_err(internal)?;
-        if self.fsync != Fsync::Always {
-            self.dirty.store(true, Ordering::Release);
+    #[test]
+    fn a_data_dir_from_before_the_log_gets_its_index_and_applied_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        // What the previous version left: events keyed by sequence number, no per-user
+        // index, no applied mark.
+        {
+            let db = Database::create(dir.path().join("recd.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut events = txn.open_table(EVENTS).unwrap();
+                for (seq, user) in [(0u64, "a"), (1, "b"), (2, "a"), (7, "a")] {
+                    let bytes = encode(&event(user, seq as i64)).unwrap();
+                    events.insert(seq, bytes.as_slice()).unwrap();
+                }
+                txn.open_table(META).unwrap();
+            }
+            txn.commit().unwrap();
         }
-        Ok(())
+        let d = Durable::open(dir.path()).unwrap();
+        assert_eq!(d.applied().unwrap(), 7, "continues after the last event");
+        let (mine, as_of) = d.user_events(&["a", "c"]).unwrap();
+        assert_eq!(as_of, 7);
+        let seqs: Vec<u64> = mine["a"].iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, [0, 2, 7]);
+        assert!(!mine.contains_key("c"));
+        // Forgetting a user goes through the index built at open.
+        let applied = d
+            .absorb(7, false, |a| {
+                let op = super::super::record::OpRef::DeleteUser("a").encode()?;
+                a.record(8, &op)
+            })
+            .unwrap();
+        assert_eq!(applied, 8);
+        let left: Vec<String> = d.events().unwrap().into_iter().map(|e| e.user_id).collect();
+        assert_eq!(left, ["b"]);
     }
 }

@@ -1,55 +1,144 @@
-//! The embedded backend's user states, in lock-striped shards.
+//! The embedded backend's user states, in lock-striped shards that are also the unit of
+//! write atomicity.
 //!
-//! Reads of one user take one shard's mutex for the time of a clone; writers are already
-//! serialized by the store's write lock, so the shards only keep readers of different
-//! users from contending with each other.
+//! A writer locks the shards of the users it changes (always in ascending shard order,
+//! so that two writers never wait on each other in a cycle), computes the new states,
+//! appends its log record and publishes the states before unlocking. So a user's writes
+//! are atomic and logged in the order they were applied, while writers of users in other
+//! shards never wait for each other; readers take one shard's lock for a clone.
+//!
+//! Each shard also keeps the events of its users that were logged but not yet absorbed by
+//! redb (`tail`), and the users forgotten since (`forgotten`): with them, a session rebuild
+//! reads a user's exact event history — redb's snapshot plus the tail — without waiting
+//! for a checkpoint while it holds the lock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 
-use parking_lot::Mutex;
-use recd_core::UserState;
+use parking_lot::{Mutex, MutexGuard};
+use recd_core::{Event, UserState};
 
 const SHARDS: usize = 64;
 
-/// User id → state.
+/// One shard.
+#[derive(Debug, Default)]
+pub struct Shard {
+    /// User id → state.
+    pub users: HashMap<String, UserState>,
+    /// Events of this shard's users with sequence numbers after `tail_from`, in order.
+    pub tail: VecDeque<(u64, Event)>,
+    /// `tail` holds every event of the shard logged after this sequence number.
+    pub tail_from: u64,
+    /// Users forgotten after `tail_from`, with the sequence number of their deletion:
+    /// events before it that redb may still hold are not theirs any more.
+    pub forgotten: HashMap<String, u64>,
+}
+
+/// User id → state, sharded.
 #[derive(Debug)]
 pub struct Users {
-    shards: Vec<Mutex<HashMap<String, UserState>>>,
+    shards: Vec<Mutex<Shard>>,
     hasher: RandomState,
 }
 
-impl Default for Users {
-    fn default() -> Self {
+impl Users {
+    /// No users; `applied` is the sequence number redb holds everything up to.
+    pub fn new(applied: u64) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        tail_from: applied,
+                        ..Shard::default()
+                    })
+                })
+                .collect(),
             hasher: RandomState::new(),
         }
     }
-}
 
-impl Users {
-    fn shard(&self, id: &str) -> &Mutex<HashMap<String, UserState>> {
-        &self.shards[(self.hasher.hash_one(id) as usize) % SHARDS]
+    fn index(&self, id: &str) -> usize {
+        (self.hasher.hash_one(id) as usize) % SHARDS
     }
 
     /// A copy of the user's state.
     pub fn get(&self, id: &str) -> Option<UserState> {
-        self.shard(id).lock().get(id).cloned()
+        self.shards[self.index(id)].lock().users.get(id).cloned()
     }
 
-    /// Sets the user's state.
-    pub fn put(&self, id: &str, state: UserState) {
-        self.shard(id).lock().insert(id.to_string(), state);
-    }
-
-    /// Forgets the user; whether they existed.
-    pub fn remove(&self, id: &str) -> bool {
-        self.shard(id).lock().remove(id).is_some()
+    /// Sets a state at start-up.
+    pub fn load(&self, id: String, state: UserState) {
+        self.shards[self.index(&id)].lock().users.insert(id, state);
     }
 
     /// How many users there are.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.shards.iter().map(|s| s.lock().users.len()).sum()
+    }
+
+    /// Locks the shards of `ids`, in ascending order.
+    pub fn lock<'s>(&self, ids: impl IntoIterator<Item = &'s str>) -> Locked<'_> {
+        let mut wanted: Vec<usize> = ids.into_iter().map(|id| self.index(id)).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        Locked {
+            users: self,
+            guards: wanted
+                .into_iter()
+                .map(|i| (i, self.shards[i].lock()))
+                .collect(),
+        }
+    }
+
+    /// Groups `ids` by shard (in ascending shard order), for writers that lock one shard
+    /// at a time.
+    pub fn by_shard<'a>(&self, ids: &[&'a str]) -> Vec<Vec<&'a str>> {
+        let mut groups: HashMap<usize, Vec<&'a str>> = HashMap::new();
+        for id in ids {
+            groups.entry(self.index(id)).or_default().push(id);
+        }
+        let mut out: Vec<(usize, Vec<&str>)> = groups.into_iter().collect();
+        out.sort_unstable_by_key(|(i, _)| *i);
+        out.into_iter().map(|(_, g)| g).collect()
+    }
+
+    /// After a checkpoint absorbed everything up to `applied`: drops the tails' copies.
+    pub fn absorbed(&self, applied: u64) {
+        for shard in &self.shards {
+            let mut s = shard.lock();
+            if s.tail_from >= applied {
+                continue;
+            }
+            while s.tail.front().is_some_and(|(seq, _)| *seq <= applied) {
+                s.tail.pop_front();
+            }
+            s.tail_from = applied;
+            s.forgotten.retain(|_, seq| *seq > applied);
+        }
+    }
+}
+
+/// The locked shards of one write.
+#[derive(Debug)]
+pub struct Locked<'a> {
+    users: &'a Users,
+    /// `(shard index, guard)`, ascending.
+    guards: Vec<(usize, MutexGuard<'a, Shard>)>,
+}
+
+impl Locked<'_> {
+    /// The locked shard of `id`. Panics if it was not locked: a bug in the caller, which
+    /// locks the shards of every id it touches.
+    pub fn shard(&mut self, id: &str) -> &mut Shard {
+        let i = self.users.index(id);
+        match self.guards.binary_search_by_key(&i, |(k, _)| *k) {
+            Ok(at) => &mut self.guards[at].1,
+            Err(_) => unreachable!("shard of '{id}' not locked"),
+        }
+    }
+
+    /// The state of `id`.
+    pub fn get(&mut self, id: &str) -> Option<&UserState> {
+        self.shard(id).users.get(id)
     }
 }

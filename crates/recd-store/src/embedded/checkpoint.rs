@@ -1,0 +1,497 @@
+//! Checkpoints: redb absorbs the log, in the background, and the absorbed segments go.
+//!
+//! A checkpoint reads the log records written since the last one (closed segments whole,
+//! the active one up to what the writer has written), applies them to redb in one durable
+//! transaction that also stores the last sequence number applied, and only then deletes
+//! the closed segments. A crash before the commit leaves redb as it was and the log whole;
+//! a crash after it leaves records redb already has, which the next reader skips by their
+//! sequence number. Either way every logged record ends up applied exactly once.
+//!
+//! One background thread checkpoints every `checkpoint_seconds`, or sooner when
+//! `checkpoint_bytes` were logged; [`Checkpointer::run`] also runs on demand (reading the
+//! whole event log, which lives in redb) and at shutdown. Start-up runs [`recover`]: the
+//! same absorption over every segment found, truncating a torn tail instead of failing.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::durable::Durable;
+use super::faults::{CheckpointStop, Faults};
+use super::log::Wal;
+use super::segment;
+use crate::error::{StoreError, StoreResult};
+
+/// Wakes the checkpoint thread early (the log outgrew `checkpoint_bytes`) or stops it.
+#[derive(Debug, Default)]
+pub struct Trigger {
+    state: Mutex<(bool, bool)>,
+    cv: Condvar,
+}
+
+impl Trigger {
+    /// Asks for a checkpoint now.
+    pub fn fire(&self) {
+        let mut s = self.state.lock();
+        if !s.0 {
+            s.0 = true;
+            self.cv.notify_one();
+        }
+    }
+
+    fn stop(&self) {
+        self.state.lock().1 = true;
+        self.cv.notify_one();
+    }
+
+    /// Waits for a request or `timeout`; false once stopped.
+    fn wait(&self, timeout: Duration) -> bool {
+        let mut s = self.state.lock();
+        if !s.0 && !s.1 {
+            self.cv.wait_for(&mut s, timeout);
+        }
+        s.0 = false;
+        !s.1
+    }
+}
+
+/// Where the last checkpoint stopped reading.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    /// Every record up to this sequence number is in redb.
+    applied: u64,
+    /// The segment it read last (the then active one) and the offset it read up to.
+    segment: u64,
+    offset: u64,
+}
+
+/// Absorbs the log into redb.
+pub struct Checkpointer {
+    wal: Arc<Wal>,
+    durable: Arc<Durable>,
+    faults: Arc<Faults>,
+    /// Serializes checkpoints; holds where the last one stopped.
+    cursor: Mutex<Cursor>,
+    trigger: Arc<Trigger>,
+    interval: Duration,
+    /// Told the new applied sequence number after each commit (to drop in-memory copies of
+    /// what redb now has).
+    on_absorbed: Box<dyn Fn(u64) + Send + Sync>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Checkpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpointer")
+            .field("cursor", &*self.cursor.lock())
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Checkpointer {
+    /// A checkpointer of `wal` into `durable`, which holds everything up to `applied`.
+    pub fn new(
+        wal: Arc<Wal>,
+        durable: Arc<Durable>,
+        faults: Arc<Faults>,
+        trigger: Arc<Trigger>,
+        interval: Duration,
+        applied: u64,
+        on_absorbed: Box<dyn Fn(u64) + Send + Sync>,
+    ) -> Arc<Checkpointer> {
+        Arc::new(Checkpointer {
+            wal,
+            durable,
+            faults,
+            cursor: Mutex::new(Cursor {
+                applied,
+                segment: 0,
+                offset: 0,
+            }),
+            trigger,
+            interval,
+            on_absorbed,
+            thread: Mutex::new(None),
+        })
+    }
+
+    /// Starts the background thread.
+    pub fn start(self: &Arc<Self>) -> StoreResult<()> {
+        let me = self.clone();
+        let t = std::thread::Builder::new()
+            .name("recd-checkpoint".into())
+            .spawn(move || me.background())
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}"))
+            })?;
+        *self.thread.lock() = Some(t);
+        Ok(())
+    }
+
+    /// Stops the background thread (after the checkpoint it may be running).
+    pub fn stop(&self) {
+        self.trigger.stop();
+        if let Some(t) = self.thread.lock().take()
+            && t.join().is_err()
+        {
+            tracing::error!("the checkpoint thread panicked");
+        }
+    }
+
+    fn background(&self) {
+        while self.trigger.wait(self.interval) {
+            if let Err(e) = self.run(None) {
+                tracing::error!(cause = %e, "checkpoint failed; the log keeps every write and the next checkpoint retries");
+            }
+        }
+    }
+
+    /// Runs a checkpoint; with `upto`, first waits until the log has written that sequence
+    /// number, so that the checkpoint covers it. Returns the applied sequence number.
+    pub fn run(&self, upto: Option<u64>) -> StoreResult<u64> {
+        let mut cur = self.cursor.lock();
+        if let Some(seq) = upto {
+            if seq <= cur.applied {
+                return Ok(cur.applied);
+            }
+            self.wal.wait_written(seq)?;
+        }
+        let view = self.wal.view();
+        if view.written <= cur.applied && view.closed.is_empty() {
+            return Ok(cur.applied);
+        }
+        self.durable.reopen_if_needed()?;
+        let stop = self.faults.checkpoint_stop();
+        let from = *cur;
+        let mut end = 0;
+        let applied = self.durable.absorb(
+            from.applied,
+            stop == Some(CheckpointStop::BeforeCommit),
+            |absorb| {
+                for (no, path) in &view.closed {
+                    if *no < from.segment {
+                        continue;
+                    }
+                    let start = if *no == from.segment { from.offset } else { 0 };
+                    let scan = segment::scan(path, start, None, |seq, p| absorb.record(seq, p))?;
+                    if let Some(reason) = scan.torn {
+                        // The tail of a segment an IO error interrupted: its records were
+                        // written again to a later segment.
+                        tracing::warn!(segment = %path.display(), offset = scan.end, %reason, "log segment ends in a torn record");
+                    }
+                }
+                let (no, path, len) = &view.active;
+                let start = if *no == from.segment { from.offset } else { 0 };
+                end = segment::scan(path, start, Some(*len), |seq, p| absorb.record(seq, p))?.end;
+                Ok(())
+            },
+        )?;
+        if stop == Some(CheckpointStop::AfterCommit) {
+            return Err(StoreError::Internal(
+                "checkpoint stopped after its commit (test fault)".into(),
+            ));
+        }
+        *cur = Cursor {
+            applied,
+            segment: view.active.0,
+            offset: end,
+        };
+        drop(cur);
+        self.wal
+            .absorbed(view.closed.last().map_or(0, |(no, _)| *no), view.bytes);
+        (self.on_absorbed)(applied);
+        Ok(applied)
+    }
+}
+
+/// Start-up: absorbs every segment in `dir` into `durable` (skipping what it has),
+/// truncating a torn tail with a warning, then deletes the segments. Returns the applied
+/// sequence number and the number for the next segment.
+pub fn recover(durable: &Durable, dir: &Path) -> StoreResult<(u64, u64)> {
+    let segments = segment::list_segments(dir)?;
+    let applied = durable.applied()?;
+    if segments.is_empty() {
+        return Ok((applied, 1));
+    }
+    let mut replayed = 0u64;
+    let applied = durable.absorb(applied, false, |absorb| {
+        for (_, path) in &segments {
+            let before = absorb.applied();
+            let scan = segment::scan(path, 0, None, |seq, p| {
+                replayed += u64::from(seq > before);
+                absorb.record(seq, p)
+            })?;
+            if let Some(reason) = scan.torn {
+                tracing::warn!(segment = %path.display(), offset = scan.end, %reason, "torn log tail truncated (a write that was never acknowledged)");
+                let truncated = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .and_then(|f| f.set_len(scan.end));
+                if let Err(e) = truncated {
+                    tracing::warn!(segment = %path.display(), cause = %e, "cannot truncate the torn tail; it is ignored");
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if replayed > 0 {
+        tracing::info!(records = replayed, "replayed the write log");
+    }
+    for (_, path) in &segments {
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!(segment = %path.display(), cause = %e, "cannot delete an absorbed log segment");
+        }
+    }
+    let next = segments.last().map_or(1, |(no, _)| no + 1);
+    Ok((applied, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::path::PathBuf;
+
+    use recd_core::{EventType, Filter, ItemUpsert, Schema};
+    use serde_json::json;
+
+    use super::*;
+    use crate::embedded::{EmbeddedOptions, EmbeddedStore, Fsync};
+    use crate::{ModelSettings, Store};
+
+    fn schema() -> Schema {
+        Schema::demo(2)
+    }
+
+    fn options(fsync: Fsync) -> EmbeddedOptions {
+        EmbeddedOptions {
+            fsync,
+            // Checkpoints only when a test runs one.
+            checkpoint_seconds: 1e6,
+            checkpoint_bytes: u64::MAX,
+            ..EmbeddedOptions::default()
+        }
+    }
+
+    fn open(dir: &Path, fsync: Fsync) -> EmbeddedStore {
+        EmbeddedStore::open(
+            dir,
+            Some(schema()),
+            ModelSettings::default(),
+            options(fsync),
+        )
+        .unwrap()
+    }
+
+    fn upsert(v: serde_json::Value) -> ItemUpsert {
+        ItemUpsert::from_json(&v, &schema()).unwrap()
+    }
+
+    fn event(user: &str, item: &str, kind: EventType, t: i64) -> recd_core::Event {
+        recd_core::Event {
+            user_id: user.into(),
+            item_id: item.into(),
+            kind,
+            value: None,
+            timestamp_ms: t,
+            recommendation_id: None,
+        }
+    }
+
+    /// One round of every kind of write, applied to `stores` alike.
+    async fn writes(stores: &[&dyn Store], round: i64) {
+        let r = round;
+        for s in stores {
+            s.upsert_items(vec![
+                upsert(json!({"id": format!("a{r}"), "vector": [1.0, 0.5], "category": "x"})),
+                upsert(json!({"id": format!("b{r}"), "vector": [0.0, 1.0]})),
+                upsert(json!({"id": "shared", "vector": [r as f64 + 1.0, 1.0]})),
+            ])
+            .await
+            .unwrap();
+            s.apply_events(&[
+                event(
+                    &format!("u{r}"),
+                    &format!("a{r}"),
+                    EventType::Purchase,
+                    10 + r,
+                ),
+                event("hot", &format!("b{r}"), EventType::View, 20 + r),
+                event("hot", "shared", EventType::Click, 30 + r),
+                event("ghost-item-user", "no-such-item", EventType::View, 40 + r),
+            ])
+            .await
+            .unwrap();
+            s.set_user_vectors(vec![(format!("u{r}"), vec![0.5, 0.5])])
+                .await
+                .unwrap();
+            s.apply_events(&[event("gone", "shared", EventType::View, 50 + r)])
+                .await
+                .unwrap();
+            assert!(s.delete_user("gone").await.unwrap());
+            s.set_item_vectors(vec![(format!("a{r}"), vec![0.0, -1.0])])
+                .await
+                .unwrap();
+            assert!(s.delete_item(&format!("b{r}")).await.unwrap());
+            s.rebuild_sessions(&["hot".into()]).await.unwrap();
+        }
+    }
+
+    /// Asserts that `got` holds exactly what `want` holds, for the ids the writes use.
+    async fn same(got: &dyn Store, want: &dyn Store, rounds: i64) {
+        assert_eq!(got.counts().await.unwrap(), want.counts().await.unwrap());
+        let mut items: Vec<String> = vec!["shared".into(), "no-such-item".into()];
+        let mut users: Vec<String> = vec!["hot".into(), "gone".into(), "ghost-item-user".into()];
+        for r in 0..rounds {
+            items.extend([format!("a{r}"), format!("b{r}")]);
+            users.push(format!("u{r}"));
+        }
+        assert_eq!(
+            got.get_items(&items).await.unwrap(),
+            want.get_items(&items).await.unwrap()
+        );
+        for u in &users {
+            assert_eq!(
+                got.get_user(u).await.unwrap(),
+                want.get_user(u).await.unwrap(),
+                "user {u}"
+            );
+        }
+        let (g, w) = (
+            got.popular(100, &Filter::all()).await.unwrap(),
+            want.popular(100, &Filter::all()).await.unwrap(),
+        );
+        assert_eq!(g.len(), w.len());
+        for (g, w) in g.iter().zip(&w) {
+            assert_eq!(g.item.id, w.item.id);
+            // Replayed increments are summed in another order: equal up to rounding, and
+            // never twice (that would add ln 2).
+            assert!(
+                (g.log_score - w.log_score).abs() < 1e-9 || g.log_score == w.log_score,
+                "{} {} vs {}",
+                g.item.id,
+                g.log_score,
+                w.log_score
+            );
+        }
+        assert_eq!(got.events().await.unwrap(), want.events().await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crash_on_either_side_of_a_checkpoint_commit_loses_and_repeats_nothing() {
+        for stop in [CheckpointStop::BeforeCommit, CheckpointStop::AfterCommit] {
+            let dir = tempfile::tempdir().unwrap();
+            let reference = EmbeddedStore::in_memory(schema(), ModelSettings::default()).unwrap();
+            let s = open(dir.path(), Fsync::Everysec);
+            writes(&[&s, &reference], 0).await;
+            s.checkpoint().unwrap();
+            writes(&[&s, &reference], 1).await;
+            s.faults().set_checkpoint_stop(Some(stop));
+            let e = s.checkpoint().unwrap_err();
+            assert!(e.to_string().contains("test fault"), "{e}");
+            // Writes go on while checkpoints fail.
+            writes(&[&s, &reference], 2).await;
+            s.crash();
+
+            let s = open(dir.path(), Fsync::Everysec);
+            same(&s, &reference, 3).await;
+            // and once more, after the reopened store's own (final) checkpoint
+            writes(&[&s, &reference], 3).await;
+            drop(s);
+            let s = open(dir.path(), Fsync::Everysec);
+            same(&s, &reference, 4).await;
+            assert!(
+                segment::list_segments(&dir.path().join("wal"))
+                    .unwrap()
+                    .len()
+                    <= 1,
+                "absorbed segments are deleted ({stop:?})"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_acknowledged_write_survives_a_crash_under_every_policy() {
+        for fsync in [Fsync::Always, Fsync::Everysec, Fsync::Never] {
+            let dir = tempfile::tempdir().unwrap();
+            let reference = EmbeddedStore::in_memory(schema(), ModelSettings::default()).unwrap();
+            let s = open(dir.path(), fsync);
+            writes(&[&s, &reference], 0).await;
+            s.crash();
+            let s = open(dir.path(), fsync);
+            same(&s, &reference, 1).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_torn_tail_is_truncated_and_the_rest_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let reference = EmbeddedStore::in_memory(schema(), ModelSettings::default()).unwrap();
+        let s = open(dir.path(), Fsync::Always);
+        writes(&[&s, &reference], 0).await;
+        s.crash();
+        // A write the crash interrupted: its frame is cut short.
+        let segments = segment::list_segments(&dir.path().join("wal")).unwrap();
+        let (_, last) = segments.last().unwrap();
+        let whole = std::fs::metadata(last).unwrap().len();
+        let torn = segment::frame(u64::MAX / 2, b"never acknowledged");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(last)
+            .unwrap()
+            .write_all(&torn[..torn.len() - 3])
+            .unwrap();
+        let durable = Durable::open(dir.path()).unwrap();
+        let before = durable.applied().unwrap();
+        let mut seen = Vec::new();
+        let scan = segment::scan(last, 0, None, |seq, _| {
+            seen.push(seq);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(scan.end, whole);
+        assert!(scan.torn.is_some());
+        let (applied, _) = recover(&durable, &dir.path().join("wal")).unwrap();
+        assert!(applied > before && applied < u64::MAX / 2);
+        assert!(
+            segment::list_segments(&dir.path().join("wal"))
+                .unwrap()
+                .is_empty()
+        );
+        drop(durable);
+        let s = open(dir.path(), Fsync::Always);
+        same(&s, &reference, 1).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replaying_a_log_twice_applies_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let reference = EmbeddedStore::in_memory(schema(), ModelSettings::default()).unwrap();
+        let s = open(dir.path(), Fsync::Never);
+        writes(&[&s, &reference], 0).await;
+        s.flush().unwrap();
+        let wal = dir.path().join("wal");
+        let copies: Vec<(PathBuf, Vec<u8>)> = segment::list_segments(&wal)
+            .unwrap()
+            .into_iter()
+            .map(|(_, p)| {
+                let bytes = std::fs::read(&p).unwrap();
+                (p, bytes)
+            })
+            .collect();
+        drop(s); // absorbs everything
+        // The same segments again, as if their deletion had never happened.
+        for (p, bytes) in &copies {
+            std::fs::write(p, bytes).unwrap();
+        }
+        let durable = Durable::open(dir.path()).unwrap();
+        let applied = durable.applied().unwrap();
+        assert_eq!(recover(&durable, &wal).unwrap().0, applied);
+        drop(durable);
+        let s = open(dir.path(), Fsync::Never);
+        same(&s, &reference, 1).await;
+    }
+}

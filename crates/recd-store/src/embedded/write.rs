@@ -1,0 +1,358 @@
+//! The embedded backend's writes: each validates, takes the locks of what it changes,
+//! computes the new values, appends its log record, publishes in memory and unlocks. The
+//! caller then waits for the record's acknowledgement (`Sink::wait`) outside every lock,
+//! which is where group commit batches concurrent writers.
+//!
+//! Locks: user shards (ascending) → catalog → popularity shards; item writers hold the
+//! items lock before the catalog. A record is appended under the locks of everything it
+//! carries whole (users, items), so the log orders those exactly as memory did.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use recd_core::item::check_vector;
+use recd_core::{Event, Item, ItemUpsert, UserState, ValidationError};
+
+use super::log::Ticket;
+use super::record::OpRef;
+use super::{Inner, Sink};
+use crate::{StoreError, StoreResult};
+
+/// A write's result and the record to wait for (`None`: nothing was logged).
+pub(super) type Written<T> = (T, Option<Ticket>);
+
+impl Inner {
+    pub(super) fn upsert(&self, batch: Vec<ItemUpsert>) -> StoreResult<Written<usize>> {
+        let _items = self.items_lock.lock();
+        // Last write wins within a batch, as if the items had come one by one.
+        let mut by_id: HashMap<String, usize> = HashMap::new();
+        let mut items: Vec<Item> = Vec::with_capacity(batch.len());
+        {
+            let catalog = self.catalog.read();
+            for ItemUpsert {
+                mut item,
+                keep_vector,
+            } in batch
+            {
+                if keep_vector && item.vector.is_none() {
+                    item.vector = catalog.get(&item.id).and_then(|old| old.vector.clone());
+                }
+                if let Some(v) = &item.vector {
+                    check_vector(v, &self.schema).map_err(|e| {
+                        ValidationError::new(format!("item '{}': {}", item.id, e.message))
+                    })?;
+                }
+                match by_id.get(&item.id) {
+                    Some(&i) => items[i] = item,
+                    None => {
+                        by_id.insert(item.id.clone(), items.len());
+                        items.push(item);
+                    }
+                }
+            }
+        }
+        if items.is_empty() {
+            return Ok((0, None));
+        }
+        let ticket = self.sink.append(&OpRef::Items(&items))?;
+
+        // Slots: an existing id keeps its slot (the index updates the node in place).
+        let (mut next, existing): (u32, Vec<Option<u32>>) = {
+            let catalog = self.catalog.read();
+            (
+                catalog.next_slot(),
+                items.iter().map(|it| catalog.slot_of(&it.id)).collect(),
+            )
+        };
+        let slots: Vec<u32> = existing
+            .into_iter()
+            .map(|s| {
+                s.unwrap_or_else(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect();
+        let vectors: Vec<(u32, Vec<f32>)> = items
+            .iter()
+            .zip(&slots)
+            .filter_map(|(it, slot)| it.vector.clone().map(|v| (*slot, v)))
+            .collect();
+        // Link vectors before publishing the items: a search never meets a published item
+        // whose vector is missing, only (briefly) a vector whose item is not yet visible.
+        self.index
+            .insert_batch(&vectors)
+            .map_err(|e| StoreError::Internal(format!("index rejected a validated vector: {e}")))?;
+        let n = items.len();
+        let mut catalog = self.catalog.write();
+        for (item, slot) in items.into_iter().zip(slots) {
+            if item.vector.is_none() {
+                self.index.remove(slot);
+            }
+            self.popularity.link(slot, &item.id);
+            catalog.put(slot, item);
+        }
+        Ok((n, Some(ticket)))
+    }
+
+    pub(super) fn delete_item(&self, id: &str) -> StoreResult<Written<bool>> {
+        let _items = self.items_lock.lock();
+        if self.catalog.read().slot_of(id).is_none() {
+            return Ok((false, None));
+        }
+        let ticket = self.sink.append(&OpRef::DeleteItem(id))?;
+        let slot = {
+            let mut catalog = self.catalog.write();
+            let slot = catalog.remove(id);
+            if let Some(slot) = slot {
+                self.popularity.unlink(slot);
+            }
+            slot
+        };
+        if let Some(slot) = slot {
+            self.index.remove(slot);
+        }
+        Ok((true, Some(ticket)))
+    }
+
+    pub(super) fn set_item_vectors(
+        &self,
+        vectors: Vec<(String, Vec<f32>)>,
+    ) -> StoreResult<Written<usize>> {
+        let _items = self.items_lock.lock();
+        let mut updated: Vec<Item> = Vec::new();
+        let mut slots = Vec::new();
+        {
+            let catalog = self.catalog.read();
+            for (id, v) in vectors {
+                check_vector(&v, &self.schema).map_err(|e| {
+                    ValidationError::new(format!("vector of item '{id}': {}", e.message))
+                })?;
+                if let (Some(slot), Some(item)) = (catalog.slot_of(&id), catalog.get(&id)) {
+                    let mut item = Item::clone(item);
+                    item.vector = Some(v);
+                    updated.push(item);
+                    slots.push(slot);
+                }
+            }
+        }
+        if updated.is_empty() {
+            return Ok((0, None));
+        }
+        let ticket = self.sink.append(&OpRef::Items(&updated))?;
+        let pairs: Vec<(u32, Vec<f32>)> = slots
+            .iter()
+            .zip(&updated)
+            .filter_map(|(s, it)| it.vector.clone().map(|v| (*s, v)))
+            .collect();
+        self.index
+            .insert_batch(&pairs)
+            .map_err(|e| StoreError::Internal(format!("index rejected a validated vector: {e}")))?;
+        let mut catalog = self.catalog.write();
+        for (slot, (_, v)) in slots.iter().zip(pairs) {
+            catalog.set_vector(*slot, v);
+        }
+        Ok((updated.len(), Some(ticket)))
+    }
+
+    pub(super) fn apply_events(&self, events: &[Event]) -> StoreResult<Option<Ticket>> {
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let session = &self.settings.session;
+        let mut locked = self.users.lock(events.iter().map(|e| e.user_id.as_str()));
+        let catalog = self.catalog.read();
+        // Users in order of first appearance, each with its state after its events.
+        let mut order: Vec<&str> = Vec::new();
+        let mut states: HashMap<&str, UserState> = HashMap::new();
+        let mut increments: Vec<(&str, f64)> = Vec::new();
+        for e in events {
+            let state = match states.entry(e.user_id.as_str()) {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(v) => {
+                    order.push(e.user_id.as_str());
+                    v.insert(locked.get(&e.user_id).cloned().unwrap_or_default())
+                }
+            };
+            let vector = catalog.get(&e.item_id).and_then(|it| it.vector.as_deref());
+            state.apply(e, vector, session);
+            let weight = session.weights.weight(e.kind, e.value);
+            if let Some(inc) = self
+                .settings
+                .popularity
+                .log_increment(weight, e.timestamp_ms)
+            {
+                increments.push((e.item_id.as_str(), inc));
+            }
+        }
+        let ticket = self.sink.append(&OpRef::Events {
+            events,
+            users: order.iter().map(|id| (*id, &states[id])).collect(),
+            popularity: increments.clone(),
+        })?;
+        if self.sink.keeps_tail() {
+            for (i, e) in events.iter().enumerate() {
+                locked
+                    .shard(&e.user_id)
+                    .tail
+                    .push_back((ticket.first + i as u64, e.clone()));
+            }
+        }
+        for (id, state) in states {
+            let users = &mut locked.shard(id).users;
+            match users.get_mut(id) {
+                Some(s) => *s = state,
+                None => {
+                    users.insert(id.to_string(), state);
+                }
+            }
+        }
+        drop(locked);
+        // Popularity is logged as increments, which commute: no user lock needed. The
+        // catalog's read lock keeps each item's slot (and so its ranking entry) stable.
+        for (item, inc) in increments {
+            self.popularity.add(item, inc, catalog.slot_of(item));
+        }
+        Ok(Some(ticket))
+    }
+
+    pub(super) fn delete_user(&self, id: &str) -> StoreResult<Written<bool>> {
+        let mut locked = self.users.lock([id]);
+        if locked.get(id).is_none() {
+            return Ok((false, None));
+        }
+        let ticket = self.sink.append(&OpRef::DeleteUser(id))?;
+        let keeps_tail = self.sink.keeps_tail();
+        let shard = locked.shard(id);
+        shard.users.remove(id);
+        if keeps_tail {
+            shard.forgotten.insert(id.to_string(), ticket.first);
+        }
+        Ok((true, Some(ticket)))
+    }
+
+    pub(super) fn set_user_vectors(
+        &self,
+        vectors: Vec<(String, Vec<f32>)>,
+    ) -> StoreResult<Written<usize>> {
+        for (id, v) in &vectors {
+            check_vector(v, &self.schema).map_err(|e| {
+                ValidationError::new(format!("vector of user '{id}': {}", e.message))
+            })?;
+        }
+        if vectors.is_empty() {
+            return Ok((0, None));
+        }
+        let mut locked = self.users.lock(vectors.iter().map(|(id, _)| id.as_str()));
+        let mut states: Vec<(String, UserState)> = Vec::with_capacity(vectors.len());
+        for (id, v) in vectors {
+            let mut state = locked.get(&id).cloned().unwrap_or_default();
+            state.long_term = Some(v);
+            states.push((id, state));
+        }
+        let ticket = self.sink.append(&OpRef::Users(
+            states.iter().map(|(id, s)| (id.as_str(), s)).collect(),
+        ))?;
+        let n = states.len();
+        for (id, state) in states {
+            locked.shard(&id).users.insert(id, state);
+        }
+        Ok((n, Some(ticket)))
+    }
+
+    /// [`Store::rebuild_sessions`](crate::Store::rebuild_sessions) for distinct `users`,
+    /// one user shard at a time. A user's events are exact under the shard's lock: in
+    /// memory, the memory log (appended under it); durable, redb's snapshot (read before
+    /// locking, through the per-user index) plus the shard's tail of events logged since,
+    /// minus what a deletion made someone else's.
+    pub(super) fn rebuild_sessions(&self, users: &[String]) -> StoreResult<Written<usize>> {
+        let ids: Vec<&str> = users.iter().map(String::as_str).collect();
+        let snapshot = match &self.sink {
+            Sink::Log(l) => Some(l.durable.user_events(&ids)?),
+            Sink::Memory(_) => None,
+        };
+        let mut rebuilt = 0;
+        let mut last = None;
+        for group in self.users.by_shard(&ids) {
+            let mut locked = self.users.lock(group.iter().copied());
+            let mut histories: Vec<(&str, Vec<Event>)> = Vec::new();
+            match &self.sink {
+                Sink::Memory(log) => {
+                    let log = log.lock();
+                    for id in &group {
+                        if locked.get(id).is_some() {
+                            histories.push((id, log.user_events(id)));
+                        }
+                    }
+                }
+                Sink::Log(l) => {
+                    let Some((absorbed, as_of)) = snapshot.as_ref() else {
+                        return Err(StoreError::Internal("no snapshot to rebuild from".into()));
+                    };
+                    // If a checkpoint since the snapshot pruned this shard's tail past it,
+                    // redb has what the tail lost: read this group again (under the lock,
+                    // where no pruning can follow). Its mark is this group's only: other
+                    // groups' users keep the older snapshot and need the tail from there.
+                    let reread = if locked.shard(group[0]).tail_from > *as_of {
+                        Some(l.durable.user_events(&group)?)
+                    } else {
+                        None
+                    };
+                    let (absorbed, as_of) = match &reread {
+                        Some((again, at)) => (again, *at),
+                        None => (absorbed, *as_of),
+                    };
+                    for id in &group {
+                        if locked.get(id).is_none() {
+                            continue;
+                        }
+                        let shard = locked.shard(id);
+                        let after = shard.forgotten.get(*id).copied().unwrap_or(0);
+                        let mut events: Vec<Event> = absorbed
+                            .get(*id)
+                            .into_iter()
+                            .flatten()
+                            .filter(|(seq, _)| *seq > after)
+                            .map(|(_, e)| e.clone())
+                            .collect();
+                        events.extend(
+                            shard
+                                .tail
+                                .iter()
+                                .filter(|(seq, e)| *seq > as_of && *seq > after && e.user_id == *id)
+                                .map(|(_, e)| e.clone()),
+                        );
+                        histories.push((id, events));
+                    }
+                }
+            }
+            if histories.is_empty() {
+                continue;
+            }
+            let mut states: Vec<(&str, UserState)> = Vec::with_capacity(histories.len());
+            {
+                let catalog = self.catalog.read();
+                for (id, events) in &histories {
+                    let Some(mut state) = locked.get(id).cloned() else {
+                        continue;
+                    };
+                    state.session = UserState::session_from(
+                        events,
+                        |item| catalog.get(item).and_then(|it| it.vector.as_deref()),
+                        &self.settings.session,
+                    );
+                    states.push((id, state));
+                }
+            }
+            let ticket = self.sink.append(&OpRef::Users(
+                states.iter().map(|(id, s)| (*id, s)).collect(),
+            ))?;
+            rebuilt += states.len();
+            for (id, state) in states {
+                locked.shard(id).users.insert(id.to_string(), state);
+            }
+            last = Some(ticket);
+        }
+        Ok((rebuilt, last))
+    }
+}
