@@ -66,6 +66,26 @@ impl EventType {
     }
 }
 
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for EventType {
+    type Err = ValidationError;
+
+    /// [`EventType::parse`] with the error message the API gives for an unknown type.
+    fn from_str(s: &str) -> Result<EventType, ValidationError> {
+        match EventType::parse(s) {
+            Some(kind) => Ok(kind),
+            None => invalid!(
+                "unknown event type '{s}' (view, click, dwell, add_to_cart, purchase, rating)"
+            ),
+        }
+    }
+}
+
 /// One validated event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -116,12 +136,7 @@ impl Event {
         validate_id(&user_id, "user_id")?;
         let item_id = string("item_id")?;
         validate_id(&item_id, "item_id")?;
-        let type_name = string("type")?;
-        let Some(kind) = EventType::parse(&type_name) else {
-            return invalid!(
-                "unknown event type '{type_name}' (view, click, dwell, add_to_cart, purchase, rating)"
-            );
-        };
+        let kind: EventType = string("type")?.parse()?;
         let value = match map.get("value") {
             None | Some(Value::Null) => None,
             Some(v) => match v.as_f64() {
@@ -175,25 +190,47 @@ fn check_value(kind: EventType, value: Option<f64>) -> Result<(), ValidationErro
     }
 }
 
+/// The latest timestamp accepted: 9999-12-31T23:59:59.999Z, in epoch milliseconds.
+/// Timestamps run from 1970 to 9999: anything else is a unit mistake (seconds vs ms) or garbage.
+pub const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
+
 /// Accepts an RFC 3339 string or a number of milliseconds since the epoch.
 pub fn parse_timestamp(v: &Value) -> Result<i64, ValidationError> {
-    // Year 1970 to 9999: anything else is a unit mistake (seconds vs ms) or garbage.
-    const MAX_MS: i64 = 253_402_300_799_999;
     let ms = match v {
         Value::Number(n) => match n.as_i64() {
             Some(ms) => ms,
             None => return invalid!("'timestamp' must be an integer number of milliseconds"),
         },
-        Value::String(s) => match OffsetDateTime::parse(s, &Rfc3339) {
-            Ok(t) => (t.unix_timestamp_nanos() / 1_000_000) as i64,
-            Err(e) => return invalid!("'timestamp' is not RFC 3339: {e}"),
-        },
+        Value::String(s) => rfc3339_ms(s)?,
         _ => return invalid!("'timestamp' must be an RFC 3339 string or epoch milliseconds"),
     };
-    if !(0..=MAX_MS).contains(&ms) {
+    check_timestamp(ms)
+}
+
+/// Accepts a timestamp written as text, where a number cannot be told from a string (a
+/// CSV cell): epoch milliseconds as an integer, else RFC 3339. The same range as
+/// [`parse_timestamp`].
+pub fn parse_timestamp_text(s: &str) -> Result<i64, ValidationError> {
+    let ms = match s.parse::<i64>() {
+        Ok(ms) => ms,
+        Err(_) => rfc3339_ms(s)?,
+    };
+    check_timestamp(ms)
+}
+
+/// `ms` if it lies in 1970..=9999 ([`MAX_TIMESTAMP_MS`]), the range every timestamp is held to.
+pub fn check_timestamp(ms: i64) -> Result<i64, ValidationError> {
+    if !(0..=MAX_TIMESTAMP_MS).contains(&ms) {
         return invalid!("'timestamp' is out of range (1970 to 9999)");
     }
     Ok(ms)
+}
+
+fn rfc3339_ms(s: &str) -> Result<i64, ValidationError> {
+    match OffsetDateTime::parse(s, &Rfc3339) {
+        Ok(t) => Ok((t.unix_timestamp_nanos() / 1_000_000) as i64),
+        Err(e) => invalid!("'timestamp' is not RFC 3339: {e}"),
+    }
 }
 
 /// How strongly each kind of event says "the user wants this", used for the session vector
@@ -343,6 +380,39 @@ mod tests {
         assert!(err.message.contains("in the future"), "{}", err.message);
         // the past is always fine
         assert!(at(json!("1970-01-01T00:00:00Z")).is_ok());
+    }
+
+    #[test]
+    fn text_timestamps_take_epoch_ms_or_rfc3339_in_the_same_range() {
+        assert_eq!(parse_timestamp_text("1000"), Ok(1000));
+        assert_eq!(
+            parse_timestamp_text("2023-11-14T22:13:20.5Z"),
+            Ok(1_700_000_000_500)
+        );
+        assert_eq!(
+            parse_timestamp_text(&MAX_TIMESTAMP_MS.to_string()),
+            Ok(MAX_TIMESTAMP_MS)
+        );
+        for bad in [
+            "-5",
+            "253402300800000",
+            "1969-12-31T23:59:59Z",
+            "yesterday",
+            "",
+        ] {
+            assert!(parse_timestamp_text(bad).is_err(), "{bad}");
+        }
+        assert_eq!(check_timestamp(0), Ok(0));
+        assert!(check_timestamp(-1).is_err());
+    }
+
+    #[test]
+    fn event_types_parse_and_print_their_api_names() {
+        for t in EventType::ALL {
+            assert_eq!(t.to_string().parse::<EventType>(), Ok(t));
+        }
+        let err = "like".parse::<EventType>().unwrap_err();
+        assert!(err.message.contains("unknown event type 'like'"), "{err}");
     }
 
     #[test]

@@ -1,75 +1,17 @@
 //! Interactions: raw events with string ids → dense indices, confidence inputs and a CSR matrix.
 //!
 //! A raw [`Interaction`] is what a file or the event log holds: external user and item ids,
-//! the event [`Kind`], an optional value (rating stars or dwell seconds) and a timestamp.
+//! the [`EventType`] (recd-core's, the API's), an optional value (rating stars or dwell seconds) and a timestamp.
 //! [`Interactions::from_raw`] maps ids to dense `u32` indices ([`IdMap`]) and turns each
 //! event into a *confidence input* `w ≥ 0` with [`ConfidenceWeights`]. Models see the
 //! user × item matrix of summed `w` ([`Interactions::user_item_matrix`]); implicit ALS then
 //! uses the confidence `c = 1 + alpha · w` of Hu, Koren & Volinsky.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
+use recd_core::EventType;
 use serde::{Deserialize, Serialize};
-
-/// The type of an event, as in API.md's `Event.type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// The item was shown in detail.
-    View,
-    /// The user clicked the item.
-    Click,
-    /// The user stayed on the item `value` seconds.
-    Dwell,
-    /// The item went into the cart.
-    AddToCart,
-    /// The item was bought.
-    Purchase,
-    /// An explicit rating, `value` stars (0.5–5).
-    Rating,
-}
-
-impl Kind {
-    /// The API spelling (`"add_to_cart"`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::View => "view",
-            Kind::Click => "click",
-            Kind::Dwell => "dwell",
-            Kind::AddToCart => "add_to_cart",
-            Kind::Purchase => "purchase",
-            Kind::Rating => "rating",
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Kind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "view" => Kind::View,
-            "click" => Kind::Click,
-            "dwell" => Kind::Dwell,
-            "add_to_cart" => Kind::AddToCart,
-            "purchase" => Kind::Purchase,
-            "rating" => Kind::Rating,
-            other => {
-                return Err(format!(
-                    "unknown event type {other:?} (expected view, click, dwell, add_to_cart, purchase or rating)"
-                ));
-            }
-        })
-    }
-}
 
 /// One raw event with external ids, as read from a file or the event log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,7 +21,7 @@ pub struct Interaction {
     /// External item id.
     pub item: String,
     /// Event type.
-    pub kind: Kind,
+    pub kind: EventType,
     /// Stars for `rating`, seconds for `dwell`, otherwise unused.
     pub value: Option<f64>,
     /// Milliseconds since the Unix epoch.
@@ -140,18 +82,18 @@ impl Default for ConfidenceWeights {
 impl ConfidenceWeights {
     /// The confidence input of one event; `0` (or less) means "not a positive".
     /// Non-finite values count as absent.
-    pub fn weight(&self, kind: Kind, value: Option<f64>) -> f32 {
+    pub fn weight(&self, kind: EventType, value: Option<f64>) -> f32 {
         let value = value.filter(|v| v.is_finite()).map(|v| v as f32);
         match kind {
-            Kind::View => self.view,
-            Kind::Click => self.click,
-            Kind::AddToCart => self.add_to_cart,
-            Kind::Purchase => self.purchase,
-            Kind::Dwell => match value {
+            EventType::View => self.view,
+            EventType::Click => self.click,
+            EventType::AddToCart => self.add_to_cart,
+            EventType::Purchase => self.purchase,
+            EventType::Dwell => match value {
                 Some(s) => self.dwell_per_second * s.clamp(0.0, self.dwell_cap_seconds),
                 None => self.view,
             },
-            Kind::Rating => match value {
+            EventType::Rating => match value {
                 Some(r) => self.rating_scale * (r - self.rating_offset).max(0.0),
                 None => self.view,
             },
@@ -531,7 +473,7 @@ impl Csr {
 mod tests {
     use super::*;
 
-    fn ev(user: &str, item: &str, kind: Kind, value: Option<f64>) -> Interaction {
+    fn ev(user: &str, item: &str, kind: EventType, value: Option<f64>) -> Interaction {
         Interaction {
             user: user.into(),
             item: item.into(),
@@ -544,23 +486,23 @@ mod tests {
     #[test]
     fn default_weights_order_the_funnel_and_cap_dwell() {
         let w = ConfidenceWeights::default();
-        let v = w.weight(Kind::View, None);
-        let c = w.weight(Kind::Click, None);
-        let a = w.weight(Kind::AddToCart, None);
-        let p = w.weight(Kind::Purchase, None);
+        let v = w.weight(EventType::View, None);
+        let c = w.weight(EventType::Click, None);
+        let a = w.weight(EventType::AddToCart, None);
+        let p = w.weight(EventType::Purchase, None);
         assert!(v < c && c < a && a < p);
-        assert_eq!(w.weight(Kind::Dwell, Some(10.0)), 0.5);
-        assert_eq!(w.weight(Kind::Dwell, Some(1e6)), 6.0);
-        assert_eq!(w.weight(Kind::Dwell, Some(-3.0)), 0.0);
-        assert_eq!(w.weight(Kind::Dwell, None), v);
-        assert_eq!(w.weight(Kind::Rating, Some(4.5)), 4.5);
-        assert_eq!(w.weight(Kind::Rating, Some(f64::NAN)), v);
+        assert_eq!(w.weight(EventType::Dwell, Some(10.0)), 0.5);
+        assert_eq!(w.weight(EventType::Dwell, Some(1e6)), 6.0);
+        assert_eq!(w.weight(EventType::Dwell, Some(-3.0)), 0.0);
+        assert_eq!(w.weight(EventType::Dwell, None), v);
+        assert_eq!(w.weight(EventType::Rating, Some(4.5)), 4.5);
+        assert_eq!(w.weight(EventType::Rating, Some(f64::NAN)), v);
         let shifted = ConfidenceWeights {
             rating_offset: 2.5,
             ..Default::default()
         };
-        assert_eq!(shifted.weight(Kind::Rating, Some(2.0)), 0.0);
-        assert_eq!(shifted.weight(Kind::Rating, Some(4.0)), 1.5);
+        assert_eq!(shifted.weight(EventType::Rating, Some(2.0)), 0.0);
+        assert_eq!(shifted.weight(EventType::Rating, Some(4.0)), 1.5);
     }
 
     #[test]
@@ -572,31 +514,16 @@ mod tests {
     }
 
     #[test]
-    fn kind_parses_api_spelling() {
-        for k in [
-            Kind::View,
-            Kind::Click,
-            Kind::Dwell,
-            Kind::AddToCart,
-            Kind::Purchase,
-            Kind::Rating,
-        ] {
-            assert_eq!(k.as_str().parse::<Kind>(), Ok(k));
-        }
-        assert!("like".parse::<Kind>().is_err());
-    }
-
-    #[test]
     fn from_raw_maps_ids_and_drops_non_positive() {
         let shifted = ConfidenceWeights {
             rating_offset: 2.5,
             ..Default::default()
         };
         let raw = vec![
-            ev("a", "x", Kind::View, None),
-            ev("b", "y", Kind::Rating, Some(1.0)),
-            ev("b", "x", Kind::Purchase, None),
-            ev("a", "x", Kind::Click, None),
+            ev("a", "x", EventType::View, None),
+            ev("b", "y", EventType::Rating, Some(1.0)),
+            ev("b", "x", EventType::Purchase, None),
+            ev("a", "x", EventType::Click, None),
         ];
         let (it, skipped) = Interactions::from_raw(raw, &shifted);
         assert_eq!(skipped, 1);

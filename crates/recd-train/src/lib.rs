@@ -4,7 +4,7 @@
 //! as a library with no IO beyond reading data files. The binary wires the CLI.
 //!
 //! # Layout
-//! - [`dataset`]: raw interactions (string ids, event kinds) → dense [`Interactions`]
+//! - [`dataset`]: raw interactions (string ids, recd-core's event types) → dense [`Interactions`]
 //!   with id maps, [`ConfidenceWeights`] (event kind / rating / dwell → confidence input),
 //!   and the sparse [`Csr`] matrix the models train on.
 //! - [`movielens`]: the three GroupLens layouts (ml-100k, ml-1m, ml-latest) and the generic
@@ -22,14 +22,15 @@
 //!
 //! # Wiring the CLI
 //! ```
-//! use recd_train::{als, eval, ConfidenceWeights, Interaction, Interactions, Kind};
+//! use recd_core::EventType;
+//! use recd_train::{als, eval, ConfidenceWeights, Interaction, Interactions};
 //!
 //! // `recd train`: events (from the log, or `movielens::read_interactions`) → vectors
 //! let events: Vec<Interaction> = (0..40)
 //!     .map(|n| Interaction {
 //!         user: format!("u{}", n % 8),
 //!         item: format!("sku-{}", (n * 7) % 11),
-//!         kind: Kind::Purchase,
+//!         kind: EventType::Purchase,
 //!         value: None,
 //!         timestamp_ms: 1_700_000_000_000 + n,
 //!     })
@@ -64,5 +65,5 @@ pub mod rank;
 pub mod replay;
 pub mod split;
 
-pub use dataset::{ConfidenceWeights, Csr, IdMap, Interaction, Interactions, Kind};
+pub use dataset::{ConfidenceWeights, Csr, IdMap, Interaction, Interactions};
 pub use error::{Result, TrainError};

@@ -6,20 +6,28 @@
 //! - ml-1m: `ratings.dat` (`::`-separated) and `movies.dat` (`id::Title (Year)::G1|G2`, Latin-1);
 //! - ml-latest(-small): `ratings.csv` and `movies.csv` (UTF-8, quoted titles, CRLF).
 //!
-//! Ratings become [`Interaction`]s of kind [`Kind::Rating`] with the stars as value and the
-//! timestamp in milliseconds. Movies come out as [`Movie`] with the year split off the title.
+//! Ratings become [`Interaction`]s of kind [`EventType::Rating`] with the stars as value and
+//! the timestamp in milliseconds. Movies come out as [`Movie`] with the year split off the title.
 //!
 //! [`read_interactions`] reads `--interactions FILE`: jsonl lines
 //! `{"user_id","item_id","type","value","timestamp"}` or a csv file with the header
-//! `user_id,item_id,type,value,timestamp`; the timestamp is epoch milliseconds or RFC 3339.
+//! `user_id,item_id,type,value,timestamp`. Event types, ids and timestamps follow recd-core's
+//! rules, as `/v1/events` and `recd import events` do: [`EventType`],
+//! [`validate_id`](recd_core::id::validate_id) (1–256 bytes, no control characters) and a
+//! timestamp in 1970–9999, given in jsonl as an integer of epoch milliseconds or an RFC 3339
+//! string ([`parse_timestamp`](recd_core::event::parse_timestamp)), in csv as either one
+//! written out ([`parse_timestamp_text`](recd_core::event::parse_timestamp_text)).
 //! Every malformed record is an error naming the file and line.
 
 use std::fs;
 use std::path::Path;
 
+use recd_core::EventType;
+use recd_core::event::{check_timestamp, parse_timestamp, parse_timestamp_text};
+use recd_core::id::validate_id;
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{ConfidenceWeights, IdMap, Interaction, Interactions, Kind};
+use crate::dataset::{ConfidenceWeights, IdMap, Interaction, Interactions};
 use crate::error::{Result, TrainError};
 
 /// A movie of the catalog.
@@ -181,16 +189,14 @@ fn rating(
         return Err(TrainError::bad(path, line, "rating is not finite"));
     }
     let seconds: i64 = parse_num(path, line, "timestamp", ts)?;
-    let (user, item) = (user.trim(), item.trim());
-    if user.is_empty() || item.is_empty() {
-        return Err(TrainError::bad(path, line, "empty user or item id"));
-    }
+    let timestamp_ms =
+        check_timestamp(seconds.saturating_mul(1000)).map_err(|e| invalid(path, line, e))?;
     Ok(Interaction {
-        user: user.to_owned(),
-        item: item.to_owned(),
-        kind: Kind::Rating,
+        user: check_id(path, line, "user_id", user.trim())?,
+        item: check_id(path, line, "item_id", item.trim())?,
+        kind: EventType::Rating,
         value: Some(stars),
-        timestamp_ms: seconds.saturating_mul(1000),
+        timestamp_ms,
     })
 }
 
@@ -461,31 +467,14 @@ pub fn genre_sets(movies: &[Movie], items: &IdMap) -> Vec<Vec<u32>> {
     sets
 }
 
-fn check_id(path: &Path, line: u64, field: &str, id: &str) -> Result<String> {
-    if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
-        return Err(TrainError::bad(
-            path,
-            line,
-            format!("{field} must be 1-256 bytes without control characters"),
-        ));
-    }
-    Ok(id.to_owned())
+/// A recd-core validation error as a bad record of `path`.
+fn invalid(path: &Path, line: u64, e: recd_core::ValidationError) -> TrainError {
+    TrainError::bad(path, line, e.message)
 }
 
-fn parse_timestamp(path: &Path, line: u64, s: &str) -> Result<i64> {
-    let s = s.trim();
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
-    }
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .map_err(|_| {
-            TrainError::bad(
-                path,
-                line,
-                format!("timestamp {s:?} is neither epoch-ms nor RFC 3339"),
-            )
-        })
+fn check_id(path: &Path, line: u64, field: &str, id: &str) -> Result<String> {
+    validate_id(id, field).map_err(|e| invalid(path, line, e))?;
+    Ok(id.to_owned())
 }
 
 fn event(
@@ -497,9 +486,7 @@ fn event(
     value: Option<f64>,
     ts: i64,
 ) -> Result<Interaction> {
-    let kind: Kind = kind
-        .parse()
-        .map_err(|e: String| TrainError::bad(path, line, e))?;
+    let kind: EventType = kind.parse().map_err(|e| invalid(path, line, e))?;
     if value.is_some_and(|v| !v.is_finite()) {
         return Err(TrainError::bad(path, line, "value is not finite"));
     }
@@ -540,20 +527,7 @@ fn parse_jsonl(path: &Path, bytes: &[u8]) -> Result<Vec<Interaction>> {
     for (n, l) in lines(bytes) {
         let ev: JsonEvent =
             serde_json::from_slice(l).map_err(|e| TrainError::bad(path, n, e.to_string()))?;
-        let ts = match &ev.timestamp {
-            serde_json::Value::Number(x) => x
-                .as_i64()
-                .or_else(|| x.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
-                .ok_or_else(|| TrainError::bad(path, n, "timestamp out of range"))?,
-            serde_json::Value::String(s) => parse_timestamp(path, n, s)?,
-            _ => {
-                return Err(TrainError::bad(
-                    path,
-                    n,
-                    "timestamp must be epoch-ms or an RFC 3339 string",
-                ));
-            }
-        };
+        let ts = parse_timestamp(&ev.timestamp).map_err(|e| invalid(path, n, e))?;
         let user = json_id(path, n, "user_id", &ev.user_id)?;
         let item = json_id(path, n, "item_id", &ev.item_id)?;
         out.push(event(path, n, &user, &item, &ev.kind, ev.value, ts)?);
@@ -595,7 +569,7 @@ fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Vec<Interaction>> {
             None | Some("") => None,
             Some(v) => Some(parse_num(path, n, "value", v)?),
         };
-        let ts = parse_timestamp(path, n, &rec[ct])?;
+        let ts = parse_timestamp_text(rec[ct].trim()).map_err(|e| invalid(path, n, e))?;
         out.push(event(
             path,
             n,
@@ -661,7 +635,7 @@ mod tests {
         assert_eq!(r[0].item, "242");
         assert_eq!(r[0].value, Some(3.0));
         assert_eq!(r[0].timestamp_ms, 881_250_949_000);
-        assert_eq!(r[1].kind, Kind::Rating);
+        assert_eq!(r[1].kind, EventType::Rating);
         // Latin-1 title (é is 0xE9), genre flags Animation + Children's + Comedy
         let mut bytes =
             b"1|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
@@ -728,6 +702,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains(":3: timestamp"), "{e}");
+        let e = parse_separated_ratings(&mem(), b"1\t2\t3\t-4\n", "\t").unwrap_err();
+        assert!(
+            e.to_string().contains(":1: 'timestamp' is out of range"),
+            "{e}"
+        );
+        let e = parse_separated_ratings(&mem(), b" \t2\t3\t4\n", "\t").unwrap_err();
+        assert!(
+            e.to_string().contains(":1: user_id must not be empty"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -739,7 +723,7 @@ mod tests {
 "#;
         let evs = parse_jsonl(&mem(), text).unwrap();
         assert_eq!(evs.len(), 3);
-        assert_eq!(evs[1].kind, Kind::Dwell);
+        assert_eq!(evs[1].kind, EventType::Dwell);
         assert_eq!(evs[1].timestamp_ms, 1_700_000_000_000);
         assert_eq!(evs[2].user, "7");
         let e = parse_jsonl(
@@ -755,7 +739,28 @@ mod tests {
             b"{\"user_id\":\"\",\"item_id\":\"i\",\"type\":\"view\",\"timestamp\":1}\n",
         )
         .unwrap_err();
-        assert!(e.to_string().contains("user_id must be"), "{e}");
+        assert!(e.to_string().contains("user_id must not be empty"), "{e}");
+        // recd-core's rules: ids up to 256 bytes, timestamps from 1970 to 9999, and in
+        // json a timestamp is an integer or an RFC 3339 string
+        let line = |id: &str, ts: &str| {
+            format!(r#"{{"user_id":"{id}","item_id":"i","type":"view","timestamp":{ts}}}"#)
+        };
+        let long = "u".repeat(257);
+        for (l, needle) in [
+            (line(&long, "1"), "limit is 256"),
+            (line("u", "-1"), "out of range"),
+            (line("u", "253402300800000"), "out of range"),
+            (line("u", "1.5"), "integer number of milliseconds"),
+            (line("u", "\"1000\""), "not RFC 3339"),
+            (
+                line("u", "null"),
+                "must be an RFC 3339 string or epoch milliseconds",
+            ),
+        ] {
+            let e = parse_jsonl(&mem(), l.as_bytes()).unwrap_err();
+            assert!(e.to_string().contains(needle), "{l}: {e}");
+        }
+        assert!(parse_jsonl(&mem(), line(&"u".repeat(256), "0").as_bytes()).is_ok());
     }
 
     #[test]
@@ -774,10 +779,20 @@ mod tests {
         let evs = parse_csv(&mem(), b"timestamp,type,item_id,user_id\n5,click,i,u\n").unwrap();
         assert_eq!(
             (evs[0].user.as_str(), evs[0].kind, evs[0].value),
-            ("u", Kind::Click, None)
+            ("u", EventType::Click, None)
         );
         let e = parse_csv(&mem(), b"user,item\nu1,i\n").unwrap_err();
         assert!(e.to_string().contains("missing column"), "{e}");
+        let e = parse_csv(&mem(), b"user_id,item_id,type,timestamp\nu,i,view,-1\n").unwrap_err();
+        assert!(
+            e.to_string().contains(":2: 'timestamp' is out of range"),
+            "{e}"
+        );
+        let e = parse_csv(&mem(), b"user_id,item_id,type,timestamp\nu,i,view,1e3\n").unwrap_err();
+        assert!(
+            e.to_string().contains(":2: 'timestamp' is not RFC 3339"),
+            "{e}"
+        );
     }
 
     /// A fresh temporary folder holding `files`.

@@ -210,9 +210,7 @@ impl EventKinds {
             else {
                 continue;
             };
-            if let Some(kind) = EventType::parse(r.kind.as_str()) {
-                map.insert((u, i, r.timestamp_ms), (kind, r.value));
-            }
+            map.insert((u, i, r.timestamp_ms), (r.kind, r.value));
         }
         Self(map)
     }

@@ -346,7 +346,7 @@ mod tests {
         let r = |u: &str, t: i64, v: Option<f64>| recd_train::Interaction {
             user: u.into(),
             item: "1".into(),
-            kind: recd_train::Kind::Rating,
+            kind: EventType::Rating,
             value: v,
             timestamp_ms: t,
         };

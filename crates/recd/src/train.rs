@@ -45,7 +45,7 @@ use recd_server::config::Backend;
 use recd_server::engine::{EngineError, shared_tier};
 use recd_train::als::{self, AlsModel, AlsParams};
 use recd_train::movielens::{Format, read_interactions};
-use recd_train::{ConfidenceWeights, IdMap, Interaction, Interactions, Kind};
+use recd_train::{ConfidenceWeights, IdMap, Interaction, Interactions};
 
 use self::remote::{Failure, LogPage, Remote};
 use crate::movielens::open;
@@ -140,15 +140,14 @@ pub fn train_error(e: recd_train::TrainError) -> anyhow::Error {
 }
 
 /// A store event as a training interaction.
-pub fn interaction(e: &recd_core::Event) -> Option<Interaction> {
-    let kind: Kind = e.kind.as_str().parse().ok()?;
-    Some(Interaction {
+pub fn interaction(e: &recd_core::Event) -> Interaction {
+    Interaction {
         user: e.user_id.clone(),
         item: e.item_id.clone(),
-        kind,
+        kind: e.kind,
         value: e.value,
         timestamp_ms: e.timestamp_ms,
-    })
+    }
 }
 
 /// A vector every schema accepts: finite and not all zeros.
@@ -437,7 +436,7 @@ pub async fn run(args: TrainArgs) -> Result<()> {
         }
         None => {
             let page = with_retries("reading the event log", || target.events(0)).await?;
-            let raw: Vec<Interaction> = page.events.iter().filter_map(interaction).collect();
+            let raw: Vec<Interaction> = page.events.iter().map(interaction).collect();
             let users = page.events.into_iter().map(|e| e.user_id).collect();
             let read = LogRead {
                 users,
