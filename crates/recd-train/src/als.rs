@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::dataset::{Csr, IdMap, Interactions};
 use crate::error::{Result, TrainError};
 use crate::rank::top_k;
+use crate::recommender::Recommender;
 
 /// ALS hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -963,6 +964,15 @@ fn invert_spd(a: &[f64], k: usize) -> Option<Vec<f64>> {
         }
     }
     Some(inv)
+}
+
+impl Recommender for AlsModel {
+    fn recommend(&self, user: u32, k: usize, exclude: &[u32]) -> Vec<u32> {
+        self.recommend_excluding(user, k, exclude)
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect()
+    }
 }
 
 #[cfg(test)]

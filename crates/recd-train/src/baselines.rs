@@ -12,8 +12,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::dataset::{Csr, Interactions};
-use crate::eval::Recommender;
 use crate::rank::{top_k, top_k_iter};
+use crate::recommender::Recommender;
 
 /// Most popular items first.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@
 //! first `k` are scored. Users with no train history are skipped (counted in
 //! [`EvalReport::cold_test_users`]) because no model here can personalise for them.
 //!
-//! Any model plugs in through [`Recommender`]; [`Evaluation`] runs the built-in ones
+//! Any model plugs in through [`Recommender`](crate::recommender::Recommender); [`Evaluation`] runs the built-in ones
 //! (popularity, item-kNN, ALS) plus the online replay, and lets the caller add more
 //! (the serving pipeline) with [`Evaluation::add_model`] and [`Evaluation::add_replay`].
 
@@ -22,25 +22,11 @@ use crate::baselines::{ItemKnn, Popularity};
 use crate::dataset::Interactions;
 use crate::error::{Result, TrainError};
 use crate::metrics::{ItemSimilarity, Metrics, MetricsAccumulator};
+use crate::recommender::Recommender;
 use crate::replay::{
     self, BatchAls, RealtimeAls, RealtimePopularity, ReplayMetrics, ReplayRecommender,
 };
 use crate::split::{self, Split, SplitMethod};
-
-/// A model under offline evaluation.
-pub trait Recommender: Sync {
-    /// Up to `k` item indices for `user`, best first, none in the sorted `exclude`.
-    fn recommend(&self, user: u32, k: usize, exclude: &[u32]) -> Vec<u32>;
-}
-
-impl Recommender for AlsModel {
-    fn recommend(&self, user: u32, k: usize, exclude: &[u32]) -> Vec<u32> {
-        self.recommend_excluding(user, k, exclude)
-            .into_iter()
-            .map(|(i, _)| i)
-            .collect()
-    }
-}
 
 /// Settings of `recd eval`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

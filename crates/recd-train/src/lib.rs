@@ -14,7 +14,9 @@
 //!   solver (Takács et al.), multi-threaded with rayon.
 //! - [`baselines`]: popularity and item-kNN (cosine on binary co-occurrence).
 //! - [`metrics`]: precision, recall, NDCG, MAP, hit rate @k; coverage, diversity, novelty.
-//! - [`eval`]: the offline protocol: run each [`eval::Recommender`] on a split, report.
+//! - [`recommender`]: [`recommender::Recommender`], what a model under offline evaluation
+//!   implements (popularity, item-kNN, ALS here; the serving pipeline in `recd eval`).
+//! - [`eval`]: the offline protocol: run each [`recommender::Recommender`] on a split, report.
 //! - [`replay`]: the online replay: walk test events in time order, ask a
 //!   [`replay::ReplayRecommender`] before each event, then let it observe the event.
 //! - [`rank`]: deterministic top-k selection.
@@ -47,7 +49,7 @@
 //! let config = eval::EvalConfig { als: params, ..Default::default() };
 //! let ev = eval::Evaluation::prepare(&data, "example", config, None)?;
 //! let mut report = ev.run_builtin();
-//! // ev.add_model(&mut report, "pipeline", &pipeline, seconds);     // impl eval::Recommender
+//! // ev.add_model(&mut report, "pipeline", &pipeline, seconds);     // impl recommender::Recommender
 //! // ev.add_replay(&mut report, "realtime", &mut realtime);          // impl replay::ReplayRecommender
 //! let _json = serde_json::to_string(&report).unwrap_or_default();   // `--json`
 //! let _table = report.to_table();                                   // default output
@@ -62,6 +64,7 @@ pub mod eval;
 pub mod metrics;
 pub mod movielens;
 pub mod rank;
+pub mod recommender;
 pub mod replay;
 pub mod split;
 

@@ -156,7 +156,7 @@ impl Pipeline {
     }
 }
 
-impl recd_train::eval::Recommender for Pipeline {
+impl recd_train::recommender::Recommender for Pipeline {
     fn recommend(&self, user: u32, k: usize, exclude: &[u32]) -> Vec<u32> {
         self.ask(user, k, exclude, self.now_ms)
     }
