@@ -1,5 +1,5 @@
 //! Local invalidation without scanning: every cache key carries the generation of what it
-//! depends on (a user, an item, the catalog), read before the value is computed. An
+//! depends on (a user, an item, every list), read before the value is computed. An
 //! invalidation moves the generation on, so later requests use a new key: they miss, never
 //! see the old entry, and never join a computation that started before the invalidation
 //! (which would break read-your-writes). Orphaned entries age out by TTL or size.
@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Generations of users, items and the catalog.
+/// Generations of users, items, every list and every item's details.
 pub struct Generations {
     /// The source of every generation: strictly increasing.
     counter: AtomicU64,
@@ -16,8 +16,8 @@ pub struct Generations {
     /// an invalidation expires within the longest TTL, so marks live that long and then
     /// fall back to generation 0 without reviving anything.
     marks: moka::sync::Cache<String, u64>,
-    /// The catalog's generation: every item write moves it, dropping every list.
-    catalog: AtomicU64,
+    /// The generation of every list: every item write moves it, dropping every list.
+    lists: AtomicU64,
     /// The generation of all item details (the catalog source says anything may have changed).
     details: AtomicU64,
 }
@@ -30,7 +30,7 @@ impl Generations {
             marks: moka::sync::Cache::builder()
                 .time_to_live(max_ttl + Duration::from_secs(1))
                 .build(),
-            catalog: AtomicU64::new(0),
+            lists: AtomicU64::new(0),
             details: AtomicU64::new(0),
         }
     }
@@ -49,9 +49,9 @@ impl Generations {
         self.marks.get(&item_key(id)).unwrap_or(0)
     }
 
-    /// The catalog's generation.
-    pub fn catalog(&self) -> u64 {
-        self.catalog.load(Ordering::SeqCst)
+    /// The generation of every list.
+    pub fn lists(&self) -> u64 {
+        self.lists.load(Ordering::SeqCst)
     }
 
     /// The generation of all item details.
@@ -78,9 +78,9 @@ impl Generations {
     }
 
     /// Drops every list (an item was written or deleted somewhere).
-    pub fn bump_catalog(&self) {
+    pub fn bump_lists(&self) {
         let g = self.next();
-        self.catalog.store(g, Ordering::SeqCst);
+        self.lists.store(g, Ordering::SeqCst);
     }
 }
 
@@ -107,10 +107,10 @@ mod tests {
         assert_eq!(g.item("a"), 0, "users and items are separate namespaces");
         g.bump_user("a");
         assert!(g.user("a") > a1);
-        let c0 = g.catalog();
+        let l0 = g.lists();
         g.bump_item("x");
-        assert_eq!(g.catalog(), c0, "an item's details are not the catalog");
-        g.bump_catalog();
-        assert!(g.catalog() > c0);
+        assert_eq!(g.lists(), l0, "an item's details are not the lists");
+        g.bump_lists();
+        assert!(g.lists() > l0);
     }
 }

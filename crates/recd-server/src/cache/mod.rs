@@ -11,7 +11,7 @@
 //!
 //! Invalidation never scans: keys carry generations ([`generations`]) and L2 bodies carry
 //! marks ([`shared`]); events of the configured types move the user's generation, item
-//! writes move the item's and the catalog's, before the write is acknowledged; other
+//! writes move the item's and every list's, before the write is acknowledged; other
 //! servers hear it on pub/sub. Stampedes: concurrent misses for one key compute once per
 //! process (moka's `try_get_with`) and, with L2, once across servers (a `SET NX PX` fill
 //! lock; the others wait for the entry, bounded by `lock_wait_ms`, then compute themselves).
@@ -77,14 +77,14 @@ struct RecsKey {
     user: String,
     shape: u128,
     generation: u64,
-    catalog: u64,
+    lists: u64,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct PopularKey {
     filter: String,
     k: usize,
-    catalog: u64,
+    lists: u64,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -252,7 +252,7 @@ impl Caches {
             user: user.to_string(),
             shape,
             generation: self.generations.user(user),
-            catalog: self.generations.catalog(),
+            lists: self.generations.lists(),
         };
         let l2 = self.l2.as_ref().map(|r| r.recs_keys(user, shape));
         if let Some(e) = self.recs.get(&key).await {
@@ -301,7 +301,7 @@ impl Caches {
         let key = PopularKey {
             filter: filter.canonical(),
             k,
-            catalog: self.generations.catalog(),
+            lists: self.generations.lists(),
         };
         if let Some(e) = self.popular.get(&key).await {
             self.stats.record(Kind::Popular, 0, true);
@@ -522,7 +522,7 @@ impl Caches {
         for id in &ids {
             self.generations.bump_item(id);
         }
-        self.generations.bump_catalog();
+        self.generations.bump_lists();
         self.publish(Invalidation::Items(ids)).await;
     }
 
@@ -557,7 +557,7 @@ impl Caches {
             Invalidation::Users(ids) => ids.iter().for_each(|u| self.generations.bump_user(u)),
             Invalidation::Items(ids) => {
                 ids.iter().for_each(|i| self.generations.bump_item(i));
-                self.generations.bump_catalog();
+                self.generations.bump_lists();
             }
             Invalidation::Details(ids) => ids.iter().for_each(|i| self.generations.bump_item(i)),
             Invalidation::AllDetails => self.generations.bump_details(),
@@ -566,7 +566,7 @@ impl Caches {
 
     /// Drops all of L1 (after the invalidation channel was lost: messages may be missing).
     pub fn clear_l1(&self) {
-        self.generations.bump_catalog();
+        self.generations.bump_lists();
         self.recs.invalidate_all();
         self.popular.invalidate_all();
         self.items.invalidate_all();

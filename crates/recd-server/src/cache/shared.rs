@@ -3,10 +3,10 @@
 //!
 //! Keys (under `{redis.prefix}cache:`):
 //! - `recs:{user}:{shape}` / `item:{id}`: an entry with PX = its TTL. Its body records the
-//!   user's (item's) mark and the catalog epoch it was computed under.
+//!   user's (item's) mark and the lists' epoch it was computed under.
 //! - `umark:{user}` / `imark:{id}`: counters moved by each invalidation (living as long as the
 //!   longest entry, so an expired mark cannot revive an entry older than it); `epoch`: the
-//!   catalog's counter (lists); `depoch`: all items' details (the catalog source lost track). A read fetches entry, mark and epoch in one MGET and uses the entry
+//!   counter of every list (moved by item writes); `depoch`: all items' details (the catalog source lost track). A read fetches entry, mark and epoch in one MGET and uses the entry
 //!   only if both still match: an invalidation is one INCR, nothing has to be found and
 //!   deleted, and a fill that raced with an invalidation writes an entry nobody will use.
 //! - `lock:{...}`: `SET NX PX` with a random token, released by compare-and-delete.
@@ -56,7 +56,7 @@ pub struct Lookup {
     pub body: Option<Vec<u8>>,
     /// The current mark of the user or item.
     pub mark: i64,
-    /// The current catalog epoch.
+    /// The current epoch of every list (or of all items' details, for an item entry).
     pub epoch: i64,
 }
 
@@ -65,7 +65,7 @@ pub struct Lookup {
 pub enum Invalidation {
     /// These users' lists.
     Users(Vec<String>),
-    /// These items' details, and every list (the catalog changed).
+    /// These items' details, and every list (recd's items were written or deleted).
     Items(Vec<String>),
     /// These items' details only (the catalog source changed, recd's items did not).
     Details(Vec<String>),
@@ -418,7 +418,7 @@ mod tests {
         );
         assert!(
             decode::<Vec<i32>>(&at(3, 8)).is_none(),
-            "catalog changed since"
+            "lists invalidated since"
         );
         assert!(decode::<Vec<i32>>(&Lookup::default()).is_none());
         assert!(
