@@ -1,0 +1,193 @@
+//! The 4xx paths at the router, without a process or a socket: each request goes through
+//! `recd_server::router` with `tower::ServiceExt::oneshot` over an in-memory embedded store.
+//! Every error must leave in the API.md shape `{"error":{"code","message"}}` with the
+//! status of its code; the e2e suite covers the same paths over HTTP.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::http::{Method, Request, StatusCode, header};
+use recd_core::Schema;
+use recd_server::{AppState, Config, router};
+use recd_store::Store;
+use recd_store::embedded::EmbeddedStore;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// A router over an empty in-memory store with the demo schema (4 dimensions).
+fn app() -> Router {
+    let store = EmbeddedStore::in_memory(Schema::demo(4), Default::default())
+        .expect("an in-memory store opens");
+    let store: Arc<dyn Store> = Arc::new(store);
+    router(AppState::new(store, Config::default()).expect("the default config is valid"))
+}
+
+/// Sends one request and returns the status and the body as JSON.
+async fn send(app: &Router, method: Method, uri: &str, body: Option<&str>) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    let request = request
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+        .expect("a valid request");
+    let response = app
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the router is infallible");
+    let status = response.status();
+    let bytes = to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("a readable body");
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "{uri}: body is not JSON ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    (status, json)
+}
+
+/// The API's error shape with this status and code, and a message that is not empty.
+fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str, what: &str) {
+    assert_eq!(status, want, "{what}: {body}");
+    let error = body["error"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{what}: no error object: {body}"));
+    assert_eq!(error["code"], code, "{what}: {body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}: no message: {body}"
+    );
+    assert!(
+        error
+            .keys()
+            .all(|k| ["code", "message", "details"].contains(&k.as_str())),
+        "{what}: unexpected keys: {body}"
+    );
+}
+
+fn assert_invalid(status: StatusCode, body: &Value, what: &str) {
+    assert_error(
+        status,
+        body,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+        what,
+    );
+}
+
+fn assert_not_found(status: StatusCode, body: &Value, what: &str) {
+    assert_error(status, body, StatusCode::NOT_FOUND, "not_found", what);
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_a_400() {
+    let app = app();
+    for raw in ["{", "not json", "", "{\"user_id\":\"u\"} trailing"] {
+        let (status, body) = send(&app, Method::POST, "/v1/recommend", Some(raw)).await;
+        assert_invalid(status, &body, raw);
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_field_is_a_400_that_names_it() {
+    let app = app();
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/v1/recommend",
+        Some(r#"{"user_id":"u","colour":"red"}"#),
+    )
+    .await;
+    assert_invalid(status, &body, "unknown field");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("colour"), "{message}");
+}
+
+#[tokio::test]
+async fn count_zero_is_a_400() {
+    let app = app();
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/v1/recommend",
+        Some(r#"{"user_id":"u","count":0}"#),
+    )
+    .await;
+    assert_invalid(status, &body, "count 0");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("count"), "{message}");
+}
+
+#[tokio::test]
+async fn a_filter_on_a_field_the_schema_lacks_is_a_400() {
+    let app = app();
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/v1/recommend",
+        Some(r#"{"user_id":"u","filter":{"colour":{"any":["red"]}}}"#),
+    )
+    .await;
+    assert_invalid(status, &body, "bad filter field");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("colour"), "{message}");
+}
+
+#[tokio::test]
+async fn an_unknown_item_is_a_404() {
+    let app = app();
+    let (status, body) = send(&app, Method::GET, "/v1/items/no-such-item", None).await;
+    assert_not_found(status, &body, "unknown item");
+}
+
+#[tokio::test]
+async fn an_unknown_endpoint_is_a_404_in_the_error_shape() {
+    let app = app();
+    for (method, uri) in [
+        (Method::GET, "/v1/nothing"),
+        (Method::POST, "/v2/recommend"),
+    ] {
+        let (status, body) = send(&app, method, uri, Some("{}")).await;
+        assert_not_found(status, &body, uri);
+    }
+}
+
+#[tokio::test]
+async fn a_batch_with_one_bad_event_is_refused_whole() {
+    let app = app();
+    let batch = json!({"events": [
+        {"user_id": "u-1", "item_id": "i-1", "type": "view"},
+        {"user_id": "u-1", "item_id": "i-2", "type": "like"},
+        {"user_id": "u-2", "item_id": "i-1", "type": "click"},
+    ]});
+    let (status, body) = send(&app, Method::POST, "/v1/events", Some(&batch.to_string())).await;
+    assert_invalid(status, &body, "one bad event");
+    let details = body["error"]["details"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no details: {body}"));
+    assert_eq!(details.len(), 1, "{body}");
+    assert_eq!(details[0]["index"], 1, "{body}");
+    assert!(
+        details[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("like")),
+        "{body}"
+    );
+    // nothing was applied: neither user exists
+    for user in ["u-1", "u-2"] {
+        let (status, body) = send(&app, Method::GET, &format!("/v1/users/{user}"), None).await;
+        assert_not_found(status, &body, user);
+    }
+    // the same batch without the bad event is applied
+    let good = json!({"events": [
+        {"user_id": "u-1", "item_id": "i-1", "type": "view"},
+    ]});
+    let (status, body) = send(&app, Method::POST, "/v1/events", Some(&good.to_string())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = send(&app, Method::GET, "/v1/users/u-1", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
