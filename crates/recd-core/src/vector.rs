@@ -1,4 +1,14 @@
-//! Small dense-vector helpers used by the session vector, the query blend and scoring.
+//! Dense-vector helpers, and the one dot-product / squared-L2 kernel of the workspace:
+//! the session vector, the query blend and scoring here, the embedded vector index
+//! (`recd-index`) and ALS training (`recd-train`) all call [`dot`] and [`l2_squared`].
+//!
+//! The kernels are plain safe Rust shaped so that LLVM vectorizes them without
+//! `-ffast-math`: eight independent accumulators over `chunks_exact(8)` (two SSE registers
+//! on baseline x86-64, one AVX register with `target-cpu` set), indexed lane by lane so
+//! that they stay in registers, summed in lane order at the end, then a scalar tail. At
+//! 64–384 dimensions this shape measured about 2x faster than the same eight lanes
+//! written with zipped iterators and a pairwise sum (recd-index's former kernel); the
+//! figures of today's are in `cargo bench -p recd-index --bench knn -- kernels`.
 
 /// Largest accepted squared norm of a stored or query vector: keeps `|q − v|²` and `q · v`
 /// finite in f32 for any two accepted vectors (the embedded index refuses the same bound).
@@ -15,9 +25,52 @@ pub fn can_normalize(norm_squared: f64) -> bool {
     norm_squared > 0.0 && ((1.0 / norm_squared.sqrt()) as f32).is_finite()
 }
 
-/// Dot product.
+/// Independent accumulators of the kernels.
+const LANES: usize = 8;
+
+/// Dot product (over the shorter length, if they differ).
+#[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let ca = a.chunks_exact(LANES);
+    let cb = b.chunks_exact(LANES);
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    let mut acc = [0f32; LANES];
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Squared Euclidean distance (over the shorter length, if they differ).
+#[inline]
+pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let ca = a.chunks_exact(LANES);
+    let cb = b.chunks_exact(LANES);
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum();
+    let mut acc = [0f32; LANES];
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            let d = x[l] - y[l];
+            acc[l] += d * d;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// Euclidean norm.
@@ -47,6 +100,63 @@ mod tests {
         assert_eq!(normalized(&[3.0, 4.0]), Some(vec![0.6, 0.8]));
         assert_eq!(normalized(&[0.0, 0.0]), None);
         assert!((cosine(&[1.0, 0.0], &[2.0, 0.0]) - 1.0).abs() < 1e-6);
+    }
+
+    fn naive_dot(a: &[f32], b: &[f32]) -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum()
+    }
+
+    fn naive_l2(a: &[f32], b: &[f32]) -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+            .sum()
+    }
+
+    /// Deterministic pseudo-random values in [-1, 1) without pulling an RNG into unit tests.
+    fn values(seed: u64, n: usize) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn kernels_match_naive_for_all_tail_lengths() {
+        for dim in 0..=70 {
+            let a = values(dim as u64 + 1, dim);
+            let b = values(dim as u64 + 1000, dim);
+            let tol = 1e-4 * (dim as f64 + 1.0);
+            assert!(
+                (f64::from(dot(&a, &b)) - naive_dot(&a, &b)).abs() < tol,
+                "dot dim {dim}"
+            );
+            assert!(
+                (f64::from(l2_squared(&a, &b)) - naive_l2(&a, &b)).abs() < tol,
+                "l2 dim {dim}"
+            );
+        }
+    }
+
+    #[test]
+    fn kernels_on_known_values_and_unequal_lengths() {
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+        let b = [1.0; 9];
+        assert_eq!(dot(&a, &b), 45.0);
+        assert_eq!(l2_squared(&a, &a), 0.0);
+        assert_eq!(l2_squared(&[0.0, 3.0], &[4.0, 0.0]), 25.0);
+        // the shorter length counts, as for a zip
+        assert_eq!(dot(&a, &b[..3]), 6.0);
+        assert_eq!(dot(&a[..2], &b), 3.0);
+        assert_eq!(l2_squared(&a[..1], &[3.0; 17]), 4.0);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! KNN latency on 100k × 64 (cosine), k = 10 and 50: unfiltered, a ~10 % filter correlated
 //! with the embedding (a "category" = one tenth of the clusters), and a ~1 % random filter;
-//! plus the distance kernels. Data: seeded Gaussian mixture, 200 clusters, σ = 0.6 (as in
+//! plus the distance kernels (recd-core's, which the index calls). Data: seeded Gaussian mixture, 200 clusters, σ = 0.6 (as in
 //! tests/recall.rs). Criterion reports means; `examples/knn_latency.rs` prints p50/p99.
 //!
 //!     cargo bench -p recd-index --bench knn
@@ -12,8 +12,9 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
+use recd_core::vector::{dot, l2_squared};
 use recd_index::roaring::RoaringBitmap;
-use recd_index::{HnswParams, Metric, SearchOptions, Strategy, VectorIndex, dot, l2_squared};
+use recd_index::{HnswParams, Metric, SearchOptions, Strategy, VectorIndex};
 
 const N: usize = 100_000;
 const DIM: usize = 64;

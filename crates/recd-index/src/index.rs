@@ -9,7 +9,9 @@ use rayon::prelude::*;
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
-use crate::distance::{Metric, norm_squared_f64};
+use recd_core::vector::norm_squared_f64;
+
+use crate::distance::Metric;
 use crate::error::IndexError;
 use crate::flat;
 use crate::hnsw::Graph;

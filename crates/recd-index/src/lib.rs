@@ -21,7 +21,9 @@
 //! ```
 //!
 //! # Layout
-//! - `distance`: the [`Metric`] enum and the auto-vectorized dot / squared-L2 kernels.
+//! - `distance`: the [`Metric`] enum (the dot / squared-L2 kernels are recd-core's,
+//!   `recd_core::vector`, shared with scoring and training).
+//! - `error`: [`IndexError`].
 //! - `store`: node storage — one contiguous `f32` arena, neighbour lists as atomic arrays,
 //!   tombstones, the id ↔ slot maps, and a bitmap of live ids.
 //! - `hnsw`: graph algorithms — level draw, greedy descent, layer search with an admission
@@ -59,7 +61,7 @@
 //! freed: a removed id is a tombstone that still routes walks and is revived in place by a
 //! re-insert; updates re-link the node in place (no growth).
 //!
-//! Distances are safe Rust shaped for auto-vectorization (see `distance`). The crate's only
+//! Distances are recd-core's safe, auto-vectorized kernels (`recd_core::vector`). The crate's only
 //! `unsafe` is a software-prefetch hint (`prefetch`), kept for a measured 2-3x on scattered
 //! vector reads; everything else is checked by the `unsafe_code = "deny"` lint.
 
@@ -76,7 +78,7 @@ mod store;
 mod topk;
 mod visited;
 
-pub use distance::{Metric, dot, l2_squared};
+pub use distance::Metric;
 pub use error::IndexError;
 pub use index::{Hit, HnswParams, VectorIndex};
 pub use planner::{SearchOptions, Strategy};

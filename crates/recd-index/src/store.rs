@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use parking_lot::Mutex;
 use roaring::RoaringBitmap;
 
-use crate::distance::{Metric, dot, l2_squared};
+use recd_core::vector::{dot, l2_squared};
+
+use crate::distance::Metric;
 
 /// Node storage; see the module docs for the locking contract.
 #[derive(Debug)]

@@ -22,6 +22,7 @@ use pulp::{Simd, WithSimd};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
+use recd_core::vector::dot;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{Csr, IdMap, Interactions};
@@ -516,7 +517,9 @@ fn cg_solve<S: Simd>(
     }
 }
 
-/// Dot product in SIMD registers (four accumulators).
+/// Dot product in SIMD registers (four accumulators, FMA where the CPU has it), for the
+/// CG solver inside `pulp`'s dispatched SIMD context; everywhere else ALS uses the
+/// workspace's kernel, `recd_core::vector::dot`.
 #[inline(always)]
 fn dot_s<S: Simd>(simd: S, a: &[f32], b: &[f32]) -> f32 {
     let (ah, at) = S::as_simd_f32s(a);
@@ -594,26 +597,6 @@ fn symv_s<S: Simd>(simd: S, m: &[f32], k: usize, v: &[f32], out: &mut [f32]) {
         axpy_s(simd, v[j], &m[j * k..(j + 1) * k], out);
         j += 1;
     }
-}
-
-/// Dot product with eight independent accumulators (vectorises without `-ffast-math`).
-#[inline(always)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// `out = M v` for a row-major `k×k` matrix.
