@@ -13,7 +13,8 @@
 //! - [`event`]: events (view, click, dwell, add_to_cart, purchase, rating) and their weights.
 //! - [`user`]: a user's real-time state and how an event changes it (session vector, counters).
 //! - [`popularity`]: time-decayed item popularity in the log domain (order-preserving over time).
-//! - [`vector`]: small vector helpers (dot, norm, normalize, blend).
+//! - [`vector`]: the workspace's dot / squared-L2 kernels (the index and ALS call them too),
+//!   norms, normalization, cosine.
 //! - [`pipeline`]: the ranking pipeline: query vector, scoring, re-ranking, diversity, reasons.
 //! - [`experiment`]: experiments: deterministic assignment (variants, holdouts, layers), the
 //!   statistics of their results, Thompson-sampling bandits and team-draft interleaving.

@@ -16,6 +16,11 @@
 //! - Writes acknowledged by `Ok` are visible to the very next read (read-your-writes).
 //!
 //! # Layout
+//! - [`embedded`]: the in-process backend ([`embedded::EmbeddedStore`]): the vector index,
+//!   items and attribute bitmaps, popularity, users, made durable by an append-only log
+//!   that a redb file absorbs.
+//! - [`redis`]: the Redis backend ([`RedisStore`]): item Hashes, one RediSearch index, Lua
+//!   scripts for atomic writes.
 //! - [`error`]: [`StoreError`], classified user / unavailable / internal.
 
 pub mod embedded;

@@ -7,7 +7,7 @@
 //! first `k` are scored. Users with no train history are skipped (counted in
 //! [`EvalReport::cold_test_users`]) because no model here can personalise for them.
 //!
-//! Any model plugs in through [`Recommender`](crate::recommender::Recommender); [`Evaluation`] runs the built-in ones
+//! Any model plugs in through [`Recommender`]; [`Evaluation`] runs the built-in ones
 //! (popularity, item-kNN, ALS) plus the online replay, and lets the caller add more
 //! (the serving pipeline) with [`Evaluation::add_model`] and [`Evaluation::add_replay`].
 

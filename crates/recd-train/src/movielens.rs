@@ -12,12 +12,11 @@
 //! [`read_interactions`] reads `--interactions FILE`: jsonl lines
 //! `{"user_id","item_id","type","value","timestamp"}` or a csv file with the header
 //! `user_id,item_id,type,value,timestamp`. Event types, ids and timestamps follow recd-core's
-//! rules, as `/v1/events` and `recd import events` do: [`EventType`],
-//! [`validate_id`](recd_core::id::validate_id) (1–256 bytes, no control characters) and a
-//! timestamp in 1970–9999, given in jsonl as an integer of epoch milliseconds or an RFC 3339
-//! string ([`parse_timestamp`](recd_core::event::parse_timestamp)), in csv as either one
-//! written out ([`parse_timestamp_text`](recd_core::event::parse_timestamp_text)).
-//! Every malformed record is an error naming the file and line.
+//! rules, as `/v1/events` and `recd import events` do: [`EventType`], [`validate_id`]
+//! (1–256 bytes, no control characters) and a timestamp in 1970–9999, given in jsonl as an
+//! integer of epoch milliseconds or an RFC 3339 string ([`parse_timestamp`]), in csv as
+//! either one written out ([`parse_timestamp_text`]). Every malformed record is an error
+//! naming the file and line.
 
 use std::fs;
 use std::path::Path;
