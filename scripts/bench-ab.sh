@@ -5,6 +5,7 @@
 #
 #   scripts/bench-ab.sh A_BIN B_BIN [--backend embedded|redis] [--rounds 2] [--duration 20]
 #                       [--items 100000] [--users 10000] [--concurrency 32]
+#                       [--scenario recommend|events|mixed]   (events/mixed: no filter pass)
 #
 # The catalog is the demo's (100k x 64, seed 42), loaded once by A (`demo --load-only`): into a
 # temporary data dir, or into a Redis started by scripts/redis.sh. Prints a line per run.
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { sed -n '2,10p' "$0" >&2; exit 2; }
 A=$1 B=$2
 shift 2
-BACKEND=embedded ROUNDS=2 DURATION=20 ITEMS=100000 USERS=10000 CONC=32
+BACKEND=embedded ROUNDS=2 DURATION=20 ITEMS=100000 USERS=10000 CONC=32 SCENARIO=recommend
 while [ $# -gt 0 ]; do
     case "$1" in
         --backend) BACKEND=$2; shift 2 ;;
@@ -24,7 +25,8 @@ while [ $# -gt 0 ]; do
         --items) ITEMS=$2; shift 2 ;;
         --users) USERS=$2; shift 2 ;;
         --concurrency) CONC=$2; shift 2 ;;
-        *) sed -n '2,10p' "$0" >&2; exit 2 ;;
+        --scenario) SCENARIO=$2; shift 2 ;;
+        *) sed -n '2,11p' "$0" >&2; exit 2 ;;
     esac
 done
 
@@ -57,15 +59,17 @@ for round in $(seq "$ROUNDS"); do
         wait_listening $SERVER "$W/server.log"
         [ -n "$CATEGORY" ] || CATEGORY=$(curl -s "http://127.0.0.1:$PORT/v1/items/sku-0" |
             python3 -c 'import json,sys; c=json.load(sys.stdin)["category"]; print(c if isinstance(c,str) else c[0])')
-        for filter in none category+price; do
+        FILTERS="none category+price"
+        [ "$SCENARIO" = recommend ] || FILTERS=none
+        for filter in $FILTERS; do
             FILTER=()
             [ $filter = none ] ||
                 FILTER=(--filter "{\"category\":{\"any\":[\"$CATEGORY\"]},\"price\":{\"gte\":10,\"lt\":200}}")
             LOAD=$(cut -d' ' -f1 /proc/loadavg)
-            "$A" bench --target "http://127.0.0.1:$PORT" --concurrency "$CONC" --duration "$DURATION" \
+            "$A" bench --target "http://127.0.0.1:$PORT" --scenario "$SCENARIO" --concurrency "$CONC" --duration "$DURATION" \
                 --users "$USERS" --items "$ITEMS" --no-cache "${FILTER[@]}" --json 2>/dev/null | grep '^{' |
                 python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; print(sys.argv[1], round(r["rps"]), "req/s, p50", l["p50"], "p99", l["p99"], "ms, errors", r["errors"])' \
-                    "round $round $side $filter load $LOAD:"
+                    "round $round $side $SCENARIO $filter load $LOAD:"
         done
         kill $SERVER
         wait $SERVER 2>/dev/null || true

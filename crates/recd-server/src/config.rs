@@ -328,9 +328,50 @@ impl Config {
     }
 }
 
+/// Refuses to serve without keys on a non-loopback address unless told `--insecure`.
+pub fn check_exposure(config: &Config) -> Result<(), ConfigError> {
+    if config.auth.configured() || config.insecure || config.listen.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(ConfigError(format!(
+        "refusing to listen on {} without API keys: anyone who can reach it could read and change \
+         everything. Add keys under [auth] (keys, or keys_file; `recd keys create --name NAME \
+         --scopes read,write` makes one), listen on a loopback address, or pass --insecure \
+         (RECD_INSECURE=true, or insecure = true in the config) to serve without auth",
+        config.listen
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(addr: &str) -> Config {
+        Config {
+            listen: addr.parse().expect("address"),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn a_non_loopback_address_needs_keys_or_insecure() {
+        for open in ["127.0.0.1:8080", "[::1]:8080"] {
+            assert!(check_exposure(&at(open)).is_ok(), "{open}");
+        }
+        for exposed in ["0.0.0.0:8080", "10.1.2.3:8080", "[::]:8080"] {
+            let err = check_exposure(&at(exposed)).unwrap_err().0;
+            assert!(
+                err.contains("--insecure") && err.contains("[auth]"),
+                "{err}"
+            );
+            let mut insecure = at(exposed);
+            insecure.insecure = true;
+            assert!(check_exposure(&insecure).is_ok());
+            let mut keyed = at(exposed);
+            keyed.auth.keys_file = Some("/etc/recd/keys.toml".into());
+            assert!(check_exposure(&keyed).is_ok());
+        }
+    }
 
     #[test]
     #[allow(clippy::result_large_err)] // figment::Jail's closure type, not ours

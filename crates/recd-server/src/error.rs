@@ -7,7 +7,7 @@
 //! names the problem. [`crate::edge::error_shape`] puts whatever answers the framework
 //! itself produces (a 405's empty body, a path rejection's plain text) into this shape.
 
-use crate::engine::EngineError;
+use crate::failure::EngineError;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};

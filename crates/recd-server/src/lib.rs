@@ -17,6 +17,7 @@
 //! - [`catalog`]: the PostgreSQL catalog source of item details.
 //! - [`routes`]: one module per API resource, and the route table the router and the
 //!   OpenAPI document share.
+//! - [`failure`]: [`failure::EngineError`], what every use case can fail with.
 //! - [`error`]: the single mapping from failures to the API's error shape.
 //! - [`monitoring`]: online quality (coverage, exposure, diversity, source mix) and drift.
 //! - [`metrics`]: Prometheus counters and histograms per route and pipeline stage.
@@ -37,6 +38,7 @@ pub mod edge;
 pub mod engine;
 pub mod error;
 pub mod experiments;
+pub mod failure;
 pub mod metrics;
 pub mod monitoring;
 pub mod openapi;

@@ -43,9 +43,9 @@ impl AppState {
         // `[auth] keys` only: reading the keys file is IO that can fail, which the binary
         // does (and reports) before serving, then hands over with `with_access`. Until
         // then a configured file's keys are refused: failing closed.
-        let access = Access::without_file(&config).unwrap_or_else(|e| {
+        let access = Access::without_file(&config.auth, &config.limits).unwrap_or_else(|e| {
             tracing::error!(cause = %e, "API keys unusable; refusing every keyed request");
-            Access::closed(&config)
+            Access::closed(&config.limits)
         });
         Self {
             engine: Arc::new(Engine::new(store, config, l2, catalog, experiments)),

@@ -392,7 +392,7 @@ async fn a_reloaded_keys_file_takes_effect_and_a_broken_one_keeps_the_old_keys()
     write("first-key");
     let mut c = config();
     c.auth.keys_file = Some(file.clone());
-    let access = Arc::new(Access::load(&c).expect("keys file"));
+    let access = Arc::new(Access::load(&c.auth, &c.limits).expect("keys file"));
     let app = router(state(c).with_access(access.clone()));
     let get = |key: &'static str| request(Method::GET, "/v1/users/nobody", Some(key), None);
     assert_eq!(call(&app, get("first-key")).await.0, StatusCode::NOT_FOUND);
@@ -424,7 +424,7 @@ async fn auth_is_off_without_keys_but_a_keys_file_turns_it_on_even_when_empty() 
     std::fs::write(&file, r#"{"keys": []}"#).unwrap();
     let mut c = config();
     c.auth.keys_file = Some(file);
-    let access = Arc::new(Access::load(&c).expect("keys file"));
+    let access = Arc::new(Access::load(&c.auth, &c.limits).expect("keys file"));
     let closed = router(state(c).with_access(access));
     let (status, _) = call(
         &closed,

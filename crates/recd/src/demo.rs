@@ -41,7 +41,7 @@ pub struct DemoArgs {
 pub async fn run(args: DemoArgs) -> Result<()> {
     let mut config = args.store.load()?;
     // Before spending minutes on loading a catalog that could not be served.
-    recd_server::access::check_exposure(&config)?;
+    recd_server::config::check_exposure(&config)?;
     let fresh_dir = !config.data_dir.join("recd.redb").exists();
     if config.schema.is_none()
         && (fresh_dir || config.backend == recd_server::config::Backend::Redis)

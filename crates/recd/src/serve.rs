@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use recd_server::access::{Access, Limiter, check_exposure, limits};
+use recd_server::access::{Access, Limiter, limits};
 use recd_server::cache::RedisTier;
 use recd_server::catalog::{CatalogError, PgCatalog};
 use recd_server::config::Backend;
+use recd_server::config::{ConfigError, check_exposure};
 use recd_server::engine::shared_tier;
 use recd_server::experiments::Experiments;
 use recd_server::experiments::ledger::{Ledger, MemoryLedger, RedisLedger};
@@ -132,7 +133,7 @@ async fn experiments(config: &Config) -> Result<Arc<Experiments>> {
 /// The access rules of `config`: its keys (the keys file read now: a bad one is a
 /// configuration error) and rate limits, shared through the deployment's Redis in redis mode.
 async fn access(config: &Config) -> Result<Arc<Access>> {
-    let mut access = Access::load(config)?;
+    let mut access = Access::load(&config.auth, &config.limits).map_err(ConfigError)?;
     if config.backend == Backend::Redis && access.limiter().enabled() {
         let r = &config.redis;
         let shared = limits::Shared::connect(

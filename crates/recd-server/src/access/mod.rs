@@ -15,7 +15,7 @@
 //!
 //! Auth is on when any key source is configured (`[auth] keys` or `[auth] keys_file`),
 //! and then on every non-public route. Without keys it is off, which the binary allows only
-//! on a loopback address or with `--insecure` ([`check_exposure`]).
+//! on a loopback address or with `--insecure` ([`crate::config::check_exposure`]).
 //!
 //! # Layout
 //! - [`keys`]: key generation, hashing, the key set, keys files.
@@ -23,6 +23,7 @@
 
 pub mod keys;
 pub mod limits;
+pub mod scope;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,9 +38,8 @@ use tokio::sync::Semaphore;
 
 pub use self::keys::{AuthConfig, Grant, KeyConfig, KeyError, KeySet, Principal};
 pub use self::limits::{Decision, Kind, Limiter, LimitsConfig, Rate, Who};
-use crate::config::{Config, ConfigError};
+pub use self::scope::Scope;
 use crate::error::{ApiError, Code};
-use crate::routes::Scope;
 
 /// The keys and limits a server enforces; shared by every request.
 pub struct Access {
@@ -71,20 +71,19 @@ impl std::fmt::Debug for Access {
 
 impl Access {
     /// Reads the configured keys (the keys file too) with in-process rate limits.
-    pub fn load(config: &Config) -> Result<Access, ConfigError> {
-        let access = Self::without_file(config)?;
+    pub fn load(auth: &AuthConfig, limits: &LimitsConfig) -> Result<Access, String> {
+        let access = Self::without_file(auth, limits)?;
         access
             .reload()
-            .map_err(|e| ConfigError(format!("bad configuration: auth.keys_file: {e}")))?;
+            .map_err(|e| format!("bad configuration: auth.keys_file: {e}"))?;
         Ok(access)
     }
 
     /// The keys of `[auth] keys` only; a configured keys file is not read (its keys are
     /// refused until [`Access::reload`] succeeds), so this never does IO.
-    pub fn without_file(config: &Config) -> Result<Access, ConfigError> {
-        let auth = &config.auth;
-        let fixed = KeySet::new(&auth.keys)
-            .map_err(|e| ConfigError(format!("bad configuration: auth.keys: {e}")))?;
+    pub fn without_file(auth: &AuthConfig, limits: &LimitsConfig) -> Result<Access, String> {
+        let fixed =
+            KeySet::new(&auth.keys).map_err(|e| format!("bad configuration: auth.keys: {e}"))?;
         Ok(Access {
             enabled: auth.configured(),
             keys: RwLock::new(Arc::new(fixed.clone())),
@@ -92,13 +91,13 @@ impl Access {
             keys_file: auth.keys_file.clone(),
             loaded_mtime: Mutex::new(None),
             poll: Duration::from_secs(auth.reload_poll_seconds),
-            limiter: Limiter::local(&config.limits),
+            limiter: Limiter::local(limits),
         })
     }
 
     /// Nothing is let through a non-public route (the state of a server whose keys could
     /// not be read: failing closed).
-    pub fn closed(config: &Config) -> Access {
+    pub fn closed(limits: &LimitsConfig) -> Access {
         Access {
             enabled: true,
             fixed: KeySet::default(),
@@ -106,7 +105,7 @@ impl Access {
             keys_file: None,
             loaded_mtime: Mutex::new(None),
             poll: Duration::ZERO,
-            limiter: Limiter::local(&config.limits),
+            limiter: Limiter::local(limits),
         }
     }
 
@@ -250,20 +249,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Refuses to serve without keys on a non-loopback address unless told `--insecure`.
-pub fn check_exposure(config: &Config) -> Result<(), ConfigError> {
-    if config.auth.configured() || config.insecure || config.listen.ip().is_loopback() {
-        return Ok(());
-    }
-    Err(ConfigError(format!(
-        "refusing to listen on {} without API keys: anyone who can reach it could read and change \
-         everything. Add keys under [auth] (keys, or keys_file; `recd keys create --name NAME \
-         --scopes read,write` makes one), listen on a loopback address, or pass --insecure \
-         (RECD_INSECURE=true, or insecure = true in the config) to serve without auth",
-        config.listen
-    )))
-}
-
 /// What [`gate`] needs: the route's scope and the shared access state.
 #[derive(Clone)]
 pub struct Gate {
@@ -334,33 +319,6 @@ pub async fn gate(State(gate): State<Gate>, mut req: Request, next: Next) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(addr: &str) -> Config {
-        Config {
-            listen: addr.parse().expect("address"),
-            ..Config::default()
-        }
-    }
-
-    #[test]
-    fn a_non_loopback_address_needs_keys_or_insecure() {
-        for open in ["127.0.0.1:8080", "[::1]:8080"] {
-            assert!(check_exposure(&at(open)).is_ok(), "{open}");
-        }
-        for exposed in ["0.0.0.0:8080", "10.1.2.3:8080", "[::]:8080"] {
-            let err = check_exposure(&at(exposed)).unwrap_err().0;
-            assert!(
-                err.contains("--insecure") && err.contains("[auth]"),
-                "{err}"
-            );
-            let mut insecure = at(exposed);
-            insecure.insecure = true;
-            assert!(check_exposure(&insecure).is_ok());
-            let mut keyed = at(exposed);
-            keyed.auth.keys_file = Some("/etc/recd/keys.toml".into());
-            assert!(check_exposure(&keyed).is_ok());
-        }
-    }
 
     #[test]
     fn bearer_tokens_are_read_from_the_authorization_header() {

@@ -8,11 +8,11 @@ use futures_util::StreamExt;
 use recd_core::Filter;
 use recd_store::{Store, StoreResult};
 
-use super::error::catalog_failure;
 use super::{Engine, EngineError, EngineResult};
 use crate::answer::{ItemDetails, without_vector};
 use crate::cache::Compute;
 use crate::catalog::{CatalogChange, PgCatalog};
+use crate::failure::catalog_failure;
 
 /// Loads one item's details from the sources (`None` when recd has no such item: the store
 /// decides what exists; the catalog adds to it).

@@ -13,14 +13,15 @@
 //!   goes through the cache of its request shape.
 //! - Answers are typed (`crate::answer`); the caches keep [`CachedList`]s, never JSON.
 //!
+//! Every use case fails with [`EngineError`] (`crate::failure`, outside this module so that
+//! the HTTP error mapping and the experiments need not depend on the engine).
+//!
 //! # Layout
-//! - [`error`]: [`EngineError`], the one failure type of every use case.
 //! - [`details`]: item details through the item cache, the catalog source's change feed,
 //!   cache warming.
 //! - [`shared_tier`]: connecting the L2 tier a deployment's servers share.
 
 pub mod details;
-pub mod error;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +31,6 @@ use recd_core::{Event, Filter, Item, ItemUpsert, Schema};
 use recd_store::{Counts, PopularHit, Store, StoreError};
 use serde::Serialize;
 
-pub use self::error::{EngineError, EngineResult};
 use crate::answer::{
     CacheInfo, CachedList, ItemFields, Recommendation, ServedItem, Tier, UserView, VectorsWritten,
 };
@@ -40,6 +40,7 @@ use crate::catalog::PgCatalog;
 use crate::clock::now_ms;
 use crate::config::{Backend, Config};
 use crate::experiments::{Choice, Experiments};
+pub use crate::failure::{EngineError, EngineResult};
 use crate::monitoring::{DriftAnswer, Monitor};
 use crate::recommend::{PopularSource, Recommender, Request};
 use recd_core::experiment::{Team, interleave, seed_from_id};

@@ -41,7 +41,7 @@ use self::model::{
     DEFAULT_STRATEGY, Definitions, ExperimentDef, ExperimentRequest, Kind, Metric, Status, Strategy,
 };
 use self::results::{ExperimentResults, msprt_field};
-use crate::engine::{EngineError, EngineResult};
+use crate::failure::{EngineError, EngineResult};
 
 /// `[experiments]`: impression logging and attribution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -25,21 +25,9 @@ use recd_core::id::validate_id;
 use tokio::sync::Semaphore;
 
 use crate::access::Gate;
+pub use crate::access::Scope;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// Who may call a route (API.md "Access").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Scope {
-    /// Anyone: health, readiness, metrics, the API description.
-    Public,
-    /// Recommend, similar, GET items and users.
-    Read,
-    /// PUT items, events.
-    Write,
-    /// Deletes, `/v1/admin/*`.
-    Admin,
-}
 
 /// One route: method, path template, who may call it, and its handler.
 pub struct Route {
