@@ -32,9 +32,8 @@
 //! request would be computed while the vectors are being written (measured on Redis: p99
 //! of a second while it lasted).
 //!
-//! These endpoints are **unauthenticated** for now (a later security issue adds auth): they
-//! read every user's history and rewrite the model, so keep `/v1/admin` off untrusted
-//! networks.
+//! These endpoints read every user's history and rewrite the model: they need a key with
+//! the `admin` scope whenever keys are configured (see `crate::access`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
