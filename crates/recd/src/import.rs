@@ -33,7 +33,9 @@ pub enum ImportCommand {
 }
 
 fn read_lines(file: &PathBuf) -> Result<Vec<(usize, serde_json::Value)>> {
-    let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    // A file that cannot be opened is the caller's mistake (exit 2), not a runtime failure.
+    let f = std::fs::File::open(file)
+        .map_err(|e| UsageError(format!("cannot open {}: {e}", file.display())))?;
     let mut out = Vec::new();
     for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
         let line = line.with_context(|| format!("{}: line {}", file.display(), n + 1))?;
@@ -75,11 +77,24 @@ fn parse_file<T>(
     Ok(parsed)
 }
 
+/// Refuses a missing input before anything (a data dir, a Redis key) is created.
+fn check_input(file: &PathBuf) -> Result<(), UsageError> {
+    if file.is_file() {
+        Ok(())
+    } else {
+        Err(UsageError(format!(
+            "{} does not exist or is not a file",
+            file.display()
+        )))
+    }
+}
+
 /// `recd import ...`.
 pub async fn run(cmd: ImportCommand) -> Result<()> {
     match cmd {
         ImportCommand::Movielens(args) => crate::movielens::run(args).await?,
         ImportCommand::Items { file, store } => {
+            check_input(&file)?;
             let config = store.load()?;
             let store = open_store(&config).await?;
             let schema = store.schema().clone();
@@ -95,6 +110,7 @@ pub async fn run(cmd: ImportCommand) -> Result<()> {
             println!("imported {n} items");
         }
         ImportCommand::Events { file, store } => {
+            check_input(&file)?;
             let config = store.load()?;
             let store = open_store(&config).await?;
             let now = recd_server::clock::now_ms();

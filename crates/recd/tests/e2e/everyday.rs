@@ -90,3 +90,25 @@ fn logs_to_a_file_have_no_colour_codes() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A missing input file is a usage error (exit 2) and creates nothing.
+#[test]
+fn importing_a_missing_file_exits_2_and_creates_nothing() {
+    let dir = data_dir("import-missing");
+    for what in ["items", "events"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_recd"))
+            .args([
+                "import",
+                what,
+                "/nonexistent/recd-input.jsonl",
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .output()
+            .expect("run recd import");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+        assert!(stderr.contains("does not exist"), "{stderr}");
+        assert!(!dir.exists(), "{what}: the data dir was created");
+    }
+}
