@@ -78,7 +78,7 @@ fn parse_file<T>(
 }
 
 /// Refuses a missing input before anything (a data dir, a Redis key) is created.
-fn check_input(file: &PathBuf) -> Result<(), UsageError> {
+fn check_input(file: &std::path::Path) -> Result<(), UsageError> {
     if file.is_file() {
         Ok(())
     } else {
