@@ -110,6 +110,72 @@ struct Watched<M> {
     drifted: bool,
 }
 
+/// What the two kinds of drift monitor have in common.
+trait Watch {
+    /// What one observation is.
+    type Value: ?Sized;
+    fn observe(&mut self, value: &Self::Value);
+    fn report(&self, thresholds: &DriftThresholds) -> Option<DriftReport>;
+    fn reset_live(&mut self);
+}
+
+impl Watch for NumericDriftMonitor {
+    type Value = f64;
+    fn observe(&mut self, value: &f64) {
+        NumericDriftMonitor::observe(self, *value);
+    }
+    fn report(&self, thresholds: &DriftThresholds) -> Option<DriftReport> {
+        NumericDriftMonitor::report(self, thresholds)
+    }
+    fn reset_live(&mut self) {
+        NumericDriftMonitor::reset_live(self);
+    }
+}
+
+impl Watch for CategoricalDriftMonitor {
+    type Value = str;
+    fn observe(&mut self, value: &str) {
+        CategoricalDriftMonitor::observe(self, value);
+    }
+    fn report(&self, thresholds: &DriftThresholds) -> Option<DriftReport> {
+        CategoricalDriftMonitor::report(self, thresholds)
+    }
+    fn reset_live(&mut self) {
+        CategoricalDriftMonitor::reset_live(self);
+    }
+}
+
+impl<M: Watch> Watched<M> {
+    fn new(monitor: M) -> Box<Self> {
+        Box::new(Self {
+            monitor,
+            live: 0,
+            last_full: None,
+            drifted: false,
+        })
+    }
+
+    /// Feeds one live value; a full window is reported and a new one begins.
+    fn observe(&mut self, value: &M::Value, live_size: usize, thresholds: &DriftThresholds) {
+        self.monitor.observe(value);
+        self.live += 1;
+        if self.live >= live_size {
+            self.last_full = self.monitor.report(thresholds);
+            self.monitor.reset_live();
+            self.live = 0;
+        }
+    }
+
+    /// The current window's report once it has `min_live` values, else the last full one's.
+    fn current(&self, min_live: usize, thresholds: &DriftThresholds) -> Option<DriftReport> {
+        if self.live >= min_live {
+            self.monitor.report(thresholds)
+        } else {
+            self.last_full.clone()
+        }
+    }
+}
+
 /// The features, by name.
 const FEATURES: [(&str, bool); 4] = [
     ("top_score", true),
@@ -322,14 +388,7 @@ impl Monitor {
                 values.push(x);
                 if values.len() >= self.config.reference_size {
                     match NumericDriftMonitor::new(name, values, &NumericMonitorParams::default()) {
-                        Ok(monitor) => {
-                            *feature = Feature::Numeric(Box::new(Watched {
-                                monitor,
-                                live: 0,
-                                last_full: None,
-                                drifted: false,
-                            }));
-                        }
+                        Ok(monitor) => *feature = Feature::Numeric(Watched::new(monitor)),
                         // A degenerate reference (e.g. all equal): collect a new one.
                         Err(e) => {
                             tracing::debug!(feature = name, cause = %e.message, "drift reference rejected");
@@ -338,15 +397,7 @@ impl Monitor {
                     }
                 }
             }
-            Feature::Numeric(w) => {
-                w.monitor.observe(x);
-                w.live += 1;
-                if w.live >= self.config.live_size {
-                    w.last_full = w.monitor.report(thresholds);
-                    w.monitor.reset_live();
-                    w.live = 0;
-                }
-            }
+            Feature::Numeric(w) => w.observe(&x, self.config.live_size, thresholds),
             _ => {}
         }
     }
@@ -364,14 +415,7 @@ impl Monitor {
                 if values.len() >= self.config.reference_size {
                     match CategoricalDriftMonitor::from_values(name, values.iter(), MAX_CATEGORIES)
                     {
-                        Ok(monitor) => {
-                            *feature = Feature::Categorical(Box::new(Watched {
-                                monitor,
-                                live: 0,
-                                last_full: None,
-                                drifted: false,
-                            }));
-                        }
+                        Ok(monitor) => *feature = Feature::Categorical(Watched::new(monitor)),
                         Err(e) => {
                             tracing::debug!(feature = name, cause = %e.message, "drift reference rejected");
                             values.clear();
@@ -379,15 +423,7 @@ impl Monitor {
                     }
                 }
             }
-            Feature::Categorical(w) => {
-                w.monitor.observe(value);
-                w.live += 1;
-                if w.live >= self.config.live_size {
-                    w.last_full = w.monitor.report(thresholds);
-                    w.monitor.reset_live();
-                    w.live = 0;
-                }
-            }
+            Feature::Categorical(w) => w.observe(value, self.config.live_size, thresholds),
             _ => {}
         }
     }
@@ -419,22 +455,16 @@ impl Monitor {
                     None,
                     None,
                 ),
-                Feature::Numeric(w) => {
-                    let r = if w.live >= min_live {
-                        w.monitor.report(&thresholds)
-                    } else {
-                        w.last_full.clone()
-                    };
-                    ("watching".into(), r, Some(&mut w.drifted))
-                }
-                Feature::Categorical(w) => {
-                    let r = if w.live >= min_live {
-                        w.monitor.report(&thresholds)
-                    } else {
-                        w.last_full.clone()
-                    };
-                    ("watching".into(), r, Some(&mut w.drifted))
-                }
+                Feature::Numeric(w) => (
+                    "watching".into(),
+                    w.current(min_live, &thresholds),
+                    Some(&mut w.drifted),
+                ),
+                Feature::Categorical(w) => (
+                    "watching".into(),
+                    w.current(min_live, &thresholds),
+                    Some(&mut w.drifted),
+                ),
             };
             if let (Some(r), Some(before)) = (&report, drifted_before) {
                 metrics::gauge!("recd_drift_psi", "feature" => *name).set(r.psi);
