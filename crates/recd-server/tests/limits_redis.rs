@@ -5,45 +5,16 @@
 //! Redis comes from `scripts/redis.sh` (one instance per test binary); under `CI=true` a
 //! Redis that cannot start fails these tests, elsewhere they are skipped loudly.
 
+mod support;
+
 use std::net::IpAddr;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use recd_server::access::limits::Shared;
 use recd_server::access::{Decision, Kind, Limiter, LimitsConfig, Rate, Who};
 
 fn redis_url() -> Option<String> {
-    static URL: OnceLock<Option<String>> = OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("RECD_TEST_REDIS_URL") {
-            return Some(url);
-        }
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/redis.sh");
-        let started = Command::new("bash")
-            .arg(script)
-            .arg("start")
-            .arg("--owner")
-            .arg(std::process::id().to_string())
-            .output();
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-        match started {
-            Ok(out) if out.status.success() => {
-                Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
-            }
-            other => {
-                let why = match other {
-                    Ok(out) => String::from_utf8_lossy(&out.stderr).to_string(),
-                    Err(e) => e.to_string(),
-                };
-                assert!(!ci, "CI=true and Redis cannot start: {why}");
-                let msg = format!("\n!!!!! SKIPPING REDIS RATE LIMIT TESTS: {why}\n");
-                let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
-                None
-            }
-        }
-    })
-    .clone()
+    support::redis::redis_url("REDIS RATE LIMIT TESTS")
 }
 
 async fn limiter(url: &str, prefix: &str, config: &LimitsConfig) -> Limiter {

@@ -1,0 +1,3 @@
+//! Helpers the integration tests of recd-server share.
+
+pub mod redis;
