@@ -40,14 +40,20 @@ pub struct ItemFields(pub Arc<Item>);
 
 impl Serialize for ItemFields {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let item = &self.0;
-        let mut map = serializer.serialize_map(Some(item.fields.len() + 1))?;
-        map.serialize_entry("id", &item.id)?;
-        for (name, value) in &item.fields {
-            map.serialize_entry(name, &value.to_json())?;
-        }
+        let mut map = serializer.serialize_map(Some(self.0.fields.len() + 1))?;
+        serialize_item(&mut map, &self.0)?;
         map.end()
     }
+}
+
+/// `"id"` and the fields of `item` (as `Item::to_json(false)` writes them, without building a
+/// `Value`), into a map being serialized.
+fn serialize_item<M: SerializeMap>(map: &mut M, item: &Item) -> Result<(), M::Error> {
+    map.serialize_entry("id", &item.id)?;
+    for (name, value) in &item.fields {
+        map.serialize_entry(name, &value.to_json())?;
+    }
+    Ok(())
 }
 
 /// A copy of `item` without its vector: what caches keep and answers show.
@@ -269,10 +275,7 @@ impl Serialize for ItemDetailsView<'_> {
         let d = self.0;
         let extra = usize::from(d.from_source);
         let mut map = serializer.serialize_map(Some(d.item.fields.len() + 1 + extra))?;
-        map.serialize_entry("id", &d.item.id)?;
-        for (name, value) in &d.item.fields {
-            map.serialize_entry(name, &value.to_json())?;
-        }
+        serialize_item(&mut map, &d.item)?;
         if d.from_source {
             map.serialize_entry("details", &d.details)?;
         }
