@@ -20,7 +20,7 @@ use crate::access::{AuthConfig, KeySet, LimitsConfig};
 use crate::cache::CacheConfig;
 use crate::catalog::CatalogConfig;
 use crate::experiments::ExperimentsConfig;
-use crate::experiments::model::Strategy;
+use crate::experiments::model::{Strategy, check_ranking};
 use crate::monitoring::MonitoringConfig;
 
 /// Which store holds the serving state.
@@ -239,12 +239,9 @@ impl Config {
                 .validate()
                 .map_err(|e| ConfigError(format!("bad configuration: schema: {e}")))?;
         }
-        let r = &self.ranking;
-        if r.candidates == 0 || r.candidates > 10_000 {
-            return Err(ConfigError(
-                "bad configuration: ranking.candidates must be 1 to 10000".into(),
-            ));
-        }
+        // The same rule as every named strategy's.
+        check_ranking(&self.ranking)
+            .map_err(|e| ConfigError(format!("bad configuration: {}", e.message)))?;
         self.catalog
             .validate()
             .map_err(|e| ConfigError(format!("bad configuration: {e}")))?;

@@ -112,21 +112,21 @@ pub fn check_ranking(r: &RankParams) -> Result<(), ValidationError> {
             "ranking.popular_candidates must be at most 10000",
         ));
     }
+    // Weights may be negative (e.g. to push popular items down), never NaN or infinite.
     let weights = [
-        r.session_share_max,
         r.session_saturation,
         r.similarity_weight,
         r.popularity_weight,
         r.rrf_k,
     ];
-    if weights.iter().any(|x| !x.is_finite() || *x < 0.0) {
+    if weights.iter().any(|x| !x.is_finite()) {
         return Err(ValidationError::new(
-            "ranking weights must be finite and non-negative",
+            "ranking weights must be finite numbers",
         ));
     }
-    if r.session_share_max > 1.0 {
+    if !(0.0..=1.0).contains(&r.session_share_max) {
         return Err(ValidationError::new(
-            "ranking.session_share_max must be at most 1",
+            "ranking.session_share_max must be between 0 and 1",
         ));
     }
     Ok(())
