@@ -53,6 +53,9 @@ pub struct ExperimentsConfig {
     /// The most impressions kept in process (embedded backend); the oldest go first.
     pub max_impressions: u64,
     /// Share of lists outside experiments that are logged (experiment lists always are).
+    /// Off by default: nothing in the server reads those (attribution credits experiment
+    /// lists only), and in redis mode each one costs a round trip on Redis's one thread;
+    /// turn it on to collect the offline log (`{prefix}exp:log`).
     pub log_sample: f64,
     /// How often the embedded backend snapshots counts to `experiments.json`.
     pub flush_ms: u64,
@@ -65,7 +68,7 @@ impl Default for ExperimentsConfig {
         Self {
             attribution_window_seconds: 86_400,
             max_impressions: 1_000_000,
-            log_sample: 1.0,
+            log_sample: 0.0,
             flush_ms: 2_000,
             stream_max: 1_000_000,
         }
@@ -358,7 +361,7 @@ impl Experiments {
             return Ok(None);
         };
         let (variant, interleave_with) = if spec.kind == Kind::Interleaving {
-            ("interleaved".to_string(), strategy(1))
+            (results::INTERLEAVED.to_string(), strategy(1))
         } else {
             (spec.variants[index].name.clone(), None)
         };
@@ -557,7 +560,7 @@ impl Experiments {
         let mut stopped = None;
         self.update(|defs| {
             let Some(def) = defs.experiments.get_mut(id) else {
-                return Err(ValidationError::new(format!("no experiment '{id}'")));
+                return Err(EngineError::NotFound(format!("no experiment '{id}'")));
             };
             if def.status == Status::Running {
                 def.status = Status::Stopped;
@@ -566,13 +569,7 @@ impl Experiments {
             stopped = Some(def.clone());
             Ok(())
         })
-        .await
-        .map_err(|e| match e {
-            EngineError::Invalid(v) if v.message.starts_with("no experiment") => {
-                EngineError::NotFound(v.message)
-            }
-            other => other,
-        })?;
+        .await?;
         stopped.ok_or_else(|| EngineError::NotFound(format!("no experiment '{id}'")))
     }
 
@@ -618,7 +615,7 @@ impl Experiments {
     /// Applies `change` to the freshest definitions and stores them.
     async fn update(
         &self,
-        change: impl FnOnce(&mut Definitions) -> Result<(), ValidationError>,
+        change: impl FnOnce(&mut Definitions) -> EngineResult<()>,
     ) -> EngineResult<()> {
         self.refresh().await?;
         let mut defs = self.active().defs.clone();

@@ -66,11 +66,13 @@ pub struct VariantResult {
     pub configured_share: f64,
 }
 
-/// The sample-ratio-mismatch check.
+/// The sample-ratio-mismatch check (A/B; a bandit moves traffic on purpose and interleaving
+/// shows every user both strategies, so theirs is always `null`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Srm {
-    /// χ² goodness of fit of users per variant to the configured weights.
-    pub p_value: f64,
+    /// χ² goodness of fit of users per variant to the configured weights; `null` until
+    /// there are users to count (or for kinds without a configured split).
+    pub p_value: Option<f64>,
     /// p < 0.001: the assignment or the logging is broken; do not trust the results.
     pub mismatch: bool,
 }
@@ -80,15 +82,21 @@ pub struct Srm {
 pub struct SampleSize {
     /// The minimum detectable effect (relative lift of the control's rate).
     pub mde: f64,
-    /// Users per variant for α = 0.05 (two-sided) and power 0.8.
-    pub required_per_variant: u64,
+    /// Users per variant for α = 0.05 (two-sided) and power 0.8; `null` until the control
+    /// has a rate strictly between 0 and 1.
+    pub required_per_variant: Option<u64>,
     /// Whether every variant has that many users.
     pub reached: bool,
 }
 
-/// Interleaving's verdict.
+/// Interleaving's verdict. Every list mixes both variants, so lists and users are counted
+/// here, not per variant (whose rows stay at zero).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Interleaving {
+    /// Users shown an interleaved list.
+    pub users: u64,
+    /// Interleaved lists shown.
+    pub impressions: u64,
     /// Lists whose first click went to the control's pick.
     pub a_wins: u64,
     /// Lists whose first click went to the treatment's pick.
@@ -122,12 +130,10 @@ pub struct ExperimentResults {
     pub stopped_at: Option<String>,
     /// Per variant, the control first.
     pub variants: Vec<VariantResult>,
-    /// A/B only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub srm: Option<Srm>,
-    /// The planned sample size (once the control has a rate).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sample_size: Option<SampleSize>,
+    /// The sample-ratio-mismatch check.
+    pub srm: Srm,
+    /// The planned sample size.
+    pub sample_size: SampleSize,
     /// Interleaving only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interleaving: Option<Interleaving>,
@@ -188,6 +194,9 @@ fn rate(sums: &PairSums) -> Rate {
         },
     }
 }
+
+/// The variant name interleaved lists are counted under.
+pub const INTERLEAVED: &str = "interleaved";
 
 /// The field under which a variant's running minimum of the always-valid p-value is kept,
 /// as 1 − p (counters start at 0, which is then "p = 1, no look yet").
@@ -283,20 +292,27 @@ pub fn compute(
         .then(|| {
             let users: Vec<u64> = all.iter().map(|s| s.users).collect();
             let weights: Vec<f64> = spec.variants.iter().map(|v| v.weight).collect();
-            sample_ratio_mismatch(&users, &weights).ok().map(|r| Srm {
-                p_value: r.p_value,
-                mismatch: r.mismatch,
-            })
+            sample_ratio_mismatch(&users, &weights).ok()
         })
-        .flatten();
-    let sample_size = (control_rate > 0.0 && control_rate < 1.0)
-        .then(|| sample_size_per_variant(control_rate, Effect::Relative(spec.mde)).ok())
         .flatten()
-        .map(|required| SampleSize {
-            mde: spec.mde,
-            required_per_variant: required,
-            reached: all.iter().all(|s| s.users >= required),
-        });
+        .map_or(
+            Srm {
+                p_value: None,
+                mismatch: false,
+            },
+            |r| Srm {
+                p_value: Some(r.p_value),
+                mismatch: r.mismatch,
+            },
+        );
+    let required = (control_rate > 0.0 && control_rate < 1.0)
+        .then(|| sample_size_per_variant(control_rate, Effect::Relative(spec.mde)).ok())
+        .flatten();
+    let sample_size = SampleSize {
+        mde: spec.mde,
+        required_per_variant: required,
+        reached: required.is_some_and(|r| all.iter().all(|s| s.users >= r)),
+    };
     let interleaving = (spec.kind == Kind::Interleaving).then(|| {
         let a = counters.get("a_wins").copied().unwrap_or(0.0).max(0.0) as u64;
         let b = counters.get("b_wins").copied().unwrap_or(0.0).max(0.0) as u64;
@@ -311,7 +327,10 @@ pub fn compute(
             let i = usize::from(b > a);
             spec.variants[i].name.clone()
         });
+        let mixed = sums(counters, INTERLEAVED);
         Interleaving {
+            users: mixed.users,
+            impressions: mixed.impressions,
             a_wins: a,
             b_wins: b,
             preference,

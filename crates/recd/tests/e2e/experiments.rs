@@ -76,6 +76,18 @@ async fn an_ab_test_names_the_better_strategy_and_survives_a_restart() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
+    // Before any traffic the results already have API.md's shape.
+    let (status, fresh) = s.get("/v1/experiments/e1").await;
+    assert_eq!(status, 200, "{fresh}");
+    assert!(
+        fresh["srm"]["p_value"].is_null() && fresh["srm"]["mismatch"] == false,
+        "{fresh}"
+    );
+    assert!(
+        fresh["sample_size"]["required_per_variant"].is_null(),
+        "{fresh}"
+    );
+    assert_eq!(s.post("/v1/experiments/nope/stop", json!({})).await.0, 404);
 
     // Simulated users: a list from the treatment is clicked 45 % of the time, from the
     // control 15 % (the users see the variant only through what they are shown).
@@ -242,6 +254,7 @@ async fn interleaving_credits_the_ranker_whose_picks_are_clicked() {
     );
     assert!(il["preference"].as_f64().unwrap() < 0.0, "{r}");
     assert_eq!(il["winner"], "personal", "{r}");
+    assert_eq!(il["impressions"], 60, "{r}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
