@@ -45,6 +45,18 @@ use crate::monitoring::{DriftAnswer, Monitor};
 use crate::recommend::{PopularSource, Recommender, Request};
 use recd_core::experiment::{Team, interleave, seed_from_id};
 
+/// A list as one ranking path built it, before it becomes a [`Recommendation`].
+struct Listed {
+    items: Vec<ServedItem>,
+    source: crate::answer::Source,
+    /// Where it came from, when a cache answered.
+    cache: Option<CacheInfo>,
+    /// `explain`'s per-stage detail.
+    stages: Option<serde_json::Value>,
+    /// Interleaving: each position's team.
+    teams: Option<Vec<Team>>,
+}
+
 /// `/health`'s answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
@@ -233,22 +245,23 @@ impl Engine {
         }
         let recommendation_id = uuid::Uuid::new_v4().to_string();
         let user_id = req.user_id.clone();
-        let (items, source, cache, stages, teams) = match &choice.interleave_with {
+        let list = match &choice.interleave_with {
             Some((_, other)) => {
-                let (items, source, teams) = self
-                    .interleave(&req, &choice, &other.ranking, &recommendation_id)
-                    .await?;
-                (items, source, None, None, Some(teams))
+                self.interleave(&req, &choice, &other.ranking, &recommendation_id)
+                    .await?
             }
-            None => {
-                let (items, source, cache, stages) = self.ranked(req, &choice).await?;
-                (items, source, cache, stages, None)
-            }
+            None => self.ranked(req, &choice).await?,
         };
-        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
         if let Err(e) = self
             .experiments
-            .log(&recommendation_id, &user_id, &choice, ids, teams, now_ms())
+            .log(
+                &recommendation_id,
+                &user_id,
+                &choice,
+                &list.items,
+                list.teams,
+                now_ms(),
+            )
             .await
         {
             // The answer matters more than its statistics.
@@ -262,14 +275,14 @@ impl Engine {
         let answer = Recommendation {
             recommendation_id,
             user_id: Some(user_id),
-            items,
-            source,
-            cache,
+            items: list.items,
+            source: list.source,
+            cache: list.cache,
             strategy: choice.strategy_name,
             experiment,
             variant,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
-            stages,
+            stages: list.stages,
         };
         self.monitor.served(&answer, now_ms());
         Ok(answer)
@@ -286,23 +299,19 @@ impl Engine {
     }
 
     /// One strategy's list, through the cache unless bypassed.
-    async fn ranked(
-        &self,
-        req: Request,
-        choice: &Choice,
-    ) -> EngineResult<(
-        Vec<ServedItem>,
-        crate::answer::Source,
-        Option<CacheInfo>,
-        Option<serde_json::Value>,
-    )> {
+    async fn ranked(&self, req: Request, choice: &Choice) -> EngineResult<Listed> {
         if !(req.use_cache && self.caches.enabled()) || req.explain {
             let answer = self
                 .recommender
                 .recommend_with(&req, now_ms(), &choice.strategy.ranking)
                 .await?;
-            let items = answer.items.into_iter().map(ServedItem::from).collect();
-            return Ok((items, answer.source, None, answer.stages));
+            return Ok(Listed {
+                items: answer.items.into_iter().map(ServedItem::from).collect(),
+                source: answer.source,
+                cache: None,
+                stages: answer.stages,
+                teams: None,
+            });
         }
         let shape = request_shape(&req, &choice.strategy_name);
         let recommender = self.recommender.clone();
@@ -330,7 +339,13 @@ impl Engine {
             tier,
             age_ms: (now_ms() - entry.created_ms).max(0),
         });
-        Ok((entry.value.served(), entry.value.source, cache, None))
+        Ok(Listed {
+            items: entry.value.served(),
+            source: entry.value.source,
+            cache,
+            stages: None,
+            teams: None,
+        })
     }
 
     /// Team-draft interleaving of the control's and the treatment's lists (both computed
@@ -343,7 +358,7 @@ impl Engine {
         choice: &Choice,
         treatment: &recd_core::pipeline::RankParams,
         recommendation_id: &str,
-    ) -> EngineResult<(Vec<ServedItem>, crate::answer::Source, Vec<Team>)> {
+    ) -> EngineResult<Listed> {
         let now = now_ms();
         let (a, b) = tokio::try_join!(
             self.recommender
@@ -378,7 +393,13 @@ impl Engine {
             });
             teams.push(slot.team);
         }
-        Ok((items, source, teams))
+        Ok(Listed {
+            items,
+            source,
+            cache: None,
+            stages: None,
+            teams: Some(teams),
+        })
     }
 
     /// Items similar to `item_id` passing `filter`.

@@ -41,6 +41,7 @@ use self::model::{
     DEFAULT_STRATEGY, Definitions, ExperimentDef, ExperimentRequest, Kind, Metric, Status, Strategy,
 };
 use self::results::{ExperimentResults, msprt_field};
+use crate::answer::ServedItem;
 use crate::failure::{EngineError, EngineResult};
 
 /// `[experiments]`: impression logging and attribution.
@@ -426,7 +427,7 @@ impl Experiments {
         rec_id: &str,
         user: &str,
         choice: &Choice,
-        items: Vec<String>,
+        items: &[ServedItem],
         teams: Option<Vec<Team>>,
         at_ms: i64,
     ) -> EngineResult<()> {
@@ -444,7 +445,7 @@ impl Experiments {
             experiment: enrolled.map(|e| e.experiment.clone()),
             variant: enrolled.map(|e| e.variant.clone()),
             analyzed: enrolled.is_some_and(|e| e.analyzed),
-            items,
+            items: items.iter().map(|i| i.id.clone()).collect(),
             teams,
             at_ms,
         };
