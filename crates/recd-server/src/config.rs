@@ -382,6 +382,10 @@ mod tests {
             jail.set_env("RECD_INSECURE", "true");
             jail.set_env("RECD_LIMITS__PER_IP__RPS", "50");
             jail.set_env("RECD_LIMITS__PER_IP__BURST", "100");
+            jail.set_env(
+                "RECD_MONITORING__ON_DRIFT_COMMAND",
+                r#"["sh", "-c", "echo $X"]"#,
+            );
             // Scripts' own RECD_* variables are not config keys and must not fail the load.
             jail.set_env("RECD_BIN", "/usr/bin/true");
             let c = Config::load(None, &Overrides::default()).map_err(|e| e.0)?;
@@ -392,6 +396,7 @@ mod tests {
             assert_eq!(c.server.max_batch, 7);
             assert!(c.insecure);
             assert_eq!(c.limits.per_ip.burst, 100);
+            assert_eq!(c.monitoring.on_drift_command, ["sh", "-c", "echo $X"]);
             // flags beat the environment
             let flags = Overrides {
                 data_dir: Some(PathBuf::from("/tmp/flag")),

@@ -46,6 +46,7 @@ pub mod recommend;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod trace;
 
 pub use config::Config;
 pub use engine::Engine;

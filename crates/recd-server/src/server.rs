@@ -48,6 +48,20 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     crate::metrics::handle();
+    // Drift is judged when reported; report it periodically so a crossing is logged (and
+    // `on_drift_command` runs) even when nobody scrapes /metrics or asks for the report.
+    let engine = Arc::downgrade(&state.engine);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(30));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
+            let _ = engine.drift();
+        }
+    });
     let limits = state.config().server.clone();
     serve_router(listener, router(state), &limits, shutdown).await
 }

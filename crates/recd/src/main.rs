@@ -26,7 +26,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Real-time recommendation engine.
 #[derive(Parser, Debug)]
-#[command(name = "recd", version, about)]
+#[command(name = "recd", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("RECD_GIT_COMMIT"), ")"), about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -126,6 +126,7 @@ fn init_tracing() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    recd_server::metrics::set_build_info(env!("CARGO_PKG_VERSION"), env!("RECD_GIT_COMMIT"));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -72,6 +72,11 @@ impl BottomK {
         }
     }
 
+    /// The exact count of a kept key (`None` when it is not kept).
+    pub fn count(&self, hash: u64) -> Option<u64> {
+        self.counts.get(&hash).copied()
+    }
+
     /// The kept keys and their exact counts, by ascending hash.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.counts.iter().map(|(&k, &c)| (k, c))

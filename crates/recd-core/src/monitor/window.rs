@@ -333,6 +333,22 @@ impl ExposureWindow {
             .fold(0u64, |a, (_, b)| a.saturating_add(b.impressions))
     }
 
+    /// How often `item_id` was shown in the window, estimated per bucket: its space-saving
+    /// count when it is among the bucket's most exposed items, else its exact count when it
+    /// is in the bucket's sample, else 0 (a rarely shown item outside both: its exposure is
+    /// underestimated, so its novelty overestimated, by at most the bucket's smallest
+    /// top-k counter).
+    pub fn exposure_count(&self, item_id: &str) -> u64 {
+        let h = key_hash(item_id.as_bytes());
+        self.window.buckets().fold(0u64, |total, (_, b)| {
+            let c = match b.top.count(h) {
+                0 => b.sample.count(h).unwrap_or(0),
+                c => c,
+            };
+            total.saturating_add(c)
+        })
+    }
+
     /// The estimated number of distinct items in the window.
     pub fn distinct_items(&self) -> f64 {
         let mut all = HyperLogLog::new();
@@ -442,6 +458,29 @@ mod tests {
 
     fn counts(w: &SlidingWindow<u64>) -> Vec<(i64, u64)> {
         w.buckets().map(|(t, &c)| (t, c)).collect()
+    }
+
+    #[test]
+    fn exposure_count_is_exact_while_the_summaries_are() {
+        let params = ExposureParams {
+            top_k: 4,
+            sample_k: 8,
+        };
+        let mut w = ExposureWindow::new(WindowSpec::default(), params).unwrap();
+        // Two buckets (minutes 0 and 1): "a" 3 + 2 times, "b" once, "c" never.
+        for _ in 0..3 {
+            w.add(0, "a");
+        }
+        w.add(0, "b");
+        w.add(MIN, "a");
+        w.add(MIN, "a");
+        assert_eq!(w.exposure_count("a"), 5);
+        assert_eq!(w.exposure_count("b"), 1);
+        assert_eq!(w.exposure_count("c"), 0);
+        // The first bucket leaves the hour-long window: only the second one counts.
+        w.advance(60 * MIN + 1);
+        assert_eq!(w.exposure_count("a"), 2);
+        assert_eq!(w.exposure_count("b"), 0);
     }
 
     #[test]

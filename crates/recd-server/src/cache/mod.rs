@@ -200,6 +200,26 @@ impl Caches {
         let max = config.l1_max_entries;
         let max_ttl = Duration::from_millis(config.max_ttl_ms());
         let l2 = if config.l2 { l2 } else { None };
+        // Every lookup series exists from the start (at 0), so a hit ratio has data before
+        // the first hit.
+        let tiers = if l2.is_some() {
+            &TIERS[..]
+        } else {
+            &TIERS[..1]
+        };
+        for kind in KINDS {
+            for tier in tiers {
+                for result in ["hit", "miss"] {
+                    metrics::counter!(
+                        "recd_cache_lookups_total",
+                        "kind" => kind.as_str(),
+                        "tier" => *tier,
+                        "result" => result
+                    )
+                    .increment(0);
+                }
+            }
+        }
         Arc::new(Self {
             instance: uuid::Uuid::new_v4().simple().to_string(),
             generations: Generations::new(max_ttl),
@@ -615,7 +635,8 @@ impl Caches {
             match redis.memory().await {
                 Ok((used, evicted)) => {
                     metrics::gauge!("recd_redis_used_memory_bytes").set(used);
-                    metrics::gauge!("recd_redis_evicted_keys").set(evicted);
+                    // INFO reports a running total: export it as the counter it is.
+                    metrics::counter!("recd_redis_evicted_keys_total").absolute(evicted as u64);
                 }
                 Err(e) => tracing::debug!(cause = %e, "INFO for metrics failed"),
             }

@@ -41,6 +41,7 @@ use crate::clock::now_ms;
 use crate::config::{Backend, Config};
 use crate::experiments::{Choice, Experiments};
 pub use crate::failure::{EngineError, EngineResult};
+use crate::monitoring::tag::{self, ListLabels};
 use crate::monitoring::{DriftAnswer, Monitor};
 use crate::recommend::{PopularSource, Recommender, Request};
 use recd_core::experiment::{Team, interleave, seed_from_id};
@@ -149,6 +150,9 @@ impl Engine {
         catalog: Option<PgCatalog>,
         experiments: Arc<Experiments>,
     ) -> Self {
+        // The recorder first: what the engine's parts register at start (series at 0)
+        // must not go to the no-op recorder.
+        crate::metrics::handle();
         let caches = Caches::new(config.cache.clone(), l2);
         let popular = Arc::new(CachedPopular {
             store: Arc::clone(&store),
@@ -243,15 +247,29 @@ impl Engine {
         if req.diversity.is_none() {
             req.diversity.clone_from(&choice.strategy.diversity);
         }
-        let recommendation_id = uuid::Uuid::new_v4().to_string();
+        let unique = uuid::Uuid::new_v4().to_string();
         let user_id = req.user_id.clone();
         let list = match &choice.interleave_with {
             Some((_, other)) => {
-                self.interleave(&req, &choice, &other.ranking, &recommendation_id)
+                self.interleave(&req, &choice, &other.ranking, &unique)
                     .await?
             }
             None => self.ranked(req, &choice).await?,
         };
+        let labels = ListLabels {
+            strategy: choice.strategy_name.clone(),
+            experiment: choice
+                .enrolment
+                .as_ref()
+                .map_or_else(|| tag::NONE.into(), |e| e.experiment.clone()),
+            variant: choice
+                .enrolment
+                .as_ref()
+                .map_or_else(|| tag::NONE.into(), |e| e.variant.clone()),
+            source: tag::source_label(list.cache.is_some(), list.source),
+        };
+        // The id says which list it was, so a click naming it counts on any server.
+        let recommendation_id = tag::tagged_id(&unique, &labels);
         if let Err(e) = self
             .experiments
             .log(
@@ -284,7 +302,25 @@ impl Engine {
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
             stages: list.stages,
         };
-        self.monitor.served(&answer, now_ms());
+        self.monitor.served(&answer, &labels, now_ms());
+        if self.monitor.wants_vectors(&answer) {
+            // Lists served without vectors (Redis, cache): a sample has them fetched, off
+            // the request path, so diversity is measured on every backend.
+            let store = Arc::clone(&self.store);
+            let ids: Vec<String> = answer.items.iter().map(|i| i.id.clone()).collect();
+            tokio::spawn(async move {
+                if let Ok(items) = store.get_items(&ids).await {
+                    let vectors: Vec<Vec<f32>> = items
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|i| i.vector)
+                        .collect();
+                    if vectors.len() == ids.len() {
+                        Monitor::record_diversity(&vectors);
+                    }
+                }
+            });
+        }
         Ok(answer)
     }
 
@@ -457,6 +493,7 @@ impl Engine {
     /// Upserts a validated batch of items, all or nothing.
     pub async fn upsert_items(&self, items: Vec<ItemUpsert>) -> EngineResult<usize> {
         let ids: Vec<String> = items.iter().map(|u| u.item.id.clone()).collect();
+        self.monitor.items_upserted(&items);
         let upserted = self.store.upsert_items(items).await?;
         self.caches.items_changed(ids).await;
         Ok(upserted)
@@ -492,6 +529,12 @@ impl Engine {
             self.caches.users_changed(users).await;
         }
         self.monitor.events(events);
+        for e in events {
+            if let Some(id) = &e.recommendation_id {
+                self.monitor
+                    .attributed(e.kind, &self.experiments.list_labels(id));
+            }
+        }
         if let Err(e) = self.experiments.attribute(events).await {
             // The events are applied; only their credit to a list is lost.
             metrics::counter!("recd_attribution_failures_total").increment(1);

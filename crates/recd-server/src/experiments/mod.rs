@@ -43,6 +43,7 @@ use self::model::{
 use self::results::{ExperimentResults, msprt_field};
 use crate::answer::ServedItem;
 use crate::failure::{EngineError, EngineResult};
+use crate::monitoring::tag::{self, ListLabels};
 
 /// `[experiments]`: impression logging and attribution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +129,9 @@ struct Active {
     defs: Definitions,
     strategies: HashMap<String, Arc<Strategy>>,
     layers: Vec<Layer>,
+    /// Every (strategy, experiment, variant) a served list can carry, by the hash its
+    /// recommendation id tags it with (see `monitoring::tag`).
+    list_names: HashMap<u32, (String, String, String)>,
 }
 
 impl Active {
@@ -139,10 +143,30 @@ impl Active {
             .collect();
         strategies.insert(DEFAULT_STRATEGY.to_string(), Arc::clone(default));
         let layers = defs.layers();
+        let mut list_names = HashMap::new();
+        let mut name = |s: &str, e: &str, v: &str| {
+            list_names.insert(
+                tag::names_hash(s, e, v),
+                (s.to_string(), e.to_string(), v.to_string()),
+            );
+        };
+        for s in strategies.keys() {
+            name(s, tag::NONE, tag::NONE);
+        }
+        for def in defs.experiments.values() {
+            for (i, v) in def.spec.variants.iter().enumerate() {
+                name(&v.strategy, &def.spec.id, &v.name);
+                if def.spec.kind == Kind::Interleaving && i == 0 {
+                    // Interleaved lists carry the control's strategy.
+                    name(&v.strategy, &def.spec.id, results::INTERLEAVED);
+                }
+            }
+        }
         Self {
             defs,
             strategies,
             layers,
+            list_names,
         }
     }
 }
@@ -284,6 +308,24 @@ impl Experiments {
                 }
             }
         });
+    }
+
+    /// The labels of the served list an event's recommendation id names (`unknown` when it
+    /// names nothing this server knows).
+    pub fn list_labels(&self, recommendation_id: &str) -> ListLabels {
+        let active = self.active();
+        match tag::parse(recommendation_id) {
+            Some((source, hash)) => match active.list_names.get(&hash) {
+                Some((s, e, v)) => ListLabels {
+                    strategy: s.clone(),
+                    experiment: e.clone(),
+                    variant: v.clone(),
+                    source,
+                },
+                None => ListLabels::unknown(),
+            },
+            None => ListLabels::unknown(),
+        }
     }
 
     /// What `user` is ranked with: the `requested` strategy, else their experiment's

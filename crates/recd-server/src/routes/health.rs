@@ -21,9 +21,9 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     state.engine.export_gauges().await;
-    let body = crate::metrics::handle()
-        .map(|h| h.render())
-        .unwrap_or_default();
+    let ready = state.engine.ready().await.is_ok();
+    metrics::gauge!("recd_ready").set(if ready { 1.0 } else { 0.0 });
+    let body = crate::metrics::render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 

@@ -202,6 +202,8 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(crate::metrics::track))
         .layer(tower::util::option_layer(cors))
         .layer(middleware::from_fn(crate::edge::error_shape))
+        .layer(crate::trace::layer())
+        .layer(middleware::from_fn(crate::trace::request_id))
         .with_state(state)
 }
 

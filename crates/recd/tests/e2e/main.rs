@@ -12,6 +12,7 @@ mod durability;
 mod everyday;
 mod experiments;
 mod monitoring;
+mod prometheus;
 mod redis;
 mod security;
 mod server;

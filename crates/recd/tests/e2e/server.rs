@@ -26,12 +26,17 @@ impl Server {
     /// Runs `recd <args> --listen 127.0.0.1:0` with `envs`, and waits for its
     /// "recd listening on" line (the only synchronization: no sleeps).
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        Server::start_with_stderr(args, envs, Stdio::inherit())
+    }
+
+    /// [`Server::start`] with the process' stderr (its log) going to `stderr`.
+    pub fn start_with_stderr(args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_recd"));
         cmd.args(args)
             .args(["--listen", "127.0.0.1:0"])
             .env("RECD_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in envs {
             cmd.env(k, v);
         }

@@ -20,12 +20,18 @@ use recd_core::monitor::drift::{
     CategoricalDriftMonitor, DriftReport, DriftThresholds, NumericDriftMonitor,
     NumericMonitorParams,
 };
-use recd_core::monitor::quality::{category_entropy, intra_list_diversity};
+use recd_core::monitor::quality::{
+    category_entropy, intra_list_diversity, novelty, smoothed_share,
+};
 use recd_core::monitor::window::{ExposureParams, ExposureWindow, WindowSpec};
-use recd_core::{Event, Schema};
+use recd_core::{Event, EventType, Schema};
 use serde::{Deserialize, Serialize};
 
 use crate::answer::{Recommendation, Source};
+
+pub mod tag;
+
+use tag::ListLabels;
 
 /// `[monitoring]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +54,16 @@ pub struct MonitoringConfig {
     pub category_field: Option<String>,
     /// The sliding window of coverage and exposure, in minutes.
     pub window_minutes: usize,
+    /// A command (program and arguments, no shell) run when a feature starts drifting,
+    /// e.g. a retraining script: `recd train` then refuses a model that does worse than the
+    /// live one (the model gate). It gets `RECD_DRIFTED_FEATURE` and `RECD_DRIFT_PSI` in its
+    /// environment. Empty: none.
+    pub on_drift_command: Vec<String>,
+    /// The command runs at most once per this many minutes.
+    pub on_drift_min_interval_minutes: u64,
+    /// Share of served lists whose items come without vectors (Redis backend, cached lists)
+    /// for which the vectors are fetched, off the request path, to measure diversity.
+    pub diversity_sample: f64,
 }
 
 impl Default for MonitoringConfig {
@@ -61,6 +77,9 @@ impl Default for MonitoringConfig {
             alpha: 0.05,
             category_field: None,
             window_minutes: 60,
+            on_drift_command: Vec::new(),
+            on_drift_min_interval_minutes: 60,
+            diversity_sample: 0.05,
         }
     }
 }
@@ -84,6 +103,12 @@ impl MonitoringConfig {
         .map_err(|e| format!("monitoring: {}", e.message))?;
         if self.window_minutes == 0 {
             return Err("monitoring.window_minutes must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.diversity_sample) {
+            return Err("monitoring.diversity_sample must be in [0, 1]".into());
+        }
+        if self.on_drift_command.first().is_some_and(String::is_empty) {
+            return Err("monitoring.on_drift_command must start with a program".into());
         }
         Ok(())
     }
@@ -177,17 +202,20 @@ impl<M: Watch> Watched<M> {
 }
 
 /// The features, by name.
-const FEATURES: [(&str, bool); 4] = [
+const FEATURES: [(&str, bool); 5] = [
     ("top_score", true),
     ("score_spread", true),
     ("served_category", false),
     ("event_type", false),
+    ("item_vector_norm", true),
 ];
 
 struct State {
     features: Vec<(&'static str, Feature)>,
     /// None only if the window settings were refused (they are validated first).
     exposure: Option<ExposureWindow>,
+    /// The catalog's size at the last export (novelty's smoothing).
+    catalog_items: u64,
 }
 
 /// The online monitor of one server.
@@ -195,6 +223,8 @@ pub struct Monitor {
     config: MonitoringConfig,
     category_field: Option<String>,
     state: Mutex<State>,
+    /// When `on_drift_command` last ran.
+    last_command: Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -258,9 +288,11 @@ impl Monitor {
             state: Mutex::new(State {
                 features: fresh_features(),
                 exposure,
+                catalog_items: 0,
             }),
             category_field,
             config,
+            last_command: Mutex::new(None),
         })
     }
 
@@ -279,12 +311,14 @@ impl Monitor {
             state: Mutex::new(State {
                 features: fresh_features(),
                 exposure: ExposureWindow::new(spec, ExposureParams::default()).ok(),
+                catalog_items: 0,
             }),
             category_field: None,
             config: MonitoringConfig {
                 category_field: None,
                 ..config
             },
+            last_command: Mutex::new(None),
         }
     }
 
@@ -295,14 +329,10 @@ impl Monitor {
         }
     }
 
-    /// Watches one served list.
-    pub fn served(&self, answer: &Recommendation, now_ms: i64) {
-        let source = match (answer.cache.is_some(), answer.source) {
-            (true, _) => "cache",
-            (false, Source::Personalized) => "personalized",
-            (false, Source::Popular) => "popular",
-        };
-        metrics::counter!("recd_recommendations_total", "source" => source).increment(1);
+    /// Watches one served list, which carries `labels`.
+    pub fn served(&self, answer: &Recommendation, labels: &ListLabels, now_ms: i64) {
+        metrics::counter!("recd_recommendations_total", "source" => labels.source).increment(1);
+        metrics::counter!("recd_impressions_total", &labels.pairs()).increment(1);
         if answer.source == Source::Popular {
             metrics::counter!("recd_cold_recommendations_total").increment(1);
         }
@@ -328,15 +358,26 @@ impl Monitor {
             .iter()
             .filter_map(|i| i.item.0.vector.as_deref())
             .collect();
-        if vectors.len() == answer.items.len()
-            && let Ok(Some(d)) = intra_list_diversity(&vectors)
-        {
-            metrics::histogram!("recd_list_diversity").record(d);
+        if vectors.len() == answer.items.len() {
+            Self::record_diversity(&vectors);
         }
         let top = answer.items[0].score;
         let spread = top - answer.items[answer.items.len() - 1].score;
         let mut state = self.state.lock();
+        let catalog_items = state.catalog_items;
         if let Some(exposure) = &mut state.exposure {
+            // Novelty against what was shown before this list: -log2 of each item's
+            // smoothed share of the window's impressions.
+            let shown = exposure.impressions();
+            let catalog = catalog_items.max(answer.items.len() as u64);
+            let shares: Vec<f64> = answer
+                .items
+                .iter()
+                .map(|i| smoothed_share(exposure.exposure_count(&i.id), shown, catalog))
+                .collect();
+            if let Ok(Some(n)) = novelty(&shares) {
+                metrics::histogram!("recd_list_novelty_bits").record(n);
+            }
             exposure.add_list(now_ms, answer.items.iter().map(|i| i.id.as_str()));
         }
         let thresholds = self.thresholds();
@@ -354,23 +395,70 @@ impl Monitor {
         }
     }
 
-    /// Watches applied events.
-    pub fn events(&self, events: &[Event]) {
-        for e in events {
-            metrics::counter!("recd_events_total", "type" => e.kind.as_str()).increment(1);
+    /// Whether to fetch the vectors of a served list's items to measure its diversity (its
+    /// items came without them, and the list is in the sample).
+    pub fn wants_vectors(&self, answer: &Recommendation) -> bool {
+        self.config.enabled
+            && answer.items.len() > 1
+            && answer.items.iter().any(|i| i.item.0.vector.is_none())
+            && rand::random::<f64>() < self.config.diversity_sample
+    }
+
+    /// Records one list's intra-list diversity from its items' vectors.
+    pub fn record_diversity<V: AsRef<[f32]>>(vectors: &[V]) {
+        if let Ok(Some(d)) = intra_list_diversity(vectors) {
+            metrics::histogram!("recd_list_diversity").record(d);
         }
+    }
+
+    /// Watches the vectors of upserted items (their norms drift when whatever makes the
+    /// embeddings upstream changes).
+    pub fn items_upserted(&self, items: &[recd_core::ItemUpsert]) {
+        self.watch("item_vector_norm", |name, feature, thresholds| {
+            for v in items.iter().filter_map(|u| u.item.vector.as_deref()) {
+                let norm = recd_core::vector::norm_squared_f64(v).sqrt();
+                self.observe_numeric(name, feature, norm, thresholds);
+            }
+        });
+    }
+
+    /// Runs `observe` on the feature called `wanted` (when monitoring is on).
+    fn watch(&self, wanted: &str, mut observe: impl FnMut(&str, &mut Feature, &DriftThresholds)) {
         if !self.config.enabled {
             return;
         }
         let thresholds = self.thresholds();
         let mut state = self.state.lock();
         for (name, feature) in &mut state.features {
-            if *name == "event_type" {
-                for e in events {
-                    self.observe_categorical(name, feature, e.kind.as_str(), &thresholds);
-                }
+            if *name == wanted {
+                observe(name, feature, &thresholds);
             }
         }
+    }
+
+    /// Counts a click or purchase that named a served list (by the list's labels).
+    pub fn attributed(&self, kind: EventType, labels: &ListLabels) {
+        match kind {
+            EventType::Click => {
+                metrics::counter!("recd_clicks_total", &labels.pairs()).increment(1)
+            }
+            EventType::Purchase => {
+                metrics::counter!("recd_conversions_total", &labels.pairs()).increment(1);
+            }
+            _ => {}
+        }
+    }
+
+    /// Watches applied events.
+    pub fn events(&self, events: &[Event]) {
+        for e in events {
+            metrics::counter!("recd_events_total", "type" => e.kind.as_str()).increment(1);
+        }
+        self.watch("event_type", |name, feature, thresholds| {
+            for e in events {
+                self.observe_categorical(name, feature, e.kind.as_str(), thresholds);
+            }
+        });
     }
 
     fn observe_numeric(
@@ -478,6 +566,7 @@ impl Monitor {
                         p_value = r.p_value,
                         "drift detected"
                     );
+                    self.on_drift(name, r.psi);
                 }
                 *before = r.drifted;
             }
@@ -499,6 +588,48 @@ impl Monitor {
         }
     }
 
+    /// Runs `on_drift_command` (in the background, at most once per interval).
+    fn on_drift(&self, feature: &str, psi: f64) {
+        let Some((program, args)) = self.config.on_drift_command.split_first() else {
+            return;
+        };
+        let interval =
+            std::time::Duration::from_secs(self.config.on_drift_min_interval_minutes * 60);
+        {
+            let mut last = self.last_command.lock();
+            if last.is_some_and(|t| t.elapsed() < interval) {
+                tracing::info!(
+                    feature,
+                    "drift command not run: it ran less than the interval ago"
+                );
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .env("RECD_DRIFTED_FEATURE", feature)
+            .env("RECD_DRIFT_PSI", psi.to_string())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(false);
+        let feature = feature.to_string();
+        let program = program.clone();
+        runtime.spawn(async move {
+            match cmd.status().await {
+                Ok(status) if status.success() => {
+                    tracing::info!(feature, program, "drift command succeeded");
+                }
+                Ok(status) => tracing::warn!(feature, program, %status, "drift command failed"),
+                Err(e) => {
+                    tracing::warn!(feature, program, cause = %e, "drift command could not run")
+                }
+            }
+        });
+    }
+
     /// Pins new references: every feature collects one anew from now on.
     pub fn reset(&self) {
         self.state.lock().features = fresh_features();
@@ -507,6 +638,7 @@ impl Monitor {
     /// Coverage of `catalog_items` and exposure Gini over the window, as gauges.
     pub fn export(&self, catalog_items: u64, now_ms: i64) {
         let mut state = self.state.lock();
+        state.catalog_items = catalog_items;
         let Some(exposure) = &mut state.exposure else {
             return;
         };
@@ -601,7 +733,11 @@ mod tests {
         for (shift, expect) in [(false, false), (true, true)] {
             let m = Monitor::new(config(), &Schema::demo(2)).unwrap();
             for i in 0..200u64 {
-                m.served(&answer(cats[(i % 4) as usize], score(i, 0.5)), 0);
+                m.served(
+                    &answer(cats[(i % 4) as usize], score(i, 0.5)),
+                    &ListLabels::unknown(),
+                    0,
+                );
             }
             for i in 200..600u64 {
                 let (cat, lo) = if shift {
@@ -609,7 +745,7 @@ mod tests {
                 } else {
                     (cats[(i % 4) as usize], 0.5)
                 };
-                m.served(&answer(cat, score(i, lo)), 0);
+                m.served(&answer(cat, score(i, lo)), &ListLabels::unknown(), 0);
             }
             let d = m.drift();
             let drifted = |name: &str| d.drifted.iter().any(|f| f == name);

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Recommend throughput with online-quality monitoring and drift detection on
+# ([monitoring] enabled = true, the default) vs off (enabled = false): two servers on the
+# same generated data (same seed), benchmarked alternately: on, off, on, off, ...
+# Also prints the size of /metrics and the time to scrape it.
+#
+#   scripts/bench-monitoring.sh [--rounds 3] [--duration 20] [--items 100000]
+#                               [--users 10000] [--concurrency 32]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/bench-common.sh
+
+ROUNDS=3 DURATION=20 ITEMS=100000 USERS=10000 CONC=32
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rounds) ROUNDS=$2; shift 2 ;;
+        --duration) DURATION=$2; shift 2 ;;
+        --items) ITEMS=$2; shift 2 ;;
+        --users) USERS=$2; shift 2 ;;
+        --concurrency) CONC=$2; shift 2 ;;
+        *) sed -n '2,9p' "$0" >&2; exit 2 ;;
+    esac
+done
+BIN=$(recd_binary)
+W=$(mktemp -d)
+ON="" OFF=""
+trap '[ -n "$ON" ] && kill $ON 2>/dev/null; [ -n "$OFF" ] && kill $OFF 2>/dev/null; rm -rf "$W"' EXIT
+export RECD_LOG=warn
+start() { # name enabled -> sets PORT_<name>
+    local port
+    port=$(free_port)
+    RECD_MONITORING__ENABLED=$2 "$BIN" demo --data-dir "$W/$1" --items "$ITEMS" --users "$USERS" \
+        --seed 42 --listen "127.0.0.1:$port" > "$W/$1.log" 2>&1 &
+    local pid=$!
+    wait_listening $pid "$W/$1.log"
+    eval "PORT_$1=$port PID_$1=$pid"
+}
+start on true; ON=$PID_on
+start off false; OFF=$PID_off
+run() { # label port
+    LOAD=$(cut -d' ' -f1 /proc/loadavg)
+    "$BIN" bench --target "http://127.0.0.1:$2" --concurrency "$CONC" --duration "$DURATION" \
+        --users "$USERS" --items "$ITEMS" --no-cache --json 2>/dev/null | grep '^{' |
+        python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; print(sys.argv[1], round(r["rps"]), "req/s, p50", l["p50"], "p99", l["p99"], "ms, errors", r["errors"])' "$1 load $LOAD:"
+}
+for round in $(seq "$ROUNDS"); do
+    run "round $round monitoring on :" "$PORT_on"
+    run "round $round monitoring off:" "$PORT_off"
+done
+for i in 1 2 3; do
+    curl -s -o "$W/metrics.txt" -w "/metrics: %{size_download} bytes in %{time_total} s\n" \
+        "http://127.0.0.1:$PORT_on/metrics"
+done
+echo "/metrics series: $(grep -vc '^#' "$W/metrics.txt")"
