@@ -321,6 +321,18 @@ impl Config {
                 "bad configuration: model half-lives must be positive".into(),
             ));
         }
+        if !(0.0..1.0).contains(&self.model.gate_margin) {
+            return Err(ConfigError(format!(
+                "bad configuration: model.gate_margin must be at least 0 and below 1 \
+                 (a share of the live model's NDCG), got {}",
+                self.model.gate_margin
+            )));
+        }
+        if self.model.keep_versions == 0 {
+            return Err(ConfigError(
+                "bad configuration: model.keep_versions must be at least 1".into(),
+            ));
+        }
         Ok(())
     }
 }
