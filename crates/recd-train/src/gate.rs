@@ -251,9 +251,10 @@ fn average(per_user: &[(f64, f64)]) -> HoldoutScore {
     if n == 0 {
         return HoldoutScore::default();
     }
+    // `+ 0.0`: a sum of zeros starts at -0.0, which would print as "-0.0000"
     HoldoutScore {
-        hit_rate: per_user.iter().map(|p| p.0).sum::<f64>() / n as f64,
-        ndcg: per_user.iter().map(|p| p.1).sum::<f64>() / n as f64,
+        hit_rate: per_user.iter().map(|p| p.0).sum::<f64>() / n as f64 + 0.0,
+        ndcg: per_user.iter().map(|p| p.1).sum::<f64>() / n as f64 + 0.0,
         users: n,
     }
 }
