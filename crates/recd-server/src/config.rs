@@ -321,6 +321,18 @@ impl Config {
                 "bad configuration: model half-lives must be positive".into(),
             ));
         }
+        if !(0.0..1.0).contains(&self.model.gate_margin) {
+            return Err(ConfigError(format!(
+                "bad configuration: model.gate_margin must be at least 0 and below 1 \
+                 (a share of the live model's NDCG), got {}",
+                self.model.gate_margin
+            )));
+        }
+        if self.model.keep_versions == 0 {
+            return Err(ConfigError(
+                "bad configuration: model.keep_versions must be at least 1".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -468,5 +480,22 @@ mod tests {
             }
             Ok(())
         });
+    }
+
+    #[test]
+    fn model_version_settings_are_checked() {
+        let mut c = Config::default();
+        assert_eq!((c.model.gate_margin, c.model.keep_versions), (0.05, 5));
+        c.validate().expect("the defaults are valid");
+        for margin in [-0.1, 1.0, f64::NAN] {
+            c.model.gate_margin = margin;
+            let err = c.validate().expect_err("a margin outside [0, 1)");
+            assert!(err.0.contains("model.gate_margin"), "{err}");
+        }
+        c.model.gate_margin = 0.0;
+        c.validate().expect("margin 0");
+        c.model.keep_versions = 0;
+        let err = c.validate().expect_err("keep no version");
+        assert!(err.0.contains("model.keep_versions"), "{err}");
     }
 }

@@ -31,6 +31,15 @@ fn id_param() -> Value {
     json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 256}}])
 }
 
+fn version_param() -> Value {
+    json!([{"name": "version", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^v[1-9][0-9]*$"}}])
+}
+
+fn chunk_params() -> Value {
+    json!([{"name": "version", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^v[1-9][0-9]*$"}},
+           {"name": "index", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 0}}])
+}
+
 /// Said of every `/v1/admin` endpoint.
 const ADMIN_NOTE: &str = "Needs a key with the admin scope.";
 
@@ -246,6 +255,40 @@ fn paths_and_schemas() -> Value {
                 "parameters": id_param(), "responses": {"200": ok(json!({"type": "object"})), "404": e}}},
             "/v1/experiments/{id}/stop": {"post": {"summary": "Stop assigning users; results stay",
                 "parameters": id_param(), "responses": {"200": ok(json!({"type": "object"})), "404": e}}},
+            "/v1/models": {"get": {"summary": "Model versions: each `recd train` run, with created_at, settings, quality-gate figures and status (live, available, rejected); which one is live",
+                "description": "Oldest first. `gate` holds the held-out HR@10 and NDCG@10 of the new model and of its baseline (the live model, or popularity when none was live), the margin and the verdict. Also `gate_margin` and `keep_versions` from [model].",
+                "responses": {"200": ok(json!({"type": "object", "properties": {
+                    "models": {"type": "array", "items": {"$ref": "#/components/schemas/ModelVersion"}},
+                    "live": {"type": ["string", "null"]}, "gate_margin": {"type": "number"}, "keep_versions": {"type": "integer"}}}))}}},
+            "/v1/models/{version}/activate": {"post": {"summary": "Make a model version live: its vectors are written into the serving state (rollback is activating an older one)",
+                "description": "Item vectors, then users' long-term vectors, then every logged user's session is rebuilt with the new item vectors and cached lists are dropped; serving continues throughout. Activating the live version writes nothing (`already_live`). A rejected version may be activated on purpose.",
+                "parameters": version_param(),
+                "responses": {"200": ok(json!({"type": "object", "properties": {"version": {"type": "string"}, "live": {"type": "boolean"}, "already_live": {"type": "boolean"},
+                    "items": {"type": "integer"}, "unknown_items": {"type": "integer"}, "users": {"type": "integer"}, "sessions": {"type": "integer"}}})), "404": e, "503": e}}},
+            "/v1/admin/models": {"post": {"summary": "A new model version number (recd train --target, before it stores the version's vectors)",
+                "description": ADMIN_NOTE,
+                "responses": {"201": ok(json!({"type": "object", "properties": {"version": {"type": "string"}}}))}}},
+            "/v1/admin/models/{version}": {"put": {"summary": "Record a model version whose vector chunks are stored; old versions beyond [model] keep_versions are deleted (never the live one)",
+                "description": ADMIN_NOTE,
+                "parameters": version_param(),
+                "requestBody": body(json!({"type": "object", "required": ["chunks", "info"], "properties": {"chunks": {"type": "integer"},
+                    "info": {"type": "object", "required": ["created_at", "accepted"], "properties": {"created_at": {"type": "string"}, "accepted": {"type": "boolean"},
+                        "settings": {"type": "object"}, "gate": {"type": "object"}, "counts": {"type": "object"}}}}})),
+                "responses": {"200": ok(json!({"$ref": "#/components/schemas/ModelVersion"})), "400": e, "404": e}}},
+            "/v1/admin/models/{version}/chunks/{index}": {
+                "get": {"summary": "One batch of a recorded version's vectors",
+                    "description": ADMIN_NOTE,
+                    "parameters": chunk_params(),
+                    "responses": {"200": ok(json!({"$ref": "#/components/schemas/Vectors"})), "404": e}},
+                "put": {"summary": "Store one batch of a version's vectors before it is recorded",
+                    "description": format!("Validated as PUT /v1/admin/vectors: any bad entry is a 400 listing each, and nothing is written. {ADMIN_NOTE}"),
+                    "parameters": chunk_params(),
+                    "requestBody": body(json!({"$ref": "#/components/schemas/Vectors"})),
+                    "responses": {"200": ok(json!({"type": "object"})), "400": e, "404": e}}},
+            "/v1/admin/models/{version}/live": {"post": {"summary": "Record a version live without writing vectors (a trainer that wrote them through PUT /v1/admin/vectors)",
+                "description": ADMIN_NOTE,
+                "parameters": version_param(),
+                "responses": {"200": ok(json!({"type": "object"})), "404": e}}},
             "/v1/monitoring/drift": {"get": {"summary": "Drift of the watched features (top score, score spread, category mix of served items, event-type mix): reference and live summaries, PSI, two-sample test, threshold, verdict",
                 "responses": {"200": ok(json!({"type": "object", "properties": {"threshold": {"type": "number"}, "alpha": {"type": "number"},
                     "drifted": {"type": "array", "items": {"type": "string"}}, "features": {"type": "array", "items": {"type": "object"}}}}))}}},
@@ -256,6 +299,12 @@ fn paths_and_schemas() -> Value {
           "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
             "description": "An API key from `recd keys create`: Authorization: Bearer recd_..."}},
           "schemas": {
+            "ModelVersion": {"type": "object", "properties": {"version": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"},
+                "status": {"type": "string", "enum": ["live", "available", "rejected"]}, "live": {"type": "boolean"},
+                "settings": {"type": "object"}, "gate": {"type": "object"}, "counts": {"type": "object"}, "chunks": {"type": "integer"}}},
+            "Vectors": {"type": "object", "properties": {
+                "items": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "vector": {"type": "array", "items": {"type": "number"}}}}},
+                "users": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "vector": {"type": "array", "items": {"type": "number"}}}}}}},
             "Strategy": {"type": "object", "properties": {"ranking": {"type": "object"}, "diversity": {"type": "object"}, "model": {"type": "string"}}},
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
                 "code": {"type": "string", "enum": ["invalid_argument", "not_found", "unauthorized", "forbidden", "rate_limited", "unavailable", "internal"]},

@@ -191,3 +191,120 @@ async fn a_batch_with_one_bad_event_is_refused_whole() {
     let (status, body) = send(&app, Method::GET, "/v1/users/u-1", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+/// Model versions at the router: unknown versions are 404s, bad chunks 400s that write
+/// nothing, and a version recorded through the admin endpoints is listed and can be
+/// activated (writing its vectors), idempotently.
+#[tokio::test]
+async fn model_versions_refuse_bad_input_and_activate() {
+    let app = app();
+    let (status, body) = send(&app, Method::GET, "/v1/models", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["models"], json!([]));
+    assert_eq!(body["live"], Value::Null);
+    for path in ["/v1/models/v1/activate", "/v1/models/latest/activate"] {
+        let (status, body) = send(&app, Method::POST, path, None).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "not_found", path);
+    }
+    let item = r#"{"items":[{"id":"a","vector":[1,0,0,0]},{"id":"b","vector":[0,1,0,0]}]}"#;
+    let (status, body) = send(&app, Method::PUT, "/v1/items", Some(item)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, body) = send(&app, Method::POST, "/v1/admin/models", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let v = body["version"].as_str().expect("a version").to_string();
+    let chunk = format!("/v1/admin/models/{v}/chunks/0");
+    // a wrong dimension, a NaN-free but zero vector under cosine, an unknown field
+    for bad in [
+        r#"{"items":[{"id":"a","vector":[1,0]}]}"#,
+        r#"{"items":[{"id":"a","vector":[0,0,0,0]}]}"#,
+        r#"{"items":[],"extra":1}"#,
+    ] {
+        let (status, body) = send(&app, Method::PUT, &chunk, Some(bad)).await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            bad,
+        );
+    }
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &format!("/v1/admin/models/{v}/chunks/x"),
+        Some("{}"),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+        "chunk index",
+    );
+    // recording a chunk that was never stored is refused
+    let info = r#"{"chunks":1,"info":{"created_at":"2026-01-01T00:00:00Z","accepted":true}}"#;
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &format!("/v1/admin/models/{v}"),
+        Some(info),
+    )
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+        "missing chunk",
+    );
+
+    let good = r#"{"items":[{"id":"a","vector":[0,0,1,0]},{"id":"gone","vector":[1,1,1,1]}],"users":[{"id":"u1","vector":[0,0,0,1]}]}"#;
+    let (status, body) = send(&app, Method::PUT, &chunk, Some(good)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &format!("/v1/admin/models/{v}"),
+        Some(info),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "available");
+    // a recorded version's vectors never change
+    let (status, body) = send(&app, Method::PUT, &chunk, Some(good)).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+        "recorded",
+    );
+    let (status, body) = send(&app, Method::GET, &chunk, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["users"][0]["id"], "u1");
+
+    let activate = format!("/v1/models/{v}/activate");
+    let (status, body) = send(&app, Method::POST, &activate, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["items"].clone(),
+            body["unknown_items"].clone(),
+            body["users"].clone()
+        ),
+        (json!(1), json!(1), json!(1))
+    );
+    assert_eq!(body["already_live"], false);
+    let (_, item) = send(&app, Method::GET, "/v1/items/a?include_vector=true", None).await;
+    assert_eq!(item["vector"], json!([0.0, 0.0, 1.0, 0.0]), "{item}");
+    let (status, body) = send(&app, Method::POST, &activate, None).await;
+    assert_eq!(
+        (status, body["already_live"].clone()),
+        (StatusCode::OK, json!(true))
+    );
+    let (_, body) = send(&app, Method::GET, "/v1/models", None).await;
+    assert_eq!(body["live"], v.as_str());
+    assert_eq!(body["models"][0]["status"], "live");
+}

@@ -22,9 +22,11 @@
 //! - [`redis`]: the Redis backend ([`RedisStore`]): item Hashes, one RediSearch index, Lua
 //!   scripts for atomic writes.
 //! - [`error`]: [`StoreError`], classified user / unavailable / internal.
+//! - [`models`]: the model registry's records ([`ModelRecord`], [`ModelRegistry`]).
 
 pub mod embedded;
 pub mod error;
+pub mod models;
 pub mod redis;
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::redis::{RedisConfig, RedisStore};
 pub use error::{StoreError, StoreResult};
+pub use models::{ModelRecord, ModelRegistry};
 
 /// A KNN hit: the item and its similarity to the query.
 ///
@@ -69,14 +72,31 @@ pub struct Counts {
     pub users: u64,
 }
 
-/// The real-time model settings every backend applies identically when events arrive.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The model settings (`[model]`): the real-time ones every backend applies identically
+/// when events arrive, and those of the trained model's versions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelSettings {
     /// Session vector, recent items, event weights.
     pub session: SessionParams,
     /// Time-decayed popularity.
     pub popularity: PopularityParams,
+    /// The quality gate of `recd train`: a new model goes live only if its NDCG@10 on the
+    /// held-out recent events is at least the live model's × (1 − gate_margin).
+    pub gate_margin: f64,
+    /// Model versions kept (the oldest beyond this are deleted; never the live one).
+    pub keep_versions: usize,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        Self {
+            session: SessionParams::default(),
+            popularity: PopularityParams::default(),
+            gate_margin: 0.05,
+            keep_versions: 5,
+        }
+    }
 }
 
 /// The serving state of the engine. Every method is safe to call concurrently.
@@ -151,4 +171,33 @@ pub trait Store: Send + Sync + 'static {
     /// throughout); events of items that are gone or have no vector contribute nothing.
     /// Users without state are skipped (never created). Returns how many were rebuilt.
     async fn rebuild_sessions(&self, users: &[String]) -> StoreResult<usize>;
+
+    // ---- the model registry (see [`models`]) -------------------------------------------
+
+    /// A new model version number, larger than every number this store gave before (never
+    /// reused, even after the version is deleted). Safe against concurrent callers.
+    async fn next_model_seq(&self) -> StoreResult<u64>;
+
+    /// Stores chunk `index` of version `seq`'s vectors (opaque bytes), replacing one
+    /// stored before under the same index.
+    async fn put_model_chunk(&self, seq: u64, index: u32, bytes: Vec<u8>) -> StoreResult<()>;
+
+    /// Chunk `index` of version `seq`; `None` when it was never stored (or was deleted).
+    async fn model_chunk(&self, seq: u64, index: u32) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Records a version, replacing its record if present. Callers write it once its
+    /// chunks are stored, so that a listed version is complete.
+    async fn put_model(&self, record: ModelRecord) -> StoreResult<()>;
+
+    /// Every recorded version, oldest first, and which one is live.
+    async fn models(&self) -> StoreResult<ModelRegistry>;
+
+    /// Records `seq` as the live version; [`StoreError::Invalid`] when it is not recorded.
+    /// (Writing its vectors into the serving state is the caller's part.)
+    async fn set_live_model(&self, seq: u64) -> StoreResult<()>;
+
+    /// Deletes version `seq`, its record and its chunks; false when it was not recorded
+    /// (its chunks, if any, are deleted anyway). [`StoreError::Invalid`] for the live one,
+    /// which is never deleted.
+    async fn delete_model(&self, seq: u64) -> StoreResult<bool>;
 }

@@ -82,8 +82,10 @@ impl AlsParams {
                 "must be finite and >= 0",
             ));
         }
-        if !(self.alpha.is_finite() && self.alpha >= 0.0) {
-            return Err(TrainError::param("alpha", "must be finite and >= 0"));
+        // alpha = 0 makes every observed pair as confident as an unobserved one: the
+        // events carry no weight and the model learns nothing from them.
+        if !(self.alpha.is_finite() && self.alpha > 0.0) {
+            return Err(TrainError::param("alpha", "must be finite and > 0"));
         }
         if self.cg_steps == 0 {
             return Err(TrainError::param("cg_steps", "must be >= 1"));
@@ -1315,6 +1317,38 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("regularization"));
+        // degenerate settings (issue 11): no sweep, no confidence, negative or NaN numbers
+        for bad in [
+            AlsParams {
+                iterations: 0,
+                ..Default::default()
+            },
+            AlsParams {
+                alpha: 0.0,
+                ..Default::default()
+            },
+            AlsParams {
+                alpha: -1.0,
+                ..Default::default()
+            },
+            AlsParams {
+                alpha: f32::NAN,
+                ..Default::default()
+            },
+            AlsParams {
+                regularization: -0.5,
+                ..Default::default()
+            },
+            AlsParams {
+                factors: 5000,
+                ..Default::default()
+            },
+        ] {
+            assert!(
+                matches!(bad.validate(), Err(TrainError::InvalidParam { .. })),
+                "{bad:?}"
+            );
+        }
         let empty = Interactions::from_indices(1, 1, &[]);
         assert!(matches!(
             train(&empty, &AlsParams::default()),

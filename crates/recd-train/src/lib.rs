@@ -16,6 +16,8 @@
 //! - [`metrics`]: precision, recall, NDCG, MAP, hit rate @k; coverage, diversity, novelty.
 //! - [`recommender`]: [`recommender::Recommender`], what a model under offline evaluation
 //!   implements (popularity, item-kNN, ALS here; the serving pipeline in `recd eval`).
+//! - [`gate`]: the quality gate a trained model passes before it goes live (held-out
+//!   recent events, the live model or popularity as the baseline, sane vectors).
 //! - [`eval`]: the offline protocol: run each [`recommender::Recommender`] on a split, report.
 //! - [`replay`]: the online replay: walk test events in time order, ask a
 //!   [`replay::ReplayRecommender`] before each event, then let it observe the event.
@@ -61,6 +63,7 @@ pub mod baselines;
 pub mod dataset;
 pub mod error;
 pub mod eval;
+pub mod gate;
 pub mod metrics;
 pub mod movielens;
 pub mod rank;

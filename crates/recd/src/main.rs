@@ -1,6 +1,6 @@
 //! `recd`: the command line of the recommendation engine.
 //!
-//! Subcommands: `serve`, `demo`, `import`, `bench`, `train`, `eval`, `keys`.
+//! Subcommands: `serve`, `demo`, `import`, `bench`, `train`, `model`, `eval`, `keys`.
 //! Exit codes: 0 ok, 2 bad usage or bad configuration, 1 runtime failure.
 
 mod bench;
@@ -8,6 +8,7 @@ mod demo;
 mod eval;
 mod import;
 mod keys;
+mod model;
 mod movielens;
 mod serve;
 mod synthetic;
@@ -100,6 +101,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Train ALS on the event history and write item and user vectors to the store.
     Train(train::TrainArgs),
+    /// Model versions: `recd model list`, `recd model activate VERSION` (rollback).
+    #[command(subcommand)]
+    Model(model::ModelCommand),
     /// Offline metrics and the online replay on a file or a MovieLens folder.
     Eval(eval::EvalArgs),
     /// API keys: `recd keys create --name NAME --scopes read,write`.
@@ -144,6 +148,7 @@ fn main() -> ExitCode {
             Command::Import(cmd) => import::run(cmd).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Train(args) => train::run(args).await,
+            Command::Model(cmd) => model::run(cmd).await,
             Command::Eval(args) => eval::run(args).await,
             Command::Keys(cmd) => keys::run(cmd),
         }

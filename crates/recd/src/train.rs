@@ -25,13 +25,22 @@
 //! (`Store::rebuild_sessions`, atomic per user against concurrent events, so an event is
 //! never lost and read-your-writes holds throughout).
 //!
+//! Model versions and the quality gate (see `recd_train::gate` and
+//! `recd_server::engine::models`): the model is trained without each user's last event,
+//! which is held out; the new model and the live one (popularity when none is live) are
+//! scored on those events, and every run is recorded as a version (`v1`, `v2`, ...) with
+//! its vectors, settings and figures. Only a model that passes the gate (or `--force`) is
+//! written into the serving state and recorded live; a rejected one is kept, listed as
+//! `rejected`, and `recd train` exits with 1 and says why. `recd model activate` (or
+//! `POST /v1/models/{version}/activate`) makes any kept version live again.
+//!
 //! Cached lists: the session rebuild, the last step, drops every cached recommendation list
 //! of the servers (by the admin API with `--target`; on the servers' shared cache tier,
 //! invalidation marks + pub/sub, when writing a Redis store directly). Not each vector batch:
 //! emptying the cache once per batch made every request a miss while the vectors were being
 //! written. Meanwhile cached lists of the old model are served until they expire.
 
-mod remote;
+pub(crate) mod remote;
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
@@ -42,12 +51,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use recd_server::Engine;
 use recd_server::config::Backend;
+use recd_server::engine::models::{ModelChunk, ModelInfo};
 use recd_server::engine::{EngineError, shared_tier};
-use recd_train::als::{self, AlsModel, AlsParams};
+use recd_train::als::{self, AlsParams};
+use recd_train::gate::{self, Baseline, Factors, HoldoutScore};
 use recd_train::movielens::{Format, read_interactions};
+use recd_train::split::{Split, SplitMethod, split};
 use recd_train::{ConfidenceWeights, IdMap, Interaction, Interactions};
 
-use self::remote::{Failure, LogPage, Remote};
+use self::remote::{Failure, LogPage, Remote, VectorRows};
 use crate::movielens::open;
 use crate::{StoreArgs, UsageError};
 
@@ -123,6 +135,15 @@ pub struct TrainArgs {
     /// API key with the admin scope, for --target.
     #[arg(long, env = "RECD_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Quality gate: the new model's NDCG@10 on the held-out events may be at most this
+    /// share below the live model's [default: `[model] gate_margin` (0.05); with --target
+    /// the server's].
+    #[arg(long, value_name = "SHARE")]
+    pub gate_margin: Option<f64>,
+    /// Make the new model live even if it fails the quality gate (its vectors must still
+    /// be usable to be written).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -173,7 +194,7 @@ pub struct Written {
 const RETRIES: u32 = 3;
 
 /// `call` (one batch, or one read), tried again after a pause when it failed transiently.
-async fn with_retries<T, F, Fut>(what: &'static str, mut call: F) -> Result<T>
+pub(crate) async fn with_retries<T, F, Fut>(what: &'static str, mut call: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Failure>>,
@@ -196,7 +217,7 @@ where
 }
 
 /// An engine error as a [`Failure`]: unavailable is worth another try.
-fn engine_failure(e: EngineError) -> Failure {
+pub(crate) fn engine_failure(e: EngineError) -> Failure {
     match e {
         EngineError::Unavailable(cause) => Failure::Transient(cause),
         other => Failure::Fatal(anyhow::Error::new(other)),
@@ -204,7 +225,7 @@ fn engine_failure(e: EngineError) -> Failure {
 }
 
 /// Where the trainer reads events and writes vectors.
-enum Target {
+pub(crate) enum Target {
     /// The store, opened by this process, through an engine (which, on Redis, drops the
     /// servers' cached lists on their shared cache tier as a server would).
     Store(Arc<Engine>),
@@ -275,6 +296,105 @@ impl Target {
         }
     }
 
+    /// The live version and its chunk count, and the gate margin of the store's config.
+    async fn live_model(&self) -> Result<(Option<(String, u32)>, f64), Failure> {
+        match self {
+            Target::Store(engine) => {
+                let m = engine.models().await.map_err(engine_failure)?;
+                let live = m.live.as_ref().and_then(|l| {
+                    m.models
+                        .iter()
+                        .find(|v| &v.version == l)
+                        .map(|v| (l.clone(), v.chunks))
+                });
+                Ok((live, m.gate_margin))
+            }
+            Target::Server(remote, _) => {
+                let v = remote.models().await?;
+                let live = v["live"].as_str().and_then(|l| {
+                    v["models"].as_array()?.iter().find_map(|m| {
+                        (m["version"] == l)
+                            .then(|| (l.to_string(), m["chunks"].as_u64().unwrap_or(0) as u32))
+                    })
+                });
+                let margin = v["gate_margin"].as_f64().unwrap_or(0.05);
+                Ok((live, margin))
+            }
+        }
+    }
+
+    async fn model_chunk(&self, version: &str, index: u32) -> Result<VectorRows, Failure> {
+        match self {
+            Target::Store(engine) => {
+                let c = engine
+                    .model_chunk(version, index)
+                    .await
+                    .map_err(engine_failure)?;
+                Ok((c.items, c.users))
+            }
+            Target::Server(remote, _) => remote.model_chunk(version, index).await,
+        }
+    }
+
+    async fn new_model_version(&self) -> Result<String, Failure> {
+        match self {
+            Target::Store(engine) => engine.new_model_version().await.map_err(engine_failure),
+            Target::Server(remote, _) => remote.new_model_version().await,
+        }
+    }
+
+    async fn put_model_chunk(
+        &self,
+        version: &str,
+        index: u32,
+        items: &[(String, Vec<f32>)],
+        users: &[(String, Vec<f32>)],
+    ) -> Result<(), Failure> {
+        match self {
+            Target::Store(engine) => {
+                let chunk = ModelChunk {
+                    items: items.to_vec(),
+                    users: users.to_vec(),
+                };
+                engine
+                    .put_model_chunk(version, index, &chunk)
+                    .await
+                    .map_err(engine_failure)
+            }
+            Target::Server(remote, _) => remote.put_model_chunk(version, index, items, users).await,
+        }
+    }
+
+    async fn record_model(
+        &self,
+        version: &str,
+        chunks: u32,
+        info: &ModelInfo,
+    ) -> Result<(), Failure> {
+        match self {
+            Target::Store(engine) => engine
+                .record_model(version, chunks, info.clone())
+                .await
+                .map(|_| ())
+                .map_err(engine_failure),
+            Target::Server(remote, _) => {
+                let info = serde_json::to_value(info)
+                    .map_err(|e| Failure::Fatal(anyhow::Error::new(e)))?;
+                remote.record_model(version, chunks, &info).await
+            }
+        }
+    }
+
+    async fn mark_model_live(&self, version: &str) -> Result<(), Failure> {
+        match self {
+            Target::Store(engine) => engine
+                .mark_model_live(version)
+                .await
+                .map_err(engine_failure),
+            Target::Server(remote, _) => remote.mark_model_live(version).await,
+        }
+    }
+
     /// Live catalog items.
     async fn catalog_items(&self) -> Result<u64, Failure> {
         match self {
@@ -284,28 +404,41 @@ impl Target {
     }
 }
 
-/// The (id, vector) rows whose vector is usable; counts the others in `unusable`.
-fn usable_rows<'a>(
-    ids: &IdMap,
-    vector: impl Fn(u32) -> Option<&'a [f32]>,
-    unusable: &mut usize,
-) -> Vec<(String, Vec<f32>)> {
-    let mut rows = Vec::with_capacity(ids.len());
-    for (i, id) in ids.ids().iter().enumerate() {
-        match vector(i as u32) {
-            Some(v) if usable(v) => rows.push((id.clone(), v.to_vec())),
-            _ => *unusable += 1,
-        }
-    }
-    rows
+/// A model's vectors as written: the usable ones, and how many were left out.
+struct Rows {
+    items: Vec<(String, Vec<f32>)>,
+    users: Vec<(String, Vec<f32>)>,
+    unusable: usize,
 }
 
-/// Writes `model`'s item vectors, then its user vectors, to `target`, `batch` at a time.
-async fn write_back(target: &Target, model: &AlsModel, batch: usize) -> Result<Written> {
+impl Rows {
+    /// The usable vectors of `model` (see `recd_train::gate::Factors::from_model`).
+    fn of(model: &Factors, user_ids: &IdMap, item_ids: &IdMap) -> Rows {
+        let mut unusable = 0;
+        let mut keep = |rows: Vec<(String, Vec<f32>)>| -> Vec<(String, Vec<f32>)> {
+            let before = rows.len();
+            let kept: Vec<_> = rows.into_iter().filter(|(_, v)| usable(v)).collect();
+            unusable += before - kept.len();
+            kept
+        };
+        let items = keep(model.item_rows(item_ids));
+        let users = keep(model.user_rows(user_ids));
+        Rows {
+            items,
+            users,
+            unusable,
+        }
+    }
+}
+
+/// Writes the item vectors, then the user vectors, to `target`, `batch` at a time.
+async fn write_back(target: &Target, rows: &Rows, batch: usize) -> Result<Written> {
     let batch = batch.max(1);
-    let mut w = Written::default();
-    let items = usable_rows(&model.item_ids, |i| model.item_vector(i), &mut w.unusable);
-    let users = usable_rows(&model.user_ids, |u| model.user_vector(u), &mut w.unusable);
+    let mut w = Written {
+        unusable: rows.unusable,
+        ..Written::default()
+    };
+    let (items, users) = (&rows.items, &rows.users);
     for chunk in items.chunks(batch) {
         let (done, unknown) =
             with_retries("writing item vectors", || target.put_items(chunk)).await?;
@@ -349,7 +482,7 @@ async fn rebuild_sessions(target: &Target, read: Option<LogRead>, batch: usize) 
 }
 
 /// The server at `url`, checked to be reachable.
-async fn connect(url: &str, api_key: Option<&str>) -> Result<(Target, usize)> {
+pub(crate) async fn connect(url: &str, api_key: Option<&str>) -> Result<(Target, usize)> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(UsageError(format!(
             "--target {url}: expected the server's base URL, e.g. http://127.0.0.1:8080"
@@ -363,7 +496,7 @@ async fn connect(url: &str, api_key: Option<&str>) -> Result<(Target, usize)> {
 }
 
 /// The store of `--backend` / `--data-dir`, opened by this process.
-async fn open_direct(store_args: &StoreArgs) -> Result<(Target, usize)> {
+pub(crate) async fn open_direct(store_args: &StoreArgs) -> Result<(Target, usize)> {
     let config = store_args.load()?;
     if config.backend == Backend::Embedded
         && config.schema.is_none()
@@ -464,10 +597,19 @@ pub async fn run(args: TrainArgs) -> Result<()> {
             String::new()
         }
     );
-    let data = Arc::new(data);
+    // Each user's last item is held out for the quality gate (users with two or more).
+    let held: Option<Split> = match split(&data, SplitMethod::LeaveLastOut, params.seed) {
+        Ok(s) => Some(s),
+        Err(recd_train::TrainError::Empty(_)) => None,
+        Err(e) => return Err(train_error(e)),
+    };
+    let train_set = Arc::new(match &held {
+        Some(s) => s.train.clone(),
+        None => data.clone(),
+    });
     let progress = std::io::stderr().is_terminal();
     let model = {
-        let data = data.clone();
+        let data = train_set.clone();
         let params = params.clone();
         tokio::task::spawn_blocking(move || {
             als::train_with(&data, &params, |info, _, _| {
@@ -498,9 +640,94 @@ pub async fn run(args: TrainArgs) -> Result<()> {
         params.iterations, params.regularization, params.alpha, model.train_seconds
     );
 
+    // The quality gate.
+    let candidate = Factors::from_model(&model, &train_set);
+    let (live, server_margin) =
+        with_retries("reading the model versions", || target.live_model()).await?;
+    let margin = args.gate_margin.unwrap_or(server_margin);
+    if !(0.0..1.0).contains(&margin) {
+        return Err(UsageError(format!(
+            "--gate-margin {margin}: expected a share in [0, 1), e.g. 0.05"
+        ))
+        .into());
+    }
+    let verdict = run_gate(&target, &candidate, held.as_ref(), live.as_ref(), margin).await?;
+    println!("quality gate: {}", verdict.decision.reason);
+
+    // The version: its vectors, then its record.
+    let rows = Rows::of(&candidate, model.user_ids.as_ref(), model.item_ids.as_ref());
     let batch = args.batch.unwrap_or(VECTOR_BATCH).max(1);
+    let version = with_retries("creating a model version", || target.new_model_version()).await?;
+    let mut chunks = 0u32;
+    let empty: Vec<(String, Vec<f32>)> = Vec::new();
+    let parts = rows
+        .items
+        .chunks(batch)
+        .map(|c| (c, empty.as_slice()))
+        .chain(rows.users.chunks(batch).map(|c| (empty.as_slice(), c)));
+    for (items, users) in parts {
+        let index = chunks;
+        with_retries("storing the model version's vectors", || {
+            target.put_model_chunk(&version, index, items, users)
+        })
+        .await?;
+        chunks += 1;
+    }
+    let accepted = verdict.decision.passed || args.force;
+    let info = ModelInfo {
+        created_at: recd_server::engine::models::now_rfc3339(),
+        accepted,
+        settings: serde_json::json!({
+            "algorithm": "als",
+            "factors": factors,
+            "iterations": params.iterations,
+            "regularization": params.regularization,
+            "alpha": params.alpha,
+            "seed": params.seed,
+            "cg_steps": params.cg_steps,
+            "source": source,
+        }),
+        gate: serde_json::json!({
+            "k": GATE_K,
+            "holdout": "leave-last-out",
+            "baseline": verdict.against,
+            "baseline_version": live.as_ref().map(|(v, _)| v.clone()),
+            "margin": margin,
+            "candidate": verdict.candidate,
+            "baseline_score": verdict.baseline,
+            "popularity": verdict.popularity,
+            "sanity": verdict.sanity,
+            "passed": verdict.decision.passed,
+            "forced": args.force && !verdict.decision.passed,
+            "reason": verdict.decision.reason,
+        }),
+        counts: serde_json::json!({
+            "interactions": data.len(),
+            "held_out": held.as_ref().map_or(0, |s| s.test.len()),
+            "items": rows.items.len(),
+            "users": rows.users.len(),
+            "unusable": rows.unusable,
+        }),
+    };
+    with_retries("recording the model version", || {
+        target.record_model(&version, chunks, &info)
+    })
+    .await?;
+    if !accepted {
+        return Err(Rejected(format!(
+            "model {version} failed the quality gate and was not made live: {} \
+             (it is kept as rejected: `recd model list`; `recd train --force` or \
+             `recd model activate {version}` makes such a model live anyway)",
+            verdict.decision.reason
+        ))
+        .into());
+    }
+    if !verdict.decision.passed {
+        eprintln!("recd train: --force: making {version} live although it failed the quality gate");
+    }
+
     let t = Instant::now();
-    let written = write_back(&target, &model, batch).await?;
+    let written = write_back(&target, &rows, batch).await?;
     let wrote_in = t.elapsed().as_secs_f64();
     let catalog = with_retries("counting the catalog", || target.catalog_items()).await?;
     println!(
@@ -522,5 +749,113 @@ pub async fn run(args: TrainArgs) -> Result<()> {
         "rebuilt the session vectors of {rebuilt} users with the new item vectors in {:.2} s",
         t.elapsed().as_secs_f64()
     );
+    with_retries("recording the live model version", || {
+        target.mark_model_live(&version)
+    })
+    .await?;
+    println!("model {version} is live");
     Ok(())
+}
+
+/// Top-k of the quality gate's metrics.
+const GATE_K: usize = 10;
+/// Held-out users the gate scores at most (the first by index).
+const GATE_USERS: usize = 20_000;
+
+/// A model the gate turned down: exit code 1, with the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Rejected(pub String);
+
+/// What the gate measured and decided.
+struct Verdict {
+    candidate: HoldoutScore,
+    baseline: HoldoutScore,
+    popularity: HoldoutScore,
+    against: Baseline,
+    sanity: gate::Sanity,
+    decision: gate::Decision,
+}
+
+/// Scores the candidate, the live version (read back from the registry) and popularity
+/// on the held-out events, and decides.
+async fn run_gate(
+    target: &Target,
+    candidate: &Factors,
+    held: Option<&Split>,
+    live: Option<&(String, u32)>,
+    margin: f64,
+) -> Result<Verdict> {
+    let sanity = candidate.sanity();
+    let Some(split) = held else {
+        let passed = sanity.ok();
+        return Ok(Verdict {
+            candidate: HoldoutScore::default(),
+            baseline: HoldoutScore::default(),
+            popularity: HoldoutScore::default(),
+            against: if live.is_some() {
+                Baseline::Live
+            } else {
+                Baseline::Popularity
+            },
+            sanity,
+            decision: gate::Decision {
+                passed,
+                reason: if passed {
+                    "no user has two items to hold one out: the vectors are sane, nothing to compare".into()
+                } else {
+                    gate::decide(
+                        &HoldoutScore::default(),
+                        &sanity,
+                        &HoldoutScore::default(),
+                        Baseline::Live,
+                        margin,
+                    )
+                    .reason
+                },
+            },
+        });
+    };
+    let live_factors = match live {
+        Some((version, chunks)) => {
+            let (mut items, mut users) = (Vec::new(), Vec::new());
+            for index in 0..*chunks {
+                let (i, u) = with_retries("reading the live model's vectors", || {
+                    target.model_chunk(version, index)
+                })
+                .await?;
+                items.extend(i);
+                users.extend(u);
+            }
+            Some(Factors::from_ids(
+                candidate.dim(),
+                split.train.user_ids(),
+                split.train.item_ids(),
+                users.iter().map(|(id, v)| (id.as_str(), v.as_slice())),
+                items.iter().map(|(id, v)| (id.as_str(), v.as_slice())),
+            ))
+        }
+        None => None,
+    };
+    let split = split.clone();
+    let candidate = candidate.clone();
+    tokio::task::spawn_blocking(move || {
+        let scored = gate::score(&split, &candidate, GATE_K, GATE_USERS);
+        let popularity = gate::score_popularity(&split, GATE_K, GATE_USERS);
+        let (baseline, against) = match &live_factors {
+            Some(f) => (gate::score(&split, f, GATE_K, GATE_USERS), Baseline::Live),
+            None => (popularity, Baseline::Popularity),
+        };
+        let decision = gate::decide(&scored, &sanity, &baseline, against, margin);
+        Verdict {
+            candidate: scored,
+            baseline,
+            popularity,
+            against,
+            sanity,
+            decision,
+        }
+    })
+    .await
+    .context("the quality gate task failed")
 }

@@ -19,9 +19,11 @@
 //! # Layout
 //! - [`details`]: item details through the item cache, the catalog source's change feed,
 //!   cache warming.
+//! - [`models`]: model versions: the registry's meaning, activation (rollback).
 //! - [`shared_tier`]: connecting the L2 tier a deployment's servers share.
 
 pub mod details;
+pub mod models;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,6 +84,8 @@ pub struct Engine {
     experiments: Arc<Experiments>,
     monitor: Monitor,
     config: Arc<Config>,
+    /// Serializes model activations of this engine (`models`).
+    activation: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -181,6 +185,7 @@ impl Engine {
             catalog,
             experiments,
             config: Arc::new(config),
+            activation: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -606,7 +611,43 @@ impl Engine {
                 format!("diversity field '{field}' must be a tag or bool field of the schema"),
             )));
         }
+        if let Some(model) = body.get("model").and_then(|m| m.as_str())
+            && model != "live"
+        {
+            return Err(EngineError::Invalid(recd_core::ValidationError::new(
+                self.strategy_model_problem(model).await,
+            )));
+        }
         self.experiments.put_strategy(name, body).await
+    }
+
+    /// Why a strategy cannot name model `model`: strategies serve the live version only
+    /// (per-version serving is not implemented), whatever version that is.
+    async fn strategy_model_problem(&self, model: &str) -> String {
+        let registry = self.store.models().await.ok();
+        let live = registry
+            .as_ref()
+            .and_then(|r| r.live)
+            .map(models::version_name);
+        let known = models::parse_version(model).is_some_and(|seq| {
+            registry
+                .iter()
+                .flat_map(|r| &r.models)
+                .any(|m| m.seq == seq)
+        });
+        let what = match (&live, known) {
+            (Some(l), _) if l == model => format!("model version '{model}' is the live one"),
+            (_, true) => format!(
+                "model version '{model}' is not live (the live one is {})",
+                live.as_deref().unwrap_or("none")
+            ),
+            (_, false) => format!("model version '{model}' does not exist"),
+        };
+        format!(
+            "{what}; a strategy serves the live model (\"model\": \"live\"): serving a \
+             model version per strategy is not supported. Make a version live with \
+             POST /v1/models/{{version}}/activate"
+        )
     }
 
     /// Updates the cache and catalog gauges exported on `/metrics`.

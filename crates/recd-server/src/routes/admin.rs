@@ -165,7 +165,7 @@ fn parse_entry(
 }
 
 /// Parses one list, adding `{list,index,id,message}` per bad entry to `problems`.
-fn parse_list(
+pub(super) fn parse_list(
     list: &'static str,
     entries: &[Value],
     schema: &Schema,

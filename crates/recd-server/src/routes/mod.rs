@@ -9,6 +9,7 @@ mod events;
 mod experiments;
 mod health;
 mod items;
+mod models;
 mod monitoring;
 mod recommend;
 mod users;
@@ -151,6 +152,43 @@ pub fn table() -> Vec<Route> {
             "/v1/experiments/{id}/stop",
             Admin,
             post(experiments::stop),
+        ),
+        route(Method::GET, "/v1/models", Admin, get(models::list)),
+        route(
+            Method::POST,
+            "/v1/models/{version}/activate",
+            Admin,
+            post(models::activate),
+        ),
+        route(
+            Method::POST,
+            "/v1/admin/models",
+            Admin,
+            post(models::create),
+        ),
+        route(
+            Method::PUT,
+            "/v1/admin/models/{version}",
+            Admin,
+            put(models::record),
+        ),
+        route(
+            Method::GET,
+            "/v1/admin/models/{version}/chunks/{index}",
+            Admin,
+            get(models::get_chunk),
+        ),
+        route(
+            Method::PUT,
+            "/v1/admin/models/{version}/chunks/{index}",
+            Admin,
+            put(models::put_chunk),
+        ),
+        route(
+            Method::POST,
+            "/v1/admin/models/{version}/live",
+            Admin,
+            post(models::mark_live),
         ),
         route(
             Method::GET,

@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use super::record::Op;
 use crate::error::{StoreError, StoreResult};
 
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const POPULARITY: TableDefinition<&str, f64> = TableDefinition::new("popularity");
@@ -97,7 +97,7 @@ impl Durable {
 
     /// Maps a redb error: IO errors are [`StoreError::Unavailable`] (and call for a reopen),
     /// the rest are internal.
-    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+    pub(super) fn err(&self, e: impl Into<redb::Error>) -> StoreError {
         let e: redb::Error = e.into();
         match e {
             redb::Error::Io(_) | redb::Error::PreviousIo => {
@@ -108,7 +108,20 @@ impl Durable {
         }
     }
 
-    fn with_db<T>(&self, f: impl FnOnce(&Database) -> StoreResult<T>) -> StoreResult<T> {
+    /// One durable write transaction running `f`, committed when `f` returns `Ok`.
+    pub(super) fn write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(|e| self.err(e))?;
+            let out = f(&txn)?;
+            txn.commit().map_err(|e| self.err(e))?;
+            Ok(out)
+        })
+    }
+
+    pub(super) fn with_db<T>(&self, f: impl FnOnce(&Database) -> StoreResult<T>) -> StoreResult<T> {
         let db = self.db.read();
         match db.as_ref() {
             Some(db) => f(db),
@@ -144,6 +157,10 @@ impl Durable {
                     txn.open_table(t).map_err(|e| self.err(e))?;
                 }
                 txn.open_table(POPULARITY).map_err(|e| self.err(e))?;
+                txn.open_table(super::models::MODELS)
+                    .map_err(|e| self.err(e))?;
+                txn.open_table(super::models::MODEL_CHUNKS)
+                    .map_err(|e| self.err(e))?;
                 let events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
                 let mut index = txn.open_table(USER_EVENTS).map_err(|e| self.err(e))?;
                 let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;

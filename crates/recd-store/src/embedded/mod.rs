@@ -21,6 +21,7 @@
 //! - `write`: the write operations.
 //! - `users`, `popularity`, `catalog` (+ `attributes`): the in-memory state.
 //! - `memory`: the event log of an in-memory store.
+//! - `models`: the model registry (redb tables, or maps in memory).
 //! - `faults`: fault injection for the durability tests.
 
 mod attributes;
@@ -30,6 +31,7 @@ mod durable;
 mod faults;
 mod log;
 mod memory;
+mod models;
 mod popularity;
 mod record;
 mod segment;
@@ -54,11 +56,15 @@ use self::faults::Faults;
 pub use self::log::Fsync;
 use self::log::{LogConfig, Ticket, Wal};
 use self::memory::MemoryLog;
+use self::models::MemoryModels;
 use self::popularity::Popularity;
 use self::record::OpRef;
 use self::users::Users;
 use self::write::Written;
-use crate::{Counts, Hit, ModelSettings, PopularHit, Store, StoreError, StoreResult};
+use crate::{
+    Counts, Hit, ModelRecord, ModelRegistry, ModelSettings, PopularHit, Store, StoreError,
+    StoreResult,
+};
 
 /// Event batches up to this size are applied on the calling task (a few microseconds per
 /// event, no thread hop); larger ones on the blocking pool.
@@ -116,6 +122,20 @@ struct Inner {
     items_lock: Mutex<()>,
     /// Where writes are logged.
     sink: Sink,
+    /// The model registry of an in-memory store (a data dir keeps it in redb).
+    models: Mutex<MemoryModels>,
+}
+
+impl Inner {
+    /// The redb file of a data dir.
+    fn durable(&self) -> StoreResult<&Durable> {
+        match &self.sink {
+            Sink::Log(l) => Ok(&l.durable),
+            Sink::Memory(_) => Err(StoreError::Internal(
+                "an in-memory store has no data file".into(),
+            )),
+        }
+    }
 }
 
 /// Where writes are logged.
@@ -176,6 +196,7 @@ impl EmbeddedStore {
                 users,
                 items_lock: Mutex::new(()),
                 sink: Sink::Memory(Mutex::new(MemoryLog::default())),
+                models: Mutex::new(MemoryModels::default()),
             }),
         })
     }
@@ -268,6 +289,7 @@ impl EmbeddedStore {
                     durable,
                     faults,
                 }),
+                models: Mutex::new(MemoryModels::default()),
             }),
         })
     }
@@ -281,6 +303,19 @@ impl EmbeddedStore {
         tokio::task::spawn_blocking(move || f(&inner))
             .await
             .map_err(|e| StoreError::Internal(format!("write task failed: {e}")))?
+    }
+
+    /// Runs a registry operation on the blocking pool: with the in-memory registry
+    /// (`Some`) for an in-memory store, else against the redb file.
+    async fn registry<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner, Option<&mut MemoryModels>) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.blocking(move |inner| match &inner.sink {
+            Sink::Memory(_) => f(inner, Some(&mut *inner.models.lock())),
+            Sink::Log(_) => f(inner, None),
+        })
+        .await
     }
 
     /// Waits for a write's acknowledgement, then returns its result.
@@ -580,6 +615,68 @@ impl Store for EmbeddedStore {
             .blocking(move |inner| inner.rebuild_sessions(&users))
             .await?;
         self.acked(w).await
+    }
+
+    async fn next_model_seq(&self) -> StoreResult<u64> {
+        self.registry(|inner, models| match models {
+            Some(m) => Ok(m.next_seq()),
+            None => inner.durable()?.next_model_seq(),
+        })
+        .await
+    }
+
+    async fn put_model_chunk(&self, seq: u64, index: u32, bytes: Vec<u8>) -> StoreResult<()> {
+        self.registry(move |inner, models| match models {
+            Some(m) => {
+                m.put_chunk(seq, index, bytes);
+                Ok(())
+            }
+            None => inner.durable()?.put_model_chunk(seq, index, &bytes),
+        })
+        .await
+    }
+
+    async fn model_chunk(&self, seq: u64, index: u32) -> StoreResult<Option<Vec<u8>>> {
+        self.registry(move |inner, models| match models {
+            Some(m) => Ok(m.chunk(seq, index)),
+            None => inner.durable()?.model_chunk(seq, index),
+        })
+        .await
+    }
+
+    async fn put_model(&self, record: ModelRecord) -> StoreResult<()> {
+        self.registry(move |inner, models| match models {
+            Some(m) => {
+                m.put(record);
+                Ok(())
+            }
+            None => inner.durable()?.put_model(&record),
+        })
+        .await
+    }
+
+    async fn models(&self) -> StoreResult<ModelRegistry> {
+        self.registry(|inner, models| match models {
+            Some(m) => Ok(m.registry()),
+            None => inner.durable()?.models(),
+        })
+        .await
+    }
+
+    async fn set_live_model(&self, seq: u64) -> StoreResult<()> {
+        self.registry(move |inner, models| match models {
+            Some(m) => m.set_live(seq),
+            None => inner.durable()?.set_live_model(seq),
+        })
+        .await
+    }
+
+    async fn delete_model(&self, seq: u64) -> StoreResult<bool> {
+        self.registry(move |inner, models| match models {
+            Some(m) => m.delete(seq),
+            None => inner.durable()?.delete_model(seq),
+        })
+        .await
     }
 }
 

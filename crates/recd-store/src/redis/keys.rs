@@ -174,6 +174,26 @@ impl Keys {
     pub(crate) fn events(&self) -> String {
         format!("{}events", self.prefix)
     }
+
+    /// The model registry's version counter (INCR).
+    pub(crate) fn model_seq(&self) -> String {
+        format!("{}model:seq", self.prefix)
+    }
+
+    /// Hash: model version seq → its record (JSON).
+    pub(crate) fn models(&self) -> String {
+        format!("{}models", self.prefix)
+    }
+
+    /// The live model version's seq.
+    pub(crate) fn model_live(&self) -> String {
+        format!("{}model:live", self.prefix)
+    }
+
+    /// Hash: chunk index → bytes, of model version `seq`'s vectors.
+    pub(crate) fn model_chunks(&self, seq: u64) -> String {
+        format!("{}model:{seq}", self.prefix)
+    }
 }
 
 /// `prefix*` with the glob characters of `prefix` escaped.

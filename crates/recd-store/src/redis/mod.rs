@@ -30,12 +30,14 @@
 //! - [`users`]: user state and the event write path.
 //! - [`migrate`]: a new index version for a new schema, swapped in with `FT.ALIASUPDATE`.
 //! - [`scripts`]: the Lua scripts.
+//! - [`models`]: the model registry (records, chunks, the live version).
 //! - [`error`]: Redis errors → `StoreError`.
 
 mod docs;
 mod error;
 mod keys;
 mod migrate;
+mod models;
 mod popular;
 mod query;
 mod reply;
@@ -57,7 +59,10 @@ use serde::{Deserialize, Serialize};
 use self::error::{bad_reply, from_redis, is_missing_index};
 use self::keys::Keys;
 use self::reply::{Doc, search_reply};
-use crate::{Counts, Hit, ModelSettings, PopularHit, Store, StoreError, StoreResult};
+use crate::{
+    Counts, Hit, ModelRecord, ModelRegistry, ModelSettings, PopularHit, Store, StoreError,
+    StoreResult,
+};
 
 /// How RediSearch runs a KNN query with a filter (`HYBRID_POLICY`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -927,6 +932,52 @@ impl Store for RedisStore {
             }
         }
         Ok(rebuilt)
+    }
+
+    async fn next_model_seq(&self) -> StoreResult<u64> {
+        self.run(models::next_seq(&mut self.conn(), &self.inner.keys))
+            .await
+    }
+
+    async fn put_model_chunk(&self, seq: u64, index: u32, bytes: Vec<u8>) -> StoreResult<()> {
+        self.run(models::put_chunk(
+            &mut self.conn(),
+            &self.inner.keys,
+            seq,
+            index,
+            bytes,
+        ))
+        .await
+    }
+
+    async fn model_chunk(&self, seq: u64, index: u32) -> StoreResult<Option<Vec<u8>>> {
+        self.run(models::chunk(
+            &mut self.conn(),
+            &self.inner.keys,
+            seq,
+            index,
+        ))
+        .await
+    }
+
+    async fn put_model(&self, record: ModelRecord) -> StoreResult<()> {
+        self.run(models::put(&mut self.conn(), &self.inner.keys, &record))
+            .await
+    }
+
+    async fn models(&self) -> StoreResult<ModelRegistry> {
+        self.run(models::registry(&mut self.conn(), &self.inner.keys))
+            .await
+    }
+
+    async fn set_live_model(&self, seq: u64) -> StoreResult<()> {
+        self.run(models::set_live(&mut self.conn(), &self.inner.keys, seq))
+            .await
+    }
+
+    async fn delete_model(&self, seq: u64) -> StoreResult<bool> {
+        self.run(models::delete(&mut self.conn(), &self.inner.keys, seq))
+            .await
     }
 }
 

@@ -1079,3 +1079,82 @@ pub async fn concurrent_events_one_item(store: Arc<dyn Store>) {
     assert_eq!(sale[0].item.id, "hat");
     assert!((sale[0].log_score - hat).abs() < 1e-9);
 }
+
+/// The model registry: monotonic version numbers, chunks stored and read back byte for
+/// byte, records listed oldest first once written, the live version recorded (only for a
+/// recorded version) and never deleted, and a deleted version gone with its chunks.
+pub async fn model_registry(store: &dyn Store) {
+    use recd_store::{ModelRecord, ModelRegistry};
+
+    assert_eq!(
+        store.models().await.expect("models"),
+        ModelRegistry::default()
+    );
+    let a = store.next_model_seq().await.expect("seq");
+    let b = store.next_model_seq().await.expect("seq");
+    assert!(b > a, "version numbers grow: {a} then {b}");
+
+    // Binary chunks (every byte value, and one large enough to matter) round-trip.
+    let small: Vec<u8> = (0..=255u8).collect();
+    let large: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    store
+        .put_model_chunk(a, 0, small.clone())
+        .await
+        .expect("chunk");
+    store
+        .put_model_chunk(a, 1, large.clone())
+        .await
+        .expect("chunk");
+    store
+        .put_model_chunk(b, 0, vec![7, 7])
+        .await
+        .expect("chunk");
+    assert_eq!(store.model_chunk(a, 0).await.expect("read"), Some(small));
+    assert_eq!(store.model_chunk(a, 1).await.expect("read"), Some(large));
+    assert_eq!(store.model_chunk(a, 2).await.expect("read"), None);
+    // replacing a chunk
+    store.put_model_chunk(b, 0, vec![8]).await.expect("chunk");
+    assert_eq!(store.model_chunk(b, 0).await.expect("read"), Some(vec![8]));
+
+    // Chunks alone are not a listed version.
+    assert!(store.models().await.expect("models").models.is_empty());
+    // Marking an unrecorded version live is refused.
+    assert!(matches!(
+        store.set_live_model(a).await,
+        Err(StoreError::Invalid(_))
+    ));
+
+    let rec = |seq: u64, chunks: u32, note: &str| ModelRecord {
+        seq,
+        chunks,
+        info: json!({"note": note, "quote": "it's \"x\"", "n": 1.5}),
+    };
+    store.put_model(rec(b, 1, "second")).await.expect("record");
+    store.put_model(rec(a, 2, "first")).await.expect("record");
+    let listed = store.models().await.expect("models");
+    assert_eq!(listed.models, vec![rec(a, 2, "first"), rec(b, 1, "second")]);
+    assert_eq!(listed.live, None);
+    // replacing a record
+    store
+        .put_model(rec(a, 2, "first, gated"))
+        .await
+        .expect("record");
+
+    store.set_live_model(a).await.expect("live");
+    assert_eq!(store.models().await.expect("models").live, Some(a));
+    assert!(matches!(
+        store.delete_model(a).await,
+        Err(StoreError::Invalid(_))
+    ));
+    store.set_live_model(b).await.expect("live");
+    assert!(store.delete_model(a).await.expect("delete"));
+    assert!(!store.delete_model(a).await.expect("delete again"));
+    assert_eq!(store.model_chunk(a, 0).await.expect("read"), None);
+    assert_eq!(store.model_chunk(a, 1).await.expect("read"), None);
+    let listed = store.models().await.expect("models");
+    assert_eq!(listed.models, vec![rec(b, 1, "second")]);
+    assert_eq!(listed.live, Some(b));
+    assert_eq!(store.model_chunk(b, 0).await.expect("read"), Some(vec![8]));
+    // numbers are never reused, even after a delete
+    assert!(store.next_model_seq().await.expect("seq") > b);
+}

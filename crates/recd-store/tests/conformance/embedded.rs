@@ -65,3 +65,40 @@ async fn durable_rebuild_sessions_race_events() {
     let dir = tempfile::tempdir().expect("tempdir");
     crate::checks::rebuild_sessions_race_events(durable(dir.path())).await;
 }
+
+/// A data dir keeps its model registry across a restart (records, chunks, the live
+/// version and the version counter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_model_registry_survives_a_restart() {
+    use recd_store::ModelRecord;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seq = {
+        let store = durable(dir.path());
+        let seq = store.next_model_seq().await.expect("seq");
+        store
+            .put_model_chunk(seq, 0, vec![1, 2, 3])
+            .await
+            .expect("chunk");
+        store
+            .put_model(ModelRecord {
+                seq,
+                chunks: 1,
+                info: serde_json::json!({"k": "v"}),
+            })
+            .await
+            .expect("record");
+        store.set_live_model(seq).await.expect("live");
+        seq
+    };
+    let store = durable(dir.path());
+    let listed = store.models().await.expect("models");
+    assert_eq!(listed.live, Some(seq));
+    assert_eq!(listed.models.len(), 1);
+    assert_eq!(listed.models[0].info["k"], "v");
+    assert_eq!(
+        store.model_chunk(seq, 0).await.expect("chunk"),
+        Some(vec![1, 2, 3])
+    );
+    assert!(store.next_model_seq().await.expect("seq") > seq);
+}

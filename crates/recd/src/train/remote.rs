@@ -233,3 +233,133 @@ fn count(v: &Value, key: &str) -> Result<usize, Failure> {
         .map(|n| n as usize)
         .ok_or_else(|| Failure::fatal(format!("the server's answer lacks '{key}': {v}")))
 }
+
+/// The model registry over the admin API (`recd_server::routes::models`).
+impl Remote {
+    /// `GET /v1/models`.
+    pub async fn models(&self) -> Result<Value, Failure> {
+        self.json(
+            self.client.get(format!("{}/v1/models", self.base)),
+            "GET /v1/models",
+        )
+        .await
+    }
+
+    /// `POST /v1/admin/models`: a new version number.
+    pub async fn new_model_version(&self) -> Result<String, Failure> {
+        let what = "POST /v1/admin/models";
+        let v = self
+            .json(
+                self.client.post(format!("{}/v1/admin/models", self.base)),
+                what,
+            )
+            .await?;
+        v["version"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Failure::fatal(format!("{what}: the answer lacks 'version': {v}")))
+    }
+
+    /// `PUT /v1/admin/models/{version}/chunks/{index}`.
+    pub async fn put_model_chunk(
+        &self,
+        version: &str,
+        index: u32,
+        items: &[(String, Vec<f32>)],
+        users: &[(String, Vec<f32>)],
+    ) -> Result<(), Failure> {
+        self.json(
+            self.client
+                .put(format!(
+                    "{}/v1/admin/models/{version}/chunks/{index}",
+                    self.base
+                ))
+                .timeout(WRITE_TIMEOUT)
+                .json(&json!({"items": entries(items), "users": entries(users)})),
+            "PUT /v1/admin/models/{version}/chunks/{index}",
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `GET /v1/admin/models/{version}/chunks/{index}`: (items, users).
+    pub async fn model_chunk(&self, version: &str, index: u32) -> Result<VectorRows, Failure> {
+        let what = "GET /v1/admin/models/{version}/chunks/{index}";
+        let v = self
+            .json(
+                self.client
+                    .get(format!(
+                        "{}/v1/admin/models/{version}/chunks/{index}",
+                        self.base
+                    ))
+                    .timeout(WRITE_TIMEOUT),
+                what,
+            )
+            .await?;
+        Ok((rows_of(&v["items"], what)?, rows_of(&v["users"], what)?))
+    }
+
+    /// `PUT /v1/admin/models/{version}`: records it.
+    pub async fn record_model(
+        &self,
+        version: &str,
+        chunks: u32,
+        info: &Value,
+    ) -> Result<(), Failure> {
+        self.json(
+            self.client
+                .put(format!("{}/v1/admin/models/{version}", self.base))
+                .json(&json!({"chunks": chunks, "info": info})),
+            "PUT /v1/admin/models/{version}",
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `POST /v1/admin/models/{version}/live`.
+    pub async fn mark_model_live(&self, version: &str) -> Result<(), Failure> {
+        self.json(
+            self.client
+                .post(format!("{}/v1/admin/models/{version}/live", self.base)),
+            "POST /v1/admin/models/{version}/live",
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `POST /v1/models/{version}/activate`.
+    pub async fn activate_model(&self, version: &str) -> Result<Value, Failure> {
+        self.json(
+            self.client
+                .post(format!("{}/v1/models/{version}/activate", self.base))
+                .timeout(WRITE_TIMEOUT),
+            "POST /v1/models/{version}/activate",
+        )
+        .await
+    }
+}
+
+/// Item rows and user rows of a model chunk.
+pub type VectorRows = (Vec<(String, Vec<f32>)>, Vec<(String, Vec<f32>)>);
+
+fn rows_of(v: &Value, what: &str) -> Result<Vec<(String, Vec<f32>)>, Failure> {
+    let Some(list) = v.as_array() else {
+        return Err(Failure::fatal(format!(
+            "{what}: expected a list of vectors"
+        )));
+    };
+    list.iter()
+        .map(|e| {
+            let id = e["id"].as_str();
+            let vector: Option<Vec<f32>> = e["vector"]
+                .as_array()
+                .and_then(|xs| xs.iter().map(|x| x.as_f64().map(|f| f as f32)).collect());
+            match (id, vector) {
+                (Some(id), Some(vector)) => Ok((id.to_string(), vector)),
+                _ => Err(Failure::fatal(format!(
+                    "{what}: a malformed vector entry {e}"
+                ))),
+            }
+        })
+        .collect()
+}

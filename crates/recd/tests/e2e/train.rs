@@ -5,6 +5,7 @@
 //! taste for one of them (no ../shared data needed). `target`: `recd train --target URL`
 //! against a running server.
 
+mod models;
 mod target;
 
 use std::collections::HashSet;
