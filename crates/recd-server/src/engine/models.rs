@@ -357,7 +357,10 @@ impl Engine {
         self.store.set_live_model(seq).await.map_err(|e| match e {
             recd_store::StoreError::Invalid(_) => not_found(version),
             other => other.into(),
-        })
+        })?;
+        // Drift is judged against the model now serving: pin new references.
+        self.monitor.reset();
+        Ok(())
     }
 
     /// Makes `version` live: writes its vectors into the serving state, rebuilds every
@@ -414,6 +417,8 @@ impl Engine {
             self.caches.lists_changed().await;
         }
         self.store.set_live_model(seq).await?;
+        // Drift is judged against the model now serving: pin new references.
+        self.monitor.reset();
         tracing::info!(
             version,
             items = done.items,
