@@ -1,12 +1,40 @@
-//! How Redis errors map onto [`StoreError`]: unreachable → `Unavailable`, the rest → `Internal`.
+//! How Redis errors map onto [`StoreError`]: unreachable or temporarily refusing (loading its
+//! data, busy running a script, out of memory, unable to persist) → `Unavailable` (503, retry
+//! later), the rest → `Internal`.
 
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use crate::StoreError;
 
+/// Error codes with which a Redis refuses a command for now: loading its dataset, busy with
+/// a slow script or function, out of memory, failing to persist (MISCONF), or a cluster
+/// state that heals by itself.
+const TRANSIENT_CODES: &[&str] = &[
+    "LOADING",
+    "BUSY",
+    "OOM",
+    "MISCONF",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "MASTERDOWN",
+    "READONLY",
+    "NOREPLICAS",
+];
+
+/// Whether the error, or any command's error inside a pipeline or an aborted transaction
+/// (`EXECABORT` after a queued command got `LOADING`, say), carries a transient code.
+fn has_transient_code(e: &RedisError) -> bool {
+    e.clone().into_server_errors().is_some_and(|errors| {
+        errors
+            .iter()
+            .any(|(_, s)| TRANSIENT_CODES.contains(&s.code()))
+    })
+}
+
 /// Classifies a Redis error: anything that retrying later may fix is `Unavailable`.
 pub(crate) fn from_redis(e: RedisError) -> StoreError {
     let transient = e.is_io_error()
+        || has_transient_code(&e)
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
@@ -37,4 +65,22 @@ pub(crate) fn is_missing_index(e: &RedisError) -> bool {
 /// An `Internal` error for a reply that does not have the expected shape.
 pub(crate) fn bad_reply(what: &str) -> StoreError {
     StoreError::Internal(format!("unexpected redis reply: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_that_heal_are_unavailable() {
+        for code in ["BUSY", "LOADING", "OOM", "MISCONF"] {
+            let e = redis::make_extension_error(code.into(), Some("try later".into()));
+            assert!(
+                matches!(from_redis(e), StoreError::Unavailable(_)),
+                "{code} must be unavailable"
+            );
+        }
+        let e = redis::make_extension_error("WRONGTYPE".into(), None);
+        assert!(matches!(from_redis(e), StoreError::Internal(_)));
+    }
 }
