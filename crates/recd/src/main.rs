@@ -1,9 +1,10 @@
 //! `recd`: the command line of the recommendation engine.
 //!
-//! Subcommands: `serve`, `demo`, `import`, `bench`, `train`, `eval`, `keys`.
+//! Subcommands: `serve`, `demo`, `import`, `bench`, `train`, `eval`, `keys`, `config`.
 //! Exit codes: 0 ok, 2 bad usage or bad configuration, 1 runtime failure.
 
 mod bench;
+mod config;
 mod demo;
 mod eval;
 mod import;
@@ -105,6 +106,9 @@ enum Command {
     /// API keys: `recd keys create --name NAME --scopes read,write`.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Configuration: `recd config defaults` prints every key with its default.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 fn init_tracing() {
@@ -145,6 +149,7 @@ fn main() -> ExitCode {
             Command::Train(args) => train::run(args).await,
             Command::Eval(args) => eval::run(args).await,
             Command::Keys(cmd) => keys::run(cmd),
+            Command::Config(cmd) => config::run(cmd),
         }
     });
     match result {

@@ -19,9 +19,11 @@
 //! # Layout
 //! - [`details`]: item details through the item cache, the catalog source's change feed,
 //!   cache warming.
+//! - [`listing`]: items, users and the event log a page at a time.
 //! - [`shared_tier`]: connecting the L2 tier a deployment's servers share.
 
 pub mod details;
+pub mod listing;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -317,7 +317,11 @@ impl Durable {
             if after == u64::MAX {
                 return Ok(out);
             }
-            for row in table.range(after + 1..).map_err(|e| self.err(e))?.take(take) {
+            for row in table
+                .range(after + 1..)
+                .map_err(|e| self.err(e))?
+                .take(take)
+            {
                 let (k, v) = row.map_err(|e| self.err(e))?;
                 out.push((k.value(), decode(v.value(), "event")?));
             }

@@ -940,7 +940,11 @@ impl Store for RedisStore {
         let mut from = after.map(str::to_string);
         while found.len() < take {
             let want = take - found.len();
-            let chunk = if filter.is_all() { want } else { want.max(CHUNK) };
+            let chunk = if filter.is_all() {
+                want
+            } else {
+                want.max(CHUNK)
+            };
             let ids = self
                 .run(lex_range(
                     self.conn(),
@@ -973,7 +977,12 @@ impl Store for RedisStore {
     async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<Page<String>> {
         let take = limit.saturating_add(1);
         let ids = self
-            .run(lex_range(self.conn(), &self.inner.keys.users(), after, take))
+            .run(lex_range(
+                self.conn(),
+                &self.inner.keys.users(),
+                after,
+                take,
+            ))
             .await?;
         Ok(Page::cut(ids, limit, String::clone))
     }
@@ -1085,9 +1094,8 @@ async fn lex_range(
 
 /// Whether `s` is a stream entry id (`<ms>-<seq>`).
 fn is_stream_id(s: &str) -> bool {
-    s.split_once('-').is_some_and(|(ms, seq)| {
-        ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok()
-    })
+    s.split_once('-')
+        .is_some_and(|(ms, seq)| ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok())
 }
 
 /// The numeric fields a conjunction of ranges reads.

@@ -13,7 +13,18 @@ use crate::support::{event, schema, upsert};
 /// Ids that exercise the order and the escaping of a cursor: Redis range syntax (`-`, `+`,
 /// `(`, `[`), glob characters, `:`, spaces, multi-byte UTF-8, and prefixes of one another.
 const TRICKY: &[&str] = &[
-    "-", "+", "(a", "[b", "*", "a:b", "a b", "a", "ab", "ü", "z\u{1F600}", "item-1",
+    "-",
+    "+",
+    "(a",
+    "[b",
+    "*",
+    "a:b",
+    "a b",
+    "a",
+    "ab",
+    "ü",
+    "z\u{1F600}",
+    "item-1",
 ];
 
 fn f(v: serde_json::Value) -> Filter {
@@ -31,7 +42,10 @@ where
     let mut after = None;
     for _ in 0..10_000 {
         let p = page(after.clone()).await.expect("page");
-        assert!(p.entries.len() <= limit, "a page holds at most limit entries");
+        assert!(
+            p.entries.len() <= limit,
+            "a page holds at most limit entries"
+        );
         out.extend(p.entries);
         match p.next {
             Some(next) => {
@@ -73,7 +87,9 @@ pub async fn list_items_pages(store: &dyn Store) {
 
     for limit in [1, 7, all.len(), 1000] {
         let got = walk(limit, |after| async move {
-            store.list_items(after.as_deref(), limit, &Filter::all()).await
+            store
+                .list_items(after.as_deref(), limit, &Filter::all())
+                .await
         })
         .await;
         assert_eq!(item_ids(&got), all, "limit {limit}");
@@ -219,7 +235,10 @@ pub async fn events_pages(store: &dyn Store) {
     // A walk that reached the end continues from there with what came later.
     let end = store.events_page(None, 1000).await.unwrap();
     assert_eq!(end.next, None);
-    let last_seen = store.events_page(None, end.entries.len() - 1).await.unwrap();
+    let last_seen = store
+        .events_page(None, end.entries.len() - 1)
+        .await
+        .unwrap();
     let later = event("u9", "y", EventType::View, None, 999);
     store
         .apply_events(std::slice::from_ref(&later))

@@ -182,7 +182,10 @@ async fn connect_upgrades_key_layout_2() {
     let items = store.list_items(None, 10, &Filter::all()).await.unwrap();
     let ids: Vec<&str> = items.entries.iter().map(|it| it.id.as_str()).collect();
     assert_eq!(ids, ["a", "b"]);
-    assert_eq!(store.list_users(None, 10).await.unwrap().entries, ["u", "v"]);
+    assert_eq!(
+        store.list_users(None, 10).await.unwrap().entries,
+        ["u", "v"]
+    );
     // Writes keep the sorted sets.
     assert!(store.delete_user("u").await.unwrap());
     assert_eq!(store.list_users(None, 10).await.unwrap().entries, ["v"]);
