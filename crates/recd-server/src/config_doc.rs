@@ -507,6 +507,43 @@ mod tests {
         }
     }
 
+    /// The README's configuration reference lists every section and key (regenerate its
+    /// tables from `recd config defaults` when this fails).
+    #[test]
+    fn the_readme_lists_every_key() {
+        let readme = include_str!("../../../README.md");
+        let mut keys = BTreeSet::new();
+        paths("", &defaults_table().unwrap(), &mut keys);
+        let table = defaults_table().unwrap();
+        for path in keys
+            .iter()
+            .map(String::as_str)
+            .chain(UNSET.iter().map(|u| u.0))
+        {
+            let (section, key) = path.rsplit_once('.').unwrap_or(("", path));
+            let is_section = path
+                .split('.')
+                .try_fold(&table, |t, k| match t.get(k) {
+                    Some(Value::Table(inner)) => Some(inner),
+                    _ => None,
+                })
+                .is_some();
+            if is_section {
+                assert!(
+                    readme.contains(&format!("`[{path}]`")),
+                    "README lacks [{path}]"
+                );
+            } else {
+                let row = format!("| `{key}` |");
+                let at = match section {
+                    "" => 0,
+                    s => readme.find(&format!("`[{s}]`")).unwrap_or(0),
+                };
+                assert!(readme[at..].contains(&row), "README lacks {path}");
+            }
+        }
+    }
+
     #[test]
     fn the_output_loads_as_the_defaults_and_every_unset_example_is_a_key() {
         let text = defaults_toml().unwrap();

@@ -40,7 +40,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 pub fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
     let bad = || ApiError::invalid("'cursor' is not a cursor this server gave out");
     let bytes = cursor.as_bytes();
-    if bytes.is_empty() || bytes.len() % 2 != 0 || bytes.len() > 2 * MAX_POSITION_BYTES {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(2) || bytes.len() > 2 * MAX_POSITION_BYTES {
         return Err(bad());
     }
     let nibble = |c: u8| match c {
