@@ -253,3 +253,55 @@ async fn config_defaults_is_a_config_serve_accepts() {
     assert_eq!((status, &health["items"]), (200, &json!(200)), "{health}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The same demo shop in Redis lists exactly as the embedded one: same pages, same order,
+/// same filter results, same users.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_lists_exactly_as_embedded() {
+    let Some(url) = crate::redis::redis_or_skip() else {
+        return;
+    };
+    let config = std::env::temp_dir().join(format!("recd-e2e-list-{}.toml", std::process::id()));
+    std::fs::write(&config, crate::redis::SCHEMA).expect("config");
+    let prefix = format!("e2e-list{}:", std::process::id());
+    let rdir = data_dir("listing-redis");
+    let redis = Server::start(
+        &[
+            "demo",
+            "--backend",
+            "redis",
+            "--redis-url",
+            &url,
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            rdir.to_str().unwrap(),
+            "--items",
+            "3000",
+            "--users",
+            "200",
+            "--seed",
+            "7",
+        ],
+        &[("RECD_REDIS__PREFIX", prefix.as_str())],
+    );
+    let edir = data_dir("listing-embedded");
+    let embedded = Server::demo(&edir, &[]);
+    let (_, first) = embedded.get("/v1/items?limit=1").await;
+    let category = first["items"][0]["category"][0].clone();
+    let filter = json!({"category": {"any": [category]}, "price": {"gte": 20}, "in_stock": true});
+    let filtered = format!("/v1/items?filter={}", encode(&filter.to_string()));
+    for (path, key, limit) in [
+        ("/v1/items?", "items", 450),
+        (filtered.as_str(), "items", 60),
+        ("/v1/users?", "users", 33),
+    ] {
+        let a = walk(&redis, path, key, limit).await;
+        let b = walk(&embedded, path, key, limit).await;
+        assert!(!a.is_empty(), "{path}");
+        assert_eq!(a, b, "{path}: the backends disagree");
+    }
+    let _ = std::fs::remove_dir_all(&rdir);
+    let _ = std::fs::remove_dir_all(&edir);
+    let _ = std::fs::remove_file(&config);
+}
