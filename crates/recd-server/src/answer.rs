@@ -287,6 +287,24 @@ impl Serialize for ItemDetailsView<'_> {
 #[derive(Debug, Clone, Copy)]
 pub struct ItemDetailsView<'a>(pub &'a ItemDetails);
 
+/// A page of `GET /v1/items`: items in id order (no vectors) and the cursor of the next page.
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemsPage {
+    /// The items, `{"id", ...fields}`.
+    pub items: Vec<ItemFields>,
+    /// The cursor of the next page; `null` after the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of `GET /v1/users`: user ids in id order and the cursor of the next page.
+#[derive(Debug, Clone, Serialize)]
+pub struct UsersPage {
+    /// The user ids.
+    pub users: Vec<String>,
+    /// The cursor of the next page; `null` after the last one.
+    pub next_cursor: Option<String>,
+}
+
 /// What a vector write-back did (`PUT /v1/admin/vectors`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct VectorsWritten {

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`config`]: the layered, validated configuration.
+//! - [`config_doc`]: every configuration key with its default and doc (`recd config defaults`).
 //! - [`access`]: API keys and scopes, rate limits, load shedding (API.md "Access").
 //! - [`edge`]: request deadline, header size, JSON-only bodies, every error in the API shape.
 //! - [`server`]: the accept loop: connection cap, header and idle timeouts, graceful stop.
@@ -34,6 +35,7 @@ pub mod cache;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod config_doc;
 pub mod edge;
 pub mod engine;
 pub mod error;

@@ -40,6 +40,22 @@ fn chunk_params() -> Value {
            {"name": "index", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 0}}])
 }
 
+/// `limit` and `cursor` (and, for items, `filter`) of a listing.
+fn page_params(filter: bool) -> Value {
+    let mut params = vec![
+        json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}),
+        json!({"name": "cursor", "in": "query", "schema": {"type": "string"},
+            "description": "next_cursor of the previous page (opaque)"}),
+    ];
+    if filter {
+        params.push(
+            json!({"name": "filter", "in": "query", "schema": {"type": "string"},
+            "description": "A Filter as JSON (URL-encoded), as in POST /v1/recommend"}),
+        );
+    }
+    Value::Array(params)
+}
+
 /// Said of every `/v1/admin` endpoint.
 const ADMIN_NOTE: &str = "Needs a key with the admin scope.";
 
@@ -179,7 +195,16 @@ fn paths_and_schemas() -> Value {
             "/ready": {"get": {"summary": "200 when the backend is reachable", "responses": {"200": ok(json!({"type": "object"})), "503": e}}},
             "/metrics": {"get": {"summary": "Prometheus text exposition", "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": ok(json!({"type": "object"}))}}},
-            "/v1/items": {"put": {"summary": "Upsert a batch of items, all or nothing",
+            "/v1/items": {"get": {"summary": "The items in id order (byte order), a page at a time, optionally filtered",
+                "description": "Items without vectors (and without a catalog source's details; GET /v1/items/{id} has those). \
+                    Pass next_cursor back as cursor for the next page; it is null after the last page. Paging is stable: an item that \
+                    exists for the whole walk is returned exactly once, whatever is written meanwhile. A cursor this server did not \
+                    give out, a limit outside 1-1000 or a bad filter is a 400.",
+                "parameters": page_params(true),
+                "responses": {"200": ok(json!({"type": "object", "required": ["items", "next_cursor"], "properties": {
+                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
+                    "next_cursor": {"type": "string", "nullable": true}}})), "400": e}},
+                "put": {"summary": "Upsert a batch of items, all or nothing",
                 "requestBody": body(json!({"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}}})),
                 "responses": {"200": ok(json!({"type": "object", "properties": {"upserted": {"type": "integer"}}})), "400": e}}},
             "/v1/items/{id}": {
@@ -203,6 +228,13 @@ fn paths_and_schemas() -> Value {
             "/v1/events": {"post": {"summary": "Ingest events; applied before the answer (read-your-writes)",
                 "requestBody": body(json!({"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}})),
                 "responses": {"200": ok(json!({"type": "object", "properties": {"accepted": {"type": "integer"}}})), "400": e}}},
+            "/v1/users": {"get": {"summary": "The ids of the users with state, in id order (byte order), a page at a time",
+                "description": "Pass next_cursor back as cursor for the next page; it is null after the last page. Stable under \
+                    concurrent writes, like GET /v1/items.",
+                "parameters": page_params(false),
+                "responses": {"200": ok(json!({"type": "object", "required": ["users", "next_cursor"], "properties": {
+                    "users": {"type": "array", "items": {"type": "string"}},
+                    "next_cursor": {"type": "string", "nullable": true}}})), "400": e}}},
             "/v1/users/{id}": {
                 "get": {"summary": "What the engine knows about a user", "parameters": id_param(),
                     "responses": {"200": ok(json!({"$ref": "#/components/schemas/User"})), "404": e}},
@@ -212,12 +244,18 @@ fn paths_and_schemas() -> Value {
                 "description": ADMIN_NOTE,
                 "responses": {"200": ok(json!({"type": "object", "properties": {"vector": {"type": "object", "properties": {"dim": {"type": "integer"}, "metric": {"type": "string", "enum": ["cosine", "ip", "l2"]}}}, "fields": {"type": "object"}}}))}}},
             "/v1/admin/events": {"get": {"summary": "The event log as NDJSON, in the order the events were applied (for training)",
-                "description": format!("One Event per line, `timestamp` in epoch milliseconds; streamed. `offset` skips that many events \
-                    (a reader fetches only what was appended since it last read; users forgotten in between shift it back). \
+                "description": format!("One Event per line, `timestamp` in epoch milliseconds; streamed from the store a page \
+                    at a time as the client reads (memory per reader is one page). `offset` skips that many events (users forgotten \
+                    in between shift it back); `cursor` starts after a position this endpoint gave out in `x-recd-next-cursor` \
+                    (exact whatever is forgotten). With `limit` (1-10000) at most that many events are returned and, when more \
+                    follow, `x-recd-next-cursor` holds the cursor of the rest; without it the body runs to the end of the log. \
                     The `x-recd-log-length` header gives the log's length when it was read. {ADMIN_NOTE}"),
-                "parameters": [{"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}}],
+                "parameters": [{"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}],
                 "responses": {"200": {"description": "NDJSON, one Event per line",
-                    "headers": {"x-recd-log-length": {"schema": {"type": "integer"}}},
+                    "headers": {"x-recd-log-length": {"schema": {"type": "integer"}},
+                        "x-recd-next-cursor": {"schema": {"type": "string"}, "description": "with limit, when more events follow"}},
                     "content": {"application/x-ndjson": {"schema": {"$ref": "#/components/schemas/Event"}}}}, "400": e, "503": e}}},
             "/v1/admin/vectors": {"put": {"summary": "Write trained item vectors and users' long-term vectors (training write-back)",
                 "description": format!("Every entry is checked first (id, the schema's dimension, finite, non-zero under cosine, \

@@ -72,6 +72,34 @@ pub struct Counts {
     pub users: u64,
 }
 
+/// One page of a listing walked in a stable order, and where the next page starts.
+///
+/// `next` is `Some` exactly when more entries followed this page when it was read: pass it
+/// back (as `after`) for the next page. An entry that exists for the whole walk is returned
+/// exactly once, whatever is inserted or deleted meanwhile, because pages are cut by
+/// *position in the order* (the last id or sequence number seen), never by count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The entries, in the listing's order.
+    pub entries: Vec<T>,
+    /// Where the next page starts, `None` at the end.
+    pub next: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of `found`, which holds up to `limit + 1` entries in order: the extra one,
+    /// if there, only says that more follow (`next` is then the last kept entry's key).
+    pub fn cut(mut found: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Self {
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = if more { found.last().map(key) } else { None };
+        Page {
+            entries: found,
+            next,
+        }
+    }
+}
+
 /// The model settings (`[model]`): the real-time ones every backend applies identically
 /// when events arrive, and those of the trained model's versions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +189,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// The event log in the order events were applied (for training).
     async fn events(&self) -> StoreResult<Vec<Event>>;
+
+    /// Up to `limit` live items passing `filter`, in ascending byte order of their ids,
+    /// starting after the id `after` (from the start when `None`); `next` is the last id
+    /// returned when more items pass after it. Items may carry their vector. The cost is
+    /// bounded by the page (and, with a filter, by the items skipped to fill it), never
+    /// the whole catalog held in memory at once.
+    async fn list_items(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        filter: &Filter,
+    ) -> StoreResult<Page<Arc<Item>>>;
+
+    /// Up to `limit` ids of users with state, in ascending byte order, after `after`.
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<Page<String>>;
+
+    /// Up to `limit` events of the log in the order they were applied, after the position
+    /// `after` (a `next` of an earlier page; the format is the backend's own, and anything
+    /// else is [`StoreError::Invalid`]). Events of users forgotten meanwhile are gone; the
+    /// position of every other event stays valid. Memory is bounded by the page.
+    async fn events_page(&self, after: Option<&str>, limit: usize) -> StoreResult<Page<Event>>;
+
+    /// How many events the log holds.
+    async fn events_len(&self) -> StoreResult<u64>;
 
     /// Recomputes the session vectors of `users` from their events in the log with the
     /// items' *current* vectors ([`UserState::session_from`]), leaving counters, recent and

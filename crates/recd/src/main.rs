@@ -1,9 +1,10 @@
 //! `recd`: the command line of the recommendation engine.
 //!
-//! Subcommands: `serve`, `demo`, `import`, `bench`, `train`, `model`, `eval`, `keys`.
+//! Subcommands: `serve`, `demo`, `import`, `bench`, `train`, `model`, `eval`, `keys`, `config`.
 //! Exit codes: 0 ok, 2 bad usage or bad configuration, 1 runtime failure.
 
 mod bench;
+mod config;
 mod demo;
 mod eval;
 mod import;
@@ -109,6 +110,9 @@ enum Command {
     /// API keys: `recd keys create --name NAME --scopes read,write`.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Configuration: `recd config defaults` prints every key with its default.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 fn init_tracing() {
@@ -151,6 +155,7 @@ fn main() -> ExitCode {
             Command::Model(cmd) => model::run(cmd).await,
             Command::Eval(args) => eval::run(args).await,
             Command::Keys(cmd) => keys::run(cmd),
+            Command::Config(cmd) => config::run(cmd),
         }
     });
     match result {

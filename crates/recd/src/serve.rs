@@ -23,6 +23,18 @@ use crate::{StoreArgs, UsageError};
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     match config.backend {
         Backend::Embedded => {
+            if config.schema.is_none() && !EmbeddedStore::holds_data(&config.data_dir) {
+                // Refused before anything is created: a failed start leaves the dir as it
+                // was, free for `demo` or `import` (issue 11).
+                let dir = config.data_dir.display();
+                return Err(UsageError(format!(
+                    "the data dir {dir} holds no data yet, so recd needs the items' schema: give it \
+                     in the [schema] section of a config file with --config FILE (or RECD_CONFIG; \
+                     `recd config defaults` prints every other key), or load the demo shop with \
+                     `recd demo --data-dir {dir}`"
+                ))
+                .into());
+            }
             let store = EmbeddedStore::open(
                 &config.data_dir,
                 config.schema.clone(),

@@ -19,10 +19,12 @@
 //! # Layout
 //! - [`details`]: item details through the item cache, the catalog source's change feed,
 //!   cache warming.
+//! - [`listing`]: items, users and the event log a page at a time.
 //! - [`models`]: model versions: the registry's meaning, activation (rollback).
 //! - [`shared_tier`]: connecting the L2 tier a deployment's servers share.
 
 pub mod details;
+pub mod listing;
 pub mod models;
 
 use std::sync::Arc;

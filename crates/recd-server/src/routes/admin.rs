@@ -3,11 +3,15 @@
 //!
 //! - `GET /v1/admin/schema`: the store's schema (the trainer's `--factors` must equal its
 //!   vector dimension).
-//! - `GET /v1/admin/events[?offset=N]`: the event log as NDJSON, one API.md Event per line
-//!   (`timestamp` in epoch milliseconds), in the order the events were applied, from the
-//!   `offset`-th on. The body is streamed in chunks of [`EVENTS_PER_CHUNK`] lines. `offset` is
-//!   a position: it lets a reader fetch only what was appended since it last read, exactly
-//!   unless users were forgotten (`DELETE /v1/users/{id}`) in between, which shifts it back.
+//! - `GET /v1/admin/events[?offset=N][&cursor=C][&limit=N]`: the event log as NDJSON, one
+//!   API.md Event per line (`timestamp` in epoch milliseconds), in the order the events were
+//!   applied. The body is read from the store [`EVENTS_PER_CHUNK`] events at a time as it is
+//!   sent (a reader holds one page in memory, however large the log and however slowly it
+//!   reads). `offset` skips that many events (a count: users forgotten in between,
+//!   `DELETE /v1/users/{id}`, shift it back); `cursor` starts after a position this endpoint
+//!   gave out (it stays exact whatever is forgotten); with `limit` (1–10000) the answer holds
+//!   at most that many events and, when more follow, their cursor in `x-recd-next-cursor`.
+//!   Without `limit` the body runs to the end of the log.
 //! - `PUT /v1/admin/vectors`: `{"items":[{"id","vector"}],"users":[{"id","vector"}]}` →
 //!   `{"items":N,"users":N,"unknown_items":N}`. Every entry is validated first (id, the
 //!   schema's dimension, finite, non-zero under cosine, no id twice in a list, at most
@@ -36,20 +40,23 @@
 //! the `admin` scope whenever keys are configured (see `crate::access`).
 
 use std::collections::HashMap;
-use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use recd_core::id::validate_id;
 use recd_core::item::parse_vector;
 use recd_core::{Event, Schema, ValidationError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::page::{decode_cursor, encode_cursor, parse_limit};
 use crate::answer::VectorsWritten;
+use crate::engine::Engine;
 use crate::error::{ApiError, AppJson};
 use crate::state::AppState;
 
@@ -83,25 +90,69 @@ pub async fn schema(State(state): State<AppState>) -> Json<Schema> {
 pub struct EventsParams {
     #[serde(default)]
     offset: usize,
+    cursor: Option<String>,
+    limit: Option<u64>,
 }
 
-/// The event log, `EVENTS_PER_CHUNK` lines at a time, serialized as the body is sent.
-struct NdjsonChunks {
-    events: std::iter::Skip<std::vec::IntoIter<Event>>,
-}
+/// The largest `limit` of `GET /v1/admin/events`.
+pub const MAX_EVENTS_LIMIT: u64 = 10_000;
 
-impl Iterator for NdjsonChunks {
-    type Item = Result<Bytes, Infallible>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let mut buf = Vec::new();
-        for e in self.events.by_ref().take(EVENTS_PER_CHUNK) {
-            // Serializing a `Value` into a Vec cannot fail.
-            if serde_json::to_writer(&mut buf, &event_json(&e)).is_ok() {
-                buf.push(b'\n');
-            }
+/// `events` as NDJSON lines.
+fn ndjson(events: &[Event]) -> Bytes {
+    let mut buf = Vec::with_capacity(events.len() * 128);
+    for e in events {
+        // Serializing a `Value` into a Vec cannot fail.
+        if serde_json::to_writer(&mut buf, &event_json(e)).is_ok() {
+            buf.push(b'\n');
         }
-        (!buf.is_empty()).then(|| Ok(Bytes::from(buf)))
+    }
+    Bytes::from(buf)
+}
+
+/// Where a walk of the log stands: the position after which it continues, and how many
+/// events it still returns (`None`: to the end).
+struct Walk {
+    engine: Arc<Engine>,
+    after: Option<String>,
+    left: Option<usize>,
+    done: bool,
+}
+
+impl Walk {
+    /// Skips `n` events (pages sized to end exactly at the skip).
+    async fn skip(&mut self, mut n: usize) -> Result<(), ApiError> {
+        while n > 0 && !self.done {
+            let page = self
+                .engine
+                .events_page(self.after.as_deref(), n.min(EVENTS_PER_CHUNK))
+                .await?;
+            n -= page.entries.len().min(n);
+            self.advance(page.next, 0);
+        }
+        Ok(())
+    }
+
+    /// The next page, `None` at the end.
+    async fn next_page(&mut self) -> Result<Option<Vec<Event>>, ApiError> {
+        let want = self
+            .left
+            .map_or(EVENTS_PER_CHUNK, |l| l.min(EVENTS_PER_CHUNK));
+        if self.done || want == 0 {
+            return Ok(None);
+        }
+        let page = self.engine.events_page(self.after.as_deref(), want).await?;
+        self.advance(page.next, page.entries.len());
+        Ok((!page.entries.is_empty()).then_some(page.entries))
+    }
+
+    fn advance(&mut self, next: Option<String>, taken: usize) {
+        if let Some(left) = &mut self.left {
+            *left -= taken.min(*left);
+        }
+        self.done = next.is_none();
+        if next.is_some() {
+            self.after = next;
+        }
     }
 }
 
@@ -110,22 +161,71 @@ pub async fn events(
     params: Result<Query<EventsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let events = state.engine.events().await?;
-    let total = events.len();
-    let chunks = NdjsonChunks {
-        events: events.into_iter().skip(params.offset),
+    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = params
+        .limit
+        .map(|l| parse_limit(Some(l), MAX_EVENTS_LIMIT))
+        .transpose()?;
+    let total = state.engine.events_len().await?;
+    let mut walk = Walk {
+        engine: Arc::clone(&state.engine),
+        after,
+        left: limit,
+        done: false,
     };
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
-            (
-                header::HeaderName::from_static("x-recd-log-length"),
-                total.to_string(),
-            ),
-        ],
-        Body::from_stream(futures_util::stream::iter(chunks)),
-    )
-        .into_response())
+    walk.skip(params.offset).await?;
+    let mut headers = vec![
+        (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
+        (
+            header::HeaderName::from_static("x-recd-log-length"),
+            total.to_string(),
+        ),
+    ];
+    if let Some(limit) = limit {
+        // One bounded page: read it whole, so that the cursor after it is known for the
+        // header.
+        let page = walk
+            .engine
+            .events_page(walk.after.as_deref(), limit)
+            .await?;
+        if let Some(next) = &page.next {
+            headers.push((
+                header::HeaderName::from_static("x-recd-next-cursor"),
+                encode_cursor(next),
+            ));
+        }
+        let mut response = Body::from(ndjson(&page.entries)).into_response();
+        for (name, value) in headers {
+            if let Ok(value) = header::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        return Ok(response);
+    }
+    // To the end of the log, a page at a time as the client reads: the stream asks for the
+    // next page only once the previous one was handed to the connection. The first page is
+    // read before answering, so that a bad cursor or an unreachable store is a proper error
+    // status, not a cut body.
+    let first = walk.next_page().await?.map(|events| Ok(ndjson(&events)));
+    let rest = futures_util::stream::unfold(walk, |mut walk| async move {
+        match walk.next_page().await {
+            Ok(Some(events)) => Some((Ok::<_, std::io::Error>(ndjson(&events)), walk)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(cause = %e.message, "event log stream cut short");
+                walk.done = true;
+                Some((Err(std::io::Error::other(e.message)), walk))
+            }
+        }
+    });
+    let body = futures_util::stream::iter(first).chain(rest);
+    let mut response = Body::from_stream(body).into_response();
+    for (name, value) in headers {
+        if let Ok(value) = header::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -290,13 +390,7 @@ mod tests {
             ..full.clone()
         };
         for e in [full, bare] {
-            let mut chunks = NdjsonChunks {
-                events: vec![e.clone(), e.clone()].into_iter().skip(1),
-            };
-            let Some(Ok(bytes)) = chunks.next() else {
-                panic!("one chunk")
-            };
-            assert!(chunks.next().is_none());
+            let bytes = ndjson(std::slice::from_ref(&e));
             let text = std::str::from_utf8(&bytes).expect("utf-8");
             assert_eq!(text.lines().count(), 1, "{text}");
             let v: Value = serde_json::from_str(text.trim_end()).expect("json");

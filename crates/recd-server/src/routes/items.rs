@@ -1,4 +1,4 @@
-//! `/v1/items`: batch upsert, get, delete, and similar items.
+//! `/v1/items`: batch upsert, the listing, get, delete, and similar items.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -7,9 +7,10 @@ use recd_core::{Filter, ItemUpsert};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::page::{MAX_LIMIT, decode_cursor, encode_cursor, parse_limit};
 use super::path_id;
 use super::recommend::{parse_count, parse_filter};
-use crate::answer::{ItemDetailsView, Recommendation};
+use crate::answer::{ItemDetailsView, ItemFields, ItemsPage, Recommendation};
 use crate::error::{ApiError, AppJson};
 use crate::state::AppState;
 
@@ -53,6 +54,43 @@ pub async fn upsert(
     }
     let upserted = state.engine.upsert_items(items).await?;
     Ok(Json(json!({ "upserted": upserted })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    limit: Option<u64>,
+    cursor: Option<String>,
+    /// The API.md filter as JSON.
+    filter: Option<String>,
+}
+
+/// `GET /v1/items?limit=N&cursor=C&filter=JSON`: the store's items passing the filter, in
+/// id order, without vectors (and without a catalog source's details: those are per item,
+/// `GET /v1/items/{id}`).
+pub async fn list(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ItemsPage>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let limit = parse_limit(params.limit, MAX_LIMIT)?;
+    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let filter = match &params.filter {
+        Some(text) => {
+            let v: Value = serde_json::from_str(text)
+                .map_err(|e| ApiError::invalid(format!("'filter' is not JSON: {e}")))?;
+            parse_filter(&v, state.engine.schema())?
+        }
+        None => Filter::all(),
+    };
+    let page = state
+        .engine
+        .list_items(after.as_deref(), limit, &filter)
+        .await?;
+    Ok(Json(ItemsPage {
+        items: page.entries.into_iter().map(ItemFields).collect(),
+        next_cursor: page.next.as_deref().map(encode_cursor),
+    }))
 }
 
 #[derive(Deserialize)]

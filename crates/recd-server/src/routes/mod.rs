@@ -11,6 +11,7 @@ mod health;
 mod items;
 mod models;
 mod monitoring;
+mod page;
 mod recommend;
 mod users;
 
@@ -64,6 +65,7 @@ pub fn table() -> Vec<Route> {
         route(Method::GET, "/metrics", Public, get(health::metrics)),
         route(Method::GET, "/openapi.json", Public, get(health::openapi)),
         route(Method::PUT, "/v1/items", Write, put(items::upsert)),
+        route(Method::GET, "/v1/items", Read, get(items::list)),
         route(Method::GET, "/v1/items/{id}", Read, get(items::get)),
         route(
             Method::DELETE,
@@ -96,6 +98,7 @@ pub fn table() -> Vec<Route> {
             post(recommend::batch),
         ),
         route(Method::POST, "/v1/events", Write, post(events::ingest)),
+        route(Method::GET, "/v1/users", Read, get(users::list)),
         route(Method::GET, "/v1/users/{id}", Read, get(users::get)),
         route(
             Method::DELETE,

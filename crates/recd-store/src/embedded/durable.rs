@@ -27,6 +27,9 @@ use serde::de::DeserializeOwned;
 use super::record::Op;
 use crate::error::{StoreError, StoreResult};
 
+/// The data file's name in its dir.
+const FILE: &str = "recd.redb";
+
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
@@ -77,13 +80,18 @@ fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
 }
 
 impl Durable {
+    /// Whether `dir` holds a data file.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(FILE).exists()
+    }
+
     /// Opens (or creates) `dir/recd.redb`, creating its tables and, for a data dir from
     /// before the per-user index, building it.
     pub fn open(dir: &Path) -> StoreResult<Durable> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
-        let path = dir.join("recd.redb");
+        let path = dir.join(FILE);
         let db = Database::create(&path)
             .map_err(|e| StoreError::Internal(format!("cannot open {}: {e}", path.display())))?;
         let durable = Durable {
@@ -313,6 +321,37 @@ impl Durable {
                 out.push(decode(v.value(), "event")?);
             }
             Ok(out)
+        })
+    }
+
+    /// Up to `take` absorbed events after the sequence number `after`, in order, with
+    /// their sequence numbers (one bounded range read).
+    pub fn events_after(&self, after: u64, take: usize) -> StoreResult<SeqEvents> {
+        self.with_db(|db| {
+            let read = db.begin_read().map_err(|e| self.err(e))?;
+            let table = read.open_table(EVENTS).map_err(|e| self.err(e))?;
+            let mut out = Vec::with_capacity(take.min(4096));
+            if after == u64::MAX {
+                return Ok(out);
+            }
+            for row in table
+                .range(after + 1..)
+                .map_err(|e| self.err(e))?
+                .take(take)
+            {
+                let (k, v) = row.map_err(|e| self.err(e))?;
+                out.push((k.value(), decode(v.value(), "event")?));
+            }
+            Ok(out)
+        })
+    }
+
+    /// How many events are absorbed.
+    pub fn events_len(&self) -> StoreResult<u64> {
+        self.with_db(|db| {
+            let read = db.begin_read().map_err(|e| self.err(e))?;
+            let table = read.open_table(EVENTS).map_err(|e| self.err(e))?;
+            table.len().map_err(|e| self.err(e))
         })
     }
 

@@ -55,6 +55,20 @@ impl MemoryLog {
         self.events.values().cloned().collect()
     }
 
+    /// Up to `take` events after the sequence number `after`, in order.
+    pub fn page(&self, after: u64, take: usize) -> Vec<(u64, Event)> {
+        self.events
+            .range(after.saturating_add(1)..)
+            .take(take)
+            .map(|(seq, e)| (*seq, e.clone()))
+            .collect()
+    }
+
+    /// How many events there are.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
     /// `user`'s events, in order.
     pub fn user_events(&self, user: &str) -> Vec<Event> {
         self.by_user.get(user).map_or_else(Vec::new, |seqs| {

@@ -62,7 +62,7 @@ use self::record::OpRef;
 use self::users::Users;
 use self::write::Written;
 use crate::{
-    Counts, Hit, ModelRecord, ModelRegistry, ModelSettings, PopularHit, Store, StoreError,
+    Counts, Hit, ModelRecord, ModelRegistry, ModelSettings, Page, PopularHit, Store, StoreError,
     StoreResult,
 };
 
@@ -204,13 +204,21 @@ impl EmbeddedStore {
     /// Opens the store in `dir`, creating it if needed: replays the write log into redb,
     /// loads redb into memory, and starts the log and checkpoint threads. A data dir
     /// remembers its schema: with `schema: None` the stored one is used; a different
-    /// schema is refused.
+    /// schema is refused. Without a schema, a dir that holds no data file is refused
+    /// before anything is created in it (a failed start must not leave a file behind that
+    /// makes the dir look used).
     pub fn open(
         dir: &Path,
         schema: Option<Schema>,
         settings: ModelSettings,
         options: EmbeddedOptions,
     ) -> StoreResult<Self> {
+        if schema.is_none() && !Durable::exists(dir) {
+            return Err(StoreError::Invalid(ValidationError::new(format!(
+                "the data dir {} holds no data yet and no schema was given; nothing was created",
+                dir.display()
+            ))));
+        }
         let durable = Arc::new(Durable::open(dir)?);
         let wal_dir = dir.join("wal");
         let (applied, next_no) = checkpoint::recover(&durable, &wal_dir)?;
@@ -292,6 +300,12 @@ impl EmbeddedStore {
                 models: Mutex::new(MemoryModels::default()),
             }),
         })
+    }
+
+    /// Whether `dir` holds an embedded store's data (a dir without it needs a schema to
+    /// be opened).
+    pub fn holds_data(dir: &Path) -> bool {
+        Durable::exists(dir)
     }
 
     /// Runs a write on the blocking pool.
@@ -432,6 +446,58 @@ impl Drop for Inner {
         if let Err(e) = l.checkpointer.run(None) {
             tracing::error!(cause = %e, "final checkpoint failed; the next start replays the log");
         }
+    }
+}
+
+/// The sequence number an events cursor of this backend names.
+fn events_cursor(after: Option<&str>) -> StoreResult<u64> {
+    after.map_or(Ok(0), |a| {
+        a.parse().map_err(|_| {
+            StoreError::Invalid(ValidationError::new(format!(
+                "'{a}' is not a position in the event log"
+            )))
+        })
+    })
+}
+
+impl Inner {
+    /// Up to `take` events after `after`, read on the calling (blocking) thread: redb's
+    /// range, a bounded read at a time, without the events of users forgotten since the
+    /// last checkpoint (redb drops them at the next one); when redb runs out, a checkpoint
+    /// absorbs what the log holds beyond it and the rest is read (so a walk ends at the
+    /// events acknowledged when it got there).
+    fn events_after(&self, after: u64, take: usize) -> StoreResult<Vec<(u64, Event)>> {
+        let l = match &self.sink {
+            Sink::Memory(log) => return Ok(log.lock().page(after, take)),
+            Sink::Log(l) => l,
+        };
+        let mut found = Vec::with_capacity(take.min(4096));
+        let mut from = after;
+        let mut absorbed = false;
+        while found.len() < take {
+            // Before the read: a user forgotten after it was taken is either still listed
+            // in it or already gone from the redb snapshot read below.
+            let forgotten = self.users.forgotten();
+            let want = take - found.len();
+            let batch = l.durable.events_after(from, want)?;
+            let short = batch.len() < want;
+            if let Some((seq, _)) = batch.last() {
+                from = *seq;
+            }
+            found.extend(
+                batch
+                    .into_iter()
+                    .filter(|(seq, e)| forgotten.get(&e.user_id).is_none_or(|gone| seq > gone)),
+            );
+            if short {
+                if absorbed {
+                    break;
+                }
+                l.checkpointer.run(Some(l.wal.last_seq()))?;
+                absorbed = true;
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -602,6 +668,55 @@ impl Store for EmbeddedStore {
                 .await
             }
         }
+    }
+
+    async fn list_items(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        filter: &Filter,
+    ) -> StoreResult<Page<Arc<Item>>> {
+        let after = after.map(str::to_string);
+        let filter = filter.clone();
+        self.blocking(move |inner| {
+            let catalog = inner.catalog.read();
+            let allowed = catalog.allowed(&filter);
+            let found = catalog.page(after.as_deref(), limit.saturating_add(1), allowed.as_ref());
+            Ok(Page::cut(found, limit, |it| it.id.clone()))
+        })
+        .await
+    }
+
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<Page<String>> {
+        let after = after.map(str::to_string);
+        self.blocking(move |inner| {
+            let found = inner.users.page(after.as_deref(), limit.saturating_add(1));
+            Ok(Page::cut(found, limit, String::clone))
+        })
+        .await
+    }
+
+    async fn events_page(&self, after: Option<&str>, limit: usize) -> StoreResult<Page<Event>> {
+        let after = events_cursor(after)?;
+        let found = self
+            .blocking(move |inner| inner.events_after(after, limit.saturating_add(1)))
+            .await?;
+        let page = Page::cut(found, limit, |(seq, _)| seq.to_string());
+        Ok(Page {
+            entries: page.entries.into_iter().map(|(_, e)| e).collect(),
+            next: page.next,
+        })
+    }
+
+    async fn events_len(&self) -> StoreResult<u64> {
+        self.blocking(|inner| match &inner.sink {
+            Sink::Memory(log) => Ok(log.lock().len() as u64),
+            Sink::Log(l) => {
+                l.checkpointer.run(Some(l.wal.last_seq()))?;
+                l.durable.events_len()
+            }
+        })
+        .await
     }
 
     async fn rebuild_sessions(&self, users: &[String]) -> StoreResult<usize> {

@@ -12,7 +12,7 @@
 //! reads a user's exact event history — redb's snapshot plus the tail — without waiting
 //! for a checkpoint while it holds the lock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 
 use parking_lot::{Mutex, MutexGuard};
@@ -23,8 +23,8 @@ const SHARDS: usize = 64;
 /// One shard.
 #[derive(Debug, Default)]
 pub struct Shard {
-    /// User id → state.
-    pub users: HashMap<String, UserState>,
+    /// User id → state, in id order (listing users walks each shard from a cursor).
+    pub users: BTreeMap<String, UserState>,
     /// Events of this shard's users with sequence numbers after `tail_from`, in order.
     pub tail: VecDeque<(u64, Event)>,
     /// `tail` holds every event of the shard logged after this sequence number.
@@ -74,6 +74,48 @@ impl Users {
     /// How many users there are.
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().users.len()).sum()
+    }
+
+    /// Up to `take` user ids after `after`, ascending: a merge of the shards' ordered maps,
+    /// each walked only while its ids can still make the page (one shard locked at a time).
+    pub fn page(&self, after: Option<&str>, take: usize) -> Vec<String> {
+        if take == 0 {
+            return Vec::new();
+        }
+        let lower = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        // The smallest `take` ids seen so far; the top is the largest of them.
+        let mut best: BinaryHeap<String> = BinaryHeap::with_capacity(take + 1);
+        for shard in &self.shards {
+            let s = shard.lock();
+            for id in s
+                .users
+                .range::<str, _>((lower, std::ops::Bound::Unbounded))
+                .map(|(id, _)| id)
+            {
+                if best.len() == take {
+                    if best.peek().is_some_and(|top| id >= top) {
+                        break;
+                    }
+                    best.pop();
+                }
+                best.push(id.clone());
+            }
+        }
+        best.into_sorted_vec()
+    }
+
+    /// Every user forgotten since the last checkpoint, with the sequence number of the
+    /// deletion (the latest, if several): events of theirs before it that redb still holds
+    /// are not theirs any more.
+    pub fn forgotten(&self) -> HashMap<String, u64> {
+        let mut out: HashMap<String, u64> = HashMap::new();
+        for shard in &self.shards {
+            for (id, seq) in &shard.lock().forgotten {
+                let at = out.entry(id.clone()).or_default();
+                *at = (*at).max(*seq);
+            }
+        }
+        out
     }
 
     /// Locks the shards of `ids`, in ascending order.

@@ -108,8 +108,9 @@ impl Keys {
         glob_prefix(&self.doc_prefix)
     }
 
-    /// SET of this version's item ids, kept by the item scripts, so that counting items is
-    /// `SCARD` (an `FT.SEARCH * LIMIT 0 0` iterates every document: 64 ms on 100k items,
+    /// ZSET (all scores 0) of this version's item ids, kept by the item scripts, so that
+    /// listing items in id order is `ZRANGE ... BYLEX` from a cursor and counting them is
+    /// `ZCARD` (an `FT.SEARCH * LIMIT 0 0` iterates every document: 64 ms on 100k items,
     /// during which Redis serves no one else).
     pub(crate) fn ids(&self) -> &str {
         &self.ids
@@ -148,7 +149,8 @@ impl Keys {
         glob_prefix(&self.popular_by_prefix)
     }
 
-    /// SET of the ids of users with state.
+    /// ZSET (all scores 0) of the ids of users with state: listed in id order with
+    /// `ZRANGE ... BYLEX`, counted with `ZCARD`.
     pub(crate) fn users(&self) -> String {
         format!("{}users", self.prefix)
     }

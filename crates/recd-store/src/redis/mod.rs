@@ -60,7 +60,7 @@ use self::error::{bad_reply, from_redis, is_missing_index};
 use self::keys::Keys;
 use self::reply::{Doc, search_reply};
 use crate::{
-    Counts, Hit, ModelRecord, ModelRegistry, ModelSettings, PopularHit, Store, StoreError,
+    Counts, Hit, ModelRecord, ModelRegistry, ModelSettings, Page, PopularHit, Store, StoreError,
     StoreResult,
 };
 
@@ -467,8 +467,11 @@ async fn with_deadline<T>(
 
 /// The key layout this code reads and writes, recorded in `{prefix}meta` when a deployment
 /// is created. 2: item docs (`doc:`), popularity out of the indexed hashes (`popby:`), the
-/// `ids` set. Data of another layout is refused at connect rather than served wrong.
-const LAYOUT: u32 = 2;
+/// `ids` set. 3: `ids` and `users` are ZSETs (listing in id order); a layout-2 deployment is
+/// upgraded at connect ([`scripts::LAYOUT_3`]; servers of the older recd then fail their
+/// writes to those keys, so upgrade every server of a deployment together). Data of
+/// another layout is refused at connect rather than served wrong.
+const LAYOUT: u32 = 3;
 
 /// Makes sure the prefix has an index for `schema`: records the schema and version in
 /// `{prefix}meta` if absent (`version` for a deployment that has none, as after a restart
@@ -493,6 +496,23 @@ async fn ensure_index(
         .await
         .map_err(from_redis)?;
     let version = version.ok_or_else(|| bad_reply("meta version"))?;
+    let layout = match layout {
+        Some(2) => {
+            let mut inv = scripts::LAYOUT_3.prepare_invoke();
+            inv.key(probe.meta()).key(probe.users());
+            for v in 1..=version {
+                inv.key(probe.at_version(v).ids());
+            }
+            let now: Option<u32> = inv
+                .arg(LAYOUT)
+                .invoke_async(conn)
+                .await
+                .map_err(from_redis)?;
+            tracing::info!(prefix = %config.prefix, "key layout 2 upgraded to 3 (id sets are sorted sets)");
+            now
+        }
+        other => other,
+    };
     if layout != Some(LAYOUT) {
         return Err(StoreError::Invalid(ValidationError::new(format!(
             "the redis prefix '{}' holds data in key layout {} and this recd reads layout {LAYOUT}; \
@@ -569,8 +589,8 @@ impl Store for RedisStore {
     async fn counts(&self) -> StoreResult<Counts> {
         self.run(async {
             let (items, users): (u64, u64) = redis::pipe()
-                .scard(self.inner.keys.ids())
-                .scard(self.inner.keys.users())
+                .zcard(self.inner.keys.ids())
+                .zcard(self.inner.keys.users())
                 .query_async(&mut self.conn())
                 .await
                 .map_err(from_redis)?;
@@ -903,6 +923,123 @@ impl Store for RedisStore {
         Ok(out)
     }
 
+    async fn list_items(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        filter: &Filter,
+    ) -> StoreResult<Page<Arc<Item>>> {
+        // Ids in order from the ZSET, a chunk at a time, their docs in one MGET, the filter
+        // checked here (`Filter::matches`, the reference both backends are held to). Each
+        // round trip has the operation deadline; the page costs the ids walked to fill it.
+        const CHUNK: usize = 512;
+        let filter = query::simplify(filter);
+        if query::is_nothing(&filter) {
+            return Ok(Page {
+                entries: Vec::new(),
+                next: None,
+            });
+        }
+        let take = limit.saturating_add(1);
+        let mut found: Vec<Arc<Item>> = Vec::with_capacity(take.min(CHUNK));
+        let mut from = after.map(str::to_string);
+        while found.len() < take {
+            let want = take - found.len();
+            let chunk = if filter.is_all() {
+                want
+            } else {
+                want.max(CHUNK)
+            };
+            let ids = self
+                .run(lex_range(
+                    self.conn(),
+                    self.inner.keys.ids(),
+                    from.as_deref(),
+                    chunk,
+                ))
+                .await?;
+            let pairs: Vec<(&str, String)> = ids
+                .iter()
+                .map(|id| (id.as_str(), self.inner.keys.doc(id)))
+                .collect();
+            let items = self.run(self.fetch_docs(&pairs, false)).await?;
+            // An id whose doc is gone was deleted between the two reads.
+            found.extend(
+                items
+                    .into_iter()
+                    .flatten()
+                    .filter(|it| filter.matches(it))
+                    .take(want),
+            );
+            if ids.len() < chunk {
+                break;
+            }
+            from = ids.last().cloned();
+        }
+        Ok(Page::cut(found, limit, |it| it.id.clone()))
+    }
+
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<Page<String>> {
+        let take = limit.saturating_add(1);
+        let ids = self
+            .run(lex_range(
+                self.conn(),
+                &self.inner.keys.users(),
+                after,
+                take,
+            ))
+            .await?;
+        Ok(Page::cut(ids, limit, String::clone))
+    }
+
+    async fn events_page(&self, after: Option<&str>, limit: usize) -> StoreResult<Page<Event>> {
+        let start = match after {
+            None => "-".to_string(),
+            Some(a) if is_stream_id(a) => format!("({a}"),
+            Some(a) => {
+                return Err(StoreError::Invalid(ValidationError::new(format!(
+                    "'{a}' is not a position in the event log"
+                ))));
+            }
+        };
+        let take = limit.saturating_add(1);
+        let stream = self.inner.keys.events();
+        let page: Vec<(String, Vec<(String, String)>)> = self
+            .run(async {
+                redis::cmd("XRANGE")
+                    .arg(&stream)
+                    .arg(&start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(take)
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(from_redis)
+            })
+            .await?;
+        let page = Page::cut(page, limit, |(id, _)| id.clone());
+        let entries = page
+            .entries
+            .into_iter()
+            .map(|(_, fields)| users::event_from_fields(&fields.into_iter().collect()))
+            .collect::<StoreResult<_>>()?;
+        Ok(Page {
+            entries,
+            next: page.next,
+        })
+    }
+
+    async fn events_len(&self) -> StoreResult<u64> {
+        self.run(async {
+            redis::cmd("XLEN")
+                .arg(self.inner.keys.events())
+                .query_async(&mut self.conn())
+                .await
+                .map_err(from_redis)
+        })
+        .await
+    }
+
     async fn rebuild_sessions(&self, users: &[String]) -> StoreResult<usize> {
         // One user at a time is one compare-and-set unit (see `users::rebuild_session`), each
         // within the operation deadline; up to USER_PARALLELISM users at once.
@@ -979,6 +1116,37 @@ impl Store for RedisStore {
         self.run(models::delete(&mut self.conn(), &self.inner.keys, seq))
             .await
     }
+}
+
+/// Up to `count` members of the ZSET `key` (all scores 0) after `after`, in byte order
+/// (`ZRANGE key (after + BYLEX LIMIT 0 count`; the id is an argument, never parsed).
+async fn lex_range(
+    mut conn: ConnectionManager,
+    key: &str,
+    after: Option<&str>,
+    count: usize,
+) -> StoreResult<Vec<String>> {
+    let min = match after {
+        Some(a) => format!("({a}"),
+        None => "-".to_string(),
+    };
+    redis::cmd("ZRANGE")
+        .arg(key)
+        .arg(min)
+        .arg("+")
+        .arg("BYLEX")
+        .arg("LIMIT")
+        .arg(0)
+        .arg(count)
+        .query_async(&mut conn)
+        .await
+        .map_err(from_redis)
+}
+
+/// Whether `s` is a stream entry id (`<ms>-<seq>`).
+fn is_stream_id(s: &str) -> bool {
+    s.split_once('-')
+        .is_some_and(|(ms, seq)| ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok())
 }
 
 /// The numeric fields a conjunction of ranges reads.

@@ -34,7 +34,7 @@ end
 "#;
 
 /// Upserts items, all or nothing.
-/// KEYS: the `m` item keys, their `m` doc keys, the ids SET, then the popularity ZSET.
+/// KEYS: the `m` item keys, their `m` doc keys, the ids ZSET, then the popularity ZSET.
 /// ARGV: the per-tag ZSET prefix, the number `t` of tag fields, their `t` names, then per
 /// item: id, keep_vector ("1"/"0"), doc, n, then n field/value pairs.
 /// Each item hash is replaced whole; `keep_vector` carries the stored `vector` over; the
@@ -72,7 +72,7 @@ for i = 1, m do
   redis.call('DEL', key)
   redis.call('HSET', key, unpack(args))
   redis.call('SET', KEYS[m + i], doc)
-  redis.call('SADD', ids, id)
+  redis.call('ZADD', ids, 0, id)
   local newvals = {}
   for t = 1, nt do newvals[t] = new[tagf[t]] or false end
   local now = {}
@@ -94,7 +94,7 @@ return m
 
 /// Deletes an item and its doc, and takes it out of its per-tag popularity ZSETs (its
 /// popularity in the main ZSET stays, as for ids that are not items).
-/// KEYS: 1 the item key, 2 its doc key, 3 the ids SET. ARGV: the per-tag ZSET prefix, the
+/// KEYS: 1 the item key, 2 its doc key, 3 the ids ZSET. ARGV: the per-tag ZSET prefix, the
 /// id, then the tag field names. Returns 1 if the item existed.
 pub(crate) static DELETE_ITEM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
@@ -108,7 +108,7 @@ if #tagf > 0 then
   end
 end
 redis.call('DEL', KEYS[2])
-redis.call('SREM', KEYS[3], ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
 return redis.call('DEL', KEYS[1])
 "#
     ))
@@ -136,7 +136,7 @@ return n
 /// popularity goes to the main ZSET and to the per-tag ZSETs of the item's tag values
 /// (read from its hash), so an event never makes RediSearch re-index anything.
 /// KEYS: 1 user hash, 2 recent list, 3 purchased set, 4 user-events list, 5 event stream,
-/// 6 users set, 7 popularity ZSET, 8.. one item key per popularity increment.
+/// 6 users ZSET, 7 popularity ZSET, 8.. one item key per popularity increment.
 /// ARGV: expected version, user id, the per-tag ZSET prefix, the number `t` of tag fields,
 /// their `t` names, then sections, each a count followed by its entries: hash field/value
 /// pairs; recent ids (most recent first); purchased ids to add; events (each a field count
@@ -198,7 +198,7 @@ for _ = 1, n_events do
   redis.call('RPUSH', KEYS[4], id)
 end
 
-redis.call('SADD', KEYS[6], ARGV[2])
+redis.call('ZADD', KEYS[6], 0, ARGV[2])
 
 for k = 8, #KEYS do
   local id, inc = ARGV[a], tonumber(ARGV[a + 1])
@@ -220,12 +220,12 @@ return version
 });
 
 /// Forgets a user: state, recent, purchases, and their entries in the event stream.
-/// KEYS: 1 user hash, 2 recent, 3 purchased, 4 user-events, 5 stream, 6 users set.
+/// KEYS: 1 user hash, 2 recent, 3 purchased, 4 user-events, 5 stream, 6 users ZSET.
 /// ARGV: the user id. Returns 1 if the user had state.
 pub(crate) static DELETE_USER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local existed = redis.call('EXISTS', KEYS[1]) == 1 or redis.call('SISMEMBER', KEYS[6], ARGV[1]) == 1
+local existed = redis.call('EXISTS', KEYS[1]) == 1 or redis.call('ZSCORE', KEYS[6], ARGV[1]) ~= false
 local ids = redis.call('LRANGE', KEYS[4], 0, -1)
 for i = 1, #ids, 500 do
   local chunk = {}
@@ -233,7 +233,7 @@ for i = 1, #ids, 500 do
   redis.call('XDEL', KEYS[5], unpack(chunk))
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-redis.call('SREM', KEYS[6], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
 if existed then return 1 end
 return 0
 "#,
@@ -274,6 +274,36 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'version', ARGV[1], 'schema', ARGV[2], 'layout', ARGV[3])
 end
 return redis.call('HMGET', KEYS[1], 'version', 'schema', 'layout')
+"#,
+    )
+});
+
+/// Upgrades a deployment of key layout 2 to layout 3, once, atomically: the item id and
+/// user id SETs become ZSETs (every score 0, so that `ZRANGE ... BYLEX` lists them in id
+/// order from a cursor). KEYS: 1 meta hash, then the users key and the ids key of every
+/// index version. ARGV: 1 the new layout. Returns the layout the deployment is at after.
+/// Redis serves no one else while it runs (about a second per million ids, once).
+pub(crate) static LAYOUT_3: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local layout = redis.call('HGET', KEYS[1], 'layout')
+if layout ~= '2' then return layout end
+for i = 2, #KEYS do
+  if redis.call('TYPE', KEYS[i]).ok == 'set' then
+    local members = redis.call('SMEMBERS', KEYS[i])
+    redis.call('DEL', KEYS[i])
+    for j = 1, #members, 1000 do
+      local chunk = {}
+      for k = j, math.min(j + 999, #members) do
+        chunk[#chunk + 1] = 0
+        chunk[#chunk + 1] = members[k]
+      end
+      redis.call('ZADD', KEYS[i], unpack(chunk))
+    end
+  end
+end
+redis.call('HSET', KEYS[1], 'layout', ARGV[1])
+return ARGV[1]
 "#,
     )
 });

@@ -334,7 +334,7 @@ pub(crate) async fn set_vectors(
             .ignore()
             .hincr(keys.user(id), "version", 1)
             .ignore()
-            .sadd(keys.users(), id)
+            .zadd(keys.users(), id, 0)
             .ignore();
     }
     let () = pipe.query_async(conn).await.map_err(from_redis)?;

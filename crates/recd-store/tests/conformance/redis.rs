@@ -130,6 +130,70 @@ async fn connect_refuses_an_older_key_layout() {
     assert!(err.to_string().contains("re-import"), "{err}");
 }
 
+/// A deployment of key layout 2 (item and user ids in SETs) is upgraded at connect: its ids
+/// move into sorted sets, so that they list in id order, and nothing else changes.
+#[tokio::test]
+async fn connect_upgrades_key_layout_2() {
+    let prefix = unique_prefix("layout2");
+    let Some(first) = connect(schema(), settings(), &prefix).await else {
+        return;
+    };
+    first
+        .upsert_items(vec![
+            upsert(json!({"id":"b","vector":[1,0,0,0]})),
+            upsert(json!({"id":"a","vector":[0,1,0,0]})),
+        ])
+        .await
+        .unwrap();
+    first
+        .apply_events(&[
+            event("v", "a", EventType::View, None, 1),
+            event("u", "b", EventType::View, None, 2),
+        ])
+        .await
+        .unwrap();
+    drop(first);
+    // What a layout-2 recd leaves: the same ids in plain SETs.
+    let client = redis::Client::open(redis_url().unwrap().as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for (key, members) in [("ids", ["a", "b"]), ("users", ["u", "v"])] {
+        let key = format!("{prefix}{key}");
+        let () = redis::pipe()
+            .del(&key)
+            .ignore()
+            .sadd(&key, &members[..])
+            .ignore()
+            .hset(format!("{prefix}meta"), "layout", 2)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let store = connect(schema(), settings(), &prefix).await.unwrap();
+    let layout: u32 = redis::cmd("HGET")
+        .arg(format!("{prefix}meta"))
+        .arg("layout")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(layout, 3);
+    assert_eq!(store.counts().await.unwrap().items, 2);
+    assert_eq!(store.counts().await.unwrap().users, 2);
+    let items = store.list_items(None, 10, &Filter::all()).await.unwrap();
+    let ids: Vec<&str> = items.entries.iter().map(|it| it.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(
+        store.list_users(None, 10).await.unwrap().entries,
+        ["u", "v"]
+    );
+    // Writes keep the sorted sets.
+    assert!(store.delete_user("u").await.unwrap());
+    assert_eq!(store.list_users(None, 10).await.unwrap().entries, ["v"]);
+    // A second server connecting later finds layout 3 and changes nothing.
+    let again = connect(schema(), settings(), &prefix).await.unwrap();
+    assert_eq!(again.counts().await.unwrap().items, 2);
+}
+
 #[tokio::test]
 async fn items_are_plain_hashes_any_client_can_read() {
     let prefix = unique_prefix("layout");

@@ -11,6 +11,7 @@ mod catalog;
 mod durability;
 mod everyday;
 mod experiments;
+mod listing;
 mod monitoring;
 mod prometheus;
 mod redis;

@@ -1,0 +1,589 @@
+//! `recd config defaults`: every configuration key with its default value and a one-line
+//! doc, as TOML that `recd serve --config` takes verbatim.
+//!
+//! The values come from [`Config::default`] serialized (one source of truth: a changed
+//! default changes the output); the docs from [`DOCS`], which a test holds to the keys the
+//! serialization produces (a key added without a doc, or a doc of a key that is gone, fails
+//! it). Keys without a default (`Option`s that are unset) are printed commented out with an
+//! example from [`UNSET`], which the same test parses as a config.
+
+use toml::{Table, Value};
+
+use crate::config::{Config, ConfigError};
+
+/// One line of documentation per key and section, by dotted path.
+pub const DOCS: &[(&str, &str)] = &[
+    ("listen", "Address to serve on."),
+    (
+        "data_dir",
+        "Where the embedded backend keeps its file (and a data dir remembers its schema).",
+    ),
+    ("backend", "Which store to use."),
+    ("redis_url", "The Redis URL for the redis backend."),
+    ("server", "HTTP limits."),
+    (
+        "server.body_limit_bytes",
+        "Largest request body accepted, in bytes.",
+    ),
+    (
+        "server.request_timeout_ms",
+        "Requests taking longer than this are answered 503.",
+    ),
+    ("server.max_batch", "Most items or events in one batch."),
+    (
+        "server.max_event_future_seconds",
+        "Event timestamps may lie at most this far in the server's future (clock skew).",
+    ),
+    ("server.max_connections", "Most open client connections."),
+    (
+        "server.max_in_flight",
+        "Most requests to non-public routes being handled at once.",
+    ),
+    (
+        "server.header_read_timeout_ms",
+        "A client must send a request's whole head (request line and headers) within this long, counted from the connection's start or the end of its previous request.",
+    ),
+    (
+        "server.idle_timeout_ms",
+        "A connection on which no byte moves either way for this long is closed (a client that stopped reading its answer, or one that trickles a body).",
+    ),
+    (
+        "server.max_header_bytes",
+        "Largest total size of a request's headers.",
+    ),
+    (
+        "server.cors_allow_origins",
+        "Origins (`https://shop.example`) whose web pages may call the API from a browser (CORS).",
+    ),
+    ("embedded", "Embedded backend options."),
+    (
+        "embedded.fsync",
+        "When log writes reach the disk: `always` (fsynced before acknowledging, batched across concurrent requests), `everysec` (fsynced in the background once a second; a killed process loses nothing) or `never` (the kernel decides).",
+    ),
+    ("embedded.hnsw", "HNSW parameters of the vector index."),
+    (
+        "embedded.hnsw.m",
+        "Neighbours per node and level (level 0 keeps up to `2 * m`).",
+    ),
+    (
+        "embedded.hnsw.ef_construction",
+        "Beam width while linking a new node.",
+    ),
+    (
+        "embedded.hnsw.ef_search",
+        "Default beam width of a search (raised to `k` when smaller).",
+    ),
+    (
+        "embedded.checkpoint_seconds",
+        "At most this many seconds between checkpoints (redb absorbing the write log) while anything is being written.",
+    ),
+    (
+        "embedded.checkpoint_bytes",
+        "A checkpoint also starts once this many bytes were logged since the last one (and log segments are this large).",
+    ),
+    (
+        "redis",
+        "Redis backend options (key prefix, HNSW, timeouts).",
+    ),
+    (
+        "redis.prefix",
+        "Prepended to every key and index name, so that deployments can share one Redis.",
+    ),
+    (
+        "redis.hnsw_m",
+        "HNSW `M` (graph degree), fixed when the index is created.",
+    ),
+    (
+        "redis.hnsw_ef_construction",
+        "HNSW `EF_CONSTRUCTION`, fixed when the index is created.",
+    ),
+    (
+        "redis.hnsw_ef_runtime",
+        "HNSW `EF_RUNTIME`, sent with every query (so it can change without a re-index).",
+    ),
+    (
+        "redis.range_overfetch",
+        "KNN with numeric ranges next to cheaper conditions fetches `k ×` this many neighbours under the cheap conditions and checks the ranges itself (falling back to one query with everything when too few pass).",
+    ),
+    (
+        "redis.item_cache",
+        "Popular items kept decoded in process, shared while Redis returns the same doc bytes for them (never stale: each use compares the bytes just read).",
+    ),
+    (
+        "redis.query_timeout_ms",
+        "Server-side time limit of one query (`TIMEOUT`).",
+    ),
+    (
+        "redis.connect_timeout_ms",
+        "Time to establish a connection.",
+    ),
+    ("redis.response_timeout_ms", "Time to wait for one reply."),
+    (
+        "redis.operation_timeout_ms",
+        "Deadline of one store operation (all its round trips and retries).",
+    ),
+    (
+        "model",
+        "Real-time model: session vector, event weights, popularity decay.",
+    ),
+    (
+        "model.session",
+        "Session vector, recent items, event weights.",
+    ),
+    (
+        "model.session.half_life_seconds",
+        "After this many seconds an event counts half as much in the session vector.",
+    ),
+    (
+        "model.session.recent_capacity",
+        "How many distinct recent items are remembered (and excluded as \"seen\").",
+    ),
+    ("model.session.weights", "Event weights."),
+    ("model.session.weights.view", "Weight of a view."),
+    ("model.session.weights.click", "Weight of a click."),
+    (
+        "model.session.weights.dwell_per_second",
+        "Weight per second of dwell.",
+    ),
+    (
+        "model.session.weights.dwell_max",
+        "capped at this, so that a tab left open does not dominate.",
+    ),
+    (
+        "model.session.weights.add_to_cart",
+        "Weight of an add-to-cart.",
+    ),
+    ("model.session.weights.purchase", "Weight of a purchase."),
+    (
+        "model.session.weights.rating_neutral",
+        "Ratings at or below this carry no positive signal.",
+    ),
+    (
+        "model.session.weights.rating_per_star",
+        "and each star above it weighs this much.",
+    ),
+    ("model.popularity", "Time-decayed popularity."),
+    (
+        "model.popularity.half_life_hours",
+        "After this many hours an event counts half as much.",
+    ),
+    (
+        "model.gate_margin",
+        "A new model goes live only if its NDCG@10 on held-out events is at least the live one's x (1 - this).",
+    ),
+    (
+        "model.keep_versions",
+        "Model versions kept (the live one is never deleted).",
+    ),
+    ("ranking", "Ranking pipeline."),
+    (
+        "ranking.candidates",
+        "KNN candidates fetched per request (before re-ranking), at least `count`.",
+    ),
+    (
+        "ranking.popular_candidates",
+        "Popular candidates fetched per request.",
+    ),
+    (
+        "ranking.session_share_max",
+        "The largest share the session vector can take in the query vector.",
+    ),
+    (
+        "ranking.session_saturation",
+        "reached gradually: at this much (decayed) session weight the share is half the max.",
+    ),
+    (
+        "ranking.similarity_weight",
+        "Weight of vector similarity in the score.",
+    ),
+    (
+        "ranking.popularity_weight",
+        "Weight of (relative, time-decayed) popularity in the score.",
+    ),
+    (
+        "ranking.exclude_seen",
+        "Whether items the user recently touched are left out.",
+    ),
+    (
+        "ranking.rrf_k",
+        "The k of reciprocal rank fusion, 1/(k + rank).",
+    ),
+    ("cache", "Cache tiers."),
+    (
+        "cache.enabled",
+        "Off: every request runs the pipeline (as `use_cache: false` does per request).",
+    ),
+    ("cache.l1_max_entries", "Most L1 entries per kind."),
+    (
+        "cache.l2",
+        "Use Redis as L2 (and pub/sub to invalidate the other servers' L1) in redis mode.",
+    ),
+    ("cache.ttl_seconds", "Time to live per kind."),
+    (
+        "cache.ttl_seconds.recs",
+        "A user's recommendation list for one request shape.",
+    ),
+    (
+        "cache.ttl_seconds.popular",
+        "The popular candidates for one filter (shared by every user).",
+    ),
+    (
+        "cache.ttl_seconds.item",
+        "One item's details (`GET /v1/items/{id}`, with the catalog source's row).",
+    ),
+    (
+        "cache.jitter",
+        "Each entry lives `ttl × (1 ± jitter)`, drawn uniformly, so that entries filled together do not expire together.",
+    ),
+    (
+        "cache.invalidate_on",
+        "Event types that drop the user's cached lists before `/v1/events` answers.",
+    ),
+    (
+        "cache.xfetch_beta",
+        "XFetch β: a hit refreshes the entry in the background with probability rising as expiry nears, scaled by how long the entry took to compute (0 turns it off).",
+    ),
+    (
+        "cache.lock_ttl_ms",
+        "How long a cross-server fill lock lives (milliseconds) if its holder dies.",
+    ),
+    (
+        "cache.lock_wait_ms",
+        "How long a request waits for another server's fill before computing itself.",
+    ),
+    (
+        "cache.warm_items",
+        "At start, fill the popular list and the details of this many top items.",
+    ),
+    (
+        "catalog",
+        "Where item details come from besides recd's own items (PostgreSQL, read through the item cache).",
+    ),
+    (
+        "catalog.query",
+        "The SQL that fetches one item: `$1` is the item id (bound, never interpolated) and it returns at most one row, whose columns become the item's JSON fields.",
+    ),
+    ("catalog.pool_size", "Most connections the pool keeps open."),
+    (
+        "catalog.timeout_ms",
+        "Deadline of each fetch, end to end (waiting for a connection, connecting, running the query), in milliseconds.",
+    ),
+    (
+        "strategies",
+        "Named ranking strategies besides `default` (`[strategies.NAME]`: `ranking` keys that differ from `[ranking]`, `diversity`, `model`).",
+    ),
+    (
+        "experiments",
+        "Impression logging and attribution for experiments.",
+    ),
+    (
+        "experiments.attribution_window_seconds",
+        "Events citing a list count for it this long after it was served (the impression log's TTL).",
+    ),
+    (
+        "experiments.max_impressions",
+        "The most impressions kept in process (embedded backend).",
+    ),
+    (
+        "experiments.log_sample",
+        "Share of lists outside experiments that are logged (experiment lists always are).",
+    ),
+    (
+        "experiments.flush_ms",
+        "How often the embedded backend snapshots counts to `experiments.json`.",
+    ),
+    (
+        "experiments.stream_max",
+        "Redis: the impression stream `exp:log` is capped at about this many entries.",
+    ),
+    ("monitoring", "Online quality and drift."),
+    (
+        "monitoring.enabled",
+        "Whether served lists and events are watched at all.",
+    ),
+    (
+        "monitoring.reference_size",
+        "Observations that make a feature's reference.",
+    ),
+    ("monitoring.live_size", "Observations in a live window."),
+    (
+        "monitoring.min_live",
+        "A live window is reported once it has this many observations.",
+    ),
+    (
+        "monitoring.psi_threshold",
+        "PSI at or above which a feature drifted (with the test's p below `alpha`).",
+    ),
+    (
+        "monitoring.alpha",
+        "Significance level of the two-sample tests.",
+    ),
+    (
+        "monitoring.window_minutes",
+        "The sliding window of coverage and exposure, in minutes.",
+    ),
+    (
+        "monitoring.on_drift_command",
+        "A program and its arguments run when a feature starts drifting (e.g. a retraining); empty: none.",
+    ),
+    (
+        "monitoring.on_drift_min_interval_minutes",
+        "The drift command runs at most once per this many minutes.",
+    ),
+    (
+        "monitoring.diversity_sample",
+        "Share of lists served without item vectors (Redis, cache) whose vectors are fetched to measure diversity.",
+    ),
+    ("auth", "API keys."),
+    (
+        "auth.keys",
+        "Keys given in the config itself (fixed for the life of the process).",
+    ),
+    (
+        "auth.reload_poll_seconds",
+        "How often to look at the keys file's modification time, in seconds.",
+    ),
+    ("limits", "Rate limits per key and per client address."),
+    (
+        "limits.per_key",
+        "Per API key (by its name), on routes that need a key.",
+    ),
+    (
+        "limits.per_key.rps",
+        "Requests per second, sustained; 0 turns the limit off.",
+    ),
+    (
+        "limits.per_key.burst",
+        "Requests allowed at once after a quiet spell (at least 1 when the limit is on).",
+    ),
+    (
+        "limits.per_ip",
+        "Per client IP address, on every route but the public ones (health, readiness, metrics, the API description), checked before the key so that guessing keys is limited too.",
+    ),
+    (
+        "limits.per_ip.rps",
+        "Requests per second, sustained; 0 turns the limit off.",
+    ),
+    (
+        "limits.per_ip.burst",
+        "Requests allowed at once after a quiet spell (at least 1 when the limit is on).",
+    ),
+    (
+        "insecure",
+        "Serve without API keys on a non-loopback address (`--insecure`): only behind something else that controls access.",
+    ),
+];
+
+/// Keys with no default value: path, an example value (TOML), and the doc.
+pub const UNSET: &[(&str, &str, &str)] = &[
+    (
+        "redis.hybrid_policy",
+        "\"batches\"",
+        "Forces a hybrid policy for filtered KNN (batches or adhoc_bf); unset lets RediSearch choose per query.",
+    ),
+    (
+        "redis.batch_size",
+        "100",
+        "`BATCH_SIZE` under the `batches` policy; unset lets RediSearch choose.",
+    ),
+    (
+        "catalog.source",
+        "\"postgres://recd@localhost/shop\"",
+        "The PostgreSQL connection (URL or libpq key/value string) of the item details source; unset: none.",
+    ),
+    (
+        "catalog.notify_channel",
+        "\"item_changed\"",
+        "The channel to LISTEN on for changed items (payload: the item id); unset: details live until their TTL.",
+    ),
+    (
+        "monitoring.category_field",
+        "\"category\"",
+        "The tag field whose values make the category mix; unset: the schema's first tag field, or `category`.",
+    ),
+    (
+        "auth.keys_file",
+        "\"/etc/recd/keys.toml\"",
+        "A TOML or JSON file of more API keys, re-read on SIGHUP or when it changes; unset: none.",
+    ),
+];
+
+/// The `[schema]` every new data dir (or Redis prefix) needs, printed commented out: it
+/// has no default.
+const SCHEMA_EXAMPLE: &str = r#"# The item schema (no default): required to start on a new data dir or Redis prefix;
+# a data dir or prefix that holds data remembers its own. The demo's, for example:
+# [schema]
+# vector = { dim = 64, metric = "cosine" }   # cosine | ip | l2
+# [schema.fields]
+# category = "tag"
+# brand = "tag"
+# price = "numeric"
+# in_stock = "bool"
+# popularity = "numeric"
+# title = "text"
+"#;
+
+fn doc(path: &str) -> Option<&'static str> {
+    DOCS.iter().find(|(p, _)| *p == path).map(|(_, d)| *d)
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// The defaults as a TOML table.
+fn defaults_table() -> Result<Table, ConfigError> {
+    match Value::try_from(Config::default()) {
+        Ok(Value::Table(t)) => Ok(t),
+        Ok(_) => Err(ConfigError("the defaults are not a table".into())),
+        Err(e) => Err(ConfigError(format!(
+            "the defaults do not serialize as TOML: {e}"
+        ))),
+    }
+}
+
+/// Every configuration key with its default and its doc, as TOML.
+pub fn defaults_toml() -> Result<String, ConfigError> {
+    let mut out = String::from(
+        "# recd configuration: every key with its default value.\n\
+         # Layers: defaults < this file (--config) < RECD_* environment < flags.\n\n",
+    );
+    render(&mut out, "", &defaults_table()?);
+    out.push('\n');
+    out.push_str(SCHEMA_EXAMPLE);
+    Ok(out)
+}
+
+fn render(out: &mut String, prefix: &str, table: &Table) {
+    for (key, value) in table {
+        if matches!(value, Value::Table(_)) {
+            continue;
+        }
+        let path = join(prefix, key);
+        if let Some(d) = doc(&path) {
+            out.push_str(&format!("# {d}\n"));
+        }
+        out.push_str(&format!("{key} = {value}\n"));
+    }
+    for (path, example, d) in UNSET {
+        if let Some((parent, key)) = path.rsplit_once('.')
+            && parent == prefix
+        {
+            out.push_str(&format!("# {d}\n# {key} = {example}\n"));
+        }
+    }
+    for (key, value) in table {
+        let Value::Table(inner) = value else { continue };
+        let path = join(prefix, key);
+        out.push('\n');
+        if let Some(d) = doc(&path) {
+            out.push_str(&format!("# {d}\n"));
+        }
+        out.push_str(&format!("[{path}]\n"));
+        render(out, &path, inner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn paths(prefix: &str, table: &Table, out: &mut BTreeSet<String>) {
+        for (key, value) in table {
+            let path = join(prefix, key);
+            if let Value::Table(inner) = value {
+                paths(&path, inner, out);
+            }
+            out.insert(path);
+        }
+    }
+
+    #[test]
+    fn every_key_has_a_doc_and_every_doc_a_key() {
+        let mut keys = BTreeSet::new();
+        paths("", &defaults_table().unwrap(), &mut keys);
+        let documented: BTreeSet<String> = DOCS.iter().map(|(p, _)| p.to_string()).collect();
+        let undocumented: Vec<&String> = keys.difference(&documented).collect();
+        assert!(
+            undocumented.is_empty(),
+            "keys without a doc in DOCS: {undocumented:?}"
+        );
+        let stale: Vec<&String> = documented.difference(&keys).collect();
+        assert!(
+            stale.is_empty(),
+            "DOCS of keys that are not in the config: {stale:?}"
+        );
+        for (path, _, _) in UNSET {
+            assert!(
+                !keys.contains(*path),
+                "{path} has a default now: move it to DOCS"
+            );
+        }
+    }
+
+    /// The README's configuration reference lists every section and key (regenerate its
+    /// tables from `recd config defaults` when this fails).
+    #[test]
+    fn the_readme_lists_every_key() {
+        let readme = include_str!("../../../README.md");
+        let mut keys = BTreeSet::new();
+        paths("", &defaults_table().unwrap(), &mut keys);
+        let table = defaults_table().unwrap();
+        for path in keys
+            .iter()
+            .map(String::as_str)
+            .chain(UNSET.iter().map(|u| u.0))
+        {
+            let (section, key) = path.rsplit_once('.').unwrap_or(("", path));
+            let is_section = path
+                .split('.')
+                .try_fold(&table, |t, k| match t.get(k) {
+                    Some(Value::Table(inner)) => Some(inner),
+                    _ => None,
+                })
+                .is_some();
+            if is_section {
+                assert!(
+                    readme.contains(&format!("`[{path}]`")),
+                    "README lacks [{path}]"
+                );
+            } else {
+                let row = format!("| `{key}` |");
+                let at = match section {
+                    "" => 0,
+                    s => readme.find(&format!("`[{s}]`")).unwrap_or(0),
+                };
+                assert!(readme[at..].contains(&row), "README lacks {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_output_loads_as_the_defaults_and_every_unset_example_is_a_key() {
+        let text = defaults_toml().unwrap();
+        let parsed: Config = toml::from_str(&text).unwrap();
+        assert_eq!(parsed, Config::default());
+        // Each commented-out example, uncommented, is a key of the right type.
+        for (path, example, _) in UNSET {
+            let (section, key) = path.rsplit_once('.').unwrap();
+            let one = format!("[{section}]\n{key} = {example}\n");
+            let parsed: Result<Config, _> = toml::from_str(&one);
+            assert!(parsed.is_ok(), "{path}: {parsed:?}");
+            assert_ne!(parsed.unwrap(), Config::default(), "{path}");
+        }
+        let schema: String = SCHEMA_EXAMPLE
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let parsed: Config = toml::from_str(&schema).unwrap();
+        assert_eq!(parsed.schema.unwrap().vector.dim, 64);
+    }
+}
