@@ -321,6 +321,10 @@ impl Config {
                 "bad configuration: model half-lives must be positive".into(),
             ));
         }
+        self.model
+            .session
+            .check()
+            .map_err(|e| ConfigError(format!("bad configuration: model.session.{}", e.message)))?;
         Ok(())
     }
 }

@@ -45,7 +45,7 @@ use recd_server::config::Backend;
 use recd_server::engine::{EngineError, shared_tier};
 use recd_train::als::{self, AlsModel, AlsParams};
 use recd_train::movielens::{Format, read_interactions};
-use recd_train::{ConfidenceWeights, IdMap, Interaction, Interactions};
+use recd_train::{IdMap, Interaction, Interactions, neutral_warning};
 
 use self::remote::{Failure, LogPage, Remote};
 use crate::movielens::open;
@@ -412,6 +412,9 @@ async fn shared_cache(config: &recd_server::Config) -> Option<recd_server::cache
 
 /// `recd train`.
 pub async fn run(args: TrainArgs) -> Result<()> {
+    // The event weights of the config (`[model.session.weights]`): training weighs events
+    // exactly as the servers' real-time model does.
+    let weights = args.store.load()?.model.session.weights;
     let (target, dim) = match &args.target {
         Some(url) => connect(url, args.api_key.as_deref()).await?,
         None => open_direct(&args.store).await?,
@@ -445,7 +448,11 @@ pub async fn run(args: TrainArgs) -> Result<()> {
             (raw, format!("{}'s event log", target.label()), Some(read))
         }
     };
-    let (data, skipped) = Interactions::from_raw(raw, &ConfidenceWeights::default());
+    if let Some(warning) = neutral_warning(&raw, &weights) {
+        tracing::warn!(source = %source, "{warning}");
+        eprintln!("recd train: warning: {warning}");
+    }
+    let (data, skipped) = Interactions::from_raw(raw, &weights);
     if data.is_empty() {
         return Err(UsageError(format!(
             "no positive interactions in {source} to train on ({skipped} events carry no positive weight)"

@@ -24,7 +24,7 @@ use redb::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::record::Op;
+use super::record::{Op, decode_user, encode_user};
 use crate::error::{StoreError, StoreResult};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -213,9 +213,9 @@ impl Durable {
             let users = read.open_table(USERS).map_err(|e| self.err(e))?;
             for row in users.iter().map_err(|e| self.err(e))? {
                 let (k, v) = row.map_err(|e| self.err(e))?;
-                loaded
-                    .users
-                    .push((k.value().to_string(), decode(v.value(), "user")?));
+                let state = decode_user(v.value(), crate::wall_clock_ms())
+                    .map_err(|e| StoreError::Internal(format!("corrupt user record: {e}")))?;
+                loaded.users.push((k.value().to_string(), state));
             }
             let pop = read.open_table(POPULARITY).map_err(|e| self.err(e))?;
             for row in pop.iter().map_err(|e| self.err(e))? {
@@ -368,7 +368,7 @@ impl Absorb<'_> {
         if seq <= self.applied {
             return Ok(());
         }
-        let op = match Op::decode(payload) {
+        let op = match Op::decode(payload, crate::wall_clock_ms()) {
             Ok(op) => op,
             Err(e) => {
                 // Its checksum held, so these are the bytes that were written: a record
@@ -419,6 +419,11 @@ impl Absorb<'_> {
                     self.user_states.insert(id, Some(state));
                 }
             }
+            Op::ExpireUsers(ids) => {
+                for id in ids {
+                    self.user_states.insert(id, None);
+                }
+            }
             Op::DeleteUser(id) => {
                 let mut seqs = Vec::new();
                 for row in self
@@ -450,7 +455,7 @@ impl Absorb<'_> {
             match state {
                 Some(s) => {
                     self.users
-                        .insert(id.as_str(), encode(s)?.as_slice())
+                        .insert(id.as_str(), encode_user(s)?.as_slice())
                         .map_err(|e| d.err(e))?;
                 }
                 None => {

@@ -18,7 +18,8 @@ use std::hash::{BuildHasher, RandomState};
 use parking_lot::{Mutex, MutexGuard};
 use recd_core::{Event, UserState};
 
-const SHARDS: usize = 64;
+/// How many shards the users are spread over.
+pub const SHARDS: usize = 64;
 
 /// One shard.
 #[derive(Debug, Default)]
@@ -74,6 +75,11 @@ impl Users {
     /// How many users there are.
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().users.len()).sum()
+    }
+
+    /// Locks shard `i` (modulo [`SHARDS`]) alone.
+    pub fn lock_shard(&self, i: usize) -> MutexGuard<'_, Shard> {
+        self.shards[i % SHARDS].lock()
     }
 
     /// Locks the shards of `ids`, in ascending order.
