@@ -498,6 +498,58 @@ mod tests {
     }
 
     #[test]
+    fn user_rows_of_the_first_layout_load_upgraded_and_are_rewritten_in_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // A row as recd wrote it before exclusion sets: postcard of the old UserState
+        // (long_term, session, six counters + dwell seconds, recent, purchased, last event).
+        #[derive(Serialize)]
+        struct Old(
+            Option<Vec<f32>>,
+            Option<()>,
+            [u64; 6],
+            f64,
+            Vec<String>,
+            Vec<String>,
+            i64,
+        );
+        let old = Old(
+            None,
+            None,
+            [3, 0, 0, 0, 1, 0],
+            0.0,
+            vec!["p".into(), "v".into()],
+            vec!["p".into()],
+            42,
+        );
+        {
+            let d = Durable::open(dir.path()).unwrap();
+            d.with_db(|db| {
+                let txn = db.begin_write().unwrap();
+                txn.open_table(USERS)
+                    .unwrap()
+                    .insert("old", encode(&old).unwrap().as_slice())
+                    .unwrap();
+                txn.commit().unwrap();
+                Ok(())
+            })
+            .unwrap();
+        }
+        let d = Durable::open(dir.path()).unwrap();
+        let loaded = d.load().unwrap();
+        let (id, u) = &loaded.users[0];
+        assert_eq!(id, "old");
+        assert_eq!((u.counters.view, u.counters.purchase), (3, 1));
+        assert_eq!((u.recent.clone(), u.purchased.clone()), (vec!["p".to_string(), "v".to_string()], vec!["p".to_string()]));
+        assert!(u.excluded.contains("p") && !u.excluded.contains("v"));
+        assert_eq!(u.last_event_ms, 42);
+        assert!(u.active_ms > 0, "the TTL counts from the upgrade");
+        // a checkpoint writes it back in the current layout, which reads back the same
+        let bytes = encode_user(u).unwrap();
+        assert_eq!(bytes[0], super::super::record::USER_V2);
+        assert_eq!(&decode_user(&bytes, 0).unwrap(), u);
+    }
+
+    #[test]
     fn a_data_dir_from_before_the_log_gets_its_index_and_applied_mark() {
         let dir = tempfile::tempdir().unwrap();
         // What the previous version left: events keyed by sequence number, no per-user

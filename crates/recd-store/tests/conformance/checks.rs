@@ -598,7 +598,8 @@ pub async fn popularity(store: &dyn Store) {
         event("p2", "hat", EventType::View, None, t0 + 1000),
         event("p2", "boot", EventType::AddToCart, None, t0),
         event("p3", "later", EventType::Click, None, t0),
-        event("p3", "shoe", EventType::Rating, Some(1.0), t0),
+        event("p3", "shoe", EventType::Skip, None, t0),
+        event("p3", "shoe", EventType::Hide, None, t0),
     ];
     store.apply_events(&events).await.unwrap();
     let top = store.popular(10, &Filter::all()).await.unwrap();
@@ -621,7 +622,7 @@ pub async fn popularity(store: &dyn Store) {
     assert_eq!(
         top[3].log_score,
         f64::NEG_INFINITY,
-        "a zero-weight rating adds nothing"
+        "a skip (negative weight) and a hide (zero) add nothing"
     );
     let sale = store
         .popular(10, &f(json!({"category":{"any":["sale"]}})))
@@ -631,16 +632,22 @@ pub async fn popularity(store: &dyn Store) {
         sale.iter().map(|h| h.item.id.as_str()).collect::<Vec<_>>(),
         ["hat", "shoe"]
     );
-    // An item that arrives after its events carries their popularity.
+    // An item that arrives after its events starts from nothing: events of ids that are
+    // not items make no popularity entry.
     store
         .upsert_items(vec![upsert(json!({"id":"later","price":1}))])
         .await
         .unwrap();
+    let top = store.popular(10, &Filter::all()).await.unwrap();
+    let later = top.iter().find(|h| h.item.id == "later").expect("listed");
+    assert_eq!(later.log_score, f64::NEG_INFINITY, "{top:?}");
+    // and its events from now on count
+    store
+        .apply_events(&[event("p3", "later", EventType::Click, None, t0)])
+        .await
+        .unwrap();
     let top = store.popular(4, &Filter::all()).await.unwrap();
-    assert_eq!(
-        top[3].item.id, "later",
-        "a click outweighs nothing: {top:?}"
-    );
+    assert_eq!(top[3].item.id, "later", "a click outweighs nothing: {top:?}");
     let click = inc(EventType::Click, None, t0);
     assert!((top[3].log_score - click).abs() < 1e-9);
 }
