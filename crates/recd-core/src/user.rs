@@ -431,6 +431,28 @@ mod tests {
     }
 
     #[test]
+    fn settings_are_checked() {
+        assert!(SessionParams::default().check().is_ok());
+        let hide_repeats = SessionParams {
+            repeatable: vec![EventType::View, EventType::Hide],
+            ..Default::default()
+        };
+        let err = hide_repeats.check().unwrap_err();
+        assert!(err.message.contains("repeatable may not hold 'hide'"), "{err}");
+        let none = SessionParams {
+            excluded_capacity: 0,
+            ..Default::default()
+        };
+        assert!(none.check().unwrap_err().message.contains("excluded_capacity"));
+        assert_eq!(SessionParams::default().ttl_ms(), Some(30 * 24 * 3600 * 1000));
+        let forever = SessionParams {
+            ttl_seconds: 0,
+            ..Default::default()
+        };
+        assert_eq!(forever.ttl_ms(), None);
+    }
+
+    #[test]
     fn item_keys_are_stable() {
         // Golden values: stored exclusion sets depend on them never changing.
         assert_eq!(item_key("sku-1"), 0xf6ba_4edd_272e_0924);
