@@ -329,9 +329,7 @@ impl EventWeights {
         match kind {
             EventType::View => self.view.max(0.0),
             EventType::Click => self.click.max(0.0),
-            EventType::Dwell => (value * self.dwell_per_second)
-                .min(self.dwell_max)
-                .max(0.0),
+            EventType::Dwell => (value * self.dwell_per_second).min(self.dwell_max).max(0.0),
             EventType::AddToCart => self.add_to_cart.max(0.0),
             EventType::Purchase => self.purchase.max(0.0),
             EventType::Rating => ((value - self.rating_neutral) * self.rating_per_star).max(0.0),

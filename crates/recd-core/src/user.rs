@@ -332,7 +332,15 @@ impl UserState {
     /// How many events were applied to this state (the sum of the per-kind counters).
     pub fn event_count(&self) -> u64 {
         let c = &self.counters;
-        c.view + c.click + c.dwell + c.add_to_cart + c.purchase + c.rating + c.dislike + c.hide + c.skip
+        c.view
+            + c.click
+            + c.dwell
+            + c.add_to_cart
+            + c.purchase
+            + c.rating
+            + c.dislike
+            + c.hide
+            + c.skip
     }
 
     /// The norm of the session vector's direction-carrying sum divided by its weight:
@@ -410,7 +418,9 @@ mod tests {
         }
         // rating, purchase, hide, dislike exclude; views, clicks, skips and dwell repeat.
         // The capacity (3) dropped the oldest exclusion (i0, the rating).
-        let excluded: Vec<usize> = (0..8).filter(|i| u.excluded.contains(&format!("i{i}"))).collect();
+        let excluded: Vec<usize> = (0..8)
+            .filter(|i| u.excluded.contains(&format!("i{i}")))
+            .collect();
         assert_eq!(excluded, [1, 3, 5]);
         assert_eq!(u.recent, ["i7", "i6"]);
         // re-excluding moves an item to the newest end
@@ -438,13 +448,24 @@ mod tests {
             ..Default::default()
         };
         let err = hide_repeats.check().unwrap_err();
-        assert!(err.message.contains("repeatable may not hold 'hide'"), "{err}");
+        assert!(
+            err.message.contains("repeatable may not hold 'hide'"),
+            "{err}"
+        );
         let none = SessionParams {
             excluded_capacity: 0,
             ..Default::default()
         };
-        assert!(none.check().unwrap_err().message.contains("excluded_capacity"));
-        assert_eq!(SessionParams::default().ttl_ms(), Some(30 * 24 * 3600 * 1000));
+        assert!(
+            none.check()
+                .unwrap_err()
+                .message
+                .contains("excluded_capacity")
+        );
+        assert_eq!(
+            SessionParams::default().ttl_ms(),
+            Some(30 * 24 * 3600 * 1000)
+        );
         let forever = SessionParams {
             ttl_seconds: 0,
             ..Default::default()

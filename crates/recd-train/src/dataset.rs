@@ -491,8 +491,7 @@ mod tests {
             for kind in EventType::ALL {
                 for value in [None, Some(0.5), Some(3.0), Some(5.0), Some(90.0)] {
                     let serving = w.weight(kind, value);
-                    let (data, skipped) =
-                        Interactions::from_raw([ev("u", "i", kind, value)], &w);
+                    let (data, skipped) = Interactions::from_raw([ev("u", "i", kind, value)], &w);
                     if serving > 0.0 {
                         assert_eq!(data.weights, [serving as f32], "{kind} {value:?}");
                     } else {
@@ -547,7 +546,10 @@ mod tests {
         let mut mixed = ratings.clone();
         mixed.push(ev("u0", "y", EventType::View, None));
         let msg = neutral_warning(&mixed, &w).unwrap();
-        assert!(msg.contains("rating") && !msg.contains("every event"), "{msg}");
+        assert!(
+            msg.contains("rating") && !msg.contains("every event"),
+            "{msg}"
+        );
         // one positive rating is enough; negatives never count as neutral positives
         let mut some = ratings;
         some.push(ev("u9", "x", EventType::Rating, Some(4.0)));

@@ -539,7 +539,13 @@ mod tests {
         let (id, u) = &loaded.users[0];
         assert_eq!(id, "old");
         assert_eq!((u.counters.view, u.counters.purchase), (3, 1));
-        assert_eq!((u.recent.clone(), u.purchased.clone()), (vec!["p".to_string(), "v".to_string()], vec!["p".to_string()]));
+        assert_eq!(
+            (u.recent.clone(), u.purchased.clone()),
+            (
+                vec!["p".to_string(), "v".to_string()],
+                vec!["p".to_string()]
+            )
+        );
         assert!(u.excluded.contains("p") && !u.excluded.contains("v"));
         assert_eq!(u.last_event_ms, 42);
         assert!(u.active_ms > 0, "the TTL counts from the upgrade");

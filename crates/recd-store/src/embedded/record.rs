@@ -294,10 +294,7 @@ mod tests {
                 Op::Users(vec![("u".into(), state.clone())]),
             ),
             (OpRef::DeleteUser("u"), Op::DeleteUser("u".into())),
-            (
-                OpRef::ExpireUsers(&gone),
-                Op::ExpireUsers(gone.to_vec()),
-            ),
+            (OpRef::ExpireUsers(&gone), Op::ExpireUsers(gone.to_vec())),
         ];
         for (written, want) in cases {
             let bytes = written.encode().unwrap();

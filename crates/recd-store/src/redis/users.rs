@@ -25,7 +25,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use recd_core::{Counters, Event, EventType, ExcludedItems, SessionParams, SessionVector, UserState};
+use recd_core::{
+    Counters, Event, EventType, ExcludedItems, SessionParams, SessionVector, UserState,
+};
 
 use super::error::{bad_reply, from_redis};
 use super::keys::Keys;
@@ -46,7 +48,11 @@ struct Snapshot {
 
 /// The exclusion set as hash bytes: little-endian u64 keys, oldest first.
 fn excluded_bytes(excluded: &ExcludedItems) -> Vec<u8> {
-    excluded.keys().iter().flat_map(|k| k.to_le_bytes()).collect()
+    excluded
+        .keys()
+        .iter()
+        .flat_map(|k| k.to_le_bytes())
+        .collect()
 }
 
 fn excluded_from_bytes(b: &[u8]) -> StoreResult<ExcludedItems> {

@@ -647,7 +647,10 @@ pub async fn popularity(store: &dyn Store) {
         .await
         .unwrap();
     let top = store.popular(4, &Filter::all()).await.unwrap();
-    assert_eq!(top[3].item.id, "later", "a click outweighs nothing: {top:?}");
+    assert_eq!(
+        top[3].item.id, "later",
+        "a click outweighs nothing: {top:?}"
+    );
     let click = inc(EventType::Click, None, t0);
     assert!((top[3].log_score - click).abs() < 1e-9);
 }
@@ -1120,7 +1123,15 @@ pub fn hour_ttl() -> recd_store::ModelSettings {
 pub async fn exclusions_are_exact_and_bounded(store: &dyn Store) {
     load(store).await;
     let mut events: Vec<Event> = (0..350)
-        .map(|i| event("heavy", &format!("r{i}"), EventType::Rating, Some(1.0 + (i % 4) as f64), i))
+        .map(|i| {
+            event(
+                "heavy",
+                &format!("r{i}"),
+                EventType::Rating,
+                Some(1.0 + (i % 4) as f64),
+                i,
+            )
+        })
         .collect();
     events.push(event("heavy", "shoe", EventType::Hide, None, 400));
     events.push(event("heavy", "boot", EventType::Dislike, None, 401));
@@ -1141,12 +1152,21 @@ pub async fn exclusions_are_exact_and_bounded(store: &dyn Store) {
     assert_eq!(got.excluded.len(), 300);
     // 352 exclusions in a capacity of 300: r0..r51 were dropped, oldest first
     assert!(!got.excluded.contains("r51") && got.excluded.contains("r52"));
-    assert!(got.excluded.contains("r349") && got.excluded.contains("shoe") && got.excluded.contains("boot"));
+    assert!(
+        got.excluded.contains("r349")
+            && got.excluded.contains("shoe")
+            && got.excluded.contains("boot")
+    );
     assert!(!got.excluded.contains("bag") && !got.excluded.contains("hat"));
     assert_eq!(got.recent.len(), 200);
     assert_eq!(got.counters, want.counters);
     assert_eq!(
-        (got.counters.rating, got.counters.hide, got.counters.dislike, got.counters.skip),
+        (
+            got.counters.rating,
+            got.counters.hide,
+            got.counters.dislike,
+            got.counters.skip
+        ),
         (350, 1, 1, 1)
     );
     assert_eq!(got.event_count(), 354);
@@ -1167,7 +1187,9 @@ pub async fn unknown_items_are_not_popular(store: &dyn Store) {
     assert_eq!((u.counters.purchase, u.counters.view), (1, 1));
     assert!(u.excluded.contains("nope"));
     store
-        .upsert_items(vec![upsert(json!({"id":"nope","category":"hats","price":1}))])
+        .upsert_items(vec![upsert(
+            json!({"id":"nope","category":"hats","price":1}),
+        )])
         .await
         .unwrap();
     let top = store.popular(10, &Filter::all()).await.unwrap();
@@ -1193,7 +1215,11 @@ pub async fn users_stay_while_active(store: &dyn Store) {
     let after = now_ms();
     for id in ["recent", "trained"] {
         let u = store.get_user(id).await.unwrap().unwrap();
-        assert!((before..=after).contains(&u.active_ms), "{id}: {}", u.active_ms);
+        assert!(
+            (before..=after).contains(&u.active_ms),
+            "{id}: {}",
+            u.active_ms
+        );
     }
     let mut expired = 0;
     loop {

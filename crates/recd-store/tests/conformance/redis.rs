@@ -554,5 +554,8 @@ async fn users_of_the_older_layout_keep_their_purchases_excluded() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!(!set, "the legacy Set is gone once the hash holds the purchases");
+    assert!(
+        !set,
+        "the legacy Set is gone once the hash holds the purchases"
+    );
 }

@@ -23,7 +23,10 @@ async fn rated_items_never_come_back(s: &Server) {
         let got = ids(&a);
         assert_eq!(got.len(), 100, "round {round}: {a}");
         for id in &got {
-            assert!(!rated.contains(id), "round {round}: rated item {id} came back");
+            assert!(
+                !rated.contains(id),
+                "round {round}: rated item {id} came back"
+            );
         }
         let events: Vec<Value> = got
             .iter()
@@ -42,8 +45,14 @@ async fn rated_items_never_come_back(s: &Server) {
             .recommend(json!({"user_id": user, "count": count, "use_cache": false}))
             .await;
         assert_eq!(a["source"], "personalized");
-        let back: Vec<String> = ids(&a).into_iter().filter(|id| rated.contains(id)).collect();
-        assert!(back.is_empty(), "count {count}: rated items came back: {back:?}");
+        let back: Vec<String> = ids(&a)
+            .into_iter()
+            .filter(|id| rated.contains(id))
+            .collect();
+        assert!(
+            back.is_empty(),
+            "count {count}: rated items came back: {back:?}"
+        );
         assert_eq!(ids(&a).len(), count, "exclusions must not shorten the list");
     }
 }
@@ -104,7 +113,10 @@ async fn negative_feedback(s: &Server) {
     let after = s
         .recommend(json!({"user_id": user, "count": 200, "use_cache": false}))
         .await;
-    assert!(!ids(&after).contains(&disliked), "a disliked item came back");
+    assert!(
+        !ids(&after).contains(&disliked),
+        "a disliked item came back"
+    );
     assert!(!ids(&after).contains(&hidden), "a hidden item came back");
     let now = score_of(&after, &closest).unwrap_or(f64::NEG_INFINITY);
     assert!(
