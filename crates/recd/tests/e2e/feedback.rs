@@ -85,7 +85,9 @@ async fn negative_feedback(s: &Server) {
     let disliked = list[0].clone();
     let hidden = list[1].clone();
 
-    // hide: gone, counted, the session untouched
+    // hide: gone (from a cached list too), counted, the session untouched
+    let cached = s.recommend(json!({"user_id": user, "count": 50})).await;
+    assert!(ids(&cached).contains(&hidden));
     let (_, u) = s.get(&format!("/v1/users/{user}")).await;
     let norm = u["session_vector_norm"].as_f64().expect("norm");
     s.event(user, &hidden, "hide").await;
@@ -94,6 +96,11 @@ async fn negative_feedback(s: &Server) {
     assert_eq!(u["session_vector_norm"].as_f64(), Some(norm));
     let after_hide = ask().await;
     assert!(!ids(&after_hide).contains(&hidden));
+    let cached = s.recommend(json!({"user_id": user, "count": 50})).await;
+    assert!(
+        !ids(&cached).contains(&hidden),
+        "a hidden item came back from the cache"
+    );
 
     // dislike: gone, and the items most like it lose score
     let (_, d) = s
