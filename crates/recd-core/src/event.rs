@@ -35,17 +35,29 @@ pub enum EventType {
     Purchase,
     /// The user rated the item `value` (0.5–5).
     Rating,
+    /// The user said they do not want the item: it never comes back for them, and the
+    /// session vector moves away from it (a negative weight).
+    Dislike,
+    /// The user hid the item: it never comes back for them; no other effect.
+    Hide,
+    /// The user passed over the item (scrolled past, swiped on): a weak negative that
+    /// moves the session a little away from it but does not exclude it, since a skip says
+    /// "not now" more often than "never".
+    Skip,
 }
 
 impl EventType {
     /// Every kind, in a fixed order.
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 9] = [
         EventType::View,
         EventType::Click,
         EventType::Dwell,
         EventType::AddToCart,
         EventType::Purchase,
         EventType::Rating,
+        EventType::Dislike,
+        EventType::Hide,
+        EventType::Skip,
     ];
 
     /// The name used in the API.
@@ -57,7 +69,17 @@ impl EventType {
             EventType::AddToCart => "add_to_cart",
             EventType::Purchase => "purchase",
             EventType::Rating => "rating",
+            EventType::Dislike => "dislike",
+            EventType::Hide => "hide",
+            EventType::Skip => "skip",
         }
+    }
+
+    /// Whether the event says "never show me this again" whatever the configuration
+    /// (`dislike`, `hide`): it always excludes the item for the user, and training never
+    /// counts the pair as a positive interaction.
+    pub fn is_rejection(self) -> bool {
+        matches!(self, EventType::Dislike | EventType::Hide)
     }
 
     /// Parses the API name.
@@ -80,7 +102,7 @@ impl std::str::FromStr for EventType {
         match EventType::parse(s) {
             Some(kind) => Ok(kind),
             None => invalid!(
-                "unknown event type '{s}' (view, click, dwell, add_to_cart, purchase, rating)"
+                "unknown event type '{s}' (view, click, dwell, add_to_cart, purchase, rating, dislike, hide, skip)"
             ),
         }
     }
@@ -233,8 +255,29 @@ fn rfc3339_ms(s: &str) -> Result<i64, ValidationError> {
     }
 }
 
-/// How strongly each kind of event says "the user wants this", used for the session vector
-/// and popularity. Configurable; the defaults rank intent: purchase > cart > click > view.
+/// How strongly each kind of event says "the user wants this": the one definition of an
+/// event's weight, used by the session vector and popularity when events arrive (both
+/// backends), by ALS as its confidence input `w` (`c = 1 + alpha · w`), and by the replay.
+/// Configurable (`[model.session.weights]`); the defaults rank intent: purchase > cart >
+/// click > view.
+///
+/// Defaults and why:
+/// - the funnel `view 1 < click 2 < add_to_cart 4 < purchase 8`: each step is a few times
+///   rarer and a stronger statement than the one before, so it doubles the weight (ALS's
+///   `alpha` absorbs the scale);
+/// - `dwell`: 0.05 per second, capped at 6 (two minutes, between cart and purchase): a
+///   long read is strong interest, a tab left open for an hour is not 30 times stronger;
+/// - `rating`: `rating_per_star · (stars − rating_neutral)` with neutral 0, i.e. the stars:
+///   a rating says the user watched or used the item, which is what implicit feedback
+///   learns from; low ratings are positives of low weight. Set `rating_neutral = 2.5` to
+///   make ratings at or below it carry nothing (`dislike` is the explicit negative).
+///   A data set whose values all weigh 0 under the settings (ratings all ≤ the neutral)
+///   teaches nothing: `recd train` and `recd eval` warn about it.
+///
+/// The weight is signed: positive for interest, 0 for no signal (a `hide`, a rating at or
+/// below `rating_neutral`), negative for disinterest (`dislike`, weakly `skip`). Only a
+/// positive weight makes an item more popular or a training positive; a negative one
+/// moves the user's session vector away from the item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EventWeights {
@@ -254,6 +297,10 @@ pub struct EventWeights {
     pub rating_neutral: f64,
     /// ...and each star above it weighs this much.
     pub rating_per_star: f64,
+    /// Weight of a dislike (≤ 0): how hard it pushes the session away from the item.
+    pub dislike: f64,
+    /// Weight of a skip (≤ 0): a weak push away.
+    pub skip: f64,
 }
 
 impl Default for EventWeights {
@@ -261,30 +308,63 @@ impl Default for EventWeights {
         Self {
             view: 1.0,
             click: 2.0,
-            dwell_per_second: 1.0 / 30.0,
-            dwell_max: 3.0,
+            dwell_per_second: 0.05,
+            dwell_max: 6.0,
             add_to_cart: 4.0,
-            purchase: 6.0,
-            rating_neutral: 2.5,
+            purchase: 8.0,
+            rating_neutral: 0.0,
             rating_per_star: 1.0,
+            dislike: -4.0,
+            skip: -0.5,
         }
     }
 }
 
 impl EventWeights {
-    /// The (non-negative) weight of one event.
+    /// The signed weight of one event (see the type's doc). Positive kinds never weigh
+    /// less than 0, negative ones never more; a value that is absent or not finite counts
+    /// as 0 seconds or stars.
     pub fn weight(&self, kind: EventType, value: Option<f64>) -> f64 {
-        let w = match kind {
-            EventType::View => self.view,
-            EventType::Click => self.click,
-            EventType::Dwell => (value.unwrap_or(0.0) * self.dwell_per_second).min(self.dwell_max),
-            EventType::AddToCart => self.add_to_cart,
-            EventType::Purchase => self.purchase,
-            EventType::Rating => {
-                (value.unwrap_or(0.0) - self.rating_neutral) * self.rating_per_star
+        let value = value.filter(|v| v.is_finite()).unwrap_or(0.0);
+        match kind {
+            EventType::View => self.view.max(0.0),
+            EventType::Click => self.click.max(0.0),
+            EventType::Dwell => (value * self.dwell_per_second).min(self.dwell_max).max(0.0),
+            EventType::AddToCart => self.add_to_cart.max(0.0),
+            EventType::Purchase => self.purchase.max(0.0),
+            EventType::Rating => ((value - self.rating_neutral) * self.rating_per_star).max(0.0),
+            EventType::Dislike => self.dislike.min(0.0),
+            EventType::Hide => 0.0,
+            EventType::Skip => self.skip.min(0.0),
+        }
+    }
+
+    /// Checks a configuration: every weight finite, the positive kinds ≥ 0 and the
+    /// negative ones (`dislike`, `skip`) ≤ 0. The message names the key.
+    pub fn check(&self) -> Result<(), ValidationError> {
+        let positive = [
+            ("view", self.view),
+            ("click", self.click),
+            ("dwell_per_second", self.dwell_per_second),
+            ("dwell_max", self.dwell_max),
+            ("add_to_cart", self.add_to_cart),
+            ("purchase", self.purchase),
+            ("rating_per_star", self.rating_per_star),
+        ];
+        for (key, w) in positive {
+            if !(w.is_finite() && w >= 0.0) {
+                return invalid!("weights.{key} must be a finite number >= 0, got {w}");
             }
-        };
-        w.max(0.0)
+        }
+        if !self.rating_neutral.is_finite() {
+            return invalid!("weights.rating_neutral must be finite");
+        }
+        for (key, w) in [("dislike", self.dislike), ("skip", self.skip)] {
+            if !(w.is_finite() && w <= 0.0) {
+                return invalid!("weights.{key} must be a finite number <= 0, got {w}");
+            }
+        }
+        Ok(())
     }
 }
 
@@ -422,7 +502,37 @@ mod tests {
         assert!(w.weight(EventType::AddToCart, None) > w.weight(EventType::Click, None));
         assert!(w.weight(EventType::Click, None) > w.weight(EventType::View, None));
         assert_eq!(w.weight(EventType::Dwell, Some(3600.0)), w.dwell_max);
-        assert_eq!(w.weight(EventType::Rating, Some(2.0)), 0.0);
-        assert_eq!(w.weight(EventType::Rating, Some(5.0)), 2.5);
+        assert_eq!(w.weight(EventType::Dwell, Some(10.0)), 0.5);
+        assert_eq!(w.weight(EventType::Rating, Some(2.0)), 2.0);
+        assert_eq!(w.weight(EventType::Rating, Some(f64::NAN)), 0.0);
+        let neutral = EventWeights {
+            rating_neutral: 2.5,
+            ..EventWeights::default()
+        };
+        assert_eq!(neutral.weight(EventType::Rating, Some(2.0)), 0.0);
+        assert_eq!(neutral.weight(EventType::Rating, Some(5.0)), 2.5);
+    }
+
+    #[test]
+    fn negative_events_weigh_below_zero_and_hide_weighs_nothing() {
+        let w = EventWeights::default();
+        assert!(w.weight(EventType::Dislike, None) < w.weight(EventType::Skip, None));
+        assert!(w.weight(EventType::Skip, None) < 0.0);
+        assert_eq!(w.weight(EventType::Hide, None), 0.0);
+        // a misconfigured sign is refused by `check`, and clamped by `weight` meanwhile
+        let bad = EventWeights {
+            dislike: 1.0,
+            ..EventWeights::default()
+        };
+        assert!(bad.check().unwrap_err().message.contains("weights.dislike"));
+        assert_eq!(bad.weight(EventType::Dislike, None), 0.0);
+        let bad = EventWeights {
+            click: -1.0,
+            ..EventWeights::default()
+        };
+        assert!(bad.check().unwrap_err().message.contains("weights.click"));
+        assert!(EventWeights::default().check().is_ok());
+        assert!(EventType::Dislike.is_rejection() && EventType::Hide.is_rejection());
+        assert!(!EventType::Skip.is_rejection() && !EventType::Purchase.is_rejection());
     }
 }

@@ -41,4 +41,4 @@ pub use event::{Event, EventType, EventWeights};
 pub use filter::Filter;
 pub use item::{FieldValue, Item, ItemUpsert};
 pub use schema::{FieldType, Metric, Schema, VectorSpec};
-pub use user::{Counters, SessionParams, SessionVector, UserState};
+pub use user::{Counters, ExcludedItems, SessionParams, SessionVector, UserState, item_key};

@@ -206,6 +206,12 @@ pub struct CountersView {
     pub purchase: u64,
     /// Ratings.
     pub rating: u64,
+    /// Dislikes.
+    pub dislike: u64,
+    /// Hides.
+    pub hide: u64,
+    /// Skips.
+    pub skip: u64,
     /// Total dwell seconds.
     pub dwell_seconds: f64,
 }
@@ -219,6 +225,9 @@ impl From<&Counters> for CountersView {
             add_to_cart: c.add_to_cart,
             purchase: c.purchase,
             rating: c.rating,
+            dislike: c.dislike,
+            hide: c.hide,
+            skip: c.skip,
             dwell_seconds: c.dwell_seconds,
         }
     }
@@ -233,8 +242,11 @@ pub struct UserView {
     pub counters: CountersView,
     /// Distinct recently touched items, most recent first.
     pub recent_items: Vec<String>,
-    /// Items bought.
+    /// Items bought, most recent first (at most `model.session.purchased_capacity`).
     pub purchased: Vec<String>,
+    /// How many items are excluded from the user's recommendations for good (purchased,
+    /// rated, disliked, hidden...; at most `model.session.excluded_capacity`).
+    pub excluded_items: usize,
     /// Norm of the session vector (0 without one).
     pub session_vector_norm: f64,
     /// Whether training gave the user a long-term vector.
@@ -250,7 +262,8 @@ impl UserView {
             user_id,
             counters: CountersView::from(&state.counters),
             recent_items: state.recent.clone(),
-            purchased: state.purchased.iter().cloned().collect(),
+            purchased: state.purchased.clone(),
+            excluded_items: state.excluded.len(),
             session_vector_norm: state.session_vector_norm(),
             has_long_term_vector: state.long_term.is_some(),
             last_event_ms: state.last_event_ms,

@@ -333,6 +333,10 @@ impl Config {
                 "bad configuration: model.keep_versions must be at least 1".into(),
             ));
         }
+        self.model
+            .session
+            .check()
+            .map_err(|e| ConfigError(format!("bad configuration: model.session.{}", e.message)))?;
         Ok(())
     }
 }

@@ -138,7 +138,31 @@ pub const DOCS: &[(&str, &str)] = &[
         "model.session.recent_capacity",
         "How many distinct recent items are remembered (and excluded as \"seen\").",
     ),
+    (
+        "model.session.repeatable",
+        "Event types after which the item may be recommended again; any other type excludes it for good (dislike and hide always do).",
+    ),
+    (
+        "model.session.excluded_capacity",
+        "Most items excluded per user; beyond it the oldest exclusion is dropped first.",
+    ),
+    (
+        "model.session.purchased_capacity",
+        "Most purchased items listed per user (their exclusion is kept by excluded_capacity).",
+    ),
+    (
+        "model.session.ttl_seconds",
+        "A user with no write for this many seconds is forgotten (0: never).",
+    ),
     ("model.session.weights", "Event weights."),
+    (
+        "model.session.weights.dislike",
+        "Weight of a dislike (<= 0): how hard it pushes the session away from the item.",
+    ),
+    (
+        "model.session.weights.skip",
+        "Weight of a skip (<= 0): a weak push away.",
+    ),
     ("model.session.weights.view", "Weight of a view."),
     ("model.session.weights.click", "Weight of a click."),
     (

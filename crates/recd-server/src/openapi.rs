@@ -370,14 +370,16 @@ fn paths_and_schemas() -> Value {
                 "took_ms": {"type": "number"}, "stages": {"type": "object"}}},
             "Event": {"type": "object", "required": ["user_id", "item_id", "type"], "properties": {
                 "user_id": {"type": "string"}, "item_id": {"type": "string"},
-                "type": {"type": "string", "enum": ["view", "click", "dwell", "add_to_cart", "purchase", "rating"]},
+                "type": {"type": "string", "enum": ["view", "click", "dwell", "add_to_cart", "purchase", "rating", "dislike", "hide", "skip"],
+                    "description": "dislike and hide: the item never comes back for the user (dislike also turns their session away from it); skip: a weak negative that does not exclude"},
                 "value": {"type": "number"}, "timestamp": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]},
                 "recommendation_id": {"type": "string"}}},
             "IdVector": {"type": "object", "required": ["id", "vector"], "additionalProperties": false, "properties": {
                 "id": {"type": "string", "minLength": 1, "maxLength": 256},
                 "vector": {"type": "array", "items": {"type": "number"}}}},
             "User": {"type": "object", "properties": {"user_id": {"type": "string"}, "counters": {"type": "object"},
-                "recent_items": {"type": "array", "items": {"type": "string"}}, "purchased": {"type": "array", "items": {"type": "string"}},
+                "recent_items": {"type": "array", "items": {"type": "string"}}, "purchased": {"type": "array", "items": {"type": "string"}, "description": "Most recent first, at most model.session.purchased_capacity"},
+                "excluded_items": {"type": "integer", "description": "Items never recommended to the user again (purchased, rated, disliked, hidden...), at most model.session.excluded_capacity"},
                 "session_vector_norm": {"type": "number"}, "has_long_term_vector": {"type": "boolean"},
                 "last_event_ms": {"type": "integer"}}},
         }},

@@ -290,7 +290,7 @@ impl Recommender {
         else {
             return Ok(None);
         };
-        let excluded: std::collections::HashSet<&str> = [item_id].into_iter().collect();
+        let excluded = recd_core::pipeline::rerank::Exclusions::ids([item_id]);
         let (hits, source) = match &item.vector {
             Some(v) => {
                 let hits = self.store.knn(v, count + 1, filter).await?;

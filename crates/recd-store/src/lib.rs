@@ -127,6 +127,23 @@ impl Default for ModelSettings {
     }
 }
 
+/// The wall clock in milliseconds since the epoch: when a user state was last written
+/// (`UserState::active_ms`, which the inactivity TTL counts from).
+pub(crate) fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// What one call of [`Store::expire_users`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Expired {
+    /// Users forgotten by this call.
+    pub users: usize,
+    /// Whether this call finished a pass over every user (the next one starts another).
+    pub pass_done: bool,
+}
+
 /// The serving state of the engine. Every method is safe to call concurrently.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -173,9 +190,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<Arc<Item>>>;
 
     /// Applies events: each user's events atomically and in order (session vector,
-    /// counters, recent and purchased items), item popularity, and the event log.
-    /// Events for unknown items still count (the item may arrive later) but move no vector.
+    /// counters, recent and purchased items, exclusions), item popularity, and the event
+    /// log. Events for unknown items still count for the user (the item may arrive
+    /// later) but move no vector and make no popularity entry: anyone may send events,
+    /// and ids that are not items must not grow the store. Each write of a user
+    /// stamps `UserState::active_ms` with the store's clock.
     async fn apply_events(&self, events: &[Event]) -> StoreResult<()>;
+
+    /// Forgets, with bounded work per call, users inactive for longer than the session
+    /// TTL (`SessionParams::ttl_seconds`, 0 = never) as of `now_ms`: their state, not
+    /// their events in the log. The embedded store checks one of its user shards per call
+    /// under that shard's lock only; Redis expires user keys by itself (`EXPIRE`,
+    /// refreshed by every write), and this call takes the expired ids off the set of
+    /// users, a batch per call. The server calls it every second.
+    async fn expire_users(&self, now_ms: i64) -> StoreResult<Expired>;
 
     /// A user's state, `None` for a user never seen.
     async fn get_user(&self, id: &str) -> StoreResult<Option<UserState>>;

@@ -3,14 +3,19 @@
 //! A raw [`Interaction`] is what a file or the event log holds: external user and item ids,
 //! the [`EventType`] (recd-core's, the API's), an optional value (rating stars or dwell seconds) and a timestamp.
 //! [`Interactions::from_raw`] maps ids to dense `u32` indices ([`IdMap`]) and turns each
-//! event into a *confidence input* `w ≥ 0` with [`ConfidenceWeights`]. Models see the
+//! event into a *confidence input* `w ≥ 0` with recd-core's [`EventWeights`] (the
+//! serving side's definition, [`ConfidenceWeights`] here). Negative feedback is no
+//! interaction: a `dislike` or `hide` of an item drops every event of that user–item
+//! pair, before or after it (the user said no; a click that preceded it is not a
+//! preference, and the item is never shown to them again anyway), and a `skip` (weight
+//! ≤ 0) is dropped like any event without positive weight. Models see the
 //! user × item matrix of summed `w` ([`Interactions::user_item_matrix`]); implicit ALS then
 //! uses the confidence `c = 1 + alpha · w` of Hu, Koren & Volinsky.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use recd_core::EventType;
+use recd_core::{EventType, EventWeights};
 use serde::{Deserialize, Serialize};
 
 /// One raw event with external ids, as read from a file or the event log.
@@ -28,77 +33,53 @@ pub struct Interaction {
     pub timestamp_ms: i64,
 }
 
-/// How an event becomes a confidence input `w` (ALS uses `c = 1 + alpha · w`).
-///
-/// Defaults and why:
-/// - The commerce funnel `view 1 < click 2 < add_to_cart 4 < purchase 8`: each step is
-///   roughly a few times rarer and a stronger statement of preference than the one before,
-///   so it doubles the weight; the ratio matters, the scale is absorbed by `alpha`.
-/// - `dwell`: `dwell_per_second · min(seconds, dwell_cap_seconds)` = 0.05/s capped at 120 s,
-///   i.e. at most 6 (between add-to-cart and purchase): a long read is strong interest, but
-///   a tab left open for an hour is not 30× stronger than two minutes. A dwell without a
-///   value counts like a view.
-/// - `rating`: `rating_scale · max(stars − rating_offset, 0)` with offset 0 and scale 1, i.e.
-///   `w = stars`. On MovieLens every rating means "watched", which is the signal the
-///   top-k protocol tests, so low ratings stay positives with low confidence. Set
-///   `rating_offset = 2.5` to drop ≤ 2.5-star ratings as positives instead (events with
-///   `w ≤ 0` are skipped).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ConfidenceWeights {
-    /// Weight of a view.
-    pub view: f32,
-    /// Weight of a click.
-    pub click: f32,
-    /// Weight of an add-to-cart.
-    pub add_to_cart: f32,
-    /// Weight of a purchase.
-    pub purchase: f32,
-    /// Weight per dwell second.
-    pub dwell_per_second: f32,
-    /// Dwell seconds beyond this add nothing.
-    pub dwell_cap_seconds: f32,
-    /// Stars at or below this give no positive signal.
-    pub rating_offset: f32,
-    /// Weight per star above `rating_offset`.
-    pub rating_scale: f32,
-}
+/// How an event becomes a confidence input `w` (ALS uses `c = 1 + alpha · w`): recd-core's
+/// [`EventWeights`], the one definition the serving side (session vectors, popularity)
+/// uses too, so that offline and online learning weigh an event alike. The old name stays
+/// for callers that used it.
+pub type ConfidenceWeights = EventWeights;
 
-impl Default for ConfidenceWeights {
-    fn default() -> Self {
-        Self {
-            view: 1.0,
-            click: 2.0,
-            add_to_cart: 4.0,
-            purchase: 8.0,
-            dwell_per_second: 0.05,
-            dwell_cap_seconds: 120.0,
-            rating_offset: 0.0,
-            rating_scale: 1.0,
+/// Why a data set may teach nothing under `weights`: the kinds of positive event whose
+/// every occurrence weighs 0 (ratings all at or below `rating_neutral`, dwell events all of
+/// 0 seconds, a kind whose weight is configured 0), as one warning line, or `None`.
+/// `recd train` and `recd eval` print it and log it (`tracing::warn!`).
+pub fn neutral_warning(raw: &[Interaction], weights: &EventWeights) -> Option<String> {
+    let mut seen: HashMap<EventType, (usize, usize)> = HashMap::new();
+    for ev in raw {
+        if ev.kind.is_rejection() || ev.kind == EventType::Skip {
+            continue;
+        }
+        let e = seen.entry(ev.kind).or_default();
+        e.0 += 1;
+        if weights.weight(ev.kind, ev.value) <= 0.0 {
+            e.1 += 1;
         }
     }
-}
-
-impl ConfidenceWeights {
-    /// The confidence input of one event; `0` (or less) means "not a positive".
-    /// Non-finite values count as absent.
-    pub fn weight(&self, kind: EventType, value: Option<f64>) -> f32 {
-        let value = value.filter(|v| v.is_finite()).map(|v| v as f32);
-        match kind {
-            EventType::View => self.view,
-            EventType::Click => self.click,
-            EventType::AddToCart => self.add_to_cart,
-            EventType::Purchase => self.purchase,
-            EventType::Dwell => match value {
-                Some(s) => self.dwell_per_second * s.clamp(0.0, self.dwell_cap_seconds),
-                None => self.view,
-            },
-            EventType::Rating => match value {
-                Some(r) => self.rating_scale * (r - self.rating_offset).max(0.0),
-                None => self.view,
-            },
-        }
+    let mut neutral: Vec<String> = EventType::ALL
+        .into_iter()
+        .filter_map(|k| match seen.get(&k) {
+            Some(&(n, zero)) if n > 0 && zero == n => Some(format!("all {n} {k} events")),
+            _ => None,
+        })
+        .collect();
+    if neutral.is_empty() {
+        return None;
     }
+    let every = seen.values().all(|&(n, zero)| n == zero);
+    let last = neutral.pop().unwrap_or_default();
+    let list = if neutral.is_empty() {
+        last
+    } else {
+        format!("{} and {last}", neutral.join(", "))
+    };
+    Some(format!(
+        "{list} weigh 0 under the event weights (rating_neutral {}, dwell_per_second {}){}: \
+         they teach neither training nor the real-time model; check the values \
+         (ratings are 0.5 to 5 stars) or [model.session.weights]",
+        weights.rating_neutral,
+        weights.dwell_per_second,
+        if every { ", which is every event" } else { "" }
+    ))
 }
 
 /// A bijection between external string ids and dense `u32` indices (in first-seen order).
@@ -179,8 +160,9 @@ pub struct Interactions {
 
 impl Interactions {
     /// Map raw events to indices and confidence inputs. Events whose weight is not
-    /// positive and finite (e.g. a rating at or below `rating_offset`) are dropped; the
-    /// second value counts them. Ids are registered only for kept events.
+    /// positive and finite (e.g. a rating at or below `rating_neutral`, a skip) and every
+    /// event of a pair the user disliked or hid are dropped; the second value counts
+    /// them. Ids are registered only for kept events.
     pub fn from_raw<I>(raw: I, weights: &ConfidenceWeights) -> (Self, usize)
     where
         I: IntoIterator<Item = Interaction>,
@@ -198,13 +180,22 @@ impl Interactions {
     where
         I: IntoIterator<Item = Interaction>,
     {
+        let raw: Vec<Interaction> = raw.into_iter().collect();
+        let rejected: std::collections::HashSet<(&str, &str)> = raw
+            .iter()
+            .filter(|ev| ev.kind.is_rejection())
+            .map(|ev| (ev.user.as_str(), ev.item.as_str()))
+            .collect();
         let mut user_ids = IdMap::new();
         let mut item_ids = items;
         let mut out = Self::empty(Arc::new(IdMap::new()), Arc::new(IdMap::new()));
         let mut skipped = 0;
-        for ev in raw {
-            let w = weights.weight(ev.kind, ev.value);
-            if !(w.is_finite() && w > 0.0) {
+        for ev in &raw {
+            let w = weights.weight(ev.kind, ev.value) as f32;
+            if !(w.is_finite() && w > 0.0)
+                || (!rejected.is_empty()
+                    && rejected.contains(&(ev.user.as_str(), ev.item.as_str())))
+            {
                 skipped += 1;
                 continue;
             }
@@ -484,39 +475,92 @@ mod tests {
     }
 
     #[test]
-    fn default_weights_order_the_funnel_and_cap_dwell() {
-        let w = ConfidenceWeights::default();
-        let v = w.weight(EventType::View, None);
-        let c = w.weight(EventType::Click, None);
-        let a = w.weight(EventType::AddToCart, None);
-        let p = w.weight(EventType::Purchase, None);
-        assert!(v < c && c < a && a < p);
-        assert_eq!(w.weight(EventType::Dwell, Some(10.0)), 0.5);
-        assert_eq!(w.weight(EventType::Dwell, Some(1e6)), 6.0);
-        assert_eq!(w.weight(EventType::Dwell, Some(-3.0)), 0.0);
-        assert_eq!(w.weight(EventType::Dwell, None), v);
-        assert_eq!(w.weight(EventType::Rating, Some(4.5)), 4.5);
-        assert_eq!(w.weight(EventType::Rating, Some(f64::NAN)), v);
-        let shifted = ConfidenceWeights {
-            rating_offset: 2.5,
-            ..Default::default()
-        };
-        assert_eq!(shifted.weight(EventType::Rating, Some(2.0)), 0.0);
-        assert_eq!(shifted.weight(EventType::Rating, Some(4.0)), 1.5);
+    fn training_takes_the_weights_serving_takes() {
+        // The confidence input of every kind of event is exactly the weight the session
+        // vector and popularity use (`EventWeights::weight`), for defaults and a config.
+        let configs = [
+            EventWeights::default(),
+            EventWeights {
+                rating_neutral: 2.5,
+                purchase: 20.0,
+                dwell_per_second: 0.2,
+                ..EventWeights::default()
+            },
+        ];
+        for w in configs {
+            for kind in EventType::ALL {
+                for value in [None, Some(0.5), Some(3.0), Some(5.0), Some(90.0)] {
+                    let serving = w.weight(kind, value);
+                    let (data, skipped) = Interactions::from_raw([ev("u", "i", kind, value)], &w);
+                    if serving > 0.0 {
+                        assert_eq!(data.weights, [serving as f32], "{kind} {value:?}");
+                    } else {
+                        assert_eq!((data.len(), skipped), (0, 1), "{kind} {value:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
-    fn weights_deserialize_with_defaults_and_reject_unknown_keys() {
-        let w: ConfidenceWeights = serde_json::from_str(r#"{"purchase": 20}"#).unwrap();
-        assert_eq!(w.purchase, 20.0);
-        assert_eq!(w.view, 1.0);
-        assert!(serde_json::from_str::<ConfidenceWeights>(r#"{"purchse": 20}"#).is_err());
+    fn a_dislike_or_hide_takes_the_pair_out_of_training() {
+        let w = EventWeights::default();
+        let raw = vec![
+            ev("a", "x", EventType::Click, None),
+            ev("a", "y", EventType::Click, None),
+            ev("a", "x", EventType::Dislike, None),
+            ev("b", "x", EventType::Purchase, None),
+            ev("b", "y", EventType::Hide, None),
+            ev("b", "y", EventType::View, None),
+            ev("b", "z", EventType::Skip, None),
+        ];
+        let (data, skipped) = Interactions::from_raw(raw, &w);
+        let pairs: Vec<(&str, &str)> = (0..data.len())
+            .map(|e| {
+                (
+                    data.user_ids().id(data.users[e]).unwrap(),
+                    data.item_ids().id(data.items[e]).unwrap(),
+                )
+            })
+            .collect();
+        // a's click on x before the dislike, b's view of y after the hide: gone
+        assert_eq!(pairs, [("a", "y"), ("b", "x")]);
+        assert_eq!(skipped, 5);
+    }
+
+    #[test]
+    fn a_data_set_that_weighs_nothing_is_named() {
+        let w = EventWeights {
+            rating_neutral: 2.5,
+            ..EventWeights::default()
+        };
+        let ratings: Vec<Interaction> = (0..4)
+            .map(|i| ev(&format!("u{i}"), "x", EventType::Rating, Some(1.0)))
+            .collect();
+        let msg = neutral_warning(&ratings, &w).unwrap();
+        assert!(msg.contains("all 4 rating events weigh 0"), "{msg}");
+        assert!(msg.contains("which is every event"), "{msg}");
+        // the default weights count every rating
+        assert_eq!(neutral_warning(&ratings, &EventWeights::default()), None);
+        // a kind that is all neutral is named even when others teach something
+        let mut mixed = ratings.clone();
+        mixed.push(ev("u0", "y", EventType::View, None));
+        let msg = neutral_warning(&mixed, &w).unwrap();
+        assert!(
+            msg.contains("rating") && !msg.contains("every event"),
+            "{msg}"
+        );
+        // one positive rating is enough; negatives never count as neutral positives
+        let mut some = ratings;
+        some.push(ev("u9", "x", EventType::Rating, Some(4.0)));
+        some.push(ev("u9", "x", EventType::Dislike, None));
+        assert_eq!(neutral_warning(&some, &w), None);
     }
 
     #[test]
     fn from_raw_maps_ids_and_drops_non_positive() {
-        let shifted = ConfidenceWeights {
-            rating_offset: 2.5,
+        let shifted = EventWeights {
+            rating_neutral: 2.5,
             ..Default::default()
         };
         let raw = vec![

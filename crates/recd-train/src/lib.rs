@@ -71,5 +71,5 @@ pub mod recommender;
 pub mod replay;
 pub mod split;
 
-pub use dataset::{ConfidenceWeights, Csr, IdMap, Interaction, Interactions};
+pub use dataset::{ConfidenceWeights, Csr, IdMap, Interaction, Interactions, neutral_warning};
 pub use error::{Result, TrainError};

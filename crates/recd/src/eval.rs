@@ -38,7 +38,7 @@ use recd_train::eval::{EvalConfig, EvalReport, Evaluation};
 use recd_train::movielens::{Format, Loaded, read_interactions};
 use recd_train::replay::{ReplayEvent, ReplayRecommender};
 use recd_train::split::SplitMethod;
-use recd_train::{ConfidenceWeights, IdMap, Interactions};
+use recd_train::{IdMap, Interactions, neutral_warning};
 use tokio::runtime::Handle;
 
 use crate::UsageError;
@@ -342,7 +342,13 @@ fn build_pipeline(
 fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> Result<EvalReport> {
     let t = Instant::now();
     let loaded = read_interactions(&args.interactions, args.format).map_err(train_error)?;
-    let (data, sets, skipped) = loaded.to_interactions(&ConfidenceWeights::default());
+    // One definition of event weights: the config's, as the pipeline store applies them.
+    let weights = &config.model.session.weights;
+    if let Some(warning) = neutral_warning(&loaded.interactions, weights) {
+        tracing::warn!(dataset = %loaded.name, "{warning}");
+        eprintln!("recd eval: warning: {warning}");
+    }
+    let (data, sets, skipped) = loaded.to_interactions(weights);
     let split = SplitMethod::from_name(&args.split, args.test_fraction).map_err(train_error)?;
     let factors = args.als.factors.unwrap_or(64);
     let eval_config = EvalConfig {

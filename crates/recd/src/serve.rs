@@ -204,6 +204,7 @@ pub async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
     let l2 = shared_cache_tier(&config).await;
     let catalog = catalog_source(&config).await?;
     let experiments = experiments(&config).await?;
+    spawn_user_expiry(&store);
     let state =
         AppState::build(store, config, l2, catalog.clone(), experiments).with_access(access);
     state.engine.listen().await;
@@ -222,6 +223,29 @@ pub async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
     recd_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("recd stopped");
     Ok(())
+}
+
+/// Forgets users inactive for longer than `model.session.ttl_seconds` in the background:
+/// one bounded step a second (`Store::expire_users`; a pass over the embedded store's 64
+/// user shards takes about a minute), never on the request path.
+fn spawn_user_expiry(store: &Arc<dyn Store>) {
+    let weak = Arc::downgrade(store);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            let Some(store) = weak.upgrade() else { return };
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            match store.expire_users(now_ms).await {
+                Ok(e) if e.users > 0 => tracing::info!(users = e.users, "inactive users expired"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(cause = %e, "expiring inactive users failed; retrying"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -57,7 +57,7 @@ use recd_train::als::{self, AlsParams};
 use recd_train::gate::{self, Baseline, Factors, HoldoutScore};
 use recd_train::movielens::{Format, read_interactions};
 use recd_train::split::{Split, SplitMethod, split};
-use recd_train::{ConfidenceWeights, IdMap, Interaction, Interactions};
+use recd_train::{IdMap, Interaction, Interactions, neutral_warning};
 
 use self::remote::{Failure, LogPage, Remote, VectorRows};
 use crate::movielens::open;
@@ -545,6 +545,9 @@ async fn shared_cache(config: &recd_server::Config) -> Option<recd_server::cache
 
 /// `recd train`.
 pub async fn run(args: TrainArgs) -> Result<()> {
+    // The event weights of the config (`[model.session.weights]`): training weighs events
+    // exactly as the servers' real-time model does.
+    let weights = args.store.load()?.model.session.weights;
     let (target, dim) = match &args.target {
         Some(url) => connect(url, args.api_key.as_deref()).await?,
         None => open_direct(&args.store).await?,
@@ -578,7 +581,11 @@ pub async fn run(args: TrainArgs) -> Result<()> {
             (raw, format!("{}'s event log", target.label()), Some(read))
         }
     };
-    let (data, skipped) = Interactions::from_raw(raw, &ConfidenceWeights::default());
+    if let Some(warning) = neutral_warning(&raw, &weights) {
+        tracing::warn!(source = %source, "{warning}");
+        eprintln!("recd train: warning: {warning}");
+    }
+    let (data, skipped) = Interactions::from_raw(raw, &weights);
     if data.is_empty() {
         return Err(UsageError(format!(
             "no positive interactions in {source} to train on ({skipped} events carry no positive weight)"

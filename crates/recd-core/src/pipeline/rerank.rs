@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::item::{FieldValue, Item};
 use crate::pipeline::{RankParams, Scored};
-use crate::user::UserState;
+use crate::user::{UserState, item_key};
 
 /// "At most `max_per_value` items per value of `field`."
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,18 +41,52 @@ pub struct RerankOutcome {
     pub diversity_capped: usize,
 }
 
-/// The ids a user must not be shown: the request's `exclude`, purchased items, and (when
-/// `exclude_seen`) recently touched ones.
+/// The items a user must not be shown: ids (the request's `exclude`, and recently
+/// touched items when `exclude_seen`) and the [`item_key`]s of the user's exclusion set
+/// (everything they purchased, rated, disliked, hid... exactly, up to its capacity).
+#[derive(Debug, Clone, Default)]
+pub struct Exclusions<'a> {
+    ids: HashSet<&'a str>,
+    keys: HashSet<u64, foldhash::fast::RandomState>,
+}
+
+impl<'a> Exclusions<'a> {
+    /// Exactly these ids.
+    pub fn ids(ids: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            ids: ids.into_iter().collect(),
+            keys: HashSet::default(),
+        }
+    }
+
+    /// Whether `id` must not be shown.
+    pub fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id) || (!self.keys.is_empty() && self.keys.contains(&item_key(id)))
+    }
+
+    /// How many entries there are (an item may count twice): how many candidates
+    /// exclusions may remove at most.
+    pub fn len(&self) -> usize {
+        self.ids.len() + self.keys.len()
+    }
+
+    /// Whether nothing is excluded.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty() && self.keys.is_empty()
+    }
+}
+
+/// The items `user` must not be shown with `request`'s `exclude` (see [`Exclusions`]).
 pub fn exclusions<'a>(
     user: Option<&'a UserState>,
     request: &'a [String],
     params: &RankParams,
-) -> HashSet<&'a str> {
-    let mut set: HashSet<&str> = request.iter().map(String::as_str).collect();
+) -> Exclusions<'a> {
+    let mut set = Exclusions::ids(request.iter().map(String::as_str));
     if let Some(u) = user {
-        set.extend(u.purchased.iter().map(String::as_str));
+        set.keys.extend(u.excluded.keys().iter().copied());
         if params.exclude_seen {
-            set.extend(u.recent.iter().map(String::as_str));
+            set.ids.extend(u.recent.iter().map(String::as_str));
         }
     }
     set
@@ -64,7 +98,7 @@ pub fn exclusions<'a>(
 pub fn rerank(
     scored: Vec<Scored>,
     count: usize,
-    exclude: &HashSet<&str>,
+    exclude: &Exclusions<'_>,
     diversity: Option<&Diversity>,
     session_share: f64,
 ) -> RerankOutcome {
@@ -74,7 +108,7 @@ pub fn rerank(
         if out.items.len() >= count {
             break;
         }
-        if exclude.contains(s.candidate.item.id.as_str()) {
+        if exclude.contains(&s.candidate.item.id) {
             out.excluded += 1;
             continue;
         }
@@ -171,7 +205,7 @@ mod tests {
 
     #[test]
     fn excludes_caps_and_cuts() {
-        let exclude: HashSet<&str> = ["b"].into_iter().collect();
+        let exclude = Exclusions::ids(["b"]);
         let d = Diversity {
             field: "category".into(),
             max_per_value: 1,
@@ -182,7 +216,7 @@ mod tests {
         assert_eq!(out.excluded, 1);
         assert_eq!(out.diversity_capped, 2);
         assert_eq!(out.items[0].reasons, ["similar to items you viewed"]);
-        let out = rerank(scored(), 2, &HashSet::new(), None, 0.0);
+        let out = rerank(scored(), 2, &Exclusions::default(), None, 0.0);
         assert_eq!(out.items.len(), 2);
         assert_eq!(out.items[1].reasons, ["based on your history"]);
     }
@@ -190,12 +224,13 @@ mod tests {
     #[test]
     fn exclusions_cover_request_purchased_and_seen() {
         let mut u = UserState::default();
-        u.purchased.insert("p".into());
+        u.excluded.insert("p", 10);
         u.recent.push("r".into());
         let req = vec!["q".to_string()];
         let p = RankParams::default();
         let set = exclusions(Some(&u), &req, &p);
         assert!(set.contains("p") && set.contains("q") && set.contains("r"));
+        assert!(!set.contains("s"));
         let p = RankParams {
             exclude_seen: false,
             ..p

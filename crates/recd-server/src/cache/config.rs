@@ -40,9 +40,10 @@ pub struct CacheConfig {
     /// Each entry lives `ttl × (1 ± jitter)`, drawn uniformly, so that entries filled
     /// together do not expire together.
     pub jitter: f64,
-    /// Event types that drop the user's cached lists before `/v1/events` answers. Others
-    /// (by default views and dwell) still update the user's state at once, but a cached
-    /// list may be served until it expires.
+    /// Event types that drop the user's cached lists before `/v1/events` answers (`dislike`
+    /// and `hide` always do: their item must never come back). Others (by default views,
+    /// dwell and skips) still update the user's state at once, but a cached list may be
+    /// served until it expires.
     pub invalidate_on: Vec<EventType>,
     /// XFetch β: a hit refreshes the entry in the background with probability rising as
     /// expiry nears, scaled by how long the entry took to compute (0 turns it off).

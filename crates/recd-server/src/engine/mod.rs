@@ -528,7 +528,9 @@ impl Engine {
             let invalidating = &self.caches.config().invalidate_on;
             let mut users: Vec<String> = events
                 .iter()
-                .filter(|e| invalidating.contains(&e.kind))
+                // A dislike or hide always drops the lists: the item must never come
+                // back, not even from a cache.
+                .filter(|e| e.kind.is_rejection() || invalidating.contains(&e.kind))
                 .map(|e| e.user_id.clone())
                 .collect();
             users.sort_unstable();

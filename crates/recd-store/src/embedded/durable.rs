@@ -24,7 +24,7 @@ use redb::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::record::Op;
+use super::record::{Op, decode_user, encode_user};
 use crate::error::{StoreError, StoreResult};
 
 /// The data file's name in its dir.
@@ -238,9 +238,9 @@ impl Durable {
             let users = read.open_table(USERS).map_err(|e| self.err(e))?;
             for row in users.iter().map_err(|e| self.err(e))? {
                 let (k, v) = row.map_err(|e| self.err(e))?;
-                loaded
-                    .users
-                    .push((k.value().to_string(), decode(v.value(), "user")?));
+                let state = decode_user(v.value(), crate::wall_clock_ms())
+                    .map_err(|e| StoreError::Internal(format!("corrupt user record: {e}")))?;
+                loaded.users.push((k.value().to_string(), state));
             }
             let pop = read.open_table(POPULARITY).map_err(|e| self.err(e))?;
             for row in pop.iter().map_err(|e| self.err(e))? {
@@ -424,7 +424,7 @@ impl Absorb<'_> {
         if seq <= self.applied {
             return Ok(());
         }
-        let op = match Op::decode(payload) {
+        let op = match Op::decode(payload, crate::wall_clock_ms()) {
             Ok(op) => op,
             Err(e) => {
                 // Its checksum held, so these are the bytes that were written: a record
@@ -475,6 +475,11 @@ impl Absorb<'_> {
                     self.user_states.insert(id, Some(state));
                 }
             }
+            Op::ExpireUsers(ids) => {
+                for id in ids {
+                    self.user_states.insert(id, None);
+                }
+            }
             Op::DeleteUser(id) => {
                 let mut seqs = Vec::new();
                 for row in self
@@ -506,7 +511,7 @@ impl Absorb<'_> {
             match state {
                 Some(s) => {
                     self.users
-                        .insert(id.as_str(), encode(s)?.as_slice())
+                        .insert(id.as_str(), encode_user(s)?.as_slice())
                         .map_err(|e| d.err(e))?;
                 }
                 None => {
@@ -546,6 +551,64 @@ mod tests {
             timestamp_ms: t,
             recommendation_id: None,
         }
+    }
+
+    #[test]
+    fn user_rows_of_the_first_layout_load_upgraded_and_are_rewritten_in_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // A row as recd wrote it before exclusion sets: postcard of the old UserState
+        // (long_term, session, six counters + dwell seconds, recent, purchased, last event).
+        #[derive(Serialize)]
+        struct Old(
+            Option<Vec<f32>>,
+            Option<()>,
+            [u64; 6],
+            f64,
+            Vec<String>,
+            Vec<String>,
+            i64,
+        );
+        let old = Old(
+            None,
+            None,
+            [3, 0, 0, 0, 1, 0],
+            0.0,
+            vec!["p".into(), "v".into()],
+            vec!["p".into()],
+            42,
+        );
+        {
+            let d = Durable::open(dir.path()).unwrap();
+            d.with_db(|db| {
+                let txn = db.begin_write().unwrap();
+                txn.open_table(USERS)
+                    .unwrap()
+                    .insert("old", encode(&old).unwrap().as_slice())
+                    .unwrap();
+                txn.commit().unwrap();
+                Ok(())
+            })
+            .unwrap();
+        }
+        let d = Durable::open(dir.path()).unwrap();
+        let loaded = d.load().unwrap();
+        let (id, u) = &loaded.users[0];
+        assert_eq!(id, "old");
+        assert_eq!((u.counters.view, u.counters.purchase), (3, 1));
+        assert_eq!(
+            (u.recent.clone(), u.purchased.clone()),
+            (
+                vec!["p".to_string(), "v".to_string()],
+                vec!["p".to_string()]
+            )
+        );
+        assert!(u.excluded.contains("p") && !u.excluded.contains("v"));
+        assert_eq!(u.last_event_ms, 42);
+        assert!(u.active_ms > 0, "the TTL counts from the upgrade");
+        // a checkpoint writes it back in the current layout, which reads back the same
+        let bytes = encode_user(u).unwrap();
+        assert_eq!(bytes[0], super::super::record::USER_V2);
+        assert_eq!(&decode_user(&bytes, 0).unwrap(), u);
     }
 
     #[test]

@@ -45,7 +45,12 @@ impl MemoryLog {
                     self.events.remove(&seq);
                 }
             }
-            OpRef::Items(_) | OpRef::DeleteItem(_) | OpRef::Users(_) => {}
+            OpRef::Items(_)
+            | OpRef::DeleteItem(_)
+            | OpRef::Users(_)
+            | OpRef::ExpireUsers(_)
+            | OpRef::EventsV1
+            | OpRef::UsersV1 => {}
         }
         Ticket { first, ack: None }
     }

@@ -11,16 +11,123 @@
 //!
 //! A record takes one sequence number per event it carries (at least one), so that events
 //! keep the numbers they are stored under in redb (`EVENTS`), as before the log existed.
+//!
+//! # Versions
+//! postcard is positional: a struct's bytes are its fields in order, with no names, so a
+//! field added to [`UserState`] makes older bytes unreadable as the new type. Records and
+//! redb rows therefore say which layout they hold: the records that carry user states
+//! have one variant per layout (new variants go at the end of the enum, whose index is
+//! the record's first byte), and a user row of the current layout starts with
+//! [`USER_V2`], a byte no older row starts with (the first field of the first layout,
+//! an `Option`, starts with 0 or 1). Older layouts are read through their own structs
+//! ([`UserStateV1`]) and converted. Changing [`UserState`] again means a new variant, a
+//! new row tag and a conversion here.
 
-use recd_core::{Event, Item, UserState};
+use recd_core::{Counters, Event, ExcludedItems, Item, SessionParams, SessionVector, UserState};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{StoreError, StoreResult};
 
-/// A logged write, as read back. The variants and fields must stay in the order of
-/// [`OpRef`]: both encode to the same bytes (postcard writes a slice as a `Vec`, a `&str`
-/// as a `String`).
+/// The first byte of a user row in the current layout.
+pub const USER_V2: u8 = 2;
+
+/// A user's state as recd wrote it before negative events and exact exclusions (the
+/// first layout): the counters of six event kinds, `purchased` a sorted set of ids.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct UserStateV1 {
+    long_term: Option<Vec<f32>>,
+    session: Option<SessionVector>,
+    counters: CountersV1,
+    recent: Vec<String>,
+    purchased: Vec<String>,
+    last_event_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct CountersV1 {
+    view: u64,
+    click: u64,
+    dwell: u64,
+    add_to_cart: u64,
+    purchase: u64,
+    rating: u64,
+    dwell_seconds: f64,
+}
+
+impl UserStateV1 {
+    /// The state in the current layout. Its purchases (the only exclusion it recorded
+    /// exactly) become its exclusion set; its activity clock starts at `now_ms`, so that
+    /// the inactivity TTL counts from the upgrade rather than expiring every old user.
+    pub fn upgrade(self, now_ms: i64) -> UserState {
+        let params = SessionParams::default();
+        let mut excluded = ExcludedItems::default();
+        for id in &self.purchased {
+            excluded.insert(id, params.excluded_capacity);
+        }
+        let c = self.counters;
+        UserState {
+            long_term: self.long_term,
+            session: self.session,
+            counters: Counters {
+                view: c.view,
+                click: c.click,
+                dwell: c.dwell,
+                add_to_cart: c.add_to_cart,
+                purchase: c.purchase,
+                rating: c.rating,
+                dwell_seconds: c.dwell_seconds,
+                ..Counters::default()
+            },
+            recent: self.recent,
+            purchased: self.purchased,
+            excluded,
+            last_event_ms: self.last_event_ms,
+            active_ms: now_ms,
+        }
+    }
+}
+
+/// A user row of redb in the current layout.
+pub fn encode_user(state: &UserState) -> StoreResult<Vec<u8>> {
+    let body = postcard::to_stdvec(state)
+        .map_err(|e| StoreError::Internal(format!("cannot encode a user: {e}")))?;
+    let mut out = Vec::with_capacity(body.len() + 1);
+    out.push(USER_V2);
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// A user row of redb in any layout; `now_ms` as in [`UserStateV1::upgrade`].
+pub fn decode_user(bytes: &[u8], now_ms: i64) -> Result<UserState, postcard::Error> {
+    match bytes.split_first() {
+        Some((&USER_V2, rest)) => postcard::from_bytes(rest),
+        _ => postcard::from_bytes::<UserStateV1>(bytes).map(|v1| v1.upgrade(now_ms)),
+    }
+}
+
+/// The wire form of a record: every layout ever written, in the order of [`OpRef`].
+#[derive(Deserialize)]
+enum Wire {
+    Items(Vec<Item>),
+    DeleteItem(String),
+    EventsV1 {
+        events: Vec<Event>,
+        users: Vec<(String, UserStateV1)>,
+        popularity: Vec<(String, f64)>,
+    },
+    UsersV1(Vec<(String, UserStateV1)>),
+    DeleteUser(String),
+    Events {
+        events: Vec<Event>,
+        users: Vec<(String, UserState)>,
+        popularity: Vec<(String, f64)>,
+    },
+    Users(Vec<(String, UserState)>),
+    ExpireUsers(Vec<String>),
+}
+
+/// A logged write, as read back (older layouts converted to the current one).
+#[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// Items written whole (upserts, training write-back of vectors).
     Items(Vec<Item>),
@@ -40,15 +147,28 @@ pub enum Op {
     Users(Vec<(String, UserState)>),
     /// A user forgotten, with their events.
     DeleteUser(String),
+    /// Users forgotten after the inactivity TTL; their events stay in the log.
+    ExpireUsers(Vec<String>),
 }
 
-/// A logged write, as written: borrows what [`Op`] owns.
+/// A logged write, as written: borrows what [`Op`] owns. The variants are those of the
+/// wire form, in its order; the older layouts are never written.
 #[derive(Debug, Serialize)]
 pub enum OpRef<'a> {
     /// See [`Op::Items`].
     Items(&'a [Item]),
     /// See [`Op::DeleteItem`].
     DeleteItem(&'a str),
+    /// The first layout of events (read only).
+    #[serde(skip)]
+    #[allow(dead_code)]
+    EventsV1,
+    /// The first layout of users (read only).
+    #[serde(skip)]
+    #[allow(dead_code)]
+    UsersV1,
+    /// See [`Op::DeleteUser`].
+    DeleteUser(&'a str),
     /// See [`Op::Events`].
     Events {
         /// The events.
@@ -60,8 +180,8 @@ pub enum OpRef<'a> {
     },
     /// See [`Op::Users`].
     Users(Vec<(&'a str, &'a UserState)>),
-    /// See [`Op::DeleteUser`].
-    DeleteUser(&'a str),
+    /// See [`Op::ExpireUsers`].
+    ExpireUsers(&'a [String]),
 }
 
 impl OpRef<'_> {
@@ -89,9 +209,40 @@ impl Op {
         }
     }
 
-    /// Decodes a payload.
-    pub fn decode(bytes: &[u8]) -> Result<Op, postcard::Error> {
-        postcard::from_bytes(bytes)
+    /// Decodes a payload of any layout; `now_ms` as in [`UserStateV1::upgrade`].
+    pub fn decode(bytes: &[u8], now_ms: i64) -> Result<Op, postcard::Error> {
+        let upgrade = |users: Vec<(String, UserStateV1)>| {
+            users
+                .into_iter()
+                .map(|(id, s)| (id, s.upgrade(now_ms)))
+                .collect()
+        };
+        Ok(match postcard::from_bytes(bytes)? {
+            Wire::Items(items) => Op::Items(items),
+            Wire::DeleteItem(id) => Op::DeleteItem(id),
+            Wire::EventsV1 {
+                events,
+                users,
+                popularity,
+            } => Op::Events {
+                events,
+                users: upgrade(users),
+                popularity,
+            },
+            Wire::UsersV1(users) => Op::Users(upgrade(users)),
+            Wire::DeleteUser(id) => Op::DeleteUser(id),
+            Wire::Events {
+                events,
+                users,
+                popularity,
+            } => Op::Events {
+                events,
+                users,
+                popularity,
+            },
+            Wire::Users(users) => Op::Users(users),
+            Wire::ExpireUsers(ids) => Op::ExpireUsers(ids),
+        })
     }
 }
 
@@ -118,8 +269,11 @@ mod tests {
         };
         let mut state = UserState::default();
         state.apply(&event, Some(&[1.0, 0.0]), &Default::default());
+        state.excluded.insert("i", 10);
+        state.active_ms = 7;
         let items = [item.clone()];
         let events = [event.clone(), event.clone()];
+        let gone = ["a".to_string(), "b".to_string()];
         let cases = [
             (OpRef::Items(&items), Op::Items(vec![item])),
             (OpRef::DeleteItem("i"), Op::DeleteItem("i".into())),
@@ -140,12 +294,95 @@ mod tests {
                 Op::Users(vec![("u".into(), state.clone())]),
             ),
             (OpRef::DeleteUser("u"), Op::DeleteUser("u".into())),
+            (OpRef::ExpireUsers(&gone), Op::ExpireUsers(gone.to_vec())),
         ];
         for (written, want) in cases {
             let bytes = written.encode().unwrap();
-            let read = Op::decode(&bytes).unwrap();
+            let read = Op::decode(&bytes, 0).unwrap();
             assert_eq!(read.span(), written.span());
             assert_eq!(read, want);
         }
+    }
+}
+
+#[cfg(test)]
+mod upgrade_tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The first layout as it was written (the type recd had then, field for field).
+    #[derive(Serialize)]
+    struct WrittenV1 {
+        long_term: Option<Vec<f32>>,
+        session: Option<SessionVector>,
+        counters: [u64; 6],
+        dwell_seconds: f64,
+        recent: Vec<String>,
+        purchased: BTreeSet<String>,
+        last_event_ms: i64,
+    }
+
+    #[derive(Serialize)]
+    enum WrittenOpV1<'a> {
+        #[allow(dead_code)]
+        Items(&'a [Item]),
+        #[allow(dead_code)]
+        DeleteItem(&'a str),
+        Events {
+            events: &'a [Event],
+            users: Vec<(&'a str, &'a WrittenV1)>,
+            popularity: Vec<(&'a str, f64)>,
+        },
+    }
+
+    fn v1() -> WrittenV1 {
+        WrittenV1 {
+            long_term: Some(vec![0.5, 0.5]),
+            session: None,
+            counters: [1, 2, 3, 4, 5, 6],
+            dwell_seconds: 7.5,
+            recent: vec!["b".into(), "a".into()],
+            purchased: ["a".to_string(), "z".to_string()].into(),
+            last_event_ms: 99,
+        }
+    }
+
+    fn check(u: &UserState) {
+        assert_eq!(u.long_term, Some(vec![0.5, 0.5]));
+        assert_eq!(
+            (u.counters.view, u.counters.rating, u.counters.dislike),
+            (1, 6, 0)
+        );
+        assert_eq!(u.counters.dwell_seconds, 7.5);
+        assert_eq!(u.recent, ["b", "a"]);
+        assert_eq!(u.purchased, ["a", "z"]);
+        assert!(u.excluded.contains("a") && u.excluded.contains("z") && !u.excluded.contains("b"));
+        assert_eq!((u.last_event_ms, u.active_ms), (99, 1234));
+    }
+
+    #[test]
+    fn first_layout_rows_and_records_read_back_upgraded() {
+        // a redb row
+        let bytes = postcard::to_stdvec(&v1()).unwrap();
+        check(&decode_user(&bytes, 1234).unwrap());
+        // a log record
+        let state = v1();
+        let events: [Event; 0] = [];
+        let rec = postcard::to_stdvec(&WrittenOpV1::Events {
+            events: &events,
+            users: vec![("u", &state)],
+            popularity: vec![("a", 1.0)],
+        })
+        .unwrap();
+        match Op::decode(&rec, 1234).unwrap() {
+            Op::Events { users, .. } => check(&users[0].1),
+            other => panic!("{other:?}"),
+        }
+        // and the current layout round-trips
+        let mut now = UserState::default();
+        now.excluded.insert("x", 3);
+        now.active_ms = 5;
+        assert_eq!(decode_user(&encode_user(&now).unwrap(), 0).unwrap(), now);
     }
 }

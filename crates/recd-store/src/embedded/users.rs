@@ -18,7 +18,8 @@ use std::hash::{BuildHasher, RandomState};
 use parking_lot::{Mutex, MutexGuard};
 use recd_core::{Event, UserState};
 
-const SHARDS: usize = 64;
+/// How many shards the users are spread over.
+pub const SHARDS: usize = 64;
 
 /// One shard.
 #[derive(Debug, Default)]
@@ -116,6 +117,11 @@ impl Users {
             }
         }
         out
+    }
+
+    /// Locks shard `i` (modulo [`SHARDS`]) alone.
+    pub fn lock_shard(&self, i: usize) -> MutexGuard<'_, Shard> {
+        self.shards[i % SHARDS].lock()
     }
 
     /// Locks the shards of `ids`, in ascending order.

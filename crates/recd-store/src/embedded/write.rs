@@ -160,6 +160,7 @@ impl Inner {
             return Ok(None);
         }
         let session = &self.settings.session;
+        let now = crate::wall_clock_ms();
         let mut locked = self.users.lock(events.iter().map(|e| e.user_id.as_str()));
         let catalog = self.catalog.read();
         // Users in order of first appearance, each with its state after its events.
@@ -174,14 +175,18 @@ impl Inner {
                     v.insert(locked.get(&e.user_id).cloned().unwrap_or_default())
                 }
             };
-            let vector = catalog.get(&e.item_id).and_then(|it| it.vector.as_deref());
-            state.apply(e, vector, session);
+            let item = catalog.get(&e.item_id);
+            state.apply(e, item.and_then(|it| it.vector.as_deref()), session);
+            state.active_ms = now;
             let weight = session.weights.weight(e.kind, e.value);
-            if let Some(inc) = self
-                .settings
-                .popularity
-                .log_increment(weight, e.timestamp_ms)
-            {
+            // Only items of the catalog become popular: ids that are not items would
+            // otherwise each leave a permanent entry behind.
+            if let (Some(inc), Some(_)) = (
+                self.settings
+                    .popularity
+                    .log_increment(weight, e.timestamp_ms),
+                item,
+            ) {
                 increments.push((e.item_id.as_str(), inc));
             }
         }
@@ -231,6 +236,27 @@ impl Inner {
         Ok((true, Some(ticket)))
     }
 
+    /// Forgets the users of shard `shard` whose latest write is older than `cutoff_ms`,
+    /// under that shard's lock only (one shard of [`super::users::SHARDS`]: bounded work,
+    /// and writers of the other shards never wait). Their events stay in the log.
+    pub(super) fn expire_shard(&self, shard: usize, cutoff_ms: i64) -> StoreResult<Written<usize>> {
+        let mut guard = self.users.lock_shard(shard);
+        let gone: Vec<String> = guard
+            .users
+            .iter()
+            .filter(|(_, s)| s.active_ms < cutoff_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if gone.is_empty() {
+            return Ok((0, None));
+        }
+        let ticket = self.sink.append(&OpRef::ExpireUsers(&gone))?;
+        for id in &gone {
+            guard.users.remove(id);
+        }
+        Ok((gone.len(), Some(ticket)))
+    }
+
     pub(super) fn set_user_vectors(
         &self,
         vectors: Vec<(String, Vec<f32>)>,
@@ -245,9 +271,11 @@ impl Inner {
         }
         let mut locked = self.users.lock(vectors.iter().map(|(id, _)| id.as_str()));
         let mut states: Vec<(String, UserState)> = Vec::with_capacity(vectors.len());
+        let now = crate::wall_clock_ms();
         for (id, v) in vectors {
             let mut state = locked.get(&id).cloned().unwrap_or_default();
             state.long_term = Some(v);
+            state.active_ms = now;
             states.push((id, state));
         }
         let ticket = self.sink.append(&OpRef::Users(

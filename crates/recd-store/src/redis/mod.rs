@@ -172,6 +172,8 @@ struct Inner {
     tag_fields: Vec<String>,
     /// Decoded item docs.
     docs: docs::DocCache,
+    /// Where the next sweep of the set of users continues (`SSCAN` cursor; 0: a new pass).
+    sweep_cursor: std::sync::atomic::AtomicU64,
 }
 
 impl Inner {
@@ -193,6 +195,7 @@ impl Inner {
             settings,
             config,
             keys,
+            sweep_cursor: Default::default(),
         }
     }
 }
@@ -871,6 +874,32 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn expire_users(&self, _now_ms: i64) -> StoreResult<crate::Expired> {
+        // Redis expired the keys itself (PEXPIRE on every write); what is left is the id
+        // in the set of users, taken off here a batch at a time.
+        const BATCH: usize = 500;
+        if self.inner.settings.session.ttl_ms().is_none() {
+            return Ok(crate::Expired {
+                users: 0,
+                pass_done: true,
+            });
+        }
+        let inner = &self.inner;
+        let cursor = inner
+            .sweep_cursor
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let (next, gone) = self
+            .run(users::sweep(&mut self.conn(), &inner.keys, cursor, BATCH))
+            .await?;
+        inner
+            .sweep_cursor
+            .store(next, std::sync::atomic::Ordering::Relaxed);
+        Ok(crate::Expired {
+            users: gone,
+            pass_done: next == 0,
+        })
+    }
+
     async fn get_user(&self, id: &str) -> StoreResult<Option<recd_core::UserState>> {
         self.run(users::get(&mut self.conn(), &self.inner.keys, id))
             .await
@@ -889,6 +918,7 @@ impl Store for RedisStore {
         self.run(users::set_vectors(
             &mut self.conn(),
             &self.inner.keys,
+            &self.inner.settings,
             &vectors,
         ))
         .await

@@ -137,10 +137,12 @@ return n
 /// (read from its hash), so an event never makes RediSearch re-index anything.
 /// KEYS: 1 user hash, 2 recent list, 3 purchased set, 4 user-events list, 5 event stream,
 /// 6 users ZSET, 7 popularity ZSET, 8.. one item key per popularity increment.
-/// ARGV: expected version, user id, the per-tag ZSET prefix, the number `t` of tag fields,
-/// their `t` names, then sections, each a count followed by its entries: hash field/value
-/// pairs; recent ids (most recent first); purchased ids to add; events (each a field count
-/// and field/value pairs); then per item key: id, log increment.
+/// ARGV: expected version, user id, the per-tag ZSET prefix, the TTL of the user's keys
+/// in ms (0: none), the number `t` of tag fields, their `t` names, then sections, each a
+/// count followed by its entries: hash field/value pairs; recent ids (most recent first);
+/// events (each a field count and field/value pairs); then per item key: id, log
+/// increment (applied only if the item exists: ids that are not items get no entry).
+/// The purchases live in the hash (`purchased_list`); a legacy purchased Set is deleted.
 /// Returns the new version, or -1 when the version moved (someone else wrote first).
 pub(crate) static APPLY_USER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
@@ -167,10 +169,10 @@ end
 local cur = redis.call('HGET', KEYS[1], 'version') or '0'
 if cur ~= ARGV[1] then return -1 end
 local version = tonumber(cur) + 1
-local pre, nt = ARGV[3], tonumber(ARGV[4])
+local pre, ttl, nt = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local tagf = {}
-for t = 1, nt do tagf[t] = ARGV[4 + t] end
-local a = 5 + nt
+for t = 1, nt do tagf[t] = ARGV[5 + t] end
+local a = 6 + nt
 local function section(width)
   local n = tonumber(ARGV[a]); a = a + 1
   local out = {}
@@ -188,8 +190,7 @@ local recent = section(1)
 redis.call('DEL', KEYS[2])
 push_chunked('RPUSH', KEYS[2], recent)
 
-local purchased = section(1)
-push_chunked('SADD', KEYS[3], purchased)
+redis.call('DEL', KEYS[3])
 
 local n_events = tonumber(ARGV[a]); a = a + 1
 for _ = 1, n_events do
@@ -199,10 +200,16 @@ for _ = 1, n_events do
 end
 
 redis.call('ZADD', KEYS[6], 0, ARGV[2])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('PEXPIRE', KEYS[4], ttl)
+end
 
 for k = 8, #KEYS do
   local id, inc = ARGV[a], tonumber(ARGV[a + 1])
   a = a + 2
+  if redis.call('EXISTS', KEYS[k]) == 1 then
   local old = redis.call('ZSCORE', KEYS[7], id)
   local new = inc
   if old then new = log_add(tonumber(old), inc) end
@@ -212,6 +219,7 @@ for k = 8, #KEYS do
     for _, zk in ipairs(tag_keys(pre, tagf, redis.call('HMGET', KEYS[k], unpack(tagf)))) do
       redis.call('ZADD', zk, s, id)
     end
+  end
   end
 end
 return version
@@ -236,6 +244,23 @@ redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('ZREM', KEYS[6], ARGV[1])
 if existed then return 1 end
 return 0
+"#,
+    )
+});
+
+/// Takes expired users off the users sorted set. KEYS: 1 users ZSET, 2.. one user hash per
+/// id. ARGV: the ids, in the order of their hashes. An id is removed only if its hash
+/// does not exist (it expired, and did not come back since). Returns how many were.
+pub(crate) static FORGET_EXPIRED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local n = 0
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    n = n + redis.call('ZREM', KEYS[1], ARGV[i - 1])
+  end
+end
+return n
 "#,
     )
 });

@@ -1,9 +1,18 @@
 //! Users: state in Redis, changed only through `UserState::apply`.
 //!
-//! Keys (see [`super::keys`]): `user:{id}` Hash (counters, `last_event_ms`, the session
-//! vector as `session_sum` FLOAT32 bytes + `session_weight` + `session_updated_ms`, the
-//! long-term vector `long_term`, and a `version`), `recent:{id}` List (most recent first),
-//! `purchased:{id}` Set, `user-events:{id}` List of the user's stream entry ids.
+//! Keys (see [`super::keys`]): `user:{id}` Hash (counters, `last_event_ms`, `active_ms`,
+//! the session vector as `session_sum` FLOAT32 bytes + `session_weight` +
+//! `session_updated_ms`, the long-term vector `long_term`, the exclusion set `excluded`
+//! as little-endian u64 item keys oldest first, the purchased list `purchased_list` as
+//! ids joined by `\n` (ids never hold control characters), and a `version`),
+//! `recent:{id}` List (most recent first), `user-events:{id}` List of the user's stream
+//! entry ids. Every write of a user sets the keys' `PEXPIRE` to the session TTL (when
+//! there is one), so an inactive user's keys go by themselves.
+//!
+//! Older deployments kept purchases in a `purchased:{id}` Set and had no exclusion set:
+//! a hash without `purchased_list` is read with that Set as its purchases and
+//! exclusions (as the embedded store upgrades its rows), and the next write of the user
+//! stores the new fields and deletes the Set.
 //!
 //! Applying events is an optimistic read-modify-write: one `MULTI` reads the state, its
 //! version and the items' vectors (a consistent snapshot, one round trip); Rust runs
@@ -16,7 +25,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use recd_core::{Counters, Event, EventType, SessionVector, UserState};
+use recd_core::{
+    Counters, Event, EventType, ExcludedItems, SessionParams, SessionVector, UserState,
+};
 
 use super::error::{bad_reply, from_redis};
 use super::keys::Keys;
@@ -35,11 +46,36 @@ struct Snapshot {
     vectors: BTreeMap<String, Vec<f32>>,
 }
 
-/// Decodes the user hash + recent + purchased; `None` when the hash does not exist.
+/// The exclusion set as hash bytes: little-endian u64 keys, oldest first.
+fn excluded_bytes(excluded: &ExcludedItems) -> Vec<u8> {
+    excluded
+        .keys()
+        .iter()
+        .flat_map(|k| k.to_le_bytes())
+        .collect()
+}
+
+fn excluded_from_bytes(b: &[u8]) -> StoreResult<ExcludedItems> {
+    if !b.len().is_multiple_of(8) {
+        return Err(bad_reply("user exclusion bytes"));
+    }
+    Ok(ExcludedItems::from_keys(
+        b.chunks_exact(8)
+            .map(|c| {
+                let mut k = [0u8; 8];
+                k.copy_from_slice(c);
+                u64::from_le_bytes(k)
+            })
+            .collect(),
+    ))
+}
+
+/// Decodes the user hash + recent + the legacy purchased Set; `None` when the hash does
+/// not exist.
 fn decode_state(
     hash: &BTreeMap<String, Vec<u8>>,
     recent: Vec<String>,
-    purchased: Vec<String>,
+    legacy_purchased: Vec<String>,
 ) -> StoreResult<Option<(UserState, u64)>> {
     if hash.is_empty() {
         return Ok(None);
@@ -76,6 +112,32 @@ fn decode_state(
         }),
         None => None,
     };
+    let (purchased, excluded) = match hash.get("purchased_list") {
+        Some(list) => {
+            let list = std::str::from_utf8(list).map_err(|_| bad_reply("purchased list"))?;
+            let purchased = list
+                .split('\n')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let excluded = match hash.get("excluded") {
+                Some(b) => excluded_from_bytes(b)?,
+                None => ExcludedItems::default(),
+            };
+            (purchased, excluded)
+        }
+        None => {
+            // Written before exclusion sets: the purchases were the exact exclusions.
+            let mut legacy = legacy_purchased;
+            legacy.sort_unstable();
+            let mut excluded = ExcludedItems::default();
+            let capacity = SessionParams::default().excluded_capacity;
+            for id in &legacy {
+                excluded.insert(id, capacity);
+            }
+            (legacy, excluded)
+        }
+    };
     let state = UserState {
         long_term: vector("long_term")?,
         session,
@@ -86,11 +148,16 @@ fn decode_state(
             add_to_cart: int("add_to_cart")?,
             purchase: int("purchase")?,
             rating: int("rating")?,
+            dislike: int("dislike")?,
+            hide: int("hide")?,
+            skip: int("skip")?,
             dwell_seconds: float("dwell_seconds")?,
         },
         recent,
-        purchased: purchased.into_iter().collect(),
+        purchased,
+        excluded,
         last_event_ms: ms("last_event_ms")?,
+        active_ms: ms("active_ms")?,
     };
     Ok(Some((state, int("version")?)))
 }
@@ -105,11 +172,17 @@ fn state_fields(state: &UserState) -> Vec<(&'static str, Vec<u8>)> {
         ("add_to_cart", c.add_to_cart.to_string().into_bytes()),
         ("purchase", c.purchase.to_string().into_bytes()),
         ("rating", c.rating.to_string().into_bytes()),
+        ("dislike", c.dislike.to_string().into_bytes()),
+        ("hide", c.hide.to_string().into_bytes()),
+        ("skip", c.skip.to_string().into_bytes()),
         ("dwell_seconds", c.dwell_seconds.to_string().into_bytes()),
         (
             "last_event_ms",
             state.last_event_ms.to_string().into_bytes(),
         ),
+        ("active_ms", state.active_ms.to_string().into_bytes()),
+        ("excluded", excluded_bytes(&state.excluded)),
+        ("purchased_list", state.purchased.join("\n").into_bytes()),
     ];
     if let Some(s) = &state.session {
         out.push(("session_sum", vector_bytes(&s.sum)));
@@ -226,11 +299,11 @@ pub(crate) async fn apply(
     for attempt in 0..MAX_ATTEMPTS {
         let snap = read(conn, keys, user, &items).await?;
         let mut state = snap.state.unwrap_or_default();
-        let before: std::collections::BTreeSet<String> = state.purchased.clone();
         let mut increments: Vec<(&str, f64)> = Vec::new();
         for e in events {
             let vector = snap.vectors.get(&e.item_id).map(Vec::as_slice);
             state.apply(e, vector, &settings.session);
+            state.active_ms = crate::wall_clock_ms();
             let weight = settings.session.weights.weight(e.kind, e.value);
             if let Some(inc) = settings.popularity.log_increment(weight, e.timestamp_ms) {
                 increments.push((e.item_id.as_str(), inc));
@@ -251,6 +324,7 @@ pub(crate) async fn apply(
         inv.arg(snap.version.to_string())
             .arg(user)
             .arg(keys.popular_by_prefix())
+            .arg(settings.session.ttl_ms().unwrap_or(0))
             .arg(tag_fields.len());
         for f in tag_fields {
             inv.arg(f.as_str());
@@ -263,11 +337,6 @@ pub(crate) async fn apply(
         inv.arg(state.recent.len());
         for r in &state.recent {
             inv.arg(r.as_str());
-        }
-        let added: Vec<&String> = state.purchased.difference(&before).collect();
-        inv.arg(added.len());
-        for p in added {
-            inv.arg(p.as_str());
         }
         inv.arg(events.len());
         for e in events {
@@ -320,22 +389,66 @@ pub(crate) async fn delete(
     Ok(existed == 1)
 }
 
+/// One step of the sweep of the users sorted set: `ZSCAN` from `cursor`, then the ids
+/// whose user hash is gone (expired) are removed from it, unless they came back in
+/// between (`ZREM` only if the hash still does not exist, in one script per batch).
+/// Returns the next cursor (0: the pass is done) and how many ids were removed.
+pub(crate) async fn sweep(
+    conn: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    cursor: u64,
+    count: usize,
+) -> StoreResult<(u64, usize)> {
+    let (next, pairs): (u64, Vec<String>) = redis::cmd("ZSCAN")
+        .arg(keys.users())
+        .arg(cursor)
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await
+        .map_err(from_redis)?;
+    // member, score, member, score, ...
+    let ids: Vec<String> = pairs.into_iter().step_by(2).collect();
+    if ids.is_empty() {
+        return Ok((next, 0));
+    }
+    let mut inv = super::scripts::FORGET_EXPIRED.prepare_invoke();
+    inv.key(keys.users());
+    for id in &ids {
+        inv.key(keys.user(id));
+    }
+    for id in &ids {
+        inv.arg(id.as_str());
+    }
+    let removed: i64 = inv.invoke_async(conn).await.map_err(from_redis)?;
+    Ok((next, usize::try_from(removed).unwrap_or(0)))
+}
+
 /// Sets long-term vectors (one `MULTI` for all users); bumps each version so that a
-/// concurrent event write-back retries on top of it.
+/// concurrent event write-back retries on top of it, and refreshes the user's expiry.
 pub(crate) async fn set_vectors(
     conn: &mut redis::aio::ConnectionManager,
     keys: &Keys,
+    settings: &ModelSettings,
     vectors: &[(String, Vec<f32>)],
 ) -> StoreResult<usize> {
     let mut pipe = redis::pipe();
     pipe.atomic();
+    let now = crate::wall_clock_ms().to_string();
     for (id, v) in vectors {
         pipe.hset(keys.user(id), "long_term", vector_bytes(v))
+            .ignore()
+            .hset(keys.user(id), "active_ms", &now)
             .ignore()
             .hincr(keys.user(id), "version", 1)
             .ignore()
             .zadd(keys.users(), id, 0)
             .ignore();
+        if let Some(ttl) = settings.session.ttl_ms() {
+            for key in [keys.user(id), keys.recent(id), keys.user_events(id)] {
+                pipe.pexpire(key, ttl).ignore();
+            }
+        }
     }
     let () = pipe.query_async(conn).await.map_err(from_redis)?;
     Ok(vectors.len())

@@ -358,7 +358,13 @@ pub async fn events_and_users(store: &dyn Store) {
     assert_eq!(got.counters, want.counters);
     assert_eq!(got.recent, ["shoe", "ghost", "hat", "bag", "boot"]);
     assert_eq!(got.recent, want.recent);
-    assert_eq!(got.purchased, BTreeSet::from(["hat".to_string()]));
+    assert_eq!(got.purchased, ["hat"]);
+    assert_eq!(got.excluded, want.excluded);
+    // purchased, carted (the ghost) and rated items are excluded; viewed ones are not
+    for id in ["hat", "ghost", "shoe"] {
+        assert!(got.excluded.contains(id), "{id}");
+    }
+    assert!(!got.excluded.contains("boot") && !got.excluded.contains("bag"));
     assert_eq!(got.last_event_ms, 6_000);
     let (g, w) = (
         got.session.expect("session"),
@@ -597,7 +603,8 @@ pub async fn popularity(store: &dyn Store) {
         event("p2", "hat", EventType::View, None, t0 + 1000),
         event("p2", "boot", EventType::AddToCart, None, t0),
         event("p3", "later", EventType::Click, None, t0),
-        event("p3", "shoe", EventType::Rating, Some(1.0), t0),
+        event("p3", "shoe", EventType::Skip, None, t0),
+        event("p3", "shoe", EventType::Hide, None, t0),
     ];
     store.apply_events(&events).await.unwrap();
     let top = store.popular(10, &Filter::all()).await.unwrap();
@@ -620,7 +627,7 @@ pub async fn popularity(store: &dyn Store) {
     assert_eq!(
         top[3].log_score,
         f64::NEG_INFINITY,
-        "a zero-weight rating adds nothing"
+        "a skip (negative weight) and a hide (zero) add nothing"
     );
     let sale = store
         .popular(10, &f(json!({"category":{"any":["sale"]}})))
@@ -630,9 +637,18 @@ pub async fn popularity(store: &dyn Store) {
         sale.iter().map(|h| h.item.id.as_str()).collect::<Vec<_>>(),
         ["hat", "shoe"]
     );
-    // An item that arrives after its events carries their popularity.
+    // An item that arrives after its events starts from nothing: events of ids that are
+    // not items make no popularity entry.
     store
         .upsert_items(vec![upsert(json!({"id":"later","price":1}))])
+        .await
+        .unwrap();
+    let top = store.popular(10, &Filter::all()).await.unwrap();
+    let later = top.iter().find(|h| h.item.id == "later").expect("listed");
+    assert_eq!(later.log_score, f64::NEG_INFINITY, "{top:?}");
+    // and its events from now on count
+    store
+        .apply_events(&[event("p3", "later", EventType::Click, None, t0)])
         .await
         .unwrap();
     let top = store.popular(4, &Filter::all()).await.unwrap();
@@ -992,9 +1008,11 @@ pub async fn popular_matches_the_reference(store: &dyn Store) {
         items.push((it, s));
     }
     for g in 0..10 {
+        // Events of ids that were not items made no popularity entry: an item that
+        // arrives later starts from nothing.
         let it = item(json!({"id": format!("ghost{g}"), "category": "c1", "price": 3}));
-        let s = scores[&it.id];
-        items.push((it, s));
+        assert!(scores.contains_key(&it.id));
+        items.push((it, f64::NEG_INFINITY));
     }
     let reference = PopularReference { items };
     let filters = [
@@ -1162,4 +1180,148 @@ pub async fn model_registry(store: &dyn Store) {
     assert_eq!(store.model_chunk(b, 0).await.expect("read"), Some(vec![8]));
     // numbers are never reused, even after a delete
     assert!(store.next_model_seq().await.expect("seq") > b);
+}
+
+/// The default settings (for checks listed with their settings).
+pub fn default_settings() -> recd_store::ModelSettings {
+    settings()
+}
+
+/// Settings of [`exclusions_are_exact_and_bounded`]: room for 300 exclusions.
+pub fn small_exclusions() -> recd_store::ModelSettings {
+    let mut s = settings();
+    s.session.excluded_capacity = 300;
+    s
+}
+
+/// Settings of [`users_stay_while_active`]: an hour of inactivity forgets a user.
+pub fn hour_ttl() -> recd_store::ModelSettings {
+    let mut s = settings();
+    s.session.ttl_seconds = 3600;
+    s
+}
+
+/// With [`small_exclusions`]: every rated, purchased, hidden or disliked item is excluded,
+/// far past the 200 recent items, up to the capacity (oldest dropped first); views and
+/// skips are not. Both backends agree with `UserState::apply` exactly.
+pub async fn exclusions_are_exact_and_bounded(store: &dyn Store) {
+    load(store).await;
+    let mut events: Vec<Event> = (0..350)
+        .map(|i| {
+            event(
+                "heavy",
+                &format!("r{i}"),
+                EventType::Rating,
+                Some(1.0 + (i % 4) as f64),
+                i,
+            )
+        })
+        .collect();
+    events.push(event("heavy", "shoe", EventType::Hide, None, 400));
+    events.push(event("heavy", "boot", EventType::Dislike, None, 401));
+    events.push(event("heavy", "bag", EventType::Skip, None, 402));
+    events.push(event("heavy", "hat", EventType::View, None, 403));
+    store.apply_events(&events).await.unwrap();
+    let got = store.get_user("heavy").await.unwrap().unwrap();
+    let mut want = UserState::default();
+    for e in &events {
+        let v = catalog()
+            .into_iter()
+            .map(item)
+            .find(|i| i.id == e.item_id)
+            .and_then(|i| i.vector);
+        want.apply(e, v.as_deref(), &small_exclusions().session);
+    }
+    assert_eq!(got.excluded, want.excluded);
+    assert_eq!(got.excluded.len(), 300);
+    // 352 exclusions in a capacity of 300: r0..r51 were dropped, oldest first
+    assert!(!got.excluded.contains("r51") && got.excluded.contains("r52"));
+    assert!(
+        got.excluded.contains("r349")
+            && got.excluded.contains("shoe")
+            && got.excluded.contains("boot")
+    );
+    assert!(!got.excluded.contains("bag") && !got.excluded.contains("hat"));
+    assert_eq!(got.recent.len(), 200);
+    assert_eq!(got.counters, want.counters);
+    assert_eq!(
+        (
+            got.counters.rating,
+            got.counters.hide,
+            got.counters.dislike,
+            got.counters.skip
+        ),
+        (350, 1, 1, 1)
+    );
+    assert_eq!(got.event_count(), 354);
+}
+
+/// Events for ids that are not items count for the user but make no popularity entry
+/// (an item that arrives later starts from nothing); events for items do.
+pub async fn unknown_items_are_not_popular(store: &dyn Store) {
+    load(store).await;
+    store
+        .apply_events(&[
+            event("anon", "nope", EventType::Purchase, None, 1_000),
+            event("anon", "hat", EventType::View, None, 1_000),
+        ])
+        .await
+        .unwrap();
+    let u = store.get_user("anon").await.unwrap().unwrap();
+    assert_eq!((u.counters.purchase, u.counters.view), (1, 1));
+    assert!(u.excluded.contains("nope"));
+    store
+        .upsert_items(vec![upsert(
+            json!({"id":"nope","category":"hats","price":1}),
+        )])
+        .await
+        .unwrap();
+    let top = store.popular(10, &Filter::all()).await.unwrap();
+    let score = |id: &str| top.iter().find(|h| h.item.id == id).map(|h| h.log_score);
+    assert!(score("hat").is_some_and(f64::is_finite));
+    assert_eq!(score("nope"), Some(f64::NEG_INFINITY));
+}
+
+/// With [`hour_ttl`]: a sweep as of now keeps users who just wrote, and every write
+/// stamps `active_ms` with the store's clock (not the event's timestamp, which may be
+/// years old for imported history).
+pub async fn users_stay_while_active(store: &dyn Store) {
+    load(store).await;
+    let before = now_ms();
+    store
+        .apply_events(&[event("recent", "hat", EventType::View, None, 5)])
+        .await
+        .unwrap();
+    store
+        .set_user_vectors(vec![("trained".into(), vec![1.0, 0.0, 0.0, 0.0])])
+        .await
+        .unwrap();
+    let after = now_ms();
+    for id in ["recent", "trained"] {
+        let u = store.get_user(id).await.unwrap().unwrap();
+        assert!(
+            (before..=after).contains(&u.active_ms),
+            "{id}: {}",
+            u.active_ms
+        );
+    }
+    let mut expired = 0;
+    loop {
+        let e = store.expire_users(now_ms()).await.unwrap();
+        expired += e.users;
+        if e.pass_done {
+            break;
+        }
+    }
+    assert_eq!(expired, 0);
+    assert_eq!(store.counts().await.unwrap().users, 2);
+    assert!(store.get_user("recent").await.unwrap().is_some());
+}
+
+/// The wall clock in ms.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
 }

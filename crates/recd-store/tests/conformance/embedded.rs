@@ -102,3 +102,74 @@ async fn durable_model_registry_survives_a_restart() {
     );
     assert!(store.next_model_seq().await.expect("seq") > seq);
 }
+
+/// Users inactive past the TTL are forgotten by the sweep (their state, not their events),
+/// one shard per call; active ones stay; a reopened data dir neither brings the expired
+/// back nor loses the new layout's exclusions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inactive_users_expire_and_stay_expired_after_a_reopen() {
+    use recd_core::EventType;
+
+    use crate::checks::{hour_ttl, now_ms};
+    use crate::support::event;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = || {
+        EmbeddedStore::open(
+            dir.path(),
+            Some(crate::support::schema()),
+            hour_ttl(),
+            EmbeddedOptions::default(),
+        )
+        .expect("durable store")
+    };
+    let store = open();
+    let users: Vec<String> = (0..300).map(|i| format!("u{i}")).collect();
+    let events: Vec<_> = users
+        .iter()
+        .map(|u| event(u, "gone-item", EventType::Purchase, None, 1))
+        .collect();
+    store.apply_events(&events).await.unwrap();
+    let sweep = |store: EmbeddedStore, at: i64| async move {
+        let mut expired = 0;
+        let mut calls = 0;
+        loop {
+            let e = store.expire_users(at).await.unwrap();
+            expired += e.users;
+            calls += 1;
+            if e.pass_done {
+                return (expired, calls);
+            }
+        }
+    };
+    // 59 minutes on: nobody is old enough
+    let (expired, _) = sweep(store.clone(), now_ms() + 3_540_000).await;
+    assert_eq!(expired, 0);
+    // an hour and a millisecond after the latest write, everyone is gone
+    let mut latest = 0;
+    for u in &users {
+        latest = latest.max(store.get_user(u).await.unwrap().unwrap().active_ms);
+    }
+    // every call checked one shard: a pass is bounded work per call
+    let (expired, calls) = sweep(store.clone(), latest + 3_600_001).await;
+    assert_eq!(calls, 64);
+    assert_eq!(expired, 300);
+    assert_eq!(store.counts().await.unwrap().users, 0);
+    assert!(store.get_user("u3").await.unwrap().is_none());
+    // the event log keeps their events (training data)
+    assert_eq!(store.events().await.unwrap().len(), 300);
+    // one comes back
+    store
+        .apply_events(&[event("u7", "x", EventType::View, None, 2)])
+        .await
+        .unwrap();
+    let u7 = store.get_user("u7").await.unwrap().unwrap();
+    assert_eq!(u7.counters.purchase, 0, "an expired user starts afresh");
+    assert!(u7.excluded.is_empty());
+    drop(store);
+    let store = open();
+    assert_eq!(store.counts().await.unwrap().users, 1);
+    assert!(store.get_user("u3").await.unwrap().is_none());
+    let back = store.get_user("u7").await.unwrap().unwrap();
+    assert_eq!(back, u7);
+}

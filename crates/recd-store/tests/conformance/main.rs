@@ -26,6 +26,20 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@shared $make;
             concurrent_events_one_user, concurrent_events_one_item, rebuild_sessions_race_events,
             list_items_under_concurrent_writes);
+        $crate::conformance_tests!(@with $make;
+            exclusions_are_exact_and_bounded => small_exclusions,
+            unknown_items_are_not_popular => default_settings,
+            users_stay_while_active => hour_ttl);
+    };
+    (@with $make:path; $($check:ident => $settings:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                if let Some(store) = $make($crate::support::schema(), $crate::checks::$settings()).await {
+                    $crate::checks::$check(&*store).await;
+                }
+            }
+        )*
     };
     (@shared $make:path; $($check:ident),*) => {
         $(

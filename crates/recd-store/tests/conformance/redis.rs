@@ -528,3 +528,98 @@ async fn every_knn_strategy_gives_the_same_answers() {
         }
     }
 }
+
+/// Every write of a user sets the expiry of its keys to the session TTL (Redis forgets an
+/// inactive user by itself), and the sweep takes expired ids off the set of users.
+#[tokio::test]
+async fn user_keys_expire_after_the_ttl() {
+    let prefix = unique_prefix("ttl");
+    let Some(store) = connect(schema(), crate::checks::hour_ttl(), &prefix).await else {
+        return;
+    };
+    store
+        .apply_events(&[
+            event("u", "x", EventType::Purchase, None, 1),
+            event("v", "x", EventType::View, None, 1),
+        ])
+        .await
+        .unwrap();
+    store
+        .set_user_vectors(vec![("w".into(), vec![1.0, 0.0, 0.0, 0.0])])
+        .await
+        .unwrap();
+    let client = redis::Client::open(redis_url().unwrap()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for key in ["user:u", "recent:u", "user-events:u", "user:w"] {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(format!("{prefix}{key}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!((3_500_000..=3_600_000).contains(&ttl), "{key}: {ttl}");
+    }
+    // Redis expired v (as it would after an hour): the sweep takes v off the set of users
+    let () = redis::cmd("DEL")
+        .arg(format!("{prefix}user:v"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.counts().await.unwrap().users, 3);
+    let mut expired = 0;
+    loop {
+        let e = store.expire_users(0).await.unwrap();
+        expired += e.users;
+        if e.pass_done {
+            break;
+        }
+    }
+    assert_eq!(expired, 1);
+    assert_eq!(store.counts().await.unwrap().users, 2);
+    assert!(store.get_user("u").await.unwrap().is_some());
+}
+
+/// A user written before exclusion sets (purchases in a `purchased:{id}` Set, no
+/// `purchased_list`) reads with those purchases as exclusions, and their next write
+/// moves them into the hash and drops the Set.
+#[tokio::test]
+async fn users_of_the_older_layout_keep_their_purchases_excluded() {
+    let prefix = unique_prefix("old-user");
+    let Some(store) = connect(schema(), settings(), &prefix).await else {
+        return;
+    };
+    let client = redis::Client::open(redis_url().unwrap()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::pipe()
+        .hset_multiple(
+            format!("{prefix}user:old"),
+            &[("purchase", "2"), ("last_event_ms", "9"), ("version", "4")],
+        )
+        .ignore()
+        .sadd(format!("{prefix}purchased:old"), &["b", "a"])
+        .ignore()
+        .zadd(format!("{prefix}users"), "old", 0)
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let old = store.get_user("old").await.unwrap().unwrap();
+    assert_eq!(old.purchased, ["a", "b"]);
+    assert!(old.excluded.contains("a") && old.excluded.contains("b"));
+    assert_eq!(old.counters.purchase, 2);
+    store
+        .apply_events(&[event("old", "c", EventType::Purchase, None, 10)])
+        .await
+        .unwrap();
+    let now = store.get_user("old").await.unwrap().unwrap();
+    assert_eq!(now.purchased, ["c", "a", "b"]);
+    assert!(["a", "b", "c"].iter().all(|id| now.excluded.contains(id)));
+    let set: bool = redis::cmd("EXISTS")
+        .arg(format!("{prefix}purchased:old"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        !set,
+        "the legacy Set is gone once the hash holds the purchases"
+    );
+}

@@ -11,6 +11,7 @@ mod catalog;
 mod durability;
 mod everyday;
 mod experiments;
+mod feedback;
 mod listing;
 mod monitoring;
 mod prometheus;

@@ -567,3 +567,63 @@ async fn embedded_vector_writes_never_fail_a_request() {
     assert_eq!(failed, 0, "{failed} of {} requests failed", sent.len());
     assert_eq!(after["source"], "personalized", "{after}");
 }
+
+/// A data set whose every event weighs 0 under the configured event weights (ratings of
+/// 1 star with `rating_neutral = 2.5`) teaches nothing: `recd eval` says so.
+#[test]
+fn eval_warns_when_every_event_weighs_nothing() {
+    let dir = data_dir("neutral");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let mut lines = String::new();
+    for u in 0..30 {
+        for i in 0..5 {
+            lines.push_str(&format!(
+                "{{\"user_id\":\"u{u}\",\"item_id\":\"i{}\",\"type\":\"rating\",\"value\":1.0,\"timestamp\":{}}}\n",
+                (u + i) % 12,
+                1_000 * (u * 5 + i + 1)
+            ));
+        }
+    }
+    let data = dir.join("ratings.jsonl");
+    std::fs::write(&data, lines).expect("write data");
+    let config = dir.join("recd.toml");
+    std::fs::write(&config, "[model.session.weights]\nrating_neutral = 2.5\n").expect("config");
+    let out = recd(
+        &[
+            "eval",
+            "--interactions",
+            path(&data),
+            "--config",
+            path(&config),
+            "--factors",
+            "4",
+            "--iterations",
+            "2",
+            "--no-replay",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: all 150 rating events weigh 0")
+            && stderr.contains("which is every event"),
+        "{stderr}"
+    );
+    // the default weights count every rating: no warning
+    let out = recd(
+        &[
+            "eval",
+            "--interactions",
+            path(&data),
+            "--factors",
+            "4",
+            "--iterations",
+            "2",
+            "--no-replay",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("warning:"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
