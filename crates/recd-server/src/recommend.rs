@@ -82,6 +82,13 @@ pub struct Answer {
     pub stages: Option<Value>,
 }
 
+/// Told about every query the pipeline computes (drift monitoring watches their norms).
+pub trait QueryWatch: Send + Sync {
+    /// The norm of the user's raw query vector: the long-term vector's, or, for a user
+    /// without one, the session's (see `UserState::session_vector_norm`).
+    fn query_norm(&self, norm: f64);
+}
+
 /// Runs the pipeline against a store.
 #[derive(Clone)]
 pub struct Recommender {
@@ -89,6 +96,7 @@ pub struct Recommender {
     popular: Arc<dyn PopularSource>,
     ranking: RankParams,
     session: SessionParams,
+    watch: Option<Arc<dyn QueryWatch>>,
 }
 
 impl std::fmt::Debug for Recommender {
@@ -140,7 +148,14 @@ impl Recommender {
             popular,
             ranking,
             session,
+            watch: None,
         }
+    }
+
+    /// The same recommender, telling `watch` about each query.
+    pub fn with_watch(mut self, watch: Arc<dyn QueryWatch>) -> Self {
+        self.watch = Some(watch);
+        self
     }
 
     /// The same recommender, taking popular candidates from `popular`.
@@ -197,6 +212,13 @@ impl Recommender {
         let query = user
             .as_ref()
             .and_then(|u| query_vector(u, now_ms, &self.session, ranking));
+        if let (Some(watch), Some(u), Some(_)) = (&self.watch, &user, &query) {
+            let norm = match &u.long_term {
+                Some(v) => recd_core::vector::norm_squared_f64(v).sqrt(),
+                None => u.session_vector_norm(),
+            };
+            watch.query_norm(norm);
+        }
         let excluded = exclusions(user.as_ref(), &req.exclude, ranking);
         let terms = req
             .query

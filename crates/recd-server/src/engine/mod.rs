@@ -47,7 +47,7 @@ use crate::experiments::{Choice, Experiments};
 pub use crate::failure::{EngineError, EngineResult};
 use crate::monitoring::tag::{self, ListLabels};
 use crate::monitoring::{DriftAnswer, Monitor};
-use crate::recommend::{PopularSource, Recommender, Request};
+use crate::recommend::{PopularSource, QueryWatch, Recommender, Request};
 use recd_core::experiment::{Team, interleave, seed_from_id};
 
 /// A list as one ranking path built it, before it becomes a [`Recommendation`].
@@ -84,7 +84,7 @@ pub struct Engine {
     recommender: Recommender,
     catalog: Option<PgCatalog>,
     experiments: Arc<Experiments>,
-    monitor: Monitor,
+    monitor: Arc<Monitor>,
     config: Arc<Config>,
     /// Serializes model activations of this engine (`models`).
     activation: tokio::sync::Mutex<()>,
@@ -164,12 +164,6 @@ impl Engine {
             store: Arc::clone(&store),
             caches: Arc::clone(&caches),
         });
-        let recommender = Recommender::new(
-            Arc::clone(&store),
-            config.ranking.clone(),
-            config.model.session.clone(),
-        )
-        .with_popular(popular);
         let monitor = match Monitor::new(config.monitoring.clone(), store.schema()) {
             Ok(m) => m,
             Err(e) => {
@@ -179,6 +173,14 @@ impl Engine {
                 Monitor::without_categories(config.monitoring.clone())
             }
         };
+        let monitor = Arc::new(monitor);
+        let recommender = Recommender::new(
+            Arc::clone(&store),
+            config.ranking.clone(),
+            config.model.session.clone(),
+        )
+        .with_popular(popular)
+        .with_watch(Arc::clone(&monitor) as Arc<dyn QueryWatch>);
         Self {
             monitor,
             store,

@@ -202,13 +202,19 @@ impl<M: Watch> Watched<M> {
 }
 
 /// The features, by name.
-const FEATURES: [(&str, bool); 5] = [
+const FEATURES: [(&str, bool); 7] = [
     ("top_score", true),
     ("score_spread", true),
     ("served_category", false),
     ("event_type", false),
     ("item_vector_norm", true),
+    ("query_vector_norm", true),
+    ("user_event_gap_seconds", true),
 ];
+
+/// Users whose last event time is kept to measure the gap to their next one (the table
+/// starts afresh when full: bounded memory, about 2 MiB).
+const GAP_USERS: usize = 100_000;
 
 struct State {
     features: Vec<(&'static str, Feature)>,
@@ -216,6 +222,8 @@ struct State {
     exposure: Option<ExposureWindow>,
     /// The catalog's size at the last export (novelty's smoothing).
     catalog_items: u64,
+    /// Last event time per user (by a hash of the id), for `user_event_gap_seconds`.
+    last_event_ms: std::collections::HashMap<u64, i64>,
 }
 
 /// The online monitor of one server.
@@ -289,6 +297,7 @@ impl Monitor {
                 features: fresh_features(),
                 exposure,
                 catalog_items: 0,
+                last_event_ms: std::collections::HashMap::new(),
             }),
             category_field,
             config,
@@ -312,6 +321,7 @@ impl Monitor {
                 features: fresh_features(),
                 exposure: ExposureWindow::new(spec, ExposureParams::default()).ok(),
                 catalog_items: 0,
+                last_event_ms: std::collections::HashMap::new(),
             }),
             category_field: None,
             config: MonitoringConfig {
@@ -459,6 +469,29 @@ impl Monitor {
                 self.observe_categorical(name, feature, e.kind.as_str(), thresholds);
             }
         });
+        // Per-user event rates, as the gaps between a user's consecutive events.
+        if !self.config.enabled {
+            return;
+        }
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        if state.last_event_ms.len() >= GAP_USERS {
+            state.last_event_ms.clear();
+        }
+        let thresholds = self.thresholds();
+        for e in events {
+            let user = recd_core::monitor::key_hash(e.user_id.as_bytes());
+            let before = state.last_event_ms.insert(user, e.timestamp_ms);
+            let Some(before) = before.filter(|b| *b <= e.timestamp_ms) else {
+                continue;
+            };
+            let gap = (e.timestamp_ms - before) as f64 / 1000.0;
+            for (name, feature) in &mut state.features {
+                if *name == "user_event_gap_seconds" {
+                    self.observe_numeric(name, feature, gap, &thresholds);
+                }
+            }
+        }
     }
 
     fn observe_numeric(
@@ -652,6 +685,14 @@ impl Monitor {
     }
 }
 
+impl crate::recommend::QueryWatch for Monitor {
+    fn query_norm(&self, norm: f64) {
+        self.watch("query_vector_norm", |name, feature, thresholds| {
+            self.observe_numeric(name, feature, norm, thresholds);
+        });
+    }
+}
+
 /// One feature's drift.
 #[derive(Debug, Clone, Serialize)]
 pub struct FeatureDrift {
@@ -752,6 +793,43 @@ mod tests {
             assert_eq!(drifted("top_score"), expect, "{d:?}");
             assert_eq!(drifted("served_category"), expect, "{d:?}");
             assert!(!drifted("event_type"));
+        }
+    }
+
+    fn drifted(m: &Monitor, feature: &str) -> bool {
+        m.drift().drifted.iter().any(|f| f == feature)
+    }
+
+    #[test]
+    fn query_norms_and_user_event_gaps_drift_when_they_shift() {
+        use crate::recommend::QueryWatch;
+        for (shift, expect) in [(false, false), (true, true)] {
+            let m = Monitor::new(config(), &Schema::demo(2)).unwrap();
+            // Reference: norms around 1, each user's events ~10 s apart.
+            let mut t = 0i64;
+            let mut feed = |m: &Monitor, rounds: u64, gap_ms: i64, norm_lo: f64| {
+                for i in 0..rounds {
+                    m.query_norm(score(i, norm_lo));
+                    t += gap_ms + (i % 7) as i64 * 100;
+                    m.events(&[Event {
+                        user_id: format!("u{}", i % 3),
+                        item_id: "x".into(),
+                        kind: EventType::View,
+                        value: None,
+                        timestamp_ms: t,
+                        recommendation_id: None,
+                    }]);
+                }
+            };
+            feed(&m, 300, 3_333, 1.0);
+            let (gap, lo) = if shift { (60_000, 3.0) } else { (3_333, 1.0) };
+            feed(&m, 400, gap, lo);
+            assert_eq!(drifted(&m, "query_vector_norm"), expect, "shift {shift}");
+            assert_eq!(
+                drifted(&m, "user_event_gap_seconds"),
+                expect,
+                "shift {shift}"
+            );
         }
     }
 
