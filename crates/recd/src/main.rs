@@ -13,6 +13,7 @@ mod model;
 mod movielens;
 mod serve;
 mod synthetic;
+mod telemetry;
 mod train;
 
 use std::path::PathBuf;
@@ -115,25 +116,10 @@ enum Command {
     Config(config::ConfigCommand),
 }
 
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RECD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colour only on a terminal: a log written to a file must not carry escape codes.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    if std::env::var("RECD_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // Held to the end: dropping it flushes the OpenTelemetry export (feature `otel`).
+    let _telemetry = telemetry::init();
     recd_server::metrics::set_build_info(env!("CARGO_PKG_VERSION"), env!("RECD_GIT_COMMIT"));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -14,6 +14,8 @@ mod experiments;
 mod feedback;
 mod listing;
 mod monitoring;
+#[cfg(feature = "otel")]
+mod otel;
 mod prometheus;
 mod redis;
 mod security;
