@@ -44,8 +44,14 @@ run() { # label port
         python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; print(sys.argv[1], round(r["rps"]), "req/s, p50", l["p50"], "p99", l["p99"], "ms, errors", r["errors"])' "$1 load $LOAD:"
 }
 for round in $(seq "$ROUNDS"); do
-    run "round $round monitoring on :" "$PORT_on"
-    run "round $round monitoring off:" "$PORT_off"
+    # Alternate which goes first, so that a load trend does not favour one side.
+    if [ $((round % 2)) -eq 1 ]; then
+        run "round $round monitoring on :" "$PORT_on"
+        run "round $round monitoring off:" "$PORT_off"
+    else
+        run "round $round monitoring off:" "$PORT_off"
+        run "round $round monitoring on :" "$PORT_on"
+    fi
 done
 for i in 1 2 3; do
     curl -s -o "$W/metrics.txt" -w "/metrics: %{size_download} bytes in %{time_total} s\n" \

@@ -9,7 +9,8 @@
 #    one of the items (or, with --ghosts, on an id that is not an item: one new id per event,
 #    which must make no popularity entry);
 # 3. prints one JSON line: users, events/s while posting, RSS before and after (from
-#    /proc/PID/status VmRSS, after a checkpoint settled), and the bytes per user.
+#    /proc/PID/status VmRSS, after a checkpoint settled), the bytes per user, and the size
+#    of /metrics and its median scrape time (5 scrapes) at that many users.
 #
 # RECD_BIN: a prebuilt recd (default: cargo build --release).
 set -euo pipefail
@@ -79,7 +80,15 @@ time.sleep(6)  # a checkpoint absorbs the log; RSS is read after it
 after = rss_kib()
 with urllib.request.urlopen(base + "/health") as r:
     health = json.load(r)
+# /metrics with that many users: its labels are bounded, so its size must not grow with them.
+scrapes = []
+for _ in range(5):
+    t0 = time.time()
+    with urllib.request.urlopen(base + "/metrics") as r:
+        body = r.read()
+    scrapes.append((time.time() - t0) * 1000)
 print(json.dumps({
+    "metrics_bytes": len(body), "metrics_scrape_ms_median": round(sorted(scrapes)[2], 2),
     "users": health["users"], "ghost_items": bool(ghosts), "events_per_s": round(users / secs),
     "rss_before_mib": round(before / 1024, 1), "rss_after_mib": round(after / 1024, 1),
     "bytes_per_user": round((after - before) * 1024 / max(users, 1)),
