@@ -317,10 +317,10 @@ fn is_position(s: &str) -> Option<usize> {
 fn positions(path: &Path, first: &[String], cols: &ColumnMap) -> Result<(Positions, bool)> {
     let has = |name: &str| first.iter().any(|h| h.trim().eq_ignore_ascii_case(name));
     let explicit: Vec<&String> = cols.explicit().collect();
+    // positions, unless a header happens to name every one of them
     let headerless = !explicit.is_empty()
-        && explicit
-            .iter()
-            .all(|c| is_position(c).is_some() && !has(c));
+        && explicit.iter().all(|c| is_position(c).is_some())
+        && !explicit.iter().all(|c| has(c));
     let width = first.len();
     let resolve = |role: &str, given: &Option<String>, usual: &[&str]| -> Result<Option<usize>> {
         match given {
