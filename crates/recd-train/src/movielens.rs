@@ -659,7 +659,11 @@ mod tests {
             b"{\"user_id\":\"u\",\"item_id\":\"i\",\"type\":\"like\",\"timestamp\":1}\n",
         )
         .unwrap_err();
-        assert!(e.to_string().contains(":1: column \"type\": unknown event type"), "{e}");
+        assert!(
+            e.to_string()
+                .contains(":1: column \"type\": unknown event type"),
+            "{e}"
+        );
         let e = parse_jsonl(&mem(), b"\n{\"user_id\":\"u\"}\n").unwrap_err();
         assert!(e.to_string().starts_with("<mem>:2:"), "{e}");
         let e = parse_jsonl(
@@ -713,12 +717,14 @@ mod tests {
         assert!(e.to_string().contains("no user column"), "{e}");
         let e = parse_csv(&mem(), b"user_id,item_id,type,timestamp\nu,i,view,-1\n").unwrap_err();
         assert!(
-            e.to_string().contains(":2: column \"timestamp\": 'timestamp' is out of range"),
+            e.to_string()
+                .contains(":2: column \"timestamp\": 'timestamp' is out of range"),
             "{e}"
         );
         let e = parse_csv(&mem(), b"user_id,item_id,type,timestamp\nu,i,view,1e3\n").unwrap_err();
         assert!(
-            e.to_string().contains(":2: column \"timestamp\": 'timestamp' is not RFC 3339"),
+            e.to_string()
+                .contains(":2: column \"timestamp\": 'timestamp' is not RFC 3339"),
             "{e}"
         );
     }

@@ -162,6 +162,7 @@ const USER_NAMES: &[&str] = &[
     "user-id",
     "uid",
     "customer_id",
+    "customer",
     "visitorid",
 ];
 const ITEM_NAMES: &[&str] = &[
@@ -173,6 +174,7 @@ const ITEM_NAMES: &[&str] = &[
     "movieid",
     "product_id",
     "productid",
+    "product",
     "sku",
 ];
 const TIME_NAMES: &[&str] = &[
@@ -244,11 +246,7 @@ pub fn parse_table(path: &Path, bytes: &[u8], gzip: bool, opts: &TableOptions) -
 
 /// The format of `text`, from its first non-empty line.
 fn sniff(path: &Path, text: &str) -> Result<TableFormat> {
-    let Some((n, first)) = text
-        .lines()
-        .enumerate()
-        .find(|(_, l)| !l.trim().is_empty())
-    else {
+    let Some((n, first)) = text.lines().enumerate().find(|(_, l)| !l.trim().is_empty()) else {
         return Err(TrainError::bad(path, 1, "the file is empty"));
     };
     if first.trim_start().starts_with('{') {
@@ -292,7 +290,11 @@ impl Positions {
     fn describe(&self) -> String {
         let name = |i: usize| self.names.get(i).cloned().unwrap_or_default();
         let mut s = format!("user={} item={}", name(self.user), name(self.item));
-        for (role, col) in [("time", self.time), ("type", self.kind), ("value", self.value)] {
+        for (role, col) in [
+            ("time", self.time),
+            ("type", self.kind),
+            ("value", self.value),
+        ] {
             if let Some(c) = col {
                 s.push_str(&format!(" {role}={}", name(c)));
             }
@@ -302,11 +304,9 @@ impl Positions {
 }
 
 fn find(names: &[String], usual: &[&str]) -> Option<usize> {
-    usual.iter().find_map(|u| {
-        names
-            .iter()
-            .position(|n| n.trim().eq_ignore_ascii_case(u))
-    })
+    usual
+        .iter()
+        .find_map(|u| names.iter().position(|n| n.trim().eq_ignore_ascii_case(u)))
 }
 
 fn is_position(s: &str) -> Option<usize> {
@@ -484,7 +484,8 @@ struct Cells<'a> {
 }
 
 fn record(path: &Path, line: u64, c: Cells<'_>, opts: &TableOptions) -> Result<Interaction> {
-    let bad = |col: &str, msg: String| TrainError::bad(path, line, format!("column {col:?}: {msg}"));
+    let bad =
+        |col: &str, msg: String| TrainError::bad(path, line, format!("column {col:?}: {msg}"));
     let id = |(v, col): (&str, String), field: &str| -> Result<String> {
         validate_id(v, field).map_err(|e| bad(&col, e.message))?;
         Ok(v.to_owned())
@@ -499,8 +500,7 @@ fn record(path: &Path, line: u64, c: Cells<'_>, opts: &TableOptions) -> Result<I
             Ok(v) if v.is_finite() => Some(v),
             _ => return Err(bad(&col, format!("value {t:?} is not a finite number"))),
         },
-        Some(Cell::Json(v, col)) => match v.as_f64().or_else(|| v.as_str()?.trim().parse().ok())
-        {
+        Some(Cell::Json(v, col)) => match v.as_f64().or_else(|| v.as_str()?.trim().parse().ok()) {
             Some(x) if x.is_finite() => Some(x),
             _ => return Err(bad(&col, format!("value {v} is not a finite number"))),
         },
@@ -639,7 +639,9 @@ fn read_jsonl(path: &Path, text: &str, opts: &TableOptions) -> Result<Table> {
                     line,
                     format!(
                         "no timestamp{} while the first object has one",
-                        cols.time.as_ref().map_or(String::new(), |c| format!(" ({c:?})"))
+                        cols.time
+                            .as_ref()
+                            .map_or(String::new(), |c| format!(" ({c:?})"))
                     ),
                 ));
             }
@@ -784,10 +786,17 @@ mod tests {
         assert_eq!(csv.format, TableFormat::Csv(b','));
         let tsv = read(b"user\titem\nu1\ti,1\n", &o).unwrap();
         assert_eq!(tsv.format, TableFormat::Tsv);
-        assert_eq!(tsv.interactions[0].item, "i,1", "a comma inside TSV is data");
+        assert_eq!(
+            tsv.interactions[0].item, "i,1",
+            "a comma inside TSV is data"
+        );
         let semi = read(b"\xef\xbb\xbfuserId;movieId;rating\n1;2;4.5\n", &o).unwrap();
         assert_eq!(semi.format, TableFormat::Csv(b';'));
-        assert_eq!(semi.interactions[0].kind, EventType::Rating, "value, no type");
+        assert_eq!(
+            semi.interactions[0].kind,
+            EventType::Rating,
+            "value, no type"
+        );
         assert_eq!(semi.interactions[0].value, Some(4.5));
         let jsonl = read(b"\n{\"user\":\"u\",\"item\":7}\n", &o).unwrap();
         assert_eq!(jsonl.format, TableFormat::Jsonl);
@@ -814,7 +823,11 @@ mod tests {
         assert!(!t.timed);
         assert!(t.interactions.iter().all(|e| e.kind == EventType::View));
         let ts: Vec<i64> = t.interactions.iter().map(|e| e.timestamp_ms).collect();
-        assert_eq!(ts, [9_997, 9_998, 9_999], "file order is time, ending at now");
+        assert_eq!(
+            ts,
+            [9_997, 9_998, 9_999],
+            "file order is time, ending at now"
+        );
         assert_eq!(t.lines, [2, 3, 4]);
     }
 
@@ -861,15 +874,38 @@ mod tests {
     fn bad_cells_name_file_line_and_column() {
         let o = TableOptions::default();
         for (text, needle) in [
-            (&b"user,item,ts\nu,i,1\nu,i,yesterday\n"[..], "<mem>:3: column \"ts\": "),
-            (b"user,item,ts\nu,i,-5\n", "<mem>:2: column \"ts\": 'timestamp' is out of range"),
-            (b"user,item,type\nu,i,like\n", "<mem>:2: column \"type\": unknown event type"),
-            (b"user,item,rating\nu,i,abc\n", "<mem>:2: column \"rating\": value \"abc\""),
-            (b"user,item\n,i\n", "<mem>:2: column \"user\": user_id must not be empty"),
-            (b"user,item\nu,i,extra\n", "<mem>:2: 3 fields where the first line has 2"),
-            (b"{\"user\":\"u\",\"item\":\"i\",\"ts\":1}\n{\"user\":\"u\",\"item\":\"i\"}\n",
-             "<mem>:2: no timestamp while the first object has one"),
-            (b"{\"user\":\"u\",\"item\":\"i\",\"ts\":1.5}\n", "<mem>:1: column \"ts\": timestamp 1.5"),
+            (
+                &b"user,item,ts\nu,i,1\nu,i,yesterday\n"[..],
+                "<mem>:3: column \"ts\": ",
+            ),
+            (
+                b"user,item,ts\nu,i,-5\n",
+                "<mem>:2: column \"ts\": 'timestamp' is out of range",
+            ),
+            (
+                b"user,item,type\nu,i,like\n",
+                "<mem>:2: column \"type\": unknown event type",
+            ),
+            (
+                b"user,item,rating\nu,i,abc\n",
+                "<mem>:2: column \"rating\": value \"abc\"",
+            ),
+            (
+                b"user,item\n,i\n",
+                "<mem>:2: column \"user\": user_id must not be empty",
+            ),
+            (
+                b"user,item\nu,i,extra\n",
+                "<mem>:2: 3 fields where the first line has 2",
+            ),
+            (
+                b"{\"user\":\"u\",\"item\":\"i\",\"ts\":1}\n{\"user\":\"u\",\"item\":\"i\"}\n",
+                "<mem>:2: no timestamp while the first object has one",
+            ),
+            (
+                b"{\"user\":\"u\",\"item\":\"i\",\"ts\":1.5}\n",
+                "<mem>:1: column \"ts\": timestamp 1.5",
+            ),
             (b"{\"user\":\"u\"}\n", "<mem>:1: no item key"),
         ] {
             let e = read(text, &o).unwrap_err().to_string();
@@ -883,9 +919,18 @@ mod tests {
         assert_eq!(ms("1700000000000", TimeUnit::Millis), Ok(1_700_000_000_000));
         assert_eq!(ms("1700000000", TimeUnit::Seconds), Ok(1_700_000_000_000));
         assert_eq!(ms("1700000000.5", TimeUnit::Seconds), Ok(1_700_000_000_500));
-        assert_eq!(ms("2023-11-14T22:13:20Z", TimeUnit::Millis), Ok(1_700_000_000_000));
-        assert_eq!(ms("2023-11-14 22:13:20", TimeUnit::Millis), Ok(1_700_000_000_000));
-        assert_eq!(ms("2023-11-14 23:13:20+01:00", TimeUnit::Millis), Ok(1_700_000_000_000));
+        assert_eq!(
+            ms("2023-11-14T22:13:20Z", TimeUnit::Millis),
+            Ok(1_700_000_000_000)
+        );
+        assert_eq!(
+            ms("2023-11-14 22:13:20", TimeUnit::Millis),
+            Ok(1_700_000_000_000)
+        );
+        assert_eq!(
+            ms("2023-11-14 23:13:20+01:00", TimeUnit::Millis),
+            Ok(1_700_000_000_000)
+        );
         assert_eq!(ms("2023-11-14", TimeUnit::Millis), Ok(1_699_920_000_000));
         assert!(ms("14/11/2023", TimeUnit::Millis).is_err());
         assert!(ms("", TimeUnit::Millis).is_err());

@@ -444,8 +444,7 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
             (split, is_test)
         }
         None => {
-            let is_test =
-                split::split_mask(&data, method, args.split_seed).map_err(train_error)?;
+            let is_test = split::split_mask(&data, method, args.split_seed).map_err(train_error)?;
             (
                 split::from_mask(&data, &is_test, method).map_err(train_error)?,
                 is_test,

@@ -335,7 +335,9 @@ pub async fn run(cmd: ImportCommand) -> Result<()> {
             let mut config = store.load()?;
             if create_items {
                 if !(1..=4096).contains(&factors) {
-                    return Err(UsageError(format!("--factors must be 1 to 4096, got {factors}")).into());
+                    return Err(
+                        UsageError(format!("--factors must be 1 to 4096, got {factors}")).into(),
+                    );
                 }
                 default_schema(&mut config, factors).await?;
             }
@@ -352,7 +354,11 @@ pub async fn run(cmd: ImportCommand) -> Result<()> {
             } else {
                 let (items, n) = unknown_items(store.as_ref(), &events).await?;
                 if n > 0 {
-                    tracing::warn!(items, events = n, "events for items the store does not have");
+                    tracing::warn!(
+                        items,
+                        events = n,
+                        "events for items the store does not have"
+                    );
                     eprintln!(
                         "recd import: warning: {n} events name {items} items the store does not \
                          have: they count for their users but make no popularity and get no \
