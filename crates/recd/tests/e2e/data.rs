@@ -304,7 +304,11 @@ fn eval_on_pairs_without_time_writes_and_reads_back_its_split() {
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
         let u: u32 = f[0].trim_start_matches('c').parse().expect("user");
-        let other = if u % 2 == 0 { "book-" } else { "shoe-" };
+        let other = if u.is_multiple_of(2) {
+            "book-"
+        } else {
+            "shoe-"
+        };
         assert!(f[1].starts_with(other) && f[2] == "view", "{line}");
     }
     // the written halves evaluate to the same split
@@ -333,7 +337,7 @@ fn movielens_folders() -> (PathBuf, PathBuf) {
     let mut ratings100k = String::new();
     for u in 1..=12u32 {
         for (n, m) in [1u32, 2, 3, 73].iter().enumerate() {
-            if (u + n as u32) % 4 == 0 {
+            if (u + n as u32).is_multiple_of(4) {
                 continue;
             }
             let t = 978_300_760 + u * 100 + n as u32;
