@@ -101,6 +101,34 @@ impl Default for ServerConfig {
     }
 }
 
+/// How `recd import events` and `recd eval` read interaction files by default (their
+/// `--user-col` etc. flags win); every key unset means "sniffed / the usual names".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImportConfig {
+    /// csv, tsv or jsonl.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// The user id column (a header name, or a 1-based position without a header).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_col: Option<String>,
+    /// The item id column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_col: Option<String>,
+    /// The timestamp column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_col: Option<String>,
+    /// The event type column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub type_col: Option<String>,
+    /// The value column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_col: Option<String>,
+    /// The unit of integer timestamps: ms or s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_unit: Option<String>,
+}
+
 /// Everything recd can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -144,6 +172,8 @@ pub struct Config {
     /// Serve without API keys on a non-loopback address (`--insecure`): only behind
     /// something else that controls access.
     pub insecure: bool,
+    /// How interaction files are read (`recd import events`, `recd eval`).
+    pub import: ImportConfig,
 }
 
 impl Default for Config {
@@ -167,6 +197,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             insecure: false,
+            import: ImportConfig::default(),
         }
     }
 }

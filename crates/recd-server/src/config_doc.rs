@@ -293,6 +293,10 @@ pub const DOCS: &[(&str, &str)] = &[
         "Deadline of each fetch, end to end (waiting for a connection, connecting, running the query), in milliseconds.",
     ),
     (
+        "import",
+        "How `recd import events` and `recd eval` read interaction files (CSV, TSV, JSON lines, plain or gzip); their `--format`, `--user-col`, `--item-col`, `--time-col`, `--type-col`, `--value-col`, `--time-unit` flags win.",
+    ),
+    (
         "strategies",
         "Named ranking strategies besides `default` (`[strategies.NAME]`: `ranking` keys that differ from `[ranking]`, `diversity`, `model`).",
     ),
@@ -400,6 +404,41 @@ pub const DOCS: &[(&str, &str)] = &[
 
 /// Keys with no default value: path, an example value (TOML), and the doc.
 pub const UNSET: &[(&str, &str, &str)] = &[
+    (
+        "import.format",
+        "\"csv\"",
+        "csv, tsv or jsonl; unset: sniffed from the first line (gzip is always recognised by its bytes).",
+    ),
+    (
+        "import.user_col",
+        "\"customer\"",
+        "The user id column: a header name, or a 1-based position for a file without a header; unset: user_id, userId, user, uid, ...",
+    ),
+    (
+        "import.item_col",
+        "\"sku\"",
+        "The item id column; unset: item_id, itemId, item, movieId, product_id, sku, ...",
+    ),
+    (
+        "import.time_col",
+        "\"ts\"",
+        "The timestamp column; unset: timestamp, time, ts, datetime, date, ...; a file without one is in time order.",
+    ),
+    (
+        "import.type_col",
+        "\"event\"",
+        "The event type column; unset: type, event_type, event, ...; a file without one holds ratings (with a value column) or views.",
+    ),
+    (
+        "import.value_col",
+        "\"rating\"",
+        "The value column (stars, seconds); unset: value, rating, score, stars.",
+    ),
+    (
+        "import.time_unit",
+        "\"s\"",
+        "The unit of integer timestamps, ms or s; unset: ms.",
+    ),
     (
         "redis.hybrid_policy",
         "\"batches\"",

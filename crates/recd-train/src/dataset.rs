@@ -181,6 +181,17 @@ impl Interactions {
         I: IntoIterator<Item = Interaction>,
     {
         let raw: Vec<Interaction> = raw.into_iter().collect();
+        let (data, _kept, skipped) = Self::from_raw_positions(&raw, weights, items);
+        (data, skipped)
+    }
+
+    /// Like [`Interactions::from_raw_with_items`], also returning the position in `raw` of
+    /// each kept event (event `e` is `raw[kept[e]]`).
+    pub fn from_raw_positions(
+        raw: &[Interaction],
+        weights: &ConfidenceWeights,
+        items: IdMap,
+    ) -> (Self, Vec<usize>, usize) {
         let rejected: std::collections::HashSet<(&str, &str)> = raw
             .iter()
             .filter(|ev| ev.kind.is_rejection())
@@ -190,7 +201,8 @@ impl Interactions {
         let mut item_ids = items;
         let mut out = Self::empty(Arc::new(IdMap::new()), Arc::new(IdMap::new()));
         let mut skipped = 0;
-        for ev in &raw {
+        let mut kept = Vec::new();
+        for (pos, ev) in raw.iter().enumerate() {
             let w = weights.weight(ev.kind, ev.value) as f32;
             if !(w.is_finite() && w > 0.0)
                 || (!rejected.is_empty()
@@ -199,6 +211,7 @@ impl Interactions {
                 skipped += 1;
                 continue;
             }
+            kept.push(pos);
             out.users.push(user_ids.get_or_insert(&ev.user));
             out.items.push(item_ids.get_or_insert(&ev.item));
             out.weights.push(w);
@@ -206,7 +219,7 @@ impl Interactions {
         }
         out.user_ids = Arc::new(user_ids);
         out.item_ids = Arc::new(item_ids);
-        (out, skipped)
+        (out, kept, skipped)
     }
 
     /// No events, with the given id maps.

@@ -302,10 +302,20 @@ impl Evaluation {
         config: EvalConfig,
         item_sets: Option<Vec<Vec<u32>>>,
     ) -> Result<Self> {
+        let split = split::split(data, config.split, config.seed)?;
+        Self::from_split(split, dataset, config, item_sets)
+    }
+
+    /// Like [`Evaluation::prepare`] on a split already made (or read).
+    pub fn from_split(
+        split: split::Split,
+        dataset: &str,
+        config: EvalConfig,
+        item_sets: Option<Vec<Vec<u32>>>,
+    ) -> Result<Self> {
         if config.k == 0 {
             return Err(TrainError::param("k", "must be >= 1"));
         }
-        let split = split::split(data, config.split, config.seed)?;
         let context = EvalContext::new(&split);
         if context.users.is_empty() {
             return Err(TrainError::Empty(

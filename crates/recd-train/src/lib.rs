@@ -9,6 +9,8 @@
 //!   and the sparse [`Csr`] matrix the models train on.
 //! - [`movielens`]: the three GroupLens layouts (ml-100k, ml-1m, ml-latest) and the generic
 //!   jsonl / csv interaction files of `--interactions FILE`.
+//! - [`table`]: interaction files as users have them: CSV, TSV or JSON lines, plain or
+//!   gzip, sniffed, with a column mapping (`recd import events`, `recd eval --interactions`).
 //! - [`split`]: train/test splits: random per user, global time cutoff, leave-last-out.
 //! - [`als`]: implicit-feedback ALS (Hu, Koren & Volinsky) with the conjugate-gradient
 //!   solver (Takács et al.), multi-threaded with rayon.
@@ -70,6 +72,7 @@ pub mod rank;
 pub mod recommender;
 pub mod replay;
 pub mod split;
+pub mod table;
 
 pub use dataset::{ConfidenceWeights, Csr, IdMap, Interaction, Interactions, neutral_warning};
 pub use error::{Result, TrainError};

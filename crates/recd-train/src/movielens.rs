@@ -9,25 +9,24 @@
 //! Ratings become [`Interaction`]s of kind [`EventType::Rating`] with the stars as value and
 //! the timestamp in milliseconds. Movies come out as [`Movie`] with the year split off the title.
 //!
-//! [`read_interactions`] reads `--interactions FILE`: jsonl lines
-//! `{"user_id","item_id","type","value","timestamp"}` or a csv file with the header
-//! `user_id,item_id,type,value,timestamp`. Event types, ids and timestamps follow recd-core's
-//! rules, as `/v1/events` and `recd import events` do: [`EventType`], [`validate_id`]
-//! (1–256 bytes, no control characters) and a timestamp in 1970–9999, given in jsonl as an
-//! integer of epoch milliseconds or an RFC 3339 string ([`parse_timestamp`]), in csv as
-//! either one written out ([`parse_timestamp_text`]). Every malformed record is an error
-//! naming the file and line.
+//! [`read_interactions`] reads `--interactions PATH`: a MovieLens folder, or a file of
+//! events read by [`crate::table`] (CSV, TSV or JSON lines, plain or gzip, columns found by
+//! their usual names or mapped). Event types, ids and timestamps follow recd-core's rules,
+//! as `/v1/events` and `recd import events` do: [`EventType`], [`validate_id`] (1–256 bytes,
+//! no control characters) and a timestamp in 1970–9999. Every malformed record is an
+//! error naming the file, line and column.
 
 use std::fs;
 use std::path::Path;
 
 use recd_core::EventType;
-use recd_core::event::{check_timestamp, parse_timestamp, parse_timestamp_text};
+use recd_core::event::check_timestamp;
 use recd_core::id::validate_id;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{ConfidenceWeights, IdMap, Interaction, Interactions};
 use crate::error::{Result, TrainError};
+use crate::table::{TableFormat, TableOptions, read_table};
 
 /// A movie of the catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -359,8 +358,10 @@ fn parse_latest_movies(path: &Path, bytes: &[u8]) -> Result<Vec<Movie>> {
 pub enum Format {
     /// One JSON object per line.
     Jsonl,
-    /// `user_id,item_id,type,value,timestamp` with a header.
+    /// Comma- (or semicolon-, pipe-) separated with a header (`user_id,item_id,...`).
     Csv,
+    /// Tab-separated.
+    Tsv,
     /// A MovieLens folder.
     Movielens,
 }
@@ -371,26 +372,23 @@ impl std::str::FromStr for Format {
         match s {
             "jsonl" => Ok(Format::Jsonl),
             "csv" => Ok(Format::Csv),
+            "tsv" => Ok(Format::Tsv),
             "movielens" => Ok(Format::Movielens),
             other => Err(format!(
-                "unknown format {other:?} (expected jsonl, csv or movielens)"
+                "unknown format {other:?} (expected csv, tsv, jsonl or movielens)"
             )),
         }
     }
 }
 
 impl Format {
-    /// Guess from the path: a directory is MovieLens, `.csv` is csv, anything else jsonl.
-    pub fn guess(path: &Path) -> Format {
-        if path.is_dir() {
-            Format::Movielens
-        } else if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
-        {
-            Format::Csv
-        } else {
-            Format::Jsonl
+    /// The table format of a file format (`None`: a MovieLens folder).
+    pub fn table(self) -> Option<TableFormat> {
+        match self {
+            Format::Jsonl => Some(TableFormat::Jsonl),
+            Format::Csv => Some(TableFormat::Csv(b',')),
+            Format::Tsv => Some(TableFormat::Tsv),
+            Format::Movielens => None,
         }
     }
 }
@@ -404,34 +402,55 @@ pub struct Loaded {
     pub movies: Vec<Movie>,
     /// A short name of the data set (folder or file name).
     pub name: String,
+    /// False when the file has no timestamps (file order defines time).
+    pub timed: bool,
+    /// What was read (format, columns), for messages; empty for MovieLens.
+    pub description: String,
 }
 
-/// Read `path` in `format` (guessed from the path when `None`).
+/// Read `path` in `format`: a folder is MovieLens, a file is read by
+/// [`crate::table::read_table`] with the default columns (format sniffed when `None`).
 pub fn read_interactions(path: &Path, format: Option<Format>) -> Result<Loaded> {
-    let format = format.unwrap_or_else(|| Format::guess(path));
+    read_interactions_with(path, format, &TableOptions::default())
+}
+
+/// [`read_interactions`] with the table reader's options (columns, time unit, clock);
+/// `format` overrides `opts.format`.
+pub fn read_interactions_with(
+    path: &Path,
+    format: Option<Format>,
+    opts: &TableOptions,
+) -> Result<Loaded> {
     let name = path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    match format {
-        Format::Movielens => {
+    let format = format.or_else(|| path.is_dir().then_some(Format::Movielens));
+    match format.map(|f| (f, f.table())) {
+        Some((_, None)) => {
             let ml = load_movielens(path)?;
             Ok(Loaded {
                 interactions: ml.ratings,
                 movies: ml.movies,
                 name,
+                timed: true,
+                description: String::new(),
             })
         }
-        Format::Jsonl => Ok(Loaded {
-            interactions: parse_jsonl(path, &read(path)?)?,
-            movies: Vec::new(),
-            name,
-        }),
-        Format::Csv => Ok(Loaded {
-            interactions: parse_csv(path, &read(path)?)?,
-            movies: Vec::new(),
-            name,
-        }),
+        other => {
+            let mut opts = opts.clone();
+            if let Some((_, Some(t))) = other {
+                opts.format = Some(t);
+            }
+            let table = read_table(path, &opts)?;
+            Ok(Loaded {
+                description: crate::table::describe(path, &table),
+                timed: table.timed,
+                interactions: table.interactions,
+                movies: Vec::new(),
+                name,
+            })
+        }
     }
 }
 
@@ -474,112 +493,6 @@ fn invalid(path: &Path, line: u64, e: recd_core::ValidationError) -> TrainError 
 fn check_id(path: &Path, line: u64, field: &str, id: &str) -> Result<String> {
     validate_id(id, field).map_err(|e| invalid(path, line, e))?;
     Ok(id.to_owned())
-}
-
-fn event(
-    path: &Path,
-    line: u64,
-    user: &str,
-    item: &str,
-    kind: &str,
-    value: Option<f64>,
-    ts: i64,
-) -> Result<Interaction> {
-    let kind: EventType = kind.parse().map_err(|e| invalid(path, line, e))?;
-    if value.is_some_and(|v| !v.is_finite()) {
-        return Err(TrainError::bad(path, line, "value is not finite"));
-    }
-    Ok(Interaction {
-        user: check_id(path, line, "user_id", user)?,
-        item: check_id(path, line, "item_id", item)?,
-        kind,
-        value,
-        timestamp_ms: ts,
-    })
-}
-
-#[derive(Deserialize)]
-struct JsonEvent {
-    user_id: serde_json::Value,
-    item_id: serde_json::Value,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    value: Option<f64>,
-    timestamp: serde_json::Value,
-}
-
-fn json_id(path: &Path, line: u64, field: &str, v: &serde_json::Value) -> Result<String> {
-    match v {
-        serde_json::Value::String(s) => Ok(s.clone()),
-        serde_json::Value::Number(n) => Ok(n.to_string()),
-        _ => Err(TrainError::bad(
-            path,
-            line,
-            format!("{field} must be a string"),
-        )),
-    }
-}
-
-fn parse_jsonl(path: &Path, bytes: &[u8]) -> Result<Vec<Interaction>> {
-    let mut out = Vec::new();
-    for (n, l) in lines(bytes) {
-        let ev: JsonEvent =
-            serde_json::from_slice(l).map_err(|e| TrainError::bad(path, n, e.to_string()))?;
-        let ts = parse_timestamp(&ev.timestamp).map_err(|e| invalid(path, n, e))?;
-        let user = json_id(path, n, "user_id", &ev.user_id)?;
-        let item = json_id(path, n, "item_id", &ev.item_id)?;
-        out.push(event(path, n, &user, &item, &ev.kind, ev.value, ts)?);
-    }
-    Ok(out)
-}
-
-fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Vec<Interaction>> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(false)
-        .from_reader(bytes);
-    let headers = rdr.headers().map_err(|e| csv_error(path, &e))?.clone();
-    let col = |name: &str| -> Result<usize> {
-        headers
-            .iter()
-            .position(|h| h.trim() == name)
-            .ok_or_else(|| {
-                TrainError::bad(
-                    path,
-                    1,
-                    format!("missing column {name:?} (need user_id,item_id,type,value,timestamp)"),
-                )
-            })
-    };
-    let (cu, ci, ck, ct) = (
-        col("user_id")?,
-        col("item_id")?,
-        col("type")?,
-        col("timestamp")?,
-    );
-    // `value` may be left out when no event carries one
-    let cv = col("value").ok();
-    let mut out = Vec::new();
-    for rec in rdr.records() {
-        let rec = rec.map_err(|e| csv_error(path, &e))?;
-        let n = rec.position().map_or(0, csv::Position::line);
-        let value = match cv.map(|c| rec[c].trim()) {
-            None | Some("") => None,
-            Some(v) => Some(parse_num(path, n, "value", v)?),
-        };
-        let ts = parse_timestamp_text(rec[ct].trim()).map_err(|e| invalid(path, n, e))?;
-        out.push(event(
-            path,
-            n,
-            rec[cu].trim(),
-            rec[ci].trim(),
-            rec[ck].trim(),
-            value,
-            ts,
-        )?);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -713,6 +626,22 @@ mod tests {
         );
     }
 
+    fn parse_jsonl(path: &Path, bytes: &[u8]) -> Result<Vec<Interaction>> {
+        let opts = TableOptions {
+            format: Some(TableFormat::Jsonl),
+            ..TableOptions::default()
+        };
+        Ok(crate::table::parse_table(path, bytes, false, &opts)?.interactions)
+    }
+
+    fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Vec<Interaction>> {
+        let opts = TableOptions {
+            format: Some(TableFormat::Csv(b',')),
+            ..TableOptions::default()
+        };
+        Ok(crate::table::parse_table(path, bytes, false, &opts)?.interactions)
+    }
+
     #[test]
     fn jsonl_events() {
         let text = br#"{"user_id":"u1","item_id":"sku-1","type":"view","timestamp":1700000000000}
@@ -730,8 +659,12 @@ mod tests {
             b"{\"user_id\":\"u\",\"item_id\":\"i\",\"type\":\"like\",\"timestamp\":1}\n",
         )
         .unwrap_err();
-        assert!(e.to_string().contains(":1: unknown event type"), "{e}");
-        let e = parse_jsonl(&mem(), b"\n{\"user_id\":\"u\",\"item_id\":\"i\"}\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(":1: column \"type\": unknown event type"),
+            "{e}"
+        );
+        let e = parse_jsonl(&mem(), b"\n{\"user_id\":\"u\"}\n").unwrap_err();
         assert!(e.to_string().starts_with("<mem>:2:"), "{e}");
         let e = parse_jsonl(
             &mem(),
@@ -740,7 +673,7 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("user_id must not be empty"), "{e}");
         // recd-core's rules: ids up to 256 bytes, timestamps from 1970 to 9999, and in
-        // json a timestamp is an integer or an RFC 3339 string
+        // json a timestamp is an integer or a date string
         let line = |id: &str, ts: &str| {
             format!(r#"{{"user_id":"{id}","item_id":"i","type":"view","timestamp":{ts}}}"#)
         };
@@ -749,12 +682,9 @@ mod tests {
             (line(&long, "1"), "limit is 256"),
             (line("u", "-1"), "out of range"),
             (line("u", "253402300800000"), "out of range"),
-            (line("u", "1.5"), "integer number of milliseconds"),
-            (line("u", "\"1000\""), "not RFC 3339"),
-            (
-                line("u", "null"),
-                "must be an RFC 3339 string or epoch milliseconds",
-            ),
+            (line("u", "1.5"), "not an integer"),
+            (line("u", "\"1000x\""), "not RFC 3339"),
+            (line("u", "null"), "not a number or a date"),
         ] {
             let e = parse_jsonl(&mem(), l.as_bytes()).unwrap_err();
             assert!(e.to_string().contains(needle), "{l}: {e}");
@@ -774,22 +704,27 @@ mod tests {
             b"user_id,item_id,type,value,timestamp\nu1,i,view,abc,1\n",
         )
         .unwrap_err();
-        assert!(e.to_string().contains(":2: value"), "{e}");
+        assert!(e.to_string().contains(":2: column \"value\""), "{e}");
         let evs = parse_csv(&mem(), b"timestamp,type,item_id,user_id\n5,click,i,u\n").unwrap();
         assert_eq!(
             (evs[0].user.as_str(), evs[0].kind, evs[0].value),
             ("u", EventType::Click, None)
         );
-        let e = parse_csv(&mem(), b"user,item\nu1,i\n").unwrap_err();
-        assert!(e.to_string().contains("missing column"), "{e}");
+        // pairs are views
+        let evs = parse_csv(&mem(), b"user,item\nu1,i\n").unwrap();
+        assert_eq!(evs[0].kind, EventType::View);
+        let e = parse_csv(&mem(), b"who,what\nu1,i\n").unwrap_err();
+        assert!(e.to_string().contains("no user column"), "{e}");
         let e = parse_csv(&mem(), b"user_id,item_id,type,timestamp\nu,i,view,-1\n").unwrap_err();
         assert!(
-            e.to_string().contains(":2: 'timestamp' is out of range"),
+            e.to_string()
+                .contains(":2: column \"timestamp\": 'timestamp' is out of range"),
             "{e}"
         );
         let e = parse_csv(&mem(), b"user_id,item_id,type,timestamp\nu,i,view,1e3\n").unwrap_err();
         assert!(
-            e.to_string().contains(":2: 'timestamp' is not RFC 3339"),
+            e.to_string()
+                .contains(":2: column \"timestamp\": 'timestamp' is not RFC 3339"),
             "{e}"
         );
     }
@@ -864,10 +799,10 @@ mod tests {
     }
 
     #[test]
-    fn format_parse_and_guess() {
+    fn format_parse() {
         assert_eq!("csv".parse::<Format>(), Ok(Format::Csv));
+        assert_eq!("tsv".parse::<Format>(), Ok(Format::Tsv));
         assert!("xml".parse::<Format>().is_err());
-        assert_eq!(Format::guess(Path::new("x.CSV")), Format::Csv);
-        assert_eq!(Format::guess(Path::new("x.jsonl")), Format::Jsonl);
+        assert_eq!(Format::Movielens.table(), None);
     }
 }

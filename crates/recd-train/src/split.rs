@@ -36,6 +36,8 @@ pub enum SplitMethod {
     },
     /// Each user's last item.
     LeaveLastOut,
+    /// Given halves (`recd eval --train F --test F`): read, not made.
+    Given,
 }
 
 impl SplitMethod {
@@ -63,6 +65,7 @@ impl SplitMethod {
             SplitMethod::Random { .. } => "random",
             SplitMethod::Time { .. } => "time",
             SplitMethod::LeaveLastOut => "leave-last-out",
+            SplitMethod::Given => "given",
         }
     }
 
@@ -91,18 +94,47 @@ pub struct Split {
 
 /// Split `data` with `method`; `seed` drives every random choice.
 pub fn split(data: &Interactions, method: SplitMethod, seed: u64) -> Result<Split> {
+    let is_test = split_mask(data, method, seed)?;
+    from_mask(data, &is_test, method)
+}
+
+/// Which events of `data` `method` puts in the test half; `seed` drives every random choice.
+pub fn split_mask(data: &Interactions, method: SplitMethod, seed: u64) -> Result<Vec<bool>> {
     method.validate()?;
     if data.is_empty() {
         return Err(TrainError::Empty("no interactions to split".into()));
     }
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    let is_test: Vec<bool> = match method {
+    Ok(match method {
         SplitMethod::Random { test_fraction } => random_per_user(data, test_fraction, &mut rng),
-        SplitMethod::Time { test_fraction } => time_cutoff(data, test_fraction),
+        SplitMethod::Time { test_fraction } => {
+            let first = data.timestamps.first().copied();
+            if data.timestamps.iter().all(|&t| Some(t) == first) {
+                return Err(TrainError::param(
+                    "split",
+                    format!(
+                        "the time split cannot run: all {} events have the same timestamp \
+                         (use --split random or leave-last-out)",
+                        data.len()
+                    ),
+                ));
+            }
+            time_cutoff(data, test_fraction)
+        }
         SplitMethod::LeaveLastOut => leave_last_out(data, &mut rng),
-    };
+        SplitMethod::Given => {
+            return Err(TrainError::param(
+                "split",
+                "a given split is read (--train, --test), not made",
+            ));
+        }
+    })
+}
+
+/// The split of `data` whose test events are those marked in `is_test` (one per event).
+pub fn from_mask(data: &Interactions, is_test: &[bool], method: SplitMethod) -> Result<Split> {
     let (test_idx, train_idx): (Vec<usize>, Vec<usize>) =
-        (0..data.len()).partition(|&i| is_test[i]);
+        (0..data.len()).partition(|&i| is_test.get(i).copied().unwrap_or(false));
     if train_idx.is_empty() || test_idx.is_empty() {
         return Err(TrainError::Empty(format!(
             "the {} split left {} train and {} test events",

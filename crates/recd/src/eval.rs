@@ -23,7 +23,7 @@
 //! store has the MovieLens schema with the config's `[schema]` vector metric, if it has one.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -35,10 +35,11 @@ use recd_server::recommend::{Recommender, Request};
 use recd_store::Store;
 use recd_store::embedded::EmbeddedStore;
 use recd_train::eval::{EvalConfig, EvalReport, Evaluation};
-use recd_train::movielens::{Format, Loaded, read_interactions};
+use recd_train::movielens::{Format, Loaded, genre_sets, read_interactions_with};
 use recd_train::replay::{ReplayEvent, ReplayRecommender};
-use recd_train::split::SplitMethod;
-use recd_train::{IdMap, Interactions, neutral_warning};
+use recd_train::split::{self, SplitMethod};
+use recd_train::table::{TableOptions, write_csv};
+use recd_train::{IdMap, Interaction, Interactions, neutral_warning};
 use tokio::runtime::Handle;
 
 use crate::UsageError;
@@ -52,12 +53,27 @@ const VECTOR_BATCH: usize = 2000;
 /// `recd eval` flags.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// A jsonl / csv interactions file, or a MovieLens folder (ml-100k, ml-1m, ml-latest).
-    #[arg(long)]
-    pub interactions: PathBuf,
-    /// Format of --interactions [default: from the path: folder = movielens, .csv, else jsonl].
+    /// An interactions file (CSV, TSV or JSON lines, plain or gzip), or a MovieLens folder
+    /// (ml-100k, ml-1m, ml-latest).
+    #[arg(long, required_unless_present_all = ["train", "test"], conflicts_with_all = ["train", "test"])]
+    pub interactions: Option<PathBuf>,
+    /// A given train half (with --test) instead of splitting --interactions, e.g. one
+    /// written by --write-split or by another library.
+    #[arg(long, requires = "test")]
+    pub train: Option<PathBuf>,
+    /// The given test half (with --train).
+    #[arg(long, requires = "train")]
+    pub test: Option<PathBuf>,
+    /// Write the split (train.csv, test.csv: user_id,item_id,type,value,timestamp, the
+    /// events the evaluation uses) into this folder, to evaluate another library on it.
+    #[arg(long, value_name = "DIR")]
+    pub write_split: Option<PathBuf>,
+    /// Format of the files: csv, tsv, jsonl or movielens [default: a folder is movielens,
+    /// a file's format is sniffed].
     #[arg(long)]
     pub format: Option<Format>,
+    #[command(flatten)]
+    pub table: crate::import::TableArgs,
     /// How to split: random (per user), time (one global cutoff), leave-last-out.
     #[arg(long, default_value = "random", value_parser = ["random", "time", "leave-last-out"])]
     pub split: String,
@@ -338,22 +354,114 @@ fn build_pipeline(
     Ok(pipeline)
 }
 
+/// Reads one file or folder of `args`, saying what was read.
+fn load(path: &Path, args: &EvalArgs, opts: &TableOptions) -> Result<Loaded> {
+    let loaded = read_interactions_with(path, args.format, opts).map_err(train_error)?;
+    if !loaded.description.is_empty() {
+        eprintln!("recd eval: {}", loaded.description);
+    }
+    Ok(loaded)
+}
+
+/// Writes `train.csv` and `test.csv` of `split` into `dir`: the raw events (`raw[kept[e]]`
+/// is dense event `e`).
+fn write_split(
+    dir: &Path,
+    raw: &[Interaction],
+    kept: &[usize],
+    is_test: &[bool],
+) -> Result<(usize, usize)> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| UsageError(format!("--write-split {}: {e}", dir.display())))?;
+    let half = |test: bool| {
+        kept.iter()
+            .zip(is_test)
+            .filter(move |(_, t)| **t == test)
+            .filter_map(|(&p, _)| raw.get(p))
+    };
+    let n_train = write_csv(&dir.join("train.csv"), half(false)).map_err(train_error)?;
+    let n_test = write_csv(&dir.join("test.csv"), half(true)).map_err(train_error)?;
+    Ok((n_train, n_test))
+}
+
 /// Everything after loading the file, on a thread that may block.
 fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> Result<EvalReport> {
     let t = Instant::now();
-    let loaded = read_interactions(&args.interactions, args.format).map_err(train_error)?;
+    let opts = args
+        .table
+        .options(None, &config.import, recd_server::clock::now_ms())?;
+    let method = SplitMethod::from_name(&args.split, args.test_fraction).map_err(train_error)?;
+    // the whole data set, and the size of a given train half at its front
+    let (loaded, given_train) = match (&args.interactions, &args.train, &args.test) {
+        (Some(path), _, _) => (load(path, args, &opts)?, None),
+        (None, Some(train), Some(test)) => {
+            let mut a = load(train, args, &opts)?;
+            let b = load(test, args, &opts)?;
+            if a.timed != b.timed {
+                return Err(UsageError(
+                    "--train and --test: one has timestamps and the other not".into(),
+                )
+                .into());
+            }
+            let n = a.interactions.len();
+            a.interactions.extend(b.interactions);
+            if b.movies.len() > a.movies.len() {
+                a.movies = b.movies;
+            }
+            a.name = format!("{} + {}", a.name, b.name);
+            (a, Some(n))
+        }
+        _ => {
+            return Err(
+                UsageError("give --interactions, or both --train and --test".into()).into(),
+            );
+        }
+    };
+    if !loaded.timed && matches!(method, SplitMethod::Time { .. }) && given_train.is_none() {
+        return Err(UsageError(format!(
+            "the time split cannot run on {}: it has no time column (file order defines time \
+             only for ordering); name the column with --time-col, or use --split random or \
+             leave-last-out",
+            loaded.name
+        ))
+        .into());
+    }
     // One definition of event weights: the config's, as the pipeline store applies them.
     let weights = &config.model.session.weights;
     if let Some(warning) = neutral_warning(&loaded.interactions, weights) {
         tracing::warn!(dataset = %loaded.name, "{warning}");
         eprintln!("recd eval: warning: {warning}");
     }
-    let (data, sets, skipped) = loaded.to_interactions(weights);
-    let split = SplitMethod::from_name(&args.split, args.test_fraction).map_err(train_error)?;
+    let catalog: IdMap = loaded.movies.iter().map(|m| m.id.clone()).collect();
+    let (data, kept, skipped) =
+        Interactions::from_raw_positions(&loaded.interactions, weights, catalog);
+    let sets = genre_sets(&loaded.movies, data.item_ids());
+    let (split, is_test) = match given_train {
+        Some(n) => {
+            let is_test: Vec<bool> = kept.iter().map(|&p| p >= n).collect();
+            let split =
+                split::from_mask(&data, &is_test, SplitMethod::Given).map_err(train_error)?;
+            (split, is_test)
+        }
+        None => {
+            let is_test = split::split_mask(&data, method, args.split_seed).map_err(train_error)?;
+            (
+                split::from_mask(&data, &is_test, method).map_err(train_error)?,
+                is_test,
+            )
+        }
+    };
+    if let Some(dir) = &args.write_split {
+        let (a, b) = write_split(dir, &loaded.interactions, &kept, &is_test)?;
+        eprintln!(
+            "recd eval: wrote the split to {}: train.csv ({a} events), test.csv ({b} events)",
+            dir.display()
+        );
+    }
     let factors = args.als.factors.unwrap_or(64);
     let eval_config = EvalConfig {
         k: args.k,
-        split,
+        split: split.method,
         seed: args.split_seed,
         als: args.als.params(factors),
         skip_replay: args.no_replay,
@@ -372,11 +480,11 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
             String::new()
         }
     );
-    let ev =
-        Evaluation::prepare(&data, &loaded.name, eval_config, Some(sets)).map_err(train_error)?;
+    let ev = Evaluation::from_split(split, &loaded.name, eval_config, Some(sets))
+        .map_err(train_error)?;
     eprintln!(
         "recd eval: {} split, {} train / {} test events; ALS trained in {:.2} s",
-        args.split,
+        ev.split.method.name(),
         ev.split.train.len(),
         ev.split.test.len(),
         ev.als.train_seconds
@@ -436,12 +544,18 @@ pub async fn run(args: EvalArgs) -> Result<()> {
     if args.k == 0 || args.k > 1000 {
         return Err(UsageError(format!("--k must be 1 to 1000, got {}", args.k)).into());
     }
-    if !args.interactions.exists() {
-        return Err(UsageError(format!(
-            "--interactions {}: no such file or folder",
-            args.interactions.display()
-        ))
-        .into());
+    for (flag, path) in [
+        ("--interactions", &args.interactions),
+        ("--train", &args.train),
+        ("--test", &args.test),
+    ] {
+        if let Some(p) = path
+            && !p.exists()
+        {
+            return Err(
+                UsageError(format!("{flag} {}: no such file or folder", p.display())).into(),
+            );
+        }
     }
     let config = recd_server::Config::load(args.config.as_deref(), &Overrides::default())?;
     let handle = Handle::current();
