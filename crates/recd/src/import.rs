@@ -6,10 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use recd_core::{Event, ItemUpsert, ValidationError};
 
-use crate::serve::open_store;
+use crate::serve::{bulk_options, open_store};
 use crate::{StoreArgs, UsageError};
-
-const BATCH: usize = 5000;
 
 /// What to import.
 #[derive(clap::Subcommand, Debug)]
@@ -98,15 +96,11 @@ pub async fn run(cmd: ImportCommand) -> Result<()> {
             let config = store.load()?;
             let store = open_store(&config).await?;
             let schema = store.schema().clone();
-            let mut items = parse_file(&file, "items", |v| ItemUpsert::from_json(v, &schema))?;
+            let items = parse_file(&file, "items", |v| ItemUpsert::from_json(v, &schema))?;
             let n = items.len();
-            // One all-or-nothing call per batch; validation above already covers the whole file.
-            while !items.is_empty() {
-                let rest = items.split_off(items.len().min(BATCH));
-                store
-                    .upsert_items(std::mem::replace(&mut items, rest))
-                    .await?;
-            }
+            // Batches sized by time, retried when Redis is slow; validation above already
+            // covers the whole file.
+            recd_store::bulk::upsert_items(&*store, items, &bulk_options(&config)).await?;
             println!("imported {n} items");
         }
         ImportCommand::Events { file, store } => {
@@ -116,9 +110,7 @@ pub async fn run(cmd: ImportCommand) -> Result<()> {
             let now = recd_server::clock::now_ms();
             let max_future = config.server.max_event_future_ms();
             let events = parse_file(&file, "events", |v| Event::from_json(v, now, max_future))?;
-            for chunk in events.chunks(BATCH) {
-                store.apply_events(chunk).await?;
-            }
+            recd_store::bulk::apply_events(&*store, &events, &bulk_options(&config)).await?;
             println!("imported {} events", events.len());
         }
     }
