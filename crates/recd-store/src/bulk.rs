@@ -4,7 +4,8 @@
 //! server while it runs: a 1,000-item upsert of indexed hashes can exceed the 1 s response
 //! timeout on a loaded machine). So bulk writes here are cut into batches sized by time,
 //! not by count: [`BatchSizer`] starts small, grows while a batch takes well under its
-//! target (~200 ms), shrinks when one comes near or over it, and halves after a failure.
+//! target (100 ms: a Redis script blocks every other client while it runs, so this is also
+//! the longest stall a bulk write imposes on requests served meanwhile), shrinks when one comes near or over it, and halves after a failure.
 //!
 //! Idempotent writes (item upserts, item and user vectors) that fail as
 //! [`StoreError::Unavailable`] (a timeout, a Redis busy or loading) are tried again, smaller,
@@ -46,7 +47,7 @@ pub struct BulkOptions {
 impl Default for BulkOptions {
     fn default() -> Self {
         BulkOptions {
-            target: Duration::from_millis(200),
+            target: Duration::from_millis(100),
             first_batch: 16,
             max_batch: 5000,
             attempts: 10,
@@ -427,7 +428,7 @@ mod tests {
     fn target_follows_a_short_response_timeout() {
         assert_eq!(
             BulkOptions::for_response_timeout(Duration::from_secs(1)).target,
-            ms(200)
+            ms(100)
         );
         assert_eq!(BulkOptions::for_response_timeout(ms(100)).target, ms(20));
     }
