@@ -21,9 +21,12 @@
 //!   that a redb file absorbs.
 //! - [`redis`]: the Redis backend ([`RedisStore`]): item Hashes, one RediSearch index, Lua
 //!   scripts for atomic writes.
+//! - [`bulk`]: bulk writes (demo, import, training write-back) in batches sized by time,
+//!   idempotent ones retried, that finish on a slow backend.
 //! - [`error`]: [`StoreError`], classified user / unavailable / internal.
 //! - [`models`]: the model registry's records ([`ModelRecord`], [`ModelRegistry`]).
 
+pub mod bulk;
 pub mod embedded;
 pub mod error;
 pub mod models;

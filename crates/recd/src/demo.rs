@@ -7,13 +7,8 @@ use anyhow::{Context, Result};
 use recd_core::{ItemUpsert, Schema};
 use recd_store::Store;
 
-use crate::serve::{open_store, serve};
+use crate::serve::{bulk_options, open_store, serve};
 use crate::{StoreArgs, synthetic};
-
-/// Items per upsert batch while loading.
-const ITEM_BATCH: usize = 1000;
-/// Events per batch while loading.
-const EVENT_BATCH: usize = 1000;
 
 /// `recd demo` flags.
 #[derive(clap::Args, Debug)]
@@ -56,7 +51,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             counts.items, counts.users
         );
     } else {
-        load(&store, &args).await?;
+        load(&store, &args, &bulk_options(&config)).await?;
     }
     print_examples(&store, config.listen, config.auth.configured()).await?;
     if args.load_only {
@@ -65,7 +60,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     serve(config, store).await
 }
 
-async fn load(store: &Arc<dyn Store>, args: &DemoArgs) -> Result<()> {
+/// Writes the generated shop in batches sized by time (retried when the backend is slow or
+/// busy, so that a loaded machine delays the load instead of failing it), progress logged.
+async fn load(
+    store: &Arc<dyn Store>,
+    args: &DemoArgs,
+    bulk: &recd_store::bulk::BulkOptions,
+) -> Result<()> {
     let started = Instant::now();
     eprintln!(
         "recd demo: generating {} items and {} users (seed {})",
@@ -73,22 +74,18 @@ async fn load(store: &Arc<dyn Store>, args: &DemoArgs) -> Result<()> {
     );
     let data = synthetic::generate(args.items, args.users, args.dim, args.seed);
     let schema = store.schema().clone();
-    for (n, chunk) in data.items.chunks(ITEM_BATCH).enumerate() {
-        let batch = chunk
-            .iter()
-            .map(|v| ItemUpsert::from_json(v, &schema))
-            .collect::<Result<Vec<_>, _>>()
-            .context("the generator made an item the schema rejects (is the config's schema the demo schema?)")?;
-        store.upsert_items(batch).await?;
-        eprint!(
-            "\rrecd demo: loaded {} items",
-            ((n + 1) * ITEM_BATCH).min(data.items.len())
-        );
-    }
-    eprintln!();
-    for chunk in data.events.chunks(EVENT_BATCH) {
-        store.apply_events(chunk).await?;
-    }
+    let items = data
+        .items
+        .iter()
+        .map(|v| ItemUpsert::from_json(v, &schema))
+        .collect::<Result<Vec<_>, _>>()
+        .context("the generator made an item the schema rejects (is the config's schema the demo schema?)")?;
+    recd_store::bulk::upsert_items(&**store, items, bulk)
+        .await
+        .context("loading items")?;
+    recd_store::bulk::apply_events(&**store, &data.events, bulk)
+        .await
+        .context("loading events")?;
     eprintln!(
         "recd demo: loaded {} items and {} events in {:.1} s",
         data.items.len(),

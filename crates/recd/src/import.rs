@@ -10,10 +10,8 @@ use recd_server::config::{Backend, ImportConfig};
 use recd_store::Store;
 use recd_train::table::{ColumnMap, TableFormat, TableOptions, TimeUnit, describe, read_table};
 
-use crate::serve::open_store;
+use crate::serve::{bulk_options, open_store};
 use crate::{StoreArgs, UsageError};
-
-const BATCH: usize = 5000;
 
 /// What to import.
 #[derive(clap::Subcommand, Debug)]
@@ -191,16 +189,24 @@ async fn default_schema(config: &mut recd_server::Config, dim: usize) -> Result<
     Ok(())
 }
 
-/// Creates the items `events` name that `store` lacks, as bare items; returns how many.
-async fn create_missing_items(store: &dyn Store, events: &[Event]) -> Result<usize> {
+/// Ids looked up per `get_items` call when checking which items exist.
+const LOOKUP_BATCH: usize = 1000;
+
+/// Creates the items `events` name that `store` lacks, as bare items (written as a bulk
+/// load: time-sized batches, retried); returns how many.
+async fn create_missing_items(
+    store: &dyn Store,
+    events: &[Event],
+    opts: &recd_store::bulk::BulkOptions,
+) -> Result<usize> {
     let mut seen = std::collections::HashSet::new();
     let ids: Vec<String> = events
         .iter()
         .filter(|e| seen.insert(e.item_id.as_str()))
         .map(|e| e.item_id.clone())
         .collect();
-    let mut created = 0;
-    for chunk in ids.chunks(BATCH) {
+    let mut missing_all = Vec::new();
+    for chunk in ids.chunks(LOOKUP_BATCH) {
         let found = store.get_items(chunk).await?;
         let missing: Vec<ItemUpsert> = chunk
             .iter()
@@ -215,11 +221,10 @@ async fn create_missing_items(store: &dyn Store, events: &[Event]) -> Result<usi
                 keep_vector: true,
             })
             .collect();
-        if !missing.is_empty() {
-            created += missing.len();
-            store.upsert_items(missing).await?;
-        }
+        missing_all.extend(missing);
     }
+    let created = missing_all.len();
+    recd_store::bulk::upsert_items(store, missing_all, opts).await?;
     Ok(created)
 }
 
@@ -232,7 +237,7 @@ async fn unknown_items(store: &dyn Store, events: &[Event]) -> Result<(usize, us
         .map(|e| e.item_id.clone())
         .collect();
     let mut unknown = std::collections::HashSet::new();
-    for chunk in ids.chunks(BATCH) {
+    for chunk in ids.chunks(LOOKUP_BATCH) {
         for (id, found) in chunk.iter().zip(store.get_items(chunk).await?) {
             if found.is_none() {
                 unknown.insert(id.as_str());
@@ -312,15 +317,11 @@ pub async fn run(cmd: ImportCommand) -> Result<()> {
             let config = store.load()?;
             let store = open_store(&config).await?;
             let schema = store.schema().clone();
-            let mut items = parse_file(&file, "items", |v| ItemUpsert::from_json(v, &schema))?;
+            let items = parse_file(&file, "items", |v| ItemUpsert::from_json(v, &schema))?;
             let n = items.len();
-            // One all-or-nothing call per batch; validation above already covers the whole file.
-            while !items.is_empty() {
-                let rest = items.split_off(items.len().min(BATCH));
-                store
-                    .upsert_items(std::mem::replace(&mut items, rest))
-                    .await?;
-            }
+            // Batches sized by time, retried when Redis is slow; validation above already
+            // covers the whole file.
+            recd_store::bulk::upsert_items(&*store, items, &bulk_options(&config)).await?;
             println!("imported {n} items");
         }
         ImportCommand::Events {
@@ -349,7 +350,8 @@ pub async fn run(cmd: ImportCommand) -> Result<()> {
             eprintln!("recd import: {what}");
             let store = open_store(&config).await?;
             if create_items {
-                let n = create_missing_items(store.as_ref(), &events).await?;
+                let n =
+                    create_missing_items(store.as_ref(), &events, &bulk_options(&config)).await?;
                 println!("created {n} items (no vectors until `recd train`)");
             } else {
                 let (items, n) = unknown_items(store.as_ref(), &events).await?;
@@ -366,9 +368,7 @@ pub async fn run(cmd: ImportCommand) -> Result<()> {
                     );
                 }
             }
-            for chunk in events.chunks(BATCH) {
-                store.apply_events(chunk).await?;
-            }
+            recd_store::bulk::apply_events(&*store, &events, &bulk_options(&config)).await?;
             println!("imported {} events", events.len());
         }
     }

@@ -23,10 +23,6 @@ use serde_json::{Value, json};
 use crate::serve::open_store;
 use crate::{StoreArgs, UsageError};
 
-/// Items per upsert batch (all or nothing: on Redis one script, ~70 us per movie, during
-/// which Redis serves no one else: 5000 took 300-350 ms and sometimes hit the 1 s reply
-/// timeout on a loaded machine).
-const ITEM_BATCH: usize = 1000;
 /// Events per `apply_events` batch (embedded: one durable commit each).
 const EVENT_BATCH: usize = 5000;
 /// Events per `apply_events` batch on Redis: each user's events of a batch are one script
@@ -230,14 +226,10 @@ pub async fn run(args: MovielensArgs) -> Result<()> {
     let items = items(&ml.movies, rated, &schema)?;
     let events = events(&ml.ratings)?;
     let n_items = items.len();
-    let mut rest = items;
-    while !rest.is_empty() {
-        let tail = rest.split_off(rest.len().min(ITEM_BATCH));
-        store
-            .upsert_items(std::mem::replace(&mut rest, tail))
-            .await
-            .context("writing items")?;
-    }
+    // Batches sized by time, retried when Redis is slow (`recd_store::bulk`).
+    recd_store::bulk::upsert_items(&*store, items, &crate::serve::bulk_options(&config))
+        .await
+        .context("writing items")?;
     let batch = args
         .batch
         .unwrap_or(if config.backend == Backend::Redis {

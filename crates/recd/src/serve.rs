@@ -19,6 +19,17 @@ use tokio::net::TcpListener;
 
 use crate::{StoreArgs, UsageError};
 
+/// How bulk loads (demo, import) write to the configured backend: batches aimed at a fifth
+/// of Redis's response timeout at most (see `recd_store::bulk`).
+pub fn bulk_options(config: &Config) -> recd_store::bulk::BulkOptions {
+    match config.backend {
+        Backend::Embedded => recd_store::bulk::BulkOptions::default(),
+        Backend::Redis => recd_store::bulk::BulkOptions::for_response_timeout(
+            std::time::Duration::from_millis(config.redis.response_timeout_ms),
+        ),
+    }
+}
+
 /// Opens the store the configuration names.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     match config.backend {

@@ -7,6 +7,7 @@
 //! `CI=true` where the constructor panics instead). `cross` runs both backends side by
 //! side against `Filter::matches` (a property test) and `UserState::apply`.
 
+mod bulk;
 mod checks;
 mod cross;
 mod embedded;

@@ -190,3 +190,153 @@ async fn serves_from_redis_and_survives_redis_restarts() {
     );
     stop_redis(port);
 }
+
+/// A script that keeps Redis busy (read-only, so `SCRIPT KILL` stops it) for at most
+/// `ARGV[1]` ms: the bound only matters if the test fails before it kills the script.
+const BUSY_SCRIPT: &str = "local t0 = os.clock() \
+    while os.clock() - t0 < tonumber(ARGV[1]) / 1000 do end \
+    return 1";
+
+/// Issue 9, finding 10: a Redis that refuses for real (`BUSY`: a script runs past
+/// `busy-reply-threshold`) makes every API answer a 503 `unavailable` in the error shape,
+/// never a 500, and `/ready` not ready; once the script is killed recd serves again by
+/// itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_redis_is_unavailable_then_recovers() {
+    let Some(url) = redis_or_skip() else {
+        return;
+    };
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port in url");
+    let config =
+        std::env::temp_dir().join(format!("recd-e2e-redis-busy-{}.toml", std::process::id()));
+    std::fs::write(&config, SCHEMA).expect("config");
+    let dir = crate::server::data_dir("redis-busy");
+    let s = Server::start(
+        &[
+            "demo",
+            "--backend",
+            "redis",
+            "--redis-url",
+            &url,
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--items",
+            "300",
+            "--users",
+            "30",
+            "--seed",
+            "5",
+        ],
+        &[],
+    );
+    let requests = || async {
+        vec![
+            (
+                "recommend",
+                s.post(
+                    "/v1/recommend",
+                    json!({"user_id":"user-1","count":5,"use_cache":false}),
+                )
+                .await,
+            ),
+            (
+                "events",
+                s.post(
+                    "/v1/events",
+                    json!({"events":[{"user_id":"busy-visitor","item_id":"sku-1","type":"click"}]}),
+                )
+                .await,
+            ),
+            (
+                "items",
+                s.put(
+                    "/v1/items",
+                    json!({"items":[{"id":"busy-item","category":["shoes"],"price":10}]}),
+                )
+                .await,
+            ),
+            ("user", s.get("/v1/users/user-1").await),
+            ("ready", s.get("/ready").await),
+        ]
+    };
+    for (what, (status, body)) in requests().await {
+        assert_eq!(status, 200, "{what} before: {body}");
+    }
+
+    let client = ::redis::Client::open(url.as_str()).expect("redis url");
+    let mut admin = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin connection");
+    let () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg("50")
+        .query_async(&mut admin)
+        .await
+        .expect("CONFIG SET");
+    let mut runner = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("script connection");
+    let script = tokio::spawn(async move {
+        ::redis::cmd("EVAL")
+            .arg(BUSY_SCRIPT)
+            .arg(0)
+            .arg(60_000)
+            .query_async::<i64>(&mut runner)
+            .await
+    });
+    // Wait for Redis to refuse (an external process' state, polled).
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let mut probe = admin.clone();
+            async move {
+                ::redis::cmd("PING")
+                    .query_async::<String>(&mut probe)
+                    .await
+                    .is_err_and(|e| e.code() == Some("BUSY"))
+            }
+        })
+        .await,
+        "redis never answered BUSY"
+    );
+    let during = requests().await;
+    let killed: ::redis::RedisResult<()> = ::redis::cmd("SCRIPT")
+        .arg("KILL")
+        .query_async(&mut admin)
+        .await;
+    // The script's own reply (an error, once killed) does not matter.
+    let _ = script.await;
+    for (what, (status, body)) in during {
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (503, Some("unavailable")),
+            "{what} while redis is busy: {body}"
+        );
+        assert!(body["error"]["message"].is_string(), "{what}: {body}");
+    }
+    killed.expect("SCRIPT KILL: the script was still running");
+
+    // Recovered by itself: every request succeeds again, the writes refused meanwhile
+    // were not half-done.
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            s.get("/ready").await.0 == 200
+        })
+        .await,
+        "never ready again"
+    );
+    for (what, (status, body)) in requests().await {
+        assert_eq!(status, 200, "{what} after: {body}");
+    }
+    let (_, user) = s.get("/v1/users/busy-visitor").await;
+    assert_eq!(user["counters"]["click"].as_u64(), Some(2), "{user}");
+    stop_redis(port);
+}
