@@ -9,7 +9,7 @@
 //! strategy or variant the server knows, is counted under `unknown` — label values stay
 //! bounded by what an administrator defined, whatever clients send.
 
-use crate::answer::{Recommendation, Source};
+use crate::answer::Source;
 
 /// Label value for what is not known.
 pub const NONE: &str = "none";
@@ -30,16 +30,6 @@ pub struct ListLabels {
 }
 
 impl ListLabels {
-    /// The labels of an answer.
-    pub fn of(answer: &Recommendation) -> Self {
-        Self {
-            strategy: answer.strategy.clone(),
-            experiment: answer.experiment.clone().unwrap_or_else(|| NONE.into()),
-            variant: answer.variant.clone().unwrap_or_else(|| NONE.into()),
-            source: source_label(answer.cache.is_some(), answer.source),
-        }
-    }
-
     /// The labels of a list nobody knows.
     pub fn unknown() -> Self {
         Self {

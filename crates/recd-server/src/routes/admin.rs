@@ -264,6 +264,40 @@ fn parse_entry(
     Ok((id, vector))
 }
 
+/// Parsed item and user vectors, as (id, vector) lists.
+pub(super) type VectorLists = (Vec<(String, Vec<f32>)>, Vec<(String, Vec<f32>)>);
+
+/// Item and user vectors as (id, vector) lists, or a 400: more than `max_batch` together
+/// (`unit` says what holds them, e.g. "a batch"), or any invalid entry (each named).
+pub(super) fn parse_vectors(
+    state: &AppState,
+    items: &[Value],
+    users: &[Value],
+    unit: &str,
+) -> Result<VectorLists, ApiError> {
+    let max = state.config().server.max_batch;
+    let n = items.len() + users.len();
+    if n > max {
+        return Err(ApiError::invalid(format!(
+            "{unit} holds at most {max} vectors (items and users together), got {n}"
+        )));
+    }
+    let schema = state.engine.schema();
+    let mut problems = Vec::new();
+    let items = parse_list("items", items, schema, &mut problems);
+    let users = parse_list("users", users, schema, &mut problems);
+    if !problems.is_empty() {
+        return Err(ApiError::invalid_batch(
+            format!(
+                "{} of {n} vectors are invalid; nothing was written",
+                problems.len()
+            ),
+            problems,
+        ));
+    }
+    Ok((items, users))
+}
+
 /// Parses one list, adding `{list,index,id,message}` per bad entry to `problems`.
 pub(super) fn parse_list(
     list: &'static str,
@@ -301,26 +335,7 @@ pub async fn put_vectors(
     State(state): State<AppState>,
     AppJson(body): AppJson<VectorsBody>,
 ) -> Result<Json<VectorsWritten>, ApiError> {
-    let max = state.config().server.max_batch;
-    let n = body.items.len() + body.users.len();
-    if n > max {
-        return Err(ApiError::invalid(format!(
-            "a batch holds at most {max} vectors (items and users together), got {n}"
-        )));
-    }
-    let schema = state.engine.schema();
-    let mut problems = Vec::new();
-    let items = parse_list("items", &body.items, schema, &mut problems);
-    let users = parse_list("users", &body.users, schema, &mut problems);
-    if !problems.is_empty() {
-        return Err(ApiError::invalid_batch(
-            format!(
-                "{} of {n} vectors are invalid; nothing was written",
-                problems.len()
-            ),
-            problems,
-        ));
-    }
+    let (items, users) = parse_vectors(&state, &body.items, &body.users, "a batch")?;
     Ok(Json(state.engine.write_vectors(items, users).await?))
 }
 

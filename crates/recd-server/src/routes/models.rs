@@ -25,7 +25,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::admin::parse_list;
+use super::admin::parse_vectors;
 use super::path_id;
 use crate::engine::models::{Activated, ModelChunk, ModelInfo, ModelView, ModelsAnswer};
 use crate::error::{ApiError, AppJson};
@@ -87,26 +87,8 @@ pub async fn put_chunk(
 ) -> Result<Json<Value>, ApiError> {
     path_id(&version, "model version")?;
     let index = chunk_index(&index)?;
-    let max = state.config().server.max_batch;
     let n = body.items.len() + body.users.len();
-    if n > max {
-        return Err(ApiError::invalid(format!(
-            "a chunk holds at most {max} vectors (items and users together), got {n}"
-        )));
-    }
-    let schema = state.engine.schema();
-    let mut problems = Vec::new();
-    let items = parse_list("items", &body.items, schema, &mut problems);
-    let users = parse_list("users", &body.users, schema, &mut problems);
-    if !problems.is_empty() {
-        return Err(ApiError::invalid_batch(
-            format!(
-                "{} of {n} vectors are invalid; nothing was written",
-                problems.len()
-            ),
-            problems,
-        ));
-    }
+    let (items, users) = parse_vectors(&state, &body.items, &body.users, "a chunk")?;
     let chunk = ModelChunk { items, users };
     state
         .engine
