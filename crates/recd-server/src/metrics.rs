@@ -149,9 +149,9 @@ pub const CATALOGUE: &[MetricDef] = &[
     ),
     def("recd_events_total", Counter, "Events applied, by type."),
     def(
-        "recd_list_category_entropy_bits",
+        "recd_list_category_entropy",
         Histogram,
-        "Shannon entropy of the category mix of each served list (bits).",
+        "Shannon entropy of the category mix of each served list, in bits (no unit suffix: Prometheus names base units, and promtool reads `_bits` as a non-base one).",
     ),
     def(
         "recd_list_diversity",
@@ -159,9 +159,9 @@ pub const CATALOGUE: &[MetricDef] = &[
         "Mean pairwise cosine distance between the items of each freshly computed list.",
     ),
     def(
-        "recd_list_novelty_bits",
+        "recd_list_novelty",
         Histogram,
-        "Mean self-information -log2(share of exposure) of the items of each served list, over the exposure window (bits).",
+        "Mean self-information -log2(share of exposure) of the items of each served list, over the exposure window, in bits.",
     ),
     def(
         "recd_catalog_coverage_ratio",

@@ -62,6 +62,20 @@ pub async fn serve(
             let _ = engine.drift();
         }
     });
+    // Online monitoring buffers what it sees per thread; fold it in small batches off the
+    // request path (see `monitoring::pending`).
+    let engine = Arc::downgrade(&state.engine);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(250));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
+            engine.monitor_tick();
+        }
+    });
     let limits = state.config().server.clone();
     serve_router(listener, router(state), &limits, shutdown).await
 }

@@ -276,6 +276,38 @@ impl Bucket for ExposureBucket {
     }
 }
 
+/// The exposure counts of a window at one moment; see [`ExposureWindow::snapshot`].
+#[derive(Debug, Clone, Default)]
+pub struct ExposureSnapshot {
+    counts: HashMap<u64, u64, foldhash::fast::FixedState>,
+    impressions: u64,
+}
+
+impl ExposureSnapshot {
+    /// How often `item_id` was shown (as [`ExposureWindow::exposure_count`] said then).
+    pub fn count(&self, item_id: &str) -> u64 {
+        self.counts
+            .get(&key_hash(item_id.as_bytes()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Impressions in the window then.
+    pub fn impressions(&self) -> u64 {
+        self.impressions
+    }
+
+    /// Items with a count.
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// Whether no item has a count.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+}
+
 /// A Gini coefficient over a window and whether it is exact.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct GiniEstimate {
@@ -347,6 +379,35 @@ impl ExposureWindow {
             };
             total.saturating_add(c)
         })
+    }
+
+    /// Every tracked item's [`exposure_count`](Self::exposure_count) at once, with the
+    /// window's impressions: what novelty is measured against on the request path, where
+    /// looking each item up in every bucket would cost a hash lookup per bucket per item.
+    /// Cost: one pass over the buckets' summaries (at most `buckets` × (`top_k` +
+    /// `sample_k`) entries).
+    pub fn snapshot(&self) -> ExposureSnapshot {
+        let mut counts: HashMap<u64, u64, foldhash::fast::FixedState> =
+            HashMap::with_hasher(foldhash::fast::FixedState::default());
+        let mut impressions = 0u64;
+        for (_, b) in self.window.buckets() {
+            impressions = impressions.saturating_add(b.impressions);
+            // Per bucket: the space-saving count when tracked there, else the sample's.
+            for c in b.top.counters() {
+                let e = counts.entry(c.key).or_insert(0);
+                *e = e.saturating_add(c.count);
+            }
+            for (k, c) in b.sample.iter() {
+                if b.top.count(k) == 0 {
+                    let e = counts.entry(k).or_insert(0);
+                    *e = e.saturating_add(c);
+                }
+            }
+        }
+        ExposureSnapshot {
+            counts,
+            impressions,
+        }
     }
 
     /// The estimated number of distinct items in the window.
@@ -481,6 +542,40 @@ mod tests {
         w.advance(60 * MIN + 1);
         assert_eq!(w.exposure_count("a"), 2);
         assert_eq!(w.exposure_count("b"), 0);
+    }
+
+    #[test]
+    fn a_snapshot_agrees_with_per_item_exposure_counts() {
+        // Small summaries so that both evict: counts are estimates, and the snapshot must
+        // give the same estimate as the per-bucket lookup for every item.
+        let params = ExposureParams {
+            top_k: 8,
+            sample_k: 16,
+        };
+        let mut w = ExposureWindow::new(WindowSpec::default(), params).unwrap();
+        let ids: Vec<String> = (0..200).map(|i| format!("item-{i}")).collect();
+        for minute in 0..5i64 {
+            for (rank, id) in ids.iter().enumerate() {
+                // Zipf-like: item r shown about 400 / (r + 1) times a minute.
+                for _ in 0..(400 / (rank + 1)).max(1) {
+                    w.add(minute * MIN, id);
+                }
+            }
+        }
+        let snap = w.snapshot();
+        assert_eq!(snap.impressions(), w.impressions());
+        let mut nonzero = 0;
+        for id in &ids {
+            assert_eq!(snap.count(id), w.exposure_count(id), "{id}");
+            nonzero += usize::from(snap.count(id) > 0);
+        }
+        assert!(nonzero > 16, "only {nonzero} items tracked");
+        assert_eq!(snap.count("never-shown"), 0);
+        // The window slides on; an old snapshot keeps what it saw.
+        w.advance(70 * MIN);
+        assert_eq!(w.snapshot().impressions(), 0);
+        assert!(w.snapshot().is_empty());
+        assert!(snap.count("item-0") > 0);
     }
 
     #[test]

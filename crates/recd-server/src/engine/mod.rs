@@ -656,6 +656,11 @@ impl Engine {
         )
     }
 
+    /// Folds what online monitoring buffered (the server runs it every 250 ms).
+    pub fn monitor_tick(&self) {
+        self.monitor.tick();
+    }
+
     /// Updates the cache and catalog gauges exported on `/metrics`.
     pub async fn export_gauges(&self) {
         self.caches.export_gauges().await;

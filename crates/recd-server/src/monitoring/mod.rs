@@ -12,9 +12,16 @@
 //! (with a significant two-sample test) logs a warning once and sets
 //! `recd_drift_detected{feature}`.
 //!
-//! Cost per request: one short mutex section updating a few histograms and the exposure
-//! window (bounded memory: see `recd_core::monitor`).
+//! Cost per request: a served list is counted (cached counter handles) and its items handed
+//! to a per-thread buffer (see [`pending`]); everything else — category entropy, diversity,
+//! novelty (against a snapshot of the exposure window refreshed every few seconds), the
+//! exposure window, the drift features — is measured when the buffer is folded, in
+//! batches under one lock: by [`Monitor::tick`], which the server runs every 250 ms, or
+//! before anything reads the state. Memory is bounded (see `recd_core::monitor`).
 
+use std::sync::Arc;
+
+use metrics::{Counter, Histogram};
 use parking_lot::Mutex;
 use recd_core::monitor::drift::{
     CategoricalDriftMonitor, DriftReport, DriftThresholds, NumericDriftMonitor,
@@ -23,14 +30,18 @@ use recd_core::monitor::drift::{
 use recd_core::monitor::quality::{
     category_entropy, intra_list_diversity, novelty, smoothed_share,
 };
-use recd_core::monitor::window::{ExposureParams, ExposureWindow, WindowSpec};
+use recd_core::monitor::window::{ExposureParams, ExposureSnapshot, ExposureWindow, WindowSpec};
 use recd_core::{Event, EventType, Schema};
 use serde::{Deserialize, Serialize};
 
 use crate::answer::{Recommendation, Source};
 
+mod counters;
+pub mod pending;
 pub mod tag;
 
+use counters::CounterCache;
+use pending::{Batch, Pending, ServedList};
 use tag::ListLabels;
 
 /// `[monitoring]`.
@@ -224,6 +235,41 @@ struct State {
     catalog_items: u64,
     /// Last event time per user (by a hash of the id), for `user_event_gap_seconds`.
     last_event_ms: std::collections::HashMap<u64, i64>,
+    /// What novelty is measured against.
+    novelty: NoveltyReference,
+    /// When the novelty reference was last taken (time of the newest folded list).
+    novelty_taken_ms: Option<i64>,
+}
+
+/// How often the novelty reference is taken anew from the exposure window.
+const NOVELTY_REFRESH_MS: i64 = 5_000;
+
+/// What a served list's novelty is measured against: the exposure window as it was at most
+/// [`NOVELTY_REFRESH_MS`] (of folded lists) ago.
+#[derive(Debug, Default)]
+struct NoveltyReference {
+    exposure: ExposureSnapshot,
+    catalog_items: u64,
+}
+
+/// Handles of the unlabelled metrics recorded per list (made once: a `metrics!` macro call
+/// looks its key up in the registry every time).
+struct Handles {
+    cold: Counter,
+    entropy: Histogram,
+    diversity: Histogram,
+    novelty: Histogram,
+}
+
+impl Handles {
+    fn register() -> Self {
+        Self {
+            cold: metrics::counter!("recd_cold_recommendations_total"),
+            entropy: metrics::histogram!("recd_list_category_entropy"),
+            diversity: metrics::histogram!("recd_list_diversity"),
+            novelty: metrics::histogram!("recd_list_novelty"),
+        }
+    }
 }
 
 /// The online monitor of one server.
@@ -231,6 +277,10 @@ pub struct Monitor {
     config: MonitoringConfig,
     category_field: Option<String>,
     state: Mutex<State>,
+    /// Observations not folded into `state` yet.
+    pending: Pending,
+    counters: CounterCache,
+    handles: Handles,
     /// When `on_drift_command` last ran.
     last_command: Mutex<Option<std::time::Instant>>,
 }
@@ -298,9 +348,14 @@ impl Monitor {
                 exposure,
                 catalog_items: 0,
                 last_event_ms: std::collections::HashMap::new(),
+                novelty: NoveltyReference::default(),
+                novelty_taken_ms: None,
             }),
             category_field,
             config,
+            pending: Pending::default(),
+            counters: CounterCache::default(),
+            handles: Handles::register(),
             last_command: Mutex::new(None),
         })
     }
@@ -322,12 +377,17 @@ impl Monitor {
                 exposure: ExposureWindow::new(spec, ExposureParams::default()).ok(),
                 catalog_items: 0,
                 last_event_ms: std::collections::HashMap::new(),
+                novelty: NoveltyReference::default(),
+                novelty_taken_ms: None,
             }),
             category_field: None,
             config: MonitoringConfig {
                 category_field: None,
                 ..config
             },
+            pending: Pending::default(),
+            counters: CounterCache::default(),
+            handles: Handles::register(),
             last_command: Mutex::new(None),
         }
     }
@@ -339,69 +399,151 @@ impl Monitor {
         }
     }
 
-    /// Watches one served list, which carries `labels`.
+    /// Watches one served list, which carries `labels`. Only the counters are counted here;
+    /// the rest is measured when the list is folded (see [`tick`](Self::tick)).
     pub fn served(&self, answer: &Recommendation, labels: &ListLabels, now_ms: i64) {
-        metrics::counter!("recd_recommendations_total", "source" => labels.source).increment(1);
-        metrics::counter!("recd_impressions_total", &labels.pairs()).increment(1);
+        self.counters.with(labels, |c| {
+            c.recommendations.increment(1);
+            c.impressions.increment(1);
+        });
         if answer.source == Source::Popular {
-            metrics::counter!("recd_cold_recommendations_total").increment(1);
+            self.handles.cold.increment(1);
         }
         if !self.config.enabled || answer.items.is_empty() {
             return;
         }
+        let top = answer.items[0].score;
+        let spread = top - answer.items[answer.items.len() - 1].score;
+        let list = ServedList {
+            t_ms: now_ms,
+            top,
+            spread,
+            items: answer.items.iter().map(|i| Arc::clone(&i.item.0)).collect(),
+        };
+        if let Some(full) = self.pending.push(|b| b.lists.push(list)) {
+            self.fold(vec![full]);
+        }
+    }
+
+    /// A list's novelty against what was shown before it: the mean over its items of -log2
+    /// of the item's smoothed share of the window's impressions, as of the last novelty
+    /// reference (at most a few seconds old: looking every item up in every bucket of the
+    /// live window would cost more than the rest of the monitoring).
+    pub fn novelty_of<'a>(&self, ids: impl ExactSizeIterator<Item = &'a str>) -> Option<f64> {
+        Self::list_novelty(&self.state.lock().novelty, ids)
+    }
+
+    fn list_novelty<'a>(
+        reference: &NoveltyReference,
+        ids: impl ExactSizeIterator<Item = &'a str>,
+    ) -> Option<f64> {
+        let shown = reference.exposure.impressions();
+        let catalog = reference.catalog_items.max(ids.len() as u64);
+        let shares: Vec<f64> = ids
+            .map(|id| smoothed_share(reference.exposure.count(id), shown, catalog))
+            .collect();
+        novelty(&shares).ok().flatten()
+    }
+
+    /// Folds what waits into the shared state (the server calls it every 250 ms; anything
+    /// that reads the state calls it first).
+    pub fn tick(&self) {
+        let batches = self.pending.take_all();
+        if !batches.is_empty() {
+            self.fold(batches);
+        }
+    }
+
+    /// Folds `batches` into the shared state, and takes a new novelty reference when the
+    /// last one is old.
+    fn fold(&self, batches: Vec<Batch>) {
+        let thresholds = self.thresholds();
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        let mut newest = None;
+        for batch in batches {
+            for list in batch.lists {
+                newest = newest.max(Some(list.t_ms));
+                self.measure_list(state, &list, &thresholds);
+            }
+            for (name, feature) in &mut state.features {
+                if *name == "query_vector_norm" {
+                    for &norm in &batch.query_norms {
+                        self.observe_numeric(name, feature, norm, &thresholds);
+                    }
+                }
+            }
+        }
+        let stale = match (state.novelty_taken_ms, newest) {
+            (None, _) => true,
+            (Some(taken), Some(newest)) => newest.saturating_sub(taken) >= NOVELTY_REFRESH_MS,
+            (Some(_), None) => false,
+        };
+        if stale {
+            self.take_novelty_reference(state, newest);
+        }
+    }
+
+    /// What one served list says: its category entropy, diversity and novelty (recorded),
+    /// its items' exposure, and its drift features.
+    fn measure_list(&self, state: &mut State, list: &ServedList, thresholds: &DriftThresholds) {
         let categories: Vec<&str> = match &self.category_field {
-            Some(field) => answer
+            Some(field) => list
                 .items
                 .iter()
-                .filter_map(|i| i.item.0.field(field)?.as_tags()?.first())
+                .filter_map(|i| i.field(field)?.as_tags()?.first())
                 .map(String::as_str)
                 .collect(),
             None => Vec::new(),
         };
         if !categories.is_empty() {
-            metrics::histogram!("recd_list_category_entropy_bits")
+            self.handles
+                .entropy
                 .record(category_entropy(categories.iter().copied()));
         }
-        // Diversity needs the items' vectors: present on lists computed now, not on cached ones.
-        let vectors: Vec<&[f32]> = answer
+        // Diversity needs the items' vectors: present on lists computed now, not on cached
+        // ones (nor on the Redis backend's; see `wants_vectors`).
+        let vectors: Vec<&[f32]> = list
             .items
             .iter()
-            .filter_map(|i| i.item.0.vector.as_deref())
+            .filter_map(|i| i.vector.as_deref())
             .collect();
-        if vectors.len() == answer.items.len() {
-            Self::record_diversity(&vectors);
+        if vectors.len() == list.items.len()
+            && let Ok(Some(d)) = intra_list_diversity(&vectors)
+        {
+            self.handles.diversity.record(d);
         }
-        let top = answer.items[0].score;
-        let spread = top - answer.items[answer.items.len() - 1].score;
-        let mut state = self.state.lock();
-        let catalog_items = state.catalog_items;
+        let ids = list.items.iter().map(|i| i.id.as_str());
+        if let Some(n) = Self::list_novelty(&state.novelty, ids.clone()) {
+            self.handles.novelty.record(n);
+        }
         if let Some(exposure) = &mut state.exposure {
-            // Novelty against what was shown before this list: -log2 of each item's
-            // smoothed share of the window's impressions.
-            let shown = exposure.impressions();
-            let catalog = catalog_items.max(answer.items.len() as u64);
-            let shares: Vec<f64> = answer
-                .items
-                .iter()
-                .map(|i| smoothed_share(exposure.exposure_count(&i.id), shown, catalog))
-                .collect();
-            if let Ok(Some(n)) = novelty(&shares) {
-                metrics::histogram!("recd_list_novelty_bits").record(n);
-            }
-            exposure.add_list(now_ms, answer.items.iter().map(|i| i.id.as_str()));
+            exposure.add_list(list.t_ms, ids);
         }
-        let thresholds = self.thresholds();
         for (name, feature) in &mut state.features {
             match *name {
-                "top_score" => self.observe_numeric(name, feature, top, &thresholds),
-                "score_spread" => self.observe_numeric(name, feature, spread, &thresholds),
+                "top_score" => self.observe_numeric(name, feature, list.top, thresholds),
+                "score_spread" => self.observe_numeric(name, feature, list.spread, thresholds),
                 "served_category" => {
                     for c in &categories {
-                        self.observe_categorical(name, feature, c, &thresholds);
+                        self.observe_categorical(name, feature, c, thresholds);
                     }
                 }
                 _ => {}
             }
+        }
+    }
+
+    fn take_novelty_reference(&self, state: &mut State, now_ms: Option<i64>) {
+        let Some(exposure) = &state.exposure else {
+            return;
+        };
+        state.novelty = NoveltyReference {
+            exposure: exposure.snapshot(),
+            catalog_items: state.catalog_items,
+        };
+        if now_ms.is_some() {
+            state.novelty_taken_ms = now_ms;
         }
     }
 
@@ -448,15 +590,11 @@ impl Monitor {
 
     /// Counts a click or purchase that named a served list (by the list's labels).
     pub fn attributed(&self, kind: EventType, labels: &ListLabels) {
-        match kind {
-            EventType::Click => {
-                metrics::counter!("recd_clicks_total", &labels.pairs()).increment(1)
-            }
-            EventType::Purchase => {
-                metrics::counter!("recd_conversions_total", &labels.pairs()).increment(1);
-            }
+        self.counters.with(labels, |c| match kind {
+            EventType::Click => c.clicks.increment(1),
+            EventType::Purchase => c.conversions.increment(1),
             _ => {}
-        }
+        });
     }
 
     /// Watches applied events.
@@ -552,6 +690,7 @@ impl Monitor {
     /// The drift report (`GET /v1/monitoring/drift`), exporting each feature's PSI and
     /// verdict as gauges and logging a threshold crossing once.
     pub fn drift(&self) -> DriftAnswer {
+        self.tick();
         let thresholds = self.thresholds();
         let min_live = self.config.min_live;
         let mut state = self.state.lock();
@@ -665,17 +804,26 @@ impl Monitor {
 
     /// Pins new references: every feature collects one anew from now on.
     pub fn reset(&self) {
+        // What was served before belongs to the old reference's side.
+        self.tick();
         self.state.lock().features = fresh_features();
     }
 
     /// Coverage of `catalog_items` and exposure Gini over the window, as gauges.
     pub fn export(&self, catalog_items: u64, now_ms: i64) {
+        self.tick();
         let mut state = self.state.lock();
+        let state = &mut *state;
         state.catalog_items = catalog_items;
         let Some(exposure) = &mut state.exposure else {
             return;
         };
         exposure.advance(now_ms);
+        // The window moved: the novelty reference follows it (and learns the catalog size).
+        self.take_novelty_reference(state, None);
+        let Some(exposure) = &state.exposure else {
+            return;
+        };
         if let Some(c) = exposure.coverage(catalog_items) {
             metrics::gauge!("recd_catalog_coverage_ratio").set(c);
         }
@@ -687,9 +835,12 @@ impl Monitor {
 
 impl crate::recommend::QueryWatch for Monitor {
     fn query_norm(&self, norm: f64) {
-        self.watch("query_vector_norm", |name, feature, thresholds| {
-            self.observe_numeric(name, feature, norm, thresholds);
-        });
+        if !self.config.enabled {
+            return;
+        }
+        if let Some(full) = self.pending.push(|b| b.query_norms.push(norm)) {
+            self.fold(vec![full]);
+        }
     }
 }
 
@@ -853,6 +1004,46 @@ mod tests {
         let d = m.drift();
         let event = d.features.iter().find(|f| f.name == "event_type").unwrap();
         assert_eq!(event.status, "collecting reference (0/200)");
+    }
+
+    #[test]
+    fn novelty_falls_for_items_shown_often_once_folded() {
+        let m = Monitor::new(config(), &Schema::demo(2)).unwrap();
+        m.export(1_000, 0);
+        let often = ["often-0", "often-1"];
+        let fresh = ["fresh-0", "fresh-1"];
+        let before = m.novelty_of(often.iter().copied()).unwrap();
+        assert_eq!(Some(before), m.novelty_of(fresh.iter().copied()));
+        let mut list = answer("books", 1.0);
+        list.items = often
+            .iter()
+            .map(|id| {
+                let item = Item::from_json(
+                    &serde_json::json!({"id": id, "category": "books"}),
+                    &Schema::demo(2),
+                )
+                .unwrap();
+                ServedItem {
+                    id: item.id.clone(),
+                    score: 1.0,
+                    reasons: vec![],
+                    item: ItemFields(Arc::new(item)),
+                }
+            })
+            .collect();
+        for i in 0..500 {
+            m.served(&list, &ListLabels::unknown(), i);
+        }
+        // Not folded yet: the reference has not seen them.
+        assert_eq!(m.novelty_of(often.iter().copied()), Some(before));
+        m.tick();
+        let after = m.novelty_of(often.iter().copied()).unwrap();
+        assert!(after < before - 1.0, "{after} vs {before}");
+        let unseen = m.novelty_of(fresh.iter().copied()).unwrap();
+        assert!(
+            unseen > before,
+            "smoothed against more impressions: {unseen} vs {before}"
+        );
     }
 
     #[test]

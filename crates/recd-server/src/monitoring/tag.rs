@@ -17,7 +17,7 @@ pub const NONE: &str = "none";
 pub const UNKNOWN: &str = "unknown";
 
 /// The labels of a served list.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ListLabels {
     /// The strategy's name.
     pub strategy: String,

@@ -174,7 +174,7 @@ async fn clicks_naming_a_list_count_under_its_strategy_and_source() {
         "{after}"
     );
     assert!(
-        sample(&after, "recd_list_novelty_bits_count", &[]) >= 2.0,
+        sample(&after, "recd_list_novelty_count", &[]) >= 2.0,
         "{after}"
     );
     // Every metric family is described, and the build is named.
