@@ -123,9 +123,11 @@ export function filterForm(schema, values, onChange) {
       default: return null;
     }
   }).filter(Boolean);
-  // Tags first (the usual filters), then ranges, bools and words.
+  // Tags first (the usual filters; the one with the fewest values, the broadest, leads),
+  // then ranges, bools and words.
   const order = { tag: 0, numeric: 1, bool: 2, text: 3 };
-  fields.sort((a, b) => order[schema.fields[a[0]]] - order[schema.fields[b[0]]]);
+  const spread = (f) => (values.get(f) || []).length;
+  fields.sort((a, b) => order[schema.fields[a[0]]] - order[schema.fields[b[0]]] || spread(a[0]) - spread(b[0]));
   const element = h('div', { class: 'filters' }, fields.map(([, f]) => f.element));
   return {
     element,

@@ -370,7 +370,15 @@ async fn console_files_are_served_with_types_etags_and_errors_in_the_api_shape()
 async fn the_console_can_be_turned_off() {
     let dir = data_dir("console-off");
     let server = Server::start(
-        &["serve", "--data-dir", dir.to_str().expect("utf-8")],
+        &[
+            "demo",
+            "--data-dir",
+            dir.to_str().expect("utf-8"),
+            "--items",
+            "100",
+            "--users",
+            "10",
+        ],
         &[("RECD_SERVER__CONSOLE", "false")],
     );
     for path in ["/", "/console/app.js"] {
@@ -452,7 +460,17 @@ async fn the_playground_and_the_operator_view_work_in_a_real_browser() {
     browser.click("#pg-new-user").await;
     let v = browser.version().await;
     browser.next_list(v - 1, "the new user's list").await;
-    browser.click("details[data-filter='category'] > summary").await;
+    let open = browser
+        .js(
+            "return document.querySelector(\"details[data-filter='category']\").open;",
+            vec![],
+        )
+        .await;
+    if open != json!(true) {
+        browser
+            .click("details[data-filter='category'] > summary")
+            .await;
+    }
     let category = browser
         .js(
             "return document.querySelector(\"details[data-filter='category'] input[type=checkbox]\").value;",
@@ -470,22 +488,35 @@ async fn the_playground_and_the_operator_view_work_in_a_real_browser() {
     let filtered = browser.cards().await;
     assert!(!filtered.is_empty(), "no item of {category}");
     for (id, cats) in &filtered {
-        assert!(cats.contains(&category), "{id} has {cats:?}, not {category}");
+        assert!(
+            cats.contains(&category),
+            "{id} has {cats:?}, not {category}"
+        );
     }
 
     // ---- A cold user opens three items of that category: it dominates the next list.
-    for (i, (id, _)) in filtered.iter().take(3).enumerate() {
+    // (Each click refreshes the list: the next item is taken from the list on screen.)
+    let mut clicked: Vec<String> = Vec::new();
+    for i in 0..3 {
+        let cards = browser.cards().await;
+        let (id, _) = cards
+            .iter()
+            .find(|(id, _)| !clicked.contains(id))
+            .unwrap_or_else(|| panic!("no unclicked item of {category}: {cards:?}"));
         let v = browser.version().await;
         browser
-            .click(&format!(
-                "#pg-list > li.card[data-id='{id}'] button.title"
-            ))
+            .click(&format!("#pg-list > li.card[data-id='{id}'] button.title"))
             .await;
-        browser.next_list(v, &format!("the list after click {i}")).await;
+        browser
+            .next_list(v, &format!("the list after click {i}"))
+            .await;
+        clicked.push(id.clone());
     }
     browser.assert_no_error("after the clicks").await;
     let v = browser.version().await;
-    browser.click("details[data-filter='category'] input[type=checkbox]").await;
+    browser
+        .click("details[data-filter='category'] input[type=checkbox]")
+        .await;
     browser.next_list(v, "the unfiltered list").await;
     let after = browser.cards().await;
     let with_category = after.iter().filter(|(_, c)| c.contains(&category)).count();
@@ -497,10 +528,16 @@ async fn the_playground_and_the_operator_view_work_in_a_real_browser() {
         after.len()
     );
     let source = browser
-        .js("return document.getElementById('pg-list').dataset.source;", vec![])
+        .js(
+            "return document.getElementById('pg-list').dataset.source;",
+            vec![],
+        )
         .await;
     assert_eq!(source, "personalized");
-    eprintln!("after three clicks in {category}: {top_n} of {} items", after.len());
+    eprintln!(
+        "after three clicks in {category}: {top_n} of {} items",
+        after.len()
+    );
 
     // ---- Purchase one: it leaves the list, and the session panel lists it.
     let (bought, _) = after[0].clone();
@@ -529,7 +566,10 @@ async fn the_playground_and_the_operator_view_work_in_a_real_browser() {
             vec![],
         )
         .await;
-    assert!(moved.as_u64().unwrap_or(0) > 0, "nothing highlighted as moved");
+    assert!(
+        moved.as_u64().unwrap_or(0) > 0,
+        "nothing highlighted as moved"
+    );
     browser.assert_no_error("after the purchase").await;
     browser.screenshot("playground.png").await;
 
@@ -538,7 +578,11 @@ async fn the_playground_and_the_operator_view_work_in_a_real_browser() {
     let load = traffic(server.base.clone(), stop.clone());
     browser.click("a[data-view='metrics']").await;
     browser
-        .until("the metrics view", "return document.getElementById('op-interval');", vec![])
+        .until(
+            "the metrics view",
+            "return document.getElementById('op-interval');",
+            vec![],
+        )
         .await;
     browser.click("#op-interval option[value='1']").await;
     for chart in ["throughput", "latency", "hit-ratio", "events"] {
@@ -553,6 +597,14 @@ async fn the_playground_and_the_operator_view_work_in_a_real_browser() {
             .await;
     }
     browser.assert_no_error("on the metrics view").await;
+    // A few more points, so that the screenshot shows lines rather than dots.
+    browser
+        .until(
+            "ten points on the charts",
+            "return Number(document.querySelector(\"[data-chart='throughput']\").dataset.points) >= 10;",
+            vec![],
+        )
+        .await;
     browser.screenshot("metrics.png").await;
     stop.store(true, Ordering::Relaxed);
     load.await.expect("the load task");
@@ -573,7 +625,9 @@ async fn the_playground_and_the_operator_view_work_in_a_real_browser() {
                 vec![json!(ready)],
             )
             .await;
-        browser.assert_no_error(&format!("on the {view} view")).await;
+        browser
+            .assert_no_error(&format!("on the {view} view"))
+            .await;
     }
 
     // ---- Phone width: nothing wider than the screen.
@@ -666,7 +720,7 @@ async fn the_console_asks_for_a_key_and_says_which_scope_is_missing() {
         .until(
             "the scope message",
             "const n = document.getElementById('notice');
-             return !n.hidden && n.textContent.includes("lacks the 'write' scope") ? n.textContent : null;",
+             return !n.hidden && n.textContent.includes(\"lacks the 'write' scope\") ? n.textContent : null;",
             vec![],
         )
         .await;
@@ -681,7 +735,7 @@ async fn the_console_asks_for_a_key_and_says_which_scope_is_missing() {
         .until(
             "the admin message",
             "const n = document.getElementById('notice');
-             return !n.hidden && n.textContent.includes("lacks the 'admin' scope");",
+             return !n.hidden && n.textContent.includes(\"lacks the 'admin' scope\");",
             vec![],
         )
         .await;
