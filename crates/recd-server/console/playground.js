@@ -192,9 +192,9 @@ export async function mount(main, params, ctx) {
           ? h('ul', { class: 'reasons', 'aria-label': 'Why' }, served.reasons.map((r) => h('li', {}, r))) : null),
       h('div', { class: 'side' }, h('div', {}, 'score ', h('b', { class: 'score' }, num(served.score, 4))), badge(m)),
       h('div', { class: 'actions' },
-        h('button', { type: 'button', 'aria-label': `Add ${title} to cart`, dataset: { act: 'add_to_cart' }, onclick: () => act('add_to_cart', served, 'Added to cart') }, 'Add to cart'),
-        h('button', { type: 'button', 'aria-label': `Purchase ${title}`, dataset: { act: 'purchase' }, onclick: () => act('purchase', served, 'Purchased') }, 'Purchase'),
-        h('button', { type: 'button', 'aria-label': `Dislike ${title}`, dataset: { act: 'dislike' }, onclick: () => act('dislike', served, 'Disliked') }, 'Dislike'),
+        h('button', { type: 'button', 'aria-label': `Add ${title} to cart`, dataset: { act: 'add_to_cart' }, onclick: () => act('add_to_cart', served, 'adding to the cart') }, 'Add to cart'),
+        h('button', { type: 'button', 'aria-label': `Purchase ${title}`, dataset: { act: 'purchase' }, onclick: () => act('purchase', served, 'a purchase of') }, 'Purchase'),
+        h('button', { type: 'button', 'aria-label': `Dislike ${title}`, dataset: { act: 'dislike' }, onclick: () => act('dislike', served, 'a dislike of') }, 'Dislike'),
         h('button', { type: 'button', 'aria-label': `Items similar to ${title}`, dataset: { act: 'similar' }, onclick: () => openItem(served, false) }, 'Similar')));
   }
 
@@ -312,7 +312,7 @@ export async function mount(main, params, ctx) {
       const recId = fromList && fromList.items.some((i) => i.id === served.id) ? fromList.recommendation_id : undefined;
       detail = { id: served.id, opened: performance.now(), recommendationId: recId, counted: asClick };
       const similarList = h('ol', { class: 'ids', id: 'pg-similar' }, h('li', { class: 'muted' }, 'Loading…'));
-      const close = h('button', { type: 'button', onclick: () => run(async () => {
+      const close = h('button', { type: 'button', id: 'pg-detail-close', onclick: () => run(async () => {
         const dwell = closeDetail(true);
         const seconds = dwell ? await dwell : null;
         if (seconds !== null) await refresh(`${seconds} s on “${title}”`);
@@ -322,9 +322,9 @@ export async function mount(main, params, ctx) {
         h('p', { class: 'muted' }, asClick ? `Click sent. Keep it open ${DWELL_MIN_SECONDS} s or more and closing it sends a dwell with the seconds.` : 'Similar items (no event sent).'),
         h('div', { class: 'meta' }, h('code', {}, served.id), ' ', fieldChips(served.item || {})),
         h('div', { class: 'row' },
-          h('button', { type: 'button', onclick: () => act('add_to_cart', served, 'Added to cart') }, 'Add to cart'),
-          h('button', { type: 'button', onclick: () => act('purchase', served, 'Purchased') }, 'Purchase'),
-          h('button', { type: 'button', onclick: () => act('dislike', served, 'Disliked') }, 'Dislike'),
+          h('button', { type: 'button', onclick: () => act('add_to_cart', served, 'adding to the cart') }, 'Add to cart'),
+          h('button', { type: 'button', onclick: () => act('purchase', served, 'a purchase of') }, 'Purchase'),
+          h('button', { type: 'button', onclick: () => act('dislike', served, 'a dislike of') }, 'Dislike'),
           close),
         h('h3', {}, 'Similar items'), similarList);
       detailPanel.hidden = false;

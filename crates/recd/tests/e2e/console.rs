@@ -539,6 +539,28 @@ async fn the_playground_and_the_operator_view_work_in_a_real_browser() {
         after.len()
     );
 
+    // ---- The last item opened stays open: closing it sends a dwell with the seconds.
+    // (The user lingers on the item: the 3 s are the behaviour under test, not a wait
+    // for the page.)
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let v = browser.version().await;
+    browser.click("#pg-detail-close").await;
+    browser.next_list(v, "the list after the dwell").await;
+    let dwell = browser
+        .until(
+            "the dwell in the session panel",
+            "const dts = [...document.querySelectorAll('#pg-session dt')];
+             const at = (name) => { const dt = dts.find(d => d.textContent === name);
+                                    return dt ? Number(dt.nextElementSibling.textContent) : 0; };
+             return at('dwell') === 1 ? at('dwell seconds') : null;",
+            vec![],
+        )
+        .await;
+    assert!(
+        dwell.as_f64().is_some_and(|s| s >= 3.0),
+        "dwell seconds {dwell}"
+    );
+
     // ---- Purchase one: it leaves the list, and the session panel lists it.
     let (bought, _) = after[0].clone();
     let v = browser.version().await;
