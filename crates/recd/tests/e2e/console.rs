@@ -631,11 +631,20 @@ async fn the_playground_and_the_operator_view_work_in_a_real_browser() {
     stop.store(true, Ordering::Relaxed);
     load.await.expect("the load task");
 
-    // ---- Every other view loads without an error.
+    // ---- Every other view loads without an error (with an experiment to show).
+    let (status, body) = server
+        .post(
+            "/v1/experiments",
+            json!({"id": "console-ab", "kind": "ab", "metric": "click", "variants": [
+                {"name": "control", "strategy": "default", "weight": 0.5},
+                {"name": "b", "strategy": "default", "weight": 0.5}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
     for (view, ready) in [
         ("items", "#items-pages tbody tr"),
         ("users", "#users-pages tbody tr"),
-        ("experiments", "#exp-list p, #exp-list table"),
+        ("experiments", "#exp-list a[href*='console-ab']"),
         ("drift", "#drift-verdict"),
         ("models", "#models-table p"),
     ] {
@@ -651,6 +660,18 @@ async fn the_playground_and_the_operator_view_work_in_a_real_browser() {
             .assert_no_error(&format!("on the {view} view"))
             .await;
     }
+    browser.click("a[data-view='experiments']").await;
+    browser.click("#exp-list a[href*='console-ab']").await;
+    let variants = browser
+        .until(
+            "the experiment's variants",
+            "const rows = document.querySelectorAll('#exp-detail tbody tr');
+             return rows.length === 2 ? [...rows].map(r => r.cells[0].textContent) : null;",
+            vec![],
+        )
+        .await;
+    assert_eq!(variants, json!(["control", "b"]));
+    browser.assert_no_error("on the experiment's results").await;
 
     // ---- Phone width: nothing wider than the screen.
     browser.c().set_window_size(390, 844).await.expect("resize");
