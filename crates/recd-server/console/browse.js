@@ -10,9 +10,9 @@ function pager(into, load, render, ctx) {
   let next = null;
   const limit = h('select', { id: `pg-limit-${into.id}`, onchange: () => { stack.length = 1; show(); } },
     [20, 50, 100, 500].map((n) => h('option', { value: String(n), selected: n === 50 }, String(n))));
-  const prev = h('button', { type: 'button', onclick: () => { if (stack.length > 1) { stack.pop(); show(); } } }, '← Previous');
-  const more = h('button', { type: 'button', onclick: () => { if (next) { stack.push(next); show(); } } }, 'Next →');
-  const where = h('span', { class: 'muted', 'aria-live': 'polite' });
+  const prev = h('button', { type: 'button', dataset: { page: 'previous' }, onclick: () => { if (stack.length > 1) { stack.pop(); show(); } } }, '← Previous');
+  const more = h('button', { type: 'button', dataset: { page: 'next' }, onclick: () => { if (next) { stack.push(next); show(); } } }, 'Next →');
+  const where = h('span', { class: 'muted', 'aria-live': 'polite', dataset: { page: 'where' } });
   const body = h('div', {});
   replace(into, h('div', { class: 'row' }, prev, more, where, h('label', { for: limit.id }, 'per page'), limit), body);
 

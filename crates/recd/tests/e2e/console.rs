@@ -660,7 +660,50 @@ async fn the_playground_and_the_operator_view_work_in_a_real_browser() {
             .assert_no_error(&format!("on the {view} view"))
             .await;
     }
+    // The items browser pages forward by the server's cursor and back by the ones seen.
+    browser.click("a[data-view='items']").await;
+    let first = browser
+        .until(
+            "the first page of items",
+            "const r = document.querySelector('#items-pages tbody tr td');
+             return r ? r.textContent : null;",
+            vec![],
+        )
+        .await;
+    browser.click("#items-pages button[data-page='next']").await;
+    let second = browser
+        .until(
+            "the second page of items",
+            "const w = document.querySelector(\"#items-pages [data-page='where']\");
+             const r = document.querySelector('#items-pages tbody tr td');
+             return w.textContent.startsWith('page 2') && r ? r.textContent : null;",
+            vec![],
+        )
+        .await;
+    assert!(
+        first.as_str() < second.as_str(),
+        "page 2 starts at {second} after page 1 at {first}"
+    );
+    browser
+        .click("#items-pages button[data-page='previous']")
+        .await;
+    browser
+        .until(
+            "the first page again",
+            "const r = document.querySelector('#items-pages tbody tr td');
+             return r && r.textContent === arguments[0];",
+            vec![first.clone()],
+        )
+        .await;
+
     browser.click("a[data-view='experiments']").await;
+    browser
+        .until(
+            "the experiment in the list",
+            "return document.querySelector(\"#exp-list a[href*='console-ab']\");",
+            vec![],
+        )
+        .await;
     browser.click("#exp-list a[href*='console-ab']").await;
     let variants = browser
         .until(
