@@ -75,6 +75,9 @@ pub struct ServerConfig {
     /// Origins (`https://shop.example`) whose web pages may call the API from a browser
     /// (CORS); empty = none (no CORS headers at all); `["*"]` = any origin.
     pub cors_allow_origins: Vec<String>,
+    /// Serve the web console at `/` (its files carry no data; the page calls the API
+    /// with the user's key). Off: `/` and `/console/*` are 404s.
+    pub console: bool,
 }
 
 impl ServerConfig {
@@ -97,6 +100,7 @@ impl Default for ServerConfig {
             idle_timeout_ms: 60_000,
             max_header_bytes: 16 * 1024,
             cors_allow_origins: Vec::new(),
+            console: true,
         }
     }
 }

@@ -55,6 +55,10 @@ pub const DOCS: &[(&str, &str)] = &[
         "server.cors_allow_origins",
         "Origins (`https://shop.example`) whose web pages may call the API from a browser (CORS).",
     ),
+    (
+        "server.console",
+        "Serve the web console at `/` (static files, no data; the page calls the API with the user's key).",
+    ),
     ("embedded", "Embedded backend options."),
     (
         "embedded.fsync",

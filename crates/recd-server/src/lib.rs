@@ -8,6 +8,7 @@
 //! - [`config`]: the layered, validated configuration.
 //! - [`config_doc`]: every configuration key with its default and doc (`recd config defaults`).
 //! - [`access`]: API keys and scopes, rate limits, load shedding (API.md "Access").
+//! - [`console`]: the web console's embedded files, served at `/`.
 //! - [`edge`]: request deadline, header size, JSON-only bodies, every error in the API shape.
 //! - [`server`]: the accept loop: connection cap, header and idle timeouts, graceful stop.
 //! - [`engine`]: the use cases; the one place that knows about caches and invalidation.
@@ -36,6 +37,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod config_doc;
+pub mod console;
 pub mod edge;
 pub mod engine;
 pub mod error;

@@ -3,6 +3,7 @@
 //!
 //! - `GET /v1/admin/schema`: the store's schema (the trainer's `--factors` must equal its
 //!   vector dimension).
+//!   `GET /v1/schema` answers the same with the `read` scope (filters name its fields).
 //! - `GET /v1/admin/events[?offset=N][&cursor=C][&limit=N]`: the event log as NDJSON, one
 //!   API.md Event per line (`timestamp` in epoch milliseconds), in the order the events were
 //!   applied. The body is read from the store [`EVENTS_PER_CHUNK`] events at a time as it is

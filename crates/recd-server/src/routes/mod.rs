@@ -106,6 +106,8 @@ pub fn table() -> Vec<Route> {
             Admin,
             delete(users::delete),
         ),
+        // What filters and items may name: the console's filters need it with a read key.
+        route(Method::GET, "/v1/schema", Read, get(admin::schema)),
         route(Method::GET, "/v1/admin/schema", Admin, get(admin::schema)),
         route(Method::GET, "/v1/admin/events", Admin, get(admin::events)),
         route(
@@ -228,6 +230,10 @@ pub fn router(state: AppState) -> Router {
             .handler
             .route_layer(middleware::from_fn_with_state(gate, crate::access::gate));
         router = router.route(r.path, handler);
+    }
+    if state.config().server.console {
+        // Not API routes: outside the table (and the OpenAPI document) and the gate.
+        router = router.merge(crate::console::router());
     }
     router
         .fallback(|| async { ApiError::not_found("no such endpoint") })

@@ -27,7 +27,7 @@ fn recd(args: &[&str], envs: &[(&str, &str)]) -> Output {
 }
 
 /// `recd keys create --json`: (key, hash).
-fn create_key(name: &str, scopes: &str) -> (String, String) {
+pub fn create_key(name: &str, scopes: &str) -> (String, String) {
     let out = recd(
         &[
             "keys", "create", "--name", name, "--scopes", scopes, "--json",
