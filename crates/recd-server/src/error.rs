@@ -45,7 +45,26 @@ pub enum Code {
     HeadersTooLarge,
 }
 
+/// Names the error shape `{"error":{"code","message","details"?}}` in the OpenAPI
+/// document (`crate::openapi::shapes::error_body` says what it holds).
+pub struct ErrorBody;
+
 impl Code {
+    /// Every code, for the document's list of code strings.
+    pub const ALL: [Code; 11] = [
+        Code::InvalidArgument,
+        Code::NotFound,
+        Code::Unauthorized,
+        Code::Forbidden,
+        Code::RateLimited,
+        Code::Unavailable,
+        Code::Internal,
+        Code::MethodNotAllowed,
+        Code::PayloadTooLarge,
+        Code::UnsupportedMediaType,
+        Code::HeadersTooLarge,
+    ];
+
     /// The status and the API.md code string.
     pub fn parts(self) -> (StatusCode, &'static str) {
         match self {

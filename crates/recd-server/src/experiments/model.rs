@@ -16,13 +16,17 @@ use serde_json::Value;
 pub const DEFAULT_STRATEGY: &str = "default";
 
 /// A named ranking configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Strategy {
-    /// Candidate sources and their sizes, scoring weights, real-time blend.
+    /// Candidate sources and their sizes, scoring weights, real-time blend: the keys of
+    /// `[ranking]` (candidates, popular_candidates, session_share_max, session_saturation,
+    /// similarity_weight, popularity_weight, exclude_seen, rrf_k).
+    #[schema(value_type = Object)]
     pub ranking: RankParams,
     /// A diversity cap applied when the request gives none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::openapi::shapes::diversity)]
     pub diversity: Option<Diversity>,
     /// The model version it serves; only the live model exists today (`"live"`).
     #[serde(default = "live")]
@@ -133,8 +137,9 @@ pub fn check_ranking(r: &RankParams) -> Result<(), ValidationError> {
 }
 
 /// How an experiment decides what a user sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ExperimentKind)]
 pub enum Kind {
     /// Fixed traffic weights; users keep their variant.
     Ab,
@@ -145,8 +150,9 @@ pub enum Kind {
 }
 
 /// What an experiment is judged by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ExperimentMetric)]
 pub enum Metric {
     /// A list is clicked.
     #[default]
@@ -156,8 +162,9 @@ pub enum Metric {
 }
 
 /// Running or stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ExperimentStatus)]
 pub enum Status {
     /// Assigning users.
     Running,
@@ -166,7 +173,7 @@ pub enum Status {
 }
 
 /// One variant: a strategy and its share of traffic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariantDef {
     /// Unique in the experiment; the first is the control.
@@ -195,7 +202,7 @@ fn default_mde() -> f64 {
 }
 
 /// An experiment as created through `POST /v1/experiments`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentRequest {
     /// Its id.
@@ -231,7 +238,7 @@ pub struct ExperimentRequest {
 }
 
 /// A stored experiment: the request, where it sits in its layer, and its lifecycle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExperimentDef {
     /// As created.
     #[serde(flatten)]
