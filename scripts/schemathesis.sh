@@ -7,8 +7,9 @@
 # Usage:
 #   scripts/schemathesis.sh [embedded|redis|both]     (default: both)
 # It runs a recd debug binary (`cargo build -p recd` first; `cargo test` builds it too) as
-# `recd demo` on a small catalog in a temporary data dir, with auth off (loopback), and the
-# redis backend on a Redis from scripts/redis.sh. schemathesis comes from PyPI, pinned, into
+# `recd demo` on a small catalog in a temporary data dir, with API keys on (one key with every
+# scope, which schemathesis sends; its auth checks send none or a wrong one and expect 401),
+# and the redis backend on a Redis from scripts/redis.sh. schemathesis comes from PyPI, pinned, into
 # a throwaway venv. Exits non-zero on any failure of any check.
 #
 # Environment: RECD_BIN (default target/debug/recd), ST_EXAMPLES (examples per operation and
@@ -45,13 +46,22 @@ log "installing schemathesis $SCHEMATHESIS_VERSION into a throwaway venv"
 python3 -m venv "$WORK/venv"
 "$WORK/venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 
+# One key with every scope, in a config file.
+KEY_JSON="$("$BIN" keys create --name schemathesis --scopes read,write,admin --json)"
+KEY="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["key"])' "$KEY_JSON")"
+HASH="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["hash"])' "$KEY_JSON")"
+cat >"$WORK/recd.toml" <<TOML
+[auth]
+keys = [{ name = "schemathesis", hash = "$HASH", scopes = ["read", "write", "admin"] }]
+TOML
+
 # Starts `recd demo` with the extra arguments given; sets BASE to its URL.
 start_recd() {
     local name="$1"
     shift
     local out="$WORK/$name.out"
-    "$BIN" demo --data-dir "$WORK/$name-data" --items 1000 --users 100 --seed 7 \
-        --listen 127.0.0.1:0 "$@" >"$out" 2>"$WORK/$name.log" &
+    "$BIN" demo --config "$WORK/recd.toml" --data-dir "$WORK/$name-data" --items 1000 \
+        --users 100 --seed 7 --listen 127.0.0.1:0 "$@" >"$out" 2>"$WORK/$name.log" &
     RECD_PID=$!
     BASE=""
     for _ in $(seq 1 600); do
@@ -74,6 +84,7 @@ run_st() {
         cd "$WORK"
         "$WORK/venv/bin/st" run "$BASE/openapi.json" \
             --checks all \
+            --header "Authorization: Bearer $KEY" \
             --max-examples "$EXAMPLES" \
             --seed "$SEED" \
             --workers 2 \

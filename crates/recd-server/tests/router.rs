@@ -333,3 +333,26 @@ async fn the_served_document_lists_exactly_the_route_table() {
     assert!(item["properties"]["category"].is_object(), "{item}");
     assert_eq!(item["additionalProperties"], false, "{item}");
 }
+
+/// JSON spells a whole number `2` or `2.0`, and OpenAPI's `integer` admits both (schemathesis
+/// sends `6.0`): `count` takes either; a fraction is still a 400.
+#[tokio::test]
+async fn count_takes_a_whole_number_written_with_a_fraction_part() {
+    let app = app();
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/v1/recommend",
+        Some(r#"{"user_id":"u","count":2.0}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/v1/recommend",
+        Some(r#"{"user_id":"u","count":2.5}"#),
+    )
+    .await;
+    assert_invalid(status, &body, "count 2.5");
+}

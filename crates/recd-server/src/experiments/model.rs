@@ -206,10 +206,12 @@ fn default_mde() -> f64 {
 #[serde(deny_unknown_fields)]
 pub struct ExperimentRequest {
     /// Its id.
+    #[schema(min_length = 1, max_length = 256)]
     pub id: String,
     /// `ab`, `bandit` or `interleaving`.
     pub kind: Kind,
     /// At least two variants (exactly two for interleaving); the first is the control.
+    #[schema(min_items = 2)]
     pub variants: Vec<VariantDef>,
     /// Share of its users who see the default strategy and are not analyzed.
     #[serde(default)]

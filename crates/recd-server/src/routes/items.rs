@@ -207,6 +207,7 @@ pub async fn invalidate(
 #[serde(deny_unknown_fields)]
 pub struct SimilarBody {
     /// How many items (default 10).
+    #[serde(default, deserialize_with = "super::recommend::whole_number")]
     #[schema(minimum = 1, maximum = 1000)]
     count: Option<u64>,
     /// Only items passing it.

@@ -33,6 +33,24 @@ pub fn batch_doc() -> Op {
 /// The largest `count`.
 pub const MAX_COUNT: u64 = 1000;
 
+/// An optional whole number that JSON may spell `6` or `6.0` (both are an OpenAPI
+/// `integer`); a fraction, a negative or anything else is refused like any bad field.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error;
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => match (n.as_u64(), n.as_f64()) {
+            (Some(u), _) => Ok(Some(u)),
+            (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64 => {
+                Ok(Some(f as u64))
+            }
+            _ => Err(D::Error::custom(format!(
+                "invalid value {n}, expected a whole number"
+            ))),
+        },
+    }
+}
+
 /// `POST /v1/recommend` (and each request of a batch).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +60,7 @@ pub struct RecommendBody {
     #[schema(min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     user_id: String,
     /// How many items (default 10).
+    #[serde(default, deserialize_with = "whole_number")]
     #[schema(minimum = 1, maximum = 1000)]
     count: Option<u64>,
     /// Only items passing it (applied inside retrieval).
