@@ -240,7 +240,7 @@ pub struct ExperimentRequest {
 }
 
 /// A stored experiment: the request, where it sits in its layer, and its lifecycle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentDef {
     /// As created.
     #[serde(flatten)]
@@ -254,6 +254,50 @@ pub struct ExperimentDef {
     /// RFC 3339, once stopped.
     #[serde(default)]
     pub stopped_at: Option<String>,
+}
+
+// Derived, the request's `additionalProperties: false` (deny_unknown_fields) inside the
+// `allOf` of the flattened spec would refuse this type's own fields: its schema is the
+// request's properties plus its own, built from the same types.
+impl utoipa::PartialSchema for ExperimentDef {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::{RefOr, Schema};
+        let RefOr::T(Schema::Object(mut object)) =
+            <ExperimentRequest as utoipa::PartialSchema>::schema()
+        else {
+            return <ExperimentRequest as utoipa::PartialSchema>::schema();
+        };
+        object.additional_properties = None;
+        let own = serde_json::json!({
+            "range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+                "description": "Its range of the layer's buckets, [lo, hi)"},
+            "status": {"$ref": "#/components/schemas/ExperimentStatus"},
+            "started_at": {"type": "string", "description": "RFC 3339"},
+            "stopped_at": {"type": ["string", "null"], "description": "RFC 3339, once stopped"},
+        });
+        if let Ok(own) =
+            serde_json::from_value::<std::collections::BTreeMap<String, RefOr<Schema>>>(own)
+        {
+            object.properties.extend(own);
+        }
+        object
+            .required
+            .extend(["range", "status", "started_at"].map(String::from));
+        object.description = Some(
+            "An experiment as stored: the request, its range of the layer, its lifecycle".into(),
+        );
+        RefOr::T(Schema::Object(object))
+    }
+}
+
+impl utoipa::ToSchema for ExperimentDef {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)>) {
+        schemas.push((
+            "ExperimentStatus".into(),
+            <Status as utoipa::PartialSchema>::schema(),
+        ));
+        <ExperimentRequest as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 impl ExperimentDef {

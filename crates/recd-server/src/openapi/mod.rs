@@ -50,9 +50,7 @@ pub fn document(schema: Option<&Schema>) -> Value {
     }
     // The shared answers reference the error shape.
     schemas.push(("Error".into(), shapes::item_any()));
-    let components = ComponentsBuilder::new()
-        .schemas_from_iter(schemas)
-        .build();
+    let components = ComponentsBuilder::new().schemas_from_iter(schemas).build();
     let info = InfoBuilder::new()
         .title("recd")
         .version(env!("CARGO_PKG_VERSION"))
@@ -120,7 +118,9 @@ fn shared_reason(status: u16) -> &'static str {
         403 => "the key lacks this endpoint's scope (forbidden)",
         413 => "the body is over [server] body_limit_bytes (invalid_argument)",
         415 => "a body that is not application/json (invalid_argument)",
-        429 => "over a rate limit per key or per client address (rate_limited; Retry-After: seconds)",
+        429 => {
+            "over a rate limit per key or per client address (rate_limited; Retry-After: seconds)"
+        }
         431 => "the headers are over [server] max_header_bytes (invalid_argument)",
         _ => {
             "unavailable: the backend cannot be reached, too many requests are in flight, or the request deadline passed"

@@ -58,6 +58,23 @@ impl Op {
         self
     }
 
+    /// Describes the query parameter `name` as a JSON document of the named schema
+    /// (`content: application/json`) instead of a bare string.
+    pub fn json_query(mut self, name: &str, why: &str, schema: &str) -> Self {
+        use utoipa::openapi::path::ParameterBuilder;
+        let content =
+            utoipa::openapi::Content::new(Some(utoipa::openapi::Ref::from_schema_name(schema)));
+        let param = ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Query)
+            .description(Some(why))
+            .content("application/json", content)
+            .build();
+        self.query.retain(|p| p.name != name);
+        self.query.push(param);
+        self
+    }
+
     /// A JSON request body of type `T`.
     pub fn body<T: ToSchema>(mut self) -> Self {
         let schema = self.reference::<T>();

@@ -142,13 +142,19 @@ fn filter(schema: &Schema) -> Value {
     let number = json!({"type": "number"});
     for (name, ty) in &schema.fields {
         let cond = match ty {
-            FieldType::Tag => json!({"type": "object", "minProperties": 1, "additionalProperties": false,
-                "properties": {"any": tags, "none": tags}}),
-            FieldType::Numeric => json!({"type": "object", "minProperties": 1, "additionalProperties": false,
-                "properties": {"gt": number, "gte": number, "lt": number, "lte": number, "eq": number}}),
+            FieldType::Tag => {
+                json!({"type": "object", "minProperties": 1, "additionalProperties": false,
+                "properties": {"any": tags, "none": tags}})
+            }
+            FieldType::Numeric => {
+                json!({"type": "object", "minProperties": 1, "additionalProperties": false,
+                "properties": {"gt": number, "gte": number, "lt": number, "lte": number, "eq": number}})
+            }
             FieldType::Bool => json!({"type": "boolean"}),
-            FieldType::Text => json!({"type": "object", "required": ["match"], "additionalProperties": false,
-                "properties": {"match": {"type": "string", "minLength": 1}}}),
+            FieldType::Text => {
+                json!({"type": "object", "required": ["match"], "additionalProperties": false,
+                "properties": {"match": {"type": "string", "minLength": 1}}})
+            }
         };
         props.insert(name.clone(), cond);
     }
@@ -197,7 +203,11 @@ pub fn diversity() -> utoipa::openapi::schema::Object {
         )
         .required("field")
         .required("max_per_value")
-        .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)))
-        .description(Some("At most max_per_value items per value of a tag or bool field"))
+        .additional_properties(Some(
+            utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+        ))
+        .description(Some(
+            "At most max_per_value items per value of a tag or bool field",
+        ))
         .build()
 }

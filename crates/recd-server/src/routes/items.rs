@@ -11,7 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::page::{MAX_LIMIT, decode_cursor, encode_cursor, parse_limit};
 use super::path_id;
 use super::recommend::{parse_count, parse_filter};
-use crate::answer::{ItemDetails, ItemDetailsView, ItemFields, ItemsPage, Recommendation, Upserted};
+use crate::answer::{
+    ItemDetails, ItemDetailsView, ItemFields, ItemsPage, Recommendation, Upserted,
+};
 use crate::error::{ApiError, AppJson};
 use crate::openapi::Op;
 use crate::openapi::shapes::FilterDoc;
@@ -40,6 +42,7 @@ pub fn list_doc() -> Op {
             exists for the whole walk is returned exactly once, whatever is written meanwhile. A cursor this server did not \
             give out, a limit outside 1-1000 or a bad filter is a 400.")
         .query::<ListParams>()
+        .json_query("filter", "A Filter as JSON (URL-encoded), as in POST /v1/recommend", "Filter")
         .answer::<ItemsPage>(200, "a page")
 }
 

@@ -47,8 +47,10 @@ pub fn activate_doc() -> Op {
 }
 
 pub fn create_doc() -> Op {
-    Op::new("A new model version number (recd train --target, before it stores the version's vectors)")
-        .answer::<NewVersion>(201, "the number")
+    Op::new(
+        "A new model version number (recd train --target, before it stores the version's vectors)",
+    )
+    .answer::<NewVersion>(201, "the number")
 }
 
 pub fn record_doc() -> Op {
@@ -167,6 +169,17 @@ pub async fn record(
     AppJson(body): AppJson<RecordBody>,
 ) -> Result<Json<ModelView>, ApiError> {
     path_id(&version, "model version")?;
+    for (name, v) in [
+        ("settings", &body.info.settings),
+        ("gate", &body.info.gate),
+        ("counts", &body.info.counts),
+    ] {
+        if !(v.is_object() || v.is_null()) {
+            return Err(ApiError::invalid(format!(
+                "'info.{name}' must be an object (or null)"
+            )));
+        }
+    }
     Ok(Json(
         state
             .engine

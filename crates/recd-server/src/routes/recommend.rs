@@ -29,7 +29,6 @@ pub fn batch_doc() -> Op {
         .answer::<BatchAnswer>(200, "one result per request, in order")
 }
 
-
 /// The largest `count`.
 pub const MAX_COUNT: u64 = 1000;
 
@@ -57,7 +56,11 @@ pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64
 #[schema(as = RecommendRequest)]
 pub struct RecommendBody {
     /// Whom for.
-    #[schema(min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     user_id: String,
     /// How many items (default 10).
     #[serde(default, deserialize_with = "whole_number")]
@@ -173,8 +176,9 @@ const BATCH_CONCURRENCY: usize = 8;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
-    /// The requests, each as `POST /v1/recommend` takes it.
-    #[schema(value_type = Vec<RecommendBody>, max_items = 1000)]
+    /// The requests, each as `POST /v1/recommend` takes it (a `RecommendRequest`); each is
+    /// checked on its own, and one that is not valid gets its error in its place.
+    #[schema(value_type = Vec<Object>, max_items = 1000)]
     requests: Vec<Value>,
 }
 

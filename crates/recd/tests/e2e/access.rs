@@ -57,7 +57,6 @@ fn write_keys(file: &Path, keys: &[(&str, &str, &[&str])]) {
     std::fs::write(file, text).expect("write the keys file");
 }
 
-
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_from_recd_keys_create_guard_the_api_and_reload_on_sighup() {
     let dir = data_dir("keys");
@@ -101,21 +100,25 @@ async fn keys_from_recd_keys_create_guard_the_api_and_reload_on_sighup() {
     assert_eq!(s.send_full(c.get(url("/health"))).await.0, 200);
     assert_eq!(s.send_full(c.get(url("/metrics"))).await.0, 200);
     let event = json!({"events": [{"user_id": "u1", "item_id": "i1", "type": "view"}]});
-    let (code, body, _) = s.send_full(
-        c.post(url("/v1/events"))
-            .header("authorization", bearer(&app_key))
-            .json(&event),
-    )
-    .await;
+    let (code, body, _) = s
+        .send_full(
+            c.post(url("/v1/events"))
+                .header("authorization", bearer(&app_key))
+                .json(&event),
+        )
+        .await;
     assert_eq!(code, 200, "{body}");
-    let (code, body, _) = s.send_full(
-        c.get(url("/v1/users/u1"))
-            .header("authorization", bearer(&app_key)),
-    )
-    .await;
+    let (code, body, _) = s
+        .send_full(
+            c.get(url("/v1/users/u1"))
+                .header("authorization", bearer(&app_key)),
+        )
+        .await;
     assert_eq!(code, 200, "{body}");
     let delete = || c.delete(url("/v1/users/u1"));
-    let (code, body, _) = s.send_full(delete().header("authorization", bearer(&app_key))).await;
+    let (code, body, _) = s
+        .send_full(delete().header("authorization", bearer(&app_key)))
+        .await;
     assert_eq!(
         (code, body["error"]["code"].as_str()),
         (403, Some("forbidden")),
@@ -143,11 +146,12 @@ async fn keys_from_recd_keys_create_guard_the_api_and_reload_on_sighup() {
     })
     .await;
     assert!(reloaded, "the ops key was not accepted after SIGHUP");
-    let (code, _, _) = s.send_full(
-        c.get(url("/v1/users/u1"))
-            .header("authorization", bearer(&app_key)),
-    )
-    .await;
+    let (code, _, _) = s
+        .send_full(
+            c.get(url("/v1/users/u1"))
+                .header("authorization", bearer(&app_key)),
+        )
+        .await;
     assert_eq!(code, 401, "the removed key still works");
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
@@ -265,13 +269,14 @@ async fn a_text_plain_post_is_refused_and_changes_nothing() {
     );
     let body =
         json!({"events": [{"user_id": "victim", "item_id": "i1", "type": "purchase"}]}).to_string();
-    let (code, reply, _) = s.send_full(
-        s.client
-            .post(format!("{}/v1/events", s.base))
-            .header("content-type", "text/plain")
-            .body(body),
-    )
-    .await;
+    let (code, reply, _) = s
+        .send_full(
+            s.client
+                .post(format!("{}/v1/events", s.base))
+                .header("content-type", "text/plain")
+                .body(body),
+        )
+        .await;
     assert_eq!(
         (code, reply["error"]["code"].as_str()),
         (415, Some("invalid_argument")),

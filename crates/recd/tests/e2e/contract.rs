@@ -74,7 +74,10 @@ impl Contract {
         let what = format!("{} {} → {}", answer.method, answer.path, answer.status);
         let text = String::from_utf8_lossy(answer.body);
         let Some(template) = self.template(answer.path) else {
-            assert_eq!(answer.status, 404, "{what}: a path the document lacks must be a 404: {text}");
+            assert_eq!(
+                answer.status, 404,
+                "{what}: a path the document lacks must be a 404: {text}"
+            );
             self.validate_error(&what, answer);
             return;
         };
@@ -94,7 +97,9 @@ impl Contract {
             response.is_object(),
             "{what}: status {} is not documented for this operation (documented: {:?}); body: {text}",
             answer.status,
-            op["responses"].as_object().map(|r| r.keys().collect::<Vec<_>>())
+            op["responses"]
+                .as_object()
+                .map(|r| r.keys().collect::<Vec<_>>())
         );
         let Some(content) = response["content"].as_object() else {
             assert!(
@@ -105,7 +110,13 @@ impl Contract {
         };
         let media = answer
             .content_type
-            .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .map(|c| {
+                c.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
             .unwrap_or_default();
         let Some(media_doc) = content.get(&media) else {
             panic!(
@@ -117,9 +128,10 @@ impl Contract {
             return;
         };
         let instances: Vec<Value> = match media.as_str() {
-            "application/json" => vec![serde_json::from_slice(answer.body).unwrap_or_else(|e| {
-                panic!("{what}: the body is not JSON ({e}): {text}")
-            })],
+            "application/json" => vec![
+                serde_json::from_slice(answer.body)
+                    .unwrap_or_else(|e| panic!("{what}: the body is not JSON ({e}): {text}")),
+            ],
             "application/x-ndjson" => text
                 .lines()
                 .filter(|l| !l.is_empty())
@@ -155,8 +167,14 @@ impl Contract {
         });
         let schema = json!({"$ref": "#/components/schemas/Error"});
         let validator = self.validator("", "error", answer.status, &schema);
-        let errors: Vec<String> = validator.iter_errors(&body).map(|e| e.to_string()).collect();
-        assert!(errors.is_empty(), "{what}: not the error shape: {errors:?}: {body}");
+        let errors: Vec<String> = validator
+            .iter_errors(&body)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{what}: not the error shape: {errors:?}: {body}"
+        );
     }
 
     fn validator(
