@@ -178,7 +178,7 @@ const BATCH_CONCURRENCY: usize = 8;
 pub struct BatchBody {
     /// The requests, each as `POST /v1/recommend` takes it (a `RecommendRequest`); each is
     /// checked on its own, and one that is not valid gets its error in its place.
-    #[schema(value_type = Vec<Object>, max_items = 1000)]
+    #[schema(value_type = Vec<serde_json::Value>, max_items = 1000)]
     requests: Vec<Value>,
 }
 
