@@ -5,6 +5,9 @@
 //! Items travel as `Arc<Item>` (shared with the store, never deep-copied on the request
 //! path); [`ItemFields`] serializes one in the API's form (id + fields, no vector), while the
 //! cache keeps a copy without the vector ([`without_vector`]) in the item's own serde form.
+//!
+//! Every answer derives `utoipa::ToSchema`: the OpenAPI document (`crate::openapi`) takes its
+//! response schemas from these types, and the e2e suite checks every answer against it.
 
 use std::sync::Arc;
 
@@ -13,9 +16,10 @@ use recd_core::{Counters, Item, UserState};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// How a list was built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// From the user's (or, for similar items, the item's) vector.
@@ -69,7 +73,7 @@ pub fn without_vector(item: &Arc<Item>) -> Arc<Item> {
 }
 
 /// One ranked item of an answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ServedItem {
     /// The item id.
     pub id: String,
@@ -143,7 +147,7 @@ impl CachedList {
 }
 
 /// Where a cached answer came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
     /// This server's memory.
@@ -153,7 +157,7 @@ pub enum Tier {
 }
 
 /// Present when an answer came from a cache.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
 pub struct CacheInfo {
     /// Which tier.
     pub tier: Tier,
@@ -162,12 +166,13 @@ pub struct CacheInfo {
 }
 
 /// A recommendation (`POST /v1/recommend`, `POST /v1/items/{id}/similar`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Recommendation {
     /// Unique; events may cite it for attribution.
     pub recommendation_id: String,
     /// Whom it is for (absent for similar items).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub user_id: Option<String>,
     /// The items, best first.
     pub items: Vec<ServedItem>,
@@ -175,24 +180,29 @@ pub struct Recommendation {
     pub source: Source,
     /// Present when the list came from a cache.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub cache: Option<CacheInfo>,
     /// The ranking strategy that built it.
     pub strategy: String,
     /// The experiment that assigned the user, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub experiment: Option<String>,
     /// The experiment's variant, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub variant: Option<String>,
-    /// Time spent in the engine.
+    /// Time spent in the engine, in milliseconds.
     pub took_ms: f64,
     /// With `explain`: candidates, scores and timings per stage.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object, nullable = false)]
     pub stages: Option<Value>,
 }
 
 /// A user's counters in the API's form.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Counters)]
 pub struct CountersView {
     /// Views.
     pub view: u64,
@@ -234,7 +244,8 @@ impl From<&Counters> for CountersView {
 }
 
 /// What the engine knows about a user (`GET /v1/users/{id}`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = User)]
 pub struct UserView {
     /// The user id.
     pub user_id: String,
@@ -301,25 +312,27 @@ impl Serialize for ItemDetailsView<'_> {
 pub struct ItemDetailsView<'a>(pub &'a ItemDetails);
 
 /// A page of `GET /v1/items`: items in id order (no vectors) and the cursor of the next page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ItemsPage {
     /// The items, `{"id", ...fields}`.
     pub items: Vec<ItemFields>,
     /// The cursor of the next page; `null` after the last one.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
 /// A page of `GET /v1/users`: user ids in id order and the cursor of the next page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UsersPage {
     /// The user ids.
     pub users: Vec<String>,
     /// The cursor of the next page; `null` after the last one.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
 /// What a vector write-back did (`PUT /v1/admin/vectors`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 pub struct VectorsWritten {
     /// Item vectors replaced.
     pub items: usize,
@@ -327,6 +340,148 @@ pub struct VectorsWritten {
     pub users: usize,
     /// Item ids sent that the catalog does not have (skipped).
     pub unknown_items: usize,
+}
+
+// The item's fields depend on the data's schema, known only at run time: the document
+// names `Item` and `ItemDetails` here and `crate::openapi::shapes` fills them in from the
+// schema the server runs with.
+impl utoipa::PartialSchema for ItemFields {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        crate::openapi::shapes::item_any()
+    }
+}
+
+impl ToSchema for ItemFields {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Item".into()
+    }
+}
+
+impl utoipa::PartialSchema for ItemDetails {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        crate::openapi::shapes::item_any()
+    }
+}
+
+impl ToSchema for ItemDetails {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ItemDetails".into()
+    }
+}
+
+/// `PUT /v1/items`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Upserted {
+    /// Items written.
+    pub upserted: usize,
+}
+
+/// `POST /v1/events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Accepted {
+    /// Events applied.
+    pub accepted: usize,
+}
+
+/// `GET /ready` when the backend answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Ready {
+    /// Always `ready`.
+    #[schema(value_type = String, pattern = "^ready$")]
+    pub status: &'static str,
+}
+
+/// `POST /v1/admin/sessions/rebuild`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Rebuilt {
+    /// Users whose session vector was recomputed.
+    pub rebuilt: usize,
+}
+
+/// `POST /v1/admin/models`: the number of a new model version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct NewVersion {
+    /// `v<N>`.
+    pub version: String,
+}
+
+/// `PUT /v1/admin/models/{version}/chunks/{index}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ChunkStored {
+    /// The version.
+    pub version: String,
+    /// The chunk's index.
+    pub chunk: u32,
+    /// Vectors it holds (items and users).
+    pub vectors: usize,
+}
+
+/// `POST /v1/admin/models/{version}/live`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct MarkedLive {
+    /// The version.
+    pub version: String,
+    /// Always true.
+    pub live: bool,
+}
+
+/// `POST /v1/models/{version}/activate`: what switching to a version wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Activation {
+    /// The version now live.
+    pub version: String,
+    /// Always true.
+    pub live: bool,
+    /// It was live already: nothing was written.
+    pub already_live: bool,
+    /// Item vectors written.
+    pub items: usize,
+    /// Item ids of the version the catalog no longer has (skipped).
+    pub unknown_items: usize,
+    /// Users' long-term vectors written.
+    pub users: usize,
+    /// Sessions rebuilt.
+    pub sessions: usize,
+}
+
+/// One `{"id","vector"}` entry of a vector batch.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = IdVector)]
+pub struct IdVectorRow {
+    /// The item or user id.
+    #[schema(min_length = 1, max_length = 256)]
+    pub id: String,
+    /// The vector.
+    pub vector: Vec<f32>,
+}
+
+/// Item and user vectors (`GET /v1/admin/models/{version}/chunks/{index}`, and what `PUT`
+/// of a chunk and `PUT /v1/admin/vectors` take).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = Vectors)]
+pub struct VectorRows {
+    /// Item vectors.
+    pub items: Vec<IdVectorRow>,
+    /// Users' long-term vectors.
+    pub users: Vec<IdVectorRow>,
+}
+
+impl VectorRows {
+    /// The rows of (id, vector) lists.
+    pub fn new(items: &[(String, Vec<f32>)], users: &[(String, Vec<f32>)]) -> Self {
+        let rows = |list: &[(String, Vec<f32>)]| {
+            list.iter()
+                .map(|(id, vector)| IdVectorRow {
+                    id: id.clone(),
+                    vector: vector.clone(),
+                })
+                .collect()
+        };
+        VectorRows {
+            items: rows(items),
+            users: rows(users),
+        }
+    }
 }
 
 #[cfg(test)]

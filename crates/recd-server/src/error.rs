@@ -45,7 +45,26 @@ pub enum Code {
     HeadersTooLarge,
 }
 
+/// Names the error shape `{"error":{"code","message","details"?}}` in the OpenAPI
+/// document (`crate::openapi::shapes::error_body` says what it holds).
+pub struct ErrorBody;
+
 impl Code {
+    /// Every code, for the document's list of code strings.
+    pub const ALL: [Code; 11] = [
+        Code::InvalidArgument,
+        Code::NotFound,
+        Code::Unauthorized,
+        Code::Forbidden,
+        Code::RateLimited,
+        Code::Unavailable,
+        Code::Internal,
+        Code::MethodNotAllowed,
+        Code::PayloadTooLarge,
+        Code::UnsupportedMediaType,
+        Code::HeadersTooLarge,
+    ];
+
     /// The status and the API.md code string.
     pub fn parts(self) -> (StatusCode, &'static str) {
         match self {
@@ -213,6 +232,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
             };
             ApiError::with_code(code, message)
         })?;
+        // Every body of the API is an object; serde would also read a struct from an array
+        // (`[null, null]`), which no client means.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::invalid(
+                "invalid JSON body: it must be a JSON object {...}",
+            ));
+        }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();

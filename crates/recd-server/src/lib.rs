@@ -23,7 +23,7 @@
 //! - [`error`]: the single mapping from failures to the API's error shape.
 //! - [`monitoring`]: online quality (coverage, exposure, diversity, source mix) and drift.
 //! - [`metrics`]: Prometheus counters and histograms per route and pipeline stage.
-//! - [`openapi`]: the `/openapi.json` document.
+//! - [`openapi`]: the `/openapi.json` document, generated from the route table and the types.
 //! - [`state`]: what handlers share (the engine).
 //! - [`clock`]: the wall clock in milliseconds.
 

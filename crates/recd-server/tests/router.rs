@@ -308,3 +308,51 @@ async fn model_versions_refuse_bad_input_and_activate() {
     assert_eq!(body["live"], v.as_str());
     assert_eq!(body["models"][0]["status"], "live");
 }
+
+/// `/openapi.json` describes exactly the routes the router serves (method and path), for
+/// the schema of the data it serves.
+#[tokio::test]
+async fn the_served_document_lists_exactly_the_route_table() {
+    let app = app();
+    let (status, doc) = send(&app, Method::GET, "/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let served: std::collections::BTreeSet<(String, String)> = recd_server::routes::table()
+        .iter()
+        .map(|r| (r.path.to_string(), r.method.as_str().to_lowercase()))
+        .collect();
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        for method in ops.as_object().expect("operations").keys() {
+            documented.insert((path.clone(), method.clone()));
+        }
+    }
+    assert_eq!(served, documented);
+    // Items are described for the data's schema (the demo's fields, 4 dimensions).
+    let item = &doc["components"]["schemas"]["Item"];
+    assert_eq!(item["properties"]["vector"]["maxItems"], 4, "{item}");
+    assert!(item["properties"]["category"].is_object(), "{item}");
+    assert_eq!(item["additionalProperties"], false, "{item}");
+}
+
+/// JSON spells a whole number `2` or `2.0`, and OpenAPI's `integer` admits both (schemathesis
+/// sends `6.0`): `count` takes either; a fraction is still a 400.
+#[tokio::test]
+async fn count_takes_a_whole_number_written_with_a_fraction_part() {
+    let app = app();
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/v1/recommend",
+        Some(r#"{"user_id":"u","count":2.0}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/v1/recommend",
+        Some(r#"{"user_id":"u","count":2.5}"#),
+    )
+    .await;
+    assert_invalid(status, &body, "count 2.5");
+}

@@ -13,3 +13,15 @@ pub enum Scope {
     /// Deletes, `/v1/admin/*`.
     Admin,
 }
+
+impl Scope {
+    /// The scope's name (as `recd keys create --scopes` and the OpenAPI `x-recd-scope` say it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Public => "public",
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
+        }
+    }
+}

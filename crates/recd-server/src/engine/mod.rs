@@ -63,17 +63,20 @@ struct Listed {
 }
 
 /// `/health`'s answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// Always "ok" when answered.
+    #[schema(value_type = String, pattern = "^ok$")]
     pub status: &'static str,
     /// "embedded" or "redis".
+    #[schema(value_type = String, pattern = "^(embedded|redis)$")]
     pub backend: &'static str,
     /// Live items.
     pub items: u64,
     /// Users with state.
     pub users: u64,
     /// recd's version.
+    #[schema(value_type = String)]
     pub version: &'static str,
 }
 

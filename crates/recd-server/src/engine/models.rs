@@ -128,7 +128,7 @@ impl<'a> Reader<'a> {
 }
 
 /// What the trainer records about a version (the record's `info`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelInfo {
     /// When it was trained (RFC 3339).
@@ -137,42 +137,50 @@ pub struct ModelInfo {
     pub accepted: bool,
     /// The training settings (factors, iterations, regularization, alpha, seed, source...).
     #[serde(default)]
+    #[schema(value_type = Object, nullable = true)]
     pub settings: Value,
     /// The quality gate's figures and verdict.
     #[serde(default)]
+    #[schema(value_type = Object, nullable = true)]
     pub gate: Value,
     /// Sizes (vectors, interactions, held-out events...).
     #[serde(default)]
+    #[schema(value_type = Object, nullable = true)]
     pub counts: Value,
 }
 
 /// One version as `GET /v1/models` lists it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ModelView {
     /// `v{n}`.
     pub version: String,
     /// When it was trained (RFC 3339).
     pub created_at: String,
     /// `live`, `available` (accepted, not live) or `rejected` (failed the gate).
+    #[schema(value_type = String, pattern = "^(live|available|rejected)$")]
     pub status: &'static str,
     /// Whether it is the live version.
     pub live: bool,
     /// The training settings.
+    #[schema(value_type = Object, nullable = true)]
     pub settings: Value,
     /// The quality gate's figures and verdict.
+    #[schema(value_type = Object, nullable = true)]
     pub gate: Value,
     /// Sizes.
+    #[schema(value_type = Object, nullable = true)]
     pub counts: Value,
     /// Stored vector chunks.
     pub chunks: u32,
 }
 
 /// `GET /v1/models`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ModelsAnswer {
     /// Every kept version, oldest first.
     pub models: Vec<ModelView>,
     /// The live version, if any.
+    #[schema(required = true)]
     pub live: Option<String>,
     /// `[model] gate_margin`: how much worse than the live model a new one may rank.
     pub gate_margin: f64,

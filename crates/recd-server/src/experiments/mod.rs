@@ -172,7 +172,7 @@ impl Active {
 }
 
 /// A summary line of `GET /v1/experiments`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ExperimentSummary {
     /// Its id.
     pub id: String,

@@ -16,13 +16,17 @@ use serde_json::Value;
 pub const DEFAULT_STRATEGY: &str = "default";
 
 /// A named ranking configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Strategy {
-    /// Candidate sources and their sizes, scoring weights, real-time blend.
+    /// Candidate sources and their sizes, scoring weights, real-time blend: the keys of
+    /// `[ranking]` (candidates, popular_candidates, session_share_max, session_saturation,
+    /// similarity_weight, popularity_weight, exclude_seen, rrf_k).
+    #[schema(value_type = Object)]
     pub ranking: RankParams,
     /// A diversity cap applied when the request gives none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::openapi::shapes::diversity)]
     pub diversity: Option<Diversity>,
     /// The model version it serves; only the live model exists today (`"live"`).
     #[serde(default = "live")]
@@ -133,8 +137,9 @@ pub fn check_ranking(r: &RankParams) -> Result<(), ValidationError> {
 }
 
 /// How an experiment decides what a user sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ExperimentKind)]
 pub enum Kind {
     /// Fixed traffic weights; users keep their variant.
     Ab,
@@ -145,8 +150,9 @@ pub enum Kind {
 }
 
 /// What an experiment is judged by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ExperimentMetric)]
 pub enum Metric {
     /// A list is clicked.
     #[default]
@@ -156,8 +162,9 @@ pub enum Metric {
 }
 
 /// Running or stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ExperimentStatus)]
 pub enum Status {
     /// Assigning users.
     Running,
@@ -166,7 +173,7 @@ pub enum Status {
 }
 
 /// One variant: a strategy and its share of traffic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariantDef {
     /// Unique in the experiment; the first is the control.
@@ -195,14 +202,16 @@ fn default_mde() -> f64 {
 }
 
 /// An experiment as created through `POST /v1/experiments`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentRequest {
     /// Its id.
+    #[schema(min_length = 1, max_length = 256)]
     pub id: String,
     /// `ab`, `bandit` or `interleaving`.
     pub kind: Kind,
     /// At least two variants (exactly two for interleaving); the first is the control.
+    #[schema(min_items = 2)]
     pub variants: Vec<VariantDef>,
     /// Share of its users who see the default strategy and are not analyzed.
     #[serde(default)]
@@ -245,6 +254,50 @@ pub struct ExperimentDef {
     /// RFC 3339, once stopped.
     #[serde(default)]
     pub stopped_at: Option<String>,
+}
+
+// Derived, the request's `additionalProperties: false` (deny_unknown_fields) inside the
+// `allOf` of the flattened spec would refuse this type's own fields: its schema is the
+// request's properties plus its own, built from the same types.
+impl utoipa::PartialSchema for ExperimentDef {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::{RefOr, Schema};
+        let RefOr::T(Schema::Object(mut object)) =
+            <ExperimentRequest as utoipa::PartialSchema>::schema()
+        else {
+            return <ExperimentRequest as utoipa::PartialSchema>::schema();
+        };
+        object.additional_properties = None;
+        let own = serde_json::json!({
+            "range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+                "description": "Its range of the layer's buckets, [lo, hi)"},
+            "status": {"$ref": "#/components/schemas/ExperimentStatus"},
+            "started_at": {"type": "string", "description": "RFC 3339"},
+            "stopped_at": {"type": ["string", "null"], "description": "RFC 3339, once stopped"},
+        });
+        if let Ok(own) =
+            serde_json::from_value::<std::collections::BTreeMap<String, RefOr<Schema>>>(own)
+        {
+            object.properties.extend(own);
+        }
+        object
+            .required
+            .extend(["range", "status", "started_at"].map(String::from));
+        object.description = Some(
+            "An experiment as stored: the request, its range of the layer, its lifecycle".into(),
+        );
+        RefOr::T(Schema::Object(object))
+    }
+}
+
+impl utoipa::ToSchema for ExperimentDef {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::Schema>)>) {
+        schemas.push((
+            "ExperimentStatus".into(),
+            <Status as utoipa::PartialSchema>::schema(),
+        ));
+        <ExperimentRequest as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 impl ExperimentDef {

@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::model::{ExperimentDef, Kind, Metric, Status};
 
 /// A rate with its 95 % interval (absent while there are too few users to estimate it).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Rate {
     /// Σ successes / Σ impressions.
     pub value: f64,
@@ -30,7 +30,7 @@ pub struct Rate {
 }
 
 /// One variant's results.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct VariantResult {
     /// Its name.
     pub name: String,
@@ -50,15 +50,19 @@ pub struct VariantResult {
     pub conversion_rate: Rate,
     /// The experiment metric vs the control: two-sided z-test (delta method).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub p_value: Option<f64>,
     /// The same as an always-valid p-value (mSPRT): valid however often it is looked at.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub always_valid_p_value: Option<f64>,
     /// P(this variant's rate > the control's) under Beta posteriors.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub prob_beat_control: Option<f64>,
     /// The expected rate lost by choosing this variant over the control.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub expected_loss: Option<f64>,
     /// Its share of the experiment's impressions.
     pub traffic_share: f64,
@@ -68,7 +72,7 @@ pub struct VariantResult {
 
 /// The sample-ratio-mismatch check (A/B; a bandit moves traffic on purpose and interleaving
 /// shows every user both strategies, so theirs is always `null`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Srm {
     /// χ² goodness of fit of users per variant to the configured weights; `null` until
     /// there are users to count (or for kinds without a configured split).
@@ -78,7 +82,7 @@ pub struct Srm {
 }
 
 /// The planned sample size.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SampleSize {
     /// The minimum detectable effect (relative lift of the control's rate).
     pub mde: f64,
@@ -91,7 +95,7 @@ pub struct SampleSize {
 
 /// Interleaving's verdict. Every list mixes both variants, so lists and users are counted
 /// here, not per variant (whose rows stay at zero).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Interleaving {
     /// Users shown an interleaved list.
     pub users: u64,
@@ -107,11 +111,12 @@ pub struct Interleaving {
     pub p_value: f64,
     /// The preferred variant's name, when p < 0.05.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub winner: Option<String>,
 }
 
 /// The whole answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ExperimentResults {
     /// Its id.
     pub id: String,
@@ -127,6 +132,7 @@ pub struct ExperimentResults {
     pub started_at: String,
     /// RFC 3339, once stopped.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub stopped_at: Option<String>,
     /// Per variant, the control first.
     pub variants: Vec<VariantResult>,
@@ -136,6 +142,7 @@ pub struct ExperimentResults {
     pub sample_size: SampleSize,
     /// Interleaving only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub interleaving: Option<Interleaving>,
 }
 

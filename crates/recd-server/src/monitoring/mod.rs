@@ -845,7 +845,7 @@ impl crate::recommend::QueryWatch for Monitor {
 }
 
 /// One feature's drift.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FeatureDrift {
     /// The feature.
     pub name: String,
@@ -854,11 +854,12 @@ pub struct FeatureDrift {
     /// Reference and live summaries, PSI, test, threshold, verdict (once watching and a
     /// live window has enough values).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object, nullable = false)]
     pub report: Option<DriftReport>,
 }
 
 /// `GET /v1/monitoring/drift`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DriftAnswer {
     /// The PSI threshold.
     pub threshold: f64,

@@ -55,11 +55,86 @@ use recd_core::{Event, Schema, ValidationError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use utoipa::{IntoParams, ToSchema};
+
 use super::page::{decode_cursor, encode_cursor, parse_limit};
-use crate::answer::VectorsWritten;
+use crate::answer::{IdVectorRow, Rebuilt, VectorsWritten};
 use crate::engine::Engine;
 use crate::error::{ApiError, AppJson};
+use crate::openapi::Op;
+use crate::openapi::shapes::EventDoc;
 use crate::state::AppState;
+
+pub fn schema_doc() -> Op {
+    Op::new("The store's schema (vector dimension and metric, fields)")
+        .answer::<SchemaDoc>(200, "the schema")
+}
+
+/// `GET /v1/admin/schema`: `recd_core::Schema` as serde writes it.
+#[derive(ToSchema)]
+#[schema(as = DataSchema)]
+#[allow(dead_code)] // Documents the answer; the handler returns recd_core::Schema.
+pub struct SchemaDoc {
+    /// `{"dim": N, "metric": "cosine"|"ip"|"l2"}`.
+    #[schema(value_type = Object)]
+    vector: Value,
+    /// Field name → `tag`, `numeric`, `bool` or `text`.
+    #[schema(value_type = Object)]
+    fields: Value,
+}
+
+pub fn events_doc() -> Op {
+    let integer = || -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .build()
+            .into()
+    };
+    let string = || -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .build()
+            .into()
+    };
+    Op::new("The event log as NDJSON, in the order the events were applied (for training)")
+        .describe("One Event per line, `timestamp` in epoch milliseconds; streamed from the store a page \
+            at a time as the client reads (memory per reader is one page). `offset` skips that many events (users forgotten \
+            in between shift it back); `cursor` starts after a position this endpoint gave out in `x-recd-next-cursor` \
+            (exact whatever is forgotten). With `limit` (1-10000) at most that many events are returned and, when more \
+            follow, `x-recd-next-cursor` holds the cursor of the rest; without it the body runs to the end of the log. \
+            The `x-recd-log-length` header gives the log's length when it was read.")
+        .query::<EventsParams>()
+        .answer_as::<EventDoc>(
+            200,
+            "NDJSON, one Event per line",
+            "application/x-ndjson",
+            vec![
+                ("x-recd-log-length", "the log's length when it was read", integer()),
+                ("x-recd-next-cursor", "with limit, when more events follow", string()),
+            ],
+        )
+}
+
+pub fn put_vectors_doc() -> Op {
+    Op::new("Write trained item vectors and users' long-term vectors (training write-back)")
+        .describe("Every entry is checked first (id, the schema's dimension, finite, non-zero under cosine, \
+            each id once per list, at most server.max_batch entries in all); any problem is a 400 listing each bad entry \
+            as {list,index,id,message} and nothing is written. Item ids the catalog lacks are skipped and counted in \
+            unknown_items; a user without state gets state holding just the vector. Items are written before users; \
+            the same body twice gives the same state (safe to retry).")
+        .body::<VectorsBody>()
+        .answer::<VectorsWritten>(200, "written")
+}
+
+pub fn rebuild_sessions_doc() -> Op {
+    Op::new("Recompute users' session vectors with the current item vectors")
+        .describe("Each listed user's session vector is recomputed from their logged events with the \
+            current item vectors, atomically against concurrent events; call it after new item vectors are written. \
+            Users without state are skipped. Idempotent. The last step of a write-back: it also drops every \
+            cached recommendation list (PUT /v1/admin/vectors leaves them to this step, or to their TTL).")
+        .body::<RebuildBody>()
+        .answer::<Rebuilt>(200, "rebuilt")
+}
 
 /// Lines of NDJSON serialized into one chunk of the events body.
 pub const EVENTS_PER_CHUNK: usize = 1024;
@@ -86,12 +161,19 @@ pub async fn schema(State(state): State<AppState>) -> Json<Schema> {
     Json(state.engine.schema().clone())
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /v1/admin/events`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct EventsParams {
+    /// Events to skip.
     #[serde(default)]
+    #[param(required = false)]
     offset: usize,
+    /// `x-recd-next-cursor` of an earlier answer (opaque).
+    #[param(pattern = "^([0-9a-f]{2}){1,256}$")]
     cursor: Option<String>,
+    /// At most this many events (1-10000); without it, to the end of the log.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u64>,
 }
 
@@ -229,13 +311,19 @@ pub async fn events(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+/// `PUT /v1/admin/vectors` and `PUT /v1/admin/models/{version}/chunks/{index}`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = VectorsIn)]
 pub struct VectorsBody {
+    /// Item vectors.
     #[serde(default)]
-    items: Vec<Value>,
+    #[schema(value_type = Vec<IdVectorRow>)]
+    pub(super) items: Vec<Value>,
+    /// Users' long-term vectors.
     #[serde(default)]
-    users: Vec<Value>,
+    #[schema(value_type = Vec<IdVectorRow>)]
+    pub(super) users: Vec<Value>,
 }
 
 /// One `{"id","vector"}` entry.
@@ -340,16 +428,19 @@ pub async fn put_vectors(
     Ok(Json(state.engine.write_vectors(items, users).await?))
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/admin/sessions/rebuild`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RebuildBody {
+    /// User ids (at most `[server] max_batch`).
+    #[schema(value_type = Vec<String>)]
     users: Vec<Value>,
 }
 
 pub async fn rebuild_sessions(
     State(state): State<AppState>,
     AppJson(body): AppJson<RebuildBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Rebuilt>, ApiError> {
     let max = state.config().server.max_batch;
     if body.users.len() > max {
         return Err(ApiError::invalid(format!(
@@ -380,7 +471,7 @@ pub async fn rebuild_sessions(
         ));
     }
     let rebuilt = state.engine.rebuild_sessions(&users).await?;
-    Ok(Json(json!({ "rebuilt": rebuilt })))
+    Ok(Json(Rebuilt { rebuilt }))
 }
 
 #[cfg(test)]

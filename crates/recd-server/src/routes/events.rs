@@ -5,21 +5,35 @@ use axum::extract::State;
 use recd_core::Event;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
+use crate::answer::Accepted;
 use crate::clock::now_ms;
 use crate::error::{ApiError, AppJson};
+use crate::openapi::Op;
+use crate::openapi::shapes::EventDoc;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+/// `POST /v1/events`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventsBody {
+    /// The events (at most `[server] max_batch`).
+    #[schema(value_type = Vec<EventDoc>)]
     events: Vec<Value>,
+}
+
+pub fn ingest_doc() -> Op {
+    Op::new("Ingest events; applied before the answer (read-your-writes)")
+        .describe("Any invalid event is a 400 listing each as {index, message}, and nothing is applied. Each user's events apply atomically and in order.")
+        .body::<EventsBody>()
+        .answer::<Accepted>(200, "every event applied")
 }
 
 pub async fn ingest(
     State(state): State<AppState>,
     AppJson(body): AppJson<EventsBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Accepted>, ApiError> {
     let max = state.config().server.max_batch;
     if body.events.len() > max {
         return Err(ApiError::invalid(format!(
@@ -48,5 +62,5 @@ pub async fn ingest(
         ));
     }
     let accepted = state.engine.apply_events(&events).await?;
-    Ok(Json(json!({ "accepted": accepted })))
+    Ok(Json(Accepted { accepted }))
 }

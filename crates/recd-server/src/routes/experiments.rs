@@ -14,11 +14,64 @@ use crate::error::{ApiError, AppJson};
 use crate::experiments::ExperimentSummary;
 use crate::experiments::model::{ExperimentDef, ExperimentRequest, Strategy};
 use crate::experiments::results::ExperimentResults;
+use crate::openapi::Op;
 use crate::state::AppState;
 
-#[derive(Serialize)]
+/// `GET /v1/strategies`.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Strategies {
+    /// By name; `default` always exists.
     strategies: BTreeMap<String, Strategy>,
+}
+
+pub fn list_strategies_doc() -> Op {
+    Op::new("Every ranking strategy, `default` (the configured [ranking]) included")
+        .answer::<Strategies>(200, "the strategies")
+}
+
+pub fn put_strategy_doc() -> Op {
+    Op::new("Create or replace a named strategy")
+        .describe("`ranking` gives only the keys that differ from the configured [ranking] (candidates, popular_candidates, session_share_max, session_saturation, similarity_weight, popularity_weight, exclude_seen, rrf_k); `diversity` applies when a request gives none; `model` is \"live\".")
+        .body::<StrategyBody>()
+        .answer::<Strategy>(200, "the strategy as stored")
+}
+
+/// `PUT /v1/strategies/{name}`: checked by `Strategy::from_json` against the configured
+/// `[ranking]`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Documents the body; the handler reads it as JSON.
+pub struct StrategyBody {
+    /// Only the `[ranking]` keys that differ from the configuration.
+    #[schema(value_type = Option<Object>)]
+    ranking: Option<Value>,
+    /// A diversity cap applied when the request gives none.
+    #[schema(schema_with = crate::openapi::shapes::diversity)]
+    diversity: Option<Value>,
+    /// The model version it serves: `live`.
+    #[schema(pattern = "^live$")]
+    model: Option<String>,
+}
+
+pub fn list_doc() -> Op {
+    Op::new("All experiments with their status").answer::<Experiments>(200, "the experiments")
+}
+
+pub fn create_doc() -> Op {
+    Op::new("Create an experiment (A/B, bandit or interleaving) over strategies")
+        .body::<ExperimentRequest>()
+        .answer::<ExperimentDef>(201, "created")
+}
+
+pub fn results_doc() -> Op {
+    Op::new("An experiment's results: per variant users, impressions, clicks, conversions, rates with 95 % intervals, p-values (fixed-horizon and always-valid), probability to beat the control, expected loss; SRM; sample size; interleaving preference")
+        .answer::<ExperimentResults>(200, "the results")
+        .error(404, "no such experiment (not_found)")
+}
+
+pub fn stop_doc() -> Op {
+    Op::new("Stop assigning users; results stay")
+        .answer::<ExperimentDef>(200, "stopped")
+        .error(404, "no such experiment (not_found)")
 }
 
 pub async fn list_strategies(State(state): State<AppState>) -> Json<Strategies> {
@@ -36,8 +89,10 @@ pub async fn put_strategy(
     Ok(Json(state.engine.put_strategy(&name, &body).await?))
 }
 
-#[derive(Serialize)]
+/// `GET /v1/experiments`.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Experiments {
+    /// Every experiment.
     experiments: Vec<ExperimentSummary>,
 }
 

@@ -6,24 +6,75 @@ use axum::http::StatusCode;
 use recd_core::{Filter, ItemUpsert};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use super::page::{MAX_LIMIT, decode_cursor, encode_cursor, parse_limit};
 use super::path_id;
 use super::recommend::{parse_count, parse_filter};
-use crate::answer::{ItemDetailsView, ItemFields, ItemsPage, Recommendation};
+use crate::answer::{
+    ItemDetails, ItemDetailsView, ItemFields, ItemsPage, Recommendation, Upserted,
+};
 use crate::error::{ApiError, AppJson};
+use crate::openapi::Op;
+use crate::openapi::shapes::FilterDoc;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+/// `PUT /v1/items`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertBody {
+    /// The items (at most `[server] max_batch`); each is checked against the schema.
+    #[schema(value_type = Vec<ItemFields>)]
     items: Vec<Value>,
+}
+
+pub fn upsert_doc() -> Op {
+    Op::new("Upsert a batch of items, all or nothing")
+        .describe("Any invalid item is a 400 listing each as {index, id, message}, and nothing is written. A field given as null is removed; an item without `vector` keeps the one it has.")
+        .body::<UpsertBody>()
+        .answer::<Upserted>(200, "every item written")
+}
+
+pub fn list_doc() -> Op {
+    Op::new("The items in id order (byte order), a page at a time, optionally filtered")
+        .describe("Items without vectors (and without a catalog source's details; GET /v1/items/{id} has those). \
+            Pass next_cursor back as cursor for the next page; it is null after the last page. Paging is stable: an item that \
+            exists for the whole walk is returned exactly once, whatever is written meanwhile. A cursor this server did not \
+            give out, a limit outside 1-1000 or a bad filter is a 400.")
+        .query::<ListParams>()
+        .json_query("filter", "A Filter as JSON (URL-encoded), as in POST /v1/recommend", "Filter")
+        .answer::<ItemsPage>(200, "a page")
+}
+
+pub fn get_doc() -> Op {
+    Op::new("One item (with its catalog source row under `details` when a source is configured), through the item cache")
+        .query::<GetParams>()
+        .answer::<ItemDetails>(200, "the item; its vector only with include_vector=true")
+        .error(404, "no such item (not_found)")
+}
+
+pub fn delete_doc() -> Op {
+    Op::new("Delete an item; it is never recommended again")
+        .empty(204, "deleted")
+        .error(404, "no such item (not_found)")
+}
+
+pub fn invalidate_doc() -> Op {
+    Op::new("The item's details changed at their source: drop them from every cache tier")
+        .empty(204, "dropped (whether or not they were cached)")
+}
+
+pub fn similar_doc() -> Op {
+    Op::new("Items similar to this one")
+        .body::<SimilarBody>()
+        .answer::<Recommendation>(200, "the list, best first")
+        .error(404, "no such item (not_found)")
 }
 
 pub async fn upsert(
     State(state): State<AppState>,
     AppJson(body): AppJson<UpsertBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Upserted>, ApiError> {
     let max = state.config().server.max_batch;
     if body.items.len() > max {
         return Err(ApiError::invalid(format!(
@@ -53,15 +104,20 @@ pub async fn upsert(
         ));
     }
     let upserted = state.engine.upsert_items(items).await?;
-    Ok(Json(json!({ "upserted": upserted })))
+    Ok(Json(Upserted { upserted }))
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /v1/items`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// Items per page (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u64>,
+    /// `next_cursor` of the previous page (opaque).
+    #[param(pattern = "^([0-9a-f]{2}){1,256}$")]
     cursor: Option<String>,
-    /// The API.md filter as JSON.
+    /// A Filter as JSON (URL-encoded), as in `POST /v1/recommend`.
     filter: Option<String>,
 }
 
@@ -93,13 +149,17 @@ pub async fn list(
     }))
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /v1/items/{id}`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct GetParams {
+    /// Include the item's vector.
     #[serde(default)]
+    #[param(required = false)]
     include_vector: bool,
     /// `false` reads the source, bypassing both cache tiers.
     #[serde(default = "yes")]
+    #[param(required = false)]
     use_cache: bool,
 }
 
@@ -145,10 +205,16 @@ pub async fn invalidate(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/items/{id}/similar`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimilarBody {
+    /// How many items (default 10).
+    #[serde(default, deserialize_with = "super::recommend::whole_number")]
+    #[schema(minimum = 1, maximum = 1000)]
     count: Option<u64>,
+    /// Only items passing it.
+    #[schema(value_type = Option<FilterDoc>)]
     filter: Option<Value>,
 }
 

@@ -29,6 +29,7 @@ use tokio::sync::Semaphore;
 use crate::access::Gate;
 pub use crate::access::Scope;
 use crate::error::ApiError;
+use crate::openapi::Op;
 use crate::state::AppState;
 
 /// One route: method, path template, who may call it, and its handler.
@@ -40,6 +41,8 @@ pub struct Route {
     /// Who may call it.
     pub scope: Scope,
     handler: MethodRouter<AppState>,
+    /// What the OpenAPI document says of it (`crate::openapi`).
+    pub doc: fn() -> Op,
 }
 
 fn route(
@@ -47,12 +50,14 @@ fn route(
     path: &'static str,
     scope: Scope,
     handler: MethodRouter<AppState>,
+    doc: fn() -> Op,
 ) -> Route {
     Route {
         method,
         path,
         scope,
         handler,
+        doc,
     }
 }
 
@@ -60,152 +65,258 @@ fn route(
 pub fn table() -> Vec<Route> {
     use Scope::{Admin, Public, Read, Write};
     vec![
-        route(Method::GET, "/health", Public, get(health::health)),
-        route(Method::GET, "/ready", Public, get(health::ready)),
-        route(Method::GET, "/metrics", Public, get(health::metrics)),
-        route(Method::GET, "/openapi.json", Public, get(health::openapi)),
-        route(Method::PUT, "/v1/items", Write, put(items::upsert)),
-        route(Method::GET, "/v1/items", Read, get(items::list)),
-        route(Method::GET, "/v1/items/{id}", Read, get(items::get)),
+        route(
+            Method::GET,
+            "/health",
+            Public,
+            get(health::health),
+            health::health_doc,
+        ),
+        route(
+            Method::GET,
+            "/ready",
+            Public,
+            get(health::ready),
+            health::ready_doc,
+        ),
+        route(
+            Method::GET,
+            "/metrics",
+            Public,
+            get(health::metrics),
+            health::metrics_doc,
+        ),
+        route(
+            Method::GET,
+            "/openapi.json",
+            Public,
+            get(health::openapi),
+            health::openapi_doc,
+        ),
+        route(
+            Method::PUT,
+            "/v1/items",
+            Write,
+            put(items::upsert),
+            items::upsert_doc,
+        ),
+        route(
+            Method::GET,
+            "/v1/items",
+            Read,
+            get(items::list),
+            items::list_doc,
+        ),
+        route(
+            Method::GET,
+            "/v1/items/{id}",
+            Read,
+            get(items::get),
+            items::get_doc,
+        ),
         route(
             Method::DELETE,
             "/v1/items/{id}",
             Admin,
             delete(items::delete),
+            items::delete_doc,
         ),
         route(
             Method::POST,
             "/v1/items/{id}/similar",
             Read,
             post(items::similar),
+            items::similar_doc,
         ),
         route(
             Method::POST,
             "/v1/items/{id}/invalidate",
             Write,
             post(items::invalidate),
+            items::invalidate_doc,
         ),
         route(
             Method::POST,
             "/v1/recommend",
             Read,
             post(recommend::recommend),
+            recommend::recommend_doc,
         ),
         route(
             Method::POST,
             "/v1/recommend/batch",
             Read,
             post(recommend::batch),
+            recommend::batch_doc,
         ),
-        route(Method::POST, "/v1/events", Write, post(events::ingest)),
-        route(Method::GET, "/v1/users", Read, get(users::list)),
-        route(Method::GET, "/v1/users/{id}", Read, get(users::get)),
+        route(
+            Method::POST,
+            "/v1/events",
+            Write,
+            post(events::ingest),
+            events::ingest_doc,
+        ),
+        route(
+            Method::GET,
+            "/v1/users",
+            Read,
+            get(users::list),
+            users::list_doc,
+        ),
+        route(
+            Method::GET,
+            "/v1/users/{id}",
+            Read,
+            get(users::get),
+            users::get_doc,
+        ),
         route(
             Method::DELETE,
             "/v1/users/{id}",
             Admin,
             delete(users::delete),
+            users::delete_doc,
         ),
         // What filters and items may name: the console's filters need it with a read key.
-        route(Method::GET, "/v1/schema", Read, get(admin::schema)),
-        route(Method::GET, "/v1/admin/schema", Admin, get(admin::schema)),
-        route(Method::GET, "/v1/admin/events", Admin, get(admin::events)),
+        route(
+            Method::GET,
+            "/v1/schema",
+            Read,
+            get(admin::schema),
+            admin::schema_doc,
+        ),
+        route(
+            Method::GET,
+            "/v1/admin/schema",
+            Admin,
+            get(admin::schema),
+            admin::schema_doc,
+        ),
+        route(
+            Method::GET,
+            "/v1/admin/events",
+            Admin,
+            get(admin::events),
+            admin::events_doc,
+        ),
         route(
             Method::PUT,
             "/v1/admin/vectors",
             Admin,
             put(admin::put_vectors),
+            admin::put_vectors_doc,
         ),
         route(
             Method::POST,
             "/v1/admin/sessions/rebuild",
             Admin,
             post(admin::rebuild_sessions),
+            admin::rebuild_sessions_doc,
         ),
         route(
             Method::GET,
             "/v1/strategies",
             Admin,
             get(experiments::list_strategies),
+            experiments::list_strategies_doc,
         ),
         route(
             Method::PUT,
             "/v1/strategies/{name}",
             Admin,
             put(experiments::put_strategy),
+            experiments::put_strategy_doc,
         ),
         route(
             Method::GET,
             "/v1/experiments",
             Admin,
             get(experiments::list),
+            experiments::list_doc,
         ),
         route(
             Method::POST,
             "/v1/experiments",
             Admin,
             post(experiments::create),
+            experiments::create_doc,
         ),
         route(
             Method::GET,
             "/v1/experiments/{id}",
             Admin,
             get(experiments::results),
+            experiments::results_doc,
         ),
         route(
             Method::POST,
             "/v1/experiments/{id}/stop",
             Admin,
             post(experiments::stop),
+            experiments::stop_doc,
         ),
-        route(Method::GET, "/v1/models", Admin, get(models::list)),
+        route(
+            Method::GET,
+            "/v1/models",
+            Admin,
+            get(models::list),
+            models::list_doc,
+        ),
         route(
             Method::POST,
             "/v1/models/{version}/activate",
             Admin,
             post(models::activate),
+            models::activate_doc,
         ),
         route(
             Method::POST,
             "/v1/admin/models",
             Admin,
             post(models::create),
+            models::create_doc,
         ),
         route(
             Method::PUT,
             "/v1/admin/models/{version}",
             Admin,
             put(models::record),
+            models::record_doc,
         ),
         route(
             Method::GET,
             "/v1/admin/models/{version}/chunks/{index}",
             Admin,
             get(models::get_chunk),
+            models::get_chunk_doc,
         ),
         route(
             Method::PUT,
             "/v1/admin/models/{version}/chunks/{index}",
             Admin,
             put(models::put_chunk),
+            models::put_chunk_doc,
         ),
         route(
             Method::POST,
             "/v1/admin/models/{version}/live",
             Admin,
             post(models::mark_live),
+            models::mark_live_doc,
         ),
         route(
             Method::GET,
             "/v1/monitoring/drift",
             Admin,
             get(monitoring::drift),
+            monitoring::drift_doc,
         ),
         route(
             Method::POST,
             "/v1/monitoring/drift/reset",
             Admin,
             post(monitoring::reset),
+            monitoring::reset_doc,
         ),
     ]
 }

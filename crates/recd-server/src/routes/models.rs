@@ -23,13 +23,62 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
-use super::admin::parse_vectors;
+use super::admin::{VectorsBody, parse_vectors};
 use super::path_id;
+use crate::answer::{Activation, ChunkStored, MarkedLive, NewVersion, VectorRows};
 use crate::engine::models::{Activated, ModelChunk, ModelInfo, ModelView, ModelsAnswer};
 use crate::error::{ApiError, AppJson};
+use crate::openapi::Op;
 use crate::state::AppState;
+
+pub fn list_doc() -> Op {
+    Op::new("Model versions: each `recd train` run, with created_at, settings, quality-gate figures and status (live, available, rejected); which one is live")
+        .describe("Oldest first. `gate` holds the held-out HR@10 and NDCG@10 of the new model and of its baseline (the live model, or popularity when none was live), the margin and the verdict. Also `gate_margin` and `keep_versions` from [model].")
+        .answer::<ModelsAnswer>(200, "the versions")
+}
+
+pub fn activate_doc() -> Op {
+    Op::new("Make a model version live: its vectors are written into the serving state (rollback is activating an older one)")
+        .describe("Item vectors, then users' long-term vectors, then every logged user's session is rebuilt with the new item vectors and cached lists are dropped; serving continues throughout. Activating the live version writes nothing (`already_live`). A rejected version may be activated on purpose.")
+        .answer::<Activation>(200, "live")
+        .error(404, "no such version (not_found)")
+}
+
+pub fn create_doc() -> Op {
+    Op::new(
+        "A new model version number (recd train --target, before it stores the version's vectors)",
+    )
+    .answer::<NewVersion>(201, "the number")
+}
+
+pub fn record_doc() -> Op {
+    Op::new("Record a model version whose vector chunks are stored; old versions beyond [model] keep_versions are deleted (never the live one)")
+        .body::<RecordBody>()
+        .answer::<ModelView>(200, "recorded")
+        .error(404, "no such version (not_found)")
+}
+
+pub fn get_chunk_doc() -> Op {
+    Op::new("One batch of a recorded version's vectors")
+        .answer::<VectorRows>(200, "the vectors")
+        .error(404, "no such version or chunk (not_found)")
+}
+
+pub fn put_chunk_doc() -> Op {
+    Op::new("Store one batch of a version's vectors before it is recorded")
+        .describe("Validated as PUT /v1/admin/vectors: any bad entry is a 400 listing each, and nothing is written.")
+        .body::<VectorsBody>()
+        .answer::<ChunkStored>(200, "stored")
+        .error(404, "no such version (not_found)")
+}
+
+pub fn mark_live_doc() -> Op {
+    Op::new("Record a version live without writing vectors (a trainer that wrote them through PUT /v1/admin/vectors)")
+        .answer::<MarkedLive>(200, "recorded live")
+        .error(404, "no such version (not_found)")
+}
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<ModelsAnswer>, ApiError> {
     Ok(Json(state.engine.models().await?))
@@ -38,7 +87,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ModelsAnswer>, A
 pub async fn activate(
     State(state): State<AppState>,
     Path(version): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Activation>, ApiError> {
     path_id(&version, "model version")?;
     // Spawned: a request deadline must not stop an activation halfway.
     let engine = state.engine.clone();
@@ -46,20 +95,22 @@ pub async fn activate(
     let done: Activated = tokio::spawn(async move { engine.activate_model(&v).await })
         .await
         .map_err(|e| ApiError::from(crate::failure::EngineError::Internal(e.to_string())))??;
-    Ok(Json(json!({
-        "version": version,
-        "live": true,
-        "already_live": done.already_live,
-        "items": done.items,
-        "unknown_items": done.unknown_items,
-        "users": done.users,
-        "sessions": done.sessions,
-    })))
+    Ok(Json(Activation {
+        version,
+        live: true,
+        already_live: done.already_live,
+        items: done.items,
+        unknown_items: done.unknown_items,
+        users: done.users,
+        sessions: done.sessions,
+    }))
 }
 
-pub async fn create(State(state): State<AppState>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+) -> Result<(StatusCode, Json<NewVersion>), ApiError> {
     let version = state.engine.new_model_version().await?;
-    Ok((StatusCode::CREATED, Json(json!({ "version": version }))))
+    Ok((StatusCode::CREATED, Json(NewVersion { version })))
 }
 
 /// `{n}` of a chunk path.
@@ -71,20 +122,11 @@ fn chunk_index(raw: &str) -> Result<u32, ApiError> {
     })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChunkBody {
-    #[serde(default)]
-    items: Vec<Value>,
-    #[serde(default)]
-    users: Vec<Value>,
-}
-
 pub async fn put_chunk(
     State(state): State<AppState>,
     Path((version, index)): Path<(String, String)>,
-    AppJson(body): AppJson<ChunkBody>,
-) -> Result<Json<Value>, ApiError> {
+    AppJson(body): AppJson<VectorsBody>,
+) -> Result<Json<ChunkStored>, ApiError> {
     path_id(&version, "model version")?;
     let index = chunk_index(&index)?;
     let n = body.items.len() + body.users.len();
@@ -94,33 +136,30 @@ pub async fn put_chunk(
         .engine
         .put_model_chunk(&version, index, &chunk)
         .await?;
-    Ok(Json(
-        json!({ "version": version, "chunk": index, "vectors": n }),
-    ))
-}
-
-fn rows(list: &[(String, Vec<f32>)]) -> Vec<Value> {
-    list.iter()
-        .map(|(id, v)| json!({"id": id, "vector": v}))
-        .collect()
+    Ok(Json(ChunkStored {
+        version,
+        chunk: index,
+        vectors: n,
+    }))
 }
 
 pub async fn get_chunk(
     State(state): State<AppState>,
     Path((version, index)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VectorRows>, ApiError> {
     path_id(&version, "model version")?;
     let index = chunk_index(&index)?;
     let chunk = state.engine.model_chunk(&version, index).await?;
-    Ok(Json(
-        json!({ "items": rows(&chunk.items), "users": rows(&chunk.users) }),
-    ))
+    Ok(Json(VectorRows::new(&chunk.items, &chunk.users)))
 }
 
-#[derive(Deserialize)]
+/// `PUT /v1/admin/models/{version}`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordBody {
+    /// How many chunks were stored.
     chunks: u32,
+    /// What the trainer records.
     info: ModelInfo,
 }
 
@@ -130,6 +169,17 @@ pub async fn record(
     AppJson(body): AppJson<RecordBody>,
 ) -> Result<Json<ModelView>, ApiError> {
     path_id(&version, "model version")?;
+    for (name, v) in [
+        ("settings", &body.info.settings),
+        ("gate", &body.info.gate),
+        ("counts", &body.info.counts),
+    ] {
+        if !(v.is_object() || v.is_null()) {
+            return Err(ApiError::invalid(format!(
+                "'info.{name}' must be an object (or null)"
+            )));
+        }
+    }
     Ok(Json(
         state
             .engine
@@ -141,8 +191,11 @@ pub async fn record(
 pub async fn mark_live(
     State(state): State<AppState>,
     Path(version): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MarkedLive>, ApiError> {
     path_id(&version, "model version")?;
     state.engine.mark_model_live(&version).await?;
-    Ok(Json(json!({ "version": version, "live": true })))
+    Ok(Json(MarkedLive {
+        version,
+        live: true,
+    }))
 }

@@ -7,28 +7,86 @@ use recd_core::pipeline::Diversity;
 use recd_core::{FieldType, Filter, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::answer::Recommendation;
-use crate::error::{ApiError, AppJson};
+use crate::error::{ApiError, AppJson, ErrorBody};
+use crate::openapi::Op;
+use crate::openapi::shapes::FilterDoc;
 use crate::recommend::Request;
 use crate::state::AppState;
+
+pub fn recommend_doc() -> Op {
+    Op::new("Personalized, filtered recommendations")
+        .describe("At most `count` items, no duplicates, every item passes the filter, never an excluded, deleted or purchased item; a user with no history gets popular items. Scores are non-increasing down the list.")
+        .body::<RecommendBody>()
+        .answer::<Recommendation>(200, "the list, best first")
+}
+
+pub fn batch_doc() -> Op {
+    Op::new("Up to 1000 recommendation requests in one call (e-mails, precomputation), answered in order; a failing request gets its error object in its place")
+        .body::<BatchBody>()
+        .answer::<BatchAnswer>(200, "one result per request, in order")
+}
 
 /// The largest `count`.
 pub const MAX_COUNT: u64 = 1000;
 
-#[derive(Deserialize)]
+/// An optional whole number that JSON may spell `6` or `6.0` (both are an OpenAPI
+/// `integer`); a fraction, a negative or anything else is refused like any bad field.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error;
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => match (n.as_u64(), n.as_f64()) {
+            (Some(u), _) => Ok(Some(u)),
+            (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64 => {
+                Ok(Some(f as u64))
+            }
+            _ => Err(D::Error::custom(format!(
+                "invalid value {n}, expected a whole number"
+            ))),
+        },
+    }
+}
+
+/// `POST /v1/recommend` (and each request of a batch).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RecommendRequest)]
 pub struct RecommendBody {
+    /// Whom for.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     user_id: String,
+    /// How many items (default 10).
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 1000)]
     count: Option<u64>,
+    /// Only items passing it (applied inside retrieval).
+    #[schema(value_type = Option<FilterDoc>)]
     filter: Option<Value>,
+    /// Item ids never to show (at most 10000).
+    #[schema(max_items = 10000)]
     exclude: Option<Vec<String>>,
+    /// Free text, blended in as a text-search source (at most 4096 bytes).
+    #[schema(max_length = 4096)]
     query: Option<String>,
+    /// A per-value cap.
+    #[schema(schema_with = crate::openapi::shapes::diversity)]
     diversity: Option<Diversity>,
+    /// Per-stage candidates and scores in `stages` (bypasses the cache).
     #[serde(default)]
     explain: bool,
+    /// `false` computes the list afresh.
     #[serde(default = "yes")]
+    #[schema(default = true)]
     use_cache: bool,
+    /// A named strategy (outside experiments).
+    #[schema(min_length = 1, max_length = 256)]
     strategy: Option<String>,
 }
 
@@ -114,24 +172,31 @@ pub const MAX_BATCH_REQUESTS: usize = 1000;
 /// Requests of a batch computed at once (in order of the answers).
 const BATCH_CONCURRENCY: usize = 8;
 
-#[derive(Deserialize)]
+/// `POST /v1/recommend/batch`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
+    /// The requests, each as `POST /v1/recommend` takes it (a `RecommendRequest`); each is
+    /// checked on its own, and one that is not valid gets its error in its place.
+    #[schema(value_type = Vec<serde_json::Value>, max_items = 1000)]
     requests: Vec<Value>,
 }
 
 /// One element of a batch answer: a recommendation, or the error that request got.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum BatchResult {
     /// The answer.
     Ok(Box<Recommendation>),
     /// `{"error":{...}}`.
+    #[schema(value_type = ErrorBody)]
     Err(Value),
 }
 
-#[derive(Serialize)]
+/// `POST /v1/recommend/batch`'s answer.
+#[derive(Serialize, ToSchema)]
 pub struct BatchAnswer {
+    /// One per request, in order.
     results: Vec<BatchResult>,
 }
 

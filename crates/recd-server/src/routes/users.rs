@@ -5,17 +5,42 @@ use super::page::{MAX_LIMIT, decode_cursor, encode_cursor, parse_limit};
 use super::path_id;
 use crate::answer::{UserView, UsersPage};
 use crate::error::ApiError;
+use crate::openapi::Op;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
-#[derive(Deserialize)]
+/// The query of `GET /v1/users`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// Users per page (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u64>,
+    /// `next_cursor` of the previous page (opaque).
+    #[param(pattern = "^([0-9a-f]{2}){1,256}$")]
     cursor: Option<String>,
+}
+
+pub fn list_doc() -> Op {
+    Op::new("The ids of the users with state, in id order (byte order), a page at a time")
+        .describe("Pass next_cursor back as cursor for the next page; it is null after the last page. Stable under concurrent writes, like GET /v1/items.")
+        .query::<ListParams>()
+        .answer::<UsersPage>(200, "a page")
+}
+
+pub fn get_doc() -> Op {
+    Op::new("What the engine knows about a user")
+        .answer::<UserView>(200, "the user's state")
+        .error(404, "a user never seen (not_found)")
+}
+
+pub fn delete_doc() -> Op {
+    Op::new("Forget every piece of state about a user (GDPR); idempotent")
+        .empty(204, "forgotten, whether or not the user was known")
 }
 
 /// `GET /v1/users?limit=N&cursor=C`: ids of the users with state, in id order.

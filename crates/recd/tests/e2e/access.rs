@@ -57,13 +57,6 @@ fn write_keys(file: &Path, keys: &[(&str, &str, &[&str])]) {
     std::fs::write(file, text).expect("write the keys file");
 }
 
-async fn status(req: reqwest::RequestBuilder) -> (u16, Value, reqwest::header::HeaderMap) {
-    let resp = req.send().await.expect("request");
-    let code = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    (code, resp.json().await.unwrap_or(Value::Null), headers)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_from_recd_keys_create_guard_the_api_and_reload_on_sighup() {
     let dir = data_dir("keys");
@@ -97,38 +90,42 @@ async fn keys_from_recd_keys_create_guard_the_api_and_reload_on_sighup() {
     let url = |p: &str| format!("{}{p}", s.base);
     let bearer = |k: &str| format!("Bearer {k}");
 
-    let (code, body, headers) = status(c.get(url("/v1/users/u1"))).await;
+    let (code, body, headers) = s.send_full(c.get(url("/v1/users/u1"))).await;
     assert_eq!(
         (code, body["error"]["code"].as_str()),
         (401, Some("unauthorized")),
         "{body}"
     );
     assert!(headers.contains_key("www-authenticate"));
-    assert_eq!(status(c.get(url("/health"))).await.0, 200);
-    assert_eq!(status(c.get(url("/metrics"))).await.0, 200);
+    assert_eq!(s.send_full(c.get(url("/health"))).await.0, 200);
+    assert_eq!(s.send_full(c.get(url("/metrics"))).await.0, 200);
     let event = json!({"events": [{"user_id": "u1", "item_id": "i1", "type": "view"}]});
-    let (code, body, _) = status(
-        c.post(url("/v1/events"))
-            .header("authorization", bearer(&app_key))
-            .json(&event),
-    )
-    .await;
+    let (code, body, _) = s
+        .send_full(
+            c.post(url("/v1/events"))
+                .header("authorization", bearer(&app_key))
+                .json(&event),
+        )
+        .await;
     assert_eq!(code, 200, "{body}");
-    let (code, body, _) = status(
-        c.get(url("/v1/users/u1"))
-            .header("authorization", bearer(&app_key)),
-    )
-    .await;
+    let (code, body, _) = s
+        .send_full(
+            c.get(url("/v1/users/u1"))
+                .header("authorization", bearer(&app_key)),
+        )
+        .await;
     assert_eq!(code, 200, "{body}");
     let delete = || c.delete(url("/v1/users/u1"));
-    let (code, body, _) = status(delete().header("authorization", bearer(&app_key))).await;
+    let (code, body, _) = s
+        .send_full(delete().header("authorization", bearer(&app_key)))
+        .await;
     assert_eq!(
         (code, body["error"]["code"].as_str()),
         (403, Some("forbidden")),
         "{body}"
     );
     assert_eq!(
-        status(delete().header("authorization", bearer(&ops_key)))
+        s.send_full(delete().header("authorization", bearer(&ops_key)))
             .await
             .0,
         401
@@ -142,18 +139,19 @@ async fn keys_from_recd_keys_create_guard_the_api_and_reload_on_sighup() {
         .expect("kill -HUP");
     assert!(hup.success());
     let reloaded = eventually(Duration::from_secs(30), || async {
-        status(delete().header("authorization", bearer(&ops_key)))
+        s.send_full(delete().header("authorization", bearer(&ops_key)))
             .await
             .0
             == 204
     })
     .await;
     assert!(reloaded, "the ops key was not accepted after SIGHUP");
-    let (code, _, _) = status(
-        c.get(url("/v1/users/u1"))
-            .header("authorization", bearer(&app_key)),
-    )
-    .await;
+    let (code, _, _) = s
+        .send_full(
+            c.get(url("/v1/users/u1"))
+                .header("authorization", bearer(&app_key)),
+        )
+        .await;
     assert_eq!(code, 401, "the removed key still works");
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
@@ -271,13 +269,14 @@ async fn a_text_plain_post_is_refused_and_changes_nothing() {
     );
     let body =
         json!({"events": [{"user_id": "victim", "item_id": "i1", "type": "purchase"}]}).to_string();
-    let (code, reply, _) = status(
-        s.client
-            .post(format!("{}/v1/events", s.base))
-            .header("content-type", "text/plain")
-            .body(body),
-    )
-    .await;
+    let (code, reply, _) = s
+        .send_full(
+            s.client
+                .post(format!("{}/v1/events", s.base))
+                .header("content-type", "text/plain")
+                .body(body),
+        )
+        .await;
     assert_eq!(
         (code, reply["error"]["code"].as_str()),
         (415, Some("invalid_argument")),
@@ -473,7 +472,7 @@ async fn in_redis_mode_two_servers_share_one_rate_limit() {
             .client
             .get(format!("{}/v1/users/nobody", s.base))
             .header("authorization", format!("Bearer {key}"));
-        let (code, _, headers) = status(req).await;
+        let (code, _, headers) = s.send_full(req).await;
         if code == 429 {
             assert!(headers.contains_key("retry-after"));
         }

@@ -9,6 +9,7 @@ mod bench;
 mod cache;
 mod catalog;
 mod console;
+mod contract;
 mod data;
 mod durability;
 mod everyday;

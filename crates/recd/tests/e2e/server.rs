@@ -1,18 +1,24 @@
-//! Starting and stopping the real binary for a test.
+//! Starting and stopping the real binary for a test, and talking to it: every answer the
+//! helpers below get is checked against the server's own `/openapi.json`
+//! ([`crate::contract`]), so that any test's answer that drifts from the document fails.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+
+use crate::contract::{Answer, Contract};
 
 /// A running `recd` process; killed when dropped.
 pub struct Server {
     pub child: Child,
     pub base: String,
     pub client: reqwest::Client,
+    /// The server's `/openapi.json`, fetched at the first checked answer.
+    contract: OnceLock<Arc<Contract>>,
 }
 
 /// A fresh temporary data dir.
@@ -60,6 +66,7 @@ impl Server {
             child,
             base,
             client: reqwest::Client::new(),
+            contract: OnceLock::new(),
         }
     }
 
@@ -82,14 +89,71 @@ impl Server {
         )
     }
 
-    /// Sends a request and returns its status and JSON body (`null` if not JSON).
-    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+    /// The server's document.
+    async fn contract(&self) -> Arc<Contract> {
+        if let Some(c) = self.contract.get() {
+            return Arc::clone(c);
+        }
+        let doc: Value = self
+            .client
+            .get(self.url("/openapi.json"))
+            .send()
+            .await
+            .expect("GET /openapi.json")
+            .json()
+            .await
+            .expect("/openapi.json is JSON");
+        Arc::clone(self.contract.get_or_init(|| Arc::new(Contract::new(doc))))
     }
 
-    fn url(&self, path: &str) -> String {
+    /// Sends a request, checks the answer against `/openapi.json`, and returns its status,
+    /// headers and body bytes.
+    pub async fn exchange(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        let req = req.build().expect("a valid request");
+        let method = req.method().as_str().to_string();
+        let path = req.url().path().to_string();
+        let resp = self.client.execute(req).await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.expect("the body").to_vec();
+        let content_type = headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        self.contract().await.check(&Answer {
+            method: &method,
+            path: &path,
+            status,
+            content_type,
+            body: &body,
+        });
+        (status, headers, body)
+    }
+
+    /// Sends a request and returns its status, JSON body (`null` if not JSON) and headers;
+    /// the answer is checked against `/openapi.json`.
+    pub async fn send_full(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let (status, headers, body) = self.exchange(req).await;
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+            headers,
+        )
+    }
+
+    /// Sends a request and returns its status and JSON body (`null` if not JSON); the
+    /// answer is checked against `/openapi.json`.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+        let (status, body, _) = self.send_full(req).await;
+        (status, body)
+    }
+
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -116,24 +180,12 @@ impl Server {
     }
 
     pub async fn get_text(&self, path: &str) -> String {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("request")
-            .text()
-            .await
-            .expect("text")
+        let (_, _, body) = self.exchange(self.client.get(self.url(path))).await;
+        String::from_utf8(body).expect("text")
     }
 
     pub async fn delete(&self, path: &str) -> u16 {
-        self.client
-            .delete(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("request")
-            .status()
-            .as_u16()
+        self.exchange(self.client.delete(self.url(path))).await.0
     }
 
     pub async fn recommend(&self, body: Value) -> Value {
