@@ -8,6 +8,7 @@ mod bad_input;
 mod bench;
 mod cache;
 mod catalog;
+mod cli;
 mod data;
 mod durability;
 mod everyday;
