@@ -149,6 +149,53 @@ fn object_of(keys: &'static [&'static str]) -> impl Strategy<Value = Value> {
     .prop_map(|kv| Value::Object(kv.into_iter().collect()))
 }
 
+/// Events that are valid or nearly so (ids, a known type most of the time, a value, a
+/// timestamp in or out of range): the checks after the first ones are reached often.
+fn event_like() -> impl Strategy<Value = Value> {
+    const TYPES: &[&str] = &[
+        "view",
+        "click",
+        "dwell",
+        "add_to_cart",
+        "purchase",
+        "rating",
+        "dislike",
+        "hide",
+        "skip",
+    ];
+    let kind = prop_oneof![
+        4 => proptest::sample::select(TYPES).prop_map(str::to_string),
+        1 => word(),
+    ];
+    let timestamp = prop_oneof![
+        Just(Value::Null),
+        proptest::sample::select(vec![0i64, 1_767_225_000_000, 253_402_300_799_999, -1])
+            .prop_map(Value::from),
+        number(),
+        word().prop_map(Value::String),
+    ];
+    (
+        word(),
+        word(),
+        kind,
+        prop_oneof![Just(Value::Null), number()],
+        timestamp,
+        proptest::option::of(word()),
+    )
+        .prop_map(|(user, item, kind, value, timestamp, rec)| {
+            let mut m = Map::new();
+            m.insert("user_id".into(), Value::String(user));
+            m.insert("item_id".into(), Value::String(item));
+            m.insert("type".into(), Value::String(kind));
+            m.insert("value".into(), value);
+            m.insert("timestamp".into(), timestamp);
+            if let Some(r) = rec {
+                m.insert("recommendation_id".into(), Value::String(r));
+            }
+            Value::Object(m)
+        })
+}
+
 fn item() -> Option<Item> {
     let v = serde_json::json!({
         "id": "sku-1", "category": ["shoes", "sale"], "brand": "acme", "price": 42.5,
@@ -182,11 +229,11 @@ proptest! {
 
     #[test]
     fn events_never_panic(
-        v in prop_oneof![json(), object_of(&[
+        v in prop_oneof![json(), event_like(), object_of(&[
             "user_id", "item_id", "type", "value", "timestamp", "recommendation_id",
         ])],
-        now in prop_oneof![Just(1_767_225_600_000i64), any::<i64>()],
-        skew in prop_oneof![Just(300_000i64), any::<i64>()],
+        now in prop_oneof![Just(1_767_225_600_000i64), Just(i64::MIN), Just(i64::MAX), any::<i64>()],
+        skew in prop_oneof![Just(300_000i64), Just(0), Just(i64::MAX), any::<i64>()],
     ) {
         let _ = Event::from_json(&v, now, skew);
     }
