@@ -7,22 +7,27 @@
 //! target (100 ms: a Redis script blocks every other client while it runs, so this is also
 //! the longest stall a bulk write imposes on requests served meanwhile), shrinks when one comes near or over it, and halves after a failure.
 //!
-//! Idempotent writes (item upserts, item and user vectors) that fail as
-//! [`StoreError::Unavailable`] (a timeout, a Redis busy or loading) are tried again, smaller,
-//! after a growing pause. Event appends are not idempotent (a timed-out batch may have been
-//! applied, in part or whole), so they are never retried: the error says how many events
-//! were written before it. Every vector is validated before anything is written.
+//! Writes that fail as [`StoreError::Unavailable`] (a timeout, a Redis busy or loading) are
+//! tried again, smaller, after a growing pause. Item upserts and vectors are idempotent as
+//! they are. Event appends are not (a timed-out batch may have been applied, in part or
+//! whole, and an event applied twice counts twice), so a bulk event load is a run of
+//! [`Store::apply_events_once`]: each event carries its position in the run, and each user
+//! remembers how far the run reached it (see [`crate::once`]), so a retry applies only
+//! what is missing. Every vector is validated before anything is written.
 //!
-//! Progress is logged (`tracing`, info) every few seconds: count, total, rate.
+//! Progress goes to the [`Observer`] of the options (the command line draws a bar or logs
+//! a line every few seconds); rows are reported as their batch is acknowledged.
 //!
 //! The helpers work on any [`Store`], so both backends behave the same (the embedded one is
 //! fast: its batches grow to [`BulkOptions::max_batch`] at once).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use recd_core::item::check_vector;
 use recd_core::{Event, ItemUpsert, ValidationError};
 
+use crate::once::Positioned;
 use crate::{Store, StoreError, StoreResult};
 
 /// How bulk writes are cut and retried.
@@ -40,8 +45,14 @@ pub struct BulkOptions {
     pub first_pause: Duration,
     /// The longest pause between tries.
     pub max_pause: Duration,
-    /// How often progress is logged.
-    pub log_every: Duration,
+    /// Told of every acknowledged batch (none: nobody is told).
+    pub observer: Option<Arc<dyn Observer>>,
+}
+
+/// Follows the progress of a bulk write: how the command line shows counts, rate and ETA.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// `rows` more rows were written (acknowledged by the store).
+    fn written(&self, rows: usize);
 }
 
 impl Default for BulkOptions {
@@ -53,7 +64,7 @@ impl Default for BulkOptions {
             attempts: 10,
             first_pause: Duration::from_millis(100),
             max_pause: Duration::from_secs(3),
-            log_every: Duration::from_secs(5),
+            observer: None,
         }
     }
 }
@@ -69,6 +80,20 @@ impl BulkOptions {
                 .min(response_timeout / 5)
                 .max(Duration::from_millis(1)),
             ..d
+        }
+    }
+
+    /// These options, with `observer` told of the progress.
+    pub fn observed(&self, observer: Arc<dyn Observer>) -> Self {
+        BulkOptions {
+            observer: Some(observer),
+            ..self.clone()
+        }
+    }
+
+    fn report(&self, rows: usize) {
+        if let Some(o) = &self.observer {
+            o.written(rows);
         }
     }
 }
@@ -143,82 +168,21 @@ impl BatchSizer {
     }
 }
 
-/// Logs the progress of one bulk write every `every`.
-struct Progress {
-    what: &'static str,
-    total: usize,
-    done: usize,
-    started: Instant,
-    last: Instant,
-    every: Duration,
-}
-
-impl Progress {
-    fn new(what: &'static str, total: usize, every: Duration) -> Self {
-        let now = Instant::now();
-        Progress {
-            what,
-            total,
-            done: 0,
-            started: now,
-            last: now,
-            every,
-        }
-    }
-
-    fn rate(&self) -> f64 {
-        let s = self.started.elapsed().as_secs_f64();
-        if s > 0.0 { self.done as f64 / s } else { 0.0 }
-    }
-
-    fn add(&mut self, n: usize, batch: usize) {
-        self.done += n;
-        if self.last.elapsed() >= self.every {
-            self.last = Instant::now();
-            tracing::info!(
-                what = self.what,
-                done = self.done,
-                total = self.total,
-                rate = format!("{:.0}/s", self.rate()),
-                batch,
-                "bulk write: {} of {} {}",
-                self.done,
-                self.total,
-                self.what
-            );
-        }
-    }
-
-    fn finish(&self) {
-        tracing::info!(
-            what = self.what,
-            done = self.done,
-            total = self.total,
-            rate = format!("{:.0}/s", self.rate()),
-            secs = format!("{:.1}", self.started.elapsed().as_secs_f64()),
-            "bulk write: {} {} written",
-            self.done,
-            self.what
-        );
-    }
-}
-
-/// Writes `rows` in time-sized batches with `write`, retrying a batch that fails as
-/// unavailable (smaller, after a pause). `write` must be idempotent. Returns the sum of
-/// what `write` returned.
+/// Writes `rows` in time-sized batches with `write` (given the position of the batch's
+/// first row and the batch), retrying a batch that fails as unavailable (smaller, after a
+/// pause). `write` must be idempotent. Returns the sum of what `write` returned.
 async fn write_idempotent<T, F, Fut>(
     what: &'static str,
-    rows: Vec<T>,
+    rows: &[T],
     opts: &BulkOptions,
     write: F,
 ) -> StoreResult<usize>
 where
     T: Clone,
-    F: Fn(Vec<T>) -> Fut,
+    F: Fn(u64, Vec<T>) -> Fut,
     Fut: std::future::Future<Output = StoreResult<usize>>,
 {
     let mut sizer = BatchSizer::new(opts.target, opts.first_batch, opts.max_batch);
-    let mut progress = Progress::new(what, rows.len(), opts.log_every);
     let mut written = 0;
     let mut at = 0;
     let mut failures = 0u32;
@@ -227,14 +191,14 @@ where
         let size = sizer.size().min(rows.len() - at);
         let batch = rows[at..at + size].to_vec();
         let started = Instant::now();
-        match write(batch).await {
+        match write(at as u64, batch).await {
             Ok(n) => {
                 sizer.succeeded(size, started.elapsed());
                 written += n;
                 at += size;
                 failures = 0;
                 pause = opts.first_pause;
-                progress.add(size, size);
+                opts.report(size);
             }
             Err(StoreError::Unavailable(why)) if failures + 1 < opts.attempts.max(1) => {
                 failures += 1;
@@ -262,7 +226,7 @@ where
             Err(e) => return Err(e),
         }
     }
-    progress.finish();
+    tracing::debug!(what, rows = rows.len(), "bulk write done");
     Ok(written)
 }
 
@@ -289,7 +253,7 @@ pub async fn upsert_items(
             })?;
         }
     }
-    write_idempotent("items", items, opts, |batch| store.upsert_items(batch)).await
+    write_idempotent("items", &items, opts, |_, batch| store.upsert_items(batch)).await
 }
 
 /// [`Store::set_item_vectors`] for many vectors (validated first; batches retried).
@@ -299,7 +263,7 @@ pub async fn set_item_vectors(
     opts: &BulkOptions,
 ) -> StoreResult<usize> {
     check_vectors(store, "item", &vectors)?;
-    write_idempotent("item vectors", vectors, opts, |batch| {
+    write_idempotent("item vectors", &vectors, opts, |_, batch| {
         store.set_item_vectors(batch)
     })
     .await
@@ -312,46 +276,48 @@ pub async fn set_user_vectors(
     opts: &BulkOptions,
 ) -> StoreResult<usize> {
     check_vectors(store, "user", &vectors)?;
-    write_idempotent("user vectors", vectors, opts, |batch| {
+    write_idempotent("user vectors", &vectors, opts, |_, batch| {
         store.set_user_vectors(batch)
     })
     .await
 }
 
-/// [`Store::apply_events`] for many events, in order, in time-sized batches. Never
-/// retried (an event applied twice counts twice): a failure says how many events were
-/// written before the failing batch (that batch may be written in part).
+/// [`Store::apply_events`] for many events, in order, in time-sized batches, retried when
+/// unavailable like the idempotent writes: the call is one run of
+/// [`Store::apply_events_once`] (a fresh run id, each event at its position), so a batch
+/// that timed out after being applied, whole or in part, counts once when tried again.
 pub async fn apply_events(
     store: &dyn Store,
     events: &[Event],
     opts: &BulkOptions,
 ) -> StoreResult<usize> {
-    let mut sizer = BatchSizer::new(opts.target, opts.first_batch, opts.max_batch);
-    let mut progress = Progress::new("events", events.len(), opts.log_every);
-    let mut at = 0;
-    while at < events.len() {
-        let size = sizer.size().min(events.len() - at);
-        let started = Instant::now();
-        let note = |why: String| {
-            format!(
-                "{why} ({at} of {} events written before a batch of {size} that may be \
-                 written in part; events are not retried, as one applied twice counts twice)",
-                events.len()
-            )
-        };
-        match store.apply_events(&events[at..at + size]).await {
-            Ok(()) => {
-                sizer.succeeded(size, started.elapsed());
-                at += size;
-                progress.add(size, size);
-            }
-            Err(StoreError::Unavailable(why)) => return Err(StoreError::Unavailable(note(why))),
-            Err(StoreError::Internal(why)) => return Err(StoreError::Internal(note(why))),
-            Err(e) => return Err(e),
-        }
-    }
-    progress.finish();
-    Ok(events.len())
+    let run = run_id();
+    write_idempotent("events", events, opts, |first, batch| async move {
+        store
+            .apply_events_once(Positioned {
+                run,
+                first,
+                events: &batch,
+            })
+            .await
+            .map(|()| batch.len())
+    })
+    .await
+}
+
+/// A run id no other run is likely to share: the process' random hasher keys mixed with
+/// the clock (a collision would only make a new run skip events of an old one for users
+/// that both touch, at positions the old one reached).
+fn run_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 #[cfg(test)]

@@ -25,11 +25,13 @@
 //!   idempotent ones retried, that finish on a slow backend.
 //! - [`error`]: [`StoreError`], classified user / unavailable / internal.
 //! - [`models`]: the model registry's records ([`ModelRecord`], [`ModelRegistry`]).
+//! - [`once`]: the marks that make a bulk load's event batches safe to retry.
 
 pub mod bulk;
 pub mod embedded;
 pub mod error;
 pub mod models;
+pub mod once;
 pub mod redis;
 
 use std::sync::Arc;
@@ -199,6 +201,13 @@ pub trait Store: Send + Sync + 'static {
     /// and ids that are not items must not grow the store. Each write of a user
     /// stamps `UserState::active_ms` with the store's clock.
     async fn apply_events(&self, events: &[Event]) -> StoreResult<()>;
+
+    /// [`Store::apply_events`] for a batch that may be sent again (a bulk load retrying a
+    /// batch that timed out): event `i` is at position `batch.first + i` of the run
+    /// `batch.run`, and every event the store already applied for its run and user is
+    /// skipped, so that a batch applied twice, whole or in part, counts once (see
+    /// [`once`]). A run's calls come one at a time, in the order of their positions.
+    async fn apply_events_once(&self, batch: once::Positioned<'_>) -> StoreResult<()>;
 
     /// Forgets, with bounded work per call, users inactive for longer than the session
     /// TTL (`SessionParams::ttl_seconds`, 0 = never) as of `now_ms`: their state, not

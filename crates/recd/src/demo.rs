@@ -7,14 +7,14 @@ use anyhow::{Context, Result};
 use recd_core::{ItemUpsert, Schema};
 use recd_store::Store;
 
-use crate::serve::{bulk_options, open_store, serve};
-use crate::{StoreArgs, synthetic};
+use crate::serve::{bind, bulk_options, open_store, serve};
+use crate::{ServeArgs, progress, synthetic};
 
 /// `recd demo` flags.
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
     #[command(flatten)]
-    store: StoreArgs,
+    store: ServeArgs,
     /// Catalog size.
     #[arg(long, default_value_t = 50_000)]
     items: usize,
@@ -37,6 +37,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let mut config = args.store.load()?;
     // Before spending minutes on loading a catalog that could not be served.
     recd_server::config::check_exposure(&config)?;
+    // Bound before minutes of loading: a port already taken fails now.
+    let listener = if args.load_only {
+        None
+    } else {
+        Some(bind(&config).await?)
+    };
     let fresh_dir = !config.data_dir.join("recd.redb").exists();
     if config.schema.is_none()
         && (fresh_dir || config.backend == recd_server::config::Backend::Redis)
@@ -53,11 +59,16 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     } else {
         load(&store, &args, &bulk_options(&config)).await?;
     }
-    print_examples(&store, config.listen, config.auth.configured()).await?;
-    if args.load_only {
-        return Ok(());
+    // The bound address: with `--listen 127.0.0.1:0` the examples name the real port.
+    let addr = match &listener {
+        Some(l) => l.local_addr()?,
+        None => config.listen,
+    };
+    print_examples(&store, addr, config.auth.configured()).await?;
+    match listener {
+        Some(listener) => serve(config, store, listener).await,
+        None => Ok(()),
     }
-    serve(config, store).await
 }
 
 /// Writes the generated shop in batches sized by time (retried when the backend is slow or
@@ -80,12 +91,16 @@ async fn load(
         .map(|v| ItemUpsert::from_json(v, &schema))
         .collect::<Result<Vec<_>, _>>()
         .context("the generator made an item the schema rejects (is the config's schema the demo schema?)")?;
-    recd_store::bulk::upsert_items(&**store, items, bulk)
+    let (opts, p) = progress::bulk(bulk, "items", items.len());
+    recd_store::bulk::upsert_items(&**store, items, &opts)
         .await
         .context("loading items")?;
-    recd_store::bulk::apply_events(&**store, &data.events, bulk)
+    p.finish();
+    let (opts, p) = progress::bulk(bulk, "events", data.events.len());
+    recd_store::bulk::apply_events(&**store, &data.events, &opts)
         .await
         .context("loading events")?;
+    p.finish();
     eprintln!(
         "recd demo: loaded {} items and {} events in {:.1} s",
         data.items.len(),

@@ -43,6 +43,7 @@ use recd_train::{IdMap, Interaction, Interactions, neutral_warning};
 use tokio::runtime::Handle;
 
 use crate::UsageError;
+use crate::progress::Progress;
 use crate::train::{AlsArgs, train_error};
 
 /// Events per `apply_events` batch while loading the pipeline store.
@@ -111,11 +112,25 @@ struct Pipeline {
     now_ms: i64,
     errors: AtomicUsize,
     first_error: std::sync::Mutex<Option<String>>,
+    /// Counts the offline questions of the phase under way (the pipeline model's users).
+    counting: std::sync::Mutex<Option<Progress>>,
 }
 
 impl Pipeline {
+    /// Counts every question from now on into `progress` (`None`: stop counting).
+    fn count_into(&self, progress: Option<Progress>) {
+        if let Ok(mut c) = self.counting.lock() {
+            *c = progress;
+        }
+    }
+
     /// The pipeline's top `k` for `user` as item indices, never one of `exclude`.
     fn ask(&self, user: u32, k: usize, exclude: &[u32], now_ms: i64) -> Vec<u32> {
+        if let Ok(c) = self.counting.lock()
+            && let Some(p) = c.as_ref()
+        {
+            p.add(1);
+        }
         let Some(user_id) = self.users.id(user) else {
             return Vec::new();
         };
@@ -178,21 +193,25 @@ impl recd_train::recommender::Recommender for Pipeline {
     }
 }
 
-/// The pipeline with its state frozen at training time.
-struct Frozen<'a>(&'a Pipeline);
+/// The pipeline with its state frozen at training time; `.1` counts the replayed events.
+struct Frozen<'a>(&'a Pipeline, Progress);
 
 impl ReplayRecommender for Frozen<'_> {
     fn recommend(&mut self, user: u32, k: usize, exclude: &[u32], now_ms: i64) -> Vec<u32> {
         self.0.ask(user, k, exclude, now_ms)
     }
 
-    fn observe(&mut self, _event: &ReplayEvent) {}
+    fn observe(&mut self, _event: &ReplayEvent) {
+        self.1.add(1);
+    }
 }
 
 /// The pipeline learning from every event, as `/v1/events` would make it.
 struct Live<'a> {
     pipeline: &'a Pipeline,
     kinds: &'a EventKinds,
+    /// Counts the replayed events.
+    progress: Progress,
 }
 
 impl ReplayRecommender for Live<'_> {
@@ -201,6 +220,7 @@ impl ReplayRecommender for Live<'_> {
     }
 
     fn observe(&mut self, ev: &ReplayEvent) {
+        self.progress.add(1);
         let p = self.pipeline;
         let Some(event) = self
             .kinds
@@ -294,6 +314,7 @@ fn build_pipeline(
         now_ms,
         errors: AtomicUsize::new(0),
         first_error: std::sync::Mutex::new(None),
+        counting: std::sync::Mutex::new(None),
     };
 
     // 1. the catalog, without vectors (import)
@@ -302,11 +323,14 @@ fn build_pipeline(
         pipeline.items.ids().iter().cloned(),
         &schema,
     )?;
+    let p = Progress::new("pipeline items", Some(upserts.len() as u64));
     for chunk in upserts.chunks(EVENT_BATCH) {
         handle
             .block_on(store.upsert_items(chunk.to_vec()))
             .context("loading items")?;
+        p.add(chunk.len() as u64);
     }
+    p.finish();
     // 2. the train events in time order (import)
     let mut order: Vec<usize> = (0..train.len()).collect();
     order.sort_by_key(|&e| (train.timestamps[e], e));
@@ -322,11 +346,14 @@ fn build_pipeline(
             )
         })
         .collect();
+    let p = Progress::new("pipeline train events", Some(events.len() as u64));
     for chunk in events.chunks(EVENT_BATCH) {
         handle
             .block_on(store.apply_events(chunk))
             .context("applying train events")?;
+        p.add(chunk.len() as u64);
     }
+    p.finish();
     // 3. the ALS vectors (train); rows without train events have none
     let model = &ev.als;
     let item_vectors: Vec<(String, Vec<f32>)> = (0..model.n_items() as u32)
@@ -499,28 +526,42 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
     let kinds = EventKinds::new(&loaded, &data);
     let pipeline = build_pipeline(handle, &ev, &loaded, &kinds, config)?;
     let load_seconds = t.elapsed().as_secs_f64();
+    let users = Progress::new("pipeline model users", None);
+    pipeline.count_into(Some(users.clone()));
     ev.add_model(
         &mut report,
         "pipeline",
         &pipeline,
         ev.als.train_seconds + load_seconds,
     );
+    pipeline.count_into(None);
+    users.finish();
     pipeline.check()?;
     eprintln!("recd eval: pipeline model done");
     if !args.no_replay {
         let t = Instant::now();
-        ev.add_replay(&mut report, "batch_pipeline", &mut Frozen(&pipeline));
+        let replayed = || Progress::new("replayed events", Some(ev.split.test.len() as u64));
+        let p = replayed();
+        ev.add_replay(
+            &mut report,
+            "batch_pipeline",
+            &mut Frozen(&pipeline, p.clone()),
+        );
+        p.finish();
         pipeline.check()?;
         eprintln!(
             "recd eval: batch_pipeline replay done in {:.1} s",
             t.elapsed().as_secs_f64()
         );
         let t = Instant::now();
+        let p = replayed();
         let mut live = Live {
             pipeline: &pipeline,
             kinds: &kinds,
+            progress: p.clone(),
         };
         ev.add_replay(&mut report, "realtime", &mut live);
+        p.finish();
         pipeline.check()?;
         eprintln!(
             "recd eval: realtime replay done in {:.1} s",

@@ -11,7 +11,7 @@ use recd_store::Store;
 use recd_train::table::{ColumnMap, TableFormat, TableOptions, TimeUnit, describe, read_table};
 
 use crate::serve::{bulk_options, open_store};
-use crate::{StoreArgs, UsageError};
+use crate::{StoreArgs, UsageError, progress};
 
 /// What to import.
 #[derive(clap::Subcommand, Debug)]
@@ -224,7 +224,9 @@ async fn create_missing_items(
         missing_all.extend(missing);
     }
     let created = missing_all.len();
-    recd_store::bulk::upsert_items(store, missing_all, opts).await?;
+    let (opts, p) = progress::bulk(opts, "items created", created);
+    recd_store::bulk::upsert_items(store, missing_all, &opts).await?;
+    p.finish();
     Ok(created)
 }
 
@@ -321,7 +323,9 @@ pub async fn run(cmd: ImportCommand) -> Result<()> {
             let n = items.len();
             // Batches sized by time, retried when Redis is slow; validation above already
             // covers the whole file.
-            recd_store::bulk::upsert_items(&*store, items, &bulk_options(&config)).await?;
+            let (opts, p) = progress::bulk(&bulk_options(&config), "items", n);
+            recd_store::bulk::upsert_items(&*store, items, &opts).await?;
+            p.finish();
             println!("imported {n} items");
         }
         ImportCommand::Events {
@@ -368,7 +372,9 @@ pub async fn run(cmd: ImportCommand) -> Result<()> {
                     );
                 }
             }
-            recd_store::bulk::apply_events(&*store, &events, &bulk_options(&config)).await?;
+            let (opts, p) = progress::bulk(&bulk_options(&config), "events", events.len());
+            recd_store::bulk::apply_events(&*store, &events, &opts).await?;
+            p.finish();
             println!("imported {} events", events.len());
         }
     }

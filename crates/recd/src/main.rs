@@ -11,6 +11,7 @@ mod import;
 mod keys;
 mod model;
 mod movielens;
+mod progress;
 mod serve;
 mod synthetic;
 mod telemetry;
@@ -35,15 +36,13 @@ struct Cli {
     command: Command,
 }
 
-/// Flags shared by every command that opens a store.
+/// Flags of every command that opens a store. Only the commands that serve add
+/// [`ServeArgs`]' `--listen` and `--insecure`: a flag is offered only where it does something.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct StoreArgs {
     /// TOML config file (schema, limits, model settings).
     #[arg(long, env = "RECD_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long)]
-    pub listen: Option<std::net::SocketAddr>,
     /// Data directory of the embedded backend [default: ./recd-data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -53,6 +52,16 @@ pub struct StoreArgs {
     /// Redis URL for `--backend redis`.
     #[arg(long)]
     pub redis_url: Option<String>,
+}
+
+/// Flags of the commands that serve HTTP (`serve`, `demo`): the store's, and where to listen.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
     /// Serve without API keys on a non-loopback address (only behind something else that
     /// controls access). Also RECD_INSECURE=true or `insecure = true` in the config.
     #[arg(long)]
@@ -72,15 +81,14 @@ impl StoreArgs {
     /// The flags as the top configuration layer.
     pub fn overrides(&self) -> Overrides {
         Overrides {
-            listen: self.listen,
+            listen: None,
             data_dir: self.data_dir.clone(),
             backend: self.backend.map(|b| match b {
                 BackendArg::Embedded => Backend::Embedded,
                 BackendArg::Redis => Backend::Redis,
             }),
             redis_url: self.redis_url.clone(),
-            // Only a given flag overrides: its absence must not undo RECD_INSECURE.
-            insecure: self.insecure.then_some(true),
+            insecure: None,
         }
     }
 
@@ -90,10 +98,27 @@ impl StoreArgs {
     }
 }
 
+impl ServeArgs {
+    /// The flags as the top configuration layer.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            // Only a given flag overrides: its absence must not undo RECD_INSECURE.
+            insecure: self.insecure.then_some(true),
+            ..self.store.overrides()
+        }
+    }
+
+    /// Loads the layered configuration.
+    pub fn load(&self) -> Result<recd_server::Config, ConfigError> {
+        recd_server::Config::load(self.store.config.as_deref(), &self.overrides())
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the HTTP API.
-    Serve(StoreArgs),
+    Serve(ServeArgs),
     /// Generate a synthetic catalog and history, load it, and serve.
     Demo(demo::DemoArgs),
     /// Import items or events into the store.

@@ -7,7 +7,6 @@
 //! does not wipe embeddings.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,6 +19,7 @@ use recd_store::Store;
 use recd_train::movielens::{self, Movie};
 use serde_json::{Value, json};
 
+use crate::progress::Progress;
 use crate::serve::open_store;
 use crate::{StoreArgs, UsageError};
 
@@ -209,6 +209,14 @@ pub fn load(dir: &Path) -> Result<movielens::MovieLens> {
 /// `recd import movielens DIR`.
 pub async fn run(args: MovielensArgs) -> Result<()> {
     let started = Instant::now();
+    if !args.dir.is_dir() {
+        // The caller's mistake (exit 2), found before anything is created.
+        return Err(UsageError(format!(
+            "{} does not exist or is not a folder",
+            args.dir.display()
+        ))
+        .into());
+    }
     let ml = load(&args.dir)?;
     let config = config_with_default_schema(&args.store, args.factors)?;
     let store = open(&config).await?;
@@ -227,9 +235,12 @@ pub async fn run(args: MovielensArgs) -> Result<()> {
     let events = events(&ml.ratings)?;
     let n_items = items.len();
     // Batches sized by time, retried when Redis is slow (`recd_store::bulk`).
-    recd_store::bulk::upsert_items(&*store, items, &crate::serve::bulk_options(&config))
+    let bar = Progress::new("items", Some(n_items as u64));
+    let bulk = crate::serve::bulk_options(&config).observed(Arc::new(bar.clone()));
+    recd_store::bulk::upsert_items(&*store, items, &bulk)
         .await
         .context("writing items")?;
+    bar.finish();
     let batch = args
         .batch
         .unwrap_or(if config.backend == Backend::Redis {
@@ -238,7 +249,7 @@ pub async fn run(args: MovielensArgs) -> Result<()> {
             EVENT_BATCH
         })
         .max(1);
-    let progress = std::io::stderr().is_terminal() && events.len() > 20 * batch;
+    let progress = Progress::new("ratings", Some(events.len() as u64));
     for (n, chunk) in events.chunks(batch).enumerate() {
         store.apply_events(chunk).await.with_context(|| {
             format!(
@@ -248,17 +259,9 @@ pub async fn run(args: MovielensArgs) -> Result<()> {
                 events.len()
             )
         })?;
-        if progress && n % 20 == 19 {
-            eprint!(
-                "\rrecd import: {} of {} ratings",
-                (n + 1) * batch,
-                events.len()
-            );
-        }
+        progress.add(chunk.len() as u64);
     }
-    if progress {
-        eprintln!();
-    }
+    progress.finish();
     let users: HashSet<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
     println!(
         "imported {} layout from {}: {n_items} items ({} movies), {} ratings of {} users as \

@@ -17,7 +17,7 @@ use recd_store::embedded::EmbeddedStore;
 use recd_store::{RedisStore, Store, StoreError};
 use tokio::net::TcpListener;
 
-use crate::{StoreArgs, UsageError};
+use crate::{ServeArgs, UsageError};
 
 /// How bulk loads (demo, import) write to the configured backend: batches aimed at a fifth
 /// of Redis's response timeout at most (see `recd_store::bulk`).
@@ -201,21 +201,26 @@ fn reload_on_sighup(access: &Arc<Access>) {
     });
 }
 
-/// Binds, then serves until ctrl-c or SIGTERM.
-pub async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
+/// Binds `config.listen`: the first step of every command that serves, so that a port
+/// already taken fails at once, before minutes of loading (issue 11: bind first, then load).
+pub async fn bind(config: &Config) -> Result<TcpListener> {
+    TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))
+}
+
+/// Serves on `listener` until ctrl-c or SIGTERM. "recd listening" is printed only once
+/// every fallible start-up step (keys, catalog, experiments) has passed: a start that fails
+/// never claims to be serving.
+pub async fn serve(config: Config, store: Arc<dyn Store>, listener: TcpListener) -> Result<()> {
     check_exposure(&config)?;
     let access = access(&config).await?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, backend = store.backend(), "recd is serving");
-    // A line on stdout that scripts and tests wait for.
-    println!("recd listening on http://{addr}");
     let l2 = shared_cache_tier(&config).await;
     let catalog = catalog_source(&config).await?;
     let experiments = experiments(&config).await?;
     spawn_user_expiry(&store);
+    let backend = store.backend();
     let state =
         AppState::build(store, config, l2, catalog.clone(), experiments).with_access(access);
     state.engine.listen().await;
@@ -231,6 +236,9 @@ pub async fn serve(config: Config, store: Arc<dyn Store>) -> Result<()> {
         tokio::spawn(async move { engine.follow_catalog(changes).await });
     }
     state.engine.warm().await;
+    tracing::info!(%addr, backend, "recd is serving");
+    // A line on stdout that scripts and tests wait for.
+    println!("recd listening on http://{addr}");
     recd_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("recd stopped");
     Ok(())
@@ -283,10 +291,11 @@ async fn shutdown_signal() {
     tokio::select! { () = ctrl_c => {}, () = term => {} }
 }
 
-/// `recd serve`.
-pub async fn run(args: StoreArgs) -> Result<()> {
+/// `recd serve`: bind, open the store (which may rebuild its index), serve.
+pub async fn run(args: ServeArgs) -> Result<()> {
     let config = args.load()?;
     check_exposure(&config)?;
+    let listener = bind(&config).await?;
     let store = open_store(&config).await?;
-    serve(config, store).await
+    serve(config, store, listener).await
 }

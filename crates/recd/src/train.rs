@@ -43,7 +43,6 @@
 pub(crate) mod remote;
 
 use std::collections::BTreeSet;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,6 +60,7 @@ use recd_train::{IdMap, Interaction, Interactions, neutral_warning};
 
 use self::remote::{Failure, LogPage, Remote, VectorRows};
 use crate::movielens::open;
+use crate::progress::Progress;
 use crate::{StoreArgs, UsageError};
 
 /// Users per session rebuild call, on either backend: a rebuild is per-user compare-and-set
@@ -545,6 +545,16 @@ async fn shared_cache(config: &recd_server::Config) -> Option<recd_server::cache
 
 /// `recd train`.
 pub async fn run(args: TrainArgs) -> Result<()> {
+    if let Some(path) = &args.interactions
+        && !path.exists()
+    {
+        // The caller's mistake (exit 2), found before a store is opened or created.
+        return Err(UsageError(format!(
+            "--interactions {}: no such file or folder",
+            path.display()
+        ))
+        .into());
+    }
     // The event weights of the config (`[model.session.weights]`): training weighs events
     // exactly as the servers' real-time model does.
     let weights = args.store.load()?.model.session.weights;
@@ -614,29 +624,30 @@ pub async fn run(args: TrainArgs) -> Result<()> {
         Some(s) => s.train.clone(),
         None => data.clone(),
     });
-    let progress = std::io::stderr().is_terminal();
+    // Each iteration's objective printed (the loss should fall, then flatten), with a bar.
+    let progress = Progress::new("ALS iterations", Some(params.iterations as u64));
     let model = {
         let data = train_set.clone();
         let params = params.clone();
+        let progress = progress.clone();
         tokio::task::spawn_blocking(move || {
-            als::train_with(&data, &params, |info, _, _| {
-                if progress {
-                    eprint!(
-                        "\rrecd train: iteration {}/{} ({:.2} s)",
-                        info.iteration + 1,
-                        params.iterations,
-                        info.seconds
-                    );
-                }
+            let objective = als::Objective::new(&data, &params);
+            als::train_with(&data, &params, |info, x, y| {
+                let loss = objective.at(x, y);
+                progress.say(&format!(
+                    "recd train: iteration {}/{}: loss {loss:.6e} ({:.2} s)",
+                    info.iteration + 1,
+                    params.iterations,
+                    info.seconds
+                ));
+                progress.add(1);
             })
         })
         .await
         .context("the training task failed")?
         .map_err(train_error)?
     };
-    if progress {
-        eprintln!();
-    }
+    progress.finish();
     let threads = if params.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -672,6 +683,10 @@ pub async fn run(args: TrainArgs) -> Result<()> {
         .chunks(batch)
         .map(|c| (c, empty.as_slice()))
         .chain(rows.users.chunks(batch).map(|c| (empty.as_slice(), c)));
+    let stored = Progress::new(
+        "model vectors stored",
+        Some((rows.items.len() + rows.users.len()) as u64),
+    );
     for (items, users) in parts {
         let index = chunks;
         with_retries("storing the model version's vectors", || {
@@ -679,7 +694,9 @@ pub async fn run(args: TrainArgs) -> Result<()> {
         })
         .await?;
         chunks += 1;
+        stored.add((items.len() + users.len()) as u64);
     }
+    stored.finish();
     let accepted = verdict.decision.passed || args.force;
     let info = ModelInfo {
         created_at: recd_server::engine::models::now_rfc3339(),

@@ -31,6 +31,7 @@ pub use crate::access::Scope;
 use crate::error::ApiError;
 use crate::openapi::Op;
 use crate::state::AppState;
+pub use recommend::decode_body as decode_recommend_body;
 
 /// One route: method, path template, who may call it, and its handler.
 pub struct Route {

@@ -241,3 +241,12 @@ pub async fn recommend(
     let req = body.validate(state.engine.schema())?;
     Ok(Json(state.engine.recommend(req).await?))
 }
+
+/// Decodes a `POST /v1/recommend` body into the engine's request as the route does (JSON,
+/// then the checks of `RecommendBody::validate`): the entry of the fuzz target and the
+/// property test that no input makes it panic.
+pub fn decode_body(body: &[u8], schema: &Schema) -> Result<Request, ApiError> {
+    let body: RecommendBody = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+    body.validate(schema)
+}

@@ -126,6 +126,8 @@ struct Inner {
     sweep_next: std::sync::atomic::AtomicUsize,
     /// The model registry of an in-memory store (a data dir keeps it in redb).
     models: Mutex<MemoryModels>,
+    /// How far the latest bulk runs are applied to each user (`Store::apply_events_once`).
+    bulk_marks: Mutex<crate::once::Marks>,
 }
 
 impl Inner {
@@ -199,6 +201,7 @@ impl EmbeddedStore {
                 items_lock: Mutex::new(()),
                 sink: Sink::Memory(Mutex::new(MemoryLog::default())),
                 models: Mutex::new(MemoryModels::default()),
+                bulk_marks: Mutex::new(crate::once::Marks::default()),
                 sweep_next: Default::default(),
             }),
         })
@@ -301,6 +304,7 @@ impl EmbeddedStore {
                     faults,
                 }),
                 models: Mutex::new(MemoryModels::default()),
+                bulk_marks: Mutex::new(crate::once::Marks::default()),
                 sweep_next: Default::default(),
             }),
         })
@@ -421,20 +425,61 @@ fn memory_state(
     if skipped > 0 {
         tracing::warn!(skipped, "items reopened without their stored vector");
     }
-    if let Err(e) = index.insert_batch(&vectors) {
-        // Unreachable after check_vector (the same bounds); should the two ever disagree,
-        // insert one by one so that only the offending vectors are lost.
-        tracing::warn!(cause = %e, "batch insert of stored vectors failed; inserting one by one");
-        for (slot, v) in &vectors {
-            if let Err(e) = index.insert_batch(std::slice::from_ref(&(*slot, v.clone()))) {
-                tracing::warn!(slot, cause = %e, "stored vector skipped");
-            }
-        }
-    }
+    rebuild_index(&index, &vectors);
     for (id, state) in loaded.users {
         users.load(id, state);
     }
     Ok((index, catalog, popularity))
+}
+
+/// Vectors inserted per step of an index rebuild: small enough for a progress line every
+/// few seconds, large enough for the parallel insert to keep every core busy.
+const REBUILD_STEP: usize = 20_000;
+
+/// How often an index rebuild logs its progress.
+const REBUILD_LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// Builds the index from the stored vectors at open, logging count, rate and ETA every few
+/// seconds (a restart on a large catalog takes minutes: it must not look hung).
+fn rebuild_index(index: &VectorIndex, vectors: &[(u32, Vec<f32>)]) {
+    let total = vectors.len();
+    if total == 0 {
+        return;
+    }
+    tracing::info!(vectors = total, "rebuilding the vector index");
+    let started = std::time::Instant::now();
+    let mut logged = started;
+    let mut done = 0usize;
+    for step in vectors.chunks(REBUILD_STEP) {
+        if let Err(e) = index.insert_batch(step) {
+            // Unreachable after check_vector (the same bounds); should the two ever
+            // disagree, insert one by one so that only the offending vectors are lost.
+            tracing::warn!(cause = %e, "batch insert of stored vectors failed; inserting one by one");
+            for (slot, v) in step {
+                if let Err(e) = index.insert_batch(std::slice::from_ref(&(*slot, v.clone()))) {
+                    tracing::warn!(slot, cause = %e, "stored vector skipped");
+                }
+            }
+        }
+        done += step.len();
+        if logged.elapsed() >= REBUILD_LOG_EVERY && done < total {
+            logged = std::time::Instant::now();
+            let secs = started.elapsed().as_secs_f64();
+            let rate = done as f64 / secs.max(1e-9);
+            tracing::info!(
+                done,
+                total,
+                rate = format!("{rate:.0}/s"),
+                eta_s = format!("{:.0}", (total - done) as f64 / rate.max(1e-9)),
+                "rebuilding the vector index: {done}/{total}"
+            );
+        }
+    }
+    tracing::info!(
+        vectors = total,
+        secs = format!("{:.1}", started.elapsed().as_secs_f64()),
+        "vector index rebuilt"
+    );
 }
 
 impl Drop for Inner {
@@ -636,6 +681,28 @@ impl Store for EmbeddedStore {
             self.blocking(move |inner| inner.apply_events(&events))
                 .await?
         };
+        self.inner.sink.wait(ticket).await
+    }
+
+    async fn apply_events_once(&self, batch: crate::once::Positioned<'_>) -> StoreResult<()> {
+        let (run, first, events) = (batch.run, batch.first, batch.events.to_vec());
+        let ticket = self
+            .blocking(move |inner| {
+                // Held through the apply: the check and the mark are one step.
+                let mut marks = inner.bulk_marks.lock();
+                let batch = crate::once::Positioned {
+                    run,
+                    first,
+                    events: &events,
+                };
+                let left = batch.unapplied(|user| marks.get(run, user));
+                let todo: Vec<Event> = left.iter().map(|(_, e)| (*e).clone()).collect();
+                // One log record for the whole call, or an error and nothing applied.
+                let ticket = inner.apply_events(&todo)?;
+                marks.applied(run, left);
+                Ok(ticket)
+            })
+            .await?;
         self.inner.sink.wait(ticket).await
     }
 

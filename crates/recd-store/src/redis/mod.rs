@@ -276,6 +276,80 @@ impl RedisStore {
         &self.inner.config
     }
 
+    /// Applies `events` (each with its position in `run`, when the call is a retryable
+    /// bulk batch): each user's events, in order, as one atomic unit; users in parallel
+    /// (up to USER_PARALLELISM at once, pipelined on the one connection).
+    async fn apply_by_user<'e>(
+        &self,
+        events: impl Iterator<Item = (u64, &'e Event)>,
+        run: Option<u64>,
+    ) -> StoreResult<()> {
+        const USER_PARALLELISM: usize = 32;
+        let mut by_user: BTreeMap<&str, (Vec<&Event>, Vec<u64>)> = BTreeMap::new();
+        for (position, e) in events {
+            let (evs, positions) = by_user.entry(e.user_id.as_str()).or_default();
+            evs.push(e);
+            positions.push(position);
+        }
+        let inner = &self.inner;
+        if by_user.len() <= 1 {
+            return self
+                .run(async {
+                    for (user, (events, positions)) in by_user {
+                        let mut conn = self.conn();
+                        users::apply(
+                            &mut conn,
+                            &inner.keys,
+                            &inner.settings,
+                            &inner.tag_fields,
+                            user,
+                            &events,
+                            run.map(|r| (r, positions.as_slice())),
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+                .await;
+        }
+        let mut groups: Vec<(String, Vec<Event>, Vec<u64>)> = by_user
+            .into_iter()
+            .map(|(u, (evs, positions))| {
+                (u.to_string(), evs.into_iter().cloned().collect(), positions)
+            })
+            .collect();
+        self.run(async {
+            while !groups.is_empty() {
+                let rest = groups.split_off(groups.len().min(USER_PARALLELISM));
+                // Dropping the set (on the deadline) aborts the tasks; each user's write is
+                // one script, so a user is either wholly applied or not at all.
+                let mut set = tokio::task::JoinSet::new();
+                for (user, events, positions) in std::mem::replace(&mut groups, rest) {
+                    let inner = self.inner.clone();
+                    set.spawn(async move {
+                        let refs: Vec<&Event> = events.iter().collect();
+                        let mut conn = inner.conn.clone();
+                        users::apply(
+                            &mut conn,
+                            &inner.keys,
+                            &inner.settings,
+                            &inner.tag_fields,
+                            &user,
+                            &refs,
+                            run.map(|r| (r, positions.as_slice())),
+                        )
+                        .await
+                    });
+                }
+                while let Some(done) = set.join_next().await {
+                    done.map_err(|e| StoreError::Internal(format!("event task failed: {e}")))??;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     fn conn(&self) -> ConnectionManager {
         self.inner.conn.clone()
     }
@@ -812,66 +886,12 @@ impl Store for RedisStore {
     }
 
     async fn apply_events(&self, events: &[Event]) -> StoreResult<()> {
-        // Each user's events, in order, as one atomic unit; users in parallel (up to
-        // USER_PARALLELISM at once, pipelined on the one connection).
-        const USER_PARALLELISM: usize = 32;
-        let mut by_user: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
-        for e in events {
-            by_user.entry(e.user_id.as_str()).or_default().push(e);
-        }
-        let inner = &self.inner;
-        if by_user.len() <= 1 {
-            return self
-                .run(async {
-                    for (user, events) in by_user {
-                        let mut conn = self.conn();
-                        users::apply(
-                            &mut conn,
-                            &inner.keys,
-                            &inner.settings,
-                            &inner.tag_fields,
-                            user,
-                            &events,
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-                .await;
-        }
-        let mut groups: Vec<(String, Vec<Event>)> = by_user
-            .into_iter()
-            .map(|(u, evs)| (u.to_string(), evs.into_iter().cloned().collect()))
-            .collect();
-        self.run(async {
-            while !groups.is_empty() {
-                let rest = groups.split_off(groups.len().min(USER_PARALLELISM));
-                // Dropping the set (on the deadline) aborts the tasks; each user's write is
-                // one script, so a user is either wholly applied or not at all.
-                let mut set = tokio::task::JoinSet::new();
-                for (user, events) in std::mem::replace(&mut groups, rest) {
-                    let inner = self.inner.clone();
-                    set.spawn(async move {
-                        let refs: Vec<&Event> = events.iter().collect();
-                        let mut conn = inner.conn.clone();
-                        users::apply(
-                            &mut conn,
-                            &inner.keys,
-                            &inner.settings,
-                            &inner.tag_fields,
-                            &user,
-                            &refs,
-                        )
-                        .await
-                    });
-                }
-                while let Some(done) = set.join_next().await {
-                    done.map_err(|e| StoreError::Internal(format!("event task failed: {e}")))??;
-                }
-            }
-            Ok(())
-        })
-        .await
+        self.apply_by_user(events.iter().map(|e| (0, e)), None)
+            .await
+    }
+
+    async fn apply_events_once(&self, batch: crate::once::Positioned<'_>) -> StoreResult<()> {
+        self.apply_by_user(batch.iter(), Some(batch.run)).await
     }
 
     async fn expire_users(&self, _now_ms: i64) -> StoreResult<crate::Expired> {

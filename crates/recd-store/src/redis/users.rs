@@ -34,7 +34,11 @@ use super::keys::Keys;
 use super::reply::{bytes, hash_reply, strings_reply};
 use super::schema::{vector_bytes, vector_from_bytes};
 use super::scripts::{APPLY_USER, DELETE_USER, SET_SESSION};
+use crate::once::Mark;
 use crate::{ModelSettings, StoreError, StoreResult};
+
+/// The user hash field of the bulk run mark (see `crate::once`).
+const BULK_MARK: &str = "bulk_mark";
 
 /// How often a conflicting write is retried before giving up with `Unavailable`.
 const MAX_ATTEMPTS: u32 = 200;
@@ -44,6 +48,8 @@ struct Snapshot {
     state: Option<UserState>,
     version: u64,
     vectors: BTreeMap<String, Vec<f32>>,
+    /// How far a bulk run is applied to the user (`bulk_mark`; see `crate::once`).
+    mark: Option<Mark>,
 }
 
 /// The exclusion set as hash bytes: little-endian u64 keys, oldest first.
@@ -263,6 +269,10 @@ async fn read(
             vectors.insert((*item).to_string(), v);
         }
     }
+    let mark = hash
+        .get(BULK_MARK)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(Mark::decode);
     let (state, version) = match decode_state(&hash, recent, purchased)? {
         Some((s, v)) => (Some(s), v),
         None => (None, 0),
@@ -271,6 +281,7 @@ async fn read(
         state,
         version,
         vectors,
+        mark,
     })
 }
 
@@ -285,19 +296,42 @@ pub(crate) async fn get(
 
 /// Applies one user's events (in order) atomically; see the module doc. `tag_fields`: the
 /// schema's tag and bool fields, whose per-value popularity ZSETs the write keeps in step.
+/// `once`: the bulk run and each event's position in it, for a batch that may be a retry:
+/// the events the user's mark covers are skipped, and the mark moves with the write.
 pub(crate) async fn apply(
     conn: &mut redis::aio::ConnectionManager,
     keys: &Keys,
     settings: &ModelSettings,
     tag_fields: &[String],
     user: &str,
-    events: &[&Event],
+    all_events: &[&Event],
+    once: Option<(u64, &[u64])>,
 ) -> StoreResult<()> {
-    let mut items: Vec<&str> = events.iter().map(|e| e.item_id.as_str()).collect();
+    let mut items: Vec<&str> = all_events.iter().map(|e| e.item_id.as_str()).collect();
     items.sort_unstable();
     items.dedup();
     for attempt in 0..MAX_ATTEMPTS {
         let snap = read(conn, keys, user, &items).await?;
+        // A retried bulk batch: only what this user has not had yet (read in the same
+        // snapshot as the version the write is conditioned on).
+        let (events, mark) = match once {
+            None => (all_events.to_vec(), None),
+            Some((run, positions)) => {
+                let mut left = Vec::with_capacity(all_events.len());
+                let mut highest = None;
+                for (e, &p) in all_events.iter().zip(positions) {
+                    if !snap.mark.is_some_and(|m| m.covers(run, p)) {
+                        left.push(*e);
+                        highest = Some(highest.map_or(p, |h: u64| h.max(p)));
+                    }
+                }
+                let Some(position) = highest else {
+                    return Ok(());
+                };
+                (left, Some(Mark { run, position }))
+            }
+        };
+        let events = events.as_slice();
         let mut state = snap.state.unwrap_or_default();
         let mut increments: Vec<(&str, f64)> = Vec::new();
         for e in events {
@@ -329,7 +363,10 @@ pub(crate) async fn apply(
         for f in tag_fields {
             inv.arg(f.as_str());
         }
-        let fields = state_fields(&state);
+        let mut fields = state_fields(&state);
+        if let Some(m) = mark {
+            fields.push((BULK_MARK, m.encode().into_bytes()));
+        }
         inv.arg(fields.len());
         for (f, v) in &fields {
             inv.arg(*f).arg(v.as_slice());

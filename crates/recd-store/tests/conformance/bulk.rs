@@ -1,6 +1,7 @@
 //! `recd_store::bulk` on both backends: every row lands, vectors are validated before
 //! anything is written; and on a Redis made slow for real (scripts that block it, a short
-//! response timeout) a bulk upsert that a single call cannot do completes (issue 9,
+//! response timeout) a bulk upsert that a single call cannot do completes, and so does a
+//! bulk event load, each event counted once although batches are retried (issue 9,
 //! finding 11).
 
 use std::sync::Arc;
@@ -166,6 +167,105 @@ async fn bulk_writes_every_row_redis() {
     }
 }
 
+/// What a store shows of its events: the log's length, each user's counters and recent
+/// items, and the popular list's scores.
+async fn footprint(
+    store: &dyn Store,
+    users: &[String],
+) -> (u64, Vec<(u64, Vec<String>)>, Vec<(String, i64)>) {
+    let mut per_user = Vec::new();
+    for u in users {
+        let s = store.get_user(u).await.unwrap().expect("the user exists");
+        per_user.push((s.counters.click + s.counters.purchase, s.recent.clone()));
+    }
+    let popular = store
+        .popular(10, &recd_core::Filter::all())
+        .await
+        .unwrap()
+        .into_iter()
+        // rounded: the two backends sum in another order
+        .map(|h| (h.item.id.clone(), (h.log_score * 1e6).round() as i64))
+        .collect();
+    (store.events_len().await.unwrap(), per_user, popular)
+}
+
+/// Issue 9, finding 11: a bulk event batch that timed out may have been applied, whole or
+/// in part; sent again (the same run, the same positions) it counts once, while another
+/// run with the same events counts again.
+async fn retried_event_batches_count_once(store: &dyn Store, fresh: &dyn Store) {
+    let dim = schema().vector.dim;
+    for s in [store, fresh] {
+        s.upsert_items(items(4, dim)).await.unwrap();
+    }
+    let events: Vec<recd_core::Event> = (0..12)
+        .map(|n| {
+            let kind = if n % 5 == 0 {
+                EventType::Purchase
+            } else {
+                EventType::Click
+            };
+            event(
+                &format!("u{}", n % 3),
+                &format!("i{}", n % 4),
+                kind,
+                None,
+                1000 + n as i64,
+            )
+        })
+        .collect();
+    let users: Vec<String> = (0..3).map(|u| format!("u{u}")).collect();
+    fresh.apply_events(&events).await.unwrap();
+    let once = footprint(fresh, &users).await;
+    assert_eq!(once.0, 12);
+
+    let run = 0x5eed;
+    let batch = |first: usize, len: usize| recd_store::once::Positioned {
+        run,
+        first: first as u64,
+        events: &events[first..first + len],
+    };
+    // The first try got through in part: the first 5 events of the batch of 8.
+    store.apply_events_once(batch(0, 5)).await.unwrap();
+    // The retry sends the whole batch (then a smaller piece of it again), then the rest.
+    store.apply_events_once(batch(0, 8)).await.unwrap();
+    store.apply_events_once(batch(2, 3)).await.unwrap();
+    store.apply_events_once(batch(8, 4)).await.unwrap();
+    store.apply_events_once(batch(0, 12)).await.unwrap();
+    assert_eq!(footprint(store, &users).await, once, "counted once");
+
+    // Another run is new work: the same events count again.
+    store
+        .apply_events_once(recd_store::once::Positioned {
+            run: run + 1,
+            first: 0,
+            events: &events,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.events_len().await.unwrap(), 24);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_event_batches_count_once_embedded() {
+    let make = || crate::embedded::make(schema(), settings());
+    let (store, fresh) = (
+        make().await.expect("embedded"),
+        make().await.expect("embedded"),
+    );
+    retried_event_batches_count_once(&*store, &*fresh).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_event_batches_count_once_redis() {
+    let Some(store) = crate::redis::make(schema(), settings()).await else {
+        return;
+    };
+    let fresh = crate::redis::make(schema(), settings())
+        .await
+        .expect("a second prefix");
+    retried_event_batches_count_once(&*store, &*fresh).await;
+}
+
 /// Blocks `url`'s Redis with a read-only busy script of `busy_ms`, again and again (with
 /// `gap_ms` between), until `stop`.
 async fn keep_busy(url: String, busy_ms: u64, gap_ms: u64, stop: Arc<AtomicBool>) {
@@ -227,10 +327,38 @@ async fn bulk_upsert_completes_on_a_slow_redis() {
         .map(|(id, v)| (id, v.into_iter().map(|x| -x).collect()))
         .collect();
     let vectors = bulk::set_item_vectors(&store, flipped.clone(), &opts).await;
+    // Events too: retried batches that may have been applied before their timeout.
+    let users = 400;
+    let events: Vec<recd_core::Event> = (0..6000)
+        .map(|k| {
+            event(
+                &format!("u{}", k % users),
+                &format!("i{}", k % n),
+                EventType::Click,
+                None,
+                1000 + k as i64,
+            )
+        })
+        .collect();
+    let applied = bulk::apply_events(&store, &events, &opts).await;
     stop.store(true, Ordering::Relaxed);
     busy.await.expect("busy task");
     assert_eq!(written.expect("bulk upsert on a slow redis"), n);
     assert_eq!(vectors.expect("bulk vectors on a slow redis"), n);
+    assert_eq!(applied.expect("bulk events on a slow redis"), events.len());
+    assert_eq!(
+        store.events_len().await.unwrap(),
+        events.len() as u64,
+        "every event applied exactly once"
+    );
+    for u in [0, 1, users - 1] {
+        let s = store
+            .get_user(&format!("u{u}"))
+            .await
+            .unwrap()
+            .expect("user");
+        assert_eq!(s.counters.click, (events.len() / users) as u64, "user u{u}");
+    }
     assert_eq!(store.counts().await.unwrap().items, n as u64);
     all_present(&store, (0..n).map(|i| format!("i{i}"))).await;
     let last = store.get_items(&[format!("i{}", n - 1)]).await.unwrap();

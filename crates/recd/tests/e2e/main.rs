@@ -8,6 +8,7 @@ mod bad_input;
 mod bench;
 mod cache;
 mod catalog;
+mod cli;
 mod console;
 mod contract;
 mod data;
