@@ -37,20 +37,29 @@ start() { # name enabled -> sets PORT_<name>
 }
 start on true; ON=$PID_on
 start off false; OFF=$PID_off
-run() { # label port
+# CPU seconds (user + system) a process has used so far.
+cpu_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"
+}
+run() { # label port pid
     LOAD=$(cut -d' ' -f1 /proc/loadavg)
+    local before
+    before=$(cpu_seconds "$3")
     "$BIN" bench --target "http://127.0.0.1:$2" --concurrency "$CONC" --duration "$DURATION" \
-        --users "$USERS" --items "$ITEMS" --no-cache --json 2>/dev/null | grep '^{' |
-        python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; print(sys.argv[1], round(r["rps"]), "req/s, p50", l["p50"], "p99", l["p99"], "ms, errors", r["errors"])' "$1 load $LOAD:"
+        --warmup 0 --users "$USERS" --items "$ITEMS" --no-cache --json 2>/dev/null | grep '^{' > "$W/run.json"
+    # The server's CPU per request: less sensitive than req/s to what else runs on the
+    # machine (a shared 2-core box), since other processes' time is not counted.
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[2])); l=r["latency_ms"]; cpu=float(sys.argv[4])-float(sys.argv[3]); print(sys.argv[1], round(r["rps"]), "req/s, p50", l["p50"], "p99", l["p99"], "ms, errors", r["errors"], ", server CPU", round(cpu / max(r["requests"], 1) * 1e6, 1), "us/request")' \
+        "$1 load $LOAD:" "$W/run.json" "$before" "$(cpu_seconds "$3")"
 }
 for round in $(seq "$ROUNDS"); do
     # Alternate which goes first, so that a load trend does not favour one side.
     if [ $((round % 2)) -eq 1 ]; then
-        run "round $round monitoring on :" "$PORT_on"
-        run "round $round monitoring off:" "$PORT_off"
+        run "round $round monitoring on :" "$PORT_on" "$ON"
+        run "round $round monitoring off:" "$PORT_off" "$OFF"
     else
-        run "round $round monitoring off:" "$PORT_off"
-        run "round $round monitoring on :" "$PORT_on"
+        run "round $round monitoring off:" "$PORT_off" "$OFF"
+        run "round $round monitoring on :" "$PORT_on" "$ON"
     fi
 done
 for i in 1 2 3; do

@@ -91,12 +91,31 @@ fn dot64(a: &[f32], b: &[f32]) -> f64 {
 
 /// Shannon entropy in bits of the distribution of the values (0 for none).
 pub fn category_entropy<T: Hash + Eq>(values: impl IntoIterator<Item = T>) -> f64 {
-    let mut counts: HashMap<T, u64, foldhash::fast::FixedState> =
-        HashMap::with_hasher(foldhash::fast::FixedState::default());
-    for v in values {
+    // A served list has a handful of categories: a linear scan beats hashing until then.
+    const LINEAR_UP_TO: usize = 16;
+    let mut few: Vec<(T, u64)> = Vec::new();
+    let mut values = values.into_iter();
+    for v in values.by_ref() {
+        if let Some((_, c)) = few.iter_mut().find(|(k, _)| *k == v) {
+            *c += 1;
+            continue;
+        }
+        if few.len() < LINEAR_UP_TO {
+            few.push((v, 1));
+            continue;
+        }
+        // Many distinct values: count the rest by hash.
+        let mut counts: HashMap<T, u64, foldhash::fast::FixedState> =
+            HashMap::with_hasher(foldhash::fast::FixedState::default());
+        counts.extend(few);
         *counts.entry(v).or_insert(0) += 1;
+        for v in values {
+            *counts.entry(v).or_insert(0) += 1;
+        }
+        let c: Vec<u64> = counts.into_values().collect();
+        return entropy_bits(&c);
     }
-    let c: Vec<u64> = counts.into_values().collect();
+    let c: Vec<u64> = few.into_iter().map(|(_, c)| c).collect();
     entropy_bits(&c)
 }
 
@@ -257,6 +276,15 @@ mod tests {
         // [a, a, a, b]: −¾·log₂ ¾ − ¼·log₂ ¼ = 0.311278… + 0.5 = 0.811278124459…
         assert!((category_entropy(["a", "a", "a", "b"]) - 0.811_278_124_459_132_9).abs() < 1e-12);
         assert_eq!(category_entropy(Vec::<&str>::new()), 0.0);
+        // Past the linear scan's 16 distinct values: 32 values once each (5 bits), and 64
+        // values of which 32 twice, in an order that crosses the switch mid-way.
+        assert!(close(category_entropy(0..32), 5.0));
+        assert!(close(category_entropy((0..32).chain(0..32)), 5.0));
+        assert!(close(category_entropy((0..20).chain([0; 20])), {
+            // 0 has 21 of 40, the 19 others 1 each.
+            let p0: f64 = 21.0 / 40.0;
+            -(p0 * p0.log2()) - 19.0 * (1.0 / 40.0) * (1.0f64 / 40.0).log2()
+        }));
         assert_eq!(entropy_bits(&[0, 0]), 0.0);
     }
 

@@ -223,6 +223,13 @@ const FEATURES: [(&str, bool); 7] = [
     ("user_event_gap_seconds", true),
 ];
 
+/// Positions in [`FEATURES`] of the features fed per served list (found by position, not
+/// by comparing names, on the hot path).
+const TOP_SCORE: usize = 0;
+const SCORE_SPREAD: usize = 1;
+const SERVED_CATEGORY: usize = 2;
+const QUERY_VECTOR_NORM: usize = 5;
+
 /// Users whose last event time is kept to measure the gap to their next one (the table
 /// starts afresh when full: bounded memory, about 2 MiB).
 const GAP_USERS: usize = 100_000;
@@ -466,11 +473,9 @@ impl Monitor {
                 newest = newest.max(Some(list.t_ms));
                 self.measure_list(state, &list, &thresholds);
             }
-            for (name, feature) in &mut state.features {
-                if *name == "query_vector_norm" {
-                    for &norm in &batch.query_norms {
-                        self.observe_numeric(name, feature, norm, &thresholds);
-                    }
+            if let Some((name, feature)) = state.features.get_mut(QUERY_VECTOR_NORM) {
+                for &norm in &batch.query_norms {
+                    self.observe_numeric(name, feature, norm, &thresholds);
                 }
             }
         }
@@ -520,16 +525,15 @@ impl Monitor {
         if let Some(exposure) = &mut state.exposure {
             exposure.add_list(list.t_ms, ids);
         }
-        for (name, feature) in &mut state.features {
-            match *name {
-                "top_score" => self.observe_numeric(name, feature, list.top, thresholds),
-                "score_spread" => self.observe_numeric(name, feature, list.spread, thresholds),
-                "served_category" => {
-                    for c in &categories {
-                        self.observe_categorical(name, feature, c, thresholds);
-                    }
-                }
-                _ => {}
+        if let Some((name, feature)) = state.features.get_mut(TOP_SCORE) {
+            self.observe_numeric(name, feature, list.top, thresholds);
+        }
+        if let Some((name, feature)) = state.features.get_mut(SCORE_SPREAD) {
+            self.observe_numeric(name, feature, list.spread, thresholds);
+        }
+        if let Some((name, feature)) = state.features.get_mut(SERVED_CATEGORY) {
+            for c in &categories {
+                self.observe_categorical(name, feature, c, thresholds);
             }
         }
     }
@@ -1045,6 +1049,14 @@ mod tests {
             unseen > before,
             "smoothed against more impressions: {unseen} vs {before}"
         );
+    }
+
+    #[test]
+    fn hot_path_positions_name_their_features() {
+        assert_eq!(FEATURES[TOP_SCORE].0, "top_score");
+        assert_eq!(FEATURES[SCORE_SPREAD].0, "score_spread");
+        assert_eq!(FEATURES[SERVED_CATEGORY].0, "served_category");
+        assert_eq!(FEATURES[QUERY_VECTOR_NORM].0, "query_vector_norm");
     }
 
     #[test]
