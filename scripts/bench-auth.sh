@@ -36,8 +36,8 @@ hash = "$HASH"
 scopes = ["read", "write", "admin"]
 
 [limits]
-per_key = { rps = 10000000, burst = 10000000 }
-per_ip  = { rps = 10000000, burst = 10000000 }
+per_key = { rps = 1000000, burst = 1000000 }
+per_ip  = { rps = 1000000, burst = 1000000 }
 TOML
 start() { # name [config] -> sets PORT_<name>, PID_<name>
     local port config=()

@@ -260,9 +260,9 @@ impl ExposureBucket {
 }
 
 impl Bucket for ExposureBucket {
-    type Key = str;
-    fn add(&mut self, item_id: &str) {
-        let h = key_hash(item_id.as_bytes());
+    /// The item id's [`key_hash`].
+    type Key = u64;
+    fn add(&mut self, &h: &u64) {
         self.impressions = self.impressions.saturating_add(1);
         self.distinct.insert_hash(h);
         self.top.insert(h);
@@ -336,13 +336,19 @@ impl ExposureWindow {
 
     /// Records one impression of `item_id` at `t_ms`; `false` when older than the window.
     pub fn add(&mut self, t_ms: i64, item_id: &str) -> bool {
-        self.window.add(t_ms, item_id)
+        self.window.add(t_ms, &key_hash(item_id.as_bytes()))
     }
 
     /// Records an impression of each item of a served list.
     pub fn add_list<'a>(&mut self, t_ms: i64, item_ids: impl IntoIterator<Item = &'a str>) {
-        for id in item_ids {
-            if !self.window.add(t_ms, id) {
+        self.add_hashes(t_ms, item_ids.into_iter().map(|id| key_hash(id.as_bytes())));
+    }
+
+    /// Records an impression of each item of a served list, given by the [`key_hash`] of
+    /// its id (hashed where the ids are at hand, e.g. while the list is served).
+    pub fn add_hashes(&mut self, t_ms: i64, hashes: impl IntoIterator<Item = u64>) {
+        for h in hashes {
+            if !self.window.add(t_ms, &h) {
                 return;
             }
         }

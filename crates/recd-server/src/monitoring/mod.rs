@@ -12,17 +12,17 @@
 //! (with a significant two-sample test) logs a warning once and sets
 //! `recd_drift_detected{feature}`.
 //!
-//! Cost per request: a served list is counted (cached counter handles) and its items handed
-//! to a per-thread buffer (see [`pending`]); everything else — category entropy, diversity,
-//! novelty (against a snapshot of the exposure window refreshed every few seconds), the
-//! exposure window, the drift features — is measured when the buffer is folded, in
-//! batches under one lock: by [`Monitor::tick`], which the server runs every 250 ms, or
-//! before anything reads the state. Memory is bounded (see `recd_core::monitor`).
-
-use std::sync::Arc;
+//! Cost per request: a served list is counted (cached counter handles), and what it says
+//! alone — category entropy, diversity, novelty (against a snapshot of the exposure window
+//! refreshed every few seconds) — is measured at once, while its items are in the CPU's
+//! caches. What needs the shared summaries (the exposure window, the drift features) goes,
+//! as a compact record (hashed ids, joined categories), to a per-thread buffer (see
+//! [`pending`]) folded in batches under one lock: by [`Monitor::tick`], which the server runs
+//! every 250 ms, or before anything reads the state. Memory is bounded (see
+//! `recd_core::monitor`).
 
 use metrics::{Counter, Histogram};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use recd_core::monitor::drift::{
     CategoricalDriftMonitor, DriftReport, DriftThresholds, NumericDriftMonitor,
     NumericMonitorParams,
@@ -41,7 +41,7 @@ pub mod pending;
 pub mod tag;
 
 use counters::CounterCache;
-use pending::{Batch, Pending, ServedList};
+use pending::{Batch, CATEGORY_SEPARATOR, Pending, ServedList};
 use tag::ListLabels;
 
 /// `[monitoring]`.
@@ -242,8 +242,6 @@ struct State {
     catalog_items: u64,
     /// Last event time per user (by a hash of the id), for `user_event_gap_seconds`.
     last_event_ms: std::collections::HashMap<u64, i64>,
-    /// What novelty is measured against.
-    novelty: NoveltyReference,
     /// When the novelty reference was last taken (time of the newest folded list).
     novelty_taken_ms: Option<i64>,
 }
@@ -286,6 +284,8 @@ pub struct Monitor {
     state: Mutex<State>,
     /// Observations not folded into `state` yet.
     pending: Pending,
+    /// What novelty is measured against (read on the request path; taken anew by a fold).
+    novelty: RwLock<NoveltyReference>,
     counters: CounterCache,
     handles: Handles,
     /// When `on_drift_command` last ran.
@@ -310,6 +310,19 @@ fn fresh_features() -> Vec<(&'static str, Feature)> {
             (*name, f)
         })
         .collect()
+}
+
+/// `categories` as one string (see [`ServedList::categories`]); a separator inside a value
+/// (never in practice) is dropped rather than splitting it.
+fn join_categories(categories: &[&str]) -> String {
+    let mut joined = String::with_capacity(categories.iter().map(|c| c.len() + 1).sum());
+    for c in categories {
+        if !joined.is_empty() {
+            joined.push(CATEGORY_SEPARATOR);
+        }
+        joined.extend(c.chars().filter(|&ch| ch != CATEGORY_SEPARATOR));
+    }
+    joined
 }
 
 /// Categories beyond this many fall into "other" (bounded label values and memory).
@@ -355,12 +368,12 @@ impl Monitor {
                 exposure,
                 catalog_items: 0,
                 last_event_ms: std::collections::HashMap::new(),
-                novelty: NoveltyReference::default(),
                 novelty_taken_ms: None,
             }),
             category_field,
             config,
             pending: Pending::default(),
+            novelty: RwLock::default(),
             counters: CounterCache::default(),
             handles: Handles::register(),
             last_command: Mutex::new(None),
@@ -384,7 +397,6 @@ impl Monitor {
                 exposure: ExposureWindow::new(spec, ExposureParams::default()).ok(),
                 catalog_items: 0,
                 last_event_ms: std::collections::HashMap::new(),
-                novelty: NoveltyReference::default(),
                 novelty_taken_ms: None,
             }),
             category_field: None,
@@ -393,6 +405,7 @@ impl Monitor {
                 ..config
             },
             pending: Pending::default(),
+            novelty: RwLock::default(),
             counters: CounterCache::default(),
             handles: Handles::register(),
             last_command: Mutex::new(None),
@@ -406,8 +419,10 @@ impl Monitor {
         }
     }
 
-    /// Watches one served list, which carries `labels`. Only the counters are counted here;
-    /// the rest is measured when the list is folded (see [`tick`](Self::tick)).
+    /// Watches one served list, which carries `labels`. What the list says alone (category
+    /// entropy, diversity, novelty) is measured here, while its items are still in the CPU's
+    /// caches from ranking; what needs the shared summaries waits for the next fold (see
+    /// [`tick`](Self::tick)).
     pub fn served(&self, answer: &Recommendation, labels: &ListLabels, now_ms: i64) {
         self.counters.with(labels, |c| {
             c.recommendations.increment(1);
@@ -419,13 +434,46 @@ impl Monitor {
         if !self.config.enabled || answer.items.is_empty() {
             return;
         }
+        let categories: Vec<&str> = match &self.category_field {
+            Some(field) => answer
+                .items
+                .iter()
+                .filter_map(|i| i.item.0.field(field)?.as_tags()?.first())
+                .map(String::as_str)
+                .collect(),
+            None => Vec::new(),
+        };
+        if !categories.is_empty() {
+            self.handles
+                .entropy
+                .record(category_entropy(categories.iter().copied()));
+        }
+        // Diversity needs the items' vectors: present on lists computed now, not on cached
+        // ones (nor on the Redis backend's; see `wants_vectors`).
+        let vectors: Vec<&[f32]> = answer
+            .items
+            .iter()
+            .filter_map(|i| i.item.0.vector.as_deref())
+            .collect();
+        if vectors.len() == answer.items.len()
+            && let Ok(Some(d)) = intra_list_diversity(&vectors)
+        {
+            self.handles.diversity.record(d);
+        }
+        if let Some(n) = self.novelty_of(answer.items.iter().map(|i| i.id.as_str())) {
+            self.handles.novelty.record(n);
+        }
         let top = answer.items[0].score;
-        let spread = top - answer.items[answer.items.len() - 1].score;
         let list = ServedList {
             t_ms: now_ms,
             top,
-            spread,
-            items: answer.items.iter().map(|i| Arc::clone(&i.item.0)).collect(),
+            spread: top - answer.items[answer.items.len() - 1].score,
+            item_hashes: answer
+                .items
+                .iter()
+                .map(|i| recd_core::monitor::key_hash(i.id.as_bytes()))
+                .collect(),
+            categories: join_categories(&categories),
         };
         if let Some(full) = self.pending.push(|b| b.lists.push(list)) {
             self.fold(vec![full]);
@@ -437,7 +485,7 @@ impl Monitor {
     /// reference (at most a few seconds old: looking every item up in every bucket of the
     /// live window would cost more than the rest of the monitoring).
     pub fn novelty_of<'a>(&self, ids: impl ExactSizeIterator<Item = &'a str>) -> Option<f64> {
-        Self::list_novelty(&self.state.lock().novelty, ids)
+        Self::list_novelty(&self.novelty.read(), ids)
     }
 
     fn list_novelty<'a>(
@@ -489,41 +537,11 @@ impl Monitor {
         }
     }
 
-    /// What one served list says: its category entropy, diversity and novelty (recorded),
-    /// its items' exposure, and its drift features.
+    /// What one served list adds to the shared summaries: its items' exposure and its
+    /// drift features.
     fn measure_list(&self, state: &mut State, list: &ServedList, thresholds: &DriftThresholds) {
-        let categories: Vec<&str> = match &self.category_field {
-            Some(field) => list
-                .items
-                .iter()
-                .filter_map(|i| i.field(field)?.as_tags()?.first())
-                .map(String::as_str)
-                .collect(),
-            None => Vec::new(),
-        };
-        if !categories.is_empty() {
-            self.handles
-                .entropy
-                .record(category_entropy(categories.iter().copied()));
-        }
-        // Diversity needs the items' vectors: present on lists computed now, not on cached
-        // ones (nor on the Redis backend's; see `wants_vectors`).
-        let vectors: Vec<&[f32]> = list
-            .items
-            .iter()
-            .filter_map(|i| i.vector.as_deref())
-            .collect();
-        if vectors.len() == list.items.len()
-            && let Ok(Some(d)) = intra_list_diversity(&vectors)
-        {
-            self.handles.diversity.record(d);
-        }
-        let ids = list.items.iter().map(|i| i.id.as_str());
-        if let Some(n) = Self::list_novelty(&state.novelty, ids.clone()) {
-            self.handles.novelty.record(n);
-        }
         if let Some(exposure) = &mut state.exposure {
-            exposure.add_list(list.t_ms, ids);
+            exposure.add_hashes(list.t_ms, list.item_hashes.iter().copied());
         }
         if let Some((name, feature)) = state.features.get_mut(TOP_SCORE) {
             self.observe_numeric(name, feature, list.top, thresholds);
@@ -532,7 +550,7 @@ impl Monitor {
             self.observe_numeric(name, feature, list.spread, thresholds);
         }
         if let Some((name, feature)) = state.features.get_mut(SERVED_CATEGORY) {
-            for c in &categories {
+            for c in list.categories() {
                 self.observe_categorical(name, feature, c, thresholds);
             }
         }
@@ -542,7 +560,7 @@ impl Monitor {
         let Some(exposure) = &state.exposure else {
             return;
         };
-        state.novelty = NoveltyReference {
+        *self.novelty.write() = NoveltyReference {
             exposure: exposure.snapshot(),
             catalog_items: state.catalog_items,
         };
@@ -1049,6 +1067,25 @@ mod tests {
             unseen > before,
             "smoothed against more impressions: {unseen} vs {before}"
         );
+    }
+
+    #[test]
+    fn categories_survive_the_buffer() {
+        let list = |categories: &[&str]| ServedList {
+            t_ms: 0,
+            top: 1.0,
+            spread: 0.0,
+            item_hashes: vec![],
+            categories: join_categories(categories),
+        };
+        let l = list(&["books", "", "music", "books"]);
+        assert_eq!(
+            l.categories().collect::<Vec<_>>(),
+            ["books", "music", "books"]
+        );
+        assert_eq!(list(&[]).categories().count(), 0);
+        let odd = list(&["a\u{1f}b", "c"]);
+        assert_eq!(odd.categories().collect::<Vec<_>>(), ["ab", "c"]);
     }
 
     #[test]

@@ -9,11 +9,9 @@
 //! memory stays bounded when no tick runs, e.g. in an embedding application).
 
 use std::cell::Cell;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
-use recd_core::Item;
 
 /// Shards of the buffer (more than the worker threads of a small machine).
 const SHARDS: usize = 8;
@@ -30,8 +28,23 @@ pub struct ServedList {
     pub top: f64,
     /// Its first item's score minus its last's.
     pub spread: f64,
-    /// Its items (shared with the answer: no copy of ids or fields).
-    pub items: Vec<Arc<Item>>,
+    /// Its items' ids, hashed (`recd_core::monitor::key_hash`).
+    pub item_hashes: Vec<u64>,
+    /// Its items' categories, joined by [`CATEGORY_SEPARATOR`] (one allocation per list).
+    pub categories: String,
+}
+
+/// What separates the categories in [`ServedList::categories`] (a control character, which
+/// a category value that counts in a drift report is very unlikely to hold).
+pub const CATEGORY_SEPARATOR: char = '\u{1f}';
+
+impl ServedList {
+    /// The categories, one per item that has one.
+    pub fn categories(&self) -> impl Iterator<Item = &str> {
+        self.categories
+            .split(CATEGORY_SEPARATOR)
+            .filter(|c| !c.is_empty())
+    }
 }
 
 /// What waits in one shard.
@@ -109,6 +122,8 @@ impl Pending {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
