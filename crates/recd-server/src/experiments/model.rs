@@ -206,7 +206,11 @@ fn default_mde() -> f64 {
 #[serde(deny_unknown_fields)]
 pub struct ExperimentRequest {
     /// Its id.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub id: String,
     /// `ab`, `bandit` or `interleaving`.
     pub kind: Kind,
@@ -221,6 +225,11 @@ pub struct ExperimentRequest {
     pub metric: Metric,
     /// Experiments of one layer never share a user.
     #[serde(default = "main_layer")]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub layer: String,
     /// Its share of the layer's users; by default whatever the layer has left.
     #[serde(default)]

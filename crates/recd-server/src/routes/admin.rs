@@ -113,6 +113,7 @@ pub fn events_doc() -> Op {
                 ("x-recd-next-cursor", "with limit, when more events follow", string()),
             ],
         )
+        .error(404, "`cursor` names no position of this log (not_found)")
 }
 
 pub fn put_vectors_doc() -> Op {
@@ -245,6 +246,15 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    if let Some(position) = &after {
+        // A well-formed cursor that names no position of this log (each backend has its
+        // own positions) refers to something absent: 404, like an unknown id.
+        if let Err(crate::failure::EngineError::Invalid(e)) =
+            state.engine.events_page(Some(position), 0).await
+        {
+            return Err(ApiError::not_found(format!("'cursor': {}", e.message)));
+        }
+    }
     let limit = params
         .limit
         .map(|l| parse_limit(Some(l), MAX_EVENTS_LIMIT))
@@ -433,7 +443,7 @@ pub async fn put_vectors(
 #[serde(deny_unknown_fields)]
 pub struct RebuildBody {
     /// User ids (at most `[server] max_batch`).
-    #[schema(value_type = Vec<String>)]
+    #[schema(schema_with = crate::openapi::shapes::id_list)]
     users: Vec<Value>,
 }
 

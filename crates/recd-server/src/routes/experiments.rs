@@ -45,7 +45,7 @@ pub struct StrategyBody {
     #[schema(value_type = Option<Object>)]
     ranking: Option<Value>,
     /// A diversity cap applied when the request gives none.
-    #[schema(schema_with = crate::openapi::shapes::diversity)]
+    #[schema(schema_with = crate::openapi::shapes::diversity_ref)]
     diversity: Option<Value>,
     /// The model version it serves: `live`.
     #[schema(pattern = "^live$")]

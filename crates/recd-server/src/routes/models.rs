@@ -57,7 +57,7 @@ pub fn record_doc() -> Op {
     Op::new("Record a model version whose vector chunks are stored; old versions beyond [model] keep_versions are deleted (never the live one)")
         .body::<RecordBody>()
         .answer::<ModelView>(200, "recorded")
-        .error(404, "no such version (not_found)")
+        .error(404, "no such version, or one of its `chunks` is not stored (not_found)")
 }
 
 pub fn get_chunk_doc() -> Op {
@@ -72,6 +72,7 @@ pub fn put_chunk_doc() -> Op {
         .body::<VectorsBody>()
         .answer::<ChunkStored>(200, "stored")
         .error(404, "no such version (not_found)")
+        .error(409, "the version is recorded already: its vectors cannot change (code invalid_argument)")
 }
 
 pub fn mark_live_doc() -> Op {

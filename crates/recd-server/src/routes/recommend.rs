@@ -21,6 +21,7 @@ pub fn recommend_doc() -> Op {
         .describe("At most `count` items, no duplicates, every item passes the filter, never an excluded, deleted or purchased item; a user with no history gets popular items. Scores are non-increasing down the list.")
         .body::<RecommendBody>()
         .answer::<Recommendation>(200, "the list, best first")
+        .error(404, "`strategy` names no strategy (not_found)")
 }
 
 pub fn batch_doc() -> Op {
@@ -76,7 +77,7 @@ pub struct RecommendBody {
     #[schema(max_length = 4096)]
     query: Option<String>,
     /// A per-value cap.
-    #[schema(schema_with = crate::openapi::shapes::diversity)]
+    #[schema(schema_with = crate::openapi::shapes::diversity_ref)]
     diversity: Option<Diversity>,
     /// Per-stage candidates and scores in `stages` (bypasses the cache).
     #[serde(default)]
