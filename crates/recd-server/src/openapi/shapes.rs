@@ -124,7 +124,8 @@ named_placeholder!(crate::error::ErrorBody, "Error");
 /// A field's value in an item.
 fn field_value(ty: FieldType) -> Value {
     let text = json!({"type": "string", "maxLength": MAX_TEXT_BYTES});
-    let tag = json!({"type": "string", "minLength": 1, "maxLength": MAX_ID_BYTES});
+    // A tag value follows the id rule (recd-core's `validate_tag`).
+    let tag = id();
     match ty {
         FieldType::Tag => json!({"anyOf": [tag,
             {"type": "array", "items": tag, "maxItems": MAX_TAGS}, {"type": "null"}],
@@ -136,10 +137,11 @@ fn field_value(ty: FieldType) -> Value {
 }
 
 /// A vector of `schema`: exactly `dim` numbers, each a finite 32-bit float, and under
-/// cosine not all zero. (The bound on the whole vector's norm, which recd-core also checks,
-/// has no JSON Schema keyword.)
+/// cosine not all zero; no component beyond the norm bound. (The bounds on the whole
+/// vector's norm, which recd-core also checks, have no JSON Schema keyword.)
 fn vector(schema: &Schema) -> Value {
-    let max = f64::from(f32::MAX);
+    // The largest component a vector may have: its norm alone may not exceed the bound.
+    let max = recd_core::vector::MAX_NORM_SQUARED.sqrt();
     let mut v = json!({"type": "array", "items": {"type": "number", "minimum": -max, "maximum": max},
         "minItems": schema.vector.dim, "maxItems": schema.vector.dim});
     if schema.vector.metric == recd_core::Metric::Cosine {
@@ -246,7 +248,9 @@ fn request_diversity(schema: &Schema) -> Value {
 /// Names the document's `Diversity` schema (filled by [`specialize`]) in a recommend
 /// request, whose field the data's schema decides.
 pub fn diversity_ref() -> RefOr<OaSchema> {
-    RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Diversity"))
+    // Our own constant schema always converts.
+    serde_json::from_value(json!({"anyOf": [{"$ref": "#/components/schemas/Diversity"}, {"type": "null"}]}))
+        .unwrap_or_else(|_| item_any())
 }
 
 /// `diversity` of a request or a strategy: at most `max_per_value` items per value of a tag or bool field.

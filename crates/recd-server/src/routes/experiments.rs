@@ -38,7 +38,8 @@ pub fn put_strategy_doc() -> Op {
 
 /// `PUT /v1/strategies/{name}`: checked by `Strategy::from_json` against the configured
 /// `[ranking]`.
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)] // For the document: `Strategy::from_json` refuses other keys.
 #[allow(dead_code)] // Documents the body; the handler reads it as JSON.
 pub struct StrategyBody {
     /// Only the `[ranking]` keys that differ from the configuration.

@@ -154,11 +154,21 @@ pub async fn get_chunk(
     Ok(Json(VectorRows::new(&chunk.items, &chunk.users)))
 }
 
+/// A `u32` that JSON may spell `6` or `6.0` (both are an OpenAPI `integer`).
+fn whole_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    use serde::de::Error;
+    match super::recommend::whole_number(d)? {
+        Some(n) => u32::try_from(n).map_err(|_| D::Error::custom(format!("{n} is over 4294967295"))),
+        None => Err(D::Error::custom("a whole number is required")),
+    }
+}
+
 /// `PUT /v1/admin/models/{version}`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordBody {
     /// How many chunks were stored.
+    #[serde(deserialize_with = "whole_u32")]
     chunks: u32,
     /// What the trainer records.
     info: ModelInfo,
