@@ -67,7 +67,7 @@ impl Strategy {
             (None | Some(Value::Null), _) => {}
             (Some(Value::Object(over)), Value::Object(into)) => {
                 for (k, v) in over {
-                    into.insert(k.clone(), v.clone());
+                    into.insert(k.clone(), whole(v));
                 }
             }
             _ => return Err(ValidationError::new("'ranking' must be an object")),
@@ -101,6 +101,17 @@ impl Strategy {
             diversity,
             model,
         })
+    }
+}
+
+/// A count spelled `6.0` as `6`: JSON Schema's `integer` (what the document says the
+/// counts are) takes both, serde's `usize` only the first.
+fn whole(v: &Value) -> Value {
+    match v.as_f64() {
+        Some(f) if v.is_f64() && f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64 => {
+            Value::from(f as u64)
+        }
+        _ => v.clone(),
     }
 }
 

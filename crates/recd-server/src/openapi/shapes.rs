@@ -39,6 +39,31 @@ pub fn id_list() -> RefOr<OaSchema> {
     serde_json::from_value(json!({"type": "array", "items": id()})).unwrap_or_else(|_| item_any())
 }
 
+/// A recommend request's `exclude`: at most 10000 ids, or null.
+pub fn exclude_list() -> RefOr<OaSchema> {
+    serde_json::from_value(
+        json!({"anyOf": [{"type": "array", "items": id(), "maxItems": 10_000}, {"type": "null"}]}),
+    )
+    .unwrap_or_else(|_| item_any())
+}
+
+/// A strategy's `ranking`: the `[ranking]` keys that differ from the configuration, with
+/// the ranges `check_ranking` holds them to (f64s are finite in JSON anyway).
+pub fn ranking_overrides() -> RefOr<OaSchema> {
+    let count = |max: u64, min: u64| json!({"type": "integer", "minimum": min, "maximum": max});
+    let number = json!({"type": "number"});
+    serde_json::from_value(
+        json!({"anyOf": [{"type": "object", "additionalProperties": false,
+        "properties": {
+            "candidates": count(10_000, 1), "popular_candidates": count(10_000, 0),
+            "session_share_max": {"type": "number", "minimum": 0, "maximum": 1},
+            "session_saturation": number, "similarity_weight": number,
+            "popularity_weight": number, "rrf_k": number, "exclude_seen": {"type": "boolean"}}},
+        {"type": "null"}]}),
+    )
+    .unwrap_or_else(|_| item_any())
+}
+
 /// The error shape of API.md, its codes taken from [`Code`].
 pub fn error_body() -> Value {
     let mut codes: Vec<&str> = Code::ALL.iter().map(|c| c.parts().1).collect();
@@ -249,8 +274,10 @@ fn request_diversity(schema: &Schema) -> Value {
 /// request, whose field the data's schema decides.
 pub fn diversity_ref() -> RefOr<OaSchema> {
     // Our own constant schema always converts.
-    serde_json::from_value(json!({"anyOf": [{"$ref": "#/components/schemas/Diversity"}, {"type": "null"}]}))
-        .unwrap_or_else(|_| item_any())
+    serde_json::from_value(
+        json!({"anyOf": [{"$ref": "#/components/schemas/Diversity"}, {"type": "null"}]}),
+    )
+    .unwrap_or_else(|_| item_any())
 }
 
 /// `diversity` of a request or a strategy: at most `max_per_value` items per value of a tag or bool field.

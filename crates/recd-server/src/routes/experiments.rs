@@ -43,7 +43,7 @@ pub fn put_strategy_doc() -> Op {
 #[allow(dead_code)] // Documents the body; the handler reads it as JSON.
 pub struct StrategyBody {
     /// Only the `[ranking]` keys that differ from the configuration.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = crate::openapi::shapes::ranking_overrides)]
     ranking: Option<Value>,
     /// A diversity cap applied when the request gives none.
     #[schema(schema_with = crate::openapi::shapes::diversity_ref)]

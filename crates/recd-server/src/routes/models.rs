@@ -158,7 +158,9 @@ pub async fn get_chunk(
 fn whole_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     use serde::de::Error;
     match super::recommend::whole_number(d)? {
-        Some(n) => u32::try_from(n).map_err(|_| D::Error::custom(format!("{n} is over 4294967295"))),
+        Some(n) => {
+            u32::try_from(n).map_err(|_| D::Error::custom(format!("{n} is over 4294967295")))
+        }
         None => Err(D::Error::custom("a whole number is required")),
     }
 }

@@ -71,7 +71,7 @@ pub struct RecommendBody {
     #[schema(value_type = Option<FilterDoc>)]
     filter: Option<Value>,
     /// Item ids never to show (at most 10000).
-    #[schema(max_items = 10000)]
+    #[schema(schema_with = crate::openapi::shapes::exclude_list)]
     exclude: Option<Vec<String>>,
     /// Free text, blended in as a text-search source (at most 4096 bytes).
     #[schema(max_length = 4096)]
@@ -87,7 +87,11 @@ pub struct RecommendBody {
     #[schema(default = true)]
     use_cache: bool,
     /// A named strategy (outside experiments).
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     strategy: Option<String>,
 }
 
