@@ -78,7 +78,7 @@ impl Strategy {
         let diversity = match map.get("diversity") {
             None | Some(Value::Null) => None,
             Some(d) => Some(
-                serde_json::from_value::<Diversity>(d.clone())
+                serde_json::from_value::<Diversity>(whole_counts(d))
                     .map_err(|e| ValidationError::new(format!("diversity: {e}")))?,
             ),
         };
@@ -104,15 +104,24 @@ impl Strategy {
     }
 }
 
-/// A count spelled `6.0` as `6`: JSON Schema's `integer` (what the document says the
-/// counts are) takes both, serde's `usize` only the first.
-fn whole(v: &Value) -> Value {
+/// A count spelled `6.0` as `6` (anything else as it is): JSON Schema's `integer` (what
+/// the document says the counts are) takes both, serde's `usize` only the first.
+pub(crate) fn whole(v: &Value) -> Value {
     match v.as_f64() {
         Some(f) if v.is_f64() && f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64 => {
             Value::from(f as u64)
         }
         _ => v.clone(),
     }
+}
+
+/// A diversity object with `max_per_value` passed through [`whole`].
+pub(crate) fn whole_counts(d: &Value) -> Value {
+    let mut d = d.clone();
+    if let Some(n) = d.get_mut("max_per_value") {
+        *n = whole(n);
+    }
+    d
 }
 
 /// Ranking settings that parse but cannot work.

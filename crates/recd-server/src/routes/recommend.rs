@@ -77,6 +77,7 @@ pub struct RecommendBody {
     #[schema(max_length = 4096)]
     query: Option<String>,
     /// A per-value cap.
+    #[serde(default, deserialize_with = "diversity")]
     #[schema(schema_with = crate::openapi::shapes::diversity_ref)]
     diversity: Option<Diversity>,
     /// Per-stage candidates and scores in `stages` (bypasses the cache).
@@ -93,6 +94,17 @@ pub struct RecommendBody {
         pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
     )]
     strategy: Option<String>,
+}
+
+/// `diversity`, whose `max_per_value` JSON may spell `6` or `6.0` (both an OpenAPI `integer`).
+fn diversity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Diversity>, D::Error> {
+    use serde::de::Error;
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(crate::experiments::model::whole_counts(&v))
+            .map(Some)
+            .map_err(D::Error::custom),
+    }
 }
 
 fn yes() -> bool {
