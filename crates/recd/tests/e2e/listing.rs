@@ -5,6 +5,7 @@
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::server::{Server, data_dir};
 
@@ -329,14 +330,19 @@ async fn a_filter_as_long_as_a_url_may_be_reaches_the_api() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["items"].as_array().map(Vec::len), Some(5), "{body}");
 
+    // Longer than an `http::Uri` holds, so reqwest cannot send it: raw HTTP/1.1.
     let too_long = url_for(values + 10);
     assert!(too_long.len() > 65_534);
-    let response = s
-        .client
-        .get(s.url(&too_long))
-        .send()
+    let addr = s.url("");
+    let addr = addr.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = tokio::net::TcpStream::connect(addr)
         .await
-        .expect("an answer");
-    assert_eq!(response.status().as_u16(), 414);
+        .expect("connects");
+    let head = format!("GET {too_long} HTTP/1.1\r\nHost: recd\r\nConnection: close\r\n\r\n");
+    conn.write_all(head.as_bytes()).await.expect("sent");
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).await.expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 414"), "{answer}");
     let _ = std::fs::remove_dir_all(&dir);
 }
