@@ -13,7 +13,8 @@
 # a throwaway venv. Exits non-zero on any failure of any check.
 #
 # Environment: RECD_BIN (default target/debug/recd), ST_EXAMPLES (examples per operation and
-# phase, default 25), ST_SEED (default 7): the run is deterministic for a given seed.
+# phase, default 25), ST_SEED (default 7): the run is deterministic for a given seed; ST_VENV:
+# an existing venv with schemathesis to use instead of a new one (local runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,8 @@ BIN="${RECD_BIN:-target/debug/recd}"
 EXAMPLES="${ST_EXAMPLES:-25}"
 SEED="${ST_SEED:-7}"
 WHICH="${1:-both}"
+# What the document cannot say (each entry says why).
+CONFIG="$PWD/scripts/schemathesis.toml"
 
 log() { echo "schemathesis.sh: $*" >&2; }
 die() {
@@ -42,9 +45,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "installing schemathesis $SCHEMATHESIS_VERSION into a throwaway venv"
-python3 -m venv "$WORK/venv"
-"$WORK/venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+if [[ -n "${ST_VENV:-}" ]]; then
+    # A venv kept between local runs (it must hold schemathesis $SCHEMATHESIS_VERSION).
+    VENV="$ST_VENV"
+else
+    log "installing schemathesis $SCHEMATHESIS_VERSION into a throwaway venv"
+    VENV="$WORK/venv"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
 
 # One key with every scope, in a config file.
 KEY_JSON="$("$BIN" keys create --name schemathesis --scopes read,write,admin --json)"
@@ -82,7 +91,7 @@ run_st() {
     log "$name: schemathesis on $BASE/openapi.json, $EXAMPLES examples per operation, seed $SEED"
     (
         cd "$WORK"
-        "$WORK/venv/bin/st" run "$BASE/openapi.json" \
+        "$VENV/bin/st" --config-file "$CONFIG" run "$BASE/openapi.json" \
             --checks all \
             --header "Authorization: Bearer $KEY" \
             --max-examples "$EXAMPLES" \

@@ -43,6 +43,9 @@ pub enum Code {
     UnsupportedMediaType,
     /// 431, code `invalid_argument`: the headers are over `[server] max_header_bytes`.
     HeadersTooLarge,
+    /// 409, code `invalid_argument`: the request is well formed but the state of what it
+    /// names forbids it (e.g. storing a chunk of a model version already recorded).
+    Conflict,
 }
 
 /// Names the error shape `{"error":{"code","message","details"?}}` in the OpenAPI
@@ -51,7 +54,7 @@ pub struct ErrorBody;
 
 impl Code {
     /// Every code, for the document's list of code strings.
-    pub const ALL: [Code; 11] = [
+    pub const ALL: [Code; 12] = [
         Code::InvalidArgument,
         Code::NotFound,
         Code::Unauthorized,
@@ -63,6 +66,7 @@ impl Code {
         Code::PayloadTooLarge,
         Code::UnsupportedMediaType,
         Code::HeadersTooLarge,
+        Code::Conflict,
     ];
 
     /// The status and the API.md code string.
@@ -82,6 +86,7 @@ impl Code {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "invalid_argument",
             ),
+            Code::Conflict => (StatusCode::CONFLICT, "invalid_argument"),
         }
     }
 
@@ -92,6 +97,7 @@ impl Code {
             403 => Code::Forbidden,
             404 | 410 => Code::NotFound,
             405 => Code::MethodNotAllowed,
+            409 => Code::Conflict,
             413 => Code::PayloadTooLarge,
             415 => Code::UnsupportedMediaType,
             429 => Code::RateLimited,
@@ -168,6 +174,7 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::Invalid(v) => ApiError::invalid(v.message),
             EngineError::NotFound(m) => ApiError::not_found(m),
+            EngineError::Conflict(m) => ApiError::with_code(Code::Conflict, m),
             EngineError::Unavailable(m) => ApiError::unavailable(m),
             EngineError::Internal(m) => {
                 tracing::error!(cause = %m, "internal error");

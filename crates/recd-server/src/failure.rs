@@ -15,6 +15,10 @@ pub enum EngineError {
     /// The thing asked about does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The request is well formed, but the state of what it names forbids it; nothing was
+    /// changed (409).
+    #[error("{0}")]
+    Conflict(String),
     /// A backend (store, Redis, the catalog source) cannot answer now; retry later.
     #[error("{0}")]
     Unavailable(String),

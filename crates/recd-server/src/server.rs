@@ -41,6 +41,17 @@ use crate::config::ServerConfig;
 use crate::routes::router;
 use crate::state::AppState;
 
+/// The longest request target (path and query) hyper accepts: `MAX_URI_LEN` of hyper's
+/// HTTP/1 parser (`u16::MAX - 1`, also the most an `http::Uri` holds). Longer ones are
+/// answered by hyper itself with a 414 without a body (no hook exists for it).
+pub const MAX_URI_BYTES: usize = u16::MAX as usize - 1;
+
+/// hyper's read buffer for a request head with headers of at most `max_header_bytes`.
+pub fn head_buffer_bytes(max_header_bytes: usize) -> usize {
+    // The request line's method and version take a few bytes more than the target.
+    MAX_URI_BYTES + 1024 + max_header_bytes * 4
+}
+
 /// Serves `state` on `listener` until `shutdown` completes, then drains in-flight requests.
 pub async fn serve(
     listener: TcpListener,
@@ -95,9 +106,12 @@ pub async fn serve_router(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
-        // The read buffer bounds a request head (hyper answers a bare 431 beyond it);
-        // `header_limit` answers most oversized heads in the error shape well before.
-        .max_buf_size((limits.max_header_bytes * 4).max(64 * 1024));
+        // The read buffer bounds a request head: hyper answers a bare 431 (no body) beyond
+        // it, before a request exists. It holds the longest request target hyper takes
+        // (`MAX_URI_BYTES`; a longer one gets hyper's bare 414) plus four times the header
+        // limit, so that every head up to there reaches `edge::header_limit`, which answers
+        // oversized headers with a 431 in the error shape.
+        .max_buf_size(head_buffer_bytes(limits.max_header_bytes));
     let idle = Duration::from_millis(limits.idle_timeout_ms);
     tokio::pin!(shutdown);
     loop {

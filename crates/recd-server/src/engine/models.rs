@@ -286,8 +286,8 @@ impl Engine {
         let seq = parse_version(version).ok_or_else(|| not_found(version))?;
         let registry = self.store.models().await?;
         if registry.models.iter().any(|m| m.seq == seq) {
-            return Err(EngineError::Invalid(recd_core::ValidationError::new(
-                format!("model version '{version}' is recorded: its vectors cannot change"),
+            return Err(EngineError::Conflict(format!(
+                "model version '{version}' is recorded: its vectors cannot change"
             )));
         }
         Ok(self
@@ -329,8 +329,10 @@ impl Engine {
         let seq = parse_version(version).ok_or_else(|| not_found(version))?;
         for index in 0..chunks {
             if self.store.model_chunk(seq, index).await?.is_none() {
-                return Err(EngineError::Invalid(recd_core::ValidationError::new(
-                    format!("model version '{version}' lacks its chunk {index} of {chunks}"),
+                // The request names a chunk that is not there: not found, like a version
+                // that is not there (the chunk count itself is any u32).
+                return Err(EngineError::NotFound(format!(
+                    "model version '{version}' lacks its chunk {index} of {chunks} (PUT it first)"
                 )));
             }
         }

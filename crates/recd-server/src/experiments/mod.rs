@@ -334,9 +334,11 @@ impl Experiments {
         let active = self.active();
         if let Some(name) = requested {
             let Some(strategy) = active.strategies.get(name) else {
-                return Err(EngineError::Invalid(ValidationError::new(format!(
+                // A name is well formed or not (the route checks it); one that names no
+                // strategy refers to something absent, like an unknown item.
+                return Err(EngineError::NotFound(format!(
                     "strategy '{name}' does not exist (GET /v1/strategies lists them)"
-                ))));
+                )));
             };
             return Ok(Choice {
                 strategy_name: name.to_string(),

@@ -67,7 +67,7 @@ impl Strategy {
             (None | Some(Value::Null), _) => {}
             (Some(Value::Object(over)), Value::Object(into)) => {
                 for (k, v) in over {
-                    into.insert(k.clone(), v.clone());
+                    into.insert(k.clone(), whole(v));
                 }
             }
             _ => return Err(ValidationError::new("'ranking' must be an object")),
@@ -78,7 +78,7 @@ impl Strategy {
         let diversity = match map.get("diversity") {
             None | Some(Value::Null) => None,
             Some(d) => Some(
-                serde_json::from_value::<Diversity>(d.clone())
+                serde_json::from_value::<Diversity>(whole_counts(d))
                     .map_err(|e| ValidationError::new(format!("diversity: {e}")))?,
             ),
         };
@@ -102,6 +102,26 @@ impl Strategy {
             model,
         })
     }
+}
+
+/// A count spelled `6.0` as `6` (anything else as it is): JSON Schema's `integer` (what
+/// the document says the counts are) takes both, serde's `usize` only the first.
+pub(crate) fn whole(v: &Value) -> Value {
+    match v.as_f64() {
+        Some(f) if v.is_f64() && f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64 => {
+            Value::from(f as u64)
+        }
+        _ => v.clone(),
+    }
+}
+
+/// A diversity object with `max_per_value` passed through [`whole`].
+pub(crate) fn whole_counts(d: &Value) -> Value {
+    let mut d = d.clone();
+    if let Some(n) = d.get_mut("max_per_value") {
+        *n = whole(n);
+    }
+    d
 }
 
 /// Ranking settings that parse but cannot work.
@@ -206,7 +226,11 @@ fn default_mde() -> f64 {
 #[serde(deny_unknown_fields)]
 pub struct ExperimentRequest {
     /// Its id.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub id: String,
     /// `ab`, `bandit` or `interleaving`.
     pub kind: Kind,
@@ -221,6 +245,11 @@ pub struct ExperimentRequest {
     pub metric: Metric,
     /// Experiments of one layer never share a user.
     #[serde(default = "main_layer")]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub layer: String,
     /// Its share of the layer's users; by default whatever the layer has left.
     #[serde(default)]

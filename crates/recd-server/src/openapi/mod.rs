@@ -206,6 +206,20 @@ fn operation(route: &Route, op: Op) -> utoipa::openapi::path::Operation {
         }
         responses = responses.response(status.to_string(), response.build());
     }
+    if !op.query.is_empty() && !own.contains(&414) {
+        // The one answer without the error shape: hyper refuses a request target over
+        // `server::MAX_URI_BYTES` itself, before a request exists (no hook exists to shape
+        // it). Only a query can grow that long: path parameters are bounded ids.
+        responses = responses.response(
+            "414",
+            ResponseBuilder::new()
+                .description(format!(
+                    "the URL is longer than {} bytes (a filter too large for a URL); answered by the HTTP layer before the request exists, without a body",
+                    crate::server::MAX_URI_BYTES
+                ))
+                .build(),
+        );
+    }
     let body = op.body.clone().map(|schema| {
         RequestBodyBuilder::new()
             .required(Some(Required::True))

@@ -33,6 +33,37 @@ pub fn id() -> Value {
         "pattern": "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"})
 }
 
+/// A list of ids (each as [`id`]), for `schema_with`.
+pub fn id_list() -> RefOr<OaSchema> {
+    // Our own constant schema always converts; the test below holds it.
+    serde_json::from_value(json!({"type": "array", "items": id()})).unwrap_or_else(|_| item_any())
+}
+
+/// A recommend request's `exclude`: at most 10000 ids, or null.
+pub fn exclude_list() -> RefOr<OaSchema> {
+    serde_json::from_value(
+        json!({"anyOf": [{"type": "array", "items": id(), "maxItems": 10_000}, {"type": "null"}]}),
+    )
+    .unwrap_or_else(|_| item_any())
+}
+
+/// A strategy's `ranking`: the `[ranking]` keys that differ from the configuration, with
+/// the ranges `check_ranking` holds them to (f64s are finite in JSON anyway).
+pub fn ranking_overrides() -> RefOr<OaSchema> {
+    let count = |max: u64, min: u64| json!({"type": "integer", "minimum": min, "maximum": max});
+    let number = json!({"type": "number"});
+    serde_json::from_value(
+        json!({"anyOf": [{"type": "object", "additionalProperties": false,
+        "properties": {
+            "candidates": count(10_000, 1), "popular_candidates": count(10_000, 0),
+            "session_share_max": {"type": "number", "minimum": 0, "maximum": 1},
+            "session_saturation": number, "similarity_weight": number,
+            "popularity_weight": number, "rrf_k": number, "exclude_seen": {"type": "boolean"}}},
+        {"type": "null"}]}),
+    )
+    .unwrap_or_else(|_| item_any())
+}
+
 /// The error shape of API.md, its codes taken from [`Code`].
 pub fn error_body() -> Value {
     let mut codes: Vec<&str> = Code::ALL.iter().map(|c| c.parts().1).collect();
@@ -49,18 +80,35 @@ pub fn error_body() -> Value {
                     "description": "Per-element problems of a batch, e.g. {index, id, message}"}}}}})
 }
 
-/// An event of API.md, its types taken from [`EventType::ALL`].
+/// An event of API.md, its types taken from [`EventType::ALL`]. Which `value` an event
+/// takes depends on its type (recd-core's `check_value`), so the document says it per type:
+/// `dwell` needs seconds (0-86400), `rating` needs 0.5-5, the others take none or a number
+/// that is not negative.
 pub fn event() -> Value {
+    use recd_core::event::MAX_DWELL_SECONDS;
+    let others: Vec<&str> = EventType::ALL
+        .iter()
+        .filter(|k| !matches!(k, EventType::Dwell | EventType::Rating))
+        .map(|k| k.as_str())
+        .collect();
     let kinds: Vec<&str> = EventType::ALL.iter().map(|k| k.as_str()).collect();
+    let nullable_id = json!({"anyOf": [id(), {"type": "null"}]});
     json!({"type": "object", "required": ["user_id", "item_id", "type"], "additionalProperties": false,
         "properties": {
             "user_id": id(), "item_id": id(),
             "type": {"type": "string", "enum": kinds,
                 "description": "dislike and hide: the item never comes back for the user (dislike also turns their session away from it); skip: a weak negative that does not exclude"},
-            "value": {"type": ["number", "null"], "description": "seconds for dwell (0-86400), 0.5-5 for rating"},
+            "value": {"type": ["number", "null"], "description": "seconds for dwell (0-86400, required), 0.5-5 for rating (required); for the other types none, or a number that is not negative"},
             "timestamp": {"description": "RFC 3339, or epoch milliseconds (1970 to 9999, at most [server] max_event_future_seconds ahead); now when absent",
                 "anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": 0, "maximum": recd_core::event::MAX_TIMESTAMP_MS}, {"type": "null"}]},
-            "recommendation_id": {"type": ["string", "null"], "description": "The list the event answers (attribution)"}}})
+            "recommendation_id": nullable_id},
+        "oneOf": [
+            {"required": ["value"], "properties": {"type": {"const": "dwell"},
+                "value": {"type": "number", "minimum": 0, "maximum": MAX_DWELL_SECONDS}}},
+            {"required": ["value"], "properties": {"type": {"const": "rating"},
+                "value": {"type": "number", "minimum": 0.5, "maximum": 5}}},
+            {"properties": {"type": {"enum": others},
+                "value": {"anyOf": [{"type": "number", "minimum": 0}, {"type": "null"}]}}}]})
 }
 
 fn metric_name(m: recd_core::Metric) -> &'static str {
@@ -101,7 +149,8 @@ named_placeholder!(crate::error::ErrorBody, "Error");
 /// A field's value in an item.
 fn field_value(ty: FieldType) -> Value {
     let text = json!({"type": "string", "maxLength": MAX_TEXT_BYTES});
-    let tag = json!({"type": "string", "minLength": 1, "maxLength": MAX_ID_BYTES});
+    // A tag value follows the id rule (recd-core's `validate_tag`).
+    let tag = id();
     match ty {
         FieldType::Tag => json!({"anyOf": [tag,
             {"type": "array", "items": tag, "maxItems": MAX_TAGS}, {"type": "null"}],
@@ -112,14 +161,27 @@ fn field_value(ty: FieldType) -> Value {
     }
 }
 
+/// A vector of `schema`: exactly `dim` numbers, each a finite 32-bit float, and under
+/// cosine not all zero; no component beyond the norm bound. (The bounds on the whole
+/// vector's norm, which recd-core also checks, have no JSON Schema keyword.)
+fn vector(schema: &Schema) -> Value {
+    // The largest component a vector may have: its norm alone may not exceed the bound.
+    let max = recd_core::vector::MAX_NORM_SQUARED.sqrt();
+    let mut v = json!({"type": "array", "items": {"type": "number", "minimum": -max, "maximum": max},
+        "minItems": schema.vector.dim, "maxItems": schema.vector.dim});
+    if schema.vector.metric == recd_core::Metric::Cosine {
+        v["not"] = json!({"items": {"const": 0}});
+    }
+    v
+}
+
 /// An item of `schema`: `id`, the optional vector of its dimension, and its fields.
 fn item(schema: &Schema, details: bool) -> Value {
     let mut props = Map::new();
     props.insert("id".into(), id());
     props.insert(
         "vector".into(),
-        json!({"type": ["array", "null"], "items": {"type": "number"},
-            "minItems": schema.vector.dim, "maxItems": schema.vector.dim,
+        json!({"anyOf": [vector(schema), {"type": "null"}],
             "description": format!("{} finite numbers ({}); only with ?include_vector=true in answers",
                 schema.vector.dim, metric_name(schema.vector.metric))}),
     );
@@ -138,7 +200,8 @@ fn item(schema: &Schema, details: bool) -> Value {
 /// A filter over `schema`'s fields (API.md's Filter).
 fn filter(schema: &Schema) -> Value {
     let mut props = Map::new();
-    let tags = json!({"type": "array", "items": {"type": "string"}, "maxItems": MAX_VALUES});
+    // One tag, or a list of 1 to MAX_VALUES of them; each a tag value as in items.
+    let tags = json!({"anyOf": [id(), {"type": "array", "items": id(), "minItems": 1, "maxItems": MAX_VALUES}]});
     let number = json!({"type": "number"});
     for (name, ty) in &schema.fields {
         let cond = match ty {
@@ -153,7 +216,8 @@ fn filter(schema: &Schema) -> Value {
             FieldType::Bool => json!({"type": "boolean"}),
             FieldType::Text => {
                 json!({"type": "object", "required": ["match"], "additionalProperties": false,
-                "properties": {"match": {"type": "string", "minLength": 1}}})
+                "properties": {"match": {"type": "string", "pattern": "\\w",
+                    "description": "the words every match holds (letters, digits and _; at most 32 distinct)"}}})
             }
         };
         props.insert(name.clone(), cond);
@@ -178,6 +242,8 @@ pub fn specialize(doc: &mut Value, schema: Option<&Schema>) {
             schemas["Item"] = item(schema, false);
             schemas["ItemDetails"] = item(schema, true);
             schemas["Filter"] = filter(schema);
+            schemas["Diversity"] = request_diversity(schema);
+            schemas["IdVector"]["properties"]["vector"] = vector(schema);
         }
         None => {
             let open = json!({"type": "object", "additionalProperties": true,
@@ -185,8 +251,33 @@ pub fn specialize(doc: &mut Value, schema: Option<&Schema>) {
             schemas["Item"] = open.clone();
             schemas["ItemDetails"] = open.clone();
             schemas["Filter"] = open;
+            schemas["Diversity"] = serde_json::to_value(diversity()).unwrap_or_default();
         }
     }
+}
+
+/// `diversity` of a request: [`diversity`] whose `field` is one of `schema`'s tag or bool
+/// fields, the ones a request is checked against.
+fn request_diversity(schema: &Schema) -> Value {
+    let fields: Vec<&str> = schema
+        .fields
+        .iter()
+        .filter(|(_, ty)| matches!(ty, FieldType::Tag | FieldType::Bool))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let mut d = serde_json::to_value(diversity()).unwrap_or_default();
+    d["properties"]["field"] = json!({"type": "string", "enum": fields});
+    d
+}
+
+/// Names the document's `Diversity` schema (filled by [`specialize`]) in a recommend
+/// request, whose field the data's schema decides.
+pub fn diversity_ref() -> RefOr<OaSchema> {
+    // Our own constant schema always converts.
+    serde_json::from_value(
+        json!({"anyOf": [{"$ref": "#/components/schemas/Diversity"}, {"type": "null"}]}),
+    )
+    .unwrap_or_else(|_| item_any())
 }
 
 /// `diversity` of a request or a strategy: at most `max_per_value` items per value of a tag or bool field.

@@ -113,6 +113,7 @@ pub fn events_doc() -> Op {
                 ("x-recd-next-cursor", "with limit, when more events follow", string()),
             ],
         )
+        .error(404, "`cursor` names no position of this log (not_found)")
 }
 
 pub fn put_vectors_doc() -> Op {
@@ -169,8 +170,12 @@ pub struct EventsParams {
     #[serde(default)]
     #[param(required = false)]
     offset: usize,
-    /// `x-recd-next-cursor` of an earlier answer (opaque).
-    #[param(pattern = "^([0-9a-f]{2}){1,256}$")]
+    /// `x-recd-next-cursor` of an earlier answer (opaque: the hex of a UTF-8 position).
+    #[param(
+        min_length = 2,
+        max_length = 512,
+        pattern = "^(?:[0-7][0-9a-f]|(?:c[2-9a-f]|d[0-9a-f])[89ab][0-9a-f]|e0[ab][0-9a-f][89ab][0-9a-f]|(?:e[1-9a-c]|e[ef])[89ab][0-9a-f][89ab][0-9a-f]|ed[89][0-9a-f][89ab][0-9a-f]|f0[9ab][0-9a-f][89ab][0-9a-f][89ab][0-9a-f]|f[1-3][89ab][0-9a-f][89ab][0-9a-f][89ab][0-9a-f]|f48[0-9a-f][89ab][0-9a-f][89ab][0-9a-f])+$"
+    )]
     cursor: Option<String>,
     /// At most this many events (1-10000); without it, to the end of the log.
     #[param(minimum = 1, maximum = 10000)]
@@ -245,6 +250,15 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    if let Some(position) = &after {
+        // A well-formed cursor that names no position of this log (each backend has its
+        // own positions) refers to something absent: 404, like an unknown id.
+        if let Err(crate::failure::EngineError::Invalid(e)) =
+            state.engine.events_page(Some(position), 0).await
+        {
+            return Err(ApiError::not_found(format!("'cursor': {}", e.message)));
+        }
+    }
     let limit = params
         .limit
         .map(|l| parse_limit(Some(l), MAX_EVENTS_LIMIT))
@@ -433,7 +447,7 @@ pub async fn put_vectors(
 #[serde(deny_unknown_fields)]
 pub struct RebuildBody {
     /// User ids (at most `[server] max_batch`).
-    #[schema(value_type = Vec<String>)]
+    #[schema(schema_with = crate::openapi::shapes::id_list)]
     users: Vec<Value>,
 }
 

@@ -38,14 +38,15 @@ pub fn put_strategy_doc() -> Op {
 
 /// `PUT /v1/strategies/{name}`: checked by `Strategy::from_json` against the configured
 /// `[ranking]`.
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)] // For the document: `Strategy::from_json` refuses other keys.
 #[allow(dead_code)] // Documents the body; the handler reads it as JSON.
 pub struct StrategyBody {
     /// Only the `[ranking]` keys that differ from the configuration.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = crate::openapi::shapes::ranking_overrides)]
     ranking: Option<Value>,
     /// A diversity cap applied when the request gives none.
-    #[schema(schema_with = crate::openapi::shapes::diversity)]
+    #[schema(schema_with = crate::openapi::shapes::diversity_ref)]
     diversity: Option<Value>,
     /// The model version it serves: `live`.
     #[schema(pattern = "^live$")]

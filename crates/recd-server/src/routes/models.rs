@@ -57,7 +57,7 @@ pub fn record_doc() -> Op {
     Op::new("Record a model version whose vector chunks are stored; old versions beyond [model] keep_versions are deleted (never the live one)")
         .body::<RecordBody>()
         .answer::<ModelView>(200, "recorded")
-        .error(404, "no such version (not_found)")
+        .error(404, "no such version, or one of its `chunks` is not stored (not_found)")
 }
 
 pub fn get_chunk_doc() -> Op {
@@ -72,6 +72,7 @@ pub fn put_chunk_doc() -> Op {
         .body::<VectorsBody>()
         .answer::<ChunkStored>(200, "stored")
         .error(404, "no such version (not_found)")
+        .error(409, "the version is recorded already: its vectors cannot change (code invalid_argument)")
 }
 
 pub fn mark_live_doc() -> Op {
@@ -153,11 +154,23 @@ pub async fn get_chunk(
     Ok(Json(VectorRows::new(&chunk.items, &chunk.users)))
 }
 
+/// A `u32` that JSON may spell `6` or `6.0` (both are an OpenAPI `integer`).
+fn whole_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    use serde::de::Error;
+    match super::recommend::whole_number(d)? {
+        Some(n) => {
+            u32::try_from(n).map_err(|_| D::Error::custom(format!("{n} is over 4294967295")))
+        }
+        None => Err(D::Error::custom("a whole number is required")),
+    }
+}
+
 /// `PUT /v1/admin/models/{version}`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordBody {
     /// How many chunks were stored.
+    #[serde(deserialize_with = "whole_u32")]
     chunks: u32,
     /// What the trainer records.
     info: ModelInfo,

@@ -38,6 +38,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The store position a cursor names; a 400 for anything [`encode_cursor`] cannot have made.
 pub fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    // The documented patterns say which strings these are (hex of UTF-8 bytes).
     let bad = || ApiError::invalid("'cursor' is not a cursor this server gave out");
     let bytes = cursor.as_bytes();
     if bytes.is_empty() || !bytes.len().is_multiple_of(2) || bytes.len() > 2 * MAX_POSITION_BYTES {

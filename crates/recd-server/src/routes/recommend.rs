@@ -21,6 +21,7 @@ pub fn recommend_doc() -> Op {
         .describe("At most `count` items, no duplicates, every item passes the filter, never an excluded, deleted or purchased item; a user with no history gets popular items. Scores are non-increasing down the list.")
         .body::<RecommendBody>()
         .answer::<Recommendation>(200, "the list, best first")
+        .error(404, "`strategy` names no strategy (not_found)")
 }
 
 pub fn batch_doc() -> Op {
@@ -70,13 +71,14 @@ pub struct RecommendBody {
     #[schema(value_type = Option<FilterDoc>)]
     filter: Option<Value>,
     /// Item ids never to show (at most 10000).
-    #[schema(max_items = 10000)]
+    #[schema(schema_with = crate::openapi::shapes::exclude_list)]
     exclude: Option<Vec<String>>,
     /// Free text, blended in as a text-search source (at most 4096 bytes).
     #[schema(max_length = 4096)]
     query: Option<String>,
     /// A per-value cap.
-    #[schema(schema_with = crate::openapi::shapes::diversity)]
+    #[serde(default, deserialize_with = "diversity")]
+    #[schema(schema_with = crate::openapi::shapes::diversity_ref)]
     diversity: Option<Diversity>,
     /// Per-stage candidates and scores in `stages` (bypasses the cache).
     #[serde(default)]
@@ -86,8 +88,23 @@ pub struct RecommendBody {
     #[schema(default = true)]
     use_cache: bool,
     /// A named strategy (outside experiments).
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     strategy: Option<String>,
+}
+
+/// `diversity`, whose `max_per_value` JSON may spell `6` or `6.0` (both an OpenAPI `integer`).
+fn diversity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Diversity>, D::Error> {
+    use serde::de::Error;
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(crate::experiments::model::whole_counts(&v))
+            .map(Some)
+            .map_err(D::Error::custom),
+    }
 }
 
 fn yes() -> bool {

@@ -20,8 +20,13 @@ pub struct ListParams {
     /// Users per page (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u64>,
-    /// `next_cursor` of the previous page (opaque).
-    #[param(pattern = "^([0-9a-f]{2}){1,256}$")]
+    /// `next_cursor` of the previous page (opaque: the hex of a UTF-8 position, which the
+    /// pattern spells out byte by byte).
+    #[param(
+        min_length = 2,
+        max_length = 512,
+        pattern = "^(?:[0-7][0-9a-f]|(?:c[2-9a-f]|d[0-9a-f])[89ab][0-9a-f]|e0[ab][0-9a-f][89ab][0-9a-f]|(?:e[1-9a-c]|e[ef])[89ab][0-9a-f][89ab][0-9a-f]|ed[89][0-9a-f][89ab][0-9a-f]|f0[9ab][0-9a-f][89ab][0-9a-f][89ab][0-9a-f]|f[1-3][89ab][0-9a-f][89ab][0-9a-f][89ab][0-9a-f]|f48[0-9a-f][89ab][0-9a-f][89ab][0-9a-f])+$"
+    )]
     cursor: Option<String>,
 }
 

@@ -183,7 +183,7 @@ async fn an_ab_test_names_the_better_strategy_and_survives_a_restart() {
         variant(&stopped, "treatment")["users"],
         variant(&before, "treatment")["users"]
     );
-    // A request may name a strategy outside experiments; an unknown one is a 400.
+    // A request may name a strategy outside experiments; an unknown one is a 404.
     let a = s
         .recommend(json!({"user_id": "x", "count": 5, "strategy": "popular-first"}))
         .await;
@@ -191,7 +191,7 @@ async fn an_ab_test_names_the_better_strategy_and_survives_a_restart() {
     let (status, _) = s
         .post("/v1/recommend", json!({"user_id": "x", "strategy": "nope"}))
         .await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 404);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
