@@ -39,18 +39,8 @@ scopes = ["read", "write", "admin"]
 per_key = { rps = 1000000, burst = 1000000 }
 per_ip  = { rps = 1000000, burst = 1000000 }
 TOML
-start() { # name [config] -> sets PORT_<name>, PID_<name>
-    local port config=()
-    port=$(free_port)
-    [ -n "${2:-}" ] && config=(--config "$2")
-    "$BIN" demo "${config[@]}" --data-dir "$W/$1" --items "$ITEMS" --users "$USERS" \
-        --seed 42 --listen "127.0.0.1:$port" > "$W/$1.log" 2>&1 &
-    local pid=$!
-    wait_listening $pid "$W/$1.log"
-    eval "PORT_$1=$port PID_$1=$pid"
-}
-start on "$W/on.toml"; ON=$PID_on
-start off; OFF=$PID_off
+start_demo on --config "$W/on.toml"; ON=$PID_on
+start_demo off; OFF=$PID_off
 # The server with keys refuses a request without one (auth is really on).
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
     -d '{"user_id":"user-1"}' "http://127.0.0.1:$PORT_on/v1/recommend")
@@ -61,8 +51,7 @@ run() { # label port [key]
     [ -n "${3:-}" ] && key=(--api-key "$3")
     "$BIN" bench "${key[@]}" --target "http://127.0.0.1:$2" --concurrency "$CONC" \
         --duration "$DURATION" --users "$USERS" --items "$ITEMS" --no-cache --json 2>/dev/null |
-        grep '^{' |
-        python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; print(sys.argv[1], round(r["rps"]), "req/s, p50", l["p50"], "p99", l["p99"], "ms, errors", r["errors"])' "$1 load $LOAD:"
+        bench_summary "$1 load $LOAD:"
 }
 for round in $(seq "$ROUNDS"); do
     if [ $((round % 2)) -eq 1 ]; then

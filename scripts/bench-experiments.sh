@@ -42,8 +42,7 @@ T=http://127.0.0.1:$PORT
 run() {
     LOAD=$(cut -d' ' -f1 /proc/loadavg)
     "$BIN" bench --target "$T" --concurrency "$CONC" --duration "$DURATION" --users "$USERS" \
-        --items "$ITEMS" --no-cache --json 2>/dev/null | grep '^{' |
-        python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; print(sys.argv[1], round(r["rps"]), "req/s, p50", l["p50"], "p99", l["p99"], "ms, errors", r["errors"])' "$1 load $LOAD:"
+        --items "$ITEMS" --no-cache --json 2>/dev/null | bench_summary "$1 load $LOAD:"
 }
 for round in $(seq "$ROUNDS"); do
     run "round $round experiment off"

@@ -26,17 +26,8 @@ W=$(mktemp -d)
 ON="" OFF=""
 trap '[ -n "$ON" ] && kill $ON 2>/dev/null; [ -n "$OFF" ] && kill $OFF 2>/dev/null; rm -rf "$W"' EXIT
 export RECD_LOG=warn
-start() { # name enabled -> sets PORT_<name>
-    local port
-    port=$(free_port)
-    RECD_MONITORING__ENABLED=$2 "$BIN" demo --data-dir "$W/$1" --items "$ITEMS" --users "$USERS" \
-        --seed 42 --listen "127.0.0.1:$port" > "$W/$1.log" 2>&1 &
-    local pid=$!
-    wait_listening $pid "$W/$1.log"
-    eval "PORT_$1=$port PID_$1=$pid"
-}
-start on true; ON=$PID_on
-start off false; OFF=$PID_off
+RECD_MONITORING__ENABLED=true start_demo on; ON=$PID_on
+RECD_MONITORING__ENABLED=false start_demo off; OFF=$PID_off
 # CPU seconds (user + system) a process has used so far.
 cpu_seconds() {
     awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"

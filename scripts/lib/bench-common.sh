@@ -24,3 +24,22 @@ recd_binary() {
         echo "${CARGO_TARGET_DIR:-target}/release/recd"
     fi
 }
+
+# start_demo NAME [DEMO ARGS...]: a `recd demo` of $ITEMS items and $USERS users (seed 42) in
+# $W/NAME, listening on a free port, logging to $W/NAME.log; waits until it listens and sets
+# PORT_NAME and PID_NAME. Environment given before the call reaches the server.
+start_demo() {
+    local name=$1 port pid
+    shift
+    port=$(free_port)
+    "$BIN" demo "$@" --data-dir "$W/$name" --items "$ITEMS" --users "$USERS" --seed 42 \
+        --listen "127.0.0.1:$port" > "$W/$name.log" 2>&1 &
+    pid=$!
+    wait_listening $pid "$W/$name.log"
+    eval "PORT_$name=$port PID_$name=$pid"
+}
+
+# bench_summary LABEL: one line (req/s, p50, p99, errors) from `recd bench --json` on stdin.
+bench_summary() {
+    grep '^{' | python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; print(sys.argv[1], round(r["rps"]), "req/s, p50", l["p50"], "p99", l["p99"], "ms, errors", r["errors"])' "$1"
+}
