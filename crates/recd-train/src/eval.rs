@@ -313,6 +313,18 @@ impl Evaluation {
         config: EvalConfig,
         item_sets: Option<Vec<Vec<u32>>>,
     ) -> Result<Self> {
+        Self::from_split_with(split, dataset, config, item_sets, |_, _, _| {})
+    }
+
+    /// [`Evaluation::from_split`] with a callback after each ALS iteration (as
+    /// [`als::train_with`]), so a caller can show the training's progress and loss.
+    pub fn from_split_with(
+        split: split::Split,
+        dataset: &str,
+        config: EvalConfig,
+        item_sets: Option<Vec<Vec<u32>>>,
+        on_iteration: impl FnMut(als::IterationInfo, &[f32], &[f32]),
+    ) -> Result<Self> {
         if config.k == 0 {
             return Err(TrainError::param("k", "must be >= 1"));
         }
@@ -322,7 +334,7 @@ impl Evaluation {
                 "no test user has both train and test items".into(),
             ));
         }
-        let als = als::train(&split.train, &config.als)?;
+        let als = als::train_with(&split.train, &config.als, on_iteration)?;
         let (similarity, diversity_basis) = match item_sets {
             Some(sets) if sets.iter().any(|s| !s.is_empty()) => {
                 (ItemSimilarity::from_sets(sets), "genres")

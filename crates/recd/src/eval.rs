@@ -507,8 +507,15 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
             String::new()
         }
     );
-    let ev = Evaluation::from_split(split, &loaded.name, eval_config, Some(sets))
+    // ALS on the train half is the long step of a small evaluation: counted like `recd
+    // train`'s (a bar on a terminal, periodic lines otherwise).
+    let iterations = Progress::new("ALS iterations", Some(eval_config.als.iterations as u64));
+    let ev =
+        Evaluation::from_split_with(split, &loaded.name, eval_config, Some(sets), |_, _, _| {
+            iterations.add(1)
+        })
         .map_err(train_error)?;
+    iterations.finish();
     eprintln!(
         "recd eval: {} split, {} train / {} test events; ALS trained in {:.2} s",
         ev.split.method.name(),

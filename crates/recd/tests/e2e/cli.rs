@@ -342,3 +342,35 @@ async fn import_events_creates_items_on_redis() {
     assert_eq!(a["items"].as_array().map(Vec::len), Some(3), "{a}");
     let _ = std::fs::remove_dir_all(&input);
 }
+
+#[test]
+fn eval_counts_its_als_iterations() {
+    let input = data_dir("cli-eval-progress");
+    std::fs::create_dir_all(&input).expect("input dir");
+    let csv = input.join("events.csv");
+    events_csv(&csv, 120, 12);
+    let envs = [("RECD_LOG", "info"), ("RECD_PROGRESS_EVERY_MS", "0")];
+    let out = recd(
+        &[
+            "eval",
+            "--interactions",
+            p(&csv),
+            "--factors",
+            "8",
+            "--iterations",
+            "4",
+            "--no-replay",
+        ],
+        &envs,
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for i in 1..=4 {
+        assert!(
+            stderr.contains(&format!("ALS iterations: {i}/4 (")),
+            "no progress line for iteration {i}:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("ALS iterations: 4 done in"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&input);
+}
