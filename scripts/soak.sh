@@ -57,14 +57,26 @@ while True:
     time.sleep(1)
 PY
 UPS=$!
-echo "minute,rss_mib,rps,p50_ms,p99_ms,errors" > "$W/soak.csv"
+# The peak of the same mix (c = 32, 20 s, upserts running): each minute's share of it is
+# recorded, so the run shows how close to the intended ~70 % the chosen concurrency came.
+PEAK=$("$BIN" bench --target "http://127.0.0.1:$PORT" --scenario mixed --ids range \
+    --users 10000000 --items "$ITEMS" --concurrency 32 --duration 20 --no-cache --seed 999 \
+    --json 2>/dev/null | grep '^{' | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["rps"]))')
+echo "peak (c = 32): $PEAK req/s; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "minute,rss_mib,rps,share_of_peak,p50_ms,p99_ms,errors,load1" > "$W/soak.csv"
 for m in $(seq "$MINUTES"); do
     "$BIN" bench --target "http://127.0.0.1:$PORT" --scenario mixed --ids range \
         --users 10000000 --items "$ITEMS" --concurrency "$CONC" --duration 59 --warmup 0 \
         --no-cache --seed "$m" --json 2>/dev/null | grep '^{' > "$W/m.json" || true
     RSS=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$PID/status")
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r["latency_ms"]; print(f"{sys.argv[2]},{sys.argv[3]},{r[\"rps\"]:.0f},{l[\"p50\"]},{l[\"p99\"]},{r[\"errors\"]}")' \
-        "$W/m.json" "$m" "$RSS" | tee -a "$W/soak.csv"
+    LOAD=$(cut -d' ' -f1 /proc/loadavg)
+    python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+l = r["latency_ms"]
+row = [sys.argv[2], sys.argv[3], "%.0f" % r["rps"], "%.2f" % (r["rps"] / float(sys.argv[4])),
+       l["p50"], l["p99"], r["errors"], sys.argv[5]]
+print(",".join(str(v) for v in row))' "$W/m.json" "$m" "$RSS" "$PEAK" "$LOAD" | tee -a "$W/soak.csv"
 done
 echo "upsert failures: $(grep -c 'upsert failed' "$W/upserts.log" || true)"
 cp "$W/soak.csv" "${OUT%.png}.csv"
