@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Soak: a long mixed load on one server — recommend and events from an endless stream of
 # new users (`recd bench --scenario mixed --ids range` over 10 million user ids), plus item
-# upserts (a batch of new items every second) — with the server's RSS and each minute's
+# upserts (a batch of 20 every second over a pool of 6,000 soak items: new ones for the
+# first five minutes, then updates, so that the catalogue stops growing as a real one
+# would; a catalogue that grows without end grows RSS by design) — with the server's RSS and each minute's
 # throughput and p99 recorded, then plotted (RSS and p99 over time). User state expires
 # after `--ttl` seconds without a write (`model.session.ttl_seconds`, 30 days by default;
 # shortened here so that the run covers several expiry cycles): RSS must flatten once
@@ -43,9 +45,9 @@ rnd = random.Random(7)
 while True:
     items = []
     for _ in range(20):
-        items.append({"id": f"soak-{n}", "category": [f"c{rnd.randrange(20)}"], "brand": ["soak"],
+        items.append({"id": f"soak-{n % 6000}", "category": [f"c{rnd.randrange(20)}"], "brand": ["soak"],
                       "price": round(rnd.uniform(1, 500), 2), "in_stock": True, "popularity": 0,
-                      "title": f"soak item {n}", "vector": [rnd.gauss(0, 1) for _ in range(64)]})
+                      "title": f"soak item {n % 6000} v{n // 6000}", "vector": [rnd.gauss(0, 1) for _ in range(64)]})
         n += 1
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/items", method="PUT",
                                  data=json.dumps({"items": items}).encode(),

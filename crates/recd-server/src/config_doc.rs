@@ -82,6 +82,10 @@ pub const DOCS: &[(&str, &str)] = &[
         "At most this many seconds between checkpoints (redb absorbing the write log) while anything is being written.",
     ),
     (
+        "embedded.cache_bytes",
+        "Most bytes of redb pages kept in memory (redb's page cache); the items, users and index are in memory anyway, so this only speeds up reads of the event log and checkpoints.",
+    ),
+    (
         "embedded.checkpoint_bytes",
         "A checkpoint also starts once this many bytes were logged since the last one (and log segments are this large).",
     ),

@@ -63,11 +63,25 @@ pub type SeqEvents = Vec<(u64, Event)>;
 #[derive(Debug)]
 pub struct Durable {
     path: PathBuf,
+    /// redb's page cache bound (kept for [`reopen`](Self::reopen)).
+    cache_bytes: u64,
     /// `None` only while [`reopen`](Self::reopen) replaces a database that hit an IO error
     /// (redb refuses every later write until it is reopened).
     db: RwLock<Option<Database>>,
     /// An IO error was met: the next checkpoint reopens the file first.
     needs_reopen: AtomicBool,
+}
+
+/// redb's page cache when the configuration does not say (`[embedded] cache_bytes`).
+/// redb's own default is 1 GiB, which a long-running server fills as its event log grows:
+/// the data the embedded store serves from lives in memory already (items, users, the
+/// index), so redb's cache only speeds up reads of the log (user event reads, listings,
+/// session rebuilds) and checkpoints.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+
+fn create_database(path: &Path, cache_bytes: u64) -> Result<Database, redb::DatabaseError> {
+    let cache = usize::try_from(cache_bytes).unwrap_or(usize::MAX);
+    Database::builder().set_cache_size(cache).create(path)
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> StoreResult<T> {
@@ -85,16 +99,25 @@ impl Durable {
         dir.join(FILE).exists()
     }
 
-    /// Opens (or creates) `dir/recd.redb`, creating its tables and, for a data dir from
-    /// before the per-user index, building it.
+    /// Opens (or creates) `dir/recd.redb` with the default page cache
+    /// ([`DEFAULT_CACHE_BYTES`]).
+    #[cfg(test)]
     pub fn open(dir: &Path) -> StoreResult<Durable> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) `dir/recd.redb`, creating its tables and, for a data dir from
+    /// before the per-user index, building it. redb keeps at most `cache_bytes` of pages
+    /// in memory.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> StoreResult<Durable> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
         let path = dir.join(FILE);
-        let db = Database::create(&path)
+        let db = create_database(&path, cache_bytes)
             .map_err(|e| StoreError::Internal(format!("cannot open {}: {e}", path.display())))?;
         let durable = Durable {
+            cache_bytes,
             path,
             db: RwLock::new(Some(db)),
             needs_reopen: AtomicBool::new(false),
@@ -148,7 +171,7 @@ impl Durable {
         let mut db = self.db.write();
         // Close first: redb holds a lock on the file.
         *db = None;
-        let fresh = Database::create(&self.path).map_err(|e| {
+        let fresh = create_database(&self.path, self.cache_bytes).map_err(|e| {
             StoreError::Unavailable(format!("cannot reopen {}: {e}", self.path.display()))
         })?;
         *db = Some(fresh);

@@ -90,6 +90,9 @@ pub struct EmbeddedOptions {
     /// A checkpoint also starts once this many bytes were logged since the last one (and
     /// log segments are this large). Default 64 MiB.
     pub checkpoint_bytes: u64,
+    /// Most bytes of redb pages kept in memory. Default 256 MiB (redb's own default, 1 GiB,
+    /// made a long-running server's RSS creep up as its event log grew).
+    pub cache_bytes: u64,
 }
 
 impl Default for EmbeddedOptions {
@@ -99,6 +102,7 @@ impl Default for EmbeddedOptions {
             hnsw: HnswParams::default(),
             checkpoint_seconds: 5.0,
             checkpoint_bytes: 64 << 20,
+            cache_bytes: durable::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -225,7 +229,7 @@ impl EmbeddedStore {
                 dir.display()
             ))));
         }
-        let durable = Arc::new(Durable::open(dir)?);
+        let durable = Arc::new(Durable::open_with_cache(dir, options.cache_bytes)?);
         let wal_dir = dir.join("wal");
         let (applied, next_no) = checkpoint::recover(&durable, &wal_dir)?;
         let loaded = durable.load()?;
