@@ -118,6 +118,10 @@ pub const DOCS: &[(&str, &str)] = &[
         "Server-side time limit of one query (`TIMEOUT`).",
     ),
     (
+        "redis.connections",
+        "Multiplexed connections to Redis, used in turn (0 counts as 1): one connection parses all of its replies on one task, which capped a server's throughput.",
+    ),
+    (
         "redis.connect_timeout_ms",
         "Time to establish a connection.",
     ),
