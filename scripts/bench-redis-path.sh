@@ -123,6 +123,7 @@ dur = float(__import__("os").environ["DURATION"])
 reqs = max(r["requests"], 1) * (dur + 1.0) / dur
 out = {"name": name, "concurrency": c, "rps": round(r["rps"], 1),
        "p50_ms": r["latency_ms"]["p50"], "p99_ms": r["latency_ms"]["p99"], "errors": r["errors"],
+       "first_errors": r.get("first_errors") or None,
        "redis_cores": round((cpu1 - cpu0) / (t1 - t0), 3),
        "redis_cpu_us_per_req": round((cpu1 - cpu0) * 1e6 / reqs, 1), "load_end": float(load)}
 if server_cpu0:

@@ -16,8 +16,8 @@
 //!
 //! Connections: a few [`ConnectionManager`]s (each one multiplexed connection that reconnects
 //! by itself), used in turn: one multiplexed connection reads and parses every reply on one
-//! task, so under load a single one became the server's serialization point
-//! ([`RedisConfig::connections`]). Short connect / response timeouts and an overall deadline per operation, so that a
+//! task, which would cap a server with many cores ([`RedisConfig::connections`]). Short
+//! connect / response timeouts and an overall deadline per operation, so that a
 //! Redis that is down turns into [`StoreError::Unavailable`] within a fraction of a second,
 //! and the store works again as soon as Redis is back (re-creating the index if the new
 //! Redis came up empty).
@@ -124,8 +124,9 @@ pub struct RedisConfig {
     /// write-back applies it to each of its scripts.
     pub operation_timeout_ms: u64,
     /// Multiplexed connections to Redis, used in turn (0 counts as 1). Each one reads and
-    /// parses all of its replies on one task, so a single connection caps how many replies
-    /// the server can take in per second however many cores it has.
+    /// parses all of its replies on one task (about a fifth of a redis-backed server's CPU
+    /// under perf), so a single connection would cap a server of more than ~4 cores; on 2
+    /// cores 1 and 4 measured the same (BENCHMARKS.md, "Redis request path").
     pub connections: usize,
 }
 

@@ -215,7 +215,7 @@ mod tests {
         assert_eq!(
             hits,
             [
-                ("p:item:a".to_string(), 0.551_306_962_966_918_95),
+                ("p:item:a".to_string(), 0.551_306_962_966_919),
                 ("p:item:b".to_string(), -2.5)
             ]
         );
