@@ -122,6 +122,10 @@ pub const DOCS: &[(&str, &str)] = &[
         "Server-side time limit of one query (`TIMEOUT`).",
     ),
     (
+        "redis.connections",
+        "Multiplexed connections to Redis, used in turn (0 counts as 1): one connection reads and parses all of its replies on one task (about a fifth of a redis-backed server's CPU), which would cap a server of more than ~4 cores.",
+    ),
+    (
         "redis.connect_timeout_ms",
         "Time to establish a connection.",
     ),

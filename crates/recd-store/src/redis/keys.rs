@@ -100,6 +100,11 @@ impl Keys {
     /// The doc key of an item key of any version.
     pub(crate) fn doc_of_item_key(&self, key: &str) -> Option<String> {
         let (version, id) = self.any_item_version(key)?;
+        // Nearly every hit is of this version: no `Keys` of another version to build (that
+        // was ~2.5 % of a redis-backed server's CPU, one per KNN hit).
+        if version == self.version {
+            return Some(self.doc(id));
+        }
         Some(Keys::new(&self.prefix, version).doc(id))
     }
 

@@ -126,7 +126,7 @@ impl RedisStore {
         tracing::info!(prefix = %self.inner.config.prefix, version = new.version(), copied, "swapped in a new index version");
         Ok(RedisStore {
             inner: Arc::new(Inner::new(
-                self.inner.conn.clone(),
+                self.inner.conns.clone(),
                 new_schema,
                 self.inner.settings.clone(),
                 self.inner.config.clone(),

@@ -14,8 +14,10 @@
 //! - users: an optimistic read → `UserState::apply` in Rust → compare-and-set script
 //!   ([`users`]), which also appends to the `{prefix}events` stream and bumps popularity.
 //!
-//! Connection: a [`ConnectionManager`] (one multiplexed connection, reconnects by itself),
-//! with short connect / response timeouts and an overall deadline per operation, so that a
+//! Connections: a few [`ConnectionManager`]s (each one multiplexed connection that reconnects
+//! by itself), used in turn: one multiplexed connection reads and parses every reply on one
+//! task, which would cap a server with many cores ([`RedisConfig::connections`]). Short
+//! connect / response timeouts and an overall deadline per operation, so that a
 //! Redis that is down turns into [`StoreError::Unavailable`] within a fraction of a second,
 //! and the store works again as soon as Redis is back (re-creating the index if the new
 //! Redis came up empty).
@@ -121,6 +123,11 @@ pub struct RedisConfig {
     /// Deadline of one store operation (all its round trips and retries); item vector
     /// write-back applies it to each of its scripts.
     pub operation_timeout_ms: u64,
+    /// Multiplexed connections to Redis, used in turn (0 counts as 1). Each one reads and
+    /// parses all of its replies on one task (about a fifth of a redis-backed server's CPU
+    /// under perf), so a single connection would cap a server of more than ~4 cores; on 2
+    /// cores 1 and 4 measured the same (BENCHMARKS.md, "Redis request path").
+    pub connections: usize,
 }
 
 impl Default for RedisConfig {
@@ -138,6 +145,7 @@ impl Default for RedisConfig {
             connect_timeout_ms: 250,
             response_timeout_ms: 1000,
             operation_timeout_ms: 2000,
+            connections: 4,
         }
     }
 }
@@ -161,8 +169,11 @@ impl std::fmt::Debug for RedisStore {
 }
 
 struct Inner {
-    /// One multiplexed connection, re-established in the background after a failure.
-    conn: ConnectionManager,
+    /// Multiplexed connections, each re-established in the background after a failure;
+    /// never empty.
+    conns: Vec<ConnectionManager>,
+    /// The next connection [`Inner::conn`] hands out.
+    next_conn: std::sync::atomic::AtomicUsize,
     schema: Schema,
     settings: ModelSettings,
     config: RedisConfig,
@@ -178,7 +189,7 @@ struct Inner {
 
 impl Inner {
     fn new(
-        conn: ConnectionManager,
+        conns: Vec<ConnectionManager>,
         schema: Schema,
         settings: ModelSettings,
         config: RedisConfig,
@@ -190,13 +201,24 @@ impl Inner {
                 .into_iter()
                 .map(String::from)
                 .collect(),
-            conn,
+            conns,
+            next_conn: Default::default(),
             schema,
             settings,
             config,
             keys,
             sweep_cursor: Default::default(),
         }
+    }
+
+    /// The next connection, in turn. Each store call takes one and awaits every reply
+    /// before its next command, so commands of one call keep their order whichever
+    /// connection carries them (a `MULTI` is one pipeline on one connection).
+    fn conn(&self) -> ConnectionManager {
+        let n = self
+            .next_conn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.conns[n % self.conns.len()].clone()
     }
 }
 
@@ -254,20 +276,24 @@ impl RedisStore {
             .set_min_delay(Duration::from_millis(20))
             .set_max_delay(Duration::from_millis(200));
         let deadline = Duration::from_millis(config.operation_timeout_ms);
-        let conn = tokio::time::timeout(
-            deadline,
-            ConnectionManager::new_with_config(client, manager_config),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable(format!("redis at {url}: connect timed out")))?
-        .map_err(from_redis)?;
-        let mut conn2 = conn.clone();
+        let mut conns = Vec::with_capacity(config.connections.max(1));
+        for _ in 0..config.connections.max(1) {
+            let conn = tokio::time::timeout(
+                deadline,
+                ConnectionManager::new_with_config(client.clone(), manager_config.clone()),
+            )
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("redis at {url}: connect timed out")))?
+            .map_err(from_redis)?;
+            conns.push(conn);
+        }
+        let mut first = conns[0].clone();
         let version =
-            with_deadline(deadline, ensure_index(&mut conn2, &schema, &config, 1)).await?;
+            with_deadline(deadline, ensure_index(&mut first, &schema, &config, 1)).await?;
         let keys = Keys::new(&config.prefix, version);
-        tracing::info!(prefix = %config.prefix, version, "redis store ready");
+        tracing::info!(prefix = %config.prefix, version, connections = conns.len(), "redis store ready");
         Ok(RedisStore {
-            inner: Arc::new(Inner::new(conn, schema, settings, config, keys)),
+            inner: Arc::new(Inner::new(conns, schema, settings, config, keys)),
         })
     }
 
@@ -278,7 +304,7 @@ impl RedisStore {
 
     /// Applies `events` (each with its position in `run`, when the call is a retryable
     /// bulk batch): each user's events, in order, as one atomic unit; users in parallel
-    /// (up to USER_PARALLELISM at once, pipelined on the one connection).
+    /// (up to USER_PARALLELISM at once, pipelined on the connections).
     async fn apply_by_user<'e>(
         &self,
         events: impl Iterator<Item = (u64, &'e Event)>,
@@ -328,7 +354,7 @@ impl RedisStore {
                     let inner = self.inner.clone();
                     set.spawn(async move {
                         let refs: Vec<&Event> = events.iter().collect();
-                        let mut conn = inner.conn.clone();
+                        let mut conn = inner.conn();
                         users::apply(
                             &mut conn,
                             &inner.keys,
@@ -351,7 +377,7 @@ impl RedisStore {
     }
 
     fn conn(&self) -> ConnectionManager {
-        self.inner.conn.clone()
+        self.inner.conn()
     }
 
     async fn run<T, F>(&self, f: F) -> StoreResult<T>
@@ -428,6 +454,21 @@ impl RedisStore {
             filter,
             returned,
         );
+        if returned.is_empty() {
+            // The distance is the sort key (see `query::knn_args`). It is the f32 distance
+            // printed with 17 digits (`RETURN` prints 12): both parse to the same f32.
+            let hits = reply::sort_keys_reply(self.query_index("FT.SEARCH", args).await?)?;
+            return Ok(hits
+                .into_iter()
+                .map(|(key, distance)| {
+                    let doc = Doc {
+                        key,
+                        fields: BTreeMap::new(),
+                    };
+                    (doc, score_of(schema.vector.metric, distance as f32))
+                })
+                .collect());
+        }
         let (_, docs) = self.search(args).await?;
         docs.into_iter()
             .map(|doc| {
@@ -652,12 +693,16 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
+        // Every connection: healthy means each one a request may take answers (and a
+        // connection broken by an outage reconnects on its first use, this one).
         self.run(async {
-            let () = redis::cmd("PING")
-                .query_async(&mut self.conn())
-                .await
-                .map(|_: String| ())
-                .map_err(from_redis)?;
+            for conn in &self.inner.conns {
+                let () = redis::cmd("PING")
+                    .query_async(&mut conn.clone())
+                    .await
+                    .map(|_: String| ())
+                    .map_err(from_redis)?;
+            }
             Ok(())
         })
         .await
@@ -1104,7 +1149,7 @@ impl Store for RedisStore {
                 let (inner, user) = (self.inner.clone(), user.clone());
                 let deadline = Duration::from_millis(inner.config.operation_timeout_ms);
                 set.spawn(async move {
-                    let mut conn = inner.conn.clone();
+                    let mut conn = inner.conn();
                     with_deadline(
                         deadline,
                         users::rebuild_session(&mut conn, &inner.keys, &inner.settings, &user),

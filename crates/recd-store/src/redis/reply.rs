@@ -56,6 +56,37 @@ pub(crate) fn search_reply(value: Value) -> StoreResult<(u64, Vec<Doc>)> {
     Ok((total, docs))
 }
 
+/// The keys and numeric sort keys of an `FT.SEARCH ... SORTBY f WITHSORTKEYS NOCONTENT`
+/// reply (`[total, key, "#<value of f>", key, ...]`), in reply order.
+pub(crate) fn sort_keys_reply(value: Value) -> StoreResult<Vec<(String, f64)>> {
+    let Value::Array(items) = value else {
+        return Err(bad_reply(
+            "FT.SEARCH did not answer an array (RESP3 is not supported)",
+        ));
+    };
+    let mut it = items.into_iter();
+    if !matches!(it.next(), Some(Value::Int(_))) {
+        return Err(bad_reply("FT.SEARCH without a total"));
+    }
+    let mut out = Vec::with_capacity(it.len() / 2);
+    while let Some(key) = it.next() {
+        let key = bytes(key)
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| bad_reply("FT.SEARCH key"))?;
+        let sort_key = it
+            .next()
+            .and_then(bytes)
+            .ok_or_else(|| bad_reply("FT.SEARCH hit without a sort key"))?;
+        let number = sort_key
+            .strip_prefix(b"#")
+            .and_then(|n| std::str::from_utf8(n).ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| bad_reply("FT.SEARCH sort key is not a number"))?;
+        out.push((key, number));
+    }
+    Ok(out)
+}
+
 /// The total and the keys of an `FT.SEARCH ... NOCONTENT` reply (`[total, key, key, ...]`).
 pub(crate) fn keys_reply(value: Value) -> StoreResult<(u64, Vec<String>)> {
     let Value::Array(items) = value else {
@@ -160,5 +191,43 @@ pub(crate) fn bytes(v: Value) -> Option<Vec<u8>> {
         Value::Int(n) => Some(n.to_string().into_bytes()),
         Value::Double(d) => Some(d.to_string().into_bytes()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn sort_keys_are_numbers_after_a_hash() {
+        let reply = Value::Array(vec![
+            Value::Int(2),
+            bulk("p:item:a"),
+            bulk("#0.55130696296691895"),
+            bulk("p:item:b"),
+            bulk("#-2.5"),
+        ]);
+        let hits = sort_keys_reply(reply).unwrap();
+        assert_eq!(
+            hits,
+            [
+                ("p:item:a".to_string(), 0.551_306_962_966_919),
+                ("p:item:b".to_string(), -2.5)
+            ]
+        );
+        let empty = Value::Array(vec![Value::Int(0)]);
+        assert!(sort_keys_reply(empty).unwrap().is_empty());
+        // A string sort key, a missing one, a missing total: refused, never a made-up score.
+        for bad in [
+            vec![Value::Int(1), bulk("k"), bulk("$text")],
+            vec![Value::Int(1), bulk("k")],
+            vec![bulk("k"), bulk("#1")],
+        ] {
+            assert!(sort_keys_reply(Value::Array(bad)).is_err());
+        }
     }
 }

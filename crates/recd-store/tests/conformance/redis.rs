@@ -234,6 +234,138 @@ async fn items_are_plain_hashes_any_client_can_read() {
     assert_eq!(total.first(), Some(&redis::Value::Int(1)));
 }
 
+/// KNN distances come back as the hits' sort keys (`WITHSORTKEYS`, 17 digits): the scores
+/// are exactly those of the distances `RETURN` gives (12 digits), hit for hit.
+#[tokio::test]
+async fn knn_scores_are_the_returned_distances() {
+    let prefix = unique_prefix("scores");
+    let Some(store) = connect(schema(), settings(), &prefix).await else {
+        return;
+    };
+    assert_eq!(schema().vector.metric, recd_core::Metric::Cosine);
+    // Vectors spread over the sphere (a fixed pseudo-random walk), 60 items.
+    let mut x: u32 = 7;
+    let mut next = move || {
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        f64::from(x >> 8) / f64::from(1u32 << 24) - 0.5
+    };
+    let items: Vec<_> = (0..60)
+        .map(|i| upsert(json!({"id": format!("i{i}"), "vector": [next(), next(), next(), next()]})))
+        .collect();
+    store.upsert_items(items).await.unwrap();
+    let query = [0.3f32, -0.7, 0.2, 0.9];
+    let hits = store.knn(&query, 60, &Filter::all()).await.unwrap();
+    assert_eq!(hits.len(), 60);
+
+    let client = redis::Client::open(redis_url().unwrap().as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let bytes: Vec<u8> = query.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let raw: Vec<redis::Value> = redis::cmd("FT.SEARCH")
+        .arg(format!("{prefix}idx:items"))
+        .arg("(*)=>[KNN 60 @vector $vec EF_RUNTIME 64 AS d]")
+        .arg("PARAMS")
+        .arg(2)
+        .arg("vec")
+        .arg(bytes)
+        .arg("SORTBY")
+        .arg("d")
+        .arg("RETURN")
+        .arg(1)
+        .arg("d")
+        .arg("LIMIT")
+        .arg(0)
+        .arg(60)
+        .arg("DIALECT")
+        .arg(2)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let text = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
+        other => panic!("not a string: {other:?}"),
+    };
+    let mut want = Vec::new();
+    for pair in raw[1..].chunks(2) {
+        let id = text(&pair[0])
+            .strip_prefix(&format!("{prefix}item:"))
+            .unwrap()
+            .to_string();
+        let redis::Value::Array(fields) = &pair[1] else {
+            panic!("no fields: {pair:?}");
+        };
+        let distance: f32 = text(&fields[1]).parse().unwrap();
+        want.push((id, 1.0 - distance));
+    }
+    let got: Vec<(String, f32)> = hits.iter().map(|h| (h.item.id.clone(), h.score)).collect();
+    assert_eq!(got, want);
+}
+
+/// `connections` is how many connections a store opens (0 counts as 1), and requests go
+/// through all of them: each sees what was written through another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_opens_its_configured_connections() {
+    if redis_url().is_none() {
+        return;
+    }
+    // A Redis of its own, so that no other test's clients are counted.
+    let url = start_redis(None).expect("a private redis for the connection test");
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port in url");
+    let mut probe = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut clients = async || -> usize {
+        let info: String = redis::cmd("INFO")
+            .arg("clients")
+            .query_async(&mut probe)
+            .await
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("connected_clients")
+    };
+    let prefix = unique_prefix("pool");
+    let config = |connections| RedisConfig {
+        prefix: prefix.clone(),
+        connections,
+        ..RedisConfig::default()
+    };
+    let three = RedisStore::connect(&url, schema(), settings(), config(3))
+        .await
+        .unwrap();
+    assert_eq!(clients().await, 1 + 3);
+    let one = RedisStore::connect(&url, schema(), settings(), config(0))
+        .await
+        .unwrap();
+    assert_eq!(clients().await, 1 + 3 + 1);
+    for (i, writer) in [&three, &one, &three, &three].into_iter().enumerate() {
+        let id = format!("i{i}");
+        writer
+            .upsert_items(vec![upsert(json!({"id": id, "vector":[1,0,0,0]}))])
+            .await
+            .unwrap();
+        for reader in [&three, &one, &three, &three] {
+            let hits = reader
+                .knn(&[1.0, 0.0, 0.0, 0.0], 10, &Filter::all())
+                .await
+                .unwrap();
+            assert_eq!(
+                hits.len(),
+                i + 1,
+                "written through one connection, read through another"
+            );
+        }
+    }
+    three.ping().await.unwrap();
+    stop_redis(port);
+}
+
 /// Stops the Redis process under a connected store and starts it again: requests fail fast
 /// with `Unavailable` while it is down, and the same store serves again once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
