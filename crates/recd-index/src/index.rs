@@ -71,6 +71,26 @@ pub struct VectorIndex {
     visited: VisitedPool,
     /// Inserts, updates and removes so far (a snapshot policy's clock).
     changes: AtomicU64,
+    /// Searches answered per plan, for monitoring the planner.
+    plans: PlanCounters,
+}
+
+/// How many searches each plan answered since the index was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanCounts {
+    /// Exact scans chosen by the planner (selective filters, tiny indexes, forced).
+    pub exact: u64,
+    /// Graph walks (unfiltered, or filtered with the filter applied during the walk).
+    pub graph: u64,
+    /// Graph walks that found fewer than `min(k, allowed)` hits and fell back to a scan.
+    pub graph_then_exact: u64,
+}
+
+#[derive(Debug, Default)]
+struct PlanCounters {
+    exact: AtomicU64,
+    graph: AtomicU64,
+    graph_then_exact: AtomicU64,
 }
 
 impl VectorIndex {
@@ -90,6 +110,16 @@ impl VectorIndex {
             graph: Graph::new(m, params.ef_construction),
             visited: VisitedPool::default(),
             changes: AtomicU64::new(0),
+            plans: PlanCounters::default(),
+        }
+    }
+
+    /// How many searches each plan answered (the planner's choices, for metrics).
+    pub fn plan_counts(&self) -> PlanCounts {
+        PlanCounts {
+            exact: self.plans.exact.load(Ordering::Relaxed),
+            graph: self.plans.graph.load(Ordering::Relaxed),
+            graph_then_exact: self.plans.graph_then_exact.load(Ordering::Relaxed),
         }
     }
 
@@ -333,7 +363,10 @@ impl VectorIndex {
             None => flat::scan_all(st, &q, k),
         };
         let found = match plan {
-            Plan::Exact => exact(&st),
+            Plan::Exact => {
+                self.plans.exact.fetch_add(1, Ordering::Relaxed);
+                exact(&st)
+            }
             Plan::Graph { ef } => {
                 let mut visited = self.visited.take(st.slots());
                 let mut res = match &allowed {
@@ -349,8 +382,10 @@ impl VectorIndex {
                 if (res.len() as u64) < card.min(k as u64) {
                     // The walk could not reach enough allowed nodes: never return fewer
                     // matches than exist.
+                    self.plans.graph_then_exact.fetch_add(1, Ordering::Relaxed);
                     exact(&st)
                 } else {
+                    self.plans.graph.fetch_add(1, Ordering::Relaxed);
                     res.truncate(k);
                     for s in &mut res {
                         s.key = st.id_of(s.key);
@@ -635,6 +670,28 @@ mod tests {
         // Unknown ids in the filter are simply not there.
         let ghosts: RoaringBitmap = (100_000..100_010).collect();
         assert!(idx.search(q, 5, Some(&ghosts)).expect("search").is_empty());
+    }
+
+    #[test]
+    fn every_search_is_counted_under_the_plan_that_answered_it() {
+        let idx = VectorIndex::new(8, Metric::L2, HnswParams::default());
+        let data = vectors(2_000, 8, 4);
+        idx.insert_batch(&data).expect("batch");
+        let q = &data[0].1;
+        let few: RoaringBitmap = data.iter().take(5).map(|(id, _)| *id).collect();
+        idx.search(q, 10, None).expect("walk");
+        idx.search(q, 10, Some(&few))
+            .expect("scan: fewer allowed than k");
+        idx.exact_search(q, 10, None).expect("forced scan");
+        let walk = SearchOptions {
+            ef: Some(1),
+            strategy: Strategy::Graph,
+        };
+        // A forced walk (it falls back to a scan only if the walk misses an allowed node).
+        idx.search_with(q, 5, Some(&few), walk).expect("walk");
+        let c = idx.plan_counts();
+        assert_eq!(c.exact, 2, "{c:?}");
+        assert_eq!(c.graph + c.graph_then_exact, 2, "{c:?}");
     }
 
     #[test]
