@@ -387,8 +387,7 @@ impl Snapshots {
             } else {
                 changes.wrapping_sub(saved)
             };
-            let due = pending >= self.options.changes || last.elapsed() >= interval;
-            if !due || last.elapsed() < gap {
+            if !due(pending, last.elapsed(), self.options.changes, interval, gap) {
                 continue;
             }
             let started = Instant::now();
@@ -404,9 +403,29 @@ impl Snapshots {
     }
 }
 
+/// Whether the background thread saves now: something changed, and either `changes`
+/// changes piled up or `interval` passed since the last snapshot — but never sooner than
+/// `gap` after it (ten times the last snapshot's duration, so that saving a huge index
+/// during a bulk import takes at most ~10 % of the time).
+fn due(pending: u64, since: Duration, changes: u64, interval: Duration, gap: Duration) -> bool {
+    pending > 0 && since >= gap && (pending >= changes || since >= interval)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_background_policy() {
+        let (n, t) = (100, Duration::from_secs(300));
+        let s = Duration::from_secs;
+        assert!(!due(0, s(10_000), n, t, s(0)), "nothing changed");
+        assert!(!due(99, s(10), n, t, s(0)), "too few changes, too soon");
+        assert!(due(100, s(10), n, t, s(0)), "enough changes");
+        assert!(due(1, s(300), n, t, s(0)), "one change, long enough ago");
+        assert!(!due(1_000_000, s(10), n, t, s(20)), "within ten times the last duration");
+        assert!(due(1_000_000, s(20), n, t, s(20)));
+    }
 
     #[test]
     fn slot_tables_round_trip_and_refuse_garbage() {
