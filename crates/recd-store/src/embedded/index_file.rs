@@ -423,7 +423,10 @@ mod tests {
         assert!(!due(99, s(10), n, t, s(0)), "too few changes, too soon");
         assert!(due(100, s(10), n, t, s(0)), "enough changes");
         assert!(due(1, s(300), n, t, s(0)), "one change, long enough ago");
-        assert!(!due(1_000_000, s(10), n, t, s(20)), "within ten times the last duration");
+        assert!(
+            !due(1_000_000, s(10), n, t, s(20)),
+            "within ten times the last duration"
+        );
         assert!(due(1_000_000, s(20), n, t, s(20)));
     }
 
