@@ -676,6 +676,9 @@ mod store_tests {
         assert_right(&s, &data).await;
     }
 
+    /// What a damage is called, and what it does to the file's bytes.
+    type Damage = (&'static str, fn(&mut Vec<u8>));
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_damaged_snapshot_is_rebuilt_with_right_answers() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -686,7 +689,7 @@ mod store_tests {
             answers(&s).await
         };
         let file = super::path(dir.path());
-        let damages: [(&str, fn(&mut Vec<u8>)); 4] = [
+        let damages: [Damage; 4] = [
             ("truncated", |b| b.truncate(b.len() / 2)),
             ("a flipped byte", |b| {
                 let mid = b.len() / 2;
