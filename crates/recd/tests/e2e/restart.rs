@@ -98,6 +98,15 @@ async fn a_restart_loads_the_index_instead_of_rebuilding_it() {
         before,
         "an answer changed across the restart"
     );
+    // The planner's choices are counted: the unfiltered similar-items searches walk the
+    // graph (five of them were asked since this start).
+    let metrics = s.get_text("/metrics").await;
+    let walks: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("recd_index_plan_total{plan=\"graph\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no graph plan count in {metrics}"));
+    assert!(walks >= 5, "{walks} walks");
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
     for name in ["first", "second"] {
