@@ -31,3 +31,28 @@ pub enum IndexError {
     #[error("the index is full")]
     Full,
 }
+
+/// Why a snapshot could not be loaded. Every variant means "rebuild instead": a snapshot
+/// is a cache of the index, never the only copy of anything.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The bytes are not a snapshot at all.
+    #[error("not an index snapshot")]
+    NotASnapshot,
+    /// The file ends early (a write that never finished, or a cut copy).
+    #[error("the snapshot is truncated")]
+    Truncated,
+    /// The checksum does not match the contents.
+    #[error("the snapshot's checksum does not match its contents")]
+    Checksum,
+    /// Written by another version of the format.
+    #[error("snapshot format version {0} is not supported")]
+    Version(u32),
+    /// Made for an index of another dimension, metric or `m`.
+    #[error("the snapshot was made for another index: {0}")]
+    Mismatch(String),
+    /// Intact bytes describing an impossible graph.
+    #[error("the snapshot is inconsistent: {0}")]
+    Corrupt(String),
+}

@@ -23,7 +23,7 @@ use crate::topk::Scored;
 use crate::visited::Visited;
 
 /// Highest level a node can get (the expected top level for 10^9 nodes at M = 16 is ~7).
-const MAX_LEVEL: u64 = 15;
+pub(crate) const MAX_LEVEL: u64 = 15;
 /// Fixed seed for level assignment, so a build is reproducible from its insertion order.
 const LEVEL_SEED: u64 = 0x5EED_F0F4_EC0D;
 
@@ -64,6 +64,16 @@ impl Graph {
         let level = (-u.ln() * self.ml).floor();
         // `level` is finite and >= 0 (u in (0, 1]); the cast saturates, then we cap it.
         (level as u64).min(MAX_LEVEL) as u8
+    }
+
+    /// The entry point as `(slot, level)`, if any node has been linked.
+    pub(crate) fn entry(&self) -> Option<(u32, usize)> {
+        self.entry.lock().map(|e| (e.slot, e.level))
+    }
+
+    /// Sets the entry point (a snapshot load restores the saved one).
+    pub(crate) fn set_entry(&self, slot: u32, level: usize) {
+        *self.entry.lock() = Some(Entry { slot, level });
     }
 
     /// Whether any node has been linked (a walk needs an entry point).

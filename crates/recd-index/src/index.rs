@@ -2,7 +2,7 @@
 //! and the planner together. Input validation lives here, so nothing below it sees a vector
 //! of the wrong length, a non-finite value, or a zero vector under cosine.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{RwLock, RwLockWriteGuard};
 use rayon::prelude::*;
@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use recd_core::vector::norm_squared_f64;
 
 use crate::distance::Metric;
-use crate::error::IndexError;
+use crate::error::{IndexError, SnapshotError};
 use crate::flat;
 use crate::hnsw::Graph;
 use crate::planner::{self, Plan, SearchOptions, Strategy};
+use crate::snapshot::{self, SnapshotInfo};
 use crate::store::Store;
 use crate::topk::Scored;
 use crate::visited::VisitedPool;
@@ -68,6 +69,28 @@ pub struct VectorIndex {
     store: RwLock<Store>,
     graph: Graph,
     visited: VisitedPool,
+    /// Inserts, updates and removes so far (a snapshot policy's clock).
+    changes: AtomicU64,
+    /// Searches answered per plan, for monitoring the planner.
+    plans: PlanCounters,
+}
+
+/// How many searches each plan answered since the index was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanCounts {
+    /// Exact scans chosen by the planner (selective filters, tiny indexes, forced).
+    pub exact: u64,
+    /// Graph walks (unfiltered, or filtered with the filter applied during the walk).
+    pub graph: u64,
+    /// Graph walks that found fewer than `min(k, allowed)` hits and fell back to a scan.
+    pub graph_then_exact: u64,
+}
+
+#[derive(Debug, Default)]
+struct PlanCounters {
+    exact: AtomicU64,
+    graph: AtomicU64,
+    graph_then_exact: AtomicU64,
 }
 
 impl VectorIndex {
@@ -86,13 +109,94 @@ impl VectorIndex {
             store: RwLock::new(Store::new(dim, metric, m)),
             graph: Graph::new(m, params.ef_construction),
             visited: VisitedPool::default(),
+            changes: AtomicU64::new(0),
+            plans: PlanCounters::default(),
         }
+    }
+
+    /// How many searches each plan answered (the planner's choices, for metrics).
+    pub fn plan_counts(&self) -> PlanCounts {
+        PlanCounts {
+            exact: self.plans.exact.load(Ordering::Relaxed),
+            graph: self.plans.graph.load(Ordering::Relaxed),
+            graph_then_exact: self.plans.graph_then_exact.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Saves the whole index to `out` — graph, vectors, tombstones and `extra` (opaque
+    /// caller bytes, kept verbatim) — in the checksummed format of the `snapshot` module.
+    /// Locks are held for one chunk of ~1,000 nodes at a time, so inserts, removes and
+    /// searches continue meanwhile; the result is a valid graph of the nodes that existed
+    /// when it started, each as it was at some moment during the write (see the module
+    /// docs: a caller that must know the exact contents verifies them after loading).
+    pub fn write_snapshot<W: std::io::Write>(
+        &self,
+        out: W,
+        extra: &[u8],
+    ) -> std::io::Result<SnapshotInfo> {
+        let shape = (
+            self.dim,
+            self.metric,
+            self.params.m,
+            self.params.ef_construction,
+        );
+        snapshot::encode(&self.store, &self.graph, shape, out, extra)
+    }
+
+    /// Loads an index saved by [`write_snapshot`](Self::write_snapshot), for `dim` and
+    /// `metric` with `params` (`m` must be the saved one; `ef_search` and `ef_construction`
+    /// may differ). Returns the index and the saved `extra` bytes. Any damage, truncation or
+    /// mismatch is an error, never a panic.
+    pub fn read_snapshot(
+        bytes: &[u8],
+        dim: usize,
+        metric: Metric,
+        params: HnswParams,
+    ) -> Result<(Self, &[u8]), SnapshotError> {
+        let index = Self::new(dim, metric, params);
+        let decoded = snapshot::decode(bytes, dim, metric, index.params.m, |v| index.validate(v))?;
+        *index.store.write() = decoded.store;
+        if let Some((slot, level)) = decoded.entry {
+            index.graph.set_entry(slot, level);
+        }
+        Ok((index, decoded.extra))
+    }
+
+    /// How many inserts, updates and removes this index has taken (not persisted: counts
+    /// from zero in each process). Snapshot policies compare it between snapshots.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
+    /// Whether `id` is stored with exactly `vector` (bit for bit) — how a caller checks a
+    /// loaded snapshot against its own data.
+    pub fn holds(&self, id: u32, vector: &[f32]) -> bool {
+        let st = self.store.read();
+        st.slot_of(id).is_some_and(|slot| {
+            let v = st.vector(slot);
+            v.len() == vector.len()
+                && v.iter()
+                    .zip(vector)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+        })
+    }
+
+    /// The stored (not removed) ids.
+    pub fn ids(&self) -> RoaringBitmap {
+        self.store.read().live().clone()
+    }
+
+    /// Graph nodes, removed ones included (they stay as waypoints until a rebuild): with
+    /// [`len`](Self::len), how much of the graph is dead weight.
+    pub fn nodes(&self) -> usize {
+        self.store.read().slots()
     }
 
     /// Inserts `id`, or replaces its vector if it is already present (or was removed).
     /// Safe to call from many threads, concurrently with searches.
     pub fn insert(&self, id: u32, vector: &[f32]) -> Result<(), IndexError> {
         let inv_norm = self.validate(vector)?;
+        self.changes.fetch_add(1, Ordering::Relaxed);
         let mut w = self.store.write();
         let slot = w
             .upsert(id, vector, inv_norm, |s| self.graph.random_level(s))?
@@ -112,6 +216,8 @@ impl VectorIndex {
             .iter()
             .map(|(_, v)| self.validate(v))
             .collect::<Result<Vec<f32>, _>>()?;
+        self.changes
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
         let mut slots = {
             let mut w = self.store.write();
             let mut slots = Vec::with_capacity(items.len());
@@ -181,7 +287,11 @@ impl VectorIndex {
     /// Removes `id`; returns whether it was present. A removed id is never returned by a
     /// search; its node stays in the graph as a waypoint until the index is rebuilt.
     pub fn remove(&self, id: u32) -> bool {
-        self.store.write().remove(id)
+        let removed = self.store.write().remove(id);
+        if removed {
+            self.changes.fetch_add(1, Ordering::Relaxed);
+        }
+        removed
     }
 
     /// The stored vector of `id`, exactly as it was given.
@@ -253,7 +363,10 @@ impl VectorIndex {
             None => flat::scan_all(st, &q, k),
         };
         let found = match plan {
-            Plan::Exact => exact(&st),
+            Plan::Exact => {
+                self.plans.exact.fetch_add(1, Ordering::Relaxed);
+                exact(&st)
+            }
             Plan::Graph { ef } => {
                 let mut visited = self.visited.take(st.slots());
                 let mut res = match &allowed {
@@ -269,8 +382,10 @@ impl VectorIndex {
                 if (res.len() as u64) < card.min(k as u64) {
                     // The walk could not reach enough allowed nodes: never return fewer
                     // matches than exist.
+                    self.plans.graph_then_exact.fetch_add(1, Ordering::Relaxed);
                     exact(&st)
                 } else {
+                    self.plans.graph.fetch_add(1, Ordering::Relaxed);
                     res.truncate(k);
                     for s in &mut res {
                         s.key = st.id_of(s.key);
@@ -555,6 +670,28 @@ mod tests {
         // Unknown ids in the filter are simply not there.
         let ghosts: RoaringBitmap = (100_000..100_010).collect();
         assert!(idx.search(q, 5, Some(&ghosts)).expect("search").is_empty());
+    }
+
+    #[test]
+    fn every_search_is_counted_under_the_plan_that_answered_it() {
+        let idx = VectorIndex::new(8, Metric::L2, HnswParams::default());
+        let data = vectors(2_000, 8, 4);
+        idx.insert_batch(&data).expect("batch");
+        let q = &data[0].1;
+        let few: RoaringBitmap = data.iter().take(5).map(|(id, _)| *id).collect();
+        idx.search(q, 10, None).expect("walk");
+        idx.search(q, 10, Some(&few))
+            .expect("scan: fewer allowed than k");
+        idx.exact_search(q, 10, None).expect("forced scan");
+        let walk = SearchOptions {
+            ef: Some(1),
+            strategy: Strategy::Graph,
+        };
+        // A forced walk (it falls back to a scan only if the walk misses an allowed node).
+        idx.search_with(q, 5, Some(&few), walk).expect("walk");
+        let c = idx.plan_counts();
+        assert_eq!(c.exact, 2, "{c:?}");
+        assert_eq!(c.graph + c.graph_then_exact, 2, "{c:?}");
     }
 
     #[test]

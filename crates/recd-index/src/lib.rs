@@ -31,6 +31,9 @@
 //! - `flat`: exact scans over all live vectors or over a set of ids.
 //! - `planner`: exact scan vs. filtered walk, chosen by the filter's cardinality.
 //! - `index`: [`VectorIndex`], validation, and the public API.
+//! - `snapshot`: the saved form of the graph ([`VectorIndex::write_snapshot`],
+//!   [`VectorIndex::read_snapshot`]): a checksummed stream written under short locks while
+//!   the index keeps serving, so that a restart loads the graph instead of rebuilding it.
 //! - `topk`, `visited`: the bounded heap and the pooled visited sets the searches share.
 //! - `prefetch`: the cache-prefetch hint (the crate's only `unsafe`).
 //!
@@ -74,12 +77,14 @@ mod hnsw;
 mod index;
 mod planner;
 mod prefetch;
+mod snapshot;
 mod store;
 mod topk;
 mod visited;
 
 pub use distance::Metric;
-pub use error::IndexError;
-pub use index::{Hit, HnswParams, VectorIndex};
+pub use error::{IndexError, SnapshotError};
+pub use index::{Hit, HnswParams, PlanCounts, VectorIndex};
 pub use planner::{SearchOptions, Strategy};
 pub use roaring;
+pub use snapshot::SnapshotInfo;

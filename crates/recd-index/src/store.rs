@@ -85,6 +85,19 @@ impl Store {
         }
     }
 
+    /// Makes room for `additional` more slots (a snapshot load knows its size up front).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.vectors.reserve(additional.saturating_mul(self.dim));
+        self.inv_norms.reserve(additional);
+        self.links0.reserve(additional.saturating_mul(1 + self.m0));
+        self.in0.reserve(additional);
+        self.upper.reserve(additional);
+        self.levels.reserve(additional);
+        self.link_locks.reserve(additional);
+        self.slot_ids.reserve(additional);
+        self.deleted.reserve(additional);
+    }
+
     /// Number of slots ever created (live + deleted).
     #[inline]
     pub(crate) fn slots(&self) -> usize {

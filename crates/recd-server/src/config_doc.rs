@@ -90,6 +90,22 @@ pub const DOCS: &[(&str, &str)] = &[
         "A checkpoint also starts once this many bytes were logged since the last one (and log segments are this large).",
     ),
     (
+        "embedded.index_snapshot",
+        "The vector index's snapshot (`DATA_DIR/index/hnsw.snapshot`): a restart loads it, checks it against the stored items and re-inserts what changed, instead of rebuilding the index.",
+    ),
+    (
+        "embedded.index_snapshot.enabled",
+        "Save the index at shutdown and in the background, and load it at start; off: every start rebuilds the index.",
+    ),
+    (
+        "embedded.index_snapshot.changes",
+        "Save in the background once this many vector inserts, updates and removes were made since the last snapshot.",
+    ),
+    (
+        "embedded.index_snapshot.seconds",
+        "...or this many seconds after the last snapshot if anything changed at all.",
+    ),
+    (
         "redis",
         "Redis backend options (key prefix, HNSW, timeouts).",
     ),

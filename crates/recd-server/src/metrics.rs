@@ -254,6 +254,11 @@ pub const CATALOGUE: &[MetricDef] = &[
         "Keys the shared Redis evicted for maxmemory (INFO evicted_keys).",
     ),
     def(
+        "recd_index_plan_total",
+        Counter,
+        "KNN searches of the embedded vector index by the plan that answered them (`plan`: `exact` scan, `graph` walk with the filter applied during the walk, `graph_then_exact` when a walk found too few and a scan completed it); absent on the redis backend, whose query engine does not report its plan.",
+    ),
+    def(
         "recd_catalog_queries_total",
         Counter,
         "Queries sent to the external item catalog.",

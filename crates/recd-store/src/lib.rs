@@ -182,6 +182,13 @@ pub trait Store: Send + Sync + 'static {
     /// The `k` items most similar to `query` among those passing `filter`, best first.
     async fn knn(&self, query: &[f32], k: usize, filter: &Filter) -> StoreResult<Vec<Hit>>;
 
+    /// How many KNN searches each plan of an in-process index answered (`exact`, `graph`,
+    /// `graph_then_exact`), for `recd_index_plan_total`. Empty where the plan is chosen
+    /// out of process (Redis's query engine does not report it).
+    fn index_plans(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
     /// The `k` most popular items passing `filter`, most popular first (ties in any order).
     async fn popular(&self, k: usize, filter: &Filter) -> StoreResult<Vec<PopularHit>>;
 

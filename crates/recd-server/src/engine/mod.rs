@@ -673,6 +673,9 @@ impl Engine {
         }
         // Drift gauges are set when the report is computed.
         let _ = self.monitor.drift();
+        for (plan, n) in self.store.index_plans() {
+            metrics::counter!("recd_index_plan_total", "plan" => plan).absolute(n);
+        }
         if let Some(catalog) = &self.catalog {
             metrics::counter!("recd_catalog_queries_total").absolute(catalog.queries());
             metrics::counter!("recd_catalog_errors_total").absolute(catalog.errors());

@@ -21,6 +21,8 @@
 //! - `write`: the write operations.
 //! - `users`, `popularity`, `catalog` (+ `attributes`): the in-memory state.
 //! - `memory`: the event log of an in-memory store.
+//! - `index_file`: the vector index's snapshot file, so that a restart loads the graph
+//!   instead of rebuilding it (checked against the stored items, never trusted blindly).
 //! - `models`: the model registry (redb tables, or maps in memory).
 //! - `faults`: fault injection for the durability tests.
 
@@ -29,6 +31,7 @@ mod catalog;
 mod checkpoint;
 mod durable;
 mod faults;
+mod index_file;
 mod log;
 mod memory;
 mod models;
@@ -53,6 +56,8 @@ use self::catalog::Catalog;
 use self::checkpoint::{Checkpointer, Trigger};
 use self::durable::{Durable, Loaded};
 use self::faults::Faults;
+use self::index_file::Snapshots;
+pub use self::index_file::{IndexStart, SnapshotOptions};
 pub use self::log::Fsync;
 use self::log::{LogConfig, Ticket, Wal};
 use self::memory::MemoryLog;
@@ -93,6 +98,8 @@ pub struct EmbeddedOptions {
     /// Most bytes of redb pages kept in memory. Default 256 MiB (redb's own default, 1 GiB,
     /// made a long-running server's RSS creep up as its event log grew).
     pub cache_bytes: u64,
+    /// When the vector index is saved, so that a restart loads it instead of rebuilding.
+    pub index_snapshot: SnapshotOptions,
 }
 
 impl Default for EmbeddedOptions {
@@ -103,6 +110,7 @@ impl Default for EmbeddedOptions {
             checkpoint_seconds: 5.0,
             checkpoint_bytes: 64 << 20,
             cache_bytes: durable::DEFAULT_CACHE_BYTES,
+            index_snapshot: SnapshotOptions::default(),
         }
     }
 }
@@ -117,8 +125,10 @@ pub struct EmbeddedStore {
 struct Inner {
     schema: Schema,
     settings: ModelSettings,
-    index: VectorIndex,
-    catalog: RwLock<Catalog>,
+    index: Arc<VectorIndex>,
+    catalog: Arc<RwLock<Catalog>>,
+    /// How the index came to be at open.
+    index_start: IndexStart,
     popularity: Popularity,
     users: Arc<Users>,
     /// Serializes item writers (upserts, deletes, vector write-back), so that slots are
@@ -161,6 +171,7 @@ struct Logged {
     checkpointer: Arc<Checkpointer>,
     durable: Arc<Durable>,
     faults: Arc<Faults>,
+    snapshots: Arc<Snapshots>,
 }
 
 impl Sink {
@@ -192,14 +203,15 @@ impl EmbeddedStore {
         schema.validate()?;
         let options = EmbeddedOptions::default();
         let users = Arc::new(Users::new(0));
-        let (index, catalog, popularity) =
-            memory_state(&schema, &options, Loaded::default(), &users)?;
+        let (index, catalog, popularity, index_start) =
+            memory_state(&schema, &options, Loaded::default(), &users, None)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 schema,
                 settings,
-                index,
-                catalog: RwLock::new(catalog),
+                index: Arc::new(index),
+                catalog: Arc::new(RwLock::new(catalog)),
+                index_start,
                 popularity,
                 users,
                 items_lock: Mutex::new(()),
@@ -257,7 +269,30 @@ impl EmbeddedStore {
             durable.save_schema(&schema)?;
         }
         let users = Arc::new(Users::new(applied));
-        let (index, catalog, popularity) = memory_state(&schema, &options, loaded, &users)?;
+        let snapshot = options
+            .index_snapshot
+            .enabled
+            .then(|| index_file::load(dir, schema.vector.dim, index_metric(&schema), options.hnsw))
+            .flatten();
+        let (index, catalog, popularity, index_start) =
+            memory_state(&schema, &options, loaded, &users, snapshot)?;
+        let index = Arc::new(index);
+        let catalog = Arc::new(RwLock::new(catalog));
+        let clean_load = matches!(
+            index_start,
+            IndexStart::Loaded {
+                reinserted: 0,
+                removed: 0,
+                ..
+            }
+        );
+        let snapshots = Snapshots::new(
+            dir,
+            options.index_snapshot.clone(),
+            index.clone(),
+            catalog.clone(),
+            clean_load,
+        );
 
         let faults = Arc::new(Faults::default());
         let trigger = Arc::new(Trigger::default());
@@ -292,12 +327,20 @@ impl EmbeddedStore {
             wal.shutdown(false);
             return Err(e);
         }
+        if let Err(e) = snapshots.start() {
+            checkpointer.stop();
+            wal.shutdown(false);
+            return Err(StoreError::Internal(format!(
+                "cannot start the index snapshot thread: {e}"
+            )));
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 schema,
                 settings,
                 index,
-                catalog: RwLock::new(catalog),
+                catalog,
+                index_start,
                 popularity,
                 users,
                 items_lock: Mutex::new(()),
@@ -306,6 +349,7 @@ impl EmbeddedStore {
                     checkpointer,
                     durable,
                     faults,
+                    snapshots,
                 }),
                 models: Mutex::new(MemoryModels::default()),
                 bulk_marks: Mutex::new(crate::once::Marks::default()),
@@ -368,6 +412,24 @@ impl EmbeddedStore {
         }
     }
 
+    /// Saves the vector index's snapshot now, unless the file is current (benchmarks,
+    /// tests; the store does it by itself in the background and at shutdown). `None`:
+    /// nothing written (an in-memory store, snapshots off, or nothing changed).
+    pub fn snapshot_index(&self) -> StoreResult<Option<recd_index::SnapshotInfo>> {
+        match &self.inner.sink {
+            Sink::Log(l) => l
+                .snapshots
+                .save_now()
+                .map_err(|e| StoreError::Internal(format!("index snapshot: {e}"))),
+            Sink::Memory(_) => Ok(None),
+        }
+    }
+
+    /// How the vector index came to be at open: rebuilt, or loaded from its snapshot.
+    pub fn index_start(&self) -> IndexStart {
+        self.inner.index_start
+    }
+
     /// The fault switches of a durable store.
     #[cfg(test)]
     fn faults(&self) -> Arc<Faults> {
@@ -385,28 +447,65 @@ impl EmbeddedStore {
     }
 }
 
-/// The in-memory state from what was loaded.
+/// The index metric of a schema.
+fn index_metric(schema: &Schema) -> recd_index::Metric {
+    match schema.vector.metric {
+        Metric::Cosine => recd_index::Metric::Cosine,
+        Metric::Ip => recd_index::Metric::InnerProduct,
+        Metric::L2 => recd_index::Metric::L2,
+    }
+}
+
+/// The in-memory state from what was loaded, with the vector index loaded from `snapshot`
+/// (brought up to date with the items) or rebuilt.
 fn memory_state(
     schema: &Schema,
     options: &EmbeddedOptions,
     loaded: Loaded,
     users: &Users,
-) -> StoreResult<(VectorIndex, Catalog, Popularity)> {
-    let metric = match schema.vector.metric {
-        Metric::Cosine => recd_index::Metric::Cosine,
-        Metric::Ip => recd_index::Metric::InnerProduct,
-        Metric::L2 => recd_index::Metric::L2,
-    };
-    let index = VectorIndex::new(schema.vector.dim, metric, options.hnsw);
+    snapshot: Option<index_file::Loaded>,
+) -> StoreResult<(VectorIndex, Catalog, Popularity, IndexStart)> {
     let mut catalog = Catalog::new(schema);
     let popularity = Popularity::default();
     for (id, score) in loaded.popularity {
         popularity.load(id, score);
     }
+    // Items the snapshot knows keep their slot (the index's ids); the rest come after.
+    let (snapshot, old_slots) = match snapshot {
+        Some(s) => (Some(s.index), s.slots),
+        None => (None, Vec::new()),
+    };
+    let mut old = index_file::slot_map(&old_slots);
+    let matched = loaded
+        .items
+        .iter()
+        .filter(|it| old.contains_key(it.id.as_str()))
+        .count();
+    let snapshot = snapshot.filter(|index| {
+        let compact = index_file::needs_compaction(index.nodes(), matched);
+        if compact {
+            tracing::info!(
+                nodes = index.nodes(),
+                matched,
+                "the index snapshot is mostly removed items; rebuilding the index to compact it"
+            );
+        }
+        !compact
+    });
+    let mut fresh = 0u32;
+    if snapshot.is_some() {
+        // Slots are u32 throughout; a table longer than that failed to decode.
+        fresh = old_slots.len() as u32;
+    } else {
+        old.clear();
+    }
     let mut vectors = Vec::new();
     let mut skipped = 0usize;
     for mut item in loaded.items {
-        let slot = catalog.next_slot();
+        let slot = old.get(item.id.as_str()).copied().unwrap_or_else(|| {
+            fresh += 1;
+            fresh - 1
+        });
         if let Some(v) = item.vector.take() {
             // A data dir must always reopen. A stored vector the index cannot take (one
             // written before validation covered it, or by an older version) costs that
@@ -429,11 +528,65 @@ fn memory_state(
     if skipped > 0 {
         tracing::warn!(skipped, "items reopened without their stored vector");
     }
-    rebuild_index(&index, &vectors);
+    let (index, start) = match snapshot {
+        Some(index) => {
+            let start = bring_up_to_date(&index, &vectors);
+            (index, start)
+        }
+        None => {
+            let index = VectorIndex::new(schema.vector.dim, index_metric(schema), options.hnsw);
+            rebuild_index(&index, &vectors);
+            (
+                index,
+                IndexStart::Rebuilt {
+                    vectors: vectors.len(),
+                },
+            )
+        }
+    };
     for (id, state) in loaded.users {
         users.load(id, state);
     }
-    Ok((index, catalog, popularity))
+    Ok((index, catalog, popularity, start))
+}
+
+/// Makes a loaded snapshot hold exactly the stored `vectors` (by slot): what differs bit
+/// for bit, or is missing, is re-inserted; what is no longer stored is removed. Then a
+/// repair pass reconnects anything a snapshot taken mid-link left unreachable.
+fn bring_up_to_date(index: &VectorIndex, vectors: &[(u32, Vec<f32>)]) -> IndexStart {
+    let started = std::time::Instant::now();
+    let wanted: roaring::RoaringBitmap = vectors.iter().map(|(slot, _)| *slot).collect();
+    let stale: Vec<(u32, Vec<f32>)> = vectors
+        .iter()
+        .filter(|(slot, v)| !index.holds(*slot, v))
+        .cloned()
+        .collect();
+    let gone = index.ids() - &wanted;
+    for slot in &gone {
+        index.remove(slot);
+    }
+    if !stale.is_empty() {
+        tracing::info!(
+            vectors = stale.len(),
+            "re-inserting the vectors written after the index snapshot"
+        );
+        insert_stored(index, &stale, "re-inserting vectors");
+    }
+    let reconnected = index.repair();
+    let start = IndexStart::Loaded {
+        vectors: index.len(),
+        reinserted: stale.len(),
+        removed: gone.len() as usize,
+    };
+    tracing::info!(
+        vectors = index.len(),
+        reinserted = stale.len(),
+        removed = gone.len(),
+        reconnected,
+        secs = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "vector index loaded from its snapshot"
+    );
+    start
 }
 
 /// Vectors inserted per step of an index rebuild: small enough for a progress line every
@@ -451,6 +604,19 @@ fn rebuild_index(index: &VectorIndex, vectors: &[(u32, Vec<f32>)]) {
         return;
     }
     tracing::info!(vectors = total, "rebuilding the vector index");
+    let started = std::time::Instant::now();
+    insert_stored(index, vectors, "rebuilding the vector index");
+    tracing::info!(
+        vectors = total,
+        secs = format!("{:.1}", started.elapsed().as_secs_f64()),
+        "vector index rebuilt"
+    );
+}
+
+/// Inserts stored vectors in steps, logging `what` with count, rate and ETA every few
+/// seconds.
+fn insert_stored(index: &VectorIndex, vectors: &[(u32, Vec<f32>)], what: &str) {
+    let total = vectors.len();
     let started = std::time::Instant::now();
     let mut logged = started;
     let mut done = 0usize;
@@ -475,21 +641,17 @@ fn rebuild_index(index: &VectorIndex, vectors: &[(u32, Vec<f32>)]) {
                 total,
                 rate = format!("{rate:.0}/s"),
                 eta_s = format!("{:.0}", (total - done) as f64 / rate.max(1e-9)),
-                "rebuilding the vector index: {done}/{total}"
+                "{what}: {done}/{total}"
             );
         }
     }
-    tracing::info!(
-        vectors = total,
-        secs = format!("{:.1}", started.elapsed().as_secs_f64()),
-        "vector index rebuilt"
-    );
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         let Sink::Log(l) = &self.sink else { return };
         let crashed = l.faults.crashed();
+        l.snapshots.stop();
         l.checkpointer.stop();
         l.wal.shutdown(crashed);
         if crashed {
@@ -498,6 +660,10 @@ impl Drop for Inner {
         // Absorb what is left, so that the next start has nothing to replay.
         if let Err(e) = l.checkpointer.run(None) {
             tracing::error!(cause = %e, "final checkpoint failed; the next start replays the log");
+        }
+        // So that the next start loads the index instead of rebuilding it.
+        if let Err(e) = l.snapshots.save_now() {
+            tracing::error!(cause = %e, "final index snapshot failed; the next start rebuilds or updates the index");
         }
     }
 }
@@ -643,6 +809,15 @@ impl Store for EmbeddedStore {
                 })
             })
             .collect())
+    }
+
+    fn index_plans(&self) -> Vec<(&'static str, u64)> {
+        let c = self.inner.index.plan_counts();
+        vec![
+            ("exact", c.exact),
+            ("graph", c.graph),
+            ("graph_then_exact", c.graph_then_exact),
+        ]
     }
 
     async fn popular(&self, k: usize, filter: &Filter) -> StoreResult<Vec<PopularHit>> {

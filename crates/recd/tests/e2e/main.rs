@@ -22,6 +22,7 @@ mod monitoring;
 mod otel;
 mod prometheus;
 mod redis;
+mod restart;
 mod security;
 mod server;
 mod train;
