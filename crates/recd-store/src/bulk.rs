@@ -53,6 +53,11 @@ pub struct BulkOptions {
 pub trait Observer: Send + Sync + std::fmt::Debug {
     /// `rows` more rows were written (acknowledged by the store).
     fn written(&self, rows: usize);
+    /// Work of `total` rows starts (told by work whose size is only known once it starts,
+    /// such as the index rebuild at an embedded store's open).
+    fn begin(&self, _total: usize) {}
+    /// The work told of by [`Observer::begin`] is over.
+    fn end(&self) {}
 }
 
 impl Default for BulkOptions {

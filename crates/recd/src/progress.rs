@@ -92,6 +92,50 @@ impl Progress {
     }
 }
 
+/// A bar for work whose size the store learns only once it starts (the vector inserts of
+/// an embedded store's open: a rebuild, or bringing a saved index up to date), for a
+/// terminal only: elsewhere the store's own log lines say the same. `None` when stderr is
+/// not a terminal.
+pub fn on_terminal_when_begun(what: &str) -> Option<Arc<dyn recd_store::bulk::Observer>> {
+    std::io::stderr().is_terminal().then(|| {
+        Arc::new(WhenBegun {
+            what: what.to_string(),
+            current: Mutex::new(None),
+        }) as Arc<dyn recd_store::bulk::Observer>
+    })
+}
+
+/// See [`on_terminal_when_begun`]: a [`Progress`] made when the work says its size.
+#[derive(Debug)]
+struct WhenBegun {
+    what: String,
+    current: Mutex<Option<Progress>>,
+}
+
+impl recd_store::bulk::Observer for WhenBegun {
+    fn begin(&self, total: usize) {
+        if let Ok(mut c) = self.current.lock() {
+            *c = Some(Progress::new(&self.what, Some(total as u64)));
+        }
+    }
+
+    fn written(&self, rows: usize) {
+        if let Ok(c) = self.current.lock()
+            && let Some(p) = c.as_ref()
+        {
+            p.add(rows as u64);
+        }
+    }
+
+    fn end(&self) {
+        if let Ok(mut c) = self.current.lock()
+            && let Some(p) = c.take()
+        {
+            p.finish();
+        }
+    }
+}
+
 /// `opts` with a new progress of `total` `what` as their observer: one bulk write's display.
 pub fn bulk(
     opts: &recd_store::bulk::BulkOptions,

@@ -46,11 +46,17 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
                 ))
                 .into());
             }
+            // On a terminal, the index's inserts at open (a rebuild can take minutes on a
+            // large catalogue) draw a bar; elsewhere the store logs its progress lines.
+            let mut options = config.embedded.clone();
+            options.open_progress = recd_store::embedded::OpenProgress(
+                crate::progress::on_terminal_when_begun("vector index"),
+            );
             let store = EmbeddedStore::open(
                 &config.data_dir,
                 config.schema.clone(),
                 config.model.clone(),
-                config.embedded.clone(),
+                options,
             )
             .map_err(store_error)
             .with_context(|| format!("opening the data dir {}", config.data_dir.display()))?;

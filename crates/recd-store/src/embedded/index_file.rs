@@ -792,6 +792,53 @@ mod store_tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_inserts_at_open_are_told_to_the_progress_observer() {
+        #[derive(Debug, Default)]
+        struct Seen {
+            begun: std::sync::Mutex<Vec<usize>>,
+            written: std::sync::atomic::AtomicUsize,
+            ended: std::sync::atomic::AtomicUsize,
+        }
+        impl crate::bulk::Observer for Seen {
+            fn written(&self, rows: usize) {
+                self.written
+                    .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+            }
+            fn begin(&self, total: usize) {
+                self.begun.lock().expect("lock").push(total);
+            }
+            fn end(&self) {
+                self.ended
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let off = EmbeddedOptions {
+            index_snapshot: super::SnapshotOptions {
+                enabled: false,
+                ..Default::default()
+            },
+            ..options()
+        };
+        let mut data = Data::new();
+        {
+            let s = open(dir.path(), off.clone());
+            put(&s, &mut data, 0..250, 1).await;
+        }
+        let seen = std::sync::Arc::new(Seen::default());
+        let observed = EmbeddedOptions {
+            open_progress: super::super::OpenProgress(Some(seen.clone())),
+            ..off
+        };
+        let s = open(dir.path(), observed);
+        assert_eq!(s.index_start(), IndexStart::Rebuilt { vectors: 250 });
+        assert_eq!(*seen.begun.lock().expect("lock"), vec![250]);
+        assert_eq!(seen.written.load(std::sync::atomic::Ordering::Relaxed), 250);
+        assert_eq!(seen.ended.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_right(&s, &data).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn snapshots_off_always_rebuild_and_write_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let off = EmbeddedOptions {

@@ -100,6 +100,28 @@ pub struct EmbeddedOptions {
     pub cache_bytes: u64,
     /// When the vector index is saved, so that a restart loads it instead of rebuilding.
     pub index_snapshot: SnapshotOptions,
+    /// Told of the vectors inserted at open (a rebuild, or bringing a loaded snapshot up
+    /// to date): how the command line draws a progress bar on a terminal. Not
+    /// configuration: never read from or written to a config file.
+    #[serde(skip)]
+    pub open_progress: OpenProgress,
+}
+
+/// The [`Observer`](crate::bulk::Observer) of the vector inserts at open, if any; equal to
+/// any other (it is not configuration, so it never makes two options differ).
+#[derive(Clone, Default)]
+pub struct OpenProgress(pub Option<Arc<dyn crate::bulk::Observer>>);
+
+impl PartialEq for OpenProgress {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for OpenProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "observed" } else { "none" })
+    }
 }
 
 impl Default for EmbeddedOptions {
@@ -111,6 +133,7 @@ impl Default for EmbeddedOptions {
             checkpoint_bytes: 64 << 20,
             cache_bytes: durable::DEFAULT_CACHE_BYTES,
             index_snapshot: SnapshotOptions::default(),
+            open_progress: OpenProgress::default(),
         }
     }
 }
@@ -530,12 +553,12 @@ fn memory_state(
     }
     let (index, start) = match snapshot {
         Some(index) => {
-            let start = bring_up_to_date(&index, &vectors);
+            let start = bring_up_to_date(&index, &vectors, &options.open_progress);
             (index, start)
         }
         None => {
             let index = VectorIndex::new(schema.vector.dim, index_metric(schema), options.hnsw);
-            rebuild_index(&index, &vectors);
+            rebuild_index(&index, &vectors, &options.open_progress);
             (
                 index,
                 IndexStart::Rebuilt {
@@ -553,7 +576,11 @@ fn memory_state(
 /// Makes a loaded snapshot hold exactly the stored `vectors` (by slot): what differs bit
 /// for bit, or is missing, is re-inserted; what is no longer stored is removed. Then a
 /// repair pass reconnects anything a snapshot taken mid-link left unreachable.
-fn bring_up_to_date(index: &VectorIndex, vectors: &[(u32, Vec<f32>)]) -> IndexStart {
+fn bring_up_to_date(
+    index: &VectorIndex,
+    vectors: &[(u32, Vec<f32>)],
+    progress: &OpenProgress,
+) -> IndexStart {
     let started = std::time::Instant::now();
     let wanted: roaring::RoaringBitmap = vectors.iter().map(|(slot, _)| *slot).collect();
     let stale: Vec<(u32, Vec<f32>)> = vectors
@@ -570,7 +597,7 @@ fn bring_up_to_date(index: &VectorIndex, vectors: &[(u32, Vec<f32>)]) -> IndexSt
             vectors = stale.len(),
             "re-inserting the vectors written after the index snapshot"
         );
-        insert_stored(index, &stale, "re-inserting vectors");
+        insert_stored(index, &stale, "re-inserting vectors", progress);
     }
     let reconnected = index.repair();
     let start = IndexStart::Loaded {
@@ -598,14 +625,14 @@ const REBUILD_LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// Builds the index from the stored vectors at open, logging count, rate and ETA every few
 /// seconds (a restart on a large catalog takes minutes: it must not look hung).
-fn rebuild_index(index: &VectorIndex, vectors: &[(u32, Vec<f32>)]) {
+fn rebuild_index(index: &VectorIndex, vectors: &[(u32, Vec<f32>)], progress: &OpenProgress) {
     let total = vectors.len();
     if total == 0 {
         return;
     }
     tracing::info!(vectors = total, "rebuilding the vector index");
     let started = std::time::Instant::now();
-    insert_stored(index, vectors, "rebuilding the vector index");
+    insert_stored(index, vectors, "rebuilding the vector index", progress);
     tracing::info!(
         vectors = total,
         secs = format!("{:.1}", started.elapsed().as_secs_f64()),
@@ -614,9 +641,18 @@ fn rebuild_index(index: &VectorIndex, vectors: &[(u32, Vec<f32>)]) {
 }
 
 /// Inserts stored vectors in steps, logging `what` with count, rate and ETA every few
-/// seconds.
-fn insert_stored(index: &VectorIndex, vectors: &[(u32, Vec<f32>)], what: &str) {
+/// seconds, or telling `progress` (a terminal's bar) instead when there is one.
+fn insert_stored(
+    index: &VectorIndex,
+    vectors: &[(u32, Vec<f32>)],
+    what: &str,
+    progress: &OpenProgress,
+) {
     let total = vectors.len();
+    let observer = progress.0.as_deref();
+    if let Some(o) = observer {
+        o.begin(total);
+    }
     let started = std::time::Instant::now();
     let mut logged = started;
     let mut done = 0usize;
@@ -632,7 +668,9 @@ fn insert_stored(index: &VectorIndex, vectors: &[(u32, Vec<f32>)], what: &str) {
             }
         }
         done += step.len();
-        if logged.elapsed() >= REBUILD_LOG_EVERY && done < total {
+        if let Some(o) = observer {
+            o.written(step.len());
+        } else if logged.elapsed() >= REBUILD_LOG_EVERY && done < total {
             logged = std::time::Instant::now();
             let secs = started.elapsed().as_secs_f64();
             let rate = done as f64 / secs.max(1e-9);
@@ -644,6 +682,9 @@ fn insert_stored(index: &VectorIndex, vectors: &[(u32, Vec<f32>)], what: &str) {
                 "{what}: {done}/{total}"
             );
         }
+    }
+    if let Some(o) = observer {
+        o.end();
     }
 }
 
