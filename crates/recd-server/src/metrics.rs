@@ -149,6 +149,11 @@ pub const CATALOGUE: &[MetricDef] = &[
     ),
     def("recd_events_total", Counter, "Events applied, by type."),
     def(
+        "recd_event_visible_duration_seconds",
+        Histogram,
+        "Time from a validated batch of events reaching the engine until every later recommendation reflects it: the store applied it to its users' state (and logged it per its fsync policy) and their cached lists were invalidated. Measured per batch, before the answer is sent.",
+    ),
+    def(
         "recd_list_category_entropy",
         Histogram,
         "Shannon entropy of the category mix of each served list, in bits (no unit suffix: Prometheus names base units, and promtool reads `_bits` as a non-base one).",

@@ -4,6 +4,8 @@
 //! - `one_event`: one event per call, one caller (the latency of one acknowledged event);
 //! - `concurrent_32`: 32 tasks each applying one event per call (group commit; the time is
 //!   per event);
+//! - `concurrent_32_checkpointing`: the same under everysec while checkpoints run back to
+//!   back beside the writers (they must not stall them);
 //! - `checkpoint`: redb absorbing the log of 20k events (2 per user), in the background
 //!   in production; the time is per event absorbed.
 //!
@@ -11,7 +13,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -95,6 +97,36 @@ fn event(n: usize) -> Event {
     }
 }
 
+/// `iters` events applied by [`TASKS`] concurrent tasks; the time per event, scaled to
+/// `iters`.
+fn concurrent(
+    rt: &Runtime,
+    store: &Arc<EmbeddedStore>,
+    counter: &Arc<AtomicUsize>,
+    iters: u64,
+) -> Duration {
+    let per_task = (iters as usize).div_ceil(TASKS);
+    let start = Instant::now();
+    rt.block_on(async {
+        let mut tasks = Vec::with_capacity(TASKS);
+        for _ in 0..TASKS {
+            let (store, counter) = (store.clone(), counter.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..per_task {
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    store.apply_events(&[event(n)]).await.expect("apply");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+    });
+    let elapsed = start.elapsed();
+    black_box(store);
+    elapsed.mul_f64(iters as f64 / (per_task * TASKS) as f64)
+}
+
 fn bench(c: &mut Criterion) {
     let rt = runtime();
     let mut one = c.benchmark_group("one_event");
@@ -121,32 +153,42 @@ fn bench(c: &mut Criterion) {
         let store = Arc::new(store);
         let counter = Arc::new(AtomicUsize::new(0));
         many.bench_function(BenchmarkId::from_parameter(kind), |b| {
-            // `iters` events spread over 32 tasks; the time is per event.
-            b.iter_custom(|iters| {
-                let per_task = (iters as usize).div_ceil(TASKS);
-                let start = Instant::now();
-                rt.block_on(async {
-                    let mut tasks = Vec::with_capacity(TASKS);
-                    for _ in 0..TASKS {
-                        let (store, counter) = (store.clone(), counter.clone());
-                        tasks.push(tokio::spawn(async move {
-                            for _ in 0..per_task {
-                                let n = counter.fetch_add(1, Ordering::Relaxed);
-                                store.apply_events(&[event(n)]).await.expect("apply");
-                            }
-                        }));
-                    }
-                    for t in tasks {
-                        t.await.expect("task");
-                    }
-                });
-                let elapsed = start.elapsed();
-                black_box(&store);
-                elapsed.mul_f64(iters as f64 / (per_task * TASKS) as f64)
-            })
+            b.iter_custom(|iters| concurrent(&rt, &store, &counter, iters))
         });
     }
     many.finish();
+
+    // The same 32 writers (everysec) while checkpoints run back to back beside them, the
+    // worst case of redb absorbing the log: writers never wait for a checkpoint, they only
+    // share the machine with it.
+    let mut busy = c.benchmark_group("concurrent_32_checkpointing");
+    busy.measurement_time(Duration::from_secs(5))
+        .sample_size(20);
+    busy.throughput(Throughput::Elements(1));
+    {
+        let (store, _dir) = store(&rt, "everysec");
+        let store = Arc::new(store);
+        let counter = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let checkpoints = {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut runs = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    store.checkpoint().expect("checkpoint");
+                    runs += 1;
+                }
+                runs
+            })
+        };
+        busy.bench_function("everysec", |b| {
+            b.iter_custom(|iters| concurrent(&rt, &store, &counter, iters))
+        });
+        stop.store(true, Ordering::Relaxed);
+        let runs = checkpoints.join().expect("checkpoint thread");
+        eprintln!("({runs} checkpoints ran beside the writers)");
+    }
+    busy.finish();
 
     let mut cp = c.benchmark_group("checkpoint");
     cp.sample_size(10)

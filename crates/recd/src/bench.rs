@@ -6,6 +6,10 @@
 //! spaces `{prefix}N` (`--ids range`: the demo's `user-N` / `sku-N`), uniformly or
 //! Zipf-distributed. A run in which more than `--max-error-ratio` of the requests failed
 //! exits 1 and prints the first distinct errors the server answered.
+//!
+//! With `--rate R` the connections together send at most R requests per second, each on a
+//! fixed schedule (a background load, e.g. 2,000 events/s next to a recommend benchmark
+//! run by a second `recd bench`), instead of as fast as the server answers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,6 +81,10 @@ pub struct BenchArgs {
     /// Seconds of warm-up before measuring.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+    /// Send at most this many requests per second in all (spread over the connections,
+    /// each on a fixed schedule); unset: as fast as the server answers.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Scenario.
     #[arg(long, value_enum, default_value_t = Scenario::Recommend)]
     scenario: Scenario,
@@ -270,6 +278,12 @@ async fn worker(
         None => None,
     };
     let mut rng = StdRng::seed_from_u64(args.seed.wrapping_mul(1_000_003).wrapping_add(id as u64));
+    // `--rate`: this connection's share, one request per `interval`, the connections'
+    // schedules staggered so that the load is even.
+    let interval = args
+        .rate
+        .map(|r| Duration::from_secs_f64(args.concurrency as f64 / r));
+    let mut next_send = interval.map(|i| start + i.mul_f64(id as f64 / args.concurrency as f64));
     let mut w = Worker {
         latencies: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         requests: 0,
@@ -278,8 +292,13 @@ async fn worker(
         cache_hits: 0,
         hit_took: Histogram::new_with_bounds(1, 60_000_000, 3)?,
     };
-    let _ = start;
     loop {
+        if let (Some(at), Some(interval)) = (next_send.as_mut(), interval) {
+            tokio::time::sleep_until((*at).into()).await;
+            // A server that fell behind gets the requests it missed at its own pace, not
+            // as a burst: the schedule never lags more than one interval.
+            *at = (*at + interval).max(Instant::now());
+        }
         let now = Instant::now();
         if now >= end {
             break;
@@ -377,6 +396,9 @@ const CATALOG_QUERIES: &str = "recd_catalog_queries_total";
 pub async fn run(mut args: BenchArgs) -> Result<()> {
     if args.concurrency == 0 || args.duration <= 0.0 {
         return Err(UsageError("--concurrency and --duration must be positive".into()).into());
+    }
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err(UsageError("--rate must be a positive number".into()).into());
     }
     if !(0.0..=1.0).contains(&args.max_error_ratio) {
         return Err(UsageError("--max-error-ratio must be in [0, 1]".into()).into());
@@ -478,6 +500,7 @@ pub async fn run(mut args: BenchArgs) -> Result<()> {
         "scenario": args.scenario.as_str(),
         "concurrency": args.concurrency,
         "duration_s": secs,
+        "rate": args.rate,
         "requests": requests,
         "errors": errors,
         "first_errors": first_errors,

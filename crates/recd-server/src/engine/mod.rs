@@ -528,6 +528,7 @@ impl Engine {
     /// Applies a validated batch of events (atomically per user); the next recommendation
     /// for each of their users reflects them.
     pub async fn apply_events(&self, events: &[Event]) -> EngineResult<usize> {
+        let started = Instant::now();
         self.store.apply_events(events).await?;
         if self.caches.enabled() {
             let invalidating = &self.caches.config().invalidate_on;
@@ -542,6 +543,10 @@ impl Engine {
             users.dedup();
             self.caches.users_changed(users).await;
         }
+        // From here a recommendation for any of these users reflects the events: the
+        // store's read-your-writes, and no cached list from before them is served.
+        metrics::histogram!("recd_event_visible_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         self.monitor.events(events);
         for e in events {
             if let Some(id) = &e.recommendation_id {

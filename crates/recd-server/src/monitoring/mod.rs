@@ -41,7 +41,7 @@ pub mod pending;
 pub mod tag;
 
 use counters::CounterCache;
-use pending::{Batch, CATEGORY_SEPARATOR, Pending, ServedList};
+use pending::{Batch, CATEGORY_SEPARATOR, Pending, SeenEvent, ServedList};
 use tag::ListLabels;
 
 /// `[monitoring]`.
@@ -228,7 +228,9 @@ const FEATURES: [(&str, bool); 7] = [
 const TOP_SCORE: usize = 0;
 const SCORE_SPREAD: usize = 1;
 const SERVED_CATEGORY: usize = 2;
+const EVENT_TYPE: usize = 3;
 const QUERY_VECTOR_NORM: usize = 5;
+const USER_EVENT_GAP: usize = 6;
 
 /// Users whose last event time is kept to measure the gap to their next one (the table
 /// starts afresh when full: bounded memory, about 2 MiB).
@@ -526,6 +528,7 @@ impl Monitor {
                     self.observe_numeric(name, feature, norm, &thresholds);
                 }
             }
+            self.measure_events(state, &batch.events, &thresholds);
         }
         let stale = match (state.novelty_taken_ms, newest) {
             (None, _) => true,
@@ -619,37 +622,54 @@ impl Monitor {
         });
     }
 
-    /// Watches applied events.
+    /// Watches applied events: counted at once; their type and their users' event gaps wait
+    /// in this thread's buffer for the next fold (no shared lock on the event path).
     pub fn events(&self, events: &[Event]) {
         for e in events {
             metrics::counter!("recd_events_total", "type" => e.kind.as_str()).increment(1);
         }
-        self.watch("event_type", |name, feature, thresholds| {
+        if !self.config.enabled || events.is_empty() {
+            return;
+        }
+        let full = self.pending.push(|b| {
+            b.events.extend(events.iter().map(|e| SeenEvent {
+                kind: e.kind,
+                user_hash: recd_core::monitor::key_hash(e.user_id.as_bytes()),
+                t_ms: e.timestamp_ms,
+            }))
+        });
+        if let Some(full) = full {
+            self.fold(vec![full]);
+        }
+    }
+
+    /// What folded events add to the drift features: their type, and per-user event rates
+    /// as the gaps between a user's consecutive events.
+    fn measure_events(
+        &self,
+        state: &mut State,
+        events: &[SeenEvent],
+        thresholds: &DriftThresholds,
+    ) {
+        if events.is_empty() {
+            return;
+        }
+        if let Some((name, feature)) = state.features.get_mut(EVENT_TYPE) {
             for e in events {
                 self.observe_categorical(name, feature, e.kind.as_str(), thresholds);
             }
-        });
-        // Per-user event rates, as the gaps between a user's consecutive events.
-        if !self.config.enabled {
-            return;
         }
-        let mut state = self.state.lock();
-        let state = &mut *state;
-        if state.last_event_ms.len() >= GAP_USERS {
-            state.last_event_ms.clear();
-        }
-        let thresholds = self.thresholds();
         for e in events {
-            let user = recd_core::monitor::key_hash(e.user_id.as_bytes());
-            let before = state.last_event_ms.insert(user, e.timestamp_ms);
-            let Some(before) = before.filter(|b| *b <= e.timestamp_ms) else {
+            if state.last_event_ms.len() >= GAP_USERS {
+                state.last_event_ms.clear();
+            }
+            let before = state.last_event_ms.insert(e.user_hash, e.t_ms);
+            let Some(before) = before.filter(|b| *b <= e.t_ms) else {
                 continue;
             };
-            let gap = (e.timestamp_ms - before) as f64 / 1000.0;
-            for (name, feature) in &mut state.features {
-                if *name == "user_event_gap_seconds" {
-                    self.observe_numeric(name, feature, gap, &thresholds);
-                }
+            let gap = (e.t_ms - before) as f64 / 1000.0;
+            if let Some((name, feature)) = state.features.get_mut(USER_EVENT_GAP) {
+                self.observe_numeric(name, feature, gap, thresholds);
             }
         }
     }
@@ -1005,6 +1025,39 @@ mod tests {
                 "shift {shift}"
             );
         }
+    }
+
+    #[test]
+    fn events_are_watched_without_the_shared_lock_and_counted_once_folded() {
+        let m = std::sync::Arc::new(Monitor::new(config(), &Schema::demo(2)).unwrap());
+        let e = Event {
+            user_id: "u".into(),
+            item_id: "i".into(),
+            kind: EventType::Click,
+            value: None,
+            timestamp_ms: 0,
+            recommendation_id: None,
+        };
+        // A fold (or a drift report) holding the shared state must not stall event requests.
+        let held = m.state.lock();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let watcher = {
+            let m = m.clone();
+            let batch = vec![e; 3];
+            std::thread::spawn(move || {
+                m.events(&batch);
+                let _ = tx.send(());
+            })
+        };
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_secs(60)).is_ok(),
+            "an event batch waited for the monitor's shared lock"
+        );
+        drop(held);
+        watcher.join().unwrap();
+        let d = m.drift();
+        let event = d.features.iter().find(|f| f.name == "event_type").unwrap();
+        assert_eq!(event.status, "collecting reference (3/200)");
     }
 
     #[test]

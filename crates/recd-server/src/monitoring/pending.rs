@@ -1,8 +1,9 @@
 //! Observations of served lists waiting to be folded into the monitor's shared state.
 //!
-//! Watching a list touches a few summaries (the exposure window's sketches, the drift
-//! histograms) behind one mutex. Taking that mutex on every request made the request
-//! threads queue behind each other; instead each thread appends a compact record to one of
+//! Watching a list or an event touches a few summaries (the exposure window's sketches, the
+//! drift histograms, the users' last event times) behind one mutex. Taking that mutex on
+//! every request made the request threads queue behind each other (and an event request
+//! wait for a whole fold of lists); instead each thread appends a compact record to one of
 //! a few sharded buffers (its own shard, so the shard's mutex is uncontended) and the
 //! records are folded in batches: by a background tick, by whoever reads the state (the
 //! drift report, the scrape), or by the request that fills a shard to [`FOLD_AT`] (so
@@ -47,6 +48,17 @@ impl ServedList {
     }
 }
 
+/// One applied event, as the shared state needs it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeenEvent {
+    /// Its type.
+    pub kind: recd_core::EventType,
+    /// Its user's id, hashed (`recd_core::monitor::key_hash`).
+    pub user_hash: u64,
+    /// Its timestamp (ms).
+    pub t_ms: i64,
+}
+
 /// What waits in one shard.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -54,11 +66,13 @@ pub struct Batch {
     pub lists: Vec<ServedList>,
     /// Norms of the query vectors the pipeline computed.
     pub query_norms: Vec<f64>,
+    /// Applied events, in the order this thread saw them.
+    pub events: Vec<SeenEvent>,
 }
 
 impl Batch {
     fn len(&self) -> usize {
-        self.lists.len() + self.query_norms.len()
+        self.lists.len() + self.query_norms.len() + self.events.len()
     }
 
     /// Whether nothing waits.

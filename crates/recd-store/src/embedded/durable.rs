@@ -315,6 +315,10 @@ impl Durable {
                     applied,
                     records: 0,
                 };
+                // redb's own mark rules: a checkpoint whose commit went through but that
+                // reported a failure leaves its caller's mark behind, and skipping by that
+                // alone applied its popularity increments (not idempotent) a second time.
+                a.applied = a.applied.max(a.stored_applied()?);
                 feed(&mut a)?;
                 a.finish()?
             };
@@ -440,6 +444,24 @@ impl Absorb<'_> {
     /// The last sequence number applied so far.
     pub fn applied(&self) -> u64 {
         self.applied
+    }
+
+    /// What the last committed checkpoint applied, as `Durable::applied` reads it.
+    fn stored_applied(&self) -> StoreResult<u64> {
+        let d = self.durable;
+        let from_meta = self
+            .meta
+            .get(APPLIED)
+            .map_err(|e| d.err(e))?
+            .map(|v| read_u64(v.value()))
+            .transpose()?
+            .unwrap_or(0);
+        let last_event = self
+            .events
+            .last()
+            .map_err(|e| d.err(e))?
+            .map_or(0, |(k, _)| k.value());
+        Ok(from_meta.max(last_event))
     }
 
     /// Applies the record `seq` (skipped if it was applied already).

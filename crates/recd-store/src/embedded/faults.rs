@@ -1,11 +1,14 @@
 //! Fault injection for the durability tests, in the style of redb's `CrashBackend`: a log
 //! write that fails as a full disk does, a checkpoint that stops on either side of its redb
-//! commit, and a store dropped the way a killed process leaves its files.
+//! commit (or pauses before it while writers go on), and a store dropped the way a killed
+//! process leaves its files.
 //!
 //! Outside the crate's own tests nothing sets a fault; checking one costs an atomic load
 //! per group of log writes and per checkpoint.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use parking_lot::{Condvar, Mutex};
 
 /// Where a checkpoint stops when told to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +30,22 @@ pub struct Faults {
     /// The store is going away like a killed process: pending records are dropped unwritten,
     /// nothing is synced, no final checkpoint runs.
     crashed: AtomicBool,
+    /// Checkpoints pause once they have read the log, before their commit, until released
+    /// (the fast path's check; `hold` has the state).
+    hold_armed: AtomicBool,
+    hold: Mutex<Hold>,
+    hold_changed: Condvar,
+}
+
+/// A checkpoint hold's state.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    #[default]
+    Off,
+    /// The next checkpoint pauses.
+    Armed,
+    /// A checkpoint is paused.
+    Reached,
 }
 
 impl Faults {
@@ -47,6 +66,46 @@ impl Faults {
     /// Whether the store is being dropped as if killed.
     pub fn crashed(&self) -> bool {
         self.crashed.load(Ordering::Relaxed)
+    }
+
+    /// Where a checkpoint that has read the log and not yet committed pauses while a test
+    /// holds it (no-op otherwise).
+    pub fn checkpoint_pause(&self) {
+        if !self.hold_armed.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut h = self.hold.lock();
+        if *h == Hold::Armed {
+            *h = Hold::Reached;
+            self.hold_changed.notify_all();
+        }
+        while *h == Hold::Reached {
+            self.hold_changed.wait(&mut h);
+        }
+    }
+
+    /// Makes the next checkpoint pause before its commit (see [`Self::checkpoint_pause`]).
+    #[cfg(test)]
+    pub fn hold_checkpoint(&self) {
+        *self.hold.lock() = Hold::Armed;
+        self.hold_armed.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits until a held checkpoint has paused.
+    #[cfg(test)]
+    pub fn wait_checkpoint_held(&self) {
+        let mut h = self.hold.lock();
+        while *h == Hold::Armed {
+            self.hold_changed.wait(&mut h);
+        }
+    }
+
+    /// Lets a paused checkpoint go on; later checkpoints do not pause.
+    #[cfg(test)]
+    pub fn release_checkpoint(&self) {
+        self.hold_armed.store(false, Ordering::Relaxed);
+        *self.hold.lock() = Hold::Off;
+        self.hold_changed.notify_all();
     }
 
     /// Makes log writes fail (or work again).

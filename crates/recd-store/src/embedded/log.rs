@@ -460,20 +460,30 @@ impl Wal {
     }
 
     /// Acknowledges the waiters whose records are written (under `always`, synced), and
-    /// wakes blocking waiters.
-    fn publish(&self, st: &mut State) {
+    /// wakes blocking waiters. The acknowledgements are sent with the state unlocked: each
+    /// wakes a request's task (a futex wake when its thread sleeps), and a group's worth of
+    /// them under the lock kept every appender waiting.
+    fn publish(&self, st: &mut MutexGuard<'_, State>) {
         let acked = if self.config.fsync == Fsync::Always {
             st.synced
         } else {
             st.written
         };
-        while st.waiters.front().is_some_and(|(last, _)| *last <= acked) {
-            if let Some((_, tx)) = st.waiters.pop_front() {
-                // A waiter that went away (its request was cancelled) is fine.
-                let _ = tx.send(Ok(()));
-            }
-        }
+        let ready = st
+            .waiters
+            .iter()
+            .take_while(|(last, _)| *last <= acked)
+            .count();
+        let ready: Vec<Waiter> = st.waiters.drain(..ready).collect();
         self.done.notify_all();
+        if !ready.is_empty() {
+            MutexGuard::unlocked(st, || {
+                for (_, tx) in ready {
+                    // A waiter that went away (its request was cancelled) is fine.
+                    let _ = tx.send(Ok(()));
+                }
+            });
+        }
     }
 
     /// Fails every waiter (their records stay pending for the retry) and refuses appends.
@@ -558,7 +568,12 @@ impl Wal {
 
     /// Writes (and under `always` syncs) everything pending as one group.
     fn write_group(&self, st: &mut MutexGuard<'_, State>) {
-        let spare = std::mem::take(&mut st.spare);
+        // The next group's buffer, sized like this one: appenders copy into it under the
+        // lock, and growing it there meant reallocating and moving it several times per group.
+        let spare = match std::mem::take(&mut st.spare) {
+            spare if spare.capacity() > 0 => spare,
+            _ => Vec::with_capacity(st.pending.len()),
+        };
         let buf = std::mem::replace(&mut st.pending, spare);
         let last = st.pending_last;
         let records = std::mem::take(&mut st.pending_records);

@@ -58,3 +58,48 @@ async fn bench_fails_loudly_and_takes_host_port_and_real_ids() {
     assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--rate` paces the run (a background load beside another benchmark): no more requests
+/// than the rate allows, whatever the server could take; and the events it sends show in
+/// the server's event-visibility histogram.
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_rate_paces_the_requests_and_events_are_timed_until_visible() {
+    let dir = data_dir("bench-rate");
+    let s = Server::demo(&dir, &[]);
+    let out = bench(
+        &s.base,
+        &["--scenario", "events", "--rate", "10", "--ids", "range"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("json report");
+    let requests = report["requests"].as_u64().unwrap();
+    // 10/s for 1 s over 2 connections: each sends on its schedule (at most one early
+    // request each), where an unpaced run makes hundreds.
+    assert!((1..=12).contains(&requests), "{report}");
+    assert_eq!(report["rate"], 10.0, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+
+    let metrics = s.get_text("/metrics").await;
+    assert!(
+        metrics.contains("# HELP recd_event_visible_duration_seconds "),
+        "{metrics}"
+    );
+    let count: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("recd_event_visible_duration_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(count >= requests as f64, "{count} < {requests}: {metrics}");
+
+    let bad = bench(&s.base, &["--rate", "0"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--rate"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
