@@ -3,9 +3,10 @@
 //! API.md shape, including the ones the framework makes by itself (a 405's empty body, the
 //! plain text of a bad percent-encoding in a path).
 //!
-//! What reaches none of this: answers hyper gives before a request exists (a head larger
-//! than its read buffer, a request line it cannot parse, a header read that timed out),
-//! which are bare status lines; there is no request to answer in JSON to.
+//! What reaches none of this: answers hyper gives before a request exists (a URL over
+//! its limit, a head larger than its read buffer, a request line it cannot parse). The
+//! connection's writer puts those in the error shape as they are written
+//! ([`crate::parse_errors`]); a header read that timed out is closed without an answer.
 
 use std::time::Duration;
 

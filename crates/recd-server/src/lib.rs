@@ -46,6 +46,7 @@ pub mod failure;
 pub mod metrics;
 pub mod monitoring;
 pub mod openapi;
+pub mod parse_errors;
 pub mod recommend;
 pub mod routes;
 pub mod server;

@@ -43,7 +43,8 @@ use crate::state::AppState;
 
 /// The longest request target (path and query) hyper accepts: `MAX_URI_LEN` of hyper's
 /// HTTP/1 parser (`u16::MAX - 1`, also the most an `http::Uri` holds). Longer ones are
-/// answered by hyper itself with a 414 without a body (no hook exists for it).
+/// answered by hyper itself with a bare 414, which the connection's writer replaces with
+/// one in the error shape (`parse_errors`).
 pub const MAX_URI_BYTES: usize = u16::MAX as usize - 1;
 
 /// hyper's read buffer for a request head with headers of at most `max_header_bytes`.
@@ -106,9 +107,10 @@ pub async fn serve_router(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
-        // The read buffer bounds a request head: hyper answers a bare 431 (no body) beyond
-        // it, before a request exists. It holds the longest request target hyper takes
-        // (`MAX_URI_BYTES`; a longer one gets hyper's bare 414) plus four times the header
+        // The read buffer bounds a request head: hyper answers a bare 431 beyond it, before
+        // a request exists (shaped by `parse_errors`, with a generic message). It holds the
+        // longest request target hyper takes (`MAX_URI_BYTES`; a longer one gets a 414)
+        // plus four times the header
         // limit, so that every head up to there reaches `edge::header_limit`, which answers
         // oversized headers with a 431 in the error shape.
         .max_buf_size(head_buffer_bytes(limits.max_header_bytes));
@@ -172,6 +174,7 @@ impl Connection {
         let io = TokioIo::new(Watched {
             inner: stream,
             activity: activity.clone(),
+            replacement: Vec::new(),
         });
         let (app, peer) = (self.app.clone(), self.peer);
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -237,6 +240,47 @@ impl Activity {
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
+    /// What is left to send of an error-shaped answer that replaced hyper's bare one
+    /// (see `parse_errors`); sent before anything else is written, flushed or shut down.
+    replacement: Vec<u8>,
+}
+
+impl Watched {
+    /// Sends what is left of `replacement`.
+    fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.replacement.is_empty() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.replacement) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.replacement.drain(..n);
+                    self.activity.touch();
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Stages the error-shaped answer when `head` is hyper's bare answer to a request it
+    /// could not parse; true when it did (the head is then taken as written).
+    fn replaced(&mut self, head: &[u8]) -> bool {
+        match crate::parse_errors::shaped(head) {
+            Some(answer) => {
+                self.replacement = answer;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A write this short that starts like a 4xx status line may be one of hyper's bare
+/// answers; longer ones carry a body and are never looked at.
+const AUTOMATIC_HEAD_MAX: usize = 512;
+
+fn may_be_automatic(first: &[u8], total: usize) -> bool {
+    total <= AUTOMATIC_HEAD_MAX && first.starts_with(b"HTTP/1.1 4")
 }
 
 impl AsyncRead for Watched {
@@ -260,6 +304,10 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_replacement(cx))?;
+        if may_be_automatic(buf, buf.len()) && self.replaced(buf) {
+            return Poll::Ready(Ok(buf.len()));
+        }
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -272,6 +320,18 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_replacement(cx))?;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        if may_be_automatic(first, total) {
+            let whole: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            if self.replaced(&whole) {
+                return Poll::Ready(Ok(total));
+            }
+        }
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -284,10 +344,12 @@ impl AsyncWrite for Watched {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_replacement(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_replacement(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -344,6 +406,44 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&answer)
         );
+    }
+
+    #[tokio::test]
+    async fn requests_hyper_cannot_parse_get_the_error_shape() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().route("/", get(|| async { "ok" }));
+        let config = limits(10_000, 60_000);
+        tokio::spawn(
+            async move { serve_router(listener, app, &config, std::future::pending()).await },
+        );
+        let long = format!(
+            "GET /?filter={} HTTP/1.1\r\nHost: t\r\n\r\n",
+            "a".repeat(MAX_URI_BYTES + 10)
+        );
+        for (request, status) in [
+            (long.into_bytes(), "414"),
+            (b"G\x01T / HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), "400"),
+        ] {
+            let mut conn = TcpStream::connect(addr).await.unwrap();
+            // The server may answer and close before reading all of a long request.
+            let _ = conn.write_all(&request).await;
+            let answer = read_to_close(&mut conn).await;
+            let text = String::from_utf8_lossy(&answer);
+            assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
+            assert!(text.contains("content-type: application/json"), "{text}");
+            let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+            let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+            assert_eq!(body["error"]["code"], "invalid_argument", "{body}");
+        }
+        // The server keeps serving.
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut conn).await;
+        assert!(answer.starts_with(b"HTTP/1.1 200"));
+        assert!(answer.ends_with(b"ok"));
     }
 
     #[tokio::test]

@@ -207,16 +207,17 @@ fn operation(route: &Route, op: Op) -> utoipa::openapi::path::Operation {
         responses = responses.response(status.to_string(), response.build());
     }
     if !op.query.is_empty() && !own.contains(&414) {
-        // The one answer without the error shape: hyper refuses a request target over
-        // `server::MAX_URI_BYTES` itself, before a request exists (no hook exists to shape
-        // it). Only a query can grow that long: path parameters are bounded ids.
+        // hyper refuses a request target over `server::MAX_URI_BYTES` itself, before a
+        // request exists; `parse_errors` puts its answer in the error shape. Only a query
+        // can grow that long: path parameters are bounded ids.
         responses = responses.response(
             "414",
             ResponseBuilder::new()
                 .description(format!(
-                    "the URL is longer than {} bytes (a filter too large for a URL); answered by the HTTP layer before the request exists, without a body",
+                    "the URL is longer than {} bytes (a filter too large for a URL: send it in a POST body) (invalid_argument)",
                     crate::server::MAX_URI_BYTES
                 ))
+                .content("application/json", error_content())
                 .build(),
         );
     }
