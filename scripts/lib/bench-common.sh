@@ -8,7 +8,7 @@ free_port() {
 # wait_listening PID LOG: waits for the "recd listening" line of a server started in the
 # background with its output in LOG; if the server exits first, prints LOG and exits 1.
 wait_listening() {
-    until grep -q "recd listening" "$2"; do
+    until grep -qs "recd listening" "$2"; do
         kill -0 "$1" 2>/dev/null || { cat "$2" >&2; exit 1; }
         sleep 0.2
     done
