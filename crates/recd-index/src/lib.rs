@@ -79,6 +79,8 @@ mod planner;
 mod prefetch;
 mod snapshot;
 mod store;
+#[cfg(test)]
+mod testing;
 mod topk;
 mod visited;
 

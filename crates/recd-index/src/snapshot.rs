@@ -345,16 +345,7 @@ mod tests {
     use crate::{HnswParams, Metric, SearchOptions, SnapshotError, Strategy};
 
     fn vectors(n: usize, dim: usize, seed: u64) -> Vec<(u32, Vec<f32>)> {
-        let mut s = seed | 1;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-        };
-        (0..n)
-            .map(|i| (i as u32 * 2 + 5, (0..dim).map(|_| next()).collect()))
-            .collect()
+        crate::testing::vectors(n, dim, seed, 2, 5)
     }
 
     fn save(idx: &VectorIndex, extra: &[u8]) -> Vec<u8> {

@@ -484,6 +484,17 @@ mod store_tests {
         }
     }
 
+    /// [`options`] with index snapshots off: every open rebuilds.
+    fn snapshots_off() -> EmbeddedOptions {
+        EmbeddedOptions {
+            index_snapshot: super::SnapshotOptions {
+                enabled: false,
+                ..Default::default()
+            },
+            ..options()
+        }
+    }
+
     fn open(dir: &std::path::Path, options: EmbeddedOptions) -> EmbeddedStore {
         EmbeddedStore::open(dir, Some(schema()), ModelSettings::default(), options).expect("open")
     }
@@ -813,13 +824,7 @@ mod store_tests {
             }
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let off = EmbeddedOptions {
-            index_snapshot: super::SnapshotOptions {
-                enabled: false,
-                ..Default::default()
-            },
-            ..options()
-        };
+        let off = snapshots_off();
         let mut data = Data::new();
         {
             let s = open(dir.path(), off.clone());
@@ -841,13 +846,7 @@ mod store_tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn snapshots_off_always_rebuild_and_write_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let off = EmbeddedOptions {
-            index_snapshot: super::SnapshotOptions {
-                enabled: false,
-                ..Default::default()
-            },
-            ..options()
-        };
+        let off = snapshots_off();
         let mut data = Data::new();
         {
             let s = open(dir.path(), off.clone());
