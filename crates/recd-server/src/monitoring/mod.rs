@@ -931,6 +931,18 @@ mod tests {
         }
     }
 
+    /// One click of user `u` on item `i` at time 0.
+    fn click() -> Event {
+        Event {
+            user_id: "u".into(),
+            item_id: "i".into(),
+            kind: EventType::Click,
+            value: None,
+            timestamp_ms: 0,
+            recommendation_id: None,
+        }
+    }
+
     fn answer(category: &str, top: f64) -> Recommendation {
         let item = Item::from_json(
             &serde_json::json!({"id": format!("i-{category}"), "category": category}),
@@ -1030,14 +1042,7 @@ mod tests {
     #[test]
     fn events_are_watched_without_the_shared_lock_and_counted_once_folded() {
         let m = std::sync::Arc::new(Monitor::new(config(), &Schema::demo(2)).unwrap());
-        let e = Event {
-            user_id: "u".into(),
-            item_id: "i".into(),
-            kind: EventType::Click,
-            value: None,
-            timestamp_ms: 0,
-            recommendation_id: None,
-        };
+        let e = click();
         // A fold (or a drift report) holding the shared state must not stall event requests.
         let held = m.state.lock();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -1063,14 +1068,7 @@ mod tests {
     #[test]
     fn references_are_collected_first_and_pinned_again_on_reset() {
         let m = Monitor::new(config(), &Schema::demo(2)).unwrap();
-        let e = Event {
-            user_id: "u".into(),
-            item_id: "i".into(),
-            kind: EventType::Click,
-            value: None,
-            timestamp_ms: 0,
-            recommendation_id: None,
-        };
+        let e = click();
         m.events(&vec![e; 50]);
         let d = m.drift();
         let event = d.features.iter().find(|f| f.name == "event_type").unwrap();
