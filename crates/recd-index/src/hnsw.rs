@@ -170,14 +170,35 @@ impl Graph {
     /// them, and each is linked *into* its nearest reachable nodes' lists (replacing their
     /// farthest link whose target has another in-link). Costs one pass over all level-0 lists
     /// plus one search per reconnected node.
+    ///
+    /// A snapshot taken while an insert was linking can also hold a node whose upper-level
+    /// lists were written but whose level-0 list was not yet: a search descending through it
+    /// would start level 0 from a node with no neighbours and find nothing. Such nodes are
+    /// linked again from scratch first, and counted.
     pub(crate) fn repair(&self, st: &Store, reached: &mut Visited, scratch: &mut Visited) -> usize {
         let Some(entry) = *self.entry.lock() else {
             return 0;
         };
+        let mut buf = Vec::with_capacity(st.max_links(0));
+        let unlinked: Vec<u32> = if st.slots() > 1 {
+            (0..st.slots() as u32)
+                .filter(|&s| {
+                    st.neighbours(s, 0, &mut buf);
+                    buf.is_empty()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut relinked = 0;
+        for &u in &unlinked {
+            self.link(st, u, scratch);
+            st.neighbours(u, 0, &mut buf);
+            relinked += usize::from(!buf.is_empty());
+        }
         reached.reset(st.slots());
         reached.insert(entry.slot);
         let mut stack = vec![entry.slot];
-        let mut buf = Vec::with_capacity(st.max_links(0));
         while let Some(s) = stack.pop() {
             st.neighbours(s, 0, &mut buf);
             stack.extend(buf.iter().copied().filter(|&n| reached.insert(n)));
@@ -201,7 +222,7 @@ impl Graph {
                 }
             }
         }
-        lost.len()
+        relinked + lost.iter().filter(|u| !unlinked.contains(u)).count()
     }
 }
 

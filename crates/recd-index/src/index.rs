@@ -751,4 +751,47 @@ mod tests {
             assert!(hits.iter().any(|h| h.id == *id), "{id} unreachable");
         }
     }
+
+    #[test]
+    fn repair_relinks_a_node_caught_between_its_upper_and_level_0_links() {
+        // What a snapshot taken mid-insert can hold: a node already in upper-level lists
+        // whose own level-0 list (and every level-0 link to it) was not written yet. A walk
+        // descending through it would start level 0 from a node with no neighbours.
+        let data = vectors(2_000, 16, 5);
+        let idx = VectorIndex::new(16, Metric::Cosine, HnswParams::default());
+        idx.insert_batch(&data).expect("batch");
+        let (u, id) = {
+            let st = idx.store.read();
+            let entry = idx.graph.entry().map(|(s, _)| s);
+            let u = (0..st.slots() as u32)
+                .find(|&s| st.level(s) >= 1 && Some(s) != entry)
+                .expect("a node above level 0");
+            let mut buf = Vec::new();
+            for s in 0..st.slots() as u32 {
+                st.neighbours(s, 0, &mut buf);
+                if buf.contains(&u) || s == u {
+                    buf.retain(|&n| n != u && s != u);
+                    let _g = st.lock_links(s);
+                    st.set_neighbours(s, 0, &buf);
+                }
+            }
+            (u, st.id_of(u))
+        };
+        assert_eq!(idx.orphans(), 1);
+        assert!(idx.repair() >= 1);
+        assert_eq!(idx.orphans(), 0);
+        let st = idx.store.read();
+        let mut buf = Vec::new();
+        st.neighbours(u, 0, &mut buf);
+        assert!(!buf.is_empty(), "its level-0 list is written again");
+        drop(st);
+        let walk = SearchOptions {
+            ef: None,
+            strategy: Strategy::Graph,
+        };
+        for (i, v) in data.iter().filter(|(i, _)| *i == id) {
+            let hits = idx.search_with(v, 10, None, walk).expect("search");
+            assert!(hits.iter().any(|h| h.id == *i), "{i} unreachable");
+        }
+    }
 }
