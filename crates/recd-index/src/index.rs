@@ -86,6 +86,20 @@ pub struct PlanCounts {
     pub graph_then_exact: u64,
 }
 
+/// How one search was carried out: what `explain` shows of the planner's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchReport {
+    /// `exact` (scan of the allowed ids), `graph` (a walk, the filter applied during it),
+    /// or `graph_then_exact` (a walk that found too few allowed nodes, then a scan).
+    pub plan: &'static str,
+    /// Beam width of the walk (grown for selective filters); `None` for a scan.
+    pub ef: Option<usize>,
+    /// Live ids the filter admits (all live ids without a filter).
+    pub allowed: u64,
+    /// Live ids in the index.
+    pub live: u64,
+}
+
 #[derive(Debug, Default)]
 struct PlanCounters {
     exact: AtomicU64,
@@ -348,11 +362,29 @@ impl VectorIndex {
         filter: Option<&RoaringBitmap>,
         options: SearchOptions,
     ) -> Result<Vec<Hit>, IndexError> {
+        self.search_explained(query, k, filter, options)
+            .map(|(hits, _)| hits)
+    }
+
+    /// [`search_with`](Self::search_with), also saying how the search was carried out.
+    pub fn search_explained(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&RoaringBitmap>,
+        options: SearchOptions,
+    ) -> Result<(Vec<Hit>, SearchReport), IndexError> {
         let q = self.prepare_query(query)?;
-        if k == 0 {
-            return Ok(Vec::new());
-        }
         let st = self.store.read();
+        if k == 0 {
+            let report = SearchReport {
+                plan: "exact",
+                ef: None,
+                allowed: 0,
+                live: st.live().len(),
+            };
+            return Ok((Vec::new(), report));
+        }
         let ef = options.ef.unwrap_or(self.params.ef_search);
         let live = st.live().len();
         let allowed = filter.map(|f| f & st.live());
@@ -362,12 +394,19 @@ impl VectorIndex {
             Some(ids) => flat::scan_ids(st, &q, k, ids),
             None => flat::scan_all(st, &q, k),
         };
+        let mut report = SearchReport {
+            plan: "exact",
+            ef: None,
+            allowed: card,
+            live,
+        };
         let found = match plan {
             Plan::Exact => {
                 self.plans.exact.fetch_add(1, Ordering::Relaxed);
                 exact(&st)
             }
             Plan::Graph { ef } => {
+                report.ef = Some(ef);
                 let mut visited = self.visited.take(st.slots());
                 let mut res = match &allowed {
                     Some(ids) => {
@@ -383,9 +422,11 @@ impl VectorIndex {
                     // The walk could not reach enough allowed nodes: never return fewer
                     // matches than exist.
                     self.plans.graph_then_exact.fetch_add(1, Ordering::Relaxed);
+                    report.plan = "graph_then_exact";
                     exact(&st)
                 } else {
                     self.plans.graph.fetch_add(1, Ordering::Relaxed);
+                    report.plan = "graph";
                     res.truncate(k);
                     for s in &mut res {
                         s.key = st.id_of(s.key);
@@ -394,7 +435,7 @@ impl VectorIndex {
                 }
             }
         };
-        Ok(found.into_iter().map(to_hit).collect())
+        Ok((found.into_iter().map(to_hit).collect(), report))
     }
 
     /// Number of stored (not removed) vectors.
@@ -793,5 +834,32 @@ mod tests {
             let hits = idx.search_with(v, 10, None, walk).expect("search");
             assert!(hits.iter().any(|h| h.id == *i), "{i} unreachable");
         }
+    }
+
+    #[test]
+    fn a_search_reports_the_plan_it_ran() {
+        let data = vectors(2_000, 16, 3);
+        let idx = VectorIndex::new(16, Metric::Cosine, HnswParams::default());
+        idx.insert_batch(&data).expect("batch");
+        let q = &data[0].1;
+        let auto = SearchOptions::default();
+        let (hits, r) = idx.search_explained(q, 10, None, auto).expect("search");
+        assert_eq!(hits.len(), 10);
+        assert_eq!((r.plan, r.allowed, r.live), ("graph", 2_000, 2_000));
+        assert_eq!(r.ef, Some(idx.params().ef_search.max(10)));
+        // Twenty allowed ids: fewer than a walk would need to reach, so a scan.
+        let few: RoaringBitmap = data.iter().take(20).map(|(id, _)| *id).collect();
+        let (hits, r) = idx.search_explained(q, 10, Some(&few), auto).expect("search");
+        assert_eq!(hits.len(), 10);
+        assert_eq!((r.plan, r.ef, r.allowed), ("exact", None, 20));
+        // A filtered walk reports its beam, grown for the filter's selectivity.
+        let half: RoaringBitmap = data.iter().step_by(2).map(|(id, _)| *id).collect();
+        let walk = SearchOptions {
+            ef: None,
+            strategy: Strategy::Graph,
+        };
+        let (_, r) = idx.search_explained(q, 10, Some(&half), walk).expect("search");
+        assert_eq!((r.plan, r.allowed), ("graph", 1_000));
+        assert!(r.ef > Some(idx.params().ef_search.max(10)), "{r:?}");
     }
 }

@@ -86,7 +86,7 @@ mod visited;
 
 pub use distance::Metric;
 pub use error::{IndexError, SnapshotError};
-pub use index::{Hit, HnswParams, PlanCounts, VectorIndex};
+pub use index::{Hit, HnswParams, PlanCounts, SearchReport, VectorIndex};
 pub use planner::{SearchOptions, Strategy};
 pub use roaring;
 pub use snapshot::SnapshotInfo;

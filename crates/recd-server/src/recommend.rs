@@ -236,8 +236,14 @@ impl Recommender {
 
         let knn = async {
             match &query {
-                Some(q) => self.store.knn(&q.vector, knn_k, &req.filter).await,
-                None => Ok(Vec::new()),
+                // Only `explain` asks how the index searched (it costs an allocation or two).
+                Some(q) if req.explain => {
+                    self.store
+                        .knn_explained(&q.vector, knn_k, &req.filter)
+                        .await
+                }
+                Some(q) => Ok((self.store.knn(&q.vector, knn_k, &req.filter).await?, None)),
+                None => Ok((Vec::new(), None)),
             }
         };
         let popular = self.popular(popular_k, &req.filter, req.use_cache);
@@ -247,7 +253,7 @@ impl Recommender {
                 None => Ok(Vec::new()),
             }
         };
-        let (knn, popular, text) = tokio::try_join!(knn, popular, text)?;
+        let ((knn, knn_plan), popular, text) = tokio::try_join!(knn, popular, text)?;
         watch.lap("retrieve");
 
         let counts = (knn.len(), popular.len(), text.len());
@@ -283,7 +289,7 @@ impl Recommender {
                     "session_share": session_share,
                     "text_terms": terms,
                 },
-                "retrieve": {"knn": counts.0, "knn_k": knn_k, "popular": counts.1, "text": counts.2, "merged": merged},
+                "retrieve": {"knn": counts.0, "knn_k": knn_k, "knn_plan": knn_plan, "popular": counts.1, "text": counts.2, "merged": merged},
                 "rerank": {"excluded": out.excluded, "diversity_capped": out.diversity_capped, "returned": out.items.len()},
                 "timings_ms": watch.to_json(),
             })

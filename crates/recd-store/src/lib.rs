@@ -58,6 +58,23 @@ pub struct Hit {
     pub score: f32,
 }
 
+/// How one KNN search was carried out by an in-process index: the planner's choice and the
+/// numbers it chose on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KnnPlan {
+    /// `exact` (a scan of the allowed ids), `graph` (a walk with the filter applied during
+    /// it), `graph_then_exact` (a walk that found too few allowed items, then a scan), or
+    /// `none` (the filter admits no item, so nothing was searched).
+    pub plan: &'static str,
+    /// Beam width of the walk (grown for selective filters); absent for a scan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ef: Option<usize>,
+    /// Items the filter admits (every item with a vector without a filter).
+    pub allowed: u64,
+    /// Items with a vector in the index.
+    pub indexed: u64,
+}
+
 /// A popular item: its fields (no vector) and its log-domain popularity
 /// (see `recd_core::popularity`); `f64::NEG_INFINITY` for an item nobody touched yet.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,6 +198,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// The `k` items most similar to `query` among those passing `filter`, best first.
     async fn knn(&self, query: &[f32], k: usize, filter: &Filter) -> StoreResult<Vec<Hit>>;
+
+    /// [`knn`](Self::knn), also saying how the search was carried out (`explain` shows it).
+    /// `None` where the plan is chosen out of process (Redis's query engine does not say).
+    async fn knn_explained(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+    ) -> StoreResult<(Vec<Hit>, Option<KnnPlan>)> {
+        Ok((self.knn(query, k, filter).await?, None))
+    }
 
     /// How many KNN searches each plan of an in-process index answered (`exact`, `graph`,
     /// `graph_then_exact`), for `recd_index_plan_total`. Empty where the plan is chosen

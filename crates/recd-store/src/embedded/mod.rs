@@ -49,7 +49,7 @@ use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use recd_core::item::check_vector;
 use recd_core::{Event, Filter, Item, ItemUpsert, Metric, Schema, UserState, ValidationError};
-use recd_index::{HnswParams, VectorIndex};
+use recd_index::{HnswParams, SearchOptions, VectorIndex};
 use serde::{Deserialize, Serialize};
 
 use self::catalog::Catalog;
@@ -67,8 +67,8 @@ use self::record::OpRef;
 use self::users::Users;
 use self::write::Written;
 use crate::{
-    Counts, Hit, ModelRecord, ModelRegistry, ModelSettings, Page, PopularHit, Store, StoreError,
-    StoreResult,
+    Counts, Hit, KnnPlan, ModelRecord, ModelRegistry, ModelSettings, Page, PopularHit, Store,
+    StoreError, StoreResult,
 };
 
 /// Event batches up to this size are applied on the calling task (a few microseconds per
@@ -830,18 +830,35 @@ impl Store for EmbeddedStore {
     }
 
     async fn knn(&self, query: &[f32], k: usize, filter: &Filter) -> StoreResult<Vec<Hit>> {
+        self.knn_explained(query, k, filter)
+            .await
+            .map(|(hits, _)| hits)
+    }
+
+    async fn knn_explained(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+    ) -> StoreResult<(Vec<Hit>, Option<KnnPlan>)> {
         check_query(query, &self.inner.schema)?;
         let catalog = self.inner.catalog.read();
         let allowed = catalog.allowed(filter);
         if k == 0 || allowed.as_ref().is_some_and(|a| a.is_empty()) {
-            return Ok(Vec::new());
+            let nothing = KnnPlan {
+                plan: "none",
+                ef: None,
+                allowed: 0,
+                indexed: self.inner.index.len() as u64,
+            };
+            return Ok((Vec::new(), Some(nothing)));
         }
-        let hits = self
+        let (hits, report) = self
             .inner
             .index
-            .search(query, k, allowed.as_ref())
+            .search_explained(query, k, allowed.as_ref(), SearchOptions::default())
             .map_err(|e| StoreError::Invalid(ValidationError::new(e.to_string())))?;
-        Ok(hits
+        let hits = hits
             .into_iter()
             .filter_map(|h| {
                 catalog.item_at(h.id).map(|it| Hit {
@@ -849,7 +866,14 @@ impl Store for EmbeddedStore {
                     score: h.score,
                 })
             })
-            .collect())
+            .collect();
+        let plan = KnnPlan {
+            plan: report.plan,
+            ef: report.ef,
+            allowed: report.allowed,
+            indexed: report.live,
+        };
+        Ok((hits, Some(plan)))
     }
 
     fn index_plans(&self) -> Vec<(&'static str, u64)> {

@@ -65,6 +65,22 @@ async fn recommendations_keep_every_rule_of_the_contract() {
             };
             assert_eq!(a["source"], expected);
             assert!(a["stages"]["retrieve"]["merged"].as_u64().unwrap() >= items.len() as u64);
+            let plan = &a["stages"]["retrieve"]["knn_plan"];
+            if user == "never-seen" {
+                assert!(plan.is_null(), "no vector query, no plan: {plan}");
+            } else if filter.is_null() {
+                assert_eq!(plan["plan"], "graph", "{plan}");
+                assert_eq!(plan["allowed"], plan["indexed"], "{plan}");
+                assert!(
+                    plan["ef"].as_u64().unwrap()
+                        >= a["stages"]["retrieve"]["knn_k"].as_u64().unwrap()
+                );
+            } else {
+                assert!(
+                    plan["allowed"].as_u64().unwrap() < plan["indexed"].as_u64().unwrap(),
+                    "{plan}"
+                );
+            }
             assert!(a["took_ms"].as_f64().unwrap() >= 0.0);
             assert!(
                 a["recommendation_id"]
@@ -73,6 +89,28 @@ async fn recommendations_keep_every_rule_of_the_contract() {
             );
         }
     }
+    // `explain` says how the index searched: one category (~2 % of the catalogue, fewer
+    // items than the candidates asked for) is scanned exactly; a filter nothing passes is
+    // not searched at all.
+    let some = s.recommend(json!({"user_id":"user-1","count":1})).await;
+    let category = some["items"][0]["item"]["category"].clone();
+    let one = json!({"category": {"any": category}});
+    let a = s
+        .recommend(json!({"user_id":"user-1","count":5,"filter":one,"explain":true}))
+        .await;
+    let plan = &a["stages"]["retrieve"]["knn_plan"];
+    assert_eq!(plan["plan"], "exact", "{a}");
+    assert!(plan.get("ef").is_none(), "{plan}");
+    assert!(
+        plan["allowed"].as_u64().unwrap() <= a["stages"]["retrieve"]["knn_k"].as_u64().unwrap(),
+        "{plan}"
+    );
+    let none = json!({"price": {"lt": -1}});
+    let a = s
+        .recommend(json!({"user_id":"user-1","count":5,"filter":none,"explain":true}))
+        .await;
+    assert_eq!(a["stages"]["retrieve"]["knn_plan"]["plan"], "none", "{a}");
+    assert_eq!(a["stages"]["retrieve"]["knn_plan"]["allowed"], 0, "{a}");
     // A diversity cap holds.
     let a = s.recommend(json!({"user_id":"user-1","count":12,"diversity":{"field":"category","max_per_value":2}})).await;
     let mut per: std::collections::HashMap<String, usize> = Default::default();
