@@ -849,7 +849,9 @@ mod tests {
         assert_eq!(r.ef, Some(idx.params().ef_search.max(10)));
         // Twenty allowed ids: fewer than a walk would need to reach, so a scan.
         let few: RoaringBitmap = data.iter().take(20).map(|(id, _)| *id).collect();
-        let (hits, r) = idx.search_explained(q, 10, Some(&few), auto).expect("search");
+        let (hits, r) = idx
+            .search_explained(q, 10, Some(&few), auto)
+            .expect("search");
         assert_eq!(hits.len(), 10);
         assert_eq!((r.plan, r.ef, r.allowed), ("exact", None, 20));
         // A filtered walk reports its beam, grown for the filter's selectivity.
@@ -858,7 +860,9 @@ mod tests {
             ef: None,
             strategy: Strategy::Graph,
         };
-        let (_, r) = idx.search_explained(q, 10, Some(&half), walk).expect("search");
+        let (_, r) = idx
+            .search_explained(q, 10, Some(&half), walk)
+            .expect("search");
         assert_eq!((r.plan, r.allowed), ("graph", 1_000));
         assert!(r.ef > Some(idx.params().ef_search.max(10)), "{r:?}");
     }
