@@ -20,6 +20,9 @@ const QUERIES: usize = 40;
 const K: usize = 10;
 const MIN_RECALL: f64 = 0.95;
 
+/// An id and its vector.
+type Point = (u32, Vec<f32>);
+
 fn gaussian(rng: &mut StdRng, dim: usize, sigma: f32) -> Vec<f32> {
     (0..dim)
         .map(|_| sigma * rng.sample::<f32, _>(StandardNormal))
@@ -36,11 +39,11 @@ fn unit(mut v: Vec<f32>) -> Vec<f32> {
 /// `DIM` dimensions by a fixed random projection, plus a little isotropic noise. Real
 /// embeddings have a low intrinsic dimension like this; a mixture of isotropic clusters in
 /// 1,536-d would be too easy (every neighbourhood is its cluster).
-fn data(seed: u64, normalise: bool) -> (Vec<(u32, Vec<f32>)>, Vec<Vec<f32>>) {
+fn data(seed: u64, normalise: bool) -> (Vec<Point>, Vec<Vec<f32>>) {
     let mut rng = StdRng::seed_from_u64(seed);
     let projection: Vec<Vec<f32>> = (0..LATENT).map(|_| gaussian(&mut rng, DIM, 1.0)).collect();
     let scale = 1.0 / (LATENT as f32).sqrt();
-    let mut draw = |rng: &mut StdRng| {
+    let draw = |rng: &mut StdRng| {
         let latent = gaussian(rng, LATENT, 1.0);
         let mut v = gaussian(rng, DIM, 0.05);
         for (z, row) in latent.iter().zip(&projection) {
