@@ -24,6 +24,8 @@
 //! - [`replay`]: the online replay: walk test events in time order, ask a
 //!   [`replay::ReplayRecommender`] before each event, then let it observe the event.
 //! - [`rank`]: deterministic top-k selection.
+//! - [`synthetic`]: deterministic power-law interaction matrices of any size (ALS scaling
+//!   benchmarks).
 //! - [`error`]: the library's error type.
 //!
 //! # Wiring the CLI
@@ -72,6 +74,7 @@ pub mod rank;
 pub mod recommender;
 pub mod replay;
 pub mod split;
+pub mod synthetic;
 pub mod table;
 
 pub use dataset::{ConfidenceWeights, Csr, IdMap, Interaction, Interactions, neutral_warning};
