@@ -24,6 +24,8 @@
 //! - [`replay`]: the online replay: walk test events in time order, ask a
 //!   [`replay::ReplayRecommender`] before each event, then let it observe the event.
 //! - [`rank`]: deterministic top-k selection.
+//! - [`shop`]: deterministic synthetic shop sessions (views, carts, purchases, repeats, new
+//!   items, seasons): purchase-style evaluation data.
 //! - [`synthetic`]: deterministic power-law interaction matrices of any size (ALS scaling
 //!   benchmarks).
 //! - [`error`]: the library's error type.
@@ -73,6 +75,7 @@ pub mod movielens;
 pub mod rank;
 pub mod recommender;
 pub mod replay;
+pub mod shop;
 pub mod split;
 pub mod synthetic;
 pub mod table;
