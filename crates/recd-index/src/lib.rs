@@ -77,6 +77,7 @@ mod hnsw;
 mod index;
 mod planner;
 mod prefetch;
+mod quant;
 mod snapshot;
 mod store;
 #[cfg(test)]
@@ -86,7 +87,8 @@ mod visited;
 
 pub use distance::Metric;
 pub use error::{IndexError, SnapshotError};
-pub use index::{Hit, HnswParams, PlanCounts, SearchReport, VectorIndex};
+pub use index::{Hit, HnswParams, MemoryUsage, PlanCounts, SearchReport, VectorIndex};
 pub use planner::{SearchOptions, Strategy};
+pub use quant::Quantization;
 pub use roaring;
 pub use snapshot::SnapshotInfo;
