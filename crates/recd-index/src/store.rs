@@ -383,6 +383,14 @@ impl Store {
         }
     }
 
+    /// Hints the CPU to start loading the slot's neighbour list on `level`: a walk reads it
+    /// when the slot comes off the candidate heap, and without the hint that read was a
+    /// cache miss taking 40 % of a quantized walk's time (`perf`, 100k × 64).
+    #[inline]
+    pub(crate) fn prefetch_links(&self, slot: u32, level: usize) {
+        crate::prefetch::prefetch(self.block(slot, level));
+    }
+
     /// The `[len, n0, ..]` block of a slot's neighbour list on `level`.
     #[inline]
     fn block(&self, slot: u32, level: usize) -> &[AtomicU32] {
