@@ -304,6 +304,10 @@ impl VectorIndex {
             .fetch_add(items.len() as u64, Ordering::Relaxed);
         let mut slots = {
             let mut w = self.store.write();
+            // Room for the new ids up front: one move of each array at most, and fresh
+            // pages that fault in as huge pages (see `hugepages`).
+            let new = items.iter().filter(|(id, _)| !w.knows(*id)).count();
+            w.reserve(new);
             let mut slots = Vec::with_capacity(items.len());
             for ((id, v), inv_norm) in items.iter().zip(norms) {
                 slots.push(

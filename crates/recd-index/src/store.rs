@@ -22,6 +22,7 @@ use roaring::RoaringBitmap;
 use recd_core::vector::{dot, l2_squared};
 
 use crate::distance::Metric;
+use crate::hugepages::Advised;
 use crate::quant::{self, CodedQuery, Line, Quantization, Sq8};
 
 /// Node storage; see the module docs for the locking contract.
@@ -59,6 +60,8 @@ pub(crate) struct Store {
     live: RoaringBitmap,
     /// The int8 copy of the vectors, when the index is quantized (see `quant`).
     codes: Option<Codes>,
+    /// Which arrays were last given the huge-page hint (see `hugepages`).
+    advised: Advised,
 }
 
 /// The quantized copy: `lines` code lines per slot, and the trained quantizer.
@@ -99,6 +102,18 @@ impl Store {
             id_slots: IdMap::default(),
             live: RoaringBitmap::new(),
             codes: None,
+            advised: Advised::default(),
+        }
+    }
+
+    /// Gives the arrays a walk reads at random the huge-page hint, if they moved or grew
+    /// since the last time (growing a `Vec` may move it).
+    fn refresh_advice(&mut self) {
+        self.advised.refresh(0, &self.vectors);
+        self.advised.refresh(1, &self.links0);
+        self.advised.refresh(3, &self.inv_norms);
+        if let Some(c) = &self.codes {
+            self.advised.refresh(2, &c.arena);
         }
     }
 
@@ -118,6 +133,7 @@ impl Store {
             Quantization::None => None,
             Quantization::Int8 => Some(self.trained_codes()),
         };
+        self.refresh_advice();
     }
 
     /// Retrains the quantizer if the index has doubled since it was last trained (values
@@ -128,6 +144,7 @@ impl Store {
             && self.slots() > c.trained_at.saturating_mul(2)
         {
             self.codes = Some(self.trained_codes());
+            self.refresh_advice();
         }
     }
 
@@ -136,10 +153,15 @@ impl Store {
         // Trained on the query form (normalized under cosine): what the codes stand for.
         let sq = Sq8::train(self.dim, (0..slots as u32).map(|s| self.query_form(s)));
         let lines = quant::lines_for(self.dim);
+        // Room for twice as many (retraining happens at each doubling), advised before it
+        // is first written so that it faults in huge pages.
+        let mut arena = Vec::with_capacity(slots.max(1024).saturating_mul(2 * lines));
+        crate::hugepages::advise(&arena);
+        arena.resize(slots * lines, Line::ZERO);
         let mut c = Codes {
             sq,
             lines,
-            arena: vec![Line::ZERO; slots * lines],
+            arena,
             norms2: vec![0.0; slots],
             trained_at: slots,
         };
@@ -171,6 +193,7 @@ impl Store {
             c.arena.reserve(additional.saturating_mul(c.lines));
             c.norms2.reserve(additional);
         }
+        self.refresh_advice();
     }
 
     /// Number of slots ever created (live + deleted).
@@ -236,6 +259,7 @@ impl Store {
             c.norms2.push(0.0);
         }
         self.encode_slot(slot as usize);
+        self.refresh_advice();
         Ok(Upserted { slot })
     }
 
@@ -256,6 +280,11 @@ impl Store {
             }
             _ => false,
         }
+    }
+
+    /// Whether `id` has a slot (live or removed).
+    pub(crate) fn knows(&self, id: u32) -> bool {
+        self.id_slots.get(id).is_some()
     }
 
     /// Live slot of `id`, if any.
