@@ -180,7 +180,7 @@ pub(crate) struct CodedQuery {
 
 impl CodedQuery {
     /// `q · x̂` for a vector's code lines.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn dot(&self, codes: &[Line]) -> f32 {
         let mut acc = 0i32;
         for (c, q) in codes.iter().zip(&self.codes) {
@@ -197,7 +197,7 @@ impl CodedQuery {
 /// with SSE2. Integer sums may be reordered freely, so no float-style reassociation stands
 /// in the way. Wrapping ops only keep debug builds free of overflow checks: the bounds in
 /// the module docs rule overflow out.
-#[inline]
+#[inline(always)]
 fn dot_line(c: &[u8; LINE], q: &[i16; LINE]) -> i32 {
     let mut acc = [0i32; 4];
     for j in 0..LINE / 8 {
