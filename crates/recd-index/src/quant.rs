@@ -23,28 +23,9 @@
 //! Then cosine / ip: `-(bias + scale · Σ)`; l2: `|q|² - 2 (bias + scale · Σ) + |x̂|²`, with
 //! `|x̂|²` kept per vector.
 
-use serde::{Deserialize, Serialize};
-
-/// How the index stores the copy of the vectors its searches read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Quantization {
-    /// Searches read the `f32` vectors (4 bytes per dimension).
-    #[default]
-    None,
-    /// Searches read 1-byte-per-dimension codes and re-score their short list in `f32`.
-    Int8,
-}
-
-impl Quantization {
-    /// The mode's configuration name: `"none"` or `"int8"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Quantization::None => "none",
-            Quantization::Int8 => "int8",
-        }
-    }
-}
+/// How the index stores the copy of the vectors its searches read: recd-core's schema
+/// type (`none` | `int8`), so that the schema option reaches the index unchanged.
+pub use recd_core::Quantization;
 
 /// Bytes per code line (one cache line).
 pub(crate) const LINE: usize = 64;
