@@ -184,7 +184,10 @@ impl FoldModel {
     /// `w ≤ 0` or a vector of another dimension are left out (as training leaves them
     /// out). `None` when nothing is left, or the system is not positive definite (only
     /// possible with non-finite vectors).
-    pub fn solve<'v>(&self, interactions: impl IntoIterator<Item = (&'v [f32], f32)>) -> Option<Vec<f32>> {
+    pub fn solve<'v>(
+        &self,
+        interactions: impl IntoIterator<Item = (&'v [f32], f32)>,
+    ) -> Option<Vec<f32>> {
         let k = self.k;
         let mut a = self.base.clone();
         let mut b = vec![0f64; k];

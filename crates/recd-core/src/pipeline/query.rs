@@ -153,6 +153,9 @@ mod tests {
         // without a long-term vector the fold-in alone is the query
         sp.update = UpdateRule::FoldIn;
         u.long_term = None;
-        assert_eq!(query_vector(&u, 0, &sp, &rp).unwrap().vector, vec![0.0, 1.0]);
+        assert_eq!(
+            query_vector(&u, 0, &sp, &rp).unwrap().vector,
+            vec![0.0, 1.0]
+        );
     }
 }

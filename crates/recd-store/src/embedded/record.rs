@@ -141,7 +141,9 @@ pub fn encode_user(state: &UserState) -> StoreResult<Vec<u8>> {
 pub fn decode_user(bytes: &[u8], now_ms: i64) -> Result<UserState, postcard::Error> {
     match bytes.split_first() {
         Some((&USER_V3, rest)) => postcard::from_bytes(rest),
-        Some((&USER_V2, rest)) => postcard::from_bytes::<UserStateV2>(rest).map(UserStateV2::upgrade),
+        Some((&USER_V2, rest)) => {
+            postcard::from_bytes::<UserStateV2>(rest).map(UserStateV2::upgrade)
+        }
         _ => postcard::from_bytes::<UserStateV1>(bytes).map(|v1| v1.upgrade(now_ms)),
     }
 }
@@ -273,10 +275,7 @@ impl Op {
                 .collect()
         };
         let upgrade2 = |users: Vec<(String, UserStateV2)>| {
-            users
-                .into_iter()
-                .map(|(id, s)| (id, s.upgrade()))
-                .collect()
+            users.into_iter().map(|(id, s)| (id, s.upgrade())).collect()
         };
         Ok(match postcard::from_bytes(bytes)? {
             Wire::Items(items) => Op::Items(items),

@@ -1176,11 +1176,7 @@ impl Store for RedisStore {
                 let deadline = Duration::from_millis(inner.config.operation_timeout_ms);
                 set.spawn(async move {
                     let mut conn = inner.conn();
-                    with_deadline(
-                        deadline,
-                        users::rebuild_session(&mut conn, &inner, &user),
-                    )
-                    .await
+                    with_deadline(deadline, users::rebuild_session(&mut conn, &inner, &user)).await
                 });
             }
             while let Some(done) = set.join_next().await {

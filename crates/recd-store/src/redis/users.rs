@@ -34,8 +34,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use recd_core::{
-    Counters, Event, EventType, ExcludedItems, FoldModel, FoldState, SessionParams,
-    SessionVector, UpdateRule, UserState,
+    Counters, Event, EventType, ExcludedItems, FoldModel, FoldState, SessionParams, SessionVector,
+    UpdateRule, UserState,
 };
 
 use super::error::{bad_reply, from_redis};
@@ -215,7 +215,12 @@ fn state_fields(state: &UserState) -> Vec<(&'static str, Vec<u8>)> {
     // Always written (empty for none), so that a vector that is gone is overwritten.
     out.push((
         "fold_vector",
-        state.fold.vector.as_deref().map(vector_bytes).unwrap_or_default(),
+        state
+            .fold
+            .vector
+            .as_deref()
+            .map(vector_bytes)
+            .unwrap_or_default(),
     ));
     out
 }
