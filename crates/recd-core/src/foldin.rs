@@ -188,22 +188,61 @@ impl FoldModel {
         &self,
         interactions: impl IntoIterator<Item = (&'v [f32], f32)>,
     ) -> Option<Vec<f32>> {
+        self.solve_from(None, interactions.into_iter().map(|(y, w)| (y, w, w)))
+    }
+
+    /// The user vector for `(item vector, summed weight, fresh weight)` interactions, where
+    /// the fresh weight is what came after the trained vector `prior` was solved (the rest
+    /// the model knew). The items the user touched before their last few hundred are not
+    /// kept, but `prior` carries them: with `A_T` the system of the trained weights
+    /// (`YᵀY + λI + Σ alpha·(w − fresh) y yᵀ`), whose solution `prior` is, the fold-in
+    /// solves `A x = A_T·prior + Σ (alpha·fresh + [item new to the user]) y` with `A` the
+    /// system of the summed weights: without fresh weight it returns `prior`; when every
+    /// item the user touched is kept and `prior` is exact, it is the exact solve over all
+    /// of them (training's user step); a dropped item keeps its pull through `prior`.
+    /// Without `prior` (or of another dimension) every weight counts as fresh.
+    pub fn solve_from<'v>(
+        &self,
+        prior: Option<&[f32]>,
+        interactions: impl IntoIterator<Item = (&'v [f32], f32, f32)>,
+    ) -> Option<Vec<f32>> {
         let k = self.k;
+        let prior: Option<Vec<f64>> = prior
+            .filter(|p| p.len() == k && p.iter().all(|x| x.is_finite()))
+            .map(|p| p.iter().map(|&x| f64::from(x)).collect());
         let mut a = self.base.clone();
-        let mut b = vec![0f64; k];
-        let mut any = false;
+        let mut b = match &prior {
+            // (YᵀY + λI)·prior; the trained items' part is added below
+            Some(p) => (0..k)
+                .map(|r| (0..k).map(|c| self.base[r * k + c] * p[c]).sum())
+                .collect(),
+            None => vec![0f64; k],
+        };
+        let mut any = prior.is_some();
         let mut y = vec![0f64; k];
-        for (v, w) in interactions {
-            if v.len() != k || !(w.is_finite() && w > 0.0) {
+        for (v, total, fresh) in interactions {
+            if v.len() != k || !(total.is_finite() && total > 0.0) {
                 continue;
             }
+            let fresh = if prior.is_some() && fresh.is_finite() {
+                f64::from(fresh.clamp(0.0, total))
+            } else {
+                f64::from(total)
+            };
+            let trained = f64::from(total) - fresh;
             any = true;
-            let s = self.alpha * f64::from(w);
+            let s = self.alpha * f64::from(total);
             for (d, x) in y.iter_mut().zip(v) {
                 *d = f64::from(*x);
             }
+            // the item's share of b: A_T·prior's, plus the fresh evidence
+            let mut coef = self.alpha * fresh + if trained > 0.0 { 0.0 } else { 1.0 };
+            if let (Some(p), true) = (&prior, trained > 0.0) {
+                let yp: f64 = y.iter().zip(p).map(|(a, b)| a * b).sum();
+                coef += self.alpha * trained * yp;
+            }
             for r in 0..k {
-                b[r] += (1.0 + s) * y[r];
+                b[r] += coef * y[r];
                 let yr = s * y[r];
                 // lower triangle only: the Cholesky below reads nothing else
                 let row = &mut a[r * k..r * k + r + 1];
@@ -368,5 +407,55 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.check().unwrap_err().message.contains("fold_in.share"));
+    }
+
+    #[test]
+    fn a_prior_carries_the_trained_items_and_fresh_events_move_it() {
+        let ys = items(40, 6);
+        let p = FoldInParams {
+            regularization: 0.7,
+            alpha: 3.0,
+            share: 1.0,
+        };
+        let model = FoldModel::new(&gram(&ys), &p).unwrap();
+        let trained = [(3usize, 1.0f32), (7, 2.5), (19, 0.5)];
+        let x_lt = model
+            .solve(trained.iter().map(|(i, w)| (ys[*i].as_slice(), *w)))
+            .unwrap();
+        // nothing fresh: the prior itself
+        let same = model
+            .solve_from(
+                Some(&x_lt),
+                trained.iter().map(|(i, w)| (ys[*i].as_slice(), *w, 0.0)),
+            )
+            .unwrap();
+        assert!(same.iter().zip(&x_lt).all(|(a, b)| (a - b).abs() < 1e-5));
+        // fresh events on a known item and a new one: the exact solve over everything
+        let all = [
+            (3usize, 1.0f32, 0.0f32),
+            (7, 4.0, 1.5),
+            (19, 0.5, 0.0),
+            (33, 2.0, 2.0),
+        ];
+        let folded = model
+            .solve_from(
+                Some(&x_lt),
+                all.iter().map(|(i, w, f)| (ys[*i].as_slice(), *w, *f)),
+            )
+            .unwrap();
+        let seen: Vec<(usize, f32)> = all.iter().map(|(i, w, _)| (*i, *w)).collect();
+        assert!(residual(&ys, &p, &seen, &folded) < 1e-4, "{folded:?}");
+        // an item the state no longer keeps still pulls through the prior
+        let kept = &all[1..];
+        let partial = model
+            .solve_from(
+                Some(&x_lt),
+                kept.iter().map(|(i, w, f)| (ys[*i].as_slice(), *w, *f)),
+            )
+            .unwrap();
+        let cold = model
+            .solve(kept.iter().map(|(i, w, _)| (ys[*i].as_slice(), *w)))
+            .unwrap();
+        assert!(dot(&partial, &ys[3]) > dot(&cold, &ys[3]));
     }
 }

@@ -244,6 +244,10 @@ pub struct FoldState {
     /// order (0 after a dislike or hide, as training drops such pairs): the `w` of the
     /// fold-in's confidences `1 + alpha·w`.
     pub weights: Vec<f32>,
+    /// The part of each weight that came after the long-term vector was written (the rest
+    /// the trained model knew), in the same order: the fold-in starts from the long-term
+    /// vector and adds only this ([`FoldModel::solve_from`]).
+    pub fresh: Vec<f32>,
     /// The user's ALS vector folded in over those items with the current item vectors
     /// ([`UserState::refold`]); `None` without a model or any positive interaction.
     pub vector: Option<Vec<f32>>,
@@ -308,22 +312,26 @@ impl UserState {
         // A state from before fold-in has no weights: its recent items count 0 (the
         // long-term vector has them) until touched again.
         self.fold.weights.resize(self.recent.len(), 0.0);
-        let before = match self.recent.iter().position(|id| id == &event.item_id) {
+        self.fold.fresh.resize(self.recent.len(), 0.0);
+        let (before, fresh) = match self.recent.iter().position(|id| id == &event.item_id) {
             Some(at) => {
                 self.recent.remove(at);
-                self.fold.weights.remove(at)
+                (self.fold.weights.remove(at), self.fold.fresh.remove(at))
             }
-            None => 0.0,
+            None => (0.0, 0.0),
         };
-        let summed = if event.kind.is_rejection() {
-            0.0
+        let added = w.max(0.0) as f32;
+        let (summed, fresh) = if event.kind.is_rejection() {
+            (0.0, 0.0)
         } else {
-            before + w.max(0.0) as f32
+            (before + added, fresh + added)
         };
         self.recent.insert(0, event.item_id.clone());
         self.fold.weights.insert(0, summed);
+        self.fold.fresh.insert(0, fresh);
         self.recent.truncate(params.recent_capacity);
         self.fold.weights.truncate(params.recent_capacity);
+        self.fold.fresh.truncate(params.recent_capacity);
         self.last_event_ms = self.last_event_ms.max(event.timestamp_ms);
 
         if w < 0.0 {
@@ -376,22 +384,33 @@ impl UserState {
     /// Re-solves the fold-in vector over the recent items and their weights with the
     /// items' current vectors `vector(item_id)` ([`FoldModel::solve`]); the stores call it
     /// once per user after a batch of events under `update = "fold_in"`, and after
-    /// training replaced the item vectors. Without a model the vector is dropped.
+    /// training replaced the item vectors. It starts from the long-term vector, if any,
+    /// and adds the fresh weights. Without a model the vector is dropped.
     pub fn refold<'v>(
         &mut self,
         model: Option<&FoldModel>,
         mut vector: impl FnMut(&str) -> Option<&'v [f32]>,
     ) {
+        self.fold.fresh.resize(self.fold.weights.len(), 0.0);
         let folded = model.and_then(|m| {
-            m.solve(
+            m.solve_from(
+                self.long_term.as_deref(),
                 self.recent
                     .iter()
-                    .zip(&self.fold.weights)
-                    .filter(|(_, w)| **w > 0.0)
-                    .filter_map(|(id, w)| Some((vector(id)?, *w))),
+                    .zip(self.fold.weights.iter().zip(&self.fold.fresh))
+                    .filter(|(_, (w, _))| **w > 0.0)
+                    .filter_map(|(id, (w, f))| Some((vector(id)?, *w, *f))),
             )
         });
         self.fold.vector = folded;
+    }
+
+    /// Sets the long-term vector (training write-back): every weight kept so far is now
+    /// the trained model's, so none is fresh any more.
+    pub fn set_long_term(&mut self, vector: Vec<f32>) {
+        self.long_term = Some(vector);
+        self.fold.fresh.clear();
+        self.fold.fresh.resize(self.fold.weights.len(), 0.0);
     }
 
     /// How many events were applied to this state (the sum of the per-kind counters).
@@ -689,6 +708,19 @@ mod tests {
         let w = p.weights.purchase as f32;
         assert_eq!(u.fold.vector, model.solve([(&ys[0].1[..], w)]));
         assert!(!u.is_cold());
+        // trained: the long-term vector is the fold-in until a fresh event moves it
+        let lt = u.fold.vector.clone().unwrap();
+        u.set_long_term(lt.clone());
+        assert!(u.fold.fresh.iter().all(|f| *f == 0.0));
+        u.refold(Some(&model), vector);
+        let same = u.fold.vector.clone().unwrap();
+        assert!(same.iter().zip(&lt).all(|(a, b)| (a - b).abs() < 1e-5));
+        u.apply(&ev("b", EventType::Click, 6), None, &p);
+        assert_eq!(u.fold.fresh[0], p.weights.click as f32);
+        u.refold(Some(&model), vector);
+        let moved = u.fold.vector.clone().unwrap();
+        let b = &ys[1].1[..];
+        assert!(crate::vector::dot(&moved, b) > crate::vector::dot(&lt, b));
         u.refold(None, vector);
         assert_eq!(u.fold.vector, None);
     }

@@ -278,10 +278,10 @@ impl ReplayRecommender for RealtimeAls<'_> {
 
 /// The serving fold-in on the model alone: each user keeps their `capacity` most recent
 /// distinct items with summed weights (train events in time order, then the replayed
-/// ones), as `UserState` does, and every event re-solves their vector with recd-core's
-/// [`FoldModel`]; the query is the trained vector's direction and the fold-in's blended
-/// at `share`, as `pipeline::query_vector` blends them. Users with neither get the train
-/// popularity list.
+/// ones, which are the fresh part), as `UserState` does, and every event re-solves their
+/// vector with recd-core's [`FoldModel::solve_from`] starting from the trained vector;
+/// the query is the trained vector's direction and the fold-in's blended at `share`, as
+/// `pipeline::query_vector` blends them. Users with neither get the train popularity list.
 #[derive(Debug)]
 pub struct FoldInAls<'a> {
     model: &'a AlsModel,
@@ -292,9 +292,9 @@ pub struct FoldInAls<'a> {
     /// Each user's train events (indices into `train`), in time order.
     history: Vec<Vec<usize>>,
     train: &'a Interactions,
-    /// Per user met in the replay: recent `(item, summed weight)`, most recent first, and
-    /// the folded-in query direction.
-    users: HashMap<u32, (Vec<(u32, f32)>, Option<Vec<f32>>)>,
+    /// Per user met in the replay: recent `(item, summed weight, fresh weight)`, most
+    /// recent first, and the folded-in query direction.
+    users: HashMap<u32, (Vec<(u32, f32, f32)>, Option<Vec<f32>>)>,
 }
 
 impl<'a> FoldInAls<'a> {
@@ -335,12 +335,16 @@ impl<'a> FoldInAls<'a> {
         }
     }
 
-    fn touch(recent: &mut Vec<(u32, f32)>, item: u32, w: f32, capacity: usize) {
-        let before = match recent.iter().position(|(i, _)| *i == item) {
-            Some(at) => recent.remove(at).1,
-            None => 0.0,
+    fn touch(recent: &mut Vec<(u32, f32, f32)>, item: u32, w: f32, fresh: bool, capacity: usize) {
+        let (total, new) = match recent.iter().position(|(i, _, _)| *i == item) {
+            Some(at) => {
+                let (_, t, f) = recent.remove(at);
+                (t, f)
+            }
+            None => (0.0, 0.0),
         };
-        recent.insert(0, (item, before + w.max(0.0)));
+        let w = w.max(0.0);
+        recent.insert(0, (item, total + w, if fresh { new + w } else { new }));
         recent.truncate(capacity);
     }
 
@@ -379,20 +383,30 @@ impl ReplayRecommender for FoldInAls<'_> {
         let (recent, folded) = self.users.entry(event.user).or_insert_with(|| {
             let mut recent = Vec::new();
             for &e in history.into_iter().flatten() {
-                Self::touch(&mut recent, train.items[e], train.weights[e], capacity);
+                Self::touch(
+                    &mut recent,
+                    train.items[e],
+                    train.weights[e],
+                    false,
+                    capacity,
+                );
             }
             (recent, None)
         });
-        Self::touch(recent, event.item, event.weight, capacity);
+        Self::touch(recent, event.item, event.weight, true, capacity);
         let model = self.model;
+        let prior = model
+            .user_vector(event.user)
+            .filter(|v| v.iter().any(|x| *x != 0.0));
         *folded = self
             .fold
             .as_ref()
             .and_then(|m| {
-                m.solve(
+                m.solve_from(
+                    prior,
                     recent
                         .iter()
-                        .filter_map(|(i, w)| Some((model.item_vector(*i)?, *w))),
+                        .filter_map(|(i, w, f)| Some((model.item_vector(*i)?, *w, *f))),
                 )
             })
             .and_then(|x| normalized(&x));
@@ -589,10 +603,11 @@ mod tests {
             folded.hit_rate > batch.hit_rate,
             "fold-in {folded:?} vs batch {batch:?}"
         );
-        // a small capacity forgets the old taste sooner: no worse here
+        // a capacity below the history: the prior keeps the dropped items' pull, and the
+        // fresh events still move the vector
         let mut short = FoldInAls::new(&model, &s.train, pop, 3, 1.0);
         let short = replay(&s, &mut short, 5);
-        assert!(short.hit_rate >= folded.hit_rate, "{short:?} vs {folded:?}");
+        assert!(short.hit_rate > batch.hit_rate, "{short:?} vs {batch:?}");
     }
 
     #[test]
@@ -616,7 +631,8 @@ mod tests {
             let f = fold.users[&ev.user].1.clone().unwrap();
             let x = normalized(exact.vector(ev.user).unwrap()).unwrap();
             let cos: f32 = f.iter().zip(&x).map(|(a, b)| a * b).sum();
-            assert!(cos > 0.9999, "user {}: cos {cos}", ev.user);
+            // the prior is training's vector (3 CG steps per sweep), not the exact solve
+            assert!(cos > 0.999, "user {}: cos {cos}", ev.user);
         }
     }
 }

@@ -283,7 +283,7 @@ impl Inner {
         let now = crate::wall_clock_ms();
         for (id, v) in vectors {
             let mut state = locked.get(&id).cloned().unwrap_or_default();
-            state.long_term = Some(v);
+            state.set_long_term(v);
             state.active_ms = now;
             states.push((id, state));
         }

@@ -3,7 +3,8 @@
 //! Keys (see [`super::keys`]): `user:{id}` Hash (counters, `last_event_ms`, `active_ms`,
 //! the session vector as `session_sum` FLOAT32 bytes + `session_weight` +
 //! `session_updated_ms`, the long-term vector `long_term`, the fold-in's weights of the
-//! recent items `recent_weights` (FLOAT32 bytes, in the order of `recent:{id}`) and its
+//! recent items `recent_weights` and the part of them that came after the long-term vector
+//! `recent_fresh` (FLOAT32 bytes, in the order of `recent:{id}`) and its
 //! vector `fold_vector` (FLOAT32 bytes, empty for none), the exclusion set `excluded`
 //! as little-endian u64 item keys oldest first, the purchased list `purchased_list` as
 //! ids joined by `\n` (ids never hold control characters), and a `version`),
@@ -157,6 +158,7 @@ fn decode_state(
     };
     let fold = FoldState {
         weights: vector("recent_weights")?.unwrap_or_default(),
+        fresh: vector("recent_fresh")?.unwrap_or_default(),
         vector: vector("fold_vector")?.filter(|v| !v.is_empty()),
     };
     let state = UserState {
@@ -212,6 +214,7 @@ fn state_fields(state: &UserState) -> Vec<(&'static str, Vec<u8>)> {
         out.push(("session_updated_ms", s.updated_ms.to_string().into_bytes()));
     }
     out.push(("recent_weights", vector_bytes(&state.fold.weights)));
+    out.push(("recent_fresh", vector_bytes(&state.fold.fresh)));
     // Always written (empty for none), so that a vector that is gone is overwritten.
     out.push((
         "fold_vector",
@@ -558,6 +561,9 @@ pub(crate) async fn set_vectors(
     for (id, v) in vectors {
         pipe.hset(keys.user(id), "long_term", vector_bytes(v))
             .ignore()
+            // every weight kept so far is the trained model's now (`UserState::set_long_term`)
+            .hset(keys.user(id), "recent_fresh", Vec::<u8>::new())
+            .ignore()
             .hset(keys.user(id), "active_ms", &now)
             .ignore()
             .hincr(keys.user(id), "version", 1)
@@ -593,16 +599,20 @@ pub(crate) async fn rebuild_session(
             bool,
             Option<String>,
             Vec<String>,
-            Option<Vec<u8>>,
+            Vec<Option<Vec<u8>>>,
             Vec<String>,
             Option<i64>,
         );
-        let (exists, version, ids, weights, recent, generation): Read = redis::pipe()
+        let (exists, version, ids, fields, recent, generation): Read = redis::pipe()
             .atomic()
             .exists(keys.user(user))
             .hget(keys.user(user), "version")
             .lrange(keys.user_events(user), 0, -1)
-            .hget(keys.user(user), "recent_weights")
+            .cmd("HMGET")
+            .arg(keys.user(user))
+            .arg("recent_weights")
+            .arg("recent_fresh")
+            .arg("long_term")
             .lrange(keys.recent(user), 0, -1)
             .get(keys.vectors_gen())
             .query_async(conn)
@@ -650,14 +660,19 @@ pub(crate) async fn rebuild_session(
             &settings.session,
         );
         // Only the recent items and their weights matter to the fold-in.
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.as_deref())
+                .and_then(vector_from_bytes)
+        };
         let mut folded = UserState {
             fold: FoldState {
-                weights: weights
-                    .as_deref()
-                    .and_then(vector_from_bytes)
-                    .unwrap_or_default(),
+                weights: field(0).unwrap_or_default(),
+                fresh: field(1).unwrap_or_default(),
                 vector: None,
             },
+            long_term: field(2),
             recent: recent.clone(),
             ..UserState::default()
         };
