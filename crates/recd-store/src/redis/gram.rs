@@ -5,8 +5,9 @@
 //! the user's state. Each server computes `YᵀY` from the items' vectors (the ids a page at
 //! a time, their vectors in one pipelined round trip per page: O(items · k²) once per
 //! model) and keeps it while the counter stays where it was read. The first fold-in of a
-//! server computes it before answering; afterwards a moved counter recomputes it in the
-//! background while events fold in with the previous one (during a write-back the vectors
+//! server computes it before answering (a computation cut short by the operation's
+//! deadline goes on where it stopped at the next call); afterwards a moved counter
+//! recomputes it in the background while events fold in with the previous one (during a write-back the vectors
 //! themselves are half old, half new). The fold-in itself is recd-core's
 //! (`recd_core::foldin`); nothing here is math.
 
@@ -29,7 +30,11 @@ const PAGE: usize = 1000;
 #[derive(Debug, Default)]
 pub(crate) struct GramCache {
     current: Mutex<Option<(i64, Arc<Gram>)>>,
-    refreshing: Arc<AtomicBool>,
+    /// A computation under way: its counter value, the sum so far and the last id read.
+    /// A page that fails (a deadline on a busy Redis) loses nothing: the next call goes
+    /// on from there, so that the computation ends however short each call's deadline.
+    partial: tokio::sync::Mutex<Option<(i64, Gram, Option<String>)>>,
+    refreshing: AtomicBool,
 }
 
 impl GramCache {
@@ -51,54 +56,65 @@ impl GramCache {
                     let me = self.clone();
                     let (conn, keys) = (conn.clone(), keys.clone());
                     tokio::spawn(async move {
-                        match compute(conn, &keys, dim).await {
-                            Ok(fresh) => me.store(generation, Arc::new(fresh)),
-                            Err(e) => tracing::warn!(error = %e, "fold-in: YᵀY not recomputed"),
+                        if let Err(e) = me.compute(conn, &keys, dim, generation).await {
+                            tracing::warn!(error = %e, "fold-in: YᵀY not recomputed yet");
                         }
                         me.refreshing.store(false, Ordering::Release);
                     });
                 }
                 Ok(gram)
             }
-            None => {
-                let fresh = Arc::new(compute(conn.clone(), keys, dim).await?);
-                self.store(generation, fresh.clone());
-                Ok(fresh)
-            }
+            None => self.compute(conn.clone(), keys, dim, generation).await,
         }
     }
 
-    /// Keeps `gram`, unless one of a later counter value is there already.
-    fn store(&self, generation: i64, gram: Arc<Gram>) {
+    /// Computes (or goes on computing) `YᵀY` at `generation` and keeps it.
+    async fn compute(
+        &self,
+        mut conn: ConnectionManager,
+        keys: &Keys,
+        dim: usize,
+        generation: i64,
+    ) -> StoreResult<Arc<Gram>> {
+        let mut partial = self.partial.lock().await;
+        // Someone computed it while this call waited.
+        if let Some((g, gram)) = self.current.lock().clone()
+            && g >= generation
+        {
+            return Ok(gram);
+        }
+        if partial.as_ref().is_none_or(|(g, _, _)| *g != generation) {
+            *partial = Some((generation, Gram::new(dim), None));
+        }
+        let Some((_, gram, after)) = partial.as_mut() else {
+            return Err(crate::StoreError::Internal("no YᵀY under way".into()));
+        };
+        loop {
+            let ids = super::lex_range(conn.clone(), keys.ids(), after.as_deref(), PAGE).await?;
+            if !ids.is_empty() {
+                let mut pipe = redis::pipe();
+                for id in &ids {
+                    pipe.hget(keys.item(id), "vector");
+                }
+                let found: Vec<Option<Vec<u8>>> =
+                    pipe.query_async(&mut conn).await.map_err(from_redis)?;
+                for bytes in found.into_iter().flatten() {
+                    let v =
+                        vector_from_bytes(&bytes).ok_or_else(|| bad_reply("item vector bytes"))?;
+                    gram.add(&v);
+                }
+            }
+            if ids.len() < PAGE {
+                break;
+            }
+            *after = ids.last().cloned();
+        }
+        let done = Arc::new(std::mem::replace(gram, Gram::new(dim)));
+        *partial = None;
         let mut current = self.current.lock();
         if current.as_ref().is_none_or(|(g, _)| *g <= generation) {
-            *current = Some((generation, gram));
+            *current = Some((generation, done.clone()));
         }
+        Ok(done)
     }
-}
-
-/// `YᵀY` of every item's vector, read a page of ids at a time.
-async fn compute(mut conn: ConnectionManager, keys: &Keys, dim: usize) -> StoreResult<Gram> {
-    let mut gram = Gram::new(dim);
-    let mut after: Option<String> = None;
-    loop {
-        let ids = super::lex_range(conn.clone(), keys.ids(), after.as_deref(), PAGE).await?;
-        if ids.is_empty() {
-            break;
-        }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.hget(keys.item(id), "vector");
-        }
-        let found: Vec<Option<Vec<u8>>> = pipe.query_async(&mut conn).await.map_err(from_redis)?;
-        for bytes in found.into_iter().flatten() {
-            let v = vector_from_bytes(&bytes).ok_or_else(|| bad_reply("item vector bytes"))?;
-            gram.add(&v);
-        }
-        if ids.len() < PAGE {
-            break;
-        }
-        after = ids.last().cloned();
-    }
-    Ok(gram)
 }
