@@ -28,10 +28,23 @@ async fn explained(s: &Server, user: &str) -> Value {
 /// (blended at `SHARE` with the long-term one) and change with each event; a cold visitor
 /// is served by the fold-in of their single click alone.
 async fn an_event_changes_the_list_through_the_fold_in(s: &Server) {
+    // user-1 gets a trained long-term vector (the demo trains none): an item's vector.
+    let (_, item) = s.get("/v1/items/sku-3?include_vector=true").await;
+    let (status, v) = s
+        .put(
+            "/v1/admin/vectors",
+            json!({"items": [], "users": [{"id": "user-1", "vector": item["vector"]}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
     let before = explained(s, "user-1").await;
     assert_eq!(before["source"], "personalized", "{before}");
-    let q = &before["explain"]["query"];
-    assert_eq!(q["update"], "fold_in", "{before}");
+    let q = &before["stages"]["query"];
+    assert_eq!(
+        (q["update"].as_str(), q["has_long_term"].as_bool()),
+        (Some("fold_in"), Some(true)),
+        "{before}"
+    );
     let first = ids(&before);
 
     // Three clicks on items far down the list: the fold-in now answers, at its share.
@@ -45,7 +58,7 @@ async fn an_event_changes_the_list_through_the_fold_in(s: &Server) {
         s.event("user-1", item, "click").await;
     }
     let after = explained(s, "user-1").await;
-    let q = &after["explain"]["query"];
+    let q = &after["stages"]["query"];
     assert_eq!(q["has_fold_in"], true, "{after}");
     assert_eq!(q["session_share"].as_f64(), SHARE.parse().ok(), "{after}");
     assert_ne!(ids(&after), first, "the events changed nothing");
@@ -54,7 +67,7 @@ async fn an_event_changes_the_list_through_the_fold_in(s: &Server) {
     s.event("fold-visitor", &first[0], "click").await;
     let v = explained(s, "fold-visitor").await;
     assert_eq!(v["source"], "personalized", "{v}");
-    let q = &v["explain"]["query"];
+    let q = &v["stages"]["query"];
     assert_eq!(
         (q["has_fold_in"].as_bool(), q["session_share"].as_f64()),
         (Some(true), Some(1.0)),
