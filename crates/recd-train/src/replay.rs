@@ -276,6 +276,9 @@ impl ReplayRecommender for RealtimeAls<'_> {
     }
 }
 
+/// A kept item of [`FoldInAls`]: `(item, summed weight, fresh weight)`.
+type Kept = (u32, f32, f32);
+
 /// The serving fold-in on the model alone: each user keeps their `capacity` most recent
 /// distinct items with summed weights (train events in time order, then the replayed
 /// ones, which are the fresh part), as `UserState` does, and every event re-solves their
@@ -294,7 +297,7 @@ pub struct FoldInAls<'a> {
     train: &'a Interactions,
     /// Per user met in the replay: recent `(item, summed weight, fresh weight)`, most
     /// recent first, and the folded-in query direction.
-    users: HashMap<u32, (Vec<(u32, f32, f32)>, Option<Vec<f32>>)>,
+    users: HashMap<u32, (Vec<Kept>, Option<Vec<f32>>)>,
 }
 
 impl<'a> FoldInAls<'a> {
@@ -335,7 +338,7 @@ impl<'a> FoldInAls<'a> {
         }
     }
 
-    fn touch(recent: &mut Vec<(u32, f32, f32)>, item: u32, w: f32, fresh: bool, capacity: usize) {
+    fn touch(recent: &mut Vec<Kept>, item: u32, w: f32, fresh: bool, capacity: usize) {
         let (total, new) = match recent.iter().position(|(i, _, _)| *i == item) {
             Some(at) => {
                 let (_, t, f) = recent.remove(at);
