@@ -161,6 +161,19 @@ pub struct FeatureSet {
     /// State untouched (no event) for this long is dropped: the longest window, or 7 days
     /// when there is none.
     pub ttl_ms: i64,
+    /// FNV-1a of the definitions' JSON, 8 hex digits: stored state is keyed by it, so a
+    /// changed definition starts afresh instead of reading another feature's slots.
+    fingerprint: String,
+}
+
+fn fingerprint(defs: &[FeatureDef]) -> String {
+    let json = serde_json::to_string(defs).unwrap_or_default();
+    let mut h: u32 = 0x811c_9dc5;
+    for b in json.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("{h:08x}")
 }
 
 /// Parses `90s`, `30m`, `1h`, `24h`, `7d` into milliseconds.
@@ -191,6 +204,7 @@ impl FeatureSet {
         Self {
             defs: Vec::new(),
             ttl_ms: 7 * 86_400_000,
+            fingerprint: fingerprint(&[]),
         }
     }
 
@@ -221,7 +235,12 @@ impl FeatureSet {
             })
             .max()
             .unwrap_or(7 * 86_400_000);
-        Ok(Self { defs, ttl_ms })
+        let fingerprint = fingerprint(&defs);
+        Ok(Self {
+            defs,
+            ttl_ms,
+            fingerprint,
+        })
     }
 
     /// The set used when the config has no `[features]`: a user's clicks and views in
@@ -275,6 +294,11 @@ impl FeatureSet {
             }
         }
         Self::from_specs(&specs, schema).unwrap_or_else(|_| Self::empty())
+    }
+
+    /// A short, stable fingerprint of the definitions (see [`FeatureSet::fingerprint`]).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// The features' names, in order.
