@@ -12,12 +12,24 @@ use recd_train::ctr::train;
 fn learned_ranker_beats_the_fixed_blend_on_held_out_impressions() {
     let sim = simulate(&SimParams::default());
     let set = FeatureSet::default_for(&sim.schema);
-    let rows = export(&set, &catalog(&sim.items), &sim.events, &sim.lists, 3_600_000);
-    assert_eq!(rows.len(), sim.lists.iter().map(|l| l.items.len()).sum::<usize>());
+    let rows = export(
+        &set,
+        &catalog(&sim.items),
+        &sim.events,
+        &sim.lists,
+        3_600_000,
+    );
+    assert_eq!(
+        rows.len(),
+        sim.lists.iter().map(|l| l.items.len()).sum::<usize>()
+    );
     let (ranker, report) = train(&set, &rows, &FitParams::default(), 0.2, None, 0.0).unwrap();
     eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
     let (learned, blend) = (report.learned, report.blend);
-    assert!(learned.auc.unwrap() > blend.auc.unwrap() + 0.03, "{report:?}");
+    assert!(
+        learned.auc.unwrap() > blend.auc.unwrap() + 0.03,
+        "{report:?}"
+    );
     // Within a list the blend's order is the position, which clicks follow whatever the
     // items: the ranker must still order them better.
     assert!(learned.gauc.unwrap() > blend.gauc.unwrap(), "{report:?}");

@@ -82,7 +82,10 @@ return n
 /// The redis backend's feature store.
 #[derive(Clone)]
 pub struct RedisFeatures {
-    conn: ConnectionManager,
+    client: ::redis::Client,
+    /// Connected on first use, so that the engine can be built synchronously.
+    conn: Arc<tokio::sync::OnceCell<ConnectionManager>>,
+    timeout: Duration,
     prefix: String,
     apply: Arc<Script>,
 }
@@ -96,25 +99,43 @@ impl std::fmt::Debug for RedisFeatures {
 }
 
 impl RedisFeatures {
-    /// Connects under the deployment's key prefix.
-    pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> StoreResult<Self> {
+    /// A store under the deployment's key prefix, connecting on first use.
+    pub fn new(url: &str, prefix: &str, timeout: Duration) -> StoreResult<Self> {
         let client = ::redis::Client::open(url).map_err(|e| {
             StoreError::Invalid(recd_core::ValidationError::new(format!(
                 "bad redis url '{url}': {e}"
             )))
         })?;
-        let config = ::redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
-        let conn = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(from_redis)?;
         Ok(Self {
-            conn,
+            client,
+            conn: Arc::new(tokio::sync::OnceCell::new()),
+            timeout,
             prefix: prefix.to_string(),
             apply: Arc::new(Script::new(APPLY)),
         })
+    }
+
+    /// Connects now (a store that cannot reach Redis fails here, not on first use).
+    pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> StoreResult<Self> {
+        let store = Self::new(url, prefix, timeout)?;
+        store.conn().await?;
+        Ok(store)
+    }
+
+    async fn conn(&self) -> StoreResult<ConnectionManager> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| async {
+                let config = ::redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout));
+                self.client
+                    .get_connection_manager_with_config(config)
+                    .await
+                    .map_err(from_redis)
+            })
+            .await?;
+        Ok(conn.clone())
     }
 
     fn user_key(&self, set: &FeatureSet, user: &str) -> String {
@@ -157,7 +178,7 @@ impl RedisFeatures {
                 Op::Last { at_ms } => inv.arg("l").arg(at_ms).arg(0).arg(0),
             };
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let _: i64 = inv.invoke_async(&mut conn).await.map_err(from_redis)?;
         Ok(())
     }
@@ -238,7 +259,7 @@ impl FeatureStore for RedisFeatures {
                 pipe.hgetall(self.item_key(set, &it.id));
             }
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let replies: Vec<Vec<(String, String)>> =
             pipe.query_async(&mut conn).await.map_err(from_redis)?;
         let u = replies.first().and_then(|f| state(f));
@@ -254,7 +275,7 @@ impl FeatureStore for RedisFeatures {
     }
 
     async fn delete_user(&self, set: &FeatureSet, user: &str) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let _: i64 = conn
             .del(self.user_key(set, user))
             .await

@@ -39,8 +39,12 @@ pub trait FeatureStore: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<()>;
 
     /// Counts one impression at `at_ms` for each of `items` (rates' denominators).
-    async fn log_impressions(&self, set: &FeatureSet, items: &[String], at_ms: i64)
-    -> StoreResult<()>;
+    async fn log_impressions(
+        &self,
+        set: &FeatureSet,
+        items: &[String],
+        at_ms: i64,
+    ) -> StoreResult<()>;
 
     /// The feature vectors of `items` for `user` at `now_ms`, row-major: `items.len()`
     /// rows of `set.len()` values in the set's order.

@@ -64,8 +64,18 @@ async fn check_parity(store: &dyn FeatureStore) {
             .unwrap();
         for (k, values) in online.chunks(set.len()).enumerate() {
             let r = &rows[row];
-            assert_eq!((r.recommendation_id.as_str(), r.item_id.as_str()), (list.recommendation_id.as_str(), list.items[k].id.as_str()));
-            assert_eq!(values, r.features.as_slice(), "{} {} at {}", r.user_id, r.item_id, r.at_ms);
+            assert_eq!(
+                (r.recommendation_id.as_str(), r.item_id.as_str()),
+                (list.recommendation_id.as_str(), list.items[k].id.as_str())
+            );
+            assert_eq!(
+                values,
+                r.features.as_slice(),
+                "{} {} at {}",
+                r.user_id,
+                r.item_id,
+                r.at_ms
+            );
             row += 1;
             compared += 1;
         }
@@ -93,8 +103,15 @@ fn tag_set() -> FeatureSet {
 
 fn item(id: &str, tags: &[&str]) -> Arc<Item> {
     let mut fields = BTreeMap::new();
-    fields.insert("category".into(), FieldValue::Tags(tags.iter().map(|t| t.to_string()).collect()));
-    Arc::new(Item { id: id.into(), vector: None, fields })
+    fields.insert(
+        "category".into(),
+        FieldValue::Tags(tags.iter().map(|t| t.to_string()).collect()),
+    );
+    Arc::new(Item {
+        id: id.into(),
+        vector: None,
+        fields,
+    })
 }
 
 /// Ids and tag values with Redis and Lua metacharacters are data, the TTL drops idle
@@ -107,20 +124,32 @@ async fn check_hostile_values_ttl_and_forget(store: &dyn FeatureStore) {
     store
         .apply_events(
             &set,
-            &[event(user, &it.id, EventType::Click, None, t0), event(user, &it.id, EventType::View, None, t0 + 1000)],
+            &[
+                event(user, &it.id, EventType::Click, None, t0),
+                event(user, &it.id, EventType::View, None, t0 + 1000),
+            ],
             &[Some(it.clone()), Some(it.clone())],
         )
         .await
         .unwrap();
-    let v = store.values(&set, user, std::slice::from_ref(&it), t0 + 60_000).await.unwrap();
+    let v = store
+        .values(&set, user, std::slice::from_ref(&it), t0 + 60_000)
+        .await
+        .unwrap();
     // Three tags, each clicked once; the view 59 s before.
     assert_eq!(v[1], 3.0);
     assert!((v[0] - 59.0 / 3600.0).abs() < 1e-12);
     // Past the TTL (the 1 h window) the state reads as none.
-    let v = store.values(&set, user, std::slice::from_ref(&it), t0 + 1000 + 3_600_001).await.unwrap();
+    let v = store
+        .values(&set, user, std::slice::from_ref(&it), t0 + 1000 + 3_600_001)
+        .await
+        .unwrap();
     assert_eq!(v, vec![720.0, 0.0]);
     store.delete_user(&set, user).await.unwrap();
-    let v = store.values(&set, user, std::slice::from_ref(&it), t0 + 60_000).await.unwrap();
+    let v = store
+        .values(&set, user, std::slice::from_ref(&it), t0 + 60_000)
+        .await
+        .unwrap();
     assert_eq!(v, vec![720.0, 0.0]);
 }
 

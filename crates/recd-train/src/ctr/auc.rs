@@ -7,7 +7,11 @@ use std::collections::HashMap;
 /// The AUC of `scores` against `labels` (ties count half); `None` without both labels.
 pub fn auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
     let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|&a, &b| scores[a].partial_cmp(&scores[b]).unwrap_or(std::cmp::Ordering::Equal));
+    idx.sort_by(|&a, &b| {
+        scores[a]
+            .partial_cmp(&scores[b])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     let (mut rank_sum, mut pos) = (0.0, 0usize);
     let mut i = 0;
     while i < idx.len() {

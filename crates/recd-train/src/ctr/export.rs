@@ -169,7 +169,11 @@ mod tests {
     fn item(id: &str, cat: &str) -> Item {
         let mut fields = BTreeMap::new();
         fields.insert("category".into(), FieldValue::Tags(vec![cat.into()]));
-        Item { id: id.into(), vector: None, fields }
+        Item {
+            id: id.into(),
+            vector: None,
+            fields,
+        }
     }
 
     fn click(user: &str, item: &str, at: i64, rec: Option<&str>) -> Event {
@@ -191,7 +195,13 @@ mod tests {
             strategy: "default".into(),
             items: items
                 .iter()
-                .map(|i| LoggedItem { id: i.to_string(), score: 1.0, similarity: 0.5, popularity: 0.0, knn: true })
+                .map(|i| LoggedItem {
+                    id: i.to_string(),
+                    score: 1.0,
+                    similarity: 0.5,
+                    popularity: 0.0,
+                    knn: true,
+                })
                 .collect(),
         }
     }
@@ -204,18 +214,31 @@ mod tests {
         .unwrap();
         let set = FeatureSet::from_specs(&specs, &Schema::demo(2)).unwrap();
         let catalog: HashMap<String, Item> =
-            [item("a", "shoes"), item("b", "shoes"), item("c", "bags")].into_iter().map(|i| (i.id.clone(), i)).collect();
+            [item("a", "shoes"), item("b", "shoes"), item("c", "bags")]
+                .into_iter()
+                .map(|i| (i.id.clone(), i))
+                .collect();
         let events = vec![
-            click("u", "a", 1_000, None),        // before r1: a feature of r1's rows
-            click("u", "b", 5_000, Some("r1")),  // same ms as r2: r1's label, not r2's feature
-            click("u", "c", 5_000, None),        // no citation: attributed to r2 (latest list with c)
-            click("u", "c", 90_000_000, None),   // long after: attributed to nothing
+            click("u", "a", 1_000, None),       // before r1: a feature of r1's rows
+            click("u", "b", 5_000, Some("r1")), // same ms as r2: r1's label, not r2's feature
+            click("u", "c", 5_000, None), // no citation: attributed to r2 (latest list with c)
+            click("u", "c", 90_000_000, None), // long after: attributed to nothing
         ];
-        let lists = vec![list("r1", "u", 2_000, &["b", "c"]), list("r2", "u", 5_000, &["b", "c", "zz"])];
+        let lists = vec![
+            list("r1", "u", 2_000, &["b", "c"]),
+            list("r2", "u", 5_000, &["b", "c", "zz"]),
+        ];
         let rows = export(&set, &catalog, &events, &lists, 60_000);
         let got: Vec<(&str, &str, f64, bool)> = rows
             .iter()
-            .map(|r| (r.recommendation_id.as_str(), r.item_id.as_str(), r.features[0], r.label))
+            .map(|r| {
+                (
+                    r.recommendation_id.as_str(),
+                    r.item_id.as_str(),
+                    r.features[0],
+                    r.label,
+                )
+            })
             .collect();
         assert_eq!(
             got,

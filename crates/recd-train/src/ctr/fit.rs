@@ -29,10 +29,7 @@ impl Default for FitParams {
 
 /// The raw input row: features then signals.
 fn raw(row: &Row) -> impl Iterator<Item = f64> + '_ {
-    row.features
-        .iter()
-        .copied()
-        .chain(row.signals.values())
+    row.features.iter().copied().chain(row.signals.values())
 }
 
 /// Fits a ranker for `set` on `rows` (at least one click and one non-click).
@@ -52,7 +49,11 @@ pub fn fit(set: &FeatureSet, rows: &[Row], params: &FitParams) -> Result<LinearR
     if let Some(r) = rows.iter().find(|r| r.features.len() != set.len()) {
         return Err(TrainError::InvalidParam {
             name: "features",
-            message: format!("a row has {} features, the set {}", r.features.len(), set.len()),
+            message: format!(
+                "a row has {} features, the set {}",
+                r.features.len(),
+                set.len()
+            ),
         });
     }
     // Standardization from the rows (the count-like ones logged first).
@@ -83,7 +84,11 @@ pub fn fit(set: &FeatureSet, rows: &[Row], params: &FitParams) -> Result<LinearR
     let x: Vec<Vec<f64>> = rows
         .iter()
         .map(|r| {
-            let mut v: Vec<f64> = inputs.iter().zip(raw(r)).map(|(i, x)| i.standardize(x)).collect();
+            let mut v: Vec<f64> = inputs
+                .iter()
+                .zip(raw(r))
+                .map(|(i, x)| i.standardize(x))
+                .collect();
             v.push(1.0); // the intercept's column
             v
         })
@@ -215,12 +220,25 @@ mod tests {
                         label: k < clicks,
                         served_score: 0.0,
                         features: vec![],
-                        signals: RankerInputs { similarity: sim, popularity: pop, knn: true, position: 0.0 },
+                        signals: RankerInputs {
+                            similarity: sim,
+                            popularity: pop,
+                            knn: true,
+                            position: 0.0,
+                        },
                     });
                 }
             }
         }
-        let r = fit(&set, &rows, &FitParams { l2: 0.0, iterations: 50 }).unwrap();
+        let r = fit(
+            &set,
+            &rows,
+            &FitParams {
+                l2: 0.0,
+                iterations: 50,
+            },
+        )
+        .unwrap();
         // The similarity weight is per standard deviation: 1.5 × sd.
         let sd = r.inputs[0].scale;
         assert!((r.weights[0] / sd - 1.5).abs() < 0.05, "{:?}", r.weights);

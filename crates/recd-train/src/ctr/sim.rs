@@ -46,6 +46,8 @@ pub struct SimParams {
     pub shift: f64,
     /// Seed.
     pub seed: u64,
+    /// When the first day starts, ms since the epoch.
+    pub start_ms: i64,
 }
 
 impl Default for SimParams {
@@ -61,6 +63,7 @@ impl Default for SimParams {
             explore: 3,
             shift: 0.25,
             seed: 7,
+            start_ms: START_MS,
         }
     }
 }
@@ -80,8 +83,8 @@ pub struct Simulated {
 
 const DIM: usize = 16;
 const DAY_MS: i64 = 86_400_000;
-/// 2026-01-01T00:00:00Z.
-const START_MS: i64 = 1_767_225_600_000;
+/// 2026-01-01T00:00:00Z: the default start.
+pub const START_MS: i64 = 1_767_225_600_000;
 
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
@@ -114,14 +117,21 @@ pub fn simulate(p: &SimParams) -> Simulated {
     let mut pop = Vec::with_capacity(p.items);
     for i in 0..p.items {
         let cat = rng.random_range(0..p.categories);
-        let mut v: Vec<f32> = centroids[cat].iter().map(|c| c + 0.5 * gauss(&mut rng)).collect();
+        let mut v: Vec<f32> = centroids[cat]
+            .iter()
+            .map(|c| c + 0.5 * gauss(&mut rng))
+            .collect();
         normalize(&mut v);
         // Zipf-like static popularity in (0, 1].
         let popularity = 1.0 / (1.0 + (rng.random_range(0..p.items) as f64) / 20.0);
         let mut fields = BTreeMap::new();
         fields.insert("category".into(), FieldValue::Tags(vec![format!("c{cat}")]));
         fields.insert("popularity".into(), FieldValue::Number(popularity));
-        items.push(Item { id: format!("i{i}"), vector: Some(v), fields });
+        items.push(Item {
+            id: format!("i{i}"),
+            vector: Some(v),
+            fields,
+        });
         cat_of.push(cat);
         pop.push(popularity);
     }
@@ -137,7 +147,10 @@ pub fn simulate(p: &SimParams) -> Simulated {
         let old: Vec<usize> = (0..3).map(|_| rng.random_range(0..p.categories)).collect();
         let mut long_term = vec![0.0f32; DIM];
         for &c in &old {
-            long_term.iter_mut().zip(&centroids[c]).for_each(|(a, b)| *a += b);
+            long_term
+                .iter_mut()
+                .zip(&centroids[c])
+                .for_each(|(a, b)| *a += b);
         }
         normalize(&mut long_term);
         // The blend's candidates for this user: fixed, since the long-term vector is.
@@ -168,12 +181,13 @@ pub fn simulate(p: &SimParams) -> Simulated {
         let mut clicks: Vec<(i64, usize)> = Vec::new(); // (time, category)
         let gap = DAY_MS / p.sessions_per_day as i64;
         for s in 0..p.days * p.sessions_per_day {
-            let t = START_MS + s as i64 * gap + rng.random_range(0..gap / 2);
+            let t = p.start_ms + s as i64 * gap + rng.random_range(0..gap / 2);
             if rng.random::<f64>() < p.shift {
                 interest = rng.random_range(0..p.categories);
             }
             for k in 0..2 {
-                let in_interest: Vec<usize> = (0..p.items).filter(|&i| cat_of[i] == interest).collect();
+                let in_interest: Vec<usize> =
+                    (0..p.items).filter(|&i| cat_of[i] == interest).collect();
                 if let Some(&i) = in_interest.get(rng.random_range(0..in_interest.len().max(1))) {
                     events.push(Event {
                         user_id: user.clone(),
@@ -193,12 +207,19 @@ pub fn simulate(p: &SimParams) -> Simulated {
                 shown.push(rest.swap_remove(k));
             }
             let rec = format!("r{u}-{s}");
-            let recent = |cat: usize| clicks.iter().filter(|(at, c)| *c == cat && *at > t - DAY_MS && *at < t).count();
+            let recent = |cat: usize| {
+                clicks
+                    .iter()
+                    .filter(|(at, c)| *c == cat && *at > t - DAY_MS && *at < t)
+                    .count()
+            };
             let mut new_clicks = Vec::new();
             for (pos, c) in shown.iter().enumerate() {
                 let cat = cat_of[c.0];
                 let attract = sigmoid(
-                    -2.5 + (recent(cat) as f64).ln_1p() + 1.2 * f64::from(u8::from(cat == interest)) + 0.5 * c.2,
+                    -2.5 + (recent(cat) as f64).ln_1p()
+                        + 1.2 * f64::from(u8::from(cat == interest))
+                        + 0.5 * c.2,
                 );
                 let examine = (1.0 + pos as f64).powf(-0.8);
                 if rng.random::<f64>() < examine * attract {
@@ -222,7 +243,13 @@ pub fn simulate(p: &SimParams) -> Simulated {
                 strategy: "default".into(),
                 items: shown
                     .iter()
-                    .map(|c| LoggedItem { id: items[c.0].id.clone(), score: blend(c), similarity: c.1, popularity: c.2, knn: c.3 })
+                    .map(|c| LoggedItem {
+                        id: items[c.0].id.clone(),
+                        score: blend(c),
+                        similarity: c.1,
+                        popularity: c.2,
+                        knn: c.3,
+                    })
                     .collect(),
             });
         }
@@ -230,8 +257,19 @@ pub fn simulate(p: &SimParams) -> Simulated {
     let mut fields = BTreeMap::new();
     fields.insert("category".to_string(), FieldType::Tag);
     fields.insert("popularity".to_string(), FieldType::Numeric);
-    let schema = Schema { vector: recd_core::VectorSpec { dim: DIM, metric: recd_core::Metric::Cosine }, fields };
-    Simulated { schema, items, events, lists }
+    let schema = Schema {
+        vector: recd_core::VectorSpec {
+            dim: DIM,
+            metric: recd_core::Metric::Cosine,
+        },
+        fields,
+    };
+    Simulated {
+        schema,
+        items,
+        events,
+        lists,
+    }
 }
 
 /// The catalog by id.
