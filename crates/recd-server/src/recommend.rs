@@ -229,9 +229,11 @@ impl Recommender {
                 .map(|(i, c)| {
                     let sig = recd_core::pipeline::score::signals(c, floor);
                     let row = values.get(i * d..(i + 1) * d).unwrap_or(&[]);
+                    // The position is the same constant for every candidate: not a reason.
                     let top: Vec<_> = ranker
                         .contributions(row, &sig)
                         .into_iter()
+                        .filter(|c| c.feature != "position")
                         .take(TOP_CONTRIBUTIONS)
                         .collect();
                     (c.item.id.clone(), json!(top))

@@ -264,6 +264,13 @@ async fn follow_rankers(engine: &Arc<recd_server::Engine>) {
     if engine.features().is_none() {
         return;
     }
+    match engine.rebuild_features().await {
+        Ok((events, lists)) if events + lists > 0 => {
+            tracing::info!(events, lists, "online features rebuilt from the logs")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(cause = %e, "online features not rebuilt; they fill as events arrive"),
+    }
     match engine.refresh_rankers().await {
         Ok(n) => tracing::info!(rankers = n, "learned rankers loaded"),
         Err(e) => tracing::warn!(cause = %e, "learned rankers not loaded; retrying"),

@@ -218,6 +218,59 @@ impl Engine {
         }
     }
 
+    /// Rebuilds the in-process online features at start (embedded backend; Redis keeps
+    /// its own): the event log's events within the features' TTL, then the impression
+    /// log's lists within it. Returns (events, lists) applied.
+    pub async fn rebuild_features(&self) -> EngineResult<(usize, usize)> {
+        let Some(f) = &self.features else {
+            return Ok((0, 0));
+        };
+        if self.config.backend != Backend::Embedded {
+            return Ok((0, 0));
+        }
+        let since = now_ms() - f.set().ttl_ms;
+        let (mut events, mut lists) = (0, 0);
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.events_page(after.as_deref(), 10_000).await?;
+            let recent: Vec<Event> = page
+                .entries
+                .into_iter()
+                .filter(|e| e.timestamp_ms >= since)
+                .collect();
+            events += recent.len();
+            self.update_features(f, &recent).await?;
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        if let Some(path) = self.config.features.impression_log.as_ref() {
+            let path = if path.is_absolute() {
+                path.clone()
+            } else {
+                self.config.data_dir.join(path)
+            };
+            if let Ok(file) = std::fs::File::open(&path) {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+                    // A torn last line (a crash mid-write) is skipped, not fatal.
+                    let Ok(list) = serde_json::from_str::<recd_core::features::LoggedList>(&line)
+                    else {
+                        continue;
+                    };
+                    if list.at_ms < since {
+                        continue;
+                    }
+                    let ids: Vec<String> = list.items.into_iter().map(|i| i.id).collect();
+                    f.store().log_impressions(f.set(), &ids, list.at_ms).await?;
+                    lists += 1;
+                }
+            }
+        }
+        Ok((events, lists))
+    }
+
     /// The strategies and experiments.
     pub fn experiments(&self) -> &Arc<Experiments> {
         &self.experiments
