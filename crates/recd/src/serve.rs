@@ -269,7 +269,9 @@ async fn follow_rankers(engine: &Arc<recd_server::Engine>) {
             tracing::info!(events, lists, "online features rebuilt from the logs")
         }
         Ok(_) => {}
-        Err(e) => tracing::warn!(cause = %e, "online features not rebuilt; they fill as events arrive"),
+        Err(e) => {
+            tracing::warn!(cause = %e, "online features not rebuilt; they fill as events arrive")
+        }
     }
     match engine.refresh_rankers().await {
         Ok(n) => tracing::info!(rankers = n, "learned rankers loaded"),
