@@ -143,7 +143,11 @@ async fn a_learned_strategy_follows_the_users_clicks() {
     // The default strategy is the fixed blend.
     let blend = json!({"user_id": "u", "count": 2, "explain": true});
     let (_, body) = send(&app, Method::POST, "/v1/recommend", Some(blend)).await;
-    assert_eq!(body["stages"]["score"], json!({"scorer": "blend"}), "{body}");
+    assert_eq!(
+        body["stages"]["score"],
+        json!({"scorer": "blend"}),
+        "{body}"
+    );
 
     // A ranker version is not activated like vectors: a strategy names it.
     let (status, body) = send(

@@ -73,6 +73,26 @@ impl OfflineFeatures {
         set.values(self.users.get(user), self.items.get(&item.id), item, now_ms)
     }
 
+    /// [`OfflineFeatures::values`] into `out` (resized to the set's length).
+    pub fn values_into(
+        &self,
+        set: &FeatureSet,
+        user: &str,
+        item: &Item,
+        now_ms: i64,
+        out: &mut Vec<f64>,
+    ) {
+        out.clear();
+        out.resize(set.len(), 0.0);
+        set.values_into(
+            self.users.get(user),
+            self.items.get(&item.id),
+            item,
+            now_ms,
+            out,
+        );
+    }
+
     /// A user's state (tests, the memory figure).
     pub fn user(&self, user: &str) -> Option<&EntityState> {
         self.users.get(user)

@@ -15,13 +15,22 @@
 //! where `c` is the user's clicks on the item's category in the previous 24 h, `interest`
 //! whether the item is in the current interest, and `pop` its relative popularity: users
 //! prefer categories they clicked recently, with position bias.
+//!
+//! [`run`] with [`Policy::Ab`] is the A/B test on simulated users: half of them (by the
+//! experiments' hash) get the learned ranker's lists, read from online features as the
+//! server reads them, and the click model decides.
 
 use std::collections::{BTreeMap, HashMap};
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
-use recd_core::features::{LoggedItem, LoggedList};
+use recd_core::experiment::stats::PairSums;
+use recd_core::experiment::stats::ratio::ratio_ztest;
+use recd_core::features::{FeatureSet, LinearRanker, LoggedItem, LoggedList, RankerInputs};
 use recd_core::{Event, EventType, FieldType, FieldValue, Item, Schema};
+use serde::Serialize;
+
+use crate::ctr::export::OfflineFeatures;
 
 /// The simulation's size and behaviour.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -97,8 +106,60 @@ fn normalize(v: &mut [f32]) {
     }
 }
 
-/// Runs the simulation.
+/// How the lists of a run are ranked.
+#[derive(Debug, Clone, Copy)]
+pub enum Policy<'a> {
+    /// Every user gets the fixed blend.
+    Blend,
+    /// An A/B test: users in the lower half of the hash buckets (`recd_core`'s experiment
+    /// hash) get the blend (control), the others `ranker` over `set`'s features, read as
+    /// the server reads them (online state of the events and lists so far).
+    Ab {
+        /// The features the ranker reads.
+        set: &'a FeatureSet,
+        /// The treatment.
+        ranker: &'a LinearRanker,
+    },
+}
+
+/// An A/B run's outcome: per arm, users' clicks over their lists, and the delta-method
+/// test of the ratio (the experiments layer's statistics).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AbOutcome {
+    /// Control (blend): lists and clicks.
+    pub control: (u64, u64),
+    /// Treatment (ranker): lists and clicks.
+    pub treatment: (u64, u64),
+    /// Clicks per list, control.
+    pub control_ctr: f64,
+    /// Clicks per list, treatment.
+    pub treatment_ctr: f64,
+    /// Two-sided p-value of the difference (users as the unit).
+    pub p_value: Option<f64>,
+}
+
+/// Runs the simulation with the fixed blend.
 pub fn simulate(p: &SimParams) -> Simulated {
+    run(p, Policy::Blend).0
+}
+
+/// One simulated user.
+struct SimUser {
+    id: String,
+    interest: usize,
+    /// (time, category) of their clicks.
+    clicks: Vec<(i64, usize)>,
+    /// The blend's candidates: (item, similarity, relative popularity, found by KNN),
+    /// best blend score first.
+    pool: Vec<(usize, f64, f64, bool)>,
+    treated: bool,
+    lists: u64,
+    clicked: u64,
+}
+
+/// Runs the simulation under `policy`: sessions in global time order, so that the
+/// online feature state a ranker reads holds exactly the events and lists before it.
+pub fn run(p: &SimParams, policy: Policy<'_>) -> (Simulated, Option<AbOutcome>) {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(p.seed);
     let gauss = |rng: &mut Xoshiro256PlusPlus| -> f32 {
         // Box–Muller.
@@ -135,15 +196,17 @@ pub fn simulate(p: &SimParams) -> Simulated {
         cat_of.push(cat);
         pop.push(popularity);
     }
+    let by_cat: Vec<Vec<usize>> = (0..p.categories)
+        .map(|c| (0..p.items).filter(|&i| cat_of[i] == c).collect())
+        .collect();
     let pop_max = pop.iter().copied().fold(0.0, f64::max);
     let mut popular: Vec<usize> = (0..p.items).collect();
     popular.sort_by(|a, b| pop[*b].total_cmp(&pop[*a]).then(a.cmp(b)));
     popular.truncate(20);
+    let blend = |c: &(usize, f64, f64, bool)| c.1 + 0.1 * c.2;
 
-    let mut events = Vec::new();
-    let mut lists = Vec::new();
+    let mut users = Vec::with_capacity(p.users);
     for u in 0..p.users {
-        let user = format!("u{u}");
         let old: Vec<usize> = (0..3).map(|_| rng.random_range(0..p.categories)).collect();
         let mut long_term = vec![0.0f32; DIM];
         for &c in &old {
@@ -153,12 +216,14 @@ pub fn simulate(p: &SimParams) -> Simulated {
                 .for_each(|(a, b)| *a += b);
         }
         normalize(&mut long_term);
-        // The blend's candidates for this user: fixed, since the long-term vector is.
+        // The blend's candidates: fixed, since the long-term vector is.
         let sims: Vec<f64> = items
             .iter()
             .map(|it| {
-                let v = it.vector.as_deref().unwrap_or(&[]);
-                f64::from(recd_core::vector::dot(v, &long_term))
+                f64::from(recd_core::vector::dot(
+                    it.vector.as_deref().unwrap_or(&[]),
+                    &long_term,
+                ))
             })
             .collect();
         let mut knn: Vec<usize> = (0..p.items).collect();
@@ -174,86 +239,156 @@ pub fn simulate(p: &SimParams) -> Simulated {
                 pool.push((i, floor, pop[i] / pop_max, false));
             }
         }
-        let blend = |c: &(usize, f64, f64, bool)| c.1 + 0.1 * c.2;
         pool.sort_by(|a, b| blend(b).total_cmp(&blend(a)).then(a.0.cmp(&b.0)));
-
-        let mut interest = old[0];
-        let mut clicks: Vec<(i64, usize)> = Vec::new(); // (time, category)
-        let gap = DAY_MS / p.sessions_per_day as i64;
+        let id = format!("u{u}");
+        let treated = matches!(policy, Policy::Ab { .. })
+            && recd_core::experiment::hash::bucket("sim-ab", &id) >= 0.5;
+        users.push(SimUser {
+            id,
+            interest: old[0],
+            clicks: Vec::new(),
+            pool,
+            treated,
+            lists: 0,
+            clicked: 0,
+        });
+    }
+    // Every session, in time order.
+    let gap = DAY_MS / p.sessions_per_day as i64;
+    let mut sessions: Vec<(i64, usize, usize)> = Vec::new();
+    for u in 0..p.users {
         for s in 0..p.days * p.sessions_per_day {
-            let t = p.start_ms + s as i64 * gap + rng.random_range(0..gap / 2);
-            if rng.random::<f64>() < p.shift {
-                interest = rng.random_range(0..p.categories);
-            }
-            for k in 0..2 {
-                let in_interest: Vec<usize> =
-                    (0..p.items).filter(|&i| cat_of[i] == interest).collect();
-                if let Some(&i) = in_interest.get(rng.random_range(0..in_interest.len().max(1))) {
-                    events.push(Event {
-                        user_id: user.clone(),
-                        item_id: items[i].id.clone(),
-                        kind: EventType::View,
-                        value: None,
-                        timestamp_ms: t - 60_000 + k * 1000,
-                        recommendation_id: None,
-                    });
-                }
-            }
-            let head = p.list_len.saturating_sub(p.explore);
-            let mut shown: Vec<&(usize, f64, f64, bool)> = pool.iter().take(head).collect();
-            let mut rest: Vec<&(usize, f64, f64, bool)> = pool.iter().skip(head).collect();
-            while shown.len() < p.list_len && !rest.is_empty() {
-                let k = rng.random_range(0..rest.len());
-                shown.push(rest.swap_remove(k));
-            }
-            let rec = format!("r{u}-{s}");
-            let recent = |cat: usize| {
-                clicks
-                    .iter()
-                    .filter(|(at, c)| *c == cat && *at > t - DAY_MS && *at < t)
-                    .count()
-            };
-            let mut new_clicks = Vec::new();
-            for (pos, c) in shown.iter().enumerate() {
-                let cat = cat_of[c.0];
-                let attract = sigmoid(
-                    -2.5 + (recent(cat) as f64).ln_1p()
-                        + 1.2 * f64::from(u8::from(cat == interest))
-                        + 0.5 * c.2,
-                );
-                let examine = (1.0 + pos as f64).powf(-0.8);
-                if rng.random::<f64>() < examine * attract {
-                    let at = t + 1000 * (pos as i64 + 1);
-                    new_clicks.push((at, cat));
-                    events.push(Event {
-                        user_id: user.clone(),
-                        item_id: items[c.0].id.clone(),
-                        kind: EventType::Click,
-                        value: None,
-                        timestamp_ms: at,
-                        recommendation_id: Some(rec.clone()),
-                    });
-                }
-            }
-            clicks.extend(new_clicks);
-            lists.push(LoggedList {
-                recommendation_id: rec,
-                user_id: user.clone(),
-                at_ms: t,
-                strategy: "default".into(),
-                items: shown
-                    .iter()
-                    .map(|c| LoggedItem {
-                        id: items[c.0].id.clone(),
-                        score: blend(c),
-                        similarity: c.1,
-                        popularity: c.2,
-                        knn: c.3,
-                    })
-                    .collect(),
-            });
+            sessions.push((
+                p.start_ms + s as i64 * gap + rng.random_range(0..gap / 2),
+                u,
+                s,
+            ));
         }
     }
+    sessions.sort_unstable();
+
+    let mut online = OfflineFeatures::default();
+    let mut events = Vec::new();
+    let mut lists = Vec::new();
+    let mut scratch = Vec::new();
+    for (t, u, s) in sessions {
+        let user = &mut users[u];
+        if rng.random::<f64>() < p.shift {
+            user.interest = rng.random_range(0..p.categories);
+        }
+        let mut fresh: Vec<Event> = Vec::new();
+        for k in 0..2 {
+            let pick = &by_cat[user.interest];
+            if let Some(&i) = pick.get(rng.random_range(0..pick.len().max(1))) {
+                fresh.push(Event {
+                    user_id: user.id.clone(),
+                    item_id: items[i].id.clone(),
+                    kind: EventType::View,
+                    value: None,
+                    timestamp_ms: t - 60_000 + k * 1000,
+                    recommendation_id: None,
+                });
+            }
+        }
+        if let Policy::Ab { set, .. } = policy {
+            for e in &fresh {
+                online.apply_event(set, e, item_of(&items, &e.item_id));
+            }
+        }
+        events.append(&mut fresh);
+        // The list: the policy's order over the pool, the last `explore` slots at random.
+        let ranked: Vec<(usize, f64, f64, bool, f64)> = match policy {
+            Policy::Ab { set, ranker } if user.treated => {
+                let mut r: Vec<(usize, f64, f64, bool, f64)> = user
+                    .pool
+                    .iter()
+                    .map(|c| {
+                        online.values_into(set, &user.id, &items[c.0], t, &mut scratch);
+                        let sig = RankerInputs {
+                            similarity: c.1,
+                            popularity: c.2,
+                            knn: c.3,
+                            position: 0.0,
+                        };
+                        (c.0, c.1, c.2, c.3, ranker.probability(&scratch, &sig))
+                    })
+                    .collect();
+                r.sort_by(|a, b| b.4.total_cmp(&a.4).then(a.0.cmp(&b.0)));
+                r
+            }
+            _ => user
+                .pool
+                .iter()
+                .map(|c| (c.0, c.1, c.2, c.3, blend(c)))
+                .collect(),
+        };
+        let head = p.list_len.saturating_sub(p.explore);
+        let mut shown: Vec<&(usize, f64, f64, bool, f64)> = ranked.iter().take(head).collect();
+        let mut rest: Vec<&(usize, f64, f64, bool, f64)> = ranked.iter().skip(head).collect();
+        while shown.len() < p.list_len && !rest.is_empty() {
+            let k = rng.random_range(0..rest.len());
+            shown.push(rest.swap_remove(k));
+        }
+        let rec = format!("r{u}-{s}");
+        let recent = |clicks: &[(i64, usize)], cat: usize| {
+            clicks
+                .iter()
+                .filter(|(at, c)| *c == cat && *at > t - DAY_MS && *at < t)
+                .count()
+        };
+        let mut new_clicks = Vec::new();
+        for (pos, c) in shown.iter().enumerate() {
+            let cat = cat_of[c.0];
+            let attract = sigmoid(
+                -2.5 + (recent(&user.clicks, cat) as f64).ln_1p()
+                    + 1.2 * f64::from(u8::from(cat == user.interest))
+                    + 0.5 * c.2,
+            );
+            let examine = (1.0 + pos as f64).powf(-0.8);
+            if rng.random::<f64>() < examine * attract {
+                let at = t + 1000 * (pos as i64 + 1);
+                new_clicks.push((at, cat));
+                fresh.push(Event {
+                    user_id: user.id.clone(),
+                    item_id: items[c.0].id.clone(),
+                    kind: EventType::Click,
+                    value: None,
+                    timestamp_ms: at,
+                    recommendation_id: Some(rec.clone()),
+                });
+            }
+        }
+        user.lists += 1;
+        user.clicked += new_clicks.len() as u64;
+        user.clicks.extend(new_clicks);
+        let list = LoggedList {
+            recommendation_id: rec,
+            user_id: user.id.clone(),
+            at_ms: t,
+            strategy: if user.treated { "learned" } else { "default" }.into(),
+            items: shown
+                .iter()
+                .map(|c| LoggedItem {
+                    id: items[c.0].id.clone(),
+                    score: c.4,
+                    similarity: c.1,
+                    popularity: c.2,
+                    knn: c.3,
+                })
+                .collect(),
+        };
+        if let Policy::Ab { set, .. } = policy {
+            for i in &list.items {
+                online.apply_impression(set, &i.id, t);
+            }
+            for e in &fresh {
+                online.apply_event(set, e, item_of(&items, &e.item_id));
+            }
+        }
+        events.append(&mut fresh);
+        lists.push(list);
+    }
+    let outcome = matches!(policy, Policy::Ab { .. }).then(|| ab_outcome(&users));
     let mut fields = BTreeMap::new();
     fields.insert("category".to_string(), FieldType::Tag);
     fields.insert("popularity".to_string(), FieldType::Numeric);
@@ -264,11 +399,43 @@ pub fn simulate(p: &SimParams) -> Simulated {
         },
         fields,
     };
-    Simulated {
-        schema,
-        items,
-        events,
-        lists,
+    (
+        Simulated {
+            schema,
+            items,
+            events,
+            lists,
+        },
+        outcome,
+    )
+}
+
+fn item_of<'a>(items: &'a [Item], id: &str) -> Option<&'a Item> {
+    // Ids are `i{index}`.
+    id.strip_prefix('i')
+        .and_then(|n| n.parse::<usize>().ok())
+        .and_then(|n| items.get(n))
+}
+
+fn ab_outcome(users: &[SimUser]) -> AbOutcome {
+    let (mut c, mut t) = (PairSums::default(), PairSums::default());
+    for u in users.iter().filter(|u| u.lists > 0) {
+        let arm = if u.treated { &mut t } else { &mut c };
+        arm.add(u.clicked as f64, u.lists as f64);
+    }
+    let ctr = |s: &PairSums| {
+        if s.sum_y > 0.0 {
+            s.sum_x / s.sum_y
+        } else {
+            0.0
+        }
+    };
+    AbOutcome {
+        control: (c.sum_y as u64, c.sum_x as u64),
+        treatment: (t.sum_y as u64, t.sum_x as u64),
+        control_ctr: ctr(&c),
+        treatment_ctr: ctr(&t),
+        p_value: ratio_ztest(&c, &t).ok().map(|z| z.p_value),
     }
 }
 
