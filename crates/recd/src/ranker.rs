@@ -285,7 +285,8 @@ async fn simulate_into(args: SimulateArgs) -> Result<()> {
 /// `recd train-ranker`.
 pub async fn run_train(args: TrainRankerArgs) -> Result<()> {
     if !(0.0..1.0).contains(&args.test_fraction)
-        || !(args.l2 >= 0.0)
+        || !args.l2.is_finite()
+        || args.l2 < 0.0
         || !args.gate_margin.is_finite()
     {
         return Err(UsageError(

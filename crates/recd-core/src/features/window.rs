@@ -172,12 +172,11 @@ mod tests {
         let mut b = Buckets::default();
         let mut applied = 0;
         for now in (0..72 * H).step_by(7 * 60_000 + 13) {
-            while applied < events.len() && events[applied].0 <= now as i64 {
+            while applied < events.len() && events[applied].0 <= now {
                 let (at, v) = events[applied];
                 b.add(&w, w.bucket_of(at), v);
                 applied += 1;
             }
-            let now = now as i64;
             let approx = b.sum(&w, now);
             let exact = exact_sum(&events[..applied], w.width_ms, now);
             let span_start = w.first_bucket(now) * g;
