@@ -129,15 +129,18 @@ impl Sq8 {
             wmax = wmax.max(wd.abs());
             w.push(wd);
         }
+        // 2047 keeps the integer sum in i32 up to 4,096 dimensions (recd's schema limit);
+        // an index built wider than that gets proportionally coarser query weights.
+        let qmax = QMAX.min((f64::from(i32::MAX) / (255.0 * q.len().max(1) as f64)).floor() as f32);
         let scale = if wmax > 0.0 && wmax.is_finite() {
-            wmax / QMAX
+            wmax / qmax
         } else {
             1.0
         };
         let mut codes = vec![[0i16; LINE]; lines];
         for (d, wd) in w.iter().enumerate() {
             // |wd / scale| <= QMAX by construction; the clamp guards rounding.
-            codes[d / LINE][d % LINE] = (wd / scale).round().clamp(-QMAX, QMAX) as i16;
+            codes[d / LINE][d % LINE] = (wd / scale).round().clamp(-qmax, qmax) as i16;
         }
         let norm2: f64 = q.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
         CodedQuery {
@@ -255,6 +258,22 @@ mod tests {
         assert_eq!(&out[0].0[..3], &[0, 0, 0]);
         let empty = Sq8::train(2, std::iter::empty::<Vec<f32>>());
         assert_eq!(empty.offset, vec![-1.0, -1.0]);
+    }
+
+    #[test]
+    fn very_wide_vectors_cannot_overflow_the_integer_sum() {
+        // 10,000 dimensions at the extremes of both ranges: with 2047 as the weight bound
+        // the sum would wrap past i32::MAX and turn negative.
+        let dim = 10_000;
+        let lo = vec![0.0f32; dim];
+        let hi = vec![1.0f32; dim];
+        let sq = Sq8::train(dim, [lo, hi.clone()].iter());
+        let lines = lines_for(dim);
+        let mut codes = vec![Line::ZERO; lines];
+        sq.encode(&hi, &mut codes);
+        let cq = sq.query(&hi, lines);
+        let dot = cq.dot(&codes);
+        assert!((dot - dim as f32).abs() < 1.0, "{dot}");
     }
 
     #[test]
