@@ -5,10 +5,17 @@
 #
 #   scripts/bench-ann.sh                  # 100k x 64, 1000 queries, k 10 and 50
 #   NQ=2000 EF=32,64,128 ROUNDS=3 scripts/bench-ann.sh
+#   N=1000000 CATALOG=/tmp/catalog-1m EF=64,128,256,512 scripts/bench-ann.sh
 #
 # Env: SHARED (default: ../shared next to the repo, else /work/shared), CATALOG (default
-# /tmp/catalog-100k), VENV (default /tmp/bench-ann-venv), NQ, K, EF, ROUNDS (engines run
-# alternately ROUNDS times; the table shows the median QPS/p50/p99 per row).
+# /tmp/catalog-100k), N (items generated when CATALOG has none; default 100000), VENV
+# (default /tmp/bench-ann-venv), NQ, K, EF, ROUNDS (engines run alternately ROUNDS times;
+# the table shows the median QPS/p50/p99 per row), QUANT (recd's quantization modes,
+# default none,int8; `recd-int8` rows), STRATEGIES (recd's, default auto,graph,exact),
+# FILTERS (default none,cat10,brand1), MIN_RECALL (for the ratio table, default 0.95).
+#
+# After the full table it prints the ratio table: per filter and k, the best QPS each
+# engine reaches at recall >= MIN_RECALL (any ef / plan), and recd's over hnswlib's.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,6 +27,11 @@ NQ="${NQ:-1000}"
 K="${K:-10,50}"
 EF="${EF:-32,64,128}"
 ROUNDS="${ROUNDS:-1}"
+N="${N:-100000}"
+QUANT="${QUANT:-none,int8}"
+STRATEGIES="${STRATEGIES:-auto,graph,exact}"
+FILTERS="${FILTERS:-none,cat10,brand1}"
+MIN_RECALL="${MIN_RECALL:-0.95}"
 OUT="$(mktemp -d /tmp/bench-ann.XXXXXX)"
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -29,7 +41,7 @@ fi
 PY="$VENV/bin/python"
 
 if [ ! -f "$CATALOG/item_vectors.npy" ]; then
-  "$PY" "$SHARED/bench/catalog_gen.py" --n 100000 --users 10000 --out "$CATALOG"
+  "$PY" "$SHARED/bench/catalog_gen.py" --n "$N" --users 10000 --out "$CATALOG"
 fi
 # The Rust example reads plain .npy columns (no zip), so split the two filter columns out.
 "$PY" - "$CATALOG" <<'EOF'
@@ -45,17 +57,20 @@ EXAMPLE="$ROOT/target/release/examples/knn_latency"
 
 echo "# machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq 1 "$ROUNDS"); do
+  echo "# round $r, load $(cut -d' ' -f1-3 /proc/loadavg)"
   OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$PY" "$ROOT/scripts/bench-ann.py" --dir "$CATALOG" \
-    --nq "$NQ" --k "$K" --ef "$EF" | tee "$OUT/hnswlib.$r.tsv" | grep '^#' || true
+    --nq "$NQ" --k "$K" --ef "$EF" --filters "$FILTERS" | tee "$OUT/hnswlib.$r.tsv" | grep '^#' || true
   RAYON_NUM_THREADS=2 "$EXAMPLE" --items "$CATALOG/item_vectors.npy" \
     --queries "$CATALOG/user_vectors.npy" --category "$CATALOG/category.npy" \
     --brand "$CATALOG/brand.npy" --nq "$NQ" --k "$K" --ef "$EF" \
-    --strategies auto,graph,exact | tee "$OUT/recd.$r.tsv" | grep '^#' || true
+    --strategies "$STRATEGIES" --filters "$FILTERS" --quant "$QUANT" | tee "$OUT/recd.$r.tsv" | grep '^#' || true
 done
 
-"$PY" - "$OUT" "$ROUNDS" <<'EOF'
+echo "# end, load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+"$PY" - "$OUT" "$ROUNDS" "$MIN_RECALL" <<'EOF'
 import csv, glob, statistics, sys
-out, rounds = sys.argv[1], int(sys.argv[2])
+out, rounds, min_recall = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 rows = {}
 for path in sorted(glob.glob(f"{out}/*.tsv")):
     with open(path) as f:
@@ -70,4 +85,22 @@ for key in sorted(rows, key=lambda k: (order.get(k[0], 9), k[1], k[2], k[3], int
     f, k, eng, strat, ef = key
     print(f"{f:<7}{k:>3}  {eng:<8}{strat:<9}{ef:>4}{med('qps'):>8.0f}{med('p50_us'):>9.0f}{med('p99_us'):>9.0f}{med('recall'):>8.4f}")
 print(f"\n(raw TSV in {out}; medians over {rounds} round(s))")
+
+# Ratio table: the fastest row of each engine at recall >= min_recall, per filter and k.
+best = {}
+for (f, k, eng, strat, ef), rs in rows.items():
+    qps = statistics.median(float(r["qps"]) for r in rs)
+    rec = statistics.median(float(r["recall"]) for r in rs)
+    if eng == "numpy" or rec < min_recall:
+        continue
+    cur = best.get((f, k, eng))
+    if cur is None or qps > cur[0]:
+        best[(f, k, eng)] = (qps, rec, f"{strat} ef {ef}")
+print(f"\nbest QPS at recall >= {min_recall} (ratio = engine / hnswlib, same run):")
+print(f"{'filter':<7}{'k':>3}  {'engine':<10}{'QPS':>8}{'recall':>8}  {'ratio':>6}  row")
+for (f, k, eng) in sorted(best, key=lambda x: (order.get(x[0], 9), x[1], x[2])):
+    qps, rec, row = best[(f, k, eng)]
+    base = best.get((f, k, "hnswlib"))
+    ratio = f"{qps / base[0]:.2f}x" if base else "-"
+    print(f"{f:<7}{k:>3}  {eng:<10}{qps:>8.0f}{rec:>8.4f}  {ratio:>6}  {row}")
 EOF

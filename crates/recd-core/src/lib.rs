@@ -40,5 +40,5 @@ pub use error::ValidationError;
 pub use event::{Event, EventType, EventWeights};
 pub use filter::Filter;
 pub use item::{FieldValue, Item, ItemUpsert};
-pub use schema::{FieldType, Metric, Schema, VectorSpec};
+pub use schema::{FieldType, Metric, Quantization, Schema, VectorSpec};
 pub use user::{Counters, ExcludedItems, SessionParams, SessionVector, UserState, item_key};

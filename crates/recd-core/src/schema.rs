@@ -23,6 +23,26 @@ pub enum Metric {
     L2,
 }
 
+/// How the embedded vector index stores the copy of the vectors its searches read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantization {
+    /// The `f32` vectors themselves.
+    #[default]
+    None,
+    /// One byte per dimension (scalar quantization trained on the data); each search
+    /// re-scores its short list on the `f32` vectors, so scores stay exact.
+    Int8,
+}
+
+impl Quantization {
+    /// Whether this is the default, `none` (which a serialized schema leaves out, so that
+    /// schemas written before the option existed read back unchanged).
+    pub fn is_none(&self) -> bool {
+        *self == Quantization::None
+    }
+}
+
 /// The vector part of the schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +52,10 @@ pub struct VectorSpec {
     /// Similarity used for KNN.
     #[serde(default)]
     pub metric: Metric,
+    /// The embedded index's search copy (`none` | `int8`); the redis backend's index is
+    /// Redis's own and ignores it. Not part of the data: a data dir may change it.
+    #[serde(default, skip_serializing_if = "Quantization::is_none")]
+    pub quantization: Quantization,
 }
 
 /// The type of a filterable item field.
@@ -83,6 +107,7 @@ impl Schema {
             vector: VectorSpec {
                 dim,
                 metric: Metric::Cosine,
+                quantization: Quantization::None,
             },
             fields,
         }
@@ -100,6 +125,14 @@ impl Schema {
             validate_field_name(name)?;
         }
         Ok(())
+    }
+
+    /// Whether `other` describes the same data: equal except for settings of how the data
+    /// is indexed (`vector.quantization`), which a data dir may change between starts.
+    pub fn same_data(&self, other: &Schema) -> bool {
+        let mut a = self.clone();
+        a.vector.quantization = other.vector.quantization;
+        a == *other
     }
 
     /// The type of `field`, if the schema has it.
@@ -161,6 +194,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.vector.metric, Metric::Ip);
+        assert_eq!(s.vector.quantization, Quantization::None);
         assert_eq!(s.field("p"), Some(FieldType::Numeric));
+    }
+
+    #[test]
+    fn quantization_is_optional_and_left_out_when_none() {
+        let s: Schema =
+            serde_json::from_str(r#"{"vector":{"dim":4,"quantization":"int8"}}"#).unwrap();
+        assert_eq!(s.vector.quantization, Quantization::Int8);
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""quantization":"int8""#), "{json}");
+        // A schema without it serializes exactly as before the option existed.
+        let plain = Schema::demo(8);
+        let json = serde_json::to_value(&plain).unwrap();
+        assert_eq!(
+            json["vector"],
+            serde_json::json!({"dim": 8, "metric": "cosine"})
+        );
+        assert!(
+            serde_json::from_str::<Schema>(r#"{"vector":{"dim":4,"quantization":"int4"}}"#)
+                .is_err()
+        );
+        // Changing it keeps the data the same; changing the metric does not.
+        let mut q = plain.clone();
+        q.vector.quantization = Quantization::Int8;
+        assert!(q.same_data(&plain) && plain.same_data(&q) && q != plain);
+        q.vector.metric = Metric::L2;
+        assert!(!q.same_data(&plain));
     }
 }

@@ -7,8 +7,13 @@
 //!     --items /tmp/catalog-100k/item_vectors.npy --queries /tmp/catalog-100k/user_vectors.npy \
 //!     --category /tmp/catalog-100k/category.npy --brand /tmp/catalog-100k/brand.npy \
 //!     [--nq 1000] [--k 10,50] [--ef 32,64,128] [--m 16] [--efc 200] \
-//!     [--strategies auto,graph,exact] [--filters none,cat10,brand1]
+//!     [--strategies auto,graph,exact] [--filters none,cat10,brand1] [--quant none,int8]
 //! ```
+//! `--snapshot PATH`: load the index from PATH if it exists, else build it and save it
+//! there (for quick A/B runs of search changes on one graph; the build figure is then 0).
+//! `--quant`: the index's quantization modes to measure, one after the other on the same
+//! graph (`engine` column: `recd` for `none`, `recd-int8` for `int8`). With int8 the
+//! `exact` strategy still scans the `f32` vectors (it is the oracle); `auto` scans codes.
 //! Filters (per query `j`, identical in the hnswlib script): `cat10` = items whose
 //! `category % 10 == j % 10` (5–17 % of the items, ~10 % on average); `brand1` = items whose
 //! `brand % 100 == j % 100` (~1 %). Both correlate with the embedding, like real filters.
@@ -21,7 +26,7 @@ use std::error::Error;
 use std::time::Instant;
 
 use recd_index::roaring::RoaringBitmap;
-use recd_index::{HnswParams, Metric, SearchOptions, Strategy, VectorIndex};
+use recd_index::{HnswParams, Metric, Quantization, SearchOptions, Strategy, VectorIndex};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -54,21 +59,39 @@ fn main() -> Res<()> {
         ef_construction: args.efc,
         ..HnswParams::default()
     };
-    let index = VectorIndex::new(dim, Metric::Cosine, params);
     let batch: Vec<(u32, Vec<f32>)> = items
         .chunks_exact(dim)
         .enumerate()
         .map(|(i, v)| (i as u32, v.to_vec()))
         .collect();
     let t = Instant::now();
-    index.insert_batch(&batch)?;
-    let build = t.elapsed().as_secs_f64();
-    println!(
-        "# recd-index build: {n} x {dim}, M {} efC {}, {} threads: {build:.1} s",
-        args.m,
-        args.efc,
-        rayon::current_num_threads()
-    );
+    let saved = args.snapshot.as_ref().and_then(|p| std::fs::read(p).ok());
+    let index = match saved {
+        Some(bytes) => {
+            let index = VectorIndex::read_snapshot(&bytes, dim, Metric::Cosine, params)?.0;
+            println!(
+                "# recd-index loaded from its snapshot: {} x {dim}: {:.1} s",
+                index.len(),
+                t.elapsed().as_secs_f64()
+            );
+            index
+        }
+        None => {
+            let index = VectorIndex::new(dim, Metric::Cosine, params);
+            index.insert_batch(&batch)?;
+            println!(
+                "# recd-index build: {n} x {dim}, M {} efC {}, {} threads: {:.1} s",
+                args.m,
+                args.efc,
+                rayon::current_num_threads(),
+                t.elapsed().as_secs_f64()
+            );
+            if let Some(p) = &args.snapshot {
+                index.write_snapshot(std::io::BufWriter::new(std::fs::File::create(p)?), &[])?;
+            }
+            index
+        }
+    };
 
     let cat10: Vec<RoaringBitmap> = (0..10)
         .map(|r| bitmap(&category, |c| c % 10 == r))
@@ -101,59 +124,78 @@ fn main() -> Res<()> {
     let qs: Vec<&[f32]> = queries.chunks_exact(dim).take(nq).collect();
 
     println!("engine\tfilter\tk\tef\tstrategy\tqps\tp50_us\tp99_us\trecall");
-    for fname in args.filters.iter().map(String::as_str) {
-        let filter = |j: usize| pick(fname, j);
-        // Ground truth once per filter at the largest k; smaller k use its prefix.
-        let truth: Vec<Vec<u32>> = qs
-            .iter()
-            .enumerate()
-            .map(|(j, q)| {
-                let hits = index.exact_search(q, kmax, filter(j))?;
-                Ok(hits.iter().map(|h| h.id).collect())
-            })
-            .collect::<Res<_>>()?;
-        for &k in &args.ks {
-            for &strategy in &args.strategies {
-                let efs: &[usize] = if strategy == Strategy::Exact {
-                    &[0]
-                } else {
-                    &args.efs
-                };
-                for &ef in efs {
-                    let opts = SearchOptions {
-                        ef: (ef > 0).then_some(ef),
-                        strategy,
+    for &mode in &args.quant {
+        let t = Instant::now();
+        index.set_quantization(mode);
+        let mem = index.memory();
+        println!(
+            "# recd-index {}: quantize {:.2} s; bytes per vector: vectors {:.1}, codes {:.1}, graph {:.1}, ids {:.1}, total {:.1}",
+            mode.as_str(),
+            t.elapsed().as_secs_f64(),
+            mem.vectors as f64 / n as f64,
+            mem.codes as f64 / n as f64,
+            mem.graph as f64 / n as f64,
+            mem.ids as f64 / n as f64,
+            mem.total() as f64 / n as f64,
+        );
+        let engine = match mode {
+            Quantization::None => "recd",
+            Quantization::Int8 => "recd-int8",
+        };
+        for fname in args.filters.iter().map(String::as_str) {
+            let filter = |j: usize| pick(fname, j);
+            // Ground truth once per filter at the largest k; smaller k use its prefix.
+            let truth: Vec<Vec<u32>> = qs
+                .iter()
+                .enumerate()
+                .map(|(j, q)| {
+                    let hits = index.exact_search(q, kmax, filter(j))?;
+                    Ok(hits.iter().map(|h| h.id).collect())
+                })
+                .collect::<Res<_>>()?;
+            for &k in &args.ks {
+                for &strategy in &args.strategies {
+                    let efs: &[usize] = if strategy == Strategy::Exact {
+                        &[0]
+                    } else {
+                        &args.efs
                     };
-                    let mut lat = Vec::with_capacity(nq);
-                    let mut found = 0usize;
-                    let mut expected = 0usize;
-                    let start = Instant::now();
-                    for (j, q) in qs.iter().enumerate() {
-                        let t = Instant::now();
-                        let hits = index.search_with(q, k, filter(j), opts)?;
-                        lat.push(t.elapsed().as_secs_f64() * 1e6);
-                        let want = &truth[j][..k.min(truth[j].len())];
-                        expected += want.len();
-                        found += want
-                            .iter()
-                            .filter(|id| hits.iter().any(|h| h.id == **id))
-                            .count();
+                    for &ef in efs {
+                        let opts = SearchOptions {
+                            ef: (ef > 0).then_some(ef),
+                            strategy,
+                        };
+                        let mut lat = Vec::with_capacity(nq);
+                        let mut found = 0usize;
+                        let mut expected = 0usize;
+                        let start = Instant::now();
+                        for (j, q) in qs.iter().enumerate() {
+                            let t = Instant::now();
+                            let hits = index.search_with(q, k, filter(j), opts)?;
+                            lat.push(t.elapsed().as_secs_f64() * 1e6);
+                            let want = &truth[j][..k.min(truth[j].len())];
+                            expected += want.len();
+                            found += want
+                                .iter()
+                                .filter(|id| hits.iter().any(|h| h.id == **id))
+                                .count();
+                        }
+                        let total = start.elapsed().as_secs_f64();
+                        lat.sort_by(f64::total_cmp);
+                        println!(
+                            "{engine}\t{fname}\t{k}\t{}\t{}\t{:.0}\t{:.0}\t{:.0}\t{:.4}",
+                            if ef == 0 {
+                                "-".to_string()
+                            } else {
+                                ef.to_string()
+                            },
+                            format!("{strategy:?}").to_lowercase(),
+                            nq as f64 / total,
+                            pct(&lat, 0.50),
+                            pct(&lat, 0.99),
+                            found as f64 / expected.max(1) as f64
+                        );
                     }
-                    let total = start.elapsed().as_secs_f64();
-                    lat.sort_by(f64::total_cmp);
-                    println!(
-                        "recd\t{fname}\t{k}\t{}\t{}\t{:.0}\t{:.0}\t{:.0}\t{:.4}",
-                        if ef == 0 {
-                            "-".to_string()
-                        } else {
-                            ef.to_string()
-                        },
-                        format!("{strategy:?}").to_lowercase(),
-                        nq as f64 / total,
-                        pct(&lat, 0.50),
-                        pct(&lat, 0.99),
-                        found as f64 / expected.max(1) as f64
-                    );
                 }
             }
         }
@@ -196,6 +238,8 @@ struct Args {
     m: usize,
     efc: usize,
     strategies: Vec<Strategy>,
+    snapshot: Option<String>,
+    quant: Vec<Quantization>,
     filters: Vec<String>,
 }
 
@@ -237,6 +281,17 @@ impl Args {
             m: list("m", "16")?[0],
             efc: list("efc", "200")?[0],
             strategies,
+            snapshot: kv.get("snapshot").cloned(),
+            quant: kv
+                .get("quant")
+                .map_or("none", String::as_str)
+                .split(',')
+                .map(|s| match s {
+                    "none" => Ok(Quantization::None),
+                    "int8" => Ok(Quantization::Int8),
+                    other => Err(format!("unknown quantization {other}")),
+                })
+                .collect::<Result<_, _>>()?,
             filters: kv
                 .get("filters")
                 .map_or("none,cat10,brand1", String::as_str)

@@ -18,9 +18,54 @@ use std::collections::BinaryHeap;
 
 use parking_lot::Mutex;
 
+use crate::quant::CodedQuery;
 use crate::store::Store;
 use crate::topk::Scored;
 use crate::visited::Visited;
+
+/// How a walk scores a node against its query: exactly on the `f32` vectors, or
+/// approximately on the int8 codes. Generic (not `dyn`) so each walk is compiled for its
+/// kernel and the distance call inlines.
+pub(crate) trait Scorer {
+    /// Distance (lower is better) from the query to `slot`.
+    fn dist(&self, slot: u32) -> f32;
+    /// Starts loading what `dist(slot)` will read.
+    fn prefetch(&self, slot: u32);
+}
+
+/// Scores on the stored `f32` vectors (linking, unquantized searches, re-scoring).
+pub(crate) struct Exact<'a> {
+    pub(crate) st: &'a Store,
+    pub(crate) q: &'a [f32],
+}
+
+impl Scorer for Exact<'_> {
+    #[inline]
+    fn dist(&self, slot: u32) -> f32 {
+        self.st.distance(self.q, slot)
+    }
+    #[inline]
+    fn prefetch(&self, slot: u32) {
+        self.st.prefetch(slot);
+    }
+}
+
+/// Scores on the int8 codes (quantized searches; see `quant`).
+pub(crate) struct Coded<'a> {
+    pub(crate) st: &'a Store,
+    pub(crate) q: &'a CodedQuery,
+}
+
+impl Scorer for Coded<'_> {
+    #[inline]
+    fn dist(&self, slot: u32) -> f32 {
+        self.st.code_distance(self.q, slot)
+    }
+    #[inline]
+    fn prefetch(&self, slot: u32) {
+        self.st.prefetch_codes(slot);
+    }
+}
 
 /// Highest level a node can get (the expected top level for 10^9 nodes at M = 16 is ~7).
 pub(crate) const MAX_LEVEL: u64 = 15;
@@ -96,13 +141,14 @@ impl Graph {
             }
         };
         let q = st.query_form(slot);
+        let scorer = Exact { st, q: &q };
         let mut buf = Vec::with_capacity(st.max_links(0));
         let mut cur = Scored {
-            dist: st.distance(&q, entry.slot),
+            dist: scorer.dist(entry.slot),
             key: entry.slot,
         };
         for lc in (level + 1..=entry.level).rev() {
-            cur = greedy(st, &q, cur, lc, &mut buf);
+            cur = greedy(st, &scorer, cur, lc, &mut buf);
         }
         let mut eps = vec![cur];
         for lc in (0..=level.min(entry.level)).rev() {
@@ -110,7 +156,7 @@ impl Graph {
             let admit = |n: u32| n != slot && !st.is_deleted(n);
             let found = search_layer(
                 st,
-                &q,
+                &scorer,
                 &eps,
                 self.ef_construction,
                 lc,
@@ -143,7 +189,7 @@ impl Graph {
     pub(crate) fn search(
         &self,
         st: &Store,
-        q: &[f32],
+        scorer: &impl Scorer,
         ef: usize,
         admit: impl Fn(u32) -> bool,
         visited: &mut Visited,
@@ -153,13 +199,13 @@ impl Graph {
         };
         let mut buf = Vec::with_capacity(st.max_links(0));
         let mut cur = Scored {
-            dist: st.distance(q, entry.slot),
+            dist: scorer.dist(entry.slot),
             key: entry.slot,
         };
         for lc in (1..=entry.level).rev() {
-            cur = greedy(st, q, cur, lc, &mut buf);
+            cur = greedy(st, scorer, cur, lc, &mut buf);
         }
-        search_layer(st, q, &[cur], ef, 0, admit, visited, &mut buf)
+        search_layer(st, scorer, &[cur], ef, 0, admit, visited, &mut buf)
     }
 }
 
@@ -211,7 +257,8 @@ impl Graph {
             let q = st.query_form(u);
             // The walk starts at the entry point, so everything it finds is reachable.
             let admit = |n: u32| n != u && !st.is_deleted(n) && reached.contains(n);
-            let found = self.search(st, &q, self.ef_construction, admit, scratch);
+            let scorer = Exact { st, q: &q };
+            let found = self.search(st, &scorer, self.ef_construction, admit, scratch);
             let mut linked = 0;
             for n in select_heuristic(st, &found, self.m) {
                 if force_link(st, n, u, &mut buf) {
@@ -256,15 +303,21 @@ fn force_link(st: &Store, node: u32, new: u32, buf: &mut Vec<u32>) -> bool {
 }
 
 /// Greedy descent on one level: move to the closest neighbour until none is closer.
-fn greedy(st: &Store, q: &[f32], mut cur: Scored, level: usize, buf: &mut Vec<u32>) -> Scored {
+fn greedy(
+    st: &Store,
+    scorer: &impl Scorer,
+    mut cur: Scored,
+    level: usize,
+    buf: &mut Vec<u32>,
+) -> Scored {
     loop {
         let mut changed = false;
         st.neighbours(cur.key, level, buf);
         for &n in buf.iter() {
-            st.prefetch(n);
+            scorer.prefetch(n);
         }
         for &n in buf.iter() {
-            let d = st.distance(q, n);
+            let d = scorer.dist(n);
             if d < cur.dist {
                 cur = Scored { dist: d, key: n };
                 changed = true;
@@ -282,7 +335,7 @@ fn greedy(st: &Store, q: &[f32], mut cur: Scored, level: usize, buf: &mut Vec<u3
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn search_layer(
     st: &Store,
-    q: &[f32],
+    scorer: &impl Scorer,
     entry: &[Scored],
     ef: usize,
     level: usize,
@@ -313,12 +366,13 @@ pub(crate) fn search_layer(
         st.neighbours(c.key, level, buf);
         buf.retain(|&n| visited.insert(n));
         for &n in buf.iter() {
-            st.prefetch(n);
+            scorer.prefetch(n);
         }
         for &n in buf.iter() {
-            let d = st.distance(q, n);
+            let d = scorer.dist(n);
             if d < bound {
                 let s = Scored { dist: d, key: n };
+                st.prefetch_links(n, level);
                 candidates.push(Reverse(s));
                 if admit(n) {
                     results.push(s);

@@ -14,8 +14,9 @@ use recd_core::vector::norm_squared_f64;
 use crate::distance::Metric;
 use crate::error::{IndexError, SnapshotError};
 use crate::flat;
-use crate::hnsw::Graph;
+use crate::hnsw::{Coded, Exact, Graph};
 use crate::planner::{self, Plan, SearchOptions, Strategy};
+use crate::quant::Quantization;
 use crate::snapshot::{self, SnapshotInfo};
 use crate::store::Store;
 use crate::topk::Scored;
@@ -26,6 +27,13 @@ const MAX_NORM_SQUARED: f64 = (f32::MAX / 4.0) as f64;
 
 /// `insert_batch` runs [`VectorIndex::repair`] when `batch * REPAIR_BATCH_RATIO >= nodes`.
 const REPAIR_BATCH_RATIO: usize = 64;
+
+/// A quantized search re-scores (in `f32`) its best `RESCORE_PER_K * k` candidates by code
+/// distance (or all of the walk's `ef`, if fewer), and returns the best `k` of those.
+const RESCORE_PER_K: usize = 4;
+
+/// How many re-scored vectors ahead the re-scoring loop prefetches.
+const RESCORE_PREFETCH: usize = 8;
 
 /// HNSW construction and search parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +106,32 @@ pub struct SearchReport {
     pub allowed: u64,
     /// Live ids in the index.
     pub live: u64,
+    /// Candidates re-scored on the `f32` vectors after a search on int8 codes; `None` when
+    /// the search read the `f32` vectors throughout (unquantized, or a forced exact scan).
+    pub rescored: Option<usize>,
+}
+
+/// Bytes an index holds in memory, by part (from the sizes of its arrays; allocator
+/// slack and the pooled visited sets not included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Graph nodes (live and removed).
+    pub nodes: usize,
+    /// The `f32` vectors and their norms.
+    pub vectors: usize,
+    /// The int8 codes (and their squared norms); 0 when not quantized.
+    pub codes: usize,
+    /// Neighbour lists on every level, in-degrees, levels and per-node link locks.
+    pub graph: usize,
+    /// Id maps, tombstones and the live-id bitmap.
+    pub ids: usize,
+}
+
+impl MemoryUsage {
+    /// All parts together.
+    pub fn total(&self) -> usize {
+        self.vectors + self.codes + self.graph + self.ids
+    }
 }
 
 #[derive(Debug, Default)]
@@ -126,6 +160,41 @@ impl VectorIndex {
             changes: AtomicU64::new(0),
             plans: PlanCounters::default(),
         }
+    }
+
+    /// An empty index storing `quantization` codes besides the vectors (see
+    /// [`set_quantization`](Self::set_quantization)).
+    pub fn with_quantization(
+        dim: usize,
+        metric: Metric,
+        params: HnswParams,
+        quantization: Quantization,
+    ) -> Self {
+        let index = Self::new(dim, metric, params);
+        index.set_quantization(quantization);
+        index
+    }
+
+    /// Switches what searches read. `Int8` trains the quantizer on every stored vector and
+    /// encodes them all (under the write lock: ~`nodes × dim` byte writes, tens of ms at
+    /// 1M × 64), and from then on searches walk and scan the codes and re-score a short
+    /// list exactly; `None` drops the codes. The graph is the same either way (it is always
+    /// built on the `f32` vectors), so a snapshot loads in any mode.
+    pub fn set_quantization(&self, quantization: Quantization) {
+        let mut st = self.store.write();
+        if st.quantization() != quantization {
+            st.set_quantization(quantization);
+        }
+    }
+
+    /// The quantization mode in use.
+    pub fn quantization(&self) -> Quantization {
+        self.store.read().quantization()
+    }
+
+    /// Bytes held in memory, by part.
+    pub fn memory(&self) -> MemoryUsage {
+        self.store.read().memory()
     }
 
     /// How many searches each plan answered (the planner's choices, for metrics).
@@ -215,6 +284,7 @@ impl VectorIndex {
         let slot = w
             .upsert(id, vector, inv_norm, |s| self.graph.random_level(s))?
             .slot;
+        w.maybe_retrain();
         let st = RwLockWriteGuard::downgrade(w);
         let mut visited = self.visited.take(st.slots());
         self.graph.link(&st, slot, &mut visited);
@@ -234,6 +304,10 @@ impl VectorIndex {
             .fetch_add(items.len() as u64, Ordering::Relaxed);
         let mut slots = {
             let mut w = self.store.write();
+            // Room for the new ids up front: one move of each array at most, and fresh
+            // pages that fault in as huge pages (see `hugepages`).
+            let new = items.iter().filter(|(id, _)| !w.knows(*id)).count();
+            w.reserve(new);
             let mut slots = Vec::with_capacity(items.len());
             for ((id, v), inv_norm) in items.iter().zip(norms) {
                 slots.push(
@@ -241,6 +315,7 @@ impl VectorIndex {
                         .slot,
                 );
             }
+            w.maybe_retrain();
             slots
         };
         // An id given twice has one slot; link it once.
@@ -382,6 +457,7 @@ impl VectorIndex {
                 ef: None,
                 allowed: 0,
                 live: st.live().len(),
+                rescored: None,
             };
             return Ok((Vec::new(), report));
         }
@@ -390,32 +466,73 @@ impl VectorIndex {
         let allowed = filter.map(|f| f & st.live());
         let card = allowed.as_ref().map_or(live, RoaringBitmap::len);
         let plan = planner::plan(options.strategy, filter.is_some(), card, live, k, ef);
-        let exact = |st: &Store| match &allowed {
-            Some(ids) => flat::scan_ids(st, &q, k, ids),
-            None => flat::scan_all(st, &q, k),
+        // A forced exact search stays exact (it is the oracle); everything else reads the
+        // codes when there are any.
+        let coded = match options.strategy {
+            Strategy::Exact => None,
+            Strategy::Auto | Strategy::Graph => st.coded_query(&q),
+        };
+        let exact_scorer = Exact { st: &st, q: &q };
+        let shortlist = k.saturating_mul(RESCORE_PER_K);
+        let scan = |report: &mut SearchReport| match &coded {
+            Some(cq) => {
+                let scorer = Coded { st: &st, q: cq };
+                let found = match &allowed {
+                    Some(ids) => flat::scan_ids(&st, &scorer, shortlist, ids),
+                    None => flat::scan_all(&st, &scorer, shortlist),
+                };
+                report.rescored = Some(found.len());
+                rescore(&st, &q, found, k, |id| st.slot_of(id))
+            }
+            None => match &allowed {
+                Some(ids) => flat::scan_ids(&st, &exact_scorer, k, ids),
+                None => flat::scan_all(&st, &exact_scorer, k),
+            },
         };
         let mut report = SearchReport {
             plan: "exact",
             ef: None,
             allowed: card,
             live,
+            rescored: None,
         };
         let found = match plan {
             Plan::Exact => {
                 self.plans.exact.fetch_add(1, Ordering::Relaxed);
-                exact(&st)
+                scan(&mut report)
             }
             Plan::Graph { ef } => {
                 report.ef = Some(ef);
                 let mut visited = self.visited.take(st.slots());
-                let mut res = match &allowed {
-                    Some(ids) => {
-                        self.graph
-                            .search(&st, &q, ef, |s| ids.contains(st.id_of(s)), &mut visited)
-                    }
-                    None => self
-                        .graph
-                        .search(&st, &q, ef, |s| !st.is_deleted(s), &mut visited),
+                let res = match (&coded, &allowed) {
+                    (Some(cq), Some(ids)) => self.graph.search(
+                        &st,
+                        &Coded { st: &st, q: cq },
+                        ef,
+                        |s| ids.contains(st.id_of(s)),
+                        &mut visited,
+                    ),
+                    (Some(cq), None) => self.graph.search(
+                        &st,
+                        &Coded { st: &st, q: cq },
+                        ef,
+                        |s| !st.is_deleted(s),
+                        &mut visited,
+                    ),
+                    (None, Some(ids)) => self.graph.search(
+                        &st,
+                        &exact_scorer,
+                        ef,
+                        |s| ids.contains(st.id_of(s)),
+                        &mut visited,
+                    ),
+                    (None, None) => self.graph.search(
+                        &st,
+                        &exact_scorer,
+                        ef,
+                        |s| !st.is_deleted(s),
+                        &mut visited,
+                    ),
                 };
                 self.visited.give_back(visited);
                 if (res.len() as u64) < card.min(k as u64) {
@@ -423,10 +540,18 @@ impl VectorIndex {
                     // matches than exist.
                     self.plans.graph_then_exact.fetch_add(1, Ordering::Relaxed);
                     report.plan = "graph_then_exact";
-                    exact(&st)
+                    scan(&mut report)
                 } else {
                     self.plans.graph.fetch_add(1, Ordering::Relaxed);
                     report.plan = "graph";
+                    let mut res = if coded.is_some() {
+                        let mut res = res;
+                        res.truncate(shortlist);
+                        report.rescored = Some(res.len());
+                        rescore(&st, &q, res, k, Some)
+                    } else {
+                        res
+                    };
                     res.truncate(k);
                     for s in &mut res {
                         s.key = st.id_of(s.key);
@@ -495,6 +620,40 @@ impl VectorIndex {
         let inv = self.validate(query)?;
         Ok(query.iter().map(|x| x * inv).collect())
     }
+}
+
+/// Exact distances for a quantized search's short list (ascending code distance), best
+/// `k` first. Keys are kept (`slot_of` maps a key to its slot); ties go to the smaller key.
+fn rescore(
+    st: &Store,
+    q: &[f32],
+    candidates: Vec<Scored>,
+    k: usize,
+    slot_of: impl Fn(u32) -> Option<u32>,
+) -> Vec<Scored> {
+    let slots: Vec<(u32, u32)> = candidates
+        .iter()
+        .filter_map(|c| slot_of(c.key).map(|s| (c.key, s)))
+        .collect();
+    for &(_, s) in slots.iter().take(RESCORE_PREFETCH) {
+        st.prefetch(s);
+    }
+    let mut out: Vec<Scored> = slots
+        .iter()
+        .enumerate()
+        .map(|(i, &(key, s))| {
+            if let Some(&(_, ahead)) = slots.get(i + RESCORE_PREFETCH) {
+                st.prefetch(ahead);
+            }
+            Scored {
+                dist: st.distance(q, s),
+                key,
+            }
+        })
+        .collect();
+    out.sort_unstable();
+    out.truncate(k);
+    out
 }
 
 fn to_hit(s: Scored) -> Hit {
@@ -613,9 +772,121 @@ mod tests {
         assert_eq!(l2.insert(1, &[0.0; 3]), Ok(()));
     }
 
+    const MODES: [Quantization; 2] = [Quantization::None, Quantization::Int8];
+
+    #[test]
+    fn quantized_results_are_re_scored_exactly() {
+        // `a` and `b` differ from the query by far less than a code step (the data spans
+        // [-1, 5]: a step is ~0.02), so their codes (almost surely) tie and only the exact
+        // re-score tells them apart; `b` has the smaller slot, which is what a tie on codes
+        // would return. (Cosine's angle here would be below f32 resolution; its scores are
+        // checked against `score` in tests/recall.rs.)
+        for metric in [Metric::L2, Metric::InnerProduct] {
+            let idx = VectorIndex::with_quantization(
+                8,
+                metric,
+                HnswParams::default(),
+                Quantization::Int8,
+            );
+            idx.insert_batch(&vectors(300, 8, 17)).expect("batch");
+            let q = [5.0, -2.5, 4.5, 1.0, -3.0, 3.0, 2.0, -1.0];
+            let mut a = q;
+            a[0] += 1e-4;
+            let mut b = q;
+            b[0] += 3e-4;
+            idx.insert(10_000, &b).expect("insert");
+            idx.insert(10_001, &a).expect("insert");
+            // Under ip the larger dot product wins: `b`.
+            let best = if metric == Metric::InnerProduct {
+                10_000
+            } else {
+                10_001
+            };
+            for strategy in [Strategy::Auto, Strategy::Graph] {
+                let opts = SearchOptions { ef: None, strategy };
+                let (hits, report) = idx.search_explained(&q, 1, None, opts).expect("search");
+                assert_eq!(report.rescored, Some(4), "{metric:?}");
+                assert_eq!(hits[0].id, best, "{metric:?} {strategy:?}");
+                assert_eq!(idx.score(best, &q), Ok(Some(hits[0].score)));
+                // A filter that leaves few enough ids for the planner's scan, on codes too.
+                let few: RoaringBitmap = [10_000, 10_001, 7, 10].into_iter().collect();
+                let (hits, report) = idx
+                    .search_explained(&q, 1, Some(&few), opts)
+                    .expect("search");
+                assert_eq!((hits[0].id, report.rescored), (best, Some(4)), "{metric:?}");
+            }
+            // A forced exact search stays on the f32 vectors.
+            let (_, report) = idx
+                .search_explained(
+                    &q,
+                    1,
+                    None,
+                    SearchOptions {
+                        ef: None,
+                        strategy: Strategy::Exact,
+                    },
+                )
+                .expect("search");
+            assert_eq!(report.rescored, None);
+        }
+    }
+
+    #[test]
+    fn the_quantizer_retrains_as_the_data_moves() {
+        // 100 vectors in [-1, 1), then 300 far outside that range. Clamped to the first
+        // training's range, the new ones would all get the same codes and a walk on codes
+        // could not tell them apart; retraining at each doubling keeps them distinct.
+        let idx = VectorIndex::with_quantization(
+            16,
+            Metric::L2,
+            HnswParams::default(),
+            Quantization::Int8,
+        );
+        idx.insert_batch(&vectors(100, 16, 1)).expect("batch");
+        let far: Vec<(u32, Vec<f32>)> = vectors(300, 16, 2)
+            .into_iter()
+            .map(|(id, v)| (id + 100_000, v.iter().map(|x| 20.0 + x).collect()))
+            .collect();
+        for (id, v) in &far {
+            idx.insert(*id, v).expect("insert");
+        }
+        for (id, v) in &far {
+            let hits = idx.search(v, 1, None).expect("search");
+            assert_eq!(hits[0].id, *id);
+        }
+    }
+
+    #[test]
+    fn memory_is_reported_per_part() {
+        let n = 500;
+        let plain = VectorIndex::new(64, Metric::Cosine, HnswParams::default());
+        plain.insert_batch(&vectors(n, 64, 3)).expect("batch");
+        let m = plain.memory();
+        assert_eq!((m.nodes, m.codes), (n, 0));
+        assert_eq!(m.vectors, n * (64 + 1) * 4);
+        // Level-0 lists alone are (1 + 2M) u32 per node, plus the in-degree.
+        assert!(m.graph >= n * (1 + 32 + 1) * 4, "{m:?}");
+        plain.set_quantization(Quantization::Int8);
+        let q = plain.memory();
+        assert_eq!(
+            q.codes,
+            n * (64 + 4),
+            "one 64-byte line and |x|² per 64-d vector"
+        );
+        assert_eq!(q.total(), m.total() + q.codes);
+        plain.set_quantization(Quantization::None);
+        assert_eq!(plain.memory().codes, 0);
+    }
+
     #[test]
     fn remove_is_never_returned_again() {
-        let idx = VectorIndex::new(8, Metric::L2, HnswParams::default());
+        for mode in MODES {
+            remove_is_never_returned_again_in(mode);
+        }
+    }
+
+    fn remove_is_never_returned_again_in(mode: Quantization) {
+        let idx = VectorIndex::with_quantization(8, Metric::L2, HnswParams::default(), mode);
         let data = vectors(300, 8, 7);
         idx.insert_batch(&data).expect("batch");
         let (victim, v) = data[42].clone();
@@ -650,7 +921,13 @@ mod tests {
 
     #[test]
     fn update_replaces_the_vector_and_its_score() {
-        let idx = VectorIndex::new(8, Metric::L2, HnswParams::default());
+        for mode in MODES {
+            update_replaces_the_vector_and_its_score_in(mode);
+        }
+    }
+
+    fn update_replaces_the_vector_and_its_score_in(mode: Quantization) {
+        let idx = VectorIndex::with_quantization(8, Metric::L2, HnswParams::default(), mode);
         let data = vectors(300, 8, 11);
         idx.insert_batch(&data).expect("batch");
         let id = data[5].0;
@@ -681,7 +958,13 @@ mod tests {
 
     #[test]
     fn filters_return_all_matches_when_fewer_than_k() {
-        let idx = VectorIndex::new(8, Metric::Cosine, HnswParams::default());
+        for mode in MODES {
+            filters_return_all_matches_when_fewer_than_k_in(mode);
+        }
+    }
+
+    fn filters_return_all_matches_when_fewer_than_k_in(mode: Quantization) {
+        let idx = VectorIndex::with_quantization(8, Metric::Cosine, HnswParams::default(), mode);
         let data = vectors(500, 8, 3);
         idx.insert_batch(&data).expect("batch");
         let allowed: RoaringBitmap = data.iter().step_by(50).map(|(id, _)| *id).collect();

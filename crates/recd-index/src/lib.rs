@@ -35,7 +35,9 @@
 //!   [`VectorIndex::read_snapshot`]): a checksummed stream written under short locks while
 //!   the index keeps serving, so that a restart loads the graph instead of rebuilding it.
 //! - `topk`, `visited`: the bounded heap and the pooled visited sets the searches share.
-//! - `prefetch`: the cache-prefetch hint (the crate's only `unsafe`).
+//! - `quant`: int8 scalar quantization ([`Quantization`]): the codes, the integer kernel.
+//! - `prefetch`, `hugepages`: the cache-prefetch and transparent-huge-page hints (the
+//!   crate's only `unsafe`, one call each).
 //!
 //! # Concurrency design
 //! All state sits behind one `parking_lot::RwLock<Store>` plus per-node locks, chosen so
@@ -64,9 +66,12 @@
 //! freed: a removed id is a tombstone that still routes walks and is revived in place by a
 //! re-insert; updates re-link the node in place (no growth).
 //!
-//! Distances are recd-core's safe, auto-vectorized kernels (`recd_core::vector`). The crate's only
-//! `unsafe` is a software-prefetch hint (`prefetch`), kept for a measured 2-3x on scattered
-//! vector reads; everything else is checked by the `unsafe_code = "deny"` lint.
+//! Distances are recd-core's safe, auto-vectorized kernels (`recd_core::vector`), or, in the
+//! int8 mode, `quant`'s integer kernel over the codes followed by an exact `f32` re-score of
+//! a short list (so scores are exact in both modes). The crate's only `unsafe` is two hints:
+//! a software prefetch (`prefetch`), kept for a measured 2-3x on scattered vector reads,
+//! and a transparent-huge-page `madvise` (`hugepages`), for the TLB misses of those same
+//! reads; everything else is checked by the `unsafe_code = "deny"` lint.
 
 #![warn(missing_docs)]
 
@@ -74,9 +79,11 @@ mod distance;
 mod error;
 mod flat;
 mod hnsw;
+mod hugepages;
 mod index;
 mod planner;
 mod prefetch;
+mod quant;
 mod snapshot;
 mod store;
 #[cfg(test)]
@@ -86,7 +93,8 @@ mod visited;
 
 pub use distance::Metric;
 pub use error::{IndexError, SnapshotError};
-pub use index::{Hit, HnswParams, PlanCounts, SearchReport, VectorIndex};
+pub use index::{Hit, HnswParams, MemoryUsage, PlanCounts, SearchReport, VectorIndex};
 pub use planner::{SearchOptions, Strategy};
+pub use quant::Quantization;
 pub use roaring;
 pub use snapshot::SnapshotInfo;

@@ -15,17 +15,20 @@
 /// other than x86-64. Never reads the data and cannot fault.
 #[inline(always)]
 #[allow(unsafe_code)]
-pub(crate) fn prefetch(data: &[f32]) {
+pub(crate) fn prefetch<T>(data: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
         use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // One hint per 64-byte line (16 floats), at most 8 lines.
-        for line in data.chunks(16).take(8) {
+        let start = data.as_ptr().cast::<i8>();
+        let bytes = std::mem::size_of_val(data).min(512);
+        // One hint per 64-byte line, at most 8 lines. `wrapping_add` stays inside the
+        // slice (offsets < its byte length), and needs no `unsafe`.
+        for line in (0..bytes).step_by(64).map(|off| start.wrapping_add(off)) {
             // SAFETY: `_mm_prefetch` only needs SSE, which every x86-64 CPU has (it is in
             // the target's baseline features). A prefetch is a hint: it does not read memory
             // architecturally, cannot fault even on an invalid address, and has no effect
             // Rust can observe; the pointer here comes from a live slice anyway.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

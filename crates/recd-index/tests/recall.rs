@@ -7,6 +7,10 @@
 //! little. Queries are 150 fresh draws from the same mixture (not in the index). Filters are
 //! random id subsets at 50 / 10 / 1 / 0.1 % and a correlated one (the 10 % of points in a
 //! handful of clusters), since real category filters correlate with the embedding.
+//!
+//! Every recall test runs twice: on the index as built, and on a copy loaded from its
+//! snapshot in the int8 quantized mode (same graph; walks and scans read the codes and
+//! re-score a short list exactly). The oracle is `exact_search`, an `f32` scan in both.
 
 use std::sync::OnceLock;
 
@@ -14,7 +18,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
 use recd_index::roaring::RoaringBitmap;
-use recd_index::{HnswParams, Metric, SearchOptions, Strategy, VectorIndex};
+use recd_index::{HnswParams, Metric, Quantization, SearchOptions, Strategy, VectorIndex};
 
 const N: usize = 50_000;
 const DIM: usize = 64;
@@ -25,6 +29,8 @@ const MIN_RECALL: f64 = 0.95;
 
 struct Fixture {
     index: VectorIndex,
+    /// The same graph, quantized (int8).
+    quantized: VectorIndex,
     data: Vec<Vec<f32>>,
     cluster_of: Vec<usize>,
     queries: Vec<Vec<f32>>,
@@ -94,8 +100,15 @@ fn fixture() -> &'static Fixture {
             .map(|(i, v)| (i as u32, v.clone()))
             .collect();
         index.insert_batch(&items).expect("valid vectors");
+        let mut bytes = Vec::new();
+        index.write_snapshot(&mut bytes, &[]).expect("to a Vec");
+        let (quantized, _) =
+            VectorIndex::read_snapshot(&bytes, DIM, Metric::Cosine, HnswParams::default())
+                .expect("its own snapshot");
+        quantized.set_quantization(Quantization::Int8);
         Fixture {
             index,
+            quantized,
             data,
             cluster_of,
             queries,
@@ -103,16 +116,33 @@ fn fixture() -> &'static Fixture {
     })
 }
 
+impl Fixture {
+    /// Both indexes, named.
+    fn modes(&self) -> [(&'static str, &VectorIndex); 2] {
+        [("f32", &self.index), ("int8", &self.quantized)]
+    }
+}
+
 /// Mean recall@K of `options` searches against the exact scan, over all queries.
-fn recall(f: &Fixture, filter: Option<&RoaringBitmap>, options: SearchOptions) -> f64 {
+fn recall(
+    f: &Fixture,
+    index: &VectorIndex,
+    filter: Option<&RoaringBitmap>,
+    options: SearchOptions,
+) -> f64 {
     let mut found = 0usize;
     let mut expected = 0usize;
     for q in &f.queries {
-        let exact = f.index.exact_search(q, K, filter).expect("valid query");
-        let approx = f
-            .index
-            .search_with(q, K, filter, options)
+        let exact = index.exact_search(q, K, filter).expect("valid query");
+        let (approx, report) = index
+            .search_explained(q, K, filter, options)
             .expect("valid query");
+        let quantized = index.quantization() == Quantization::Int8;
+        assert_eq!(report.rescored.is_some(), quantized, "{report:?}");
+        for h in &approx {
+            // Scores are exact in both modes (the int8 short list is re-scored).
+            assert_eq!(index.score(h.id, q).expect("valid"), Some(h.score));
+        }
         assert!(approx.len() <= K);
         assert!(
             approx.windows(2).all(|w| w[0].score >= w[1].score),
@@ -141,23 +171,49 @@ fn random_filter(fraction: f64, seed: u64) -> RoaringBitmap {
 #[test]
 fn unfiltered_recall_at_50() {
     let f = fixture();
-    let r = recall(f, None, SearchOptions::default());
-    println!("unfiltered recall@{K} = {r:.4}");
-    assert!(r >= MIN_RECALL, "unfiltered recall@{K} = {r:.4}");
+    for (mode, index) in f.modes() {
+        let r = recall(f, index, None, SearchOptions::default());
+        println!("{mode}: unfiltered recall@{K} = {r:.4}");
+        assert!(r >= MIN_RECALL, "{mode}: unfiltered recall@{K} = {r:.4}");
+    }
+}
+
+#[test]
+fn quantized_recall_at_10_with_its_shorter_list() {
+    // k = 10 re-scores only 40 candidates (of the walk's 64): the codes must rank well.
+    let f = fixture();
+    let mut found = 0usize;
+    for q in &f.queries {
+        let exact = f.quantized.exact_search(q, 10, None).expect("valid");
+        let (approx, report) = f
+            .quantized
+            .search_explained(q, 10, None, SearchOptions::default())
+            .expect("valid");
+        assert_eq!(report.rescored, Some(40));
+        found += exact
+            .iter()
+            .filter(|e| approx.iter().any(|a| a.id == e.id))
+            .count();
+    }
+    let r = found as f64 / (10 * f.queries.len()) as f64;
+    println!("int8: unfiltered recall@10 = {r:.4}");
+    assert!(r >= MIN_RECALL, "int8 recall@10 = {r:.4}");
 }
 
 #[test]
 fn filtered_recall_at_50_by_selectivity() {
     let f = fixture();
-    for (fraction, seed) in [(0.5, 1), (0.1, 2), (0.01, 3), (0.001, 4)] {
-        let filter = random_filter(fraction, seed);
-        let r = recall(f, Some(&filter), SearchOptions::default());
-        println!(
-            "filter {:>5.1}% ({} ids): recall@{K} = {r:.4}",
-            fraction * 100.0,
-            filter.len()
-        );
-        assert!(r >= MIN_RECALL, "{fraction}: recall {r:.4}");
+    for (mode, index) in f.modes() {
+        for (fraction, seed) in [(0.5, 1), (0.1, 2), (0.01, 3), (0.001, 4)] {
+            let filter = random_filter(fraction, seed);
+            let r = recall(f, index, Some(&filter), SearchOptions::default());
+            println!(
+                "{mode}: filter {:>5.1}% ({} ids): recall@{K} = {r:.4}",
+                fraction * 100.0,
+                filter.len()
+            );
+            assert!(r >= MIN_RECALL, "{mode}, {fraction}: recall {r:.4}");
+        }
     }
 }
 
@@ -169,14 +225,16 @@ fn filtered_graph_walk_recall_when_forced() {
         ef: None,
         strategy: Strategy::Graph,
     };
-    for (fraction, seed) in [(0.5, 5), (0.2, 6), (0.1, 7)] {
-        let filter = random_filter(fraction, seed);
-        let r = recall(f, Some(&filter), walk);
-        println!(
-            "forced walk, filter {:>4.0}%: recall@{K} = {r:.4}",
-            fraction * 100.0
-        );
-        assert!(r >= MIN_RECALL, "{fraction}: recall {r:.4}");
+    for (mode, index) in f.modes() {
+        for (fraction, seed) in [(0.5, 5), (0.2, 6), (0.1, 7)] {
+            let filter = random_filter(fraction, seed);
+            let r = recall(f, index, Some(&filter), walk);
+            println!(
+                "{mode}: forced walk, filter {:>4.0}%: recall@{K} = {r:.4}",
+                fraction * 100.0
+            );
+            assert!(r >= MIN_RECALL, "{mode}, {fraction}: recall {r:.4}");
+        }
     }
 }
 
@@ -188,14 +246,16 @@ fn correlated_filter_recall() {
     let filter: RoaringBitmap = (0..N as u32)
         .filter(|&i| f.cluster_of[i as usize] % 10 == 3)
         .collect();
-    for strategy in [Strategy::Auto, Strategy::Graph] {
-        let opts = SearchOptions { ef: None, strategy };
-        let r = recall(f, Some(&filter), opts);
-        println!(
-            "correlated filter ({} ids), {strategy:?}: recall@{K} = {r:.4}",
-            filter.len()
-        );
-        assert!(r >= MIN_RECALL, "{strategy:?}: recall {r:.4}");
+    for (mode, index) in f.modes() {
+        for strategy in [Strategy::Auto, Strategy::Graph] {
+            let opts = SearchOptions { ef: None, strategy };
+            let r = recall(f, index, Some(&filter), opts);
+            println!(
+                "{mode}: correlated filter ({} ids), {strategy:?}: recall@{K} = {r:.4}",
+                filter.len()
+            );
+            assert!(r >= MIN_RECALL, "{mode}, {strategy:?}: recall {r:.4}");
+        }
     }
 }
 
@@ -205,16 +265,15 @@ fn fewer_matches_than_k_returns_all() {
     let filter = random_filter(30.0 / N as f64, 8);
     assert!(filter.len() < K as u64 && !filter.is_empty());
     let expected: Vec<u32> = filter.iter().collect();
-    for strategy in [Strategy::Auto, Strategy::Graph] {
-        let opts = SearchOptions { ef: None, strategy };
-        for q in f.queries.iter().take(20) {
-            let hits = f
-                .index
-                .search_with(q, K, Some(&filter), opts)
-                .expect("valid");
-            let mut got: Vec<u32> = hits.iter().map(|h| h.id).collect();
-            got.sort_unstable();
-            assert_eq!(got, expected, "{strategy:?}");
+    for (mode, index) in f.modes() {
+        for strategy in [Strategy::Auto, Strategy::Graph] {
+            let opts = SearchOptions { ef: None, strategy };
+            for q in f.queries.iter().take(20) {
+                let hits = index.search_with(q, K, Some(&filter), opts).expect("valid");
+                let mut got: Vec<u32> = hits.iter().map(|h| h.id).collect();
+                got.sort_unstable();
+                assert_eq!(got, expected, "{mode}, {strategy:?}");
+            }
         }
     }
     // A single allowed id is found from anywhere, by its exact score.
@@ -233,10 +292,20 @@ fn fewer_matches_than_k_returns_all() {
 
 #[test]
 fn concurrent_inserts_and_searches_end_with_every_id_searchable() {
+    concurrent_inserts_and_searches(Quantization::None);
+}
+
+#[test]
+fn quantized_concurrent_inserts_and_searches_end_with_every_id_searchable() {
+    // Also covers the quantizer retraining (at every doubling) while searches run.
+    concurrent_inserts_and_searches(Quantization::Int8);
+}
+
+fn concurrent_inserts_and_searches(mode: Quantization) {
     let mut rng = StdRng::seed_from_u64(77);
     let mixture = Mixture::new(&mut rng);
     let data: Vec<Vec<f32>> = (0..6_000).map(|_| mixture.draw(&mut rng).1).collect();
-    let index = VectorIndex::new(DIM, Metric::Cosine, HnswParams::default());
+    let index = VectorIndex::with_quantization(DIM, Metric::Cosine, HnswParams::default(), mode);
     // Seed with a batch, then two writers and two readers run at once.
     let seed: Vec<(u32, Vec<f32>)> = (0..1_000u32)
         .map(|i| (i, data[i as usize].clone()))

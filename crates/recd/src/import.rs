@@ -182,6 +182,7 @@ async fn default_schema(config: &mut recd_server::Config, dim: usize) -> Result<
             vector: VectorSpec {
                 dim,
                 metric: Metric::Ip,
+                quantization: Default::default(),
             },
             fields: Default::default(),
         });

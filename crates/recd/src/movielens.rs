@@ -58,6 +58,7 @@ pub fn schema(dim: usize) -> Schema {
         vector: VectorSpec {
             dim,
             metric: Metric::Ip,
+            quantization: Default::default(),
         },
         fields: [
             ("title", FieldType::Text),

@@ -269,7 +269,7 @@ impl EmbeddedStore {
         let (applied, next_no) = checkpoint::recover(&durable, &wal_dir)?;
         let loaded = durable.load()?;
         let schema = match (schema, &loaded.schema) {
-            (Some(given), Some(stored)) if &given != stored => {
+            (Some(given), Some(stored)) if !given.same_data(stored) => {
                 return Err(StoreError::Invalid(ValidationError::new(format!(
                     "the data dir {} holds items of another schema (vector dim {}, {} fields); \
                      use a new data dir for a new schema",
@@ -288,7 +288,8 @@ impl EmbeddedStore {
             }
         };
         schema.validate()?;
-        if loaded.schema.is_none() {
+        // New, or changed only in how it is indexed (the dir remembers the new choice).
+        if loaded.schema.as_ref() != Some(&schema) {
             durable.save_schema(&schema)?;
         }
         let users = Arc::new(Users::new(applied));
@@ -453,6 +454,11 @@ impl EmbeddedStore {
         self.inner.index_start
     }
 
+    /// The vector index's quantization (the schema's `vector.quantization`).
+    pub fn index_quantization(&self) -> recd_index::Quantization {
+        self.inner.index.quantization()
+    }
+
     /// The fault switches of a durable store.
     #[cfg(test)]
     fn faults(&self) -> Arc<Faults> {
@@ -476,6 +482,14 @@ fn index_metric(schema: &Schema) -> recd_index::Metric {
         Metric::Cosine => recd_index::Metric::Cosine,
         Metric::Ip => recd_index::Metric::InnerProduct,
         Metric::L2 => recd_index::Metric::L2,
+    }
+}
+
+/// The index quantization a schema asks for.
+fn index_quantization(schema: &Schema) -> recd_index::Quantization {
+    match schema.vector.quantization {
+        recd_core::Quantization::None => recd_index::Quantization::None,
+        recd_core::Quantization::Int8 => recd_index::Quantization::Int8,
     }
 }
 
@@ -567,6 +581,9 @@ fn memory_state(
             )
         }
     };
+    // Once the index holds every stored vector, so that the quantizer trains once on all
+    // of them (a snapshot carries no codes: they are a function of the vectors).
+    index.set_quantization(index_quantization(schema));
     for (id, state) in loaded.users {
         users.load(id, state);
     }
@@ -1217,6 +1234,58 @@ mod tests {
                 EmbeddedOptions::default()
             )
             .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_schemas_quantization_reaches_the_index_and_a_dir_may_change_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut int8 = schema();
+        int8.vector.quantization = recd_core::Quantization::Int8;
+        let open = |schema: Option<Schema>| {
+            EmbeddedStore::open(
+                dir.path(),
+                schema,
+                ModelSettings::default(),
+                EmbeddedOptions::default(),
+            )
+            .unwrap()
+        };
+        async fn nearest(s: &EmbeddedStore) -> Vec<(String, f32)> {
+            let hits = s.knn(&[1.0, 0.1], 10, &Filter::all()).await.unwrap();
+            hits.iter().map(|h| (h.item.id.clone(), h.score)).collect()
+        }
+        let first = {
+            let s = open(Some(int8.clone()));
+            assert_eq!(s.index_quantization(), recd_index::Quantization::Int8);
+            s.upsert_items(vec![
+                upsert(json!({"id":"a","vector":[1.0,0.0]})),
+                upsert(json!({"id":"b","vector":[0.0,1.0]})),
+                upsert(json!({"id":"c","vector":[1.0,0.2]})),
+            ])
+            .await
+            .unwrap();
+            let hits = nearest(&s).await;
+            assert_eq!(hits[0].0, "c");
+            hits
+        };
+        // Remembered by the dir; then changed by a config that differs only in it.
+        assert_eq!(
+            open(None).index_quantization(),
+            recd_index::Quantization::Int8
+        );
+        {
+            let s = open(Some(schema()));
+            assert_eq!(s.index_quantization(), recd_index::Quantization::None);
+            assert_eq!(
+                nearest(&s).await,
+                first,
+                "same answers, exact scores, either way"
+            );
+        }
+        assert_eq!(
+            open(None).index_quantization(),
+            recd_index::Quantization::None
         );
     }
 
