@@ -12,6 +12,7 @@
 //! - [`text`]: the tokenizer shared by text fields, text filters and text queries.
 //! - [`event`]: events (view, click, dwell, add_to_cart, purchase, rating) and their weights.
 //! - [`user`]: a user's real-time state and how an event changes it (session vector, counters).
+//! - [`foldin`]: the fold-in update: a user's ALS vector solved with the item vectors fixed.
 //! - [`popularity`]: time-decayed item popularity in the log domain (order-preserving over time).
 //! - [`vector`]: the workspace's dot / squared-L2 kernels (the index and ALS call them too),
 //!   norms, normalization, cosine.
@@ -26,6 +27,7 @@ pub mod error;
 pub mod event;
 pub mod experiment;
 pub mod filter;
+pub mod foldin;
 pub mod id;
 pub mod item;
 pub mod monitor;
@@ -39,6 +41,9 @@ pub mod vector;
 pub use error::ValidationError;
 pub use event::{Event, EventType, EventWeights};
 pub use filter::Filter;
+pub use foldin::{FoldInParams, FoldModel, Gram, UpdateRule};
 pub use item::{FieldValue, Item, ItemUpsert};
 pub use schema::{FieldType, Metric, Quantization, Schema, VectorSpec};
-pub use user::{Counters, ExcludedItems, SessionParams, SessionVector, UserState, item_key};
+pub use user::{
+    Counters, ExcludedItems, FoldState, SessionParams, SessionVector, UserState, item_key,
+};

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, EventType, EventWeights};
 use crate::experiment::hash::{fnv1a64, mix64};
+use crate::foldin::{FoldInParams, FoldModel, UpdateRule};
 use crate::vector::normalized;
 
 /// Settings of the real-time user model.
@@ -40,6 +41,13 @@ pub struct SessionParams {
     pub purchased_capacity: usize,
     /// A user with no write for this many seconds is forgotten (0: never).
     pub ttl_seconds: u64,
+    /// What each event does to the real-time vector the query blends with the long-term
+    /// one: `fold_in` (the user's ALS vector re-solved over their `recent_capacity` most
+    /// recent items, [`crate::foldin`]) or `decayed_average` (the session vector). Until
+    /// the catalog has item vectors a fold-in has no model, and the session vector serves.
+    pub update: UpdateRule,
+    /// The fold-in's λ, alpha and share of the query.
+    pub fold_in: FoldInParams,
 }
 
 impl Default for SessionParams {
@@ -57,6 +65,8 @@ impl Default for SessionParams {
             excluded_capacity: 10_000,
             purchased_capacity: 200,
             ttl_seconds: 30 * 24 * 3600,
+            update: UpdateRule::default(),
+            fold_in: FoldInParams::default(),
         }
     }
 }
@@ -80,6 +90,7 @@ impl SessionParams {
         if self.excluded_capacity == 0 {
             return crate::invalid!("excluded_capacity must be at least 1");
         }
+        self.fold_in.check()?;
         self.weights.check()
     }
 
@@ -225,6 +236,23 @@ impl ExcludedItems {
     }
 }
 
+/// What the fold-in rule keeps of a user: the weight of each recent item and the vector
+/// solved from them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FoldState {
+    /// The summed positive event weight of each item of [`UserState::recent`], in its
+    /// order (0 after a dislike or hide, as training drops such pairs): the `w` of the
+    /// fold-in's confidences `1 + alpha·w`.
+    pub weights: Vec<f32>,
+    /// The part of each weight that came after the long-term vector was written (the rest
+    /// the trained model knew), in the same order: the fold-in starts from the long-term
+    /// vector and adds only this ([`FoldModel::solve_from`]).
+    pub fresh: Vec<f32>,
+    /// The user's ALS vector folded in over those items with the current item vectors
+    /// ([`UserState::refold`]); `None` without a model or any positive interaction.
+    pub vector: Option<Vec<f32>>,
+}
+
 /// Everything the engine knows about one user.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserState {
@@ -247,6 +275,10 @@ pub struct UserState {
     /// inactivity TTL counts from it. Event timestamps cannot serve, as imported history
     /// may be years old. Set by the stores, not by [`UserState::apply`].
     pub active_ms: i64,
+    /// The fold-in's interactions and vector (kept under either update rule, so that a
+    /// change of rule takes effect at the user's next event).
+    #[serde(default)]
+    pub fold: FoldState,
 }
 
 impl UserState {
@@ -276,12 +308,32 @@ impl UserState {
             self.excluded
                 .insert(&event.item_id, params.excluded_capacity);
         }
-        self.recent.retain(|id| id != &event.item_id);
+        let w = params.weights.weight(event.kind, event.value);
+        // A state from before fold-in has no weights: its recent items count 0 (the
+        // long-term vector has them) until touched again.
+        self.fold.weights.resize(self.recent.len(), 0.0);
+        self.fold.fresh.resize(self.recent.len(), 0.0);
+        let (before, fresh) = match self.recent.iter().position(|id| id == &event.item_id) {
+            Some(at) => {
+                self.recent.remove(at);
+                (self.fold.weights.remove(at), self.fold.fresh.remove(at))
+            }
+            None => (0.0, 0.0),
+        };
+        let added = w.max(0.0) as f32;
+        let (summed, fresh) = if event.kind.is_rejection() {
+            (0.0, 0.0)
+        } else {
+            (before + added, fresh + added)
+        };
         self.recent.insert(0, event.item_id.clone());
+        self.fold.weights.insert(0, summed);
+        self.fold.fresh.insert(0, fresh);
         self.recent.truncate(params.recent_capacity);
+        self.fold.weights.truncate(params.recent_capacity);
+        self.fold.fresh.truncate(params.recent_capacity);
         self.last_event_ms = self.last_event_ms.max(event.timestamp_ms);
 
-        let w = params.weights.weight(event.kind, event.value);
         if w < 0.0 {
             // A negative event turns an existing session away from the item; alone it
             // makes none (a session of dislikes only would point at "anything unlike
@@ -329,6 +381,38 @@ impl UserState {
         replay.session
     }
 
+    /// Re-solves the fold-in vector over the recent items and their weights with the
+    /// items' current vectors `vector(item_id)` ([`FoldModel::solve`]); the stores call it
+    /// once per user after a batch of events under `update = "fold_in"`, and after
+    /// training replaced the item vectors. It starts from the long-term vector, if any,
+    /// and adds the fresh weights. Without a model the vector is dropped.
+    pub fn refold<'v>(
+        &mut self,
+        model: Option<&FoldModel>,
+        mut vector: impl FnMut(&str) -> Option<&'v [f32]>,
+    ) {
+        self.fold.fresh.resize(self.fold.weights.len(), 0.0);
+        let folded = model.and_then(|m| {
+            m.solve_from(
+                self.long_term.as_deref(),
+                self.recent
+                    .iter()
+                    .zip(self.fold.weights.iter().zip(&self.fold.fresh))
+                    .filter(|(_, (w, _))| **w > 0.0)
+                    .filter_map(|(id, (w, f))| Some((vector(id)?, *w, *f))),
+            )
+        });
+        self.fold.vector = folded;
+    }
+
+    /// Sets the long-term vector (training write-back): every weight kept so far is now
+    /// the trained model's, so none is fresh any more.
+    pub fn set_long_term(&mut self, vector: Vec<f32>) {
+        self.long_term = Some(vector);
+        self.fold.fresh.clear();
+        self.fold.fresh.resize(self.fold.weights.len(), 0.0);
+    }
+
     /// How many events were applied to this state (the sum of the per-kind counters).
     pub fn event_count(&self) -> u64 {
         let c = &self.counters;
@@ -354,7 +438,7 @@ impl UserState {
 
     /// Whether the engine knows nothing personal about the user yet.
     pub fn is_cold(&self) -> bool {
-        self.long_term.is_none() && self.session.is_none()
+        self.long_term.is_none() && self.session.is_none() && self.fold.vector.is_none()
     }
 }
 
@@ -588,5 +672,56 @@ mod tests {
         u.apply(&e, Some(&[1.0, 0.0]), &p);
         assert!(u.session.is_none());
         assert_eq!(u.counters.rating, 1);
+    }
+
+    #[test]
+    fn recent_items_keep_their_summed_weights_and_refold_solves_over_them() {
+        let p = SessionParams {
+            recent_capacity: 2,
+            ..Default::default()
+        };
+        let mut u = UserState::default();
+        u.apply(&ev("a", EventType::Click, 0), None, &p);
+        u.apply(&ev("b", EventType::View, 1), None, &p);
+        u.apply(&ev("a", EventType::View, 2), None, &p);
+        let (click, view) = (p.weights.click as f32, p.weights.view as f32);
+        assert_eq!(u.recent, ["a", "b"]);
+        assert_eq!(u.fold.weights, [click + view, view]);
+        // a rejection zeroes the item's weight, as training drops the pair
+        u.apply(&ev("b", EventType::Dislike, 3), None, &p);
+        assert_eq!(u.fold.weights, [0.0, click + view]);
+        // past the capacity the oldest item and its weight go together
+        u.apply(&ev("c", EventType::Skip, 4), None, &p);
+        assert_eq!((u.recent.len(), u.fold.weights.len()), (2, 2));
+        assert_eq!(u.fold.weights, [0.0, 0.0]);
+
+        let ys: [(&str, [f32; 2]); 3] = [("a", [1.0, 0.2]), ("b", [0.1, 1.0]), ("c", [0.5, 0.5])];
+        let mut g = crate::Gram::new(2);
+        ys.iter().for_each(|(_, y)| g.add(y));
+        let model = FoldModel::new(&g, &p.fold_in).unwrap();
+        let vector = |id: &str| ys.iter().find(|(i, _)| *i == id).map(|(_, y)| &y[..]);
+        // nothing positive left: no folded vector
+        u.refold(Some(&model), vector);
+        assert_eq!(u.fold.vector, None);
+        u.apply(&ev("a", EventType::Purchase, 5), None, &p);
+        u.refold(Some(&model), vector);
+        let w = p.weights.purchase as f32;
+        assert_eq!(u.fold.vector, model.solve([(&ys[0].1[..], w)]));
+        assert!(!u.is_cold());
+        // trained: the long-term vector is the fold-in until a fresh event moves it
+        let lt = u.fold.vector.clone().unwrap();
+        u.set_long_term(lt.clone());
+        assert!(u.fold.fresh.iter().all(|f| *f == 0.0));
+        u.refold(Some(&model), vector);
+        let same = u.fold.vector.clone().unwrap();
+        assert!(same.iter().zip(&lt).all(|(a, b)| (a - b).abs() < 1e-5));
+        u.apply(&ev("b", EventType::Click, 6), None, &p);
+        assert_eq!(u.fold.fresh[0], p.weights.click as f32);
+        u.refold(Some(&model), vector);
+        let moved = u.fold.vector.clone().unwrap();
+        let b = &ys[1].1[..];
+        assert!(crate::vector::dot(&moved, b) > crate::vector::dot(&lt, b));
+        u.refold(None, vector);
+        assert_eq!(u.fold.vector, None);
     }
 }

@@ -182,6 +182,26 @@ pub const DOCS: &[(&str, &str)] = &[
         "model.session.ttl_seconds",
         "A user with no write for this many seconds is forgotten (0: never).",
     ),
+    (
+        "model.session.update",
+        "What each event does to the user's real-time vector: fold_in (re-solve the user's ALS vector over their recent items with the item vectors fixed) or decayed_average (the session vector).",
+    ),
+    (
+        "model.session.fold_in",
+        "The fold-in update (update = \"fold_in\").",
+    ),
+    (
+        "model.session.fold_in.regularization",
+        "Lambda of the fold-in solve: the trained model's (recd train --regularization).",
+    ),
+    (
+        "model.session.fold_in.alpha",
+        "Confidence slope c = 1 + alpha * w of the fold-in: the trained model's (recd train --alpha).",
+    ),
+    (
+        "model.session.fold_in.share",
+        "Share of the folded-in vector in the query, the rest the long-term vector (1: the fold-in alone).",
+    ),
     ("model.session.weights", "Event weights."),
     (
         "model.session.weights.dislike",

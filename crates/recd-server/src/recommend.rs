@@ -286,6 +286,8 @@ impl Recommender {
                 "query": {
                     "has_long_term": user.as_ref().is_some_and(|u| u.long_term.is_some()),
                     "has_session": user.as_ref().is_some_and(|u| u.session.is_some()),
+                    "update": self.session.update.as_str(),
+                    "has_fold_in": user.as_ref().is_some_and(|u| u.fold.vector.is_some()),
                     "session_share": session_share,
                     "text_terms": terms,
                 },

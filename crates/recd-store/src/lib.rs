@@ -290,7 +290,8 @@ pub trait Store: Send + Sync + 'static {
     async fn events_len(&self) -> StoreResult<u64>;
 
     /// Recomputes the session vectors of `users` from their events in the log with the
-    /// items' *current* vectors ([`UserState::session_from`]), leaving counters, recent and
+    /// items' *current* vectors ([`UserState::session_from`]) — and, under the fold-in
+    /// rule, re-solves their folded-in vectors ([`UserState::refold`]) — leaving counters, recent and
     /// purchased items and the long-term vector alone. Training write-back calls it after
     /// replacing item vectors: a session averaged from the old vectors points nowhere in
     /// the new space. Each user is rebuilt atomically with respect to `apply_events`, so an

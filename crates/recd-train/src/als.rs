@@ -877,6 +877,11 @@ impl AlsModel {
     pub fn regularization(&self) -> f32 {
         self.regularization
     }
+
+    /// The confidence slope the model was trained with.
+    pub fn alpha(&self) -> f32 {
+        self.alpha
+    }
 }
 
 /// One user's ALS system kept as an explicit inverse, so that each new event updates the

@@ -24,7 +24,7 @@ use crate::error::{Result, TrainError};
 use crate::metrics::{ItemSimilarity, Metrics, MetricsAccumulator};
 use crate::recommender::Recommender;
 use crate::replay::{
-    self, BatchAls, RealtimeAls, RealtimePopularity, ReplayMetrics, ReplayRecommender,
+    self, BatchAls, FoldInAls, RealtimeAls, RealtimePopularity, ReplayMetrics, ReplayRecommender,
 };
 use crate::split::{self, Split, SplitMethod};
 
@@ -46,6 +46,10 @@ pub struct EvalConfig {
     pub replay_popularity_half_life_days: Option<f64>,
     /// Skip the online replay.
     pub skip_replay: bool,
+    /// The `als_fold_in` replay arm's recent items per user (`recent_capacity`).
+    pub fold_in_capacity: usize,
+    /// The `als_fold_in` replay arm's share of the fold-in in the query.
+    pub fold_in_share: f64,
 }
 
 impl Default for EvalConfig {
@@ -58,6 +62,8 @@ impl Default for EvalConfig {
             knn_neighbours: 100,
             replay_popularity_half_life_days: Some(30.0),
             skip_replay: false,
+            fold_in_capacity: 200,
+            fold_in_share: recd_core::FoldInParams::default().share,
         }
     }
 }
@@ -418,6 +424,14 @@ impl Evaluation {
             self.add_replay(&mut report, "popularity", &mut rt);
             let mut batch = BatchAls::new(&self.als, pop.clone());
             self.add_replay(&mut report, "batch", &mut batch);
+            let mut fold = FoldInAls::new(
+                &self.als,
+                &self.split.train,
+                pop.clone(),
+                self.config.fold_in_capacity,
+                self.config.fold_in_share,
+            );
+            self.add_replay(&mut report, "als_fold_in", &mut fold);
             let mut live = RealtimeAls::new(&self.als, &self.split.train, pop);
             self.add_replay(&mut report, "als_realtime", &mut live);
         }

@@ -12,12 +12,17 @@
 //! Implementations here: [`RealtimePopularity`] (popularity updated by every event, with an
 //! optional half-life), [`BatchAls`] (fixed ALS vectors; cold users get train popularity)
 //! and [`RealtimeAls`] (the same item vectors, but each event updates its user's vector
-//! exactly: the reference for what real-time updates are worth).
+//! exactly: the reference for what real-time updates are worth), and [`FoldInAls`] (the
+//! serving rule `update = "fold_in"` on the model alone: recd-core's fold-in over the
+//! user's most recent distinct items, blended with the trained vector).
 //! The serving pipeline implements [`ReplayRecommender`] itself.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
+
+use recd_core::foldin::{FoldInParams, FoldModel, Gram};
+use recd_core::vector::normalized;
 
 use crate::als::{AlsModel, UserSolver};
 use crate::baselines::Popularity;
@@ -271,6 +276,143 @@ impl ReplayRecommender for RealtimeAls<'_> {
     }
 }
 
+/// The serving fold-in on the model alone: each user keeps their `capacity` most recent
+/// distinct items with summed weights (train events in time order, then the replayed
+/// ones, which are the fresh part), as `UserState` does, and every event re-solves their
+/// vector with recd-core's [`FoldModel::solve_from`] starting from the trained vector;
+/// the query is the trained vector's direction and the fold-in's blended at `share`, as
+/// `pipeline::query_vector` blends them. Users with neither get the train popularity list.
+#[derive(Debug)]
+pub struct FoldInAls<'a> {
+    model: &'a AlsModel,
+    fold: Option<FoldModel>,
+    popularity: Popularity,
+    capacity: usize,
+    share: f32,
+    /// Each user's train events (indices into `train`), in time order.
+    history: Vec<Vec<usize>>,
+    train: &'a Interactions,
+    /// Per user met in the replay: recent `(item, summed weight, fresh weight)`, most
+    /// recent first, and the folded-in query direction.
+    users: HashMap<u32, (Vec<(u32, f32, f32)>, Option<Vec<f32>>)>,
+}
+
+impl<'a> FoldInAls<'a> {
+    /// Serve `model` (trained on `train`) with recd-core's fold-in of λ and alpha of the
+    /// model, `capacity` recent items and the fold-in's `share` of the query.
+    pub fn new(
+        model: &'a AlsModel,
+        train: &'a Interactions,
+        popularity: Popularity,
+        capacity: usize,
+        share: f64,
+    ) -> Self {
+        let mut gram = Gram::new(model.factors);
+        model
+            .item_factors
+            .chunks_exact(model.factors)
+            .for_each(|y| gram.add(y));
+        let params = FoldInParams {
+            regularization: f64::from(model.regularization()),
+            alpha: f64::from(model.alpha()),
+            share,
+        };
+        let mut history = vec![Vec::new(); train.n_users()];
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        order.sort_by_key(|&e| (train.timestamps[e], e));
+        for e in order {
+            history[train.users[e] as usize].push(e);
+        }
+        Self {
+            model,
+            fold: FoldModel::new(&gram, &params),
+            popularity,
+            capacity: capacity.max(1),
+            share: share.clamp(0.0, 1.0) as f32,
+            history,
+            train,
+            users: HashMap::new(),
+        }
+    }
+
+    fn touch(recent: &mut Vec<(u32, f32, f32)>, item: u32, w: f32, fresh: bool, capacity: usize) {
+        let (total, new) = match recent.iter().position(|(i, _, _)| *i == item) {
+            Some(at) => {
+                let (_, t, f) = recent.remove(at);
+                (t, f)
+            }
+            None => (0.0, 0.0),
+        };
+        let w = w.max(0.0);
+        recent.insert(0, (item, total + w, if fresh { new + w } else { new }));
+        recent.truncate(capacity);
+    }
+
+    fn long_term(&self, user: u32) -> Option<Vec<f32>> {
+        self.model.user_vector(user).and_then(normalized)
+    }
+}
+
+impl ReplayRecommender for FoldInAls<'_> {
+    fn recommend(&mut self, user: u32, k: usize, exclude: &[u32], _now_ms: i64) -> Vec<u32> {
+        let folded = self.users.get(&user).and_then(|(_, f)| f.clone());
+        let query = match (self.long_term(user), folded) {
+            (Some(lt), Some(f)) => {
+                let s = self.share;
+                let mixed: Vec<f32> = lt
+                    .iter()
+                    .zip(&f)
+                    .map(|(a, b)| (1.0 - s) * a + s * b)
+                    .collect();
+                normalized(&mixed)
+            }
+            (lt, f) => f.or(lt),
+        };
+        match query {
+            Some(q) => top_k(&self.model.scores(&q), k, exclude)
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect(),
+            None => self.popularity.top(k, exclude),
+        }
+    }
+
+    fn observe(&mut self, event: &ReplayEvent) {
+        let (train, capacity) = (self.train, self.capacity);
+        let history = self.history.get(event.user as usize);
+        let (recent, folded) = self.users.entry(event.user).or_insert_with(|| {
+            let mut recent = Vec::new();
+            for &e in history.into_iter().flatten() {
+                Self::touch(
+                    &mut recent,
+                    train.items[e],
+                    train.weights[e],
+                    false,
+                    capacity,
+                );
+            }
+            (recent, None)
+        });
+        Self::touch(recent, event.item, event.weight, true, capacity);
+        let model = self.model;
+        let prior = model
+            .user_vector(event.user)
+            .filter(|v| v.iter().any(|x| *x != 0.0));
+        *folded = self
+            .fold
+            .as_ref()
+            .and_then(|m| {
+                m.solve_from(
+                    prior,
+                    recent
+                        .iter()
+                        .filter_map(|(i, w, f)| Some((model.item_vector(*i)?, *w, *f))),
+                )
+            })
+            .and_then(|x| normalized(&x));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,5 +551,88 @@ mod tests {
         });
         assert!(rt.scores.iter().all(|s| s.is_finite()));
         assert_eq!(rt.recommend(0, 1, &[], 2000 * day), vec![4]);
+    }
+
+    /// Three taste clusters of 10 items; each user has 6 train items of their cluster and,
+    /// later, 6 test events in the next cluster (the taste moved).
+    fn drifting() -> Split {
+        let mut ev = Vec::new();
+        for u in 0..30u32 {
+            let home = u % 3;
+            for j in 0..6u32 {
+                ev.push((u, home * 10 + (u + j) % 10, 1.0, i64::from(j)));
+            }
+        }
+        let n_train = ev.len();
+        for u in 0..30u32 {
+            let next = (u % 3 + 1) % 3;
+            for j in 0..6u32 {
+                ev.push((
+                    u,
+                    next * 10 + (u + 3 * j) % 10,
+                    1.0,
+                    100 + i64::from(u * 10 + j),
+                ));
+            }
+        }
+        let d = Interactions::from_indices(30, 30, &ev);
+        Split {
+            train: d.subset(&(0..n_train).collect::<Vec<_>>()),
+            test: d.subset(&(n_train..ev.len()).collect::<Vec<_>>()),
+            method: SplitMethod::Time { test_fraction: 0.5 },
+        }
+    }
+
+    #[test]
+    fn the_fold_in_follows_a_moving_taste_where_batch_als_cannot() {
+        let s = drifting();
+        let params = crate::als::AlsParams {
+            factors: 6,
+            regularization: 0.5,
+            alpha: 4.0,
+            iterations: 15,
+            threads: 1,
+            ..Default::default()
+        };
+        let model = crate::als::train(&s.train, &params).unwrap();
+        let pop = Popularity::fit(&s.train);
+        let batch = replay(&s, &mut BatchAls::new(&model, pop.clone()), 5);
+        let mut fold = FoldInAls::new(&model, &s.train, pop.clone(), 200, 1.0);
+        let folded = replay(&s, &mut fold, 5);
+        assert!(
+            folded.hit_rate > batch.hit_rate,
+            "fold-in {folded:?} vs batch {batch:?}"
+        );
+        // a capacity below the history: the prior keeps the dropped items' pull, and the
+        // fresh events still move the vector
+        let mut short = FoldInAls::new(&model, &s.train, pop, 3, 1.0);
+        let short = replay(&s, &mut short, 5);
+        assert!(short.hit_rate > batch.hit_rate, "{short:?} vs {batch:?}");
+    }
+
+    #[test]
+    fn the_fold_in_of_a_full_history_is_the_exact_user_solve() {
+        let s = drifting();
+        let params = crate::als::AlsParams {
+            factors: 4,
+            regularization: 1.0,
+            alpha: 2.0,
+            iterations: 10,
+            threads: 1,
+            ..Default::default()
+        };
+        let model = crate::als::train(&s.train, &params).unwrap();
+        let pop = Popularity::fit(&s.train);
+        let mut fold = FoldInAls::new(&model, &s.train, pop.clone(), 200, 1.0);
+        let mut exact = RealtimeAls::new(&model, &s.train, pop);
+        for ev in replay_events(&s.test).iter().take(20) {
+            fold.observe(ev);
+            exact.observe(ev);
+            let f = fold.users[&ev.user].1.clone().unwrap();
+            let x = normalized(exact.vector(ev.user).unwrap()).unwrap();
+            let cos: f32 = f.iter().zip(&x).map(|(a, b)| a * b).sum();
+            // the prior is training's vector (3 CG steps per sweep), not the exact solve
+            assert!(cos > 0.999, "user {}: cos {cos}", ev.user);
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The query vector: the user's long-term taste blended with the live session.
 
+use crate::foldin::UpdateRule;
 use crate::pipeline::RankParams;
 use crate::user::{SessionParams, UserState};
 use crate::vector::normalized;
@@ -13,9 +14,14 @@ pub struct QueryVector {
     pub session_share: f64,
 }
 
-/// Blends the long-term vector with the session direction. The session's share grows with
-/// its decayed weight (w / (w + saturation)), up to `session_share_max`; without a long-term
-/// vector the session alone is the query. `None` for a cold user.
+/// Blends the long-term vector with the real-time one.
+///
+/// Under `update = "fold_in"`, when the user has a folded-in vector: its direction takes
+/// `fold_in.share` of the query (the long-term direction the rest), or all of it without
+/// a long-term vector. Otherwise (the decayed-average rule, or no fold-in yet: no model,
+/// no positive interaction) the session direction's share grows with its decayed weight
+/// (w / (w + saturation)), up to `session_share_max`; without a long-term vector the
+/// session alone is the query. `None` for a cold user.
 pub fn query_vector(
     user: &UserState,
     now_ms: i64,
@@ -23,6 +29,28 @@ pub fn query_vector(
     params: &RankParams,
 ) -> Option<QueryVector> {
     let long_term = user.long_term.as_deref().and_then(normalized);
+    if session.update == UpdateRule::FoldIn
+        && let Some(folded) = user.fold.vector.as_deref().and_then(normalized)
+    {
+        return Some(match long_term {
+            Some(lt) if lt.len() == folded.len() => {
+                let share = session.fold_in.share.clamp(0.0, 1.0);
+                let mixed: Vec<f32> = lt
+                    .iter()
+                    .zip(&folded)
+                    .map(|(a, b)| ((1.0 - share) as f32) * a + (share as f32) * b)
+                    .collect();
+                QueryVector {
+                    vector: normalized(&mixed).unwrap_or(folded),
+                    session_share: share,
+                }
+            }
+            _ => QueryVector {
+                vector: folded,
+                session_share: 1.0,
+            },
+        });
+    }
     let session_dir = user.session.as_ref().and_then(|s| {
         let w = s.weight_at(now_ms, session);
         s.direction().map(|d| (d, w))
@@ -95,5 +123,39 @@ mod tests {
         assert!(later.session_share < q.session_share);
         u.long_term = None;
         assert_eq!(query_vector(&u, 0, &sp, &rp).unwrap().session_share, 1.0);
+    }
+
+    #[test]
+    fn fold_in_takes_its_share_and_falls_back_to_the_session() {
+        let rp = RankParams::default();
+        let mut sp = SessionParams::default();
+        sp.fold_in.share = 0.5;
+        let mut u = UserState {
+            long_term: Some(vec![2.0, 0.0]),
+            session: Some(SessionVector {
+                sum: vec![-1.0, 0.0],
+                weight: 5.0,
+                updated_ms: 0,
+            }),
+            ..Default::default()
+        };
+        // no folded vector yet (no model): the session blend serves
+        let q = query_vector(&u, 0, &sp, &rp).unwrap();
+        assert!(q.vector[0] < 0.0, "{q:?}");
+        u.fold.vector = Some(vec![0.0, 4.0]);
+        let q = query_vector(&u, 0, &sp, &rp).unwrap();
+        let h = std::f32::consts::FRAC_1_SQRT_2;
+        assert!((q.vector[0] - h).abs() < 1e-6 && (q.vector[1] - h).abs() < 1e-6);
+        assert_eq!(q.session_share, 0.5);
+        // the decayed-average rule ignores the folded vector
+        sp.update = UpdateRule::DecayedAverage;
+        assert!(query_vector(&u, 0, &sp, &rp).unwrap().vector[0] < 0.0);
+        // without a long-term vector the fold-in alone is the query
+        sp.update = UpdateRule::FoldIn;
+        u.long_term = None;
+        assert_eq!(
+            query_vector(&u, 0, &sp, &rp).unwrap().vector,
+            vec![0.0, 1.0]
+        );
     }
 }

@@ -7,12 +7,17 @@
 //!
 //! Ids are kept in a `BTreeMap`, so that listing items in id order (`GET /v1/items`) walks
 //! from a cursor instead of sorting the catalog per page.
+//!
+//! The catalog also keeps `YᵀY` of its item vectors ([`Gram`]), updated by every write of
+//! a vector (O(k²) each), which the fold-in of events solves with: every path that changes
+//! a vector (upserts, write-back, deletes, recovery) goes through [`Catalog::put`],
+//! [`Catalog::set_vector`] or [`Catalog::remove`].
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use recd_core::{Filter, Item, Schema};
+use recd_core::{Filter, Gram, Item, Schema};
 use roaring::RoaringBitmap;
 
 use super::attributes::AttributeIndex;
@@ -27,6 +32,8 @@ pub struct Catalog {
     slots: Vec<Option<Arc<Item>>>,
     /// Filters → bitmaps.
     attrs: AttributeIndex,
+    /// Σ y yᵀ over the live items' vectors.
+    gram: Gram,
 }
 
 impl Catalog {
@@ -36,7 +43,13 @@ impl Catalog {
             ids: BTreeMap::new(),
             slots: Vec::new(),
             attrs: AttributeIndex::new(schema),
+            gram: Gram::new(schema.vector.dim),
         }
+    }
+
+    /// `YᵀY` of the live items' vectors.
+    pub fn gram(&self) -> &Gram {
+        &self.gram
     }
 
     /// Number of live items.
@@ -72,8 +85,14 @@ impl Catalog {
         }
         if let Some(old) = self.slots[i].take() {
             self.attrs.remove(slot, &old);
+            if let Some(v) = &old.vector {
+                self.gram.remove(v);
+            }
         }
         self.attrs.insert(slot, &item);
+        if let Some(v) = &item.vector {
+            self.gram.add(v);
+        }
         self.ids.insert(item.id.clone(), slot);
         self.slots[i] = Some(Arc::new(item));
     }
@@ -83,6 +102,9 @@ impl Catalog {
         let slot = self.ids.remove(id)?;
         if let Some(old) = self.slots.get_mut(slot as usize).and_then(Option::take) {
             self.attrs.remove(slot, &old);
+            if let Some(v) = &old.vector {
+                self.gram.remove(v);
+            }
         }
         Some(slot)
     }
@@ -90,6 +112,10 @@ impl Catalog {
     /// Replaces the vector of a live item in place.
     pub fn set_vector(&mut self, slot: u32, vector: Vec<f32>) {
         if let Some(Some(item)) = self.slots.get_mut(slot as usize) {
+            if let Some(old) = &item.vector {
+                self.gram.remove(old);
+            }
+            self.gram.add(&vector);
             Arc::make_mut(item).vector = Some(vector);
         }
     }

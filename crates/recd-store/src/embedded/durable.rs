@@ -652,7 +652,7 @@ mod tests {
         assert!(u.active_ms > 0, "the TTL counts from the upgrade");
         // a checkpoint writes it back in the current layout, which reads back the same
         let bytes = encode_user(u).unwrap();
-        assert_eq!(bytes[0], super::super::record::USER_V2);
+        assert_eq!(bytes[0], super::super::record::USER_V3);
         assert_eq!(&decode_user(&bytes, 0).unwrap(), u);
     }
 

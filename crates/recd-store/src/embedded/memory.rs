@@ -50,7 +50,9 @@ impl MemoryLog {
             | OpRef::Users(_)
             | OpRef::ExpireUsers(_)
             | OpRef::EventsV1
-            | OpRef::UsersV1 => {}
+            | OpRef::UsersV1
+            | OpRef::EventsV2
+            | OpRef::UsersV2 => {}
         }
         Ticket { first, ack: None }
     }

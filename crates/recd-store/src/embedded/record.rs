@@ -18,18 +18,57 @@
 //! redb rows therefore say which layout they hold: the records that carry user states
 //! have one variant per layout (new variants go at the end of the enum, whose index is
 //! the record's first byte), and a user row of the current layout starts with
-//! [`USER_V2`], a byte no older row starts with (the first field of the first layout,
-//! an `Option`, starts with 0 or 1). Older layouts are read through their own structs
-//! ([`UserStateV1`]) and converted. Changing [`UserState`] again means a new variant, a
-//! new row tag and a conversion here.
+//! [`USER_V3`], a byte no older row starts with (the first field of the first layout,
+//! an `Option`, starts with 0 or 1; the second layout's rows start with 2). Older layouts
+//! are read through their own structs ([`UserStateV1`], [`UserStateV2`]) and converted.
+//! Changing [`UserState`] again means a new variant, a new row tag and a conversion here.
+//!
+//! Layouts: 1 before negative events and exact exclusions; 2 before the fold-in
+//! (`UserState::fold`: recent items' weights and the folded-in vector); 3 now.
 
-use recd_core::{Counters, Event, ExcludedItems, Item, SessionParams, SessionVector, UserState};
+use recd_core::{
+    Counters, Event, ExcludedItems, FoldState, Item, SessionParams, SessionVector, UserState,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{StoreError, StoreResult};
 
-/// The first byte of a user row in the current layout.
+/// The first byte of a user row in the second layout.
 pub const USER_V2: u8 = 2;
+/// The first byte of a user row in the current layout.
+pub const USER_V3: u8 = 3;
+
+/// A user's state as recd wrote it before the fold-in (the second layout): the current
+/// fields without `fold`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct UserStateV2 {
+    long_term: Option<Vec<f32>>,
+    session: Option<SessionVector>,
+    counters: Counters,
+    recent: Vec<String>,
+    purchased: Vec<String>,
+    excluded: ExcludedItems,
+    last_event_ms: i64,
+    active_ms: i64,
+}
+
+impl UserStateV2 {
+    /// The state in the current layout: no fold-in weights (its recent items count 0
+    /// until touched again, see `UserState::apply`) and no folded vector yet.
+    pub fn upgrade(self) -> UserState {
+        UserState {
+            long_term: self.long_term,
+            session: self.session,
+            counters: self.counters,
+            recent: self.recent,
+            purchased: self.purchased,
+            excluded: self.excluded,
+            last_event_ms: self.last_event_ms,
+            active_ms: self.active_ms,
+            fold: FoldState::default(),
+        }
+    }
+}
 
 /// A user's state as recd wrote it before negative events and exact exclusions (the
 /// first layout): the counters of six event kinds, `purchased` a sorted set of ids.
@@ -83,6 +122,7 @@ impl UserStateV1 {
             excluded,
             last_event_ms: self.last_event_ms,
             active_ms: now_ms,
+            fold: FoldState::default(),
         }
     }
 }
@@ -92,7 +132,7 @@ pub fn encode_user(state: &UserState) -> StoreResult<Vec<u8>> {
     let body = postcard::to_stdvec(state)
         .map_err(|e| StoreError::Internal(format!("cannot encode a user: {e}")))?;
     let mut out = Vec::with_capacity(body.len() + 1);
-    out.push(USER_V2);
+    out.push(USER_V3);
     out.extend_from_slice(&body);
     Ok(out)
 }
@@ -100,7 +140,10 @@ pub fn encode_user(state: &UserState) -> StoreResult<Vec<u8>> {
 /// A user row of redb in any layout; `now_ms` as in [`UserStateV1::upgrade`].
 pub fn decode_user(bytes: &[u8], now_ms: i64) -> Result<UserState, postcard::Error> {
     match bytes.split_first() {
-        Some((&USER_V2, rest)) => postcard::from_bytes(rest),
+        Some((&USER_V3, rest)) => postcard::from_bytes(rest),
+        Some((&USER_V2, rest)) => {
+            postcard::from_bytes::<UserStateV2>(rest).map(UserStateV2::upgrade)
+        }
         _ => postcard::from_bytes::<UserStateV1>(bytes).map(|v1| v1.upgrade(now_ms)),
     }
 }
@@ -117,13 +160,19 @@ enum Wire {
     },
     UsersV1(Vec<(String, UserStateV1)>),
     DeleteUser(String),
+    EventsV2 {
+        events: Vec<Event>,
+        users: Vec<(String, UserStateV2)>,
+        popularity: Vec<(String, f64)>,
+    },
+    UsersV2(Vec<(String, UserStateV2)>),
+    ExpireUsers(Vec<String>),
     Events {
         events: Vec<Event>,
         users: Vec<(String, UserState)>,
         popularity: Vec<(String, f64)>,
     },
     Users(Vec<(String, UserState)>),
-    ExpireUsers(Vec<String>),
 }
 
 /// A logged write, as read back (older layouts converted to the current one).
@@ -169,6 +218,16 @@ pub enum OpRef<'a> {
     UsersV1,
     /// See [`Op::DeleteUser`].
     DeleteUser(&'a str),
+    /// The second layout of events (read only).
+    #[serde(skip)]
+    #[allow(dead_code)]
+    EventsV2,
+    /// The second layout of users (read only).
+    #[serde(skip)]
+    #[allow(dead_code)]
+    UsersV2,
+    /// See [`Op::ExpireUsers`].
+    ExpireUsers(&'a [String]),
     /// See [`Op::Events`].
     Events {
         /// The events.
@@ -180,8 +239,6 @@ pub enum OpRef<'a> {
     },
     /// See [`Op::Users`].
     Users(Vec<(&'a str, &'a UserState)>),
-    /// See [`Op::ExpireUsers`].
-    ExpireUsers(&'a [String]),
 }
 
 impl OpRef<'_> {
@@ -217,6 +274,9 @@ impl Op {
                 .map(|(id, s)| (id, s.upgrade(now_ms)))
                 .collect()
         };
+        let upgrade2 = |users: Vec<(String, UserStateV2)>| {
+            users.into_iter().map(|(id, s)| (id, s.upgrade())).collect()
+        };
         Ok(match postcard::from_bytes(bytes)? {
             Wire::Items(items) => Op::Items(items),
             Wire::DeleteItem(id) => Op::DeleteItem(id),
@@ -231,6 +291,16 @@ impl Op {
             },
             Wire::UsersV1(users) => Op::Users(upgrade(users)),
             Wire::DeleteUser(id) => Op::DeleteUser(id),
+            Wire::EventsV2 {
+                events,
+                users,
+                popularity,
+            } => Op::Events {
+                events,
+                users: upgrade2(users),
+                popularity,
+            },
+            Wire::UsersV2(users) => Op::Users(upgrade2(users)),
             Wire::Events {
                 events,
                 users,
@@ -383,6 +453,76 @@ mod upgrade_tests {
         let mut now = UserState::default();
         now.excluded.insert("x", 3);
         now.active_ms = 5;
+        assert_eq!(decode_user(&encode_user(&now).unwrap(), 0).unwrap(), now);
+    }
+
+    /// The second layout as it was written: today's fields without `fold`.
+    #[derive(Serialize)]
+    struct WrittenV2 {
+        long_term: Option<Vec<f32>>,
+        session: Option<SessionVector>,
+        counters: Counters,
+        recent: Vec<String>,
+        purchased: Vec<String>,
+        excluded: ExcludedItems,
+        last_event_ms: i64,
+        active_ms: i64,
+    }
+
+    /// The second layout's record enum, up to its users record.
+    #[derive(Serialize)]
+    enum WrittenOpV2<'a> {
+        #[allow(dead_code)]
+        Items(&'a [Item]),
+        #[allow(dead_code)]
+        DeleteItem(&'a str),
+        #[allow(dead_code)]
+        EventsV1,
+        #[allow(dead_code)]
+        UsersV1,
+        #[allow(dead_code)]
+        DeleteUser(&'a str),
+        #[allow(dead_code)]
+        Events,
+        Users(Vec<(&'a str, &'a WrittenV2)>),
+    }
+
+    #[test]
+    fn second_layout_rows_and_records_read_back_without_fold_in_state() {
+        let mut excluded = ExcludedItems::default();
+        excluded.insert("a", 5);
+        let v2 = WrittenV2 {
+            long_term: Some(vec![0.5, 0.5]),
+            session: None,
+            counters: Counters {
+                view: 3,
+                ..Default::default()
+            },
+            recent: vec!["b".into(), "a".into()],
+            purchased: vec!["a".into()],
+            excluded,
+            last_event_ms: 99,
+            active_ms: 7,
+        };
+        let check = |u: &UserState| {
+            assert_eq!((u.counters.view, u.last_event_ms, u.active_ms), (3, 99, 7));
+            assert_eq!(u.recent, ["b", "a"]);
+            assert!(u.excluded.contains("a"));
+            assert_eq!(u.fold, FoldState::default());
+        };
+        let mut row = vec![USER_V2];
+        row.extend(postcard::to_stdvec(&v2).unwrap());
+        check(&decode_user(&row, 0).unwrap());
+        let rec = postcard::to_stdvec(&WrittenOpV2::Users(vec![("u", &v2)])).unwrap();
+        match Op::decode(&rec, 0).unwrap() {
+            Op::Users(users) => check(&users[0].1),
+            other => panic!("{other:?}"),
+        }
+        // the current layout keeps the fold-in state
+        let mut now = UserState::default();
+        now.fold.weights = vec![1.5];
+        now.recent = vec!["x".into()];
+        now.fold.vector = Some(vec![0.25, -1.0]);
         assert_eq!(decode_user(&encode_user(&now).unwrap(), 0).unwrap(), now);
     }
 }

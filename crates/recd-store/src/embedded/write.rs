@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use recd_core::item::check_vector;
-use recd_core::{Event, Item, ItemUpsert, UserState, ValidationError};
+use recd_core::{Event, FoldModel, Item, ItemUpsert, UpdateRule, UserState, ValidationError};
 
 use super::log::Ticket;
 use super::record::OpRef;
@@ -190,6 +190,15 @@ impl Inner {
                 increments.push((e.item_id.as_str(), inc));
             }
         }
+        // The fold-in: once per user, after all their events of the batch.
+        if session.update == UpdateRule::FoldIn {
+            let model = FoldModel::new(catalog.gram(), &session.fold_in);
+            for state in states.values_mut() {
+                state.refold(model.as_ref(), |id| {
+                    catalog.get(id).and_then(|it| it.vector.as_deref())
+                });
+            }
+        }
         let ticket = self.sink.append(&OpRef::Events {
             events,
             users: order.iter().map(|id| (*id, &states[id])).collect(),
@@ -274,7 +283,7 @@ impl Inner {
         let now = crate::wall_clock_ms();
         for (id, v) in vectors {
             let mut state = locked.get(&id).cloned().unwrap_or_default();
-            state.long_term = Some(v);
+            state.set_long_term(v);
             state.active_ms = now;
             states.push((id, state));
         }
@@ -360,15 +369,19 @@ impl Inner {
             let mut states: Vec<(&str, UserState)> = Vec::with_capacity(histories.len());
             {
                 let catalog = self.catalog.read();
+                let session = &self.settings.session;
+                let fold = (session.update == UpdateRule::FoldIn)
+                    .then(|| FoldModel::new(catalog.gram(), &session.fold_in))
+                    .flatten();
                 for (id, events) in &histories {
                     let Some(mut state) = locked.get(id).cloned() else {
                         continue;
                     };
-                    state.session = UserState::session_from(
-                        events,
-                        |item| catalog.get(item).and_then(|it| it.vector.as_deref()),
-                        &self.settings.session,
-                    );
+                    let vector = |item: &str| catalog.get(item).and_then(|it| it.vector.as_deref());
+                    state.session = UserState::session_from(events, vector, session);
+                    if session.update == UpdateRule::FoldIn {
+                        state.refold(fold.as_ref(), vector);
+                    }
                     states.push((id, state));
                 }
             }

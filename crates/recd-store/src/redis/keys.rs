@@ -182,6 +182,12 @@ impl Keys {
         format!("{}events", self.prefix)
     }
 
+    /// Counter moved (INCR) after every write of item vectors: servers keep the fold-in's
+    /// `YᵀY` while it stays the same (see `super::gram`).
+    pub(crate) fn vectors_gen(&self) -> String {
+        format!("{}vectors:gen", self.prefix)
+    }
+
     /// The model registry's version counter (INCR).
     pub(crate) fn model_seq(&self) -> String {
         format!("{}model:seq", self.prefix)

@@ -30,6 +30,7 @@
 //! - [`docs`]: decoded item docs, shared while their bytes stay the same.
 //! - [`reply`]: decoding replies.
 //! - [`users`]: user state and the event write path.
+//! - [`gram`]: the fold-in's `YᵀY` of the item vectors, kept per server.
 //! - [`migrate`]: a new index version for a new schema, swapped in with `FT.ALIASUPDATE`.
 //! - [`scripts`]: the Lua scripts.
 //! - [`models`]: the model registry (records, chunks, the live version).
@@ -37,6 +38,7 @@
 
 mod docs;
 mod error;
+mod gram;
 mod keys;
 mod migrate;
 mod models;
@@ -185,6 +187,8 @@ struct Inner {
     docs: docs::DocCache,
     /// Where the next sweep of the set of users continues (`SSCAN` cursor; 0: a new pass).
     sweep_cursor: std::sync::atomic::AtomicU64,
+    /// The fold-in's `YᵀY` of the item vectors.
+    grams: Arc<gram::GramCache>,
 }
 
 impl Inner {
@@ -208,6 +212,7 @@ impl Inner {
             config,
             keys,
             sweep_cursor: Default::default(),
+            grams: Default::default(),
         }
     }
 
@@ -325,9 +330,7 @@ impl RedisStore {
                         let mut conn = self.conn();
                         users::apply(
                             &mut conn,
-                            &inner.keys,
-                            &inner.settings,
-                            &inner.tag_fields,
+                            inner,
                             user,
                             &events,
                             run.map(|r| (r, positions.as_slice())),
@@ -357,9 +360,7 @@ impl RedisStore {
                         let mut conn = inner.conn();
                         users::apply(
                             &mut conn,
-                            &inner.keys,
-                            &inner.settings,
-                            &inner.tag_fields,
+                            &inner,
                             &user,
                             &refs,
                             run.map(|r| (r, positions.as_slice())),
@@ -371,6 +372,20 @@ impl RedisStore {
                     done.map_err(|e| StoreError::Internal(format!("event task failed: {e}")))??;
                 }
             }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Moves the item vectors' counter after a write of vectors (see [`gram`]).
+    async fn vectors_changed(&self) -> StoreResult<()> {
+        let key = self.inner.keys.vectors_gen();
+        self.run(async {
+            let _: i64 = redis::cmd("INCR")
+                .arg(key)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(from_redis)?;
             Ok(())
         })
         .await
@@ -769,14 +784,17 @@ impl Store for RedisStore {
                 inv.arg(f).arg(v);
             }
         }
-        self.run(async {
-            let n: usize = inv
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(from_redis)?;
-            Ok(n)
-        })
-        .await
+        let n = self
+            .run(async {
+                let n: usize = inv
+                    .invoke_async(&mut self.conn())
+                    .await
+                    .map_err(from_redis)?;
+                Ok(n)
+            })
+            .await?;
+        self.vectors_changed().await?;
+        Ok(n)
     }
 
     async fn get_items(&self, ids: &[String]) -> StoreResult<Vec<Option<Item>>> {
@@ -817,14 +835,19 @@ impl Store for RedisStore {
         for f in &self.inner.tag_fields {
             inv.arg(f.as_str());
         }
-        self.run(async {
-            let n: u64 = inv
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(from_redis)?;
-            Ok(n > 0)
-        })
-        .await
+        let deleted = self
+            .run(async {
+                let n: u64 = inv
+                    .invoke_async(&mut self.conn())
+                    .await
+                    .map_err(from_redis)?;
+                Ok(n > 0)
+            })
+            .await?;
+        if deleted {
+            self.vectors_changed().await?;
+        }
+        Ok(deleted)
     }
 
     async fn set_item_vectors(&self, vectors: Vec<(String, Vec<f32>)>) -> StoreResult<usize> {
@@ -847,6 +870,9 @@ impl Store for RedisStore {
                         .map_err(from_redis)
                 })
                 .await?;
+        }
+        if written > 0 {
+            self.vectors_changed().await?;
         }
         Ok(written)
     }
@@ -1150,11 +1176,7 @@ impl Store for RedisStore {
                 let deadline = Duration::from_millis(inner.config.operation_timeout_ms);
                 set.spawn(async move {
                     let mut conn = inner.conn();
-                    with_deadline(
-                        deadline,
-                        users::rebuild_session(&mut conn, &inner.keys, &inner.settings, &user),
-                    )
-                    .await
+                    with_deadline(deadline, users::rebuild_session(&mut conn, &inner, &user)).await
                 });
             }
             while let Some(done) = set.join_next().await {

@@ -265,10 +265,11 @@ return n
     )
 });
 
-/// Compare-and-set of one user's session vector (a rebuild after training replaced the
-/// item vectors). KEYS: 1 user hash. ARGV: expected version, then `1` with the sum bytes,
-/// weight and updated_ms, or `0` to remove the session. Returns the new version, -1 when
-/// the version moved (an event came first: read again), 0 when the user is gone.
+/// Compare-and-set of one user's session vector and fold-in vector (a rebuild after
+/// training replaced the item vectors). KEYS: 1 user hash. ARGV: expected version, the
+/// fold-in vector bytes (empty: none), then `1` with the sum bytes, weight and
+/// updated_ms, or `0` to remove the session. Returns the new version, -1 when the version
+/// moved (an event came first: read again), 0 when the user is gone.
 pub(crate) static SET_SESSION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -276,9 +277,10 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local cur = redis.call('HGET', KEYS[1], 'version') or '0'
 if cur ~= ARGV[1] then return -1 end
 local version = tostring(tonumber(cur) + 1)
-if ARGV[2] == '1' then
-  redis.call('HSET', KEYS[1], 'session_sum', ARGV[3], 'session_weight', ARGV[4],
-    'session_updated_ms', ARGV[5], 'version', version)
+redis.call('HSET', KEYS[1], 'fold_vector', ARGV[2])
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], 'session_sum', ARGV[4], 'session_weight', ARGV[5],
+    'session_updated_ms', ARGV[6], 'version', version)
 else
   redis.call('HDEL', KEYS[1], 'session_sum', 'session_weight', 'session_updated_ms')
   redis.call('HSET', KEYS[1], 'version', version)

@@ -2,7 +2,10 @@
 //!
 //! Keys (see [`super::keys`]): `user:{id}` Hash (counters, `last_event_ms`, `active_ms`,
 //! the session vector as `session_sum` FLOAT32 bytes + `session_weight` +
-//! `session_updated_ms`, the long-term vector `long_term`, the exclusion set `excluded`
+//! `session_updated_ms`, the long-term vector `long_term`, the fold-in's weights of the
+//! recent items `recent_weights` and the part of them that came after the long-term vector
+//! `recent_fresh` (FLOAT32 bytes, in the order of `recent:{id}`) and its
+//! vector `fold_vector` (FLOAT32 bytes, empty for none), the exclusion set `excluded`
 //! as little-endian u64 item keys oldest first, the purchased list `purchased_list` as
 //! ids joined by `\n` (ids never hold control characters), and a `version`),
 //! `recent:{id}` List (most recent first), `user-events:{id}` List of the user's stream
@@ -21,12 +24,19 @@
 //! move, together with the event log entries and the popularity increments (sorted sets
 //! only: no indexed hash is written, so nothing is re-indexed). On a conflict it starts
 //! again from a fresh read. No update is lost and no math is duplicated in Lua.
+//!
+//! Under the fold-in rule the write also needs the vectors of the user's recent items:
+//! after the read, one pipelined `HGET` of those it does not have yet (at most
+//! `recent_capacity`), then `UserState::refold` with the server's `YᵀY`
+//! ([`super::gram`]). Item vectors are not part of the user's version: a vector written
+//! meanwhile is the write-back's, whose session rebuild refolds the user afterwards.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use recd_core::{
-    Counters, Event, EventType, ExcludedItems, SessionParams, SessionVector, UserState,
+    Counters, Event, EventType, ExcludedItems, FoldModel, FoldState, SessionParams, SessionVector,
+    UpdateRule, UserState,
 };
 
 use super::error::{bad_reply, from_redis};
@@ -50,6 +60,8 @@ struct Snapshot {
     vectors: BTreeMap<String, Vec<f32>>,
     /// How far a bulk run is applied to the user (`bulk_mark`; see `crate::once`).
     mark: Option<Mark>,
+    /// The item vectors' counter (see [`super::gram`]), when asked for.
+    vectors_gen: i64,
 }
 
 /// The exclusion set as hash bytes: little-endian u64 keys, oldest first.
@@ -144,7 +156,13 @@ fn decode_state(
             (legacy, excluded)
         }
     };
+    let fold = FoldState {
+        weights: vector("recent_weights")?.unwrap_or_default(),
+        fresh: vector("recent_fresh")?.unwrap_or_default(),
+        vector: vector("fold_vector")?.filter(|v| !v.is_empty()),
+    };
     let state = UserState {
+        fold,
         long_term: vector("long_term")?,
         session,
         counters: Counters {
@@ -195,6 +213,18 @@ fn state_fields(state: &UserState) -> Vec<(&'static str, Vec<u8>)> {
         out.push(("session_weight", s.weight.to_string().into_bytes()));
         out.push(("session_updated_ms", s.updated_ms.to_string().into_bytes()));
     }
+    out.push(("recent_weights", vector_bytes(&state.fold.weights)));
+    out.push(("recent_fresh", vector_bytes(&state.fold.fresh)));
+    // Always written (empty for none), so that a vector that is gone is overwritten.
+    out.push((
+        "fold_vector",
+        state
+            .fold
+            .vector
+            .as_deref()
+            .map(vector_bytes)
+            .unwrap_or_default(),
+    ));
     out
 }
 
@@ -243,6 +273,7 @@ async fn read(
     keys: &Keys,
     user: &str,
     items: &[&str],
+    with_gen: bool,
 ) -> StoreResult<Snapshot> {
     let mut pipe = redis::pipe();
     pipe.atomic()
@@ -251,6 +282,9 @@ async fn read(
         .smembers(keys.purchased(user));
     for item in items {
         pipe.hget(keys.item(item), "vector");
+    }
+    if with_gen {
+        pipe.get(keys.vectors_gen());
     }
     let values: Vec<redis::Value> = pipe.query_async(conn).await.map_err(from_redis)?;
     let mut values = values.into_iter();
@@ -269,6 +303,14 @@ async fn read(
             vectors.insert((*item).to_string(), v);
         }
     }
+    let vectors_gen = if with_gen {
+        match next()? {
+            redis::Value::Nil => 0,
+            v => redis::from_redis_value::<i64>(v).map_err(|_| bad_reply("vectors:gen"))?,
+        }
+    } else {
+        0
+    };
     let mark = hash
         .get(BULK_MARK)
         .and_then(|b| std::str::from_utf8(b).ok())
@@ -282,6 +324,7 @@ async fn read(
         version,
         vectors,
         mark,
+        vectors_gen,
     })
 }
 
@@ -291,7 +334,7 @@ pub(crate) async fn get(
     keys: &Keys,
     user: &str,
 ) -> StoreResult<Option<UserState>> {
-    Ok(read(conn, keys, user, &[]).await?.state)
+    Ok(read(conn, keys, user, &[], false).await?.state)
 }
 
 /// Applies one user's events (in order) atomically; see the module doc. `tag_fields`: the
@@ -300,18 +343,18 @@ pub(crate) async fn get(
 /// the events the user's mark covers are skipped, and the mark moves with the write.
 pub(crate) async fn apply(
     conn: &mut redis::aio::ConnectionManager,
-    keys: &Keys,
-    settings: &ModelSettings,
-    tag_fields: &[String],
+    inner: &super::Inner,
     user: &str,
     all_events: &[&Event],
     once: Option<(u64, &[u64])>,
 ) -> StoreResult<()> {
+    let (keys, settings, tag_fields) = (&inner.keys, &inner.settings, &inner.tag_fields);
+    let fold_in = settings.session.update == UpdateRule::FoldIn;
     let mut items: Vec<&str> = all_events.iter().map(|e| e.item_id.as_str()).collect();
     items.sort_unstable();
     items.dedup();
     for attempt in 0..MAX_ATTEMPTS {
-        let snap = read(conn, keys, user, &items).await?;
+        let mut snap = read(conn, keys, user, &items, fold_in).await?;
         // A retried bulk batch: only what this user has not had yet (read in the same
         // snapshot as the version the write is conditioned on).
         let (events, mark) = match once {
@@ -342,6 +385,9 @@ pub(crate) async fn apply(
             if let Some(inc) = settings.popularity.log_increment(weight, e.timestamp_ms) {
                 increments.push((e.item_id.as_str(), inc));
             }
+        }
+        if fold_in {
+            refold(conn, inner, &mut state, &mut snap.vectors, snap.vectors_gen).await?;
         }
 
         let mut inv = APPLY_USER.prepare_invoke();
@@ -404,6 +450,46 @@ pub(crate) async fn apply(
     Err(StoreError::Unavailable(format!(
         "user '{user}' is written by too many writers at once; retry"
     )))
+}
+
+/// Re-solves `state`'s fold-in (see the module doc): the vectors of its recent items that
+/// `vectors` lacks are read first (and added to it).
+async fn refold(
+    conn: &mut redis::aio::ConnectionManager,
+    inner: &super::Inner,
+    state: &mut UserState,
+    vectors: &mut BTreeMap<String, Vec<f32>>,
+    generation: i64,
+) -> StoreResult<()> {
+    let gram = inner
+        .grams
+        .get(conn, &inner.keys, inner.schema.vector.dim, generation)
+        .await?;
+    let model = FoldModel::new(&gram, &inner.settings.session.fold_in);
+    if model.is_some() {
+        let missing: Vec<&String> = state
+            .recent
+            .iter()
+            .zip(&state.fold.weights)
+            .filter(|(id, w)| **w > 0.0 && !vectors.contains_key(*id))
+            .map(|(id, _)| id)
+            .collect();
+        if !missing.is_empty() {
+            let mut pipe = redis::pipe();
+            for id in &missing {
+                pipe.hget(inner.keys.item(id), "vector");
+            }
+            let found: Vec<Option<Vec<u8>>> = pipe.query_async(conn).await.map_err(from_redis)?;
+            for (id, bytes) in missing.into_iter().zip(found) {
+                if let Some(b) = bytes {
+                    let v = vector_from_bytes(&b).ok_or_else(|| bad_reply("item vector bytes"))?;
+                    vectors.insert(id.clone(), v);
+                }
+            }
+        }
+    }
+    state.refold(model.as_ref(), |id| vectors.get(id).map(Vec::as_slice));
+    Ok(())
 }
 
 /// Forgets a user; false if unknown.
@@ -475,6 +561,9 @@ pub(crate) async fn set_vectors(
     for (id, v) in vectors {
         pipe.hset(keys.user(id), "long_term", vector_bytes(v))
             .ignore()
+            // every weight kept so far is the trained model's now (`UserState::set_long_term`)
+            .hset(keys.user(id), "recent_fresh", Vec::<u8>::new())
+            .ignore()
             .hset(keys.user(id), "active_ms", &now)
             .ignore()
             .hincr(keys.user(id), "version", 1)
@@ -501,16 +590,31 @@ type StreamEntry = (String, Vec<(String, String)>);
 /// meanwhile bumps it: start again, so that it is counted). False when the user has no state.
 pub(crate) async fn rebuild_session(
     conn: &mut redis::aio::ConnectionManager,
-    keys: &Keys,
-    settings: &ModelSettings,
+    inner: &super::Inner,
     user: &str,
 ) -> StoreResult<bool> {
+    let (keys, settings) = (&inner.keys, &inner.settings);
     for attempt in 0..MAX_ATTEMPTS {
-        let (exists, version, ids): (bool, Option<String>, Vec<String>) = redis::pipe()
+        type Read = (
+            bool,
+            Option<String>,
+            Vec<String>,
+            Vec<Option<Vec<u8>>>,
+            Vec<String>,
+            Option<i64>,
+        );
+        let (exists, version, ids, fields, recent, generation): Read = redis::pipe()
             .atomic()
             .exists(keys.user(user))
             .hget(keys.user(user), "version")
             .lrange(keys.user_events(user), 0, -1)
+            .cmd("HMGET")
+            .arg(keys.user(user))
+            .arg("recent_weights")
+            .arg("recent_fresh")
+            .arg("long_term")
+            .lrange(keys.recent(user), 0, -1)
+            .get(keys.vectors_gen())
             .query_async(conn)
             .await
             .map_err(from_redis)?;
@@ -529,7 +633,11 @@ pub(crate) async fn rebuild_session(
                 events.push(event_from_fields(&fields.into_iter().collect())?);
             }
         }
-        let mut items: Vec<&str> = events.iter().map(|e| e.item_id.as_str()).collect();
+        let mut items: Vec<&str> = events
+            .iter()
+            .map(|e| e.item_id.as_str())
+            .chain(recent.iter().map(String::as_str))
+            .collect();
         items.sort_unstable();
         items.dedup();
         let mut vectors: BTreeMap<&str, Vec<f32>> = BTreeMap::new();
@@ -551,9 +659,43 @@ pub(crate) async fn rebuild_session(
             |item| vectors.get(item).map(Vec::as_slice),
             &settings.session,
         );
+        // Only the recent items and their weights matter to the fold-in.
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.as_deref())
+                .and_then(vector_from_bytes)
+        };
+        let mut folded = UserState {
+            fold: FoldState {
+                weights: field(0).unwrap_or_default(),
+                fresh: field(1).unwrap_or_default(),
+                vector: None,
+            },
+            long_term: field(2),
+            recent: recent.clone(),
+            ..UserState::default()
+        };
+        folded.fold.weights.resize(folded.recent.len(), 0.0);
+        if settings.session.update == UpdateRule::FoldIn {
+            let gram = inner
+                .grams
+                .get(conn, keys, inner.schema.vector.dim, generation.unwrap_or(0))
+                .await?;
+            let model = FoldModel::new(&gram, &settings.session.fold_in);
+            folded.refold(model.as_ref(), |item| vectors.get(item).map(Vec::as_slice));
+        }
         let mut inv = SET_SESSION.prepare_invoke();
         inv.key(keys.user(user))
-            .arg(version.as_deref().unwrap_or("0"));
+            .arg(version.as_deref().unwrap_or("0"))
+            .arg(
+                folded
+                    .fold
+                    .vector
+                    .as_deref()
+                    .map(vector_bytes)
+                    .unwrap_or_default(),
+            );
         match &session {
             Some(s) => inv
                 .arg("1")

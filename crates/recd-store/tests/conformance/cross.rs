@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use recd_core::{EventType, FieldValue, Filter, Item, ItemUpsert};
+use recd_core::{EventType, FieldValue, Filter, Item, ItemUpsert, UserState};
 use recd_store::Store;
 
 use crate::support::{event, redis_url, schema, settings, unique_prefix};
@@ -248,7 +248,8 @@ fn random_filters_agree_with_the_reference() {
         .expect("backends agree with Filter::matches");
 }
 
-/// The same events leave the same state on both backends (session vectors within 1e-5).
+/// The same events leave the same state on both backends (session vectors within 1e-5),
+/// and the same folded-in vector as recd-core computes from the items' vectors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_events_same_user_state() {
     let stores = both("session").await;
@@ -302,6 +303,36 @@ async fn same_events_same_user_state() {
             store.get_user("ub").await.unwrap().unwrap(),
             store.popular(20, &Filter::all()).await.unwrap(),
         ));
+    }
+    // The reference fold-in: recd-core over the whole catalog's vectors.
+    let mut gram = recd_core::Gram::new(4);
+    items
+        .iter()
+        .filter_map(|u| u.item.vector.as_deref())
+        .for_each(|v| gram.add(v));
+    let session = settings().session;
+    let model = recd_core::FoldModel::new(&gram, &session.fold_in);
+    let vector = |id: &str| {
+        items
+            .iter()
+            .find(|u| u.item.id == id)
+            .and_then(|u| u.item.vector.as_deref())
+    };
+    for (user, state) in states.iter().flat_map(|s| [("ua", &s.0), ("ub", &s.1)]) {
+        let mut reference = UserState::default();
+        for e in events.iter().filter(|e| e.user_id == user) {
+            reference.apply(e, vector(&e.item_id), &session);
+        }
+        reference.refold(model.as_ref(), vector);
+        assert_eq!(state.fold.weights, reference.fold.weights);
+        let (got, want) = (state.fold.vector.as_ref(), reference.fold.vector.as_ref());
+        let (got, want) = (got.expect("folded in"), want.expect("folded in"));
+        for (x, y) in got.iter().zip(want) {
+            assert!(
+                (x - y).abs() < 1e-4 * y.abs().max(1.0),
+                "{got:?} vs {want:?}"
+            );
+        }
     }
     let Some((first, rest)) = states.split_first() else {
         return;

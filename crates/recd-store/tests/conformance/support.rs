@@ -19,9 +19,12 @@ pub fn schema() -> Schema {
     Schema::demo(4)
 }
 
-/// Default model settings.
+/// Default model settings, with the fold-in update (whatever the default rule), so that
+/// every check runs through it.
 pub fn settings() -> ModelSettings {
-    ModelSettings::default()
+    let mut s = ModelSettings::default();
+    s.session.update = recd_core::UpdateRule::FoldIn;
+    s
 }
 
 /// An item from JSON, validated against `schema()`.

@@ -48,7 +48,7 @@ pub fn redis_or_skip() -> Option<String> {
         .ok()
 }
 
-fn stop_redis(port: u16) {
+pub fn stop_redis(port: u16) {
     let _ = Command::new(script())
         .args(["stop", &port.to_string()])
         .status();

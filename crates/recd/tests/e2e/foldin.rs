@@ -1,0 +1,114 @@
+//! The fold-in update end to end, on both backends: an event re-solves the user's ALS
+//! vector with the item vectors fixed, and the next answer is ranked by it.
+
+use serde_json::{Value, json};
+
+use crate::redis::{SCHEMA, redis_or_skip, stop_redis};
+use crate::server::{Server, data_dir, ids};
+
+/// The fold-in's share of the query in these tests: a value no decayed-average blend gives
+/// after one click (0.8 · 2 / (2 + 1)), so the answer shows which rule ranked it.
+const SHARE: &str = "0.25";
+
+fn envs(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut out = vec![
+        ("RECD_MODEL__SESSION__UPDATE", "fold_in".to_string()),
+        ("RECD_MODEL__SESSION__FOLD_IN__SHARE", SHARE.to_string()),
+    ];
+    out.extend(extra.iter().cloned());
+    out
+}
+
+async fn explained(s: &Server, user: &str) -> Value {
+    s.recommend(json!({"user_id": user, "count": 10, "explain": true}))
+        .await
+}
+
+/// A trained user's list, then events: the next answers come from the folded-in vector
+/// (blended at `SHARE` with the long-term one) and change with each event; a cold visitor
+/// is served by the fold-in of their single click alone.
+async fn an_event_changes_the_list_through_the_fold_in(s: &Server) {
+    let before = explained(s, "user-1").await;
+    assert_eq!(before["source"], "personalized", "{before}");
+    let q = &before["explain"]["query"];
+    assert_eq!(q["update"], "fold_in", "{before}");
+    let first = ids(&before);
+
+    // Three clicks on items far down the list: the fold-in now answers, at its share.
+    let far: Vec<String> = {
+        let a = s
+            .recommend(json!({"user_id": "user-1", "count": 200}))
+            .await;
+        ids(&a).into_iter().rev().take(3).collect()
+    };
+    for item in &far {
+        s.event("user-1", item, "click").await;
+    }
+    let after = explained(s, "user-1").await;
+    let q = &after["explain"]["query"];
+    assert_eq!(q["has_fold_in"], true, "{after}");
+    assert_eq!(q["session_share"].as_f64(), SHARE.parse().ok(), "{after}");
+    assert_ne!(ids(&after), first, "the events changed nothing");
+
+    // A visitor with no history: one click, and the fold-in alone is the query.
+    s.event("fold-visitor", &first[0], "click").await;
+    let v = explained(s, "fold-visitor").await;
+    assert_eq!(v["source"], "personalized", "{v}");
+    let q = &v["explain"]["query"];
+    assert_eq!(
+        (q["has_fold_in"].as_bool(), q["session_share"].as_f64()),
+        (Some(true), Some(1.0)),
+        "{v}"
+    );
+    let (status, u) = s.get("/v1/users/fold-visitor").await;
+    assert_eq!((status, u["counters"]["click"].as_u64()), (200, Some(1)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_folds_events_in() {
+    let dir = data_dir("foldin");
+    let envs = envs(&[]);
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = Server::demo(&dir, &envs);
+    an_event_changes_the_list_through_the_fold_in(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_folds_events_in() {
+    let Some(url) = redis_or_skip() else {
+        return;
+    };
+    let config = std::env::temp_dir().join(format!("recd-e2e-foldin-{}.toml", std::process::id()));
+    std::fs::write(&config, SCHEMA).expect("config");
+    let envs = envs(&[(
+        "RECD_REDIS__PREFIX",
+        format!("e2e-fold{}:", std::process::id()),
+    )]);
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let dir = data_dir("foldin-redis");
+    let s = Server::start(
+        &[
+            "demo",
+            "--backend",
+            "redis",
+            "--redis-url",
+            &url,
+            "--config",
+            config.to_str().expect("utf-8 path"),
+            "--data-dir",
+            dir.to_str().expect("utf-8 path"),
+            "--items",
+            "1500",
+            "--users",
+            "100",
+            "--seed",
+            "3",
+        ],
+        &envs,
+    );
+    an_event_changes_the_list_through_the_fold_in(&s).await;
+    drop(s);
+    if let Some(port) = url.rsplit(':').next().and_then(|p| p.parse().ok()) {
+        stop_redis(port);
+    }
+}
