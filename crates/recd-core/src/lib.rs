@@ -21,11 +21,14 @@
 //!   statistics of their results, Thompson-sampling bandits and team-draft interleaving.
 //! - [`monitor`]: the math of online monitoring: feature drift (PSI, KS, chi-square), catalog
 //!   coverage and exposure Gini over a sliding window, per-list diversity/entropy/novelty.
+//! - [`features`]: online features (windowed counts, recency, rates, fields) and the
+//!   learned ranker's model.
 //! - [`error`]: the validation error type.
 
 pub mod error;
 pub mod event;
 pub mod experiment;
+pub mod features;
 pub mod filter;
 pub mod foldin;
 pub mod id;

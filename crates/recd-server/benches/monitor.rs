@@ -33,6 +33,7 @@ fn list(round: u64, schema: &Schema) -> Recommendation {
                 score: 1.0 - i as f64 * 0.05,
                 reasons: vec![],
                 item: ItemFields(Arc::new(item)),
+                signals: None,
             }
         })
         .collect();

@@ -83,6 +83,10 @@ pub struct ServedItem {
     pub reasons: Vec<String>,
     /// Its fields.
     pub item: ItemFields,
+    /// What scoring saw (for the impression log); none when a cache answered.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub signals: Option<recd_core::features::RankerInputs>,
 }
 
 impl From<Ranked> for ServedItem {
@@ -92,6 +96,7 @@ impl From<Ranked> for ServedItem {
             score: r.score,
             reasons: r.reasons,
             item: ItemFields(r.item),
+            signals: Some(r.signals),
         }
     }
 }
@@ -141,6 +146,7 @@ impl CachedList {
                 score: c.score,
                 reasons: c.reasons.clone(),
                 item: ItemFields(Arc::clone(&c.item)),
+                signals: None,
             })
             .collect()
     }
@@ -533,6 +539,7 @@ mod tests {
                 item,
                 score: 0.5,
                 reasons: vec!["why".into()],
+                signals: Default::default(),
             }],
             Source::Popular,
         );

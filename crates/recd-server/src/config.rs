@@ -167,6 +167,8 @@ pub struct Config {
     pub strategies: std::collections::BTreeMap<String, serde_json::Value>,
     /// Impression logging and attribution for experiments.
     pub experiments: ExperimentsConfig,
+    /// Online features, the impression log and learned rankers.
+    pub features: crate::features::FeaturesConfig,
     /// Online quality and drift.
     pub monitoring: MonitoringConfig,
     /// API keys.
@@ -197,6 +199,7 @@ impl Default for Config {
             catalog: CatalogConfig::default(),
             strategies: Default::default(),
             experiments: ExperimentsConfig::default(),
+            features: crate::features::FeaturesConfig::default(),
             monitoring: MonitoringConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
@@ -289,6 +292,16 @@ impl Config {
         self.experiments
             .validate()
             .map_err(|e| ConfigError(format!("bad configuration: {e}")))?;
+        if self.features.refresh_seconds == 0 {
+            return Err(ConfigError(
+                "bad configuration: features.refresh_seconds must be at least 1".into(),
+            ));
+        }
+        if let Some(schema) = &self.schema {
+            self.features
+                .feature_set(schema)
+                .map_err(|e| ConfigError(format!("bad configuration: {}", e.message)))?;
+        }
         for (name, body) in &self.strategies {
             Strategy::from_json(body, &self.ranking).map_err(|e| {
                 ConfigError(format!(

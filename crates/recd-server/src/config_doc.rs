@@ -280,6 +280,22 @@ pub const DOCS: &[(&str, &str)] = &[
         "ranking.rrf_k",
         "The k of reciprocal rank fusion, 1/(k + rank).",
     ),
+    (
+        "features",
+        "Online features, the impression log and learned rankers.",
+    ),
+    (
+        "features.enabled",
+        "Keep online features (each event and served list updates them).",
+    ),
+    (
+        "features.refresh_seconds",
+        "How often learned rankers are re-read from the model registry.",
+    ),
+    (
+        "features.define",
+        "The features (`[features.define.NAME]`: kind, entity, event, window, field, buckets); none: the default set.",
+    ),
     ("cache", "Cache tiers."),
     (
         "cache.enabled",
@@ -511,6 +527,16 @@ pub const UNSET: &[(&str, &str, &str)] = &[
         "monitoring.category_field",
         "\"category\"",
         "The tag field whose values make the category mix; unset: the schema's first tag field, or `category`.",
+    ),
+    (
+        "ranking.ranker",
+        "\"latest\"",
+        "The learned ranker that scores instead of the fixed blend: `latest` (the newest accepted `recd train-ranker` version) or a version; unset: the blend.",
+    ),
+    (
+        "features.impression_log",
+        "\"impressions.jsonl\"",
+        "Append every computed list to this JSON-lines file (the training log of `recd train-ranker`); relative: under the data dir; unset: none.",
     ),
     (
         "auth.keys_file",

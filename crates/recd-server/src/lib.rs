@@ -14,6 +14,7 @@
 //! - [`engine`]: the use cases; the one place that knows about caches and invalidation.
 //! - [`answer`]: typed answers (recommendation, user, item details) and what caches keep.
 //! - [`experiments`]: strategies, experiments, impressions and attribution.
+//! - [`features`]: online features, the impression log and learned rankers when serving.
 //! - [`recommend`]: the request path of a recommendation (IO around `recd_core::pipeline`).
 //! - [`cache`]: L1 / L2 cache tiers, invalidation, stampede protection.
 //! - [`catalog`]: the PostgreSQL catalog source of item details.
@@ -43,6 +44,7 @@ pub mod engine;
 pub mod error;
 pub mod experiments;
 pub mod failure;
+pub mod features;
 pub mod metrics;
 pub mod monitoring;
 pub mod openapi;

@@ -204,6 +204,16 @@ pub const CATALOGUE: &[MetricDef] = &[
         "Event batches whose credit to served lists could not be recorded.",
     ),
     def(
+        "recd_feature_failures_total",
+        Counter,
+        "Online feature updates that failed, by op (events, impressions); the request itself succeeded.",
+    ),
+    def(
+        "recd_ranker_fallbacks_total",
+        Counter,
+        "Requests whose strategy names a learned ranker but were scored with the fixed blend, by reason (missing, features).",
+    ),
+    def(
         "recd_cache_lookups_total",
         Counter,
         "Cache lookups, by kind, tier (l1 in process, l2 Redis) and result (hit, miss).",

@@ -11,13 +11,17 @@ use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 use recd_core::pipeline::rerank::exclusions;
-use recd_core::pipeline::{Diversity, RankParams, Ranked, merge, query_vector, rerank, score_all};
+use recd_core::pipeline::{
+    Candidate, Diversity, RankParams, Ranked, Scored, merge, query_vector, rerank, score_all,
+    score_learned,
+};
 use recd_core::text::distinct_terms;
 use recd_core::{Filter, SessionParams};
 use recd_store::{PopularHit, Store, StoreError};
 use serde_json::{Value, json};
 
 use crate::answer::Source;
+use crate::features::Features;
 use crate::metrics;
 
 /// Where popular candidates come from: the store itself, or a cache in front of it.
@@ -47,6 +51,9 @@ impl PopularSource for FromStore {
 
 /// The most candidates asked of one source.
 const MAX_CANDIDATES: usize = 5000;
+
+/// How many feature contributions `explain` shows per item.
+const TOP_CONTRIBUTIONS: usize = 5;
 
 /// A validated recommendation request.
 #[derive(Debug, Clone)]
@@ -97,6 +104,7 @@ pub struct Recommender {
     ranking: RankParams,
     session: SessionParams,
     watch: Option<Arc<dyn QueryWatch>>,
+    features: Option<Arc<Features>>,
 }
 
 impl std::fmt::Debug for Recommender {
@@ -149,7 +157,93 @@ impl Recommender {
             ranking,
             session,
             watch: None,
+            features: None,
         }
+    }
+
+    /// The same recommender, with online features (and the learned rankers they feed).
+    pub fn with_features(mut self, features: Arc<Features>) -> Self {
+        self.features = Some(features);
+        self
+    }
+
+    /// Scores with the strategy's learned ranker when it names one that is loaded (and
+    /// its features can be read); otherwise with the fixed blend. The second value is what
+    /// `explain` says about it.
+    async fn score(
+        &self,
+        req: &Request,
+        candidates: Vec<Candidate>,
+        ranking: &RankParams,
+        fusion: bool,
+        now_ms: i64,
+    ) -> (Vec<Scored>, Value) {
+        let Some(name) = &ranking.ranker else {
+            return (
+                score_all(candidates, ranking, fusion),
+                json!({"scorer": "blend"}),
+            );
+        };
+        let found = self
+            .features
+            .as_ref()
+            .and_then(|f| f.ranker(name).map(|r| (f, r)));
+        let Some((features, (seq, ranker))) = found else {
+            ::metrics::counter!("recd_ranker_fallbacks_total", "reason" => "missing").increment(1);
+            let why = if self.features.is_none() {
+                "features are off ([features] enabled = false)"
+            } else {
+                "no such ranker is loaded (recd train-ranker makes one)"
+            };
+            return (
+                score_all(candidates, ranking, fusion),
+                json!({"scorer": "blend", "ranker": name, "fallback": why}),
+            );
+        };
+        let items: Vec<Arc<recd_core::Item>> =
+            candidates.iter().map(|c| Arc::clone(&c.item)).collect();
+        let values = match features
+            .store()
+            .values(features.set(), &req.user_id, &items, now_ms)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                ::metrics::counter!("recd_ranker_fallbacks_total", "reason" => "features")
+                    .increment(1);
+                tracing::warn!(cause = %e, "features unreadable; scoring with the blend");
+                return (
+                    score_all(candidates, ranking, fusion),
+                    json!({"scorer": "blend", "ranker": name, "fallback": "features unreadable"}),
+                );
+            }
+        };
+        let version = crate::engine::models::version_name(seq);
+        let explained = if req.explain {
+            // Each candidate's contributions, kept by id for the items the list returns.
+            let d = features.set().len();
+            let floor = recd_core::pipeline::score::similarity_floor(&candidates);
+            let by_id: std::collections::HashMap<String, Value> = candidates
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let sig = recd_core::pipeline::score::signals(c, floor);
+                    let row = values.get(i * d..(i + 1) * d).unwrap_or(&[]);
+                    // The position is the same constant for every candidate: not a reason.
+                    let top: Vec<_> = ranker
+                        .contributions(row, &sig)
+                        .into_iter()
+                        .filter(|c| c.feature != "position")
+                        .take(TOP_CONTRIBUTIONS)
+                        .collect();
+                    (c.item.id.clone(), json!(top))
+                })
+                .collect();
+            json!({"scorer": "learned", "ranker": version, "contributions": by_id})
+        } else {
+            json!({"scorer": "learned", "ranker": version})
+        };
+        (score_learned(candidates, &values, &ranker), explained)
     }
 
     /// The same recommender, telling `watch` about each query.
@@ -263,7 +357,9 @@ impl Recommender {
             text,
         );
         let merged = candidates.len();
-        let scored = score_all(candidates, ranking, terms.is_some());
+        let (scored, mut scorer) = self
+            .score(req, candidates, ranking, terms.is_some(), now_ms)
+            .await;
         watch.lap("score");
 
         let session_share = query.as_ref().map_or(0.0, |q| q.session_share);
@@ -281,8 +377,18 @@ impl Recommender {
         } else {
             Source::Popular
         };
+        // Contributions of the returned items only.
+        if let Some(Value::Object(all)) = scorer.get_mut("contributions") {
+            let kept: serde_json::Map<String, Value> = out
+                .items
+                .iter()
+                .filter_map(|r| all.get(&r.item.id).map(|c| (r.item.id.clone(), c.clone())))
+                .collect();
+            *all = kept;
+        }
         let stages = req.explain.then(|| {
             json!({
+                "score": scorer,
                 "query": {
                     "has_long_term": user.as_ref().is_some_and(|u| u.long_term.is_some()),
                     "has_session": user.as_ref().is_some_and(|u| u.session.is_some()),

@@ -23,6 +23,8 @@
 //!   scripts for atomic writes.
 //! - [`bulk`]: bulk writes (demo, import, training write-back) in batches sized by time,
 //!   idempotent ones retried, that finish on a slow backend.
+//! - [`features`]: the online feature store ([`features::FeatureStore`]): in process or
+//!   Redis Hashes, the state behind recd-core's features.
 //! - [`error`]: [`StoreError`], classified user / unavailable / internal.
 //! - [`models`]: the model registry's records ([`ModelRecord`], [`ModelRegistry`]).
 //! - [`once`]: the marks that make a bulk load's event batches safe to retry.
@@ -30,6 +32,7 @@
 pub mod bulk;
 pub mod embedded;
 pub mod error;
+pub mod features;
 pub mod models;
 pub mod once;
 pub mod redis;

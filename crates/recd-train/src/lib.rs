@@ -23,6 +23,8 @@
 //! - [`eval`]: the offline protocol: run each [`recommender::Recommender`] on a split, report.
 //! - [`replay`]: the online replay: walk test events in time order, ask a
 //!   [`replay::ReplayRecommender`] before each event, then let it observe the event.
+//! - [`ctr`]: the learned ranker offline: point-in-time training rows from the event and
+//!   impression logs, logistic regression, AUC against the fixed blend, a click simulation.
 //! - [`rank`]: deterministic top-k selection.
 //! - [`shop`]: deterministic synthetic shop sessions (views, carts, purchases, repeats, new
 //!   items, seasons): purchase-style evaluation data.
@@ -66,6 +68,7 @@
 
 pub mod als;
 pub mod baselines;
+pub mod ctr;
 pub mod dataset;
 pub mod error;
 pub mod eval;

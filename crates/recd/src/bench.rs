@@ -112,6 +112,10 @@ pub struct BenchArgs {
     /// Bypass the caches (`use_cache: false`; `?use_cache=false` for items).
     #[arg(long)]
     no_cache: bool,
+    /// The strategy every recommend request names (e.g. one whose ranking uses a learned
+    /// ranker); unset: the server's choice.
+    #[arg(long)]
+    strategy: Option<String>,
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -241,6 +245,9 @@ fn body_for(
         }
         if args.no_cache {
             body["use_cache"] = json!(false);
+        }
+        if let Some(s) = &args.strategy {
+            body["strategy"] = json!(s);
         }
         ("/v1/recommend".into(), body)
     }

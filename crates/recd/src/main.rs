@@ -1,6 +1,7 @@
 //! `recd`: the command line of the recommendation engine.
 //!
-//! Subcommands: `serve`, `demo`, `import`, `bench`, `train`, `model`, `eval`, `keys`, `config`.
+//! Subcommands: `serve`, `demo`, `import`, `bench`, `train`, `train-ranker`, `features`,
+//! `model`, `eval`, `keys`, `config`.
 //! Exit codes: 0 ok, 2 bad usage or bad configuration, 1 runtime failure.
 
 mod bench;
@@ -12,6 +13,7 @@ mod keys;
 mod model;
 mod movielens;
 mod progress;
+mod ranker;
 mod serve;
 mod synthetic;
 mod telemetry;
@@ -128,6 +130,13 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Train ALS on the event history and write item and user vectors to the store.
     Train(train::TrainArgs),
+    /// Train the learned ranker (logistic regression) on the impression log and the event
+    /// log, gate it against the fixed blend, and record it as a model version.
+    TrainRanker(ranker::TrainRankerArgs),
+    /// Online features offline: `recd features export` (point-in-time training rows),
+    /// `recd features simulate` (a shop with a known click model).
+    #[command(subcommand)]
+    Features(ranker::FeaturesCommand),
     /// Model versions: `recd model list`, `recd model activate VERSION` (rollback).
     #[command(subcommand)]
     Model(model::ModelCommand),
@@ -163,6 +172,8 @@ fn main() -> ExitCode {
             Command::Import(cmd) => import::run(cmd).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Train(args) => train::run(args).await,
+            Command::TrainRanker(args) => ranker::run_train(args).await,
+            Command::Features(cmd) => ranker::run_features(cmd).await,
             Command::Model(cmd) => model::run(cmd).await,
             Command::Eval(args) => eval::run(args).await,
             Command::Keys(cmd) => keys::run(cmd),

@@ -146,6 +146,32 @@ fn table(m: &Value) -> String {
             x.as_f64()
                 .map_or_else(|| "-".to_string(), |f| format!("{f:.4}"))
         };
+        if s["kind"] == "ranker" {
+            // A learned ranker: its held-out per-list AUC against the fixed blend's.
+            out.push_str(&format!(
+                "{:<8} {:<9} {:<25} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8}  {}
+",
+                v["version"].as_str().unwrap_or("?"),
+                if v["status"] == "rejected" {
+                    "rejected"
+                } else {
+                    "ranker"
+                },
+                v["created_at"].as_str().unwrap_or(""),
+                "-",
+                "-",
+                s["fit"]["l2"],
+                "-",
+                num(&g["learned"]["gauc"]),
+                num(&g["blend"]["gauc"]),
+                if g["passed"] == true {
+                    "passed (gauc)"
+                } else {
+                    "failed (gauc)"
+                },
+            ));
+            continue;
+        }
         out.push_str(&format!(
             "{:<8} {:<9} {:<25} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8}  {}\n",
             v["version"].as_str().unwrap_or("?"),

@@ -226,6 +226,13 @@ pub async fn serve(config: Config, store: Arc<dyn Store>, listener: TcpListener)
     let catalog = catalog_source(&config).await?;
     let experiments = experiments(&config).await?;
     spawn_user_expiry(&store);
+    if config.features.enabled {
+        // The data dir's schema may be the one the features are checked against only now.
+        config
+            .features
+            .feature_set(store.schema())
+            .map_err(|e| UsageError(format!("features: {}", e.message)))?;
+    }
     let backend = store.backend();
     let state =
         AppState::build(store, config, l2, catalog.clone(), experiments).with_access(access);
@@ -242,12 +249,45 @@ pub async fn serve(config: Config, store: Arc<dyn Store>, listener: TcpListener)
         tokio::spawn(async move { engine.follow_catalog(changes).await });
     }
     state.engine.warm().await;
+    follow_rankers(&state.engine).await;
     tracing::info!(%addr, backend, "recd is serving");
     // A line on stdout that scripts and tests wait for.
     println!("recd listening on http://{addr}");
     recd_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("recd stopped");
     Ok(())
+}
+
+/// Reads the learned rankers now, then every `features.refresh_seconds` (a ranker
+/// `recd train-ranker` records is served from the next read on).
+async fn follow_rankers(engine: &Arc<recd_server::Engine>) {
+    if engine.features().is_none() {
+        return;
+    }
+    match engine.rebuild_features().await {
+        Ok((events, lists)) if events + lists > 0 => {
+            tracing::info!(events, lists, "online features rebuilt from the logs")
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(cause = %e, "online features not rebuilt; they fill as events arrive")
+        }
+    }
+    match engine.refresh_rankers().await {
+        Ok(n) => tracing::info!(rankers = n, "learned rankers loaded"),
+        Err(e) => tracing::warn!(cause = %e, "learned rankers not loaded; retrying"),
+    }
+    let every = Duration::from_secs(engine.config().features.refresh_seconds.max(1));
+    let weak = Arc::downgrade(engine);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(engine) = weak.upgrade() else { return };
+            if let Err(e) = engine.refresh_rankers().await {
+                tracing::debug!(cause = %e, "learned rankers: refresh failed");
+            }
+        }
+    });
 }
 
 /// Forgets users inactive for longer than `model.session.ttl_seconds` in the background:

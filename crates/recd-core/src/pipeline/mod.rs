@@ -6,11 +6,14 @@
 //! 1. [`query::query_vector`]: blend the long-term and the session vector;
 //! 2. [`candidates::merge`]: union the KNN, popular and text candidates, keeping each signal;
 //! 3. [`score::score_all`]: one score per candidate (weighted signals, or reciprocal rank
-//!    fusion when a text query takes part);
+//!    fusion when a text query takes part), or [`learned::score_learned`] when the
+//!    strategy names a learned ranker (its click probability from the candidate's
+//!    features and signals);
 //! 4. [`rerank::rerank`]: drop excluded / purchased / seen items, cap by a diversity field,
 //!    attach reasons, cut to `count`.
 
 pub mod candidates;
+pub mod learned;
 pub mod query;
 pub mod rerank;
 pub mod score;
@@ -18,6 +21,7 @@ pub mod score;
 use serde::{Deserialize, Serialize};
 
 pub use candidates::{Candidate, merge};
+pub use learned::score_learned;
 pub use query::{QueryVector, query_vector};
 pub use rerank::{Diversity, Ranked, RerankOutcome, rerank};
 pub use score::{Scored, score_all};
@@ -42,6 +46,10 @@ pub struct RankParams {
     pub exclude_seen: bool,
     /// The k of reciprocal rank fusion, 1/(k + rank).
     pub rrf_k: f64,
+    /// The learned ranker that scores instead of the fixed blend: `"latest"` (the newest
+    /// accepted `recd train-ranker` version) or a version (`"v7"`); none: the blend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranker: Option<String>,
 }
 
 impl Default for RankParams {
@@ -55,6 +63,7 @@ impl Default for RankParams {
             popularity_weight: 0.1,
             exclude_seen: true,
             rrf_k: 60.0,
+            ranker: None,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::features::RankerInputs;
 use crate::item::{FieldValue, Item};
 use crate::pipeline::{RankParams, Scored};
 use crate::user::{UserState, item_key};
@@ -28,6 +29,8 @@ pub struct Ranked {
     pub score: f64,
     /// Why it is here, in words.
     pub reasons: Vec<String>,
+    /// What scoring saw, with the position it is shown at.
+    pub signals: RankerInputs,
 }
 
 /// The re-ranked list and what re-ranking removed.
@@ -126,10 +129,15 @@ pub fn rerank(
             }
         }
         let reasons = reasons(&s, session_share);
+        let signals = RankerInputs {
+            position: out.items.len() as f64,
+            ..s.signals
+        };
         out.items.push(Ranked {
             item: s.candidate.item,
             score: s.score,
             reasons,
+            signals,
         });
     }
     out

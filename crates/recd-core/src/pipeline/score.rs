@@ -8,6 +8,7 @@
 
 use std::cmp::Ordering;
 
+use crate::features::RankerInputs;
 use crate::pipeline::{Candidate, RankParams};
 
 /// A candidate and its score.
@@ -17,14 +18,42 @@ pub struct Scored {
     pub candidate: Candidate,
     /// The final score.
     pub score: f64,
+    /// The signals as scoring saw them (the impression log records them for training).
+    pub signals: RankerInputs,
+}
+
+/// The lowest similarity of any KNN candidate.
+pub fn similarity_floor(candidates: &[Candidate]) -> Option<f32> {
+    candidates
+        .iter()
+        .filter_map(|c| c.similarity)
+        .fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.min(s))))
+}
+
+/// A candidate's ranker signals: a candidate KNN did not find gets `floor` (see the
+/// module doc); position 0 (where it lands is known only after re-ranking).
+pub fn signals(c: &Candidate, floor: Option<f32>) -> RankerInputs {
+    RankerInputs {
+        similarity: f64::from(c.similarity.or(floor).unwrap_or(0.0)),
+        popularity: c.popularity.unwrap_or(0.0),
+        knn: c.knn_rank.is_some(),
+        position: 0.0,
+    }
+}
+
+/// Sorts best first, ties by id (so the order is deterministic).
+pub(crate) fn sort_scored(scored: &mut [Scored]) {
+    scored.sort_by(|a, b| {
+        b.score
+            .partial_cmp(&a.score)
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| a.candidate.item.id.cmp(&b.candidate.item.id))
+    });
 }
 
 /// Scores every candidate and sorts best first (ties by id, so the order is deterministic).
 pub fn score_all(candidates: Vec<Candidate>, params: &RankParams, fusion: bool) -> Vec<Scored> {
-    let floor = candidates
-        .iter()
-        .filter_map(|c| c.similarity)
-        .fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.min(s))));
+    let floor = similarity_floor(&candidates);
     let rrf = |rank: Option<usize>| rank.map_or(0.0, |r| 1.0 / (params.rrf_k + r as f64 + 1.0));
     let mut scored: Vec<Scored> = candidates
         .into_iter()
@@ -37,17 +66,13 @@ pub fn score_all(candidates: Vec<Candidate>, params: &RankParams, fusion: bool) 
                     + params.popularity_weight * c.popularity.unwrap_or(0.0)
             };
             Scored {
+                signals: signals(&c, floor),
                 candidate: c,
                 score: if score.is_finite() { score } else { f64::MIN },
             }
         })
         .collect();
-    scored.sort_by(|a, b| {
-        b.score
-            .partial_cmp(&a.score)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| a.candidate.item.id.cmp(&b.candidate.item.id))
-    });
+    sort_scored(&mut scored);
     scored
 }
 

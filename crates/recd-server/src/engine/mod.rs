@@ -45,6 +45,7 @@ use crate::clock::now_ms;
 use crate::config::{Backend, Config};
 use crate::experiments::{Choice, Experiments};
 pub use crate::failure::{EngineError, EngineResult};
+use crate::features::Features;
 use crate::monitoring::tag::{self, ListLabels};
 use crate::monitoring::{DriftAnswer, Monitor};
 use crate::recommend::{PopularSource, QueryWatch, Recommender, Request};
@@ -91,6 +92,8 @@ pub struct Engine {
     config: Arc<Config>,
     /// Serializes model activations of this engine (`models`).
     activation: tokio::sync::Mutex<()>,
+    /// Online features and learned rankers (`[features] enabled`).
+    features: Option<Arc<Features>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -177,14 +180,19 @@ impl Engine {
             }
         };
         let monitor = Arc::new(monitor);
-        let recommender = Recommender::new(
+        let mut recommender = Recommender::new(
             Arc::clone(&store),
             config.ranking.clone(),
             config.model.session.clone(),
         )
         .with_popular(popular)
         .with_watch(Arc::clone(&monitor) as Arc<dyn QueryWatch>);
+        let features = online_features(&config, store.schema());
+        if let Some(f) = &features {
+            recommender = recommender.with_features(Arc::clone(f));
+        }
         Self {
+            features,
             monitor,
             store,
             caches,
@@ -194,6 +202,73 @@ impl Engine {
             config: Arc::new(config),
             activation: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Online features, when on.
+    pub fn features(&self) -> Option<&Arc<Features>> {
+        self.features.as_ref()
+    }
+
+    /// Re-reads the learned rankers from the model registry (at start, then every
+    /// `features.refresh_seconds`); the number loaded.
+    pub async fn refresh_rankers(&self) -> EngineResult<usize> {
+        match &self.features {
+            Some(f) => Ok(f.refresh(self.store.as_ref()).await?),
+            None => Ok(0),
+        }
+    }
+
+    /// Rebuilds the in-process online features at start (embedded backend; Redis keeps
+    /// its own): the event log's events within the features' TTL, then the impression
+    /// log's lists within it. Returns (events, lists) applied.
+    pub async fn rebuild_features(&self) -> EngineResult<(usize, usize)> {
+        let Some(f) = &self.features else {
+            return Ok((0, 0));
+        };
+        if self.config.backend != Backend::Embedded {
+            return Ok((0, 0));
+        }
+        let since = now_ms() - f.set().ttl_ms;
+        let (mut events, mut lists) = (0, 0);
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.events_page(after.as_deref(), 10_000).await?;
+            let recent: Vec<Event> = page
+                .entries
+                .into_iter()
+                .filter(|e| e.timestamp_ms >= since)
+                .collect();
+            events += recent.len();
+            self.update_features(f, &recent).await?;
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        if let Some(path) = self.config.features.impression_log.as_ref() {
+            let path = if path.is_absolute() {
+                path.clone()
+            } else {
+                self.config.data_dir.join(path)
+            };
+            if let Ok(file) = std::fs::File::open(&path) {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+                    // A torn last line (a crash mid-write) is skipped, not fatal.
+                    let Ok(list) = serde_json::from_str::<recd_core::features::LoggedList>(&line)
+                    else {
+                        continue;
+                    };
+                    if list.at_ms < since {
+                        continue;
+                    }
+                    let ids: Vec<String> = list.items.into_iter().map(|i| i.id).collect();
+                    f.store().log_impressions(f.set(), &ids, list.at_ms).await?;
+                    lists += 1;
+                }
+            }
+        }
+        Ok((events, lists))
     }
 
     /// The strategies and experiments.
@@ -297,6 +372,20 @@ impl Engine {
             // The answer matters more than its statistics.
             metrics::counter!("recd_impression_log_failures_total").increment(1);
             tracing::warn!(cause = %e, "impression not logged");
+        }
+        if let Some(f) = &self.features
+            && let Err(e) = f
+                .served(
+                    &recommendation_id,
+                    &user_id,
+                    &choice.strategy_name,
+                    &list.items,
+                    now_ms(),
+                )
+                .await
+        {
+            metrics::counter!("recd_feature_failures_total", "op" => "impressions").increment(1);
+            tracing::warn!(cause = %e, "impressions not counted in the features");
         }
         let (experiment, variant) = match choice.enrolment {
             Some(e) => (Some(e.experiment), Some(e.variant)),
@@ -438,6 +527,10 @@ impl Engine {
                 score: (n - i as f64) / n,
                 reasons: r.reasons.clone(),
                 item: ItemFields(Arc::clone(&r.item)),
+                signals: Some(recd_core::features::RankerInputs {
+                    position: items.len() as f64,
+                    ..r.signals
+                }),
             });
             teams.push(slot.team);
         }
@@ -559,12 +652,41 @@ impl Engine {
             metrics::counter!("recd_attribution_failures_total").increment(1);
             tracing::warn!(cause = %e, "events not attributed to their lists");
         }
+        if let Some(f) = &self.features
+            && let Err(e) = self.update_features(f, events).await
+        {
+            // The events are applied; only the features lag them.
+            metrics::counter!("recd_feature_failures_total", "op" => "events").increment(1);
+            tracing::warn!(cause = %e, "events not applied to the features");
+        }
         Ok(events.len())
+    }
+
+    /// Applies events to the online features, with their items (one read for the batch).
+    async fn update_features(&self, f: &Features, events: &[Event]) -> EngineResult<()> {
+        let mut ids: Vec<String> = events.iter().map(|e| e.item_id.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let found = self.store.get_items(&ids).await?;
+        let by_id: std::collections::HashMap<&str, Arc<Item>> = ids
+            .iter()
+            .zip(found)
+            .filter_map(|(id, item)| item.map(|i| (id.as_str(), Arc::new(i))))
+            .collect();
+        let items: Vec<Option<Arc<Item>>> = events
+            .iter()
+            .map(|e| by_id.get(e.item_id.as_str()).cloned())
+            .collect();
+        f.apply_events(events, &items).await?;
+        Ok(())
     }
 
     /// Forgets every piece of state about a user, cached lists included (idempotent).
     pub async fn forget_user(&self, id: &str) -> EngineResult<()> {
         self.store.delete_user(id).await?;
+        if let Some(f) = &self.features {
+            f.forget_user(id).await?;
+        }
         self.caches.forget_user(id).await;
         Ok(())
     }
@@ -625,6 +747,29 @@ impl Engine {
                 format!("diversity field '{field}' must be a tag or bool field of the schema"),
             )));
         }
+        if let Some(ranker) = body
+            .get("ranking")
+            .and_then(|r| r.get("ranker"))
+            .and_then(|r| r.as_str())
+        {
+            crate::features::check_ranker_name(ranker)?;
+            let Some(f) = &self.features else {
+                return Err(EngineError::Invalid(recd_core::ValidationError::new(
+                    "a learned ranker needs online features: set [features] enabled = true",
+                )));
+            };
+            if ranker != "latest" {
+                f.refresh(self.store.as_ref()).await?;
+                if f.ranker(ranker).is_none() {
+                    return Err(EngineError::Invalid(recd_core::ValidationError::new(
+                        format!(
+                            "'{ranker}' is not a learned ranker of these features (recd model list; \
+                         recd train-ranker makes one)"
+                        ),
+                    )));
+                }
+            }
+        }
         if let Some(model) = body.get("model").and_then(|m| m.as_str())
             && model != "live"
         {
@@ -684,6 +829,49 @@ impl Engine {
         if let Some(catalog) = &self.catalog {
             metrics::counter!("recd_catalog_queries_total").absolute(catalog.queries());
             metrics::counter!("recd_catalog_errors_total").absolute(catalog.errors());
+        }
+    }
+}
+
+/// The online features `config` asks for over `schema` (in process for the embedded
+/// backend, Redis Hashes for redis), or none (off, or unusable: logged).
+fn online_features(config: &Config, schema: &Schema) -> Option<Arc<Features>> {
+    if !config.features.enabled {
+        return None;
+    }
+    let set = match config.features.feature_set(schema) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(cause = %e.message, "features off: their definitions do not fit the schema");
+            return None;
+        }
+    };
+    let store: Arc<dyn recd_store::features::FeatureStore> = match config.backend {
+        Backend::Embedded => Arc::new(recd_store::features::MemoryFeatures::new()),
+        Backend::Redis => match recd_store::features::RedisFeatures::new(
+            &config.redis_url,
+            &config.redis.prefix,
+            Duration::from_millis(config.redis.response_timeout_ms.max(1000)),
+        ) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                tracing::error!(cause = %e, "features off: redis unusable");
+                return None;
+            }
+        },
+    };
+    let log = config.features.impression_log.as_ref().map(|p| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            config.data_dir.join(p)
+        }
+    });
+    match Features::new(set, store, log.as_deref()) {
+        Ok(f) => Some(Arc::new(f)),
+        Err(e) => {
+            tracing::error!(cause = %e, "features off: the impression log cannot be opened");
+            None
         }
     }
 }

@@ -383,6 +383,15 @@ impl Engine {
         let Some(record) = registry.models.iter().find(|m| m.seq == seq) else {
             return Err(not_found(version));
         };
+        if crate::features::is_ranker(&record.info) {
+            return Err(EngineError::Invalid(recd_core::ValidationError::new(
+                format!(
+                    "model version '{version}' is a learned ranker: a strategy serves it \
+                 (\"ranking\": {{\"ranker\": \"{version}\"}}, or \"latest\"); rolling back is \
+                 naming an older version there"
+                ),
+            )));
+        }
         if registry.live == Some(seq) {
             return Ok(Activated {
                 items: 0,

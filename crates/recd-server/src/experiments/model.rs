@@ -21,7 +21,7 @@ pub const DEFAULT_STRATEGY: &str = "default";
 pub struct Strategy {
     /// Candidate sources and their sizes, scoring weights, real-time blend: the keys of
     /// `[ranking]` (candidates, popular_candidates, session_share_max, session_saturation,
-    /// similarity_weight, popularity_weight, exclude_seen, rrf_k).
+    /// similarity_weight, popularity_weight, exclude_seen, rrf_k, ranker).
     #[schema(value_type = Object)]
     pub ranking: RankParams,
     /// A diversity cap applied when the request gives none.
@@ -152,6 +152,9 @@ pub fn check_ranking(r: &RankParams) -> Result<(), ValidationError> {
         return Err(ValidationError::new(
             "ranking.session_share_max must be between 0 and 1",
         ));
+    }
+    if let Some(name) = &r.ranker {
+        crate::features::check_ranker_name(name)?;
     }
     Ok(())
 }

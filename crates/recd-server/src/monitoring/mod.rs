@@ -957,6 +957,7 @@ mod tests {
                 score: top,
                 reasons: vec![],
                 item: ItemFields(Arc::new(item)),
+                signals: None,
             }],
             source: Source::Personalized,
             cache: None,
@@ -1102,6 +1103,7 @@ mod tests {
                     score: 1.0,
                     reasons: vec![],
                     item: ItemFields(Arc::new(item)),
+                    signals: None,
                 }
             })
             .collect();

@@ -11,6 +11,7 @@ mod bulk;
 mod checks;
 mod cross;
 mod embedded;
+mod features;
 mod listing;
 mod redis;
 mod support;

@@ -1,0 +1,125 @@
+//! What online features cost: applying one event to a user's and an item's state (the
+//! default feature set: eight features, three of them per category), reading the feature
+//! vectors of 100 candidates, and (printed once) the memory a user's state takes.
+//!
+//! `cargo bench -p recd-core --bench features`
+
+use std::collections::{BTreeMap, HashMap};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use recd_core::features::{EntityState, FeatureSet, Target};
+use recd_core::{Event, EventType, FieldValue, Item, Schema};
+
+const H: i64 = 3_600_000;
+
+fn items(n: usize) -> Vec<Item> {
+    (0..n)
+        .map(|i| {
+            let mut fields = BTreeMap::new();
+            let mut tags = vec![format!("cat-{}", i % 40)];
+            if i % 3 == 0 {
+                tags.push(format!("cat-{}", (i / 3) % 40));
+            }
+            fields.insert("category".into(), FieldValue::Tags(tags));
+            Item {
+                id: format!("sku-{i}"),
+                vector: None,
+                fields,
+            }
+        })
+        .collect()
+}
+
+fn event(user: usize, item: usize, at: i64, n: usize) -> Event {
+    let kinds = [
+        EventType::View,
+        EventType::View,
+        EventType::Click,
+        EventType::AddToCart,
+    ];
+    Event {
+        user_id: format!("user-{user}"),
+        item_id: format!("sku-{item}"),
+        kind: kinds[n % kinds.len()],
+        value: None,
+        timestamp_ms: at,
+        recommendation_id: None,
+    }
+}
+
+/// A week of a user's activity: `per_day` events a day over `items`.
+fn history(
+    set: &FeatureSet,
+    items: &[Item],
+    per_day: usize,
+    seed: usize,
+) -> (EntityState, HashMap<String, EntityState>) {
+    let mut user = EntityState::default();
+    let mut by_item: HashMap<String, EntityState> = HashMap::new();
+    for n in 0..7 * per_day {
+        let at = 1_767_225_600_000 + (n as i64) * 24 * H / per_day as i64;
+        let it = &items[(n * 7919 + seed * 104_729) % items.len()];
+        let e = event(seed, (n * 7919 + seed * 104_729) % items.len(), at, n);
+        for u in set.event_updates(&e, Some(it)) {
+            match u.target {
+                Target::User => user.apply(&u.key, &u.op, at),
+                Target::Item => by_item
+                    .entry(it.id.clone())
+                    .or_default()
+                    .apply(&u.key, &u.op, at),
+            }
+        }
+    }
+    (user, by_item)
+}
+
+fn bench(c: &mut Criterion) {
+    let schema = Schema::demo(8);
+    let set = FeatureSet::default_for(&schema);
+    let items = items(10_000);
+    let mut users: HashMap<String, EntityState> = HashMap::new();
+    let mut states: HashMap<String, EntityState> = HashMap::new();
+    let mut n = 0usize;
+    let t0 = 1_767_225_600_000i64;
+    c.bench_function("features/apply_event", |b| {
+        b.iter(|| {
+            n += 1;
+            let item = n * 7919 % items.len();
+            let e = event(n % 10_000, item, t0 + (n as i64) * 1000, n);
+            let updates = set.event_updates(&e, Some(&items[item]));
+            let user = users.entry(e.user_id.clone()).or_default();
+            for u in updates.iter().filter(|u| u.target == Target::User) {
+                user.apply(&u.key, &u.op, e.timestamp_ms);
+            }
+            let it = states.entry(e.item_id.clone()).or_default();
+            for u in updates.iter().filter(|u| u.target == Target::Item) {
+                it.apply(&u.key, &u.op, e.timestamp_ms);
+            }
+        })
+    });
+    let (user, by_item) = history(&set, &items, 50, 1);
+    let candidates: Vec<&Item> = items.iter().step_by(97).take(100).collect();
+    let now = t0 + 7 * 24 * H;
+    let mut out = vec![0.0; set.len()];
+    c.bench_function("features/values_100_candidates", |b| {
+        b.iter(|| {
+            for it in &candidates {
+                set.values_into(Some(&user), by_item.get(&it.id), it, now, &mut out);
+            }
+            out[0]
+        })
+    });
+    // Memory per user, printed once: users with 10 and 50 events a day for a week.
+    for per_day in [10, 50] {
+        let bytes: usize = (0..200)
+            .map(|s| history(&set, &items, per_day, s).0.approx_bytes())
+            .sum();
+        eprintln!(
+            "features: {} bytes per user ({per_day} events a day for a week, default set)",
+            bytes / 200
+        );
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,25 @@
+//! Online features: windowed counts and sums per user, item and user × tag value, recency,
+//! item rates and item fields; defined once in config, kept fresh online on every event
+//! and impression, recomputed offline for training, and fed to the learned ranker.
+//!
+//! # Layout
+//! - [`spec`]: the `[features.NAME]` definitions, validated against the schema.
+//! - [`window`]: bucketed sliding windows (bounded memory; the approximation is stated
+//!   there) and the exact window they are measured against.
+//! - [`state`]: an entity's state, the updates an event or impression makes, and the
+//!   feature vector read from it.
+//! - [`log`]: the impression log's record (a served list with each item's signals).
+//! - [`ranker`]: the learned ranker's scoring (a logistic regression over features,
+//!   retrieval signals and position) and its per-feature contributions.
+
+pub mod log;
+pub mod ranker;
+pub mod spec;
+pub mod state;
+pub mod window;
+
+pub use log::{LoggedItem, LoggedList};
+pub use ranker::{Contribution, LinearRanker, RankerInputs};
+pub use spec::{FeatureDef, FeatureKind, FeatureSet, FeatureSpec};
+pub use state::{EntityState, Op, SlotKey, Target, Update};
+pub use window::{Buckets, Window};

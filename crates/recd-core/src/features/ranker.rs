@@ -1,0 +1,231 @@
+//! The learned ranker's model: a logistic regression over the feature vector, the
+//! retrieval signals and the position the item was shown at.
+//!
+//! Inputs, in order: every feature of the [`FeatureSet`] (count-like ones through
+//! `ln(1 + x)`), then [`SIGNALS`]: the KNN similarity (a candidate KNN did not find gets
+//! the lowest similarity of the list, as the fixed blend does), the relative popularity,
+//! whether KNN found it, and `ln(1 + position)`. Each input is standardized with the
+//! training rows' mean and deviation, so the weights are comparable and a contribution is
+//! `weight × standardized value`.
+//!
+//! Position bias: training sees the position each logged item was shown at, so the
+//! position's effect on clicks goes into its own weight instead of into the others'. At
+//! serving the position is set to the constant 0 (the top), so it shifts every candidate
+//! alike and never changes the order.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ValidationError;
+use crate::features::spec::FeatureSet;
+
+/// The retrieval and position inputs that follow the features.
+pub const SIGNALS: [&str; 4] = ["similarity", "popularity", "knn", "position"];
+
+/// One input column: its name, whether it is logged, and its standardization.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Input {
+    /// The feature's or signal's name.
+    pub name: String,
+    /// Whether `ln(1 + max(x, 0))` is taken first.
+    pub log: bool,
+    /// The training mean of the (transformed) value.
+    pub mean: f64,
+    /// The training standard deviation (1 when it was 0).
+    pub scale: f64,
+}
+
+impl Input {
+    /// The standardized value of raw `x`.
+    pub fn standardize(&self, x: f64) -> f64 {
+        let x = if self.log { x.max(0.0).ln_1p() } else { x };
+        let z = (x - self.mean) / self.scale;
+        if z.is_finite() { z } else { 0.0 }
+    }
+}
+
+/// The raw (untransformed) signals of one candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct RankerInputs {
+    /// Similarity to the query (the list's floor when KNN did not find it).
+    pub similarity: f64,
+    /// Popularity relative to the most popular candidate (0 when unknown).
+    pub popularity: f64,
+    /// Whether KNN found it.
+    pub knn: bool,
+    /// 0-based position it was shown at (0 at serving).
+    pub position: f64,
+}
+
+impl RankerInputs {
+    /// The signal values in [`SIGNALS`] order, position as `ln(1 + p)`.
+    pub fn values(&self) -> [f64; 4] {
+        [
+            self.similarity,
+            self.popularity,
+            f64::from(u8::from(self.knn)),
+            self.position.max(0.0).ln_1p(),
+        ]
+    }
+}
+
+/// A trained ranker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearRanker {
+    /// The input columns: the features' names, then [`SIGNALS`].
+    pub inputs: Vec<Input>,
+    /// One weight per input.
+    pub weights: Vec<f64>,
+    /// The intercept.
+    pub bias: f64,
+}
+
+impl LinearRanker {
+    /// The input names for `set`: its features, then [`SIGNALS`].
+    pub fn input_names(set: &FeatureSet) -> Vec<String> {
+        set.names()
+            .map(str::to_string)
+            .chain(SIGNALS.iter().map(|s| s.to_string()))
+            .collect()
+    }
+
+    /// Whether the raw row `features ++ signals` needs the log for column `i` of `set`.
+    pub fn logged(set: &FeatureSet, i: usize) -> bool {
+        set.defs.get(i).is_some_and(|d| d.is_count_like())
+    }
+
+    /// Checks that it was trained on `set`'s features (same names, same order).
+    pub fn check(&self, set: &FeatureSet) -> Result<(), ValidationError> {
+        let names = Self::input_names(set);
+        let mine: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
+        if mine != names || self.weights.len() != self.inputs.len() {
+            return crate::invalid!(
+                "the ranker was trained on inputs {mine:?}, the configured features give {names:?}"
+            );
+        }
+        Ok(())
+    }
+
+    /// The logit of raw `features` (the set's order) and `signals`.
+    pub fn logit(&self, features: &[f64], signals: &RankerInputs) -> f64 {
+        let sig = signals.values();
+        let raw = features.iter().chain(sig.iter());
+        self.bias
+            + self
+                .inputs
+                .iter()
+                .zip(&self.weights)
+                .zip(raw)
+                .map(|((inp, w), x)| w * inp.standardize(*x))
+                .sum::<f64>()
+    }
+
+    /// The click probability.
+    pub fn probability(&self, features: &[f64], signals: &RankerInputs) -> f64 {
+        1.0 / (1.0 + (-self.logit(features, signals)).exp())
+    }
+
+    /// Each input's share of the logit (`weight × standardized value`) with its raw value,
+    /// largest magnitude first.
+    pub fn contributions(&self, features: &[f64], signals: &RankerInputs) -> Vec<Contribution> {
+        let sig = signals.values();
+        let raw: Vec<f64> = features
+            .iter()
+            .copied()
+            .chain(sig.iter().copied())
+            .collect();
+        let mut out: Vec<Contribution> = self
+            .inputs
+            .iter()
+            .zip(&self.weights)
+            .zip(&raw)
+            .map(|((inp, w), x)| Contribution {
+                feature: inp.name.clone(),
+                value: *x,
+                contribution: w * inp.standardize(*x),
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.contribution
+                .abs()
+                .partial_cmp(&a.contribution.abs())
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then_with(|| a.feature.cmp(&b.feature))
+        });
+        out
+    }
+}
+
+/// One input's share of a score (`explain`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contribution {
+    /// The feature or signal.
+    pub feature: String,
+    /// Its raw value.
+    pub value: f64,
+    /// Its term in the logit.
+    pub contribution: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ranker() -> LinearRanker {
+        let inp = |name: &str, log: bool, mean: f64, scale: f64| Input {
+            name: name.into(),
+            log,
+            mean,
+            scale,
+        };
+        LinearRanker {
+            inputs: vec![
+                inp("clicks", true, 0.0, 1.0),
+                inp("similarity", false, 0.5, 0.25),
+                inp("popularity", false, 0.0, 1.0),
+                inp("knn", false, 0.0, 1.0),
+                inp("position", false, 1.0, 2.0),
+            ],
+            weights: vec![2.0, 1.0, 0.0, 0.5, -1.0],
+            bias: -1.0,
+        }
+    }
+
+    #[test]
+    fn logit_and_contributions_by_hand() {
+        let r = ranker();
+        let sig = RankerInputs {
+            similarity: 0.75,
+            popularity: 0.3,
+            knn: true,
+            position: 0.0,
+        };
+        // bias -1; clicks e - 1 → ln(e) = 1, × 2 = 2; similarity (0.75 - 0.5) / 0.25 = 1;
+        // popularity weight 0; knn 1 × 0.5; position (ln 1 - 1) / 2 = -0.5, × -1 = 0.5.
+        let x = [std::f64::consts::E - 1.0];
+        assert!((r.logit(&x, &sig) - (-1.0 + 2.0 + 1.0 + 0.0 + 0.5 + 0.5)).abs() < 1e-12);
+        let c = r.contributions(&x, &sig);
+        assert_eq!(c[0].feature, "clicks");
+        assert!((c[0].contribution - 2.0).abs() < 1e-12);
+        assert_eq!(c[1].feature, "similarity");
+        let total: f64 = c.iter().map(|c| c.contribution).sum::<f64>() + r.bias;
+        assert!((total - r.logit(&x, &sig)).abs() < 1e-12);
+        assert!((r.probability(&x, &sig) - 1.0 / (1.0 + (-3.0f64).exp())).abs() < 1e-12);
+    }
+
+    #[test]
+    fn position_shifts_every_candidate_alike() {
+        let r = ranker();
+        let a = RankerInputs {
+            similarity: 0.9,
+            ..Default::default()
+        };
+        let b = RankerInputs {
+            similarity: 0.6,
+            ..Default::default()
+        };
+        let moved = |s: RankerInputs, p: f64| RankerInputs { position: p, ..s };
+        let gap0 = r.logit(&[1.0], &a) - r.logit(&[1.0], &b);
+        let gap5 = r.logit(&[1.0], &moved(a, 5.0)) - r.logit(&[1.0], &moved(b, 5.0));
+        assert!((gap0 - gap5).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,190 @@
+//! The in-process feature store: users' and items' states in sharded maps (a request
+//! locks one user shard and the item shards of its candidates, briefly, never all), and
+//! state idle beyond the feature set's TTL swept away as writes go by.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use recd_core::features::{EntityState, FeatureSet, Target};
+use recd_core::{Event, Item};
+
+use super::FeatureStore;
+use crate::StoreResult;
+
+const SHARDS: usize = 32;
+/// One shard is swept for expired state every this many writes.
+const SWEEP_EVERY: u64 = 1024;
+
+type Shard = Mutex<HashMap<String, EntityState>>;
+
+/// Entities of one kind, sharded by id.
+#[derive(Debug)]
+struct Map {
+    shards: Vec<Shard>,
+    hasher: RandomState,
+}
+
+impl Map {
+    fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn shard(&self, id: &str) -> &Shard {
+        &self.shards[(self.hasher.hash_one(id) as usize) % SHARDS]
+    }
+}
+
+/// The embedded backend's feature store.
+#[derive(Debug)]
+pub struct MemoryFeatures {
+    users: Map,
+    items: Map,
+    writes: AtomicU64,
+    /// The latest event time seen: "now" for sweeps (so a replay of old events is not
+    /// swept as it goes).
+    latest_ms: AtomicI64,
+}
+
+impl Default for MemoryFeatures {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryFeatures {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self {
+            users: Map::new(),
+            items: Map::new(),
+            writes: AtomicU64::new(0),
+            latest_ms: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    fn wrote(&self, set: &FeatureSet, at_ms: i64) {
+        self.latest_ms.fetch_max(at_ms, Ordering::Relaxed);
+        let n = self.writes.fetch_add(1, Ordering::Relaxed);
+        if n % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            let now = self.latest_ms.load(Ordering::Relaxed);
+            let i = (n / SWEEP_EVERY) as usize % SHARDS;
+            for map in [&self.users, &self.items] {
+                map.shards[i]
+                    .lock()
+                    .retain(|_, s| !s.expired(now, set.ttl_ms));
+            }
+        }
+    }
+
+    /// (users, items, approximate bytes of all users' state): the memory-per-user figure.
+    pub fn footprint(&self) -> (usize, usize, usize) {
+        let count = |m: &Map| m.shards.iter().map(|s| s.lock().len()).sum::<usize>();
+        let bytes: usize = self
+            .users
+            .shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .iter()
+                    .map(|(k, v)| k.len() + v.approx_bytes())
+                    .sum::<usize>()
+            })
+            .sum();
+        (count(&self.users), count(&self.items), bytes)
+    }
+}
+
+#[async_trait]
+impl FeatureStore for MemoryFeatures {
+    async fn apply_events(
+        &self,
+        set: &FeatureSet,
+        events: &[Event],
+        items: &[Option<Arc<Item>>],
+    ) -> StoreResult<()> {
+        for (i, e) in events.iter().enumerate() {
+            let item = items.get(i).and_then(|i| i.as_deref());
+            let updates = set.event_updates(e, item);
+            if updates.is_empty() {
+                continue;
+            }
+            // One shard lock per target, each held only for its own updates.
+            for target in [Target::User, Target::Item] {
+                let (map, id) = match target {
+                    Target::User => (&self.users, &e.user_id),
+                    Target::Item => (&self.items, &e.item_id),
+                };
+                if !updates.iter().any(|u| u.target == target) {
+                    continue;
+                }
+                let mut shard = map.shard(id).lock();
+                let state = shard.entry(id.clone()).or_default();
+                for u in updates.iter().filter(|u| u.target == target) {
+                    state.apply(&u.key, &u.op, e.timestamp_ms);
+                }
+            }
+            self.wrote(set, e.timestamp_ms);
+        }
+        Ok(())
+    }
+
+    async fn log_impressions(
+        &self,
+        set: &FeatureSet,
+        items: &[String],
+        at_ms: i64,
+    ) -> StoreResult<()> {
+        let updates = set.impression_updates(at_ms);
+        if updates.is_empty() {
+            return Ok(());
+        }
+        for id in items {
+            let mut shard = self.items.shard(id).lock();
+            let state = shard.entry(id.clone()).or_default();
+            for u in &updates {
+                state.apply(&u.key, &u.op, at_ms);
+            }
+        }
+        self.wrote(set, at_ms);
+        Ok(())
+    }
+
+    async fn values(
+        &self,
+        set: &FeatureSet,
+        user: &str,
+        items: &[Arc<Item>],
+        now_ms: i64,
+    ) -> StoreResult<Vec<f64>> {
+        let d = set.len();
+        let mut out = vec![0.0; items.len() * d];
+        if d == 0 {
+            return Ok(out);
+        }
+        let users = self.users.shard(user).lock();
+        let u = users.get(user);
+        let with_items = set.has_item_state();
+        for (item, row) in items.iter().zip(out.chunks_mut(d)) {
+            if with_items {
+                let shard = self.items.shard(&item.id).lock();
+                set.values_into(u, shard.get(&item.id), item, now_ms, row);
+            } else {
+                set.values_into(u, None, item, now_ms, row);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_user(&self, _set: &FeatureSet, user: &str) -> StoreResult<()> {
+        self.users.shard(user).lock().remove(user);
+        Ok(())
+    }
+}
