@@ -396,6 +396,7 @@ pub fn run(p: &SimParams, policy: Policy<'_>) -> (Simulated, Option<AbOutcome>) 
         vector: recd_core::VectorSpec {
             dim: DIM,
             metric: recd_core::Metric::Cosine,
+            quantization: recd_core::Quantization::None,
         },
         fields,
     };
