@@ -7,8 +7,8 @@
 use std::sync::LazyLock;
 
 use redis::Script;
-use redis::aio::ConnectionManager;
 
+use super::conn::Conn;
 use super::error::from_redis;
 use super::keys::Keys;
 use crate::models::{live_kept, unknown};
@@ -38,7 +38,7 @@ return redis.call('HDEL', KEYS[1], ARGV[1])
     )
 });
 
-pub(crate) async fn next_seq(conn: &mut ConnectionManager, keys: &Keys) -> StoreResult<u64> {
+pub(crate) async fn next_seq(conn: &mut Conn, keys: &Keys) -> StoreResult<u64> {
     redis::cmd("INCR")
         .arg(keys.model_seq())
         .query_async(conn)
@@ -47,7 +47,7 @@ pub(crate) async fn next_seq(conn: &mut ConnectionManager, keys: &Keys) -> Store
 }
 
 pub(crate) async fn put_chunk(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     seq: u64,
     index: u32,
@@ -63,7 +63,7 @@ pub(crate) async fn put_chunk(
 }
 
 pub(crate) async fn chunk(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     seq: u64,
     index: u32,
@@ -77,7 +77,7 @@ pub(crate) async fn chunk(
 }
 
 pub(crate) async fn put(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     record: &ModelRecord,
 ) -> StoreResult<()> {
@@ -91,7 +91,7 @@ pub(crate) async fn put(
 }
 
 pub(crate) async fn registry(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
 ) -> StoreResult<ModelRegistry> {
     let (records, live): (Vec<Vec<u8>>, Option<u64>) = redis::pipe()
@@ -111,7 +111,7 @@ pub(crate) async fn registry(
 }
 
 pub(crate) async fn set_live(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     seq: u64,
 ) -> StoreResult<()> {
@@ -129,7 +129,7 @@ pub(crate) async fn set_live(
 }
 
 pub(crate) async fn delete(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     seq: u64,
 ) -> StoreResult<bool> {

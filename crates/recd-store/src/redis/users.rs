@@ -29,11 +29,13 @@ use recd_core::{
     Counters, Event, EventType, ExcludedItems, SessionParams, SessionVector, UserState,
 };
 
+use super::conn::Conn;
 use super::error::{bad_reply, from_redis};
 use super::keys::Keys;
+use super::shards::Shards;
 use super::reply::{bytes, hash_reply, strings_reply};
 use super::schema::{vector_bytes, vector_from_bytes};
-use super::scripts::{APPLY_USER, DELETE_USER, SET_SESSION};
+use super::scripts::{APPLY_USER, BUMP_POPULARITY, DELETE_USER, SET_SESSION};
 use crate::once::Mark;
 use crate::{ModelSettings, StoreError, StoreResult};
 
@@ -237,20 +239,26 @@ pub(crate) fn event_from_fields(fields: &BTreeMap<String, String>) -> StoreResul
     })
 }
 
-/// Reads a user's state (and the vectors of `items`) in one `MULTI`.
+/// Reads a user's state (and the vectors of `items`) in one `MULTI`. On a cluster the
+/// items live in other shards: their vectors are read after, one pipeline per shard (an
+/// item's vector is not part of the user's compare-and-set either way).
 async fn read(
-    conn: &mut redis::aio::ConnectionManager,
-    keys: &Keys,
+    conn: &mut Conn,
+    shards: &Shards,
     user: &str,
     items: &[&str],
 ) -> StoreResult<Snapshot> {
+    let keys = shards.of(user);
+    let together = shards.len() == 1;
     let mut pipe = redis::pipe();
     pipe.atomic()
         .hgetall(keys.user(user))
         .lrange(keys.recent(user), 0, -1)
         .smembers(keys.purchased(user));
-    for item in items {
-        pipe.hget(keys.item(item), "vector");
+    if together {
+        for item in items {
+            pipe.hget(keys.item(item), "vector");
+        }
     }
     let values: Vec<redis::Value> = pipe.query_async(conn).await.map_err(from_redis)?;
     let mut values = values.into_iter();
@@ -263,10 +271,18 @@ async fn read(
     let recent = strings_reply(next()?)?;
     let purchased = strings_reply(next()?)?;
     let mut vectors = BTreeMap::new();
-    for item in items {
-        if let Some(b) = bytes(next()?) {
-            let v = vector_from_bytes(&b).ok_or_else(|| bad_reply("item vector bytes"))?;
-            vectors.insert((*item).to_string(), v);
+    if together {
+        for item in items {
+            if let Some(b) = bytes(next()?) {
+                let v = vector_from_bytes(&b).ok_or_else(|| bad_reply("item vector bytes"))?;
+                vectors.insert((*item).to_string(), v);
+            }
+        }
+    } else {
+        for (item, v) in items.iter().zip(item_vectors(conn, shards, items).await?) {
+            if let Some(v) = v {
+                vectors.insert((*item).to_string(), v);
+            }
         }
     }
     let mark = hash
@@ -285,13 +301,39 @@ async fn read(
     })
 }
 
+/// The vectors of `items` (`None`: no item, or no vector), one pipeline per shard.
+async fn item_vectors(
+    conn: &mut Conn,
+    shards: &Shards,
+    items: &[&str],
+) -> StoreResult<Vec<Option<Vec<f32>>>> {
+    let mut out = vec![None; items.len()];
+    for (shard, at) in shards.group(items) {
+        let keys = &shards.all()[shard];
+        let mut pipe = redis::pipe();
+        for &i in &at {
+            pipe.hget(keys.item(items[i]), "vector");
+        }
+        let found: Vec<Option<Vec<u8>>> = pipe.query_async(conn).await.map_err(from_redis)?;
+        if found.len() != at.len() {
+            return Err(bad_reply("pipeline reply count"));
+        }
+        for (&i, b) in at.iter().zip(found) {
+            if let Some(b) = b {
+                out[i] = Some(vector_from_bytes(&b).ok_or_else(|| bad_reply("item vector bytes"))?);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A user's state, `None` if never seen.
 pub(crate) async fn get(
-    conn: &mut redis::aio::ConnectionManager,
-    keys: &Keys,
+    conn: &mut Conn,
+    shards: &Shards,
     user: &str,
 ) -> StoreResult<Option<UserState>> {
-    Ok(read(conn, keys, user, &[]).await?.state)
+    Ok(read(conn, shards, user, &[]).await?.state)
 }
 
 /// Applies one user's events (in order) atomically; see the module doc. `tag_fields`: the
@@ -299,19 +341,23 @@ pub(crate) async fn get(
 /// `once`: the bulk run and each event's position in it, for a batch that may be a retry:
 /// the events the user's mark covers are skipped, and the mark moves with the write.
 pub(crate) async fn apply(
-    conn: &mut redis::aio::ConnectionManager,
-    keys: &Keys,
+    conn: &mut Conn,
+    shards: &Shards,
     settings: &ModelSettings,
     tag_fields: &[String],
     user: &str,
     all_events: &[&Event],
     once: Option<(u64, &[u64])>,
 ) -> StoreResult<()> {
+    let keys = shards.of(user);
+    // On a cluster the items' popularity lives in their own shards: bumped after the
+    // user's write, one script per shard (see the module doc).
+    let together = shards.len() == 1;
     let mut items: Vec<&str> = all_events.iter().map(|e| e.item_id.as_str()).collect();
     items.sort_unstable();
     items.dedup();
     for attempt in 0..MAX_ATTEMPTS {
-        let snap = read(conn, keys, user, &items).await?;
+        let snap = read(conn, shards, user, &items).await?;
         // A retried bulk batch: only what this user has not had yet (read in the same
         // snapshot as the version the write is conditioned on).
         let (events, mark) = match once {
@@ -352,8 +398,10 @@ pub(crate) async fn apply(
             .key(keys.events())
             .key(keys.users())
             .key(keys.popularity());
-        for (item, _) in &increments {
-            inv.key(keys.item(item));
+        if together {
+            for (item, _) in &increments {
+                inv.key(keys.item(item));
+            }
         }
         inv.arg(snap.version.to_string())
             .arg(user)
@@ -383,11 +431,16 @@ pub(crate) async fn apply(
                 inv.arg(k).arg(v);
             }
         }
-        for (item, inc) in &increments {
-            inv.arg(*item).arg(format!("{inc:e}"));
+        if together {
+            for (item, inc) in &increments {
+                inv.arg(*item).arg(format!("{inc:e}"));
+            }
         }
         let version: i64 = inv.invoke_async(conn).await.map_err(from_redis)?;
         if version >= 0 {
+            if !together {
+                bump_popularity(conn, shards, tag_fields, &increments).await?;
+            }
             return Ok(());
         }
         // Someone else wrote this user first: back off a little (jittered) and redo.
@@ -406,9 +459,41 @@ pub(crate) async fn apply(
     )))
 }
 
+/// Adds `increments` (item id, log increment) to the popularity of the items that exist,
+/// one script per shard ([`BUMP_POPULARITY`]). A cluster's user write and its items'
+/// popularity are separate atomic units: an error between them leaves the events applied
+/// and some popularity not (the error is returned; popularity is a ranking signal, and a
+/// retried batch is skipped by the user's compare-and-set and bulk mark).
+async fn bump_popularity(
+    conn: &mut Conn,
+    shards: &Shards,
+    tag_fields: &[String],
+    increments: &[(&str, f64)],
+) -> StoreResult<()> {
+    let ids: Vec<&str> = increments.iter().map(|(id, _)| *id).collect();
+    for (shard, at) in shards.group(&ids) {
+        let keys = &shards.all()[shard];
+        let mut inv = BUMP_POPULARITY.prepare_invoke();
+        inv.key(keys.popularity());
+        for &i in &at {
+            inv.key(keys.item(ids[i]));
+        }
+        inv.arg(keys.popular_by_prefix()).arg(tag_fields.len());
+        for f in tag_fields {
+            inv.arg(f.as_str());
+        }
+        for &i in &at {
+            let (id, inc) = increments[i];
+            inv.arg(id).arg(format!("{inc:e}"));
+        }
+        let () = inv.invoke_async(conn).await.map_err(from_redis)?;
+    }
+    Ok(())
+}
+
 /// Forgets a user; false if unknown.
 pub(crate) async fn delete(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     user: &str,
 ) -> StoreResult<bool> {
@@ -431,7 +516,7 @@ pub(crate) async fn delete(
 /// between (`ZREM` only if the hash still does not exist, in one script per batch).
 /// Returns the next cursor (0: the pass is done) and how many ids were removed.
 pub(crate) async fn sweep(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     cursor: u64,
     count: usize,
@@ -464,15 +549,15 @@ pub(crate) async fn sweep(
 /// Sets long-term vectors (one `MULTI` for all users); bumps each version so that a
 /// concurrent event write-back retries on top of it, and refreshes the user's expiry.
 pub(crate) async fn set_vectors(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     settings: &ModelSettings,
-    vectors: &[(String, Vec<f32>)],
+    vectors: &[&(String, Vec<f32>)],
 ) -> StoreResult<usize> {
     let mut pipe = redis::pipe();
     pipe.atomic();
     let now = crate::wall_clock_ms().to_string();
-    for (id, v) in vectors {
+    for (id, v) in vectors.iter().map(|p| (&p.0, &p.1)) {
         pipe.hset(keys.user(id), "long_term", vector_bytes(v))
             .ignore()
             .hset(keys.user(id), "active_ms", &now)
@@ -500,11 +585,12 @@ type StreamEntry = (String, Vec<(String, String)>);
 /// [`SET_SESSION`] writes the result only if the version did not move (an event applied
 /// meanwhile bumps it: start again, so that it is counted). False when the user has no state.
 pub(crate) async fn rebuild_session(
-    conn: &mut redis::aio::ConnectionManager,
-    keys: &Keys,
+    conn: &mut Conn,
+    shards: &Shards,
     settings: &ModelSettings,
     user: &str,
 ) -> StoreResult<bool> {
+    let keys = shards.of(user);
     for attempt in 0..MAX_ATTEMPTS {
         let (exists, version, ids): (bool, Option<String>, Vec<String>) = redis::pipe()
             .atomic()
@@ -533,17 +619,9 @@ pub(crate) async fn rebuild_session(
         items.sort_unstable();
         items.dedup();
         let mut vectors: BTreeMap<&str, Vec<f32>> = BTreeMap::new();
-        if !items.is_empty() {
-            let mut pipe = redis::pipe();
-            for item in &items {
-                pipe.hget(keys.item(item), "vector");
-            }
-            let found: Vec<Option<Vec<u8>>> = pipe.query_async(conn).await.map_err(from_redis)?;
-            for (item, bytes) in items.iter().zip(found) {
-                if let Some(b) = bytes {
-                    let v = vector_from_bytes(&b).ok_or_else(|| bad_reply("item vector bytes"))?;
-                    vectors.insert(item, v);
-                }
+        for (item, v) in items.iter().zip(item_vectors(conn, shards, &items).await?) {
+            if let Some(v) = v {
+                vectors.insert(item, v);
             }
         }
         let session = UserState::session_from(
