@@ -24,11 +24,12 @@ use crate::{StoreError, StoreResult};
 use recd_core::ValidationError;
 
 /// The URL scheme of a Redis Cluster.
-pub(crate) const CLUSTER_SCHEME: &str = "redis+cluster://";
+pub const CLUSTER_SCHEME: &str = "redis+cluster://";
 
-/// A connection to a single Redis or to a Redis Cluster; cheap to clone.
+/// A connection to a single Redis or to a Redis Cluster; cheap to clone. The server's own
+/// Redis state (L2 cache, rate limits, experiments) uses it too ([`connect_url`]).
 #[derive(Clone)]
-pub(crate) enum Conn {
+pub enum Conn {
     /// A single Redis.
     Single(ConnectionManager),
     /// A Redis Cluster.
@@ -64,10 +65,15 @@ impl ConnectionLike for Conn {
 }
 
 impl Conn {
+    /// Whether this is a cluster connection (multi-key units must then share a hash tag).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Conn::Cluster(_))
+    }
+
     /// Runs `cmd` on the master serving the slot of `key` (for keyless commands the
     /// cluster client would send to a random node, such as `FT.CREATE`, whose index
     /// name the search module routes like a key).
-    pub(crate) async fn on_key_master(&mut self, key: &str, cmd: &Cmd) -> redis::RedisResult<Value> {
+    pub async fn on_key_master(&mut self, key: &str, cmd: &Cmd) -> redis::RedisResult<Value> {
         match self {
             Conn::Single(c) => cmd.query_async(c).await,
             Conn::Cluster(c) => {
@@ -84,7 +90,7 @@ impl Conn {
 
 /// Where to connect: one Redis, or the seed nodes of a cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Target {
+pub enum Target {
     /// `redis://...` (or `rediss://`, `unix://`).
     Single(String),
     /// Seed node URLs (`redis://host:port`).
@@ -93,7 +99,7 @@ pub(crate) enum Target {
 
 impl Target {
     /// Reads `url` (see the module doc); `cluster` forces a cluster for a `redis://` URL.
-    pub(crate) fn parse(url: &str, cluster: bool) -> StoreResult<Target> {
+    pub fn parse(url: &str, cluster: bool) -> StoreResult<Target> {
         let bad = |why: &str| {
             StoreError::Invalid(ValidationError::new(format!("bad redis url '{url}': {why}")))
         };
@@ -121,12 +127,21 @@ impl Target {
     }
 
     /// Whether this is a cluster.
-    pub(crate) fn is_cluster(&self) -> bool {
+    pub fn is_cluster(&self) -> bool {
         matches!(self, Target::Cluster(_))
     }
 
+    /// The URL of one node: the Redis itself, or a cluster's first seed (a classic
+    /// `PUBLISH` on a cluster reaches every node, so subscribing on one node hears all).
+    pub fn first_node(&self) -> &str {
+        match self {
+            Target::Single(url) => url,
+            Target::Cluster(nodes) => nodes.first().map_or("", String::as_str),
+        }
+    }
+
     /// One connection, within `config`'s timeouts.
-    pub(crate) async fn connect(&self, config: &RedisConfig) -> StoreResult<Conn> {
+    pub async fn connect(&self, config: &RedisConfig) -> StoreResult<Conn> {
         let connect = Duration::from_millis(config.connect_timeout_ms);
         let response = Duration::from_millis(config.response_timeout_ms);
         let deadline = Duration::from_millis(config.operation_timeout_ms);
@@ -211,4 +226,31 @@ pub(crate) async fn masters(conn: &mut Conn) -> StoreResult<Vec<Vec<(u16, u16)>>
     }
     out.sort_by_key(|r| r.first().map_or(u16::MAX, |(from, _)| *from));
     Ok(out)
+}
+
+/// `url` in the form that names a cluster by itself (`redis+cluster://host:port`) when
+/// `cluster` (`[redis] cluster`) says a `redis://` URL is a cluster's seed; else `url`.
+pub fn effective_url(url: &str, cluster: bool) -> String {
+    if !cluster || url.starts_with(CLUSTER_SCHEME) {
+        return url.to_string();
+    }
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    format!("{CLUSTER_SCHEME}{}", rest.trim_end_matches('/'))
+}
+
+/// A connection to `url` (`[redis] cluster` forcing a cluster) with these timeouts, for the
+/// server's own Redis state.
+pub async fn connect_url(
+    url: &str,
+    cluster: bool,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+) -> StoreResult<Conn> {
+    let config = RedisConfig {
+        connect_timeout_ms: connect_timeout.as_millis() as u64,
+        response_timeout_ms: response_timeout.as_millis() as u64,
+        operation_timeout_ms: (connect_timeout + response_timeout).as_millis() as u64 * 4,
+        ..RedisConfig::default()
+    };
+    Target::parse(url, cluster)?.connect(&config).await
 }

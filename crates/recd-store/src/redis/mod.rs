@@ -42,7 +42,7 @@
 //! - [`models`]: the model registry (records, chunks, the live version).
 //! - [`error`]: Redis errors → `StoreError`.
 
-mod conn;
+pub mod conn;
 mod docs;
 mod error;
 mod fanout;
@@ -70,7 +70,8 @@ use recd_core::{Event, Filter, Item, ItemUpsert, Schema, ValidationError};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use self::conn::{Conn, Target};
+pub use self::conn::{Conn, Target, connect_url, effective_url};
+pub use self::shards::id_tag;
 use self::error::{bad_reply, from_redis, is_missing_index};
 use self::keys::Keys;
 use self::reply::{Doc, search_reply};

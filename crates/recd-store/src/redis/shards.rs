@@ -36,18 +36,28 @@ pub(crate) fn global_prefix(prefix: &str) -> String {
     tagged_prefix(prefix, GLOBAL_TAG)
 }
 
-/// The shard (of `n`) of an item or user id: FNV-1a, fixed forever (the data's place
-/// depends on it).
-pub(crate) fn shard_of(id: &str, n: usize) -> usize {
-    if n <= 1 {
-        return 0;
-    }
+/// FNV-1a 64 of `id`: fixed forever (the data's place depends on it).
+fn fnv1a(id: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in id.as_bytes() {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    (h % n as u64) as usize
+    h
+}
+
+/// The shard (of `n`) of an item or user id.
+pub(crate) fn shard_of(id: &str, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    (fnv1a(id) % n as u64) as usize
+}
+
+/// A hash tag for the keys of one id (any bytes) on a cluster: `{<kind><4 hex>}`, one of
+/// 65,536 per kind, so that an id's keys share a slot and ids spread over every slot.
+pub fn id_tag(kind: char, id: &str) -> String {
+    format!("{{{kind}{:04x}}}", fnv1a(id) & 0xffff)
 }
 
 /// The Redis Cluster slot of `key` (CRC16/XMODEM of its hash tag, or of the whole key).
@@ -199,5 +209,6 @@ mod tests {
         // The placement is part of the data format: it must never change.
         // (FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c.)
         assert_eq!(shard_of("a", 7), (0xaf63_dc4c_8601_ec8c_u64 % 7) as usize);
+        assert_eq!(id_tag('u', "a"), "{uec8c}");
     }
 }
