@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
-use redis::Script;
 use recd_store::redis::Conn;
+use redis::Script;
 use serde::{Deserialize, Serialize};
 
 /// One limit: a sustained rate and the burst allowed on top of it.

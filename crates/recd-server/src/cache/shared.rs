@@ -16,8 +16,8 @@
 
 use std::time::Duration;
 
-use redis::Script;
 use recd_store::redis::{Conn, Target, id_tag};
+use redis::Script;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 

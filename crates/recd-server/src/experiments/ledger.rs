@@ -27,9 +27,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use recd_core::experiment::Team;
+use recd_store::redis::Conn;
 use recd_store::{StoreError, StoreResult};
 use redis::Script;
-use recd_store::redis::Conn;
 use serde::{Deserialize, Serialize};
 
 use super::model::Definitions;

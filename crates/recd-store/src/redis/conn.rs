@@ -101,7 +101,9 @@ impl Target {
     /// Reads `url` (see the module doc); `cluster` forces a cluster for a `redis://` URL.
     pub fn parse(url: &str, cluster: bool) -> StoreResult<Target> {
         let bad = |why: &str| {
-            StoreError::Invalid(ValidationError::new(format!("bad redis url '{url}': {why}")))
+            StoreError::Invalid(ValidationError::new(format!(
+                "bad redis url '{url}': {why}"
+            )))
         };
         if let Some(rest) = url.strip_prefix(CLUSTER_SCHEME) {
             let nodes: Vec<String> = rest

@@ -71,11 +71,11 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 pub use self::conn::{Conn, Target, connect_url, effective_url};
-pub use self::shards::id_tag;
 use self::error::{bad_reply, from_redis, is_missing_index};
 use self::keys::Keys;
 use self::reply::{Doc, search_reply};
 use self::shards::Shards;
+pub use self::shards::id_tag;
 use crate::{
     Counts, Hit, ModelRecord, ModelRegistry, ModelSettings, Page, PopularHit, Store, StoreError,
     StoreResult,
@@ -612,10 +612,7 @@ impl RedisStore {
     /// `None` where absent, through the [`docs`] cache (popular items: the same ones
     /// request after request).
     async fn fetch_items(&self, keys: &Keys, ids: &[&str]) -> StoreResult<Vec<Option<Arc<Item>>>> {
-        let pairs: Vec<(&str, String)> = ids
-            .iter()
-            .map(|id| (*id, keys.doc(id)))
-            .collect();
+        let pairs: Vec<(&str, String)> = ids.iter().map(|id| (*id, keys.doc(id))).collect();
         self.fetch_docs(&pairs, true).await
     }
 
@@ -1069,10 +1066,9 @@ impl Store for RedisStore {
             let hits = if n == 1 {
                 self.knn_candidates(0, query, k, &filter).await?
             } else {
-                let per = try_join_all(
-                    (0..n).map(|shard| self.knn_candidates(shard, query, k, &filter)),
-                )
-                .await?;
+                let per =
+                    try_join_all((0..n).map(|shard| self.knn_candidates(shard, query, k, &filter)))
+                        .await?;
                 let mut all: Vec<(usize, Doc, f32)> = per.into_iter().flatten().collect();
                 all.sort_by(|a, b| b.2.total_cmp(&a.2));
                 all
@@ -1090,7 +1086,9 @@ impl Store for RedisStore {
         // Each shard's k most popular matches; the k most popular of their union.
         let per = self
             .run(try_join_all(
-                shards.iter().map(|keys| self.popular_items(keys, k, filter)),
+                shards
+                    .iter()
+                    .map(|keys| self.popular_items(keys, k, filter)),
             ))
             .await?;
         let mut all: Vec<PopularHit> = per.into_iter().flatten().collect();
@@ -1206,7 +1204,10 @@ impl Store for RedisStore {
             return Ok(0);
         }
         // One `MULTI` per shard.
-        let groups = self.inner.shards.group(&vectors.iter().map(|(id, _)| id).collect::<Vec<_>>());
+        let groups = self
+            .inner
+            .shards
+            .group(&vectors.iter().map(|(id, _)| id).collect::<Vec<_>>());
         let done = self
             .run(try_join_all(groups.into_iter().map(|(shard, at)| {
                 let part: Vec<&(String, Vec<f32>)> = at.iter().map(|&i| &vectors[i]).collect();
@@ -1335,28 +1336,33 @@ impl Store for RedisStore {
         };
         let take = limit.saturating_add(1);
         let per = self
-            .run(try_join_all(self.inner.shards.all().iter().enumerate().map(
-                |(shard, keys)| {
-                    // Past the position: a later id, or the same id in a later shard.
-                    let start = match after {
-                        None => "-".to_string(),
-                        Some((s, id)) if shard <= s => format!("({id}"),
-                        Some((_, id)) => id.to_string(),
-                    };
-                    async move {
-                        let page: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-                            .arg(keys.events())
-                            .arg(start)
-                            .arg("+")
-                            .arg("COUNT")
-                            .arg(take)
-                            .query_async(&mut self.conn())
-                            .await
-                            .map_err(from_redis)?;
-                        Ok::<_, StoreError>(page)
-                    }
-                },
-            )))
+            .run(try_join_all(
+                self.inner
+                    .shards
+                    .all()
+                    .iter()
+                    .enumerate()
+                    .map(|(shard, keys)| {
+                        // Past the position: a later id, or the same id in a later shard.
+                        let start = match after {
+                            None => "-".to_string(),
+                            Some((s, id)) if shard <= s => format!("({id}"),
+                            Some((_, id)) => id.to_string(),
+                        };
+                        async move {
+                            let page: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                                .arg(keys.events())
+                                .arg(start)
+                                .arg("+")
+                                .arg("COUNT")
+                                .arg(take)
+                                .query_async(&mut self.conn())
+                                .await
+                                .map_err(from_redis)?;
+                            Ok::<_, StoreError>(page)
+                        }
+                    }),
+            ))
             .await?;
         let mut entries: Vec<((u64, u64), usize, String, Vec<(String, String)>)> = per
             .into_iter()

@@ -402,7 +402,12 @@ impl RedisStore {
                 .filter(|(_, s)| s.is_none())
                 .map(|(id, _)| *id)
                 .collect();
-            for item in self.fetch_items(keys, &untouched).await?.into_iter().flatten() {
+            for item in self
+                .fetch_items(keys, &untouched)
+                .await?
+                .into_iter()
+                .flatten()
+            {
                 if found.len() < k && filter.matches(&item) {
                     found.push(PopularHit {
                         item,

@@ -32,10 +32,10 @@ use recd_core::{
 use super::conn::Conn;
 use super::error::{bad_reply, from_redis};
 use super::keys::Keys;
-use super::shards::Shards;
 use super::reply::{bytes, hash_reply, strings_reply};
 use super::schema::{vector_bytes, vector_from_bytes};
 use super::scripts::{APPLY_USER, BUMP_POPULARITY, DELETE_USER, SET_SESSION};
+use super::shards::Shards;
 use crate::once::Mark;
 use crate::{ModelSettings, StoreError, StoreResult};
 
@@ -492,11 +492,7 @@ async fn bump_popularity(
 }
 
 /// Forgets a user; false if unknown.
-pub(crate) async fn delete(
-    conn: &mut Conn,
-    keys: &Keys,
-    user: &str,
-) -> StoreResult<bool> {
+pub(crate) async fn delete(conn: &mut Conn, keys: &Keys, user: &str) -> StoreResult<bool> {
     let existed: i64 = DELETE_USER
         .key(keys.user(user))
         .key(keys.recent(user))

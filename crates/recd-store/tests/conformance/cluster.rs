@@ -15,7 +15,9 @@ use crate::support::{
 /// A store on the shared test cluster under a fresh prefix.
 pub async fn make(schema: Schema, settings: ModelSettings) -> Option<Arc<dyn Store>> {
     let url = cluster_url()?;
-    Some(Arc::new(connect(&url, schema, settings, &unique_prefix("cluster")).await))
+    Some(Arc::new(
+        connect(&url, schema, settings, &unique_prefix("cluster")).await,
+    ))
 }
 
 async fn connect(url: &str, schema: Schema, settings: ModelSettings, prefix: &str) -> RedisStore {
@@ -45,9 +47,11 @@ fn catalog(n: usize) -> Vec<recd_core::ItemUpsert> {
             let cat = ["shoes", "bags", "hats"][i % 3];
             let brand = ["acme", "zeta"][i % 2];
             let price = (next() * 200.0).round();
-            upsert(json!({"id": format!("item-{i}"), "vector": v, "category": cat,
+            upsert(
+                json!({"id": format!("item-{i}"), "vector": v, "category": cat,
                           "brand": brand, "price": price,
-                          "in_stock": i % 4 != 0, "title": format!("thing {} of {cat}", i % 7)}))
+                          "in_stock": i % 4 != 0, "title": format!("thing {} of {cat}", i % 7)}),
+            )
         })
         .collect()
 }
@@ -64,7 +68,13 @@ async fn answers_match_a_single_redis() {
     let events: Vec<_> = (0..300)
         .map(|i| {
             let kind = [EventType::View, EventType::Click, EventType::Purchase][i % 3];
-            event(&format!("u{}", i % 17), &format!("item-{}", (i * 7) % 90), kind, None, 1_000 + i as i64)
+            event(
+                &format!("u{}", i % 17),
+                &format!("item-{}", (i * 7) % 90),
+                kind,
+                None,
+                1_000 + i as i64,
+            )
         })
         .collect();
     for store in [&a, &b] {
@@ -79,22 +89,37 @@ async fn answers_match_a_single_redis() {
         json!({"price": {"lt": 15}}),
         json!({"or": [{"brand": {"any": ["zeta"]}}, {"title": {"match": "thing 3"}}]}),
     ];
-    let queries = [[1.0, 0.0, 0.0, 0.0], [0.3, -0.8, 0.1, 0.5], [-0.2, 0.1, 0.9, -0.4]];
+    let queries = [
+        [1.0, 0.0, 0.0, 0.0],
+        [0.3, -0.8, 0.1, 0.5],
+        [-0.2, 0.1, 0.9, -0.4],
+    ];
     for f in &filters {
         let filter = Filter::parse(f, &schema()).unwrap();
         for q in &queries {
             for k in [1, 10, 50] {
-                let (x, y) = (a.knn(q, k, &filter).await.unwrap(), b.knn(q, k, &filter).await.unwrap());
+                let (x, y) = (
+                    a.knn(q, k, &filter).await.unwrap(),
+                    b.knn(q, k, &filter).await.unwrap(),
+                );
                 let ids = |h: &[recd_store::Hit]| -> Vec<(String, i64)> {
-                    h.iter().map(|h| (h.item.id.clone(), (h.score * 1e5).round() as i64)).collect()
+                    h.iter()
+                        .map(|h| (h.item.id.clone(), (h.score * 1e5).round() as i64))
+                        .collect()
                 };
                 assert_eq!(ids(&x), ids(&y), "knn k={k} filter {f}");
-                assert!(!x.is_empty() || f["price"]["lt"] == 15, "knn k={k} filter {f} found nothing");
+                assert!(
+                    !x.is_empty() || f["price"]["lt"] == 15,
+                    "knn k={k} filter {f} found nothing"
+                );
             }
         }
         // Popular: the touched items in the same order with the same scores (the untouched
         // ones tie at -inf, in any order).
-        let (x, y) = (a.popular(400, &filter).await.unwrap(), b.popular(400, &filter).await.unwrap());
+        let (x, y) = (
+            a.popular(400, &filter).await.unwrap(),
+            b.popular(400, &filter).await.unwrap(),
+        );
         assert_eq!(x.len(), y.len(), "popular count, filter {f}");
         let touched = |h: &[recd_store::PopularHit]| -> Vec<(String, i64)> {
             h.iter()
@@ -103,7 +128,10 @@ async fn answers_match_a_single_redis() {
                 .collect()
         };
         assert_eq!(touched(&x), touched(&y), "popular, filter {f}");
-        assert!(!touched(&x).is_empty() || f["price"]["lt"] == 15, "nothing popular for {f}");
+        assert!(
+            !touched(&x).is_empty() || f["price"]["lt"] == 15,
+            "nothing popular for {f}"
+        );
     }
     let terms = vec!["thing".to_string(), "3".to_string()];
     let (mut x, mut y) = (
@@ -118,8 +146,12 @@ async fn answers_match_a_single_redis() {
     for u in 0..17 {
         let id = format!("u{u}");
         // (`active_ms` is the wall clock at the write.)
-        let state = |s: Option<recd_core::UserState>| s.map(|s| recd_core::UserState { active_ms: 0, ..s });
-        let (x, y) = (a.get_user(&id).await.unwrap(), b.get_user(&id).await.unwrap());
+        let state =
+            |s: Option<recd_core::UserState>| s.map(|s| recd_core::UserState { active_ms: 0, ..s });
+        let (x, y) = (
+            a.get_user(&id).await.unwrap(),
+            b.get_user(&id).await.unwrap(),
+        );
         assert!(x.is_some(), "{id}");
         assert_eq!(state(x), state(y), "{id}");
     }
@@ -169,20 +201,44 @@ async fn a_lost_shard_fails_queries_instead_of_shortening_them() {
         operation_timeout_ms: 1500,
         ..RedisConfig::default()
     };
-    let store = RedisStore::connect(&url, schema(), settings(), config).await.unwrap();
+    let store = RedisStore::connect(&url, schema(), settings(), config)
+        .await
+        .unwrap();
     store.upsert_items(catalog(60)).await.unwrap();
     let all = Filter::all();
-    assert_eq!(store.knn(&[1.0, 0.0, 0.0, 0.0], 60, &all).await.unwrap().len(), 60);
+    assert_eq!(
+        store
+            .knn(&[1.0, 0.0, 0.0, 0.0], 60, &all)
+            .await
+            .unwrap()
+            .len(),
+        60
+    );
     // Stop the second master.
-    let port = url.split(',').nth(1).and_then(|n| n.rsplit(':').next()).unwrap();
+    let port = url
+        .split(',')
+        .nth(1)
+        .and_then(|n| n.rsplit(':').next())
+        .unwrap();
     crate::support::stop_redis(port.parse().unwrap());
     for _ in 0..3 {
         let knn = store.knn(&[1.0, 0.0, 0.0, 0.0], 60, &all).await;
-        assert!(matches!(knn, Err(StoreError::Unavailable(_))), "{:?}", knn.map(|h| h.len()));
+        assert!(
+            matches!(knn, Err(StoreError::Unavailable(_))),
+            "{:?}",
+            knn.map(|h| h.len())
+        );
         let popular = store.popular(60, &all).await;
-        assert!(matches!(popular, Err(StoreError::Unavailable(_))), "{:?}", popular.map(|h| h.len()));
+        assert!(
+            matches!(popular, Err(StoreError::Unavailable(_))),
+            "{:?}",
+            popular.map(|h| h.len())
+        );
         let counts = store.counts().await;
-        assert!(matches!(counts, Err(StoreError::Unavailable(_))), "{counts:?}");
+        assert!(
+            matches!(counts, Err(StoreError::Unavailable(_))),
+            "{counts:?}"
+        );
     }
     let _ = std::process::Command::new("bash")
         .arg(crate::support::redis_script())
