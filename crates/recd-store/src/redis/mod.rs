@@ -627,14 +627,31 @@ impl RedisStore {
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<&str> = pairs.iter().map(|(_, key)| key.as_str()).collect();
-        let docs: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(from_redis)?;
-        if docs.len() != pairs.len() {
-            return Err(bad_reply("MGET count"));
+        // One MGET per shard, concurrently (a cluster refuses keys of several slots in one;
+        // the cluster client's own splitting of a multi-slot MGET miscounts replies when a
+        // slot moves mid-way, measured during a failover).
+        let ids: Vec<&str> = pairs.iter().map(|(id, _)| *id).collect();
+        let groups = self.inner.shards.group(&ids);
+        let per = try_join_all(groups.iter().map(|(_, at)| {
+            let keys: Vec<&str> = at.iter().map(|&i| pairs[i].1.as_str()).collect();
+            async move {
+                let docs: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+                    .arg(&keys)
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(from_redis)?;
+                if docs.len() != keys.len() {
+                    return Err(bad_reply("MGET count"));
+                }
+                Ok(docs)
+            }
+        }))
+        .await?;
+        let mut docs: Vec<Option<Vec<u8>>> = vec![None; pairs.len()];
+        for ((_, at), found) in groups.iter().zip(per) {
+            for (&i, doc) in at.iter().zip(found) {
+                docs[i] = doc;
+            }
         }
         pairs
             .iter()

@@ -245,3 +245,92 @@ async fn a_lost_shard_fails_queries_instead_of_shortening_them() {
         .args(["cluster", "stop", &url])
         .status();
 }
+
+/// A master killed while it has a replica: requests fail as unavailable (503) only until
+/// the replica takes over, then the store serves everything again without reconnecting:
+/// every item (its shard's index is on the replica too) and every acknowledged event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_a_failover() {
+    if cluster_url().is_none() {
+        return;
+    }
+    let url = start_cluster(3, 1).expect("a private cluster with replicas");
+    let config = RedisConfig {
+        prefix: unique_prefix("failover"),
+        operation_timeout_ms: 1500,
+        ..RedisConfig::default()
+    };
+    let store = RedisStore::connect(&url, schema(), settings(), config)
+        .await
+        .unwrap();
+    store.upsert_items(catalog(90)).await.unwrap();
+    let events: Vec<_> = (0..30)
+        .map(|i| {
+            event(
+                &format!("u{i}"),
+                &format!("item-{i}"),
+                EventType::Click,
+                None,
+                1_000 + i,
+            )
+        })
+        .collect();
+    store.apply_events(&events).await.unwrap();
+    // Replicas acknowledge what their masters have (WAIT), so the failover loses nothing.
+    let first = url
+        .trim_start_matches("redis+cluster://")
+        .split(',')
+        .next()
+        .unwrap();
+    for node in url
+        .trim_start_matches("redis+cluster://")
+        .split(',')
+        .take(3)
+    {
+        let c = redis::Client::open(format!("redis://{node}")).unwrap();
+        let mut c = c.get_multiplexed_async_connection().await.unwrap();
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(5000)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(acked, 1, "{node}'s replica is in step");
+    }
+    let port: u16 = first.rsplit(':').next().unwrap().parse().unwrap();
+    crate::support::stop_redis(port);
+    let q = [1.0, 0.0, 0.0, 0.0];
+    let all = Filter::all();
+    let mut unavailable = 0;
+    let hits = loop {
+        match store.knn(&q, 90, &all).await {
+            Ok(hits) => break hits,
+            Err(StoreError::Unavailable(_)) => {
+                unavailable += 1;
+                assert!(unavailable < 200, "no failover after 200 tries");
+                // Wait for the replica's promotion (the cluster's node timeout is 2 s).
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("during the failover: {e}"),
+        }
+    };
+    assert_eq!(hits.len(), 90, "every item after the failover");
+    let mut log = store.events().await.unwrap();
+    log.sort_by_key(|e| e.timestamp_ms);
+    assert_eq!(log, events, "every acknowledged event after the failover");
+    for e in &events {
+        assert!(
+            store.get_user(&e.user_id).await.unwrap().is_some(),
+            "{}",
+            e.user_id
+        );
+    }
+    store
+        .apply_events(&[event("u-after", "item-1", EventType::Click, None, 9_000)])
+        .await
+        .unwrap();
+    let _ = std::process::Command::new("bash")
+        .arg(crate::support::redis_script())
+        .args(["cluster", "stop", &url])
+        .status();
+}
