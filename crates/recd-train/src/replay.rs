@@ -292,10 +292,13 @@ pub struct FoldInAls<'a> {
     /// Each user's train events (indices into `train`), in time order.
     history: Vec<Vec<usize>>,
     train: &'a Interactions,
-    /// Per user met in the replay: recent `(item, summed weight, fresh weight)`, most
-    /// recent first, and the folded-in query direction.
-    users: HashMap<u32, (Vec<(u32, f32, f32)>, Option<Vec<f32>>)>,
+    /// Per user met in the replay.
+    users: HashMap<u32, ReplayUser>,
 }
+
+/// A user met in a [`FoldInAls`] replay: recent `(item, summed weight, fresh weight)`, most
+/// recent first, and the folded-in query direction.
+type ReplayUser = (Vec<(u32, f32, f32)>, Option<Vec<f32>>);
 
 impl<'a> FoldInAls<'a> {
     /// Serve `model` (trained on `train`) with recd-core's fold-in of λ and alpha of the
