@@ -310,7 +310,9 @@ impl RedisTier {
             }
             _ => {}
         }
-        if self.cluster {
+        // A users' invalidation moves no epoch: nothing left to send before the message
+        // (a cluster connection refuses an empty pipeline).
+        if self.cluster && !pipe.is_empty() {
             let () = pipe.query_async(&mut conn).await?;
             pipe = redis::pipe();
         }
