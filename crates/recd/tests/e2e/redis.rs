@@ -48,6 +48,36 @@ pub fn redis_or_skip() -> Option<String> {
         .ok()
 }
 
+/// A 3-master Redis Cluster of its own for one test (`scripts/redis.sh cluster`): its
+/// `redis+cluster://` URL, or `None` after a loud message when this machine cannot run
+/// one; under `CI=true` that is a failure, never a skip.
+pub fn cluster_or_skip() -> Option<String> {
+    let out = Command::new(script())
+        .args(["cluster", "start", "--masters", "3"])
+        .args(["--owner", &std::process::id().to_string()])
+        .output()
+        .expect("run scripts/redis.sh");
+    if !out.status.success() {
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+            "CI=true and the Redis Cluster cannot start: {e}"
+        );
+        eprintln!("\n!!!!! SKIPPED: no Redis Cluster ({e})\n");
+        return None;
+    }
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(url.starts_with("redis+cluster://"), "{url}");
+    Some(url)
+}
+
+/// Stops the cluster [`cluster_or_skip`] started.
+pub fn stop_cluster(url: &str) {
+    let _ = Command::new(script())
+        .args(["cluster", "stop", url])
+        .status();
+}
+
 pub fn stop_redis(port: u16) {
     let _ = Command::new(script())
         .args(["stop", &port.to_string()])
@@ -346,22 +376,9 @@ async fn a_busy_redis_is_unavailable_then_recovers() {
 /// reflected at once by the other (the cache marks and pub/sub work across slots).
 #[tokio::test(flavor = "multi_thread")]
 async fn serves_from_a_redis_cluster() {
-    let out = Command::new(script())
-        .args(["cluster", "start", "--masters", "3"])
-        .args(["--owner", &std::process::id().to_string()])
-        .output()
-        .expect("run scripts/redis.sh");
-    if !out.status.success() {
-        let e = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
-            "CI=true and the Redis Cluster cannot start: {e}"
-        );
-        eprintln!("\n!!!!! SKIPPED: no Redis Cluster ({e})\n");
+    let Some(url) = cluster_or_skip() else {
         return;
-    }
-    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(url.starts_with("redis+cluster://"), "{url}");
+    };
     let config = std::env::temp_dir().join(format!("recd-e2e-cluster-{}.toml", std::process::id()));
     std::fs::write(&config, SCHEMA).expect("config");
     let dir = crate::server::data_dir("redis-cluster");
@@ -437,7 +454,5 @@ async fn serves_from_a_redis_cluster() {
     assert_eq!(after["source"], "personalized", "{after}");
     drop(second);
     drop(s);
-    let _ = Command::new(script())
-        .args(["cluster", "stop", &url])
-        .status();
+    stop_cluster(&url);
 }
