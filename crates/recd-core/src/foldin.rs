@@ -180,10 +180,11 @@ impl FoldModel {
         self.k
     }
 
-    /// The user vector for `(item vector, summed weight w)` interactions: items with
-    /// `w ≤ 0` or a vector of another dimension are left out (as training leaves them
-    /// out). `None` when nothing is left, or the system is not positive definite (only
-    /// possible with non-finite vectors).
+    /// The user vector for `(item vector, summed weight w)` interactions: `w > 0` is a
+    /// positive (`p = 1`) with confidence `1 + alpha·w`, `w < 0` a negative (`p = 0`, what
+    /// a dislike or skip says) with confidence `1 + alpha·|w|`; items with `w = 0` or a
+    /// vector of another dimension are left out. `None` when nothing is left, or the
+    /// system is not positive definite (only possible with non-finite vectors).
     pub fn solve<'v>(
         &self,
         interactions: impl IntoIterator<Item = (&'v [f32], f32)>,
@@ -200,7 +201,10 @@ impl FoldModel {
     /// system of the summed weights: without fresh weight it returns `prior`; when every
     /// item the user touched is kept and `prior` is exact, it is the exact solve over all
     /// of them (training's user step); a dropped item keeps its pull through `prior`.
-    /// Without `prior` (or of another dimension) every weight counts as fresh.
+    /// Without `prior` (or of another dimension) every weight counts as fresh. A negative
+    /// summed weight (a disliked or skipped item) is a `p = 0` with confidence
+    /// `1 + alpha·|w|` (it turns the vector away from the item); an item the prior was
+    /// solved with as a positive loses that pull.
     pub fn solve_from<'v>(
         &self,
         prior: Option<&[f32]>,
@@ -221,25 +225,34 @@ impl FoldModel {
         let mut any = prior.is_some();
         let mut y = vec![0f64; k];
         for (v, total, fresh) in interactions {
-            if v.len() != k || !(total.is_finite() && total > 0.0) {
+            if v.len() != k || !total.is_finite() {
                 continue;
             }
-            let fresh = if prior.is_some() && fresh.is_finite() {
-                f64::from(fresh.clamp(0.0, total))
-            } else {
-                f64::from(total)
+            // The trained part: what the prior was solved with (never a negative: training
+            // drops those). Without a prior everything is fresh.
+            let trained = match (&prior, fresh.is_finite()) {
+                (Some(_), true) => f64::from(total - fresh).max(0.0),
+                _ => 0.0,
             };
-            let trained = f64::from(total) - fresh;
+            let total = f64::from(total);
+            if total == 0.0 && trained == 0.0 {
+                continue;
+            }
             any = true;
-            let s = self.alpha * f64::from(total);
+            // c − 1 = alpha·|w|: a negative weight is confidence that p = 0
+            let s = self.alpha * total.abs();
             for (d, x) in y.iter_mut().zip(v) {
                 *d = f64::from(*x);
             }
-            // the item's share of b: A_T·prior's, plus the fresh evidence
-            let mut coef = self.alpha * fresh + if trained > 0.0 { 0.0 } else { 1.0 };
+            // b = A_T·prior (its trained part here) − the trained b part + the true b part
+            let mut coef = if total > 0.0 {
+                1.0 + self.alpha * total
+            } else {
+                0.0
+            };
             if let (Some(p), true) = (&prior, trained > 0.0) {
                 let yp: f64 = y.iter().zip(p).map(|(a, b)| a * b).sum();
-                coef += self.alpha * trained * yp;
+                coef += self.alpha * trained * yp - (1.0 + self.alpha * trained);
             }
             for r in 0..k {
                 b[r] += coef * y[r];
@@ -457,5 +470,33 @@ mod tests {
             .solve(kept.iter().map(|(i, w, _)| (ys[*i].as_slice(), *w)))
             .unwrap();
         assert!(dot(&partial, &ys[3]) > dot(&cold, &ys[3]));
+    }
+
+    #[test]
+    fn a_negative_weight_turns_the_vector_away_and_undoes_a_trained_positive() {
+        let ys = items(30, 6);
+        let model = FoldModel::new(&gram(&ys), &FoldInParams::default()).unwrap();
+        let liked = [(1usize, 2.0f32)];
+        let x = model
+            .solve(liked.iter().map(|(i, w)| (ys[*i].as_slice(), *w)))
+            .unwrap();
+        let x_neg = model
+            .solve([(ys[1].as_slice(), 2.0), (ys[5].as_slice(), -4.0)])
+            .unwrap();
+        assert!(dot(&x_neg, &ys[5]) < dot(&x, &ys[5]));
+        // trained positive on item 5, then disliked: weight -4, of which the trained 3
+        let x_lt = model
+            .solve([(ys[1].as_slice(), 2.0), (ys[5].as_slice(), 3.0)])
+            .unwrap();
+        let undone = model
+            .solve_from(
+                Some(&x_lt),
+                [(ys[1].as_slice(), 2.0, 0.0), (ys[5].as_slice(), -4.0, -7.0)],
+            )
+            .unwrap();
+        assert!(
+            undone.iter().zip(&x_neg).all(|(a, b)| (a - b).abs() < 1e-4),
+            "{undone:?} vs {x_neg:?}"
+        );
     }
 }

@@ -240,9 +240,10 @@ impl ExcludedItems {
 /// solved from them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FoldState {
-    /// The summed positive event weight of each item of [`UserState::recent`], in its
-    /// order (0 after a dislike or hide, as training drops such pairs): the `w` of the
-    /// fold-in's confidences `1 + alpha·w`.
+    /// The summed event weight of each item of [`UserState::recent`], in its order: the
+    /// positive weights summed (`p = 1`, confidence `1 + alpha·w`); after a dislike its
+    /// (negative) weight alone, after a hide 0 (training drops such pairs); skips of an
+    /// item not liked add up below 0 (`p = 0`, confidence `1 + alpha·|w|`).
     pub weights: Vec<f32>,
     /// The part of each weight that came after the long-term vector was written (the rest
     /// the trained model knew), in the same order: the fold-in starts from the long-term
@@ -320,12 +321,22 @@ impl UserState {
             }
             None => (0.0, 0.0),
         };
-        let added = w.max(0.0) as f32;
-        let (summed, fresh) = if event.kind.is_rejection() {
-            (0.0, 0.0)
+        // The part the trained model knew stays what it was; only the total moves.
+        let trained = before - fresh;
+        let w32 = w as f32;
+        let summed = if event.kind.is_rejection() {
+            // the user said no: a negative (p = 0, confidence 1 + alpha·|w|), or nothing
+            // for a hide, whatever came before (training drops the pair entirely)
+            w32.min(0.0)
+        } else if w32 > 0.0 {
+            before.max(0.0) + w32
+        } else if before > 0.0 {
+            // a skip of a liked item leaves it liked (training ignores skips)
+            before
         } else {
-            (before + added, fresh + added)
+            before + w32
         };
+        let fresh = summed - trained;
         self.recent.insert(0, event.item_id.clone());
         self.fold.weights.insert(0, summed);
         self.fold.fresh.insert(0, fresh);
@@ -398,7 +409,7 @@ impl UserState {
                 self.recent
                     .iter()
                     .zip(self.fold.weights.iter().zip(&self.fold.fresh))
-                    .filter(|(_, (w, _))| **w > 0.0)
+                    .filter(|(_, (w, f))| **w != 0.0 || **w != **f)
                     .filter_map(|(id, (w, f))| Some((vector(id)?, *w, *f))),
             )
         });
@@ -687,12 +698,18 @@ mod tests {
         let (click, view) = (p.weights.click as f32, p.weights.view as f32);
         assert_eq!(u.recent, ["a", "b"]);
         assert_eq!(u.fold.weights, [click + view, view]);
-        // a rejection zeroes the item's weight, as training drops the pair
+        // a dislike replaces the item's weight by its own (negative) one, as training
+        // drops the pair; a hide leaves nothing
         u.apply(&ev("b", EventType::Dislike, 3), None, &p);
-        assert_eq!(u.fold.weights, [0.0, click + view]);
-        // past the capacity the oldest item and its weight go together
+        let dislike = p.weights.dislike as f32;
+        assert_eq!(u.fold.weights, [dislike, click + view]);
+        // past the capacity the oldest item and its weight go together; a skip of an
+        // item not liked is a weak negative
         u.apply(&ev("c", EventType::Skip, 4), None, &p);
         assert_eq!((u.recent.len(), u.fold.weights.len()), (2, 2));
+        assert_eq!(u.fold.weights, [p.weights.skip as f32, dislike]);
+        u.apply(&ev("b", EventType::Hide, 5), None, &p);
+        u.apply(&ev("c", EventType::Hide, 6), None, &p);
         assert_eq!(u.fold.weights, [0.0, 0.0]);
 
         let ys: [(&str, [f32; 2]); 3] = [("a", [1.0, 0.2]), ("b", [0.1, 1.0]), ("c", [0.5, 0.5])];
@@ -703,7 +720,7 @@ mod tests {
         // nothing positive left: no folded vector
         u.refold(Some(&model), vector);
         assert_eq!(u.fold.vector, None);
-        u.apply(&ev("a", EventType::Purchase, 5), None, &p);
+        u.apply(&ev("a", EventType::Purchase, 7), None, &p);
         u.refold(Some(&model), vector);
         let w = p.weights.purchase as f32;
         assert_eq!(u.fold.vector, model.solve([(&ys[0].1[..], w)]));
@@ -715,7 +732,7 @@ mod tests {
         u.refold(Some(&model), vector);
         let same = u.fold.vector.clone().unwrap();
         assert!(same.iter().zip(&lt).all(|(a, b)| (a - b).abs() < 1e-5));
-        u.apply(&ev("b", EventType::Click, 6), None, &p);
+        u.apply(&ev("b", EventType::Click, 8), None, &p);
         assert_eq!(u.fold.fresh[0], p.weights.click as f32);
         u.refold(Some(&model), vector);
         let moved = u.fold.vector.clone().unwrap();

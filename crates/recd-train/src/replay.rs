@@ -276,6 +276,9 @@ impl ReplayRecommender for RealtimeAls<'_> {
     }
 }
 
+/// A kept item of [`FoldInAls`]: `(item, summed weight, fresh weight)`.
+type Kept = (u32, f32, f32);
+
 /// The serving fold-in on the model alone: each user keeps their `capacity` most recent
 /// distinct items with summed weights (train events in time order, then the replayed
 /// ones, which are the fresh part), as `UserState` does, and every event re-solves their
@@ -292,13 +295,10 @@ pub struct FoldInAls<'a> {
     /// Each user's train events (indices into `train`), in time order.
     history: Vec<Vec<usize>>,
     train: &'a Interactions,
-    /// Per user met in the replay.
-    users: HashMap<u32, ReplayUser>,
+    /// Per user met in the replay: recent `(item, summed weight, fresh weight)`, most
+    /// recent first, and the folded-in query direction.
+    users: HashMap<u32, (Vec<Kept>, Option<Vec<f32>>)>,
 }
-
-/// A user met in a [`FoldInAls`] replay: recent `(item, summed weight, fresh weight)`, most
-/// recent first, and the folded-in query direction.
-type ReplayUser = (Vec<(u32, f32, f32)>, Option<Vec<f32>>);
 
 impl<'a> FoldInAls<'a> {
     /// Serve `model` (trained on `train`) with recd-core's fold-in of λ and alpha of the
@@ -338,7 +338,7 @@ impl<'a> FoldInAls<'a> {
         }
     }
 
-    fn touch(recent: &mut Vec<(u32, f32, f32)>, item: u32, w: f32, fresh: bool, capacity: usize) {
+    fn touch(recent: &mut Vec<Kept>, item: u32, w: f32, fresh: bool, capacity: usize) {
         let (total, new) = match recent.iter().position(|(i, _, _)| *i == item) {
             Some(at) => {
                 let (_, t, f) = recent.remove(at);

@@ -542,8 +542,8 @@ async fn refold(
         let missing: Vec<&str> = state
             .recent
             .iter()
-            .zip(&state.fold.weights)
-            .filter(|(id, w)| **w > 0.0 && !vectors.contains_key(*id))
+            .zip(state.fold.weights.iter().zip(&state.fold.fresh))
+            .filter(|(id, (w, f))| (**w != 0.0 || **w != **f) && !vectors.contains_key(*id))
             .map(|(id, _)| id.as_str())
             .collect();
         for (id, v) in missing

@@ -28,10 +28,23 @@ async fn explained(s: &Server, user: &str) -> Value {
 /// (blended at `SHARE` with the long-term one) and change with each event; a cold visitor
 /// is served by the fold-in of their single click alone.
 async fn an_event_changes_the_list_through_the_fold_in(s: &Server) {
+    // user-1 gets a trained long-term vector (the demo trains none): an item's vector.
+    let (_, item) = s.get("/v1/items/sku-3?include_vector=true").await;
+    let (status, v) = s
+        .put(
+            "/v1/admin/vectors",
+            json!({"items": [], "users": [{"id": "user-1", "vector": item["vector"]}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
     let before = explained(s, "user-1").await;
     assert_eq!(before["source"], "personalized", "{before}");
     let q = &before["stages"]["query"];
-    assert_eq!(q["update"], "fold_in", "{before}");
+    assert_eq!(
+        (q["update"].as_str(), q["has_long_term"].as_bool()),
+        (Some("fold_in"), Some(true)),
+        "{before}"
+    );
     let first = ids(&before);
 
     // Three clicks on items far down the list: the fold-in now answers, at its share.
