@@ -158,7 +158,7 @@ impl Shards {
 
     /// `ids` grouped by shard: (shard index, the positions in `ids` of its ids), in shard
     /// order, only shards with at least one.
-    pub(crate) fn group<'a, I: AsRef<str>>(&self, ids: &'a [I]) -> Vec<(usize, Vec<usize>)> {
+    pub(crate) fn group<I: AsRef<str>>(&self, ids: &[I]) -> Vec<(usize, Vec<usize>)> {
         let mut by: Vec<Vec<usize>> = vec![Vec::new(); self.shards.len()];
         for (i, id) in ids.iter().enumerate() {
             by[self.index_of(id.as_ref())].push(i);
