@@ -188,22 +188,29 @@ async fn items_spread_over_the_masters() {
     assert!(per_node.iter().all(|n| *n >= 60), "{per_node:?}");
 }
 
-/// A master lost without a replica: queries that need its shard fail as unavailable,
-/// never answer with the other shards' items only.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_shard_fails_queries_instead_of_shortening_them() {
-    if cluster_url().is_none() {
-        return;
-    }
-    let url = start_cluster(3, 0).expect("a private cluster for the fault test");
+/// A 3-master cluster of one test's own (each master with `replicas` replicas; a fault test
+/// kills nodes), its URL and a store on it with a short operation deadline.
+async fn private_cluster(replicas: usize) -> Option<(String, RedisStore)> {
+    cluster_url()?;
+    let url = start_cluster(3, replicas).expect("a private cluster for a fault test");
     let config = RedisConfig {
-        prefix: unique_prefix("lost"),
+        prefix: unique_prefix("fault"),
         operation_timeout_ms: 1500,
         ..RedisConfig::default()
     };
     let store = RedisStore::connect(&url, schema(), settings(), config)
         .await
-        .unwrap();
+        .expect("connect to the private cluster");
+    Some((url, store))
+}
+
+/// A master lost without a replica: queries that need its shard fail as unavailable,
+/// never answer with the other shards' items only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_shard_fails_queries_instead_of_shortening_them() {
+    let Some((url, store)) = private_cluster(0).await else {
+        return;
+    };
     store.upsert_items(catalog(60)).await.unwrap();
     let all = Filter::all();
     assert_eq!(
@@ -251,18 +258,9 @@ async fn a_lost_shard_fails_queries_instead_of_shortening_them() {
 /// every item (its shard's index is on the replica too) and every acknowledged event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_a_failover() {
-    if cluster_url().is_none() {
+    let Some((url, store)) = private_cluster(1).await else {
         return;
-    }
-    let url = start_cluster(3, 1).expect("a private cluster with replicas");
-    let config = RedisConfig {
-        prefix: unique_prefix("failover"),
-        operation_timeout_ms: 1500,
-        ..RedisConfig::default()
     };
-    let store = RedisStore::connect(&url, schema(), settings(), config)
-        .await
-        .unwrap();
     store.upsert_items(catalog(90)).await.unwrap();
     let events: Vec<_> = (0..30)
         .map(|i| {
