@@ -301,20 +301,17 @@ impl RedisTier {
                 pipe = redis::pipe();
             }
         }
-        match what {
-            Invalidation::Items(_) => {
-                pipe.incr(self.global_key("epoch"), 1).ignore();
+        let epoch = match what {
+            Invalidation::Items(_) => Some("epoch"),
+            Invalidation::AllDetails => Some("depoch"),
+            _ => None,
+        };
+        if let Some(epoch) = epoch {
+            pipe.incr(self.global_key(epoch), 1).ignore();
+            if self.cluster {
+                let () = pipe.query_async(&mut conn).await?;
+                pipe = redis::pipe();
             }
-            Invalidation::AllDetails => {
-                pipe.incr(self.global_key("depoch"), 1).ignore();
-            }
-            _ => {}
-        }
-        // A users' invalidation moves no epoch: nothing left to send before the message
-        // (a cluster connection refuses an empty pipeline).
-        if self.cluster && !pipe.is_empty() {
-            let () = pipe.query_async(&mut conn).await?;
-            pipe = redis::pipe();
         }
         pipe.publish(self.channel(), what.encode(instance)).ignore();
         let () = pipe.query_async(&mut conn).await?;
