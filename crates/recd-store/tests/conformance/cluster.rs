@@ -30,6 +30,21 @@ async fn connect(url: &str, schema: Schema, settings: ModelSettings, prefix: &st
         .expect("connect to the test cluster")
 }
 
+/// As [`connect`], with an HNSW `EF_RUNTIME` above the catalog size, so that every graph
+/// walk is exhaustive: a single Redis's 400-item graph is otherwise approximate at k = 50
+/// (while each shard's smaller graph is not), and "the same answers" would compare two
+/// approximations instead of the merge.
+async fn connect_exhaustive(url: &str, prefix: &str) -> RedisStore {
+    let config = RedisConfig {
+        prefix: prefix.into(),
+        hnsw_ef_runtime: 1_000,
+        ..RedisConfig::default()
+    };
+    RedisStore::connect(url, schema(), settings(), config)
+        .await
+        .expect("connect to the test Redis")
+}
+
 crate::conformance_tests!(make);
 
 /// A catalog of `n` items with 4-d vectors, tags and prices, from a fixed seed.
@@ -63,8 +78,8 @@ async fn answers_match_a_single_redis() {
     let (Some(single), Some(cluster)) = (redis_url(), cluster_url()) else {
         return;
     };
-    let a = connect(&single, schema(), settings(), &unique_prefix("same-1")).await;
-    let b = connect(&cluster, schema(), settings(), &unique_prefix("same-c")).await;
+    let a = connect_exhaustive(&single, &unique_prefix("same-1")).await;
+    let b = connect_exhaustive(&cluster, &unique_prefix("same-c")).await;
     let events: Vec<_> = (0..300)
         .map(|i| {
             let kind = [EventType::View, EventType::Click, EventType::Purchase][i % 3];
@@ -77,6 +92,7 @@ async fn answers_match_a_single_redis() {
             )
         })
         .collect();
+    let items: Vec<recd_core::Item> = catalog(400).into_iter().map(|u| u.item).collect();
     for store in [&a, &b] {
         store.upsert_items(catalog(400)).await.unwrap();
         store.apply_events(&events).await.unwrap();
@@ -108,6 +124,11 @@ async fn answers_match_a_single_redis() {
                         .collect()
                 };
                 assert_eq!(ids(&x), ids(&y), "knn k={k} filter {f}");
+                // And both are the exact answer (cosine, by brute force over the catalog;
+                // ids only, ties at equal cosine are not expected with these vectors).
+                let exact = brute_force(&items, q, k, &filter);
+                let got: Vec<&str> = y.iter().map(|h| h.item.id.as_str()).collect();
+                assert_eq!(got, exact, "knn k={k} filter {f} vs brute force");
                 assert!(
                     !x.is_empty() || f["price"]["lt"] == 15,
                     "knn k={k} filter {f} found nothing"
@@ -159,6 +180,27 @@ async fn answers_match_a_single_redis() {
     x.sort_by_key(|e| e.timestamp_ms);
     y.sort_by_key(|e| e.timestamp_ms);
     assert_eq!(x, y);
+}
+
+/// The ids of the `k` items passing `filter` with the highest cosine to `q`.
+fn brute_force<'a>(
+    items: &'a [recd_core::Item],
+    q: &[f32],
+    k: usize,
+    filter: &Filter,
+) -> Vec<&'a str> {
+    let cosine = |v: &[f32]| {
+        let dot: f32 = v.iter().zip(q).map(|(a, b)| a * b).sum();
+        let norm = |x: &[f32]| x.iter().map(|a| a * a).sum::<f32>().sqrt();
+        dot / (norm(v) * norm(q))
+    };
+    let mut scored: Vec<(f32, &str)> = items
+        .iter()
+        .filter(|i| filter.matches(i))
+        .filter_map(|i| Some((cosine(i.vector.as_deref()?), i.id.as_str())))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.into_iter().take(k).map(|(_, id)| id).collect()
 }
 
 /// Items land on every master: each shard's index holds about a third of them.
