@@ -77,13 +77,13 @@ for path in sorted(glob.glob(f"{out}/*.tsv")):
         for r in csv.DictReader((l for l in f if not l.startswith("#")), delimiter="\t"):
             key = (r["filter"], int(r["k"]), r["engine"], r["strategy"], r["ef"])
             rows.setdefault(key, []).append(r)
-print(f"\n{'filter':<7}{'k':>3}  {'engine':<8}{'strategy':<9}{'ef':>4}{'QPS':>8}{'p50 us':>9}{'p99 us':>9}{'recall':>8}")
+print(f"\n{'filter':<7}{'k':>3}  {'engine':<10}{'strategy':<9}{'ef':>4}{'QPS':>8}{'p50 us':>9}{'p99 us':>9}{'recall':>8}")
 order = {"none": 0, "cat10": 1, "brand1": 2}
 for key in sorted(rows, key=lambda k: (order.get(k[0], 9), k[1], k[2], k[3], int(k[4]) if k[4] != "-" else 0)):
     rs = rows[key]
     med = lambda c: statistics.median(float(r[c]) for r in rs)
     f, k, eng, strat, ef = key
-    print(f"{f:<7}{k:>3}  {eng:<8}{strat:<9}{ef:>4}{med('qps'):>8.0f}{med('p50_us'):>9.0f}{med('p99_us'):>9.0f}{med('recall'):>8.4f}")
+    print(f"{f:<7}{k:>3}  {eng:<10}{strat:<9}{ef:>4}{med('qps'):>8.0f}{med('p50_us'):>9.0f}{med('p99_us'):>9.0f}{med('recall'):>8.4f}")
 print(f"\n(raw TSV in {out}; medians over {rounds} round(s))")
 
 # Ratio table: the fastest row of each engine at recall >= min_recall, per filter and k.

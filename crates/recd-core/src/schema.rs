@@ -23,8 +23,9 @@ pub enum Metric {
     L2,
 }
 
-/// How the embedded vector index stores the copy of the vectors its searches read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// How the embedded vector index stores the copy of the vectors its searches read
+/// (`recd_index::Quantization` is this type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Quantization {
     /// The `f32` vectors themselves.
@@ -36,6 +37,14 @@ pub enum Quantization {
 }
 
 impl Quantization {
+    /// The mode's configuration name: `"none"` or `"int8"` (same as its serde form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quantization::None => "none",
+            Quantization::Int8 => "int8",
+        }
+    }
+
     /// Whether this is the default, `none` (which a serialized schema leaves out, so that
     /// schemas written before the option existed read back unchanged).
     pub fn is_none(&self) -> bool {
@@ -203,6 +212,7 @@ mod tests {
         let s: Schema =
             serde_json::from_str(r#"{"vector":{"dim":4,"quantization":"int8"}}"#).unwrap();
         assert_eq!(s.vector.quantization, Quantization::Int8);
+        assert_eq!(s.vector.quantization.as_str(), "int8");
         let json = serde_json::to_string(&s).unwrap();
         assert!(json.contains(r#""quantization":"int8""#), "{json}");
         // A schema without it serializes exactly as before the option existed.

@@ -14,7 +14,7 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
 use recd_core::vector::{dot, l2_squared};
 use recd_index::roaring::RoaringBitmap;
-use recd_index::{HnswParams, Metric, SearchOptions, Strategy, VectorIndex};
+use recd_index::{HnswParams, Metric, Quantization, SearchOptions, Strategy, VectorIndex};
 
 const N: usize = 100_000;
 const DIM: usize = 64;
@@ -82,18 +82,30 @@ fn knn(c: &mut Criterion) {
         ("rand1", Some(&d.rand1), Strategy::Auto),
         ("none_exact", None, Strategy::Exact),
     ];
-    for k in [10usize, 50] {
-        for (name, filters, strategy) in cases {
-            let opts = SearchOptions { ef: None, strategy };
-            let mut j = 0usize;
-            g.bench_function(BenchmarkId::new(name, k), |b| {
-                b.iter(|| {
-                    j = j.wrapping_add(1);
-                    let q = &d.queries[j % QUERIES];
-                    let f = filters.map(|fs| &fs[j % fs.len()]);
-                    black_box(d.index.search_with(q, k, f, opts).expect("valid query"))
-                })
-            });
+    // Then the same graph quantized (int8): walks and planner scans read the codes and
+    // re-score 4k candidates; forced exact scans stay on f32, so they are not repeated.
+    for mode in [Quantization::None, Quantization::Int8] {
+        d.index.set_quantization(mode);
+        let suffix = match mode {
+            Quantization::None => "",
+            Quantization::Int8 => "_int8",
+        };
+        for k in [10usize, 50] {
+            for (name, filters, strategy) in cases {
+                if mode == Quantization::Int8 && strategy == Strategy::Exact {
+                    continue;
+                }
+                let opts = SearchOptions { ef: None, strategy };
+                let mut j = 0usize;
+                g.bench_function(BenchmarkId::new(format!("{name}{suffix}"), k), |b| {
+                    b.iter(|| {
+                        j = j.wrapping_add(1);
+                        let q = &d.queries[j % QUERIES];
+                        let f = filters.map(|fs| &fs[j % fs.len()]);
+                        black_box(d.index.search_with(q, k, f, opts).expect("valid query"))
+                    })
+                });
+            }
         }
     }
     g.finish();

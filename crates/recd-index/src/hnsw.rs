@@ -40,7 +40,7 @@ pub(crate) struct Exact<'a> {
 }
 
 impl Scorer for Exact<'_> {
-    #[inline]
+    #[inline(always)]
     fn dist(&self, slot: u32) -> f32 {
         self.st.distance(self.q, slot)
     }
@@ -57,7 +57,8 @@ pub(crate) struct Coded<'a> {
 }
 
 impl Scorer for Coded<'_> {
-    #[inline]
+    // Always inlined: as a call it cost a fifth of a filtered scan (`perf`).
+    #[inline(always)]
     fn dist(&self, slot: u32) -> f32 {
         self.st.code_distance(self.q, slot)
     }

@@ -36,14 +36,17 @@ pub struct SearchOptions {
     pub strategy: Strategy,
 }
 
-/// Cost of scoring one allowed vector in the exact scan (prefetched, scattered reads):
-/// measured 53-55 ns per id for random 5-50 % filters on 100k × 64.
-const SCAN_NS: f64 = 50.0;
-/// Cost of a walk per unit of `ef / s`: measured 1.0-1.9 µs (258 µs at s = 0.5, 741 µs at
-/// s = 0.2, 10.8 ms at s = 0.05, with ef = 64 boosted by 1 / sqrt(s)). With these two, the
-/// model switches to the scan below s ≈ 0.2 at 100k (measured crossover: 0.1-0.2) and below
-/// s ≈ 0.08 at 1M.
-const WALK_NS_PER_EF: f64 = 1_500.0;
+/// Cost of scoring one allowed vector in the exact scan (prefetched, scattered reads).
+/// Recalibrated 2026-12-03 (Xeon VM, arrays on transparent huge pages, k = 10, ef 64, random
+/// 5-20 % filters on 100k × 64): 25-28 ns per id on `f32` vectors, 12-15 ns on int8 codes
+/// (the 2026-11 figure, 53-55 ns, predates huge pages and was taken on an EPYC VM).
+const SCAN_NS: f64 = 26.0;
+/// Cost of a walk per unit of `ef' / s`: measured 0.39-0.44 µs at s = 0.1-0.2 (`f32`; 0.9 at
+/// s = 0.05), 0.26-0.34 µs on int8 codes. The int8 mode halves both costs, so the ratio —
+/// all the model uses — barely moves and one pair of constants serves both modes: the scan
+/// is chosen below s ≈ 0.17 at 100k (measured crossover at k = 10: 0.1-0.2 in both modes)
+/// and below s ≈ 0.07 at 1M.
+const WALK_NS_PER_EF: f64 = 450.0;
 /// Largest beam the selectivity boost may reach.
 const MAX_FILTERED_EF: usize = 2_048;
 

@@ -327,7 +327,7 @@ impl Store {
 
     /// The slot's code lines. Panics if the index is not quantized (callers get here only
     /// with a `CodedQuery`, which only a quantized store gives out).
-    #[inline]
+    #[inline(always)]
     fn code_lines(&self, slot: u32) -> (&[Line], f32) {
         let c = self
             .codes
@@ -338,7 +338,7 @@ impl Store {
     }
 
     /// Approximate distance from a coded query to a slot, on the same scale as `distance`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn code_distance(&self, q: &CodedQuery, slot: u32) -> f32 {
         let (lines, norm2) = self.code_lines(slot);
         let dot = q.dot(lines);

@@ -105,17 +105,82 @@ pub struct Update {
     pub op: Op,
 }
 
+type Fast = foldhash::fast::RandomState;
+
 /// Every slot of one user or item, and the latest event time that touched it (its TTL
-/// counts from there).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// counts from there). Tag slots are kept by tag value first, so that reading an item's
+/// tags looks them up by `&str`, without building a key (a request reads hundreds).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EntityState {
-    /// The slots.
-    pub slots: HashMap<SlotKey, Slot>,
+    /// Slots without a tag, by (feature, part).
+    plain: HashMap<(u16, u8), Slot, Fast>,
+    /// Tag slots: tag value → (feature, part, slot).
+    tagged: HashMap<Box<str>, Vec<(u16, u8, Slot)>, Fast>,
     /// The latest time of an update applied.
     pub touched_ms: i64,
 }
 
 impl EntityState {
+    /// The slot of (feature, part, tag), if it has one.
+    pub fn get(&self, feature: u16, part: u8, tag: Option<&str>) -> Option<&Slot> {
+        match tag {
+            None => self.plain.get(&(feature, part)),
+            Some(t) => self
+                .tagged
+                .get(t)?
+                .iter()
+                .find(|(f, p, _)| *f == feature && *p == part)
+                .map(|(_, _, s)| s),
+        }
+    }
+
+    fn slot_mut(&mut self, key: &SlotKey, init: Slot) -> &mut Slot {
+        match &key.tag {
+            None => self.plain.entry((key.feature, key.part)).or_insert(init),
+            Some(t) => {
+                let list = self.tagged.entry(t.clone()).or_default();
+                let at = match list
+                    .iter()
+                    .position(|(f, p, _)| *f == key.feature && *p == key.part)
+                {
+                    Some(i) => i,
+                    None => {
+                        list.push((key.feature, key.part, init));
+                        list.len() - 1
+                    }
+                };
+                &mut list[at].2
+            }
+        }
+    }
+
+    /// Every slot with its key.
+    pub fn slots(&self) -> impl Iterator<Item = (SlotKey, &Slot)> {
+        let plain = self.plain.iter().map(|(&(feature, part), s)| {
+            (
+                SlotKey {
+                    feature,
+                    part,
+                    tag: None,
+                },
+                s,
+            )
+        });
+        let tagged = self.tagged.iter().flat_map(|(t, list)| {
+            list.iter().map(move |(feature, part, s)| {
+                (
+                    SlotKey {
+                        feature: *feature,
+                        part: *part,
+                        tag: Some(t.clone()),
+                    },
+                    s,
+                )
+            })
+        });
+        plain.chain(tagged)
+    }
+
     /// Applies one update made at `at_ms`.
     pub fn apply(&mut self, key: &SlotKey, op: &Op, at_ms: i64) {
         self.touched_ms = self.touched_ms.max(at_ms);
@@ -125,17 +190,14 @@ impl EntityState {
                 bucket,
                 value,
             } => {
-                let slot = self
-                    .slots
-                    .entry(key.clone())
-                    .or_insert_with(|| Slot::Buckets(Buckets::default()));
+                let slot = self.slot_mut(key, Slot::Buckets(Buckets::default()));
                 match slot {
                     Slot::Buckets(b) => b.add(&window, bucket, value),
                     Slot::Last(_) => *slot = Slot::Buckets(Buckets(vec![(bucket, value)])),
                 }
             }
             Op::Last { at_ms } => {
-                let slot = self.slots.entry(key.clone()).or_insert(Slot::Last(at_ms));
+                let slot = self.slot_mut(key, Slot::Last(at_ms));
                 match slot {
                     Slot::Last(t) => *t = (*t).max(at_ms),
                     Slot::Buckets(_) => *slot = Slot::Last(at_ms),
@@ -151,27 +213,33 @@ impl EntityState {
 
     /// About how many bytes of heap and inline memory it takes (the memory-per-user figure).
     pub fn approx_bytes(&self) -> usize {
-        let per_entry = std::mem::size_of::<SlotKey>() + std::mem::size_of::<Slot>() + 8;
-        std::mem::size_of::<Self>()
+        let bucket = std::mem::size_of::<(i64, f64)>();
+        let slot = |s: &Slot| match s {
+            Slot::Buckets(b) => b.0.capacity() * bucket,
+            Slot::Last(_) => 0,
+        };
+        // A map entry: key, value and a control byte, at the map's capacity.
+        let plain = self.plain.capacity() * (std::mem::size_of::<((u16, u8), Slot)>() + 1)
+            + self.plain.values().map(slot).sum::<usize>();
+        let tagged = self.tagged.capacity()
+            * (std::mem::size_of::<(Box<str>, Vec<(u16, u8, Slot)>)>() + 1)
             + self
-                .slots
+                .tagged
                 .iter()
-                .map(|(k, s)| {
-                    per_entry
-                        + k.tag.as_ref().map_or(0, |t| t.len())
-                        + match s {
-                            Slot::Buckets(b) => b.0.capacity() * 16,
-                            Slot::Last(_) => 0,
-                        }
+                .map(|(t, list)| {
+                    t.len()
+                        + list.capacity() * std::mem::size_of::<(u16, u8, Slot)>()
+                        + list.iter().map(|(_, _, s)| slot(s)).sum::<usize>()
                 })
-                .sum::<usize>()
+                .sum::<usize>();
+        std::mem::size_of::<Self>() + plain + tagged
     }
 
     /// The state as `(field, value)` pairs of a Hash: `t` → touched time, and one field per
     /// slot ([`SlotKey::encode`] → [`Buckets::encode`], or `@{ms}` for a last time).
     pub fn to_fields(&self) -> Vec<(String, String)> {
         let mut out = vec![("t".to_string(), self.touched_ms.to_string())];
-        for (k, s) in &self.slots {
+        for (k, s) in self.slots() {
             let v = match s {
                 Slot::Buckets(b) => b.encode(),
                 Slot::Last(t) => format!("@{t}"),
@@ -203,7 +271,7 @@ impl EntityState {
                     None => continue,
                 },
             };
-            out.slots.insert(key, slot);
+            *out.slot_mut(&key, Slot::Last(0)) = slot;
         }
         out
     }
@@ -394,8 +462,8 @@ impl FeatureSet {
         let ttl = self.ttl_ms;
         let user = user.filter(|s| !s.expired(now_ms, ttl));
         let item_state = item_state.filter(|s| !s.expired(now_ms, ttl));
-        let window_sum = |s: Option<&EntityState>, k: &SlotKey, w: &Window| match s
-            .and_then(|s| s.slots.get(k))
+        let window_sum = |s: Option<&EntityState>, k: (usize, u8, Option<&str>), w: &Window| match s
+            .and_then(|s| s.get(k.0 as u16, k.1, k.2))
         {
             Some(Slot::Buckets(b)) => b.sum(w, now_ms),
             _ => 0.0,
@@ -403,11 +471,11 @@ impl FeatureSet {
         for (i, (def, o)) in self.defs.iter().zip(out.iter_mut()).enumerate() {
             *o = match &def.kind {
                 FeatureKind::Windowed { entity, window, .. } => match entity {
-                    Entity::User => window_sum(user, &key(i, 0, None), window),
-                    Entity::Item => window_sum(item_state, &key(i, 0, None), window),
+                    Entity::User => window_sum(user, (i, 0, None), window),
+                    Entity::Item => window_sum(item_state, (i, 0, None), window),
                     Entity::UserTag(field) => tags(item, field)
                         .iter()
-                        .map(|t| window_sum(user, &key(i, 0, Some(t)), window))
+                        .map(|t| window_sum(user, (i, 0, Some(t.as_str())), window))
                         .sum(),
                 },
                 FeatureKind::Recency { entity, .. } => {
@@ -416,7 +484,7 @@ impl FeatureSet {
                     } else {
                         user
                     };
-                    match s.and_then(|s| s.slots.get(&key(i, 0, None))) {
+                    match s.and_then(|s| s.get(i as u16, 0, None)) {
                         Some(Slot::Last(t)) => {
                             ((now_ms - t).max(0) as f64 / 3_600_000.0).min(RECENCY_CAP_HOURS)
                         }
@@ -424,8 +492,8 @@ impl FeatureSet {
                     }
                 }
                 FeatureKind::Rate { window, .. } => {
-                    let hits = window_sum(item_state, &key(i, 0, None), window);
-                    let shown = window_sum(item_state, &key(i, 1, None), window);
+                    let hits = window_sum(item_state, (i, 0, None), window);
+                    let shown = window_sum(item_state, (i, 1, None), window);
                     (hits + PRIOR_SUCCESSES) / (shown.max(hits) + PRIOR_TRIALS)
                 }
                 FeatureKind::Field { field } => match item.fields.get(field) {

@@ -485,14 +485,6 @@ fn index_metric(schema: &Schema) -> recd_index::Metric {
     }
 }
 
-/// The index quantization a schema asks for.
-fn index_quantization(schema: &Schema) -> recd_index::Quantization {
-    match schema.vector.quantization {
-        recd_core::Quantization::None => recd_index::Quantization::None,
-        recd_core::Quantization::Int8 => recd_index::Quantization::Int8,
-    }
-}
-
 /// The in-memory state from what was loaded, with the vector index loaded from `snapshot`
 /// (brought up to date with the items) or rebuilt.
 fn memory_state(
@@ -583,7 +575,7 @@ fn memory_state(
     };
     // Once the index holds every stored vector, so that the quantizer trains once on all
     // of them (a snapshot carries no codes: they are a function of the vectors).
-    index.set_quantization(index_quantization(schema));
+    index.set_quantization(schema.vector.quantization);
     for (id, state) in loaded.users {
         users.load(id, state);
     }

@@ -89,9 +89,9 @@ async fn recommendations_keep_every_rule_of_the_contract() {
             );
         }
     }
-    // `explain` says how the index searched: one category (~2 % of the catalogue, fewer
-    // items than the candidates asked for) is scanned exactly; a filter nothing passes is
-    // not searched at all.
+    // `explain` says how the index searched: one category (a few % of the catalogue) is
+    // scanned exactly (cheaper than a walk that admits so few nodes); a filter nothing passes
+    // is not searched at all.
     let some = s.recommend(json!({"user_id":"user-1","count":1})).await;
     let category = some["items"][0]["item"]["category"].clone();
     let one = json!({"category": {"any": category}});
@@ -101,10 +101,9 @@ async fn recommendations_keep_every_rule_of_the_contract() {
     let plan = &a["stages"]["retrieve"]["knn_plan"];
     assert_eq!(plan["plan"], "exact", "{a}");
     assert!(plan.get("ef").is_none(), "{plan}");
-    assert!(
-        plan["allowed"].as_u64().unwrap() <= a["stages"]["retrieve"]["knn_k"].as_u64().unwrap(),
-        "{plan}"
-    );
+    let allowed = plan["allowed"].as_u64().unwrap();
+    let indexed = plan["indexed"].as_u64().unwrap();
+    assert!(allowed > 0 && allowed * 10 < indexed, "{plan}");
     let none = json!({"price": {"lt": -1}});
     let a = s
         .recommend(json!({"user_id":"user-1","count":5,"filter":none,"explain":true}))

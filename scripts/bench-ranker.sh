@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The learned ranker's serving cost: recommend req/s and p99 with a strategy that scores
+# with the learned ranker vs the fixed blend, on one server, interleaved rounds, the same
+# candidates (ranking.candidates = 100, plus 50 popular), caches bypassed.
+#
+#   scripts/bench-ranker.sh [RECD_BINARY] [ROUNDS] [SECONDS]
+#
+# Builds a simulated shop (recd features simulate), trains a ranker on its impression log
+# (recd train-ranker), serves it, and prints one line per round and strategy.
+set -euo pipefail
+RECD=${1:-target/release/recd}
+ROUNDS=${2:-3}
+SECS=${3:-10}
+DIR=$(mktemp -d /tmp/recd-bench-ranker.XXXXXX)
+PORT=${PORT:-18431}
+cat > "$DIR/recd.toml" <<TOML
+data_dir = "$DIR/data"
+listen = "127.0.0.1:$PORT"
+[ranking]
+candidates = 100
+[features]
+enabled = true
+impression_log = "impressions.jsonl"
+[cache]
+enabled = false
+[strategies.learned]
+ranking = { ranker = "latest" }
+TOML
+"$RECD" features simulate --config "$DIR/recd.toml" --users 2000 --items 5000 --days 3 2>&1 | grep '^recd:'
+"$RECD" train-ranker --config "$DIR/recd.toml" 2>/dev/null | head -4
+"$RECD" serve --config "$DIR/recd.toml" > "$DIR/serve.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; rm -rf "$DIR"' EXIT
+for _ in $(seq 50); do grep -q 'recd listening' "$DIR/serve.log" && break; sleep 0.2; done
+echo "uptime: $(uptime)"
+for round in $(seq "$ROUNDS"); do
+  for strategy in default learned; do
+    out=$("$RECD" bench --target "127.0.0.1:$PORT" --concurrency 16 --duration "$SECS" --warmup 2 \
+      --users 2000 --user-prefix u --items 5000 --item-prefix i --ids range --no-cache \
+      --strategy "$strategy" --json)
+    echo "round $round $strategy $out"
+  done
+done
