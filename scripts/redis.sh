@@ -16,6 +16,14 @@
 #                                            on stdout. --owner: stop it when process PID exits.
 #   scripts/redis.sh stop PORT|PIDFILE       stop an instance started by `start`
 #   scripts/redis.sh paths                   print the redis-server and redisearch.so paths
+#   scripts/redis.sh cluster start [--masters N] [--replicas R] [--owner PID]
+#                                            a local Redis Cluster of N masters (default 3), each
+#                                            with R replicas (default 0), every node with the
+#                                            search module, on free ports; prints
+#                                            redis+cluster://127.0.0.1:P1,127.0.0.1:P2,... (masters
+#                                            first) once every node sees all 16384 slots served
+#   scripts/redis.sh cluster stop PORT|URL   stop every node of the cluster that PORT (any of its
+#                                            nodes' ports) or the printed URL belongs to
 #
 # Environment: RECD_CACHE (default ~/.cache/recd); instances live in $RECD_CACHE/redis/run/PORT/.
 set -euo pipefail
@@ -134,9 +142,14 @@ running_pid() {
 }
 
 start() {
-    local port="" owner=""
+    local port="" owner="" extra=()
     while [[ $# -gt 0 ]]; do
         case "$1" in
+        --)
+            shift
+            extra=("$@")
+            break
+            ;;
         --owner)
             owner="${2:-}"
             [[ "$owner" =~ ^[0-9]+$ ]] || die "--owner takes a pid"
@@ -164,7 +177,7 @@ start() {
     # time is an error, never a silently partial answer (the module's default is RETURN).
     "$server" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
         --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir" \
-        --loadmodule "$module" ON_TIMEOUT FAIL ||
+        ${extra[@]+"${extra[@]}"} --loadmodule "$module" ON_TIMEOUT FAIL ||
         die "redis-server did not start; see $dir/redis.log"
     local i
     for ((i = 0; i < 100; i++)); do
@@ -221,8 +234,167 @@ stop() {
     rm -f "$pidfile"
 }
 
+
+# Sends one command to 127.0.0.1:PORT and fails unless the reply is +OK.
+ok() {
+    local port="$1"
+    shift
+    local reply
+    reply="$(resp "$port" "$@")"
+    [[ "$reply" == +OK* ]] || die "$* on port $port answered: $reply"
+}
+
+# The value of FIELD in the `CLUSTER INFO` of port PORT (empty when unreachable).
+cluster_info() {
+    resp "$1" CLUSTER INFO 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"
+}
+
+# A free port for a cluster node: at most 55535, with its bus port (+10000) free as well.
+free_cluster_port() {
+    "$PYTHON" - <<'EOF'
+import random, socket
+for _ in range(1000):
+    p = random.randint(20000, 45000)
+    try:
+        for q in (p, p + 10000):
+            s = socket.socket()
+            s.bind(("127.0.0.1", q))
+            s.close()
+    except OSError:
+        continue
+    print(p)
+    break
+EOF
+}
+
+cluster_start() {
+    local masters=3 replicas=0 owner=""
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+        --masters) masters="${2:-}"; shift 2 ;;
+        --replicas) replicas="${2:-}"; shift 2 ;;
+        --owner) owner="${2:-}"; shift 2 ;;
+        *) die "usage: $0 cluster start [--masters N] [--replicas R] [--owner PID]" ;;
+        esac
+    done
+    [[ "$masters" =~ ^[1-9][0-9]*$ && "$replicas" =~ ^[0-9]+$ ]] ||
+        die "--masters takes a positive number, --replicas a number"
+    install
+    local total=$((masters * (1 + replicas))) ports=() i port
+    for ((i = 0; i < total; i++)); do
+        ports+=("$(free_cluster_port)")
+    done
+    mkdir -p "$RUN"
+    # The record that `cluster stop` reads, written first so that a failed start can be undone.
+    local record="$RUN/cluster-${ports[0]}"
+    printf '%s\n' "${ports[@]}" >"$record"
+    for port in "${ports[@]}"; do
+        ln -sf "$record" "$RUN/cluster-of-$port"
+    done
+    # Any failure below (die exits) stops what was started.
+    trap 'cluster_stop "${ports[0]}" >/dev/null 2>&1 || true' EXIT
+    for port in "${ports[@]}"; do
+        # A node that finds an old nodes.conf would rejoin a cluster that no longer exists.
+        rm -f "$RUN/$port/nodes.conf"
+        # node timeout 2 s: a killed master's replica takes over within a few seconds.
+        # require-full-coverage no: a shard that is down fails only the requests it serves.
+        start "$port" ${owner:+--owner "$owner"} -- --cluster-enabled yes \
+            --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+            --cluster-require-full-coverage no >/dev/null
+    done
+    # Slots: masters take equal ranges of the 16384; each its own config epoch.
+    for ((i = 0; i < masters; i++)); do
+        local from=$((16384 * i / masters)) to=$((16384 * (i + 1) / masters - 1))
+        ok "${ports[$i]}" CLUSTER ADDSLOTSRANGE "$from" "$to"
+        ok "${ports[$i]}" CLUSTER SET-CONFIG-EPOCH $((i + 1))
+    done
+    for port in "${ports[@]:1}"; do
+        ok "$port" CLUSTER MEET 127.0.0.1 "${ports[0]}"
+    done
+    local tries
+    for ((tries = 0; tries < 200; tries++)); do
+        local all=1
+        for port in "${ports[@]}"; do
+            [[ "$(cluster_info "$port" cluster_known_nodes)" == "$total" ]] || all=0
+        done
+        ((all)) && break
+        sleep 0.1
+    done
+    ((all)) || die "the cluster's nodes did not all meet within 20 s"
+    # Replicas: node masters + r * masters + i follows master i.
+    local r
+    for ((r = 1; r <= replicas; r++)); do
+        for ((i = 0; i < masters; i++)); do
+            local id
+            id="$(resp "${ports[$i]}" CLUSTER MYID | tr -d '\r' | sed -n '2p')"
+            [[ "$id" =~ ^[0-9a-f]{40}$ ]] || die "no node id from port ${ports[$i]}"
+            ok "${ports[$((r * masters + i))]}" CLUSTER REPLICATE "$id"
+        done
+    done
+    for ((tries = 0; tries < 300; tries++)); do
+        local all=1
+        for port in "${ports[@]}"; do
+            [[ "$(cluster_info "$port" cluster_state)" == ok &&
+                "$(cluster_info "$port" cluster_slots_ok)" == 16384 ]] || all=0
+        done
+        for port in "${ports[@]:$masters}"; do
+            resp "$port" INFO replication | grep -q 'master_link_status:up' || all=0
+        done
+        ((all)) && break
+        sleep 0.1
+    done
+    ((all)) || die "the cluster did not reach cluster_state:ok within 30 s"
+    trap - EXIT
+    local url="" sep=""
+    for port in "${ports[@]}"; do
+        url+="${sep}127.0.0.1:$port"
+        sep=","
+    done
+    echo "redis+cluster://$url"
+}
+
+cluster_stop() {
+    local target="${1:-}" port
+    [[ -n "$target" ]] || die "usage: $0 cluster stop PORT|URL"
+    # From a URL, its first port.
+    target="${target#redis+cluster://}"
+    target="${target%%,*}"
+    target="${target##*:}"
+    [[ "$target" =~ ^[0-9]+$ ]] || die "usage: $0 cluster stop PORT|URL"
+    local record
+    record="$(readlink -f "$RUN/cluster-of-$target" 2>/dev/null)" || true
+    [[ -n "$record" && -f "$record" ]] || {
+        log "no cluster known for port $target"
+        return 0
+    }
+    while read -r port; do
+        [[ "$port" =~ ^[0-9]+$ ]] || continue
+        stop "$port"
+        rm -f "$RUN/cluster-of-$port" "$RUN/$port/nodes.conf"
+    done <"$record"
+    rm -f "$record"
+}
+
+cluster() {
+    case "${1:-}" in
+    start)
+        shift
+        cluster_start "$@"
+        ;;
+    stop)
+        shift
+        cluster_stop "$@"
+        ;;
+    *) die "usage: $0 cluster start|stop ..." ;;
+    esac
+}
+
 case "${1:-}" in
 install) install ;;
+cluster)
+    shift
+    cluster "$@"
+    ;;
 start)
     shift
     start "$@"
@@ -237,7 +409,7 @@ paths)
     echo "$(module_path)"
     ;;
 *)
-    sed -n '2,20p' "$0" >&2
+    sed -n '2,28p' "$0" >&2
     exit 2
     ;;
 esac

@@ -142,6 +142,14 @@ pub const DOCS: &[(&str, &str)] = &[
         "Multiplexed connections to Redis, used in turn (0 counts as 1): one connection reads and parses all of its replies on one task (about a fifth of a redis-backed server's CPU), which would cap a server of more than ~4 cores.",
     ),
     (
+        "redis.cluster",
+        "The URL names a Redis Cluster (a `redis+cluster://host:port,...` URL implies it): the deployment is cut into shards over the masters, each with its own search index; queries fan out to every shard and merge exactly.",
+    ),
+    (
+        "redis.cluster_shards",
+        "Shards of a new cluster deployment (0: one per master at creation); fixed once created, and a resharding moves whole shards, so set it at least to the masters the deployment may grow to.",
+    ),
+    (
         "redis.connect_timeout_ms",
         "Time to establish a connection.",
     ),

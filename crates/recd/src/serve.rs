@@ -135,7 +135,7 @@ async fn experiments(config: &Config) -> Result<Arc<Experiments>> {
         )?,
         Backend::Redis => Arc::new(
             RedisLedger::connect(
-                &config.redis_url,
+                &recd_store::redis::effective_url(&config.redis_url, config.redis.cluster),
                 &config.redis.prefix,
                 e.window(),
                 e.stream_max,
@@ -166,7 +166,7 @@ async fn access(config: &Config) -> Result<Arc<Access>> {
     if config.backend == Backend::Redis && access.limiter().enabled() {
         let r = &config.redis;
         let shared = limits::Shared::connect(
-            &config.redis_url,
+            &recd_store::redis::effective_url(&config.redis_url, r.cluster),
             &r.prefix,
             Duration::from_millis(r.connect_timeout_ms),
             Duration::from_millis(r.response_timeout_ms),

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
+use recd_store::redis::Conn;
 use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
 /// One limit: a sustained rate and the burst allowed on top of it.
@@ -191,25 +191,22 @@ return {1, 0}
 /// The limiter shared by a deployment's servers through Redis.
 #[derive(Clone)]
 pub struct Shared {
-    conn: ConnectionManager,
+    conn: Conn,
     script: Script,
     prefix: String,
 }
 
 impl Shared {
-    /// Connects to the deployment's Redis; `prefix` is its key prefix (`[redis] prefix`).
+    /// Connects to the deployment's Redis (or cluster: each limit is one key, one slot);
+    /// `prefix` is its key prefix (`[redis] prefix`).
     pub async fn connect(
         url: &str,
         prefix: &str,
         connect_timeout: Duration,
         response_timeout: Duration,
-    ) -> Result<Shared, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(response_timeout))
-            .set_number_of_retries(1);
-        let conn = client.get_connection_manager_with_config(config).await?;
+    ) -> Result<Shared, recd_store::StoreError> {
+        let conn =
+            recd_store::redis::connect_url(url, false, connect_timeout, response_timeout).await?;
         Ok(Shared {
             conn,
             script: Script::new(GCRA),

@@ -16,8 +16,8 @@
 
 use std::time::Duration;
 
+use recd_store::redis::{Conn, Target, id_tag};
 use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -113,9 +113,13 @@ impl Invalidation {
 /// The Redis tier.
 #[derive(Clone)]
 pub struct RedisTier {
+    /// One node, for pub/sub (on a cluster a `PUBLISH` reaches every node).
     client: redis::Client,
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
+    /// A cluster: a user's keys share a hash tag, an item's too, the epochs another one,
+    /// and no multi-key unit spans two of them.
+    cluster: bool,
     /// Marks outlive every entry by this much.
     mark_ttl_ms: u64,
     unlock: Script,
@@ -146,16 +150,14 @@ impl RedisTier {
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> SharedResult<Self> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(response_timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(200));
-        let conn = client.get_connection_manager_with_config(config).await?;
+        let target = Target::parse(url, false).map_err(|e| SharedError(e.to_string()))?;
+        let client = redis::Client::open(target.first_node())?;
+        let conn = recd_store::redis::connect_url(url, false, connect_timeout, response_timeout)
+            .await
+            .map_err(|e| SharedError(e.to_string()))?;
         Ok(Self {
             client,
+            cluster: conn.is_cluster(),
             conn,
             prefix: format!("{key_prefix}cache:"),
             mark_ttl_ms: max_ttl_ms + 1_000,
@@ -167,6 +169,25 @@ impl RedisTier {
         format!("{}{rest}", self.prefix)
     }
 
+    /// A key of one user's (`kind` 'u') or item's ('i') entries: under the id's hash tag
+    /// on a cluster.
+    fn id_key(&self, kind: char, family: &str, id: &str, rest: &str) -> String {
+        if self.cluster {
+            format!("{}{}:{family}{id}{rest}", self.prefix, id_tag(kind, id))
+        } else {
+            format!("{}{family}{id}{rest}", self.prefix)
+        }
+    }
+
+    /// A deployment-wide counter (`epoch`, `depoch`).
+    fn global_key(&self, name: &str) -> String {
+        if self.cluster {
+            format!("{}{{g}}:{name}", self.prefix)
+        } else {
+            self.key(name)
+        }
+    }
+
     /// The pub/sub channel.
     pub fn channel(&self) -> String {
         self.key("inv")
@@ -176,9 +197,9 @@ impl RedisTier {
     /// the epoch it depends on.
     pub fn recs_keys(&self, user: &str, shape: u128) -> Keys {
         Keys {
-            data: self.key(&format!("recs:{user}:{shape:032x}")),
-            mark: self.key(&format!("umark:{user}")),
-            epoch: self.key("epoch"),
+            data: self.id_key('u', "recs:", user, &format!(":{shape:032x}")),
+            mark: self.id_key('u', "umark:", user, ""),
+            epoch: self.global_key("epoch"),
             index: Some(self.user_index(user)),
         }
     }
@@ -186,9 +207,9 @@ impl RedisTier {
     /// The keys of an item's details.
     pub fn item_keys(&self, id: &str) -> Keys {
         Keys {
-            data: self.key(&format!("item:{id}")),
-            mark: self.key(&format!("imark:{id}")),
-            epoch: self.key("depoch"),
+            data: self.id_key('i', "item:", id, ""),
+            mark: self.id_key('i', "imark:", id, ""),
+            epoch: self.global_key("depoch"),
             index: None,
         }
     }
@@ -198,7 +219,7 @@ impl RedisTier {
         format!("{data_key}:lock")
     }
 
-    /// Entry, mark and epoch in one round trip.
+    /// Entry, mark and epoch in one round trip (on a cluster, one per slot, concurrent).
     pub async fn get(&self, keys: &Keys) -> SharedResult<Lookup> {
         let mut conn = self.conn.clone();
         let (body, mark, epoch): (Option<Vec<u8>>, Option<i64>, Option<i64>) = redis::cmd("MGET")
@@ -216,7 +237,7 @@ impl RedisTier {
 
     /// The set of a user's list keys.
     fn user_index(&self, user: &str) -> String {
-        self.key(&format!("ukeys:{user}"))
+        self.id_key('u', "ukeys:", user, "")
     }
 
     /// Stores a body for its TTL (and indexes it under its owner, if it has one).
@@ -260,30 +281,39 @@ impl RedisTier {
     }
 
     /// Moves the marks (and, for item writes, the epoch) and tells the other servers.
+    /// On a cluster: one pipeline per id (its mark's slot), then the epoch, then the
+    /// message; a failure part way is an error (the caller does not acknowledge the write).
     pub async fn invalidate(&self, what: &Invalidation, instance: &str) -> SharedResult<()> {
         let mut pipe = redis::pipe();
         let none = Vec::new();
-        let (ids, mark) = match what {
-            Invalidation::Users(ids) => (ids, "umark:"),
-            Invalidation::Items(ids) | Invalidation::Details(ids) => (ids, "imark:"),
-            Invalidation::AllDetails => (&none, "imark:"),
+        let (ids, kind, mark) = match what {
+            Invalidation::Users(ids) => (ids, 'u', "umark:"),
+            Invalidation::Items(ids) | Invalidation::Details(ids) => (ids, 'i', "imark:"),
+            Invalidation::AllDetails => (&none, 'i', "imark:"),
         };
+        let mut conn = self.conn.clone();
         for id in ids {
-            let key = self.key(&format!("{mark}{id}"));
+            let key = self.id_key(kind, mark, id, "");
             pipe.incr(&key, 1).ignore();
             pipe.pexpire(&key, self.mark_ttl_ms as i64).ignore();
+            if self.cluster {
+                let () = pipe.query_async(&mut conn).await?;
+                pipe = redis::pipe();
+            }
         }
-        match what {
-            Invalidation::Items(_) => {
-                pipe.incr(self.key("epoch"), 1).ignore();
+        let epoch = match what {
+            Invalidation::Items(_) => Some("epoch"),
+            Invalidation::AllDetails => Some("depoch"),
+            _ => None,
+        };
+        if let Some(epoch) = epoch {
+            pipe.incr(self.global_key(epoch), 1).ignore();
+            if self.cluster {
+                let () = pipe.query_async(&mut conn).await?;
+                pipe = redis::pipe();
             }
-            Invalidation::AllDetails => {
-                pipe.incr(self.key("depoch"), 1).ignore();
-            }
-            _ => {}
         }
         pipe.publish(self.channel(), what.encode(instance)).ignore();
-        let mut conn = self.conn.clone();
         let () = pipe.query_async(&mut conn).await?;
         Ok(())
     }

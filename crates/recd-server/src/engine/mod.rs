@@ -141,7 +141,7 @@ pub async fn shared_tier(config: &Config) -> Result<Option<RedisTier>, SharedErr
     }
     let r = &config.redis;
     RedisTier::connect(
-        &config.redis_url,
+        &recd_store::redis::effective_url(&config.redis_url, r.cluster),
         &r.prefix,
         cache.max_ttl_ms(),
         Duration::from_millis(r.connect_timeout_ms),

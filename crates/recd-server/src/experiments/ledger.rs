@@ -27,9 +27,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use recd_core::experiment::Team;
+use recd_store::redis::Conn;
 use recd_store::{StoreError, StoreResult};
 use redis::Script;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use super::model::Definitions;
@@ -378,7 +378,7 @@ return 1";
 /// Experiment state in Redis, shared by every server of a deployment.
 #[derive(Clone)]
 pub struct RedisLedger {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
     impression_ttl_ms: u64,
     log_max: u64,
@@ -398,7 +398,9 @@ fn redis_error(e: redis::RedisError) -> StoreError {
 }
 
 impl RedisLedger {
-    /// Connects under the deployment's key prefix.
+    /// Connects under the deployment's key prefix (a `redis+cluster://` URL: a cluster,
+    /// where every ledger key shares one hash tag, so that an impression and its log
+    /// entry, or a user's counts and the experiment's, stay one atomic unit).
     pub async fn connect(
         url: &str,
         prefix: &str,
@@ -406,17 +408,15 @@ impl RedisLedger {
         log_max: u64,
         timeout: Duration,
     ) -> StoreResult<Self> {
-        let client = redis::Client::open(url).map_err(redis_error)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
-        let conn = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(redis_error)?;
+        let conn = recd_store::redis::connect_url(url, false, timeout, timeout).await?;
+        let prefix = if conn.is_cluster() {
+            format!("{prefix}{{exp}}:")
+        } else {
+            format!("{prefix}exp:")
+        };
         Ok(Self {
             conn,
-            prefix: format!("{prefix}exp:"),
+            prefix,
             impression_ttl_ms: impression_ttl.as_millis() as u64,
             log_max,
             count: Script::new(COUNT),

@@ -46,7 +46,11 @@ pub(crate) fn from_redis(e: RedisError) -> StoreError {
                     | ServerErrorKind::ClusterDown
                     | ServerErrorKind::MasterDown
                     | ServerErrorKind::ReadOnly
-            )
+                    // A redirect left after the cluster client's retries: the slot's
+                    // master is failing over or moving, or is down.
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
+            ) | ErrorKind::ClusterConnectionNotFound
         );
     if transient {
         StoreError::Unavailable(format!("redis: {e}"))

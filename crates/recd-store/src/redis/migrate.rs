@@ -26,6 +26,19 @@ use super::reply::hash_reply;
 use super::{Inner, RedisStore, create_index, schema, scripts};
 use crate::{StoreError, StoreResult};
 
+impl RedisStore {
+    /// Refuses `what` on a cluster deployment (not built for shards yet).
+    fn single_redis_only(&self, what: &str) -> StoreResult<()> {
+        if self.inner.cluster {
+            return Err(StoreError::Invalid(ValidationError::new(format!(
+                "{what} is not supported on a Redis Cluster deployment yet; re-import under a \
+                 new prefix instead"
+            ))));
+        }
+        Ok(())
+    }
+}
+
 /// Items copied per round trip.
 const BATCH: usize = 500;
 
@@ -49,6 +62,7 @@ impl RedisStore {
                 ValidationError::new(format!("vector of item '{id}': {}", e.message))
             })?;
         }
+        self.single_redis_only("a schema migration")?;
         let mut conn = self.conn();
         let old = &self.inner.keys;
         let current: Option<u32> = redis::cmd("HGET")
@@ -130,13 +144,15 @@ impl RedisStore {
                 new_schema,
                 self.inner.settings.clone(),
                 self.inner.config.clone(),
-                new,
+                new.clone(),
+                super::shards::Shards::single(new),
             )),
         })
     }
 
     /// Drops index version `version` and deletes its item hashes; refuses the current one.
     pub async fn drop_version(&self, version: u32) -> StoreResult<()> {
+        self.single_redis_only("dropping an index version")?;
         let mut conn = self.conn();
         let keys = self.inner.keys.at_version(version);
         let current: Option<u32> = redis::cmd("HGET")
@@ -221,7 +237,7 @@ fn convert(
 
 /// Writes items under another version's keys (the upsert script, as `upsert_items` does).
 async fn upsert_at(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut super::conn::Conn,
     keys: &super::keys::Keys,
     schema: &Schema,
     batch: Vec<ItemUpsert>,

@@ -14,6 +14,11 @@
 //! - users: an optimistic read → `UserState::apply` in Rust → compare-and-set script
 //!   ([`users`]), which also appends to the `{prefix}events` stream and bumps popularity.
 //!
+//! On a Redis Cluster (`redis+cluster://host:port,...` or [`RedisConfig::cluster`]), the
+//! deployment is cut into shards, each one hash tag with its own keys and search index
+//! ([`shards`]); reads fan out to every shard concurrently and merge, writes go to the
+//! shard of their item or user.
+//!
 //! Connections: a few [`ConnectionManager`]s (each one multiplexed connection that reconnects
 //! by itself), used in turn: one multiplexed connection reads and parses every reply on one
 //! task, which would cap a server with many cores ([`RedisConfig::connections`]). Short
@@ -24,6 +29,8 @@
 //!
 //! # Layout
 //! - [`keys`]: key names under the configured prefix.
+//! - [`shards`]: a cluster deployment's shards (hash tags) and what lives in each.
+//! - [`conn`]: one connection type for a single Redis and for a cluster.
 //! - [`schema`]: the item hash encoding and `FT.CREATE`, both derived from the `Schema`.
 //! - [`query`]: `Filter` → RediSearch query with PARAMS; the `FT.SEARCH` commands.
 //! - [`popular`]: the most popular items passing a filter, from the sorted sets.
@@ -36,8 +43,10 @@
 //! - [`models`]: the model registry (records, chunks, the live version).
 //! - [`error`]: Redis errors → `StoreError`.
 
+pub mod conn;
 mod docs;
 mod error;
+mod fanout;
 mod gram;
 mod keys;
 mod migrate;
@@ -47,6 +56,7 @@ mod query;
 mod reply;
 mod schema;
 mod scripts;
+mod shards;
 mod users;
 
 use std::collections::{BTreeMap, HashMap};
@@ -55,14 +65,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::future::try_join_all;
 use recd_core::item::check_vector;
 use recd_core::{Event, Filter, Item, ItemUpsert, Schema, ValidationError};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+#[cfg(doc)]
+use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
+pub use self::conn::{Conn, Target, connect_url, effective_url};
 use self::error::{bad_reply, from_redis, is_missing_index};
 use self::keys::Keys;
 use self::reply::{Doc, search_reply};
+use self::shards::Shards;
+pub use self::shards::id_tag;
 use crate::{
     Counts, Hit, ModelRecord, ModelRegistry, ModelSettings, Page, PopularHit, Store, StoreError,
     StoreResult,
@@ -130,6 +145,13 @@ pub struct RedisConfig {
     /// under perf), so a single connection would cap a server of more than ~4 cores; on 2
     /// cores 1 and 4 measured the same (BENCHMARKS.md, "Redis request path").
     pub connections: usize,
+    /// The URL names a Redis Cluster (also implied by a `redis+cluster://` URL): the
+    /// deployment is cut into shards over the masters, queries fan out to all of them.
+    pub cluster: bool,
+    /// Shards of a new cluster deployment (0: one per master found at creation). Fixed
+    /// once created (recorded in the meta): a resharding moves whole shards, so set it to
+    /// at least the masters the deployment may grow to.
+    pub cluster_shards: usize,
 }
 
 impl Default for RedisConfig {
@@ -148,6 +170,8 @@ impl Default for RedisConfig {
             response_timeout_ms: 1000,
             operation_timeout_ms: 2000,
             connections: 4,
+            cluster: false,
+            cluster_shards: 0,
         }
     }
 }
@@ -173,32 +197,41 @@ impl std::fmt::Debug for RedisStore {
 struct Inner {
     /// Multiplexed connections, each re-established in the background after a failure;
     /// never empty.
-    conns: Vec<ConnectionManager>,
+    conns: Vec<Conn>,
     /// The next connection [`Inner::conn`] hands out.
     next_conn: std::sync::atomic::AtomicUsize,
     schema: Schema,
     settings: ModelSettings,
     config: RedisConfig,
-    /// Key names at the index version found (or created) at connect time.
+    /// Key names at the index version found (or created) at connect time: the
+    /// deployment-wide keys (meta, models); on a single Redis also its one shard.
     keys: Keys,
+    /// The shards items and users spread over (one on a single Redis).
+    shards: Shards,
+    /// Whether this is a Redis Cluster.
+    cluster: bool,
     /// The schema's tag and bool fields (they have per-value popularity ZSETs).
     tag_fields: Vec<String>,
     /// Decoded item docs.
     docs: docs::DocCache,
     /// Where the next sweep of the set of users continues (`SSCAN` cursor; 0: a new pass).
     sweep_cursor: std::sync::atomic::AtomicU64,
+    /// The shard the sweep is in.
+    sweep_shard: std::sync::atomic::AtomicUsize,
     /// The fold-in's `YᵀY` of the item vectors.
     grams: Arc<gram::GramCache>,
 }
 
 impl Inner {
     fn new(
-        conns: Vec<ConnectionManager>,
+        conns: Vec<Conn>,
         schema: Schema,
         settings: ModelSettings,
         config: RedisConfig,
         keys: Keys,
+        shards: Shards,
     ) -> Self {
+        let cluster = !shards.tags().is_empty();
         Inner {
             docs: docs::DocCache::new(config.item_cache),
             tag_fields: schema::tag_fields(&schema)
@@ -211,7 +244,10 @@ impl Inner {
             settings,
             config,
             keys,
+            cluster,
+            shards,
             sweep_cursor: Default::default(),
+            sweep_shard: Default::default(),
             grams: Default::default(),
         }
     }
@@ -219,7 +255,7 @@ impl Inner {
     /// The next connection, in turn. Each store call takes one and awaits every reply
     /// before its next command, so commands of one call keep their order whichever
     /// connection carries them (a `MULTI` is one pipeline on one connection).
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         let n = self
             .next_conn
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -232,17 +268,12 @@ impl RedisStore {
     /// prefix holds none yet): what a server started without a `[schema]` serves, the way
     /// an embedded data dir remembers its schema.
     pub async fn recorded_schema(url: &str, config: &RedisConfig) -> StoreResult<Option<Schema>> {
-        let client = redis::Client::open(url).map_err(|e| {
-            StoreError::Invalid(ValidationError::new(format!("bad redis url '{url}': {e}")))
-        })?;
+        let target = Target::parse(url, config.cluster)?;
         let deadline = Duration::from_millis(config.operation_timeout_ms);
         let read = async {
-            let mut conn = client
-                .get_multiplexed_async_connection()
-                .await
-                .map_err(from_redis)?;
+            let mut conn = target.connect(config).await?;
             let stored: Option<String> = redis::cmd("HGET")
-                .arg(Keys::new(&config.prefix, 1).meta())
+                .arg(global_keys(&config.prefix, target.is_cluster(), 1).meta())
                 .arg("schema")
                 .query_async(&mut conn)
                 .await
@@ -271,34 +302,35 @@ impl RedisStore {
         config: RedisConfig,
     ) -> StoreResult<RedisStore> {
         schema::check_schema(&schema)?;
-        let client = redis::Client::open(url).map_err(|e| {
-            StoreError::Invalid(ValidationError::new(format!("bad redis url '{url}': {e}")))
-        })?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
-            .set_response_timeout(Some(Duration::from_millis(config.response_timeout_ms)))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(200));
+        let target = Target::parse(url, config.cluster)?;
+        let cluster = target.is_cluster();
+        if cluster && config.prefix.contains(['{', '}']) {
+            return Err(StoreError::Invalid(ValidationError::new(format!(
+                "on a Redis Cluster the key prefix may not hold '{{' or '}}' (it would change \
+                 the keys' hash tags): '{}'",
+                config.prefix
+            ))));
+        }
         let deadline = Duration::from_millis(config.operation_timeout_ms);
         let mut conns = Vec::with_capacity(config.connections.max(1));
         for _ in 0..config.connections.max(1) {
-            let conn = tokio::time::timeout(
-                deadline,
-                ConnectionManager::new_with_config(client.clone(), manager_config.clone()),
-            )
-            .await
-            .map_err(|_| StoreError::Unavailable(format!("redis at {url}: connect timed out")))?
-            .map_err(from_redis)?;
-            conns.push(conn);
+            conns.push(target.connect(&config).await?);
         }
         let mut first = conns[0].clone();
-        let version =
-            with_deadline(deadline, ensure_index(&mut first, &schema, &config, 1)).await?;
-        let keys = Keys::new(&config.prefix, version);
-        tracing::info!(prefix = %config.prefix, version, connections = conns.len(), "redis store ready");
+        let placement = if cluster {
+            Placement::Cluster(None)
+        } else {
+            Placement::Single
+        };
+        let (version, shards) = with_deadline(
+            deadline,
+            ensure_index(&mut first, &schema, &config, 1, placement),
+        )
+        .await?;
+        let keys = global_keys(&config.prefix, cluster, version);
+        tracing::info!(prefix = %config.prefix, version, connections = conns.len(), shards = shards.len(), cluster, "redis store ready");
         Ok(RedisStore {
-            inner: Arc::new(Inner::new(conns, schema, settings, config, keys)),
+            inner: Arc::new(Inner::new(conns, schema, settings, config, keys, shards)),
         })
     }
 
@@ -391,7 +423,7 @@ impl RedisStore {
         .await
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         self.inner.conn()
     }
 
@@ -408,23 +440,33 @@ impl RedisStore {
 
     /// Runs `FT.SEARCH args`; if the index is gone (a Redis that restarted empty), creates
     /// it again and retries once.
-    async fn search(&self, args: Vec<Vec<u8>>) -> StoreResult<(u64, Vec<Doc>)> {
-        search_reply(self.query_index("FT.SEARCH", args).await?)
+    async fn search(&self, args: Vec<Vec<u8>>, keys: &Keys) -> StoreResult<(u64, Vec<Doc>)> {
+        search_reply(self.query_index("FT.SEARCH", args, keys).await?)
     }
 
     /// [`RedisStore::search`] for `NOCONTENT` queries: the total and the keys.
-    async fn search_keys(&self, args: Vec<Vec<u8>>) -> StoreResult<(u64, Vec<String>)> {
-        reply::keys_reply(self.query_index("FT.SEARCH", args).await?)
+    async fn search_keys(
+        &self,
+        args: Vec<Vec<u8>>,
+        keys: &Keys,
+    ) -> StoreResult<(u64, Vec<String>)> {
+        reply::keys_reply(self.query_index("FT.SEARCH", args, keys).await?)
     }
 
     /// `FT.AGGREGATE` with [`query::aggregate_keys_args`]: the keys.
-    async fn aggregate_keys(&self, args: Vec<Vec<u8>>) -> StoreResult<Vec<String>> {
-        reply::aggregate_keys_reply(self.query_index("FT.AGGREGATE", args).await?)
+    async fn aggregate_keys(&self, args: Vec<Vec<u8>>, keys: &Keys) -> StoreResult<Vec<String>> {
+        reply::aggregate_keys_reply(self.query_index("FT.AGGREGATE", args, keys).await?)
     }
 
-    /// Runs `command args` against the index; re-creates a missing index once (see
-    /// [`RedisStore::search`]).
-    async fn query_index(&self, command: &str, args: Vec<Vec<u8>>) -> StoreResult<redis::Value> {
+    /// Runs `command args` against the index of the shard of `keys` (the first argument
+    /// names it, which routes the command on a cluster); re-creates a missing index once
+    /// (see [`RedisStore::search`]: also a shard whose slot moved to a master without it).
+    async fn query_index(
+        &self,
+        command: &str,
+        args: Vec<Vec<u8>>,
+        keys: &Keys,
+    ) -> StoreResult<redis::Value> {
         let mut conn = self.conn();
         let mut cmd = redis::cmd(command);
         for a in &args {
@@ -433,28 +475,75 @@ impl RedisStore {
         match cmd.query_async::<redis::Value>(&mut conn).await {
             Ok(v) => Ok(v),
             Err(e) if is_missing_index(&e) => {
-                tracing::warn!(prefix = %self.inner.config.prefix, "search index missing; re-creating it");
+                tracing::warn!(index = %keys.index(), "search index missing; re-creating it");
                 let version = self.inner.keys.version();
-                ensure_index(&mut conn, &self.inner.schema, &self.inner.config, version).await?;
+                let placement = match self.inner.cluster {
+                    true => Placement::Cluster(Some(self.inner.shards.tags().to_vec())),
+                    false => Placement::Single,
+                };
+                ensure_index(
+                    &mut conn,
+                    &self.inner.schema,
+                    &self.inner.config,
+                    version,
+                    placement,
+                )
+                .await?;
                 cmd.query_async(&mut conn).await.map_err(from_redis)
             }
             Err(e) => Err(from_redis(e)),
         }
     }
 
-    fn doc_item(&self, doc: &Doc) -> StoreResult<Item> {
-        let id = self
-            .inner
-            .keys
+    fn doc_item(&self, keys: &Keys, doc: &Doc) -> StoreResult<Item> {
+        let id = keys
             .any_item_id(&doc.key)
             .ok_or_else(|| bad_reply("a hit outside this store's item prefix"))?;
         schema::item_from_fields(id, &doc.fields, &self.inner.schema)
     }
 
-    /// One `FT.SEARCH ... KNN` with `filter` entirely inside RediSearch: the hits' keys
-    /// and scores, best first, each with the `returned` fields only.
+    /// The KNN candidates of shard `shard` for the `k` nearest items passing `filter`,
+    /// best first: its `k` nearest matches (fewer when it has fewer), possibly more (see
+    /// `Store::knn`); the first `k` that still exist are the shard's answer.
+    async fn knn_candidates(
+        &self,
+        shard: usize,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+    ) -> StoreResult<Vec<(usize, Doc, f32)>> {
+        let keys = &self.inner.shards.all()[shard];
+        let tagged = |hits: Vec<(Doc, f32)>| hits.into_iter().map(|(d, s)| (shard, d, s)).collect();
+        let overfetch = self.inner.config.range_overfetch;
+        if let (true, Some((pre, post))) = (overfetch > 1, query::split_ranges(filter)) {
+            // Cheap pre-filter, ranges checked on an over-fetch (the hits return the
+            // range fields). When at least k of the k' nearest cheap matches pass the
+            // ranges, they are the k nearest matches; when fewer than k' came back,
+            // every cheap match was seen. Otherwise fall back to the whole filter
+            // inside RediSearch.
+            let fetch = k.saturating_mul(overfetch);
+            let ranged = range_fields(&post);
+            let hits = self.knn_query(keys, query, fetch, &pre, &ranged).await?;
+            let fetched = hits.len();
+            let mut passed = Vec::with_capacity(fetched);
+            for (doc, score) in hits {
+                if post.matches(&self.doc_item(keys, &doc)?) {
+                    passed.push((doc, score));
+                }
+            }
+            if passed.len() >= k || fetched < fetch {
+                return Ok(tagged(passed));
+            }
+        }
+        Ok(tagged(self.knn_query(keys, query, k, filter, &[]).await?))
+    }
+
+    /// One `FT.SEARCH ... KNN` with `filter` entirely inside RediSearch, on the index of
+    /// the shard of `keys`: the hits' keys and scores, best first, each with the `returned`
+    /// fields only.
     async fn knn_query(
         &self,
+        keys: &Keys,
         query: &[f32],
         k: usize,
         filter: &Filter,
@@ -462,7 +551,7 @@ impl RedisStore {
     ) -> StoreResult<Vec<(Doc, f32)>> {
         let schema = &self.inner.schema;
         let args = query::knn_args(
-            &self.inner.keys.alias(),
+            &keys.alias(),
             &self.inner.config,
             query,
             k,
@@ -472,7 +561,7 @@ impl RedisStore {
         if returned.is_empty() {
             // The distance is the sort key (see `query::knn_args`). It is the f32 distance
             // printed with 17 digits (`RETURN` prints 12): both parse to the same f32.
-            let hits = reply::sort_keys_reply(self.query_index("FT.SEARCH", args).await?)?;
+            let hits = reply::sort_keys_reply(self.query_index("FT.SEARCH", args, keys).await?)?;
             return Ok(hits
                 .into_iter()
                 .map(|(key, distance)| {
@@ -484,7 +573,7 @@ impl RedisStore {
                 })
                 .collect());
         }
-        let (_, docs) = self.search(args).await?;
+        let (_, docs) = self.search(args, keys).await?;
         docs.into_iter()
             .map(|doc| {
                 let distance: f32 = doc
@@ -496,16 +585,17 @@ impl RedisStore {
             .collect()
     }
 
-    /// The first `k` of `hits` (best first) whose items still exist and pass `filter`,
-    /// fetched with one `MGET` of their docs per round. (Between the search and the fetch
-    /// an item may have been deleted or changed; such hits are skipped.)
+    /// The first `k` of `hits` (shard, doc, score; best first) whose items still exist
+    /// and pass `filter`, fetched with one `MGET` of their docs per round. (Between the
+    /// search and the fetch an item may have been deleted or changed; such hits are
+    /// skipped.)
     async fn complete_hits(
         &self,
-        hits: Vec<(Doc, f32)>,
+        hits: Vec<(usize, Doc, f32)>,
         k: usize,
         filter: &Filter,
     ) -> StoreResult<Vec<Hit>> {
-        let keys = &self.inner.keys;
+        let shards = self.inner.shards.all();
         let mut out = Vec::with_capacity(k.min(hits.len()));
         let mut rest = hits.as_slice();
         while out.len() < k && !rest.is_empty() {
@@ -513,14 +603,15 @@ impl RedisStore {
             rest = later;
             let pairs: Vec<(&str, String)> = now
                 .iter()
-                .map(|(doc, _)| {
+                .map(|(shard, doc, _)| {
+                    let keys = &shards[*shard];
                     keys.any_item_id(&doc.key)
                         .zip(keys.doc_of_item_key(&doc.key))
                         .ok_or_else(|| bad_reply("a hit outside this store's item prefix"))
                 })
                 .collect::<StoreResult<_>>()?;
             let items = self.fetch_docs(&pairs, false).await?;
-            for ((_, score), item) in now.iter().zip(items) {
+            for ((_, _, score), item) in now.iter().zip(items) {
                 if let Some(item) = item.filter(|it| filter.matches(it)) {
                     out.push(Hit {
                         item,
@@ -532,13 +623,11 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// The items (fields, no vector) of this version for `ids`, `None` where absent,
-    /// through the [`docs`] cache (popular items: the same ones request after request).
-    async fn fetch_items(&self, ids: &[&str]) -> StoreResult<Vec<Option<Arc<Item>>>> {
-        let pairs: Vec<(&str, String)> = ids
-            .iter()
-            .map(|id| (*id, self.inner.keys.doc(id)))
-            .collect();
+    /// The items (fields, no vector) of this version for `ids` (of the shard of `keys`),
+    /// `None` where absent, through the [`docs`] cache (popular items: the same ones
+    /// request after request).
+    async fn fetch_items(&self, keys: &Keys, ids: &[&str]) -> StoreResult<Vec<Option<Arc<Item>>>> {
+        let pairs: Vec<(&str, String)> = ids.iter().map(|id| (*id, keys.doc(id))).collect();
         self.fetch_docs(&pairs, true).await
     }
 
@@ -553,14 +642,31 @@ impl RedisStore {
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<&str> = pairs.iter().map(|(_, key)| key.as_str()).collect();
-        let docs: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(from_redis)?;
-        if docs.len() != pairs.len() {
-            return Err(bad_reply("MGET count"));
+        // One MGET per shard, concurrently (a cluster refuses keys of several slots in one;
+        // the cluster client's own splitting of a multi-slot MGET miscounts replies when a
+        // slot moves mid-way, measured during a failover).
+        let ids: Vec<&str> = pairs.iter().map(|(id, _)| *id).collect();
+        let groups = self.inner.shards.group(&ids);
+        let per = try_join_all(groups.iter().map(|(_, at)| {
+            let keys: Vec<&str> = at.iter().map(|&i| pairs[i].1.as_str()).collect();
+            async move {
+                let docs: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+                    .arg(&keys)
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(from_redis)?;
+                if docs.len() != keys.len() {
+                    return Err(bad_reply("MGET count"));
+                }
+                Ok(docs)
+            }
+        }))
+        .await?;
+        let mut docs: Vec<Option<Vec<u8>>> = vec![None; pairs.len()];
+        for ((_, at), found) in groups.iter().zip(per) {
+            for (&i, doc) in at.iter().zip(found) {
+                docs[i] = doc;
+            }
         }
         pairs
             .iter()
@@ -582,6 +688,53 @@ impl RedisStore {
             })?;
         }
         Ok(())
+    }
+}
+
+impl RedisStore {
+    /// Upserts the items `ids` (all of shard `shard`, latest writes in `latest`) with one
+    /// script; how many.
+    async fn upsert_in_shard(
+        &self,
+        shard: usize,
+        ids: Vec<&str>,
+        latest: &HashMap<String, ItemUpsert>,
+    ) -> StoreResult<usize> {
+        let order = ids;
+        let keys = &self.inner.shards.all()[shard];
+        let mut inv = scripts::UPSERT_ITEMS.prepare_invoke();
+        for id in &order {
+            inv.key(keys.item(id));
+        }
+        for id in &order {
+            inv.key(keys.doc(id));
+        }
+        inv.key(keys.ids()).key(keys.popularity());
+        inv.arg(keys.popular_by_prefix())
+            .arg(self.inner.tag_fields.len());
+        for f in &self.inner.tag_fields {
+            inv.arg(f.as_str());
+        }
+        for id in &order {
+            let Some(up) = latest.get(*id) else { continue };
+            let fields = schema::item_fields(&up.item, &self.inner.schema);
+            inv.arg(*id)
+                .arg(if up.keep_vector && up.item.vector.is_none() {
+                    "1"
+                } else {
+                    "0"
+                })
+                .arg(schema::doc_bytes(&up.item))
+                .arg(fields.len());
+            for (f, v) in fields {
+                inv.arg(f).arg(v);
+            }
+        }
+        let n: usize = inv
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(from_redis)?;
+        Ok(n)
     }
 }
 
@@ -612,19 +765,43 @@ const LAYOUT: u32 = 3;
 /// of the recorded version if missing and points the alias at it. Idempotent and safe to
 /// run from several servers at once. Returns the recorded version.
 async fn ensure_index(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     schema: &Schema,
     config: &RedisConfig,
     version: u32,
-) -> StoreResult<u32> {
-    let probe = Keys::new(&config.prefix, 1);
+    placement: Placement,
+) -> StoreResult<(u32, Shards)> {
+    let cluster = !matches!(placement, Placement::Single);
+    let probe = global_keys(&config.prefix, cluster, 1);
     let schema_json = serde_json::to_string(schema)
         .map_err(|e| StoreError::Internal(format!("schema to json: {e}")))?;
-    let (version, stored, layout): (Option<u32>, Option<String>, Option<u32>) = scripts::INIT_META
+    // A new cluster deployment's shard tags, placed on the masters there are now (the
+    // meta keeps the first server's choice).
+    let proposed = match placement {
+        Placement::Single => String::new(),
+        Placement::Cluster(Some(tags)) => tags.join(","),
+        Placement::Cluster(None) => {
+            let masters = conn::masters(conn).await?;
+            let n = match config.cluster_shards {
+                0 => masters.len(),
+                n => n,
+            };
+            shards::choose_tags(n, &masters)
+                .ok_or_else(|| StoreError::Unavailable("no cluster master serves slots".into()))?
+                .join(",")
+        }
+    };
+    let (version, stored, layout, tags): (
+        Option<u32>,
+        Option<String>,
+        Option<u32>,
+        Option<String>,
+    ) = scripts::INIT_META
         .key(probe.meta())
         .arg(version)
         .arg(&schema_json)
         .arg(LAYOUT)
+        .arg(&proposed)
         .invoke_async(conn)
         .await
         .map_err(from_redis)?;
@@ -664,31 +841,65 @@ async fn ensure_index(
             stored.unwrap_or_default()
         ))));
     }
-    let keys = Keys::new(&config.prefix, version);
-    create_index(conn, &keys, schema, config).await?;
-    let () = redis::cmd("FT.ALIASUPDATE")
-        .arg(keys.alias())
-        .arg(keys.index())
-        .query_async(conn)
+    let shards = match (cluster, tags.filter(|t| !t.is_empty())) {
+        (false, _) => Shards::single(Keys::new(&config.prefix, version)),
+        (true, Some(tags)) => {
+            let tags: Vec<String> = tags.split(',').map(str::to_string).collect();
+            Shards::cluster(&config.prefix, &tags, version)
+        }
+        (true, None) => {
+            return Err(StoreError::Invalid(ValidationError::new(format!(
+                "the redis prefix '{}' holds a deployment without shards; use another prefix",
+                config.prefix
+            ))));
+        }
+    };
+    for keys in shards.all() {
+        create_index(conn, keys, schema, config).await?;
+        let alias = keys.alias();
+        conn.on_key_master(
+            &alias,
+            redis::cmd("FT.ALIASUPDATE").arg(&alias).arg(keys.index()),
+        )
         .await
         .map_err(from_redis)?;
-    Ok(version)
+    }
+    Ok((version, shards))
 }
 
-/// `FT.CREATE` for `keys`' version unless it exists.
+/// Where a deployment's keys go (see [`ensure_index`]).
+enum Placement {
+    /// One Redis.
+    Single,
+    /// A cluster: the shard tags to record if the deployment is new (`None`: chosen from
+    /// the topology now).
+    Cluster(Option<Vec<String>>),
+}
+
+/// The deployment-wide keys (meta, model registry) of `prefix`.
+fn global_keys(prefix: &str, cluster: bool, version: u32) -> Keys {
+    if cluster {
+        Keys::new(&shards::global_prefix(prefix), version)
+    } else {
+        Keys::new(prefix, version)
+    }
+}
+
+/// `FT.CREATE` for `keys`' version unless it exists (on the master of the index name's
+/// slot, which on a cluster is the shard's).
 async fn create_index(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     schema: &Schema,
     config: &RedisConfig,
 ) -> StoreResult<()> {
-    let args = schema::create_args(&keys.index(), keys.item_prefix(), schema, config);
-    match redis::cmd("FT.CREATE")
-        .arg(&args)
-        .query_async::<()>(conn)
+    let index = keys.index();
+    let args = schema::create_args(&index, keys.item_prefix(), schema, config);
+    match conn
+        .on_key_master(&index, redis::cmd("FT.CREATE").arg(&args))
         .await
     {
-        Ok(()) => {
+        Ok(_) => {
             tracing::info!(index = %keys.index(), "created search index");
             Ok(())
         }
@@ -725,13 +936,21 @@ impl Store for RedisStore {
 
     async fn counts(&self) -> StoreResult<Counts> {
         self.run(async {
-            let (items, users): (u64, u64) = redis::pipe()
-                .zcard(self.inner.keys.ids())
-                .zcard(self.inner.keys.users())
-                .query_async(&mut self.conn())
-                .await
-                .map_err(from_redis)?;
-            Ok(Counts { items, users })
+            let per = self
+                .each_shard(|keys| async move {
+                    let (items, users): (u64, u64) = redis::pipe()
+                        .zcard(keys.ids())
+                        .zcard(keys.users())
+                        .query_async(&mut self.conn())
+                        .await
+                        .map_err(from_redis)?;
+                    Ok((items, users))
+                })
+                .await?;
+            Ok(Counts {
+                items: per.iter().map(|(i, _)| i).sum(),
+                users: per.iter().map(|(_, u)| u).sum(),
+            })
         })
         .await
     }
@@ -755,46 +974,21 @@ impl Store for RedisStore {
         if order.is_empty() {
             return Ok(0);
         }
-        let keys = &self.inner.keys;
-        let mut inv = scripts::UPSERT_ITEMS.prepare_invoke();
-        for id in &order {
-            inv.key(keys.item(id));
-        }
-        for id in &order {
-            inv.key(keys.doc(id));
-        }
-        inv.key(keys.ids()).key(keys.popularity());
-        inv.arg(keys.popular_by_prefix())
-            .arg(self.inner.tag_fields.len());
-        for f in &self.inner.tag_fields {
-            inv.arg(f.as_str());
-        }
-        for id in &order {
-            let Some(up) = latest.get(id) else { continue };
-            let fields = schema::item_fields(&up.item, &self.inner.schema);
-            inv.arg(id.as_str())
-                .arg(if up.keep_vector && up.item.vector.is_none() {
-                    "1"
-                } else {
-                    "0"
-                })
-                .arg(schema::doc_bytes(&up.item))
-                .arg(fields.len());
-            for (f, v) in fields {
-                inv.arg(f).arg(v);
-            }
-        }
-        let n = self
-            .run(async {
-                let n: usize = inv
-                    .invoke_async(&mut self.conn())
-                    .await
-                    .map_err(from_redis)?;
-                Ok(n)
-            })
-            .await?;
-        self.vectors_changed().await?;
-        Ok(n)
+        // One script per shard: all or nothing on a single Redis; on a cluster, each
+        // shard's part is (a batch whose shards fail partly reports the failure).
+        let groups = self.inner.shards.group(&order);
+        let written = self
+            .run(try_join_all(groups.into_iter().map(|(shard, at)| {
+                let ids: Vec<&str> = at.iter().map(|&i| order[i].as_str()).collect();
+                self.upsert_in_shard(shard, ids, &latest)
+            })))
+            .await;
+        // The counter moves even after a failure: a batch that failed in one shard may
+        // have written vectors in another (and a script cut by the deadline may have run).
+        let moved = self.vectors_changed().await;
+        let written = written?;
+        moved?;
+        Ok(written.into_iter().sum())
     }
 
     async fn get_items(&self, ids: &[String]) -> StoreResult<Vec<Option<Item>>> {
@@ -802,30 +996,45 @@ impl Store for RedisStore {
             return Ok(Vec::new());
         }
         self.run(async {
-            let mut pipe = redis::pipe();
-            for id in ids {
-                pipe.hgetall(self.inner.keys.item(id));
-            }
-            let values: Vec<redis::Value> = pipe
-                .query_async(&mut self.conn())
-                .await
-                .map_err(from_redis)?;
-            ids.iter()
-                .zip(values)
-                .map(|(id, v)| {
+            let groups = self.inner.shards.group(ids);
+            let per = try_join_all(groups.iter().map(|(shard, at)| {
+                let keys = &self.inner.shards.all()[*shard];
+                let mut pipe = redis::pipe();
+                for &i in at {
+                    pipe.hgetall(keys.item(&ids[i]));
+                }
+                async move {
+                    let values: Vec<redis::Value> = pipe
+                        .query_async(&mut self.conn())
+                        .await
+                        .map_err(from_redis)?;
+                    Ok::<_, StoreError>(values)
+                }
+            }))
+            .await?;
+            let mut out: Vec<Option<Item>> = vec![None; ids.len()];
+            for ((_, at), values) in groups.iter().zip(per) {
+                if values.len() != at.len() {
+                    return Err(bad_reply("pipeline reply count"));
+                }
+                for (&i, v) in at.iter().zip(values) {
                     let fields = reply::hash_reply(v)?;
-                    if fields.is_empty() {
-                        return Ok(None);
+                    if !fields.is_empty() {
+                        out[i] = Some(schema::item_from_fields(
+                            &ids[i],
+                            &fields,
+                            &self.inner.schema,
+                        )?);
                     }
-                    schema::item_from_fields(id, &fields, &self.inner.schema).map(Some)
-                })
-                .collect()
+                }
+            }
+            Ok(out)
         })
         .await
     }
 
     async fn delete_item(&self, id: &str) -> StoreResult<bool> {
-        let keys = &self.inner.keys;
+        let keys = self.inner.shards.of(id);
         let mut inv = scripts::DELETE_ITEM.prepare_invoke();
         inv.key(keys.item(id))
             .key(keys.doc(id))
@@ -855,24 +1064,43 @@ impl Store for RedisStore {
         // A new vector makes RediSearch re-index its item (an HNSW delete + insert, ~1 ms
         // on 100k × 64), and Redis serves no one else while a script runs: a few vectors
         // per script, one script after the other, so that requests are served between
-        // them however large the batch. Each script has the operation deadline.
+        // them however large the batch. Each script has the operation deadline (and
+        // holds the vectors of one shard).
+        let ids: Vec<&str> = vectors.iter().map(|(id, _)| id.as_str()).collect();
         let mut written = 0;
-        for chunk in vectors.chunks(VECTORS_PER_SCRIPT) {
-            let mut inv = scripts::SET_VECTORS.prepare_invoke();
-            for (id, v) in chunk {
-                inv.key(self.inner.keys.item(id))
-                    .arg(schema::vector_bytes(v));
+        let mut failed = None;
+        'shards: for (shard, at) in self.inner.shards.group(&ids) {
+            let keys = &self.inner.shards.all()[shard];
+            for chunk in at.chunks(VECTORS_PER_SCRIPT) {
+                let mut inv = scripts::SET_VECTORS.prepare_invoke();
+                for &i in chunk {
+                    let (id, v) = &vectors[i];
+                    inv.key(keys.item(id)).arg(schema::vector_bytes(v));
+                }
+                let done = self
+                    .run(async {
+                        inv.invoke_async::<usize>(&mut self.conn())
+                            .await
+                            .map_err(from_redis)
+                    })
+                    .await;
+                match done {
+                    Ok(n) => written += n,
+                    Err(e) => {
+                        failed = Some(e);
+                        break 'shards;
+                    }
+                }
             }
-            written += self
-                .run(async {
-                    inv.invoke_async::<usize>(&mut self.conn())
-                        .await
-                        .map_err(from_redis)
-                })
-                .await?;
         }
-        if written > 0 {
-            self.vectors_changed().await?;
+        // The scripts before a failure wrote their vectors: the counter moves for them too
+        // (and for the failed one, which the deadline may have cut after it ran).
+        if written > 0 || failed.is_some() {
+            let moved = self.vectors_changed().await;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            moved?;
         }
         Ok(written)
     }
@@ -890,35 +1118,42 @@ impl Store for RedisStore {
             return Ok(Vec::new());
         }
         self.run(async {
-            let overfetch = self.inner.config.range_overfetch;
-            if let (true, Some((pre, post))) = (overfetch > 1, query::split_ranges(&filter)) {
-                // Cheap pre-filter, ranges checked on an over-fetch (the hits return the
-                // range fields). When at least k of the k' nearest cheap matches pass the
-                // ranges, they are the k nearest matches; when fewer than k' came back,
-                // every cheap match was seen. Otherwise fall back to the whole filter
-                // inside RediSearch.
-                let fetch = k.saturating_mul(overfetch);
-                let ranged = range_fields(&post);
-                let hits = self.knn_query(query, fetch, &pre, &ranged).await?;
-                let fetched = hits.len();
-                let mut passed = Vec::with_capacity(fetched);
-                for (doc, score) in hits {
-                    if post.matches(&self.doc_item(&doc)?) {
-                        passed.push((doc, score));
-                    }
-                }
-                if passed.len() >= k || fetched < fetch {
-                    return self.complete_hits(passed, k, &filter).await;
-                }
-            }
-            let hits = self.knn_query(query, k, &filter, &[]).await?;
+            // Each shard's candidates hold its k nearest matches, so the k nearest of
+            // their union are the k nearest overall: an exact merge of exact per-shard
+            // answers. Any shard failing fails the query (never a shorter list).
+            let n = self.inner.shards.len();
+            let hits = if n == 1 {
+                self.knn_candidates(0, query, k, &filter).await?
+            } else {
+                let per =
+                    try_join_all((0..n).map(|shard| self.knn_candidates(shard, query, k, &filter)))
+                        .await?;
+                let mut all: Vec<(usize, Doc, f32)> = per.into_iter().flatten().collect();
+                all.sort_by(|a, b| b.2.total_cmp(&a.2));
+                all
+            };
             self.complete_hits(hits, k, &filter).await
         })
         .await
     }
 
     async fn popular(&self, k: usize, filter: &Filter) -> StoreResult<Vec<PopularHit>> {
-        self.run(self.popular_items(k, filter)).await
+        let shards = self.inner.shards.all();
+        if shards.len() == 1 {
+            return self.run(self.popular_items(&shards[0], k, filter)).await;
+        }
+        // Each shard's k most popular matches; the k most popular of their union.
+        let per = self
+            .run(try_join_all(
+                shards
+                    .iter()
+                    .map(|keys| self.popular_items(keys, k, filter)),
+            ))
+            .await?;
+        let mut all: Vec<PopularHit> = per.into_iter().flatten().collect();
+        all.sort_by(|a, b| b.log_score.total_cmp(&a.log_score));
+        all.truncate(k);
+        Ok(all)
     }
 
     async fn text_search(
@@ -937,21 +1172,31 @@ impl Store for RedisStore {
         if k == 0 || query::is_nothing(&query::simplify(filter)) {
             return Ok(Vec::new());
         }
-        let Some(args) = query::text_args(
-            &self.inner.keys.alias(),
-            &self.inner.schema,
-            &self.inner.config,
-            &terms,
-            k,
-            filter,
-        ) else {
-            return Ok(Vec::new());
-        };
         self.run(async {
-            let (_, docs) = self.search(args).await?;
-            docs.iter()
-                .map(|doc| self.doc_item(doc).map(Arc::new))
-                .collect()
+            // Every shard's best k; RediSearch's text scores are per shard (its term
+            // statistics), so the merge keeps each shard's order and takes them in turn.
+            let per = self
+                .each_shard(|keys| {
+                    let terms = &terms;
+                    async move {
+                        let Some(args) = query::text_args(
+                            &keys.alias(),
+                            &self.inner.schema,
+                            &self.inner.config,
+                            terms,
+                            k,
+                            filter,
+                        ) else {
+                            return Ok(Vec::new());
+                        };
+                        let (_, docs) = self.search(args, keys).await?;
+                        docs.iter()
+                            .map(|doc| self.doc_item(keys, doc).map(Arc::new))
+                            .collect::<StoreResult<Vec<_>>>()
+                    }
+                })
+                .await?;
+            Ok(fanout::interleave(per, k))
         })
         .await
     }
@@ -975,30 +1220,41 @@ impl Store for RedisStore {
                 pass_done: true,
             });
         }
+        use std::sync::atomic::Ordering::Relaxed;
         let inner = &self.inner;
-        let cursor = inner
-            .sweep_cursor
-            .load(std::sync::atomic::Ordering::Relaxed);
+        // One shard at a time; the pass is done when the last shard's is.
+        let shard = inner.sweep_shard.load(Relaxed) % inner.shards.len();
+        let cursor = inner.sweep_cursor.load(Relaxed);
+        let keys = &inner.shards.all()[shard];
         let (next, gone) = self
-            .run(users::sweep(&mut self.conn(), &inner.keys, cursor, BATCH))
+            .run(users::sweep(&mut self.conn(), keys, cursor, BATCH))
             .await?;
-        inner
-            .sweep_cursor
-            .store(next, std::sync::atomic::Ordering::Relaxed);
+        inner.sweep_cursor.store(next, Relaxed);
+        let mut pass_done = false;
+        if next == 0 {
+            pass_done = shard + 1 == inner.shards.len();
+            inner
+                .sweep_shard
+                .store((shard + 1) % inner.shards.len(), Relaxed);
+        }
         Ok(crate::Expired {
             users: gone,
-            pass_done: next == 0,
+            pass_done,
         })
     }
 
     async fn get_user(&self, id: &str) -> StoreResult<Option<recd_core::UserState>> {
-        self.run(users::get(&mut self.conn(), &self.inner.keys, id))
+        self.run(users::get(&mut self.conn(), &self.inner.shards, id))
             .await
     }
 
     async fn delete_user(&self, id: &str) -> StoreResult<bool> {
-        self.run(users::delete(&mut self.conn(), &self.inner.keys, id))
-            .await
+        self.run(users::delete(
+            &mut self.conn(),
+            self.inner.shards.of(id),
+            id,
+        ))
+        .await
     }
 
     async fn set_user_vectors(&self, vectors: Vec<(String, Vec<f32>)>) -> StoreResult<usize> {
@@ -1006,42 +1262,63 @@ impl Store for RedisStore {
         if vectors.is_empty() {
             return Ok(0);
         }
-        self.run(users::set_vectors(
-            &mut self.conn(),
-            &self.inner.keys,
-            &self.inner.settings,
-            &vectors,
-        ))
-        .await
+        // One `MULTI` per shard.
+        let groups = self
+            .inner
+            .shards
+            .group(&vectors.iter().map(|(id, _)| id).collect::<Vec<_>>());
+        let done = self
+            .run(try_join_all(groups.into_iter().map(|(shard, at)| {
+                let part: Vec<&(String, Vec<f32>)> = at.iter().map(|&i| &vectors[i]).collect();
+                async move {
+                    users::set_vectors(
+                        &mut self.conn(),
+                        &self.inner.shards.all()[shard],
+                        &self.inner.settings,
+                        &part,
+                    )
+                    .await
+                }
+            })))
+            .await?;
+        Ok(done.into_iter().sum())
     }
 
     async fn events(&self) -> StoreResult<Vec<Event>> {
-        // Paged XRANGE; no deadline, since the whole log may be large (training reads it).
-        let mut conn = self.conn();
-        let stream = self.inner.keys.events();
-        let mut out = Vec::new();
-        let mut start = "-".to_string();
-        loop {
-            let page: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-                .arg(&stream)
-                .arg(&start)
-                .arg("+")
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(from_redis)?;
-            let Some((last, _)) = page.last() else { break };
-            start = format!("({last}");
-            for (_, fields) in &page {
-                let fields: BTreeMap<String, String> = fields.iter().cloned().collect();
-                out.push(users::event_from_fields(&fields)?);
-            }
-            if page.len() < 1000 {
-                break;
+        // Paged XRANGE of each shard's log, merged in log order (see `events_page`); no
+        // deadline, since the whole log may be large (training reads it).
+        let mut out: Vec<((u64, u64), usize, Event)> = Vec::new();
+        for (shard, keys) in self.inner.shards.all().iter().enumerate() {
+            let mut conn = self.conn();
+            let stream = keys.events();
+            let mut start = "-".to_string();
+            loop {
+                let page: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                    .arg(&stream)
+                    .arg(&start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(from_redis)?;
+                let Some((last, _)) = page.last() else { break };
+                start = format!("({last}");
+                let full = page.len() == 1000;
+                for (id, fields) in page {
+                    let fields: BTreeMap<String, String> = fields.into_iter().collect();
+                    let order = fanout::stream_order(&id).unwrap_or_default();
+                    out.push((order, shard, users::event_from_fields(&fields)?));
+                }
+                if !full {
+                    break;
+                }
             }
         }
-        Ok(out)
+        if self.inner.shards.len() > 1 {
+            out.sort_by_key(|(order, shard, _)| (*order, *shard));
+        }
+        Ok(out.into_iter().map(|(_, _, e)| e).collect())
     }
 
     async fn list_items(
@@ -1050,9 +1327,10 @@ impl Store for RedisStore {
         limit: usize,
         filter: &Filter,
     ) -> StoreResult<Page<Arc<Item>>> {
-        // Ids in order from the ZSET, a chunk at a time, their docs in one MGET, the filter
-        // checked here (`Filter::matches`, the reference both backends are held to). Each
-        // round trip has the operation deadline; the page costs the ids walked to fill it.
+        // Ids in order from the ZSETs (merged over the shards), a chunk at a time, their
+        // docs in one MGET, the filter checked here (`Filter::matches`, the reference both
+        // backends are held to). Each round trip has the operation deadline; the page costs
+        // the ids walked to fill it.
         const CHUNK: usize = 512;
         let filter = query::simplify(filter);
         if query::is_nothing(&filter) {
@@ -1072,16 +1350,11 @@ impl Store for RedisStore {
                 want.max(CHUNK)
             };
             let ids = self
-                .run(lex_range(
-                    self.conn(),
-                    self.inner.keys.ids(),
-                    from.as_deref(),
-                    chunk,
-                ))
+                .run(self.lex_range_all(|k| k.ids().to_string(), from.as_deref(), chunk))
                 .await?;
             let pairs: Vec<(&str, String)> = ids
                 .iter()
-                .map(|id| (id.as_str(), self.inner.keys.doc(id)))
+                .map(|id| (id.as_str(), self.inner.shards.of(id).doc(id)))
                 .collect();
             let items = self.run(self.fetch_docs(&pairs, false)).await?;
             // An id whose doc is gone was deleted between the two reads.
@@ -1103,46 +1376,72 @@ impl Store for RedisStore {
     async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<Page<String>> {
         let take = limit.saturating_add(1);
         let ids = self
-            .run(lex_range(
-                self.conn(),
-                &self.inner.keys.users(),
-                after,
-                take,
-            ))
+            .run(self.lex_range_all(Keys::users, after, take))
             .await?;
         Ok(Page::cut(ids, limit, String::clone))
     }
 
     async fn events_page(&self, after: Option<&str>, limit: usize) -> StoreResult<Page<Event>> {
-        let start = match after {
-            None => "-".to_string(),
-            Some(a) if is_stream_id(a) => format!("({a}"),
-            Some(a) => {
-                return Err(StoreError::Invalid(ValidationError::new(format!(
+        // The log's order is its entries' stream ids (on a cluster, the shards' logs
+        // merged by (stream id, shard); a position is then `<shard>/<stream id>`).
+        let n = self.inner.shards.len();
+        let after = match after {
+            None => None,
+            Some(a) => Some(fanout::parse_position(a, n).ok_or_else(|| {
+                StoreError::Invalid(ValidationError::new(format!(
                     "'{a}' is not a position in the event log"
-                ))));
-            }
+                )))
+            })?),
         };
         let take = limit.saturating_add(1);
-        let stream = self.inner.keys.events();
-        let page: Vec<(String, Vec<(String, String)>)> = self
-            .run(async {
-                redis::cmd("XRANGE")
-                    .arg(&stream)
-                    .arg(&start)
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(take)
-                    .query_async(&mut self.conn())
-                    .await
-                    .map_err(from_redis)
-            })
+        let per = self
+            .run(try_join_all(
+                self.inner
+                    .shards
+                    .all()
+                    .iter()
+                    .enumerate()
+                    .map(|(shard, keys)| {
+                        // Past the position: a later id, or the same id in a later shard.
+                        let start = match after {
+                            None => "-".to_string(),
+                            Some((s, id)) if shard <= s => format!("({id}"),
+                            Some((_, id)) => id.to_string(),
+                        };
+                        async move {
+                            let page: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                                .arg(keys.events())
+                                .arg(start)
+                                .arg("+")
+                                .arg("COUNT")
+                                .arg(take)
+                                .query_async(&mut self.conn())
+                                .await
+                                .map_err(from_redis)?;
+                            Ok::<_, StoreError>(page)
+                        }
+                    }),
+            ))
             .await?;
-        let page = Page::cut(page, limit, |(id, _)| id.clone());
+        let mut entries: Vec<((u64, u64), usize, String, Vec<(String, String)>)> = per
+            .into_iter()
+            .enumerate()
+            .flat_map(|(shard, page)| {
+                page.into_iter().map(move |(id, f)| {
+                    let order = fanout::stream_order(&id).unwrap_or_default();
+                    (order, shard, fanout::position(shard, &id, n), f)
+                })
+            })
+            .collect();
+        if n > 1 {
+            entries.sort_by_key(|(order, shard, _, _)| (*order, *shard));
+            entries.truncate(take);
+        }
+        let page = Page::cut(entries, limit, |(_, _, position, _)| position.clone());
         let entries = page
             .entries
             .into_iter()
-            .map(|(_, fields)| users::event_from_fields(&fields.into_iter().collect()))
+            .map(|(_, _, _, fields)| users::event_from_fields(&fields.into_iter().collect()))
             .collect::<StoreResult<_>>()?;
         Ok(Page {
             entries,
@@ -1152,11 +1451,16 @@ impl Store for RedisStore {
 
     async fn events_len(&self) -> StoreResult<u64> {
         self.run(async {
-            redis::cmd("XLEN")
-                .arg(self.inner.keys.events())
-                .query_async(&mut self.conn())
-                .await
-                .map_err(from_redis)
+            let lens = self
+                .each_shard(|keys| async move {
+                    redis::cmd("XLEN")
+                        .arg(keys.events())
+                        .query_async::<u64>(&mut self.conn())
+                        .await
+                        .map_err(from_redis)
+                })
+                .await?;
+            Ok(lens.into_iter().sum())
         })
         .await
     }
@@ -1238,8 +1542,8 @@ impl Store for RedisStore {
 /// Up to `count` members of the ZSET `key` (all scores 0) after `after`, in byte order
 /// (`ZRANGE key (after + BYLEX LIMIT 0 count`; the id is an argument, never parsed).
 async fn lex_range(
-    mut conn: ConnectionManager,
-    key: &str,
+    mut conn: Conn,
+    key: String,
     after: Option<&str>,
     count: usize,
 ) -> StoreResult<Vec<String>> {
@@ -1258,12 +1562,6 @@ async fn lex_range(
         .query_async(&mut conn)
         .await
         .map_err(from_redis)
-}
-
-/// Whether `s` is a stream entry id (`<ms>-<seq>`).
-fn is_stream_id(s: &str) -> bool {
-    s.split_once('-')
-        .is_some_and(|(ms, seq)| ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok())
 }
 
 /// The numeric fields a conjunction of ranges reads.

@@ -7,8 +7,8 @@
 use std::sync::LazyLock;
 
 use redis::Script;
-use redis::aio::ConnectionManager;
 
+use super::conn::Conn;
 use super::error::from_redis;
 use super::keys::Keys;
 use crate::models::{live_kept, unknown};
@@ -38,7 +38,7 @@ return redis.call('HDEL', KEYS[1], ARGV[1])
     )
 });
 
-pub(crate) async fn next_seq(conn: &mut ConnectionManager, keys: &Keys) -> StoreResult<u64> {
+pub(crate) async fn next_seq(conn: &mut Conn, keys: &Keys) -> StoreResult<u64> {
     redis::cmd("INCR")
         .arg(keys.model_seq())
         .query_async(conn)
@@ -47,7 +47,7 @@ pub(crate) async fn next_seq(conn: &mut ConnectionManager, keys: &Keys) -> Store
 }
 
 pub(crate) async fn put_chunk(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     seq: u64,
     index: u32,
@@ -63,7 +63,7 @@ pub(crate) async fn put_chunk(
 }
 
 pub(crate) async fn chunk(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     seq: u64,
     index: u32,
@@ -76,11 +76,7 @@ pub(crate) async fn chunk(
         .map_err(from_redis)
 }
 
-pub(crate) async fn put(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-    record: &ModelRecord,
-) -> StoreResult<()> {
+pub(crate) async fn put(conn: &mut Conn, keys: &Keys, record: &ModelRecord) -> StoreResult<()> {
     redis::cmd("HSET")
         .arg(keys.models())
         .arg(record.seq)
@@ -90,10 +86,7 @@ pub(crate) async fn put(
         .map_err(from_redis)
 }
 
-pub(crate) async fn registry(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-) -> StoreResult<ModelRegistry> {
+pub(crate) async fn registry(conn: &mut Conn, keys: &Keys) -> StoreResult<ModelRegistry> {
     let (records, live): (Vec<Vec<u8>>, Option<u64>) = redis::pipe()
         .cmd("HVALS")
         .arg(keys.models())
@@ -110,11 +103,7 @@ pub(crate) async fn registry(
     Ok(ModelRegistry { models, live })
 }
 
-pub(crate) async fn set_live(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-    seq: u64,
-) -> StoreResult<()> {
+pub(crate) async fn set_live(conn: &mut Conn, keys: &Keys, seq: u64) -> StoreResult<()> {
     let done: i64 = SET_LIVE
         .key(keys.models())
         .key(keys.model_live())
@@ -128,11 +117,7 @@ pub(crate) async fn set_live(
     Ok(())
 }
 
-pub(crate) async fn delete(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-    seq: u64,
-) -> StoreResult<bool> {
+pub(crate) async fn delete(conn: &mut Conn, keys: &Keys, seq: u64) -> StoreResult<bool> {
     let done: i64 = DELETE
         .key(keys.models())
         .key(keys.model_live())

@@ -30,6 +30,7 @@ use recd_core::{FieldType, Filter};
 
 use super::RedisStore;
 use super::error::{bad_reply, from_redis};
+use super::keys::Keys;
 use super::query::{aggregate_keys_args, is_nothing, keys_args, simplify, split_ranges};
 use super::schema::encode_tag;
 use crate::{PopularHit, StoreResult};
@@ -67,6 +68,8 @@ enum Walked {
 /// A walk over one or more sorted sets, merged by score, checking `filter` on each item.
 struct Walk<'a> {
     store: &'a RedisStore,
+    /// The shard walked.
+    keys: &'a Keys,
     filter: &'a Filter,
     k: usize,
     cursors: Vec<Cursor>,
@@ -83,9 +86,16 @@ struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    fn new(store: &'a RedisStore, filter: &'a Filter, k: usize, keys: Vec<String>) -> Self {
+    fn new(
+        store: &'a RedisStore,
+        shard: &'a Keys,
+        filter: &'a Filter,
+        k: usize,
+        keys: Vec<String>,
+    ) -> Self {
         Walk {
             store,
+            keys: shard,
             filter,
             k,
             cursors: keys
@@ -131,7 +141,7 @@ impl<'a> Walk<'a> {
     /// Reads and checks until `k` items are found or the sorted sets end; with `budget`,
     /// gives up as soon as the index path looks cheaper.
     async fn run(&mut self, budget: bool) -> StoreResult<Walked> {
-        let keys = &self.store.inner.keys;
+        let keys = self.keys;
         loop {
             let chunk = self.chunk();
             let live: Vec<usize> = (0..self.cursors.len())
@@ -200,7 +210,7 @@ impl<'a> Walk<'a> {
                 let (now, later) = rest.split_at(self.enough().min(rest.len()));
                 rest = later;
                 let ids: Vec<&str> = now.iter().map(|(_, id)| id.as_str()).collect();
-                let items = self.store.fetch_items(&ids).await?;
+                let items = self.store.fetch_items(self.keys, &ids).await?;
                 self.checked += now.len();
                 for ((score, _), item) in now.iter().zip(items) {
                     if let Some(item) = item.filter(|it| self.filter.matches(it)) {
@@ -234,9 +244,10 @@ impl<'a> Walk<'a> {
 }
 
 impl RedisStore {
-    /// See the module doc.
+    /// See the module doc; the items of the shard of `shard` only.
     pub(super) async fn popular_items(
         &self,
+        shard: &Keys,
         k: usize,
         filter: &Filter,
     ) -> StoreResult<Vec<PopularHit>> {
@@ -244,14 +255,14 @@ impl RedisStore {
         if k == 0 || is_nothing(&filter) {
             return Ok(Vec::new());
         }
-        let driver = self.driver(&filter).await?;
+        let driver = self.driver(shard, &filter).await?;
         let budget = driver.is_none() && !filter.is_all();
-        let keys = driver.unwrap_or_else(|| vec![self.inner.keys.popularity()]);
-        let mut walk = Walk::new(self, &filter, k, keys);
+        let keys = driver.unwrap_or_else(|| vec![shard.popularity()]);
+        let mut walk = Walk::new(self, shard, &filter, k, keys);
         match walk.run(budget).await? {
             Walked::Enough => return Ok(walk.found),
             Walked::Exhausted => {}
-            Walked::TooLong => match self.popular_by_index(k, &filter).await? {
+            Walked::TooLong => match self.popular_by_index(shard, k, &filter).await? {
                 Some(hits) => return Ok(hits),
                 // Too many matches for the index path after all: walk on.
                 None => {
@@ -262,14 +273,13 @@ impl RedisStore {
             },
         }
         let mut found = walk.found;
-        self.fill_untouched(k, &filter, &mut found).await?;
+        self.fill_untouched(shard, k, &filter, &mut found).await?;
         Ok(found)
     }
 
     /// The per-value ZSETs of the filter's best driver condition (see the module doc), or
     /// `None` when it has none.
-    async fn driver(&self, filter: &Filter) -> StoreResult<Option<Vec<String>>> {
-        let keys = &self.inner.keys;
+    async fn driver(&self, keys: &Keys, filter: &Filter) -> StoreResult<Option<Vec<String>>> {
         let schema = &self.inner.schema;
         let conjuncts: Vec<&Filter> = match filter {
             Filter::And(all) => all.iter().collect(),
@@ -321,14 +331,14 @@ impl RedisStore {
     /// when more than [`INDEX_PATH_CAP`] match.
     async fn popular_by_index(
         &self,
+        keys: &Keys,
         k: usize,
         filter: &Filter,
     ) -> StoreResult<Option<Vec<PopularHit>>> {
-        let keys = &self.inner.keys;
         // Ranges cost RediSearch far more than they narrow; `matches` checks them below.
         let pre = split_ranges(filter).map_or_else(|| filter.clone(), |(pre, _)| pre);
         let args = keys_args(&keys.alias(), &self.inner.config, &pre, 0, INDEX_PATH_CAP);
-        let (total, found_keys) = self.search_keys(args).await?;
+        let (total, found_keys) = self.search_keys(args, keys).await?;
         if total > found_keys.len() as u64 {
             return Ok(None);
         }
@@ -336,7 +346,7 @@ impl RedisStore {
             .iter()
             .filter_map(|key| keys.any_item_id(key))
             .collect();
-        let scores = self.scores(&ids).await?;
+        let scores = self.scores(keys, &ids).await?;
         let mut ranked: Vec<(f64, &str)> = scores
             .into_iter()
             .map(|s| s.unwrap_or(f64::NEG_INFINITY))
@@ -347,7 +357,7 @@ impl RedisStore {
         let step = k + k / 4 + 8;
         for chunk in ranked.chunks(step) {
             let ids: Vec<&str> = chunk.iter().map(|(_, id)| *id).collect();
-            for ((score, _), item) in chunk.iter().zip(self.fetch_items(&ids).await?) {
+            for ((score, _), item) in chunk.iter().zip(self.fetch_items(keys, &ids).await?) {
                 if let Some(item) = item.filter(|it| filter.matches(it)) {
                     found.push(PopularHit {
                         item,
@@ -366,11 +376,11 @@ impl RedisStore {
     /// touched match is in `found`.
     async fn fill_untouched(
         &self,
+        keys: &Keys,
         k: usize,
         filter: &Filter,
         found: &mut Vec<PopularHit>,
     ) -> StoreResult<()> {
-        let keys = &self.inner.keys;
         let have: HashSet<String> = found.iter().map(|h| h.item.id.clone()).collect();
         let mut offset = 0;
         while found.len() < k {
@@ -379,20 +389,25 @@ impl RedisStore {
             let need = k - found.len();
             let page = need + need / 4 + 8 + have.len().min(need);
             let args = aggregate_keys_args(&keys.alias(), &self.inner.config, filter, offset, page);
-            let page_keys = self.aggregate_keys(args).await?;
+            let page_keys = self.aggregate_keys(args, keys).await?;
             let ids: Vec<&str> = page_keys
                 .iter()
                 .filter_map(|key| keys.any_item_id(key))
                 .filter(|id| !have.contains(*id))
                 .collect();
-            let scores = self.scores(&ids).await?;
+            let scores = self.scores(keys, &ids).await?;
             let untouched: Vec<&str> = ids
                 .iter()
                 .zip(scores)
                 .filter(|(_, s)| s.is_none())
                 .map(|(id, _)| *id)
                 .collect();
-            for item in self.fetch_items(&untouched).await?.into_iter().flatten() {
+            for item in self
+                .fetch_items(keys, &untouched)
+                .await?
+                .into_iter()
+                .flatten()
+            {
                 if found.len() < k && filter.matches(&item) {
                     found.push(PopularHit {
                         item,
@@ -409,12 +424,12 @@ impl RedisStore {
     }
 
     /// The popularity of each id (`None`: never touched), in one `ZMSCORE`.
-    async fn scores(&self, ids: &[&str]) -> StoreResult<Vec<Option<f64>>> {
+    async fn scores(&self, keys: &Keys, ids: &[&str]) -> StoreResult<Vec<Option<f64>>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         redis::cmd("ZMSCORE")
-            .arg(self.inner.keys.popularity())
+            .arg(keys.popularity())
             .arg(ids)
             .query_async(&mut self.conn())
             .await

@@ -33,6 +33,42 @@ local function tag_keys(pre, fields, values)
 end
 "#;
 
+/// Lua helpers of the scripts that move item popularity (with [`TAG_HELPERS`]): `bump`
+/// adds, for each item key `KEYS[from..]` in turn, the log increment `ARGV[a + 1]` to the
+/// popularity of id `ARGV[a]` in the ZSET `pop` and in the item's per-tag ZSETs, when the
+/// item exists (ids that are not items get no entry); returns the next `a`.
+const POPULARITY_HELPERS: &str = r#"
+local function log1p(x)
+  local u = 1 + x
+  if u == 1 then return x end
+  return math.log(u) * x / (u - 1)
+end
+local function log_add(a, b)
+  local hi, lo = b, a
+  if a > b then hi, lo = a, b end
+  return hi + log1p(math.exp(lo - hi))
+end
+local function bump(pop, from, a, pre, tagf)
+  for k = from, #KEYS do
+    local id, inc = ARGV[a], tonumber(ARGV[a + 1])
+    a = a + 2
+    if redis.call('EXISTS', KEYS[k]) == 1 then
+      local old = redis.call('ZSCORE', pop, id)
+      local new = inc
+      if old then new = log_add(tonumber(old), inc) end
+      local s = string.format('%.17g', new)
+      redis.call('ZADD', pop, s, id)
+      if #tagf > 0 then
+        for _, zk in ipairs(tag_keys(pre, tagf, redis.call('HMGET', KEYS[k], unpack(tagf)))) do
+          redis.call('ZADD', zk, s, id)
+        end
+      end
+    end
+  end
+  return a
+end
+"#;
+
 /// Upserts items, all or nothing.
 /// KEYS: the `m` item keys, their `m` doc keys, the ids ZSET, then the popularity ZSET.
 /// ARGV: the per-tag ZSET prefix, the number `t` of tag fields, their `t` names, then per
@@ -146,18 +182,8 @@ return n
 /// Returns the new version, or -1 when the version moved (someone else wrote first).
 pub(crate) static APPLY_USER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        "{TAG_HELPERS}{}",
+        "{TAG_HELPERS}{POPULARITY_HELPERS}{}",
         r#"
-local function log1p(x)
-  local u = 1 + x
-  if u == 1 then return x end
-  return math.log(u) * x / (u - 1)
-end
-local function log_add(a, b)
-  local hi, lo = b, a
-  if a > b then hi, lo = a, b end
-  return hi + log1p(math.exp(lo - hi))
-end
 local function push_chunked(cmd, key, list)
   for i = 1, #list, 1000 do
     local chunk = {}
@@ -206,23 +232,25 @@ if ttl > 0 then
   redis.call('PEXPIRE', KEYS[4], ttl)
 end
 
-for k = 8, #KEYS do
-  local id, inc = ARGV[a], tonumber(ARGV[a + 1])
-  a = a + 2
-  if redis.call('EXISTS', KEYS[k]) == 1 then
-  local old = redis.call('ZSCORE', KEYS[7], id)
-  local new = inc
-  if old then new = log_add(tonumber(old), inc) end
-  local s = string.format('%.17g', new)
-  redis.call('ZADD', KEYS[7], s, id)
-  if nt > 0 then
-    for _, zk in ipairs(tag_keys(pre, tagf, redis.call('HMGET', KEYS[k], unpack(tagf)))) do
-      redis.call('ZADD', zk, s, id)
-    end
-  end
-  end
-end
+bump(KEYS[7], 8, a, pre, tagf)
 return version
+"#
+    ))
+});
+
+/// The popularity half of [`APPLY_USER`] on its own, for a cluster, where the items of a
+/// user's events live in other shards than the user: one call per shard, after the user's
+/// write. KEYS: 1 the shard's popularity ZSET, 2.. one item key per increment. ARGV: the
+/// per-tag ZSET prefix, the number `t` of tag fields, their `t` names, then per item key:
+/// id, log increment (applied only if the item exists).
+pub(crate) static BUMP_POPULARITY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{TAG_HELPERS}{POPULARITY_HELPERS}{}",
+        r#"
+local nt = tonumber(ARGV[2])
+local tagf = {}
+for t = 1, nt do tagf[t] = ARGV[2 + t] end
+bump(KEYS[1], 2, 3 + nt, ARGV[1], tagf)
 "#
     ))
 });
@@ -293,14 +321,16 @@ return tonumber(version)
 /// Records a deployment's meta when the prefix has none, then reads it back, in one atomic
 /// step (several servers may start on a fresh prefix at once; an older deployment's meta,
 /// which has no `layout`, must not get one written by a newer server). KEYS: 1 meta hash.
-/// ARGV: version, schema JSON, layout. Returns [version, schema, layout].
+/// ARGV: version, schema JSON, layout, the shard tags of a cluster deployment ("" for a
+/// single Redis). Returns [version, schema, layout, shard tags].
 pub(crate) static INIT_META: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'version', ARGV[1], 'schema', ARGV[2], 'layout', ARGV[3])
+  if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'shards', ARGV[4]) end
 end
-return redis.call('HMGET', KEYS[1], 'version', 'schema', 'layout')
+return redis.call('HMGET', KEYS[1], 'version', 'schema', 'layout', 'shards')
 "#,
     )
 });

@@ -26,7 +26,7 @@
 //! again from a fresh read. No update is lost and no math is duplicated in Lua.
 //!
 //! Under the fold-in rule the write also needs the vectors of the user's recent items:
-//! after the read, one pipelined `HGET` of those it does not have yet (at most
+//! after the read, one pipelined `HGET` (per shard on a cluster) of those it does not have yet (at most
 //! `recent_capacity`), then `UserState::refold` with the server's `YᵀY`
 //! ([`super::gram`]). Item vectors are not part of the user's version: a vector written
 //! meanwhile is the write-back's, whose session rebuild refolds the user afterwards.
@@ -39,11 +39,13 @@ use recd_core::{
     UpdateRule, UserState,
 };
 
+use super::conn::Conn;
 use super::error::{bad_reply, from_redis};
 use super::keys::Keys;
 use super::reply::{bytes, hash_reply, strings_reply};
 use super::schema::{vector_bytes, vector_from_bytes};
-use super::scripts::{APPLY_USER, DELETE_USER, SET_SESSION};
+use super::scripts::{APPLY_USER, BUMP_POPULARITY, DELETE_USER, SET_SESSION};
+use super::shards::Shards;
 use crate::once::Mark;
 use crate::{ModelSettings, StoreError, StoreResult};
 
@@ -267,24 +269,32 @@ pub(crate) fn event_from_fields(fields: &BTreeMap<String, String>) -> StoreResul
     })
 }
 
-/// Reads a user's state (and the vectors of `items`) in one `MULTI`.
+/// Reads a user's state (and the vectors of `items`) in one `MULTI`, with the item
+/// vectors' counter at `gen_key` when asked for (else 0). On a cluster the items live in
+/// other shards and the counter under the deployment's tag: they are read after, the
+/// counter first, then the vectors one pipeline per shard (neither is part of the user's
+/// compare-and-set either way).
 async fn read(
-    conn: &mut redis::aio::ConnectionManager,
-    keys: &Keys,
+    conn: &mut Conn,
+    shards: &Shards,
     user: &str,
     items: &[&str],
-    with_gen: bool,
+    gen_key: Option<&str>,
 ) -> StoreResult<Snapshot> {
+    let keys = shards.of(user);
+    let together = shards.len() == 1;
     let mut pipe = redis::pipe();
     pipe.atomic()
         .hgetall(keys.user(user))
         .lrange(keys.recent(user), 0, -1)
         .smembers(keys.purchased(user));
-    for item in items {
-        pipe.hget(keys.item(item), "vector");
+    if together {
+        for item in items {
+            pipe.hget(keys.item(item), "vector");
+        }
     }
-    if with_gen {
-        pipe.get(keys.vectors_gen());
+    if together && let Some(key) = gen_key {
+        pipe.get(key);
     }
     let values: Vec<redis::Value> = pipe.query_async(conn).await.map_err(from_redis)?;
     let mut values = values.into_iter();
@@ -297,20 +307,34 @@ async fn read(
     let recent = strings_reply(next()?)?;
     let purchased = strings_reply(next()?)?;
     let mut vectors = BTreeMap::new();
-    for item in items {
-        if let Some(b) = bytes(next()?) {
-            let v = vector_from_bytes(&b).ok_or_else(|| bad_reply("item vector bytes"))?;
-            vectors.insert((*item).to_string(), v);
+    let vectors_gen;
+    if together {
+        for item in items {
+            if let Some(b) = bytes(next()?) {
+                let v = vector_from_bytes(&b).ok_or_else(|| bad_reply("item vector bytes"))?;
+                vectors.insert((*item).to_string(), v);
+            }
+        }
+        vectors_gen = match gen_key {
+            Some(_) => match next()? {
+                redis::Value::Nil => 0,
+                v => redis::from_redis_value::<i64>(v).map_err(|_| bad_reply("vectors:gen"))?,
+            },
+            None => 0,
+        };
+    } else {
+        // The counter lives under the deployment's own tag: read after the state and
+        // before the items' vectors, so that it is never newer than they are.
+        vectors_gen = match gen_key {
+            Some(key) => read_vectors_gen(conn, key).await?,
+            None => 0,
+        };
+        for (item, v) in items.iter().zip(item_vectors(conn, shards, items).await?) {
+            if let Some(v) = v {
+                vectors.insert((*item).to_string(), v);
+            }
         }
     }
-    let vectors_gen = if with_gen {
-        match next()? {
-            redis::Value::Nil => 0,
-            v => redis::from_redis_value::<i64>(v).map_err(|_| bad_reply("vectors:gen"))?,
-        }
-    } else {
-        0
-    };
     let mark = hash
         .get(BULK_MARK)
         .and_then(|b| std::str::from_utf8(b).ok())
@@ -328,13 +352,49 @@ async fn read(
     })
 }
 
+/// The item vectors' counter at `key` (see [`super::gram`]); 0 before any vector write.
+async fn read_vectors_gen(conn: &mut Conn, key: &str) -> StoreResult<i64> {
+    let value: Option<i64> = redis::cmd("GET")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .map_err(from_redis)?;
+    Ok(value.unwrap_or(0))
+}
+
+/// The vectors of `items` (`None`: no item, or no vector), one pipeline per shard.
+async fn item_vectors(
+    conn: &mut Conn,
+    shards: &Shards,
+    items: &[&str],
+) -> StoreResult<Vec<Option<Vec<f32>>>> {
+    let mut out = vec![None; items.len()];
+    for (shard, at) in shards.group(items) {
+        let keys = &shards.all()[shard];
+        let mut pipe = redis::pipe();
+        for &i in &at {
+            pipe.hget(keys.item(items[i]), "vector");
+        }
+        let found: Vec<Option<Vec<u8>>> = pipe.query_async(conn).await.map_err(from_redis)?;
+        if found.len() != at.len() {
+            return Err(bad_reply("pipeline reply count"));
+        }
+        for (&i, b) in at.iter().zip(found) {
+            if let Some(b) = b {
+                out[i] = Some(vector_from_bytes(&b).ok_or_else(|| bad_reply("item vector bytes"))?);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A user's state, `None` if never seen.
 pub(crate) async fn get(
-    conn: &mut redis::aio::ConnectionManager,
-    keys: &Keys,
+    conn: &mut Conn,
+    shards: &Shards,
     user: &str,
 ) -> StoreResult<Option<UserState>> {
-    Ok(read(conn, keys, user, &[], false).await?.state)
+    Ok(read(conn, shards, user, &[], None).await?.state)
 }
 
 /// Applies one user's events (in order) atomically; see the module doc. `tag_fields`: the
@@ -342,19 +402,24 @@ pub(crate) async fn get(
 /// `once`: the bulk run and each event's position in it, for a batch that may be a retry:
 /// the events the user's mark covers are skipped, and the mark moves with the write.
 pub(crate) async fn apply(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut Conn,
     inner: &super::Inner,
     user: &str,
     all_events: &[&Event],
     once: Option<(u64, &[u64])>,
 ) -> StoreResult<()> {
-    let (keys, settings, tag_fields) = (&inner.keys, &inner.settings, &inner.tag_fields);
+    let (shards, settings, tag_fields) = (&inner.shards, &inner.settings, &inner.tag_fields);
+    let keys = shards.of(user);
     let fold_in = settings.session.update == UpdateRule::FoldIn;
+    let gen_key = inner.keys.vectors_gen();
+    // On a cluster the items' popularity lives in their own shards: bumped after the
+    // user's write, one script per shard (see the module doc).
+    let together = shards.len() == 1;
     let mut items: Vec<&str> = all_events.iter().map(|e| e.item_id.as_str()).collect();
     items.sort_unstable();
     items.dedup();
     for attempt in 0..MAX_ATTEMPTS {
-        let mut snap = read(conn, keys, user, &items, fold_in).await?;
+        let mut snap = read(conn, shards, user, &items, fold_in.then_some(&gen_key)).await?;
         // A retried bulk batch: only what this user has not had yet (read in the same
         // snapshot as the version the write is conditioned on).
         let (events, mark) = match once {
@@ -398,8 +463,10 @@ pub(crate) async fn apply(
             .key(keys.events())
             .key(keys.users())
             .key(keys.popularity());
-        for (item, _) in &increments {
-            inv.key(keys.item(item));
+        if together {
+            for (item, _) in &increments {
+                inv.key(keys.item(item));
+            }
         }
         inv.arg(snap.version.to_string())
             .arg(user)
@@ -429,11 +496,16 @@ pub(crate) async fn apply(
                 inv.arg(k).arg(v);
             }
         }
-        for (item, inc) in &increments {
-            inv.arg(*item).arg(format!("{inc:e}"));
+        if together {
+            for (item, inc) in &increments {
+                inv.arg(*item).arg(format!("{inc:e}"));
+            }
         }
         let version: i64 = inv.invoke_async(conn).await.map_err(from_redis)?;
         if version >= 0 {
+            if !together {
+                bump_popularity(conn, shards, tag_fields, &increments).await?;
+            }
             return Ok(());
         }
         // Someone else wrote this user first: back off a little (jittered) and redo.
@@ -455,7 +527,7 @@ pub(crate) async fn apply(
 /// Re-solves `state`'s fold-in (see the module doc): the vectors of its recent items that
 /// `vectors` lacks are read first (and added to it).
 async fn refold(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut Conn,
     inner: &super::Inner,
     state: &mut UserState,
     vectors: &mut BTreeMap<String, Vec<f32>>,
@@ -463,28 +535,23 @@ async fn refold(
 ) -> StoreResult<()> {
     let gram = inner
         .grams
-        .get(conn, &inner.keys, inner.schema.vector.dim, generation)
+        .get(conn, &inner.shards, inner.schema.vector.dim, generation)
         .await?;
     let model = FoldModel::new(&gram, &inner.settings.session.fold_in);
     if model.is_some() {
-        let missing: Vec<&String> = state
+        let missing: Vec<&str> = state
             .recent
             .iter()
             .zip(state.fold.weights.iter().zip(&state.fold.fresh))
             .filter(|(id, (w, f))| (**w != 0.0 || **w != **f) && !vectors.contains_key(*id))
-            .map(|(id, _)| id)
+            .map(|(id, _)| id.as_str())
             .collect();
-        if !missing.is_empty() {
-            let mut pipe = redis::pipe();
-            for id in &missing {
-                pipe.hget(inner.keys.item(id), "vector");
-            }
-            let found: Vec<Option<Vec<u8>>> = pipe.query_async(conn).await.map_err(from_redis)?;
-            for (id, bytes) in missing.into_iter().zip(found) {
-                if let Some(b) = bytes {
-                    let v = vector_from_bytes(&b).ok_or_else(|| bad_reply("item vector bytes"))?;
-                    vectors.insert(id.clone(), v);
-                }
+        for (id, v) in missing
+            .iter()
+            .zip(item_vectors(conn, &inner.shards, &missing).await?)
+        {
+            if let Some(v) = v {
+                vectors.insert((*id).to_string(), v);
             }
         }
     }
@@ -492,12 +559,40 @@ async fn refold(
     Ok(())
 }
 
+/// Adds `increments` (item id, log increment) to the popularity of the items that exist,
+/// one script per shard ([`BUMP_POPULARITY`]). A cluster's user write and its items'
+/// popularity are separate atomic units: an error between them leaves the events applied
+/// and some popularity not (the error is returned; popularity is a ranking signal, and a
+/// retried batch is skipped by the user's compare-and-set and bulk mark).
+async fn bump_popularity(
+    conn: &mut Conn,
+    shards: &Shards,
+    tag_fields: &[String],
+    increments: &[(&str, f64)],
+) -> StoreResult<()> {
+    let ids: Vec<&str> = increments.iter().map(|(id, _)| *id).collect();
+    for (shard, at) in shards.group(&ids) {
+        let keys = &shards.all()[shard];
+        let mut inv = BUMP_POPULARITY.prepare_invoke();
+        inv.key(keys.popularity());
+        for &i in &at {
+            inv.key(keys.item(ids[i]));
+        }
+        inv.arg(keys.popular_by_prefix()).arg(tag_fields.len());
+        for f in tag_fields {
+            inv.arg(f.as_str());
+        }
+        for &i in &at {
+            let (id, inc) = increments[i];
+            inv.arg(id).arg(format!("{inc:e}"));
+        }
+        let () = inv.invoke_async(conn).await.map_err(from_redis)?;
+    }
+    Ok(())
+}
+
 /// Forgets a user; false if unknown.
-pub(crate) async fn delete(
-    conn: &mut redis::aio::ConnectionManager,
-    keys: &Keys,
-    user: &str,
-) -> StoreResult<bool> {
+pub(crate) async fn delete(conn: &mut Conn, keys: &Keys, user: &str) -> StoreResult<bool> {
     let existed: i64 = DELETE_USER
         .key(keys.user(user))
         .key(keys.recent(user))
@@ -517,7 +612,7 @@ pub(crate) async fn delete(
 /// between (`ZREM` only if the hash still does not exist, in one script per batch).
 /// Returns the next cursor (0: the pass is done) and how many ids were removed.
 pub(crate) async fn sweep(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     cursor: u64,
     count: usize,
@@ -550,15 +645,15 @@ pub(crate) async fn sweep(
 /// Sets long-term vectors (one `MULTI` for all users); bumps each version so that a
 /// concurrent event write-back retries on top of it, and refreshes the user's expiry.
 pub(crate) async fn set_vectors(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     settings: &ModelSettings,
-    vectors: &[(String, Vec<f32>)],
+    vectors: &[&(String, Vec<f32>)],
 ) -> StoreResult<usize> {
     let mut pipe = redis::pipe();
     pipe.atomic();
     let now = crate::wall_clock_ms().to_string();
-    for (id, v) in vectors {
+    for (id, v) in vectors.iter().map(|p| (&p.0, &p.1)) {
         pipe.hset(keys.user(id), "long_term", vector_bytes(v))
             .ignore()
             // every weight kept so far is the trained model's now (`UserState::set_long_term`)
@@ -589,11 +684,14 @@ type StreamEntry = (String, Vec<(String, String)>);
 /// [`SET_SESSION`] writes the result only if the version did not move (an event applied
 /// meanwhile bumps it: start again, so that it is counted). False when the user has no state.
 pub(crate) async fn rebuild_session(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut Conn,
     inner: &super::Inner,
     user: &str,
 ) -> StoreResult<bool> {
-    let (keys, settings) = (&inner.keys, &inner.settings);
+    let (shards, settings) = (&inner.shards, &inner.settings);
+    let keys = shards.of(user);
+    let fold_in = settings.session.update == UpdateRule::FoldIn;
+    let gen_key = inner.keys.vectors_gen();
     for attempt in 0..MAX_ATTEMPTS {
         type Read = (
             bool,
@@ -601,9 +699,8 @@ pub(crate) async fn rebuild_session(
             Vec<String>,
             Vec<Option<Vec<u8>>>,
             Vec<String>,
-            Option<i64>,
         );
-        let (exists, version, ids, fields, recent, generation): Read = redis::pipe()
+        let (exists, version, ids, fields, recent): Read = redis::pipe()
             .atomic()
             .exists(keys.user(user))
             .hget(keys.user(user), "version")
@@ -614,13 +711,18 @@ pub(crate) async fn rebuild_session(
             .arg("recent_fresh")
             .arg("long_term")
             .lrange(keys.recent(user), 0, -1)
-            .get(keys.vectors_gen())
             .query_async(conn)
             .await
             .map_err(from_redis)?;
         if !exists {
             return Ok(false);
         }
+        // Read before the items' vectors (on a cluster it lives in another slot than the
+        // user: not in the `MULTI`).
+        let generation = match fold_in {
+            true => read_vectors_gen(conn, &gen_key).await?,
+            false => 0,
+        };
         let mut events = Vec::with_capacity(ids.len());
         if !ids.is_empty() {
             let mut pipe = redis::pipe();
@@ -641,17 +743,9 @@ pub(crate) async fn rebuild_session(
         items.sort_unstable();
         items.dedup();
         let mut vectors: BTreeMap<&str, Vec<f32>> = BTreeMap::new();
-        if !items.is_empty() {
-            let mut pipe = redis::pipe();
-            for item in &items {
-                pipe.hget(keys.item(item), "vector");
-            }
-            let found: Vec<Option<Vec<u8>>> = pipe.query_async(conn).await.map_err(from_redis)?;
-            for (item, bytes) in items.iter().zip(found) {
-                if let Some(b) = bytes {
-                    let v = vector_from_bytes(&b).ok_or_else(|| bad_reply("item vector bytes"))?;
-                    vectors.insert(item, v);
-                }
+        for (item, v) in items.iter().zip(item_vectors(conn, shards, &items).await?) {
+            if let Some(v) = v {
+                vectors.insert(item, v);
             }
         }
         let session = UserState::session_from(
@@ -677,10 +771,10 @@ pub(crate) async fn rebuild_session(
             ..UserState::default()
         };
         folded.fold.weights.resize(folded.recent.len(), 0.0);
-        if settings.session.update == UpdateRule::FoldIn {
+        if fold_in {
             let gram = inner
                 .grams
-                .get(conn, keys, inner.schema.vector.dim, generation.unwrap_or(0))
+                .get(conn, shards, inner.schema.vector.dim, generation)
                 .await?;
             let model = FoldModel::new(&gram, &settings.session.fold_in);
             folded.refold(model.as_ref(), |item| vectors.get(item).map(Vec::as_slice));

@@ -210,9 +210,19 @@ async fn both_with(prefix: &str, schema: recd_core::Schema) -> Vec<Arc<dyn Store
             prefix: unique_prefix(prefix),
             ..Default::default()
         };
-        let s = recd_store::RedisStore::connect(&url, schema, settings(), config)
+        let s = recd_store::RedisStore::connect(&url, schema.clone(), settings(), config)
             .await
             .expect("connect");
+        stores.push(Arc::new(s));
+    }
+    if let Some(url) = crate::support::cluster_url() {
+        let config = recd_store::RedisConfig {
+            prefix: unique_prefix(prefix),
+            ..Default::default()
+        };
+        let s = recd_store::RedisStore::connect(&url, schema, settings(), config)
+            .await
+            .expect("connect to the cluster");
         stores.push(Arc::new(s));
     }
     stores

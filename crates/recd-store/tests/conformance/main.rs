@@ -9,6 +9,7 @@
 
 mod bulk;
 mod checks;
+mod cluster;
 mod cross;
 mod embedded;
 mod features;

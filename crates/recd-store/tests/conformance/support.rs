@@ -140,6 +140,50 @@ pub fn redis_url() -> Option<String> {
     .clone()
 }
 
+/// Starts a local Redis Cluster (`scripts/redis.sh cluster start`, stopped when this
+/// binary exits); its `redis+cluster://` URL.
+pub fn start_cluster(masters: usize, replicas: usize) -> Result<String, String> {
+    let out = Command::new("bash")
+        .arg(redis_script())
+        .args(["cluster", "start", "--masters", &masters.to_string()])
+        .args(["--replicas", &replicas.to_string()])
+        .arg("--owner")
+        .arg(std::process::id().to_string())
+        .output()
+        .map_err(|e| format!("cannot run scripts/redis.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "scripts/redis.sh cluster start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The shared 3-master Redis Cluster of this test binary, or `None` (after a loud
+/// message) when none can be had outside CI. Panics under `CI=true`.
+pub fn cluster_url() -> Option<String> {
+    static URL: OnceLock<Option<String>> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("RECD_TEST_REDIS_CLUSTER_URL") {
+            return Some(url);
+        }
+        match start_cluster(3, 0) {
+            Ok(url) => Some(url),
+            Err(e) if in_ci() => panic!("CI=true and no Redis Cluster with the Query Engine: {e}"),
+            Err(e) => {
+                let msg = format!(
+                    "\n!!!!!!!!!! SKIPPING REDIS CLUSTER CONFORMANCE TESTS: {e}\n\
+                     !!!!!!!!!! run scripts/redis.sh install, or set RECD_TEST_REDIS_CLUSTER_URL\n\n"
+                );
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
+                None
+            }
+        }
+    })
+    .clone()
+}
+
 /// A key prefix no other test of any run uses.
 pub fn unique_prefix(name: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

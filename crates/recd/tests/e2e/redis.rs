@@ -48,6 +48,36 @@ pub fn redis_or_skip() -> Option<String> {
         .ok()
 }
 
+/// A 3-master Redis Cluster of its own for one test (`scripts/redis.sh cluster`): its
+/// `redis+cluster://` URL, or `None` after a loud message when this machine cannot run
+/// one; under `CI=true` that is a failure, never a skip.
+pub fn cluster_or_skip() -> Option<String> {
+    let out = Command::new(script())
+        .args(["cluster", "start", "--masters", "3"])
+        .args(["--owner", &std::process::id().to_string()])
+        .output()
+        .expect("run scripts/redis.sh");
+    if !out.status.success() {
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+            "CI=true and the Redis Cluster cannot start: {e}"
+        );
+        eprintln!("\n!!!!! SKIPPED: no Redis Cluster ({e})\n");
+        return None;
+    }
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(url.starts_with("redis+cluster://"), "{url}");
+    Some(url)
+}
+
+/// Stops the cluster [`cluster_or_skip`] started.
+pub fn stop_cluster(url: &str) {
+    let _ = Command::new(script())
+        .args(["cluster", "stop", url])
+        .status();
+}
+
 pub fn stop_redis(port: u16) {
     let _ = Command::new(script())
         .args(["stop", &port.to_string()])
@@ -339,4 +369,90 @@ async fn a_busy_redis_is_unavailable_then_recovers() {
     let (_, user) = s.get("/v1/users/busy-visitor").await;
     assert_eq!(user["counters"]["click"].as_u64(), Some(2), "{user}");
     stop_redis(port);
+}
+
+/// Issue 17: the same contract on a Redis Cluster (`redis+cluster://`, 3 masters from
+/// `scripts/redis.sh cluster`): two servers share the deployment, and an event through one is
+/// reflected at once by the other (the cache marks and pub/sub work across slots).
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_from_a_redis_cluster() {
+    let Some(url) = cluster_or_skip() else {
+        return;
+    };
+    let config = std::env::temp_dir().join(format!("recd-e2e-cluster-{}.toml", std::process::id()));
+    std::fs::write(&config, SCHEMA).expect("config");
+    let dir = crate::server::data_dir("redis-cluster");
+    let s = Server::start(
+        &[
+            "demo",
+            "--backend",
+            "redis",
+            "--redis-url",
+            &url,
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--items",
+            "600",
+            "--users",
+            "50",
+            "--seed",
+            "5",
+        ],
+        &[],
+    );
+    let (_, h) = s.get("/health").await;
+    assert_eq!(
+        (h["backend"].as_str(), h["items"].as_u64()),
+        (Some("redis"), Some(600)),
+        "{h}"
+    );
+    let dir2 = crate::server::data_dir("redis-cluster-second");
+    let second = Server::start(
+        &[
+            "serve",
+            "--backend",
+            "redis",
+            "--redis-url",
+            &url,
+            "--data-dir",
+            dir2.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let a = second
+        .recommend(json!({"user_id":"user-1","count":10,"filter":{"price":{"lt":50}}}))
+        .await;
+    assert_eq!(a["source"], "personalized", "{a}");
+    let items = a["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    assert!(
+        items
+            .iter()
+            .all(|i| i["item"]["price"].as_f64().unwrap() < 50.0)
+    );
+    // Cached on the second server, then a purchase through the first: gone from the first
+    // at once (read your writes), and from the second once the invalidation reaches it.
+    let body = json!({"user_id":"c-visitor","count":20});
+    let before = second.recommend(body.clone()).await;
+    assert_eq!(second.recommend(body.clone()).await["cache"]["tier"], "l1");
+    let bought = ids(&before)[0].clone();
+    s.event("c-visitor", &bought, "purchase").await;
+    assert!(!ids(&s.recommend(body.clone()).await).contains(&bought));
+    let reached = async {
+        loop {
+            let x = second.recommend(body.clone()).await;
+            if !ids(&x).contains(&bought) {
+                return x;
+            }
+        }
+    };
+    let after = tokio::time::timeout(Duration::from_secs(30), reached)
+        .await
+        .expect("the second server kept serving the purchased item");
+    assert_eq!(after["source"], "personalized", "{after}");
+    drop(second);
+    drop(s);
+    stop_cluster(&url);
 }
