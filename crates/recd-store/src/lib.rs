@@ -160,6 +160,44 @@ pub(crate) fn wall_clock_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// What is left of a write made visible by [`Store::apply_events_visible`]: waiting until it
+/// is as durable as the store's policy makes it (the embedded log's write, or its fsync
+/// under `always`).
+#[must_use = "a write may be acknowledged only once it is durable"]
+pub struct Durability(Option<futures_util::future::BoxFuture<'static, StoreResult<()>>>);
+
+impl Durability {
+    /// Nothing left to wait for.
+    pub fn done() -> Self {
+        Durability(None)
+    }
+
+    /// Durable when `wait` resolves.
+    pub fn pending(
+        wait: impl std::future::Future<Output = StoreResult<()>> + Send + 'static,
+    ) -> Self {
+        Durability(Some(Box::pin(wait)))
+    }
+
+    /// Waits until the write is durable, or for the error that kept it from being so.
+    pub async fn wait(self) -> StoreResult<()> {
+        match self.0 {
+            Some(wait) => wait.await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Durability::Pending"
+        } else {
+            "Durability::Done"
+        })
+    }
+}
+
 /// What one call of [`Store::expire_users`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Expired {
@@ -239,6 +277,18 @@ pub trait Store: Send + Sync + 'static {
     /// and ids that are not items must not grow the store. Each write of a user
     /// stamps `UserState::active_ms` with the store's clock.
     async fn apply_events(&self, events: &[Event]) -> StoreResult<()>;
+
+    /// [`Store::apply_events`] in two steps: returns as soon as the events are visible to
+    /// reads, with the wait for their durability still to do. The engine invalidates the
+    /// users' cached lists in between, so that an event shows in the next recommendation
+    /// while its log record is still being written; the write is acknowledged only after
+    /// [`Durability::wait`]. (As with Redis's AOF, a read may see a write that a crash then
+    /// loses; nothing unacknowledged is promised.) A store whose writes become visible only
+    /// when they are durable keeps this default.
+    async fn apply_events_visible(&self, events: &[Event]) -> StoreResult<Durability> {
+        self.apply_events(events).await?;
+        Ok(Durability::done())
+    }
 
     /// [`Store::apply_events`] for a batch that may be sent again (a bulk load retrying a
     /// batch that timed out): event `i` is at position `batch.first + i` of the run

@@ -622,7 +622,9 @@ impl Engine {
     /// for each of their users reflects them.
     pub async fn apply_events(&self, events: &[Event]) -> EngineResult<usize> {
         let started = Instant::now();
-        self.store.apply_events(events).await?;
+        // Visible first (in memory, then no cached list from before them), durable second:
+        // the log's acknowledgement is not on the path to visibility.
+        let durable = self.store.apply_events_visible(events).await?;
         if self.caches.enabled() {
             let invalidating = &self.caches.config().invalidate_on;
             let mut users: Vec<String> = events
@@ -640,6 +642,7 @@ impl Engine {
         // store's read-your-writes, and no cached list from before them is served.
         metrics::histogram!("recd_event_visible_duration_seconds")
             .record(started.elapsed().as_secs_f64());
+        durable.wait().await?;
         self.monitor.events(events);
         for e in events {
             if let Some(id) = &e.recommendation_id {

@@ -927,6 +927,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn apply_events(&self, events: &[Event]) -> StoreResult<()> {
+        self.apply_events_visible(events).await?.wait().await
+    }
+
+    async fn apply_events_visible(&self, events: &[Event]) -> StoreResult<crate::Durability> {
+        // `Inner::apply_events` publishes the new states in memory and queues the log
+        // record; the ticket is the record's acknowledgement.
         let ticket = if events.len() <= INLINE_EVENTS {
             self.inner.apply_events(events)?
         } else {
@@ -934,7 +940,10 @@ impl Store for EmbeddedStore {
             self.blocking(move |inner| inner.apply_events(&events))
                 .await?
         };
-        self.inner.sink.wait(ticket).await
+        Ok(match ticket {
+            Some(ticket) => crate::Durability::pending(ticket.wait()),
+            None => crate::Durability::done(),
+        })
     }
 
     async fn apply_events_once(&self, batch: crate::once::Positioned<'_>) -> StoreResult<()> {
@@ -1447,6 +1456,36 @@ mod tests {
         let s = EmbeddedStore::open(dir.path(), None, ModelSettings::default(), options).unwrap();
         assert_eq!(s.get_user("u").await.unwrap(), Some(u));
         assert_eq!(s.events().await.unwrap().len(), 2);
+    }
+
+    /// Visibility does not wait for the log: the events are readable as soon as
+    /// `apply_events_visible` returns, while the acknowledgement is still to come (here it
+    /// never comes as a success: the disk is full, so the wait reports it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_are_visible_before_their_log_record_is_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = EmbeddedOptions {
+            fsync: Fsync::Always,
+            ..Default::default()
+        };
+        let s = EmbeddedStore::open(dir.path(), Some(schema()), ModelSettings::default(), options)
+            .unwrap();
+        s.upsert_items(vec![upsert(json!({"id":"a","vector":[1.0,0.0]}))])
+            .await
+            .unwrap();
+        s.faults().set_disk_full(true);
+        let durable = s
+            .apply_events_visible(&[event("u", "a", EventType::Click, 1)])
+            .await
+            .expect("visible even though the log cannot be written");
+        let u = s.get_user("u").await.unwrap().unwrap();
+        assert_eq!(u.counters.click, 1);
+        let r = durable.wait().await;
+        assert!(
+            matches!(&r, Err(StoreError::Unavailable(m)) if m.contains("No space left")),
+            "{r:?}"
+        );
+        s.faults().set_disk_full(false);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
