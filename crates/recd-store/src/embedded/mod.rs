@@ -1468,8 +1468,13 @@ mod tests {
             fsync: Fsync::Always,
             ..Default::default()
         };
-        let s = EmbeddedStore::open(dir.path(), Some(schema()), ModelSettings::default(), options)
-            .unwrap();
+        let s = EmbeddedStore::open(
+            dir.path(),
+            Some(schema()),
+            ModelSettings::default(),
+            options,
+        )
+        .unwrap();
         s.upsert_items(vec![upsert(json!({"id":"a","vector":[1.0,0.0]}))])
             .await
             .unwrap();
