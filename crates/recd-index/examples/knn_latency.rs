@@ -126,7 +126,7 @@ fn main() -> Res<()> {
     println!("engine\tfilter\tk\tef\tstrategy\tqps\tp50_us\tp99_us\trecall");
     for &mode in &args.quant {
         let t = Instant::now();
-        index.set_quantization(mode);
+        index.set_quantization(mode).expect("vector file");
         let mem = index.memory();
         println!(
             "# recd-index {}: quantize {:.2} s; bytes per vector: vectors {:.1}, codes {:.1}, graph {:.1}, ids {:.1}, total {:.1}",
