@@ -34,6 +34,13 @@ const REPAIR_BATCH_RATIO: usize = 64;
 /// distance (or all of the walk's `ef`, if fewer), and returns the best `k` of those.
 const RESCORE_PER_K: usize = 4;
 
+/// A planned filtered walk may compute `allowed / WALK_BUDGET_DIVISOR` distances (at
+/// least [`MIN_WALK_BUDGET`]) before it falls back to a scan of the allowed ids.
+const WALK_BUDGET_DIVISOR: u64 = 4;
+
+/// Floor of a filtered walk's budget: below this a walk is cheap whatever it does.
+const MIN_WALK_BUDGET: usize = 4_096;
+
 /// How many re-scored vectors ahead the re-scoring loop prefetches.
 const RESCORE_PREFETCH: usize = 8;
 
@@ -536,6 +543,16 @@ impl VectorIndex {
             Plan::Graph { ef } => {
                 report.ef = Some(ef);
                 let mut visited = self.visited.take(st.slots());
+                // A planned filtered walk may score up to a quarter of the allowed nodes
+                // (a scan scores them all, each faster) before it gives up and scans; see
+                // `hnsw::search_layer`. Unfiltered and forced walks are not capped.
+                let mut budget = match (&allowed, options.strategy) {
+                    (Some(_), Strategy::Auto) => {
+                        usize::try_from(card / WALK_BUDGET_DIVISOR).unwrap_or(usize::MAX)
+                    }
+                    _ => usize::MAX,
+                }
+                .max(MIN_WALK_BUDGET);
                 let res = match (&coded, &allowed) {
                     (Some(cq), Some(ids)) => self.graph.search(
                         &st,
@@ -543,6 +560,7 @@ impl VectorIndex {
                         ef,
                         |s| ids.contains(st.id_of(s)),
                         &mut visited,
+                        &mut budget,
                     ),
                     (Some(cq), None) => self.graph.search(
                         &st,
@@ -550,6 +568,7 @@ impl VectorIndex {
                         ef,
                         |s| !st.is_deleted(s),
                         &mut visited,
+                        &mut budget,
                     ),
                     (None, Some(ids)) => self.graph.search(
                         &st,
@@ -557,6 +576,7 @@ impl VectorIndex {
                         ef,
                         |s| ids.contains(st.id_of(s)),
                         &mut visited,
+                        &mut budget,
                     ),
                     (None, None) => self.graph.search(
                         &st,
@@ -564,12 +584,13 @@ impl VectorIndex {
                         ef,
                         |s| !st.is_deleted(s),
                         &mut visited,
+                        &mut budget,
                     ),
                 };
                 self.visited.give_back(visited);
-                if (res.len() as u64) < card.min(k as u64) {
-                    // The walk could not reach enough allowed nodes: never return fewer
-                    // matches than exist.
+                if budget == 0 || (res.len() as u64) < card.min(k as u64) {
+                    // The walk ran out of budget, or could not reach enough allowed nodes:
+                    // scan (never return fewer matches than exist).
                     self.plans.graph_then_exact.fetch_add(1, Ordering::Relaxed);
                     report.plan = "graph_then_exact";
                     scan(&mut report)
@@ -1198,6 +1219,35 @@ mod tests {
             let hits = idx.search_with(v, 10, None, walk).expect("search");
             assert!(hits.iter().any(|h| h.id == *i), "{i} unreachable");
         }
+    }
+
+    #[test]
+    fn a_walk_stops_when_its_budget_is_spent() {
+        let data = vectors(3_000, 16, 12);
+        let idx = VectorIndex::new(16, Metric::L2, HnswParams::default());
+        idx.insert_batch(&data).expect("batch");
+        let st = idx.store.read();
+        let q = &data[0].1;
+        let walk = |budget: &mut usize| {
+            let mut visited = idx.visited.take(st.slots());
+            // A filter nothing passes: unbounded, the walk scores every reachable node.
+            let found = idx.graph.search(
+                &st,
+                &Exact { st: &st, q },
+                10,
+                |_| false,
+                &mut visited,
+                budget,
+            );
+            idx.visited.give_back(visited);
+            found
+        };
+        let mut unbounded = usize::MAX;
+        assert!(walk(&mut unbounded).is_empty());
+        assert!(usize::MAX - unbounded >= 2_900, "it scored the whole graph");
+        let mut budget = 100;
+        assert!(walk(&mut budget).is_empty());
+        assert_eq!(budget, 0, "spent, and said so");
     }
 
     #[test]
