@@ -231,7 +231,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         for dim in [1, 3, 64, 100, 1536, 4096] {
             let m = MappedVectors::create(dir.path(), dim).expect("create");
-            assert!(m.segment_bytes() % 4096 == 0, "dim {dim}");
+            assert!(m.segment_bytes().is_multiple_of(4096), "dim {dim}");
             assert!(m.segment_bytes() <= SEGMENT_BYTES.max(MIN_SEGMENT_SLOTS * dim * 4));
         }
     }
