@@ -1,16 +1,21 @@
 """Peer baseline for recd-index: hnswlib (and a numpy exact scan) on the shared catalog.
 
     python bench-ann.py --dir /tmp/catalog-100k [--nq 1000] [--k 10,50] [--ef 32,64,128]
+        [--index-cache PATH]
 
 Same queries, filters and recall definition as crates/recd-index/examples/knn_latency.rs:
 queries = the first --nq rows of user_vectors.npy, one at a time on one thread; filters per
 query j: cat10 = items with category % 10 == j % 10, brand1 = items with brand % 100 == j % 100;
 recall@k = |approx ∩ exact top-k| / |exact top-k|, exact by brute force (numpy).
 hnswlib: space 'cosine', M 16, efC 200, built on 2 threads, filtered via its filter callback.
+--index-cache: load hnswlib's graph from PATH if it exists (its build time is read from
+PATH.build), else build it and save it there; a 1M build takes many minutes on 2 cores, so it
+can run once, ahead of the interleaved query rounds.
 numpy-exact: brute force over the allowed rows, gathered into a matrix beforehand (the
 "exact scan of the filtered subset" baseline). Prints TSV rows like the Rust example.
 """
 import argparse
+import os
 import time
 
 import numpy as np
@@ -31,6 +36,7 @@ def main():
     ap.add_argument("--m", type=int, default=16)
     ap.add_argument("--efc", type=int, default=200)
     ap.add_argument("--filters", default="none,cat10,brand1")
+    ap.add_argument("--index-cache", default=None)
     a = ap.parse_args()
     import hnswlib
 
@@ -44,12 +50,22 @@ def main():
     kmax = max(ks)
 
     index = hnswlib.Index(space="cosine", dim=dim)
-    index.init_index(max_elements=n, ef_construction=a.efc, M=a.m)
-    index.set_num_threads(2)
-    t = time.perf_counter()
-    index.add_items(items, np.arange(n))
-    print(f"# hnswlib build: {n} x {dim}, M {a.m} efC {a.efc}, 2 threads: {time.perf_counter() - t:.1f} s",
-          flush=True)
+    cache = a.index_cache
+    if cache and os.path.exists(cache) and os.path.exists(cache + ".build"):
+        index.load_index(cache, max_elements=n)
+        with open(cache + ".build") as f:
+            print(f"# hnswlib build (loaded from {cache}): {f.read().strip()}", flush=True)
+    else:
+        index.init_index(max_elements=n, ef_construction=a.efc, M=a.m)
+        index.set_num_threads(2)
+        t = time.perf_counter()
+        index.add_items(items, np.arange(n))
+        built = f"{n} x {dim}, M {a.m} efC {a.efc}, 2 threads: {time.perf_counter() - t:.1f} s"
+        print(f"# hnswlib build: {built}", flush=True)
+        if cache:
+            index.save_index(cache)
+            with open(cache + ".build", "w") as f:
+                f.write(built + f" (load {' '.join(open('/proc/loadavg').read().split()[:3])})\n")
     index.set_num_threads(1)
 
     masks = {

@@ -12,7 +12,10 @@
 # (default /tmp/bench-ann-venv), NQ, K, EF, ROUNDS (engines run alternately ROUNDS times;
 # the table shows the median QPS/p50/p99 per row), QUANT (recd's quantization modes,
 # default none,int8; `recd-int8` rows), STRATEGIES (recd's, default auto,graph,exact),
-# FILTERS (default none,cat10,brand1), MIN_RECALL (for the ratio table, default 0.95).
+# FILTERS (default none,cat10,brand1), MIN_RECALL (for the ratio table, default 0.95),
+# HNSW_CACHE (hnswlib's graph saved/loaded there, see bench-ann.py --index-cache), SNAPSHOT
+# (recd's graph saved/loaded there, knn_latency --snapshot), EXAMPLE (a prebuilt knn_latency
+# binary instead of building one).
 #
 # After the full table it prints the ratio table: per filter and k, the best QPS each
 # engine reaches at recall >= MIN_RECALL (any ef / plan), and recd's over hnswlib's.
@@ -52,18 +55,24 @@ for col in ("category", "brand"):
     np.save(f"{d}/{col}.npy", m[col].astype("<i8"))
 EOF
 
-(cd "$ROOT" && cargo build --release -q -p recd-index --example knn_latency)
-EXAMPLE="$ROOT/target/release/examples/knn_latency"
+if [ -z "${EXAMPLE:-}" ]; then
+  (cd "$ROOT" && cargo build --release -q -p recd-index --example knn_latency)
+  EXAMPLE="$ROOT/target/release/examples/knn_latency"
+fi
+HNSW_ARGS=()
+[ -n "${HNSW_CACHE:-}" ] && HNSW_ARGS=(--index-cache "$HNSW_CACHE")
+RECD_ARGS=()
+[ -n "${SNAPSHOT:-}" ] && RECD_ARGS=(--snapshot "$SNAPSHOT")
 
 echo "# machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq 1 "$ROUNDS"); do
   echo "# round $r, load $(cut -d' ' -f1-3 /proc/loadavg)"
   OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$PY" "$ROOT/scripts/bench-ann.py" --dir "$CATALOG" \
-    --nq "$NQ" --k "$K" --ef "$EF" --filters "$FILTERS" | tee "$OUT/hnswlib.$r.tsv" | grep '^#' || true
+    --nq "$NQ" --k "$K" --ef "$EF" --filters "$FILTERS" "${HNSW_ARGS[@]}" | tee "$OUT/hnswlib.$r.tsv" | grep '^#' || true
   RAYON_NUM_THREADS=2 "$EXAMPLE" --items "$CATALOG/item_vectors.npy" \
     --queries "$CATALOG/user_vectors.npy" --category "$CATALOG/category.npy" \
     --brand "$CATALOG/brand.npy" --nq "$NQ" --k "$K" --ef "$EF" \
-    --strategies "$STRATEGIES" --filters "$FILTERS" --quant "$QUANT" | tee "$OUT/recd.$r.tsv" | grep '^#' || true
+    --strategies "$STRATEGIES" --filters "$FILTERS" --quant "$QUANT" "${RECD_ARGS[@]}" | tee "$OUT/recd.$r.tsv" | grep '^#' || true
 done
 
 echo "# end, load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -85,7 +85,7 @@ fn knn(c: &mut Criterion) {
     // Then the same graph quantized (int8): walks and planner scans read the codes and
     // re-score 4k candidates; forced exact scans stay on f32, so they are not repeated.
     for mode in [Quantization::None, Quantization::Int8] {
-        d.index.set_quantization(mode);
+        d.index.set_quantization(mode).expect("vector file");
         let suffix = match mode {
             Quantization::None => "",
             Quantization::Int8 => "_int8",

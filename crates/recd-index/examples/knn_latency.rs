@@ -126,10 +126,10 @@ fn main() -> Res<()> {
     println!("engine\tfilter\tk\tef\tstrategy\tqps\tp50_us\tp99_us\trecall");
     for &mode in &args.quant {
         let t = Instant::now();
-        index.set_quantization(mode);
+        index.set_quantization(mode).expect("vector file");
         let mem = index.memory();
         println!(
-            "# recd-index {}: quantize {:.2} s; bytes per vector: vectors {:.1}, codes {:.1}, graph {:.1}, ids {:.1}, total {:.1}",
+            "# recd-index {}: quantize {:.2} s; bytes per vector: vectors {:.1}, codes {:.1}, graph {:.1}, ids {:.1}, total resident {:.1}; f32 vectors in the file mapping {:.1}",
             mode.as_str(),
             t.elapsed().as_secs_f64(),
             mem.vectors as f64 / n as f64,
@@ -137,7 +137,23 @@ fn main() -> Res<()> {
             mem.graph as f64 / n as f64,
             mem.ids as f64 / n as f64,
             mem.total() as f64 / n as f64,
+            mem.vectors_mapped as f64 / n as f64,
         );
+        // What the process holds: anonymous memory (heap) vs file pages (the mapping).
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with(name))
+                    .map_or("?".to_string(), |l| l[name.len()..].trim().to_string())
+            };
+            println!(
+                "# process after switching to {}: RssAnon {}, RssFile {}",
+                mode.as_str(),
+                field("RssAnon:"),
+                field("RssFile:")
+            );
+        }
         let engine = match mode {
             Quantization::None => "recd",
             Quantization::Int8 => "recd-int8",

@@ -1,7 +1,8 @@
 //! The crate's error type: everything a caller can get wrong when handing vectors to the index.
 //!
-//! Every variant is a *user* error (bad input); the index has no internal failure modes that
-//! surface as errors (internal invariants are `expect`ed with a message instead).
+//! Every variant but one is a *user* error (bad input); the exception is
+//! [`IndexError::Storage`], the int8 mode's vector file failing to grow (internal invariants
+//! are `expect`ed with a message instead).
 
 /// Why a vector (stored or query) was rejected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -30,6 +31,10 @@ pub enum IndexError {
     /// The index already holds `u32::MAX` nodes.
     #[error("the index is full")]
     Full,
+    /// The file holding an int8 index's `f32` vectors could not grow (disk full, say);
+    /// nothing was written.
+    #[error("cannot store the vector: {0}")]
+    Storage(String),
 }
 
 /// Why a snapshot could not be loaded. Every variant means "rebuild instead": a snapshot

@@ -4,7 +4,9 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use parking_lot::{RwLock, RwLockWriteGuard};
+use std::path::PathBuf;
+
+use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
@@ -31,6 +33,13 @@ const REPAIR_BATCH_RATIO: usize = 64;
 /// A quantized search re-scores (in `f32`) its best `RESCORE_PER_K * k` candidates by code
 /// distance (or all of the walk's `ef`, if fewer), and returns the best `k` of those.
 const RESCORE_PER_K: usize = 4;
+
+/// A planned filtered walk may compute `allowed / WALK_BUDGET_DIVISOR` distances (at
+/// least [`MIN_WALK_BUDGET`]) before it falls back to a scan of the allowed ids.
+const WALK_BUDGET_DIVISOR: u64 = 4;
+
+/// Floor of a filtered walk's budget: below this a walk is cheap whatever it does.
+const MIN_WALK_BUDGET: usize = 4_096;
 
 /// How many re-scored vectors ahead the re-scoring loop prefetches.
 const RESCORE_PREFETCH: usize = 8;
@@ -81,6 +90,8 @@ pub struct VectorIndex {
     changes: AtomicU64,
     /// Searches answered per plan, for monitoring the planner.
     plans: PlanCounters,
+    /// Where the int8 mode keeps its `f32` vectors (`None`: the system's temp directory).
+    vector_dir: Mutex<Option<PathBuf>>,
 }
 
 /// How many searches each plan answered since the index was created.
@@ -121,6 +132,11 @@ pub struct MemoryUsage {
     pub vectors: usize,
     /// The int8 codes (and their squared norms); 0 when not quantized.
     pub codes: usize,
+    /// The `f32` vectors the int8 mode keeps in a file mapping: page cache, which the
+    /// kernel evicts under memory pressure (a search re-reads only its short list), so not
+    /// counted in [`total`](Self::total). 0 when not quantized (or when the file could not
+    /// be made and the vectors stayed in `vectors`).
+    pub vectors_mapped: usize,
     /// Neighbour lists on every level, in-degrees, levels and per-node link locks.
     pub graph: usize,
     /// Id maps, tombstones and the live-id bitmap.
@@ -128,7 +144,7 @@ pub struct MemoryUsage {
 }
 
 impl MemoryUsage {
-    /// All parts together.
+    /// All resident parts together (not `vectors_mapped`).
     pub fn total(&self) -> usize {
         self.vectors + self.codes + self.graph + self.ids
     }
@@ -159,6 +175,7 @@ impl VectorIndex {
             visited: VisitedPool::default(),
             changes: AtomicU64::new(0),
             plans: PlanCounters::default(),
+            vector_dir: Mutex::new(None),
         }
     }
 
@@ -171,20 +188,42 @@ impl VectorIndex {
         quantization: Quantization,
     ) -> Self {
         let index = Self::new(dim, metric, params);
-        index.set_quantization(quantization);
+        // An empty index: a failure to make the vector file only means new vectors go to
+        // the heap, as in the plain mode.
+        let _ = index.set_quantization(quantization);
         index
     }
 
     /// Switches what searches read. `Int8` trains the quantizer on every stored vector and
     /// encodes them all (under the write lock: ~`nodes × dim` byte writes, tens of ms at
     /// 1M × 64), and from then on searches walk and scan the codes and re-score a short
-    /// list exactly; `None` drops the codes. The graph is the same either way (it is always
-    /// built on the `f32` vectors), so a snapshot loads in any mode.
-    pub fn set_quantization(&self, quantization: Quantization) {
+    /// list exactly; the `f32` vectors move to an unnamed file mapping in the
+    /// [vector directory](Self::set_vector_dir), so that only codes and graph stay
+    /// resident. `None` drops the codes and brings the vectors back to the heap. The graph
+    /// is the same either way (it is always built on the `f32` vectors), so a snapshot
+    /// loads in any mode.
+    ///
+    /// The mode is always switched; an error says the vector file could not be made, so
+    /// the vectors stayed on the heap (answers are the same, memory is not saved).
+    pub fn set_quantization(&self, quantization: Quantization) -> std::io::Result<()> {
+        let dir = self
+            .vector_dir
+            .lock()
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
         let mut st = self.store.write();
         if st.quantization() != quantization {
-            st.set_quantization(quantization);
+            st.set_quantization(quantization, &dir)
+        } else {
+            Ok(())
         }
+    }
+
+    /// Where the int8 mode keeps its `f32` vectors (an unnamed file: nothing is left there
+    /// after the process ends). Default: the system's temp directory; a server passes its
+    /// data directory. Takes effect at the next switch to `Int8`.
+    pub fn set_vector_dir(&self, dir: impl Into<PathBuf>) {
+        *self.vector_dir.lock() = Some(dir.into());
     }
 
     /// The quantization mode in use.
@@ -504,6 +543,16 @@ impl VectorIndex {
             Plan::Graph { ef } => {
                 report.ef = Some(ef);
                 let mut visited = self.visited.take(st.slots());
+                // A planned filtered walk may score up to a quarter of the allowed nodes
+                // (a scan scores them all, each faster) before it gives up and scans; see
+                // `hnsw::search_layer`. Unfiltered and forced walks are not capped.
+                let mut budget = match (&allowed, options.strategy) {
+                    (Some(_), Strategy::Auto) => {
+                        usize::try_from(card / WALK_BUDGET_DIVISOR).unwrap_or(usize::MAX)
+                    }
+                    _ => usize::MAX,
+                }
+                .max(MIN_WALK_BUDGET);
                 let res = match (&coded, &allowed) {
                     (Some(cq), Some(ids)) => self.graph.search(
                         &st,
@@ -511,6 +560,7 @@ impl VectorIndex {
                         ef,
                         |s| ids.contains(st.id_of(s)),
                         &mut visited,
+                        &mut budget,
                     ),
                     (Some(cq), None) => self.graph.search(
                         &st,
@@ -518,6 +568,7 @@ impl VectorIndex {
                         ef,
                         |s| !st.is_deleted(s),
                         &mut visited,
+                        &mut budget,
                     ),
                     (None, Some(ids)) => self.graph.search(
                         &st,
@@ -525,6 +576,7 @@ impl VectorIndex {
                         ef,
                         |s| ids.contains(st.id_of(s)),
                         &mut visited,
+                        &mut budget,
                     ),
                     (None, None) => self.graph.search(
                         &st,
@@ -532,12 +584,13 @@ impl VectorIndex {
                         ef,
                         |s| !st.is_deleted(s),
                         &mut visited,
+                        &mut budget,
                     ),
                 };
                 self.visited.give_back(visited);
-                if (res.len() as u64) < card.min(k as u64) {
-                    // The walk could not reach enough allowed nodes: never return fewer
-                    // matches than exist.
+                if budget == 0 || (res.len() as u64) < card.min(k as u64) {
+                    // The walk ran out of budget, or could not reach enough allowed nodes:
+                    // scan (never return fewer matches than exist).
                     self.plans.graph_then_exact.fetch_add(1, Ordering::Relaxed);
                     report.plan = "graph_then_exact";
                     scan(&mut report)
@@ -866,16 +919,65 @@ mod tests {
         assert_eq!(m.vectors, n * (64 + 1) * 4);
         // Level-0 lists alone are (1 + 2M) u32 per node, plus the in-degree.
         assert!(m.graph >= n * (1 + 32 + 1) * 4, "{m:?}");
-        plain.set_quantization(Quantization::Int8);
+        assert_eq!(m.vectors_mapped, 0);
+        let before = plain
+            .search(&vectors(1, 64, 4)[0].1, 10, None)
+            .expect("search");
+        plain
+            .set_quantization(Quantization::Int8)
+            .expect("vector file");
         let q = plain.memory();
         assert_eq!(
             q.codes,
             n * (64 + 4),
             "one 64-byte line and |x|² per 64-d vector"
         );
-        assert_eq!(q.total(), m.total() + q.codes);
-        plain.set_quantization(Quantization::None);
-        assert_eq!(plain.memory().codes, 0);
+        // The f32 vectors left the heap for the file mapping (only their norms stay): the
+        // int8 mode holds less than the plain one, not more.
+        assert_eq!((q.vectors, q.vectors_mapped), (n * 4, n * 64 * 4));
+        assert_eq!(q.total(), m.total() - n * 64 * 4 + q.codes);
+        assert!(q.total() < m.total());
+        // Inserts while mapped go to the file too.
+        plain.insert(9_999, &[0.5; 64]).expect("insert");
+        assert_eq!(plain.memory().vectors_mapped, (n + 1) * 64 * 4);
+        assert_eq!(plain.vector(9_999), Some(vec![0.5; 64]));
+        plain.remove(9_999);
+        plain
+            .set_quantization(Quantization::None)
+            .expect("back to the heap");
+        let back = plain.memory();
+        assert_eq!((back.codes, back.vectors_mapped), (0, 0));
+        assert_eq!(back.vectors, (n + 1) * (64 + 1) * 4);
+        let after = plain
+            .search(&vectors(1, 64, 4)[0].1, 10, None)
+            .expect("search");
+        assert_eq!(after, before, "the vectors came back intact");
+    }
+
+    #[test]
+    fn the_int8_vector_file_goes_where_it_is_told_and_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let idx = VectorIndex::new(16, Metric::L2, HnswParams::default());
+        idx.set_vector_dir(dir.path());
+        idx.insert_batch(&vectors(300, 16, 1)).expect("batch");
+        idx.set_quantization(Quantization::Int8)
+            .expect("vector file");
+        assert_eq!(idx.memory().vectors_mapped, 300 * 16 * 4);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+        // A directory that cannot hold the file: the mode still switches, the vectors stay
+        // on the heap, and the caller is told.
+        let plain = VectorIndex::new(16, Metric::L2, HnswParams::default());
+        plain.set_vector_dir(dir.path().join("missing"));
+        plain.insert_batch(&vectors(300, 16, 1)).expect("batch");
+        assert!(plain.set_quantization(Quantization::Int8).is_err());
+        assert_eq!(plain.quantization(), Quantization::Int8);
+        let m = plain.memory();
+        assert_eq!((m.vectors_mapped, m.vectors), (0, 300 * 17 * 4));
+        let q = vectors(1, 16, 9).remove(0).1;
+        assert_eq!(
+            plain.search(&q, 5, None).expect("search"),
+            idx.search(&q, 5, None).expect("search")
+        );
     }
 
     #[test]
@@ -1117,6 +1219,35 @@ mod tests {
             let hits = idx.search_with(v, 10, None, walk).expect("search");
             assert!(hits.iter().any(|h| h.id == *i), "{i} unreachable");
         }
+    }
+
+    #[test]
+    fn a_walk_stops_when_its_budget_is_spent() {
+        let data = vectors(3_000, 16, 12);
+        let idx = VectorIndex::new(16, Metric::L2, HnswParams::default());
+        idx.insert_batch(&data).expect("batch");
+        let st = idx.store.read();
+        let q = &data[0].1;
+        let walk = |budget: &mut usize| {
+            let mut visited = idx.visited.take(st.slots());
+            // A filter nothing passes: unbounded, the walk scores every reachable node.
+            let found = idx.graph.search(
+                &st,
+                &Exact { st: &st, q },
+                10,
+                |_| false,
+                &mut visited,
+                budget,
+            );
+            idx.visited.give_back(visited);
+            found
+        };
+        let mut unbounded = usize::MAX;
+        assert!(walk(&mut unbounded).is_empty());
+        assert!(usize::MAX - unbounded >= 2_900, "it scored the whole graph");
+        let mut budget = 100;
+        assert!(walk(&mut budget).is_empty());
+        assert_eq!(budget, 0, "spent, and said so");
     }
 
     #[test]

@@ -36,8 +36,10 @@
 //!   the index keeps serving, so that a restart loads the graph instead of rebuilding it.
 //! - `topk`, `visited`: the bounded heap and the pooled visited sets the searches share.
 //! - `quant`: int8 scalar quantization ([`Quantization`]): the codes, the integer kernel.
+//! - `mapped`: where the `f32` vectors live — a heap array, or in the int8 mode an unnamed
+//!   file mapping, so that only codes and graph stay resident.
 //! - `prefetch`, `hugepages`: the cache-prefetch and transparent-huge-page hints (the
-//!   crate's only `unsafe`, one call each).
+//!   crate's `unsafe` besides `mapped`'s `mmap`, one call each).
 //!
 //! # Concurrency design
 //! All state sits behind one `parking_lot::RwLock<Store>` plus per-node locks, chosen so
@@ -68,10 +70,11 @@
 //!
 //! Distances are recd-core's safe, auto-vectorized kernels (`recd_core::vector`), or, in the
 //! int8 mode, `quant`'s integer kernel over the codes followed by an exact `f32` re-score of
-//! a short list (so scores are exact in both modes). The crate's only `unsafe` is two hints:
-//! a software prefetch (`prefetch`), kept for a measured 2-3x on scattered vector reads,
-//! and a transparent-huge-page `madvise` (`hugepages`), for the TLB misses of those same
-//! reads; everything else is checked by the `unsafe_code = "deny"` lint.
+//! a short list (so scores are exact in both modes). The crate's only `unsafe` is two hints
+//! and one mapping: a software prefetch (`prefetch`), kept for a measured 2-3x on scattered
+//! vector reads, a transparent-huge-page `madvise` (`hugepages`), for the TLB misses of
+//! those same reads, and the `mmap` of the int8 mode's vector file (`mapped`); everything
+//! else is checked by the `unsafe_code = "deny"` lint.
 
 #![warn(missing_docs)]
 
@@ -81,6 +84,7 @@ mod flat;
 mod hnsw;
 mod hugepages;
 mod index;
+mod mapped;
 mod planner;
 mod prefetch;
 mod quant;

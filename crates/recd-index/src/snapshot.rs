@@ -425,7 +425,8 @@ mod tests {
     fn a_quantized_index_loads_quantized_with_the_same_answers() {
         let (idx, data) = used_index();
         // Retrained on all its nodes now, as a load trains: the codes then match exactly.
-        idx.set_quantization(Quantization::Int8);
+        idx.set_quantization(Quantization::Int8)
+            .expect("vector file");
         let bytes = save(&idx, &[]);
         let back = load(&bytes).expect("load");
         assert_eq!(
@@ -433,7 +434,8 @@ mod tests {
             Quantization::None,
             "no codes in the file"
         );
-        back.set_quantization(Quantization::Int8);
+        back.set_quantization(Quantization::Int8)
+            .expect("vector file");
         let queries: Vec<_> = data.iter().step_by(50).cloned().collect();
         assert_eq!(answers(&back, &queries), answers(&idx, &queries));
         // Writes after the load keep the codes current.

@@ -14,6 +14,8 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use parking_lot::Mutex;
@@ -23,6 +25,7 @@ use recd_core::vector::{dot, l2_squared};
 
 use crate::distance::Metric;
 use crate::hugepages::Advised;
+use crate::mapped::{MappedVectors, Vectors};
 use crate::quant::{self, CodedQuery, Line, Quantization, Sq8};
 
 /// Node storage; see the module docs for the locking contract.
@@ -35,8 +38,9 @@ pub(crate) struct Store {
     /// Max neighbours on levels ≥ 1 (`M`).
     m: usize,
     /// `slot * dim ..` is the slot's vector exactly as given (never normalized, so that
-    /// `vector()` returns the caller's values); contiguous so that a scan streams memory.
-    vectors: Vec<f32>,
+    /// `vector()` returns the caller's values): one heap array, or a file mapping in the
+    /// int8 mode (see `mapped`).
+    vectors: Vectors,
     /// `1 / |v|` per slot under cosine (so a score is one dot and one multiply), else 1.
     inv_norms: Vec<f32>,
     /// Level-0 neighbour lists, `1 + m0` atomics per slot: `[len, n0 .. n(m0-1)]`.
@@ -90,7 +94,7 @@ impl Store {
             metric,
             m0: 2 * m,
             m,
-            vectors: Vec::new(),
+            vectors: Vectors::Heap(Vec::new()),
             inv_norms: Vec::new(),
             links0: Vec::new(),
             in0: Vec::new(),
@@ -109,7 +113,9 @@ impl Store {
     /// Gives the arrays a walk reads at random the huge-page hint, if they moved or grew
     /// since the last time (growing a `Vec` may move it).
     fn refresh_advice(&mut self) {
-        self.advised.refresh(0, &self.vectors);
+        if let Vectors::Heap(v) = &self.vectors {
+            self.advised.refresh(0, v);
+        }
         self.advised.refresh(1, &self.links0);
         self.advised.refresh(3, &self.inv_norms);
         if let Some(c) = &self.codes {
@@ -127,13 +133,46 @@ impl Store {
     }
 
     /// Switches the quantization mode: `Int8` trains on every stored vector and encodes
-    /// them all (also how a retraining is done); `None` drops the codes.
-    pub(crate) fn set_quantization(&mut self, mode: Quantization) {
+    /// them all (also how a retraining is done) and moves the `f32` vectors into a file
+    /// mapping under `dir` (see `mapped`); `None` drops the codes and moves the vectors back
+    /// to the heap. If the file cannot be made the vectors stay on the heap (correct, only
+    /// larger) and the error is returned.
+    pub(crate) fn set_quantization(&mut self, mode: Quantization, dir: &Path) -> io::Result<()> {
         self.codes = match mode {
             Quantization::None => None,
             Quantization::Int8 => Some(self.trained_codes()),
         };
+        let moved = match mode {
+            Quantization::None => self.move_vectors(None),
+            Quantization::Int8 => self.move_vectors(Some(dir)),
+        };
         self.refresh_advice();
+        moved
+    }
+
+    /// Copies the vectors into a file mapping under `dir` (`Some`) or onto the heap
+    /// (`None`), unless they are there already. On an error nothing moved.
+    fn move_vectors(&mut self, dir: Option<&Path>) -> io::Result<()> {
+        let moved = match (&self.vectors, dir) {
+            (Vectors::Heap(_), Some(dir)) => {
+                let mut m = Vectors::Mapped(MappedVectors::create(dir, self.dim)?);
+                for slot in 0..self.slots() as u32 {
+                    m.push(self.vector(slot))?;
+                }
+                m
+            }
+            (Vectors::Mapped(_), None) => {
+                let mut v = Vec::with_capacity(self.slots() * self.dim);
+                crate::hugepages::advise(&v);
+                for slot in 0..self.slots() as u32 {
+                    v.extend_from_slice(self.vector(slot));
+                }
+                Vectors::Heap(v)
+            }
+            _ => return Ok(()),
+        };
+        self.vectors = moved;
+        Ok(())
     }
 
     /// Retrains the quantizer if the index has doubled since it was last trained (values
@@ -180,7 +219,7 @@ impl Store {
 
     /// Makes room for `additional` more slots (a snapshot load knows its size up front).
     pub(crate) fn reserve(&mut self, additional: usize) {
-        self.vectors.reserve(additional.saturating_mul(self.dim));
+        self.vectors.reserve(additional, self.dim);
         self.inv_norms.reserve(additional);
         self.links0.reserve(additional.saturating_mul(1 + self.m0));
         self.in0.reserve(additional);
@@ -227,7 +266,7 @@ impl Store {
         debug_assert_eq!(vector.len(), self.dim);
         if let Some(slot) = self.id_slots.get(id) {
             let s = slot as usize;
-            self.vectors[s * self.dim..(s + 1) * self.dim].copy_from_slice(vector);
+            self.vectors.set(slot, vector);
             self.inv_norms[s] = inv_norm;
             self.deleted[s] = false;
             self.live.insert(id);
@@ -238,8 +277,12 @@ impl Store {
             .ok()
             .filter(|&s| s < u32::MAX)
             .ok_or(crate::IndexError::Full)?;
+        // First, as the only step that can fail (a mapped file that cannot grow): on an
+        // error nothing has changed.
+        self.vectors
+            .push(vector)
+            .map_err(|e| crate::IndexError::Storage(e.to_string()))?;
         let level = level_of(slot);
-        self.vectors.extend_from_slice(vector);
         self.inv_norms.push(inv_norm);
         self.links0.extend((0..=self.m0).map(|_| AtomicU32::new(0)));
         self.in0.push(AtomicU32::new(0));
@@ -310,8 +353,7 @@ impl Store {
 
     #[inline]
     pub(crate) fn vector(&self, slot: u32) -> &[f32] {
-        let s = slot as usize * self.dim;
-        &self.vectors[s..s + self.dim]
+        self.vectors.get(slot, self.dim)
     }
 
     /// Hints the CPU to start loading the slot's vector (see `prefetch`).
@@ -364,8 +406,8 @@ impl Store {
             .sum();
         crate::index::MemoryUsage {
             nodes: self.slots(),
-            vectors: self.vectors.len() * size_of::<f32>()
-                + self.inv_norms.len() * size_of::<f32>(),
+            vectors: self.vectors.heap_bytes() + self.inv_norms.len() * size_of::<f32>(),
+            vectors_mapped: self.vectors.mapped_bytes(),
             codes: self.codes.as_ref().map_or(0, |c| {
                 c.arena.len() * size_of::<Line>() + c.norms2.len() * size_of::<f32>()
             }),

@@ -90,7 +90,7 @@ fn check(metric: Metric, normalise: bool, seed: u64) {
     // scan, which is exact).
     let third: RoaringBitmap = (0..N as u32).filter(|i| i % 10 < 3).collect();
     for mode in [Quantization::None, Quantization::Int8] {
-        index.set_quantization(mode);
+        index.set_quantization(mode).expect("vector file");
         let m = mode.as_str();
         let r = recall(&index, &queries, None, Strategy::Auto);
         println!("{metric:?} {DIM}-d {m}: recall@{K} = {r:.4}");

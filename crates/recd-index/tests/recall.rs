@@ -105,7 +105,9 @@ fn fixture() -> &'static Fixture {
         let (quantized, _) =
             VectorIndex::read_snapshot(&bytes, DIM, Metric::Cosine, HnswParams::default())
                 .expect("its own snapshot");
-        quantized.set_quantization(Quantization::Int8);
+        quantized
+            .set_quantization(Quantization::Int8)
+            .expect("vector file");
         Fixture {
             index,
             quantized,

@@ -560,8 +560,9 @@ const SCHEMA_EXAMPLE: &str = r#"# The item schema (no default): required to star
 # [schema]
 # vector = { dim = 64, metric = "cosine" }   # cosine | ip | l2
 # # vector.quantization = "none" (default) | "int8": the embedded index searches 1-byte
-# # codes and re-scores its short list on the f32 vectors (scores stay exact); a data dir
-# # may switch it between starts. The redis backend ignores it.
+# # codes and re-scores its short list on the f32 vectors (scores stay exact), which it
+# # keeps in an unnamed file mapping in the data dir (not resident); a data dir may switch
+# # it between starts. The redis backend ignores it.
 # [schema.fields]
 # category = "tag"
 # brand = "tag"

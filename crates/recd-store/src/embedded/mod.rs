@@ -227,7 +227,7 @@ impl EmbeddedStore {
         let options = EmbeddedOptions::default();
         let users = Arc::new(Users::new(0));
         let (index, catalog, popularity, index_start) =
-            memory_state(&schema, &options, Loaded::default(), &users, None)?;
+            memory_state(&schema, &options, Loaded::default(), &users, None, None)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 schema,
@@ -299,7 +299,7 @@ impl EmbeddedStore {
             .then(|| index_file::load(dir, schema.vector.dim, index_metric(&schema), options.hnsw))
             .flatten();
         let (index, catalog, popularity, index_start) =
-            memory_state(&schema, &options, loaded, &users, snapshot)?;
+            memory_state(&schema, &options, loaded, &users, snapshot, Some(dir))?;
         let index = Arc::new(index);
         let catalog = Arc::new(RwLock::new(catalog));
         let clean_load = matches!(
@@ -486,13 +486,15 @@ fn index_metric(schema: &Schema) -> recd_index::Metric {
 }
 
 /// The in-memory state from what was loaded, with the vector index loaded from `snapshot`
-/// (brought up to date with the items) or rebuilt.
+/// (brought up to date with the items) or rebuilt. `data_dir` is where an int8 index keeps
+/// its `f32` vectors (an unnamed file; `None`: the system's temp directory).
 fn memory_state(
     schema: &Schema,
     options: &EmbeddedOptions,
     loaded: Loaded,
     users: &Users,
     snapshot: Option<index_file::Loaded>,
+    data_dir: Option<&Path>,
 ) -> StoreResult<(VectorIndex, Catalog, Popularity, IndexStart)> {
     let mut catalog = Catalog::new(schema);
     let popularity = Popularity::default();
@@ -575,7 +577,13 @@ fn memory_state(
     };
     // Once the index holds every stored vector, so that the quantizer trains once on all
     // of them (a snapshot carries no codes: they are a function of the vectors).
-    index.set_quantization(schema.vector.quantization);
+    if let Some(dir) = data_dir {
+        index.set_vector_dir(dir);
+    }
+    if let Err(e) = index.set_quantization(schema.vector.quantization) {
+        // Still int8 and still exact; only the memory saving is lost.
+        tracing::warn!(cause = %e, "cannot make the int8 index's vector file; its f32 vectors stay in memory");
+    }
     for (id, state) in loaded.users {
         users.load(id, state);
     }
