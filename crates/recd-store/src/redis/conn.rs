@@ -142,6 +142,14 @@ impl Target {
         }
     }
 
+    /// The URL of every node named: the Redis itself, or a cluster's seeds.
+    pub fn nodes(&self) -> Vec<&str> {
+        match self {
+            Target::Single(url) => vec![url.as_str()],
+            Target::Cluster(nodes) => nodes.iter().map(String::as_str).collect(),
+        }
+    }
+
     /// One connection, within `config`'s timeouts.
     pub async fn connect(&self, config: &RedisConfig) -> StoreResult<Conn> {
         let connect = Duration::from_millis(config.connect_timeout_ms);

@@ -160,6 +160,26 @@ pub fn start_cluster(masters: usize, replicas: usize) -> Result<String, String> 
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Adds an empty master to the cluster of node `port` (`scripts/redis.sh cluster
+/// add-master`, stopped with the cluster); its `host:port`.
+pub fn add_master(port: u16) -> Result<String, String> {
+    let out = Command::new("bash")
+        .arg(redis_script())
+        .args(["cluster", "add-master", &port.to_string()])
+        .arg("--owner")
+        .arg(std::process::id().to_string())
+        .output()
+        .map_err(|e| format!("cannot run scripts/redis.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "scripts/redis.sh cluster add-master failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Ok(url.trim_start_matches("redis://").to_string())
+}
+
 /// The shared 3-master Redis Cluster of this test binary, or `None` (after a loud
 /// message) when none can be had outside CI. Panics under `CI=true`.
 pub fn cluster_url() -> Option<String> {
