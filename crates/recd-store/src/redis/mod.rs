@@ -237,6 +237,9 @@ struct Inner {
     /// Per shard, the alias its queries name: on a cluster the one of the master last
     /// found serving it (`reshard`), updated when a query finds it gone.
     aliases: std::sync::RwLock<Vec<String>>,
+    /// The URL of a node (a cluster's first seed): the scheme and credentials of a
+    /// connection to another node (`reshard`).
+    seed: String,
 }
 
 impl Inner {
@@ -268,6 +271,7 @@ impl Inner {
             sweep_shard: Default::default(),
             grams: Default::default(),
             aliases,
+            seed: String::new(),
         }
     }
 
@@ -341,15 +345,17 @@ impl RedisStore {
         } else {
             Placement::Single
         };
+        let seed = target.nodes().first().map_or("", |n| n).to_string();
         let (version, shards, aliases) = with_deadline(
             deadline,
-            ensure_index(&mut first, &schema, &config, 1, placement),
+            ensure_index(&mut first, &schema, &config, 1, placement, &seed),
         )
         .await?;
         let keys = global_keys(&config.prefix, cluster, version);
         tracing::info!(prefix = %config.prefix, version, connections = conns.len(), shards = shards.len(), cluster, "redis store ready");
-        let inner = Inner::new(conns, schema, settings, config, keys, shards);
+        let mut inner = Inner::new(conns, schema, settings, config, keys, shards);
         *inner.aliases.write().unwrap_or_else(|e| e.into_inner()) = aliases;
+        inner.seed = seed;
         Ok(RedisStore {
             inner: Arc::new(inner),
         })
@@ -552,14 +558,15 @@ impl RedisStore {
             Ok(v) => Ok(v),
             Err(e) if is_missing_index(&e) => {
                 tracing::warn!(index = %keys.index(), "search index alias missing; looking again");
-                let (schema, config) = (&self.inner.schema, &self.inner.config);
-                let (state, alias) = if self.inner.cluster {
-                    reshard::ready_index(&mut conn, keys, schema, config).await?
-                } else {
+                let (schema, config, seed) =
+                    (&self.inner.schema, &self.inner.config, &self.inner.seed);
+                if !self.inner.cluster {
                     let version = self.inner.keys.version();
-                    ensure_index(&mut conn, schema, config, version, Placement::Single).await?;
-                    reshard::ready_index(&mut conn, keys, schema, config).await?
-                };
+                    ensure_index(&mut conn, schema, config, version, Placement::Single, seed)
+                        .await?;
+                }
+                let (state, alias) =
+                    reshard::ready_index(&mut conn, keys, schema, config, seed).await?;
                 self.set_alias(keys, alias.clone());
                 if state != reshard::IndexState::Ready {
                     return Err(state.unavailable(keys));
@@ -854,6 +861,7 @@ async fn ensure_index(
     config: &RedisConfig,
     version: u32,
     placement: Placement,
+    seed: &str,
 ) -> StoreResult<(u32, Shards, Vec<String>)> {
     let cluster = !matches!(placement, Placement::Single);
     let probe = global_keys(&config.prefix, cluster, 1);
@@ -943,13 +951,13 @@ async fn ensure_index(
         // A new index indexes what its master holds already before the alias (what
         // queries use) points at it: a fresh deployment's at once, a shard moved to a
         // master without its index after a while (its queries answer 503 until then).
-        let (mut state, mut alias) = reshard::ready_index(conn, keys, schema, config).await?;
+        let (mut state, mut alias) = reshard::ready_index(conn, keys, schema, config, seed).await?;
         for _ in 0..INDEX_WAITS {
             if !matches!(state, reshard::IndexState::Building(_)) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
-            (state, alias) = reshard::ready_index(conn, keys, schema, config).await?;
+            (state, alias) = reshard::ready_index(conn, keys, schema, config, seed).await?;
         }
         if state != reshard::IndexState::Ready {
             tracing::warn!(index = %keys.index(), ?state, "search index not ready: its shard answers 503 until it is");

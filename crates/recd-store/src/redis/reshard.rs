@@ -21,8 +21,8 @@
 //! shard before keeps its old index and alias, but under its own name, which queries no
 //! longer use; a slot moving back to it is again 503 until the move ends. Complete answers
 //! or an error, never a partial one. During a move the index is created on the importing
-//! node too (the source answers `FT.CREATE` with `ASK`, the client follows), so that it
-//! indexes the keys as they arrive and is complete when the move ends. (On a failover the
+//! node too (`ASKING` + `FT.CREATE` on a connection of its own), so that it indexes the
+//! keys as they arrive and is complete when the move ends. (On a failover the
 //! promoted replica has the index and the alias already: the module replicates both.)
 
 use redis::Value;
@@ -73,6 +73,7 @@ pub(crate) async fn ready_index(
     keys: &Keys,
     schema: &Schema,
     config: &RedisConfig,
+    seed: &str,
 ) -> StoreResult<(IndexState, String)> {
     let alias = if conn.is_cluster() {
         let nodes = cluster_nodes(conn, &keys.index()).await?;
@@ -80,11 +81,14 @@ pub(crate) async fn ready_index(
             .and_then(|l| l.split_whitespace().next())
             .ok_or_else(|| bad_reply("CLUSTER NODES without the node's own line"))?;
         let alias = keys.alias_at(node);
-        if moving_in(&nodes, slot(&keys.index())) {
-            // Sent to the source, this lands on the importing node (ASK): an index there
-            // indexes the keys as they arrive.
-            if let Err(e) = create_index(conn, keys, schema, config).await {
-                tracing::warn!(index = %keys.index(), error = %e, "no index on the importing master yet");
+        let slot = slot(&keys.index());
+        if moving_in(&nodes, slot) {
+            // The index on the importing master before (more of) the keys arrive: it
+            // indexes them as they do, and is complete when the move ends.
+            if let Some(addr) = importing_node(&nodes, slot) {
+                if let Err(e) = create_on_importing(seed, &addr, keys, schema, config).await {
+                    tracing::warn!(index = %keys.index(), node = %addr, error = %e, "no index on the importing master yet");
+                }
             }
             return Ok((IndexState::Moving, alias));
         }
@@ -133,6 +137,69 @@ fn myself(nodes: &str) -> Option<&str> {
             .nth(2)
             .is_some_and(|flags| flags.split(',').any(|f| f == "myself"))
     })
+}
+
+/// The `host:port` of the node that `slot` is migrating to, from the source's `CLUSTER
+/// NODES` answer (`[slot->-<node id>]` on its own line, then that node's line).
+fn importing_node(nodes: &str, slot: u16) -> Option<String> {
+    let out = format!("[{slot}->-");
+    let to = myself(nodes)?
+        .split_whitespace()
+        .skip(8)
+        .find_map(|t| t.strip_prefix(&out)?.strip_suffix(']'))?;
+    let line = nodes
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(to))?;
+    let addr = line.split_whitespace().nth(1)?;
+    Some(addr.split('@').next().unwrap_or(addr).to_string())
+}
+
+/// `FT.CREATE` on the node at `addr` (`host:port`) that is importing the index's slot: a
+/// node accepts it for a slot it imports only after `ASKING`, on the same connection, right
+/// before (the cluster client's own `ASK` handling sends them apart; measured to fail). A
+/// connection of its own, with the seed URL's credentials and TLS.
+async fn create_on_importing(
+    seed: &str,
+    addr: &str,
+    keys: &Keys,
+    schema: &Schema,
+    config: &RedisConfig,
+) -> redis::RedisResult<()> {
+    use redis::{ConnectionAddr, IntoConnectionInfo};
+    let bad = || redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "node address"));
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let info = seed.into_connection_info()?;
+    let at = match info.addr() {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host: host.to_string(),
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => ConnectionAddr::Tcp(host.to_string(), port),
+    };
+    let client = redis::Client::open(info.set_addr(at))?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let index = keys.index();
+    let args = super::schema::create_args(&index, keys.item_prefix(), schema, config);
+    let mut pipe = redis::pipe();
+    pipe.cmd("ASKING")
+        .ignore()
+        .cmd("FT.CREATE")
+        .arg(&args)
+        .ignore();
+    match pipe.query_async::<()>(&mut conn).await {
+        Err(e) if !e.to_string().contains("already exists") => Err(e),
+        _ => {
+            tracing::info!(index = %index, node = %addr, "created search index on the importing master");
+            Ok(())
+        }
+    }
 }
 
 /// Whether `slot` is migrating away from, or being imported into, the node whose
@@ -317,6 +384,11 @@ e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460 [93->-292f] [7
         assert!(!moving_in(NODES, 9));
         assert_eq!(address(NODES).as_deref(), Some("127.0.0.1:30001"));
         assert!(!moving_in("", 93));
+        assert_eq!(
+            importing_node(NODES, 93).as_deref(),
+            Some("127.0.0.1:30002")
+        );
+        assert_eq!(importing_node(NODES, 77), None);
     }
 
     #[test]
