@@ -230,15 +230,23 @@ async fn items_spread_over_the_masters() {
     assert!(per_node.iter().all(|n| *n >= 60), "{per_node:?}");
 }
 
+/// The settings of a store in a fault test: a short operation deadline (a request to a
+/// shard that is down fails fast).
+pub fn fault_config() -> RedisConfig {
+    RedisConfig {
+        operation_timeout_ms: 1500,
+        ..RedisConfig::default()
+    }
+}
+
 /// A 3-master cluster of one test's own (each master with `replicas` replicas; a fault test
-/// kills nodes), its URL and a store on it with a short operation deadline and `config`'s
-/// other settings.
+/// kills nodes), its URL and a store on it with `config` (see [`fault_config`]) under a
+/// fresh prefix.
 pub async fn private_cluster(replicas: usize, config: RedisConfig) -> Option<(String, RedisStore)> {
     cluster_url()?;
     let url = start_cluster(3, replicas).expect("a private cluster for a fault test");
     let config = RedisConfig {
         prefix: unique_prefix("fault"),
-        operation_timeout_ms: 1500,
         ..config
     };
     let store = RedisStore::connect(&url, schema(), settings(), config)
@@ -277,7 +285,7 @@ fn signal(port: u16, sig: &str) {
 /// never answer with the other shards' items only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_shard_fails_queries_instead_of_shortening_them() {
-    let Some((url, store)) = private_cluster(0, RedisConfig::default()).await else {
+    let Some((url, store)) = private_cluster(0, fault_config()).await else {
         return;
     };
     store.upsert_items(catalog(60)).await.unwrap();
@@ -333,7 +341,7 @@ async fn follows_a_failover() {
     let config = RedisConfig {
         wait_replicas: 1,
         wait_timeout_ms: 300,
-        ..RedisConfig::default()
+        ..fault_config()
     };
     let Some((url, store)) = private_cluster(1, config).await else {
         return;

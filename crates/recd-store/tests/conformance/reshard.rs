@@ -11,7 +11,7 @@ use recd_core::Filter;
 use recd_store::{RedisConfig, RedisStore, Store, StoreError};
 use redis::aio::MultiplexedConnection;
 
-use crate::cluster::{catalog, nodes, port, private_cluster};
+use crate::cluster::{catalog, fault_config, nodes, port, private_cluster};
 use crate::support::add_master;
 
 const ITEMS: usize = 120;
@@ -56,7 +56,7 @@ async fn run(conn: &mut MultiplexedConnection, cmd: &redis::Cmd) -> redis::Value
 }
 
 /// Moves `slot` from master `source` to master `target` as `redis-cli --cluster reshard`
-/// does (IMPORTING, MIGRATING, the keys in batches of 10, then the new owner on every
+/// does (IMPORTING, MIGRATING, the keys in batches of 25, then the new owner on every
 /// master in `masters`), reading between the steps: every read complete or a 503, and at
 /// least one read (in the middle) a 503.
 async fn move_slot(
@@ -94,7 +94,7 @@ async fn move_slot(
     let mut batches = 0;
     loop {
         let mut get = redis::cmd("CLUSTER");
-        get.arg("GETKEYSINSLOT").arg(slot).arg(10);
+        get.arg("GETKEYSINSLOT").arg(slot).arg(25);
         let keys: Vec<String> = redis::from_redis_value(run(&mut src, &get).await).unwrap();
         if keys.is_empty() {
             break;
@@ -136,7 +136,13 @@ async fn move_slot(
 /// loop; afterwards both answer from the new master and nothing is wrong.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shard_moved_to_a_new_master_answers_completely_or_not_at_all() {
-    let Some((url, store)) = private_cluster(0, RedisConfig::default()).await else {
+    // A short deadline: a read of the moving shard fails within it (the cluster client
+    // retries TRYAGAIN and ASK until then).
+    let config = RedisConfig {
+        operation_timeout_ms: 400,
+        ..fault_config()
+    };
+    let Some((url, store)) = private_cluster(0, config).await else {
         return;
     };
     store.upsert_items(catalog(ITEMS)).await.unwrap();
