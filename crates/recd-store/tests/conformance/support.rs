@@ -103,6 +103,23 @@ pub fn start_redis(port: Option<u16>) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Starts a replica of the Redis on `port` through the project script; its URL.
+pub fn start_replica(port: u16) -> Result<String, String> {
+    let out = Command::new("bash")
+        .arg(redis_script())
+        .args(["start", "--owner", &std::process::id().to_string(), "--"])
+        .args(["--replicaof", "127.0.0.1", &port.to_string()])
+        .output()
+        .map_err(|e| format!("cannot run scripts/redis.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "scripts/redis.sh start (replica) failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// Stops the Redis on `port`.
 pub fn stop_redis(port: u16) {
     let status = Command::new("bash")
