@@ -37,6 +37,8 @@ struct Seen {
     before: usize,
     unavailable: usize,
     other_errors: usize,
+    /// The other errors' messages (digits blanked) and how often each came.
+    other_kinds: std::collections::BTreeMap<String, usize>,
     first_refusal: Option<Duration>,
     last_refusal: Option<Duration>,
 }
@@ -102,6 +104,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             s.unavailable += 1;
                         } else {
                             s.other_errors += 1;
+                            let kind: String = err
+                                .to_string()
+                                .chars()
+                                .map(|c| if c.is_ascii_digit() { '#' } else { c })
+                                .take(120)
+                                .collect();
+                            *s.other_kinds.entry(kind).or_default() += 1;
                         }
                         s.first_refusal.get_or_insert(at);
                         s.last_refusal = Some(at);
@@ -164,6 +173,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             "unavailable": s.unavailable,
             "other_errors": s.other_errors,
+            "other_kinds": s.other_kinds,
             "acknowledged": s.acknowledged.len(),
             "acknowledged_lost": lost,
         })

@@ -17,7 +17,7 @@ use futures_util::future::try_join_all;
 
 use super::RedisConfig;
 use super::conn::Conn;
-use super::error::{bad_reply, from_redis};
+use super::error::bad_reply;
 use crate::{StoreError, StoreResult};
 
 /// `WAIT` on the master of each of `keys`' slots (one key per shard written), concurrently;
@@ -42,7 +42,13 @@ async fn wait_one(conn: &mut Conn, config: &RedisConfig, key: &str) -> StoreResu
     let want = config.wait_replicas;
     let mut cmd = redis::cmd("WAIT");
     cmd.arg(want).arg(config.wait_timeout_ms);
-    let reply = conn.on_key_master(key, &cmd).await.map_err(from_redis)?;
+    // Any failure of the WAIT itself (a failover under way: the slot's node is a replica
+    // now, or unreachable) leaves the write applied but unconfirmed: unavailable.
+    let reply = conn.on_key_master(key, &cmd).await.map_err(|e| {
+        StoreError::Unavailable(format!(
+            "the write is applied on the master, but waiting for its replicas failed: {e}"
+        ))
+    })?;
     let reached: i64 =
         redis::from_redis_value(reply).map_err(|_| bad_reply("WAIT did not answer a number"))?;
     check(reached, want, config.wait_timeout_ms)

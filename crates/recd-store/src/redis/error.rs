@@ -1,6 +1,6 @@
 //! How Redis errors map onto [`StoreError`]: unreachable or temporarily refusing (loading its
-//! data, busy running a script, out of memory, unable to persist) → `Unavailable` (503, retry
-//! later), the rest → `Internal`.
+//! data, busy running a script, out of memory, unable to persist, a cluster slot moving or
+//! failing over) → `Unavailable` (503, retry later), the rest → `Internal`.
 
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
@@ -19,6 +19,10 @@ const TRANSIENT_CODES: &[&str] = &[
     "MASTERDOWN",
     "READONLY",
     "NOREPLICAS",
+    // A redirect inside an aborted transaction (`MULTI` queued before a failover moved the
+    // slot): the cluster client follows a redirect of a single command, not these.
+    "MOVED",
+    "ASK",
 ];
 
 /// Whether the error, or any command's error inside a pipeline or an aborted transaction
