@@ -501,28 +501,26 @@ impl RedisStore {
         reply::aggregate_keys_reply(self.query_index("FT.AGGREGATE", args, keys).await?)
     }
 
-    /// The alias the queries of the shard of `keys` name (see `reshard`).
-    fn alias(&self, keys: &Keys) -> String {
-        let at = self
-            .inner
+    /// The position of the shard of `keys` (matched by its item prefix).
+    fn shard_at(&self, keys: &Keys) -> Option<usize> {
+        self.inner
             .shards
             .all()
             .iter()
-            .position(|k| k.item_prefix() == keys.item_prefix());
+            .position(|k| k.item_prefix() == keys.item_prefix())
+    }
+
+    /// The alias the queries of the shard of `keys` name (see `reshard`).
+    fn alias(&self, keys: &Keys) -> String {
         let aliases = self.inner.aliases.read().unwrap_or_else(|e| e.into_inner());
-        at.and_then(|j| aliases.get(j).cloned())
+        self.shard_at(keys)
+            .and_then(|j| aliases.get(j).cloned())
             .unwrap_or_else(|| keys.alias())
     }
 
     /// Records the alias the queries of the shard of `keys` name from now on.
     fn set_alias(&self, keys: &Keys, alias: String) {
-        let at = self
-            .inner
-            .shards
-            .all()
-            .iter()
-            .position(|k| k.item_prefix() == keys.item_prefix());
-        if let Some(j) = at {
+        if let Some(j) = self.shard_at(keys) {
             let mut aliases = self
                 .inner
                 .aliases

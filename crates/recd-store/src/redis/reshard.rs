@@ -85,10 +85,10 @@ pub(crate) async fn ready_index(
         if moving_in(&nodes, slot) {
             // The index on the importing master before (more of) the keys arrive: it
             // indexes them as they do, and is complete when the move ends.
-            if let Some(addr) = importing_node(&nodes, slot) {
-                if let Err(e) = create_on_importing(seed, &addr, keys, schema, config).await {
-                    tracing::warn!(index = %keys.index(), node = %addr, error = %e, "no index on the importing master yet");
-                }
+            if let Some(addr) = importing_node(&nodes, slot)
+                && let Err(e) = create_on_importing(seed, &addr, keys, schema, config).await
+            {
+                tracing::warn!(index = %keys.index(), node = %addr, error = %e, "no index on the importing master yet");
             }
             return Ok((IndexState::Moving, alias));
         }
