@@ -5,7 +5,7 @@
 
 use anyhow::{Result, bail};
 use recd_server::config::Backend;
-use recd_store::ShardReport;
+use recd_store::redis::ShardReport;
 
 use crate::{StoreArgs, UsageError};
 
