@@ -22,6 +22,13 @@
 #                                            search module, on free ports; prints
 #                                            redis+cluster://127.0.0.1:P1,127.0.0.1:P2,... (masters
 #                                            first) once every node sees all 16384 slots served
+#   scripts/redis.sh cluster add-master PORT [--owner PID]
+#                                            a new empty master (no slots yet) joining the cluster
+#                                            that PORT belongs to; prints redis://127.0.0.1:P once
+#                                            every node knows it (`cluster stop` stops it too)
+#   scripts/redis.sh signal PORT STOP|CONT|KILL
+#                                            send a signal to the instance on PORT (fault tests:
+#                                            freeze a replica, kill a master without a shutdown)
 #   scripts/redis.sh cluster stop PORT|URL   stop every node of the cluster that PORT (any of its
 #                                            nodes' ports) or the printed URL belongs to
 #
@@ -353,6 +360,48 @@ cluster_start() {
     echo "redis+cluster://$url"
 }
 
+cluster_add_master() {
+    local seed="${1:-}" owner=""
+    [[ "$seed" =~ ^[0-9]+$ ]] || die "usage: $0 cluster add-master PORT [--owner PID]"
+    shift
+    if [[ "${1:-}" == --owner ]]; then owner="${2:-}"; fi
+    local record
+    record="$(readlink -f "$RUN/cluster-of-$seed" 2>/dev/null)" || true
+    [[ -n "$record" && -f "$record" ]] || die "no cluster known for port $seed"
+    local port
+    port="$(free_cluster_port)"
+    echo "$port" >>"$record"
+    ln -sf "$record" "$RUN/cluster-of-$port"
+    rm -f "$RUN/$port/nodes.conf"
+    start "$port" ${owner:+--owner "$owner"} -- --cluster-enabled yes \
+        --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+        --cluster-require-full-coverage no >/dev/null
+    ok "$port" CLUSTER MEET 127.0.0.1 "$seed"
+    local total tries all p
+    total="$(grep -c '^[0-9]' "$record")"
+    for ((tries = 0; tries < 200; tries++)); do
+        all=1
+        while read -r p; do
+            [[ "$p" =~ ^[0-9]+$ ]] || continue
+            kill -0 "$(cat "$RUN/$p/redis.pid" 2>/dev/null || echo 0)" 2>/dev/null || continue
+            [[ "$(cluster_info "$p" cluster_known_nodes)" == "$total" ]] || all=0
+        done <"$record"
+        ((all)) && break
+        sleep 0.1
+    done
+    ((all)) || die "the new node $port was not known to every node within 20 s"
+    echo "redis://127.0.0.1:$port"
+}
+
+# Sends signal SIG (STOP, CONT or KILL) to the instance on PORT.
+signal() {
+    local port="${1:-}" sig="${2:-}" pid
+    [[ "$port" =~ ^[0-9]+$ && "$sig" =~ ^(STOP|CONT|KILL)$ ]] ||
+        die "usage: $0 signal PORT STOP|CONT|KILL"
+    pid="$(running_pid "$RUN/$port/redis.pid")" || die "nothing running on port $port"
+    kill "-$sig" "$pid"
+}
+
 cluster_stop() {
     local target="${1:-}" port
     [[ -n "$target" ]] || die "usage: $0 cluster stop PORT|URL"
@@ -385,7 +434,11 @@ cluster() {
         shift
         cluster_stop "$@"
         ;;
-    *) die "usage: $0 cluster start|stop ..." ;;
+    add-master)
+        shift
+        cluster_add_master "$@"
+        ;;
+    *) die "usage: $0 cluster start|stop|add-master ..." ;;
     esac
 }
 
@@ -403,13 +456,17 @@ stop)
     shift
     stop "$@"
     ;;
+signal)
+    shift
+    signal "$@"
+    ;;
 paths)
     install
     echo "$(server_path)"
     echo "$(module_path)"
     ;;
 *)
-    sed -n '2,28p' "$0" >&2
+    sed -n '2,35p' "$0" >&2
     exit 2
     ;;
 esac

@@ -155,6 +155,14 @@ pub const DOCS: &[(&str, &str)] = &[
     ),
     ("redis.response_timeout_ms", "Time to wait for one reply."),
     (
+        "redis.wait_replicas",
+        "Replicas that must hold a write before recd acknowledges it (`WAIT n` to every master written: events, item upserts and deletes, user deletes); fewer within `wait_timeout_ms` fails the write with 503 although the master applied it. 0: acknowledge on the master's word, as Redis does.",
+    ),
+    (
+        "redis.wait_timeout_ms",
+        "How long a write waits for `wait_replicas` replicas (`WAIT`'s timeout).",
+    ),
+    (
         "redis.operation_timeout_ms",
         "Deadline of one store operation (all its round trips and retries).",
     ),

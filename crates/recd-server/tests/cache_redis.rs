@@ -300,3 +300,48 @@ async fn scan_calls(url: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
+
+/// On a Redis Cluster invalidations travel by classic `PUBLISH`, which reaches every node:
+/// a server subscribes on any node of the URL that answers, so a dead first seed does not
+/// silence them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidations_subscribe_past_a_dead_seed() {
+    if redis_url().is_none() {
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/redis.sh");
+    let bash = |args: &[&str]| {
+        std::process::Command::new("bash")
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("run scripts/redis.sh")
+    };
+    let pid = std::process::id().to_string();
+    let started = bash(&["cluster", "start", "--masters", "3", "--owner", &pid]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let url = String::from_utf8_lossy(&started.stdout).trim().to_string();
+    let tier = RedisTier::connect(
+        &url,
+        &unique_prefix("seed"),
+        1_000,
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("connect the L2 tier");
+    let first = url
+        .trim_start_matches("redis+cluster://")
+        .split(',')
+        .next()
+        .unwrap();
+    let port = first.rsplit(':').next().unwrap();
+    assert!(bash(&["stop", port]).status.success());
+    let subscribed = tier.subscribe().await;
+    bash(&["cluster", "stop", &url]);
+    assert!(subscribed.is_ok(), "{:?}", subscribed.err());
+}

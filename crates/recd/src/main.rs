@@ -4,6 +4,7 @@
 //! `model`, `eval`, `keys`, `config`.
 //! Exit codes: 0 ok, 2 bad usage or bad configuration, 1 runtime failure.
 
+mod admin;
 mod bench;
 mod config;
 mod demo;
@@ -145,6 +146,9 @@ enum Command {
     /// API keys: `recd keys create --name NAME --scopes read,write`.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Operations: `recd admin reshard-check` (the shards of a Redis deployment).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Configuration: `recd config defaults` prints every key with its default.
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -178,6 +182,7 @@ fn main() -> ExitCode {
             Command::Eval(args) => eval::run(args).await,
             Command::Keys(cmd) => keys::run(cmd),
             Command::Config(cmd) => config::run(cmd),
+            Command::Admin(cmd) => admin::run(cmd).await,
         }
     });
     match result {

@@ -62,32 +62,34 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
             .with_context(|| format!("opening the data dir {}", config.data_dir.display()))?;
             Ok(Arc::new(store))
         }
-        Backend::Redis => {
-            let schema = match &config.schema {
-                Some(schema) => schema.clone(),
-                None => RedisStore::recorded_schema(&config.redis_url, &config.redis)
-                    .await
-                    .map_err(store_error)
-                    .with_context(|| format!("connecting to {}", config.redis_url))?
-                    .ok_or_else(|| {
-                        UsageError(format!(
-                            "the redis prefix '{}' holds no deployment yet: give its [schema] in the config (--config FILE)",
-                            config.redis.prefix
-                        ))
-                    })?,
-            };
-            let store = RedisStore::connect(
-                &config.redis_url,
-                schema,
-                config.model.clone(),
-                config.redis.clone(),
-            )
+        Backend::Redis => Ok(Arc::new(open_redis(config).await?)),
+    }
+}
+
+/// Opens the Redis store the configuration names.
+pub async fn open_redis(config: &Config) -> Result<RedisStore> {
+    let schema = match &config.schema {
+        Some(schema) => schema.clone(),
+        None => RedisStore::recorded_schema(&config.redis_url, &config.redis)
             .await
             .map_err(store_error)
-            .with_context(|| format!("connecting to {}", config.redis_url))?;
-            Ok(Arc::new(store))
-        }
-    }
+            .with_context(|| format!("connecting to {}", config.redis_url))?
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "the redis prefix '{}' holds no deployment yet: give its [schema] in the config (--config FILE)",
+                    config.redis.prefix
+                ))
+            })?,
+    };
+    RedisStore::connect(
+        &config.redis_url,
+        schema,
+        config.model.clone(),
+        config.redis.clone(),
+    )
+    .await
+    .map_err(store_error)
+    .with_context(|| format!("connecting to {}", config.redis_url))
 }
 
 /// A store's refusal of the configuration is a usage error (exit 2); the rest are failures.

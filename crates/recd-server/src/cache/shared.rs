@@ -14,6 +14,7 @@
 //!   forgetting a user deletes exactly their entries: O(their keys), never a keyspace SCAN.
 //! - channel `inv`: `{instance}\t{u|i|e}\t{id}\t{id}...`; each server ignores its own.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use recd_store::redis::{Conn, Target, id_tag};
@@ -113,8 +114,11 @@ impl Invalidation {
 /// The Redis tier.
 #[derive(Clone)]
 pub struct RedisTier {
-    /// One node, for pub/sub (on a cluster a `PUBLISH` reaches every node).
-    client: redis::Client,
+    /// Every node the URL names, for pub/sub: on a cluster a classic `PUBLISH` reaches
+    /// every node, so any live one will do (a dead seed must not silence invalidations).
+    clients: Arc<Vec<redis::Client>>,
+    /// The node [`RedisTier::subscribe`] tries first: the last one that answered.
+    next_client: Arc<std::sync::atomic::AtomicUsize>,
     conn: Conn,
     prefix: String,
     /// A cluster: a user's keys share a hash tag, an item's too, the epochs another one,
@@ -151,12 +155,17 @@ impl RedisTier {
         response_timeout: Duration,
     ) -> SharedResult<Self> {
         let target = Target::parse(url, false).map_err(|e| SharedError(e.to_string()))?;
-        let client = redis::Client::open(target.first_node())?;
+        let clients = target
+            .nodes()
+            .into_iter()
+            .map(redis::Client::open)
+            .collect::<Result<Vec<_>, _>>()?;
         let conn = recd_store::redis::connect_url(url, false, connect_timeout, response_timeout)
             .await
             .map_err(|e| SharedError(e.to_string()))?;
         Ok(Self {
-            client,
+            clients: Arc::new(clients),
+            next_client: Default::default(),
             cluster: conn.is_cluster(),
             conn,
             prefix: format!("{key_prefix}cache:"),
@@ -352,11 +361,29 @@ impl RedisTier {
         Ok((field("used_memory"), field("evicted_keys")))
     }
 
-    /// A fresh pub/sub connection subscribed to the invalidation channel.
+    /// A fresh pub/sub connection subscribed to the invalidation channel, on the first
+    /// node of the URL that answers (from the last one that did).
     pub async fn subscribe(&self) -> SharedResult<redis::aio::PubSub> {
-        let mut pubsub = self.client.get_async_pubsub().await?;
-        pubsub.subscribe(self.channel()).await?;
-        Ok(pubsub)
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.clients.len();
+        let start = self.next_client.load(Relaxed);
+        let mut failed = None;
+        for i in 0..n {
+            let at = (start + i) % n;
+            let attempt = async {
+                let mut pubsub = self.clients[at].get_async_pubsub().await?;
+                pubsub.subscribe(self.channel()).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            };
+            match attempt.await {
+                Ok(pubsub) => {
+                    self.next_client.store(at, Relaxed);
+                    return Ok(pubsub);
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        Err(failed.map_or_else(|| SharedError("no node to subscribe on".into()), Into::into))
     }
 }
 

@@ -73,9 +73,10 @@ impl Conn {
     /// Runs `cmd` on the master serving the slot of `key` (for keyless commands the
     /// cluster client would send to a random node, such as `FT.CREATE`, whose index
     /// name the search module routes like a key).
+    /// A server's error reply is an `Err` here (a routed command returns it as a value).
     pub async fn on_key_master(&mut self, key: &str, cmd: &Cmd) -> redis::RedisResult<Value> {
-        match self {
-            Conn::Single(c) => cmd.query_async(c).await,
+        let reply = match self {
+            Conn::Single(c) => cmd.query_async::<Value>(c).await,
             Conn::Cluster(c) => {
                 let route = Route::with_key(key.as_bytes(), SlotAddr::Master);
                 c.route_command(
@@ -84,7 +85,8 @@ impl Conn {
                 )
                 .await
             }
-        }
+        };
+        reply.and_then(Value::extract_error)
     }
 }
 
@@ -139,6 +141,14 @@ impl Target {
         match self {
             Target::Single(url) => url,
             Target::Cluster(nodes) => nodes.first().map_or("", String::as_str),
+        }
+    }
+
+    /// The URL of every node named: the Redis itself, or a cluster's seeds.
+    pub fn nodes(&self) -> Vec<&str> {
+        match self {
+            Target::Single(url) => vec![url.as_str()],
+            Target::Cluster(nodes) => nodes.iter().map(String::as_str).collect(),
         }
     }
 

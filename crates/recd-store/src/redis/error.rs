@@ -1,6 +1,6 @@
 //! How Redis errors map onto [`StoreError`]: unreachable or temporarily refusing (loading its
-//! data, busy running a script, out of memory, unable to persist) → `Unavailable` (503, retry
-//! later), the rest → `Internal`.
+//! data, busy running a script, out of memory, unable to persist, a cluster slot moving or
+//! failing over) → `Unavailable` (503, retry later), the rest → `Internal`.
 
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
@@ -19,6 +19,10 @@ const TRANSIENT_CODES: &[&str] = &[
     "MASTERDOWN",
     "READONLY",
     "NOREPLICAS",
+    // A redirect inside an aborted transaction (`MULTI` queued before a failover moved the
+    // slot): the cluster client follows a redirect of a single command, not these.
+    "MOVED",
+    "ASK",
 ];
 
 /// Whether the error, or any command's error inside a pipeline or an aborted transaction
@@ -62,7 +66,9 @@ pub(crate) fn from_redis(e: RedisError) -> StoreError {
 /// Whether the error says the search index (or its alias) does not exist, as after a
 /// restart of a Redis without persistence.
 pub(crate) fn is_missing_index(e: &RedisError) -> bool {
-    let text = e.to_string().to_ascii_lowercase();
+    // "Unknown index name" parses as code `Unknown`, detail "index name": compare the
+    // words without the quotes and colon the error's display adds.
+    let text = e.to_string().to_ascii_lowercase().replace(['"', ':'], "");
     text.contains("no such index") || text.contains("unknown index name")
 }
 
@@ -86,5 +92,15 @@ mod tests {
         }
         let e = redis::make_extension_error("WRONGTYPE".into(), None);
         assert!(matches!(from_redis(e), StoreError::Internal(_)));
+    }
+
+    #[test]
+    fn a_missing_index_is_recognised_in_both_spellings() {
+        let unknown = redis::make_extension_error("Unknown".into(), Some("index name".into()));
+        assert!(is_missing_index(&unknown), "{unknown}");
+        let alias = redis::make_extension_error("idx".into(), Some("no such index".into()));
+        assert!(is_missing_index(&alias), "{alias}");
+        let other = redis::make_extension_error("ERR".into(), Some("syntax error".into()));
+        assert!(!is_missing_index(&other));
     }
 }

@@ -53,6 +53,12 @@ impl Keys {
         format!("{}idx:items", self.prefix)
     }
 
+    /// `{prefix}idx:items@<node id>`: on a cluster, the alias of the shard's index set by
+    /// master `node` once the index there was complete (see `super::reshard`).
+    pub(crate) fn alias_at(&self, node: &str) -> String {
+        format!("{}idx:items@{node}", self.prefix)
+    }
+
     /// `{prefix}idx:items:vN`: the index of this version.
     pub(crate) fn index(&self) -> String {
         format!("{}idx:items:v{}", self.prefix, self.version)

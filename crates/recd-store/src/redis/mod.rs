@@ -38,13 +38,16 @@
 //! - [`reply`]: decoding replies.
 //! - [`users`]: user state and the event write path.
 //! - [`gram`]: the fold-in's `YᵀY` of the item vectors, kept per server.
+//! - [`reshard`]: a shard's index across slot moves; the per-shard health report.
 //! - [`migrate`]: a new index version for a new schema, swapped in with `FT.ALIASUPDATE`.
 //! - [`scripts`]: the Lua scripts.
 //! - [`models`]: the model registry (records, chunks, the live version).
+//! - [`durable`]: `WAIT` for replicas after a write (`wait_replicas`).
 //! - [`error`]: Redis errors → `StoreError`.
 
 pub mod conn;
 mod docs;
+mod durable;
 mod error;
 mod fanout;
 mod gram;
@@ -54,6 +57,7 @@ mod models;
 mod popular;
 mod query;
 mod reply;
+mod reshard;
 mod schema;
 mod scripts;
 mod shards;
@@ -76,6 +80,7 @@ pub use self::conn::{Conn, Target, connect_url, effective_url};
 use self::error::{bad_reply, from_redis, is_missing_index};
 use self::keys::Keys;
 use self::reply::{Doc, search_reply};
+pub use self::reshard::{IndexInfo, ShardReport};
 use self::shards::Shards;
 pub use self::shards::id_tag;
 use crate::{
@@ -152,6 +157,13 @@ pub struct RedisConfig {
     /// once created (recorded in the meta): a resharding moves whole shards, so set it to
     /// at least the masters the deployment may grow to.
     pub cluster_shards: usize,
+    /// Replicas that must hold a write before it is acknowledged (`WAIT n`; 0: none, as
+    /// Redis itself): events (the user's shard and the items' popularity shards), item
+    /// upserts and deletes, user deletes. Fewer within `wait_timeout_ms` fails the write
+    /// with `Unavailable` (503), though the master applied it. See [`durable`].
+    pub wait_replicas: u32,
+    /// How long a write waits for `wait_replicas` replicas (`WAIT`'s timeout).
+    pub wait_timeout_ms: u64,
 }
 
 impl Default for RedisConfig {
@@ -172,6 +184,8 @@ impl Default for RedisConfig {
             connections: 4,
             cluster: false,
             cluster_shards: 0,
+            wait_replicas: 0,
+            wait_timeout_ms: 500,
         }
     }
 }
@@ -220,6 +234,12 @@ struct Inner {
     sweep_shard: std::sync::atomic::AtomicUsize,
     /// The fold-in's `YᵀY` of the item vectors.
     grams: Arc<gram::GramCache>,
+    /// Per shard, the alias its queries name: on a cluster the one of the master last
+    /// found serving it (`reshard`), updated when a query finds it gone.
+    aliases: std::sync::RwLock<Vec<String>>,
+    /// The URL of a node (a cluster's first seed): the scheme and credentials of a
+    /// connection to another node (`reshard`).
+    seed: String,
 }
 
 impl Inner {
@@ -232,6 +252,7 @@ impl Inner {
         shards: Shards,
     ) -> Self {
         let cluster = !shards.tags().is_empty();
+        let aliases = std::sync::RwLock::new(shards.all().iter().map(Keys::alias).collect());
         Inner {
             docs: docs::DocCache::new(config.item_cache),
             tag_fields: schema::tag_fields(&schema)
@@ -249,6 +270,8 @@ impl Inner {
             sweep_cursor: Default::default(),
             sweep_shard: Default::default(),
             grams: Default::default(),
+            aliases,
+            seed: String::new(),
         }
     }
 
@@ -322,16 +345,35 @@ impl RedisStore {
         } else {
             Placement::Single
         };
-        let (version, shards) = with_deadline(
+        let seed = target.nodes().first().map_or("", |n| n).to_string();
+        let (version, shards, aliases) = with_deadline(
             deadline,
-            ensure_index(&mut first, &schema, &config, 1, placement),
+            ensure_index(&mut first, &schema, &config, 1, placement, &seed),
         )
         .await?;
         let keys = global_keys(&config.prefix, cluster, version);
         tracing::info!(prefix = %config.prefix, version, connections = conns.len(), shards = shards.len(), cluster, "redis store ready");
+        let mut inner = Inner::new(conns, schema, settings, config, keys, shards);
+        *inner.aliases.write().unwrap_or_else(|e| e.into_inner()) = aliases;
+        inner.seed = seed;
         Ok(RedisStore {
-            inner: Arc::new(Inner::new(conns, schema, settings, config, keys, shards)),
+            inner: Arc::new(inner),
         })
+    }
+
+    /// Every shard's state (see [`ShardReport`]): the master serving its slot, its item
+    /// count, its index there and what needs attention; what `recd admin reshard-check`
+    /// prints.
+    pub async fn shard_reports(&self) -> StoreResult<Vec<ShardReport>> {
+        let shards = &self.inner.shards;
+        let tags = shards.tags();
+        self.run(try_join_all(shards.all().iter().enumerate().map(
+            |(j, keys)| async move {
+                let tag = tags.get(j).map_or("", String::as_str);
+                reshard::report(&mut self.conn(), j, tag, keys).await
+            },
+        )))
+        .await
     }
 
     /// The configuration the store runs with.
@@ -413,12 +455,13 @@ impl RedisStore {
     async fn vectors_changed(&self) -> StoreResult<()> {
         let key = self.inner.keys.vectors_gen();
         self.run(async {
+            let mut conn = self.conn();
             let _: i64 = redis::cmd("INCR")
-                .arg(key)
-                .query_async(&mut self.conn())
+                .arg(&key)
+                .query_async(&mut conn)
                 .await
                 .map_err(from_redis)?;
-            Ok(())
+            durable::acknowledge(&conn, &self.inner.config, &[key]).await
         })
         .await
     }
@@ -458,38 +501,85 @@ impl RedisStore {
         reply::aggregate_keys_reply(self.query_index("FT.AGGREGATE", args, keys).await?)
     }
 
+    /// The position of the shard of `keys` (matched by its item prefix).
+    fn shard_at(&self, keys: &Keys) -> Option<usize> {
+        self.inner
+            .shards
+            .all()
+            .iter()
+            .position(|k| k.item_prefix() == keys.item_prefix())
+    }
+
+    /// The alias the queries of the shard of `keys` name (see `reshard`).
+    fn alias(&self, keys: &Keys) -> String {
+        let aliases = self.inner.aliases.read().unwrap_or_else(|e| e.into_inner());
+        self.shard_at(keys)
+            .and_then(|j| aliases.get(j).cloned())
+            .unwrap_or_else(|| keys.alias())
+    }
+
+    /// Records the alias the queries of the shard of `keys` name from now on.
+    fn set_alias(&self, keys: &Keys, alias: String) {
+        if let Some(j) = self.shard_at(keys) {
+            let mut aliases = self
+                .inner
+                .aliases
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(a) = aliases.get_mut(j) {
+                *a = alias;
+            }
+        }
+    }
+
     /// Runs `command args` against the index of the shard of `keys` (the first argument
-    /// names it, which routes the command on a cluster); re-creates a missing index once
-    /// (see [`RedisStore::search`]: also a shard whose slot moved to a master without it).
+    /// names its alias, [`RedisStore::alias`], which routes the command on a cluster). A
+    /// missing alias: on a single Redis one that restarted empty (meta, index and alias
+    /// re-created, then retried once); on a cluster a shard whose slot moved, or is moving,
+    /// to another master: retried on the new master's alias once its index there is
+    /// complete, `Unavailable` until then (`reshard`), never a partial answer.
     async fn query_index(
         &self,
         command: &str,
-        args: Vec<Vec<u8>>,
+        mut args: Vec<Vec<u8>>,
         keys: &Keys,
     ) -> StoreResult<redis::Value> {
         let mut conn = self.conn();
-        let mut cmd = redis::cmd(command);
-        for a in &args {
-            cmd.arg(a.as_slice());
-        }
-        match cmd.query_async::<redis::Value>(&mut conn).await {
+        let build = |args: &[Vec<u8>]| {
+            let mut cmd = redis::cmd(command);
+            for a in args {
+                cmd.arg(a.as_slice());
+            }
+            cmd
+        };
+        match build(&args).query_async::<redis::Value>(&mut conn).await {
             Ok(v) => Ok(v),
             Err(e) if is_missing_index(&e) => {
-                tracing::warn!(index = %keys.index(), "search index missing; re-creating it");
-                let version = self.inner.keys.version();
-                let placement = match self.inner.cluster {
-                    true => Placement::Cluster(Some(self.inner.shards.tags().to_vec())),
-                    false => Placement::Single,
-                };
-                ensure_index(
-                    &mut conn,
-                    &self.inner.schema,
-                    &self.inner.config,
-                    version,
-                    placement,
-                )
-                .await?;
-                cmd.query_async(&mut conn).await.map_err(from_redis)
+                tracing::warn!(index = %keys.index(), "search index alias missing; looking again");
+                let (schema, config, seed) =
+                    (&self.inner.schema, &self.inner.config, &self.inner.seed);
+                if !self.inner.cluster {
+                    let version = self.inner.keys.version();
+                    ensure_index(&mut conn, schema, config, version, Placement::Single, seed)
+                        .await?;
+                }
+                let (state, alias) =
+                    reshard::ready_index(&mut conn, keys, schema, config, seed).await?;
+                self.set_alias(keys, alias.clone());
+                if state != reshard::IndexState::Ready {
+                    return Err(state.unavailable(keys));
+                }
+                if let Some(first) = args.first_mut() {
+                    *first = alias.into_bytes();
+                }
+                match build(&args).query_async(&mut conn).await {
+                    Ok(v) => Ok(v),
+                    // The slot moved again in between: the next query looks again.
+                    Err(e) if is_missing_index(&e) => {
+                        Err(reshard::IndexState::Moving.unavailable(keys))
+                    }
+                    Err(e) => Err(from_redis(e)),
+                }
             }
             Err(e) => Err(from_redis(e)),
         }
@@ -551,7 +641,7 @@ impl RedisStore {
     ) -> StoreResult<Vec<(Doc, f32)>> {
         let schema = &self.inner.schema;
         let args = query::knn_args(
-            &keys.alias(),
+            &self.alias(keys),
             &self.inner.config,
             query,
             k,
@@ -730,10 +820,9 @@ impl RedisStore {
                 inv.arg(f).arg(v);
             }
         }
-        let n: usize = inv
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(from_redis)?;
+        let mut conn = self.conn();
+        let n: usize = inv.invoke_async(&mut conn).await.map_err(from_redis)?;
+        durable::acknowledge(&conn, &self.inner.config, &[keys.ids()]).await?;
         Ok(n)
     }
 }
@@ -770,7 +859,8 @@ async fn ensure_index(
     config: &RedisConfig,
     version: u32,
     placement: Placement,
-) -> StoreResult<(u32, Shards)> {
+    seed: &str,
+) -> StoreResult<(u32, Shards, Vec<String>)> {
     let cluster = !matches!(placement, Placement::Single);
     let probe = global_keys(&config.prefix, cluster, 1);
     let schema_json = serde_json::to_string(schema)
@@ -854,18 +944,30 @@ async fn ensure_index(
             ))));
         }
     };
+    let mut aliases = Vec::with_capacity(shards.len());
     for keys in shards.all() {
-        create_index(conn, keys, schema, config).await?;
-        let alias = keys.alias();
-        conn.on_key_master(
-            &alias,
-            redis::cmd("FT.ALIASUPDATE").arg(&alias).arg(keys.index()),
-        )
-        .await
-        .map_err(from_redis)?;
+        // A new index indexes what its master holds already before the alias (what
+        // queries use) points at it: a fresh deployment's at once, a shard moved to a
+        // master without its index after a while (its queries answer 503 until then).
+        let (mut state, mut alias) = reshard::ready_index(conn, keys, schema, config, seed).await?;
+        for _ in 0..INDEX_WAITS {
+            if !matches!(state, reshard::IndexState::Building(_)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            (state, alias) = reshard::ready_index(conn, keys, schema, config, seed).await?;
+        }
+        if state != reshard::IndexState::Ready {
+            tracing::warn!(index = %keys.index(), ?state, "search index not ready: its shard answers 503 until it is");
+        }
+        aliases.push(alias);
     }
-    Ok((version, shards))
+    Ok((version, shards, aliases))
 }
+
+/// How many times (10 ms apart) [`ensure_index`] looks again at an index still indexing
+/// what its master holds (an empty one is done at once).
+const INDEX_WAITS: usize = 20;
 
 /// Where a deployment's keys go (see [`ensure_index`]).
 enum Placement {
@@ -1046,10 +1148,9 @@ impl Store for RedisStore {
         }
         let deleted = self
             .run(async {
-                let n: u64 = inv
-                    .invoke_async(&mut self.conn())
-                    .await
-                    .map_err(from_redis)?;
+                let mut conn = self.conn();
+                let n: u64 = inv.invoke_async(&mut conn).await.map_err(from_redis)?;
+                durable::acknowledge(&conn, &self.inner.config, &[keys.ids()]).await?;
                 Ok(n > 0)
             })
             .await?;
@@ -1180,7 +1281,7 @@ impl Store for RedisStore {
                     let terms = &terms;
                     async move {
                         let Some(args) = query::text_args(
-                            &keys.alias(),
+                            &self.alias(keys),
                             &self.inner.schema,
                             &self.inner.config,
                             terms,
@@ -1249,11 +1350,13 @@ impl Store for RedisStore {
     }
 
     async fn delete_user(&self, id: &str) -> StoreResult<bool> {
-        self.run(users::delete(
-            &mut self.conn(),
-            self.inner.shards.of(id),
-            id,
-        ))
+        let keys = self.inner.shards.of(id);
+        self.run(async {
+            let mut conn = self.conn();
+            let existed = users::delete(&mut conn, keys, id).await?;
+            durable::acknowledge(&conn, &self.inner.config, &[keys.users()]).await?;
+            Ok(existed)
+        })
         .await
     }
 

@@ -337,7 +337,13 @@ impl RedisStore {
     ) -> StoreResult<Option<Vec<PopularHit>>> {
         // Ranges cost RediSearch far more than they narrow; `matches` checks them below.
         let pre = split_ranges(filter).map_or_else(|| filter.clone(), |(pre, _)| pre);
-        let args = keys_args(&keys.alias(), &self.inner.config, &pre, 0, INDEX_PATH_CAP);
+        let args = keys_args(
+            &self.alias(keys),
+            &self.inner.config,
+            &pre,
+            0,
+            INDEX_PATH_CAP,
+        );
         let (total, found_keys) = self.search_keys(args, keys).await?;
         if total > found_keys.len() as u64 {
             return Ok(None);
@@ -388,7 +394,8 @@ impl RedisStore {
             // usually does.
             let need = k - found.len();
             let page = need + need / 4 + 8 + have.len().min(need);
-            let args = aggregate_keys_args(&keys.alias(), &self.inner.config, filter, offset, page);
+            let args =
+                aggregate_keys_args(&self.alias(keys), &self.inner.config, filter, offset, page);
             let page_keys = self.aggregate_keys(args, keys).await?;
             let ids: Vec<&str> = page_keys
                 .iter()

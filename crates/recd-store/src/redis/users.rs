@@ -40,6 +40,7 @@ use recd_core::{
 };
 
 use super::conn::Conn;
+use super::durable;
 use super::error::{bad_reply, from_redis};
 use super::keys::Keys;
 use super::reply::{bytes, hash_reply, strings_reply};
@@ -503,10 +504,13 @@ pub(crate) async fn apply(
         }
         let version: i64 = inv.invoke_async(conn).await.map_err(from_redis)?;
         if version >= 0 {
+            // With `wait_replicas`, acknowledged only once the replicas of every master
+            // written hold it (the user's shard, the items' popularity shards).
+            let mut written = vec![keys.user(user)];
             if !together {
-                bump_popularity(conn, shards, tag_fields, &increments).await?;
+                written.extend(bump_popularity(conn, shards, tag_fields, &increments).await?);
             }
-            return Ok(());
+            return durable::acknowledge(conn, &inner.config, &written).await;
         }
         // Someone else wrote this user first: back off a little (jittered) and redo.
         let jitter = u64::from(
@@ -560,7 +564,7 @@ async fn refold(
 }
 
 /// Adds `increments` (item id, log increment) to the popularity of the items that exist,
-/// one script per shard ([`BUMP_POPULARITY`]). A cluster's user write and its items'
+/// one script per shard ([`BUMP_POPULARITY`]); a key of each shard written. A cluster's user write and its items'
 /// popularity are separate atomic units: an error between them leaves the events applied
 /// and some popularity not (the error is returned; popularity is a ranking signal, and a
 /// retried batch is skipped by the user's compare-and-set and bulk mark).
@@ -569,8 +573,9 @@ async fn bump_popularity(
     shards: &Shards,
     tag_fields: &[String],
     increments: &[(&str, f64)],
-) -> StoreResult<()> {
+) -> StoreResult<Vec<String>> {
     let ids: Vec<&str> = increments.iter().map(|(id, _)| *id).collect();
+    let mut written = Vec::new();
     for (shard, at) in shards.group(&ids) {
         let keys = &shards.all()[shard];
         let mut inv = BUMP_POPULARITY.prepare_invoke();
@@ -587,8 +592,9 @@ async fn bump_popularity(
             inv.arg(id).arg(format!("{inc:e}"));
         }
         let () = inv.invoke_async(conn).await.map_err(from_redis)?;
+        written.push(keys.popularity());
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Forgets a user; false if unknown.

@@ -15,6 +15,7 @@ mod embedded;
 mod features;
 mod listing;
 mod redis;
+mod reshard;
 mod support;
 
 /// Instantiates every check in `checks` as a `#[tokio::test]` for the backend `$make`.

@@ -9,7 +9,8 @@ use recd_store::{ModelSettings, RedisConfig, RedisStore, Store, StoreError};
 use serde_json::json;
 
 use crate::support::{
-    event, redis_url, schema, settings, start_redis, stop_redis, unique_prefix, upsert,
+    event, redis_url, schema, settings, start_redis, start_replica, stop_redis, unique_prefix,
+    upsert,
 };
 
 /// A store on the shared test Redis under a fresh prefix.
@@ -754,4 +755,61 @@ async fn users_of_the_older_layout_keep_their_purchases_excluded() {
         !set,
         "the legacy Set is gone once the hash holds the purchases"
     );
+}
+
+/// `[redis] wait_replicas` on one Redis with a replica: a write is acknowledged once the
+/// replica holds it; with the replica gone, it answers unavailable (503) instead of a
+/// silent acknowledgement, although the master applied it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_wait_for_a_replica() {
+    if redis_url().is_none() {
+        return;
+    }
+    let port = |url: &str| -> u16 { url.rsplit(':').next().unwrap().parse().unwrap() };
+    let master = start_redis(None).expect("a Redis of this test's own");
+    let replica = start_replica(port(&master)).expect("a replica");
+    let mut conn = redis::Client::open(replica.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for tries in 0.. {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if info.contains("master_link_status:up") {
+            break;
+        }
+        assert!(tries < 200, "the replica never caught up: {info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let config = RedisConfig {
+        prefix: unique_prefix("wait"),
+        wait_replicas: 1,
+        wait_timeout_ms: 300,
+        ..RedisConfig::default()
+    };
+    let store = RedisStore::connect(&master, schema(), settings(), config)
+        .await
+        .unwrap();
+    let item = |id: &str| upsert(json!({"id": id, "vector": [1, 0, 0, 0]}));
+    store.upsert_items(vec![item("a")]).await.unwrap();
+    let click = |u: &str| event(u, "a", EventType::Click, None, 1_000);
+    store.apply_events(&[click("u1")]).await.unwrap();
+    stop_redis(port(&replica));
+    let refused = store.apply_events(&[click("u2")]).await;
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(ref m)) if m.contains("0 of the 1")),
+        "{refused:?}"
+    );
+    let refused = store.upsert_items(vec![item("b")]).await;
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
+    // Applied on the master all the same: the error says it may not survive it.
+    assert!(store.get_user("u2").await.unwrap().is_some());
+    stop_redis(port(&master));
 }

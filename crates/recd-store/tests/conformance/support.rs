@@ -83,24 +83,40 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// Starts a Redis with the Query Engine through the project script; its URL.
-pub fn start_redis(port: Option<u16>) -> Result<String, String> {
-    let mut cmd = Command::new("bash");
-    cmd.arg(redis_script()).arg("start");
-    if let Some(p) = port {
-        cmd.arg(p.to_string());
-    }
-    cmd.arg("--owner").arg(std::process::id().to_string());
-    let out = cmd
+/// `scripts/redis.sh ARGS --owner <this binary>`: the URL it prints.
+fn run_script(args: &[&str], extra: &[&str]) -> Result<String, String> {
+    let out = Command::new("bash")
+        .arg(redis_script())
+        .args(args)
+        .arg("--owner")
+        .arg(std::process::id().to_string())
+        .args(extra)
         .output()
         .map_err(|e| format!("cannot run scripts/redis.sh: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "scripts/redis.sh start failed: {}",
+            "scripts/redis.sh {} failed: {}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr)
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Starts a Redis with the Query Engine through the project script; its URL.
+pub fn start_redis(port: Option<u16>) -> Result<String, String> {
+    match port {
+        Some(p) => run_script(&["start", &p.to_string()], &[]),
+        None => run_script(&["start"], &[]),
+    }
+}
+
+/// Starts a replica of the Redis on `port` through the project script; its URL.
+pub fn start_replica(port: u16) -> Result<String, String> {
+    run_script(
+        &["start"],
+        &["--", "--replicaof", "127.0.0.1", &port.to_string()],
+    )
 }
 
 /// Stops the Redis on `port`.
@@ -143,21 +159,18 @@ pub fn redis_url() -> Option<String> {
 /// Starts a local Redis Cluster (`scripts/redis.sh cluster start`, stopped when this
 /// binary exits); its `redis+cluster://` URL.
 pub fn start_cluster(masters: usize, replicas: usize) -> Result<String, String> {
-    let out = Command::new("bash")
-        .arg(redis_script())
-        .args(["cluster", "start", "--masters", &masters.to_string()])
-        .args(["--replicas", &replicas.to_string()])
-        .arg("--owner")
-        .arg(std::process::id().to_string())
-        .output()
-        .map_err(|e| format!("cannot run scripts/redis.sh: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "scripts/redis.sh cluster start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let (m, r) = (masters.to_string(), replicas.to_string());
+    run_script(
+        &["cluster", "start", "--masters", &m, "--replicas", &r],
+        &[],
+    )
+}
+
+/// Adds an empty master to the cluster of node `port` (`scripts/redis.sh cluster
+/// add-master`, stopped with the cluster); its `host:port`.
+pub fn add_master(port: u16) -> Result<String, String> {
+    let url = run_script(&["cluster", "add-master", &port.to_string()], &[])?;
+    Ok(url.trim_start_matches("redis://").to_string())
 }
 
 /// The shared 3-master Redis Cluster of this test binary, or `None` (after a loud

@@ -454,5 +454,26 @@ async fn serves_from_a_redis_cluster() {
     assert_eq!(after["source"], "personalized", "{after}");
     drop(second);
     drop(s);
+    // `recd admin reshard-check`: every shard on a master, its index holding its items.
+    let out = Command::new(env!("CARGO_BIN_EXE_recd"))
+        .args(["admin", "reshard-check", "--json", "--backend", "redis"])
+        .args(["--redis-url", &url])
+        .output()
+        .expect("run recd admin reshard-check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shards: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let shards = shards.as_array().expect("an array of shards");
+    assert_eq!(shards.len(), 3, "{shards:?}");
+    let items: u64 = shards.iter().map(|r| r["items"].as_u64().unwrap()).sum();
+    assert_eq!(items, 600);
+    for r in shards {
+        assert!(r["master"].is_string(), "{r}");
+        assert_eq!(r["index"]["num_docs"], r["items"], "{r}");
+        assert_eq!(r["problems"], json!([]), "{r}");
+    }
     stop_cluster(&url);
 }
