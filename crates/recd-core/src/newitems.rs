@@ -44,8 +44,8 @@ pub struct NewItemParams {
 }
 
 /// `min_interactions = 3` keeps a single click from placing an item; the content map's
-/// 4,096 buckets and λ = 1 fit ml-latest-small's genres and titles (BENCHMARKS.md, "New
-/// items").
+/// 1,024 buckets bound its fit (a Cholesky of up to 1,024², well under a second when a
+/// model goes live); BENCHMARKS.md, "New items", has what they give.
 impl Default for NewItemParams {
     fn default() -> Self {
         Self {
@@ -53,7 +53,7 @@ impl Default for NewItemParams {
             min_interactions: 3,
             capacity: 100,
             content: true,
-            content_buckets: 4096,
+            content_buckets: 1024,
             content_regularization: 1.0,
         }
     }

@@ -370,7 +370,23 @@ impl Engine {
         })?;
         // Drift is judged against the model now serving: pin new references.
         self.monitor.reset();
+        self.refresh_new_items(seq).await;
         Ok(())
+    }
+
+    /// New items in the space of the version `seq` that just went live (logged, never
+    /// failing the activation: the version is live either way).
+    async fn refresh_new_items(&self, seq: u64) {
+        match self.new_items_after_activation(seq).await {
+            Ok(n) => {
+                tracing::info!(version = %version_name(seq), vectors = n, "new items placed in the live model")
+            }
+            Err(e) => {
+                metrics::counter!("recd_new_item_failures_total", "op" => "activation")
+                    .increment(1);
+                tracing::warn!(cause = %e, "new items not placed in the live model");
+            }
+        }
     }
 
     /// Makes `version` live: writes its vectors into the serving state, rebuilds every
@@ -438,6 +454,7 @@ impl Engine {
         self.store.set_live_model(seq).await?;
         // Drift is judged against the model now serving: pin new references.
         self.monitor.reset();
+        self.refresh_new_items(seq).await;
         tracing::info!(
             version,
             items = done.items,
