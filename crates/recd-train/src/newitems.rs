@@ -361,7 +361,7 @@ mod tests {
     fn a_folded_in_item_is_found_and_none_never_finds_it() {
         let mut raw = Vec::new();
         let mut t = 0i64;
-        let mut ev = |u: String, i: String, t: &mut i64| {
+        let ev = |u: String, i: String, t: &mut i64| {
             *t += 1000;
             Interaction {
                 user: u,

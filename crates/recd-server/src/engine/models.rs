@@ -370,22 +370,24 @@ impl Engine {
         })?;
         // Drift is judged against the model now serving: pin new references.
         self.monitor.reset();
-        self.refresh_new_items(seq).await;
+        self.content_map_of(seq).await;
         Ok(())
     }
 
-    /// New items in the space of the version `seq` that just went live (logged, never
-    /// failing the activation: the version is live either way).
-    async fn refresh_new_items(&self, seq: u64) {
-        match self.new_items_after_activation(seq).await {
-            Ok(n) => {
-                tracing::info!(version = %version_name(seq), vectors = n, "new items placed in the live model")
-            }
-            Err(e) => {
-                metrics::counter!("recd_new_item_failures_total", "op" => "activation")
-                    .increment(1);
-                tracing::warn!(cause = %e, "new items not placed in the live model");
-            }
+    /// The content map of the version `seq` that just went live (logged, never failing:
+    /// the version is live either way).
+    async fn content_map_of(&self, seq: u64) {
+        if let Err(e) = self.keep_content_map(seq).await {
+            metrics::counter!("recd_new_item_failures_total", "op" => "activation").increment(1);
+            tracing::warn!(version = %version_name(seq), cause = %e, "no content map for the live model");
+        }
+    }
+
+    /// [`Engine::place_new_items`], logged instead of failing.
+    pub async fn place_new_items_logged(&self) {
+        if let Err(e) = self.place_new_items().await {
+            metrics::counter!("recd_new_item_failures_total", "op" => "activation").increment(1);
+            tracing::warn!(cause = %e, "new items not placed in the live model");
         }
     }
 
@@ -454,7 +456,8 @@ impl Engine {
         self.store.set_live_model(seq).await?;
         // Drift is judged against the model now serving: pin new references.
         self.monitor.reset();
-        self.refresh_new_items(seq).await;
+        self.content_map_of(seq).await;
+        self.place_new_items_logged().await;
         tracing::info!(
             version,
             items = done.items,

@@ -228,25 +228,36 @@ impl Engine {
         self.write_new_vectors(vectors).await
     }
 
-    /// When `seq` went live: fits and keeps its content map (unless it has one), then
-    /// gives every new item a vector in its space. Returns how many were written.
-    pub(super) async fn new_items_after_activation(&self, seq: u64) -> EngineResult<usize> {
-        let params = self.config.model.new_items.clone();
-        if params.content && self.store.model_chunk(seq, CONTENT_CHUNK).await?.is_none() {
-            if let Some(map) = self.fit_content_map(seq).await? {
-                self.store
-                    .put_model_chunk(seq, CONTENT_CHUNK, map.encode())
-                    .await?;
-            }
+    /// Fits and keeps the content map of version `seq` (just made live) unless it has
+    /// one: the map's fit is part of making a version live, so that an item upserted
+    /// right after gets its content vector.
+    pub(super) async fn keep_content_map(&self, seq: u64) -> EngineResult<()> {
+        if self.config.model.new_items.content
+            && self.store.model_chunk(seq, CONTENT_CHUNK).await?.is_none()
+            && let Some(map) = self.fit_content_map(seq).await?
+        {
+            self.store
+                .put_model_chunk(seq, CONTENT_CHUNK, map.encode())
+                .await?;
         }
         // A fresh load: the version (and its content map) may have changed.
         *self.new_items.current.lock().await = None;
-        let Some(model) = self.live_new_item_model().await? else {
-            return Ok(0);
-        };
+        Ok(())
+    }
+
+    /// Gives every new item of the catalog a vector in the space of the live version:
+    /// its fold-in where its list is ready, else its content map's. A server runs it in
+    /// the background after `recd train` marked a version live (a whole catalog is read);
+    /// `recd train` on a store it opened itself and activations run it before returning.
+    /// Returns how many vectors were written.
+    pub async fn place_new_items(&self) -> EngineResult<usize> {
+        let params = self.config.model.new_items.clone();
         if !(params.fold_in || params.content) {
             return Ok(0);
         }
+        let Some(model) = self.live_new_item_model().await? else {
+            return Ok(0);
+        };
         let mut written = 0;
         let mut after: Option<String> = None;
         loop {
@@ -267,11 +278,8 @@ impl Engine {
             if let Some(content) = model.content.as_ref().filter(|_| params.content) {
                 let done: std::collections::HashSet<String> =
                     vectors.iter().map(|(id, _)| id.clone()).collect();
-                let by_id: HashMap<&str, &Item> = page
-                    .entries
-                    .iter()
-                    .map(|it| (it.id.as_str(), &**it))
-                    .collect();
+                let by_id: HashMap<&str, &Item> =
+                    page.entries.iter().map(|it| (it.id.as_str(), &**it)).collect();
                 for (id, _) in folded.iter().chain(&rest) {
                     if done.contains(id) {
                         continue;
@@ -287,6 +295,7 @@ impl Engine {
                 None => break,
             }
         }
+        tracing::info!(vectors = written, "new items placed in the live model");
         Ok(written)
     }
 
