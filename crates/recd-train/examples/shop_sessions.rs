@@ -60,7 +60,12 @@ fn run() -> Result<(), String> {
         let io = |e: std::io::Error| format!("{}: {e}", path.display());
         let mut w = BufWriter::new(std::fs::File::create(&path).map_err(io)?);
         for i in 0..spec.items.max(1) {
-            writeln!(w, r#"{{"id":"p{i}","category":"k{}"}}"#, spec.category_of(i)).map_err(io)?;
+            writeln!(
+                w,
+                r#"{{"id":"p{i}","category":"k{}"}}"#,
+                spec.category_of(i)
+            )
+            .map_err(io)?;
         }
         w.flush().map_err(io)?;
     }

@@ -278,8 +278,11 @@ impl Engine {
             if let Some(content) = model.content.as_ref().filter(|_| params.content) {
                 let done: std::collections::HashSet<String> =
                     vectors.iter().map(|(id, _)| id.clone()).collect();
-                let by_id: HashMap<&str, &Item> =
-                    page.entries.iter().map(|it| (it.id.as_str(), &**it)).collect();
+                let by_id: HashMap<&str, &Item> = page
+                    .entries
+                    .iter()
+                    .map(|it| (it.id.as_str(), &**it))
+                    .collect();
                 for (id, _) in folded.iter().chain(&rest) {
                     if done.contains(id) {
                         continue;

@@ -1,6 +1,7 @@
 //! New and cold items end to end, on both backends: after `recd train` makes a model live,
 //! an item without a vector and without content gets one from its first interactions
-//! (the item fold-in, at `min_interactions` users) and is then similar to its neighbours;
+//! (the item fold-in, at `min_interactions` users) and is then in the index, its
+//! neighbours' `/similar` finding it;
 //! an item with content and no interaction gets one from the content map at its upsert.
 
 use std::process::Command;
@@ -67,16 +68,26 @@ async fn new_items_get_vectors(s: &Server) {
         .await
         .expect("a vector after 3 users' events");
     assert!(y.iter().any(|x| *x != 0.0));
-    // It is in the index now: its neighbours have it among theirs.
-    let neighbours = similar(s, "fresh-1", 5).await;
-    assert!(!neighbours.is_empty());
-    let mut found = false;
-    for n in &neighbours {
-        found |= similar(s, n, 20).await.iter().any(|id| id == "fresh-1");
+    // It is in the index now. Its twin, touched by the same users, folds in to the same
+    // vector: each is the other's nearest neighbour, whose /similar finds it first.
+    assert!(!similar(s, "fresh-1", 5).await.is_empty());
+    let (status, v) = s
+        .put(
+            "/v1/items",
+            json!({"items": [{"id": "fresh-1b", "price": 11.0}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    for u in ["user-1", "user-2", "user-3"] {
+        s.event(u, "fresh-1b", "purchase").await;
     }
-    assert!(
-        found,
-        "fresh-1 is in no /similar of its neighbours {neighbours:?}"
+    assert_eq!(
+        similar(s, "fresh-1b", 5).await.first().map(String::as_str),
+        Some("fresh-1")
+    );
+    assert_eq!(
+        similar(s, "fresh-1", 5).await.first().map(String::as_str),
+        Some("fresh-1b")
     );
 
     // A trained item's vector is never replaced by a fold-in.
