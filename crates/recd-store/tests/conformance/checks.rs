@@ -1357,7 +1357,7 @@ pub async fn new_items(store: &dyn Store) {
         .vector;
     let n = store
         .set_new_item_vectors(vec![
-            ("novec".into(), vec![0.0, 1.0, 0.0, 0.0]),
+            ("novec".into(), vec![0.0, 0.0, 0.0, 1.0]),
             ("shoe".into(), vec![1.0, 0.0, 0.0, 0.0]),
             ("not-an-item".into(), vec![1.0, 0.0, 0.0, 0.0]),
         ])
@@ -1369,10 +1369,10 @@ pub async fn new_items(store: &dyn Store) {
         .await
         .unwrap();
     let vec_of = |i: usize| got[i].clone().unwrap().vector;
-    assert_eq!(vec_of(0).as_deref(), Some(&[0.0, 1.0, 0.0, 0.0][..]));
+    assert_eq!(vec_of(0).as_deref(), Some(&[0.0, 0.0, 0.0, 1.0][..]));
     assert_eq!(vec_of(1), shoe_before);
     let hits = store
-        .knn(&[0.0, 1.0, 0.0, 0.0], 1, &Filter::all())
+        .knn(&[0.0, 0.0, 0.0, 1.0], 1, &Filter::all())
         .await
         .unwrap();
     assert_eq!(ids(hits.iter().map(|h| &h.item)), ["novec"]);
