@@ -146,6 +146,9 @@ pub fn content_features(item: &Item, buckets: usize) -> Vec<(u32, f32)> {
     out
 }
 
+/// One training row of the content map: an item's features and its trained vector.
+pub type ContentRow<'v> = (Vec<(u32, f32)>, &'v [f32]);
+
 /// The content map: `vector = bias + Σ_j f_j W_j` over an item's content features
 /// ([`content_features`]). Only the buckets some training item used have a row.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,13 +167,13 @@ impl ContentModel {
     /// Fits the map by ridge regression on `(features, trained vector)` pairs: the bias is
     /// the vectors' mean, and `W = (FᵀF + λI)⁻¹ Fᵀ(Y − bias)` over the buckets used. `None`
     /// without any row with features, or when the vectors are not all of `dim`.
-    pub fn fit<'v>(
-        rows: &[(Vec<(u32, f32)>, &'v [f32])],
+    pub fn fit(
+        rows: &[ContentRow<'_>],
         buckets: usize,
         dim: usize,
         regularization: f64,
     ) -> Option<Self> {
-        let rows: Vec<&(Vec<(u32, f32)>, &[f32])> = rows
+        let rows: Vec<&ContentRow<'_>> = rows
             .iter()
             .filter(|(f, y)| !f.is_empty() && y.len() == dim)
             .collect();
@@ -457,7 +460,7 @@ mod tests {
             train.push(item(&t, &title));
         }
         let targets: Vec<Vec<f32>> = train.iter().map(truth).collect();
-        let rows: Vec<(Vec<(u32, f32)>, &[f32])> = train
+        let rows: Vec<ContentRow<'_>> = train
             .iter()
             .zip(&targets)
             .map(|(it, y)| (content_features(it, buckets), y.as_slice()))

@@ -175,7 +175,7 @@ pub fn evaluate(
     let n_new = new_ids.len();
     let p = &cfg.params;
     let map = {
-        let trained: Vec<(Vec<(u32, f32)>, &[f32])> = (0..n_old)
+        let trained: Vec<recd_core::newitems::ContentRow<'_>> = (0..n_old)
             .filter_map(|i| {
                 let it = content.get(items.id(i as u32)?)?;
                 Some((content_features(it, p.content_buckets), item_vec(i)))

@@ -335,7 +335,7 @@ impl Engine {
         let buckets = params.content_buckets;
         let lambda = params.content_regularization;
         let map = tokio::task::spawn_blocking(move || {
-            let rows: Vec<(Vec<(u32, f32)>, &[f32])> = features
+            let rows: Vec<recd_core::newitems::ContentRow<'_>> = features
                 .into_iter()
                 .zip(targets.iter())
                 .map(|(f, y)| (f, y.as_slice()))

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::redis::{SCHEMA, redis_or_skip, stop_redis};
+use crate::redis::{redis_demo, redis_or_skip, stop_redis};
 use crate::server::{Server, data_dir, ids};
 
 /// `recd train --target` against `s`: a live model version (its vectors, its content map).
@@ -125,31 +125,7 @@ async fn redis_places_new_items() {
     let Some(url) = redis_or_skip() else {
         return;
     };
-    let config =
-        std::env::temp_dir().join(format!("recd-e2e-newitems-{}.toml", std::process::id()));
-    std::fs::write(&config, SCHEMA).expect("config");
-    let prefix = format!("e2e-newitems{}:", std::process::id());
-    let dir = data_dir("newitems-redis");
-    let s = Server::start(
-        &[
-            "demo",
-            "--backend",
-            "redis",
-            "--redis-url",
-            &url,
-            "--config",
-            config.to_str().expect("utf-8 path"),
-            "--data-dir",
-            dir.to_str().expect("utf-8 path"),
-            "--items",
-            "1500",
-            "--users",
-            "100",
-            "--seed",
-            "3",
-        ],
-        &[("RECD_REDIS__PREFIX", prefix.as_str())],
-    );
+    let s = redis_demo(&url, "newitems-redis", &[]);
     new_items_get_vectors(&s).await;
     drop(s);
     if let Some(port) = url.rsplit(':').next().and_then(|p| p.parse().ok()) {
