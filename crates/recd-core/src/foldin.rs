@@ -276,6 +276,16 @@ impl FoldModel {
 /// Solves `A x = b` in place (`b` becomes `x`) for a symmetric positive-definite `A` given
 /// by its lower triangle (overwritten by the Cholesky factor); `None` if not SPD.
 fn cholesky_solve(a: &mut [f64], b: &mut [f64], k: usize) -> Option<()> {
+    cholesky(a, k)?;
+    solve_factored(a, b, k);
+    Some(())
+}
+
+/// Factors a symmetric positive-definite `k×k` `A`, given by its lower triangle, into
+/// `L Lᵀ` in place (the lower triangle becomes `L`); `None` if not SPD. The one Cholesky of
+/// the crate: the fold-ins of users and items and the content map's ridge regression
+/// (`crate::newitems`) all solve through it.
+pub(crate) fn cholesky(a: &mut [f64], k: usize) -> Option<()> {
     for r in 0..k {
         for c in 0..=r {
             let mut sum = a[r * k + c];
@@ -292,6 +302,11 @@ fn cholesky_solve(a: &mut [f64], b: &mut [f64], k: usize) -> Option<()> {
             }
         }
     }
+    Some(())
+}
+
+/// Solves `L Lᵀ x = b` in place with the factor of [`cholesky`].
+pub(crate) fn solve_factored(a: &[f64], b: &mut [f64], k: usize) {
     // L z = b, then Lᵀ x = z
     for r in 0..k {
         let mut sum = b[r];
@@ -307,7 +322,6 @@ fn cholesky_solve(a: &mut [f64], b: &mut [f64], k: usize) -> Option<()> {
         }
         b[r] = sum / a[r * k + r];
     }
-    Some(())
 }
 
 #[cfg(test)]

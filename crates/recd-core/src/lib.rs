@@ -13,6 +13,7 @@
 //! - [`event`]: events (view, click, dwell, add_to_cart, purchase, rating) and their weights.
 //! - [`user`]: a user's real-time state and how an event changes it (session vector, counters).
 //! - [`foldin`]: the fold-in update: a user's ALS vector solved with the item vectors fixed.
+//! - [`newitems`]: new and cold items: the item-side fold-in and the content map.
 //! - [`popularity`]: time-decayed item popularity in the log domain (order-preserving over time).
 //! - [`vector`]: the workspace's dot / squared-L2 kernels (the index and ALS call them too),
 //!   norms, normalization, cosine.
@@ -34,6 +35,7 @@ pub mod foldin;
 pub mod id;
 pub mod item;
 pub mod monitor;
+pub mod newitems;
 pub mod pipeline;
 pub mod popularity;
 pub mod schema;
@@ -46,6 +48,7 @@ pub use event::{Event, EventType, EventWeights};
 pub use filter::Filter;
 pub use foldin::{FoldInParams, FoldModel, Gram, UpdateRule};
 pub use item::{FieldValue, Item, ItemUpsert};
+pub use newitems::{ContentModel, NewItemParams};
 pub use schema::{FieldType, Metric, Quantization, Schema, VectorSpec};
 pub use user::{
     Counters, ExcludedItems, FoldState, SessionParams, SessionVector, UserState, item_key,

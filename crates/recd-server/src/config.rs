@@ -385,6 +385,10 @@ impl Config {
             .session
             .check()
             .map_err(|e| ConfigError(format!("bad configuration: model.session.{}", e.message)))?;
+        self.model
+            .new_items
+            .check()
+            .map_err(|e| ConfigError(format!("bad configuration: model.{}", e.message)))?;
         Ok(())
     }
 }

@@ -263,6 +263,34 @@ pub const DOCS: &[(&str, &str)] = &[
         "model.keep_versions",
         "Model versions kept (the live one is never deleted).",
     ),
+    (
+        "model.new_items",
+        "New and cold items: a vector before the next training (item fold-in on events, content map).",
+    ),
+    (
+        "model.new_items.fold_in",
+        "Fold a new item (no vector, or a provisional one) in from its first interactions: the ALS item step against the live model's user vectors.",
+    ),
+    (
+        "model.new_items.min_interactions",
+        "Users with a positive interaction a new item needs before it is folded in.",
+    ),
+    (
+        "model.new_items.capacity",
+        "Most users kept per new item (the most recent).",
+    ),
+    (
+        "model.new_items.content",
+        "Give items without a vector one from their tags and text fields: a ridge map from hashed content to the live model's item vectors, fitted when a model goes live.",
+    ),
+    (
+        "model.new_items.content_buckets",
+        "Hash buckets of the content features (tag values, text words).",
+    ),
+    (
+        "model.new_items.content_regularization",
+        "Ridge penalty (lambda) of the content map.",
+    ),
     ("ranking", "Ranking pipeline."),
     (
         "ranking.candidates",

@@ -209,6 +209,16 @@ pub const CATALOGUE: &[MetricDef] = &[
         "Online feature updates that failed, by op (events, impressions); the request itself succeeded.",
     ),
     def(
+        "recd_new_item_vectors_total",
+        Counter,
+        "Provisional item vectors written to new items (item fold-in on events, content map on upserts and activations).",
+    ),
+    def(
+        "recd_new_item_failures_total",
+        Counter,
+        "New-item updates that failed, by op (fold_in, content, activation); the request itself succeeded.",
+    ),
+    def(
         "recd_ranker_fallbacks_total",
         Counter,
         "Requests whose strategy names a learned ranker but were scored with the fixed blend, by reason (missing, features).",
@@ -322,6 +332,7 @@ const UNLABELLED_COUNTERS: &[&str] = &[
     "recd_cold_recommendations_total",
     "recd_impression_log_failures_total",
     "recd_attribution_failures_total",
+    "recd_new_item_vectors_total",
     "recd_cache_lock_waits_total",
     "recd_cache_lock_wait_timeouts_total",
     "recd_cache_invalidation_failures_total",

@@ -125,6 +125,11 @@ impl<T> Page<T> {
     }
 }
 
+/// `(item id, user id, event weight)`: one event on an item, for its interaction list.
+pub type NewItemTouch = (String, String, f32);
+/// `(item id, [(user id, summed positive weight)])`, most recent user first.
+pub type NewItemList = (String, Vec<(String, f32)>);
+
 /// The model settings (`[model]`): the real-time ones every backend applies identically
 /// when events arrive, and those of the trained model's versions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,6 +144,8 @@ pub struct ModelSettings {
     pub gate_margin: f64,
     /// Model versions kept (the oldest beyond this are deleted; never the live one).
     pub keep_versions: usize,
+    /// New and cold items: the item fold-in and the content map.
+    pub new_items: recd_core::NewItemParams,
 }
 
 impl Default for ModelSettings {
@@ -148,6 +155,7 @@ impl Default for ModelSettings {
             popularity: PopularityParams::default(),
             gate_margin: 0.05,
             keep_versions: 5,
+            new_items: recd_core::NewItemParams::default(),
         }
     }
 }
@@ -352,6 +360,23 @@ pub trait Store: Send + Sync + 'static {
     /// throughout); events of items that are gone or have no vector contribute nothing.
     /// Users without state are skipped (never created). Returns how many were rebuilt.
     async fn rebuild_sessions(&self, users: &[String]) -> StoreResult<usize>;
+
+    // ---- new items (see `recd_core::newitems`) -----------------------------------------
+
+    /// Adds `(item, user, weight)` touches to the interaction lists of the *new* items
+    /// among them, and returns each new item's list after them. A new item is a catalog
+    /// item without a vector, or one whose vector came from [`Store::set_new_item_vectors`]
+    /// (a vector training or a client wrote makes it an ordinary item again). Each item's
+    /// list changes atomically (`recd_core::newitems::touch`: positive weights only, at
+    /// most `[model.new_items] capacity` users); a touch of weight 0 only reads it. Items
+    /// that are not new, or not in the catalog, are left out of the answer.
+    async fn touch_new_items(&self, touches: &[NewItemTouch]) -> StoreResult<Vec<NewItemList>>;
+
+    /// Writes provisional vectors (an item fold-in, the content map) to the items among
+    /// `vectors` that are still new (see [`Store::touch_new_items`]), atomically against
+    /// every other vector write: a vector training or a client wrote since is never
+    /// replaced. Returns how many were written.
+    async fn set_new_item_vectors(&self, vectors: Vec<(String, Vec<f32>)>) -> StoreResult<usize>;
 
     // ---- the model registry (see [`models`]) -------------------------------------------
 

@@ -3,8 +3,11 @@
 //!
 //! ```text
 //! shop_sessions --out shop.csv [--users 6000 --items 4000 --categories 40 --days 180
-//!                               --sessions 6 --seed 1]
+//!                               --sessions 6 --seed 1] [--items-out items.jsonl]
 //! ```
+//!
+//! `--items-out` also writes each product's content as JSON lines (`{"id":"p7","category":"k7"}`),
+//! for `recd eval --new-items --items`.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -15,6 +18,7 @@ use recd_train::shop::ShopSpec;
 fn run() -> Result<(), String> {
     let mut spec = ShopSpec::default();
     let mut out: Option<PathBuf> = None;
+    let mut items_out: Option<PathBuf> = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let v = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -24,6 +28,7 @@ fn run() -> Result<(), String> {
         };
         match flag.as_str() {
             "--out" => out = Some(v.into()),
+            "--items-out" => items_out = Some(v.into()),
             "--users" => spec.users = num(&v)? as usize,
             "--items" => spec.items = num(&v)? as usize,
             "--categories" => spec.categories = num(&v)? as usize,
@@ -51,6 +56,19 @@ fn run() -> Result<(), String> {
         .map_err(io)?;
     }
     w.flush().map_err(io)?;
+    if let Some(path) = items_out {
+        let io = |e: std::io::Error| format!("{}: {e}", path.display());
+        let mut w = BufWriter::new(std::fs::File::create(&path).map_err(io)?);
+        for i in 0..spec.items.max(1) {
+            writeln!(
+                w,
+                r#"{{"id":"p{i}","category":"k{}"}}"#,
+                spec.category_of(i)
+            )
+            .map_err(io)?;
+        }
+        w.flush().map_err(io)?;
+    }
     eprintln!(
         "shop_sessions: {} events to {}",
         events.len(),

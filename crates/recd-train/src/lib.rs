@@ -9,6 +9,8 @@
 //!   and the sparse [`Csr`] matrix the models train on.
 //! - [`movielens`]: the three GroupLens layouts (ml-100k, ml-1m, ml-latest) and the generic
 //!   jsonl / csv interaction files of `--interactions FILE`.
+//! - [`newitems`]: the new-item evaluation (`recd eval --new-items`): items first seen in
+//!   the test period, with the item fold-in and the content map against none.
 //! - [`table`]: interaction files as users have them: CSV, TSV or JSON lines, plain or
 //!   gzip, sniffed, with a column mapping (`recd import events`, `recd eval --interactions`).
 //! - [`split`]: train/test splits: random per user, global time cutoff, leave-last-out.
@@ -75,6 +77,7 @@ pub mod eval;
 pub mod gate;
 pub mod metrics;
 pub mod movielens;
+pub mod newitems;
 pub mod rank;
 pub mod recommender;
 pub mod replay;

@@ -70,6 +70,11 @@ struct Item {
 }
 
 impl ShopSpec {
+    /// The category of product `p{item}` (its content: `recd eval --new-items --items`).
+    pub fn category_of(&self, item: usize) -> usize {
+        item % self.categories.max(1)
+    }
+
     /// Every event, in time order.
     pub fn generate(&self) -> Vec<Interaction> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);
@@ -80,7 +85,7 @@ impl ShopSpec {
             .map(|i| {
                 let new = rng.random_bool(0.25);
                 Item {
-                    category: i % categories,
+                    category: self.category_of(i),
                     launch_day: if new { rng.random_range(0..days) } else { 0 },
                     period_days: rng.random_range(14..=35),
                     weight: ((i / categories + 1) as f64).powf(-1.0),

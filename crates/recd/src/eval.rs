@@ -102,6 +102,14 @@ pub struct EvalArgs {
     /// Skip the online replay.
     #[arg(long)]
     pub no_replay: bool,
+    /// Evaluate new items instead: items first seen in the last --test-fraction of time,
+    /// ranked with the item fold-in, the content map, both or neither (the rest is skipped).
+    #[arg(long)]
+    pub new_items: bool,
+    /// Content of the items for --new-items (JSON lines: `id`, tag fields as strings or
+    /// arrays, `title` as text), for data without a catalog (MovieLens folders bring theirs).
+    #[arg(long, value_name = "FILE", requires = "new_items")]
+    pub items: Option<PathBuf>,
 }
 
 /// The pipeline under evaluation: a store, the serving `Recommender`, the id maps.
@@ -385,7 +393,7 @@ fn build_pipeline(
 }
 
 /// Reads one file or folder of `args`, saying what was read.
-fn load(path: &Path, args: &EvalArgs, opts: &TableOptions) -> Result<Loaded> {
+pub(crate) fn load(path: &Path, args: &EvalArgs, opts: &TableOptions) -> Result<Loaded> {
     let loaded = read_interactions_with(path, args.format, opts).map_err(train_error)?;
     if !loaded.description.is_empty() {
         eprintln!("recd eval: {}", loaded.description);
@@ -633,8 +641,15 @@ pub async fn run(args: EvalArgs) -> Result<()> {
         }
     }
     let config = recd_server::Config::load(args.config.as_deref(), &Overrides::default())?;
-    let handle = Handle::current();
     let json = args.json;
+    if args.new_items {
+        let (name, report) =
+            tokio::task::spawn_blocking(move || crate::eval_new::run(&args, &config))
+                .await
+                .context("the evaluation task failed")??;
+        return crate::eval_new::print(&name, &report, json);
+    }
+    let handle = Handle::current();
     let report = tokio::task::spawn_blocking(move || evaluate(&handle, &args, &config))
         .await
         .context("the evaluation task failed")??;

@@ -9,6 +9,7 @@ mod bench;
 mod config;
 mod demo;
 mod eval;
+mod eval_new;
 mod import;
 mod keys;
 mod model;

@@ -387,10 +387,16 @@ impl Target {
 
     async fn mark_model_live(&self, version: &str) -> Result<(), Failure> {
         match self {
-            Target::Store(engine) => engine
-                .mark_model_live(version)
-                .await
-                .map_err(engine_failure),
+            Target::Store(engine) => {
+                engine
+                    .mark_model_live(version)
+                    .await
+                    .map_err(engine_failure)?;
+                // This process exits next: new items move into the model's space now
+                // (a server does it in the background).
+                engine.place_new_items_logged().await;
+                Ok(())
+            }
             Target::Server(remote, _) => remote.mark_model_live(version).await,
         }
     }

@@ -21,11 +21,13 @@
 //!   cache warming.
 //! - [`listing`]: items, users and the event log a page at a time.
 //! - [`models`]: model versions: the registry's meaning, activation (rollback).
+//! - [`newitems`]: new and cold items: the item fold-in on events, the content map.
 //! - [`shared_tier`]: connecting the L2 tier a deployment's servers share.
 
 pub mod details;
 pub mod listing;
 pub mod models;
+pub mod newitems;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,6 +96,8 @@ pub struct Engine {
     activation: tokio::sync::Mutex<()>,
     /// Online features and learned rankers (`[features] enabled`).
     features: Option<Arc<Features>>,
+    /// What the live model gives new items (`newitems`).
+    new_items: newitems::NewItemModels,
 }
 
 impl std::fmt::Debug for Engine {
@@ -201,6 +205,7 @@ impl Engine {
             experiments,
             config: Arc::new(config),
             activation: tokio::sync::Mutex::new(()),
+            new_items: Default::default(),
         }
     }
 
@@ -599,8 +604,18 @@ impl Engine {
     pub async fn upsert_items(&self, items: Vec<ItemUpsert>) -> EngineResult<usize> {
         let ids: Vec<String> = items.iter().map(|u| u.item.id.clone()).collect();
         self.monitor.items_upserted(&items);
+        let without: Vec<ItemUpsert> = items
+            .iter()
+            .filter(|u| u.item.vector.is_none())
+            .cloned()
+            .collect();
         let upserted = self.store.upsert_items(items).await?;
         self.caches.items_changed(ids).await;
+        if let Err(e) = self.map_new_items(&without).await {
+            // The items are written; only their content vector waits (for the next model).
+            metrics::counter!("recd_new_item_failures_total", "op" => "content").increment(1);
+            tracing::warn!(cause = %e, "new items: no content vector");
+        }
         Ok(upserted)
     }
 
@@ -642,6 +657,13 @@ impl Engine {
         // store's read-your-writes, and no cached list from before them is served.
         metrics::histogram!("recd_event_visible_duration_seconds")
             .record(started.elapsed().as_secs_f64());
+        // Before the answer, so that the events' new items are similar to their
+        // neighbours as soon as the events are acknowledged.
+        if let Err(e) = self.fold_new_items(events).await {
+            // The events are applied; only the new items' vectors wait.
+            metrics::counter!("recd_new_item_failures_total", "op" => "fold_in").increment(1);
+            tracing::warn!(cause = %e, "new items not folded in");
+        }
         durable.wait().await?;
         self.monitor.events(events);
         for e in events {

@@ -370,7 +370,25 @@ impl Engine {
         })?;
         // Drift is judged against the model now serving: pin new references.
         self.monitor.reset();
+        self.content_map_of(seq).await;
         Ok(())
+    }
+
+    /// The content map of the version `seq` that just went live (logged, never failing:
+    /// the version is live either way).
+    async fn content_map_of(&self, seq: u64) {
+        if let Err(e) = self.keep_content_map(seq).await {
+            metrics::counter!("recd_new_item_failures_total", "op" => "activation").increment(1);
+            tracing::warn!(version = %version_name(seq), cause = %e, "no content map for the live model");
+        }
+    }
+
+    /// [`Engine::place_new_items`], logged instead of failing.
+    pub async fn place_new_items_logged(&self) {
+        if let Err(e) = self.place_new_items().await {
+            metrics::counter!("recd_new_item_failures_total", "op" => "activation").increment(1);
+            tracing::warn!(cause = %e, "new items not placed in the live model");
+        }
     }
 
     /// Makes `version` live: writes its vectors into the serving state, rebuilds every
@@ -438,6 +456,8 @@ impl Engine {
         self.store.set_live_model(seq).await?;
         // Drift is judged against the model now serving: pin new references.
         self.monitor.reset();
+        self.content_map_of(seq).await;
+        self.place_new_items_logged().await;
         tracing::info!(
             version,
             items = done.items,

@@ -207,6 +207,10 @@ pub async fn mark_live(
 ) -> Result<Json<MarkedLive>, ApiError> {
     path_id(&version, "model version")?;
     state.engine.mark_model_live(&version).await?;
+    // New items move into the new model's space in the background: that reads the whole
+    // catalog, longer than a request may take.
+    let engine = std::sync::Arc::clone(&state.engine);
+    tokio::spawn(async move { engine.place_new_items_logged().await });
     Ok(Json(MarkedLive {
         version,
         live: true,

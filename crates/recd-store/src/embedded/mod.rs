@@ -165,6 +165,12 @@ struct Inner {
     models: Mutex<MemoryModels>,
     /// How far the latest bulk runs are applied to each user (`Store::apply_events_once`).
     bulk_marks: Mutex<crate::once::Marks>,
+    /// The new items (`Store::touch_new_items`) and their interaction lists. In memory
+    /// only: the provisional vectors are logged as item writes, but after a restart the
+    /// lists of items not folded in yet start anew, and items with a provisional vector
+    /// count as ordinary until the next training gives them a trained one. Lock order:
+    /// items lock → catalog → this.
+    new_items: Mutex<std::collections::HashMap<String, Vec<(String, f32)>>>,
 }
 
 impl Inner {
@@ -241,6 +247,7 @@ impl EmbeddedStore {
                 sink: Sink::Memory(Mutex::new(MemoryLog::default())),
                 models: Mutex::new(MemoryModels::default()),
                 bulk_marks: Mutex::new(crate::once::Marks::default()),
+                new_items: Mutex::default(),
                 sweep_next: Default::default(),
             }),
         })
@@ -377,6 +384,7 @@ impl EmbeddedStore {
                 }),
                 models: Mutex::new(MemoryModels::default()),
                 bulk_marks: Mutex::new(crate::once::Marks::default()),
+                new_items: Mutex::default(),
                 sweep_next: Default::default(),
             }),
         })
@@ -842,6 +850,20 @@ impl Store for EmbeddedStore {
     async fn set_item_vectors(&self, vectors: Vec<(String, Vec<f32>)>) -> StoreResult<usize> {
         let w = self
             .blocking(move |inner| inner.set_item_vectors(vectors))
+            .await?;
+        self.acked(w).await
+    }
+
+    async fn touch_new_items(
+        &self,
+        touches: &[crate::NewItemTouch],
+    ) -> StoreResult<Vec<crate::NewItemList>> {
+        Ok(self.inner.touch_new_items(touches))
+    }
+
+    async fn set_new_item_vectors(&self, vectors: Vec<(String, Vec<f32>)>) -> StoreResult<usize> {
+        let w = self
+            .blocking(move |inner| inner.set_new_item_vectors(vectors))
             .await?;
         self.acked(w).await
     }

@@ -27,6 +27,7 @@ impl Inner {
         // Last write wins within a batch, as if the items had come one by one.
         let mut by_id: HashMap<String, usize> = HashMap::new();
         let mut items: Vec<Item> = Vec::with_capacity(batch.len());
+        let mut given: Vec<String> = Vec::new();
         {
             let catalog = self.catalog.read();
             for ItemUpsert {
@@ -34,6 +35,10 @@ impl Inner {
                 keep_vector,
             } in batch
             {
+                if item.vector.is_some() {
+                    // The client gave it a vector: no longer a new item.
+                    given.push(item.id.clone());
+                }
                 if keep_vector && item.vector.is_none() {
                     item.vector = catalog.get(&item.id).and_then(|old| old.vector.clone());
                 }
@@ -85,6 +90,12 @@ impl Inner {
             .map_err(|e| StoreError::Internal(format!("index rejected a validated vector: {e}")))?;
         let n = items.len();
         let mut catalog = self.catalog.write();
+        {
+            let mut new_items = self.new_items.lock();
+            for id in &given {
+                new_items.remove(id);
+            }
+        }
         for (item, slot) in items.into_iter().zip(slots) {
             if item.vector.is_none() {
                 self.index.remove(slot);
@@ -107,6 +118,7 @@ impl Inner {
             if let Some(slot) = slot {
                 self.popularity.unlink(slot);
             }
+            self.new_items.lock().remove(id);
             slot
         };
         if let Some(slot) = slot {
@@ -119,16 +131,76 @@ impl Inner {
         &self,
         vectors: Vec<(String, Vec<f32>)>,
     ) -> StoreResult<Written<usize>> {
+        self.write_item_vectors(vectors, false)
+    }
+
+    /// [`Store::set_new_item_vectors`](crate::Store::set_new_item_vectors).
+    pub(super) fn set_new_item_vectors(
+        &self,
+        vectors: Vec<(String, Vec<f32>)>,
+    ) -> StoreResult<Written<usize>> {
+        self.write_item_vectors(vectors, true)
+    }
+
+    /// [`Store::touch_new_items`](crate::Store::touch_new_items): under the catalog's read
+    /// lock, so that no vector write (which holds its write lock) comes in between the
+    /// check that an item is new and the change of its list.
+    pub(super) fn touch_new_items(
+        &self,
+        touches: &[crate::NewItemTouch],
+    ) -> Vec<crate::NewItemList> {
+        let capacity = self.settings.new_items.capacity;
+        let catalog = self.catalog.read();
+        let mut new_items = self.new_items.lock();
+        let mut out: Vec<crate::NewItemList> = Vec::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (item, user, weight) in touches {
+            let Some(it) = catalog.get(item) else {
+                continue;
+            };
+            let list = match new_items.entry(item.clone()) {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(v) if it.vector.is_none() => v.insert(Vec::new()),
+                Entry::Vacant(_) => continue,
+            };
+            recd_core::newitems::touch(list, user, *weight, capacity);
+            match seen.get(item.as_str()) {
+                Some(&at) => out[at].1 = list.clone(),
+                None => {
+                    seen.insert(item, out.len());
+                    out.push((item.clone(), list.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Writes item vectors: training's (`provisional = false`: the items stop being new)
+    /// or provisional ones (only to items still new, which stay new).
+    fn write_item_vectors(
+        &self,
+        vectors: Vec<(String, Vec<f32>)>,
+        provisional: bool,
+    ) -> StoreResult<Written<usize>> {
         let _items = self.items_lock.lock();
         let mut updated: Vec<Item> = Vec::new();
         let mut slots = Vec::new();
         {
             let catalog = self.catalog.read();
+            let mut new_items = self.new_items.lock();
             for (id, v) in vectors {
                 check_vector(&v, &self.schema).map_err(|e| {
                     ValidationError::new(format!("vector of item '{id}': {}", e.message))
                 })?;
                 if let (Some(slot), Some(item)) = (catalog.slot_of(&id), catalog.get(&id)) {
+                    if provisional {
+                        if item.vector.is_some() && !new_items.contains_key(&id) {
+                            continue;
+                        }
+                        new_items.entry(id.clone()).or_default();
+                    } else {
+                        new_items.remove(&id);
+                    }
                     let mut item = Item::clone(item);
                     item.vector = Some(v);
                     updated.push(item);

@@ -99,6 +99,13 @@ impl Keys {
     /// `{prefix}doc:{id}` (`doc.vN:` at later versions): the item's fields (no vector) in
     /// one string, written together with its hash, so that fetching many items is one
     /// `MGET` (a pipelined `HMGET` per item cost Redis ~4x more).
+    /// `{prefix}newitem:{id}` (versioned like the items): the interaction list of a new
+    /// item (JSON `[[user, weight], ...]`), present while the item is new
+    /// (`Store::touch_new_items`). In the item's slot on a cluster.
+    pub(crate) fn new_item(&self, id: &str) -> String {
+        format!("{}{id}", versioned(&self.prefix, "newitem", self.version))
+    }
+
     pub(crate) fn doc(&self, id: &str) -> String {
         format!("{}{id}", self.doc_prefix)
     }

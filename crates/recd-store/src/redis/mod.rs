@@ -782,6 +782,65 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// Writes item vectors with `script` (`SET_VECTORS` or `SET_NEW_VECTORS`: KEYS item
+    /// keys then new-item keys, ARGV vectors); `moves` says whether the item vectors'
+    /// counter moves after (see [`gram`]).
+    async fn write_vectors(
+        &self,
+        script: &redis::Script,
+        vectors: Vec<(String, Vec<f32>)>,
+        moves: bool,
+    ) -> StoreResult<usize> {
+        self.check_vectors("item", &vectors)?;
+        // A new vector makes RediSearch re-index its item (an HNSW delete + insert, ~1 ms
+        // on 100k × 64), and Redis serves no one else while a script runs: a few vectors
+        // per script, one script after the other, so that requests are served between
+        // them however large the batch. Each script has the operation deadline (and
+        // holds the vectors of one shard).
+        let ids: Vec<&str> = vectors.iter().map(|(id, _)| id.as_str()).collect();
+        let mut written = 0;
+        let mut failed = None;
+        'shards: for (shard, at) in self.inner.shards.group(&ids) {
+            let keys = &self.inner.shards.all()[shard];
+            for chunk in at.chunks(VECTORS_PER_SCRIPT) {
+                let mut inv = script.prepare_invoke();
+                for &i in chunk {
+                    let (id, v) = &vectors[i];
+                    inv.key(keys.item(id)).arg(schema::vector_bytes(v));
+                }
+                for &i in chunk {
+                    inv.key(keys.new_item(&vectors[i].0));
+                }
+                let done = self
+                    .run(async {
+                        inv.invoke_async::<usize>(&mut self.conn())
+                            .await
+                            .map_err(from_redis)
+                    })
+                    .await;
+                match done {
+                    Ok(n) => written += n,
+                    Err(e) => {
+                        failed = Some(e);
+                        break 'shards;
+                    }
+                }
+            }
+        }
+        // The scripts before a failure wrote their vectors: the counter moves for them too
+        // (and for the failed one, which the deadline may have cut after it ran).
+        if moves && (written > 0 || failed.is_some()) {
+            let moved = self.vectors_changed().await;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            moved?;
+        } else if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(written)
+    }
+
     /// Upserts the items `ids` (all of shard `shard`, latest writes in `latest`) with one
     /// script; how many.
     async fn upsert_in_shard(
@@ -1090,6 +1149,27 @@ impl Store for RedisStore {
         let moved = self.vectors_changed().await;
         let written = written?;
         moved?;
+        // Items the client gave a vector are new items no more.
+        let given: Vec<&str> = order
+            .iter()
+            .filter(|id| latest.get(*id).is_some_and(|up| up.item.vector.is_some()))
+            .map(String::as_str)
+            .collect();
+        for (shard, at) in self.inner.shards.group(&given) {
+            let keys = &self.inner.shards.all()[shard];
+            let mut del = redis::cmd("DEL");
+            for &i in &at {
+                del.arg(keys.new_item(given[i]));
+            }
+            self.run(async {
+                let _: () = del
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(from_redis)?;
+                Ok(())
+            })
+            .await?;
+        }
         Ok(written.into_iter().sum())
     }
 
@@ -1155,55 +1235,97 @@ impl Store for RedisStore {
             })
             .await?;
         if deleted {
+            let marker = keys.new_item(id);
+            self.run(async {
+                let _: () = redis::cmd("DEL")
+                    .arg(&marker)
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(from_redis)?;
+                Ok(())
+            })
+            .await?;
             self.vectors_changed().await?;
         }
         Ok(deleted)
     }
 
     async fn set_item_vectors(&self, vectors: Vec<(String, Vec<f32>)>) -> StoreResult<usize> {
-        self.check_vectors("item", &vectors)?;
-        // A new vector makes RediSearch re-index its item (an HNSW delete + insert, ~1 ms
-        // on 100k × 64), and Redis serves no one else while a script runs: a few vectors
-        // per script, one script after the other, so that requests are served between
-        // them however large the batch. Each script has the operation deadline (and
-        // holds the vectors of one shard).
-        let ids: Vec<&str> = vectors.iter().map(|(id, _)| id.as_str()).collect();
-        let mut written = 0;
-        let mut failed = None;
-        'shards: for (shard, at) in self.inner.shards.group(&ids) {
-            let keys = &self.inner.shards.all()[shard];
-            for chunk in at.chunks(VECTORS_PER_SCRIPT) {
-                let mut inv = scripts::SET_VECTORS.prepare_invoke();
-                for &i in chunk {
-                    let (id, v) = &vectors[i];
-                    inv.key(keys.item(id)).arg(schema::vector_bytes(v));
+        self.write_vectors(&scripts::SET_VECTORS, vectors, true)
+            .await
+    }
+
+    async fn touch_new_items(
+        &self,
+        touches: &[crate::NewItemTouch],
+    ) -> StoreResult<Vec<crate::NewItemList>> {
+        // Per item, its touches in order.
+        let mut order: Vec<&str> = Vec::new();
+        let mut per: HashMap<&str, Vec<(&str, f32)>> = HashMap::new();
+        for (item, user, w) in touches {
+            per.entry(item.as_str())
+                .or_insert_with(|| {
+                    order.push(item.as_str());
+                    Vec::new()
+                })
+                .push((user.as_str(), *w));
+        }
+        if order.is_empty() {
+            return Ok(Vec::new());
+        }
+        let capacity = self.inner.settings.new_items.capacity;
+        let groups = self.inner.shards.group(&order);
+        let replies = self
+            .run(try_join_all(groups.iter().map(|(shard, at)| {
+                let keys = &self.inner.shards.all()[*shard];
+                let mut inv = scripts::TOUCH_NEW_ITEMS.prepare_invoke();
+                for &i in at {
+                    inv.key(keys.item(order[i]));
                 }
-                let done = self
-                    .run(async {
-                        inv.invoke_async::<usize>(&mut self.conn())
-                            .await
-                            .map_err(from_redis)
-                    })
-                    .await;
-                match done {
-                    Ok(n) => written += n,
-                    Err(e) => {
-                        failed = Some(e);
-                        break 'shards;
+                for &i in at {
+                    inv.key(keys.new_item(order[i]));
+                }
+                inv.arg(capacity);
+                for &i in at {
+                    let t = &per[order[i]];
+                    inv.arg(t.len());
+                    for (u, w) in t {
+                        inv.arg(*u).arg(w.to_string());
                     }
                 }
+                async move {
+                    let lists: Vec<Option<String>> = inv
+                        .invoke_async(&mut self.conn())
+                        .await
+                        .map_err(from_redis)?;
+                    Ok::<_, StoreError>(lists)
+                }
+            })))
+            .await?;
+        let mut out = Vec::new();
+        for ((_, at), lists) in groups.iter().zip(replies) {
+            if lists.len() != at.len() {
+                return Err(bad_reply("new-item list count"));
+            }
+            for (&i, raw) in at.iter().zip(lists) {
+                let Some(raw) = raw else { continue };
+                // cjson writes an empty table as an object
+                let list: Vec<(String, f32)> = if raw == "{}" {
+                    Vec::new()
+                } else {
+                    serde_json::from_str(&raw).map_err(|_| bad_reply("new-item list"))?
+                };
+                out.push((order[i].to_string(), list));
             }
         }
-        // The scripts before a failure wrote their vectors: the counter moves for them too
-        // (and for the failed one, which the deadline may have cut after it ran).
-        if written > 0 || failed.is_some() {
-            let moved = self.vectors_changed().await;
-            if let Some(e) = failed {
-                return Err(e);
-            }
-            moved?;
-        }
-        Ok(written)
+        Ok(out)
+    }
+
+    async fn set_new_item_vectors(&self, vectors: Vec<(String, Vec<f32>)>) -> StoreResult<usize> {
+        // The item vectors' counter stays: each server's `YᵀY` takes provisional vectors in
+        // at its next recomputation (one per new item would recompute it over and over).
+        self.write_vectors(&scripts::SET_NEW_VECTORS, vectors, false)
+            .await
     }
 
     async fn knn(&self, query: &[f32], k: usize, filter: &Filter) -> StoreResult<Vec<Hit>> {

@@ -150,19 +150,84 @@ return redis.call('DEL', KEYS[1])
     ))
 });
 
-/// Replaces the vectors of existing items. KEYS: item keys; ARGV: their vectors.
-/// Returns how many existed.
+/// Replaces the vectors of existing items (training's write-back): they are new items no
+/// more. KEYS: `m` item keys, then their `m` new-item keys; ARGV: their vectors. Returns
+/// how many existed.
 pub(crate) static SET_VECTORS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local n = 0
-for i = 1, #KEYS do
+local n, m = 0, #KEYS / 2
+for i = 1, m do
   if redis.call('EXISTS', KEYS[i]) == 1 then
     redis.call('HSET', KEYS[i], 'vector', ARGV[i])
     n = n + 1
   end
+  redis.call('DEL', KEYS[m + i])
 end
 return n
+"#,
+    )
+});
+
+/// Provisional vectors (`Store::set_new_item_vectors`): written only to items still new
+/// (a new-item key, or no vector at all), which stay new. KEYS: `m` item keys, then their
+/// `m` new-item keys; ARGV: their vectors. Returns how many were written.
+pub(crate) static SET_NEW_VECTORS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local n, m = 0, #KEYS / 2
+for i = 1, m do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    local marked = redis.call('EXISTS', KEYS[m + i]) == 1
+    if marked or redis.call('HEXISTS', KEYS[i], 'vector') == 0 then
+      redis.call('HSET', KEYS[i], 'vector', ARGV[i])
+      if not marked then redis.call('SET', KEYS[m + i], '[]') end
+      n = n + 1
+    end
+  end
+end
+return n
+"#,
+    )
+});
+
+/// `Store::touch_new_items` on one shard: `recd_core::newitems::touch` on the list of each
+/// item that is new (a new-item key, or an item without a vector, which gets one).
+/// KEYS: `m` item keys, then their `m` new-item keys. ARGV: the capacity, then per item a
+/// count `c` and `c` user/weight pairs. Returns per item its list (JSON) or false.
+pub(crate) static TOUCH_NEW_ITEMS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local m, cap, a = #KEYS / 2, tonumber(ARGV[1]), 2
+local out = {}
+for i = 1, m do
+  local c = tonumber(ARGV[a])
+  local first = a + 1
+  a = a + 1 + 2 * c
+  out[i] = false
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    local raw = redis.call('GET', KEYS[m + i])
+    if not raw and redis.call('HEXISTS', KEYS[i], 'vector') == 0 then raw = '[]' end
+    if raw then
+      local list = cjson.decode(raw)
+      for j = 0, c - 1 do
+        local u, w = ARGV[first + 2 * j], tonumber(ARGV[first + 2 * j + 1])
+        if w and w > 0 then
+          local before = 0
+          for x = 1, #list do
+            if list[x][1] == u then before = list[x][2]; table.remove(list, x); break end
+          end
+          table.insert(list, 1, {u, before + w})
+        end
+      end
+      while #list > cap do table.remove(list) end
+      if #list == 0 then raw = '[]' else raw = cjson.encode(list) end
+      redis.call('SET', KEYS[m + i], raw)
+      out[i] = raw
+    end
+  end
+end
+return out
 "#,
     )
 });

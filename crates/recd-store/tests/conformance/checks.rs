@@ -1325,3 +1325,94 @@ pub fn now_ms() -> i64 {
         .expect("clock after 1970")
         .as_millis() as i64
 }
+
+/// New items (`touch_new_items`, `set_new_item_vectors`): only items without a vector, or
+/// with a provisional one, keep interaction lists (positive weights summed per user, most
+/// recent first); a provisional vector never replaces a client's or training's, and a
+/// vector training writes ends the item's newness.
+pub async fn new_items(store: &dyn Store) {
+    load(store).await;
+    let t = |i: &str, u: &str, w: f32| (i.to_string(), u.to_string(), w);
+    let lists = store
+        .touch_new_items(&[
+            t("novec", "a", 1.0),
+            t("shoe", "a", 1.0),
+            t("not-an-item", "a", 1.0),
+            t("novec", "b", 2.0),
+            t("novec", "a", 0.5),
+            t("novec", "c", -1.0),
+        ])
+        .await
+        .unwrap();
+    let list = |pairs: &[(&str, f32)]| -> Vec<(String, f32)> {
+        pairs.iter().map(|(u, w)| (u.to_string(), *w)).collect()
+    };
+    assert_eq!(
+        lists,
+        vec![("novec".to_string(), list(&[("a", 1.5), ("b", 2.0)]))]
+    );
+    let shoe_before = store.get_items(&["shoe".into()]).await.unwrap()[0]
+        .clone()
+        .unwrap()
+        .vector;
+    let n = store
+        .set_new_item_vectors(vec![
+            ("novec".into(), vec![0.0, 0.0, 0.0, 1.0]),
+            ("shoe".into(), vec![1.0, 0.0, 0.0, 0.0]),
+            ("not-an-item".into(), vec![1.0, 0.0, 0.0, 0.0]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let got = store
+        .get_items(&["novec".into(), "shoe".into()])
+        .await
+        .unwrap();
+    let vec_of = |i: usize| got[i].clone().unwrap().vector;
+    assert_eq!(vec_of(0).as_deref(), Some(&[0.0, 0.0, 0.0, 1.0][..]));
+    assert_eq!(vec_of(1), shoe_before);
+    let hits = store
+        .knn(&[0.0, 0.0, 0.0, 1.0], 1, &Filter::all())
+        .await
+        .unwrap();
+    assert_eq!(ids(hits.iter().map(|h| &h.item)), ["novec"]);
+    // With a provisional vector it is still new: its list goes on, a new vector replaces it.
+    let lists = store
+        .touch_new_items(&[t("novec", "c", 1.0)])
+        .await
+        .unwrap();
+    assert_eq!(
+        lists,
+        vec![(
+            "novec".to_string(),
+            list(&[("c", 1.0), ("a", 1.5), ("b", 2.0)])
+        )]
+    );
+    let n = store
+        .set_new_item_vectors(vec![("novec".into(), vec![0.0, 0.0, 1.0, 0.0])])
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    // Training's vector: no longer new, and never replaced by a provisional one.
+    store
+        .set_item_vectors(vec![("novec".into(), vec![0.0, 0.0, 0.0, 3.0])])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .touch_new_items(&[t("novec", "d", 1.0)])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let n = store
+        .set_new_item_vectors(vec![("novec".into(), vec![1.0, 0.0, 0.0, 0.0])])
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    let got = store.get_items(&["novec".into()]).await.unwrap();
+    assert_eq!(
+        got[0].clone().unwrap().vector.as_deref(),
+        Some(&[0.0, 0.0, 0.0, 3.0][..])
+    );
+}

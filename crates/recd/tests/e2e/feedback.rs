@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use crate::redis::{SCHEMA, redis_or_skip};
+use crate::redis::{redis_demo, redis_or_skip};
 use crate::server::{Server, data_dir, ids};
 
 /// Rates every item of `rounds` successive lists of 100 (each list the user's best
@@ -158,31 +158,7 @@ async fn redis_exclusions_and_negative_feedback() {
     let Some(url) = redis_or_skip() else {
         return;
     };
-    let config =
-        std::env::temp_dir().join(format!("recd-e2e-feedback-{}.toml", std::process::id()));
-    std::fs::write(&config, SCHEMA).expect("config");
-    let prefix = format!("e2e-feedback{}:", std::process::id());
-    let dir = data_dir("feedback-redis");
-    let s = Server::start(
-        &[
-            "demo",
-            "--backend",
-            "redis",
-            "--redis-url",
-            &url,
-            "--config",
-            config.to_str().expect("utf-8 path"),
-            "--data-dir",
-            dir.to_str().expect("utf-8 path"),
-            "--items",
-            "1500",
-            "--users",
-            "100",
-            "--seed",
-            "3",
-        ],
-        &[("RECD_REDIS__PREFIX", prefix.as_str())],
-    );
+    let s = redis_demo(&url, "feedback-redis", &[]);
     rated_items_never_come_back(&s).await;
     negative_feedback(&s).await;
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::redis::{SCHEMA, cluster_or_skip, redis_or_skip, stop_cluster, stop_redis};
+use crate::redis::{cluster_or_skip, redis_demo, redis_or_skip, stop_cluster, stop_redis};
 use crate::server::{Server, data_dir, ids};
 
 /// The fold-in's share of the query in these tests: a value no decayed-average blend gives
@@ -87,35 +87,8 @@ async fn embedded_folds_events_in() {
 }
 
 /// A demo server on the redis backend at `url` (a prefix of its own), under the fold-in.
-fn redis_demo(url: &str, name: &str) -> Server {
-    let config = std::env::temp_dir().join(format!("recd-e2e-{name}-{}.toml", std::process::id()));
-    std::fs::write(&config, SCHEMA).expect("config");
-    let envs = envs(&[(
-        "RECD_REDIS__PREFIX",
-        format!("e2e-{name}{}:", std::process::id()),
-    )]);
-    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let dir = data_dir(name);
-    Server::start(
-        &[
-            "demo",
-            "--backend",
-            "redis",
-            "--redis-url",
-            url,
-            "--config",
-            config.to_str().expect("utf-8 path"),
-            "--data-dir",
-            dir.to_str().expect("utf-8 path"),
-            "--items",
-            "1500",
-            "--users",
-            "100",
-            "--seed",
-            "3",
-        ],
-        &envs,
-    )
+fn fold_in_demo(url: &str, name: &str) -> Server {
+    redis_demo(url, name, &envs(&[]))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -123,7 +96,7 @@ async fn redis_folds_events_in() {
     let Some(url) = redis_or_skip() else {
         return;
     };
-    let s = redis_demo(&url, "foldin-redis");
+    let s = fold_in_demo(&url, "foldin-redis");
     an_event_changes_the_list_through_the_fold_in(&s).await;
     drop(s);
     if let Some(port) = url.rsplit(':').next().and_then(|p| p.parse().ok()) {
@@ -138,7 +111,7 @@ async fn redis_cluster_folds_events_in() {
     let Some(url) = cluster_or_skip() else {
         return;
     };
-    let s = redis_demo(&url, "foldin-cluster");
+    let s = fold_in_demo(&url, "foldin-cluster");
     an_event_changes_the_list_through_the_fold_in(&s).await;
     drop(s);
     stop_cluster(&url);

@@ -19,6 +19,7 @@ mod feedback;
 mod foldin;
 mod listing;
 mod monitoring;
+mod newitems;
 #[cfg(feature = "otel")]
 mod otel;
 mod prometheus;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::server::{Server, ids};
+use crate::server::{Server, data_dir, ids};
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/redis.sh")
@@ -102,6 +102,40 @@ where
 }
 
 pub const SCHEMA: &str = "[schema]\nvector = { dim = 64, metric = \"cosine\" }\n[schema.fields]\ncategory = \"tag\"\nbrand = \"tag\"\nprice = \"numeric\"\nin_stock = \"bool\"\npopularity = \"numeric\"\ntitle = \"text\"\n";
+
+/// A demo server on the redis backend at `url` (1,500 items, 100 users, seed 3) under a
+/// key prefix of its own named after `name`, with `envs` set.
+pub fn redis_demo(url: &str, name: &str, envs: &[(&str, String)]) -> Server {
+    let config = std::env::temp_dir().join(format!("recd-e2e-{name}-{}.toml", std::process::id()));
+    std::fs::write(&config, SCHEMA).expect("config");
+    let mut all = vec![(
+        "RECD_REDIS__PREFIX",
+        format!("e2e-{name}{}:", std::process::id()),
+    )];
+    all.extend(envs.iter().map(|(k, v)| (*k, v.clone())));
+    let all: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let dir = data_dir(name);
+    Server::start(
+        &[
+            "demo",
+            "--backend",
+            "redis",
+            "--redis-url",
+            url,
+            "--config",
+            config.to_str().expect("utf-8 path"),
+            "--data-dir",
+            dir.to_str().expect("utf-8 path"),
+            "--items",
+            "1500",
+            "--users",
+            "100",
+            "--seed",
+            "3",
+        ],
+        &all,
+    )
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serves_from_redis_and_survives_redis_restarts() {
