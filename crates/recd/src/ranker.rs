@@ -295,11 +295,9 @@ pub async fn run_train(args: TrainRankerArgs) -> Result<()> {
         .into());
     }
     let (config, store, set, rows) = rows(&args.logs).await?;
-    let experiments = recd_server::experiments::Experiments::in_memory(
-        config.ranking.clone(),
-        &config.strategies,
-        config.experiments.clone(),
-    )?;
+    // The deployment's strategies (configured and stored): retention keeps the rankers
+    // they pin.
+    let experiments = crate::serve::experiments(&config).await?;
     let mut serving = config.clone();
     // The engine only records the version; it serves nothing.
     serving.features.enabled = true;
@@ -309,7 +307,7 @@ pub async fn run_train(args: TrainRankerArgs) -> Result<()> {
         serving,
         None,
         None,
-        Arc::new(experiments),
+        experiments,
     );
     engine.refresh_rankers().await?;
     let live = engine

@@ -16,6 +16,7 @@ mod durability;
 mod everyday;
 mod experiments;
 mod feedback;
+mod learned;
 mod foldin;
 mod listing;
 mod monitoring;
