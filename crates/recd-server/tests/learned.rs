@@ -289,6 +289,10 @@ async fn retention_keeps_pinned_rankers_and_the_latest_accepted_one() {
         let (status, body) = send(&app, Method::POST, "/v1/recommend", Some(ask)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["stages"]["score"]["scorer"], "learned", "{body}");
-        assert_eq!(body["stages"]["score"]["ranker"], version.as_str(), "{body}");
+        assert_eq!(
+            body["stages"]["score"]["ranker"],
+            version.as_str(),
+            "{body}"
+        );
     }
 }

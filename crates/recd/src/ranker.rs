@@ -302,13 +302,7 @@ pub async fn run_train(args: TrainRankerArgs) -> Result<()> {
     // The engine only records the version; it serves nothing.
     serving.features.enabled = true;
     serving.features.impression_log = None;
-    let engine = Engine::new(
-        Arc::clone(&store),
-        serving,
-        None,
-        None,
-        experiments,
-    );
+    let engine = Engine::new(Arc::clone(&store), serving, None, None, experiments);
     engine.refresh_rankers().await?;
     let live = engine
         .features()

@@ -192,7 +192,12 @@ impl PreparedRanker<'_> {
 impl LinearRanker {
     /// Prepares the ranker for a list whose feature rows are `features` (row-major, `d`
     /// values each) and whose candidates' signals are `signals`.
-    pub fn prepare(&self, features: &[f64], d: usize, signals: &[RankerInputs]) -> PreparedRanker<'_> {
+    pub fn prepare(
+        &self,
+        features: &[f64],
+        d: usize,
+        signals: &[RankerInputs],
+    ) -> PreparedRanker<'_> {
         let rows = signals.len();
         let first_sig = signals.first().map(RankerInputs::values);
         let mut intercept = self.bias;
@@ -305,7 +310,11 @@ mod tests {
             knn,
             position: 0.0,
         };
-        let signals = [sig(0.9, 0.1, true), sig(0.4, 0.7, false), sig(0.6, 0.0, true)];
+        let signals = [
+            sig(0.9, 0.1, true),
+            sig(0.4, 0.7, false),
+            sig(0.6, 0.0, true),
+        ];
         let features = [3.0, 3.0, 3.0];
         let prepared = r.prepare(&features, 1, &signals);
         assert_eq!(prepared.terms.len(), 2, "similarity and knn vary");

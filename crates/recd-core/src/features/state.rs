@@ -514,7 +514,12 @@ fn recency(s: Option<&EntityState>, i: usize, now_ms: i64) -> f64 {
 
 /// The value of feature `i` (`def`) that depends on the user's state only: a user window
 /// or a user recency (0 for any other kind). `user` is unexpired.
-pub(crate) fn user_value(i: usize, def: &FeatureDef, user: Option<&EntityState>, now_ms: i64) -> f64 {
+pub(crate) fn user_value(
+    i: usize,
+    def: &FeatureDef,
+    user: Option<&EntityState>,
+    now_ms: i64,
+) -> f64 {
     match &def.kind {
         FeatureKind::Windowed { window, .. } => window_sum(user, (i, 0, None), window, now_ms),
         FeatureKind::Recency { .. } => recency(user, i, now_ms),

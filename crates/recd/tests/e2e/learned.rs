@@ -190,7 +190,10 @@ async fn the_learned_ranker_wins_an_ab_test_against_the_fixed_blend() {
         1000,
         "{r}"
     );
-    assert!(served.get("blend") > Some(&300) && served.get("learned") > Some(&300), "{served:?}");
+    assert!(
+        served.get("blend") > Some(&300) && served.get("learned") > Some(&300),
+        "{served:?}"
+    );
     assert!(
         learned["ctr"]["value"].as_f64().unwrap() > blend["ctr"]["value"].as_f64().unwrap(),
         "{r}"

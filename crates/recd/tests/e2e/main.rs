@@ -16,8 +16,8 @@ mod durability;
 mod everyday;
 mod experiments;
 mod feedback;
-mod learned;
 mod foldin;
+mod learned;
 mod listing;
 mod monitoring;
 #[cfg(feature = "otel")]
