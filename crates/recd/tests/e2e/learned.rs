@@ -7,53 +7,16 @@
 //! variant the winner, significantly.
 
 use std::collections::HashMap;
-use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
+use crate::experiments::{Lcg, variant};
 use crate::server::{Server, data_dir, ids};
+use crate::train::{ok, recd};
 
-/// A tiny deterministic generator, so the simulated users are the same on every run.
-struct Lcg(u64);
-
-impl Lcg {
-    fn unit(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        ((self.unit() * n as f64) as usize).min(n.saturating_sub(1))
-    }
-}
-
-fn recd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_recd"))
-        .args(args)
-        .env("RECD_LOG", "warn")
-        .output()
-        .expect("run recd")
-}
-
-fn ok(out: &Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?}):\n{stdout}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn variant<'a>(results: &'a Value, name: &str) -> &'a Value {
-    results["variants"]
-        .as_array()
-        .and_then(|v| v.iter().find(|v| v["name"] == name))
-        .unwrap_or_else(|| panic!("no variant {name}: {results}"))
+/// An index below `n` from `rng`.
+fn below(rng: &mut Lcg, n: usize) -> usize {
+    ((rng.unit() * n as f64) as usize).min(n.saturating_sub(1))
 }
 
 fn sigmoid(x: f64) -> f64 {
@@ -89,14 +52,17 @@ async fn the_learned_ranker_wins_an_ab_test_against_the_fixed_blend() {
     .expect("write config");
     let cfg = config.to_str().expect("utf-8 path");
     ok(
-        &recd(&[
-            "features", "simulate", "--config", cfg, "--users", "200", "--items", "400", "--days",
-            "3", "--seed", "11",
-        ]),
+        &recd(
+            &[
+                "features", "simulate", "--config", cfg, "--users", "200", "--items", "400",
+                "--days", "3", "--seed", "11",
+            ],
+            &[],
+        ),
         "features simulate",
     );
     let report = ok(
-        &recd(&["train-ranker", "--config", cfg, "--json"]),
+        &recd(&["train-ranker", "--config", cfg, "--json"], &[]),
         "train-ranker",
     );
     let report: Value = serde_json::from_str(report.trim()).expect("train-ranker --json");
@@ -134,7 +100,7 @@ async fn the_learned_ranker_wins_an_ab_test_against_the_fixed_blend() {
     let mut users: Vec<User> = (0..200)
         .map(|u| User {
             id: format!("ab-{u}"),
-            interest: categories[rng.below(categories.len())].clone(),
+            interest: categories[below(&mut rng, categories.len())].clone(),
             clicks: HashMap::new(),
         })
         .collect();
@@ -142,11 +108,11 @@ async fn the_learned_ranker_wins_an_ab_test_against_the_fixed_blend() {
     for _round in 0..5 {
         for user in &mut users {
             if rng.unit() < 0.25 {
-                user.interest = categories[rng.below(categories.len())].clone();
+                user.interest = categories[below(&mut rng, categories.len())].clone();
             }
             let pool = &by_category[&user.interest];
             let views: Vec<Value> = (0..2)
-                .map(|_| json!({"user_id": user.id, "item_id": pool[rng.below(pool.len())], "type": "view"}))
+                .map(|_| json!({"user_id": user.id, "item_id": pool[below(&mut rng, pool.len())], "type": "view"}))
                 .collect();
             let (status, body) = s.post("/v1/events", json!({"events": views})).await;
             assert_eq!(status, 200, "{body}");
