@@ -17,7 +17,6 @@ mod everyday;
 mod experiments;
 mod feedback;
 mod foldin;
-mod learned;
 mod listing;
 mod monitoring;
 #[cfg(feature = "otel")]
