@@ -157,7 +157,7 @@ mod tests {
     fn item(n: usize) -> Item {
         let mut fields = BTreeMap::new();
         let mut cats = vec![format!("c{}", n % 7)];
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             cats.push(format!("c{}", (n / 3) % 7));
         }
         fields.insert("category".into(), FieldValue::Tags(cats));
