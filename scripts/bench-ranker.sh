@@ -32,6 +32,13 @@ TOML
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; rm -rf "$DIR"' EXIT
 for _ in $(seq 50); do grep -q 'recd listening' "$DIR/serve.log" && break; sleep 0.2; done
+# The learned strategy must really score with the ranker (a missing ranker falls back to the
+# blend, which would make the comparison meaningless).
+SCORER=$(curl -s "127.0.0.1:$PORT/v1/recommend" -H 'content-type: application/json' \
+  -d '{"user_id":"u1","count":10,"strategy":"learned","explain":true,"use_cache":false}' |
+  grep -o '"scorer":"[a-z]*"' | head -1)
+echo "learned strategy: $SCORER"
+[ "$SCORER" = '"scorer":"learned"' ] || { echo "the learned strategy does not score with the ranker" >&2; exit 1; }
 echo "uptime: $(uptime)"
 for round in $(seq "$ROUNDS"); do
   for strategy in default learned; do

@@ -1,6 +1,6 @@
 //! What online features cost: applying one event to a user's and an item's state (the
 //! default feature set: eight features, three of them per category), reading the feature
-//! vectors of 100 candidates, and (printed once) the memory a user's state takes.
+//! vectors of 100 candidates (one pair at a time, and through a request's `UserView`), and (printed once) the memory a user's state takes.
 //!
 //! `cargo bench -p recd-core --bench features`
 
@@ -105,6 +105,16 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for it in &candidates {
                 set.values_into(Some(&user), by_item.get(&it.id), it, now, &mut out);
+            }
+            out[0]
+        })
+    });
+    // The request path: the user's side once, then each candidate's item side.
+    c.bench_function("features/values_100_candidates_user_view", |b| {
+        b.iter(|| {
+            let view = set.user_view(Some(&user), now);
+            for it in &candidates {
+                view.values_into(by_item.get(&it.id), it, &mut out);
             }
             out[0]
         })

@@ -36,16 +36,27 @@ async fn send(app: &Router, method: Method, uri: &str, body: Option<Value>) -> (
 }
 
 fn state(features: bool) -> AppState {
-    let store: Arc<dyn Store> =
-        Arc::new(EmbeddedStore::in_memory(Schema::demo(4), Default::default()).unwrap());
     let mut config = Config::default();
     config.features.enabled = features;
+    state_with(config)
+}
+
+fn state_with(config: Config) -> AppState {
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::in_memory(Schema::demo(4), Default::default()).unwrap());
     AppState::new(store, config).unwrap()
 }
 
 /// A ranker over the default features that cares about the user's clicks on the item's
 /// category (and a little about similarity).
 async fn record_ranker(state: &AppState) -> String {
+    let version = record_a_ranker(state, true).await;
+    assert_eq!(state.engine.refresh_rankers().await.unwrap(), 1);
+    version
+}
+
+/// Records [`record_ranker`]'s ranker as a new version, accepted or not.
+async fn record_a_ranker(state: &AppState, accepted: bool) -> String {
     let engine = &state.engine;
     let set = engine.features().unwrap().set().clone();
     let names = LinearRanker::input_names(&set);
@@ -79,13 +90,12 @@ async fn record_ranker(state: &AppState) -> String {
     };
     let info = ModelInfo {
         created_at: "2026-12-03T00:00:00Z".into(),
-        accepted: true,
+        accepted,
         settings: serde_json::to_value(settings).unwrap(),
         gate: Value::Null,
         counts: Value::Null,
     };
     engine.record_model(&version, 0, info).await.unwrap();
-    assert_eq!(engine.refresh_rankers().await.unwrap(), 1);
     version
 }
 
@@ -215,4 +225,74 @@ async fn strategies_naming_a_ranker_are_checked() {
             .unwrap()
             .contains("features")
     );
+}
+
+#[tokio::test]
+async fn retention_keeps_pinned_rankers_and_the_latest_accepted_one() {
+    let mut config = Config::default();
+    config.features.enabled = true;
+    config.model.keep_versions = 2;
+    let state = state_with(config);
+    let app = router(state.clone());
+    let items = json!({"items": [
+        {"id": "shoe1", "vector": [1, 0, 0, 0], "category": "shoes"},
+        {"id": "bag1", "vector": [0, 0, 1, 0], "category": "bags"}]});
+    assert_eq!(
+        send(&app, Method::PUT, "/v1/items", Some(items)).await.0,
+        StatusCode::OK
+    );
+    let v1 = record_a_ranker(&state, true).await;
+    state.engine.refresh_rankers().await.unwrap();
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        "/v1/strategies/pinned",
+        Some(json!({"ranking": {"ranker": v1}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Two more accepted (the last one is what "latest" serves), then two rejected: with
+    // keep_versions 2 the plain oldest-first rule would delete v1 at v3 and v3 at v5.
+    let mut recorded = vec![v1.clone()];
+    for accepted in [true, true, false, false] {
+        recorded.push(record_a_ranker(&state, accepted).await);
+    }
+    let (status, models) = send(&app, Method::GET, "/v1/models", None).await;
+    assert_eq!(status, StatusCode::OK, "{models}");
+    let kept: Vec<&str> = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kept,
+        [&recorded[0], &recorded[2], &recorded[4]].map(String::as_str),
+        "the pinned v1, the newest accepted v3 and the new v5: {models}"
+    );
+    state.engine.refresh_rankers().await.unwrap();
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        "/v1/strategies/newest",
+        Some(json!({"ranking": {"ranker": "latest"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let view = json!({"events": [{"user_id": "u", "item_id": "shoe1", "type": "view"}]});
+    assert_eq!(
+        send(&app, Method::POST, "/v1/events", Some(view)).await.0,
+        StatusCode::OK
+    );
+    for (strategy, version) in [("pinned", &recorded[0]), ("newest", &recorded[2])] {
+        let ask = json!({"user_id": "u", "count": 2, "strategy": strategy, "explain": true});
+        let (status, body) = send(&app, Method::POST, "/v1/recommend", Some(ask)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["stages"]["score"]["scorer"], "learned", "{body}");
+        assert_eq!(
+            body["stages"]["score"]["ranker"],
+            version.as_str(),
+            "{body}"
+        );
+    }
 }

@@ -295,22 +295,14 @@ pub async fn run_train(args: TrainRankerArgs) -> Result<()> {
         .into());
     }
     let (config, store, set, rows) = rows(&args.logs).await?;
-    let experiments = recd_server::experiments::Experiments::in_memory(
-        config.ranking.clone(),
-        &config.strategies,
-        config.experiments.clone(),
-    )?;
+    // The deployment's strategies (configured and stored): retention keeps the rankers
+    // they pin.
+    let experiments = crate::serve::experiments(&config).await?;
     let mut serving = config.clone();
     // The engine only records the version; it serves nothing.
     serving.features.enabled = true;
     serving.features.impression_log = None;
-    let engine = Engine::new(
-        Arc::clone(&store),
-        serving,
-        None,
-        None,
-        Arc::new(experiments),
-    );
+    let engine = Engine::new(Arc::clone(&store), serving, None, None, experiments);
     engine.refresh_rankers().await?;
     let live = engine
         .features()

@@ -126,7 +126,7 @@ async fn catalog_source(config: &Config) -> Result<Option<PgCatalog>> {
 /// Strategies and experiments: in the data dir (embedded) or in the deployment's Redis,
 /// where every server reads the same definitions (re-read every second) and counts into the
 /// same keys.
-async fn experiments(config: &Config) -> Result<Arc<Experiments>> {
+pub(crate) async fn experiments(config: &Config) -> Result<Arc<Experiments>> {
     let e = &config.experiments;
     let ledger: Arc<dyn Ledger> = match config.backend {
         Backend::Embedded => MemoryLedger::open(

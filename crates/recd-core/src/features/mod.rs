@@ -8,18 +8,21 @@
 //!   there) and the exact window they are measured against.
 //! - [`state`]: an entity's state, the updates an event or impression makes, and the
 //!   feature vector read from it.
+//! - [`read`]: a request's reader: the user's side once, then each candidate's item side.
 //! - [`log`]: the impression log's record (a served list with each item's signals).
 //! - [`ranker`]: the learned ranker's scoring (a logistic regression over features,
 //!   retrieval signals and position) and its per-feature contributions.
 
 pub mod log;
 pub mod ranker;
+pub mod read;
 pub mod spec;
 pub mod state;
 pub mod window;
 
 pub use log::{LoggedItem, LoggedList};
-pub use ranker::{Contribution, LinearRanker, RankerInputs};
+pub use ranker::{Contribution, LinearRanker, PreparedRanker, RankerInputs};
+pub use read::UserView;
 pub use spec::{FeatureDef, FeatureKind, FeatureSet, FeatureSpec};
 pub use state::{EntityState, Op, SlotKey, Target, Update};
 pub use window::{Buckets, Window};

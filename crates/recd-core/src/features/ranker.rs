@@ -155,6 +155,93 @@ impl LinearRanker {
     }
 }
 
+/// A ranker made ready for one list: inputs whose weight is 0 dropped, and inputs whose
+/// raw value is the same for every candidate (user-only features, the serving position)
+/// folded into the intercept once, so a candidate costs only the inputs that can tell it
+/// from the others. Its logits equal [`LinearRanker::logit`]'s up to the order of the sum.
+#[derive(Debug, Clone)]
+pub struct PreparedRanker<'r> {
+    intercept: f64,
+    /// (column of the raw row `features ++ signals`, weight, input) of the varying inputs.
+    terms: Vec<(usize, f64, &'r Input)>,
+    features: usize,
+}
+
+impl PreparedRanker<'_> {
+    /// The logit of one candidate's raw `features` (the set's order) and `signals`.
+    pub fn logit(&self, features: &[f64], signals: &RankerInputs) -> f64 {
+        let sig = signals.values();
+        let mut z = self.intercept;
+        for &(col, w, inp) in &self.terms {
+            let x = if col < self.features {
+                features.get(col).copied().unwrap_or(0.0)
+            } else {
+                sig[col - self.features]
+            };
+            z += w * inp.standardize(x);
+        }
+        z
+    }
+
+    /// The click probability.
+    pub fn probability(&self, features: &[f64], signals: &RankerInputs) -> f64 {
+        1.0 / (1.0 + (-self.logit(features, signals)).exp())
+    }
+}
+
+impl LinearRanker {
+    /// Prepares the ranker for a list whose feature rows are `features` (row-major, `d`
+    /// values each) and whose candidates' signals are `signals`.
+    pub fn prepare(
+        &self,
+        features: &[f64],
+        d: usize,
+        signals: &[RankerInputs],
+    ) -> PreparedRanker<'_> {
+        let rows = signals.len();
+        let first_sig = signals.first().map(RankerInputs::values);
+        let mut intercept = self.bias;
+        let mut terms = Vec::with_capacity(self.inputs.len());
+        for (col, (inp, &w)) in self.inputs.iter().zip(&self.weights).enumerate() {
+            if w == 0.0 {
+                continue;
+            }
+            let value = |r: usize| -> f64 {
+                if col < d {
+                    features.get(r * d + col).copied().unwrap_or(0.0)
+                } else {
+                    signals[r].values()[col - d]
+                }
+            };
+            let constant = match (col < d, first_sig) {
+                (_, None) => true,
+                (true, Some(_)) => {
+                    let x0 = value(0);
+                    (1..rows).all(|r| value(r).to_bits() == x0.to_bits())
+                }
+                (false, Some(s0)) => {
+                    let x0 = s0[col - d];
+                    signals
+                        .iter()
+                        .all(|s| s.values()[col - d].to_bits() == x0.to_bits())
+                }
+            };
+            if constant {
+                if rows > 0 {
+                    intercept += w * inp.standardize(value(0));
+                }
+            } else {
+                terms.push((col, w, inp));
+            }
+        }
+        PreparedRanker {
+            intercept,
+            terms,
+            features: d,
+        }
+    }
+}
+
 /// One input's share of a score (`explain`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contribution {
@@ -210,6 +297,39 @@ mod tests {
         let total: f64 = c.iter().map(|c| c.contribution).sum::<f64>() + r.bias;
         assert!((total - r.logit(&x, &sig)).abs() < 1e-12);
         assert!((r.probability(&x, &sig) - 1.0 / (1.0 + (-3.0f64).exp())).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_prepared_ranker_scores_like_the_ranker() {
+        let mut r = ranker();
+        // A zero weight is dropped; the constant first feature is folded in.
+        r.weights[2] = 0.0;
+        let sig = |s: f64, p: f64, knn: bool| RankerInputs {
+            similarity: s,
+            popularity: p,
+            knn,
+            position: 0.0,
+        };
+        let signals = [
+            sig(0.9, 0.1, true),
+            sig(0.4, 0.7, false),
+            sig(0.6, 0.0, true),
+        ];
+        let features = [3.0, 3.0, 3.0];
+        let prepared = r.prepare(&features, 1, &signals);
+        assert_eq!(prepared.terms.len(), 2, "similarity and knn vary");
+        for (i, s) in signals.iter().enumerate() {
+            let want = r.logit(&features[i..=i], s);
+            assert!((prepared.logit(&features[i..=i], s) - want).abs() < 1e-12);
+        }
+        // A feature that varies is kept.
+        let features = [1.0, 0.0, 5.0];
+        let prepared = r.prepare(&features, 1, &signals);
+        assert_eq!(prepared.terms.len(), 3);
+        for (i, s) in signals.iter().enumerate() {
+            let want = r.probability(&features[i..=i], s);
+            assert!((prepared.probability(&features[i..=i], s) - want).abs() < 1e-12);
+        }
     }
 
     #[test]

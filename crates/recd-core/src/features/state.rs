@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::features::spec::{
-    Entity, FeatureKind, FeatureSet, PRIOR_SUCCESSES, PRIOR_TRIALS, RECENCY_CAP_HOURS,
+    Entity, FeatureDef, FeatureKind, FeatureSet, PRIOR_SUCCESSES, PRIOR_TRIALS, RECENCY_CAP_HOURS,
 };
 use crate::features::window::{Buckets, Window};
 use crate::item::{FieldValue, Item};
@@ -152,6 +152,11 @@ impl EntityState {
                 &mut list[at].2
             }
         }
+    }
+
+    /// Every tag value with its slots (feature, part, slot).
+    pub fn tag_slots(&self) -> impl Iterator<Item = (&str, &[(u16, u8, Slot)])> {
+        self.tagged.iter().map(|(t, l)| (&**t, l.as_slice()))
     }
 
     /// Every slot with its key.
@@ -302,7 +307,7 @@ impl Buckets {
     }
 }
 
-fn tags<'a>(item: &'a Item, field: &str) -> &'a [String] {
+pub(crate) fn tags<'a>(item: &'a Item, field: &str) -> &'a [String] {
     match item.fields.get(field) {
         Some(FieldValue::Tags(t)) => t,
         _ => &[],
@@ -462,47 +467,96 @@ impl FeatureSet {
         let ttl = self.ttl_ms;
         let user = user.filter(|s| !s.expired(now_ms, ttl));
         let item_state = item_state.filter(|s| !s.expired(now_ms, ttl));
-        let window_sum = |s: Option<&EntityState>, k: (usize, u8, Option<&str>), w: &Window| match s
-            .and_then(|s| s.get(k.0 as u16, k.1, k.2))
-        {
-            Some(Slot::Buckets(b)) => b.sum(w, now_ms),
-            _ => 0.0,
-        };
         for (i, (def, o)) in self.defs.iter().zip(out.iter_mut()).enumerate() {
             *o = match &def.kind {
-                FeatureKind::Windowed { entity, window, .. } => match entity {
-                    Entity::User => window_sum(user, (i, 0, None), window),
-                    Entity::Item => window_sum(item_state, (i, 0, None), window),
-                    Entity::UserTag(field) => tags(item, field)
-                        .iter()
-                        .map(|t| window_sum(user, (i, 0, Some(t.as_str())), window))
-                        .sum(),
-                },
-                FeatureKind::Recency { entity, .. } => {
-                    let s = if *entity == Entity::Item {
-                        item_state
-                    } else {
-                        user
-                    };
-                    match s.and_then(|s| s.get(i as u16, 0, None)) {
-                        Some(Slot::Last(t)) => {
-                            ((now_ms - t).max(0) as f64 / 3_600_000.0).min(RECENCY_CAP_HOURS)
-                        }
-                        _ => RECENCY_CAP_HOURS,
-                    }
+                FeatureKind::Windowed {
+                    entity: Entity::UserTag(field),
+                    window,
+                    ..
+                } => tags(item, field)
+                    .iter()
+                    .map(|t| window_sum(user, (i, 0, Some(t.as_str())), window, now_ms))
+                    .sum(),
+                FeatureKind::Windowed {
+                    entity: Entity::User,
+                    ..
                 }
-                FeatureKind::Rate { window, .. } => {
-                    let hits = window_sum(item_state, (i, 0, None), window);
-                    let shown = window_sum(item_state, (i, 1, None), window);
-                    (hits + PRIOR_SUCCESSES) / (shown.max(hits) + PRIOR_TRIALS)
-                }
-                FeatureKind::Field { field } => match item.fields.get(field) {
-                    Some(FieldValue::Number(x)) => *x,
-                    Some(FieldValue::Bool(b)) => f64::from(u8::from(*b)),
-                    _ => 0.0,
-                },
+                | FeatureKind::Recency {
+                    entity: Entity::User | Entity::UserTag(_),
+                    ..
+                } => user_value(i, def, user, now_ms),
+                _ => item_value(i, def, item_state, item, now_ms),
             };
         }
+    }
+}
+
+/// Slot `k` (feature, part, tag) of `s` summed over `w` at `now_ms` (0 without it).
+fn window_sum(
+    s: Option<&EntityState>,
+    k: (usize, u8, Option<&str>),
+    w: &Window,
+    now_ms: i64,
+) -> f64 {
+    match s.and_then(|s| s.get(k.0 as u16, k.1, k.2)) {
+        Some(Slot::Buckets(b)) => b.sum(w, now_ms),
+        _ => 0.0,
+    }
+}
+
+/// Hours since the last event of slot `i` of `s`, capped (the cap without one).
+fn recency(s: Option<&EntityState>, i: usize, now_ms: i64) -> f64 {
+    match s.and_then(|s| s.get(i as u16, 0, None)) {
+        Some(Slot::Last(t)) => ((now_ms - t).max(0) as f64 / 3_600_000.0).min(RECENCY_CAP_HOURS),
+        _ => RECENCY_CAP_HOURS,
+    }
+}
+
+/// The value of feature `i` (`def`) that depends on the user's state only: a user window
+/// or a user recency (0 for any other kind). `user` is unexpired.
+pub(crate) fn user_value(
+    i: usize,
+    def: &FeatureDef,
+    user: Option<&EntityState>,
+    now_ms: i64,
+) -> f64 {
+    match &def.kind {
+        FeatureKind::Windowed { window, .. } => window_sum(user, (i, 0, None), window, now_ms),
+        FeatureKind::Recency { .. } => recency(user, i, now_ms),
+        _ => 0.0,
+    }
+}
+
+/// The value of feature `i` (`def`) read from the item: its windows, recency and rates
+/// (`item_state`, unexpired) or its fields (0 for a user-side kind).
+pub(crate) fn item_value(
+    i: usize,
+    def: &FeatureDef,
+    item_state: Option<&EntityState>,
+    item: &Item,
+    now_ms: i64,
+) -> f64 {
+    match &def.kind {
+        FeatureKind::Windowed {
+            entity: Entity::Item,
+            window,
+            ..
+        } => window_sum(item_state, (i, 0, None), window, now_ms),
+        FeatureKind::Recency {
+            entity: Entity::Item,
+            ..
+        } => recency(item_state, i, now_ms),
+        FeatureKind::Rate { window, .. } => {
+            let hits = window_sum(item_state, (i, 0, None), window, now_ms);
+            let shown = window_sum(item_state, (i, 1, None), window, now_ms);
+            (hits + PRIOR_SUCCESSES) / (shown.max(hits) + PRIOR_TRIALS)
+        }
+        FeatureKind::Field { field } => match item.fields.get(field) {
+            Some(FieldValue::Number(x)) => *x,
+            Some(FieldValue::Bool(b)) => f64::from(u8::from(*b)),
+            _ => 0.0,
+        },
+        _ => 0.0,
     }
 }
 

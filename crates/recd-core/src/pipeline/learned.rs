@@ -16,13 +16,15 @@ pub fn score_learned(
 ) -> Vec<Scored> {
     let floor = similarity_floor(&candidates);
     let d = features.len().checked_div(candidates.len()).unwrap_or(0);
+    let sigs: Vec<_> = candidates.iter().map(|c| signals(c, floor)).collect();
+    let prepared = ranker.prepare(features, d, &sigs);
     let mut scored: Vec<Scored> = candidates
         .into_iter()
+        .zip(sigs)
         .enumerate()
-        .map(|(i, c)| {
-            let sig = signals(&c, floor);
+        .map(|(i, (c, sig))| {
             let row = features.get(i * d..(i + 1) * d).unwrap_or(&[]);
-            let p = ranker.probability(row, &sig);
+            let p = prepared.probability(row, &sig);
             Scored {
                 candidate: c,
                 score: if p.is_finite() { p } else { f64::MIN },

@@ -13,7 +13,9 @@
 //!   vectors until new ones land). Vectors the version does not have (items or users it
 //!   never trained on) are left as they are.
 //! - retention: after a version is recorded, the oldest versions beyond
-//!   `[model] keep_versions` are deleted, never the live one.
+//!   `[model] keep_versions` are deleted, never the live one, a ranker a strategy pins
+//!   (`"ranker": "v7"`), nor the newest accepted ranker (`"latest"`); those are kept
+//!   even when that leaves more than `keep_versions`.
 //!
 //! Activations of one server are serialized; two servers activating different versions of
 //! one Redis deployment at the same moment would interleave their writes (the last one to
@@ -319,7 +321,8 @@ impl Engine {
     }
 
     /// Records `version` (whose `chunks` vector chunks are stored), then deletes the
-    /// oldest versions beyond `[model] keep_versions` (never the live one, nor this one).
+    /// oldest versions beyond `[model] keep_versions` (never the live one, this one, nor a
+    /// ranker that is pinned or serves `"latest"`).
     pub async fn record_model(
         &self,
         version: &str,
@@ -342,12 +345,13 @@ impl Engine {
         self.store.put_model(record.clone()).await?;
         let registry = self.store.models().await?;
         let keep = self.config.model.keep_versions.max(1);
+        let pinned = self.pinned_rankers(&registry);
         let mut excess = registry.models.len().saturating_sub(keep);
         for old in &registry.models {
             if excess == 0 {
                 break;
             }
-            if Some(old.seq) == registry.live || old.seq == seq {
+            if Some(old.seq) == registry.live || old.seq == seq || pinned.contains(&old.seq) {
                 continue;
             }
             if let Err(e) = self.store.delete_model(old.seq).await {
@@ -358,6 +362,30 @@ impl Engine {
             excess -= 1;
         }
         Ok(view(&record, registry.live))
+    }
+
+    /// The ranker versions retention must keep: every version a strategy pins
+    /// (`"ranking": {"ranker": "v7"}`), and the newest accepted ranker (what `"latest"`
+    /// serves). Deleting one would silently send its strategies back to the fixed blend.
+    fn pinned_rankers(&self, registry: &ModelRegistry) -> Vec<u64> {
+        let mut pinned: Vec<u64> = self
+            .experiments
+            .strategies()
+            .values()
+            .filter_map(|s| s.ranking.ranker.as_deref())
+            .filter_map(parse_version)
+            .collect();
+        let latest = registry
+            .models
+            .iter()
+            .filter(|m| {
+                crate::features::is_ranker(&m.info)
+                    && m.info.get("accepted").and_then(Value::as_bool) == Some(true)
+            })
+            .map(|m| m.seq)
+            .max();
+        pinned.extend(latest);
+        pinned
     }
 
     /// Records `version` as live without writing vectors: for a trainer that wrote the

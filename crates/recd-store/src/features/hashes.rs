@@ -263,13 +263,14 @@ impl FeatureStore for RedisFeatures {
         let replies: Vec<Vec<(String, String)>> =
             pipe.query_async(&mut conn).await.map_err(from_redis)?;
         let u = replies.first().and_then(|f| state(f));
+        let view = set.user_view(u.as_ref(), now_ms);
         for (k, (item, row)) in items.iter().zip(out.chunks_mut(d)).enumerate() {
             let s = if with_items {
                 replies.get(k + 1).and_then(|f| state(f))
             } else {
                 None
             };
-            set.values_into(u.as_ref(), s.as_ref(), item, now_ms, row);
+            view.values_into(s.as_ref(), item, row);
         }
         Ok(out)
     }

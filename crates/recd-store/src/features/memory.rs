@@ -3,7 +3,6 @@
 //! state idle beyond the feature set's TTL swept away as writes go by.
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -20,20 +19,25 @@ const SHARDS: usize = 32;
 /// One shard is swept for expired state every this many writes.
 const SWEEP_EVERY: u64 = 1024;
 
-type Shard = Mutex<HashMap<String, EntityState>>;
+/// Ids are hashed twice per candidate on the request path (shard, then entry): foldhash,
+/// seeded per process, instead of SipHash.
+type Hasher = foldhash::fast::RandomState;
+type Shard = Mutex<HashMap<String, EntityState, Hasher>>;
 
 /// Entities of one kind, sharded by id.
 #[derive(Debug)]
 struct Map {
     shards: Vec<Shard>,
-    hasher: RandomState,
+    hasher: Hasher,
 }
 
 impl Map {
     fn new() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::with_hasher(Hasher::default())))
+                .collect(),
+            hasher: Hasher::default(),
         }
     }
 
@@ -169,15 +173,20 @@ impl FeatureStore for MemoryFeatures {
         if d == 0 {
             return Ok(out);
         }
-        let users = self.users.shard(user).lock();
-        let u = users.get(user);
-        let with_items = set.has_item_state();
-        for (item, row) in items.iter().zip(out.chunks_mut(d)) {
-            if with_items {
+        // The user's side once (its lock released before any item's is taken), then each
+        // candidate's item side.
+        let view = {
+            let users = self.users.shard(user).lock();
+            set.user_view(users.get(user), now_ms)
+        };
+        if view.needs_item_state() {
+            for (item, row) in items.iter().zip(out.chunks_mut(d)) {
                 let shard = self.items.shard(&item.id).lock();
-                set.values_into(u, shard.get(&item.id), item, now_ms, row);
-            } else {
-                set.values_into(u, None, item, now_ms, row);
+                view.values_into(shard.get(&item.id), item, row);
+            }
+        } else {
+            for (item, row) in items.iter().zip(out.chunks_mut(d)) {
+                view.values_into(None, item, row);
             }
         }
         Ok(out)

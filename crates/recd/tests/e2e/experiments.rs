@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 use crate::server::{Server, data_dir, ids};
 
 /// A tiny deterministic generator, so the simulated clicks are the same on every run.
-struct Lcg(u64);
+pub(crate) struct Lcg(pub(crate) u64);
 
 impl Lcg {
-    fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         self.0 = self
             .0
             .wrapping_mul(6_364_136_223_846_793_005)
@@ -33,7 +33,7 @@ async fn click(s: &Server, user: &str, answer: &Value, position: usize) {
     assert_eq!(status, 200, "{body}");
 }
 
-fn variant<'a>(results: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn variant<'a>(results: &'a Value, name: &str) -> &'a Value {
     results["variants"]
         .as_array()
         .and_then(|v| v.iter().find(|v| v["name"] == name))

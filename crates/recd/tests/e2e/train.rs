@@ -73,7 +73,7 @@ fn write_movielens(name: &str) -> PathBuf {
     dir
 }
 
-fn recd(args: &[&str], envs: &[(&str, &str)]) -> Output {
+pub(crate) fn recd(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_recd"));
     cmd.args(args).env("RECD_LOG", "warn");
     for (k, v) in envs {
@@ -82,7 +82,7 @@ fn recd(args: &[&str], envs: &[(&str, &str)]) -> Output {
     cmd.output().expect("run recd")
 }
 
-fn ok(out: &Output, what: &str) -> String {
+pub(crate) fn ok(out: &Output, what: &str) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),

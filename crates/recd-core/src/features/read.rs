@@ -1,0 +1,236 @@
+//! Reading the feature vectors of many candidates for one user, as a request does.
+//!
+//! [`FeatureSet::values_into`] reads one (user, item) pair from scratch: every candidate
+//! re-sums the user's windows and looks up each of its tags once per `user_tag` feature.
+//! A request scores ~150 candidates for the same user at the same time, so [`UserView`]
+//! does the user's side once: the user-only values (windows, recency) and, for every tag
+//! value the user has state for, the window sums of every `user_tag` feature, in one flat
+//! table. A candidate then costs one hash lookup per tag it carries, plus its own item
+//! state. The values are the same as [`FeatureSet::values_into`]'s, bit for bit (same sums
+//! in the same order); the test below holds them to it.
+
+use std::collections::HashMap;
+
+use crate::features::spec::{Entity, FeatureKind, FeatureSet};
+use crate::features::state::{EntityState, Slot, item_value, tags, user_value};
+use crate::item::Item;
+
+type Fast = foldhash::fast::RandomState;
+
+/// One user's side of the features at one time, ready to be combined with many items.
+#[derive(Debug, Clone)]
+pub struct UserView<'s> {
+    set: &'s FeatureSet,
+    now_ms: i64,
+    /// Every feature's value where the item does not matter (user-only features), 0
+    /// where it does (filled per item).
+    base: Vec<f64>,
+    /// Per tag field read by `user_tag` features: the field and its features as
+    /// (feature index, column in `sums`).
+    tag_fields: Vec<(&'s str, Vec<(usize, usize)>)>,
+    /// Tag value → its row's offset in `sums`.
+    by_tag: HashMap<Box<str>, usize, Fast>,
+    /// One row per tag value the user has state for, one column per `user_tag` feature.
+    sums: Vec<f64>,
+    /// Features read from the item (its state or its fields).
+    item_side: Vec<usize>,
+    /// Whether any item-side feature reads the item's state (else it need not be fetched).
+    item_state: bool,
+}
+
+impl FeatureSet {
+    /// The user's side of every feature at `now_ms` (`None`, or expired: no history).
+    pub fn user_view(&self, user: Option<&EntityState>, now_ms: i64) -> UserView<'_> {
+        let user = user.filter(|s| !s.expired(now_ms, self.ttl_ms));
+        let mut base = vec![0.0; self.defs.len()];
+        let mut tag_fields: Vec<(&str, Vec<(usize, usize)>)> = Vec::new();
+        // Feature index → its column in `sums`, for user_tag features.
+        let mut column: Vec<Option<usize>> = vec![None; self.defs.len()];
+        let mut item_side = Vec::new();
+        let mut columns = 0;
+        for (i, def) in self.defs.iter().enumerate() {
+            match &def.kind {
+                FeatureKind::Windowed {
+                    entity: Entity::UserTag(field),
+                    ..
+                } => {
+                    column[i] = Some(columns);
+                    match tag_fields.iter_mut().find(|(f, _)| *f == field.as_str()) {
+                        Some((_, list)) => list.push((i, columns)),
+                        None => tag_fields.push((field.as_str(), vec![(i, columns)])),
+                    }
+                    columns += 1;
+                }
+                FeatureKind::Windowed {
+                    entity: Entity::User,
+                    ..
+                }
+                | FeatureKind::Recency {
+                    entity: Entity::User | Entity::UserTag(_),
+                    ..
+                } => base[i] = user_value(i, def, user, now_ms),
+                _ => item_side.push(i),
+            }
+        }
+        let mut by_tag = HashMap::with_hasher(Fast::default());
+        let mut sums = Vec::new();
+        if columns > 0
+            && let Some(user) = user
+        {
+            for (tag, slots) in user.tag_slots() {
+                let off = sums.len();
+                sums.resize(off + columns, 0.0);
+                for (feature, part, slot) in slots {
+                    let (Some(Some(col)), 0, Slot::Buckets(b)) =
+                        (column.get(usize::from(*feature)), *part, slot)
+                    else {
+                        continue;
+                    };
+                    if let FeatureKind::Windowed { window, .. } =
+                        &self.defs[usize::from(*feature)].kind
+                    {
+                        sums[off + col] = b.sum(window, now_ms);
+                    }
+                }
+                by_tag.insert(tag.into(), off);
+            }
+        }
+        let item_state = item_side
+            .iter()
+            .any(|&i| !matches!(self.defs[i].kind, FeatureKind::Field { .. }));
+        UserView {
+            set: self,
+            now_ms,
+            base,
+            tag_fields,
+            by_tag,
+            sums,
+            item_side,
+            item_state,
+        }
+    }
+}
+
+impl UserView<'_> {
+    /// Whether item states are read at all (else pass `None` and skip fetching them).
+    pub fn needs_item_state(&self) -> bool {
+        self.item_state
+    }
+
+    /// The feature vector of `item` (whose state is `item_state`) for this user, in the
+    /// set's order, into `out` (`out.len() == set.len()`).
+    pub fn values_into(&self, item_state: Option<&EntityState>, item: &Item, out: &mut [f64]) {
+        out.copy_from_slice(&self.base);
+        if !self.by_tag.is_empty() {
+            for (field, features) in &self.tag_fields {
+                for t in tags(item, field) {
+                    if let Some(&off) = self.by_tag.get(t.as_str()) {
+                        for &(i, col) in features {
+                            out[i] += self.sums[off + col];
+                        }
+                    }
+                }
+            }
+        }
+        if !self.item_side.is_empty() {
+            let state = item_state.filter(|s| !s.expired(self.now_ms, self.set.ttl_ms));
+            for &i in &self.item_side {
+                out[i] = item_value(i, &self.set.defs[i], state, item, self.now_ms);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::event::{Event, EventType};
+    use crate::features::spec::FeatureSpec;
+    use crate::features::state::Target;
+    use crate::item::FieldValue;
+    use crate::schema::Schema;
+
+    const H: i64 = 3_600_000;
+
+    fn item(n: usize) -> Item {
+        let mut fields = BTreeMap::new();
+        let mut cats = vec![format!("c{}", n % 7)];
+        if n.is_multiple_of(3) {
+            cats.push(format!("c{}", (n / 3) % 7));
+        }
+        fields.insert("category".into(), FieldValue::Tags(cats));
+        fields.insert("price".into(), FieldValue::Number(n as f64 / 4.0));
+        Item {
+            id: format!("i{n}"),
+            vector: None,
+            fields,
+        }
+    }
+
+    #[test]
+    fn the_view_reads_exactly_what_values_into_reads() {
+        let specs: BTreeMap<String, FeatureSpec> = serde_json::from_str(
+            r#"{"cat_clicks_1h":{"kind":"count","entity":"user_tag","field":"category","event":"click","window":"1h","buckets":4},
+                "cat_dwell_1d":{"kind":"sum","entity":"user_tag","field":"category","event":"dwell","window":"1d"},
+                "ctr":{"kind":"ctr","window":"1h","buckets":4},
+                "item_views_1h":{"kind":"count","entity":"item","event":"view","window":"1h"},
+                "item_last_view":{"kind":"recency","entity":"item","event":"view"},
+                "dwell_1h":{"kind":"sum","entity":"user","event":"dwell","window":"1h","buckets":4},
+                "last_click":{"kind":"recency","entity":"user","event":"click"},
+                "price":{"kind":"field","field":"price"}}"#,
+        )
+        .unwrap();
+        let set = FeatureSet::from_specs(&specs, &Schema::demo(2)).unwrap();
+        let items: Vec<Item> = (0..40).map(item).collect();
+        let mut user = EntityState::default();
+        let mut states: HashMap<String, EntityState> = HashMap::new();
+        let kinds = [
+            EventType::Click,
+            EventType::View,
+            EventType::Dwell,
+            EventType::View,
+        ];
+        for n in 0..300usize {
+            let it = &items[(n * 13) % items.len()];
+            let e = Event {
+                user_id: "u".into(),
+                item_id: it.id.clone(),
+                kind: kinds[n % kinds.len()],
+                value: Some(1.5 + (n % 5) as f64),
+                timestamp_ms: 10 * H + (n as i64) * 37_000,
+                recommendation_id: None,
+            };
+            for u in set.event_updates(&e, Some(it)) {
+                match u.target {
+                    Target::User => user.apply(&u.key, &u.op, e.timestamp_ms),
+                    Target::Item => states.entry(it.id.clone()).or_default().apply(
+                        &u.key,
+                        &u.op,
+                        e.timestamp_ms,
+                    ),
+                }
+            }
+        }
+        let end = 10 * H + 300 * 37_000;
+        // Inside the windows, half out, and past the TTL; with and without the user.
+        for now in [end, end + H / 2, end + 2 * H, end + 30 * H] {
+            for u in [Some(&user), None] {
+                let view = set.user_view(u, now);
+                let mut got = vec![0.0; set.len()];
+                for it in &items {
+                    let state = states.get(&it.id);
+                    view.values_into(state, it, &mut got);
+                    let want = set.values(u, state, it, now);
+                    assert_eq!(got, want, "{} at {now}", it.id);
+                }
+            }
+        }
+        // Some candidates carry state the view must combine: not a vacuous comparison.
+        let view = set.user_view(Some(&user), end);
+        let mut v = vec![0.0; set.len()];
+        view.values_into(states.get("i0"), &items[0], &mut v);
+        assert!(v[0] > 0.0 && v[1] > 0.0, "{v:?}");
+    }
+}
