@@ -1,7 +1,7 @@
 //! `recd`: the command line of the recommendation engine.
 //!
 //! Subcommands: `serve`, `demo`, `import`, `bench`, `train`, `train-ranker`, `features`,
-//! `model`, `eval`, `keys`, `config`.
+//! `model`, `eval`, `tune`, `keys`, `config`.
 //! Exit codes: 0 ok, 2 bad usage or bad configuration, 1 runtime failure.
 
 mod bench;
@@ -18,6 +18,7 @@ mod serve;
 mod synthetic;
 mod telemetry;
 mod train;
+mod tune;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -142,6 +143,8 @@ enum Command {
     Model(model::ModelCommand),
     /// Offline metrics and the online replay on a file or a MovieLens folder.
     Eval(eval::EvalArgs),
+    /// Search ALS settings (grid or random) on a validation split of training data.
+    Tune(tune::TuneArgs),
     /// API keys: `recd keys create --name NAME --scopes read,write`.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -176,6 +179,7 @@ fn main() -> ExitCode {
             Command::Features(cmd) => ranker::run_features(cmd).await,
             Command::Model(cmd) => model::run(cmd).await,
             Command::Eval(args) => eval::run(args).await,
+            Command::Tune(args) => tune::run(args).await,
             Command::Keys(cmd) => keys::run(cmd),
             Command::Config(cmd) => config::run(cmd),
         }
