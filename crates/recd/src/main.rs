@@ -213,3 +213,15 @@ pub fn api_headers(key: Option<&str>) -> Result<reqwest::header::HeaderMap, Usag
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand's flags are well formed (unique names, valid defaults): clap checks
+    /// this only when a command is parsed, so a clash would otherwise surface at run time.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

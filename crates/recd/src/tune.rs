@@ -34,17 +34,29 @@ pub struct TuneArgs {
     #[command(flatten)]
     pub table: crate::import::TableArgs,
     /// Factors to try, comma-separated.
-    #[arg(long = "grid-factors", value_delimiter = ',', default_value = "32,64,128")]
-    pub factors: Vec<usize>,
+    #[arg(
+        long = "grid-factors",
+        value_delimiter = ',',
+        default_value = "32,64,128"
+    )]
+    pub grid_factors: Vec<usize>,
     /// Regularizations (lambda) to try.
-    #[arg(long = "grid-regularization", value_delimiter = ',', default_value = "1,5,20,50")]
-    pub regularization: Vec<f32>,
+    #[arg(
+        long = "grid-regularization",
+        value_delimiter = ',',
+        default_value = "1,5,20,50"
+    )]
+    pub grid_regularization: Vec<f32>,
     /// Alphas to try.
     #[arg(long = "grid-alpha", value_delimiter = ',', default_value = "0.5,2,10")]
-    pub alpha: Vec<f32>,
+    pub grid_alpha: Vec<f32>,
     /// Confidence scalings to try (linear, log, bm25, tfidf).
-    #[arg(long = "grid-scaling", value_delimiter = ',', default_value = "linear,log,bm25")]
-    pub scaling: Vec<String>,
+    #[arg(
+        long = "grid-scaling",
+        value_delimiter = ',',
+        default_value = "linear,log,bm25"
+    )]
+    pub grid_scaling: Vec<String>,
     /// Most iterations per trial; early stopping picks the count.
     #[arg(long, default_value_t = Grid::default().max_iterations)]
     pub max_iterations: usize,
@@ -56,10 +68,7 @@ pub struct TuneArgs {
     pub trials: usize,
     /// Seed of the draw and of the validation split.
     #[arg(long, default_value_t = Grid::default().seed)]
-    pub seed: u64,
-    /// Share of each user's items held out for validation.
-    #[arg(long, default_value_t = 0.1)]
-    pub validation_fraction: f64,
+    pub tune_seed: u64,
     /// List length of the validation NDCG.
     #[arg(long, default_value_t = 10)]
     pub k: usize,
@@ -118,8 +127,9 @@ fn search(args: &TuneArgs, config: &recd_server::Config) -> Result<(TuneReport, 
     }
     let catalog: IdMap = loaded.movies.iter().map(|m| m.id.clone()).collect();
     let (data, _, _) = Interactions::from_raw_positions(&loaded.interactions, weights, catalog);
-    let validation = Validation::carve(&data, args.validation_fraction, args.seed, args.k)
-        .map_err(train_error)?;
+    let fraction = args.als.early_stopping(&config.train)?.validation_fraction;
+    let validation =
+        Validation::carve(&data, fraction, args.tune_seed, args.k).map_err(train_error)?;
     eprintln!(
         "recd tune: {} interactions of {} users on {} items from {}; validation: {} events of {} users",
         data.len(),
@@ -130,20 +140,20 @@ fn search(args: &TuneArgs, config: &recd_server::Config) -> Result<(TuneReport, 
         validation.users()
     );
     let scaling = args
-        .scaling
+        .grid_scaling
         .iter()
         .map(|s| Scaling::from_name(s))
         .collect::<Result<Vec<_>, _>>()
         .map_err(train_error)?;
     let grid = Grid {
-        factors: args.factors.clone(),
-        regularization: args.regularization.clone(),
-        alpha: args.alpha.clone(),
+        factors: args.grid_factors.clone(),
+        regularization: args.grid_regularization.clone(),
+        alpha: args.grid_alpha.clone(),
         scaling,
         max_iterations: args.max_iterations,
         patience: args.patience,
         trials: args.trials,
-        seed: args.seed,
+        seed: args.tune_seed,
     };
     let factors = args.als.factors(&config.train).unwrap_or(64);
     let mut base = args.als.params(factors, &config.train)?;
@@ -200,12 +210,18 @@ pub async fn run(args: TuneArgs) -> Result<()> {
     })
     .await
     .context("the tuning task failed")??;
-    let best = report.best();
+    // The reference competes too: a grid that holds nothing better keeps the settings in use.
+    let best = if reference.ndcg >= report.best().ndcg {
+        &reference
+    } else {
+        report.best()
+    };
     let section = train_section(&best.params);
     if args.json {
         let doc = serde_json::json!({
             "trials": report.trials,
             "best": report.best,
+            "chosen": best,
             "reference": reference,
             "validation_users": report.users,
             "validation_events": report.validation_events,
@@ -235,7 +251,10 @@ pub async fn run(args: TuneArgs) -> Result<()> {
     if let Some(path) = &args.write {
         std::fs::write(path, &section)
             .map_err(|e| UsageError(format!("--write {}: {e}", path.display())))?;
-        eprintln!("recd tune: wrote the chosen [train] settings to {}", path.display());
+        eprintln!(
+            "recd tune: wrote the chosen [train] settings to {}",
+            path.display()
+        );
     }
     Ok(())
 }

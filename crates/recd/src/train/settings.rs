@@ -95,7 +95,9 @@ impl AlsArgs {
             .into());
         }
         Ok(EarlyStopping {
-            patience: self.early_stopping.unwrap_or(config.early_stopping_patience),
+            patience: self
+                .early_stopping
+                .unwrap_or(config.early_stopping_patience),
             validation_fraction: fraction,
             ..EarlyStopping::default()
         })
