@@ -196,9 +196,9 @@ fn bm25(x: &Csr, k1: f32, b: f32) -> Csr {
     let mean = len.iter().sum::<f64>() / n.max(1.0);
     let (k1, b) = (f64::from(k1), f64::from(b));
     let mut out = x.clone();
-    for u in 0..x.rows {
+    for (u, &len_u) in len.iter().enumerate() {
         let norm = if mean > 0.0 {
-            (1.0 - b) + b * len[u] / mean
+            (1.0 - b) + b * len_u / mean
         } else {
             1.0
         };
