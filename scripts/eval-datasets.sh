@@ -1,47 +1,97 @@
 #!/usr/bin/env bash
-# The evaluation table of issue 15 in one run: `recd eval` on MovieLens latest-small (ratings)
-# and on the synthetic shop (purchases: examples/shop_sessions, seed 1), each on the random,
-# time and leave-last-out splits; offline metrics of popularity, item-kNN, ALS and the
-# pipeline, and the online replay (batch-only, frozen and real-time arms).
+# The evaluation table of issue 15 in one run: `recd eval --json` on MovieLens latest-small
+# (ratings) and on the synthetic shop (purchases: examples/shop_sessions, seed 1), each on the
+# random, time and leave-last-out splits; offline metrics of popularity, item-kNN, ALS,
+# item-to-item transitions and the pipeline, and the online replay (batch-only, real-time
+# fold-in and decayed average, transitions, ...), rendered as the Markdown tables of
+# BENCHMARKS.md ("Evaluation table").
 # A benchmark, not a CI test. Usage:
-#   scripts/eval-datasets.sh [--splits "random time leave-last-out"] [--json DIR]
-# Env: RECD_BIN (default: target/debug/recd, built here), DATA (default ../shared/data/
-#      ml-latest-small from the repo root), OUT (default /tmp/recd-eval-datasets).
+#   scripts/eval-datasets.sh [--splits "random time leave-last-out"] [-- EXTRA recd eval FLAGS]
+# Env: RECD_BIN (default: target/release/recd, built here), DATA (default ../shared/data/
+#      ml-latest-small from the repo root), OUT (default /tmp/recd-eval-datasets: the JSON
+#      reports, the logs and table.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 DATA=${DATA:-$ROOT/../shared/data/ml-latest-small}
 OUT=${OUT:-/tmp/recd-eval-datasets}
 SPLITS="random time leave-last-out"
-JSON=""
+EXTRA=()
 while [ $# -gt 0 ]; do
   case $1 in
-    --splits) SPLITS=$2 ;; --json) JSON=$2 ;;
+    --splits) SPLITS=$2; shift 2 ;;
+    --) shift; EXTRA=("$@"); break ;;
     *) echo "eval-datasets: unknown flag $1" >&2; exit 2 ;;
   esac
-  shift 2
 done
 [ -f "$DATA/ratings.csv" ] || { echo "eval-datasets: no MovieLens data at $DATA (set DATA=...)" >&2; exit 2; }
 BIN=${RECD_BIN:-}
 if [ -z "$BIN" ]; then
-  cargo build -q -p recd
-  BIN=$ROOT/target/debug/recd
+  cargo build -q --release -p recd
+  BIN=$ROOT/target/release/recd
 fi
-mkdir -p "$OUT"
-cargo run -q --release -p recd-train --example shop_sessions -- --out "$OUT/shop.csv"
+mkdir -p "$OUT/json"
+[ -f "$OUT/shop.csv" ] || cargo run -q --release -p recd-train --example shop_sessions -- --out "$OUT/shop.csv"
 
-echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $("$BIN" --version 2>/dev/null || echo recd)"
+START="$(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $("$BIN" --version 2>/dev/null || echo recd)"
+echo "# $START" >&2
 for dataset in "$DATA" "$OUT/shop.csv"; do
+  name=$(basename "$dataset" .csv)
   for split in $SPLITS; do
-    echo
-    echo "## $(basename "$dataset"), $split split"
-    if [ -n "$JSON" ]; then
-      mkdir -p "$JSON"
-      "$BIN" eval --interactions "$dataset" --split "$split" --json 2>/dev/null \
-        > "$JSON/$(basename "$dataset" .csv)-$split.json"
-    fi
-    "$BIN" eval --interactions "$dataset" --split "$split" 2>/dev/null
+    echo "eval-datasets: $name, $split split" >&2
+    "$BIN" eval --interactions "$dataset" --split "$split" --json "${EXTRA[@]}" \
+      2> "$OUT/json/$name-$split.log" > "$OUT/json/$name-$split.json"
   done
 done
-echo
-echo "# done, load $(cut -d' ' -f1-3 /proc/loadavg)"
+END="load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+python3 - "$OUT/json" "$START" "$END" "$SPLITS" > "$OUT/table.md" <<'PY'
+import json, os, sys
+folder, start, end, splits = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split()
+reports = {}
+for f in sorted(os.listdir(folder)):
+    if f.endswith(".json"):
+        with open(os.path.join(folder, f)) as fh:
+            r = json.load(fh)
+        name, split = f[:-5].rsplit("-", 1) if not f.endswith("leave-last-out.json") else (f[: -len("-leave-last-out.json")], "leave-last-out")
+        reports[(name, split)] = r
+print(f"Run {start}; at the end {end}.\n")
+for name in sorted({n for n, _ in reports}):
+    have = [s for s in splits if (name, s) in reports]
+    first = reports[(name, have[0])]
+    print(f"**{name}** ({first['items']} items; " + ", ".join(
+        f"{s}: {reports[(name, s)]['users']} users, {reports[(name, s)]['train_events']} / {reports[(name, s)]['test_events']} events"
+        for s in have) + ")\n")
+    models = ["popularity", "item_knn", "als", "transitions", "pipeline"]
+    head = "| model | " + " | ".join(f"{s} NDCG@10 | R@10 | cov." for s in have) + " |"
+    print(head)
+    print("|---|" + "---:|" * (3 * len(have)))
+    for m in models:
+        cells = []
+        for s in have:
+            x = reports[(name, s)]["models"].get(m)
+            cells += ["–"] * 3 if x is None else [f"{x['ndcg']:.4f}", f"{x['recall']:.4f}", f"{x['coverage']:.3f}"]
+        print(f"| {m} | " + " | ".join(cells) + " |")
+    pop = {s: reports[(name, s)]["models"]["popularity"]["ndcg"] for s in have}
+    print("| ALS / popularity | " + " | ".join(
+        f"{reports[(name, s)]['models']['als']['ndcg'] / pop[s]:.2f}× | | " if pop[s] > 0 else "– | | " for s in have) + "|")
+    print()
+    arms = ["popularity", "batch", "batch_pipeline", "realtime_fold_in", "realtime_decayed_average",
+            "als_fold_in", "als_realtime", "transitions"]
+    print("| replay arm | " + " | ".join(f"{s} HR@10" for s in have) + " |")
+    print("|---|" + "---:|" * len(have))
+    for a in arms:
+        cells = []
+        for s in have:
+            r = reports[(name, s)]["replay"].get(a)
+            cells.append("–" if r is None else f"{r['hit_rate']:.4f}")
+        print(f"| {a} | " + " | ".join(cells) + " |")
+    for a, b in [("realtime_fold_in", "batch"), ("realtime_decayed_average", "batch"), ("transitions", "batch")]:
+        cells = []
+        for s in have:
+            rep = reports[(name, s)]["replay"]
+            cells.append(f"{rep[a]['hit_rate'] / rep[b]['hit_rate']:.2f}×" if a in rep and b in rep and rep[b]["hit_rate"] > 0 else "–")
+        print(f"| {a} / {b} | " + " | ".join(cells) + " |")
+    print()
+PY
+cat "$OUT/table.md"

@@ -133,6 +133,83 @@ pub struct ImportConfig {
     pub time_unit: Option<String>,
 }
 
+/// Training settings of `recd train`, `recd eval` and `recd tune` (their flags win): ALS
+/// and how events become its confidences. The meaning of each lives in recd-train
+/// (`AlsParams`, `confidence::Confidence`, `early_stop::EarlyStopping`); a test in the
+/// binary holds these defaults to those.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Latent factors; unset: the store's vector dimension (64 for `recd eval`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factors: Option<usize>,
+    /// ALS iterations (the most, with early stopping).
+    pub iterations: usize,
+    /// λ of both sides.
+    pub regularization: f32,
+    /// Confidence slope: c = 1 + alpha · s(r).
+    pub alpha: f32,
+    /// How a pair's summed event weight r becomes s(r): linear, log, bm25 or tfidf.
+    pub scaling: String,
+    /// epsilon of the log scaling: s = ln(1 + r / epsilon).
+    pub log_epsilon: f32,
+    /// K1 of bm25.
+    pub bm25_k1: f32,
+    /// B of bm25.
+    pub bm25_b: f32,
+    /// An event's weight halves per this many days of age (counted from the newest event);
+    /// 0 = off.
+    pub recency_half_life_days: f64,
+    /// Early stopping: stop after this many iterations without a better validation
+    /// NDCG@10 (validation carved from the training data); 0 = off.
+    pub early_stopping_patience: usize,
+    /// Share of each user's training items held out for early stopping's validation.
+    pub validation_fraction: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            factors: None,
+            iterations: 15,
+            regularization: 20.0,
+            alpha: 0.5,
+            scaling: "linear".into(),
+            log_epsilon: 1.0,
+            bm25_k1: 100.0,
+            bm25_b: 0.8,
+            recency_half_life_days: 0.0,
+            early_stopping_patience: 0,
+            validation_fraction: 0.1,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The scalings recd-train knows.
+    pub const SCALINGS: [&'static str; 4] = ["linear", "log", "bm25", "tfidf"];
+
+    /// Checks values that parse but cannot train.
+    pub fn validate(&self) -> Result<(), String> {
+        if !Self::SCALINGS.contains(&self.scaling.as_str()) {
+            return Err(format!(
+                "train.scaling: unknown scaling {:?} (expected linear, log, bm25 or tfidf)",
+                self.scaling
+            ));
+        }
+        if self.factors == Some(0) {
+            return Err("train.factors must be at least 1".into());
+        }
+        if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
+            return Err("train.validation_fraction must be in (0, 1)".into());
+        }
+        if !(self.recency_half_life_days.is_finite() && self.recency_half_life_days >= 0.0) {
+            return Err("train.recency_half_life_days must be finite and >= 0 (0 = off)".into());
+        }
+        Ok(())
+    }
+}
+
 /// Everything recd can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -180,6 +257,8 @@ pub struct Config {
     pub insecure: bool,
     /// How interaction files are read (`recd import events`, `recd eval`).
     pub import: ImportConfig,
+    /// Training settings (`recd train`, `recd eval`, `recd tune`).
+    pub train: TrainConfig,
 }
 
 impl Default for Config {
@@ -205,6 +284,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             insecure: false,
             import: ImportConfig::default(),
+            train: TrainConfig::default(),
         }
     }
 }
@@ -381,6 +461,9 @@ impl Config {
                 "bad configuration: model.keep_versions must be at least 1".into(),
             ));
         }
+        self.train
+            .validate()
+            .map_err(|e| ConfigError(format!("bad configuration: {e}")))?;
         self.model
             .session
             .check()
@@ -553,5 +636,23 @@ mod tests {
         c.model.keep_versions = 0;
         let err = c.validate().expect_err("keep no version");
         assert!(err.0.contains("model.keep_versions"), "{err}");
+    }
+
+    #[test]
+    fn train_settings_are_checked() {
+        let mut c = Config::default();
+        c.train.scaling = "bm25".into();
+        c.validate().expect("bm25 is a scaling");
+        c.train.scaling = "cubic".into();
+        let err = c.validate().expect_err("an unknown scaling");
+        assert!(err.0.contains("train.scaling"), "{err}");
+        c.train.scaling = "log".into();
+        c.train.validation_fraction = 1.0;
+        let err = c.validate().expect_err("nothing left to train on");
+        assert!(err.0.contains("train.validation_fraction"), "{err}");
+        c.train.validation_fraction = 0.1;
+        c.train.recency_half_life_days = -2.0;
+        let err = c.validate().expect_err("a negative half-life");
+        assert!(err.0.contains("train.recency_half_life_days"), "{err}");
     }
 }

@@ -508,10 +508,47 @@ pub const DOCS: &[(&str, &str)] = &[
         "insecure",
         "Serve without API keys on a non-loopback address (`--insecure`): only behind something else that controls access.",
     ),
+    (
+        "train",
+        "Training settings of `recd train`, `recd eval` and `recd tune` (their flags win).",
+    ),
+    (
+        "train.iterations",
+        "ALS iterations (the most, with early stopping).",
+    ),
+    ("train.regularization", "Lambda of ALS, on both sides."),
+    (
+        "train.alpha",
+        "Confidence slope: c = 1 + alpha * s(r), r the pair's summed event weight.",
+    ),
+    (
+        "train.scaling",
+        "s(r): `linear` (r), `log` (ln(1 + r / log_epsilon)), `bm25` or `tfidf` (implicit's bm25_weight / tfidf_weight on the user x item matrix).",
+    ),
+    ("train.log_epsilon", "epsilon of the log scaling."),
+    ("train.bm25_k1", "K1 of the bm25 scaling."),
+    ("train.bm25_b", "B of the bm25 scaling."),
+    (
+        "train.recency_half_life_days",
+        "An event's weight halves per this many days of age, counted from the newest event; 0 = off.",
+    ),
+    (
+        "train.early_stopping_patience",
+        "Stop ALS after this many iterations without a better NDCG@10 on a validation split carved from the training data, and train with the best count; 0 = off.",
+    ),
+    (
+        "train.validation_fraction",
+        "Share of each user's training items held out as that validation.",
+    ),
 ];
 
 /// Keys with no default value: path, an example value (TOML), and the doc.
 pub const UNSET: &[(&str, &str, &str)] = &[
+    (
+        "train.factors",
+        "64",
+        "Latent factors of ALS; unset: the store's vector dimension (`recd eval`, `recd tune`: 64).",
+    ),
     (
         "import.format",
         "\"csv\"",

@@ -15,6 +15,7 @@
 //!
 //! Rows without any observation get a zero vector. [`loss`] evaluates `L` exactly (tests).
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,6 +26,7 @@ use rayon::prelude::*;
 use recd_core::vector::dot;
 use serde::{Deserialize, Serialize};
 
+use crate::confidence::Confidence;
 use crate::dataset::{Csr, IdMap, Interactions};
 use crate::error::{Result, TrainError};
 use crate::rank::top_k;
@@ -48,6 +50,8 @@ pub struct AlsParams {
     pub seed: u64,
     /// Worker threads; 0 uses rayon's global pool.
     pub threads: usize,
+    /// How event weights become confidences (scaling, recency); linear by default.
+    pub confidence: Confidence,
 }
 
 /// Defaults: 64 factors, 15 iterations and 3 CG steps as `implicit`; `alpha = 0.5` and
@@ -66,6 +70,7 @@ impl Default for AlsParams {
             cg_steps: 3,
             seed: 42,
             threads: 0,
+            confidence: Confidence::default(),
         }
     }
 }
@@ -90,6 +95,7 @@ impl AlsParams {
         if self.cg_steps == 0 {
             return Err(TrainError::param("cg_steps", "must be >= 1"));
         }
+        self.confidence.validate()?;
         // Zero sweeps leave the random initialisation: vectors that would replace a trained
         // model with noise (issue 11: `--iterations 0` did exactly that to a live server).
         if self.iterations == 0 || self.iterations > 10_000 {
@@ -141,7 +147,20 @@ pub fn train(data: &Interactions, params: &AlsParams) -> Result<AlsModel> {
 pub fn train_with(
     data: &Interactions,
     params: &AlsParams,
-    on_iteration: impl FnMut(IterationInfo, &[f32], &[f32]),
+    mut on_iteration: impl FnMut(IterationInfo, &[f32], &[f32]),
+) -> Result<AlsModel> {
+    train_inner(data, params, None, |info, x, y| {
+        on_iteration(info, x, y);
+        ControlFlow::Continue(())
+    })
+}
+
+/// [`train_with`] whose callback may stop the training early (`ControlFlow::Break`): the
+/// model has the factors of the last iteration run (early stopping, `crate::early_stop`).
+pub fn train_until(
+    data: &Interactions,
+    params: &AlsParams,
+    on_iteration: impl FnMut(IterationInfo, &[f32], &[f32]) -> ControlFlow<()>,
 ) -> Result<AlsModel> {
     train_inner(data, params, None, on_iteration)
 }
@@ -157,14 +176,16 @@ pub fn train_warm(
     params: &AlsParams,
     previous: &AlsModel,
 ) -> Result<AlsModel> {
-    train_inner(data, params, Some(previous), |_, _, _| {})
+    train_inner(data, params, Some(previous), |_, _, _| {
+        ControlFlow::Continue(())
+    })
 }
 
 fn train_inner(
     data: &Interactions,
     params: &AlsParams,
     previous: Option<&AlsModel>,
-    on_iteration: impl FnMut(IterationInfo, &[f32], &[f32]),
+    on_iteration: impl FnMut(IterationInfo, &[f32], &[f32]) -> ControlFlow<()>,
 ) -> Result<AlsModel> {
     params.validate()?;
     if data.is_empty() {
@@ -172,13 +193,7 @@ fn train_inner(
     }
     let start = Instant::now();
     let alpha = params.alpha;
-    let cui = data.user_item_matrix().map_values(|w| 1.0 + alpha * w);
-    if cui.data.iter().any(|c| !c.is_finite()) {
-        return Err(TrainError::param(
-            "alpha",
-            "alpha times the summed weights overflows f32",
-        ));
-    }
+    let cui = params.confidence.matrix(data, alpha)?;
     let k = params.factors;
     let (mut x0, mut y0) = random_init(cui.rows, cui.cols, k, params.seed);
     if let Some(prev) = previous.filter(|p| p.factors == k) {
@@ -244,10 +259,13 @@ pub(crate) fn with_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -
 pub fn fit_confidence(
     cui: &Csr,
     params: &AlsParams,
-    on_iteration: impl FnMut(IterationInfo, &[f32], &[f32]),
+    mut on_iteration: impl FnMut(IterationInfo, &[f32], &[f32]),
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let (x, y) = random_init(cui.rows, cui.cols, params.factors, params.seed);
-    fit_from(cui, params, x, y, on_iteration)
+    fit_from(cui, params, x, y, |info, x, y| {
+        on_iteration(info, x, y);
+        ControlFlow::Continue(())
+    })
 }
 
 /// Uniform `[0, 0.01)` factors for `rows` users and `cols` items (as `implicit`).
@@ -276,7 +294,7 @@ fn fit_from(
     params: &AlsParams,
     mut x: Vec<f32>,
     mut y: Vec<f32>,
-    mut on_iteration: impl FnMut(IterationInfo, &[f32], &[f32]),
+    mut on_iteration: impl FnMut(IterationInfo, &[f32], &[f32]) -> ControlFlow<()>,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     params.validate()?;
     let k = params.factors;
@@ -291,7 +309,9 @@ fn fit_from(
         });
         let seconds = t.elapsed().as_secs_f64();
         tracing::debug!(iteration, seconds, "als iteration");
-        on_iteration(IterationInfo { iteration, seconds }, &x, &y);
+        if on_iteration(IterationInfo { iteration, seconds }, &x, &y).is_break() {
+            break;
+        }
     }
     Ok((x, y))
 }
@@ -696,9 +716,17 @@ pub struct Objective {
 impl Objective {
     /// The objective `train(data, params)` minimises.
     pub fn new(data: &Interactions, params: &AlsParams) -> Self {
-        let alpha = params.alpha;
+        // Training validated the same settings: a failure here cannot happen after a
+        // successful `train`; the plain linear confidences are the fallback.
+        let cui = params
+            .confidence
+            .matrix(data, params.alpha)
+            .unwrap_or_else(|_| {
+                let alpha = params.alpha;
+                data.user_item_matrix().map_values(|w| 1.0 + alpha * w)
+            });
         Objective {
-            cui: data.user_item_matrix().map_values(|w| 1.0 + alpha * w),
+            cui,
             k: params.factors,
             regularization: params.regularization,
         }
@@ -1054,6 +1082,7 @@ mod tests {
             cg_steps: 3,
             seed: 7,
             threads: 2,
+            confidence: Confidence::default(),
         }
     }
 

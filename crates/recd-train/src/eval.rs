@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::als::{self, AlsModel, AlsParams};
 use crate::baselines::{ItemKnn, Popularity};
 use crate::dataset::Interactions;
+use crate::early_stop::{EarlyStopReport, EarlyStopping, Validation, choose_iterations};
 use crate::error::{Result, TrainError};
 use crate::metrics::{ItemSimilarity, Metrics, MetricsAccumulator};
 use crate::recommender::Recommender;
@@ -27,6 +28,7 @@ use crate::replay::{
     self, BatchAls, FoldInAls, RealtimeAls, RealtimePopularity, ReplayMetrics, ReplayRecommender,
 };
 use crate::split::{self, Split, SplitMethod};
+use crate::transitions::{self, Transitions, TransitionsReplay};
 
 /// Settings of `recd eval`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +52,11 @@ pub struct EvalConfig {
     pub fold_in_capacity: usize,
     /// The `als_fold_in` replay arm's share of the fold-in in the query.
     pub fold_in_share: f64,
+    /// Early stopping of ALS on a validation split carved from the train half (off when
+    /// `patience` is 0).
+    pub early_stopping: EarlyStopping,
+    /// Successors kept per item by the `transitions` model.
+    pub transitions_top: usize,
 }
 
 impl Default for EvalConfig {
@@ -64,6 +71,8 @@ impl Default for EvalConfig {
             skip_replay: false,
             fold_in_capacity: 200,
             fold_in_share: recd_core::FoldInParams::default().share,
+            early_stopping: EarlyStopping::default(),
+            transitions_top: transitions::DEFAULT_TOP,
         }
     }
 }
@@ -105,6 +114,9 @@ pub struct EvalReport {
     pub test_events: usize,
     /// Catalog size.
     pub items: usize,
+    /// What early stopping chose (with `--early-stopping`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStopReport>,
 }
 
 impl EvalReport {
@@ -160,6 +172,16 @@ impl EvalReport {
             "diversity on {}; novelty in bits",
             self.diversity_basis
         );
+        if let Some(stop) = &self.early_stopping {
+            let _ = writeln!(
+                out,
+                "ALS early stopping: {} iterations chosen (validation NDCG@{k} {:.4} on {} users; {} run)",
+                stop.iterations,
+                stop.ndcg,
+                stop.users,
+                stop.ndcg_by_iteration.len()
+            );
+        }
         if !self.replay.is_empty() {
             let _ = writeln!(
                 out,
@@ -296,6 +318,8 @@ pub struct Evaluation {
     /// The similarity diversity is measured with.
     pub similarity: ItemSimilarity,
     diversity_basis: &'static str,
+    /// What early stopping chose, when it ran.
+    pub early_stopping: Option<EarlyStopReport>,
 }
 
 impl Evaluation {
@@ -340,7 +364,19 @@ impl Evaluation {
                 "no test user has both train and test items".into(),
             ));
         }
-        let als = als::train_with(&split.train, &config.als, on_iteration)?;
+        // Early stopping looks at a validation split of the train half only: the test half
+        // stays unseen until the models are scored.
+        let mut early_stopping = None;
+        let mut params = config.als.clone();
+        let stop = config.early_stopping;
+        if stop.patience > 0 {
+            let validation =
+                Validation::carve(&split.train, stop.validation_fraction, stop.seed, stop.k)?;
+            let report = choose_iterations(&validation, &params, stop.patience)?;
+            params.iterations = report.iterations;
+            early_stopping = Some(report);
+        }
+        let als = als::train_with(&split.train, &params, on_iteration)?;
         let (similarity, diversity_basis) = match item_sets {
             Some(sets) if sets.iter().any(|s| !s.is_empty()) => {
                 (ItemSimilarity::from_sets(sets), "genres")
@@ -358,6 +394,7 @@ impl Evaluation {
             als,
             similarity,
             diversity_basis,
+            early_stopping,
         })
     }
 
@@ -376,6 +413,7 @@ impl Evaluation {
             train_events: self.split.train.len(),
             test_events: self.split.test.len(),
             items: self.context.n_items,
+            early_stopping: self.early_stopping.clone(),
         }
     }
 
@@ -415,6 +453,10 @@ impl Evaluation {
         let knn = ItemKnn::fit(&self.split.train, self.config.knn_neighbours);
         self.add_model(&mut report, "item_knn", &knn, knn.train_seconds);
         self.add_model(&mut report, "als", &self.als, self.als.train_seconds);
+        let t = Instant::now();
+        let seq = Transitions::fit(&self.split.train, self.config.transitions_top);
+        let seq_seconds = t.elapsed().as_secs_f64();
+        self.add_model(&mut report, "transitions", &seq, seq_seconds);
         if !self.config.skip_replay {
             let half_life_ms = self
                 .config
@@ -434,6 +476,11 @@ impl Evaluation {
             self.add_replay(&mut report, "als_fold_in", &mut fold);
             let mut live = RealtimeAls::new(&self.als, &self.split.train, pop);
             self.add_replay(&mut report, "als_realtime", &mut live);
+            self.add_replay(
+                &mut report,
+                "transitions",
+                &mut TransitionsReplay::new(&seq),
+            );
         }
         report
     }
@@ -512,6 +559,10 @@ mod tests {
         assert!(als.ndcg > pop.ndcg, "als {als:?} pop {pop:?}");
         assert!(knn.ndcg > pop.ndcg, "knn {knn:?} pop {pop:?}");
         assert!(report.replay.contains_key("popularity") && report.replay.contains_key("batch"));
+        assert!(
+            report.models.contains_key("transitions") && report.replay.contains_key("transitions")
+        );
+        assert!(report.early_stopping.is_none());
         let json = serde_json::to_value(&report).unwrap();
         for key in [
             "precision",

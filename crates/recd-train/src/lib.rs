@@ -14,8 +14,15 @@
 //! - [`table`]: interaction files as users have them: CSV, TSV or JSON lines, plain or
 //!   gzip, sniffed, with a column mapping (`recd import events`, `recd eval --interactions`).
 //! - [`split`]: train/test splits: random per user, global time cutoff, leave-last-out.
+//! - [`confidence`]: how summed event weights become ALS confidences: linear, log, bm25 or
+//!   tf-idf scaling as in `implicit`, and recency weighting by event age.
 //! - [`als`]: implicit-feedback ALS (Hu, Koren & Volinsky) with the conjugate-gradient
 //!   solver (Takács et al.), multi-threaded with rayon.
+//! - [`early_stop`]: a validation split carved from training data; early stopping of ALS
+//!   by validation NDCG.
+//! - [`tune`]: grid or random search of ALS settings on that validation (`recd tune`).
+//! - [`transitions`]: item-to-item transitions (first-order Markov): the next item after
+//!   each item, as a model, a replay arm and a serving candidate source's table.
 //! - [`baselines`]: popularity and item-kNN (cosine on binary co-occurrence).
 //! - [`metrics`]: precision, recall, NDCG, MAP, hit rate @k; coverage, diversity, novelty.
 //! - [`recommender`]: [`recommender::Recommender`], what a model under offline evaluation
@@ -70,8 +77,10 @@
 
 pub mod als;
 pub mod baselines;
+pub mod confidence;
 pub mod ctr;
 pub mod dataset;
+pub mod early_stop;
 pub mod error;
 pub mod eval;
 pub mod gate;
@@ -85,6 +94,8 @@ pub mod shop;
 pub mod split;
 pub mod synthetic;
 pub mod table;
+pub mod transitions;
+pub mod tune;
 
 pub use dataset::{ConfidenceWeights, Csr, IdMap, Interaction, Interactions, neutral_warning};
 pub use error::{Result, TrainError};

@@ -496,12 +496,13 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
             dir.display()
         );
     }
-    let factors = args.als.factors.unwrap_or(64);
+    let factors = args.als.factors(&config.train).unwrap_or(64);
     let eval_config = EvalConfig {
         k: args.k,
         split: split.method,
         seed: args.split_seed,
-        als: args.als.params(factors),
+        als: args.als.params(factors, &config.train)?,
+        early_stopping: args.als.early_stopping(&config.train)?,
         skip_replay: args.no_replay,
         fold_in_capacity: config.model.session.recent_capacity,
         fold_in_share: config.model.session.fold_in.share,
@@ -522,7 +523,13 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
     );
     // ALS on the train half is the long step of a small evaluation: counted like `recd
     // train`'s (a bar on a terminal, periodic lines otherwise).
-    let iterations = Progress::new("ALS iterations", Some(eval_config.als.iterations as u64));
+    if eval_config.early_stopping.patience > 0 {
+        eprintln!(
+            "recd eval: early stopping on a validation split of the train half (patience {})",
+            eval_config.early_stopping.patience
+        );
+    }
+    let iterations = Progress::new("ALS iterations", None);
     let ev =
         Evaluation::from_split_with(split, &loaded.name, eval_config, Some(sets), |_, _, _| {
             iterations.add(1)

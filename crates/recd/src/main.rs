@@ -1,7 +1,7 @@
 //! `recd`: the command line of the recommendation engine.
 //!
 //! Subcommands: `serve`, `demo`, `import`, `bench`, `train`, `train-ranker`, `features`,
-//! `model`, `eval`, `keys`, `config`.
+//! `model`, `eval`, `tune`, `keys`, `config`.
 //! Exit codes: 0 ok, 2 bad usage or bad configuration, 1 runtime failure.
 
 mod admin;
@@ -20,6 +20,7 @@ mod serve;
 mod synthetic;
 mod telemetry;
 mod train;
+mod tune;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -144,6 +145,8 @@ enum Command {
     Model(model::ModelCommand),
     /// Offline metrics and the online replay on a file or a MovieLens folder.
     Eval(eval::EvalArgs),
+    /// Search ALS settings (grid or random) on a validation split of training data.
+    Tune(tune::TuneArgs),
     /// API keys: `recd keys create --name NAME --scopes read,write`.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -181,6 +184,7 @@ fn main() -> ExitCode {
             Command::Features(cmd) => ranker::run_features(cmd).await,
             Command::Model(cmd) => model::run(cmd).await,
             Command::Eval(args) => eval::run(args).await,
+            Command::Tune(args) => tune::run(args).await,
             Command::Keys(cmd) => keys::run(cmd),
             Command::Config(cmd) => config::run(cmd),
             Command::Admin(cmd) => admin::run(cmd).await,
@@ -215,3 +219,15 @@ pub fn api_headers(key: Option<&str>) -> Result<reqwest::header::HeaderMap, Usag
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand's flags are well formed (unique names, valid defaults): clap checks
+    /// this only when a command is parsed, so a clash would otherwise surface at run time.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

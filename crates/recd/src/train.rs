@@ -41,6 +41,9 @@
 //! written. Meanwhile cached lists of the old model are served until they expire.
 
 pub(crate) mod remote;
+pub(crate) mod settings;
+
+pub use self::settings::AlsArgs;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -52,7 +55,8 @@ use recd_server::Engine;
 use recd_server::config::Backend;
 use recd_server::engine::models::{ModelChunk, ModelInfo};
 use recd_server::engine::{EngineError, shared_tier};
-use recd_train::als::{self, AlsParams};
+use recd_train::als;
+use recd_train::early_stop::{Validation, choose_iterations};
 use recd_train::gate::{self, Baseline, Factors, HoldoutScore};
 use recd_train::movielens::{Format, read_interactions};
 use recd_train::split::{Split, SplitMethod, split};
@@ -73,44 +77,6 @@ const SESSION_BATCH: usize = 1000;
 /// errors, requests' p99 230-330 ms during the write; one script per batch of 20 (before):
 /// 112 s, p99 400-490 ms; of 100: 78 s, p99 up to 1.4 s.
 const VECTOR_BATCH: usize = 1000;
-
-/// ALS hyper-parameters, shared by `recd train` and `recd eval`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct AlsArgs {
-    /// Latent factors (= the store's vector dimension) [default: the store's dimension; 64 for eval].
-    #[arg(long)]
-    pub factors: Option<usize>,
-    /// ALS iterations.
-    #[arg(long, default_value_t = AlsParams::default().iterations)]
-    pub iterations: usize,
-    /// L2 regularization (lambda).
-    #[arg(long, default_value_t = AlsParams::default().regularization)]
-    pub regularization: f32,
-    /// Confidence slope: c = 1 + alpha * w (w: stars for a rating, 8 for a purchase, ...).
-    #[arg(long, default_value_t = AlsParams::default().alpha)]
-    pub alpha: f32,
-    /// Worker threads (0: one per core).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// Seed of the initial factors.
-    #[arg(long, default_value_t = AlsParams::default().seed)]
-    pub seed: u64,
-}
-
-impl AlsArgs {
-    /// The parameters with `factors` resolved.
-    pub fn params(&self, factors: usize) -> AlsParams {
-        AlsParams {
-            factors,
-            iterations: self.iterations,
-            regularization: self.regularization,
-            alpha: self.alpha,
-            threads: self.threads,
-            seed: self.seed,
-            ..AlsParams::default()
-        }
-    }
-}
 
 /// `recd train` flags.
 #[derive(clap::Args, Debug)]
@@ -563,12 +529,13 @@ pub async fn run(args: TrainArgs) -> Result<()> {
     }
     // The event weights of the config (`[model.session.weights]`): training weighs events
     // exactly as the servers' real-time model does.
-    let weights = args.store.load()?.model.session.weights;
+    let config = args.store.load()?;
+    let weights = config.model.session.weights;
     let (target, dim) = match &args.target {
         Some(url) => connect(url, args.api_key.as_deref()).await?,
         None => open_direct(&args.store).await?,
     };
-    let factors = args.als.factors.unwrap_or(dim);
+    let factors = args.als.factors(&config.train).unwrap_or(dim);
     if factors != dim {
         return Err(UsageError(format!(
             "--factors {factors} does not fit {}, whose vectors have {dim} dimensions \
@@ -577,8 +544,8 @@ pub async fn run(args: TrainArgs) -> Result<()> {
         ))
         .into());
     }
-    let params = args.als.params(factors);
-    params.validate().map_err(train_error)?;
+    let mut params = args.als.params(factors, &config.train)?;
+    let stopping = args.als.early_stopping(&config.train)?;
 
     let t = Instant::now();
     let (raw, source, log) = match &args.interactions {
@@ -630,6 +597,34 @@ pub async fn run(args: TrainArgs) -> Result<()> {
         Some(s) => s.train.clone(),
         None => data.clone(),
     });
+    // Early stopping: the iteration count chosen on a validation split of the training
+    // part (never the gate's held-out events), then the model trained with it.
+    if stopping.patience > 0 {
+        let data = train_set.clone();
+        let trial = params.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            let validation = Validation::carve(
+                &data,
+                stopping.validation_fraction,
+                stopping.seed,
+                stopping.k,
+            )?;
+            choose_iterations(&validation, &trial, stopping.patience)
+        })
+        .await
+        .context("the early-stopping task failed")?
+        .map_err(train_error)?;
+        println!(
+            "early stopping: {} iterations chosen (validation NDCG@{} {:.4} on {} users; {} of at most {} run)",
+            report.iterations,
+            stopping.k,
+            report.ndcg,
+            report.users,
+            report.ndcg_by_iteration.len(),
+            params.iterations
+        );
+        params.iterations = report.iterations;
+    }
     // Each iteration's objective printed (the loss should fall, then flatten), with a bar.
     let progress = Progress::new("ALS iterations", Some(params.iterations as u64));
     let model = {
@@ -660,8 +655,12 @@ pub async fn run(args: TrainArgs) -> Result<()> {
         params.threads
     };
     println!(
-        "trained ALS: {factors} factors, {} iterations, lambda {}, alpha {}, {threads} threads, in {:.2} s",
-        params.iterations, params.regularization, params.alpha, model.train_seconds
+        "trained ALS: {factors} factors, {} iterations, lambda {}, alpha {}, {} scaling, {threads} threads, in {:.2} s",
+        params.iterations,
+        params.regularization,
+        params.alpha,
+        params.confidence.scaling.as_str(),
+        model.train_seconds
     );
 
     // The quality gate.
@@ -715,6 +714,8 @@ pub async fn run(args: TrainArgs) -> Result<()> {
             "alpha": params.alpha,
             "seed": params.seed,
             "cg_steps": params.cg_steps,
+            "confidence": params.confidence,
+            "early_stopping_patience": stopping.patience,
             "source": source,
         }),
         gate: serde_json::json!({
