@@ -109,7 +109,9 @@ pub fn run(args: &EvalArgs, config: &recd_server::Config) -> Result<(String, New
     let cfg = NewItemEvalConfig {
         k: args.k,
         test_fraction: args.test_fraction,
-        als: args.als.params(args.als.factors.unwrap_or(64)),
+        als: args
+            .als
+            .params(args.als.factors(&config.train).unwrap_or(64), &config.train)?,
         params: config.model.new_items.clone(),
     };
     cfg.als.validate().map_err(train_error)?;
