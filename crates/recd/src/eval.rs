@@ -529,7 +529,11 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
             eval_config.early_stopping.patience
         );
     }
-    let iterations = Progress::new("ALS iterations", None);
+    // A known total without early stopping; with it, the validation runs and the final
+    // retraining add up to a count known only at the end.
+    let total =
+        (eval_config.early_stopping.patience == 0).then_some(eval_config.als.iterations as u64);
+    let iterations = Progress::new("ALS iterations", total);
     let ev =
         Evaluation::from_split_with(split, &loaded.name, eval_config, Some(sets), |_, _, _| {
             iterations.add(1)
