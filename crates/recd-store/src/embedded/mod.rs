@@ -1441,9 +1441,10 @@ mod tests {
         assert_eq!(s.counts().await.unwrap().items, 0);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_full_disk_answers_unavailable_and_heals_without_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A durable store in `dir` that fsyncs every write (`always`), holding item "a".
+    async fn always_store_with_one_item(
+        dir: &tempfile::TempDir,
+    ) -> (EmbeddedStore, EmbeddedOptions) {
         let options = EmbeddedOptions {
             fsync: Fsync::Always,
             ..Default::default()
@@ -1458,6 +1459,13 @@ mod tests {
         s.upsert_items(vec![upsert(json!({"id":"a","vector":[1.0,0.0]}))])
             .await
             .unwrap();
+        (s, options)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_disk_answers_unavailable_and_heals_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, options) = always_store_with_one_item(&dir).await;
         s.faults().set_disk_full(true);
         let r = s
             .apply_events(&[event("u", "a", EventType::Click, 1)])
@@ -1494,20 +1502,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn events_are_visible_before_their_log_record_is_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
-        let options = EmbeddedOptions {
-            fsync: Fsync::Always,
-            ..Default::default()
-        };
-        let s = EmbeddedStore::open(
-            dir.path(),
-            Some(schema()),
-            ModelSettings::default(),
-            options,
-        )
-        .unwrap();
-        s.upsert_items(vec![upsert(json!({"id":"a","vector":[1.0,0.0]}))])
-            .await
-            .unwrap();
+        let (s, _) = always_store_with_one_item(&dir).await;
         s.faults().set_disk_full(true);
         let durable = s
             .apply_events_visible(&[event("u", "a", EventType::Click, 1)])
