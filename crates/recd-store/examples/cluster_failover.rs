@@ -21,13 +21,9 @@ use recd_core::{Event, EventType, ItemUpsert, Schema};
 use recd_store::{ModelSettings, RedisConfig, RedisStore, Store, StoreError};
 use tokio::sync::Mutex;
 
-fn arg(name: &str, default: &str) -> String {
-    let argv: Vec<String> = std::env::args().collect();
-    argv.iter()
-        .position(|a| a == name)
-        .and_then(|i| argv.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
+#[path = "support/args.rs"]
+mod args;
+use args::arg;
 
 /// What the writers saw.
 #[derive(Default)]

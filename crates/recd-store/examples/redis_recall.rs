@@ -11,13 +11,9 @@
 use recd_core::{Filter, Metric};
 use recd_store::{ModelSettings, RedisConfig, RedisStore, Store};
 
-fn arg(name: &str, default: &str) -> String {
-    let argv: Vec<String> = std::env::args().collect();
-    argv.iter()
-        .position(|a| a == name)
-        .and_then(|i| argv.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
+#[path = "support/args.rs"]
+mod args;
+use args::arg;
 
 fn score(metric: Metric, q: &[f32], v: &[f32]) -> f32 {
     match metric {
