@@ -4,8 +4,10 @@
 # 42): embedded with fsync = everysec, embedded with fsync = always, and the Redis backend
 # (scripts/redis.sh). Rounds alternate the order. Then recommend (c = 32, uncached) on the
 # everysec demo alone vs under a background load of --event-rate events/s (a second
-# `recd bench --rate`), alternating. Prints req/s, p50, p99 per run, the event-visibility p99
-# the server measured (recd_event_visible_duration_seconds), and the ratios.
+# `recd bench --rate`), alternating: at saturation (with the server's CPU per recommend, the
+# side events' CPU taken out) and at a fixed rate of half the saturated throughput (latency).
+# Prints req/s, p50, p99 per run, the event-visibility p99 the server measured
+# (recd_event_visible_duration_seconds), and the ratios.
 #
 #   scripts/bench-events.sh [--rounds 3] [--duration 15] [--items 100000] [--users 10000]
 #                           [--concurrency 32] [--event-rate 2000] [--no-redis]
@@ -82,17 +84,21 @@ for le, n in b:
 ' "$1"
 }
 
-# bench LABEL PORT SCENARIO [EXTRA...]: one measured run; appends "LABEL rps p50 p99" to $W/results.
+# bench LABEL PORT SCENARIO [EXTRA...]: one measured run; appends "LABEL rps p50 p99 errors
+# requests cpu_s" to $W/results, cpu_s being the CPU seconds the server (SERVER_PID, if set) used
+# during the run.
 bench() {
-    local label=$1 port=$2 scenario=$3
+    local label=$1 port=$2 scenario=$3 before=0 after=0
     shift 3
+    [ -n "${SERVER_PID:-}" ] && before=$(cpu_seconds "$SERVER_PID")
     "$CLIENT" bench --target "http://127.0.0.1:$port" --scenario "$scenario" --ids range \
         --concurrency "$CONC" --duration "$DURATION" --users "$USERS" --items "$ITEMS" \
         --no-cache --json "$@" 2>/dev/null | grep '^{' > "$W/run.json"
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[2])); l=r["latency_ms"]; print(sys.argv[1], r["rps"], l["p50"], l["p99"], r["errors"])' \
-        "$label" "$W/run.json" >> "$W/results"
+    [ -n "${SERVER_PID:-}" ] && after=$(cpu_seconds "$SERVER_PID")
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[2])); l=r["latency_ms"]; print(sys.argv[1], r["rps"], l["p50"], l["p99"], r["errors"], r["requests"], float(sys.argv[4]) - float(sys.argv[3]))' \
+        "$label" "$W/run.json" "$before" "$after" >> "$W/results"
     tail -1 "$W/results" | awk -v load="$(cut -d' ' -f1 /proc/loadavg)" \
-        '{printf "  %-22s %8.0f req/s  p50 %6.2f ms  p99 %7.2f ms  errors %d  load %s\n", $1, $2, $3, $4, $5, load}'
+        '{printf "  %-26s %8.0f req/s  p50 %6.2f ms  p99 %7.2f ms  errors %d  server CPU %.2f s  load %s\n", $1, $2, $3, $4, $5, $7, load}'
 }
 
 port_of() { eval "echo \$PORT_$1"; }
@@ -115,42 +121,93 @@ for name in $SERVERS; do
 done
 
 echo "== recommend (uncached, c = $CONC) on the everysec demo, alone vs with $RATE events/s beside it"
+# On two shared cores a saturating recommend load cannot keep its throughput while the events
+# take their share of the CPU, so three things are measured per round: the server CPU one side
+# event costs (the events alone at the side rate), recommend at saturation alone and loaded (the
+# server CPU per recommend, the side events' share taken out: what interference would raise),
+# and then recommend at a fixed rate below saturation, alone and loaded (the latency a user sees).
 PORT=$PORT_everysec
-for round in $(seq "$ROUNDS"); do
-    echo "round $round"
-    runs="alone loaded"
-    [ $((round % 2)) -eq 0 ] && runs="loaded alone"
-    for r in $runs; do
+SERVER_PID=$PID_everysec
+touch "$W/side-counts"
+# side SECONDS: $RATE events/s in the background for SECONDS; its summary lands in $W/side.json.
+side() {
+    "$CLIENT" bench --target "http://127.0.0.1:$PORT" --scenario events --ids range \
+        --concurrency 32 --rate "$RATE" --warmup 0 --duration "$1" \
+        --users "$USERS" --items "$ITEMS" --json 2>/dev/null | grep '^{' > "$W/side.json" &
+    SIDE=$!
+}
+# side_note LABEL: prints the side load's summary and counts its events for LABEL's run.
+side_note() {
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("    (beside it: %.0f events/s, p99 %.2f ms, errors %d)" % (r["rps"], r["latency_ms"]["p99"], r["errors"]))' "$W/side.json"
+    python3 -c 'import json,sys; print(sys.argv[2], json.load(open(sys.argv[1]))["requests"])' "$W/side.json" "$1" >> "$W/side-counts"
+}
+# loaded_or_alone LABEL ORDER [EXTRA...]: the recommend run alone and beside the side load, in ORDER.
+loaded_or_alone() {
+    local label=$1 order=$2 r
+    shift 2
+    for r in $order; do
         if [ "$r" = loaded ]; then
-            "$CLIENT" bench --target "http://127.0.0.1:$PORT" --scenario events --ids range \
-                --concurrency 32 --rate "$RATE" --warmup 0 --duration "$(python3 -c "print($DURATION + 2)")" \
-                --users "$USERS" --items "$ITEMS" --json 2>/dev/null | grep '^{' > "$W/side.json" &
-            SIDE=$!
-            bench "recommend+events" "$PORT" recommend
+            side "$(python3 -c "print($DURATION + 2)")"
+            bench "$label+events" "$PORT" recommend "$@"
             wait $SIDE
-            python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("    (beside it: %.0f events/s, p99 %.2f ms, errors %d)" % (r["rps"], r["latency_ms"]["p99"], r["errors"]))' "$W/side.json"
+            side_note "$label+events"
         else
-            bench "recommend-alone" "$PORT" recommend
+            bench "$label-alone" "$PORT" recommend "$@"
         fi
     done
+}
+for round in $(seq "$ROUNDS"); do
+    echo "round $round"
+    bench "events-side-rate" "$PORT" events --rate "$RATE" --warmup 0
+    order="alone loaded"
+    [ $((round % 2)) -eq 0 ] && order="loaded alone"
+    loaded_or_alone recommend "$order"
+done
+# Half of what recommend reached alone: below saturation, so latency is what can change.
+FIXED=$(awk '$1 == "recommend-alone" { s += $2; n++ } END { printf "%d", s / n / 2 }' "$W/results")
+echo "== recommend at a fixed $FIXED req/s (half of saturation), alone vs with $RATE events/s beside it"
+for round in $(seq "$ROUNDS"); do
+    echo "round $round"
+    order="loaded alone"
+    [ $((round % 2)) -eq 0 ] && order="alone loaded"
+    loaded_or_alone fixed-recommend "$order" --rate "$FIXED"
 done
 
 echo "== summary (means over rounds)"
-python3 - "$W/results" <<'EOF'
+python3 - "$W/results" "$W/side-counts" <<'EOF'
 import sys
 from collections import defaultdict
 runs = defaultdict(list)
 for line in open(sys.argv[1]):
-    label, rps, p50, p99, errors = line.split()
-    runs[label].append((float(rps), float(p50), float(p99)))
+    label, rps, p50, p99, errors, requests, cpu = line.split()
+    runs[label].append((float(rps), float(p50), float(p99), int(requests), float(cpu)))
+side = defaultdict(list)
+for line in open(sys.argv[2]):
+    label, n = line.split()
+    side[label].append(int(n))
 mean = {k: tuple(sum(x[i] for x in v) / len(v) for i in range(3)) for k, v in runs.items()}
 for k, (rps, p50, p99) in mean.items():
-    print(f"  {k:<22} {rps:8.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:7.2f} ms  ({len(runs[k])} runs)")
+    print(f"  {k:<26} {rps:8.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:7.2f} ms  ({len(runs[k])} runs)")
 def ratio(a, b, what):
     if a in mean and b in mean:
-        print(f"  {what}: {mean[a][0] / mean[b][0]:.2f}x throughput, p99 {mean[a][2] / mean[b][2]:.2f}x")
+        print(f"  {what}: {mean[a][0] / mean[b][0]:.2f}x throughput, "
+              f"p50 {mean[a][1] / mean[b][1]:.2f}x, p99 {mean[a][2] / mean[b][2]:.2f}x")
 ratio("events-everysec", "events-redis", "embedded everysec / redis")
 ratio("events-always", "events-everysec", "embedded always / everysec")
 ratio("events-everysec", "events-base", "embedded everysec / BASE_BIN")
-ratio("recommend+events", "recommend-alone", "recommend with events / alone")
+ratio("recommend+events", "recommend-alone", "recommend at saturation, with events / alone")
+ratio("fixed-recommend+events", "fixed-recommend-alone", "recommend at a fixed rate, with events / alone")
+# Server CPU per recommend: alone, and loaded with the side events' CPU (at the per-event cost
+# measured alone in the same rounds) taken out. Equal figures mean the events slow recommend
+# only by the CPU they take, not by contention.
+def cpu_per_request(label):
+    return sum(r[4] for r in runs[label]) / max(sum(r[3] for r in runs[label]), 1)
+if all(k in runs for k in ("events-side-rate", "recommend-alone", "recommend+events")):
+    per_event = cpu_per_request("events-side-rate")
+    alone = cpu_per_request("recommend-alone")
+    loaded = runs["recommend+events"]
+    rest = sum(r[4] for r in loaded) - sum(side["recommend+events"]) * per_event
+    with_events = rest / max(sum(r[3] for r in loaded), 1)
+    print(f"  server CPU per event {per_event * 1e6:.1f} us; per recommend alone {alone * 1e6:.1f} us,"
+          f" beside the events {with_events * 1e6:.1f} us ({with_events / alone:.2f}x)")
 EOF

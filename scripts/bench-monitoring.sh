@@ -28,10 +28,6 @@ trap '[ -n "$ON" ] && kill $ON 2>/dev/null; [ -n "$OFF" ] && kill $OFF 2>/dev/nu
 export RECD_LOG=warn
 RECD_MONITORING__ENABLED=true start_demo on; ON=$PID_on
 RECD_MONITORING__ENABLED=false start_demo off; OFF=$PID_off
-# CPU seconds (user + system) a process has used so far.
-cpu_seconds() {
-    awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"
-}
 run() { # label port pid
     LOAD=$(cut -d' ' -f1 /proc/loadavg)
     local before
