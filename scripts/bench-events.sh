@@ -10,8 +10,10 @@
 # (recd_event_visible_duration_seconds), and the ratios.
 #
 #   scripts/bench-events.sh [--rounds 3] [--duration 15] [--items 100000] [--users 10000]
-#                           [--concurrency 32] [--event-rate 2000] [--no-redis]
+#                           [--concurrency 32] [--event-rate 2000] [--no-redis] [--decayed]
 #
+# --decayed adds an embedded everysec demo whose events update the session by the decayed
+# average instead of the default fold-in (what the fold-in's solve costs an event).
 # RECD_BIN: the recd to serve and bench with (default: cargo build --release). BASE_BIN: an
 # older recd served as a fourth demo (embedded, everysec) in the same rotation: before/after in
 # one run (the client is always RECD_BIN).
@@ -19,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/bench-common.sh
 
-ROUNDS=3 DURATION=15 ITEMS=100000 USERS=10000 CONC=32 RATE=2000 REDIS=1
+ROUNDS=3 DURATION=15 ITEMS=100000 USERS=10000 CONC=32 RATE=2000 REDIS=1 DECAYED=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) ROUNDS=$2; shift 2 ;;
@@ -29,6 +31,7 @@ while [ $# -gt 0 ]; do
         --concurrency) CONC=$2; shift 2 ;;
         --event-rate) RATE=$2; shift 2 ;;
         --no-redis) REDIS=0; shift ;;
+        --decayed) DECAYED=1; shift ;;
         *) sed -n '2,15p' "$0" >&2; exit 2 ;;
     esac
 done
@@ -52,6 +55,11 @@ if [ -n "${BASE_BIN:-}" ]; then
     RECD_EMBEDDED__FSYNC=everysec start_demo base; PIDS="$PIDS $PID_base"
     BIN=$NEW
     SERVERS="$SERVERS base"
+fi
+if [ "$DECAYED" = 1 ]; then
+    RECD_EMBEDDED__FSYNC=everysec RECD_MODEL__SESSION__UPDATE=decayed_average start_demo decayed
+    PIDS="$PIDS $PID_decayed"
+    SERVERS="$SERVERS decayed"
 fi
 if [ "$REDIS" = 1 ]; then
     URL=$(scripts/redis.sh start)
@@ -195,6 +203,8 @@ def ratio(a, b, what):
 ratio("events-everysec", "events-redis", "embedded everysec / redis")
 ratio("events-always", "events-everysec", "embedded always / everysec")
 ratio("events-everysec", "events-base", "embedded everysec / BASE_BIN")
+ratio("events-decayed", "events-everysec", "embedded decayed average / fold-in")
+ratio("events-decayed", "events-redis", "embedded decayed average / redis")
 ratio("recommend+events", "recommend-alone", "recommend at saturation, with events / alone")
 ratio("fixed-recommend+events", "fixed-recommend-alone", "recommend at a fixed rate, with events / alone")
 # Server CPU per recommend: alone, and loaded with the side events' CPU (at the per-event cost
