@@ -21,6 +21,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::vector::dot_f64;
+
 /// How each event changes the user's real-time vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -318,28 +320,6 @@ pub(crate) fn solve_factored(a: &[f64], b: &mut [f64], k: usize) {
         }
         b[r] = sum / a[r * k + r];
     }
-}
-
-/// `Σ a_i·b_i` over the shorter length, in four independent accumulators: the shape LLVM
-/// vectorizes without reassociating a single sum (the inner products of the Cholesky and
-/// of its triangular solve, which are most of a fold-in's time at 64 factors).
-fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
-    let tail: f64 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    let mut acc = [0f64; 4];
-    for (x, y) in ca.zip(cb) {
-        for lane in 0..4 {
-            acc[lane] += x[lane] * y[lane];
-        }
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 #[cfg(test)]

@@ -31,23 +31,40 @@ const LANES: usize = 8;
 /// Dot product (over the shorter length, if they differ).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_in_lanes::<f32, LANES>(a, b)
+}
+
+/// Dot product in f64 (over the shorter length, if they differ): the fold-in's Cholesky
+/// and triangular solves. Four lanes: two SSE registers of f64, as eight are of f32.
+#[inline]
+pub fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
+    dot_in_lanes::<f64, 4>(a, b)
+}
+
+/// The dot kernel's shape (module doc) for either float width.
+#[inline]
+fn dot_in_lanes<T, const L: usize>(a: &[T], b: &[T]) -> T
+where
+    T: Copy + Default + std::ops::Mul<Output = T> + std::ops::Add<Output = T>,
+    T: std::ops::AddAssign + std::iter::Sum,
+{
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    let ca = a.chunks_exact(LANES);
-    let cb = b.chunks_exact(LANES);
-    let tail: f32 = ca
+    let ca = a.chunks_exact(L);
+    let cb = b.chunks_exact(L);
+    let tail: T = ca
         .remainder()
         .iter()
         .zip(cb.remainder())
-        .map(|(x, y)| x * y)
+        .map(|(x, y)| *x * *y)
         .sum();
-    let mut acc = [0f32; LANES];
+    let mut acc = [T::default(); L];
     for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
+        for l in 0..L {
             acc[l] += x[l] * y[l];
         }
     }
-    acc.iter().sum::<f32>() + tail
+    acc.iter().copied().sum::<T>() + tail
 }
 
 /// Squared Euclidean distance (over the shorter length, if they differ).
