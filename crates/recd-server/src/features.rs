@@ -224,6 +224,16 @@ impl Features {
         r.by_seq.get(&seq).map(|m| (seq, Arc::clone(m)))
     }
 
+    /// Loads `ranker` as version `seq` (the newest accepted one when `accepted`) without
+    /// the registry: offline evaluation (`recd eval --ranker`) serves a ranker it just fit.
+    pub fn insert_ranker(&self, seq: u64, ranker: LinearRanker, accepted: bool) {
+        let mut r = self.rankers.write();
+        r.by_seq.insert(seq, Arc::new(ranker));
+        if accepted {
+            r.latest = Some(seq);
+        }
+    }
+
     /// Re-reads the rankers from the registry: versions whose settings are a ranker's and
     /// fit this feature set (same features, same fingerprint).
     pub async fn refresh(&self, store: &dyn Store) -> StoreResult<usize> {

@@ -21,6 +21,9 @@
 //!   of the user's recent items, or the decayed-average session vector);
 //! - `realtime`: the arm of the configured rule (the same figures, not another run).
 //!
+//! `--ranker` adds `pipeline_learned` (`crate::eval_ranker`): the same pipeline scored by a
+//! learned ranker trained on impressions replayed from the train half only.
+//!
 //! The real-time knobs come from the usual config (`--config FILE`, `RECD_MODEL__SESSION__*`,
 //! `RECD_RANKING__*`): `[model.session]`, `[model.popularity]`, `[ranking]`; the pipeline
 //! store has the MovieLens schema with the config's `[schema]` vector metric, if it has one.
@@ -32,11 +35,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use recd_core::pipeline::RankParams;
 use recd_core::{Event, EventType, Filter, ItemUpsert, UpdateRule};
 use recd_server::config::Overrides;
+use recd_server::features::Features;
 use recd_server::recommend::{Recommender, Request};
 use recd_store::Store;
 use recd_store::embedded::EmbeddedStore;
+use recd_train::als::AlsModel;
 use recd_train::eval::{EvalConfig, EvalReport, Evaluation};
 use recd_train::movielens::{Format, Loaded, genre_sets, read_interactions_with};
 use recd_train::replay::{ReplayEvent, ReplayRecommender};
@@ -102,6 +108,10 @@ pub struct EvalArgs {
     /// Skip the online replay.
     #[arg(long)]
     pub no_replay: bool,
+    /// Also evaluate `pipeline_learned`: the pipeline scored by a learned ranker trained on
+    /// impressions replayed from the train half (use with --split time).
+    #[arg(long, conflicts_with = "new_items")]
+    pub ranker: bool,
     /// Evaluate new items instead: items first seen in the last --test-fraction of time,
     /// ranked with the item fold-in, the content map, both or neither (the rest is skipped).
     #[arg(long)]
@@ -113,12 +123,18 @@ pub struct EvalArgs {
 }
 
 /// The pipeline under evaluation: a store, the serving `Recommender`, the id maps.
-struct Pipeline {
-    handle: Handle,
-    store: Arc<EmbeddedStore>,
-    recommender: Recommender,
-    users: Arc<IdMap>,
-    items: Arc<IdMap>,
+pub(crate) struct Pipeline {
+    pub(crate) handle: Handle,
+    pub(crate) store: Arc<EmbeddedStore>,
+    pub(crate) recommender: Recommender,
+    /// The scoring settings of its answers (the config's, or a learned ranker's).
+    pub(crate) ranking: RankParams,
+    /// Online features fed with the same events, when a learned ranker may read them.
+    pub(crate) features: Option<Arc<Features>>,
+    /// The catalog, by id (the features' per-tag updates need each event's item).
+    pub(crate) catalog: HashMap<String, Arc<recd_core::Item>>,
+    pub(crate) users: Arc<IdMap>,
+    pub(crate) items: Arc<IdMap>,
     /// The clock of offline answers (just after the last train event).
     now_ms: i64,
     errors: AtomicUsize,
@@ -142,9 +158,26 @@ impl Pipeline {
         {
             p.add(1);
         }
-        let Some(user_id) = self.users.id(user) else {
-            return Vec::new();
-        };
+        self.answer(user, k, exclude, now_ms)
+            .map_or_else(Vec::new, |answer| {
+                answer
+                    .items
+                    .iter()
+                    .filter_map(|r| self.items.get(&r.item.id))
+                    .collect()
+            })
+    }
+
+    /// The pipeline's answer for `user` (`None` when unknown or failed; failures are
+    /// counted for [`Pipeline::check`]).
+    pub(crate) fn answer(
+        &self,
+        user: u32,
+        k: usize,
+        exclude: &[u32],
+        now_ms: i64,
+    ) -> Option<recd_server::recommend::Answer> {
+        let user_id = self.users.id(user)?;
         let req = Request {
             strategy: None,
             user_id: user_id.to_owned(),
@@ -161,21 +194,33 @@ impl Pipeline {
         };
         match self
             .handle
-            .block_on(self.recommender.recommend(&req, now_ms))
+            .block_on(self.recommender.recommend_with(&req, now_ms, &self.ranking))
         {
-            Ok(answer) => answer
-                .items
-                .iter()
-                .filter_map(|r| self.items.get(&r.item.id))
-                .collect(),
+            Ok(answer) => Some(answer),
             Err(e) => {
                 self.error(format!("recommend for {user_id}: {e}"));
-                Vec::new()
+                None
             }
         }
     }
 
-    fn error(&self, message: String) {
+    /// Applies `events` to the store and to the features, as `/v1/events` does.
+    pub(crate) fn apply(&self, events: &[Event]) {
+        if let Err(e) = self.handle.block_on(self.store.apply_events(events)) {
+            self.error(format!("apply_events: {e}"));
+        }
+        if let Some(f) = &self.features {
+            let items: Vec<Option<Arc<recd_core::Item>>> = events
+                .iter()
+                .map(|e| self.catalog.get(&e.item_id).cloned())
+                .collect();
+            if let Err(e) = self.handle.block_on(f.apply_events(events, &items)) {
+                self.error(format!("features: {e}"));
+            }
+        }
+    }
+
+    pub(crate) fn error(&self, message: String) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut first) = self.first_error.lock() {
             first.get_or_insert(message);
@@ -183,7 +228,7 @@ impl Pipeline {
     }
 
     /// Fails if any request or write failed (the figures would be wrong).
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         let n = self.errors.load(Ordering::Relaxed);
         if n > 0 {
             let first = self
@@ -218,11 +263,11 @@ impl ReplayRecommender for Frozen<'_> {
 }
 
 /// The pipeline learning from every event, as `/v1/events` would make it.
-struct Live<'a> {
-    pipeline: &'a Pipeline,
-    kinds: &'a EventKinds,
+pub(crate) struct Live<'a> {
+    pub(crate) pipeline: &'a Pipeline,
+    pub(crate) kinds: &'a EventKinds,
     /// Counts the replayed events.
-    progress: Progress,
+    pub(crate) progress: Progress,
 }
 
 impl ReplayRecommender for Live<'_> {
@@ -239,15 +284,13 @@ impl ReplayRecommender for Live<'_> {
         else {
             return;
         };
-        if let Err(e) = p.handle.block_on(p.store.apply_events(&[event])) {
-            p.error(format!("apply_events: {e}"));
-        }
+        p.apply(&[event]);
     }
 }
 
 /// The type and value of each raw event, by (user, item, timestamp) index: the dense
 /// interactions keep only a weight, the store wants the event as it happened.
-struct EventKinds(HashMap<(u32, u32, i64), (EventType, Option<f64>)>);
+pub(crate) struct EventKinds(HashMap<(u32, u32, i64), (EventType, Option<f64>)>);
 
 impl EventKinds {
     fn new(loaded: &Loaded, data: &Interactions) -> Self {
@@ -263,7 +306,14 @@ impl EventKinds {
     }
 
     /// The store event of a dense one; a rating of `w` stars when the raw one is unknown.
-    fn event(&self, user: u32, item: u32, t: i64, w: f32, p: &Pipeline) -> Option<Event> {
+    pub(crate) fn event(
+        &self,
+        user: u32,
+        item: u32,
+        t: i64,
+        w: f32,
+        p: &Pipeline,
+    ) -> Option<Event> {
         let (kind, value) = self
             .0
             .get(&(user, item, t))
@@ -293,33 +343,41 @@ fn pipeline_metric(config: &recd_server::Config) -> recd_core::Metric {
     )
 }
 
-/// Builds the pipeline store from the train half, as `recd import` + `recd train` would.
-fn build_pipeline(
+/// Builds the pipeline store from `train` and the ALS `model` trained on it, as `recd
+/// import` + `recd train` would; with `features`, they get the same events.
+pub(crate) fn build_pipeline(
     handle: &Handle,
-    ev: &Evaluation,
+    train: &Interactions,
+    model: &AlsModel,
     loaded: &Loaded,
     kinds: &EventKinds,
     config: &recd_server::Config,
+    features: Option<Arc<Features>>,
 ) -> Result<Pipeline> {
-    let mut schema = crate::movielens::schema(ev.als.factors);
+    let mut schema = crate::movielens::schema(model.factors);
     schema.vector.metric = pipeline_metric(config);
     let store = Arc::new(
         EmbeddedStore::in_memory(schema.clone(), config.model.clone())
             .context("creating the in-memory store")?,
     );
-    let train = &ev.split.train;
     let users = train.user_ids().clone();
     let items = train.item_ids().clone();
-    let recommender = Recommender::new(
+    let mut recommender = Recommender::new(
         store.clone(),
         config.ranking.clone(),
         config.model.session.clone(),
     );
+    if let Some(f) = &features {
+        recommender = recommender.with_features(Arc::clone(f));
+    }
     let now_ms = train.timestamps.iter().copied().max().unwrap_or(0) + 1;
-    let pipeline = Pipeline {
+    let mut pipeline = Pipeline {
         handle: handle.clone(),
         store: store.clone(),
         recommender,
+        ranking: config.ranking.clone(),
+        features,
+        catalog: HashMap::new(),
         users,
         items,
         now_ms,
@@ -334,6 +392,10 @@ fn build_pipeline(
         pipeline.items.ids().iter().cloned(),
         &schema,
     )?;
+    pipeline.catalog = upserts
+        .iter()
+        .map(|u| (u.item.id.clone(), Arc::new(u.item.clone())))
+        .collect();
     let p = Progress::new("pipeline items", Some(upserts.len() as u64));
     for chunk in upserts.chunks(EVENT_BATCH) {
         handle
@@ -362,11 +424,19 @@ fn build_pipeline(
         handle
             .block_on(store.apply_events(chunk))
             .context("applying train events")?;
+        if let Some(f) = &pipeline.features {
+            let items: Vec<Option<Arc<recd_core::Item>>> = chunk
+                .iter()
+                .map(|e| pipeline.catalog.get(&e.item_id).cloned())
+                .collect();
+            handle
+                .block_on(f.apply_events(chunk, &items))
+                .context("applying train events to the features")?;
+        }
         p.add(chunk.len() as u64);
     }
     p.finish();
     // 3. the ALS vectors (train); rows without train events have none
-    let model = &ev.als;
     let item_vectors: Vec<(String, Vec<f32>)> = (0..model.n_items() as u32)
         .filter_map(|i| {
             let v = model.item_vector(i).filter(|v| usable(v))?;
@@ -555,7 +625,15 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
 
     let t = Instant::now();
     let kinds = EventKinds::new(&loaded, &data);
-    let pipeline = build_pipeline(handle, &ev, &loaded, &kinds, config)?;
+    let pipeline = build_pipeline(
+        handle,
+        &ev.split.train,
+        &ev.als,
+        &loaded,
+        &kinds,
+        config,
+        None,
+    )?;
     let load_seconds = t.elapsed().as_secs_f64();
     let users = Progress::new("pipeline model users", None);
     pipeline.count_into(Some(users.clone()));
@@ -569,6 +647,17 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
     users.finish();
     pipeline.check()?;
     eprintln!("recd eval: pipeline model done");
+    if args.ranker {
+        crate::eval_ranker::add_learned(
+            handle,
+            &ev,
+            &loaded,
+            &kinds,
+            config,
+            !args.no_replay,
+            &mut report,
+        )?;
+    }
     if !args.no_replay {
         let t = Instant::now();
         let replayed = || Progress::new("replayed events", Some(ev.split.test.len() as u64));
@@ -597,7 +686,15 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
                 None => {
                     let mut config = config.clone();
                     config.model.session.update = rule;
-                    build_pipeline(handle, &ev, &loaded, &kinds, &config)?
+                    build_pipeline(
+                        handle,
+                        &ev.split.train,
+                        &ev.als,
+                        &loaded,
+                        &kinds,
+                        &config,
+                        None,
+                    )?
                 }
             };
             let t = Instant::now();
@@ -676,6 +773,20 @@ pub async fn run(args: EvalArgs) -> Result<()> {
             ratio(m("pipeline"), m("popularity")),
             k = report.k
         );
+        if report.models.contains_key("pipeline_learned") {
+            println!(
+                "pipeline_learned / pipeline NDCG@{k}: {}",
+                ratio(m("pipeline_learned"), m("pipeline")),
+                k = report.k
+            );
+        }
+        if report.replay.contains_key("realtime_learned") {
+            println!(
+                "replay HR@{k}: realtime_learned / realtime {}",
+                ratio(r("realtime_learned"), r("realtime")),
+                k = report.k
+            );
+        }
         if !report.replay.is_empty() {
             println!(
                 "replay HR@{k}: fold_in / batch {}   decayed_average / batch {}   \

@@ -10,6 +10,7 @@ mod config;
 mod demo;
 mod eval;
 mod eval_new;
+mod eval_ranker;
 mod import;
 mod keys;
 mod model;

@@ -8,7 +8,8 @@
 //!   there) and the exact window they are measured against.
 //! - [`state`]: an entity's state, the updates an event or impression makes, and the
 //!   feature vector read from it.
-//! - [`read`]: a request's reader: the user's side once, then each candidate's item side.
+//! - [`read`]: a request's reader: the user's side once, then each candidate's item side
+//!   (from a snapshot of its windows and rates while it holds).
 //! - [`log`]: the impression log's record (a served list with each item's signals).
 //! - [`ranker`]: the learned ranker's scoring (a logistic regression over features,
 //!   retrieval signals and position) and its per-feature contributions.
@@ -22,7 +23,7 @@ pub mod window;
 
 pub use log::{LoggedItem, LoggedList};
 pub use ranker::{Contribution, LinearRanker, PreparedRanker, RankerInputs};
-pub use read::UserView;
+pub use read::{CachedItem, ItemSnapshot, UserView};
 pub use spec::{FeatureDef, FeatureKind, FeatureSet, FeatureSpec};
 pub use state::{EntityState, Op, SlotKey, Target, Update};
 pub use window::{Buckets, Window};

@@ -8,11 +8,20 @@
 //! table. A candidate then costs one hash lookup per tag it carries, plus its own item
 //! state. The values are the same as [`FeatureSet::values_into`]'s, bit for bit (same sums
 //! in the same order); the test below holds them to it.
+//!
+//! The item side is what is left per candidate: an item's windowed sums and rates change
+//! only when its state does or when "now" crosses a bucket boundary of one of their
+//! windows, yet every request re-summed them. [`CachedItem`] keeps an item's state with an
+//! [`ItemSnapshot`] of those values and the span of time they hold for; a store serving
+//! from memory reads the snapshot while it holds, recomputes it otherwise, and drops it on
+//! every update (the type allows no update that keeps it). The values are exactly the
+//! recomputed ones, not an approximation: over the span, every window covers the same
+//! buckets of the same state.
 
 use std::collections::HashMap;
 
 use crate::features::spec::{Entity, FeatureKind, FeatureSet};
-use crate::features::state::{EntityState, Slot, item_value, tags, user_value};
+use crate::features::state::{EntityState, Op, Slot, SlotKey, item_value, tags, user_value};
 use crate::item::Item;
 
 type Fast = foldhash::fast::RandomState;
@@ -36,6 +45,51 @@ pub struct UserView<'s> {
     item_side: Vec<usize>,
     /// Whether any item-side feature reads the item's state (else it need not be fetched).
     item_state: bool,
+    /// The item-side features a snapshot keeps (item windows and rates), in its order.
+    snapshot: Vec<usize>,
+    /// The item-side features read live (recency moves with "now"; fields are the item's).
+    live: Vec<usize>,
+    /// The span around `now_ms` over which every window of `snapshot` covers the same
+    /// buckets: `[from, until)`.
+    span: (i64, i64),
+}
+
+/// An item's state-derived values (its windows and rates) at one time, and the span of
+/// time they hold for (see the module doc).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemSnapshot {
+    /// The feature set's fingerprint: a snapshot of another set is never read.
+    fingerprint: Box<str>,
+    /// Valid for "now" in `[from, until)`.
+    from_ms: i64,
+    until_ms: i64,
+    /// One value per feature of the view's `snapshot` list.
+    values: Vec<f64>,
+}
+
+/// An item's feature state and the snapshot of its values, which every update drops.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CachedItem {
+    state: EntityState,
+    snapshot: Option<ItemSnapshot>,
+}
+
+impl CachedItem {
+    /// The state.
+    pub fn state(&self) -> &EntityState {
+        &self.state
+    }
+
+    /// Applies one update to the state ([`EntityState::apply`]), dropping the snapshot.
+    pub fn apply(&mut self, key: &SlotKey, op: &Op, at_ms: i64) {
+        self.snapshot = None;
+        self.state.apply(key, op, at_ms);
+    }
+
+    /// Whether a snapshot is kept (tests, figures).
+    pub fn has_snapshot(&self) -> bool {
+        self.snapshot.is_some()
+    }
 }
 
 impl FeatureSet {
@@ -47,6 +101,8 @@ impl FeatureSet {
         // Feature index → its column in `sums`, for user_tag features.
         let mut column: Vec<Option<usize>> = vec![None; self.defs.len()];
         let mut item_side = Vec::new();
+        let (mut snapshot, mut live) = (Vec::new(), Vec::new());
+        let mut span = (i64::MIN, i64::MAX);
         let mut columns = 0;
         for (i, def) in self.defs.iter().enumerate() {
             match &def.kind {
@@ -69,7 +125,18 @@ impl FeatureSet {
                     entity: Entity::User | Entity::UserTag(_),
                     ..
                 } => base[i] = user_value(i, def, user, now_ms),
-                _ => item_side.push(i),
+                FeatureKind::Windowed { window, .. } | FeatureKind::Rate { window, .. } => {
+                    item_side.push(i);
+                    snapshot.push(i);
+                    // The sums depend on "now" only through its bucket.
+                    let g = window.granularity_ms().max(1);
+                    let from = window.bucket_of(now_ms).saturating_mul(g);
+                    span = (span.0.max(from), span.1.min(from.saturating_add(g)));
+                }
+                _ => {
+                    item_side.push(i);
+                    live.push(i);
+                }
             }
         }
         let mut by_tag = HashMap::with_hasher(Fast::default());
@@ -107,6 +174,9 @@ impl FeatureSet {
             sums,
             item_side,
             item_state,
+            snapshot,
+            live,
+            span,
         }
     }
 }
@@ -120,6 +190,71 @@ impl UserView<'_> {
     /// The feature vector of `item` (whose state is `item_state`) for this user, in the
     /// set's order, into `out` (`out.len() == set.len()`).
     pub fn values_into(&self, item_state: Option<&EntityState>, item: &Item, out: &mut [f64]) {
+        self.user_side_into(item, out);
+        if !self.item_side.is_empty() {
+            let state = item_state.filter(|s| !s.expired(self.now_ms, self.set.ttl_ms));
+            for &i in &self.item_side {
+                out[i] = item_value(i, &self.set.defs[i], state, item, self.now_ms);
+            }
+        }
+    }
+
+    /// [`UserView::values_into`] with the item's windows and rates read from its snapshot
+    /// when it holds at this view's time, else recomputed and kept in `cached`. The values
+    /// are the same as [`UserView::values_into`]'s on `cached.state()`, bit for bit.
+    pub fn values_into_cached(
+        &self,
+        cached: Option<&mut CachedItem>,
+        item: &Item,
+        out: &mut [f64],
+    ) {
+        let Some(cached) = cached.filter(|c| !c.state.expired(self.now_ms, self.set.ttl_ms)) else {
+            return self.values_into(None, item, out);
+        };
+        self.user_side_into(item, out);
+        if self.item_side.is_empty() {
+            return;
+        }
+        let valid = cached.snapshot.as_ref().is_some_and(|s| {
+            (s.from_ms..s.until_ms).contains(&self.now_ms)
+                && *s.fingerprint == *self.set.fingerprint()
+        });
+        if !valid && !self.snapshot.is_empty() {
+            cached.snapshot = Some(self.snapshot_of(&cached.state, item));
+        }
+        if let Some(snap) = &cached.snapshot {
+            for (&i, &v) in self.snapshot.iter().zip(&snap.values) {
+                out[i] = v;
+            }
+        }
+        for &i in &self.live {
+            out[i] = item_value(i, &self.set.defs[i], Some(&cached.state), item, self.now_ms);
+        }
+    }
+
+    /// The snapshot of `item`'s `state` (unexpired at this view's time) at this view's time.
+    fn snapshot_of(&self, state: &EntityState, item: &Item) -> ItemSnapshot {
+        let values = self
+            .snapshot
+            .iter()
+            .map(|&i| item_value(i, &self.set.defs[i], Some(state), item, self.now_ms))
+            .collect();
+        // Past `touched + ttl` the state counts as expired: no snapshot beyond it.
+        let expires = state
+            .touched_ms
+            .saturating_add(self.set.ttl_ms)
+            .saturating_add(1);
+        ItemSnapshot {
+            fingerprint: self.set.fingerprint().into(),
+            from_ms: self.span.0,
+            until_ms: self.span.1.min(expires),
+            values,
+        }
+    }
+
+    /// The user-only values and the user × tag sums of `item`'s tags into `out`; the
+    /// item-side entries are left for the caller.
+    fn user_side_into(&self, item: &Item, out: &mut [f64]) {
         out.copy_from_slice(&self.base);
         if !self.by_tag.is_empty() {
             for (field, features) in &self.tag_fields {
@@ -130,12 +265,6 @@ impl UserView<'_> {
                         }
                     }
                 }
-            }
-        }
-        if !self.item_side.is_empty() {
-            let state = item_state.filter(|s| !s.expired(self.now_ms, self.set.ttl_ms));
-            for &i in &self.item_side {
-                out[i] = item_value(i, &self.set.defs[i], state, item, self.now_ms);
             }
         }
     }
@@ -166,6 +295,74 @@ mod tests {
             id: format!("i{n}"),
             vector: None,
             fields,
+        }
+    }
+
+    #[test]
+    fn snapshots_give_the_recomputed_values_across_buckets_updates_and_expiry() {
+        let specs: BTreeMap<String, FeatureSpec> = serde_json::from_str(
+            r#"{"ctr":{"kind":"ctr","window":"1h","buckets":4},
+                "item_views_1h":{"kind":"count","entity":"item","event":"view","window":"1h"},
+                "item_dwell_2h":{"kind":"sum","entity":"item","event":"dwell","window":"2h","buckets":3},
+                "item_last_view":{"kind":"recency","entity":"item","event":"view"},
+                "price":{"kind":"field","field":"price"}}"#,
+        )
+        .unwrap();
+        let set = FeatureSet::from_specs(&specs, &Schema::demo(2)).unwrap();
+        let items: Vec<Item> = (0..6).map(item).collect();
+        let mut plain: Vec<EntityState> = vec![EntityState::default(); items.len()];
+        let mut cached: Vec<CachedItem> = vec![CachedItem::default(); items.len()];
+        let kinds = [EventType::View, EventType::Click, EventType::Dwell];
+        let (mut reused, mut recomputed) = (0, 0);
+        // Events and reads interleaved every 7 min over 5 h (bucket boundaries every 15
+        // and 40 min are crossed between reads), then reads past the TTL.
+        for n in 0..60i64 {
+            let now = 10 * H + n * 7 * 60_000;
+            let k = (n as usize * 5) % items.len();
+            if n % 3 != 2 {
+                let e = Event {
+                    user_id: "u".into(),
+                    item_id: items[k].id.clone(),
+                    kind: kinds[n as usize % kinds.len()],
+                    value: Some(1.25 + (n % 4) as f64),
+                    timestamp_ms: now,
+                    recommendation_id: None,
+                };
+                for u in set.event_updates(&e, Some(&items[k])) {
+                    plain[k].apply(&u.key, &u.op, now);
+                    cached[k].apply(&u.key, &u.op, now);
+                }
+                for u in set.impression_updates(now) {
+                    plain[(k + 1) % items.len()].apply(&u.key, &u.op, now);
+                    cached[(k + 1) % items.len()].apply(&u.key, &u.op, now);
+                }
+            }
+            for read in [now, now + 60_000, now + 3 * 60_000] {
+                let view = set.user_view(None, read);
+                for (j, it) in items.iter().enumerate() {
+                    let had = cached[j].has_snapshot();
+                    let before = cached[j].snapshot.clone();
+                    let mut got = vec![0.0; set.len()];
+                    view.values_into_cached(Some(&mut cached[j]), it, &mut got);
+                    let want = set.values(None, Some(&plain[j]), it, read);
+                    assert_eq!(got, want, "{} at {read}", it.id);
+                    if had && cached[j].snapshot == before {
+                        reused += 1;
+                    } else {
+                        recomputed += 1;
+                    }
+                }
+            }
+        }
+        // Both paths were taken: snapshots were reused and renewed.
+        assert!(reused > 100 && recomputed > 100, "{reused} {recomputed}");
+        for late in [10 * H + 8 * H, 10 * H + 40 * H] {
+            let view = set.user_view(None, late);
+            for (j, it) in items.iter().enumerate() {
+                let mut got = vec![0.0; set.len()];
+                view.values_into_cached(Some(&mut cached[j]), it, &mut got);
+                assert_eq!(got, set.values(None, Some(&plain[j]), it, late), "{late}");
+            }
         }
     }
 

@@ -1,6 +1,11 @@
 //! The in-process feature store: users' and items' states in sharded maps (a request
 //! locks one user shard and the item shards of its candidates, briefly, never all), and
 //! state idle beyond the feature set's TTL swept away as writes go by.
+//!
+//! Items keep a snapshot of their windows and rates beside their state
+//! ([`recd_core::features::CachedItem`]): a request reads it while it holds (until the
+//! item's next update or the next bucket boundary of its windows) instead of re-summing
+//! every candidate's buckets; the values are the same.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -9,7 +14,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use recd_core::features::{EntityState, FeatureSet, Target};
+use recd_core::features::{CachedItem, EntityState, FeatureSet, Target};
 use recd_core::{Event, Item};
 
 use super::FeatureStore;
@@ -22,16 +27,33 @@ const SWEEP_EVERY: u64 = 1024;
 /// Ids are hashed twice per candidate on the request path (shard, then entry): foldhash,
 /// seeded per process, instead of SipHash.
 type Hasher = foldhash::fast::RandomState;
-type Shard = Mutex<HashMap<String, EntityState, Hasher>>;
+type Shard<V> = Mutex<HashMap<String, V, Hasher>>;
 
-/// Entities of one kind, sharded by id.
+/// Entities of one kind, sharded by id: users' [`EntityState`]s, items' [`CachedItem`]s.
 #[derive(Debug)]
-struct Map {
-    shards: Vec<Shard>,
+struct Map<V> {
+    shards: Vec<Shard<V>>,
     hasher: Hasher,
 }
 
-impl Map {
+/// What the sweep needs of an entry.
+trait Expiring {
+    fn expired(&self, now_ms: i64, ttl_ms: i64) -> bool;
+}
+
+impl Expiring for EntityState {
+    fn expired(&self, now_ms: i64, ttl_ms: i64) -> bool {
+        EntityState::expired(self, now_ms, ttl_ms)
+    }
+}
+
+impl Expiring for CachedItem {
+    fn expired(&self, now_ms: i64, ttl_ms: i64) -> bool {
+        self.state().expired(now_ms, ttl_ms)
+    }
+}
+
+impl<V: Expiring> Map<V> {
     fn new() -> Self {
         Self {
             shards: (0..SHARDS)
@@ -41,16 +63,27 @@ impl Map {
         }
     }
 
-    fn shard(&self, id: &str) -> &Shard {
+    fn shard(&self, id: &str) -> &Shard<V> {
         &self.shards[(self.hasher.hash_one(id) as usize) % SHARDS]
+    }
+
+    /// Drops shard `i`'s entries expired at `now_ms`.
+    fn sweep(&self, i: usize, now_ms: i64, ttl_ms: i64) {
+        self.shards[i]
+            .lock()
+            .retain(|_, s| !s.expired(now_ms, ttl_ms));
+    }
+
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
     }
 }
 
 /// The embedded backend's feature store.
 #[derive(Debug)]
 pub struct MemoryFeatures {
-    users: Map,
-    items: Map,
+    users: Map<EntityState>,
+    items: Map<CachedItem>,
     writes: AtomicU64,
     /// The latest event time seen: "now" for sweeps (so a replay of old events is not
     /// swept as it goes).
@@ -80,17 +113,13 @@ impl MemoryFeatures {
         if n % SWEEP_EVERY == SWEEP_EVERY - 1 {
             let now = self.latest_ms.load(Ordering::Relaxed);
             let i = (n / SWEEP_EVERY) as usize % SHARDS;
-            for map in [&self.users, &self.items] {
-                map.shards[i]
-                    .lock()
-                    .retain(|_, s| !s.expired(now, set.ttl_ms));
-            }
+            self.users.sweep(i, now, set.ttl_ms);
+            self.items.sweep(i, now, set.ttl_ms);
         }
     }
 
     /// (users, items, approximate bytes of all users' state): the memory-per-user figure.
     pub fn footprint(&self) -> (usize, usize, usize) {
-        let count = |m: &Map| m.shards.iter().map(|s| s.lock().len()).sum::<usize>();
         let bytes: usize = self
             .users
             .shards
@@ -102,7 +131,7 @@ impl MemoryFeatures {
                     .sum::<usize>()
             })
             .sum();
-        (count(&self.users), count(&self.items), bytes)
+        (self.users.len(), self.items.len(), bytes)
     }
 }
 
@@ -121,17 +150,17 @@ impl FeatureStore for MemoryFeatures {
                 continue;
             }
             // One shard lock per target, each held only for its own updates.
-            for target in [Target::User, Target::Item] {
-                let (map, id) = match target {
-                    Target::User => (&self.users, &e.user_id),
-                    Target::Item => (&self.items, &e.item_id),
-                };
-                if !updates.iter().any(|u| u.target == target) {
-                    continue;
+            if updates.iter().any(|u| u.target == Target::User) {
+                let mut shard = self.users.shard(&e.user_id).lock();
+                let state = shard.entry(e.user_id.clone()).or_default();
+                for u in updates.iter().filter(|u| u.target == Target::User) {
+                    state.apply(&u.key, &u.op, e.timestamp_ms);
                 }
-                let mut shard = map.shard(id).lock();
-                let state = shard.entry(id.clone()).or_default();
-                for u in updates.iter().filter(|u| u.target == target) {
+            }
+            if updates.iter().any(|u| u.target == Target::Item) {
+                let mut shard = self.items.shard(&e.item_id).lock();
+                let state = shard.entry(e.item_id.clone()).or_default();
+                for u in updates.iter().filter(|u| u.target == Target::Item) {
                     state.apply(&u.key, &u.op, e.timestamp_ms);
                 }
             }
@@ -181,8 +210,8 @@ impl FeatureStore for MemoryFeatures {
         };
         if view.needs_item_state() {
             for (item, row) in items.iter().zip(out.chunks_mut(d)) {
-                let shard = self.items.shard(&item.id).lock();
-                view.values_into(shard.get(&item.id), item, row);
+                let mut shard = self.items.shard(&item.id).lock();
+                view.values_into_cached(shard.get_mut(&item.id), item, row);
             }
         } else {
             for (item, row) in items.iter().zip(out.chunks_mut(d)) {

@@ -17,6 +17,7 @@ mod everyday;
 mod experiments;
 mod feedback;
 mod foldin;
+mod learned;
 mod listing;
 mod monitoring;
 mod newitems;

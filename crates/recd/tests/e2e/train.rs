@@ -256,6 +256,87 @@ fn eval_json_has_the_api_shape() {
     assert_eq!(bad.status.code(), Some(2));
 }
 
+/// A MovieLens folder whose users rate movies of their genre over 40 days (so a time split
+/// leaves each of them events on both sides), a few of another genre now and then.
+fn write_movielens_over_time(name: &str) -> PathBuf {
+    let dir = data_dir(&format!("ml-{name}"));
+    std::fs::create_dir_all(&dir).expect("create the movielens dir");
+    let mut movies = String::from("movieId,title,genres\r\n");
+    for m in 1..=MOVIES_PER_GENRE * 3 {
+        movies.push_str(&format!("{m},Movie {m} ({}),{}\r\n", 1980 + m, genre_of(m)));
+    }
+    let mut ratings = String::from("userId,movieId,rating,timestamp\r\n");
+    for u in 1..=USERS {
+        let g = (u % 3) * MOVIES_PER_GENRE;
+        for j in 0..16u32 {
+            // Every 2.5 days, at an hour of the user's own.
+            let t = 1_500_000_000 + u64::from(j) * 216_000 + u64::from(u) * 1_800;
+            let m = if j % 5 == 4 {
+                ((u % 3 + 1) % 3) * MOVIES_PER_GENRE + 1 + (u + j) % MOVIES_PER_GENRE
+            } else {
+                g + 1 + (u * 7 + j * 3) % MOVIES_PER_GENRE
+            };
+            ratings.push_str(&format!("{u},{m},{}.0,{t}\r\n", 4 + (u + j) % 2));
+        }
+    }
+    std::fs::write(dir.join("movies.csv"), movies).expect("write movies.csv");
+    std::fs::write(dir.join("ratings.csv"), ratings).expect("write ratings.csv");
+    dir
+}
+
+#[test]
+fn eval_ranker_adds_the_learned_pipeline_trained_on_the_train_half() {
+    let ml = write_movielens_over_time("eval-ranker");
+    let out = recd(
+        &[
+            "eval",
+            "--interactions",
+            path(&ml),
+            "--split",
+            "time",
+            "--ranker",
+            "--no-replay",
+            "--json",
+            "--factors",
+            "8",
+            "--iterations",
+            "10",
+            "--regularization",
+            "2",
+        ],
+        &[],
+    );
+    let stdout = ok(&out, "eval --ranker");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: Value =
+        serde_json::from_str(stdout.trim()).expect("eval --json prints one JSON document");
+    for model in ["pipeline", "pipeline_learned"] {
+        for key in ["precision", "recall", "ndcg", "hit_rate", "coverage"] {
+            let x = v["models"][model][key].as_f64();
+            assert!(x.is_some_and(f64::is_finite), "models.{model}.{key}: {v}");
+        }
+    }
+    // The ranker learned from replayed lists with clicks, and the genre it can read in
+    // the users' features beats mere popularity.
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("replayed lists"))
+        .unwrap_or_else(|| panic!("no replay summary in:\n{stderr}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(
+        numbers.len() == 3 && numbers.iter().all(|&n| n > 0) && numbers[2] < numbers[1],
+        "{line}"
+    );
+    assert!(
+        v["models"]["pipeline_learned"]["ndcg"].as_f64()
+            > v["models"]["popularity"]["ndcg"].as_f64(),
+        "{v}"
+    );
+}
+
 /// One request of [`hammer`]: status, `source`, and when it was in flight.
 #[derive(Debug, Clone)]
 struct Sent {
