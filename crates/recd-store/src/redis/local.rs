@@ -45,11 +45,15 @@ struct Cached {
     item: Arc<Item>,
 }
 
+/// A popular list: when it was read, and what.
+type Kept = (Instant, Arc<Vec<PopularHit>>);
+
 /// The popular lists and their epoch (moved by every item invalidation).
 #[derive(Default)]
 struct PopularLists {
     epoch: u64,
-    lists: HashMap<(String, usize), (Instant, Arc<Vec<PopularHit>>)>,
+    /// By (canonical filter, k).
+    lists: HashMap<(String, usize), Kept>,
 }
 
 /// See the module doc.
