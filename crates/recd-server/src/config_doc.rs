@@ -131,7 +131,15 @@ pub const DOCS: &[(&str, &str)] = &[
     ),
     (
         "redis.item_cache",
-        "Popular items kept decoded in process, shared while Redis returns the same doc bytes for them (never stale: each use compares the bytes just read).",
+        "Items kept decoded in process (0: none). While the server follows the cache invalidation channel (`[cache] enabled` and `l2` on), a KNN hit or popular candidate found here costs no `MGET` and no decoding; every item write drops its entry on every server, and everything is dropped while the channel is down. Without the channel only popular items are kept, shared while Redis returns the same doc bytes.",
+    ),
+    (
+        "redis.item_cache_ttl_ms",
+        "The longest an item is kept in process (0: items are read on every request): the staleness bound for item writes no server announces, such as `recd import` into a live deployment.",
+    ),
+    (
+        "redis.popular_refresh_ms",
+        "How long the popular list of one filter is reused while the server follows the invalidation channel (0: read on every request). Popularity moved by events shows after at most this long; item writes drop the lists at once.",
     ),
     (
         "redis.query_timeout_ms",

@@ -269,6 +269,17 @@ pub trait Store: Send + Sync + 'static {
     /// The `k` most popular items passing `filter`, most popular first (ties in any order).
     async fn popular(&self, k: usize, filter: &Filter) -> StoreResult<Vec<PopularHit>>;
 
+    /// Another server wrote or deleted these items (heard on the cache invalidation
+    /// channel; empty: every list may be stale): drop whatever this store keeps of them in
+    /// process. Nothing to do for a store that keeps nothing of another server's data.
+    fn items_written_elsewhere(&self, _ids: &[String]) {}
+
+    /// Whether every other server's item write now reaches
+    /// [`Store::items_written_elsewhere`] (the invalidation channel is subscribed). A store
+    /// keeping another server's data in process serves it only while this is true, and drops
+    /// it on every change (messages may have been lost in between).
+    fn follow_item_writes(&self, _following: bool) {}
+
     /// Up to `k` items passing `filter` whose text fields contain at least one of `terms`
     /// (lowercase tokens), best match first.
     async fn text_search(

@@ -35,7 +35,7 @@ use moka::Expiry;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 use recd_core::Filter;
-use recd_store::{PopularHit, StoreError, StoreResult};
+use recd_store::{PopularHit, Store, StoreError, StoreResult};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -173,6 +173,9 @@ pub struct Caches {
     /// Keys with an early refresh under way (one refresh per key at a time).
     refreshing: Mutex<HashSet<u64>>,
     stats: Stats,
+    /// The store that keeps items in process: told of other servers' item writes and of
+    /// whether the channel is up (see [`Caches::follow`]).
+    store: std::sync::OnceLock<Arc<dyn Store>>,
 }
 
 impl std::fmt::Debug for Caches {
@@ -229,8 +232,25 @@ impl Caches {
             l2,
             refreshing: Mutex::new(HashSet::new()),
             stats: Stats::default(),
+            store: std::sync::OnceLock::new(),
             config,
         })
+    }
+
+    /// Passes the invalidation channel on to `store` (the redis backend keeps items and
+    /// popular lists in process): other servers' item writes, and whether the channel is
+    /// up — the store serves what it keeps only while it is, since every message counts.
+    /// Call before [`Caches::listen`]; without a channel (no L2) the store is never told it
+    /// is up, so it keeps nothing.
+    pub fn follow(&self, store: Arc<dyn Store>) {
+        let _ = self.store.set(store);
+    }
+
+    /// Tells the followed store whether the channel is up.
+    fn channel_up(&self, up: bool) {
+        if let Some(store) = self.store.get() {
+            store.follow_item_writes(up);
+        }
     }
 
     /// Whether caching is on at all.
@@ -578,6 +598,9 @@ impl Caches {
             Invalidation::Items(ids) => {
                 ids.iter().for_each(|i| self.generations.bump_item(i));
                 self.generations.bump_lists();
+                if let Some(store) = self.store.get() {
+                    store.items_written_elsewhere(ids);
+                }
             }
             Invalidation::Details(ids) => ids.iter().for_each(|i| self.generations.bump_item(i)),
             Invalidation::AllDetails => self.generations.bump_details(),
@@ -600,7 +623,11 @@ impl Caches {
             return;
         };
         let first = match redis.subscribe().await {
-            Ok(p) => Some(p),
+            Ok(p) => {
+                // Subscribed: from now on every item write is heard.
+                self.channel_up(true);
+                Some(p)
+            }
             Err(e) => {
                 tracing::warn!(cause = %e, "cannot subscribe to cache invalidations yet; retrying");
                 None
@@ -682,6 +709,9 @@ async fn listen_loop(weak: Weak<Caches>, redis: RedisTier, mut pubsub: Option<re
             }
             tracing::warn!("cache invalidation channel lost; reconnecting");
             lost = true;
+            if let Some(this) = weak.upgrade() {
+                this.channel_up(false);
+            }
         }
         if weak.strong_count() == 0 {
             return;
@@ -689,7 +719,13 @@ async fn listen_loop(weak: Weak<Caches>, redis: RedisTier, mut pubsub: Option<re
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
         match redis.subscribe().await {
-            Ok(p) => pubsub = Some(p),
+            Ok(p) => {
+                // Subscribed: from now on every item write is heard.
+                if let Some(this) = weak.upgrade() {
+                    this.channel_up(true);
+                }
+                pubsub = Some(p);
+            }
             Err(e) => {
                 lost = true;
                 tracing::debug!(cause = %e, "cache invalidation channel: reconnect failed");

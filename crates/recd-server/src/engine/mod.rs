@@ -170,6 +170,7 @@ impl Engine {
         // must not go to the no-op recorder.
         crate::metrics::handle();
         let caches = Caches::new(config.cache.clone(), l2);
+        caches.follow(Arc::clone(&store));
         let popular = Arc::new(CachedPopular {
             store: Arc::clone(&store),
             caches: Arc::clone(&caches),

@@ -35,6 +35,8 @@
 //! - [`query`]: `Filter` → RediSearch query with PARAMS; the `FT.SEARCH` commands.
 //! - [`popular`]: the most popular items passing a filter, from the sorted sets.
 //! - [`docs`]: decoded item docs, shared while their bytes stay the same.
+//! - [`local`]: items and popular lists kept in process while the server follows the
+//!   other servers' item writes.
 //! - [`reply`]: decoding replies.
 //! - [`users`]: user state and the event write path.
 //! - [`gram`]: the fold-in's `YᵀY` of the item vectors, kept per server.
@@ -52,6 +54,7 @@ mod error;
 mod fanout;
 mod gram;
 mod keys;
+mod local;
 mod migrate;
 mod models;
 mod popular;
@@ -131,9 +134,20 @@ pub struct RedisConfig {
     /// filter, Redis spent per filtered recommend 4.5–5.6 ms at 2, 5.9–6.4 ms at 3,
     /// 7.6 ms at 5 (the ranges inside RediSearch cost ~2x the category alone).
     pub range_overfetch: usize,
-    /// Popular items kept decoded in process, shared while Redis returns the same doc
-    /// bytes for them (never stale: each use compares the bytes just read); 0 turns it off.
+    /// Items kept decoded in process (0 turns it off). While the server follows the other
+    /// servers' item writes (the cache invalidation channel, `[cache] enabled` and `l2`), a
+    /// KNN hit or popular candidate found here costs no `MGET` and no decoding (dropped on
+    /// every item write, everything dropped while the channel is down); otherwise only the
+    /// popular items are kept, shared while Redis returns the same doc bytes for them.
     pub item_cache: usize,
+    /// The longest an item is kept in process (0: not kept, as without the channel): the
+    /// staleness bound for item writes no server announces (`recd import` into a live
+    /// deployment).
+    pub item_cache_ttl_ms: u64,
+    /// How long the popular list of one filter is reused while the server follows the
+    /// other servers' item writes (0: read on every request): popularity moved by events
+    /// shows after at most this long; item writes drop the lists at once.
+    pub popular_refresh_ms: u64,
     /// Server-side time limit of one query (`TIMEOUT`); 0 = none. A query that runs out of
     /// time fails (or, if the server's `ON_TIMEOUT` is `return`, answers partially), so
     /// keep it 0 unless the server is set to `ON_TIMEOUT FAIL`.
@@ -176,7 +190,9 @@ impl Default for RedisConfig {
             hybrid_policy: None,
             batch_size: None,
             range_overfetch: 2,
-            item_cache: 10_000,
+            item_cache: 100_000,
+            item_cache_ttl_ms: 60_000,
+            popular_refresh_ms: 1000,
             query_timeout_ms: 0,
             connect_timeout_ms: 250,
             response_timeout_ms: 1000,
@@ -228,6 +244,8 @@ struct Inner {
     tag_fields: Vec<String>,
     /// Decoded item docs.
     docs: docs::DocCache,
+    /// Items and popular lists kept while the server follows every item write.
+    local: local::LocalCache,
     /// Where the next sweep of the set of users continues (`SSCAN` cursor; 0: a new pass).
     sweep_cursor: std::sync::atomic::AtomicU64,
     /// The shard the sweep is in.
@@ -255,6 +273,11 @@ impl Inner {
         let aliases = std::sync::RwLock::new(shards.all().iter().map(Keys::alias).collect());
         Inner {
             docs: docs::DocCache::new(config.item_cache),
+            local: local::LocalCache::new(
+                config.item_cache,
+                Duration::from_millis(config.item_cache_ttl_ms),
+                Duration::from_millis(config.popular_refresh_ms),
+            ),
             tag_fields: schema::tag_fields(&schema)
                 .into_iter()
                 .map(String::from)
@@ -721,9 +744,11 @@ impl RedisStore {
         self.fetch_docs(&pairs, true).await
     }
 
-    /// The items (fields, no vector) of `(id, doc key)` pairs, from one `MGET`; `cached`:
-    /// through the [`docs`] cache. (KNN hits are not: they spread over the whole catalog,
-    /// and a cache smaller than that costs more in churn than it saves, measured.)
+    /// The items (fields, no vector) of `(id, doc key)` pairs: from [`local`] while it is
+    /// live, the rest from one `MGET` per shard; `cached`: decoded through the [`docs`]
+    /// cache (popular items, while [`local`] is not live). (KNN hits spread over the whole
+    /// catalog: [`docs`], which must decode to compare, costs more in churn than it saves
+    /// for them, measured.)
     async fn fetch_docs(
         &self,
         pairs: &[(&str, String)],
@@ -732,13 +757,27 @@ impl RedisStore {
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
+        let local = &self.inner.local;
+        let mut out: Vec<Option<Arc<Item>>> = vec![None; pairs.len()];
+        // The pairs to read, each with the ticket taken before its read (see `local`).
+        let mut missing: Vec<(usize, Option<local::Ticket>)> = Vec::with_capacity(pairs.len());
+        let live = local.items_live();
+        for (i, (id, key)) in pairs.iter().enumerate() {
+            match live.then(|| local.item(id, key)).flatten() {
+                Some(item) => out[i] = Some(item),
+                None => missing.push((i, live.then(|| local.ticket(id)))),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
         // One MGET per shard, concurrently (a cluster refuses keys of several slots in one;
         // the cluster client's own splitting of a multi-slot MGET miscounts replies when a
         // slot moves mid-way, measured during a failover).
-        let ids: Vec<&str> = pairs.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<&str> = missing.iter().map(|&(i, _)| pairs[i].0).collect();
         let groups = self.inner.shards.group(&ids);
         let per = try_join_all(groups.iter().map(|(_, at)| {
-            let keys: Vec<&str> = at.iter().map(|&i| pairs[i].1.as_str()).collect();
+            let keys: Vec<&str> = at.iter().map(|&j| pairs[missing[j].0].1.as_str()).collect();
             async move {
                 let docs: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
                     .arg(&keys)
@@ -752,23 +791,48 @@ impl RedisStore {
             }
         }))
         .await?;
-        let mut docs: Vec<Option<Vec<u8>>> = vec![None; pairs.len()];
+        let schema = &self.inner.schema;
         for ((_, at), found) in groups.iter().zip(per) {
-            for (&i, doc) in at.iter().zip(found) {
-                docs[i] = doc;
+            for (&j, doc) in at.iter().zip(found) {
+                let Some(doc) = doc else { continue };
+                let (i, ticket) = missing[j];
+                let (id, key) = &pairs[i];
+                let item = match cached && !live {
+                    true => self.inner.docs.item(key, id, doc, schema)?,
+                    false => Arc::new(schema::item_from_doc(id, &doc, schema)?),
+                };
+                if let Some(ticket) = ticket {
+                    local.store(id, key, &item, ticket);
+                }
+                out[i] = Some(item);
             }
         }
-        pairs
-            .iter()
-            .zip(docs)
-            .map(|((id, key), doc)| {
-                doc.map(|d| match cached {
-                    true => self.inner.docs.item(key, id, d, &self.inner.schema),
-                    false => schema::item_from_doc(id, &d, &self.inner.schema).map(Arc::new),
-                })
-                .transpose()
-            })
-            .collect()
+        Ok(out)
+    }
+
+    /// The `k` most popular items passing `filter`, read from Redis (see [`popular`]).
+    async fn read_popular(&self, k: usize, filter: &Filter) -> StoreResult<Vec<PopularHit>> {
+        let shards = self.inner.shards.all();
+        if shards.len() == 1 {
+            return self.run(self.popular_items(&shards[0], k, filter)).await;
+        }
+        // Each shard's k most popular matches; the k most popular of their union.
+        let per = self
+            .run(try_join_all(
+                shards
+                    .iter()
+                    .map(|keys| self.popular_items(keys, k, filter)),
+            ))
+            .await?;
+        let mut all: Vec<PopularHit> = per.into_iter().flatten().collect();
+        all.sort_by(|a, b| b.log_score.total_cmp(&a.log_score));
+        all.truncate(k);
+        Ok(all)
+    }
+
+    /// Drops what [`local`] keeps of `ids` after this store wrote them.
+    fn written(&self, ids: &[String]) {
+        self.inner.local.forget(ids);
     }
 
     fn check_vectors(&self, what: &str, vectors: &[(String, Vec<f32>)]) -> StoreResult<()> {
@@ -1144,6 +1208,8 @@ impl Store for RedisStore {
                 self.upsert_in_shard(shard, ids, &latest)
             })))
             .await;
+        // After the scripts ran (a failed one may still have written), before answering.
+        self.written(&order);
         // The counter moves even after a failure: a batch that failed in one shard may
         // have written vectors in another (and a script cut by the deadline may have run).
         let moved = self.vectors_changed().await;
@@ -1233,7 +1299,10 @@ impl Store for RedisStore {
                 durable::acknowledge(&conn, &self.inner.config, &[keys.ids()]).await?;
                 Ok(n > 0)
             })
-            .await?;
+            .await;
+        // After the script ran (a failed call may still have deleted), before answering.
+        self.written(&[id.to_string()]);
+        let deleted = deleted?;
         if deleted {
             let marker = keys.new_item(id);
             self.run(async {
@@ -1361,24 +1430,30 @@ impl Store for RedisStore {
     }
 
     async fn popular(&self, k: usize, filter: &Filter) -> StoreResult<Vec<PopularHit>> {
-        let shards = self.inner.shards.all();
-        if shards.len() == 1 {
-            return self.run(self.popular_items(&shards[0], k, filter)).await;
+        let canonical = filter.canonical();
+        let ticket = match self.inner.local.popular(&canonical, k) {
+            Ok(list) => return Ok(list.as_ref().clone()),
+            Err(ticket) => ticket,
+        };
+        let read_at = std::time::Instant::now();
+        let list = self.read_popular(k, filter).await?;
+        if let Some(ticket) = ticket {
+            let kept = Arc::new(list);
+            self.inner
+                .local
+                .store_popular(canonical, k, kept.clone(), ticket, read_at);
+            return Ok(kept.as_ref().clone());
         }
-        // Each shard's k most popular matches; the k most popular of their union.
-        let per = self
-            .run(try_join_all(
-                shards
-                    .iter()
-                    .map(|keys| self.popular_items(keys, k, filter)),
-            ))
-            .await?;
-        let mut all: Vec<PopularHit> = per.into_iter().flatten().collect();
-        all.sort_by(|a, b| b.log_score.total_cmp(&a.log_score));
-        all.truncate(k);
-        Ok(all)
+        Ok(list)
     }
 
+    fn items_written_elsewhere(&self, ids: &[String]) {
+        self.inner.local.forget(ids);
+    }
+
+    fn follow_item_writes(&self, following: bool) {
+        self.inner.local.follow(following);
+    }
     async fn text_search(
         &self,
         terms: &[String],

@@ -34,6 +34,29 @@ async fn connect(schema: Schema, settings: ModelSettings, prefix: &str) -> Optio
 
 crate::conformance_tests!(make);
 
+/// The suite again with the store keeping items in process, as on a server following the
+/// invalidation channel (popular lists not kept: events move popularity without any
+/// invalidation, within `popular_refresh_ms`, which the suite does not wait for).
+mod following {
+    use super::*;
+
+    pub async fn make(schema: Schema, settings: ModelSettings) -> Option<Arc<dyn Store>> {
+        let url = redis_url()?;
+        let config = RedisConfig {
+            prefix: unique_prefix("suite-following"),
+            popular_refresh_ms: 0,
+            ..RedisConfig::default()
+        };
+        let store = RedisStore::connect(&url, schema, settings, config)
+            .await
+            .expect("connect to the test redis");
+        store.follow_item_writes(true);
+        Some(Arc::new(store))
+    }
+
+    crate::conformance_tests!(make);
+}
+
 #[tokio::test]
 async fn prefixes_isolate_deployments() {
     let (pa, pb) = (unique_prefix("iso-a"), unique_prefix("iso-b"));
