@@ -8,8 +8,10 @@
 # split on a validation split of the train half (`--session-mix auto`). Each split is
 # written (`--write-split`, under $OUT/split) and scripts/eval-implicit.sh runs the
 # `implicit` library's ALS on exactly it: the `implicit ALS` rows (skip: --no-implicit).
+# --keep reuses the reports already in $OUT/json (an interrupted run goes on where it was).
 # A benchmark, not a CI test. Usage:
-#   scripts/eval-datasets.sh [--splits "random time leave-last-out"] [--no-implicit] [-- EXTRA recd eval FLAGS]
+#   scripts/eval-datasets.sh [--splits "random time leave-last-out"] [--no-implicit] [--parallel]
+#                            [--keep] [-- EXTRA recd eval FLAGS]
 # Env: RECD_BIN (default: target/release/recd, built here), DATA (default ../shared/data/
 #      ml-latest-small from the repo root), OUT (default /tmp/recd-eval-datasets: the JSON
 #      reports, the logs and table.md).
@@ -21,10 +23,14 @@ OUT=${OUT:-/tmp/recd-eval-datasets}
 SPLITS="random time leave-last-out"
 EXTRA=()
 IMPLICIT=1
+PARALLEL=0
+KEEP=0
 while [ $# -gt 0 ]; do
   case $1 in
     --splits) SPLITS=$2; shift 2 ;;
     --no-implicit) IMPLICIT=0; shift ;;
+    --parallel) PARALLEL=1; shift ;;
+    --keep) KEEP=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     *) echo "eval-datasets: unknown flag $1" >&2; exit 2 ;;
   esac
@@ -40,15 +46,24 @@ mkdir -p "$OUT/json"
 
 START="$(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $("$BIN" --version 2>/dev/null || echo recd)"
 echo "# $START" >&2
-for dataset in "$DATA" "$OUT/shop.csv"; do
+run_dataset() {
+  local dataset=$1 name split
   name=$(basename "$dataset" .csv)
   for split in $SPLITS; do
+    if [ "$KEEP" = 1 ] && [ -s "$OUT/json/$name-$split.json" ]; then continue; fi
     echo "eval-datasets: $name, $split split" >&2
     "$BIN" eval --interactions "$dataset" --split "$split" --json \
       --session-mix auto --write-split "$OUT/split/$name-$split" "${EXTRA[@]}" \
       2> "$OUT/json/$name-$split.log" > "$OUT/json/$name-$split.json"
   done
+}
+# The two data sets side by side with --parallel (the replays are single-threaded; the
+# figures are seeded and do not depend on the load, only the wall times do).
+PIDS=()
+for dataset in "$DATA" "$OUT/shop.csv"; do
+  if [ "$PARALLEL" = 1 ]; then run_dataset "$dataset" & PIDS+=($!); else run_dataset "$dataset"; fi
 done
+for p in "${PIDS[@]}"; do wait "$p"; done
 if [ "$IMPLICIT" = 1 ]; then
   # same ALS settings as recd eval's (its defaults; pass the same flags in EXTRA to both by hand)
   OUT="$OUT" scripts/eval-implicit.sh "$OUT/split"
