@@ -56,6 +56,23 @@ pub struct FoldInParams {
     /// Share of the folded-in vector in the query, the rest being the long-term vector
     /// (both unit length): 1 = the fold-in alone.
     pub share: f64,
+    /// The largest share of the decayed-average session vector mixed into the fold-in's
+    /// query (0: the fold-in alone), reached as the session's decayed weight grows
+    /// (`[ranking] session_saturation`, [`session_mix_share`]): the fold-in is the user's
+    /// least-squares taste, the session points at the last few items, and which of the
+    /// two predicts the next event is a property of the data, so `recd eval
+    /// --session-mix auto` and `recd tune` choose it on a validation split.
+    pub session_mix: f64,
+}
+
+/// The share of the session vector in the fold-in's query: `mix · w / (w + saturation)`
+/// for a session of decayed weight `w` — the decayed-average rule's formula with
+/// `session_mix` as its maximum, so that a session fades out of the query as it ages.
+pub fn session_mix_share(mix: f64, weight: f64, saturation: f64) -> f64 {
+    if !(mix > 0.0 && weight > 0.0 && weight.is_finite()) {
+        return 0.0;
+    }
+    mix.min(1.0) * weight / (weight + saturation.max(1e-9))
 }
 
 /// λ and alpha are `recd train`'s defaults; `share` was chosen on a validation split cut
@@ -66,6 +83,7 @@ impl Default for FoldInParams {
             regularization: 20.0,
             alpha: 0.5,
             share: 1.0,
+            session_mix: 0.0,
         }
     }
 }
@@ -81,6 +99,9 @@ impl FoldInParams {
         }
         if !(self.share.is_finite() && (0.0..=1.0).contains(&self.share)) {
             return crate::invalid!("fold_in.share must be between 0 and 1");
+        }
+        if !(self.session_mix.is_finite() && (0.0..=1.0).contains(&self.session_mix)) {
+            return crate::invalid!("fold_in.session_mix must be between 0 and 1");
         }
         Ok(())
     }
@@ -378,7 +399,7 @@ mod tests {
         let p = FoldInParams {
             regularization: 0.7,
             alpha: 3.0,
-            share: 1.0,
+            ..Default::default()
         };
         let model = FoldModel::new(&gram(&ys), &p).unwrap();
         let seen = [(3usize, 1.0f32), (7, 2.5), (19, 0.5), (33, 4.0)];
@@ -440,7 +461,7 @@ mod tests {
         let p = FoldInParams {
             regularization: 0.7,
             alpha: 3.0,
-            share: 1.0,
+            ..Default::default()
         };
         let model = FoldModel::new(&gram(&ys), &p).unwrap();
         let trained = [(3usize, 1.0f32), (7, 2.5), (19, 0.5)];

@@ -384,6 +384,7 @@ mod tests {
                 regularization: 0.1,
                 alpha: 2.0,
                 share: 1.0,
+                session_mix: 0.0,
             },
         )
         .unwrap();

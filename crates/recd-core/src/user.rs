@@ -129,7 +129,10 @@ impl SessionVector {
         self.weight * params.decay(now_ms - self.updated_ms)
     }
 
-    fn add(&mut self, v: &[f32], w: f64, t_ms: i64, params: &SessionParams) {
+    /// Adds the unit vector `v` of an event of weight `w` at `t_ms` (what
+    /// [`UserState::apply`] does with a positive event; the offline replay of
+    /// `recd-train` calls it too, so that both decay alike).
+    pub fn add(&mut self, v: &[f32], w: f64, t_ms: i64, params: &SessionParams) {
         if t_ms >= self.updated_ms {
             // Decay what we had to the new event's time, then add it at full weight.
             let f = params.decay(t_ms - self.updated_ms) as f32;

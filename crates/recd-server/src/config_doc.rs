@@ -226,6 +226,10 @@ pub const DOCS: &[(&str, &str)] = &[
         "model.session.fold_in.share",
         "Share of the folded-in vector in the query, the rest the long-term vector (1: the fold-in alone).",
     ),
+    (
+        "model.session.fold_in.session_mix",
+        "Largest share of the decayed-average session vector blended into the fold-in's query (0: none), reached as the session's weight grows like session_share_max; recd eval --session-mix auto and recd tune choose it on a validation split.",
+    ),
     ("model.session.weights", "Event weights."),
     (
         "model.session.weights.dislike",

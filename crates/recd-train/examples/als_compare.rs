@@ -8,6 +8,11 @@
 //! als_compare fit    --data DIR [params]             # ALS fit seconds, `--runs` times
 //! params: --factors 64 --iterations 15 --regularization R --alpha A --threads 2 --seed 42 --k 10 --runs 3
 //! ```
+//! `--train FILE --test FILE` instead of `--data` reads a split written by `recd eval
+//! --write-split` (the events of each half, any format `recd eval` reads) and keeps it as
+//! it is, so that `implicit` trains and is scored on exactly the split `recd eval`
+//! evaluated (`scripts/eval-implicit.sh`); `score --json` then prints one JSON document
+//! (NDCG, recall, coverage of recd ALS and of implicit on that split).
 //! Both sides train on the same confidence matrix `c = 1 + alpha·w` (implicit gets `c` with
 //! its own `alpha = 1`), and implicit's recommendations are scored by this crate's metric
 //! code, so the figures differ only by the models.
@@ -23,8 +28,8 @@ use recd_train::baselines::{ItemKnn, Popularity};
 use recd_train::eval::{EvalConfig, EvalContext, Evaluation};
 use recd_train::metrics::MetricsAccumulator;
 use recd_train::movielens::{Format, read_interactions};
-use recd_train::split::{Split, SplitMethod, split};
-use recd_train::{ConfidenceWeights, Interactions};
+use recd_train::split::{Split, SplitMethod, from_mask, split};
+use recd_train::{ConfidenceWeights, IdMap, Interactions};
 
 struct Args {
     cmd: String,
@@ -35,6 +40,9 @@ struct Args {
     k: usize,
     runs: usize,
     split: String,
+    /// A given split (`--train`, `--test`) instead of splitting `data`.
+    given: Option<(PathBuf, PathBuf)>,
+    json: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -54,8 +62,16 @@ fn parse_args() -> Result<Args, String> {
         k: 10,
         runs: 3,
         split: "random".into(),
+        given: None,
+        json: false,
     };
+    let mut train: Option<PathBuf> = None;
+    let mut test: Option<PathBuf> = None;
     while let Some(flag) = it.next() {
+        if flag == "--json" {
+            a.json = true;
+            continue;
+        }
         let v = it.next().ok_or(format!("{flag} needs a value"))?;
         let num = |v: &str| {
             v.parse::<f64>()
@@ -74,17 +90,44 @@ fn parse_args() -> Result<Args, String> {
             "--k" => a.k = num(&v)? as usize,
             "--runs" => a.runs = (num(&v)? as usize).max(1),
             "--split" => a.split = v,
+            "--train" => train = Some(v.into()),
+            "--test" => test = Some(v.into()),
             other => return Err(format!("unknown flag {other}")),
         }
     }
+    a.given = match (train, test) {
+        (Some(tr), Some(te)) => Some((tr, te)),
+        (None, None) => None,
+        _ => return Err("--train and --test go together".into()),
+    };
     Ok(a)
 }
 
 fn load(a: &Args) -> Result<(Interactions, Split, Vec<Vec<u32>>), String> {
+    if let Some((train, test)) = &a.given {
+        return load_given(train, test);
+    }
     let loaded = read_interactions(&a.data, Some(Format::Movielens)).map_err(|e| e.to_string())?;
     let (data, sets, _) = loaded.to_interactions(&ConfidenceWeights::default());
     let method = SplitMethod::from_name(&a.split, 0.2).map_err(|e| e.to_string())?;
     let s = split(&data, method, a.seed).map_err(|e| e.to_string())?;
+    Ok((data, s, sets))
+}
+
+/// A split as `recd eval --train F --test F` reads it: both files into one data set (the
+/// default event weights, as `recd eval`'s default config), the test half being the
+/// second file's events.
+fn load_given(train: &Path, test: &Path) -> Result<(Interactions, Split, Vec<Vec<u32>>), String> {
+    let read = |p: &Path| read_interactions(p, None).map_err(|e| format!("{}: {e}", p.display()));
+    let (mut all, b) = (read(train)?, read(test)?);
+    let n = all.interactions.len();
+    all.interactions.extend(b.interactions);
+    let catalog: IdMap = all.movies.iter().map(|m| m.id.clone()).collect();
+    let (data, kept, _) =
+        Interactions::from_raw_positions(&all.interactions, &ConfidenceWeights::default(), catalog);
+    let is_test: Vec<bool> = kept.iter().map(|&p| p >= n).collect();
+    let s = from_mask(&data, &is_test, SplitMethod::Given).map_err(|e| e.to_string())?;
+    let sets = vec![Vec::new(); data.n_items()];
     Ok((data, s, sets))
 }
 
@@ -181,6 +224,29 @@ fn score(a: &Args) -> Result<(), String> {
         }
     };
 
+    if a.json {
+        let m = |acc: &MetricsAccumulator, secs: f64| {
+            let m = acc.finish();
+            serde_json::json!({"ndcg": m.ndcg, "recall": m.recall, "coverage": m.coverage,
+                "precision": m.precision, "hit_rate": m.hit_rate, "users": m.users, "fit_seconds": secs})
+        };
+        let doc = serde_json::json!({
+            "users": ctx.users.len(),
+            "items": s.train.n_items(),
+            "train_events": s.train.len(),
+            "test_events": s.test.len(),
+            "params": {"factors": a.als.factors, "iterations": a.als.iterations,
+                "regularization": a.als.regularization, "alpha": a.als.alpha,
+                "cg_steps": a.als.cg_steps, "threads": a.als.threads},
+            "implicit_version": meta["implicit_version"],
+            "recd_als": m(&recd, recd_time),
+            "implicit": m(&imp, imp_time),
+            "popularity": m(&pop_acc, pop_time),
+            "implicit_eval": meta["implicit_eval"],
+        });
+        println!("{doc}");
+        return Ok(());
+    }
     let row = |name: &str, secs: f64, acc: &MetricsAccumulator| {
         let m = acc.finish();
         format!(

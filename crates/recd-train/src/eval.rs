@@ -27,6 +27,7 @@ use crate::recommender::Recommender;
 use crate::replay::{
     self, BatchAls, FoldInAls, RealtimeAls, RealtimePopularity, ReplayMetrics, ReplayRecommender,
 };
+use crate::session_mix::{DEFAULT_GRID, MixChoice, MixSearch, choose_session_mix};
 use crate::split::{self, Split, SplitMethod};
 use crate::transitions::{self, Transitions, TransitionsReplay};
 
@@ -57,6 +58,16 @@ pub struct EvalConfig {
     pub early_stopping: EarlyStopping,
     /// Successors kept per item by the `transitions` model.
     pub transitions_top: usize,
+    /// The `als_fold_in` arm's session mix (`fold_in.session_mix`), unless chosen.
+    pub fold_in_session_mix: f64,
+    /// Choose the session mix on a validation split of the train half
+    /// ([`crate::session_mix`]) instead, for `als_fold_in` and the report.
+    pub choose_session_mix: bool,
+    /// The session's half-life and weights (`[model.session]`) of the mixed session.
+    #[serde(skip)]
+    pub session: recd_core::user::SessionParams,
+    /// `[ranking] session_saturation` of the mixed session.
+    pub session_saturation: f64,
 }
 
 impl Default for EvalConfig {
@@ -73,6 +84,10 @@ impl Default for EvalConfig {
             fold_in_share: recd_core::FoldInParams::default().share,
             early_stopping: EarlyStopping::default(),
             transitions_top: transitions::DEFAULT_TOP,
+            fold_in_session_mix: recd_core::FoldInParams::default().session_mix,
+            choose_session_mix: false,
+            session: recd_core::user::SessionParams::default(),
+            session_saturation: recd_core::pipeline::RankParams::default().session_saturation,
         }
     }
 }
@@ -117,6 +132,9 @@ pub struct EvalReport {
     /// What early stopping chose (with `--early-stopping`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<EarlyStopReport>,
+    /// The session mix chosen on validation (with `--session-mix auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_mix: Option<MixChoice>,
 }
 
 impl EvalReport {
@@ -320,6 +338,8 @@ pub struct Evaluation {
     diversity_basis: &'static str,
     /// What early stopping chose, when it ran.
     pub early_stopping: Option<EarlyStopReport>,
+    /// The settings `als` was trained with (early stopping's iterations).
+    als_params: AlsParams,
 }
 
 impl Evaluation {
@@ -395,6 +415,7 @@ impl Evaluation {
             similarity,
             diversity_basis,
             early_stopping,
+            als_params: params,
         })
     }
 
@@ -414,6 +435,7 @@ impl Evaluation {
             test_events: self.split.test.len(),
             items: self.context.n_items,
             early_stopping: self.early_stopping.clone(),
+            session_mix: None,
         }
     }
 
@@ -443,6 +465,26 @@ impl Evaluation {
         report.replay.insert(name.to_owned(), m);
     }
 
+    /// The session mix chosen on a validation split of the train half when the config
+    /// asks for it (`None` otherwise). Only `split.train` is read: the test half is
+    /// still unseen.
+    pub fn choose_session_mix(&self) -> Result<Option<MixChoice>> {
+        if !self.config.choose_session_mix {
+            return Ok(None);
+        }
+        let search = MixSearch {
+            grid: DEFAULT_GRID.to_vec(),
+            method: self.split.method,
+            seed: self.config.seed,
+            k: self.config.k,
+            capacity: self.config.fold_in_capacity,
+            share: self.config.fold_in_share,
+            session: self.config.session.clone(),
+            saturation: self.config.session_saturation,
+        };
+        choose_session_mix(&self.split.train, &self.als_params, &search).map(Some)
+    }
+
     /// Popularity, item-kNN and ALS offline; real-time popularity, batch ALS and ALS with
     /// real-time user vectors in the replay.
     pub fn run_builtin(&self) -> EvalReport {
@@ -466,12 +508,29 @@ impl Evaluation {
             self.add_replay(&mut report, "popularity", &mut rt);
             let mut batch = BatchAls::new(&self.als, pop.clone());
             self.add_replay(&mut report, "batch", &mut batch);
+            let mix = match self.choose_session_mix() {
+                Ok(Some(choice)) => {
+                    let chosen = choice.chosen;
+                    report.session_mix = Some(choice);
+                    chosen
+                }
+                Ok(None) => self.config.fold_in_session_mix,
+                Err(e) => {
+                    tracing::warn!(error = %e, "choosing the session mix failed; kept the configured one");
+                    self.config.fold_in_session_mix
+                }
+            };
             let mut fold = FoldInAls::new(
                 &self.als,
                 &self.split.train,
                 pop.clone(),
                 self.config.fold_in_capacity,
                 self.config.fold_in_share,
+            )
+            .with_session_mix(
+                mix,
+                self.config.session.clone(),
+                self.config.session_saturation,
             );
             self.add_replay(&mut report, "als_fold_in", &mut fold);
             let mut live = RealtimeAls::new(&self.als, &self.split.train, pop);
@@ -605,5 +664,94 @@ mod tests {
         assert!(report.replay.is_empty());
         let d = report.models["popularity"].metrics.diversity;
         assert!(d > 0.0 && d < 1.0, "{d}");
+    }
+
+    /// Session-shaped data: each user walks along a ring of items, one step a minute, so
+    /// the next item is the one after the last (what a session vector points at).
+    fn walks() -> Interactions {
+        let (users, items) = (80u32, 60u32);
+        let mut ev = Vec::new();
+        for u in 0..users {
+            let start = (u * 13) % items;
+            for step in 0..20u32 {
+                let t = i64::from(step) * 60_000 + i64::from(u) * 1_000;
+                ev.push((u, (start + step) % items, 1.0, t));
+            }
+        }
+        Interactions::from_indices(users as usize, items as usize, &ev)
+    }
+
+    fn mix_config() -> EvalConfig {
+        EvalConfig {
+            k: 5,
+            split: SplitMethod::Time { test_fraction: 0.3 },
+            als: AlsParams {
+                factors: 8,
+                iterations: 8,
+                regularization: 0.5,
+                threads: 1,
+                ..Default::default()
+            },
+            choose_session_mix: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_session_mix_is_chosen_on_the_train_half_alone() {
+        let a = Evaluation::prepare(&walks(), "walks", mix_config(), None).unwrap();
+        // the same train half with another test half: every test event on another item
+        let mut other = a.split.clone();
+        let n = other.test.n_items() as u32;
+        other.test.items.iter_mut().for_each(|i| *i = (*i + 17) % n);
+        let b = Evaluation::from_split(other, "walks", mix_config(), None).unwrap();
+        let (ca, cb) = (
+            a.choose_session_mix().unwrap().unwrap(),
+            b.choose_session_mix().unwrap().unwrap(),
+        );
+        assert_eq!(ca, cb, "the test half changed the choice");
+        // the validation split is carved from the train half: fewer events than it has
+        assert!(ca.validation_events > 0 && ca.validation_events < a.split.train.len());
+    }
+
+    #[test]
+    fn the_chosen_session_mix_is_reported_and_serves_the_fold_in_arm() {
+        let ev = Evaluation::prepare(&walks(), "walks", mix_config(), None).unwrap();
+        let report = ev.run_builtin();
+        let choice = report.session_mix.clone().expect("chosen");
+        assert_eq!(choice.trials.len(), DEFAULT_GRID.len());
+        // walks are what the session vector knows: a mix above 0 wins on validation
+        assert!(choice.chosen > 0.0, "{choice:?}");
+        let replay_with = |mix: f64| {
+            let mut arm = FoldInAls::new(
+                &ev.als,
+                &ev.split.train,
+                Popularity::fit(&ev.split.train),
+                ev.config.fold_in_capacity,
+                ev.config.fold_in_share,
+            )
+            .with_session_mix(
+                mix,
+                ev.config.session.clone(),
+                ev.config.session_saturation,
+            );
+            replay::replay(&ev.split, &mut arm, ev.config.k)
+        };
+        assert_eq!(report.replay["als_fold_in"], replay_with(choice.chosen));
+        assert_ne!(report.replay["als_fold_in"], replay_with(0.0));
+        // without choosing, the configured mix (0) serves and nothing is reported
+        let fixed = Evaluation::prepare(
+            &walks(),
+            "walks",
+            EvalConfig {
+                choose_session_mix: false,
+                ..mix_config()
+            },
+            None,
+        )
+        .unwrap()
+        .run_builtin();
+        assert!(fixed.session_mix.is_none());
+        assert_eq!(fixed.replay["als_fold_in"], replay_with(0.0));
     }
 }

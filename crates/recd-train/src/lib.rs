@@ -32,6 +32,8 @@
 //! - [`eval`]: the offline protocol: run each [`recommender::Recommender`] on a split, report.
 //! - [`replay`]: the online replay: walk test events in time order, ask a
 //!   [`replay::ReplayRecommender`] before each event, then let it observe the event.
+//! - [`session_mix`]: `fold_in.session_mix` (the session vector mixed into the fold-in's
+//!   query) chosen on a validation split of the train half by the replay.
 //! - [`ctr`]: the learned ranker offline: point-in-time training rows from the event and
 //!   impression logs, logistic regression, AUC against the fixed blend, a click simulation.
 //! - [`rank`]: deterministic top-k selection.
@@ -90,6 +92,7 @@ pub mod newitems;
 pub mod rank;
 pub mod recommender;
 pub mod replay;
+pub mod session_mix;
 pub mod shop;
 pub mod split;
 pub mod synthetic;

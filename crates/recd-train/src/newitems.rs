@@ -162,6 +162,7 @@ pub fn evaluate(
             regularization: f64::from(cfg.als.regularization),
             alpha: f64::from(cfg.als.alpha),
             share: 1.0,
+            session_mix: 0.0,
         },
     );
 

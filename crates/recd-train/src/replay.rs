@@ -21,7 +21,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use recd_core::foldin::{FoldInParams, FoldModel, Gram};
+use recd_core::foldin::{FoldInParams, FoldModel, Gram, session_mix_share};
+use recd_core::user::{SessionParams, SessionVector};
 use recd_core::vector::normalized;
 
 use crate::als::{AlsModel, UserSolver};
@@ -284,7 +285,10 @@ type Kept = (u32, f32, f32);
 /// ones, which are the fresh part), as `UserState` does, and every event re-solves their
 /// vector with recd-core's [`FoldModel::solve_from`] starting from the trained vector;
 /// the query is the trained vector's direction and the fold-in's blended at `share`, as
-/// `pipeline::query_vector` blends them. Users with neither get the train popularity list.
+/// `pipeline::query_vector` blends them. With [`FoldInAls::with_session_mix`] each user
+/// also keeps recd-core's decayed-average [`SessionVector`] of the replayed events, mixed
+/// into the query at `fold_in.session_mix` as the pipeline mixes it. Users with neither
+/// get the train popularity list.
 #[derive(Debug)]
 pub struct FoldInAls<'a> {
     model: &'a AlsModel,
@@ -298,6 +302,12 @@ pub struct FoldInAls<'a> {
     /// Per user met in the replay: recent `(item, summed weight, fresh weight)`, most
     /// recent first, and the folded-in query direction.
     users: HashMap<u32, (Vec<Kept>, Option<Vec<f32>>)>,
+    /// `(session_mix, session params, [ranking] session_saturation)`; `None`: no mix.
+    mix: Option<(f64, SessionParams, f64)>,
+    /// Per user met in the replay: the session vector of their replayed events (as the
+    /// pipeline's, which starts empty in `recd eval`: the train events are applied
+    /// before the item vectors exist).
+    sessions: HashMap<u32, SessionVector>,
 }
 
 impl<'a> FoldInAls<'a> {
@@ -319,6 +329,7 @@ impl<'a> FoldInAls<'a> {
             regularization: f64::from(model.regularization()),
             alpha: f64::from(model.alpha()),
             share,
+            session_mix: 0.0,
         };
         let mut history = vec![Vec::new(); train.n_users()];
         let mut order: Vec<usize> = (0..train.len()).collect();
@@ -335,7 +346,18 @@ impl<'a> FoldInAls<'a> {
             history,
             train,
             users: HashMap::new(),
+            mix: None,
+            sessions: HashMap::new(),
         }
+    }
+
+    /// Mixes each user's session vector (`session`'s half-life) into the query at up to
+    /// `mix`, its share growing with the session's weight against `saturation`
+    /// (`[ranking] session_saturation`), as `pipeline::query_vector` does under
+    /// `fold_in.session_mix`; a mix of 0 changes nothing.
+    pub fn with_session_mix(mut self, mix: f64, session: SessionParams, saturation: f64) -> Self {
+        self.mix = (mix > 0.0).then_some((mix, session, saturation));
+        self
     }
 
     fn touch(recent: &mut Vec<Kept>, item: u32, w: f32, fresh: bool, capacity: usize) {
@@ -357,7 +379,7 @@ impl<'a> FoldInAls<'a> {
 }
 
 impl ReplayRecommender for FoldInAls<'_> {
-    fn recommend(&mut self, user: u32, k: usize, exclude: &[u32], _now_ms: i64) -> Vec<u32> {
+    fn recommend(&mut self, user: u32, k: usize, exclude: &[u32], now_ms: i64) -> Vec<u32> {
         let folded = self.users.get(&user).and_then(|(_, f)| f.clone());
         let query = match (self.long_term(user), folded) {
             (Some(lt), Some(f)) => {
@@ -370,6 +392,24 @@ impl ReplayRecommender for FoldInAls<'_> {
                 normalized(&mixed)
             }
             (lt, f) => f.or(lt),
+        };
+        let query = match (query, &self.mix, self.sessions.get(&user)) {
+            (Some(q), Some((mix, params, saturation)), Some(s)) => {
+                let share =
+                    session_mix_share(*mix, s.weight_at(now_ms, params), *saturation) as f32;
+                match s.direction().filter(|d| d.len() == q.len() && share > 0.0) {
+                    Some(d) => {
+                        let mixed: Vec<f32> = q
+                            .iter()
+                            .zip(&d)
+                            .map(|(a, b)| (1.0 - share) * a + share * b)
+                            .collect();
+                        normalized(&mixed).or(Some(q))
+                    }
+                    None => Some(q),
+                }
+            }
+            (q, _, _) => q,
         };
         match query {
             Some(q) => top_k(&self.model.scores(&q), k, exclude)
@@ -398,6 +438,20 @@ impl ReplayRecommender for FoldInAls<'_> {
         });
         Self::touch(recent, event.item, event.weight, true, capacity);
         let model = self.model;
+        if let Some((_, params, _)) = &self.mix
+            && event.weight > 0.0
+            && let Some(v) = model.item_vector(event.item).and_then(normalized)
+        {
+            let session = self
+                .sessions
+                .entry(event.user)
+                .or_insert_with(|| SessionVector {
+                    sum: vec![0.0; v.len()],
+                    weight: 0.0,
+                    updated_ms: event.timestamp_ms,
+                });
+            session.add(&v, f64::from(event.weight), event.timestamp_ms, params);
+        }
         let prior = model
             .user_vector(event.user)
             .filter(|v| v.iter().any(|x| *x != 0.0));

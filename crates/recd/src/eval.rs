@@ -112,6 +112,12 @@ pub struct EvalArgs {
     /// impressions replayed from the train half (use with --split time).
     #[arg(long, conflicts_with = "new_items")]
     pub ranker: bool,
+    /// How much of the session vector the fold-in's query mixes in
+    /// (`[model.session.fold_in] session_mix`, 0 to 1), or `auto`: chosen on a validation
+    /// split of the train half by the replay (the test half is never read for it) and
+    /// used for the `als_fold_in` and `realtime_fold_in` arms [default: the config's].
+    #[arg(long, value_name = "MIX|auto")]
+    pub session_mix: Option<String>,
     /// Evaluate new items instead: items first seen in the last --test-fraction of time,
     /// ranked with the item fold-in, the content map, both or neither (the rest is skipped).
     #[arg(long)]
@@ -567,6 +573,23 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
         );
     }
     let factors = args.als.factors(&config.train).unwrap_or(64);
+    let mut config = config.clone();
+    let choose_session_mix = match args.session_mix.as_deref() {
+        None => false,
+        Some("auto") => true,
+        Some(v) => {
+            let mix = v
+                .parse::<f64>()
+                .ok()
+                .filter(|m| (0.0..=1.0).contains(m))
+                .ok_or_else(|| {
+                    UsageError(format!("--session-mix must be auto or 0 to 1, got {v:?}"))
+                })?;
+            config.model.session.fold_in.session_mix = mix;
+            false
+        }
+    };
+    let config = &mut config;
     let eval_config = EvalConfig {
         k: args.k,
         split: split.method,
@@ -576,6 +599,10 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
         skip_replay: args.no_replay,
         fold_in_capacity: config.model.session.recent_capacity,
         fold_in_share: config.model.session.fold_in.share,
+        fold_in_session_mix: config.model.session.fold_in.session_mix,
+        choose_session_mix,
+        session: config.model.session.clone(),
+        session_saturation: config.ranking.session_saturation,
         ..EvalConfig::default()
     };
     eprintln!(
@@ -618,6 +645,23 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
         ev.als.train_seconds
     );
     let mut report = ev.run_builtin();
+    if let Some(choice) = &report.session_mix {
+        eprintln!(
+            "recd eval: session mix {} chosen on a {} validation split of the train half \
+             ({} events; hit rate by mix: {})",
+            choice.chosen,
+            choice.split,
+            choice.validation_events,
+            choice
+                .trials
+                .iter()
+                .map(|t| format!("{} {:.4}", t.mix, t.hit_rate))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        // the pipeline's real-time arms serve with it
+        config.model.session.fold_in.session_mix = choice.chosen;
+    }
     eprintln!(
         "recd eval: built-in models done; loading the pipeline store (vector metric {:?})",
         pipeline_metric(config)

@@ -3,7 +3,10 @@
 //! given interactions (`recd_train::tune`). Give it training data only (a file, or the
 //! `train.csv` of `recd eval --write-split`): it never sees a test half. It prints every
 //! trial and the chosen settings as a `[train]` section, which `--write FILE` saves for
-//! `recd train --config FILE` and `recd eval --config FILE`.
+//! `recd train --config FILE` and `recd eval --config FILE`. With `--session-mix-split`
+//! it also chooses the real-time query's `[model.session.fold_in] session_mix` for those
+//! settings (`recd_train::session_mix`: the replay of a validation split made that way)
+//! and writes it too, for `recd serve --config FILE`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -15,6 +18,8 @@ use recd_train::als::AlsParams;
 use recd_train::confidence::Scaling;
 use recd_train::early_stop::{Validation, choose_iterations};
 use recd_train::movielens::{Format, read_interactions_with};
+use recd_train::session_mix::{DEFAULT_GRID, MixChoice, MixSearch, choose_session_mix};
+use recd_train::split::SplitMethod;
 use recd_train::tune::{Grid, Trial, TuneReport, tune};
 use recd_train::{IdMap, neutral_warning};
 
@@ -85,19 +90,34 @@ pub struct TuneArgs {
     /// Print the report as one JSON document.
     #[arg(long)]
     pub json: bool,
+    /// Also choose `[model.session.fold_in] session_mix` for the chosen settings by the
+    /// replay of a validation split of the interactions made this way (the split the
+    /// serving traffic looks like: time for most live systems); written with --write.
+    #[arg(long, value_name = "SPLIT", value_parser = ["random", "time", "leave-last-out"])]
+    pub session_mix_split: Option<String>,
 }
 
 /// The chosen settings as a `[train]` section (what `--write` saves): only the keys the
-/// search set, so that the rest of a config's `[train]` stays as it was.
-fn train_section(chosen: &AlsParams) -> String {
-    format!(
+/// search set, so that the rest of a config's `[train]` stays as it was; with a chosen
+/// session mix, a `[model.session.fold_in]` section with it (and λ, alpha of the fold-in,
+/// which must be the trained model's).
+fn train_section(chosen: &AlsParams, session_mix: Option<f64>) -> String {
+    let mut out = format!(
         "[train]\nfactors = {}\niterations = {}\nregularization = {:?}\nalpha = {:?}\nscaling = \"{}\"\n",
         chosen.factors,
         chosen.iterations,
         chosen.regularization,
         chosen.alpha,
         chosen.confidence.scaling.as_str()
-    )
+    );
+    if let Some(mix) = session_mix {
+        out += &format!(
+            "\n[model.session.fold_in]\nregularization = {:?}\nalpha = {:?}\nsession_mix = {mix:?}\n",
+            f64::from(chosen.regularization),
+            f64::from(chosen.alpha),
+        );
+    }
+    out
 }
 
 fn line(i: &str, t: &Trial) -> String {
@@ -115,7 +135,10 @@ fn line(i: &str, t: &Trial) -> String {
 }
 
 /// The search, on a thread that may block.
-fn search(args: &TuneArgs, config: &recd_server::Config) -> Result<(TuneReport, Trial)> {
+fn search(
+    args: &TuneArgs,
+    config: &recd_server::Config,
+) -> Result<(TuneReport, Trial, Interactions)> {
     let opts = args
         .table
         .options(None, &config.import, recd_server::clock::now_ms())?;
@@ -191,7 +214,29 @@ fn search(args: &TuneArgs, config: &recd_server::Config) -> Result<(TuneReport, 
         }
     })
     .map_err(train_error)?;
-    Ok((report, reference))
+    Ok((report, reference, data))
+}
+
+/// The session mix for `params` on a validation split of `data` made by `split`.
+fn choose_mix(
+    data: &Interactions,
+    params: &AlsParams,
+    split: &str,
+    args: &TuneArgs,
+    config: &recd_server::Config,
+) -> Result<MixChoice> {
+    let session = &config.model.session;
+    let search = MixSearch {
+        grid: DEFAULT_GRID.to_vec(),
+        method: SplitMethod::from_name(split, 0.2).map_err(train_error)?,
+        seed: args.tune_seed,
+        k: args.k,
+        capacity: session.recent_capacity,
+        share: session.fold_in.share,
+        session: session.clone(),
+        saturation: config.ranking.session_saturation,
+    };
+    choose_session_mix(data, params, &search).map_err(train_error)
 }
 
 /// `recd tune`.
@@ -204,19 +249,29 @@ pub async fn run(args: TuneArgs) -> Result<()> {
         .into());
     }
     let config = recd_server::Config::load(args.config.as_deref(), &Overrides::default())?;
-    let (args, (report, reference)) = tokio::task::spawn_blocking(move || {
-        let r = search(&args, &config);
-        r.map(|r| (args, r))
+    let (args, (report, reference, mix)) = tokio::task::spawn_blocking(move || {
+        let (report, reference, data) = search(&args, &config)?;
+        // The reference competes too: a grid that holds nothing better keeps the settings
+        // in use.
+        let best = if reference.ndcg >= report.best().ndcg {
+            &reference
+        } else {
+            report.best()
+        };
+        let mix = match &args.session_mix_split {
+            Some(split) => Some(choose_mix(&data, &best.params, split, &args, &config)?),
+            None => None,
+        };
+        anyhow::Ok((args, (report, reference, mix)))
     })
     .await
     .context("the tuning task failed")??;
-    // The reference competes too: a grid that holds nothing better keeps the settings in use.
     let best = if reference.ndcg >= report.best().ndcg {
         &reference
     } else {
         report.best()
     };
-    let section = train_section(&best.params);
+    let section = train_section(&best.params, mix.as_ref().map(|m| m.chosen));
     if args.json {
         let doc = serde_json::json!({
             "trials": report.trials,
@@ -226,6 +281,7 @@ pub async fn run(args: TuneArgs) -> Result<()> {
             "validation_users": report.users,
             "validation_events": report.validation_events,
             "k": args.k,
+            "session_mix": mix,
         });
         println!("{doc}");
     } else {
@@ -246,6 +302,20 @@ pub async fn run(args: TuneArgs) -> Result<()> {
             },
             reference.ndcg
         );
+        if let Some(m) = &mix {
+            println!(
+                "session mix: {} on a {} validation split ({} events; replay HR@{} by mix: {})",
+                m.chosen,
+                m.split,
+                m.validation_events,
+                args.k,
+                m.trials
+                    .iter()
+                    .map(|t| format!("{} {:.4}", t.mix, t.hit_rate))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         print!("{section}");
     }
     if let Some(path) = &args.write {
@@ -276,8 +346,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("recd-tune-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("tuned.toml");
-        std::fs::write(&file, train_section(&chosen)).unwrap();
+        std::fs::write(&file, train_section(&chosen, Some(0.6))).unwrap();
         let config = recd_server::Config::load(Some(&file), &Overrides::default()).unwrap();
+        // the chosen session mix is what serving reads, with the fold-in's λ and alpha
+        let fold_in = &config.model.session.fold_in;
+        assert_eq!(
+            (fold_in.session_mix, fold_in.regularization, fold_in.alpha),
+            (0.6, 5.0, 2.0)
+        );
         let args = AlsArgs::default();
         let factors = args.factors(&config.train).unwrap();
         let loaded = args.params(factors, &config.train).unwrap();

@@ -1,6 +1,6 @@
 //! The query vector: the user's long-term taste blended with the live session.
 
-use crate::foldin::UpdateRule;
+use crate::foldin::{UpdateRule, session_mix_share};
 use crate::pipeline::RankParams;
 use crate::user::{SessionParams, UserState};
 use crate::vector::normalized;
@@ -18,10 +18,12 @@ pub struct QueryVector {
 ///
 /// Under `update = "fold_in"`, when the user has a folded-in vector: its direction takes
 /// `fold_in.share` of the query (the long-term direction the rest), or all of it without
-/// a long-term vector. Otherwise (the decayed-average rule, or no fold-in yet: no model,
-/// no positive interaction) the session direction's share grows with its decayed weight
-/// (w / (w + saturation)), up to `session_share_max`; without a long-term vector the
-/// session alone is the query. `None` for a cold user.
+/// a long-term vector; with `fold_in.session_mix` > 0 the session direction is blended
+/// into that at [`session_mix_share`] of its decayed weight. Otherwise (the
+/// decayed-average rule, or no fold-in yet: no model, no positive interaction) the session
+/// direction's share grows with its decayed weight (w / (w + saturation)), up to
+/// `session_share_max`; without a long-term vector the session alone is the query. `None`
+/// for a cold user.
 pub fn query_vector(
     user: &UserState,
     now_ms: i64,
@@ -32,16 +34,11 @@ pub fn query_vector(
     if session.update == UpdateRule::FoldIn
         && let Some(folded) = user.fold.vector.as_deref().and_then(normalized)
     {
-        return Some(match long_term {
+        let fold = match long_term {
             Some(lt) if lt.len() == folded.len() => {
                 let share = session.fold_in.share.clamp(0.0, 1.0);
-                let mixed: Vec<f32> = lt
-                    .iter()
-                    .zip(&folded)
-                    .map(|(a, b)| ((1.0 - share) as f32) * a + (share as f32) * b)
-                    .collect();
                 QueryVector {
-                    vector: normalized(&mixed).unwrap_or(folded),
+                    vector: blend(&lt, &folded, share).unwrap_or(folded),
                     session_share: share,
                 }
             }
@@ -49,7 +46,24 @@ pub fn query_vector(
                 vector: folded,
                 session_share: 1.0,
             },
+        };
+        // The session vector on top, at up to `fold_in.session_mix` (0 by default).
+        let mixed = user.session.as_ref().and_then(|s| {
+            let share = session_mix_share(
+                session.fold_in.session_mix,
+                s.weight_at(now_ms, session),
+                params.session_saturation,
+            );
+            if share <= 0.0 {
+                return None;
+            }
+            let dir = s.direction().filter(|d| d.len() == fold.vector.len())?;
+            Some(QueryVector {
+                vector: blend(&fold.vector, &dir, share)?,
+                session_share: share + (1.0 - share) * fold.session_share,
+            })
         });
+        return Some(mixed.unwrap_or(fold));
     }
     let session_dir = user.session.as_ref().and_then(|s| {
         let w = s.weight_at(now_ms, session);
@@ -68,12 +82,7 @@ pub fn query_vector(
         (Some(lt), Some((s, w))) if lt.len() == s.len() => {
             let share = params.session_share_max.clamp(0.0, 1.0) * w
                 / (w + params.session_saturation.max(1e-9));
-            let mixed: Vec<f32> = lt
-                .iter()
-                .zip(&s)
-                .map(|(a, b)| ((1.0 - share) as f32) * a + (share as f32) * b)
-                .collect();
-            let vector = normalized(&mixed).unwrap_or(lt);
+            let vector = blend(&lt, &s, share).unwrap_or(lt);
             Some(QueryVector {
                 vector,
                 session_share: share,
@@ -85,6 +94,16 @@ pub fn query_vector(
             session_share: 0.0,
         }),
     }
+}
+
+/// `(1 − share)·a + share·b`, unit length (`None` if it is zero).
+fn blend(a: &[f32], b: &[f32], share: f64) -> Option<Vec<f32>> {
+    let mixed: Vec<f32> = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| ((1.0 - share) as f32) * x + (share as f32) * y)
+        .collect();
+    normalized(&mixed)
 }
 
 #[cfg(test)]
@@ -157,5 +176,47 @@ mod tests {
             query_vector(&u, 0, &sp, &rp).unwrap().vector,
             vec![0.0, 1.0]
         );
+    }
+
+    #[test]
+    fn the_session_mix_blends_the_session_into_the_fold_in_and_fades_with_it() {
+        let rp = RankParams {
+            session_saturation: 1.0,
+            ..Default::default()
+        };
+        let mut sp = SessionParams {
+            half_life_seconds: 1.0,
+            ..Default::default()
+        };
+        let u = UserState {
+            long_term: Some(vec![1.0, 0.0]),
+            session: Some(SessionVector {
+                sum: vec![0.0, 3.0],
+                weight: 3.0,
+                updated_ms: 0,
+            }),
+            fold: crate::user::FoldState {
+                vector: Some(vec![1.0, 0.0]),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // mix 0 (the default): the fold-in alone, the session ignored
+        assert_eq!(
+            query_vector(&u, 0, &sp, &rp).unwrap().vector,
+            vec![1.0, 0.0]
+        );
+        // mix 0.8 at weight 3: share 0.8 · 3 / 4 = 0.6 of the session direction
+        sp.fold_in.session_mix = 0.8;
+        let q = query_vector(&u, 0, &sp, &rp).unwrap();
+        let want = [0.4f32 / 0.4f32.hypot(0.6), 0.6 / 0.4f32.hypot(0.6)];
+        assert!(
+            (q.vector[0] - want[0]).abs() < 1e-6 && (q.vector[1] - want[1]).abs() < 1e-6,
+            "{q:?}"
+        );
+        assert!((q.session_share - 1.0).abs() < 1e-9, "{q:?}");
+        // ten half-lives later the session weighs ~0.003: nearly the fold-in again
+        let later = query_vector(&u, 10_000, &sp, &rp).unwrap();
+        assert!(later.vector[1] < 0.01 && later.vector[1] > 0.0, "{later:?}");
     }
 }

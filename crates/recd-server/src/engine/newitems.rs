@@ -84,6 +84,7 @@ impl Engine {
                 regularization: fold_in.regularization,
                 alpha: fold_in.alpha,
                 share: 1.0,
+                session_mix: 0.0,
             },
         );
         let content = match self.store.model_chunk(seq, CONTENT_CHUNK).await? {

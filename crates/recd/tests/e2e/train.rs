@@ -215,6 +215,8 @@ fn eval_json_has_the_api_shape() {
                 "10",
                 "--regularization",
                 "2",
+                "--session-mix",
+                "auto",
             ],
             &[],
         ),
@@ -247,6 +249,23 @@ fn eval_json_has_the_api_shape() {
     }
     // the planted structure is learnable: ALS beats popularity
     assert!(v["models"]["als"]["ndcg"].as_f64() > v["models"]["popularity"]["ndcg"].as_f64());
+    // --session-mix auto: the mix chosen on validation, with every trial, is reported
+    let mix = &v["session_mix"];
+    let chosen = mix["chosen"].as_f64().expect("session_mix.chosen");
+    let trials = mix["trials"].as_array().expect("session_mix.trials");
+    assert!(
+        trials.len() > 1 && mix["validation_events"].as_u64() > Some(0),
+        "{mix}"
+    );
+    assert!(
+        trials.iter().any(|t| t["mix"].as_f64() == Some(chosen)),
+        "{mix}"
+    );
+    let bad = recd(
+        &["eval", "--interactions", path(&ml), "--session-mix", "2"],
+        &[],
+    );
+    assert_eq!(bad.status.code(), Some(2));
 
     let bad = recd(&["eval", "--interactions", path(&ml), "--k", "0"], &[]);
     assert_eq!(bad.status.code(), Some(2));
