@@ -8,6 +8,11 @@
 //! test user is then answered by `recd_server::recommend::Recommender`, the code behind
 //! `/v1/recommend`, with the user's train items as the request's `exclude`.
 //!
+//! `pipeline` runs without the transitions candidate source (`[ranking]
+//! transitions_candidates = 0`), `pipeline_transitions` with it (the config's size, or the
+//! default when the config has it off): the store holds the transition table of the
+//! train half as its live model version's, as `recd train` stores it.
+//!
 //! Replay arms (`recd_train::replay`: before each test event, in time order, ask for the
 //! user's top k; then let the recommender see the event):
 //! - `popularity`: real-time popularity;
@@ -19,7 +24,10 @@
 //!   popularity, recent and purchased exclusions all live, and the user's real-time vector
 //!   updated by the rule of `[model.session] update` the arm is named after (the fold-in
 //!   of the user's recent items, or the decayed-average session vector);
-//! - `realtime`: the arm of the configured rule (the same figures, not another run).
+//! - `realtime`: the arm of the configured rule (the same figures, not another run);
+//! - `realtime_transitions`: the arm of the configured rule with the transitions source on
+//!   (its own store): the user's recent items move with every event, so the source follows
+//!   the session.
 //!
 //! The real-time knobs come from the usual config (`--config FILE`, `RECD_MODEL__SESSION__*`,
 //! `RECD_RANKING__*`): `[model.session]`, `[model.popularity]`, `[ranking]`; the pipeline
@@ -112,6 +120,23 @@ pub struct EvalArgs {
     pub items: Option<PathBuf>,
 }
 
+/// The ranking of the `pipeline` arms: the config's, the transitions source off.
+fn without_transitions(config: &recd_server::Config) -> recd_core::pipeline::RankParams {
+    recd_core::pipeline::RankParams {
+        transitions_candidates: 0,
+        ..config.ranking.clone()
+    }
+}
+
+/// The ranking of the `*_transitions` arms: the config's, the transitions source on.
+fn with_transitions(config: &recd_server::Config) -> recd_core::pipeline::RankParams {
+    let mut r = config.ranking.clone();
+    if r.transitions_candidates == 0 {
+        r.transitions_candidates = recd_core::pipeline::DEFAULT_TRANSITIONS_CANDIDATES;
+    }
+    r
+}
+
 /// The pipeline under evaluation: a store, the serving `Recommender`, the id maps.
 struct Pipeline {
     handle: Handle,
@@ -128,6 +153,25 @@ struct Pipeline {
 }
 
 impl Pipeline {
+    /// The same store and ids, ranked with `ranking`.
+    fn ranked(
+        &self,
+        ranking: recd_core::pipeline::RankParams,
+        session: &recd_core::SessionParams,
+    ) -> Pipeline {
+        Pipeline {
+            handle: self.handle.clone(),
+            store: self.store.clone(),
+            recommender: Recommender::new(self.store.clone(), ranking, session.clone()),
+            users: self.users.clone(),
+            items: self.items.clone(),
+            now_ms: self.now_ms,
+            errors: AtomicUsize::new(0),
+            first_error: std::sync::Mutex::new(None),
+            counting: std::sync::Mutex::new(None),
+        }
+    }
+
     /// Counts every question from now on into `progress` (`None`: stop counting).
     fn count_into(&self, progress: Option<Progress>) {
         if let Ok(mut c) = self.counting.lock() {
@@ -300,6 +344,7 @@ fn build_pipeline(
     loaded: &Loaded,
     kinds: &EventKinds,
     config: &recd_server::Config,
+    ranking: recd_core::pipeline::RankParams,
 ) -> Result<Pipeline> {
     let mut schema = crate::movielens::schema(ev.als.factors);
     schema.vector.metric = pipeline_metric(config);
@@ -310,11 +355,7 @@ fn build_pipeline(
     let train = &ev.split.train;
     let users = train.user_ids().clone();
     let items = train.item_ids().clone();
-    let recommender = Recommender::new(
-        store.clone(),
-        config.ranking.clone(),
-        config.model.session.clone(),
-    );
+    let recommender = Recommender::new(store.clone(), ranking, config.model.session.clone());
     let now_ms = train.timestamps.iter().copied().max().unwrap_or(0) + 1;
     let pipeline = Pipeline {
         handle: handle.clone(),
@@ -389,6 +430,25 @@ fn build_pipeline(
             .block_on(store.set_user_vectors(chunk.to_vec()))
             .context("writing user vectors")?;
     }
+    // 4. the transition table as the live version's (train)
+    let lists = recd_train::transitions::Transitions::fit(train, config.train.transitions_top)
+        .lists(train.item_ids());
+    handle
+        .block_on(async {
+            let seq = store.next_model_seq().await?;
+            for chunk in lists.chunks(VECTOR_BATCH) {
+                store.put_model_transitions(seq, chunk.to_vec()).await?;
+            }
+            store
+                .put_model(recd_store::ModelRecord {
+                    seq,
+                    chunks: 0,
+                    info: serde_json::json!({}),
+                })
+                .await?;
+            store.set_live_model(seq).await
+        })
+        .context("writing the transition table")?;
     Ok(pipeline)
 }
 
@@ -555,7 +615,14 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
 
     let t = Instant::now();
     let kinds = EventKinds::new(&loaded, &data);
-    let pipeline = build_pipeline(handle, &ev, &loaded, &kinds, config)?;
+    let pipeline = build_pipeline(
+        handle,
+        &ev,
+        &loaded,
+        &kinds,
+        config,
+        without_transitions(config),
+    )?;
     let load_seconds = t.elapsed().as_secs_f64();
     let users = Progress::new("pipeline model users", None);
     pipeline.count_into(Some(users.clone()));
@@ -568,7 +635,15 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
     pipeline.count_into(None);
     users.finish();
     pipeline.check()?;
-    eprintln!("recd eval: pipeline model done");
+    let next = pipeline.ranked(with_transitions(config), &config.model.session);
+    ev.add_model(
+        &mut report,
+        "pipeline_transitions",
+        &next,
+        ev.als.train_seconds + load_seconds,
+    );
+    next.check()?;
+    eprintln!("recd eval: pipeline models done");
     if !args.no_replay {
         let t = Instant::now();
         let replayed = || Progress::new("replayed events", Some(ev.split.test.len() as u64));
@@ -597,7 +672,8 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
                 None => {
                     let mut config = config.clone();
                     config.model.session.update = rule;
-                    build_pipeline(handle, &ev, &loaded, &kinds, &config)?
+                    let ranking = without_transitions(&config);
+                    build_pipeline(handle, &ev, &loaded, &kinds, &config, ranking)?
                 }
             };
             let t = Instant::now();
@@ -620,6 +696,29 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
         if let Some(m) = report.replay.get(&name).copied() {
             report.replay.insert("realtime".into(), m);
         }
+        // The configured rule with the transitions source.
+        let live_pipeline = build_pipeline(
+            handle,
+            &ev,
+            &loaded,
+            &kinds,
+            config,
+            with_transitions(config),
+        )?;
+        let t = Instant::now();
+        let p = replayed();
+        let mut live = Live {
+            pipeline: &live_pipeline,
+            kinds: &kinds,
+            progress: p.clone(),
+        };
+        ev.add_replay(&mut report, "realtime_transitions", &mut live);
+        p.finish();
+        live_pipeline.check()?;
+        eprintln!(
+            "recd eval: realtime_transitions replay done in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
     }
     Ok(report)
 }
@@ -671,9 +770,11 @@ pub async fn run(args: EvalArgs) -> Result<()> {
         let m = |name: &str| report.models.get(name).map_or(0.0, |m| m.metrics.ndcg);
         let r = |name: &str| report.replay.get(name).map_or(0.0, |r| r.hit_rate);
         println!(
-            "ALS / popularity NDCG@{k}: {}   pipeline / popularity NDCG@{k}: {}",
+            "ALS / popularity NDCG@{k}: {}   pipeline / popularity NDCG@{k}: {}   \
+             pipeline_transitions / pipeline NDCG@{k}: {}",
             ratio(m("als"), m("popularity")),
             ratio(m("pipeline"), m("popularity")),
+            ratio(m("pipeline_transitions"), m("pipeline")),
             k = report.k
         );
         if !report.replay.is_empty() {
@@ -684,6 +785,11 @@ pub async fn run(args: EvalArgs) -> Result<()> {
                 ratio(r("realtime_decayed_average"), r("batch")),
                 ratio(r("realtime_fold_in"), r("batch_pipeline")),
                 ratio(r("realtime_decayed_average"), r("batch_pipeline")),
+                k = report.k
+            );
+            println!(
+                "replay HR@{k}: realtime_transitions / realtime {}",
+                ratio(r("realtime_transitions"), r("realtime")),
                 k = report.k
             );
         }
