@@ -78,6 +78,18 @@ pub(crate) fn encode_next(list: &[(String, f32)]) -> StoreResult<Vec<u8>> {
     Ok(out)
 }
 
+/// The check of [`encode_next`] without the encoding (a store that keeps lists decoded).
+pub(crate) fn check_next(lists: &[crate::NextList]) -> StoreResult<()> {
+    for (_, list) in lists {
+        if list.iter().any(|(b, _)| b.len() > usize::from(u16::MAX)) {
+            return Err(StoreError::Invalid(recd_core::ValidationError::new(
+                "a transition's item id is longer than 65535 bytes",
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Reads [`encode_next`]'s bytes back; anything else is an internal error (the store
 /// returned bytes it was not given).
 pub(crate) fn decode_next(bytes: &[u8]) -> StoreResult<Vec<(String, f32)>> {

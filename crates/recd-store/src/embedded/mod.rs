@@ -1210,7 +1210,10 @@ impl Store for EmbeddedStore {
     async fn put_model_transitions(&self, seq: u64, lists: Vec<NextList>) -> StoreResult<()> {
         self.registry(move |inner, models| {
             match models {
-                Some(m) => m.put_next(seq, lists),
+                Some(m) => {
+                    crate::models::check_next(&lists)?;
+                    m.put_next(seq, lists);
+                }
                 None => inner.durable()?.put_model_transitions(seq, &lists)?,
             }
             // A version's table is written before it goes live; should the live one be
