@@ -326,7 +326,7 @@ pub const DOCS: &[(&str, &str)] = &[
     ),
     (
         "ranking.transitions_candidates",
-        "Transitions candidates per request: items that often come next after the user's 3 most recent items, from the live model version's transition table (`recd train`); 0 = off.",
+        "Transitions candidates per request: items that often come next after the user's 3 most recent items, from the live model version's transition table (`recd train`); 0 = off (the default; 50 turns it on, see BENCHMARKS.md).",
     ),
     (
         "ranking.transitions_weight",

@@ -29,7 +29,9 @@ pub use query::{QueryVector, query_vector};
 pub use rerank::{Diversity, Ranked, RerankOutcome, rerank};
 pub use score::{Scored, score_all};
 
-/// Default `transitions_candidates` (chosen on the evaluation table, see BENCHMARKS.md).
+/// `transitions_candidates` when the source is on (recd eval's `*_transitions` arms, the
+/// README's suggestion). Off by default: it helps on time splits (BENCHMARKS.md), but
+/// whether it costs anything on random and leave-last-out splits is not measured yet.
 pub const DEFAULT_TRANSITIONS_CANDIDATES: usize = 50;
 /// Default `transitions_weight`.
 pub const DEFAULT_TRANSITIONS_WEIGHT: f64 = 0.5;
@@ -71,7 +73,7 @@ impl Default for RankParams {
         Self {
             candidates: 50,
             popular_candidates: 50,
-            transitions_candidates: DEFAULT_TRANSITIONS_CANDIDATES,
+            transitions_candidates: 0,
             transitions_weight: DEFAULT_TRANSITIONS_WEIGHT,
             session_share_max: 0.8,
             session_saturation: 1.0,

@@ -124,9 +124,12 @@ async fn training_stores_transitions_and_the_pipeline_offers_the_usual_next_item
     assert!(out.contains("stored the transitions of"), "{out}");
     let (x, y) = (X.to_string(), Y.to_string());
 
-    // The source on (the default ranking).
+    // The source on (off by default).
     {
-        let s = Server::start(&["serve", "--data-dir", d], &[]);
+        let s = Server::start(
+            &["serve", "--data-dir", d],
+            &[("RECD_RANKING__TRANSITIONS_CANDIDATES", "50")],
+        );
         let (_, models) = s.get("/v1/models").await;
         assert!(
             models["models"][0]["counts"]["transitions"].as_u64() > Some(0),
@@ -149,11 +152,8 @@ async fn training_stores_transitions_and_the_pipeline_offers_the_usual_next_item
         assert!(!ids(&a).contains(&y), "Y is Horror: {a}");
         assert_eq!(ids(&a).len(), 5, "{a}");
     }
-    // The source off: Y is not what the vectors or popularity offer after X.
-    let s = Server::start(
-        &["serve", "--data-dir", d],
-        &[("RECD_RANKING__TRANSITIONS_CANDIDATES", "0")],
-    );
+    // The source off (the default): Y is not what the vectors or popularity offer after X.
+    let s = Server::start(&["serve", "--data-dir", d], &[]);
     let a = after_x(&s, "fan-off", None).await;
     assert_eq!(ids(&a).len(), 5, "{a}");
     assert!(
