@@ -2,11 +2,12 @@
 # The evaluation table of issue 15 in one run: `recd eval --json` on MovieLens latest-small
 # (ratings) and on the synthetic shop (purchases: examples/shop_sessions, seed 1), each on the
 # random, time and leave-last-out splits; offline metrics of popularity, item-kNN, ALS,
-# item-to-item transitions and the pipeline, and the online replay (batch-only, real-time
-# fold-in and decayed average, transitions, ...), rendered as the Markdown tables of
-# BENCHMARKS.md ("Evaluation table"). The fold-in's session mix is chosen per data set and
-# split on a validation split of the train half (`--session-mix auto`). Each split is
-# written (`--write-split`, under $OUT/split) and scripts/eval-implicit.sh runs the
+# item-to-item transitions and the pipeline (without and with its transitions candidate
+# source), and the online replay (batch-only, real-time fold-in and decayed average,
+# transitions, the real-time pipeline with the transitions source, ...), rendered as the
+# Markdown tables of BENCHMARKS.md ("Evaluation table"). The fold-in's session mix is chosen
+# per data set and split on a validation split of the train half (`--session-mix auto`). Each
+# split is written (`--write-split`, under $OUT/split) and scripts/eval-implicit.sh runs the
 # `implicit` library's ALS on exactly it: the `implicit ALS` rows (skip: --no-implicit).
 # --keep reuses the reports already in $OUT/json (an interrupted run goes on where it was).
 # A benchmark, not a CI test. Usage:
@@ -95,6 +96,7 @@ for name in sorted({n for n, _ in reports}):
         f"{s}: {reports[(name, s)]['users']} users, {reports[(name, s)]['train_events']} / {reports[(name, s)]['test_events']} events"
         for s in have) + ")\n")
     models = ["popularity", "item_knn", "als", "transitions", "pipeline"]
+    models += ["pipeline_transitions"]  # the pipeline with its transitions candidate source
     head = "| model | " + " | ".join(f"{s} NDCG@10 | R@10 | cov." for s in have) + " |"
     print(head)
     print("|---|" + "---:|" * (3 * len(have)))
@@ -117,11 +119,16 @@ for name in sorted({n for n, _ in reports}):
             f"{imp[s]['recd_als']['ndcg'] / imp[s]['implicit']['ndcg']:.3f}× | | " if imp[s] and imp[s]["implicit"]["ndcg"] > 0 else "– | | "
             for s in have) + "|")
     pop = {s: reports[(name, s)]["models"]["popularity"]["ndcg"] for s in have}
+    for a, b in [("pipeline_transitions", "pipeline")]:
+        ms = {s: reports[(name, s)]["models"] for s in have}
+        print(f"| {a} / {b} | " + " | ".join(
+            f"{ms[s][a]['ndcg'] / ms[s][b]['ndcg']:.2f}× | | " if a in ms[s] and b in ms[s] and ms[s][b]["ndcg"] > 0 else "– | | " for s in have) + "|")
     print("| ALS / popularity | " + " | ".join(
         f"{reports[(name, s)]['models']['als']['ndcg'] / pop[s]:.2f}× | | " if pop[s] > 0 else "– | | " for s in have) + "|")
     print()
     arms = ["popularity", "batch", "batch_pipeline", "realtime_fold_in", "realtime_decayed_average",
             "als_fold_in", "als_realtime", "transitions"]
+    arms += ["realtime", "realtime_transitions"]  # the configured rule without / with the transitions source
     print("| replay arm | " + " | ".join(f"{s} HR@10" for s in have) + " |")
     print("|---|" + "---:|" * len(have))
     for a in arms:
@@ -130,7 +137,9 @@ for name in sorted({n for n, _ in reports}):
             r = reports[(name, s)]["replay"].get(a)
             cells.append("–" if r is None else f"{r['hit_rate']:.4f}")
         print(f"| {a} | " + " | ".join(cells) + " |")
-    for a, b in [("realtime_fold_in", "batch"), ("realtime_decayed_average", "batch"), ("transitions", "batch")]:
+    pairs = [("realtime_fold_in", "batch"), ("realtime_decayed_average", "batch"), ("transitions", "batch")]
+    pairs += [("realtime_transitions", "realtime")]
+    for a, b in pairs:
         cells = []
         for s in have:
             rep = reports[(name, s)]["replay"]

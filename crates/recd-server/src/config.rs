@@ -165,6 +165,9 @@ pub struct TrainConfig {
     pub early_stopping_patience: usize,
     /// Share of each user's training items held out for early stopping's validation.
     pub validation_fraction: f64,
+    /// Successors kept per item in the transition table `recd train` stores with each
+    /// version (the serving pipeline's transitions source); 0 = no table.
+    pub transitions_top: usize,
 }
 
 impl Default for TrainConfig {
@@ -181,6 +184,7 @@ impl Default for TrainConfig {
             recency_half_life_days: 0.0,
             early_stopping_patience: 0,
             validation_fraction: 0.1,
+            transitions_top: 50,
         }
     }
 }

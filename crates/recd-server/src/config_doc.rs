@@ -337,6 +337,14 @@ pub const DOCS: &[(&str, &str)] = &[
         "The k of reciprocal rank fusion, 1/(k + rank).",
     ),
     (
+        "ranking.transitions_candidates",
+        "Transitions candidates per request: items that often come next after the user's 3 most recent items, from the live model version's transition table (`recd train`); 0 = off (the default; 50 turns it on, see BENCHMARKS.md).",
+    ),
+    (
+        "ranking.transitions_weight",
+        "Weight of the transitions score (relative to the request's best transitions candidate, in (0, 1]) in the score.",
+    ),
+    (
         "features",
         "Online features, the impression log and learned rankers.",
     ),
@@ -551,6 +559,10 @@ pub const DOCS: &[(&str, &str)] = &[
     (
         "train.validation_fraction",
         "Share of each user's training items held out as that validation.",
+    ),
+    (
+        "train.transitions_top",
+        "Successors kept per item in the transition table `recd train` stores with each model version (what `[ranking] transitions_candidates` serves); 0 = no table.",
     ),
 ];
 

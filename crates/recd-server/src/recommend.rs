@@ -1,5 +1,11 @@
 //! The request path of a recommendation: user features → query vector → candidates
-//! (KNN + popular + text, fetched concurrently) → score → re-rank → answer.
+//! (KNN + popular + text + transitions, fetched concurrently) → score → re-rank → answer.
+//!
+//! The transitions source (`[ranking] transitions_candidates`, 0 = off) reads the live
+//! model version's successor lists of the user's most recent items (one store read),
+//! scores them as `recd_core::pipeline::transitions` does, leaves out excluded items
+//! before fetching the rest, and keeps those passing the request's filter (it has no
+//! index to filter inside, so it checks each fetched item against `Filter::matches`).
 //!
 //! The IO lives here; every decision is a `recd_core::pipeline` function. The offline
 //! replay drives this same [`Recommender`], so what it measures is what `/v1/recommend` does.
@@ -12,8 +18,8 @@ use std::time::Instant;
 use futures_util::future::BoxFuture;
 use recd_core::pipeline::rerank::exclusions;
 use recd_core::pipeline::{
-    Candidate, Diversity, RankParams, Ranked, Scored, merge, query_vector, rerank, score_all,
-    score_learned,
+    Candidate, Diversity, RankParams, Ranked, Scored, merge, merge_with_next, query_vector, rerank,
+    score_all, score_learned, transitions,
 };
 use recd_core::text::distinct_terms;
 use recd_core::{Filter, SessionParams};
@@ -347,14 +353,25 @@ impl Recommender {
                 None => Ok(Vec::new()),
             }
         };
-        let ((knn, knn_plan), popular, text) = tokio::try_join!(knn, popular, text)?;
+        let recent = match (&user, ranking.transitions_candidates) {
+            (Some(u), k) if k > 0 => transitions::recent_items(&u.recent),
+            _ => Vec::new(),
+        };
+        let next = self.next_candidates(
+            &recent,
+            ranking.transitions_candidates.min(MAX_CANDIDATES),
+            &excluded,
+            &req.filter,
+        );
+        let ((knn, knn_plan), popular, text, next) = tokio::try_join!(knn, popular, text, next)?;
         watch.lap("retrieve");
 
-        let counts = (knn.len(), popular.len(), text.len());
-        let candidates = merge(
+        let counts = (knn.len(), popular.len(), text.len(), next.len());
+        let candidates = merge_with_next(
             knn.into_iter().map(|h| (h.item, h.score)).collect(),
             popular,
             text,
+            next,
         );
         let merged = candidates.len();
         let (scored, mut scorer) = self
@@ -397,7 +414,7 @@ impl Recommender {
                     "session_share": session_share,
                     "text_terms": terms,
                 },
-                "retrieve": {"knn": counts.0, "knn_k": knn_k, "knn_plan": knn_plan, "popular": counts.1, "text": counts.2, "merged": merged},
+                "retrieve": {"knn": counts.0, "knn_k": knn_k, "knn_plan": knn_plan, "popular": counts.1, "text": counts.2, "transitions": counts.3, "transitions_after": recent, "merged": merged},
                 "rerank": {"excluded": out.excluded, "diversity_capped": out.diversity_capped, "returned": out.items.len()},
                 "timings_ms": watch.to_json(),
             })
@@ -407,6 +424,45 @@ impl Recommender {
             source,
             stages,
         })
+    }
+
+    /// Up to `k` items that often come next after `recent` (most recent first), best
+    /// first, with their transitions score and the recent item they follow most: none
+    /// excluded, each passing `filter`, none deleted.
+    async fn next_candidates(
+        &self,
+        recent: &[String],
+        k: usize,
+        excluded: &recd_core::pipeline::rerank::Exclusions<'_>,
+        filter: &Filter,
+    ) -> Result<Vec<(Arc<recd_core::Item>, f32, String)>, StoreError> {
+        if recent.is_empty() || k == 0 {
+            return Ok(Vec::new());
+        }
+        let lists = self.store.transitions(recent).await?;
+        let pairs: Vec<(&str, &[(String, f32)])> = recent
+            .iter()
+            .map(String::as_str)
+            .zip(lists.iter().map(Vec::as_slice))
+            .collect();
+        // Every proposal, so that exclusions (the recent items themselves, purchases...)
+        // do not eat into the `k`; then the first `k` allowed ones are fetched.
+        let mut next = transitions::next_items(&pairs, usize::MAX);
+        next.retain(|n| !excluded.contains(&n.item));
+        next.truncate(k);
+        if next.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = next.iter().map(|n| n.item.clone()).collect();
+        let items = self.store.get_items(&ids).await?;
+        Ok(next
+            .into_iter()
+            .zip(items)
+            .filter_map(|(n, item)| {
+                let item = item.filter(|i| filter.is_all() || filter.matches(i))?;
+                Some((Arc::new(item), n.score, n.after))
+            })
+            .collect())
     }
 
     /// Items similar to `item_id` (its own vector as the query), passing `filter`.

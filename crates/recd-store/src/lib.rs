@@ -130,6 +130,10 @@ pub type NewItemTouch = (String, String, f32);
 /// `(item id, [(user id, summed positive weight)])`, most recent user first.
 pub type NewItemList = (String, Vec<(String, f32)>);
 
+/// One item's successors in a model version's transition table: `(item id, [(next item id,
+/// P(next | item))])`, most likely first (see `recd_core::pipeline::transitions`).
+pub type NextList = (String, Vec<(String, f32)>);
+
 /// The model settings (`[model]`): the real-time ones every backend applies identically
 /// when events arrive, and those of the trained model's versions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -413,8 +417,20 @@ pub trait Store: Send + Sync + 'static {
     /// (Writing its vectors into the serving state is the caller's part.)
     async fn set_live_model(&self, seq: u64) -> StoreResult<()>;
 
-    /// Deletes version `seq`, its record and its chunks; false when it was not recorded
-    /// (its chunks, if any, are deleted anyway). [`StoreError::Invalid`] for the live one,
-    /// which is never deleted.
+    /// Deletes version `seq`, its record, its chunks and its transitions; false when it was
+    /// not recorded (its chunks and transitions, if any, are deleted anyway).
+    /// [`StoreError::Invalid`] for the live one, which is never deleted.
     async fn delete_model(&self, seq: u64) -> StoreResult<bool>;
+
+    /// Stores part of version `seq`'s transition table (each item's successors, most
+    /// likely first), replacing the lists stored before for the same items. Like its
+    /// chunks, a version's table is written before its record and never changes after;
+    /// it serves once the version is live ([`Store::transitions`]), so writing it costs
+    /// the live version nothing. Ids longer than 65,535 bytes are [`StoreError::Invalid`].
+    async fn put_model_transitions(&self, seq: u64, lists: Vec<NextList>) -> StoreResult<()>;
+
+    /// The live version's successors of each of `items`, in the order asked: empty where
+    /// an item has none, or when no version is live. Switches with
+    /// [`Store::set_live_model`], so a rollback brings the older table back too.
+    async fn transitions(&self, items: &[String]) -> StoreResult<Vec<Vec<(String, f32)>>>;
 }

@@ -15,6 +15,12 @@
 //! keeps them in memory). Redis: `{prefix}model:seq` (INCR), `{prefix}models` (Hash seq →
 //! record JSON), `{prefix}model:live`, and one Hash `{prefix}model:{seq}` of chunks per
 //! version (so deleting a version is one `DEL`, and nothing is ever scanned).
+//!
+//! A version may also have a transition table (item → its likely next items, the
+//! serving pipeline's transitions source): one encoded list per item ([`encode_next`]).
+//! Embedded: the redb table `model_next` ((seq, item) → list), the live version's loaded
+//! in memory on first use. Redis: one Hash `{prefix}model-next:{seq}` (field: item id,
+//! value: list), read with one `HMGET` of the recent items.
 
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +60,65 @@ pub struct ModelRegistry {
     pub live: Option<u64>,
 }
 
+/// A successor list as stored: a `u32` count, then per entry a `u16` id length, the id's
+/// UTF-8 bytes and the `f32` probability, all little endian.
+pub(crate) fn encode_next(list: &[(String, f32)]) -> StoreResult<Vec<u8>> {
+    let mut out = Vec::with_capacity(4 + list.iter().map(|(b, _)| 6 + b.len()).sum::<usize>());
+    out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+    for (b, p) in list {
+        let len = u16::try_from(b.len()).map_err(|_| {
+            StoreError::Invalid(recd_core::ValidationError::new(
+                "a transition's item id is longer than 65535 bytes",
+            ))
+        })?;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(b.as_bytes());
+        out.extend_from_slice(&p.to_le_bytes());
+    }
+    Ok(out)
+}
+
+/// The check of [`encode_next`] without the encoding (a store that keeps lists decoded).
+pub(crate) fn check_next(lists: &[crate::NextList]) -> StoreResult<()> {
+    for (_, list) in lists {
+        if list.iter().any(|(b, _)| b.len() > usize::from(u16::MAX)) {
+            return Err(StoreError::Invalid(recd_core::ValidationError::new(
+                "a transition's item id is longer than 65535 bytes",
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads [`encode_next`]'s bytes back; anything else is an internal error (the store
+/// returned bytes it was not given).
+pub(crate) fn decode_next(bytes: &[u8]) -> StoreResult<Vec<(String, f32)>> {
+    let corrupt = || StoreError::Internal("corrupt transition list".into());
+    let mut at = 0usize;
+    let mut take = |n: usize| -> StoreResult<&[u8]> {
+        let end = at.checked_add(n).ok_or_else(corrupt)?;
+        let out = bytes.get(at..end).ok_or_else(corrupt)?;
+        at = end;
+        Ok(out)
+    };
+    let count = take(4)?;
+    let n = u32::from_le_bytes([count[0], count[1], count[2], count[3]]) as usize;
+    let mut out = Vec::with_capacity(n.min(1 << 12));
+    for _ in 0..n {
+        let len = take(2)?;
+        let len = u16::from_le_bytes([len[0], len[1]]) as usize;
+        let id = std::str::from_utf8(take(len)?)
+            .map_err(|_| corrupt())?
+            .to_owned();
+        let p = take(4)?;
+        out.push((id, f32::from_le_bytes([p[0], p[1], p[2], p[3]])));
+    }
+    if at != bytes.len() {
+        return Err(corrupt());
+    }
+    Ok(out)
+}
+
 /// The error for activating or deleting a version that is not recorded.
 pub(crate) fn unknown(seq: u64) -> StoreError {
     StoreError::Invalid(recd_core::ValidationError::new(format!(
@@ -66,4 +131,25 @@ pub(crate) fn live_kept(seq: u64) -> StoreError {
     StoreError::Invalid(recd_core::ValidationError::new(format!(
         "model version v{seq} is live and cannot be deleted"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_successor_list_round_trips_and_corruption_is_an_error() {
+        let list = vec![("sku-\u{e9}".to_string(), 0.75f32), ("a:b c".into(), 0.25)];
+        let bytes = encode_next(&list).expect("encode");
+        assert_eq!(decode_next(&bytes).expect("decode"), list);
+        assert_eq!(
+            decode_next(&encode_next(&[]).expect("empty")).expect("empty"),
+            []
+        );
+        assert!(decode_next(&bytes[..bytes.len() - 1]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_next(&longer).is_err());
+        assert!(encode_next(&[("x".repeat(70_000), 1.0)]).is_err());
+    }
 }

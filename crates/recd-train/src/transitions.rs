@@ -1,9 +1,14 @@
 //! Item-to-item transitions: a first-order Markov model of "what comes next".
 //!
 //! Fitting: each user's events in time order (ties by position); every consecutive pair of
-//! *different* items `a → b` counts once (a repeat of the same item is no transition).
-//! `P(b | a) = count(a → b) / count(a → ·)`; each item keeps its [`Transitions::top`] most
-//! likely successors.
+//! *different* items `a → b` counts with the weight of the event on `b` (the event weights
+//! of `[model.session.weights]`, as ALS and serving use them; a repeat of the same item is
+//! no transition). `P(b | a) = count(a → b) / count(a → ·)`; each item keeps its
+//! [`Transitions::top`] most likely successors.
+//!
+//! `recd train` stores the table ([`Transitions::lists`]) with each model version, and the
+//! serving pipeline's transitions source (`recd_core::pipeline::transitions`) scores the
+//! user's recent items with the same formula as [`Transitions::next_items`].
 //!
 //! Recommending for a user whose most recent distinct items are `r0` (latest), `r1`, …:
 //! `score(b) = Σ_j DECAY^j · P(b | r_j)` over the last [`RECENT`] of them, best first; when
@@ -67,7 +72,7 @@ fn push_recent(recent: &mut Vec<u32>, item: u32) {
 impl Transitions {
     /// Count the transitions of `train`, keeping `top` successors per item.
     pub fn fit(train: &Interactions, top: usize) -> Self {
-        let mut counts: HashMap<(u32, u32), u32> = HashMap::new();
+        let mut counts: HashMap<(u32, u32), f32> = HashMap::new();
         let mut recent = vec![Vec::new(); train.n_users()];
         for (u, events) in by_user_in_time(train).into_iter().enumerate() {
             let mut prev: Option<u32> = None;
@@ -76,20 +81,20 @@ impl Transitions {
                 if let Some(a) = prev
                     && a != item
                 {
-                    *counts.entry((a, item)).or_default() += 1;
+                    *counts.entry((a, item)).or_default() += train.weights[e];
                 }
                 prev = Some(item);
                 push_recent(&mut recent[u], item);
             }
         }
         let pairs = counts.len();
-        let mut out_total = vec![0u32; train.n_items()];
+        let mut out_total = vec![0f32; train.n_items()];
         let mut lists: Vec<Vec<(u32, f32)>> = vec![Vec::new(); train.n_items()];
         for (&(a, _), &n) in &counts {
             out_total[a as usize] += n;
         }
         for ((a, b), n) in counts {
-            lists[a as usize].push((b, n as f32 / out_total[a as usize] as f32));
+            lists[a as usize].push((b, n / out_total[a as usize]));
         }
         let successors = lists.into_iter().map(|l| top_k_iter(l, top, &[])).collect();
         Self {
@@ -104,6 +109,23 @@ impl Transitions {
     /// `(b, P(b | a))` for item `a`, most likely first.
     pub fn successors(&self, a: u32) -> &[(u32, f32)] {
         self.successors.get(a as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// The table by id: each item with successors and its list `(id, P)`, most likely
+    /// first (what `recd train` stores with a model version).
+    pub fn lists(&self, items: &crate::IdMap) -> Vec<(String, Vec<(String, f32)>)> {
+        self.successors
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.is_empty())
+            .filter_map(|(a, l)| {
+                let list = l
+                    .iter()
+                    .filter_map(|&(b, p)| Some((items.id(b)?.to_owned(), p)))
+                    .collect();
+                Some((items.id(a as u32)?.to_owned(), list))
+            })
+            .collect()
     }
 
     /// The user's last distinct train items, latest first.
@@ -210,6 +232,27 @@ mod tests {
         assert_eq!(t.recommend(1, 2, &[0, 2]), vec![1, 3]);
         // recent 1 (weight 1) and 0 (weight 0.5): 2 scores 1.25, 1 scores 0.25
         assert_eq!(t.next_items(&[1, 0], 2, &[]), vec![2, 1]);
+    }
+
+    #[test]
+    fn event_weights_weigh_the_transitions() {
+        // user 0: 0 → 1 (weight 3); user 1: 0 → 2 (weight 1)
+        let d = Interactions::from_indices(
+            2,
+            3,
+            &[
+                (0, 0, 1.0, 1),
+                (0, 1, 3.0, 2),
+                (1, 0, 1.0, 1),
+                (1, 2, 1.0, 2),
+            ],
+        );
+        let t = Transitions::fit(&d, 10);
+        assert_eq!(t.successors(0), &[(1, 0.75), (2, 0.25)]);
+        let lists = t.lists(d.item_ids());
+        assert_eq!(lists.len(), 1);
+        assert_eq!(lists[0].1.len(), 2);
+        assert_eq!(lists[0].1[0].1, 0.75);
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! test user is then answered by `recd_server::recommend::Recommender`, the code behind
 //! `/v1/recommend`, with the user's train items as the request's `exclude`.
 //!
+//! `pipeline` runs without the transitions candidate source (`[ranking]
+//! transitions_candidates = 0`), `pipeline_transitions` with it (the config's size, or the
+//! default when the config has it off): the store holds the transition table of the
+//! train half as its live model version's, as `recd train` stores it.
+//!
 //! Replay arms (`recd_train::replay`: before each test event, in time order, ask for the
 //! user's top k; then let the recommender see the event):
 //! - `popularity`: real-time popularity;
@@ -19,7 +24,10 @@
 //!   popularity, recent and purchased exclusions all live, and the user's real-time vector
 //!   updated by the rule of `[model.session] update` the arm is named after (the fold-in
 //!   of the user's recent items, or the decayed-average session vector);
-//! - `realtime`: the arm of the configured rule (the same figures, not another run).
+//! - `realtime`: the arm of the configured rule (the same figures, not another run);
+//! - `realtime_transitions`: the arm of the configured rule with the transitions source on
+//!   (its own store): the user's recent items move with every event, so the source follows
+//!   the session.
 //!
 //! `--ranker` adds `pipeline_learned` (`crate::eval_ranker`): the same pipeline scored by a
 //! learned ranker trained on impressions replayed from the train half only.
@@ -128,6 +136,23 @@ pub struct EvalArgs {
     pub items: Option<PathBuf>,
 }
 
+/// The ranking of the `pipeline` arms: the config's, the transitions source off.
+pub(crate) fn without_transitions(config: &recd_server::Config) -> recd_core::pipeline::RankParams {
+    recd_core::pipeline::RankParams {
+        transitions_candidates: 0,
+        ..config.ranking.clone()
+    }
+}
+
+/// The ranking of the `*_transitions` arms: the config's, the transitions source on.
+fn with_transitions(config: &recd_server::Config) -> recd_core::pipeline::RankParams {
+    let mut r = config.ranking.clone();
+    if r.transitions_candidates == 0 {
+        r.transitions_candidates = recd_core::pipeline::DEFAULT_TRANSITIONS_CANDIDATES;
+    }
+    r
+}
+
 /// The pipeline under evaluation: a store, the serving `Recommender`, the id maps.
 pub(crate) struct Pipeline {
     pub(crate) handle: Handle,
@@ -150,6 +175,33 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
+    /// The same store and ids, ranked with `ranking`.
+    fn ranked(
+        &self,
+        ranking: recd_core::pipeline::RankParams,
+        session: &recd_core::SessionParams,
+    ) -> Pipeline {
+        let mut recommender =
+            Recommender::new(self.store.clone(), ranking.clone(), session.clone());
+        if let Some(f) = &self.features {
+            recommender = recommender.with_features(Arc::clone(f));
+        }
+        Pipeline {
+            handle: self.handle.clone(),
+            store: self.store.clone(),
+            recommender,
+            ranking,
+            features: self.features.clone(),
+            catalog: self.catalog.clone(),
+            users: self.users.clone(),
+            items: self.items.clone(),
+            now_ms: self.now_ms,
+            errors: AtomicUsize::new(0),
+            first_error: std::sync::Mutex::new(None),
+            counting: std::sync::Mutex::new(None),
+        }
+    }
+
     /// Counts every question from now on into `progress` (`None`: stop counting).
     fn count_into(&self, progress: Option<Progress>) {
         if let Ok(mut c) = self.counting.lock() {
@@ -358,6 +410,7 @@ pub(crate) fn build_pipeline(
     loaded: &Loaded,
     kinds: &EventKinds,
     config: &recd_server::Config,
+    ranking: recd_core::pipeline::RankParams,
     features: Option<Arc<Features>>,
 ) -> Result<Pipeline> {
     let mut schema = crate::movielens::schema(model.factors);
@@ -368,11 +421,8 @@ pub(crate) fn build_pipeline(
     );
     let users = train.user_ids().clone();
     let items = train.item_ids().clone();
-    let mut recommender = Recommender::new(
-        store.clone(),
-        config.ranking.clone(),
-        config.model.session.clone(),
-    );
+    let mut recommender =
+        Recommender::new(store.clone(), ranking.clone(), config.model.session.clone());
     if let Some(f) = &features {
         recommender = recommender.with_features(Arc::clone(f));
     }
@@ -381,7 +431,7 @@ pub(crate) fn build_pipeline(
         handle: handle.clone(),
         store: store.clone(),
         recommender,
-        ranking: config.ranking.clone(),
+        ranking,
         features,
         catalog: HashMap::new(),
         users,
@@ -465,6 +515,25 @@ pub(crate) fn build_pipeline(
             .block_on(store.set_user_vectors(chunk.to_vec()))
             .context("writing user vectors")?;
     }
+    // 4. the transition table as the live version's (train)
+    let lists = recd_train::transitions::Transitions::fit(train, config.train.transitions_top)
+        .lists(train.item_ids());
+    handle
+        .block_on(async {
+            let seq = store.next_model_seq().await?;
+            for chunk in lists.chunks(VECTOR_BATCH) {
+                store.put_model_transitions(seq, chunk.to_vec()).await?;
+            }
+            store
+                .put_model(recd_store::ModelRecord {
+                    seq,
+                    chunks: 0,
+                    info: serde_json::json!({}),
+                })
+                .await?;
+            store.set_live_model(seq).await
+        })
+        .context("writing the transition table")?;
     Ok(pipeline)
 }
 
@@ -676,6 +745,7 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
         &loaded,
         &kinds,
         config,
+        without_transitions(config),
         None,
     )?;
     let load_seconds = t.elapsed().as_secs_f64();
@@ -690,7 +760,15 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
     pipeline.count_into(None);
     users.finish();
     pipeline.check()?;
-    eprintln!("recd eval: pipeline model done");
+    let next = pipeline.ranked(with_transitions(config), &config.model.session);
+    ev.add_model(
+        &mut report,
+        "pipeline_transitions",
+        &next,
+        ev.als.train_seconds + load_seconds,
+    );
+    next.check()?;
+    eprintln!("recd eval: pipeline models done");
     if args.ranker {
         crate::eval_ranker::add_learned(
             handle,
@@ -730,6 +808,7 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
                 None => {
                     let mut config = config.clone();
                     config.model.session.update = rule;
+                    let ranking = without_transitions(&config);
                     build_pipeline(
                         handle,
                         &ev.split.train,
@@ -737,6 +816,7 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
                         &loaded,
                         &kinds,
                         &config,
+                        ranking,
                         None,
                     )?
                 }
@@ -761,6 +841,31 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
         if let Some(m) = report.replay.get(&name).copied() {
             report.replay.insert("realtime".into(), m);
         }
+        // The configured rule with the transitions source.
+        let live_pipeline = build_pipeline(
+            handle,
+            &ev.split.train,
+            &ev.als,
+            &loaded,
+            &kinds,
+            config,
+            with_transitions(config),
+            None,
+        )?;
+        let t = Instant::now();
+        let p = replayed();
+        let mut live = Live {
+            pipeline: &live_pipeline,
+            kinds: &kinds,
+            progress: p.clone(),
+        };
+        ev.add_replay(&mut report, "realtime_transitions", &mut live);
+        p.finish();
+        live_pipeline.check()?;
+        eprintln!(
+            "recd eval: realtime_transitions replay done in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
     }
     Ok(report)
 }
@@ -812,9 +917,11 @@ pub async fn run(args: EvalArgs) -> Result<()> {
         let m = |name: &str| report.models.get(name).map_or(0.0, |m| m.metrics.ndcg);
         let r = |name: &str| report.replay.get(name).map_or(0.0, |r| r.hit_rate);
         println!(
-            "ALS / popularity NDCG@{k}: {}   pipeline / popularity NDCG@{k}: {}",
+            "ALS / popularity NDCG@{k}: {}   pipeline / popularity NDCG@{k}: {}   \
+             pipeline_transitions / pipeline NDCG@{k}: {}",
             ratio(m("als"), m("popularity")),
             ratio(m("pipeline"), m("popularity")),
+            ratio(m("pipeline_transitions"), m("pipeline")),
             k = report.k
         );
         if report.models.contains_key("pipeline_learned") {
@@ -839,6 +946,11 @@ pub async fn run(args: EvalArgs) -> Result<()> {
                 ratio(r("realtime_decayed_average"), r("batch")),
                 ratio(r("realtime_fold_in"), r("batch_pipeline")),
                 ratio(r("realtime_decayed_average"), r("batch_pipeline")),
+                k = report.k
+            );
+            println!(
+                "replay HR@{k}: realtime_transitions / realtime {}",
+                ratio(r("realtime_transitions"), r("realtime")),
                 k = report.k
             );
         }

@@ -110,6 +110,7 @@ pub(crate) fn add_learned(
         loaded,
         kinds,
         config,
+        crate::eval::without_transitions(config),
         Some(features()?),
     )?;
     eprintln!(
@@ -132,7 +133,16 @@ pub(crate) fn add_learned(
     let ranker = fit(&set, &rows, &FitParams::default()).map_err(train_error)?;
     let served = features()?;
     served.insert_ranker(1, ranker, true);
-    let mut pipeline = build_pipeline(handle, train, &ev.als, loaded, kinds, config, Some(served))?;
+    let mut pipeline = build_pipeline(
+        handle,
+        train,
+        &ev.als,
+        loaded,
+        kinds,
+        config,
+        crate::eval::without_transitions(config),
+        Some(served),
+    )?;
     pipeline.ranking.ranker = Some("latest".into());
     let users = Progress::new("pipeline_learned users", None);
     ev.add_model(

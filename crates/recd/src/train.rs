@@ -34,6 +34,11 @@
 //! `rejected`, and `recd train` exits with 1 and says why. `recd model activate` (or
 //! `POST /v1/models/{version}/activate`) makes any kept version live again.
 //!
+//! Transitions: with the vectors, each version stores its transition table (per item, the
+//! `[train] transitions_top` items most often touched next, from the same events and event
+//! weights; `recd_train::transitions`). It serves the pipeline's transitions source from
+//! the moment the version is live (`Store::transitions`), and comes back with a rollback.
+//!
 //! Cached lists: the session rebuild, the last step, drops every cached recommendation list
 //! of the servers (by the admin API with `--target`; on the servers' shared cache tier,
 //! invalidation marks + pub/sub, when writing a Redis store directly). Not each vector batch:
@@ -328,6 +333,20 @@ impl Target {
                     .map_err(engine_failure)
             }
             Target::Server(remote, _) => remote.put_model_chunk(version, index, items, users).await,
+        }
+    }
+
+    async fn put_model_transitions(
+        &self,
+        version: &str,
+        lists: &[recd_store::NextList],
+    ) -> Result<(), Failure> {
+        match self {
+            Target::Store(engine) => engine
+                .put_model_transitions(version, lists.to_vec())
+                .await
+                .map_err(engine_failure),
+            Target::Server(remote, _) => remote.put_model_transitions(version, lists).await,
         }
     }
 
@@ -702,6 +721,31 @@ pub async fn run(args: TrainArgs) -> Result<()> {
         stored.add((items.len() + users.len()) as u64);
     }
     stored.finish();
+    // The transition table (the serving pipeline's transitions source): from the same
+    // training events and event weights as ALS, stored with the version before its record.
+    let transitions_top = config.train.transitions_top;
+    let next_lists = if transitions_top > 0 {
+        let data = train_set.clone();
+        tokio::task::spawn_blocking(move || {
+            recd_train::transitions::Transitions::fit(&data, transitions_top).lists(data.item_ids())
+        })
+        .await
+        .context("the transitions task failed")?
+    } else {
+        Vec::new()
+    };
+    for part in next_lists.chunks(batch) {
+        with_retries("storing the model version's transitions", || {
+            target.put_model_transitions(&version, part)
+        })
+        .await?;
+    }
+    if transitions_top > 0 {
+        println!(
+            "stored the transitions of {} items (up to {transitions_top} next items each)",
+            next_lists.len()
+        );
+    }
     let accepted = verdict.decision.passed || args.force;
     let info = ModelInfo {
         created_at: recd_server::engine::models::now_rfc3339(),
@@ -716,6 +760,7 @@ pub async fn run(args: TrainArgs) -> Result<()> {
             "cg_steps": params.cg_steps,
             "confidence": params.confidence,
             "early_stopping_patience": stopping.patience,
+            "transitions_top": transitions_top,
             "source": source,
         }),
         gate: serde_json::json!({
@@ -738,6 +783,7 @@ pub async fn run(args: TrainArgs) -> Result<()> {
             "items": rows.items.len(),
             "users": rows.users.len(),
             "unusable": rows.unusable,
+            "transitions": next_lists.len(),
         }),
     };
     with_retries("recording the model version", || {

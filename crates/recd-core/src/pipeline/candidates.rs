@@ -20,6 +20,13 @@ pub struct Candidate {
     pub popular_rank: Option<usize>,
     /// Rank (0-based) in the text-match list.
     pub text_rank: Option<usize>,
+    /// The transitions source's score relative to its best candidate, in (0, 1], when it
+    /// proposed the item (see [`super::transitions`]).
+    pub next: Option<f64>,
+    /// Rank (0-based) in the transitions list.
+    pub next_rank: Option<usize>,
+    /// The recent item it most often follows (for the reason).
+    pub next_after: Option<String>,
 }
 
 /// An item keyed by its id, without copying the id (a refcount instead of an allocation:
@@ -45,7 +52,20 @@ pub fn merge(
     popular: Vec<(Arc<Item>, f64)>,
     text: Vec<Arc<Item>>,
 ) -> Vec<Candidate> {
-    let mut out: Vec<Candidate> = Vec::with_capacity(knn.len() + popular.len() + text.len());
+    merge_with_next(knn, popular, text, Vec::new())
+}
+
+/// [`merge`], with the transitions source's list too: `(item, score, after)`, best first
+/// (see [`super::transitions::next_items`]). Its scores are kept relative to the first
+/// one, so that the blend weighs them on a fixed scale whatever the catalog's branching.
+pub fn merge_with_next(
+    knn: Vec<(Arc<Item>, f32)>,
+    popular: Vec<(Arc<Item>, f64)>,
+    text: Vec<Arc<Item>>,
+    next: Vec<(Arc<Item>, f32, String)>,
+) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> =
+        Vec::with_capacity(knn.len() + popular.len() + text.len() + next.len());
     // foldhash, not SipHash: this map hashes every candidate id of every request (SipHash
     // was ~4 % of a recommend's CPU under perf); its per-map random seed keeps ids chosen
     // to collide from being cheap to find.
@@ -60,6 +80,9 @@ pub fn merge(
                 popularity: None,
                 popular_rank: None,
                 text_rank: None,
+                next: None,
+                next_rank: None,
+                next_after: None,
             });
             out.len() - 1
         })
@@ -82,6 +105,17 @@ pub fn merge(
     for (rank, item) in text.into_iter().enumerate() {
         let i = slot(item, &mut out);
         out[i].text_rank.get_or_insert(rank);
+    }
+    let next_max = next.first().map(|(_, s, _)| f64::from(*s));
+    for (rank, (item, score, after)) in next.into_iter().enumerate() {
+        let i = slot(item, &mut out);
+        if out[i].next_rank.is_none() {
+            out[i].next = next_max
+                .filter(|m| *m > 0.0)
+                .map(|m| (f64::from(score) / m).clamp(0.0, 1.0));
+            out[i].next_rank = Some(rank);
+            out[i].next_after = Some(after);
+        }
     }
     out
 }
@@ -114,5 +148,37 @@ mod tests {
         assert!((c[2].popularity.unwrap() - 0.5).abs() < 1e-9);
         assert_eq!(c[2].text_rank, Some(0));
         assert_eq!(c[3].knn_rank, None);
+    }
+
+    #[test]
+    fn the_transitions_list_joins_and_keeps_its_relative_score_and_source() {
+        let c = merge_with_next(
+            vec![(it("a"), 0.9)],
+            vec![(it("p"), 1.0)],
+            vec![],
+            vec![
+                (it("n"), 0.8, "x".into()),
+                (it("a"), 0.4, "y".into()),
+                (it("n"), 0.1, "z".into()),
+            ],
+        );
+        let ids: Vec<_> = c.iter().map(|c| c.item.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["a", "p", "n"],
+            "one candidate per item, in first-seen order"
+        );
+        assert_eq!(c[0].similarity, Some(0.9));
+        assert_eq!(c[0].next, Some(0.5));
+        assert_eq!(c[0].next_rank, Some(1));
+        assert_eq!(c[0].next_after.as_deref(), Some("y"));
+        assert_eq!(c[2].next, Some(1.0));
+        assert_eq!(
+            c[2].next_after.as_deref(),
+            Some("x"),
+            "the first occurrence wins"
+        );
+        assert_eq!(c[2].knn_rank, None);
+        assert_eq!(c[1].next, None);
     }
 }

@@ -4,7 +4,9 @@
 //! everything that decides *what* to show happens here, so the offline replay, both backends
 //! and the HTTP path rank identically:
 //! 1. [`query::query_vector`]: blend the long-term and the session vector;
-//! 2. [`candidates::merge`]: union the KNN, popular and text candidates, keeping each signal;
+//! 2. [`candidates::merge`]: union the KNN, popular, text and transitions candidates
+//!    ([`transitions`]: what often comes next after the user's recent items), keeping each
+//!    signal;
 //! 3. [`score::score_all`]: one score per candidate (weighted signals, or reciprocal rank
 //!    fusion when a text query takes part), or [`learned::score_learned`] when the
 //!    strategy names a learned ranker (its click probability from the candidate's
@@ -17,14 +19,22 @@ pub mod learned;
 pub mod query;
 pub mod rerank;
 pub mod score;
+pub mod transitions;
 
 use serde::{Deserialize, Serialize};
 
-pub use candidates::{Candidate, merge};
+pub use candidates::{Candidate, merge, merge_with_next};
 pub use learned::score_learned;
 pub use query::{QueryVector, query_vector};
 pub use rerank::{Diversity, Ranked, RerankOutcome, rerank};
 pub use score::{Scored, score_all};
+
+/// `transitions_candidates` when the source is on (recd eval's `*_transitions` arms, the
+/// README's suggestion). Off by default: it helps on time splits (BENCHMARKS.md), but
+/// whether it costs anything on random and leave-last-out splits is not measured yet.
+pub const DEFAULT_TRANSITIONS_CANDIDATES: usize = 50;
+/// Default `transitions_weight`.
+pub const DEFAULT_TRANSITIONS_WEIGHT: f64 = 0.5;
 
 /// Settings of the ranking pipeline (`[ranking]` in config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +44,12 @@ pub struct RankParams {
     pub candidates: usize,
     /// Popular candidates fetched per request.
     pub popular_candidates: usize,
+    /// Transitions candidates per request: items that often come next after the user's
+    /// recent ones, from the live model version's transition table; 0 = off.
+    pub transitions_candidates: usize,
+    /// Weight of the transitions score (relative to the best transitions candidate, in
+    /// (0, 1]) in the score.
+    pub transitions_weight: f64,
     /// The largest share the session vector can take in the query vector...
     pub session_share_max: f64,
     /// ...reached gradually: at this much (decayed) session weight the share is half the max.
@@ -57,6 +73,8 @@ impl Default for RankParams {
         Self {
             candidates: 50,
             popular_candidates: 50,
+            transitions_candidates: 0,
+            transitions_weight: DEFAULT_TRANSITIONS_WEIGHT,
             session_share_max: 0.8,
             session_saturation: 1.0,
             similarity_weight: 1.0,

@@ -171,6 +171,9 @@ fn reasons(s: &Scored, session_share: f64) -> Vec<String> {
     if c.text_rank.is_some() {
         r.push("matches your search".to_string());
     }
+    if let (Some(_), Some(after)) = (c.next_rank, &c.next_after) {
+        r.push(format!("often next after {after}"));
+    }
     if c.popular_rank.is_some() {
         r.push("popular right now".to_string());
     }
@@ -227,6 +230,53 @@ mod tests {
         let out = rerank(scored(), 2, &Exclusions::default(), None, 0.0);
         assert_eq!(out.items.len(), 2);
         assert_eq!(out.items[1].reasons, ["based on your history"]);
+    }
+
+    #[test]
+    fn transitions_candidates_say_what_they_follow_and_obey_exclusions() {
+        let c = crate::pipeline::merge_with_next(
+            vec![(it("a", "x"), 0.9)],
+            vec![],
+            vec![],
+            vec![
+                (it("n", "y"), 1.0, "seen".into()),
+                (it("m", "y"), 0.9, "seen".into()),
+                (it("a", "x"), 0.5, "other".into()),
+            ],
+        );
+        let p = RankParams {
+            transitions_weight: 1.0,
+            ..Default::default()
+        };
+        let out = rerank(
+            score_all(c, &p, false),
+            10,
+            &Exclusions::ids(["m"]),
+            None,
+            0.0,
+        );
+        let got: Vec<_> = out
+            .items
+            .iter()
+            .map(|r| (r.item.id.as_str(), r.reasons.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("n", vec!["often next after seen".to_string()]),
+                (
+                    "a",
+                    vec![
+                        "based on your history".to_string(),
+                        "often next after other".to_string()
+                    ]
+                ),
+            ]
+        );
+        assert_eq!(
+            out.excluded, 1,
+            "an excluded successor is dropped like any candidate"
+        );
     }
 
     #[test]

@@ -1,10 +1,16 @@
 //! Scoring: one number per candidate, higher is better.
 //!
-//! Without a text query the score is a weighted sum of vector similarity and relative
-//! popularity. A candidate that only the popular source found gets the lowest similarity
-//! any KNN candidate had: KNN returned the best matches, so it is at most that similar,
-//! and this keeps it comparable without fetching its vector. With a text query the lists
-//! are combined by reciprocal rank fusion, since text ranks and cosine scores share no scale.
+//! Without a text query the score is a weighted sum of vector similarity, relative
+//! popularity and the relative transitions score (what often comes next after the user's
+//! recent items). A candidate that only the popular or transitions source found gets the
+//! lowest similarity any KNN candidate had: KNN returned the best matches, so it is at
+//! most that similar, and this keeps it comparable without fetching its vector. The
+//! transitions term is on the scale of the best KNN similarity (1 without KNN
+//! candidates): under the inner product a similarity is as large as the item vectors are
+//! long, which differs by model and data, so `transitions_weight` says "a top successor
+//! is worth this share of the best match" whatever the metric. With a text query the
+//! lists are combined by reciprocal rank fusion, since text ranks and cosine scores share
+//! no scale.
 
 use std::cmp::Ordering;
 
@@ -54,16 +60,26 @@ pub(crate) fn sort_scored(scored: &mut [Scored]) {
 /// Scores every candidate and sorts best first (ties by id, so the order is deterministic).
 pub fn score_all(candidates: Vec<Candidate>, params: &RankParams, fusion: bool) -> Vec<Scored> {
     let floor = similarity_floor(&candidates);
+    let next_scale = candidates
+        .iter()
+        .filter_map(|c| c.similarity)
+        .fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.max(s))))
+        .filter(|m| m.is_finite() && *m > 0.0)
+        .map_or(1.0, f64::from);
     let rrf = |rank: Option<usize>| rank.map_or(0.0, |r| 1.0 / (params.rrf_k + r as f64 + 1.0));
     let mut scored: Vec<Scored> = candidates
         .into_iter()
         .map(|c| {
             let score = if fusion {
-                rrf(c.knn_rank) + rrf(c.text_rank) + params.popularity_weight * rrf(c.popular_rank)
+                rrf(c.knn_rank)
+                    + rrf(c.text_rank)
+                    + params.popularity_weight * rrf(c.popular_rank)
+                    + params.transitions_weight * rrf(c.next_rank)
             } else {
                 let sim = c.similarity.or(floor).unwrap_or(0.0);
                 params.similarity_weight * f64::from(sim)
                     + params.popularity_weight * c.popularity.unwrap_or(0.0)
+                    + params.transitions_weight * next_scale * c.next.unwrap_or(0.0)
             };
             Scored {
                 signals: signals(&c, floor),
@@ -109,6 +125,40 @@ mod tests {
         assert_eq!(ids, ["b", "a", "z", "c"]);
         assert!((s[2].score - (0.5 + 0.1)).abs() < 1e-6);
         assert!(s.windows(2).all(|w| w[0].score >= w[1].score));
+    }
+
+    #[test]
+    fn the_transitions_score_adds_its_weight() {
+        let p = RankParams {
+            similarity_weight: 1.0,
+            popularity_weight: 0.0,
+            transitions_weight: 0.5,
+            ..Default::default()
+        };
+        let c = crate::pipeline::merge_with_next(
+            vec![(it("a"), 0.9), (it("b"), 0.6)],
+            vec![],
+            vec![],
+            vec![(it("n"), 2.0, "x".into()), (it("b"), 1.0, "x".into())],
+        );
+        let s = score_all(c.clone(), &p, false);
+        let got: Vec<_> = s
+            .iter()
+            .map(|s| (s.candidate.item.id.as_str(), s.score))
+            .collect();
+        // on the scale of the best similarity (0.9): n: the floor (0.6) + 0.5 · 0.9 · 1 =
+        // 1.05; a: 0.9; b: 0.6 + 0.5 · 0.9 · 0.5 = 0.825
+        let want = [("n", 1.05), ("a", 0.9), ("b", 0.825)];
+        assert_eq!(got.len(), want.len());
+        for ((id, score), (want_id, want_score)) in got.iter().zip(want) {
+            assert_eq!(*id, want_id, "{got:?}");
+            assert!((score - want_score).abs() < 1e-6, "{got:?}");
+        }
+        let off = RankParams {
+            transitions_weight: 0.0,
+            ..p
+        };
+        assert_eq!(score_all(c, &off, false)[0].candidate.item.id, "a");
     }
 
     #[test]

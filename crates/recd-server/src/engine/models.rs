@@ -298,6 +298,23 @@ impl Engine {
             .await?)
     }
 
+    /// Stores part of `version`'s transition table. The version must not be recorded yet
+    /// (a recorded version never changes).
+    pub async fn put_model_transitions(
+        &self,
+        version: &str,
+        lists: Vec<recd_store::NextList>,
+    ) -> EngineResult<()> {
+        let seq = parse_version(version).ok_or_else(|| not_found(version))?;
+        let registry = self.store.models().await?;
+        if registry.models.iter().any(|m| m.seq == seq) {
+            return Err(EngineError::Conflict(format!(
+                "model version '{version}' is recorded: its transitions cannot change"
+            )));
+        }
+        Ok(self.store.put_model_transitions(seq, lists).await?)
+    }
+
     /// Chunk `index` of a recorded `version`.
     pub async fn model_chunk(&self, version: &str, index: u32) -> EngineResult<ModelChunk> {
         let seq = parse_version(version).ok_or_else(|| not_found(version))?;

@@ -20,8 +20,9 @@ pub const DEFAULT_STRATEGY: &str = "default";
 #[serde(deny_unknown_fields)]
 pub struct Strategy {
     /// Candidate sources and their sizes, scoring weights, real-time blend: the keys of
-    /// `[ranking]` (candidates, popular_candidates, session_share_max, session_saturation,
-    /// similarity_weight, popularity_weight, exclude_seen, rrf_k, ranker).
+    /// `[ranking]` (candidates, popular_candidates, transitions_candidates,
+    /// transitions_weight, session_share_max, session_saturation, similarity_weight,
+    /// popularity_weight, exclude_seen, rrf_k, ranker).
     #[schema(value_type = Object)]
     pub ranking: RankParams,
     /// A diversity cap applied when the request gives none.
@@ -136,11 +137,17 @@ pub fn check_ranking(r: &RankParams) -> Result<(), ValidationError> {
             "ranking.popular_candidates must be at most 10000",
         ));
     }
+    if r.transitions_candidates > 10_000 {
+        return Err(ValidationError::new(
+            "ranking.transitions_candidates must be at most 10000",
+        ));
+    }
     // Weights may be negative (e.g. to push popular items down), never NaN or infinite.
     let weights = [
         r.session_saturation,
         r.similarity_weight,
         r.popularity_weight,
+        r.transitions_weight,
         r.rrf_k,
     ];
     if weights.iter().any(|x| !x.is_finite()) {

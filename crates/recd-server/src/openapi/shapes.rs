@@ -56,6 +56,7 @@ pub fn ranking_overrides() -> RefOr<OaSchema> {
         json!({"anyOf": [{"type": "object", "additionalProperties": false,
         "properties": {
             "candidates": count(10_000, 1), "popular_candidates": count(10_000, 0),
+            "transitions_candidates": count(10_000, 0), "transitions_weight": number,
             "session_share_max": {"type": "number", "minimum": 0, "maximum": 1},
             "session_saturation": number, "similarity_weight": number,
             "popularity_weight": number, "rrf_k": number, "exclude_seen": {"type": "boolean"}}},

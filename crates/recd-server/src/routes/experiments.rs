@@ -31,7 +31,7 @@ pub fn list_strategies_doc() -> Op {
 
 pub fn put_strategy_doc() -> Op {
     Op::new("Create or replace a named strategy")
-        .describe("`ranking` gives only the keys that differ from the configured [ranking] (candidates, popular_candidates, session_share_max, session_saturation, similarity_weight, popularity_weight, exclude_seen, rrf_k); `diversity` applies when a request gives none; `model` is \"live\".")
+        .describe("`ranking` gives only the keys that differ from the configured [ranking] (candidates, popular_candidates, transitions_candidates, transitions_weight, session_share_max, session_saturation, similarity_weight, popularity_weight, exclude_seen, rrf_k); `diversity` applies when a request gives none; `model` is \"live\".")
         .body::<StrategyBody>()
         .answer::<Strategy>(200, "the strategy as stored")
 }

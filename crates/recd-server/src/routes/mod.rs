@@ -299,6 +299,13 @@ pub fn table() -> Vec<Route> {
             models::put_chunk_doc,
         ),
         route(
+            Method::PUT,
+            "/v1/admin/models/{version}/transitions",
+            Admin,
+            put(models::put_transitions),
+            models::put_transitions_doc,
+        ),
+        route(
             Method::POST,
             "/v1/admin/models/{version}/live",
             Admin,

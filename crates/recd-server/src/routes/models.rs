@@ -16,6 +16,9 @@
 //! - `PUT /v1/admin/models/{version}`: `{"chunks":N,"info":{created_at, accepted,
 //!   settings, gate, counts}}` records it (listed from then on; old versions beyond
 //!   `[model] keep_versions` are deleted);
+//! - `PUT /v1/admin/models/{version}/transitions`: one batch of its transition table,
+//!   `{"items":[{"id":"a","next":[{"id":"b","p":0.5}]}]}` (each item's likely next items,
+//!   most likely first), before it is recorded;
 //! - `POST /v1/admin/models/{version}/live`: records it live, for a trainer that wrote its
 //!   vectors through `PUT /v1/admin/vectors` itself.
 
@@ -73,6 +76,15 @@ pub fn put_chunk_doc() -> Op {
         .answer::<ChunkStored>(200, "stored")
         .error(404, "no such version (not_found)")
         .error(409, "the version is recorded already: its vectors cannot change (code invalid_argument)")
+}
+
+pub fn put_transitions_doc() -> Op {
+    Op::new("Store one batch of a version's transition table (each item's likely next items) before it is recorded")
+        .describe("What the transitions candidate source serves once the version is live ([ranking] transitions_candidates). Each item id and successor id is validated as an id, each `p` must be a finite number in [0, 1], at most 1000 successors per item and [server] max_batch items per batch: any bad entry is a 400 listing each, and nothing is written.")
+        .body::<TransitionsBody>()
+        .answer::<TransitionsStored>(200, "stored")
+        .error(404, "no such version (not_found)")
+        .error(409, "the version is recorded already: its table cannot change (code invalid_argument)")
 }
 
 pub fn mark_live_doc() -> Op {
@@ -199,6 +211,111 @@ pub async fn record(
             .record_model(&version, body.chunks, body.info)
             .await?,
     ))
+}
+
+/// Successors per item a batch may give (training keeps `[train] transitions_top`, 50).
+const MAX_SUCCESSORS: usize = 1000;
+
+/// `PUT /v1/admin/models/{version}/transitions`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionsBody {
+    /// Items and their successors.
+    items: Vec<TransitionsEntry>,
+}
+
+/// One item's successors.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionsEntry {
+    /// The item.
+    id: String,
+    /// Its likely next items, most likely first.
+    next: Vec<NextEntry>,
+}
+
+/// One successor.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NextEntry {
+    /// The next item.
+    id: String,
+    /// P(next | item).
+    p: f64,
+}
+
+/// The answer of `PUT /v1/admin/models/{version}/transitions`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, ToSchema)]
+pub struct TransitionsStored {
+    /// The version.
+    pub version: String,
+    /// Items whose successors were stored.
+    pub items: usize,
+}
+
+pub async fn put_transitions(
+    State(state): State<AppState>,
+    Path(version): Path<String>,
+    AppJson(body): AppJson<TransitionsBody>,
+) -> Result<Json<TransitionsStored>, ApiError> {
+    path_id(&version, "model version")?;
+    let max = state.config().server.max_batch;
+    let n = body.items.len();
+    if n > max {
+        return Err(ApiError::invalid(format!(
+            "a transitions batch holds at most {max} items, got {n}"
+        )));
+    }
+    let mut problems = Vec::new();
+    let mut lists: Vec<recd_store::NextList> = Vec::with_capacity(n);
+    for (index, entry) in body.items.into_iter().enumerate() {
+        let mut bad = |message: String| {
+            problems.push(serde_json::json!({"index": index, "id": entry.id, "message": message}));
+        };
+        if let Err(e) = recd_core::id::validate_id(&entry.id, "item id") {
+            bad(e.to_string());
+            continue;
+        }
+        if entry.next.len() > MAX_SUCCESSORS {
+            bad(format!(
+                "at most {MAX_SUCCESSORS} successors per item, got {}",
+                entry.next.len()
+            ));
+            continue;
+        }
+        let mut list = Vec::with_capacity(entry.next.len());
+        let mut ok = true;
+        for next in &entry.next {
+            if let Err(e) = recd_core::id::validate_id(&next.id, "successor id") {
+                bad(e.to_string());
+                ok = false;
+                break;
+            }
+            if !(next.p.is_finite() && (0.0..=1.0).contains(&next.p)) {
+                bad(format!(
+                    "successor '{}': p must be a number in [0, 1]",
+                    next.id
+                ));
+                ok = false;
+                break;
+            }
+            list.push((next.id.clone(), next.p as f32));
+        }
+        if ok {
+            lists.push((entry.id, list));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid_batch(
+            format!(
+                "{} of {n} items are invalid; nothing was written",
+                problems.len()
+            ),
+            problems,
+        ));
+    }
+    state.engine.put_model_transitions(&version, lists).await?;
+    Ok(Json(TransitionsStored { version, items: n }))
 }
 
 pub async fn mark_live(

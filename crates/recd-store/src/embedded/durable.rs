@@ -192,6 +192,8 @@ impl Durable {
                     .map_err(|e| self.err(e))?;
                 txn.open_table(super::models::MODEL_CHUNKS)
                     .map_err(|e| self.err(e))?;
+                txn.open_table(super::models::MODEL_NEXT)
+                    .map_err(|e| self.err(e))?;
                 let events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
                 let mut index = txn.open_table(USER_EVENTS).map_err(|e| self.err(e))?;
                 let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;

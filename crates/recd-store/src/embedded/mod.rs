@@ -67,8 +67,8 @@ use self::record::OpRef;
 use self::users::Users;
 use self::write::Written;
 use crate::{
-    Counts, Hit, KnnPlan, ModelRecord, ModelRegistry, ModelSettings, Page, PopularHit, Store,
-    StoreError, StoreResult,
+    Counts, Hit, KnnPlan, ModelRecord, ModelRegistry, ModelSettings, NextList, Page, PopularHit,
+    Store, StoreError, StoreResult,
 };
 
 /// Event batches up to this size are applied on the calling task (a few microseconds per
@@ -171,6 +171,22 @@ struct Inner {
     /// count as ordinary until the next training gives them a trained one. Lock order:
     /// items lock → catalog → this.
     new_items: Mutex<std::collections::HashMap<String, Vec<(String, f32)>>>,
+    /// The live model version's transition table, loaded at its first read and dropped
+    /// when the live version changes (only this process writes a data dir, so nothing
+    /// else can change it meanwhile).
+    live_next: Mutex<Option<Arc<self::models::LiveNext>>>,
+    /// Bumped by every change of the live table, so that a load that raced with one is
+    /// not kept.
+    live_next_gen: std::sync::atomic::AtomicU64,
+}
+
+impl Inner {
+    /// Forgets the loaded live transition table (after the write that changed it).
+    fn live_next_changed(&self) {
+        self.live_next_gen
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        *self.live_next.lock() = None;
+    }
 }
 
 impl Inner {
@@ -248,6 +264,8 @@ impl EmbeddedStore {
                 models: Mutex::new(MemoryModels::default()),
                 bulk_marks: Mutex::new(crate::once::Marks::default()),
                 new_items: Mutex::default(),
+                live_next: Mutex::default(),
+                live_next_gen: Default::default(),
                 sweep_next: Default::default(),
             }),
         })
@@ -385,6 +403,8 @@ impl EmbeddedStore {
                 models: Mutex::new(MemoryModels::default()),
                 bulk_marks: Mutex::new(crate::once::Marks::default()),
                 new_items: Mutex::default(),
+                live_next: Mutex::default(),
+                live_next_gen: Default::default(),
                 sweep_next: Default::default(),
             }),
         })
@@ -1168,9 +1188,13 @@ impl Store for EmbeddedStore {
     }
 
     async fn set_live_model(&self, seq: u64) -> StoreResult<()> {
-        self.registry(move |inner, models| match models {
-            Some(m) => m.set_live(seq),
-            None => inner.durable()?.set_live_model(seq),
+        self.registry(move |inner, models| {
+            match models {
+                Some(m) => m.set_live(seq)?,
+                None => inner.durable()?.set_live_model(seq)?,
+            }
+            inner.live_next_changed();
+            Ok(())
         })
         .await
     }
@@ -1181,6 +1205,55 @@ impl Store for EmbeddedStore {
             None => inner.durable()?.delete_model(seq),
         })
         .await
+    }
+
+    async fn put_model_transitions(&self, seq: u64, lists: Vec<NextList>) -> StoreResult<()> {
+        self.registry(move |inner, models| {
+            match models {
+                Some(m) => {
+                    crate::models::check_next(&lists)?;
+                    m.put_next(seq, lists);
+                }
+                None => inner.durable()?.put_model_transitions(seq, &lists)?,
+            }
+            // A version's table is written before it goes live; should the live one be
+            // written anyway, the next read loads it again.
+            inner.live_next_changed();
+            Ok(())
+        })
+        .await
+    }
+
+    async fn transitions(&self, items: &[String]) -> StoreResult<Vec<Vec<(String, f32)>>> {
+        let cached = self.inner.live_next.lock().clone();
+        let table = match cached {
+            Some(t) => t,
+            None => {
+                self.registry(|inner, models| {
+                    let seen = inner
+                        .live_next_gen
+                        .load(std::sync::atomic::Ordering::SeqCst);
+                    let loaded = Arc::new(match models {
+                        Some(m) => m.live_next(),
+                        None => inner.durable()?.live_next()?,
+                    });
+                    let mut slot = inner.live_next.lock();
+                    if inner
+                        .live_next_gen
+                        .load(std::sync::atomic::Ordering::SeqCst)
+                        == seen
+                    {
+                        *slot = Some(loaded.clone());
+                    }
+                    Ok(loaded)
+                })
+                .await?
+            }
+        };
+        Ok(items
+            .iter()
+            .map(|i| table.lists.get(i).cloned().unwrap_or_default())
+            .collect())
     }
 }
 

@@ -220,6 +220,12 @@ impl Keys {
     pub(crate) fn model_chunks(&self, seq: u64) -> String {
         format!("{}model:{seq}", self.prefix)
     }
+
+    /// Hash: item id → its successor list (`crate::models::encode_next`), of model version
+    /// `seq`'s transition table.
+    pub(crate) fn model_next(&self, seq: u64) -> String {
+        format!("{}model-next:{seq}", self.prefix)
+    }
 }
 
 /// `prefix*` with the glob characters of `prefix` escaped.

@@ -87,8 +87,8 @@ pub use self::reshard::{IndexInfo, ShardReport};
 use self::shards::Shards;
 pub use self::shards::id_tag;
 use crate::{
-    Counts, Hit, ModelRecord, ModelRegistry, ModelSettings, Page, PopularHit, Store, StoreError,
-    StoreResult,
+    Counts, Hit, ModelRecord, ModelRegistry, ModelSettings, NextList, Page, PopularHit, Store,
+    StoreError, StoreResult,
 };
 
 /// How RediSearch runs a KNN query with a filter (`HYBRID_POLICY`).
@@ -1835,6 +1835,21 @@ impl Store for RedisStore {
 
     async fn delete_model(&self, seq: u64) -> StoreResult<bool> {
         self.run(models::delete(&mut self.conn(), &self.inner.keys, seq))
+            .await
+    }
+
+    async fn put_model_transitions(&self, seq: u64, lists: Vec<NextList>) -> StoreResult<()> {
+        self.run(models::put_next(
+            &mut self.conn(),
+            &self.inner.keys,
+            seq,
+            &lists,
+        ))
+        .await
+    }
+
+    async fn transitions(&self, items: &[String]) -> StoreResult<Vec<Vec<(String, f32)>>> {
+        self.run(models::live_next(&mut self.conn(), &self.inner.keys, items))
             .await
     }
 }

@@ -1,6 +1,8 @@
 //! The model registry of the redis backend (see `crate::models`): `{prefix}model:seq`
 //! (INCR), `{prefix}models` (Hash: seq → record JSON), `{prefix}model:live` (the live
-//! seq) and one Hash of chunks per version, `{prefix}model:{seq}` (field: chunk index).
+//! seq) and one Hash of chunks per version, `{prefix}model:{seq}` (field: chunk index), and
+//! one of its transition table, `{prefix}model-next:{seq}` (field: item id, passed as an
+//! argument, never spliced into a command or script).
 //! Every key is named from the prefix and numbers only; listing reads one Hash (the
 //! registry keeps a bounded number of versions), nothing is scanned.
 
@@ -11,8 +13,12 @@ use redis::Script;
 use super::conn::Conn;
 use super::error::from_redis;
 use super::keys::Keys;
-use crate::models::{live_kept, unknown};
-use crate::{ModelRecord, ModelRegistry, StoreResult};
+use crate::models::{decode_next, encode_next, live_kept, unknown};
+use crate::{ModelRecord, ModelRegistry, NextList, StoreResult};
+
+/// Successor lists per `HSET` (each a few hundred bytes to a few kB): bounded commands,
+/// so that Redis serves other clients between them.
+const NEXT_BATCH: usize = 200;
 
 /// Marks a recorded version live. KEYS: the records Hash, the live key. ARGV: seq.
 /// Returns 0 when the version is not recorded.
@@ -27,12 +33,13 @@ return 1
 });
 
 /// Deletes a version unless it is live. KEYS: the records Hash, the live key, the chunks
-/// Hash. ARGV: seq. Returns -1 for the live version, else how many records were deleted.
+/// Hash, the transitions Hash. ARGV: seq. Returns -1 for the live version, else how many
+/// records were deleted.
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('GET', KEYS[2]) == ARGV[1] then return -1 end
-redis.call('DEL', KEYS[3])
+redis.call('DEL', KEYS[3], KEYS[4])
 return redis.call('HDEL', KEYS[1], ARGV[1])
 ",
     )
@@ -122,6 +129,7 @@ pub(crate) async fn delete(conn: &mut Conn, keys: &Keys, seq: u64) -> StoreResul
         .key(keys.models())
         .key(keys.model_live())
         .key(keys.model_chunks(seq))
+        .key(keys.model_next(seq))
         .arg(seq)
         .invoke_async(conn)
         .await
@@ -130,4 +138,51 @@ pub(crate) async fn delete(conn: &mut Conn, keys: &Keys, seq: u64) -> StoreResul
         return Err(live_kept(seq));
     }
     Ok(done > 0)
+}
+
+pub(crate) async fn put_next(
+    conn: &mut Conn,
+    keys: &Keys,
+    seq: u64,
+    lists: &[NextList],
+) -> StoreResult<()> {
+    for batch in lists.chunks(NEXT_BATCH) {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(keys.model_next(seq));
+        for (item, list) in batch {
+            cmd.arg(item).arg(encode_next(list)?);
+        }
+        cmd.query_async::<()>(conn).await.map_err(from_redis)?;
+    }
+    Ok(())
+}
+
+/// The live version's lists of `items`: its seq, then one `HMGET` (a version changes
+/// rarely; the two reads may straddle an activation, which at worst serves the previous
+/// table once).
+pub(crate) async fn live_next(
+    conn: &mut Conn,
+    keys: &Keys,
+    items: &[String],
+) -> StoreResult<Vec<Vec<(String, f32)>>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let live: Option<u64> = redis::cmd("GET")
+        .arg(keys.model_live())
+        .query_async(conn)
+        .await
+        .map_err(from_redis)?;
+    let Some(seq) = live else {
+        return Ok(vec![Vec::new(); items.len()]);
+    };
+    let raw: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+        .arg(keys.model_next(seq))
+        .arg(items)
+        .query_async(conn)
+        .await
+        .map_err(from_redis)?;
+    raw.into_iter()
+        .map(|v| v.map_or_else(|| Ok(Vec::new()), |b| decode_next(&b)))
+        .collect()
 }

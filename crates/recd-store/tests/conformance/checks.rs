@@ -1182,6 +1182,108 @@ pub async fn model_registry(store: &dyn Store) {
     assert!(store.next_model_seq().await.expect("seq") > b);
 }
 
+/// A version's transition table: written before the version is recorded, read back for
+/// the recent items once it is live (ids with quotes, spaces, colons and non-ASCII passed
+/// as they are), switched by `set_live_model` (a rollback brings the older table back),
+/// and deleted with its version.
+pub async fn model_transitions(store: &dyn Store) {
+    use recd_store::ModelRecord;
+
+    let items = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let list = |v: &[(&str, f32)]| {
+        v.iter()
+            .map(|(b, p)| (b.to_string(), *p))
+            .collect::<Vec<_>>()
+    };
+    // nothing live: no successors
+    assert_eq!(
+        store.transitions(&items(&["a", "b"])).await.expect("read"),
+        vec![Vec::<(String, f32)>::new(); 2]
+    );
+    let a = store.next_model_seq().await.expect("seq");
+    let odd = "it's \"x\" :é *";
+    store
+        .put_model_transitions(
+            a,
+            vec![
+                ("a".into(), list(&[("b", 0.75), (odd, 0.25)])),
+                (odd.into(), list(&[("a", 1.0)])),
+            ],
+        )
+        .await
+        .expect("write");
+    // a second batch of the same version adds items (and replaces a list)
+    store
+        .put_model_transitions(
+            a,
+            vec![
+                ("b".into(), list(&[("c", 1.0)])),
+                ("a".into(), list(&[("b", 0.5), (odd, 0.5)])),
+            ],
+        )
+        .await
+        .expect("write");
+    let rec = |seq: u64| ModelRecord {
+        seq,
+        chunks: 0,
+        info: json!({}),
+    };
+    store.put_model(rec(a)).await.expect("record");
+    // recorded, not live: still nothing served
+    assert!(store.transitions(&items(&["a"])).await.expect("read")[0].is_empty());
+    store.set_live_model(a).await.expect("live");
+    assert_eq!(
+        store
+            .transitions(&items(&["b", "nope", "a", odd]))
+            .await
+            .expect("read"),
+        vec![
+            list(&[("c", 1.0)]),
+            vec![],
+            list(&[("b", 0.5), (odd, 0.5)]),
+            list(&[("a", 1.0)]),
+        ]
+    );
+    assert!(store.transitions(&[]).await.expect("read").is_empty());
+
+    // a newer version with its own table takes over when it goes live...
+    let b = store.next_model_seq().await.expect("seq");
+    store
+        .put_model_transitions(b, vec![("a".into(), list(&[("z", 1.0)]))])
+        .await
+        .expect("write");
+    store.put_model(rec(b)).await.expect("record");
+    assert_eq!(
+        store.transitions(&items(&["a"])).await.expect("read")[0],
+        list(&[("b", 0.5), (odd, 0.5)]),
+        "writing a version's table leaves the live one serving"
+    );
+    store.set_live_model(b).await.expect("live");
+    assert_eq!(
+        store.transitions(&items(&["a", "b"])).await.expect("read"),
+        vec![list(&[("z", 1.0)]), vec![]]
+    );
+    // ...and a rollback brings the older one back
+    store.set_live_model(a).await.expect("live");
+    assert_eq!(
+        store.transitions(&items(&["b"])).await.expect("read")[0],
+        list(&[("c", 1.0)])
+    );
+    // a deleted version takes its table along
+    store.set_live_model(b).await.expect("live");
+    assert!(store.delete_model(a).await.expect("delete"));
+    let c = store.next_model_seq().await.expect("seq");
+    store.put_model(rec(c)).await.expect("record");
+    store.set_live_model(c).await.expect("live");
+    assert!(store.transitions(&items(&["a"])).await.expect("read")[0].is_empty());
+    assert!(matches!(
+        store
+            .put_model_transitions(c, vec![("a".into(), list(&[(&"x".repeat(70_000), 1.0)]))])
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
 /// The default settings (for checks listed with their settings).
 pub fn default_settings() -> recd_store::ModelSettings {
     settings()

@@ -103,6 +103,44 @@ async fn durable_model_registry_survives_a_restart() {
     assert!(store.next_model_seq().await.expect("seq") > seq);
 }
 
+/// A data dir keeps the live version's transition table across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_transitions_survive_a_restart() {
+    use recd_store::ModelRecord;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let next = vec![("n".to_string(), 0.5f32), ("m".to_string(), 0.25)];
+    {
+        let store = durable(dir.path());
+        let seq = store.next_model_seq().await.expect("seq");
+        store
+            .put_model_transitions(seq, vec![("x".into(), next.clone())])
+            .await
+            .expect("write");
+        store
+            .put_model(ModelRecord {
+                seq,
+                chunks: 0,
+                info: serde_json::json!({}),
+            })
+            .await
+            .expect("record");
+        store.set_live_model(seq).await.expect("live");
+        assert_eq!(
+            store.transitions(&["x".into()]).await.expect("read"),
+            vec![next.clone()]
+        );
+    }
+    let store = durable(dir.path());
+    assert_eq!(
+        store
+            .transitions(&["x".into(), "n".into()])
+            .await
+            .expect("read"),
+        vec![next, vec![]]
+    );
+}
+
 /// Users inactive past the TTL are forgotten by the sweep (their state, not their events),
 /// one shard per call; active ones stay; a reopened data dir neither brings the expired
 /// back nor loses the new layout's exclusions.

@@ -25,7 +25,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@each $make;
             items_crud, knn_scores_and_filters, injection, text_search, events_and_users,
             event_log_and_forget, read_your_writes, set_item_vectors, popularity, knn_tag_and_range,
-            popular_matches_the_reference, rebuild_sessions, model_registry, list_items_pages,
+            popular_matches_the_reference, rebuild_sessions, model_registry, model_transitions,
+            list_items_pages,
             list_users_pages, events_pages, new_items);
         $crate::conformance_tests!(@shared $make;
             concurrent_events_one_user, concurrent_events_one_item, rebuild_sessions_race_events,

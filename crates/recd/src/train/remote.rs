@@ -316,6 +316,32 @@ impl Remote {
         .map(|_| ())
     }
 
+    /// `PUT /v1/admin/models/{version}/transitions`: one batch of its transition table.
+    pub async fn put_model_transitions(
+        &self,
+        version: &str,
+        lists: &[recd_store::NextList],
+    ) -> Result<(), Failure> {
+        let items: Vec<Value> = lists
+            .iter()
+            .map(|(id, next)| {
+                json!({"id": id, "next": next.iter().map(|(b, p)| json!({"id": b, "p": p})).collect::<Vec<_>>()})
+            })
+            .collect();
+        self.json(
+            self.client
+                .put(format!(
+                    "{}/v1/admin/models/{version}/transitions",
+                    self.base
+                ))
+                .timeout(WRITE_TIMEOUT)
+                .json(&json!({ "items": items })),
+            "PUT /v1/admin/models/{version}/transitions",
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// `POST /v1/admin/models/{version}/live`.
     pub async fn mark_model_live(&self, version: &str) -> Result<(), Failure> {
         self.json(

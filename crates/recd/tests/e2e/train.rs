@@ -7,6 +7,7 @@
 
 mod models;
 mod target;
+mod transitions;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
