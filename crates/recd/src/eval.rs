@@ -153,6 +153,23 @@ fn with_transitions(config: &recd_server::Config) -> recd_core::pipeline::RankPa
     r
 }
 
+/// How a pipeline scores its answers: the ranking settings, and the online features a
+/// learned ranker reads (fed with the same events).
+pub(crate) struct Scoring {
+    pub(crate) ranking: RankParams,
+    pub(crate) features: Option<Arc<Features>>,
+}
+
+impl Scoring {
+    /// The given ranking, no features.
+    pub(crate) fn ranking(ranking: RankParams) -> Self {
+        Scoring {
+            ranking,
+            features: None,
+        }
+    }
+}
+
 /// The pipeline under evaluation: a store, the serving `Recommender`, the id maps.
 pub(crate) struct Pipeline {
     pub(crate) handle: Handle,
@@ -410,9 +427,9 @@ pub(crate) fn build_pipeline(
     loaded: &Loaded,
     kinds: &EventKinds,
     config: &recd_server::Config,
-    ranking: recd_core::pipeline::RankParams,
-    features: Option<Arc<Features>>,
+    scoring: Scoring,
 ) -> Result<Pipeline> {
+    let Scoring { ranking, features } = scoring;
     let mut schema = crate::movielens::schema(model.factors);
     schema.vector.metric = pipeline_metric(config);
     let store = Arc::new(
@@ -745,8 +762,7 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
         &loaded,
         &kinds,
         config,
-        without_transitions(config),
-        None,
+        Scoring::ranking(without_transitions(config)),
     )?;
     let load_seconds = t.elapsed().as_secs_f64();
     let users = Progress::new("pipeline model users", None);
@@ -816,8 +832,7 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
                         &loaded,
                         &kinds,
                         &config,
-                        ranking,
-                        None,
+                        Scoring::ranking(ranking),
                     )?
                 }
             };
@@ -849,8 +864,7 @@ fn evaluate(handle: &Handle, args: &EvalArgs, config: &recd_server::Config) -> R
             &loaded,
             &kinds,
             config,
-            with_transitions(config),
-            None,
+            Scoring::ranking(with_transitions(config)),
         )?;
         let t = Instant::now();
         let p = replayed();

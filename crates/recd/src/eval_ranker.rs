@@ -36,7 +36,7 @@ use recd_train::movielens::Loaded;
 use recd_train::split::{self, SplitMethod};
 use tokio::runtime::Handle;
 
-use crate::eval::{EventKinds, Live, Pipeline, build_pipeline};
+use crate::eval::{EventKinds, Live, Pipeline, Scoring, build_pipeline, without_transitions};
 use crate::progress::Progress;
 use crate::train::train_error;
 
@@ -110,8 +110,10 @@ pub(crate) fn add_learned(
         loaded,
         kinds,
         config,
-        crate::eval::without_transitions(config),
-        Some(features()?),
+        Scoring {
+            ranking: without_transitions(config),
+            features: Some(features()?),
+        },
     )?;
     eprintln!(
         "recd eval: ranker: ALS on the first {} train events; replaying the last {}",
@@ -140,8 +142,10 @@ pub(crate) fn add_learned(
         loaded,
         kinds,
         config,
-        crate::eval::without_transitions(config),
-        Some(served),
+        Scoring {
+            ranking: without_transitions(config),
+            features: Some(served),
+        },
     )?;
     pipeline.ranking.ranker = Some("latest".into());
     let users = Progress::new("pipeline_learned users", None);
