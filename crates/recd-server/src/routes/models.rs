@@ -229,8 +229,14 @@ pub struct TransitionsBody {
 #[serde(deny_unknown_fields)]
 pub struct TransitionsEntry {
     /// The item.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     id: String,
     /// Its likely next items, most likely first.
+    #[schema(max_items = 1000)]
     next: Vec<NextEntry>,
 }
 
@@ -239,8 +245,14 @@ pub struct TransitionsEntry {
 #[serde(deny_unknown_fields)]
 pub struct NextEntry {
     /// The next item.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     id: String,
     /// P(next | item).
+    #[schema(minimum = 0.0, maximum = 1.0)]
     p: f64,
 }
 
