@@ -10,6 +10,7 @@
 #      ALS_SCALE_BIN (a prebuilt als_scale example; otherwise built here in release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/bench-common.sh
 ROOT=$(pwd)
 OUT=${OUT:-/tmp/recd-als-scale}
 VENV=${VENV:-/tmp/recd-bench-venv}
@@ -25,11 +26,7 @@ while [ $# -gt 0 ]; do
   shift 2
 done
 
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
-  # scipy < 1.14: implicit 0.7.2's ranking_metrics_at_k indexes with a memoryview, which newer scipy rejects
-  "$VENV/bin/pip" install -q "implicit==0.7.2" numpy "scipy<1.14" threadpoolctl
-fi
+implicit_venv
 BIN=${ALS_SCALE_BIN:-}
 if [ -z "$BIN" ]; then
   cargo build --release -q -p recd-train --example als_scale

@@ -8,6 +8,7 @@
 # /tmp/recd-als-compare), VENV (default /tmp/recd-bench-venv), IMPLICIT_VERSION (0.7.2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/bench-common.sh
 ROOT=$(pwd)
 DATA=${DATA:-$ROOT/../shared/data/ml-latest-small}
 OUT=${OUT:-/tmp/recd-als-compare}
@@ -18,17 +19,8 @@ IMPLICIT_VERSION=${IMPLICIT_VERSION:-0.7.2}
 # recd's defaults for this comparison; any flag given on the command line overrides them.
 PARAMS=(--factors 64 --iterations 15 --regularization 20 --alpha 0.5 --threads 2 --seed 42 --k 10 --runs 5)
 PARAMS+=("$@")
-arg() { # last value of a flag in PARAMS
-  local want=$1 v="" i
-  for ((i = 0; i < ${#PARAMS[@]}; i++)); do [ "${PARAMS[$i]}" = "$want" ] && v=${PARAMS[$((i + 1))]}; done
-  echo "$v"
-}
 
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
-  # scipy < 1.14: implicit 0.7.2's ranking_metrics_at_k indexes with a memoryview, which newer scipy rejects
-  "$VENV/bin/pip" install -q "implicit==$IMPLICIT_VERSION" numpy "scipy<1.14" threadpoolctl
-fi
+implicit_venv
 
 cargo build --release -q -p recd-train --example als_compare
 BIN=$ROOT/target/release/examples/als_compare

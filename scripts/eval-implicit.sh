@@ -14,6 +14,7 @@
 #      default: built here in release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/bench-common.sh
 ROOT=$(pwd)
 SPLITS=${1:?usage: scripts/eval-implicit.sh SPLITS_DIR [ALS flags]}
 shift
@@ -23,16 +24,7 @@ IMPLICIT_VERSION=${IMPLICIT_VERSION:-0.7.2}
 # recd eval's defaults (recd train's); flags given override them.
 PARAMS=(--factors 64 --iterations 15 --regularization 20 --alpha 0.5 --threads 2 --seed 42 --k 10 --runs 1)
 PARAMS+=("$@")
-arg() { # last value of a flag in PARAMS
-  local want=$1 v="" i
-  for ((i = 0; i < ${#PARAMS[@]}; i++)); do [ "${PARAMS[$i]}" = "$want" ] && v=${PARAMS[$((i + 1))]}; done
-  echo "$v"
-}
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
-  # scipy < 1.14: implicit 0.7.2's ranking_metrics_at_k indexes with a memoryview, which newer scipy rejects
-  "$VENV/bin/pip" install -q "implicit==$IMPLICIT_VERSION" numpy "scipy<1.14" threadpoolctl
-fi
+implicit_venv
 BIN=${ALS_COMPARE:-}
 if [ -z "$BIN" ]; then
   cargo build --release -q -p recd-train --example als_compare

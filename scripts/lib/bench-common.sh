@@ -48,3 +48,21 @@ bench_summary() {
 cpu_seconds() {
     awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"
 }
+
+# arg FLAG: the last value FLAG has in the PARAMS array (defaults first, then the caller's
+# flags), empty if it has none.
+arg() {
+    local want=$1 v="" i
+    for ((i = 0; i < ${#PARAMS[@]}; i++)); do [ "${PARAMS[$i]}" = "$want" ] && v=${PARAMS[$((i + 1))]}; done
+    echo "$v"
+}
+
+# implicit_venv: the throwaway venv $VENV with the `implicit` peer (version
+# $IMPLICIT_VERSION, default 0.7.2), created on first use; never the project's runtime.
+implicit_venv() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        python3 -m venv "$VENV"
+        # scipy < 1.14: implicit 0.7.2's ranking_metrics_at_k indexes with a memoryview, which newer scipy rejects
+        "$VENV/bin/pip" install -q "implicit==${IMPLICIT_VERSION:-0.7.2}" numpy "scipy<1.14" threadpoolctl
+    fi
+}
