@@ -21,19 +21,10 @@ fn redis_url() -> Option<String> {
     support::redis::redis_url("REDIS CACHE TESTS")
 }
 
-fn unique_prefix(name: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "t:{name}:{}:{}:",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
 /// Two "servers" on one Redis under one prefix.
 async fn pair(name: &str, config: CacheConfig) -> Option<(Arc<Caches>, Arc<Caches>, RedisTier)> {
     let url = redis_url()?;
-    let prefix = unique_prefix(name);
+    let prefix = support::redis::unique_prefix(name);
     let tier = || async {
         RedisTier::connect(
             &url,
@@ -327,7 +318,7 @@ async fn invalidations_subscribe_past_a_dead_seed() {
     let url = String::from_utf8_lossy(&started.stdout).trim().to_string();
     let tier = RedisTier::connect(
         &url,
-        &unique_prefix("seed"),
+        &support::redis::unique_prefix("seed"),
         1_000,
         Duration::from_secs(2),
         Duration::from_secs(5),

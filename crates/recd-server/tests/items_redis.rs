@@ -11,7 +11,6 @@ mod support;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use recd_core::{Filter, Item, ItemUpsert, Schema};
@@ -20,15 +19,6 @@ use recd_store::{ModelSettings, RedisConfig, RedisStore, Store};
 use serde_json::json;
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn unique_prefix(name: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "t:{name}:{}:{}:",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
 
 /// One server: its store (items and popular lists kept as long as the test runs) and its
 /// caches, following the invalidation channel as `recd serve` does.
@@ -66,7 +56,7 @@ async fn server(url: &str, prefix: &str) -> Server {
 
 async fn pair(name: &str) -> Option<(Server, Server, String)> {
     let url = support::redis::redis_url("REDIS ITEM CACHE TESTS")?;
-    let prefix = unique_prefix(name);
+    let prefix = support::redis::unique_prefix(name);
     let a = server(&url, &prefix).await;
     let b = server(&url, &prefix).await;
     Some((a, b, prefix))

@@ -27,7 +27,7 @@ async fn limiter(url: &str, prefix: &str, config: &LimitsConfig) -> Limiter {
 #[tokio::test]
 async fn two_servers_share_one_budget_per_key_and_per_address() {
     let Some(url) = redis_url() else { return };
-    let prefix = format!("t:rl:{}:", std::process::id());
+    let prefix = support::redis::unique_prefix("rl");
     // One request per 1000 s: nothing is replenished while the test runs.
     let config = LimitsConfig {
         per_key: Rate {
@@ -88,7 +88,7 @@ async fn two_servers_share_one_budget_per_key_and_per_address() {
 #[tokio::test]
 async fn a_key_name_cannot_reach_outside_its_bucket() {
     let Some(url) = redis_url() else { return };
-    let prefix = format!("t:rl2:{}:", std::process::id());
+    let prefix = support::redis::unique_prefix("rl2");
     let config = LimitsConfig {
         per_key: Rate {
             rps: 0.001,

@@ -3,6 +3,7 @@
 
 use std::process::Command;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The URL of this test binary's Redis (`RECD_TEST_REDIS_URL` if set); `what` names the
 /// tests in the skip message.
@@ -37,4 +38,14 @@ pub fn redis_url(what: &str) -> Option<String> {
         }
     })
     .clone()
+}
+
+/// A key prefix no other test (of this binary or another one running at the same time) uses.
+pub fn unique_prefix(name: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "t:{name}:{}:{}:",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
