@@ -1,7 +1,8 @@
 //! The redis store's in-process items and popular lists across two servers on one Redis:
 //! a write on one server is read fresh on the other (the invalidation channel reaches its
 //! store), a write is read fresh on the server that made it at once, and a server whose
-//! channel dropped keeps nothing from before (a message may have been lost).
+//! channel dropped keeps nothing from before (a message may have been lost), and answers no
+//! list from L1 while it is down.
 //!
 //! Redis comes from `scripts/redis.sh` (one instance per test binary); under `CI=true` a
 //! Redis that cannot start fails these tests, elsewhere they are skipped loudly. The tests
@@ -11,10 +12,12 @@ mod support;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use recd_core::{Filter, Item, ItemUpsert, Schema};
-use recd_server::cache::{CacheConfig, Caches, RedisTier};
+use recd_server::answer::{CachedItem, CachedList, Source};
+use recd_server::cache::{CacheConfig, Caches, Compute, Origin, RedisTier};
 use recd_store::{ModelSettings, RedisConfig, RedisStore, Store};
 use serde_json::json;
 
@@ -216,4 +219,81 @@ async fn popular_lists_drop_a_deleted_item_on_both_servers() {
         ids(&b).await == ["y"]
     })
     .await;
+}
+
+/// A list compute that counts its runs; each list names the run that made it.
+fn counted_list(runs: &Arc<AtomicUsize>) -> Compute<CachedList> {
+    let runs = Arc::clone(runs);
+    Arc::new(move || {
+        let n = runs.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            let item = Item {
+                id: format!("run-{n}"),
+                vector: None,
+                fields: Default::default(),
+            };
+            Ok(CachedList {
+                items: vec![CachedItem {
+                    item: Arc::new(item),
+                    score: 1.0,
+                    reasons: Vec::new(),
+                }],
+                source: Source::Personalized,
+            })
+        })
+    })
+}
+
+/// `ACL SETUSER default <rule>` on the test's Redis: `resetchannels` drops every pub/sub
+/// connection and refuses new ones (and every `PUBLISH`), `allchannels` lets them back.
+async fn channels(url: &str, rule: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg(rule)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_list_is_answered_from_memory_while_the_channel_is_down() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some((a, b, _)) = pair("down").await else {
+        return;
+    };
+    let url = support::redis::redis_url("REDIS ITEM CACHE TESTS").unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let compute = counted_list(&runs);
+    b.caches.recommend("u", 1, compute.clone()).await.unwrap();
+    let (_, o) = b.caches.recommend("u", 1, compute.clone()).await.unwrap();
+    assert_eq!(o, Origin::L1, "b keeps u's list");
+
+    // No channel for anyone: b's subscription is dropped and cannot come back, and a's
+    // invalidations reach L2's marks but no other server.
+    channels(&url, "resetchannels").await;
+    eventually("b notices its channel is down", || async {
+        !b.caches.l1_live()
+    })
+    .await;
+    a.caches.users_changed(vec!["u".into()]).await;
+    let (e, o) = b.caches.recommend("u", 1, compute.clone()).await.unwrap();
+    let id = e.value.items[0].item.id.clone();
+    channels(&url, "allchannels").await;
+    assert_eq!(
+        (o, id.as_str()),
+        (Origin::Computed, "run-1"),
+        "b answered u's old list from memory after a's unheard event"
+    );
+
+    // Back: b subscribes again, then answers from memory again.
+    eventually("b follows the channel again", || async {
+        b.caches.l1_live()
+    })
+    .await;
+    b.caches.recommend("u", 1, compute.clone()).await.unwrap();
+    let (_, o) = b.caches.recommend("u", 1, compute).await.unwrap();
+    assert_eq!(o, Origin::L1);
 }

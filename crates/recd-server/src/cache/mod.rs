@@ -12,7 +12,9 @@
 //! Invalidation never scans: keys carry generations ([`generations`]) and L2 bodies carry
 //! marks ([`shared`]); events of the configured types move the user's generation, item
 //! writes move the item's and every list's, before the write is acknowledged; other
-//! servers hear it on pub/sub. Stampedes: concurrent misses for one key compute once per
+//! servers hear it on pub/sub, and with L2 a server answers from L1 only while it follows
+//! that channel (a message missed while it is down may leave an L1 entry stale: L1 is
+//! bypassed until the channel is back, then cleared). Stampedes: concurrent misses for one key compute once per
 //! process (moka's `try_get_with`) and, with L2, once across servers (a `SET NX PX` fill
 //! lock; the others wait for the entry, bounded by `lock_wait_ms`, then compute themselves).
 //! Hot `recs` entries are refreshed early in the background (XFetch), so they never expire
@@ -25,7 +27,7 @@ pub mod shared;
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -176,6 +178,11 @@ pub struct Caches {
     /// The store that keeps items in process: told of other servers' item writes and of
     /// whether the channel is up (see [`Caches::follow`]).
     store: std::sync::OnceLock<Arc<dyn Store>>,
+    /// Whether L1 may answer. With L2 (several servers on one Redis) only while the
+    /// invalidation channel is up: while it is down another server's write goes unheard,
+    /// so an L1 entry may be stale; requests then go to L2, whose marks live in Redis.
+    /// Without L2 this server hears every invalidation there is, so always.
+    l1_live: AtomicBool,
 }
 
 impl std::fmt::Debug for Caches {
@@ -203,6 +210,8 @@ impl Caches {
         let max = config.l1_max_entries;
         let max_ttl = Duration::from_millis(config.max_ttl_ms());
         let l2 = if config.l2 { l2 } else { None };
+        // With L2, L1 serves once the channel is up (see `Caches::listen`).
+        let l2_absent = l2.is_none();
         // Every lookup series exists from the start (at 0), so a hit ratio has data before
         // the first hit.
         let tiers = if l2.is_some() {
@@ -233,6 +242,7 @@ impl Caches {
             refreshing: Mutex::new(HashSet::new()),
             stats: Stats::default(),
             store: std::sync::OnceLock::new(),
+            l1_live: AtomicBool::new(l2_absent),
             config,
         })
     }
@@ -246,11 +256,20 @@ impl Caches {
         let _ = self.store.set(store);
     }
 
-    /// Tells the followed store whether the channel is up.
+    /// Whether the channel is up: L1 serves, and the followed store keeps items, only
+    /// while it is. Called with `true` only after L1 was cleared of what a lost message
+    /// may have left stale.
     fn channel_up(&self, up: bool) {
+        self.l1_live.store(up, Ordering::Release);
         if let Some(store) = self.store.get() {
             store.follow_item_writes(up);
         }
+    }
+
+    /// Whether L1 answers at the moment (in redis mode: whether this server follows the
+    /// other servers' invalidations).
+    pub fn l1_live(&self) -> bool {
+        self.l1_live.load(Ordering::Acquire)
     }
 
     /// Whether caching is on at all.
@@ -295,6 +314,10 @@ impl Caches {
             lists: self.generations.lists(),
         };
         let l2 = self.l2.as_ref().map(|r| r.recs_keys(user, shape));
+        if !self.l1_live() {
+            self.stats.record(Kind::Recs, 0, false);
+            return self.fill(Kind::Recs, l2.as_ref(), &compute, false).await;
+        }
         if let Some(e) = self.recs.get(&key).await {
             self.stats.record(Kind::Recs, 0, true);
             self.maybe_refresh_early(key, &e, l2, compute);
@@ -316,12 +339,17 @@ impl Caches {
             generation: self.generations.item(id),
             all: self.generations.details(),
         };
+        let l2 = self.l2.as_ref().map(|r| r.item_keys(id));
+        if !self.l1_live() {
+            self.stats.record(Kind::Item, 0, false);
+            let (e, origin) = self.fill(Kind::Item, l2.as_ref(), &compute, false).await?;
+            return Ok((e.value.clone(), origin));
+        }
         if let Some(e) = self.items.get(&key).await {
             self.stats.record(Kind::Item, 0, true);
             return Ok((e.value.clone(), Origin::L1));
         }
         self.stats.record(Kind::Item, 0, false);
-        let l2 = self.l2.as_ref().map(|r| r.item_keys(id));
         let (e, origin) = self
             .through_l2(&self.items, key, Kind::Item, l2, compute)
             .await?;
@@ -343,6 +371,11 @@ impl Caches {
             k,
             lists: self.generations.lists(),
         };
+        if !self.l1_live() {
+            self.stats.record(Kind::Popular, 0, false);
+            fill_counter(Kind::Popular);
+            return Ok(Arc::new(compute.await?));
+        }
         if let Some(e) = self.popular.get(&key).await {
             self.stats.record(Kind::Popular, 0, true);
             return Ok(e.value.clone());
@@ -624,7 +657,8 @@ impl Caches {
         };
         let first = match redis.subscribe().await {
             Ok(p) => {
-                // Subscribed: from now on every item write is heard.
+                // Subscribed before serving: from now on every write is heard, and L1 holds
+                // nothing yet.
                 self.channel_up(true);
                 Some(p)
             }
@@ -689,8 +723,13 @@ async fn listen_loop(weak: Weak<Caches>, redis: RedisTier, mut pubsub: Option<re
     loop {
         if let Some(mut p) = pubsub.take() {
             if lost {
+                // Back after a gap: what L1 kept from before may have missed a message.
+                // Cleared first, then served again.
                 match weak.upgrade() {
-                    Some(this) => this.clear_l1(),
+                    Some(this) => {
+                        this.clear_l1();
+                        this.channel_up(true);
+                    }
                     None => return,
                 }
             }
@@ -720,10 +759,7 @@ async fn listen_loop(weak: Weak<Caches>, redis: RedisTier, mut pubsub: Option<re
         delay = (delay * 2).min(Duration::from_secs(5));
         match redis.subscribe().await {
             Ok(p) => {
-                // Subscribed: from now on every item write is heard.
-                if let Some(this) = weak.upgrade() {
-                    this.channel_up(true);
-                }
+                // Subscribed: L1 is cleared and served again at the top of the loop.
                 pubsub = Some(p);
             }
             Err(e) => {
@@ -980,6 +1016,49 @@ mod tests {
         ));
         let (e, o) = c.recommend("u", 1, failing).await.unwrap();
         assert_eq!((o, tag(&e.value)), (Origin::Computed, "ok"));
+    }
+
+    #[tokio::test]
+    async fn l1_answers_nothing_while_the_channel_is_down() {
+        let c = caches();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let compute = counted(&runs, &open_gate(), "list");
+        let item_runs = Arc::new(AtomicUsize::new(0));
+        let popular_runs = AtomicUsize::new(0);
+        let popular = || async {
+            popular_runs.fetch_add(1, Ordering::SeqCst);
+            Ok(Vec::new())
+        };
+        c.recommend("u", 1, compute.clone()).await.unwrap();
+        c.item("x", counted_item(&item_runs)).await.unwrap();
+        c.popular(10, &Filter::all(), popular()).await.unwrap();
+        assert_eq!(
+            c.recommend("u", 1, compute.clone()).await.unwrap().1,
+            Origin::L1
+        );
+
+        // Down: every answer is computed (no L2 here), and nothing is kept for later.
+        c.channel_up(false);
+        assert!(!c.l1_live());
+        for expected in 1..3 {
+            let (e, o) = c.recommend("u", 1, compute.clone()).await.unwrap();
+            assert_eq!((o, run(&e.value)), (Origin::Computed, expected));
+            let (_, o) = c.item("x", counted_item(&item_runs)).await.unwrap();
+            assert_eq!(o, Origin::Computed);
+            c.popular(10, &Filter::all(), popular()).await.unwrap();
+        }
+        assert_eq!(item_runs.load(Ordering::SeqCst), 3);
+        assert_eq!(popular_runs.load(Ordering::SeqCst), 3);
+
+        // Back (after the clear the listener makes): L1 fills and answers again.
+        c.clear_l1();
+        c.channel_up(true);
+        assert_eq!(
+            c.recommend("u", 1, compute.clone()).await.unwrap().1,
+            Origin::Computed
+        );
+        assert_eq!(c.recommend("u", 1, compute).await.unwrap().1, Origin::L1);
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]
