@@ -517,7 +517,10 @@ impl VectorIndex {
             Some(cq) => {
                 let scorer = Coded { st: &st, q: cq };
                 let found = match &allowed {
-                    Some(ids) => flat::scan_ids(&st, &scorer, shortlist, ids),
+                    Some(ids) => match st.codes_view() {
+                        Some(view) => flat::scan_codes(&st, view, cq, shortlist, ids),
+                        None => flat::scan_ids(&st, &scorer, shortlist, ids),
+                    },
                     None => flat::scan_all(&st, &scorer, shortlist),
                 };
                 report.rescored = Some(found.len());

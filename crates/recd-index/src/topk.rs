@@ -58,6 +58,18 @@ impl TopK {
         }
     }
 
+    /// A distance above which a pushed value cannot be kept: the worst kept distance once
+    /// `k` values are kept, else +∞. Lets a scan skip the heap for most candidates with one
+    /// float compare (a value *equal* to it may still win on its key, so only `>` skips).
+    #[inline]
+    pub(crate) fn bound(&self) -> f32 {
+        if self.heap.len() < self.k {
+            f32::INFINITY
+        } else {
+            self.heap.peek().map_or(f32::NEG_INFINITY, |w| w.dist)
+        }
+    }
+
     /// The kept values, best first.
     pub(crate) fn into_sorted(self) -> Vec<Scored> {
         self.heap.into_sorted_vec()
@@ -76,6 +88,18 @@ mod tests {
         }
         let got: Vec<_> = t.into_sorted().iter().map(|s| (s.dist, s.key)).collect();
         assert_eq!(got, vec![(1.0, 2), (1.0, 9), (2.0, 3)]);
+    }
+
+    #[test]
+    fn bound_is_the_worst_kept_distance_once_full() {
+        let mut t = TopK::new(2);
+        assert_eq!(t.bound(), f32::INFINITY);
+        t.push(Scored { dist: 3.0, key: 1 });
+        assert_eq!(t.bound(), f32::INFINITY);
+        t.push(Scored { dist: 1.0, key: 2 });
+        assert_eq!(t.bound(), 3.0);
+        t.push(Scored { dist: 2.0, key: 3 });
+        assert_eq!(t.bound(), 2.0);
     }
 
     #[test]
