@@ -67,10 +67,20 @@ pub(crate) fn scan_ids(
 fn targets(st: &Store, ids: &RoaringBitmap) -> Vec<(u32, u32)> {
     // A plain loop into a sized Vec: `collect` through `filter_map` asked roaring's
     // iterator for size hints it computes slowly (12 % of a 10 % filter's scan, `perf`).
+    // The ids are decoded a block at a time (`next_many`): one id at a time through
+    // roaring's `next` was a quarter of a 10 % filter's scan of codes (`perf`).
     let mut targets: Vec<(u32, u32)> = Vec::with_capacity(ids.len() as usize);
-    for id in ids {
-        if let Some(slot) = st.slot_of(id) {
-            targets.push((id, slot));
+    let mut block = [0u32; 256];
+    let mut it = ids.iter();
+    loop {
+        let got = it.next_many(&mut block);
+        if got.is_empty() {
+            break;
+        }
+        for &id in got.iter() {
+            if let Some(slot) = st.slot_of(id) {
+                targets.push((id, slot));
+            }
         }
     }
     targets
@@ -86,13 +96,62 @@ pub(crate) fn scan_codes(
     k: usize,
     ids: &RoaringBitmap,
 ) -> Vec<Scored> {
-    let targets = targets(st, ids);
-    pulp::Arch::new().dispatch(CodeScan {
+    scan_codes_on(pulp::Arch::new(), st, view, q, k, ids)
+}
+
+/// [`scan_codes`] on a given dispatcher: `pulp::Arch::new()` picks the best the CPU has;
+/// tests pass `pulp::Arch::Scalar` to run the baseline path on any machine.
+fn scan_codes_on(
+    arch: pulp::Arch,
+    st: &Store,
+    view: CodesView<'_>,
+    q: &CodedQuery,
+    k: usize,
+    ids: &RoaringBitmap,
+) -> Vec<Scored> {
+    arch.dispatch(CodeScan {
         view,
         q,
         k,
-        targets: &targets,
+        feed: Feed {
+            it: ids.iter(),
+            st,
+            ids: [0; BLOCK],
+        },
     })
+}
+
+/// Ids decoded (and mapped to slots) per block of the code scan.
+const BLOCK: usize = 256;
+
+/// The allowed `(id, slot)` pairs, a block at a time, in id order: decoding the bitmap in
+/// blocks (`next_many`) beat one `next` per id by ~2× in a 10 % scan (`perf`), and blocks
+/// instead of one list of every target keep the scan from allocating (a fresh 80 KB list per
+/// query cost page faults) and the pairs in L1.
+struct Feed<'a> {
+    it: roaring::bitmap::Iter<'a>,
+    st: &'a Store,
+    ids: [u32; BLOCK],
+}
+
+impl Feed<'_> {
+    /// Fills `out` with the next block's live pairs and returns how many; `None` once the
+    /// bitmap is exhausted (a block of only removed ids gives `Some(0)`).
+    #[inline(always)]
+    fn fill(&mut self, out: &mut [(u32, u32); BLOCK]) -> Option<usize> {
+        let got = self.it.next_many(&mut self.ids);
+        if got.is_empty() {
+            return None;
+        }
+        let mut n = 0;
+        for &id in got.iter() {
+            if let Some(slot) = self.st.slot_of(id) {
+                out[n] = (id, slot);
+                n += 1;
+            }
+        }
+        Some(n)
+    }
 }
 
 /// One scan of codes, as a `pulp` operation: `with_simd` is compiled once per instruction
@@ -102,56 +161,86 @@ struct CodeScan<'a> {
     view: CodesView<'a>,
     q: &'a CodedQuery,
     k: usize,
-    /// `(key, slot)` pairs to score, in the order to read them.
-    targets: &'a [(u32, u32)],
+    feed: Feed<'a>,
+}
+
+impl CodeScan<'_> {
+    /// Hints the CPU to start loading `slot`'s codes.
+    #[inline(always)]
+    fn prefetch(&self, slot: u32) {
+        let a = slot as usize * self.view.lines;
+        if let Some(c) = self.view.arena.get(a..a + self.view.lines) {
+            prefetch(c);
+        }
+    }
+
+    /// Code distance of `slot` (`None` only if the slot has no codes, which the store rules
+    /// out: `get` keeps a broken invariant from becoming a panic in a query).
+    #[inline(always)]
+    fn dist(&self, slot: u32) -> Option<f32> {
+        let (view, lines, s) = (&self.view, self.view.lines, slot as usize);
+        let codes = view.arena.get(s * lines..(s + 1) * lines)?;
+        let dot = self.q.dot(codes);
+        Some(match view.metric {
+            Metric::Cosine | Metric::InnerProduct => -dot,
+            Metric::L2 => self.q.norm2 - 2.0 * dot + view.norms2.get(s).copied().unwrap_or(0.0),
+        })
+    }
 }
 
 impl WithSimd for CodeScan<'_> {
     type Output = Vec<Scored>;
 
     #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) -> Vec<Scored> {
-        let CodeScan {
-            view,
-            q,
-            k,
-            targets,
-        } = self;
-        let lines = view.lines;
-        let mut top = TopK::new(k);
+    fn with_simd<S: Simd>(mut self, _simd: S) -> Vec<Scored> {
+        let mut top = TopK::new(self.k);
         // Most candidates are worse than the k-th best so far: one float compare against
         // the heap's bound rejects them before any heap work.
         let mut bound = top.bound();
-        for &(_, slot) in targets.iter().take(PREFETCH_AHEAD) {
-            let a = slot as usize * lines;
-            if let Some(c) = view.arena.get(a..a + lines) {
-                prefetch(c);
-            }
+        // Two blocks: the one being scored and the next, so that the prefetch can run
+        // PREFETCH_AHEAD targets ahead across a block boundary.
+        let mut blocks = [[(0u32, 0u32); BLOCK]; 2];
+        let mut lens = [0usize; 2];
+        let mut cur = 0;
+        let mut more = true;
+        match self.feed.fill(&mut blocks[0]) {
+            Some(n) => lens[0] = n,
+            None => more = false,
         }
-        for i in 0..targets.len() {
-            if let Some(&(_, ahead)) = targets.get(i + PREFETCH_AHEAD) {
-                let a = ahead as usize * lines;
-                if let Some(c) = view.arena.get(a..a + lines) {
-                    prefetch(c);
+        for &(_, slot) in blocks[0][..lens[0]].iter().take(PREFETCH_AHEAD) {
+            self.prefetch(slot);
+        }
+        loop {
+            let nxt = 1 - cur;
+            lens[nxt] = 0;
+            if more {
+                match self.feed.fill(&mut blocks[nxt]) {
+                    Some(n) => lens[nxt] = n,
+                    None => more = false,
                 }
             }
-            let (key, slot) = targets[i];
-            let s = slot as usize;
-            // Slots come from the store, so the range is always there; `get` keeps a
-            // broken invariant from becoming a panic in a query.
-            let Some(codes) = view.arena.get(s * lines..(s + 1) * lines) else {
-                continue;
-            };
-            let dot = q.dot(codes);
-            let dist = match view.metric {
-                Metric::Cosine | Metric::InnerProduct => -dot,
-                Metric::L2 => q.norm2 - 2.0 * dot + view.norms2.get(s).copied().unwrap_or(0.0),
-            };
-            if dist > bound {
-                continue;
+            let (n, m) = (lens[cur], lens[nxt]);
+            for i in 0..n {
+                let a = i + PREFETCH_AHEAD;
+                if a < n {
+                    self.prefetch(blocks[cur][a].1);
+                } else if a - n < m {
+                    self.prefetch(blocks[nxt][a - n].1);
+                }
+                let (key, slot) = blocks[cur][i];
+                let Some(dist) = self.dist(slot) else {
+                    continue;
+                };
+                if dist > bound {
+                    continue;
+                }
+                top.push(Scored { dist, key });
+                bound = top.bound();
             }
-            top.push(Scored { dist, key });
-            bound = top.bound();
+            if !more && m == 0 {
+                break;
+            }
+            cur = nxt;
         }
         top.into_sorted()
     }
