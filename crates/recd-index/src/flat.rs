@@ -1,7 +1,7 @@
 //! Exact (brute-force) search: the fallback for selective filters and the test oracle.
 //!
 //! Scores every live vector (or every allowed id) against the query and keeps the best `k`
-//! in a bounded heap. Results are exact and deterministic: ties in score go to the smaller id.
+//! in a bounded collector (`topk`). Results are exact and deterministic: ties in score go to the smaller id.
 //!
 //! The scan of a filter's int8 codes ([`scan_codes`]), the planner's choice for selective
 //! filters in the quantized mode, runs inside `pulp`'s runtime CPU-feature dispatch: the
@@ -193,10 +193,9 @@ impl WithSimd for CodeScan<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(mut self, _simd: S) -> Vec<Scored> {
+        // Most candidates are worse than the k-th best so far: `push` rejects them with one
+        // float compare (see `topk`).
         let mut top = TopK::new(self.k);
-        // Most candidates are worse than the k-th best so far: one float compare against
-        // the heap's bound rejects them before any heap work.
-        let mut bound = top.bound();
         // Two blocks: the one being scored and the next, so that the prefetch can run
         // PREFETCH_AHEAD targets ahead across a block boundary.
         let mut blocks = [[(0u32, 0u32); BLOCK]; 2];
@@ -228,14 +227,9 @@ impl WithSimd for CodeScan<'_> {
                     self.prefetch(blocks[nxt][a - n].1);
                 }
                 let (key, slot) = blocks[cur][i];
-                let Some(dist) = self.dist(slot) else {
-                    continue;
-                };
-                if dist > bound {
-                    continue;
+                if let Some(dist) = self.dist(slot) {
+                    top.push(Scored { dist, key });
                 }
-                top.push(Scored { dist, key });
-                bound = top.bound();
             }
             if !more && m == 0 {
                 break;
@@ -243,5 +237,70 @@ impl WithSimd for CodeScan<'_> {
             cur = nxt;
         }
         top.into_sorted()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hnsw::Coded;
+    use crate::quant::Quantization;
+
+    /// 3,000 vectors at sparse ids (1, 4, 7, …), every fifth a copy of an earlier one (equal
+    /// codes: ties on distance that only the key decides), 700 consecutive ids removed (whole
+    /// blocks of the scan with no live id) plus every seventh, quantized.
+    fn store(metric: Metric, dim: usize) -> (Store, Vec<u32>) {
+        let mut st = Store::new(dim, metric, 8);
+        let data = crate::testing::vectors(3_000, dim, 11, 3, 1);
+        for (i, (id, v)) in data.iter().enumerate() {
+            let v = if i % 5 == 4 { &data[i - 3].1 } else { v };
+            let inv = match metric {
+                Metric::Cosine => 1.0 / recd_core::vector::norm(v),
+                Metric::InnerProduct | Metric::L2 => 1.0,
+            };
+            st.upsert(*id, v, inv, |_| 0).expect("insert");
+        }
+        for (i, (id, _)) in data.iter().enumerate() {
+            if (1_000..1_700).contains(&i) || i % 7 == 0 {
+                assert!(st.remove(*id));
+            }
+        }
+        st.set_quantization(Quantization::Int8, &std::env::temp_dir())
+            .expect("vector file");
+        (st, data.iter().map(|(id, _)| *id).collect())
+    }
+
+    #[test]
+    fn code_scan_matches_the_generic_scan_on_every_instruction_set() {
+        for (metric, dim) in [(Metric::Cosine, 64), (Metric::L2, 130)] {
+            let (st, ids) = store(metric, dim);
+            let view = st.codes_view().expect("quantized");
+            // Every id (with removed ones and one never stored), and every other id.
+            let mut all: RoaringBitmap = ids.iter().copied().collect();
+            all.insert(9_999_999);
+            let half: RoaringBitmap = ids.iter().copied().step_by(2).collect();
+            let empty = RoaringBitmap::new();
+            for (qi, q) in crate::testing::vectors(3, dim, 99, 1, 0).iter().enumerate() {
+                let cq = st.coded_query(&q.1).expect("quantized");
+                let scorer = Coded { st: &st, q: &cq };
+                for filter in [&all, &half, &empty] {
+                    for k in [0usize, 1, 10, 40, 500, 5_000] {
+                        let want = scan_ids(&st, &scorer, k, filter);
+                        assert_eq!(want.len(), k.min(live_in(&st, filter)));
+                        // The dispatched path (AVX2 where the CPU has it) and the baseline
+                        // one a CPU without AVX2 gets.
+                        let got = scan_codes(&st, view, &cq, k, filter);
+                        let base = scan_codes_on(pulp::Arch::Scalar, &st, view, &cq, k, filter);
+                        let case = format!("{metric} dim {dim} query {qi} k {k}");
+                        assert_eq!(got, want, "{case}");
+                        assert_eq!(base, want, "{case}, baseline");
+                    }
+                }
+            }
+        }
+    }
+
+    fn live_in(st: &Store, filter: &RoaringBitmap) -> usize {
+        filter.iter().filter(|&id| st.slot_of(id).is_some()).count()
     }
 }
