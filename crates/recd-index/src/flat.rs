@@ -1,7 +1,8 @@
 //! Exact (brute-force) search: the fallback for selective filters and the test oracle.
 //!
 //! Scores every live vector (or every allowed id) against the query and keeps the best `k`
-//! in a bounded collector (`topk`). Results are exact and deterministic: ties in score go to the smaller id.
+//! in a bounded collector (`topk`). Results are exact and deterministic: ties in score go to
+//! the smaller id.
 //!
 //! The scan of a filter's int8 codes ([`scan_codes`]), the planner's choice for selective
 //! filters in the quantized mode, runs inside `pulp`'s runtime CPU-feature dispatch: the
@@ -33,7 +34,8 @@ pub(crate) fn scan_all(st: &Store, scorer: &impl Scorer, k: usize) -> Vec<Scored
     top.into_sorted()
 }
 
-/// How many vectors ahead the id scan prefetches (16 beat 8 by ~8 % on the 10 % filter).
+/// How many vectors ahead the id scan prefetches (16 beat 8 by ~8 % on the 10 % filter; for
+/// the code scan 16, 32, 64 and 128 measured the same, 2026-12-03).
 const PREFETCH_AHEAD: usize = 16;
 
 /// The `k` nearest among `ids` by `scorer` (ids without a live vector are skipped); keys are caller ids.
