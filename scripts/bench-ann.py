@@ -5,7 +5,8 @@
 
 Same queries, filters and recall definition as crates/recd-index/examples/knn_latency.rs:
 queries = the first --nq rows of user_vectors.npy, one at a time on one thread; filters per
-query j: cat10 = items with category % 10 == j % 10, brand1 = items with brand % 100 == j % 100;
+query j: cat10 = items with category % 10 == j % 10, brand1 = items with brand % 100 == j % 100,
+randP (e.g. rand10) = the j % 10-th of ten random P % subsets (splitmix64, as knn_latency);
 recall@k = |approx ∩ exact top-k| / |exact top-k|, exact by brute force (numpy).
 hnswlib: space 'cosine', M 16, efC 200, built on 2 threads, filtered via its filter callback.
 --index-cache: load hnswlib's graph from PATH if it exists (its build time is read from
@@ -73,6 +74,9 @@ def main():
         "cat10": [(category % 10) == r for r in range(10)],
         "brand1": [(brand % 100) == r for r in range(100)],
     }
+    for fname in a.filters.split(","):
+        if fname.startswith("rand"):
+            masks[fname] = rand_masks(n, float(fname[4:]))
     print("engine\tfilter\tk\tef\tstrategy\tqps\tp50_us\tp99_us\trecall", flush=True)
     for fname in a.filters.split(","):
         ms = masks[fname]
@@ -116,6 +120,21 @@ def main():
             total = time.perf_counter() - start
             print(f"numpy\t{fname}\t{k}\t-\texact\t{len(queries) / total:.0f}\t{pct(lat, .5):.0f}\t"
                   f"{pct(lat, .99):.0f}\t1.0000", flush=True)
+
+
+def splitmix(x):
+    """splitmix64 on a uint64 array (wrapping), as knn_latency's `splitmix`."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def rand_masks(n, p):
+    """`randP`: 10 random subsets of P % of the items, the same as knn_latency's."""
+    i = np.arange(n, dtype=np.uint64)
+    return [(splitmix(i ^ np.uint64(r << 40)) % np.uint64(10_000)).astype(np.float64) < p * 100.0
+            for r in range(10)]
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@
 # binary instead of building one).
 #
 # After the full table it prints the ratio table: per filter and k, the best QPS each
-# engine reaches at recall >= MIN_RECALL (any ef / plan), and recd's over hnswlib's.
+# engine reaches at recall >= MIN_RECALL (any ef / plan), and recd's over hnswlib's; then
+# each engine's filtered QPS over its own unfiltered QPS (issue 16's >= 0.5x at 10 %).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -87,7 +88,7 @@ for path in sorted(glob.glob(f"{out}/*.tsv")):
             key = (r["filter"], int(r["k"]), r["engine"], r["strategy"], r["ef"])
             rows.setdefault(key, []).append(r)
 print(f"\n{'filter':<7}{'k':>3}  {'engine':<10}{'strategy':<9}{'ef':>4}{'QPS':>8}{'p50 us':>9}{'p99 us':>9}{'recall':>8}")
-order = {"none": 0, "cat10": 1, "brand1": 2}
+order = {"none": 0, "cat10": 1, "rand10": 2, "brand1": 3}
 for key in sorted(rows, key=lambda k: (order.get(k[0], 9), k[1], k[2], k[3], int(k[4]) if k[4] != "-" else 0)):
     rs = rows[key]
     med = lambda c: statistics.median(float(r[c]) for r in rs)
@@ -112,4 +113,17 @@ for (f, k, eng) in sorted(best, key=lambda x: (order.get(x[0], 9), x[1], x[2])):
     base = best.get((f, k, "hnswlib"))
     ratio = f"{qps / base[0]:.2f}x" if base else "-"
     print(f"{f:<7}{k:>3}  {eng:<10}{qps:>8.0f}{rec:>8.4f}  {ratio:>6}  {row}")
+
+# Each engine against its own unfiltered search (issue 16: a 10 % filter should keep >= 0.5x
+# of the engine's unfiltered QPS): best filtered QPS / best unfiltered QPS, same k, same run.
+print(f"\nfiltered vs the same engine's unfiltered, best QPS at recall >= {min_recall}:")
+print(f"{'filter':<7}{'k':>3}  {'engine':<10}{'QPS':>8}{'none QPS':>9}  {'ratio':>6}")
+for (f, k, eng) in sorted(best, key=lambda x: (x[2], x[1], order.get(x[0], 9), x[0])):
+    if f == "none":
+        continue
+    base = best.get(("none", k, eng))
+    if base is None:
+        continue
+    qps = best[(f, k, eng)][0]
+    print(f"{f:<7}{k:>3}  {eng:<10}{qps:>8.0f}{base[0]:>9.0f}  {qps / base[0]:>5.2f}x")
 EOF

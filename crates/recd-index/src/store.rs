@@ -81,6 +81,17 @@ struct Codes {
     trained_at: usize,
 }
 
+/// Read-only view of a quantized store's codes (see [`Store::codes_view`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CodesView<'a> {
+    /// `slot * lines ..`: the slot's code lines.
+    pub(crate) arena: &'a [Line],
+    pub(crate) lines: usize,
+    /// `|x̂|²` per slot (l2).
+    pub(crate) norms2: &'a [f32],
+    pub(crate) metric: Metric,
+}
+
 /// Outcome of [`Store::upsert`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Upserted {
@@ -388,6 +399,18 @@ impl Store {
             Metric::Cosine | Metric::InnerProduct => -dot,
             Metric::L2 => q.norm2 - 2.0 * dot + norm2,
         }
+    }
+
+    /// The codes as one borrowed view, for a scan that reads many of them: the mode and
+    /// metric are checked once per query instead of once per vector. `None` if the index is
+    /// not quantized.
+    pub(crate) fn codes_view(&self) -> Option<CodesView<'_>> {
+        self.codes.as_ref().map(|c| CodesView {
+            arena: &c.arena,
+            lines: c.lines,
+            norms2: &c.norms2,
+            metric: self.metric,
+        })
     }
 
     /// Hints the CPU to start loading the slot's codes.
