@@ -69,21 +69,11 @@ pub(crate) fn scan_ids(
 fn targets(st: &Store, ids: &RoaringBitmap) -> Vec<(u32, u32)> {
     // A plain loop into a sized Vec: `collect` through `filter_map` asked roaring's
     // iterator for size hints it computes slowly (12 % of a 10 % filter's scan, `perf`).
-    // The ids are decoded a block at a time (`next_many`): one id at a time through
-    // roaring's `next` was a quarter of a 10 % filter's scan of codes (`perf`).
     let mut targets: Vec<(u32, u32)> = Vec::with_capacity(ids.len() as usize);
-    let mut block = [0u32; 256];
-    let mut it = ids.iter();
-    loop {
-        let got = it.next_many(&mut block);
-        if got.is_empty() {
-            break;
-        }
-        for &id in got.iter() {
-            if let Some(slot) = st.slot_of(id) {
-                targets.push((id, slot));
-            }
-        }
+    let mut feed = Feed::new(st, ids);
+    let mut block = [(0u32, 0u32); BLOCK];
+    while let Some(n) = feed.fill(&mut block) {
+        targets.extend_from_slice(&block[..n]);
     }
     targets
 }
@@ -115,11 +105,7 @@ fn scan_codes_on(
         view,
         q,
         k,
-        feed: Feed {
-            it: ids.iter(),
-            st,
-            ids: [0; BLOCK],
-        },
+        feed: Feed::new(st, ids),
     })
 }
 
@@ -136,7 +122,15 @@ struct Feed<'a> {
     ids: [u32; BLOCK],
 }
 
-impl Feed<'_> {
+impl<'a> Feed<'a> {
+    fn new(st: &'a Store, ids: &'a RoaringBitmap) -> Self {
+        Self {
+            it: ids.iter(),
+            st,
+            ids: [0; BLOCK],
+        }
+    }
+
     /// Fills `out` with the next block's live pairs and returns how many; `None` once the
     /// bitmap is exhausted (a block of only removed ids gives `Some(0)`).
     #[inline(always)]
