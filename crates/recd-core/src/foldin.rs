@@ -366,11 +366,11 @@ impl FoldModel {
     ) -> Option<Vec<f32>> {
         let k = self.k;
         let System { terms, b, prior } = self.system(prior, interactions)?;
-        let mut x: Vec<f64> = match start.filter(|s| s.len() == k && s.iter().all(|v| v.is_finite()))
-        {
-            Some(s) => s.iter().map(|&v| f64::from(v)).collect(),
-            None => prior.unwrap_or_else(|| vec![0.0; k]),
-        };
+        let mut x: Vec<f64> =
+            match start.filter(|s| s.len() == k && s.iter().all(|v| v.is_finite())) {
+                Some(s) => s.iter().map(|&v| f64::from(v)).collect(),
+                None => prior.unwrap_or_else(|| vec![0.0; k]),
+            };
         let mut ap = vec![0f64; k];
         self.apply(&terms, &x, &mut ap);
         let mut r: Vec<f64> = b.iter().zip(&ap).map(|(b, a)| b - a).collect();
@@ -755,11 +755,11 @@ mod tests {
             }
             let w = 0.5 + next(8) as f32 * 0.5;
             taken.push(match next(5) {
-                0 => (i, w, w),                  // fresh only
-                1 => (i, w + 1.0, 1.0),          // trained, more came since
-                2 => (i, -2.0 * w, -2.0 * w),    // a fresh dislike
-                3 => (i, -w, -w - 1.5),          // a trained positive, now disliked
-                _ => (i, w, 0.0),                // trained, nothing new
+                0 => (i, w, w),               // fresh only
+                1 => (i, w + 1.0, 1.0),       // trained, more came since
+                2 => (i, -2.0 * w, -2.0 * w), // a fresh dislike
+                3 => (i, -w, -w - 1.5),       // a trained positive, now disliked
+                _ => (i, w, 0.0),             // trained, nothing new
             });
         }
         taken
@@ -792,7 +792,8 @@ mod tests {
                 ..Default::default()
             };
             let model = FoldModel::new(&gram(&ys), &p).unwrap();
-            let trained: Vec<(usize, f32)> = (0..15).map(|i| (i * 7 % 120, 1.0 + i as f32)).collect();
+            let trained: Vec<(usize, f32)> =
+                (0..15).map(|i| (i * 7 % 120, 1.0 + i as f32)).collect();
             let prior = model
                 .solve(trained.iter().map(|(i, w)| (ys[*i].as_slice(), *w)))
                 .unwrap();
@@ -818,7 +819,9 @@ mod tests {
         let ys = items(40, 6);
         let model = FoldModel::new(&gram(&ys), &FoldInParams::default()).unwrap();
         // nothing fresh from the prior: the prior itself, at once
-        let x_lt = model.solve([(ys[1].as_slice(), 2.0), (ys[5].as_slice(), 3.0)]).unwrap();
+        let x_lt = model
+            .solve([(ys[1].as_slice(), 2.0), (ys[5].as_slice(), 3.0)])
+            .unwrap();
         let same = model
             .solve_cg(
                 Some(&x_lt),
@@ -829,11 +832,16 @@ mod tests {
             .unwrap();
         assert!(rel_error(&same, &x_lt) < 1e-6, "{same:?} vs {x_lt:?}");
         // nothing in the system: none, as the exact solve
-        assert_eq!(model.solve_cg(None, None, 3, [(ys[0].as_slice(), 0.0, 0.0)]), None);
+        assert_eq!(
+            model.solve_cg(None, None, 3, [(ys[0].as_slice(), 0.0, 0.0)]),
+            None
+        );
         // a start of another dimension is ignored (the prior is the start)
         let user = [(ys[1].as_slice(), 2.0, 0.0), (ys[5].as_slice(), -4.0, -7.0)];
         let exact = model.solve_from(Some(&x_lt), user).unwrap();
-        let cg = model.solve_cg(Some(&x_lt), Some(&[1.0, 2.0][..]), 24, user).unwrap();
+        let cg = model
+            .solve_cg(Some(&x_lt), Some(&[1.0, 2.0][..]), 24, user)
+            .unwrap();
         assert!(rel_error(&cg, &exact) < 1e-5, "{cg:?} vs {exact:?}");
         // the configured solver is what `fold` runs
         let chol = model.clone().with_solver(FoldSolver::Cholesky, 3);
@@ -866,11 +874,15 @@ mod tests {
                 .map(|(i, w, f)| (ys[*i].as_slice(), w - f))
                 .collect();
             let prior = model.solve(trained).unwrap();
-            let before = model.solve_from(Some(&prior), interactions(&ys, &user)).unwrap();
+            let before = model
+                .solve_from(Some(&prior), interactions(&ys, &user))
+                .unwrap();
             // one more click on an item new to the user
             let mut after = user.clone();
             after.insert(0, ((seed as usize * 37) % 3_000, 2.0, 2.0));
-            let exact = model.solve_from(Some(&prior), interactions(&ys, &after)).unwrap();
+            let exact = model
+                .solve_from(Some(&prior), interactions(&ys, &after))
+                .unwrap();
             let warm = model
                 .solve_cg(Some(&prior), Some(&before), 3, interactions(&ys, &after))
                 .unwrap();
@@ -882,7 +894,10 @@ mod tests {
         }
         println!("3 CG steps, relative error: warm {worst_warm:e}, from the prior {worst_cold:e}");
         assert!(worst_warm < 1e-3, "warm {worst_warm:e}");
-        assert!(worst_warm <= worst_cold, "warm {worst_warm:e} vs cold {worst_cold:e}");
+        assert!(
+            worst_warm <= worst_cold,
+            "warm {worst_warm:e} vs cold {worst_cold:e}"
+        );
     }
 
     #[test]

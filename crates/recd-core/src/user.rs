@@ -754,7 +754,10 @@ mod tests {
         let exact = model.solve([(&ys[0].1[..], w)]).unwrap();
         let got = u.fold.vector.clone().unwrap();
         // CG (the default) converges in 2 steps on a 2-d system, up to rounding
-        assert!(got.iter().zip(&exact).all(|(a, b)| (a - b).abs() < 1e-5), "{got:?}");
+        assert!(
+            got.iter().zip(&exact).all(|(a, b)| (a - b).abs() < 1e-5),
+            "{got:?}"
+        );
         u.refold_exact(Some(&model), vector);
         assert_eq!(u.fold.vector, Some(exact));
         assert!(!u.is_cold());
@@ -812,8 +815,12 @@ mod tests {
             );
             assert_eq!(u.fold.vector, from_before, "event {t}");
             if t > 0 {
-                let from_prior =
-                    model.solve_cg(u.long_term.as_deref(), None, 1, interactions.iter().copied());
+                let from_prior = model.solve_cg(
+                    u.long_term.as_deref(),
+                    None,
+                    1,
+                    interactions.iter().copied(),
+                );
                 assert_ne!(u.fold.vector, from_prior, "event {t}");
             }
         }
