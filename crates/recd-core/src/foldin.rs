@@ -380,7 +380,7 @@ impl FoldModel {
         // the prior when nothing is fresh): a further step would divide noise by noise.
         let tiny = dot_f64(&b, &b) * 1e-28;
         for _ in 0..steps {
-            if !(rs > tiny) {
+            if rs.is_nan() || rs <= tiny {
                 break;
             }
             self.apply(&terms, &p, &mut ap);
