@@ -11,9 +11,13 @@
 #
 #   scripts/bench-events.sh [--rounds 3] [--duration 15] [--items 100000] [--users 10000]
 #                           [--concurrency 32] [--event-rate 2000] [--no-redis] [--decayed]
+#                           [--cholesky]
 #
 # --decayed adds an embedded everysec demo whose events update the session by the decayed
 # average instead of the default fold-in (what the fold-in's solve costs an event).
+# --cholesky adds an embedded everysec demo whose fold-in solves exactly
+# ([model.session.fold_in] solver = "cholesky") instead of the default CG steps, and measures
+# the server CPU per event at --event-rate on it too (CG vs Cholesky in one run).
 # RECD_BIN: the recd to serve and bench with (default: cargo build --release). BASE_BIN: an
 # older recd served as a fourth demo (embedded, everysec) in the same rotation: before/after in
 # one run (the client is always RECD_BIN).
@@ -21,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/bench-common.sh
 
-ROUNDS=3 DURATION=15 ITEMS=100000 USERS=10000 CONC=32 RATE=2000 REDIS=1 DECAYED=0
+ROUNDS=3 DURATION=15 ITEMS=100000 USERS=10000 CONC=32 RATE=2000 REDIS=1 DECAYED=0 CHOLESKY=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) ROUNDS=$2; shift 2 ;;
@@ -32,7 +36,8 @@ while [ $# -gt 0 ]; do
         --event-rate) RATE=$2; shift 2 ;;
         --no-redis) REDIS=0; shift ;;
         --decayed) DECAYED=1; shift ;;
-        *) sed -n '2,15p' "$0" >&2; exit 2 ;;
+        --cholesky) CHOLESKY=1; shift ;;
+        *) sed -n '2,19p' "$0" >&2; exit 2 ;;
     esac
 done
 BIN=$(recd_binary)
@@ -60,6 +65,12 @@ if [ "$DECAYED" = 1 ]; then
     RECD_EMBEDDED__FSYNC=everysec RECD_MODEL__SESSION__UPDATE=decayed_average start_demo decayed
     PIDS="$PIDS $PID_decayed"
     SERVERS="$SERVERS decayed"
+fi
+if [ "$CHOLESKY" = 1 ]; then
+    RECD_EMBEDDED__FSYNC=everysec RECD_MODEL__SESSION__FOLD_IN__SOLVER=cholesky \
+        start_demo cholesky
+    PIDS="$PIDS $PID_cholesky"
+    SERVERS="$SERVERS cholesky"
 fi
 if [ "$REDIS" = 1 ]; then
     URL=$(scripts/redis.sh start)
@@ -167,6 +178,10 @@ loaded_or_alone() {
 for round in $(seq "$ROUNDS"); do
     echo "round $round"
     bench "events-side-rate" "$PORT" events --rate "$RATE" --warmup 0
+    if [ "$CHOLESKY" = 1 ]; then
+        SERVER_PID=$PID_cholesky bench "events-side-rate-cholesky" "$PORT_cholesky" events \
+            --rate "$RATE" --warmup 0
+    fi
     order="alone loaded"
     [ $((round % 2)) -eq 0 ] && order="loaded alone"
     loaded_or_alone recommend "$order"
@@ -182,7 +197,7 @@ for round in $(seq "$ROUNDS"); do
 done
 
 echo "== summary (means over rounds)"
-python3 - "$W/results" "$W/side-counts" <<'EOF'
+python3 - "$W/results" "$W/side-counts" "$RATE" <<'EOF'
 import sys
 from collections import defaultdict
 runs = defaultdict(list)
@@ -205,6 +220,8 @@ ratio("events-always", "events-everysec", "embedded always / everysec")
 ratio("events-everysec", "events-base", "embedded everysec / BASE_BIN")
 ratio("events-decayed", "events-everysec", "embedded decayed average / fold-in")
 ratio("events-decayed", "events-redis", "embedded decayed average / redis")
+ratio("events-everysec", "events-cholesky", "embedded fold-in cg (default) / cholesky")
+ratio("events-cholesky", "events-redis", "embedded fold-in cholesky / redis")
 ratio("recommend+events", "recommend-alone", "recommend at saturation, with events / alone")
 ratio("fixed-recommend+events", "fixed-recommend-alone", "recommend at a fixed rate, with events / alone")
 # Server CPU per recommend: alone, and loaded with the side events' CPU (at the per-event cost
@@ -212,6 +229,10 @@ ratio("fixed-recommend+events", "fixed-recommend-alone", "recommend at a fixed r
 # only by the CPU they take, not by contention.
 def cpu_per_request(label):
     return sum(r[4] for r in runs[label]) / max(sum(r[3] for r in runs[label]), 1)
+if all(k in runs for k in ("events-side-rate", "events-side-rate-cholesky")):
+    cg, chol = cpu_per_request("events-side-rate"), cpu_per_request("events-side-rate-cholesky")
+    print(f"  server CPU per event at {sys.argv[3]}/s: cg {cg * 1e6:.1f} us, cholesky {chol * 1e6:.1f} us"
+          f" ({cg / chol:.2f}x)")
 if all(k in runs for k in ("events-side-rate", "recommend-alone", "recommend+events")):
     per_event = cpu_per_request("events-side-rate")
     alone = cpu_per_request("recommend-alone")

@@ -1,6 +1,9 @@
 //! The fold-in solve every event of a user runs under `update = "fold_in"` (the largest
 //! part of an event's CPU in the embedded store's profile): 64 factors, a trained prior,
 //! and 25 or 200 recent items (a typical user, and `recent_capacity`'s default bound).
+//! Both solvers on the same system: the exact one (`solver = "cholesky"`) and 3 steps of
+//! conjugate gradient (`solver = "cg"`, the default) warm-started from the exact solution
+//! of the user's system before their latest event, as `UserState::refold` starts it.
 
 use std::hint::black_box;
 
@@ -47,6 +50,20 @@ fn bench_solve(c: &mut Criterion) {
             .collect();
         c.bench_function(&format!("fold-in solve, k = {K}, {n} items"), |b| {
             b.iter(|| model.solve_from(Some(black_box(&prior)), black_box(&items).iter().copied()))
+        });
+        // the start: the exact vector of the system without the latest (fresh) item
+        let Some(start) = model.solve_from(Some(&prior), items[1..].iter().copied()) else {
+            panic!("the system has a solution");
+        };
+        c.bench_function(&format!("fold-in cg 3 steps, k = {K}, {n} items"), |b| {
+            b.iter(|| {
+                model.solve_cg(
+                    Some(black_box(&prior)),
+                    Some(black_box(&start)),
+                    3,
+                    black_box(&items).iter().copied(),
+                )
+            })
         });
     }
 }

@@ -18,6 +18,14 @@
 //!
 //! Everything is in `f64`: the running sum takes many additions and removals, and the
 //! Cholesky of a system with λ small against `YᵀY` needs the precision.
+//!
+//! The per-event solve ([`FoldModel::fold`]) runs conjugate gradient by default
+//! (`solver = "cg"`, CG-ALS as in `implicit`): a few steps on the same system, started
+//! from the user's previous folded vector, which solved the system of one event ago and
+//! so is already close. A step multiplies by `A` as `(YᵀY + λI)·p + Σ s_i y_i (y_i·p)`
+//! (k² + 2·n·k), so neither the `k×k` rank-one assembly (n·k²/2) nor the Cholesky (k³/6)
+//! runs. `solver = "cholesky"` keeps the exact solve; the item fold-in and the content
+//! map always use it.
 
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +53,33 @@ impl UpdateRule {
     }
 }
 
+/// How the per-event fold-in solves its system ([`FoldModel::fold`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoldSolver {
+    /// `cg_steps` conjugate-gradient steps from the previous folded vector (else the
+    /// long-term one): approximate, no `k×k` assembly and no factorisation.
+    #[default]
+    Cg,
+    /// The exact solve: the system assembled and factored (Cholesky) at every event.
+    Cholesky,
+}
+
+impl FoldSolver {
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FoldSolver::Cg => "cg",
+            FoldSolver::Cholesky => "cholesky",
+        }
+    }
+}
+
+/// Most conjugate-gradient steps accepted: past the dimension (k ≤ 4,096 in a schema is
+/// far above any sane step count) more steps only repeat work, and a large value would
+/// make every event cost more than the exact solve.
+pub const MAX_CG_STEPS: usize = 64;
+
 /// Settings of the fold-in (`[model.session.fold_in]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -63,6 +98,11 @@ pub struct FoldInParams {
     /// two predicts the next event is a property of the data, so `recd eval
     /// --session-mix auto` and `recd tune` choose it on a validation split.
     pub session_mix: f64,
+    /// How each event's solve runs: `cg` (a few conjugate-gradient steps from the previous
+    /// vector) or `cholesky` (exact).
+    pub solver: FoldSolver,
+    /// Conjugate-gradient steps per solve under `solver = "cg"` (1 to [`MAX_CG_STEPS`]).
+    pub cg_steps: usize,
 }
 
 /// The share of the session vector in the fold-in's query: `mix · w / (w + saturation)`
@@ -84,6 +124,8 @@ impl Default for FoldInParams {
             alpha: 0.5,
             share: 1.0,
             session_mix: 0.0,
+            solver: FoldSolver::default(),
+            cg_steps: 3,
         }
     }
 }
@@ -102,6 +144,12 @@ impl FoldInParams {
         }
         if !(self.session_mix.is_finite() && (0.0..=1.0).contains(&self.session_mix)) {
             return crate::invalid!("fold_in.session_mix must be between 0 and 1");
+        }
+        if !(1..=MAX_CG_STEPS).contains(&self.cg_steps) {
+            return crate::invalid!(
+                "fold_in.cg_steps must be between 1 and {MAX_CG_STEPS} (got {})",
+                self.cg_steps
+            );
         }
         Ok(())
     }
@@ -172,12 +220,25 @@ impl Gram {
     }
 }
 
-/// What a fold-in needs of the model: `YᵀY + λI` and alpha, built once per batch of events.
+/// What a fold-in needs of the model: `YᵀY + λI`, alpha and the solver, built once per
+/// batch of events.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FoldModel {
     k: usize,
     base: Vec<f64>,
     alpha: f64,
+    solver: FoldSolver,
+    cg_steps: usize,
+}
+
+/// One user's system `A x = b` without `A` assembled: `A = base + Σ s_i y_i y_iᵀ`.
+struct System<'v> {
+    /// `(y_i, s_i = alpha·|w_i|)` of every item in the system (`s_i` may be 0: an item
+    /// whose only part is in `b`).
+    terms: Vec<(&'v [f32], f64)>,
+    b: Vec<f64>,
+    /// The prior in f64, when one of the right dimension was given.
+    prior: Option<Vec<f64>>,
 }
 
 impl FoldModel {
@@ -195,12 +256,27 @@ impl FoldModel {
             k,
             base,
             alpha: params.alpha,
+            solver: params.solver,
+            cg_steps: params.cg_steps.clamp(1, MAX_CG_STEPS),
         })
     }
 
     /// The dimension.
     pub fn dim(&self) -> usize {
         self.k
+    }
+
+    /// The same model with another solver for [`FoldModel::fold`] (`cg_steps` bounded to
+    /// 1 to [`MAX_CG_STEPS`]).
+    pub fn with_solver(mut self, solver: FoldSolver, cg_steps: usize) -> Self {
+        self.solver = solver;
+        self.cg_steps = cg_steps.clamp(1, MAX_CG_STEPS);
+        self
+    }
+
+    /// The solver [`FoldModel::fold`] runs.
+    pub fn solver(&self) -> FoldSolver {
+        self.solver
     }
 
     /// The user vector for `(item vector, summed weight w)` interactions: `w > 0` is a
@@ -215,6 +291,23 @@ impl FoldModel {
         self.solve_from(None, interactions.into_iter().map(|(y, w)| (y, w, w)))
     }
 
+    /// The per-event solve of [`FoldModel::solve_from`]'s system with the configured
+    /// solver: exact under `cholesky`; under `cg`, `cg_steps` conjugate-gradient steps
+    /// from `start` (the user's previous folded vector: the solution of the system before
+    /// their latest events, so close to this one) or, without one of the right dimension,
+    /// from `prior`.
+    pub fn fold<'v>(
+        &self,
+        prior: Option<&[f32]>,
+        start: Option<&[f32]>,
+        interactions: impl IntoIterator<Item = (&'v [f32], f32, f32)>,
+    ) -> Option<Vec<f32>> {
+        match self.solver {
+            FoldSolver::Cholesky => self.solve_from(prior, interactions),
+            FoldSolver::Cg => self.solve_cg(prior, start, self.cg_steps, interactions),
+        }
+    }
+
     /// The user vector for `(item vector, summed weight, fresh weight)` interactions, where
     /// the fresh weight is what came after the trained vector `prior` was solved (the rest
     /// the model knew). The items the user touched before their last few hundred are not
@@ -227,17 +320,117 @@ impl FoldModel {
     /// Without `prior` (or of another dimension) every weight counts as fresh. A negative
     /// summed weight (a disliked or skipped item) is a `p = 0` with confidence
     /// `1 + alpha·|w|` (it turns the vector away from the item); an item the prior was
-    /// solved with as a positive loses that pull.
+    /// solved with as a positive loses that pull. Exact: the system is assembled and
+    /// factored (Cholesky).
     pub fn solve_from<'v>(
         &self,
         prior: Option<&[f32]>,
         interactions: impl IntoIterator<Item = (&'v [f32], f32, f32)>,
     ) -> Option<Vec<f32>> {
         let k = self.k;
+        let System { terms, mut b, .. } = self.system(prior, interactions)?;
+        let mut a = self.base.clone();
+        let mut y = vec![0f64; k];
+        for (v, s) in terms {
+            if s == 0.0 {
+                continue;
+            }
+            for (d, x) in y.iter_mut().zip(v) {
+                *d = f64::from(*x);
+            }
+            for r in 0..k {
+                let yr = s * y[r];
+                // lower triangle only: the Cholesky below reads nothing else
+                let row = &mut a[r * k..r * k + r + 1];
+                for (acc, yc) in row.iter_mut().zip(&y) {
+                    *acc += yr * yc;
+                }
+            }
+        }
+        cholesky_solve(&mut a, &mut b, k)?;
+        finite_f32(&b)
+    }
+
+    /// [`FoldModel::solve_from`]'s system solved approximately by `steps` steps of
+    /// conjugate gradient from `start` (else `prior`, else 0); `A` is only ever applied to
+    /// a vector ([`FoldModel::apply`]), never assembled. Converges to the exact solution
+    /// (in at most k steps, in exact arithmetic); from the previous event's vector a few
+    /// steps get close. `None` when nothing is in the system, or `A` is not positive
+    /// definite along a search direction (only possible with non-finite vectors).
+    pub fn solve_cg<'v>(
+        &self,
+        prior: Option<&[f32]>,
+        start: Option<&[f32]>,
+        steps: usize,
+        interactions: impl IntoIterator<Item = (&'v [f32], f32, f32)>,
+    ) -> Option<Vec<f32>> {
+        let k = self.k;
+        let System { terms, b, prior } = self.system(prior, interactions)?;
+        let mut x: Vec<f64> =
+            match start.filter(|s| s.len() == k && s.iter().all(|v| v.is_finite())) {
+                Some(s) => s.iter().map(|&v| f64::from(v)).collect(),
+                None => prior.unwrap_or_else(|| vec![0.0; k]),
+            };
+        let mut ap = vec![0f64; k];
+        self.apply(&terms, &x, &mut ap);
+        let mut r: Vec<f64> = b.iter().zip(&ap).map(|(b, a)| b - a).collect();
+        let mut p = r.clone();
+        let mut rs = dot_f64(&r, &r);
+        // Stop once the residual is at rounding level against b (an exact start, such as
+        // the prior when nothing is fresh): a further step would divide noise by noise.
+        let tiny = dot_f64(&b, &b) * 1e-28;
+        for _ in 0..steps {
+            if rs.is_nan() || rs <= tiny {
+                break;
+            }
+            self.apply(&terms, &p, &mut ap);
+            let pap = dot_f64(&p, &ap);
+            if !(pap > 0.0 && pap.is_finite()) {
+                return None;
+            }
+            let step = rs / pap;
+            for ((xi, ri), (pi, api)) in x.iter_mut().zip(&mut r).zip(p.iter().zip(&ap)) {
+                *xi += step * pi;
+                *ri -= step * api;
+            }
+            let rs_next = dot_f64(&r, &r);
+            let beta = rs_next / rs;
+            for (pi, ri) in p.iter_mut().zip(&r) {
+                *pi = ri + beta * *pi;
+            }
+            rs = rs_next;
+        }
+        finite_f32(&x)
+    }
+
+    /// `out = A·v` for a system's terms: `base·v + Σ s_i y_i (y_i·v)`, k² + 2·n·k
+    /// multiply-adds.
+    fn apply(&self, terms: &[(&[f32], f64)], v: &[f64], out: &mut [f64]) {
+        for (o, row) in out.iter_mut().zip(self.base.chunks_exact(self.k)) {
+            *o = dot_f64(row, v);
+        }
+        for &(y, s) in terms {
+            if s == 0.0 {
+                continue;
+            }
+            let t = s * dot_mixed(y, v);
+            for (o, yi) in out.iter_mut().zip(y) {
+                *o += t * f64::from(*yi);
+            }
+        }
+    }
+
+    /// The system both solvers solve (see [`FoldModel::solve_from`]): `b`, and the items'
+    /// `(y, s)` of `A = base + Σ s y yᵀ`; `None` when nothing is in it.
+    fn system<'v>(
+        &self,
+        prior: Option<&[f32]>,
+        interactions: impl IntoIterator<Item = (&'v [f32], f32, f32)>,
+    ) -> Option<System<'v>> {
+        let k = self.k;
         let prior: Option<Vec<f64>> = prior
             .filter(|p| p.len() == k && p.iter().all(|x| x.is_finite()))
             .map(|p| p.iter().map(|&x| f64::from(x)).collect());
-        let mut a = self.base.clone();
         let mut b = match &prior {
             // (YᵀY + λI)·prior; the trained items' part is added below
             Some(p) => self
@@ -247,8 +440,7 @@ impl FoldModel {
                 .collect(),
             None => vec![0f64; k],
         };
-        let mut any = prior.is_some();
-        let mut y = vec![0f64; k];
+        let mut terms = Vec::new();
         for (v, total, fresh) in interactions {
             if v.len() != k || !total.is_finite() {
                 continue;
@@ -263,12 +455,6 @@ impl FoldModel {
             if total == 0.0 && trained == 0.0 {
                 continue;
             }
-            any = true;
-            // c − 1 = alpha·|w|: a negative weight is confidence that p = 0
-            let s = self.alpha * total.abs();
-            for (d, x) in y.iter_mut().zip(v) {
-                *d = f64::from(*x);
-            }
             // b = A_T·prior (its trained part here) − the trained b part + the true b part
             let mut coef = if total > 0.0 {
                 1.0 + self.alpha * total
@@ -276,26 +462,44 @@ impl FoldModel {
                 0.0
             };
             if let (Some(p), true) = (&prior, trained > 0.0) {
-                let yp: f64 = y.iter().zip(p).map(|(a, b)| a * b).sum();
-                coef += self.alpha * trained * yp - (1.0 + self.alpha * trained);
+                coef += self.alpha * trained * dot_mixed(v, p) - (1.0 + self.alpha * trained);
             }
-            for r in 0..k {
-                b[r] += coef * y[r];
-                let yr = s * y[r];
-                // lower triangle only: the Cholesky below reads nothing else
-                let row = &mut a[r * k..r * k + r + 1];
-                for (acc, yc) in row.iter_mut().zip(&y) {
-                    *acc += yr * yc;
-                }
+            for (br, yr) in b.iter_mut().zip(v) {
+                *br += coef * f64::from(*yr);
             }
+            // c − 1 = alpha·|w|: a negative weight is confidence that p = 0
+            terms.push((v, self.alpha * total.abs()));
         }
-        if !any {
+        if prior.is_none() && terms.is_empty() {
             return None;
         }
-        cholesky_solve(&mut a, &mut b, k)?;
-        let x: Vec<f32> = b.iter().map(|&v| v as f32).collect();
-        x.iter().all(|v| v.is_finite()).then_some(x)
+        Some(System { terms, b, prior })
     }
+}
+
+/// `y·v` for an f32 item vector against an f64 one, in f64 (four lanes, as `dot_f64`).
+fn dot_mixed(y: &[f32], v: &[f64]) -> f64 {
+    let n = y.len().min(v.len());
+    let (cy, cv) = (y[..n].chunks_exact(4), v[..n].chunks_exact(4));
+    let tail: f64 = cy
+        .remainder()
+        .iter()
+        .zip(cv.remainder())
+        .map(|(a, b)| f64::from(*a) * b)
+        .sum();
+    let mut acc = [0f64; 4];
+    for (a, b) in cy.zip(cv) {
+        for l in 0..4 {
+            acc[l] += f64::from(a[l]) * b[l];
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+/// The solution in f32, if every coordinate is finite.
+fn finite_f32(x: &[f64]) -> Option<Vec<f32>> {
+    let x: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    x.iter().all(|v| v.is_finite()).then_some(x)
 }
 
 /// Solves `A x = b` in place (`b` becomes `x`) for a symmetric positive-definite `A` given
@@ -531,5 +735,194 @@ mod tests {
             undone.iter().zip(&x_neg).all(|(a, b)| (a - b).abs() < 1e-4),
             "{undone:?} vs {x_neg:?}"
         );
+    }
+
+    /// A random user of `n` items among `ys` with a prior solved from some of them, mixed
+    /// trained / fresh / negative weights: `(item, summed weight, fresh weight)`.
+    fn user_of(ys: &[Vec<f32>], n: usize, seed: u64) -> Vec<(usize, f32, f32)> {
+        let mut s = seed | 1;
+        let mut next = move |m: u64| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s % m
+        };
+        let mut taken = Vec::new();
+        while taken.len() < n {
+            let i = next(ys.len() as u64) as usize;
+            if taken.iter().any(|(j, _, _)| *j == i) {
+                continue;
+            }
+            let w = 0.5 + next(8) as f32 * 0.5;
+            taken.push(match next(5) {
+                0 => (i, w, w),               // fresh only
+                1 => (i, w + 1.0, 1.0),       // trained, more came since
+                2 => (i, -2.0 * w, -2.0 * w), // a fresh dislike
+                3 => (i, -w, -w - 1.5),       // a trained positive, now disliked
+                _ => (i, w, 0.0),             // trained, nothing new
+            });
+        }
+        taken
+    }
+
+    fn interactions<'a>(
+        ys: &'a [Vec<f32>],
+        user: &'a [(usize, f32, f32)],
+    ) -> impl Iterator<Item = (&'a [f32], f32, f32)> + 'a {
+        user.iter().map(|(i, w, f)| (ys[*i].as_slice(), *w, *f))
+    }
+
+    /// The largest coordinate difference relative to the solution's largest coordinate.
+    fn rel_error(x: &[f32], exact: &[f32]) -> f64 {
+        let scale = exact.iter().fold(0f64, |m, v| m.max(f64::from(v.abs())));
+        let worst = x
+            .iter()
+            .zip(exact)
+            .fold(0f64, |m, (a, b)| m.max(f64::from((a - b).abs())));
+        worst / scale.max(1e-12)
+    }
+
+    #[test]
+    fn cg_with_enough_steps_is_the_cholesky_solution() {
+        for (seed, k) in [(1u64, 6usize), (2, 12), (3, 16), (4, 24)] {
+            let ys = items(120, k);
+            let p = FoldInParams {
+                regularization: 0.3 + seed as f64,
+                alpha: 0.5 * seed as f64,
+                ..Default::default()
+            };
+            let model = FoldModel::new(&gram(&ys), &p).unwrap();
+            let trained: Vec<(usize, f32)> =
+                (0..15).map(|i| (i * 7 % 120, 1.0 + i as f32)).collect();
+            let prior = model
+                .solve(trained.iter().map(|(i, w)| (ys[*i].as_slice(), *w)))
+                .unwrap();
+            let user = user_of(&ys, 30, seed);
+            for prior in [None, Some(prior.as_slice())] {
+                let exact = model.solve_from(prior, interactions(&ys, &user)).unwrap();
+                // from 0 (or the prior) and from an unrelated start: CG converges in k
+                // steps in exact arithmetic; 2k leaves room for rounding
+                let far: Vec<f32> = ys[99].iter().map(|v| v * 50.0).collect();
+                for start in [None, Some(far.as_slice())] {
+                    let cg = model
+                        .solve_cg(prior, start, 2 * k, interactions(&ys, &user))
+                        .unwrap();
+                    let err = rel_error(&cg, &exact);
+                    assert!(err < 1e-5, "k {k} seed {seed}: {err:e} {cg:?} vs {exact:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cg_solves_the_same_system_in_the_edge_cases() {
+        let ys = items(40, 6);
+        let model = FoldModel::new(&gram(&ys), &FoldInParams::default()).unwrap();
+        // nothing fresh from the prior: the prior itself, at once
+        let x_lt = model
+            .solve([(ys[1].as_slice(), 2.0), (ys[5].as_slice(), 3.0)])
+            .unwrap();
+        let same = model
+            .solve_cg(
+                Some(&x_lt),
+                None,
+                1,
+                [(ys[1].as_slice(), 2.0, 0.0), (ys[5].as_slice(), 3.0, 0.0)],
+            )
+            .unwrap();
+        assert!(rel_error(&same, &x_lt) < 1e-6, "{same:?} vs {x_lt:?}");
+        // nothing in the system: none, as the exact solve
+        assert_eq!(
+            model.solve_cg(None, None, 3, [(ys[0].as_slice(), 0.0, 0.0)]),
+            None
+        );
+        // a start of another dimension is ignored (the prior is the start)
+        let user = [(ys[1].as_slice(), 2.0, 0.0), (ys[5].as_slice(), -4.0, -7.0)];
+        let exact = model.solve_from(Some(&x_lt), user).unwrap();
+        let cg = model
+            .solve_cg(Some(&x_lt), Some(&[1.0, 2.0][..]), 24, user)
+            .unwrap();
+        assert!(rel_error(&cg, &exact) < 1e-5, "{cg:?} vs {exact:?}");
+        // the configured solver is what `fold` runs
+        let chol = model.clone().with_solver(FoldSolver::Cholesky, 3);
+        assert_eq!(chol.fold(Some(&x_lt), None, user), Some(exact));
+        let one = model.clone().with_solver(FoldSolver::Cg, 1);
+        assert_eq!(
+            one.fold(Some(&x_lt), None, user),
+            model.solve_cg(Some(&x_lt), None, 1, user)
+        );
+    }
+
+    /// The serving case at the served shape (k = 64, λ 20, alpha 0.5, vectors of norm
+    /// ~1): a user of 60 items folded exactly, then one more event, then 3 CG steps from
+    /// the previous vector — against 3 steps from the prior, and the exact solve.
+    #[test]
+    fn three_warm_cg_steps_after_one_more_event_are_close_to_exact() {
+        let k = 64;
+        let ys: Vec<Vec<f32>> = items(3_000, k)
+            .into_iter()
+            .map(|y| y.into_iter().map(|v| v * 0.4).collect())
+            .collect();
+        let model = FoldModel::new(&gram(&ys), &FoldInParams::default()).unwrap();
+        let mut worst_warm = 0f64;
+        let mut worst_cold = 0f64;
+        for seed in 1..=8u64 {
+            let user = user_of(&ys, 60, seed);
+            let trained: Vec<(&[f32], f32)> = user
+                .iter()
+                .filter(|(_, w, f)| w - f > 0.0)
+                .map(|(i, w, f)| (ys[*i].as_slice(), w - f))
+                .collect();
+            let prior = model.solve(trained).unwrap();
+            let before = model
+                .solve_from(Some(&prior), interactions(&ys, &user))
+                .unwrap();
+            // one more click on an item new to the user
+            let mut after = user.clone();
+            after.insert(0, ((seed as usize * 37) % 3_000, 2.0, 2.0));
+            let exact = model
+                .solve_from(Some(&prior), interactions(&ys, &after))
+                .unwrap();
+            let warm = model
+                .solve_cg(Some(&prior), Some(&before), 3, interactions(&ys, &after))
+                .unwrap();
+            let cold = model
+                .solve_cg(Some(&prior), None, 3, interactions(&ys, &after))
+                .unwrap();
+            worst_warm = worst_warm.max(rel_error(&warm, &exact));
+            worst_cold = worst_cold.max(rel_error(&cold, &exact));
+        }
+        println!("3 CG steps, relative error: warm {worst_warm:e}, from the prior {worst_cold:e}");
+        assert!(worst_warm < 1e-3, "warm {worst_warm:e}");
+        assert!(
+            worst_warm <= worst_cold,
+            "warm {worst_warm:e} vs cold {worst_cold:e}"
+        );
+    }
+
+    #[test]
+    fn the_solver_setting_round_trips_and_is_checked() {
+        let p: FoldInParams =
+            serde_json::from_str(r#"{"solver": "cholesky", "cg_steps": 5}"#).unwrap();
+        assert_eq!((p.solver, p.cg_steps), (FoldSolver::Cholesky, 5));
+        let back: FoldInParams = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+        assert_eq!(p.solver.as_str(), "cholesky");
+        let default: FoldInParams = serde_json::from_str("{}").unwrap();
+        assert_eq!((default.solver, default.cg_steps), (FoldSolver::Cg, 3));
+        assert!(serde_json::from_str::<FoldInParams>(r#"{"solver": "qr"}"#).is_err());
+        for steps in [0, MAX_CG_STEPS + 1] {
+            let bad = FoldInParams {
+                cg_steps: steps,
+                ..Default::default()
+            };
+            let err = bad.check().unwrap_err().message;
+            assert!(err.contains("fold_in.cg_steps"), "{err}");
+        }
+        let ok = FoldInParams {
+            cg_steps: MAX_CG_STEPS,
+            ..Default::default()
+        };
+        assert!(ok.check().is_ok());
     }
 }

@@ -46,7 +46,7 @@ pub mod vector;
 pub use error::ValidationError;
 pub use event::{Event, EventType, EventWeights};
 pub use filter::Filter;
-pub use foldin::{FoldInParams, FoldModel, Gram, UpdateRule};
+pub use foldin::{FoldInParams, FoldModel, FoldSolver, Gram, UpdateRule};
 pub use item::{FieldValue, Item, ItemUpsert};
 pub use newitems::{ContentModel, NewItemParams};
 pub use schema::{FieldType, Metric, Quantization, Schema, VectorSpec};

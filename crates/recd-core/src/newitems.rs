@@ -385,6 +385,7 @@ mod tests {
                 alpha: 2.0,
                 share: 1.0,
                 session_mix: 0.0,
+                ..Default::default()
             },
         )
         .unwrap();

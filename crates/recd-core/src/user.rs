@@ -396,25 +396,50 @@ impl UserState {
     }
 
     /// Re-solves the fold-in vector over the recent items and their weights with the
-    /// items' current vectors `vector(item_id)` ([`FoldModel::solve`]); the stores call it
-    /// once per user after a batch of events under `update = "fold_in"`, and after
-    /// training replaced the item vectors. It starts from the long-term vector, if any,
-    /// and adds the fresh weights. Without a model the vector is dropped.
+    /// items' current vectors `vector(item_id)` ([`FoldModel::fold`]); the stores call it
+    /// once per user after a batch of events under `update = "fold_in"`. It starts from the
+    /// long-term vector, if any, and adds the fresh weights; under `solver = "cg"` the
+    /// iterations start from the current folded vector (the solution before this batch),
+    /// so a few steps suffice. Without a model the vector is dropped.
     pub fn refold<'v>(
         &mut self,
         model: Option<&FoldModel>,
+        vector: impl FnMut(&str) -> Option<&'v [f32]>,
+    ) {
+        self.refold_with(model, false, vector);
+    }
+
+    /// [`UserState::refold`] solved exactly whatever the solver: for after the item
+    /// vectors were replaced (training), when the current folded vector belongs to the old
+    /// model's space and would be a poor start for a few CG steps.
+    pub fn refold_exact<'v>(
+        &mut self,
+        model: Option<&FoldModel>,
+        vector: impl FnMut(&str) -> Option<&'v [f32]>,
+    ) {
+        self.refold_with(model, true, vector);
+    }
+
+    fn refold_with<'v>(
+        &mut self,
+        model: Option<&FoldModel>,
+        exact: bool,
         mut vector: impl FnMut(&str) -> Option<&'v [f32]>,
     ) {
         self.fold.fresh.resize(self.fold.weights.len(), 0.0);
+        let interactions = self
+            .recent
+            .iter()
+            .zip(self.fold.weights.iter().zip(&self.fold.fresh))
+            .filter(|(_, (w, f))| **w != 0.0 || **w != **f)
+            .filter_map(|(id, (w, f))| Some((vector(id)?, *w, *f)));
+        let prior = self.long_term.as_deref();
         let folded = model.and_then(|m| {
-            m.solve_from(
-                self.long_term.as_deref(),
-                self.recent
-                    .iter()
-                    .zip(self.fold.weights.iter().zip(&self.fold.fresh))
-                    .filter(|(_, (w, f))| **w != 0.0 || **w != **f)
-                    .filter_map(|(id, (w, f))| Some((vector(id)?, *w, *f))),
-            )
+            if exact {
+                m.solve_from(prior, interactions)
+            } else {
+                m.fold(prior, self.fold.vector.as_deref(), interactions)
+            }
         });
         self.fold.vector = folded;
     }
@@ -726,7 +751,15 @@ mod tests {
         u.apply(&ev("a", EventType::Purchase, 7), None, &p);
         u.refold(Some(&model), vector);
         let w = p.weights.purchase as f32;
-        assert_eq!(u.fold.vector, model.solve([(&ys[0].1[..], w)]));
+        let exact = model.solve([(&ys[0].1[..], w)]).unwrap();
+        let got = u.fold.vector.clone().unwrap();
+        // CG (the default) converges in 2 steps on a 2-d system, up to rounding
+        assert!(
+            got.iter().zip(&exact).all(|(a, b)| (a - b).abs() < 1e-5),
+            "{got:?}"
+        );
+        u.refold_exact(Some(&model), vector);
+        assert_eq!(u.fold.vector, Some(exact));
         assert!(!u.is_cold());
         // trained: the long-term vector is the fold-in until a fresh event moves it
         let lt = u.fold.vector.clone().unwrap();
@@ -743,5 +776,65 @@ mod tests {
         assert!(crate::vector::dot(&moved, b) > crate::vector::dot(&lt, b));
         u.refold(None, vector);
         assert_eq!(u.fold.vector, None);
+    }
+
+    #[test]
+    fn refold_under_cg_starts_from_the_folded_vector() {
+        let p = SessionParams::default();
+        let k = 8;
+        let ys: Vec<(String, Vec<f32>)> = (0..30)
+            .map(|i| {
+                let y = (0..k).map(|d| ((i * 7 + d * 3) % 11) as f32 / 11.0 - 0.5);
+                (format!("i{i}"), y.collect())
+            })
+            .collect();
+        let mut g = crate::Gram::new(k);
+        ys.iter().for_each(|(_, y)| g.add(y));
+        // one step per event: far from converged, so where it starts shows
+        let model = FoldModel::new(&g, &p.fold_in)
+            .unwrap()
+            .with_solver(crate::FoldSolver::Cg, 1);
+        let vector = |id: &str| ys.iter().find(|(i, _)| i == id).map(|(_, y)| &y[..]);
+        let mut u = UserState::default();
+        u.set_long_term(vec![0.1; k]);
+        for (t, item) in ["i3", "i8", "i3", "i21"].iter().enumerate() {
+            let before = u.fold.vector.clone();
+            u.apply(&ev(item, EventType::Click, t as i64), None, &p);
+            u.refold(Some(&model), vector);
+            let interactions: Vec<(&[f32], f32, f32)> = u
+                .recent
+                .iter()
+                .zip(u.fold.weights.iter().zip(&u.fold.fresh))
+                .filter_map(|(id, (w, f))| Some((vector(id)?, *w, *f)))
+                .collect();
+            let from_before = model.solve_cg(
+                u.long_term.as_deref(),
+                before.as_deref(),
+                1,
+                interactions.iter().copied(),
+            );
+            assert_eq!(u.fold.vector, from_before, "event {t}");
+            if t > 0 {
+                let from_prior = model.solve_cg(
+                    u.long_term.as_deref(),
+                    None,
+                    1,
+                    interactions.iter().copied(),
+                );
+                assert_ne!(u.fold.vector, from_prior, "event {t}");
+            }
+        }
+        // refold_exact ignores the start and the solver
+        u.refold_exact(Some(&model), vector);
+        let interactions: Vec<(&[f32], f32, f32)> = u
+            .recent
+            .iter()
+            .zip(u.fold.weights.iter().zip(&u.fold.fresh))
+            .filter_map(|(id, (w, f))| Some((vector(id)?, *w, *f)))
+            .collect();
+        assert_eq!(
+            u.fold.vector,
+            model.solve_from(u.long_term.as_deref(), interactions)
+        );
     }
 }

@@ -590,6 +590,20 @@ mod tests {
                 9100
             );
 
+            std::fs::write(
+                &file,
+                "[model.session.fold_in]\nsolver = \"cholesky\"\ncg_steps = 7\n",
+            )
+            .unwrap();
+            let fold_in = Config::load(Some(&file), &Overrides::default())
+                .unwrap()
+                .model
+                .session
+                .fold_in;
+            assert_eq!(
+                (fold_in.solver, fold_in.cg_steps),
+                (recd_core::FoldSolver::Cholesky, 7)
+            );
             std::fs::write(&file, "[ranking]\ncandidatez = 5\n").unwrap();
             let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
             assert!(err.0.contains("candidatez"), "{err}");
@@ -616,6 +630,11 @@ mod tests {
                     "cors_allow_origins",
                 ),
                 ("[server]\nmax_in_flight = 0\n", "server.max_in_flight"),
+                (
+                    "[model.session.fold_in]\ncg_steps = 0\n",
+                    "model.session.fold_in.cg_steps",
+                ),
+                ("[model.session.fold_in]\nsolver = \"qr\"\n", "cholesky"),
             ] {
                 std::fs::write(&file, toml).unwrap();
                 let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();

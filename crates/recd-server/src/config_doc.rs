@@ -230,6 +230,14 @@ pub const DOCS: &[(&str, &str)] = &[
         "model.session.fold_in.session_mix",
         "Largest share of the decayed-average session vector blended into the fold-in's query (0: none), reached as the session's weight grows like session_share_max; recd eval --session-mix auto and recd tune choose it on a validation split.",
     ),
+    (
+        "model.session.fold_in.solver",
+        "How each event's fold-in is solved: cg (cg_steps conjugate-gradient steps from the user's previous folded vector: no k x k assembly or factorisation) or cholesky (exact, about 2-3x the CPU per event).",
+    ),
+    (
+        "model.session.fold_in.cg_steps",
+        "Conjugate-gradient steps per event under solver = \"cg\" (1 to 64).",
+    ),
     ("model.session.weights", "Event weights."),
     (
         "model.session.weights.dislike",

@@ -527,6 +527,10 @@ impl Evaluation {
                 self.config.fold_in_capacity,
                 self.config.fold_in_share,
             )
+            .with_solver(
+                self.config.session.fold_in.solver,
+                self.config.session.fold_in.cg_steps,
+            )
             .with_session_mix(
                 mix,
                 self.config.session.clone(),
@@ -729,6 +733,10 @@ mod tests {
                 Popularity::fit(&ev.split.train),
                 ev.config.fold_in_capacity,
                 ev.config.fold_in_share,
+            )
+            .with_solver(
+                ev.config.session.fold_in.solver,
+                ev.config.session.fold_in.cg_steps,
             )
             .with_session_mix(
                 mix,

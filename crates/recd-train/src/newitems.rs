@@ -163,6 +163,7 @@ pub fn evaluate(
             alpha: f64::from(cfg.als.alpha),
             share: 1.0,
             session_mix: 0.0,
+            ..Default::default()
         },
     );
 

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use recd_core::foldin::{FoldInParams, FoldModel, Gram, session_mix_share};
+use recd_core::foldin::{FoldInParams, FoldModel, FoldSolver, Gram, session_mix_share};
 use recd_core::user::{SessionParams, SessionVector};
 use recd_core::vector::normalized;
 
@@ -300,7 +300,8 @@ pub struct FoldInAls<'a> {
     history: Vec<Vec<usize>>,
     train: &'a Interactions,
     /// Per user met in the replay: recent `(item, summed weight, fresh weight)`, most
-    /// recent first, and the folded-in query direction.
+    /// recent first, and the folded-in vector (not normalized: under the CG solver it is
+    /// the next solve's start, as `UserState::refold` keeps it).
     users: HashMap<u32, (Vec<Kept>, Option<Vec<f32>>)>,
     /// `(session_mix, session params, [ranking] session_saturation)`; `None`: no mix.
     mix: Option<(f64, SessionParams, f64)>,
@@ -330,6 +331,7 @@ impl<'a> FoldInAls<'a> {
             alpha: f64::from(model.alpha()),
             share,
             session_mix: 0.0,
+            ..FoldInParams::default()
         };
         let mut history = vec![Vec::new(); train.n_users()];
         let mut order: Vec<usize> = (0..train.len()).collect();
@@ -349,6 +351,13 @@ impl<'a> FoldInAls<'a> {
             mix: None,
             sessions: HashMap::new(),
         }
+    }
+
+    /// Solves each event's fold-in with `solver` (`cg_steps` steps under CG, started from
+    /// the user's previous folded vector), as the stores do under `[model.session.fold_in]`.
+    pub fn with_solver(mut self, solver: FoldSolver, cg_steps: usize) -> Self {
+        self.fold = self.fold.map(|m| m.with_solver(solver, cg_steps));
+        self
     }
 
     /// Mixes each user's session vector (`session`'s half-life) into the query at up to
@@ -380,7 +389,10 @@ impl<'a> FoldInAls<'a> {
 
 impl ReplayRecommender for FoldInAls<'_> {
     fn recommend(&mut self, user: u32, k: usize, exclude: &[u32], now_ms: i64) -> Vec<u32> {
-        let folded = self.users.get(&user).and_then(|(_, f)| f.clone());
+        let folded = self
+            .users
+            .get(&user)
+            .and_then(|(_, f)| f.as_deref().and_then(normalized));
         let query = match (self.long_term(user), folded) {
             (Some(lt), Some(f)) => {
                 let s = self.share;
@@ -455,18 +467,16 @@ impl ReplayRecommender for FoldInAls<'_> {
         let prior = model
             .user_vector(event.user)
             .filter(|v| v.iter().any(|x| *x != 0.0));
-        *folded = self
-            .fold
-            .as_ref()
-            .and_then(|m| {
-                m.solve_from(
-                    prior,
-                    recent
-                        .iter()
-                        .filter_map(|(i, w, f)| Some((model.item_vector(*i)?, *w, *f))),
-                )
-            })
-            .and_then(|x| normalized(&x));
+        let start = folded.take();
+        *folded = self.fold.as_ref().and_then(|m| {
+            m.fold(
+                prior,
+                start.as_deref(),
+                recent
+                    .iter()
+                    .filter_map(|(i, w, f)| Some((model.item_vector(*i)?, *w, *f))),
+            )
+        });
     }
 }
 
@@ -680,12 +690,15 @@ mod tests {
         };
         let model = crate::als::train(&s.train, &params).unwrap();
         let pop = Popularity::fit(&s.train);
-        let mut fold = FoldInAls::new(&model, &s.train, pop.clone(), 200, 1.0);
+        // the exact solver: this is about the system solved, not the CG steps' accuracy
+        let mut fold = FoldInAls::new(&model, &s.train, pop.clone(), 200, 1.0)
+            .with_solver(FoldSolver::Cholesky, 3);
         let mut exact = RealtimeAls::new(&model, &s.train, pop);
         for ev in replay_events(&s.test).iter().take(20) {
             fold.observe(ev);
             exact.observe(ev);
-            let f = fold.users[&ev.user].1.clone().unwrap();
+            // kept as solved (the next CG start), so normalized here
+            let f = normalized(fold.users[&ev.user].1.as_deref().unwrap()).unwrap();
             let x = normalized(exact.vector(ev.user).unwrap()).unwrap();
             let cos: f32 = f.iter().zip(&x).map(|(a, b)| a * b).sum();
             // the prior is training's vector (3 CG steps per sweep), not the exact solve

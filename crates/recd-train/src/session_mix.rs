@@ -98,6 +98,10 @@ pub fn choose_session_mix(
                 search.capacity,
                 search.share,
             )
+            .with_solver(
+                search.session.fold_in.solver,
+                search.session.fold_in.cg_steps,
+            )
             .with_session_mix(mix, search.session.clone(), search.saturation);
             let m = replay::replay(&validation, &mut arm, search.k);
             MixTrial {

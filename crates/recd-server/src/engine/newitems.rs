@@ -85,6 +85,7 @@ impl Engine {
                 alpha: fold_in.alpha,
                 share: 1.0,
                 session_mix: 0.0,
+                ..Default::default()
             },
         );
         let content = match self.store.model_chunk(seq, CONTENT_CHUNK).await? {

@@ -452,7 +452,8 @@ impl Inner {
                     let vector = |item: &str| catalog.get(item).and_then(|it| it.vector.as_deref());
                     state.session = UserState::session_from(events, vector, session);
                     if session.update == UpdateRule::FoldIn {
-                        state.refold(fold.as_ref(), vector);
+                        // new item vectors: the old folded vector is no start for CG
+                        state.refold_exact(fold.as_ref(), vector);
                     }
                     states.push((id, state));
                 }

@@ -783,7 +783,8 @@ pub(crate) async fn rebuild_session(
                 .get(conn, shards, inner.schema.vector.dim, generation)
                 .await?;
             let model = FoldModel::new(&gram, &settings.session.fold_in);
-            folded.refold(model.as_ref(), |item| vectors.get(item).map(Vec::as_slice));
+            // after training: solved exactly (no folded vector of the new model to start from)
+            folded.refold_exact(model.as_ref(), |item| vectors.get(item).map(Vec::as_slice));
         }
         let mut inv = SET_SESSION.prepare_invoke();
         inv.key(keys.user(user))
