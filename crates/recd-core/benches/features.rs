@@ -128,7 +128,13 @@ fn bench(c: &mut Criterion) {
     });
     // One list as the server scores it: 100 KNN candidates and 50 popular ones (some
     // found by both), the blend against the learned ranker reading their features.
-    let pool: Vec<Arc<Item>> = items.iter().step_by(37).take(150).cloned().map(Arc::new).collect();
+    let pool: Vec<Arc<Item>> = items
+        .iter()
+        .step_by(37)
+        .take(150)
+        .cloned()
+        .map(Arc::new)
+        .collect();
     let knn: Vec<(Arc<Item>, f32)> = pool[..100]
         .iter()
         .enumerate()

@@ -19,7 +19,10 @@ const HELD_OUT: f64 = 0.2;
 pub(crate) fn print_weights(r: &LinearRanker) {
     let mut order: Vec<usize> = (0..r.inputs.len()).collect();
     order.sort_by(|&a, &b| r.weights[b].abs().total_cmp(&r.weights[a].abs()));
-    eprintln!("recd eval: ranker: bias {:+.3}; weights per standard deviation:", r.bias);
+    eprintln!(
+        "recd eval: ranker: bias {:+.3}; weights per standard deviation:",
+        r.bias
+    );
     for i in order {
         let inp = &r.inputs[i];
         eprintln!(

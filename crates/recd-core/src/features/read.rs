@@ -230,8 +230,7 @@ impl UserView<'_> {
             return;
         }
         let valid = cached.snapshot.as_ref().is_some_and(|s| {
-            (s.from_ms..s.until_ms).contains(&self.now_ms)
-                && s.fingerprint == self.fingerprint
+            (s.from_ms..s.until_ms).contains(&self.now_ms) && s.fingerprint == self.fingerprint
         });
         if !valid && !self.snapshot.is_empty() {
             cached.snapshot = Some(self.snapshot_of(&cached.state, item));
