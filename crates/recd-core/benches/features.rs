@@ -1,13 +1,20 @@
 //! What online features cost: applying one event to a user's and an item's state (the
 //! default feature set: eight features, three of them per category), reading the feature
-//! vectors of 100 candidates (one pair at a time, and through a request's `UserView`), and (printed once) the memory a user's state takes.
+//! vectors of 100 candidates (one pair at a time, and through a request's `UserView`),
+//! scoring a list of 150 candidates with the fixed blend and with the learned ranker (its
+//! features read through the `UserView` included, as the server does), and (printed
+//! once) the memory a user's state takes.
 //!
 //! `cargo bench -p recd-core --bench features`
 
 use std::collections::{BTreeMap, HashMap};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use recd_core::features::{EntityState, FeatureSet, Target};
+use std::sync::Arc;
+
+use recd_core::features::ranker::Input;
+use recd_core::features::{EntityState, FeatureSet, LinearRanker, Target};
+use recd_core::pipeline::{RankParams, merge, score_all, score_learned};
 use recd_core::{Event, EventType, FieldValue, Item, Schema};
 
 const H: i64 = 3_600_000;
@@ -119,6 +126,42 @@ fn bench(c: &mut Criterion) {
             out[0]
         })
     });
+    // One list as the server scores it: 100 KNN candidates and 50 popular ones (some
+    // found by both), the blend against the learned ranker reading their features.
+    let pool: Vec<Arc<Item>> = items
+        .iter()
+        .step_by(37)
+        .take(150)
+        .cloned()
+        .map(Arc::new)
+        .collect();
+    let knn: Vec<(Arc<Item>, f32)> = pool[..100]
+        .iter()
+        .enumerate()
+        .map(|(r, it)| (Arc::clone(it), 0.9 - r as f32 * 0.004))
+        .collect();
+    let popular: Vec<(Arc<Item>, f64)> = pool[90..140]
+        .iter()
+        .enumerate()
+        .map(|(r, it)| (Arc::clone(it), 8.0 - r as f64 * 0.05))
+        .collect();
+    let list = merge(knn, popular, vec![]);
+    let states: Vec<Option<&EntityState>> = list.iter().map(|c| by_item.get(&c.item.id)).collect();
+    let params = RankParams::default();
+    let ranker = bench_ranker(&set);
+    c.bench_function("features/score_150_blend", |b| {
+        b.iter(|| score_all(list.clone(), &params, false).len())
+    });
+    let mut values = vec![0.0; list.len() * set.len()];
+    c.bench_function("features/score_150_learned", |b| {
+        b.iter(|| {
+            let view = set.user_view(Some(&user), now);
+            for ((c, state), row) in list.iter().zip(&states).zip(values.chunks_mut(set.len())) {
+                view.values_into(*state, &c.item, row);
+            }
+            score_learned(list.clone(), &values, &ranker).len()
+        })
+    });
     // Memory per user, printed once: users with 10 and 50 events a day for a week.
     for per_day in [10, 50] {
         let bytes: usize = (0..200)
@@ -128,6 +171,28 @@ fn bench(c: &mut Criterion) {
             "features: {} bytes per user ({per_day} events a day for a week, default set)",
             bytes / 200
         );
+    }
+}
+
+/// A ranker over `set`'s features and the signals with every weight non-zero (nothing is
+/// dropped by preparation, as in a ranker trained on real data).
+fn bench_ranker(set: &FeatureSet) -> LinearRanker {
+    let names = LinearRanker::input_names(set);
+    let inputs: Vec<Input> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Input {
+            name: name.clone(),
+            log: LinearRanker::logged(set, i),
+            mean: 0.5,
+            scale: 1.5,
+        })
+        .collect();
+    let weights = (0..inputs.len()).map(|i| 0.3 - 0.05 * i as f64).collect();
+    LinearRanker {
+        inputs,
+        weights,
+        bias: -2.0,
     }
 }
 

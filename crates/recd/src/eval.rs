@@ -219,6 +219,11 @@ impl Pipeline {
         }
     }
 
+    /// The clock of offline answers.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+
     /// Counts every question from now on into `progress` (`None`: stop counting).
     fn count_into(&self, progress: Option<Progress>) {
         if let Ok(mut c) = self.counting.lock() {

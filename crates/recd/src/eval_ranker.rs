@@ -8,12 +8,19 @@
 //!    of the replayed lists are out-of-sample as they are for the test users (ALS trained
 //!    on the whole train half would already "know" the interactions used as labels);
 //! 2. the later part is replayed in time order: at a user's event, unless they were shown
-//!    a list within [`SESSION_GAP_MS`], the list the pipeline (fixed blend) would serve
-//!    them then is an impression (its top [`LOGGED`], the features read online at that
-//!    moment, the position set to 0: nothing was displayed, so there is no position bias
-//!    to learn); an item of it is a click if the user interacts with it later in the train
-//!    half. Then the event is applied to the store and the features;
-//! 3. the ranker is fit on those rows (`recd_train::ctr::fit`), then serves as the
+//!    a list within [`SESSION_GAP_MS`], every candidate the pipeline retrieves for them then
+//!    is an impression (the features read online at that moment, the position set to 0:
+//!    nothing was displayed, so there is no position bias to learn); an item of it is a
+//!    click if the user interacts with it later in the train half. Then the event is
+//!    applied to the store and the features. Every candidate, not the blend's top few: the
+//!    ranker orders all of them when it serves, so it must learn from all of them (trained
+//!    on the blend's top 50 only, it never saw the candidates the blend ranks low, and
+//!    ordered them by extrapolation). The list asks for `candidates + popular_candidates`
+//!    items, so the KNN source retrieves up to that many (more than at serving, where the
+//!    count is 10): the extra ones are less similar than any served candidate;
+//! 3. the ranker is fit on those rows (`recd_train::ctr::fit`; pooled over lists or
+//!    within each list, whichever ranks the replay's latest lists better when fit on the
+//!    earlier ones: a validation inside the train half), then serves as the
 //!    scoring stage of a pipeline loaded with the whole train half (the features as they
 //!    stand at its end) and is evaluated like `pipeline`: `pipeline_learned`; unless
 //!    `--no-replay`, the test events are then replayed through it as through `realtime`
@@ -45,8 +52,6 @@ pub(crate) const REPLAY_FRACTION: f64 = 0.25;
 /// A user shown a list is not shown another one within this span (a rating session of
 /// MovieLens is dozens of events in minutes; one list per session).
 pub(crate) const SESSION_GAP_MS: i64 = 6 * 3_600_000;
-/// Items of each replayed list logged as impressions.
-pub(crate) const LOGGED: usize = 50;
 
 /// The default features for rating data: the user's ratings, and their ratings per genre
 /// (30 days, 1 year); the item's ratings (7 days, 30 days, 1 year), its stars in a year,
@@ -131,8 +136,34 @@ pub(crate) fn add_learned(
         rows.len()
     );
 
-    // 3. the fit, then the pipeline of the whole train half scored by it
-    let ranker = fit(&set, &rows, &FitParams::default()).map_err(train_error)?;
+    // 3. the fit (pooled or within lists, whichever ranks the replay's latest lists
+    //    better when fit on the earlier ones), then the pipeline of the whole train half
+    //    scored by it
+    let mut params = FitParams::default();
+    let mut best = None;
+    for within_list in [false, true] {
+        let p = FitParams {
+            within_list,
+            ..FitParams::default()
+        };
+        if let Some((learned, blend)) = crate::ranker_report::validate(&set, &rows, &p) {
+            eprintln!(
+                "recd eval: ranker: validation (the replay's latest lists, fit on the earlier; \
+                 NDCG@10 of the clicks within a list): within lists {within_list}: \
+                 learned {learned:.4}, blend {blend:.4}"
+            );
+            if best.is_none_or(|b| learned > b) {
+                best = Some(learned);
+                params = p;
+            }
+        }
+    }
+    eprintln!(
+        "recd eval: ranker: fit within lists: {} (chosen on validation)",
+        params.within_list
+    );
+    let ranker = fit(&set, &rows, &params).map_err(train_error)?;
+    crate::ranker_report::print_weights(&ranker);
     let served = features()?;
     served.insert_ranker(1, ranker, true);
     let mut pipeline = build_pipeline(
@@ -148,6 +179,7 @@ pub(crate) fn add_learned(
         },
     )?;
     pipeline.ranking.ranker = Some("latest".into());
+    crate::ranker_report::print_tops(&mut pipeline, &set, ev);
     let users = Progress::new("pipeline_learned users", None);
     ev.add_model(
         report,
@@ -232,7 +264,8 @@ fn replay_rows(
                 .get(&u)
                 .map(|s| s.iter().copied().collect())
                 .unwrap_or_default();
-            if let Some(answer) = p.answer(u, LOGGED, &exclude, t)
+            let every = p.ranking.candidates + p.ranking.popular_candidates;
+            if let Some(answer) = p.answer(u, every, &exclude, t)
                 && !answer.items.is_empty()
             {
                 lists += 1;

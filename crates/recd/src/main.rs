@@ -17,6 +17,7 @@ mod model;
 mod movielens;
 mod progress;
 mod ranker;
+mod ranker_report;
 mod serve;
 mod synthetic;
 mod telemetry;

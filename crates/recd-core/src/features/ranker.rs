@@ -170,7 +170,11 @@ pub struct PreparedRanker<'r> {
 impl PreparedRanker<'_> {
     /// The logit of one candidate's raw `features` (the set's order) and `signals`.
     pub fn logit(&self, features: &[f64], signals: &RankerInputs) -> f64 {
-        let sig = signals.values();
+        self.logit_of(features, &signals.values())
+    }
+
+    /// [`PreparedRanker::logit`] of signal values in [`RankerInputs::values`] form.
+    fn logit_of(&self, features: &[f64], sig: &[f64; 4]) -> f64 {
         let mut z = self.intercept;
         for &(col, w, inp) in &self.terms {
             let x = if col < self.features {
@@ -199,7 +203,9 @@ impl LinearRanker {
         signals: &[RankerInputs],
     ) -> PreparedRanker<'_> {
         let rows = signals.len();
-        let first_sig = signals.first().map(RankerInputs::values);
+        // Each candidate's signal values once (the position's is a logarithm), not once
+        // per input and candidate.
+        let sig: Vec<[f64; 4]> = signals.iter().map(RankerInputs::values).collect();
         let mut intercept = self.bias;
         let mut terms = Vec::with_capacity(self.inputs.len());
         for (col, (inp, &w)) in self.inputs.iter().zip(&self.weights).enumerate() {
@@ -210,21 +216,13 @@ impl LinearRanker {
                 if col < d {
                     features.get(r * d + col).copied().unwrap_or(0.0)
                 } else {
-                    signals[r].values()[col - d]
+                    sig[r][col - d]
                 }
             };
-            let constant = match (col < d, first_sig) {
-                (_, None) => true,
-                (true, Some(_)) => {
-                    let x0 = value(0);
-                    (1..rows).all(|r| value(r).to_bits() == x0.to_bits())
-                }
-                (false, Some(s0)) => {
-                    let x0 = s0[col - d];
-                    signals
-                        .iter()
-                        .all(|s| s.values()[col - d].to_bits() == x0.to_bits())
-                }
+            // Constant over the list (bit for bit), or no list at all.
+            let constant = rows == 0 || {
+                let x0 = value(0).to_bits();
+                (1..rows).all(|r| value(r).to_bits() == x0)
             };
             if constant {
                 if rows > 0 {

@@ -2,6 +2,19 @@
 //! (iteratively reweighted least squares). The inputs are few (tens), so each step solves
 //! the exact Newton system with a Cholesky factorization: deterministic, no learning rate
 //! to tune, converged in a handful of steps.
+//!
+//! With [`FitParams::within_list`] the weights are learned from the differences between
+//! the items *of one list* only: every input is centered on its list's mean before the
+//! fit. A ranker only ever orders the candidates of one list, and a linear score's order
+//! is unchanged by adding a constant per list, so it serves the same way; what it stops
+//! learning is why some lists are clicked more than others (who the user is, how much they
+//! will do next), which can confound the item-level weights. Replayed rating data needs
+//! it: a new user's first list (popular items only, no KNN candidate) is followed by a
+//! whole session of ratings, a long-time user's KNN list by few, so pooled over lists
+//! "found by KNN" and "similar" look like *fewer* clicks, the opposite of what holds
+//! inside any one list.
+
+use std::collections::HashMap;
 
 use recd_core::features::ranker::Input;
 use recd_core::features::{FeatureSet, LinearRanker};
@@ -16,6 +29,9 @@ pub struct FitParams {
     pub l2: f64,
     /// Newton steps at most.
     pub iterations: usize,
+    /// Learn from differences within each list only (see the module doc); the lists are
+    /// the rows' `recommendation_id`s.
+    pub within_list: bool,
 }
 
 impl Default for FitParams {
@@ -23,6 +39,7 @@ impl Default for FitParams {
         Self {
             l2: 1e-4,
             iterations: 25,
+            within_list: false,
         }
     }
 }
@@ -56,7 +73,7 @@ pub fn fit(set: &FeatureSet, rows: &[Row], params: &FitParams) -> Result<LinearR
             ),
         });
     }
-    // Standardization from the rows (the count-like ones logged first).
+    // The transformed inputs (the count-like ones logged), row-major.
     let mut inputs: Vec<Input> = names
         .iter()
         .enumerate()
@@ -67,27 +84,52 @@ pub fn fit(set: &FeatureSet, rows: &[Row], params: &FitParams) -> Result<LinearR
             scale: 1.0,
         })
         .collect();
-    let n = rows.len() as f64;
-    let mut sums = vec![(0.0, 0.0); d];
+    let mut t: Vec<f64> = Vec::with_capacity(rows.len() * d);
     for r in rows {
-        for ((inp, x), s) in inputs.iter().zip(raw(r)).zip(sums.iter_mut()) {
-            let x = if inp.log { x.max(0.0).ln_1p() } else { x };
-            s.0 += x;
-            s.1 += x * x;
-        }
-    }
-    for (inp, (s, s2)) in inputs.iter_mut().zip(sums) {
-        inp.mean = s / n;
-        let var = (s2 / n - inp.mean * inp.mean).max(0.0);
-        inp.scale = if var > 1e-12 { var.sqrt() } else { 1.0 };
-    }
-    let x: Vec<Vec<f64>> = rows
-        .iter()
-        .map(|r| {
-            let mut v: Vec<f64> = inputs
+        t.extend(
+            inputs
                 .iter()
                 .zip(raw(r))
-                .map(|(i, x)| i.standardize(x))
+                .map(|(inp, x)| if inp.log { x.max(0.0).ln_1p() } else { x }),
+        );
+    }
+    let n = rows.len() as f64;
+    // The mean is kept over all rows (contributions in `explain` are relative to a
+    // typical value); the centering and the scale are per list when fitting within lists.
+    for (c, inp) in inputs.iter_mut().enumerate() {
+        inp.mean = t.iter().skip(c).step_by(d).sum::<f64>() / n;
+    }
+    let centers: Vec<f64> = if params.within_list {
+        list_means(rows, &t, d)
+    } else {
+        rows.iter()
+            .flat_map(|_| inputs.iter().map(|i| i.mean))
+            .collect()
+    };
+    for (c, inp) in inputs.iter_mut().enumerate() {
+        let var = t
+            .iter()
+            .zip(&centers)
+            .skip(c)
+            .step_by(d)
+            .map(|(x, m)| (x - m) * (x - m))
+            .sum::<f64>()
+            / n;
+        inp.scale = if var > 1e-12 { var.sqrt() } else { 1.0 };
+    }
+    let x: Vec<Vec<f64>> = t
+        .chunks(d.max(1))
+        .zip(centers.chunks(d.max(1)))
+        .take(rows.len())
+        .map(|(row, center)| {
+            let mut v: Vec<f64> = row
+                .iter()
+                .zip(center)
+                .zip(&inputs)
+                .map(|((x, m), inp)| {
+                    let z = (x - m) / inp.scale;
+                    if z.is_finite() { z } else { 0.0 }
+                })
                 .collect();
             v.push(1.0); // the intercept's column
             v
@@ -151,6 +193,27 @@ pub fn fit(set: &FeatureSet, rows: &[Row], params: &FitParams) -> Result<LinearR
         weights: w,
         bias,
     })
+}
+
+/// Each row's list means of the transformed inputs `t` (row-major, `d` per row), the
+/// lists being the rows' `recommendation_id`s.
+fn list_means(rows: &[Row], t: &[f64], d: usize) -> Vec<f64> {
+    let mut sums: HashMap<&str, (Vec<f64>, f64)> = HashMap::new();
+    for (r, x) in rows.iter().zip(t.chunks(d.max(1))) {
+        let (s, n) = sums
+            .entry(r.recommendation_id.as_str())
+            .or_insert_with(|| (vec![0.0; d], 0.0));
+        for (a, b) in s.iter_mut().zip(x) {
+            *a += b;
+        }
+        *n += 1.0;
+    }
+    rows.iter()
+        .flat_map(|r| {
+            let (s, n) = &sums[r.recommendation_id.as_str()];
+            s.iter().map(move |v| v / n)
+        })
+        .collect()
 }
 
 /// Solves `a x = b` for a symmetric positive definite `a` (row-major, `m × m`).
@@ -236,6 +299,7 @@ mod tests {
             &FitParams {
                 l2: 0.0,
                 iterations: 50,
+                ..FitParams::default()
             },
         )
         .unwrap();
@@ -243,6 +307,54 @@ mod tests {
         let sd = r.inputs[0].scale;
         assert!((r.weights[0] / sd - 1.5).abs() < 0.05, "{:?}", r.weights);
         assert!(r.weights[1].abs() < 0.05, "{:?}", r.weights);
+    }
+
+    /// One row of list `list` with similarity `sim`, clicked or not.
+    fn row(list: usize, sim: f64, knn: bool, label: bool) -> Row {
+        Row {
+            at_ms: 0,
+            recommendation_id: format!("list-{list}"),
+            user_id: String::new(),
+            item_id: String::new(),
+            position: 0,
+            label,
+            served_score: 0.0,
+            features: vec![],
+            signals: RankerInputs {
+                similarity: sim,
+                popularity: 0.0,
+                knn,
+                position: 0.0,
+            },
+        }
+    }
+
+    #[test]
+    fn within_lists_the_fit_ignores_what_only_tells_lists_apart() {
+        // Lists of two kinds, as replayed ratings make them: "new user" lists (similarity
+        // 0 throughout: no query vector yet) where 8 of 10 items are clicked, and "old
+        // user" lists where only the two most similar are. Inside every list similarity
+        // helps; pooled, similar items look *less* clicked.
+        let mut rows = Vec::new();
+        for l in 0..40 {
+            for k in 0..10 {
+                rows.push(if l % 2 == 0 {
+                    row(l, 0.0, true, k < 8)
+                } else {
+                    row(l, 1.0 - k as f64 / 10.0, true, k < 2)
+                });
+            }
+        }
+        let set = FeatureSet::empty();
+        let weight = |within_list: bool| {
+            let params = FitParams {
+                within_list,
+                ..FitParams::default()
+            };
+            fit(&set, &rows, &params).unwrap().weights[0]
+        };
+        assert!(weight(false) < 0.0, "pooled: {}", weight(false));
+        assert!(weight(true) > 0.5, "within lists: {}", weight(true));
     }
 
     #[test]
