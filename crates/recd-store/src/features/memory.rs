@@ -7,9 +7,8 @@
 //! item's next update or the next bucket boundary of its windows) instead of re-summing
 //! every candidate's buckets; the values are the same.
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -30,60 +29,13 @@ const SWEEP_EVERY: u64 = 1024;
 type Hasher = foldhash::fast::RandomState;
 type Shard<V> = Mutex<HashMap<Key, V, Hasher>>;
 
-/// Ids up to this long are kept in the key itself.
-const INLINE: usize = 22;
-
-/// A map key that keeps an id of up to [`INLINE`] bytes inside itself (the map's slot),
-/// a longer one on the heap. A request looks up each of its ~150 candidates' item state:
-/// with `String` keys every lookup's final comparison read the key's own heap allocation,
-/// a cache miss per candidate (that `memcmp` was 8 % of the server's CPU under the
-/// learned ranker); inline, the key's bytes come with the slot. Hashes and compares as
-/// the `str` it holds, so the maps are looked up by `&str`.
-#[derive(Debug, Clone)]
-enum Key {
-    Inline(u8, [u8; INLINE]),
-    Heap(Box<str>),
-}
-
-impl Key {
-    fn new(id: &str) -> Self {
-        if id.len() <= INLINE {
-            let mut buf = [0; INLINE];
-            buf[..id.len()].copy_from_slice(id.as_bytes());
-            Key::Inline(id.len() as u8, buf)
-        } else {
-            Key::Heap(id.into())
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            // Always valid: copied from a `str` whole (the fallback is never taken).
-            Key::Inline(len, buf) => std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or(""),
-            Key::Heap(s) => s,
-        }
-    }
-}
-
-impl Borrow<str> for Key {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl Hash for Key {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for Key {}
+/// A map key that keeps an id of up to 24 bytes inside itself (the map's slot), a longer
+/// one on the heap. A request looks up each of its ~150 candidates' item state: with
+/// `String` keys every lookup's final comparison read the key's own heap allocation, a
+/// cache miss per candidate (that `memcmp` was 8 % of the server's CPU under the learned
+/// ranker); inline, the key's bytes come with the slot. It hashes and compares as the
+/// `str` it holds, so the maps are looked up by `&str`.
+type Key = compact_str::CompactString;
 
 /// Entities of one kind, sharded by id: users' [`EntityState`]s, items' [`CachedItem`]s.
 #[derive(Debug)]
@@ -208,14 +160,14 @@ impl FeatureStore for MemoryFeatures {
             // One shard lock per target, each held only for its own updates.
             if updates.iter().any(|u| u.target == Target::User) {
                 let mut shard = self.users.shard(&e.user_id).lock();
-                let state = shard.entry(Key::new(&e.user_id)).or_default();
+                let state = shard.entry(Key::from(e.user_id.as_str())).or_default();
                 for u in updates.iter().filter(|u| u.target == Target::User) {
                     state.apply(&u.key, &u.op, e.timestamp_ms);
                 }
             }
             if updates.iter().any(|u| u.target == Target::Item) {
                 let mut shard = self.items.shard(&e.item_id).lock();
-                let state = shard.entry(Key::new(&e.item_id)).or_default();
+                let state = shard.entry(Key::from(e.item_id.as_str())).or_default();
                 for u in updates.iter().filter(|u| u.target == Target::Item) {
                     state.apply(&u.key, &u.op, e.timestamp_ms);
                 }
@@ -237,7 +189,7 @@ impl FeatureStore for MemoryFeatures {
         }
         for id in items {
             let mut shard = self.items.shard(id).lock();
-            let state = shard.entry(Key::new(id)).or_default();
+            let state = shard.entry(Key::from(id.as_str())).or_default();
             for u in &updates {
                 state.apply(&u.key, &u.op, at_ms);
             }
@@ -292,16 +244,16 @@ mod tests {
         let ids = [
             "",
             "i1",
-            "exactly-22-bytes-long!",
-            "twenty-three bytes long",
-            "ééééééééééé",  // 22 bytes of two-byte characters
-            "éééééééééééé", // 24
+            "exactly-24-bytes-long!!!",
+            "twenty-five bytes long...",
+            "éééééééééééé",  // 24 bytes of two-byte characters
+            "ééééééééééééé", // 26
         ];
         let mut map: HashMap<Key, usize, Hasher> = HashMap::with_hasher(Hasher::default());
         for (n, id) in ids.iter().enumerate() {
-            let key = Key::new(id);
+            let key = Key::from(*id);
             assert_eq!(key.as_str(), *id);
-            assert_eq!(matches!(key, Key::Inline(..)), id.len() <= INLINE, "{id}");
+            assert_eq!(key.is_heap_allocated(), id.len() > 24, "{id}");
             map.insert(key, n);
         }
         for (n, id) in ids.iter().enumerate() {
