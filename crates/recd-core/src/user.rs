@@ -795,18 +795,21 @@ mod tests {
             .unwrap()
             .with_solver(crate::FoldSolver::Cg, 1);
         let vector = |id: &str| ys.iter().find(|(i, _)| i == id).map(|(_, y)| &y[..]);
+        // What a refold solves over: (vector, summed weight, fresh weight) per recent item.
+        let interactions_of = |u: &UserState| -> Vec<(&[f32], f32, f32)> {
+            u.recent
+                .iter()
+                .zip(u.fold.weights.iter().zip(&u.fold.fresh))
+                .filter_map(|(id, (w, f))| Some((vector(id)?, *w, *f)))
+                .collect()
+        };
         let mut u = UserState::default();
         u.set_long_term(vec![0.1; k]);
         for (t, item) in ["i3", "i8", "i3", "i21"].iter().enumerate() {
             let before = u.fold.vector.clone();
             u.apply(&ev(item, EventType::Click, t as i64), None, &p);
             u.refold(Some(&model), vector);
-            let interactions: Vec<(&[f32], f32, f32)> = u
-                .recent
-                .iter()
-                .zip(u.fold.weights.iter().zip(&u.fold.fresh))
-                .filter_map(|(id, (w, f))| Some((vector(id)?, *w, *f)))
-                .collect();
+            let interactions = interactions_of(&u);
             let from_before = model.solve_cg(
                 u.long_term.as_deref(),
                 before.as_deref(),
@@ -826,12 +829,7 @@ mod tests {
         }
         // refold_exact ignores the start and the solver
         u.refold_exact(Some(&model), vector);
-        let interactions: Vec<(&[f32], f32, f32)> = u
-            .recent
-            .iter()
-            .zip(u.fold.weights.iter().zip(&u.fold.fresh))
-            .filter_map(|(id, (w, f))| Some((vector(id)?, *w, *f)))
-            .collect();
+        let interactions = interactions_of(&u);
         assert_eq!(
             u.fold.vector,
             model.solve_from(u.long_term.as_deref(), interactions)
