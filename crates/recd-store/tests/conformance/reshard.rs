@@ -87,8 +87,20 @@ async fn move_slot(
     assert!(report.moving && !report.problems.is_empty(), "{report:?}");
     // The shard's index is on the importing master already, before its keys.
     let index = format!("{}{{{}}}:idx:items:v1", store.config().prefix, report.tag);
-    let listed: Vec<String> =
-        redis::from_redis_value(run(&mut dst, &redis::cmd("FT._LIST")).await).unwrap();
+    // A read that finds the shard's index missing creates it there. Under load a first read
+    // can fail on its own before it gets that far (a timeout is "unavailable" too; seen once
+    // in a loaded full run): read again, still before any key moves.
+    let mut listed: Vec<String> = Vec::new();
+    for _ in 0..50 {
+        listed = redis::from_redis_value(run(&mut dst, &redis::cmd("FT._LIST")).await).unwrap();
+        if listed.contains(&index) {
+            break;
+        }
+        assert!(
+            !read_round(store, every).await,
+            "complete answers from a moving shard"
+        );
+    }
     assert!(listed.contains(&index), "{index} not in {listed:?}");
     let (host, dst_port) = target.rsplit_once(':').unwrap();
     let mut batches = 0;
