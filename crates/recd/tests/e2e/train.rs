@@ -113,27 +113,42 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
 
+/// `recd import movielens ML --data-dir D --factors DIM`, embedded: what the train tests
+/// start from. Its output.
+fn import_movielens(ml: &Path, d: &str) -> String {
+    let dim = DIM.to_string();
+    let args = [
+        "import",
+        "movielens",
+        path(ml),
+        "--data-dir",
+        d,
+        "--factors",
+        &dim,
+    ];
+    ok(&recd(&args, &[]), "import movielens")
+}
+
+/// `recd train --data-dir D --iterations 10 --threads 2`: a quick, fixed training. Its output.
+fn train_quick(d: &str) -> String {
+    let args = [
+        "train",
+        "--data-dir",
+        d,
+        "--iterations",
+        "10",
+        "--threads",
+        "2",
+    ];
+    ok(&recd(&args, &[]), "train")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn import_train_serve_recommends_the_planted_genre() {
     let ml = write_movielens("embedded");
     let dir = data_dir("train-embedded");
     let d = path(&dir);
-    let dim = DIM.to_string();
-    let out = ok(
-        &recd(
-            &[
-                "import",
-                "movielens",
-                path(&ml),
-                "--data-dir",
-                d,
-                "--factors",
-                &dim,
-            ],
-            &[],
-        ),
-        "import movielens",
-    );
+    let out = import_movielens(&ml, d);
     assert!(
         out.contains("60 items") && out.contains("ml-latest"),
         "{out}"
@@ -158,21 +173,7 @@ async fn import_train_serve_recommends_the_planted_genre() {
         assert!(err.contains("in use by another process"), "{err}");
     }
 
-    let out = ok(
-        &recd(
-            &[
-                "train",
-                "--data-dir",
-                d,
-                "--iterations",
-                "10",
-                "--threads",
-                "2",
-            ],
-            &[],
-        ),
-        "train",
-    );
+    let out = train_quick(d);
     assert!(
         out.contains("trained ALS") && out.contains("45 user vectors"),
         "{out}"

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::{DIM, MOVIES_PER_GENRE, USERS, ok, path, recd, write_movielens};
+use super::{DIM, MOVIES_PER_GENRE, USERS, import_movielens, ok, path, recd, write_movielens};
 use crate::server::{Server, data_dir, ids};
 
 /// An interactions file in which user u loves genre (u + 1) % 3 instead of u % 3: a model
@@ -109,22 +109,7 @@ async fn versions_gate_and_rollback_embedded() {
     let ml = write_movielens("models");
     let dir = data_dir("train-models");
     let d = path(&dir);
-    let dim = DIM.to_string();
-    ok(
-        &recd(
-            &[
-                "import",
-                "movielens",
-                path(&ml),
-                "--data-dir",
-                d,
-                "--factors",
-                &dim,
-            ],
-            &[],
-        ),
-        "import movielens",
-    );
+    import_movielens(&ml, d);
     let store = ["--data-dir", d];
     degenerate_settings_are_refused(&store, &[]);
     // empty training data: a file without events

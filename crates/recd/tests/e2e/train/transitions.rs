@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::{DIM, GENRES, MOVIES_PER_GENRE, USERS, ok, path, recd};
+use super::{GENRES, MOVIES_PER_GENRE, USERS, import_movielens, path, train_quick};
 use crate::server::{Server, data_dir, ids};
 
 /// The planted pair: most Action fans watch Action movie `X` and right after it Horror
@@ -90,37 +90,8 @@ async fn training_stores_transitions_and_the_pipeline_offers_the_usual_next_item
     let ml = write_with_successor("transitions");
     let dir = data_dir("train-transitions");
     let d = path(&dir);
-    let dim = DIM.to_string();
-    ok(
-        &recd(
-            &[
-                "import",
-                "movielens",
-                path(&ml),
-                "--data-dir",
-                d,
-                "--factors",
-                &dim,
-            ],
-            &[],
-        ),
-        "import movielens",
-    );
-    let out = ok(
-        &recd(
-            &[
-                "train",
-                "--data-dir",
-                d,
-                "--iterations",
-                "10",
-                "--threads",
-                "2",
-            ],
-            &[],
-        ),
-        "train",
-    );
+    import_movielens(&ml, d);
+    let out = train_quick(d);
     assert!(out.contains("stored the transitions of"), "{out}");
     let (x, y) = (X.to_string(), Y.to_string());
 
