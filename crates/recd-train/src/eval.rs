@@ -527,10 +527,7 @@ impl Evaluation {
                 self.config.fold_in_capacity,
                 self.config.fold_in_share,
             )
-            .with_solver(
-                self.config.session.fold_in.solver,
-                self.config.session.fold_in.cg_steps,
-            )
+            .with_solver_of(&self.config.session.fold_in)
             .with_session_mix(
                 mix,
                 self.config.session.clone(),
@@ -734,10 +731,7 @@ mod tests {
                 ev.config.fold_in_capacity,
                 ev.config.fold_in_share,
             )
-            .with_solver(
-                ev.config.session.fold_in.solver,
-                ev.config.session.fold_in.cg_steps,
-            )
+            .with_solver_of(&ev.config.session.fold_in)
             .with_session_mix(
                 mix,
                 ev.config.session.clone(),

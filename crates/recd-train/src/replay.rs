@@ -360,6 +360,11 @@ impl<'a> FoldInAls<'a> {
         self
     }
 
+    /// [`FoldInAls::with_solver`] with the solver `fold_in` names (`[model.session.fold_in]`).
+    pub fn with_solver_of(self, fold_in: &FoldInParams) -> Self {
+        self.with_solver(fold_in.solver, fold_in.cg_steps)
+    }
+
     /// Mixes each user's session vector (`session`'s half-life) into the query at up to
     /// `mix`, its share growing with the session's weight against `saturation`
     /// (`[ranking] session_saturation`), as `pipeline::query_vector` does under

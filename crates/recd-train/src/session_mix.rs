@@ -98,10 +98,7 @@ pub fn choose_session_mix(
                 search.capacity,
                 search.share,
             )
-            .with_solver(
-                search.session.fold_in.solver,
-                search.session.fold_in.cg_steps,
-            )
+            .with_solver_of(&search.session.fold_in)
             .with_session_mix(mix, search.session.clone(), search.saturation);
             let m = replay::replay(&validation, &mut arm, search.k);
             MixTrial {
