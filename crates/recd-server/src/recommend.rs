@@ -389,7 +389,9 @@ impl Recommender {
         );
         watch.lap("rerank");
 
-        let source = if query.is_some() {
+        // A user with no vector yet whose recent items have usual successors still gets a
+        // list built from what they did, not the cold-start one.
+        let source = if query.is_some() || counts.3 > 0 {
             Source::Personalized
         } else {
             Source::Popular

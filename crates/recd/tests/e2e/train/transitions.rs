@@ -123,6 +123,25 @@ async fn training_stores_transitions_and_the_pipeline_offers_the_usual_next_item
         assert!(!ids(&a).contains(&y), "Y is Horror: {a}");
         assert_eq!(ids(&a).len(), 5, "{a}");
     }
+    // Views that weigh nothing: a user who just viewed X has no vector to search with (no
+    // fold-in, no session), yet their list is built from what they did (Y after X), not
+    // the cold-start one.
+    {
+        let s = Server::start(
+            &["serve", "--data-dir", d],
+            &[
+                ("RECD_RANKING__TRANSITIONS_CANDIDATES", "50"),
+                ("RECD_MODEL__SESSION__WEIGHTS__VIEW", "0"),
+            ],
+        );
+        let a = after_x(&s, "fan-no-vector", None).await;
+        assert_eq!(
+            a["stages"]["retrieve"]["knn"], 0,
+            "no vector to search with: {a}"
+        );
+        assert!(ids(&a).contains(&y), "Y follows X: {a}");
+        assert_eq!(a["source"], "personalized", "{a}");
+    }
     // The source off (the default): nothing comes from it. (Y itself may still be offered:
     // the Action fans who watch it after X make its vector close to X's, and it is popular.)
     let s = Server::start(&["serve", "--data-dir", d], &[]);
