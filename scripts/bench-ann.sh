@@ -20,7 +20,7 @@
 # With both HNSW_CACHE and SNAPSHOT set and either graph missing, the two graphs are built
 # first AT THE SAME TIME, each on BUILD_THREADS threads (e.g. BUILD_THREADS=1 on 2 cores), so
 # that on a shared machine both builds see the same load; each build's time and the load
-# average go to stdout and to HNSW_CACHE.build / SNAPSHOT.build. The query rounds then load
+# average go to stdout, hnswlib's to HNSW_CACHE.build, both to SNAPSHOT.build. The query rounds load
 # the saved graphs:
 #   N=1000000 CATALOG=/tmp/catalog-1m BUILD_THREADS=1 HNSW_CACHE=/tmp/1m.hnsw SNAPSHOT=/tmp/1m.snap \
 #     EF=64,128,256,512 scripts/bench-ann.sh
