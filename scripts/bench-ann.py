@@ -1,17 +1,19 @@
 """Peer baseline for recd-index: hnswlib (and a numpy exact scan) on the shared catalog.
 
     python bench-ann.py --dir /tmp/catalog-100k [--nq 1000] [--k 10,50] [--ef 32,64,128]
-        [--index-cache PATH]
+        [--index-cache PATH] [--threads 2] [--build-only]
 
 Same queries, filters and recall definition as crates/recd-index/examples/knn_latency.rs:
 queries = the first --nq rows of user_vectors.npy, one at a time on one thread; filters per
 query j: cat10 = items with category % 10 == j % 10, brand1 = items with brand % 100 == j % 100,
 randP (e.g. rand10) = the j % 10-th of ten random P % subsets (splitmix64, as knn_latency);
 recall@k = |approx ∩ exact top-k| / |exact top-k|, exact by brute force (numpy).
-hnswlib: space 'cosine', M 16, efC 200, built on 2 threads, filtered via its filter callback.
+hnswlib: space 'cosine', M 16, efC 200, built on --threads threads (default 2), filtered via
+its filter callback; searches run on one thread.
 --index-cache: load hnswlib's graph from PATH if it exists (its build time is read from
 PATH.build), else build it and save it there; a 1M build takes many minutes on 2 cores, so it
-can run once, ahead of the interleaved query rounds.
+can run once, ahead of the interleaved query rounds. --build-only: build (or load) the graph,
+save it to --index-cache, and exit without queries (bench-ann.sh runs it beside recd's build).
 numpy-exact: brute force over the allowed rows, gathered into a matrix beforehand (the
 "exact scan of the filtered subset" baseline). Prints TSV rows like the Rust example.
 """
@@ -38,6 +40,8 @@ def main():
     ap.add_argument("--efc", type=int, default=200)
     ap.add_argument("--filters", default="none,cat10,brand1")
     ap.add_argument("--index-cache", default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--build-only", action="store_true")
     a = ap.parse_args()
     import hnswlib
 
@@ -58,15 +62,19 @@ def main():
             print(f"# hnswlib build (loaded from {cache}): {f.read().strip()}", flush=True)
     else:
         index.init_index(max_elements=n, ef_construction=a.efc, M=a.m)
-        index.set_num_threads(2)
+        index.set_num_threads(a.threads)
+        load = " ".join(open("/proc/loadavg").read().split()[:3])
         t = time.perf_counter()
         index.add_items(items, np.arange(n))
-        built = f"{n} x {dim}, M {a.m} efC {a.efc}, 2 threads: {time.perf_counter() - t:.1f} s"
+        built = (f"{n} x {dim}, M {a.m} efC {a.efc}, {a.threads} threads: "
+                 f"{time.perf_counter() - t:.1f} s (load at the start {load})")
         print(f"# hnswlib build: {built}", flush=True)
         if cache:
             index.save_index(cache)
             with open(cache + ".build", "w") as f:
-                f.write(built + f" (load {' '.join(open('/proc/loadavg').read().split()[:3])})\n")
+                f.write(built + f" (load at the end {' '.join(open('/proc/loadavg').read().split()[:3])})\n")
+    if a.build_only:
+        return
     index.set_num_threads(1)
 
     masks = {

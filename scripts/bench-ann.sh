@@ -15,7 +15,15 @@
 # FILTERS (default none,cat10,brand1), MIN_RECALL (for the ratio table, default 0.95),
 # HNSW_CACHE (hnswlib's graph saved/loaded there, see bench-ann.py --index-cache), SNAPSHOT
 # (recd's graph saved/loaded there, knn_latency --snapshot), EXAMPLE (a prebuilt knn_latency
-# binary instead of building one).
+# binary instead of building one), BUILD_THREADS (threads for each engine's build, default 2).
+#
+# With both HNSW_CACHE and SNAPSHOT set and either graph missing, the two graphs are built
+# first AT THE SAME TIME, each on BUILD_THREADS threads (e.g. BUILD_THREADS=1 on 2 cores), so
+# that on a shared machine both builds see the same load; each build's time and the load
+# average go to stdout, hnswlib's to HNSW_CACHE.build, both to SNAPSHOT.build. The query rounds load
+# the saved graphs:
+#   N=1000000 CATALOG=/tmp/catalog-1m BUILD_THREADS=1 HNSW_CACHE=/tmp/1m.hnsw SNAPSHOT=/tmp/1m.snap \
+#     EF=64,128,256,512 scripts/bench-ann.sh
 #
 # After the full table it prints the ratio table: per filter and k, the best QPS each
 # engine reaches at recall >= MIN_RECALL (any ef / plan), and recd's over hnswlib's; then
@@ -36,6 +44,7 @@ QUANT="${QUANT:-none,int8}"
 STRATEGIES="${STRATEGIES:-auto,graph,exact}"
 FILTERS="${FILTERS:-none,cat10,brand1}"
 MIN_RECALL="${MIN_RECALL:-0.95}"
+BUILD_THREADS="${BUILD_THREADS:-2}"
 OUT="$(mktemp -d /tmp/bench-ann.XXXXXX)"
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -66,11 +75,23 @@ RECD_ARGS=()
 [ -n "${SNAPSHOT:-}" ] && RECD_ARGS=(--snapshot "$SNAPSHOT")
 
 echo "# machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "${HNSW_CACHE:-}" ] && [ -n "${SNAPSHOT:-}" ] && { [ ! -f "$HNSW_CACHE.build" ] || [ ! -f "$SNAPSHOT" ]; }; then
+  echo "# building both graphs at the same time, $BUILD_THREADS thread(s) each, load $(cut -d' ' -f1-3 /proc/loadavg)"
+  OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$PY" "$ROOT/scripts/bench-ann.py" --dir "$CATALOG" \
+    --threads "$BUILD_THREADS" --build-only --index-cache "$HNSW_CACHE" >"$OUT/hnswlib.build" &
+  hnsw_pid=$!
+  RAYON_NUM_THREADS="$BUILD_THREADS" "$EXAMPLE" --items "$CATALOG/item_vectors.npy" \
+    --queries "$CATALOG/user_vectors.npy" --build-only --snapshot "$SNAPSHOT" >"$OUT/recd.build" &
+  recd_pid=$!
+  wait "$hnsw_pid" "$recd_pid"
+  grep -h '^#' "$OUT/hnswlib.build" "$OUT/recd.build" | tee -a "$SNAPSHOT.build"
+  echo "# both built, load $(cut -d' ' -f1-3 /proc/loadavg)"
+fi
 for r in $(seq 1 "$ROUNDS"); do
   echo "# round $r, load $(cut -d' ' -f1-3 /proc/loadavg)"
   OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$PY" "$ROOT/scripts/bench-ann.py" --dir "$CATALOG" \
-    --nq "$NQ" --k "$K" --ef "$EF" --filters "$FILTERS" "${HNSW_ARGS[@]}" | tee "$OUT/hnswlib.$r.tsv" | grep '^#' || true
-  RAYON_NUM_THREADS=2 "$EXAMPLE" --items "$CATALOG/item_vectors.npy" \
+    --nq "$NQ" --k "$K" --ef "$EF" --filters "$FILTERS" --threads "$BUILD_THREADS" "${HNSW_ARGS[@]}" | tee "$OUT/hnswlib.$r.tsv" | grep '^#' || true
+  RAYON_NUM_THREADS="$BUILD_THREADS" "$EXAMPLE" --items "$CATALOG/item_vectors.npy" \
     --queries "$CATALOG/user_vectors.npy" --category "$CATALOG/category.npy" \
     --brand "$CATALOG/brand.npy" --nq "$NQ" --k "$K" --ef "$EF" \
     --strategies "$STRATEGIES" --filters "$FILTERS" --quant "$QUANT" "${RECD_ARGS[@]}" | tee "$OUT/recd.$r.tsv" | grep '^#' || true

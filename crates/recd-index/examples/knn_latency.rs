@@ -14,6 +14,8 @@
 //! samples on a noisy machine (default 1).
 //! `--snapshot PATH`: load the index from PATH if it exists, else build it and save it
 //! there (for quick A/B runs of search changes on one graph; the build figure is then 0).
+//! `--build-only`: build (or load) the index, save it to `--snapshot`, and exit before any
+//! query (`scripts/bench-ann.sh` runs it beside hnswlib's build, each on the same threads).
 //! `--quant`: the index's quantization modes to measure, one after the other on the same
 //! graph (`engine` column: `recd` for `none`, `recd-int8` for `int8`). With int8 the
 //! `exact` strategy still scans the `f32` vectors (it is the oracle); `auto` scans codes.
@@ -80,14 +82,16 @@ fn main() -> Res<()> {
             index
         }
         None => {
+            let load = loadavg();
             let index = VectorIndex::new(dim, Metric::Cosine, params);
             index.insert_batch(&batch)?;
             println!(
-                "# recd-index build: {n} x {dim}, M {} efC {}, {} threads: {:.1} s",
+                "# recd-index build: {n} x {dim}, M {} efC {}, {} threads: {:.1} s (load at the start {load}, at the end {})",
                 args.m,
                 args.efc,
                 rayon::current_num_threads(),
-                t.elapsed().as_secs_f64()
+                t.elapsed().as_secs_f64(),
+                loadavg()
             );
             if let Some(p) = &args.snapshot {
                 index.write_snapshot(std::io::BufWriter::new(std::fs::File::create(p)?), &[])?;
@@ -95,6 +99,9 @@ fn main() -> Res<()> {
             index
         }
     };
+    if args.build_only {
+        return Ok(());
+    }
 
     let cat10: Vec<RoaringBitmap> = (0..10)
         .map(|r| bitmap(&category, |c| c % 10 == r))
@@ -222,6 +229,14 @@ fn main() -> Res<()> {
     Ok(())
 }
 
+/// The 1, 5 and 15 minute load averages, for the build line (the machine is shared).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "?".to_string(),
+        |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
+}
+
 fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -259,6 +274,7 @@ struct Args {
     efc: usize,
     strategies: Vec<Strategy>,
     snapshot: Option<String>,
+    build_only: bool,
     quant: Vec<Quantization>,
     filters: Vec<String>,
 }
@@ -266,12 +282,17 @@ struct Args {
 impl Args {
     fn parse() -> Res<Self> {
         let mut kv: HashMap<String, String> = HashMap::new();
+        let mut build_only = false;
         let mut it = std::env::args().skip(1);
         while let Some(key) = it.next() {
             let key = key
                 .strip_prefix("--")
                 .ok_or_else(|| format!("unexpected argument {key}"))?
                 .to_string();
+            if key == "build-only" {
+                build_only = true;
+                continue;
+            }
             let value = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
             kv.insert(key, value);
         }
@@ -303,6 +324,7 @@ impl Args {
             efc: list("efc", "200")?[0],
             strategies,
             snapshot: kv.get("snapshot").cloned(),
+            build_only,
             quant: kv
                 .get("quant")
                 .map_or("none", String::as_str)

@@ -459,6 +459,11 @@ fn add_link(st: &Store, node: u32, new: u32, level: usize, buf: &mut Vec<u32>) {
         st.set_neighbours(node, level, buf);
         return;
     }
+    // The full list's vectors are a neighbour's neighbours, rarely in cache: start them all
+    // loading before the first distance needs one.
+    for &x in buf.iter() {
+        st.prefetch(x);
+    }
     let mut cands: Vec<Scored> = buf
         .iter()
         .chain(std::iter::once(&new))

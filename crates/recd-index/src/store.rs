@@ -367,10 +367,16 @@ impl Store {
         self.vectors.get(slot, self.dim)
     }
 
-    /// Hints the CPU to start loading the slot's vector (see `prefetch`).
+    /// Hints the CPU to start loading what `distance` reads for the slot: its vector and,
+    /// under cosine, its `1/‖v‖` (a separate array: without the hint, its miss was a fifth
+    /// of `distance`'s samples in a 1M build, `perf`).
     #[inline]
     pub(crate) fn prefetch(&self, slot: u32) {
         crate::prefetch::prefetch(self.vector(slot));
+        if self.metric == Metric::Cosine {
+            let s = slot as usize;
+            crate::prefetch::prefetch(&self.inv_norms[s..=s]);
+        }
     }
 
     /// The query in the form the code kernel takes, if the index is quantized.
