@@ -250,7 +250,7 @@ mod tests {
 
     fn id(i: u8) -> String {
         // Some ids longer than CompactString's 24 inline bytes, to cover heap keys too.
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             format!("item-with-a-long-identifier-number-{i}")
         } else {
             format!("i{i}")
