@@ -6,34 +6,49 @@
 //! delete can only find an empty slot (and skip it), never another item.
 //!
 //! Ids are kept in a `BTreeMap`, so that listing items in id order (`GET /v1/items`) walks
-//! from a cursor instead of sorting the catalog per page.
+//! from a cursor instead of sorting the catalog per page, and in a hash map for point
+//! lookups: each event looks up its item and the fold-in every recent item of the user, and
+//! a B-tree walk over 100k `String` keys is a chain of dependent cache misses and string
+//! compares per lookup. Vectors are read by slot from [`SlotVectors`] (one miss, not the
+//! item's two).
 //!
 //! The catalog also keeps `YᵀY` of its item vectors ([`Gram`]), updated by every write of
 //! a vector (O(k²) each), which the fold-in of events solves with: every path that changes
 //! a vector (upserts, write-back, deletes, recovery) goes through [`Catalog::put`],
 //! [`Catalog::set_vector`] or [`Catalog::remove`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use recd_core::{Filter, Gram, Item, Schema};
 use roaring::RoaringBitmap;
 
 use super::attributes::AttributeIndex;
 use super::popularity::RankKey;
+use super::slot_vectors::SlotVectors;
+
+/// The point-lookup index: ids of up to 24 bytes live inline in the key (no pointer to
+/// chase to compare them), hashed by foldhash (no need for DoS resistance here: item ids
+/// come from the catalog's owner, and a collision costs a probe, not correctness).
+type SlotById = HashMap<CompactString, u32, foldhash::fast::RandomState>;
 
 /// Items and attribute indexes.
 #[derive(Debug)]
 pub struct Catalog {
-    /// Item id → slot, in id order.
+    /// Item id → slot, in id order (pages of `GET /v1/items`).
     ids: BTreeMap<String, u32>,
+    /// The same map, hashed (every point lookup).
+    slot_by_id: SlotById,
     /// Slot → item (with its vector); `None` once deleted.
     slots: Vec<Option<Arc<Item>>>,
     /// Filters → bitmaps.
     attrs: AttributeIndex,
     /// Σ y yᵀ over the live items' vectors.
     gram: Gram,
+    /// The live items' vectors by slot (what the fold-in reads).
+    vectors: SlotVectors,
 }
 
 impl Catalog {
@@ -41,9 +56,11 @@ impl Catalog {
     pub fn new(schema: &Schema) -> Self {
         Self {
             ids: BTreeMap::new(),
+            slot_by_id: SlotById::default(),
             slots: Vec::new(),
             attrs: AttributeIndex::new(schema),
             gram: Gram::new(schema.vector.dim),
+            vectors: SlotVectors::new(schema.vector.dim),
         }
     }
 
@@ -59,7 +76,21 @@ impl Catalog {
 
     /// The slot of `id`, if it is a live item.
     pub fn slot_of(&self, id: &str) -> Option<u32> {
-        self.ids.get(id).copied()
+        self.slot_by_id.get(id).copied()
+    }
+
+    /// The vector of the live item in `slot`, if it has one.
+    pub fn vector_at(&self, slot: u32) -> Option<&[f32]> {
+        // The table holds every vector of the schema's dimension; an item stored with
+        // another (from before a change of dimension) is read from the item.
+        self.vectors
+            .get(slot)
+            .or_else(|| self.item_at(slot).and_then(|it| it.vector.as_deref()))
+    }
+
+    /// The vector of the live item `id`, if it has one.
+    pub fn vector_of(&self, id: &str) -> Option<&[f32]> {
+        self.slot_of(id).and_then(|s| self.vector_at(s))
     }
 
     /// The slot the next new item will get.
@@ -93,13 +124,18 @@ impl Catalog {
         if let Some(v) = &item.vector {
             self.gram.add(v);
         }
+        self.vectors.set(slot, item.vector.as_deref());
         self.ids.insert(item.id.clone(), slot);
+        self.slot_by_id
+            .insert(CompactString::from(item.id.as_str()), slot);
         self.slots[i] = Some(Arc::new(item));
     }
 
     /// Removes the item with `id`; returns its slot.
     pub fn remove(&mut self, id: &str) -> Option<u32> {
         let slot = self.ids.remove(id)?;
+        self.slot_by_id.remove(id);
+        self.vectors.set(slot, None);
         if let Some(old) = self.slots.get_mut(slot as usize).and_then(Option::take) {
             self.attrs.remove(slot, &old);
             if let Some(v) = &old.vector {
@@ -116,6 +152,7 @@ impl Catalog {
                 self.gram.remove(old);
             }
             self.gram.add(&vector);
+            self.vectors.set(slot, Some(&vector));
             Arc::make_mut(item).vector = Some(vector);
         }
     }
@@ -181,5 +218,116 @@ impl Catalog {
             .collect();
         hits.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         hits.into_iter().take(k).map(|(_, key)| key.1).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use recd_core::{Item, Schema};
+
+    use super::*;
+
+    const DIM: usize = 3;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Upsert item `id` with a vector (seeded by the u8) or none.
+        Put(u8, Option<u8>),
+        /// Replace the vector of item `id`, if live.
+        SetVector(u8, u8),
+        /// Delete item `id`.
+        Remove(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..12, proptest::option::of(any::<u8>())).prop_map(|(i, v)| Op::Put(i, v)),
+            (0u8..12, any::<u8>()).prop_map(|(i, v)| Op::SetVector(i, v)),
+            (0u8..12).prop_map(Op::Remove),
+        ]
+    }
+
+    fn id(i: u8) -> String {
+        // Some ids longer than CompactString's 24 inline bytes, to cover heap keys too.
+        if i.is_multiple_of(3) {
+            format!("item-with-a-long-identifier-number-{i}")
+        } else {
+            format!("i{i}")
+        }
+    }
+
+    fn vector(seed: u8) -> Vec<f32> {
+        (0..DIM).map(|d| f32::from(seed) + d as f32 + 1.0).collect()
+    }
+
+    /// Applies `op` as the store's writers do: a new id takes the next slot, an existing
+    /// one keeps its slot.
+    fn apply(c: &mut Catalog, op: &Op) {
+        match op {
+            Op::Put(i, v) => {
+                let slot = c.ids.get(id(*i).as_str()).copied().unwrap_or(c.next_slot());
+                c.put(
+                    slot,
+                    Item {
+                        id: id(*i),
+                        vector: v.map(vector),
+                        fields: Default::default(),
+                    },
+                );
+            }
+            Op::SetVector(i, v) => {
+                if let Some(slot) = c.ids.get(id(*i).as_str()).copied() {
+                    c.set_vector(slot, vector(*v));
+                }
+            }
+            Op::Remove(i) => {
+                c.remove(&id(*i));
+            }
+        }
+    }
+
+    /// The hash index answers as the ordered map, and the vector table as the items.
+    fn check(c: &Catalog) {
+        for i in 0..12 {
+            let id = id(i);
+            assert_eq!(
+                c.slot_of(&id),
+                c.ids.get(id.as_str()).copied(),
+                "slot of {id}"
+            );
+            let item_vector = c.get(&id).and_then(|it| it.vector.as_deref());
+            assert_eq!(c.vector_of(&id), item_vector, "vector of {id}");
+        }
+        for slot in 0..c.next_slot() + 2 {
+            let item_vector = c.item_at(slot).and_then(|it| it.vector.as_deref());
+            assert_eq!(c.vector_at(slot), item_vector, "vector at {slot}");
+        }
+        assert_eq!(c.slot_by_id.len(), c.ids.len());
+    }
+
+    proptest! {
+        #[test]
+        fn point_lookups_and_slot_vectors_follow_every_write(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut c = Catalog::new(&Schema::demo(DIM));
+            for op in &ops {
+                apply(&mut c, op);
+                check(&c);
+            }
+        }
+    }
+
+    #[test]
+    fn a_vector_of_another_dimension_is_read_from_the_item() {
+        let mut c = Catalog::new(&Schema::demo(DIM));
+        c.put(
+            0,
+            Item {
+                id: "old".into(),
+                vector: Some(vec![1.0, 2.0]),
+                fields: Default::default(),
+            },
+        );
+        assert_eq!(c.vector_of("old"), Some(&[1.0, 2.0][..]));
     }
 }

@@ -19,7 +19,7 @@
 //! - `durable`: the redb file (the state as of the last checkpoint, the event log and its
 //!   per-user index).
 //! - `write`: the write operations.
-//! - `users`, `popularity`, `catalog` (+ `attributes`): the in-memory state.
+//! - `users`, `popularity`, `catalog` (+ `attributes`, `slot_vectors`): the in-memory state.
 //! - `memory`: the event log of an in-memory store.
 //! - `index_file`: the vector index's snapshot file, so that a restart loads the graph
 //!   instead of rebuilding it (checked against the stored items, never trusted blindly).
@@ -38,6 +38,7 @@ mod models;
 mod popularity;
 mod record;
 mod segment;
+mod slot_vectors;
 mod users;
 mod write;
 

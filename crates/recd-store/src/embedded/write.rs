@@ -239,6 +239,8 @@ impl Inner {
         let mut order: Vec<&str> = Vec::new();
         let mut states: HashMap<&str, UserState> = HashMap::new();
         let mut increments: Vec<(&str, f64)> = Vec::new();
+        // The slot of each increment's item, looked up once.
+        let mut increment_slots: Vec<u32> = Vec::new();
         for e in events {
             let state = match states.entry(e.user_id.as_str()) {
                 Entry::Occupied(o) => o.into_mut(),
@@ -247,28 +249,27 @@ impl Inner {
                     v.insert(locked.get(&e.user_id).cloned().unwrap_or_default())
                 }
             };
-            let item = catalog.get(&e.item_id);
-            state.apply(e, item.and_then(|it| it.vector.as_deref()), session);
+            let slot = catalog.slot_of(&e.item_id);
+            state.apply(e, slot.and_then(|s| catalog.vector_at(s)), session);
             state.active_ms = now;
             let weight = session.weights.weight(e.kind, e.value);
             // Only items of the catalog become popular: ids that are not items would
             // otherwise each leave a permanent entry behind.
-            if let (Some(inc), Some(_)) = (
+            if let (Some(inc), Some(slot)) = (
                 self.settings
                     .popularity
                     .log_increment(weight, e.timestamp_ms),
-                item,
+                slot,
             ) {
                 increments.push((e.item_id.as_str(), inc));
+                increment_slots.push(slot);
             }
         }
         // The fold-in: once per user, after all their events of the batch.
         if session.update == UpdateRule::FoldIn {
             let model = FoldModel::new(catalog.gram(), &session.fold_in);
             for state in states.values_mut() {
-                state.refold(model.as_ref(), |id| {
-                    catalog.get(id).and_then(|it| it.vector.as_deref())
-                });
+                state.refold(model.as_ref(), |id| catalog.vector_of(id));
             }
         }
         let ticket = self.sink.append(&OpRef::Events {
@@ -296,8 +297,8 @@ impl Inner {
         drop(locked);
         // Popularity is logged as increments, which commute: no user lock needed. The
         // catalog's read lock keeps each item's slot (and so its ranking entry) stable.
-        for (item, inc) in increments {
-            self.popularity.add(item, inc, catalog.slot_of(item));
+        for ((item, inc), slot) in increments.into_iter().zip(increment_slots) {
+            self.popularity.add(item, inc, Some(slot));
         }
         Ok(Some(ticket))
     }
@@ -449,7 +450,7 @@ impl Inner {
                     let Some(mut state) = locked.get(id).cloned() else {
                         continue;
                     };
-                    let vector = |item: &str| catalog.get(item).and_then(|it| it.vector.as_deref());
+                    let vector = |item: &str| catalog.vector_of(item);
                     state.session = UserState::session_from(events, vector, session);
                     if session.update == UpdateRule::FoldIn {
                         // new item vectors: the old folded vector is no start for CG
