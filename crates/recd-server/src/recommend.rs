@@ -206,8 +206,7 @@ impl Recommender {
                 json!({"scorer": "blend", "ranker": name, "fallback": why}),
             );
         };
-        let items: Vec<Arc<recd_core::Item>> =
-            candidates.iter().map(|c| Arc::clone(&c.item)).collect();
+        let items: Vec<&Arc<recd_core::Item>> = candidates.iter().map(|c| &c.item).collect();
         let values = match features
             .store()
             .values(features.set(), &req.user_id, &items, now_ms)

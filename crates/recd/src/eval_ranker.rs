@@ -270,8 +270,8 @@ fn replay_rows(
             {
                 lists += 1;
                 let user_id = p.users.id(u).unwrap_or_default().to_string();
-                let items: Vec<Arc<recd_core::Item>> =
-                    answer.items.iter().map(|r| Arc::clone(&r.item)).collect();
+                let items: Vec<&Arc<recd_core::Item>> =
+                    answer.items.iter().map(|r| &r.item).collect();
                 let values = p
                     .handle
                     .block_on(features.store().values(set, &user_id, &items, t))

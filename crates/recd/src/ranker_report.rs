@@ -104,7 +104,7 @@ pub(crate) fn print_tops(pipeline: &mut Pipeline, set: &FeatureSet, ev: &Evaluat
             let Some(user_id) = pipeline.users.id(u) else {
                 continue;
             };
-            let items: Vec<_> = answer.items.iter().map(|r| r.item.clone()).collect();
+            let items: Vec<_> = answer.items.iter().map(|r| &r.item).collect();
             let Ok(values) = pipeline.handle.block_on(features.store().values(
                 set,
                 user_id,

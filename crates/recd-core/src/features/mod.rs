@@ -10,6 +10,8 @@
 //!   feature vector read from it.
 //! - [`read`]: a request's reader: the user's side once, then each candidate's item side
 //!   (from a snapshot of its windows and rates while it holds).
+//! - [`tag_ids`]: tag values as numbers, which an item's entry keeps for the user × tag
+//!   features.
 //! - [`log`]: the impression log's record (a served list with each item's signals).
 //! - [`ranker`]: the learned ranker's scoring (a logistic regression over features,
 //!   retrieval signals and position) and its per-feature contributions.
@@ -19,6 +21,7 @@ pub mod ranker;
 pub mod read;
 pub mod spec;
 pub mod state;
+pub mod tag_ids;
 pub mod window;
 
 pub use log::{LoggedItem, LoggedList};
@@ -26,4 +29,5 @@ pub use ranker::{Contribution, LinearRanker, PreparedRanker, RankerInputs};
 pub use read::{CachedItem, ItemSnapshot, UserView};
 pub use spec::{FeatureDef, FeatureKind, FeatureSet, FeatureSpec};
 pub use state::{EntityState, Op, SlotKey, Target, Update};
+pub use tag_ids::TagIds;
 pub use window::{Buckets, Window};

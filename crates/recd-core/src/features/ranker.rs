@@ -37,9 +37,26 @@ pub struct Input {
 impl Input {
     /// The standardized value of raw `x`.
     pub fn standardize(&self, x: f64) -> f64 {
-        let x = if self.log { x.max(0.0).ln_1p() } else { x };
+        let x = if self.log { ln_1p(x.max(0.0)) } else { x };
         let z = (x - self.mean) / self.scale;
         if z.is_finite() { z } else { 0.0 }
+    }
+}
+
+/// Whole numbers below this have their `ln(1 + k)` in a table.
+const LN_1P_TABLE: usize = 1024;
+
+/// `ln(1 + x)`, read from a table for the small whole numbers that counts mostly are
+/// (four `log1p` calls per candidate under the default features were a tenth of scoring a
+/// list); the same bits as `x.ln_1p()`, since the table holds its results.
+fn ln_1p(x: f64) -> f64 {
+    static TABLE: std::sync::LazyLock<Box<[f64]>> =
+        std::sync::LazyLock::new(|| (0..LN_1P_TABLE).map(|k| (k as f64).ln_1p()).collect());
+    // Saturating (NaN → 0); the bit comparison keeps -0.0, fractions and the rest exact.
+    let k = x as u32 as usize;
+    match TABLE.get(k) {
+        Some(&v) if (k as f64).to_bits() == x.to_bits() => v,
+        _ => x.ln_1p(),
     }
 }
 
@@ -59,12 +76,18 @@ pub struct RankerInputs {
 impl RankerInputs {
     /// The signal values in [`SIGNALS`] order, position as `ln(1 + p)`.
     pub fn values(&self) -> [f64; 4] {
-        [
-            self.similarity,
-            self.popularity,
-            f64::from(u8::from(self.knn)),
-            self.position.max(0.0).ln_1p(),
-        ]
+        [0, 1, 2, 3].map(|j| self.value(j))
+    }
+
+    /// Signal `j` of [`RankerInputs::values`] alone (0 past the last).
+    pub fn value(&self, j: usize) -> f64 {
+        match j {
+            0 => self.similarity,
+            1 => self.popularity,
+            2 => f64::from(u8::from(self.knn)),
+            3 => self.position.max(0.0).ln_1p(),
+            _ => 0.0,
+        }
     }
 }
 
@@ -170,17 +193,13 @@ pub struct PreparedRanker<'r> {
 impl PreparedRanker<'_> {
     /// The logit of one candidate's raw `features` (the set's order) and `signals`.
     pub fn logit(&self, features: &[f64], signals: &RankerInputs) -> f64 {
-        self.logit_of(features, &signals.values())
-    }
-
-    /// [`PreparedRanker::logit`] of signal values in [`RankerInputs::values`] form.
-    fn logit_of(&self, features: &[f64], sig: &[f64; 4]) -> f64 {
         let mut z = self.intercept;
+        // Only the signals a term reads (the serving position, constant, is folded in).
         for &(col, w, inp) in &self.terms {
             let x = if col < self.features {
                 features.get(col).copied().unwrap_or(0.0)
             } else {
-                sig[col - self.features]
+                signals.value(col - self.features)
             };
             z += w * inp.standardize(x);
         }
@@ -202,10 +221,18 @@ impl LinearRanker {
         d: usize,
         signals: &[RankerInputs],
     ) -> PreparedRanker<'_> {
-        let rows = signals.len();
-        // Each candidate's signal values once (the position's is a logarithm), not once
-        // per input and candidate.
-        let sig: Vec<[f64; 4]> = signals.iter().map(RankerInputs::values).collect();
+        self.prepare_by(features, d, signals.len(), |r| &signals[r])
+    }
+
+    /// [`LinearRanker::prepare`] of `rows` candidates whose signals `signal(r)` gives
+    /// (wherever the caller keeps them: no list of them is built).
+    pub fn prepare_by<'s>(
+        &self,
+        features: &[f64],
+        d: usize,
+        rows: usize,
+        signal: impl Fn(usize) -> &'s RankerInputs,
+    ) -> PreparedRanker<'_> {
         let mut intercept = self.bias;
         let mut terms = Vec::with_capacity(self.inputs.len());
         for (col, (inp, &w)) in self.inputs.iter().zip(&self.weights).enumerate() {
@@ -216,7 +243,7 @@ impl LinearRanker {
                 if col < d {
                     features.get(r * d + col).copied().unwrap_or(0.0)
                 } else {
-                    sig[r][col - d]
+                    signal(r).value(col - d)
                 }
             };
             // Constant over the list (bit for bit), or no list at all.
@@ -272,6 +299,27 @@ mod tests {
             ],
             weights: vec![2.0, 1.0, 0.0, 0.5, -1.0],
             bias: -1.0,
+        }
+    }
+
+    #[test]
+    fn the_table_gives_ln_1p_bit_for_bit() {
+        let mut xs: Vec<f64> = (0..3000).map(f64::from).collect();
+        xs.extend([
+            -0.0,
+            -1.0,
+            0.5,
+            1.5,
+            1023.0,
+            1023.5,
+            1024.0,
+            4_294_967_296.0,
+            f64::INFINITY,
+            f64::NAN,
+            f64::MIN_POSITIVE,
+        ]);
+        for x in xs {
+            assert_eq!(ln_1p(x).to_bits(), x.ln_1p().to_bits(), "{x}");
         }
     }
 

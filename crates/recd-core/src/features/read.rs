@@ -19,9 +19,11 @@
 //! buckets of the same state.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::features::spec::{Entity, FeatureKind, FeatureSet};
 use crate::features::state::{EntityState, Op, Slot, SlotKey, item_value, tags, user_value};
+use crate::features::tag_ids::{FIELD_END, ItemTags, TagIds};
 use crate::item::Item;
 
 type Fast = foldhash::fast::RandomState;
@@ -39,6 +41,9 @@ pub struct UserView<'s> {
     tag_fields: Vec<(&'s str, Vec<(usize, usize)>)>,
     /// Tag value → its row's offset in `sums`.
     by_tag: HashMap<Box<str>, usize, Fast>,
+    /// The same by the tags' numbers, sorted ([`UserView::with_tag_ids`]); `None`: items'
+    /// numbered tags are not read.
+    by_id: Option<(&'s TagIds, Vec<(u32, usize)>)>,
     /// One row per tag value the user has state for, one column per `user_tag` feature.
     sums: Vec<f64>,
     /// Features read from the item (its state or its fields).
@@ -85,6 +90,9 @@ pub struct ItemSnapshot {
 pub struct CachedItem {
     state: EntityState,
     snapshot: Option<ItemSnapshot>,
+    /// The item's tags as numbers (kept across updates: they change with the catalog's
+    /// item, not with its state).
+    tags: Option<ItemTags>,
 }
 
 impl CachedItem {
@@ -184,6 +192,7 @@ impl FeatureSet {
             base,
             tag_fields,
             by_tag,
+            by_id: None,
             sums,
             item_side,
             item_state,
@@ -192,6 +201,26 @@ impl FeatureSet {
             span,
             fingerprint: fingerprint_key(self.fingerprint()),
         }
+    }
+}
+
+impl<'s> UserView<'s> {
+    /// The same view, reading the tags of items kept in a store by number ([`TagIds`]):
+    /// the user's tags are numbered here (so any tag a candidate's numbers name that the
+    /// user has state for is found), and [`UserView::values_into_cached`] keeps each
+    /// item's tag numbers in its entry. If a tag cannot be numbered, tags are read by
+    /// string as before.
+    pub fn with_tag_ids(mut self, numbers: &'s TagIds) -> Self {
+        let by_id: Option<Vec<(u32, usize)>> = self
+            .by_tag
+            .iter()
+            .map(|(t, &off)| numbers.number(t).map(|id| (id, off)))
+            .collect();
+        self.by_id = by_id.map(|mut v| {
+            v.sort_unstable();
+            (numbers, v)
+        });
+        self
     }
 }
 
@@ -219,13 +248,13 @@ impl UserView<'_> {
     pub fn values_into_cached(
         &self,
         cached: Option<&mut CachedItem>,
-        item: &Item,
+        item: &Arc<Item>,
         out: &mut [f64],
     ) {
         let Some(cached) = cached.filter(|c| !c.state.expired(self.now_ms, self.set.ttl_ms)) else {
             return self.values_into(None, item, out);
         };
-        self.user_side_into(item, out);
+        self.user_side_numbered(&mut cached.tags, item, out);
         if self.item_side.is_empty() {
             return;
         }
@@ -242,6 +271,37 @@ impl UserView<'_> {
         }
         for &i in &self.live {
             out[i] = item_value(i, &self.set.defs[i], Some(&cached.state), item, self.now_ms);
+        }
+    }
+
+    /// [`UserView::user_side_into`] through the item's tag numbers in `tags` (made, or
+    /// made again, when they are not `item`'s for this set): the same sums in the same
+    /// order, found by number. By string when the view has no numbers or a tag has none.
+    fn user_side_numbered(&self, tags: &mut Option<ItemTags>, item: &Arc<Item>, out: &mut [f64]) {
+        let Some((numbers, by_id)) = self.by_id.as_ref().filter(|_| !self.by_tag.is_empty()) else {
+            return self.user_side_into(item, out);
+        };
+        if !tags
+            .as_ref()
+            .is_some_and(|t| t.hold_for(item, self.fingerprint))
+        {
+            let fields = self.tag_fields.iter().map(|(f, _)| *f);
+            *tags = ItemTags::new(item, fields, self.fingerprint, numbers);
+        }
+        let Some(tags) = tags.as_ref() else {
+            return self.user_side_into(item, out);
+        };
+        out.copy_from_slice(&self.base);
+        let mut ids = tags.ids.iter();
+        for (_, features) in &self.tag_fields {
+            for &id in ids.by_ref().take_while(|&&id| id != FIELD_END) {
+                if let Ok(k) = by_id.binary_search_by_key(&id, |&(id, _)| id) {
+                    let off = by_id[k].1;
+                    for &(i, col) in features {
+                        out[i] += self.sums[off + col];
+                    }
+                }
+            }
         }
     }
 
@@ -322,7 +382,7 @@ mod tests {
         )
         .unwrap();
         let set = FeatureSet::from_specs(&specs, &Schema::demo(2)).unwrap();
-        let items: Vec<Item> = (0..6).map(item).collect();
+        let items: Vec<Arc<Item>> = (0..6).map(|n| Arc::new(item(n))).collect();
         let mut plain: Vec<EntityState> = vec![EntityState::default(); items.len()];
         let mut cached: Vec<CachedItem> = vec![CachedItem::default(); items.len()];
         let kinds = [EventType::View, EventType::Click, EventType::Dwell];
@@ -341,7 +401,7 @@ mod tests {
                     timestamp_ms: now,
                     recommendation_id: None,
                 };
-                for u in set.event_updates(&e, Some(&items[k])) {
+                for u in set.event_updates(&e, Some(&*items[k])) {
                     plain[k].apply(&u.key, &u.op, now);
                     cached[k].apply(&u.key, &u.op, now);
                 }
@@ -377,6 +437,77 @@ mod tests {
                 assert_eq!(got, set.values(None, Some(&plain[j]), it, late), "{late}");
             }
         }
+    }
+
+    #[test]
+    fn numbered_tags_read_what_strings_read_and_follow_a_replaced_item() {
+        let specs: BTreeMap<String, FeatureSpec> = serde_json::from_str(
+            r#"{"cat_clicks_1h":{"kind":"count","entity":"user_tag","field":"category","event":"click","window":"1h","buckets":4},
+                "cat_dwell_1d":{"kind":"sum","entity":"user_tag","field":"category","event":"dwell","window":"1d"},
+                "item_views_1h":{"kind":"count","entity":"item","event":"view","window":"1h"},
+                "dwell_1h":{"kind":"sum","entity":"user","event":"dwell","window":"1h","buckets":4}}"#,
+        )
+        .unwrap();
+        let set = FeatureSet::from_specs(&specs, &Schema::demo(2)).unwrap();
+        let mut items: Vec<Arc<Item>> = (0..21).map(|n| Arc::new(item(n))).collect();
+        let mut user = EntityState::default();
+        let mut plain = vec![EntityState::default(); items.len()];
+        let mut cached = vec![CachedItem::default(); items.len()];
+        let kinds = [EventType::Click, EventType::View, EventType::Dwell];
+        for n in 0..200usize {
+            let k = (n * 13) % items.len();
+            let e = Event {
+                user_id: "u".into(),
+                item_id: items[k].id.clone(),
+                kind: kinds[n % kinds.len()],
+                value: Some(1.5 + (n % 5) as f64),
+                timestamp_ms: 10 * H + (n as i64) * 37_000,
+                recommendation_id: None,
+            };
+            for u in set.event_updates(&e, Some(&*items[k])) {
+                match u.target {
+                    Target::User => user.apply(&u.key, &u.op, e.timestamp_ms),
+                    Target::Item => {
+                        plain[k].apply(&u.key, &u.op, e.timestamp_ms);
+                        cached[k].apply(&u.key, &u.op, e.timestamp_ms);
+                    }
+                }
+            }
+        }
+        let numbers = TagIds::default();
+        let end = 10 * H + 200 * 37_000;
+        let check = |items: &[Arc<Item>], cached: &mut [CachedItem], now: i64| {
+            let view = set.user_view(Some(&user), now).with_tag_ids(&numbers);
+            for (j, it) in items.iter().enumerate() {
+                let mut got = vec![0.0; set.len()];
+                view.values_into_cached(Some(&mut cached[j]), it, &mut got);
+                let want = set.values(Some(&user), Some(&plain[j]), it, now);
+                assert_eq!(got, want, "{} at {now}", it.id);
+                // Read by number, not by string.
+                assert!(
+                    cached[j]
+                        .tags
+                        .as_ref()
+                        .is_some_and(|t| t.hold_for(it, view.fingerprint))
+                );
+            }
+        };
+        for now in [end, end + H / 2, end + 3 * H] {
+            check(&items, &mut cached, now);
+        }
+        // The catalog replaces every item with one in another category: its numbers are
+        // made again (with the old ones the user's sums of the old category would be read).
+        for (n, it) in items.iter_mut().enumerate() {
+            let mut moved = item(n + 3);
+            moved.id = it.id.clone();
+            *it = Arc::new(moved);
+        }
+        check(&items, &mut cached, end);
+        // Not vacuous: the user has sums for the categories read.
+        let view = set.user_view(Some(&user), end).with_tag_ids(&numbers);
+        let mut v = vec![0.0; set.len()];
+        view.values_into_cached(Some(&mut cached[0]), &items[0], &mut v);
+        assert!(v[0] > 0.0 || v[1] > 0.0, "{v:?}");
     }
 
     #[test]

@@ -9,6 +9,10 @@ use crate::pipeline::{Candidate, Scored};
 /// Scores `candidates` with `ranker`; `features` holds one row of `d` values per candidate
 /// (row-major, the feature set's order, `d = features.len() / candidates.len()`), and
 /// sorts best first (ties by id).
+///
+/// The answer is built once and scored in place: each candidate's signals go straight
+/// into its [`Scored`], which the ranker's preparation and the scoring then read (no list
+/// of signals beside it).
 pub fn score_learned(
     candidates: Vec<Candidate>,
     features: &[f64],
@@ -16,22 +20,20 @@ pub fn score_learned(
 ) -> Vec<Scored> {
     let floor = similarity_floor(&candidates);
     let d = features.len().checked_div(candidates.len()).unwrap_or(0);
-    let sigs: Vec<_> = candidates.iter().map(|c| signals(c, floor)).collect();
-    let prepared = ranker.prepare(features, d, &sigs);
     let mut scored: Vec<Scored> = candidates
         .into_iter()
-        .zip(sigs)
-        .enumerate()
-        .map(|(i, (c, sig))| {
-            let row = features.get(i * d..(i + 1) * d).unwrap_or(&[]);
-            let p = prepared.probability(row, &sig);
-            Scored {
-                candidate: c,
-                score: if p.is_finite() { p } else { f64::MIN },
-                signals: sig,
-            }
+        .map(|c| Scored {
+            signals: signals(&c, floor),
+            candidate: c,
+            score: 0.0,
         })
         .collect();
+    let prepared = ranker.prepare_by(features, d, scored.len(), |r| &scored[r].signals);
+    for (i, s) in scored.iter_mut().enumerate() {
+        let row = features.get(i * d..(i + 1) * d).unwrap_or(&[]);
+        let p = prepared.probability(row, &s.signals);
+        s.score = if p.is_finite() { p } else { f64::MIN };
+    }
     sort_scored(&mut scored);
     scored
 }
@@ -52,6 +54,127 @@ mod tests {
             vector: None,
             fields: BTreeMap::new(),
         })
+    }
+
+    /// The scores and order as the straightforward computation gives them, in the
+    /// prepared ranker's order of summation (the constant inputs into the intercept first,
+    /// column by column, then each candidate's varying inputs), with `f64::ln_1p` itself:
+    /// what `score_learned` must give bit for bit.
+    fn reference(c: Vec<Candidate>, features: &[f64], r: &LinearRanker) -> Vec<(String, u64)> {
+        let floor = similarity_floor(&c);
+        let d = features.len() / c.len();
+        let sigs: Vec<_> = c.iter().map(|c| signals(c, floor)).collect();
+        let value = |row: usize, col: usize| {
+            if col < d {
+                features[row * d + col]
+            } else {
+                sigs[row].values()[col - d]
+            }
+        };
+        let standardize = |inp: &Input, x: f64| {
+            let x = if inp.log { x.max(0.0).ln_1p() } else { x };
+            let z = (x - inp.mean) / inp.scale;
+            if z.is_finite() { z } else { 0.0 }
+        };
+        let mut intercept = r.bias;
+        let mut varying = Vec::new();
+        for (col, (inp, &w)) in r.inputs.iter().zip(&r.weights).enumerate() {
+            if w == 0.0 {
+                continue;
+            }
+            if (1..c.len()).all(|row| value(row, col).to_bits() == value(0, col).to_bits()) {
+                intercept += w * standardize(inp, value(0, col));
+            } else {
+                varying.push((col, w, inp));
+            }
+        }
+        let mut out: Vec<(String, f64)> = c
+            .iter()
+            .enumerate()
+            .map(|(row, c)| {
+                let mut z = intercept;
+                for &(col, w, inp) in &varying {
+                    z += w * standardize(inp, value(row, col));
+                }
+                let p = 1.0 / (1.0 + (-z).exp());
+                (c.item.id.clone(), if p.is_finite() { p } else { f64::MIN })
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then_with(|| a.0.cmp(&b.0)));
+        out.into_iter().map(|(id, p)| (id, p.to_bits())).collect()
+    }
+
+    #[test]
+    fn scores_and_order_are_the_straightforward_computations_bit_for_bit() {
+        use rand::rngs::Xoshiro256PlusPlus;
+        use rand::{RngExt, SeedableRng};
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(20);
+        let names = [
+            "a",
+            "b",
+            "c",
+            "d",
+            "similarity",
+            "popularity",
+            "knn",
+            "position",
+        ];
+        let d = 4;
+        for round in 0..200 {
+            let ranker = LinearRanker {
+                inputs: names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| Input {
+                        name: (*n).into(),
+                        log: i < d && rng.random::<bool>(),
+                        mean: rng.random_range(-1.0..1.0),
+                        scale: rng.random_range(0.2..3.0),
+                    })
+                    .collect(),
+                weights: names
+                    .iter()
+                    .map(|_| match rng.random_range(0..5) {
+                        0 => 0.0,
+                        _ => rng.random_range(-2.0..2.0),
+                    })
+                    .collect(),
+                bias: rng.random_range(-3.0..1.0),
+            };
+            let n = rng.random_range(1..60);
+            let knn: Vec<(Arc<Item>, f32)> = (0..n)
+                .map(|i| (it(&format!("k{i}")), rng.random_range(0.0..1.0)))
+                .collect();
+            let popular: Vec<(Arc<Item>, f64)> = (0..rng.random_range(0..20))
+                .map(|i| (it(&format!("k{}", i * 3)), rng.random_range(0.0..5.0)))
+                .chain((0..5).map(|i| (it(&format!("p{i}")), 1.0)))
+                .collect();
+            let list = merge(knn, popular, vec![]);
+            // Counts (whole, small and past the table), fractions, negatives, -0.0, a
+            // column constant over the list in some rounds, and repeated rows (ties).
+            let constant = round % 3 == 0;
+            let mut features = Vec::new();
+            for row in 0..list.len() {
+                for col in 0..d {
+                    let x = match (constant && col == 0, rng.random_range(0..8)) {
+                        (true, _) => 4.0,
+                        (_, 0..=2) => f64::from(rng.random_range(0u32..40)),
+                        (_, 3) => f64::from(rng.random_range(1000u32..5000)),
+                        (_, 4) => rng.random_range(0.0..30.0),
+                        (_, 5) => -rng.random_range(0.0..3.0),
+                        (_, 6) => -0.0,
+                        _ if row > 0 => features[(row - 1) * d + col],
+                        _ => 0.0,
+                    };
+                    features.push(x);
+                }
+            }
+            let got: Vec<(String, u64)> = score_learned(list.clone(), &features, &ranker)
+                .into_iter()
+                .map(|s| (s.candidate.item.id.clone(), s.score.to_bits()))
+                .collect();
+            assert_eq!(got, reference(list, &features, &ranker), "round {round}");
+        }
     }
 
     #[test]

@@ -243,7 +243,7 @@ impl FeatureStore for RedisFeatures {
         &self,
         set: &FeatureSet,
         user: &str,
-        items: &[Arc<Item>],
+        items: &[&Arc<Item>],
         now_ms: i64,
     ) -> StoreResult<Vec<f64>> {
         let d = set.len();

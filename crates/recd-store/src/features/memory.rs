@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use recd_core::features::{CachedItem, EntityState, FeatureSet, Target};
+use recd_core::features::{CachedItem, EntityState, FeatureSet, TagIds, Target};
 use recd_core::{Event, Item};
 
 use super::FeatureStore;
@@ -72,7 +72,11 @@ impl<V: Expiring> Map<V> {
     }
 
     fn shard(&self, id: &str) -> &Shard<V> {
-        &self.shards[(self.hasher.hash_one(id) as usize) % SHARDS]
+        &self.shards[self.shard_index(id)]
+    }
+
+    fn shard_index(&self, id: &str) -> usize {
+        (self.hasher.hash_one(id) as usize) % SHARDS
     }
 
     /// Drops shard `i`'s entries expired at `now_ms`.
@@ -92,6 +96,8 @@ impl<V: Expiring> Map<V> {
 pub struct MemoryFeatures {
     users: Map<EntityState>,
     items: Map<CachedItem>,
+    /// The numbers items' entries keep their tags by (see [`TagIds`]).
+    tags: TagIds,
     writes: AtomicU64,
     /// The latest event time seen: "now" for sweeps (so a replay of old events is not
     /// swept as it goes).
@@ -110,6 +116,7 @@ impl MemoryFeatures {
         Self {
             users: Map::new(),
             items: Map::new(),
+            tags: TagIds::default(),
             writes: AtomicU64::new(0),
             latest_ms: AtomicI64::new(i64::MIN),
         }
@@ -202,7 +209,7 @@ impl FeatureStore for MemoryFeatures {
         &self,
         set: &FeatureSet,
         user: &str,
-        items: &[Arc<Item>],
+        items: &[&Arc<Item>],
         now_ms: i64,
     ) -> StoreResult<Vec<f64>> {
         let d = set.len();
@@ -215,11 +222,24 @@ impl FeatureStore for MemoryFeatures {
         let view = {
             let users = self.users.shard(user).lock();
             set.user_view(users.get(user), now_ms)
-        };
+        }
+        .with_tag_ids(&self.tags);
         if view.needs_item_state() {
-            for (item, row) in items.iter().zip(out.chunks_mut(d)) {
-                let mut shard = self.items.shard(&item.id).lock();
-                view.values_into_cached(shard.get_mut(item.id.as_str()), item, row);
+            // One lock per shard the list touches (~150 candidates over 32 shards), not
+            // one per candidate: each lock of a line another core last held is a miss.
+            let mut by_shard: Vec<(usize, usize)> = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (self.items.shard_index(&item.id), i))
+                .collect();
+            by_shard.sort_unstable();
+            for run in by_shard.chunk_by(|a, b| a.0 == b.0) {
+                let mut shard = self.items.shards[run[0].0].lock();
+                for &(_, i) in run {
+                    let item = &items[i];
+                    let row = &mut out[i * d..(i + 1) * d];
+                    view.values_into_cached(shard.get_mut(item.id.as_str()), item, row);
+                }
             }
         } else {
             for (item, row) in items.iter().zip(out.chunks_mut(d)) {

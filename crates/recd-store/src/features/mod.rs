@@ -47,12 +47,13 @@ pub trait FeatureStore: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<()>;
 
     /// The feature vectors of `items` for `user` at `now_ms`, row-major: `items.len()`
-    /// rows of `set.len()` values in the set's order.
+    /// rows of `set.len()` values in the set's order. (References to the shared items: a
+    /// request passes its ~150 candidates without touching their reference counts.)
     async fn values(
         &self,
         set: &FeatureSet,
         user: &str,
-        items: &[Arc<Item>],
+        items: &[&Arc<Item>],
         now_ms: i64,
     ) -> StoreResult<Vec<f64>>;
 

@@ -59,7 +59,12 @@ async fn check_parity(store: &dyn FeatureStore) {
             .map(|i| Arc::new(items[&i.id].clone()))
             .collect();
         let online = store
-            .values(&set, &list.user_id, &shown, list.at_ms)
+            .values(
+                &set,
+                &list.user_id,
+                &shown.iter().collect::<Vec<_>>(),
+                list.at_ms,
+            )
             .await
             .unwrap();
         for (k, values) in online.chunks(set.len()).enumerate() {
@@ -132,24 +137,18 @@ async fn check_hostile_values_ttl_and_forget(store: &dyn FeatureStore) {
         )
         .await
         .unwrap();
-    let v = store
-        .values(&set, user, std::slice::from_ref(&it), t0 + 60_000)
-        .await
-        .unwrap();
+    let v = store.values(&set, user, &[&it], t0 + 60_000).await.unwrap();
     // Three tags, each clicked once; the view 59 s before.
     assert_eq!(v[1], 3.0);
     assert!((v[0] - 59.0 / 3600.0).abs() < 1e-12);
     // Past the TTL (the 1 h window) the state reads as none.
     let v = store
-        .values(&set, user, std::slice::from_ref(&it), t0 + 1000 + 3_600_001)
+        .values(&set, user, &[&it], t0 + 1000 + 3_600_001)
         .await
         .unwrap();
     assert_eq!(v, vec![720.0, 0.0]);
     store.delete_user(&set, user).await.unwrap();
-    let v = store
-        .values(&set, user, std::slice::from_ref(&it), t0 + 60_000)
-        .await
-        .unwrap();
+    let v = store.values(&set, user, &[&it], t0 + 60_000).await.unwrap();
     assert_eq!(v, vec![720.0, 0.0]);
 }
 
