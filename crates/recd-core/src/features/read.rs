@@ -65,10 +65,8 @@ pub struct UserView<'s> {
 /// nothing per candidate, where comparing the string read another heap allocation (a cache
 /// miss) for every candidate of every request.
 fn fingerprint_key(fingerprint: &str) -> u64 {
-    // FNV-1a, 64 bits.
-    fingerprint.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::default().hash_one(fingerprint)
 }
 
 /// An item's state-derived values (its windows and rates) at one time, and the span of

@@ -238,9 +238,8 @@ impl Inner {
         // Users in order of first appearance, each with its state after its events.
         let mut order: Vec<&str> = Vec::new();
         let mut states: HashMap<&str, UserState> = HashMap::new();
-        let mut increments: Vec<(&str, f64)> = Vec::new();
-        // The slot of each increment's item, looked up once.
-        let mut increment_slots: Vec<u32> = Vec::new();
+        // Each increment with its item's slot, looked up once.
+        let mut increments: Vec<(&str, f64, u32)> = Vec::new();
         for e in events {
             let state = match states.entry(e.user_id.as_str()) {
                 Entry::Occupied(o) => o.into_mut(),
@@ -261,8 +260,7 @@ impl Inner {
                     .log_increment(weight, e.timestamp_ms),
                 slot,
             ) {
-                increments.push((e.item_id.as_str(), inc));
-                increment_slots.push(slot);
+                increments.push((e.item_id.as_str(), inc, slot));
             }
         }
         // The fold-in: once per user, after all their events of the batch.
@@ -275,7 +273,7 @@ impl Inner {
         let ticket = self.sink.append(&OpRef::Events {
             events,
             users: order.iter().map(|id| (*id, &states[id])).collect(),
-            popularity: increments.clone(),
+            popularity: increments.iter().map(|&(id, inc, _)| (id, inc)).collect(),
         })?;
         if self.sink.keeps_tail() {
             for (i, e) in events.iter().enumerate() {
@@ -297,7 +295,7 @@ impl Inner {
         drop(locked);
         // Popularity is logged as increments, which commute: no user lock needed. The
         // catalog's read lock keeps each item's slot (and so its ranking entry) stable.
-        for ((item, inc), slot) in increments.into_iter().zip(increment_slots) {
+        for (item, inc, slot) in increments {
             self.popularity.add(item, inc, Some(slot));
         }
         Ok(Some(ticket))
