@@ -76,7 +76,11 @@ pub(crate) async fn ready_index(
     seed: &str,
 ) -> StoreResult<(IndexState, String)> {
     let alias = if conn.is_cluster() {
-        let nodes = cluster_nodes(conn, &keys.index()).await?;
+        let Some(nodes) = serving_nodes(conn, &keys.index(), keys.ids()).await? else {
+            // The client's slot map still names a master that no longer serves the shard:
+            // a move just ended. Unavailable until the map catches up (the next query).
+            return Ok((IndexState::Moving, keys.alias()));
+        };
         let node = myself(&nodes)
             .and_then(|l| l.split_whitespace().next())
             .ok_or_else(|| bad_reply("CLUSTER NODES without the node's own line"))?;
@@ -122,12 +126,52 @@ pub(crate) async fn ready_index(
     Ok((IndexState::Ready, alias))
 }
 
+/// `CLUSTER NODES` as the master serving (or moving) the slot of `key` answers it; `None`
+/// when only a node that no longer serves it answered.
+///
+/// `CLUSTER NODES` names no key, so nothing redirects it: it goes where the cluster
+/// client's slot map says, and right after a move that map can still name the old owner
+/// (the client followed a query's `MOVED` but refreshes the map in the background; seen
+/// in the reshard conformance test). That node's `myself` would name the alias after the
+/// wrong master. So a keyed command goes first (its `MOVED` makes the client refresh),
+/// and the answer is asked again a few times while the map catches up.
+async fn serving_nodes(conn: &mut Conn, key: &str, ids: &str) -> StoreResult<Option<String>> {
+    let slot = slot(key);
+    for attempt in 0..5u32 {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
+        }
+        let nodes = cluster_nodes(conn, key).await?;
+        if serves(&nodes, slot) || moving_in(&nodes, slot) {
+            return Ok(Some(nodes));
+        }
+        // Any keyed command of the slot: a stale map gets `MOVED`, which refreshes it.
+        let _: i64 = redis::cmd("EXISTS")
+            .arg(ids)
+            .query_async(conn)
+            .await
+            .map_err(from_redis)?;
+    }
+    Ok(None)
+}
+
 async fn cluster_nodes(conn: &mut Conn, key: &str) -> StoreResult<String> {
     let reply = conn
         .on_key_master(key, redis::cmd("CLUSTER").arg("NODES"))
         .await
         .map_err(from_redis)?;
     redis::from_redis_value(reply).map_err(|_| bad_reply("CLUSTER NODES is not text"))
+}
+
+/// Whether the node whose `CLUSTER NODES` answer this is serves `slot` (its own line's
+/// slot ranges, `a-b` or `a`, hold it).
+fn serves(nodes: &str, slot: u16) -> bool {
+    myself(nodes).is_some_and(|line| {
+        line.split_whitespace().skip(8).any(|range| {
+            let (a, b) = range.split_once('-').unwrap_or((range, range));
+            matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if a <= slot && slot <= b)
+        })
+    })
 }
 
 /// The `myself` line of a `CLUSTER NODES` answer.
@@ -303,8 +347,15 @@ pub(crate) async fn report(
 ) -> StoreResult<ShardReport> {
     let cluster = conn.is_cluster();
     let index_name = keys.index();
+    let mut stale = false;
     let (master, moving, alias) = if cluster {
-        let nodes = cluster_nodes(conn, &index_name).await?;
+        let nodes = match serving_nodes(conn, &index_name, keys.ids()).await? {
+            Some(nodes) => nodes,
+            None => {
+                stale = true;
+                cluster_nodes(conn, &index_name).await?
+            }
+        };
         let node = myself(&nodes).and_then(|l| l.split_whitespace().next());
         (
             address(&nodes),
@@ -331,6 +382,13 @@ pub(crate) async fn report(
         Err(e) => return Err(from_redis(e)),
     };
     let mut problems = Vec::new();
+    if stale {
+        problems.push(
+            "the cluster client's slot map still names a master that no longer serves its \
+             slot (a move just ended): run the check again"
+                .into(),
+        );
+    }
     if moving {
         problems.push("its slot is moving: its reads answer 503 until the move ends".into());
     }
@@ -384,6 +442,11 @@ e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460 [93->-292f] [7
         assert!(!moving_in(NODES, 9));
         assert_eq!(address(NODES).as_deref(), Some("127.0.0.1:30001"));
         assert!(!moving_in("", 93));
+        assert!(serves(NODES, 0) && serves(NODES, 93) && serves(NODES, 5460));
+        assert!(!serves(NODES, 5461) && !serves(NODES, 10000));
+        let single = "e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 4022 10407\n";
+        assert!(serves(single, 4022) && serves(single, 10407));
+        assert!(!serves(single, 4023) && !serves("", 0));
         assert_eq!(
             importing_node(NODES, 93).as_deref(),
             Some("127.0.0.1:30002")
