@@ -355,11 +355,7 @@ async fn follows_a_failover() {
     // socket buffers, so what master 0 writes next stays in its own memory.
     let nodes = nodes(&url);
     let (master, replica) = (port(&nodes[0]), port(&nodes[3]));
-    let mut direct = redis::Client::open(format!("redis://{}", nodes[0]))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut direct = crate::support::direct_node(&nodes[0]).await;
     let mut blob = String::new();
     for i in 0.. {
         let key = format!("blob-{i}");

@@ -44,11 +44,7 @@ async fn read_round(store: &RedisStore, every: &BTreeSet<String>) -> bool {
 }
 
 async fn direct(node: &str) -> MultiplexedConnection {
-    redis::Client::open(format!("redis://{node}"))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+    crate::support::direct_node(node).await
 }
 
 async fn run(conn: &mut MultiplexedConnection, cmd: &redis::Cmd) -> redis::Value {

@@ -212,3 +212,17 @@ pub fn unique_prefix(name: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// A plain connection to the one node at `host:port`, as the fault tests drive nodes
+/// directly. The client's default 500 ms response timeout is for serving; a test's own
+/// large writes or `MIGRATE`s on a loaded machine took longer (a 32 MB `SET` timed out in
+/// a loaded full run), so this waits up to 30 s.
+pub async fn direct_node(node: &str) -> redis::aio::MultiplexedConnection {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(30)));
+    redis::Client::open(format!("redis://{node}"))
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap()
+}
