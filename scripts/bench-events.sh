@@ -11,7 +11,12 @@
 #
 #   scripts/bench-events.sh [--rounds 3] [--duration 15] [--items 100000] [--users 10000]
 #                           [--concurrency 32] [--event-rate 2000] [--no-redis] [--decayed]
-#                           [--cholesky]
+#                           [--cholesky] [--wrk]
+#
+# --wrk also measures each server's events with wrk (2 threads, c = --concurrency,
+# scripts/wrk/events.lua: the same requests), right after its `recd bench` run: the client the
+# issue's figures were taken with, which is lighter than `recd bench` (reqwest + serde per
+# request), so more of the two cores serve. `apt-get install wrk`.
 #
 # --decayed adds an embedded everysec demo whose events update the session by the decayed
 # average instead of the default fold-in (what the fold-in's solve costs an event).
@@ -25,7 +30,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/bench-common.sh
 
-ROUNDS=3 DURATION=15 ITEMS=100000 USERS=10000 CONC=32 RATE=2000 REDIS=1 DECAYED=0 CHOLESKY=0
+ROUNDS=3 DURATION=15 ITEMS=100000 USERS=10000 CONC=32 RATE=2000 REDIS=1 DECAYED=0 CHOLESKY=0 WRK=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) ROUNDS=$2; shift 2 ;;
@@ -37,9 +42,14 @@ while [ $# -gt 0 ]; do
         --no-redis) REDIS=0; shift ;;
         --decayed) DECAYED=1; shift ;;
         --cholesky) CHOLESKY=1; shift ;;
-        *) sed -n '2,19p' "$0" >&2; exit 2 ;;
+        --wrk) WRK=1; shift ;;
+        *) sed -n '2,24p' "$0" >&2; exit 2 ;;
     esac
 done
+if [ "$WRK" = 1 ] && ! command -v wrk > /dev/null; then
+    echo "--wrk needs wrk (apt-get install wrk)" >&2
+    exit 2
+fi
 BIN=$(recd_binary)
 CLIENT=$BIN
 W=$(mktemp -d)
@@ -122,6 +132,24 @@ bench() {
 
 port_of() { eval "echo \$PORT_$1"; }
 
+# wrk_bench LABEL PORT: the events of `bench LABEL PORT events` sent by wrk instead (2 s of
+# warm-up first, not counted); appends the same fields to $W/results.
+wrk_bench() {
+    local label=$1 port=$2 before=0 after=0
+    USERS=$USERS ITEMS=$ITEMS wrk -t2 -c"$CONC" -d2s -s scripts/wrk/events.lua \
+        "http://127.0.0.1:$port" > /dev/null
+    [ -n "${SERVER_PID:-}" ] && before=$(cpu_seconds "$SERVER_PID")
+    USERS=$USERS ITEMS=$ITEMS wrk -t2 -c"$CONC" -d"${DURATION}s" -s scripts/wrk/events.lua \
+        "http://127.0.0.1:$port" | grep '^WRK ' > "$W/wrk.txt"
+    [ -n "${SERVER_PID:-}" ] && after=$(cpu_seconds "$SERVER_PID")
+    # WRK requests errors seconds p50_us p99_us max_us
+    awk -v l="$label" -v b="$before" -v a="$after" \
+        '{ printf "%s %.1f %.3f %.3f %d %d %.2f\n", l, $2 / $4, $5 / 1000, $6 / 1000, $3, $2, a - b }' \
+        "$W/wrk.txt" >> "$W/results"
+    tail -1 "$W/results" | awk -v load="$(cut -d' ' -f1 /proc/loadavg)" \
+        '{printf "  %-26s %8.0f req/s  p50 %6.2f ms  p99 %7.2f ms  errors %d  server CPU %.2f s  load %s\n", $1, $2, $3, $4, $5, $7, load}'
+}
+
 echo "== events, one per request, c = $CONC, ${DURATION}s per run"
 set -- $SERVERS
 N=$#
@@ -132,6 +160,7 @@ for round in $(seq "$ROUNDS"); do
         idx=$(( (i + round - 1) % N + 1 ))
         name=${!idx}
         bench "events-$name" "$(port_of "$name")" events
+        if [ "$WRK" = 1 ]; then wrk_bench "wrk-events-$name" "$(port_of "$name")"; fi
     done
 done
 for name in $SERVERS; do
@@ -216,6 +245,10 @@ def ratio(a, b, what):
         print(f"  {what}: {mean[a][0] / mean[b][0]:.2f}x throughput, "
               f"p50 {mean[a][1] / mean[b][1]:.2f}x, p99 {mean[a][2] / mean[b][2]:.2f}x")
 ratio("events-everysec", "events-redis", "embedded everysec / redis")
+ratio("wrk-events-everysec", "wrk-events-redis", "wrk: embedded everysec / redis")
+ratio("wrk-events-always", "wrk-events-everysec", "wrk: embedded always / everysec")
+ratio("wrk-events-everysec", "wrk-events-base", "wrk: embedded everysec / BASE_BIN")
+ratio("wrk-events-everysec", "events-everysec", "embedded everysec, wrk / recd bench")
 ratio("events-always", "events-everysec", "embedded always / everysec")
 ratio("events-everysec", "events-base", "embedded everysec / BASE_BIN")
 ratio("events-decayed", "events-everysec", "embedded decayed average / fold-in")
