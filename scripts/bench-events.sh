@@ -16,7 +16,9 @@
 # --wrk also measures each server's events with wrk (2 threads, c = --concurrency,
 # scripts/wrk/events.lua: the same requests), right after its `recd bench` run: the client the
 # issue's figures were taken with, which is lighter than `recd bench` (reqwest + serde per
-# request), so more of the two cores serve. `apt-get install wrk`.
+# request), so more of the two cores serve; and, once per round, GET /health on the everysec
+# server the same way (scripts/wrk/health.lua): the latency floor of any request at this
+# concurrency on this machine. `apt-get install wrk`.
 #
 # --decayed adds an embedded everysec demo whose events update the session by the decayed
 # average instead of the default fold-in (what the fold-in's solve costs an event).
@@ -43,7 +45,7 @@ while [ $# -gt 0 ]; do
         --decayed) DECAYED=1; shift ;;
         --cholesky) CHOLESKY=1; shift ;;
         --wrk) WRK=1; shift ;;
-        *) sed -n '2,24p' "$0" >&2; exit 2 ;;
+        *) sed -n '2,33p' "$0" >&2; exit 2 ;;
     esac
 done
 if [ "$WRK" = 1 ] && ! command -v wrk > /dev/null; then
@@ -132,14 +134,16 @@ bench() {
 
 port_of() { eval "echo \$PORT_$1"; }
 
-# wrk_bench LABEL PORT: the events of `bench LABEL PORT events` sent by wrk instead (2 s of
-# warm-up first, not counted); appends the same fields to $W/results.
+# wrk_bench LABEL PORT [SCRIPT]: the events of `bench LABEL PORT events` sent by wrk instead
+# (2 s of warm-up first, not counted); appends the same fields to $W/results. SCRIPT: another
+# wrk script of scripts/wrk (health.lua: GET /health, the floor any request of this server and
+# machine has at this concurrency).
 wrk_bench() {
-    local label=$1 port=$2 before=0 after=0
-    USERS=$USERS ITEMS=$ITEMS wrk -t2 -c"$CONC" -d2s -s scripts/wrk/events.lua \
+    local label=$1 port=$2 script=scripts/wrk/${3:-events.lua} before=0 after=0
+    USERS=$USERS ITEMS=$ITEMS wrk -t2 -c"$CONC" -d2s -s "$script" \
         "http://127.0.0.1:$port" > /dev/null
     [ -n "${SERVER_PID:-}" ] && before=$(cpu_seconds "$SERVER_PID")
-    USERS=$USERS ITEMS=$ITEMS wrk -t2 -c"$CONC" -d"${DURATION}s" -s scripts/wrk/events.lua \
+    USERS=$USERS ITEMS=$ITEMS wrk -t2 -c"$CONC" -d"${DURATION}s" -s "$script" \
         "http://127.0.0.1:$port" | grep '^WRK ' > "$W/wrk.txt"
     [ -n "${SERVER_PID:-}" ] && after=$(cpu_seconds "$SERVER_PID")
     # WRK requests errors seconds p50_us p99_us max_us
@@ -162,6 +166,7 @@ for round in $(seq "$ROUNDS"); do
         bench "events-$name" "$(port_of "$name")" events
         if [ "$WRK" = 1 ]; then wrk_bench "wrk-events-$name" "$(port_of "$name")"; fi
     done
+    if [ "$WRK" = 1 ]; then wrk_bench "wrk-health-everysec" "$PORT_everysec" health.lua; fi
 done
 for name in $SERVERS; do
     curl -s "http://127.0.0.1:$(port_of "$name")/metrics" > "$W/metrics-$name.txt"
@@ -249,6 +254,7 @@ ratio("wrk-events-everysec", "wrk-events-redis", "wrk: embedded everysec / redis
 ratio("wrk-events-always", "wrk-events-everysec", "wrk: embedded always / everysec")
 ratio("wrk-events-everysec", "wrk-events-base", "wrk: embedded everysec / BASE_BIN")
 ratio("wrk-events-everysec", "events-everysec", "embedded everysec, wrk / recd bench")
+ratio("wrk-events-everysec", "wrk-health-everysec", "wrk: embedded everysec events / GET /health")
 ratio("events-always", "events-everysec", "embedded always / everysec")
 ratio("events-everysec", "events-base", "embedded everysec / BASE_BIN")
 ratio("events-decayed", "events-everysec", "embedded decayed average / fold-in")
