@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
         --decayed) DECAYED=1; shift ;;
         --cholesky) CHOLESKY=1; shift ;;
         --wrk) WRK=1; shift ;;
-        *) sed -n '2,33p' "$0" >&2; exit 2 ;;
+        *) sed -n '2,30p' "$0" >&2; exit 2 ;;
     esac
 done
 if [ "$WRK" = 1 ] && ! command -v wrk > /dev/null; then
