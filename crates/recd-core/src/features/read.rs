@@ -105,6 +105,21 @@ impl CachedItem {
         self.state.apply(key, op, at_ms);
     }
 
+    /// Reads what [`UserView::values_into_cached`] reads first (the state's time, the
+    /// snapshot's span and first value, the first tag number) and returns a mix of them:
+    /// a store calls it on the entries of many candidates before reading any, so that
+    /// their cache misses overlap instead of coming one after another.
+    pub fn touch(&self) -> u64 {
+        let mut x = self.state.touched_ms as u64;
+        if let Some(s) = &self.snapshot {
+            x ^= s.until_ms as u64 ^ s.values.first().map_or(0, |v| v.to_bits());
+        }
+        if let Some(t) = &self.tags {
+            x ^= u64::from(t.ids.first().copied().unwrap_or(0));
+        }
+        x
+    }
+
     /// Whether a snapshot is kept (tests, figures).
     pub fn has_snapshot(&self) -> bool {
         self.snapshot.is_some()

@@ -227,15 +227,43 @@ impl FeatureStore for MemoryFeatures {
         if view.needs_item_state() {
             // One lock per shard the list touches (~150 candidates over 32 shards), not
             // one per candidate: each lock of a line another core last held is a miss.
-            let mut by_shard: Vec<(usize, usize)> = items
+            // The candidates are grouped by shard with a counting sort (one pass, no
+            // comparisons).
+            let shard_of: Vec<usize> = items
                 .iter()
-                .enumerate()
-                .map(|(i, item)| (self.items.shard_index(&item.id), i))
+                .map(|item| self.items.shard_index(&item.id))
                 .collect();
-            by_shard.sort_unstable();
-            for run in by_shard.chunk_by(|a, b| a.0 == b.0) {
-                let mut shard = self.items.shards[run[0].0].lock();
-                for &(_, i) in run {
+            let mut start = [0usize; SHARDS + 1];
+            for &s in &shard_of {
+                start[s + 1] += 1;
+            }
+            for s in 0..SHARDS {
+                start[s + 1] += start[s];
+            }
+            let mut next = start;
+            let mut by_shard = vec![0usize; items.len()];
+            for (i, &s) in shard_of.iter().enumerate() {
+                by_shard[next[s]] = i;
+                next[s] += 1;
+            }
+            for s in 0..SHARDS {
+                let run = &by_shard[start[s]..start[s + 1]];
+                if run.is_empty() {
+                    continue;
+                }
+                let mut shard = self.items.shards[s].lock();
+                // First touch every entry of the run: these lookups do not depend on one
+                // another, so the processor overlaps their cache misses (the entries of
+                // ~150 random items are rarely in cache), where one candidate's lookup
+                // followed by its reads waited for each miss in turn.
+                let mut touched = 0u64;
+                for &i in run {
+                    if let Some(c) = shard.get(items[i].id.as_str()) {
+                        touched ^= c.touch();
+                    }
+                }
+                std::hint::black_box(touched);
+                for &i in run {
                     let item = &items[i];
                     let row = &mut out[i * d..(i + 1) * d];
                     view.values_into_cached(shard.get_mut(item.id.as_str()), item, row);
