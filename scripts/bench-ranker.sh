@@ -8,6 +8,7 @@
 # Builds a simulated shop (recd features simulate), trains a ranker on its impression log
 # (recd train-ranker), serves it, and prints one line per round and strategy.
 set -euo pipefail
+. "$(dirname "$0")/lib/bench-common.sh"
 RECD=${1:-target/release/recd}
 ROUNDS=${2:-3}
 SECS=${3:-10}
@@ -40,19 +41,18 @@ SCORER=$(curl -s "127.0.0.1:$PORT/v1/recommend" -H 'content-type: application/js
 echo "learned strategy: $SCORER"
 [ "$SCORER" = '"scorer":"learned"' ] || { echo "the learned strategy does not score with the ranker" >&2; exit 1; }
 echo "uptime: $(uptime)"
-# The server's CPU seconds so far (utime + stime), and the recommend requests it counted.
-cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$SERVER/stat"; }
+# The recommend requests the server counted so far.
 recommends() {
   curl -s "127.0.0.1:$PORT/metrics" |
     awk '/^recd_http_requests_total\{/ && /path="\/v1\/recommend"/ { n += $NF } END { print n + 0 }'
 }
 for round in $(seq "$ROUNDS"); do
   for strategy in default learned; do
-    cpu0=$(cpu_secs); req0=$(recommends)
+    cpu0=$(cpu_seconds "$SERVER"); req0=$(recommends)
     out=$("$RECD" bench --target "127.0.0.1:$PORT" --concurrency 16 --duration "$SECS" --warmup 2 \
       --users 2000 --user-prefix u --items 5000 --item-prefix i --ids range --no-cache \
       --strategy "$strategy" --json)
-    cpu1=$(cpu_secs); req1=$(recommends)
+    cpu1=$(cpu_seconds "$SERVER"); req1=$(recommends)
     per=$(awk -v c="$cpu0" -v C="$cpu1" -v r="$req0" -v R="$req1" \
       'BEGIN { if (R > r) printf "%.1f", (C - c) * 1e6 / (R - r); else print "n/a" }')
     echo "round $round $strategy server_cpu_us_per_request=$per load=$(cut -d' ' -f1-3 /proc/loadavg) $out"

@@ -23,11 +23,5 @@ request = function()
   return wrk.format(nil, "/v1/events", nil, body)
 end
 
--- One line wrk's caller parses: requests, errors (non-2xx + socket), and the latency
--- percentiles in microseconds.
-done = function(summary, latency, requests)
-  local e = summary.errors
-  local errors = e.connect + e.read + e.write + e.status + e.timeout
-  io.write(string.format("WRK %d %d %.3f %d %d %d\n", summary.requests, errors,
-    summary.duration / 1e6, latency:percentile(50), latency:percentile(99), latency.max))
-end
+-- The WRK summary line (report.lua, beside this script).
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "report.lua")

@@ -76,11 +76,13 @@ pub(crate) async fn ready_index(
     seed: &str,
 ) -> StoreResult<(IndexState, String)> {
     let alias = if conn.is_cluster() {
-        let Some(nodes) = serving_nodes(conn, &keys.index(), keys.ids()).await? else {
+        let (nodes, serving) = serving_nodes(conn, &keys.index(), keys.ids()).await?;
+        if !serving {
             // The client's slot map still names a master that no longer serves the shard:
-            // a move just ended. Unavailable until the map catches up (the next query).
+            // a move just ended. Unavailable until the map catches up; the next query names
+            // `keys.alias()`, which no cluster node has, so it looks again.
             return Ok((IndexState::Moving, keys.alias()));
-        };
+        }
         let node = myself(&nodes)
             .and_then(|l| l.split_whitespace().next())
             .ok_or_else(|| bad_reply("CLUSTER NODES without the node's own line"))?;
@@ -126,8 +128,8 @@ pub(crate) async fn ready_index(
     Ok((IndexState::Ready, alias))
 }
 
-/// `CLUSTER NODES` as the master serving (or moving) the slot of `key` answers it; `None`
-/// when only a node that no longer serves it answered.
+/// `CLUSTER NODES` as the master serving (or moving) the slot of `key` answers it, and
+/// true; the last answer and false when only a node that no longer serves it answered.
 ///
 /// `CLUSTER NODES` names no key, so nothing redirects it: it goes where the cluster
 /// client's slot map says, and right after a move that map can still name the old owner
@@ -135,15 +137,18 @@ pub(crate) async fn ready_index(
 /// in the reshard conformance test). That node's `myself` would name the alias after the
 /// wrong master. So a keyed command goes first (its `MOVED` makes the client refresh),
 /// and the answer is asked again a few times while the map catches up.
-async fn serving_nodes(conn: &mut Conn, key: &str, ids: &str) -> StoreResult<Option<String>> {
+async fn serving_nodes(conn: &mut Conn, key: &str, ids: &str) -> StoreResult<(String, bool)> {
+    const ATTEMPTS: u32 = 5;
     let slot = slot(key);
-    for attempt in 0..5u32 {
-        if attempt > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
-        }
+    let mut attempt = 0;
+    loop {
         let nodes = cluster_nodes(conn, key).await?;
         if serves(&nodes, slot) || moving_in(&nodes, slot) {
-            return Ok(Some(nodes));
+            return Ok((nodes, true));
+        }
+        attempt += 1;
+        if attempt == ATTEMPTS {
+            return Ok((nodes, false));
         }
         // Any keyed command of the slot: a stale map gets `MOVED`, which refreshes it.
         let _: i64 = redis::cmd("EXISTS")
@@ -151,8 +156,8 @@ async fn serving_nodes(conn: &mut Conn, key: &str, ids: &str) -> StoreResult<Opt
             .query_async(conn)
             .await
             .map_err(from_redis)?;
+        tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
     }
-    Ok(None)
 }
 
 async fn cluster_nodes(conn: &mut Conn, key: &str) -> StoreResult<String> {
@@ -349,13 +354,8 @@ pub(crate) async fn report(
     let index_name = keys.index();
     let mut stale = false;
     let (master, moving, alias) = if cluster {
-        let nodes = match serving_nodes(conn, &index_name, keys.ids()).await? {
-            Some(nodes) => nodes,
-            None => {
-                stale = true;
-                cluster_nodes(conn, &index_name).await?
-            }
-        };
+        let (nodes, serving) = serving_nodes(conn, &index_name, keys.ids()).await?;
+        stale = !serving;
         let node = myself(&nodes).and_then(|l| l.split_whitespace().next());
         (
             address(&nodes),
