@@ -43,6 +43,9 @@ pub mod text;
 pub mod user;
 pub mod vector;
 
+/// Inline short strings (the ids [`UserState`] keeps), re-exported so that every crate
+/// names the same type.
+pub use compact_str::CompactString;
 pub use error::ValidationError;
 pub use event::{Event, EventType, EventWeights};
 pub use filter::Filter;

@@ -13,6 +13,7 @@
 //! (oldest dropped first), so one user's state, and the cost of each of their events,
 //! stay bounded however many events they send.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, EventType, EventWeights};
@@ -267,10 +268,13 @@ pub struct UserState {
     /// Event counters.
     pub counters: Counters,
     /// Distinct recently touched items, most recent first, at most `recent_capacity`.
-    pub recent: Vec<String>,
+    /// Ids of up to 24 bytes are kept inline ([`CompactString`]): every event copies its
+    /// user's state (a write that fails must leave it unchanged), and a list of `String`s
+    /// cost one allocation per id to copy.
+    pub recent: Vec<CompactString>,
     /// Distinct items bought, most recent first, at most `purchased_capacity` (the list
-    /// shown; what is never recommended again is `excluded`).
-    pub purchased: Vec<String>,
+    /// shown; what is never recommended again is `excluded`). Inline ids, as `recent`.
+    pub purchased: Vec<CompactString>,
     /// Items never recommended to this user again.
     pub excluded: ExcludedItems,
     /// Time of the latest event.
@@ -299,8 +303,9 @@ impl UserState {
             EventType::AddToCart => c.add_to_cart += 1,
             EventType::Purchase => {
                 c.purchase += 1;
-                self.purchased.retain(|id| id != &event.item_id);
-                self.purchased.insert(0, event.item_id.clone());
+                self.purchased.retain(|id| *id != event.item_id);
+                self.purchased
+                    .insert(0, CompactString::from(&event.item_id));
                 self.purchased.truncate(params.purchased_capacity);
             }
             EventType::Rating => c.rating += 1,
@@ -317,7 +322,7 @@ impl UserState {
         // long-term vector has them) until touched again.
         self.fold.weights.resize(self.recent.len(), 0.0);
         self.fold.fresh.resize(self.recent.len(), 0.0);
-        let (before, fresh) = match self.recent.iter().position(|id| id == &event.item_id) {
+        let (before, fresh) = match self.recent.iter().position(|id| *id == event.item_id) {
             Some(at) => {
                 self.recent.remove(at);
                 (self.fold.weights.remove(at), self.fold.fresh.remove(at))
@@ -340,7 +345,7 @@ impl UserState {
             before + w32
         };
         let fresh = summed - trained;
-        self.recent.insert(0, event.item_id.clone());
+        self.recent.insert(0, CompactString::from(&event.item_id));
         self.fold.weights.insert(0, summed);
         self.fold.fresh.insert(0, fresh);
         self.recent.truncate(params.recent_capacity);

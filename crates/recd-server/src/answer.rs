@@ -278,8 +278,8 @@ impl UserView {
         UserView {
             user_id,
             counters: CountersView::from(&state.counters),
-            recent_items: state.recent.clone(),
-            purchased: state.purchased.clone(),
+            recent_items: state.recent.iter().map(|id| id.to_string()).collect(),
+            purchased: state.purchased.iter().map(|id| id.to_string()).collect(),
             excluded_items: state.excluded.len(),
             session_vector_norm: state.session_vector_norm(),
             has_long_term_vector: state.long_term.is_some(),

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::features::RankerInputs;
@@ -89,7 +90,7 @@ pub fn exclusions<'a>(
     if let Some(u) = user {
         set.keys.extend(u.excluded.keys().iter().copied());
         if params.exclude_seen {
-            set.ids.extend(u.recent.iter().map(String::as_str));
+            set.ids.extend(u.recent.iter().map(CompactString::as_str));
         }
     }
     set

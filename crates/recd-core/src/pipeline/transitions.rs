@@ -68,14 +68,14 @@ pub fn next_items(recent: &[(&str, &[(String, f32)])], k: usize) -> Vec<Next> {
 
 /// The user's first [`RECENT`] distinct items of `recent` (most recent first), the items
 /// whose successors are read.
-pub fn recent_items(recent: &[String]) -> Vec<String> {
+pub fn recent_items<S: AsRef<str>>(recent: &[S]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(RECENT);
-    for id in recent {
+    for id in recent.iter().map(AsRef::as_ref) {
         if out.len() >= RECENT {
             break;
         }
-        if !out.contains(id) {
-            out.push(id.clone());
+        if !out.iter().any(|o| o == id) {
+            out.push(id.to_owned());
         }
     }
     out
@@ -117,7 +117,7 @@ mod tests {
         let ids: Vec<_> = out.iter().map(|n| n.item.as_str()).collect();
         assert_eq!(ids, ["n"]);
         assert!(next_items(&[], 10).is_empty());
-        let r = recent_items(&["a".into(), "b".into(), "a".into(), "c".into(), "d".into()]);
+        let r = recent_items(&["a", "b", "a", "c", "d"]);
         assert_eq!(r, ["a", "b", "c"]);
     }
 }

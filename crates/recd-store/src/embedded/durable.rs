@@ -585,7 +585,7 @@ impl Absorb<'_> {
 
 #[cfg(test)]
 mod tests {
-    use recd_core::EventType;
+    use recd_core::{CompactString, EventType};
 
     use super::*;
 
@@ -645,8 +645,8 @@ mod tests {
         assert_eq!(
             (u.recent.clone(), u.purchased.clone()),
             (
-                vec!["p".to_string(), "v".to_string()],
-                vec!["p".to_string()]
+                vec![CompactString::from("p"), CompactString::from("v")],
+                vec![CompactString::from("p")]
             )
         );
         assert!(u.excluded.contains("p") && !u.excluded.contains("v"));

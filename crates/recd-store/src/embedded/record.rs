@@ -27,7 +27,8 @@
 //! (`UserState::fold`: recent items' weights and the folded-in vector); 3 now.
 
 use recd_core::{
-    Counters, Event, ExcludedItems, FoldState, Item, SessionParams, SessionVector, UserState,
+    CompactString, Counters, Event, ExcludedItems, FoldState, Item, SessionParams, SessionVector,
+    UserState,
 };
 use serde::{Deserialize, Serialize};
 
@@ -45,8 +46,8 @@ pub struct UserStateV2 {
     long_term: Option<Vec<f32>>,
     session: Option<SessionVector>,
     counters: Counters,
-    recent: Vec<String>,
-    purchased: Vec<String>,
+    recent: Vec<CompactString>,
+    purchased: Vec<CompactString>,
     excluded: ExcludedItems,
     last_event_ms: i64,
     active_ms: i64,
@@ -77,8 +78,8 @@ pub struct UserStateV1 {
     long_term: Option<Vec<f32>>,
     session: Option<SessionVector>,
     counters: CountersV1,
-    recent: Vec<String>,
-    purchased: Vec<String>,
+    recent: Vec<CompactString>,
+    purchased: Vec<CompactString>,
     last_event_ms: i64,
 }
 

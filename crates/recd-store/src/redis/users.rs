@@ -35,8 +35,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use recd_core::{
-    Counters, Event, EventType, ExcludedItems, FoldModel, FoldState, SessionParams, SessionVector,
-    UpdateRule, UserState,
+    CompactString, Counters, Event, EventType, ExcludedItems, FoldModel, FoldState, SessionParams,
+    SessionVector, UpdateRule, UserState,
 };
 
 use super::conn::Conn;
@@ -139,7 +139,7 @@ fn decode_state(
             let purchased = list
                 .split('\n')
                 .filter(|s| !s.is_empty())
-                .map(str::to_owned)
+                .map(CompactString::from)
                 .collect();
             let excluded = match hash.get("excluded") {
                 Some(b) => excluded_from_bytes(b)?,
@@ -156,7 +156,10 @@ fn decode_state(
             for id in &legacy {
                 excluded.insert(id, capacity);
             }
-            (legacy, excluded)
+            (
+                legacy.into_iter().map(CompactString::from).collect(),
+                excluded,
+            )
         }
     };
     let fold = FoldState {
@@ -180,7 +183,7 @@ fn decode_state(
             skip: int("skip")?,
             dwell_seconds: float("dwell_seconds")?,
         },
-        recent,
+        recent: recent.into_iter().map(CompactString::from).collect(),
         purchased,
         excluded,
         last_event_ms: ms("last_event_ms")?,
@@ -547,7 +550,7 @@ async fn refold(
             .recent
             .iter()
             .zip(state.fold.weights.iter().zip(&state.fold.fresh))
-            .filter(|(id, (w, f))| (**w != 0.0 || **w != **f) && !vectors.contains_key(*id))
+            .filter(|(id, (w, f))| (**w != 0.0 || **w != **f) && !vectors.contains_key(id.as_str()))
             .map(|(id, _)| id.as_str())
             .collect();
         for (id, v) in missing
@@ -773,7 +776,7 @@ pub(crate) async fn rebuild_session(
                 vector: None,
             },
             long_term: field(2),
-            recent: recent.clone(),
+            recent: recent.iter().map(CompactString::from).collect(),
             ..UserState::default()
         };
         folded.fold.weights.resize(folded.recent.len(), 0.0);
@@ -845,9 +848,13 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         hash.insert("version".into(), b"3".to_vec());
-        let (back, version) = decode_state(&hash, s.recent.clone(), vec![])
-            .unwrap()
-            .unwrap();
+        let (back, version) = decode_state(
+            &hash,
+            s.recent.iter().map(|r| r.to_string()).collect(),
+            vec![],
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!((back, version), (s, 3));
         let fields: BTreeMap<String, String> = event_fields(&e)
             .into_iter()

@@ -176,7 +176,10 @@ async fn footprint(
     let mut per_user = Vec::new();
     for u in users {
         let s = store.get_user(u).await.unwrap().expect("the user exists");
-        per_user.push((s.counters.click + s.counters.purchase, s.recent.clone()));
+        per_user.push((
+            s.counters.click + s.counters.purchase,
+            s.recent.iter().map(|r| r.to_string()).collect(),
+        ));
     }
     let popular = store
         .popular(10, &recd_core::Filter::all())
