@@ -54,7 +54,11 @@ impl MemoryLog {
             | OpRef::EventsV2
             | OpRef::UsersV2 => {}
         }
-        Ticket { first, ack: None }
+        Ticket {
+            first,
+            ack: None,
+            lead: None,
+        }
     }
 
     /// Every event, in order.

@@ -229,6 +229,15 @@ impl Sink {
         }
     }
 
+    /// [`Sink::append`] for the event path: the ticket may take the lead of the log's next
+    /// write ([`Ticket::lead`], to call once the caller's locks are released).
+    fn append_leading(&self, op: &OpRef<'_>) -> StoreResult<Ticket> {
+        match self {
+            Sink::Memory(log) => Ok(log.lock().append(op)),
+            Sink::Log(l) => l.wal.append_leading(&op.encode()?, op.span()),
+        }
+    }
+
     /// Whether user shards keep the tail of events redb has not absorbed yet.
     fn keeps_tail(&self) -> bool {
         matches!(self, Sink::Log(_))

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use recd_core::item::check_vector;
-use recd_core::{Event, FoldModel, Item, ItemUpsert, UpdateRule, UserState, ValidationError};
+use recd_core::{Event, Item, ItemUpsert, UpdateRule, UserState, ValidationError};
 
 use super::log::Ticket;
 use super::record::OpRef;
@@ -265,12 +265,12 @@ impl Inner {
         }
         // The fold-in: once per user, after all their events of the batch.
         if session.update == UpdateRule::FoldIn {
-            let model = FoldModel::new(catalog.gram(), &session.fold_in);
+            let model = catalog.fold_model(&session.fold_in);
             for state in states.values_mut() {
-                state.refold(model.as_ref(), |id| catalog.vector_of(id));
+                state.refold(model.as_deref(), |id| catalog.vector_of(id));
             }
         }
-        let ticket = self.sink.append(&OpRef::Events {
+        let mut ticket = self.sink.append_leading(&OpRef::Events {
             events,
             users: order.iter().map(|id| (*id, &states[id])).collect(),
             popularity: increments.iter().map(|&(id, inc, _)| (id, inc)).collect(),
@@ -293,6 +293,9 @@ impl Inner {
             }
         }
         drop(locked);
+        // No user lock is held now: if this append leads, the group (its record and those
+        // appended since) is written here.
+        ticket.lead();
         // Popularity is logged as increments, which commute: no user lock needed. The
         // catalog's read lock keeps each item's slot (and so its ranking entry) stable.
         for (item, inc, slot) in increments {
@@ -442,7 +445,7 @@ impl Inner {
                 let catalog = self.catalog.read();
                 let session = &self.settings.session;
                 let fold = (session.update == UpdateRule::FoldIn)
-                    .then(|| FoldModel::new(catalog.gram(), &session.fold_in))
+                    .then(|| catalog.fold_model(&session.fold_in))
                     .flatten();
                 for (id, events) in &histories {
                     let Some(mut state) = locked.get(id).cloned() else {
@@ -452,7 +455,7 @@ impl Inner {
                     state.session = UserState::session_from(events, vector, session);
                     if session.update == UpdateRule::FoldIn {
                         // new item vectors: the old folded vector is no start for CG
-                        state.refold_exact(fold.as_ref(), vector);
+                        state.refold_exact(fold.as_deref(), vector);
                     }
                     states.push((id, state));
                 }
