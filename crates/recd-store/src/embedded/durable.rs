@@ -433,7 +433,8 @@ pub struct Absorb<'t> {
     index: Table<'t, (&'static str, u64), ()>,
     meta: Table<'t, &'static str, &'static [u8]>,
     /// Latest state per user; `None`: forgotten.
-    user_states: HashMap<String, Option<UserState>>,
+    /// The last row of each user written in this checkpoint (`None`: deleted).
+    user_states: HashMap<String, Option<Vec<u8>>>,
     /// Summed log-domain popularity increments per item.
     increments: HashMap<String, f64>,
     /// The last sequence number applied so far.
@@ -509,8 +510,8 @@ impl Absorb<'_> {
                         .insert((event.user_id.as_str(), s), ())
                         .map_err(|e| d.err(e))?;
                 }
-                for (id, state) in users {
-                    self.user_states.insert(id, Some(state));
+                for (id, row) in users {
+                    self.user_states.insert(id, Some(row));
                 }
                 for (id, inc) in popularity {
                     let sum = self.increments.entry(id).or_insert(f64::NEG_INFINITY);
@@ -519,7 +520,7 @@ impl Absorb<'_> {
             }
             Op::Users(users) => {
                 for (id, state) in users {
-                    self.user_states.insert(id, Some(state));
+                    self.user_states.insert(id, Some(encode_user(&state)?));
                 }
             }
             Op::ExpireUsers(ids) => {
@@ -556,9 +557,9 @@ impl Absorb<'_> {
         }
         for (id, state) in &self.user_states {
             match state {
-                Some(s) => {
+                Some(row) => {
                     self.users
-                        .insert(id.as_str(), encode_user(s)?.as_slice())
+                        .insert(id.as_str(), row.as_slice())
                         .map_err(|e| d.err(e))?;
                 }
                 None => {

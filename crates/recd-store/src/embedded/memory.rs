@@ -52,7 +52,8 @@ impl MemoryLog {
             | OpRef::EventsV1
             | OpRef::UsersV1
             | OpRef::EventsV2
-            | OpRef::UsersV2 => {}
+            | OpRef::UsersV2
+            | OpRef::EventsV3 => {}
         }
         Ticket {
             first,

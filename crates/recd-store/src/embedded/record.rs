@@ -25,12 +25,21 @@
 //!
 //! Layouts: 1 before negative events and exact exclusions; 2 before the fold-in
 //! (`UserState::fold`: recent items' weights and the folded-in vector); 3 now.
+//!
+//! # Events carry user rows
+//! The current events record carries each user's state as its redb row ([`encode_user`]:
+//! the layout tag, then the state), a byte string inside the record. A checkpoint keeps
+//! the last row of each user and stores it as it is: it never decodes a state only to drop
+//! it for the next record's and encode the survivor again, which was a quarter of the
+//! checkpoint's work when every event logs its user's whole state.
 
 use recd_core::{
     CompactString, Counters, Event, ExcludedItems, FoldState, Item, SessionParams, SessionVector,
     UserState,
 };
-use serde::{Deserialize, Serialize};
+use serde::ser::{Error as _, SerializeSeq};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_bytes::ByteBuf;
 
 use crate::error::{StoreError, StoreResult};
 
@@ -130,12 +139,23 @@ impl UserStateV1 {
 
 /// A user row of redb in the current layout.
 pub fn encode_user(state: &UserState) -> StoreResult<Vec<u8>> {
-    let body = postcard::to_stdvec(state)
-        .map_err(|e| StoreError::Internal(format!("cannot encode a user: {e}")))?;
-    let mut out = Vec::with_capacity(body.len() + 1);
-    out.push(USER_V3);
-    out.extend_from_slice(&body);
-    Ok(out)
+    user_row(state).map_err(|e| StoreError::Internal(format!("cannot encode a user: {e}")))
+}
+
+/// [`encode_user`] with postcard's error.
+fn user_row(state: &UserState) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_extend(state, vec![USER_V3])
+}
+
+/// Serializes `(id, state)` pairs as `(id, row bytes)`: how [`OpRef::Events`] writes its
+/// users (see the module doc).
+fn as_rows<S: Serializer>(users: &[(&str, &UserState)], s: S) -> Result<S::Ok, S::Error> {
+    let mut seq = s.serialize_seq(Some(users.len()))?;
+    for (id, state) in users {
+        let row = user_row(state).map_err(S::Error::custom)?;
+        seq.serialize_element(&(id, serde_bytes::Bytes::new(&row)))?;
+    }
+    seq.end()
 }
 
 /// A user row of redb in any layout; `now_ms` as in [`UserStateV1::upgrade`].
@@ -168,12 +188,17 @@ enum Wire {
     },
     UsersV2(Vec<(String, UserStateV2)>),
     ExpireUsers(Vec<String>),
-    Events {
+    EventsV3 {
         events: Vec<Event>,
         users: Vec<(String, UserState)>,
         popularity: Vec<(String, f64)>,
     },
     Users(Vec<(String, UserState)>),
+    Events {
+        events: Vec<Event>,
+        users: Vec<(String, ByteBuf)>,
+        popularity: Vec<(String, f64)>,
+    },
 }
 
 /// A logged write, as read back (older layouts converted to the current one).
@@ -188,8 +213,9 @@ pub enum Op {
     Events {
         /// The events.
         events: Vec<Event>,
-        /// Each user's whole state after the events.
-        users: Vec<(String, UserState)>,
+        /// Each user's whole state after the events, as its redb row ([`encode_user`];
+        /// [`decode_user`] reads it).
+        users: Vec<(String, Vec<u8>)>,
         /// `(item id, log increment)`, added with `log_add`.
         popularity: Vec<(String, f64)>,
     },
@@ -229,17 +255,22 @@ pub enum OpRef<'a> {
     UsersV2,
     /// See [`Op::ExpireUsers`].
     ExpireUsers(&'a [String]),
+    /// The third layout of events: states inline (read only).
+    #[serde(skip)]
+    #[allow(dead_code)]
+    EventsV3,
+    /// See [`Op::Users`].
+    Users(Vec<(&'a str, &'a UserState)>),
     /// See [`Op::Events`].
     Events {
         /// The events.
         events: &'a [Event],
-        /// Each user's whole state after the events.
+        /// Each user's whole state after the events (written as its row).
+        #[serde(serialize_with = "as_rows")]
         users: Vec<(&'a str, &'a UserState)>,
         /// `(item id, log increment)`.
         popularity: Vec<(&'a str, f64)>,
     },
-    /// See [`Op::Users`].
-    Users(Vec<(&'a str, &'a UserState)>),
 }
 
 impl OpRef<'_> {
@@ -273,10 +304,20 @@ impl Op {
             users
                 .into_iter()
                 .map(|(id, s)| (id, s.upgrade(now_ms)))
-                .collect()
+                .collect::<Vec<_>>()
         };
         let upgrade2 = |users: Vec<(String, UserStateV2)>| {
-            users.into_iter().map(|(id, s)| (id, s.upgrade())).collect()
+            users
+                .into_iter()
+                .map(|(id, s)| (id, s.upgrade()))
+                .collect::<Vec<_>>()
+        };
+        // Older events records carried the states themselves: as rows, like the current one.
+        let rows = |users: Vec<(String, UserState)>| {
+            users
+                .into_iter()
+                .map(|(id, s)| Ok((id, user_row(&s)?)))
+                .collect::<Result<Vec<_>, postcard::Error>>()
         };
         Ok(match postcard::from_bytes(bytes)? {
             Wire::Items(items) => Op::Items(items),
@@ -287,7 +328,7 @@ impl Op {
                 popularity,
             } => Op::Events {
                 events,
-                users: upgrade(users),
+                users: rows(upgrade(users))?,
                 popularity,
             },
             Wire::UsersV1(users) => Op::Users(upgrade(users)),
@@ -298,20 +339,32 @@ impl Op {
                 popularity,
             } => Op::Events {
                 events,
-                users: upgrade2(users),
+                users: rows(upgrade2(users))?,
                 popularity,
             },
             Wire::UsersV2(users) => Op::Users(upgrade2(users)),
+            Wire::EventsV3 {
+                events,
+                users,
+                popularity,
+            } => Op::Events {
+                events,
+                users: rows(users)?,
+                popularity,
+            },
+            Wire::Users(users) => Op::Users(users),
             Wire::Events {
                 events,
                 users,
                 popularity,
             } => Op::Events {
                 events,
-                users,
+                users: users
+                    .into_iter()
+                    .map(|(id, row)| (id, row.into_vec()))
+                    .collect(),
                 popularity,
             },
-            Wire::Users(users) => Op::Users(users),
             Wire::ExpireUsers(ids) => Op::ExpireUsers(ids),
         })
     }
@@ -356,7 +409,7 @@ mod tests {
                 },
                 Op::Events {
                     events: events.to_vec(),
-                    users: vec![("u".into(), state.clone())],
+                    users: vec![("u".into(), encode_user(&state).unwrap())],
                     popularity: vec![("i".into(), 1.5), ("i".into(), -0.5)],
                 },
             ),
@@ -447,7 +500,7 @@ mod upgrade_tests {
         })
         .unwrap();
         match Op::decode(&rec, 1234).unwrap() {
-            Op::Events { users, .. } => check(&users[0].1),
+            Op::Events { users, .. } => check(&decode_user(&users[0].1, 1234).unwrap()),
             other => panic!("{other:?}"),
         }
         // and the current layout round-trips
@@ -525,5 +578,69 @@ mod upgrade_tests {
         now.recent = vec!["x".into()];
         now.fold.vector = Some(vec![0.25, -1.0]);
         assert_eq!(decode_user(&encode_user(&now).unwrap(), 0).unwrap(), now);
+    }
+
+    /// The third layout's record enum, up to its events record (states inline).
+    #[derive(Serialize)]
+    enum WrittenOpV3<'a> {
+        #[allow(dead_code)]
+        Items(&'a [Item]),
+        #[allow(dead_code)]
+        DeleteItem(&'a str),
+        #[allow(dead_code)]
+        EventsV1,
+        #[allow(dead_code)]
+        UsersV1,
+        #[allow(dead_code)]
+        DeleteUser(&'a str),
+        #[allow(dead_code)]
+        EventsV2,
+        #[allow(dead_code)]
+        UsersV2,
+        #[allow(dead_code)]
+        ExpireUsers(&'a [String]),
+        Events {
+            events: &'a [Event],
+            users: Vec<(&'a str, &'a UserState)>,
+            popularity: Vec<(&'a str, f64)>,
+        },
+    }
+
+    #[test]
+    fn third_layout_events_records_read_back_as_rows_of_the_same_states() {
+        let mut state = UserState::default();
+        state.recent = vec!["x".into(), "y".into()];
+        state.fold.weights = vec![2.0, 1.0];
+        state.fold.vector = Some(vec![0.5, 0.25]);
+        state.active_ms = 11;
+        let events: [Event; 0] = [];
+        let old = postcard::to_stdvec(&WrittenOpV3::Events {
+            events: &events,
+            users: vec![("u", &state)],
+            popularity: vec![("x", 2.0)],
+        })
+        .unwrap();
+        let new = OpRef::Events {
+            events: &events,
+            users: vec![("u", &state)],
+            popularity: vec![("x", 2.0)],
+        }
+        .encode()
+        .unwrap();
+        assert_ne!(old, new, "the current record is another variant");
+        let (old, new) = (Op::decode(&old, 0).unwrap(), Op::decode(&new, 0).unwrap());
+        assert_eq!(old, new);
+        match new {
+            Op::Events { users, .. } => {
+                assert_eq!(users[0].0, "u");
+                assert_eq!(
+                    users[0].1,
+                    encode_user(&state).unwrap(),
+                    "the row as redb stores it"
+                );
+                assert_eq!(decode_user(&users[0].1, 0).unwrap(), state);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
