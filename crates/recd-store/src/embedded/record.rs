@@ -608,11 +608,16 @@ mod upgrade_tests {
 
     #[test]
     fn third_layout_events_records_read_back_as_rows_of_the_same_states() {
-        let mut state = UserState::default();
-        state.recent = vec!["x".into(), "y".into()];
-        state.fold.weights = vec![2.0, 1.0];
-        state.fold.vector = Some(vec![0.5, 0.25]);
-        state.active_ms = 11;
+        let state = UserState {
+            recent: vec!["x".into(), "y".into()],
+            fold: FoldState {
+                weights: vec![2.0, 1.0],
+                fresh: vec![2.0, 1.0],
+                vector: Some(vec![0.5, 0.25]),
+            },
+            active_ms: 11,
+            ..Default::default()
+        };
         let events: [Event; 0] = [];
         let old = postcard::to_stdvec(&WrittenOpV3::Events {
             events: &events,
