@@ -221,9 +221,8 @@ impl FeatureStore for MemoryFeatures {
         // candidate's item side.
         let view = {
             let users = self.users.shard(user).lock();
-            set.user_view(users.get(user), now_ms)
-        }
-        .with_tag_ids(&self.tags);
+            set.user_view_numbered(users.get(user), now_ms, &self.tags)
+        };
         if view.needs_item_state() {
             // One lock per shard the list touches (~150 candidates over 32 shards), not
             // one per candidate: each lock of a line another core last held is a miss.
