@@ -175,7 +175,8 @@ impl ItemSnapshot {
     }
 }
 
-/// An item's feature state and the snapshot of its values, which every update drops.
+/// An item's feature state and the snapshot of its values, which every update but an
+/// impression inside its windows drops.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CachedItem {
     state: EntityState,

@@ -4,8 +4,9 @@
 //!
 //! Items keep a snapshot of their windows and rates beside their state
 //! ([`recd_core::features::CachedItem`]): a request reads it while it holds (until the
-//! item's next update or the next bucket boundary of its windows) instead of re-summing
-//! every candidate's buckets; the values are the same.
+//! item's next event, or the next bucket boundary of its windows; an impression updates
+//! its rates in place) instead of re-summing every candidate's buckets; the values are
+//! the same.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
