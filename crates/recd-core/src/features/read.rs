@@ -14,16 +14,28 @@
 //! windows, yet every request re-summed them. [`CachedItem`] keeps an item's state with an
 //! [`ItemSnapshot`] of those values and the span of time they hold for; a store serving
 //! from memory reads the snapshot while it holds, recomputes it otherwise, and drops it on
-//! every update (the type allows no update that keeps it). The values are exactly the
-//! recomputed ones, not an approximation: over the span, every window covers the same
-//! buckets of the same state.
+//! every update but one (the type allows no other update that keeps it). The values are
+//! exactly the recomputed ones, not an approximation: over the span, every window covers
+//! the same buckets of the same state.
+//!
+//! The update kept is an impression: it adds 1 to a rate's impressions and changes
+//! nothing else the snapshot holds. Every served list logs one for each of its items, so
+//! dropping the snapshot on it meant the popular items', which are candidates of almost
+//! every request, were recomputed on almost every request. The snapshot keeps each rate's
+//! windowed (successes, impressions) beside its value, and an impression inside the
+//! snapshot's buckets adds to the impressions and divides again: the value a recompute
+//! gives, bit for bit, since a sum of whole numbers below 2^52 is exact in any order
+//! (the snapshot is dropped as before when its impressions are not such a sum).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::features::spec::{Entity, FeatureKind, FeatureSet};
-use crate::features::state::{EntityState, Op, Slot, SlotKey, item_value, tags, user_value};
+use crate::features::state::{
+    EntityState, Op, Slot, SlotKey, item_value, rate_parts, rate_value, tags, user_value,
+};
 use crate::features::tag_ids::{FIELD_END, ItemTags, TagIds};
+use crate::features::window::Window;
 use crate::item::Item;
 
 type Fast = foldhash::fast::RandomState;
@@ -39,10 +51,10 @@ pub struct UserView<'s> {
     /// Per tag field read by `user_tag` features: the field and its features as
     /// (feature index, column in `sums`).
     tag_fields: Vec<(&'s str, Vec<(usize, usize)>)>,
-    /// Tag value → its row's offset in `sums`.
+    /// Tag value → its row's offset in `sums`, when the tags are not numbered.
     by_tag: HashMap<Box<str>, usize, Fast>,
-    /// The same by the tags' numbers, sorted ([`UserView::with_tag_ids`]); `None`: items'
-    /// numbered tags are not read.
+    /// The same by the tags' numbers, sorted ([`FeatureSet::user_view_numbered`]); `None`:
+    /// by string.
     by_id: Option<(&'s TagIds, Vec<(u32, usize)>)>,
     /// One row per tag value the user has state for, one column per `user_tag` feature.
     sums: Vec<f64>,
@@ -69,6 +81,17 @@ fn fingerprint_key(fingerprint: &str) -> u64 {
     foldhash::fast::FixedState::default().hash_one(fingerprint)
 }
 
+/// Whether rate feature `i`'s impressions in the buckets `window` covers at `now_ms` are
+/// whole numbers ≥ 0 with a sum below [`EXACT`] (then so is every partial sum).
+fn covered_whole(state: &EntityState, i: usize, window: &Window, now_ms: i64) -> bool {
+    let Some(Slot::Buckets(b)) = state.get(i as u16, 1, None) else {
+        return true;
+    };
+    let (lo, hi) = (window.first_bucket(now_ms), window.bucket_of(now_ms));
+    let covered = b.0.iter().filter(|(k, _)| (lo..=hi).contains(k));
+    covered.clone().all(|&(_, v)| is_whole(v)) && is_whole(covered.map(|(_, v)| v).sum())
+}
+
 /// An item's state-derived values (its windows and rates) at one time, and the span of
 /// time they hold for (see the module doc).
 #[derive(Debug, Clone, PartialEq)]
@@ -81,9 +104,79 @@ pub struct ItemSnapshot {
     until_ms: i64,
     /// One value per feature of the view's `snapshot` list.
     values: Vec<f64>,
+    /// The rates among them, with what they are computed from (read on impressions only).
+    rates: Vec<RateParts>,
 }
 
-/// An item's feature state and the snapshot of its values, which every update drops.
+/// One rate of a snapshot: what an impression updates in place.
+#[derive(Debug, Clone, PartialEq)]
+struct RateParts {
+    /// The feature's index in its set.
+    feature: u16,
+    /// Its window (an impression of another window is of another set: the snapshot is
+    /// dropped).
+    window: Window,
+    /// Its index in the snapshot's `values`.
+    at: usize,
+    /// The windowed successes and impressions.
+    hits: f64,
+    shown: f64,
+    /// Whether `shown` is a sum of whole numbers ≥ 0 below [`EXACT`]: then adding a
+    /// whole number gives the recomputed sum exactly.
+    whole: bool,
+}
+
+/// Whole numbers below this add exactly in an `f64` in any order.
+const EXACT: f64 = (1u64 << 52) as f64;
+
+fn is_whole(x: f64) -> bool {
+    (0.0..EXACT).contains(&x) && x.fract() == 0.0
+}
+
+impl ItemSnapshot {
+    /// Takes an update into the snapshot if it can: an impression of one of its rates (a
+    /// rate's part 1, without a tag) in a bucket its windows cover changes that rate's
+    /// value, one in a bucket before them changes nothing. Else (any other update, a
+    /// bucket after them, which prunes covered ones, a sum not known to stay exact) `false`:
+    /// the snapshot must be dropped.
+    fn absorb(&mut self, key: &SlotKey, op: &Op) -> bool {
+        let Op::Add {
+            window,
+            bucket,
+            value,
+        } = *op
+        else {
+            return false;
+        };
+        if key.part != 1 || key.tag.is_some() {
+            return false;
+        }
+        let Some(rate) = self
+            .rates
+            .iter_mut()
+            .find(|r| r.feature == key.feature && r.window == window)
+        else {
+            return false;
+        };
+        // Every "now" of [from, until) is in the same bucket of every window.
+        let (lo, hi) = (
+            window.first_bucket(self.from_ms),
+            window.bucket_of(self.from_ms),
+        );
+        if bucket < lo {
+            return true;
+        }
+        if bucket > hi || !rate.whole || !is_whole(value) || !is_whole(rate.shown + value) {
+            return false;
+        }
+        rate.shown += value;
+        self.values[rate.at] = rate_value(rate.hits, rate.shown);
+        true
+    }
+}
+
+/// An item's feature state and the snapshot of its values, which every update but an
+/// impression inside its windows drops.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CachedItem {
     state: EntityState,
@@ -99,9 +192,12 @@ impl CachedItem {
         &self.state
     }
 
-    /// Applies one update to the state ([`EntityState::apply`]), dropping the snapshot.
+    /// Applies one update to the state ([`EntityState::apply`]), dropping the snapshot
+    /// unless the update is an impression it can take in (see the module doc).
     pub fn apply(&mut self, key: &SlotKey, op: &Op, at_ms: i64) {
-        self.snapshot = None;
+        if !self.snapshot.as_mut().is_some_and(|s| s.absorb(key, op)) {
+            self.snapshot = None;
+        }
         self.state.apply(key, op, at_ms);
     }
 
@@ -129,6 +225,30 @@ impl CachedItem {
 impl FeatureSet {
     /// The user's side of every feature at `now_ms` (`None`, or expired: no history).
     pub fn user_view(&self, user: Option<&EntityState>, now_ms: i64) -> UserView<'_> {
+        self.view(user, now_ms, None)
+    }
+
+    /// [`FeatureSet::user_view`] reading the tags of items kept in a store by number
+    /// ([`TagIds`]): the user's tags are numbered here, under one read lock, and kept by
+    /// number only (no copy of each tag's string), so any tag a candidate's numbers name
+    /// that the user has state for is found; [`UserView::values_into_cached`] keeps each
+    /// item's tag numbers in its entry. If a tag cannot be numbered, tags are read by
+    /// string as in [`FeatureSet::user_view`].
+    pub fn user_view_numbered<'s>(
+        &'s self,
+        user: Option<&EntityState>,
+        now_ms: i64,
+        numbers: &'s TagIds,
+    ) -> UserView<'s> {
+        self.view(user, now_ms, Some(numbers))
+    }
+
+    fn view<'s>(
+        &'s self,
+        user: Option<&EntityState>,
+        now_ms: i64,
+        numbers: Option<&'s TagIds>,
+    ) -> UserView<'s> {
         let user = user.filter(|s| !s.expired(now_ms, self.ttl_ms));
         let mut base = vec![0.0; self.defs.len()];
         let mut tag_fields: Vec<(&str, Vec<(usize, usize)>)> = Vec::new();
@@ -174,10 +294,13 @@ impl FeatureSet {
             }
         }
         let mut by_tag = HashMap::with_hasher(Fast::default());
+        let mut by_id = None;
         let mut sums = Vec::new();
         if columns > 0
             && let Some(user) = user
         {
+            // (tag, its row's offset), numbered or put in `by_tag` below.
+            let mut rows: Vec<(&str, usize)> = Vec::new();
             for (tag, slots) in user.tag_slots() {
                 let off = sums.len();
                 sums.resize(off + columns, 0.0);
@@ -193,8 +316,24 @@ impl FeatureSet {
                         sums[off + col] = b.sum(window, now_ms);
                     }
                 }
-                by_tag.insert(tag.into(), off);
+                rows.push((tag, off));
             }
+            let tags: Vec<&str> = rows.iter().map(|&(t, _)| t).collect();
+            let numbered = numbers.and_then(|n| Some((n, n.numbers_of(&tags)?)));
+            match numbered {
+                Some((numbers, ids)) => {
+                    let mut ids: Vec<(u32, usize)> = ids
+                        .into_iter()
+                        .zip(rows.iter().map(|&(_, off)| off))
+                        .collect();
+                    ids.sort_unstable();
+                    by_id = Some((numbers, ids));
+                }
+                None => by_tag.extend(rows.into_iter().map(|(t, off)| (t.into(), off))),
+            }
+        } else if let Some(numbers) = numbers {
+            // No tag sums: nothing to find, by number or string.
+            by_id = Some((numbers, Vec::new()));
         }
         let item_state = item_side
             .iter()
@@ -205,7 +344,7 @@ impl FeatureSet {
             base,
             tag_fields,
             by_tag,
-            by_id: None,
+            by_id,
             sums,
             item_side,
             item_state,
@@ -214,26 +353,6 @@ impl FeatureSet {
             span,
             fingerprint: fingerprint_key(self.fingerprint()),
         }
-    }
-}
-
-impl<'s> UserView<'s> {
-    /// The same view, reading the tags of items kept in a store by number ([`TagIds`]):
-    /// the user's tags are numbered here (so any tag a candidate's numbers name that the
-    /// user has state for is found), and [`UserView::values_into_cached`] keeps each
-    /// item's tag numbers in its entry. If a tag cannot be numbered, tags are read by
-    /// string as before.
-    pub fn with_tag_ids(mut self, numbers: &'s TagIds) -> Self {
-        let by_id: Option<Vec<(u32, usize)>> = self
-            .by_tag
-            .iter()
-            .map(|(t, &off)| numbers.number(t).map(|id| (id, off)))
-            .collect();
-        self.by_id = by_id.map(|mut v| {
-            v.sort_unstable();
-            (numbers, v)
-        });
-        self
     }
 }
 
@@ -291,7 +410,7 @@ impl UserView<'_> {
     /// made again, when they are not `item`'s for this set): the same sums in the same
     /// order, found by number. By string when the view has no numbers or a tag has none.
     fn user_side_numbered(&self, tags: &mut Option<ItemTags>, item: &Arc<Item>, out: &mut [f64]) {
-        let Some((numbers, by_id)) = self.by_id.as_ref().filter(|_| !self.by_tag.is_empty()) else {
+        let Some((numbers, by_id)) = self.by_id.as_ref().filter(|_| !self.sums.is_empty()) else {
             return self.user_side_into(item, out);
         };
         if !tags
@@ -320,10 +439,26 @@ impl UserView<'_> {
 
     /// The snapshot of `item`'s `state` (unexpired at this view's time) at this view's time.
     fn snapshot_of(&self, state: &EntityState, item: &Item) -> ItemSnapshot {
+        let mut rates = Vec::new();
         let values = self
             .snapshot
             .iter()
-            .map(|&i| item_value(i, &self.set.defs[i], Some(state), item, self.now_ms))
+            .enumerate()
+            .map(|(at, &i)| match &self.set.defs[i].kind {
+                FeatureKind::Rate { window, .. } => {
+                    let (hits, shown) = rate_parts(Some(state), i, window, self.now_ms);
+                    rates.push(RateParts {
+                        feature: i as u16,
+                        window: *window,
+                        at,
+                        hits,
+                        shown,
+                        whole: covered_whole(state, i, window, self.now_ms),
+                    });
+                    rate_value(hits, shown)
+                }
+                _ => item_value(i, &self.set.defs[i], Some(state), item, self.now_ms),
+            })
             .collect();
         // Past `touched + ttl` the state counts as expired: no snapshot beyond it.
         let expires = state
@@ -335,6 +470,7 @@ impl UserView<'_> {
             from_ms: self.span.0,
             until_ms: self.span.1.min(expires),
             values,
+            rates,
         }
     }
 
@@ -342,12 +478,30 @@ impl UserView<'_> {
     /// item-side entries are left for the caller.
     fn user_side_into(&self, item: &Item, out: &mut [f64]) {
         out.copy_from_slice(&self.base);
-        if !self.by_tag.is_empty() {
-            for (field, features) in &self.tag_fields {
-                for t in tags(item, field) {
-                    if let Some(&off) = self.by_tag.get(t.as_str()) {
-                        for &(i, col) in features {
-                            out[i] += self.sums[off + col];
+        if self.sums.is_empty() {
+            return;
+        }
+        let add = |out: &mut [f64], features: &[(usize, usize)], off: usize| {
+            for &(i, col) in features {
+                out[i] += self.sums[off + col];
+            }
+        };
+        for (field, features) in &self.tag_fields {
+            let item_tags = tags(item, field);
+            match &self.by_id {
+                // The user's tags are kept by number: the item's are looked up in the
+                // table (a tag without a number is one the user has no sums for).
+                Some((numbers, by_id)) => {
+                    numbers.each_number(item_tags.iter().map(String::as_str), |id| {
+                        if let Ok(k) = by_id.binary_search_by_key(&id, |&(id, _)| id) {
+                            add(out, features, by_id[k].1);
+                        }
+                    })
+                }
+                None => {
+                    for t in item_tags {
+                        if let Some(&off) = self.by_tag.get(t.as_str()) {
+                            add(out, features, off);
                         }
                     }
                 }
@@ -453,6 +607,96 @@ mod tests {
     }
 
     #[test]
+    fn impressions_kept_in_snapshots_give_the_recomputed_values() {
+        use rand::rngs::Xoshiro256PlusPlus;
+        use rand::{RngExt, SeedableRng};
+        let specs: BTreeMap<String, FeatureSpec> = serde_json::from_str(
+            r#"{"ctr":{"kind":"ctr","window":"1h","buckets":4},
+                "ctr_2h":{"kind":"ctr","window":"2h","buckets":2},
+                "item_views_1h":{"kind":"count","entity":"item","event":"view","window":"1h"},
+                "item_last_view":{"kind":"recency","entity":"item","event":"view"}}"#,
+        )
+        .unwrap();
+        let set = FeatureSet::from_specs(&specs, &Schema::demo(2)).unwrap();
+        let items: Vec<Arc<Item>> = (0..8).map(|n| Arc::new(item(n))).collect();
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(20);
+        let (mut kept, mut dropped) = (0, 0);
+        for stream in 0..40 {
+            let mut plain = vec![EntityState::default(); items.len()];
+            let mut cached = vec![CachedItem::default(); items.len()];
+            let mut now = 10 * H;
+            for _ in 0..300 {
+                now += rng.random_range(0..8 * 60_000);
+                let k = rng.random_range(0..items.len());
+                let updates = match rng.random_range(0..10) {
+                    // Events, some late.
+                    0..=2 => {
+                        let kind = [EventType::View, EventType::Click][rng.random_range(0..2)];
+                        let at = now - rng.random_range(0..40 * 60_000);
+                        let e = Event {
+                            user_id: "u".into(),
+                            item_id: items[k].id.clone(),
+                            kind,
+                            value: None,
+                            timestamp_ms: at,
+                            recommendation_id: None,
+                        };
+                        set.event_updates(&e, Some(&*items[k]))
+                            .into_iter()
+                            .map(|u| (u, at))
+                            .collect::<Vec<_>>()
+                    }
+                    // Impressions: mostly now, some hours old (before the windows), some
+                    // ahead of "now" (a later bucket), rarely a fraction.
+                    _ => {
+                        let at = match rng.random_range(0..10) {
+                            0 => now - rng.random_range(0..4 * H),
+                            1 => now + rng.random_range(0..30 * 60_000),
+                            _ => now,
+                        };
+                        let mut ups = set.impression_updates(at);
+                        if rng.random_range(0..50) == 0
+                            && let Op::Add { value, .. } = &mut ups[0].op
+                        {
+                            *value = 0.5;
+                        }
+                        ups.into_iter().map(|u| (u, at)).collect()
+                    }
+                };
+                for (u, at) in updates {
+                    let had = cached[k].has_snapshot();
+                    plain[k].apply(&u.key, &u.op, at);
+                    cached[k].apply(&u.key, &u.op, at);
+                    if had && u.key.part == 1 {
+                        if cached[k].has_snapshot() {
+                            kept += 1;
+                        } else {
+                            dropped += 1;
+                        }
+                    }
+                }
+                let read = now + rng.random_range(0..3 * 60_000);
+                let view = set.user_view(None, read);
+                for (j, it) in items.iter().enumerate() {
+                    let mut got = vec![0.0; set.len()];
+                    view.values_into_cached(Some(&mut cached[j]), it, &mut got);
+                    let want = set.values(None, Some(&plain[j]), it, read);
+                    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "stream {stream}, {} at {read}",
+                        it.id
+                    );
+                }
+            }
+        }
+        // Both ways were taken: impressions kept in snapshots, and snapshots dropped
+        // (a later bucket).
+        assert!(kept > 1000 && dropped > 100, "{kept} {dropped}");
+    }
+
+    #[test]
     fn numbered_tags_read_what_strings_read_and_follow_a_replaced_item() {
         let specs: BTreeMap<String, FeatureSpec> = serde_json::from_str(
             r#"{"cat_clicks_1h":{"kind":"count","entity":"user_tag","field":"category","event":"click","window":"1h","buckets":4},
@@ -490,7 +734,7 @@ mod tests {
         let numbers = TagIds::default();
         let end = 10 * H + 200 * 37_000;
         let check = |items: &[Arc<Item>], cached: &mut [CachedItem], now: i64| {
-            let view = set.user_view(Some(&user), now).with_tag_ids(&numbers);
+            let view = set.user_view_numbered(Some(&user), now, &numbers);
             for (j, it) in items.iter().enumerate() {
                 let mut got = vec![0.0; set.len()];
                 view.values_into_cached(Some(&mut cached[j]), it, &mut got);
@@ -517,7 +761,7 @@ mod tests {
         }
         check(&items, &mut cached, end);
         // Not vacuous: the user has sums for the categories read.
-        let view = set.user_view(Some(&user), end).with_tag_ids(&numbers);
+        let view = set.user_view_numbered(Some(&user), end, &numbers);
         let mut v = vec![0.0; set.len()];
         view.values_into_cached(Some(&mut cached[0]), &items[0], &mut v);
         assert!(v[0] > 0.0 || v[1] > 0.0, "{v:?}");
@@ -568,10 +812,15 @@ mod tests {
             }
         }
         let end = 10 * H + 300 * 37_000;
-        // Inside the windows, half out, and past the TTL; with and without the user.
+        // Inside the windows, half out, and past the TTL; with and without the user; the
+        // user's tags by string and by number (an item's tags then looked up by number).
+        let numbers = TagIds::default();
         for now in [end, end + H / 2, end + 2 * H, end + 30 * H] {
-            for u in [Some(&user), None] {
-                let view = set.user_view(u, now);
+            for (u, numbered) in [(Some(&user), false), (None, false), (Some(&user), true)] {
+                let view = match numbered {
+                    true => set.user_view_numbered(u, now, &numbers),
+                    false => set.user_view(u, now),
+                };
                 let mut got = vec![0.0; set.len()];
                 for it in &items {
                     let state = states.get(&it.id);

@@ -504,6 +504,24 @@ fn window_sum(
     }
 }
 
+/// Rate feature `i`'s windowed (successes, impressions) in `s` at `now_ms`.
+pub(crate) fn rate_parts(
+    s: Option<&EntityState>,
+    i: usize,
+    window: &Window,
+    now_ms: i64,
+) -> (f64, f64) {
+    (
+        window_sum(s, (i, 0, None), window, now_ms),
+        window_sum(s, (i, 1, None), window, now_ms),
+    )
+}
+
+/// A rate from its windowed successes and impressions, smoothed toward the prior.
+pub(crate) fn rate_value(hits: f64, shown: f64) -> f64 {
+    (hits + PRIOR_SUCCESSES) / (shown.max(hits) + PRIOR_TRIALS)
+}
+
 /// Hours since the last event of slot `i` of `s`, capped (the cap without one).
 fn recency(s: Option<&EntityState>, i: usize, now_ms: i64) -> f64 {
     match s.and_then(|s| s.get(i as u16, 0, None)) {
@@ -547,9 +565,8 @@ pub(crate) fn item_value(
             ..
         } => recency(item_state, i, now_ms),
         FeatureKind::Rate { window, .. } => {
-            let hits = window_sum(item_state, (i, 0, None), window, now_ms);
-            let shown = window_sum(item_state, (i, 1, None), window, now_ms);
-            (hits + PRIOR_SUCCESSES) / (shown.max(hits) + PRIOR_TRIALS)
+            let (hits, shown) = rate_parts(item_state, i, window, now_ms);
+            rate_value(hits, shown)
         }
         FeatureKind::Field { field } => match item.fields.get(field) {
             Some(FieldValue::Number(x)) => *x,

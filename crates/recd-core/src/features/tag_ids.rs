@@ -54,6 +54,31 @@ impl TagIds {
         Some(id)
     }
 
+    /// The numbers of `tags`, in order, under one read lock while they all have one
+    /// (numbering the others as [`TagIds::number`] does; `None` if one cannot be).
+    pub fn numbers_of(&self, tags: &[&str]) -> Option<Vec<u32>> {
+        let found: Vec<Option<u32>> = {
+            let ids = self.ids.read().unwrap_or_else(PoisonError::into_inner);
+            tags.iter().map(|t| ids.get(*t).copied()).collect()
+        };
+        found
+            .into_iter()
+            .zip(tags)
+            .map(|(id, t)| id.or_else(|| self.number(t)))
+            .collect()
+    }
+
+    /// Calls `f` with the number of each of `tags` that has one, in order, under one
+    /// read lock (numbering none).
+    pub fn each_number<'t>(&self, tags: impl IntoIterator<Item = &'t str>, mut f: impl FnMut(u32)) {
+        let ids = self.ids.read().unwrap_or_else(PoisonError::into_inner);
+        for t in tags {
+            if let Some(&id) = ids.get(t) {
+                f(id);
+            }
+        }
+    }
+
     /// How many values are numbered.
     pub fn len(&self) -> usize {
         self.ids

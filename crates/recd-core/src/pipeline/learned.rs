@@ -22,15 +22,12 @@ pub fn score_learned(
     let d = features.len().checked_div(candidates.len()).unwrap_or(0);
     let sigs: Vec<RankerInputs> = candidates.iter().map(|c| signals(c, floor)).collect();
     let prepared = ranker.prepare(features, d, &sigs);
-    let scores: Vec<f64> = sigs
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let row = features.get(i * d..(i + 1) * d).unwrap_or(&[]);
-            let p = prepared.probability(row, s);
-            if p.is_finite() { p } else { f64::MIN }
-        })
-        .collect();
+    let mut scores = prepared.probabilities(features, d, &sigs);
+    for p in &mut scores {
+        if !p.is_finite() {
+            *p = f64::MIN;
+        }
+    }
     let order = best_first(&candidates, &scores);
     let mut slots: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
     order

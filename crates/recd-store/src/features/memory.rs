@@ -4,8 +4,9 @@
 //!
 //! Items keep a snapshot of their windows and rates beside their state
 //! ([`recd_core::features::CachedItem`]): a request reads it while it holds (until the
-//! item's next update or the next bucket boundary of its windows) instead of re-summing
-//! every candidate's buckets; the values are the same.
+//! item's next event, or the next bucket boundary of its windows; an impression updates
+//! its rates in place) instead of re-summing every candidate's buckets; the values are
+//! the same.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -221,9 +222,8 @@ impl FeatureStore for MemoryFeatures {
         // candidate's item side.
         let view = {
             let users = self.users.shard(user).lock();
-            set.user_view(users.get(user), now_ms)
-        }
-        .with_tag_ids(&self.tags);
+            set.user_view_numbered(users.get(user), now_ms, &self.tags)
+        };
         if view.needs_item_state() {
             // One lock per shard the list touches (~150 candidates over 32 shards), not
             // one per candidate: each lock of a line another core last held is a miss.
