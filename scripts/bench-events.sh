@@ -58,6 +58,9 @@ W=$(mktemp -d)
 PIDS="" REDIS_PORT=""
 cleanup() {
     for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+    # Wait for them to exit: a server still flushing its data dir made the rm below fail
+    # ("Directory not empty") and the script exit 1 after printing every figure.
+    for p in $PIDS; do wait "$p" 2>/dev/null || true; done
     [ -n "$REDIS_PORT" ] && scripts/redis.sh stop "$REDIS_PORT" >/dev/null 2>&1
     rm -rf "$W"
 }
