@@ -13,6 +13,9 @@ RECD=${1:-target/release/recd}
 ROUNDS=${2:-3}
 SECS=${3:-10}
 DIR=$(mktemp -d /tmp/recd-bench-ranker.XXXXXX)
+SERVER=""
+# Set before anything can fail, so that a failed start leaves no temp dir behind.
+trap '[ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; rm -rf "$DIR"' EXIT
 PORT=${PORT:-18431}
 cat > "$DIR/recd.toml" <<TOML
 data_dir = "$DIR/data"
@@ -27,11 +30,16 @@ enabled = false
 [strategies.learned]
 ranking = { ranker = "latest" }
 TOML
-"$RECD" features simulate --config "$DIR/recd.toml" --users 2000 --items 5000 --days 3 2>&1 | grep '^recd:'
+# Its summary line; all of its output when it fails (a grep alone hid the error).
+if ! "$RECD" features simulate --config "$DIR/recd.toml" --users 2000 --items 5000 --days 3 \
+    > "$DIR/simulate.log" 2>&1; then
+  cat "$DIR/simulate.log" >&2
+  exit 1
+fi
+grep '^recd:' "$DIR/simulate.log"
 "$RECD" train-ranker --config "$DIR/recd.toml" 2>/dev/null | head -4
 "$RECD" serve --config "$DIR/recd.toml" > "$DIR/serve.log" 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null; rm -rf "$DIR"' EXIT
 for _ in $(seq 50); do grep -q 'recd listening' "$DIR/serve.log" && break; sleep 0.2; done
 # The learned strategy must really score with the ranker (a missing ranker falls back to the
 # blend, which would make the comparison meaningless).
