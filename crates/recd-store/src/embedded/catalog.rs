@@ -45,15 +45,45 @@ pub struct Catalog {
     slots: Vec<Option<Arc<Item>>>,
     /// Filters → bitmaps.
     attrs: AttributeIndex,
-    /// Σ y yᵀ over the live items' vectors.
-    gram: Gram,
-    /// The fold-in's model of `gram` (with the parameters it was built with): built by the
-    /// first event after a vector changed, then shared by every event until the next change.
-    /// Building it copies the k × k matrix (32 KB at k = 64): per event, that was a tenth of
-    /// the event path's own CPU.
-    fold_model: OnceLock<(FoldInParams, Option<Arc<FoldModel>>)>,
+    /// Σ y yᵀ over the live items' vectors, and the fold-in's model of it.
+    gram: GramWithModel,
     /// The live items' vectors by slot (what the fold-in reads).
     vectors: SlotVectors,
+}
+
+/// `YᵀY` of the catalog's vectors and the fold-in's model of it (with the parameters it
+/// was built with). The model is built by the first event after a vector changed, then
+/// shared by every event until the next change: building it copies the k × k matrix
+/// (32 KB at k = 64), which per event was a tenth of the event path's own CPU. Every change
+/// of the sum goes through [`GramWithModel::add`] or [`GramWithModel::remove`], which drop
+/// the model, so it cannot go stale.
+#[derive(Debug)]
+struct GramWithModel {
+    gram: Gram,
+    model: OnceLock<(FoldInParams, Option<Arc<FoldModel>>)>,
+}
+
+impl GramWithModel {
+    fn add(&mut self, y: &[f32]) {
+        self.gram.add(y);
+        self.model.take();
+    }
+
+    fn remove(&mut self, y: &[f32]) {
+        self.gram.remove(y);
+        self.model.take();
+    }
+
+    /// [`FoldModel::new`] of the sum, cached for the parameters first asked for.
+    fn model(&self, params: &FoldInParams) -> Option<Arc<FoldModel>> {
+        let build = || FoldModel::new(&self.gram, params).map(Arc::new);
+        let (built_with, model) = self.model.get_or_init(|| (params.clone(), build()));
+        if built_with == params {
+            model.clone()
+        } else {
+            build()
+        }
+    }
 }
 
 impl Catalog {
@@ -64,8 +94,10 @@ impl Catalog {
             slot_by_id: SlotById::default(),
             slots: Vec::new(),
             attrs: AttributeIndex::new(schema),
-            gram: Gram::new(schema.vector.dim),
-            fold_model: OnceLock::new(),
+            gram: GramWithModel {
+                gram: Gram::new(schema.vector.dim),
+                model: OnceLock::new(),
+            },
             vectors: SlotVectors::new(schema.vector.dim),
         }
     }
@@ -73,13 +105,7 @@ impl Catalog {
     /// The fold-in's model of the current `YᵀY` ([`FoldModel::new`]), `None` without item
     /// vectors. Cached until a vector changes.
     pub fn fold_model(&self, params: &FoldInParams) -> Option<Arc<FoldModel>> {
-        let build = || FoldModel::new(&self.gram, params).map(Arc::new);
-        let (built_with, model) = self.fold_model.get_or_init(|| (params.clone(), build()));
-        if built_with == params {
-            model.clone()
-        } else {
-            build()
-        }
+        self.gram.model(params)
     }
 
     /// Number of live items.
@@ -137,7 +163,6 @@ impl Catalog {
         if let Some(v) = &item.vector {
             self.gram.add(v);
         }
-        self.fold_model.take();
         self.vectors.set(slot, item.vector.as_deref());
         self.ids.insert(item.id.clone(), slot);
         self.slot_by_id
@@ -154,7 +179,6 @@ impl Catalog {
             self.attrs.remove(slot, &old);
             if let Some(v) = &old.vector {
                 self.gram.remove(v);
-                self.fold_model.take();
             }
         }
         Some(slot)
@@ -167,7 +191,6 @@ impl Catalog {
                 self.gram.remove(old);
             }
             self.gram.add(&vector);
-            self.fold_model.take();
             self.vectors.set(slot, Some(&vector));
             Arc::make_mut(item).vector = Some(vector);
         }
@@ -331,7 +354,7 @@ mod tests {
         ] {
             assert_eq!(
                 c.fold_model(&params).as_deref(),
-                FoldModel::new(&c.gram, &params).as_ref(),
+                FoldModel::new(&c.gram.gram, &params).as_ref(),
                 "fold model with {params:?}"
             );
         }
