@@ -447,15 +447,27 @@ mod upgrade_tests {
         last_event_ms: i64,
     }
 
+    /// The records as the older layouts wrote them, each variant at the index it had (the
+    /// record's first byte); the variants the tests do not write carry nothing.
     #[derive(Serialize)]
-    enum WrittenOpV1<'a> {
-        #[allow(dead_code)]
-        Items(&'a [Item]),
-        #[allow(dead_code)]
-        DeleteItem(&'a str),
-        Events {
+    #[allow(dead_code)]
+    enum WrittenOp<'a> {
+        Items,
+        DeleteItem,
+        EventsV1 {
             events: &'a [Event],
             users: Vec<(&'a str, &'a WrittenV1)>,
+            popularity: Vec<(&'a str, f64)>,
+        },
+        UsersV1,
+        DeleteUser,
+        EventsV2,
+        UsersV2(Vec<(&'a str, &'a WrittenV2)>),
+        ExpireUsers,
+        /// The third layout: states inline.
+        EventsV3 {
+            events: &'a [Event],
+            users: Vec<(&'a str, &'a UserState)>,
             popularity: Vec<(&'a str, f64)>,
         },
     }
@@ -493,7 +505,7 @@ mod upgrade_tests {
         // a log record
         let state = v1();
         let events: [Event; 0] = [];
-        let rec = postcard::to_stdvec(&WrittenOpV1::Events {
+        let rec = postcard::to_stdvec(&WrittenOp::EventsV1 {
             events: &events,
             users: vec![("u", &state)],
             popularity: vec![("a", 1.0)],
@@ -523,24 +535,6 @@ mod upgrade_tests {
         active_ms: i64,
     }
 
-    /// The second layout's record enum, up to its users record.
-    #[derive(Serialize)]
-    enum WrittenOpV2<'a> {
-        #[allow(dead_code)]
-        Items(&'a [Item]),
-        #[allow(dead_code)]
-        DeleteItem(&'a str),
-        #[allow(dead_code)]
-        EventsV1,
-        #[allow(dead_code)]
-        UsersV1,
-        #[allow(dead_code)]
-        DeleteUser(&'a str),
-        #[allow(dead_code)]
-        Events,
-        Users(Vec<(&'a str, &'a WrittenV2)>),
-    }
-
     #[test]
     fn second_layout_rows_and_records_read_back_without_fold_in_state() {
         let mut excluded = ExcludedItems::default();
@@ -567,7 +561,7 @@ mod upgrade_tests {
         let mut row = vec![USER_V2];
         row.extend(postcard::to_stdvec(&v2).unwrap());
         check(&decode_user(&row, 0).unwrap());
-        let rec = postcard::to_stdvec(&WrittenOpV2::Users(vec![("u", &v2)])).unwrap();
+        let rec = postcard::to_stdvec(&WrittenOp::UsersV2(vec![("u", &v2)])).unwrap();
         match Op::decode(&rec, 0).unwrap() {
             Op::Users(users) => check(&users[0].1),
             other => panic!("{other:?}"),
@@ -578,32 +572,6 @@ mod upgrade_tests {
         now.recent = vec!["x".into()];
         now.fold.vector = Some(vec![0.25, -1.0]);
         assert_eq!(decode_user(&encode_user(&now).unwrap(), 0).unwrap(), now);
-    }
-
-    /// The third layout's record enum, up to its events record (states inline).
-    #[derive(Serialize)]
-    enum WrittenOpV3<'a> {
-        #[allow(dead_code)]
-        Items(&'a [Item]),
-        #[allow(dead_code)]
-        DeleteItem(&'a str),
-        #[allow(dead_code)]
-        EventsV1,
-        #[allow(dead_code)]
-        UsersV1,
-        #[allow(dead_code)]
-        DeleteUser(&'a str),
-        #[allow(dead_code)]
-        EventsV2,
-        #[allow(dead_code)]
-        UsersV2,
-        #[allow(dead_code)]
-        ExpireUsers(&'a [String]),
-        Events {
-            events: &'a [Event],
-            users: Vec<(&'a str, &'a UserState)>,
-            popularity: Vec<(&'a str, f64)>,
-        },
     }
 
     #[test]
@@ -619,7 +587,7 @@ mod upgrade_tests {
             ..Default::default()
         };
         let events: [Event; 0] = [];
-        let old = postcard::to_stdvec(&WrittenOpV3::Events {
+        let old = postcard::to_stdvec(&WrittenOp::EventsV3 {
             events: &events,
             users: vec![("u", &state)],
             popularity: vec![("x", 2.0)],
