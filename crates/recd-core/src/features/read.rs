@@ -278,8 +278,14 @@ impl FeatureSet {
                 | FeatureKind::Recency {
                     entity: Entity::User | Entity::UserTag(_),
                     ..
+                }
+                | FeatureKind::Distinct {
+                    entity: Entity::User | Entity::UserTag(_),
+                    ..
                 } => base[i] = user_value(i, def, user, now_ms),
-                FeatureKind::Windowed { window, .. } | FeatureKind::Rate { window, .. } => {
+                FeatureKind::Windowed { window, .. }
+                | FeatureKind::Rate { window, .. }
+                | FeatureKind::Distinct { window, .. } => {
                     item_side.push(i);
                     snapshot.push(i);
                     // The sums depend on "now" only through its bucket.

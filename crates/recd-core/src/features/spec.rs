@@ -4,11 +4,11 @@
 //!
 //! ```toml
 //! [features.user_cat_clicks_24h]
-//! kind = "count"          # count | sum | recency | ctr | conversion | field
-//! entity = "user_tag"     # user | item | user_tag (count, sum); user | item (recency)
+//! kind = "count"          # count | sum | distinct | recency | ctr | conversion | field
+//! entity = "user_tag"     # user | item | user_tag (count, sum); user | item (distinct, recency)
 //! field = "category"      # user_tag: a tag field; field: a numeric or bool field
-//! event = "click"         # count, sum, recency: the event type
-//! window = "24h"          # count, sum, ctr, conversion: <n>s | <n>m | <n>h | <n>d
+//! event = "click"         # count, sum, distinct, recency: the event type
+//! window = "24h"          # count, sum, distinct, ctr, conversion: <n>s | <n>m | <n>h | <n>d
 //! buckets = 24            # optional: the window's resolution (default 24)
 //! ```
 
@@ -38,7 +38,7 @@ pub const PRIOR_TRIALS: f64 = 20.0;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureSpec {
-    /// count | sum | recency | ctr | conversion | field.
+    /// count | sum | distinct | recency | ctr | conversion | field.
     pub kind: SpecKind,
     /// user | item | user_tag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,6 +65,9 @@ pub enum SpecKind {
     Count,
     /// The sum of events' `value` (dwell seconds, ratings) in a window.
     Sum,
+    /// Distinct counterparts of events of a type in a window: a user's distinct items, an
+    /// item's distinct users ([`crate::features::distinct`]).
+    Distinct,
     /// Hours since the last event of a type.
     Recency,
     /// An item's clicks per impression in a window (smoothed).
@@ -127,6 +130,16 @@ pub enum FeatureKind {
         /// Over what window.
         window: Window,
     },
+    /// How many distinct items (a user's) or users (an item's) had `event` in `window`:
+    /// exact below [`crate::features::distinct::SKETCH`], estimated above it.
+    Distinct {
+        /// User or item.
+        entity: Entity,
+        /// Which events.
+        event: EventType,
+        /// Over what window.
+        window: Window,
+    },
     /// An item field: numbers as they are, bools as 0/1, absent as 0.
     Field {
         /// The field.
@@ -148,7 +161,9 @@ impl FeatureDef {
     pub fn is_count_like(&self) -> bool {
         matches!(
             self.kind,
-            FeatureKind::Windowed { .. } | FeatureKind::Recency { .. }
+            FeatureKind::Windowed { .. }
+                | FeatureKind::Recency { .. }
+                | FeatureKind::Distinct { .. }
         )
     }
 }
@@ -228,9 +243,9 @@ impl FeatureSet {
         let ttl_ms = defs
             .iter()
             .filter_map(|d| match &d.kind {
-                FeatureKind::Windowed { window, .. } | FeatureKind::Rate { window, .. } => {
-                    Some(window.width_ms)
-                }
+                FeatureKind::Windowed { window, .. }
+                | FeatureKind::Rate { window, .. }
+                | FeatureKind::Distinct { window, .. } => Some(window.width_ms),
                 _ => None,
             })
             .max()
@@ -381,6 +396,19 @@ fn validate(
                 window: window_of(spec)?,
             })
         }
+        SpecKind::Distinct => {
+            unused("field", spec.field.is_some())?;
+            let entity = match spec.entity {
+                Some(EntityKind::User) => Entity::User,
+                Some(EntityKind::Item) => Entity::Item,
+                _ => return invalid!("distinct needs entity user (its items) or item (its users)"),
+            };
+            Ok(FeatureKind::Distinct {
+                entity,
+                event: event()?,
+                window: window_of(spec)?,
+            })
+        }
         SpecKind::Recency => {
             unused("window", spec.window.is_some())?;
             unused("field", spec.field.is_some())?;
@@ -483,6 +511,22 @@ mod tests {
             (
                 r#"{"x":{"kind":"field","field":"category"}}"#,
                 "numeric or bool",
+            ),
+            (
+                r#"{"x":{"kind":"distinct","entity":"user_tag","event":"view","window":"1h"}}"#,
+                "distinct needs entity user",
+            ),
+            (
+                r#"{"x":{"kind":"distinct","entity":"item","event":"view"}}"#,
+                "needs a window",
+            ),
+            (
+                r#"{"x":{"kind":"distinct","entity":"user","window":"1h"}}"#,
+                "event type",
+            ),
+            (
+                r#"{"x":{"kind":"distinct","entity":"user","event":"view","window":"1h","field":"category"}}"#,
+                "'field' does not apply",
             ),
             (
                 r#"{"x":{"kind":"ctr","window":"7d","buckets":0}}"#,

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
+use crate::features::distinct::{Sketches, id_hash};
 use crate::features::spec::{
     Entity, FeatureDef, FeatureKind, FeatureSet, PRIOR_SUCCESSES, PRIOR_TRIALS, RECENCY_CAP_HOURS,
 };
@@ -64,6 +65,8 @@ pub enum Slot {
     Buckets(Buckets),
     /// The time of the last event.
     Last(i64),
+    /// A windowed distinct count.
+    Distinct(Sketches),
 }
 
 /// What one update does to one slot.
@@ -82,6 +85,15 @@ pub enum Op {
     Last {
         /// The event's time.
         at_ms: i64,
+    },
+    /// Counts an id (by its hash) in `bucket` of a distinct count's window.
+    Insert {
+        /// The window (for pruning).
+        window: Window,
+        /// The bucket of the event's time.
+        bucket: i64,
+        /// The id's [`id_hash`].
+        hash: u32,
     },
 }
 
@@ -198,14 +210,27 @@ impl EntityState {
                 let slot = self.slot_mut(key, Slot::Buckets(Buckets::default()));
                 match slot {
                     Slot::Buckets(b) => b.add(&window, bucket, value),
-                    Slot::Last(_) => *slot = Slot::Buckets(Buckets(vec![(bucket, value)])),
+                    _ => *slot = Slot::Buckets(Buckets(vec![(bucket, value)])),
                 }
             }
             Op::Last { at_ms } => {
                 let slot = self.slot_mut(key, Slot::Last(at_ms));
                 match slot {
                     Slot::Last(t) => *t = (*t).max(at_ms),
-                    Slot::Buckets(_) => *slot = Slot::Last(at_ms),
+                    _ => *slot = Slot::Last(at_ms),
+                }
+            }
+            Op::Insert {
+                window,
+                bucket,
+                hash,
+            } => {
+                let slot = self.slot_mut(key, Slot::Distinct(Sketches::default()));
+                if !matches!(slot, Slot::Distinct(_)) {
+                    *slot = Slot::Distinct(Sketches::default());
+                }
+                if let Slot::Distinct(s) = slot {
+                    s.insert(&window, bucket, hash);
                 }
             }
         }
@@ -222,6 +247,11 @@ impl EntityState {
         let slot = |s: &Slot| match s {
             Slot::Buckets(b) => b.0.capacity() * bucket,
             Slot::Last(_) => 0,
+            Slot::Distinct(d) => {
+                d.0.iter()
+                    .map(|(_, h)| std::mem::size_of::<(i64, Vec<u32>)>() + h.capacity() * 4)
+                    .sum()
+            }
         };
         // A map entry: key, value and a control byte, at the map's capacity.
         let plain = self.plain.capacity() * (std::mem::size_of::<((u16, u8), Slot)>() + 1)
@@ -241,13 +271,15 @@ impl EntityState {
     }
 
     /// The state as `(field, value)` pairs of a Hash: `t` → touched time, and one field per
-    /// slot ([`SlotKey::encode`] → [`Buckets::encode`], or `@{ms}` for a last time).
+    /// slot ([`SlotKey::encode`] → [`Buckets::encode`], [`Sketches::encode`], or `@{ms}`
+    /// for a last time).
     pub fn to_fields(&self) -> Vec<(String, String)> {
         let mut out = vec![("t".to_string(), self.touched_ms.to_string())];
         for (k, s) in self.slots() {
             let v = match s {
                 Slot::Buckets(b) => b.encode(),
                 Slot::Last(t) => format!("@{t}"),
+                Slot::Distinct(d) => d.encode(),
             };
             out.push((k.encode(), v));
         }
@@ -270,6 +302,10 @@ impl EntityState {
                 Some(t) => match t.parse() {
                     Ok(t) => Slot::Last(t),
                     Err(_) => continue,
+                },
+                None if v.starts_with('#') => match Sketches::decode(v) {
+                    Some(d) => Slot::Distinct(d),
+                    None => continue,
                 },
                 None => match Buckets::decode(v) {
                     Some(b) => Slot::Buckets(b),
@@ -397,6 +433,26 @@ impl FeatureSet {
                         },
                     });
                 }
+                FeatureKind::Distinct {
+                    entity,
+                    event: kind,
+                    window,
+                } if *kind == event.kind => {
+                    // A user counts the items, an item the users.
+                    let (target, counted) = match entity {
+                        Entity::Item => (Target::Item, event.user_id.as_str()),
+                        _ => (Target::User, event.item_id.as_str()),
+                    };
+                    out.push(Update {
+                        target,
+                        key: key(i, 0, None),
+                        op: Op::Insert {
+                            window: *window,
+                            bucket: window.bucket_of(event.timestamp_ms),
+                            hash: id_hash(counted),
+                        },
+                    });
+                }
                 _ => {}
             }
         }
@@ -434,6 +490,10 @@ impl FeatureSet {
                         ..
                     }
                     | FeatureKind::Recency {
+                        entity: Entity::Item,
+                        ..
+                    }
+                    | FeatureKind::Distinct {
                         entity: Entity::Item,
                         ..
                     }
@@ -484,6 +544,10 @@ impl FeatureSet {
                 | FeatureKind::Recency {
                     entity: Entity::User | Entity::UserTag(_),
                     ..
+                }
+                | FeatureKind::Distinct {
+                    entity: Entity::User | Entity::UserTag(_),
+                    ..
                 } => user_value(i, def, user, now_ms),
                 _ => item_value(i, def, item_state, item, now_ms),
             };
@@ -500,6 +564,14 @@ fn window_sum(
 ) -> f64 {
     match s.and_then(|s| s.get(k.0 as u16, k.1, k.2)) {
         Some(Slot::Buckets(b)) => b.sum(w, now_ms),
+        _ => 0.0,
+    }
+}
+
+/// Distinct-count feature `i`'s value in `s` at `now_ms`.
+fn distinct_count(s: Option<&EntityState>, i: usize, w: &Window, now_ms: i64) -> f64 {
+    match s.and_then(|s| s.get(i as u16, 0, None)) {
+        Some(Slot::Distinct(d)) => d.count(w, now_ms),
         _ => 0.0,
     }
 }
@@ -541,6 +613,7 @@ pub(crate) fn user_value(
     match &def.kind {
         FeatureKind::Windowed { window, .. } => window_sum(user, (i, 0, None), window, now_ms),
         FeatureKind::Recency { .. } => recency(user, i, now_ms),
+        FeatureKind::Distinct { window, .. } => distinct_count(user, i, window, now_ms),
         _ => 0.0,
     }
 }
@@ -564,6 +637,11 @@ pub(crate) fn item_value(
             entity: Entity::Item,
             ..
         } => recency(item_state, i, now_ms),
+        FeatureKind::Distinct {
+            entity: Entity::Item,
+            window,
+            ..
+        } => distinct_count(item_state, i, window, now_ms),
         FeatureKind::Rate { window, .. } => {
             let (hits, shown) = rate_parts(item_state, i, window, now_ms);
             rate_value(hits, shown)

@@ -61,11 +61,7 @@ impl Buckets {
             Ok(i) => self.0[i].1 += value,
             Err(i) => self.0.insert(i, (b, value)),
         }
-        if let Some(&(newest, _)) = self.0.last() {
-            let keep_from = newest - i64::from(window.buckets) + 1;
-            let cut = self.0.partition_point(|(k, _)| *k < keep_from);
-            self.0.drain(..cut);
-        }
+        prune(&mut self.0, window);
     }
 
     /// The window's value at `now_ms`.
@@ -81,6 +77,16 @@ impl Buckets {
     /// Whether no bucket is kept.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// Drops the buckets (keyed by number, oldest first) that no query at or after the newest
+/// one can cover: what keeps a window's memory bounded by its resolution.
+pub(crate) fn prune<T>(buckets: &mut Vec<(i64, T)>, window: &Window) {
+    if let Some(newest) = buckets.last().map(|(b, _)| *b) {
+        let keep_from = newest - i64::from(window.buckets) + 1;
+        let cut = buckets.partition_point(|(k, _)| *k < keep_from);
+        buckets.drain(..cut);
     }
 }
 

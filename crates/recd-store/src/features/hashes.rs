@@ -26,7 +26,8 @@ fn from_redis(e: ::redis::RedisError) -> StoreError {
 
 /// KEYS: the user's and the item's hash. ARGV: ttl ms, the update time, the number of
 /// updates, then per update six values: target (1 user, 2 item), field, op (`a` add, `l`
-/// last), bucket or time, the window's bucket count, value.
+/// last, `d` a distinct count's insert), bucket or time, the window's bucket count, value
+/// (the id's hash for `d`). `__SKETCH__` is replaced by the sketch size when loaded.
 const APPLY: &str = r#"
 local ttl, at, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local touched = {}
@@ -58,6 +59,51 @@ for _ = 1, n do
       if bs[k] >= keep then out[#out + 1] = string.format('%.0f:%.17g', bs[k], vs[k]) end
     end
     redis.call('HSET', key, field, table.concat(out, ' '))
+  elseif op == 'd' then
+    -- A distinct count's bucket b keeps its __SKETCH__ smallest hashes (recd_core's
+    -- features::distinct, in the same form: # then b:h,h b:h).
+    local b, nb, h = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+    local cur = redis.call('HGET', key, field)
+    local bs, hs, newest = {}, {}, b
+    if cur and string.sub(cur, 1, 1) == '#' then
+      for bb, list in string.gmatch(string.sub(cur, 2), '(%-?%d+):(%S*)') do
+        bb = tonumber(bb)
+        local l = {}
+        for x in string.gmatch(list, '%d+') do l[#l + 1] = tonumber(x) end
+        bs[#bs + 1], hs[#hs + 1] = bb, l
+        if bb > newest then newest = bb end
+      end
+    end
+    local at_ = nil
+    for k = 1, #bs do
+      if bs[k] == b then at_ = k; break end
+    end
+    if not at_ then
+      at_ = #bs + 1
+      for k = 1, #bs do
+        if bs[k] > b then at_ = k; break end
+      end
+      table.insert(bs, at_, b)
+      table.insert(hs, at_, {})
+    end
+    local l, pos, present = hs[at_], #hs[at_] + 1, false
+    for k = 1, #l do
+      if l[k] == h then present = true; break end
+      if l[k] > h then pos = k; break end
+    end
+    if (not present) and pos <= __SKETCH__ then
+      table.insert(l, pos, h)
+      while #l > __SKETCH__ do table.remove(l) end
+    end
+    local keep, out = newest - nb + 1, {}
+    for k = 1, #bs do
+      if bs[k] >= keep then
+        local strs = {}
+        for q = 1, #hs[k] do strs[q] = string.format('%.0f', hs[k][q]) end
+        out[#out + 1] = string.format('%.0f', bs[k]) .. ':' .. table.concat(strs, ',')
+      end
+    end
+    redis.call('HSET', key, field, '#' .. table.concat(out, ' '))
   else
     local t = tonumber(ARGV[i + 3])
     local cur = redis.call('HGET', key, field)
@@ -111,7 +157,10 @@ impl RedisFeatures {
             conn: Arc::new(tokio::sync::OnceCell::new()),
             timeout,
             prefix: prefix.to_string(),
-            apply: Arc::new(Script::new(APPLY)),
+            apply: Arc::new(Script::new(&APPLY.replace(
+                "__SKETCH__",
+                &recd_core::features::distinct::SKETCH.to_string(),
+            ))),
         })
     }
 
@@ -176,6 +225,11 @@ impl RedisFeatures {
                     .arg(window.buckets)
                     .arg(format!("{value:?}")),
                 Op::Last { at_ms } => inv.arg("l").arg(at_ms).arg(0).arg(0),
+                Op::Insert {
+                    window,
+                    bucket,
+                    hash,
+                } => inv.arg("d").arg(bucket).arg(window.buckets).arg(hash),
             };
         }
         let mut conn = self.conn().await?;

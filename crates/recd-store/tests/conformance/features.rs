@@ -25,9 +25,26 @@ async fn redis() -> Option<RedisFeatures> {
     )
 }
 
+/// The default set of the simulation's schema, or (`distinct`) a set of distinct counts
+/// beside a count.
+fn parity_set(schema: &recd_core::Schema, distinct: bool) -> FeatureSet {
+    if !distinct {
+        return FeatureSet::default_for(schema);
+    }
+    let specs: BTreeMap<String, FeatureSpec> = serde_json::from_value(serde_json::json!({
+        "user_items_viewed_24h": {"kind": "distinct", "entity": "user", "event": "view", "window": "24h"},
+        "user_items_clicked_7d": {"kind": "distinct", "entity": "user", "event": "click", "window": "7d"},
+        "item_viewers_24h": {"kind": "distinct", "entity": "item", "event": "view", "window": "24h"},
+        "item_clickers_7d": {"kind": "distinct", "entity": "item", "event": "click", "window": "7d", "buckets": 7},
+        "item_clicks_7d": {"kind": "count", "entity": "item", "event": "click", "window": "7d"}
+    }))
+    .unwrap();
+    FeatureSet::from_specs(&specs, schema).unwrap()
+}
+
 /// Replays the simulation into `store` and compares every served item's online values
 /// with its exported row.
-async fn check_parity(store: &dyn FeatureStore) {
+async fn check_parity(store: &dyn FeatureStore, distinct: bool) {
     let sim = simulate(&SimParams {
         users: 12,
         items: 120,
@@ -35,7 +52,7 @@ async fn check_parity(store: &dyn FeatureStore) {
         days: 3,
         ..SimParams::default()
     });
-    let set = FeatureSet::default_for(&sim.schema);
+    let set = parity_set(&sim.schema, distinct);
     let items = catalog(&sim.items);
     let rows = export(&set, &items, &sim.events, &sim.lists, 3_600_000);
     let mut events = sim.events.clone();
@@ -88,13 +105,75 @@ async fn check_parity(store: &dyn FeatureStore) {
         store.log_impressions(&set, &ids, list.at_ms).await.unwrap();
     }
     assert_eq!(compared, rows.len());
-    // The comparison is not vacuous: the per-category clicks and the CTR moved.
+    // The comparison is not vacuous: the features moved.
     let moved = |name: &str, neutral: f64| {
         let i = set.names().position(|n| n == name).unwrap();
         rows.iter().filter(|r| r.features[i] != neutral).count()
     };
-    assert!(moved("user_tag_clicks_24h", 0.0) > 10);
-    assert!(moved("item_ctr_7d", 0.05) > 10);
+    if distinct {
+        for name in [
+            "user_items_viewed_24h",
+            "user_items_clicked_7d",
+            "item_viewers_24h",
+            "item_clickers_7d",
+        ] {
+            assert!(moved(name, 0.0) > 10, "{name}");
+        }
+        // Distinct clickers never exceed clicks.
+        let (d, c) = (
+            set.names().position(|n| n == "item_clickers_7d").unwrap(),
+            set.names().position(|n| n == "item_clicks_7d").unwrap(),
+        );
+        assert!(rows.iter().all(|r| r.features[d] <= r.features[c]));
+        assert!(rows.iter().any(|r| r.features[d] < r.features[c]));
+    } else {
+        assert!(moved("user_tag_clicks_24h", 0.0) > 10);
+        assert!(moved("item_ctr_7d", 0.05) > 10);
+    }
+}
+
+/// More distinct users in one bucket than a sketch keeps: both stores keep the same
+/// smallest hashes (the redis script's cut is the Rust one) and estimate the same count.
+async fn check_distinct_beyond_the_sketch(store: &dyn FeatureStore) {
+    let specs: BTreeMap<String, FeatureSpec> = serde_json::from_value(serde_json::json!({
+        "viewers": {"kind": "distinct", "entity": "item", "event": "view", "window": "1h", "buckets": 2}
+    }))
+    .unwrap();
+    let set = FeatureSet::from_specs(&specs, &schema()).unwrap();
+    let reference = MemoryFeatures::new();
+    let it = item("popular", &["a"]);
+    let t0 = 1_767_225_600_000;
+    let n = recd_core::features::distinct::SKETCH * 3;
+    let events: Vec<_> = (0..n)
+        .map(|u| {
+            event(
+                &format!("viewer-{u}"),
+                &it.id,
+                EventType::View,
+                None,
+                t0 + u as i64,
+            )
+        })
+        .collect();
+    let items: Vec<_> = events.iter().map(|_| Some(it.clone())).collect();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+        let (a, b) = (chunk[0], chunk[chunk.len() - 1] + 1);
+        store
+            .apply_events(&set, &events[a..b], &items[a..b])
+            .await
+            .unwrap();
+        reference
+            .apply_events(&set, &events[a..b], &items[a..b])
+            .await
+            .unwrap();
+    }
+    let now = t0 + n as i64;
+    let got = store.values(&set, "anyone", &[&it], now).await.unwrap();
+    let want = reference.values(&set, "anyone", &[&it], now).await.unwrap();
+    assert_eq!(got, want);
+    let rel = (got[0] - n as f64).abs() / n as f64;
+    assert!(rel < 0.19, "{} distinct viewers estimated as {}", n, got[0]);
+    assert_ne!(got[0], n as f64, "an estimate, not a count");
 }
 
 fn tag_set() -> FeatureSet {
@@ -154,13 +233,22 @@ async fn check_hostile_values_ttl_and_forget(store: &dyn FeatureStore) {
 
 #[tokio::test]
 async fn memory_matches_the_offline_export() {
-    check_parity(&MemoryFeatures::new()).await;
+    check_parity(&MemoryFeatures::new(), false).await;
+    check_parity(&MemoryFeatures::new(), true).await;
 }
 
 #[tokio::test]
 async fn redis_matches_the_offline_export() {
     if let Some(store) = redis().await {
-        check_parity(&store).await;
+        check_parity(&store, false).await;
+        check_parity(&store, true).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_distinct_counts_beyond_the_sketch_match_memory() {
+    if let Some(store) = redis().await {
+        check_distinct_beyond_the_sketch(&store).await;
     }
 }
 
