@@ -263,6 +263,10 @@ impl FeatureSet {
                 FeatureKind::Windowed {
                     entity: Entity::UserTag(field),
                     ..
+                }
+                | FeatureKind::Distinct {
+                    entity: Entity::UserTag(field),
+                    ..
                 } => {
                     column[i] = Some(columns);
                     match tag_fields.iter_mut().find(|(f, _)| *f == field.as_str()) {
@@ -280,7 +284,7 @@ impl FeatureSet {
                     ..
                 }
                 | FeatureKind::Distinct {
-                    entity: Entity::User | Entity::UserTag(_),
+                    entity: Entity::User,
                     ..
                 } => base[i] = user_value(i, def, user, now_ms),
                 FeatureKind::Windowed { window, .. }
@@ -311,16 +315,18 @@ impl FeatureSet {
                 let off = sums.len();
                 sums.resize(off + columns, 0.0);
                 for (feature, part, slot) in slots {
-                    let (Some(Some(col)), 0, Slot::Buckets(b)) =
-                        (column.get(usize::from(*feature)), *part, slot)
-                    else {
+                    let (Some(Some(col)), 0) = (column.get(usize::from(*feature)), *part) else {
                         continue;
                     };
-                    if let FeatureKind::Windowed { window, .. } =
-                        &self.defs[usize::from(*feature)].kind
-                    {
-                        sums[off + col] = b.sum(window, now_ms);
-                    }
+                    sums[off + col] = match (&self.defs[usize::from(*feature)].kind, slot) {
+                        (FeatureKind::Windowed { window, .. }, Slot::Buckets(b)) => {
+                            b.sum(window, now_ms)
+                        }
+                        (FeatureKind::Distinct { window, .. }, Slot::Distinct(d)) => {
+                            d.count(window, now_ms)
+                        }
+                        _ => continue,
+                    };
                 }
                 rows.push((tag, off));
             }

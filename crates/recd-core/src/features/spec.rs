@@ -5,7 +5,7 @@
 //! ```toml
 //! [features.user_cat_clicks_24h]
 //! kind = "count"          # count | sum | distinct | recency | ctr | conversion | field
-//! entity = "user_tag"     # user | item | user_tag (count, sum); user | item (distinct, recency)
+//! entity = "user_tag"     # user | item | user_tag (count, sum, distinct); user | item (recency)
 //! field = "category"      # user_tag: a tag field; field: a numeric or bool field
 //! event = "click"         # count, sum, distinct, recency: the event type
 //! window = "24h"          # count, sum, distinct, ctr, conversion: <n>s | <n>m | <n>h | <n>d
@@ -130,8 +130,9 @@ pub enum FeatureKind {
         /// Over what window.
         window: Window,
     },
-    /// How many distinct items (a user's) or users (an item's) had `event` in `window`:
-    /// exact below [`crate::features::distinct::SKETCH`], estimated above it.
+    /// How many distinct items (a user's, or a user's per tag value, read for an item as
+    /// the sum over its values) or users (an item's) had `event` in `window`: exact below
+    /// [`crate::features::distinct::SKETCH`], estimated above it.
     Distinct {
         /// User or item.
         entity: Entity,
@@ -397,11 +398,25 @@ fn validate(
             })
         }
         SpecKind::Distinct => {
-            unused("field", spec.field.is_some())?;
-            let entity = match spec.entity {
-                Some(EntityKind::User) => Entity::User,
-                Some(EntityKind::Item) => Entity::Item,
-                _ => return invalid!("distinct needs entity user (its items) or item (its users)"),
+            let entity = match (spec.entity, &spec.field) {
+                (Some(EntityKind::User), None) => Entity::User,
+                (Some(EntityKind::Item), None) => Entity::Item,
+                (Some(EntityKind::UserTag), Some(f)) => {
+                    if schema.field(f) != Some(FieldType::Tag) {
+                        return invalid!("field '{f}' is not a tag field of the schema");
+                    }
+                    Entity::UserTag(f.clone())
+                }
+                (Some(EntityKind::UserTag), None) => {
+                    return invalid!("user_tag needs a tag field (field = \"category\")");
+                }
+                (Some(_), Some(_)) => return invalid!("'field' applies to entity user_tag only"),
+                (None, _) => {
+                    return invalid!(
+                        "distinct needs an entity: user (its items), item (its users) or \
+                         user_tag (its items per tag value)"
+                    );
+                }
             };
             Ok(FeatureKind::Distinct {
                 entity,
@@ -514,7 +529,11 @@ mod tests {
             ),
             (
                 r#"{"x":{"kind":"distinct","entity":"user_tag","event":"view","window":"1h"}}"#,
-                "distinct needs entity user",
+                "user_tag needs a tag field",
+            ),
+            (
+                r#"{"x":{"kind":"distinct","event":"view","window":"1h"}}"#,
+                "distinct needs an entity",
             ),
             (
                 r#"{"x":{"kind":"distinct","entity":"item","event":"view"}}"#,
@@ -526,7 +545,7 @@ mod tests {
             ),
             (
                 r#"{"x":{"kind":"distinct","entity":"user","event":"view","window":"1h","field":"category"}}"#,
-                "'field' does not apply",
+                "applies to entity user_tag only",
             ),
             (
                 r#"{"x":{"kind":"ctr","window":"7d","buckets":0}}"#,

@@ -438,20 +438,34 @@ impl FeatureSet {
                     event: kind,
                     window,
                 } if *kind == event.kind => {
-                    // A user counts the items, an item the users.
-                    let (target, counted) = match entity {
-                        Entity::Item => (Target::Item, event.user_id.as_str()),
-                        _ => (Target::User, event.item_id.as_str()),
+                    // A user counts the items (per tag value of the item for user_tag), an
+                    // item the users.
+                    let op = |counted: &str| Op::Insert {
+                        window: *window,
+                        bucket: window.bucket_of(event.timestamp_ms),
+                        hash: id_hash(counted),
                     };
-                    out.push(Update {
-                        target,
-                        key: key(i, 0, None),
-                        op: Op::Insert {
-                            window: *window,
-                            bucket: window.bucket_of(event.timestamp_ms),
-                            hash: id_hash(counted),
-                        },
-                    });
+                    match entity {
+                        Entity::Item => out.push(Update {
+                            target: Target::Item,
+                            key: key(i, 0, None),
+                            op: op(&event.user_id),
+                        }),
+                        Entity::User => out.push(Update {
+                            target: Target::User,
+                            key: key(i, 0, None),
+                            op: op(&event.item_id),
+                        }),
+                        Entity::UserTag(field) => {
+                            for t in item.map_or(&[][..], |it| tags(it, field)) {
+                                out.push(Update {
+                                    target: Target::User,
+                                    key: key(i, 0, Some(t)),
+                                    op: op(&event.item_id),
+                                });
+                            }
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -533,6 +547,11 @@ impl FeatureSet {
                     entity: Entity::UserTag(field),
                     window,
                     ..
+                }
+                | FeatureKind::Distinct {
+                    entity: Entity::UserTag(field),
+                    window,
+                    ..
                 } => tags(item, field)
                     .iter()
                     .map(|t| window_sum(user, (i, 0, Some(t.as_str())), window, now_ms))
@@ -546,7 +565,7 @@ impl FeatureSet {
                     ..
                 }
                 | FeatureKind::Distinct {
-                    entity: Entity::User | Entity::UserTag(_),
+                    entity: Entity::User,
                     ..
                 } => user_value(i, def, user, now_ms),
                 _ => item_value(i, def, item_state, item, now_ms),
@@ -555,7 +574,8 @@ impl FeatureSet {
     }
 }
 
-/// Slot `k` (feature, part, tag) of `s` summed over `w` at `now_ms` (0 without it).
+/// Slot `k` (feature, part, tag) of `s` summed over `w` at `now_ms`, or its distinct
+/// count for a distinct count's slot (0 without it).
 fn window_sum(
     s: Option<&EntityState>,
     k: (usize, u8, Option<&str>),
@@ -564,6 +584,8 @@ fn window_sum(
 ) -> f64 {
     match s.and_then(|s| s.get(k.0 as u16, k.1, k.2)) {
         Some(Slot::Buckets(b)) => b.sum(w, now_ms),
+        // A user_tag distinct count's tag slot, read as the tag counts are.
+        Some(Slot::Distinct(d)) => d.count(w, now_ms),
         _ => 0.0,
     }
 }

@@ -36,7 +36,9 @@ fn parity_set(schema: &recd_core::Schema, distinct: bool) -> FeatureSet {
         "user_items_clicked_7d": {"kind": "distinct", "entity": "user", "event": "click", "window": "7d"},
         "item_viewers_24h": {"kind": "distinct", "entity": "item", "event": "view", "window": "24h"},
         "item_clickers_7d": {"kind": "distinct", "entity": "item", "event": "click", "window": "7d", "buckets": 7},
-        "item_clicks_7d": {"kind": "count", "entity": "item", "event": "click", "window": "7d"}
+        "item_clicks_7d": {"kind": "count", "entity": "item", "event": "click", "window": "7d"},
+        "user_tag_items_viewed_24h": {"kind": "distinct", "entity": "user_tag", "field": "category", "event": "view", "window": "24h"},
+        "user_tag_views_24h": {"kind": "count", "entity": "user_tag", "field": "category", "event": "view", "window": "24h"}
     }))
     .unwrap();
     FeatureSet::from_specs(&specs, schema).unwrap()
@@ -116,9 +118,20 @@ async fn check_parity(store: &dyn FeatureStore, distinct: bool) {
             "user_items_clicked_7d",
             "item_viewers_24h",
             "item_clickers_7d",
+            "user_tag_items_viewed_24h",
         ] {
             assert!(moved(name, 0.0) > 10, "{name}");
         }
+        // A user's distinct items per category never exceed their views in it, and repeat
+        // views make them smaller somewhere.
+        let (d, c) = (
+            set.names()
+                .position(|n| n == "user_tag_items_viewed_24h")
+                .unwrap(),
+            set.names().position(|n| n == "user_tag_views_24h").unwrap(),
+        );
+        assert!(rows.iter().all(|r| r.features[d] <= r.features[c]));
+        assert!(rows.iter().any(|r| r.features[d] < r.features[c]));
         // Distinct clickers never exceed clicks.
         let (d, c) = (
             set.names().position(|n| n == "item_clickers_7d").unwrap(),
