@@ -1,5 +1,6 @@
 //! What online features cost: applying one event to a user's and an item's state (the
-//! default feature set: eight features, three of them per category), reading the feature
+//! default feature set: eight features, three of them per category; and three distinct
+//! counts), reading the feature
 //! vectors of 100 candidates (one pair at a time, and through a request's `UserView`),
 //! scoring a list of 150 candidates with the fixed blend and with the learned ranker (its
 //! features read through the `UserView` included, as the server does), and (printed
@@ -13,7 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use std::sync::Arc;
 
 use recd_core::features::ranker::Input;
-use recd_core::features::{EntityState, FeatureSet, LinearRanker, Target};
+use recd_core::features::{EntityState, FeatureSet, FeatureSpec, LinearRanker, Target};
 use recd_core::pipeline::{RankParams, merge, score_all, score_learned};
 use recd_core::{Event, EventType, FieldValue, Item, Schema};
 
@@ -84,26 +85,42 @@ fn bench(c: &mut Criterion) {
     let schema = Schema::demo(8);
     let set = FeatureSet::default_for(&schema);
     let items = items(10_000);
-    let mut users: HashMap<String, EntityState> = HashMap::new();
-    let mut states: HashMap<String, EntityState> = HashMap::new();
-    let mut n = 0usize;
     let t0 = 1_767_225_600_000i64;
-    c.bench_function("features/apply_event", |b| {
-        b.iter(|| {
-            n += 1;
-            let item = n * 7919 % items.len();
-            let e = event(n % 10_000, item, t0 + (n as i64) * 1000, n);
-            let updates = set.event_updates(&e, Some(&items[item]));
-            let user = users.entry(e.user_id.clone()).or_default();
-            for u in updates.iter().filter(|u| u.target == Target::User) {
-                user.apply(&u.key, &u.op, e.timestamp_ms);
-            }
-            let it = states.entry(e.item_id.clone()).or_default();
-            for u in updates.iter().filter(|u| u.target == Target::Item) {
-                it.apply(&u.key, &u.op, e.timestamp_ms);
-            }
-        })
-    });
+    // The default set, then three distinct counts (a user's items, a user's items per
+    // category, an item's users; 24 h each) on the same stream of events.
+    let distinct: FeatureSet = {
+        let specs: BTreeMap<String, FeatureSpec> = serde_json::from_value(serde_json::json!({
+            "user_items": {"kind": "distinct", "entity": "user", "event": "view", "window": "24h"},
+            "user_tag_items": {"kind": "distinct", "entity": "user_tag", "field": "category", "event": "view", "window": "24h"},
+            "item_users": {"kind": "distinct", "entity": "item", "event": "view", "window": "24h"}
+        }))
+        .expect("specs");
+        FeatureSet::from_specs(&specs, &schema).expect("a valid set")
+    };
+    for (name, set) in [
+        ("features/apply_event", &set),
+        ("features/apply_event_3_distinct", &distinct),
+    ] {
+        let mut users: HashMap<String, EntityState> = HashMap::new();
+        let mut states: HashMap<String, EntityState> = HashMap::new();
+        let mut n = 0usize;
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                n += 1;
+                let item = n * 7919 % items.len();
+                let e = event(n % 10_000, item, t0 + (n as i64) * 1000, n);
+                let updates = set.event_updates(&e, Some(&items[item]));
+                let user = users.entry(e.user_id.clone()).or_default();
+                for u in updates.iter().filter(|u| u.target == Target::User) {
+                    user.apply(&u.key, &u.op, e.timestamp_ms);
+                }
+                let it = states.entry(e.item_id.clone()).or_default();
+                for u in updates.iter().filter(|u| u.target == Target::Item) {
+                    it.apply(&u.key, &u.op, e.timestamp_ms);
+                }
+            })
+        });
+    }
     let (user, by_item) = history(&set, &items, 50, 1);
     let candidates: Vec<&Item> = items.iter().step_by(97).take(100).collect();
     let now = t0 + 7 * 24 * H;
