@@ -65,8 +65,9 @@ pub enum Slot {
     Buckets(Buckets),
     /// The time of the last event.
     Last(i64),
-    /// A windowed distinct count.
-    Distinct(Sketches),
+    /// A windowed distinct count. Boxed: unboxed, it made every slot (and every map entry
+    /// holding one) 8 bytes larger, 32 instead of 24 (`slot_stays_24_bytes`).
+    Distinct(Box<Sketches>),
 }
 
 /// What one update does to one slot.
@@ -225,9 +226,9 @@ impl EntityState {
                 bucket,
                 hash,
             } => {
-                let slot = self.slot_mut(key, Slot::Distinct(Sketches::default()));
+                let slot = self.slot_mut(key, Slot::Distinct(Box::default()));
                 if !matches!(slot, Slot::Distinct(_)) {
-                    *slot = Slot::Distinct(Sketches::default());
+                    *slot = Slot::Distinct(Box::default());
                 }
                 if let Slot::Distinct(s) = slot {
                     s.insert(&window, bucket, hash);
@@ -304,7 +305,7 @@ impl EntityState {
                     Err(_) => continue,
                 },
                 None if v.starts_with('#') => match Sketches::decode(v) {
-                    Some(d) => Slot::Distinct(d),
+                    Some(d) => Slot::Distinct(Box::new(d)),
                     None => continue,
                 },
                 None => match Buckets::decode(v) {
@@ -685,6 +686,13 @@ mod tests {
     use crate::event::EventType;
     use crate::features::spec::FeatureSpec;
     use crate::schema::Schema;
+
+    /// Every slot and map entry of every user and item carries a `Slot`: a variant may not
+    /// make it larger than the sums' buckets make it.
+    #[test]
+    fn slot_stays_24_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 24);
+    }
 
     const H: i64 = 3_600_000;
 
