@@ -248,10 +248,11 @@ impl EntityState {
         let slot = |s: &Slot| match s {
             Slot::Buckets(b) => b.0.capacity() * bucket,
             Slot::Last(_) => 0,
+            // The box, then each bucket's hashes.
             Slot::Distinct(d) => {
-                d.0.iter()
-                    .map(|(_, h)| std::mem::size_of::<(i64, Vec<u32>)>() + h.capacity() * 4)
-                    .sum()
+                std::mem::size_of::<Sketches>()
+                    + d.0.capacity() * std::mem::size_of::<(i64, Vec<u32>)>()
+                    + d.0.iter().map(|(_, h)| h.capacity() * 4).sum::<usize>()
             }
         };
         // A map entry: key, value and a control byte, at the map's capacity.
