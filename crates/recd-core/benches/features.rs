@@ -1,7 +1,7 @@
 //! What online features cost: applying one event to a user's and an item's state (the
 //! default feature set: eight features, three of them per category; and three distinct
-//! counts), reading the feature
-//! vectors of 100 candidates (one pair at a time, and through a request's `UserView`),
+//! counts), reading the feature vectors of 100 candidates (one pair at a time, and through
+//! a request's `UserView`),
 //! scoring a list of 150 candidates with the fixed blend and with the learned ranker (its
 //! features read through the `UserView` included, as the server does), and (printed
 //! once) the memory a user's state takes.

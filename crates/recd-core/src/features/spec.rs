@@ -348,6 +348,30 @@ fn window_of(spec: &FeatureSpec) -> Result<Window, ValidationError> {
     Ok(Window { width_ms, buckets })
 }
 
+/// The entity of a windowed kind (count, sum, distinct): user, item, or user_tag with a tag
+/// field of the schema; `missing` is the message when none is given.
+fn windowed_entity(
+    spec: &FeatureSpec,
+    schema: &Schema,
+    missing: &str,
+) -> Result<Entity, ValidationError> {
+    match (spec.entity, &spec.field) {
+        (Some(EntityKind::User), None) => Ok(Entity::User),
+        (Some(EntityKind::Item), None) => Ok(Entity::Item),
+        (Some(EntityKind::UserTag), Some(f)) => {
+            if schema.field(f) != Some(FieldType::Tag) {
+                return invalid!("field '{f}' is not a tag field of the schema");
+            }
+            Ok(Entity::UserTag(f.clone()))
+        }
+        (Some(EntityKind::UserTag), None) => {
+            invalid!("user_tag needs a tag field (field = \"category\")")
+        }
+        (Some(_), Some(_)) => invalid!("'field' applies to entity user_tag only"),
+        (None, _) => Err(ValidationError::new(missing)),
+    }
+}
+
 fn validate(
     name: &str,
     spec: &FeatureSpec,
@@ -375,21 +399,7 @@ fn validate(
     };
     match spec.kind {
         SpecKind::Count | SpecKind::Sum => {
-            let entity = match (spec.entity, &spec.field) {
-                (Some(EntityKind::User), None) => Entity::User,
-                (Some(EntityKind::Item), None) => Entity::Item,
-                (Some(EntityKind::UserTag), Some(f)) => {
-                    if schema.field(f) != Some(FieldType::Tag) {
-                        return invalid!("field '{f}' is not a tag field of the schema");
-                    }
-                    Entity::UserTag(f.clone())
-                }
-                (Some(EntityKind::UserTag), None) => {
-                    return invalid!("user_tag needs a tag field (field = \"category\")");
-                }
-                (Some(_), Some(_)) => return invalid!("'field' applies to entity user_tag only"),
-                (None, _) => return invalid!("needs an entity (user, item or user_tag)"),
-            };
+            let entity = windowed_entity(spec, schema, "needs an entity (user, item or user_tag)")?;
             Ok(FeatureKind::Windowed {
                 entity,
                 event: event()?,
@@ -398,26 +408,12 @@ fn validate(
             })
         }
         SpecKind::Distinct => {
-            let entity = match (spec.entity, &spec.field) {
-                (Some(EntityKind::User), None) => Entity::User,
-                (Some(EntityKind::Item), None) => Entity::Item,
-                (Some(EntityKind::UserTag), Some(f)) => {
-                    if schema.field(f) != Some(FieldType::Tag) {
-                        return invalid!("field '{f}' is not a tag field of the schema");
-                    }
-                    Entity::UserTag(f.clone())
-                }
-                (Some(EntityKind::UserTag), None) => {
-                    return invalid!("user_tag needs a tag field (field = \"category\")");
-                }
-                (Some(_), Some(_)) => return invalid!("'field' applies to entity user_tag only"),
-                (None, _) => {
-                    return invalid!(
-                        "distinct needs an entity: user (its items), item (its users) or \
-                         user_tag (its items per tag value)"
-                    );
-                }
-            };
+            let entity = windowed_entity(
+                spec,
+                schema,
+                "distinct needs an entity: user (its items), item (its users) or user_tag (its \
+                 items per tag value)",
+            )?;
             Ok(FeatureKind::Distinct {
                 entity,
                 event: event()?,
