@@ -139,11 +139,12 @@ fn main() -> Res<()> {
         index.set_quantization(mode).expect("vector file");
         let mem = index.memory();
         println!(
-            "# recd-index {}: quantize {:.2} s; bytes per vector: vectors {:.1}, codes {:.1}, graph {:.1}, ids {:.1}, total resident {:.1}; f32 vectors in the file mapping {:.1}",
+            "# recd-index {}: quantize {:.2} s; bytes per vector: vectors {:.1}, codes {:.1}, sketches {:.1}, graph {:.1}, ids {:.1}, total resident {:.1}; f32 vectors in the file mapping {:.1}",
             mode.as_str(),
             t.elapsed().as_secs_f64(),
             mem.vectors as f64 / n as f64,
             mem.codes as f64 / n as f64,
+            mem.sketches as f64 / n as f64,
             mem.graph as f64 / n as f64,
             mem.ids as f64 / n as f64,
             mem.total() as f64 / n as f64,

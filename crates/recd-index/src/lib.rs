@@ -36,6 +36,8 @@
 //!   the index keeps serving, so that a restart loads the graph instead of rebuilding it.
 //! - `topk`, `visited`: the bounded heap and the pooled visited sets the searches share.
 //! - `quant`: int8 scalar quantization ([`Quantization`]): the codes, the integer kernel.
+//! - `sketch`: 1-bit sketches (RaBitQ's estimator and error bound) that a broad filtered
+//!   scan reads first, to pick which allowed vectors it scores on codes or vectors.
 //! - `mapped`: where the `f32` vectors live — a heap array, or in the int8 mode an unnamed
 //!   file mapping, so that only codes and graph stay resident.
 //! - `prefetch`, `hugepages`: the cache-prefetch and transparent-huge-page hints (the
@@ -88,6 +90,7 @@ mod mapped;
 mod planner;
 mod prefetch;
 mod quant;
+mod sketch;
 mod snapshot;
 mod store;
 #[cfg(test)]

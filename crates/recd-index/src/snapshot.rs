@@ -332,6 +332,8 @@ pub(crate) fn decode<'a>(
     for id in removed {
         store.remove(id);
     }
+    // The sketches (not saved, like the codes) are trained once on every loaded vector.
+    store.maybe_retrain();
     let entry = match (es, slots) {
         (u32::MAX, 0) => None,
         (s, _) if (s as usize) < slots && store.level(s) == el => Some((s, el)),

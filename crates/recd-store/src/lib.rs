@@ -65,9 +65,11 @@ pub struct Hit {
 /// numbers it chose on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KnnPlan {
-    /// `exact` (a scan of the allowed ids), `graph` (a walk with the filter applied during
-    /// it), `graph_then_exact` (a walk that found too few allowed items, then a scan), or
-    /// `none` (the filter admits no item, so nothing was searched).
+    /// `exact` (a scan of the allowed ids), `sketch_scan` (a scan of a broad filter that
+    /// read 1-bit sketches first and scored only what they could not rule out), `graph` (a
+    /// walk with the filter applied during it), `graph_then_exact` (a walk that found too few
+    /// allowed items, then a scan), or `none` (the filter admits no item, so nothing was
+    /// searched).
     pub plan: &'static str,
     /// Beam width of the walk (grown for selective filters); absent for a scan.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,6 +78,9 @@ pub struct KnnPlan {
     pub allowed: u64,
     /// Items with a vector in the index.
     pub indexed: u64,
+    /// Vectors a `sketch_scan` scored after its first pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scored: Option<usize>,
 }
 
 /// A popular item: its fields (no vector) and its log-domain popularity

@@ -919,6 +919,7 @@ impl Store for EmbeddedStore {
                 ef: None,
                 allowed: 0,
                 indexed: self.inner.index.len() as u64,
+                scored: None,
             };
             return Ok((Vec::new(), Some(nothing)));
         }
@@ -941,6 +942,7 @@ impl Store for EmbeddedStore {
             ef: report.ef,
             allowed: report.allowed,
             indexed: report.live,
+            scored: report.sketched,
         };
         Ok((hits, Some(plan)))
     }
@@ -951,6 +953,7 @@ impl Store for EmbeddedStore {
             ("exact", c.exact),
             ("graph", c.graph),
             ("graph_then_exact", c.graph_then_exact),
+            ("sketch_scan", c.sketch_scan),
         ]
     }
 
