@@ -1412,7 +1412,21 @@ mod tests {
         let (_, r) = idx
             .search_explained(&data[0].1, 10, Some(&half), exact)
             .expect("search");
-        assert_eq!(r.sketched, None);
+        assert_eq!((r.plan, r.sketched), ("exact", None));
+        let counts = idx.plan_counts();
+        // Twenty sketched scans; the oracle's twenty exact searches and the one above.
+        assert_eq!((counts.sketch_scan, counts.exact), (20, 21), "{counts:?}");
+        // Sketches are not saved: a loaded index trains them on what it loaded.
+        let mut bytes = Vec::new();
+        idx.write_snapshot(&mut bytes, &[]).expect("to a Vec");
+        let (back, _) =
+            VectorIndex::read_snapshot(&bytes, 24, Metric::Cosine, HnswParams::default())
+                .expect("its own snapshot");
+        assert!(back.memory().sketches > 0);
+        let (_, r) = back
+            .search_explained(&data[0].1, 10, Some(&half), auto)
+            .expect("search");
+        assert_eq!(r.plan, "sketch_scan", "{r:?}");
         idx.set_quantization(Quantization::Int8)
             .expect("vector file");
         let (_, r) = idx
