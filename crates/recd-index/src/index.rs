@@ -1384,9 +1384,10 @@ mod tests {
                 .search_explained(q, 10, Some(&half), auto)
                 .expect("search");
             assert_eq!((r.plan, r.rescored), ("sketch_scan", None), "{r:?}");
-            // The 256 lowest bounds and what they could not rule out, far from all 3,000.
+            // About the 256 lowest bounds and what they could not rule out, far from all
+            // 3,000.
             let scored = r.sketched.expect("sketched");
-            assert!((256..1_500).contains(&scored), "{r:?}");
+            assert!((200..1_500).contains(&scored), "{r:?}");
             assert!(hits.iter().all(|h| half.contains(h.id)));
             assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
             for h in &hits {
