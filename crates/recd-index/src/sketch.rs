@@ -279,6 +279,121 @@ impl OneWordQuery<'_> {
     }
 }
 
+/// Four sketches at a time with AVX2 (x86-64-v3): the one-word scan's kernel where the CPU
+/// has it. Popcounts come from a nibble table (`vpshufb`) per byte, summed per sketch with
+/// `vpsadbw`; the four planes' byte counts are weighted (1, 2, 4, 8) before the sum, which
+/// fits a byte (at most 8 · 15). The float steps are the scalar ones in the same order, so
+/// the bounds are bit for bit [`OneWordQuery::dist`]'s (a test holds it).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use core::arch::x86_64::{__m128, __m256i};
+    use pulp::x86::V3;
+
+    use super::OneWordQuery;
+
+    /// The query's constants in registers.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Lanes {
+        lut: __m256i,
+        low: __m256i,
+        zero: __m256i,
+        planes: [__m256i; 4],
+        even: __m256i,
+        odd: __m256i,
+        two_lo: __m128,
+        two_delta: __m128,
+        sum_y: __m128,
+        shift: __m128,
+        bound: __m128,
+        two: __m128,
+        l2: bool,
+    }
+
+    impl Lanes {
+        #[inline(always)]
+        pub(crate) fn new(v3: V3, one: &OneWordQuery<'_>) -> Self {
+            let q = one.q;
+            let counts: [i8; 16] = [0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4];
+            let mut lut = [0i8; 32];
+            lut[..16].copy_from_slice(&counts);
+            lut[16..].copy_from_slice(&counts);
+            let splat = |x: f32| bytemuck::cast::<[f32; 4], __m128>([x; 4]);
+            Lanes {
+                lut: bytemuck::cast(lut),
+                low: v3.avx._mm256_set1_epi8(0x0f),
+                zero: v3.avx._mm256_setzero_si256(),
+                planes: one.planes.map(|p| bytemuck::cast([p; 4])),
+                even: bytemuck::cast([0i32, 2, 4, 6, 0, 2, 4, 6]),
+                odd: bytemuck::cast([1i32, 3, 5, 7, 1, 3, 5, 7]),
+                two_lo: splat(q.two_lo),
+                two_delta: splat(q.two_delta),
+                sum_y: splat(q.sum_y),
+                shift: splat(q.shift),
+                bound: splat(q.bound),
+                two: splat(2.0),
+                l2: q.l2,
+            }
+        }
+    }
+
+    /// Per byte of `x`, its number of set bits.
+    #[inline(always)]
+    fn byte_counts(v3: V3, c: &Lanes, x: __m256i) -> __m256i {
+        let a = v3.avx2;
+        let lo = a._mm256_and_si256(x, c.low);
+        let hi = a._mm256_and_si256(a._mm256_srli_epi16::<4>(x), c.low);
+        a._mm256_add_epi8(
+            a._mm256_shuffle_epi8(c.lut, lo),
+            a._mm256_shuffle_epi8(c.lut, hi),
+        )
+    }
+
+    /// The lower bounds of four one-word sketches (sign words `bits`, factor words
+    /// `tails`, `|x|²` in `norm2` under l2).
+    #[inline(always)]
+    pub(crate) fn lower4(
+        v3: V3,
+        c: &Lanes,
+        bits: [u64; 4],
+        tails: [u64; 4],
+        norm2: [f32; 4],
+    ) -> [f32; 4] {
+        let (a, avx, sse) = (v3.avx2, v3.avx, v3.sse);
+        let b: __m256i = bytemuck::cast(bits);
+        let ones8 = byte_counts(v3, c, b);
+        let plane = |j: usize| byte_counts(v3, c, a._mm256_and_si256(b, c.planes[j]));
+        // 8 c3 + 4 c2 + 2 c1 + c0 per byte, by Horner's rule.
+        let mut w8 = plane(3);
+        for j in [2, 1, 0] {
+            w8 = a._mm256_add_epi8(a._mm256_add_epi8(w8, w8), plane(j));
+        }
+        let ones = a._mm256_sad_epu8(ones8, c.zero);
+        let weighted = a._mm256_sad_epu8(w8, c.zero);
+        // Dwords [w0, ones0, w1, ones1, …] (the sums are below 2^10), to floats.
+        let both =
+            avx._mm256_cvtepi32_ps(a._mm256_or_si256(weighted, a._mm256_slli_epi64::<32>(ones)));
+        let low = |v, idx| avx._mm256_castps256_ps128(a._mm256_permutevar8x32_ps(v, idx));
+        let (wf, of) = (low(both, c.even), low(both, c.odd));
+        let t = avx._mm256_castsi256_ps(bytemuck::cast(tails));
+        let (factor, error) = (low(t, c.even), low(t, c.odd));
+        let proj = sse._mm_sub_ps(
+            sse._mm_add_ps(
+                sse._mm_mul_ps(c.two_lo, of),
+                sse._mm_mul_ps(c.two_delta, wf),
+            ),
+            c.sum_y,
+        );
+        let est = if c.l2 {
+            let n2: __m128 = bytemuck::cast(norm2);
+            let twice = sse._mm_mul_ps(sse._mm_mul_ps(c.two, factor), proj);
+            sse._mm_add_ps(c.shift, sse._mm_sub_ps(n2, twice))
+        } else {
+            sse._mm_sub_ps(c.shift, sse._mm_mul_ps(factor, proj))
+        };
+        bytemuck::cast(sse._mm_sub_ps(est, sse._mm_mul_ps(c.bound, error)))
+    }
+}
+
 fn pack(lo: f32, hi: f32) -> u64 {
     u64::from(lo.to_bits()) | (u64::from(hi.to_bits()) << 32)
 }
