@@ -105,44 +105,35 @@ fn scan_codes_on(
 /// `k` best). So the short list grows with the estimates' uncertainty for this query: ~`r` for
 /// a random filter, a few times that for a filter far from the query (measured in
 /// `tests/recall.rs`).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn scan_sketched(
     st: &Store,
     view: SketchView<'_>,
     q: &SketchQuery,
     scorer: &impl Scorer,
-    k: usize,
-    keep: usize,
-    r: usize,
+    sizes: SketchSizes,
     ids: &RoaringBitmap,
 ) -> (Vec<Scored>, usize) {
     BOUNDS.with(|cell| {
         // A buffer per thread, reused: a fresh one per query (80 KB for a 10 % filter of
         // 100k) would fault its pages in every time.
-        let Ok(mut bounds) = cell.try_borrow_mut() else {
-            let mut fresh = Vec::new();
-            return sketched_with(
-                pulp::Arch::new(),
-                st,
-                view,
-                q,
-                scorer,
-                (k, keep, r),
-                ids,
-                &mut fresh,
-            );
+        let mut fresh = Vec::new();
+        let mut held = cell.try_borrow_mut();
+        let bounds = match &mut held {
+            Ok(b) => &mut **b,
+            Err(_) => &mut fresh,
         };
-        sketched_with(
-            pulp::Arch::new(),
-            st,
-            view,
-            q,
-            scorer,
-            (k, keep, r),
-            ids,
-            &mut bounds,
-        )
+        sketched_with(pulp::Arch::new(), st, view, q, scorer, sizes, ids, bounds)
     })
+}
+
+/// What a sketched scan returns and scores first: the `k` the bound is taken at, how many
+/// it `keep`s (more than `k` when codes are re-scored after it), and about how many of the
+/// lowest bounds it scores `first`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SketchSizes {
+    pub(crate) k: usize,
+    pub(crate) keep: usize,
+    pub(crate) first: usize,
 }
 
 thread_local! {
@@ -156,7 +147,7 @@ fn sketched_with(
     view: SketchView<'_>,
     q: &SketchQuery,
     scorer: &impl Scorer,
-    (k, keep, r): (usize, usize, usize),
+    SketchSizes { k, keep, first: r }: SketchSizes,
     ids: &RoaringBitmap,
     bounds: &mut Vec<Scored>,
 ) -> (Vec<Scored>, usize) {
@@ -584,7 +575,11 @@ mod tests {
                 let sq = st.sketch_query(&q).expect("sketched");
                 let scorer = crate::hnsw::Exact { st: &st, q: &q };
                 for k in [1usize, 10, 60] {
-                    let args = (k, k, (20 * k).max(256));
+                    let args = SketchSizes {
+                        k,
+                        keep: k,
+                        first: (20 * k).max(256),
+                    };
                     let (mut a, mut b) = (Vec::new(), Vec::new());
                     let best = sketched_with(
                         pulp::Arch::new(),

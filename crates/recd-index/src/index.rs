@@ -590,16 +590,25 @@ impl VectorIndex {
                 return match &coded {
                     Some(cq) => {
                         let scorer = Coded { st: &st, q: cq };
-                        let (found, scored) = flat::scan_sketched(
-                            &st, *view, sq, &scorer, k, shortlist, sketch_r, ids,
-                        );
+                        let sizes = flat::SketchSizes {
+                            k,
+                            keep: shortlist,
+                            first: sketch_r,
+                        };
+                        let (found, scored) =
+                            flat::scan_sketched(&st, *view, sq, &scorer, sizes, ids);
                         report.sketched = Some(scored);
                         report.rescored = Some(found.len());
                         rescore(&st, &q, found, k, |id| st.slot_of(id))
                     }
                     None => {
+                        let sizes = flat::SketchSizes {
+                            k,
+                            keep: k,
+                            first: sketch_r,
+                        };
                         let (found, scored) =
-                            flat::scan_sketched(&st, *view, sq, &exact_scorer, k, k, sketch_r, ids);
+                            flat::scan_sketched(&st, *view, sq, &exact_scorer, sizes, ids);
                         report.sketched = Some(scored);
                         found
                     }
