@@ -122,9 +122,17 @@ pub(crate) fn scan_sketched(
             Ok(b) => &mut **b,
             Err(_) => &mut fresh,
         };
-        sketched_with(pulp::Arch::new(), st, view, q, scorer, sizes, ids, bounds)
+        let found = sketched_with(pulp::Arch::new(), st, view, q, scorer, sizes, ids, bounds);
+        // A thread keeps at most this much between queries (a 20 % filter of 1M).
+        if bounds.capacity() > MAX_KEPT_BOUNDS {
+            *bounds = Vec::new();
+        }
+        found
     })
 }
+
+/// Largest bounds buffer (entries, 8 bytes each) a thread keeps for its next scan.
+const MAX_KEPT_BOUNDS: usize = 200_000;
 
 /// What a sketched scan returns and scores first: the `k` the bound is taken at, how many
 /// it `keep`s (more than `k` when codes are re-scored after it), and about how many of the
