@@ -586,7 +586,7 @@ mod tests {
                     let args = SketchSizes {
                         k,
                         keep: k,
-                        first: (20 * k).max(256),
+                        first: (4 * k).max(256),
                     };
                     let (mut a, mut b) = (Vec::new(), Vec::new());
                     let best = sketched_with(

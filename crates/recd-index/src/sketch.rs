@@ -5,7 +5,7 @@
 //! per (padded) dimension plus one word of two factors: 16 bytes for a 64-d vector, so 100k
 //! sketches take 1.6 MB and mostly stay in cache. The scan estimates every allowed
 //! vector's distance from its sketch with a lower bound, scores the vectors with the
-//! lowest bounds (`20 k`, at least 256) and then every other one whose bound is below the
+//! lowest bounds (`4 k`, at least 256) and then every other one whose bound is below the
 //! `k`-th best distance found (`flat::scan_sketched`): results and scores stay exact up to
 //! the bound's confidence (recall measured in `tests/recall.rs`).
 //!
