@@ -546,8 +546,9 @@ impl VectorIndex {
         };
         let exact_scorer = Exact { st: &st, q: &q };
         let shortlist = k.saturating_mul(RESCORE_PER_K);
-        // A broad filter's scan reads the sketches first and scores only their best `sketch_r`
-        // (see `sketch`); a forced exact search never does (it is the oracle).
+        // A broad filter's scan reads the sketches first and scores about the `sketch_r`
+        // lowest bounds, then what they cannot rule out (see `flat::scan_sketched`); a
+        // forced exact search never does (it is the oracle).
         let sketch_r = k.saturating_mul(SKETCH_PER_K).max(MIN_SKETCH_SHORTLIST);
         let min_allowed = (sketch_r as u64).saturating_mul(match coded {
             Some(_) => SKETCH_MIN_ALLOWED_PER_SHORTLIST_CODES,
