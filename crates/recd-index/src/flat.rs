@@ -49,7 +49,21 @@ pub(crate) fn scan_ids(
     k: usize,
     ids: &RoaringBitmap,
 ) -> Vec<Scored> {
-    score_candidates(scorer, k, &targets(st, ids))
+    let mut top = TopK::new(k);
+    let targets = targets(st, ids);
+    for &(_, slot) in targets.iter().take(PREFETCH_AHEAD) {
+        scorer.prefetch(slot);
+    }
+    for (i, &(id, slot)) in targets.iter().enumerate() {
+        if let Some(&(_, ahead)) = targets.get(i + PREFETCH_AHEAD) {
+            scorer.prefetch(ahead);
+        }
+        top.push(Scored {
+            dist: scorer.dist(slot),
+            key: id,
+        });
+    }
+    top.into_sorted()
 }
 
 /// `(id, slot)` of every id in `ids` that has a live vector, in id order.
@@ -233,28 +247,6 @@ fn score_slots(st: &Store, scorer: &impl Scorer, slots: &[u32], out: &mut Vec<Sc
     }
 }
 
-/// The `k` nearest of `candidates` (`(id, slot)`) by `scorer`; keys are caller ids.
-pub(crate) fn score_candidates(
-    scorer: &impl Scorer,
-    k: usize,
-    candidates: &[(u32, u32)],
-) -> Vec<Scored> {
-    let mut top = TopK::new(k);
-    for &(_, slot) in candidates.iter().take(PREFETCH_AHEAD) {
-        scorer.prefetch(slot);
-    }
-    for (i, &(id, slot)) in candidates.iter().enumerate() {
-        if let Some(&(_, ahead)) = candidates.get(i + PREFETCH_AHEAD) {
-            scorer.prefetch(ahead);
-        }
-        top.push(Scored {
-            dist: scorer.dist(slot),
-            key: id,
-        });
-    }
-    top.into_sorted()
-}
-
 /// The first pass of a sketched scan, as a `pulp` operation (see [`CodeScan`] for why
 /// everything it calls is inlined): `(lower bound, slot)` of every allowed vector into
 /// `out`, prefetching ahead when the sketches do not fit the caches (see
@@ -274,24 +266,7 @@ impl WithSimd for SketchScan<'_> {
         let mut block = [(0u32, 0u32); BLOCK];
         let (arena, stride, norms2) = (self.view.arena, self.view.stride, self.view.norms2);
         let norm2 = |slot: u32| norms2.get(slot as usize).copied().unwrap_or(0.0);
-        if let Some(one) = self.q.one_word() {
-            while let Some(n) = self.feed.fill(&mut block) {
-                for (i, &(_, slot)) in block[..n].iter().enumerate() {
-                    if let Some(&(_, ahead)) = block[..n].get(i + PREFETCH_AHEAD) {
-                        sketch_hint(self.view, ahead);
-                    }
-                    let at = slot as usize * 2;
-                    if let Some(&[bits, tail]) = arena.get(at..at + 2) {
-                        let (_, lower) = one.dist(bits, tail, norm2(slot));
-                        self.out.push(Scored {
-                            dist: lower,
-                            key: slot,
-                        });
-                    }
-                }
-            }
-            return;
-        }
+        // One-word sketches on an AVX2 CPU go to `SketchScanAvx2` instead.
         while let Some(n) = self.feed.fill(&mut block) {
             for (i, &(_, slot)) in block[..n].iter().enumerate() {
                 if let Some(&(_, ahead)) = block[..n].get(i + PREFETCH_AHEAD) {
@@ -620,27 +595,13 @@ mod tests {
                         keep: k,
                         first: (4 * k).max(256),
                     };
-                    let (mut a, mut b) = (Vec::new(), Vec::new());
-                    let best = sketched_with(
-                        pulp::Arch::new(),
-                        &st,
-                        view,
-                        &sq,
-                        &scorer,
-                        args,
-                        &half,
-                        &mut a,
-                    );
-                    let base = sketched_with(
-                        pulp::Arch::Scalar,
-                        &st,
-                        view,
-                        &sq,
-                        &scorer,
-                        args,
-                        &half,
-                        &mut b,
-                    );
+                    let run = |arch| {
+                        let mut bounds = Vec::new();
+                        let found =
+                            sketched_with(arch, &st, view, &sq, &scorer, args, &half, &mut bounds);
+                        (bounds, found)
+                    };
+                    let ((a, best), (b, base)) = (run(pulp::Arch::new()), run(pulp::Arch::Scalar));
                     let case = format!("{metric} dim {dim} k {k}");
                     assert_eq!(a, b, "{case}: the bounds");
                     assert_eq!(best, base, "{case}");

@@ -590,28 +590,23 @@ impl VectorIndex {
         };
         let scan = |report: &mut SearchReport| {
             if let Some((ids, view, sq)) = &sketched {
+                let sizes = |keep| flat::SketchSizes {
+                    k,
+                    keep,
+                    first: sketch_r,
+                };
                 return match &coded {
                     Some(cq) => {
                         let scorer = Coded { st: &st, q: cq };
-                        let sizes = flat::SketchSizes {
-                            k,
-                            keep: shortlist,
-                            first: sketch_r,
-                        };
                         let (found, scored) =
-                            flat::scan_sketched(&st, *view, sq, &scorer, sizes, ids);
+                            flat::scan_sketched(&st, *view, sq, &scorer, sizes(shortlist), ids);
                         report.sketched = Some(scored);
                         report.rescored = Some(found.len());
                         rescore(&st, &q, found, k, |id| st.slot_of(id))
                     }
                     None => {
-                        let sizes = flat::SketchSizes {
-                            k,
-                            keep: k,
-                            first: sketch_r,
-                        };
                         let (found, scored) =
-                            flat::scan_sketched(&st, *view, sq, &exact_scorer, sizes, ids);
+                            flat::scan_sketched(&st, *view, sq, &exact_scorer, sizes(k), ids);
                         report.sketched = Some(scored);
                         found
                     }

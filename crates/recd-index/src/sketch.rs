@@ -251,21 +251,23 @@ impl SketchQuery {
     }
 
     /// The one-word form, if the sketches have one sign word.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn one_word(&self) -> Option<OneWordQuery<'_>> {
         let planes: [u64; QUERY_BITS] = self.planes.as_slice().try_into().ok()?;
         Some(OneWordQuery { q: self, planes })
     }
 }
 
-/// A [`SketchQuery`] of one sign word (up to 64 dimensions), its planes in registers: the
-/// scan's loop for the commonest embedding sizes, without the general one's inner loop and
-/// slices.
+/// A [`SketchQuery`] of one sign word (up to 64 dimensions), its planes in registers: what
+/// the AVX2 scan (`avx2`) loads its lanes from and scores its last few sketches with.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OneWordQuery<'a> {
     q: &'a SketchQuery,
     planes: [u64; QUERY_BITS],
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl OneWordQuery<'_> {
     /// [`SketchQuery::dist`] for a sketch of sign word `bits` and factor word `tail`.
     #[inline(always)]
@@ -480,7 +482,7 @@ mod tests {
                 let mut est = Vec::new();
                 for ((s, n2), v) in sketches.iter().zip(&vs) {
                     let (e, lower) = sq.dist(s, *n2);
-                    // The one-word loop computes the same.
+                    // The one-word form computes the same.
                     assert_eq!(one.dist(s[0], s[1], *n2), (e, lower));
                     assert!(lower <= e);
                     held += usize::from(lower <= true_dist(l2, v, q));
