@@ -14,9 +14,12 @@
 //! figures (page weight, time to interactive) go under `target/tmp/console/`.
 //!
 //! Without Chromium and chromedriver the browser tests skip with a message; under
-//! `CI=true` they fail.
+//! `CI=true` they fail. A test leaves no browser behind, passed or failed: see
+//! `Drop for Browser`.
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -32,6 +35,10 @@ use crate::server::{Server, data_dir};
 /// How long any one condition may take to appear on the page (a debug build on two
 /// shared cores: generous, and only ever reached on failure).
 const DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long ending the session may take on drop (chromedriver answers once Chromium has
+/// quit, well under a second here); past it the process-group kill does the job.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
@@ -55,9 +62,15 @@ fn chrome() -> Result<(PathBuf, PathBuf), String> {
     Ok((driver, browser))
 }
 
-/// A WebDriver session on a headless Chromium; chromedriver is killed on drop.
+/// A WebDriver session on a headless Chromium. On drop the session is ended (chromedriver
+/// then quits Chromium) and chromedriver's process group is killed.
 struct Browser {
+    /// chromedriver, leader of its own process group (Chromium is started in it too).
     driver: Child,
+    /// chromedriver's port, for ending the session on drop.
+    port: u16,
+    /// The WebDriver session's id, once there is one.
+    session: Option<String>,
     client: Option<Client>,
 }
 
@@ -85,10 +98,14 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own group, which the browser it starts inherits: one kill on drop ends both.
+            .process_group(0)
             .spawn()
             .expect("start chromedriver");
         let mut browser = Browser {
             driver,
+            port,
+            session: None,
             client: None,
         };
         let caps = json!({
@@ -120,6 +137,7 @@ impl Browser {
                 Err(e) => panic!("no WebDriver session on {url}: {e}"),
             }
         };
+        browser.session = client.session_id().await.expect("the session id");
         browser.client = Some(client);
         Some(browser)
     }
@@ -239,10 +257,45 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The session dies with chromedriver (it kills its Chromium on exit).
+        // chromedriver quits Chromium only when the session ends: killed outright, it
+        // leaves the browser running, re-parented to init. fantoccini would end the
+        // session once the client is dropped, but from a task on the test's runtime,
+        // which is shutting down by then (and drop cannot await): end it here, blocking.
+        if let Some(id) = self.session.take() {
+            end_session(self.port, &id);
+        }
+        // Backstop, when the session did not end (chromedriver hung, or the session never
+        // started): kill the whole group, chromedriver and any Chromium it started. Before
+        // the wait: until chromedriver is reaped its pid, the group's id, cannot be reused.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// Ends WebDriver session `id` on the chromedriver at `port` (`DELETE /session/{id}`),
+/// waiting at most [`QUIT_TIMEOUT`] for each step. chromedriver answers once Chromium has
+/// quit, so the start of the answer is all that is read. Errors are ignored: the caller
+/// kills the process group next.
+fn end_session(port: u16, id: &str) {
+    let quit = || -> std::io::Result<()> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let mut stream = TcpStream::connect_timeout(&addr, QUIT_TIMEOUT)?;
+        stream.set_write_timeout(Some(QUIT_TIMEOUT))?;
+        stream.set_read_timeout(Some(QUIT_TIMEOUT))?;
+        write!(
+            stream,
+            "DELETE /session/{id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        let _ = stream.read(&mut [0; 256])?;
+        Ok(())
+    };
+    let _ = quit();
 }
 
 fn out_dir() -> PathBuf {
