@@ -136,6 +136,7 @@ bench() {
 }
 
 port_of() { eval "echo \$PORT_$1"; }
+pid_of() { eval "echo \$PID_$1"; }
 
 # wrk_bench LABEL PORT [SCRIPT]: the events of `bench LABEL PORT events` sent by wrk instead
 # (2 s of warm-up first, not counted); appends the same fields to $W/results. SCRIPT: another
@@ -166,10 +167,15 @@ for round in $(seq "$ROUNDS"); do
     for i in $(seq 0 $((N - 1))); do
         idx=$(( (i + round - 1) % N + 1 ))
         name=${!idx}
-        bench "events-$name" "$(port_of "$name")" events
-        if [ "$WRK" = 1 ]; then wrk_bench "wrk-events-$name" "$(port_of "$name")"; fi
+        # The server's CPU per event at saturation, beside the one at --event-rate below.
+        SERVER_PID=$(pid_of "$name") bench "events-$name" "$(port_of "$name")" events
+        if [ "$WRK" = 1 ]; then
+            SERVER_PID=$(pid_of "$name") wrk_bench "wrk-events-$name" "$(port_of "$name")"
+        fi
     done
-    if [ "$WRK" = 1 ]; then wrk_bench "wrk-health-everysec" "$PORT_everysec" health.lua; fi
+    if [ "$WRK" = 1 ]; then
+        SERVER_PID=$PID_everysec wrk_bench "wrk-health-everysec" "$PORT_everysec" health.lua
+    fi
 done
 for name in $SERVERS; do
     curl -s "http://127.0.0.1:$(port_of "$name")/metrics" > "$W/metrics-$name.txt"
@@ -271,6 +277,14 @@ ratio("fixed-recommend+events", "fixed-recommend-alone", "recommend at a fixed r
 # only by the CPU they take, not by contention.
 def cpu_per_request(label):
     return sum(r[4] for r in runs[label]) / max(sum(r[3] for r in runs[label]), 1)
+# Server CPU per event by load and client: at saturation (recd bench, wrk) and at the side
+# rate. An event costs the server more CPU the less loaded it is (session 18: 58 us under
+# wrk, 103 us under recd bench, 155-180 us at 2,000/s), so the side rate's figure, not the
+# saturated one, is what the events take from recommend beside them.
+per_event = [(k, cpu_per_request(k)) for k in runs
+             if k.startswith(("events-", "wrk-events-", "wrk-health-")) and sum(r[4] for r in runs[k]) > 0]
+if per_event:
+    print("  server CPU per request: " + ", ".join(f"{k} {c * 1e6:.1f} us" for k, c in per_event))
 if all(k in runs for k in ("events-side-rate", "events-side-rate-cholesky")):
     cg, chol = cpu_per_request("events-side-rate"), cpu_per_request("events-side-rate-cholesky")
     print(f"  server CPU per event at {sys.argv[3]}/s: cg {cg * 1e6:.1f} us, cholesky {chol * 1e6:.1f} us"
