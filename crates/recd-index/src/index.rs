@@ -68,7 +68,7 @@ pub struct HnswParams {
     pub m: usize,
     /// Beam width while linking a new node; higher builds slower and searches better.
     pub ef_construction: usize,
-    /// Default beam width of a search (raised to `k` when smaller).
+    /// Default beam width of a search, on level 1 and on level 0 (raised to `k` when smaller).
     pub ef_search: usize,
 }
 

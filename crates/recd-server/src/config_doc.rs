@@ -75,7 +75,7 @@ pub const DOCS: &[(&str, &str)] = &[
     ),
     (
         "embedded.hnsw.ef_search",
-        "Default beam width of a search (raised to `k` when smaller).",
+        "Default beam width of a search, on level 1 and on level 0 (raised to `k` when smaller).",
     ),
     (
         "embedded.checkpoint_seconds",
