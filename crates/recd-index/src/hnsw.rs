@@ -1,6 +1,7 @@
-//! The HNSW graph algorithms (Malkov & Yashunin 2016): level assignment, greedy descent, the
-//! best-first layer search with an admission predicate, the neighbour-selection heuristic,
-//! and linking a node into the graph.
+//! The HNSW graph algorithms (Malkov & Yashunin 2016): level assignment, the descent (greedy
+//! above level 1, a beam on level 1: see [`Graph::search`]), the best-first layer search with
+//! an admission predicate, the neighbour-selection heuristic, and linking a node into the
+//! graph.
 //!
 //! Everything here works on a `&Store` (the caller holds the store's read lock), so links can
 //! be built by several threads at once; each node's neighbour lists are rewritten under that
