@@ -279,8 +279,9 @@ def cpu_per_request(label):
     return sum(r[4] for r in runs[label]) / max(sum(r[3] for r in runs[label]), 1)
 # Server CPU per event by load and client: at saturation (recd bench, wrk) and at the side
 # rate. An event costs the server more CPU the less loaded it is (session 18: 58 us under
-# wrk, 103 us under recd bench, 155-180 us at 2,000/s), so the side rate's figure, not the
+# wrk, 103 us under recd bench, 144-185 us at 2,000/s), so the side rate's figure, not the
 # saturated one, is what the events take from recommend beside them.
+# On the redis demo this is recd's process only: Redis's own CPU is not counted.
 per_event = [(k, cpu_per_request(k)) for k in runs
              if k.startswith(("events-", "wrk-events-", "wrk-health-")) and sum(r[4] for r in runs[k]) > 0]
 if per_event:
