@@ -69,6 +69,22 @@ impl Scorer for Coded<'_> {
     }
 }
 
+/// Which nodes a walk may return (see [`search_layer`]); any `Fn(u32) -> bool` is one.
+pub(crate) trait Admit {
+    /// Whether `slot` may be in the result.
+    fn admit(&self, slot: u32) -> bool;
+    /// Starts loading what `admit(slot)` will read; called beside [`Scorer::prefetch`].
+    #[inline]
+    fn prefetch(&self, _slot: u32) {}
+}
+
+impl<F: Fn(u32) -> bool> Admit for F {
+    #[inline(always)]
+    fn admit(&self, slot: u32) -> bool {
+        self(slot)
+    }
+}
+
 /// Highest level a node can get (the expected top level for 10^9 nodes at M = 16 is ~7).
 pub(crate) const MAX_LEVEL: u64 = 15;
 /// Fixed seed for level assignment, so a build is reproducible from its insertion order.
@@ -206,7 +222,7 @@ impl Graph {
         st: &Store,
         scorer: &impl Scorer,
         ef: usize,
-        admit: impl Fn(u32) -> bool,
+        admit: impl Admit,
         visited: &mut Visited,
         budget: &mut usize,
     ) -> Vec<Scored> {
@@ -393,7 +409,7 @@ pub(crate) fn search_layer(
     entry: &[Scored],
     ef: usize,
     level: usize,
-    admit: impl Fn(u32) -> bool,
+    admit: impl Admit,
     visited: &mut Visited,
     buf: &mut Vec<u32>,
     budget: &mut usize,
@@ -404,7 +420,7 @@ pub(crate) fn search_layer(
     for &e in entry {
         if visited.insert(e.key) {
             candidates.push(Reverse(e));
-            if admit(e.key) {
+            if admit.admit(e.key) {
                 results.push(e);
                 if results.len() > ef {
                     results.pop();
@@ -427,6 +443,7 @@ pub(crate) fn search_layer(
         *budget -= buf.len();
         for &n in buf.iter() {
             scorer.prefetch(n);
+            admit.prefetch(n);
         }
         for &n in buf.iter() {
             let d = scorer.dist(n);
@@ -434,7 +451,7 @@ pub(crate) fn search_layer(
                 let s = Scored { dist: d, key: n };
                 st.prefetch_links(n, level);
                 candidates.push(Reverse(s));
-                if admit(n) {
+                if admit.admit(n) {
                     results.push(s);
                     if results.len() > ef {
                         results.pop();

@@ -465,6 +465,13 @@ impl Store {
         }
     }
 
+    /// Starts loading `id_of(slot)`.
+    #[inline]
+    pub(crate) fn prefetch_id(&self, slot: u32) {
+        let s = slot as usize;
+        crate::prefetch::prefetch(&self.slot_ids[s..=s]);
+    }
+
     /// The query in the form the code kernel takes, if the index is quantized.
     pub(crate) fn coded_query(&self, q: &[f32]) -> Option<CodedQuery> {
         self.codes.as_ref().map(|c| c.sq.query(q, c.lines))
