@@ -568,6 +568,7 @@ impl VectorIndex {
             live,
             k,
             ef,
+            options.ef.is_none(),
             sketched.is_some(),
         );
         let scan_unsketched = |report: &mut SearchReport| match &coded {
@@ -1384,7 +1385,7 @@ mod tests {
             .expect("search");
         assert_eq!(hits.len(), 10);
         assert_eq!((r.plan, r.ef, r.allowed), ("exact", None, 20));
-        // A filtered walk reports its beam, grown for the filter's selectivity.
+        // A filtered walk on the default beam reports it grown for the filter's selectivity.
         let quarter: RoaringBitmap = data.iter().step_by(4).map(|(id, _)| *id).collect();
         let walk = SearchOptions {
             ef: None,
@@ -1395,6 +1396,17 @@ mod tests {
             .expect("search");
         assert_eq!((r.plan, r.allowed), ("graph", 500));
         assert!(r.ef > Some(idx.params().ef_search.max(10)), "{r:?}");
+        // A beam the caller gives is the beam (never below k).
+        for (ef, beam) in [(24, 24), (4, 10)] {
+            let given = SearchOptions {
+                ef: Some(ef),
+                strategy: Strategy::Graph,
+            };
+            let (_, r) = idx
+                .search_explained(q, 10, Some(&quarter), given)
+                .expect("search");
+            assert_eq!((r.plan, r.ef), ("graph", Some(beam)), "{r:?}");
+        }
         assert_eq!(r.sketched, None, "2,000 nodes keep no sketches");
     }
 

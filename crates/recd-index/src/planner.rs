@@ -9,7 +9,12 @@
 //! The walk's beam grows as the filter gets more selective, `ef' = ef / sqrt(s)` (capped):
 //! with a narrow filter the admitted nodes are sparse along the walk and, when the filter
 //! correlates with the embedding (a category), far from the query, so a fixed `ef` loses
-//! recall (measured: 0.91 → 0.97 recall@50 for a correlated 10 % filter). The constants
+//! recall (measured: 0.91 → 0.97 recall@50 for a correlated 10 % filter). That widening
+//! applies to the index's default beam (`ef_search`) only: an `ef` the caller gives
+//! ([`SearchOptions::ef`]) is the beam, as hnswlib's `ef` is, so that a sweep over `ef` (a
+//! benchmark, a caller tuning recall against speed) reaches every point of the trade-off;
+//! widened, a 10 % filter at k = 10 could not go below a beam of 32 (recall@10 0.998 on the
+//! 100k benchmark catalog, where a beam of 10 gives 0.967 at 2.4x the speed). The constants
 //! are single-thread costs measured on the 100k × 64 benchmark catalog (BENCHMARKS-index.md);
 //! only their ratio matters. A walk that still ends with fewer than `min(k, c)` hits (a
 //! region cut off by concurrent inserts, say) falls back to the scan, so a filter never
@@ -30,7 +35,8 @@ pub enum Strategy {
 /// Per-query knobs for [`VectorIndex::search_with`](crate::VectorIndex::search_with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SearchOptions {
-    /// Beam width of the walk; `None` uses the index's `ef_search`. Always at least `k`.
+    /// Beam width of the walk, used as given; `None` uses the index's `ef_search`, widened
+    /// for a selective filter (see the module doc). Always at least `k`.
     pub ef: Option<usize>,
     /// Scan, walk, or let the planner decide.
     pub strategy: Strategy,
@@ -74,8 +80,10 @@ fn selectivity(allowed: u64, live: u64) -> f64 {
 }
 
 /// Picks the plan for a query with `allowed` admissible live ids out of `live`
-/// (`filtered` says whether a filter was given at all).
-/// `sketched` says whether a scan would read the sketches first (see `index`).
+/// (`filtered` says whether a filter was given at all). `widen` says whether `ef` is the
+/// index's default, to be widened for a filter (see the module doc), rather than the
+/// caller's. `sketched` says whether a scan would read the sketches first (see `index`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn plan(
     strategy: Strategy,
     filtered: bool,
@@ -83,10 +91,11 @@ pub(crate) fn plan(
     live: u64,
     k: usize,
     ef: usize,
+    widen: bool,
     sketched: bool,
 ) -> Plan {
     let ef = ef.max(k);
-    let walk_ef = if filtered {
+    let walk_ef = if filtered && widen {
         filtered_ef(ef, allowed, live)
     } else {
         ef
@@ -114,12 +123,15 @@ mod tests {
     #[test]
     fn fewer_allowed_than_k_always_scans() {
         assert_eq!(
-            plan(Strategy::Auto, true, 50, 1_000_000_000, 50, 1, false),
+            plan(Strategy::Auto, true, 50, 1_000_000_000, 50, 1, true, false),
             Plan::Exact
         );
-        assert_eq!(plan(Strategy::Auto, true, 0, 10, 1, 1, false), Plan::Exact);
         assert_eq!(
-            plan(Strategy::Auto, false, 5, 5, 10, 64, false),
+            plan(Strategy::Auto, true, 0, 10, 1, 1, true, false),
+            Plan::Exact
+        );
+        assert_eq!(
+            plan(Strategy::Auto, false, 5, 5, 10, 64, true, false),
             Plan::Exact
         );
     }
@@ -128,25 +140,25 @@ mod tests {
     fn selective_filters_scan_and_broad_ones_walk() {
         let n = 100_000;
         assert_eq!(
-            plan(Strategy::Auto, true, 100, n, 10, 64, false),
+            plan(Strategy::Auto, true, 100, n, 10, 64, true, false),
             Plan::Exact
         );
         assert_eq!(
-            plan(Strategy::Auto, true, n / 10, n, 10, 64, false),
+            plan(Strategy::Auto, true, n / 10, n, 10, 64, true, false),
             Plan::Exact
         );
         assert_eq!(
-            plan(Strategy::Auto, false, n, n, 10, 64, false),
+            plan(Strategy::Auto, false, n, n, 10, 64, true, false),
             Plan::Graph { ef: 64 }
         );
         assert!(matches!(
-            plan(Strategy::Auto, true, n / 2, n, 50, 64, false),
+            plan(Strategy::Auto, true, n / 2, n, 50, 64, true, false),
             Plan::Graph { .. }
         ));
         // The bigger the index, the more selective a filter can be and still walk.
         let big = 10_000_000;
         assert!(matches!(
-            plan(Strategy::Auto, true, big / 10, big, 50, 64, false),
+            plan(Strategy::Auto, true, big / 10, big, 50, 64, true, false),
             Plan::Graph { .. }
         ));
     }
@@ -156,16 +168,16 @@ mod tests {
         let n = 100_000;
         // 20 % at k = 10: the plain scan loses to the walk, the sketched one wins.
         assert!(matches!(
-            plan(Strategy::Auto, true, n / 5, n, 10, 64, false),
+            plan(Strategy::Auto, true, n / 5, n, 10, 64, true, false),
             Plan::Graph { .. }
         ));
         assert_eq!(
-            plan(Strategy::Auto, true, n / 5, n, 10, 64, true),
+            plan(Strategy::Auto, true, n / 5, n, 10, 64, true, true),
             Plan::Exact
         );
         // Half the nodes still walk.
         assert!(matches!(
-            plan(Strategy::Auto, true, n / 2, n, 10, 64, true),
+            plan(Strategy::Auto, true, n / 2, n, 10, 64, true, true),
             Plan::Graph { .. }
         ));
     }
@@ -185,16 +197,21 @@ mod tests {
     #[test]
     fn forced_strategies() {
         assert_eq!(
-            plan(Strategy::Exact, true, 1 << 30, 1 << 30, 1, 1, false),
+            plan(Strategy::Exact, true, 1 << 30, 1 << 30, 1, 1, true, false),
             Plan::Exact
         );
         assert_eq!(
-            plan(Strategy::Graph, false, 1, 1 << 30, 5, 1, false),
+            plan(Strategy::Graph, false, 1, 1 << 30, 5, 1, true, false),
             Plan::Graph { ef: 5 }
         );
         assert_eq!(
-            plan(Strategy::Graph, true, 25, 100, 5, 64, false),
+            plan(Strategy::Graph, true, 25, 100, 5, 64, true, false),
             Plan::Graph { ef: 128 }
+        );
+        // The caller's beam is not widened.
+        assert_eq!(
+            plan(Strategy::Graph, true, 25, 100, 5, 64, false, false),
+            Plan::Graph { ef: 64 }
         );
     }
 }
