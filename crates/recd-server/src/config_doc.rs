@@ -75,7 +75,7 @@ pub const DOCS: &[(&str, &str)] = &[
     ),
     (
         "embedded.hnsw.ef_search",
-        "Default beam width of a search, on level 1 and on level 0 (raised to `k` when smaller).",
+        "Default beam width of a search, on level 1 and on level 0 (raised to `k` when smaller; for a filter that admits a fraction s of the items, widened to ef / sqrt(s), at most 2,048).",
     ),
     (
         "embedded.checkpoint_seconds",
