@@ -15,8 +15,8 @@
 //! benchmark, a caller tuning recall against speed) reaches every point of the trade-off;
 //! widened, a 10 % filter at k = 10 could not go below a beam of 32 (recall@10 0.998 on the
 //! 100k benchmark catalog, where a beam of 10 gives 0.967 at 2.4x the speed). The constants
-//! are single-thread costs measured on the 100k × 64 benchmark catalog (BENCHMARKS-index.md);
-//! only their ratio matters. A walk that still ends with fewer than `min(k, c)` hits (a
+//! are single-thread costs measured on the 100k × 64 benchmark catalog (BENCHMARKS.md,
+//! "Planner calibration"); only their ratio matters. A walk that still ends with fewer than `min(k, c)` hits (a
 //! region cut off by concurrent inserts, say) falls back to the scan, so a filter never
 //! returns fewer matches than exist.
 

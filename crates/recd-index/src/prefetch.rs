@@ -4,8 +4,9 @@
 //! addresses; each 64-d vector is four cache lines that are usually not cached. The CPU's
 //! out-of-order window overlaps only about two such misses, so the loop waits on memory.
 //! Prefetching a few vectors ahead keeps many misses in flight. Measured on the 100k × 64
-//! catalog (2-core EPYC VM, same-run A/B, see BENCHMARKS-index.md): the filtered exact scan
-//! went from ~150 to ~50 ns per allowed id (10 % filter, k = 50: p50 1.6 ms -> 0.55 ms), and
+//! catalog (2-core EPYC VM, same-run A/B, see BENCHMARKS.md, "Vector index"): the filtered
+//! exact scan went from ~150 to ~50 ns per allowed id (10 % filter, k = 50: p50 1.6 ms ->
+//! 0.55 ms), and
 //! the unfiltered walk (ef 64) from 164-309 µs to 132-179 µs p50. Stable Rust has
 //! no safe prefetch (`core::intrinsics::prefetch_read_data` is unstable, and
 //! `_mm_prefetch` is `#[target_feature(enable = "sse")]`, hence unsafe to call from a
