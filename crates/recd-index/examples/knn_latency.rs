@@ -93,6 +93,14 @@ fn main() -> Res<()> {
                 t.elapsed().as_secs_f64(),
                 loadavg()
             );
+            // As the server does after a rebuild: the insertion order is unrelated to the
+            // graph's neighbourhoods (a loaded snapshot has the locality order already).
+            let t = Instant::now();
+            index.reorder()?;
+            println!(
+                "# recd-index reordered for locality: {:.2} s",
+                t.elapsed().as_secs_f64()
+            );
             if let Some(p) = &args.snapshot {
                 index.write_snapshot(std::io::BufWriter::new(std::fs::File::create(p)?), &[])?;
             }

@@ -90,6 +90,7 @@ mod mapped;
 mod planner;
 mod prefetch;
 mod quant;
+mod reorder;
 mod sketch;
 mod snapshot;
 mod store;

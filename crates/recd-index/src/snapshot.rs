@@ -20,6 +20,11 @@
 //! before quantization existed loads into a quantized index without a rebuild (no version
 //! bump was needed), and a schema may switch modes between restarts.
 //!
+//! The records are in a locality order of the graph (breadth-first from the entry point,
+//! see `reorder`), not in the writer's slot order: the file's slot numbers (record
+//! positions, neighbour entries, the entry point) are that order's, so a loaded index has
+//! neighbours close together in memory. The format does not depend on it: any order loads.
+//!
 //! Per-slot records rather than columns, so that the writer can stream the graph in
 //! chunks of [`CHUNK`] slots, each copied under one short read lock (see below); neighbour
 //! lists are stored at their length (most are full), not padded to `2 * M`.
@@ -114,7 +119,17 @@ pub(crate) fn encode<W: Write>(
     // The entry point first: it only ever moves to a slot that exists, so it is below the
     // slot count read next.
     let entry = graph.entry();
-    let slots = store.read().slots();
+    // The slots are written in a locality order (see `reorder`), fixed with the slot count
+    // under one read lock (~one pass over the level-0 lists): a loaded index then has
+    // neighbours close together in memory, whatever order its nodes were inserted in.
+    let (slots, order) = {
+        let st = store.read();
+        (
+            st.slots(),
+            crate::reorder::locality_order(&st, entry.map(|(slot, _)| slot)),
+        )
+    };
+    let new_of = crate::reorder::inverse(&order);
     let mut w = Checked {
         inner: out,
         crc: crc32fast::Hasher::new(),
@@ -129,7 +144,7 @@ pub(crate) fn encode<W: Write>(
     head.extend_from_slice(&u32_of(ef_construction)?.to_le_bytes());
     head.extend_from_slice(&0u32.to_le_bytes());
     head.extend_from_slice(&(slots as u64).to_le_bytes());
-    let (es, el) = entry.map_or((u32::MAX, 0), |(s, l)| (s, l as u32));
+    let (es, el) = entry.map_or((u32::MAX, 0), |(s, l)| (new_of[s as usize], l as u32));
     head.extend_from_slice(&es.to_le_bytes());
     head.extend_from_slice(&el.to_le_bytes());
     debug_assert_eq!(head.len(), HEADER_BYTES);
@@ -138,12 +153,11 @@ pub(crate) fn encode<W: Write>(
     let mut buf: Vec<u8> = Vec::new();
     let mut list = Vec::new();
     let mut live = 0usize;
-    for start in (0..slots).step_by(CHUNK) {
+    for chunk in order.chunks(CHUNK) {
         buf.clear();
         {
             let st = store.read();
-            for slot in start..(start + CHUNK).min(slots) {
-                let slot = slot as u32;
+            for &slot in chunk {
                 let level = st.level(slot);
                 let deleted = st.is_deleted(slot);
                 live += usize::from(!deleted);
@@ -158,8 +172,8 @@ pub(crate) fn encode<W: Write>(
                     // Nodes appended after the snapshot started are not in it.
                     list.retain(|&n| (n as usize) < slots);
                     buf.extend_from_slice(&(list.len() as u32).to_le_bytes());
-                    for n in &list {
-                        buf.extend_from_slice(&n.to_le_bytes());
+                    for &n in &list {
+                        buf.extend_from_slice(&new_of[n as usize].to_le_bytes());
                     }
                 }
             }

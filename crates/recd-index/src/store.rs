@@ -320,6 +320,68 @@ impl Store {
         self.refresh_advice();
     }
 
+    /// A copy of this store with its slots renumbered: new slot `i` is old slot `order[i]`
+    /// (`order` must hold every slot once: see `reorder`). Ids, vectors, levels, tombstones
+    /// and the trained quantizer and sketcher carry over, and every neighbour list is
+    /// rewritten in the new numbers, so a walk on the copy visits the same nodes and
+    /// returns the same results. Mapped vectors go to a new mapping under `dir`; on an error
+    /// (that file cannot be made or grown) this store is untouched.
+    pub(crate) fn permuted(&self, order: &[u32], dir: &Path) -> io::Result<Store> {
+        debug_assert_eq!(order.len(), self.slots());
+        let new_of = crate::reorder::inverse(order);
+        let mut out = Store::new(self.dim, self.metric, self.m);
+        if matches!(self.vectors, Vectors::Mapped(_)) {
+            out.vectors = Vectors::Mapped(MappedVectors::create(dir, self.dim)?);
+        }
+        out.reserve(order.len());
+        for &old in order {
+            let s = old as usize;
+            let level = self.levels[s];
+            out.upsert(
+                self.slot_ids[s],
+                self.vector(old),
+                self.inv_norms[s],
+                |_| level,
+            )
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        }
+        let mut list = Vec::with_capacity(self.m0);
+        for (new, &old) in order.iter().enumerate() {
+            for lc in 0..=self.level(old) {
+                self.neighbours(old, lc, &mut list);
+                for n in &mut list {
+                    *n = new_of[*n as usize];
+                }
+                out.set_neighbours(new as u32, lc, &list);
+            }
+        }
+        for (s, &deleted) in self.deleted.iter().enumerate() {
+            if deleted {
+                out.remove(self.slot_ids[s]);
+            }
+        }
+        out.codes = self.codes.as_ref().map(|c| Codes {
+            sq: c.sq.clone(),
+            lines: c.lines,
+            arena: permute_rows(&c.arena, c.lines, order),
+            norms2: permute_rows(&c.norms2, 1, order),
+            trained_at: c.trained_at,
+        });
+        out.sketches = self.sketches.as_ref().map(|s| Sketches {
+            sk: s.sk.clone(),
+            stride: s.stride,
+            arena: permute_rows(&s.arena, s.stride, order),
+            norms2: if s.norms2.is_empty() {
+                Vec::new()
+            } else {
+                permute_rows(&s.norms2, 1, order)
+            },
+            trained_at: s.trained_at,
+        });
+        out.refresh_advice();
+        Ok(out)
+    }
+
     /// Number of slots ever created (live + deleted).
     #[inline]
     pub(crate) fn slots(&self) -> usize {
@@ -664,6 +726,18 @@ impl Store {
     pub(crate) fn lock_links(&self, slot: u32) -> parking_lot::MutexGuard<'_, ()> {
         self.link_locks[slot as usize].lock()
     }
+}
+
+/// `rows` (`width` values per slot) in the slot order `order` (`order[new] = old`), in a new
+/// array given the huge-page hint before it is filled.
+fn permute_rows<T: Copy>(rows: &[T], width: usize, order: &[u32]) -> Vec<T> {
+    let mut out = Vec::with_capacity(rows.len());
+    crate::hugepages::advise(&out);
+    for &old in order {
+        let s = old as usize * width;
+        out.extend_from_slice(&rows[s..s + width]);
+    }
+    out
 }
 
 /// Caller id -> slot. Ids are expected to be dense-ish, so ids up to a few times the number
