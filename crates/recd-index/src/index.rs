@@ -897,18 +897,15 @@ mod tests {
     }
 
     impl VectorIndex {
-        /// Mean gap in slot numbers between a node and its level-0 neighbours: how far apart
-        /// in memory a walk's consecutive reads are.
-        fn mean_link_span(&self) -> f64 {
+        /// The slot of the entry point, and the highest slot of an upper-level node and the
+        /// lowest of a level-0-only node.
+        fn upper_layout(&self) -> (Option<u32>, u32, u32) {
             let st = self.store.read();
-            let (mut sum, mut links) = (0u64, 0u64);
-            let mut buf = Vec::new();
-            for s in 0..st.slots() as u32 {
-                st.neighbours(s, 0, &mut buf);
-                sum += buf.iter().map(|&n| u64::from(n.abs_diff(s))).sum::<u64>();
-                links += buf.len() as u64;
-            }
-            sum as f64 / links.max(1) as f64
+            let slots = st.slots() as u32;
+            let last_upper = (0..slots).filter(|&s| st.level(s) >= 1).max();
+            let first_lower = (0..slots).find(|&s| st.level(s) == 0);
+            let entry = self.graph.entry().map(|(slot, _)| slot);
+            (entry, last_upper.unwrap_or(0), first_lower.unwrap_or(slots))
         }
     }
 
@@ -1542,8 +1539,21 @@ mod tests {
     fn reordering_keeps_every_answer_and_brings_neighbours_together() {
         for quantization in [Quantization::None, Quantization::Int8] {
             let idx = VectorIndex::new(8, Metric::Cosine, HnswParams::default());
-            // More than sketch::MIN_SLOTS, so the sketches are renumbered too.
-            let data = vectors(5_000, 8, 17);
+            // Clustered, as embeddings are, and inserted round-robin across the clusters,
+            // so that insertion order and neighbourhoods are unrelated. More than
+            // sketch::MIN_SLOTS, so the sketches are renumbered too.
+            let centres = vectors(40, 8, 3);
+            let data: Vec<(u32, Vec<f32>)> = vectors(5_000, 8, 17)
+                .into_iter()
+                .enumerate()
+                .map(|(i, (id, noise))| {
+                    let c = &centres[i % centres.len()].1;
+                    (
+                        id,
+                        c.iter().zip(&noise).map(|(c, e)| c + 0.15 * e).collect(),
+                    )
+                })
+                .collect();
             idx.insert_batch(&data).expect("batch");
             for (id, _) in data.iter().step_by(9) {
                 idx.remove(*id);
@@ -1567,8 +1577,11 @@ mod tests {
             };
             let before = answers(&idx);
             let (len, nodes, live) = (idx.len(), idx.nodes(), idx.ids());
-            let span = idx.mean_link_span();
-
+            let (_, last_upper, first_lower) = idx.upper_layout();
+            assert!(
+                last_upper > first_lower,
+                "inserted round-robin: levels interleave"
+            );
             idx.reorder().expect("reorder");
 
             assert_eq!(answers(&idx), before, "{quantization:?}");
@@ -1582,14 +1595,11 @@ mod tests {
                 };
                 assert_eq!(idx.vector(*id), expected, "{id}");
             }
-            // Uniform random vectors make an expander-like graph, the worst case for any
-            // order (1,378 -> 914 when written); clustered embeddings gain far more (see
-            // `reorder`). Left in insertion order, the span would not move.
-            let after = idx.mean_link_span();
-            assert!(
-                after < 0.8 * span,
-                "{quantization:?}: mean link span {span:.0} -> {after:.0}"
-            );
+            // The nodes every search reads (the upper levels, from the entry point) come
+            // first; see `reorder`.
+            let (entry, last_upper, first_lower) = idx.upper_layout();
+            assert_eq!(entry, Some(0));
+            assert!(last_upper < first_lower, "{last_upper} {first_lower}");
             // The renumbered index keeps taking writes.
             let new = vec![0.25; 8];
             idx.insert(2, &new).expect("insert");
