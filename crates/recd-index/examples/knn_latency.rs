@@ -35,6 +35,9 @@ use recd_index::{HnswParams, Metric, Quantization, SearchOptions, Strategy, Vect
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
+/// Vectors per step of the build (the server's `REBUILD_STEP`).
+const BUILD_STEP: usize = 20_000;
+
 fn main() -> Res<()> {
     let args = Args::parse()?;
     let (items, dim) = match &args.items {
@@ -84,7 +87,9 @@ fn main() -> Res<()> {
         None => {
             let load = loadavg();
             let index = VectorIndex::new(dim, Metric::Cosine, params);
-            index.insert_batch(&batch)?;
+            // As the server rebuilds: in steps, renumbering the nodes in graph order as
+            // the index grows and at the end (the time includes that).
+            index.insert_bulk(&batch, BUILD_STEP, |_| {})?;
             println!(
                 "# recd-index build: {n} x {dim}, M {} efC {}, {} threads: {:.1} s (load at the start {load}, at the end {})",
                 args.m,
@@ -92,14 +97,6 @@ fn main() -> Res<()> {
                 rayon::current_num_threads(),
                 t.elapsed().as_secs_f64(),
                 loadavg()
-            );
-            // As the server does after a rebuild: the insertion order is unrelated to the
-            // graph's neighbourhoods (a loaded snapshot has the locality order already).
-            let t = Instant::now();
-            index.reorder()?;
-            println!(
-                "# recd-index reordered for locality: {:.2} s",
-                t.elapsed().as_secs_f64()
             );
             if let Some(p) = &args.snapshot {
                 index.write_snapshot(std::io::BufWriter::new(std::fs::File::create(p)?), &[])?;

@@ -29,6 +29,9 @@ const MAX_NORM_SQUARED: f64 = (f32::MAX / 4.0) as f64;
 
 /// `insert_batch` runs [`VectorIndex::repair`] when `batch * REPAIR_BATCH_RATIO >= nodes`.
 const REPAIR_BATCH_RATIO: usize = 64;
+/// `insert_bulk` renumbers no index smaller than this before its last step (below it the
+/// whole graph stays in cache whatever its order).
+const BULK_REORDER_MIN: usize = 16_384;
 
 /// A quantized search re-scores (in `f32`) its best `RESCORE_PER_K * k` candidates by code
 /// distance (or all of the walk's `ef`, if fewer), and returns the best `k` of those.
@@ -393,6 +396,49 @@ impl VectorIndex {
         let mut visited = self.visited.take(st.slots());
         self.graph.link(&st, slot, &mut visited);
         self.visited.give_back(visited);
+        Ok(())
+    }
+
+    /// Inserts or updates many vectors (a rebuild, an import, a large re-insert):
+    /// [`insert_batch`] in steps of `step` vectors, calling `progress` with the count done
+    /// after each, and renumbering the nodes in graph order ([`reorder`]) along the way, so
+    /// that later steps' linking walks, and the searches after the call, read nodes in
+    /// graph order:
+    /// - whenever the vectors written since the last renumbering reach the node count at
+    ///   that renumbering (a build renumbers at each doubling, from 16,384 nodes);
+    /// - at the end, if they are at least a sixteenth of the nodes (a few stale vectors
+    ///   re-inserted after a restart do not pay a renumbering).
+    ///
+    /// On an error the steps before it stay inserted.
+    ///
+    /// [`insert_batch`]: Self::insert_batch
+    /// [`reorder`]: Self::reorder
+    pub fn insert_bulk(
+        &self,
+        items: &[(u32, Vec<f32>)],
+        step: usize,
+        mut progress: impl FnMut(usize),
+    ) -> Result<(), IndexError> {
+        let mut ordered_nodes = self.nodes();
+        let mut since = 0usize;
+        let mut done = 0usize;
+        let reorder = || {
+            self.reorder()
+                .map_err(|e| IndexError::Storage(e.to_string()))
+        };
+        for chunk in items.chunks(step.max(1)) {
+            self.insert_batch(chunk)?;
+            done += chunk.len();
+            since += chunk.len();
+            if since >= ordered_nodes.max(BULK_REORDER_MIN) {
+                reorder()?;
+                (ordered_nodes, since) = (self.nodes(), 0);
+            }
+            progress(done);
+        }
+        if since > 0 && since.saturating_mul(16) >= self.nodes() {
+            reorder()?;
+        }
         Ok(())
     }
 
@@ -1606,6 +1652,36 @@ mod tests {
             assert_eq!(idx.search(&new, 1, None).expect("search")[0].id, 2);
             assert!(idx.remove(data[1].0));
             assert_eq!(idx.orphans(), 0);
+        }
+    }
+
+    #[test]
+    fn a_bulk_insert_leaves_the_index_in_graph_order_unless_it_added_little() {
+        let idx = VectorIndex::new(8, Metric::L2, HnswParams::default());
+        let data = vectors(3_450, 8, 29);
+        let mut seen = Vec::new();
+        idx.insert_bulk(&data[..3_000], 500, |done| seen.push(done))
+            .expect("bulk");
+        assert_eq!(seen, vec![500, 1_000, 1_500, 2_000, 2_500, 3_000]);
+        let (entry, last_upper, first_lower) = idx.upper_layout();
+        assert_eq!(entry, Some(0));
+        assert!(last_upper < first_lower, "{last_upper} {first_lower}");
+
+        // 50 more (under a sixteenth of the nodes) are appended, not renumbered: some of
+        // them are upper-level nodes, now after level-0 ones.
+        idx.insert_bulk(&data[3_000..3_050], 500, |_| {})
+            .expect("bulk");
+        let (_, last_upper, first_lower) = idx.upper_layout();
+        assert!(last_upper > first_lower, "{last_upper} {first_lower}");
+
+        // 400 more (over a sixteenth) renumber the whole index again.
+        idx.insert_bulk(&data[3_050..], 100, |_| {}).expect("bulk");
+        let (entry, last_upper, first_lower) = idx.upper_layout();
+        assert_eq!(entry, Some(0));
+        assert!(last_upper < first_lower, "{last_upper} {first_lower}");
+        assert_eq!(idx.len(), data.len());
+        for (id, v) in data.iter().step_by(31) {
+            assert_eq!(idx.search(v, 1, None).expect("search")[0].id, *id);
         }
     }
 }

@@ -693,18 +693,6 @@ fn rebuild_index(index: &VectorIndex, vectors: &[(u32, Vec<f32>)], progress: &Op
         secs = format!("{:.1}", started.elapsed().as_secs_f64()),
         "vector index rebuilt"
     );
-    // The stored order is unrelated to the graph's neighbourhoods; numbering the nodes in
-    // graph order makes each search touch fewer cache lines (1.25-1.8x in the f32 mode,
-    // BENCHMARKS.md session 20). Snapshots keep that order, so a load needs no pass.
-    let started = std::time::Instant::now();
-    match index.reorder() {
-        Ok(()) => tracing::info!(
-            secs = format!("{:.2}", started.elapsed().as_secs_f64()),
-            "vector index renumbered for locality"
-        ),
-        // Only the int8 mode's vector file can fail, and the index is not quantized yet.
-        Err(e) => tracing::warn!(cause = %e, "vector index left in insertion order"),
-    }
 }
 
 /// Inserts stored vectors in steps, logging `what` with count, rate and ETA every few
@@ -722,21 +710,13 @@ fn insert_stored(
     }
     let started = std::time::Instant::now();
     let mut logged = started;
-    let mut done = 0usize;
-    for step in vectors.chunks(REBUILD_STEP) {
-        if let Err(e) = index.insert_batch(step) {
-            // Unreachable after check_vector (the same bounds); should the two ever
-            // disagree, insert one by one so that only the offending vectors are lost.
-            tracing::warn!(cause = %e, "batch insert of stored vectors failed; inserting one by one");
-            for (slot, v) in step {
-                if let Err(e) = index.insert_batch(std::slice::from_ref(&(*slot, v.clone()))) {
-                    tracing::warn!(slot, cause = %e, "stored vector skipped");
-                }
-            }
-        }
-        done += step.len();
+    let mut reported = 0usize;
+    // In steps, renumbering the nodes in graph order as the index grows (see
+    // `VectorIndex::insert_bulk`): a rebuilt index searches 1.25-1.8x faster in the f32
+    // mode than one left in the stored order (BENCHMARKS.md, session 20).
+    let bulk = index.insert_bulk(vectors, REBUILD_STEP, |done| {
         if let Some(o) = observer {
-            o.written(step.len());
+            o.written(done - reported);
         } else if logged.elapsed() >= REBUILD_LOG_EVERY && done < total {
             logged = std::time::Instant::now();
             let secs = started.elapsed().as_secs_f64();
@@ -748,6 +728,20 @@ fn insert_stored(
                 eta_s = format!("{:.0}", (total - done) as f64 / rate.max(1e-9)),
                 "{what}: {done}/{total}"
             );
+        }
+        reported = done;
+    });
+    if let Err(e) = bulk {
+        // Unreachable after check_vector (the same bounds); should the two ever disagree,
+        // insert one by one so that only the offending vectors are lost.
+        tracing::warn!(cause = %e, "batch insert of stored vectors failed; inserting one by one");
+        for (slot, v) in &vectors[reported..] {
+            if let Err(e) = index.insert_batch(std::slice::from_ref(&(*slot, v.clone()))) {
+                tracing::warn!(slot, cause = %e, "stored vector skipped");
+            }
+        }
+        if let Some(o) = observer {
+            o.written(total - reported);
         }
     }
     if let Some(o) = observer {
