@@ -2,6 +2,7 @@
 //! and the planner together. Input validation lives here, so nothing below it sees a vector
 //! of the wrong length, a non-finite value, or a zero vector under cosine.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use std::path::PathBuf;
@@ -718,7 +719,16 @@ impl VectorIndex {
             }
             Plan::Graph { ef } => {
                 report.ef = Some(ef);
-                let allowed = filter.map(|f| f & st.live());
+                // The walk tests `filter ∩ live` per node. When every filtered id is live
+                // (the usual case: a caller filters its own live items) that is the filter
+                // itself; building the copy cost ~2 % of a 10 % walk at 1M (`perf`).
+                let allowed = filter.map(|f| {
+                    if card == f.len() {
+                        Cow::Borrowed(f)
+                    } else {
+                        Cow::Owned(f & st.live())
+                    }
+                });
                 let mut visited = self.visited.take(st.slots());
                 // A planned filtered walk may score up to a quarter of the allowed nodes
                 // (a scan scores them all, each faster) before it gives up and scans; see
