@@ -1235,6 +1235,15 @@ mod tests {
         }
         let only: RoaringBitmap = [victim].into_iter().collect();
         assert!(idx.search(&v, 10, Some(&only)).expect("search").is_empty());
+        // A filter that still names it (a caller's stale list): the walk tests the filter
+        // against the live ids, not as given.
+        let stale: RoaringBitmap = data.iter().take(60).map(|d| d.0).collect();
+        for strategy in [Strategy::Auto, Strategy::Graph, Strategy::Exact] {
+            let opts = SearchOptions { ef: None, strategy };
+            let hits = idx.search_with(&v, 10, Some(&stale), opts).expect("search");
+            assert_eq!(hits.len(), 10, "{strategy:?}");
+            assert!(!ids(&hits).contains(&victim), "{strategy:?}");
+        }
         assert!(
             idx.exact_search(&v, 300, None)
                 .expect("search")
