@@ -112,10 +112,14 @@ pub struct VectorIndex {
     plans: PlanCounters,
     /// Where the int8 mode keeps its `f32` vectors (`None`: the system's temp directory).
     vector_dir: Mutex<Option<PathBuf>>,
-    /// Held shared by the operations that carry slot numbers across store-lock releases
-    /// (batch inserts, snapshot writes), exclusively by [`reorder`](Self::reorder), which
-    /// renumbers every slot.
+    /// Held shared by every write and by snapshot writes (some carry slot numbers across
+    /// store-lock releases), exclusively by [`reorder`](Self::reorder), which renumbers
+    /// every slot: while it copies the index, writers wait here, not on the store's lock,
+    /// where a parked writer would also hold up the searches.
     numbering: RwLock<()>,
+    /// Vectors inserted or updated since the nodes were last renumbered (see
+    /// [`reorder_if_stale`](Self::reorder_if_stale)).
+    written_since_reorder: AtomicU64,
 }
 
 /// How many searches each plan answered since the index was created.
@@ -214,6 +218,7 @@ impl VectorIndex {
             plans: PlanCounters::default(),
             vector_dir: Mutex::new(None),
             numbering: RwLock::new(()),
+            written_since_reorder: AtomicU64::new(0),
         }
     }
 
@@ -249,6 +254,7 @@ impl VectorIndex {
             .lock()
             .clone()
             .unwrap_or_else(std::env::temp_dir);
+        let _numbering = self.numbering.read();
         let mut st = self.store.write();
         if st.quantization() != quantization {
             st.set_quantization(quantization, &dir)
@@ -305,33 +311,61 @@ impl VectorIndex {
         snapshot::encode(&self.store, &self.graph, shape, out, extra)
     }
 
-    /// Renumbers the nodes in a locality order (breadth-first over the graph, see
-    /// `reorder`), so that the nodes one search visits sit close together in memory: the
-    /// same graph answers the same results, faster (`BENCHMARKS.md`, session 20). Worth it
-    /// after a bulk build, whose insertion order is unrelated to the graph's neighbourhoods;
-    /// snapshots are written in this order anyway, so a loaded index has it.
+    /// Renumbers the nodes in a locality order (the upper levels first, then level 0
+    /// breadth-first, see `reorder`), so that the nodes one search visits sit close
+    /// together in memory: the same graph answers the same results, faster
+    /// (`BENCHMARKS.md`, session 20). A bulk build ends in this order
+    /// ([`insert_bulk`](Self::insert_bulk)) and snapshots are written in it, so a loaded
+    /// index has it; writes made since then are at the end (see
+    /// [`reorder_if_stale`](Self::reorder_if_stale)).
     ///
-    /// Builds a renumbered copy (the index's memory twice over, for a moment) and swaps it
-    /// in under the write lock, which it holds throughout: searches and writes wait (~0.1 s
-    /// per 100k × 64 nodes). On an error (the int8 mode's vector file cannot be made) the
-    /// index is unchanged.
+    /// Builds a renumbered copy (the index's memory twice over, for a moment: ~0.15 s per
+    /// 100k × 64 nodes) under the read lock, so searches go on; writes wait until it is
+    /// swapped in, and searches only for the swap. On an error (the int8 mode's vector file
+    /// cannot be made) the index is unchanged.
     pub fn reorder(&self) -> std::io::Result<()> {
         let dir = self
             .vector_dir
             .lock()
             .clone()
             .unwrap_or_else(std::env::temp_dir);
+        // No write is in flight from here on, and none starts: the store only changes
+        // under `numbering`, so the copy stays exact while it is made.
         let _numbering = self.numbering.write();
-        let mut st = self.store.write();
-        let entry = self.graph.entry();
-        let order = crate::reorder::locality_order(&st, entry.map(|(slot, _)| slot));
-        let renumbered = st.permuted(&order, &dir)?;
-        *st = renumbered;
-        if let Some((slot, level)) = entry {
-            let new_of = crate::reorder::inverse(&order);
-            self.graph.set_entry(new_of[slot as usize], level);
-        }
+        let written = self.written_since_reorder.load(Ordering::Relaxed);
+        let (renumbered, order, entry) = {
+            let st = self.store.read();
+            let entry = self.graph.entry();
+            let order = crate::reorder::locality_order(&st, entry.map(|(slot, _)| slot));
+            (st.permuted(&order, &dir)?, order, entry)
+        };
+        let old = {
+            let mut st = self.store.write();
+            if let Some((slot, level)) = entry {
+                let new_of = crate::reorder::inverse(&order);
+                self.graph.set_entry(new_of[slot as usize], level);
+            }
+            std::mem::replace(&mut *st, renumbered)
+        };
+        // Freed after the lock: hundreds of MB at 1M nodes.
+        drop(old);
+        self.written_since_reorder
+            .fetch_sub(written, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Renumbers the nodes ([`reorder`](Self::reorder)) if the vectors inserted or updated
+    /// since the last renumbering are at least a sixteenth of the nodes: after a training
+    /// write-back (which re-links every node in place) or enough new items, the node order
+    /// no longer follows the graph. Returns whether it renumbered. A server calls it now
+    /// and then in the background.
+    pub fn reorder_if_stale(&self) -> std::io::Result<bool> {
+        let written = self.written_since_reorder.load(Ordering::Relaxed);
+        let nodes = self.nodes() as u64;
+        if written == 0 || written.saturating_mul(16) < nodes {
+            return Ok(false);
+        }
+        self.reorder().map(|()| true)
     }
 
     /// Loads an index saved by [`write_snapshot`](Self::write_snapshot), for `dim` and
@@ -388,6 +422,8 @@ impl VectorIndex {
     pub fn insert(&self, id: u32, vector: &[f32]) -> Result<(), IndexError> {
         let inv_norm = self.validate(vector)?;
         self.changes.fetch_add(1, Ordering::Relaxed);
+        self.written_since_reorder.fetch_add(1, Ordering::Relaxed);
+        let _numbering = self.numbering.read();
         let mut w = self.store.write();
         let slot = w
             .upsert(id, vector, inv_norm, |s| self.graph.random_level(s))?
@@ -407,8 +443,9 @@ impl VectorIndex {
     /// graph order:
     /// - whenever the vectors written since the last renumbering reach the node count at
     ///   that renumbering (a build renumbers at each doubling, from 16,384 nodes);
-    /// - at the end, if they are at least a sixteenth of the nodes (a few stale vectors
-    ///   re-inserted after a restart do not pay a renumbering).
+    /// - at the end, as [`reorder_if_stale`](Self::reorder_if_stale) does: if the vectors
+    ///   written since the last renumbering are at least a sixteenth of the nodes (a few
+    ///   stale vectors re-inserted after a restart do not pay a renumbering).
     ///
     /// On an error the steps before it stay inserted.
     ///
@@ -437,9 +474,8 @@ impl VectorIndex {
             }
             progress(done);
         }
-        if since > 0 && since.saturating_mul(16) >= self.nodes() {
-            reorder()?;
-        }
+        self.reorder_if_stale()
+            .map_err(|e| IndexError::Storage(e.to_string()))?;
         Ok(())
     }
 
@@ -452,6 +488,8 @@ impl VectorIndex {
             .map(|(_, v)| self.validate(v))
             .collect::<Result<Vec<f32>, _>>()?;
         self.changes
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
+        self.written_since_reorder
             .fetch_add(items.len() as u64, Ordering::Relaxed);
         // The slots handed out below are linked under later read locks.
         let _numbering = self.numbering.read();
@@ -507,7 +545,7 @@ impl VectorIndex {
         // Parallel linking can strand a few nodes; a large batch pays for a reachability
         // pass (one read of every level-0 list, ~1-2 % of the batch's linking time).
         if slots.len().saturating_mul(REPAIR_BATCH_RATIO) >= self.store.read().slots() {
-            self.repair();
+            self.repair_held();
         }
         Ok(())
     }
@@ -517,6 +555,12 @@ impl VectorIndex {
     /// that stream many single inserts may run it now and then (it takes one pass over all
     /// neighbour lists, under the read lock, so searches continue meanwhile).
     pub fn repair(&self) -> usize {
+        let _numbering = self.numbering.read();
+        self.repair_held()
+    }
+
+    /// [`repair`](Self::repair) for a caller already holding `numbering`.
+    fn repair_held(&self) -> usize {
         let st = self.store.read();
         let mut reached = self.visited.take(st.slots());
         let mut scratch = self.visited.take(st.slots());
@@ -529,6 +573,7 @@ impl VectorIndex {
     /// Removes `id`; returns whether it was present. A removed id is never returned by a
     /// search; its node stays in the graph as a waypoint until the index is rebuilt.
     pub fn remove(&self, id: u32) -> bool {
+        let _numbering = self.numbering.read();
         let removed = self.store.write().remove(id);
         if removed {
             self.changes.fetch_add(1, Ordering::Relaxed);
@@ -1702,5 +1747,77 @@ mod tests {
         for (id, v) in data.iter().step_by(31) {
             assert_eq!(idx.search(v, 1, None).expect("search")[0].id, *id);
         }
+    }
+
+    #[test]
+    fn searches_and_writes_go_on_while_the_index_is_renumbered() {
+        use std::sync::atomic::AtomicBool;
+        let idx = VectorIndex::new(8, Metric::L2, HnswParams::default());
+        let data = vectors(4_000, 8, 41);
+        idx.insert_batch(&data[..3_000]).expect("batch");
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let searcher = s.spawn(|| {
+                let mut searched = 0;
+                loop {
+                    for (id, v) in data[..3_000].iter().step_by(97) {
+                        let hits = idx.search(v, 1, None).expect("search");
+                        assert_eq!(hits[0].id, *id, "a search during a renumbering");
+                        searched += 1;
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        return searched;
+                    }
+                }
+            });
+            let writer = s.spawn(|| {
+                for (id, v) in &data[3_000..] {
+                    idx.insert(*id, v).expect("insert");
+                }
+                assert!(idx.remove(data[5].0));
+            });
+            for _ in 0..4 {
+                idx.reorder().expect("reorder");
+            }
+            writer.join().expect("writer");
+            stop.store(true, Ordering::Relaxed);
+            assert!(searcher.join().expect("searcher") > 0);
+        });
+        assert_eq!(idx.len(), data.len() - 1);
+        for (id, v) in data.iter().skip(6).step_by(37) {
+            assert_eq!(idx.search(v, 1, None).expect("search")[0].id, *id);
+        }
+        assert_eq!(idx.orphans(), 0);
+    }
+
+    #[test]
+    fn a_renumbering_is_due_once_a_sixteenth_of_the_nodes_was_written() {
+        let idx = VectorIndex::new(8, Metric::L2, HnswParams::default());
+        let data = vectors(2_000, 8, 43);
+        idx.insert_batch(&data).expect("batch");
+        assert!(
+            idx.reorder_if_stale().expect("reorder"),
+            "a build is in insertion order"
+        );
+        assert!(
+            !idx.reorder_if_stale().expect("reorder"),
+            "nothing written since"
+        );
+        let moved = |v: &[f32]| v.iter().map(|x| -x).collect::<Vec<f32>>();
+        for (id, v) in &data[..100] {
+            idx.insert(*id, &moved(v)).expect("update");
+        }
+        assert!(!idx.reorder_if_stale().expect("reorder"), "100 of 2,000");
+        for (id, v) in &data[100..125] {
+            idx.insert(*id, &moved(v)).expect("update");
+        }
+        assert!(idx.reorder_if_stale().expect("reorder"), "125 of 2,000");
+        let (entry, last_upper, first_lower) = idx.upper_layout();
+        assert_eq!(entry, Some(0));
+        assert!(last_upper < first_lower, "{last_upper} {first_lower}");
+        assert_eq!(
+            idx.search(&moved(&data[7].1), 1, None).expect("search")[0].id,
+            data[7].0
+        );
     }
 }
