@@ -249,11 +249,7 @@ impl VectorIndex {
     /// The mode is always switched; an error says the vector file could not be made, so
     /// the vectors stayed on the heap (answers are the same, memory is not saved).
     pub fn set_quantization(&self, quantization: Quantization) -> std::io::Result<()> {
-        let dir = self
-            .vector_dir
-            .lock()
-            .clone()
-            .unwrap_or_else(std::env::temp_dir);
+        let dir = self.vector_dir();
         let _numbering = self.numbering.read();
         let mut st = self.store.write();
         if st.quantization() != quantization {
@@ -261,6 +257,16 @@ impl VectorIndex {
         } else {
             Ok(())
         }
+    }
+
+    /// The directory for the int8 mode's vector file (see [`set_vector_dir`]).
+    ///
+    /// [`set_vector_dir`]: Self::set_vector_dir
+    fn vector_dir(&self) -> PathBuf {
+        self.vector_dir
+            .lock()
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
     }
 
     /// Where the int8 mode keeps its `f32` vectors (an unnamed file: nothing is left there
@@ -324,11 +330,7 @@ impl VectorIndex {
     /// swapped in, and searches only for the swap. On an error (the int8 mode's vector file
     /// cannot be made) the index is unchanged.
     pub fn reorder(&self) -> std::io::Result<()> {
-        let dir = self
-            .vector_dir
-            .lock()
-            .clone()
-            .unwrap_or_else(std::env::temp_dir);
+        let dir = self.vector_dir();
         // No write is in flight from here on, and none starts: the store only changes
         // under `numbering`, so the copy stays exact while it is made.
         let _numbering = self.numbering.write();
