@@ -313,8 +313,12 @@ impl VectorIndex {
             self.params.m,
             self.params.ef_construction,
         );
-        let _numbering = self.numbering.read();
-        snapshot::encode(&self.store, &self.graph, shape, out, extra)
+        // The layout is fixed with writers kept out (on `numbering`, so that searches go
+        // on); then they may write again while the records stream out.
+        let numbering = self.numbering.write();
+        let layout = snapshot::Layout::of(&self.store.read(), self.graph.entry());
+        let _numbering = RwLockWriteGuard::downgrade(numbering);
+        snapshot::encode(&self.store, layout, shape, out, extra)
     }
 
     /// Renumbers the nodes in a locality order (the upper levels first, then level 0
@@ -424,8 +428,8 @@ impl VectorIndex {
     pub fn insert(&self, id: u32, vector: &[f32]) -> Result<(), IndexError> {
         let inv_norm = self.validate(vector)?;
         self.changes.fetch_add(1, Ordering::Relaxed);
-        self.written_since_reorder.fetch_add(1, Ordering::Relaxed);
         let _numbering = self.numbering.read();
+        self.written_since_reorder.fetch_add(1, Ordering::Relaxed);
         let mut w = self.store.write();
         let slot = w
             .upsert(id, vector, inv_norm, |s| self.graph.random_level(s))?
@@ -491,10 +495,10 @@ impl VectorIndex {
             .collect::<Result<Vec<f32>, _>>()?;
         self.changes
             .fetch_add(items.len() as u64, Ordering::Relaxed);
-        self.written_since_reorder
-            .fetch_add(items.len() as u64, Ordering::Relaxed);
         // The slots handed out below are linked under later read locks.
         let _numbering = self.numbering.read();
+        self.written_since_reorder
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
         let mut slots = {
             let mut w = self.store.write();
             // Room for the new ids up front: one move of each array at most, and fresh
@@ -1648,7 +1652,7 @@ mod tests {
     }
 
     #[test]
-    fn reordering_keeps_every_answer_and_brings_neighbours_together() {
+    fn reordering_keeps_every_answer_and_puts_the_upper_levels_first() {
         for quantization in [Quantization::None, Quantization::Int8] {
             let idx = VectorIndex::new(8, Metric::Cosine, HnswParams::default());
             // Clustered, as embeddings are, and inserted round-robin across the clusters,

@@ -152,7 +152,7 @@ impl Sq8 {
     }
 }
 
-/// A query prepared for [`dot_codes`].
+/// A query prepared for scoring code lines ([`CodedQuery::dot`]).
 #[derive(Debug, Clone)]
 pub(crate) struct CodedQuery {
     codes: Vec<[i16; LINE]>,

@@ -30,7 +30,9 @@
 //! lists are stored at their length (most are full), not padded to `2 * M`.
 //!
 //! # Writing while serving
-//! The writer never holds a lock for more than one chunk (~1,000 nodes, tens of
+//! The writer first fixes the [`Layout`] (slot count, entry point, record order: one pass
+//! over the level-0 lists, ~10 ms per 100k nodes) with writes held off and searches going
+//! on; after that it never holds a lock for more than one chunk (~1,000 nodes, tens of
 //! microseconds), so inserts and searches go on during a snapshot. The stream is therefore
 //! *fuzzy*: a chunk is a consistent copy of its nodes, but chunks are taken at different
 //! moments. It is still a valid graph: the slot count is fixed when the snapshot starts and
@@ -54,7 +56,7 @@ use parking_lot::RwLock;
 
 use crate::distance::Metric;
 use crate::error::SnapshotError;
-use crate::hnsw::{Graph, MAX_LEVEL};
+use crate::hnsw::MAX_LEVEL;
 use crate::store::Store;
 
 const MAGIC: &[u8; 8] = b"RECDHNSW";
@@ -109,26 +111,41 @@ impl<W: Write> Checked<W> {
 
 /// Streams the index to `out` (see the module docs for the locking). `dim`, `metric`, `m`
 /// and `ef_construction` describe the index; `extra` is stored verbatim.
+/// What a snapshot writes, fixed when it starts: the entry point, the slot count, and the
+/// order the records go in.
+pub(crate) struct Layout {
+    entry: Option<(u32, usize)>,
+    slots: usize,
+    /// `order[record] = slot`: a locality order (see `reorder`), so that a loaded index has
+    /// neighbours close together in memory, whatever order its nodes were inserted in.
+    order: Vec<u32>,
+}
+
+impl Layout {
+    /// The layout of `st` with its graph's `entry` point (one pass over the level-0
+    /// lists). The caller keeps writers out meanwhile, so that the entry point is a slot
+    /// of `st` and the order covers every slot.
+    pub(crate) fn of(st: &Store, entry: Option<(u32, usize)>) -> Self {
+        Layout {
+            entry,
+            slots: st.slots(),
+            order: crate::reorder::locality_order(st, entry.map(|(slot, _)| slot)),
+        }
+    }
+}
+
 pub(crate) fn encode<W: Write>(
     store: &RwLock<Store>,
-    graph: &Graph,
+    layout: Layout,
     (dim, metric, m, ef_construction): (usize, Metric, usize, usize),
     out: W,
     extra: &[u8],
 ) -> io::Result<SnapshotInfo> {
-    // The entry point first: it only ever moves to a slot that exists, so it is below the
-    // slot count read next.
-    let entry = graph.entry();
-    // The slots are written in a locality order (see `reorder`), fixed with the slot count
-    // under one read lock (~one pass over the level-0 lists): a loaded index then has
-    // neighbours close together in memory, whatever order its nodes were inserted in.
-    let (slots, order) = {
-        let st = store.read();
-        (
-            st.slots(),
-            crate::reorder::locality_order(&st, entry.map(|(slot, _)| slot)),
-        )
-    };
+    let Layout {
+        entry,
+        slots,
+        order,
+    } = layout;
     let new_of = crate::reorder::inverse(&order);
     let mut w = Checked {
         inner: out,
