@@ -31,7 +31,7 @@
 //!
 //! # Writing while serving
 //! The writer first fixes the [`Layout`] (slot count, entry point, record order: one pass
-//! over the level-0 lists, ~10 ms per 100k nodes) with writes held off and searches going
+//! over the level-0 lists, part of what a renumbering costs) with writes held off and searches going
 //! on; after that it never holds a lock for more than one chunk (~1,000 nodes, tens of
 //! microseconds), so inserts and searches go on during a snapshot. The stream is therefore
 //! *fuzzy*: a chunk is a consistent copy of its nodes, but chunks are taken at different
