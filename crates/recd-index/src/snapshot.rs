@@ -31,11 +31,11 @@
 //!
 //! # Writing while serving
 //! The writer first fixes the [`Layout`] (slot count, entry point, record order: one pass
-//! over the level-0 lists, part of what a renumbering costs) with writes held off and searches going
-//! on; after that it never holds a lock for more than one chunk (~1,000 nodes, tens of
-//! microseconds), so inserts and searches go on during a snapshot. The stream is therefore
-//! *fuzzy*: a chunk is a consistent copy of its nodes, but chunks are taken at different
-//! moments. It is still a valid graph: the slot count is fixed when the snapshot starts and
+//! over the level-0 lists, part of what a renumbering costs) with writes held off and
+//! searches going on; after that it never holds a lock for more than one chunk (~1,000
+//! nodes, tens of microseconds), so inserts and searches go on during a snapshot. The
+//! stream is therefore *fuzzy*: a chunk is a consistent copy of its nodes, but chunks are
+//! taken at different moments. It is still a valid graph: the slot count is fixed when the snapshot starts and
 //! neighbours appended after it are dropped; every neighbour entry is always some valid
 //! slot (see `store`); a node being linked at that moment may be saved with partial lists,
 //! which the loader's caller heals with [`VectorIndex::repair`](crate::VectorIndex::repair).
