@@ -30,18 +30,18 @@
 //! lists are stored at their length (most are full), not padded to `2 * M`.
 //!
 //! # Writing while serving
-//! The writer first fixes the [`Layout`] (slot count, entry point, record order: one pass
-//! over the level-0 lists, part of what a renumbering costs) with writes held off and
-//! searches going on; after that it never holds a lock for more than one chunk (~1,000
-//! nodes, tens of microseconds), so inserts and searches go on during a snapshot. The
-//! stream is therefore *fuzzy*: a chunk is a consistent copy of its nodes, but chunks are
-//! taken at different moments. It is still a valid graph: the slot count is fixed when the snapshot starts and
-//! neighbours appended after it are dropped; every neighbour entry is always some valid
-//! slot (see `store`); a node being linked at that moment may be saved with partial lists,
-//! which the loader's caller heals with [`VectorIndex::repair`](crate::VectorIndex::repair).
-//! Whether the *vectors* are current is not this format's business: the caller verifies
-//! every vector against its own data after a load (`VectorIndex::holds`) and re-inserts or
-//! removes what differs, so a fuzzy or old snapshot costs time, never a wrong answer.
+//! The writer first fixes the [`Layout`] (slot count, entry point, record order: one pass over
+//! the level-0 lists, part of what a renumbering costs) with writes held off and searches going
+//! on; after that it never holds a lock for more than one chunk (~1,000 nodes, tens of
+//! microseconds), so inserts and searches go on during a snapshot. The stream is therefore
+//! *fuzzy*: a chunk is a consistent copy of its nodes, but chunks are taken at different
+//! moments. It is still a valid graph: the slot count is fixed when the snapshot starts and
+//! neighbours appended after it are dropped; every neighbour entry is always some valid slot
+//! (see `store`); a node being linked at that moment may be saved with partial lists, which the
+//! loader's caller heals with [`VectorIndex::repair`](crate::VectorIndex::repair). Whether the
+//! *vectors* are current is not this format's business: the caller verifies every vector
+//! against its own data after a load (`VectorIndex::holds`) and re-inserts or removes what
+//! differs, so a fuzzy or old snapshot costs time, never a wrong answer.
 //!
 //! # Reading
 //! [`decode`] takes the whole file as one byte slice (the caller reads it with one
