@@ -3,16 +3,17 @@
 //!
 //! Slots are handed out in insertion order, which for a catalog is unrelated to where an
 //! item sits in the embedding space: the nodes of one walk are spread over the whole arena
-//! and almost every distance is a cache and TLB miss. Numbering the nodes in breadth-first
-//! order of the level-0 graph (from the entry point) puts each node's neighbours, and their
-//! neighbours, close to it — a Cuthill–McKee-style order, which Coleman et al. (2022, "Graph
-//! reordering for cache-efficient near neighbor search") found about as good as far costlier
-//! orders for HNSW. The nodes of the upper levels, which every search reads, come first
-//! (see [`locality_order`]). Measured on the benchmark catalogs (`BENCHMARKS.md`, session
-//! 20): the same graph answers the same results 1.25–1.8× faster in the `f32` mode.
+//! and almost every distance is a cache and TLB miss. Numbering them breadth-first through
+//! the graph (a Cuthill–McKee-style order; graph reordering for HNSW is studied by Coleman
+//! et al. 2022, "Graph reordering for cache-efficient near neighbor search"), with the
+//! upper levels, which every search reads, first (see [`locality_order`]), makes the same
+//! graph answer the same results 1.3–1.9× faster in the `f32` mode on the benchmark
+//! catalogs (`BENCHMARKS.md`, session 20; less in int8, whose codes are one line each).
 //!
 //! The order is applied when a snapshot is written (`snapshot::encode`) and by
-//! [`VectorIndex::reorder`](crate::VectorIndex::reorder) after a bulk build.
+//! [`VectorIndex::reorder`](crate::VectorIndex::reorder): after a bulk build
+//! (`insert_bulk`), and in a running server once enough nodes were written since the last
+//! time (`reorder_if_stale`).
 
 use crate::store::Store;
 
@@ -26,9 +27,9 @@ use crate::store::Store;
 ///
 /// Nodes neither walk reaches (removed nodes are waypoints and are reached like any other)
 /// follow in slot order, each starting its own walk. Every slot appears exactly once. One
-/// pass over the level-0 and level-1 lists. Measured against a plain breadth-first order
-/// from the entry point, the first part was 1.25–1.5× faster on 100k × 64 in the `f32` mode
-/// and about even elsewhere (`BENCHMARKS.md`, session 20).
+/// pass over the level-0 and level-1 lists. Against a plain breadth-first order from the
+/// entry point it measured 0.9–1.2× (3-round medians, 100k × 64; `BENCHMARKS.md`, session
+/// 20): either order is the gain over insertion order.
 pub(crate) fn locality_order(st: &Store, entry: Option<u32>) -> Vec<u32> {
     let slots = st.slots();
     let mut order: Vec<u32> = Vec::with_capacity(slots);

@@ -20,8 +20,8 @@
 //! before quantization existed loads into a quantized index without a rebuild (no version
 //! bump was needed), and a schema may switch modes between restarts.
 //!
-//! The records are in a locality order of the graph (breadth-first from the entry point,
-//! see `reorder`), not in the writer's slot order: the file's slot numbers (record
+//! The records are in a locality order of the graph (the upper levels first, then level 0
+//! breadth-first; see `reorder`), not in the writer's slot order: the file's slot numbers (record
 //! positions, neighbour entries, the entry point) are that order's, so a loaded index has
 //! neighbours close together in memory. The format does not depend on it: any order loads.
 //!
@@ -109,8 +109,6 @@ impl<W: Write> Checked<W> {
     }
 }
 
-/// Streams the index to `out` (see the module docs for the locking). `dim`, `metric`, `m`
-/// and `ef_construction` describe the index; `extra` is stored verbatim.
 /// What a snapshot writes, fixed when it starts: the entry point, the slot count, and the
 /// order the records go in.
 pub(crate) struct Layout {
@@ -134,6 +132,9 @@ impl Layout {
     }
 }
 
+/// Streams the index to `out` in `layout`'s record order (see the module docs for the
+/// locking). `dim`, `metric`, `m` and `ef_construction` describe the index; `extra` is
+/// stored verbatim.
 pub(crate) fn encode<W: Write>(
     store: &RwLock<Store>,
     layout: Layout,

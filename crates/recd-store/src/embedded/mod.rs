@@ -712,7 +712,7 @@ fn insert_stored(
     let mut logged = started;
     let mut reported = 0usize;
     // In steps, renumbering the nodes in graph order as the index grows (see
-    // `VectorIndex::insert_bulk`): a rebuilt index searches 1.25-1.8x faster in the f32
+    // `VectorIndex::insert_bulk`): a rebuilt index searches 1.3-1.9x faster in the f32
     // mode than one left in the stored order (BENCHMARKS.md, session 20).
     let bulk = index.insert_bulk(vectors, REBUILD_STEP, |done| {
         if let Some(o) = observer {
