@@ -171,7 +171,17 @@ impl Graph {
         let mut eps = vec![cur];
         // Linking is never cut short.
         let mut unlimited = usize::MAX;
-        for lc in (0..=level.min(entry.level)).rev() {
+        let top = level.min(entry.level);
+        // The neighbours are chosen top-down (each level's search starts from the one
+        // above), but published bottom-up, the node's own lists first: a concurrent search
+        // that reaches the node on some level must find its lists on every level below.
+        // Published level by level on the way down, an upper-level in-link made the node
+        // reachable while its level-0 list was still empty, and a search descending through
+        // it returned that one node (a stress test saw it in 7 runs out of 40). The graph
+        // is the same either way: a level's search reads only that level's lists, and the
+        // node's in-links on it are added after that search in both orders.
+        let mut chosen = vec![Vec::new(); top + 1];
+        for lc in (0..=top).rev() {
             visited.reset(st.slots());
             let admit = |n: u32| n != slot && !st.is_deleted(n);
             let found = search_layer(
@@ -185,16 +195,20 @@ impl Graph {
                 &mut buf,
                 &mut unlimited,
             );
-            let chosen = select_heuristic(st, &found, self.m);
-            {
-                let _g = st.lock_links(slot);
-                st.set_neighbours(slot, lc, &chosen);
-            }
-            for &n in &chosen {
-                add_link(st, n, slot, lc, &mut buf);
-            }
+            chosen[lc] = select_heuristic(st, &found, self.m);
             if !found.is_empty() {
                 eps = found;
+            }
+        }
+        {
+            let _g = st.lock_links(slot);
+            for (lc, list) in chosen.iter().enumerate() {
+                st.set_neighbours(slot, lc, list);
+            }
+        }
+        for (lc, list) in chosen.iter().enumerate() {
+            for &n in list {
+                add_link(st, n, slot, lc, &mut buf);
             }
         }
         if level > entry.level {

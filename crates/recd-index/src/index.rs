@@ -1756,6 +1756,39 @@ mod tests {
     }
 
     #[test]
+    fn a_search_never_dead_ends_on_a_node_being_linked() {
+        // A node inserted with upper levels used to be published level by level, top down:
+        // reachable from an upper level while its level-0 list was still empty, so a search
+        // descending through it returned that node alone. With the bug this test failed in
+        // 17 runs of 20 (it counts the self-queries, k = 1, that miss).
+        use std::sync::atomic::AtomicBool;
+        let idx = VectorIndex::new(8, Metric::L2, HnswParams::default());
+        let data = vectors(12_000, 8, 41);
+        idx.insert_batch(&data[..2_000]).expect("batch");
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let searcher = s.spawn(|| {
+                let mut misses = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    for (id, v) in data[..2_000].iter().step_by(53) {
+                        let hits = idx.search(v, 1, None).expect("search");
+                        if hits[0].id != *id {
+                            misses.push((*id, hits[0].id));
+                        }
+                    }
+                }
+                misses
+            });
+            for (id, v) in &data[2_000..] {
+                idx.insert(*id, v).expect("insert");
+            }
+            stop.store(true, Ordering::Relaxed);
+            let misses = searcher.join().expect("searcher");
+            assert!(misses.is_empty(), "(wanted, got): {misses:?}");
+        });
+    }
+
+    #[test]
     fn searches_and_writes_go_on_while_the_index_is_renumbered() {
         use std::sync::atomic::AtomicBool;
         let idx = VectorIndex::new(8, Metric::L2, HnswParams::default());
