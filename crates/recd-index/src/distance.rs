@@ -3,12 +3,15 @@
 //! product, or minus the squared L2 distance. The kernels themselves are the workspace's
 //! one pair, `recd_core::vector::{dot, l2_squared}`.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// Similarity metric of an index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Metric {
-    /// Cosine similarity in \[-1, 1\]; vectors need not be normalized (the index keeps norms).
+    /// Cosine similarity in \[-1, 1\]; vectors need not be normalized (the index normalizes
+    /// them on the way in).
     #[serde(rename = "cosine")]
     Cosine,
     /// Dot product (maximum inner product search).
@@ -26,6 +29,17 @@ impl Metric {
             Metric::Cosine => "cosine",
             Metric::InnerProduct => "ip",
             Metric::L2 => "l2",
+        }
+    }
+}
+
+impl Metric {
+    /// `v` in the form the index stores and scores it: times `inv_norm` (its `1 / |v|`)
+    /// under cosine, so that a score is a plain dot product; as given otherwise.
+    pub(crate) fn stored_form(self, v: &[f32], inv_norm: f32) -> Cow<'_, [f32]> {
+        match self {
+            Metric::Cosine => Cow::Owned(v.iter().map(|x| x * inv_norm).collect()),
+            Metric::InnerProduct | Metric::L2 => Cow::Borrowed(v),
         }
     }
 }

@@ -516,11 +516,9 @@ mod tests {
         let data = crate::testing::vectors(3_000, dim, 11, 3, 1);
         for (i, (id, v)) in data.iter().enumerate() {
             let v = if i % 5 == 4 { &data[i - 3].1 } else { v };
-            let inv = match metric {
-                Metric::Cosine => 1.0 / recd_core::vector::norm(v),
-                Metric::InnerProduct | Metric::L2 => 1.0,
-            };
-            st.upsert(*id, v, inv, |_| 0).expect("insert");
+            let inv = 1.0 / recd_core::vector::norm(v);
+            st.upsert(*id, &metric.stored_form(v, inv), |_| 0)
+                .expect("insert");
         }
         for (i, (id, _)) in data.iter().enumerate() {
             if (1_000..1_700).contains(&i) || i % 7 == 0 {
@@ -570,11 +568,9 @@ mod tests {
             let mut st = Store::new(dim, metric, 8);
             let data = crate::testing::vectors(5_000, dim, 21, 2, 1);
             for (id, v) in &data {
-                let inv = match metric {
-                    Metric::Cosine => 1.0 / recd_core::vector::norm(v),
-                    Metric::InnerProduct | Metric::L2 => 1.0,
-                };
-                st.upsert(*id, v, inv, |_| 0).expect("insert");
+                let inv = 1.0 / recd_core::vector::norm(v);
+                st.upsert(*id, &metric.stored_form(v, inv), |_| 0)
+                    .expect("insert");
             }
             st.maybe_retrain();
             let view = st.sketch_view().expect("5,000 slots are sketched");

@@ -399,15 +399,20 @@ impl VectorIndex {
         self.changes.load(Ordering::Relaxed)
     }
 
-    /// Whether `id` is stored with exactly `vector` (bit for bit) — how a caller checks a
-    /// loaded snapshot against its own data.
+    /// Whether `id` is stored with exactly what inserting `vector` would store (bit for
+    /// bit; under cosine that is the normalized vector, so a rescaled copy also matches,
+    /// and scores the same) — how a caller checks a loaded snapshot against its own data.
+    /// An invalid `vector` is never held.
     pub fn holds(&self, id: u32, vector: &[f32]) -> bool {
+        let Ok(want) = self.stored_form(vector) else {
+            return false;
+        };
         let st = self.store.read();
         st.slot_of(id).is_some_and(|slot| {
             let v = st.vector(slot);
-            v.len() == vector.len()
+            v.len() == want.len()
                 && v.iter()
-                    .zip(vector)
+                    .zip(want.iter())
                     .all(|(a, b)| a.to_bits() == b.to_bits())
         })
     }
@@ -426,14 +431,12 @@ impl VectorIndex {
     /// Inserts `id`, or replaces its vector if it is already present (or was removed).
     /// Safe to call from many threads, concurrently with searches.
     pub fn insert(&self, id: u32, vector: &[f32]) -> Result<(), IndexError> {
-        let inv_norm = self.validate(vector)?;
+        let stored = self.stored_form(vector)?;
         self.changes.fetch_add(1, Ordering::Relaxed);
         let _numbering = self.numbering.read();
         self.written_since_reorder.fetch_add(1, Ordering::Relaxed);
         let mut w = self.store.write();
-        let slot = w
-            .upsert(id, vector, inv_norm, |s| self.graph.random_level(s))?
-            .slot;
+        let slot = w.upsert(id, &stored, |s| self.graph.random_level(s))?.slot;
         w.maybe_retrain();
         let st = RwLockWriteGuard::downgrade(w);
         let mut visited = self.visited.take(st.slots());
@@ -489,10 +492,10 @@ impl VectorIndex {
     /// vector is validated before anything is written, so an invalid item leaves the index
     /// unchanged. If an id appears twice, the later vector wins.
     pub fn insert_batch(&self, items: &[(u32, Vec<f32>)]) -> Result<(), IndexError> {
-        let norms = items
+        let stored = items
             .iter()
-            .map(|(_, v)| self.validate(v))
-            .collect::<Result<Vec<f32>, _>>()?;
+            .map(|(_, v)| self.stored_form(v))
+            .collect::<Result<Vec<_>, _>>()?;
         self.changes
             .fetch_add(items.len() as u64, Ordering::Relaxed);
         // The slots handed out below are linked under later read locks.
@@ -506,11 +509,8 @@ impl VectorIndex {
             let new = items.iter().filter(|(id, _)| !w.knows(*id)).count();
             w.reserve(new);
             let mut slots = Vec::with_capacity(items.len());
-            for ((id, v), inv_norm) in items.iter().zip(norms) {
-                slots.push(
-                    w.upsert(*id, v, inv_norm, |s| self.graph.random_level(s))?
-                        .slot,
-                );
+            for ((id, _), v) in items.iter().zip(&stored) {
+                slots.push(w.upsert(*id, v, |s| self.graph.random_level(s))?.slot);
             }
             w.maybe_retrain();
             slots
@@ -587,7 +587,7 @@ impl VectorIndex {
         removed
     }
 
-    /// The stored vector of `id`, exactly as it was given.
+    /// The stored vector of `id`: as it was given, normalized under cosine.
     pub fn vector(&self, id: u32) -> Option<Vec<f32>> {
         let st = self.store.read();
         st.slot_of(id).map(|slot| st.vector(slot).to_vec())
@@ -909,10 +909,16 @@ impl VectorIndex {
         }
     }
 
+    /// A validated vector in the form the index stores and scores it (normalized under
+    /// cosine; see [`Metric::stored_form`]).
+    fn stored_form<'v>(&self, v: &'v [f32]) -> Result<Cow<'v, [f32]>, IndexError> {
+        let inv = self.validate(v)?;
+        Ok(self.metric.stored_form(v, inv))
+    }
+
     /// A validated query in the form the kernels expect (normalized under cosine).
     fn prepare_query(&self, query: &[f32]) -> Result<Vec<f32>, IndexError> {
-        let inv = self.validate(query)?;
-        Ok(query.iter().map(|x| x * inv).collect())
+        Ok(self.stored_form(query)?.into_owned())
     }
 }
 
@@ -1063,8 +1069,16 @@ mod tests {
         assert_eq!(ids(&hits), vec![1, 2, 3]);
         assert!((hits[0].score - 1.0).abs() < 1e-6);
         assert!((hits[2].score + 1.0).abs() < 1e-6);
-        // vector() gives back the caller's values, not the normalized copy.
-        assert_eq!(cos.vector(2), Some(vec![10.0, 0.1]));
+        // Under cosine the index keeps the normalized vector (a score is one dot product);
+        // what it holds is what inserting the caller's vector, or any rescaling of it, stores.
+        let kept = cos.vector(2).expect("stored");
+        let norm = (10.0f32 * 10.0 + 0.1 * 0.1).sqrt();
+        assert!((kept[0] - 10.0 / norm).abs() < 1e-6 && (kept[1] - 0.1 / norm).abs() < 1e-6);
+        assert!(cos.holds(2, &[10.0, 0.1]) && cos.holds(2, &[20.0, 0.2]));
+        assert!(!cos.holds(2, &[10.0, 0.2]) && !cos.holds(2, &[0.0, 0.0]));
+        // Under the other metrics it is the caller's vector itself.
+        assert_eq!(ip.vector(2), Some(vec![10.0, 0.0]));
+        assert!(ip.holds(2, &[10.0, 0.0]) && !ip.holds(2, &[20.0, 0.0]));
     }
 
     #[test]
@@ -1193,7 +1207,7 @@ mod tests {
         plain.insert_batch(&vectors(n, 64, 3)).expect("batch");
         let m = plain.memory();
         assert_eq!((m.nodes, m.codes), (n, 0));
-        assert_eq!(m.vectors, n * (64 + 1) * 4);
+        assert_eq!(m.vectors, n * 64 * 4);
         // Level-0 lists alone are (1 + 2M) u32 per node, plus the in-degree.
         assert!(m.graph >= n * (1 + 32 + 1) * 4, "{m:?}");
         assert_eq!(m.vectors_mapped, 0);
@@ -1209,22 +1223,22 @@ mod tests {
             n * (64 + 4),
             "one 64-byte line and |x|² per 64-d vector"
         );
-        // The f32 vectors left the heap for the file mapping (only their norms stay): the
-        // int8 mode holds less than the plain one, not more.
-        assert_eq!((q.vectors, q.vectors_mapped), (n * 4, n * 64 * 4));
+        // The f32 vectors left the heap for the file mapping: the int8 mode holds less than
+        // the plain one, not more.
+        assert_eq!((q.vectors, q.vectors_mapped), (0, n * 64 * 4));
         assert_eq!(q.total(), m.total() - n * 64 * 4 + q.codes);
         assert!(q.total() < m.total());
         // Inserts while mapped go to the file too.
         plain.insert(9_999, &[0.5; 64]).expect("insert");
         assert_eq!(plain.memory().vectors_mapped, (n + 1) * 64 * 4);
-        assert_eq!(plain.vector(9_999), Some(vec![0.5; 64]));
+        assert!(plain.holds(9_999, &[0.5; 64]));
         plain.remove(9_999);
         plain
             .set_quantization(Quantization::None)
             .expect("back to the heap");
         let back = plain.memory();
         assert_eq!((back.codes, back.vectors_mapped), (0, 0));
-        assert_eq!(back.vectors, (n + 1) * (64 + 1) * 4);
+        assert_eq!(back.vectors, (n + 1) * 64 * 4);
         let after = plain
             .search(&vectors(1, 64, 4)[0].1, 10, None)
             .expect("search");
@@ -1249,7 +1263,7 @@ mod tests {
         assert!(plain.set_quantization(Quantization::Int8).is_err());
         assert_eq!(plain.quantization(), Quantization::Int8);
         let m = plain.memory();
-        assert_eq!((m.vectors_mapped, m.vectors), (0, 300 * 17 * 4));
+        assert_eq!((m.vectors_mapped, m.vectors), (0, 300 * 16 * 4));
         let q = vectors(1, 16, 9).remove(0).1;
         assert_eq!(
             plain.search(&q, 5, None).expect("search"),
@@ -1709,7 +1723,10 @@ mod tests {
                     id if id % 27 == 1 && id != data[18].0 => None,
                     _ => Some(v.clone()),
                 };
-                assert_eq!(idx.vector(*id), expected, "{id}");
+                match expected {
+                    Some(v) => assert!(idx.holds(*id, &v), "{id}"),
+                    None => assert_eq!(idx.vector(*id), None, "{id}"),
+                }
             }
             // The nodes every search reads (the upper levels, from the entry point) come
             // first; see `reorder`.

@@ -3,12 +3,13 @@
 //! restart loads the graph instead of re-linking every vector (linking is ~99 % of a
 //! rebuild; reading the same bytes back is a memcpy-speed pass).
 //!
-//! # Format (version 1, little endian)
+//! # Format (version 2, little endian)
 //! ```text
 //! header   "RECDHNSW" | version u32 | dim u32 | metric u8 + 3 zero bytes | m u32
 //!          | ef_construction u32 | 0 u32 | slots u64 | entry slot u32 (u32::MAX: none)
 //!          | entry level u32
-//! slots ×  id u32 | level u8 | deleted u8 | 0 u16 | vector (dim × f32)
+//! slots ×  id u32 | level u8 | deleted u8 | 0 u16 | vector (dim × f32, as stored: normalized
+//!          under cosine; version 1 held it as given, see [`VERSION`])
 //!          | for each level 0..=level: count u32, count × neighbour slot u32
 //! extra    len u64 | len bytes (the caller's: the store keeps its slot table there)
 //! trailer  CRC-32 u32 of everything before it | "HNSWEND\0"
@@ -50,6 +51,7 @@
 //! unique ids, levels, valid vectors, the entry point), so that a damaged or foreign file
 //! is an error — never a panic, never a graph that misroutes.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use parking_lot::RwLock;
@@ -61,8 +63,14 @@ use crate::store::Store;
 
 const MAGIC: &[u8; 8] = b"RECDHNSW";
 const END: &[u8; 8] = b"HNSWEND\0";
-/// Bumped on any change of the layout; an older or newer file is rebuilt, not guessed at.
-pub(crate) const VERSION: u32 = 1;
+/// Bumped on any change of the layout or of a field's meaning; a newer or unknown file is
+/// rebuilt, not guessed at. Version 1 (before 2026-12-05) held cosine vectors as given;
+/// version 2 holds them as the index stores them, normalized. A version 1 file still loads
+/// (its vectors are normalized on the way in, as an insert does), so that an upgrade does
+/// not cost a rebuild.
+pub(crate) const VERSION: u32 = 2;
+/// The oldest version [`decode`] reads.
+const OLDEST_READABLE: u32 = 1;
 const HEADER_BYTES: usize = 48;
 const TRAILER_BYTES: usize = 12;
 /// Slots copied per read-lock hold while writing.
@@ -250,7 +258,8 @@ fn corrupt(what: impl Into<String>) -> SnapshotError {
 }
 
 /// Checks and decodes a snapshot made for an index of `dim` / `metric` / `m`; `inv_norm`
-/// validates a stored vector exactly as an insert would (and gives its `1 / |v|`).
+/// validates a saved vector exactly as an insert would (and gives its `1 / |v|`, which
+/// normalizes a version 1 file's cosine vectors).
 pub(crate) fn decode<'a>(
     bytes: &'a [u8],
     dim: usize,
@@ -275,9 +284,11 @@ pub(crate) fn decode<'a>(
     }
     let mut c = Cursor { buf: body, pos: 8 };
     let version = c.u32()?;
-    if version != VERSION {
+    if !(OLDEST_READABLE..=VERSION).contains(&version) {
         return Err(SnapshotError::Version(version));
     }
+    // A vector is saved as stored since version 2; before, as given.
+    let as_given = version < 2;
     let (f_dim, f_metric) = (c.u32()? as usize, c.take(4)?[0]);
     let (f_m, _ef_construction, _zero) = (c.u32()? as usize, c.u32()?, c.u32()?);
     if f_dim != dim || f_metric != metric_code(metric) || f_m != m {
@@ -314,8 +325,13 @@ pub(crate) fn decode<'a>(
             *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         }
         let inv = inv_norm(&vector).map_err(|e| corrupt(format!("slot {slot}: {e}")))?;
+        let stored = if as_given {
+            metric.stored_form(&vector, inv)
+        } else {
+            Cow::Borrowed(&vector[..])
+        };
         let got = store
-            .upsert(id, &vector, inv, |_| level)
+            .upsert(id, &stored, |_| level)
             .map_err(|e| corrupt(e.to_string()))?
             .slot;
         if got != slot {
@@ -540,6 +556,66 @@ mod tests {
         let body = bytes.len() - super::TRAILER_BYTES;
         let crc = crc32fast::hash(&bytes[..body]);
         bytes[body..body + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// `bytes` (a current file) rewritten as version 1 wrote it: each cosine vector as the
+    /// caller gave it (`given`, by id), not normalized.
+    fn as_version_1(bytes: &[u8], given: &std::collections::HashMap<u32, Vec<f32>>) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        out[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let slots = u64::from_le_bytes(out[32..40].try_into().expect("8 bytes")) as usize;
+        let u32_at = |b: &[u8], at: usize| {
+            u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes")) as usize
+        };
+        let mut at = super::HEADER_BYTES;
+        for _ in 0..slots {
+            let id = u32_at(&out, at) as u32;
+            let level = usize::from(out[at + 4]);
+            at += 8;
+            for (i, x) in given[&id].iter().enumerate() {
+                out[at + 4 * i..at + 4 * i + 4].copy_from_slice(&x.to_le_bytes());
+            }
+            at += 4 * 16;
+            for _ in 0..=level {
+                at += 4 + 4 * u32_at(&out, at);
+            }
+        }
+        reseal(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_version_1_file_loads_with_its_vectors_normalized_and_a_newer_one_is_refused() {
+        let (idx, data) = used_index();
+        let mut given: std::collections::HashMap<u32, Vec<f32>> = data.iter().cloned().collect();
+        given.insert(data[3].0, data[900].1.clone());
+        let bytes = save(&idx, b"");
+        assert_eq!(bytes[8..12], super::VERSION.to_le_bytes());
+        let old = as_version_1(&bytes, &given);
+        assert_ne!(old, bytes, "the vectors were rewritten as given");
+        let back = load(&old).expect("a version 1 file loads");
+        // Normalized on the way in exactly as an insert does: the caller's check of every
+        // vector passes (no rebuild after an upgrade), and every answer is the same.
+        for (id, v) in &given {
+            assert_eq!(back.holds(*id, v), idx.contains(*id), "{id}");
+            assert_eq!(back.vector(*id), idx.vector(*id), "{id}");
+        }
+        let queries: Vec<_> = data.iter().step_by(50).cloned().collect();
+        assert_eq!(answers(&back, &queries), answers(&idx, &queries));
+        // The same file marked as version 2 would be read as stored: not what was written.
+        let mut misread = old.clone();
+        misread[8..12].copy_from_slice(&2u32.to_le_bytes());
+        reseal(&mut misread);
+        let wrong = load(&misread).expect("loads");
+        assert!(!wrong.holds(data[0].0, &data[0].1));
+        // A version this build does not know is refused (the caller rebuilds).
+        let mut newer = bytes.clone();
+        newer[8..12].copy_from_slice(&(super::VERSION + 1).to_le_bytes());
+        reseal(&mut newer);
+        assert!(matches!(
+            load(&newer).map(|_| ()),
+            Err(SnapshotError::Version(v)) if v == super::VERSION + 1
+        ));
     }
 
     #[test]

@@ -38,12 +38,11 @@ pub(crate) struct Store {
     m0: usize,
     /// Max neighbours on levels ≥ 1 (`M`).
     m: usize,
-    /// `slot * dim ..` is the slot's vector exactly as given (never normalized, so that
-    /// `vector()` returns the caller's values): one heap array, or a file mapping in the
-    /// int8 mode (see `mapped`).
+    /// `slot * dim ..` is the slot's vector in the form the kernels read: normalized under
+    /// cosine (so a score is one dot product over one contiguous read; a separate `1 / |v|`
+    /// array cost every scored node a second cache miss), as given under the other
+    /// metrics. One heap array, or a file mapping in the int8 mode (see `mapped`).
     vectors: Vectors,
-    /// `1 / |v|` per slot under cosine (so a score is one dot and one multiply), else 1.
-    inv_norms: Vec<f32>,
     /// Level-0 neighbour lists, `1 + m0` atomics per slot: `[len, n0 .. n(m0-1)]`.
     links0: Vec<AtomicU32>,
     /// Level-0 in-degree of each slot (kept up to date by `set_neighbours`), so that pruning
@@ -133,7 +132,6 @@ impl Store {
             m0: 2 * m,
             m,
             vectors: Vectors::Heap(Vec::new()),
-            inv_norms: Vec::new(),
             links0: Vec::new(),
             in0: Vec::new(),
             upper: Vec::new(),
@@ -156,7 +154,6 @@ impl Store {
             self.advised.refresh(0, v);
         }
         self.advised.refresh(1, &self.links0);
-        self.advised.refresh(3, &self.inv_norms);
         if let Some(c) = &self.codes {
             self.advised.refresh(2, &c.arena);
         }
@@ -291,16 +288,14 @@ impl Store {
     }
 
     fn encode_into(&self, c: &mut Codes, slot: usize) {
-        let inv = self.inv_norms[slot];
-        let v: Vec<f32> = self.vector(slot as u32).iter().map(|x| x * inv).collect();
+        let v = self.vectors.get(slot as u32, self.dim);
         let lines = &mut c.arena[slot * c.lines..(slot + 1) * c.lines];
-        c.norms2[slot] = c.sq.encode(&v, lines);
+        c.norms2[slot] = c.sq.encode(v, lines);
     }
 
     /// Makes room for `additional` more slots (a snapshot load knows its size up front).
     pub(crate) fn reserve(&mut self, additional: usize) {
         self.vectors.reserve(additional, self.dim);
-        self.inv_norms.reserve(additional);
         self.links0.reserve(additional.saturating_mul(1 + self.m0));
         self.in0.reserve(additional);
         self.upper.reserve(additional);
@@ -337,13 +332,8 @@ impl Store {
         for &old in order {
             let s = old as usize;
             let level = self.levels[s];
-            out.upsert(
-                self.slot_ids[s],
-                self.vector(old),
-                self.inv_norms[s],
-                |_| level,
-            )
-            .map_err(|e| io::Error::other(e.to_string()))?;
+            out.upsert(self.slot_ids[s], self.vector(old), |_| level)
+                .map_err(|e| io::Error::other(e.to_string()))?;
         }
         let mut list = Vec::with_capacity(self.m0);
         for (new, &old) in order.iter().enumerate() {
@@ -402,19 +392,18 @@ impl Store {
     }
 
     /// Inserts a new slot for `id`, or overwrites the vector of `id`'s existing slot (reviving
-    /// it if it was removed). `level_of` picks the level of a *new* slot from its number.
+    /// it if it was removed). `vector` is in stored form (`Metric::stored_form`: the caller
+    /// normalizes under cosine). `level_of` picks the level of a *new* slot from its number.
     pub(crate) fn upsert(
         &mut self,
         id: u32,
         vector: &[f32],
-        inv_norm: f32,
         level_of: impl FnOnce(u32) -> u8,
     ) -> Result<Upserted, crate::IndexError> {
         debug_assert_eq!(vector.len(), self.dim);
         if let Some(slot) = self.id_slots.get(id) {
             let s = slot as usize;
             self.vectors.set(slot, vector);
-            self.inv_norms[s] = inv_norm;
             self.deleted[s] = false;
             self.id_slots.set_removed(id, false);
             self.live.insert(id);
@@ -431,7 +420,6 @@ impl Store {
             .push(vector)
             .map_err(|e| crate::IndexError::Storage(e.to_string()))?;
         let level = level_of(slot);
-        self.inv_norms.push(inv_norm);
         self.links0.extend((0..=self.m0).map(|_| AtomicU32::new(0)));
         self.in0.push(AtomicU32::new(0));
         self.upper.push((level > 0).then(|| {
@@ -515,16 +503,10 @@ impl Store {
         self.vectors.get(slot, self.dim)
     }
 
-    /// Hints the CPU to start loading what `distance` reads for the slot: its vector and,
-    /// under cosine, its `1/‖v‖` (a separate array: without the hint, its miss was a fifth
-    /// of `distance`'s samples in a 1M build, `perf`).
+    /// Hints the CPU to start loading what `distance` reads for the slot: its vector.
     #[inline]
     pub(crate) fn prefetch(&self, slot: u32) {
         crate::prefetch::prefetch(self.vector(slot));
-        if self.metric == Metric::Cosine {
-            let s = slot as usize;
-            crate::prefetch::prefetch(&self.inv_norms[s..=s]);
-        }
     }
 
     /// Starts loading `id_of(slot)`.
@@ -606,7 +588,7 @@ impl Store {
             .sum();
         crate::index::MemoryUsage {
             nodes: self.slots(),
-            vectors: self.vectors.heap_bytes() + self.inv_norms.len() * size_of::<f32>(),
+            vectors: self.vectors.heap_bytes(),
             vectors_mapped: self.vectors.mapped_bytes(),
             codes: self.codes.as_ref().map_or(0, |c| {
                 c.arena.len() * size_of::<Line>() + c.norms2.len() * size_of::<f32>()
@@ -627,10 +609,9 @@ impl Store {
         }
     }
 
-    /// The slot's vector in query form (normalized under cosine), for linking it.
+    /// The slot's vector in query form (what it is stored as), for linking it.
     pub(crate) fn query_form(&self, slot: u32) -> Vec<f32> {
-        let inv = self.inv_norms[slot as usize];
-        self.vector(slot).iter().map(|x| x * inv).collect()
+        self.vector(slot).to_vec()
     }
 
     /// Distance (lower is better) from a prepared query (normalized under cosine) to a slot.
@@ -638,8 +619,7 @@ impl Store {
     pub(crate) fn distance(&self, query: &[f32], slot: u32) -> f32 {
         let v = self.vector(slot);
         match self.metric {
-            Metric::Cosine => -dot(query, v) * self.inv_norms[slot as usize],
-            Metric::InnerProduct => -dot(query, v),
+            Metric::Cosine | Metric::InnerProduct => -dot(query, v),
             Metric::L2 => l2_squared(query, v),
         }
     }
@@ -649,10 +629,7 @@ impl Store {
     pub(crate) fn distance_between(&self, a: u32, b: u32) -> f32 {
         let (va, vb) = (self.vector(a), self.vector(b));
         match self.metric {
-            Metric::Cosine => {
-                -dot(va, vb) * self.inv_norms[a as usize] * self.inv_norms[b as usize]
-            }
-            Metric::InnerProduct => -dot(va, vb),
+            Metric::Cosine | Metric::InnerProduct => -dot(va, vb),
             Metric::L2 => l2_squared(va, vb),
         }
     }
@@ -850,8 +827,8 @@ mod tests {
     #[test]
     fn upsert_remove_revive() {
         let mut s = Store::new(2, Metric::L2, 4);
-        let a = s.upsert(7, &[1.0, 2.0], 1.0, |_| 0).expect("insert");
-        let b = s.upsert(9, &[3.0, 4.0], 1.0, |_| 2).expect("insert");
+        let a = s.upsert(7, &[1.0, 2.0], |_| 0).expect("insert");
+        let b = s.upsert(9, &[3.0, 4.0], |_| 2).expect("insert");
         assert_eq!((a.slot, b.slot), (0, 1));
         assert_eq!(s.level(1), 2);
         assert_eq!(s.live_len(), 2);
@@ -860,7 +837,7 @@ mod tests {
         assert!(!s.remove(8));
         assert_eq!(s.slot_of(7), None);
         assert_eq!(s.live_len(), 1);
-        let again = s.upsert(7, &[5.0, 6.0], 1.0, |_| 0).expect("revive");
+        let again = s.upsert(7, &[5.0, 6.0], |_| 0).expect("revive");
         assert_eq!(again.slot, 0, "a re-insert reuses the slot");
         assert_eq!(s.vector(0), &[5.0, 6.0]);
         assert_eq!(s.slot_of(7), Some(0));
@@ -891,7 +868,7 @@ mod tests {
     fn neighbour_lists_round_trip_and_truncate() {
         let mut s = Store::new(2, Metric::L2, 2);
         for id in 0..6 {
-            s.upsert(id, &[0.0, 0.0], 1.0, |slot| if slot == 5 { 1 } else { 0 })
+            s.upsert(id, &[0.0, 0.0], |slot| if slot == 5 { 1 } else { 0 })
                 .expect("insert");
         }
         let mut out = Vec::new();
