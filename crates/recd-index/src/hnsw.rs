@@ -285,10 +285,13 @@ impl Graph {
     /// farthest link whose target has another in-link). Costs one pass over all level-0 lists
     /// plus one search per reconnected node.
     ///
-    /// A snapshot taken while an insert was linking can also hold a node whose upper-level
-    /// lists were written but whose level-0 list was not yet: a search descending through it
-    /// would start level 0 from a node with no neighbours and find nothing. Such nodes are
-    /// linked again from scratch first, and counted.
+    /// A snapshot taken while an insert was linking can also hold a node that others link
+    /// to but whose own lists are empty: the snapshot copies nodes at different moments, so
+    /// it may copy the node before its lists were written and a neighbour after its in-link
+    /// was (`link` publishes a node's own lists before any in-link, so a live index never
+    /// shows this). A search descending through such a node would start level 0 from a node
+    /// with no neighbours and find nothing. Such nodes are linked again from scratch first,
+    /// and counted.
     pub(crate) fn repair(&self, st: &Store, reached: &mut Visited, scratch: &mut Visited) -> usize {
         let Some(entry) = *self.entry.lock() else {
             return 0;
