@@ -64,7 +64,7 @@ use crate::store::Store;
 const MAGIC: &[u8; 8] = b"RECDHNSW";
 const END: &[u8; 8] = b"HNSWEND\0";
 /// Bumped on any change of the layout or of a field's meaning; a newer or unknown file is
-/// rebuilt, not guessed at. Version 1 (before 2026-12-05) held cosine vectors as given;
+/// rebuilt, not guessed at. Version 1 (written until 2026-12-04) held cosine vectors as given;
 /// version 2 holds them as the index stores them, normalized. A version 1 file still loads
 /// (its vectors are normalized on the way in, as an insert does), so that an upgrade does
 /// not cost a rebuild.
@@ -575,7 +575,7 @@ mod tests {
             for (i, x) in given[&id].iter().enumerate() {
                 out[at + 4 * i..at + 4 * i + 4].copy_from_slice(&x.to_le_bytes());
             }
-            at += 4 * 16;
+            at += 4 * 16; // `used_index`'s dimension
             for _ in 0..=level {
                 at += 4 + 4 * u32_at(&out, at);
             }
