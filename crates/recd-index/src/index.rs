@@ -400,9 +400,8 @@ impl VectorIndex {
     }
 
     /// Whether `id` is stored with exactly what inserting `vector` would store (bit for
-    /// bit; under cosine that is the normalized vector, so a rescaled copy also matches,
-    /// and scores the same) — how a caller checks a loaded snapshot against its own data.
-    /// An invalid `vector` is never held.
+    /// bit; under cosine that is the normalized vector) — how a caller checks a loaded
+    /// snapshot against its own data. An invalid `vector` is never held.
     pub fn holds(&self, id: u32, vector: &[f32]) -> bool {
         let Ok(want) = self.stored_form(vector) else {
             return false;
@@ -1070,7 +1069,8 @@ mod tests {
         assert!((hits[0].score - 1.0).abs() < 1e-6);
         assert!((hits[2].score + 1.0).abs() < 1e-6);
         // Under cosine the index keeps the normalized vector (a score is one dot product);
-        // what it holds is what inserting the caller's vector, or any rescaling of it, stores.
+        // it holds what inserting the caller's vector stores: the same vector doubled
+        // normalizes to the same bits (a power of two scales exactly), another does not.
         let kept = cos.vector(2).expect("stored");
         let norm = (10.0f32 * 10.0 + 0.1 * 0.1).sqrt();
         assert!((kept[0] - 10.0 / norm).abs() < 1e-6 && (kept[1] - 0.1 / norm).abs() < 1e-6);
