@@ -568,7 +568,11 @@ fn memory_state(
     } else {
         old.clear();
     }
-    let mut vectors = Vec::new();
+    // The vectors leave their items for the index's work and go back to them afterwards
+    // (moved, not copied: at 1M items a copy was 256 MB of fresh pages, and faulting in
+    // fresh memory is half of a 1M open's time; BENCHMARKS.md, session 21).
+    let mut slotted = Vec::with_capacity(loaded.items.len());
+    let mut vectors = Vec::with_capacity(loaded.items.len());
     let mut skipped = 0usize;
     for mut item in loaded.items {
         let slot = old.get(item.id.as_str()).copied().unwrap_or_else(|| {
@@ -581,18 +585,14 @@ fn memory_state(
             // item its vector, not the whole server: the item stays, served by the
             // non-vector sources until training or an upsert gives it a valid one.
             match check_vector(&v, schema) {
-                Ok(()) => {
-                    item.vector = Some(v.clone());
-                    vectors.push((slot, v));
-                }
+                Ok(()) => vectors.push((slot, v)),
                 Err(e) => {
                     skipped += 1;
                     tracing::warn!(item = %item.id, cause = %e.message, "stored vector skipped");
                 }
             }
         }
-        popularity.link(slot, &item.id);
-        catalog.put(slot, item);
+        slotted.push((slot, item));
     }
     if skipped > 0 {
         tracing::warn!(skipped, "items reopened without their stored vector");
@@ -613,6 +613,15 @@ fn memory_state(
             )
         }
     };
+    // Every slot has at most one vector, pushed in `slotted`'s order.
+    let mut vectors = vectors.into_iter().peekable();
+    for (slot, mut item) in slotted {
+        if let Some((_, v)) = vectors.next_if(|(s, _)| *s == slot) {
+            item.vector = Some(v);
+        }
+        popularity.link(slot, &item.id);
+        catalog.put(slot, item);
+    }
     // Once the index holds every stored vector, so that the quantizer trains once on all
     // of them (a snapshot carries no codes: they are a function of the vectors).
     if let Some(dir) = data_dir {
