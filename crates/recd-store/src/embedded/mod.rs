@@ -569,8 +569,8 @@ fn memory_state(
         old.clear();
     }
     // The vectors leave their items for the index's work and go back to them afterwards
-    // (moved, not copied: at 1M items a copy was 256 MB of fresh pages, and faulting in
-    // fresh memory is half of a 1M open's time; BENCHMARKS.md, session 21).
+    // (moved, not copied: at 1M items the copy was 256 MB, and the open's peak memory
+    // 4 % higher; BENCHMARKS.md, session 21).
     let mut slotted = Vec::with_capacity(loaded.items.len());
     let mut vectors = Vec::with_capacity(loaded.items.len());
     let mut skipped = 0usize;
