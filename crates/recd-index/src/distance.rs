@@ -38,8 +38,19 @@ impl Metric {
     /// under cosine, so that a score is a plain dot product; as given otherwise.
     pub(crate) fn stored_form(self, v: &[f32], inv_norm: f32) -> Cow<'_, [f32]> {
         match self {
-            Metric::Cosine => Cow::Owned(v.iter().map(|x| x * inv_norm).collect()),
+            Metric::Cosine => {
+                Cow::Owned(v.iter().map(|&x| self.stored_value(x, inv_norm)).collect())
+            }
             Metric::InnerProduct | Metric::L2 => Cow::Borrowed(v),
+        }
+    }
+
+    /// One component of [`stored_form`](Self::stored_form), bit for bit.
+    #[inline]
+    pub(crate) fn stored_value(self, x: f32, inv_norm: f32) -> f32 {
+        match self {
+            Metric::Cosine => x * inv_norm,
+            Metric::InnerProduct | Metric::L2 => x,
         }
     }
 }

@@ -403,16 +403,18 @@ impl VectorIndex {
     /// bit; under cosine that is the normalized vector) — how a caller checks a loaded
     /// snapshot against its own data. An invalid `vector` is never held.
     pub fn holds(&self, id: u32, vector: &[f32]) -> bool {
-        let Ok(want) = self.stored_form(vector) else {
+        let Ok(inv) = self.validate(vector) else {
             return false;
         };
+        // Compared component by component, without building the stored form: a reopen
+        // checks every item this way.
         let st = self.store.read();
         st.slot_of(id).is_some_and(|slot| {
             let v = st.vector(slot);
-            v.len() == want.len()
+            v.len() == vector.len()
                 && v.iter()
-                    .zip(want.iter())
-                    .all(|(a, b)| a.to_bits() == b.to_bits())
+                    .zip(vector)
+                    .all(|(a, &b)| a.to_bits() == self.metric.stored_value(b, inv).to_bits())
         })
     }
 
