@@ -31,9 +31,7 @@ impl Metric {
             Metric::L2 => "l2",
         }
     }
-}
 
-impl Metric {
     /// `v` in the form the index stores and scores it: times `inv_norm` (its `1 / |v|`)
     /// under cosine, so that a score is a plain dot product; as given otherwise.
     pub(crate) fn stored_form(self, v: &[f32], inv_norm: f32) -> Cow<'_, [f32]> {

@@ -158,8 +158,12 @@ impl Graph {
                 Some(en) => en,
             }
         };
-        let q = st.query_form(slot);
-        let scorer = Exact { st, q: &q };
+        // The stored vector is the query form (normalized under cosine), and it cannot
+        // change while the store is read-locked.
+        let scorer = Exact {
+            st,
+            q: st.vector(slot),
+        };
         let mut buf = Vec::with_capacity(st.max_links(0));
         let mut cur = Scored {
             dist: scorer.dist(entry.slot),
@@ -325,10 +329,12 @@ impl Graph {
             .collect();
         for &u in &lost {
             scratch.reset(st.slots());
-            let q = st.query_form(u);
             // The walk starts at the entry point, so everything it finds is reachable.
             let admit = |n: u32| n != u && !st.is_deleted(n) && reached.contains(n);
-            let scorer = Exact { st, q: &q };
+            let scorer = Exact {
+                st,
+                q: st.vector(u),
+            };
             let mut unlimited = usize::MAX;
             let found = self.search(
                 st,

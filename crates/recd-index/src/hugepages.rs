@@ -49,7 +49,7 @@ fn madvise_hugepage(_start: usize, _len: usize) {}
 /// an unchanged one is not (one comparison per array on every append).
 #[derive(Debug, Default)]
 pub(crate) struct Advised {
-    seen: [(usize, usize); 5],
+    seen: [(usize, usize); 4],
 }
 
 impl Advised {

@@ -158,7 +158,7 @@ impl Store {
             self.advised.refresh(2, &c.arena);
         }
         if let Some(s) = &self.sketches {
-            self.advised.refresh(4, &s.arena);
+            self.advised.refresh(3, &s.arena);
         }
     }
 
@@ -236,7 +236,7 @@ impl Store {
 
     fn trained_sketches(&self) -> Sketches {
         let slots = self.slots();
-        let sk = Sketcher::train(self.dim, (0..slots as u32).map(|s| self.query_form(s)));
+        let sk = Sketcher::train(self.dim, (0..slots as u32).map(|s| self.vector(s)));
         let stride = sk.words() + 1;
         let mut arena = Vec::with_capacity(slots.saturating_mul(2 * stride));
         crate::hugepages::advise(&arena);
@@ -256,9 +256,9 @@ impl Store {
     }
 
     fn sketch_into(&self, s: &mut Sketches, slot: usize) {
-        let v = self.query_form(slot as u32);
+        let v = self.vector(slot as u32);
         let norm2 =
-            s.sk.encode(&v, &mut s.arena[slot * s.stride..(slot + 1) * s.stride]);
+            s.sk.encode(v, &mut s.arena[slot * s.stride..(slot + 1) * s.stride]);
         if let Some(n) = s.norms2.get_mut(slot) {
             *n = norm2;
         }
@@ -267,7 +267,7 @@ impl Store {
     fn trained_codes(&self) -> Codes {
         let slots = self.slots();
         // Trained on the query form (normalized under cosine): what the codes stand for.
-        let sq = Sq8::train(self.dim, (0..slots as u32).map(|s| self.query_form(s)));
+        let sq = Sq8::train(self.dim, (0..slots as u32).map(|s| self.vector(s)));
         let lines = quant::lines_for(self.dim);
         // Room for twice as many (retraining happens at each doubling), advised before it
         // is first written so that it faults in huge pages.
@@ -607,11 +607,6 @@ impl Store {
                 + self.id_slots.sparse.len() * 2 * size_of::<u32>()
                 + self.live.serialized_size(),
         }
-    }
-
-    /// The slot's vector in query form (what it is stored as), for linking it.
-    pub(crate) fn query_form(&self, slot: u32) -> Vec<f32> {
-        self.vector(slot).to_vec()
     }
 
     /// Distance (lower is better) from a prepared query (normalized under cosine) to a slot.
