@@ -19,6 +19,8 @@
 //! `--renumber-during`: a second thread renumbers the index in graph order
 //! (`VectorIndex::reorder`) over and over while the queries run, to measure what a
 //! renumbering in the background costs the searches; prints how many it completed.
+//! Writes wait for a gap between renumberings, so the switch between `--quant` modes can
+//! take many seconds (not part of any row).
 //! `--quant`: the index's quantization modes to measure, one after the other on the same
 //! graph (`engine` column: `recd` for `none`, `recd-int8` for `int8`). With int8 the
 //! `exact` strategy still scans the `f32` vectors (it is the oracle); `auto` scans codes.
@@ -31,6 +33,7 @@
 
 use std::collections::HashMap;
 use std::error::Error;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -111,6 +114,20 @@ fn main() -> Res<()> {
     if args.build_only {
         return Ok(());
     }
+    // Shared with the renumbering thread of `--renumber-during`: the worst case of what a
+    // server's background renumbering does to the searches (a server renumbers after a
+    // sixteenth of its nodes were written, not continuously).
+    let index = Arc::new(index);
+    let stop = Arc::new(AtomicBool::new(false));
+    let renumbered = Arc::new(AtomicUsize::new(0));
+    let renumberer = args.renumber_during.then(|| {
+        let (index, stop, renumbered) = (index.clone(), stop.clone(), renumbered.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) && index.reorder().is_ok() {
+                renumbered.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    });
 
     let cat10: Vec<RoaringBitmap> = (0..10)
         .map(|r| bitmap(&category, |c| c % 10 == r))
@@ -143,120 +160,104 @@ fn main() -> Res<()> {
     let qs: Vec<&[f32]> = queries.chunks_exact(dim).take(nq).collect();
 
     println!("engine\tfilter\tk\tef\tstrategy\tqps\tp50_us\tp99_us\trecall");
-    let measure = || -> Res<()> {
-        for &mode in &args.quant {
-            let t = Instant::now();
-            index.set_quantization(mode).expect("vector file");
-            let mem = index.memory();
-            println!(
-                "# recd-index {}: quantize {:.2} s; bytes per vector: vectors {:.1}, codes {:.1}, sketches {:.1}, graph {:.1}, ids {:.1}, total resident {:.1}; f32 vectors in the file mapping {:.1}",
-                mode.as_str(),
-                t.elapsed().as_secs_f64(),
-                mem.vectors as f64 / n as f64,
-                mem.codes as f64 / n as f64,
-                mem.sketches as f64 / n as f64,
-                mem.graph as f64 / n as f64,
-                mem.ids as f64 / n as f64,
-                mem.total() as f64 / n as f64,
-                mem.vectors_mapped as f64 / n as f64,
-            );
-            // What the process holds: anonymous memory (heap) vs file pages (the mapping).
-            if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-                let field = |name: &str| {
-                    status
-                        .lines()
-                        .find(|l| l.starts_with(name))
-                        .map_or("?".to_string(), |l| l[name.len()..].trim().to_string())
-                };
-                println!(
-                    "# process after switching to {}: RssAnon {}, RssFile {}",
-                    mode.as_str(),
-                    field("RssAnon:"),
-                    field("RssFile:")
-                );
-            }
-            let engine = match mode {
-                Quantization::None => "recd",
-                Quantization::Int8 => "recd-int8",
+    for &mode in &args.quant {
+        let t = Instant::now();
+        index.set_quantization(mode).expect("vector file");
+        let mem = index.memory();
+        println!(
+            "# recd-index {}: quantize {:.2} s; bytes per vector: vectors {:.1}, codes {:.1}, sketches {:.1}, graph {:.1}, ids {:.1}, total resident {:.1}; f32 vectors in the file mapping {:.1}",
+            mode.as_str(),
+            t.elapsed().as_secs_f64(),
+            mem.vectors as f64 / n as f64,
+            mem.codes as f64 / n as f64,
+            mem.sketches as f64 / n as f64,
+            mem.graph as f64 / n as f64,
+            mem.ids as f64 / n as f64,
+            mem.total() as f64 / n as f64,
+            mem.vectors_mapped as f64 / n as f64,
+        );
+        // What the process holds: anonymous memory (heap) vs file pages (the mapping).
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with(name))
+                    .map_or("?".to_string(), |l| l[name.len()..].trim().to_string())
             };
-            for fname in args.filters.iter().map(String::as_str) {
-                let filter = |j: usize| pick(fname, j);
-                // Ground truth once per filter at the largest k; smaller k use its prefix.
-                let truth: Vec<Vec<u32>> = qs
-                    .iter()
-                    .enumerate()
-                    .map(|(j, q)| {
-                        let hits = index.exact_search(q, kmax, filter(j))?;
-                        Ok(hits.iter().map(|h| h.id).collect())
-                    })
-                    .collect::<Res<_>>()?;
-                for &k in &args.ks {
-                    for &strategy in &args.strategies {
-                        let efs: &[usize] = if strategy == Strategy::Exact {
-                            &[0]
-                        } else {
-                            &args.efs
+            println!(
+                "# process after switching to {}: RssAnon {}, RssFile {}",
+                mode.as_str(),
+                field("RssAnon:"),
+                field("RssFile:")
+            );
+        }
+        let engine = match mode {
+            Quantization::None => "recd",
+            Quantization::Int8 => "recd-int8",
+        };
+        for fname in args.filters.iter().map(String::as_str) {
+            let filter = |j: usize| pick(fname, j);
+            // Ground truth once per filter at the largest k; smaller k use its prefix.
+            let truth: Vec<Vec<u32>> = qs
+                .iter()
+                .enumerate()
+                .map(|(j, q)| {
+                    let hits = index.exact_search(q, kmax, filter(j))?;
+                    Ok(hits.iter().map(|h| h.id).collect())
+                })
+                .collect::<Res<_>>()?;
+            for &k in &args.ks {
+                for &strategy in &args.strategies {
+                    let efs: &[usize] = if strategy == Strategy::Exact {
+                        &[0]
+                    } else {
+                        &args.efs
+                    };
+                    for &ef in efs {
+                        let opts = SearchOptions {
+                            ef: (ef > 0).then_some(ef),
+                            strategy,
                         };
-                        for &ef in efs {
-                            let opts = SearchOptions {
-                                ef: (ef > 0).then_some(ef),
-                                strategy,
-                            };
-                            let mut lat = Vec::with_capacity(nq * args.repeat);
-                            let mut found = 0usize;
-                            let mut expected = 0usize;
-                            let start = Instant::now();
-                            for (j, q) in (0..args.repeat).flat_map(|_| qs.iter().enumerate()) {
-                                let t = Instant::now();
-                                let hits = index.search_with(q, k, filter(j), opts)?;
-                                lat.push(t.elapsed().as_secs_f64() * 1e6);
-                                let want = &truth[j][..k.min(truth[j].len())];
-                                expected += want.len();
-                                found += want
-                                    .iter()
-                                    .filter(|id| hits.iter().any(|h| h.id == **id))
-                                    .count();
-                            }
-                            let total = start.elapsed().as_secs_f64();
-                            lat.sort_by(f64::total_cmp);
-                            println!(
-                                "{engine}\t{fname}\t{k}\t{}\t{}\t{:.0}\t{:.0}\t{:.0}\t{:.4}",
-                                if ef == 0 {
-                                    "-".to_string()
-                                } else {
-                                    ef.to_string()
-                                },
-                                format!("{strategy:?}").to_lowercase(),
-                                (nq * args.repeat) as f64 / total,
-                                pct(&lat, 0.50),
-                                pct(&lat, 0.99),
-                                found as f64 / expected.max(1) as f64
-                            );
+                        let mut lat = Vec::with_capacity(nq * args.repeat);
+                        let mut found = 0usize;
+                        let mut expected = 0usize;
+                        let start = Instant::now();
+                        for (j, q) in (0..args.repeat).flat_map(|_| qs.iter().enumerate()) {
+                            let t = Instant::now();
+                            let hits = index.search_with(q, k, filter(j), opts)?;
+                            lat.push(t.elapsed().as_secs_f64() * 1e6);
+                            let want = &truth[j][..k.min(truth[j].len())];
+                            expected += want.len();
+                            found += want
+                                .iter()
+                                .filter(|id| hits.iter().any(|h| h.id == **id))
+                                .count();
                         }
+                        let total = start.elapsed().as_secs_f64();
+                        lat.sort_by(f64::total_cmp);
+                        println!(
+                            "{engine}\t{fname}\t{k}\t{}\t{}\t{:.0}\t{:.0}\t{:.0}\t{:.4}",
+                            if ef == 0 {
+                                "-".to_string()
+                            } else {
+                                ef.to_string()
+                            },
+                            format!("{strategy:?}").to_lowercase(),
+                            (nq * args.repeat) as f64 / total,
+                            pct(&lat, 0.50),
+                            pct(&lat, 0.99),
+                            found as f64 / expected.max(1) as f64
+                        );
                     }
                 }
             }
         }
-        Ok(())
-    };
-    // `--renumber-during`: another thread renumbers the index over and over while the
-    // queries run: the worst case of what a server's background renumbering does to them
-    // (a server renumbers after a sixteenth of its nodes were written, not continuously).
-    let stop = AtomicBool::new(false);
-    let renumbered = AtomicUsize::new(0);
-    std::thread::scope(|scope| -> Res<()> {
-        if args.renumber_during {
-            scope.spawn(|| {
-                while !stop.load(Ordering::Relaxed) && index.reorder().is_ok() {
-                    renumbered.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
-        let measured = measure();
-        stop.store(true, Ordering::Relaxed);
-        measured
-    })?;
-    if args.renumber_during {
+    }
+    stop.store(true, Ordering::Relaxed);
+    if let Some(thread) = renumberer {
+        thread
+            .join()
+            .map_err(|_| "the renumbering thread panicked")?;
         println!(
             "# renumberings while the queries ran: {}",
             renumbered.load(Ordering::Relaxed)
