@@ -668,7 +668,8 @@ mod store_tests {
             panic!("a durable store logs");
         };
         let (snapshots, index) = (&logged.snapshots, &s.inner.index);
-        // Built at open in graph order, and saved: nothing to renumber.
+        // The first background step renumbers the 2,000 new items and saves: nothing is
+        // left to renumber.
         assert!(snapshots.background_save().expect("save").is_some());
         assert!(!index.reorder_if_stale().expect("in order"));
         // A write-back re-links every node where it sits: out of graph order.
