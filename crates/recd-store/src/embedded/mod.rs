@@ -225,7 +225,7 @@ impl Sink {
     fn append(&self, op: &OpRef<'_>) -> StoreResult<Ticket> {
         match self {
             Sink::Memory(log) => Ok(log.lock().append(op)),
-            Sink::Log(l) => l.wal.append(&op.encode()?, op.span()),
+            Sink::Log(l) => op.encode_with(|bytes| l.wal.append(bytes, op.span())),
         }
     }
 
@@ -234,7 +234,7 @@ impl Sink {
     fn append_leading(&self, op: &OpRef<'_>) -> StoreResult<Ticket> {
         match self {
             Sink::Memory(log) => Ok(log.lock().append(op)),
-            Sink::Log(l) => l.wal.append_leading(&op.encode()?, op.span()),
+            Sink::Log(l) => op.encode_with(|bytes| l.wal.append_leading(bytes, op.span())),
         }
     }
 

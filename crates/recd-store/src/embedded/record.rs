@@ -33,6 +33,9 @@
 //! it for the next record's and encode the survivor again, which was a quarter of the
 //! checkpoint's work when every event logs its user's whole state.
 
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
 use recd_core::{
     CompactString, Counters, Event, ExcludedItems, FoldState, Item, SessionParams, SessionVector,
     UserState,
@@ -147,13 +150,47 @@ fn user_row(state: &UserState) -> Result<Vec<u8>, postcard::Error> {
     postcard::to_extend(state, vec![USER_V3])
 }
 
+/// The largest scratch buffer a thread keeps between encodings: a larger one (a big batch
+/// of items) is freed after use rather than held by the thread for good.
+const SCRATCH_KEPT: usize = 1 << 20;
+
+thread_local! {
+    /// The record being encoded ([`OpRef::encode_with`]).
+    static RECORD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The user row being encoded inside it ([`as_rows`]).
+    static ROW: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `cell`'s buffer, emptied. The buffer keeps its capacity from one encoding to
+/// the next: encoding an events record into a fresh `Vec` grew it (and each 2–3 KB user row
+/// in it) from nothing, about ten reallocations and copies per event, an eighth of the
+/// store's share of an event's CPU (BENCHMARKS.md, session 22). The buffer is taken out of
+/// the cell while `f` runs, so a nested call gets a fresh one instead of a borrow panic.
+fn with_scratch<R>(
+    cell: &'static LocalKey<RefCell<Vec<u8>>>,
+    f: impl FnOnce(&mut Vec<u8>) -> R,
+) -> R {
+    cell.with(|c| {
+        let mut buf = c.take();
+        buf.clear();
+        let out = f(&mut buf);
+        if buf.capacity() <= SCRATCH_KEPT {
+            c.replace(buf);
+        }
+        out
+    })
+}
+
 /// Serializes `(id, state)` pairs as `(id, row bytes)`: how [`OpRef::Events`] writes its
 /// users (see the module doc).
 fn as_rows<S: Serializer>(users: &[(&str, &UserState)], s: S) -> Result<S::Ok, S::Error> {
     let mut seq = s.serialize_seq(Some(users.len()))?;
     for (id, state) in users {
-        let row = user_row(state).map_err(S::Error::custom)?;
-        seq.serialize_element(&(id, serde_bytes::Bytes::new(&row)))?;
+        with_scratch(&ROW, |row| {
+            row.push(USER_V3);
+            *row = postcard::to_extend(state, std::mem::take(row)).map_err(S::Error::custom)?;
+            seq.serialize_element(&(id, serde_bytes::Bytes::new(row)))
+        })?;
     }
     seq.end()
 }
@@ -282,11 +319,24 @@ impl OpRef<'_> {
         }
     }
 
-    /// The payload bytes.
+    /// The payload bytes (the log encodes through [`OpRef::encode_with`]).
+    #[cfg(test)]
     pub fn encode(&self) -> StoreResult<Vec<u8>> {
-        postcard::to_stdvec(self)
-            .map_err(|e| StoreError::Internal(format!("cannot encode a log record: {e}")))
+        postcard::to_stdvec(self).map_err(encode_error)
     }
+
+    /// Calls `f` with the payload bytes, encoded into a buffer the thread reuses (see
+    /// [`with_scratch`]): the log copies them into its group anyway.
+    pub fn encode_with<R>(&self, f: impl FnOnce(&[u8]) -> StoreResult<R>) -> StoreResult<R> {
+        with_scratch(&RECORD, |buf| {
+            *buf = postcard::to_extend(self, std::mem::take(buf)).map_err(encode_error)?;
+            f(buf)
+        })
+    }
+}
+
+fn encode_error(e: postcard::Error) -> StoreError {
+    StoreError::Internal(format!("cannot encode a log record: {e}"))
 }
 
 impl Op {
@@ -420,11 +470,15 @@ mod tests {
             (OpRef::DeleteUser("u"), Op::DeleteUser("u".into())),
             (OpRef::ExpireUsers(&gone), Op::ExpireUsers(gone.to_vec())),
         ];
-        for (written, want) in cases {
+        for (written, want) in &cases {
             let bytes = written.encode().unwrap();
+            // the log's path, through the thread's reused buffers, writes the same bytes,
+            // whatever the previous record on the thread was (the cases go from a large
+            // record to small ones and back)
+            assert_eq!(written.encode_with(|b| Ok(b.to_vec())).unwrap(), bytes);
             let read = Op::decode(&bytes, 0).unwrap();
             assert_eq!(read.span(), written.span());
-            assert_eq!(read, want);
+            assert_eq!(read, *want);
         }
     }
 }
