@@ -11,7 +11,7 @@
 #
 #   scripts/bench-events.sh [--rounds 3] [--duration 15] [--items 100000] [--users 10000]
 #                           [--concurrency 32] [--event-rate 2000] [--no-redis] [--decayed]
-#                           [--cholesky] [--wrk]
+#                           [--cholesky] [--wrk] [--workers N]
 #
 # --wrk also measures each server's events with wrk (2 threads, c = --concurrency,
 # scripts/wrk/events.lua: the same requests), right after its `recd bench` run: the client the
@@ -25,6 +25,9 @@
 # --cholesky adds an embedded everysec demo whose fold-in solves exactly
 # ([model.session.fold_in] solver = "cholesky") instead of the default CG steps, and measures
 # the server CPU per event at --event-rate on it too (CG vs Cholesky in one run).
+# --workers N adds an embedded everysec demo whose runtime has N worker threads
+# (TOKIO_WORKER_THREADS; the default is one per core) to the event runs: how much of the tail at
+# c = 32 is the server's workers and the load generator's threads contending for the cores.
 # RECD_BIN: the recd to serve and bench with (default: cargo build --release). BASE_BIN: an
 # older recd served as a fourth demo (embedded, everysec) in the same rotation: before/after in
 # one run (the client is always RECD_BIN).
@@ -33,6 +36,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/bench-common.sh
 
 ROUNDS=3 DURATION=15 ITEMS=100000 USERS=10000 CONC=32 RATE=2000 REDIS=1 DECAYED=0 CHOLESKY=0 WRK=0
+WORKERS=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) ROUNDS=$2; shift 2 ;;
@@ -45,7 +49,8 @@ while [ $# -gt 0 ]; do
         --decayed) DECAYED=1; shift ;;
         --cholesky) CHOLESKY=1; shift ;;
         --wrk) WRK=1; shift ;;
-        *) sed -n '2,30p' "$0" >&2; exit 2 ;;
+        --workers) WORKERS=$2; shift 2 ;;
+        *) sed -n '2,33p' "$0" >&2; exit 2 ;;
     esac
 done
 if [ "$WRK" = 1 ] && ! command -v wrk > /dev/null; then
@@ -86,6 +91,11 @@ if [ "$CHOLESKY" = 1 ]; then
         start_demo cholesky
     PIDS="$PIDS $PID_cholesky"
     SERVERS="$SERVERS cholesky"
+fi
+if [ -n "$WORKERS" ]; then
+    RECD_EMBEDDED__FSYNC=everysec TOKIO_WORKER_THREADS=$WORKERS start_demo workers
+    PIDS="$PIDS $PID_workers"
+    SERVERS="$SERVERS workers"
 fi
 if [ "$REDIS" = 1 ]; then
     URL=$(scripts/redis.sh start)
@@ -263,6 +273,8 @@ ratio("wrk-events-everysec", "wrk-events-redis", "wrk: embedded everysec / redis
 ratio("wrk-events-always", "wrk-events-everysec", "wrk: embedded always / everysec")
 ratio("wrk-events-everysec", "wrk-events-base", "wrk: embedded everysec / BASE_BIN")
 ratio("wrk-events-everysec", "events-everysec", "embedded everysec, wrk / recd bench")
+ratio("wrk-events-workers", "wrk-events-everysec", "wrk: embedded everysec, --workers / default")
+ratio("wrk-events-workers", "wrk-events-redis", "wrk: embedded everysec, --workers / redis")
 ratio("wrk-events-everysec", "wrk-health-everysec", "wrk: embedded everysec events / GET /health")
 ratio("events-always", "events-everysec", "embedded always / everysec")
 ratio("events-everysec", "events-base", "embedded everysec / BASE_BIN")
