@@ -29,6 +29,10 @@
 //! `brand % 100 == j % 100` (~1 %). Both correlate with the embedding, like real filters.
 //! `randP` (e.g. `rand20`): random subsets of P % of the items, for locating the planner's
 //! scan/walk crossover.
+//! `--by-category`: also build one index per category value over that category's items and
+//! answer `cat10` through them (rows with strategy `per_category`: the five categories of the
+//! query's filter searched unfiltered, their hits merged): what per-value indexes of a declared
+//! tag field would give a filter on that field, and what they cost to build.
 //! Without `--items`, a synthetic 100k × 64 Gaussian mixture is used.
 
 use std::collections::HashMap;
@@ -129,6 +133,32 @@ fn main() -> Res<()> {
         })
     });
 
+    // `--by-category`: one index per category value, built one after the other on the same
+    // threads as the main one (the time printed is their sum).
+    let mut by_category: Vec<(i64, VectorIndex)> = Vec::new();
+    if args.by_category {
+        let t = Instant::now();
+        let mut members: std::collections::BTreeMap<i64, Vec<(u32, Vec<f32>)>> =
+            std::collections::BTreeMap::new();
+        for (id, v) in &batch {
+            members
+                .entry(category[*id as usize])
+                .or_default()
+                .push((*id, v.clone()));
+        }
+        for (c, part) in members {
+            let sub = VectorIndex::new(dim, Metric::Cosine, params);
+            sub.insert_bulk(&part, BUILD_STEP, |_| {})?;
+            by_category.push((c, sub));
+        }
+        println!(
+            "# per-category indexes: {} indexes over {n} items, built in {:.1} s (load at the end {})",
+            by_category.len(),
+            t.elapsed().as_secs_f64(),
+            loadavg()
+        );
+    }
+
     let cat10: Vec<RoaringBitmap> = (0..10)
         .map(|r| bitmap(&category, |c| c % 10 == r))
         .collect();
@@ -163,6 +193,9 @@ fn main() -> Res<()> {
     for &mode in &args.quant {
         let t = Instant::now();
         index.set_quantization(mode).expect("vector file");
+        for (_, sub) in &by_category {
+            sub.set_quantization(mode).expect("vector file");
+        }
         let mem = index.memory();
         println!(
             "# recd-index {}: quantize {:.2} s; bytes per vector: vectors {:.1}, codes {:.1}, sketches {:.1}, graph {:.1}, ids {:.1}, total resident {:.1}; f32 vectors in the file mapping {:.1}",
@@ -250,6 +283,44 @@ fn main() -> Res<()> {
                         );
                     }
                 }
+                if fname == "cat10" && !by_category.is_empty() {
+                    for &ef in &args.efs {
+                        let opts = SearchOptions {
+                            ef: Some(ef),
+                            strategy: Strategy::Auto,
+                        };
+                        let mut lat = Vec::with_capacity(nq * args.repeat);
+                        let (mut found, mut expected) = (0usize, 0usize);
+                        let start = Instant::now();
+                        for (j, q) in (0..args.repeat).flat_map(|_| qs.iter().enumerate()) {
+                            let t = Instant::now();
+                            let mut hits = Vec::new();
+                            for (c, sub) in &by_category {
+                                if c % 10 == (j % 10) as i64 {
+                                    hits.extend(sub.search_with(q, k, None, opts)?);
+                                }
+                            }
+                            hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+                            hits.truncate(k);
+                            lat.push(t.elapsed().as_secs_f64() * 1e6);
+                            let want = &truth[j][..k.min(truth[j].len())];
+                            expected += want.len();
+                            found += want
+                                .iter()
+                                .filter(|id| hits.iter().any(|h| h.id == **id))
+                                .count();
+                        }
+                        let total = start.elapsed().as_secs_f64();
+                        lat.sort_by(f64::total_cmp);
+                        println!(
+                            "{engine}\t{fname}\t{k}\t{ef}\tper_category\t{:.0}\t{:.0}\t{:.0}\t{:.4}",
+                            (nq * args.repeat) as f64 / total,
+                            pct(&lat, 0.50),
+                            pct(&lat, 0.99),
+                            found as f64 / expected.max(1) as f64
+                        );
+                    }
+                }
             }
         }
     }
@@ -313,6 +384,7 @@ struct Args {
     snapshot: Option<String>,
     build_only: bool,
     renumber_during: bool,
+    by_category: bool,
     quant: Vec<Quantization>,
     filters: Vec<String>,
 }
@@ -322,6 +394,7 @@ impl Args {
         let mut kv: HashMap<String, String> = HashMap::new();
         let mut build_only = false;
         let mut renumber_during = false;
+        let mut by_category = false;
         let mut it = std::env::args().skip(1);
         while let Some(key) = it.next() {
             let key = key
@@ -334,6 +407,10 @@ impl Args {
             }
             if key == "renumber-during" {
                 renumber_during = true;
+                continue;
+            }
+            if key == "by-category" {
+                by_category = true;
                 continue;
             }
             let value = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
@@ -369,6 +446,7 @@ impl Args {
             snapshot: kv.get("snapshot").cloned(),
             build_only,
             renumber_during,
+            by_category,
             quant: kv
                 .get("quant")
                 .map_or("none", String::as_str)
