@@ -284,6 +284,11 @@ pub const CATALOGUE: &[MetricDef] = &[
         "KNN searches of the embedded vector index by the plan that answered them (`plan`: `exact` scan, `graph` walk with the filter applied during the walk, `graph_then_exact` when a walk found too few and a scan completed it, `sketch_scan` for a scan of a broad filter that read 1-bit sketches first); absent on the redis backend, whose query engine does not report its plan.",
     ),
     def(
+        "recd_checkpoint_duration_seconds",
+        Histogram,
+        "Time of each background checkpoint of the embedded backend's write-ahead log into redb (counted at the scrape after it ran); absent on the redis backend.",
+    ),
+    def(
         "recd_catalog_queries_total",
         Counter,
         "Queries sent to the external item catalog.",

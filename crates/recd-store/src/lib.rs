@@ -275,6 +275,13 @@ pub trait Store: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// How long each background checkpoint of a durable in-process log took since the last
+    /// call, oldest first, for `recd_checkpoint_duration_seconds`. Empty where there is no
+    /// such log (in memory; Redis persists by itself).
+    fn take_checkpoint_durations(&self) -> Vec<std::time::Duration> {
+        Vec::new()
+    }
+
     /// The `k` most popular items passing `filter`, most popular first (ties in any order).
     async fn popular(&self, k: usize, filter: &Filter) -> StoreResult<Vec<PopularHit>>;
 

@@ -852,6 +852,9 @@ impl Engine {
         for (plan, n) in self.store.index_plans() {
             metrics::counter!("recd_index_plan_total", "plan" => plan).absolute(n);
         }
+        for took in self.store.take_checkpoint_durations() {
+            metrics::histogram!("recd_checkpoint_duration_seconds").record(took.as_secs_f64());
+        }
         if let Some(catalog) = &self.catalog {
             metrics::counter!("recd_catalog_queries_total").absolute(catalog.queries());
             metrics::counter!("recd_catalog_errors_total").absolute(catalog.errors());

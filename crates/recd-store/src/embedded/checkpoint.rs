@@ -12,10 +12,11 @@
 //! whole event log, which lives in redb) and at shutdown. Start-up runs [`recover`]: the
 //! same absorption over every segment found, truncating a torn tail instead of failing.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -81,7 +82,14 @@ pub struct Checkpointer {
     /// what redb now has).
     on_absorbed: Box<dyn Fn(u64) + Send + Sync>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// How long each checkpoint that absorbed something took, until
+    /// [`Checkpointer::take_durations`] takes them (the newest [`KEPT_DURATIONS`]).
+    durations: Mutex<VecDeque<Duration>>,
 }
+
+/// Most checkpoint durations kept for [`Checkpointer::take_durations`]: with nobody scraping
+/// the metrics, older ones are dropped.
+const KEPT_DURATIONS: usize = 1024;
 
 impl std::fmt::Debug for Checkpointer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,6 +124,7 @@ impl Checkpointer {
             interval,
             on_absorbed,
             thread: Mutex::new(None),
+            durations: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -164,6 +173,7 @@ impl Checkpointer {
         if view.written <= cur.applied && view.closed.is_empty() {
             return Ok(cur.applied);
         }
+        let started = Instant::now();
         self.durable.reopen_if_needed()?;
         let stop = self.faults.checkpoint_stop();
         let from = *cur;
@@ -205,7 +215,19 @@ impl Checkpointer {
         self.wal
             .absorbed(view.closed.last().map_or(0, |(no, _)| *no), view.bytes);
         (self.on_absorbed)(applied);
+        let mut durations = self.durations.lock();
+        if durations.len() == KEPT_DURATIONS {
+            durations.pop_front();
+        }
+        durations.push_back(started.elapsed());
         Ok(applied)
+    }
+
+    /// The durations of the checkpoints that absorbed something since the last call, oldest
+    /// first: for `recd_checkpoint_duration_seconds`. A checkpoint is the write path's
+    /// background work, and its length is what its bursts take from the requests beside it.
+    pub fn take_durations(&self) -> Vec<Duration> {
+        self.durations.lock().drain(..).collect()
     }
 }
 

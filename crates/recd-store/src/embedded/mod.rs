@@ -972,6 +972,13 @@ impl Store for EmbeddedStore {
         ]
     }
 
+    fn take_checkpoint_durations(&self) -> Vec<std::time::Duration> {
+        match &self.inner.sink {
+            Sink::Log(l) => l.checkpointer.take_durations(),
+            Sink::Memory(_) => Vec::new(),
+        }
+    }
+
     async fn popular(&self, k: usize, filter: &Filter) -> StoreResult<Vec<PopularHit>> {
         let catalog = self.inner.catalog.read();
         let allowed = catalog.allowed(filter);
@@ -1651,5 +1658,48 @@ mod tests {
         assert!(!mine.contains_key("gdpr"));
         assert_eq!(mine["other7"].len(), 10);
         assert_eq!(s.events().await.unwrap().len(), 500);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_checkpoint_that_absorbs_writes_reports_its_duration_once() {
+        let dir = tempfile::tempdir().unwrap();
+        // No background checkpoint during the test: only the ones it asks for.
+        let options = EmbeddedOptions {
+            checkpoint_seconds: 3600.0,
+            ..EmbeddedOptions::default()
+        };
+        let s = EmbeddedStore::open(
+            dir.path(),
+            Some(schema()),
+            ModelSettings::default(),
+            options,
+        )
+        .unwrap();
+        assert!(s.take_checkpoint_durations().is_empty());
+        s.apply_events(&[event("u", "a", EventType::View, 1)])
+            .await
+            .unwrap();
+        s.checkpoint().unwrap();
+        assert_eq!(s.take_checkpoint_durations().len(), 1);
+        assert!(s.take_checkpoint_durations().is_empty(), "taken once");
+        s.checkpoint().unwrap();
+        assert!(
+            s.take_checkpoint_durations().is_empty(),
+            "a checkpoint with nothing to absorb is not one"
+        );
+        for t in 2..4 {
+            s.apply_events(&[event("u", "b", EventType::Click, t)])
+                .await
+                .unwrap();
+            s.checkpoint().unwrap();
+        }
+        assert_eq!(s.take_checkpoint_durations().len(), 2);
+        let memory = EmbeddedStore::in_memory(schema(), ModelSettings::default()).unwrap();
+        memory
+            .apply_events(&[event("u", "a", EventType::View, 1)])
+            .await
+            .unwrap();
+        assert_eq!(memory.checkpoint().unwrap(), 0);
+        assert!(memory.take_checkpoint_durations().is_empty());
     }
 }

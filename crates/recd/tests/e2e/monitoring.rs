@@ -251,3 +251,35 @@ async fn every_answer_and_log_line_carries_the_request_id() {
         );
     }
 }
+
+/// The embedded backend's background checkpoints (the log absorbed into redb) are timed on
+/// `/metrics`: with a checkpoint every 0.2 s, events are followed by one the next scrapes count.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_background_checkpoints_are_timed_on_metrics() {
+    let dir = data_dir("checkpoint-metric");
+    let s = Server::demo(&dir, &[("RECD_EMBEDDED__CHECKPOINT_SECONDS", "0.2")]);
+    let (status, body) = s
+        .post(
+            "/v1/events",
+            json!({"events": [{"user_id": "cp-1", "item_id": "sku-1", "type": "click"}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let timed = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("recd_checkpoint_duration_seconds_count "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let s = &s;
+    let counted = crate::redis::eventually(std::time::Duration::from_secs(30), || async move {
+        timed(&s.get_text("/metrics").await) >= 1
+    })
+    .await;
+    assert!(
+        counted,
+        "no checkpoint on /metrics:\n{}",
+        s.get_text("/metrics").await
+    );
+}
