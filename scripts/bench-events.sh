@@ -18,7 +18,9 @@
 # issue's figures were taken with, which is lighter than `recd bench` (reqwest + serde per
 # request), so more of the two cores serve; and, once per round, GET /health on the everysec
 # server the same way (scripts/wrk/health.lua): the latency floor of any request at this
-# concurrency on this machine. `apt-get install wrk`.
+# concurrency on this machine; and recommend alone vs beside --event-rate events/s with wrk as
+# both clients (scripts/wrk/recommend.lua; the events paced by scripts/wrk/pace.lua), at
+# saturation and paced to half of it. `apt-get install wrk`.
 #
 # --decayed adds an embedded everysec demo whose events update the session by the decayed
 # average instead of the default fold-in (what the fold-in's solve costs an event).
@@ -249,6 +251,53 @@ for round in $(seq "$ROUNDS"); do
     loaded_or_alone fixed-recommend "$order" --rate "$FIXED"
 done
 
+if [ "$WRK" = 1 ]; then
+    # The same comparison with wrk as both clients (scripts/wrk/recommend.lua; the side load
+    # scripts/wrk/events.lua paced to $RATE/s on 8 connections): `recd bench`'s own client
+    # adds milliseconds of scheduling delay to its latencies when a second load shares the two
+    # cores (session 23: its fixed-rate p50 went from 0.3 to 2-3 ms in some runs beside any
+    # second load, the server's own request time staying under 0.5 ms), which wrk does not.
+    echo "== wrk as both clients: recommend (c = $CONC) alone vs with $RATE events/s (wrk, paced) beside it"
+    # wrk_side SECONDS: the paced events in the background; its WRK line lands in $W/wrk-side.txt.
+    wrk_side() {
+        RATE=$RATE CONNECTIONS=8 USERS=$USERS ITEMS=$ITEMS wrk -t1 -c8 -d"${1}s" \
+            -s scripts/wrk/events.lua "http://127.0.0.1:$PORT" | grep '^WRK ' > "$W/wrk-side.txt" &
+        SIDE=$!
+    }
+    # wrk_loaded_or_alone LABEL ORDER [RATE]: wrk's recommend alone and beside the side load
+    # (paced to RATE over $CONC connections if given).
+    wrk_loaded_or_alone() {
+        local label=$1 order=$2 pace=${3:-} r
+        for r in $order; do
+            if [ "$r" = loaded ]; then
+                wrk_side $((DURATION + 4))
+                RATE=$pace CONNECTIONS=$CONC wrk_bench "$label+events" "$PORT" recommend.lua
+                wait $SIDE
+                awk '{ printf "    (beside it: %.0f events/s, p99 %.2f ms, errors %d)\n", $2 / $4, $6 / 1000, $3 }' "$W/wrk-side.txt"
+                # The side's events during the measured run (wrk_bench warms up for 2 s first).
+                awk -v l="$label+events" -v d="$DURATION" '{ printf "%s %d\n", l, $2 / $4 * d }' \
+                    "$W/wrk-side.txt" >> "$W/side-counts"
+            else
+                RATE=$pace CONNECTIONS=$CONC wrk_bench "$label-alone" "$PORT" recommend.lua
+            fi
+        done
+    }
+    for round in $(seq "$ROUNDS"); do
+        echo "round $round"
+        order="alone loaded"
+        [ $((round % 2)) -eq 0 ] && order="loaded alone"
+        wrk_loaded_or_alone wrk-recommend "$order"
+    done
+    WRK_FIXED=$(awk '$1 == "wrk-recommend-alone" { s += $2; n++ } END { printf "%d", s / n / 2 }' "$W/results")
+    echo "== wrk: recommend paced to $WRK_FIXED req/s (half of saturation), alone vs with $RATE events/s beside it"
+    for round in $(seq "$ROUNDS"); do
+        echo "round $round"
+        order="loaded alone"
+        [ $((round % 2)) -eq 0 ] && order="alone loaded"
+        wrk_loaded_or_alone wrk-fixed-recommend "$order" "$WRK_FIXED"
+    done
+fi
+
 echo "== summary (means over rounds)"
 python3 - "$W/results" "$W/side-counts" "$RATE" <<'EOF'
 import sys
@@ -284,6 +333,8 @@ ratio("events-everysec", "events-cholesky", "embedded fold-in cg (default) / cho
 ratio("events-cholesky", "events-redis", "embedded fold-in cholesky / redis")
 ratio("recommend+events", "recommend-alone", "recommend at saturation, with events / alone")
 ratio("fixed-recommend+events", "fixed-recommend-alone", "recommend at a fixed rate, with events / alone")
+ratio("wrk-recommend+events", "wrk-recommend-alone", "wrk: recommend at saturation, with events / alone")
+ratio("wrk-fixed-recommend+events", "wrk-fixed-recommend-alone", "wrk: recommend paced, with events / alone")
 # Server CPU per recommend: alone, and loaded with the side events' CPU (at the per-event cost
 # measured alone in the same rounds) taken out. Equal figures mean the events slow recommend
 # only by the CPU they take, not by contention.
@@ -309,5 +360,13 @@ if all(k in runs for k in ("events-side-rate", "recommend-alone", "recommend+eve
     rest = sum(r[4] for r in loaded) - sum(side["recommend+events"]) * per_event
     with_events = rest / max(sum(r[3] for r in loaded), 1)
     print(f"  server CPU per event {per_event * 1e6:.1f} us; per recommend alone {alone * 1e6:.1f} us,"
+          f" beside the events {with_events * 1e6:.1f} us ({with_events / alone:.2f}x)")
+if all(k in runs for k in ("events-side-rate", "wrk-recommend-alone", "wrk-recommend+events")):
+    per_event = cpu_per_request("events-side-rate")
+    alone = cpu_per_request("wrk-recommend-alone")
+    loaded = runs["wrk-recommend+events"]
+    rest = sum(r[4] for r in loaded) - sum(side["wrk-recommend+events"]) * per_event
+    with_events = rest / max(sum(r[3] for r in loaded), 1)
+    print(f"  wrk: server CPU per recommend alone {alone * 1e6:.1f} us,"
           f" beside the events {with_events * 1e6:.1f} us ({with_events / alone:.2f}x)")
 EOF

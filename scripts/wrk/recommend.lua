@@ -1,0 +1,31 @@
+-- wrk script: POST /v1/recommend uncached, as `recd bench --scenario recommend --no-cache
+-- --ids range` sends it: a random user of user-0..user-$USERS-1 (`recd demo`'s ids;
+-- USER_PREFIX for other data), 10 items. RATE and CONNECTIONS pace it (pace.lua). Used by
+-- scripts/bench-events.sh --wrk for recommend beside events: wrk's event loop adds less
+-- of its own scheduling delay to a latency than `recd bench` does when another load shares
+-- the two cores.
+local users = tonumber(os.getenv("USERS") or "10000")
+local user_prefix = os.getenv("USER_PREFIX") or "user-"
+
+-- Each wrk thread has its own Lua state: seed each differently.
+function setup(thread)
+  thread:set("seed", math.random(1, 2 ^ 30))
+end
+
+function init(args)
+  math.randomseed(seed or os.time())
+end
+
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+
+request = function()
+  local body = string.format('{"user_id":"%s%d","count":10,"use_cache":false}', user_prefix,
+    math.random(0, users - 1))
+  return wrk.format(nil, "/v1/recommend", nil, body)
+end
+
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(here .. "pace.lua")
+-- The WRK summary line.
+dofile(here .. "report.lua")
