@@ -253,14 +253,15 @@ done
 
 if [ "$WRK" = 1 ]; then
     # The same comparison with wrk as both clients (scripts/wrk/recommend.lua; the side load
-    # scripts/wrk/events.lua paced to $RATE/s on 8 connections): `recd bench`'s own client
+    # scripts/wrk/events.lua paced to $RATE/s on 64 connections: on 8, the events waited out
+    # the saturated server's ~4 ms and reached only ~1,150/s): `recd bench`'s own client
     # adds milliseconds of scheduling delay to its latencies when a second load shares the two
     # cores (session 23: its fixed-rate p50 went from 0.3 to 2-3 ms in some runs beside any
     # second load, the server's own request time staying under 0.5 ms), which wrk does not.
     echo "== wrk as both clients: recommend (c = $CONC) alone vs with $RATE events/s (wrk, paced) beside it"
     # wrk_side SECONDS: the paced events in the background; its WRK line lands in $W/wrk-side.txt.
     wrk_side() {
-        RATE=$RATE CONNECTIONS=8 USERS=$USERS ITEMS=$ITEMS wrk -t1 -c8 -d"${1}s" \
+        RATE=$RATE CONNECTIONS=64 USERS=$USERS ITEMS=$ITEMS wrk -t1 -c64 -d"${1}s" \
             -s scripts/wrk/events.lua "http://127.0.0.1:$PORT" | grep '^WRK ' > "$W/wrk-side.txt" &
         SIDE=$!
     }
