@@ -78,6 +78,11 @@ pub struct ServerConfig {
     /// Serve the web console at `/` (its files carry no data; the page calls the API
     /// with the user's key). Off: `/` and `/console/*` are 404s.
     pub console: bool,
+    /// Threads that answer requests (the async runtime's workers); 0 = one per core (or
+    /// `TOKIO_WORKER_THREADS`). Fewer than the cores leave a core to the write log, the
+    /// checkpoints and whatever else runs on the machine (a shorter event tail at c = 32 on
+    /// two shared cores), at the cost of what CPU-bound requests can use. Read at start.
+    pub workers: usize,
 }
 
 impl ServerConfig {
@@ -86,6 +91,9 @@ impl ServerConfig {
         i64::try_from(self.max_event_future_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
 }
+
+/// Most `[server] workers`: beyond a few per core threads only wait for a core.
+pub const MAX_WORKERS: usize = 1024;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -101,6 +109,7 @@ impl Default for ServerConfig {
             max_header_bytes: 16 * 1024,
             cors_allow_origins: Vec::new(),
             console: true,
+            workers: 0,
         }
     }
 }
@@ -423,6 +432,11 @@ impl Config {
                 "bad configuration: server.idle_timeout_ms must be at least server.request_timeout_ms"
                     .into(),
             ));
+        }
+        if server.workers > MAX_WORKERS {
+            return Err(ConfigError(format!(
+                "bad configuration: server.workers must be at most {MAX_WORKERS} (0 = one per core)"
+            )));
         }
         if server.max_header_bytes < 1024 {
             return Err(ConfigError(

@@ -59,6 +59,10 @@ pub const DOCS: &[(&str, &str)] = &[
         "server.console",
         "Serve the web console at `/` (static files, no data; the page calls the API with the user's key).",
     ),
+    (
+        "server.workers",
+        "Threads that answer requests; 0 = one per core (or `TOKIO_WORKER_THREADS`). Fewer than the cores leave a core to the write log and the checkpoints. Read at start.",
+    ),
     ("embedded", "Embedded backend options."),
     (
         "embedded.fsync",

@@ -77,6 +77,11 @@ pub const CATALOGUE: &[MetricDef] = &[
         "1 when the server is ready to serve (its backend answers), else 0; set at each scrape.",
     ),
     def(
+        "recd_runtime_workers",
+        Gauge,
+        "Threads answering requests (the async runtime's workers: `[server] workers`, or one per core).",
+    ),
+    def(
         "recd_http_requests_total",
         Counter,
         "HTTP requests answered, by method, route template and status.",
@@ -363,6 +368,9 @@ pub fn render() -> String {
         .cloned()
         .unwrap_or_else(|| (env!("CARGO_PKG_VERSION").to_string(), "unknown".to_string()));
     metrics::gauge!("recd_build_info", "version" => version, "commit" => commit).set(1.0);
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        metrics::gauge!("recd_runtime_workers").set(runtime.metrics().num_workers() as f64);
+    }
     process().collect();
     handle().map(PrometheusHandle::render).unwrap_or_default()
 }

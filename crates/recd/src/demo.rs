@@ -33,6 +33,13 @@ pub struct DemoArgs {
 }
 
 /// `recd demo`.
+impl DemoArgs {
+    /// The serving flags (config file, listen address, store) the demo shares with `serve`.
+    pub fn serve_args(&self) -> &ServeArgs {
+        &self.store
+    }
+}
+
 pub async fn run(args: DemoArgs) -> Result<()> {
     let mut config = args.store.load()?;
     // Before spending minutes on loading a catalog that could not be served.

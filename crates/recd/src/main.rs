@@ -165,10 +165,12 @@ fn main() -> ExitCode {
     // Held to the end: dropping it flushes the OpenTelemetry export (feature `otel`).
     let _telemetry = telemetry::init();
     recd_server::metrics::set_build_info(env!("CARGO_PKG_VERSION"), env!("RECD_GIT_COMMIT"));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(workers) = configured_workers(&cli.command) {
+        builder.worker_threads(workers);
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("recd: cannot start the async runtime: {e}");
@@ -202,6 +204,19 @@ fn main() -> ExitCode {
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
+}
+
+/// `[server] workers` of a command that serves, when set (not 0): the runtime is built
+/// before the command runs, so its configuration is read here once more. A configuration
+/// that does not load is left to the command, which reports it.
+fn configured_workers(command: &Command) -> Option<usize> {
+    let serving = match command {
+        Command::Serve(args) => args,
+        Command::Demo(args) => args.serve_args(),
+        _ => return None,
+    };
+    let workers = serving.load().ok()?.server.workers;
+    (workers > 0).then_some(workers)
 }
 
 /// Default headers of a client of a recd server: `Authorization: Bearer <key>` when a key

@@ -374,3 +374,45 @@ fn eval_counts_its_als_iterations() {
     assert!(stderr.contains("ALS iterations: 4 done in"), "{stderr}");
     let _ = std::fs::remove_dir_all(&input);
 }
+
+/// `[server] workers` sets how many threads answer requests (here through its environment
+/// form, as a config file would), whatever the machine's core count, as
+/// `recd_runtime_workers` reports; out of range it is a configuration error before anything
+/// starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_workers_sets_the_runtime_threads() {
+    for workers in [1usize, 3] {
+        let dir = data_dir(&format!("workers-{workers}"));
+        let n = workers.to_string();
+        let s = Server::demo(&dir, &[("RECD_SERVER__WORKERS", &n)]);
+        let (status, body) = s
+            .post("/v1/recommend", json!({"user_id": "user-1", "count": 3}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let metrics = s.get_text("/metrics").await;
+        let reported = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("recd_runtime_workers "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        assert_eq!(reported, Some(workers as f64), "{metrics}");
+    }
+    let dir = data_dir("workers-too-many");
+    let out = recd(
+        &[
+            "demo",
+            "--data-dir",
+            p(&dir),
+            "--items",
+            "10",
+            "--users",
+            "2",
+        ],
+        &[("RECD_SERVER__WORKERS", "100000")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("server.workers"),
+        "{}",
+        text(&out.stderr)
+    );
+}
