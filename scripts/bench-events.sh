@@ -192,6 +192,12 @@ done
 for name in $SERVERS; do
     curl -s "http://127.0.0.1:$(port_of "$name")/metrics" > "$W/metrics-$name.txt"
     echo "  $name: event visible p99 (server, over every event run) $(visible_p99 "$W/metrics-$name.txt") ms"
+    # The background checkpoints since the server started (the demo's load included):
+    # recd_checkpoint_duration_seconds, absent on the redis backend.
+    awk -v n="$name" '/^recd_checkpoint_duration_seconds_sum/ { s = $2 }
+        /^recd_checkpoint_duration_seconds_count/ { c = $2 }
+        END { if (c > 0) printf "  %s: %d checkpoints, %.2f s in all (%.0f ms each)\n", n, c, s, 1000 * s / c }' \
+        "$W/metrics-$name.txt"
 done
 
 echo "== recommend (uncached, c = $CONC) on the everysec demo, alone vs with $RATE events/s beside it"
