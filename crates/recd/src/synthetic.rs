@@ -245,6 +245,49 @@ mod tests {
 
     use super::*;
 
+    /// The default of `os.getenv("NAME") or "<default>"` in a wrk script.
+    fn lua_default<'s>(script: &'s str, name: &str) -> Option<&'s str> {
+        let at = script.find(&format!("os.getenv(\"{name}\") or \""))?;
+        let rest = &script[at..];
+        let start = rest.find(" or \"")? + 5;
+        let len = rest[start..].find('"')?;
+        Some(&rest[start..start + len])
+    }
+
+    /// The wrk scripts behind the event and recommend benchmarks send ids this generator
+    /// makes (sessions 13-22 measured events for ids the demo did not have, which the server
+    /// accepts, so nothing failed).
+    #[test]
+    fn the_wrk_scripts_send_the_demos_ids() {
+        let demo = generate(10, 5, 4, 1);
+        let user = demo.events[0].user_id.as_str();
+        let item = demo.items[0]["id"].as_str().unwrap();
+        for (name, script) in [
+            (
+                "events.lua",
+                include_str!("../../../scripts/wrk/events.lua"),
+            ),
+            (
+                "recommend.lua",
+                include_str!("../../../scripts/wrk/recommend.lua"),
+            ),
+        ] {
+            let prefix = lua_default(script, "USER_PREFIX").unwrap();
+            assert!(user.starts_with(prefix), "{name}: {prefix} vs {user}");
+            assert!(
+                !script.contains("\"u%d"),
+                "{name} formats ids without its prefix"
+            );
+        }
+        let events = include_str!("../../../scripts/wrk/events.lua");
+        let prefix = lua_default(events, "ITEM_PREFIX").unwrap();
+        assert!(item.starts_with(prefix), "events.lua: {prefix} vs {item}");
+        assert!(
+            !events.contains("\"i%d"),
+            "events.lua formats ids without its prefix"
+        );
+    }
+
     #[test]
     fn deterministic_valid_and_clustered() {
         let a = generate(2000, 50, 16, 7);
