@@ -360,20 +360,18 @@ if all(k in runs for k in ("events-side-rate", "events-side-rate-cholesky")):
     cg, chol = cpu_per_request("events-side-rate"), cpu_per_request("events-side-rate-cholesky")
     print(f"  server CPU per event at {sys.argv[3]}/s: cg {cg * 1e6:.1f} us, cholesky {chol * 1e6:.1f} us"
           f" ({cg / chol:.2f}x)")
-if all(k in runs for k in ("events-side-rate", "recommend-alone", "recommend+events")):
+def per_recommend(prefix, per_event):
+    """Server CPU per recommend alone and beside the events (their share taken out)."""
+    alone = cpu_per_request(f"{prefix}-alone")
+    loaded = runs[f"{prefix}+events"]
+    rest = sum(r[4] for r in loaded) - sum(side[f"{prefix}+events"]) * per_event
+    return alone, rest / max(sum(r[3] for r in loaded), 1)
+if "events-side-rate" in runs:
     per_event = cpu_per_request("events-side-rate")
-    alone = cpu_per_request("recommend-alone")
-    loaded = runs["recommend+events"]
-    rest = sum(r[4] for r in loaded) - sum(side["recommend+events"]) * per_event
-    with_events = rest / max(sum(r[3] for r in loaded), 1)
-    print(f"  server CPU per event {per_event * 1e6:.1f} us; per recommend alone {alone * 1e6:.1f} us,"
-          f" beside the events {with_events * 1e6:.1f} us ({with_events / alone:.2f}x)")
-if all(k in runs for k in ("events-side-rate", "wrk-recommend-alone", "wrk-recommend+events")):
-    per_event = cpu_per_request("events-side-rate")
-    alone = cpu_per_request("wrk-recommend-alone")
-    loaded = runs["wrk-recommend+events"]
-    rest = sum(r[4] for r in loaded) - sum(side["wrk-recommend+events"]) * per_event
-    with_events = rest / max(sum(r[3] for r in loaded), 1)
-    print(f"  wrk: server CPU per recommend alone {alone * 1e6:.1f} us,"
-          f" beside the events {with_events * 1e6:.1f} us ({with_events / alone:.2f}x)")
+    for prefix, what in (("recommend", ""), ("wrk-recommend", "wrk: ")):
+        if all(f"{prefix}{s}" in runs for s in ("-alone", "+events")):
+            alone, with_events = per_recommend(prefix, per_event)
+            print(f"  {what}server CPU per event {per_event * 1e6:.1f} us; per recommend alone"
+                  f" {alone * 1e6:.1f} us, beside the events {with_events * 1e6:.1f} us"
+                  f" ({with_events / alone:.2f}x)")
 EOF

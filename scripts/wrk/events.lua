@@ -11,17 +11,8 @@ local user_prefix = os.getenv("USER_PREFIX") or "user-"
 local item_prefix = os.getenv("ITEM_PREFIX") or "sku-"
 local kinds = {"view", "view", "view", "click", "add_to_cart", "purchase"}
 
--- Each wrk thread has its own Lua state: seed each differently.
-function setup(thread)
-  thread:set("seed", math.random(1, 2 ^ 30))
-end
-
-function init(args)
-  math.randomseed(seed or os.time())
-end
-
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(here .. "post.lua")
 
 request = function()
   local body = string.format('{"events":[{"user_id":"%s%d","item_id":"%s%d","type":"%s"}]}',
@@ -30,7 +21,6 @@ request = function()
   return wrk.format(nil, "/v1/events", nil, body)
 end
 
-local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 -- RATE and CONNECTIONS pace it (a side load beside recommend).
 dofile(here .. "pace.lua")
 -- The WRK summary line.

@@ -7,17 +7,8 @@
 local users = tonumber(os.getenv("USERS") or "10000")
 local user_prefix = os.getenv("USER_PREFIX") or "user-"
 
--- Each wrk thread has its own Lua state: seed each differently.
-function setup(thread)
-  thread:set("seed", math.random(1, 2 ^ 30))
-end
-
-function init(args)
-  math.randomseed(seed or os.time())
-end
-
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(here .. "post.lua")
 
 request = function()
   local body = string.format('{"user_id":"%s%d","count":10,"use_cache":false}', user_prefix,
@@ -25,7 +16,6 @@ request = function()
   return wrk.format(nil, "/v1/recommend", nil, body)
 end
 
-local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(here .. "pace.lua")
 -- The WRK summary line.
 dofile(here .. "report.lua")

@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use recd_index::roaring::RoaringBitmap;
-use recd_index::{HnswParams, Metric, Quantization, SearchOptions, Strategy, VectorIndex};
+use recd_index::{Hit, HnswParams, Metric, Quantization, SearchOptions, Strategy, VectorIndex};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -251,35 +251,17 @@ fn main() -> Res<()> {
                             ef: (ef > 0).then_some(ef),
                             strategy,
                         };
-                        let mut lat = Vec::with_capacity(nq * args.repeat);
-                        let mut found = 0usize;
-                        let mut expected = 0usize;
-                        let start = Instant::now();
-                        for (j, q) in (0..args.repeat).flat_map(|_| qs.iter().enumerate()) {
-                            let t = Instant::now();
-                            let hits = index.search_with(q, k, filter(j), opts)?;
-                            lat.push(t.elapsed().as_secs_f64() * 1e6);
-                            let want = &truth[j][..k.min(truth[j].len())];
-                            expected += want.len();
-                            found += want
-                                .iter()
-                                .filter(|id| hits.iter().any(|h| h.id == **id))
-                                .count();
-                        }
-                        let total = start.elapsed().as_secs_f64();
-                        lat.sort_by(f64::total_cmp);
+                        let m = measure(&qs, &truth, args.repeat, k, |j, q| {
+                            Ok(index.search_with(q, k, filter(j), opts)?)
+                        })?;
                         println!(
-                            "{engine}\t{fname}\t{k}\t{}\t{}\t{:.0}\t{:.0}\t{:.0}\t{:.4}",
+                            "{engine}\t{fname}\t{k}\t{}\t{}\t{m}",
                             if ef == 0 {
                                 "-".to_string()
                             } else {
                                 ef.to_string()
                             },
                             format!("{strategy:?}").to_lowercase(),
-                            (nq * args.repeat) as f64 / total,
-                            pct(&lat, 0.50),
-                            pct(&lat, 0.99),
-                            found as f64 / expected.max(1) as f64
                         );
                     }
                 }
@@ -289,11 +271,7 @@ fn main() -> Res<()> {
                             ef: Some(ef),
                             strategy: Strategy::Auto,
                         };
-                        let mut lat = Vec::with_capacity(nq * args.repeat);
-                        let (mut found, mut expected) = (0usize, 0usize);
-                        let start = Instant::now();
-                        for (j, q) in (0..args.repeat).flat_map(|_| qs.iter().enumerate()) {
-                            let t = Instant::now();
+                        let m = measure(&qs, &truth, args.repeat, k, |j, q| {
                             let mut hits = Vec::new();
                             for (c, sub) in &by_category {
                                 if c % 10 == (j % 10) as i64 {
@@ -302,23 +280,9 @@ fn main() -> Res<()> {
                             }
                             hits.sort_by(|a, b| b.score.total_cmp(&a.score));
                             hits.truncate(k);
-                            lat.push(t.elapsed().as_secs_f64() * 1e6);
-                            let want = &truth[j][..k.min(truth[j].len())];
-                            expected += want.len();
-                            found += want
-                                .iter()
-                                .filter(|id| hits.iter().any(|h| h.id == **id))
-                                .count();
-                        }
-                        let total = start.elapsed().as_secs_f64();
-                        lat.sort_by(f64::total_cmp);
-                        println!(
-                            "{engine}\t{fname}\t{k}\t{ef}\tper_category\t{:.0}\t{:.0}\t{:.0}\t{:.4}",
-                            (nq * args.repeat) as f64 / total,
-                            pct(&lat, 0.50),
-                            pct(&lat, 0.99),
-                            found as f64 / expected.max(1) as f64
-                        );
+                            Ok(hits)
+                        })?;
+                        println!("{engine}\t{fname}\t{k}\t{ef}\tper_category\t{m}");
                     }
                 }
             }
@@ -350,6 +314,57 @@ fn splitmix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^ (x >> 31)
+}
+
+/// One row's figures: QPS, p50 and p99 in µs, recall@k against `truth`.
+struct Measured {
+    qps: f64,
+    p50: f64,
+    p99: f64,
+    recall: f64,
+}
+
+impl std::fmt::Display for Measured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.0}\t{:.0}\t{:.0}\t{:.4}",
+            self.qps, self.p50, self.p99, self.recall
+        )
+    }
+}
+
+/// Times `search(j, query)` over the queries `repeat` times, one at a time, and scores its
+/// hits against the exact top `k` of each query.
+fn measure(
+    qs: &[&[f32]],
+    truth: &[Vec<u32>],
+    repeat: usize,
+    k: usize,
+    mut search: impl FnMut(usize, &[f32]) -> Res<Vec<Hit>>,
+) -> Res<Measured> {
+    let mut lat = Vec::with_capacity(qs.len() * repeat);
+    let (mut found, mut expected) = (0usize, 0usize);
+    let start = Instant::now();
+    for (j, q) in (0..repeat).flat_map(|_| qs.iter().enumerate()) {
+        let t = Instant::now();
+        let hits = search(j, q)?;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        let want = &truth[j][..k.min(truth[j].len())];
+        expected += want.len();
+        found += want
+            .iter()
+            .filter(|id| hits.iter().any(|h| h.id == **id))
+            .count();
+    }
+    let total = start.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    Ok(Measured {
+        qps: (qs.len() * repeat) as f64 / total,
+        p50: pct(&lat, 0.50),
+        p99: pct(&lat, 0.99),
+        recall: found as f64 / expected.max(1) as f64,
+    })
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {

@@ -32,7 +32,6 @@ pub struct DemoArgs {
     load_only: bool,
 }
 
-/// `recd demo`.
 impl DemoArgs {
     /// The serving flags (config file, listen address, store) the demo shares with `serve`.
     pub fn serve_args(&self) -> &ServeArgs {
@@ -40,6 +39,7 @@ impl DemoArgs {
     }
 }
 
+/// `recd demo`.
 pub async fn run(args: DemoArgs) -> Result<()> {
     let mut config = args.store.load()?;
     // Before spending minutes on loading a catalog that could not be served.

@@ -147,7 +147,14 @@ pub fn encode_user(state: &UserState) -> StoreResult<Vec<u8>> {
 
 /// [`encode_user`] with postcard's error.
 fn user_row(state: &UserState) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_extend(state, vec![USER_V3])
+    user_row_into(state, Vec::new())
+}
+
+/// A user row encoded into `buf` (emptied first, its capacity kept).
+fn user_row_into(state: &UserState, mut buf: Vec<u8>) -> Result<Vec<u8>, postcard::Error> {
+    buf.clear();
+    buf.push(USER_V3);
+    postcard::to_extend(state, buf)
 }
 
 /// The largest scratch buffer a thread keeps between encodings: a larger one (a big batch
@@ -187,8 +194,7 @@ fn as_rows<S: Serializer>(users: &[(&str, &UserState)], s: S) -> Result<S::Ok, S
     let mut seq = s.serialize_seq(Some(users.len()))?;
     for (id, state) in users {
         with_scratch(&ROW, |row| {
-            row.push(USER_V3);
-            *row = postcard::to_extend(state, std::mem::take(row)).map_err(S::Error::custom)?;
+            *row = user_row_into(state, std::mem::take(row)).map_err(S::Error::custom)?;
             seq.serialize_element(&(id, serde_bytes::Bytes::new(row)))
         })?;
     }
