@@ -173,6 +173,22 @@ impl Filter {
         }
     }
 
+    /// The values of the tag `field` that every match must have one of: the filter's own
+    /// `TagAny` on `field`, or one among the conjuncts of a top-level `And` (the first). `None`
+    /// when the filter does not require the field (it may then match items of any value).
+    pub fn required_tags(&self, field: &str) -> Option<&[String]> {
+        fn on<'a>(f: &'a Filter, field: &str) -> Option<&'a [String]> {
+            match f {
+                Filter::TagAny { field: f, values } if f == field => Some(values.as_slice()),
+                _ => None,
+            }
+        }
+        match self {
+            Filter::And(all) => all.iter().find_map(|f| on(f, field)),
+            other => on(other, field),
+        }
+    }
+
     /// A canonical string for cache keys: equal filters give equal strings.
     pub fn canonical(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
@@ -441,6 +457,24 @@ mod tests {
 
     fn f(v: Value) -> Filter {
         Filter::parse(&v, &schema()).unwrap()
+    }
+
+    #[test]
+    fn required_tags_are_found_alone_or_among_conjuncts() {
+        let want = |v: Value| f(v).required_tags("category").map(<[String]>::to_vec);
+        let of = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(want(json!({"category": {"any": ["a"]}})), of(&["a"]));
+        assert_eq!(
+            want(json!({"category": {"any": ["a", "b"]}, "price": {"lt": 5}})),
+            of(&["a", "b"])
+        );
+        // Not required: another field, a negation, an alternative, or no filter.
+        let a = json!({"any": ["a"]});
+        assert_eq!(want(json!({"brand": a})), None);
+        assert_eq!(want(json!({"category": {"none": ["a"]}})), None);
+        assert_eq!(want(json!({"not": {"category": a}})), None);
+        assert_eq!(want(json!({"or": [{"category": a}, {"brand": a}]})), None);
+        assert_eq!(Filter::all().required_tags("category"), None);
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl Quantization {
 }
 
 /// The vector part of the schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VectorSpec {
     /// Number of components of every item vector.
@@ -65,6 +65,13 @@ pub struct VectorSpec {
     /// Redis's own and ignores it. Not part of the data: a data dir may change it.
     #[serde(default, skip_serializing_if = "Quantization::is_none")]
     pub quantization: Quantization,
+    /// A tag field whose values each get their own graph in the embedded index, so that a
+    /// KNN filtered on a few of its values walks only those values' items (a filter that
+    /// correlates with the vectors, like a category, is the embedded index's slowest case
+    /// through one graph). The redis backend ignores it. Not part of the data: a data dir
+    /// may change it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_by: Option<String>,
 }
 
 /// The type of a filterable item field.
@@ -117,6 +124,7 @@ impl Schema {
                 dim,
                 metric: Metric::Cosine,
                 quantization: Quantization::None,
+                partition_by: None,
             },
             fields,
         }
@@ -133,14 +141,23 @@ impl Schema {
         for name in self.fields.keys() {
             validate_field_name(name)?;
         }
+        if let Some(field) = &self.vector.partition_by
+            && self.field(field) != Some(FieldType::Tag)
+        {
+            return crate::invalid!(
+                "schema.vector.partition_by must name a tag field of the schema, got '{field}'"
+            );
+        }
         Ok(())
     }
 
     /// Whether `other` describes the same data: equal except for settings of how the data
-    /// is indexed (`vector.quantization`), which a data dir may change between starts.
+    /// is indexed (`vector.quantization`, `vector.partition_by`), which a data dir may
+    /// change between starts.
     pub fn same_data(&self, other: &Schema) -> bool {
         let mut a = self.clone();
         a.vector.quantization = other.vector.quantization;
+        a.vector.partition_by.clone_from(&other.vector.partition_by);
         a == *other
     }
 
@@ -232,5 +249,22 @@ mod tests {
         assert!(q.same_data(&plain) && plain.same_data(&q) && q != plain);
         q.vector.metric = Metric::L2;
         assert!(!q.same_data(&plain));
+    }
+
+    #[test]
+    fn partition_by_names_a_tag_field_and_is_not_part_of_the_data() {
+        let plain = Schema::demo(8);
+        let mut p = plain.clone();
+        p.vector.partition_by = Some("category".into());
+        assert!(p.validate().is_ok());
+        assert!(p.same_data(&plain) && plain.same_data(&p) && p != plain);
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["vector"]["partition_by"], "category");
+        // Not a field, or not a tag field: refused with the field's name.
+        for bad in ["nope", "price", "title"] {
+            p.vector.partition_by = Some(bad.into());
+            let e = p.validate().unwrap_err();
+            assert!(e.message.contains(bad), "{}", e.message);
+        }
     }
 }

@@ -286,7 +286,7 @@ pub const CATALOGUE: &[MetricDef] = &[
     def(
         "recd_index_plan_total",
         Counter,
-        "KNN searches of the embedded vector index by the plan that answered them (`plan`: `exact` scan, `graph` walk with the filter applied during the walk, `graph_then_exact` when a walk found too few and a scan completed it, `sketch_scan` for a scan of a broad filter that read 1-bit sketches first); absent on the redis backend, whose query engine does not report its plan.",
+        "KNN searches of the embedded vector index by the plan that answered them (`plan`: `exact` scan, `graph` walk with the filter applied during the walk, `graph_then_exact` when a walk found too few and a scan completed it, `sketch_scan` for a scan of a broad filter that read 1-bit sketches first, `partitioned` for a filter on a few values of the schema's `vector.partition_by` field answered by their own graphs); absent on the redis backend, whose query engine does not report its plan.",
     ),
     def(
         "recd_checkpoint_duration_seconds",

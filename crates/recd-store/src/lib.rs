@@ -68,8 +68,9 @@ pub struct KnnPlan {
     /// `exact` (a scan of the allowed ids), `sketch_scan` (a scan of a broad filter that
     /// read 1-bit sketches first and scored only what they could not rule out), `graph` (a
     /// walk with the filter applied during it), `graph_then_exact` (a walk that found too few
-    /// allowed items, then a scan), or `none` (the filter admits no item, so nothing was
-    /// searched).
+    /// allowed items, then a scan), `partitioned` (the per-value graphs of the filter's
+    /// values of `vector.partition_by`, see `partitions`), or `none` (the filter admits no
+    /// item, so nothing was searched).
     pub plan: &'static str,
     /// Beam width of the walk (grown for selective filters); absent for a scan.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,6 +82,10 @@ pub struct KnnPlan {
     /// Vectors a `sketch_scan` scored after its first pass.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scored: Option<usize>,
+    /// For `plan: "partitioned"` (the filter required a few values of the schema's
+    /// `vector.partition_by` field): the per-value graphs walked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<usize>,
 }
 
 /// A popular item: its fields (no vector) and its log-domain popularity

@@ -183,6 +183,7 @@ async fn default_schema(config: &mut recd_server::Config, dim: usize) -> Result<
                 dim,
                 metric: Metric::Ip,
                 quantization: Default::default(),
+                partition_by: None,
             },
             fields: Default::default(),
         });

@@ -59,6 +59,7 @@ pub fn schema(dim: usize) -> Schema {
             dim,
             metric: Metric::Ip,
             quantization: Default::default(),
+            partition_by: None,
         },
         fields: [
             ("title", FieldType::Text),

@@ -126,6 +126,20 @@ impl AttributeIndex {
         }
     }
 
+    /// The slots carrying `value` in the tag `field` (`None`: no item does).
+    pub fn tag_slots(&self, field: &str, value: &str) -> Option<&RoaringBitmap> {
+        self.tags.get(field)?.get(value)
+    }
+
+    /// Every value of the tag `field` with the slots carrying it.
+    pub fn tag_values(&self, field: &str) -> impl Iterator<Item = (&str, &RoaringBitmap)> {
+        self.tags
+            .get(field)
+            .into_iter()
+            .flatten()
+            .map(|(v, slots)| (v.as_str(), slots))
+    }
+
     /// The exact set of live slots passing `filter`.
     pub fn eval(&self, filter: &Filter) -> RoaringBitmap {
         match filter {

@@ -196,6 +196,16 @@ impl Catalog {
         }
     }
 
+    /// The live slots carrying `value` in the tag `field` (`None`: no item does).
+    pub fn tag_slots(&self, field: &str, value: &str) -> Option<&RoaringBitmap> {
+        self.attrs.tag_slots(field, value)
+    }
+
+    /// Every value of the tag `field` with the live slots carrying it.
+    pub fn tag_values(&self, field: &str) -> impl Iterator<Item = (&str, &RoaringBitmap)> {
+        self.attrs.tag_values(field)
+    }
+
     /// The bitmap of live slots passing `filter`, or `None` for "everything".
     pub fn allowed(&self, filter: &Filter) -> Option<RoaringBitmap> {
         (!filter.is_all()).then(|| self.attrs.eval(filter))

@@ -61,6 +61,7 @@ use recd_index::{HnswParams, Metric, SnapshotInfo, VectorIndex};
 use serde::{Deserialize, Serialize};
 
 use super::catalog::Catalog;
+use super::partitions::Partitions;
 
 /// `[embedded.index_snapshot]`: when the vector index is saved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +99,8 @@ impl SnapshotOptions {
 
 const FILE: &str = "hnsw.snapshot";
 const TEMP: &str = "hnsw.snapshot.tmp";
+const PARTITIONS: &str = "partitions";
+const PARTITIONS_TEMP: &str = "partitions.tmp";
 /// Version of the slot table kept in the snapshot's extra bytes.
 const TABLE_VERSION: u8 = 1;
 /// Catalog slots copied per read-lock hold while the slot table is built.
@@ -119,6 +122,97 @@ pub fn path(data_dir: &Path) -> PathBuf {
 /// The temp file a snapshot is written to before its rename.
 pub fn temp_path(data_dir: &Path) -> PathBuf {
     dir_of(data_dir).join(TEMP)
+}
+
+/// The directory of the per-value graphs' snapshots (`vector.partition_by`): one file per
+/// value, the value in the file's extra bytes.
+pub(super) fn partitions_dir(data_dir: &Path) -> PathBuf {
+    dir_of(data_dir).join(PARTITIONS)
+}
+
+/// Where the per-value graphs are written before they replace the previous set.
+fn partitions_temp(data_dir: &Path) -> PathBuf {
+    dir_of(data_dir).join(PARTITIONS_TEMP)
+}
+
+/// Reads the per-value graphs' snapshots of `data_dir` (value → graph). A file that cannot
+/// be used is logged and left out (its value's graph is then built afresh); a temp dir left
+/// by a save that never finished is deleted. The graphs share the main snapshot's slot
+/// numbers and are verified against the catalog like it (see `Partitions::open`).
+pub(super) fn load_partitions(
+    data_dir: &Path,
+    dim: usize,
+    metric: Metric,
+    params: HnswParams,
+) -> HashMap<String, VectorIndex> {
+    let temp = partitions_temp(data_dir);
+    if temp.exists() {
+        tracing::warn!(dir = %temp.display(), "deleting partition snapshots that were never finished");
+        if let Err(e) = std::fs::remove_dir_all(&temp) {
+            tracing::warn!(cause = %e, "cannot delete the unfinished partition snapshots");
+        }
+    }
+    let mut out = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(partitions_dir(data_dir)) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let file = entry.path();
+        let read = std::fs::read(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                VectorIndex::read_snapshot(&bytes, dim, metric, params)
+                    .map_err(|e| e.to_string())
+                    .and_then(|(index, extra)| {
+                        String::from_utf8(extra.to_vec())
+                            .map(|value| (value, index))
+                            .map_err(|_| "the value is not UTF-8".to_string())
+                    })
+            });
+        match read {
+            Ok((value, index)) => {
+                out.insert(value, index);
+            }
+            Err(cause) => {
+                tracing::warn!(file = %file.display(), cause, "partition snapshot unusable; its graph is rebuilt");
+            }
+        }
+    }
+    out
+}
+
+/// Writes the per-value graphs: every file to a fresh temp dir (fsynced), which then
+/// replaces the previous dir. A crash in between leaves the previous set, part of it or
+/// none: whatever is missing is rebuilt at the next start, nothing is trusted unverified.
+fn save_partitions(data_dir: &Path, graphs: &[(String, Arc<VectorIndex>)]) -> std::io::Result<u64> {
+    let dir = dir_of(data_dir);
+    let temp = partitions_temp(data_dir);
+    let target = partitions_dir(data_dir);
+    if graphs.is_empty() {
+        if target.exists() {
+            std::fs::remove_dir_all(&target)?;
+            File::open(&dir)?.sync_all()?;
+        }
+        return Ok(0);
+    }
+    if temp.exists() {
+        std::fs::remove_dir_all(&temp)?;
+    }
+    std::fs::create_dir_all(&temp)?;
+    let mut bytes = 0;
+    for (i, (value, graph)) in graphs.iter().enumerate() {
+        let mut w =
+            BufWriter::with_capacity(1 << 20, File::create(temp.join(format!("p{i}.snapshot")))?);
+        bytes += graph.write_snapshot(&mut w, value.as_bytes())?.bytes;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    }
+    File::open(&temp)?.sync_all()?;
+    if target.exists() {
+        std::fs::remove_dir_all(&target)?;
+    }
+    std::fs::rename(&temp, &target)?;
+    File::open(&dir)?.sync_all()?;
+    Ok(bytes)
 }
 
 /// A loaded snapshot: the index, and the item id of each catalog slot it was saved with.
@@ -286,6 +380,7 @@ pub(super) struct Snapshots {
     data_dir: PathBuf,
     options: SnapshotOptions,
     index: Arc<VectorIndex>,
+    partitions: Arc<Partitions>,
     catalog: Arc<RwLock<Catalog>>,
     /// One snapshot at a time (they share the temp file).
     saving: Mutex<()>,
@@ -302,6 +397,7 @@ impl Snapshots {
         data_dir: &Path,
         options: SnapshotOptions,
         index: Arc<VectorIndex>,
+        partitions: Arc<Partitions>,
         catalog: Arc<RwLock<Catalog>>,
         current: bool,
     ) -> Arc<Self> {
@@ -310,6 +406,7 @@ impl Snapshots {
             data_dir: data_dir.to_path_buf(),
             options,
             index,
+            partitions,
             catalog,
             saving: Mutex::new(()),
             saved: AtomicU64::new(saved),
@@ -346,11 +443,15 @@ impl Snapshots {
         }
         let started = Instant::now();
         let info = save(&self.data_dir, &self.index, &self.catalog)?;
+        let graphs = self.partitions.graphs();
+        let partition_bytes = save_partitions(&self.data_dir, &graphs)?;
         self.saved.store(changes, Ordering::Relaxed);
         tracing::info!(
             nodes = info.nodes,
             live = info.live,
             bytes = info.bytes,
+            partitions = graphs.len(),
+            partition_bytes,
             secs = format!("{:.2}", started.elapsed().as_secs_f64()),
             "vector index snapshot saved"
         );
@@ -422,6 +523,11 @@ impl Snapshots {
             ),
             Ok(false) => {}
             Err(e) => tracing::warn!(cause = %e, "vector index left in its order"),
+        }
+        for (value, graph) in self.partitions.graphs() {
+            if let Err(e) = graph.reorder_if_stale() {
+                tracing::warn!(value, cause = %e, "partition graph left in its order");
+            }
         }
         self.save_now()
     }

@@ -23,6 +23,7 @@
 //! - `memory`: the event log of an in-memory store.
 //! - `index_file`: the vector index's snapshot file, so that a restart loads the graph
 //!   instead of rebuilding it (checked against the stored items, never trusted blindly).
+//! - `partitions`: the per-value graphs of the schema's `vector.partition_by` field.
 //! - `models`: the model registry (redb tables, or maps in memory).
 //! - `faults`: fault injection for the durability tests.
 
@@ -35,6 +36,7 @@ mod index_file;
 mod log;
 mod memory;
 mod models;
+mod partitions;
 mod popularity;
 mod record;
 mod segment;
@@ -63,6 +65,7 @@ pub use self::log::Fsync;
 use self::log::{LogConfig, Ticket, Wal};
 use self::memory::MemoryLog;
 use self::models::MemoryModels;
+use self::partitions::Partitions;
 use self::popularity::Popularity;
 use self::record::OpRef;
 use self::users::Users;
@@ -150,6 +153,8 @@ struct Inner {
     schema: Schema,
     settings: ModelSettings,
     index: Arc<VectorIndex>,
+    /// The per-value graphs of `vector.partition_by` (empty when it is not set).
+    partitions: Arc<Partitions>,
     catalog: Arc<RwLock<Catalog>>,
     /// How the index came to be at open.
     index_start: IndexStart,
@@ -258,13 +263,20 @@ impl EmbeddedStore {
         schema.validate()?;
         let options = EmbeddedOptions::default();
         let users = Arc::new(Users::new(0));
-        let (index, catalog, popularity, index_start) =
-            memory_state(&schema, &options, Loaded::default(), &users, None, None)?;
+        let (index, partitions, catalog, popularity, (index_start, _)) = memory_state(
+            &schema,
+            &options,
+            Loaded::default(),
+            &users,
+            Snapshot::default(),
+            None,
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
                 schema,
                 settings,
                 index: Arc::new(index),
+                partitions: Arc::new(partitions),
                 catalog: Arc::new(RwLock::new(catalog)),
                 index_start,
                 popularity,
@@ -328,27 +340,34 @@ impl EmbeddedStore {
             durable.save_schema(&schema)?;
         }
         let users = Arc::new(Users::new(applied));
-        let snapshot = options
-            .index_snapshot
-            .enabled
-            .then(|| index_file::load(dir, schema.vector.dim, index_metric(&schema), options.hnsw))
-            .flatten();
-        let (index, catalog, popularity, index_start) =
+        let snapshot = if options.index_snapshot.enabled {
+            let (dim, metric) = (schema.vector.dim, index_metric(&schema));
+            Snapshot {
+                main: index_file::load(dir, dim, metric, options.hnsw),
+                partitions: index_file::load_partitions(dir, dim, metric, options.hnsw),
+            }
+        } else {
+            Snapshot::default()
+        };
+        let (index, partitions, catalog, popularity, (index_start, partitions_built)) =
             memory_state(&schema, &options, loaded, &users, snapshot, Some(dir))?;
         let index = Arc::new(index);
+        let partitions = Arc::new(partitions);
         let catalog = Arc::new(RwLock::new(catalog));
-        let clean_load = matches!(
-            index_start,
-            IndexStart::Loaded {
-                reinserted: 0,
-                removed: 0,
-                ..
-            }
-        );
+        let clean_load = partitions_built == 0
+            && matches!(
+                index_start,
+                IndexStart::Loaded {
+                    reinserted: 0,
+                    removed: 0,
+                    ..
+                }
+            );
         let snapshots = Snapshots::new(
             dir,
             options.index_snapshot.clone(),
             index.clone(),
+            partitions.clone(),
             catalog.clone(),
             clean_load,
         );
@@ -398,6 +417,7 @@ impl EmbeddedStore {
                 schema,
                 settings,
                 index,
+                partitions,
                 catalog,
                 index_start,
                 popularity,
@@ -492,6 +512,17 @@ impl EmbeddedStore {
         self.inner.index_start
     }
 
+    /// The per-value graphs of the schema's `vector.partition_by` field: how many there
+    /// are, and how many of them were loaded from their snapshot and built at open.
+    pub fn partition_graphs(&self) -> PartitionGraphs {
+        let (loaded, built) = self.inner.partitions.opened();
+        PartitionGraphs {
+            graphs: self.inner.partitions.graphs().len(),
+            loaded,
+            built,
+        }
+    }
+
     /// The vector index's quantization (the schema's `vector.quantization`).
     pub fn index_quantization(&self) -> recd_index::Quantization {
         self.inner.index.quantization()
@@ -514,6 +545,17 @@ impl EmbeddedStore {
     }
 }
 
+/// What [`EmbeddedStore::partition_graphs`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionGraphs {
+    /// Values with their own graph now.
+    pub graphs: usize,
+    /// Graphs loaded from their snapshot at open (and brought up to date with the items).
+    pub loaded: usize,
+    /// Graphs built afresh at open.
+    pub built: usize,
+}
+
 /// The index metric of a schema.
 fn index_metric(schema: &Schema) -> recd_index::Metric {
     match schema.vector.metric {
@@ -523,22 +565,44 @@ fn index_metric(schema: &Schema) -> recd_index::Metric {
     }
 }
 
+/// What the index snapshots of a data dir held at open.
+#[derive(Default)]
+struct Snapshot {
+    /// The main graph and its slot table.
+    main: Option<index_file::Loaded>,
+    /// The per-value graphs, by value (same slot numbers as `main`).
+    partitions: std::collections::HashMap<String, VectorIndex>,
+}
+
 /// The in-memory state from what was loaded, with the vector index loaded from `snapshot`
-/// (brought up to date with the items) or rebuilt. `data_dir` is where an int8 index keeps
-/// its `f32` vectors (an unnamed file; `None`: the system's temp directory).
+/// (brought up to date with the items) or rebuilt, and the per-value graphs of
+/// `vector.partition_by` likewise (with how many of them were built afresh). `data_dir` is
+/// where an int8 index keeps its `f32` vectors (an unnamed file; `None`: the system's temp
+/// directory).
+#[allow(clippy::type_complexity)]
 fn memory_state(
     schema: &Schema,
     options: &EmbeddedOptions,
     loaded: Loaded,
     users: &Users,
-    snapshot: Option<index_file::Loaded>,
+    snapshot: Snapshot,
     data_dir: Option<&Path>,
-) -> StoreResult<(VectorIndex, Catalog, Popularity, IndexStart)> {
+) -> StoreResult<(
+    VectorIndex,
+    Partitions,
+    Catalog,
+    Popularity,
+    (IndexStart, usize),
+)> {
     let mut catalog = Catalog::new(schema);
     let popularity = Popularity::default();
     for (id, score) in loaded.popularity {
         popularity.load(id, score);
     }
+    let Snapshot {
+        main: snapshot,
+        partitions: loaded_partitions,
+    } = snapshot;
     // Items the snapshot knows keep their slot (the index's ids); the rest come after.
     let (snapshot, old_slots) = match snapshot {
         Some(s) => (Some(s.index), s.slots),
@@ -562,7 +626,8 @@ fn memory_state(
         !compact
     });
     let mut fresh = 0u32;
-    if snapshot.is_some() {
+    let slots_kept = snapshot.is_some();
+    if slots_kept {
         // Slots are u32 throughout; a table longer than that failed to decode.
         fresh = old_slots.len() as u32;
     } else {
@@ -631,10 +696,46 @@ fn memory_state(
         // Still int8 and still exact; only the memory saving is lost.
         tracing::warn!(cause = %e, "cannot make the int8 index's vector file; its f32 vectors stay in memory");
     }
+    // The per-value graphs share the main index's slots, so a loaded one is only used with
+    // the main snapshot it was saved beside (and, like it, verified against the catalog).
+    let partitions = Partitions::new(
+        schema,
+        index_metric(schema),
+        options.hnsw,
+        data_dir.map(Path::to_path_buf),
+    );
+    let loaded_partitions = if slots_kept {
+        loaded_partitions
+    } else {
+        std::collections::HashMap::new()
+    };
+    let no_progress = OpenProgress::default();
+    let (reused, built) = partitions.open(
+        &catalog,
+        loaded_partitions,
+        |graph, vectors| {
+            let wanted: roaring::RoaringBitmap = vectors.iter().map(|(slot, _)| *slot).collect();
+            let matched = (graph.ids() & &wanted).len() as usize;
+            if index_file::needs_compaction(graph.nodes(), matched) {
+                return false;
+            }
+            bring_up_to_date(graph, vectors, &no_progress);
+            true
+        },
+        |graph, vectors| insert_stored(graph, vectors, "building a partition graph", &no_progress),
+    );
+    if reused + built > 0 {
+        tracing::info!(
+            field = partitions.field().unwrap_or_default(),
+            loaded = reused,
+            built,
+            "partition graphs ready"
+        );
+    }
     for (id, state) in loaded.users {
         users.load(id, state);
     }
-    Ok((index, catalog, popularity, start))
+    Ok((index, partitions, catalog, popularity, (start, built)))
 }
 
 /// Makes a loaded snapshot hold exactly the stored `vectors` (by slot): what differs bit
@@ -935,14 +1036,51 @@ impl Store for EmbeddedStore {
                 allowed: 0,
                 indexed: self.inner.index.len() as u64,
                 scored: None,
+                partitions: None,
             };
             return Ok((Vec::new(), Some(nothing)));
         }
-        let (hits, report) = self
-            .inner
-            .index
-            .search_explained(query, k, allowed.as_ref(), SearchOptions::default())
-            .map_err(|e| StoreError::Invalid(ValidationError::new(e.to_string())))?;
+        let invalid =
+            |e: recd_index::IndexError| StoreError::Invalid(ValidationError::new(e.to_string()));
+        // A filter on a few values of `vector.partition_by`: their own graphs.
+        let partitioned = match (self.inner.partitions.field(), &allowed) {
+            (Some(field), Some(allowed)) => filter.required_tags(field).and_then(|values| {
+                self.inner
+                    .partitions
+                    .search(&catalog, &self.inner.index, query, k, values, allowed)
+            }),
+            _ => None,
+        };
+        let (hits, plan) = match partitioned {
+            Some(result) => {
+                let (hits, done) = result.map_err(invalid)?;
+                let plan = KnnPlan {
+                    plan: "partitioned",
+                    ef: None,
+                    allowed: allowed.as_ref().map_or(0, roaring::RoaringBitmap::len),
+                    indexed: self.inner.index.len() as u64,
+                    scored: None,
+                    partitions: Some(done.graphs),
+                };
+                (hits, plan)
+            }
+            None => {
+                let (hits, report) = self
+                    .inner
+                    .index
+                    .search_explained(query, k, allowed.as_ref(), SearchOptions::default())
+                    .map_err(invalid)?;
+                let plan = KnnPlan {
+                    plan: report.plan,
+                    ef: report.ef,
+                    allowed: report.allowed,
+                    indexed: report.live,
+                    scored: report.sketched,
+                    partitions: None,
+                };
+                (hits, plan)
+            }
+        };
         let hits = hits
             .into_iter()
             .filter_map(|h| {
@@ -952,13 +1090,6 @@ impl Store for EmbeddedStore {
                 })
             })
             .collect();
-        let plan = KnnPlan {
-            plan: report.plan,
-            ef: report.ef,
-            allowed: report.allowed,
-            indexed: report.live,
-            scored: report.sketched,
-        };
         Ok((hits, Some(plan)))
     }
 
@@ -969,6 +1100,7 @@ impl Store for EmbeddedStore {
             ("graph", c.graph),
             ("graph_then_exact", c.graph_then_exact),
             ("sketch_scan", c.sketch_scan),
+            ("partitioned", self.inner.partitions.searches()),
         ]
     }
 

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 use recd_core::item::check_vector;
 use recd_core::{Event, Item, ItemUpsert, UpdateRule, UserState, ValidationError};
@@ -88,21 +89,43 @@ impl Inner {
         self.index
             .insert_batch(&vectors)
             .map_err(|e| StoreError::Internal(format!("index rejected a validated vector: {e}")))?;
+        let grown = self.partitions.values_of(&items);
+        if self.partitions.field().is_some() {
+            let olds: Vec<Option<Arc<Item>>> = {
+                let catalog = self.catalog.read();
+                slots.iter().map(|s| catalog.item_at(*s).cloned()).collect()
+            };
+            self.partitions
+                .write(
+                    slots
+                        .iter()
+                        .zip(&olds)
+                        .zip(&items)
+                        .map(|((slot, old), new)| (*slot, old.as_deref(), Some(new))),
+                )
+                .map_err(|e| {
+                    StoreError::Internal(format!("partition rejected a validated vector: {e}"))
+                })?;
+        }
         let n = items.len();
-        let mut catalog = self.catalog.write();
         {
-            let mut new_items = self.new_items.lock();
-            for id in &given {
-                new_items.remove(id);
+            let mut catalog = self.catalog.write();
+            {
+                let mut new_items = self.new_items.lock();
+                for id in &given {
+                    new_items.remove(id);
+                }
+            }
+            for (item, slot) in items.into_iter().zip(slots) {
+                if item.vector.is_none() {
+                    self.index.remove(slot);
+                }
+                self.popularity.link(slot, &item.id);
+                catalog.put(slot, item);
             }
         }
-        for (item, slot) in items.into_iter().zip(slots) {
-            if item.vector.is_none() {
-                self.index.remove(slot);
-            }
-            self.popularity.link(slot, &item.id);
-            catalog.put(slot, item);
-        }
+        self.partitions
+            .grow(&self.catalog, grown.iter().map(String::as_str));
         Ok((n, Some(ticket)))
     }
 
@@ -112,17 +135,20 @@ impl Inner {
             return Ok((false, None));
         }
         let ticket = self.sink.append(&OpRef::DeleteItem(id))?;
-        let slot = {
+        let (slot, old) = {
             let mut catalog = self.catalog.write();
+            let old = catalog.get(id).cloned();
             let slot = catalog.remove(id);
             if let Some(slot) = slot {
                 self.popularity.unlink(slot);
             }
             self.new_items.lock().remove(id);
-            slot
+            (slot, old)
         };
         if let Some(slot) = slot {
             self.index.remove(slot);
+            // Removes only: cannot fail.
+            let _ = self.partitions.write([(slot, old.as_deref(), None)]);
         }
         Ok((true, Some(ticket)))
     }
@@ -212,6 +238,23 @@ impl Inner {
             return Ok((0, None));
         }
         let ticket = self.sink.append(&OpRef::Items(&updated))?;
+        if self.partitions.field().is_some() {
+            let olds: Vec<Option<Arc<Item>>> = {
+                let catalog = self.catalog.read();
+                slots.iter().map(|s| catalog.item_at(*s).cloned()).collect()
+            };
+            self.partitions
+                .write(
+                    slots
+                        .iter()
+                        .zip(&olds)
+                        .zip(&updated)
+                        .map(|((slot, old), new)| (*slot, old.as_deref(), Some(new))),
+                )
+                .map_err(|e| {
+                    StoreError::Internal(format!("partition rejected a validated vector: {e}"))
+                })?;
+        }
         let pairs: Vec<(u32, Vec<f32>)> = slots
             .iter()
             .zip(&updated)

@@ -397,6 +397,7 @@ pub fn run(p: &SimParams, policy: Policy<'_>) -> (Simulated, Option<AbOutcome>) 
             dim: DIM,
             metric: recd_core::Metric::Cosine,
             quantization: recd_core::Quantization::None,
+            partition_by: None,
         },
         fields,
     };
