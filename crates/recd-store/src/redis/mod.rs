@@ -1047,7 +1047,13 @@ async fn ensure_index(
             )
         ))));
     }
-    if stored.as_deref() != Some(schema_json.as_str()) {
+    // Settings of the embedded index only (`vector.quantization`, `vector.partition_by`)
+    // may differ: this backend ignores them.
+    let same = stored.as_deref().is_some_and(|json| {
+        json == schema_json
+            || serde_json::from_str::<Schema>(json).is_ok_and(|s| s.same_data(schema))
+    });
+    if !same {
         return Err(StoreError::Invalid(ValidationError::new(format!(
             "the redis prefix '{}' holds items of another schema ({}); use another prefix, or migrate",
             config.prefix,

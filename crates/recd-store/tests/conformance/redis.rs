@@ -112,6 +112,12 @@ async fn connect_is_idempotent_and_checks_the_schema() {
     // A second server with the same schema shares the data.
     let second = connect(schema(), settings(), &prefix).await.unwrap();
     assert_eq!(second.counts().await.unwrap().items, 1);
+    // The embedded index's own settings may differ: this backend ignores them.
+    let mut indexed = schema();
+    indexed.vector.partition_by = Some("category".into());
+    indexed.vector.quantization = recd_core::Quantization::Int8;
+    let third = connect(indexed, settings(), &prefix).await.unwrap();
+    assert_eq!(third.counts().await.unwrap().items, 1);
     // Another schema on the same prefix is refused, not silently mixed.
     let url = redis_url().unwrap();
     let config = RedisConfig {

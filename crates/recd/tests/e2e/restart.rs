@@ -32,6 +32,23 @@ async fn answers(s: &Server, category: &Value) -> Vec<Value> {
     out
 }
 
+/// The (id, score) list of the items similar to `small-3` within `body`'s filter.
+async fn similar(s: &Server, body: Value) -> Vec<(String, Value)> {
+    let (status, a) = s.post("/v1/items/small-3/similar", body).await;
+    assert_eq!(status, 200, "{a}");
+    a["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap_or_default().to_string(),
+                i["score"].clone(),
+            )
+        })
+        .collect()
+}
+
 /// Stops the server as an operator would (SIGTERM) and waits for it to exit.
 fn stop(mut s: Server) {
     let pid = s.child.id().to_string();
@@ -109,6 +126,119 @@ async fn a_restart_loads_the_index_instead_of_rebuilding_it() {
     assert!(walks >= 5, "{walks} walks");
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
+    for name in ["first", "second"] {
+        let _ = std::fs::remove_file(log(name));
+    }
+}
+
+/// `vector.partition_by`: a category with enough items gets its own graph, a filter on it
+/// is answered through that graph (`explain` and `/metrics` say so), and the graph is
+/// saved at shutdown and loaded by the next start, with the same answers.
+#[tokio::test]
+async fn a_partitioned_category_is_searched_in_its_own_graph_across_a_restart() {
+    let dir = data_dir("partitions");
+    let config = dir.with_extension("toml");
+    std::fs::write(
+        &config,
+        "[schema]\nvector = { dim = 4, partition_by = \"category\" }\n\
+         [schema.fields]\ncategory = \"tag\"\nprice = \"numeric\"\n",
+    )
+    .expect("config");
+    let log = |name: &str| dir.with_extension(format!("{name}.log"));
+    let args = [
+        "serve",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--data-dir",
+        dir.to_str().expect("utf-8 path"),
+    ];
+    let envs = [("RECD_LOG", "info")];
+    let s = Server::start_with_stderr(
+        &args,
+        &envs,
+        Stdio::from(File::create(log("first")).expect("log")),
+    );
+    // "big" (1,100 items: over the 1,024 that earn a graph) and "small" (300: scanned).
+    let item = |cat: &str, i: usize| {
+        let a = i as f64 * 0.618;
+        let v = if cat == "big" {
+            [1.0, a.sin() * 0.5, a.cos() * 0.5, 0.1]
+        } else {
+            [0.1, a.sin() * 0.5, a.cos() * 0.5, 1.0]
+        };
+        json!({"id": format!("{cat}-{i}"), "vector": v, "category": cat, "price": i % 100})
+    };
+    let items: Vec<Value> = (0..1_100)
+        .map(|i| item("big", i))
+        .chain((0..300).map(|i| item("small", i)))
+        .collect();
+    for chunk in items.chunks(500) {
+        let (status, a) = s.put("/v1/items", json!({"items": chunk})).await;
+        assert_eq!(status, 200, "{a}");
+    }
+    let ask = |cat: &str, price: Option<u32>| {
+        let mut filter = json!({"category": {"any": [cat]}});
+        if let Some(p) = price {
+            filter["price"] = json!({"lt": p});
+        }
+        json!({"count": 10, "filter": filter})
+    };
+    let mut before = Vec::new();
+    for (cat, price) in [("big", None), ("big", Some(30)), ("small", None)] {
+        let got = similar(&s, ask(cat, price)).await;
+        assert_eq!(got.len(), 10, "{cat}: {got:?}");
+        assert!(
+            got.iter().all(|(id, _)| id.starts_with(cat)),
+            "{cat}: {got:?}"
+        );
+        before.push(got);
+    }
+    // A user near "small" asking within "big": the plan is on the answer.
+    s.event("shopper", "small-1", "click").await;
+    let mut body = ask("big", None);
+    body["user_id"] = json!("shopper");
+    body["explain"] = json!(true);
+    let a = s.recommend(body.clone()).await;
+    let plan = &a["stages"]["retrieve"]["knn_plan"];
+    assert_eq!(plan["plan"], "partitioned", "{a}");
+    assert_eq!(plan["partitions"], 1, "{plan}");
+    body["filter"] = json!({"category": {"any": ["small"]}});
+    let a = s.recommend(body).await;
+    assert_ne!(
+        a["stages"]["retrieve"]["knn_plan"]["plan"], "partitioned",
+        "{a}"
+    );
+    let metrics = s.get_text("/metrics").await;
+    let partitioned: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("recd_index_plan_total{plan=\"partitioned\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no partitioned plan count in {metrics}"));
+    assert!(partitioned >= 3, "{partitioned} partitioned searches");
+    stop(s);
+
+    let s = Server::start_with_stderr(
+        &args,
+        &envs,
+        Stdio::from(File::create(log("second")).expect("log")),
+    );
+    let text = std::fs::read_to_string(log("second")).expect("second log");
+    let ready = text
+        .lines()
+        .find(|l| l.contains("partition graphs ready"))
+        .unwrap_or_else(|| panic!("no partition graphs at start: {text}"));
+    assert!(
+        ready.contains("loaded=1") && ready.contains("built=0"),
+        "{ready}"
+    );
+    let mut after = Vec::new();
+    for (cat, price) in [("big", None), ("big", Some(30)), ("small", None)] {
+        after.push(similar(&s, ask(cat, price)).await);
+    }
+    assert_eq!(after, before, "an answer changed across the restart");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&config);
     for name in ["first", "second"] {
         let _ = std::fs::remove_file(log(name));
     }
