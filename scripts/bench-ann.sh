@@ -15,7 +15,8 @@
 # FILTERS (default none,cat10,brand1), MIN_RECALL (for the ratio table, default 0.95),
 # HNSW_CACHE (hnswlib's graph saved/loaded there, see bench-ann.py --index-cache), SNAPSHOT
 # (recd's graph saved/loaded there, knn_latency --snapshot), EXAMPLE (a prebuilt knn_latency
-# binary instead of building one), BUILD_THREADS (threads for each engine's build, default 2).
+# binary instead of building one), BUILD_THREADS (threads for each engine's build, default 2),
+# BY_CATEGORY (1: recd's cat10 also through per-category graphs, see below).
 #
 # With both HNSW_CACHE and SNAPSHOT set and either graph missing, the two graphs are built
 # first AT THE SAME TIME, each on BUILD_THREADS threads (e.g. BUILD_THREADS=1 on 2 cores), so
@@ -73,6 +74,9 @@ HNSW_ARGS=()
 [ -n "${HNSW_CACHE:-}" ] && HNSW_ARGS=(--index-cache "$HNSW_CACHE")
 RECD_ARGS=()
 [ -n "${SNAPSHOT:-}" ] && RECD_ARGS=(--snapshot "$SNAPSHOT")
+# BY_CATEGORY=1: recd also answers cat10 through one graph per category (`per_category` rows,
+# what the server does with `vector.partition_by = "category"`); built each round.
+[ "${BY_CATEGORY:-0}" = 1 ] && RECD_ARGS+=(--by-category)
 
 echo "# machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -n "${HNSW_CACHE:-}" ] && [ -n "${SNAPSHOT:-}" ] && { [ ! -f "$HNSW_CACHE.build" ] || [ ! -f "$SNAPSHOT" ]; }; then

@@ -646,6 +646,32 @@ impl VectorIndex {
             .map(|(hits, _)| hits)
     }
 
+    /// The planner's estimate of what an `Auto` search of `k` with the default beam costs
+    /// among `allowed` live ids (`None`: unfiltered), in the nanoseconds of its cost model
+    /// (see `planner`): for a caller choosing between indexes that can answer the same
+    /// query (the store's per-value graphs beside its main index). Only comparisons between
+    /// such estimates mean anything.
+    pub fn estimated_cost(&self, allowed: Option<u64>, k: usize) -> f64 {
+        let st = self.store.read();
+        let live = st.live().len();
+        let card = allowed.map_or(live, |a| a.min(live));
+        let sketch_r = k.saturating_mul(SKETCH_PER_K).max(MIN_SKETCH_SHORTLIST);
+        let min_allowed = (sketch_r as u64).saturating_mul(match st.codes_view() {
+            Some(_) => SKETCH_MIN_ALLOWED_PER_SHORTLIST_CODES,
+            None => SKETCH_MIN_ALLOWED_PER_SHORTLIST_F32,
+        });
+        let sketched = allowed.is_some() && card >= min_allowed && st.sketch_view().is_some();
+        planner::auto_cost(
+            allowed.is_some(),
+            card,
+            live,
+            k,
+            self.params.ef_search,
+            true,
+            sketched,
+        )
+    }
+
     /// [`search_with`](Self::search_with), also saying how the search was carried out.
     pub fn search_explained(
         &self,

@@ -105,8 +105,7 @@ pub(crate) fn plan(
         Strategy::Graph => Plan::Graph { ef: walk_ef },
         Strategy::Auto if allowed <= k as u64 => Plan::Exact,
         Strategy::Auto => {
-            let scan = allowed as f64 * if sketched { SKETCH_SCAN_NS } else { SCAN_NS };
-            let walk = walk_ef as f64 / selectivity(allowed, live) * WALK_NS_PER_EF;
+            let (scan, walk) = costs(allowed, live, walk_ef, sketched);
             if scan < walk {
                 Plan::Exact
             } else {
@@ -114,6 +113,39 @@ pub(crate) fn plan(
             }
         }
     }
+}
+
+/// The model's cost, in its nanoseconds, of the plan [`plan`] picks under `Strategy::Auto`
+/// (same arguments): what a caller holding several indexes compares to pick one (only
+/// ratios between such estimates mean anything).
+pub(crate) fn auto_cost(
+    filtered: bool,
+    allowed: u64,
+    live: u64,
+    k: usize,
+    ef: usize,
+    widen: bool,
+    sketched: bool,
+) -> f64 {
+    let ef = ef.max(k);
+    let walk_ef = if filtered && widen {
+        filtered_ef(ef, allowed, live)
+    } else {
+        ef
+    };
+    let (scan, walk) = costs(allowed, live, walk_ef, sketched);
+    if allowed <= k as u64 {
+        scan
+    } else {
+        scan.min(walk)
+    }
+}
+
+/// (scan, walk) costs of a search among `allowed` of `live` ids with a beam of `walk_ef`.
+fn costs(allowed: u64, live: u64, walk_ef: usize, sketched: bool) -> (f64, f64) {
+    let scan = allowed as f64 * if sketched { SKETCH_SCAN_NS } else { SCAN_NS };
+    let walk = walk_ef as f64 / selectivity(allowed, live) * WALK_NS_PER_EF;
+    (scan, walk)
 }
 
 #[cfg(test)]
@@ -134,6 +166,40 @@ mod tests {
             plan(Strategy::Auto, false, 5, 5, 10, 64, true, false),
             Plan::Exact
         );
+    }
+
+    #[test]
+    fn the_auto_cost_is_the_cost_of_the_auto_plan() {
+        let live = 1_000_000;
+        for allowed in [5, 1_000, 20_000, 100_000, 500_000, live] {
+            for sketched in [false, true] {
+                let filtered = allowed < live;
+                let cost = auto_cost(filtered, allowed, live, 10, 64, true, sketched);
+                let walk_ef = if filtered {
+                    filtered_ef(64, allowed, live)
+                } else {
+                    64
+                };
+                let (scan, walk) = costs(allowed, live, walk_ef, sketched);
+                let chosen = plan(
+                    Strategy::Auto,
+                    filtered,
+                    allowed,
+                    live,
+                    10,
+                    64,
+                    true,
+                    sketched,
+                );
+                let want = if chosen == Plan::Exact { scan } else { walk };
+                assert_eq!(cost, want, "{allowed} allowed, sketched {sketched}");
+            }
+        }
+        // One value's own graph (every node admitted) costs a plain walk; the same items
+        // among a million cost the main index a scan of them or a widened walk.
+        let own = auto_cost(false, 20_000, 20_000, 10, 64, true, false);
+        let main = auto_cost(true, 20_000, 1_000_000, 10, 64, true, true);
+        assert!(own < main, "{own} vs {main}");
     }
 
     #[test]

@@ -672,6 +672,10 @@ const SCHEMA_EXAMPLE: &str = r#"# The item schema (no default): required to star
 # # codes and re-scores its short list on the f32 vectors (scores stay exact), which it
 # # keeps in an unnamed file mapping in the data dir (not resident); a data dir may switch
 # # it between starts. The redis backend ignores it.
+# # vector.partition_by = "category": a tag field whose values (from 1,024 items each) get
+# # their own graph in the embedded index, walked by a KNN filtered on one to eight of
+# # them (a category filter correlates with the vectors: the main graph's slowest case);
+# # saved and loaded with the index snapshot. The redis backend ignores it.
 # [schema.fields]
 # category = "tag"
 # brand = "tag"

@@ -20,6 +20,12 @@
 //! index snapshot): at load, every item known to the snapshot gets its old slot back, and
 //! new items get slots after them.
 //!
+//! The per-value graphs of `vector.partition_by` (see `partitions`) are saved with it, one
+//! file per value in `DATA_DIR/index/partitions/` (the value in the file's extra bytes),
+//! under the same slot numbers, and checked the same way at open; a graph whose file is
+//! missing or unusable is built afresh from the catalog, and none is loaded when the main
+//! snapshot was not (its slot numbers would not hold).
+//!
 //! Anything that cannot be verified — a missing, truncated, corrupted or foreign file, a
 //! format of another version, another dimension, metric or `m` — is logged as a warning
 //! and the index is rebuilt from the items as before: never a wrong answer, never a failed

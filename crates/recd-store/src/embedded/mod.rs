@@ -725,10 +725,15 @@ fn memory_state(
         |graph, vectors| insert_stored(graph, vectors, "building a partition graph", &no_progress),
     );
     if reused + built > 0 {
+        let graphs = partitions.graphs();
+        let vectors: usize = graphs.iter().map(|(_, g)| g.len()).sum();
+        let bytes: usize = graphs.iter().map(|(_, g)| g.memory().total()).sum();
         tracing::info!(
             field = partitions.field().unwrap_or_default(),
             loaded = reused,
             built,
+            vectors,
+            bytes_per_vector = bytes.checked_div(vectors).unwrap_or(0),
             "partition graphs ready"
         );
     }

@@ -69,6 +69,9 @@ pub struct Partitions {
     searches: AtomicU64,
     /// How the graphs came to be at open: (loaded from their snapshot, built).
     opened: parking_lot::Mutex<(usize, usize)>,
+    /// See [`forced`](Self::forced).
+    #[cfg(test)]
+    pub(super) force: std::sync::atomic::AtomicBool,
 }
 
 /// What a partitioned search did, for `explain`.
@@ -98,6 +101,8 @@ impl Partitions {
             graphs: RwLock::default(),
             searches: AtomicU64::new(0),
             opened: parking_lot::Mutex::new((0, 0)),
+            #[cfg(test)]
+            force: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -166,6 +171,15 @@ impl Partitions {
     /// How the graphs came to be at open: (loaded from their snapshot, built afresh).
     pub fn opened(&self) -> (usize, usize) {
         *self.opened.lock()
+    }
+
+    /// Whether searches go through the graphs whatever the costs say (unit tests, whose
+    /// catalogs are too small for the graphs to pay).
+    fn forced(&self) -> bool {
+        #[cfg(test)]
+        return self.force.load(Ordering::Relaxed);
+        #[cfg(not(test))]
+        false
     }
 
     fn empty(&self) -> VectorIndex {
@@ -313,6 +327,23 @@ impl Partitions {
             }
         }
         if walks.is_empty() {
+            return None;
+        }
+        // The main index's planner prices both ways: the graphs' searches (plus the scan of
+        // the values without one) against the main index's own plan for the whole filter.
+        // A value with few items is scanned as fast as it is walked, and a broad filter of
+        // small values is scanned through sketches faster than five walks (100k × 64, five
+        // categories of ~2,000 items: 0.68× through the server; BENCHMARKS.md, session 24).
+        let through_graphs: f64 = walks
+            .iter()
+            .map(|(g, inside)| g.estimated_cost(inside.as_ref().map(RoaringBitmap::len), k))
+            .sum::<f64>()
+            + if rest.is_empty() {
+                0.0
+            } else {
+                main.estimated_cost(Some(rest.len()), k)
+            };
+        if through_graphs >= main.estimated_cost(Some(allowed.len()), k) && !self.forced() {
             return None;
         }
         self.searches.fetch_add(1, Ordering::Relaxed);
@@ -538,6 +569,26 @@ mod tests {
         let data = catalog(&plain).await;
         assert_eq!(plain.partition_graphs().graphs, 0);
         let plans = check(&plain, &data, &filter(json!({"category": {"any": ["a"]}}))).await;
+        assert!(none_partitioned(&plans), "{plans:?}");
+    }
+
+    #[tokio::test]
+    async fn the_graphs_answer_only_when_the_planner_prices_them_cheaper() {
+        let s = EmbeddedStore::in_memory(schema(true), ModelSettings::default()).expect("store");
+        s.inner
+            .partitions
+            .force
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let mut data = Data::new();
+        // x and y: 3,000 items each, where one walk of a value's graph beats the main index's
+        // scan of half the catalogue; z: 100 items, scanned as fast in the main index.
+        put(&s, &mut data, "x", 0..3_000).await;
+        put(&s, &mut data, "y", 0..3_000).await;
+        put(&s, &mut data, "z", 0..100).await;
+        assert_eq!(s.partition_graphs().graphs, 3);
+        let plans = check(&s, &data, &filter(json!({"category": {"any": ["x"]}}))).await;
+        assert!(all_partitioned(&plans, 1), "{plans:?}");
+        let plans = check(&s, &data, &filter(json!({"category": {"any": ["z"]}}))).await;
         assert!(none_partitioned(&plans), "{plans:?}");
     }
 
