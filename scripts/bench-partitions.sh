@@ -33,7 +33,7 @@ command -v wrk > /dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit
 BIN=$(recd_binary)
 W=$(mktemp -d)
 PIDS=""
-trap 'for p in $PIDS; do kill $p 2>/dev/null; done; rm -rf "$W"' EXIT
+trap 'for p in $PIDS; do kill $p 2>/dev/null || true; done; rm -rf "$W"' EXIT
 export RECD_LOG=info
 
 # The demo's schema, with the quantization asked for and (for `part`) the partitioning.

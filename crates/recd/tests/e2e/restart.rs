@@ -158,7 +158,7 @@ async fn a_partitioned_category_is_searched_in_its_own_graph_across_a_restart() 
         &envs,
         Stdio::from(File::create(log("first")).expect("log")),
     );
-    // "big" and "other" (4,000 items each: a graph of its own, and one walk of it is cheaper
+    // "big" and "other" (6,000 items each: a graph of its own, and one walk of it is cheaper
     // than the main index's scan of half the catalogue) and "small" (300: no graph).
     let item = |cat: &str, i: usize| {
         let a = i as f64 * 0.618;
@@ -169,9 +169,9 @@ async fn a_partitioned_category_is_searched_in_its_own_graph_across_a_restart() 
         };
         json!({"id": format!("{cat}-{i}"), "vector": v, "category": cat, "price": i % 100})
     };
-    let items: Vec<Value> = (0..4_000)
+    let items: Vec<Value> = (0..6_000)
         .map(|i| item("big", i))
-        .chain((0..4_000).map(|i| item("other", i)))
+        .chain((0..6_000).map(|i| item("other", i)))
         .chain((0..300).map(|i| item("small", i)))
         .collect();
     for chunk in items.chunks(1_000) {
@@ -216,7 +216,7 @@ async fn a_partitioned_category_is_searched_in_its_own_graph_across_a_restart() 
         .find_map(|l| l.strip_prefix("recd_index_plan_total{plan=\"partitioned\"} "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no partitioned plan count in {metrics}"));
-    // "big" alone, twice (similar items, recommend); "big" under $30 has 1,200 items, which
+    // "big" alone, twice (similar items, recommend); "big" under $30 has 1,800 items, which
     // the main index scans as fast.
     assert!(partitioned >= 2, "{partitioned} partitioned searches");
     stop(s);
