@@ -1048,14 +1048,11 @@ impl Store for EmbeddedStore {
         let invalid =
             |e: recd_index::IndexError| StoreError::Invalid(ValidationError::new(e.to_string()));
         // A filter on a few values of `vector.partition_by`: their own graphs.
-        let partitioned = match (self.inner.partitions.field(), &allowed) {
-            (Some(field), Some(allowed)) => filter.required_tags(field).and_then(|values| {
-                self.inner
-                    .partitions
-                    .search(&catalog, &self.inner.index, query, k, values, allowed)
-            }),
-            _ => None,
-        };
+        let partitioned = allowed.as_ref().and_then(|allowed| {
+            self.inner
+                .partitions
+                .search(&catalog, &self.inner.index, query, k, filter, allowed)
+        });
         let (hits, plan) = match partitioned {
             Some(result) => {
                 let (hits, done) = result.map_err(invalid)?;

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
-use recd_core::{Item, Quantization, Schema};
+use recd_core::{Filter, Item, Quantization, Schema};
 use recd_index::{Hit, HnswParams, IndexError, Metric, SearchOptions, VectorIndex};
 use roaring::RoaringBitmap;
 
@@ -302,71 +302,93 @@ impl Partitions {
         out.into_iter().collect()
     }
 
-    /// Searches through the graphs when `values` (the tag values the filter requires, see
-    /// `Filter::required_tags`) are few enough; `allowed` is the filter's exact bitmap and
-    /// `main` the main index (for values without a graph). `None`: not applicable, search
-    /// the main index as usual.
+    /// Searches through the graphs when `filter` requires a few values of the field (see
+    /// `Filter::required_tags`) and the planner prices that below the main index's search;
+    /// `allowed` is the filter's exact bitmap and `main` the main index (also for the values
+    /// without a graph). `None`: not applicable, search the main index as usual.
     pub fn search(
         &self,
         catalog: &Catalog,
         main: &VectorIndex,
         query: &[f32],
         k: usize,
-        values: &[String],
+        filter: &Filter,
         allowed: &RoaringBitmap,
     ) -> Option<Result<(Vec<Hit>, PartitionedSearch), IndexError>> {
         let field = self.field.as_deref()?;
+        let values = filter.required_tags(field)?;
         if values.is_empty() || values.len() > MAX_VALUES_PER_QUERY {
             return None;
         }
-        let mut walks: Vec<(Arc<VectorIndex>, Option<RoaringBitmap>)> = Vec::new();
-        let mut rest = RoaringBitmap::new();
+        // A filter that is nothing but the values admits every item of each: no per-value
+        // count to take (measured: roaring's `is_subset` was a tenth of a filtered request's
+        // CPU at 100k before the counts came first).
+        let whole = match filter {
+            Filter::TagAny { .. } => true,
+            Filter::And(all) => all.len() == 1,
+            _ => false,
+        };
+        // Each value: its items, its graph if any, and how many of its items the filter admits.
+        let mut plan: Vec<(&RoaringBitmap, Option<Arc<VectorIndex>>, u64)> = Vec::new();
         {
             let graphs = self.graphs.read();
             for value in values {
                 let Some(slots) = catalog.tag_slots(field, value) else {
                     continue;
                 };
-                match graphs.get(value) {
-                    Some(g) if slots.is_subset(allowed) => walks.push((g.clone(), None)),
-                    Some(g) => walks.push((g.clone(), Some(slots & allowed))),
-                    None => rest |= slots & allowed,
+                let inside = if whole {
+                    slots.len()
+                } else {
+                    slots.intersection_len(allowed)
+                };
+                if inside > 0 {
+                    plan.push((slots, graphs.get(value).cloned(), inside));
                 }
             }
         }
-        if walks.is_empty() {
+        if plan.iter().all(|(_, g, _)| g.is_none()) {
             return None;
         }
         // The main index's planner prices both ways: the graphs' searches (plus the scan of
         // the values without one), with a margin, against the main index's own plan for the
         // whole filter. A value with few items is scanned as fast as it is walked, and a
         // broad filter of small values is scanned through sketches faster than several walks.
-        let through_graphs: f64 = GRAPHS_MARGIN
-            * walks
-                .iter()
-                .map(|(g, inside)| g.estimated_cost(inside.as_ref().map(RoaringBitmap::len), k))
-                .sum::<f64>()
-            + if rest.is_empty() {
-                0.0
-            } else {
-                main.estimated_cost(Some(rest.len()), k)
-            };
+        let mut graphs_cost = 0.0;
+        let mut rest_count = 0;
+        for (slots, graph, inside) in &plan {
+            match graph {
+                Some(g) => {
+                    let filtered = (*inside < slots.len()).then_some(*inside);
+                    graphs_cost += g.estimated_cost(filtered, k);
+                }
+                None => rest_count += inside,
+            }
+        }
+        let rest_cost = if rest_count == 0 {
+            0.0
+        } else {
+            main.estimated_cost(Some(rest_count), k)
+        };
+        let through_graphs = GRAPHS_MARGIN * graphs_cost + rest_cost;
         if through_graphs >= main.estimated_cost(Some(allowed.len()), k) && !self.forced() {
             return None;
         }
         self.searches.fetch_add(1, Ordering::Relaxed);
         let run = || {
             let mut hits: Vec<Hit> = Vec::new();
-            for (graph, inside) in &walks {
-                if inside.as_ref().is_some_and(RoaringBitmap::is_empty) {
-                    continue;
+            let mut rest = RoaringBitmap::new();
+            let mut walked = 0;
+            for (slots, graph, inside) in &plan {
+                match graph {
+                    Some(g) => {
+                        let within = (*inside < slots.len()).then(|| *slots & allowed);
+                        let found =
+                            g.search_with(query, k, within.as_ref(), SearchOptions::default())?;
+                        hits.extend(found);
+                        walked += 1;
+                    }
+                    None => rest |= *slots & allowed,
                 }
-                hits.extend(graph.search_with(
-                    query,
-                    k,
-                    inside.as_ref(),
-                    SearchOptions::default(),
-                )?);
             }
             if !rest.is_empty() {
                 hits.extend(main.search_with(query, k, Some(&rest), SearchOptions::default())?);
@@ -379,7 +401,7 @@ impl Partitions {
             Ok((
                 hits,
                 PartitionedSearch {
-                    graphs: walks.len(),
+                    graphs: walked,
                     rest: rest.len(),
                 },
             ))
