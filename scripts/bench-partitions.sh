@@ -11,14 +11,18 @@
 # first start, loading them at the second (seconds to /ready).
 #
 #   scripts/bench-partitions.sh [--rounds 3] [--duration 8] [--items 100000]
-#                               [--concurrency 16] [--quant none|int8]
+#                               [--concurrency 16] [--quant none|int8] [--recall 200]
+#
+# --recall N (default 200, 0 = off): recall@10 of both servers' filtered answers for N random
+# items against an exact search (numpy in a throwaway venv, over the filter's vectors fetched
+# one by one with `GET /v1/items/{id}?include_vector=true`: ~12k requests at 100k, ~120k at 1M).
 #
 # `apt-get install wrk`. RECD_BIN: a prebuilt binary (else a release build of this tree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/bench-common.sh
 
-ROUNDS=3 DURATION=8 ITEMS=100000 USERS=1000 CONC=16 QUANT=none
+ROUNDS=3 DURATION=8 ITEMS=100000 USERS=1000 CONC=16 QUANT=none RECALL=200
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) ROUNDS=$2; shift 2 ;;
@@ -26,7 +30,8 @@ while [ $# -gt 0 ]; do
         --items) ITEMS=$2; shift 2 ;;
         --concurrency) CONC=$2; shift 2 ;;
         --quant) QUANT=$2; shift 2 ;;
-        *) sed -n '2,16p' "$0" >&2; exit 2 ;;
+        --recall) RECALL=$2; shift 2 ;;
+        *) sed -n '2,21p' "$0" >&2; exit 2 ;;
     esac
 done
 command -v wrk > /dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
@@ -119,6 +124,45 @@ print(f"share of the items in the filter: {share:.3f} (sample of {seen})", file=
 EOF
 )
 echo "filter: $FILTER"
+
+if [ "$RECALL" -gt 0 ]; then
+    VENV=${VENV:-/tmp/bench-partitions-venv}
+    [ -x "$VENV/bin/python" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" -q install numpy; }
+    "$VENV/bin/python" - "$PORT_plain" "$PORT_part" "$FILTER" "$ITEMS" "$RECALL" <<'EOF'
+import json, random, sys, urllib.parse, urllib.request
+import numpy as np
+plain, part, flt, items, n = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+def get(port, path):
+    return json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}{path}"))
+def vector(item_id):
+    return get(plain, f"/v1/items/{urllib.parse.quote(item_id)}?include_vector=true")["vector"]
+ids, cursor, q = [], None, urllib.parse.quote(json.dumps(flt))
+while True:
+    page = get(plain, f"/v1/items?limit=1000&filter={q}" + (f"&cursor={cursor}" if cursor else ""))
+    ids += [it["id"] for it in page["items"]]
+    cursor = page.get("next_cursor")
+    if not cursor:
+        break
+m = np.array([vector(i) for i in ids], dtype=np.float32)
+m /= np.linalg.norm(m, axis=1, keepdims=True)
+found = {plain: 0, part: 0}
+wanted = 0
+for j in random.Random(24).sample(range(items), n):
+    src = f"sku-{j}"
+    v = np.array(vector(src), dtype=np.float32)
+    order = np.argsort(-(m @ (v / np.linalg.norm(v))))
+    truth = [ids[i] for i in order[:11] if ids[i] != src][:10]
+    wanted += len(truth)
+    for port in found:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/items/{src}/similar",
+            data=json.dumps({"count": 10, "filter": flt}).encode(),
+            headers={"Content-Type": "application/json"})
+        got = {it["id"] for it in json.load(urllib.request.urlopen(req))["items"]}
+        found[port] += len(got & set(truth))
+print(f"recall@10 against an exact search ({n} items, {len(ids)} in the filter): "
+      f"per-category graphs {found[part] / wanted:.4f}, one graph {found[plain] / wanted:.4f}")
+EOF
+fi
 
 # run LABEL PORT FILTER: 2 s of warm-up, then $DURATION s; appends "LABEL req/s p50 p99".
 run() {

@@ -646,12 +646,12 @@ impl VectorIndex {
             .map(|(hits, _)| hits)
     }
 
-    /// The planner's estimate of what an `Auto` search of `k` with the default beam costs
-    /// among `allowed` live ids (`None`: unfiltered), in the nanoseconds of its cost model
-    /// (see `planner`): for a caller choosing between indexes that can answer the same
-    /// query (the store's per-value graphs beside its main index). Only comparisons between
-    /// such estimates mean anything.
-    pub fn estimated_cost(&self, allowed: Option<u64>, k: usize) -> f64 {
+    /// The planner's estimate of what an `Auto` search of `k` costs among `allowed` live ids
+    /// (`None`: unfiltered) with the beam `ef` (`None`: the default, widened for a filter as
+    /// a search does), in the nanoseconds of its cost model (see `planner`): for a caller
+    /// choosing between indexes that can answer the same query (the store's per-value graphs
+    /// beside its main index). Only comparisons between such estimates mean anything.
+    pub fn estimated_cost(&self, allowed: Option<u64>, k: usize, ef: Option<usize>) -> f64 {
         let st = self.store.read();
         let live = st.live().len();
         let card = allowed.map_or(live, |a| a.min(live));
@@ -666,8 +666,8 @@ impl VectorIndex {
             card,
             live,
             k,
-            self.params.ef_search,
-            true,
+            ef.unwrap_or(self.params.ef_search),
+            ef.is_none(),
             sketched,
         )
     }

@@ -353,24 +353,32 @@ impl Partitions {
         // the values without one), with a margin, against the main index's own plan for the
         // whole filter. A value with few items is scanned as fast as it is walked, and a
         // broad filter of small values is scanned through sketches faster than several walks.
+        //
+        // Graphs walked whole (every item of the value admitted) share the default beam: one
+        // unfiltered walk's worth of expansions in all (see [`shared_ef`]).
+        let whole_walks = plan
+            .iter()
+            .filter(|(slots, g, inside)| g.is_some() && *inside == slots.len())
+            .count();
+        let ef = shared_ef(main.params().ef_search, k, whole_walks);
         let mut graphs_cost = 0.0;
         let mut rest_count = 0;
         for (slots, graph, inside) in &plan {
             match graph {
-                Some(g) => {
-                    let filtered = (*inside < slots.len()).then_some(*inside);
-                    graphs_cost += g.estimated_cost(filtered, k);
+                Some(g) if *inside == slots.len() => {
+                    graphs_cost += g.estimated_cost(None, k, Some(ef))
                 }
+                Some(g) => graphs_cost += g.estimated_cost(Some(*inside), k, None),
                 None => rest_count += inside,
             }
         }
         let rest_cost = if rest_count == 0 {
             0.0
         } else {
-            main.estimated_cost(Some(rest_count), k)
+            main.estimated_cost(Some(rest_count), k, None)
         };
         let through_graphs = GRAPHS_MARGIN * graphs_cost + rest_cost;
-        if through_graphs >= main.estimated_cost(Some(allowed.len()), k) && !self.forced() {
+        if through_graphs >= main.estimated_cost(Some(allowed.len()), k, None) && !self.forced() {
             return None;
         }
         self.searches.fetch_add(1, Ordering::Relaxed);
@@ -380,11 +388,18 @@ impl Partitions {
             let mut walked = 0;
             for (slots, graph, inside) in &plan {
                 match graph {
+                    Some(g) if *inside == slots.len() => {
+                        let options = SearchOptions {
+                            ef: Some(ef),
+                            ..SearchOptions::default()
+                        };
+                        hits.extend(g.search_with(query, k, None, options)?);
+                        walked += 1;
+                    }
                     Some(g) => {
-                        let within = (*inside < slots.len()).then(|| *slots & allowed);
-                        let found =
-                            g.search_with(query, k, within.as_ref(), SearchOptions::default())?;
-                        hits.extend(found);
+                        let within = *slots & allowed;
+                        let options = SearchOptions::default();
+                        hits.extend(g.search_with(query, k, Some(&within), options)?);
                         walked += 1;
                     }
                     None => rest |= *slots & allowed,
@@ -408,6 +423,17 @@ impl Partitions {
         };
         Some(run())
     }
+}
+
+/// The beam of each of `walks` whole-value graphs searched for one query: the default
+/// beam `ef` shared among them (at least `k` each). Their hits are merged, so each walk only
+/// needs its share of the answer, and in all they expand about as many nodes as one
+/// unfiltered walk. Measured at the index level (`knn_latency --by-category`, five
+/// categories of fifty, merged): recall@10 0.955 at a beam of 16 per graph at 1M, 0.951 at 12
+/// at 100k (BENCHMARKS.md, session 22); the main graph's unfiltered walk at the default
+/// beam of 64 gives 0.937 at 1M (int8, session 18).
+fn shared_ef(ef: usize, k: usize, walks: usize) -> usize {
+    ef.div_ceil(walks.max(1)).max(k)
 }
 
 /// The values of `field` an item carries, if it has a vector (only such items are in graphs).
@@ -555,6 +581,15 @@ mod tests {
 
     fn none_partitioned(plans: &[(String, Option<usize>)]) -> bool {
         plans.iter().all(|(p, n)| p != "partitioned" && n.is_none())
+    }
+
+    #[test]
+    fn graphs_walked_whole_share_the_default_beam() {
+        assert_eq!(super::shared_ef(64, 10, 1), 64);
+        assert_eq!(super::shared_ef(64, 10, 5), 13);
+        // Never below k, whatever the share.
+        assert_eq!(super::shared_ef(64, 50, 5), 50);
+        assert_eq!(super::shared_ef(64, 10, 0), 64);
     }
 
     #[tokio::test]
