@@ -354,8 +354,8 @@ impl Partitions {
         // whole filter. A value with few items is scanned as fast as it is walked, and a
         // broad filter of small values is scanned through sketches faster than several walks.
         //
-        // Graphs walked whole (every item of the value admitted) share the default beam: one
-        // unfiltered walk's worth of expansions in all (see [`shared_ef`]).
+        // Graphs walked whole (every item of the value admitted) share the default beam (see
+        // [`shared_ef`]).
         let whole_walks = plan
             .iter()
             .filter(|(slots, g, inside)| g.is_some() && *inside == slots.len())
@@ -425,15 +425,16 @@ impl Partitions {
     }
 }
 
-/// The beam of each of `walks` whole-value graphs searched for one query: the default
-/// beam `ef` shared among them (at least `k` each). Their hits are merged, so each walk only
-/// needs its share of the answer, and in all they expand about as many nodes as one
-/// unfiltered walk. Measured at the index level (`knn_latency --by-category`, five
-/// categories of fifty, merged): recall@10 0.955 at a beam of 16 per graph at 1M, 0.951 at 12
-/// at 100k (BENCHMARKS.md, session 22); the main graph's unfiltered walk at the default
-/// beam of 64 gives 0.937 at 1M (int8, session 18).
+/// The beam of each of `walks` whole-value graphs searched for one query: the default beam
+/// `ef` over the square root of their number (at least `k`). Their hits are merged, so each
+/// walk needs only its share of the answer; but a beam split evenly (`ef / walks`, one
+/// unfiltered walk's worth of expansions in all) lost too much recall on the queries the
+/// server answers: 1M × 64, similar items within five categories, recall@10 0.939 against
+/// 0.996 with the whole beam in every graph (9.99× vs 6.29× the one graph's throughput;
+/// 100k: 0.949 vs 0.998; BENCHMARKS.md, session 24).
 fn shared_ef(ef: usize, k: usize, walks: usize) -> usize {
-    ef.div_ceil(walks.max(1)).max(k)
+    let share = (ef as f64 / (walks.max(1) as f64).sqrt()).ceil() as usize;
+    share.max(k)
 }
 
 /// The values of `field` an item carries, if it has a vector (only such items are in graphs).
@@ -586,7 +587,8 @@ mod tests {
     #[test]
     fn graphs_walked_whole_share_the_default_beam() {
         assert_eq!(super::shared_ef(64, 10, 1), 64);
-        assert_eq!(super::shared_ef(64, 10, 5), 13);
+        assert_eq!(super::shared_ef(64, 10, 4), 32);
+        assert_eq!(super::shared_ef(64, 10, 5), 29);
         // Never below k, whatever the share.
         assert_eq!(super::shared_ef(64, 50, 5), 50);
         assert_eq!(super::shared_ef(64, 10, 0), 64);
