@@ -717,6 +717,52 @@ mod tests {
         check(&s, &data, &only("b")).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn searches_racing_with_moves_between_values_never_leave_the_filter() {
+        let s = EmbeddedStore::in_memory(schema(true), ModelSettings::default()).expect("store");
+        let data = catalog(&s).await;
+        let mover = {
+            let s = s.clone();
+            let data = data.clone();
+            tokio::spawn(async move {
+                // a0..a49 go to b and back, twenty times, same vectors.
+                for round in 0..20 {
+                    let to = if round % 2 == 0 { "b" } else { "a" };
+                    let batch = (0..50)
+                        .map(|i| {
+                            let id = format!("a{i}");
+                            let v = data[&id].0.clone();
+                            let j = json!({"id": id, "vector": v, "category": to, "price": 1});
+                            ItemUpsert::from_json(&j, &schema(false)).expect("item")
+                        })
+                        .collect();
+                    s.upsert_items(batch).await.expect("upsert");
+                }
+            })
+        };
+        let only_a = filter(json!({"category": {"any": ["a"]}}));
+        let mut searched = 0;
+        while !mover.is_finished() || searched < 50 {
+            let q = vector("a", 40_000 + searched);
+            let (hits, plan) = s.knn_explained(&q, 10, &only_a).await.expect("knn");
+            assert_eq!(plan.expect("plan").plan, "partitioned");
+            for h in hits {
+                let tags = h
+                    .item
+                    .field("category")
+                    .and_then(recd_core::FieldValue::as_tags);
+                assert_eq!(
+                    tags,
+                    Some(&["a".to_string()][..]),
+                    "{} is not in a",
+                    h.item.id
+                );
+            }
+            searched += 1;
+        }
+        mover.await.expect("mover");
+    }
+
     #[tokio::test]
     async fn a_value_gets_its_graph_when_it_reaches_the_threshold() {
         let s = EmbeddedStore::in_memory(schema(true), ModelSettings::default()).expect("store");
