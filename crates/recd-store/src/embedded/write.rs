@@ -90,23 +90,7 @@ impl Inner {
             .insert_batch(&vectors)
             .map_err(|e| StoreError::Internal(format!("index rejected a validated vector: {e}")))?;
         let grown = self.partitions.values_of(&items);
-        if self.partitions.field().is_some() {
-            let olds: Vec<Option<Arc<Item>>> = {
-                let catalog = self.catalog.read();
-                slots.iter().map(|s| catalog.item_at(*s).cloned()).collect()
-            };
-            self.partitions
-                .write(
-                    slots
-                        .iter()
-                        .zip(&olds)
-                        .zip(&items)
-                        .map(|((slot, old), new)| (*slot, old.as_deref(), Some(new))),
-                )
-                .map_err(|e| {
-                    StoreError::Internal(format!("partition rejected a validated vector: {e}"))
-                })?;
-        }
+        self.write_partitions(&slots, &items)?;
         let n = items.len();
         {
             let mut catalog = self.catalog.write();
@@ -127,6 +111,26 @@ impl Inner {
         self.partitions
             .grow(&self.catalog, grown.iter().map(String::as_str));
         Ok((n, Some(ticket)))
+    }
+
+    /// Tells the per-value graphs about `items` (each replacing what its slot holds in the
+    /// catalog now), before the catalog publishes them (see `partitions`).
+    fn write_partitions(&self, slots: &[u32], items: &[Item]) -> StoreResult<()> {
+        if self.partitions.field().is_none() {
+            return Ok(());
+        }
+        let olds: Vec<Option<Arc<Item>>> = {
+            let catalog = self.catalog.read();
+            slots.iter().map(|s| catalog.item_at(*s).cloned()).collect()
+        };
+        let changes = slots
+            .iter()
+            .zip(&olds)
+            .zip(items)
+            .map(|((slot, old), new)| (*slot, old.as_deref(), Some(new)));
+        self.partitions.write(changes).map_err(|e| {
+            StoreError::Internal(format!("partition rejected a validated vector: {e}"))
+        })
     }
 
     pub(super) fn delete_item(&self, id: &str) -> StoreResult<Written<bool>> {
@@ -238,23 +242,7 @@ impl Inner {
             return Ok((0, None));
         }
         let ticket = self.sink.append(&OpRef::Items(&updated))?;
-        if self.partitions.field().is_some() {
-            let olds: Vec<Option<Arc<Item>>> = {
-                let catalog = self.catalog.read();
-                slots.iter().map(|s| catalog.item_at(*s).cloned()).collect()
-            };
-            self.partitions
-                .write(
-                    slots
-                        .iter()
-                        .zip(&olds)
-                        .zip(&updated)
-                        .map(|((slot, old), new)| (*slot, old.as_deref(), Some(new))),
-                )
-                .map_err(|e| {
-                    StoreError::Internal(format!("partition rejected a validated vector: {e}"))
-                })?;
-        }
+        self.write_partitions(&slots, &updated)?;
         let pairs: Vec<(u32, Vec<f32>)> = slots
             .iter()
             .zip(&updated)
