@@ -94,12 +94,7 @@ pub(crate) fn plan(
     widen: bool,
     sketched: bool,
 ) -> Plan {
-    let ef = ef.max(k);
-    let walk_ef = if filtered && widen {
-        filtered_ef(ef, allowed, live)
-    } else {
-        ef
-    };
+    let walk_ef = walk_beam(filtered, allowed, live, k, ef, widen);
     match strategy {
         Strategy::Exact => Plan::Exact,
         Strategy::Graph => Plan::Graph { ef: walk_ef },
@@ -127,17 +122,22 @@ pub(crate) fn auto_cost(
     widen: bool,
     sketched: bool,
 ) -> f64 {
-    let ef = ef.max(k);
-    let walk_ef = if filtered && widen {
-        filtered_ef(ef, allowed, live)
-    } else {
-        ef
-    };
+    let walk_ef = walk_beam(filtered, allowed, live, k, ef, widen);
     let (scan, walk) = costs(allowed, live, walk_ef, sketched);
     if allowed <= k as u64 {
         scan
     } else {
         scan.min(walk)
+    }
+}
+
+/// The beam a walk would use: `ef` (at least `k`), widened for a filter when `widen`.
+fn walk_beam(filtered: bool, allowed: u64, live: u64, k: usize, ef: usize, widen: bool) -> usize {
+    let ef = ef.max(k);
+    if filtered && widen {
+        filtered_ef(ef, allowed, live)
+    } else {
+        ef
     }
 }
 

@@ -604,6 +604,7 @@ mod store_tests {
     use serde_json::json;
 
     use super::IndexStart;
+    use crate::embedded::exact::{cos, found_of_top10};
     use crate::embedded::{EmbeddedOptions, EmbeddedStore, Fsync, Sink};
     use crate::{ModelSettings, Store};
 
@@ -666,12 +667,6 @@ mod store_tests {
         s.upsert_items(batch).await.expect("upsert");
     }
 
-    fn cos(a: &[f32], b: &[f32]) -> f32 {
-        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-        let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        dot / (n(a) * n(b))
-    }
-
     fn by_category(cat: &str) -> Filter {
         Filter::parse(&json!({"category": {"any": [cat]}}), &schema()).expect("filter")
     }
@@ -713,18 +708,13 @@ mod store_tests {
                     );
                     assert!(cat.is_none_or(|cat| cat == *c), "outside the filter");
                 }
-                let mut exact: Vec<(f32, &String)> = data
+                let candidates = data
                     .iter()
-                    .filter(|(_, (v, c))| v.is_some() && cat.is_none_or(|cat| cat == *c))
-                    .map(|(id, (v, _))| (cos(&q, v.as_ref().expect("filtered")), id))
-                    .collect();
-                exact.sort_by(|a, b| b.0.total_cmp(&a.0));
-                exact.truncate(10);
-                wanted += exact.len();
-                found += exact
-                    .iter()
-                    .filter(|(_, id)| hits.iter().any(|h| &&h.item.id == id))
-                    .count();
+                    .filter(|(_, (_, c))| cat.is_none_or(|cat| cat == *c))
+                    .filter_map(|(id, (v, _))| Some((id, v.as_deref()?)));
+                let (f, w) = found_of_top10(&q, candidates, &hits);
+                found += f;
+                wanted += w;
             }
         }
         assert!(found * 10 >= wanted * 9, "recall {found}/{wanted}");

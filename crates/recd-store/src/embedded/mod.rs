@@ -24,6 +24,7 @@
 //! - `index_file`: the vector index's snapshot file, so that a restart loads the graph
 //!   instead of rebuilding it (checked against the stored items, never trusted blindly).
 //! - `partitions`: the per-value graphs of the schema's `vector.partition_by` field.
+//! - `exact` (tests only): the brute-force answer KNN tests check recall against.
 //! - `models`: the model registry (redb tables, or maps in memory).
 //! - `faults`: fault injection for the durability tests.
 
@@ -31,6 +32,8 @@ mod attributes;
 mod catalog;
 mod checkpoint;
 mod durable;
+#[cfg(test)]
+mod exact;
 mod faults;
 mod index_file;
 mod log;
@@ -342,10 +345,15 @@ impl EmbeddedStore {
         let users = Arc::new(Users::new(applied));
         let snapshot = if options.index_snapshot.enabled {
             let (dim, metric) = (schema.vector.dim, index_metric(&schema));
-            Snapshot {
-                main: index_file::load(dir, dim, metric, options.hnsw),
-                partitions: index_file::load_partitions(dir, dim, metric, options.hnsw),
-            }
+            let main = index_file::load(dir, dim, metric, options.hnsw);
+            // The per-value graphs are read only when they can be used: the schema asks for
+            // them, and the main snapshot whose slot numbers they share was read.
+            let partitions = if main.is_some() && schema.vector.partition_by.is_some() {
+                index_file::load_partitions(dir, dim, metric, options.hnsw)
+            } else {
+                std::collections::HashMap::new()
+            };
+            Snapshot { main, partitions }
         } else {
             Snapshot::default()
         };

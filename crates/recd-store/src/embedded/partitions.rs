@@ -57,7 +57,8 @@ pub const MIN_ITEMS: u64 = if cfg!(test) { 64 } else { 1_024 };
 
 /// The graphs' estimated cost is multiplied by this before it is set against the main
 /// index's: the planner's model prices an unfiltered walk at `ef × 450 ns` (29 µs at the
-/// default beam), below what one costs (~41 µs at 100k × 64, f32), and five categories of
+/// default beam), below what one costs (~41 µs at 100k × 64, f32: session 21's unfiltered
+/// walks ran at ~24k QPS, 1.62× hnswlib's 14,975), and five categories of
 /// ~2,000 items at 100k, which it priced at 138 µs against 144 µs for the main index's
 /// sketched scan, answered at 0.70× the main index's throughput through the server
 /// (BENCHMARKS.md, session 24). At 1M the graphs' estimate is a fifth of the main index's.
@@ -91,8 +92,6 @@ pub struct Partitions {
 pub struct PartitionedSearch {
     /// Per-value graphs walked.
     pub graphs: usize,
-    /// Items of values without a graph, searched in the main index.
-    pub rest: u64,
 }
 
 impl Partitions {
@@ -417,13 +416,7 @@ impl Partitions {
             let mut seen = RoaringBitmap::new();
             hits.retain(|h| allowed.contains(h.id) && seen.insert(h.id));
             hits.truncate(k);
-            Ok((
-                hits,
-                PartitionedSearch {
-                    graphs: walked,
-                    rest: rest.len(),
-                },
-            ))
+            Ok((hits, PartitionedSearch { graphs: walked }))
         };
         Some(run())
     }
@@ -470,6 +463,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::MIN_ITEMS;
+    use crate::embedded::exact::{cos, found_of_top10};
     use crate::embedded::{EmbeddedOptions, EmbeddedStore, Fsync};
     use crate::{ModelSettings, Store};
 
@@ -529,12 +523,6 @@ mod tests {
         Filter::parse(&v, &schema(true)).expect("filter")
     }
 
-    fn cos(a: &[f32], b: &[f32]) -> f32 {
-        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-        let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        dot / (n(a) * n(b))
-    }
-
     /// Answers `filter` for 20 queries; checks every hit against `data` (a vector, the
     /// filter, the exact score) and recall@10 against a brute force; returns the plans.
     async fn check(s: &EmbeddedStore, data: &Data, f: &Filter) -> Vec<(String, Option<usize>)> {
@@ -561,18 +549,13 @@ mod tests {
                 );
                 assert!(passes(&h.item.id), "{} is outside the filter", h.item.id);
             }
-            let mut exact: Vec<(f32, &String)> = data
+            let candidates = data
                 .iter()
-                .filter(|(id, (v, _, _))| v.is_some() && passes(id))
-                .map(|(id, (v, _, _))| (cos(&q, v.as_ref().expect("filtered")), id))
-                .collect();
-            exact.sort_by(|a, b| b.0.total_cmp(&a.0));
-            exact.truncate(10);
-            wanted += exact.len();
-            found += exact
-                .iter()
-                .filter(|(_, id)| hits.iter().any(|h| &&h.item.id == id))
-                .count();
+                .filter(|(id, _)| passes(id))
+                .filter_map(|(id, (v, _, _))| Some((id, v.as_deref()?)));
+            let (f, w) = found_of_top10(&q, candidates, &hits);
+            found += f;
+            wanted += w;
         }
         assert!(found * 100 >= wanted * 95, "recall {found}/{wanted}");
         plans

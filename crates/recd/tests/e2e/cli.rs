@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::json;
 
-use crate::server::{Server, data_dir};
+use crate::server::{Server, data_dir, sample};
 
 fn recd(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_recd"));
@@ -390,11 +390,8 @@ async fn server_workers_sets_the_runtime_threads() {
             .await;
         assert_eq!(status, 200, "{body}");
         let metrics = s.get_text("/metrics").await;
-        let reported = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("recd_runtime_workers "))
-            .and_then(|v| v.trim().parse::<f64>().ok());
-        assert_eq!(reported, Some(workers as f64), "{metrics}");
+        let reported = sample(&metrics, "recd_runtime_workers", &[]);
+        assert_eq!(reported, workers as f64, "{metrics}");
     }
     let dir = data_dir("workers-too-many");
     let out = recd(

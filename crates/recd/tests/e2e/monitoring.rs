@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::server::{Server, data_dir};
+use crate::server::{Server, data_dir, sample};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shifted_event_mix_is_reported_as_drift() {
@@ -104,17 +104,6 @@ async fn a_shifted_event_mix_is_reported_as_drift() {
         .expect("coverage exported");
     assert!(coverage > 0.0 && coverage <= 1.0, "{coverage}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The value of one sample line of `/metrics` (`name{labels} value`) whose labels include
-/// every one of `labels`; 0 when there is none.
-fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -265,16 +254,10 @@ async fn the_background_checkpoints_are_timed_on_metrics() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let timed = |metrics: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("recd_checkpoint_duration_seconds_count "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
+    let timed = |metrics: &str| sample(metrics, "recd_checkpoint_duration_seconds_count", &[]);
     let s = &s;
     let counted = crate::redis::eventually(std::time::Duration::from_secs(30), || async move {
-        timed(&s.get_text("/metrics").await) >= 1
+        timed(&s.get_text("/metrics").await) >= 1.0
     })
     .await;
     assert!(

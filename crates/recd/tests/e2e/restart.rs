@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use serde_json::{Value, json};
 
-use crate::server::{Server, data_dir};
+use crate::server::{Server, data_dir, sample};
 
 /// The similar-items answers for a few items, unfiltered and within one category.
 async fn answers(s: &Server, category: &Value) -> Vec<Value> {
@@ -118,12 +118,8 @@ async fn a_restart_loads_the_index_instead_of_rebuilding_it() {
     // The planner's choices are counted: the unfiltered similar-items searches walk the
     // graph (five of them were asked since this start).
     let metrics = s.get_text("/metrics").await;
-    let walks: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("recd_index_plan_total{plan=\"graph\"} "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no graph plan count in {metrics}"));
-    assert!(walks >= 5, "{walks} walks");
+    let walks = sample(&metrics, "recd_index_plan_total", &["plan=\"graph\""]);
+    assert!(walks >= 5.0, "{walks} walks in {metrics}");
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
     for name in ["first", "second"] {
@@ -211,14 +207,13 @@ async fn a_partitioned_category_is_searched_in_its_own_graph_across_a_restart() 
         "{a}"
     );
     let metrics = s.get_text("/metrics").await;
-    let partitioned: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("recd_index_plan_total{plan=\"partitioned\"} "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no partitioned plan count in {metrics}"));
+    let partitioned = sample(&metrics, "recd_index_plan_total", &["plan=\"partitioned\""]);
     // "big" alone, twice (similar items, recommend); "big" under $30 has 1,800 items, which
     // the main index scans as fast.
-    assert!(partitioned >= 2, "{partitioned} partitioned searches");
+    assert!(
+        partitioned >= 2.0,
+        "{partitioned} partitioned searches in {metrics}"
+    );
     stop(s);
 
     let s = Server::start_with_stderr(

@@ -212,6 +212,17 @@ impl Drop for Server {
     }
 }
 
+/// The value of one sample line of `/metrics` (`name{labels} value`) whose labels include
+/// every one of `labels`; 0 when there is none.
+pub fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 /// The ids of a recommend answer.
 pub fn ids(answer: &Value) -> Vec<String> {
     answer["items"].as_array().map_or_else(Vec::new, |items| {
