@@ -872,6 +872,89 @@ fn insert_stored(
     }
 }
 
+impl EmbeddedStore {
+    /// A KNN search, with its plan when `explain` (the plan's `allowed` count can cost a
+    /// filter's bitmap that the search itself did not need).
+    fn knn_planned(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+        explain: bool,
+    ) -> StoreResult<(Vec<Hit>, Option<KnnPlan>)> {
+        check_query(query, &self.inner.schema)?;
+        let catalog = self.inner.catalog.read();
+        let indexed = self.inner.index.len() as u64;
+        let nothing = || KnnPlan {
+            plan: "none",
+            ef: None,
+            allowed: 0,
+            indexed,
+            scored: None,
+            partitions: None,
+        };
+        if k == 0 {
+            return Ok((Vec::new(), explain.then(nothing)));
+        }
+        let invalid =
+            |e: recd_index::IndexError| StoreError::Invalid(ValidationError::new(e.to_string()));
+        // The filter's bitmap, built once and only when needed: a filter on a few values of
+        // `vector.partition_by` and nothing else is searched in those values' graphs without
+        // it (the union of five categories' bitmaps at 1M was a fifth of such a request's
+        // CPU; BENCHMARKS.md, session 25).
+        let allowed = std::cell::OnceCell::new();
+        let bitmap = || allowed.get_or_init(|| catalog.allowed(filter)).as_ref();
+        let partitioned =
+            self.inner
+                .partitions
+                .search(&catalog, &self.inner.index, query, k, filter, bitmap);
+        let (hits, plan) = match partitioned {
+            Some(result) => {
+                let (hits, done) = result.map_err(invalid)?;
+                let plan = explain.then(|| KnnPlan {
+                    plan: "partitioned",
+                    ef: None,
+                    allowed: bitmap().map_or(indexed, roaring::RoaringBitmap::len),
+                    indexed,
+                    scored: None,
+                    partitions: Some(done.graphs),
+                });
+                (hits, plan)
+            }
+            None => {
+                let allowed = bitmap();
+                if allowed.is_some_and(roaring::RoaringBitmap::is_empty) {
+                    return Ok((Vec::new(), explain.then(nothing)));
+                }
+                let (hits, report) = self
+                    .inner
+                    .index
+                    .search_explained(query, k, allowed, SearchOptions::default())
+                    .map_err(invalid)?;
+                let plan = explain.then_some(KnnPlan {
+                    plan: report.plan,
+                    ef: report.ef,
+                    allowed: report.allowed,
+                    indexed: report.live,
+                    scored: report.sketched,
+                    partitions: None,
+                });
+                (hits, plan)
+            }
+        };
+        let hits = hits
+            .into_iter()
+            .filter_map(|h| {
+                catalog.item_at(h.id).map(|it| Hit {
+                    item: it.clone(),
+                    score: h.score,
+                })
+            })
+            .collect();
+        Ok((hits, plan))
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         let Sink::Log(l) = &self.sink else { return };
@@ -1028,8 +1111,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn knn(&self, query: &[f32], k: usize, filter: &Filter) -> StoreResult<Vec<Hit>> {
-        self.knn_explained(query, k, filter)
-            .await
+        self.knn_planned(query, k, filter, false)
             .map(|(hits, _)| hits)
     }
 
@@ -1039,68 +1121,7 @@ impl Store for EmbeddedStore {
         k: usize,
         filter: &Filter,
     ) -> StoreResult<(Vec<Hit>, Option<KnnPlan>)> {
-        check_query(query, &self.inner.schema)?;
-        let catalog = self.inner.catalog.read();
-        let allowed = catalog.allowed(filter);
-        if k == 0 || allowed.as_ref().is_some_and(|a| a.is_empty()) {
-            let nothing = KnnPlan {
-                plan: "none",
-                ef: None,
-                allowed: 0,
-                indexed: self.inner.index.len() as u64,
-                scored: None,
-                partitions: None,
-            };
-            return Ok((Vec::new(), Some(nothing)));
-        }
-        let invalid =
-            |e: recd_index::IndexError| StoreError::Invalid(ValidationError::new(e.to_string()));
-        // A filter on a few values of `vector.partition_by`: their own graphs.
-        let partitioned = allowed.as_ref().and_then(|allowed| {
-            self.inner
-                .partitions
-                .search(&catalog, &self.inner.index, query, k, filter, allowed)
-        });
-        let (hits, plan) = match partitioned {
-            Some(result) => {
-                let (hits, done) = result.map_err(invalid)?;
-                let plan = KnnPlan {
-                    plan: "partitioned",
-                    ef: None,
-                    allowed: allowed.as_ref().map_or(0, roaring::RoaringBitmap::len),
-                    indexed: self.inner.index.len() as u64,
-                    scored: None,
-                    partitions: Some(done.graphs),
-                };
-                (hits, plan)
-            }
-            None => {
-                let (hits, report) = self
-                    .inner
-                    .index
-                    .search_explained(query, k, allowed.as_ref(), SearchOptions::default())
-                    .map_err(invalid)?;
-                let plan = KnnPlan {
-                    plan: report.plan,
-                    ef: report.ef,
-                    allowed: report.allowed,
-                    indexed: report.live,
-                    scored: report.sketched,
-                    partitions: None,
-                };
-                (hits, plan)
-            }
-        };
-        let hits = hits
-            .into_iter()
-            .filter_map(|h| {
-                catalog.item_at(h.id).map(|it| Hit {
-                    item: it.clone(),
-                    score: h.score,
-                })
-            })
-            .collect();
-        Ok((hits, Some(plan)))
+        self.knn_planned(query, k, filter, true)
     }
 
     fn index_plans(&self) -> Vec<(&'static str, u64)> {
