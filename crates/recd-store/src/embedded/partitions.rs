@@ -427,10 +427,14 @@ impl Partitions {
                 hits.extend(main.search_with(query, k, Some(&rest), SearchOptions::default())?);
             }
             // Best first; an item in several graphs comes once; nothing the filter refuses.
+            // Only the best are checked (each graph returns its own `k`: most never make it).
             hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
             let mut seen = RoaringBitmap::new();
-            hits.retain(|h| admits(h.id) && seen.insert(h.id));
-            hits.truncate(k);
+            let hits = hits
+                .into_iter()
+                .filter(|h| admits(h.id) && seen.insert(h.id))
+                .take(k)
+                .collect();
             Ok((hits, PartitionedSearch { graphs: walked }))
         };
         Some(run())
