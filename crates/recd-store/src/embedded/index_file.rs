@@ -21,10 +21,10 @@
 //! new items get slots after them.
 //!
 //! The per-value graphs of `vector.partition_by` (see `partitions`) are saved with it, one
-//! file per value in `DATA_DIR/index/partitions/` (the value in the file's extra bytes),
-//! under the same slot numbers, and checked the same way at open; a graph whose file is
-//! missing or unusable is built afresh from the catalog, and none is loaded when the main
-//! snapshot was not (its slot numbers would not hold).
+//! file per value in `DATA_DIR/index/partitions/` (see `partition_files`: only the graphs
+//! that changed are rewritten), under the same slot numbers, and checked the same way at
+//! open; a graph whose file is missing or unusable is built afresh from the catalog, and
+//! none is loaded when the main snapshot was not (its slot numbers would not hold).
 //!
 //! Anything that cannot be verified — a missing, truncated, corrupted or foreign file, a
 //! format of another version, another dimension, metric or `m` — is logged as a warning
@@ -67,6 +67,7 @@ use recd_index::{HnswParams, Metric, SnapshotInfo, VectorIndex};
 use serde::{Deserialize, Serialize};
 
 use super::catalog::Catalog;
+use super::partition_files::PartitionFiles;
 use super::partitions::Partitions;
 
 /// `[embedded.index_snapshot]`: when the vector index is saved.
@@ -105,8 +106,6 @@ impl SnapshotOptions {
 
 const FILE: &str = "hnsw.snapshot";
 const TEMP: &str = "hnsw.snapshot.tmp";
-const PARTITIONS: &str = "partitions";
-const PARTITIONS_TEMP: &str = "partitions.tmp";
 /// Version of the slot table kept in the snapshot's extra bytes.
 const TABLE_VERSION: u8 = 1;
 /// Catalog slots copied per read-lock hold while the slot table is built.
@@ -128,97 +127,6 @@ pub fn path(data_dir: &Path) -> PathBuf {
 /// The temp file a snapshot is written to before its rename.
 pub fn temp_path(data_dir: &Path) -> PathBuf {
     dir_of(data_dir).join(TEMP)
-}
-
-/// The directory of the per-value graphs' snapshots (`vector.partition_by`): one file per
-/// value, the value in the file's extra bytes.
-pub(super) fn partitions_dir(data_dir: &Path) -> PathBuf {
-    dir_of(data_dir).join(PARTITIONS)
-}
-
-/// Where the per-value graphs are written before they replace the previous set.
-fn partitions_temp(data_dir: &Path) -> PathBuf {
-    dir_of(data_dir).join(PARTITIONS_TEMP)
-}
-
-/// Reads the per-value graphs' snapshots of `data_dir` (value → graph). A file that cannot
-/// be used is logged and left out (its value's graph is then built afresh); a temp dir left
-/// by a save that never finished is deleted. The graphs share the main snapshot's slot
-/// numbers and are verified against the catalog like it (see `Partitions::open`).
-pub(super) fn load_partitions(
-    data_dir: &Path,
-    dim: usize,
-    metric: Metric,
-    params: HnswParams,
-) -> HashMap<String, VectorIndex> {
-    let temp = partitions_temp(data_dir);
-    if temp.exists() {
-        tracing::warn!(dir = %temp.display(), "deleting partition snapshots that were never finished");
-        if let Err(e) = std::fs::remove_dir_all(&temp) {
-            tracing::warn!(cause = %e, "cannot delete the unfinished partition snapshots");
-        }
-    }
-    let mut out = HashMap::new();
-    let Ok(entries) = std::fs::read_dir(partitions_dir(data_dir)) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let file = entry.path();
-        let read = std::fs::read(&file)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                VectorIndex::read_snapshot(&bytes, dim, metric, params)
-                    .map_err(|e| e.to_string())
-                    .and_then(|(index, extra)| {
-                        String::from_utf8(extra.to_vec())
-                            .map(|value| (value, index))
-                            .map_err(|_| "the value is not UTF-8".to_string())
-                    })
-            });
-        match read {
-            Ok((value, index)) => {
-                out.insert(value, index);
-            }
-            Err(cause) => {
-                tracing::warn!(file = %file.display(), cause, "partition snapshot unusable; its graph is rebuilt");
-            }
-        }
-    }
-    out
-}
-
-/// Writes the per-value graphs: every file to a fresh temp dir (fsynced), which then
-/// replaces the previous dir. A crash in between leaves the previous set, part of it or
-/// none: whatever is missing is rebuilt at the next start, nothing is trusted unverified.
-fn save_partitions(data_dir: &Path, graphs: &[(String, Arc<VectorIndex>)]) -> std::io::Result<u64> {
-    let dir = dir_of(data_dir);
-    let temp = partitions_temp(data_dir);
-    let target = partitions_dir(data_dir);
-    if graphs.is_empty() {
-        if target.exists() {
-            std::fs::remove_dir_all(&target)?;
-            File::open(&dir)?.sync_all()?;
-        }
-        return Ok(0);
-    }
-    if temp.exists() {
-        std::fs::remove_dir_all(&temp)?;
-    }
-    std::fs::create_dir_all(&temp)?;
-    let mut bytes = 0;
-    for (i, (value, graph)) in graphs.iter().enumerate() {
-        let mut w =
-            BufWriter::with_capacity(1 << 20, File::create(temp.join(format!("p{i}.snapshot")))?);
-        bytes += graph.write_snapshot(&mut w, value.as_bytes())?.bytes;
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    }
-    File::open(&temp)?.sync_all()?;
-    if target.exists() {
-        std::fs::remove_dir_all(&target)?;
-    }
-    std::fs::rename(&temp, &target)?;
-    File::open(&dir)?.sync_all()?;
-    Ok(bytes)
 }
 
 /// A loaded snapshot: the index, and the item id of each catalog slot it was saved with.
@@ -392,13 +300,17 @@ pub(super) struct Snapshots {
     saving: Mutex<()>,
     /// `index.changes()` as of the file on disk; `u64::MAX`: the file is not current.
     saved: AtomicU64,
+    /// Which per-value graphs' files are current.
+    partition_files: PartitionFiles,
     stop: Mutex<bool>,
     wake: Condvar,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Snapshots {
-    /// `current`: whether the file on disk already holds exactly this index (a clean load).
+    /// `current`: whether the file on disk already holds exactly this index (a clean load);
+    /// `partition_files`: the file each per-value graph was loaded from (see
+    /// `partition_files::load`).
     pub(super) fn new(
         data_dir: &Path,
         options: SnapshotOptions,
@@ -406,8 +318,10 @@ impl Snapshots {
         partitions: Arc<Partitions>,
         catalog: Arc<RwLock<Catalog>>,
         current: bool,
+        partition_files: HashMap<String, String>,
     ) -> Arc<Self> {
         let saved = if current { index.changes() } else { u64::MAX };
+        let partition_files = PartitionFiles::new(data_dir, partition_files, &partitions.graphs());
         Arc::new(Self {
             data_dir: data_dir.to_path_buf(),
             options,
@@ -416,6 +330,7 @@ impl Snapshots {
             catalog,
             saving: Mutex::new(()),
             saved: AtomicU64::new(saved),
+            partition_files,
             stop: Mutex::new(false),
             wake: Condvar::new(),
             thread: Mutex::new(None),
@@ -435,8 +350,9 @@ impl Snapshots {
         Ok(())
     }
 
-    /// Saves now unless the file is current; returns what was written (`None`: nothing to
-    /// do, or snapshots are off).
+    /// Saves now what is not current: the main index's file, and the per-value graphs'
+    /// files that changed (see `partition_files`). Returns what the main file got (`None`:
+    /// it was current, or snapshots are off).
     pub(super) fn save_now(&self) -> std::io::Result<Option<SnapshotInfo>> {
         if !self.options.enabled {
             return Ok(None);
@@ -444,24 +360,37 @@ impl Snapshots {
         let _one = self.saving.lock();
         // Read before writing: changes made during the write count for the next one.
         let changes = self.index.changes();
-        if self.saved.load(Ordering::Relaxed) == changes {
+        let graphs = self.partitions.graphs();
+        let main_current = self.saved.load(Ordering::Relaxed) == changes;
+        if main_current && !self.partition_files.stale(&graphs) {
             return Ok(None);
         }
         let started = Instant::now();
-        let info = save(&self.data_dir, &self.index, &self.catalog)?;
-        let graphs = self.partitions.graphs();
-        let partition_bytes = save_partitions(&self.data_dir, &graphs)?;
+        let info = if main_current {
+            None
+        } else {
+            Some(save(&self.data_dir, &self.index, &self.catalog)?)
+        };
+        let partitions = self.partition_files.save(&graphs)?;
         self.saved.store(changes, Ordering::Relaxed);
         tracing::info!(
-            nodes = info.nodes,
-            live = info.live,
-            bytes = info.bytes,
+            nodes = info.map(|i| i.nodes),
+            live = info.map(|i| i.live),
+            bytes = info.map_or(0, |i| i.bytes),
             partitions = graphs.len(),
-            partition_bytes,
+            partition_files = partitions.files,
+            partition_bytes = partitions.bytes,
+            partition_files_deleted = partitions.deleted,
             secs = format!("{:.2}", started.elapsed().as_secs_f64()),
             "vector index snapshot saved"
         );
-        Ok(Some(info))
+        Ok(info)
+    }
+
+    /// Whether the next save has something to write.
+    fn pending(&self) -> bool {
+        self.saved.load(Ordering::Relaxed) != self.index.changes()
+            || self.partition_files.stale(&self.partitions.graphs())
     }
 
     /// Stops the background thread (waits for a snapshot in progress).
@@ -488,16 +417,20 @@ impl Snapshots {
                     return;
                 }
             }
-            let saved = self.saved.load(Ordering::Relaxed);
-            let changes = self.index.changes();
-            if saved == changes {
+            if !self.pending() {
                 continue;
             }
+            let saved = self.saved.load(Ordering::Relaxed);
+            let changes = self.index.changes();
+            // A graph built or changed with the main index current (a value's graph grown,
+            // or built at open beside a loaded main index) counts as one change: it is
+            // saved `seconds` after the last snapshot.
             let pending = if saved == u64::MAX {
                 changes
             } else {
                 changes.wrapping_sub(saved)
-            };
+            }
+            .max(1);
             if !due(pending, last.elapsed(), self.options.changes, interval, gap) {
                 continue;
             }

@@ -39,6 +39,7 @@ mod index_file;
 mod log;
 mod memory;
 mod models;
+mod partition_files;
 mod partitions;
 mod popularity;
 mod record;
@@ -343,19 +344,23 @@ impl EmbeddedStore {
             durable.save_schema(&schema)?;
         }
         let users = Arc::new(Users::new(applied));
-        let snapshot = if options.index_snapshot.enabled {
+        let (snapshot, partition_files) = if options.index_snapshot.enabled {
             let (dim, metric) = (schema.vector.dim, index_metric(&schema));
             let main = index_file::load(dir, dim, metric, options.hnsw);
             // The per-value graphs are read only when they can be used: the schema asks for
             // them, and the main snapshot whose slot numbers they share was read.
             let partitions = if main.is_some() && schema.vector.partition_by.is_some() {
-                index_file::load_partitions(dir, dim, metric, options.hnsw)
+                partition_files::load(dir, dim, metric, options.hnsw)
             } else {
-                std::collections::HashMap::new()
+                partition_files::Loaded::default()
             };
-            Snapshot { main, partitions }
+            let snapshot = Snapshot {
+                main,
+                partitions: partitions.graphs,
+            };
+            (snapshot, partitions.files)
         } else {
-            Snapshot::default()
+            Default::default()
         };
         let (index, partitions, catalog, popularity, (index_start, partitions_built)) =
             memory_state(&schema, &options, loaded, &users, snapshot, Some(dir))?;
@@ -378,6 +383,7 @@ impl EmbeddedStore {
             partitions.clone(),
             catalog.clone(),
             clean_load,
+            partition_files,
         );
 
         let faults = Arc::new(Faults::default());

@@ -819,6 +819,67 @@ mod tests {
         out
     }
 
+    /// The inode of each per-value graph's file (a rewrite renames a new file over it).
+    fn inodes(dir: &std::path::Path) -> BTreeMap<String, u64> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::read_dir(super::super::partition_files::dir(dir))
+            .expect("partition files")
+            .flatten()
+            .map(|e| {
+                let ino = e.metadata().expect("metadata").ino();
+                (e.file_name().to_string_lossy().into_owned(), ino)
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_save_rewrites_only_the_graphs_that_changed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut data = {
+            let s = open(dir.path(), true);
+            catalog(&s).await
+        };
+        let first = inodes(dir.path());
+        assert_eq!(first.len(), 3, "a, b and c have graphs: {first:?}");
+        // Loaded unchanged: the shutdown writes none of them.
+        {
+            let s = open(dir.path(), true);
+            assert_eq!(s.partition_graphs().loaded, 3);
+        }
+        assert_eq!(inodes(dir.path()), first);
+        let after = {
+            let s = open(dir.path(), true);
+            // Items of one value: that value's file only.
+            put(&s, &mut data, "a", 1_000..1_010).await;
+            s.snapshot_index().expect("snapshot");
+            let after = inodes(dir.path());
+            let rewritten = first.iter().filter(|(f, ino)| after[*f] != **ino).count();
+            assert_eq!(rewritten, 1, "{first:?} -> {after:?}");
+            // A value that grows a graph: one more file, the others as they were.
+            put(&s, &mut data, "e", 0..MIN_ITEMS + 1).await;
+            s.snapshot_index().expect("snapshot");
+            let grown = inodes(dir.path());
+            assert_eq!(grown.len(), 4);
+            assert!(
+                after.iter().all(|(f, ino)| grown[f] == *ino),
+                "{after:?} -> {grown:?}"
+            );
+            grown
+        };
+        assert_eq!(
+            inodes(dir.path()),
+            after,
+            "nothing left to write at shutdown"
+        );
+        // And the files are what the graphs were: loaded, answering within their values.
+        let s = open(dir.path(), true);
+        assert_eq!(s.partition_graphs().loaded, 4);
+        for cat in ["a", "e"] {
+            let plans = check(&s, &data, &filter(json!({"category": {"any": [cat]}}))).await;
+            assert!(all_partitioned(&plans, 1), "{cat}: {plans:?}");
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_graphs_are_saved_loaded_checked_and_rebuilt_when_damaged() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -827,7 +888,7 @@ mod tests {
             let data = catalog(&s).await;
             (answers(&s).await, data)
         };
-        let files = super::super::index_file::partitions_dir(dir.path());
+        let files = super::super::partition_files::dir(dir.path());
         assert_eq!(
             std::fs::read_dir(&files)
                 .expect("saved at shutdown")
