@@ -7,7 +7,8 @@
 //! # Only what changed is written
 //! A save writes the graphs that changed since their file was written — by their change
 //! count, and by identity, since a graph built afresh (grown, or rebuilt at open) counts
-//! from zero — and deletes the files of values that no longer have a graph. The graphs are
+//! from zero — and deletes every other file (of values that no longer have a graph, or left
+//! by a start that did not read them because the main snapshot was unusable). The graphs are
 //! about as large as the main index (at 1M × 64 in fifty categories, 340 MB beside its
 //! 354 MB; BENCHMARKS.md, session 24), and an item write touches the graphs of its one or
 //! two values: rewriting all of them at every snapshot was most of its IO.
@@ -108,7 +109,7 @@ pub(super) struct Written {
     pub(super) files: usize,
     /// Bytes written.
     pub(super) bytes: u64,
-    /// Files deleted (their values have no graph any more).
+    /// Files deleted (of values without a graph now, or of no value known).
     pub(super) deleted: usize,
 }
 
@@ -170,7 +171,7 @@ impl PartitionFiles {
         }
     }
 
-    /// Whether a save would write or delete anything.
+    /// Whether a save would write anything, or delete a file it knows of.
     pub(super) fn stale(&self, graphs: &[(String, Arc<VectorIndex>)]) -> bool {
         let saved = self.saved.lock();
         saved.len() != graphs.len()
@@ -179,8 +180,8 @@ impl PartitionFiles {
                 .any(|(value, g)| saved.get(value).is_none_or(|s| !s.holds(g)))
     }
 
-    /// Writes the graphs whose file is not current and deletes the files of values without
-    /// a graph (the whole directory when there is none).
+    /// Writes the graphs whose file is not current and deletes every other file of the
+    /// directory (the whole directory when there is no graph).
     pub(super) fn save(&self, graphs: &[(String, Arc<VectorIndex>)]) -> std::io::Result<Written> {
         let mut saved = self.saved.lock();
         let mut written = Written::default();
@@ -223,14 +224,15 @@ impl PartitionFiles {
                 },
             );
         }
-        let gone: Vec<String> = saved
-            .keys()
-            .filter(|v| !graphs.iter().any(|(g, _)| g == *v))
-            .cloned()
-            .collect();
-        for value in gone {
-            if let Some(s) = saved.remove(&value) {
-                match std::fs::remove_file(self.dir.join(&s.file)) {
+        saved.retain(|v, _| graphs.iter().any(|(g, _)| g == v));
+        // Every file that is not a current graph's goes: those of values without a graph
+        // now, and any the map never knew (the files of a start that did not read them
+        // because the main snapshot was unusable; their names may be taken by new graphs,
+        // and a second file for a value would be loaded in its place at the next start).
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if saved.values().all(|s| s.file != name) {
+                match std::fs::remove_file(entry.path()) {
                     Ok(()) => written.deleted += 1,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
