@@ -678,7 +678,7 @@ fn memory_state(
     }
     let (index, start) = match snapshot {
         Some(index) => {
-            let start = bring_up_to_date(&index, &vectors, &options.open_progress);
+            let start = bring_up_to_date(&index, &vectors, &options.open_progress, true);
             (index, start)
         }
         None => {
@@ -733,7 +733,7 @@ fn memory_state(
             if index_file::needs_compaction(graph.nodes(), matched) {
                 return false;
             }
-            bring_up_to_date(graph, vectors, &no_progress);
+            bring_up_to_date(graph, vectors, &no_progress, false);
             true
         },
         |graph, vectors| insert_stored(graph, vectors, "building a partition graph", &no_progress),
@@ -759,11 +759,14 @@ fn memory_state(
 
 /// Makes a loaded snapshot hold exactly the stored `vectors` (by slot): what differs bit
 /// for bit, or is missing, is re-inserted; what is no longer stored is removed. Then a
-/// repair pass reconnects anything a snapshot taken mid-link left unreachable.
+/// repair pass reconnects anything a snapshot taken mid-link left unreachable. Logged for
+/// the main index; a per-value graph's at debug level (fifty lines at every start of a
+/// catalog with fifty categories; "partition graphs ready" sums them up).
 fn bring_up_to_date(
     index: &VectorIndex,
     vectors: &[(u32, Vec<f32>)],
     progress: &OpenProgress,
+    main: bool,
 ) -> IndexStart {
     let started = std::time::Instant::now();
     let wanted: roaring::RoaringBitmap = vectors.iter().map(|(slot, _)| *slot).collect();
@@ -777,10 +780,12 @@ fn bring_up_to_date(
         index.remove(slot);
     }
     if !stale.is_empty() {
-        tracing::info!(
-            vectors = stale.len(),
-            "re-inserting the vectors written after the index snapshot"
-        );
+        if main {
+            tracing::info!(
+                vectors = stale.len(),
+                "re-inserting the vectors written after the index snapshot"
+            );
+        }
         insert_stored(index, &stale, "re-inserting vectors", progress);
     }
     let reconnected = index.repair();
@@ -789,14 +794,27 @@ fn bring_up_to_date(
         reinserted: stale.len(),
         removed: gone.len() as usize,
     };
-    tracing::info!(
-        vectors = index.len(),
-        reinserted = stale.len(),
-        removed = gone.len(),
-        reconnected,
-        secs = format!("{:.2}", started.elapsed().as_secs_f64()),
-        "vector index loaded from its snapshot"
-    );
+    let secs = format!("{:.2}", started.elapsed().as_secs_f64());
+    let (vectors, reinserted, removed) = (index.len(), stale.len(), gone.len());
+    if main {
+        tracing::info!(
+            vectors,
+            reinserted,
+            removed,
+            reconnected,
+            secs,
+            "vector index loaded from its snapshot"
+        );
+    } else {
+        tracing::debug!(
+            vectors,
+            reinserted,
+            removed,
+            reconnected,
+            secs,
+            "partition graph loaded from its snapshot"
+        );
+    }
     start
 }
 
