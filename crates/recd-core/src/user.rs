@@ -432,12 +432,21 @@ impl UserState {
         mut vector: impl FnMut(&str) -> Option<&'v [f32]>,
     ) {
         self.fold.fresh.resize(self.fold.weights.len(), 0.0);
-        let interactions = self
+        // Every item's vector is looked up, and its cache lines touched, before the solve
+        // reads any: the lookups and loads of a short loop overlap, where inside the solve
+        // each item's misses (its id's hash bucket, then its vector) came one after another.
+        let interactions: Vec<(&[f32], f32, f32)> = self
             .recent
             .iter()
             .zip(self.fold.weights.iter().zip(&self.fold.fresh))
             .filter(|(_, (w, f))| **w != 0.0 || **w != **f)
-            .filter_map(|(id, (w, f))| Some((vector(id)?, *w, *f)));
+            .filter_map(|(id, (w, f))| Some((vector(id)?, *w, *f)))
+            .collect();
+        let touched: f32 = interactions
+            .iter()
+            .flat_map(|(v, _, _)| v.iter().step_by(16))
+            .sum();
+        std::hint::black_box(touched);
         let prior = self.long_term.as_deref();
         let folded = model.and_then(|m| {
             if exact {
