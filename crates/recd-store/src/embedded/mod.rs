@@ -557,6 +557,87 @@ impl EmbeddedStore {
     fn crash(self) {
         self.faults().set_crashed();
     }
+
+    /// A KNN search, with its plan when `explain` (the plan's `allowed` count can cost a
+    /// filter's bitmap that the search itself did not need).
+    fn knn_planned(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+        explain: bool,
+    ) -> StoreResult<(Vec<Hit>, Option<KnnPlan>)> {
+        check_query(query, &self.inner.schema)?;
+        let catalog = self.inner.catalog.read();
+        let indexed = self.inner.index.len() as u64;
+        let nothing = || KnnPlan {
+            plan: "none",
+            ef: None,
+            allowed: 0,
+            indexed,
+            scored: None,
+            partitions: None,
+        };
+        if k == 0 {
+            return Ok((Vec::new(), explain.then(nothing)));
+        }
+        let invalid =
+            |e: recd_index::IndexError| StoreError::Invalid(ValidationError::new(e.to_string()));
+        // The filter's bitmap, built once and only when needed: a filter on a few values of
+        // `vector.partition_by` and nothing else is searched in those values' graphs without
+        // it (the union of five categories' bitmaps at 1M was a fifth of such a request's
+        // CPU; BENCHMARKS.md, session 25).
+        let allowed = std::cell::OnceCell::new();
+        let bitmap = || allowed.get_or_init(|| catalog.allowed(filter)).as_ref();
+        let partitioned =
+            self.inner
+                .partitions
+                .search(&catalog, &self.inner.index, query, k, filter, bitmap);
+        let (hits, plan) = match partitioned {
+            Some(result) => {
+                let (hits, done) = result.map_err(invalid)?;
+                let plan = explain.then(|| KnnPlan {
+                    plan: "partitioned",
+                    ef: None,
+                    allowed: bitmap().map_or(indexed, roaring::RoaringBitmap::len),
+                    indexed,
+                    scored: None,
+                    partitions: Some(done.graphs),
+                });
+                (hits, plan)
+            }
+            None => {
+                let allowed = bitmap();
+                if allowed.is_some_and(roaring::RoaringBitmap::is_empty) {
+                    return Ok((Vec::new(), explain.then(nothing)));
+                }
+                let (hits, report) = self
+                    .inner
+                    .index
+                    .search_explained(query, k, allowed, SearchOptions::default())
+                    .map_err(invalid)?;
+                let plan = explain.then_some(KnnPlan {
+                    plan: report.plan,
+                    ef: report.ef,
+                    allowed: report.allowed,
+                    indexed: report.live,
+                    scored: report.sketched,
+                    partitions: None,
+                });
+                (hits, plan)
+            }
+        };
+        let hits = hits
+            .into_iter()
+            .filter_map(|h| {
+                catalog.item_at(h.id).map(|it| Hit {
+                    item: it.clone(),
+                    score: h.score,
+                })
+            })
+            .collect();
+        Ok((hits, plan))
+    }
 }
 
 /// What [`EmbeddedStore::partition_graphs`] reports.
@@ -893,89 +974,6 @@ fn insert_stored(
     }
     if let Some(o) = observer {
         o.end();
-    }
-}
-
-impl EmbeddedStore {
-    /// A KNN search, with its plan when `explain` (the plan's `allowed` count can cost a
-    /// filter's bitmap that the search itself did not need).
-    fn knn_planned(
-        &self,
-        query: &[f32],
-        k: usize,
-        filter: &Filter,
-        explain: bool,
-    ) -> StoreResult<(Vec<Hit>, Option<KnnPlan>)> {
-        check_query(query, &self.inner.schema)?;
-        let catalog = self.inner.catalog.read();
-        let indexed = self.inner.index.len() as u64;
-        let nothing = || KnnPlan {
-            plan: "none",
-            ef: None,
-            allowed: 0,
-            indexed,
-            scored: None,
-            partitions: None,
-        };
-        if k == 0 {
-            return Ok((Vec::new(), explain.then(nothing)));
-        }
-        let invalid =
-            |e: recd_index::IndexError| StoreError::Invalid(ValidationError::new(e.to_string()));
-        // The filter's bitmap, built once and only when needed: a filter on a few values of
-        // `vector.partition_by` and nothing else is searched in those values' graphs without
-        // it (the union of five categories' bitmaps at 1M was a fifth of such a request's
-        // CPU; BENCHMARKS.md, session 25).
-        let allowed = std::cell::OnceCell::new();
-        let bitmap = || allowed.get_or_init(|| catalog.allowed(filter)).as_ref();
-        let partitioned =
-            self.inner
-                .partitions
-                .search(&catalog, &self.inner.index, query, k, filter, bitmap);
-        let (hits, plan) = match partitioned {
-            Some(result) => {
-                let (hits, done) = result.map_err(invalid)?;
-                let plan = explain.then(|| KnnPlan {
-                    plan: "partitioned",
-                    ef: None,
-                    allowed: bitmap().map_or(indexed, roaring::RoaringBitmap::len),
-                    indexed,
-                    scored: None,
-                    partitions: Some(done.graphs),
-                });
-                (hits, plan)
-            }
-            None => {
-                let allowed = bitmap();
-                if allowed.is_some_and(roaring::RoaringBitmap::is_empty) {
-                    return Ok((Vec::new(), explain.then(nothing)));
-                }
-                let (hits, report) = self
-                    .inner
-                    .index
-                    .search_explained(query, k, allowed, SearchOptions::default())
-                    .map_err(invalid)?;
-                let plan = explain.then_some(KnnPlan {
-                    plan: report.plan,
-                    ef: report.ef,
-                    allowed: report.allowed,
-                    indexed: report.live,
-                    scored: report.sketched,
-                    partitions: None,
-                });
-                (hits, plan)
-            }
-        };
-        let hits = hits
-            .into_iter()
-            .filter_map(|h| {
-                catalog.item_at(h.id).map(|it| Hit {
-                    item: it.clone(),
-                    score: h.score,
-                })
-            })
-            .collect();
-        Ok((hits, plan))
     }
 }
 
