@@ -442,9 +442,10 @@ impl UserState {
             .filter(|(_, (w, f))| **w != 0.0 || **w != **f)
             .filter_map(|(id, (w, f))| Some((vector(id)?, *w, *f)))
             .collect();
+        const F32_PER_CACHE_LINE: usize = 16;
         let touched: f32 = interactions
             .iter()
-            .flat_map(|(v, _, _)| v.iter().step_by(16))
+            .flat_map(|(v, _, _)| v.iter().step_by(F32_PER_CACHE_LINE))
             .sum();
         std::hint::black_box(touched);
         let prior = self.long_term.as_deref();

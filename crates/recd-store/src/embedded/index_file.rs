@@ -115,7 +115,8 @@ const RETRY_AFTER: Duration = Duration::from_secs(60);
 /// How often the background thread looks at the change count.
 const TICK: Duration = Duration::from_secs(1);
 
-fn dir_of(data_dir: &Path) -> PathBuf {
+/// The directory of the index's snapshot files (the per-value graphs' too).
+pub(super) fn dir_of(data_dir: &Path) -> PathBuf {
     data_dir.join("index")
 }
 

@@ -28,17 +28,19 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use recd_index::{HnswParams, Metric, VectorIndex};
 
+use super::index_file;
+
 /// A file name's ending; temp files add `.tmp` to it.
 const EXTENSION: &str = "snapshot";
 
 /// The directory of the per-value graphs' files.
 pub(super) fn dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("index").join("partitions")
+    index_file::dir_of(data_dir).join("partitions")
 }
 
 /// Where the previous format wrote a whole new set before swapping it in (deleted at load).
 fn legacy_temp_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("index").join("partitions.tmp")
+    index_file::dir_of(data_dir).join("partitions.tmp")
 }
 
 /// What [`load`] read: the graphs by value, and each value's file name.

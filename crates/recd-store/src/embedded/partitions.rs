@@ -15,8 +15,9 @@
 //!
 //! # How a search uses them
 //! [`Partitions::search`] takes the values the filter requires (and the filter's exact
-//! bitmap, when the filter has more than the values), and first prices the search both ways with the main index's
-//! planner model (the graphs only when clearly cheaper: see [`GRAPHS_MARGIN`]). Each value
+//! bitmap, when the filter has more than the values), and first prices the search both
+//! ways with the main index's planner model (the graphs only when clearly cheaper: see
+//! [`GRAPHS_MARGIN`]). Each value
 //! with a graph is searched in it — unfiltered when every item of the value passes the
 //! filter (the graphs so walked share the default beam, see [`shared_ef`]), else with the
 //! filter's bitmap inside that value — and the values without one (fewer than
@@ -26,8 +27,9 @@
 //! Hits are merged, deduplicated (an item may carry several values) and checked against the
 //! filter (its bitmap, or for a filter of the values alone their own bitmaps, so that no
 //! union of them is built per search), so a graph that is a moment behind the catalog (a
-//! write in progress) can only miss an item, never return one the filter does not admit. More than [`MAX_VALUES_PER_QUERY`] values go to the main
-//! index: its filtered walk beats many small ones.
+//! write in progress) can only miss an item, never return one the filter does not admit.
+//! More than [`MAX_VALUES_PER_QUERY`] values go to the main index: its filtered walk beats
+//! many small ones.
 //!
 //! # How writes keep them current
 //! Item writes are serialized (the store's items lock); each tells [`Partitions::write`]
