@@ -458,7 +458,7 @@ pub(crate) fn search_layer(
             break;
         }
         st.neighbours(c.key, level, buf);
-        buf.retain(|&n| visited.insert(n));
+        visited.keep_unmarked(buf);
         if *budget < buf.len() {
             *budget = 0;
             break;
