@@ -699,7 +699,7 @@ impl VectorIndex {
         // (ids without a live slot are skipped there), so `filter ∩ live` is built only for
         // a walk, whose predicate tests it per visited node: building it cost a 10 % scan
         // an allocation and page faults (`perf`).
-        let card = filter.map_or(live, |f| f.intersection_len(st.live()));
+        let card = filter.map_or(live, |f| admitted(f, st.live()));
         // A forced exact search stays exact (it is the oracle); everything else reads the
         // codes when there are any.
         let coded = match options.strategy {
@@ -946,6 +946,19 @@ impl VectorIndex {
     /// A validated query in the form the kernels expect (normalized under cosine).
     fn prepare_query(&self, query: &[f32]) -> Result<Vec<f32>, IndexError> {
         Ok(self.stored_form(query)?.into_owned())
+    }
+}
+
+/// `|filter ∩ live|`. The live ids are usually one run (`0..n`, none removed), and then
+/// that is a count of the filter's ids in the run, which reads only the ends of its
+/// containers: the intersection's count was ~3 % of a random 10 % filter's walk at 100k
+/// (`perf`), and it reads every container of both.
+fn admitted(filter: &RoaringBitmap, live: &RoaringBitmap) -> u64 {
+    match (live.min(), live.max()) {
+        (Some(lo), Some(hi)) if u64::from(hi - lo) + 1 == live.len() => {
+            filter.range_cardinality(lo..=hi)
+        }
+        _ => filter.intersection_len(live),
     }
 }
 
@@ -1619,6 +1632,28 @@ mod tests {
             assert_eq!((r.plan, r.ef), ("graph", Some(beam)), "{r:?}");
         }
         assert_eq!(r.sketched, None, "2,000 nodes keep no sketches");
+    }
+
+    #[test]
+    fn the_admitted_count_is_the_filter_within_the_live_ids() {
+        let run: RoaringBitmap = (0..1_000).collect();
+        let mut holed = run.clone();
+        holed.remove(10);
+        holed.remove(500);
+        let shifted: RoaringBitmap = (100..1_000).collect();
+        let filter: RoaringBitmap = [0, 10, 99, 100, 500, 999, 1_000, 70_000]
+            .into_iter()
+            .collect();
+        for live in [&run, &holed, &shifted, &RoaringBitmap::new()] {
+            assert_eq!(
+                admitted(&filter, live),
+                filter.intersection_len(live),
+                "{live:?}"
+            );
+        }
+        assert_eq!(admitted(&filter, &run), 6);
+        assert_eq!(admitted(&filter, &holed), 4);
+        assert_eq!(admitted(&filter, &shifted), 3);
     }
 
     #[test]
