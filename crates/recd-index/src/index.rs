@@ -17,7 +17,7 @@ use recd_core::vector::norm_squared_f64;
 use crate::distance::Metric;
 use crate::error::{IndexError, SnapshotError};
 use crate::flat;
-use crate::hnsw::{Admit, Coded, Exact, Graph};
+use crate::hnsw::{Admit, Coded, Exact, FILTERED_BATCH, Graph};
 use crate::planner::{self, Plan, SearchOptions, Strategy};
 use crate::quant::Quantization;
 use crate::snapshot::{self, SnapshotInfo};
@@ -823,6 +823,7 @@ impl VectorIndex {
                         &st,
                         &Coded { st: &st, q: cq },
                         ef,
+                        FILTERED_BATCH,
                         InFilter { st: &st, ids },
                         &mut visited,
                         &mut budget,
@@ -831,6 +832,7 @@ impl VectorIndex {
                         &st,
                         &Coded { st: &st, q: cq },
                         ef,
+                        1,
                         |s| !st.is_deleted(s),
                         &mut visited,
                         &mut budget,
@@ -839,6 +841,7 @@ impl VectorIndex {
                         &st,
                         &exact_scorer,
                         ef,
+                        FILTERED_BATCH,
                         InFilter { st: &st, ids },
                         &mut visited,
                         &mut budget,
@@ -847,6 +850,7 @@ impl VectorIndex {
                         &st,
                         &exact_scorer,
                         ef,
+                        1,
                         |s| !st.is_deleted(s),
                         &mut visited,
                         &mut budget,
@@ -1563,6 +1567,57 @@ mod tests {
     }
 
     #[test]
+    fn a_filtered_walk_expanding_several_candidates_at_once_finds_what_one_at_a_time_does() {
+        let (n, dim) = (4_000, 16);
+        let data = vectors(n, dim, 21);
+        let idx = VectorIndex::new(dim, Metric::L2, HnswParams::default());
+        idx.insert_batch(&data).expect("batch");
+        let st = idx.store.read();
+        // Every fifth id: a 20 % filter spread over the whole graph.
+        let admitted = |s: u32| st.id_of(s).is_multiple_of(5);
+        let (k, queries) = (10, 100);
+        let recall = |batch: usize| {
+            let mut found = 0;
+            for (_, q) in data.iter().step_by(n / queries) {
+                let mut visited = idx.visited.take(st.slots());
+                let mut budget = usize::MAX;
+                let hits = idx.graph.search(
+                    &st,
+                    &Exact { st: &st, q },
+                    k,
+                    batch,
+                    admitted,
+                    &mut visited,
+                    &mut budget,
+                );
+                idx.visited.give_back(visited);
+                assert!(hits.iter().all(|h| admitted(h.key)), "only admitted nodes");
+                assert!(hits.windows(2).all(|w| w[0].dist <= w[1].dist), "ascending");
+                assert_eq!(hits.len(), k);
+                let mut exact: Vec<Scored> = (0..st.slots() as u32)
+                    .filter(|&s| admitted(s))
+                    .map(|s| Scored {
+                        dist: st.distance(q, s),
+                        key: s,
+                    })
+                    .collect();
+                exact.sort_unstable();
+                found += exact[..k]
+                    .iter()
+                    .filter(|e| hits.iter().any(|h| h.key == e.key))
+                    .count();
+            }
+            found as f64 / (k * queries) as f64
+        };
+        let (one, several) = (recall(1), recall(FILTERED_BATCH));
+        assert!(one >= 0.9, "one at a time: {one}");
+        assert!(
+            several >= one - 0.01,
+            "{FILTERED_BATCH} at a time: {several} vs {one}"
+        );
+    }
+
+    #[test]
     fn a_walk_stops_when_its_budget_is_spent() {
         let data = vectors(3_000, 16, 12);
         let idx = VectorIndex::new(16, Metric::L2, HnswParams::default());
@@ -1576,6 +1631,7 @@ mod tests {
                 &st,
                 &Exact { st: &st, q },
                 10,
+                1,
                 |_| false,
                 &mut visited,
                 budget,

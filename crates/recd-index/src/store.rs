@@ -658,6 +658,12 @@ impl Store {
     #[inline]
     pub(crate) fn neighbours(&self, slot: u32, level: usize, out: &mut Vec<u32>) {
         out.clear();
+        self.append_neighbours(slot, level, out);
+    }
+
+    /// [`neighbours`](Self::neighbours) added after what `out` holds.
+    #[inline]
+    pub(crate) fn append_neighbours(&self, slot: u32, level: usize, out: &mut Vec<u32>) {
         let block = self.block(slot, level);
         let len = (block[0].load(Ordering::Acquire) as usize).min(block.len() - 1);
         out.extend(block[1..=len].iter().map(|a| a.load(Ordering::Relaxed)));
