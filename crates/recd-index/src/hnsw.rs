@@ -90,7 +90,7 @@ impl<F: Fn(u32) -> bool> Admit for F {
 /// and 24, recall the same ±0.004): f32 1.16–1.20× for a random 10 % filter, 1.12–1.17× for
 /// 20 %, 1.08–1.17× for the correlated category filter, 1.04–1.15× for 50 % (a scratch
 /// build); int8 1.01–1.09×. Two and three were measured too (four was best or tied).
-/// Unfiltered walks keep one: there the greedy order matters more (four: int8 0.87–1.01×).
+/// Unfiltered walks keep one: there the greedy order matters more (four: int8 0.87–0.97×).
 pub(crate) const FILTERED_BATCH: usize = 4;
 
 /// Highest level a node can get (the expected top level for 10^9 nodes at M = 16 is ~7).
