@@ -11,8 +11,9 @@
 //! Filtering is done *inside* the walk: [`search_layer`] expands every node it reaches (the
 //! graph stays connected through filtered-out and deleted nodes) but only *admits* nodes the
 //! predicate accepts into the result set, and it keeps expanding until it holds `ef` admitted
-//! nodes or runs out of graph. That is hnswlib's filtered search; the planner decides when the
-//! walk beats an exact scan.
+//! nodes or runs out of graph. That is hnswlib's filtered search, except that a filtered walk
+//! expands its few closest candidates together ([`FILTERED_BATCH`]) so that it waits on memory
+//! once per batch; the planner decides when the walk beats an exact scan.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
