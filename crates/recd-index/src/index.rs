@@ -1574,7 +1574,7 @@ mod tests {
         idx.insert_batch(&data).expect("batch");
         let st = idx.store.read();
         // Every fifth id: a 20 % filter spread over the whole graph.
-        let admitted = |s: u32| st.id_of(s).is_multiple_of(5);
+        let in_filter = |s: u32| st.id_of(s).is_multiple_of(5);
         let (k, queries) = (10, 100);
         let recall = |batch: usize| {
             let mut found = 0;
@@ -1586,16 +1586,16 @@ mod tests {
                     &Exact { st: &st, q },
                     k,
                     batch,
-                    admitted,
+                    in_filter,
                     &mut visited,
                     &mut budget,
                 );
                 idx.visited.give_back(visited);
-                assert!(hits.iter().all(|h| admitted(h.key)), "only admitted nodes");
+                assert!(hits.iter().all(|h| in_filter(h.key)), "only admitted nodes");
                 assert!(hits.windows(2).all(|w| w[0].dist <= w[1].dist), "ascending");
                 assert_eq!(hits.len(), k);
                 let mut exact: Vec<Scored> = (0..st.slots() as u32)
-                    .filter(|&s| admitted(s))
+                    .filter(|&s| in_filter(s))
                     .map(|s| Scored {
                         dist: st.distance(q, s),
                         key: s,

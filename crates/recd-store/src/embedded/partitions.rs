@@ -17,11 +17,11 @@
 //! [`Partitions::search`] takes the values the filter requires (and the filter's exact
 //! bitmap, when the filter has more than the values), and first prices the search both
 //! ways with the main index's planner model (the graphs only when clearly cheaper: see
-//! [`GRAPHS_MARGIN`]). Each value
-//! with a graph is searched in it — unfiltered when every item of the value passes the
-//! filter (the graphs so walked share the default beam, see [`shared_ef`]), else with the
-//! filter's bitmap inside that value — and the values without one (fewer than
-//! [`MIN_ITEMS`] items: an exact scan is as fast) are searched together in the main index.
+//! [`GRAPHS_MARGIN`]). Each value with a graph is searched in it — unfiltered when every
+//! item of the value passes the filter (the graphs so walked share the default beam, see
+//! [`shared_ef`]), else with the filter's bitmap inside that value — and the values
+//! without one (fewer than [`MIN_ITEMS`] items: an exact scan is as fast) are searched
+//! together in the main index.
 //! Through the server at 1M × 64, five categories of fifty: 14× the main graph's
 //! throughput at recall@10 0.976, 0.76× the unfiltered search's (BENCHMARKS.md, session 25).
 //! Hits are merged, deduplicated (an item may carry several values) and checked against the
