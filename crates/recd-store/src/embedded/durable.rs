@@ -314,6 +314,7 @@ impl Durable {
                     meta: txn.open_table(META).map_err(|e| self.err(e))?,
                     user_states: HashMap::new(),
                     increments: HashMap::new(),
+                    pending_index: Vec::new(),
                     applied,
                     records: 0,
                 };
@@ -437,6 +438,8 @@ pub struct Absorb<'t> {
     user_states: HashMap<String, Option<Vec<u8>>>,
     /// Summed log-domain popularity increments per item.
     increments: HashMap<String, f64>,
+    /// Per-user event index rows not inserted yet: they go in sorted (see [`Absorb::finish`]).
+    pending_index: Vec<(String, u64)>,
     /// The last sequence number applied so far.
     applied: u64,
     /// Records applied in this checkpoint.
@@ -501,14 +504,12 @@ impl Absorb<'_> {
                 users,
                 popularity,
             } => {
-                for (i, event) in events.iter().enumerate() {
+                for (i, event) in events.into_iter().enumerate() {
                     let s = seq + i as u64;
                     self.events
-                        .insert(s, encode(event)?.as_slice())
+                        .insert(s, encode(&event)?.as_slice())
                         .map_err(|e| d.err(e))?;
-                    self.index
-                        .insert((event.user_id.as_str(), s), ())
-                        .map_err(|e| d.err(e))?;
+                    self.pending_index.push((event.user_id, s));
                 }
                 for (id, row) in users {
                     self.user_states.insert(id, Some(row));
@@ -529,6 +530,8 @@ impl Absorb<'_> {
                 }
             }
             Op::DeleteUser(id) => {
+                // The user's events of this checkpoint must be in the index to be found.
+                self.insert_pending_index()?;
                 let mut seqs = Vec::new();
                 for row in self
                     .index
@@ -550,12 +553,19 @@ impl Absorb<'_> {
     }
 
     /// Writes what was coalesced and the applied mark; `(applied, records)`.
+    ///
+    /// Every key goes in in ascending order: a checkpoint writes rows of thousands of users
+    /// and items, and in a B-tree sorted inserts meet each leaf page once, one after another,
+    /// where the hash maps' order went back and forth across the tree.
     fn finish(mut self) -> StoreResult<(u64, u64)> {
         let d = self.durable;
         if self.records == 0 {
             return Ok((self.applied, 0));
         }
-        for (id, state) in &self.user_states {
+        self.insert_pending_index()?;
+        let mut user_states: Vec<(&String, &Option<Vec<u8>>)> = self.user_states.iter().collect();
+        user_states.sort_unstable_by_key(|(id, _)| *id);
+        for (id, state) in user_states {
             match state {
                 Some(row) => {
                     self.users
@@ -567,7 +577,9 @@ impl Absorb<'_> {
                 }
             }
         }
-        for (id, inc) in &self.increments {
+        let mut increments: Vec<(&String, &f64)> = self.increments.iter().collect();
+        increments.sort_unstable_by_key(|(id, _)| *id);
+        for (id, inc) in increments {
             let current = self
                 .popularity
                 .get(id.as_str())
@@ -581,6 +593,18 @@ impl Absorb<'_> {
             .insert(APPLIED, self.applied.to_le_bytes().as_slice())
             .map_err(|e| d.err(e))?;
         Ok((self.applied, self.records))
+    }
+
+    /// Inserts the per-user event index rows applied so far, in key order.
+    fn insert_pending_index(&mut self) -> StoreResult<()> {
+        let d = self.durable;
+        self.pending_index.sort_unstable();
+        for (user, seq) in self.pending_index.drain(..) {
+            self.index
+                .insert((user.as_str(), seq), ())
+                .map_err(|e| d.err(e))?;
+        }
+        Ok(())
     }
 }
 
