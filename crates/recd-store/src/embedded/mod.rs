@@ -101,7 +101,10 @@ pub struct EmbeddedOptions {
     /// redb commits. Default 5 (also used for a value that is not a positive number).
     pub checkpoint_seconds: f64,
     /// A checkpoint also starts once this many bytes were logged since the last one (and
-    /// log segments are this large). Default 64 MiB.
+    /// log segments are this large). Default 256 MiB: under a heavy event load each
+    /// checkpoint (and each new segment) is a burst beside the requests, and fewer, larger
+    /// ones gave wrk events at c = 32 a p99 0.80x 64 MiB's (6 of 6 alternated pairs,
+    /// BENCHMARKS.md session 27); 8 MiB gave 1.5x. Larger: more log to replay after a crash.
     pub checkpoint_bytes: u64,
     /// Most bytes of redb pages kept in memory. Default 256 MiB (redb's own default, 1 GiB,
     /// made a long-running server's RSS creep up as its event log grew).
@@ -138,7 +141,7 @@ impl Default for EmbeddedOptions {
             fsync: Fsync::default(),
             hnsw: HnswParams::default(),
             checkpoint_seconds: 5.0,
-            checkpoint_bytes: 64 << 20,
+            checkpoint_bytes: 256 << 20,
             cache_bytes: durable::DEFAULT_CACHE_BYTES,
             index_snapshot: SnapshotOptions::default(),
             open_progress: OpenProgress::default(),
