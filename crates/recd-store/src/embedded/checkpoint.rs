@@ -214,6 +214,7 @@ impl Checkpointer {
         drop(cur);
         self.wal
             .absorbed(view.closed.last().map_or(0, |(no, _)| *no), view.bytes);
+        self.wal.prepare_next();
         (self.on_absorbed)(applied);
         let mut durations = self.durations.lock();
         if durations.len() == KEPT_DURATIONS {
