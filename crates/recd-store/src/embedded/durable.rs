@@ -10,7 +10,7 @@
 //! `USER_EVENTS` keys `(user, seq)` for every row of `EVENTS`, so that forgetting a user
 //! and reading one user's events cost that user's events, not a scan of the log.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -312,8 +312,8 @@ impl Durable {
                     events: txn.open_table(EVENTS).map_err(|e| self.err(e))?,
                     index: txn.open_table(USER_EVENTS).map_err(|e| self.err(e))?,
                     meta: txn.open_table(META).map_err(|e| self.err(e))?,
-                    user_states: HashMap::new(),
-                    increments: HashMap::new(),
+                    user_states: BTreeMap::new(),
+                    increments: BTreeMap::new(),
                     pending_index: Vec::new(),
                     applied,
                     records: 0,
@@ -433,11 +433,11 @@ pub struct Absorb<'t> {
     events: Table<'t, u64, &'static [u8]>,
     index: Table<'t, (&'static str, u64), ()>,
     meta: Table<'t, &'static str, &'static [u8]>,
-    /// Latest state per user; `None`: forgotten.
-    /// The last row of each user written in this checkpoint (`None`: deleted).
-    user_states: HashMap<String, Option<Vec<u8>>>,
-    /// Summed log-domain popularity increments per item.
-    increments: HashMap<String, f64>,
+    /// The last row of each user written in this checkpoint (`None`: deleted), in key order
+    /// (see [`Absorb::finish`]).
+    user_states: BTreeMap<String, Option<Vec<u8>>>,
+    /// Summed log-domain popularity increments per item, in key order.
+    increments: BTreeMap<String, f64>,
     /// Per-user event index rows not inserted yet: they go in sorted (see [`Absorb::finish`]).
     pending_index: Vec<(String, u64)>,
     /// The last sequence number applied so far.
@@ -556,16 +556,14 @@ impl Absorb<'_> {
     ///
     /// Every key goes in in ascending order: a checkpoint writes rows of thousands of users
     /// and items, and in a B-tree sorted inserts meet each leaf page once, one after another,
-    /// where the hash maps' order went back and forth across the tree.
+    /// where a hash map's order went back and forth across the tree.
     fn finish(mut self) -> StoreResult<(u64, u64)> {
         let d = self.durable;
         if self.records == 0 {
             return Ok((self.applied, 0));
         }
         self.insert_pending_index()?;
-        let mut user_states: Vec<(&String, &Option<Vec<u8>>)> = self.user_states.iter().collect();
-        user_states.sort_unstable_by_key(|(id, _)| *id);
-        for (id, state) in user_states {
+        for (id, state) in &self.user_states {
             match state {
                 Some(row) => {
                     self.users
@@ -577,9 +575,7 @@ impl Absorb<'_> {
                 }
             }
         }
-        let mut increments: Vec<(&String, &f64)> = self.increments.iter().collect();
-        increments.sort_unstable_by_key(|(id, _)| *id);
-        for (id, inc) in increments {
+        for (id, inc) in &self.increments {
             let current = self
                 .popularity
                 .get(id.as_str())

@@ -249,6 +249,17 @@ impl std::fmt::Debug for Wal {
     }
 }
 
+/// Takes the number of a segment the caller creates with the lock let go, past `next_no`
+/// when `skip_next` or while [`Wal::prepare_next`] makes that one. Taken before the lock
+/// goes: a segment made ahead meanwhile must not get this number or an earlier one (it
+/// would then be written after this one). A failure leaves the number unused, which a
+/// reader skips.
+fn reserve_no(st: &mut State, skip_next: bool) -> u64 {
+    let no = st.next_no + u64::from(skip_next || st.preparing);
+    st.next_no = no + 1;
+    no
+}
+
 fn refused(cause: &str) -> StoreError {
     StoreError::Unavailable(format!("the write log cannot be written: {cause}"))
 }
@@ -751,15 +762,7 @@ impl Wal {
             self.close_active(st, seg);
             return;
         }
-        let no = if st.preparing {
-            st.next_no + 1
-        } else {
-            st.next_no
-        };
-        // Taken before the lock is let go: a segment made ahead meanwhile must not get this
-        // number or an earlier one (it would then be written after this one). A failure
-        // leaves the number unused, which a reader skips.
-        st.next_no = no + 1;
+        let no = reserve_no(st, false);
         let dir = self.config.dir.clone();
         let sync = self.config.fsync != Fsync::Never;
         let created = MutexGuard::unlocked(st, || {
@@ -855,13 +858,7 @@ impl Wal {
         // A segment made ahead is left empty (its number skipped; a start-up reads nothing
         // from it), as is one being made.
         let skipped = st.prepared.take().map(|p| p.path);
-        let no = if st.preparing || skipped.is_some() {
-            st.next_no + 1
-        } else {
-            st.next_no
-        };
-        // Taken now, as in `rotate`.
-        st.next_no = no + 1;
+        let no = reserve_no(st, skipped.is_some());
         let dir = self.config.dir.clone();
         let sync = self.config.fsync != Fsync::Never;
         let disk_full = self.faults.disk_full();
