@@ -438,6 +438,11 @@ impl Config {
                 "bad configuration: server.workers must be at most {MAX_WORKERS} (0 = one per core)"
             )));
         }
+        if !(0..=19).contains(&self.embedded.checkpoint_nice) {
+            return Err(ConfigError(
+                "bad configuration: embedded.checkpoint_nice must be from 0 to 19 (a nice value; 0 = the process's priority)".into(),
+            ));
+        }
         if server.max_header_bytes < 1024 {
             return Err(ConfigError(
                 "bad configuration: server.max_header_bytes must be at least 1024".into(),
@@ -536,6 +541,20 @@ mod tests {
             let mut keyed = at(exposed);
             keyed.auth.keys_file = Some("/etc/recd/keys.toml".into());
             assert!(check_exposure(&keyed).is_ok());
+        }
+    }
+
+    #[test]
+    fn the_checkpoint_s_nice_value_must_be_one_linux_has() {
+        let mut c = Config::default();
+        for ok in [0, 10, 19] {
+            c.embedded.checkpoint_nice = ok;
+            assert!(c.validate().is_ok(), "{ok}");
+        }
+        for bad in [-1, 20] {
+            c.embedded.checkpoint_nice = bad;
+            let err = c.validate().unwrap_err().0;
+            assert!(err.contains("embedded.checkpoint_nice"), "{err}");
         }
     }
 

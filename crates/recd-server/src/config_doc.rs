@@ -94,6 +94,10 @@ pub const DOCS: &[(&str, &str)] = &[
         "A checkpoint also starts once this many bytes were logged since the last one (and log segments are this large).",
     ),
     (
+        "embedded.checkpoint_nice",
+        "The nice value (0–19) the checkpoint thread runs at: while requests keep the cores busy, a checkpoint's burst of redb work gets a share of the CPU in proportion to its weight instead of a core of its own, and idle cycles whole. 0: the process's priority. Linux only.",
+    ),
+    (
         "embedded.index_snapshot",
         "The vector index's snapshot (`DATA_DIR/index/hnsw.snapshot`): a restart loads it, checks it against the stored items and re-inserts what changed, instead of rebuilding the index. The file numbers the nodes in graph order (the upper levels first, then level 0 breadth-first from them), as a rebuild at open does too, so that the nodes one search reads sit close together in memory (the same answers 1.3–1.9× faster in the f32 mode; BENCHMARKS.md, session 20). New items go at the end and updated ones stay where they were; once a sixteenth of the nodes were written that way (a training write-back re-links them all), the server renumbers the index before its next background snapshot (searches go on meanwhile; writes wait ~0.15 s per 100k nodes). A snapshot written by an earlier recd (format 1) loads too; one from a later recd is refused, and the index is rebuilt.",
     ),

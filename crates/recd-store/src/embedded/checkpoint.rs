@@ -23,6 +23,7 @@ use parking_lot::{Condvar, Mutex};
 use super::durable::Durable;
 use super::faults::{CheckpointStop, Faults};
 use super::log::Wal;
+use super::priority;
 use super::segment;
 use crate::error::{StoreError, StoreResult};
 
@@ -69,6 +70,15 @@ struct Cursor {
     offset: u64,
 }
 
+/// How the background thread runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Background {
+    /// The longest time between two checkpoints while anything is written.
+    pub interval: Duration,
+    /// The thread's nice value ([`priority::lower_current_thread`]).
+    pub nice: i32,
+}
+
 /// Absorbs the log into redb.
 pub struct Checkpointer {
     wal: Arc<Wal>,
@@ -77,7 +87,7 @@ pub struct Checkpointer {
     /// Serializes checkpoints; holds where the last one stopped.
     cursor: Mutex<Cursor>,
     trigger: Arc<Trigger>,
-    interval: Duration,
+    background: Background,
     /// Told the new applied sequence number after each commit (to drop in-memory copies of
     /// what redb now has).
     on_absorbed: Box<dyn Fn(u64) + Send + Sync>,
@@ -95,7 +105,7 @@ impl std::fmt::Debug for Checkpointer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Checkpointer")
             .field("cursor", &*self.cursor.lock())
-            .field("interval", &self.interval)
+            .field("background", &self.background)
             .finish_non_exhaustive()
     }
 }
@@ -107,7 +117,7 @@ impl Checkpointer {
         durable: Arc<Durable>,
         faults: Arc<Faults>,
         trigger: Arc<Trigger>,
-        interval: Duration,
+        background: Background,
         applied: u64,
         on_absorbed: Box<dyn Fn(u64) + Send + Sync>,
     ) -> Arc<Checkpointer> {
@@ -121,22 +131,30 @@ impl Checkpointer {
                 offset: 0,
             }),
             trigger,
-            interval,
+            background,
             on_absorbed,
             thread: Mutex::new(None),
             durations: Mutex::new(VecDeque::new()),
         })
     }
 
-    /// Starts the background thread.
+    /// Starts the background thread; returns once it runs at its priority.
     pub fn start(self: &Arc<Self>) -> StoreResult<()> {
         let me = self.clone();
+        let (started, running) = std::sync::mpsc::sync_channel(1);
         let t = std::thread::Builder::new()
             .name("recd-checkpoint".into())
-            .spawn(move || me.background())
+            .spawn(move || {
+                priority::lower_current_thread(me.background.nice, "recd-checkpoint");
+                // The receiver waits below; it only goes away if `start` unwound.
+                let _ = started.send(());
+                me.background()
+            })
             .map_err(|e| {
                 StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}"))
             })?;
+        // Err only if the thread died before sending, i.e. panicked in the line above.
+        let _ = running.recv();
         *self.thread.lock() = Some(t);
         Ok(())
     }
@@ -152,7 +170,7 @@ impl Checkpointer {
     }
 
     fn background(&self) {
-        while self.trigger.wait(self.interval) {
+        while self.trigger.wait(self.background.interval) {
             if let Err(e) = self.run(None) {
                 tracing::error!(cause = %e, "checkpoint failed; the log keeps every write and the next checkpoint retries");
             }

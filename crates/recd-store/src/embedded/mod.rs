@@ -42,6 +42,7 @@ mod models;
 mod partition_files;
 mod partitions;
 mod popularity;
+mod priority;
 mod record;
 mod segment;
 mod slot_vectors;
@@ -109,6 +110,11 @@ pub struct EmbeddedOptions {
     /// Most bytes of redb pages kept in memory. Default 256 MiB (redb's own default, 1 GiB,
     /// made a long-running server's RSS creep up as its event log grew).
     pub cache_bytes: u64,
+    /// The nice value the checkpoint thread runs at, 0–19. Default 10: with the cores busy
+    /// serving, a checkpoint's burst of redb work gets a share of the CPU instead of a core
+    /// of its own; idle cores it gets whole. 0: the process's priority. Linux only
+    /// (elsewhere ignored).
+    pub checkpoint_nice: i32,
     /// When the vector index is saved, so that a restart loads it instead of rebuilding.
     pub index_snapshot: SnapshotOptions,
     /// Told of the vectors inserted at open (a rebuild, or bringing a loaded snapshot up
@@ -143,6 +149,7 @@ impl Default for EmbeddedOptions {
             checkpoint_seconds: 5.0,
             checkpoint_bytes: 256 << 20,
             cache_bytes: durable::DEFAULT_CACHE_BYTES,
+            checkpoint_nice: 10,
             index_snapshot: SnapshotOptions::default(),
             open_progress: OpenProgress::default(),
         }
@@ -414,7 +421,10 @@ impl EmbeddedStore {
             durable.clone(),
             faults.clone(),
             trigger,
-            interval,
+            checkpoint::Background {
+                interval,
+                nice: options.checkpoint_nice,
+            },
             applied,
             Box::new(move |applied| pruned.absorbed(applied)),
         );
@@ -1504,6 +1514,51 @@ mod tests {
             timestamp_ms: t,
             recommendation_id: None,
         }
+    }
+
+    /// The nice values of this process's threads named `name`.
+    #[cfg(target_os = "linux")]
+    fn nice_of_threads(name: &str) -> Vec<i32> {
+        let mut nice = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // The fields after the parenthesized name: state is the 3rd field, nice the 19th.
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            if comm.trim_end() == name
+                && let Some(n) = after.split_whitespace().nth(16)
+            {
+                nice.push(n.parse().unwrap());
+            }
+        }
+        nice
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_checkpoint_thread_runs_at_the_configured_nice_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = EmbeddedOptions {
+            checkpoint_nice: 13,
+            ..Default::default()
+        };
+        let _store = EmbeddedStore::open(
+            dir.path(),
+            Some(schema()),
+            ModelSettings::default(),
+            options,
+        )
+        .unwrap();
+        // `open` returns once the thread has set its priority (Checkpointer::start).
+        let seen = nice_of_threads("recd-checkpoint");
+        assert!(
+            seen.contains(&13),
+            "checkpoint threads' nice values: {seen:?}"
+        );
+        assert!(
+            !nice_of_threads("recd-log").contains(&13),
+            "the log writer (on the request path) keeps the process's priority"
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,77 @@
+//! The scheduling priority of the store's background threads.
+//!
+//! A checkpoint or an index snapshot is seconds of CPU that nobody waits for; on a machine
+//! whose cores the requests already keep busy it takes one of them from the requests for
+//! that long. A background thread that lowers its own priority (a higher nice value) still
+//! gets every idle cycle, and, when requests are runnable, a share of the CPU in
+//! proportion to its weight instead of a core of its own.
+
+/// The highest nice value Linux has (the lowest priority).
+pub const MAX_NICE: i32 = 19;
+
+/// Lowers the calling thread's priority to nice `nice` (clamped to 0..=19; 0 leaves it as it
+/// is). Linux only: there a thread id names one thread, elsewhere `setpriority` would apply
+/// to the whole process. A failure is logged and otherwise ignored (the thread runs at the
+/// process's priority, as before).
+pub fn lower_current_thread(nice: i32, thread: &str) {
+    let nice = nice.clamp(0, MAX_NICE);
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let tid = rustix::thread::gettid();
+        match rustix::process::getpriority_process(Some(tid)) {
+            // Never raise it: a process already started with a higher nice keeps it.
+            Ok(current) if current >= nice => {}
+            _ => {
+                if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
+                    tracing::warn!(thread, nice, cause = %e, "cannot lower a background thread's priority");
+                }
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = thread;
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn nice_of_this_thread() -> i32 {
+        rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap_or(-100)
+    }
+
+    #[test]
+    fn a_thread_lowers_its_own_priority_and_no_other_thread_s() {
+        let before = nice_of_this_thread();
+        let inside = std::thread::spawn(|| {
+            lower_current_thread(7, "test");
+            nice_of_this_thread()
+        })
+        .join()
+        .unwrap_or(-100);
+        assert_eq!(inside, before.max(7));
+        assert_eq!(
+            nice_of_this_thread(),
+            before,
+            "the spawning thread keeps its priority"
+        );
+    }
+
+    #[test]
+    fn zero_leaves_the_priority_and_too_high_a_value_is_clamped() {
+        let (zero, clamped) = std::thread::spawn(|| {
+            let start = nice_of_this_thread();
+            lower_current_thread(0, "test");
+            let zero = nice_of_this_thread() == start;
+            lower_current_thread(40, "test");
+            (zero, nice_of_this_thread())
+        })
+        .join()
+        .unwrap_or((false, -100));
+        assert!(zero);
+        assert_eq!(clamped, MAX_NICE);
+    }
+}
