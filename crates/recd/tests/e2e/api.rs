@@ -17,7 +17,8 @@ fn vector_of(item: &Value) -> Vec<f64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn recommendations_keep_every_rule_of_the_contract() {
-    let s = Server::demo(&data_dir("contract"), &[]);
+    let data = data_dir("contract");
+    let s = Server::demo(&data, &[]);
     let filters = [
         json!(null),
         json!({"price": {"gte": 20, "lt": 80}, "in_stock": true}),
@@ -127,7 +128,8 @@ async fn recommendations_keep_every_rule_of_the_contract() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cold_user_gets_popular_items_then_the_next_request_reflects_each_event() {
-    let s = Server::demo(&data_dir("realtime"), &[]);
+    let data = data_dir("realtime");
+    let s = Server::demo(&data, &[]);
     let a = s.recommend(json!({"user_id":"visitor","count":10})).await;
     assert_eq!(a["source"], "popular");
     let (status, _) = s.get("/v1/users/visitor").await;
@@ -179,7 +181,8 @@ async fn a_cold_user_gets_popular_items_then_the_next_request_reflects_each_even
 
 #[tokio::test(flavor = "multi_thread")]
 async fn items_upsert_get_delete_and_similar() {
-    let s = Server::demo(&data_dir("items"), &[]);
+    let data = data_dir("items");
+    let s = Server::demo(&data, &[]);
     let (_, sku0) = s.get("/v1/items/sku-0?include_vector=true").await;
     let twin = json!({"id":"twin-of-0","vector": sku0["vector"],"category":["rare-tag"],"price":1.5,"in_stock":true,"title":"Twin"});
     let (status, v) = s
@@ -238,7 +241,8 @@ async fn items_upsert_get_delete_and_similar() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn operations_endpoints() {
-    let s = Server::demo(&data_dir("ops"), &[]);
+    let data = data_dir("ops");
+    let s = Server::demo(&data, &[]);
     let (status, h) = s.get("/health").await;
     assert_eq!(status, 200);
     assert_eq!(

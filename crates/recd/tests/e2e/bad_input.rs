@@ -17,8 +17,9 @@ fn assert_invalid(status: u16, body: &Value, what: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_are_400s_and_change_nothing() {
+    let dir = data_dir("bad");
     let s = Server::demo(
-        &data_dir("bad"),
+        &dir,
         &[
             ("RECD_SERVER__BODY_LIMIT_BYTES", "65536"),
             ("RECD_SERVER__MAX_BATCH", "4"),

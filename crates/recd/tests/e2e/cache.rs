@@ -22,7 +22,8 @@ const RECS_FILLS: &str = "recd_cache_fills_total{kind=\"recs\"}";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lists_are_cached_bypassed_and_invalidated() {
-    let s = Server::demo(&data_dir("cache"), &[]);
+    let data = data_dir("cache");
+    let s = Server::demo(&data, &[]);
     let ask = json!({"user_id": "user-3", "count": 10});
 
     let first = s.recommend(ask.clone()).await;
@@ -75,7 +76,8 @@ async fn lists_are_cached_bypassed_and_invalidated() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn item_details_are_cached_and_dropped_on_upsert_and_delete() {
-    let s = Server::demo(&data_dir("cache-items"), &[]);
+    let data = data_dir("cache-items");
+    let s = Server::demo(&data, &[]);
     let hits = "recd_cache_lookups_total{kind=\"item\",tier=\"l1\",result=\"hit\"}";
 
     // Warming: the most popular item's details are cached before anyone asked for them.
@@ -140,7 +142,8 @@ async fn stampede(servers: &[&Server], body: Value, n: usize) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stampede_on_a_cold_key_runs_the_pipeline_once() {
-    let s = Server::demo(&data_dir("cache-stampede"), &[]);
+    let data = data_dir("cache-stampede");
+    let s = Server::demo(&data, &[]);
     let before = metric(&s, RECS_FILLS).await;
     let body = json!({"user_id": "user-7", "count": 20});
     let answers = stampede(&[&s], body, 200).await;

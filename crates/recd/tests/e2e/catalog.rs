@@ -78,13 +78,14 @@ async fn details_come_from_postgres_through_the_cache() {
         ),
     )
     .expect("config");
+    let dir = data_dir("catalog");
     let s = Server::start(
         &[
             "demo",
             "--config",
             config.to_str().expect("utf-8"),
             "--data-dir",
-            data_dir("catalog").to_str().expect("utf-8"),
+            dir.to_str().expect("utf-8"),
             "--items",
             "500",
             "--users",

@@ -3,12 +3,12 @@
 //! nothing, pairs without timestamps in `recd eval` with a written and re-read split, and
 //! the MovieLens ml-1m / ml-100k layouts with their Latin-1 titles.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-use crate::server::{Server, data_dir, ids};
+use crate::server::{DataDir, Server, data_dir, ids};
 
 fn recd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_recd"))
@@ -41,7 +41,7 @@ fn p(path: &Path) -> &str {
 }
 
 /// A folder for input files.
-fn inputs(name: &str) -> PathBuf {
+fn inputs(name: &str) -> DataDir {
     let dir = data_dir(&format!("in-{name}"));
     std::fs::create_dir_all(&dir).expect("create the input dir");
     dir
@@ -331,7 +331,7 @@ fn eval_on_pairs_without_time_writes_and_reads_back_its_split() {
 
 /// ml-1m and ml-100k in their real layouts: `::` and tab separators, no header, epoch
 /// seconds, pipe-separated `u.item` with genre flags, Latin-1 titles (é is 0xE9).
-fn movielens_folders() -> (PathBuf, PathBuf) {
+fn movielens_folders() -> (DataDir, DataDir) {
     let ml1m = inputs("ml-1m");
     let mut ratings = String::new();
     let mut ratings100k = String::new();

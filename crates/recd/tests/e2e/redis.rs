@@ -135,6 +135,7 @@ pub fn redis_demo(url: &str, name: &str, envs: &[(&str, String)]) -> Server {
         ],
         &all,
     )
+    .owning(dir)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -19,13 +19,48 @@ pub struct Server {
     pub client: reqwest::Client,
     /// The server's `/openapi.json`, fetched at the first checked answer.
     contract: OnceLock<Arc<Contract>>,
+    /// A data dir the server owns ([`Server::owning`]): removed after the process is killed.
+    dir: Option<DataDir>,
 }
 
-/// A fresh temporary data dir.
-pub fn data_dir(name: &str) -> PathBuf {
+/// A fresh temporary data dir, removed when dropped unless the test is failing (then it
+/// stays, with its log and files, for a look).
+pub fn data_dir(name: &str) -> DataDir {
     let dir = std::env::temp_dir().join(format!("recd-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    dir
+    DataDir(dir)
+}
+
+/// See [`data_dir`]; derefs to its path.
+#[derive(Debug)]
+pub struct DataDir(PathBuf);
+
+impl std::ops::Deref for DataDir {
+    type Target = PathBuf;
+
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for DataDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for DataDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 impl Server {
@@ -67,7 +102,15 @@ impl Server {
             base,
             client: reqwest::Client::new(),
             contract: OnceLock::new(),
+            dir: None,
         }
+    }
+
+    /// Keeps `dir` until the server is dropped (for helpers that make the dir and return only
+    /// the server: the dir must outlive the process using it).
+    pub fn owning(mut self, dir: DataDir) -> Server {
+        self.dir = Some(dir);
+        self
     }
 
     /// A demo server with a small catalog in `dir`.

@@ -10,7 +10,7 @@ mod target;
 mod transitions;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +22,7 @@ use recd_store::{ModelSettings, Store};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, Notify};
 
-use crate::server::{Server, data_dir, ids};
+use crate::server::{DataDir, Server, data_dir, ids};
 
 const GENRES: [&str; 3] = ["Action", "Comedy", "Horror"];
 const MOVIES_PER_GENRE: u32 = 20;
@@ -39,7 +39,7 @@ fn planted(user: u32) -> &'static str {
 
 /// An ml-latest folder: 60 movies in 3 genres; user u loves genre u % 3 (12 of its 20
 /// movies at 4–5 stars) and rated two movies of other genres at 2–3 stars.
-fn write_movielens(name: &str) -> PathBuf {
+fn write_movielens(name: &str) -> DataDir {
     let dir = data_dir(&format!("ml-{name}"));
     std::fs::create_dir_all(&dir).expect("create the movielens dir");
     let mut movies = String::from("movieId,title,genres\r\n");
@@ -279,7 +279,7 @@ fn eval_json_has_the_api_shape() {
 
 /// A MovieLens folder whose users rate movies of their genre over 40 days (so a time split
 /// leaves each of them events on both sides), a few of another genre now and then.
-fn write_movielens_over_time(name: &str) -> PathBuf {
+fn write_movielens_over_time(name: &str) -> DataDir {
     let dir = data_dir(&format!("ml-{name}"));
     std::fs::create_dir_all(&dir).expect("create the movielens dir");
     let mut movies = String::from("movieId,title,genres\r\n");

@@ -205,7 +205,8 @@ async fn train_target_writes_back_while_requests_are_served() {
 /// vector: the session was rebuilt from the click with the new vectors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_session_follows_its_items_into_the_new_space() {
-    let s = Server::demo(&data_dir("train-target-session"), &[]);
+    let data = data_dir("train-target-session");
+    let s = Server::demo(&data, &[]);
     let events = log(&s).await;
     let x = most_touched(&events);
     s.event("probe", &x, "click").await;

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::{GENRES, MOVIES_PER_GENRE, USERS, import_movielens, path, train_quick};
-use crate::server::{Server, data_dir, ids};
+use crate::server::{DataDir, Server, data_dir, ids};
 
 /// The planted pair: most Action fans watch Action movie `X` and right after it Horror
 /// movie `Y`; Horror fans rate `Y` too, so its vector is a Horror one.
@@ -15,7 +15,7 @@ const Y: u32 = 2 * MOVIES_PER_GENRE + 1;
 
 /// An ml-latest folder like `write_movielens`'s (user u loves genre u % 3), in which 10 of
 /// the 15 Action fans start with X and, a minute later, Y.
-fn write_with_successor(name: &str) -> std::path::PathBuf {
+fn write_with_successor(name: &str) -> DataDir {
     let dir = data_dir(&format!("ml-{name}"));
     std::fs::create_dir_all(&dir).expect("create the movielens dir");
     let mut movies = String::from("movieId,title,genres\n");
