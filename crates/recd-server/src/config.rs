@@ -545,7 +545,7 @@ mod tests {
     }
 
     #[test]
-    fn the_checkpoint_s_nice_value_must_be_one_linux_has() {
+    fn the_checkpoint_nice_value_must_be_one_linux_has() {
         let mut c = Config::default();
         for ok in [0, 10, 19] {
             c.embedded.checkpoint_nice = ok;

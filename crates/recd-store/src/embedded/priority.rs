@@ -1,10 +1,11 @@
-//! The scheduling priority of the store's background threads.
+//! The scheduling priority of the store's background threads (today the checkpoint's).
 //!
-//! A checkpoint or an index snapshot is seconds of CPU that nobody waits for; on a machine
-//! whose cores the requests already keep busy it takes one of them from the requests for
-//! that long. A background thread that lowers its own priority (a higher nice value) still
-//! gets every idle cycle, and, when requests are runnable, a share of the CPU in
-//! proportion to its weight instead of a core of its own.
+//! A checkpoint is up to a second of CPU that no request waits for. On a machine whose cores
+//! the requests already keep busy, it takes one of them from the requests for that long. A
+//! background thread that lowers its own priority (a higher nice value) still gets every idle
+//! cycle. When requests are runnable, it gets a share of the CPU in proportion to its weight
+//! instead of a core of its own. It still runs, and shares the caches with the requests: a
+//! lower priority removes the worst stalls, not the work (BENCHMARKS.md, session 28).
 
 /// The highest nice value Linux has (the lowest priority).
 pub const MAX_NICE: i32 = 19;
@@ -44,7 +45,7 @@ mod tests {
     }
 
     #[test]
-    fn a_thread_lowers_its_own_priority_and_no_other_thread_s() {
+    fn a_thread_lowers_its_own_priority_only() {
         let before = nice_of_this_thread();
         let inside = std::thread::spawn(|| {
             lower_current_thread(7, "test");
