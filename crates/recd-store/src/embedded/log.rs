@@ -260,6 +260,18 @@ fn reserve_no(st: &mut State, skip_next: bool) -> u64 {
     no
 }
 
+/// Creates segment `no` in `dir` for a rotation and, with `sync`, syncs the directory: the
+/// new file must be found after a power loss before anything in it is acknowledged. If the
+/// sync fails the (empty) file is removed again.
+fn new_segment(dir: &std::path::Path, no: u64, sync: bool) -> io::Result<Segment> {
+    let seg = create_segment(dir, no)?;
+    if sync && let Err(e) = sync_dir(dir) {
+        let _ = std::fs::remove_file(&seg.path);
+        return Err(e);
+    }
+    Ok(seg)
+}
+
 fn refused(cause: &str) -> StoreError {
     StoreError::Unavailable(format!("the write log cannot be written: {cause}"))
 }
@@ -765,15 +777,7 @@ impl Wal {
         let no = reserve_no(st, false);
         let dir = self.config.dir.clone();
         let sync = self.config.fsync != Fsync::Never;
-        let created = MutexGuard::unlocked(st, || {
-            let seg = create_segment(&dir, no)?;
-            if sync {
-                // The new file must be found after a power loss before anything in it is
-                // acknowledged.
-                sync_dir(&dir)?;
-            }
-            Ok::<_, io::Error>(seg)
-        });
+        let created = MutexGuard::unlocked(st, || new_segment(&dir, no, sync));
         match created {
             Ok(seg) => self.close_active(st, seg),
             Err(e) => {
@@ -810,15 +814,7 @@ impl Wal {
             st.preparing = true;
             st.next_no
         };
-        let dir = &self.config.dir;
-        let sync = self.config.fsync != Fsync::Never;
-        let made = create_segment(dir, no).and_then(|seg| {
-            if sync && let Err(e) = sync_dir(dir) {
-                let _ = std::fs::remove_file(&seg.path);
-                return Err(e);
-            }
-            Ok(seg)
-        });
+        let made = new_segment(&self.config.dir, no, self.config.fsync != Fsync::Never);
         let stale = {
             let mut st = self.state.lock();
             st.preparing = false;

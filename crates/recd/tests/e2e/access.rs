@@ -154,7 +154,6 @@ async fn keys_from_recd_keys_create_guard_the_api_and_reload_on_sighup() {
         .await;
     assert_eq!(code, 401, "the removed key still works");
     drop(s);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -246,7 +245,6 @@ async fn a_public_address_without_keys_is_refused_unless_insecure() {
         &[],
     );
     assert_eq!(out.status.code(), Some(2));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -284,7 +282,6 @@ async fn a_text_plain_post_is_refused_and_changes_nothing() {
     );
     assert_eq!(s.get("/v1/users/victim").await.0, 404);
     drop(s);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A connection that sent half a request head and then nothing: the slowloris pattern.
@@ -358,7 +355,6 @@ async fn connections_that_trickle_headers_are_closed_while_others_are_served() {
         .expect("request");
     assert_eq!(health.status(), 200);
     drop(s);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -420,7 +416,6 @@ async fn at_max_connections_new_connections_wait_for_a_free_slot() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(holders);
     drop(s);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Awaits every future (no extra dependency for `join_all`).
@@ -490,5 +485,4 @@ async fn in_redis_mode_two_servers_share_one_rate_limit() {
         "{answers:?}"
     );
     drop((a, b));
-    let _ = std::fs::remove_dir_all(&dir);
 }

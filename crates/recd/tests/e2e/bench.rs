@@ -56,7 +56,6 @@ async fn bench_fails_loudly_and_takes_host_port_and_real_ids() {
         serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("json report");
     assert_eq!(report["errors"], 0, "{report}");
     assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `--rate` paces the run (a background load beside another benchmark): no more requests
@@ -101,5 +100,4 @@ async fn bench_rate_paces_the_requests_and_events_are_timed_until_visible() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

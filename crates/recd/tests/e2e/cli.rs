@@ -73,7 +73,6 @@ fn a_taken_port_fails_before_the_demo_loads_anything() {
         !dir.join("recd.redb").exists(),
         "the demo loaded its data before finding the port taken"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -110,7 +109,6 @@ fn a_failed_start_never_says_it_is_listening() {
         !stdout.contains("recd listening"),
         "said listening, then failed:\n{stdout}\n{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&config);
 }
 
@@ -142,7 +140,6 @@ async fn logs_to_a_pipe_carry_no_colour() {
         !log.contains('\u{1b}'),
         "escape codes in a piped log:\n{log}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -280,8 +277,6 @@ fn import_logs_progress_and_train_prints_the_loss_of_every_iteration() {
         "{losses:?}"
     );
     assert!(losses[2] <= losses[0], "the loss falls: {losses:?}");
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&input);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -340,7 +335,6 @@ async fn import_events_creates_items_on_redis() {
         .await;
     assert_eq!(a["source"], "popular", "{a}");
     assert_eq!(a["items"].as_array().map(Vec::len), Some(3), "{a}");
-    let _ = std::fs::remove_dir_all(&input);
 }
 
 #[test]
@@ -372,7 +366,6 @@ fn eval_counts_its_als_iterations() {
         );
     }
     assert!(stderr.contains("ALS iterations: 4 done in"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&input);
 }
 
 /// `[server] workers` sets how many threads answer requests (here through its environment

@@ -168,7 +168,6 @@ async fn quickstart_csv_import_train_serve_gives_personalized_items() {
         .await;
     assert_eq!(a["source"], "popular", "{a}");
     assert_eq!(ids(&a).len(), 3, "{a}");
-    let _ = std::fs::remove_dir_all(&input);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -204,7 +203,6 @@ async fn without_create_items_unknown_items_are_named_and_gzip_tsv_reads() {
             && stderr.contains("--create-items"),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&input);
 }
 
 #[test]
@@ -254,7 +252,6 @@ fn a_bad_file_imports_nothing_and_names_file_line_and_column() {
         assert!(stderr.contains(&needle), "{stderr}\nwanted: {needle}");
         assert!(!dir.exists(), "a bad file created the data dir");
     }
-    let _ = std::fs::remove_dir_all(&input);
 }
 
 fn eval_json(args: &[&str]) -> Value {
@@ -326,7 +323,6 @@ fn eval_on_pairs_without_time_writes_and_reads_back_its_split() {
         again["models"]["popularity"]["metrics"]["hit_rate"],
         first["models"]["popularity"]["metrics"]["hit_rate"]
     );
-    let _ = std::fs::remove_dir_all(&input);
 }
 
 /// ml-1m and ml-100k in their real layouts: `::` and tab separators, no header, epoch

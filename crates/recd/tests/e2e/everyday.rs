@@ -42,7 +42,6 @@ async fn batch_recommend_answers_in_order_with_errors_in_place() {
         .post("/v1/recommend/batch", json!({ "requests": too_many }))
         .await;
     assert_eq!(status, 400, "{body}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Logs written to a pipe or file carry no colour escape codes (issue 11, output hygiene).
@@ -88,7 +87,6 @@ fn logs_to_a_file_have_no_colour_codes() {
         !stderr.contains('\u{1b}'),
         "escape codes in a piped log: {stderr:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A missing input file is a usage error (exit 2) and creates nothing.

@@ -192,7 +192,6 @@ async fn an_ab_test_names_the_better_strategy_and_survives_a_restart() {
         .post("/v1/recommend", json!({"user_id": "x", "strategy": "nope"}))
         .await;
     assert_eq!(status, 404);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -255,7 +254,6 @@ async fn interleaving_credits_the_ranker_whose_picks_are_clicked() {
     assert!(il["preference"].as_f64().unwrap() < 0.0, "{r}");
     assert_eq!(il["winner"], "personal", "{r}");
     assert_eq!(il["impressions"], 60, "{r}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -150,7 +150,6 @@ async fn embedded_exclusions_and_negative_feedback() {
     rated_items_never_come_back(&s).await;
     negative_feedback(&s).await;
     drop(s);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]

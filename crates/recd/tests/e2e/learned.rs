@@ -170,5 +170,4 @@ async fn the_learned_ranker_wins_an_ab_test_against_the_fixed_blend() {
     assert!(learned["p_value"].as_f64().unwrap() < 0.05, "{r}");
     assert_eq!(r["srm"]["mismatch"], false, "{r}");
     drop(s);
-    let _ = std::fs::remove_dir_all(&dir);
 }

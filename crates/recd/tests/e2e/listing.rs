@@ -100,7 +100,6 @@ async fn items_and_users_are_listed_page_by_page() {
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(body["error"]["code"], "invalid_argument", "{bad}: {body}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The NDJSON lines of an events answer, its length header and its next cursor.
@@ -169,7 +168,6 @@ async fn the_event_log_streams_whole_or_in_pages() {
     // A well-formed cursor ("no") that names no position of the log: nothing to find.
     let (status, _, _, _) = events(&s, "?cursor=6e6f").await;
     assert_eq!(status, 404);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Issue 11: `recd serve` on a new data dir without a schema fails with a hint that names
@@ -195,7 +193,6 @@ async fn a_failed_start_leaves_the_data_dir_free() {
     let s = Server::demo(&dir, &[]);
     let (_, health) = s.get("/health").await;
     assert_eq!(health["items"], 3000, "demo took the dir: {health}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `recd config defaults` prints a config that `recd serve --config` takes verbatim.
@@ -255,7 +252,6 @@ async fn config_defaults_is_a_config_serve_accepts() {
     );
     let (status, health) = s.get("/health").await;
     assert_eq!((status, &health["items"]), (200, &json!(200)), "{health}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The same demo shop in Redis lists exactly as the embedded one: same pages, same order,
@@ -305,8 +301,6 @@ async fn redis_lists_exactly_as_embedded() {
         assert!(!a.is_empty(), "{path}");
         assert_eq!(a, b, "{path}: the backends disagree");
     }
-    let _ = std::fs::remove_dir_all(&rdir);
-    let _ = std::fs::remove_dir_all(&edir);
     let _ = std::fs::remove_file(&config);
 }
 
@@ -381,5 +375,4 @@ async fn a_filter_as_long_as_a_url_may_be_reaches_the_api() {
     assert!(too_long.len() > 65_534);
     let answer = raw_get(&s, &too_long, "").await;
     assert!(answer.starts_with("HTTP/1.1 414"), "{answer}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -103,7 +103,6 @@ async fn a_shifted_event_mix_is_reported_as_drift() {
         .and_then(|v| v.trim().parse::<f64>().ok())
         .expect("coverage exported");
     assert!(coverage > 0.0 && coverage <= 1.0, "{coverage}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -53,7 +53,6 @@ async fn a_vector_whose_norm_overflows_is_refused_and_the_data_dir_reopens() {
     let (status, health) = s.get("/health").await;
     assert_eq!(status, 200, "{health}");
     assert_eq!(s.get("/v1/items/sku-1?include_vector=true").await.1, sku1);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -81,5 +80,4 @@ async fn a_far_future_timestamp_is_refused_and_cannot_take_the_popular_list() {
     }
     assert_eq!(s.get("/v1/users/attacker").await.0, 404, "nothing applied");
     assert_eq!(ids(&s.recommend(cold).await), before);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -727,5 +727,4 @@ fn eval_warns_when_every_event_weighs_nothing() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("warning:"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
