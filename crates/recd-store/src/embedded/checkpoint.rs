@@ -13,18 +13,20 @@
 //! same absorption over every segment found, truncating a torn tail instead of failing.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::durable::Durable;
+use super::apply::Replay;
+use super::durable::{Durable, UserRows};
 use super::faults::{CheckpointStop, Faults};
 use super::log::Wal;
 use super::priority;
 use super::segment;
+use super::users::Users;
 use crate::error::{StoreError, StoreResult};
 
 /// Wakes the checkpoint thread early (the log outgrew `checkpoint_bytes`) or stops it.
@@ -88,9 +90,10 @@ pub struct Checkpointer {
     cursor: Mutex<Cursor>,
     trigger: Arc<Trigger>,
     background: Background,
-    /// Told the new applied sequence number after each commit (to drop in-memory copies of
-    /// what redb now has).
-    on_absorbed: Box<dyn Fn(u64) + Send + Sync>,
+    /// The in-memory users: a checkpoint stores the states of those its records touched
+    /// as they are here ([`UserRows::Memory`]), and tells them the new applied sequence
+    /// number after its commit (to drop their copies of what redb now has).
+    users: Arc<Users>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// How long each checkpoint that absorbed something took, until
     /// [`Checkpointer::take_durations`] takes them (the newest [`KEPT_DURATIONS`]).
@@ -119,7 +122,7 @@ impl Checkpointer {
         trigger: Arc<Trigger>,
         background: Background,
         applied: u64,
-        on_absorbed: Box<dyn Fn(u64) + Send + Sync>,
+        users: Arc<Users>,
     ) -> Arc<Checkpointer> {
         Arc::new(Checkpointer {
             wal,
@@ -132,7 +135,7 @@ impl Checkpointer {
             }),
             trigger,
             background,
-            on_absorbed,
+            users,
             thread: Mutex::new(None),
             durations: Mutex::new(VecDeque::new()),
         })
@@ -196,9 +199,15 @@ impl Checkpointer {
         let stop = self.faults.checkpoint_stop();
         let from = *cur;
         let mut end = 0;
-        let applied = self.durable.absorb(
+        let written = |seq: u64| self.wal.wait_written(seq);
+        let row = |id: &str| self.users.row(id);
+        let (applied, _) = self.durable.absorb(
             from.applied,
             stop == Some(CheckpointStop::BeforeCommit),
+            UserRows::Memory {
+                row: &row,
+                written: &written,
+            },
             |absorb| {
                 for (no, path) in &view.closed {
                     if *no < from.segment {
@@ -233,7 +242,7 @@ impl Checkpointer {
         self.wal
             .absorbed(view.closed.last().map_or(0, |(no, _)| *no), view.bytes);
         self.wal.prepare_next();
-        (self.on_absorbed)(applied);
+        self.users.absorbed(applied);
         let mut durations = self.durations.lock();
         if durations.len() == KEPT_DURATIONS {
             durations.pop_front();
@@ -250,17 +259,48 @@ impl Checkpointer {
     }
 }
 
+/// What start-up recovered from the log ([`recover`]).
+#[derive(Debug)]
+pub struct Recovered {
+    /// The last sequence number redb holds.
+    pub applied: u64,
+    /// The number for the next segment.
+    pub next_no: u64,
+    /// Every record's effect on users, in log order, for `apply::replay`.
+    pub replay: Replay,
+    /// The segments read: deleted by [`Recovered::done`], once the replayed states are
+    /// stored (until then the next start-up replays them again).
+    segments: Vec<PathBuf>,
+}
+
+impl Recovered {
+    /// Deletes the segments recovery read: everything in them is in redb now.
+    pub fn done(self) {
+        for path in &self.segments {
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!(segment = %path.display(), cause = %e, "cannot delete an absorbed log segment");
+            }
+        }
+    }
+}
+
 /// Start-up: absorbs every segment in `dir` into `durable` (skipping what it has),
-/// truncating a torn tail with a warning, then deletes the segments. Returns the applied
-/// sequence number and the number for the next segment.
-pub fn recover(durable: &Durable, dir: &Path) -> StoreResult<(u64, u64)> {
+/// truncating a torn tail with a warning, and collects the records' effects on users for
+/// the replay into memory. The caller deletes the segments ([`Recovered::done`]) once the
+/// replayed states are stored.
+pub fn recover(durable: &Durable, dir: &Path) -> StoreResult<Recovered> {
     let segments = segment::list_segments(dir)?;
     let applied = durable.applied()?;
     if segments.is_empty() {
-        return Ok((applied, 1));
+        return Ok(Recovered {
+            applied,
+            next_no: 1,
+            replay: Vec::new(),
+            segments: Vec::new(),
+        });
     }
     let mut replayed = 0u64;
-    let applied = durable.absorb(applied, false, |absorb| {
+    let (applied, replay) = durable.absorb(applied, false, UserRows::Replay, |absorb| {
         for (_, path) in &segments {
             let before = absorb.applied();
             let scan = segment::scan(path, 0, None, |seq, p| {
@@ -283,13 +323,13 @@ pub fn recover(durable: &Durable, dir: &Path) -> StoreResult<(u64, u64)> {
     if replayed > 0 {
         tracing::info!(records = replayed, "replayed the write log");
     }
-    for (_, path) in &segments {
-        if let Err(e) = std::fs::remove_file(path) {
-            tracing::warn!(segment = %path.display(), cause = %e, "cannot delete an absorbed log segment");
-        }
-    }
-    let next = segments.last().map_or(1, |(no, _)| no + 1);
-    Ok((applied, next))
+    let next_no = segments.last().map_or(1, |(no, _)| no + 1);
+    Ok(Recovered {
+        applied,
+        next_no,
+        replay,
+        segments: segments.into_iter().map(|(_, p)| p).collect(),
+    })
 }
 
 #[cfg(test)]
@@ -301,6 +341,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::embedded::apply::UserRecord;
     use crate::embedded::{EmbeddedOptions, EmbeddedStore, Fsync};
     use crate::{ModelSettings, Store};
 
@@ -525,11 +566,18 @@ mod tests {
         for u in &users {
             // The folded-in vector is solved with YᵀY as it was at the event, which the
             // other tasks' concurrent item writes change in another order in each store;
-            // what it is solved from (recent items, weights) must agree exactly.
+            // what it is solved from (recent items, weights) must agree exactly. Likewise
+            // the session vector's sum: recovery replays the events after the last
+            // checkpoint against the item vectors as recovered (`apply`), and the tasks
+            // change `shared`'s vector meanwhile. Its weight and clock, which the events
+            // alone make, must agree exactly.
             let state = |s: Option<recd_core::UserState>| {
                 s.map(|mut s| {
                     s.active_ms = 0;
                     s.fold.vector = None;
+                    if let Some(session) = &mut s.session {
+                        session.sum.clear();
+                    }
                     s
                 })
             };
@@ -630,6 +678,185 @@ mod tests {
         }
     }
 
+    /// Settings whose session update is the fold-in (the costlier replay: a solve per user
+    /// and batch).
+    fn fold_in_settings() -> ModelSettings {
+        let mut settings = ModelSettings::default();
+        settings.session.update = recd_core::UpdateRule::FoldIn;
+        settings
+    }
+
+    /// Events with no item write among them, in batches over six users, with a deletion
+    /// (and the user's return), a long-term vector and an expiry-free rebuild among them;
+    /// returns the ids written.
+    async fn user_writes(s: &EmbeddedStore, batches: std::ops::Range<i64>) -> Vec<String> {
+        let users: Vec<String> = (0..6).map(|u| format!("u{u}")).collect();
+        for b in batches {
+            let batch: Vec<recd_core::Event> = (0..9)
+                .map(|i| {
+                    let kind = [EventType::View, EventType::Click, EventType::Purchase][i % 3];
+                    event(
+                        &users[(b as usize + i) % 6],
+                        &format!("i{}", (b * 7 + i as i64) % 20),
+                        kind,
+                        1_000 * b + i as i64,
+                    )
+                })
+                .collect();
+            s.apply_events(&batch).await.unwrap();
+            match b % 4 {
+                1 => {
+                    s.delete_user("u1").await.unwrap();
+                }
+                2 => {
+                    s.set_user_vectors(vec![("u2".into(), vec![0.25, -0.5])])
+                        .await
+                        .unwrap();
+                }
+                3 => {
+                    s.rebuild_sessions(&["u3".into()]).await.unwrap();
+                }
+                _ => {}
+            }
+        }
+        users
+    }
+
+    async fn states(s: &EmbeddedStore, users: &[String]) -> Vec<Option<recd_core::UserState>> {
+        let mut out = Vec::new();
+        for u in users {
+            out.push(s.get_user(u).await.unwrap());
+        }
+        out
+    }
+
+    /// Events are logged as events and replayed at start-up: with no item write among
+    /// them, every user comes back exactly as memory had them (session and folded-in
+    /// vectors, activity clocks), whether the crash came before any checkpoint or after one
+    /// that stored the users midway (whose records recovery must then skip, not apply twice).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replayed_events_make_exactly_the_states_memory_had() {
+        for checkpoint_midway in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let s = EmbeddedStore::open(
+                dir.path(),
+                Some(schema()),
+                fold_in_settings(),
+                options(Fsync::Everysec),
+            )
+            .unwrap();
+            let items: Vec<ItemUpsert> = (0..20)
+                .map(|i| upsert(json!({"id": format!("i{i}"), "vector": [1.0 + i as f64, 0.5 - i as f64 / 8.0]})))
+                .collect();
+            s.upsert_items(items).await.unwrap();
+            user_writes(&s, 0..6).await;
+            if checkpoint_midway {
+                s.checkpoint().unwrap();
+            }
+            let users = user_writes(&s, 6..13).await;
+            let before = states(&s, &users).await;
+            assert!(before.iter().flatten().count() >= 5);
+            assert!(
+                before.iter().flatten().any(|u| u.fold.vector.is_some()),
+                "the fold-in ran"
+            );
+            s.crash();
+            let s = EmbeddedStore::open(
+                dir.path(),
+                None,
+                fold_in_settings(),
+                options(Fsync::Everysec),
+            )
+            .unwrap();
+            assert_eq!(
+                states(&s, &users).await,
+                before,
+                "checkpoint midway: {checkpoint_midway}"
+            );
+        }
+    }
+
+    /// The events in a recovery's replay.
+    fn replayed_events(r: &Recovered) -> usize {
+        r.replay
+            .iter()
+            .map(|(_, rec)| match rec {
+                UserRecord::Events { events, .. } => events.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// A checkpoint stores the users its records touched in its own commit, so recovery
+    /// replays only the records after it, though the active segment it left in place still
+    /// holds the ones before.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recovery_replays_only_the_records_the_user_rows_lack() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), Fsync::Everysec);
+        user_writes(&s, 0..4).await;
+        s.checkpoint().unwrap();
+        user_writes(&s, 4..6).await;
+        s.crash();
+        let durable = Durable::open(dir.path()).unwrap();
+        let recovered = recover(&durable, &dir.path().join("wal")).unwrap();
+        assert_eq!(
+            replayed_events(&recovered),
+            2 * 9,
+            "the two batches after the checkpoint"
+        );
+        // Not stored yet: a second recovery (after a crash here) replays them again.
+        let again = recover(&durable, &dir.path().join("wal")).unwrap();
+        assert_eq!(replayed_events(&again), 2 * 9);
+        drop(durable);
+        drop(open(dir.path(), Fsync::Everysec));
+        let durable = Durable::open(dir.path()).unwrap();
+        assert_eq!(
+            replayed_events(&recover(&durable, &dir.path().join("wal")).unwrap()),
+            0
+        );
+    }
+
+    /// Recovery absorbs the log into redb (one commit) before it stores the users it
+    /// replayed (another): a crash between the two must lose nothing, so the log stays
+    /// until the users are stored, and the next start replays it against the users' rows.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crash_between_recovery_s_absorption_and_its_stored_users_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open(
+            dir.path(),
+            Some(schema()),
+            fold_in_settings(),
+            options(Fsync::Always),
+        )
+        .unwrap();
+        let items: Vec<ItemUpsert> = (0..20)
+            .map(|i| upsert(json!({"id": format!("i{i}"), "vector": [1.0, i as f64]})))
+            .collect();
+        s.upsert_items(items).await.unwrap();
+        let users = user_writes(&s, 0..9).await;
+        let before = states(&s, &users).await;
+        s.crash();
+        {
+            let durable = Durable::open(dir.path()).unwrap();
+            let was = durable.applied().unwrap();
+            let recovered = recover(&durable, &dir.path().join("wal")).unwrap();
+            assert!(
+                recovered.applied > was,
+                "the log was absorbed and committed"
+            );
+            // ... and the process dies here: no replay stored, no segment deleted.
+        }
+        let s = EmbeddedStore::open(dir.path(), None, fold_in_settings(), options(Fsync::Always))
+            .unwrap();
+        assert_eq!(states(&s, &users).await, before);
+        // and the replayed states were stored: a clean restart has them from redb alone
+        drop(s);
+        let s = EmbeddedStore::open(dir.path(), None, fold_in_settings(), options(Fsync::Always))
+            .unwrap();
+        assert_eq!(states(&s, &users).await, before);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_acknowledged_write_survives_a_crash_under_every_policy() {
         for fsync in [Fsync::Always, Fsync::Everysec, Fsync::Never] {
@@ -671,15 +898,13 @@ mod tests {
         .unwrap();
         assert_eq!(scan.end, whole);
         assert!(scan.torn.is_some());
-        let (applied, _) = recover(&durable, &dir.path().join("wal")).unwrap();
+        let applied = recover(&durable, &dir.path().join("wal")).unwrap().applied;
         assert!(applied > before && applied < u64::MAX / 2);
-        assert!(
-            segment::list_segments(&dir.path().join("wal"))
-                .unwrap()
-                .is_empty()
-        );
         drop(durable);
+        // The segments stay until the replayed users are stored, which the open does.
+        assert!(last.exists());
         let s = open(dir.path(), Fsync::Always);
+        assert!(!last.exists());
         same(&s, &reference, 1).await;
     }
 
@@ -706,7 +931,7 @@ mod tests {
         }
         let durable = Durable::open(dir.path()).unwrap();
         let applied = durable.applied().unwrap();
-        assert_eq!(recover(&durable, &wal).unwrap().0, applied);
+        assert_eq!(recover(&durable, &wal).unwrap().applied, applied);
         drop(durable);
         let s = open(dir.path(), Fsync::Never);
         same(&s, &reference, 1).await;

@@ -10,7 +10,7 @@
 //! `USER_EVENTS` keys `(user, seq)` for every row of `EVENTS`, so that forgetting a user
 //! and reading one user's events cost that user's events, not a scan of the log.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -24,7 +24,8 @@ use redb::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::record::{Op, decode_user, encode_user};
+use super::apply::{Replay, UserRecord};
+use super::record::{Applied, Op, decode_user};
 use crate::error::{StoreError, StoreResult};
 
 /// The data file's name in its dir.
@@ -39,6 +40,12 @@ const USER_EVENTS: TableDefinition<(&str, u64), ()> = TableDefinition::new("user
 
 /// `META` key: the last sequence number absorbed (u64 LE).
 const APPLIED: &str = "applied";
+/// `META` key: every user row includes the records up to this sequence number (u64 LE).
+/// A checkpoint stores the rows of the users its records touched in its own commit, so it
+/// moves this mark with `APPLIED`; recovery's absorption does not (it stores the states it
+/// replays afterwards, [`Durable::store_users`]), so after a crash between the two the
+/// records after this mark are replayed again.
+const USERS_APPLIED: &str = "users_applied";
 /// `META` key: present once `USER_EVENTS` indexes every event (data dirs written before
 /// the index existed get it built once, at their first open).
 const INDEXED: &str = "user_events_indexed";
@@ -50,8 +57,8 @@ pub struct Loaded {
     pub schema: Option<Schema>,
     /// Every item.
     pub items: Vec<Item>,
-    /// Every user.
-    pub users: Vec<(String, UserState)>,
+    /// Every user, with the sequence number of the last record its state includes.
+    pub users: Vec<(String, UserState, u64)>,
     /// Popularity by item id.
     pub popularity: Vec<(String, f64)>,
 }
@@ -263,9 +270,9 @@ impl Durable {
             let users = read.open_table(USERS).map_err(|e| self.err(e))?;
             for row in users.iter().map_err(|e| self.err(e))? {
                 let (k, v) = row.map_err(|e| self.err(e))?;
-                let state = decode_user(v.value(), crate::wall_clock_ms())
+                let (state, seq) = decode_user(v.value(), crate::wall_clock_ms())
                     .map_err(|e| StoreError::Internal(format!("corrupt user record: {e}")))?;
-                loaded.users.push((k.value().to_string(), state));
+                loaded.users.push((k.value().to_string(), state, seq));
             }
             let pop = read.open_table(POPULARITY).map_err(|e| self.err(e))?;
             for row in pop.iter().map_err(|e| self.err(e))? {
@@ -291,14 +298,16 @@ impl Durable {
 
     /// One checkpoint: `feed` hands records to the [`Absorb`] (skipping those up to
     /// `applied`), which are then committed in one durable transaction together with the
-    /// new applied sequence number, which is returned. With `stop_before_commit` (a test
-    /// fault) everything is applied and then dropped uncommitted.
+    /// new applied sequence number, which is returned with what `users` collected. With
+    /// `stop_before_commit` (a test fault) everything is applied and then dropped
+    /// uncommitted.
     pub fn absorb(
         &self,
         applied: u64,
         stop_before_commit: bool,
+        users: UserRows<'_>,
         feed: impl FnOnce(&mut Absorb<'_>) -> StoreResult<()>,
-    ) -> StoreResult<u64> {
+    ) -> StoreResult<(u64, Replay)> {
         self.with_db(|db| {
             let mut txn = db.begin_write().map_err(|e| self.err(e))?;
             txn.set_durability(Durability::Immediate)
@@ -312,7 +321,10 @@ impl Durable {
                     events: txn.open_table(EVENTS).map_err(|e| self.err(e))?,
                     index: txn.open_table(USER_EVENTS).map_err(|e| self.err(e))?,
                     meta: txn.open_table(META).map_err(|e| self.err(e))?,
-                    user_states: BTreeMap::new(),
+                    user_rows: users,
+                    touched: BTreeSet::new(),
+                    replay: Vec::new(),
+                    replay_from: 0,
                     increments: BTreeMap::new(),
                     pending_index: Vec::new(),
                     applied,
@@ -322,13 +334,16 @@ impl Durable {
                 // reported a failure leaves its caller's mark behind, and skipping by that
                 // alone applied its popularity increments (not idempotent) a second time.
                 a.applied = a.applied.max(a.stored_applied()?);
+                if matches!(a.user_rows, UserRows::Replay) {
+                    a.replay_from = a.meta_u64(USERS_APPLIED)?;
+                }
                 feed(&mut a)?;
                 a.finish()?
             };
-            let (new_applied, records) = absorbed;
+            let (new_applied, records, replay) = absorbed;
             if records == 0 {
                 // Nothing new: no commit, no fsync.
-                return Ok(new_applied);
+                return Ok((new_applied, replay));
             }
             if stop_before_commit {
                 return Err(StoreError::Internal(
@@ -336,7 +351,39 @@ impl Durable {
                 ));
             }
             txn.commit().map_err(|e| self.err(e))?;
-            Ok(new_applied)
+            Ok((new_applied, replay))
+        })
+    }
+
+    /// Stores `users` as memory has them (`row` gives each one's row, `None` for a user
+    /// who is gone), in one durable transaction that also marks every user row as
+    /// including the records up to `applied`: recovery's replayed states.
+    pub fn store_users(
+        &self,
+        users: &BTreeSet<String>,
+        row: &RowOf<'_>,
+        applied: u64,
+    ) -> StoreResult<()> {
+        self.with_db(|db| {
+            let mut txn = db.begin_write().map_err(|e| self.err(e))?;
+            txn.set_durability(Durability::Immediate)
+                .map_err(|e| self.err(e))?;
+            {
+                let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+                let mark = meta
+                    .get(USERS_APPLIED)
+                    .map_err(|e| self.err(e))?
+                    .map(|v| read_u64(v.value()))
+                    .transpose()?;
+                if users.is_empty() && mark == Some(applied) {
+                    return Ok(());
+                }
+                meta.insert(USERS_APPLIED, applied.to_le_bytes().as_slice())
+                    .map_err(|e| self.err(e))?;
+                let mut table = txn.open_table(USERS).map_err(|e| self.err(e))?;
+                put_user_rows(self, &mut table, users, row)?;
+            }
+            txn.commit().map_err(|e| self.err(e))
         })
     }
 
@@ -416,15 +463,85 @@ impl Durable {
     }
 }
 
+/// What `op` does to user states, for recovery's replay (`None`: nothing).
+fn user_record(op: &Op) -> Option<UserRecord> {
+    Some(match op {
+        Op::Events {
+            events,
+            applied: Applied::At(at_ms),
+            ..
+        } => UserRecord::Events {
+            events: events.clone(),
+            at_ms: *at_ms,
+        },
+        Op::Events {
+            applied: Applied::States(states),
+            ..
+        } => UserRecord::Set(states.clone()),
+        Op::Users(states) => UserRecord::Set(states.clone()),
+        Op::DeleteUser(id) => UserRecord::Forget(vec![id.clone()]),
+        Op::ExpireUsers(ids) => UserRecord::Forget(ids.clone()),
+        Op::Items(_) | Op::DeleteItem(_) => return None,
+    })
+}
+
 fn read_u64(bytes: &[u8]) -> StoreResult<u64> {
     <[u8; 8]>::try_from(bytes)
         .map(u64::from_le_bytes)
         .map_err(|_| StoreError::Internal("corrupt applied mark".into()))
 }
 
+/// A user's row as memory has it now, with the sequence number of the last record it
+/// includes (`None`: no such user).
+pub type RowOf<'a> = dyn Fn(&str) -> StoreResult<Option<(Vec<u8>, u64)>> + 'a;
+
+/// Where a checkpoint's user rows come from.
+pub enum UserRows<'a> {
+    /// A running store's checkpoint: every user a record touched is stored as memory has
+    /// it at the end of the checkpoint (`row`), which includes at least that record; then
+    /// `written(seq)` must return once the log has written every record up to the largest
+    /// sequence number those rows include, so that redb never holds the effect of a record
+    /// the log may still lose.
+    Memory {
+        /// See [`RowOf`].
+        row: &'a RowOf<'a>,
+        /// Waits for the log to have written a sequence number.
+        written: &'a dyn Fn(u64) -> StoreResult<()>,
+    },
+    /// Recovery: no user row is written here. Every record's effect on users (including
+    /// records absorbed before, which the rows may not include yet) is collected for
+    /// `apply::replay`, which stores the states it makes ([`Durable::store_users`]).
+    Replay,
+}
+
+/// Puts `users`' rows (or removes those `row` says are gone), in key order. Returns the
+/// largest sequence number the rows include.
+fn put_user_rows(
+    d: &Durable,
+    table: &mut Table<'_, &'static str, &'static [u8]>,
+    users: &BTreeSet<String>,
+    row: &RowOf<'_>,
+) -> StoreResult<u64> {
+    let mut newest = 0;
+    for id in users {
+        match row(id)? {
+            Some((bytes, seq)) => {
+                newest = newest.max(seq);
+                table
+                    .insert(id.as_str(), bytes.as_slice())
+                    .map_err(|e| d.err(e))?;
+            }
+            None => {
+                table.remove(id.as_str()).map_err(|e| d.err(e))?;
+            }
+        }
+    }
+    Ok(newest)
+}
+
 /// A checkpoint in progress: the open redb tables, and what is coalesced until the end
-/// (a user's state is written once however many records changed it; popularity
-/// increments are summed).
+/// (a user's row is written once however many records touched it; popularity increments
+/// are summed).
 pub struct Absorb<'t> {
     durable: &'t Durable,
     items: Table<'t, &'static str, &'static [u8]>,
@@ -433,9 +550,15 @@ pub struct Absorb<'t> {
     events: Table<'t, u64, &'static [u8]>,
     index: Table<'t, (&'static str, u64), ()>,
     meta: Table<'t, &'static str, &'static [u8]>,
-    /// The last row of each user written in this checkpoint (`None`: deleted), in key order
-    /// (see [`Absorb::finish`]).
-    user_states: BTreeMap<String, Option<Vec<u8>>>,
+    /// Where user rows come from.
+    user_rows: UserRows<'t>,
+    /// The users the records touched, in key order (see [`Absorb::finish`]).
+    touched: BTreeSet<String>,
+    /// With [`UserRows::Replay`]: the effect on users of every record after `replay_from`,
+    /// in log order.
+    replay: Replay,
+    /// The `USERS_APPLIED` mark: the user rows include every record up to it.
+    replay_from: u64,
     /// Summed log-domain popularity increments per item, in key order.
     increments: BTreeMap<String, f64>,
     /// Per-user event index rows not inserted yet: they go in sorted (see [`Absorb::finish`]).
@@ -452,16 +575,21 @@ impl Absorb<'_> {
         self.applied
     }
 
+    /// A `META` mark (0 if absent).
+    fn meta_u64(&self, key: &str) -> StoreResult<u64> {
+        Ok(self
+            .meta
+            .get(key)
+            .map_err(|e| self.durable.err(e))?
+            .map(|v| read_u64(v.value()))
+            .transpose()?
+            .unwrap_or(0))
+    }
+
     /// What the last committed checkpoint applied, as `Durable::applied` reads it.
     fn stored_applied(&self) -> StoreResult<u64> {
         let d = self.durable;
-        let from_meta = self
-            .meta
-            .get(APPLIED)
-            .map_err(|e| d.err(e))?
-            .map(|v| read_u64(v.value()))
-            .transpose()?
-            .unwrap_or(0);
+        let from_meta = self.meta_u64(APPLIED)?;
         let last_event = self
             .events
             .last()
@@ -470,23 +598,35 @@ impl Absorb<'_> {
         Ok(from_meta.max(last_event))
     }
 
-    /// Applies the record `seq` (skipped if it was applied already).
+    /// Applies the record `seq` (skipped if it was applied already; under
+    /// [`UserRows::Replay`] its effect on users is collected all the same unless the user
+    /// rows include it).
     pub fn record(&mut self, seq: u64, payload: &[u8]) -> StoreResult<()> {
-        if seq <= self.applied {
+        let replaying = matches!(self.user_rows, UserRows::Replay);
+        let collect = replaying && seq > self.replay_from;
+        if seq <= self.applied && !collect {
             return Ok(());
         }
         let op = match Op::decode(payload, crate::wall_clock_ms()) {
             Ok(op) => op,
             Err(e) => {
-                // Its checksum held, so these are the bytes that were written: a record
-                // of an unknown format. The data dir must reopen all the same.
-                tracing::error!(seq, cause = %e, "undecodable log record skipped");
-                self.applied = seq;
-                self.records += 1;
+                if seq > self.applied {
+                    // Its checksum held, so these are the bytes that were written: a
+                    // record of an unknown format. The data dir must reopen all the same.
+                    tracing::error!(seq, cause = %e, "undecodable log record skipped");
+                    self.applied = seq;
+                    self.records += 1;
+                }
                 return Ok(());
             }
         };
         let last = seq + op.span() - 1;
+        if collect && let Some(r) = user_record(&op) {
+            self.replay.push((last, r));
+        }
+        if seq <= self.applied {
+            return Ok(());
+        }
         let d = self.durable;
         match op {
             Op::Items(items) => {
@@ -500,19 +640,17 @@ impl Absorb<'_> {
                 self.items.remove(id.as_str()).map_err(|e| d.err(e))?;
             }
             Op::Events {
-                events,
-                users,
-                popularity,
+                events, popularity, ..
             } => {
                 for (i, event) in events.into_iter().enumerate() {
                     let s = seq + i as u64;
                     self.events
                         .insert(s, encode(&event)?.as_slice())
                         .map_err(|e| d.err(e))?;
+                    if !replaying && !self.touched.contains(&event.user_id) {
+                        self.touched.insert(event.user_id.clone());
+                    }
                     self.pending_index.push((event.user_id, s));
-                }
-                for (id, row) in users {
-                    self.user_states.insert(id, Some(row));
                 }
                 for (id, inc) in popularity {
                     let sum = self.increments.entry(id).or_insert(f64::NEG_INFINITY);
@@ -520,13 +658,13 @@ impl Absorb<'_> {
                 }
             }
             Op::Users(users) => {
-                for (id, state) in users {
-                    self.user_states.insert(id, Some(encode_user(&state)?));
+                if !replaying {
+                    self.touched.extend(users.into_iter().map(|(id, _)| id));
                 }
             }
             Op::ExpireUsers(ids) => {
-                for id in ids {
-                    self.user_states.insert(id, None);
+                if !replaying {
+                    self.touched.extend(ids);
                 }
             }
             Op::DeleteUser(id) => {
@@ -544,7 +682,9 @@ impl Absorb<'_> {
                     self.events.remove(s).map_err(|e| d.err(e))?;
                     self.index.remove((id.as_str(), s)).map_err(|e| d.err(e))?;
                 }
-                self.user_states.insert(id, None);
+                if !replaying {
+                    self.touched.insert(id);
+                }
             }
         }
         self.applied = last;
@@ -552,28 +692,24 @@ impl Absorb<'_> {
         Ok(())
     }
 
-    /// Writes what was coalesced and the applied mark; `(applied, records)`.
+    /// Writes what was coalesced and the applied mark; `(applied, records, replay)`.
     ///
     /// Every key goes in in ascending order: a checkpoint writes rows of thousands of users
     /// and items, and in a B-tree sorted inserts meet each leaf page once, one after another,
     /// where a hash map's order went back and forth across the tree.
-    fn finish(mut self) -> StoreResult<(u64, u64)> {
+    fn finish(mut self) -> StoreResult<(u64, u64, Replay)> {
         let d = self.durable;
+        let replay = std::mem::take(&mut self.replay);
         if self.records == 0 {
-            return Ok((self.applied, 0));
+            return Ok((self.applied, 0, replay));
         }
         self.insert_pending_index()?;
-        for (id, state) in &self.user_states {
-            match state {
-                Some(row) => {
-                    self.users
-                        .insert(id.as_str(), row.as_slice())
-                        .map_err(|e| d.err(e))?;
-                }
-                None => {
-                    self.users.remove(id.as_str()).map_err(|e| d.err(e))?;
-                }
-            }
+        if let UserRows::Memory { row, written } = &self.user_rows {
+            let newest = put_user_rows(d, &mut self.users, &self.touched, row)?;
+            written(newest)?;
+            self.meta
+                .insert(USERS_APPLIED, self.applied.to_le_bytes().as_slice())
+                .map_err(|e| d.err(e))?;
         }
         for (id, inc) in &self.increments {
             let current = self
@@ -588,7 +724,7 @@ impl Absorb<'_> {
         self.meta
             .insert(APPLIED, self.applied.to_le_bytes().as_slice())
             .map_err(|e| d.err(e))?;
-        Ok((self.applied, self.records))
+        Ok((self.applied, self.records, replay))
     }
 
     /// Inserts the per-user event index rows applied so far, in key order.
@@ -660,8 +796,9 @@ mod tests {
         }
         let d = Durable::open(dir.path()).unwrap();
         let loaded = d.load().unwrap();
-        let (id, u) = &loaded.users[0];
+        let (id, u, seq) = &loaded.users[0];
         assert_eq!(id, "old");
+        assert_eq!(*seq, 0, "the first layout records no sequence number");
         assert_eq!((u.counters.view, u.counters.purchase), (3, 1));
         assert_eq!(
             (u.recent.clone(), u.purchased.clone()),
@@ -674,9 +811,9 @@ mod tests {
         assert_eq!(u.last_event_ms, 42);
         assert!(u.active_ms > 0, "the TTL counts from the upgrade");
         // a checkpoint writes it back in the current layout, which reads back the same
-        let bytes = encode_user(u).unwrap();
-        assert_eq!(bytes[0], super::super::record::USER_V3);
-        assert_eq!(&decode_user(&bytes, 0).unwrap(), u);
+        let bytes = super::super::record::encode_user(u, 9).unwrap();
+        assert_eq!(bytes[0], super::super::record::USER_V4);
+        assert_eq!(decode_user(&bytes, 0).unwrap(), (u.clone(), 9));
     }
 
     #[test]
@@ -705,11 +842,20 @@ mod tests {
         assert_eq!(seqs, [0, 2, 7]);
         assert!(!mine.contains_key("c"));
         // Forgetting a user goes through the index built at open.
-        let applied = d
-            .absorb(7, false, |a| {
-                let op = super::super::record::OpRef::DeleteUser("a").encode()?;
-                a.record(8, &op)
-            })
+        let no_rows = |_: &str| Ok(None);
+        let (applied, _) = d
+            .absorb(
+                7,
+                false,
+                UserRows::Memory {
+                    row: &no_rows,
+                    written: &|_| Ok(()),
+                },
+                |a| {
+                    let op = super::super::record::OpRef::DeleteUser("a").encode()?;
+                    a.record(8, &op)
+                },
+            )
             .unwrap();
         assert_eq!(applied, 8);
         let left: Vec<String> = d.events().unwrap().into_iter().map(|e| e.user_id).collect();

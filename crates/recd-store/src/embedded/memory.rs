@@ -53,7 +53,8 @@ impl MemoryLog {
             | OpRef::UsersV1
             | OpRef::EventsV2
             | OpRef::UsersV2
-            | OpRef::EventsV3 => {}
+            | OpRef::EventsV3
+            | OpRef::EventsV4 => {}
         }
         Ticket {
             first,

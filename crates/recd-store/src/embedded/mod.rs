@@ -18,7 +18,8 @@
 //! - `checkpoint`: redb absorbing the log, and replaying it at start-up.
 //! - `durable`: the redb file (the state as of the last checkpoint, the event log and its
 //!   per-user index).
-//! - `write`: the write operations.
+//! - `write`: the write operations; `apply`: how events change user states (the write
+//!   path's batch, and recovery's replay of the log into memory).
 //! - `users`, `popularity`, `catalog` (+ `attributes`, `slot_vectors`): the in-memory state.
 //! - `memory`: the event log of an in-memory store.
 //! - `index_file`: the vector index's snapshot file, so that a restart loads the graph
@@ -28,6 +29,7 @@
 //! - `models`: the model registry (redb tables, or maps in memory).
 //! - `faults`: fault injection for the durability tests.
 
+mod apply;
 mod attributes;
 mod catalog;
 mod checkpoint;
@@ -327,7 +329,8 @@ impl EmbeddedStore {
         }
         let durable = Arc::new(Durable::open_with_cache(dir, options.cache_bytes)?);
         let wal_dir = dir.join("wal");
-        let (applied, next_no) = checkpoint::recover(&durable, &wal_dir)?;
+        let mut recovered = checkpoint::recover(&durable, &wal_dir)?;
+        let applied = recovered.applied;
         let loaded = durable.load()?;
         let schema = match (schema, &loaded.schema) {
             (Some(given), Some(stored)) if !given.same_data(stored) => {
@@ -374,6 +377,12 @@ impl EmbeddedStore {
         };
         let (index, partitions, catalog, popularity, (index_start, partitions_built)) =
             memory_state(&schema, &options, loaded, &users, snapshot, Some(dir))?;
+        // The users' states as of the log's end; stored before the log goes.
+        let replay = std::mem::take(&mut recovered.replay);
+        let changed = apply::replay(&users, &catalog, &settings.session, replay);
+        durable.store_users(&changed, &|id| users.row(id), applied)?;
+        let next_no = recovered.next_no;
+        recovered.done();
         let index = Arc::new(index);
         let partitions = Arc::new(partitions);
         let catalog = Arc::new(RwLock::new(catalog));
@@ -411,7 +420,6 @@ impl EmbeddedStore {
             faults.clone(),
             Box::new(move || fire.fire()),
         )?;
-        let pruned = users.clone();
         let interval = Duration::try_from_secs_f64(options.checkpoint_seconds)
             .ok()
             .filter(|d| !d.is_zero())
@@ -426,7 +434,7 @@ impl EmbeddedStore {
                 nice: options.checkpoint_nice,
             },
             applied,
-            Box::new(move |applied| pruned.absorbed(applied)),
+            users.clone(),
         );
         if let Err(e) = checkpointer.start() {
             wal.shutdown(false);
@@ -845,8 +853,8 @@ fn memory_state(
             "partition graphs ready"
         );
     }
-    for (id, state) in loaded.users {
-        users.load(id, state);
+    for (id, state, seq) in loaded.users {
+        users.load(id, state, seq);
     }
     Ok((index, partitions, catalog, popularity, (start, built)))
 }

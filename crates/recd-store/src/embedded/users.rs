@@ -7,6 +7,11 @@
 //! are atomic and logged in the order they were applied, while writers of users in other
 //! shards never wait for each other; readers take one shard's lock for a clone.
 //!
+//! Each user's state carries the sequence number of the last log record it includes
+//! ([`Entry::seq`]): events are logged as events, not as the states they make, so a
+//! checkpoint stores the state it finds here under that number, and recovery replays
+//! only the records after it (see `checkpoint`).
+//!
 //! Each shard also keeps the events of its users that were logged but not yet absorbed by
 //! redb (`tail`), and the users forgotten since (`forgotten`): with them, a session rebuild
 //! reads a user's exact event history — redb's snapshot plus the tail — without waiting
@@ -18,14 +23,27 @@ use std::hash::{BuildHasher, RandomState};
 use parking_lot::{Mutex, MutexGuard};
 use recd_core::{Event, UserState};
 
+use super::record::encode_user;
+use crate::StoreResult;
+
 /// How many shards the users are spread over.
 pub const SHARDS: usize = 64;
+
+/// A user's state and the last log record it includes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Entry {
+    /// The state.
+    pub state: UserState,
+    /// The sequence number of the last record applied to `state` (0: none since the
+    /// state was stored by a version that did not record it).
+    pub seq: u64,
+}
 
 /// One shard.
 #[derive(Debug, Default)]
 pub struct Shard {
     /// User id → state, in id order (listing users walks each shard from a cursor).
-    pub users: BTreeMap<String, UserState>,
+    pub users: BTreeMap<String, Entry>,
     /// Events of this shard's users with sequence numbers after `tail_from`, in order.
     pub tail: VecDeque<(u64, Event)>,
     /// `tail` holds every event of the shard logged after this sequence number.
@@ -64,12 +82,39 @@ impl Users {
 
     /// A copy of the user's state.
     pub fn get(&self, id: &str) -> Option<UserState> {
-        self.shards[self.index(id)].lock().users.get(id).cloned()
+        self.shards[self.index(id)]
+            .lock()
+            .users
+            .get(id)
+            .map(|e| e.state.clone())
+    }
+
+    /// The user's entry, under its shard's lock, given to `f` (`None`: no such user).
+    pub fn with<R>(&self, id: &str, f: impl FnOnce(Option<&Entry>) -> R) -> R {
+        f(self.shards[self.index(id)].lock().users.get(id))
+    }
+
+    /// The user's redb row as it is now, with the sequence number of the last record it
+    /// includes (`None`: no such user). Encoded under the shard's lock, which is held
+    /// about as long as a write's own encoding of a record.
+    pub fn row(&self, id: &str) -> StoreResult<Option<(Vec<u8>, u64)>> {
+        self.with(id, |e| {
+            e.map(|e| Ok((encode_user(&e.state, e.seq)?, e.seq)))
+        })
+        .transpose()
     }
 
     /// Sets a state at start-up.
-    pub fn load(&self, id: String, state: UserState) {
-        self.shards[self.index(&id)].lock().users.insert(id, state);
+    pub fn load(&self, id: String, state: UserState, seq: u64) {
+        self.shards[self.index(&id)]
+            .lock()
+            .users
+            .insert(id, Entry { state, seq });
+    }
+
+    /// Removes a user at start-up (recovery replaying a deletion).
+    pub fn remove(&self, id: &str) {
+        self.shards[self.index(id)].lock().users.remove(id);
     }
 
     /// How many users there are.
@@ -187,6 +232,17 @@ impl Locked<'_> {
 
     /// The state of `id`.
     pub fn get(&mut self, id: &str) -> Option<&UserState> {
-        self.shard(id).users.get(id)
+        self.shard(id).users.get(id).map(|e| &e.state)
+    }
+
+    /// Publishes `state` for `id`, as of the record `seq`.
+    pub fn put(&mut self, id: &str, state: UserState, seq: u64) {
+        let users = &mut self.shard(id).users;
+        match users.get_mut(id) {
+            Some(e) => *e = Entry { state, seq },
+            None => {
+                users.insert(id.to_string(), Entry { state, seq });
+            }
+        }
     }
 }

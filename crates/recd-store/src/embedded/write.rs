@@ -14,6 +14,7 @@ use std::sync::Arc;
 use recd_core::item::check_vector;
 use recd_core::{Event, Item, ItemUpsert, UpdateRule, UserState, ValidationError};
 
+use super::apply::apply_batch;
 use super::log::Ticket;
 use super::record::OpRef;
 use super::{Inner, Sink};
@@ -266,45 +267,32 @@ impl Inner {
         let now = crate::wall_clock_ms();
         let mut locked = self.users.lock(events.iter().map(|e| e.user_id.as_str()));
         let catalog = self.catalog.read();
-        // Users in order of first appearance, each with its state after its events.
-        let mut order: Vec<&str> = Vec::new();
+        // Each user's state before the batch, then after it.
         let mut states: HashMap<&str, UserState> = HashMap::new();
-        // Each increment with its item's slot, looked up once.
-        let mut increments: Vec<(&str, f64, u32)> = Vec::new();
         for e in events {
-            let state = match states.entry(e.user_id.as_str()) {
-                Entry::Occupied(o) => o.into_mut(),
-                Entry::Vacant(v) => {
-                    order.push(e.user_id.as_str());
-                    v.insert(locked.get(&e.user_id).cloned().unwrap_or_default())
-                }
-            };
-            let slot = catalog.slot_of(&e.item_id);
-            state.apply(e, slot.and_then(|s| catalog.vector_at(s)), session);
-            state.active_ms = now;
-            let weight = session.weights.weight(e.kind, e.value);
-            // Only items of the catalog become popular: ids that are not items would
-            // otherwise each leave a permanent entry behind.
-            if let (Some(inc), Some(slot)) = (
-                self.settings
+            if let Entry::Vacant(v) = states.entry(e.user_id.as_str()) {
+                v.insert(locked.get(&e.user_id).cloned().unwrap_or_default());
+            }
+        }
+        let slots = apply_batch(&mut states, events, &catalog, session, now);
+        // Each increment with its item's slot. Only items of the catalog become popular:
+        // ids that are not items would otherwise each leave a permanent entry behind.
+        let increments: Vec<(&str, f64, u32)> = events
+            .iter()
+            .zip(slots)
+            .filter_map(|(e, slot)| {
+                let weight = session.weights.weight(e.kind, e.value);
+                let inc = self
+                    .settings
                     .popularity
-                    .log_increment(weight, e.timestamp_ms),
-                slot,
-            ) {
-                increments.push((e.item_id.as_str(), inc, slot));
-            }
-        }
-        // The fold-in: once per user, after all their events of the batch.
-        if session.update == UpdateRule::FoldIn {
-            let model = catalog.fold_model(&session.fold_in);
-            for state in states.values_mut() {
-                state.refold(model.as_deref(), |id| catalog.vector_of(id));
-            }
-        }
+                    .log_increment(weight, e.timestamp_ms)?;
+                Some((e.item_id.as_str(), inc, slot?))
+            })
+            .collect();
         let mut ticket = self.sink.append_leading(&OpRef::Events {
             events,
-            users: order.iter().map(|id| (*id, &states[id])).collect(),
             popularity: increments.iter().map(|&(id, inc, _)| (id, inc)).collect(),
+            at_ms: now,
         })?;
         if self.sink.keeps_tail() {
             for (i, e) in events.iter().enumerate() {
@@ -314,14 +302,9 @@ impl Inner {
                     .push_back((ticket.first + i as u64, e.clone()));
             }
         }
+        let last = ticket.first + events.len() as u64 - 1;
         for (id, state) in states {
-            let users = &mut locked.shard(id).users;
-            match users.get_mut(id) {
-                Some(s) => *s = state,
-                None => {
-                    users.insert(id.to_string(), state);
-                }
-            }
+            locked.put(id, state, last);
         }
         drop(locked);
         // No user lock is held now: if this append leads, the group (its record and those
@@ -358,7 +341,7 @@ impl Inner {
         let gone: Vec<String> = guard
             .users
             .iter()
-            .filter(|(_, s)| s.active_ms < cutoff_ms)
+            .filter(|(_, e)| e.state.active_ms < cutoff_ms)
             .map(|(id, _)| id.clone())
             .collect();
         if gone.is_empty() {
@@ -397,7 +380,7 @@ impl Inner {
         ))?;
         let n = states.len();
         for (id, state) in states {
-            locked.shard(&id).users.insert(id, state);
+            locked.put(&id, state, ticket.first);
         }
         Ok((n, Some(ticket)))
     }
@@ -496,7 +479,7 @@ impl Inner {
             ))?;
             rebuilt += states.len();
             for (id, state) in states {
-                locked.shard(id).users.insert(id.to_string(), state);
+                locked.put(id, state, ticket.first);
             }
             last = Some(ticket);
         }
