@@ -678,12 +678,12 @@ mod tests {
         }
     }
 
-    /// Settings whose session update is the fold-in (the costlier replay: a solve per user
-    /// and batch).
-    fn fold_in_settings() -> ModelSettings {
+    /// [`open`] with the fold-in as the session update (the costlier replay: a solve per
+    /// user and batch).
+    fn open_fold_in(dir: &Path, fsync: Fsync) -> EmbeddedStore {
         let mut settings = ModelSettings::default();
         settings.session.update = recd_core::UpdateRule::FoldIn;
-        settings
+        EmbeddedStore::open(dir, Some(schema()), settings, options(fsync)).unwrap()
     }
 
     /// Events with no item write among them, in batches over six users, with a deletion
@@ -738,13 +738,7 @@ mod tests {
     async fn replayed_events_make_exactly_the_states_memory_had() {
         for checkpoint_midway in [false, true] {
             let dir = tempfile::tempdir().unwrap();
-            let s = EmbeddedStore::open(
-                dir.path(),
-                Some(schema()),
-                fold_in_settings(),
-                options(Fsync::Everysec),
-            )
-            .unwrap();
+            let s = open_fold_in(dir.path(), Fsync::Everysec);
             let items: Vec<ItemUpsert> = (0..20)
                 .map(|i| upsert(json!({"id": format!("i{i}"), "vector": [1.0 + i as f64, 0.5 - i as f64 / 8.0]})))
                 .collect();
@@ -761,13 +755,7 @@ mod tests {
                 "the fold-in ran"
             );
             s.crash();
-            let s = EmbeddedStore::open(
-                dir.path(),
-                None,
-                fold_in_settings(),
-                options(Fsync::Everysec),
-            )
-            .unwrap();
+            let s = open_fold_in(dir.path(), Fsync::Everysec);
             assert_eq!(
                 states(&s, &users).await,
                 before,
@@ -823,13 +811,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_crash_between_recovery_s_absorption_and_its_stored_users_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let s = EmbeddedStore::open(
-            dir.path(),
-            Some(schema()),
-            fold_in_settings(),
-            options(Fsync::Always),
-        )
-        .unwrap();
+        let s = open_fold_in(dir.path(), Fsync::Always);
         let items: Vec<ItemUpsert> = (0..20)
             .map(|i| upsert(json!({"id": format!("i{i}"), "vector": [1.0, i as f64]})))
             .collect();
@@ -847,13 +829,11 @@ mod tests {
             );
             // ... and the process dies here: no replay stored, no segment deleted.
         }
-        let s = EmbeddedStore::open(dir.path(), None, fold_in_settings(), options(Fsync::Always))
-            .unwrap();
+        let s = open_fold_in(dir.path(), Fsync::Always);
         assert_eq!(states(&s, &users).await, before);
         // and the replayed states were stored: a clean restart has them from redb alone
         drop(s);
-        let s = EmbeddedStore::open(dir.path(), None, fold_in_settings(), options(Fsync::Always))
-            .unwrap();
+        let s = open_fold_in(dir.path(), Fsync::Always);
         assert_eq!(states(&s, &users).await, before);
     }
 

@@ -51,6 +51,7 @@ mod slot_vectors;
 mod users;
 mod write;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -379,8 +380,22 @@ impl EmbeddedStore {
             memory_state(&schema, &options, loaded, &users, snapshot, Some(dir))?;
         // The users' states as of the log's end; stored before the log goes.
         let replay = std::mem::take(&mut recovered.replay);
-        let changed = apply::replay(&users, &catalog, &settings.session, replay);
-        durable.store_users(&changed, &|id| users.row(id), applied)?;
+        if !replay.is_empty() {
+            let started = std::time::Instant::now();
+            let records = replay.len();
+            let changed = apply::replay(&users, &catalog, &settings.session, replay);
+            let replayed = started.elapsed().as_secs_f64();
+            durable.store_users(&changed, &|id| users.row(id), applied)?;
+            tracing::info!(
+                records,
+                users = changed.len(),
+                replay_secs = format!("{replayed:.2}"),
+                store_secs = format!("{:.2}", started.elapsed().as_secs_f64() - replayed),
+                "user states brought up to date from the write log"
+            );
+        } else {
+            durable.store_users(&BTreeSet::new(), &|id| users.row(id), applied)?;
+        }
         let next_no = recovered.next_no;
         recovered.done();
         let index = Arc::new(index);
