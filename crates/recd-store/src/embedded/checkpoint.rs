@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::apply::Replay;
+use super::apply::UserRecord;
 use super::durable::{Durable, UserRows};
 use super::faults::{CheckpointStop, Faults};
 use super::log::Wal;
 use super::priority;
+use super::record::Op;
 use super::segment;
 use super::users::Users;
 use crate::error::{StoreError, StoreResult};
@@ -201,7 +202,7 @@ impl Checkpointer {
         let mut end = 0;
         let written = |seq: u64| self.wal.wait_written(seq);
         let row = |id: &str| self.users.row(id);
-        let (applied, _) = self.durable.absorb(
+        let applied = self.durable.absorb(
             from.applied,
             stop == Some(CheckpointStop::BeforeCommit),
             UserRows::Memory {
@@ -266,14 +267,37 @@ pub struct Recovered {
     pub applied: u64,
     /// The number for the next segment.
     pub next_no: u64,
-    /// Every record's effect on users, in log order, for `apply::replay`.
-    pub replay: Replay,
+    /// Every user row includes the records up to this sequence number; the log's user
+    /// records after it are replayed into memory ([`Recovered::replay`]).
+    replay_from: u64,
     /// The segments read: deleted by [`Recovered::done`], once the replayed states are
     /// stored (until then the next start-up replays them again).
     segments: Vec<PathBuf>,
 }
 
 impl Recovered {
+    /// Hands `f` the effect on users of every logged record the user rows may not include
+    /// (`(last sequence number, effect)`, in log order), reading the segments again one
+    /// record at a time.
+    pub fn replay(&self, mut f: impl FnMut(u64, UserRecord)) -> StoreResult<()> {
+        for path in &self.segments {
+            segment::scan(path, 0, None, |seq, payload| {
+                if seq <= self.replay_from {
+                    return Ok(());
+                }
+                // An undecodable record was reported when it was absorbed.
+                if let Ok(op) = Op::decode(payload, crate::wall_clock_ms()) {
+                    let last = seq + op.span() - 1;
+                    if let Some(record) = UserRecord::of(op) {
+                        f(last, record);
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
     /// Deletes the segments recovery read: everything in them is in redb now.
     pub fn done(self) {
         for path in &self.segments {
@@ -285,22 +309,23 @@ impl Recovered {
 }
 
 /// Start-up: absorbs every segment in `dir` into `durable` (skipping what it has),
-/// truncating a torn tail with a warning, and collects the records' effects on users for
-/// the replay into memory. The caller deletes the segments ([`Recovered::done`]) once the
-/// replayed states are stored.
+/// truncating a torn tail with a warning. The caller then replays the segments' user
+/// records into memory ([`Recovered::replay`]), stores the states, and deletes the segments
+/// ([`Recovered::done`]).
 pub fn recover(durable: &Durable, dir: &Path) -> StoreResult<Recovered> {
     let segments = segment::list_segments(dir)?;
     let applied = durable.applied()?;
+    let replay_from = durable.users_applied()?;
     if segments.is_empty() {
         return Ok(Recovered {
             applied,
             next_no: 1,
-            replay: Vec::new(),
+            replay_from,
             segments: Vec::new(),
         });
     }
     let mut replayed = 0u64;
-    let (applied, replay) = durable.absorb(applied, false, UserRows::Replay, |absorb| {
+    let applied = durable.absorb(applied, false, UserRows::Replay, |absorb| {
         for (_, path) in &segments {
             let before = absorb.applied();
             let scan = segment::scan(path, 0, None, |seq, p| {
@@ -327,7 +352,7 @@ pub fn recover(durable: &Durable, dir: &Path) -> StoreResult<Recovered> {
     Ok(Recovered {
         applied,
         next_no,
-        replay,
+        replay_from,
         segments: segments.into_iter().map(|(_, p)| p).collect(),
     })
 }
@@ -341,7 +366,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::embedded::apply::UserRecord;
     use crate::embedded::{EmbeddedOptions, EmbeddedStore, Fsync};
     use crate::{ModelSettings, Store};
 
@@ -766,13 +790,14 @@ mod tests {
 
     /// The events in a recovery's replay.
     fn replayed_events(r: &Recovered) -> usize {
-        r.replay
-            .iter()
-            .map(|(_, rec)| match rec {
-                UserRecord::Events { events, .. } => events.len(),
-                _ => 0,
-            })
-            .sum()
+        let mut n = 0;
+        r.replay(|_, rec| {
+            if let UserRecord::Events { events, .. } = rec {
+                n += events.len();
+            }
+        })
+        .unwrap();
+        n
     }
 
     /// A checkpoint stores the users its records touched in its own commit, so recovery

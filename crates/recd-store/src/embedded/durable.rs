@@ -24,8 +24,7 @@ use redb::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::apply::{Replay, UserRecord};
-use super::record::{Applied, Op, decode_user};
+use super::record::{Op, decode_user};
 use crate::error::{StoreError, StoreResult};
 
 /// The data file's name in its dir.
@@ -250,6 +249,21 @@ impl Durable {
         Ok(from_meta.max(last_event))
     }
 
+    /// The `USERS_APPLIED` mark: every user row includes the records up to it (0 for a
+    /// data dir that never had it: every logged user record is replayed).
+    pub fn users_applied(&self) -> StoreResult<u64> {
+        self.with_db(|db| {
+            let read = db.begin_read().map_err(|e| self.err(e))?;
+            let meta = read.open_table(META).map_err(|e| self.err(e))?;
+            Ok(meta
+                .get(USERS_APPLIED)
+                .map_err(|e| self.err(e))?
+                .map(|v| read_u64(v.value()))
+                .transpose()?
+                .unwrap_or(0))
+        })
+    }
+
     /// Reads everything back (start-up, after the log was absorbed).
     pub fn load(&self) -> StoreResult<Loaded> {
         self.with_db(|db| {
@@ -298,16 +312,15 @@ impl Durable {
 
     /// One checkpoint: `feed` hands records to the [`Absorb`] (skipping those up to
     /// `applied`), which are then committed in one durable transaction together with the
-    /// new applied sequence number, which is returned with what `users` collected. With
-    /// `stop_before_commit` (a test fault) everything is applied and then dropped
-    /// uncommitted.
+    /// new applied sequence number, which is returned. With `stop_before_commit` (a test
+    /// fault) everything is applied and then dropped uncommitted.
     pub fn absorb(
         &self,
         applied: u64,
         stop_before_commit: bool,
         users: UserRows<'_>,
         feed: impl FnOnce(&mut Absorb<'_>) -> StoreResult<()>,
-    ) -> StoreResult<(u64, Replay)> {
+    ) -> StoreResult<u64> {
         self.with_db(|db| {
             let mut txn = db.begin_write().map_err(|e| self.err(e))?;
             txn.set_durability(Durability::Immediate)
@@ -323,8 +336,6 @@ impl Durable {
                     meta: txn.open_table(META).map_err(|e| self.err(e))?,
                     user_rows: users,
                     touched: BTreeSet::new(),
-                    replay: Vec::new(),
-                    replay_from: 0,
                     increments: BTreeMap::new(),
                     pending_index: Vec::new(),
                     applied,
@@ -334,16 +345,13 @@ impl Durable {
                 // reported a failure leaves its caller's mark behind, and skipping by that
                 // alone applied its popularity increments (not idempotent) a second time.
                 a.applied = a.applied.max(a.stored_applied()?);
-                if matches!(a.user_rows, UserRows::Replay) {
-                    a.replay_from = a.meta_u64(USERS_APPLIED)?;
-                }
                 feed(&mut a)?;
                 a.finish()?
             };
-            let (new_applied, records, replay) = absorbed;
+            let (new_applied, records) = absorbed;
             if records == 0 {
                 // Nothing new: no commit, no fsync.
-                return Ok((new_applied, replay));
+                return Ok(new_applied);
             }
             if stop_before_commit {
                 return Err(StoreError::Internal(
@@ -351,7 +359,7 @@ impl Durable {
                 ));
             }
             txn.commit().map_err(|e| self.err(e))?;
-            Ok((new_applied, replay))
+            Ok(new_applied)
         })
     }
 
@@ -463,28 +471,6 @@ impl Durable {
     }
 }
 
-/// What `op` does to user states, for recovery's replay (`None`: nothing).
-fn user_record(op: &Op) -> Option<UserRecord> {
-    Some(match op {
-        Op::Events {
-            events,
-            applied: Applied::At(at_ms),
-            ..
-        } => UserRecord::Events {
-            events: events.clone(),
-            at_ms: *at_ms,
-        },
-        Op::Events {
-            applied: Applied::States(states),
-            ..
-        } => UserRecord::Set(states.clone()),
-        Op::Users(states) => UserRecord::Set(states.clone()),
-        Op::DeleteUser(id) => UserRecord::Forget(vec![id.clone()]),
-        Op::ExpireUsers(ids) => UserRecord::Forget(ids.clone()),
-        Op::Items(_) | Op::DeleteItem(_) => return None,
-    })
-}
-
 fn read_u64(bytes: &[u8]) -> StoreResult<u64> {
     <[u8; 8]>::try_from(bytes)
         .map(u64::from_le_bytes)
@@ -508,9 +494,9 @@ pub enum UserRows<'a> {
         /// Waits for the log to have written a sequence number.
         written: &'a dyn Fn(u64) -> StoreResult<()>,
     },
-    /// Recovery: no user row is written here. Every record's effect on users (including
-    /// records absorbed before, which the rows may not include yet) is collected for
-    /// `apply::replay`, which stores the states it makes ([`Durable::store_users`]).
+    /// Recovery: no user row is written here. Start-up replays the log's user records
+    /// into memory afterwards (`apply::Replayer`) and stores the states it makes
+    /// ([`Durable::store_users`]).
     Replay,
 }
 
@@ -554,11 +540,6 @@ pub struct Absorb<'t> {
     user_rows: UserRows<'t>,
     /// The users the records touched, in key order (see [`Absorb::finish`]).
     touched: BTreeSet<String>,
-    /// With [`UserRows::Replay`]: the effect on users of every record after `replay_from`,
-    /// in log order.
-    replay: Replay,
-    /// The `USERS_APPLIED` mark: the user rows include every record up to it.
-    replay_from: u64,
     /// Summed log-domain popularity increments per item, in key order.
     increments: BTreeMap<String, f64>,
     /// Per-user event index rows not inserted yet: they go in sorted (see [`Absorb::finish`]).
@@ -598,35 +579,24 @@ impl Absorb<'_> {
         Ok(from_meta.max(last_event))
     }
 
-    /// Applies the record `seq` (skipped if it was applied already; under
-    /// [`UserRows::Replay`] its effect on users is collected all the same unless the user
-    /// rows include it).
+    /// Applies the record `seq` (skipped if it was applied already).
     pub fn record(&mut self, seq: u64, payload: &[u8]) -> StoreResult<()> {
-        let replaying = matches!(self.user_rows, UserRows::Replay);
-        let collect = replaying && seq > self.replay_from;
-        if seq <= self.applied && !collect {
+        if seq <= self.applied {
             return Ok(());
         }
+        let replaying = matches!(self.user_rows, UserRows::Replay);
         let op = match Op::decode(payload, crate::wall_clock_ms()) {
             Ok(op) => op,
             Err(e) => {
-                if seq > self.applied {
-                    // Its checksum held, so these are the bytes that were written: a
-                    // record of an unknown format. The data dir must reopen all the same.
-                    tracing::error!(seq, cause = %e, "undecodable log record skipped");
-                    self.applied = seq;
-                    self.records += 1;
-                }
+                // Its checksum held, so these are the bytes that were written: a record
+                // of an unknown format. The data dir must reopen all the same.
+                tracing::error!(seq, cause = %e, "undecodable log record skipped");
+                self.applied = seq;
+                self.records += 1;
                 return Ok(());
             }
         };
         let last = seq + op.span() - 1;
-        if collect && let Some(r) = user_record(&op) {
-            self.replay.push((last, r));
-        }
-        if seq <= self.applied {
-            return Ok(());
-        }
         let d = self.durable;
         match op {
             Op::Items(items) => {
@@ -692,16 +662,15 @@ impl Absorb<'_> {
         Ok(())
     }
 
-    /// Writes what was coalesced and the applied mark; `(applied, records, replay)`.
+    /// Writes what was coalesced and the applied mark; `(applied, records)`.
     ///
     /// Every key goes in in ascending order: a checkpoint writes rows of thousands of users
     /// and items, and in a B-tree sorted inserts meet each leaf page once, one after another,
     /// where a hash map's order went back and forth across the tree.
-    fn finish(mut self) -> StoreResult<(u64, u64, Replay)> {
+    fn finish(mut self) -> StoreResult<(u64, u64)> {
         let d = self.durable;
-        let replay = std::mem::take(&mut self.replay);
         if self.records == 0 {
-            return Ok((self.applied, 0, replay));
+            return Ok((self.applied, 0));
         }
         self.insert_pending_index()?;
         if let UserRows::Memory { row, written } = &self.user_rows {
@@ -724,7 +693,7 @@ impl Absorb<'_> {
         self.meta
             .insert(APPLIED, self.applied.to_le_bytes().as_slice())
             .map_err(|e| d.err(e))?;
-        Ok((self.applied, self.records, replay))
+        Ok((self.applied, self.records))
     }
 
     /// Inserts the per-user event index rows applied so far, in key order.
@@ -843,7 +812,7 @@ mod tests {
         assert!(!mine.contains_key("c"));
         // Forgetting a user goes through the index built at open.
         let no_rows = |_: &str| Ok(None);
-        let (applied, _) = d
+        let applied = d
             .absorb(
                 7,
                 false,

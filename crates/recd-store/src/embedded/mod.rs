@@ -51,7 +51,6 @@ mod slot_vectors;
 mod users;
 mod write;
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -330,7 +329,7 @@ impl EmbeddedStore {
         }
         let durable = Arc::new(Durable::open_with_cache(dir, options.cache_bytes)?);
         let wal_dir = dir.join("wal");
-        let mut recovered = checkpoint::recover(&durable, &wal_dir)?;
+        let recovered = checkpoint::recover(&durable, &wal_dir)?;
         let applied = recovered.applied;
         let loaded = durable.load()?;
         let schema = match (schema, &loaded.schema) {
@@ -379,13 +378,13 @@ impl EmbeddedStore {
         let (index, partitions, catalog, popularity, (index_start, partitions_built)) =
             memory_state(&schema, &options, loaded, &users, snapshot, Some(dir))?;
         // The users' states as of the log's end; stored before the log goes.
-        let replay = std::mem::take(&mut recovered.replay);
-        if !replay.is_empty() {
-            let started = std::time::Instant::now();
-            let records = replay.len();
-            let changed = apply::replay(&users, &catalog, &settings.session, replay);
-            let replayed = started.elapsed().as_secs_f64();
-            durable.store_users(&changed, &|id| users.row(id), applied)?;
+        let started = std::time::Instant::now();
+        let mut replayer = apply::Replayer::new(&users, &catalog, &settings.session);
+        recovered.replay(|seq, record| replayer.apply(seq, record))?;
+        let (records, replayed) = (replayer.records(), started.elapsed().as_secs_f64());
+        let changed = replayer.changed();
+        durable.store_users(&changed, &|id| users.row(id), applied)?;
+        if records > 0 {
             tracing::info!(
                 records,
                 users = changed.len(),
@@ -393,8 +392,6 @@ impl EmbeddedStore {
                 store_secs = format!("{:.2}", started.elapsed().as_secs_f64() - replayed),
                 "user states brought up to date from the write log"
             );
-        } else {
-            durable.store_users(&BTreeSet::new(), &|id| users.row(id), applied)?;
         }
         let next_no = recovered.next_no;
         recovered.done();
