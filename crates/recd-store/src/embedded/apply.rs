@@ -6,8 +6,8 @@
 //! the last checkpoint, each with the sequence number of the last record it includes.
 //! [`Replayer`] brings them up to date: every user record of the log that a user's state
 //! does not include yet is applied in log order (read from the segments one record at a
-//! time, so that a long log tail costs start-up time, not memory), the events through [`apply_batch`] as the
-//! write path applied them. The item vectors are the catalog's as recovered (the log
+//! time, so that a long log tail costs start-up time, not memory), the events through
+//! [`apply_batch`] as the write path applied them. The item vectors are the catalog's as recovered (the log
 //! holds item writes in order too, but an event and a concurrent upsert are not ordered
 //! between the catalog and the log): a session vector replayed across such an upsert uses
 //! the item's new vector, as a `rebuild_sessions` would.
