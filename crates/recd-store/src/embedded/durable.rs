@@ -71,8 +71,8 @@ pub struct Durable {
     path: PathBuf,
     /// redb's page cache bound (kept for [`reopen_if_needed`](Self::reopen_if_needed)).
     cache_bytes: u64,
-    /// `None` only while [`reopen_if_needed`](Self::reopen_if_needed) replaces a database that hit an IO error
-    /// (redb refuses every later write until it is reopened).
+    /// `None` only while [`reopen_if_needed`](Self::reopen_if_needed) replaces a database
+    /// that hit an IO error (redb refuses every later write until it is reopened).
     db: RwLock<Option<Database>>,
     /// An IO error was met: the next checkpoint reopens the file first.
     needs_reopen: AtomicBool,
