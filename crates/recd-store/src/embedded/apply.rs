@@ -7,10 +7,12 @@
 //! [`Replayer`] brings them up to date: every user record of the log that a user's state
 //! does not include yet is applied in log order (read from the segments one record at a
 //! time, so that a long log tail costs start-up time, not memory), the events through
-//! [`apply_batch`] as the write path applied them. The item vectors are the catalog's as recovered (the log
-//! holds item writes in order too, but an event and a concurrent upsert are not ordered
-//! between the catalog and the log): a session vector replayed across such an upsert uses
-//! the item's new vector, as a `rebuild_sessions` would.
+//! [`apply_batch`] as the write path applied them. Users are independent, so the replay
+//! runs on one thread per core ([`replay_in_parallel`]), each user's records on one of
+//! them. The item vectors are the catalog's as recovered (the log holds item writes in
+//! order too, but an event and a concurrent upsert are not ordered between the catalog and
+//! the log): a session vector replayed across such an upsert uses the item's new vector,
+//! as a `rebuild_sessions` would.
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeSet, HashMap};
@@ -20,6 +22,7 @@ use recd_core::{Event, SessionParams, UpdateRule, UserState};
 use super::catalog::Catalog;
 use super::record::{Applied, Op};
 use super::users::Users;
+use crate::{StoreError, StoreResult};
 
 /// A log record's effect on user states, as recovery replays it.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +90,107 @@ pub fn apply_batch(
     slots
 }
 
+/// Replays the user records `feed` hands over (in log order) into `users` on `workers`
+/// threads: each user's records go to one thread (by the user's shard), in order, so every
+/// user sees its records exactly as [`Replayer`] alone would apply them; users are
+/// independent, so the threads share nothing but the read-only catalog. Returns how many
+/// records were handed over and every user a record applied to.
+pub fn replay_in_parallel(
+    users: &Users,
+    catalog: &Catalog,
+    session: &SessionParams,
+    workers: usize,
+    feed: impl FnOnce(&mut dyn FnMut(u64, UserRecord)) -> StoreResult<()>,
+) -> StoreResult<(usize, BTreeSet<String>)> {
+    let workers = workers.max(1);
+    std::thread::scope(|scope| {
+        let mut senders = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            // Bounded: the reader waits for the workers rather than queueing the log.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, UserRecord)>(256);
+            senders.push(tx);
+            handles.push(scope.spawn(move || {
+                let mut replayer = Replayer::new(users, catalog, session);
+                for (seq, record) in rx {
+                    replayer.apply(seq, record);
+                }
+                replayer.changed()
+            }));
+        }
+        let mut fed = 0usize;
+        let worker_of = |id: &str| users.shard_of(id) % workers;
+        let fed_ok = feed(&mut |seq, record| {
+            fed += 1;
+            for (worker, part) in split(record, workers, &worker_of) {
+                // A worker stops only by panicking, which the join below reports.
+                let _ = senders[worker].send((seq, part));
+            }
+        });
+        drop(senders);
+        let mut changed = BTreeSet::new();
+        for h in handles {
+            let mine = h.join().map_err(|_| {
+                StoreError::Internal("a thread replaying the write log panicked".into())
+            })?;
+            changed.extend(mine);
+        }
+        fed_ok.map(|()| (fed, changed))
+    })
+}
+
+/// `record` split by the worker of each user it concerns (`(worker, part)`, each part
+/// keeping its users' order).
+fn split(
+    record: UserRecord,
+    workers: usize,
+    worker_of: &impl Fn(&str) -> usize,
+) -> Vec<(usize, UserRecord)> {
+    if workers == 1 {
+        return vec![(0, record)];
+    }
+    let mut parts: Vec<Option<UserRecord>> = (0..workers).map(|_| None).collect();
+    match record {
+        UserRecord::Events { events, at_ms } => {
+            for e in events {
+                let w = worker_of(&e.user_id);
+                match &mut parts[w] {
+                    Some(UserRecord::Events { events, .. }) => events.push(e),
+                    part => {
+                        *part = Some(UserRecord::Events {
+                            events: vec![e],
+                            at_ms,
+                        })
+                    }
+                }
+            }
+        }
+        UserRecord::Set(states) => {
+            for (id, state) in states {
+                let w = worker_of(&id);
+                match &mut parts[w] {
+                    Some(UserRecord::Set(v)) => v.push((id, state)),
+                    part => *part = Some(UserRecord::Set(vec![(id, state)])),
+                }
+            }
+        }
+        UserRecord::Forget(ids) => {
+            for id in ids {
+                let w = worker_of(&id);
+                match &mut parts[w] {
+                    Some(UserRecord::Forget(v)) => v.push(id),
+                    part => *part = Some(UserRecord::Forget(vec![id])),
+                }
+            }
+        }
+    }
+    parts
+        .into_iter()
+        .enumerate()
+        .filter_map(|(w, p)| p.map(|p| (w, p)))
+        .collect()
+}
+
 /// Replays user records into `users`, in log order ([`Replayer::apply`]): each applies to
 /// a user only if the user's state does not include it yet (its sequence number is larger
 /// than the state's).
@@ -96,8 +200,6 @@ pub struct Replayer<'a> {
     session: &'a SessionParams,
     /// Every user a record applied to, whose state (or absence) is to be stored.
     changed: BTreeSet<String>,
-    /// Records applied to at least one user.
-    applied: usize,
 }
 
 impl<'a> Replayer<'a> {
@@ -108,7 +210,6 @@ impl<'a> Replayer<'a> {
             catalog,
             session,
             changed: BTreeSet::new(),
-            applied: 0,
         }
     }
 
@@ -116,7 +217,6 @@ impl<'a> Replayer<'a> {
     pub fn apply(&mut self, seq: u64, record: UserRecord) {
         let users = self.users;
         let behind = |id: &str| users.with(id, |e| e.is_none_or(|e| e.seq < seq));
-        let mut any = false;
         match record {
             UserRecord::Events { events, at_ms } => {
                 let mut states: HashMap<&str, UserState> = HashMap::new();
@@ -140,14 +240,12 @@ impl<'a> Replayer<'a> {
                     users.load(id.to_string(), state, seq);
                     self.changed.insert(id.to_string());
                 }
-                any = true;
             }
             UserRecord::Set(states) => {
                 for (id, state) in states {
                     if behind(&id) {
                         users.load(id.clone(), state, seq);
                         self.changed.insert(id);
-                        any = true;
                     }
                 }
             }
@@ -157,21 +255,104 @@ impl<'a> Replayer<'a> {
                     if behind(&id) {
                         users.remove(&id);
                         self.changed.insert(id);
-                        any = true;
                     }
                 }
             }
         }
-        self.applied += usize::from(any);
-    }
-
-    /// How many records applied to at least one user.
-    pub fn records(&self) -> usize {
-        self.applied
     }
 
     /// Every user a record applied to.
     pub fn changed(self) -> BTreeSet<String> {
         self.changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use recd_core::{EventType, Item, Schema, UpdateRule};
+
+    use super::*;
+
+    fn records() -> Vec<(u64, UserRecord)> {
+        let mut out = Vec::new();
+        let mut seq = 0;
+        for b in 0..40u64 {
+            let events: Vec<Event> = (0..7)
+                .map(|i| Event {
+                    user_id: format!("u{}", (b * 3 + i) % 13),
+                    item_id: format!("i{}", (b + i) % 9),
+                    kind: [EventType::View, EventType::Click, EventType::Purchase][i as usize % 3],
+                    value: None,
+                    timestamp_ms: (b * 100 + i) as i64,
+                    recommendation_id: None,
+                })
+                .collect();
+            seq += events.len() as u64;
+            out.push((
+                seq,
+                UserRecord::Events {
+                    events,
+                    at_ms: b as i64,
+                },
+            ));
+            seq += 1;
+            out.push((
+                seq,
+                match b % 3 {
+                    0 => UserRecord::Forget(vec![format!("u{}", b % 13), "nobody".into()]),
+                    1 => UserRecord::Set(vec![(format!("u{}", b % 5), UserState::default())]),
+                    _ => UserRecord::Forget(vec![]),
+                },
+            ));
+        }
+        out
+    }
+
+    fn states(users: &Users) -> Vec<Option<(UserState, u64)>> {
+        (0..13)
+            .map(|u| users.with(&format!("u{u}"), |e| e.map(|e| (e.state.clone(), e.seq))))
+            .collect()
+    }
+
+    /// Each user's records go to one thread in log order: the states are exactly those
+    /// of a replay on one thread (seen failing with a user's records spread over threads).
+    #[test]
+    fn a_parallel_replay_makes_exactly_what_one_thread_makes() {
+        let schema = Schema::demo(2);
+        let mut catalog = Catalog::new(&schema);
+        for i in 0..9u32 {
+            catalog.put(
+                i,
+                Item {
+                    id: format!("i{i}"),
+                    vector: Some(vec![1.0 + i as f32, 0.5]),
+                    fields: Default::default(),
+                },
+            );
+        }
+        let session = SessionParams {
+            update: UpdateRule::FoldIn,
+            ..Default::default()
+        };
+        let one = Users::new(0);
+        let mut replayer = Replayer::new(&one, &catalog, &session);
+        for (seq, r) in records() {
+            replayer.apply(seq, r);
+        }
+        let one_changed = replayer.changed();
+        for workers in [2, 3, 8] {
+            let many = Users::new(0);
+            let (fed, changed) = replay_in_parallel(&many, &catalog, &session, workers, |f| {
+                for (seq, r) in records() {
+                    f(seq, r);
+                }
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(fed, records().len());
+            assert_eq!(changed, one_changed, "{workers} workers");
+            assert_eq!(states(&many), states(&one), "{workers} workers");
+        }
+        assert!(states(&one).iter().flatten().count() > 5);
     }
 }

@@ -379,15 +379,19 @@ impl EmbeddedStore {
             memory_state(&schema, &options, loaded, &users, snapshot, Some(dir))?;
         // The users' states as of the log's end; stored before the log goes.
         let started = std::time::Instant::now();
-        let mut replayer = apply::Replayer::new(&users, &catalog, &settings.session);
-        recovered.replay(|seq, record| replayer.apply(seq, record))?;
-        let (records, replayed) = (replayer.records(), started.elapsed().as_secs_f64());
-        let changed = replayer.changed();
+        // Users are independent: one replay thread per core (the open has them to itself).
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        let (records, changed) =
+            apply::replay_in_parallel(&users, &catalog, &settings.session, workers, |f| {
+                recovered.replay(f)
+            })?;
+        let replayed = started.elapsed().as_secs_f64();
         durable.store_users(&changed, &|id| users.row(id), applied)?;
         if records > 0 {
             tracing::info!(
                 records,
                 users = changed.len(),
+                threads = workers,
                 replay_secs = format!("{replayed:.2}"),
                 store_secs = format!("{:.2}", started.elapsed().as_secs_f64() - replayed),
                 "user states brought up to date from the write log"

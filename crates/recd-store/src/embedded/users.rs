@@ -76,6 +76,11 @@ impl Users {
         }
     }
 
+    /// The shard of `id` (a number below [`SHARDS`]).
+    pub fn shard_of(&self, id: &str) -> usize {
+        self.index(id)
+    }
+
     fn index(&self, id: &str) -> usize {
         (self.hasher.hash_one(id) as usize) % SHARDS
     }
