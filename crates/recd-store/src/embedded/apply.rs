@@ -16,6 +16,7 @@
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use recd_core::{Event, SessionParams, UpdateRule, UserState};
 
@@ -91,10 +92,11 @@ pub fn apply_batch(
 }
 
 /// Replays the user records `feed` hands over (in log order) into `users` on `workers`
-/// threads: each user's records go to one thread (by the user's shard), in order, so every
-/// user sees its records exactly as [`Replayer`] alone would apply them; users are
-/// independent, so the threads share nothing but the read-only catalog. Returns how many
-/// records were handed over and every user a record applied to.
+/// threads. Every thread sees every record and applies it to the users of its shards
+/// only, so each user's records are applied in order by one thread, exactly as a single
+/// [`Replayer`] would; users are independent, so the threads share nothing but the
+/// read-only catalog. Returns how many records were handed over and every user a record
+/// applied to.
 pub fn replay_in_parallel(
     users: &Users,
     catalog: &Catalog,
@@ -106,25 +108,25 @@ pub fn replay_in_parallel(
     std::thread::scope(|scope| {
         let mut senders = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
-        for _ in 0..workers {
+        for worker in 0..workers {
             // Bounded: the reader waits for the workers rather than queueing the log.
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, UserRecord)>(256);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<(u64, UserRecord)>>(256);
             senders.push(tx);
             handles.push(scope.spawn(move || {
-                let mut replayer = Replayer::new(users, catalog, session);
-                for (seq, record) in rx {
-                    replayer.apply(seq, record);
+                let mut replayer = Replayer::new(users, catalog, session, (worker, workers));
+                for record in rx {
+                    replayer.apply(record.0, &record.1);
                 }
                 replayer.changed()
             }));
         }
         let mut fed = 0usize;
-        let worker_of = |id: &str| users.shard_of(id) % workers;
         let fed_ok = feed(&mut |seq, record| {
             fed += 1;
-            for (worker, part) in split(record, workers, &worker_of) {
+            let record = Arc::new((seq, record));
+            for tx in &senders {
                 // A worker stops only by panicking, which the join below reports.
-                let _ = senders[worker].send((seq, part));
+                let _ = tx.send(record.clone());
             }
         });
         drop(senders);
@@ -139,58 +141,6 @@ pub fn replay_in_parallel(
     })
 }
 
-/// `record` split by the worker of each user it concerns (`(worker, part)`, each part
-/// keeping its users' order).
-fn split(
-    record: UserRecord,
-    workers: usize,
-    worker_of: &impl Fn(&str) -> usize,
-) -> Vec<(usize, UserRecord)> {
-    if workers == 1 {
-        return vec![(0, record)];
-    }
-    let mut parts: Vec<Option<UserRecord>> = (0..workers).map(|_| None).collect();
-    match record {
-        UserRecord::Events { events, at_ms } => {
-            for e in events {
-                let w = worker_of(&e.user_id);
-                match &mut parts[w] {
-                    Some(UserRecord::Events { events, .. }) => events.push(e),
-                    part => {
-                        *part = Some(UserRecord::Events {
-                            events: vec![e],
-                            at_ms,
-                        })
-                    }
-                }
-            }
-        }
-        UserRecord::Set(states) => {
-            for (id, state) in states {
-                let w = worker_of(&id);
-                match &mut parts[w] {
-                    Some(UserRecord::Set(v)) => v.push((id, state)),
-                    part => *part = Some(UserRecord::Set(vec![(id, state)])),
-                }
-            }
-        }
-        UserRecord::Forget(ids) => {
-            for id in ids {
-                let w = worker_of(&id);
-                match &mut parts[w] {
-                    Some(UserRecord::Forget(v)) => v.push(id),
-                    part => *part = Some(UserRecord::Forget(vec![id])),
-                }
-            }
-        }
-    }
-    parts
-        .into_iter()
-        .enumerate()
-        .filter_map(|(w, p)| p.map(|p| (w, p)))
-        .collect()
-}
-
 /// Replays user records into `users`, in log order ([`Replayer::apply`]): each applies to
 /// a user only if the user's state does not include it yet (its sequence number is larger
 /// than the state's).
@@ -198,31 +148,46 @@ pub struct Replayer<'a> {
     users: &'a Users,
     catalog: &'a Catalog,
     session: &'a SessionParams,
+    /// `(this one, of how many)`: the replayer applies records to the users whose shard
+    /// is this one modulo how many (`(0, 1)`: every user).
+    share: (usize, usize),
     /// Every user a record applied to, whose state (or absence) is to be stored.
     changed: BTreeSet<String>,
 }
 
 impl<'a> Replayer<'a> {
-    /// A replay into `users`, with the item vectors of `catalog`.
-    pub fn new(users: &'a Users, catalog: &'a Catalog, session: &'a SessionParams) -> Self {
+    /// A replay into `users` (those of `share`), with the item vectors of `catalog`.
+    pub fn new(
+        users: &'a Users,
+        catalog: &'a Catalog,
+        session: &'a SessionParams,
+        share: (usize, usize),
+    ) -> Self {
         Self {
             users,
             catalog,
             session,
+            share,
             changed: BTreeSet::new(),
         }
     }
 
+    /// Whether the record `seq` applies to `id`: one of this replayer's users whose state
+    /// does not include it yet.
+    fn applies(&self, id: &str, seq: u64) -> bool {
+        let (me, of) = self.share;
+        self.users.shard_of(id) % of == me && self.users.with(id, |e| e.is_none_or(|e| e.seq < seq))
+    }
+
     /// Applies the record whose last sequence number is `seq`.
-    pub fn apply(&mut self, seq: u64, record: UserRecord) {
+    pub fn apply(&mut self, seq: u64, record: &UserRecord) {
         let users = self.users;
-        let behind = |id: &str| users.with(id, |e| e.is_none_or(|e| e.seq < seq));
         match record {
             UserRecord::Events { events, at_ms } => {
                 let mut states: HashMap<&str, UserState> = HashMap::new();
-                for e in &events {
+                for e in events {
                     if let MapEntry::Vacant(v) = states.entry(e.user_id.as_str())
-                        && behind(&e.user_id)
+                        && self.applies(&e.user_id, seq)
                     {
                         v.insert(users.get(&e.user_id).unwrap_or_default());
                     }
@@ -230,12 +195,8 @@ impl<'a> Replayer<'a> {
                 if states.is_empty() {
                     return;
                 }
-                let mine: Vec<Event> = events
-                    .iter()
-                    .filter(|e| states.contains_key(e.user_id.as_str()))
-                    .cloned()
-                    .collect();
-                apply_batch(&mut states, &mine, self.catalog, self.session, at_ms);
+                // The others' events are skipped: their users are not in `states`.
+                apply_batch(&mut states, events, self.catalog, self.session, *at_ms);
                 for (id, state) in states {
                     users.load(id.to_string(), state, seq);
                     self.changed.insert(id.to_string());
@@ -243,18 +204,18 @@ impl<'a> Replayer<'a> {
             }
             UserRecord::Set(states) => {
                 for (id, state) in states {
-                    if behind(&id) {
-                        users.load(id.clone(), state, seq);
-                        self.changed.insert(id);
+                    if self.applies(id, seq) {
+                        users.load(id.clone(), state.clone(), seq);
+                        self.changed.insert(id.clone());
                     }
                 }
             }
             UserRecord::Forget(ids) => {
                 for id in ids {
                     // A state newer than the deletion is a user who came back after it.
-                    if behind(&id) {
-                        users.remove(&id);
-                        self.changed.insert(id);
+                    if self.applies(id, seq) {
+                        users.remove(id);
+                        self.changed.insert(id.clone());
                     }
                 }
             }
@@ -314,8 +275,9 @@ mod tests {
             .collect()
     }
 
-    /// Each user's records go to one thread in log order: the states are exactly those
-    /// of a replay on one thread (seen failing with a user's records spread over threads).
+    /// Each user's records are applied by one thread in log order: the states are exactly
+    /// those of a replay on one thread (seen failing with a user's records spread over
+    /// threads).
     #[test]
     fn a_parallel_replay_makes_exactly_what_one_thread_makes() {
         let schema = Schema::demo(2);
@@ -335,9 +297,9 @@ mod tests {
             ..Default::default()
         };
         let one = Users::new(0);
-        let mut replayer = Replayer::new(&one, &catalog, &session);
+        let mut replayer = Replayer::new(&one, &catalog, &session, (0, 1));
         for (seq, r) in records() {
-            replayer.apply(seq, r);
+            replayer.apply(seq, &r);
         }
         let one_changed = replayer.changed();
         for workers in [2, 3, 8] {

@@ -236,17 +236,7 @@ impl Durable {
     fn applied_in(&self, read: &redb::ReadTransaction) -> StoreResult<u64> {
         let meta = read.open_table(META).map_err(|e| self.err(e))?;
         let events = read.open_table(EVENTS).map_err(|e| self.err(e))?;
-        let from_meta = meta
-            .get(APPLIED)
-            .map_err(|e| self.err(e))?
-            .map(|v| read_u64(v.value()))
-            .transpose()?
-            .unwrap_or(0);
-        let last_event = events
-            .last()
-            .map_err(|e| self.err(e))?
-            .map_or(0, |(k, _)| k.value());
-        Ok(from_meta.max(last_event))
+        applied_mark(self, &meta, &events)
     }
 
     /// The `USERS_APPLIED` mark: every user row includes the records up to it (0 for a
@@ -255,12 +245,7 @@ impl Durable {
         self.with_db(|db| {
             let read = db.begin_read().map_err(|e| self.err(e))?;
             let meta = read.open_table(META).map_err(|e| self.err(e))?;
-            Ok(meta
-                .get(USERS_APPLIED)
-                .map_err(|e| self.err(e))?
-                .map(|v| read_u64(v.value()))
-                .transpose()?
-                .unwrap_or(0))
+            Ok(mark(self, &meta, USERS_APPLIED)?.unwrap_or(0))
         })
     }
 
@@ -378,12 +363,7 @@ impl Durable {
                 .map_err(|e| self.err(e))?;
             {
                 let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-                let mark = meta
-                    .get(USERS_APPLIED)
-                    .map_err(|e| self.err(e))?
-                    .map(|v| read_u64(v.value()))
-                    .transpose()?;
-                if users.is_empty() && mark == Some(applied) {
+                if users.is_empty() && mark(self, &meta, USERS_APPLIED)? == Some(applied) {
                     return Ok(());
                 }
                 meta.insert(USERS_APPLIED, applied.to_le_bytes().as_slice())
@@ -477,6 +457,33 @@ fn read_u64(bytes: &[u8]) -> StoreResult<u64> {
         .map_err(|_| StoreError::Internal("corrupt applied mark".into()))
 }
 
+/// The `META` mark `key`, if set.
+fn mark(
+    d: &Durable,
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> StoreResult<Option<u64>> {
+    meta.get(key)
+        .map_err(|e| d.err(e))?
+        .map(|v| read_u64(v.value()))
+        .transpose()
+}
+
+/// The last sequence number absorbed: the `APPLIED` mark, or for a data dir written
+/// before the log existed, its last event's.
+fn applied_mark(
+    d: &Durable,
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    events: &impl ReadableTable<u64, &'static [u8]>,
+) -> StoreResult<u64> {
+    let from_meta = mark(d, meta, APPLIED)?.unwrap_or(0);
+    let last_event = events
+        .last()
+        .map_err(|e| d.err(e))?
+        .map_or(0, |(k, _)| k.value());
+    Ok(from_meta.max(last_event))
+}
+
 /// A user's row as memory has it now, with the sequence number of the last record it
 /// includes (`None`: no such user).
 pub type RowOf<'a> = dyn Fn(&str) -> StoreResult<Option<(Vec<u8>, u64)>> + 'a;
@@ -538,7 +545,8 @@ pub struct Absorb<'t> {
     meta: Table<'t, &'static str, &'static [u8]>,
     /// Where user rows come from.
     user_rows: UserRows<'t>,
-    /// The users the records touched, in key order (see [`Absorb::finish`]).
+    /// The users the records touched, in key order: their rows are written at the end
+    /// under [`UserRows::Memory`] (see [`Absorb::finish`]).
     touched: BTreeSet<String>,
     /// Summed log-domain popularity increments per item, in key order.
     increments: BTreeMap<String, f64>,
@@ -556,27 +564,9 @@ impl Absorb<'_> {
         self.applied
     }
 
-    /// A `META` mark (0 if absent).
-    fn meta_u64(&self, key: &str) -> StoreResult<u64> {
-        Ok(self
-            .meta
-            .get(key)
-            .map_err(|e| self.durable.err(e))?
-            .map(|v| read_u64(v.value()))
-            .transpose()?
-            .unwrap_or(0))
-    }
-
     /// What the last committed checkpoint applied, as `Durable::applied` reads it.
     fn stored_applied(&self) -> StoreResult<u64> {
-        let d = self.durable;
-        let from_meta = self.meta_u64(APPLIED)?;
-        let last_event = self
-            .events
-            .last()
-            .map_err(|e| d.err(e))?
-            .map_or(0, |(k, _)| k.value());
-        Ok(from_meta.max(last_event))
+        applied_mark(self.durable, &self.meta, &self.events)
     }
 
     /// Applies the record `seq` (skipped if it was applied already).
@@ -584,7 +574,6 @@ impl Absorb<'_> {
         if seq <= self.applied {
             return Ok(());
         }
-        let replaying = matches!(self.user_rows, UserRows::Replay);
         let op = match Op::decode(payload, crate::wall_clock_ms()) {
             Ok(op) => op,
             Err(e) => {
@@ -617,7 +606,7 @@ impl Absorb<'_> {
                     self.events
                         .insert(s, encode(&event)?.as_slice())
                         .map_err(|e| d.err(e))?;
-                    if !replaying && !self.touched.contains(&event.user_id) {
+                    if !self.touched.contains(&event.user_id) {
                         self.touched.insert(event.user_id.clone());
                     }
                     self.pending_index.push((event.user_id, s));
@@ -628,15 +617,9 @@ impl Absorb<'_> {
                 }
             }
             Op::Users(users) => {
-                if !replaying {
-                    self.touched.extend(users.into_iter().map(|(id, _)| id));
-                }
+                self.touched.extend(users.into_iter().map(|(id, _)| id));
             }
-            Op::ExpireUsers(ids) => {
-                if !replaying {
-                    self.touched.extend(ids);
-                }
-            }
+            Op::ExpireUsers(ids) => self.touched.extend(ids),
             Op::DeleteUser(id) => {
                 // The user's events of this checkpoint must be in the index to be found.
                 self.insert_pending_index()?;
@@ -652,9 +635,7 @@ impl Absorb<'_> {
                     self.events.remove(s).map_err(|e| d.err(e))?;
                     self.index.remove((id.as_str(), s)).map_err(|e| d.err(e))?;
                 }
-                if !replaying {
-                    self.touched.insert(id);
-                }
+                self.touched.insert(id);
             }
         }
         self.applied = last;

@@ -38,7 +38,6 @@
 //! (inline, then as rows) and read back as [`Applied::States`].
 
 use std::cell::RefCell;
-use std::thread::LocalKey;
 
 use recd_core::{
     CompactString, Counters, Event, ExcludedItems, FoldState, Item, SessionParams, SessionVector,
@@ -183,15 +182,12 @@ thread_local! {
     static RECORD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` on `cell`'s buffer, emptied. The buffer keeps its capacity from one encoding to
+/// Runs `f` on the thread's [`RECORD`] buffer, emptied. The buffer keeps its capacity from one encoding to
 /// the next: encoding a record into a fresh `Vec` grew it from nothing, several
 /// reallocations and copies per event (BENCHMARKS.md, session 22). The buffer is taken out
 /// of the cell while `f` runs, so a nested call gets a fresh one instead of a borrow panic.
-fn with_scratch<R>(
-    cell: &'static LocalKey<RefCell<Vec<u8>>>,
-    f: impl FnOnce(&mut Vec<u8>) -> R,
-) -> R {
-    cell.with(|c| {
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    RECORD.with(|c| {
         let mut buf = c.take();
         buf.clear();
         let out = f(&mut buf);
@@ -341,7 +337,7 @@ impl OpRef<'_> {
     /// Calls `f` with the payload bytes, encoded into a buffer the thread reuses (see
     /// [`with_scratch`]): the log copies them into its group anyway.
     pub fn encode_with<R>(&self, f: impl FnOnce(&[u8]) -> StoreResult<R>) -> StoreResult<R> {
-        with_scratch(&RECORD, |buf| {
+        with_scratch(|buf| {
             *buf = postcard::to_extend(self, std::mem::take(buf)).map_err(encode_error)?;
             f(buf)
         })
