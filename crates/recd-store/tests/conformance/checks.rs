@@ -814,10 +814,15 @@ pub async fn rebuild_sessions_race_events(store: Arc<dyn Store>) {
     load(&*store).await;
     let users: Vec<String> = (0..4).map(|u| format!("race-{u}")).collect();
     let applied = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // The event tasks start with the first rebuild, not before it: on a multi-threaded
+    // runtime they could otherwise pass halfway before this task got a core (CI saw it).
+    let start = Arc::new(tokio::sync::Barrier::new(users.len() + 1));
     let mut tasks = tokio::task::JoinSet::new();
     for (t, user) in users.iter().enumerate() {
-        let (store, user, applied) = (store.clone(), user.clone(), applied.clone());
+        let (store, user, applied, start) =
+            (store.clone(), user.clone(), applied.clone(), start.clone());
         tasks.spawn(async move {
+            start.wait().await;
             for i in 0..EVENTS {
                 let item = ["shoe", "boot", "bag", "hat"][(t + i) % 4];
                 let e = event(&user, item, EventType::Click, None, (1_000 * i) as i64);
@@ -830,19 +835,20 @@ pub async fn rebuild_sessions_race_events(store: Arc<dyn Store>) {
         });
     }
     let half = users.len() * EVENTS / 2;
-    let mut rounds = 0;
-    while applied.load(std::sync::atomic::Ordering::SeqCst) < half {
+    start.wait().await;
+    loop {
         let n = store
             .rebuild_sessions(&users)
             .await
             .expect("rebuild during events");
         assert!(n <= users.len());
-        rounds += 1;
+        if applied.load(std::sync::atomic::Ordering::SeqCst) >= half {
+            break;
+        }
     }
     while let Some(r) = tasks.join_next().await {
         r.expect("event task");
     }
-    assert!(rounds > 0);
     for user in &users {
         let u = store.get_user(user).await.unwrap().unwrap();
         assert_eq!(u.counters.click, EVENTS as u64);
