@@ -98,6 +98,10 @@ pub const DOCS: &[(&str, &str)] = &[
         "The nice value (0–19) the checkpoint thread runs at: while requests keep the cores busy, a checkpoint's burst of redb work gets a share of the CPU in proportion to its weight instead of a core of its own, and idle cycles whole. 0: the process's priority. Linux only.",
     ),
     (
+        "embedded.replay_records",
+        "About the most log records a restart replays into user states after a crash (a clean shutdown stores every user first). The log holds every event, so a user's stored state only bounds that replay: each background checkpoint stores a share of the changed users, the longest-changed first, sized to store each about once per half this many records, and any changed this many records ago. 0: every checkpoint stores every user its records changed (before session 30; each active user's ~1.6 KB state every `checkpoint_seconds`, which raised the recommend p99 beside 2,000 events/s 1.24x, against 0.95x without those writes; BENCHMARKS.md).",
+    ),
+    (
         "embedded.index_snapshot",
         "The vector index's snapshot (`DATA_DIR/index/hnsw.snapshot`): a restart loads it, checks it against the stored items and re-inserts what changed, instead of rebuilding the index. The file numbers the nodes in graph order (the upper levels first, then level 0 breadth-first from them), as a rebuild at open does too, so that the nodes one search reads sit close together in memory (the same answers 1.3–1.9× faster in the f32 mode; BENCHMARKS.md, session 20). New items go at the end and updated ones stay where they were; once a sixteenth of the nodes were written that way (a training write-back re-links them all), the server renumbers the index before its next background snapshot (searches go on meanwhile; writes wait ~0.15 s per 100k nodes). A snapshot written by an earlier recd (format 1) loads too; one from a later recd is refused, and the index is rebuilt.",
     ),

@@ -12,7 +12,7 @@
 //! whole event log, which lives in redb) and at shutdown. Start-up runs [`recover`]: the
 //! same absorption over every segment found, truncating a torn tail instead of failing.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::apply::UserRecord;
+use super::dirty::{Dirty, Share};
 use super::durable::{Durable, UserRows};
 use super::faults::{CheckpointStop, Faults};
 use super::log::Wal;
@@ -80,6 +81,9 @@ pub struct Background {
     pub interval: Duration,
     /// The thread's nice value ([`priority::lower_current_thread`]).
     pub nice: i32,
+    /// About the most log records a restart replays into user states: the background
+    /// stores a share of the changed users' rows sized for it ([`Share::Due`]).
+    pub replay_records: u64,
 }
 
 /// Absorbs the log into redb.
@@ -95,6 +99,11 @@ pub struct Checkpointer {
     /// as they are here ([`UserRows::Memory`]), and tells them the new applied sequence
     /// number after its commit (to drop their copies of what redb now has).
     users: Arc<Users>,
+    /// The changed users whose rows are not stored yet (locked after `cursor`).
+    dirty: Mutex<Dirty>,
+    /// Closed segments absorbed into redb but kept for the users not stored yet:
+    /// `(number, last sequence number it holds)`, in order (locked after `cursor`).
+    kept: Mutex<VecDeque<(u64, u64)>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// How long each checkpoint that absorbed something took, until
     /// [`Checkpointer::take_durations`] takes them (the newest [`KEPT_DURATIONS`]).
@@ -137,6 +146,8 @@ impl Checkpointer {
             trigger,
             background,
             users,
+            dirty: Mutex::new(Dirty::default()),
+            kept: Mutex::new(VecDeque::new()),
             thread: Mutex::new(None),
             durations: Mutex::new(VecDeque::new()),
         })
@@ -174,25 +185,51 @@ impl Checkpointer {
     }
 
     fn background(&self) {
+        let share = Share::Due {
+            bound: self.background.replay_records,
+        };
         while self.trigger.wait(self.background.interval) {
-            if let Err(e) = self.run(None) {
+            if let Err(e) = self.absorb(None, share) {
                 tracing::error!(cause = %e, "checkpoint failed; the log keeps every write and the next checkpoint retries");
             }
         }
     }
 
-    /// Runs a checkpoint; with `upto`, first waits until the log has written that sequence
-    /// number, so that the checkpoint covers it. Returns the applied sequence number.
+    /// Runs a checkpoint that stores every changed user (a restart after it replays
+    /// nothing it absorbed); with `upto`, first waits until the log has written that
+    /// sequence number, so that the checkpoint covers it. Returns the applied sequence
+    /// number.
     pub fn run(&self, upto: Option<u64>) -> StoreResult<u64> {
+        self.absorb(upto, Share::All)
+    }
+
+    /// Runs a checkpoint that stores only the background's share of the changed users:
+    /// for readers that need the events in redb, not the user rows.
+    pub fn run_for_events(&self, upto: Option<u64>) -> StoreResult<u64> {
+        self.absorb(
+            upto,
+            Share::Due {
+                bound: self.background.replay_records,
+            },
+        )
+    }
+
+    fn absorb(&self, upto: Option<u64>, share: Share) -> StoreResult<u64> {
         let mut cur = self.cursor.lock();
+        let mut dirty = self.dirty.lock();
+        // `All` has users to store even with nothing new to absorb.
+        let users_left = share == Share::All && !dirty.is_empty();
         if let Some(seq) = upto {
-            if seq <= cur.applied {
+            if seq <= cur.applied && !users_left {
                 return Ok(cur.applied);
             }
             self.wal.wait_written(seq)?;
         }
         let view = self.wal.view();
-        if view.written <= cur.applied && view.closed.is_empty() {
+        // Nothing to absorb, no segment to delete, no user to store.
+        let nothing_new =
+            view.written <= cur.applied && view.closed.len() <= self.kept.lock().len();
+        if nothing_new && !users_left {
             return Ok(cur.applied);
         }
         let started = Instant::now();
@@ -202,12 +239,21 @@ impl Checkpointer {
         let mut end = 0;
         let written = |seq: u64| self.wal.wait_written(seq);
         let row = |id: &str| self.users.row(id);
+        let plan = std::cell::RefCell::new(None);
+        let choose = |touched: &BTreeSet<String>, applied: u64| {
+            let p = dirty.plan(touched, from.applied + 1, applied, share);
+            let chosen = (p.store.clone(), p.mark);
+            *plan.borrow_mut() = Some(p);
+            chosen
+        };
+        let mut scanned = Vec::new();
         let applied = self.durable.absorb(
             from.applied,
             stop == Some(CheckpointStop::BeforeCommit),
             UserRows::Memory {
                 row: &row,
                 written: &written,
+                choose: &choose,
             },
             |absorb| {
                 for (no, path) in &view.closed {
@@ -221,6 +267,8 @@ impl Checkpointer {
                         // written again to a later segment.
                         tracing::warn!(segment = %path.display(), offset = scan.end, %reason, "log segment ends in a torn record");
                     }
+                    // Every record of the segment is at or before what is applied now.
+                    scanned.push((*no, absorb.applied()));
                 }
                 let (no, path, len) = &view.active;
                 let start = if *no == from.segment { from.offset } else { 0 };
@@ -228,20 +276,51 @@ impl Checkpointer {
                 self.faults.checkpoint_pause();
                 Ok(())
             },
-        )?;
-        if stop == Some(CheckpointStop::AfterCommit) {
-            return Err(StoreError::Internal(
+        );
+        let plan = plan.into_inner();
+        let applied = match applied {
+            Ok(_) if stop == Some(CheckpointStop::AfterCommit) => Err(StoreError::Internal(
                 "checkpoint stopped after its commit (test fault)".into(),
-            ));
-        }
+            )),
+            other => other,
+        };
+        let applied = match applied {
+            Ok(applied) => applied,
+            Err(e) => {
+                // The commit may have gone through all the same (redb can report a failure
+                // after it), and then the retry skips these records and never sees whom
+                // they changed: those users stay dirty from here, stored or not.
+                if let Some(plan) = plan {
+                    dirty.failed(plan);
+                }
+                return Err(e);
+            }
+        };
         *cur = Cursor {
             applied,
             segment: view.active.0,
             offset: end,
         };
+        // A closed segment goes once every user row includes its records.
+        let mark = plan.as_ref().map_or(applied, |p| p.mark);
+        let deletable = {
+            let mut kept = self.kept.lock();
+            kept.extend(scanned);
+            let mut upto = 0;
+            while let Some(&(no, last)) = kept.front()
+                && last <= mark
+            {
+                upto = no;
+                kept.pop_front();
+            }
+            upto
+        };
+        if let Some(plan) = plan {
+            dirty.commit(plan);
+        }
+        drop(dirty);
         drop(cur);
-        self.wal
-            .absorbed(view.closed.last().map_or(0, |(no, _)| *no), view.bytes);
+        self.wal.absorbed(deletable, view.bytes);
         self.wal.prepare_next();
         self.users.absorbed(applied);
         let mut durations = self.durations.lock();
@@ -785,6 +864,78 @@ mod tests {
                 before,
                 "checkpoint midway: {checkpoint_midway}"
             );
+        }
+    }
+
+    /// `(closed segments kept, USERS_APPLIED, APPLIED)` of a running store.
+    fn lag(s: &EmbeddedStore) -> (usize, u64, u64) {
+        match &s.inner.sink {
+            crate::embedded::Sink::Log(l) => (
+                l.wal.view().closed.len(),
+                l.durable.users_applied().unwrap(),
+                l.durable.applied().unwrap(),
+            ),
+            crate::embedded::Sink::Memory(_) => unreachable!("a data dir's store"),
+        }
+    }
+
+    /// Background checkpoints store only a share of the changed users: the other users'
+    /// rows lag behind what redb absorbed, the log segments holding their records stay
+    /// (though redb has every record in them), and a crash replays those records into
+    /// exactly the states memory had. A checkpoint on demand stores every user and lets
+    /// the segments go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn background_checkpoints_store_a_share_of_the_users_and_keep_the_log_they_lack() {
+        for on_demand in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut settings = ModelSettings::default();
+            settings.session.update = recd_core::UpdateRule::FoldIn;
+            // 4 KiB segments rotate every few batches (and ask the background for a
+            // checkpoint); a bound far above the test's records stores about one user per
+            // checkpoint.
+            let options = EmbeddedOptions {
+                checkpoint_bytes: 4096,
+                replay_records: 100_000,
+                ..options(Fsync::Everysec)
+            };
+            let open = || {
+                EmbeddedStore::open(
+                    dir.path(),
+                    Some(schema()),
+                    settings.clone(),
+                    options.clone(),
+                )
+                .unwrap()
+            };
+            let s = open();
+            let items: Vec<ItemUpsert> = (0..20)
+                .map(|i| upsert(json!({"id": format!("i{i}"), "vector": [1.0 + i as f64, 0.5]})))
+                .collect();
+            s.upsert_items(items).await.unwrap();
+            let mut users = Vec::new();
+            for round in 0..6 {
+                users = user_writes(&s, round * 5..round * 5 + 5).await;
+                // Reading the event log absorbs it with the background's share of users.
+                s.events_len().await.unwrap();
+            }
+            let (kept, users_applied, applied) = lag(&s);
+            assert!(
+                users_applied < applied,
+                "some users' rows lag: {users_applied} < {applied}"
+            );
+            assert!(
+                kept > 0,
+                "absorbed segments the lagging users need are kept"
+            );
+            let before = states(&s, &users).await;
+            if on_demand {
+                s.checkpoint().unwrap();
+                let (kept, users_applied, applied) = lag(&s);
+                assert_eq!((kept, users_applied), (0, applied), "every user stored");
+            }
+            s.crash();
+            let s = open();
+            assert_eq!(states(&s, &users).await, before, "on demand: {on_demand}");
         }
     }
 

@@ -40,10 +40,11 @@ const USER_EVENTS: TableDefinition<(&str, u64), ()> = TableDefinition::new("user
 /// `META` key: the last sequence number absorbed (u64 LE).
 const APPLIED: &str = "applied";
 /// `META` key: every user row includes the records up to this sequence number (u64 LE).
-/// A checkpoint stores the rows of the users its records touched in its own commit, so it
-/// moves this mark with `APPLIED`; recovery's absorption does not (it stores the states it
-/// replays afterwards, [`Durable::store_users`]), so after a crash between the two the
-/// records after this mark are replayed again.
+/// A background checkpoint stores only a share of the changed users (`dirty`), so this
+/// mark trails `APPLIED` by up to about `replay_records`: the oldest change not stored
+/// yet. Recovery's absorption does not move it (it stores the states it replays
+/// afterwards, [`Durable::store_users`]), so after a crash between the two the records
+/// after this mark are replayed again.
 const USERS_APPLIED: &str = "users_applied";
 /// `META` key: present once `USER_EVENTS` indexes every event (data dirs written before
 /// the index existed get it built once, at their first open).
@@ -333,8 +334,8 @@ impl Durable {
                 feed(&mut a)?;
                 a.finish()?
             };
-            let (new_applied, records) = absorbed;
-            if records == 0 {
+            let (new_applied, wrote) = absorbed;
+            if !wrote {
                 // Nothing new: no commit, no fsync.
                 return Ok(new_applied);
             }
@@ -488,18 +489,25 @@ fn applied_mark(
 /// includes (`None`: no such user).
 pub type RowOf<'a> = dyn Fn(&str) -> StoreResult<Option<(Vec<u8>, u64)>> + 'a;
 
+/// Which users a running store's checkpoint stores: given the users its records touched
+/// and the last sequence number it applied, the users to store now and the `USERS_APPLIED`
+/// mark once they are (every user row then includes the records up to it).
+pub type ChooseUsers<'a> = dyn Fn(&BTreeSet<String>, u64) -> (BTreeSet<String>, u64) + 'a;
+
 /// Where a checkpoint's user rows come from.
 pub enum UserRows<'a> {
-    /// A running store's checkpoint: every user a record touched is stored as memory has
-    /// it at the end of the checkpoint (`row`), which includes at least that record; then
-    /// `written(seq)` must return once the log has written every record up to the largest
-    /// sequence number those rows include, so that redb never holds the effect of a record
-    /// the log may still lose.
+    /// A running store's checkpoint: the users `choose` picks are stored as memory has
+    /// them at the end of the checkpoint (`row`), which includes every record they had;
+    /// then `written(seq)` must return once the log has written every record up to the
+    /// largest sequence number those rows include, so that redb never holds the effect of
+    /// a record the log may still lose.
     Memory {
         /// See [`RowOf`].
         row: &'a RowOf<'a>,
         /// Waits for the log to have written a sequence number.
         written: &'a dyn Fn(u64) -> StoreResult<()>,
+        /// See [`ChooseUsers`].
+        choose: &'a ChooseUsers<'a>,
     },
     /// Recovery: no user row is written here. Start-up replays the log's user records
     /// into memory afterwards (`apply::Replayer`) and stores the states it makes
@@ -545,8 +553,9 @@ pub struct Absorb<'t> {
     meta: Table<'t, &'static str, &'static [u8]>,
     /// Where user rows come from.
     user_rows: UserRows<'t>,
-    /// The users the records touched, in key order: their rows are written at the end
-    /// under [`UserRows::Memory`] (see [`Absorb::finish`]).
+    /// The users the records touched, in key order: under [`UserRows::Memory`] the rows
+    /// of those it chooses (and of users touched earlier) are written at the end (see
+    /// [`Absorb::finish`]).
     touched: BTreeSet<String>,
     /// Summed log-domain popularity increments per item, in key order.
     increments: BTreeMap<String, f64>,
@@ -643,24 +652,36 @@ impl Absorb<'_> {
         Ok(())
     }
 
-    /// Writes what was coalesced and the applied mark; `(applied, records)`.
+    /// Writes what was coalesced and the marks; `(applied, whether anything was written)`.
+    /// With no new record, only users that [`UserRows::Memory`] chooses are written (a
+    /// checkpoint on demand storing the users the background left).
     ///
     /// Every key goes in in ascending order: a checkpoint writes rows of thousands of users
     /// and items, and in a B-tree sorted inserts meet each leaf page once, one after another,
     /// where a hash map's order went back and forth across the tree.
-    fn finish(mut self) -> StoreResult<(u64, u64)> {
+    fn finish(mut self) -> StoreResult<(u64, bool)> {
         let d = self.durable;
+        let mut wrote = self.records > 0;
+        if let UserRows::Memory {
+            row,
+            written,
+            choose,
+        } = &self.user_rows
+        {
+            let (store, mark) = choose(&self.touched, self.applied);
+            if wrote || !store.is_empty() {
+                let newest = put_user_rows(d, &mut self.users, &store, row)?;
+                written(newest)?;
+                self.meta
+                    .insert(USERS_APPLIED, mark.to_le_bytes().as_slice())
+                    .map_err(|e| d.err(e))?;
+                wrote = true;
+            }
+        }
         if self.records == 0 {
-            return Ok((self.applied, 0));
+            return Ok((self.applied, wrote));
         }
         self.insert_pending_index()?;
-        if let UserRows::Memory { row, written } = &self.user_rows {
-            let newest = put_user_rows(d, &mut self.users, &self.touched, row)?;
-            written(newest)?;
-            self.meta
-                .insert(USERS_APPLIED, self.applied.to_le_bytes().as_slice())
-                .map_err(|e| d.err(e))?;
-        }
         for (id, inc) in &self.increments {
             let current = self
                 .popularity
@@ -674,7 +695,7 @@ impl Absorb<'_> {
         self.meta
             .insert(APPLIED, self.applied.to_le_bytes().as_slice())
             .map_err(|e| d.err(e))?;
-        Ok((self.applied, self.records))
+        Ok((self.applied, true))
     }
 
     /// Inserts the per-user event index rows applied so far, in key order.
@@ -793,6 +814,7 @@ mod tests {
         assert!(!mine.contains_key("c"));
         // Forgetting a user goes through the index built at open.
         let no_rows = |_: &str| Ok(None);
+        let all = |touched: &BTreeSet<String>, applied| (touched.clone(), applied);
         let applied = d
             .absorb(
                 7,
@@ -800,6 +822,7 @@ mod tests {
                 UserRows::Memory {
                     row: &no_rows,
                     written: &|_| Ok(()),
+                    choose: &all,
                 },
                 |a| {
                     let op = super::super::record::OpRef::DeleteUser("a").encode()?;

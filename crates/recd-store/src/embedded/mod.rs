@@ -33,6 +33,7 @@ mod apply;
 mod attributes;
 mod catalog;
 mod checkpoint;
+mod dirty;
 mod durable;
 #[cfg(test)]
 mod exact;
@@ -85,6 +86,8 @@ use crate::{
 /// Event batches up to this size are applied on the calling task (a few microseconds per
 /// event, no thread hop); larger ones on the blocking pool.
 const INLINE_EVENTS: usize = 64;
+/// `replay_records` unless configured.
+pub const DEFAULT_REPLAY_RECORDS: u64 = 500_000;
 /// The smallest log segment (a tiny `checkpoint_bytes` must not start a file per write).
 const MIN_SEGMENT_BYTES: u64 = 4096;
 
@@ -117,6 +120,16 @@ pub struct EmbeddedOptions {
     /// of its own; idle cores it gets whole. 0: the process's priority. Linux only
     /// (elsewhere ignored).
     pub checkpoint_nice: i32,
+    /// About the most log records a restart replays into user states (after a crash; a
+    /// clean shutdown stores every user). The log holds every event, so a user's stored
+    /// state only bounds the replay: each background checkpoint stores a share of the
+    /// changed users, the longest-changed first, sized to store each about once per half
+    /// this many records, and any changed this many records ago. Default 500,000 (a
+    /// replay of ~2.5 s on two cores, BENCHMARKS.md). 0: every checkpoint stores every
+    /// user its records changed (the behaviour before session 30, which wrote each
+    /// active user's ~1.6 KB state every `checkpoint_seconds` and raised the recommend
+    /// tail beside a steady event load).
+    pub replay_records: u64,
     /// When the vector index is saved, so that a restart loads it instead of rebuilding.
     pub index_snapshot: SnapshotOptions,
     /// Told of the vectors inserted at open (a rebuild, or bringing a loaded snapshot up
@@ -152,6 +165,7 @@ impl Default for EmbeddedOptions {
             checkpoint_bytes: 256 << 20,
             cache_bytes: durable::DEFAULT_CACHE_BYTES,
             checkpoint_nice: 10,
+            replay_records: DEFAULT_REPLAY_RECORDS,
             index_snapshot: SnapshotOptions::default(),
             open_progress: OpenProgress::default(),
         }
@@ -448,6 +462,7 @@ impl EmbeddedStore {
             checkpoint::Background {
                 interval,
                 nice: options.checkpoint_nice,
+                replay_records: options.replay_records,
             },
             applied,
             users.clone(),
@@ -1079,7 +1094,7 @@ impl Inner {
                 if absorbed {
                     break;
                 }
-                l.checkpointer.run(Some(l.wal.last_seq()))?;
+                l.checkpointer.run_for_events(Some(l.wal.last_seq()))?;
                 absorbed = true;
             }
         }
@@ -1326,7 +1341,7 @@ impl Store for EmbeddedStore {
                 // The event log lives in redb: absorb everything logged so far first.
                 self.blocking(|inner| match &inner.sink {
                     Sink::Log(l) => {
-                        l.checkpointer.run(Some(l.wal.last_seq()))?;
+                        l.checkpointer.run_for_events(Some(l.wal.last_seq()))?;
                         l.durable.events()
                     }
                     Sink::Memory(log) => Ok(log.lock().events()),
@@ -1378,7 +1393,7 @@ impl Store for EmbeddedStore {
         self.blocking(|inner| match &inner.sink {
             Sink::Memory(log) => Ok(log.lock().len() as u64),
             Sink::Log(l) => {
-                l.checkpointer.run(Some(l.wal.last_seq()))?;
+                l.checkpointer.run_for_events(Some(l.wal.last_seq()))?;
                 l.durable.events_len()
             }
         })
