@@ -294,6 +294,11 @@ pub const CATALOGUE: &[MetricDef] = &[
         "Time of each background checkpoint of the embedded backend's write-ahead log into redb (counted at the scrape after it ran); absent on the redis backend.",
     ),
     def(
+        "recd_replay_records",
+        Gauge,
+        "Write-log records a restart after a crash now would replay into user states (those after the oldest change no stored user row includes); background checkpoints keep it to about `embedded.replay_records`. Absent on the redis backend.",
+    ),
+    def(
         "recd_catalog_queries_total",
         Counter,
         "Queries sent to the external item catalog.",

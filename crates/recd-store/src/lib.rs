@@ -287,6 +287,13 @@ pub trait Store: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// How many logged records a restart after a crash now would replay into user states
+    /// (those after the oldest change no stored user row includes), for
+    /// `recd_replay_records`. `None` where there is no such log.
+    fn replay_records(&self) -> Option<u64> {
+        None
+    }
+
     /// The `k` most popular items passing `filter`, most popular first (ties in any order).
     async fn popular(&self, k: usize, filter: &Filter) -> StoreResult<Vec<PopularHit>>;
 

@@ -855,6 +855,9 @@ impl Engine {
         for took in self.store.take_checkpoint_durations() {
             metrics::histogram!("recd_checkpoint_duration_seconds").record(took.as_secs_f64());
         }
+        if let Some(n) = self.store.replay_records() {
+            metrics::gauge!("recd_replay_records").set(n as f64);
+        }
         if let Some(catalog) = &self.catalog {
             metrics::counter!("recd_catalog_queries_total").absolute(catalog.queries());
             metrics::counter!("recd_catalog_errors_total").absolute(catalog.errors());

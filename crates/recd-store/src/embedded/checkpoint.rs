@@ -15,6 +15,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -101,6 +102,8 @@ pub struct Checkpointer {
     users: Arc<Users>,
     /// The changed users whose rows are not stored yet (locked after `cursor`).
     dirty: Mutex<Dirty>,
+    /// The `USERS_APPLIED` mark of the last commit (recovery leaves every user stored).
+    users_mark: AtomicU64,
     /// Closed segments absorbed into redb but kept for the users not stored yet:
     /// `(number, last sequence number it holds)`, in order (locked after `cursor`).
     kept: Mutex<VecDeque<(u64, u64)>>,
@@ -147,6 +150,7 @@ impl Checkpointer {
             background,
             users,
             dirty: Mutex::new(Dirty::default()),
+            users_mark: AtomicU64::new(applied),
             kept: Mutex::new(VecDeque::new()),
             thread: Mutex::new(None),
             durations: Mutex::new(VecDeque::new()),
@@ -315,9 +319,19 @@ impl Checkpointer {
             }
             upto
         };
+        let stored = plan.as_ref().map_or(0, |p| p.store.len());
         if let Some(plan) = plan {
             dirty.commit(plan);
         }
+        self.users_mark.store(mark, Ordering::Relaxed);
+        tracing::debug!(
+            records = applied - from.applied,
+            users_stored = stored,
+            users_left = dirty.len(),
+            replay_from = mark,
+            seconds = started.elapsed().as_secs_f64(),
+            "checkpoint"
+        );
         drop(dirty);
         drop(cur);
         self.wal.absorbed(deletable, view.bytes);
@@ -329,6 +343,12 @@ impl Checkpointer {
         }
         durations.push_back(started.elapsed());
         Ok(applied)
+    }
+
+    /// Every user row includes the records up to this sequence number (as of the last
+    /// checkpoint's commit).
+    pub fn users_mark(&self) -> u64 {
+        self.users_mark.load(Ordering::Relaxed)
     }
 
     /// The durations of the checkpoints that absorbed something since the last call, oldest
@@ -927,11 +947,17 @@ mod tests {
                 kept > 0,
                 "absorbed segments the lagging users need are kept"
             );
+            assert_eq!(
+                s.replay_records(),
+                Some(applied - users_applied),
+                "the gauge: what a crash now would replay"
+            );
             let before = states(&s, &users).await;
             if on_demand {
                 s.checkpoint().unwrap();
                 let (kept, users_applied, applied) = lag(&s);
                 assert_eq!((kept, users_applied), (0, applied), "every user stored");
+                assert_eq!(s.replay_records(), Some(0));
             }
             s.crash();
             let s = open();

@@ -52,7 +52,6 @@ pub enum Share {
 
 impl Dirty {
     /// How many users are changed and not stored.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.queue.len()
     }

@@ -1216,6 +1216,13 @@ impl Store for EmbeddedStore {
         }
     }
 
+    fn replay_records(&self) -> Option<u64> {
+        match &self.inner.sink {
+            Sink::Log(l) => Some(l.wal.last_seq().saturating_sub(l.checkpointer.users_mark())),
+            Sink::Memory(_) => None,
+        }
+    }
+
     async fn popular(&self, k: usize, filter: &Filter) -> StoreResult<Vec<PopularHit>> {
         let catalog = self.inner.catalog.read();
         let allowed = catalog.allowed(filter);

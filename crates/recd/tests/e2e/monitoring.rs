@@ -264,4 +264,12 @@ async fn the_background_checkpoints_are_timed_on_metrics() {
         "no checkpoint on /metrics:\n{}",
         s.get_text("/metrics").await
     );
+    // and what a crash now would replay into user states, beside it
+    let metrics = s.get_text("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("recd_replay_records ")),
+        "no recd_replay_records on /metrics:\n{metrics}"
+    );
 }
