@@ -87,7 +87,7 @@ use crate::{
 /// event, no thread hop); larger ones on the blocking pool.
 const INLINE_EVENTS: usize = 64;
 /// `replay_records` unless configured.
-pub const DEFAULT_REPLAY_RECORDS: u64 = 500_000;
+pub const DEFAULT_REPLAY_RECORDS: u64 = 200_000;
 /// The smallest log segment (a tiny `checkpoint_bytes` must not start a file per write).
 const MIN_SEGMENT_BYTES: u64 = 4096;
 
@@ -124,8 +124,9 @@ pub struct EmbeddedOptions {
     /// clean shutdown stores every user). The log holds every event, so a user's stored
     /// state only bounds the replay: each background checkpoint stores a share of the
     /// changed users, the longest-changed first, sized to store each about once per half
-    /// this many records, and any changed this many records ago. Default 500,000 (a
-    /// replay of ~2.5 s on two cores, BENCHMARKS.md). 0: every checkpoint stores every
+    /// this many records, and any changed this many records ago. Default 200,000: beside
+    /// 2,000 events/s it measured like 500,000 for recommend's tail, and a crash's replay
+    /// stays under ~2 s on two cores (BENCHMARKS.md, session 30). 0: every checkpoint stores every
     /// user its records changed (the behaviour before session 30, which wrote each
     /// active user's ~1.6 KB state every `checkpoint_seconds` and raised the recommend
     /// tail beside a steady event load).
