@@ -125,11 +125,11 @@ pub struct EmbeddedOptions {
     /// state only bounds the replay: each background checkpoint stores a share of the
     /// changed users, the longest-changed first, sized to store each about once per half
     /// this many records, and any changed this many records ago. Default 200,000: beside
-    /// 2,000 events/s it measured like 500,000 for recommend's tail, and a crash's replay
-    /// stays under ~2 s on two cores (BENCHMARKS.md, session 30). 0: every checkpoint stores every
-    /// user its records changed (the behaviour before session 30, which wrote each
-    /// active user's ~1.6 KB state every `checkpoint_seconds` and raised the recommend
-    /// tail beside a steady event load).
+    /// 2,000 events/s it measured like 500,000 for recommend's tail, and its replay is
+    /// ~1.6 s at the ~8 µs per record measured on two cores (BENCHMARKS.md, session 30).
+    /// 0: every checkpoint stores every user its records changed (the behaviour before
+    /// session 30, which wrote each active user's ~1.6 KB state every `checkpoint_seconds`
+    /// and raised the recommend tail beside a steady event load).
     pub replay_records: u64,
     /// When the vector index is saved, so that a restart loads it instead of rebuilding.
     pub index_snapshot: SnapshotOptions,

@@ -31,7 +31,8 @@
 //! # Events are logged as events
 //! An events record carries the events and the wall clock of their application (each
 //! user's `active_ms`), not the states they made: logging each event's user whole (1.2 KB
-//! per event on a fresh 100k demo, against ~70 bytes for the event alone) was most of the log's bytes and of a checkpoint's reading.
+//! per event on a fresh 100k demo, against ~70 bytes for the event alone) was most of the
+//! log's bytes and of a checkpoint's reading.
 //! A checkpoint stores the states it finds in memory instead, each with the sequence number
 //! of the last record it includes (the user row's [`USER_V4`] layout), and recovery
 //! replays the events after it (`replay`). Older events records carried their users' states
@@ -182,9 +183,9 @@ thread_local! {
     static RECORD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` on the thread's [`RECORD`] buffer, emptied. The buffer keeps its capacity from one encoding to
-/// the next: encoding a record into a fresh `Vec` grew it from nothing, several
-/// reallocations and copies per event (BENCHMARKS.md, session 22). The buffer is taken out
+/// Runs `f` on the thread's [`RECORD`] buffer, emptied. The buffer keeps its capacity from
+/// one encoding to the next: encoding a record into a fresh `Vec` grew it from nothing,
+/// several reallocations and copies per event (BENCHMARKS.md, session 22). The buffer is taken out
 /// of the cell while `f` runs, so a nested call gets a fresh one instead of a borrow panic.
 fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     RECORD.with(|c| {

@@ -78,16 +78,12 @@ impl Users {
 
     /// The shard of `id` (a number below [`SHARDS`]).
     pub fn shard_of(&self, id: &str) -> usize {
-        self.index(id)
-    }
-
-    fn index(&self, id: &str) -> usize {
         (self.hasher.hash_one(id) as usize) % SHARDS
     }
 
     /// A copy of the user's state.
     pub fn get(&self, id: &str) -> Option<UserState> {
-        self.shards[self.index(id)]
+        self.shards[self.shard_of(id)]
             .lock()
             .users
             .get(id)
@@ -96,7 +92,7 @@ impl Users {
 
     /// The user's entry, under its shard's lock, given to `f` (`None`: no such user).
     pub fn with<R>(&self, id: &str, f: impl FnOnce(Option<&Entry>) -> R) -> R {
-        f(self.shards[self.index(id)].lock().users.get(id))
+        f(self.shards[self.shard_of(id)].lock().users.get(id))
     }
 
     /// The user's redb row as it is now, with the sequence number of the last record it
@@ -111,7 +107,7 @@ impl Users {
 
     /// Sets a state at start-up.
     pub fn load(&self, id: String, state: UserState, seq: u64) {
-        self.shards[self.index(&id)]
+        self.shards[self.shard_of(&id)]
             .lock()
             .users
             .insert(id, Entry { state, seq });
@@ -119,7 +115,7 @@ impl Users {
 
     /// Removes a user at start-up (recovery replaying a deletion).
     pub fn remove(&self, id: &str) {
-        self.shards[self.index(id)].lock().users.remove(id);
+        self.shards[self.shard_of(id)].lock().users.remove(id);
     }
 
     /// How many users there are.
@@ -176,7 +172,7 @@ impl Users {
 
     /// Locks the shards of `ids`, in ascending order.
     pub fn lock<'s>(&self, ids: impl IntoIterator<Item = &'s str>) -> Locked<'_> {
-        let mut wanted: Vec<usize> = ids.into_iter().map(|id| self.index(id)).collect();
+        let mut wanted: Vec<usize> = ids.into_iter().map(|id| self.shard_of(id)).collect();
         wanted.sort_unstable();
         wanted.dedup();
         Locked {
@@ -193,7 +189,7 @@ impl Users {
     pub fn by_shard<'a>(&self, ids: &[&'a str]) -> Vec<Vec<&'a str>> {
         let mut groups: HashMap<usize, Vec<&'a str>> = HashMap::new();
         for id in ids {
-            groups.entry(self.index(id)).or_default().push(id);
+            groups.entry(self.shard_of(id)).or_default().push(id);
         }
         let mut out: Vec<(usize, Vec<&str>)> = groups.into_iter().collect();
         out.sort_unstable_by_key(|(i, _)| *i);
@@ -228,7 +224,7 @@ impl Locked<'_> {
     /// The locked shard of `id`. Panics if it was not locked: a bug in the caller, which
     /// locks the shards of every id it touches.
     pub fn shard(&mut self, id: &str) -> &mut Shard {
-        let i = self.users.index(id);
+        let i = self.users.shard_of(id);
         match self.guards.binary_search_by_key(&i, |(k, _)| *k) {
             Ok(at) => &mut self.guards[at].1,
             Err(_) => unreachable!("shard of '{id}' not locked"),
