@@ -3,13 +3,18 @@
 //! A checkpoint reads the log records written since the last one (closed segments whole,
 //! the active one up to what the writer has written), applies them to redb in one durable
 //! transaction that also stores the last sequence number applied, and only then deletes
-//! the closed segments. A crash before the commit leaves redb as it was and the log whole;
-//! a crash after it leaves records redb already has, which the next reader skips by their
-//! sequence number. Either way every logged record ends up applied exactly once.
+//! the closed segments whose records every user row includes too. A crash before the
+//! commit leaves redb as it was and the log whole; a crash after it leaves records redb
+//! already has, which the next reader skips by their sequence number. Either way every
+//! logged record ends up applied exactly once.
+//!
+//! The same commit stores users' states from memory: every changed user for a checkpoint
+//! on demand ([`Checkpointer::run`]) and at shutdown, a share of them in the background
+//! (`dirty`, bounded by `replay_records`), so that a restart replays the rest from the log.
 //!
 //! One background thread checkpoints every `checkpoint_seconds`, or sooner when
-//! `checkpoint_bytes` were logged; [`Checkpointer::run`] also runs on demand (reading the
-//! whole event log, which lives in redb) and at shutdown. Start-up runs [`recover`]: the
+//! `checkpoint_bytes` were logged; readers of the event log, which lives in redb, absorb
+//! it first ([`Checkpointer::run_for_events`]). Start-up runs [`recover`]: the
 //! same absorption over every segment found, truncating a torn tail instead of failing.
 
 use std::collections::{BTreeSet, VecDeque};
@@ -189,11 +194,8 @@ impl Checkpointer {
     }
 
     fn background(&self) {
-        let share = Share::Due {
-            bound: self.background.replay_records,
-        };
         while self.trigger.wait(self.background.interval) {
-            if let Err(e) = self.absorb(None, share) {
+            if let Err(e) = self.run_for_events(None) {
                 tracing::error!(cause = %e, "checkpoint failed; the log keeps every write and the next checkpoint retries");
             }
         }
@@ -208,7 +210,7 @@ impl Checkpointer {
     }
 
     /// Runs a checkpoint that stores only the background's share of the changed users:
-    /// for readers that need the events in redb, not the user rows.
+    /// the background's own, and readers' that need the events in redb, not the user rows.
     pub fn run_for_events(&self, upto: Option<u64>) -> StoreResult<u64> {
         self.absorb(
             upto,
