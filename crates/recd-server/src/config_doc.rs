@@ -98,6 +98,10 @@ pub const DOCS: &[(&str, &str)] = &[
         "The nice value (0–19) the checkpoint thread runs at: while requests keep the cores busy, a checkpoint's burst of redb work gets a share of the CPU in proportion to its weight instead of a core of its own, and idle cycles whole. 0: the process's priority. Linux only.",
     ),
     (
+        "embedded.checkpoint_idle",
+        "Background checkpoints run only on idle cycles (Linux's idle scheduling class): a request that wakes up takes the core at once, where a thread at `checkpoint_nice` keeps it to the end of its time slice. Such a checkpoint gives way (uncommitted) to any other caller waiting for one (an event-log reader, a checkpoint on demand, shutdown), and a second thread at `checkpoint_nice` runs the checkpoint itself when none finished for two intervals. false: the checkpoint thread runs at `checkpoint_nice` (before session 31). Linux only.",
+    ),
+    (
         "embedded.replay_records",
         "About the most log records a restart replays into user states after a crash (a clean shutdown stores every user first). The log holds every event, so a user's stored state only bounds that replay: each background checkpoint stores a share of the changed users, the longest-changed first, sized to store each about once per half this many records, and any changed this many records ago. 0: every checkpoint stores every user its records changed (before session 30; each active user's ~1.6 KB state every `checkpoint_seconds`, which raised the recommend p99 beside 2,000 events/s 1.24x, against 0.95x without those writes; BENCHMARKS.md).",
     ),

@@ -16,11 +16,22 @@
 //! `checkpoint_bytes` were logged; readers of the event log, which lives in redb, absorb
 //! it first ([`Checkpointer::run_for_events`]). Start-up runs [`recover`]: the
 //! same absorption over every segment found, truncating a torn tail instead of failing.
+//!
+//! # Idle cycles only
+//! With `checkpoint_idle` (the default), the background thread runs in Linux's idle
+//! scheduling class: a request that wakes up takes its core at once. The class cannot be
+//! left again without privilege, so the thread never stands in anyone's way instead:
+//! - a background checkpoint gives way (drops its uncommitted transaction, as a failed one)
+//!   as soon as another caller waits for the checkpoint lock: a reader of the event log, a
+//!   checkpoint on demand, shutdown;
+//! - a second thread at `checkpoint_nice` (`recd-checkpoint-catchup`) runs the checkpoint
+//!   itself whenever none has finished for two intervals, which is what keeps the log and
+//!   the replay bounded when the cores have no idle cycles for long.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -87,6 +98,9 @@ pub struct Background {
     pub interval: Duration,
     /// The thread's nice value ([`priority::lower_current_thread`]).
     pub nice: i32,
+    /// Whether the background checkpoints run in the idle scheduling class
+    /// ([`priority::idle_current_thread`]; module doc).
+    pub idle: bool,
     /// About the most log records a restart replays into user states: the background
     /// stores a share of the changed users' rows sized for it ([`Share::Due`]).
     pub replay_records: u64,
@@ -113,6 +127,21 @@ pub struct Checkpointer {
     /// `(number, last sequence number it holds)`, in order (locked after `cursor`).
     kept: Mutex<VecDeque<(u64, u64)>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The catch-up thread (module doc), when the background one runs idle.
+    catchup: Mutex<Option<JoinHandle<()>>>,
+    /// Wakes the catch-up thread only to stop it.
+    catchup_stop: Trigger,
+    /// Callers other than the background waiting for `cursor` now: an idle background
+    /// checkpoint gives way to them.
+    waiting: AtomicUsize,
+    /// Set by [`Checkpointer::stop`]: an idle background checkpoint gives way to shutdown.
+    stopping: AtomicBool,
+    /// When a checkpoint last finished, or found nothing to do.
+    caught_up: Mutex<Instant>,
+    /// Background checkpoints that gave way to another caller.
+    gave_way: AtomicU64,
+    /// Checkpoints the catch-up thread ran.
+    caught_up_runs: AtomicU64,
     /// How long each checkpoint that absorbed something took, until
     /// [`Checkpointer::take_durations`] takes them (the newest [`KEPT_DURATIONS`]).
     durations: Mutex<VecDeque<Duration>>,
@@ -158,11 +187,19 @@ impl Checkpointer {
             users_mark: AtomicU64::new(applied),
             kept: Mutex::new(VecDeque::new()),
             thread: Mutex::new(None),
+            catchup: Mutex::new(None),
+            catchup_stop: Trigger::default(),
+            waiting: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            caught_up: Mutex::new(Instant::now()),
+            gave_way: AtomicU64::new(0),
+            caught_up_runs: AtomicU64::new(0),
             durations: Mutex::new(VecDeque::new()),
         })
     }
 
-    /// Starts the background thread; returns once it runs at its priority.
+    /// Starts the background thread (and, when it runs idle, the catch-up thread); returns
+    /// once they run at their priorities.
     pub fn start(self: &Arc<Self>) -> StoreResult<()> {
         let me = self.clone();
         let (started, running) = std::sync::mpsc::sync_channel(1);
@@ -170,35 +207,100 @@ impl Checkpointer {
             .name("recd-checkpoint".into())
             .spawn(move || {
                 priority::lower_current_thread(me.background.nice, "recd-checkpoint");
+                let idle = me.background.idle && priority::idle_current_thread("recd-checkpoint");
                 // The receiver waits below; it only goes away if `start` unwound.
-                let _ = started.send(());
-                me.background()
+                let _ = started.send(idle);
+                me.background(idle)
             })
             .map_err(|e| {
                 StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}"))
             })?;
-        // Err only if the thread died before sending, i.e. panicked in the line above.
-        let _ = running.recv();
+        // Err only if the thread died before sending, i.e. panicked in the lines above.
+        let idle = running.recv().unwrap_or(false);
         *self.thread.lock() = Some(t);
+        if idle {
+            let me = self.clone();
+            let t = std::thread::Builder::new()
+                .name("recd-checkpoint-catchup".into())
+                .spawn(move || {
+                    priority::lower_current_thread(me.background.nice, "recd-checkpoint-catchup");
+                    me.catch_up()
+                });
+            match t {
+                Ok(t) => *self.catchup.lock() = Some(t),
+                Err(e) => {
+                    self.stop();
+                    return Err(StoreError::Unavailable(format!(
+                        "cannot start the checkpoint catch-up thread: {e}"
+                    )));
+                }
+            }
+        }
         Ok(())
     }
 
-    /// Stops the background thread (after the checkpoint it may be running).
+    /// Stops the background threads (an idle background checkpoint gives way; a
+    /// checkpoint at normal priority is finished first).
     pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
         self.trigger.stop();
-        if let Some(t) = self.thread.lock().take()
-            && t.join().is_err()
+        self.catchup_stop.stop();
+        for t in [self.thread.lock().take(), self.catchup.lock().take()]
+            .into_iter()
+            .flatten()
         {
-            tracing::error!("the checkpoint thread panicked");
+            if t.join().is_err() {
+                tracing::error!("a checkpoint thread panicked");
+            }
         }
     }
 
-    fn background(&self) {
+    fn background(&self, idle: bool) {
+        let share = Share::Due {
+            bound: self.background.replay_records,
+        };
         while self.trigger.wait(self.background.interval) {
-            if let Err(e) = self.run_for_events(None) {
-                tracing::error!(cause = %e, "checkpoint failed; the log keeps every write and the next checkpoint retries");
+            match self.absorb(None, share, idle) {
+                Ok(Some(_)) => {}
+                Ok(None) => tracing::debug!("the background checkpoint gave way"),
+                Err(e) => {
+                    tracing::error!(cause = %e, "checkpoint failed; the log keeps every write and the next checkpoint retries")
+                }
             }
         }
+    }
+
+    /// The catch-up thread: runs the checkpoint at its own priority whenever none has
+    /// finished for two intervals (the idle background found no cycles to run in).
+    fn catch_up(&self) {
+        let overdue = self.background.interval * 2;
+        while self.catchup_stop.wait(self.background.interval) {
+            if self.caught_up.lock().elapsed() < overdue {
+                continue;
+            }
+            match self.run_for_events(None) {
+                Ok(_) => {
+                    self.caught_up_runs.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::error!(cause = %e, "catch-up checkpoint failed; the log keeps every write and the next checkpoint retries")
+                }
+            }
+        }
+    }
+
+    /// Whether an idle background checkpoint should give way now.
+    fn wanted_elsewhere(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0 || self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Background checkpoints that gave way, and checkpoints the catch-up thread ran.
+    #[cfg(test)]
+    pub fn handovers(&self) -> (u64, u64) {
+        (
+            self.gave_way.load(Ordering::Relaxed),
+            self.caught_up_runs.load(Ordering::Relaxed),
+        )
     }
 
     /// Runs a checkpoint that stores every changed user (a restart after it replays
@@ -206,13 +308,13 @@ impl Checkpointer {
     /// sequence number, so that the checkpoint covers it. Returns the applied sequence
     /// number.
     pub fn run(&self, upto: Option<u64>) -> StoreResult<u64> {
-        self.absorb(upto, Share::All)
+        self.absorb_now(upto, Share::All)
     }
 
     /// Runs a checkpoint that stores only the background's share of the changed users:
     /// the background's own, and readers' that need the events in redb, not the user rows.
     pub fn run_for_events(&self, upto: Option<u64>) -> StoreResult<u64> {
-        self.absorb(
+        self.absorb_now(
             upto,
             Share::Due {
                 bound: self.background.replay_records,
@@ -220,14 +322,36 @@ impl Checkpointer {
         )
     }
 
-    fn absorb(&self, upto: Option<u64>, share: Share) -> StoreResult<u64> {
-        let mut cur = self.cursor.lock();
+    /// A checkpoint for a caller that must not wait for idle cycles: an idle background
+    /// checkpoint holding the lock gives way to it.
+    fn absorb_now(&self, upto: Option<u64>, share: Share) -> StoreResult<u64> {
+        match self.absorb(upto, share, false) {
+            Ok(Some(applied)) => Ok(applied),
+            // Only a checkpoint that may give way does.
+            Ok(None) => Err(StoreError::Internal("a checkpoint gave way".into())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One checkpoint; `None` if it gave way (`give_way`: it is an idle background one,
+    /// and another caller wants the lock).
+    fn absorb(&self, upto: Option<u64>, share: Share, give_way: bool) -> StoreResult<Option<u64>> {
+        let mut cur = if give_way {
+            self.cursor.lock()
+        } else {
+            let _waiting = Waiting::new(&self.waiting);
+            self.cursor.lock()
+        };
+        if give_way && self.wanted_elsewhere() {
+            self.gave_way.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
         let mut dirty = self.dirty.lock();
         // `All` has users to store even with nothing new to absorb.
         let users_left = share == Share::All && !dirty.is_empty();
         if let Some(seq) = upto {
             if seq <= cur.applied && !users_left {
-                return Ok(cur.applied);
+                return Ok(Some(cur.applied));
             }
             self.wal.wait_written(seq)?;
         }
@@ -236,8 +360,26 @@ impl Checkpointer {
         let nothing_new =
             view.written <= cur.applied && view.closed.len() <= self.kept.lock().len();
         if nothing_new && !users_left {
-            return Ok(cur.applied);
+            *self.caught_up.lock() = Instant::now();
+            return Ok(Some(cur.applied));
         }
+        // Checked between records and between the rows the commit writes: set when it
+        // gave way, which fails the transaction like any error.
+        let gave_way = std::cell::Cell::new(false);
+        let give_way_now = || {
+            let now = give_way && self.wanted_elsewhere();
+            if now {
+                gave_way.set(true);
+            }
+            now
+        };
+        let interrupted = || {
+            if give_way_now() {
+                Err(StoreError::Internal("the checkpoint gave way".into()))
+            } else {
+                Ok(())
+            }
+        };
         let started = Instant::now();
         self.durable.reopen_if_needed()?;
         let stop = self.faults.checkpoint_stop();
@@ -260,6 +402,7 @@ impl Checkpointer {
                 row: &row,
                 written: &written,
                 choose: &choose,
+                interrupted: &interrupted,
             },
             |absorb| {
                 for (no, path) in &view.closed {
@@ -267,7 +410,10 @@ impl Checkpointer {
                         continue;
                     }
                     let start = if *no == from.segment { from.offset } else { 0 };
-                    let scan = segment::scan(path, start, None, |seq, p| absorb.record(seq, p))?;
+                    let scan = segment::scan(path, start, None, |seq, p| {
+                        interrupted()?;
+                        absorb.record(seq, p)
+                    })?;
                     if let Some(reason) = scan.torn {
                         // The tail of a segment an IO error interrupted: its records were
                         // written again to a later segment.
@@ -278,8 +424,12 @@ impl Checkpointer {
                 }
                 let (no, path, len) = &view.active;
                 let start = if *no == from.segment { from.offset } else { 0 };
-                end = segment::scan(path, start, Some(*len), |seq, p| absorb.record(seq, p))?.end;
-                self.faults.checkpoint_pause();
+                end = segment::scan(path, start, Some(*len), |seq, p| {
+                    interrupted()?;
+                    absorb.record(seq, p)
+                })?
+                .end;
+                self.faults.checkpoint_pause(give_way);
                 Ok(())
             },
         );
@@ -298,6 +448,10 @@ impl Checkpointer {
                 // they changed: those users stay dirty from here, stored or not.
                 if let Some(plan) = plan {
                     dirty.failed(plan);
+                }
+                if gave_way.get() {
+                    self.gave_way.fetch_add(1, Ordering::Relaxed);
+                    return Ok(None);
                 }
                 return Err(e);
             }
@@ -344,7 +498,8 @@ impl Checkpointer {
             durations.pop_front();
         }
         durations.push_back(started.elapsed());
-        Ok(applied)
+        *self.caught_up.lock() = Instant::now();
+        Ok(Some(applied))
     }
 
     /// Every user row includes the records up to this sequence number (as of the last
@@ -358,6 +513,22 @@ impl Checkpointer {
     /// background work, and its length is what its bursts take from the requests beside it.
     pub fn take_durations(&self) -> Vec<Duration> {
         self.durations.lock().drain(..).collect()
+    }
+}
+
+/// Counts a caller waiting for the checkpoint lock while it exists.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -801,6 +972,119 @@ mod tests {
                 EmbeddedStore::open(dir.path(), None, ModelSettings::default(), options).unwrap();
             same_concurrent(&s, &reference, 15, &format!("{stop:?}")).await;
         }
+    }
+
+    /// Polls `done` until it holds (the threads it waits for run on their own schedule;
+    /// a minute is a hang, not slowness).
+    fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let start = std::time::Instant::now();
+        while !done() {
+            assert!(start.elapsed() < Duration::from_secs(60), "never: {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    /// An idle background checkpoint that holds the lock when another caller wants it
+    /// gives way (uncommitted, its users still dirty) instead of making it wait for idle
+    /// cycles; the caller's checkpoint then absorbs everything, and a crash after it loses
+    /// nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_background_checkpoint_gives_way_to_a_caller_that_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let reference = EmbeddedStore::in_memory(schema(), ModelSettings::default()).unwrap();
+        // Only the test starts the background's checkpoints; the catch-up thread, which
+        // looks every interval, stays out of the way.
+        let options = EmbeddedOptions {
+            checkpoint_seconds: 600.0,
+            checkpoint_idle: true,
+            ..options(Fsync::Everysec)
+        };
+        let s = EmbeddedStore::open(
+            dir.path(),
+            Some(schema()),
+            ModelSettings::default(),
+            options.clone(),
+        )
+        .unwrap();
+        let checkpointer = s.checkpointer().unwrap();
+        let faults = s.faults();
+        faults.hold_background_checkpoint();
+        writes(&[&s, &reference], 0).await;
+        // The background's next checkpoint reads these records and pauses.
+        checkpointer.trigger.fire();
+        let f = faults.clone();
+        tokio::task::spawn_blocking(move || f.wait_checkpoint_held())
+            .await
+            .unwrap();
+        let on_demand = {
+            let s = s.clone();
+            std::thread::spawn(move || s.checkpoint())
+        };
+        until("the checkpoint on demand waits", || {
+            checkpointer.waiting.load(Ordering::Relaxed) == 1
+        });
+        faults.release_checkpoint();
+        let applied = on_demand.join().unwrap().unwrap();
+        assert_eq!(
+            checkpointer.handovers(),
+            (1, 0),
+            "the background's checkpoint gave way"
+        );
+        assert_eq!(applied, s.checkpointer().unwrap().cursor.lock().applied);
+        assert_eq!(
+            checkpointer.users_mark(),
+            applied,
+            "on demand stores every user"
+        );
+        concurrent_writes(&[s.clone(), reference.clone()], 0..3).await;
+        // Its redb file stays open while anything holds it.
+        drop(checkpointer);
+        s.crash();
+        let s = EmbeddedStore::open(dir.path(), None, ModelSettings::default(), options).unwrap();
+        same_concurrent(&s, &reference, 3, "after giving way").await;
+    }
+
+    /// With the background checkpoint unable to finish (held here, as one that gets no
+    /// idle cycles), the catch-up thread runs the checkpoint once none finished for two
+    /// intervals; the background's gives way to it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_catch_up_thread_checkpoints_when_the_background_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = EmbeddedOptions {
+            checkpoint_seconds: 0.02,
+            checkpoint_idle: true,
+            ..options(Fsync::Everysec)
+        };
+        let s = EmbeddedStore::open(
+            dir.path(),
+            Some(schema()),
+            ModelSettings::default(),
+            options,
+        )
+        .unwrap();
+        let checkpointer = s.checkpointer().unwrap();
+        let faults = s.faults();
+        faults.hold_background_checkpoint();
+        writes(&[&s], 0).await;
+        let f = faults.clone();
+        tokio::task::spawn_blocking(move || f.wait_checkpoint_held())
+            .await
+            .unwrap();
+        // Nobody else asks for a checkpoint: only the catch-up thread can come to wait.
+        until("the catch-up thread waits", || {
+            checkpointer.waiting.load(Ordering::Relaxed) == 1
+        });
+        faults.release_checkpoint();
+        until("the catch-up thread checkpoints", || {
+            checkpointer.handovers().1 >= 1
+        });
+        assert!(checkpointer.handovers().0 >= 1, "the background gave way");
+        let last = checkpointer.wal.last_seq();
+        assert_eq!(
+            checkpointer.cursor.lock().applied,
+            last,
+            "everything absorbed"
+        );
     }
 
     /// [`open`] with the fold-in as the session update (the costlier replay: a solve per

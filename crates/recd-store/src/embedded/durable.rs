@@ -370,7 +370,7 @@ impl Durable {
                 meta.insert(USERS_APPLIED, applied.to_le_bytes().as_slice())
                     .map_err(|e| self.err(e))?;
                 let mut table = txn.open_table(USERS).map_err(|e| self.err(e))?;
-                put_user_rows(self, &mut table, users, row)?;
+                put_user_rows(self, &mut table, users, row, &|| Ok(()))?;
             }
             txn.commit().map_err(|e| self.err(e))
         })
@@ -508,6 +508,9 @@ pub enum UserRows<'a> {
         written: &'a dyn Fn(u64) -> StoreResult<()>,
         /// See [`ChooseUsers`].
         choose: &'a ChooseUsers<'a>,
+        /// Asked between the rows the commit writes: an error stops the checkpoint
+        /// (uncommitted), an idle background one that gives way to another caller.
+        interrupted: &'a dyn Fn() -> StoreResult<()>,
     },
     /// Recovery: no user row is written here. Start-up replays the log's user records
     /// into memory afterwards (`apply::Replayer`) and stores the states it makes
@@ -515,16 +518,24 @@ pub enum UserRows<'a> {
     Replay,
 }
 
-/// Puts `users`' rows (or removes those `row` says are gone), in key order. Returns the
-/// largest sequence number the rows include.
+/// How many rows a checkpoint writes between two asks whether it is interrupted.
+const ROWS_PER_CHECK: usize = 256;
+
+/// Puts `users`' rows (or removes those `row` says are gone), in key order, asking
+/// `interrupted` every [`ROWS_PER_CHECK`] rows. Returns the largest sequence number the
+/// rows include.
 fn put_user_rows(
     d: &Durable,
     table: &mut Table<'_, &'static str, &'static [u8]>,
     users: &BTreeSet<String>,
     row: &RowOf<'_>,
+    interrupted: &dyn Fn() -> StoreResult<()>,
 ) -> StoreResult<u64> {
     let mut newest = 0;
-    for id in users {
+    for (i, id) in users.iter().enumerate() {
+        if i % ROWS_PER_CHECK == 0 {
+            interrupted()?;
+        }
         match row(id)? {
             Some((bytes, seq)) => {
                 newest = newest.max(seq);
@@ -631,7 +642,7 @@ impl Absorb<'_> {
             Op::ExpireUsers(ids) => self.touched.extend(ids),
             Op::DeleteUser(id) => {
                 // The user's events of this checkpoint must be in the index to be found.
-                self.insert_pending_index()?;
+                self.insert_pending_index(&|| Ok(()))?;
                 let mut seqs = Vec::new();
                 for row in self
                     .index
@@ -662,15 +673,18 @@ impl Absorb<'_> {
     fn finish(mut self) -> StoreResult<(u64, bool)> {
         let d = self.durable;
         let mut wrote = self.records > 0;
+        let mut interrupted: &dyn Fn() -> StoreResult<()> = &|| Ok(());
         if let UserRows::Memory {
             row,
             written,
             choose,
+            interrupted: asked,
         } = &self.user_rows
         {
+            interrupted = *asked;
             let (store, mark) = choose(&self.touched, self.applied);
             if wrote || !store.is_empty() {
-                let newest = put_user_rows(d, &mut self.users, &store, row)?;
+                let newest = put_user_rows(d, &mut self.users, &store, row, interrupted)?;
                 written(newest)?;
                 self.meta
                     .insert(USERS_APPLIED, mark.to_le_bytes().as_slice())
@@ -681,7 +695,7 @@ impl Absorb<'_> {
         if self.records == 0 {
             return Ok((self.applied, wrote));
         }
-        self.insert_pending_index()?;
+        self.insert_pending_index(interrupted)?;
         for (id, inc) in &self.increments {
             let current = self
                 .popularity
@@ -698,11 +712,18 @@ impl Absorb<'_> {
         Ok((self.applied, true))
     }
 
-    /// Inserts the per-user event index rows applied so far, in key order.
-    fn insert_pending_index(&mut self) -> StoreResult<()> {
+    /// Inserts the per-user event index rows applied so far, in key order, asking
+    /// `interrupted` every [`ROWS_PER_CHECK`] rows.
+    fn insert_pending_index(
+        &mut self,
+        interrupted: &dyn Fn() -> StoreResult<()>,
+    ) -> StoreResult<()> {
         let d = self.durable;
         self.pending_index.sort_unstable();
-        for (user, seq) in self.pending_index.drain(..) {
+        for (i, (user, seq)) in self.pending_index.drain(..).enumerate() {
+            if i % ROWS_PER_CHECK == 0 {
+                interrupted()?;
+            }
             self.index
                 .insert((user.as_str(), seq), ())
                 .map_err(|e| d.err(e))?;
@@ -823,6 +844,7 @@ mod tests {
                     row: &no_rows,
                     written: &|_| Ok(()),
                     choose: &all,
+                    interrupted: &|| Ok(()),
                 },
                 |a| {
                     let op = super::super::record::OpRef::DeleteUser("a").encode()?;

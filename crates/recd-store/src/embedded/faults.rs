@@ -33,6 +33,8 @@ pub struct Faults {
     /// Checkpoints pause once they have read the log, before their commit, until released
     /// (the fast path's check; `hold` has the state).
     hold_armed: AtomicBool,
+    /// The hold is for the idle background's checkpoints only.
+    hold_background_only: AtomicBool,
     hold: Mutex<Hold>,
     hold_changed: Condvar,
 }
@@ -69,9 +71,11 @@ impl Faults {
     }
 
     /// Where a checkpoint that has read the log and not yet committed pauses while a test
-    /// holds it (no-op otherwise).
-    pub fn checkpoint_pause(&self) {
-        if !self.hold_armed.load(Ordering::Relaxed) {
+    /// holds it (no-op otherwise); `background`: it is the idle background's.
+    pub fn checkpoint_pause(&self, background: bool) {
+        if !self.hold_armed.load(Ordering::Relaxed)
+            || (self.hold_background_only.load(Ordering::Relaxed) && !background)
+        {
             return;
         }
         let mut h = self.hold.lock();
@@ -88,6 +92,16 @@ impl Faults {
     #[cfg(test)]
     pub fn hold_checkpoint(&self) {
         *self.hold.lock() = Hold::Armed;
+        self.hold_background_only.store(false, Ordering::Relaxed);
+        self.hold_armed.store(true, Ordering::Relaxed);
+    }
+
+    /// Makes the idle background's next checkpoint pause before its commit (others run
+    /// through).
+    #[cfg(test)]
+    pub fn hold_background_checkpoint(&self) {
+        *self.hold.lock() = Hold::Armed;
+        self.hold_background_only.store(true, Ordering::Relaxed);
         self.hold_armed.store(true, Ordering::Relaxed);
     }
 

@@ -120,6 +120,13 @@ pub struct EmbeddedOptions {
     /// of its own; idle cores it gets whole. 0: the process's priority. Linux only
     /// (elsewhere ignored).
     pub checkpoint_nice: i32,
+    /// Whether background checkpoints run only on idle cycles (Linux's idle scheduling
+    /// class), giving way to any caller that waits for one, with a second thread at
+    /// `checkpoint_nice` running any checkpoint overdue by two intervals. Default true:
+    /// beside 2,000 events/s a nice-10 checkpoint kept cores from recommends for whole
+    /// time slices (BENCHMARKS.md, session 31). False: the thread runs at
+    /// `checkpoint_nice` (before session 31). Linux only (elsewhere ignored).
+    pub checkpoint_idle: bool,
     /// About the most log records a restart replays into user states (after a crash; a
     /// clean shutdown stores every user). The log holds every event, so a user's stored
     /// state only bounds the replay: each background checkpoint stores a share of the
@@ -166,6 +173,7 @@ impl Default for EmbeddedOptions {
             checkpoint_bytes: 256 << 20,
             cache_bytes: durable::DEFAULT_CACHE_BYTES,
             checkpoint_nice: 10,
+            checkpoint_idle: true,
             replay_records: DEFAULT_REPLAY_RECORDS,
             index_snapshot: SnapshotOptions::default(),
             open_progress: OpenProgress::default(),
@@ -463,6 +471,7 @@ impl EmbeddedStore {
             checkpoint::Background {
                 interval,
                 nice: options.checkpoint_nice,
+                idle: options.checkpoint_idle,
                 replay_records: options.replay_records,
             },
             applied,
@@ -601,6 +610,15 @@ impl EmbeddedStore {
         match &self.inner.sink {
             Sink::Log(l) => l.faults.clone(),
             Sink::Memory(_) => Arc::default(),
+        }
+    }
+
+    /// The checkpointer of a durable store.
+    #[cfg(test)]
+    fn checkpointer(&self) -> Option<Arc<Checkpointer>> {
+        match &self.inner.sink {
+            Sink::Log(l) => Some(l.checkpointer.clone()),
+            Sink::Memory(_) => None,
         }
     }
 

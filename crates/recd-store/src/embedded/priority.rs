@@ -36,6 +36,39 @@ pub fn lower_current_thread(nice: i32, thread: &str) {
     let _ = thread;
 }
 
+/// Puts the calling thread in Linux's idle scheduling class (`SCHED_IDLE`): it runs on the
+/// cycles no other thread wants, and a request thread that wakes up takes its core at once,
+/// where a thread at nice 10 keeps the core to the end of its time slice, milliseconds that
+/// showed in recommend's tail beside events (BENCHMARKS.md, session 31). Leaving the class
+/// again needs privilege, so only a thread that can do with idle cycles may enter it: the
+/// background checkpoint, whose work any other caller takes over (`checkpoint`). Returns
+/// whether the thread is in the class now (never elsewhere than Linux).
+pub fn idle_current_thread(thread: &str) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+            set_thread_priority_and_policy, thread_native_id, thread_schedule_policy,
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        // The crate then also asks for nice 0, which an unprivileged thread at a higher
+        // nice is refused after the class was set (and which the idle class ignores):
+        // whether the class took is read back instead.
+        let set = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle);
+        let now = thread_schedule_policy();
+        if matches!(now, Ok(p) if p == idle) {
+            return true;
+        }
+        tracing::warn!(thread, cause = ?set.err(), "cannot put a background thread in the idle scheduling class");
+        false
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = thread;
+        false
+    }
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
@@ -59,6 +92,23 @@ mod tests {
             before,
             "the spawning thread keeps its priority"
         );
+    }
+
+    #[test]
+    fn a_thread_enters_the_idle_class_alone() {
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadSchedulePolicy};
+        let policy = || thread_priority::thread_schedule_policy().ok();
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        let before = policy();
+        let inside = std::thread::spawn(move || {
+            lower_current_thread(10, "test");
+            (idle_current_thread("test"), policy())
+        })
+        .join()
+        .unwrap_or((false, None));
+        assert_eq!(inside, (true, Some(idle)));
+        assert_eq!(policy(), before, "the spawning thread keeps its class");
+        assert_ne!(before, Some(idle));
     }
 
     #[test]
