@@ -24,14 +24,17 @@
 //! - a background checkpoint gives way (drops its uncommitted transaction, as a failed one)
 //!   as soon as another caller waits for the checkpoint lock: a reader of the event log, a
 //!   checkpoint on demand, shutdown;
-//! - a second thread at `checkpoint_nice` (`recd-checkpoint-catchup`) runs the checkpoint
+//! - a second thread at `checkpoint_nice` (`recd-catchup`) runs the checkpoint
 //!   itself whenever none has finished for two intervals, which is what keeps the log and
-//!   the replay bounded when the cores have no idle cycles for long.
+//!   the replay bounded when the cores have no idle cycles for long; it then runs the next
+//!   [`BUSY_RUNS`] checkpoints too before the idle thread tries again, since an idle
+//!   checkpoint that gives way has done work for nothing (under sustained saturation that
+//!   waste cost ~6 % of the events' throughput, BENCHMARKS.md session 31).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -142,10 +145,16 @@ pub struct Checkpointer {
     gave_way: AtomicU64,
     /// Checkpoints the catch-up thread ran.
     caught_up_runs: AtomicU64,
+    /// Checkpoints the catch-up thread still runs itself ([`BUSY_RUNS`] after a takeover);
+    /// meanwhile the idle background does not start any.
+    busy_runs: AtomicU32,
     /// How long each checkpoint that absorbed something took, until
     /// [`Checkpointer::take_durations`] takes them (the newest [`KEPT_DURATIONS`]).
     durations: Mutex<VecDeque<Duration>>,
 }
+
+/// How many checkpoints the catch-up thread runs itself after it had to take one over.
+pub const BUSY_RUNS: u32 = 4;
 
 /// Most checkpoint durations kept for [`Checkpointer::take_durations`]: with nobody scraping
 /// the metrics, older ones are dropped.
@@ -194,6 +203,7 @@ impl Checkpointer {
             caught_up: Mutex::new(Instant::now()),
             gave_way: AtomicU64::new(0),
             caught_up_runs: AtomicU64::new(0),
+            busy_runs: AtomicU32::new(0),
             durations: Mutex::new(VecDeque::new()),
         })
     }
@@ -220,14 +230,19 @@ impl Checkpointer {
         *self.thread.lock() = Some(t);
         if idle {
             let me = self.clone();
+            let (started, running) = std::sync::mpsc::sync_channel(1);
             let t = std::thread::Builder::new()
-                .name("recd-checkpoint-catchup".into())
+                .name("recd-catchup".into())
                 .spawn(move || {
-                    priority::lower_current_thread(me.background.nice, "recd-checkpoint-catchup");
+                    priority::lower_current_thread(me.background.nice, "recd-catchup");
+                    let _ = started.send(());
                     me.catch_up()
                 });
             match t {
-                Ok(t) => *self.catchup.lock() = Some(t),
+                Ok(t) => {
+                    let _ = running.recv();
+                    *self.catchup.lock() = Some(t);
+                }
                 Err(e) => {
                     self.stop();
                     return Err(StoreError::Unavailable(format!(
@@ -260,6 +275,10 @@ impl Checkpointer {
             bound: self.background.replay_records,
         };
         while self.trigger.wait(self.background.interval) {
+            if idle && self.busy_runs.load(Ordering::Acquire) > 0 {
+                // The catch-up thread runs this one: no idle cycles lately.
+                continue;
+            }
             match self.absorb(None, share, idle) {
                 Ok(Some(_)) => {}
                 Ok(None) => tracing::debug!("the background checkpoint gave way"),
@@ -271,16 +290,21 @@ impl Checkpointer {
     }
 
     /// The catch-up thread: runs the checkpoint at its own priority whenever none has
-    /// finished for two intervals (the idle background found no cycles to run in).
+    /// finished for two intervals (the idle background found no cycles to run in), and
+    /// then the next [`BUSY_RUNS`] ones.
     fn catch_up(&self) {
         let overdue = self.background.interval * 2;
         while self.catchup_stop.wait(self.background.interval) {
-            if self.caught_up.lock().elapsed() < overdue {
+            let busy = self.busy_runs.load(Ordering::Acquire);
+            let taking_over = busy == 0 && self.caught_up.lock().elapsed() >= overdue;
+            if busy == 0 && !taking_over {
                 continue;
             }
             match self.run_for_events(None) {
                 Ok(_) => {
-                    self.caught_up_runs.fetch_add(1, Ordering::Relaxed);
+                    let left = if taking_over { BUSY_RUNS } else { busy - 1 };
+                    self.busy_runs.store(left, Ordering::Release);
+                    self.caught_up_runs.fetch_add(1, Ordering::Release);
                 }
                 Err(e) => {
                     tracing::error!(cause = %e, "catch-up checkpoint failed; the log keeps every write and the next checkpoint retries")
@@ -1076,9 +1100,16 @@ mod tests {
         });
         faults.release_checkpoint();
         until("the catch-up thread checkpoints", || {
-            checkpointer.handovers().1 >= 1
+            checkpointer.caught_up_runs.load(Ordering::Acquire) >= 1
         });
         assert!(checkpointer.handovers().0 >= 1, "the background gave way");
+        // ...and keeps the next checkpoints, counting them down.
+        let busy = checkpointer.busy_runs.load(Ordering::Acquire);
+        assert!((1..=BUSY_RUNS).contains(&busy), "{busy}");
+        until("the catch-up thread runs its share", || {
+            checkpointer.caught_up_runs.load(Ordering::Acquire) > u64::from(BUSY_RUNS)
+        });
+        assert_eq!(checkpointer.busy_runs.load(Ordering::Acquire), 0);
         let last = checkpointer.wal.last_seq();
         assert_eq!(
             checkpointer.cursor.lock().applied,

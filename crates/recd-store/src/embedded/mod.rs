@@ -1605,13 +1605,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let options = EmbeddedOptions {
             checkpoint_nice: 13,
+            checkpoint_idle: false,
             ..Default::default()
         };
-        let _store = EmbeddedStore::open(
+        let store = EmbeddedStore::open(
             dir.path(),
             Some(schema()),
             ModelSettings::default(),
-            options,
+            options.clone(),
         )
         .unwrap();
         // `open` returns once the thread has set its priority (Checkpointer::start).
@@ -1620,6 +1621,24 @@ mod tests {
             seen.contains(&13),
             "checkpoint threads' nice values: {seen:?}"
         );
+        drop(store);
+        // On idle cycles (the default), the catch-up thread runs at the nice value.
+        let idle = EmbeddedStore::open(
+            dir.path(),
+            None,
+            ModelSettings::default(),
+            EmbeddedOptions {
+                checkpoint_idle: true,
+                ..options
+            },
+        )
+        .unwrap();
+        let seen = nice_of_threads("recd-catchup");
+        assert!(
+            seen.contains(&13),
+            "catch-up threads' nice values: {seen:?}"
+        );
+        drop(idle);
         assert!(
             !nice_of_threads("recd-log").contains(&13),
             "the log writer (on the request path) keeps the process's priority"
