@@ -95,7 +95,7 @@ pub const DOCS: &[(&str, &str)] = &[
     ),
     (
         "embedded.checkpoint_nice",
-        "The nice value (0–19) the checkpoint thread runs at: while requests keep the cores busy, a checkpoint's burst of redb work gets a share of the CPU in proportion to its weight instead of a core of its own, and idle cycles whole. 0: the process's priority. Linux only.",
+        "The nice value (0–19) the checkpoint catch-up thread runs at (and the checkpoint thread with `checkpoint_idle = false`): while requests keep the cores busy, a checkpoint's burst of redb work gets a share of the CPU in proportion to its weight instead of a core of its own, and idle cycles whole. 0: the process's priority. Linux only.",
     ),
     (
         "embedded.checkpoint_idle",

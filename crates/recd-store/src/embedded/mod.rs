@@ -115,7 +115,8 @@ pub struct EmbeddedOptions {
     /// Most bytes of redb pages kept in memory. Default 256 MiB (redb's own default, 1 GiB,
     /// made a long-running server's RSS creep up as its event log grew).
     pub cache_bytes: u64,
-    /// The nice value the checkpoint thread runs at, 0–19. Default 10: with the cores busy
+    /// The nice value the checkpoint catch-up thread runs at (and the checkpoint thread
+    /// with `checkpoint_idle` off), 0–19. Default 10: with the cores busy
     /// serving, a checkpoint's burst of redb work gets a share of the CPU instead of a core
     /// of its own; idle cores it gets whole. 0: the process's priority. Linux only
     /// (elsewhere ignored).

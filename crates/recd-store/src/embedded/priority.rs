@@ -5,7 +5,9 @@
 //! background thread that lowers its own priority (a higher nice value) still gets every idle
 //! cycle. When requests are runnable, it gets a share of the CPU in proportion to its weight
 //! instead of a core of its own. It still runs, and shares the caches with the requests: a
-//! lower priority removes the worst stalls, not the work (BENCHMARKS.md, session 28).
+//! lower priority removes the worst stalls, not the work (BENCHMARKS.md, session 28). The idle
+//! scheduling class ([`idle_current_thread`]) goes further: the thread gives a waking request
+//! its core at once instead of at the end of its slice (session 31).
 
 /// The highest nice value Linux has (the lowest priority).
 pub const MAX_NICE: i32 = 19;
