@@ -1008,6 +1008,29 @@ mod tests {
         }
     }
 
+    /// A store on idle checkpoints whose background checkpoint has read one round of
+    /// [`writes`] (applied to `also` too) and is held before its commit.
+    async fn held_background(
+        dir: &Path,
+        options: EmbeddedOptions,
+        also: &[&dyn Store],
+    ) -> (EmbeddedStore, Arc<Checkpointer>, Arc<Faults>) {
+        let s =
+            EmbeddedStore::open(dir, Some(schema()), ModelSettings::default(), options).unwrap();
+        let checkpointer = s.checkpointer().unwrap();
+        let faults = s.faults();
+        faults.hold_background_checkpoint();
+        let mut stores: Vec<&dyn Store> = vec![&s];
+        stores.extend_from_slice(also);
+        writes(&stores, 0).await;
+        checkpointer.trigger.fire();
+        let f = faults.clone();
+        tokio::task::spawn_blocking(move || f.wait_checkpoint_held())
+            .await
+            .unwrap();
+        (s, checkpointer, faults)
+    }
+
     /// An idle background checkpoint that holds the lock when another caller wants it
     /// gives way (uncommitted, its users still dirty) instead of making it wait for idle
     /// cycles; the caller's checkpoint then absorbs everything, and a crash after it loses
@@ -1023,23 +1046,8 @@ mod tests {
             checkpoint_idle: true,
             ..options(Fsync::Everysec)
         };
-        let s = EmbeddedStore::open(
-            dir.path(),
-            Some(schema()),
-            ModelSettings::default(),
-            options.clone(),
-        )
-        .unwrap();
-        let checkpointer = s.checkpointer().unwrap();
-        let faults = s.faults();
-        faults.hold_background_checkpoint();
-        writes(&[&s, &reference], 0).await;
-        // The background's next checkpoint reads these records and pauses.
-        checkpointer.trigger.fire();
-        let f = faults.clone();
-        tokio::task::spawn_blocking(move || f.wait_checkpoint_held())
-            .await
-            .unwrap();
+        let (s, checkpointer, faults) =
+            held_background(dir.path(), options.clone(), &[&reference]).await;
         let on_demand = {
             let s = s.clone();
             std::thread::spawn(move || s.checkpoint())
@@ -1079,21 +1087,7 @@ mod tests {
             checkpoint_idle: true,
             ..options(Fsync::Everysec)
         };
-        let s = EmbeddedStore::open(
-            dir.path(),
-            Some(schema()),
-            ModelSettings::default(),
-            options,
-        )
-        .unwrap();
-        let checkpointer = s.checkpointer().unwrap();
-        let faults = s.faults();
-        faults.hold_background_checkpoint();
-        writes(&[&s], 0).await;
-        let f = faults.clone();
-        tokio::task::spawn_blocking(move || f.wait_checkpoint_held())
-            .await
-            .unwrap();
+        let (_s, checkpointer, faults) = held_background(dir.path(), options, &[]).await;
         // Nobody else asks for a checkpoint: only the catch-up thread can come to wait.
         until("the catch-up thread waits", || {
             checkpointer.waiting.load(Ordering::Relaxed) == 1
