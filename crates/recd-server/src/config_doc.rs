@@ -99,7 +99,7 @@ pub const DOCS: &[(&str, &str)] = &[
     ),
     (
         "embedded.checkpoint_idle",
-        "Background checkpoints run only on idle cycles (Linux's idle scheduling class): a request that wakes up takes the core at once, where a thread at `checkpoint_nice` keeps it to the end of its time slice. Such a checkpoint gives way (uncommitted) to any other caller waiting for one (an event-log reader, a checkpoint on demand, shutdown), and a second thread at `checkpoint_nice` runs the checkpoint itself when none finished for two intervals. false: the checkpoint thread runs at `checkpoint_nice` (before session 31). Linux only.",
+        "Background checkpoints run only on idle cycles (Linux's idle scheduling class): a request that wakes up takes the core at once, where a thread at `checkpoint_nice` keeps it to the end of its time slice. Such a checkpoint gives way (uncommitted) to any other caller waiting for one (a reader of the event log: training's export, the event listing and its count; shutdown), and a second thread at `checkpoint_nice` runs the checkpoint itself when none finished for two intervals. false: the checkpoint thread runs at `checkpoint_nice` (before session 31). Linux only.",
     ),
     (
         "embedded.replay_records",
