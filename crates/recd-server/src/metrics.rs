@@ -299,6 +299,11 @@ pub const CATALOGUE: &[MetricDef] = &[
         "Write-log records a restart after a crash now would replay into user states (those after the oldest change no stored user row includes); background checkpoints keep it to about `embedded.replay_records`. Absent on the redis backend.",
     ),
     def(
+        "recd_checkpoint_handovers_total",
+        Counter,
+        "Checkpoints of the embedded backend that changed hands (`embedded.checkpoint_idle`): `kind=\"gave_way\"` background checkpoints on idle cycles dropped for another caller (an event-log reader, shutdown, the catch-up thread), `kind=\"catch_up\"` checkpoints the catch-up thread ran because none had finished for two intervals (the cores had no idle cycles). Absent on the redis backend.",
+    ),
+    def(
         "recd_catalog_queries_total",
         Counter,
         "Queries sent to the external item catalog.",

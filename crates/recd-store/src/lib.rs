@@ -294,6 +294,13 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Background checkpoints that ran on idle cycles and gave way to another caller, and
+    /// checkpoints the catch-up thread ran because the idle ones could not (both since
+    /// start), for `recd_checkpoint_handovers_total`. `None` where there is no such log.
+    fn checkpoint_handovers(&self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// The `k` most popular items passing `filter`, most popular first (ties in any order).
     async fn popular(&self, k: usize, filter: &Filter) -> StoreResult<Vec<PopularHit>>;
 

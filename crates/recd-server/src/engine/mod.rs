@@ -858,6 +858,12 @@ impl Engine {
         if let Some(n) = self.store.replay_records() {
             metrics::gauge!("recd_replay_records").set(n as f64);
         }
+        if let Some((gave_way, catch_up)) = self.store.checkpoint_handovers() {
+            metrics::counter!("recd_checkpoint_handovers_total", "kind" => "gave_way")
+                .absolute(gave_way);
+            metrics::counter!("recd_checkpoint_handovers_total", "kind" => "catch_up")
+                .absolute(catch_up);
+        }
         if let Some(catalog) = &self.catalog {
             metrics::counter!("recd_catalog_queries_total").absolute(catalog.queries());
             metrics::counter!("recd_catalog_errors_total").absolute(catalog.errors());

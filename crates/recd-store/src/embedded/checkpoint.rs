@@ -319,7 +319,6 @@ impl Checkpointer {
     }
 
     /// Background checkpoints that gave way, and checkpoints the catch-up thread ran.
-    #[cfg(test)]
     pub fn handovers(&self) -> (u64, u64) {
         (
             self.gave_way.load(Ordering::Relaxed),

@@ -1229,6 +1229,13 @@ impl Store for EmbeddedStore {
         ]
     }
 
+    fn checkpoint_handovers(&self) -> Option<(u64, u64)> {
+        match &self.inner.sink {
+            Sink::Log(l) => Some(l.checkpointer.handovers()),
+            Sink::Memory(_) => None,
+        }
+    }
+
     fn take_checkpoint_durations(&self) -> Vec<std::time::Duration> {
         match &self.inner.sink {
             Sink::Log(l) => l.checkpointer.take_durations(),

@@ -272,4 +272,12 @@ async fn the_background_checkpoints_are_timed_on_metrics() {
             .any(|l| l.starts_with("recd_replay_records ")),
         "no recd_replay_records on /metrics:\n{metrics}"
     );
+    // and the checkpoints that changed hands (none need have)
+    for kind in ["gave_way", "catch_up"] {
+        let line = format!("recd_checkpoint_handovers_total{{kind=\"{kind}\"}} ");
+        assert!(
+            metrics.lines().any(|l| l.starts_with(&line)),
+            "no {line}on /metrics:\n{metrics}"
+        );
+    }
 }
