@@ -54,5 +54,6 @@ pub use item::{FieldValue, Item, ItemUpsert};
 pub use newitems::{ContentModel, NewItemParams};
 pub use schema::{FieldType, Metric, Quantization, Schema, VectorSpec};
 pub use user::{
-    Counters, ExcludedItems, FoldState, SessionParams, SessionVector, UserState, item_key,
+    Counters, ExcludedItems, FoldState, LookupHints, SessionParams, SessionVector, UserState,
+    item_key,
 };

@@ -256,6 +256,41 @@ pub struct FoldState {
     /// The user's ALS vector folded in over those items with the current item vectors
     /// ([`UserState::refold`]); `None` without a model or any positive interaction.
     pub vector: Option<Vec<f32>>,
+    /// The caller's lookup hints for [`UserState::recent`]'s items ([`LookupHints`]): not
+    /// stored, not compared.
+    #[serde(skip)]
+    pub hints: LookupHints,
+}
+
+/// One `u32` per item of [`UserState::recent`], in its order, that the caller of
+/// [`UserState::refold_hinted`] may use to find the item's vector without looking its id
+/// up (the embedded store keeps the item's slot): a refold at `recent_capacity` (200 by
+/// default) looked up 200 ids per event, and at steady state those hash probes were as
+/// much CPU as the solve. [`UserState::apply`] moves them with the items; a hint is
+/// [`LookupHints::NONE`] until the caller sets it. They are a cache: never stored (a
+/// decoded state starts without), and two states are equal whatever their hints.
+#[derive(Debug, Clone, Default)]
+pub struct LookupHints(Vec<u32>);
+
+impl LookupHints {
+    /// No hint yet.
+    pub const NONE: u32 = u32::MAX;
+
+    /// How many hints are kept (0, or the length of `recent` they were kept for).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none are kept.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl PartialEq for LookupHints {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Everything the engine knows about one user.
@@ -322,12 +357,28 @@ impl UserState {
         // long-term vector has them) until touched again.
         self.fold.weights.resize(self.recent.len(), 0.0);
         self.fold.fresh.resize(self.recent.len(), 0.0);
+        // Hints that do not match `recent` item for item are dropped (the next refold
+        // looks every id up again); only here do they move with the items.
+        let hints = &mut self.fold.hints.0;
+        let hinted = hints.len() == self.recent.len();
+        if !hinted {
+            hints.clear();
+        }
         let (before, fresh) = match self.recent.iter().position(|id| *id == event.item_id) {
             Some(at) => {
                 self.recent.remove(at);
+                if hinted {
+                    let hint = hints.remove(at);
+                    hints.insert(0, hint);
+                }
                 (self.fold.weights.remove(at), self.fold.fresh.remove(at))
             }
-            None => (0.0, 0.0),
+            None => {
+                if hinted {
+                    hints.insert(0, LookupHints::NONE);
+                }
+                (0.0, 0.0)
+            }
         };
         // The part the trained model knew stays what it was; only the total moves.
         let trained = before - fresh;
@@ -351,6 +402,7 @@ impl UserState {
         self.recent.truncate(params.recent_capacity);
         self.fold.weights.truncate(params.recent_capacity);
         self.fold.fresh.truncate(params.recent_capacity);
+        self.fold.hints.0.truncate(params.recent_capacity);
         self.last_event_ms = self.last_event_ms.max(event.timestamp_ms);
 
         if w < 0.0 {
@@ -409,9 +461,26 @@ impl UserState {
     pub fn refold<'v>(
         &mut self,
         model: Option<&FoldModel>,
-        vector: impl FnMut(&str) -> Option<&'v [f32]>,
+        mut vector: impl FnMut(&str) -> Option<&'v [f32]>,
     ) {
-        self.refold_with(model, false, vector);
+        self.refold_with(model, false, |id, _| vector(id));
+    }
+
+    /// [`UserState::refold`] with the caller's [`LookupHints`]: `lookup(id, hint)` finds
+    /// the vector of the recent item `id` and may read and set its `hint` (initially
+    /// [`LookupHints::NONE`]), which stays with the item until the caller changes it. A
+    /// hint must only ever name that item: the refold cannot check it.
+    pub fn refold_hinted<'v>(
+        &mut self,
+        model: Option<&FoldModel>,
+        lookup: impl FnMut(&str, &mut u32) -> Option<&'v [f32]>,
+    ) {
+        let hints = &mut self.fold.hints.0;
+        if hints.len() != self.recent.len() {
+            hints.clear();
+            hints.resize(self.recent.len(), LookupHints::NONE);
+        }
+        self.refold_with(model, false, lookup);
     }
 
     /// [`UserState::refold`] solved exactly whatever the solver: for after the item
@@ -420,28 +489,41 @@ impl UserState {
     pub fn refold_exact<'v>(
         &mut self,
         model: Option<&FoldModel>,
-        vector: impl FnMut(&str) -> Option<&'v [f32]>,
+        mut vector: impl FnMut(&str) -> Option<&'v [f32]>,
     ) {
-        self.refold_with(model, true, vector);
+        self.refold_with(model, true, |id, _| vector(id));
     }
 
     fn refold_with<'v>(
         &mut self,
         model: Option<&FoldModel>,
         exact: bool,
-        mut vector: impl FnMut(&str) -> Option<&'v [f32]>,
+        mut lookup: impl FnMut(&str, &mut u32) -> Option<&'v [f32]>,
     ) {
         self.fold.fresh.resize(self.fold.weights.len(), 0.0);
         // Every item's vector is looked up, and its cache lines touched, before the solve
         // reads any: the lookups and loads of a short loop overlap, where inside the solve
         // each item's misses (its id's hash bucket, then its vector) came one after another.
-        let interactions: Vec<(&[f32], f32, f32)> = self
+        let hinted = self.fold.hints.0.len() == self.recent.len();
+        let mut interactions: Vec<(&[f32], f32, f32)> = Vec::with_capacity(self.recent.len());
+        let kept = self
             .recent
             .iter()
             .zip(self.fold.weights.iter().zip(&self.fold.fresh))
-            .filter(|(_, (w, f))| **w != 0.0 || **w != **f)
-            .filter_map(|(id, (w, f))| Some((vector(id)?, *w, *f)))
-            .collect();
+            .enumerate();
+        for (i, (id, (&w, &f))) in kept {
+            if w == 0.0 && w == f {
+                continue;
+            }
+            let mut unhinted = LookupHints::NONE;
+            let hint = match self.fold.hints.0.get_mut(i) {
+                Some(hint) if hinted => hint,
+                _ => &mut unhinted,
+            };
+            if let Some(v) = lookup(id, hint) {
+                interactions.push((v, w, f));
+            }
+        }
         const F32_PER_CACHE_LINE: usize = 16;
         let touched: f32 = interactions
             .iter()
@@ -791,6 +873,81 @@ mod tests {
         assert!(crate::vector::dot(&moved, b) > crate::vector::dot(&lt, b));
         u.refold(None, vector);
         assert_eq!(u.fold.vector, None);
+    }
+
+    #[test]
+    fn lookup_hints_move_with_their_items_and_are_only_a_cache() {
+        let p = SessionParams {
+            recent_capacity: 3,
+            ..Default::default()
+        };
+        let k = 4;
+        let ys: Vec<(String, Vec<f32>)> = (0..6)
+            .map(|i| {
+                let y = (0..k).map(|d| ((i * 5 + d * 3) % 7) as f32 / 7.0 - 0.4);
+                (format!("i{i}"), y.collect())
+            })
+            .collect();
+        let mut g = crate::Gram::new(k);
+        ys.iter().for_each(|(_, y)| g.add(y));
+        let model = FoldModel::new(&g, &p.fold_in).unwrap();
+        let slot = |id: &str| ys.iter().position(|(i, _)| i == id).unwrap() as u32;
+        // A hinted lookup that checks every hint it is given names its own item, sets the
+        // missing ones, and counts them.
+        let mut missing = Vec::new();
+        let refold = |u: &mut UserState, missing: &mut Vec<String>| {
+            missing.clear();
+            u.refold_hinted(Some(&model), |id, hint| {
+                if *hint == LookupHints::NONE {
+                    missing.push(id.to_string());
+                    *hint = slot(id);
+                }
+                assert_eq!(*hint, slot(id), "the hint of {id}");
+                Some(&ys[*hint as usize].1[..])
+            });
+        };
+        let mut u = UserState::default();
+        let mut plain = UserState::default();
+        for (t, item) in ["i0", "i1", "i2", "i1", "i3", "i1", "i4"]
+            .into_iter()
+            .enumerate()
+        {
+            let e = ev(item, EventType::Click, t as i64);
+            let known = u.recent.iter().any(|id| id == item);
+            u.apply(&e, None, &p);
+            plain.apply(&e, None, &p);
+            refold(&mut u, &mut missing);
+            plain.refold(Some(&model), |id| Some(&ys[slot(id) as usize].1[..]));
+            // only an item new to the list is looked up: a repeat takes its hint to the
+            // front, and the item pushed past the capacity leaves with its own
+            let expected: &[&str] = if known { &[] } else { &[item] };
+            assert_eq!(missing, expected, "event {t}");
+            assert_eq!(u.fold.hints.len(), u.recent.len());
+            // the hints change nothing of the result
+            assert_eq!(u.fold.vector, plain.fold.vector, "event {t}");
+        }
+        assert_eq!(missing, ["i4"]);
+        assert_eq!(u.recent, ["i4", "i1", "i3"]);
+        // a repeat of an item already hinted needs no lookup
+        u.apply(&ev("i3", EventType::View, 9), None, &p);
+        refold(&mut u, &mut missing);
+        assert!(missing.is_empty(), "{missing:?}");
+        // not stored: a decoded state starts without, looks everything up once, and is
+        // equal to the hinted one all along
+        let decoded: UserState = serde_json::from_str(&serde_json::to_string(&u).unwrap()).unwrap();
+        assert!(decoded.fold.hints.is_empty());
+        assert_eq!(decoded, u);
+        let mut decoded = decoded;
+        refold(&mut decoded, &mut missing);
+        assert_eq!(missing, ["i3", "i4", "i1"]);
+        // a list changed behind `apply`'s back drops its hints rather than misname items
+        u.recent.swap(0, 2);
+        u.recent.pop();
+        u.fold.weights.pop();
+        u.apply(&ev("i5", EventType::View, 10), None, &p);
+        assert!(u.fold.hints.is_empty());
+        refold(&mut u, &mut missing);
+        assert_eq!(missing.len(), u.recent.len());
     }
 
     #[test]

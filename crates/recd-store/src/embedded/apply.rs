@@ -85,7 +85,7 @@ pub fn apply_batch(
     if session.update == UpdateRule::FoldIn {
         let model = catalog.fold_model(&session.fold_in);
         for state in states.values_mut() {
-            state.refold(model.as_deref(), |id| catalog.vector_of(id));
+            state.refold_hinted(model.as_deref(), |id, slot| catalog.vector_hinted(id, slot));
         }
     }
     slots

@@ -132,6 +132,21 @@ impl Catalog {
         self.slot_of(id).and_then(|s| self.vector_at(s))
     }
 
+    /// The vector of the live item `id`, found through `hint` (its slot, when the hint
+    /// was set by an earlier call for the same `id`) without looking the id up; the hint
+    /// is set to the item's slot when the lookup was needed. Slots are never reused and
+    /// an item keeps its slot while it lives, so a slot that still has a vector in the
+    /// table is still `id`'s (a deleted item's slot reads as empty, and an item stored
+    /// anew gets another slot, which the lookup finds).
+    pub fn vector_hinted(&self, id: &str, hint: &mut u32) -> Option<&[f32]> {
+        if let Some(v) = self.vectors.get(*hint) {
+            return Some(v);
+        }
+        let slot = self.slot_of(id)?;
+        *hint = slot;
+        self.vector_at(slot)
+    }
+
     /// The slot the next new item will get.
     pub fn next_slot(&self) -> u32 {
         self.slots.len() as u32
@@ -374,9 +389,15 @@ mod tests {
         #[test]
         fn point_lookups_and_slot_vectors_follow_every_write(ops in proptest::collection::vec(op(), 1..60)) {
             let mut c = Catalog::new(&Schema::demo(DIM));
+            // Hints kept across the writes, as users' states keep them between events.
+            let mut hints = [u32::MAX; 12];
             for op in &ops {
                 apply(&mut c, op);
                 check(&c);
+                for (i, hint) in (0u8..).zip(&mut hints) {
+                    let id = id(i);
+                    prop_assert_eq!(c.vector_hinted(&id, hint), c.vector_of(&id), "hinted vector of {}", id);
+                }
             }
         }
     }

@@ -668,6 +668,7 @@ mod upgrade_tests {
                 weights: vec![2.0, 1.0],
                 fresh: vec![2.0, 1.0],
                 vector: Some(vec![0.5, 0.25]),
+                hints: Default::default(),
             },
             active_ms: 11,
             ..Default::default()

@@ -166,6 +166,7 @@ fn decode_state(
         weights: vector("recent_weights")?.unwrap_or_default(),
         fresh: vector("recent_fresh")?.unwrap_or_default(),
         vector: vector("fold_vector")?.filter(|v| !v.is_empty()),
+        hints: Default::default(),
     };
     let state = UserState {
         fold,
@@ -774,6 +775,7 @@ pub(crate) async fn rebuild_session(
                 weights: field(0).unwrap_or_default(),
                 fresh: field(1).unwrap_or_default(),
                 vector: None,
+                hints: Default::default(),
             },
             long_term: field(2),
             recent: recent.iter().map(CompactString::from).collect(),
