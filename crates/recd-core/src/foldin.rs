@@ -226,6 +226,8 @@ impl Gram {
 pub struct FoldModel {
     k: usize,
     base: Vec<f64>,
+    /// `base` in f32, for CG's products ([`FoldModel::apply`]).
+    base32: Vec<f32>,
     alpha: f64,
     solver: FoldSolver,
     cg_steps: usize,
@@ -254,6 +256,7 @@ impl FoldModel {
         }
         Some(Self {
             k,
+            base32: base.iter().map(|&x| x as f32).collect(),
             base,
             alpha: params.alpha,
             solver: params.solver,
@@ -355,7 +358,7 @@ impl FoldModel {
         prior: Option<&[f32]>,
         interactions: &[(&[f32], f32, f32)],
     ) -> Option<Vec<f32>> {
-        let System { terms, mut b, .. } = self.system(prior, interactions)?;
+        let System { terms, mut b, .. } = self.system(prior, interactions, false)?;
         self.exact_solve(&terms, &mut b)?;
         finite_f32(&b)
     }
@@ -440,7 +443,7 @@ impl FoldModel {
         interactions: &[(&[f32], f32, f32)],
     ) -> Option<Vec<f32>> {
         let k = self.k;
-        let System { terms, b, prior } = self.system(prior, interactions)?;
+        let System { terms, b, prior } = self.system(prior, interactions, true)?;
         let mut x: Vec<f64> =
             match start.filter(|s| s.len() == k && s.iter().all(|v| v.is_finite())) {
                 Some(s) => s.iter().map(|&v| f64::from(v)).collect(),
@@ -515,11 +518,11 @@ impl FoldModel {
         out: &mut [f64],
         scratch: &mut ApplyScratch,
     ) {
-        for (o, row) in out.iter_mut().zip(self.base.chunks_exact(self.k)) {
-            *o = dot_f64(row, v);
-        }
         for (d, x) in scratch.v.iter_mut().zip(v) {
             *d = *x as f32;
+        }
+        for (o, row) in out.iter_mut().zip(self.base32.chunks_exact(self.k)) {
+            *o = f64::from(dot(row, &scratch.v));
         }
         scratch.t.clear();
         for &(y, s) in terms {
@@ -533,17 +536,20 @@ impl FoldModel {
     }
 
     /// The system both solvers solve (see [`FoldModel::solve_from`]): `b`, and the items'
-    /// `(y, s)` of `A = base + Σ s y yᵀ`; `None` when nothing is in it.
+    /// `(y, s)` of `A = base + Σ s y yᵀ`; `None` when nothing is in it. `b`'s items' part
+    /// (`Σ coef_i y_i`, with each trained item's `y·prior`) is computed in f64 for the
+    /// exact solve and in f32 for CG (`items_in_f32`), as [`FoldModel::apply`] does: at
+    /// 200 items it is as much work as one of CG's products.
     #[inline(always)]
     fn system<'v>(
         &self,
         prior: Option<&[f32]>,
         interactions: &[(&'v [f32], f32, f32)],
+        items_in_f32: bool,
     ) -> Option<System<'v>> {
         let k = self.k;
-        let prior: Option<Vec<f64>> = prior
-            .filter(|p| p.len() == k && p.iter().all(|x| x.is_finite()))
-            .map(|p| p.iter().map(|&x| f64::from(x)).collect());
+        let prior32 = prior.filter(|p| p.len() == k && p.iter().all(|x| x.is_finite()));
+        let prior: Option<Vec<f64>> = prior32.map(|p| p.iter().map(|&x| f64::from(x)).collect());
         let mut b = match &prior {
             // (YᵀY + λI)·prior; the trained items' part is added below
             Some(p) => self
@@ -554,6 +560,7 @@ impl FoldModel {
             None => vec![0f64; k],
         };
         let mut terms = Vec::new();
+        let mut coefs = Vec::new();
         for &(v, total, fresh) in interactions {
             if v.len() != k || !total.is_finite() {
                 continue;
@@ -574,17 +581,34 @@ impl FoldModel {
             } else {
                 0.0
             };
-            if let (Some(p), true) = (&prior, trained > 0.0) {
-                coef += self.alpha * trained * dot_mixed(v, p) - (1.0 + self.alpha * trained);
+            if let (Some(p), Some(p32), true) = (&prior, prior32, trained > 0.0) {
+                let along = if items_in_f32 {
+                    f64::from(dot(v, p32))
+                } else {
+                    dot_mixed(v, p)
+                };
+                coef += self.alpha * trained * along - (1.0 + self.alpha * trained);
             }
-            for (br, yr) in b.iter_mut().zip(v) {
-                *br += coef * f64::from(*yr);
+            if items_in_f32 {
+                coefs.push(coef);
+            } else {
+                for (br, yr) in b.iter_mut().zip(v) {
+                    *br += coef * f64::from(*yr);
+                }
             }
             // c − 1 = alpha·|w|: a negative weight is confidence that p = 0
             terms.push((v, self.alpha * total.abs()));
         }
         if prior.is_none() && terms.is_empty() {
             return None;
+        }
+        if items_in_f32 {
+            let t: Vec<f32> = coefs.iter().map(|&c| c as f32).collect();
+            let mut sum = vec![0f32; k];
+            add_scaled_rows(&mut sum, &terms, &t);
+            for (br, s) in b.iter_mut().zip(&sum) {
+                *br += f64::from(*s);
+            }
         }
         Some(System { terms, b, prior })
     }
