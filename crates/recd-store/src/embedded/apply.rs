@@ -62,25 +62,29 @@ impl UserRecord {
     }
 }
 
+/// Each event's item slot (`None`: not an item of the catalog), as [`apply_batch`] takes
+/// them.
+pub fn item_slots(events: &[Event], catalog: &Catalog) -> Vec<Option<u32>> {
+    events.iter().map(|e| catalog.slot_of(&e.item_id)).collect()
+}
+
 /// Applies one batch of `events` to their users' `states` (each present, as it was before
 /// the batch): every event in order, each user's activity clock set to `at_ms`, then the
-/// fold-in once per user (with [`UpdateRule::FoldIn`]). Returns each event's item slot
-/// (`None`: not an item of the catalog).
+/// fold-in once per user (with [`UpdateRule::FoldIn`]). `slots` are the events' item
+/// slots ([`item_slots`]).
 pub fn apply_batch(
     states: &mut HashMap<&str, UserState>,
     events: &[Event],
+    slots: &[Option<u32>],
     catalog: &Catalog,
     session: &SessionParams,
     at_ms: i64,
-) -> Vec<Option<u32>> {
-    let mut slots = Vec::with_capacity(events.len());
-    for e in events {
-        let slot = catalog.slot_of(&e.item_id);
+) {
+    for (e, slot) in events.iter().zip(slots) {
         if let Some(state) = states.get_mut(e.user_id.as_str()) {
             state.apply(e, slot.and_then(|s| catalog.vector_at(s)), session);
             state.active_ms = at_ms;
         }
-        slots.push(slot);
     }
     if session.update == UpdateRule::FoldIn {
         let model = catalog.fold_model(&session.fold_in);
@@ -88,7 +92,6 @@ pub fn apply_batch(
             state.refold_hinted(model.as_deref(), |id, slot| catalog.vector_hinted(id, slot));
         }
     }
-    slots
 }
 
 /// Replays the user records `feed` hands over (in log order) into `users` on `workers`
@@ -196,7 +199,15 @@ impl<'a> Replayer<'a> {
                     return;
                 }
                 // The others' events are skipped: their users are not in `states`.
-                apply_batch(&mut states, events, self.catalog, self.session, *at_ms);
+                let slots = item_slots(events, self.catalog);
+                apply_batch(
+                    &mut states,
+                    events,
+                    &slots,
+                    self.catalog,
+                    self.session,
+                    *at_ms,
+                );
                 for (id, state) in states {
                     users.load(id.to_string(), state, seq);
                     self.changed.insert(id.to_string());

@@ -236,6 +236,15 @@ impl Locked<'_> {
         self.shard(id).users.get(id).map(|e| &e.state)
     }
 
+    /// The state of `id`, moved out (a default state is left in its place until
+    /// [`Locked::put`] publishes the next one: the caller holds the lock in between).
+    pub fn take(&mut self, id: &str) -> Option<UserState> {
+        self.shard(id)
+            .users
+            .get_mut(id)
+            .map(|e| std::mem::take(&mut e.state))
+    }
+
     /// Publishes `state` for `id`, as of the record `seq`.
     pub fn put(&mut self, id: &str, state: UserState, seq: u64) {
         let users = &mut self.shard(id).users;
