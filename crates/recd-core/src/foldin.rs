@@ -417,9 +417,10 @@ impl FoldModel {
     ) -> Option<Vec<f32>> {
         let interactions: Vec<_> = interactions.into_iter().collect();
         // The steps are compiled once per instruction set and run on the widest the CPU
-        // has (AVX2: four f64 lanes per instruction, against two in the x86-64 baseline's
-        // SSE2); `apply`'s products are most of an event's fold-in, and 3 steps at k = 64
-        // take 0.67x the time (criterion, `benches/foldin.rs`). The system's assembly runs
+        // has (AVX2: eight f32 lanes per instruction, against four in the x86-64
+        // baseline's SSE2); `apply`'s products are most of an event's fold-in, and with
+        // them still in f64 the dispatch took 3 steps at k = 64 to 0.67x the time
+        // (criterion, `benches/foldin.rs`). The system's assembly runs
         // in the same build: left in the baseline's, it was a third of the solve's time at
         // 200 items. The operations and their order are the same in every build (Rust
         // never fuses a multiply and an add on its own), so the result is too, bit for bit
@@ -500,11 +501,12 @@ impl FoldModel {
     }
 
     /// `out = A·v` for a system's terms: `base·v + Σ s_i y_i (y_i·v)`, k² + 2·n·k
-    /// multiply-adds. The items' part, 2·n·k of them (n up to `recent_capacity`, 200 by
-    /// default, against k = 64), is computed in f32: eight lanes per instruction where f64
-    /// has four, and no conversion of each item's f32 vector. Its rounding (~1e-7 of the
-    /// sum, relative) is far below what 3 steps from the previous vector leave of the
-    /// error; `base·v` and the CG vectors stay in f64.
+    /// multiply-adds, computed in f32 (`v` rounded to f32, `base` kept in f32 beside the
+    /// f64 one): eight lanes per instruction where f64 has four, and no conversion of each
+    /// item's f32 vector; the items' part is 2·n·k of them (n up to `recent_capacity`, 200
+    /// by default, against k = 64). The rounding (~1e-7 of the sum, relative) is far below
+    /// what 3 steps from the previous vector leave of the error; the CG vectors and the
+    /// result stay in f64.
     ///
     /// The items' part runs in two passes, every `y_i·v` first, then `Σ t_i y_i` by
     /// column blocks ([`add_scaled_rows`]), so that no item's dot waits for the previous
@@ -670,8 +672,8 @@ fn add_scaled_blocks<const B: usize>(
     start
 }
 
-/// Where CG stops, as `|r|² / |b|²`: the square of `apply`'s f32 rounding of the items'
-/// part (~1e-6 relative with a few hundred items).
+/// Where CG stops, as `|r|² / |b|²`: the square of the rounding of `apply`'s f32
+/// products (~1e-6 relative with a few hundred items).
 const CG_RESIDUAL_FLOOR: f64 = 1e-12;
 
 /// [`FoldModel::solve_cg`] as a `pulp` operation, compiled once per instruction set.

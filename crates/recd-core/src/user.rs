@@ -266,9 +266,11 @@ pub struct FoldState {
 /// [`UserState::refold_hinted`] may use to find the item's vector without looking its id
 /// up (the embedded store keeps the item's slot): a refold at `recent_capacity` (200 by
 /// default) looked up 200 ids per event, and at steady state those hash probes were as
-/// much CPU as the solve. [`UserState::apply`] moves them with the items; a hint is
-/// [`LookupHints::NONE`] until the caller sets it. They are a cache: never stored (a
-/// decoded state starts without), and two states are equal whatever their hints.
+/// much CPU as the solve. [`UserState::apply`] moves them with the items, so `recent`
+/// must change only through it (hints whose count no longer matches are dropped; a
+/// reordering of the same length would misname them); a hint is [`LookupHints::NONE`]
+/// until the caller sets it. They are a cache: never stored (a decoded state starts
+/// without), and two states are equal whatever their hints.
 #[derive(Debug, Clone, Default)]
 pub struct LookupHints(Vec<u32>);
 
@@ -357,8 +359,10 @@ impl UserState {
         // long-term vector has them) until touched again.
         self.fold.weights.resize(self.recent.len(), 0.0);
         self.fold.fresh.resize(self.recent.len(), 0.0);
-        // Hints that do not match `recent` item for item are dropped (the next refold
-        // looks every id up again); only here do they move with the items.
+        // Hints whose count is not `recent`'s (a list changed behind this method's back)
+        // are dropped, and the next refold looks every id up again; only here do they
+        // move with the items. A change that keeps the length is not detected: hence
+        // "change `recent` only through `apply`" on `LookupHints`.
         let hints = &mut self.fold.hints.0;
         let hinted = hints.len() == self.recent.len();
         if !hinted {
@@ -940,7 +944,8 @@ mod tests {
         let mut decoded = decoded;
         refold(&mut decoded, &mut missing);
         assert_eq!(missing, ["i3", "i4", "i1"]);
-        // a list changed behind `apply`'s back drops its hints rather than misname items
+        // a list whose length changed behind `apply`'s back drops its hints rather than
+        // misname items
         u.recent.swap(0, 2);
         u.recent.pop();
         u.fold.weights.pop();

@@ -1922,6 +1922,14 @@ mod tests {
         assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
         assert!(matches!(s.ping().await, Err(StoreError::Unavailable(_))));
         assert!(s.get_items(&["b".into()]).await.unwrap()[0].is_none());
+        // An event refused at the append leaves its user's state as it was (events are
+        // applied, in place, only once their record is appended).
+        let before = s.get_user("u").await.unwrap();
+        let r = s
+            .apply_events(&[event("u", "a", EventType::AddToCart, 2)])
+            .await;
+        assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+        assert_eq!(s.get_user("u").await.unwrap(), before);
         // Space returns: the readiness probe's retry brings the log back.
         s.faults().set_disk_full(false);
         s.ping().await.unwrap();
