@@ -134,8 +134,41 @@ sys.stdout.write(data.decode("utf-8", "replace"))
 EOF
 }
 
+# A port that is free now and that the kernel will not hand out to an outgoing connection
+# before redis-server binds it: picked below the ephemeral range (ip_local_port_range), where
+# only explicit binds land. With --bus, port + 10000 (the cluster bus) is free and below the
+# range as well. Seen failing when picked inside the range: a test's outgoing connection took
+# a bus port between the pick and the node's bind ("Address already in use").
+pick_port() {
+    "$PYTHON" - "$@" <<'EOF'
+import random, socket, sys
+bus = "--bus" in sys.argv[1:]
+try:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral_low = int(f.read().split()[0])
+except (OSError, ValueError, IndexError):
+    ephemeral_low = 32768
+offsets = (0, 10000) if bus else (0,)
+low, high = 10000, ephemeral_low - 1 - offsets[-1]
+if high - low < 1000:
+    # An ephemeral range that starts low: anywhere a bind succeeds (the old behaviour).
+    low, high = 1024, 65535 - offsets[-1]
+for _ in range(1000):
+    p = random.randint(low, high)
+    try:
+        for q in offsets:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", p + q))
+    except OSError:
+        continue
+    print(p)
+    sys.exit(0)
+sys.exit("no free port found")
+EOF
+}
+
 free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    pick_port
 }
 
 # Reads the pid of a running instance from its pidfile, checking it is still our redis-server.
@@ -256,22 +289,9 @@ cluster_info() {
     resp "$1" CLUSTER INFO 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"
 }
 
-# A free port for a cluster node: at most 55535, with its bus port (+10000) free as well.
+# A free port for a cluster node, with its bus port (+10000) free as well.
 free_cluster_port() {
-    "$PYTHON" - <<'EOF'
-import random, socket
-for _ in range(1000):
-    p = random.randint(20000, 45000)
-    try:
-        for q in (p, p + 10000):
-            s = socket.socket()
-            s.bind(("127.0.0.1", q))
-            s.close()
-    except OSError:
-        continue
-    print(p)
-    break
-EOF
+    pick_port --bus
 }
 
 cluster_start() {
