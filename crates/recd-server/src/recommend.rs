@@ -324,9 +324,12 @@ impl Recommender {
             .as_deref()
             .map(distinct_terms)
             .filter(|t| !t.is_empty());
-        // Ask for enough that exclusions and the diversity cap still leave `count` items.
-        let slack = excluded.len() + req.diversity.as_ref().map_or(0, |_| req.count * 2);
-        let knn_k = (ranking.candidates.max(req.count) + slack).min(MAX_CANDIDATES);
+        // Ask for enough that the diversity cap (and, but for the KNN, which leaves the
+        // excluded items out itself, exclusions) still leaves `count` items.
+        let diversity_slack = req.diversity.as_ref().map_or(0, |_| req.count * 2);
+        let slack = excluded.len() + diversity_slack;
+        let knn_k = (ranking.candidates.max(req.count) + diversity_slack).min(MAX_CANDIDATES);
+        let text_k = (ranking.candidates.max(req.count) + slack).min(MAX_CANDIDATES);
         let popular_k = match query {
             Some(_) => ranking.popular_candidates,
             None => ranking.popular_candidates.max(req.count) + slack,
@@ -336,19 +339,18 @@ impl Recommender {
         let knn = async {
             match &query {
                 // Only `explain` asks how the index searched (it costs an allocation or two).
-                Some(q) if req.explain => {
+                Some(q) => {
                     self.store
-                        .knn_explained(&q.vector, knn_k, &req.filter)
+                        .knn_excluding(&q.vector, knn_k, &req.filter, &excluded, req.explain)
                         .await
                 }
-                Some(q) => Ok((self.store.knn(&q.vector, knn_k, &req.filter).await?, None)),
                 None => Ok((Vec::new(), None)),
             }
         };
         let popular = self.popular(popular_k, &req.filter, req.use_cache);
         let text = async {
             match &terms {
-                Some(t) => self.store.text_search(t, knn_k, &req.filter).await,
+                Some(t) => self.store.text_search(t, text_k, &req.filter).await,
                 None => Ok(Vec::new()),
             }
         };

@@ -40,11 +40,16 @@ pub mod redis;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use recd_core::pipeline::rerank::Exclusions;
 use recd_core::popularity::PopularityParams;
 use recd_core::{Event, Filter, Item, ItemUpsert, Schema, SessionParams, UserState};
 use serde::{Deserialize, Serialize};
 
 pub use self::redis::{RedisConfig, RedisStore};
+
+/// The most results [`Store::knn_excluding`]'s default asks for: a user excluding
+/// thousands of items gets the best of this many, not a search as wide as their list.
+pub const KNN_EXCLUSION_CAP: usize = 5000;
 pub use error::{StoreError, StoreResult};
 pub use models::{ModelRecord, ModelRegistry};
 
@@ -271,6 +276,34 @@ pub trait Store: Send + Sync + 'static {
         filter: &Filter,
     ) -> StoreResult<(Vec<Hit>, Option<KnnPlan>)> {
         Ok((self.knn(query, k, filter).await?, None))
+    }
+
+    /// [`knn_explained`](Self::knn_explained) (the plan only when `explain`) among the
+    /// items `exclude` does not name: the `k` best of the rest, as many as exist.
+    ///
+    /// This default asks [`knn`](Self::knn) for `k` plus as many as may be excluded (at
+    /// most [`KNN_EXCLUSION_CAP`]) and drops the excluded ones, so its search is as wide as
+    /// that. A store whose index can skip them during the search should: a recommender's
+    /// exclusions (what the user has seen) are the items nearest their vector.
+    async fn knn_excluding(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+        exclude: &Exclusions<'_>,
+        explain: bool,
+    ) -> StoreResult<(Vec<Hit>, Option<KnnPlan>)> {
+        let wanted = k
+            .saturating_add(exclude.len())
+            .min(k.max(KNN_EXCLUSION_CAP));
+        let (mut hits, plan) = if explain {
+            self.knn_explained(query, wanted, filter).await?
+        } else {
+            (self.knn(query, wanted, filter).await?, None)
+        };
+        hits.retain(|h| !exclude.contains(&h.item.id));
+        hits.truncate(k);
+        Ok((hits, plan))
     }
 
     /// How many KNN searches each plan of an in-process index answered (`exact`, `graph`,

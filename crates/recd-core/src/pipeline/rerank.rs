@@ -74,6 +74,16 @@ impl<'a> Exclusions<'a> {
         self.ids.len() + self.keys.len()
     }
 
+    /// The ids excluded by name (the request's and the seen ones).
+    pub fn listed_ids(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.ids.iter().copied()
+    }
+
+    /// The [`item_key`]s excluded (the user's exclusion set).
+    pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
+        self.keys.iter().copied()
+    }
+
     /// Whether nothing is excluded.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty() && self.keys.is_empty()

@@ -22,6 +22,8 @@ use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
 
 use compact_str::CompactString;
+use recd_core::pipeline::rerank::Exclusions;
+use recd_core::user::item_key;
 use recd_core::{Filter, FoldInParams, FoldModel, Gram, Item, Schema};
 use roaring::RoaringBitmap;
 
@@ -41,6 +43,8 @@ pub struct Catalog {
     ids: BTreeMap<String, u32>,
     /// The same map, hashed (every point lookup).
     slot_by_id: SlotById,
+    /// [`item_key`] → slot: what a user's exclusion set (keys, not ids) names.
+    slot_by_key: HashMap<u64, u32, foldhash::fast::RandomState>,
     /// Slot → item (with its vector); `None` once deleted.
     slots: Vec<Option<Arc<Item>>>,
     /// Filters → bitmaps.
@@ -92,6 +96,7 @@ impl Catalog {
         Self {
             ids: BTreeMap::new(),
             slot_by_id: SlotById::default(),
+            slot_by_key: HashMap::default(),
             slots: Vec::new(),
             attrs: AttributeIndex::new(schema),
             gram: GramWithModel {
@@ -147,6 +152,17 @@ impl Catalog {
         self.vector_at(slot)
     }
 
+    /// The slots of the live items `exclude` names, by id or by [`item_key`] (an id whose
+    /// key collides with an excluded one's is excluded too, as [`Exclusions::contains`]
+    /// has it).
+    pub fn slots_excluded(&self, exclude: &Exclusions<'_>) -> RoaringBitmap {
+        let by_id = exclude.listed_ids().filter_map(|id| self.slot_of(id));
+        let by_key = exclude
+            .keys()
+            .filter_map(|key| self.slot_by_key.get(&key).copied());
+        by_id.chain(by_key).collect()
+    }
+
     /// The slot the next new item will get.
     pub fn next_slot(&self) -> u32 {
         self.slots.len() as u32
@@ -182,6 +198,7 @@ impl Catalog {
         self.ids.insert(item.id.clone(), slot);
         self.slot_by_id
             .insert(CompactString::from(item.id.as_str()), slot);
+        self.slot_by_key.insert(item_key(&item.id), slot);
         self.slots[i] = Some(Arc::new(item));
     }
 
@@ -189,6 +206,11 @@ impl Catalog {
     pub fn remove(&mut self, id: &str) -> Option<u32> {
         let slot = self.ids.remove(id)?;
         self.slot_by_id.remove(id);
+        // Another id with the same key (a 64-bit collision) keeps its entry.
+        let key = item_key(id);
+        if self.slot_by_key.get(&key) == Some(&slot) {
+            self.slot_by_key.remove(&key);
+        }
         self.vectors.set(slot, None);
         if let Some(old) = self.slots.get_mut(slot as usize).and_then(Option::take) {
             self.attrs.remove(slot, &old);

@@ -59,8 +59,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use recd_core::item::check_vector;
+use recd_core::pipeline::rerank::Exclusions;
 use recd_core::{Event, Filter, Item, ItemUpsert, Metric, Schema, UserState, ValidationError};
 use recd_index::{HnswParams, SearchOptions, VectorIndex};
+use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
 use self::catalog::Catalog;
@@ -630,13 +632,15 @@ impl EmbeddedStore {
         self.faults().set_crashed();
     }
 
-    /// A KNN search, with its plan when `explain` (the plan's `allowed` count can cost a
-    /// filter's bitmap that the search itself did not need).
+    /// A KNN search among the slots `exclude` does not hold, with its plan when `explain`
+    /// (the plan's `allowed` count can cost a filter's bitmap that the search itself did
+    /// not need).
     fn knn_planned(
         &self,
         query: &[f32],
         k: usize,
         filter: &Filter,
+        exclude: &RoaringBitmap,
         explain: bool,
     ) -> StoreResult<(Vec<Hit>, Option<KnnPlan>)> {
         check_query(query, &self.inner.schema)?;
@@ -661,17 +665,22 @@ impl EmbeddedStore {
         // CPU; BENCHMARKS.md, session 25).
         let allowed = std::cell::OnceCell::new();
         let bitmap = || allowed.get_or_init(|| catalog.allowed(filter)).as_ref();
-        let partitioned =
-            self.inner
-                .partitions
-                .search(&catalog, &self.inner.index, query, k, filter, bitmap);
+        let partitioned = self.inner.partitions.search(
+            &catalog,
+            &self.inner.index,
+            query,
+            k,
+            filter,
+            exclude,
+            bitmap,
+        );
         let (hits, plan) = match partitioned {
             Some(result) => {
                 let (hits, done) = result.map_err(invalid)?;
                 let plan = explain.then(|| KnnPlan {
                     plan: "partitioned",
                     ef: None,
-                    allowed: bitmap().map_or(indexed, roaring::RoaringBitmap::len),
+                    allowed: bitmap().map_or(indexed, RoaringBitmap::len),
                     indexed,
                     scored: None,
                     partitions: Some(done.graphs),
@@ -680,13 +689,13 @@ impl EmbeddedStore {
             }
             None => {
                 let allowed = bitmap();
-                if allowed.is_some_and(roaring::RoaringBitmap::is_empty) {
+                if allowed.is_some_and(RoaringBitmap::is_empty) {
                     return Ok((Vec::new(), explain.then(nothing)));
                 }
                 let (hits, report) = self
                     .inner
                     .index
-                    .search_explained(query, k, allowed, SearchOptions::default())
+                    .search_excluding(query, k, allowed, exclude, SearchOptions::default())
                     .map_err(invalid)?;
                 let plan = explain.then_some(KnnPlan {
                     plan: report.plan,
@@ -881,7 +890,7 @@ fn memory_state(
         &catalog,
         loaded_partitions,
         |graph, vectors| {
-            let wanted: roaring::RoaringBitmap = vectors.iter().map(|(slot, _)| *slot).collect();
+            let wanted: RoaringBitmap = vectors.iter().map(|(slot, _)| *slot).collect();
             let matched = (graph.ids() & &wanted).len() as usize;
             if index_file::needs_compaction(graph.nodes(), matched) {
                 return false;
@@ -922,7 +931,7 @@ fn bring_up_to_date(
     main: bool,
 ) -> IndexStart {
     let started = std::time::Instant::now();
-    let wanted: roaring::RoaringBitmap = vectors.iter().map(|(slot, _)| *slot).collect();
+    let wanted: RoaringBitmap = vectors.iter().map(|(slot, _)| *slot).collect();
     let stale: Vec<(u32, Vec<f32>)> = vectors
         .iter()
         .filter(|(slot, v)| !index.holds(*slot, v))
@@ -1205,7 +1214,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn knn(&self, query: &[f32], k: usize, filter: &Filter) -> StoreResult<Vec<Hit>> {
-        self.knn_planned(query, k, filter, false)
+        self.knn_planned(query, k, filter, &RoaringBitmap::new(), false)
             .map(|(hits, _)| hits)
     }
 
@@ -1215,7 +1224,19 @@ impl Store for EmbeddedStore {
         k: usize,
         filter: &Filter,
     ) -> StoreResult<(Vec<Hit>, Option<KnnPlan>)> {
-        self.knn_planned(query, k, filter, true)
+        self.knn_planned(query, k, filter, &RoaringBitmap::new(), true)
+    }
+
+    async fn knn_excluding(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+        exclude: &Exclusions<'_>,
+        explain: bool,
+    ) -> StoreResult<(Vec<Hit>, Option<KnnPlan>)> {
+        let slots = self.inner.catalog.read().slots_excluded(exclude);
+        self.knn_planned(query, k, filter, &slots, explain)
     }
 
     fn index_plans(&self) -> Vec<(&'static str, u64)> {

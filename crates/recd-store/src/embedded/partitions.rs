@@ -312,8 +312,9 @@ impl Partitions {
     /// `Filter::required_tags`) and the planner prices that below the main index's search;
     /// `allowed` gives the filter's exact bitmap (`None`: the filter admits everything),
     /// asked for only when the filter has more than the values, and `main` is the main
-    /// index (also for the values without a graph). `None`: not applicable, search the
-    /// main index as usual.
+    /// index (also for the values without a graph). No graph returns a slot in `exclude`.
+    /// `None`: not applicable, search the main index as usual.
+    #[allow(clippy::too_many_arguments)]
     pub fn search<'b>(
         &self,
         catalog: &Catalog,
@@ -321,6 +322,7 @@ impl Partitions {
         query: &[f32],
         k: usize,
         filter: &Filter,
+        exclude: &RoaringBitmap,
         allowed: impl FnOnce() -> Option<&'b RoaringBitmap>,
     ) -> Option<Result<(Vec<Hit>, PartitionedSearch), IndexError>> {
         let field = self.field.as_deref()?;
@@ -411,13 +413,16 @@ impl Partitions {
                             ef: Some(ef),
                             ..SearchOptions::default()
                         };
-                        hits.extend(g.search_with(query, k, None, options)?);
+                        hits.extend(g.search_excluding(query, k, None, exclude, options)?.0);
                         walked += 1;
                     }
                     Some(g) => {
                         let within = bitmap.map_or_else(|| (*slots).clone(), |a| *slots & a);
                         let options = SearchOptions::default();
-                        hits.extend(g.search_with(query, k, Some(&within), options)?);
+                        hits.extend(
+                            g.search_excluding(query, k, Some(&within), exclude, options)?
+                                .0,
+                        );
                         walked += 1;
                     }
                     None => match bitmap {
@@ -427,7 +432,11 @@ impl Partitions {
                 }
             }
             if !rest.is_empty() {
-                hits.extend(main.search_with(query, k, Some(&rest), SearchOptions::default())?);
+                let options = SearchOptions::default();
+                hits.extend(
+                    main.search_excluding(query, k, Some(&rest), exclude, options)?
+                        .0,
+                );
             }
             // Best first; an item in several graphs comes once; nothing the filter refuses.
             // Only the best are checked (each graph returns its own `k`: most never make it).
@@ -481,6 +490,7 @@ mod tests {
 
     use std::collections::BTreeMap;
 
+    use recd_core::pipeline::rerank::Exclusions;
     use recd_core::{Filter, ItemUpsert, Schema};
     use serde_json::{Value, json};
 
@@ -549,6 +559,7 @@ mod tests {
     /// filter, the exact score) and recall@10 against a brute force; returns the plans.
     async fn check(s: &EmbeddedStore, data: &Data, f: &Filter) -> Vec<(String, Option<usize>)> {
         let (mut found, mut wanted, mut plans) = (0, 0, Vec::new());
+        let (mut found_rest, mut wanted_rest) = (0, 0);
         for q in 0..20u64 {
             let q = vector(["a", "b", "c", "d"][(q % 4) as usize], 90_000 + q);
             let (hits, plan) = s.knn_explained(&q, 10, f).await.expect("knn");
@@ -581,11 +592,36 @@ mod tests {
                 .iter()
                 .filter(|(id, _)| passes(id))
                 .filter_map(|(id, (v, _, _))| Some((id, v.as_deref()?)));
-            let (f, w) = found_of_top10(&q, candidates, &hits);
-            found += f;
-            wanted += w;
+            let (got, want) = found_of_top10(&q, candidates, &hits);
+            found += got;
+            wanted += want;
+            // The same search hiding its five best (a user's seen items): the same plan,
+            // none of them, and the best ten of the rest.
+            let seen: Vec<&str> = hits.iter().take(5).map(|h| h.item.id.as_str()).collect();
+            let exclude = Exclusions::ids(seen.iter().copied());
+            let (rest, rest_plan) = s
+                .knn_excluding(&q, 10, f, &exclude, true)
+                .await
+                .expect("knn");
+            let rest_plan = rest_plan.expect("the embedded store explains");
+            assert_eq!(
+                (rest_plan.plan, rest_plan.partitions),
+                (plan.plan, plan.partitions)
+            );
+            assert!(rest.iter().all(|h| !seen.contains(&h.item.id.as_str())));
+            let candidates = data
+                .iter()
+                .filter(|(id, _)| passes(id) && !seen.contains(&id.as_str()))
+                .filter_map(|(id, (v, _, _))| Some((id, v.as_deref()?)));
+            let (got, want) = found_of_top10(&q, candidates, &rest);
+            found_rest += got;
+            wanted_rest += want;
         }
         assert!(found * 100 >= wanted * 95, "recall {found}/{wanted}");
+        assert!(
+            found_rest * 100 >= wanted_rest * 95,
+            "recall excluding {found_rest}/{wanted_rest}"
+        );
         plans
     }
 

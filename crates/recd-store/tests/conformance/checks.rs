@@ -3,6 +3,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use recd_core::pipeline::RankParams;
+use recd_core::pipeline::rerank::{Exclusions, exclusions};
 use recd_core::popularity::log_add;
 use recd_core::text::tokenize;
 use recd_core::{Event, EventType, FieldValue, Filter, Item, ItemUpsert, SessionVector, UserState};
@@ -1531,5 +1533,85 @@ pub async fn new_items(store: &dyn Store) {
     assert_eq!(
         got[0].clone().unwrap().vector.as_deref(),
         Some(&[0.0, 0.0, 0.0, 3.0][..])
+    );
+}
+
+/// The ids `knn_excluding` returns.
+async fn knn_ids_excluding(
+    store: &dyn Store,
+    exclude: &Exclusions<'_>,
+    k: usize,
+    filter: &Filter,
+    explain: bool,
+) -> Vec<String> {
+    let q = [1.0, 0.5, 0.1, 0.0];
+    let (hits, _) = store
+        .knn_excluding(&q, k, filter, exclude, explain)
+        .await
+        .unwrap();
+    hits.iter().map(|h| h.item.id.clone()).collect()
+}
+
+/// `knn_excluding` leaves out what a user's exclusions name — by id (the request's, the
+/// seen items) and by key (their exclusion set, here a rating) — and still returns the `k`
+/// best of the rest, as many as exist, with or without `explain`.
+pub async fn knn_leaves_out_the_excluded(store: &dyn Store) {
+    load(store).await;
+    store
+        .apply_events(&[
+            event("picky", "shoe", EventType::Rating, Some(4.0), 1_000),
+            event("picky", "boot", EventType::View, None, 1_001),
+        ])
+        .await
+        .unwrap();
+    let user = store.get_user("picky").await.unwrap().unwrap();
+    assert!(user.excluded.contains("shoe") && !user.excluded.contains("boot"));
+    let unseen = RankParams {
+        exclude_seen: false,
+        ..RankParams::default()
+    };
+    let seen = RankParams {
+        exclude_seen: true,
+        ..RankParams::default()
+    };
+    let all = Filter::all();
+    // Nothing excluded: the plain KNN (cosine to [1, .5, .1, 0]: boot, shoe, bag, hat).
+    let none = Exclusions::default();
+    assert_eq!(
+        knn_ids_excluding(store, &none, 4, &all, false).await,
+        ["boot", "shoe", "bag", "hat"]
+    );
+    // The key alone (the rating): the best two of the rest.
+    let by_key = exclusions(Some(&user), &[], &unseen);
+    assert_eq!((by_key.listed_ids().count(), by_key.keys().count()), (0, 1));
+    for explain in [false, true] {
+        assert_eq!(
+            knn_ids_excluding(store, &by_key, 2, &all, explain).await,
+            ["boot", "bag"]
+        );
+    }
+    // The key, the seen item and the request's own (one of them not an item): one left,
+    // however many are asked for.
+    let request = ["bag".to_string(), "nope".to_string()];
+    let everything = exclusions(Some(&user), &request, &seen);
+    for k in [1, 2, 10] {
+        assert_eq!(
+            knn_ids_excluding(store, &everything, k, &all, false).await,
+            ["hat"]
+        );
+    }
+    // Within a filter: nothing left.
+    let shoes = f(json!({"category":{"any":["shoes"]}}));
+    assert!(
+        knn_ids_excluding(store, &everything, 3, &shoes, true)
+            .await
+            .is_empty()
+    );
+    // An item deleted and stored again is still excluded by its key.
+    assert!(store.delete_item("shoe").await.unwrap());
+    load(store).await;
+    assert_eq!(
+        knn_ids_excluding(store, &by_key, 1, &all, false).await,
+        ["boot"]
     );
 }

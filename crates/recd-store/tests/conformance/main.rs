@@ -27,7 +27,7 @@ macro_rules! conformance_tests {
             event_log_and_forget, read_your_writes, set_item_vectors, popularity, knn_tag_and_range,
             popular_matches_the_reference, rebuild_sessions, model_registry, model_transitions,
             list_items_pages,
-            list_users_pages, events_pages, new_items);
+            list_users_pages, events_pages, new_items, knn_leaves_out_the_excluded);
         $crate::conformance_tests!(@shared $make;
             concurrent_events_one_user, concurrent_events_one_item, rebuild_sessions_race_events,
             list_items_under_concurrent_writes);
