@@ -1,7 +1,9 @@
 //! KNN latency on 100k × 64 (cosine), k = 10 and 50: unfiltered, a ~10 % filter correlated
 //! with the embedding (a "category" = one tenth of the clusters), a 10 % and a ~1 % random
 //! filter (both 10 % filters go to the planner's exact scan: of the codes in int8 mode);
-//! plus the distance kernels (recd-core's, which the index calls). Data: seeded Gaussian mixture, 200 clusters, σ = 0.6 (as in
+//! exclusions (`knn_excluding_100k_64`: 200 ids drawn from the query's 1,000 nearest, as a
+//! user's seen items lie near their vector, at k = 50: inside the search, against asking for
+//! k + 200 and dropping them); plus the distance kernels (recd-core's, which the index calls). Data: seeded Gaussian mixture, 200 clusters, σ = 0.6 (as in
 //! tests/recall.rs). Criterion reports means; `examples/knn_latency.rs` prints p50/p99.
 //!
 //!     cargo bench -p recd-index --bench knn
@@ -119,6 +121,86 @@ fn knn(c: &mut Criterion) {
     g.finish();
 }
 
+fn knn_excluding(c: &mut Criterion) {
+    let d = data();
+    let k = 50;
+    let mut rng = StdRng::seed_from_u64(11);
+    let excluded: Vec<RoaringBitmap> = d
+        .queries
+        .iter()
+        .map(|q| {
+            let near = d.index.exact_search(q, 1_000, None).expect("valid query");
+            near.iter()
+                .filter(|_| rng.random_bool(0.2))
+                .map(|h| h.id)
+                .collect()
+        })
+        .collect();
+    // Recall@50 of both against the exact answer among the rest (printed, not timed).
+    let all: RoaringBitmap = (0..N as u32).collect();
+    let (mut inside, mut after, mut wanted) = (0, 0, 0);
+    for (q, e) in d.queries.iter().zip(&excluded) {
+        let rest = &all - e;
+        let exact = d
+            .index
+            .exact_search(q, k, Some(&rest))
+            .expect("valid query");
+        let (a, _) = d
+            .index
+            .search_excluding(q, k, None, e, SearchOptions::default())
+            .expect("valid query");
+        let mut b = d
+            .index
+            .search(q, k + e.len() as usize, None)
+            .expect("valid query");
+        b.retain(|h| !e.contains(h.id));
+        b.truncate(k);
+        let found = |hits: &[recd_index::Hit]| {
+            exact
+                .iter()
+                .filter(|x| hits.iter().any(|h| h.id == x.id))
+                .count()
+        };
+        inside += found(&a);
+        after += found(&b);
+        wanted += exact.len();
+    }
+    eprintln!(
+        "knn_excluding recall@{k}: inside {:.3}, after {:.3} ({QUERIES} queries)",
+        inside as f64 / wanted as f64,
+        after as f64 / wanted as f64
+    );
+    let mut g = c.benchmark_group("knn_excluding_100k_64");
+    g.sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    let opts = SearchOptions::default();
+    let mut j = 0usize;
+    g.bench_function(BenchmarkId::new("inside", k), |b| {
+        b.iter(|| {
+            j = j.wrapping_add(1);
+            let (q, e) = (&d.queries[j % QUERIES], &excluded[j % QUERIES]);
+            black_box(
+                d.index
+                    .search_excluding(q, k, None, e, opts)
+                    .expect("valid query"),
+            )
+        })
+    });
+    g.bench_function(BenchmarkId::new("after", k), |b| {
+        b.iter(|| {
+            j = j.wrapping_add(1);
+            let (q, e) = (&d.queries[j % QUERIES], &excluded[j % QUERIES]);
+            let wanted = k + e.len() as usize;
+            let mut hits = d.index.search(q, wanted, None).expect("valid query");
+            hits.retain(|h| !e.contains(h.id));
+            hits.truncate(k);
+            black_box(hits)
+        })
+    });
+    g.finish();
+}
+
 fn kernels(c: &mut Criterion) {
     let mut g = c.benchmark_group("kernels");
     for dim in [64usize, 384] {
@@ -134,5 +216,5 @@ fn kernels(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, kernels, knn);
+criterion_group!(benches, kernels, knn, knn_excluding);
 criterion_main!(benches);
