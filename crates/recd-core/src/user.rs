@@ -287,6 +287,17 @@ impl LookupHints {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The hints, one per item of `recent` (or none).
+    pub fn as_slice(&self) -> &[u32] {
+        &self.0
+    }
+
+    /// These hints (tests of their readers).
+    #[cfg(test)]
+    pub(crate) fn from_slots(slots: Vec<u32>) -> Self {
+        Self(slots)
+    }
 }
 
 impl PartialEq for LookupHints {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::features::RankerInputs;
 use crate::item::{FieldValue, Item};
 use crate::pipeline::{RankParams, Scored};
-use crate::user::{UserState, item_key};
+use crate::user::{LookupHints, UserState, item_key};
 
 /// "At most `max_per_value` items per value of `field`."
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,17 +50,40 @@ pub struct RerankOutcome {
 /// (everything they purchased, rated, disliked, hid... exactly, up to its capacity).
 #[derive(Debug, Clone, Default)]
 pub struct Exclusions<'a> {
+    /// Every id excluded by name.
     ids: HashSet<&'a str>,
     keys: HashSet<u64, foldhash::fast::RandomState>,
+    /// The ids given to [`Exclusions::ids`] (the request's).
+    named: Vec<&'a str>,
+    /// The seen items (the user's `recent`) and their [`LookupHints`] (empty, or one per
+    /// item), for a store that resolves ids to its own item numbers.
+    seen: &'a [CompactString],
+    seen_hints: &'a [u32],
 }
 
 impl<'a> Exclusions<'a> {
     /// Exactly these ids.
     pub fn ids(ids: impl IntoIterator<Item = &'a str>) -> Self {
+        let named: Vec<&'a str> = ids.into_iter().collect();
         Self {
-            ids: ids.into_iter().collect(),
-            keys: HashSet::default(),
+            ids: named.iter().copied().collect(),
+            named,
+            ..Self::default()
         }
+    }
+
+    /// The ids excluded by name, each with its lookup hint ([`LookupHints::NONE`] where
+    /// there is none): the request's, then the seen ones with the hints their user's state
+    /// keeps. An id may come twice. For a store resolving them (with the hints it set
+    /// itself during the refold: the embedded store's are item slots).
+    pub fn ids_with_hints(&self) -> impl Iterator<Item = (&'a str, u32)> + '_ {
+        let hints = (self.seen_hints.len() == self.seen.len()).then_some(self.seen_hints);
+        let named = self.named.iter().map(|id| (*id, LookupHints::NONE));
+        let seen = self.seen.iter().enumerate().map(move |(i, id)| {
+            let hint = hints.and_then(|h| h.get(i).copied());
+            (id.as_str(), hint.unwrap_or(LookupHints::NONE))
+        });
+        named.chain(seen)
     }
 
     /// Whether `id` must not be shown.
@@ -72,11 +95,6 @@ impl<'a> Exclusions<'a> {
     /// exclusions may remove at most.
     pub fn len(&self) -> usize {
         self.ids.len() + self.keys.len()
-    }
-
-    /// The ids excluded by name (the request's and the seen ones).
-    pub fn listed_ids(&self) -> impl Iterator<Item = &'a str> + '_ {
-        self.ids.iter().copied()
     }
 
     /// The [`item_key`]s excluded (the user's exclusion set).
@@ -101,6 +119,8 @@ pub fn exclusions<'a>(
         set.keys.extend(u.excluded.keys().iter().copied());
         if params.exclude_seen {
             set.ids.extend(u.recent.iter().map(CompactString::as_str));
+            set.seen = &u.recent;
+            set.seen_hints = u.fold.hints.as_slice();
         }
     }
     set
@@ -305,5 +325,48 @@ mod tests {
             ..p
         };
         assert!(!exclusions(Some(&u), &req, &p).contains("r"));
+    }
+
+    #[test]
+    fn exclusions_hand_the_seen_items_hints_to_the_store() {
+        let mut u = UserState {
+            recent: vec!["r1".into(), "r2".into()],
+            ..UserState::default()
+        };
+        let req = vec!["q".to_string()];
+        let none = LookupHints::NONE;
+        let seen = RankParams::default();
+        let listed = |u: &UserState, p: &RankParams| -> Vec<(String, u32)> {
+            let set = exclusions(Some(u), &req, p);
+            set.ids_with_hints()
+                .map(|(id, hint)| (id.to_string(), hint))
+                .collect()
+        };
+        let pairs = |v: &[(&str, u32)]| -> Vec<(String, u32)> {
+            v.iter().map(|(id, h)| (id.to_string(), *h)).collect()
+        };
+        // No hints yet: every id is named without one.
+        assert_eq!(
+            listed(&u, &seen),
+            pairs(&[("q", none), ("r1", none), ("r2", none)])
+        );
+        // One hint per recent item: each seen id with its own.
+        u.fold.hints = LookupHints::from_slots(vec![7, 3]);
+        assert_eq!(
+            listed(&u, &seen),
+            pairs(&[("q", none), ("r1", 7), ("r2", 3)])
+        );
+        // Hints kept for another list are not used.
+        u.recent.push("r3".into());
+        assert_eq!(
+            listed(&u, &seen),
+            pairs(&[("q", none), ("r1", none), ("r2", none), ("r3", none)])
+        );
+        // Seen items not excluded: not named either.
+        let unseen = RankParams {
+            exclude_seen: false,
+            ..seen
+        };
+        assert_eq!(listed(&u, &unseen), pairs(&[("q", none)]));
     }
 }

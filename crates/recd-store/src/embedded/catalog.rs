@@ -154,13 +154,36 @@ impl Catalog {
 
     /// The slots of the live items `exclude` names, by id or by [`item_key`] (an id whose
     /// key collides with an excluded one's is excluded too, as [`Exclusions::contains`]
-    /// has it).
+    /// has it). The seen ids are found through their lookup hints where those hold (see
+    /// [`Catalog::slot_hinted`]).
     pub fn slots_excluded(&self, exclude: &Exclusions<'_>) -> RoaringBitmap {
-        let by_id = exclude.listed_ids().filter_map(|id| self.slot_of(id));
+        let by_id = exclude
+            .ids_with_hints()
+            .filter_map(|(id, hint)| self.slot_hinted(id, hint));
         let by_key = exclude
             .keys()
             .filter_map(|key| self.slot_by_key.get(&key).copied());
-        by_id.chain(by_key).collect()
+        let mut slots: Vec<u32> = by_id.chain(by_key).collect();
+        // Sorted first: inserting ~300 unsorted slots one by one shifted roaring's arrays
+        // each time (a twentieth of a recommend's CPU for a user with 200 seen items).
+        slots.sort_unstable();
+        slots.dedup();
+        match RoaringBitmap::from_sorted_iter(slots.iter().copied()) {
+            Ok(bitmap) => bitmap,
+            Err(_) => slots.into_iter().collect(),
+        }
+    }
+
+    /// The slot of the live item `id`, `hint` itself when it is a live slot: a hint set by
+    /// [`Catalog::vector_hinted`] for `id` (or [`LookupHints::NONE`](recd_core::LookupHints::NONE))
+    /// names `id`'s slot while that slot is live, since slots are never reused. Without
+    /// hints, resolving a user's 200 seen ids was a tenth of a recommend's CPU (a hash
+    /// probe each, most of them cache misses).
+    pub fn slot_hinted(&self, id: &str, hint: u32) -> Option<u32> {
+        match self.item_at(hint) {
+            Some(_) => Some(hint),
+            None => self.slot_of(id),
+        }
     }
 
     /// The slot the next new item will get.
@@ -390,6 +413,13 @@ mod tests {
             assert_eq!(c.vector_at(slot), item_vector, "vector at {slot}");
         }
         assert_eq!(c.slot_by_id.len(), c.ids.len());
+        // The key map (what exclusion sets name) too.
+        assert_eq!(c.slot_by_key.len(), c.ids.len());
+        for i in 0..12 {
+            let id = id(i);
+            let by_key = c.slot_by_key.get(&item_key(&id)).copied();
+            assert_eq!(by_key, c.slot_of(&id), "slot of {id}'s key");
+        }
         // The cached fold-in model is the current YᵀY's (asked at every step, so a cache
         // left stale by a write would show at the next one), whatever parameters ask.
         for params in [
@@ -419,6 +449,8 @@ mod tests {
                 for (i, hint) in (0u8..).zip(&mut hints) {
                     let id = id(i);
                     prop_assert_eq!(c.vector_hinted(&id, hint), c.vector_of(&id), "hinted vector of {}", id);
+                    // The same hints resolve exclusions: to the item's slot or to nothing.
+                    prop_assert_eq!(c.slot_hinted(&id, *hint), c.slot_of(&id), "hinted slot of {}", id);
                 }
             }
         }
