@@ -689,9 +689,10 @@ impl VectorIndex {
     /// The exclusion is applied during retrieval, as a filter is. A caller that asked for
     /// `k + |exclude|` results and dropped the excluded ones afterwards (a recommender hiding
     /// what the user has seen: the items nearest their vector) made every walk as wide as
-    /// `k + |exclude|`: with 200 seen items and k = 100 the walk was a third of the answer's
-    /// CPU and half of it wasted. Here an unfiltered walk keeps its beam and skips excluded
-    /// nodes as results (it still walks through them); a scan scans `filter \ exclude`.
+    /// `k + |exclude|`: with 200 seen items and 50 candidates a recommend's search asked for
+    /// ~300 and was half of its CPU (BENCHMARKS.md, sessions 32-33). Here a walk keeps its
+    /// beam and skips excluded nodes as results (it still walks through them); a scan scans
+    /// `filter \ exclude`.
     pub fn search_excluding(
         &self,
         query: &[f32],
@@ -721,7 +722,8 @@ impl VectorIndex {
         // an allocation and page faults (`perf`).
         let exclude = (!exclude.is_empty()).then_some(exclude);
         // Excluded ids the search would otherwise admit: they do not count as allowed.
-        let card = filter.map_or(live, |f| admitted(f, st.live()))
+        let filtered_live = filter.map_or(live, |f| admitted(f, st.live()));
+        let card = filtered_live
             - exclude.map_or(0, |e| {
                 e.iter()
                     .filter(|&id| filter.is_none_or(|f| f.contains(id)) && st.live().contains(id))
@@ -836,7 +838,7 @@ impl VectorIndex {
                 // (the usual case: a caller filters its own live items) that is the filter
                 // itself; building the copy cost ~2 % of a 10 % walk at 1M (`perf`).
                 let allowed = filter.map(|f| {
-                    if card == f.len() {
+                    if filtered_live == f.len() {
                         Cow::Borrowed(f)
                     } else {
                         Cow::Owned(f & st.live())
