@@ -723,12 +723,12 @@ impl VectorIndex {
         let exclude = (!exclude.is_empty()).then_some(exclude);
         // Excluded ids the search would otherwise admit: they do not count as allowed.
         let filtered_live = filter.map_or(live, |f| admitted(f, st.live()));
-        let card = filtered_live
-            - exclude.map_or(0, |e| {
-                e.iter()
-                    .filter(|&id| filter.is_none_or(|f| f.contains(id)) && st.live().contains(id))
-                    .count() as u64
-            });
+        let excluded_live = match (exclude, filter) {
+            (None, _) => 0,
+            (Some(e), None) => e.intersection_len(st.live()),
+            (Some(e), Some(f)) => (e & f).intersection_len(st.live()),
+        };
+        let card = filtered_live - excluded_live;
         // What a scan iterates with an exclusion: `filter \ exclude` (every live id without
         // a filter), built only if a scan runs.
         let scan_set = std::cell::OnceCell::new();
