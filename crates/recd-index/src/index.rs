@@ -148,6 +148,9 @@ pub struct SearchReport {
     pub ef: Option<usize>,
     /// Live ids the filter admits (all live ids without a filter).
     pub allowed: u64,
+    /// Of those, the ones the exclusion took out (see
+    /// [`VectorIndex::search_excluding`]; 0 without one).
+    pub excluded: u64,
     /// Live ids in the index.
     pub live: u64,
     /// Candidates re-scored on the `f32` vectors after a search on int8 codes; `None` when
@@ -708,6 +711,7 @@ impl VectorIndex {
                 plan: "exact",
                 ef: None,
                 allowed: 0,
+                excluded: 0,
                 live: st.live().len(),
                 rescored: None,
                 sketched: None,
@@ -817,7 +821,8 @@ impl VectorIndex {
         let mut report = SearchReport {
             plan: "exact",
             ef: None,
-            allowed: card,
+            allowed: filtered_live,
+            excluded: excluded_live,
             live,
             rescored: None,
             sketched: None,
@@ -1523,7 +1528,9 @@ mod tests {
                         format!("{mode:?} {strategy:?} filter {:?}", filter.map(|f| f.len()));
                     assert!(hits.iter().all(|h| allowed.contains(h.id)), "{what}");
                     assert_eq!(hits.len(), oracle.len(), "{what}: as many as exist");
-                    assert_eq!(report.allowed, allowed.len(), "{what}");
+                    let admitted = filter.unwrap_or(&idx.ids()) & &idx.ids();
+                    assert_eq!(report.allowed, admitted.len(), "{what}");
+                    assert_eq!(report.excluded, admitted.len() - allowed.len(), "{what}");
                     assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "{what}");
                     if strategy == Strategy::Exact {
                         assert_eq!(ids(&hits), ids(&oracle), "{what}");

@@ -488,7 +488,10 @@ impl Recommender {
         let excluded = recd_core::pipeline::rerank::Exclusions::ids([item_id]);
         let (hits, source) = match &item.vector {
             Some(v) => {
-                let hits = self.store.knn(v, count + 1, filter).await?;
+                let (hits, _) = self
+                    .store
+                    .knn_excluding(v, count, filter, &excluded, false)
+                    .await?;
                 (
                     merge(
                         hits.into_iter().map(|h| (h.item, h.score)).collect(),

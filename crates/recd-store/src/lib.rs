@@ -82,6 +82,10 @@ pub struct KnnPlan {
     pub ef: Option<usize>,
     /// Items the filter admits (every item with a vector without a filter).
     pub allowed: u64,
+    /// Of those, the items the request's exclusions (its `exclude`, the user's seen and
+    /// excluded items) kept the search from returning; not shown when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub excluded: u64,
     /// Items with a vector in the index.
     pub indexed: u64,
     /// Vectors a `sketch_scan` scored after its first pass.
@@ -91,6 +95,10 @@ pub struct KnnPlan {
     /// `vector.partition_by` field): the per-value graphs walked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partitions: Option<usize>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A popular item: its fields (no vector) and its log-domain popularity

@@ -72,6 +72,19 @@ async fn recommendations_keep_every_rule_of_the_contract() {
             } else if filter.is_null() {
                 assert_eq!(plan["plan"], "graph", "{plan}");
                 assert_eq!(plan["allowed"], plan["indexed"], "{plan}");
+                // The user's seen items (every demo item has a vector) are excluded inside
+                // the search, and none of them is returned.
+                let (_, u) = s.get(&format!("/v1/users/{user}")).await;
+                let seen: HashSet<String> = u["recent_items"]
+                    .as_array()
+                    .expect("recent items")
+                    .iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect();
+                assert!(!seen.is_empty(), "{u}");
+                let excluded = plan["excluded"].as_u64().unwrap_or(0);
+                assert!(excluded >= seen.len() as u64, "{plan} {u}");
+                assert!(ids(&a).iter().all(|id| !seen.contains(id)), "{a}");
                 assert!(
                     plan["ef"].as_u64().unwrap()
                         >= a["stages"]["retrieve"]["knn_k"].as_u64().unwrap()
