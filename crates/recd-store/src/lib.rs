@@ -46,12 +46,12 @@ use recd_core::{Event, Filter, Item, ItemUpsert, Schema, SessionParams, UserStat
 use serde::{Deserialize, Serialize};
 
 pub use self::redis::{RedisConfig, RedisStore};
+pub use error::{StoreError, StoreResult};
+pub use models::{ModelRecord, ModelRegistry};
 
 /// The most results [`Store::knn_excluding`]'s default asks for: a user excluding
 /// thousands of items gets the best of this many, not a search as wide as their list.
 pub const KNN_EXCLUSION_CAP: usize = 5000;
-pub use error::{StoreError, StoreResult};
-pub use models::{ModelRecord, ModelRegistry};
 
 /// A KNN hit: the item and its similarity to the query.
 ///
