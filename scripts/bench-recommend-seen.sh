@@ -34,7 +34,7 @@ command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 
 W=$(mktemp -d)
 trap 'kill ${PID_A:-} ${PID_B:-} 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$W"' EXIT
 # The demo creates 10,000 users; only the first $USERS get the warm-up and the requests.
-BIN=$A_BIN USERS_DEMO=10000
+USERS_DEMO=10000
 for build in A B; do
     bin_var=${build}_BIN
     BIN=${!bin_var} USERS=$USERS_DEMO RECD_LOG=warn start_demo "$build"

@@ -167,10 +167,6 @@ sys.exit("no free port found")
 EOF
 }
 
-free_port() {
-    pick_port
-}
-
 # Reads the pid of a running instance from its pidfile, checking it is still our redis-server.
 running_pid() {
     local pidfile="$1" pid
@@ -206,7 +202,7 @@ start() {
     local server module
     server="$(server_path)"
     module="$(module_path)"
-    [[ -n "$port" ]] || port="$(free_port)"
+    [[ -n "$port" ]] || port="$(pick_port)"
     local dir="$RUN/$port"
     mkdir -p "$dir"
     if running_pid "$dir/redis.pid" >/dev/null; then
@@ -289,11 +285,6 @@ cluster_info() {
     resp "$1" CLUSTER INFO 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"
 }
 
-# A free port for a cluster node, with its bus port (+10000) free as well.
-free_cluster_port() {
-    pick_port --bus
-}
-
 cluster_start() {
     local masters=3 replicas=0 owner=""
     while [[ $# -gt 0 ]]; do
@@ -309,7 +300,7 @@ cluster_start() {
     install
     local total=$((masters * (1 + replicas))) ports=() i port
     for ((i = 0; i < total; i++)); do
-        ports+=("$(free_cluster_port)")
+        ports+=("$(pick_port --bus)")
     done
     mkdir -p "$RUN"
     # The record that `cluster stop` reads, written first so that a failed start can be undone.
@@ -389,7 +380,7 @@ cluster_add_master() {
     record="$(readlink -f "$RUN/cluster-of-$seed" 2>/dev/null)" || true
     [[ -n "$record" && -f "$record" ]] || die "no cluster known for port $seed"
     local port
-    port="$(free_cluster_port)"
+    port="$(pick_port --bus)"
     echo "$port" >>"$record"
     ln -sf "$record" "$RUN/cluster-of-$port"
     rm -f "$RUN/$port/nodes.conf"

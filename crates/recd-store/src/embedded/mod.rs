@@ -632,19 +632,20 @@ impl EmbeddedStore {
         self.faults().set_crashed();
     }
 
-    /// A KNN search among the slots `exclude` does not hold, with its plan when `explain`
-    /// (the plan's `allowed` count can cost a filter's bitmap that the search itself did
-    /// not need).
+    /// A KNN search among the items `exclude` does not name (resolved to slots under the
+    /// same read of the catalog as the search), with its plan when `explain` (the plan's
+    /// `allowed` count can cost a filter's bitmap that the search itself did not need).
     fn knn_planned(
         &self,
         query: &[f32],
         k: usize,
         filter: &Filter,
-        exclude: &RoaringBitmap,
+        exclude: &Exclusions<'_>,
         explain: bool,
     ) -> StoreResult<(Vec<Hit>, Option<KnnPlan>)> {
         check_query(query, &self.inner.schema)?;
         let catalog = self.inner.catalog.read();
+        let exclude = &catalog.slots_excluded(exclude);
         let indexed = self.inner.index.len() as u64;
         let nothing = || KnnPlan {
             plan: "none",
@@ -1217,7 +1218,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn knn(&self, query: &[f32], k: usize, filter: &Filter) -> StoreResult<Vec<Hit>> {
-        self.knn_planned(query, k, filter, &RoaringBitmap::new(), false)
+        self.knn_planned(query, k, filter, &Exclusions::default(), false)
             .map(|(hits, _)| hits)
     }
 
@@ -1227,7 +1228,7 @@ impl Store for EmbeddedStore {
         k: usize,
         filter: &Filter,
     ) -> StoreResult<(Vec<Hit>, Option<KnnPlan>)> {
-        self.knn_planned(query, k, filter, &RoaringBitmap::new(), true)
+        self.knn_planned(query, k, filter, &Exclusions::default(), true)
     }
 
     async fn knn_excluding(
@@ -1238,8 +1239,7 @@ impl Store for EmbeddedStore {
         exclude: &Exclusions<'_>,
         explain: bool,
     ) -> StoreResult<(Vec<Hit>, Option<KnnPlan>)> {
-        let slots = self.inner.catalog.read().slots_excluded(exclude);
-        self.knn_planned(query, k, filter, &slots, explain)
+        self.knn_planned(query, k, filter, exclude, explain)
     }
 
     fn index_plans(&self) -> Vec<(&'static str, u64)> {

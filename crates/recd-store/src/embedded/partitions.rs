@@ -608,6 +608,7 @@ mod tests {
                 (rest_plan.plan, rest_plan.partitions),
                 (plan.plan, plan.partitions)
             );
+            assert_eq!(rest_plan.excluded, seen.len() as u64, "explain counts them");
             assert!(rest.iter().all(|h| !seen.contains(&h.item.id.as_str())));
             let candidates = data
                 .iter()
