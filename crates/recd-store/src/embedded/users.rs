@@ -197,17 +197,27 @@ impl Users {
     }
 
     /// After a checkpoint absorbed everything up to `applied`: drops the tails' copies.
+    ///
+    /// The copies are freed after the shard's lock is released. A checkpoint absorbs
+    /// seconds of events, a thousand or more per shard at a steady load, and freeing each
+    /// event's strings under the lock held it for ~0.1 ms, while the checkpoint runs at a
+    /// low priority: a request that wanted the shard then waited for the checkpoint thread
+    /// to get a core again (`perf sched`, BENCHMARKS.md session 34).
     pub fn absorbed(&self, applied: u64) {
         for shard in &self.shards {
-            let mut s = shard.lock();
-            if s.tail_from >= applied {
-                continue;
-            }
-            while s.tail.front().is_some_and(|(seq, _)| *seq <= applied) {
-                s.tail.pop_front();
-            }
-            s.tail_from = applied;
-            s.forgotten.retain(|_, seq| *seq > applied);
+            let gone = {
+                let mut s = shard.lock();
+                if s.tail_from >= applied {
+                    continue;
+                }
+                // The tail is in sequence order.
+                let upto = s.tail.partition_point(|(seq, _)| *seq <= applied);
+                let kept = s.tail.split_off(upto);
+                s.tail_from = applied;
+                s.forgotten.retain(|_, seq| *seq > applied);
+                std::mem::replace(&mut s.tail, kept)
+            };
+            drop(gone);
         }
     }
 }
@@ -254,5 +264,71 @@ impl Locked<'_> {
                 users.insert(id.to_string(), Entry { state, seq });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use recd_core::EventType;
+
+    fn event(user: &str, item: &str) -> Event {
+        Event {
+            user_id: user.into(),
+            item_id: item.into(),
+            kind: EventType::Click,
+            value: None,
+            timestamp_ms: 0,
+            recommendation_id: None,
+        }
+    }
+
+    #[test]
+    fn absorbing_drops_the_tails_up_to_the_sequence_number_and_keeps_the_rest_in_order() {
+        let users = Users::new(10);
+        let ids = ["ann", "bob", "cy", "dee"];
+        for seq in 11..=40u64 {
+            let id = ids[seq as usize % ids.len()];
+            let mut locked = users.lock([id]);
+            locked
+                .shard(id)
+                .tail
+                .push_back((seq, event(id, &format!("i{seq}"))));
+        }
+        users
+            .lock_shard(users.shard_of("bob"))
+            .forgotten
+            .insert("gone".into(), 20);
+        users
+            .lock_shard(users.shard_of("cy"))
+            .forgotten
+            .insert("late".into(), 30);
+
+        users.absorbed(25);
+        let mut left = Vec::new();
+        for i in 0..SHARDS {
+            let shard = users.lock_shard(i);
+            assert_eq!(shard.tail_from, 25);
+            let seqs: Vec<u64> = shard.tail.iter().map(|(s, _)| *s).collect();
+            assert!(seqs.is_sorted(), "{seqs:?}");
+            for (seq, e) in &shard.tail {
+                assert_eq!(e.item_id, format!("i{seq}"));
+            }
+            left.extend(seqs);
+            assert!(!shard.forgotten.contains_key("gone"));
+        }
+        left.sort_unstable();
+        assert_eq!(left, (26..=40).collect::<Vec<_>>());
+        assert!(
+            users
+                .lock_shard(users.shard_of("cy"))
+                .forgotten
+                .contains_key("late")
+        );
+
+        // An older mark changes nothing.
+        users.absorbed(20);
+        let total: usize = (0..SHARDS).map(|i| users.lock_shard(i).tail.len()).sum();
+        assert_eq!(total, 15);
     }
 }
