@@ -602,9 +602,8 @@ mod tests {
     fn layers_apply_in_order_and_unknown_keys_are_named() {
         // Under the Jail lock: the environment test sets RECD_* variables meanwhile.
         figment::Jail::expect_with(|_jail| {
-            let dir = std::env::temp_dir().join(format!("recd-config-test-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let file = dir.join("recd.toml");
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("recd.toml");
             std::fs::write(
                 &file,
                 "listen = \"127.0.0.1:9000\"\n[schema]\nvector = { dim = 8 }\n[schema.fields]\nc = \"tag\"\n[embedded]\nfsync = \"always\"\n",

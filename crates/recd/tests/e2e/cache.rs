@@ -157,9 +157,9 @@ async fn two_servers_share_l2_compute_once_and_invalidate_each_other() {
     let Some(url) = crate::redis::redis_or_skip() else {
         return;
     };
-    let config = std::env::temp_dir().join(format!("recd-e2e-cache-{}.toml", std::process::id()));
-    std::fs::write(&config, crate::redis::SCHEMA).expect("config");
-    let config = config.to_str().expect("utf-8").to_string();
+    let config_file = crate::server::scratch_file("cache-config", "toml");
+    std::fs::write(&config_file, crate::redis::SCHEMA).expect("config");
+    let config = config_file.to_str().expect("utf-8").to_string();
     let prefix = format!("e2ecache{}:", std::process::id());
     let envs = [
         ("RECD_REDIS__PREFIX", prefix.as_str()),

@@ -67,7 +67,7 @@ async fn details_come_from_postgres_through_the_cache() {
          INSERT INTO products VALUES ('sku-1', 'acme'), ('sku-2', 'globex');
          INSERT INTO reviews VALUES ('sku-1', 4), ('sku-1', 2), ('sku-2', 5);",
     );
-    let config = std::env::temp_dir().join(format!("recd-e2e-catalog-{}.toml", std::process::id()));
+    let config = crate::server::scratch_file("catalog-config", "toml");
     std::fs::write(
         &config,
         format!(

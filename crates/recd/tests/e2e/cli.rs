@@ -78,7 +78,7 @@ fn a_taken_port_fails_before_the_demo_loads_anything() {
 #[test]
 fn a_failed_start_never_says_it_is_listening() {
     // The catalog source refuses connections: a fatal start-up error after the bind.
-    let config = std::env::temp_dir().join(format!("recd-e2e-cli-pg-{}.toml", std::process::id()));
+    let config = crate::server::scratch_file("cli-pg-config", "toml");
     std::fs::write(
         &config,
         "[catalog]\nsource = \"postgres://recd@127.0.0.1:1/shop\"\n\

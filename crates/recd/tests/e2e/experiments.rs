@@ -261,9 +261,9 @@ async fn two_redis_servers_share_assignment_and_counts() {
     let Some(url) = crate::redis::redis_or_skip() else {
         return;
     };
-    let config = std::env::temp_dir().join(format!("recd-e2e-exp-{}.toml", std::process::id()));
-    std::fs::write(&config, crate::redis::SCHEMA).expect("config");
-    let config = config.to_str().expect("utf-8").to_string();
+    let config_file = crate::server::scratch_file("exp-config", "toml");
+    std::fs::write(&config_file, crate::redis::SCHEMA).expect("config");
+    let config = config_file.to_str().expect("utf-8").to_string();
     let prefix = format!("e2eexp{}:", std::process::id());
     let envs = [("RECD_REDIS__PREFIX", prefix.as_str())];
     let dir = data_dir("experiments-redis");

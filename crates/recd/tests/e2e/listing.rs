@@ -261,7 +261,7 @@ async fn redis_lists_exactly_as_embedded() {
     let Some(url) = crate::redis::redis_or_skip() else {
         return;
     };
-    let config = std::env::temp_dir().join(format!("recd-e2e-list-{}.toml", std::process::id()));
+    let config = crate::server::scratch_file("list-config", "toml");
     std::fs::write(&config, crate::redis::SCHEMA).expect("config");
     let prefix = format!("e2e-list{}:", std::process::id());
     let rdir = data_dir("listing-redis");

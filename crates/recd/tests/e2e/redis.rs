@@ -106,7 +106,8 @@ pub const SCHEMA: &str = "[schema]\nvector = { dim = 64, metric = \"cosine\" }\n
 /// A demo server on the redis backend at `url` (1,500 items, 100 users, seed 3) under a
 /// key prefix of its own named after `name`, with `envs` set.
 pub fn redis_demo(url: &str, name: &str, envs: &[(&str, String)]) -> Server {
-    let config = std::env::temp_dir().join(format!("recd-e2e-{name}-{}.toml", std::process::id()));
+    let dir = data_dir(name);
+    let config = dir.with_extension("toml");
     std::fs::write(&config, SCHEMA).expect("config");
     let mut all = vec![(
         "RECD_REDIS__PREFIX",
@@ -114,7 +115,6 @@ pub fn redis_demo(url: &str, name: &str, envs: &[(&str, String)]) -> Server {
     )];
     all.extend(envs.iter().map(|(k, v)| (*k, v.clone())));
     let all: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let dir = data_dir(name);
     Server::start(
         &[
             "demo",
@@ -148,7 +148,7 @@ async fn serves_from_redis_and_survives_redis_restarts() {
         .next()
         .and_then(|p| p.parse().ok())
         .expect("port in url");
-    let config = std::env::temp_dir().join(format!("recd-e2e-redis-{}.toml", std::process::id()));
+    let config = crate::server::scratch_file("redis-config", "toml");
     std::fs::write(&config, SCHEMA).expect("config");
     let prefix = format!("e2e{}:", std::process::id());
     let envs = [("RECD_REDIS__PREFIX", prefix.as_str())];
@@ -276,8 +276,7 @@ async fn a_busy_redis_is_unavailable_then_recovers() {
         .next()
         .and_then(|p| p.parse().ok())
         .expect("port in url");
-    let config =
-        std::env::temp_dir().join(format!("recd-e2e-redis-busy-{}.toml", std::process::id()));
+    let config = crate::server::scratch_file("redis-busy-config", "toml");
     std::fs::write(&config, SCHEMA).expect("config");
     let dir = crate::server::data_dir("redis-busy");
     let s = Server::start(
@@ -414,7 +413,7 @@ async fn serves_from_a_redis_cluster() {
     let Some(url) = cluster_or_skip() else {
         return;
     };
-    let config = std::env::temp_dir().join(format!("recd-e2e-cluster-{}.toml", std::process::id()));
+    let config = crate::server::scratch_file("cluster-config", "toml");
     std::fs::write(&config, SCHEMA).expect("config");
     let dir = crate::server::data_dir("redis-cluster");
     let s = Server::start(

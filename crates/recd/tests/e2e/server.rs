@@ -24,42 +24,84 @@ pub struct Server {
 }
 
 /// A fresh temporary data dir, removed when dropped unless the test is failing (then it
-/// stays, with its log and files, for a look).
+/// stays, with its log and files, for a look). The path is `data` inside a scratch dir of
+/// the test's own, so the files a test names after it (`dir.with_extension("toml")`, a log,
+/// an export) are inside that dir too and go with it.
 pub fn data_dir(name: &str) -> DataDir {
-    let dir = std::env::temp_dir().join(format!("recd-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    DataDir(dir)
+    let root = std::env::temp_dir().join(format!("recd-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("create a scratch dir");
+    DataDir {
+        path: root.join("data"),
+        root,
+    }
 }
 
 /// See [`data_dir`]; derefs to its path.
 #[derive(Debug)]
-pub struct DataDir(PathBuf);
+pub struct DataDir {
+    /// The scratch dir removed on drop.
+    root: PathBuf,
+    /// The data dir: `data` inside `root`, not created.
+    path: PathBuf,
+}
 
 impl std::ops::Deref for DataDir {
     type Target = PathBuf;
 
     fn deref(&self) -> &PathBuf {
-        &self.0
+        &self.path
     }
 }
 
 impl AsRef<Path> for DataDir {
     fn as_ref(&self) -> &Path {
-        &self.0
+        &self.path
     }
 }
 
 impl AsRef<std::ffi::OsStr> for DataDir {
     fn as_ref(&self) -> &std::ffi::OsStr {
-        self.0.as_os_str()
+        self.path.as_os_str()
     }
 }
 
 impl Drop for DataDir {
     fn drop(&mut self) {
         if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
+            let _ = std::fs::remove_dir_all(&self.root);
         }
+    }
+}
+
+/// A file `name.ext` in a scratch dir of its own ([`data_dir`]), removed with it when
+/// dropped; derefs to its path.
+pub fn scratch_file(name: &str, ext: &str) -> ScratchFile {
+    let dir = data_dir(name);
+    ScratchFile {
+        path: dir.with_extension(ext),
+        _dir: dir,
+    }
+}
+
+/// See [`scratch_file`].
+#[derive(Debug)]
+pub struct ScratchFile {
+    path: PathBuf,
+    _dir: DataDir,
+}
+
+impl std::ops::Deref for ScratchFile {
+    type Target = PathBuf;
+
+    fn deref(&self) -> &PathBuf {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for ScratchFile {
+    fn as_ref(&self) -> &Path {
+        &self.path
     }
 }
 

@@ -445,7 +445,7 @@ async fn redis_train_writes_while_the_server_serves() {
         return;
     };
     let ml = write_movielens("redis");
-    let config = data_dir("train-redis-config").with_extension("toml");
+    let config = crate::server::scratch_file("train-redis-config", "toml");
     std::fs::write(
         &config,
         format!(

@@ -12,8 +12,8 @@ use crate::server::{Server, data_dir, ids};
 /// An interactions file in which user u loves genre (u + 1) % 3 instead of u % 3: a model
 /// trained on it ranks other movies first for everyone, and its own hold-out (these
 /// events) says it is better than one trained on the store's log.
-fn write_rotated(name: &str) -> std::path::PathBuf {
-    let file = data_dir(&format!("rotated-{name}")).with_extension("jsonl");
+fn write_rotated(name: &str) -> crate::server::ScratchFile {
+    let file = crate::server::scratch_file(&format!("rotated-{name}"), "jsonl");
     let mut lines = Vec::new();
     for u in 1..=USERS {
         let g = ((u + 1) % 3) * MOVIES_PER_GENRE;
@@ -113,7 +113,7 @@ async fn versions_gate_and_rollback_embedded() {
     let store = ["--data-dir", d];
     degenerate_settings_are_refused(&store, &[]);
     // empty training data: a file without events
-    let empty = data_dir("train-models-empty").with_extension("jsonl");
+    let empty = crate::server::scratch_file("train-models-empty", "jsonl");
     std::fs::write(&empty, "").expect("write an empty file");
     let out = recd(
         &["train", "--data-dir", d, "--interactions", path(&empty)],
@@ -303,7 +303,7 @@ async fn versions_gate_and_rollback_redis() {
         return;
     };
     let ml = write_movielens("models-redis");
-    let config = data_dir("train-models-redis-config").with_extension("toml");
+    let config = crate::server::scratch_file("train-models-redis-config", "toml");
     std::fs::write(
         &config,
         format!(

@@ -214,7 +214,7 @@ async fn a_session_follows_its_items_into_the_new_space() {
     let probe = json!({"user_id": "probe", "count": 10});
     s.recommend(probe.clone()).await;
     assert!(s.recommend(probe.clone()).await.get("cache").is_some());
-    let file = data_dir("train-target-session-events").with_extension("jsonl");
+    let file = crate::server::scratch_file("train-target-session-events", "jsonl");
     let lines: Vec<String> = log(&s)
         .await
         .iter()
