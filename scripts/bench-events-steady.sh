@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Events at steady state (issue 18): a `recd demo` (100k items, 10k users) given WARM seconds
+# of saturating wrk events first (one event per request, c = 32: every user's recent list
+# fills to `recent_capacity`, the checkpoints find a log to absorb), then DURATION seconds
+# measured. Configurations alternate for ROUNDS rounds, each round a fresh demo per
+# configuration:
+#
+#   RECD_BIN=target/release/recd scripts/bench-events-steady.sh \
+#       [--warm 60] [--duration 20] [--rounds 2] [CONFIG...]
+#
+# A CONFIG is `label:VAR=value,VAR=value` (environment of the server, e.g. a config key as
+# RECD_EMBEDDED__CHECKPOINT_SECONDS=100000), or `label:` for the defaults; with none, the
+# defaults alone. Set `label:BIN=/path/to/recd` to give one configuration another build.
+# Prints one line per run: the measured window's wrk summary (report.lua: WRK requests errors
+# seconds p50_us p99_us max_us), then each thread's CPU over the window in % of a core
+# (workers, checkpoint and catch-up, log, fsync), and the checkpoints of the whole run.
+# The first 40 s of a fresh demo are not a steady state (BENCHMARKS.md, session 32).
+# Needs wrk (apt-get install wrk).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/bench-common.sh
+
+ITEMS=100000 USERS=10000 WARM=60 DURATION=20 ROUNDS=2
+CONFIGS=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --warm) WARM=$2; shift 2 ;;
+        --duration) DURATION=$2; shift 2 ;;
+        --rounds) ROUNDS=$2; shift 2 ;;
+        --*) echo "unknown flag $1" >&2; exit 2 ;;
+        *) CONFIGS+=("$1"); shift ;;
+    esac
+done
+[ ${#CONFIGS[@]} -gt 0 ] || CONFIGS=("default:")
+command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
+DEFAULT_BIN=$(recd_binary)
+
+W=$(mktemp -d)
+trap 'kill ${PID_run:-} 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$W"' EXIT
+
+events() { # events SECONDS PORT
+    USERS=$USERS ITEMS=$ITEMS wrk -t2 -c32 -d"$1"s -s scripts/wrk/events.lua --latency \
+        "http://127.0.0.1:$2" | grep '^WRK'
+}
+
+# Each thread name's CPU ticks (user + system) so far, one `name ticks` per line.
+thread_ticks() {
+    for t in /proc/"$1"/task/*; do
+        echo "$(tr ' ' _ < "$t/comm") $(awk '{print $14 + $15}' "$t/stat")"
+    done | awk '{a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
+}
+
+echo "# load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
+for ((round = 1; round <= ROUNDS; round++)); do
+    for config in "${CONFIGS[@]}"; do
+        label=${config%%:*}
+        settings=${config#*:}
+        BIN=$DEFAULT_BIN
+        envs=(RECD_LOG=warn)
+        IFS=, read -ra pairs <<< "$settings"
+        for kv in "${pairs[@]}"; do
+            case "$kv" in
+                BIN=*) BIN=${kv#BIN=} ;;
+                ?*) envs+=("$kv") ;;
+            esac
+        done
+        rm -rf "$W/run" "$W/run.log"
+        for kv in "${envs[@]}"; do export "${kv?}"; done
+        start_demo run
+        for kv in "${envs[@]}"; do unset "${kv%%=*}"; done
+        events "$WARM" "$PORT_run" > /dev/null
+        thread_ticks "$PID_run" > "$W/before"
+        wrk_line=$(events "$DURATION" "$PORT_run")
+        thread_ticks "$PID_run" > "$W/after"
+        cpu=$(join "$W/before" "$W/after" | awk -v d="$DURATION" -v hz="$(getconf CLK_TCK)" \
+            '$1 ~ /tokio|checkpoint|catchup|recd-log|fsync/ {printf "%s %.1f%%  ", $1, 100 * ($3 - $2) / hz / d}')
+        checkpoints=$(curl -sf "127.0.0.1:$PORT_run/metrics" | awk '
+            /^recd_checkpoint_duration_seconds_count/ {n = $2}
+            /^recd_checkpoint_duration_seconds_sum/ {s = $2}
+            /^recd_checkpoint_handovers_total\{kind="catch_up"\}/ {c = $2}
+            END {printf "checkpoints %d (catch-up %d), %.1f s", n, c, s}')
+        echo "round $round $label: $wrk_line | $cpu| $checkpoints"
+        kill "$PID_run"
+        wait "$PID_run" 2>/dev/null || true
+    done
+done
