@@ -37,12 +37,12 @@ pub fn data_dir(name: &str) -> DataDir {
     }
 }
 
-/// See [`data_dir`]; derefs to its path.
+/// See [`data_dir`] (and [`scratch_file`]); derefs to its path.
 #[derive(Debug)]
 pub struct DataDir {
     /// The scratch dir removed on drop.
     root: PathBuf,
-    /// The data dir: `data` inside `root`, not created.
+    /// The data dir (`data` inside `root`, not created), or a file beside it.
     path: PathBuf,
 }
 
@@ -74,35 +74,12 @@ impl Drop for DataDir {
     }
 }
 
-/// A file `name.ext` in a scratch dir of its own ([`data_dir`]), removed with it when
-/// dropped; derefs to its path.
-pub fn scratch_file(name: &str, ext: &str) -> ScratchFile {
-    let dir = data_dir(name);
-    ScratchFile {
-        path: dir.with_extension(ext),
-        _dir: dir,
-    }
-}
-
-/// See [`scratch_file`].
-#[derive(Debug)]
-pub struct ScratchFile {
-    path: PathBuf,
-    _dir: DataDir,
-}
-
-impl std::ops::Deref for ScratchFile {
-    type Target = PathBuf;
-
-    fn deref(&self) -> &PathBuf {
-        &self.path
-    }
-}
-
-impl AsRef<Path> for ScratchFile {
-    fn as_ref(&self) -> &Path {
-        &self.path
-    }
+/// A file `name.ext` in a scratch dir of its own ([`data_dir`], whose path it is instead of
+/// the data dir's), removed with that dir when dropped.
+pub fn scratch_file(name: &str, ext: &str) -> DataDir {
+    let mut dir = data_dir(name);
+    dir.path.set_extension(ext);
+    dir
 }
 
 impl Server {

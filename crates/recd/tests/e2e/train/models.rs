@@ -7,12 +7,12 @@
 use serde_json::{Value, json};
 
 use super::{DIM, MOVIES_PER_GENRE, USERS, import_movielens, ok, path, recd, write_movielens};
-use crate::server::{Server, data_dir, ids};
+use crate::server::{DataDir, Server, data_dir, ids};
 
 /// An interactions file in which user u loves genre (u + 1) % 3 instead of u % 3: a model
 /// trained on it ranks other movies first for everyone, and its own hold-out (these
 /// events) says it is better than one trained on the store's log.
-fn write_rotated(name: &str) -> crate::server::ScratchFile {
+fn write_rotated(name: &str) -> DataDir {
     let file = crate::server::scratch_file(&format!("rotated-{name}"), "jsonl");
     let mut lines = Vec::new();
     for u in 1..=USERS {
