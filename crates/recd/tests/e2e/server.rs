@@ -294,3 +294,22 @@ pub fn ids(answer: &Value) -> Vec<String> {
             .collect()
     })
 }
+
+#[test]
+fn a_scratch_dir_takes_the_files_named_after_it_when_dropped() {
+    let dir = data_dir("scratch-helper");
+    std::fs::create_dir_all(&*dir).expect("data dir");
+    std::fs::write(dir.join("recd.redb"), "x").expect("a file inside");
+    let beside = [dir.with_extension("toml"), dir.with_extension("log")];
+    for f in &beside {
+        std::fs::write(f, "x").expect("a file named after the dir");
+    }
+    let file = scratch_file("scratch-helper-file", "jsonl");
+    std::fs::write(&*file, "x").expect("a scratch file");
+    let file_path = file.to_path_buf();
+    let dir_path = dir.to_path_buf();
+    drop((dir, file));
+    for gone in beside.iter().chain([&dir_path, &file_path]) {
+        assert!(!gone.exists(), "{} is left behind", gone.display());
+    }
+}
