@@ -200,7 +200,7 @@ impl Users {
     ///
     /// The copies are freed after the shard's lock is released. A checkpoint absorbs
     /// seconds of events, a thousand or more per shard at a steady load, and freeing each
-    /// event's strings under the lock held it for ~0.1 ms, while the checkpoint runs at a
+    /// event's strings under the lock held it for an estimated ~0.1 ms (not timed), while the checkpoint runs at a
     /// low priority: a request wanting the shard could wait for the checkpoint thread to get
     /// a core back (a priority inversion). A risk removed, not a measured gain: the long
     /// shard-lock waits traced in BENCHMARKS.md session 34 mostly had another request as the
