@@ -13,7 +13,8 @@
 # defaults alone. Set `label:BIN=/path/to/recd` to give one configuration another build.
 # Prints one line per run: the measured window's wrk summary (report.lua: WRK requests errors
 # seconds p50_us p99_us max_us), then each thread's CPU over the window in % of a core
-# (workers, checkpoint and catch-up, log, fsync), and the checkpoints of the whole run.
+# (workers, checkpoint and catch-up, log, fsync), the checkpoints of the whole run, khugepaged's
+# collapses during the window (machine-wide) and the server's memory in huge pages at its end.
 # The first 40 s of a fresh demo are not a steady state (BENCHMARKS.md, session 32).
 # Needs wrk (apt-get install wrk).
 set -euo pipefail
@@ -50,6 +51,12 @@ thread_ticks() {
     done | awk '{a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
 }
 
+# khugepaged's collapses so far, machine-wide: each one holds the collapsed process's
+# mmap_lock for writing, and the page faults of all its threads wait (BENCHMARKS, session 34).
+thp_collapses() {
+    awk '/^thp_collapse_alloc / {print $2}' /proc/vmstat
+}
+
 echo "# load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
 for ((round = 1; round <= ROUNDS; round++)); do
     for config in "${CONFIGS[@]}"; do
@@ -70,8 +77,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
         for kv in "${envs[@]}"; do unset "${kv%%=*}"; done
         events "$WARM" "$PORT_run" > /dev/null
         thread_ticks "$PID_run" > "$W/before"
+        collapses_before=$(thp_collapses)
         wrk_line=$(events "$DURATION" "$PORT_run")
+        collapses=$(( $(thp_collapses) - collapses_before ))
         thread_ticks "$PID_run" > "$W/after"
+        huge_mb=$(awk '/^AnonHugePages/ {printf "%d", $2 / 1024}' "/proc/$PID_run/smaps_rollup")
         cpu=$(join "$W/before" "$W/after" | awk -v d="$DURATION" -v hz="$(getconf CLK_TCK)" \
             '$1 ~ /tokio|checkpoint|catchup|recd-log|fsync/ {printf "%s %.1f%%  ", $1, 100 * ($3 - $2) / hz / d}')
         checkpoints=$(curl -sf "127.0.0.1:$PORT_run/metrics" | awk '
@@ -79,7 +89,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
             /^recd_checkpoint_duration_seconds_sum/ {s = $2}
             /^recd_checkpoint_handovers_total\{kind="catch_up"\}/ {c = $2}
             END {printf "checkpoints %d (catch-up %d), %.1f s", n, c, s}')
-        echo "round $round $label: $wrk_line | $cpu| $checkpoints"
+        echo "round $round $label: $wrk_line | $cpu| $checkpoints | thp: $collapses collapses (machine), $huge_mb MB huge"
         kill "$PID_run"
         wait "$PID_run" 2>/dev/null || true
     done

@@ -1,7 +1,7 @@
-//! Transparent huge pages for the arrays a walk reads at random: the crate's second (and
-//! last) `unsafe`, one `madvise` call.
+//! Transparent huge pages for the arrays a walk reads at random, in mappings of their own.
 //!
-//! Why: a walk touches a few thousand nodes at random addresses of the vector, code and
+//! # Why huge pages
+//! A walk touches a few thousand nodes at random addresses of the vector, code, sketch and
 //! neighbour-list arrays (25 + 6 + 13 MB at 100k × 64); with 4 KiB pages nearly every
 //! touch also misses the TLB, and the page walk stalls the prefetches meant to hide the
 //! memory latency (`perf`: the prefetch instructions held 75 % of a quantized walk's
@@ -9,58 +9,180 @@
 //! glibc's `glibc.malloc.hugetlb=1` tunable vs none, load 5.5-6): f32 walk p50 53 -> 38-43
 //! µs, int8 walk 38 -> 32-33 µs, f32 10 % filter scan 415-441 -> 280 µs; see BENCHMARKS.md.
 //! Kernels with THP set to `madvise` (the usual default) give huge pages only to ranges
-//! that ask, hence this call; with `always` it is redundant, with `never` a no-op.
+//! that ask (`MADV_HUGEPAGE`); with `always` the advice is redundant, with `never` a no-op.
+//!
+//! # Why mappings of their own
+//! The arrays used to be `Vec`s of the global allocator, advised in place. The advice
+//! stays on the address range, and a buffer the index outgrew went back to the allocator
+//! still advised: the allocator handed those pages to requests, purged parts of them
+//! (splitting the huge pages), and khugepaged kept collapsing them again. Each collapse
+//! holds the process's `mmap_lock` for writing, and every page fault of every thread waits
+//! behind it: up to 6.7 ms, about once a second, at steady state under an event load
+//! (session 34's trace; removing the advice lowered the events' p99 in 4 of 4 pairs).
+//! [`HugePages`] gives each large array a 2 MiB-aligned anonymous mapping, advised before
+//! its first touch (so the faults that fill it take huge pages directly, and khugepaged has
+//! nothing left to collapse) and unmapped when freed (so no advised memory ever reaches
+//! the global allocator). Small arrays, and everything on other systems, use the global
+//! allocator as before.
+//!
+//! # Safety
+//! The crate's second `unsafe`: the [`Allocator`] implementation (`mmap`, `munmap`,
+//! `madvise` on the mapping it owns). The invariants are stated at each block.
 
-/// The page-aligned part of `[addr, addr + len)`, as `(start, len)`, if it holds at least
-/// one whole huge page (smaller ranges gain nothing).
-fn aligned_range(addr: usize, len: usize) -> Option<(usize, usize)> {
-    const PAGE: usize = 4096;
-    const HUGE: usize = 2 << 20;
-    let start = addr.checked_add(PAGE - 1)? & !(PAGE - 1);
-    let end = addr.checked_add(len)? & !(PAGE - 1);
-    (end > start && end - start >= HUGE).then(|| (start, end - start))
+use std::alloc::Layout;
+use std::ptr::NonNull;
+
+use allocator_api2::alloc::{AllocError, Allocator, Global};
+
+/// A `Vec` whose buffer, once it reaches [`HUGE`] bytes, lives in a huge-page mapping of
+/// its own (see the module docs). Same API as `std::vec::Vec`, built with `new_in`.
+pub(crate) type HugeVec<T> = allocator_api2::vec::Vec<T, HugePages>;
+
+/// An empty [`HugeVec`].
+pub(crate) fn huge_vec<T>() -> HugeVec<T> {
+    HugeVec::new_in(HugePages)
 }
 
-/// Asks the kernel to back the whole buffer of `v` (its capacity, so that the elements
-/// still to come fault in huge pages too) with transparent huge pages. A hint: failures
-/// are ignored, and nothing observable changes but speed.
-pub(crate) fn advise<T>(v: &Vec<T>) {
-    let bytes = v.capacity().saturating_mul(std::mem::size_of::<T>());
-    if let Some((start, len)) = aligned_range(v.as_ptr() as usize, bytes) {
-        madvise_hugepage(start, len);
+/// An empty [`HugeVec`] with room for `capacity` elements.
+pub(crate) fn huge_vec_with_capacity<T>(capacity: usize) -> HugeVec<T> {
+    HugeVec::with_capacity_in(capacity, HugePages)
+}
+
+/// Size of a huge page on x86-64 and of the common arm64 configuration; a buffer smaller
+/// than this gains nothing from one and stays with the global allocator.
+const HUGE: usize = 2 << 20;
+/// Alignment an anonymous mapping has at least (a base page).
+const PAGE: usize = 4096;
+
+/// The allocator behind [`HugeVec`]: buffers of at least [`HUGE`] bytes (with an alignment
+/// a page satisfies) get a mapping of their own, the rest go to the global allocator. The
+/// choice is a function of the layout alone, so `deallocate` makes the same one.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct HugePages;
+
+/// Whether a buffer of `layout` gets a mapping of its own.
+fn mapped(layout: Layout) -> bool {
+    cfg!(target_os = "linux") && layout.size() >= HUGE && layout.align() <= PAGE
+}
+
+/// The length of the mapping that holds `size` bytes: whole huge pages, so that the last
+/// one is not shared with (nor split by) anything else.
+fn mapping_len(size: usize) -> Option<usize> {
+    size.checked_next_multiple_of(HUGE)
+}
+
+// SAFETY: `allocate` returns either the global allocator's block or a fresh mapping of
+// `mapping_len(size)` bytes, readable and writable, aligned to `HUGE` (so to any alignment
+// `mapped` accepts), valid until `deallocate`; `deallocate` routes a block back by the same
+// rule (`mapped(layout)`: a `Layout` that fits a block has the size it was allocated or
+// grown with, and a size at or above `HUGE` maps to the same `mapping_len` either way).
+// The allocator is a unit struct, so every copy frees what any other allocated.
+#[allow(unsafe_code)]
+unsafe impl Allocator for HugePages {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if !mapped(layout) {
+            return Global.allocate(layout);
+        }
+        let len = mapping_len(layout.size()).ok_or(AllocError)?;
+        let ptr = sys::map_aligned(len).ok_or(AllocError)?;
+        Ok(NonNull::slice_from_raw_parts(ptr, len))
+    }
+
+    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if !mapped(layout) {
+            return Global.allocate_zeroed(layout);
+        }
+        // A fresh anonymous mapping reads as zeros; writing them would fault in the whole
+        // capacity at once.
+        self.allocate(layout)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if !mapped(layout) {
+            // SAFETY: by the routing rule this block came from `Global` with this layout.
+            unsafe { Global.deallocate(ptr, layout) };
+            return;
+        }
+        if let Some(len) = mapping_len(layout.size()) {
+            // SAFETY: by the routing rule this block is a mapping made by `allocate` of
+            // exactly `len` bytes, and the caller no longer uses it.
+            unsafe { sys::unmap(ptr, len) };
+        }
     }
 }
 
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-fn madvise_hugepage(start: usize, len: usize) {
-    // SAFETY: `[start, start + len)` lies inside one live allocation (a Vec's buffer, page
-    // aligned inward by `aligned_range`), so it is mapped memory of this process.
-    // MADV_HUGEPAGE only changes how the kernel backs those pages (it may later move their
-    // contents into a huge page, preserving them); it never changes their contents or
-    // permissions, so no Rust reference to the buffer can observe it.
-    let _ = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_HUGEPAGE) };
+mod sys {
+    use std::ptr::NonNull;
+
+    use super::HUGE;
+
+    /// A fresh private anonymous mapping of `len` bytes (a multiple of `HUGE`) that starts
+    /// on a `HUGE` boundary, given `MADV_HUGEPAGE` before anything touches it.
+    pub(super) fn map_aligned(len: usize) -> Option<NonNull<u8>> {
+        // Over-map by one huge page, then give back the unaligned head and the tail.
+        let padded = len.checked_add(HUGE)?;
+        // SAFETY: a new anonymous mapping at an address of the kernel's choosing; it
+        // overlaps nothing that exists.
+        let raw = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                padded,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return None;
+        }
+        let base = raw as usize;
+        let start = base.next_multiple_of(HUGE);
+        let head = start - base;
+        let tail = padded - head - len;
+        // SAFETY: `[base, base + head)` and `[start + len, base + padded)` are the parts of
+        // the mapping just made that lie outside `[start, start + len)`; nothing refers to
+        // them. A failure leaves a few unused pages mapped, nothing worse.
+        unsafe {
+            if head > 0 {
+                libc::munmap(raw, head);
+            }
+            if tail > 0 {
+                libc::munmap((start + len) as *mut libc::c_void, tail);
+            }
+        }
+        // SAFETY: `[start, start + len)` is mapped and ours. MADV_HUGEPAGE only changes how
+        // the kernel backs the pages; a failure (THP compiled out) is harmless.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        }
+        NonNull::new(start as *mut u8)
+    }
+
+    /// Unmaps `[ptr, ptr + len)`.
+    ///
+    /// # Safety
+    /// The range is a mapping made by [`map_aligned`] with this `len`, no longer used.
+    pub(super) unsafe fn unmap(ptr: NonNull<u8>, len: usize) {
+        // SAFETY: see the function's contract.
+        unsafe {
+            libc::munmap(ptr.as_ptr().cast(), len);
+        }
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn madvise_hugepage(_start: usize, _len: usize) {}
+mod sys {
+    use std::ptr::NonNull;
 
-/// Remembers which buffers were advised, so a grown (moved) buffer is advised again and
-/// an unchanged one is not (one comparison per array on every append).
-#[derive(Debug, Default)]
-pub(crate) struct Advised {
-    seen: [(usize, usize); 4],
-}
-
-impl Advised {
-    /// Advises `v` (the array numbered `which`) if its buffer moved or grew since last time.
-    pub(crate) fn refresh<T>(&mut self, which: usize, v: &Vec<T>) {
-        let now = (v.as_ptr() as usize, v.capacity());
-        if self.seen[which] != now {
-            self.seen[which] = now;
-            advise(v);
-        }
+    // `mapped` is false off Linux, so these are never called.
+    pub(super) fn map_aligned(_len: usize) -> Option<NonNull<u8>> {
+        None
     }
+
+    pub(super) unsafe fn unmap(_ptr: NonNull<u8>, _len: usize) {}
 }
 
 #[cfg(test)]
@@ -68,18 +190,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_whole_pages_of_big_ranges_are_advised() {
+    fn only_large_page_aligned_buffers_get_a_mapping() {
         let mb = 1 << 20;
-        assert_eq!(aligned_range(4096, 4 * mb), Some((4096, 4 * mb)));
-        // Rounded inward to page boundaries.
-        assert_eq!(aligned_range(4097, 4 * mb), Some((8192, 4 * mb - 4096)));
-        assert_eq!(aligned_range(0, mb), None, "under one huge page");
-        assert_eq!(aligned_range(usize::MAX - 10, 4 * mb), None);
-        // And the call itself is harmless on a real buffer.
-        let v: Vec<u64> = Vec::with_capacity(mb);
-        advise(&v);
-        let mut a = Advised::default();
-        a.refresh(0, &v);
-        a.refresh(0, &v);
+        assert!(!mapped(Layout::from_size_align(mb, 8).unwrap()));
+        assert!(!mapped(Layout::from_size_align(2 * mb - 1, 8).unwrap()));
+        assert!(!mapped(Layout::from_size_align(4 * mb, 2 * PAGE).unwrap()));
+        assert_eq!(
+            mapped(Layout::from_size_align(2 * mb, 8).unwrap()),
+            cfg!(target_os = "linux")
+        );
+        assert_eq!(mapping_len(2 * mb), Some(2 * mb));
+        assert_eq!(mapping_len(2 * mb + 1), Some(4 * mb));
+        assert_eq!(mapping_len(usize::MAX), None);
+    }
+
+    #[test]
+    fn a_growing_vec_keeps_its_elements_across_the_switch_to_a_mapping() {
+        // 1 MiB, then 2 MiB (the first mapped buffer), then 4 MiB: the contents must
+        // survive each move, zeroed elements must read as zeros, and every buffer must be
+        // freed through the path that made it (a mismatch aborts or faults).
+        let n = (4 << 20) / size_of::<u64>();
+        let mut v: HugeVec<u64> = huge_vec_with_capacity(n / 4);
+        for i in 0..n as u64 {
+            v.push(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        }
+        assert!(v.capacity() >= n);
+        if cfg!(target_os = "linux") {
+            assert_eq!(
+                v.as_ptr() as usize % HUGE,
+                0,
+                "a mapped buffer starts on a huge page"
+            );
+        }
+        assert!(
+            v.iter()
+                .enumerate()
+                .all(|(i, &x)| x == (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        );
+        v.resize(n + HUGE / size_of::<u64>(), 0);
+        assert!(v[n..].iter().all(|&x| x == 0));
+        v.truncate(10);
+        v.shrink_to_fit();
+        assert_eq!(v.len(), 10);
+        assert_eq!(v[9], 9u64.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let z: HugeVec<u8> = allocator_api2::vec![in HugePages; 0u8; 3 * HUGE];
+        assert!(z.iter().all(|&b| b == 0));
     }
 }

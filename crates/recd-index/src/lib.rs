@@ -72,11 +72,12 @@
 //!
 //! Distances are recd-core's safe, auto-vectorized kernels (`recd_core::vector`), or, in the
 //! int8 mode, `quant`'s integer kernel over the codes followed by an exact `f32` re-score of
-//! a short list (so scores are exact in both modes). The crate's only `unsafe` is two hints
-//! and one mapping: a software prefetch (`prefetch`), kept for a measured 2-3x on scattered
-//! vector reads, a transparent-huge-page `madvise` (`hugepages`), for the TLB misses of
-//! those same reads, and the `mmap` of the int8 mode's vector file (`mapped`); everything
-//! else is checked by the `unsafe_code = "deny"` lint.
+//! a short list (so scores are exact in both modes). The crate's only `unsafe` is a hint and
+//! two kinds of mapping: a software prefetch (`prefetch`), kept for a measured 2-3x on
+//! scattered vector reads, an allocator that puts the arrays those reads hit in
+//! transparent-huge-page mappings of their own (`hugepages`), for their TLB misses, and the
+//! `mmap` of the int8 mode's vector file (`mapped`); everything else is checked by the
+//! `unsafe_code = "deny"` lint.
 
 #![warn(missing_docs)]
 

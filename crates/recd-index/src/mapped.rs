@@ -41,7 +41,7 @@ const MIN_SEGMENT_SLOTS: usize = 1024;
 #[derive(Debug)]
 pub(crate) enum Vectors {
     /// One contiguous heap array (scans stream it; the walk gets huge pages).
-    Heap(Vec<f32>),
+    Heap(crate::hugepages::HugeVec<f32>),
     /// Segments of an unnamed file mapping (the int8 mode).
     Mapped(MappedVectors),
 }

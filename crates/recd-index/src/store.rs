@@ -24,7 +24,7 @@ use roaring::RoaringBitmap;
 use recd_core::vector::{dot, l2_squared};
 
 use crate::distance::Metric;
-use crate::hugepages::Advised;
+use crate::hugepages::{HugeVec, huge_vec, huge_vec_with_capacity};
 use crate::mapped::{MappedVectors, Vectors};
 use crate::quant::{self, CodedQuery, Line, Quantization, Sq8};
 use crate::sketch::{self, SketchQuery, Sketcher};
@@ -44,7 +44,7 @@ pub(crate) struct Store {
     /// metrics. One heap array, or a file mapping in the int8 mode (see `mapped`).
     vectors: Vectors,
     /// Level-0 neighbour lists, `1 + m0` atomics per slot: `[len, n0 .. n(m0-1)]`.
-    links0: Vec<AtomicU32>,
+    links0: HugeVec<AtomicU32>,
     /// Level-0 in-degree of each slot (kept up to date by `set_neighbours`), so that pruning
     /// can avoid cutting a node's last in-link.
     in0: Vec<AtomicU32>,
@@ -67,8 +67,6 @@ pub(crate) struct Store {
     /// 1-bit sketches for the first pass of broad filtered scans, in both modes, once
     /// there are [`sketch::MIN_SLOTS`] slots (see `sketch`).
     sketches: Option<Sketches>,
-    /// Which arrays were last given the huge-page hint (see `hugepages`).
-    advised: Advised,
 }
 
 /// The quantized copy: `lines` code lines per slot, and the trained quantizer.
@@ -77,7 +75,7 @@ struct Codes {
     sq: Sq8,
     lines: usize,
     /// `slot * lines ..`: the slot's codes.
-    arena: Vec<Line>,
+    arena: HugeVec<Line>,
     /// `|x̂|²` per slot (l2 distances on codes need it).
     norms2: Vec<f32>,
     /// Slot count at the last training; retrained once the index has doubled.
@@ -90,7 +88,7 @@ struct Sketches {
     sk: Sketcher,
     stride: usize,
     /// `slot * stride ..`: the slot's sketch.
-    arena: Vec<u64>,
+    arena: HugeVec<u64>,
     /// `|x|²` per slot under l2 (the estimate needs it), empty otherwise.
     norms2: Vec<f32>,
     /// Slot count at the last training; retrained once the index has doubled.
@@ -131,8 +129,8 @@ impl Store {
             metric,
             m0: 2 * m,
             m,
-            vectors: Vectors::Heap(Vec::new()),
-            links0: Vec::new(),
+            vectors: Vectors::Heap(huge_vec()),
+            links0: huge_vec(),
             in0: Vec::new(),
             upper: Vec::new(),
             levels: Vec::new(),
@@ -143,22 +141,6 @@ impl Store {
             live: RoaringBitmap::new(),
             codes: None,
             sketches: None,
-            advised: Advised::default(),
-        }
-    }
-
-    /// Gives the arrays a walk reads at random the huge-page hint, if they moved or grew
-    /// since the last time (growing a `Vec` may move it).
-    fn refresh_advice(&mut self) {
-        if let Vectors::Heap(v) = &self.vectors {
-            self.advised.refresh(0, v);
-        }
-        self.advised.refresh(1, &self.links0);
-        if let Some(c) = &self.codes {
-            self.advised.refresh(2, &c.arena);
-        }
-        if let Some(s) = &self.sketches {
-            self.advised.refresh(3, &s.arena);
         }
     }
 
@@ -181,12 +163,10 @@ impl Store {
             Quantization::None => None,
             Quantization::Int8 => Some(self.trained_codes()),
         };
-        let moved = match mode {
+        match mode {
             Quantization::None => self.move_vectors(None),
             Quantization::Int8 => self.move_vectors(Some(dir)),
-        };
-        self.refresh_advice();
-        moved
+        }
     }
 
     /// Copies the vectors into a file mapping under `dir` (`Some`) or onto the heap
@@ -201,8 +181,7 @@ impl Store {
                 m
             }
             (Vectors::Mapped(_), None) => {
-                let mut v = Vec::with_capacity(self.slots() * self.dim);
-                crate::hugepages::advise(&v);
+                let mut v = huge_vec_with_capacity(self.slots() * self.dim);
                 for slot in 0..self.slots() as u32 {
                     v.extend_from_slice(self.vector(slot));
                 }
@@ -222,7 +201,6 @@ impl Store {
             && self.slots() > c.trained_at.saturating_mul(2)
         {
             self.codes = Some(self.trained_codes());
-            self.refresh_advice();
         }
         let stale = match &self.sketches {
             Some(s) => self.slots() > s.trained_at.saturating_mul(2),
@@ -230,7 +208,6 @@ impl Store {
         };
         if stale {
             self.sketches = Some(self.trained_sketches());
-            self.refresh_advice();
         }
     }
 
@@ -238,8 +215,7 @@ impl Store {
         let slots = self.slots();
         let sk = Sketcher::train(self.dim, (0..slots as u32).map(|s| self.vector(s)));
         let stride = sk.words() + 1;
-        let mut arena = Vec::with_capacity(slots.saturating_mul(2 * stride));
-        crate::hugepages::advise(&arena);
+        let mut arena = huge_vec_with_capacity(slots.saturating_mul(2 * stride));
         arena.resize(slots * stride, 0);
         let l2 = self.metric == Metric::L2;
         let mut s = Sketches {
@@ -269,10 +245,8 @@ impl Store {
         // Trained on the query form (normalized under cosine): what the codes stand for.
         let sq = Sq8::train(self.dim, (0..slots as u32).map(|s| self.vector(s)));
         let lines = quant::lines_for(self.dim);
-        // Room for twice as many (retraining happens at each doubling), advised before it
-        // is first written so that it faults in huge pages.
-        let mut arena = Vec::with_capacity(slots.max(1024).saturating_mul(2 * lines));
-        crate::hugepages::advise(&arena);
+        // Room for twice as many (retraining happens at each doubling).
+        let mut arena = huge_vec_with_capacity(slots.max(1024).saturating_mul(2 * lines));
         arena.resize(slots * lines, Line::ZERO);
         let mut c = Codes {
             sq,
@@ -312,7 +286,6 @@ impl Store {
             s.norms2
                 .reserve(if s.norms2.is_empty() { 0 } else { additional });
         }
-        self.refresh_advice();
     }
 
     /// A copy of this store with its slots renumbered: new slot `i` is old slot `order[i]`
@@ -354,7 +327,7 @@ impl Store {
             sq: c.sq.clone(),
             lines: c.lines,
             arena: permute_rows(&c.arena, c.lines, order),
-            norms2: permute_rows(&c.norms2, 1, order),
+            norms2: permute_values(&c.norms2, order),
             trained_at: c.trained_at,
         });
         out.sketches = self.sketches.as_ref().map(|s| Sketches {
@@ -364,11 +337,10 @@ impl Store {
             norms2: if s.norms2.is_empty() {
                 Vec::new()
             } else {
-                permute_rows(&s.norms2, 1, order)
+                permute_values(&s.norms2, order)
             },
             trained_at: s.trained_at,
         });
-        out.refresh_advice();
         Ok(out)
     }
 
@@ -444,7 +416,6 @@ impl Store {
             }
         }
         self.encode_slot(slot as usize);
-        self.refresh_advice();
         Ok(Upserted { slot })
     }
 
@@ -707,15 +678,19 @@ impl Store {
 }
 
 /// `rows` (`width` values per slot) in the slot order `order` (`order[new] = old`), in a new
-/// array given the huge-page hint before it is filled.
-fn permute_rows<T: Copy>(rows: &[T], width: usize, order: &[u32]) -> Vec<T> {
-    let mut out = Vec::with_capacity(rows.len());
-    crate::hugepages::advise(&out);
+/// huge-page array.
+fn permute_rows<T: Copy>(rows: &[T], width: usize, order: &[u32]) -> HugeVec<T> {
+    let mut out = huge_vec_with_capacity(rows.len());
     for &old in order {
         let s = old as usize * width;
         out.extend_from_slice(&rows[s..s + width]);
     }
     out
+}
+
+/// `values` (one per slot) in the slot order `order` (`order[new] = old`).
+fn permute_values(values: &[f32], order: &[u32]) -> Vec<f32> {
+    order.iter().map(|&old| values[old as usize]).collect()
 }
 
 /// Caller id -> slot. Ids are expected to be dense-ish, so ids up to a few times the number
