@@ -14,7 +14,8 @@
 # Prints one line per run: the measured window's wrk summary (report.lua: WRK requests errors
 # seconds p50_us p99_us max_us), then each thread's CPU over the window in % of a core
 # (workers, checkpoint and catch-up, log, fsync), the checkpoints of the whole run, khugepaged's
-# collapses during the window (machine-wide) and the server's memory in huge pages at its end.
+# collapses during the window (machine-wide), and the server's memory in huge pages and its
+# resident memory at the window's end.
 # The first 40 s of a fresh demo are not a steady state (BENCHMARKS.md, session 32).
 # Needs wrk (apt-get install wrk).
 set -euo pipefail
@@ -82,6 +83,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         collapses=$(( $(thp_collapses) - collapses_before ))
         thread_ticks "$PID_run" > "$W/after"
         huge_mb=$(awk '/^AnonHugePages/ {printf "%d", $2 / 1024}' "/proc/$PID_run/smaps_rollup")
+        rss_mb=$(awk '/^VmRSS/ {printf "%d", $2 / 1024}' "/proc/$PID_run/status")
         cpu=$(join "$W/before" "$W/after" | awk -v d="$DURATION" -v hz="$(getconf CLK_TCK)" \
             '$1 ~ /tokio|checkpoint|catchup|recd-log|fsync/ {printf "%s %.1f%%  ", $1, 100 * ($3 - $2) / hz / d}')
         checkpoints=$(curl -sf "127.0.0.1:$PORT_run/metrics" | awk '
@@ -89,7 +91,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
             /^recd_checkpoint_duration_seconds_sum/ {s = $2}
             /^recd_checkpoint_handovers_total\{kind="catch_up"\}/ {c = $2}
             END {printf "checkpoints %d (catch-up %d), %.1f s", n, c, s}')
-        echo "round $round $label: $wrk_line | $cpu| $checkpoints | thp: $collapses collapses (machine), $huge_mb MB huge"
+        echo "round $round $label: $wrk_line | $cpu| $checkpoints | thp: $collapses collapses (machine), $huge_mb MB huge | rss $rss_mb MB"
         kill "$PID_run"
         wait "$PID_run" 2>/dev/null || true
     done

@@ -5,6 +5,7 @@
 //! Exit codes: 0 ok, 2 bad usage or bad configuration, 1 runtime failure.
 
 mod admin;
+mod allocator;
 mod bench;
 mod config;
 mod demo;
@@ -31,7 +32,8 @@ use clap::{Parser, Subcommand};
 use recd_server::config::{Backend, ConfigError, Overrides};
 
 /// mimalloc instead of glibc malloc: under recommend load glibc's malloc/free (with
-/// `malloc_consolidate`) was ~30 % of the server's CPU; see BENCHMARKS.md for the A/B.
+/// `malloc_consolidate`) was ~30 % of the server's CPU; see BENCHMARKS.md for the A/B. Its
+/// purge delay is recd's (`allocator`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -161,9 +163,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // First: mimalloc's options may only change while this is the only thread.
+    let tuning = allocator::tune();
     let cli = Cli::parse();
     // Held to the end: dropping it flushes the OpenTelemetry export (feature `otel`).
     let _telemetry = telemetry::init();
+    tuning.log();
     recd_server::metrics::set_build_info(env!("CARGO_PKG_VERSION"), env!("RECD_GIT_COMMIT"));
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
