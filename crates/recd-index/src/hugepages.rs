@@ -12,17 +12,17 @@
 //! that ask (`MADV_HUGEPAGE`); with `always` the advice is redundant, with `never` a no-op.
 //!
 //! # Why mappings of their own
-//! The arrays used to be `Vec`s of the global allocator, advised in place. The advice
-//! stays on the address range, and a buffer the index outgrew went back to the allocator
-//! still advised: the allocator handed those pages to requests, purged parts of them
-//! (splitting the huge pages), and khugepaged kept collapsing them again. Each collapse
-//! holds the process's `mmap_lock` for writing, and every page fault of every thread waits
-//! behind it: up to 6.7 ms, about once a second, at steady state under an event load
-//! (session 34's trace; removing the advice lowered the events' p99 in 4 of 4 pairs).
-//! [`HugePages`] gives each large array a 2 MiB-aligned anonymous mapping, advised before
-//! its first touch (so the faults that fill it take huge pages directly, and khugepaged has
-//! nothing left to collapse) and unmapped when freed (so no advised memory ever reaches
-//! the global allocator). Small arrays, and everything on other systems, use the global
+//! The arrays used to be `Vec`s of the global allocator, advised in place. In mappings of
+//! their own ([`HugePages`]: 2 MiB-aligned anonymous mappings, advised before their first
+//! touch, unmapped when freed) the index's huge pages no longer depend on what the global
+//! allocator does (with mimalloc built without THP the index kept its 40–42 MB of huge
+//! pages), every whole 2 MiB of an array gets a huge page at its first fault (when the
+//! kernel has one free), and a buffer
+//! the index outgrew goes back to the kernel instead of leaving an advised range inside the
+//! allocator. Walk times did not change (criterion, 0.93–1.08×; BENCHMARKS.md, session 35).
+//! Session 34 blamed those advised leftovers for khugepaged's collapses under an event
+//! load; session 35 found the collapses were in mimalloc's own arena (see recd's
+//! `allocator.rs`). Small arrays, and everything on other systems, use the global
 //! allocator as before.
 //!
 //! # Safety
