@@ -17,9 +17,8 @@
 //! touch, unmapped when freed) the index's huge pages no longer depend on what the global
 //! allocator does (with mimalloc built without THP the index kept its 40–42 MB of huge
 //! pages), every whole 2 MiB of an array gets a huge page at its first fault (when the
-//! kernel has one free), and a buffer
-//! the index outgrew goes back to the kernel instead of leaving an advised range inside the
-//! allocator. Walk times did not change (criterion, 0.93–1.08×; BENCHMARKS.md, session 35).
+//! kernel has one free), and a buffer the index outgrew goes back to the kernel instead of
+//! leaving an advised range inside the allocator. Walk times did not change (criterion, 0.93–1.08×; BENCHMARKS.md, session 35).
 //! Session 34 blamed those advised leftovers for khugepaged's collapses under an event
 //! load; session 35 found the collapses were in mimalloc's own arena (see recd's
 //! `allocator.rs`). Small arrays, and everything on other systems, use the global
