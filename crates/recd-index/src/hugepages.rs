@@ -18,7 +18,8 @@
 //! allocator does (with mimalloc built without THP the index kept its 40–42 MB of huge
 //! pages), every whole 2 MiB of an array gets a huge page at its first fault (when the
 //! kernel has one free), and a buffer the index outgrew goes back to the kernel instead of
-//! leaving an advised range inside the allocator. Walk times did not change (criterion, 0.93–1.08×; BENCHMARKS.md, session 35).
+//! leaving an advised range inside the allocator. Walk times did not change (criterion,
+//! 0.93–1.08×; BENCHMARKS.md, session 35).
 //! Session 34 blamed those advised leftovers for khugepaged's collapses under an event
 //! load; session 35 found the collapses were in mimalloc's own arena (see recd's
 //! `allocator.rs`). Small arrays, and everything on other systems, use the global
@@ -70,6 +71,18 @@ fn mapping_len(size: usize) -> Option<usize> {
     size.checked_next_multiple_of(HUGE)
 }
 
+/// Where an aligned buffer goes inside a fresh mapping one huge page longer than it, at
+/// `base`: `(start, head, tail)`, the first `HUGE` boundary at or after `base` and the
+/// lengths of the unaligned head and of the tail left over, to be unmapped. (Kernels since
+/// 6.7 place such mappings on a boundary themselves, so there `head` is 0; older ones do
+/// not.)
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn aligned_within(base: usize) -> (usize, usize, usize) {
+    let start = base.next_multiple_of(HUGE);
+    let head = start - base;
+    (start, head, HUGE - head)
+}
+
 // SAFETY: `allocate` returns either the global allocator's block or a fresh mapping of
 // `mapping_len(size)` bytes, readable and writable, aligned to `HUGE` (so to any alignment
 // `mapped` accepts), valid until `deallocate`; `deallocate` routes a block back by the same
@@ -115,7 +128,7 @@ unsafe impl Allocator for HugePages {
 mod sys {
     use std::ptr::NonNull;
 
-    use super::HUGE;
+    use super::{HUGE, aligned_within};
 
     /// A fresh private anonymous mapping of `len` bytes (a multiple of `HUGE`) that starts
     /// on a `HUGE` boundary, given `MADV_HUGEPAGE` before anything touches it.
@@ -137,11 +150,8 @@ mod sys {
         if raw == libc::MAP_FAILED {
             return None;
         }
-        let base = raw as usize;
-        let start = base.next_multiple_of(HUGE);
-        let head = start - base;
-        let tail = padded - head - len;
-        // SAFETY: `[base, base + head)` and `[start + len, base + padded)` are the parts of
+        let (start, head, tail) = aligned_within(raw as usize);
+        // SAFETY: `[raw, raw + head)` and `[start + len, raw + padded)` are the parts of
         // the mapping just made that lie outside `[start, start + len)`; nothing refers to
         // them. A failure leaves a few unused pages mapped, nothing worse.
         unsafe {
@@ -201,6 +211,19 @@ mod tests {
         assert_eq!(mapping_len(2 * mb), Some(2 * mb));
         assert_eq!(mapping_len(2 * mb + 1), Some(4 * mb));
         assert_eq!(mapping_len(usize::MAX), None);
+    }
+
+    #[test]
+    fn the_aligned_part_of_an_over_sized_mapping_starts_on_a_huge_page() {
+        let len = 4 * HUGE;
+        for base in [HUGE, 3 * PAGE, HUGE + PAGE, 7 * HUGE - PAGE] {
+            let (start, head, tail) = aligned_within(base);
+            assert_eq!(start % HUGE, 0, "base {base}");
+            assert_eq!(start, base + head, "base {base}");
+            // The three parts tile the mapping of `len + HUGE` bytes exactly.
+            assert_eq!(head + len + tail, len + HUGE, "base {base}");
+        }
+        assert_eq!(aligned_within(HUGE), (HUGE, 0, HUGE));
     }
 
     #[test]

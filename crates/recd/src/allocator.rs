@@ -107,9 +107,14 @@ mod tests {
     fn in_child(mode: &str, purge_delay: Option<&str>) -> String {
         let exe = std::env::current_exe().expect("the test binary's path");
         let mut cmd = Command::new(exe);
-        cmd.args(["--exact", "allocator::tests::child", "--nocapture"])
-            .env("RECD_ALLOCATOR_TEST_CHILD", mode)
-            .env_remove("MIMALLOC_PURGE_DELAY");
+        cmd.args([
+            "--exact",
+            "allocator::tests::child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("RECD_ALLOCATOR_TEST_CHILD", mode)
+        .env_remove("MIMALLOC_PURGE_DELAY");
         if let Some(v) = purge_delay {
             cmd.env("MIMALLOC_PURGE_DELAY", v);
         }
@@ -123,8 +128,9 @@ mod tests {
             .to_string()
     }
 
-    /// Not a test of its own: what [`in_child`] runs. Does nothing unless asked.
+    /// Not a test of its own: what [`in_child`] runs (ignored in a normal run).
     #[test]
+    #[ignore = "run by the allocator tests in a child process"]
     fn child() {
         match std::env::var("RECD_ALLOCATOR_TEST_CHILD").as_deref() {
             Ok("read") => println!("ALLOCATOR {}", purge_delay_ms()),
