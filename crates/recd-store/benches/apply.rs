@@ -6,8 +6,10 @@
 //!   per event);
 //! - `concurrent_32_checkpointing`: the same under everysec while checkpoints run back to
 //!   back beside the writers (they must not stall them);
-//! - `checkpoint`: redb absorbing the log of 20k events (2 per user), in the background
-//!   in production; the time is per event absorbed.
+//! - `checkpoint`: redb absorbing the log of 20k events, in the background in production;
+//!   the time is per event absorbed. `20k_events`: 2 per user (10k users); `…_20_per_user`:
+//!   1k users, the shape of a steady load, where a checkpoint absorbs ~10 events per
+//!   active user (BENCHMARKS.md, session 34).
 //!
 //!     cargo bench -p recd-store --bench apply
 
@@ -83,8 +85,13 @@ fn store(rt: &Runtime, kind: &str) -> (EmbeddedStore, Option<tempfile::TempDir>)
 }
 
 fn event(n: usize) -> Event {
+    event_of(n, USERS)
+}
+
+/// Event `n` of one of `users` users (round robin).
+fn event_of(n: usize, users: usize) -> Event {
     Event {
-        user_id: format!("u{}", n % USERS),
+        user_id: format!("u{}", n % users),
         item_id: format!("i{}", (n * 7) % ITEMS),
         kind: if n.is_multiple_of(10) {
             EventType::Purchase
@@ -195,18 +202,24 @@ fn bench(c: &mut Criterion) {
         .throughput(Throughput::Elements(2 * USERS as u64));
     let (store, _dir) = store(&rt, "never");
     let mut n = 0usize;
-    cp.bench_function("20k_events", |b| {
-        b.iter_batched(
-            || {
-                for _ in 0..2 * USERS {
-                    n += 1;
-                    rt.block_on(store.apply_events(&[event(n)])).expect("apply");
-                }
-            },
-            |()| store.checkpoint().expect("checkpoint"),
-            criterion::BatchSize::PerIteration,
-        )
-    });
+    for (name, users) in [
+        ("20k_events", USERS),
+        ("20k_events_20_per_user", USERS / 10),
+    ] {
+        cp.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    for _ in 0..2 * USERS {
+                        n += 1;
+                        rt.block_on(store.apply_events(&[event_of(n, users)]))
+                            .expect("apply");
+                    }
+                },
+                |()| store.checkpoint().expect("checkpoint"),
+                criterion::BatchSize::PerIteration,
+            )
+        });
+    }
     cp.finish();
 }
 

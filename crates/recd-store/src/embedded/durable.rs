@@ -7,8 +7,9 @@
 //! Start-up loads this file and replays the log records after that number, so applying a
 //! record twice is impossible: it is skipped by its sequence number.
 //!
-//! `USER_EVENTS` keys `(user, seq)` for every row of `EVENTS`, so that forgetting a user
-//! and reading one user's events cost that user's events, not a scan of the log.
+//! `USER_EVENT_SEQS` indexes every row of `EVENTS` by user (runs of a user's sequence
+//! numbers, one row per user per checkpoint: `event_index`), so that forgetting a user and
+//! reading one user's events cost that user's events, not a scan of the log.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use redb::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::event_index::{self, Pending};
 use super::record::{Op, decode_user};
 use crate::error::{StoreError, StoreResult};
 
@@ -35,6 +37,12 @@ const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const POPULARITY: TableDefinition<&str, f64> = TableDefinition::new("popularity");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// The per-user event index: `(user, first seq)` → the run's packed sequence numbers
+/// ([`event_index`]).
+const USER_EVENT_SEQS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("user_event_seqs");
+/// The index's first layout, one row per event: `(user, seq)`. Read once, at the first open
+/// by this version, to build `USER_EVENT_SEQS`, and then deleted.
 const USER_EVENTS: TableDefinition<(&str, u64), ()> = TableDefinition::new("user_events");
 
 /// `META` key: the last sequence number absorbed (u64 LE).
@@ -46,9 +54,13 @@ const APPLIED: &str = "applied";
 /// afterwards, [`Durable::store_users`]), so after a crash between the two the records
 /// after this mark are replayed again.
 const USERS_APPLIED: &str = "users_applied";
-/// `META` key: present once `USER_EVENTS` indexes every event (data dirs written before
-/// the index existed get it built once, at their first open).
+/// `META` key: present once `USER_EVENTS` (the first layout) indexes every event. Versions
+/// that wrote that layout build it at open when this key is absent; this version removes
+/// the key with the table. Found present, it means such a version wrote the data dir since
+/// (a downgrade and back), and its index is the complete one.
 const INDEXED: &str = "user_events_indexed";
+/// `META` key: present once `USER_EVENT_SEQS` indexes every event.
+const SEQS_INDEXED: &str = "user_event_seqs_indexed";
 
 /// Everything read back at start-up.
 #[derive(Debug, Default)]
@@ -201,28 +213,59 @@ impl Durable {
                     .map_err(|e| self.err(e))?;
                 txn.open_table(super::models::MODEL_NEXT)
                     .map_err(|e| self.err(e))?;
-                let events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
-                let mut index = txn.open_table(USER_EVENTS).map_err(|e| self.err(e))?;
-                let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-                if meta.get(INDEXED).map_err(|e| self.err(e))?.is_none() {
-                    let mut n = 0u64;
-                    for row in events.iter().map_err(|e| self.err(e))? {
-                        let (k, v) = row.map_err(|e| self.err(e))?;
-                        let event: Event = decode(v.value(), "event")?;
-                        index
-                            .insert((event.user_id.as_str(), k.value()), ())
-                            .map_err(|e| self.err(e))?;
-                        n += 1;
-                    }
-                    if n > 0 {
-                        tracing::info!(events = n, "built the per-user event index");
-                    }
-                    meta.insert(INDEXED, [1u8].as_slice())
-                        .map_err(|e| self.err(e))?;
-                }
+                txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+                txn.open_table(USER_EVENT_SEQS).map_err(|e| self.err(e))?;
             }
+            self.build_index_if_needed(&txn)?;
             txn.commit().map_err(|e| self.err(e))
         })
+    }
+
+    /// Builds `USER_EVENT_SEQS` when no complete one is there: from the first layout's
+    /// index if a version that kept it wrote last, else (a data dir from before any index)
+    /// from the events themselves.
+    fn build_index_if_needed(&self, txn: &redb::WriteTransaction) -> StoreResult<()> {
+        let (first_layout, packed) = {
+            let meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            let has = |key| meta.get(key).map(|v| v.is_some()).map_err(|e| self.err(e));
+            (has(INDEXED)?, has(SEQS_INDEXED)?)
+        };
+        if packed && !first_layout {
+            return Ok(());
+        }
+        // Whatever is there was not kept up to date by the version that wrote last.
+        txn.delete_table(USER_EVENT_SEQS).map_err(|e| self.err(e))?;
+        let mut pending = Pending::default();
+        let mut n = 0u64;
+        if first_layout {
+            let old = txn.open_table(USER_EVENTS).map_err(|e| self.err(e))?;
+            for row in old.iter().map_err(|e| self.err(e))? {
+                let (k, _) = row.map_err(|e| self.err(e))?;
+                let (user, seq) = k.value();
+                pending.push(user.to_string(), seq);
+                n += 1;
+            }
+        } else {
+            let events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+            for row in events.iter().map_err(|e| self.err(e))? {
+                let (k, v) = row.map_err(|e| self.err(e))?;
+                let event: Event = decode(v.value(), "event")?;
+                pending.push(event.user_id, k.value());
+                n += 1;
+            }
+        }
+        let mut index = txn.open_table(USER_EVENT_SEQS).map_err(|e| self.err(e))?;
+        put_runs(self, &mut index, &mut pending, &|| Ok(()))?;
+        drop(index);
+        txn.delete_table(USER_EVENTS).map_err(|e| self.err(e))?;
+        let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+        meta.remove(INDEXED).map_err(|e| self.err(e))?;
+        meta.insert(SEQS_INDEXED, [1u8].as_slice())
+            .map_err(|e| self.err(e))?;
+        if n > 0 {
+            tracing::info!(events = n, "built the per-user event index");
+        }
+        Ok(())
     }
 
     /// The last sequence number absorbed: `META["applied"]`, or for a data dir written
@@ -318,12 +361,12 @@ impl Durable {
                     users: txn.open_table(USERS).map_err(|e| self.err(e))?,
                     popularity: txn.open_table(POPULARITY).map_err(|e| self.err(e))?,
                     events: txn.open_table(EVENTS).map_err(|e| self.err(e))?,
-                    index: txn.open_table(USER_EVENTS).map_err(|e| self.err(e))?,
+                    index: txn.open_table(USER_EVENT_SEQS).map_err(|e| self.err(e))?,
                     meta: txn.open_table(META).map_err(|e| self.err(e))?,
                     user_rows: users,
                     touched: BTreeSet::new(),
                     increments: BTreeMap::new(),
-                    pending_index: Vec::new(),
+                    pending_index: Pending::default(),
                     applied,
                     records: 0,
                 };
@@ -428,7 +471,7 @@ impl Durable {
         self.with_db(|db| {
             let read = db.begin_read().map_err(|e| self.err(e))?;
             let applied = self.applied_in(&read)?;
-            let index = read.open_table(USER_EVENTS).map_err(|e| self.err(e))?;
+            let index = read.open_table(USER_EVENT_SEQS).map_err(|e| self.err(e))?;
             let events = read.open_table(EVENTS).map_err(|e| self.err(e))?;
             let mut out = HashMap::new();
             for user in users {
@@ -437,10 +480,11 @@ impl Durable {
                     .range((*user, 0u64)..=(*user, u64::MAX))
                     .map_err(|e| self.err(e))?
                 {
-                    let (k, _) = row.map_err(|e| self.err(e))?;
-                    let seq = k.value().1;
-                    if let Some(v) = events.get(seq).map_err(|e| self.err(e))? {
-                        mine.push((seq, decode(v.value(), "event")?));
+                    let (k, v) = row.map_err(|e| self.err(e))?;
+                    for seq in unpack_run(k.value().1, v.value())? {
+                        if let Some(v) = events.get(seq).map_err(|e| self.err(e))? {
+                            mine.push((seq, decode(v.value(), "event")?));
+                        }
                     }
                 }
                 if !mine.is_empty() {
@@ -450,6 +494,32 @@ impl Durable {
             Ok((out, applied))
         })
     }
+}
+
+fn unpack_run(first: u64, value: &[u8]) -> StoreResult<Vec<u64>> {
+    event_index::unpack(first, value).map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+/// Writes the index rows `pending` holds, in key order, asking `interrupted` every
+/// [`ROWS_PER_CHECK`] rows.
+fn put_runs(
+    d: &Durable,
+    index: &mut Table<'_, (&'static str, u64), &'static [u8]>,
+    pending: &mut Pending,
+    interrupted: &dyn Fn() -> StoreResult<()>,
+) -> StoreResult<()> {
+    for (i, (user, seqs)) in pending.drain_runs().into_iter().enumerate() {
+        if i % ROWS_PER_CHECK == 0 {
+            interrupted()?;
+        }
+        index
+            .insert(
+                (user.as_str(), seqs[0]),
+                event_index::pack(&seqs).as_slice(),
+            )
+            .map_err(|e| d.err(e))?;
+    }
+    Ok(())
 }
 
 fn read_u64(bytes: &[u8]) -> StoreResult<u64> {
@@ -560,7 +630,7 @@ pub struct Absorb<'t> {
     users: Table<'t, &'static str, &'static [u8]>,
     popularity: Table<'t, &'static str, f64>,
     events: Table<'t, u64, &'static [u8]>,
-    index: Table<'t, (&'static str, u64), ()>,
+    index: Table<'t, (&'static str, u64), &'static [u8]>,
     meta: Table<'t, &'static str, &'static [u8]>,
     /// Where user rows come from.
     user_rows: UserRows<'t>,
@@ -571,7 +641,7 @@ pub struct Absorb<'t> {
     /// Summed log-domain popularity increments per item, in key order.
     increments: BTreeMap<String, f64>,
     /// Per-user event index rows not inserted yet: they go in sorted (see [`Absorb::finish`]).
-    pending_index: Vec<(String, u64)>,
+    pending_index: Pending,
     /// The last sequence number applied so far.
     applied: u64,
     /// Records applied in this checkpoint.
@@ -629,7 +699,7 @@ impl Absorb<'_> {
                     if !self.touched.contains(&event.user_id) {
                         self.touched.insert(event.user_id.clone());
                     }
-                    self.pending_index.push((event.user_id, s));
+                    self.pending_index.push(event.user_id, s);
                 }
                 for (id, inc) in popularity {
                     let sum = self.increments.entry(id).or_insert(f64::NEG_INFINITY);
@@ -643,17 +713,17 @@ impl Absorb<'_> {
             Op::DeleteUser(id) => {
                 // The user's events of this checkpoint must be in the index to be found.
                 self.insert_pending_index(&|| Ok(()))?;
-                let mut seqs = Vec::new();
+                let mut runs = Vec::new();
                 for row in self
                     .index
-                    .range((id.as_str(), 0u64)..=(id.as_str(), u64::MAX))
+                    .extract_from_if((id.as_str(), 0u64)..=(id.as_str(), u64::MAX), |_, _| true)
                     .map_err(|e| d.err(e))?
                 {
-                    seqs.push(row.map_err(|e| d.err(e))?.0.value().1);
+                    let (k, v) = row.map_err(|e| d.err(e))?;
+                    runs.push(unpack_run(k.value().1, v.value())?);
                 }
-                for s in seqs {
+                for s in runs.into_iter().flatten() {
                     self.events.remove(s).map_err(|e| d.err(e))?;
-                    self.index.remove((id.as_str(), s)).map_err(|e| d.err(e))?;
                 }
                 self.touched.insert(id);
             }
@@ -712,23 +782,18 @@ impl Absorb<'_> {
         Ok((self.applied, true))
     }
 
-    /// Inserts the per-user event index rows applied so far, in key order, asking
-    /// `interrupted` every [`ROWS_PER_CHECK`] rows.
+    /// Inserts the per-user event index rows applied so far (one per user), in key order,
+    /// asking `interrupted` every [`ROWS_PER_CHECK`] rows.
     fn insert_pending_index(
         &mut self,
         interrupted: &dyn Fn() -> StoreResult<()>,
     ) -> StoreResult<()> {
-        let d = self.durable;
-        self.pending_index.sort_unstable();
-        for (i, (user, seq)) in self.pending_index.drain(..).enumerate() {
-            if i % ROWS_PER_CHECK == 0 {
-                interrupted()?;
-            }
-            self.index
-                .insert((user.as_str(), seq), ())
-                .map_err(|e| d.err(e))?;
-        }
-        Ok(())
+        put_runs(
+            self.durable,
+            &mut self.index,
+            &mut self.pending_index,
+            interrupted,
+        )
     }
 }
 
@@ -855,5 +920,144 @@ mod tests {
         assert_eq!(applied, 8);
         let left: Vec<String> = d.events().unwrap().into_iter().map(|e| e.user_id).collect();
         assert_eq!(left, ["b"]);
+    }
+
+    /// `(user, first seq, seqs)` of every row of the per-user index.
+    fn index_rows(d: &Durable) -> Vec<(String, u64, Vec<u64>)> {
+        d.with_db(|db| {
+            let read = db.begin_read().unwrap();
+            let index = read.open_table(USER_EVENT_SEQS).unwrap();
+            let rows = index
+                .iter()
+                .unwrap()
+                .map(|row| {
+                    let (k, v) = row.unwrap();
+                    let (user, first) = k.value();
+                    (
+                        user.to_string(),
+                        first,
+                        unpack_run(first, v.value()).unwrap(),
+                    )
+                })
+                .collect();
+            Ok(rows)
+        })
+        .unwrap()
+    }
+
+    /// Absorbs `batches` as one checkpoint, each an events record starting at its seq.
+    fn absorb_events(d: &Durable, applied: u64, batches: &[(u64, Vec<Event>)]) -> u64 {
+        d.absorb(applied, false, UserRows::Replay, |a| {
+            for (seq, events) in batches {
+                let op = super::super::record::OpRef::Events {
+                    events,
+                    popularity: vec![],
+                    at_ms: 1,
+                }
+                .encode()?;
+                a.record(*seq, &op)?;
+            }
+            Ok(())
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_checkpoint_indexes_each_user_in_one_row_and_reads_and_forgets_through_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Durable::open(dir.path()).unwrap();
+        // two checkpoints, each with three events of "a" and one of "b" over two records
+        let one = vec![event("a", 1), event("b", 2), event("a", 3)];
+        let applied = absorb_events(&d, 0, &[(1, one), (4, vec![event("a", 4)])]);
+        assert_eq!(applied, 4);
+        let applied = absorb_events(&d, applied, &[(5, vec![event("a", 5), event("b", 6)])]);
+        assert_eq!(
+            index_rows(&d),
+            [
+                ("a".to_string(), 1, vec![1, 3, 4]),
+                ("a".to_string(), 5, vec![5]),
+                ("b".to_string(), 2, vec![2]),
+                ("b".to_string(), 6, vec![6]),
+            ]
+        );
+        let (mine, _) = d.user_events(&["a"]).unwrap();
+        let seqs: Vec<(u64, i64)> = mine["a"]
+            .iter()
+            .map(|(s, e)| (*s, e.timestamp_ms))
+            .collect();
+        assert_eq!(seqs, [(1, 1), (3, 3), (4, 4), (5, 5)]);
+        // forgetting "a" inside a checkpoint that also logged one more of its events
+        d.absorb(applied, false, UserRows::Replay, |a| {
+            let op = super::super::record::OpRef::Events {
+                events: &[event("a", 7)],
+                popularity: vec![],
+                at_ms: 1,
+            }
+            .encode()?;
+            a.record(7, &op)?;
+            let op = super::super::record::OpRef::DeleteUser("a").encode()?;
+            a.record(8, &op)
+        })
+        .unwrap();
+        let left: Vec<String> = d.events().unwrap().into_iter().map(|e| e.user_id).collect();
+        assert_eq!(left, ["b", "b"]);
+        let users: Vec<String> = index_rows(&d).into_iter().map(|(u, ..)| u).collect();
+        assert_eq!(users, ["b", "b"]);
+    }
+
+    #[test]
+    fn the_first_index_layout_is_converted_at_open_and_wins_after_a_downgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let d = Durable::open(dir.path()).unwrap();
+            absorb_events(&d, 0, &[(1, vec![event("a", 1), event("b", 2)])]);
+        }
+        // What a version with the first layout leaves after writing the dir: its own
+        // index complete (it rebuilt it, finding its mark absent, and kept it up to date),
+        // ours stale (events 3 and 4 are not in it).
+        {
+            let db = Database::create(dir.path().join("recd.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut events = txn.open_table(EVENTS).unwrap();
+                let mut old = txn.open_table(USER_EVENTS).unwrap();
+                for (seq, user) in [(1u64, "a"), (2, "b"), (3, "a"), (4, "c")] {
+                    let bytes = encode(&event(user, seq as i64)).unwrap();
+                    events.insert(seq, bytes.as_slice()).unwrap();
+                    old.insert((user, seq), ()).unwrap();
+                }
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert(INDEXED, [1u8].as_slice()).unwrap();
+                meta.insert(APPLIED, 4u64.to_le_bytes().as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let d = Durable::open(dir.path()).unwrap();
+        assert_eq!(
+            index_rows(&d),
+            [
+                ("a".to_string(), 1, vec![1, 3]),
+                ("b".to_string(), 2, vec![2]),
+                ("c".to_string(), 4, vec![4]),
+            ]
+        );
+        let (mine, as_of) = d.user_events(&["a", "c"]).unwrap();
+        assert_eq!(as_of, 4);
+        assert_eq!(mine["a"].len(), 2);
+        assert_eq!(mine["c"][0].0, 4);
+        // the first layout is gone with its mark, so a downgrade would rebuild it
+        d.with_db(|db| {
+            let read = db.begin_read().unwrap();
+            assert!(read.open_table(USER_EVENTS).is_err());
+            let meta = read.open_table(META).unwrap();
+            assert!(meta.get(INDEXED).unwrap().is_none());
+            assert!(meta.get(SEQS_INDEXED).unwrap().is_some());
+            Ok(())
+        })
+        .unwrap();
+        // and a second open changes nothing
+        drop(d);
+        let d = Durable::open(dir.path()).unwrap();
+        assert_eq!(index_rows(&d).len(), 3);
     }
 }

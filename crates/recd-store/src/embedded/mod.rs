@@ -35,6 +35,7 @@ mod catalog;
 mod checkpoint;
 mod dirty;
 mod durable;
+mod event_index;
 #[cfg(test)]
 mod exact;
 mod faults;
