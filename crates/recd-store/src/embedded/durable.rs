@@ -711,18 +711,18 @@ impl Absorb<'_> {
             }
             Op::ExpireUsers(ids) => self.touched.extend(ids),
             Op::DeleteUser(id) => {
-                // The user's events of this checkpoint must be in the index to be found.
-                self.insert_pending_index(&|| Ok(()))?;
-                let mut runs = Vec::new();
+                // The user's events of this checkpoint are not in the index yet: taken
+                // out of what waits (the others' rows stay whole, one per user).
+                let mut seqs = self.pending_index.take(&id);
                 for row in self
                     .index
                     .extract_from_if((id.as_str(), 0u64)..=(id.as_str(), u64::MAX), |_, _| true)
                     .map_err(|e| d.err(e))?
                 {
                     let (k, v) = row.map_err(|e| d.err(e))?;
-                    runs.push(unpack_run(k.value().1, v.value())?);
+                    seqs.extend(unpack_run(k.value().1, v.value())?);
                 }
-                for s in runs.into_iter().flatten() {
+                for s in seqs {
                     self.events.remove(s).map_err(|e| d.err(e))?;
                 }
                 self.touched.insert(id);

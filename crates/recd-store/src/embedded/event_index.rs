@@ -54,6 +54,11 @@ impl Pending {
         self.0.entry(user).or_default().push(seq);
     }
 
+    /// Takes `user`'s sequence numbers out (none if it has none).
+    pub fn take(&mut self, user: &str) -> Vec<u64> {
+        self.0.remove(user).unwrap_or_default()
+    }
+
     /// Takes the rows out, in key order: `(user, run)`, each run at most [`MAX_RUN`] long
     /// and keyed by its first sequence number.
     pub fn drain_runs(&mut self) -> Vec<(String, Vec<u64>)> {
@@ -103,6 +108,9 @@ mod tests {
         for seq in 10..10 + MAX_RUN as u64 + 2 {
             p.push("c".into(), seq);
         }
+        p.push("d".into(), 4);
+        assert_eq!(p.take("d"), [4]);
+        assert!(p.take("d").is_empty());
         let rows = p.drain_runs();
         assert!(p.drain_runs().is_empty(), "drained");
         let shape: Vec<(&str, usize, u64)> = rows
