@@ -6,7 +6,7 @@
 # configuration:
 #
 #   RECD_BIN=target/release/recd scripts/bench-events-steady.sh \
-#       [--warm 60] [--duration 20] [--rounds 2] [CONFIG...]
+#       [--warm 60] [--duration 20] [--rounds 2] [--recommend [RATE]] [CONFIG...]
 #
 # A CONFIG is `label:VAR=value,VAR=value` (environment of the server, e.g. a config key as
 # RECD_EMBEDDED__CHECKPOINT_SECONDS=100000), or `label:` for the defaults; with none, the
@@ -17,15 +17,23 @@
 # collapses during the window (machine-wide), and the server's memory in huge pages and its
 # resident memory at the window's end.
 # The first 40 s of a fresh demo are not a steady state (BENCHMARKS.md, session 32).
+# With --recommend [RATE], each run then measures recommend too (wrk, c = 32, uncached,
+# scripts/wrk/recommend.lua): DURATION seconds alone and DURATION seconds beside RATE events/s
+# (default 2000; scripts/wrk/events.lua paced on 64 connections), the order alternating by
+# round: what the users' steady state costs the reads, and the events beside them.
 # Needs wrk (apt-get install wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/bench-common.sh
 
-ITEMS=100000 USERS=10000 WARM=60 DURATION=20 ROUNDS=2
+ITEMS=100000 USERS=10000 WARM=60 DURATION=20 ROUNDS=2 RECOMMEND=0
 CONFIGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
+        --recommend)
+            RECOMMEND=2000
+            shift
+            case "${1:-}" in [0-9]*) RECOMMEND=$1; shift ;; esac ;;
         --warm) WARM=$2; shift 2 ;;
         --duration) DURATION=$2; shift 2 ;;
         --rounds) ROUNDS=$2; shift 2 ;;
@@ -43,6 +51,30 @@ trap 'kill ${PID_run:-} 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$
 events() { # events SECONDS PORT
     USERS=$USERS ITEMS=$ITEMS wrk -t2 -c32 -d"$1"s -s scripts/wrk/events.lua --latency \
         "http://127.0.0.1:$2" | grep '^WRK'
+}
+
+recommends() { # recommends SECONDS PORT
+    USERS=$USERS ITEMS=$ITEMS wrk -t2 -c32 -d"$1"s -s scripts/wrk/recommend.lua \
+        "http://127.0.0.1:$2" | grep '^WRK'
+}
+
+# recommend_runs ROUND PORT: recommend alone and beside $RECOMMEND events/s, one line each.
+recommend_runs() {
+    local order="alone beside" r side
+    [ $(($1 % 2)) = 0 ] && order="beside alone"
+    for r in $order; do
+        if [ "$r" = alone ]; then
+            echo "  recommend alone: $(recommends "$DURATION" "$2")"
+        else
+            RATE=$RECOMMEND CONNECTIONS=64 USERS=$USERS ITEMS=$ITEMS wrk -t1 -c64 \
+                -d"$((DURATION + 2))"s -s scripts/wrk/events.lua "http://127.0.0.1:$2" \
+                | grep '^WRK' > "$W/side" &
+            side=$!
+            line=$(recommends "$DURATION" "$2")
+            wait $side
+            echo "  recommend beside $RECOMMEND events/s: $line | events: $(cat "$W/side")"
+        fi
+    done
 }
 
 # Each thread name's CPU ticks (user + system) so far, one `name ticks` per line.
@@ -92,6 +124,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
             /^recd_checkpoint_handovers_total\{kind="catch_up"\}/ {c = $2}
             END {printf "checkpoints %d (catch-up %d), %.1f s", n, c, s}')
         echo "round $round $label: $wrk_line | $cpu| $checkpoints | thp: $collapses collapses (machine), $huge_mb MB huge | rss $rss_mb MB"
+        [ "$RECOMMEND" = 0 ] || recommend_runs "$round" "$PORT_run"
         kill "$PID_run"
         wait "$PID_run" 2>/dev/null || true
     done

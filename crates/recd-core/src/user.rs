@@ -260,6 +260,12 @@ pub struct FoldState {
     /// stored, not compared.
     #[serde(skip)]
     pub hints: LookupHints,
+    /// Events changed `weights` since `vector` was solved: a refold is due before anything
+    /// reads the vector ([`UserState::mark_refold_due`]). Not serialized with the state
+    /// (whose layout older versions read): the embedded store's rows carry it after the
+    /// state, and a state logged whole is solved first.
+    #[serde(skip)]
+    pub due: bool,
 }
 
 /// One `u32` per item of [`UserState::recent`], in its order, that the caller of
@@ -554,6 +560,21 @@ impl UserState {
             }
         });
         self.fold.vector = folded;
+        self.fold.due = false;
+    }
+
+    /// Marks the fold-in vector as behind the interactions, for a store that applies
+    /// events without solving and solves at the user's next read ([`FoldState::due`]):
+    /// a user's events between two reads then cost one solve instead of one per batch.
+    /// The solve starts from the vector as it is (the last one solved), so reads and
+    /// events interleaved as before give the same vectors as solving after every batch.
+    pub fn mark_refold_due(&mut self) {
+        self.fold.due = true;
+    }
+
+    /// Whether events changed the fold-in's interactions since its vector was solved.
+    pub fn refold_due(&self) -> bool {
+        self.fold.due
     }
 
     /// Sets the long-term vector (training write-back): every weight kept so far is now

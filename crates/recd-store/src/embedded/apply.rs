@@ -69,9 +69,17 @@ pub fn item_slots(events: &[Event], catalog: &Catalog) -> Vec<Option<u32>> {
 }
 
 /// Applies one batch of `events` to their users' `states` (each present, as it was before
-/// the batch): every event in order, each user's activity clock set to `at_ms`, then the
-/// fold-in once per user (with [`UpdateRule::FoldIn`]). `slots` are the events' item
-/// slots ([`item_slots`]).
+/// the batch): every event in order, and each user's activity clock set to `at_ms`. With
+/// [`UpdateRule::FoldIn`] the users' fold-in vectors are left due
+/// ([`UserState::mark_refold_due`]), to be solved by [`refold_if_due`] at the user's next
+/// read (a checkpoint stores the state due, as it is). `slots` are the events' item slots
+/// ([`item_slots`]).
+///
+/// The solve was most of an event's CPU at steady state (~27 % of the request workers',
+/// perf, 200 recent items at k = 64), and it ran under the user's shard lock. Solved at
+/// the next read instead, a user's events between two reads cost one solve, and an event
+/// none: at saturation with events alone, 1.67-1.72x the events and a p99 of 3.9-4.2 ms
+/// against 5.4 ms (BENCHMARKS.md, session 37).
 pub fn apply_batch(
     states: &mut HashMap<&str, UserState>,
     events: &[Event],
@@ -87,11 +95,28 @@ pub fn apply_batch(
         }
     }
     if session.update == UpdateRule::FoldIn {
-        let model = catalog.fold_model(&session.fold_in);
         for state in states.values_mut() {
-            state.refold_hinted(model.as_deref(), |id, slot| catalog.vector_hinted(id, slot));
+            state.mark_refold_due();
         }
     }
+}
+
+/// Solves `state`'s fold-in vector if events left it due ([`apply_batch`]) and the rule
+/// is still [`UpdateRule::FoldIn`]; returns whether it solved. What the vector would have
+/// been had each batch been solved as it was applied, when each batch is read before the
+/// next: the solve starts from the vector last solved either way.
+pub fn refold_if_due(state: &mut UserState, catalog: &Catalog, session: &SessionParams) -> bool {
+    if !state.refold_due() {
+        return false;
+    }
+    if session.update != UpdateRule::FoldIn {
+        // Only that rule leaves a refold due; nothing is left to solve under another.
+        state.fold.due = false;
+        return false;
+    }
+    let model = catalog.fold_model(&session.fold_in);
+    state.refold_hinted(model.as_deref(), |id, slot| catalog.vector_hinted(id, slot));
+    true
 }
 
 /// Replays the user records `feed` hands over (in log order) into `users` on `workers`
@@ -284,6 +309,98 @@ mod tests {
         (0..13)
             .map(|u| users.with(&format!("u{u}"), |e| e.map(|e| (e.state.clone(), e.seq))))
             .collect()
+    }
+
+    fn catalog_of_nine() -> Catalog {
+        let mut catalog = Catalog::new(&Schema::demo(2));
+        for i in 0..9u32 {
+            catalog.put(
+                i,
+                Item {
+                    id: format!("i{i}"),
+                    vector: Some(vec![1.0 + i as f32, 0.5 - i as f32 / 4.0]),
+                    fields: Default::default(),
+                },
+            );
+        }
+        catalog
+    }
+
+    fn clicks(user: &str, items: &[u32], at: i64) -> Vec<Event> {
+        items
+            .iter()
+            .enumerate()
+            .map(|(n, i)| Event {
+                user_id: user.into(),
+                item_id: format!("i{i}"),
+                kind: EventType::Click,
+                value: None,
+                timestamp_ms: at + n as i64,
+                recommendation_id: None,
+            })
+            .collect()
+    }
+
+    /// A batch leaves its user's refold due instead of solving it, and solving it later
+    /// (before the next batch) gives the vector the write path solved right after the
+    /// batch, bit for bit, from the first events and from a solved vector alike; it is
+    /// solved once. Seen failing with the exact solve in place of CG from the last vector
+    /// (batch 1: the last bit of a component).
+    #[test]
+    fn a_batch_leaves_its_refold_due_and_solving_it_later_is_solving_it_then() {
+        let catalog = catalog_of_nine();
+        let session = SessionParams {
+            update: UpdateRule::FoldIn,
+            ..Default::default()
+        };
+        let model = catalog.fold_model(&session.fold_in);
+        let mut eager = UserState::default();
+        let mut lazy = UserState::default();
+        for (b, items) in [&[1u32, 2, 3][..], &[4, 1], &[7]].into_iter().enumerate() {
+            let events = clicks("u", items, 100 * b as i64);
+            let slots = item_slots(&events, &catalog);
+            let mut batch = HashMap::from([("u", lazy)]);
+            apply_batch(&mut batch, &events, &slots, &catalog, &session, 1);
+            lazy = batch.remove("u").unwrap_or_default();
+            assert!(lazy.refold_due(), "batch {b}");
+            // What the write path did before: the events, then the solve at once.
+            for e in &events {
+                eager.apply(e, catalog.vector_of(&e.item_id), &session);
+            }
+            eager.active_ms = 1;
+            eager.refold(model.as_deref(), |id| catalog.vector_of(id));
+
+            assert_ne!(lazy.fold.vector, eager.fold.vector, "not solved yet");
+            assert!(refold_if_due(&mut lazy, &catalog, &session));
+            assert!(!lazy.refold_due());
+            assert!(eager.fold.vector.is_some());
+            assert_eq!(lazy.fold.vector, eager.fold.vector, "batch {b}");
+            assert_eq!(lazy, eager, "batch {b}");
+            assert!(!refold_if_due(&mut lazy, &catalog, &session), "solved once");
+        }
+
+        // Under another rule nothing is left due, and a refold found due is dropped
+        // unsolved.
+        let decayed = SessionParams {
+            update: UpdateRule::DecayedAverage,
+            ..Default::default()
+        };
+        let events = clicks("v", &[2, 5], 0);
+        let mut batch = HashMap::from([("v", UserState::default())]);
+        apply_batch(
+            &mut batch,
+            &events,
+            &item_slots(&events, &catalog),
+            &catalog,
+            &decayed,
+            1,
+        );
+        assert!(!batch["v"].refold_due());
+        let mut due = lazy.clone();
+        due.mark_refold_due();
+        assert!(!refold_if_due(&mut due, &catalog, &decayed));
+        assert!(!due.refold_due());
+        assert_eq!(due.fold.vector, lazy.fold.vector);
     }
 
     /// Each user's records are applied by one thread in log order: the states are exactly

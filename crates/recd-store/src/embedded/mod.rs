@@ -1350,7 +1350,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn get_user(&self, id: &str) -> StoreResult<Option<UserState>> {
-        Ok(self.inner.users.get(id))
+        Ok(self.inner.user_state(id))
     }
 
     async fn expire_users(&self, now_ms: i64) -> StoreResult<crate::Expired> {

@@ -95,9 +95,17 @@ impl Users {
         f(self.shards[self.shard_of(id)].lock().users.get(id))
     }
 
+    /// The user's entry, under its shard's lock, given to `f` to change (`None`: no such
+    /// user).
+    pub fn with_mut<R>(&self, id: &str, f: impl FnOnce(Option<&mut Entry>) -> R) -> R {
+        f(self.shards[self.shard_of(id)].lock().users.get_mut(id))
+    }
+
     /// The user's redb row as it is now, with the sequence number of the last record it
     /// includes (`None`: no such user). Encoded under the shard's lock, which is held
-    /// about as long as a write's own encoding of a record.
+    /// about as long as a write's own encoding of a record. A state whose fold-in refold is
+    /// due is stored as it is, marked so (`encode_user`): the read after a restart solves
+    /// it from the same vector memory would have.
     pub fn row(&self, id: &str) -> StoreResult<Option<(Vec<u8>, u64)>> {
         self.with(id, |e| {
             e.map(|e| Ok((encode_user(&e.state, e.seq)?, e.seq)))

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use recd_core::item::check_vector;
 use recd_core::{Event, Item, ItemUpsert, UpdateRule, UserState, ValidationError};
 
-use super::apply::{apply_batch, item_slots};
+use super::apply::{apply_batch, item_slots, refold_if_due};
 use super::log::Ticket;
 use super::record::OpRef;
 use super::{Inner, Sink};
@@ -325,6 +325,21 @@ impl Inner {
         Ok(Some(ticket))
     }
 
+    /// A copy of the user's state as it is now, its fold-in vector solved: a refold the
+    /// user's events left due ([`apply_batch`]) is solved here and kept, under the user's
+    /// shard lock and then the catalog's (the order every write takes them in), so that
+    /// the user's next events and reads start from it.
+    pub(super) fn user_state(&self, id: &str) -> Option<UserState> {
+        self.users.with_mut(id, |entry| {
+            entry.map(|e| {
+                if e.state.refold_due() {
+                    refold_if_due(&mut e.state, &self.catalog.read(), &self.settings.session);
+                }
+                e.state.clone()
+            })
+        })
+    }
+
     pub(super) fn delete_user(&self, id: &str) -> StoreResult<Written<bool>> {
         let mut locked = self.users.lock([id]);
         if locked.get(id).is_none() {
@@ -374,10 +389,15 @@ impl Inner {
             return Ok((0, None));
         }
         let mut locked = self.users.lock(vectors.iter().map(|(id, _)| id.as_str()));
+        let catalog = self.catalog.read();
         let mut states: Vec<(String, UserState)> = Vec::with_capacity(vectors.len());
         let now = crate::wall_clock_ms();
         for (id, v) in vectors {
             let mut state = locked.get(&id).cloned().unwrap_or_default();
+            // The record carries the state whole, and a logged state is a solved one (its
+            // encoding has no room for the mark): solved as the events left it, then given
+            // its long-term vector, as when each event was solved at once.
+            refold_if_due(&mut state, &catalog, &self.settings.session);
             state.set_long_term(v);
             state.active_ms = now;
             states.push((id, state));
