@@ -305,9 +305,31 @@ impl FoldModel {
         start: Option<&[f32]>,
         interactions: impl IntoIterator<Item = (&'v [f32], f32, f32)>,
     ) -> Option<Vec<f32>> {
+        self.fold_batches(prior, start, 1, interactions)
+    }
+
+    /// [`FoldModel::fold`] for a `start` that solved the system of `batches` batches of
+    /// events ago (at least 1), as a store that solves at the user's next read has it: CG
+    /// takes `cg_steps` per batch, as many as solving after each batch would have taken
+    /// in all, up to `k` (where CG in exact arithmetic has converged) or `cg_steps` if
+    /// more. So a burst of events read once lands as close to the exact solve as solving
+    /// after each of its batches did, from a start further back.
+    pub fn fold_batches<'v>(
+        &self,
+        prior: Option<&[f32]>,
+        start: Option<&[f32]>,
+        batches: u32,
+        interactions: impl IntoIterator<Item = (&'v [f32], f32, f32)>,
+    ) -> Option<Vec<f32>> {
         match self.solver {
             FoldSolver::Cholesky => self.solve_from(prior, interactions),
-            FoldSolver::Cg => self.solve_cg(prior, start, self.cg_steps, interactions),
+            FoldSolver::Cg => {
+                let per_batch = self.cg_steps;
+                let steps = per_batch
+                    .saturating_mul(batches.max(1) as usize)
+                    .min(self.k.max(per_batch));
+                self.solve_cg(prior, start, steps, interactions)
+            }
         }
     }
 

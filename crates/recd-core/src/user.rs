@@ -260,12 +260,13 @@ pub struct FoldState {
     /// stored, not compared.
     #[serde(skip)]
     pub hints: LookupHints,
-    /// Events changed `weights` since `vector` was solved: a refold is due before anything
-    /// reads the vector ([`UserState::mark_refold_due`]). Not serialized with the state
-    /// (whose layout older versions read): the embedded store's rows carry it after the
-    /// state, and a state logged whole is solved first.
+    /// How many batches of events changed `weights` since `vector` was solved (0: none):
+    /// a refold is due before anything reads the vector ([`UserState::mark_refold_due`]),
+    /// and its CG steps are per batch ([`FoldModel::fold_batches`]). Not serialized with
+    /// the state (whose layout older versions read): the embedded store's rows carry it
+    /// after the state, and a state logged whole is solved first.
     #[serde(skip)]
-    pub due: bool,
+    pub due: u32,
 }
 
 /// One `u32` per item of [`UserState::recent`], in its order, that the caller of
@@ -556,25 +557,30 @@ impl UserState {
             if exact {
                 m.solve_from(prior, interactions)
             } else {
-                m.fold(prior, self.fold.vector.as_deref(), interactions)
+                m.fold_batches(
+                    prior,
+                    self.fold.vector.as_deref(),
+                    self.fold.due,
+                    interactions,
+                )
             }
         });
         self.fold.vector = folded;
-        self.fold.due = false;
+        self.fold.due = 0;
     }
 
     /// Marks the fold-in vector as behind the interactions, for a store that applies
     /// events without solving and solves at the user's next read ([`FoldState::due`]):
     /// a user's events between two reads then cost one solve instead of one per batch.
-    /// The solve starts from the vector as it is (the last one solved), so reads and
-    /// events interleaved as before give the same vectors as solving after every batch.
+    /// The solve starts from the vector as it is (the last one solved), so one batch
+    /// between reads gives the vector solving after it gave; more take CG steps for each.
     pub fn mark_refold_due(&mut self) {
-        self.fold.due = true;
+        self.fold.due = self.fold.due.saturating_add(1);
     }
 
     /// Whether events changed the fold-in's interactions since its vector was solved.
     pub fn refold_due(&self) -> bool {
-        self.fold.due
+        self.fold.due > 0
     }
 
     /// Sets the long-term vector (training write-back): every weight kept so far is now

@@ -111,7 +111,7 @@ pub fn refold_if_due(state: &mut UserState, catalog: &Catalog, session: &Session
     }
     if session.update != UpdateRule::FoldIn {
         // Only that rule leaves a refold due; nothing is left to solve under another.
-        state.fold.due = false;
+        state.fold.due = 0;
         return false;
     }
     let model = catalog.fold_model(&session.fold_in);
@@ -344,8 +344,9 @@ mod tests {
     /// A batch leaves its user's refold due instead of solving it, and solving it later
     /// (before the next batch) gives the vector the write path solved right after the
     /// batch, bit for bit, from the first events and from a solved vector alike; it is
-    /// solved once. Seen failing with the exact solve in place of CG from the last vector
-    /// (batch 1: the last bit of a component).
+    /// solved once; a burst read once takes CG steps for each of its batches. Seen failing
+    /// with the exact solve in place of CG from the last vector (batch 1: the last bit of
+    /// a component), and with one batch's steps for the burst.
     #[test]
     fn a_batch_leaves_its_refold_due_and_solving_it_later_is_solving_it_then() {
         let catalog = catalog_of_nine();
@@ -377,6 +378,36 @@ mod tests {
             assert_eq!(lazy.fold.vector, eager.fold.vector, "batch {b}");
             assert_eq!(lazy, eager, "batch {b}");
             assert!(!refold_if_due(&mut lazy, &catalog, &session), "solved once");
+        }
+
+        // A burst: two batches read once take a CG step per batch (one each here, so two:
+        // k, where CG has converged to the exact solve).
+        let one_step = SessionParams {
+            update: UpdateRule::FoldIn,
+            fold_in: recd_core::FoldInParams {
+                cg_steps: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut burst = lazy.clone();
+        for (b, items) in [&[5u32, 6][..], &[8]].into_iter().enumerate() {
+            let events = clicks("u", items, 1_000 + 100 * b as i64);
+            let slots = item_slots(&events, &catalog);
+            let mut batch = HashMap::from([("u", burst)]);
+            apply_batch(&mut batch, &events, &slots, &catalog, &one_step, 2);
+            burst = batch.remove("u").unwrap_or_default();
+        }
+        assert_eq!(burst.fold.due, 2);
+        let mut exact = burst.clone();
+        exact.refold_exact(model.as_deref(), |id| catalog.vector_of(id));
+        assert!(refold_if_due(&mut burst, &catalog, &one_step));
+        let (got, want) = (burst.fold.vector.unwrap(), exact.fold.vector.unwrap());
+        for (x, y) in got.iter().zip(&want) {
+            assert!(
+                (x - y).abs() < 1e-4 * y.abs().max(1.0),
+                "{got:?} vs {want:?}"
+            );
         }
 
         // Under another rule nothing is left due, and a refold found due is dropped

@@ -27,8 +27,8 @@
 //! Layouts: 1 before negative events and exact exclusions; 2 before the fold-in
 //! (`UserState::fold`: recent items' weights and the folded-in vector); 3 the state
 //! alone; 4 (now) the state after the sequence number of the last record it includes, and
-//! since the fold-in is solved at reads, a [`REFOLD_DUE`] byte after the state when its
-//! solve is due (which 4's older readers ignore).
+//! since the fold-in is solved at reads, a byte after the state when its solve is due
+//! ([`refold_due_byte`], which 4's older readers ignore).
 //!
 //! # Events are logged as events
 //! An events record carries the events and the wall clock of their application (each
@@ -148,14 +148,18 @@ impl UserStateV1 {
     }
 }
 
-/// The byte after a user row's state when the state's fold-in refold is due
-/// ([`UserState::refold_due`]: events changed it since its vector was solved, and nothing
-/// read it since). The embedded store solves at the user's next read; a checkpoint stores
-/// the state as it is, so that the read after a restart solves from the vector memory
-/// would have solved from. postcard reads a value and ignores the bytes after it, so a
-/// version that does not know the mark reads the row as it did (and serves the vector of
-/// the last solve until the user's next event).
-const REFOLD_DUE: u8 = 1;
+/// After a user row's state, when the state's fold-in refold is due
+/// ([`UserState::refold_due`]: events changed it since its vector was solved and nothing read
+/// it since), one byte: how many batches of events it is due for (1 to 255, saturating).
+/// The embedded store solves at the user's next read; a checkpoint stores the state as it
+/// is, so that the read after a restart solves as memory would have. postcard reads a
+/// value and ignores the bytes after it, so a version that does not know the byte reads
+/// the row as it did (and serves the vector of the last solve until the user's next event).
+fn refold_due_byte(state: &UserState) -> Option<u8> {
+    state
+        .refold_due()
+        .then(|| u8::try_from(state.fold.due).unwrap_or(u8::MAX))
+}
 
 /// A user row of redb in the current layout: `state` as of the record `seq`.
 pub fn encode_user(state: &UserState, seq: u64) -> StoreResult<Vec<u8>> {
@@ -164,9 +168,7 @@ pub fn encode_user(state: &UserState, seq: u64) -> StoreResult<Vec<u8>> {
     row.extend_from_slice(&seq.to_le_bytes());
     let mut row = postcard::to_extend(state, row)
         .map_err(|e| StoreError::Internal(format!("cannot encode a user: {e}")))?;
-    if state.refold_due() {
-        row.push(REFOLD_DUE);
-    }
+    row.extend(refold_due_byte(state));
     Ok(row)
 }
 
@@ -180,9 +182,7 @@ pub fn decode_user(bytes: &[u8], now_ms: i64) -> Result<(UserState, u64), postca
                 .split_first_chunk::<8>()
                 .ok_or(postcard::Error::DeserializeUnexpectedEnd)?;
             let (mut state, after): (UserState, _) = postcard::take_from_bytes(state)?;
-            if after.first() == Some(&REFOLD_DUE) {
-                state.mark_refold_due();
-            }
+            state.fold.due = after.first().map_or(0, |&batches| u32::from(batches));
             Ok((state, u64::from_le_bytes(*seq)))
         }
         Some((&USER_V3, rest)) => Ok((postcard::from_bytes(rest)?, 0)),
@@ -679,7 +679,8 @@ mod upgrade_tests {
         );
     }
 
-    /// A state whose fold-in refold is due comes back due; a solved one does not. The mark
+    /// A state whose fold-in refold is due comes back due, for as many batches (up to
+    /// 255); a solved one does not. The mark
     /// follows the state, so the row's state reads as it did for a reader that does not
     /// know the mark (this layout's readers before it: `postcard::from_bytes` after the
     /// sequence number). Seen failing with the mark not read back.
@@ -692,12 +693,16 @@ mod upgrade_tests {
         let solved = encode_user(&state, 9).unwrap();
         assert!(!decode_user(&solved, 0).unwrap().0.refold_due());
         state.mark_refold_due();
+        state.mark_refold_due();
         let due = encode_user(&state, 9).unwrap();
         assert_eq!(due.len(), solved.len() + 1);
         let (back, seq) = decode_user(&due, 0).unwrap();
         assert_eq!(seq, 9);
-        assert!(back.refold_due());
+        assert_eq!(back.fold.due, 2, "two batches");
         assert_eq!(back, state);
+        state.fold.due = 1000;
+        let (back, _) = decode_user(&encode_user(&state, 9).unwrap(), 0).unwrap();
+        assert_eq!(back.fold.due, 255, "saturated");
         let older: UserState = postcard::from_bytes(&due[9..]).unwrap();
         assert!(!older.refold_due());
         assert_eq!(older.fold.vector, state.fold.vector);
@@ -713,7 +718,7 @@ mod upgrade_tests {
                 fresh: vec![2.0, 1.0],
                 vector: Some(vec![0.5, 0.25]),
                 hints: Default::default(),
-                due: false,
+                due: 0,
             },
             active_ms: 11,
             ..Default::default()

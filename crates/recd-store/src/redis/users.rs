@@ -167,7 +167,7 @@ fn decode_state(
         fresh: vector("recent_fresh")?.unwrap_or_default(),
         vector: vector("fold_vector")?.filter(|v| !v.is_empty()),
         hints: Default::default(),
-        due: false,
+        due: 0,
     };
     let state = UserState {
         fold,
@@ -777,7 +777,7 @@ pub(crate) async fn rebuild_session(
                 fresh: field(1).unwrap_or_default(),
                 vector: None,
                 hints: Default::default(),
-                due: false,
+                due: 0,
             },
             long_term: field(2),
             recent: recent.iter().map(CompactString::from).collect(),
