@@ -156,7 +156,7 @@ pub const CATALOGUE: &[MetricDef] = &[
     def(
         "recd_event_visible_duration_seconds",
         Histogram,
-        "Time from a validated batch of events reaching the engine until every later recommendation reflects it: the store applied it to its users' state and their cached lists were invalidated. The embedded store makes events visible before its log acknowledges them (the answer still waits for the log); Redis, once written. Measured per batch, before the answer is sent.",
+        "Time from a validated batch of events reaching the engine until every later recommendation reflects it: the store applied it to its users' state and their cached lists were invalidated. The embedded store leaves the fold-in's solve to the user's next read (inside that read's time); it makes events visible before its log acknowledges them (the answer still waits for the log); Redis, once written. Measured per batch, before the answer is sent.",
     ),
     def(
         "recd_list_category_entropy",

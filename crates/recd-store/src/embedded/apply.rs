@@ -78,8 +78,8 @@ pub fn item_slots(events: &[Event], catalog: &Catalog) -> Vec<Option<u32>> {
 /// The solve was most of an event's CPU at steady state (~27 % of the request workers',
 /// perf, 200 recent items at k = 64), and it ran under the user's shard lock. Solved at
 /// the next read instead, a user's events between two reads cost one solve, and an event
-/// none: at saturation with events alone, 1.67-1.72x the events and a p99 of 3.9-4.2 ms
-/// against 5.4 ms (BENCHMARKS.md, session 37).
+/// none: at saturation with events alone, 1.17-1.80x the events, the p50 0.54-0.83x and the
+/// p99 lower in 5 of 6 pairs (BENCHMARKS.md, session 37).
 pub fn apply_batch(
     states: &mut HashMap<&str, UserState>,
     events: &[Event],
