@@ -60,7 +60,7 @@ recommends() { # recommends SECONDS PORT
 
 # recommend_runs ROUND PORT: recommend alone and beside $RECOMMEND events/s, one line each.
 recommend_runs() {
-    local order="alone beside" r side
+    local order="alone beside" r side line
     [ $(($1 % 2)) = 0 ] && order="beside alone"
     for r in $order; do
         if [ "$r" = alone ]; then
