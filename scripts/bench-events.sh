@@ -110,26 +110,6 @@ if [ "$REDIS" = 1 ]; then
 fi
 echo "servers up: $SERVERS ($(date -u +%H:%M:%S) UTC)"
 
-# p99 of recd_event_visible_duration_seconds from a /metrics text: the upper bound of the
-# bucket that holds the 99th percentile, in ms (">2500" past the last bucket).
-visible_p99() {
-    python3 -c '
-import sys
-b = []
-for l in open(sys.argv[1]):
-    if l.startswith("recd_event_visible_duration_seconds_bucket"):
-        le = l.split("le=\"")[1].split("\"")[0]
-        b.append((float("inf") if le == "+Inf" else float(le), float(l.split()[-1])))
-b.sort()
-if not b or b[-1][1] == 0:
-    print("n/a"); sys.exit()
-total = b[-1][1]
-for le, n in b:
-    if n >= 0.99 * total:
-        print(">2500" if le == float("inf") else "<=%g" % (le * 1000)); break
-' "$1"
-}
-
 # bench LABEL PORT SCENARIO [EXTRA...]: one measured run; appends "LABEL rps p50 p99 errors
 # requests cpu_s" to $W/results, cpu_s being the CPU seconds the server (SERVER_PID, if set) used
 # during the run.

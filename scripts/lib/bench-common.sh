@@ -66,3 +66,31 @@ implicit_venv() {
         "$VENV/bin/pip" install -q "implicit==${IMPLICIT_VERSION:-0.7.2}" numpy "scipy<1.14" threadpoolctl
     fi
 }
+
+# visible_p99 METRICS [BEFORE]: the p99 of recd_event_visible_duration_seconds in the /metrics
+# text in file METRICS (less what file BEFORE, an earlier scrape, had counted: the window
+# between them), as the upper bound of the bucket that holds it, in ms (">2500" past the last
+# bucket, "n/a" with no events).
+visible_p99() {
+    python3 -c '
+import sys
+def buckets(path):
+    b = {}
+    for l in open(path):
+        if l.startswith("recd_event_visible_duration_seconds_bucket"):
+            le = l.split("le=\"")[1].split("\"")[0]
+            b[float("inf") if le == "+Inf" else float(le)] = float(l.split()[-1])
+    return b
+b = buckets(sys.argv[1])
+if len(sys.argv) > 2:
+    before = buckets(sys.argv[2])
+    b = {le: n - before.get(le, 0) for le, n in b.items()}
+b = sorted(b.items())
+if not b or b[-1][1] == 0:
+    print("n/a"); sys.exit()
+total = b[-1][1]
+for le, n in b:
+    if n >= 0.99 * total:
+        print(">2500" if le == float("inf") else "<=%g" % (le * 1000)); break
+' "$@"
+}
