@@ -7,7 +7,7 @@
 #
 #   RECD_BIN=target/release/recd scripts/bench-events-steady.sh \
 #       [--warm 60] [--duration 20] [--rounds 2] [--recommend [RATE]] [--paced RECS]
-#       [CONFIG...]
+#       [--burn CORES] [CONFIG...]
 #
 # A CONFIG is `label:VAR=value,VAR=value` (environment of the server, e.g. a config key as
 # RECD_EMBEDDED__CHECKPOINT_SECONDS=100000), or `label:` for the defaults; with none, the
@@ -28,12 +28,15 @@
 # offers recommend at RECS requests/s instead of as fast as it answers (pace.lua): below
 # saturation, where "unchanged beside the events" can hold (at saturation the events' own CPU
 # is taken from the reads).
+# --burn CORES (with --recommend) adds a third recommend run each round, beside a process that
+# burns CORES of one core in 100 us bursts and shares nothing else with recd: set to what the
+# events beside recommend cost (server and client), it tells their CPU from any other effect.
 # Needs wrk (apt-get install wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/bench-common.sh
 
-ITEMS=100000 USERS=10000 WARM=60 DURATION=20 ROUNDS=2 RECOMMEND=0 PACED=""
+ITEMS=100000 USERS=10000 WARM=60 DURATION=20 ROUNDS=2 RECOMMEND=0 PACED="" BURN=""
 CONFIGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -42,6 +45,7 @@ while [ $# -gt 0 ]; do
             shift
             case "${1:-}" in [0-9]*) RECOMMEND=$1; shift ;; esac ;;
         --paced) PACED=$2; shift 2 ;;
+        --burn) BURN=$2; shift 2 ;;
         --warm) WARM=$2; shift 2 ;;
         --duration) DURATION=$2; shift 2 ;;
         --rounds) ROUNDS=$2; shift 2 ;;
@@ -79,27 +83,54 @@ settle() {
     local last="" same=0 n i
     for ((i = 0; i < 36 && same < 3; i++)); do
         sleep 2.5
-        n=$(curl -sf "127.0.0.1:$1/metrics" | awk '/^recd_checkpoint_duration_seconds_count/ {print $2}')
+        n=$(curl -sf "127.0.0.1:$1/metrics" \
+            | awk '/^recd_checkpoint_duration_seconds_count/ {print $2}') || n=unknown
         if [ "$n" = "$last" ]; then same=$((same + 1)); else same=0; last=$n; fi
     done
 }
 
-# recommend_runs ROUND PORT: recommend alone and beside $RECOMMEND events/s, one line each.
+# python3 -c "$BURN_PY" FRACTION SECONDS: takes FRACTION of one core for SECONDS, in 100 us
+# bursts, and shares nothing else with recd (the control for what the events' CPU alone costs
+# recommend).
+BURN_PY='
+import sys, time
+frac, secs = float(sys.argv[1]), float(sys.argv[2])
+end, burst = time.perf_counter() + secs, 100e-6
+while time.perf_counter() < end:
+    t = time.perf_counter()
+    while time.perf_counter() - t < burst:
+        pass
+    time.sleep(burst * (1 - frac) / frac)
+'
+
+# recommend_runs ROUND PORT: recommend alone and beside $RECOMMEND events/s (and, with
+# --burn, beside a CPU load of $BURN core), one line each.
 recommend_runs() {
-    local order="alone beside" r side line
+    local order="alone beside" r side line cpu0
     [ $(($1 % 2)) = 0 ] && order="beside alone"
+    [ -z "$BURN" ] || order="$order burn"
     for r in $order; do
-        if [ "$r" = alone ]; then
-            echo "  recommend alone: $(recommends "$DURATION" "$2")"
-        else
+        case "$r" in
+        alone)
+            echo "  recommend alone: $(recommends "$DURATION" "$2")" ;;
+        beside)
             RATE=$RECOMMEND CONNECTIONS=64 USERS=$USERS ITEMS=$ITEMS wrk -t1 -c64 \
                 -d"$((DURATION + 2))"s -s scripts/wrk/events.lua "http://127.0.0.1:$2" \
                 | grep '^WRK' > "$W/side" &
             side=$!
             line=$(recommends "$DURATION" "$2")
             wait $side
-            echo "  recommend beside $RECOMMEND events/s: $line | events: $(cat "$W/side")"
-        fi
+            echo "  recommend beside $RECOMMEND events/s: $line | events: $(cat "$W/side")" ;;
+        burn)
+            python3 -c "$BURN_PY" "$BURN" "$((DURATION + 2))" &
+            side=$!
+            cpu0=$(awk '{print $14 + $15}' "/proc/$side/stat")
+            line=$(recommends "$DURATION" "$2")
+            cpu0=$(awk -v c="$cpu0" -v hz="$(getconf CLK_TCK)" -v d="$DURATION" \
+                '{printf "%.2f", ($14 + $15 - c) / hz / d}' "/proc/$side/stat")
+            wait $side
+            echo "  recommend beside a CPU load of $BURN core: $line | the load took $cpu0 core" ;;
+        esac
     done
 }
 
