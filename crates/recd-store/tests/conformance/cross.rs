@@ -371,6 +371,89 @@ async fn same_events_same_user_state() {
     }
 }
 
+/// A write of item vectors reaches the next fold-in of a user whose recent items it changed,
+/// on both backends: the Redis backend keeps the vectors its refolds read in process, for
+/// the vector generation they were read under only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vector_write_reaches_the_next_fold_in() {
+    let stores = both("foldvec").await;
+    let before: Vec<Vec<f32>> = (0..6)
+        .map(|i| {
+            vec![
+                1.0 + i as f32,
+                (i % 3) as f32 - 1.0,
+                (i * 7 % 5) as f32,
+                0.5,
+            ]
+        })
+        .collect();
+    // it0 and it1 trade vectors: the catalog's Gram matrix (a sum over every item) stays
+    // the same, so only the two vectors themselves can change the next refold.
+    let mut after = before.clone();
+    after.swap(0, 1);
+    let upserts = |vectors: &[Vec<f32>]| -> Vec<ItemUpsert> {
+        vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| ItemUpsert {
+                item: Item {
+                    id: format!("it{i}"),
+                    vector: Some(v.clone()),
+                    fields: BTreeMap::new(),
+                },
+                keep_vector: false,
+            })
+            .collect()
+    };
+    let t = 1_700_000_000_000;
+    let first = [
+        event("u", "it0", EventType::Purchase, None, t),
+        event("u", "it1", EventType::View, None, t + 1),
+        event("u", "it2", EventType::Click, None, t + 2),
+    ];
+    // A batch of its own: its refold reads it0..it2 from Redis (the first batch's own items
+    // came with the user's state) and keeps them.
+    let middle = [event("u", "it4", EventType::View, None, t + 3)];
+    let second = [event("u", "it3", EventType::View, None, t + 4)];
+    let session = settings().session;
+    let mut gram = recd_core::Gram::new(4);
+    after.iter().for_each(|v| gram.add(v));
+    let model = recd_core::FoldModel::new(&gram, &session.fold_in);
+    let vector = |id: &str| {
+        let i: usize = id.strip_prefix("it")?.parse().ok()?;
+        after.get(i).map(Vec::as_slice)
+    };
+    let mut reference = UserState::default();
+    for e in first.iter().chain(&middle).chain(&second) {
+        reference.apply(e, vector(&e.item_id), &session);
+    }
+    reference.refold_exact(model.as_ref(), vector);
+    let want = reference.fold.vector.expect("folded in");
+    for store in &stores {
+        store.upsert_items(upserts(&before)).await.unwrap();
+        store.apply_events(&first).await.unwrap();
+        store.apply_events(&middle).await.unwrap();
+        // Read once: a refold over it0's and it1's first vectors.
+        let folded = store.get_user("u").await.unwrap().unwrap().fold.vector;
+        store.upsert_items(upserts(&after)).await.unwrap();
+        store.apply_events(&second).await.unwrap();
+        let state = store.get_user("u").await.unwrap().unwrap();
+        let got = state.fold.vector.expect("folded in");
+        assert_ne!(
+            folded.as_ref(),
+            Some(&got),
+            "the second batch changed the vector"
+        );
+        // The test's catalog is 4-d and a batch takes 4 CG steps: the exact solve.
+        for (x, y) in got.iter().zip(&want) {
+            assert!(
+                (x - y).abs() < 1e-4 * y.abs().max(1.0),
+                "{got:?} vs {want:?} (the vectors after the write)"
+            );
+        }
+    }
+}
+
 /// Scores mean the same on both backends for every metric: cosine similarity, inner
 /// product, negated squared L2 distance (RediSearch returns distances; the store converts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
