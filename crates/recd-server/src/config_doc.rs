@@ -158,10 +158,6 @@ pub const DOCS: &[(&str, &str)] = &[
         "How long the popular list of one filter is reused while the server follows the invalidation channel (0: read on every request). Popularity moved by events shows after at most this long; item writes drop the lists at once.",
     ),
     (
-        "redis.fold_vector_cache_bytes",
-        "Bytes of item vectors the fold-in keeps in process between events (0: read from Redis at every event). A refold reads the vectors of all of the user's recent items; any write of item vectors by any server drops them (they are kept per `{prefix}vectors:gen`).",
-    ),
-    (
         "redis.query_timeout_ms",
         "Server-side time limit of one query (`TIMEOUT`).",
     ),

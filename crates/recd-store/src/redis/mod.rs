@@ -52,7 +52,6 @@ mod docs;
 mod durable;
 mod error;
 mod fanout;
-mod fold_vectors;
 mod gram;
 mod keys;
 mod local;
@@ -149,12 +148,6 @@ pub struct RedisConfig {
     /// other servers' item writes (0: read on every request): popularity moved by events
     /// shows after at most this long; item writes drop the lists at once.
     pub popular_refresh_ms: u64,
-    /// Bytes of item vectors the fold-in keeps in process between events (0: read from
-    /// Redis at every event). A refold reads the vectors of all the user's recent items
-    /// (200 at steady state), which is most of an event's cost without them; they are kept
-    /// per vector generation (`{prefix}vectors:gen`), so any write of item vectors by any
-    /// server drops them (see `fold_vectors`).
-    pub fold_vector_cache_bytes: u64,
     /// Server-side time limit of one query (`TIMEOUT`); 0 = none. A query that runs out of
     /// time fails (or, if the server's `ON_TIMEOUT` is `return`, answers partially), so
     /// keep it 0 unless the server is set to `ON_TIMEOUT FAIL`.
@@ -200,7 +193,6 @@ impl Default for RedisConfig {
             item_cache: 100_000,
             item_cache_ttl_ms: 60_000,
             popular_refresh_ms: 1000,
-            fold_vector_cache_bytes: 64 << 20,
             query_timeout_ms: 0,
             connect_timeout_ms: 250,
             response_timeout_ms: 1000,
@@ -260,8 +252,6 @@ struct Inner {
     sweep_shard: std::sync::atomic::AtomicUsize,
     /// The fold-in's `YᵀY` of the item vectors.
     grams: Arc<gram::GramCache>,
-    /// The item vectors the fold-in read, per vector generation.
-    fold_vectors: fold_vectors::FoldVectors,
     /// Per shard, the alias its queries name: on a cluster the one of the master last
     /// found serving it (`reshard`), updated when a query finds it gone.
     aliases: std::sync::RwLock<Vec<String>>,
@@ -281,7 +271,6 @@ impl Inner {
     ) -> Self {
         let cluster = !shards.tags().is_empty();
         let aliases = std::sync::RwLock::new(shards.all().iter().map(Keys::alias).collect());
-        let fold_vectors = fold_vectors::FoldVectors::new(config.fold_vector_cache_bytes);
         Inner {
             docs: docs::DocCache::new(config.item_cache),
             local: local::LocalCache::new(
@@ -304,7 +293,6 @@ impl Inner {
             sweep_cursor: Default::default(),
             sweep_shard: Default::default(),
             grams: Default::default(),
-            fold_vectors,
             aliases,
             seed: String::new(),
         }

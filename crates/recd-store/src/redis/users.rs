@@ -548,29 +548,17 @@ async fn refold(
         .await?;
     let model = FoldModel::new(&gram, &inner.settings.session.fold_in);
     if model.is_some() {
-        let kept = &inner.fold_vectors;
-        let wanted: Vec<&str> = state
+        let missing: Vec<&str> = state
             .recent
             .iter()
             .zip(state.fold.weights.iter().zip(&state.fold.fresh))
             .filter(|(id, (w, f))| (**w != 0.0 || **w != **f) && !vectors.contains_key(id.as_str()))
             .map(|(id, _)| id.as_str())
             .collect();
-        let mut missing: Vec<&str> = Vec::new();
-        for id in wanted {
-            match kept.get(generation, id) {
-                Some(Some(v)) => {
-                    vectors.insert(id.to_string(), v.to_vec());
-                }
-                Some(None) => {}
-                None => missing.push(id),
-            }
-        }
         for (id, v) in missing
             .iter()
             .zip(item_vectors(conn, &inner.shards, &missing).await?)
         {
-            kept.put(generation, id, v.as_deref());
             if let Some(v) = v {
                 vectors.insert((*id).to_string(), v);
             }

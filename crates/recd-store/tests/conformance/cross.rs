@@ -372,8 +372,7 @@ async fn same_events_same_user_state() {
 }
 
 /// A write of item vectors reaches the next fold-in of a user whose recent items it changed,
-/// on both backends: the Redis backend keeps the vectors its refolds read in process, for
-/// the vector generation they were read under only.
+/// on both backends (the guard for any copy of item vectors kept between refolds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vector_write_reaches_the_next_fold_in() {
     let stores = both("foldvec").await;
@@ -411,8 +410,8 @@ async fn a_vector_write_reaches_the_next_fold_in() {
         event("u", "it1", EventType::View, None, t + 1),
         event("u", "it2", EventType::Click, None, t + 2),
     ];
-    // A batch of its own: its refold reads it0..it2 from Redis (the first batch's own items
-    // came with the user's state) and keeps them.
+    // A batch of its own: on Redis its refold reads it0..it2 by themselves (the first
+    // batch's own items came with the user's state).
     let middle = [event("u", "it4", EventType::View, None, t + 3)];
     let second = [event("u", "it3", EventType::View, None, t + 4)];
     let session = settings().session;
